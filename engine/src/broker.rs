@@ -1,0 +1,356 @@
+//! The broker: shards, topics, listeners and the operations handlers share.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use uuid::Uuid;
+
+use crate::config::{BrokerConfig, InvalidConfig, TopicConfig};
+use crate::durability::IoBackend;
+use crate::fetch_session::FetchSessions;
+use crate::metrics::Metrics;
+use crate::partition::Cmd;
+use crate::shard::Shards;
+use crate::topics::{MetaError, Topic, TopicRecord, TopicTable};
+
+#[derive(Debug, thiserror::Error)]
+pub enum BrokerError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("invalid topic name: {0}")]
+    InvalidTopicName(String),
+    #[error("invalid partition count {0}: must be between 1 and 100000")]
+    InvalidPartitions(i32),
+    #[error("topic '{topic}' has {current} partitions; the new count {requested} must be larger")]
+    PartitionsNotIncreased {
+        topic: String,
+        current: usize,
+        requested: i32,
+    },
+    #[error("replication factor {0} is not possible on a 1-broker cluster")]
+    InvalidReplicationFactor(i16),
+    #[error(transparent)]
+    InvalidConfig(#[from] InvalidConfig),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("storage error: {0}")]
+    Storage(#[from] std::io::Error),
+}
+
+pub struct Broker {
+    pub config: BrokerConfig,
+    pub topics: TopicTable,
+    pub shards: Shards,
+    pub metrics: Arc<Metrics>,
+    pub fetch_sessions: FetchSessions,
+    pub kafka_addr: SocketAddr,
+    pub advertised: (String, u16),
+    ready: AtomicBool,
+}
+
+impl Broker {
+    /// Opens the data directory, starts the shards and every partition, and binds the Kafka
+    /// listener (one SO_REUSEPORT socket per shard, so the kernel spreads connections).
+    pub async fn start(
+        config: BrokerConfig,
+        io_backend: IoBackend,
+    ) -> Result<Arc<Broker>, StartError> {
+        std::fs::create_dir_all(&config.data_dir)
+            .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        let metrics = Arc::new(Metrics::new());
+        let shards = Shards::start(config.smp.max(1), io_backend, metrics.clone())
+            .map_err(StartError::Shards)?;
+        let (topics, records) = TopicTable::load(&config.data_dir, config.cluster_id.clone())?;
+        let listeners = crate::net::listener::bind(config.kafka_addr, shards.len())
+            .map_err(|e| StartError::Bind(config.kafka_addr, e))?;
+        let kafka_addr = listeners[0]
+            .local_addr()
+            .map_err(|e| StartError::Bind(config.kafka_addr, e))?;
+        let mut advertised = config.advertised_kafka_addr.clone();
+        if advertised.1 == 0 {
+            advertised.1 = kafka_addr.port();
+        }
+        let broker = Arc::new(Broker {
+            fetch_sessions: FetchSessions::new(config.fetch_session_slots),
+            config,
+            topics,
+            shards,
+            metrics,
+            kafka_addr,
+            advertised,
+            ready: AtomicBool::new(false),
+        });
+        broker.remove_orphan_topic_dirs();
+        for rec in records {
+            let topic = broker.open_topic(&rec).await?;
+            broker.topics.publish(topic);
+        }
+        broker.update_gauges();
+        for (shard, l) in listeners.into_iter().enumerate() {
+            let b = broker.clone();
+            broker.shards.run_on(shard, move |ctx| {
+                let id = ctx.id;
+                tokio::task::spawn_local(crate::net::listener::accept_loop(l, b, id));
+            });
+        }
+        broker.ready.store(true, Ordering::Release);
+        Ok(broker)
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.ready.load(Ordering::Acquire)
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    fn topic_dir(&self, topic: &str) -> PathBuf {
+        self.config.data_dir.join("kafka").join(topic)
+    }
+
+    /// A crash between forgetting a topic and removing its files leaves a directory no topic
+    /// owns; remove it so a new topic of the same name starts empty.
+    fn remove_orphan_topic_dirs(&self) {
+        let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("kafka")) else {
+            return;
+        };
+        for e in entries.flatten() {
+            let name = e.file_name().to_string_lossy().to_string();
+            if self.topics.record(&name).is_none() {
+                tracing::warn!(topic = %name, "removing files of a deleted topic");
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+    }
+
+    async fn open_topic(&self, rec: &TopicRecord) -> Result<Topic, BrokerError> {
+        let resolved = TopicTable::resolve(rec, &self.config.defaults);
+        let mut partitions = Vec::with_capacity(rec.partitions as usize);
+        for p in 0..rec.partitions {
+            let shard = self.shards.owner(&rec.name, p);
+            let dir = self.topic_dir(&rec.name).join(p.to_string());
+            partitions.push(
+                self.shards
+                    .open_partition(shard, dir, resolved.clone())
+                    .await?,
+            );
+        }
+        Ok(Topic {
+            name: rec.name.clone(),
+            id: rec.id,
+            config: rec.config.clone(),
+            resolved,
+            partitions,
+        })
+    }
+
+    /// Checks a CreateTopics entry without creating anything; returns the record to create.
+    pub fn plan_topic(
+        &self,
+        name: &str,
+        partitions: i32,
+        replication: i16,
+        configs: &[(String, String)],
+    ) -> Result<TopicRecord, BrokerError> {
+        crate::config::validate_topic_name(name).map_err(BrokerError::InvalidTopicName)?;
+        if self.topics.record(name).is_some() {
+            return Err(BrokerError::TopicExists(name.to_string()));
+        }
+        let partitions = if partitions == -1 {
+            self.config.defaults.default_partitions
+        } else {
+            partitions
+        };
+        if !(1..=100_000).contains(&partitions) {
+            return Err(BrokerError::InvalidPartitions(partitions));
+        }
+        let replication = if replication == -1 {
+            self.config.defaults.default_replication_factor
+        } else {
+            replication
+        };
+        if replication != 1 {
+            return Err(BrokerError::InvalidReplicationFactor(replication));
+        }
+        let config =
+            TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        Ok(TopicRecord {
+            name: name.to_string(),
+            id: Uuid::new_v4(),
+            partitions,
+            replication_factor: replication,
+            config,
+        })
+    }
+
+    /// Creates a topic: persists it, then opens its partitions.
+    pub async fn create_topic(&self, rec: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
+        let _guard = self.topics.change_lock.lock().await;
+        if self.topics.record(&rec.name).is_some() {
+            return Err(BrokerError::TopicExists(rec.name));
+        }
+        let topic = self.open_topic(&rec).await?;
+        let name = rec.name.clone();
+        self.topics.insert(rec, topic)?;
+        self.update_gauges();
+        tracing::info!(topic = %name, "created topic");
+        self.topics
+            .get(&name)
+            .ok_or(BrokerError::UnknownTopic(name))
+    }
+
+    /// Deletes a topic: forgets it durably, then stops its partitions and removes their files.
+    pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        let _guard = self.topics.change_lock.lock().await;
+        let topic = self
+            .topics
+            .remove(name)?
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        for p in &topic.partitions {
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            if p.tx
+                .send(Cmd::Stop {
+                    delete: true,
+                    reply: tx,
+                })
+                .is_ok()
+            {
+                let _ = rx.await;
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.topic_dir(name));
+        self.update_gauges();
+        tracing::info!(topic = %name, "deleted topic");
+        Ok(())
+    }
+
+    /// Adds partitions so that the topic has `count`.
+    pub async fn add_partitions(
+        &self,
+        name: &str,
+        count: i32,
+        validate_only: bool,
+    ) -> Result<(), BrokerError> {
+        let _guard = self.topics.change_lock.lock().await;
+        let mut rec = self
+            .topics
+            .record(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let current = self
+            .topics
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        if count as i64 <= current.partitions.len() as i64 {
+            return Err(BrokerError::PartitionsNotIncreased {
+                topic: name.to_string(),
+                current: current.partitions.len(),
+                requested: count,
+            });
+        }
+        if count > 100_000 {
+            return Err(BrokerError::InvalidPartitions(count));
+        }
+        if validate_only {
+            return Ok(());
+        }
+        let mut partitions = current.partitions.clone();
+        for p in current.partitions.len() as i32..count {
+            let shard = self.shards.owner(name, p);
+            let dir = self.topic_dir(name).join(p.to_string());
+            partitions.push(
+                self.shards
+                    .open_partition(shard, dir, current.resolved.clone())
+                    .await?,
+            );
+        }
+        rec.partitions = count;
+        let topic = Topic {
+            name: name.to_string(),
+            id: current.id,
+            config: current.config.clone(),
+            resolved: current.resolved.clone(),
+            partitions,
+        };
+        self.topics.insert(rec, topic)?;
+        self.update_gauges();
+        Ok(())
+    }
+
+    /// Replaces a topic's overrides (already validated) and tells its partitions.
+    pub async fn set_topic_config(
+        &self,
+        name: &str,
+        config: TopicConfig,
+    ) -> Result<(), BrokerError> {
+        let _guard = self.topics.change_lock.lock().await;
+        let mut rec = self
+            .topics
+            .record(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let current = self
+            .topics
+            .get(name)
+            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        rec.config = config.clone();
+        let resolved = config.resolve(&self.config.defaults);
+        for p in &current.partitions {
+            let _ = p.tx.send(Cmd::Reconfigure(Box::new(resolved.clone())));
+        }
+        let topic = Topic {
+            name: name.to_string(),
+            id: current.id,
+            config,
+            resolved,
+            partitions: current.partitions.clone(),
+        };
+        self.topics.insert(rec, topic)?;
+        Ok(())
+    }
+
+    fn update_gauges(&self) {
+        let all = self.topics.all();
+        self.metrics.topics.set(all.len() as i64);
+        self.metrics
+            .partitions
+            .set(all.iter().map(|t| t.partitions.len() as i64).sum());
+    }
+
+    /// Stops accepting work, flushes every partition and stops the shards.
+    pub async fn shutdown(&self) {
+        self.ready.store(false, Ordering::Release);
+        for t in self.topics.all() {
+            for p in &t.partitions {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                if p.tx
+                    .send(Cmd::Stop {
+                        delete: false,
+                        reply: tx,
+                    })
+                    .is_ok()
+                {
+                    let _ = rx.await;
+                }
+            }
+        }
+        self.shards.join();
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create data directory {0}: {1}")]
+    DataDir(PathBuf, std::io::Error),
+    #[error("cannot start shards: {0}")]
+    Shards(std::io::Error),
+    #[error("cannot listen for Kafka clients on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error(transparent)]
+    Meta(#[from] MetaError),
+    #[error("cannot open a partition: {0}")]
+    Partition(#[from] BrokerError),
+}

@@ -1,0 +1,294 @@
+//! Broker settings and per-topic configs with Kafka's names, validated in one table.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use crate::log::LogConfig;
+
+/// Everything the engine needs to run one broker. The binary fills it from flags,
+/// `ICESTREAM_*` variables and the config file.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    pub node_id: i32,
+    pub data_dir: PathBuf,
+    pub kafka_addr: SocketAddr,
+    /// `host:port` clients are told to connect to.
+    pub advertised_kafka_addr: (String, u16),
+    pub admin_addr: SocketAddr,
+    pub smp: usize,
+    pub cluster_id: Option<String>,
+    /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
+    pub max_request_bytes: usize,
+    /// How often retention runs over every partition.
+    pub retention_check_interval_ms: u64,
+    /// Incremental fetch sessions kept at once (Kafka's `max.incremental.fetch.session.cache.slots`).
+    pub fetch_session_slots: usize,
+    pub defaults: ClusterDefaults,
+}
+
+/// Cluster-wide defaults operators set; topic configs override the last group.
+#[derive(Debug, Clone)]
+pub struct ClusterDefaults {
+    pub auto_create_topics: bool,
+    pub default_partitions: i32,
+    pub default_replication_factor: i16,
+    /// Defaults for each topic config key, as strings in Kafka's format.
+    pub topic: BTreeMap<&'static str, String>,
+}
+
+impl Default for ClusterDefaults {
+    fn default() -> Self {
+        ClusterDefaults {
+            auto_create_topics: false,
+            default_partitions: 1,
+            default_replication_factor: 1,
+            topic: TOPIC_CONFIGS
+                .iter()
+                .map(|d| (d.name, d.default.to_string()))
+                .collect(),
+        }
+    }
+}
+
+impl BrokerConfig {
+    /// A config for tests and benches: loopback, ephemeral ports, one shard.
+    pub fn for_tests(data_dir: PathBuf) -> Self {
+        BrokerConfig {
+            node_id: 0,
+            data_dir,
+            kafka_addr: "127.0.0.1:0".parse().expect("static address"),
+            advertised_kafka_addr: ("127.0.0.1".into(), 0),
+            admin_addr: "127.0.0.1:0".parse().expect("static address"),
+            smp: 1,
+            cluster_id: None,
+            max_request_bytes: 100 << 20,
+            retention_check_interval_ms: 10_000,
+            fetch_session_slots: 1000,
+            defaults: ClusterDefaults::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A 64-bit integer of at least `min`.
+    Long(i64),
+    /// A 32-bit integer of at least `min`.
+    Int(i64),
+    Bool,
+    Choice(&'static [&'static str]),
+}
+
+/// One topic config key Icestream understands.
+#[derive(Debug)]
+pub struct ConfigDef {
+    pub name: &'static str,
+    /// The cluster-wide default's name, as Kafka brokers call it.
+    pub broker_name: &'static str,
+    pub kind: Kind,
+    pub default: &'static str,
+    pub doc: &'static str,
+}
+
+/// The topic configs Icestream honours. Anything else is refused with INVALID_CONFIG rather than
+/// stored and silently ignored.
+pub const TOPIC_CONFIGS: &[ConfigDef] = &[
+    ConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", kind: Kind::Choice(&["delete"]), default: "delete", doc: "delete old segments by retention (compaction comes with a later release)" },
+    ConfigDef { name: "retention.ms", broker_name: "log.retention.ms", kind: Kind::Long(-1), default: "604800000", doc: "age after which sealed segments are deleted; -1 keeps forever" },
+    ConfigDef { name: "retention.bytes", broker_name: "log.retention.bytes", kind: Kind::Long(-1), default: "-1", doc: "partition size above which the oldest sealed segments are deleted; -1 for no limit" },
+    ConfigDef { name: "segment.bytes", broker_name: "log.segment.bytes", kind: Kind::Int(1024), default: "134217728", doc: "segment size at which the log rolls" },
+    ConfigDef { name: "segment.ms", broker_name: "log.roll.ms", kind: Kind::Long(1), default: "604800000", doc: "segment age at which the log rolls" },
+    ConfigDef { name: "max.message.bytes", broker_name: "message.max.bytes", kind: Kind::Int(0), default: "1048576", doc: "largest record batch accepted, after compression" },
+    ConfigDef { name: "message.timestamp.type", broker_name: "log.message.timestamp.type", kind: Kind::Choice(&["CreateTime", "LogAppendTime"]), default: "CreateTime", doc: "whether records keep the producer's timestamp or get the broker's" },
+    ConfigDef { name: "index.interval.bytes", broker_name: "log.index.interval.bytes", kind: Kind::Int(0), default: "4096", doc: "bytes of log between two offset index entries" },
+    ConfigDef { name: "write.caching", broker_name: "write.caching", kind: Kind::Bool, default: "false", doc: "acknowledge acks=1/all produces once in memory and flush in the background within flush.ms / flush.bytes" },
+    ConfigDef { name: "flush.ms", broker_name: "log.flush.interval.ms", kind: Kind::Long(0), default: "100", doc: "with write.caching, longest time an acknowledged batch stays unflushed" },
+    ConfigDef { name: "flush.bytes", broker_name: "log.flush.interval.bytes", kind: Kind::Long(0), default: "262144", doc: "with write.caching, unflushed bytes that trigger a flush" },
+    ConfigDef { name: "min.insync.replicas", broker_name: "min.insync.replicas", kind: Kind::Int(1), default: "1", doc: "replicas that must hold an acks=all write" },
+    ConfigDef { name: "compression.type", broker_name: "compression.type", kind: Kind::Choice(&["producer"]), default: "producer", doc: "batches are stored as the producer compressed them" },
+];
+
+pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
+    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+}
+
+/// A config value that failed validation; the message names the key.
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+#[error("{0}")]
+pub struct InvalidConfig(pub String);
+
+/// Checks one `key=value` pair against the table.
+pub fn validate_entry(name: &str, value: &str) -> Result<(), InvalidConfig> {
+    let def = config_def(name).ok_or_else(|| {
+        InvalidConfig(format!(
+            "unknown topic config '{name}'; supported: {}",
+            supported_names()
+        ))
+    })?;
+    let bad = |why: String| {
+        InvalidConfig(format!(
+            "invalid value '{value}' for topic config '{name}': {why}"
+        ))
+    };
+    match def.kind {
+        Kind::Long(min) => {
+            let v: i64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected an integer".into()))?;
+            if v < min {
+                return Err(bad(format!("must be at least {min}")));
+            }
+        }
+        Kind::Int(min) => {
+            let v: i32 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected a 32-bit integer".into()))?;
+            if (v as i64) < min {
+                return Err(bad(format!("must be at least {min}")));
+            }
+        }
+        Kind::Bool => {
+            if !matches!(value.trim(), "true" | "false") {
+                return Err(bad("expected true or false".into()));
+            }
+        }
+        Kind::Choice(opts) => {
+            if !opts.contains(&value.trim()) {
+                return Err(bad(format!("supported values: {}", opts.join(", "))));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn supported_names() -> String {
+    TOPIC_CONFIGS
+        .iter()
+        .map(|d| d.name)
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A topic's explicit overrides; every other key takes the cluster default.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct TopicConfig {
+    pub overrides: BTreeMap<String, String>,
+}
+
+impl TopicConfig {
+    /// Builds a config from requested pairs, validating each.
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+    ) -> Result<Self, InvalidConfig> {
+        let mut overrides = BTreeMap::new();
+        for (k, v) in pairs {
+            validate_entry(k, v)?;
+            overrides.insert(k.to_string(), v.trim().to_string());
+        }
+        Ok(TopicConfig { overrides })
+    }
+
+    /// The effective value of `key` and whether it is an override.
+    pub fn get<'a>(&'a self, key: &str, defaults: &'a ClusterDefaults) -> (&'a str, bool) {
+        match self.overrides.get(key) {
+            Some(v) => (v, true),
+            None => (
+                defaults.topic.get(key).map(String::as_str).unwrap_or(""),
+                false,
+            ),
+        }
+    }
+
+    fn num(&self, key: &str, d: &ClusterDefaults) -> i64 {
+        self.get(key, d).0.parse().unwrap_or(0)
+    }
+
+    pub fn resolve(&self, d: &ClusterDefaults) -> ResolvedTopicConfig {
+        ResolvedTopicConfig {
+            log: LogConfig {
+                segment_bytes: self.num("segment.bytes", d).max(1024) as u64,
+                segment_ms: self.num("segment.ms", d).max(1),
+                retention_ms: self.num("retention.ms", d),
+                retention_bytes: self.num("retention.bytes", d),
+                index_interval_bytes: self.num("index.interval.bytes", d).max(0) as u64,
+                log_append_time: self.get("message.timestamp.type", d).0 == "LogAppendTime",
+            },
+            max_message_bytes: self.num("max.message.bytes", d).max(0) as usize,
+            write_caching: self.get("write.caching", d).0 == "true",
+            flush_ms: self.num("flush.ms", d).max(0) as u64,
+            flush_bytes: self.num("flush.bytes", d).max(0) as u64,
+        }
+    }
+}
+
+/// Typed view of a topic's effective config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ResolvedTopicConfig {
+    pub log: LogConfig,
+    pub max_message_bytes: usize,
+    pub write_caching: bool,
+    pub flush_ms: u64,
+    pub flush_bytes: u64,
+}
+
+/// Topic names Kafka accepts: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
+pub fn validate_topic_name(name: &str) -> Result<(), String> {
+    if name.is_empty() || name.len() > 249 {
+        return Err(format!(
+            "topic name must be 1 to 249 characters, got {}",
+            name.len()
+        ));
+    }
+    if name == "." || name == ".." {
+        return Err("topic name cannot be '.' or '..'".into());
+    }
+    if let Some(c) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-')))
+    {
+        return Err(format!(
+            "topic name '{name}' contains '{c}'; allowed: ASCII letters, digits, '.', '_' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn validation_names_the_key() {
+        assert!(validate_entry("retention.ms", "1000").is_ok());
+        let e = validate_entry("retention.ms", "soon").unwrap_err();
+        assert!(e.0.contains("retention.ms"), "{e}");
+        let e = validate_entry("no.such.key", "1").unwrap_err();
+        assert!(e.0.contains("no.such.key"), "{e}");
+        assert!(validate_entry("message.timestamp.type", "LogAppendTime").is_ok());
+        assert!(validate_entry("segment.bytes", "10").is_err());
+        assert!(validate_entry("write.caching", "maybe").is_err());
+    }
+
+    #[test]
+    fn resolve_uses_overrides_then_defaults() {
+        let d = ClusterDefaults::default();
+        let c = TopicConfig::from_pairs([("segment.bytes", "2048"), ("write.caching", "true")])
+            .unwrap();
+        let r = c.resolve(&d);
+        assert_eq!(r.log.segment_bytes, 2048);
+        assert!(r.write_caching);
+        assert_eq!(r.max_message_bytes, 1048576);
+        assert_eq!(c.get("retention.ms", &d), ("604800000", false));
+    }
+
+    #[test]
+    fn topic_names() {
+        assert!(validate_topic_name("orders.v1_x-2").is_ok());
+        assert!(validate_topic_name("bad/name").is_err());
+        assert!(validate_topic_name("..").is_err());
+        assert!(validate_topic_name(&"a".repeat(250)).is_err());
+    }
+}

@@ -1,0 +1,60 @@
+//! AlterConfigs (legacy, non-incremental): the request's set replaces a topic's overrides.
+
+use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{broker_error, sb, RESOURCE_TOPIC};
+use crate::broker::Broker;
+use crate::config::TopicConfig;
+
+pub async fn handle(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let base = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        if r.resource_type != RESOURCE_TOPIC {
+            responses.push(unsupported_resource(base, r.resource_type));
+            continue;
+        }
+        let name = r.resource_name.as_str().to_string();
+        let pairs: Vec<(String, String)> = r
+            .configs
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.name.as_str().to_string(),
+                    c.value.as_ref()?.as_str().to_string(),
+                ))
+            })
+            .collect();
+        let outcome =
+            match TopicConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
+                Err(e) => Err(crate::broker::BrokerError::InvalidConfig(e)),
+                Ok(cfg) if b.topics.record(&name).is_none() => {
+                    let _ = cfg;
+                    Err(crate::broker::BrokerError::UnknownTopic(name.clone()))
+                }
+                Ok(_) if req.validate_only => Ok(()),
+                Ok(cfg) => b.set_topic_config(&name, cfg).await,
+            };
+        responses.push(match outcome {
+            Ok(()) => base,
+            Err(e) => {
+                let (code, msg) = broker_error(&e);
+                base.with_error_code(code).with_error_message(Some(sb(msg)))
+            }
+        });
+    }
+    AlterConfigsResponse::default().with_responses(responses)
+}
+
+pub(crate) fn unsupported_resource(
+    base: AlterConfigsResourceResponse,
+    t: i8,
+) -> AlterConfigsResourceResponse {
+    base.with_error_code(ResponseError::InvalidRequest.code()).with_error_message(Some(sb(format!(
+        "config resource type {t} cannot be altered; broker settings are set at start-up (flags, ICESTREAM_* variables or the config file)"
+    ))))
+}

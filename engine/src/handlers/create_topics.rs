@@ -1,0 +1,77 @@
+//! CreateTopics, with configs, broker defaults for -1 counts, and `validate_only`.
+
+use kafka_protocol::messages::create_topics_response::{
+    CreatableTopicConfigs, CreatableTopicResult,
+};
+use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{broker_error, sb};
+use crate::broker::Broker;
+use crate::config::TOPIC_CONFIGS;
+
+pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+    let mut results = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let name = t.name.as_str().to_string();
+        let r = CreatableTopicResult::default()
+            .with_name(t.name.clone())
+            .with_num_partitions(-1)
+            .with_replication_factor(-1);
+        if !t.assignments.is_empty() {
+            results.push(
+                r.with_error_code(ResponseError::InvalidReplicaAssignment.code())
+                    .with_error_message(Some(sb("manual replica assignment is not supported; give a partition count instead"))),
+            );
+            continue;
+        }
+        let configs: Vec<(String, String)> = t
+            .configs
+            .iter()
+            .filter_map(|c| {
+                Some((
+                    c.name.as_str().to_string(),
+                    c.value.as_ref()?.as_str().to_string(),
+                ))
+            })
+            .collect();
+        let planned = b.plan_topic(&name, t.num_partitions, t.replication_factor, &configs);
+        let outcome = match planned {
+            Ok(rec) if req.validate_only => Ok(rec),
+            Ok(rec) => b.create_topic(rec.clone()).await.map(|_| rec),
+            Err(e) => Err(e),
+        };
+        results.push(match outcome {
+            Ok(rec) => {
+                let r = r
+                    .with_topic_id(if req.validate_only {
+                        Default::default()
+                    } else {
+                        rec.id
+                    })
+                    .with_num_partitions(rec.partitions)
+                    .with_replication_factor(rec.replication_factor);
+                if version >= 5 {
+                    let cfgs = TOPIC_CONFIGS
+                        .iter()
+                        .map(|d| {
+                            let (v, set) = rec.config.get(d.name, &b.config.defaults);
+                            CreatableTopicConfigs::default()
+                                .with_name(sb(d.name))
+                                .with_value(Some(sb(v)))
+                                .with_config_source(if set { 1 } else { 5 })
+                        })
+                        .collect();
+                    r.with_configs(Some(cfgs))
+                } else {
+                    r
+                }
+            }
+            Err(e) => {
+                let (code, msg) = broker_error(&e);
+                r.with_error_code(code).with_error_message(Some(sb(msg)))
+            }
+        });
+    }
+    CreateTopicsResponse::default().with_topics(results)
+}

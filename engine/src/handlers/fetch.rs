@@ -1,0 +1,284 @@
+//! Fetch: reads stored batches as they are, long-polls on partition watermarks until
+//! `min_bytes` or `max_wait_ms`, and serves incremental fetch sessions (KIP-227).
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::future::select_all;
+use indexmap::IndexMap;
+use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
+use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{partition_error, topic_name};
+use crate::broker::Broker;
+use crate::fetch_session::{PartKey, SessionError, SessionPartition};
+use crate::partition::{Cmd, PartitionHandle, Watermarks};
+
+/// Versions from 13 name topics by id.
+const TOPIC_IDS_FROM: i16 = 13;
+
+struct Wanted {
+    key: PartKey,
+    topic_id: Uuid,
+    offset: i64,
+    max_bytes: i32,
+    handle: Option<PartitionHandle>,
+    unknown_code: i16,
+    /// `(high watermark, log start)` last sent in this session.
+    last: (i64, i64),
+}
+
+pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
+    let by_id = version >= TOPIC_IDS_FROM;
+    let unknown_code = if by_id {
+        ResponseError::UnknownTopicId
+    } else {
+        ResponseError::UnknownTopicOrPartition
+    }
+    .code();
+    // The partitions named in this request.
+    let mut requested: IndexMap<PartKey, SessionPartition> = IndexMap::new();
+    for t in &req.topics {
+        let name = if by_id {
+            b.topics
+                .by_id(t.topic_id)
+                .map(|t| t.name.clone())
+                .unwrap_or_default()
+        } else {
+            t.topic.as_str().to_string()
+        };
+        for p in &t.partitions {
+            requested.insert(
+                (name.clone(), p.partition),
+                SessionPartition {
+                    topic_id: t.topic_id,
+                    fetch_offset: p.fetch_offset,
+                    max_bytes: p.partition_max_bytes,
+                    last_high: -1,
+                    last_start: -1,
+                },
+            );
+        }
+    }
+    let forgotten: Vec<PartKey> = req
+        .forgotten_topics_data
+        .iter()
+        .flat_map(|f| {
+            let name = if by_id {
+                b.topics
+                    .by_id(f.topic_id)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_default()
+            } else {
+                f.topic.as_str().to_string()
+            };
+            f.partitions.iter().map(move |&p| (name.clone(), p))
+        })
+        .collect();
+
+    // Resolve the session: what to fetch, and which session (if any) the answer belongs to.
+    let (session_id, incremental, fetch_set) = match (req.session_id, req.session_epoch) {
+        _ if version < 7 => (0, false, requested),
+        (0, -1) => (0, false, requested),
+        (id, -1) => {
+            b.fetch_sessions.remove(id);
+            (0, false, requested)
+        }
+        (id, 0) => {
+            if id != 0 {
+                b.fetch_sessions.remove(id);
+            }
+            let new_id = b.fetch_sessions.create(requested.clone()).unwrap_or(0);
+            (new_id, false, requested)
+        }
+        (id, epoch) => {
+            let res = b.fetch_sessions.update(id, epoch, |s| {
+                for k in &forgotten {
+                    s.parts.shift_remove(k);
+                }
+                for (k, p) in requested {
+                    let (high, start) = s
+                        .parts
+                        .get(&k)
+                        .map_or((-1, -1), |o| (o.last_high, o.last_start));
+                    s.parts.insert(
+                        k,
+                        SessionPartition {
+                            last_high: high,
+                            last_start: start,
+                            ..p
+                        },
+                    );
+                }
+                s.parts.clone()
+            });
+            match res {
+                Ok(parts) => (id, true, parts),
+                Err(e) => {
+                    let code = match e {
+                        SessionError::NotFound(_) => ResponseError::FetchSessionIdNotFound,
+                        SessionError::BadEpoch { .. } => ResponseError::InvalidFetchSessionEpoch,
+                    };
+                    return FetchResponse::default()
+                        .with_error_code(code.code())
+                        .with_session_id(0);
+                }
+            }
+        }
+    };
+
+    let wanted: Vec<Wanted> = fetch_set
+        .into_iter()
+        .map(|(key, sp)| {
+            let topic = b.topics.get(&key.0);
+            let handle = topic.as_ref().and_then(|t| t.partition(key.1)).cloned();
+            let topic_id = topic.as_ref().map_or(sp.topic_id, |t| t.id);
+            Wanted {
+                key,
+                topic_id,
+                offset: sp.fetch_offset,
+                max_bytes: sp.max_bytes,
+                handle,
+                unknown_code,
+                last: (sp.last_high, sp.last_start),
+            }
+        })
+        .collect();
+
+    let deadline = tokio::time::Instant::now()
+        + Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
+    let min_bytes = req.min_bytes.max(0) as usize;
+    let max_bytes = if req.max_bytes <= 0 {
+        usize::MAX
+    } else {
+        req.max_bytes as usize
+    };
+    let mut watchers: Vec<_> = wanted
+        .iter()
+        .filter_map(|w| w.handle.as_ref().map(|h| h.marks.clone()))
+        .collect();
+    for w in &mut watchers {
+        w.borrow_and_update();
+    }
+    let results = loop {
+        let results = read_all(&wanted, max_bytes).await;
+        let bytes: usize = results
+            .iter()
+            .map(|r| r.records.as_ref().map_or(0, Bytes::len))
+            .sum();
+        let any_error = results.iter().any(|r| r.error != 0);
+        if bytes >= min_bytes
+            || any_error
+            || watchers.is_empty()
+            || tokio::time::Instant::now() >= deadline
+        {
+            break results;
+        }
+        // Wait for any partition's watermarks to move, or the deadline.
+        let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
+        if tokio::time::timeout_at(deadline, changed).await.is_err() {
+            break read_all(&wanted, max_bytes).await;
+        }
+    };
+
+    let mut sent = Vec::new();
+    let mut topics: Vec<FetchableTopicResponse> = Vec::new();
+    for (w, r) in wanted.iter().zip(results) {
+        let has_news = r.error != 0
+            || r.records.as_ref().is_some_and(|b| !b.is_empty())
+            || (r.marks.high, r.marks.log_start) != w.last;
+        if incremental && !has_news {
+            continue;
+        }
+        sent.push((w.key.clone(), r.marks.high, r.marks.log_start));
+        let pd = PartitionData::default()
+            .with_partition_index(w.key.1)
+            .with_error_code(r.error)
+            .with_high_watermark(r.marks.high)
+            .with_last_stable_offset(r.marks.high)
+            .with_log_start_offset(r.marks.log_start)
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            .with_records(Some(r.records.unwrap_or_default()));
+        match topics.last_mut() {
+            Some(t) if t.topic.as_str() == w.key.0 && (!by_id || t.topic_id == w.topic_id) => {
+                t.partitions.push(pd)
+            }
+            _ => topics.push(
+                FetchableTopicResponse::default()
+                    .with_topic(topic_name(&w.key.0))
+                    .with_topic_id(w.topic_id)
+                    .with_partitions(vec![pd]),
+            ),
+        }
+    }
+    if session_id != 0 {
+        b.fetch_sessions.note_sent(session_id, &sent);
+    }
+    FetchResponse::default()
+        .with_session_id(session_id)
+        .with_responses(topics)
+}
+
+struct PartResult {
+    error: i16,
+    marks: Watermarks,
+    records: Option<Bytes>,
+}
+
+/// Reads every wanted partition concurrently, then keeps records in request order until the
+/// response's `max_bytes` is used (the first non-empty partition always counts, as KIP-74 says).
+async fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
+    let reads = wanted.iter().map(|w| async move {
+        let Some(h) = &w.handle else {
+            return PartResult {
+                error: w.unknown_code,
+                marks: unknown_marks(),
+                records: None,
+            };
+        };
+        let (offset, max) = (w.offset, w.max_bytes.max(0) as usize);
+        match h
+            .ask(|reply| Cmd::Read {
+                offset,
+                max_bytes: max,
+                reply,
+            })
+            .await
+        {
+            Ok(ok) => PartResult {
+                error: 0,
+                marks: ok.marks,
+                records: ok.records,
+            },
+            Err(e) => PartResult {
+                error: partition_error(&e),
+                marks: *h.marks.borrow(),
+                records: None,
+            },
+        }
+    });
+    let mut results = futures_util::future::join_all(reads).await;
+    let mut used = 0usize;
+    for r in &mut results {
+        let len = r.records.as_ref().map_or(0, Bytes::len);
+        if len == 0 {
+            continue;
+        }
+        if used > 0 && used + len > max_bytes {
+            r.records = None;
+        } else {
+            used += len;
+        }
+    }
+    results
+}
+
+fn unknown_marks() -> Watermarks {
+    Watermarks {
+        log_start: -1,
+        high: -1,
+        log_end: -1,
+    }
+}

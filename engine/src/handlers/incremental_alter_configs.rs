@@ -1,0 +1,72 @@
+//! IncrementalAlterConfigs: SET and DELETE individual topic config keys.
+
+use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
+use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
+use kafka_protocol::ResponseError;
+
+use super::{broker_error, sb, RESOURCE_TOPIC};
+use crate::broker::{Broker, BrokerError};
+use crate::config::{validate_entry, InvalidConfig, TopicConfig};
+
+const OP_SET: i8 = 0;
+const OP_DELETE: i8 = 1;
+
+pub async fn handle(
+    b: &Broker,
+    req: IncrementalAlterConfigsRequest,
+) -> IncrementalAlterConfigsResponse {
+    let mut responses = Vec::with_capacity(req.resources.len());
+    for r in req.resources {
+        let base = AlterConfigsResourceResponse::default()
+            .with_resource_type(r.resource_type)
+            .with_resource_name(r.resource_name.clone());
+        if r.resource_type != RESOURCE_TOPIC {
+            responses.push(
+                base.with_error_code(ResponseError::InvalidRequest.code())
+                    .with_error_message(Some(sb(format!("config resource type {} cannot be altered; broker settings are set at start-up", r.resource_type)))),
+            );
+            continue;
+        }
+        let name = r.resource_name.as_str().to_string();
+        let outcome = async {
+            let rec = b.topics.record(&name).ok_or_else(|| BrokerError::UnknownTopic(name.clone()))?;
+            let mut cfg: TopicConfig = rec.config.clone();
+            for c in &r.configs {
+                let key = c.name.as_str();
+                match c.config_operation {
+                    OP_SET => {
+                        let value = c.value.as_ref().map(|v| v.as_str()).unwrap_or("");
+                        validate_entry(key, value)?;
+                        cfg.overrides.insert(key.to_string(), value.trim().to_string());
+                    }
+                    OP_DELETE => {
+                        // Deleting an unknown key is an error too: it names no config.
+                        if crate::config::config_def(key).is_none() {
+                            return Err(InvalidConfig(format!("unknown topic config '{key}'")).into());
+                        }
+                        cfg.overrides.remove(key);
+                    }
+                    op => {
+                        return Err(InvalidConfig(format!(
+                            "operation {op} on '{key}' is not supported: APPEND and SUBTRACT apply to list configs, and none of Icestream's topic configs is a list"
+                        ))
+                        .into())
+                    }
+                }
+            }
+            if req.validate_only {
+                return Ok(());
+            }
+            b.set_topic_config(&name, cfg).await
+        }
+        .await;
+        responses.push(match outcome {
+            Ok(()) => base,
+            Err(e) => {
+                let (code, msg) = broker_error(&e);
+                base.with_error_code(code).with_error_message(Some(sb(msg)))
+            }
+        });
+    }
+    IncrementalAlterConfigsResponse::default().with_responses(responses)
+}

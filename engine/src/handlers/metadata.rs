@@ -1,0 +1,103 @@
+//! Metadata: brokers, controller and topics; creates missing topics when the cluster allows
+//! `auto.create.topics.enable` and the client asks for it.
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::metadata_response::{
+    MetadataResponseBroker, MetadataResponsePartition, MetadataResponseTopic,
+};
+use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
+use kafka_protocol::ResponseError;
+use uuid::Uuid;
+
+use super::{sb, topic_name};
+use crate::broker::{Broker, BrokerError};
+use crate::topics::Topic;
+
+pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+    let all = match &req.topics {
+        None => true,
+        Some(t) => t.is_empty() && version == 0,
+    };
+    let mut topics = Vec::new();
+    if all {
+        topics.extend(b.topics.all().iter().map(|t| describe(b, t)));
+    } else {
+        for rt in req.topics.unwrap_or_default() {
+            let found = match &rt.name {
+                Some(name) => b.topics.get(name.as_str()),
+                None => b.topics.by_id(rt.topic_id),
+            };
+            topics.push(match (found, rt.name) {
+                (Some(t), _) => describe(b, &t),
+                (None, Some(name)) => {
+                    missing(
+                        b,
+                        name.as_str(),
+                        req.allow_auto_topic_creation || version < 4,
+                    )
+                    .await
+                }
+                (None, None) => MetadataResponseTopic::default()
+                    .with_topic_id(rt.topic_id)
+                    .with_error_code(ResponseError::UnknownTopicId.code()),
+            });
+        }
+    }
+    let (host, port) = &b.advertised;
+    MetadataResponse::default()
+        .with_brokers(vec![MetadataResponseBroker::default()
+            .with_node_id(BrokerId(b.node_id()))
+            .with_host(sb(host.clone()))
+            .with_port(*port as i32)])
+        .with_cluster_id(Some(sb(b.topics.cluster_id.clone())))
+        .with_controller_id(BrokerId(b.node_id()))
+        .with_topics(topics)
+}
+
+fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
+    let me = BrokerId(b.node_id());
+    let partitions = (0..t.partitions.len() as i32)
+        .map(|p| {
+            MetadataResponsePartition::default()
+                .with_partition_index(p)
+                .with_leader_id(me)
+                .with_leader_epoch(0)
+                .with_replica_nodes(vec![me])
+                .with_isr_nodes(vec![me])
+        })
+        .collect();
+    MetadataResponseTopic::default()
+        .with_name(Some(topic_name(&t.name)))
+        .with_topic_id(t.id)
+        .with_partitions(partitions)
+        .with_topic_authorized_operations(i32::MIN)
+}
+
+async fn missing(b: &Broker, name: &str, client_allows: bool) -> MetadataResponseTopic {
+    let unknown = MetadataResponseTopic::default()
+        .with_name(Some(topic_name(name)))
+        .with_topic_id(Uuid::nil());
+    if !(b.config.defaults.auto_create_topics && client_allows) {
+        return unknown.with_error_code(ResponseError::UnknownTopicOrPartition.code());
+    }
+    let created = match b.plan_topic(name, -1, -1, &[]) {
+        Ok(rec) => b.create_topic(rec).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(t) => describe(b, &t),
+        // Lost a race with another creator: describe what exists.
+        Err(BrokerError::TopicExists(_)) => match b.topics.get(name) {
+            Some(t) => describe(b, &t),
+            None => unknown.with_error_code(ResponseError::LeaderNotAvailable.code()),
+        },
+        Err(BrokerError::InvalidTopicName(_)) => {
+            unknown.with_error_code(ResponseError::InvalidTopicException.code())
+        }
+        Err(e) => {
+            tracing::warn!(topic = name, error = %e, "auto-creating topic failed");
+            unknown.with_error_code(ResponseError::LeaderNotAvailable.code())
+        }
+    }
+}

@@ -1,0 +1,46 @@
+//! OffsetForLeaderEpoch: where a leader epoch ended, so clients can detect truncation.
+
+use kafka_protocol::messages::offset_for_leader_epoch_response::{
+    EpochEndOffset, OffsetForLeaderTopicResult,
+};
+use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
+use kafka_protocol::ResponseError;
+
+use super::partition_error;
+use crate::broker::Broker;
+use crate::partition::Cmd;
+
+pub async fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+    let mut topics = Vec::with_capacity(req.topics.len());
+    for t in req.topics {
+        let topic = b.topics.get(t.topic.as_str());
+        let mut partitions = Vec::with_capacity(t.partitions.len());
+        for p in t.partitions {
+            let r = EpochEndOffset::default()
+                .with_partition(p.partition)
+                .with_leader_epoch(-1)
+                .with_end_offset(-1);
+            let Some(h) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
+                partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                continue;
+            };
+            // Epochs only grow with leadership changes; a client ahead of us is fenced.
+            if p.current_leader_epoch > 0 {
+                partitions.push(r.with_error_code(ResponseError::UnknownLeaderEpoch.code()));
+                continue;
+            }
+            let epoch = p.leader_epoch;
+            partitions.push(match h.ask(|reply| Cmd::EpochEnd { epoch, reply }).await {
+                Ok(Some((e, end))) => r.with_leader_epoch(e).with_end_offset(end),
+                Ok(None) => r,
+                Err(e) => r.with_error_code(partition_error(&e)),
+            });
+        }
+        topics.push(
+            OffsetForLeaderTopicResult::default()
+                .with_topic(t.topic)
+                .with_partitions(partitions),
+        );
+    }
+    OffsetForLeaderEpochResponse::default().with_topics(topics)
+}

@@ -1,0 +1,147 @@
+//! Produce: validate each batch (magic v2, length, CRC32C), hand it to the partition's actor,
+//! and answer once the partition's replication group has committed it (acks=1/all) or at once
+//! (acks=0, which gets no response at all).
+
+use std::sync::Arc;
+
+use kafka_protocol::messages::produce_response::{PartitionProduceResponse, TopicProduceResponse};
+use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
+use kafka_protocol::ResponseError;
+use tokio::sync::oneshot;
+
+use super::{partition_error, sb, Handled, HandlerFuture};
+use crate::broker::Broker;
+use crate::log::batch::{self, BatchError};
+use crate::partition::{Cmd, PartitionError, ProduceOk};
+
+enum Pending {
+    Done(PartitionProduceResponse),
+    Waiting(i32, oneshot::Receiver<Result<ProduceOk, PartitionError>>),
+}
+
+pub fn handle(b: &Arc<Broker>, _version: i16, req: ProduceRequest) -> HandlerFuture {
+    let acks = req.acks;
+    let valid_acks = matches!(acks, -1..=1);
+    let mut topics = Vec::with_capacity(req.topic_data.len());
+    for td in req.topic_data {
+        let topic = b.topics.get(td.name.as_str());
+        let mut parts = Vec::with_capacity(td.partition_data.len());
+        for pd in td.partition_data {
+            let idx = pd.index;
+            let fail = |e: ResponseError, msg: Option<String>| {
+                Pending::Done(error_response(idx, e.code(), msg))
+            };
+            if !valid_acks {
+                parts.push(fail(
+                    ResponseError::InvalidRequiredAcks,
+                    Some(format!("acks must be -1, 0 or 1, got {acks}")),
+                ));
+                continue;
+            }
+            let Some(handle) = topic.as_ref().and_then(|t| t.partition(idx)) else {
+                parts.push(fail(ResponseError::UnknownTopicOrPartition, None));
+                continue;
+            };
+            let Some(records) = pd.records else {
+                parts.push(fail(
+                    ResponseError::InvalidRecord,
+                    Some("no records".into()),
+                ));
+                continue;
+            };
+            let batches = match batch::split_batches(&records) {
+                Ok(v) => v,
+                Err(e) => {
+                    let code = match e {
+                        BatchError::CorruptCrc { .. } => ResponseError::CorruptMessage,
+                        BatchError::UnsupportedMagic(_) => {
+                            ResponseError::UnsupportedForMessageFormat
+                        }
+                        _ => ResponseError::InvalidRecord,
+                    };
+                    parts.push(fail(code, Some(e.to_string())));
+                    continue;
+                }
+            };
+            if batches
+                .iter()
+                .any(|(h, _)| h.is_transactional() || h.is_control())
+            {
+                parts.push(fail(
+                    ResponseError::InvalidRecord,
+                    Some("transactional batches are not supported yet".into()),
+                ));
+                continue;
+            }
+            let (tx, rx) = oneshot::channel();
+            if handle
+                .tx
+                .send(Cmd::Produce {
+                    batches,
+                    reply: tx,
+                    needs_ack: acks != 0,
+                })
+                .is_err()
+            {
+                parts.push(fail(ResponseError::NotLeaderOrFollower, None));
+                continue;
+            }
+            parts.push(Pending::Waiting(idx, rx));
+        }
+        topics.push((td.name, parts));
+    }
+    Box::pin(async move {
+        let mut errors = Vec::new();
+        let mut responses = Vec::with_capacity(topics.len());
+        for (name, parts) in topics {
+            let mut partition_responses = Vec::with_capacity(parts.len());
+            for p in parts {
+                let r = match p {
+                    Pending::Done(r) => r,
+                    Pending::Waiting(idx, rx) => match rx.await {
+                        Ok(Ok(ok)) => PartitionProduceResponse::default()
+                            .with_index(idx)
+                            .with_base_offset(ok.base_offset)
+                            .with_log_append_time_ms(ok.log_append_time)
+                            .with_log_start_offset(ok.log_start_offset),
+                        Ok(Err(e)) => error_response(idx, partition_error(&e), Some(e.to_string())),
+                        Err(_) => {
+                            error_response(idx, ResponseError::NotLeaderOrFollower.code(), None)
+                        }
+                    },
+                };
+                if r.error_code != 0 {
+                    errors.push(r.error_code);
+                }
+                partition_responses.push(r);
+            }
+            responses.push(
+                TopicProduceResponse::default()
+                    .with_name(name)
+                    .with_partition_responses(partition_responses),
+            );
+        }
+        if acks == 0 {
+            return Handled {
+                response: None,
+                errors,
+            };
+        }
+        Handled {
+            response: Some(ResponseKind::Produce(
+                ProduceResponse::default().with_responses(responses),
+            )),
+            errors,
+        }
+    })
+}
+
+fn error_response(idx: i32, code: i16, msg: Option<String>) -> PartitionProduceResponse {
+    PartitionProduceResponse::default()
+        .with_index(idx)
+        .with_error_code(code)
+        .with_base_offset(-1)
+        .with_log_append_time_ms(-1)
+        .with_log_start_offset(-1)
+        .with_error_message(msg.map(sb))
+}

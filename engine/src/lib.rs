@@ -1,0 +1,26 @@
+//! Icestream's engine: the Kafka protocol server, shards, partitions and log storage.
+//!
+//! The engine knows nothing of tiering, Iceberg or the schema registry; those crates plug into
+//! its seams (see `docs/architecture.md`). Reading order: [`broker`] wires everything;
+//! [`net`] turns bytes into requests; [`handlers`] holds one file per Kafka API;
+//! [`partition`] is the single-writer actor that owns a partition's [`log`]; [`shard`] runs
+//! those actors thread-per-core; [`replication`] is where Raft plugs in.
+
+pub mod admin;
+pub mod broker;
+pub mod config;
+pub mod durability;
+pub mod fetch_session;
+pub mod handlers;
+pub mod log;
+pub mod metrics;
+pub mod net;
+pub mod partition;
+pub mod replication;
+pub mod shard;
+pub mod time;
+pub mod topics;
+
+pub use broker::Broker;
+pub use config::{BrokerConfig, ClusterDefaults};
+pub use durability::IoBackend;

@@ -1,0 +1,8 @@
+//! Log storage: v2 record batches in segment files with sparse indexes.
+
+pub mod batch;
+pub mod index;
+pub mod partition_log;
+pub mod segment;
+
+pub use partition_log::{Appended, LogConfig, PartitionLog};

@@ -1,0 +1,482 @@
+//! The log of one partition: a directory of segments, rolled by size and age, trimmed by
+//! retention and DeleteRecords.
+
+use std::collections::BTreeMap;
+use std::fs::{self, File};
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use super::batch::{self, Assign, BatchHeader};
+use super::segment::{self, Segment};
+
+/// The topic settings the log itself obeys.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogConfig {
+    pub segment_bytes: u64,
+    pub segment_ms: i64,
+    pub retention_ms: i64,
+    pub retention_bytes: i64,
+    pub index_interval_bytes: u64,
+    pub log_append_time: bool,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            segment_bytes: 128 << 20,
+            segment_ms: 7 * 24 * 3600 * 1000,
+            retention_ms: 7 * 24 * 3600 * 1000,
+            retention_bytes: -1,
+            index_interval_bytes: 4096,
+            log_append_time: false,
+        }
+    }
+}
+
+/// Where an append landed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Appended {
+    pub base_offset: i64,
+    pub last_offset: i64,
+    /// The broker's timestamp for LogAppendTime topics, else -1.
+    pub log_append_time: i64,
+}
+
+pub struct PartitionLog {
+    dir: PathBuf,
+    segments: BTreeMap<i64, Segment>,
+    config: LogConfig,
+    log_start_offset: i64,
+    /// `(epoch, first offset of that epoch)`, ascending: answers OffsetForLeaderEpoch.
+    epochs: Vec<(i32, i64)>,
+    /// Files written since the last flush that must be synced for durability.
+    dirty: Vec<Arc<File>>,
+    pub recovered_bytes_truncated: u64,
+}
+
+const LOG_START_FILE: &str = "log-start-offset";
+const EPOCH_FILE: &str = "leader-epoch-checkpoint";
+
+impl PartitionLog {
+    /// Opens (or creates) the log in `dir`, recovering a torn tail of the active segment.
+    pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> io::Result<Self> {
+        fs::create_dir_all(dir)?;
+        let bases = segment::list_bases(dir)?;
+        let mut segments = BTreeMap::new();
+        let mut truncated = 0;
+        for (i, &base) in bases.iter().enumerate() {
+            let active = i + 1 == bases.len();
+            let (seg, rec) = Segment::open(dir, base, active, config.index_interval_bytes, now_ms)?;
+            truncated += rec.truncated_bytes;
+            segments.insert(base, seg);
+        }
+        if segments.is_empty() {
+            segments.insert(0, Segment::create(dir, 0, now_ms)?);
+        }
+        let first_base = *segments.keys().next().unwrap_or(&0);
+        let log_start_offset = read_i64(&dir.join(LOG_START_FILE))?
+            .unwrap_or(first_base)
+            .max(first_base);
+        let epochs = read_epochs(&dir.join(EPOCH_FILE))?;
+        let mut log = PartitionLog {
+            dir: dir.to_path_buf(),
+            segments,
+            config,
+            log_start_offset,
+            epochs,
+            dirty: Vec::new(),
+            recovered_bytes_truncated: truncated,
+        };
+        // Epoch entries past a truncated tail no longer describe the log.
+        let end = log.next_offset();
+        log.epochs.retain(|&(_, start)| start <= end);
+        Ok(log)
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+    pub fn config(&self) -> &LogConfig {
+        &self.config
+    }
+    pub fn set_config(&mut self, config: LogConfig) {
+        self.config = config;
+    }
+    pub fn log_start_offset(&self) -> i64 {
+        self.log_start_offset
+    }
+    /// The log end offset: the offset the next record will get.
+    pub fn next_offset(&self) -> i64 {
+        self.active().next_offset
+    }
+    pub fn size_bytes(&self) -> u64 {
+        self.segments.values().map(|s| s.size).sum()
+    }
+    pub fn segment_count(&self) -> usize {
+        self.segments.len()
+    }
+
+    fn active(&self) -> &Segment {
+        self.segments
+            .values()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+    fn active_mut(&mut self) -> &mut Segment {
+        self.segments
+            .values_mut()
+            .next_back()
+            .expect("a log always has an active segment")
+    }
+
+    /// Assigns offsets to a validated batch and appends it (to the page cache).
+    pub fn append(
+        &mut self,
+        h: &BatchHeader,
+        bytes: &Bytes,
+        leader_epoch: i32,
+        now_ms: i64,
+    ) -> io::Result<Appended> {
+        self.maybe_roll(bytes.len() as u64, now_ms)?;
+        let base = self.next_offset();
+        if self.epochs.last().is_none_or(|&(e, _)| e < leader_epoch) {
+            self.epochs.push((leader_epoch, base));
+            write_epochs(&self.dir.join(EPOCH_FILE), &self.epochs)?;
+        }
+        let lat = self.config.log_append_time.then_some(now_ms);
+        let patched = batch::assign(
+            bytes,
+            Assign {
+                base_offset: base,
+                leader_epoch,
+                log_append_time: lat,
+            },
+        );
+        let mut ph = *h;
+        ph.base_offset = base;
+        ph.partition_leader_epoch = leader_epoch;
+        if let Some(ts) = lat {
+            ph.max_timestamp = ts;
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        if active.size == 0 {
+            active.created_ms = now_ms;
+        }
+        active.append(&patched, &ph, interval)?;
+        let handle = active.sync_handle();
+        if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
+            self.dirty.push(handle);
+        }
+        Ok(Appended {
+            base_offset: base,
+            last_offset: ph.last_offset(),
+            log_append_time: lat.unwrap_or(-1),
+        })
+    }
+
+    fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> io::Result<()> {
+        let cfg = self.config.clone();
+        let active = self.active();
+        let full = active.size > 0 && active.size + incoming > cfg.segment_bytes;
+        let old = active.size > 0 && now_ms - active.created_ms >= cfg.segment_ms;
+        // Positions in the index are u32, so a segment never passes 4 GiB whatever the config.
+        let too_big = active.size + incoming > u32::MAX as u64;
+        if full || old || too_big {
+            self.roll(now_ms)?;
+        }
+        Ok(())
+    }
+
+    /// Seals the active segment (syncing it and its indexes) and starts a new one.
+    pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
+        let next = self.next_offset();
+        self.active_mut().seal()?;
+        let seg = Segment::create(&self.dir, next, now_ms)?;
+        self.segments.insert(next, seg);
+        sync_dir(&self.dir)?;
+        Ok(())
+    }
+
+    /// Takes the files that must be fdatasync'ed to make every append so far durable, after
+    /// writing buffered index entries.
+    pub fn take_dirty(&mut self) -> io::Result<Vec<Arc<File>>> {
+        self.active_mut().write_indexes()?;
+        Ok(std::mem::take(&mut self.dirty))
+    }
+
+    /// Reads batches from `offset`, up to `max_bytes`, never past `limit`.
+    pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> io::Result<Option<Bytes>> {
+        if offset < self.log_start_offset {
+            return Ok(None);
+        }
+        // The segment holding `offset`, or a later one if it was emptied by retention.
+        for seg in self
+            .segments
+            .range(..=offset)
+            .next_back()
+            .into_iter()
+            .map(|(_, s)| s)
+            .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
+        {
+            if let Some(b) = seg.read(offset, max_bytes, limit)? {
+                return Ok(Some(b));
+            }
+        }
+        Ok(None)
+    }
+
+    /// The first offset whose timestamp is at or after `ts`, with that timestamp.
+    pub fn offset_for_timestamp(&self, ts: i64) -> io::Result<Option<(i64, i64)>> {
+        for seg in self.segments.values() {
+            if let Some((off, t)) = seg.offset_for_timestamp(ts)? {
+                if off >= self.log_start_offset {
+                    return Ok(Some((off, t)));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// The largest timestamp in the log and the offset of the batch holding it.
+    pub fn max_timestamp(&self) -> Option<i64> {
+        self.segments
+            .values()
+            .map(|s| s.max_timestamp)
+            .max()
+            .filter(|&t| t >= 0)
+    }
+
+    /// OffsetForLeaderEpoch: the largest epoch <= `epoch` and the offset where it ended.
+    pub fn epoch_end_offset(&self, epoch: i32) -> Option<(i32, i64)> {
+        let i = self.epochs.partition_point(|&(e, _)| e <= epoch);
+        if i == 0 {
+            return None;
+        }
+        let found = self.epochs[i - 1].0;
+        let end = self
+            .epochs
+            .get(i)
+            .map_or(self.next_offset(), |&(_, start)| start);
+        Some((found, end))
+    }
+
+    pub fn latest_epoch(&self) -> i32 {
+        self.epochs.last().map_or(0, |e| e.0)
+    }
+
+    /// DeleteRecords: moves the log start offset forward and drops segments wholly below it.
+    pub fn delete_records_before(&mut self, offset: i64) -> io::Result<i64> {
+        let target = offset.min(self.next_offset());
+        if target > self.log_start_offset {
+            self.log_start_offset = target;
+            write_i64(&self.dir.join(LOG_START_FILE), target)?;
+            self.drop_segments_below(target)?;
+        }
+        Ok(self.log_start_offset)
+    }
+
+    fn drop_segments_below(&mut self, offset: i64) -> io::Result<()> {
+        let doomed: Vec<i64> = self
+            .segments
+            .values()
+            .rev()
+            .skip(1)
+            .filter(|s| s.next_offset <= offset)
+            .map(|s| s.base_offset)
+            .collect();
+        for base in doomed {
+            if let Some(seg) = self.segments.remove(&base) {
+                seg.delete()?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies `retention.ms` and `retention.bytes` to sealed segments; returns bytes freed.
+    pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<u64> {
+        let mut freed = 0;
+        let mut total = self.size_bytes() as i64;
+        loop {
+            if self.segments.len() < 2 {
+                break;
+            }
+            let Some(oldest) = self.segments.values().next() else {
+                break;
+            };
+            let expired = self.config.retention_ms >= 0
+                && oldest.max_timestamp >= 0
+                && now_ms - oldest.max_timestamp > self.config.retention_ms;
+            let over = self.config.retention_bytes >= 0
+                && total - oldest.size as i64 >= self.config.retention_bytes;
+            let empty_below_start = oldest.next_offset <= self.log_start_offset;
+            if !(expired || over || empty_below_start) {
+                break;
+            }
+            let base = oldest.base_offset;
+            let next = oldest.next_offset;
+            if let Some(seg) = self.segments.remove(&base) {
+                total -= seg.size as i64;
+                freed += seg.size;
+                seg.delete()?;
+            }
+            if next > self.log_start_offset {
+                self.log_start_offset = next;
+                write_i64(&self.dir.join(LOG_START_FILE), next)?;
+            }
+        }
+        Ok(freed)
+    }
+}
+
+fn read_i64(path: &Path) -> io::Result<Option<i64>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(s.trim().parse().ok()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes a small state file so that a crash leaves either the old or the new content.
+pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
+    let tmp = path.with_extension("tmp");
+    {
+        use std::io::Write;
+        let mut f = File::create(&tmp)?;
+        f.write_all(contents)?;
+        f.sync_all()?;
+    }
+    fs::rename(&tmp, path)?;
+    if let Some(parent) = path.parent() {
+        sync_dir(parent)?;
+    }
+    Ok(())
+}
+
+fn write_i64(path: &Path, v: i64) -> io::Result<()> {
+    write_atomic(path, v.to_string().as_bytes())
+}
+
+fn read_epochs(path: &Path) -> io::Result<Vec<(i32, i64)>> {
+    match fs::read_to_string(path) {
+        Ok(s) => Ok(s
+            .lines()
+            .filter_map(|l| {
+                let (e, o) = l.split_once(' ')?;
+                Some((e.parse().ok()?, o.parse().ok()?))
+            })
+            .collect()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
+fn write_epochs(path: &Path, epochs: &[(i32, i64)]) -> io::Result<()> {
+    let s: String = epochs.iter().map(|(e, o)| format!("{e} {o}\n")).collect();
+    write_atomic(path, s.as_bytes())
+}
+
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    File::open(dir)?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::log::batch::tests::make_batch;
+    use kafka_protocol::records::Compression;
+
+    fn append_n(log: &mut PartitionLog, batches: usize, per: usize) {
+        for _ in 0..batches {
+            let b = make_batch(per, 100, Compression::None);
+            let h = batch::validate(&b).unwrap();
+            log.append(&h, &b, 0, 1_700_000_000_000).unwrap();
+        }
+    }
+
+    #[test]
+    fn append_read_roll_and_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 4096,
+            index_interval_bytes: 512,
+            ..Default::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg.clone(), 0).unwrap();
+        append_n(&mut log, 100, 5);
+        assert_eq!(log.next_offset(), 500);
+        assert!(log.segment_count() > 5);
+        for f in log.take_dirty().unwrap() {
+            f.sync_data().unwrap();
+        }
+        let b = log.read(237, 1, i64::MAX).unwrap().unwrap();
+        let h = batch::validate(&b).unwrap();
+        assert!(h.base_offset <= 237 && h.last_offset() >= 237);
+        assert!(log.read(500, 1 << 20, i64::MAX).unwrap().is_none());
+        // Bytes up to the limit only.
+        let upto = log.read(0, 1 << 20, 10).unwrap().unwrap();
+        let parts = batch::split_batches(&upto).unwrap();
+        assert_eq!(parts.last().unwrap().0.last_offset(), 9);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        assert_eq!(log.next_offset(), 500);
+        assert_eq!(log.recovered_bytes_truncated, 0);
+        let b = log.read(499, 1 << 20, i64::MAX).unwrap().unwrap();
+        assert_eq!(batch::validate(&b).unwrap().last_offset(), 499);
+    }
+
+    #[test]
+    fn torn_tail_is_truncated_on_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+        append_n(&mut log, 10, 3);
+        let path = segment::log_path(dir.path(), 0);
+        drop(log);
+        let len = fs::metadata(&path).unwrap().len();
+        let f = fs::OpenOptions::new().write(true).open(&path).unwrap();
+        f.set_len(len - 7).unwrap();
+        let log = PartitionLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+        assert_eq!(log.next_offset(), 27);
+        assert!(log.recovered_bytes_truncated > 0);
+        assert!(log.read(26, 1 << 20, i64::MAX).unwrap().is_some());
+    }
+
+    #[test]
+    fn delete_records_and_retention() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            retention_bytes: 4096,
+            ..Default::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        append_n(&mut log, 60, 2);
+        assert_eq!(log.delete_records_before(10).unwrap(), 10);
+        assert!(log.read(5, 100, i64::MAX).unwrap().is_none());
+        let freed = log.apply_retention(1_700_000_000_000).unwrap();
+        assert!(freed > 0);
+        assert!(log.size_bytes() <= 4096 + 2048);
+        assert!(log.log_start_offset() > 10);
+        assert_eq!(log.next_offset(), 120);
+    }
+
+    #[test]
+    fn timestamps_and_epochs() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+        append_n(&mut log, 3, 4); // record i has timestamp 1_700_000_000_000 + i within its batch
+        assert_eq!(
+            log.offset_for_timestamp(1_700_000_000_002).unwrap(),
+            Some((2, 1_700_000_000_002))
+        );
+        assert_eq!(log.offset_for_timestamp(1_800_000_000_000).unwrap(), None);
+        let b = make_batch(1, 1, Compression::None);
+        log.append(&batch::validate(&b).unwrap(), &b, 3, 0).unwrap();
+        assert_eq!(log.epoch_end_offset(0), Some((0, 12)));
+        assert_eq!(log.epoch_end_offset(2), Some((0, 12)));
+        assert_eq!(log.epoch_end_offset(3), Some((3, 13)));
+    }
+}

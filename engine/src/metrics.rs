@@ -1,0 +1,134 @@
+//! Prometheus metrics, served by the admin API at `/metrics`.
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
+use prometheus_client::registry::Registry;
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ApiLabels {
+    pub api: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ErrorLabels {
+    pub api: String,
+    pub error: String,
+}
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: Family<ApiLabels, Counter>,
+    pub request_seconds: Family<ApiLabels, Histogram>,
+    pub request_errors: Family<ErrorLabels, Counter>,
+    pub produced_bytes: Counter,
+    pub produced_records: Counter,
+    pub fetched_bytes: Counter,
+    pub fsync_seconds: Histogram,
+    pub connections: Gauge,
+    pub connections_closed_bad_input: Counter,
+    pub partitions: Gauge,
+    pub topics: Gauge,
+    pub recovery_truncated_bytes: Counter,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Self {
+        let mut registry = Registry::with_prefix("icestream");
+        let requests = Family::<ApiLabels, Counter>::default();
+        let request_seconds = Family::<ApiLabels, Histogram>::new_with_constructor(|| {
+            Histogram::new(exponential_buckets(0.0001, 2.0, 18))
+        });
+        let request_errors = Family::<ErrorLabels, Counter>::default();
+        let fsync_seconds = Histogram::new(exponential_buckets(0.00005, 2.0, 18));
+        let m = Metrics {
+            requests,
+            request_seconds,
+            request_errors,
+            produced_bytes: Counter::default(),
+            produced_records: Counter::default(),
+            fetched_bytes: Counter::default(),
+            fsync_seconds,
+            connections: Gauge::default(),
+            connections_closed_bad_input: Counter::default(),
+            partitions: Gauge::default(),
+            topics: Gauge::default(),
+            recovery_truncated_bytes: Counter::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "kafka_requests",
+            "Kafka requests handled, by API",
+            m.requests.clone(),
+        );
+        registry.register(
+            "kafka_request_seconds",
+            "Kafka request latency, by API",
+            m.request_seconds.clone(),
+        );
+        registry.register(
+            "kafka_request_errors",
+            "Kafka error codes returned, by API and error",
+            m.request_errors.clone(),
+        );
+        registry.register(
+            "kafka_produced_bytes",
+            "Record batch bytes appended",
+            m.produced_bytes.clone(),
+        );
+        registry.register(
+            "kafka_produced_records",
+            "Records appended",
+            m.produced_records.clone(),
+        );
+        registry.register(
+            "kafka_fetched_bytes",
+            "Record batch bytes served to fetches",
+            m.fetched_bytes.clone(),
+        );
+        registry.register(
+            "storage_fsync_seconds",
+            "fdatasync latency of segment files",
+            m.fsync_seconds.clone(),
+        );
+        registry.register(
+            "kafka_connections",
+            "Open Kafka client connections",
+            m.connections.clone(),
+        );
+        registry.register(
+            "kafka_connections_closed_bad_input",
+            "Connections closed for malformed or oversized frames",
+            m.connections_closed_bad_input.clone(),
+        );
+        registry.register(
+            "partitions",
+            "Partitions hosted by this broker",
+            m.partitions.clone(),
+        );
+        registry.register("topics", "Topics", m.topics.clone());
+        registry.register(
+            "storage_recovery_truncated_bytes",
+            "Bytes of torn writes truncated at start-up",
+            m.recovery_truncated_bytes.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    /// The Prometheus text exposition of every metric.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+            out.clear();
+        }
+        out
+    }
+}

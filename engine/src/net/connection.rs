@@ -1,0 +1,181 @@
+//! One client connection: frames in, requests decoded by `kafka-protocol`, handlers run
+//! concurrently (up to a bound), responses written back in request order.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use futures_util::stream::{FuturesOrdered, StreamExt};
+use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
+use kafka_protocol::protocol::{Decodable, Encodable};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+use super::frame::{FrameError, FrameReader};
+use crate::broker::Broker;
+use crate::handlers::{self, Handled};
+use crate::metrics::{ApiLabels, ErrorLabels};
+
+/// Requests handled concurrently per connection; Kafka clients pipeline up to 5 by default.
+const MAX_IN_FLIGHT: usize = 32;
+
+/// Why a connection is closed instead of answered, as Kafka brokers do for these cases.
+#[derive(Debug, thiserror::Error)]
+pub enum Reject {
+    #[error("request frame of {0} bytes is too short for a request header")]
+    ShortFrame(usize),
+    #[error("unknown API key {0}")]
+    UnknownApi(i16),
+    #[error("{api:?} v{version} is not supported")]
+    UnsupportedVersion { api: ApiKey, version: i16 },
+    #[error("cannot decode {api:?} v{version}: {reason}")]
+    Malformed {
+        api: ApiKey,
+        version: i16,
+        reason: String,
+    },
+}
+
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+    broker.metrics.connections.inc();
+    let (mut rd, mut wr) = stream.into_split();
+    let mut frames = FrameReader::new(broker.config.max_request_bytes);
+    let mut pending = FuturesOrdered::new();
+    let mut eof = false;
+    let outcome: Result<(), String> = 'conn: loop {
+        while pending.len() < MAX_IN_FLIGHT {
+            match frames.try_frame() {
+                Ok(Some(frame)) => match start_request(&broker, frame) {
+                    Ok(fut) => pending.push_back(fut),
+                    Err(reject) => break 'conn Err(reject.to_string()),
+                },
+                Ok(None) => break,
+                Err(e) => break 'conn Err(e.to_string()),
+            }
+        }
+        if eof && pending.is_empty() {
+            break Ok(());
+        }
+        tokio::select! {
+            r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT => match r {
+                Ok(true) => {}
+                Ok(false) => eof = true,
+                Err(FrameError::Io(e)) => break Err(format!("read failed: {e}")),
+                Err(e) => break Err(e.to_string()),
+            },
+            Some(resp) = pending.next(), if !pending.is_empty() => match resp {
+                Ok(Some(bytes)) => {
+                    if let Err(e) = wr.write_all(&bytes).await {
+                        break Err(format!("write failed: {e}"));
+                    }
+                }
+                Ok(None) => {}
+                // A response we cannot encode must not leave the client waiting forever.
+                Err(e) => break Err(e),
+            }
+        }
+    };
+    if let Err(why) = outcome {
+        tracing::info!(%peer, reason = %why, "closing Kafka connection");
+        broker.metrics.connections_closed_bad_input.inc();
+    }
+    drop(pending);
+    broker.metrics.connections.dec();
+}
+
+/// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
+/// or an error that closes the connection.
+type ResponseFuture =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>>>>;
+
+/// Decodes a frame and starts its handler. The handler's synchronous part (for Produce:
+/// handing batches to partitions) runs now, so writes keep the order requests arrived in.
+fn start_request(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFuture, Reject> {
+    if frame.len() < 8 {
+        return Err(Reject::ShortFrame(frame.len()));
+    }
+    let key = i16::from_be_bytes([frame[0], frame[1]]);
+    let version = i16::from_be_bytes([frame[2], frame[3]]);
+    let correlation_id = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+    let api = ApiKey::try_from(key).map_err(|_| Reject::UnknownApi(key))?;
+    if !handlers::supports(api, version) {
+        if api == ApiKey::ApiVersions {
+            // Kafka answers an ApiVersions it cannot parse in v0 format, listing what it
+            // supports, so that the client can retry with a version it knows.
+            let resp = handlers::api_versions::unsupported();
+            let bytes = encode(correlation_id, 0, &ResponseKind::ApiVersions(resp), 0);
+            return Ok(Box::pin(async move { bytes.map(Some) }));
+        }
+        return Err(Reject::UnsupportedVersion { api, version });
+    }
+    let malformed = |reason: String| Reject::Malformed {
+        api,
+        version,
+        reason,
+    };
+    let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
+        .map_err(|e| malformed(e.to_string()))?;
+    let request =
+        RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
+    let started = Instant::now();
+    let handled = handlers::dispatch(broker.clone(), header, request);
+    let broker = broker.clone();
+    Ok(Box::pin(async move {
+        let Handled { response, errors } = handled.await;
+        let name = format!("{api:?}");
+        let labels = ApiLabels { api: name.clone() };
+        broker.metrics.requests.get_or_create(&labels).inc();
+        broker
+            .metrics
+            .request_seconds
+            .get_or_create(&labels)
+            .observe(started.elapsed().as_secs_f64());
+        for code in errors {
+            let error = kafka_protocol::ResponseError::try_from_code(code)
+                .map_or_else(|| code.to_string(), |e| format!("{e:?}"));
+            broker
+                .metrics
+                .request_errors
+                .get_or_create(&ErrorLabels {
+                    api: name.clone(),
+                    error,
+                })
+                .inc();
+        }
+        let Some(resp) = response else {
+            return Ok(None);
+        };
+        match encode(correlation_id, version, &resp, resp.header_version(version)) {
+            Ok(b) => Ok(Some(b)),
+            Err(e) => {
+                tracing::error!(api = ?api, version, error = %e, "cannot encode response");
+                Err(format!("cannot encode {api:?} v{version} response: {e}"))
+            }
+        }
+    }))
+}
+
+fn encode(
+    correlation_id: i32,
+    version: i16,
+    resp: &ResponseKind,
+    header_version: i16,
+) -> anyhow_free::Result<Bytes> {
+    let mut buf = BytesMut::with_capacity(256);
+    buf.put_i32(0);
+    ResponseHeader::default()
+        .with_correlation_id(correlation_id)
+        .encode(&mut buf, header_version)
+        .map_err(|e| e.to_string())?;
+    resp.encode(&mut buf, version)
+        .map_err(|e| format!("{e:#}"))?;
+    let len = (buf.len() - 4) as i32;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf.freeze())
+}
+
+/// `kafka-protocol` reports errors as `anyhow::Error`; the engine keeps them as strings.
+mod anyhow_free {
+    pub type Result<T> = std::result::Result<T, String>;
+}

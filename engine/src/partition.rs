@@ -1,0 +1,501 @@
+//! The partition actor: the single owner of one partition's log, running on its shard.
+//!
+//! Every request for the partition arrives as a [`Cmd`] on its channel, so the log needs no
+//! lock. Appends go to the page cache at once; one fdatasync at a time runs beside them, and
+//! when it completes every produce it covers is answered together (group commit).
+
+use std::cell::Cell;
+use std::future::Future;
+use std::io;
+use std::path::PathBuf;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::config::ResolvedTopicConfig;
+use crate::durability::Flusher;
+use crate::log::batch::BatchHeader;
+use crate::log::PartitionLog;
+use crate::metrics::Metrics;
+use crate::replication::{ReplicationGroup, SingleNode};
+use crate::time::now_ms;
+
+/// Offsets a consumer can observe, published on every change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Watermarks {
+    pub log_start: i64,
+    pub high: i64,
+    pub log_end: i64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum PartitionError {
+    #[error("record batch of {size} bytes exceeds max.message.bytes {max}")]
+    MessageTooLarge { size: usize, max: usize },
+    #[error("offset {offset} is outside the log [{start}, {end}]")]
+    OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error("storage error: {0}")]
+    Storage(#[from] io::Error),
+    #[error("partition is stopping")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy)]
+pub struct ProduceOk {
+    pub base_offset: i64,
+    pub log_append_time: i64,
+    pub log_start_offset: i64,
+}
+
+#[derive(Debug)]
+pub struct ReadOk {
+    pub records: Option<Bytes>,
+    pub marks: Watermarks,
+}
+
+/// ListOffsets queries.
+#[derive(Debug, Clone, Copy)]
+pub enum OffsetQuery {
+    Earliest,
+    Latest,
+    MaxTimestamp,
+    Timestamp(i64),
+}
+
+type Reply<T> = oneshot::Sender<Result<T, PartitionError>>;
+
+pub enum Cmd {
+    Produce {
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: Reply<ProduceOk>,
+        needs_ack: bool,
+    },
+    Read {
+        offset: i64,
+        max_bytes: usize,
+        reply: Reply<ReadOk>,
+    },
+    Offsets {
+        query: OffsetQuery,
+        reply: Reply<Option<(i64, i64)>>,
+    },
+    DeleteRecords {
+        before: i64,
+        reply: Reply<i64>,
+    },
+    EpochEnd {
+        epoch: i32,
+        reply: Reply<Option<(i32, i64)>>,
+    },
+    Reconfigure(Box<ResolvedTopicConfig>),
+    Stop {
+        delete: bool,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+/// How other tasks, on any shard, reach a partition.
+#[derive(Clone)]
+pub struct PartitionHandle {
+    pub tx: mpsc::UnboundedSender<Cmd>,
+    pub marks: watch::Receiver<Watermarks>,
+    pub shard: usize,
+}
+
+impl PartitionHandle {
+    /// Sends a command and waits for its answer.
+    pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, PartitionError> {
+        let (tx, rx) = oneshot::channel();
+        self.tx
+            .send(make(tx))
+            .map_err(|_| PartitionError::Stopped)?;
+        rx.await.map_err(|_| PartitionError::Stopped)?
+    }
+}
+
+struct Waiter {
+    needed: i64,
+    reply: Reply<ProduceOk>,
+    ok: ProduceOk,
+}
+
+type FlushFuture = Pin<Box<dyn Future<Output = io::Result<i64>>>>;
+
+/// Opens the log and spawns the actor on the current shard's `LocalSet`.
+pub fn spawn(
+    dir: PathBuf,
+    config: ResolvedTopicConfig,
+    shard: usize,
+    flusher: Flusher,
+    metrics: Arc<Metrics>,
+) -> io::Result<PartitionHandle> {
+    let log = PartitionLog::open(&dir, config.log.clone(), now_ms())?;
+    if log.recovered_bytes_truncated > 0 {
+        tracing::warn!(dir = %dir.display(), bytes = log.recovered_bytes_truncated, "truncated a torn write at the log tail");
+        metrics
+            .recovery_truncated_bytes
+            .inc_by(log.recovered_bytes_truncated);
+    }
+    let end = log.next_offset();
+    let marks = Watermarks {
+        log_start: log.log_start_offset(),
+        high: end,
+        log_end: end,
+    };
+    let (mtx, mrx) = watch::channel(marks);
+    let (tx, rx) = mpsc::unbounded_channel();
+    let actor = Actor {
+        group: SingleNode {
+            epoch: log.latest_epoch(),
+        },
+        log,
+        config,
+        marks: mtx,
+        flusher,
+        metrics,
+        flushed: end,
+        waiters: Vec::new(),
+        unflushed_since: Cell::new(None),
+        unflushed_bytes: 0,
+    };
+    tokio::task::spawn_local(actor.run(rx));
+    Ok(PartitionHandle {
+        tx,
+        marks: mrx,
+        shard,
+    })
+}
+
+struct Actor {
+    log: PartitionLog,
+    group: SingleNode,
+    config: ResolvedTopicConfig,
+    marks: watch::Sender<Watermarks>,
+    flusher: Flusher,
+    metrics: Arc<Metrics>,
+    /// Offset up to which the log is known durable.
+    flushed: i64,
+    waiters: Vec<Waiter>,
+    /// With write caching: when the oldest unflushed append happened.
+    unflushed_since: Cell<Option<tokio::time::Instant>>,
+    unflushed_bytes: u64,
+}
+
+impl Actor {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
+        let mut inflight: Option<FlushFuture> = None;
+        let retention_every = Duration::from_secs(10);
+        let mut retention = tokio::time::interval(retention_every);
+        retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let deadline = self.flush_deadline();
+            tokio::select! {
+                cmd = rx.recv() => {
+                    let Some(cmd) = cmd else { break };
+                    if let Some(stop) = self.handle(cmd) {
+                        self.stop(stop, inflight.take()).await;
+                        return;
+                    }
+                    // Drain what queued meanwhile so that one flush covers it all.
+                    for _ in 0..1024 {
+                        match rx.try_recv() {
+                            Ok(cmd) => if let Some(stop) = self.handle(cmd) {
+                                self.stop(stop, inflight.take()).await;
+                                return;
+                            },
+                            Err(_) => break,
+                        }
+                    }
+                }
+                res = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
+                    inflight = None;
+                    self.flush_done(res);
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && inflight.is_none() => {
+                    self.unflushed_since.set(None);
+                    self.unflushed_bytes = 0;
+                    inflight = self.start_flush();
+                }
+                _ = retention.tick() => self.retention(),
+            }
+            if inflight.is_none() && !self.waiters.is_empty() {
+                inflight = self.start_flush();
+            }
+            if inflight.is_none() && self.cached_bytes_over_limit() {
+                self.unflushed_since.set(None);
+                self.unflushed_bytes = 0;
+                inflight = self.start_flush();
+            }
+        }
+    }
+
+    /// Handles one command; returns the stop request if it was one.
+    fn handle(&mut self, cmd: Cmd) -> Option<(bool, oneshot::Sender<()>)> {
+        match cmd {
+            Cmd::Produce {
+                batches,
+                reply,
+                needs_ack,
+            } => self.produce(batches, reply, needs_ack),
+            Cmd::Read {
+                offset,
+                max_bytes,
+                reply,
+            } => {
+                let _ = reply.send(self.read(offset, max_bytes));
+            }
+            Cmd::Offsets { query, reply } => {
+                let _ = reply.send(self.offsets(query).map_err(Into::into));
+            }
+            Cmd::DeleteRecords { before, reply } => {
+                let res = self.delete_records(before);
+                let _ = reply.send(res);
+            }
+            Cmd::EpochEnd { epoch, reply } => {
+                let _ = reply.send(Ok(self.log.epoch_end_offset(epoch)));
+            }
+            Cmd::Reconfigure(cfg) => {
+                self.log.set_config(cfg.log.clone());
+                self.config = *cfg;
+            }
+            Cmd::Stop { delete, reply } => return Some((delete, reply)),
+        }
+        None
+    }
+
+    fn produce(
+        &mut self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: Reply<ProduceOk>,
+        needs_ack: bool,
+    ) {
+        if let Some((_, b)) = batches
+            .iter()
+            .find(|(_, b)| b.len() > self.config.max_message_bytes)
+        {
+            let _ = reply.send(Err(PartitionError::MessageTooLarge {
+                size: b.len(),
+                max: self.config.max_message_bytes,
+            }));
+            return;
+        }
+        let now = now_ms();
+        let epoch = self.group.leader_epoch();
+        let mut first: Option<ProduceOk> = None;
+        for (h, bytes) in &batches {
+            match self.log.append(h, bytes, epoch, now) {
+                Ok(a) => {
+                    self.metrics.produced_bytes.inc_by(bytes.len() as u64);
+                    self.metrics
+                        .produced_records
+                        .inc_by(h.records_count.max(0) as u64);
+                    first.get_or_insert(ProduceOk {
+                        base_offset: a.base_offset,
+                        log_append_time: a.log_append_time,
+                        log_start_offset: self.log.log_start_offset(),
+                    });
+                }
+                Err(e) => {
+                    tracing::error!(dir = %self.log.dir().display(), error = %e, "append failed");
+                    let _ = reply.send(Err(e.into()));
+                    return;
+                }
+            }
+        }
+        let Some(ok) = first else { return };
+        let end = self.log.next_offset();
+        if self.config.write_caching {
+            self.unflushed_bytes += batches.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
+            if self.unflushed_since.get().is_none() {
+                self.unflushed_since.set(Some(tokio::time::Instant::now()));
+            }
+            self.publish();
+            let _ = reply.send(Ok(ok));
+        } else {
+            // acks=0 (`needs_ack` false) has nobody waiting on the reply, but its data still
+            // rides the next group commit like every other append.
+            let _ = needs_ack;
+            self.waiters.push(Waiter {
+                needed: end,
+                reply,
+                ok,
+            });
+        }
+        self.marks.send_modify(|m| m.log_end = end);
+    }
+
+    fn flush_deadline(&self) -> Option<tokio::time::Instant> {
+        self.unflushed_since
+            .get()
+            .map(|t| t + Duration::from_millis(self.config.flush_ms))
+    }
+
+    fn cached_bytes_over_limit(&self) -> bool {
+        self.config.write_caching && self.unflushed_bytes >= self.config.flush_bytes.max(1)
+    }
+
+    /// Starts one fdatasync covering everything appended so far.
+    fn start_flush(&mut self) -> Option<FlushFuture> {
+        let target = self.log.next_offset();
+        if target == self.flushed {
+            self.complete_waiters();
+            return None;
+        }
+        let files = match self.log.take_dirty() {
+            Ok(f) => f,
+            Err(e) => {
+                self.fail_waiters(e);
+                return None;
+            }
+        };
+        let flusher = self.flusher.clone();
+        let metrics = self.metrics.clone();
+        Some(Box::pin(async move {
+            let t = std::time::Instant::now();
+            flusher.sync_all(files).await?;
+            metrics.fsync_seconds.observe(t.elapsed().as_secs_f64());
+            Ok(target)
+        }))
+    }
+
+    fn flush_done(&mut self, res: io::Result<i64>) {
+        match res {
+            Ok(target) => {
+                self.flushed = self.flushed.max(target);
+                self.publish();
+                self.complete_waiters();
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "fdatasync failed");
+                self.fail_waiters(e);
+            }
+        }
+    }
+
+    fn publish(&mut self) {
+        let end = self.log.next_offset();
+        let high = self
+            .group
+            .committed(end, self.flushed, self.config.write_caching);
+        let start = self.log.log_start_offset();
+        self.marks.send_if_modified(|m| {
+            let new = Watermarks {
+                log_start: start,
+                high,
+                log_end: end,
+            };
+            let changed = *m != new;
+            *m = new;
+            changed
+        });
+    }
+
+    fn complete_waiters(&mut self) {
+        let high = self.marks.borrow().high;
+        let (done, rest): (Vec<_>, Vec<_>) = self.waiters.drain(..).partition(|w| w.needed <= high);
+        self.waiters = rest;
+        for w in done {
+            let _ = w.reply.send(Ok(w.ok));
+        }
+    }
+
+    fn fail_waiters(&mut self, e: io::Error) {
+        for w in self.waiters.drain(..) {
+            let _ = w.reply.send(Err(PartitionError::Storage(io::Error::new(
+                e.kind(),
+                e.to_string(),
+            ))));
+        }
+    }
+
+    fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOk, PartitionError> {
+        let marks = *self.marks.borrow();
+        if offset < marks.log_start || offset > marks.log_end {
+            return Err(PartitionError::OffsetOutOfRange {
+                offset,
+                start: marks.log_start,
+                end: marks.log_end,
+            });
+        }
+        let records = self.log.read(offset, max_bytes, marks.high)?;
+        if let Some(r) = &records {
+            self.metrics.fetched_bytes.inc_by(r.len() as u64);
+        }
+        Ok(ReadOk { records, marks })
+    }
+
+    fn offsets(&self, q: OffsetQuery) -> io::Result<Option<(i64, i64)>> {
+        let marks = *self.marks.borrow();
+        Ok(match q {
+            OffsetQuery::Earliest => Some((marks.log_start, -1)),
+            OffsetQuery::Latest => Some((marks.high, -1)),
+            OffsetQuery::MaxTimestamp => match self.log.max_timestamp() {
+                Some(ts) => self
+                    .log
+                    .offset_for_timestamp(ts)?
+                    .filter(|&(o, _)| o < marks.high),
+                None => None,
+            },
+            OffsetQuery::Timestamp(ts) => self
+                .log
+                .offset_for_timestamp(ts)?
+                .filter(|&(o, _)| o < marks.high),
+        })
+    }
+
+    fn delete_records(&mut self, before: i64) -> Result<i64, PartitionError> {
+        let high = self.marks.borrow().high;
+        let target = if before == -1 { high } else { before };
+        if target < 0 || target > high {
+            let m = *self.marks.borrow();
+            return Err(PartitionError::OffsetOutOfRange {
+                offset: before,
+                start: m.log_start,
+                end: high,
+            });
+        }
+        let start = self.log.delete_records_before(target)?;
+        self.publish();
+        Ok(start)
+    }
+
+    fn retention(&mut self) {
+        match self.log.apply_retention(now_ms()) {
+            Ok(0) => {}
+            Ok(freed) => {
+                tracing::debug!(dir = %self.log.dir().display(), freed, "retention removed segments");
+                self.publish();
+            }
+            Err(e) => {
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "retention failed")
+            }
+        }
+    }
+
+    async fn stop(
+        mut self,
+        (delete, reply): (bool, oneshot::Sender<()>),
+        inflight: Option<FlushFuture>,
+    ) {
+        if let Some(f) = inflight {
+            let res = f.await;
+            self.flush_done(res);
+        }
+        if let Some(f) = self.start_flush() {
+            let res = f.await;
+            self.flush_done(res);
+        }
+        self.fail_waiters(io::Error::other("partition stopped"));
+        if delete {
+            let dir = self.log.dir().to_path_buf();
+            drop(self.log);
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::error!(dir = %dir.display(), error = %e, "could not remove deleted partition");
+            }
+        }
+        let _ = reply.send(());
+    }
+}

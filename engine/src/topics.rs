@@ -1,0 +1,181 @@
+//! Cluster metadata: the topic table, persisted in `<data>/meta/topics.json`.
+//!
+//! On one node the table is a file written atomically; with replication it becomes the
+//! controller Raft group's state machine. Reads take a short read lock and clone an `Arc`;
+//! changes are serialized by `change_lock` and persisted before they become visible.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parking_lot::RwLock;
+use uuid::Uuid;
+
+use crate::config::{ClusterDefaults, ResolvedTopicConfig, TopicConfig};
+use crate::log::partition_log::write_atomic;
+use crate::partition::PartitionHandle;
+
+/// A topic as the broker serves it.
+pub struct Topic {
+    pub name: String,
+    pub id: Uuid,
+    pub config: TopicConfig,
+    pub resolved: ResolvedTopicConfig,
+    pub partitions: Vec<PartitionHandle>,
+}
+
+impl Topic {
+    pub fn partition(&self, index: i32) -> Option<&PartitionHandle> {
+        usize::try_from(index)
+            .ok()
+            .and_then(|i| self.partitions.get(i))
+    }
+}
+
+/// What is persisted per topic.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct TopicRecord {
+    pub name: String,
+    pub id: Uuid,
+    pub partitions: i32,
+    pub replication_factor: i16,
+    pub config: TopicConfig,
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct MetaFile {
+    cluster_id: String,
+    topics: Vec<TopicRecord>,
+}
+
+pub struct TopicTable {
+    topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    records: parking_lot::Mutex<BTreeMap<String, TopicRecord>>,
+    /// Serializes create / delete / alter so each sees the previous one's result.
+    pub change_lock: tokio::sync::Mutex<()>,
+    path: PathBuf,
+    pub cluster_id: String,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MetaError {
+    #[error("cannot read cluster metadata {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cluster metadata {path} is damaged: {source}")]
+    Parse {
+        path: PathBuf,
+        source: serde_json::Error,
+    },
+    #[error("cannot write cluster metadata {path}: {source}")]
+    Write {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+impl TopicTable {
+    /// Loads the table (or starts an empty one with a new cluster id).
+    pub fn load(
+        data_dir: &Path,
+        cluster_id: Option<String>,
+    ) -> Result<(Self, Vec<TopicRecord>), MetaError> {
+        let dir = data_dir.join("meta");
+        let path = dir.join("topics.json");
+        let meta = match std::fs::read(&path) {
+            Ok(bytes) => {
+                serde_json::from_slice::<MetaFile>(&bytes).map_err(|source| MetaError::Parse {
+                    path: path.clone(),
+                    source,
+                })?
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(&dir).map_err(|source| MetaError::Write {
+                    path: dir.clone(),
+                    source,
+                })?;
+                MetaFile {
+                    cluster_id: cluster_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
+                    topics: vec![],
+                }
+            }
+            Err(source) => return Err(MetaError::Read { path, source }),
+        };
+        let records: BTreeMap<_, _> = meta
+            .topics
+            .iter()
+            .map(|t| (t.name.clone(), t.clone()))
+            .collect();
+        let table = TopicTable {
+            topics: RwLock::new(BTreeMap::new()),
+            records: parking_lot::Mutex::new(records),
+            change_lock: tokio::sync::Mutex::new(()),
+            path,
+            cluster_id: meta.cluster_id,
+        };
+        table.persist()?;
+        Ok((table, meta.topics))
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.read().get(name).cloned()
+    }
+
+    pub fn by_id(&self, id: Uuid) -> Option<Arc<Topic>> {
+        self.topics.read().values().find(|t| t.id == id).cloned()
+    }
+
+    pub fn all(&self) -> Vec<Arc<Topic>> {
+        self.topics.read().values().cloned().collect()
+    }
+
+    pub fn record(&self, name: &str) -> Option<TopicRecord> {
+        self.records.lock().get(name).cloned()
+    }
+
+    /// Records a topic durably, then makes it visible.
+    pub fn insert(&self, record: TopicRecord, topic: Topic) -> Result<(), MetaError> {
+        self.records.lock().insert(record.name.clone(), record);
+        self.persist()?;
+        self.topics
+            .write()
+            .insert(topic.name.clone(), Arc::new(topic));
+        Ok(())
+    }
+
+    /// Makes an already-persisted topic visible (start-up).
+    pub fn publish(&self, topic: Topic) {
+        self.topics
+            .write()
+            .insert(topic.name.clone(), Arc::new(topic));
+    }
+
+    /// Forgets a topic durably; returns what was served.
+    pub fn remove(&self, name: &str) -> Result<Option<Arc<Topic>>, MetaError> {
+        self.records.lock().remove(name);
+        self.persist()?;
+        Ok(self.topics.write().remove(name))
+    }
+
+    fn persist(&self) -> Result<(), MetaError> {
+        let meta = MetaFile {
+            cluster_id: self.cluster_id.clone(),
+            topics: self.records.lock().values().cloned().collect(),
+        };
+        let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| MetaError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other(e),
+        })?;
+        write_atomic(&self.path, &bytes).map_err(|source| MetaError::Write {
+            path: self.path.clone(),
+            source,
+        })
+    }
+
+    /// Resolves a record's effective config against the cluster defaults.
+    pub fn resolve(record: &TopicRecord, defaults: &ClusterDefaults) -> ResolvedTopicConfig {
+        record.config.resolve(defaults)
+    }
+}

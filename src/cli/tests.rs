@@ -1,0 +1,251 @@
+//! Tests of the CLI against a real Icestream broker started in-process on loopback: version
+//! negotiation, produce and fetch round trips, offsets, topic commands and error lines.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use kafka_protocol::messages::*;
+use tokio::net::TcpListener;
+
+use super::batches;
+use super::client::Client;
+use super::offsets::{list_offsets, topic_info, EARLIEST, LATEST};
+use super::produce::{Acks, CompressionArg};
+
+/// Starts a broker on an ephemeral port with a fresh data directory.
+async fn start() -> (String, Arc<engine::Broker>) {
+    let dir = tempfile::tempdir().expect("tempdir").keep();
+    let config = engine::BrokerConfig::for_tests(dir);
+    let broker = engine::Broker::start(config, engine::IoBackend::Auto)
+        .await
+        .expect("broker starts");
+    (broker.kafka_addr.to_string(), broker)
+}
+
+fn name(s: &str) -> TopicName {
+    TopicName(kafka_protocol::protocol::StrBytes::from_string(
+        s.to_string(),
+    ))
+}
+
+async fn create(client: &mut Client, topic: &str, partitions: i32) {
+    let req = CreateTopicsRequest::default().with_topics(vec![
+        kafka_protocol::messages::create_topics_request::CreatableTopic::default()
+            .with_name(name(topic))
+            .with_num_partitions(partitions)
+            .with_replication_factor(1),
+    ]);
+    let resp = client.any().send(&req).await.expect("create");
+    assert_eq!(resp.topics[0].error_code, 0);
+}
+
+#[tokio::test]
+async fn produce_then_fetch_round_trip() {
+    {
+        let (addr, _broker) = start().await;
+        let mut client = Client::connect(&addr).await.expect("connect");
+        create(&mut client, "t", 3).await;
+        let mut info = topic_info(&mut client, "t", "produce to")
+            .await
+            .expect("info");
+        assert_eq!(info.partitions.len(), 3);
+
+        let values = vec![Bytes::from_static(b"one"), Bytes::from_static(b"two")];
+        let key = Bytes::from_static(b"21");
+        let partition = super::partitioner::partition_for_key(b"21", 3);
+        for expect_base in [0, 2] {
+            let batch =
+                super::produce::encode_batch(&values, Some(&key), CompressionArg::Zstd.into())
+                    .expect("encode");
+            let off =
+                super::produce::send_batch(&mut client, &mut info, partition, batch, Acks::All)
+                    .await
+                    .expect("produce");
+            assert_eq!(off, Some(expect_base));
+        }
+        let hw = list_offsets(&mut client, "t", &info.partitions, LATEST)
+            .await
+            .expect("list");
+        assert_eq!(hw.get(&partition), Some(&Ok(4)));
+        let start = list_offsets(&mut client, "t", &info.partitions, EARLIEST)
+            .await
+            .expect("list");
+        assert_eq!(start.get(&partition), Some(&Ok(0)));
+
+        // Fetch from the middle of the first batch: the client must skip offset 0.
+        let req = FetchRequest::default()
+            .with_max_wait_ms(0)
+            .with_topics(vec![
+                kafka_protocol::messages::fetch_request::FetchTopic::default()
+                    .with_topic(name("t"))
+                    .with_partitions(vec![
+                        kafka_protocol::messages::fetch_request::FetchPartition::default()
+                            .with_partition(partition)
+                            .with_fetch_offset(1)
+                            .with_partition_max_bytes(1 << 20),
+                    ]),
+            ]);
+        let resp = client
+            .node(0)
+            .await
+            .expect("node")
+            .send(&req)
+            .await
+            .expect("fetch");
+        let raw = resp.responses[0].partitions[0]
+            .records
+            .clone()
+            .expect("records");
+        let got: Vec<(i64, Bytes)> = batches::split(raw)
+            .expect("split")
+            .iter()
+            .flat_map(|b| batches::decode(b).expect("decode"))
+            .filter(|r| r.offset >= 1)
+            .map(|r| (r.offset, r.value.clone().unwrap_or_default()))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, values[1].clone()),
+                (2, values[0].clone()),
+                (3, values[1].clone())
+            ]
+        );
+    }
+}
+
+#[tokio::test]
+async fn consume_stops_after_n_records() {
+    let (addr, _broker) = start().await;
+    let mut client = Client::connect(&addr).await.expect("connect");
+    create(&mut client, "c", 1).await;
+    let mut info = topic_info(&mut client, "c", "produce to")
+        .await
+        .expect("info");
+    let batch = super::produce::encode_batch(
+        &[Bytes::from_static(b"a"), Bytes::from_static(b"b")],
+        None,
+        CompressionArg::None.into(),
+    )
+    .expect("encode");
+    super::produce::send_batch(&mut client, &mut info, 0, batch, Acks::Leader)
+        .await
+        .expect("produce");
+    let args = super::ClientArgs {
+        brokers: addr.clone(),
+        admin_url: "http://127.0.0.1:1".into(),
+        format: super::Format::Json,
+    };
+    let run = super::consume::run(
+        &args,
+        "c",
+        None,
+        super::consume::StartOffset::At(1),
+        Some(1),
+    );
+    tokio::time::timeout(std::time::Duration::from_secs(5), run)
+        .await
+        .expect("consume finished")
+        .expect("consume ok");
+    // An explicit offset past the end is the user's mistake, said in one line.
+    let run = super::consume::run(
+        &args,
+        "c",
+        None,
+        super::consume::StartOffset::At(9),
+        Some(1),
+    );
+    let e = run.await.expect_err("out of range").to_string();
+    assert!(e.starts_with("offset 9 is out of range for c[0]"), "{e}");
+}
+
+#[tokio::test]
+async fn errors_are_one_actionable_line() {
+    let (addr, _broker) = start().await;
+    let mut client = Client::connect(&addr).await.expect("connect");
+    let e = topic_info(&mut client, "missing", "describe")
+        .await
+        .expect_err("missing topic")
+        .to_string();
+    assert_eq!(
+        e,
+        "topic 'missing' does not exist (UNKNOWN_TOPIC_OR_PARTITION): list topics with 'icestream topic list'"
+    );
+    // Unsupported API: the broker does not advertise consumer groups yet.
+    let e = client
+        .any()
+        .version::<JoinGroupRequest>()
+        .expect_err("unsupported")
+        .to_string();
+    assert!(e.contains("does not support JoinGroup"), "{e}");
+
+    // Nothing listening.
+    let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let dead = closed.local_addr().expect("addr").to_string();
+    drop(closed);
+    let e = Client::connect(&dead)
+        .await
+        .err()
+        .expect("refused")
+        .to_string();
+    assert_eq!(
+        e,
+        format!("cannot reach broker at {dead} (connection refused): is 'icestream serve' running? set --brokers")
+    );
+
+    let args = super::ClientArgs {
+        brokers: addr,
+        admin_url: format!("http://{dead}"),
+        format: super::Format::Table,
+    };
+    let e = super::cluster::health(&args)
+        .await
+        .expect_err("down")
+        .to_string();
+    assert!(
+        e.starts_with("cannot reach the admin API at http://"),
+        "{e}"
+    );
+    assert!(!e.contains('\n'));
+}
+
+#[tokio::test]
+async fn health_reads_the_real_admin_api() {
+    let (addr, broker) = start().await;
+    let admin = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let admin_addr = admin.local_addr().expect("addr");
+    tokio::spawn(engine::admin::serve(admin, broker));
+    let args = super::ClientArgs {
+        brokers: addr,
+        admin_url: format!("http://{admin_addr}/"),
+        format: super::Format::Json,
+    };
+    super::cluster::health(&args).await.expect("healthy");
+}
+
+#[tokio::test]
+async fn topic_commands_run_against_a_broker() {
+    let (addr, broker) = start().await;
+    for format in [super::Format::Table, super::Format::Json] {
+        let args = super::ClientArgs {
+            brokers: addr.clone(),
+            admin_url: "http://127.0.0.1:1".into(),
+            format,
+        };
+        let topic = format!("{format:?}");
+        super::topic::create(&args, &topic, 2, -1, &["retention.ms=1000".into()])
+            .await
+            .expect("create");
+        let e = super::topic::create(&args, &topic, 2, -1, &[])
+            .await
+            .expect_err("exists")
+            .to_string();
+        assert!(e.contains("already exists (TOPIC_ALREADY_EXISTS"), "{e}");
+        super::topic::list(&args).await.expect("list");
+        super::topic::describe(&args, &topic)
+            .await
+            .expect("describe");
+        super::cluster::info(&args).await.expect("info");
+    }
+    assert_eq!(broker.topics.all().len(), 2);
+}

@@ -1,0 +1,71 @@
+//! The `icestream` binary: `serve` runs the broker; every other command is a client of a
+//! running broker over its public APIs.
+
+mod cli;
+mod serve;
+
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(
+    name = "icestream",
+    version,
+    about = "Kafka-API broker whose topics are also Apache Iceberg tables"
+)]
+struct Cli {
+    #[command(flatten)]
+    client: cli::ClientArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a broker
+    Serve(Box<serve::ServeArgs>),
+    /// Create, inspect, change, produce to and consume from topics
+    #[command(subcommand)]
+    Topic(cli::TopicCommand),
+    /// Cluster information and health
+    #[command(subcommand)]
+    Cluster(cli::ClusterCommand),
+}
+
+fn main() {
+    let code = match run() {
+        Ok(()) => 0,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            1
+        }
+    };
+    std::process::exit(code);
+}
+
+fn run() -> anyhow::Result<()> {
+    let args = serve::args_with_config_file(std::env::args().collect())?;
+    let cli = Cli::parse_from(args);
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    match cli.command {
+        Command::Serve(args) => {
+            init_logging(&args.log);
+            rt.block_on(serve::run(*args))
+        }
+        Command::Topic(cmd) => rt.block_on(cli::run_topic(&cli.client, cmd)),
+        Command::Cluster(cmd) => rt.block_on(cli::run_cluster(&cli.client, cmd)),
+    }
+}
+
+fn init_logging(filter: &str) {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    let ansi = std::io::stderr().is_terminal();
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(ansi)
+        .with_writer(std::io::stderr)
+        .init();
+}

@@ -1,0 +1,298 @@
+//! `icestream serve`: flags, `ICESTREAM_*` variables and the config file, then the broker.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{bail, Context};
+use clap::{Args, CommandFactory};
+use engine::config::validate_entry;
+use engine::{Broker, BrokerConfig, ClusterDefaults, IoBackend};
+
+/// Every setting has a flag, an `ICESTREAM_<NAME>` variable and a config-file key `<name>`
+/// (the flag without its dashes). Precedence: flag, then variable, then file, then default.
+#[derive(Args, Debug, Clone)]
+pub struct ServeArgs {
+    /// TOML config file whose keys are these flags' names (e.g. `kafka-addr = "0.0.0.0:9092"`)
+    #[arg(long, env = "ICESTREAM_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Where logs, metadata and (by default) tiered objects live
+    #[arg(long, env = "ICESTREAM_DATA_DIR", default_value = "./icestream-data")]
+    pub data_dir: PathBuf,
+    /// Kafka listener
+    #[arg(long, env = "ICESTREAM_KAFKA_ADDR", default_value = "127.0.0.1:9092")]
+    pub kafka_addr: SocketAddr,
+    /// host:port clients are told to connect to (defaults to the Kafka listener)
+    #[arg(long, env = "ICESTREAM_ADVERTISED_KAFKA_ADDR")]
+    pub advertised_kafka_addr: Option<String>,
+    /// Admin HTTP API: /v1/status/ready, /v1/cluster, /metrics
+    #[arg(long, env = "ICESTREAM_ADMIN_ADDR", default_value = "127.0.0.1:9644")]
+    pub admin_addr: SocketAddr,
+    /// Shards (threads that own partitions); default one per core
+    #[arg(long, env = "ICESTREAM_SMP")]
+    pub smp: Option<usize>,
+    /// This broker's id
+    #[arg(long, env = "ICESTREAM_NODE_ID", default_value_t = 0)]
+    pub node_id: i32,
+    /// Cluster id for a new data directory (default: a random UUID)
+    #[arg(long, env = "ICESTREAM_CLUSTER_ID")]
+    pub cluster_id: Option<String>,
+    /// Segment I/O backend: auto (io_uring where the kernel allows it), io-uring, blocking
+    #[arg(long, env = "ICESTREAM_IO_BACKEND", default_value = "auto")]
+    pub io_backend: IoBackend,
+    /// Create topics on first use (Kafka's auto.create.topics.enable)
+    #[arg(long, env = "ICESTREAM_AUTO_CREATE_TOPICS", default_value_t = false, action = clap::ArgAction::Set)]
+    pub auto_create_topics: bool,
+    /// Partitions of a topic created without a count
+    #[arg(long, env = "ICESTREAM_DEFAULT_PARTITIONS", default_value_t = 1)]
+    pub default_partitions: i32,
+    /// Replication factor of a topic created without one
+    #[arg(
+        long,
+        env = "ICESTREAM_DEFAULT_REPLICATION_FACTOR",
+        default_value_t = 1
+    )]
+    pub default_replication_factor: i16,
+    /// Default write.caching: acknowledge acks=1/all from memory and flush within flush-ms
+    #[arg(long, env = "ICESTREAM_WRITE_CACHING", default_value_t = false, action = clap::ArgAction::Set)]
+    pub write_caching: bool,
+    /// Default flush.ms (with write caching)
+    #[arg(long, env = "ICESTREAM_FLUSH_MS", default_value_t = 100)]
+    pub flush_ms: i64,
+    /// Default flush.bytes (with write caching)
+    #[arg(long, env = "ICESTREAM_FLUSH_BYTES", default_value_t = 262144)]
+    pub flush_bytes: i64,
+    /// Default segment.bytes
+    #[arg(long, env = "ICESTREAM_SEGMENT_BYTES", default_value_t = 134217728)]
+    pub segment_bytes: i64,
+    /// Default segment.ms
+    #[arg(long, env = "ICESTREAM_SEGMENT_MS", default_value_t = 604800000)]
+    pub segment_ms: i64,
+    /// Default retention.ms (-1: forever)
+    #[arg(
+        long,
+        env = "ICESTREAM_RETENTION_MS",
+        default_value_t = 604800000,
+        allow_negative_numbers = true
+    )]
+    pub retention_ms: i64,
+    /// Default retention.bytes (-1: no limit)
+    #[arg(long, env = "ICESTREAM_RETENTION_BYTES", default_value_t = -1, allow_negative_numbers = true)]
+    pub retention_bytes: i64,
+    /// Default max.message.bytes: the largest record batch accepted
+    #[arg(long, env = "ICESTREAM_MAX_MESSAGE_BYTES", default_value_t = 1048576)]
+    pub max_message_bytes: i64,
+    /// Default message.timestamp.type: CreateTime or LogAppendTime
+    #[arg(
+        long,
+        env = "ICESTREAM_MESSAGE_TIMESTAMP_TYPE",
+        default_value = "CreateTime"
+    )]
+    pub message_timestamp_type: String,
+    /// Largest request frame accepted (Kafka's socket.request.max.bytes)
+    #[arg(long, env = "ICESTREAM_MAX_REQUEST_BYTES", default_value_t = 104857600)]
+    pub max_request_bytes: usize,
+    /// Incremental fetch sessions kept at once
+    #[arg(long, env = "ICESTREAM_FETCH_SESSION_SLOTS", default_value_t = 1000)]
+    pub fetch_session_slots: usize,
+    /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
+    #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Turns config-file keys into flags, for keys neither given as a flag nor set in the
+/// environment, so that clap applies every setting's precedence in one place.
+pub fn args_with_config_file(args: Vec<String>) -> anyhow::Result<Vec<String>> {
+    let Some(pos) = args.iter().position(|a| a == "serve") else {
+        return Ok(args);
+    };
+    let flag_value = |name: &str| {
+        args.iter().enumerate().find_map(|(i, a)| {
+            a.strip_prefix(&format!("--{name}="))
+                .map(str::to_string)
+                .or_else(|| {
+                    (a == &format!("--{name}"))
+                        .then(|| args.get(i + 1).cloned())
+                        .flatten()
+                })
+        })
+    };
+    let path = flag_value("config").or_else(|| std::env::var("ICESTREAM_CONFIG").ok());
+    let Some(path) = path else { return Ok(args) };
+    let text = std::fs::read_to_string(&path)
+        .with_context(|| format!("cannot read config file {path}"))?;
+    let table: BTreeMap<String, toml::Value> =
+        toml::from_str(&text).with_context(|| format!("config file {path} is not valid TOML"))?;
+    let cmd = ServeCommand::command();
+    let known: Vec<String> = cmd
+        .get_arguments()
+        .filter_map(|a| a.get_long().map(str::to_string))
+        .collect();
+    let mut injected = Vec::new();
+    for (key, value) in table {
+        if key == "config" || !known.contains(&key) {
+            bail!("config file {path}: unknown key '{key}'; valid keys are the serve flags without dashes: {}", known.join(", "));
+        }
+        let env = format!("ICESTREAM_{}", key.to_uppercase().replace('-', "_"));
+        if flag_value(&key).is_some() || std::env::var_os(&env).is_some() {
+            continue;
+        }
+        let v = match value {
+            toml::Value::String(s) => s,
+            toml::Value::Integer(i) => i.to_string(),
+            toml::Value::Boolean(b) => b.to_string(),
+            other => bail!(
+                "config file {path}: key '{key}' must be a string, integer or boolean, not {}",
+                other.type_str()
+            ),
+        };
+        injected.push(format!("--{key}={v}"));
+    }
+    let mut out = args[..=pos].to_vec();
+    out.extend(injected);
+    out.extend_from_slice(&args[pos + 1..]);
+    Ok(out)
+}
+
+/// Wraps the args so that `command()` lists the serve flags for config-file validation.
+#[derive(clap::Parser)]
+struct ServeCommand {
+    #[command(flatten)]
+    args: ServeArgs,
+}
+
+impl ServeArgs {
+    pub fn broker_config(&self) -> anyhow::Result<BrokerConfig> {
+        let mut defaults = ClusterDefaults {
+            auto_create_topics: self.auto_create_topics,
+            default_partitions: self.default_partitions,
+            default_replication_factor: self.default_replication_factor,
+            ..ClusterDefaults::default()
+        };
+        if !(1..=100_000).contains(&self.default_partitions) {
+            bail!(
+                "--default-partitions must be between 1 and 100000, got {}",
+                self.default_partitions
+            );
+        }
+        if self.default_replication_factor != 1 {
+            bail!(
+                "--default-replication-factor must be 1 on a single-broker cluster, got {}",
+                self.default_replication_factor
+            );
+        }
+        let topic_defaults = [
+            (
+                "write.caching",
+                self.write_caching.to_string(),
+                "write-caching",
+            ),
+            ("flush.ms", self.flush_ms.to_string(), "flush-ms"),
+            ("flush.bytes", self.flush_bytes.to_string(), "flush-bytes"),
+            (
+                "segment.bytes",
+                self.segment_bytes.to_string(),
+                "segment-bytes",
+            ),
+            ("segment.ms", self.segment_ms.to_string(), "segment-ms"),
+            (
+                "retention.ms",
+                self.retention_ms.to_string(),
+                "retention-ms",
+            ),
+            (
+                "retention.bytes",
+                self.retention_bytes.to_string(),
+                "retention-bytes",
+            ),
+            (
+                "max.message.bytes",
+                self.max_message_bytes.to_string(),
+                "max-message-bytes",
+            ),
+            (
+                "message.timestamp.type",
+                self.message_timestamp_type.clone(),
+                "message-timestamp-type",
+            ),
+        ];
+        for (key, value, flag) in topic_defaults {
+            validate_entry(key, &value).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
+            if let Some(slot) = defaults.topic.get_mut(key) {
+                *slot = value;
+            }
+        }
+        let advertised = match &self.advertised_kafka_addr {
+            None => (self.kafka_addr.ip().to_string(), self.kafka_addr.port()),
+            Some(s) => {
+                let (host, port) = s
+                    .rsplit_once(':')
+                    .with_context(|| format!("--advertised-kafka-addr '{s}' must be host:port"))?;
+                let port: u16 = port
+                    .parse()
+                    .with_context(|| format!("--advertised-kafka-addr '{s}': bad port"))?;
+                (host.trim_matches(['[', ']']).to_string(), port)
+            }
+        };
+        let smp = self
+            .smp
+            .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+        if smp == 0 || smp > 1024 {
+            bail!("--smp must be between 1 and 1024, got {smp}");
+        }
+        Ok(BrokerConfig {
+            node_id: self.node_id,
+            data_dir: self.data_dir.clone(),
+            kafka_addr: self.kafka_addr,
+            advertised_kafka_addr: advertised,
+            admin_addr: self.admin_addr,
+            smp,
+            cluster_id: self.cluster_id.clone(),
+            max_request_bytes: self.max_request_bytes,
+            retention_check_interval_ms: 10_000,
+            fetch_session_slots: self.fetch_session_slots,
+            defaults,
+        })
+    }
+}
+
+pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    let config = args.broker_config()?;
+    let admin_addr = config.admin_addr;
+    let admin = tokio::net::TcpListener::bind(admin_addr)
+        .await
+        .with_context(|| format!("cannot listen on admin address {admin_addr}: is another broker running? set --admin-addr"))?;
+    let broker = Broker::start(config, args.io_backend)
+        .await
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    tracing::info!(
+        version = env!("CARGO_PKG_VERSION"),
+        kafka = %broker.kafka_addr,
+        advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
+        admin = %admin.local_addr()?,
+        shards = broker.shards.len(),
+        segment_io = %broker.shards.io_backend,
+        data_dir = %broker.config.data_dir.display(),
+        cluster_id = %broker.topics.cluster_id,
+        "icestream is ready"
+    );
+    let admin_task = tokio::spawn(engine::admin::serve(admin, broker.clone()));
+    shutdown_signal().await;
+    tracing::info!("shutting down: flushing partitions");
+    admin_task.abort();
+    broker.shutdown().await;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}
