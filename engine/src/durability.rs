@@ -97,10 +97,13 @@ impl Flusher {
     }
 }
 
+/// A submitted operation: the file it uses (kept open until completion) and its waiter.
+type InFlight = (Arc<File>, oneshot::Sender<i32>);
+
 /// A per-shard io_uring ring and the files its in-flight operations use.
 pub struct Uring {
     ring: RefCell<IoUring>,
-    inflight: RefCell<HashMap<u64, (Arc<File>, oneshot::Sender<i32>)>>,
+    inflight: RefCell<HashMap<u64, InFlight>>,
     next_id: std::cell::Cell<u64>,
 }
 

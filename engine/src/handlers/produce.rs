@@ -12,6 +12,7 @@ use tokio::sync::oneshot;
 use super::{partition_error, sb, Handled, HandlerFuture};
 use crate::broker::Broker;
 use crate::log::batch::{self, BatchError};
+use crate::log::records;
 use crate::partition::{Cmd, PartitionError, ProduceOk};
 
 enum Pending {
@@ -63,6 +64,22 @@ pub fn handle(b: &Arc<Broker>, _version: i16, req: ProduceRequest) -> HandlerFut
                     continue;
                 }
             };
+            // Checked here, on the connection's shard, so that decompression never stalls the
+            // shard that owns the partition.
+            let max = topic.as_ref().map_or(0, |t| t.resolved.max_message_bytes);
+            if let Some((_, b)) = batches.iter().find(|(_, b)| b.len() > max) {
+                let e = PartitionError::MessageTooLarge { size: b.len(), max };
+                parts.push(fail(ResponseError::MessageTooLarge, Some(e.to_string())));
+                continue;
+            }
+            let limit = records::decompressed_limit(max);
+            if let Some(e) = batches
+                .iter()
+                .find_map(|(h, b)| records::check(b, h, limit).err())
+            {
+                parts.push(fail(ResponseError::InvalidRecord, Some(e.to_string())));
+                continue;
+            }
             if batches
                 .iter()
                 .any(|(h, _)| h.is_transactional() || h.is_control())

@@ -45,7 +45,7 @@ impl OffsetIndex {
 
     /// Parses an index file; `None` when it is damaged and must be rebuilt from the log.
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % Self::ENTRY != 0 {
+        if !bytes.len().is_multiple_of(Self::ENTRY) {
             return None;
         }
         let entries: Vec<(u32, u32)> = bytes
@@ -106,7 +106,7 @@ impl TimeIndex {
     }
 
     pub fn decode(bytes: &[u8]) -> Option<Self> {
-        if bytes.len() % Self::ENTRY != 0 {
+        if !bytes.len().is_multiple_of(Self::ENTRY) {
             return None;
         }
         let entries = bytes

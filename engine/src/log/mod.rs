@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod index;
 pub mod partition_log;
+pub mod records;
 pub mod segment;
 
 pub use partition_log::{Appended, LogConfig, PartitionLog};

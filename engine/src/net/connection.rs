@@ -89,9 +89,24 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
 type ResponseFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>>>>;
 
-/// Decodes a frame and starts its handler. The handler's synchronous part (for Produce:
-/// handing batches to partitions) runs now, so writes keep the order requests arrived in.
-fn start_request(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFuture, Reject> {
+/// A request frame after decoding.
+#[derive(Debug)]
+pub enum Decoded {
+    Request {
+        api: ApiKey,
+        version: i16,
+        header: Box<RequestHeader>,
+        body: Box<RequestKind>,
+    },
+    /// An ApiVersions request of a version we do not know: Kafka answers it in v0 format with
+    /// the versions it supports, so the client can retry with one of them.
+    UnsupportedApiVersions { correlation_id: i32 },
+}
+
+/// Decodes one request frame (without its length prefix) with `kafka-protocol`, rejecting
+/// unknown APIs and versions the broker does not serve before looking at the body.
+/// Never panics, whatever the bytes (fuzzed by `fuzz/fuzz_targets/request.rs`).
+pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
     if frame.len() < 8 {
         return Err(Reject::ShortFrame(frame.len()));
     }
@@ -101,11 +116,7 @@ fn start_request(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFutur
     let api = ApiKey::try_from(key).map_err(|_| Reject::UnknownApi(key))?;
     if !handlers::supports(api, version) {
         if api == ApiKey::ApiVersions {
-            // Kafka answers an ApiVersions it cannot parse in v0 format, listing what it
-            // supports, so that the client can retry with a version it knows.
-            let resp = handlers::api_versions::unsupported();
-            let bytes = encode(correlation_id, 0, &ResponseKind::ApiVersions(resp), 0);
-            return Ok(Box::pin(async move { bytes.map(Some) }));
+            return Ok(Decoded::UnsupportedApiVersions { correlation_id });
         }
         return Err(Reject::UnsupportedVersion { api, version });
     }
@@ -116,8 +127,33 @@ fn start_request(broker: &Arc<Broker>, mut frame: Bytes) -> Result<ResponseFutur
     };
     let header = RequestHeader::decode(&mut frame, api.request_header_version(version))
         .map_err(|e| malformed(e.to_string()))?;
-    let request =
+    let body =
         RequestKind::decode(api, &mut frame, version).map_err(|e| malformed(format!("{e:#}")))?;
+    Ok(Decoded::Request {
+        api,
+        version,
+        header: Box::new(header),
+        body: Box::new(body),
+    })
+}
+
+/// Decodes a frame and starts its handler. The handler's synchronous part (for Produce:
+/// handing batches to partitions) runs now, so writes keep the order requests arrived in.
+fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, Reject> {
+    let (api, version, header, request) = match decode_request(frame)? {
+        Decoded::Request {
+            api,
+            version,
+            header,
+            body,
+        } => (api, version, *header, *body),
+        Decoded::UnsupportedApiVersions { correlation_id } => {
+            let resp = handlers::api_versions::unsupported();
+            let bytes = encode(correlation_id, 0, &ResponseKind::ApiVersions(resp), 0);
+            return Ok(Box::pin(async move { bytes.map(Some) }));
+        }
+    };
+    let correlation_id = header.correlation_id;
     let started = Instant::now();
     let handled = handlers::dispatch(broker.clone(), header, request);
     let broker = broker.clone();
@@ -178,4 +214,114 @@ fn encode(
 /// `kafka-protocol` reports errors as `anyhow::Error`; the engine keeps them as strings.
 mod anyhow_free {
     pub type Result<T> = std::result::Result<T, String>;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kafka_protocol::messages::{
+        ApiVersionsRequest, MetadataRequest, ProduceRequest, TopicName,
+    };
+    use kafka_protocol::protocol::{Encodable, HeaderVersion, StrBytes};
+
+    fn frame<T: Encodable + HeaderVersion>(api: ApiKey, version: i16, body: &T) -> Bytes {
+        let mut buf = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(api as i16)
+            .with_request_api_version(version)
+            .with_correlation_id(7)
+            .with_client_id(Some(StrBytes::from_static_str("fuzz")))
+            .encode(&mut buf, T::header_version(version))
+            .unwrap();
+        body.encode(&mut buf, version).unwrap();
+        buf.freeze()
+    }
+
+    /// Deterministic mutations of valid requests: the decoder must accept or reject them,
+    /// never panic. (`cargo fuzz run request` explores much further.)
+    #[test]
+    fn mutated_requests_never_panic() {
+        let topic = kafka_protocol::messages::metadata_request::MetadataRequestTopic::default()
+            .with_name(Some(TopicName(StrBytes::from_static_str("orders"))));
+        let seeds = [
+            frame(
+                ApiKey::Metadata,
+                12,
+                &MetadataRequest::default().with_topics(Some(vec![topic])),
+            ),
+            frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default()),
+            frame(ApiKey::Produce, 9, &ProduceRequest::default().with_acks(-1)),
+        ];
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut next = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for seed in &seeds {
+            assert!(matches!(
+                decode_request(seed.clone()),
+                Ok(Decoded::Request { .. })
+            ));
+            for _ in 0..20_000 {
+                let mut m = BytesMut::from(&seed[..]);
+                for _ in 0..(next() % 4 + 1) {
+                    let i = (next() as usize) % m.len();
+                    m[i] = next() as u8;
+                }
+                if next() % 8 == 0 {
+                    let cut = (next() as usize) % m.len();
+                    m.truncate(cut);
+                }
+                let _ = decode_request(m.freeze());
+            }
+        }
+    }
+
+    /// A Metadata v1 request whose topic array claims two billion entries in a few bytes is
+    /// rejected without allocating for them.
+    #[test]
+    fn lying_array_length_is_rejected_cheaply() {
+        let mut f = BytesMut::from(
+            &frame(
+                ApiKey::Metadata,
+                1,
+                &MetadataRequest::default().with_topics(Some(vec![])),
+            )[..],
+        );
+        let n = f.len();
+        f[n - 4..].copy_from_slice(&2_000_000_000i32.to_be_bytes());
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(Reject::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn rejects_unknown_apis_and_versions() {
+        let mut f = BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
+        f[0..2].copy_from_slice(&9999i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(Reject::UnknownApi(9999))
+        ));
+        let mut f =
+            BytesMut::from(&frame(ApiKey::ApiVersions, 3, &ApiVersionsRequest::default())[..]);
+        f[2..4].copy_from_slice(&99i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Ok(Decoded::UnsupportedApiVersions { correlation_id: 7 })
+        ));
+        let mut f = BytesMut::from(&frame(ApiKey::Metadata, 12, &MetadataRequest::default())[..]);
+        f[2..4].copy_from_slice(&40i16.to_be_bytes());
+        assert!(matches!(
+            decode_request(f.freeze()),
+            Err(Reject::UnsupportedVersion { .. })
+        ));
+        assert!(matches!(
+            decode_request(Bytes::from_static(b"abc")),
+            Err(Reject::ShortFrame(3))
+        ));
+    }
 }
