@@ -89,6 +89,9 @@ pub struct ServeArgs {
         default_value = "CreateTime"
     )]
     pub message_timestamp_type: String,
+    /// How often each partition applies retention (Kafka's log.retention.check.interval.ms)
+    #[arg(long, env = "ICESTREAM_RETENTION_CHECK_INTERVAL_MS", default_value_t = 10000)]
+    pub retention_check_interval_ms: u64,
     /// Largest request frame accepted (Kafka's socket.request.max.bytes)
     #[arg(long, env = "ICESTREAM_MAX_REQUEST_BYTES", default_value_t = 104857600)]
     pub max_request_bytes: usize,
@@ -167,6 +170,7 @@ impl ServeArgs {
             auto_create_topics: self.auto_create_topics,
             default_partitions: self.default_partitions,
             default_replication_factor: self.default_replication_factor,
+            retention_check_interval_ms: self.retention_check_interval_ms,
             ..ClusterDefaults::default()
         };
         if !(1..=100_000).contains(&self.default_partitions) {
@@ -249,7 +253,6 @@ impl ServeArgs {
             smp,
             cluster_id: self.cluster_id.clone(),
             max_request_bytes: self.max_request_bytes,
-            retention_check_interval_ms: 10_000,
             fetch_session_slots: self.fetch_session_slots,
             defaults,
         })

@@ -20,8 +20,6 @@ pub struct BrokerConfig {
     pub cluster_id: Option<String>,
     /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
     pub max_request_bytes: usize,
-    /// How often retention runs over every partition.
-    pub retention_check_interval_ms: u64,
     /// Incremental fetch sessions kept at once (Kafka's `max.incremental.fetch.session.cache.slots`).
     pub fetch_session_slots: usize,
     pub defaults: ClusterDefaults,
@@ -33,6 +31,8 @@ pub struct ClusterDefaults {
     pub auto_create_topics: bool,
     pub default_partitions: i32,
     pub default_replication_factor: i16,
+    /// How often each partition applies retention (Kafka's `log.retention.check.interval.ms`).
+    pub retention_check_interval_ms: u64,
     /// Defaults for each topic config key, as strings in Kafka's format.
     pub topic: BTreeMap<&'static str, String>,
 }
@@ -43,6 +43,7 @@ impl Default for ClusterDefaults {
             auto_create_topics: false,
             default_partitions: 1,
             default_replication_factor: 1,
+            retention_check_interval_ms: 10_000,
             topic: TOPIC_CONFIGS
                 .iter()
                 .map(|d| (d.name, d.default.to_string()))
@@ -63,7 +64,6 @@ impl BrokerConfig {
             smp: 1,
             cluster_id: None,
             max_request_bytes: 100 << 20,
-            retention_check_interval_ms: 10_000,
             fetch_session_slots: 1000,
             defaults: ClusterDefaults::default(),
         }
@@ -220,6 +220,7 @@ impl TopicConfig {
             write_caching: self.get("write.caching", d).0 == "true",
             flush_ms: self.num("flush.ms", d).max(0) as u64,
             flush_bytes: self.num("flush.bytes", d).max(0) as u64,
+            retention_check_ms: d.retention_check_interval_ms.max(100),
         }
     }
 }
@@ -232,6 +233,7 @@ pub struct ResolvedTopicConfig {
     pub write_caching: bool,
     pub flush_ms: u64,
     pub flush_bytes: u64,
+    pub retention_check_ms: u64,
 }
 
 /// Topic names Kafka accepts: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -187,7 +187,7 @@ struct Actor {
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut inflight: Option<FlushFuture> = None;
-        let retention_every = Duration::from_secs(10);
+        let retention_every = Duration::from_millis(self.config.retention_check_ms);
         let mut retention = tokio::time::interval(retention_every);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {

@@ -1,0 +1,307 @@
+//! Load generator for the Icestream load benchmark.
+//!
+//! `produce`: a librdkafka producer (acks=all) sends fixed-size records to a topic as fast as
+//! the broker acknowledges them, with at most `--window` messages outstanding, and reports
+//! MB/s, records/s and the per-message latency from enqueue to delivery report.
+//!
+//! `disk`: the disk's own sequential write + fdatasync throughput, in the given directory:
+//! appends `--total-bytes` in chunks of each `--chunk-bytes`, one fdatasync per chunk (what a
+//! broker flushing that many bytes per fdatasync would at best achieve).
+//!
+//! Both print one JSON object per result on stdout and a readable line on stderr.
+
+use std::fs::{self, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use rdkafka::config::ClientConfig;
+use rdkafka::error::{KafkaError, RDKafkaErrorCode};
+use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, ProducerContext};
+use rdkafka::ClientContext;
+use serde_json::json;
+
+fn usage() -> ExitCode {
+    eprintln!(
+        "usage:\n  icestream-loadgen produce --brokers H:P --topic T --partitions N \
+         [--records N] [--duration-secs S] [--record-bytes B] [--window M] [--linger-ms L]\n  \
+         icestream-loadgen disk --dir D --total-bytes N --chunk-bytes B[,B...]"
+    );
+    ExitCode::from(2)
+}
+
+struct Args(Vec<String>);
+
+impl Args {
+    fn get(&self, name: &str) -> Option<&str> {
+        let i = self.0.iter().position(|a| a == name)?;
+        self.0.get(i + 1).map(String::as_str)
+    }
+    fn num(&self, name: &str, default: u64) -> u64 {
+        self.get(name)
+            .map(|v| {
+                v.parse()
+                    .unwrap_or_else(|_| panic!("{name}: not a number: {v}"))
+            })
+            .unwrap_or(default)
+    }
+}
+
+fn main() -> ExitCode {
+    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let Some(cmd) = argv.first().cloned() else {
+        return usage();
+    };
+    let args = Args(argv);
+    match cmd.as_str() {
+        "produce" => produce(&args),
+        "disk" => disk(&args),
+        _ => usage(),
+    }
+}
+
+/// Delivery reports land here, on the thread that polls the producer.
+struct Ctx {
+    t0: Instant,
+    /// Enqueue-to-delivery latency of each acknowledged message, in microseconds.
+    lat_us: Mutex<Vec<u32>>,
+    errors: AtomicU64,
+    first_error: Mutex<Option<String>>,
+}
+
+impl ClientContext for Ctx {}
+
+impl ProducerContext for Ctx {
+    /// Nanoseconds from `t0` at which the message was enqueued.
+    type DeliveryOpaque = usize;
+
+    fn delivery(&self, result: &DeliveryResult<'_>, enqueued_ns: usize) {
+        match result {
+            Ok(_) => {
+                let us =
+                    (self.t0.elapsed().as_nanos() as u64).saturating_sub(enqueued_ns as u64) / 1000;
+                self.lat_us
+                    .lock()
+                    .unwrap()
+                    .push(us.min(u32::MAX as u64) as u32);
+            }
+            Err((e, _)) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                self.first_error
+                    .lock()
+                    .unwrap()
+                    .get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let i = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[i.min(sorted.len() - 1)] as f64 / 1000.0
+}
+
+fn produce(args: &Args) -> ExitCode {
+    let (Some(brokers), Some(topic)) = (args.get("--brokers"), args.get("--topic")) else {
+        return usage();
+    };
+    let partitions = args.num("--partitions", 1).max(1) as i32;
+    let records = args.num("--records", 200_000);
+    let duration = Duration::from_secs(args.num("--duration-secs", 20));
+    let record_bytes = args.num("--record-bytes", 1024) as usize;
+    let window = args.num("--window", 16_384);
+    let linger_ms = args.num("--linger-ms", 5);
+
+    let ctx = Ctx {
+        t0: Instant::now(),
+        lat_us: Mutex::new(Vec::with_capacity(records as usize)),
+        errors: AtomicU64::new(0),
+        first_error: Mutex::new(None),
+    };
+    let producer: BaseProducer<Ctx> = match ClientConfig::new()
+        .set("bootstrap.servers", brokers)
+        .set("acks", "all")
+        .set("linger.ms", linger_ms.to_string())
+        .set("batch.size", "1000000")
+        .set("compression.type", "none")
+        .set("queue.buffering.max.messages", (window * 2).to_string())
+        .set("queue.buffering.max.kbytes", "2097151")
+        .set("message.timeout.ms", "60000")
+        .create_with_context(ctx)
+    {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("cannot create producer: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let payload = vec![b'x'; record_bytes];
+
+    // Warm-up: metadata, connections, topic leaders; not measured.
+    for i in 0..(100 * partitions as usize) {
+        send(&producer, topic, (i % partitions as usize) as i32, &payload);
+    }
+    if let Err(e) = producer.flush(Duration::from_secs(30)) {
+        eprintln!("warm-up flush failed: {e}");
+        return ExitCode::FAILURE;
+    }
+    let warm_errors = producer.context().errors.swap(0, Ordering::Relaxed);
+    if warm_errors > 0 {
+        eprintln!(
+            "warm-up: {warm_errors} deliveries failed: {}",
+            producer
+                .context()
+                .first_error
+                .lock()
+                .unwrap()
+                .clone()
+                .unwrap_or_default()
+        );
+        return ExitCode::FAILURE;
+    }
+    producer.context().lat_us.lock().unwrap().clear();
+
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while sent < records && start.elapsed() < duration {
+        while producer.in_flight_count() as u64 >= window {
+            producer.poll(Duration::from_millis(1));
+        }
+        send(
+            &producer,
+            topic,
+            (sent % partitions as u64) as i32,
+            &payload,
+        );
+        sent += 1;
+        if sent.is_multiple_of(64) {
+            producer.poll(Duration::ZERO);
+        }
+    }
+    if let Err(e) = producer.flush(Duration::from_secs(60)) {
+        eprintln!("flush failed: {e}");
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+
+    let ctx = producer.context();
+    let mut lat = std::mem::take(&mut *ctx.lat_us.lock().unwrap());
+    lat.sort_unstable();
+    let ok = lat.len() as u64;
+    let errors = ctx.errors.load(Ordering::Relaxed);
+    let bytes = ok * record_bytes as u64;
+    let mb_s = bytes as f64 / elapsed / 1e6;
+    let out = json!({
+        "kind": "produce",
+        "topic": topic,
+        "partitions": partitions,
+        "record_bytes": record_bytes,
+        "window": window,
+        "linger_ms": linger_ms,
+        "sent": sent,
+        "acked": ok,
+        "errors": errors,
+        "first_error": ctx.first_error.lock().unwrap().clone(),
+        "seconds": elapsed,
+        "bytes": bytes,
+        "mb_per_s": mb_s,
+        "records_per_s": ok as f64 / elapsed,
+        "latency_ms": {
+            "p50": percentile(&lat, 50.0),
+            "p99": percentile(&lat, 99.0),
+            "p999": percentile(&lat, 99.9),
+            "max": lat.last().map(|&v| v as f64 / 1000.0),
+        },
+    });
+    eprintln!(
+        "produce {topic} ({partitions} partitions): {ok} acked, {errors} failed in {elapsed:.2} s: \
+         {mb_s:.1} MB/s, {:.0} records/s, latency p50 {:.2} ms p99 {:.2} ms p99.9 {:.2} ms",
+        ok as f64 / elapsed,
+        percentile(&lat, 50.0),
+        percentile(&lat, 99.0),
+        percentile(&lat, 99.9)
+    );
+    println!("{out}");
+    if errors > 0 || ok == 0 {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    }
+}
+
+/// Enqueues one message, waiting on delivery reports while librdkafka's queue is full.
+fn send(producer: &BaseProducer<Ctx>, topic: &str, partition: i32, payload: &[u8]) {
+    let mut rec = BaseRecord::<(), [u8], usize>::with_opaque_to(
+        topic,
+        producer.context().t0.elapsed().as_nanos() as usize,
+    )
+    .partition(partition)
+    .payload(payload);
+    loop {
+        match producer.send(rec) {
+            Ok(()) => return,
+            Err((KafkaError::MessageProduction(RDKafkaErrorCode::QueueFull), r)) => {
+                rec = r;
+                producer.poll(Duration::from_millis(1));
+            }
+            Err((e, _)) => panic!("produce failed: {e}"),
+        }
+    }
+}
+
+fn disk(args: &Args) -> ExitCode {
+    let (Some(dir), Some(chunks)) = (args.get("--dir"), args.get("--chunk-bytes")) else {
+        return usage();
+    };
+    let total = args.num("--total-bytes", 256 << 20);
+    let dir = PathBuf::from(dir);
+    for chunk in chunks.split(',') {
+        let chunk: usize = chunk.trim().parse().expect("--chunk-bytes: numbers");
+        let n = (total as usize).div_ceil(chunk).max(1);
+        let path = dir.join(format!("disk-baseline-{chunk}.bin"));
+        let mut f = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .write(true)
+            .open(&path)
+            .expect("create baseline file");
+        let buf = vec![0x5au8; chunk];
+        let mut sync_us = Vec::with_capacity(n);
+        let start = Instant::now();
+        for _ in 0..n {
+            f.write_all(&buf).expect("write");
+            let t = Instant::now();
+            f.sync_data().expect("fdatasync");
+            sync_us.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+        }
+        let elapsed = start.elapsed().as_secs_f64();
+        drop(f);
+        let _ = fs::remove_file(&path);
+        sync_us.sort_unstable();
+        let bytes = (n * chunk) as u64;
+        let mb_s = bytes as f64 / elapsed / 1e6;
+        eprintln!(
+            "disk: {chunk} B per fdatasync: {mb_s:.1} MB/s ({n} syncs, fdatasync p50 {:.2} ms p99 {:.2} ms)",
+            percentile(&sync_us, 50.0),
+            percentile(&sync_us, 99.0)
+        );
+        println!(
+            "{}",
+            json!({
+                "kind": "disk",
+                "chunk_bytes": chunk,
+                "bytes": bytes,
+                "syncs": n,
+                "seconds": elapsed,
+                "mb_per_s": mb_s,
+                "fdatasync_ms": {"p50": percentile(&sync_us, 50.0), "p99": percentile(&sync_us, 99.0)},
+            })
+        );
+    }
+    ExitCode::SUCCESS
+}
