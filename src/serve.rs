@@ -90,7 +90,11 @@ pub struct ServeArgs {
     )]
     pub message_timestamp_type: String,
     /// How often each partition applies retention (Kafka's log.retention.check.interval.ms)
-    #[arg(long, env = "ICESTREAM_RETENTION_CHECK_INTERVAL_MS", default_value_t = 10000)]
+    #[arg(
+        long,
+        env = "ICESTREAM_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 10000
+    )]
     pub retention_check_interval_ms: u64,
     /// Largest request frame accepted (Kafka's socket.request.max.bytes)
     #[arg(long, env = "ICESTREAM_MAX_REQUEST_BYTES", default_value_t = 104857600)]
