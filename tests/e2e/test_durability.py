@@ -147,7 +147,9 @@ def test_time_and_offset_indexes_after_restart(broker):
     from confluent_kafka import Consumer, TopicPartition
 
     from conftest import consumer_config
-    topic = create_topic(broker, config={"segment.bytes": "8192"})
+    # Timestamps from 2023: keep them past the default 7-day retention, which would
+    # (rightly) delete the sealed segments at the first retention check after restart.
+    topic = create_topic(broker, config={"segment.bytes": "8192", "retention.ms": "-1"})
     t0 = 1_690_000_000_000
     for chunk in range(10):
         produce(broker, topic, [{"value": b"%04d" % i + b"-" * 100, "timestamp": t0 + 1000 * i}
@@ -165,3 +167,33 @@ def test_time_and_offset_indexes_after_restart(broker):
         msgs = consume_all(broker, topic, [0], start={0: start})
         assert msgs[0].offset() == start and msgs[0].value()[:4] == b"%04d" % start
         assert len(msgs) == 300 - start
+
+
+def test_topic_metadata_survives_restart(broker):
+    from confluent_kafka.admin import ConfigResource, NewPartitions, ResourceType
+
+    from conftest import admin_client, partition_count
+    admin = admin_client(broker)
+    kept = create_topic(broker, partitions=2, config={"retention.ms": "123456789",
+                                                      "cleanup.policy": "delete"})
+    admin.create_partitions([NewPartitions(kept, 3)], request_timeout=15)[kept].result(timeout=20)
+    produce(broker, kept, [{"value": b"p%d" % p, "partition": p} for p in range(3)])
+    gone = create_topic(broker)
+    produce(broker, gone, [b"bye"])
+    admin.delete_topics([gone], request_timeout=15)[gone].result(timeout=20)
+
+    broker.kill9()
+    broker.start()
+    admin = admin_client(broker)
+    topics = admin.list_topics(timeout=10).topics
+    assert gone not in topics
+    assert partition_count(broker, kept) == 3
+    res = ConfigResource(ResourceType.TOPIC, kept)
+    configs = admin.describe_configs([res], request_timeout=15)[res].result(timeout=20)
+    assert configs["retention.ms"].value == "123456789"
+    assert configs["cleanup.policy"].value == "delete"
+    for p in range(3):
+        assert [m.value() for m in consume_all(broker, kept, [p])] == [b"p%d" % p]
+    # The deleted name is free again and starts empty.
+    create_topic(broker, gone)
+    assert watermarks(broker, gone, 0) == (0, 0)

@@ -56,7 +56,7 @@ def test_keyed_records_round_trip_with_each_codec(broker, codec):
         futures = []
         for i in range(120):
             key = f"account-{i % 11}".encode()
-            value = f"event {i} ".encode() * (1 + i % 4)
+            value = f"event {i} ".encode() * (1 + i % 4) + b"~" * 300
             headers = [("i", str(i).encode())]
             futures.append((key, value, headers,
                             producer.send(topic, key=key, value=value, headers=headers)))

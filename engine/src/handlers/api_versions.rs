@@ -10,7 +10,7 @@ fn catalog() -> Vec<ApiVersion> {
         .map(|a| {
             ApiVersion::default()
                 .with_api_key(a.key as i16)
-                .with_min_version(a.min)
+                .with_min_version(a.advertised_min.unwrap_or(a.min))
                 .with_max_version(a.max)
         })
         .collect()

@@ -31,81 +31,44 @@ pub struct ApiSpec {
     pub key: ApiKey,
     pub min: i16,
     pub max: i16,
+    /// The minimum advertised in ApiVersions when it differs from `min` (see Produce).
+    pub advertised_min: Option<i16>,
+}
+
+const fn api(key: ApiKey, min: i16, max: i16) -> ApiSpec {
+    ApiSpec {
+        key,
+        min,
+        max,
+        advertised_min: None,
+    }
 }
 
 /// Produce and Fetch stop below the versions that address topics by id only where noted in
 /// their handlers; the ranges start at the crate's (Kafka 4's) minimums.
 pub const APIS: &[ApiSpec] = &[
+    // librdkafka before 2.6 only compresses gzip/snappy/lz4 batches when a broker lists Produce
+    // v0; Apache Kafka 4 advertises v0 for the same reason (KAFKA-18659) while refusing v0-v2
+    // requests, which carry the old message formats. So do we.
     ApiSpec {
         key: ApiKey::Produce,
         min: 3,
         max: 12,
+        advertised_min: Some(0),
     },
-    ApiSpec {
-        key: ApiKey::Fetch,
-        min: 4,
-        max: 16,
-    },
-    ApiSpec {
-        key: ApiKey::ListOffsets,
-        min: 1,
-        max: 8,
-    },
-    ApiSpec {
-        key: ApiKey::Metadata,
-        min: 0,
-        max: 12,
-    },
-    ApiSpec {
-        key: ApiKey::ApiVersions,
-        min: 0,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::CreateTopics,
-        min: 2,
-        max: 7,
-    },
-    ApiSpec {
-        key: ApiKey::DeleteTopics,
-        min: 1,
-        max: 6,
-    },
-    ApiSpec {
-        key: ApiKey::DeleteRecords,
-        min: 0,
-        max: 2,
-    },
-    ApiSpec {
-        key: ApiKey::OffsetForLeaderEpoch,
-        min: 2,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::DescribeConfigs,
-        min: 1,
-        max: 4,
-    },
-    ApiSpec {
-        key: ApiKey::AlterConfigs,
-        min: 0,
-        max: 2,
-    },
-    ApiSpec {
-        key: ApiKey::CreatePartitions,
-        min: 0,
-        max: 3,
-    },
-    ApiSpec {
-        key: ApiKey::IncrementalAlterConfigs,
-        min: 0,
-        max: 1,
-    },
-    ApiSpec {
-        key: ApiKey::DescribeCluster,
-        min: 0,
-        max: 1,
-    },
+    api(ApiKey::Fetch, 4, 16),
+    api(ApiKey::ListOffsets, 1, 8),
+    api(ApiKey::Metadata, 0, 12),
+    api(ApiKey::ApiVersions, 0, 4),
+    api(ApiKey::CreateTopics, 2, 7),
+    api(ApiKey::DeleteTopics, 1, 6),
+    api(ApiKey::DeleteRecords, 0, 2),
+    api(ApiKey::OffsetForLeaderEpoch, 2, 4),
+    api(ApiKey::DescribeConfigs, 1, 4),
+    api(ApiKey::AlterConfigs, 0, 2),
+    api(ApiKey::CreatePartitions, 0, 3),
+    api(ApiKey::IncrementalAlterConfigs, 0, 1),
+    api(ApiKey::DescribeCluster, 0, 1),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
