@@ -96,6 +96,13 @@ pub struct ServeArgs {
         default_value_t = 10000
     )]
     pub retention_check_interval_ms: u64,
+    /// Idle time after which partitions forget an idempotent producer (producer.id.expiration.ms)
+    #[arg(
+        long,
+        env = "ICESTREAM_PRODUCER_ID_EXPIRATION_MS",
+        default_value_t = 86400000
+    )]
+    pub producer_id_expiration_ms: i64,
     /// Largest request frame accepted (Kafka's socket.request.max.bytes)
     #[arg(long, env = "ICESTREAM_MAX_REQUEST_BYTES", default_value_t = 104857600)]
     pub max_request_bytes: usize,
@@ -175,6 +182,7 @@ impl ServeArgs {
             default_partitions: self.default_partitions,
             default_replication_factor: self.default_replication_factor,
             retention_check_interval_ms: self.retention_check_interval_ms,
+            producer_id_expiration_ms: self.producer_id_expiration_ms,
             ..ClusterDefaults::default()
         };
         if !(1..=100_000).contains(&self.default_partitions) {

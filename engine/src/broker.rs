@@ -12,6 +12,7 @@ use crate::durability::IoBackend;
 use crate::fetch_session::FetchSessions;
 use crate::metrics::Metrics;
 use crate::partition::Cmd;
+use crate::producer_ids::ProducerIds;
 use crate::shard::Shards;
 use crate::topics::{MetaError, Topic, TopicRecord, TopicTable};
 
@@ -47,6 +48,7 @@ pub struct Broker {
     pub shards: Shards,
     pub metrics: Arc<Metrics>,
     pub fetch_sessions: FetchSessions,
+    pub producer_ids: ProducerIds,
     pub kafka_addr: SocketAddr,
     pub advertised: (String, u16),
     ready: AtomicBool,
@@ -74,8 +76,10 @@ impl Broker {
         if advertised.1 == 0 {
             advertised.1 = kafka_addr.port();
         }
+        let producer_ids = ProducerIds::load(&config.data_dir).map_err(StartError::ProducerIds)?;
         let broker = Arc::new(Broker {
             fetch_sessions: FetchSessions::new(config.fetch_session_slots),
+            producer_ids,
             config,
             topics,
             shards,
@@ -351,6 +355,8 @@ pub enum StartError {
     Bind(SocketAddr, std::io::Error),
     #[error(transparent)]
     Meta(#[from] MetaError),
+    #[error("cannot read producer id state: {0}")]
+    ProducerIds(std::io::Error),
     #[error("cannot open a partition: {0}")]
     Partition(#[from] BrokerError),
 }

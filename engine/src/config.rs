@@ -33,6 +33,9 @@ pub struct ClusterDefaults {
     pub default_replication_factor: i16,
     /// How often each partition applies retention (Kafka's `log.retention.check.interval.ms`).
     pub retention_check_interval_ms: u64,
+    /// Idle time after which a partition forgets an idempotent producer's sequences (Kafka's
+    /// `producer.id.expiration.ms`).
+    pub producer_id_expiration_ms: i64,
     /// Defaults for each topic config key, as strings in Kafka's format.
     pub topic: BTreeMap<&'static str, String>,
 }
@@ -44,6 +47,7 @@ impl Default for ClusterDefaults {
             default_partitions: 1,
             default_replication_factor: 1,
             retention_check_interval_ms: 10_000,
+            producer_id_expiration_ms: 86_400_000,
             topic: TOPIC_CONFIGS
                 .iter()
                 .map(|d| (d.name, d.default.to_string()))
@@ -221,6 +225,7 @@ impl TopicConfig {
             flush_ms: self.num("flush.ms", d).max(0) as u64,
             flush_bytes: self.num("flush.bytes", d).max(0) as u64,
             retention_check_ms: d.retention_check_interval_ms.max(100),
+            producer_expiry_ms: d.producer_id_expiration_ms.max(0),
         }
     }
 }
@@ -234,6 +239,7 @@ pub struct ResolvedTopicConfig {
     pub flush_ms: u64,
     pub flush_bytes: u64,
     pub retention_check_ms: u64,
+    pub producer_expiry_ms: i64,
 }
 
 /// Topic names Kafka accepts: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -16,6 +16,7 @@ pub mod log;
 pub mod metrics;
 pub mod net;
 pub mod partition;
+pub mod producer_ids;
 pub mod replication;
 pub mod shard;
 pub mod time;

@@ -18,6 +18,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::ResolvedTopicConfig;
 use crate::durability::Flusher;
 use crate::log::batch::BatchHeader;
+use crate::log::producer_state::Check;
 use crate::log::PartitionLog;
 use crate::metrics::Metrics;
 use crate::replication::{ReplicationGroup, SingleNode};
@@ -37,6 +38,8 @@ pub enum PartitionError {
     MessageTooLarge { size: usize, max: usize },
     #[error("offset {offset} is outside the log [{start}, {end}]")]
     OffsetOutOfRange { offset: i64, start: i64, end: i64 },
+    #[error(transparent)]
+    Sequence(#[from] crate::log::producer_state::SequenceError),
     #[error("storage error: {0}")]
     Storage(#[from] io::Error),
     #[error("partition is stopping")]
@@ -285,31 +288,48 @@ impl Actor {
         let now = now_ms();
         let epoch = self.group.leader_epoch();
         let mut first: Option<ProduceOk> = None;
+        // The offset the answer must wait for: the end of the last batch appended or, for a
+        // retried batch, of its first copy.
+        let mut needed = 0;
+        let mut appended_bytes = 0u64;
         for (h, bytes) in &batches {
-            match self.log.append(h, bytes, epoch, now) {
-                Ok(a) => {
-                    self.metrics.produced_bytes.inc_by(bytes.len() as u64);
-                    self.metrics
-                        .produced_records
-                        .inc_by(h.records_count.max(0) as u64);
-                    first.get_or_insert(ProduceOk {
-                        base_offset: a.base_offset,
-                        log_append_time: a.log_append_time,
-                        log_start_offset: self.log.log_start_offset(),
-                    });
-                }
+            let check = match self.log.check_producer(h) {
+                Ok(c) => c,
                 Err(e) => {
-                    tracing::error!(dir = %self.log.dir().display(), error = %e, "append failed");
-                    let _ = reply.send(Err(e.into()));
+                    let _ = reply.send(Err(PartitionError::Sequence(e)));
                     return;
                 }
-            }
+            };
+            let (base, last, lat) = match check {
+                Check::Duplicate(m) => (m.base_offset, m.last_offset, -1),
+                Check::Append => match self.log.append(h, bytes, epoch, now) {
+                    Ok(a) => {
+                        appended_bytes += bytes.len() as u64;
+                        self.metrics.produced_bytes.inc_by(bytes.len() as u64);
+                        self.metrics
+                            .produced_records
+                            .inc_by(h.records_count.max(0) as u64);
+                        (a.base_offset, a.last_offset, a.log_append_time)
+                    }
+                    Err(e) => {
+                        tracing::error!(dir = %self.log.dir().display(), error = %e, "append failed");
+                        let _ = reply.send(Err(e.into()));
+                        return;
+                    }
+                },
+            };
+            needed = needed.max(last + 1);
+            first.get_or_insert(ProduceOk {
+                base_offset: base,
+                log_append_time: lat,
+                log_start_offset: self.log.log_start_offset(),
+            });
         }
         let Some(ok) = first else { return };
         let end = self.log.next_offset();
         if self.config.write_caching {
-            self.unflushed_bytes += batches.iter().map(|(_, b)| b.len() as u64).sum::<u64>();
-            if self.unflushed_since.get().is_none() {
+            self.unflushed_bytes += appended_bytes;
+            if appended_bytes > 0 && self.unflushed_since.get().is_none() {
                 self.unflushed_since.set(Some(tokio::time::Instant::now()));
             }
             self.publish();
@@ -318,11 +338,7 @@ impl Actor {
             // acks=0 (`needs_ack` false) has nobody waiting on the reply, but its data still
             // rides the next group commit like every other append.
             let _ = needs_ack;
-            self.waiters.push(Waiter {
-                needed: end,
-                reply,
-                ok,
-            });
+            self.waiters.push(Waiter { needed, reply, ok });
         }
         self.marks.send_modify(|m| m.log_end = end);
     }
@@ -463,6 +479,12 @@ impl Actor {
     }
 
     fn retention(&mut self) {
+        let expired = self
+            .log
+            .expire_producers(now_ms(), self.config.producer_expiry_ms);
+        if expired > 0 {
+            tracing::debug!(dir = %self.log.dir().display(), expired, "expired idle producer ids");
+        }
         match self.log.apply_retention(now_ms()) {
             Ok(0) => {}
             Ok(freed) => {

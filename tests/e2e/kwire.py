@@ -95,10 +95,13 @@ def frame(payload: bytes) -> bytes:
 
 
 def record_batch(values: list[bytes], base_offset: int = 0,
-                 records_count: int | None = None, corrupt_crc: bool = False) -> bytes:
+                 records_count: int | None = None, corrupt_crc: bool = False,
+                 producer_id: int = -1, producer_epoch: int = 0,
+                 base_sequence: int = -1) -> bytes:
     """A magic-v2 RecordBatch of uncompressed records with null keys.
 
-    records_count lets a test lie about how many records follow.
+    records_count lets a test lie about how many records follow; producer_id /
+    producer_epoch / base_sequence make it an idempotent producer's batch.
     """
     records = b""
     for delta, value in enumerate(values):
@@ -108,7 +111,8 @@ def record_batch(values: list[bytes], base_offset: int = 0,
     now = int(time.time() * 1000)
     count = len(values) if records_count is None else records_count
     after_crc = (i16(0) + i32(max(len(values) - 1, 0)) + i64(now) + i64(now)
-                 + i64(-1) + i16(-1) + i32(-1) + i32(count) + records)
+                 + i64(producer_id) + i16(producer_epoch if producer_id >= 0 else -1)
+                 + i32(base_sequence) + i32(count) + records)
     crc = crc32c(after_crc)
     if corrupt_crc:
         crc ^= 0xDEADBEEF
@@ -259,3 +263,15 @@ def outcome(conn: Conn, within: float = 10.0) -> tuple[str, bytes | None]:
         return ("nothing", None)
     except OSError:  # ConnectionError: closed or reset
         return ("closed", None)
+
+
+def init_producer_id(conn: Conn, correlation_id: int = 3) -> int:
+    """InitProducerId v0 without a transactional id; returns the producer id (epoch 0)."""
+    body = string(None) + i32(60_000)
+    conn.send(frame(request_header(22, 0, correlation_id) + body))
+    corr, resp = conn.recv_response()
+    assert corr == correlation_id
+    _throttle, error_code, producer_id, epoch = struct.unpack_from(">ihqh", resp, 0)
+    assert error_code == 0, error_code
+    assert epoch == 0
+    return producer_id

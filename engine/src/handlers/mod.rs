@@ -21,6 +21,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod fetch;
 pub mod incremental_alter_configs;
+pub mod init_producer_id;
 pub mod list_offsets;
 pub mod metadata;
 pub mod offset_for_leader_epoch;
@@ -69,6 +70,7 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    api(ApiKey::InitProducerId, 0, 5),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -162,6 +164,11 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
                 &b, r,
             )))
         }),
+        RequestKind::InitProducerId(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::InitProducerId(init_producer_id::handle(
+                &b, r,
+            )))
+        }),
         // `supports` filters everything else out before decoding.
         _ => Box::pin(async { Handled::default() }),
     }
@@ -198,10 +205,13 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
 }
 
 pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
+    use crate::log::producer_state::SequenceError;
     use crate::partition::PartitionError as E;
     match e {
         E::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
+        E::Sequence(SequenceError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
+        E::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
         E::Storage(_) => ResponseError::KafkaStorageError,
         E::Stopped => ResponseError::NotLeaderOrFollower,
     }

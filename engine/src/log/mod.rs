@@ -3,6 +3,7 @@
 pub mod batch;
 pub mod index;
 pub mod partition_log;
+pub mod producer_state;
 pub mod records;
 pub mod segment;
 

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::batch::{self, Assign, BatchHeader};
+use super::producer_state::{Check, ProducerStates, SequenceError};
 use super::segment::{self, Segment};
 
 /// The topic settings the log itself obeys.
@@ -54,6 +55,8 @@ pub struct PartitionLog {
     epochs: Vec<(i32, i64)>,
     /// Files written since the last flush that must be synced for durability.
     dirty: Vec<Arc<File>>,
+    /// Idempotent producers' sequence state.
+    producers: ProducerStates,
     pub recovered_bytes_truncated: u64,
 }
 
@@ -88,12 +91,42 @@ impl PartitionLog {
             log_start_offset,
             epochs,
             dirty: Vec::new(),
+            producers: ProducerStates::default(),
             recovered_bytes_truncated: truncated,
         };
         // Epoch entries past a truncated tail no longer describe the log.
         let end = log.next_offset();
         log.epochs.retain(|&(_, start)| start <= end);
+        log.rebuild_producers(now_ms)?;
         Ok(log)
+    }
+
+    /// Loads the newest producer-state snapshot and replays the batch headers after it.
+    fn rebuild_producers(&mut self, now_ms: i64) -> io::Result<()> {
+        let end = self.next_offset();
+        let (mut states, from) = match ProducerStates::load_latest(&self.dir, end)? {
+            Some((s, at)) => (s, at),
+            None => (ProducerStates::default(), i64::MIN),
+        };
+        for seg in self.segments.values().filter(|s| s.next_offset > from) {
+            for h in seg.headers_from(from.max(seg.base_offset))? {
+                if h.base_offset >= from {
+                    states.record(&h, now_ms);
+                }
+            }
+        }
+        self.producers = states;
+        Ok(())
+    }
+
+    /// Checks an idempotent producer's batch against its sequence state.
+    pub fn check_producer(&self, h: &BatchHeader) -> Result<Check, SequenceError> {
+        self.producers.check(h)
+    }
+
+    /// Forgets producers idle for longer than `expiry_ms`.
+    pub fn expire_producers(&mut self, now_ms: i64, expiry_ms: i64) -> usize {
+        self.producers.expire(now_ms, expiry_ms)
     }
 
     pub fn dir(&self) -> &Path {
@@ -168,6 +201,7 @@ impl PartitionLog {
         }
         active.append(&patched, &ph, interval)?;
         let handle = active.sync_handle();
+        self.producers.record(&ph, now_ms);
         if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
             self.dirty.push(handle);
         }
@@ -195,6 +229,7 @@ impl PartitionLog {
     pub fn roll(&mut self, now_ms: i64) -> io::Result<()> {
         let next = self.next_offset();
         self.active_mut().seal()?;
+        self.producers.snapshot(&self.dir, next)?;
         let seg = Segment::create(&self.dir, next, now_ms)?;
         self.segments.insert(next, seg);
         sync_dir(&self.dir)?;
@@ -298,6 +333,14 @@ impl PartitionLog {
 
     /// Applies `retention.ms` and `retention.bytes` to sealed segments; returns bytes freed.
     pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<u64> {
+        let freed = self.apply_retention_inner(now_ms)?;
+        if freed > 0 {
+            ProducerStates::prune_snapshots(&self.dir, self.log_start_offset)?;
+        }
+        Ok(freed)
+    }
+
+    fn apply_retention_inner(&mut self, now_ms: i64) -> io::Result<u64> {
         let mut freed = 0;
         let mut total = self.size_bytes() as i64;
         loop {
@@ -461,6 +504,43 @@ mod tests {
         assert!(log.size_bytes() <= 4096 + 2048);
         assert!(log.log_start_offset() > 10);
         assert_eq!(log.next_offset(), 120);
+    }
+
+    #[test]
+    fn producer_state_survives_reopen_and_rolls() {
+        use crate::log::producer_state::Check;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            ..Default::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg.clone(), 0).unwrap();
+        let mut headers = Vec::new();
+        for i in 0..40 {
+            let b = make_batch(2, 100, Compression::None);
+            let mut m = bytes::BytesMut::from(&b[..]);
+            m[43..51].copy_from_slice(&9i64.to_be_bytes()); // producer id
+            m[51..53].copy_from_slice(&0i16.to_be_bytes()); // epoch
+            m[53..57].copy_from_slice(&(i * 2i32).to_be_bytes()); // base sequence
+            let crc = batch::compute_crc(&m);
+            m[17..21].copy_from_slice(&crc.to_be_bytes());
+            let b = m.freeze();
+            let h = batch::validate(&b).unwrap();
+            assert_eq!(log.check_producer(&h), Ok(Check::Append));
+            log.append(&h, &b, 0, 0).unwrap();
+            headers.push(h);
+        }
+        assert!(log.segment_count() > 3);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        // The last batch is a duplicate with its original offsets; the next sequence appends.
+        match log.check_producer(headers.last().unwrap()) {
+            Ok(Check::Duplicate(m)) => assert_eq!((m.base_offset, m.last_offset), (78, 79)),
+            other => panic!("{other:?}"),
+        }
+        let mut next = *headers.last().unwrap();
+        next.base_sequence = 80;
+        assert_eq!(log.check_producer(&next), Ok(Check::Append));
     }
 
     #[test]

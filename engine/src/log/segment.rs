@@ -261,6 +261,23 @@ impl Segment {
         Ok(None)
     }
 
+    /// Headers of the batches from the one holding `offset` to the end (for replaying
+    /// producer state after a snapshot).
+    pub fn headers_from(&self, offset: i64) -> io::Result<Vec<BatchHeader>> {
+        let mut out = Vec::new();
+        let Some((mut pos, _)) = self.locate(offset)? else {
+            return Ok(out);
+        };
+        let mut hdr = [0u8; HEADER_LEN];
+        while pos + HEADER_LEN as u64 <= self.size {
+            self.log.read_exact_at(&mut hdr, pos)?;
+            let h = BatchHeader::parse(&hdr).map_err(io::Error::other)?;
+            pos += h.total_len() as u64;
+            out.push(h);
+        }
+        Ok(out)
+    }
+
     /// Reads whole batches starting with the one holding `offset`, stopping before `max_bytes`
     /// would be exceeded (the first batch is always returned whole, as KIP-74 requires) and
     /// before any batch that starts at or after `limit` (the high watermark).
