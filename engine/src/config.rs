@@ -98,7 +98,8 @@ pub struct ConfigDef {
 /// The topic configs Icestream honours. Anything else is refused with INVALID_CONFIG rather than
 /// stored and silently ignored.
 pub const TOPIC_CONFIGS: &[ConfigDef] = &[
-    ConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", kind: Kind::Choice(&["delete"]), default: "delete", doc: "delete old segments by retention (compaction comes with a later release)" },
+    ConfigDef { name: "cleanup.policy", broker_name: "log.cleanup.policy", kind: Kind::Choice(&["delete", "compact", "compact,delete", "delete,compact"]), default: "delete", doc: "delete: remove old segments by retention; compact: keep the newest record per key; both: do both" },
+    ConfigDef { name: "delete.retention.ms", broker_name: "log.cleaner.delete.retention.ms", kind: Kind::Long(0), default: "86400000", doc: "how long compaction keeps tombstones (null values) so consumers see deletes" },
     ConfigDef { name: "retention.ms", broker_name: "log.retention.ms", kind: Kind::Long(-1), default: "604800000", doc: "age after which sealed segments are deleted; -1 keeps forever" },
     ConfigDef { name: "retention.bytes", broker_name: "log.retention.bytes", kind: Kind::Long(-1), default: "-1", doc: "partition size above which the oldest sealed segments are deleted; -1 for no limit" },
     ConfigDef { name: "segment.bytes", broker_name: "log.segment.bytes", kind: Kind::Int(1024), default: "134217728", doc: "segment size at which the log rolls" },
@@ -211,12 +212,22 @@ impl TopicConfig {
     }
 
     pub fn resolve(&self, d: &ClusterDefaults) -> ResolvedTopicConfig {
+        // Retention deletes segments only when the policy includes `delete`.
+        let deletes = self.get("cleanup.policy", d).0.contains("delete");
         ResolvedTopicConfig {
             log: LogConfig {
                 segment_bytes: self.num("segment.bytes", d).max(1024) as u64,
                 segment_ms: self.num("segment.ms", d).max(1),
-                retention_ms: self.num("retention.ms", d),
-                retention_bytes: self.num("retention.bytes", d),
+                retention_ms: if deletes {
+                    self.num("retention.ms", d)
+                } else {
+                    -1
+                },
+                retention_bytes: if deletes {
+                    self.num("retention.bytes", d)
+                } else {
+                    -1
+                },
                 index_interval_bytes: self.num("index.interval.bytes", d).max(0) as u64,
                 log_append_time: self.get("message.timestamp.type", d).0 == "LogAppendTime",
             },
@@ -226,6 +237,8 @@ impl TopicConfig {
             flush_bytes: self.num("flush.bytes", d).max(0) as u64,
             retention_check_ms: d.retention_check_interval_ms.max(100),
             producer_expiry_ms: d.producer_id_expiration_ms.max(0),
+            compact: self.get("cleanup.policy", d).0.contains("compact"),
+            delete_retention_ms: self.num("delete.retention.ms", d).max(0),
         }
     }
 }
@@ -240,6 +253,9 @@ pub struct ResolvedTopicConfig {
     pub flush_bytes: u64,
     pub retention_check_ms: u64,
     pub producer_expiry_ms: i64,
+    /// `cleanup.policy` includes `compact`.
+    pub compact: bool,
+    pub delete_retention_ms: i64,
 }
 
 /// Topic names Kafka accepts: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

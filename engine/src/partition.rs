@@ -163,6 +163,8 @@ pub fn spawn(
         waiters: Vec::new(),
         unflushed_since: Cell::new(None),
         unflushed_bytes: 0,
+        compacted_through: -1,
+        last_compaction_ms: 0,
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
@@ -185,11 +187,17 @@ struct Actor {
     /// With write caching: when the oldest unflushed append happened.
     unflushed_since: Cell<Option<tokio::time::Instant>>,
     unflushed_bytes: u64,
+    /// The sealed end offset the last compaction covered, and when it ran.
+    compacted_through: i64,
+    last_compaction_ms: i64,
 }
+
+type CompactionTask = tokio::task::JoinHandle<io::Result<crate::log::compaction::Cleaned>>;
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
         let mut inflight: Option<FlushFuture> = None;
+        let mut compaction: Option<CompactionTask> = None;
         let retention_every = Duration::from_millis(self.config.retention_check_ms);
         let mut retention = tokio::time::interval(retention_every);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -222,7 +230,15 @@ impl Actor {
                     self.unflushed_bytes = 0;
                     inflight = self.start_flush();
                 }
-                _ = retention.tick() => self.retention(),
+                res = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
+                    compaction = None;
+                    self.compaction_done(res.map_err(io::Error::other).and_then(|r| r));
+                }
+                // Retention waits while a compaction reads the sealed segments.
+                _ = retention.tick(), if compaction.is_none() => {
+                    self.retention();
+                    compaction = self.maybe_compact();
+                }
             }
             if inflight.is_none() && !self.waiters.is_empty() {
                 inflight = self.start_flush();
@@ -493,6 +509,49 @@ impl Actor {
             }
             Err(e) => {
                 tracing::error!(dir = %self.log.dir().display(), error = %e, "retention failed")
+            }
+        }
+    }
+
+    /// Starts a compaction of the sealed segments on the blocking pool when the topic is
+    /// compacted and new segments were sealed, or tombstones may have aged out, since the last.
+    fn maybe_compact(&mut self) -> Option<CompactionTask> {
+        if !self.config.compact {
+            return None;
+        }
+        let now = now_ms();
+        let sealed_end = self.log.sealed_end();
+        let new_data = sealed_end > self.compacted_through;
+        let tombstones_due = now - self.last_compaction_ms > self.config.delete_retention_ms;
+        let bases = self.log.sealed_bases();
+        if bases.is_empty() || !(new_data || tombstones_due) {
+            return None;
+        }
+        self.compacted_through = sealed_end;
+        self.last_compaction_ms = now;
+        let dir = self.log.dir().to_path_buf();
+        let horizon = now - self.config.delete_retention_ms;
+        Some(tokio::task::spawn_blocking(move || {
+            crate::log::compaction::clean(&dir, &bases, horizon)
+        }))
+    }
+
+    fn compaction_done(&mut self, res: io::Result<crate::log::compaction::Cleaned>) {
+        match res.and_then(|c| self.log.install_cleaned(&c.swapped, now_ms()).map(|()| c)) {
+            Ok(c) if !c.swapped.is_empty() => {
+                tracing::info!(
+                    dir = %self.log.dir().display(),
+                    segments = c.swapped.len(),
+                    removed = c.records_removed,
+                    before = c.bytes_before,
+                    after = c.bytes_after,
+                    "compacted"
+                );
+            }
+            Ok(_) => {}
+            Err(e) => {
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "compaction failed; will retry");
+                self.compacted_through = -1;
             }
         }
     }

@@ -72,13 +72,24 @@ pub fn handle(b: &Arc<Broker>, _version: i16, req: ProduceRequest) -> HandlerFut
                 parts.push(fail(ResponseError::MessageTooLarge, Some(e.to_string())));
                 continue;
             }
+            let compacted = topic.as_ref().is_some_and(|t| t.resolved.compact);
             let limit = records::decompressed_limit(max);
-            if let Some(e) = batches
+            let summaries: Result<Vec<_>, _> = batches
                 .iter()
-                .find_map(|(h, b)| records::check(b, h, limit).err())
-            {
-                parts.push(fail(ResponseError::InvalidRecord, Some(e.to_string())));
-                continue;
+                .map(|(h, b)| records::check(b, h, limit))
+                .collect();
+            match summaries {
+                Err(e) => {
+                    parts.push(fail(ResponseError::InvalidRecord, Some(e.to_string())));
+                    continue;
+                }
+                Ok(s) if compacted && s.iter().any(|s| s.null_key) => {
+                    let why =
+                        "a compacted topic (cleanup.policy=compact) needs a key on every record";
+                    parts.push(fail(ResponseError::InvalidRecord, Some(why.into())));
+                    continue;
+                }
+                Ok(_) => {}
             }
             if batches
                 .iter()

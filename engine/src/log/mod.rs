@@ -1,6 +1,7 @@
 //! Log storage: v2 record batches in segment files with sparse indexes.
 
 pub mod batch;
+pub mod compaction;
 pub mod index;
 pub mod partition_log;
 pub mod producer_state;

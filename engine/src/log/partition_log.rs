@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::Bytes;
 
 use super::batch::{self, Assign, BatchHeader};
+use super::compaction;
 use super::producer_state::{Check, ProducerStates, SequenceError};
 use super::segment::{self, Segment};
 
@@ -67,6 +68,10 @@ impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering a torn tail of the active segment.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> io::Result<Self> {
         fs::create_dir_all(dir)?;
+        // Finish a compaction swap a crash interrupted (its replacement files are complete).
+        for base in compaction::pending_swaps(dir)? {
+            compaction::install(dir, base)?;
+        }
         let bases = segment::list_bases(dir)?;
         let mut segments = BTreeMap::new();
         let mut truncated = 0;
@@ -116,6 +121,38 @@ impl PartitionLog {
             }
         }
         self.producers = states;
+        Ok(())
+    }
+
+    /// Base offsets of the sealed segments (all but the active one), ascending.
+    pub fn sealed_bases(&self) -> Vec<i64> {
+        let n = self.segments.len().saturating_sub(1);
+        self.segments.keys().take(n).copied().collect()
+    }
+
+    /// The offset after the last sealed segment (the active segment's base).
+    pub fn sealed_end(&self) -> i64 {
+        self.active().base_offset
+    }
+
+    /// Installs compacted replacements of sealed segments (see `compaction`). A segment that
+    /// retention removed meanwhile just loses its replacement.
+    pub fn install_cleaned(&mut self, bases: &[i64], now_ms: i64) -> io::Result<()> {
+        for &base in bases {
+            if self.segments.remove(&base).is_none() {
+                let _ = fs::remove_file(compaction::swap_path(&self.dir, base));
+                continue;
+            }
+            compaction::install(&self.dir, base)?;
+            let (seg, _) = Segment::open(
+                &self.dir,
+                base,
+                false,
+                self.config.index_interval_bytes,
+                now_ms,
+            )?;
+            self.segments.insert(base, seg);
+        }
         Ok(())
     }
 
@@ -541,6 +578,68 @@ mod tests {
         let mut next = *headers.last().unwrap();
         next.base_sequence = 80;
         assert_eq!(log.check_producer(&next), Ok(Check::Append));
+    }
+
+    /// Every record in the log, in offset order: (offset, key, value).
+    fn all_records(log: &PartitionLog) -> Vec<(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
+        let mut out = Vec::new();
+        let mut offset = log.log_start_offset();
+        while let Some(b) = log.read(offset, 1 << 20, i64::MAX).unwrap() {
+            for (h, bytes) in batch::split_batches(&b).unwrap() {
+                let mut bb = bytes.clone();
+                for r in kafka_protocol::records::RecordBatchDecoder::decode(&mut bb)
+                    .unwrap()
+                    .records
+                {
+                    if r.offset >= offset {
+                        out.push((r.offset, r.key, r.value));
+                    }
+                }
+                offset = h.last_offset() + 1;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn compaction_keeps_the_newest_record_per_key_at_its_offset() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            ..Default::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg.clone(), 0).unwrap();
+        append_n(&mut log, 30, 5); // keys key-0..key-4 rewritten by every batch
+        let before = all_records(&log);
+        let sealed_end = log.sealed_end();
+        let bases = log.sealed_bases();
+        let c = compaction::clean(dir.path(), &bases, i64::MIN).unwrap();
+        assert!(!c.swapped.is_empty() && c.bytes_after < c.bytes_before);
+        // A crash now leaves complete .swap files: reopening installs them.
+        drop(log);
+        std::fs::write(compaction::cleaned_path(dir.path(), 999), b"half-written").unwrap();
+        let log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        assert!(!compaction::cleaned_path(dir.path(), 999).exists());
+        let after = all_records(&log);
+        // Below the sealed end: one record per key, the newest, at its original offset.
+        let sealed: Vec<_> = after.iter().filter(|r| r.0 < sealed_end).collect();
+        let newest = |k: &Option<bytes::Bytes>| {
+            before
+                .iter()
+                .filter(|r| r.0 < sealed_end && &r.1 == k)
+                .map(|r| r.0)
+                .max()
+                .unwrap()
+        };
+        assert_eq!(sealed.len(), 5, "{sealed:?}");
+        for r in &sealed {
+            assert_eq!(r.0, newest(&r.1));
+        }
+        // The active segment is untouched and the log end did not move.
+        let tail_before: Vec<_> = before.iter().filter(|r| r.0 >= sealed_end).collect();
+        let tail_after: Vec<_> = after.iter().filter(|r| r.0 >= sealed_end).collect();
+        assert_eq!(tail_before, tail_after);
+        assert_eq!(log.next_offset(), 150);
     }
 
     #[test]

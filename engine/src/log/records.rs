@@ -19,9 +19,16 @@ pub fn decompressed_limit(max_message_bytes: usize) -> usize {
     max_message_bytes.saturating_mul(32).max(64 << 20)
 }
 
+/// What the walk learned about a batch's records.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Summary {
+    /// Some record has a null key (compacted topics refuse those, as Kafka does).
+    pub null_key: bool,
+}
+
 /// Verifies that the batch holds exactly `records_count` well-framed records with offset
 /// deltas 0, 1, 2, ... and that `last_offset_delta` agrees.
-pub fn check(batch: &[u8], h: &BatchHeader, limit: usize) -> Result<(), BatchError> {
+pub fn check(batch: &[u8], h: &BatchHeader, limit: usize) -> Result<Summary, BatchError> {
     if h.records_count < 1 {
         return Err(BatchError::Malformed(
             "a batch must hold at least one record",
@@ -108,7 +115,8 @@ fn snappy(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BatchError
 
 /// Walks `count` records: varint length, attributes, varlong timestamp delta, varint offset
 /// delta (must equal the record's index), then skips the rest of the record.
-fn walk(mut buf: &[u8], count: i32) -> Result<(), BatchError> {
+fn walk(mut buf: &[u8], count: i32) -> Result<Summary, BatchError> {
+    let mut summary = Summary::default();
     for i in 0..count {
         let len = varint(&mut buf)?;
         if len < 0 || len as usize > buf.len() {
@@ -125,6 +133,7 @@ fn walk(mut buf: &[u8], count: i32) -> Result<(), BatchError> {
                 "record offset deltas are not 0, 1, 2, ...",
             ));
         }
+        summary.null_key |= varint(&mut rec)? < 0;
         buf = rest;
     }
     if !buf.is_empty() {
@@ -132,7 +141,7 @@ fn walk(mut buf: &[u8], count: i32) -> Result<(), BatchError> {
             "batch holds more records than its header says",
         ));
     }
-    Ok(())
+    Ok(summary)
 }
 
 /// Zigzag varint (up to 64 bits), as Kafka's record fields use.
@@ -171,7 +180,8 @@ mod tests {
         ] {
             let b = make_batch(50, 200, c);
             let h = batch::validate(&b).unwrap();
-            check(&b, &h, 1 << 20).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+            let summary = check(&b, &h, 1 << 20).unwrap_or_else(|e| panic!("{c:?}: {e}"));
+            assert!(!summary.null_key);
         }
     }
 
