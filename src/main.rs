@@ -26,6 +26,9 @@ enum Command {
     /// Create, inspect, change, produce to and consume from topics
     #[command(subcommand)]
     Topic(cli::TopicCommand),
+    /// Consumer groups: list, describe (with lag), delete, seek
+    #[command(subcommand)]
+    Group(cli::GroupCommand),
     /// Cluster information and health
     #[command(subcommand)]
     Cluster(cli::ClusterCommand),
@@ -54,6 +57,7 @@ fn run() -> anyhow::Result<()> {
             rt.block_on(serve::run(*args))
         }
         Command::Topic(cmd) => rt.block_on(cli::run_topic(&cli.client, cmd)),
+        Command::Group(cmd) => rt.block_on(cli::run_group(&cli.client, cmd)),
         Command::Cluster(cmd) => rt.block_on(cli::run_cluster(&cli.client, cmd)),
     }
 }

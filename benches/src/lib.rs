@@ -3,11 +3,8 @@
 //! The load benchmark (a librdkafka client against the running broker) lives in
 //! `benches/load/`, a separate cargo package outside the workspace.
 
-use bytes::{Bytes, BytesMut};
-use engine::log::batch::{BatchHeader, HEADER_LEN};
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use bytes::Bytes;
+use engine::log::batch::{encode_batch, BatchHeader, Compression, NewRecord, HEADER_LEN};
 
 /// Size of one record's value in the benches: 1 KiB.
 pub const RECORD_BYTES: usize = 1024;
@@ -18,35 +15,15 @@ pub const RECORDS_PER_BATCH: usize = 16;
 /// client would (base offset 0, no producer id, base sequence -1).
 pub fn make_batch(n: usize, value_len: usize) -> Bytes {
     let value = Bytes::from(vec![b'v'; value_len]);
-    let records: Vec<Record> = (0..n)
-        .map(|i| Record {
-            transactional: false,
-            control: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // The encoder starts a new batch whenever offset - sequence changes.
-            sequence: i as i32 - 1,
-            timestamp: 1_700_000_000_000 + i as i64,
+    let records: Vec<NewRecord> = (0..n)
+        .map(|i| NewRecord {
             key: Some(Bytes::from(format!("key-{i:08}"))),
             value: Some(value.clone()),
-            headers: Default::default(),
-            delete_horizon: false,
+            timestamp: 1_700_000_000_000 + i as i64,
+            headers: Vec::new(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression: Compression::None,
-        },
-    )
-    .expect("encode batch");
-    buf.freeze()
+    encode_batch(&records, Compression::None).expect("encode batch")
 }
 
 /// The standard bench batch: 16 records of 1 KiB.

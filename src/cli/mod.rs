@@ -10,6 +10,7 @@ mod client;
 mod cluster;
 mod consume;
 mod errors;
+mod group;
 mod http;
 mod offsets;
 mod output;
@@ -140,6 +141,53 @@ pub enum ClusterCommand {
     Info,
     /// Ask the admin API whether the broker is ready; exits non-zero when it is not
     Health,
+}
+
+/// `icestream group ...`
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum GroupCommand {
+    /// List consumer groups
+    List,
+    /// Show a group's state, members, committed offsets and lag per partition
+    Describe {
+        /// Group id
+        name: String,
+    },
+    /// Delete groups without members, with their committed offsets
+    Delete {
+        /// Group ids
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+    /// Move a group's committed offsets on a topic (the group must have no active members)
+    Seek {
+        /// Group id
+        name: String,
+        /// Topic whose offsets move
+        #[arg(long)]
+        topic: String,
+        /// Where to: start, end, or an offset
+        #[arg(long)]
+        to: group::SeekTo,
+        /// Only this partition (default: all)
+        #[arg(short, long)]
+        partition: Option<i32>,
+    },
+}
+
+/// Runs one `icestream group` command.
+pub async fn run_group(args: &ClientArgs, cmd: GroupCommand) -> anyhow::Result<()> {
+    match cmd {
+        GroupCommand::List => group::list(args).await,
+        GroupCommand::Describe { name } => group::describe(args, &name).await,
+        GroupCommand::Delete { names } => group::delete(args, &names).await,
+        GroupCommand::Seek {
+            name,
+            topic,
+            to,
+            partition,
+        } => group::seek(args, &name, &topic, to, partition).await,
+    }
 }
 
 /// Runs one `icestream topic` command against the broker.

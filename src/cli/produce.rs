@@ -3,14 +3,11 @@
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{anyhow, bail, Result};
-use bytes::{Bytes, BytesMut};
-use kafka_protocol::indexmap::IndexMap;
+use bytes::Bytes;
 use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
 use kafka_protocol::messages::{ProduceRequest, TopicName};
 use kafka_protocol::protocol::StrBytes;
-use kafka_protocol::records::{
-    Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-};
+use kafka_protocol::records::Compression;
 use serde_json::json;
 use std::io::BufRead;
 use tokio::sync::mpsc;
@@ -21,6 +18,7 @@ use super::offsets::{topic_info, TopicInfo};
 use super::output::{emit, emit_json, Printed};
 use super::partitioner::partition_for_key;
 use super::{ClientArgs, Format};
+use engine::log::batch::{self, NewRecord};
 
 /// `--acks`
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,39 +175,16 @@ pub(super) fn encode_batch(
     compression: Compression,
 ) -> Result<Bytes> {
     let timestamp = now_ms();
-    let records: Vec<Record> = values
+    let records: Vec<NewRecord> = values
         .iter()
-        .enumerate()
-        .map(|(i, v)| Record {
-            transactional: false,
-            control: false,
-            delete_horizon: false,
-            partition_leader_epoch: -1,
-            producer_id: -1,
-            producer_epoch: -1,
-            timestamp_type: TimestampType::Creation,
-            offset: i as i64,
-            // Without idempotence the batch's base sequence must be -1 (NO_SEQUENCE); the
-            // encoder derives it from the first record and keeps records whose
-            // `offset - sequence` agree in one batch.
-            sequence: i as i32 - 1,
-            timestamp,
+        .map(|v| NewRecord {
             key: key.cloned(),
             value: Some(v.clone()),
-            headers: IndexMap::new(),
+            timestamp,
+            headers: Vec::new(),
         })
         .collect();
-    let mut buf = BytesMut::new();
-    RecordBatchEncoder::encode(
-        &mut buf,
-        &records,
-        &RecordEncodeOptions {
-            version: 2,
-            compression,
-        },
-    )
-    .map_err(|e| anyhow!("cannot encode the record batch ({e}): try --compression none"))?;
-    Ok(buf.freeze())
+    batch::encode_batch(&records, compression).map_err(|e| anyhow!("{e}: try --compression none"))
 }
 
 pub async fn run(args: &ClientArgs, topic: &str, opts: ProduceOptions) -> Result<()> {

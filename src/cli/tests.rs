@@ -171,13 +171,13 @@ async fn errors_are_one_actionable_line() {
         e,
         "topic 'missing' does not exist (UNKNOWN_TOPIC_OR_PARTITION): list topics with 'icestream topic list'"
     );
-    // Unsupported API: the broker does not advertise consumer groups yet.
+    // Unsupported API: the broker does not advertise ACLs (not implemented).
     let e = client
         .any()
-        .version::<JoinGroupRequest>()
+        .version::<CreateAclsRequest>()
         .expect_err("unsupported")
         .to_string();
-    assert!(e.contains("does not support JoinGroup"), "{e}");
+    assert!(e.contains("does not support CreateAcls"), "{e}");
 
     // Nothing listening.
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");

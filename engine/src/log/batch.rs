@@ -6,6 +6,9 @@
 //! record, which is the work this module exists to avoid.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::protocol::StrBytes;
+pub use kafka_protocol::records::Compression;
+use kafka_protocol::records::{Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType};
 
 /// Size of the v2 batch header, up to and including `records_count`.
 pub const HEADER_LEN: usize = 61;
@@ -35,6 +38,8 @@ pub enum BatchError {
     CorruptCrc { expected: u32, actual: u32 },
     #[error("record batch is malformed: {0}")]
     Malformed(&'static str),
+    #[error("cannot encode the record batch: {0}")]
+    Encode(String),
 }
 
 /// A parsed view of one v2 batch header.
@@ -201,44 +206,72 @@ pub fn assign(batch: &Bytes, a: Assign) -> Bytes {
     buf.freeze()
 }
 
+/// A record as a producer hands it over, for [`encode_batch`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NewRecord {
+    pub key: Option<Bytes>,
+    /// `None` is a tombstone.
+    pub value: Option<Bytes>,
+    pub timestamp: i64,
+    pub headers: Vec<(String, Option<Bytes>)>,
+}
+
+/// Encodes records into one v2 batch the way Kafka clients do: base offset 0, no producer id,
+/// base sequence -1. Used by the CLI, internal topics, tests and benches.
+pub fn encode_batch(records: &[NewRecord], compression: Compression) -> Result<Bytes, BatchError> {
+    let records: Vec<Record> = records
+        .iter()
+        .enumerate()
+        .map(|(i, r)| Record {
+            transactional: false,
+            control: false,
+            delete_horizon: false,
+            partition_leader_epoch: -1,
+            producer_id: -1,
+            producer_epoch: -1,
+            timestamp_type: TimestampType::Creation,
+            offset: i as i64,
+            // The encoder starts a new batch whenever offset - sequence changes; this keeps
+            // one batch with base sequence -1 (no idempotence).
+            sequence: i as i32 - 1,
+            timestamp: r.timestamp,
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: r
+                .headers
+                .iter()
+                .map(|(k, v)| (StrBytes::from_string(k.clone()), v.clone()))
+                .collect(),
+        })
+        .collect();
+    let mut buf = BytesMut::new();
+    RecordBatchEncoder::encode(
+        &mut buf,
+        &records,
+        &RecordEncodeOptions {
+            version: 2,
+            compression,
+        },
+    )
+    .map_err(|e| BatchError::Encode(e.to_string()))?;
+    Ok(buf.freeze())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use super::*;
-    use kafka_protocol::records::{
-        Compression, Record, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
-    };
 
     /// Encodes `n` records with the crate's encoder, as a client would.
     pub fn make_batch(n: usize, value_len: usize, compression: Compression) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                partition_leader_epoch: -1,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: i as i64,
-                // The encoder starts a new batch whenever offset - sequence changes.
-                sequence: i as i32 - 1,
-                timestamp: 1_700_000_000_000 + i as i64,
+        let records: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
                 key: Some(Bytes::from(format!("key-{i}"))),
                 value: Some(Bytes::from(vec![b'v'; value_len])),
-                headers: Default::default(),
-                delete_horizon: false,
+                timestamp: 1_700_000_000_000 + i as i64,
+                headers: Vec::new(),
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
+        encode_batch(&records, compression).expect("encode")
     }
 
     #[test]

@@ -49,17 +49,9 @@ pub struct Segment {
 }
 
 impl Segment {
-    /// Creates a new, empty segment file.
-    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
-        let log = OpenOptions::new()
-            .create(true)
-            .truncate(true)
-            .read(true)
-            .write(true)
-            .open(log_path(dir, base_offset))?;
-        index::rewrite_file(&index_path(dir, base_offset), &[])?;
-        index::rewrite_file(&time_index_path(dir, base_offset), &[])?;
-        Ok(Segment {
+    /// A segment object over `log` with nothing read from it yet.
+    fn empty(dir: &Path, base_offset: i64, log: File, now_ms: i64) -> Self {
+        Segment {
             base_offset,
             dir: dir.to_path_buf(),
             log: Arc::new(log),
@@ -72,7 +64,20 @@ impl Segment {
             bytes_since_index: 0,
             pending_index: Vec::new(),
             pending_time: Vec::new(),
-        })
+        }
+    }
+
+    /// Creates a new, empty segment file.
+    pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        let log = OpenOptions::new()
+            .create(true)
+            .truncate(true)
+            .read(true)
+            .write(true)
+            .open(log_path(dir, base_offset))?;
+        index::rewrite_file(&index_path(dir, base_offset), &[])?;
+        index::rewrite_file(&time_index_path(dir, base_offset), &[])?;
+        Ok(Segment::empty(dir, base_offset, log, now_ms))
     }
 
     /// Opens an existing segment. A sealed segment trusts its index (it was synced when the
@@ -91,20 +96,7 @@ impl Segment {
             .write(true)
             .open(log_path(dir, base_offset))?;
         let file_len = log.metadata()?.len();
-        let mut seg = Segment {
-            base_offset,
-            dir: dir.to_path_buf(),
-            log: Arc::new(log),
-            size: 0,
-            next_offset: base_offset,
-            max_timestamp: -1,
-            created_ms: now_ms,
-            offset_index: OffsetIndex::default(),
-            time_index: TimeIndex::default(),
-            bytes_since_index: 0,
-            pending_index: Vec::new(),
-            pending_time: Vec::new(),
-        };
+        let mut seg = Segment::empty(dir, base_offset, log, now_ms);
         let mut start = 0u64;
         if !full_scan {
             let oi = index::read_file(&index_path(dir, base_offset))?
