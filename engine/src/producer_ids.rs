@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use parking_lot::Mutex;
 
-use crate::log::partition_log::write_atomic;
+use crate::log::files::write_atomic;
 
 const BLOCK: i64 = 1000;
 

@@ -12,7 +12,7 @@ use parking_lot::RwLock;
 use uuid::Uuid;
 
 use crate::config::{ClusterDefaults, ResolvedTopicConfig, TopicConfig};
-use crate::log::partition_log::write_atomic;
+use crate::log::files::write_atomic;
 use crate::partition::PartitionHandle;
 
 /// A topic as the broker serves it.

@@ -20,7 +20,7 @@ use kafka_protocol::records::{
 };
 
 use super::batch::{self, Assign, BatchHeader};
-use super::partition_log::sync_dir;
+use super::files::sync_dir;
 use super::segment::log_path;
 
 /// What one cleaning pass did.

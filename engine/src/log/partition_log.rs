@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::batch::{self, Assign, BatchHeader};
 use super::compaction;
+use super::files::{sync_dir, write_atomic};
 use super::producer_state::{Check, ProducerStates, SequenceError};
 use super::segment::{self, Segment};
 
@@ -420,22 +421,6 @@ fn read_i64(path: &Path) -> io::Result<Option<i64>> {
     }
 }
 
-/// Writes a small state file so that a crash leaves either the old or the new content.
-pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
-    let tmp = path.with_extension("tmp");
-    {
-        use std::io::Write;
-        let mut f = File::create(&tmp)?;
-        f.write_all(contents)?;
-        f.sync_all()?;
-    }
-    fs::rename(&tmp, path)?;
-    if let Some(parent) = path.parent() {
-        sync_dir(parent)?;
-    }
-    Ok(())
-}
-
 fn write_i64(path: &Path, v: i64) -> io::Result<()> {
     write_atomic(path, v.to_string().as_bytes())
 }
@@ -457,10 +442,6 @@ fn read_epochs(path: &Path) -> io::Result<Vec<(i32, i64)>> {
 fn write_epochs(path: &Path, epochs: &[(i32, i64)]) -> io::Result<()> {
     let s: String = epochs.iter().map(|(e, o)| format!("{e} {o}\n")).collect();
     write_atomic(path, s.as_bytes())
-}
-
-pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
 }
 
 #[cfg(test)]

@@ -162,7 +162,7 @@ impl ProducerStates {
     pub fn snapshot(&self, dir: &Path, offset: i64) -> io::Result<()> {
         let entries: Vec<(&i64, &ProducerEntry)> = self.producers.iter().collect();
         let bytes = serde_json::to_vec(&entries).map_err(io::Error::other)?;
-        super::partition_log::write_atomic(&snapshot_path(dir, offset), &bytes)
+        super::files::write_atomic(&snapshot_path(dir, offset), &bytes)
     }
 
     /// Loads the newest snapshot at or below `max_offset`; returns it with its offset.
