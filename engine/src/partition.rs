@@ -207,14 +207,14 @@ impl Actor {
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
                     if let Some(stop) = self.handle(cmd) {
-                        self.stop(stop, inflight.take()).await;
+                        self.stop(stop, inflight.take(), compaction.take()).await;
                         return;
                     }
                     // Drain what queued meanwhile so that one flush covers it all.
                     for _ in 0..1024 {
                         match rx.try_recv() {
                             Ok(cmd) => if let Some(stop) = self.handle(cmd) {
-                                self.stop(stop, inflight.take()).await;
+                                self.stop(stop, inflight.take(), compaction.take()).await;
                                 return;
                             },
                             Err(_) => break,
@@ -560,7 +560,14 @@ impl Actor {
         mut self,
         (delete, reply): (bool, oneshot::Sender<()>),
         inflight: Option<FlushFuture>,
+        compaction: Option<CompactionTask>,
     ) {
+        // A deleted partition's directory must not get compaction output after it is removed
+        // (a later topic of the same name would install it). On shutdown the files it leaves
+        // are finished or discarded at the next start, so there is no need to wait.
+        if let (true, Some(c)) = (delete, compaction) {
+            let _ = c.await;
+        }
         if let Some(f) = inflight {
             let res = f.await;
             self.flush_done(res);
