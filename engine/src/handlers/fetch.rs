@@ -16,6 +16,9 @@ use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
 use crate::partition::{Cmd, PartitionHandle, Watermarks};
 
+/// Largest response a fetch builds (Kafka's `fetch.max.bytes` default, 55 MiB).
+const FETCH_MAX_BYTES: usize = 55 << 20;
+
 /// Versions from 13 name topics by id.
 const TOPIC_IDS_FROM: i16 = 13;
 
@@ -150,10 +153,11 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
     let deadline = tokio::time::Instant::now()
         + Duration::from_millis(req.max_wait_ms.clamp(0, 60_000) as u64);
     let min_bytes = req.min_bytes.max(0) as usize;
+    // Kafka's broker-side fetch.max.bytes: one response never buffers more than this.
     let max_bytes = if req.max_bytes <= 0 {
-        usize::MAX
+        FETCH_MAX_BYTES
     } else {
-        req.max_bytes as usize
+        (req.max_bytes as usize).min(FETCH_MAX_BYTES)
     };
     let mut watchers: Vec<_> = wanted
         .iter()
@@ -238,7 +242,8 @@ async fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
                 records: None,
             };
         };
-        let (offset, max) = (w.offset, w.max_bytes.max(0) as usize);
+        // Partitions are read concurrently, each at most the whole response's budget.
+        let (offset, max) = (w.offset, (w.max_bytes.max(0) as usize).min(max_bytes));
         match h
             .ask(|reply| Cmd::Read {
                 offset,
