@@ -145,6 +145,9 @@ pub async fn describe(args: &ClientArgs, group: &str) -> Result<()> {
         .groups
         .first()
         .ok_or_else(|| anyhow!("the broker did not describe group '{group}'"))?;
+    if g.error_code == 69 {
+        bail!("group '{group}' does not exist (GROUP_ID_NOT_FOUND): list groups with 'icestream group list'");
+    }
     if g.error_code != 0 {
         bail!(
             "cannot describe group '{group}' ({})",
