@@ -61,13 +61,18 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT => match r {
                 Ok(true) => {}
                 Ok(false) => eof = true,
-                Err(FrameError::Io(e)) => break Err(format!("read failed: {e}")),
+                // The peer went away: ordinary, not bad input.
+                Err(FrameError::Io(e)) => {
+                    tracing::debug!(%peer, error = %e, "Kafka connection read failed");
+                    break Ok(());
+                }
                 Err(e) => break Err(e.to_string()),
             },
             Some(resp) = pending.next(), if !pending.is_empty() => match resp {
                 Ok(Some(bytes)) => {
                     if let Err(e) = wr.write_all(&bytes).await {
-                        break Err(format!("write failed: {e}"));
+                        tracing::debug!(%peer, error = %e, "Kafka connection write failed");
+                        break Ok(());
                     }
                 }
                 Ok(None) => {}
@@ -77,7 +82,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         }
     };
     if let Err(why) = outcome {
-        tracing::info!(%peer, reason = %why, "closing Kafka connection");
+        tracing::info!(%peer, reason = %why, "closing Kafka connection on bad input");
         broker.metrics.connections_closed_bad_input.inc();
     }
     drop(pending);
