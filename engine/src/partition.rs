@@ -414,9 +414,10 @@ impl Actor {
             .committed(end, self.flushed, self.config.write_caching);
         let start = self.log.log_start_offset();
         self.marks.send_if_modified(|m| {
+            // Never backwards: turning write caching off must not hide what consumers saw.
             let new = Watermarks {
                 log_start: start,
-                high,
+                high: high.max(m.high).min(end),
                 log_end: end,
             };
             let changed = *m != new;
