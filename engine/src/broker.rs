@@ -51,6 +51,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     pub kafka_addr: SocketAddr,
     pub advertised: (String, u16),
+    /// The consumer group coordinator (this node coordinates every group).
+    pub groups: crate::group::Coordinator,
     ready: AtomicBool,
 }
 
@@ -86,6 +88,7 @@ impl Broker {
             metrics,
             kafka_addr,
             advertised,
+            groups: crate::group::Coordinator::new(),
             ready: AtomicBool::new(false),
         });
         broker.remove_orphan_topic_dirs();
@@ -94,6 +97,10 @@ impl Broker {
             broker.topics.publish(topic);
         }
         broker.update_gauges();
+        broker.groups.load(&broker).await.map_err(|e| {
+            StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
+        })?;
+        crate::group::Coordinator::start_ticker(&broker);
         for (shard, l) in listeners.into_iter().enumerate() {
             let b = broker.clone();
             broker.shards.run_on(shard, move |ctx| {

@@ -11,6 +11,7 @@ pub mod broker;
 pub mod config;
 pub mod durability;
 pub mod fetch_session;
+pub mod group;
 pub mod handlers;
 pub mod log;
 pub mod metrics;

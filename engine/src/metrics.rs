@@ -18,8 +18,21 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+/// Labels of `icestream_kafka_consumer_group_lag`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LagLabels {
+    pub group: String,
+    pub topic: String,
+    pub partition: String,
+}
+
+type ScrapeHook = Box<dyn Fn() + Send + Sync>;
+
 pub struct Metrics {
     registry: Registry,
+    /// Run before every scrape, to refresh gauges computed on demand (consumer lag).
+    scrape_hooks: parking_lot::Mutex<Vec<ScrapeHook>>,
+    pub consumer_group_lag: Family<LagLabels, Gauge>,
     pub requests: Family<ApiLabels, Counter>,
     pub request_seconds: Family<ApiLabels, Histogram>,
     pub request_errors: Family<ErrorLabels, Counter>,
@@ -63,7 +76,14 @@ impl Metrics {
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
             registry: Registry::default(),
+            scrape_hooks: parking_lot::Mutex::new(Vec::new()),
+            consumer_group_lag: Family::default(),
         };
+        registry.register(
+            "kafka_consumer_group_lag",
+            "High watermark minus the group's committed offset, by group, topic and partition",
+            m.consumer_group_lag.clone(),
+        );
         registry.register(
             "kafka_requests",
             "Kafka requests handled, by API",
@@ -123,8 +143,16 @@ impl Metrics {
         Metrics { registry, ..m }
     }
 
+    /// Registers a function run before every scrape.
+    pub fn on_scrape(&self, hook: ScrapeHook) {
+        self.scrape_hooks.lock().push(hook);
+    }
+
     /// The Prometheus text exposition of every metric.
     pub fn encode(&self) -> String {
+        for hook in self.scrape_hooks.lock().iter() {
+            hook();
+        }
         let mut out = String::new();
         if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
             out.clear();

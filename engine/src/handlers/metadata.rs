@@ -44,6 +44,14 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
             });
         }
     }
+    // The group coordinator's topic is internal (the field exists from v1).
+    if version >= 1 {
+        for t in &mut topics {
+            if t.name.as_ref().map(|n| n.as_str()) == Some(crate::group::store::OFFSETS_TOPIC) {
+                t.is_internal = true;
+            }
+        }
+    }
     let (host, port) = &b.advertised;
     MetadataResponse::default()
         .with_brokers(vec![MetadataResponseBroker::default()

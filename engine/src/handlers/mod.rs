@@ -15,17 +15,28 @@ pub mod alter_configs;
 pub mod api_versions;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
+pub mod describe_groups;
 pub mod fetch;
+pub mod find_coordinator;
+pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
+pub mod join_group;
+pub mod leave_group;
+pub mod list_groups;
 pub mod list_offsets;
 pub mod metadata;
+pub mod offset_commit;
+pub mod offset_delete;
+pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
+pub mod sync_group;
 
 /// An API and the versions served, all fully implemented.
 pub struct ApiSpec {
@@ -71,6 +82,19 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
     api(ApiKey::InitProducerId, 0, 5),
+    // Consumer groups, classic protocol (crate::group). librdkafka only compresses lz4
+    // batches when FindCoordinator v0 is listed, so it starts at 0.
+    api(ApiKey::FindCoordinator, 0, 6),
+    api(ApiKey::JoinGroup, 0, 9),
+    api(ApiKey::SyncGroup, 0, 5),
+    api(ApiKey::Heartbeat, 0, 4),
+    api(ApiKey::LeaveGroup, 0, 5),
+    api(ApiKey::OffsetCommit, 2, 9),
+    api(ApiKey::OffsetFetch, 1, 9),
+    api(ApiKey::ListGroups, 0, 5),
+    api(ApiKey::DescribeGroups, 0, 6),
+    api(ApiKey::DeleteGroups, 0, 2),
+    api(ApiKey::OffsetDelete, 0, 0),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -168,6 +192,53 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             Handled::reply(ResponseKind::InitProducerId(init_producer_id::handle(
                 &b, r,
             )))
+        }),
+        RequestKind::FindCoordinator(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::FindCoordinator(find_coordinator::handle(
+                &b, v, r,
+            )))
+        }),
+        RequestKind::JoinGroup(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::JoinGroup(
+                join_group::handle(&b, &h, v, r).await,
+            ))
+        }),
+        RequestKind::SyncGroup(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::SyncGroup(sync_group::handle(&b, v, r).await))
+        }),
+        RequestKind::Heartbeat(r) => {
+            Box::pin(
+                async move { Handled::reply(ResponseKind::Heartbeat(heartbeat::handle(&b, r))) },
+            )
+        }
+        RequestKind::LeaveGroup(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::LeaveGroup(leave_group::handle(&b, v, r)))
+        }),
+        RequestKind::OffsetCommit(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::OffsetCommit(
+                offset_commit::handle(&b, v, r).await,
+            ))
+        }),
+        RequestKind::OffsetFetch(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::OffsetFetch(offset_fetch::handle(&b, v, r)))
+        }),
+        RequestKind::ListGroups(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
+        }),
+        RequestKind::DescribeGroups(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::DescribeGroups(describe_groups::handle(
+                &b, v, r,
+            )))
+        }),
+        RequestKind::DeleteGroups(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::DeleteGroups(
+                delete_groups::handle(&b, r).await,
+            ))
+        }),
+        RequestKind::OffsetDelete(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::OffsetDelete(
+                offset_delete::handle(&b, r).await,
+            ))
         }),
         // `supports` filters everything else out before decoding.
         _ => Box::pin(async { Handled::default() }),

@@ -1,0 +1,637 @@
+//! The group coordinator (classic protocol): every group's state behind one mutex, durable
+//! offsets and group records in `__consumer_offsets` (see [`store`]), consumer lag.
+//!
+//! Requests arrive on any shard. Each takes the lock briefly to run the group's state machine
+//! ([`state::Group`]); waits (JoinGroup until the rebalance completes, a follower's SyncGroup
+//! until the leader's) are oneshot channels awaited outside the lock. A ticker on shard 0
+//! drives session expiry and rebalance timeouts every [`TICK`]. See `docs/consumer-groups.md`.
+
+pub mod state;
+pub mod store;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Weak};
+
+use bytes::Bytes;
+use kafka_protocol::ResponseError;
+use parking_lot::Mutex;
+use tokio::time::{Duration, Instant};
+
+use crate::broker::Broker;
+use crate::metrics::LagLabels;
+use state::{Group, GroupState, JoinRequest, JoinResult, OffsetEntry, SyncResult};
+use store::{GroupValue, Key, OffsetValue, Value, OFFSETS_TOPIC};
+
+/// How often session and rebalance timeouts are checked.
+pub const TICK: Duration = Duration::from_millis(100);
+/// Kafka's `group.min.session.timeout.ms` / `group.max.session.timeout.ms` defaults.
+pub const MIN_SESSION_TIMEOUT_MS: i32 = 6_000;
+pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
+/// Kafka's `offset.metadata.max.bytes` default.
+pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// One partition's commit, as OffsetCommit carries it.
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+/// A group as DescribeGroups shows it.
+#[derive(Debug, Clone)]
+pub struct GroupDescription {
+    pub state: &'static str,
+    pub protocol_type: String,
+    pub protocol_name: String,
+    pub members: Vec<MemberDescription>,
+}
+
+#[derive(Debug, Clone)]
+pub struct MemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub metadata: Bytes,
+    pub assignment: Bytes,
+}
+
+/// Committed offsets of one topic, as OffsetFetch returns them.
+pub type FetchedTopic = (String, Vec<(i32, Option<OffsetEntry>)>);
+
+#[derive(Default)]
+pub struct Coordinator {
+    groups: Mutex<HashMap<String, Group>>,
+    lag_labels: Mutex<HashSet<LagLabels>>,
+}
+
+fn code(e: ResponseError) -> i16 {
+    e.code()
+}
+
+impl Coordinator {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Rebuilds offsets and group records from `__consumer_offsets` (start-up).
+    pub async fn load(&self, b: &Broker) -> Result<(), store::StoreError> {
+        let mut groups = HashMap::<String, Group>::new();
+        let mut records = 0u64;
+        store::replay(b, |log_offset, key, value| {
+            records += 1;
+            match (key, value) {
+                (
+                    Key::Offset {
+                        group,
+                        topic,
+                        partition,
+                    },
+                    Some(Value::Offset(v)),
+                ) => groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group))
+                    .apply_offset(
+                        &topic,
+                        partition,
+                        OffsetEntry {
+                            offset: v.offset,
+                            leader_epoch: v.leader_epoch,
+                            metadata: v.metadata,
+                            commit_timestamp: v.commit_timestamp,
+                            log_offset,
+                        },
+                    ),
+                (
+                    Key::Offset {
+                        group,
+                        topic,
+                        partition,
+                    },
+                    None,
+                ) => {
+                    if let Some(g) = groups.get_mut(&group) {
+                        g.offsets.remove(&(topic, partition));
+                    }
+                }
+                (Key::Group(group), Some(Value::Group(v))) => {
+                    let g = groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group));
+                    g.generation = g.generation.max(v.generation);
+                    if !v.protocol_type.is_empty() {
+                        g.protocol_type = Some(v.protocol_type);
+                    }
+                }
+                (Key::Group(group), None) => {
+                    groups.remove(&group);
+                }
+                // A value that does not decode for its key: skip it.
+                _ => {}
+            }
+        })
+        .await?;
+        if records > 0 {
+            tracing::info!(
+                groups = groups.len(),
+                records,
+                "restored consumer groups from {OFFSETS_TOPIC}"
+            );
+        }
+        *self.groups.lock() = groups;
+        Ok(())
+    }
+
+    /// Starts the ticker (session expiry, rebalance timeouts) on shard 0.
+    pub fn start_ticker(b: &Arc<Broker>) {
+        let weak: Weak<Broker> = Arc::downgrade(b);
+        b.shards.run_on(0, move |_| {
+            tokio::task::spawn_local(async move {
+                let mut every = tokio::time::interval(TICK);
+                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                loop {
+                    every.tick().await;
+                    let Some(b) = weak.upgrade() else { return };
+                    b.groups.tick(&b, Instant::now());
+                }
+            });
+        });
+        let weak: Weak<Broker> = Arc::downgrade(b);
+        b.metrics.on_scrape(Box::new(move || {
+            if let Some(b) = weak.upgrade() {
+                b.groups.refresh_lag(&b);
+            }
+        }));
+    }
+
+    pub fn tick(&self, b: &Broker, now: Instant) {
+        let mut groups = self.groups.lock();
+        for g in groups.values_mut() {
+            g.tick(now);
+            persist_generation(b, g);
+        }
+    }
+
+    pub async fn join(&self, b: &Broker, group_id: &str, r: JoinRequest) -> JoinResult {
+        let fail = |e: ResponseError| JoinResult {
+            error: e.code(),
+            generation: -1,
+            member_id: r.member_id.clone(),
+            ..Default::default()
+        };
+        if group_id.is_empty() {
+            return fail(ResponseError::InvalidGroupId);
+        }
+        let ms = r.session_timeout.as_millis() as i32;
+        if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&ms) {
+            return fail(ResponseError::InvalidSessionTimeout);
+        }
+        // Created before the group exists, so group records can always be written.
+        if let Err(e) = store::partition(b).await {
+            tracing::warn!(error = %e, "group coordinator unavailable");
+            return fail(ResponseError::CoordinatorNotAvailable);
+        }
+        let member_id = r.member_id.clone();
+        let pending = {
+            let mut groups = self.groups.lock();
+            let g = groups
+                .entry(group_id.to_string())
+                .or_insert_with(|| Group::new(group_id));
+            let p = g.join(r, Instant::now());
+            persist_generation(b, g);
+            p
+        };
+        pending
+            .get(|| JoinResult {
+                error: code(ResponseError::UnknownMemberId),
+                generation: -1,
+                member_id,
+                ..Default::default()
+            })
+            .await
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub async fn sync(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncResult {
+        let unknown = || SyncResult {
+            error: code(ResponseError::UnknownMemberId),
+            ..Default::default()
+        };
+        let pending = {
+            let mut groups = self.groups.lock();
+            let Some(g) = groups.get_mut(group_id) else {
+                return unknown();
+            };
+            let p = g.sync(
+                generation,
+                member_id,
+                instance_id,
+                protocol_type,
+                protocol_name,
+                assignments,
+                Instant::now(),
+            );
+            persist_generation(b, g);
+            p
+        };
+        pending.get(unknown).await
+    }
+
+    pub fn heartbeat(
+        &self,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+    ) -> i16 {
+        match self.groups.lock().get_mut(group_id) {
+            Some(g) => g.heartbeat(generation, member_id, instance_id, Instant::now()),
+            None => code(ResponseError::UnknownMemberId),
+        }
+    }
+
+    /// LeaveGroup: one error code per (member id, instance id).
+    pub fn leave(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        members: &[(String, Option<String>)],
+    ) -> Result<Vec<i16>, i16> {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(group_id) else {
+            return Err(code(ResponseError::UnknownMemberId));
+        };
+        let now = Instant::now();
+        let codes = members
+            .iter()
+            .map(|(m, i)| g.leave(m, i.as_deref(), now))
+            .collect();
+        persist_generation(b, g);
+        Ok(codes)
+    }
+
+    /// OffsetCommit: validates, appends to `__consumer_offsets` (acks=all), then applies.
+    pub async fn commit(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        topics: Vec<(String, Vec<CommitPartition>)>,
+    ) -> Vec<(String, Vec<(i32, i16)>)> {
+        let all = |c: i16| -> Vec<(String, Vec<(i32, i16)>)> {
+            topics
+                .iter()
+                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, c)).collect()))
+                .collect()
+        };
+        if group_id.is_empty() {
+            return all(code(ResponseError::InvalidGroupId));
+        }
+        {
+            let mut groups = self.groups.lock();
+            let res = match groups.get_mut(group_id) {
+                Some(g) => g.validate_commit(generation, member_id, instance_id, Instant::now()),
+                // Kafka: commits for a group it does not know are simple commits (generation
+                // -1), or come from a generation that no longer exists.
+                None if generation < 0 => Ok(()),
+                None => Err(ResponseError::IllegalGeneration),
+            };
+            if let Err(e) = res {
+                return all(e.code());
+            }
+        }
+        let mut entries = Vec::new();
+        let mut answers: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
+        for (t, ps) in &topics {
+            let topic = b.topics.get(t);
+            let mut codes = Vec::with_capacity(ps.len());
+            for p in ps {
+                let c = if topic
+                    .as_ref()
+                    .and_then(|tp| tp.partition(p.partition))
+                    .is_none()
+                {
+                    code(ResponseError::UnknownTopicOrPartition)
+                } else if p
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+                {
+                    code(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    entries.push((
+                        Key::Offset {
+                            group: group_id.to_string(),
+                            topic: t.clone(),
+                            partition: p.partition,
+                        },
+                        Some(Value::Offset(OffsetValue {
+                            offset: p.offset,
+                            leader_epoch: p.leader_epoch,
+                            commit_timestamp: crate::time::now_ms(),
+                            metadata: p.metadata.clone(),
+                        })),
+                    ));
+                    0
+                };
+                codes.push((p.partition, c));
+            }
+            answers.push((t.clone(), codes));
+        }
+        if entries.is_empty() {
+            return answers;
+        }
+        match store::append(b, &entries).await {
+            Ok(base) => {
+                let mut groups = self.groups.lock();
+                let g = groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if let (
+                        Key::Offset {
+                            topic, partition, ..
+                        },
+                        Some(Value::Offset(v)),
+                    ) = (k, v)
+                    {
+                        g.apply_offset(
+                            &topic,
+                            partition,
+                            OffsetEntry {
+                                offset: v.offset,
+                                leader_epoch: v.leader_epoch,
+                                metadata: v.metadata,
+                                commit_timestamp: v.commit_timestamp,
+                                log_offset: base + i as i64,
+                            },
+                        );
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
+                for (_, codes) in &mut answers {
+                    for (_, c) in codes.iter_mut().filter(|(_, c)| *c == 0) {
+                        *c = code(ResponseError::CoordinatorNotAvailable);
+                    }
+                }
+            }
+        }
+        answers
+    }
+
+    /// OffsetFetch for one group: the requested partitions, or every committed one (`None`).
+    pub fn fetch(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<FetchedTopic> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id);
+        match topics {
+            Some(ts) => ts
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| {
+                            let e = g.and_then(|g| g.offsets.get(&(t.clone(), p)).cloned());
+                            (p, e)
+                        })
+                        .collect();
+                    (t, parts)
+                })
+                .collect(),
+            None => {
+                let mut out: Vec<FetchedTopic> = Vec::new();
+                for ((t, p), e) in g.iter().flat_map(|g| g.offsets.iter()) {
+                    match out.last_mut() {
+                        Some((last, parts)) if last == t => parts.push((*p, Some(e.clone()))),
+                        _ => out.push((t.clone(), vec![(*p, Some(e.clone()))])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// (group id, protocol type, state) of every group.
+    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+        let groups = self.groups.lock();
+        let mut out: Vec<_> = groups
+            .values()
+            .map(|g| {
+                (
+                    g.id.clone(),
+                    g.protocol_type.clone().unwrap_or_default(),
+                    g.state.name(),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+
+    pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id)?;
+        let proto = g.protocol_name.as_deref();
+        Some(GroupDescription {
+            state: g.state.name(),
+            protocol_type: g.protocol_type.clone().unwrap_or_default(),
+            protocol_name: if g.state == GroupState::Stable {
+                g.protocol_name.clone().unwrap_or_default()
+            } else {
+                String::new()
+            },
+            members: g
+                .members
+                .values()
+                .map(|m| MemberDescription {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    metadata: m.metadata(proto),
+                    assignment: if g.state == GroupState::Stable {
+                        m.assignment.clone()
+                    } else {
+                        Bytes::new()
+                    },
+                })
+                .collect(),
+        })
+    }
+
+    /// DeleteGroups for one group: only empty groups; writes tombstones first.
+    pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
+        let entries: Vec<(Key, Option<Value>)> = {
+            let groups = self.groups.lock();
+            let Some(g) = groups.get(group_id) else {
+                return code(ResponseError::GroupIdNotFound);
+            };
+            if !g.is_empty() {
+                return code(ResponseError::NonEmptyGroup);
+            }
+            g.offsets
+                .keys()
+                .map(|(t, p)| {
+                    (
+                        Key::Offset {
+                            group: group_id.to_string(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        None,
+                    )
+                })
+                .chain(std::iter::once((Key::Group(group_id.to_string()), None)))
+                .collect()
+        };
+        if let Err(e) = store::append(b, &entries).await {
+            tracing::warn!(group = group_id, error = %e, "group deletion not persisted");
+            return code(ResponseError::CoordinatorNotAvailable);
+        }
+        let mut groups = self.groups.lock();
+        if groups.get(group_id).is_some_and(|g| g.is_empty()) {
+            groups.remove(group_id);
+        }
+        0
+    }
+
+    /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
+    pub async fn delete_offsets(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        topics: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
+        let mut answers = Vec::new();
+        let mut entries = Vec::new();
+        {
+            let groups = self.groups.lock();
+            let Some(g) = groups.get(group_id) else {
+                return Err(code(ResponseError::GroupIdNotFound));
+            };
+            let subscribed = if g.is_empty() {
+                Some(Vec::new())
+            } else {
+                g.subscribed_topics()
+            };
+            for (t, ps) in topics {
+                let topic = b.topics.get(&t);
+                let mut codes = Vec::new();
+                for p in ps {
+                    let c = if topic.as_ref().and_then(|tp| tp.partition(p)).is_none() {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    } else if subscribed.as_ref().is_none_or(|s| s.contains(&t)) {
+                        // Non-consumer groups with members cannot be checked: refuse.
+                        code(ResponseError::GroupSubscribedToTopic)
+                    } else {
+                        if g.offsets.contains_key(&(t.clone(), p)) {
+                            entries.push((
+                                Key::Offset {
+                                    group: group_id.to_string(),
+                                    topic: t.clone(),
+                                    partition: p,
+                                },
+                                None,
+                            ));
+                        }
+                        0
+                    };
+                    codes.push((p, c));
+                }
+                answers.push((t, codes));
+            }
+        }
+        if entries.is_empty() {
+            return Ok(answers);
+        }
+        if let Err(e) = store::append(b, &entries).await {
+            tracing::warn!(group = group_id, error = %e, "offset deletion not persisted");
+            return Err(code(ResponseError::CoordinatorNotAvailable));
+        }
+        let mut groups = self.groups.lock();
+        if let Some(g) = groups.get_mut(group_id) {
+            for (k, _) in entries {
+                if let Key::Offset {
+                    topic, partition, ..
+                } = k
+                {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Ok(answers)
+    }
+
+    /// Sets `icestream_kafka_consumer_group_lag` = high watermark - committed offset.
+    pub fn refresh_lag(&self, b: &Broker) {
+        let mut now_set = HashSet::new();
+        {
+            let groups = self.groups.lock();
+            for g in groups.values() {
+                for ((t, p), e) in &g.offsets {
+                    if e.offset < 0 {
+                        continue;
+                    }
+                    let Some(h) = b.topics.get(t).and_then(|tp| tp.partition(*p).cloned()) else {
+                        continue;
+                    };
+                    let high = h.marks.borrow().high;
+                    let labels = LagLabels {
+                        group: g.id.clone(),
+                        topic: t.clone(),
+                        partition: p.to_string(),
+                    };
+                    b.metrics
+                        .consumer_group_lag
+                        .get_or_create(&labels)
+                        .set((high - e.offset).max(0));
+                    now_set.insert(labels);
+                }
+            }
+        }
+        let mut last = self.lag_labels.lock();
+        for stale in last.difference(&now_set) {
+            b.metrics.consumer_group_lag.remove(stale);
+        }
+        *last = now_set;
+    }
+}
+
+/// Writes the group record when a generation completed. Not awaited: a lost record only
+/// means generations restart lower after a crash, which members handle by rejoining.
+fn persist_generation(b: &Broker, g: &mut Group) {
+    if !std::mem::take(&mut g.generation_changed) {
+        return;
+    }
+    if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
+        drop(store::send(
+            &t.partitions[0],
+            &[(
+                Key::Group(g.id.clone()),
+                Some(Value::Group(GroupValue {
+                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
+                    generation: g.generation,
+                })),
+            )],
+        ));
+    }
+}

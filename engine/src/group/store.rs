@@ -1,0 +1,386 @@
+//! Durable group state: keyed records in the internal topic `__consumer_offsets`.
+//!
+//! Encoding (big-endian; strings are a u16 length and UTF-8 bytes):
+//!
+//! ```text
+//! key   = kind:u8 group:str [topic:str partition:i32]     kind 0 = offset, 1 = group
+//! offset value = version:u8(0) offset:i64 leader_epoch:i32 commit_timestamp:i64
+//!                metadata_len:i32 (-1 = null) metadata bytes
+//! group value  = version:u8(0) protocol_type:str generation:i32
+//! ```
+//!
+//! A null value is a tombstone: the offset (OffsetDelete) or the group (DeleteGroups) is gone.
+//! The latest record per key wins, so the topic is compactable.
+
+use bytes::{Buf, BufMut, Bytes, BytesMut};
+use kafka_protocol::records::RecordBatchDecoder;
+
+use crate::broker::{Broker, BrokerError};
+use crate::log::batch::{self, split_batches, BatchError, Compression, NewRecord};
+use crate::partition::{Cmd, PartitionError, PartitionHandle};
+
+pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+const KIND_OFFSET: u8 = 0;
+const KIND_GROUP: u8 = 1;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Key {
+    Offset {
+        group: String,
+        topic: String,
+        partition: i32,
+    },
+    Group(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetValue {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub commit_timestamp: i64,
+    pub metadata: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupValue {
+    pub protocol_type: String,
+    pub generation: i32,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Value {
+    Offset(OffsetValue),
+    Group(GroupValue),
+}
+
+fn put_str(b: &mut BytesMut, s: &str) {
+    let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
+    b.put_u16(s.len() as u16);
+    b.put_slice(s);
+}
+
+fn get_str(b: &mut Bytes) -> Option<String> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = b.get_u16() as usize;
+    if b.remaining() < n {
+        return None;
+    }
+    String::from_utf8(b.split_to(n).to_vec()).ok()
+}
+
+impl Key {
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        match self {
+            Key::Offset {
+                group,
+                topic,
+                partition,
+            } => {
+                b.put_u8(KIND_OFFSET);
+                put_str(&mut b, group);
+                put_str(&mut b, topic);
+                b.put_i32(*partition);
+            }
+            Key::Group(group) => {
+                b.put_u8(KIND_GROUP);
+                put_str(&mut b, group);
+            }
+        }
+        b.freeze()
+    }
+
+    pub fn decode(mut b: Bytes) -> Option<Key> {
+        if !b.has_remaining() {
+            return None;
+        }
+        match b.get_u8() {
+            KIND_OFFSET => {
+                let group = get_str(&mut b)?;
+                let topic = get_str(&mut b)?;
+                if b.remaining() < 4 {
+                    return None;
+                }
+                Some(Key::Offset {
+                    group,
+                    topic,
+                    partition: b.get_i32(),
+                })
+            }
+            KIND_GROUP => Some(Key::Group(get_str(&mut b)?)),
+            _ => None,
+        }
+    }
+
+    pub fn group(&self) -> &str {
+        match self {
+            Key::Offset { group, .. } | Key::Group(group) => group,
+        }
+    }
+}
+
+impl Value {
+    pub fn encode(&self) -> Bytes {
+        let mut b = BytesMut::new();
+        b.put_u8(0);
+        match self {
+            Value::Offset(o) => {
+                b.put_i64(o.offset);
+                b.put_i32(o.leader_epoch);
+                b.put_i64(o.commit_timestamp);
+                match &o.metadata {
+                    None => b.put_i32(-1),
+                    Some(m) => {
+                        b.put_i32(m.len() as i32);
+                        b.put_slice(m.as_bytes());
+                    }
+                }
+            }
+            Value::Group(g) => {
+                put_str(&mut b, &g.protocol_type);
+                b.put_i32(g.generation);
+            }
+        }
+        b.freeze()
+    }
+
+    /// Decodes the value that goes with `key`.
+    pub fn decode(key: &Key, mut b: Bytes) -> Option<Value> {
+        if !b.has_remaining() || b.get_u8() != 0 {
+            return None;
+        }
+        match key {
+            Key::Offset { .. } => {
+                if b.remaining() < 24 {
+                    return None;
+                }
+                let offset = b.get_i64();
+                let leader_epoch = b.get_i32();
+                let commit_timestamp = b.get_i64();
+                let len = b.get_i32();
+                let metadata = if len < 0 {
+                    None
+                } else if b.remaining() < len as usize {
+                    return None;
+                } else {
+                    Some(String::from_utf8(b.split_to(len as usize).to_vec()).ok()?)
+                };
+                Some(Value::Offset(OffsetValue {
+                    offset,
+                    leader_epoch,
+                    commit_timestamp,
+                    metadata,
+                }))
+            }
+            Key::Group(_) => {
+                let protocol_type = get_str(&mut b)?;
+                if b.remaining() < 4 {
+                    return None;
+                }
+                Some(Value::Group(GroupValue {
+                    protocol_type,
+                    generation: b.get_i32(),
+                }))
+            }
+        }
+    }
+}
+
+/// Encodes keyed records (None = tombstone) as one uncompressed v2 batch.
+pub fn encode_batch(entries: &[(Key, Option<Value>)]) -> Result<Bytes, BatchError> {
+    let now = crate::time::now_ms();
+    let records: Vec<NewRecord> = entries
+        .iter()
+        .map(|(k, v)| NewRecord {
+            key: Some(k.encode()),
+            value: v.as_ref().map(Value::encode),
+            timestamp: now,
+            headers: Vec::new(),
+        })
+        .collect();
+    batch::encode_batch(&records, Compression::None)
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create {OFFSETS_TOPIC}: {0}")]
+    Topic(#[from] BrokerError),
+    #[error("cannot append to {OFFSETS_TOPIC}: {0}")]
+    Append(#[from] PartitionError),
+    #[error("{OFFSETS_TOPIC} holds a malformed batch: {0}")]
+    Corrupt(String),
+}
+
+/// The partition of `__consumer_offsets`, created on first use. One partition: on a single
+/// node every group has the same coordinator, so spreading groups over partitions buys nothing.
+pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
+    if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
+        return Ok(t.partitions[0].clone());
+    }
+    let retention = ("retention.ms".to_string(), "-1".to_string());
+    let compact = ("cleanup.policy".to_string(), "compact".to_string());
+    // Compacted where the broker supports compaction; otherwise kept forever.
+    let rec = match b.plan_topic(OFFSETS_TOPIC, 1, -1, &[compact, retention.clone()]) {
+        Err(BrokerError::InvalidConfig(_)) => b.plan_topic(OFFSETS_TOPIC, 1, -1, &[retention]),
+        other => other,
+    };
+    let topic = match rec {
+        Ok(rec) => match b.create_topic(rec).await {
+            Ok(t) => t,
+            Err(BrokerError::TopicExists(_)) => b
+                .topics
+                .get(OFFSETS_TOPIC)
+                .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))?,
+            Err(e) => return Err(e.into()),
+        },
+        Err(BrokerError::TopicExists(_)) => b
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))?,
+        Err(e) => return Err(e.into()),
+    };
+    Ok(topic.partitions[0].clone())
+}
+
+/// Sends records to the partition; the receiver answers once they are committed (acks=all).
+/// Returns the log offset of the first record.
+pub fn send(
+    p: &PartitionHandle,
+    entries: &[(Key, Option<Value>)],
+) -> tokio::sync::oneshot::Receiver<Result<crate::partition::ProduceOk, PartitionError>> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    match encode_batch(entries).and_then(|bytes| split_batches(&bytes)) {
+        Ok(batches) => {
+            if let Err(e) = p.tx.send(Cmd::Produce {
+                batches,
+                reply: tx,
+                needs_ack: true,
+            }) {
+                if let Cmd::Produce { reply, .. } = e.0 {
+                    let _ = reply.send(Err(PartitionError::Stopped));
+                }
+            }
+        }
+        Err(e) => {
+            let _ = tx.send(Err(PartitionError::Storage(std::io::Error::other(
+                e.to_string(),
+            ))));
+        }
+    }
+    rx
+}
+
+/// Appends records and waits until they are committed; returns the first record's offset.
+pub async fn append(b: &Broker, entries: &[(Key, Option<Value>)]) -> Result<i64, StoreError> {
+    let p = partition(b).await?;
+    let ok = send(&p, entries)
+        .await
+        .map_err(|_| PartitionError::Stopped)??;
+    Ok(ok.base_offset)
+}
+
+/// Reads every record of `__consumer_offsets` up to the high watermark, in order.
+pub async fn replay(
+    b: &Broker,
+    mut apply: impl FnMut(i64, Key, Option<Value>),
+) -> Result<(), StoreError> {
+    let Some(topic) = b.topics.get(OFFSETS_TOPIC) else {
+        return Ok(());
+    };
+    let p = &topic.partitions[0];
+    let marks = *p.marks.borrow();
+    let mut next = marks.log_start;
+    while next < marks.high {
+        let from = next;
+        let read = p
+            .ask(|reply| Cmd::Read {
+                offset: from,
+                max_bytes: 1 << 20,
+                reply,
+            })
+            .await?;
+        let Some(bytes) = read.records else { break };
+        let batches = split_batches(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for (h, batch) in batches {
+            let last = h.base_offset + h.last_offset_delta as i64;
+            if last < next {
+                continue;
+            }
+            let mut buf = batch.clone();
+            let set = RecordBatchDecoder::decode(&mut buf)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for r in set.records {
+                if r.offset < next || r.control {
+                    continue;
+                }
+                let Some(key) = r.key.and_then(Key::decode) else {
+                    continue;
+                };
+                let value = r.value.and_then(|v| Value::decode(&key, v));
+                apply(r.offset, key, value);
+            }
+            next = next.max(last + 1);
+        }
+        if next == from {
+            break;
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_and_values_round_trip_through_a_batch() {
+        let entries = vec![
+            (
+                Key::Offset {
+                    group: "g".into(),
+                    topic: "t".into(),
+                    partition: 3,
+                },
+                Some(Value::Offset(OffsetValue {
+                    offset: 42,
+                    leader_epoch: 0,
+                    commit_timestamp: 7,
+                    metadata: Some("meta".into()),
+                })),
+            ),
+            (
+                Key::Group("g".into()),
+                Some(Value::Group(GroupValue {
+                    protocol_type: "consumer".into(),
+                    generation: 5,
+                })),
+            ),
+            (
+                Key::Offset {
+                    group: "g".into(),
+                    topic: "u".into(),
+                    partition: 0,
+                },
+                None,
+            ),
+        ];
+        let bytes = encode_batch(&entries).unwrap();
+        let batches = split_batches(&bytes).unwrap();
+        assert_eq!(batches.len(), 1, "one batch");
+        let mut buf = bytes.clone();
+        let set = RecordBatchDecoder::decode(&mut buf).unwrap();
+        let back: Vec<(Key, Option<Value>)> = set
+            .records
+            .into_iter()
+            .map(|r| {
+                let k = Key::decode(r.key.unwrap()).unwrap();
+                let v = r.value.and_then(|v| Value::decode(&k, v));
+                (k, v)
+            })
+            .collect();
+        assert_eq!(back, entries);
+    }
+}

@@ -1,0 +1,15 @@
+//! Heartbeat: keeps a member's session alive; REBALANCE_IN_PROGRESS tells it to rejoin.
+
+use kafka_protocol::messages::{HeartbeatRequest, HeartbeatResponse};
+
+use crate::broker::Broker;
+
+pub fn handle(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
+    let code = b.groups.heartbeat(
+        req.group_id.as_str(),
+        req.generation_id,
+        req.member_id.as_str(),
+        req.group_instance_id.as_deref(),
+    );
+    HeartbeatResponse::default().with_error_code(code)
+}

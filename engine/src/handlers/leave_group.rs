@@ -1,0 +1,39 @@
+//! LeaveGroup: v0-2 name one member id, v3+ a batch of members by member or instance id.
+
+use kafka_protocol::messages::leave_group_response::MemberResponse;
+use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
+
+use super::sb;
+use crate::broker::Broker;
+
+pub fn handle(b: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    let members: Vec<(String, Option<String>)> = if version >= 3 {
+        req.members
+            .iter()
+            .map(|m| {
+                (
+                    m.member_id.to_string(),
+                    m.group_instance_id.as_ref().map(|s| s.to_string()),
+                )
+            })
+            .collect()
+    } else {
+        vec![(req.member_id.to_string(), None)]
+    };
+    match b.groups.leave(b, req.group_id.as_str(), &members) {
+        Err(code) => LeaveGroupResponse::default().with_error_code(code),
+        Ok(codes) if version >= 3 => LeaveGroupResponse::default().with_members(
+            members
+                .into_iter()
+                .zip(codes)
+                .map(|((m, i), c)| {
+                    MemberResponse::default()
+                        .with_member_id(sb(m))
+                        .with_group_instance_id(i.map(sb))
+                        .with_error_code(c)
+                })
+                .collect(),
+        ),
+        Ok(codes) => LeaveGroupResponse::default().with_error_code(codes[0]),
+    }
+}

@@ -1,0 +1,69 @@
+//! OffsetCommit: generation and member checks (Kafka's rules, simple commits with generation
+//! -1 for empty groups), then an acks=all append to `__consumer_offsets` before the answer.
+
+use kafka_protocol::messages::offset_commit_response::{
+    OffsetCommitResponsePartition, OffsetCommitResponseTopic,
+};
+use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
+
+use super::topic_name;
+use crate::broker::Broker;
+use crate::group::CommitPartition;
+
+pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            let parts = t
+                .partitions
+                .into_iter()
+                .map(|p| CommitPartition {
+                    partition: p.partition_index,
+                    offset: p.committed_offset,
+                    leader_epoch: if version >= 6 {
+                        p.committed_leader_epoch
+                    } else {
+                        -1
+                    },
+                    metadata: p.committed_metadata.map(|m| m.to_string()),
+                })
+                .collect();
+            (t.name.to_string(), parts)
+        })
+        .collect();
+    let instance = if version >= 7 {
+        req.group_instance_id.as_deref()
+    } else {
+        None
+    };
+    let answers = b
+        .groups
+        .commit(
+            b,
+            req.group_id.as_str(),
+            req.generation_id_or_member_epoch,
+            req.member_id.as_str(),
+            instance,
+            topics,
+        )
+        .await;
+    OffsetCommitResponse::default().with_topics(
+        answers
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetCommitResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|(p, c)| {
+                                OffsetCommitResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_error_code(c)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect(),
+    )
+}

@@ -1,0 +1,51 @@
+//! OffsetDelete: removes a group's committed offsets for topics its members are not
+//! subscribed to (GROUP_SUBSCRIBED_TO_TOPIC otherwise).
+
+use kafka_protocol::messages::offset_delete_response::{
+    OffsetDeleteResponsePartition, OffsetDeleteResponseTopic,
+};
+use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
+
+use super::topic_name;
+use crate::broker::Broker;
+
+pub async fn handle(b: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
+    let topics = req
+        .topics
+        .into_iter()
+        .map(|t| {
+            (
+                t.name.to_string(),
+                t.partitions
+                    .into_iter()
+                    .map(|p| p.partition_index)
+                    .collect(),
+            )
+        })
+        .collect();
+    match b
+        .groups
+        .delete_offsets(b, req.group_id.as_str(), topics)
+        .await
+    {
+        Err(code) => OffsetDeleteResponse::default().with_error_code(code),
+        Ok(answers) => OffsetDeleteResponse::default().with_topics(
+            answers
+                .into_iter()
+                .map(|(t, ps)| {
+                    OffsetDeleteResponseTopic::default()
+                        .with_name(topic_name(&t))
+                        .with_partitions(
+                            ps.into_iter()
+                                .map(|(p, c)| {
+                                    OffsetDeleteResponsePartition::default()
+                                        .with_partition_index(p)
+                                        .with_error_code(c)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect(),
+        ),
+    }
+}

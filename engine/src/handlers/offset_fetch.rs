@@ -1,0 +1,86 @@
+//! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); a null topic list
+//! means every partition the group committed. Partitions without a commit answer offset -1.
+
+use kafka_protocol::messages::offset_fetch_response::{
+    OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
+    OffsetFetchResponseTopic, OffsetFetchResponseTopics,
+};
+use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+
+use super::{sb, topic_name};
+use crate::broker::Broker;
+use crate::group::FetchedTopic;
+
+pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    if version >= 8 {
+        let groups = req
+            .groups
+            .into_iter()
+            .map(|g| {
+                let wanted = g.topics.map(|ts| {
+                    ts.into_iter()
+                        .map(|t| (t.name.to_string(), t.partition_indexes))
+                        .collect()
+                });
+                let topics = b.groups.fetch(g.group_id.as_str(), wanted);
+                OffsetFetchResponseGroup::default()
+                    .with_group_id(g.group_id)
+                    .with_topics(topics.into_iter().map(v8_topic).collect())
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_groups(groups);
+    }
+    let wanted = req.topics.map(|ts| {
+        ts.into_iter()
+            .map(|t| (t.name.to_string(), t.partition_indexes))
+            .collect()
+    });
+    let topics = b.groups.fetch(req.group_id.as_str(), wanted);
+    let topics = topics
+        .into_iter()
+        .map(|(t, ps)| {
+            let parts = ps
+                .into_iter()
+                .map(|(p, e)| {
+                    let r = OffsetFetchResponsePartition::default().with_partition_index(p);
+                    let (offset, epoch, meta) = match e {
+                        Some(e) => (e.offset, e.leader_epoch, e.metadata.unwrap_or_default()),
+                        None => (-1, -1, String::new()),
+                    };
+                    let r = r
+                        .with_committed_offset(offset)
+                        .with_metadata(Some(sb(meta)));
+                    if version >= 5 {
+                        r.with_committed_leader_epoch(epoch)
+                    } else {
+                        r
+                    }
+                })
+                .collect();
+            OffsetFetchResponseTopic::default()
+                .with_name(topic_name(&t))
+                .with_partitions(parts)
+        })
+        .collect();
+    OffsetFetchResponse::default().with_topics(topics)
+}
+
+fn v8_topic((t, ps): FetchedTopic) -> OffsetFetchResponseTopics {
+    OffsetFetchResponseTopics::default()
+        .with_name(topic_name(&t))
+        .with_partitions(
+            ps.into_iter()
+                .map(|(p, e)| {
+                    let (offset, epoch, meta) = match e {
+                        Some(e) => (e.offset, e.leader_epoch, e.metadata.unwrap_or_default()),
+                        None => (-1, -1, String::new()),
+                    };
+                    OffsetFetchResponsePartitions::default()
+                        .with_partition_index(p)
+                        .with_committed_offset(offset)
+                        .with_committed_leader_epoch(epoch)
+                        .with_metadata(Some(sb(meta)))
+                })
+                .collect(),
+        )
+}
