@@ -24,6 +24,8 @@ pub enum BrokerError {
     UnknownTopic(String),
     #[error("invalid topic name: {0}")]
     InvalidTopicName(String),
+    #[error("'{0}' is an internal topic and cannot be deleted; delete consumer groups with 'icestream group delete'")]
+    InternalTopic(String),
     #[error("invalid partition count {0}: must be between 1 and 100000")]
     InvalidPartitions(i32),
     #[error("topic '{topic}' has {current} partitions; the new count {requested} must be larger")]
@@ -217,6 +219,9 @@ impl Broker {
 
     /// Deletes a topic: forgets it durably, then stops its partitions and removes their files.
     pub async fn delete_topic(&self, name: &str) -> Result<(), BrokerError> {
+        if crate::topics::is_internal(name) {
+            return Err(BrokerError::InternalTopic(name.to_string()));
+        }
         let _guard = self.topics.change_lock.lock().await;
         let topic = self
             .topics

@@ -15,6 +15,12 @@ use crate::config::{ClusterDefaults, ResolvedTopicConfig, TopicConfig};
 use crate::log::files::write_atomic;
 use crate::partition::PartitionHandle;
 
+/// Topics the broker itself writes (group offsets); clients may read but not write or delete
+/// them.
+pub fn is_internal(name: &str) -> bool {
+    name == crate::group::store::OFFSETS_TOPIC
+}
+
 /// A topic as the broker serves it.
 pub struct Topic {
     pub name: String,

@@ -57,3 +57,30 @@ def test_group_list_describe_seek_delete(broker):
     assert_one_line_error(res, group, "does not exist")
     res = cli(broker, "group", "seek", group, "--topic", "no-such-topic", "--to", "end", check=False)
     assert_one_line_error(res, "no-such-topic")
+
+
+def test_internal_offsets_topic_is_read_only_for_clients(broker):
+    from confluent_kafka import KafkaError, KafkaException, Producer
+
+    from conftest import Delivered, admin_client, producer_config
+
+    topic = create_topic(broker)
+    produce(broker, topic, [b"x"])
+    consume_and_commit(broker, topic, "internal-check", 1)
+    md = admin_client(broker).list_topics(timeout=10)
+    assert "__consumer_offsets" in md.topics
+    p = Producer(producer_config(broker))
+    d = Delivered()
+    p.produce("__consumer_offsets", key=b"k", value=b"forged", on_delivery=d)
+    p.flush(10)
+    assert [e.code() for e, _, _ in d.errors] == [KafkaError.TOPIC_EXCEPTION]
+    admin = admin_client(broker)  # kept alive until its future resolves
+    fut = admin.delete_topics(["__consumer_offsets"], request_timeout=10)
+    try:
+        fut["__consumer_offsets"].result(timeout=15)
+        raise AssertionError("deleting __consumer_offsets succeeded")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.TOPIC_EXCEPTION, e
+    # The group's offsets are intact.
+    desc = cli_json(broker, "group", "describe", "internal-check")
+    assert [p["committed_offset"] for p in desc["partitions"]] == [1]

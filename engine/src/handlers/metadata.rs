@@ -47,7 +47,10 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
     // The group coordinator's topic is internal (the field exists from v1).
     if version >= 1 {
         for t in &mut topics {
-            if t.name.as_ref().map(|n| n.as_str()) == Some(crate::group::store::OFFSETS_TOPIC) {
+            if t.name
+                .as_ref()
+                .is_some_and(|n| crate::topics::is_internal(n.as_str()))
+            {
                 t.is_internal = true;
             }
         }

@@ -43,6 +43,12 @@ pub fn handle(b: &Arc<Broker>, _version: i16, req: ProduceRequest) -> HandlerFut
                 parts.push(fail(ResponseError::UnknownTopicOrPartition, None));
                 continue;
             };
+            // Only the broker writes its internal topics, as in Kafka.
+            if crate::topics::is_internal(td.name.as_str()) {
+                let why = format!("cannot produce to internal topic {}", td.name.as_str());
+                parts.push(fail(ResponseError::InvalidTopicException, Some(why)));
+                continue;
+            }
             let Some(records) = pd.records else {
                 parts.push(fail(
                     ResponseError::InvalidRecord,
