@@ -42,14 +42,26 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
     let mut pending = FuturesOrdered::new();
+    // Bytes of the requests being handled, in request order: reading pauses while they exceed
+    // one maximal request, so a connection never buffers more than about twice that.
+    let mut pending_sizes = std::collections::VecDeque::new();
+    let mut pending_bytes = 0usize;
+    let byte_budget = broker.config.max_request_bytes;
     let mut eof = false;
     let outcome: Result<(), String> = 'conn: loop {
-        while pending.len() < MAX_IN_FLIGHT {
+        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget {
             match frames.try_frame() {
-                Ok(Some(frame)) => match start_request(&broker, frame) {
-                    Ok(fut) => pending.push_back(fut),
-                    Err(reject) => break 'conn Err(reject.to_string()),
-                },
+                Ok(Some(frame)) => {
+                    let size = frame.len();
+                    match start_request(&broker, frame) {
+                        Ok(fut) => {
+                            pending.push_back(fut);
+                            pending_sizes.push_back(size);
+                            pending_bytes += size;
+                        }
+                        Err(reject) => break 'conn Err(reject.to_string()),
+                    }
+                }
                 Ok(None) => break,
                 Err(e) => break 'conn Err(e.to_string()),
             }
@@ -58,7 +70,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             break Ok(());
         }
         tokio::select! {
-            r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT => match r {
+            r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget => match r {
                 Ok(true) => {}
                 Ok(false) => eof = true,
                 // The peer went away: ordinary, not bad input.
@@ -68,16 +80,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 }
                 Err(e) => break Err(e.to_string()),
             },
-            Some(resp) = pending.next(), if !pending.is_empty() => match resp {
-                Ok(Some(bytes)) => {
-                    if let Err(e) = wr.write_all(&bytes).await {
-                        tracing::debug!(%peer, error = %e, "Kafka connection write failed");
-                        break Ok(());
+            Some(resp) = pending.next(), if !pending.is_empty() => {
+                pending_bytes -= pending_sizes.pop_front().unwrap_or(0);
+                match resp {
+                    Ok(Some(bytes)) => {
+                        if let Err(e) = wr.write_all(&bytes).await {
+                            tracing::debug!(%peer, error = %e, "Kafka connection write failed");
+                            break Ok(());
+                        }
                     }
+                    Ok(None) => {}
+                    // A response we cannot encode must not leave the client waiting forever.
+                    Err(e) => break Err(e),
                 }
-                Ok(None) => {}
-                // A response we cannot encode must not leave the client waiting forever.
-                Err(e) => break Err(e),
             }
         }
     };
