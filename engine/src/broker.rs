@@ -245,6 +245,14 @@ impl Broker {
         Ok(())
     }
 
+    /// A topic's persisted record and what is served, or UnknownTopic.
+    fn existing(&self, name: &str) -> Result<(TopicRecord, Arc<Topic>), BrokerError> {
+        let unknown = || BrokerError::UnknownTopic(name.to_string());
+        let rec = self.topics.record(name).ok_or_else(unknown)?;
+        let topic = self.topics.get(name).ok_or_else(unknown)?;
+        Ok((rec, topic))
+    }
+
     /// Adds partitions so that the topic has `count`.
     pub async fn add_partitions(
         &self,
@@ -253,14 +261,7 @@ impl Broker {
         validate_only: bool,
     ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
-        let mut rec = self
-            .topics
-            .record(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let current = self
-            .topics
-            .get(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let (mut rec, current) = self.existing(name)?;
         if count as i64 <= current.partitions.len() as i64 {
             return Err(BrokerError::PartitionsNotIncreased {
                 topic: name.to_string(),
@@ -304,14 +305,7 @@ impl Broker {
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
-        let mut rec = self
-            .topics
-            .record(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        let current = self
-            .topics
-            .get(name)
-            .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        let (mut rec, current) = self.existing(name)?;
         rec.config = config.clone();
         let resolved = config.resolve(&self.config.defaults);
         for p in &current.partitions {

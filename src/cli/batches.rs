@@ -2,19 +2,9 @@
 //! without trusting the broker's numbers further than the bytes we hold.
 
 use anyhow::{bail, Result};
-use bytes::{Buf, Bytes};
-use kafka_protocol::records::{Compression, Record, RecordBatchDecoder};
-
-/// Offset + length prefix of every batch.
-const LOG_OVERHEAD: usize = 12;
-/// Bytes of a v2 batch header after the length field.
-const V2_HEADER_AFTER_LENGTH: usize = 49;
-const MAGIC_AT: usize = 16;
-const ATTRIBUTES_AT: usize = 21;
-const LAST_OFFSET_DELTA_AT: usize = 23;
-const RECORD_COUNT_AT: usize = 57;
-/// Most records a compressed batch may claim (the decoder reserves room for all of them).
-const MAX_COMPRESSED_RECORDS: i32 = 1_000_000;
+use bytes::Bytes;
+use engine::log::batch::{self, LOG_OVERHEAD};
+use kafka_protocol::records::{Record, RecordBatchDecoder};
 
 /// One complete batch as fetched.
 #[derive(Debug, Clone)]
@@ -24,50 +14,32 @@ pub struct RawBatch {
     pub last_offset: i64,
 }
 
-/// Whole batches at the front of `data`; a trailing partial batch (the broker cut the
-/// answer at max bytes) is left out.
+/// Whole batches at the front of `data`, each checked (magic v2, length, CRC32C) with the
+/// broker's own batch code; a trailing partial batch (the broker cut the answer at max bytes)
+/// is left out. The decoder later caps what it reserves, so a lying record count costs nothing.
 pub fn split(mut data: Bytes) -> Result<Vec<RawBatch>> {
     let mut out = Vec::new();
     while data.len() >= LOG_OVERHEAD {
-        let mut head = &data[..LOG_OVERHEAD];
-        let base_offset = head.get_i64();
-        let length = head.get_i32();
+        let base_offset = i64::from_be_bytes(data[..8].try_into().unwrap_or_default());
+        let length = i32::from_be_bytes(data[8..12].try_into().unwrap_or_default());
         let Ok(length) = usize::try_from(length) else {
             bail!("record batch at offset {base_offset} has negative length {length}");
         };
-        let total = LOG_OVERHEAD + length;
-        if data.len() < total {
+        if data.len() < LOG_OVERHEAD + length {
             break;
         }
-        let bytes = data.split_to(total);
-        let magic = bytes.get(MAGIC_AT).copied().unwrap_or(0) as i8;
-        if magic != 2 {
-            bail!("record batch at offset {base_offset} uses message format v{magic}, which this CLI cannot read");
-        }
-        if length < V2_HEADER_AFTER_LENGTH {
-            bail!(
-                "record batch at offset {base_offset} is {length} bytes, shorter than its header"
-            );
-        }
-        let at = |i: usize| {
-            let mut b = &bytes[i..i + 4];
-            b.get_i32()
+        let bytes = data.split_to(LOG_OVERHEAD + length);
+        let h = match batch::validate(&bytes) {
+            Ok(h) => h,
+            Err(batch::BatchError::UnsupportedMagic(m)) => bail!(
+                "record batch at offset {base_offset} uses message format v{m}, which this CLI cannot read"
+            ),
+            Err(e) => bail!("record batch at offset {base_offset} is damaged: {e}"),
         };
-        let attributes = i16::from_be_bytes([bytes[ATTRIBUTES_AT], bytes[ATTRIBUTES_AT + 1]]);
-        let count = at(RECORD_COUNT_AT);
-        let max = if attributes & 0x7 == Compression::None as i16 {
-            i32::try_from(length).unwrap_or(i32::MAX)
-        } else {
-            MAX_COMPRESSED_RECORDS
-        };
-        if !(0..=max).contains(&count) {
-            bail!("record batch at offset {base_offset} claims {count} records");
-        }
-        let last_offset = base_offset.saturating_add(i64::from(at(LAST_OFFSET_DELTA_AT)));
         out.push(RawBatch {
             bytes,
             base_offset,
-            last_offset,
+            last_offset: h.last_offset(),
         });
     }
     Ok(out)
@@ -90,38 +62,23 @@ pub fn decode(batch: &RawBatch) -> Result<Vec<Record>> {
 mod tests {
     use super::*;
     use bytes::BytesMut;
-    use kafka_protocol::indexmap::IndexMap;
-    use kafka_protocol::records::{RecordBatchEncoder, RecordEncodeOptions, TimestampType};
+    use engine::log::batch::{encode_batch, Assign, Compression, NewRecord};
 
     fn batch(base: i64, n: usize) -> Bytes {
-        let records: Vec<Record> = (0..n)
-            .map(|i| Record {
-                transactional: false,
-                control: false,
-                delete_horizon: false,
-                partition_leader_epoch: 0,
-                producer_id: -1,
-                producer_epoch: -1,
-                timestamp_type: TimestampType::Creation,
-                offset: base + i as i64,
-                sequence: i as i32 - 1,
-                timestamp: 1_700_000_000_000,
-                key: None,
+        let records: Vec<NewRecord> = (0..n)
+            .map(|i| NewRecord {
                 value: Some(Bytes::from(format!("v{i}"))),
-                headers: IndexMap::new(),
+                timestamp: 1_700_000_000_000,
+                ..Default::default()
             })
             .collect();
-        let mut buf = BytesMut::new();
-        RecordBatchEncoder::encode(
-            &mut buf,
-            &records,
-            &RecordEncodeOptions {
-                version: 2,
-                compression: Compression::None,
-            },
-        )
-        .expect("encode");
-        buf.freeze()
+        let b = encode_batch(&records, Compression::None).expect("encode");
+        let at = Assign {
+            base_offset: base,
+            leader_epoch: 0,
+            log_append_time: None,
+        };
+        batch::assign(&b, at)
     }
 
     #[test]
@@ -146,7 +103,7 @@ mod tests {
     fn rejects_lies_without_panicking() {
         // Claimed record count far beyond the bytes.
         let mut b = BytesMut::from(&batch(0, 1)[..]);
-        b[RECORD_COUNT_AT..RECORD_COUNT_AT + 4].copy_from_slice(&i32::MAX.to_be_bytes());
+        b[57..61].copy_from_slice(&i32::MAX.to_be_bytes());
         assert!(split(b.freeze()).is_err());
         // Negative length.
         let mut b = BytesMut::from(&batch(0, 1)[..]);
@@ -158,12 +115,12 @@ mod tests {
         b.extend_from_slice(&10i32.to_be_bytes());
         b.extend_from_slice(&[0, 0, 0, 0, 2, 0, 0, 0, 0, 0]);
         assert!(split(b.freeze()).is_err());
-        // Corrupted payload fails the CRC instead of panicking.
+        // A corrupted payload fails the CRC check: an error, not a panic or garbage records.
         let mut b = BytesMut::from(&batch(0, 2)[..]);
         let last = b.len() - 1;
         b[last] ^= 0xff;
-        let got = split(b.freeze()).expect("split");
-        assert!(decode(&got[0]).is_err());
+        let e = split(b.freeze()).expect_err("crc").to_string();
+        assert!(e.contains("CRC"), "{e}");
         // Short garbage is just an incomplete tail.
         assert!(split(Bytes::from_static(&[1, 2, 3]))
             .expect("split")
