@@ -1,4 +1,5 @@
-//! The group coordinator (classic protocol): every group's state behind one mutex, durable
+//! The group coordinator (classic protocol, and the KIP-848 consumer protocol in
+//! [`consumer`]): every group's state behind one mutex, durable
 //! offsets and group records in `__consumer_offsets` (see [`store`]), consumer lag.
 //!
 //! Requests arrive on any shard. Each takes the lock briefly to run the group's state machine
@@ -6,6 +7,7 @@
 //! until the leader's) are oneshot channels awaited outside the lock. A ticker on shard 0
 //! drives session expiry and rebalance timeouts every [`TICK`]. See `docs/consumer-groups.md`.
 
+pub mod consumer;
 pub mod state;
 pub mod store;
 
@@ -56,6 +58,32 @@ pub struct MemberDescription {
     pub client_host: String,
     pub metadata: Bytes,
     pub assignment: Bytes,
+}
+
+/// A KIP-848 group as ConsumerGroupDescribe shows it.
+#[derive(Debug, Clone)]
+pub struct ConsumerGroupDescription {
+    pub state: &'static str,
+    pub group_epoch: i32,
+    pub assignment_epoch: i32,
+    pub assignor: String,
+    pub members: Vec<ConsumerMemberDescription>,
+}
+
+/// Partitions by topic: (id, name, partitions).
+pub type TopicAssignment = Vec<(uuid::Uuid, String, Vec<i32>)>;
+
+#[derive(Debug, Clone)]
+pub struct ConsumerMemberDescription {
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub rack_id: Option<String>,
+    pub member_epoch: i32,
+    pub client_id: String,
+    pub client_host: String,
+    pub subscribed: Vec<String>,
+    pub assignment: TopicAssignment,
+    pub target: TopicAssignment,
 }
 
 /// Committed offsets of one topic, as OffsetFetch returns them.
@@ -199,6 +227,12 @@ impl Coordinator {
             let g = groups
                 .entry(group_id.to_string())
                 .or_insert_with(|| Group::new(group_id));
+            // KIP-848: a consumer group with members refuses classic members; an empty one
+            // becomes a classic group again.
+            if g.is_active_consumer_group() {
+                return fail(ResponseError::InconsistentGroupProtocol);
+            }
+            g.consumer = None;
             let p = g.join(r, Instant::now());
             persist_generation(b, g);
             p
@@ -283,9 +317,11 @@ impl Coordinator {
     }
 
     /// OffsetCommit: validates, appends to `__consumer_offsets` (acks=all), then applies.
+    #[allow(clippy::too_many_arguments)]
     pub async fn commit(
         &self,
         b: &Broker,
+        version: i16,
         group_id: &str,
         generation: i32,
         member_id: &str,
@@ -304,6 +340,16 @@ impl Coordinator {
         {
             let mut groups = self.groups.lock();
             let res = match groups.get_mut(group_id) {
+                // KIP-848 groups: the generation field carries the member epoch (v9).
+                Some(Group {
+                    consumer: Some(c), ..
+                }) if !c.is_empty() => {
+                    if generation < 0 && member_id.is_empty() {
+                        Err(ResponseError::UnknownMemberId)
+                    } else {
+                        c.validate_commit(member_id, generation, version)
+                    }
+                }
                 Some(g) => g.validate_commit(generation, member_id, instance_id, Instant::now()),
                 // Kafka: commits for a group it does not know are simple commits (generation
                 // -1), or come from a generation that no longer exists.
@@ -430,17 +476,18 @@ impl Coordinator {
         }
     }
 
-    /// (group id, protocol type, state) of every group.
-    pub fn list(&self) -> Vec<(String, String, &'static str)> {
+    /// (group id, protocol type, state, group type) of every group.
+    pub fn list(&self) -> Vec<(String, String, &'static str, &'static str)> {
         let groups = self.groups.lock();
         let mut out: Vec<_> = groups
             .values()
             .map(|g| {
-                (
-                    g.id.clone(),
-                    g.protocol_type.clone().unwrap_or_default(),
-                    g.state.name(),
-                )
+                let pt = if g.consumer.is_some() {
+                    "consumer".to_string()
+                } else {
+                    g.protocol_type.clone().unwrap_or_default()
+                };
+                (g.id.clone(), pt, g.state_name(), g.group_type())
             })
             .collect();
         out.sort();
@@ -450,6 +497,26 @@ impl Coordinator {
     pub fn describe(&self, group_id: &str) -> Option<GroupDescription> {
         let groups = self.groups.lock();
         let g = groups.get(group_id)?;
+        if let Some(c) = &g.consumer {
+            // A KIP-848 group through the classic API: members without protocol bytes.
+            return Some(GroupDescription {
+                state: c.state_name(),
+                protocol_type: "consumer".into(),
+                protocol_name: c.assignor.clone(),
+                members: c
+                    .members
+                    .values()
+                    .map(|m| MemberDescription {
+                        member_id: m.id.clone(),
+                        instance_id: m.instance_id.clone(),
+                        client_id: m.client_id.clone(),
+                        client_host: m.client_host.clone(),
+                        metadata: Bytes::new(),
+                        assignment: c.classic_assignment(m),
+                    })
+                    .collect(),
+            });
+        }
         let proto = g.protocol_name.as_deref();
         Some(GroupDescription {
             state: g.state.name(),
@@ -476,6 +543,147 @@ impl Coordinator {
                 })
                 .collect(),
         })
+    }
+
+    /// ConsumerGroupHeartbeat (KIP-848).
+    pub async fn consumer_heartbeat(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        r: consumer::HeartbeatRequest,
+    ) -> consumer::HeartbeatResult {
+        let fail = |e: ResponseError, msg: &str| consumer::HeartbeatResult {
+            error: e.code(),
+            message: Some(msg.to_string()),
+            member_id: r.member_id.clone(),
+            member_epoch: -1,
+            ..Default::default()
+        };
+        if group_id.is_empty() {
+            return fail(ResponseError::InvalidGroupId, "GroupId can't be empty.");
+        }
+        if r.member_epoch == 0 {
+            if let Err(e) = store::partition(b).await {
+                tracing::warn!(error = %e, "group coordinator unavailable");
+                return fail(
+                    ResponseError::CoordinatorNotAvailable,
+                    "the group coordinator is not available",
+                );
+            }
+        }
+        let lookup = |name: &str| {
+            b.topics
+                .get(name)
+                .map(|t| (t.id, t.partitions.len() as i32))
+        };
+        let mut groups = self.groups.lock();
+        if r.member_epoch != 0 && !groups.contains_key(group_id) {
+            return fail(
+                ResponseError::UnknownMemberId,
+                &format!("group {group_id} has no member {}", r.member_id),
+            );
+        }
+        let created = !groups.contains_key(group_id);
+        let g = groups
+            .entry(group_id.to_string())
+            .or_insert_with(|| Group::new(group_id));
+        if g.consumer.is_none() {
+            if !g.members.is_empty() {
+                return fail(
+                    ResponseError::GroupIdNotFound,
+                    &format!("group {group_id} is a classic group with members"),
+                );
+            }
+            if r.member_epoch != 0 {
+                return fail(
+                    ResponseError::UnknownMemberId,
+                    &format!("group {group_id} has no member {}", r.member_id),
+                );
+            }
+            // An empty classic group becomes a consumer group; its offsets stay.
+            g.consumer = Some(consumer::ConsumerGroup::new(g.generation));
+        }
+        let Some(c) = g.consumer.as_mut() else {
+            return fail(ResponseError::GroupIdNotFound, "not a consumer group");
+        };
+        let res = c.heartbeat(r.clone(), &lookup, Instant::now());
+        // A join that failed leaves no trace of a group it would have created.
+        if created && res.error != 0 && g.is_empty() && g.offsets.is_empty() {
+            groups.remove(group_id);
+        }
+        res
+    }
+
+    /// ConsumerGroupDescribe for one group; `Err` is the error code and message.
+    pub fn consumer_describe(
+        &self,
+        b: &Broker,
+        group_id: &str,
+    ) -> Result<ConsumerGroupDescription, (i16, String)> {
+        let groups = self.groups.lock();
+        let Some(g) = groups.get(group_id) else {
+            return Err((
+                code(ResponseError::GroupIdNotFound),
+                format!("group {group_id} does not exist"),
+            ));
+        };
+        let Some(c) = &g.consumer else {
+            return Err((
+                code(ResponseError::GroupIdNotFound),
+                format!("group {group_id} is not a consumer group"),
+            ));
+        };
+        let names =
+            |s: &std::collections::BTreeSet<consumer::Tp>| -> Vec<(uuid::Uuid, String, Vec<i32>)> {
+                let mut out: Vec<(uuid::Uuid, String, Vec<i32>)> = Vec::new();
+                for (id, p) in s {
+                    match out.last_mut() {
+                        Some((last, _, ps)) if last == id => ps.push(*p),
+                        _ => {
+                            let name = b
+                                .topics
+                                .by_id(*id)
+                                .map(|t| t.name.clone())
+                                .unwrap_or_default();
+                            out.push((*id, name, vec![*p]));
+                        }
+                    }
+                }
+                out
+            };
+        Ok(ConsumerGroupDescription {
+            state: c.state_name(),
+            group_epoch: c.group_epoch,
+            assignment_epoch: c.assignment_epoch,
+            assignor: c.assignor.clone(),
+            members: c
+                .members
+                .values()
+                .map(|m| ConsumerMemberDescription {
+                    member_id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    rack_id: m.rack_id.clone(),
+                    member_epoch: m.epoch,
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    subscribed: m.subscribed.clone(),
+                    assignment: names(&m.assigned),
+                    target: names(&c.target.get(&m.id).cloned().unwrap_or_default()),
+                })
+                .collect(),
+        })
+    }
+
+    /// OffsetFetch v9 member checks for a consumer group: 0 or an error code.
+    pub fn validate_fetch(&self, group_id: &str, member_id: Option<&str>, epoch: i32) -> i16 {
+        let groups = self.groups.lock();
+        match groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
+            Some(c) => match c.validate_fetch(member_id, epoch) {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            },
+            None => 0,
+        }
     }
 
     /// DeleteGroups for one group: only empty groups; writes tombstones first.

@@ -164,6 +164,9 @@ pub struct Group {
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
     /// Set when a generation completes, so the coordinator persists the group record.
     pub generation_changed: bool,
+    /// Set while the group is a KIP-848 consumer group (ConsumerGroupHeartbeat); the classic
+    /// fields above are then unused (no classic members), the offsets are shared.
+    pub consumer: Option<super::consumer::ConsumerGroup>,
 }
 
 fn new_member_id(prefix: &str) -> String {
@@ -186,11 +189,34 @@ impl Group {
             rebalance_deadline: None,
             offsets: BTreeMap::new(),
             generation_changed: false,
+            consumer: None,
         }
     }
 
     pub fn is_empty(&self) -> bool {
-        self.members.is_empty()
+        self.members.is_empty() && self.consumer.as_ref().is_none_or(|c| c.is_empty())
+    }
+
+    /// Whether the group is a consumer-protocol group with members.
+    pub fn is_active_consumer_group(&self) -> bool {
+        self.consumer.as_ref().is_some_and(|c| !c.is_empty())
+    }
+
+    /// `consumer` for a KIP-848 group, `classic` otherwise (ListGroups v5).
+    pub fn group_type(&self) -> &'static str {
+        if self.consumer.is_some() {
+            "consumer"
+        } else {
+            "classic"
+        }
+    }
+
+    /// The state name ListGroups / DescribeGroups show.
+    pub fn state_name(&self) -> &'static str {
+        match &self.consumer {
+            Some(c) => c.state_name(),
+            None => self.state.name(),
+        }
     }
 
     /// Whether the member's protocols fit the group's (type, and one protocol all share).
@@ -652,6 +678,9 @@ impl Group {
 
     /// Session expiry, expired pending member ids and the rebalance timeout.
     pub fn tick(&mut self, now: Instant) {
+        if let Some(c) = &mut self.consumer {
+            c.tick(now);
+        }
         let expired: Vec<String> = self
             .members
             .values()
@@ -715,6 +744,9 @@ impl Group {
     pub fn subscribed_topics(&self) -> Option<Vec<String>> {
         use kafka_protocol::messages::ConsumerProtocolSubscription;
         use kafka_protocol::protocol::Decodable;
+        if let Some(c) = self.consumer.as_ref().filter(|c| !c.is_empty()) {
+            return Some(c.subscribed_topics());
+        }
         if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
             return None;
         }

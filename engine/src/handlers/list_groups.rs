@@ -1,5 +1,5 @@
-//! ListGroups: every group this node coordinates, filtered by state (v4+) and type (v5+;
-//! every group here is "classic").
+//! ListGroups: every group this node coordinates, filtered by state (v4+) and type (v5+:
+//! "classic", or "consumer" for KIP-848 groups).
 
 use kafka_protocol::messages::list_groups_response::ListedGroup;
 use kafka_protocol::messages::{GroupId, ListGroupsRequest, ListGroupsResponse};
@@ -10,15 +10,13 @@ use crate::broker::Broker;
 pub fn handle(b: &Broker, version: i16, req: ListGroupsRequest) -> ListGroupsResponse {
     let states: Vec<String> = req.states_filter.iter().map(|s| s.to_lowercase()).collect();
     let types: Vec<String> = req.types_filter.iter().map(|s| s.to_lowercase()).collect();
-    if !types.is_empty() && !types.iter().any(|t| t == "classic") {
-        return ListGroupsResponse::default();
-    }
     let groups = b
         .groups
         .list()
         .into_iter()
-        .filter(|(_, _, st)| states.is_empty() || states.contains(&st.to_lowercase()))
-        .map(|(id, pt, st)| {
+        .filter(|(_, _, st, _)| states.is_empty() || states.contains(&st.to_lowercase()))
+        .filter(|(_, _, _, ty)| types.is_empty() || types.iter().any(|t| t == ty))
+        .map(|(id, pt, st, ty)| {
             let g = ListedGroup::default()
                 .with_group_id(GroupId(sb(id)))
                 .with_protocol_type(sb(pt));
@@ -28,7 +26,7 @@ pub fn handle(b: &Broker, version: i16, req: ListGroupsRequest) -> ListGroupsRes
                 g
             };
             if version >= 5 {
-                g.with_group_type(sb("classic"))
+                g.with_group_type(sb(ty))
             } else {
                 g
             }

@@ -13,6 +13,8 @@ use crate::broker::Broker;
 
 pub mod alter_configs;
 pub mod api_versions;
+pub mod consumer_group_describe;
+pub mod consumer_group_heartbeat;
 pub mod create_partitions;
 pub mod create_topics;
 pub mod delete_groups;
@@ -95,6 +97,9 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeGroups, 0, 6),
     api(ApiKey::DeleteGroups, 0, 2),
     api(ApiKey::OffsetDelete, 0, 0),
+    // The KIP-848 consumer group protocol (crate::group::consumer).
+    api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
+    api(ApiKey::ConsumerGroupDescribe, 0, 1),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -238,6 +243,16 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
         RequestKind::OffsetDelete(r) => Box::pin(async move {
             Handled::reply(ResponseKind::OffsetDelete(
                 offset_delete::handle(&b, r).await,
+            ))
+        }),
+        RequestKind::ConsumerGroupHeartbeat(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::ConsumerGroupHeartbeat(
+                consumer_group_heartbeat::handle(&b, &h, v, r).await,
+            ))
+        }),
+        RequestKind::ConsumerGroupDescribe(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::ConsumerGroupDescribe(
+                consumer_group_describe::handle(&b, v, r),
             ))
         }),
         // `supports` filters everything else out before decoding.

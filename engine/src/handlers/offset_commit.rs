@@ -1,5 +1,6 @@
 //! OffsetCommit: generation and member checks (Kafka's rules, simple commits with generation
-//! -1 for empty groups), then an acks=all append to `__consumer_offsets` before the answer.
+//! -1 for empty groups; for KIP-848 groups v9 carries the member epoch, STALE_MEMBER_EPOCH),
+//! then an acks=all append to `__consumer_offsets` before the answer.
 
 use kafka_protocol::messages::offset_commit_response::{
     OffsetCommitResponsePartition, OffsetCommitResponseTopic,
@@ -41,6 +42,7 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
         .groups
         .commit(
             b,
+            version,
             req.group_id.as_str(),
             req.generation_id_or_member_epoch,
             req.member_id.as_str(),

@@ -1,5 +1,6 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); a null topic list
 //! means every partition the group committed. Partitions without a commit answer offset -1.
+//! v9 carries the member id and epoch of KIP-848 members (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID).
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
@@ -22,6 +23,19 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                // v9: a member of a KIP-848 group must fetch with its current epoch.
+                if version >= 9 {
+                    let code = b.groups.validate_fetch(
+                        g.group_id.as_str(),
+                        g.member_id.as_deref(),
+                        g.member_epoch,
+                    );
+                    if code != 0 {
+                        return OffsetFetchResponseGroup::default()
+                            .with_group_id(g.group_id)
+                            .with_error_code(code);
+                    }
+                }
                 let topics = b.groups.fetch(g.group_id.as_str(), wanted);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
