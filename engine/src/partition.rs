@@ -165,6 +165,7 @@ pub fn spawn(
         unflushed_bytes: 0,
         compacted_through: -1,
         last_compaction_ms: 0,
+        compaction_retry_at: 0,
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
@@ -190,6 +191,8 @@ struct Actor {
     /// The sealed end offset the last compaction covered, and when it ran.
     compacted_through: i64,
     last_compaction_ms: i64,
+    /// After a failed compaction, no new attempt before this time (ms).
+    compaction_retry_at: i64,
 }
 
 type CompactionTask = tokio::task::JoinHandle<io::Result<crate::log::compaction::Cleaned>>;
@@ -521,6 +524,9 @@ impl Actor {
             return None;
         }
         let now = now_ms();
+        if now < self.compaction_retry_at {
+            return None;
+        }
         let sealed_end = self.log.sealed_end();
         let new_data = sealed_end > self.compacted_through;
         let tombstones_due = now - self.last_compaction_ms > self.config.delete_retention_ms;
@@ -551,8 +557,9 @@ impl Actor {
             }
             Ok(_) => {}
             Err(e) => {
-                tracing::error!(dir = %self.log.dir().display(), error = %e, "compaction failed; will retry");
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "compaction failed; will retry in 30 s");
                 self.compacted_through = -1;
+                self.compaction_retry_at = now_ms() + 30_000;
             }
         }
     }

@@ -624,6 +624,30 @@ mod tests {
     }
 
     #[test]
+    fn compaction_passes_over_segments_an_earlier_pass_emptied() {
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            segment_bytes: 2048,
+            ..Default::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        append_n(&mut log, 30, 5);
+        for _ in 0..2 {
+            let c = compaction::clean(dir.path(), &log.sealed_bases(), i64::MIN).unwrap();
+            log.install_cleaned(&c.swapped, 0).unwrap();
+        }
+        // The first segments now hold nothing; later passes and reads go past them.
+        append_n(&mut log, 30, 5);
+        let c = compaction::clean(dir.path(), &log.sealed_bases(), i64::MIN).unwrap();
+        log.install_cleaned(&c.swapped, 0).unwrap();
+        let keys: Vec<_> = all_records(&log)
+            .into_iter()
+            .filter(|r| r.0 < log.sealed_end())
+            .collect();
+        assert_eq!(keys.len(), 5, "{keys:?}");
+    }
+
+    #[test]
     fn timestamps_and_epochs() {
         let dir = tempfile::tempdir().unwrap();
         let mut log = PartitionLog::open(dir.path(), LogConfig::default(), 0).unwrap();
