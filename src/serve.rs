@@ -28,6 +28,13 @@ pub struct ServeArgs {
     /// Admin HTTP API: /v1/status/ready, /v1/cluster, /metrics
     #[arg(long, env = "ICESTREAM_ADMIN_ADDR", default_value = "127.0.0.1:9644")]
     pub admin_addr: SocketAddr,
+    /// Confluent-compatible schema registry REST API (Avro)
+    #[arg(
+        long,
+        env = "ICESTREAM_SCHEMA_REGISTRY_ADDR",
+        default_value = "127.0.0.1:8081"
+    )]
+    pub schema_registry_addr: SocketAddr,
     /// Shards (threads that own partitions); default one per core
     #[arg(long, env = "ICESTREAM_SMP")]
     pub smp: Option<usize>,
@@ -277,14 +284,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
         .with_context(|| format!("cannot listen on admin address {admin_addr}: is another broker running? set --admin-addr"))?;
+    let sr_addr = args.schema_registry_addr;
+    let schema_registry = tokio::net::TcpListener::bind(sr_addr)
+        .await
+        .with_context(|| format!("cannot listen on schema registry address {sr_addr}: is another broker or registry running? set --schema-registry-addr"))?;
     let broker = Broker::start(config, args.io_backend)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let registry = schema_registry::Registry::open(broker.clone())
+        .await
+        .context("cannot rebuild the schema registry from _schemas")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
         admin = %admin.local_addr()?,
+        schema_registry = %schema_registry.local_addr()?,
         shards = broker.shards.len(),
         segment_io = %broker.shards.io_backend,
         data_dir = %broker.config.data_dir.display(),
@@ -292,9 +307,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         "icestream is ready"
     );
     let admin_task = tokio::spawn(engine::admin::serve(admin, broker.clone()));
+    let registry_task = tokio::spawn(schema_registry::serve(schema_registry, registry));
     shutdown_signal().await;
     tracing::info!("shutting down: flushing partitions");
     admin_task.abort();
+    registry_task.abort();
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -15,11 +15,14 @@ use crate::config::{ClusterDefaults, ResolvedTopicConfig, TopicConfig};
 use crate::log::files::write_atomic;
 use crate::partition::PartitionHandle;
 
-/// Topics the broker itself writes (group offsets); clients may read but not write or delete
-/// them.
+/// Topics the broker itself writes (group offsets, the schema registry's `_schemas`);
+/// clients may read but not write or delete them.
 pub fn is_internal(name: &str) -> bool {
-    name == crate::group::store::OFFSETS_TOPIC
+    name == crate::group::store::OFFSETS_TOPIC || name == SCHEMAS_TOPIC
 }
+
+/// The schema registry's topic (the `schema-registry` crate writes it).
+pub const SCHEMAS_TOPIC: &str = "_schemas";
 
 /// A topic as the broker serves it.
 pub struct Topic {

@@ -1,5 +1,18 @@
-//! Icestream's Confluent-compatible schema registry (not built yet; see the schema-registry issue).
+//! Icestream's Confluent-compatible schema registry, served by the broker on its own listener.
 //!
-//! This crate will hold the Schema Registry REST API (subjects, versions, ids, config, mode,
-//! compatibility), Avro, Protobuf and JSON Schema support with the Confluent compatibility rules,
-//! and its storage on the compacted `_schemas` topic.
+//! - [`api`]: the Confluent Schema Registry REST API (subjects, versions, ids, config, mode,
+//!   compatibility) with Confluent's content types and error codes.
+//! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
+//! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
+//! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
+//!
+//! Only Avro is supported so far; see docs/schema-registry.md.
+
+pub mod api;
+pub mod avro;
+pub mod registry;
+pub mod store;
+
+pub use api::serve;
+pub use registry::Registry;
+pub use store::SCHEMAS_TOPIC;

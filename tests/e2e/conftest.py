@@ -69,6 +69,7 @@ class Broker:
         self.log_path = workdir / "broker.log"
         self.kafka_port = free_port()
         self.admin_port = free_port()
+        self.schema_registry_port = free_port()
         self.smp = smp
         self.extra_args = list(args or [])
         self.extra_env = dict(env or {})
@@ -91,6 +92,10 @@ class Broker:
         return f"http://127.0.0.1:{self.admin_port}"
 
     @property
+    def schema_registry_url(self) -> str:
+        return f"http://127.0.0.1:{self.schema_registry_port}"
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
@@ -103,6 +108,7 @@ class Broker:
                 "--data-dir", str(self.data_dir),
                 "--kafka-addr", self.bootstrap,
                 "--admin-addr", f"127.0.0.1:{self.admin_port}",
+                "--schema-registry-addr", f"127.0.0.1:{self.schema_registry_port}",
                 "--smp", str(self.smp),
             ]
         return cmd + self.extra_args
@@ -115,6 +121,8 @@ class Broker:
         self.workdir.mkdir(parents=True, exist_ok=True)
         env = dict(os.environ)
         env.setdefault("RUST_BACKTRACE", "1")
+        # Without default flags the registry would take its default port 8081.
+        env.setdefault("ICESTREAM_SCHEMA_REGISTRY_ADDR", f"127.0.0.1:{self.schema_registry_port}")
         env.update(self.extra_env)
         self._log_file = open(self.log_path, "ab")
         self.starts += 1

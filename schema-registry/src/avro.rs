@@ -1,0 +1,264 @@
+//! Avro schemas: parsing, the form that identifies a schema, and compatibility by Avro's
+//! schema resolution rules (reader/writer), as the Confluent registry applies them.
+
+use apache_avro::schema_compatibility::SchemaCompatibility;
+use apache_avro::Schema;
+
+/// A compatibility level, as Confluent names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Level {
+    Backward,
+    BackwardTransitive,
+    Forward,
+    ForwardTransitive,
+    Full,
+    FullTransitive,
+    None,
+}
+
+impl Level {
+    pub fn parse(s: &str) -> Option<Level> {
+        Some(match s {
+            "BACKWARD" => Level::Backward,
+            "BACKWARD_TRANSITIVE" => Level::BackwardTransitive,
+            "FORWARD" => Level::Forward,
+            "FORWARD_TRANSITIVE" => Level::ForwardTransitive,
+            "FULL" => Level::Full,
+            "FULL_TRANSITIVE" => Level::FullTransitive,
+            "NONE" => Level::None,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Level::Backward => "BACKWARD",
+            Level::BackwardTransitive => "BACKWARD_TRANSITIVE",
+            Level::Forward => "FORWARD",
+            Level::ForwardTransitive => "FORWARD_TRANSITIVE",
+            Level::Full => "FULL",
+            Level::FullTransitive => "FULL_TRANSITIVE",
+            Level::None => "NONE",
+        }
+    }
+
+    /// Whether the new schema is checked against every earlier version, not only the latest.
+    pub fn transitive(self) -> bool {
+        matches!(
+            self,
+            Level::BackwardTransitive | Level::ForwardTransitive | Level::FullTransitive
+        )
+    }
+}
+
+/// Parses an Avro schema; the error is the parser's message.
+pub fn parse(text: &str) -> Result<Schema, String> {
+    Schema::parse_str(text).map_err(|e| e.to_string())
+}
+
+/// The form that identifies a schema: its JSON without insignificant whitespace. Docs,
+/// defaults and aliases stay part of it, so changing a default makes a new schema, as in
+/// the Confluent registry.
+pub fn canonical(text: &str) -> Result<String, String> {
+    parse(text)?;
+    let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+    Ok(v.to_string())
+}
+
+/// The schema text without whitespace outside strings, attributes kept in their order: the
+/// form the registry stores and returns.
+pub fn minify(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let (mut in_str, mut escaped) = (false, false);
+    for c in text.chars() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if c == '"' {
+            in_str = true;
+            out.push(c);
+        } else if !c.is_whitespace() {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// Checks `new` against `existing` (version, schema; oldest first) at `level`; returns the
+/// reasons it is incompatible (empty: compatible).
+pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<String> {
+    let against: &[(i32, Schema)] = if level.transitive() {
+        existing
+    } else {
+        match existing.last() {
+            Some(_) => &existing[existing.len() - 1..],
+            None => &[],
+        }
+    };
+    let backward = matches!(
+        level,
+        Level::Backward | Level::BackwardTransitive | Level::Full | Level::FullTransitive
+    );
+    let forward = matches!(
+        level,
+        Level::Forward | Level::ForwardTransitive | Level::Full | Level::FullTransitive
+    );
+    let mut reasons = Vec::new();
+    for (version, old) in against {
+        if backward {
+            if let Err(e) = SchemaCompatibility::can_read(old, new) {
+                reasons.push(format!(
+                    "{}: the new schema cannot read data written with version {version}: {e}; version {version}: {}",
+                    level.name(),
+                    old.canonical_form()
+                ));
+            }
+        }
+        if forward {
+            if let Err(e) = SchemaCompatibility::can_read(new, old) {
+                reasons.push(format!(
+                    "{}: version {version} cannot read data written with the new schema: {e}; version {version}: {}",
+                    level.name(),
+                    old.canonical_form()
+                ));
+            }
+        }
+    }
+    reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rec(fields: &str) -> Schema {
+        parse(&format!(
+            r#"{{"type":"record","name":"User","namespace":"t","fields":[{fields}]}}"#
+        ))
+        .unwrap()
+    }
+
+    fn ok(level: Level, old: &Schema, new: &Schema) -> bool {
+        check(level, new, &[(1, old.clone())]).is_empty()
+    }
+
+    const NAME: &str = r#"{"name":"name","type":"string"}"#;
+
+    #[test]
+    fn added_field_with_default_is_full_compatible() {
+        let old = rec(NAME);
+        let new = rec(&format!(
+            r#"{NAME},{{"name":"age","type":"int","default":0}}"#
+        ));
+        assert!(ok(Level::Backward, &old, &new));
+        assert!(ok(Level::Forward, &old, &new));
+        assert!(ok(Level::Full, &old, &new));
+    }
+
+    #[test]
+    fn added_field_without_default_is_forward_only() {
+        let old = rec(NAME);
+        let new = rec(&format!(r#"{NAME},{{"name":"age","type":"int"}}"#));
+        assert!(!ok(Level::Backward, &old, &new));
+        assert!(ok(Level::Forward, &old, &new));
+        assert!(!ok(Level::Full, &old, &new));
+        assert!(ok(Level::None, &old, &new));
+    }
+
+    #[test]
+    fn removed_field_without_default_is_backward_only() {
+        let old = rec(&format!(r#"{NAME},{{"name":"age","type":"int"}}"#));
+        let new = rec(NAME);
+        assert!(ok(Level::Backward, &old, &new));
+        assert!(!ok(Level::Forward, &old, &new));
+        assert!(!ok(Level::Full, &old, &new));
+    }
+
+    #[test]
+    fn removed_field_with_default_is_full_compatible() {
+        let old = rec(&format!(
+            r#"{NAME},{{"name":"age","type":"int","default":1}}"#
+        ));
+        let new = rec(NAME);
+        assert!(ok(Level::Full, &old, &new));
+    }
+
+    #[test]
+    fn int_to_long_promotion_is_backward_not_forward() {
+        let old = rec(r#"{"name":"n","type":"int"}"#);
+        let new = rec(r#"{"name":"n","type":"long"}"#);
+        assert!(ok(Level::Backward, &old, &new));
+        assert!(!ok(Level::Forward, &old, &new));
+        // long -> int narrows: the new schema cannot read old data
+        assert!(!ok(Level::Backward, &new, &old));
+    }
+
+    #[test]
+    fn renamed_field_with_alias_is_backward_compatible() {
+        let old = rec(r#"{"name":"name","type":"string"}"#);
+        let renamed = rec(r#"{"name":"full_name","type":"string","aliases":["name"]}"#);
+        assert!(ok(Level::Backward, &old, &renamed));
+        let renamed_no_alias = rec(r#"{"name":"full_name","type":"string"}"#);
+        assert!(!ok(Level::Backward, &old, &renamed_no_alias));
+    }
+
+    fn color(symbols: &str) -> Schema {
+        rec(&format!(
+            r#"{{"name":"c","type":{{"type":"enum","name":"Color","symbols":[{symbols}]}}}}"#
+        ))
+    }
+
+    #[test]
+    fn enum_symbol_added_is_backward_not_forward() {
+        let old = color(r#""RED","GREEN""#);
+        let new = color(r#""RED","GREEN","BLUE""#);
+        assert!(ok(Level::Backward, &old, &new));
+        assert!(!ok(Level::Forward, &old, &new));
+    }
+
+    #[test]
+    fn enum_symbol_removed_is_forward_not_backward() {
+        let old = color(r#""RED","GREEN","BLUE""#);
+        let new = color(r#""RED","GREEN""#);
+        assert!(!ok(Level::Backward, &old, &new));
+        assert!(ok(Level::Forward, &old, &new));
+    }
+
+    #[test]
+    fn transitive_checks_every_version_plain_only_the_latest() {
+        let v1 = rec(NAME);
+        let v2 = rec(&format!(
+            r#"{NAME},{{"name":"age","type":"int","default":0}}"#
+        ));
+        // v3 drops the default: reads v2 data, not v1 data
+        let v3 = rec(&format!(r#"{NAME},{{"name":"age","type":"int"}}"#));
+        let history = [(1, v1), (2, v2)];
+        assert!(check(Level::Backward, &v3, &history).is_empty());
+        assert!(!check(Level::BackwardTransitive, &v3, &history).is_empty());
+    }
+
+    #[test]
+    fn identity_ignores_whitespace_but_not_defaults() {
+        let a = canonical(r#"{"type": "record", "name": "A", "fields": []}"#).unwrap();
+        let b = canonical(r#"{"type":"record","name":"A","fields":[]}"#).unwrap();
+        assert_eq!(a, b);
+        let c = canonical(r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int"}]}"#)
+            .unwrap();
+        let d = canonical(
+            r#"{"type":"record","name":"A","fields":[{"name":"x","type":"int","default":1}]}"#,
+        )
+        .unwrap();
+        assert_ne!(c, d);
+        assert!(parse(r#"{"type":"record","name":"A"}"#).is_err());
+        assert_eq!(
+            minify("{ \"type\" : \"enum\", \"name\":\"E\", \"doc\": \"a \\\" b\", \"symbols\": [\"A\"] }"),
+            r#"{"type":"enum","name":"E","doc":"a \" b","symbols":["A"]}"#
+        );
+    }
+}

@@ -1,0 +1,116 @@
+//! The `_schemas` topic: Confluent's own record format (JSON keys and values), one compacted
+//! partition, written with acks=all and replayed from the start when the broker starts.
+
+use bytes::Bytes;
+use engine::broker::{Broker, BrokerError};
+use engine::log::batch::{self, split_batches, Compression, NewRecord};
+use engine::partition::{Cmd, PartitionError, PartitionHandle};
+use kafka_protocol::records::RecordBatchDecoder;
+
+pub use engine::topics::SCHEMAS_TOPIC;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot create {SCHEMAS_TOPIC}: {0}")]
+    Topic(#[from] BrokerError),
+    #[error("cannot write to {SCHEMAS_TOPIC}: {0}")]
+    Append(#[from] PartitionError),
+    #[error("{SCHEMAS_TOPIC} holds a malformed batch: {0}")]
+    Corrupt(String),
+}
+
+/// The partition of `_schemas`, created (compacted, kept forever) on first use.
+pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
+    if let Some(t) = b.topics.get(SCHEMAS_TOPIC) {
+        return Ok(t.partitions[0].clone());
+    }
+    let configs = [
+        ("cleanup.policy".to_string(), "compact".to_string()),
+        ("retention.ms".to_string(), "-1".to_string()),
+    ];
+    let created = match b.plan_topic(SCHEMAS_TOPIC, 1, -1, &configs) {
+        Ok(rec) => b.create_topic(rec).await,
+        Err(e) => Err(e),
+    };
+    match created {
+        Ok(t) => Ok(t.partitions[0].clone()),
+        Err(BrokerError::TopicExists(_)) => b
+            .topics
+            .get(SCHEMAS_TOPIC)
+            .map(|t| t.partitions[0].clone())
+            .ok_or_else(|| BrokerError::UnknownTopic(SCHEMAS_TOPIC.into()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Appends keyed JSON records (None = tombstone) and waits until they are committed.
+pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<(), StoreError> {
+    let p = partition(b).await?;
+    let now = engine::time::now_ms();
+    let records: Vec<NewRecord> = entries
+        .iter()
+        .map(|(k, v)| NewRecord {
+            key: Some(Bytes::from(k.clone())),
+            value: v.clone().map(Bytes::from),
+            timestamp: now,
+            headers: Vec::new(),
+        })
+        .collect();
+    let bytes = batch::encode_batch(&records, Compression::None)
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    let batches = split_batches(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    p.ask(|reply| Cmd::Produce {
+        batches,
+        reply,
+        needs_ack: true,
+    })
+    .await?;
+    Ok(())
+}
+
+/// Reads every record of `_schemas` up to the high watermark, in order.
+pub async fn replay(
+    b: &Broker,
+    mut apply: impl FnMut(Bytes, Option<Bytes>),
+) -> Result<(), StoreError> {
+    let Some(topic) = b.topics.get(SCHEMAS_TOPIC) else {
+        return Ok(());
+    };
+    let p = &topic.partitions[0];
+    let marks = *p.marks.borrow();
+    let mut next = marks.log_start;
+    while next < marks.high {
+        let from = next;
+        let read = p
+            .ask(|reply| Cmd::Read {
+                offset: from,
+                max_bytes: 1 << 20,
+                reply,
+            })
+            .await?;
+        let Some(bytes) = read.records else { break };
+        let batches = split_batches(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        for (h, batch) in batches {
+            let last = h.base_offset + h.last_offset_delta as i64;
+            if last < next {
+                continue;
+            }
+            let mut buf = batch.clone();
+            let set = RecordBatchDecoder::decode(&mut buf)
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            for r in set.records {
+                if r.offset < next || r.control {
+                    continue;
+                }
+                if let Some(key) = r.key {
+                    apply(key, r.value);
+                }
+            }
+            next = next.max(last + 1);
+        }
+        if next == from {
+            break;
+        }
+    }
+    Ok(())
+}
