@@ -19,7 +19,7 @@ use crate::broker::{Broker, BrokerError};
 use crate::log::batch::{self, split_batches, BatchError, Compression, NewRecord};
 use crate::partition::{Cmd, PartitionError, PartitionHandle};
 
-pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+pub use crate::topics::OFFSETS_TOPIC;
 
 const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
