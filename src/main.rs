@@ -29,6 +29,9 @@ enum Command {
     /// Consumer groups: list, describe (with lag), delete, seek
     #[command(subcommand)]
     Group(cli::GroupCommand),
+    /// Schema registry: register, get, list, check, delete schemas; compatibility config
+    #[command(subcommand)]
+    Schema(cli::SchemaCommand),
     /// Cluster information and health
     #[command(subcommand)]
     Cluster(cli::ClusterCommand),
@@ -58,6 +61,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Topic(cmd) => rt.block_on(cli::run_topic(&cli.client, cmd)),
         Command::Group(cmd) => rt.block_on(cli::run_group(&cli.client, cmd)),
+        Command::Schema(cmd) => rt.block_on(cli::run_schema(&cli.client, cmd)),
         Command::Cluster(cmd) => rt.block_on(cli::run_cluster(&cli.client, cmd)),
     }
 }

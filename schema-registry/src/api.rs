@@ -177,12 +177,19 @@ fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> R
 }
 
 async fn types() -> Response {
-    reply(json!(["AVRO"]))
+    // Confluent's order, without PROTOBUF (not supported yet).
+    reply(json!(["JSON", "AVRO"]))
 }
 
 async fn schema_by_id(State(r): Reg, Path(id): Path<String>) -> Result<Response> {
-    let (text, _) = r.by_id(parse_id(&id)?, true)?;
-    Ok(reply(json!({ "schema": text })))
+    let id = parse_id(&id)?;
+    let (text, _) = r.by_id(id, true)?;
+    let mut body = json!({ "schema": text });
+    let t = r.schema_type_of(id);
+    if t != "AVRO" {
+        body["schemaType"] = t.into();
+    }
+    Ok(reply(body))
 }
 
 async fn raw_schema_by_id(State(r): Reg, Path(id): Path<String>) -> Result<Response> {

@@ -3,13 +3,16 @@
 //! - [`api`]: the Confluent Schema Registry REST API (subjects, versions, ids, config, mode,
 //!   compatibility) with Confluent's content types and error codes.
 //! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
+//! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
+//!   rules (a hand-written structural checker).
 //! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
 //! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
 //!
-//! Only Avro is supported so far; see docs/schema-registry.md.
+//! Avro and JSON Schema are supported so far; see docs/schema-registry.md.
 
 pub mod api;
 pub mod avro;
+pub mod json_schema;
 pub mod registry;
 pub mod store;
 

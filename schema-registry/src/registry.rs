@@ -10,6 +10,7 @@ use engine::Broker;
 use serde_json::{json, Value};
 
 use crate::avro::{self, Level};
+use crate::json_schema;
 use crate::store::{self, StoreError};
 
 /// Errors with the Confluent registry's HTTP statuses and error codes.
@@ -109,6 +110,8 @@ pub struct SchemaVersion {
     pub id: i32,
     pub schema: String,
     pub references: Value,
+    /// `AVRO` or `JSON`.
+    pub schema_type: &'static str,
 }
 
 impl SchemaVersion {
@@ -119,11 +122,94 @@ impl SchemaVersion {
             "id": self.id,
             "schema": self.schema,
         });
+        if self.schema_type != "AVRO" {
+            v["schemaType"] = self.schema_type.into();
+        }
         if has_refs(&self.references) {
             v["references"] = self.references.clone();
         }
         v
     }
+}
+
+/// A schema type the registry parses: `AVRO` (also when `schemaType` is absent) or `JSON`.
+pub fn schema_type(name: Option<&str>) -> Option<&'static str> {
+    match name {
+        None | Some("AVRO") => Some("AVRO"),
+        Some("JSON") => Some("JSON"),
+        _ => None,
+    }
+}
+
+/// A parsed schema of either type.
+pub enum Parsed {
+    Avro(apache_avro::Schema),
+    Json(Value),
+}
+
+impl Parsed {
+    fn parse(schema_type: &str, text: &str) -> Result<Parsed, String> {
+        if schema_type == "JSON" {
+            json_schema::parse(text).map(Parsed::Json)
+        } else {
+            avro::parse(text).map(Parsed::Avro)
+        }
+    }
+
+    /// The identity of a schema: its type's canonical form, kept apart per type.
+    fn ident(&self, text: &str) -> Result<String, String> {
+        match self {
+            Parsed::Avro(_) => avro::canonical(text),
+            Parsed::Json(v) => Ok(format!("JSON:{}", json_schema::canonical(v))),
+        }
+    }
+}
+
+/// The identity of a stored schema (replay); falls back to the text if it does not parse.
+fn stored_ident(schema_type: &str, text: &str) -> String {
+    Parsed::parse(schema_type, text)
+        .and_then(|p| p.ident(text))
+        .unwrap_or_else(|_| format!("{schema_type}:{text}"))
+}
+
+/// Checks `new` against `existing` (version, type, text; oldest first) at `level`.
+fn check_schemas(
+    level: Level,
+    new: &Parsed,
+    existing: &[(i32, &'static str, String)],
+) -> Result<Vec<String>, RegistryError> {
+    let mut reasons = Vec::new();
+    match new {
+        Parsed::Avro(n) => {
+            let mut olds = Vec::new();
+            for (v, t, text) in existing {
+                match Parsed::parse(t, text).map_err(RegistryError::InvalidSchema)? {
+                    Parsed::Avro(s) => olds.push((*v, s)),
+                    Parsed::Json(_) if level != Level::None => reasons.push(format!(
+                        "{}: version {v} is a {t} schema; the new schema is AVRO",
+                        level.name()
+                    )),
+                    Parsed::Json(_) => {}
+                }
+            }
+            reasons.extend(avro::check(level, n, &olds));
+        }
+        Parsed::Json(n) => {
+            let mut olds = Vec::new();
+            for (v, t, text) in existing {
+                match Parsed::parse(t, text).map_err(RegistryError::InvalidSchema)? {
+                    Parsed::Json(s) => olds.push((*v, s)),
+                    Parsed::Avro(_) if level != Level::None => reasons.push(format!(
+                        "{}: version {v} is a {t} schema; the new schema is JSON",
+                        level.name()
+                    )),
+                    Parsed::Avro(_) => {}
+                }
+            }
+            reasons.extend(json_schema::check(level, n, &olds));
+        }
+    }
+    Ok(reasons)
 }
 
 fn has_refs(r: &Value) -> bool {
@@ -145,6 +231,8 @@ pub struct SchemaRequest {
 struct State {
     /// id -> schema text as first registered (minified)
     by_id: BTreeMap<i32, String>,
+    /// id -> schema type (`AVRO` or `JSON`)
+    type_by_id: HashMap<i32, &'static str>,
     id_by_schema: HashMap<String, i32>,
     subjects: BTreeMap<String, BTreeMap<i32, VersionEntry>>,
     config: Option<Level>,
@@ -181,8 +269,16 @@ impl State {
                     return;
                 };
                 let id = id as i32;
-                let ident = avro::canonical(text).unwrap_or_else(|_| text.to_string());
+                let Some(schema_type) = schema_type(value["schemaType"].as_str()) else {
+                    return;
+                };
+                let ident = if schema_type == "AVRO" {
+                    avro::canonical(text).unwrap_or_else(|_| text.to_string())
+                } else {
+                    stored_ident(schema_type, text)
+                };
                 self.by_id.entry(id).or_insert_with(|| text.to_string());
+                self.type_by_id.entry(id).or_insert(schema_type);
                 self.id_by_schema.entry(ident).or_insert(id);
                 self.next_id = self.next_id.max(id + 1);
                 self.subjects.entry(subject).or_default().insert(
@@ -279,7 +375,26 @@ impl State {
             id: e.id,
             schema: self.by_id.get(&e.id).cloned().unwrap_or_default(),
             references: e.references.clone(),
+            schema_type: self.type_of(e.id),
         })
+    }
+
+    fn type_of(&self, id: i32) -> &'static str {
+        self.type_by_id.get(&id).copied().unwrap_or("AVRO")
+    }
+
+    /// The versions to check against, with their type and text.
+    fn texts(&self, against: &[(i32, i32)]) -> Vec<(i32, &'static str, String)> {
+        against
+            .iter()
+            .map(|(v, id)| {
+                (
+                    *v,
+                    self.type_of(*id),
+                    self.by_id.get(id).cloned().unwrap_or_default(),
+                )
+            })
+            .collect()
     }
 }
 
@@ -304,6 +419,7 @@ fn schema_value(
     version: i32,
     id: i32,
     schema: &str,
+    schema_type: &str,
     refs: &Value,
     deleted: bool,
 ) -> String {
@@ -314,31 +430,33 @@ fn schema_value(
         "schema": schema,
         "deleted": deleted,
     });
+    if schema_type != "AVRO" {
+        v["schemaType"] = schema_type.into();
+    }
     if has_refs(refs) {
         v["references"] = refs.clone();
     }
     v.to_string()
 }
 
-/// Parses a request's schema; only Avro is supported so far.
-/// Returns the parsed schema, its identity and the text to store.
+/// Parses a request's schema (Avro or JSON Schema).
+/// Returns the parsed schema, its identity, the text to store and the schema type.
 fn parse_request(
     req: &SchemaRequest,
-) -> Result<(apache_avro::Schema, String, String), RegistryError> {
-    match req.schema_type.as_deref() {
-        None | Some("AVRO") => {}
-        Some(other) => {
-            return Err(RegistryError::InvalidSchema(format!(
-                "Invalid schema: schemaType {other} is not supported; only AVRO is supported so far"
-            )))
-        }
-    }
-    let parsed = avro::parse(&req.schema).map_err(|e| {
+) -> Result<(Parsed, String, String, &'static str), RegistryError> {
+    let Some(t) = schema_type(req.schema_type.as_deref()) else {
+        return Err(RegistryError::InvalidSchema(format!(
+            "Invalid schema: schemaType {} is not supported; only AVRO and JSON are supported so far",
+            req.schema_type.as_deref().unwrap_or_default()
+        )));
+    };
+    let parsed = Parsed::parse(t, &req.schema).map_err(|e| {
         RegistryError::InvalidSchema(format!("Invalid schema {}, details: {e}", req.schema))
     })?;
-    let ident = avro::canonical(&req.schema)
+    let ident = parsed
+        .ident(&req.schema)
         .map_err(|e| RegistryError::InvalidSchema(format!("Invalid schema: {e}")))?;
-    Ok((parsed, ident, avro::minify(&req.schema)))
+    Ok((parsed, ident, avro::minify(&req.schema), t))
 }
 
 pub struct Registry {
@@ -406,6 +524,11 @@ impl Registry {
         self.state.read().version(subject, v, deleted)
     }
 
+    /// The type (`AVRO` or `JSON`) of the schema with a global id.
+    pub fn schema_type_of(&self, id: i32) -> &'static str {
+        self.state.read().type_of(id)
+    }
+
     /// The schema with a global id, with the subjects and versions that use it.
     pub fn by_id(
         &self,
@@ -436,7 +559,7 @@ impl Registry {
 
     /// Registers a schema under a subject; returns its global id.
     pub async fn register(&self, subject: &str, req: &SchemaRequest) -> Result<i32, RegistryError> {
-        let (parsed, ident, text) = parse_request(req)?;
+        let (parsed, ident, text, schema_type) = parse_request(req)?;
         let refs = req.references.clone().unwrap_or_else(|| json!([]));
         let _w = self.write.lock().await;
         let (version, id) = {
@@ -450,17 +573,8 @@ impl Registry {
             if st.read_only {
                 return Err(RegistryError::ReadOnly(subject.to_string()));
             }
-            let existing = live
-                .iter()
-                .map(|(v, e)| {
-                    Ok((
-                        *v,
-                        avro::parse(st.by_id.get(&e.id).map_or("", String::as_str))?,
-                    ))
-                })
-                .collect::<Result<Vec<_>, String>>()
-                .map_err(RegistryError::InvalidSchema)?;
-            let reasons = avro::check(st.level(subject), &parsed, &existing);
+            let against: Vec<(i32, i32)> = live.iter().map(|(v, e)| (*v, e.id)).collect();
+            let reasons = check_schemas(st.level(subject), &parsed, &st.texts(&against))?;
             if !reasons.is_empty() {
                 return Err(RegistryError::Incompatible(
                     subject.to_string(),
@@ -478,7 +592,15 @@ impl Registry {
         };
         self.commit(vec![(
             schema_key(subject, version),
-            Some(schema_value(subject, version, id, &text, &refs, false)),
+            Some(schema_value(
+                subject,
+                version,
+                id,
+                &text,
+                schema_type,
+                &refs,
+                false,
+            )),
         )])
         .await?;
         Ok(id)
@@ -491,7 +613,7 @@ impl Registry {
         req: &SchemaRequest,
         deleted: bool,
     ) -> Result<SchemaVersion, RegistryError> {
-        let (_, ident, _) = parse_request(req)?;
+        let (_, ident, _, _) = parse_request(req)?;
         let st = self.state.read();
         let live = st.versions(subject, deleted);
         if live.is_empty() {
@@ -513,7 +635,7 @@ impl Registry {
         v: Option<VersionRef>,
         req: &SchemaRequest,
     ) -> Result<Vec<String>, RegistryError> {
-        let (parsed, _, _) = parse_request(req)?;
+        let (parsed, _, _, _) = parse_request(req)?;
         let st = self.state.read();
         let level = st.level(subject);
         let live = st.versions(subject, false);
@@ -522,19 +644,14 @@ impl Registry {
                 let sv = st.version(subject, VersionRef::Number(n), false)?;
                 vec![(sv.version, sv.id)]
             }
+            // Confluent answers 40401 for `latest` of an unknown subject, but treats a check
+            // against all versions of an unknown subject as compatible.
+            Some(_) if live.is_empty() => {
+                return Err(RegistryError::SubjectNotFound(subject.to_string()))
+            }
             _ => live.iter().map(|(v, e)| (*v, e.id)).collect(),
         };
-        let existing = against
-            .iter()
-            .map(|(v, id)| {
-                Ok((
-                    *v,
-                    avro::parse(st.by_id.get(id).map_or("", String::as_str))?,
-                ))
-            })
-            .collect::<Result<Vec<_>, String>>()
-            .map_err(RegistryError::InvalidSchema)?;
-        Ok(avro::check(level, &parsed, &existing))
+        check_schemas(level, &parsed, &st.texts(&against))
     }
 
     /// Soft-deletes every version of a subject, or (permanent) removes soft-deleted ones.
@@ -572,7 +689,15 @@ impl Registry {
                         let text = st.by_id.get(&e.id).cloned().unwrap_or_default();
                         (
                             schema_key(subject, *v),
-                            Some(schema_value(subject, *v, e.id, &text, &e.references, true)),
+                            Some(schema_value(
+                                subject,
+                                *v,
+                                e.id,
+                                &text,
+                                st.type_of(e.id),
+                                &e.references,
+                                true,
+                            )),
                         )
                     })
                     .collect();
@@ -630,6 +755,7 @@ impl Registry {
                         sv.version,
                         sv.id,
                         &sv.schema,
+                        sv.schema_type,
                         &sv.references,
                         true,
                     )),
@@ -743,17 +869,17 @@ mod tests {
         apply(
             &mut st,
             schema_key("s", 1),
-            Some(schema_value("s", 1, 1, a, &none, false)),
+            Some(schema_value("s", 1, 1, a, "AVRO", &none, false)),
         );
         apply(
             &mut st,
             schema_key("s", 2),
-            Some(schema_value("s", 2, 2, b, &none, false)),
+            Some(schema_value("s", 2, 2, b, "AVRO", &none, false)),
         );
         apply(
             &mut st,
             schema_key("t", 1),
-            Some(schema_value("t", 1, 1, a, &none, false)),
+            Some(schema_value("t", 1, 1, a, "AVRO", &none, false)),
         );
         apply(
             &mut st,

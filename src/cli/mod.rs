@@ -16,6 +16,7 @@ mod offsets;
 mod output;
 mod partitioner;
 mod produce;
+mod schema;
 mod table;
 mod topic;
 
@@ -38,6 +39,14 @@ pub struct ClientArgs {
         default_value = "http://127.0.0.1:9644"
     )]
     pub admin_url: String,
+    /// Schema registry REST API of the broker
+    #[arg(
+        long,
+        global = true,
+        env = "ICESTREAM_SCHEMA_REGISTRY_URL",
+        default_value = "http://127.0.0.1:8081"
+    )]
+    pub schema_registry_url: String,
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
@@ -173,6 +182,108 @@ pub enum GroupCommand {
         #[arg(short, long)]
         partition: Option<i32>,
     },
+}
+
+/// `icestream schema ...`
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum SchemaCommand {
+    /// Register a schema under a subject; prints its id
+    Register {
+        /// Subject, e.g. orders-value
+        subject: String,
+        /// File holding the schema text
+        #[arg(short, long)]
+        file: String,
+        /// Schema type: AVRO, JSON or PROTOBUF
+        #[arg(short = 't', long = "type", default_value = "AVRO")]
+        schema_type: schema::SchemaType,
+    },
+    /// Show a subject's schema at a version, or the schema with an id
+    Get {
+        /// Subject (omit with --id)
+        #[arg(required_unless_present = "id", conflicts_with = "id")]
+        subject: Option<String>,
+        /// Version: a number or latest
+        #[arg(short, long, conflicts_with = "id")]
+        version: Option<schema::Version>,
+        /// Global schema id
+        #[arg(long)]
+        id: Option<u32>,
+    },
+    /// List subjects, or the versions of one subject
+    List {
+        /// Subject whose versions to list
+        subject: Option<String>,
+        /// Include soft-deleted subjects or versions
+        #[arg(long)]
+        deleted: bool,
+    },
+    /// Check whether a schema is compatible with a subject; exits non-zero when not
+    Check {
+        /// Subject
+        subject: String,
+        /// File holding the new schema text
+        #[arg(short, long)]
+        file: String,
+        /// Schema type: AVRO, JSON or PROTOBUF
+        #[arg(short = 't', long = "type", default_value = "AVRO")]
+        schema_type: schema::SchemaType,
+        /// Version to check against: a number or latest (default: what the level names)
+        #[arg(short, long)]
+        version: Option<schema::Version>,
+    },
+    /// Delete a subject or one version (soft, or for good with --permanent)
+    Delete {
+        /// Subject
+        subject: String,
+        /// Only this version: a number or latest
+        #[arg(short, long)]
+        version: Option<schema::Version>,
+        /// Delete for good (soft-deletes first when needed)
+        #[arg(long)]
+        permanent: bool,
+    },
+    /// Show or set the compatibility level, of a subject or global
+    Config {
+        /// Subject (default: the global level)
+        subject: Option<String>,
+        /// New level: BACKWARD, BACKWARD_TRANSITIVE, FORWARD, FORWARD_TRANSITIVE, FULL, FULL_TRANSITIVE or NONE
+        #[arg(long, value_name = "LEVEL")]
+        set: Option<String>,
+    },
+}
+
+/// Runs one `icestream schema` command against the schema registry.
+pub async fn run_schema(args: &ClientArgs, cmd: SchemaCommand) -> anyhow::Result<()> {
+    match cmd {
+        SchemaCommand::Register {
+            subject,
+            file,
+            schema_type,
+        } => schema::register(args, &subject, &file, schema_type).await,
+        SchemaCommand::Get {
+            subject,
+            version,
+            id,
+        } => schema::get(args, subject.as_deref(), version, id).await,
+        SchemaCommand::List { subject, deleted } => {
+            schema::list(args, subject.as_deref(), deleted).await
+        }
+        SchemaCommand::Check {
+            subject,
+            file,
+            schema_type,
+            version,
+        } => schema::check(args, &subject, &file, schema_type, version).await,
+        SchemaCommand::Delete {
+            subject,
+            version,
+            permanent,
+        } => schema::delete(args, &subject, version, permanent).await,
+        SchemaCommand::Config { subject, set } => {
+            schema::config(args, subject.as_deref(), set.as_deref()).await
+        }
+    }
 }
 
 /// Runs one `icestream group` command.

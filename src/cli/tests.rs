@@ -134,6 +134,7 @@ async fn consume_stops_after_n_records() {
     let args = super::ClientArgs {
         brokers: addr.clone(),
         admin_url: "http://127.0.0.1:1".into(),
+        schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Json,
     };
     let run = super::consume::run(
@@ -196,6 +197,7 @@ async fn errors_are_one_actionable_line() {
     let args = super::ClientArgs {
         brokers: addr,
         admin_url: format!("http://{dead}"),
+        schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Table,
     };
     let e = super::cluster::health(&args)
@@ -218,6 +220,7 @@ async fn health_reads_the_real_admin_api() {
     let args = super::ClientArgs {
         brokers: addr,
         admin_url: format!("http://{admin_addr}/"),
+        schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Json,
     };
     super::cluster::health(&args).await.expect("healthy");
@@ -230,6 +233,7 @@ async fn topic_commands_run_against_a_broker() {
         let args = super::ClientArgs {
             brokers: addr.clone(),
             admin_url: "http://127.0.0.1:1".into(),
+            schema_registry_url: "http://127.0.0.1:1".into(),
             format,
         };
         let topic = format!("{format:?}");

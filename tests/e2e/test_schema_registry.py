@@ -183,7 +183,7 @@ def test_rest_errors_and_content_types(broker):
                                       "schema": '"string"'}
     status, body, _ = http(broker, "GET", f"/schemas/ids/{sid}/versions")
     assert {"subject": subject, "version": 1} in body
-    assert http(broker, "GET", "/schemas/types")[1] == ["AVRO"]
+    assert http(broker, "GET", "/schemas/types")[1] == ["JSON", "AVRO"]
 
     # Soft delete, then permanent delete.
     status, body, _ = http(broker, "DELETE", f"/subjects/{subject}?permanent=true")
@@ -238,3 +238,113 @@ def test_schemas_topic_is_internal_and_in_confluent_format(broker):
     p.produce("_schemas", key=b"k", value=b"forged", on_delivery=d)
     p.flush(10)
     assert [e.code() for e, _, _ in d.errors] == [KafkaError.TOPIC_EXCEPTION]
+
+
+# JSON Schema (schemaType JSON).
+ORDER_V1 = {
+    "type": "object", "title": "Order", "additionalProperties": False,
+    "properties": {"id": {"type": "integer"}, "item": {"type": "string", "maxLength": 20}},
+    "required": ["id", "item"],
+}
+# Compatible (BACKWARD): an optional property added to a closed content model, a bound widened
+# and integer widened to number.
+ORDER_V2 = {**ORDER_V1, "properties": {
+    "id": {"type": "number"}, "item": {"type": "string", "maxLength": 40},
+    "note": {"type": "string"}}}
+# Incompatible (BACKWARD): a new required property and a type change.
+ORDER_BAD = {**ORDER_V2, "properties": {**ORDER_V2["properties"], "item": {"type": "boolean"}},
+             "required": ["id", "item", "note"]}
+
+
+def jschema(schema: dict) -> Schema:
+    return Schema(json.dumps(schema), "JSON")
+
+
+def test_json_schema_register_produce_consume_deserialize(broker):
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+    sr = client(broker)
+    topic = create_topic(broker)
+    ser = JSONSerializer(json.dumps(ORDER_V1), sr)
+    orders = [{"id": i, "item": f"thing{i}"} for i in range(10)]
+    p = Producer(producer_config(broker))
+    for o in orders:
+        p.produce(topic, value=ser(o, SerializationContext(topic, MessageField.VALUE)))
+    assert p.flush(30) == 0
+
+    subject = f"{topic}-value"
+    latest = sr.get_latest_version(subject)
+    assert latest.version == 1 and latest.schema.schema_type == "JSON"
+    assert json.loads(sr.get_schema(latest.schema_id).schema_str) == ORDER_V1
+    msgs = consume_all(broker, topic)
+    assert len(msgs) == len(orders)
+    assert all(m.value()[0] == 0 and int.from_bytes(m.value()[1:5], "big") == latest.schema_id
+               for m in msgs)
+    de = JSONDeserializer(None, schema_registry_client=SchemaRegistryClient(
+        {"url": broker.schema_registry_url}))
+    got = [de(m.value(), SerializationContext(topic, MessageField.VALUE)) for m in msgs]
+    assert got == orders
+
+
+def test_json_schema_identity_evolution_and_errors(broker):
+    sr = client(broker)
+    subject = unique_topic("js") + "-value"
+    id1 = sr.register_schema(subject, jschema(ORDER_V1))
+    # Whitespace and key order do not change the id.
+    reordered = json.dumps(dict(reversed(list(ORDER_V1.items()))), indent=2)
+    assert sr.register_schema(subject, Schema(reordered, "JSON")) == id1
+    assert sr.get_versions(subject) == [1]
+    assert sr.lookup_schema(subject, Schema(reordered, "JSON")).version == 1
+    status, body, _ = http(broker, "GET", f"/schemas/ids/{id1}")
+    assert status == 200 and body["schemaType"] == "JSON"
+
+    assert sr.test_compatibility(subject, jschema(ORDER_V2)) is True
+    id2 = sr.register_schema(subject, jschema(ORDER_V2))
+    assert id2 != id1 and sr.get_versions(subject) == [1, 2]
+
+    assert sr.test_compatibility(subject, jschema(ORDER_BAD)) is False
+    with pytest.raises(SchemaRegistryError) as e:
+        sr.register_schema(subject, jschema(ORDER_BAD))
+    assert e.value.http_status_code == 409 and e.value.error_code == 409
+    assert "REQUIRED_ATTRIBUTE_ADDED" in e.value.error_message
+    status, body, _ = http(broker, "POST",
+                           f"/compatibility/subjects/{subject}/versions/latest?verbose=true",
+                           {"schema": json.dumps(ORDER_BAD), "schemaType": "JSON"})
+    assert status == 200 and body["is_compatible"] is False
+    text = " ".join(body["messages"])
+    assert "#/required/note" in text and "#/properties/item" in text and "TYPE_CHANGED" in text
+
+    # A property added to an open content model is backward incompatible.
+    open_subject = unique_topic("js") + "-value"
+    open_v1 = {"type": "object", "properties": {"a": {"type": "string"}}}
+    sr.register_schema(open_subject, jschema(open_v1))
+    open_v2 = {"type": "object", "properties": {"a": {"type": "string"}, "b": {"type": "integer"}}}
+    with pytest.raises(SchemaRegistryError) as e:
+        sr.register_schema(open_subject, jschema(open_v2))
+    assert e.value.http_status_code == 409
+    assert "PROPERTY_ADDED_TO_OPEN_CONTENT_MODEL" in e.value.error_message
+
+    # Malformed JSON and non-schemas are 422/42201.
+    for bad in ["{not json", "[1, 2]", "42", '{"type": "strng"}']:
+        status, body, _ = http(broker, "POST", f"/subjects/{subject}/versions",
+                               {"schema": bad, "schemaType": "JSON"})
+        assert (status, body["error_code"]) == (422, 42201), bad
+        assert body["message"]
+
+
+def test_json_schema_ids_survive_a_restart(broker):
+    sr = client(broker)
+    subject = unique_topic("js") + "-value"
+    id1 = sr.register_schema(subject, jschema(ORDER_V1))
+    id2 = sr.register_schema(subject, jschema(ORDER_V2))
+    broker.restart()
+
+    sr = client(broker)
+    assert sr.get_versions(subject) == [1, 2]
+    v2 = sr.get_version(subject, 2)
+    assert v2.schema_id == id2 and v2.schema.schema_type == "JSON"
+    assert sr.get_version(subject, 1).schema_id == id1
+    # The same schema registered again after the restart keeps its id (identity is rebuilt).
+    assert sr.register_schema(subject, jschema(ORDER_V1)) == id1
+    with pytest.raises(SchemaRegistryError) as e:
+        sr.register_schema(subject, jschema(ORDER_BAD))
+    assert e.value.http_status_code == 409
