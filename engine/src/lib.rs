@@ -13,6 +13,7 @@ pub mod durability;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod internal_topic;
 pub mod log;
 pub mod metrics;
 pub mod net;

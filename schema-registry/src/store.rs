@@ -5,7 +5,6 @@ use bytes::Bytes;
 use engine::broker::{Broker, BrokerError};
 use engine::log::batch::{self, split_batches, Compression, NewRecord};
 use engine::partition::{Cmd, PartitionError, PartitionHandle};
-use kafka_protocol::records::RecordBatchDecoder;
 
 pub use engine::topics::SCHEMAS_TOPIC;
 
@@ -76,41 +75,15 @@ pub async fn replay(
     let Some(topic) = b.topics.get(SCHEMAS_TOPIC) else {
         return Ok(());
     };
-    let p = &topic.partitions[0];
-    let marks = *p.marks.borrow();
-    let mut next = marks.log_start;
-    while next < marks.high {
-        let from = next;
-        let read = p
-            .ask(|reply| Cmd::Read {
-                offset: from,
-                max_bytes: 1 << 20,
-                reply,
-            })
-            .await?;
-        let Some(bytes) = read.records else { break };
-        let batches = split_batches(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        for (h, batch) in batches {
-            let last = h.base_offset + h.last_offset_delta as i64;
-            if last < next {
-                continue;
-            }
-            let mut buf = batch.clone();
-            let set = RecordBatchDecoder::decode(&mut buf)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for r in set.records {
-                if r.offset < next || r.control {
-                    continue;
-                }
-                if let Some(key) = r.key {
-                    apply(key, r.value);
-                }
-            }
-            next = next.max(last + 1);
+    engine::internal_topic::replay(&topic.partitions[0], |r| {
+        if let Some(key) = r.key {
+            apply(key, r.value);
         }
-        if next == from {
-            break;
-        }
-    }
+    })
+    .await
+    .map_err(|e| match e {
+        engine::internal_topic::ReplayError::Partition(e) => StoreError::Append(e),
+        engine::internal_topic::ReplayError::Corrupt(m) => StoreError::Corrupt(m),
+    })?;
     Ok(())
 }

@@ -13,7 +13,6 @@
 //! The latest record per key wins, so the topic is compactable.
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
-use kafka_protocol::records::RecordBatchDecoder;
 
 use crate::broker::{Broker, BrokerError};
 use crate::log::batch::{self, split_batches, BatchError, Compression, NewRecord};
@@ -290,50 +289,25 @@ pub async fn replay(
     let Some(topic) = b.topics.get(OFFSETS_TOPIC) else {
         return Ok(());
     };
-    let p = &topic.partitions[0];
-    let marks = *p.marks.borrow();
-    let mut next = marks.log_start;
-    while next < marks.high {
-        let from = next;
-        let read = p
-            .ask(|reply| Cmd::Read {
-                offset: from,
-                max_bytes: 1 << 20,
-                reply,
-            })
-            .await?;
-        let Some(bytes) = read.records else { break };
-        let batches = split_batches(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        for (h, batch) in batches {
-            let last = h.base_offset + h.last_offset_delta as i64;
-            if last < next {
-                continue;
-            }
-            let mut buf = batch.clone();
-            let set = RecordBatchDecoder::decode(&mut buf)
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            for r in set.records {
-                if r.offset < next || r.control {
-                    continue;
-                }
-                let Some(key) = r.key.and_then(Key::decode) else {
-                    continue;
-                };
-                let value = r.value.and_then(|v| Value::decode(&key, v));
-                apply(r.offset, key, value);
-            }
-            next = next.max(last + 1);
-        }
-        if next == from {
-            break;
-        }
-    }
+    crate::internal_topic::replay(&topic.partitions[0], |r| {
+        let Some(key) = r.key.and_then(Key::decode) else {
+            return;
+        };
+        let value = r.value.and_then(|v| Value::decode(&key, v));
+        apply(r.offset, key, value);
+    })
+    .await
+    .map_err(|e| match e {
+        crate::internal_topic::ReplayError::Partition(e) => StoreError::Append(e),
+        crate::internal_topic::ReplayError::Corrupt(m) => StoreError::Corrupt(m),
+    })?;
     Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use kafka_protocol::records::RecordBatchDecoder;
 
     #[test]
     fn keys_and_values_round_trip_through_a_batch() {
