@@ -93,13 +93,31 @@ pub fn minify(text: &str) -> String {
 /// Checks `new` against `existing` (version, schema; oldest first) at `level`; returns the
 /// reasons it is incompatible (empty: compatible).
 pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<String> {
-    let against: &[(i32, Schema)] = if level.transitive() {
+    check_versions(
+        level,
+        new,
+        existing,
+        |reader, writer| match SchemaCompatibility::can_read(writer, reader) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![format!("{e}; writer schema: {}", writer.canonical_form())],
+        },
+    )
+}
+
+/// The part of a compatibility check every format shares: which earlier versions `level`
+/// names (the latest, or all for _TRANSITIVE) and in which directions (BACKWARD: the new
+/// schema reads old data; FORWARD: old schemas read new data; FULL: both).
+/// `incompatible(reader, writer)` gives the format's reasons for one direction.
+pub fn check_versions<S>(
+    level: Level,
+    new: &S,
+    existing: &[(i32, S)],
+    incompatible: impl Fn(&S, &S) -> Vec<String>,
+) -> Vec<String> {
+    let against = if level.transitive() {
         existing
     } else {
-        match existing.last() {
-            Some(_) => &existing[existing.len() - 1..],
-            None => &[],
-        }
+        &existing[existing.len().saturating_sub(1)..]
     };
     let backward = matches!(
         level,
@@ -109,25 +127,22 @@ pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<Stri
         level,
         Level::Forward | Level::ForwardTransitive | Level::Full | Level::FullTransitive
     );
+    let name = level.name();
     let mut reasons = Vec::new();
     for (version, old) in against {
         if backward {
-            if let Err(e) = SchemaCompatibility::can_read(old, new) {
-                reasons.push(format!(
-                    "{}: the new schema cannot read data written with version {version}: {e}; version {version}: {}",
-                    level.name(),
-                    old.canonical_form()
-                ));
-            }
+            reasons.extend(incompatible(new, old).into_iter().map(|d| {
+                format!(
+                    "{name}: the new schema cannot read data written with version {version}: {d}"
+                )
+            }));
         }
         if forward {
-            if let Err(e) = SchemaCompatibility::can_read(new, old) {
-                reasons.push(format!(
-                    "{}: version {version} cannot read data written with the new schema: {e}; version {version}: {}",
-                    level.name(),
-                    old.canonical_form()
-                ));
-            }
+            reasons.extend(incompatible(old, new).into_iter().map(|d| {
+                format!(
+                    "{name}: version {version} cannot read data written with the new schema: {d}"
+                )
+            }));
         }
     }
     reasons

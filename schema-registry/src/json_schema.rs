@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::avro::Level;
+use crate::avro::{check_versions, Level};
 
 /// Parses a JSON Schema document: it must be a JSON object or a boolean.
 pub fn parse(text: &str) -> Result<Value, String> {
@@ -144,42 +144,12 @@ pub fn canonical(v: &Value) -> String {
 /// Checks `new` against `existing` (version, schema; oldest first) at `level`; returns the
 /// reasons it is incompatible (empty: compatible).
 pub fn check(level: Level, new: &Value, existing: &[(i32, Value)]) -> Vec<String> {
-    let against: &[(i32, Value)] = if level.transitive() {
-        existing
-    } else {
-        match existing.last() {
-            Some(_) => &existing[existing.len() - 1..],
-            None => &[],
-        }
-    };
-    let backward = matches!(
-        level,
-        Level::Backward | Level::BackwardTransitive | Level::Full | Level::FullTransitive
-    );
-    let forward = matches!(
-        level,
-        Level::Forward | Level::ForwardTransitive | Level::Full | Level::FullTransitive
-    );
-    let mut reasons = Vec::new();
-    for (version, old) in against {
-        if backward {
-            for d in compare(old, new) {
-                reasons.push(format!(
-                    "{}: the new schema cannot read data written with version {version}: Found incompatible change: {d}",
-                    level.name()
-                ));
-            }
-        }
-        if forward {
-            for d in compare(new, old) {
-                reasons.push(format!(
-                    "{}: version {version} cannot read data written with the new schema: Found incompatible change: {d}",
-                    level.name()
-                ));
-            }
-        }
-    }
-    reasons
+    check_versions(level, new, existing, |reader, writer| {
+        compare(writer, reader)
+            .into_iter()
+            .map(|d| format!("Found incompatible change: {d}"))
+            .collect()
+    })
 }
 
 /// The incompatible differences between `original` (the writer's schema) and `update` (the
