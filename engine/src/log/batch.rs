@@ -193,17 +193,30 @@ pub struct Assign {
 /// timestamp type and max timestamp), recomputing the CRC only when covered bytes changed.
 /// The base offset and epoch lie outside the CRC's coverage, so the common case costs nothing.
 pub fn assign(batch: &Bytes, a: Assign) -> Bytes {
-    let mut buf = BytesMut::from(&batch[..]);
-    (&mut buf[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8]).put_i64(a.base_offset);
-    (&mut buf[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4]).put_i32(a.leader_epoch);
-    if let Some(ts) = a.log_append_time {
-        let attrs = i16::from_be_bytes([buf[OFF_ATTRIBUTES], buf[OFF_ATTRIBUTES + 1]]);
-        (&mut buf[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2]).put_i16(attrs | ATTR_TIMESTAMP_TYPE);
-        (&mut buf[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]).put_i64(ts);
-        let crc = compute_crc(&buf);
-        (&mut buf[OFF_CRC..OFF_CRC + 4]).put_u32(crc);
-    }
+    let header = assign_header(batch, a);
+    let mut buf = BytesMut::with_capacity(batch.len());
+    buf.extend_from_slice(&header);
+    buf.extend_from_slice(&batch[HEADER_LEN..]);
     buf.freeze()
+}
+
+/// The batch's header with the broker-assigned fields written in, leaving the records where
+/// they are: the append path writes this header and then the client's bytes unchanged, so a
+/// batch is never copied in memory. For LogAppendTime the CRC is recomputed over the patched
+/// header's tail followed by the untouched records. `batch` must be a validated batch.
+pub fn assign_header(batch: &[u8], a: Assign) -> [u8; HEADER_LEN] {
+    let mut h = [0u8; HEADER_LEN];
+    h.copy_from_slice(&batch[..HEADER_LEN]);
+    (&mut h[OFF_BASE_OFFSET..OFF_BASE_OFFSET + 8]).put_i64(a.base_offset);
+    (&mut h[OFF_LEADER_EPOCH..OFF_LEADER_EPOCH + 4]).put_i32(a.leader_epoch);
+    if let Some(ts) = a.log_append_time {
+        let attrs = i16::from_be_bytes([h[OFF_ATTRIBUTES], h[OFF_ATTRIBUTES + 1]]);
+        (&mut h[OFF_ATTRIBUTES..OFF_ATTRIBUTES + 2]).put_i16(attrs | ATTR_TIMESTAMP_TYPE);
+        (&mut h[OFF_MAX_TIMESTAMP..OFF_MAX_TIMESTAMP + 8]).put_i64(ts);
+        let crc = crc32c::crc32c_append(crc32c::crc32c(&h[OFF_ATTRIBUTES..]), &batch[HEADER_LEN..]);
+        (&mut h[OFF_CRC..OFF_CRC + 4]).put_u32(crc);
+    }
+    h
 }
 
 /// A record as a producer hands it over, for [`encode_batch`].

@@ -218,7 +218,7 @@ impl PartitionLog {
             write_epochs(&self.dir.join(EPOCH_FILE), &self.epochs)?;
         }
         let lat = self.config.log_append_time.then_some(now_ms);
-        let patched = batch::assign(
+        let header = batch::assign_header(
             bytes,
             Assign {
                 base_offset: base,
@@ -237,7 +237,7 @@ impl PartitionLog {
         if active.size == 0 {
             active.created_ms = now_ms;
         }
-        active.append(&patched, &ph, interval)?;
+        active.append(&header, &bytes[batch::HEADER_LEN..], &ph, interval)?;
         let handle = active.sync_handle();
         self.producers.record(&ph, now_ms);
         if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {

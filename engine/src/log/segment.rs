@@ -187,11 +187,20 @@ impl Segment {
 
     /// Appends one batch whose offsets are already assigned. The write lands in the page cache;
     /// durability comes from [`Segment::sync_handle`].
-    pub fn append(&mut self, batch: &[u8], h: &BatchHeader, interval: u64) -> io::Result<()> {
-        self.log.write_all_at(batch, self.size)?;
+    /// The batch arrives as its (patched) header and its records, written back to back.
+    pub fn append(
+        &mut self,
+        header: &[u8],
+        records: &[u8],
+        h: &BatchHeader,
+        interval: u64,
+    ) -> io::Result<()> {
         let pos = self.size;
-        self.note_batch(h, pos, batch.len() as u64, interval);
-        self.size += batch.len() as u64;
+        self.log.write_all_at(header, pos)?;
+        self.log.write_all_at(records, pos + header.len() as u64)?;
+        let len = (header.len() + records.len()) as u64;
+        self.note_batch(h, pos, len, interval);
+        self.size += len;
         self.next_offset = h.next_offset();
         Ok(())
     }
