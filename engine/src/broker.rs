@@ -3,7 +3,7 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
@@ -55,6 +55,10 @@ pub struct Broker {
     pub advertised: (String, u16),
     /// The consumer group coordinator (this node coordinates every group).
     pub groups: crate::group::Coordinator,
+    /// Tiered storage, when configured (the `tiering` crate).
+    pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,
+    /// The schema registry's id lookup, set once the registry has started.
+    pub schema_ids: OnceLock<Arc<dyn crate::schema_ids::SchemaIds>>,
     ready: AtomicBool,
 }
 
@@ -64,6 +68,15 @@ impl Broker {
     pub async fn start(
         config: BrokerConfig,
         io_backend: IoBackend,
+    ) -> Result<Arc<Broker>, StartError> {
+        Self::start_with(config, io_backend, None).await
+    }
+
+    /// [`Broker::start`] with a remote tier plugged into every partition.
+    pub async fn start_with(
+        config: BrokerConfig,
+        io_backend: IoBackend,
+        remote: Option<Arc<dyn crate::remote::RemoteTier>>,
     ) -> Result<Arc<Broker>, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
@@ -91,6 +104,8 @@ impl Broker {
             kafka_addr,
             advertised,
             groups: crate::group::Coordinator::new(),
+            remote,
+            schema_ids: OnceLock::new(),
             ready: AtomicBool::new(false),
         });
         broker.remove_orphan_topic_dirs();
