@@ -42,6 +42,8 @@ pub enum BrokerError {
     Meta(#[from] MetaError),
     #[error("storage error: {0}")]
     Storage(#[from] std::io::Error),
+    #[error("remote storage: {0}")]
+    Remote(#[from] crate::remote::RemoteError),
 }
 
 pub struct Broker {
@@ -137,7 +139,7 @@ impl Broker {
         self.config.node_id
     }
 
-    fn topic_dir(&self, topic: &str) -> PathBuf {
+    pub(crate) fn topic_dir(&self, topic: &str) -> PathBuf {
         self.config.data_dir.join("kafka").join(topic)
     }
 
@@ -156,17 +158,11 @@ impl Broker {
         }
     }
 
-    async fn open_topic(&self, rec: &TopicRecord) -> Result<Topic, BrokerError> {
+    pub(crate) async fn open_topic(&self, rec: &TopicRecord) -> Result<Topic, BrokerError> {
         let resolved = TopicTable::resolve(rec, &self.config.defaults);
         let mut partitions = Vec::with_capacity(rec.partitions as usize);
         for p in 0..rec.partitions {
-            let shard = self.shards.owner(&rec.name, p);
-            let dir = self.topic_dir(&rec.name).join(p.to_string());
-            partitions.push(
-                self.shards
-                    .open_partition(shard, dir, resolved.clone())
-                    .await?,
-            );
+            partitions.push(self.open_partition(rec, p, &resolved).await?);
         }
         Ok(Topic {
             name: rec.name.clone(),
@@ -175,6 +171,48 @@ impl Broker {
             resolved,
             partitions,
         })
+    }
+
+    async fn open_partition(
+        &self,
+        rec: &TopicRecord,
+        p: i32,
+        resolved: &crate::config::ResolvedTopicConfig,
+    ) -> Result<crate::partition::PartitionHandle, BrokerError> {
+        let shard = self.shards.owner(&rec.name, p);
+        let dir = self.topic_dir(&rec.name).join(p.to_string());
+        let remote = if resolved.log.remote_storage {
+            self.remote_link(&rec.name, rec.id, p).await?
+        } else {
+            None
+        };
+        Ok(self
+            .shards
+            .open_partition(shard, dir, resolved.clone(), remote)
+            .await?)
+    }
+
+    /// Connects a partition to the remote tier, reading what its manifest records.
+    async fn remote_link(
+        &self,
+        topic: &str,
+        topic_id: Uuid,
+        partition: i32,
+    ) -> Result<Option<crate::partition::RemoteLink>, BrokerError> {
+        let Some(tier) = &self.remote else {
+            return Ok(None);
+        };
+        let id = crate::remote::RemotePartition {
+            topic: topic.to_string(),
+            topic_id,
+            partition,
+        };
+        let extent = tier.open(&id).await?;
+        Ok(Some(crate::partition::RemoteLink {
+            tier: tier.clone(),
+            id,
+            extent,
+        }))
     }
 
     /// Checks a CreateTopics entry without creating anything; returns the record to create.
@@ -238,6 +276,10 @@ impl Broker {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
         let _guard = self.topics.change_lock.lock().await;
+        // A topic being unmounted is not served and cannot be deleted meanwhile.
+        if self.topics.get(name).is_none() {
+            return Err(BrokerError::UnknownTopic(name.to_string()));
+        }
         let topic = self
             .topics
             .remove(name)?
@@ -247,6 +289,7 @@ impl Broker {
             if p.tx
                 .send(Cmd::Stop {
                     delete: true,
+                    delete_remote: true,
                     reply: tx,
                 })
                 .is_ok()
@@ -292,13 +335,7 @@ impl Broker {
         }
         let mut partitions = current.partitions.clone();
         for p in current.partitions.len() as i32..count {
-            let shard = self.shards.owner(name, p);
-            let dir = self.topic_dir(name).join(p.to_string());
-            partitions.push(
-                self.shards
-                    .open_partition(shard, dir, current.resolved.clone())
-                    .await?,
-            );
+            partitions.push(self.open_partition(&rec, p, &current.resolved).await?);
         }
         rec.partitions = count;
         let topic = Topic {
@@ -321,10 +358,20 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
-        rec.config = config.clone();
         let resolved = config.resolve(&self.config.defaults);
-        for p in &current.partitions {
-            let _ = p.tx.send(Cmd::Reconfigure(Box::new(resolved.clone())));
+        if current.resolved.log.remote_storage && !resolved.log.remote_storage {
+            return Err(BrokerError::InvalidConfig(InvalidConfig(format!(
+                "topic '{name}' has remote storage on; turning it off is not supported (its old offsets live only in object storage)"
+            ))));
+        }
+        rec.config = config.clone();
+        for (p, handle) in current.partitions.iter().enumerate() {
+            let _ = handle.tx.send(Cmd::Reconfigure(Box::new(resolved.clone())));
+            if resolved.log.remote_storage && !current.resolved.log.remote_storage {
+                if let Some(link) = self.remote_link(name, current.id, p as i32).await? {
+                    let _ = handle.tx.send(Cmd::AttachRemote(Box::new(link)));
+                }
+            }
         }
         let topic = Topic {
             name: name.to_string(),
@@ -337,7 +384,7 @@ impl Broker {
         Ok(())
     }
 
-    fn update_gauges(&self) {
+    pub(crate) fn update_gauges(&self) {
         let all = self.topics.all();
         self.metrics.topics.set(all.len() as i64);
         self.metrics
@@ -354,6 +401,7 @@ impl Broker {
                 if p.tx
                     .send(Cmd::Stop {
                         delete: false,
+                        delete_remote: false,
                         reply: tx,
                     })
                     .is_ok()

@@ -111,6 +111,9 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "flush.ms", broker_name: "log.flush.interval.ms", kind: Kind::Long(0), default: "100", doc: "with write.caching, longest time an acknowledged batch stays unflushed" },
     ConfigDef { name: "flush.bytes", broker_name: "log.flush.interval.bytes", kind: Kind::Long(0), default: "262144", doc: "with write.caching, unflushed bytes that trigger a flush" },
     ConfigDef { name: "min.insync.replicas", broker_name: "min.insync.replicas", kind: Kind::Int(1), default: "1", doc: "replicas that must hold an acks=all write" },
+    ConfigDef { name: "remote.storage.enable", broker_name: "log.remote.storage.enable", kind: Kind::Bool, default: "false", doc: "upload sealed segments to object storage and serve old offsets from there (not with cleanup.policy=compact)" },
+    ConfigDef { name: "local.retention.ms", broker_name: "log.local.retention.ms", kind: Kind::Long(-2), default: "-2", doc: "with remote storage, age after which uploaded segments leave the local disk; -2 uses retention.ms" },
+    ConfigDef { name: "local.retention.bytes", broker_name: "log.local.retention.bytes", kind: Kind::Long(-2), default: "-2", doc: "with remote storage, local partition size above which uploaded segments leave the local disk; -2 uses retention.bytes" },
     ConfigDef { name: "compression.type", broker_name: "compression.type", kind: Kind::Choice(&["producer"]), default: "producer", doc: "batches are stored as the producer compressed them" },
 ];
 
@@ -193,7 +196,23 @@ impl TopicConfig {
             validate_entry(k, v)?;
             overrides.insert(k.to_string(), v.trim().to_string());
         }
-        Ok(TopicConfig { overrides })
+        let config = TopicConfig { overrides };
+        config.check_combination()?;
+        Ok(config)
+    }
+
+    /// Rules across keys. Remote storage keeps segments as sealed, so it cannot be combined
+    /// with compaction, which rewrites them (Kafka refuses the same).
+    pub fn check_combination(&self) -> Result<(), InvalidConfig> {
+        let set = |k: &str| self.overrides.get(k).map(String::as_str);
+        if set("remote.storage.enable") == Some("true")
+            && set("cleanup.policy").is_some_and(|p| p.contains("compact"))
+        {
+            return Err(InvalidConfig(
+                "remote.storage.enable=true cannot be combined with cleanup.policy=compact".into(),
+            ));
+        }
+        Ok(())
     }
 
     /// The effective value of `key` and whether it is an override.
@@ -214,20 +233,33 @@ impl TopicConfig {
     pub fn resolve(&self, d: &ClusterDefaults) -> ResolvedTopicConfig {
         // Retention deletes segments only when the policy includes `delete`.
         let deletes = self.get("cleanup.policy", d).0.contains("delete");
+        let compact = self.get("cleanup.policy", d).0.contains("compact");
+        let retention_ms = if deletes {
+            self.num("retention.ms", d)
+        } else {
+            -1
+        };
+        let retention_bytes = if deletes {
+            self.num("retention.bytes", d)
+        } else {
+            -1
+        };
+        // -2 means "the total retention" (KIP-405).
+        let local = |key: &str, total: i64| match self.num(key, d) {
+            -2 => total,
+            v if total >= 0 && (v < 0 || v > total) => total,
+            v => v,
+        };
         ResolvedTopicConfig {
             log: LogConfig {
                 segment_bytes: self.num("segment.bytes", d).max(1024) as u64,
                 segment_ms: self.num("segment.ms", d).max(1),
-                retention_ms: if deletes {
-                    self.num("retention.ms", d)
-                } else {
-                    -1
-                },
-                retention_bytes: if deletes {
-                    self.num("retention.bytes", d)
-                } else {
-                    -1
-                },
+                retention_ms,
+                retention_bytes,
+                // A cluster default may turn tiering on; compacted topics never tier.
+                remote_storage: self.get("remote.storage.enable", d).0 == "true" && !compact,
+                local_retention_ms: local("local.retention.ms", retention_ms),
+                local_retention_bytes: local("local.retention.bytes", retention_bytes),
                 index_interval_bytes: self.num("index.interval.bytes", d).max(0) as u64,
                 log_append_time: self.get("message.timestamp.type", d).0 == "LogAppendTime",
             },
@@ -237,7 +269,7 @@ impl TopicConfig {
             flush_bytes: self.num("flush.bytes", d).max(0) as u64,
             retention_check_ms: d.retention_check_interval_ms.max(100),
             producer_expiry_ms: d.producer_id_expiration_ms.max(0),
-            compact: self.get("cleanup.policy", d).0.contains("compact"),
+            compact,
             delete_retention_ms: self.num("delete.retention.ms", d).max(0),
         }
     }

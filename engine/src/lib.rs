@@ -25,6 +25,7 @@ pub mod schema_ids;
 pub mod shard;
 pub mod time;
 pub mod topics;
+pub mod unmount;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, ClusterDefaults};

@@ -29,7 +29,7 @@ pub struct LagLabels {
 type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
 pub struct Metrics {
-    registry: Registry,
+    registry: parking_lot::Mutex<Registry>,
     /// Run before every scrape, to refresh gauges computed on demand (consumer lag).
     scrape_hooks: parking_lot::Mutex<Vec<ScrapeHook>>,
     pub consumer_group_lag: Family<LagLabels, Gauge>,
@@ -75,7 +75,7 @@ impl Metrics {
             partitions: Gauge::default(),
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
-            registry: Registry::default(),
+            registry: parking_lot::Mutex::new(Registry::default()),
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
         };
@@ -140,7 +140,15 @@ impl Metrics {
             "Bytes of torn writes truncated at start-up",
             m.recovery_truncated_bytes.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry: parking_lot::Mutex::new(registry),
+            ..m
+        }
+    }
+
+    /// Lets another crate (tiering, the Iceberg sink) register its metrics beside the engine's.
+    pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
+        f(&mut self.registry.lock());
     }
 
     /// Registers a function run before every scrape.
@@ -154,7 +162,7 @@ impl Metrics {
             hook();
         }
         let mut out = String::new();
-        if prometheus_client::encoding::text::encode(&mut out, &self.registry).is_err() {
+        if prometheus_client::encoding::text::encode(&mut out, &self.registry.lock()).is_err() {
             out.clear();
         }
         out

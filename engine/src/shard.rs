@@ -18,6 +18,7 @@ enum ShardMsg {
     Open {
         dir: PathBuf,
         config: Box<ResolvedTopicConfig>,
+        remote: Option<Box<crate::partition::RemoteLink>>,
         reply: oneshot::Sender<std::io::Result<PartitionHandle>>,
     },
     Run(Job),
@@ -93,12 +94,14 @@ impl Shards {
         shard: usize,
         dir: PathBuf,
         config: ResolvedTopicConfig,
+        remote: Option<crate::partition::RemoteLink>,
     ) -> std::io::Result<PartitionHandle> {
         let (reply, rx) = oneshot::channel();
         self.senders[shard]
             .send(ShardMsg::Open {
                 dir,
                 config: Box::new(config),
+                remote: remote.map(Box::new),
                 reply,
             })
             .map_err(|_| std::io::Error::other("shard stopped"))?;
@@ -167,13 +170,19 @@ fn run_shard(
         };
         while let Some(msg) = rx.recv().await {
             match msg {
-                ShardMsg::Open { dir, config, reply } => {
+                ShardMsg::Open {
+                    dir,
+                    config,
+                    remote,
+                    reply,
+                } => {
                     let res = partition::spawn(
                         dir,
                         *config,
                         ctx.id,
                         ctx.flusher.clone(),
                         ctx.metrics.clone(),
+                        remote.map(|r| *r),
                     );
                     let _ = reply.send(res);
                 }

@@ -164,6 +164,16 @@ impl TopicTable {
             .insert(topic.name.clone(), Arc::new(topic));
     }
 
+    /// Stops serving a topic without forgetting it (unmount in progress).
+    pub fn hide(&self, name: &str) -> Option<Arc<Topic>> {
+        self.topics.write().remove(name)
+    }
+
+    /// Serves a topic again.
+    pub fn publish_arc(&self, topic: Arc<Topic>) {
+        self.topics.write().insert(topic.name.clone(), topic);
+    }
+
     /// Forgets a topic durably; returns what was served.
     pub fn remove(&self, name: &str) -> Result<Option<Arc<Topic>>, MetaError> {
         self.records.lock().remove(name);

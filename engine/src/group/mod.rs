@@ -441,6 +441,27 @@ impl Coordinator {
         answers
     }
 
+    /// Every group's committed offsets for `topic` (carried along when a topic is unmounted).
+    pub fn committed_for_topic(&self, topic: &str) -> Vec<crate::unmount::GroupOffset> {
+        let groups = self.groups.lock();
+        let mut out: Vec<_> = groups
+            .iter()
+            .flat_map(|(id, g)| {
+                g.offsets
+                    .iter()
+                    .filter(|((t, _), _)| t == topic)
+                    .map(|((_, p), e)| crate::unmount::GroupOffset {
+                        group: id.clone(),
+                        partition: *p,
+                        offset: e.offset,
+                        metadata: e.metadata.clone(),
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.group, a.partition).cmp(&(&b.group, b.partition)));
+        out
+    }
+
     /// OffsetFetch for one group: the requested partitions, or every committed one (`None`).
     pub fn fetch(
         &self,

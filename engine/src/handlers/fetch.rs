@@ -167,7 +167,7 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
         w.borrow_and_update();
     }
     let results = loop {
-        let results = read_all(&wanted, max_bytes).await;
+        let results = read_all(b, &wanted, max_bytes).await;
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -183,7 +183,7 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
         // Wait for any partition's watermarks to move, or the deadline.
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            break read_all(&wanted, max_bytes).await;
+            break read_all(b, &wanted, max_bytes).await;
         }
     };
 
@@ -233,7 +233,7 @@ struct PartResult {
 
 /// Reads every wanted partition concurrently, then keeps records in request order until the
 /// response's `max_bytes` is used (the first non-empty partition always counts, as KIP-74 says).
-async fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
+async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
     let reads = wanted.iter().map(|w| async move {
         let Some(h) = &w.handle else {
             return PartResult {
@@ -244,6 +244,12 @@ async fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
         };
         // Partitions are read concurrently, each at most the whole response's budget.
         let (offset, max) = (w.offset, (w.max_bytes.max(0) as usize).min(max_bytes));
+        let marks = *h.marks.borrow();
+        if offset >= marks.log_start && offset < marks.local_start {
+            if let Some(r) = read_remote(b, w, offset, max, marks).await {
+                return r;
+            }
+        }
         match h
             .ask(|reply| Cmd::Read {
                 offset,
@@ -280,8 +286,46 @@ async fn read_all(wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
     results
 }
 
+/// Offsets below the local start come from the remote tier, read without the partition actor
+/// so a slow object store never holds up its producers.
+async fn read_remote(
+    b: &Broker,
+    w: &Wanted,
+    offset: i64,
+    max: usize,
+    marks: Watermarks,
+) -> Option<PartResult> {
+    let tier = b.remote.as_ref()?;
+    let id = crate::remote::RemotePartition {
+        topic: w.key.0.clone(),
+        topic_id: w.topic_id,
+        partition: w.key.1,
+    };
+    Some(match tier.read(&id, offset, max).await {
+        Ok(records) => {
+            if let Some(r) = &records {
+                b.metrics.fetched_bytes.inc_by(r.len() as u64);
+            }
+            PartResult {
+                error: 0,
+                marks,
+                records,
+            }
+        }
+        Err(e) => {
+            tracing::warn!(topic = %id.topic, partition = id.partition, offset, error = %e, "remote read failed");
+            PartResult {
+                error: kafka_protocol::ResponseError::KafkaStorageError.code(),
+                marks,
+                records: None,
+            }
+        }
+    })
+}
+
 fn unknown_marks() -> Watermarks {
     Watermarks {
+        local_start: -1,
         log_start: -1,
         high: -1,
         log_end: -1,

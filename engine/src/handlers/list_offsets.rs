@@ -1,5 +1,6 @@
-//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, the same as
-//! earliest until tiered storage), and the first offset at or after a timestamp.
+//! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, KIP-405),
+//! and the first offset at or after a timestamp, looked up in the remote tier first when the
+//! log starts there.
 
 use kafka_protocol::messages::list_offsets_response::{
     ListOffsetsPartitionResponse, ListOffsetsTopicResponse,
@@ -26,7 +27,8 @@ pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOf
                 continue;
             };
             let query = match p.timestamp {
-                -2 | -4 => OffsetQuery::Earliest,
+                -2 => OffsetQuery::Earliest,
+                -4 => OffsetQuery::EarliestLocal,
                 -1 => OffsetQuery::Latest,
                 -3 => OffsetQuery::MaxTimestamp,
                 ts if ts >= 0 => OffsetQuery::Timestamp(ts),
@@ -35,7 +37,21 @@ pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOf
                     continue;
                 }
             };
-            partitions.push(match h.ask(|reply| Cmd::Offsets { query, reply }).await {
+            let remote = match query {
+                OffsetQuery::Timestamp(ts) => {
+                    remote_offset(b, &t.name, topic.as_deref(), p.partition_index, h, ts).await
+                }
+                _ => Ok(None),
+            };
+            let answer = match remote {
+                Ok(Some(found)) => Ok(Some(found)),
+                Ok(None) => h.ask(|reply| Cmd::Offsets { query, reply }).await,
+                Err(code) => {
+                    partitions.push(r.with_error_code(code));
+                    continue;
+                }
+            };
+            partitions.push(match answer {
                 // The leader epoch field exists from v4.
                 Ok(Some((offset, ts))) if version >= 4 => r
                     .with_offset(offset)
@@ -54,4 +70,35 @@ pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOf
         );
     }
     ListOffsetsResponse::default().with_topics(topics)
+}
+
+/// The first remote offset at or after `ts`, when the partition's log starts in the remote
+/// tier; `Err` carries the Kafka error code when the object store cannot answer.
+async fn remote_offset(
+    b: &Broker,
+    name: &str,
+    topic: Option<&crate::topics::Topic>,
+    partition: i32,
+    h: &crate::partition::PartitionHandle,
+    ts: i64,
+) -> Result<Option<(i64, i64)>, i16> {
+    let marks = *h.marks.borrow();
+    let (Some(tier), Some(topic)) = (&b.remote, topic) else {
+        return Ok(None);
+    };
+    if marks.log_start >= marks.local_start {
+        return Ok(None);
+    }
+    let id = crate::remote::RemotePartition {
+        topic: name.to_string(),
+        topic_id: topic.id,
+        partition,
+    };
+    match tier.offset_for_timestamp(&id, ts).await {
+        Ok(found) => Ok(found.filter(|&(o, _)| o >= marks.log_start)),
+        Err(e) => {
+            tracing::warn!(topic = name, partition, error = %e, "remote timestamp lookup failed");
+            Err(ResponseError::KafkaStorageError.code())
+        }
+    }
 }

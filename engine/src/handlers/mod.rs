@@ -285,7 +285,7 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
         }
         E::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
         E::InvalidConfig(_) => ResponseError::InvalidConfig,
-        E::Meta(_) | E::Storage(_) => ResponseError::KafkaStorageError,
+        E::Meta(_) | E::Storage(_) | E::Remote(_) => ResponseError::KafkaStorageError,
     };
     (c.code(), e.to_string())
 }

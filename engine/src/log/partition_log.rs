@@ -24,6 +24,11 @@ pub struct LogConfig {
     pub retention_bytes: i64,
     pub index_interval_bytes: u64,
     pub log_append_time: bool,
+    /// Sealed segments are uploaded to the remote tier (`remote.storage.enable`).
+    pub remote_storage: bool,
+    /// With remote storage: how long and how much of the uploaded log stays on local disk.
+    pub local_retention_ms: i64,
+    pub local_retention_bytes: i64,
 }
 
 impl Default for LogConfig {
@@ -35,6 +40,9 @@ impl Default for LogConfig {
             retention_bytes: -1,
             index_interval_bytes: 4096,
             log_append_time: false,
+            remote_storage: false,
+            local_retention_ms: 7 * 24 * 3600 * 1000,
+            local_retention_bytes: -1,
         }
     }
 }
@@ -86,9 +94,14 @@ impl PartitionLog {
             segments.insert(0, Segment::create(dir, 0, now_ms)?);
         }
         let first_base = *segments.keys().next().unwrap_or(&0);
-        let log_start_offset = read_i64(&dir.join(LOG_START_FILE))?
-            .unwrap_or(first_base)
-            .max(first_base);
+        let persisted = read_i64(&dir.join(LOG_START_FILE))?;
+        // With remote storage the log may start below the first local segment: the remote
+        // tier holds the rest (the partition actor checks that it does).
+        let log_start_offset = match persisted {
+            Some(p) if config.remote_storage => p,
+            Some(p) => p.max(first_base),
+            None => first_base,
+        };
         let epochs = read_epochs(&dir.join(EPOCH_FILE))?;
         let mut log = PartitionLog {
             dir: dir.to_path_buf(),
@@ -123,6 +136,93 @@ impl PartitionLog {
         }
         self.producers = states;
         Ok(())
+    }
+
+    /// Prepares an empty partition directory whose log starts at `start` and whose next
+    /// record gets offset `end`: a topic mounted back from the remote tier.
+    pub fn init_at(dir: &Path, start: i64, end: i64, now_ms: i64) -> io::Result<()> {
+        fs::create_dir_all(dir)?;
+        drop(Segment::create(dir, end, now_ms)?);
+        write_i64(&dir.join(LOG_START_FILE), start)?;
+        sync_dir(dir)
+    }
+
+    /// The first offset held on local disk.
+    pub fn local_start_offset(&self) -> i64 {
+        let first = self.segments.keys().next().copied().unwrap_or(0);
+        self.log_start_offset.max(first)
+    }
+
+    /// The sealed segments ending after `from`, as the remote tier takes them.
+    pub fn sealed_segments_from(&self, from: i64) -> Vec<crate::remote::SealedSegment> {
+        let n = self.segments.len().saturating_sub(1);
+        self.segments
+            .values()
+            .take(n)
+            .filter(|s| s.next_offset > from && s.size > 0)
+            .map(|s| {
+                let snapshot = super::producer_state::snapshot_path(&self.dir, s.next_offset);
+                crate::remote::SealedSegment {
+                    base_offset: s.base_offset,
+                    next_offset: s.next_offset,
+                    size: s.size,
+                    max_timestamp: s.max_timestamp,
+                    log: segment::log_path(&self.dir, s.base_offset),
+                    index: segment::index_path(&self.dir, s.base_offset),
+                    time_index: segment::time_index_path(&self.dir, s.base_offset),
+                    producer_snapshot: snapshot.exists().then_some(snapshot),
+                }
+            })
+            .collect()
+    }
+
+    /// The sealed local segments, for retention across tiers.
+    pub fn local_segments(&self) -> Vec<crate::remote::RemoteSegment> {
+        let n = self.segments.len().saturating_sub(1);
+        self.segments
+            .values()
+            .take(n)
+            .map(|s| crate::remote::RemoteSegment {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+            })
+            .collect()
+    }
+
+    /// Local retention of a tiered log: removes the oldest sealed segments that are uploaded
+    /// (end at or below `uploaded_end`) and older than `local.retention.ms` or beyond
+    /// `local.retention.bytes`. The log start does not move: those offsets are remote now.
+    pub fn apply_local_retention(&mut self, now_ms: i64, uploaded_end: i64) -> io::Result<u64> {
+        let mut freed = 0;
+        let mut total = self.size_bytes() as i64;
+        while self.segments.len() >= 2 {
+            let Some(oldest) = self.segments.values().next() else {
+                break;
+            };
+            if oldest.next_offset > uploaded_end {
+                break;
+            }
+            let expired = self.config.local_retention_ms >= 0
+                && oldest.max_timestamp >= 0
+                && now_ms - oldest.max_timestamp > self.config.local_retention_ms;
+            let over = self.config.local_retention_bytes >= 0
+                && total - oldest.size as i64 >= self.config.local_retention_bytes;
+            if !(expired || over || oldest.size == 0) {
+                break;
+            }
+            let base = oldest.base_offset;
+            if let Some(seg) = self.segments.remove(&base) {
+                total -= seg.size as i64;
+                freed += seg.size;
+                seg.delete()?;
+            }
+        }
+        if freed > 0 {
+            ProducerStates::prune_snapshots(&self.dir, self.local_start_offset())?;
+        }
+        Ok(freed)
     }
 
     /// Base offsets of the sealed segments (all but the active one), ascending.
@@ -283,7 +383,7 @@ impl PartitionLog {
 
     /// Reads batches from `offset`, up to `max_bytes`, never past `limit`.
     pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> io::Result<Option<Bytes>> {
-        if offset < self.log_start_offset {
+        if offset < self.local_start_offset() {
             return Ok(None);
         }
         // The segment holding `offset`, or a later one if it was emptied by retention.

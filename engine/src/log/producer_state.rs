@@ -197,7 +197,7 @@ impl ProducerStates {
     }
 }
 
-fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
+pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.snapshot"))
 }
 

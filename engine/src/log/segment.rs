@@ -16,10 +16,10 @@ use super::index::{self, OffsetIndex, TimeIndex};
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
 }
-fn index_path(dir: &Path, base: i64) -> PathBuf {
+pub fn index_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.index"))
 }
-fn time_index_path(dir: &Path, base: i64) -> PathBuf {
+pub fn time_index_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.timeindex"))
 }
 

@@ -24,10 +24,17 @@ use crate::metrics::Metrics;
 use crate::replication::{ReplicationGroup, SingleNode};
 use crate::time::now_ms;
 
+mod tiered;
+pub use tiered::RemoteLink;
+use tiered::Tiered;
+
 /// Offsets a consumer can observe, published on every change.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Watermarks {
+    /// The first offset over both tiers.
     pub log_start: i64,
+    /// The first offset on local disk; below it (down to `log_start`) reads go remote.
+    pub local_start: i64,
     pub high: i64,
     pub log_end: i64,
 }
@@ -63,6 +70,8 @@ pub struct ReadOk {
 #[derive(Debug, Clone, Copy)]
 pub enum OffsetQuery {
     Earliest,
+    /// The first offset on local disk (KIP-405's -4).
+    EarliestLocal,
     Latest,
     MaxTimestamp,
     Timestamp(i64),
@@ -94,8 +103,17 @@ pub enum Cmd {
         reply: Reply<Option<(i32, i64)>>,
     },
     Reconfigure(Box<ResolvedTopicConfig>),
+    /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
+    AttachRemote(Box<RemoteLink>),
+    /// Seals the active segment so that everything can be uploaded (unmount).
+    Roll {
+        reply: Reply<i64>,
+    },
     Stop {
+        /// Remove the partition's files (topic deleted or unmounted).
         delete: bool,
+        /// Also remove its remote data (topic deleted, not unmounted).
+        delete_remote: bool,
         reply: oneshot::Sender<()>,
     },
 }
@@ -134,6 +152,7 @@ pub fn spawn(
     shard: usize,
     flusher: Flusher,
     metrics: Arc<Metrics>,
+    remote: Option<RemoteLink>,
 ) -> io::Result<PartitionHandle> {
     let log = PartitionLog::open(&dir, config.log.clone(), now_ms())?;
     if log.recovered_bytes_truncated > 0 {
@@ -143,8 +162,16 @@ pub fn spawn(
             .inc_by(log.recovered_bytes_truncated);
     }
     let end = log.next_offset();
+    let mut tiered = remote.map(Tiered::new);
+    if let Some(t) = &mut tiered {
+        // Whatever was sealed but not uploaded before a restart goes to the tier again.
+        t.offer_sealed(&log);
+    }
     let marks = Watermarks {
-        log_start: log.log_start_offset(),
+        log_start: tiered
+            .as_ref()
+            .map_or(log.log_start_offset(), |t| t.start(&log)),
+        local_start: log.local_start_offset(),
         high: end,
         log_end: end,
     };
@@ -155,6 +182,7 @@ pub fn spawn(
             epoch: log.latest_epoch(),
         },
         log,
+        tiered,
         config,
         marks: mtx,
         flusher,
@@ -177,6 +205,8 @@ pub fn spawn(
 
 struct Actor {
     log: PartitionLog,
+    /// The remote tier, for topics with `remote.storage.enable`.
+    tiered: Option<Tiered>,
     group: SingleNode,
     config: ResolvedTopicConfig,
     marks: watch::Sender<Watermarks>,
@@ -194,6 +224,9 @@ struct Actor {
     /// After a failed compaction, no new attempt before this time (ms).
     compaction_retry_at: i64,
 }
+
+/// `(delete files, delete remote data, reply)`.
+type StopRequest = (bool, bool, oneshot::Sender<()>);
 
 type CompactionTask = tokio::task::JoinHandle<io::Result<crate::log::compaction::Cleaned>>;
 
@@ -255,7 +288,7 @@ impl Actor {
     }
 
     /// Handles one command; returns the stop request if it was one.
-    fn handle(&mut self, cmd: Cmd) -> Option<(bool, oneshot::Sender<()>)> {
+    fn handle(&mut self, cmd: Cmd) -> Option<StopRequest> {
         match cmd {
             Cmd::Produce {
                 batches,
@@ -283,7 +316,29 @@ impl Actor {
                 self.log.set_config(cfg.log.clone());
                 self.config = *cfg;
             }
-            Cmd::Stop { delete, reply } => return Some((delete, reply)),
+            Cmd::AttachRemote(link) => {
+                if self.tiered.is_none() {
+                    let mut t = Tiered::new(*link);
+                    t.offer_sealed(&self.log);
+                    self.tiered = Some(t);
+                }
+            }
+            Cmd::Roll { reply } => {
+                let res = if self.log.next_offset() > self.log.sealed_end() {
+                    self.log.roll(now_ms())
+                } else {
+                    Ok(())
+                };
+                if let Some(t) = &mut self.tiered {
+                    t.offer_sealed(&self.log);
+                }
+                let _ = reply.send(res.map(|()| self.log.next_offset()).map_err(Into::into));
+            }
+            Cmd::Stop {
+                delete,
+                delete_remote,
+                reply,
+            } => return Some((delete, delete_remote, reply)),
         }
         None
     }
@@ -345,6 +400,9 @@ impl Actor {
             });
         }
         let Some(ok) = first else { return };
+        if let Some(t) = &mut self.tiered {
+            t.offer_sealed(&self.log);
+        }
         let end = self.log.next_offset();
         if self.config.write_caching {
             self.unflushed_bytes += appended_bytes;
@@ -415,11 +473,16 @@ impl Actor {
         let high = self
             .group
             .committed(end, self.flushed, self.config.write_caching);
-        let start = self.log.log_start_offset();
+        let start = self
+            .tiered
+            .as_ref()
+            .map_or(self.log.log_start_offset(), |t| t.start(&self.log));
+        let local_start = self.log.local_start_offset();
         self.marks.send_if_modified(|m| {
             // Never backwards: turning write caching off must not hide what consumers saw.
             let new = Watermarks {
                 log_start: start,
+                local_start,
                 high: high.max(m.high).min(end),
                 log_end: end,
             };
@@ -467,6 +530,7 @@ impl Actor {
         let marks = *self.marks.borrow();
         Ok(match q {
             OffsetQuery::Earliest => Some((marks.log_start, -1)),
+            OffsetQuery::EarliestLocal => Some((marks.local_start, -1)),
             OffsetQuery::Latest => Some((marks.high, -1)),
             OffsetQuery::MaxTimestamp => match self.log.max_timestamp() {
                 Some(ts) => self
@@ -493,9 +557,12 @@ impl Actor {
                 end: high,
             });
         }
-        let start = self.log.delete_records_before(target)?;
+        self.log.delete_records_before(target)?;
+        if let Some(t) = &self.tiered {
+            t.delete_remote_before(target);
+        }
         self.publish();
-        Ok(start)
+        Ok(self.marks.borrow().log_start)
     }
 
     fn retention(&mut self) {
@@ -504,6 +571,16 @@ impl Actor {
             .expire_producers(now_ms(), self.config.producer_expiry_ms);
         if expired > 0 {
             tracing::debug!(dir = %self.log.dir().display(), expired, "expired idle producer ids");
+        }
+        if let Some(t) = &mut self.tiered {
+            match t.retention(&mut self.log, now_ms()) {
+                Ok(true) => self.publish(),
+                Ok(false) => {}
+                Err(e) => {
+                    tracing::error!(dir = %self.log.dir().display(), error = %e, "retention failed")
+                }
+            }
+            return;
         }
         match self.log.apply_retention(now_ms()) {
             Ok(0) => {}
@@ -566,7 +643,7 @@ impl Actor {
 
     async fn stop(
         mut self,
-        (delete, reply): (bool, oneshot::Sender<()>),
+        (delete, delete_remote, reply): StopRequest,
         inflight: Option<FlushFuture>,
         compaction: Option<CompactionTask>,
     ) {
@@ -585,6 +662,11 @@ impl Actor {
             self.flush_done(res);
         }
         self.fail_waiters(io::Error::other("partition stopped"));
+        if let Some(t) = &self.tiered {
+            if let Err(e) = t.tier().close(t.id(), delete_remote).await {
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "remote tier close failed");
+            }
+        }
         if delete {
             let dir = self.log.dir().to_path_buf();
             drop(self.log);
