@@ -1,8 +1,9 @@
-//! The admin HTTP API: readiness for orchestrators and Prometheus metrics.
+//! The admin HTTP API: readiness for orchestrators, Prometheus metrics and per-topic storage.
+//! Other crates add their routes (tiering's mount/unmount) through [`serve_with`].
 
 use std::sync::Arc;
 
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
@@ -15,7 +16,57 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/status/ready", get(ready))
         .route("/v1/cluster", get(cluster))
         .route("/metrics", get(metrics))
+        .route("/v1/topics/{name}/storage", get(topic_storage))
         .with_state(broker)
+}
+
+/// Where each partition's data lives: local disk and the remote tier.
+async fn topic_storage(
+    State(b): State<Arc<Broker>>,
+    Path(name): Path<String>,
+) -> impl IntoResponse {
+    let Some(topic) = b.topics.get(&name) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({"error": format!("topic '{name}' does not exist")})),
+        );
+    };
+    let mut parts = Vec::with_capacity(topic.partitions.len());
+    for (i, p) in topic.partitions.iter().enumerate() {
+        let marks = *p.marks.borrow();
+        let local = p
+            .ask(|reply| crate::partition::Cmd::LocalSize { reply })
+            .await
+            .unwrap_or_default();
+        let remote = b.remote.as_ref().and_then(|t| {
+            t.extent(&crate::remote::RemotePartition {
+                topic: name.clone(),
+                topic_id: topic.id,
+                partition: i as i32,
+            })
+        });
+        parts.push(serde_json::json!({
+            "partition": i,
+            "log_start_offset": marks.log_start,
+            "local_start_offset": marks.local_start,
+            "high_watermark": marks.high,
+            "local_bytes": local.0,
+            "local_segments": local.1,
+            "remote_start_offset": remote.filter(|e| !e.is_empty()).map(|e| e.start),
+            "remote_end_offset": remote.filter(|e| !e.is_empty()).map(|e| e.end),
+            "remote_bytes": remote.map_or(0, |e| e.bytes),
+            "remote_segments": remote.map_or(0, |e| e.segments),
+        }));
+    }
+    (
+        StatusCode::OK,
+        Json(serde_json::json!({
+            "topic": name,
+            "topic_id": topic.id,
+            "remote_storage": topic.resolved.log.remote_storage,
+            "partitions": parts,
+        })),
+    )
 }
 
 async fn ready(State(b): State<Arc<Broker>>) -> impl IntoResponse {
@@ -52,5 +103,14 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 
 /// Serves the admin API on an already-bound listener until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>) -> std::io::Result<()> {
-    axum::serve(listener, router(broker)).await
+    serve_with(listener, broker, Router::new()).await
+}
+
+/// [`serve`] with more routes merged in.
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    broker: Arc<Broker>,
+    extra: Router,
+) -> std::io::Result<()> {
+    axum::serve(listener, router(broker).merge(extra)).await
 }

@@ -17,6 +17,7 @@ mod output;
 mod partitioner;
 mod produce;
 mod schema;
+mod storage;
 mod table;
 mod topic;
 
@@ -150,6 +151,29 @@ pub enum ClusterCommand {
     Info,
     /// Ask the admin API whether the broker is ready; exits non-zero when it is not
     Health,
+    /// Hibernate topics into object storage and bring them back
+    #[command(subcommand)]
+    Storage(StorageCommand),
+}
+
+/// `icestream cluster storage ...`
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum StorageCommand {
+    /// Upload everything of a topic, write its manifest and remove it from the broker
+    Unmount {
+        /// Topic name
+        topic: String,
+    },
+    /// Bring an unmounted topic back with its offsets and committed group offsets
+    Mount {
+        /// Name the topic had when it was unmounted
+        topic: String,
+        /// Mount it under this name instead
+        #[arg(long = "as", value_name = "NEW_NAME")]
+        new_name: Option<String>,
+    },
+    /// List topics unmounted into the object store
+    ListMountable,
 }
 
 /// `icestream group ...`
@@ -348,6 +372,15 @@ pub async fn run_cluster(args: &ClientArgs, cmd: ClusterCommand) -> anyhow::Resu
     match cmd {
         ClusterCommand::Info => cluster::info(args).await,
         ClusterCommand::Health => cluster::health(args).await,
+        ClusterCommand::Storage(StorageCommand::Unmount { topic }) => {
+            storage::unmount(args, &topic).await
+        }
+        ClusterCommand::Storage(StorageCommand::Mount { topic, new_name }) => {
+            storage::mount(args, &topic, new_name.as_deref()).await
+        }
+        ClusterCommand::Storage(StorageCommand::ListMountable) => {
+            storage::list_mountable(args).await
+        }
     }
 }
 

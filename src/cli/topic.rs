@@ -288,6 +288,7 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
     let start = list_offsets(&mut client, name, &info.partitions, EARLIEST).await?;
     let end = list_offsets(&mut client, name, &info.partitions, LATEST).await?;
     let configs = non_default_configs(&mut client, name).await?;
+    let storage = super::storage::topic_storage(args, name).await;
     let replicas = info
         .partitions
         .iter()
@@ -303,6 +304,10 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
                 .partitions
                 .iter()
                 .map(|p| {
+                    let s = storage.as_ref().and_then(|ps| {
+                        ps.iter()
+                            .find(|s| s["partition"].as_i64() == Some(p.partition as i64))
+                    });
                     json!({
                         "partition": p.partition,
                         "leader": p.leader,
@@ -310,6 +315,7 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
                         "isr": p.isr,
                         "log_start_offset": offset(&start, p.partition),
                         "high_watermark": offset(&end, p.partition),
+                        "storage": s,
                         "error": (p.error_code != 0).then(|| code_name(p.error_code)),
                     })
                 })
@@ -351,6 +357,9 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
                 "ISR",
                 "LOG-START-OFFSET",
                 "HIGH-WATERMARK",
+                "LOCAL-START-OFFSET",
+                "LOCAL-SIZE",
+                "REMOTE-SIZE",
             ]);
             let show = |v: Option<i64>| v.map(|o| o.to_string()).unwrap_or_else(|| "-".into());
             for p in &info.partitions {
@@ -361,14 +370,22 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
                 } else {
                     p.leader.to_string()
                 };
-                t.row(vec![
-                    p.partition.to_string(),
-                    leader,
-                    ids(&p.replicas),
-                    ids(&p.isr),
-                    show(offset(&start, p.partition)),
-                    show(offset(&end, p.partition)),
-                ]);
+                t.row(
+                    vec![
+                        p.partition.to_string(),
+                        leader,
+                        ids(&p.replicas),
+                        ids(&p.isr),
+                        show(offset(&start, p.partition)),
+                        show(offset(&end, p.partition)),
+                    ]
+                    .into_iter()
+                    .chain(super::storage::storage_columns(
+                        storage.as_deref(),
+                        p.partition,
+                    ))
+                    .collect(),
+                );
             }
             out.push('\n');
             out.push_str(&t.render());

@@ -105,6 +105,10 @@ pub enum Cmd {
     Reconfigure(Box<ResolvedTopicConfig>),
     /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
     AttachRemote(Box<RemoteLink>),
+    /// `(bytes, segments)` on local disk.
+    LocalSize {
+        reply: Reply<(u64, usize)>,
+    },
     /// Seals the active segment so that everything can be uploaded (unmount).
     Roll {
         reply: Reply<i64>,
@@ -322,6 +326,9 @@ impl Actor {
                     t.offer_sealed(&self.log);
                     self.tiered = Some(t);
                 }
+            }
+            Cmd::LocalSize { reply } => {
+                let _ = reply.send(Ok((self.log.size_bytes(), self.log.segment_count())));
             }
             Cmd::Roll { reply } => {
                 let res = if self.log.next_offset() > self.log.sealed_end() {
