@@ -1,0 +1,82 @@
+//! What the tier keeps in memory per partition.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use engine::remote::{RemoteExtent, RemotePartition, SealedSegment};
+use object_store::path::Path;
+use tokio::sync::{watch, Notify};
+
+use crate::layout;
+use crate::manifest::PartitionManifest;
+
+pub(crate) struct PartitionState {
+    pub p: RemotePartition,
+    pub manifest_key: Path,
+    /// The persisted manifest. Holding this lock is what serializes a partition's manifest
+    /// writes (uploads, delete_before, close).
+    pub manifest: tokio::sync::Mutex<Arc<PartitionManifest>>,
+    /// The same manifest, published after each write for lock-free reads.
+    view: parking_lot::RwLock<Arc<PartitionManifest>>,
+    extent_tx: watch::Sender<RemoteExtent>,
+    pub queue: parking_lot::Mutex<Queue>,
+    closed: AtomicBool,
+    /// Wakes a worker sleeping in backoff when the partition closes.
+    pub wake: Notify,
+    /// Held for the length of one upload attempt, so close can wait out the one in flight.
+    pub busy: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+pub(crate) struct Queue {
+    pub items: VecDeque<SealedSegment>,
+    /// Whether a worker task is draining the queue.
+    pub worker: bool,
+}
+
+impl PartitionState {
+    pub fn new(p: RemotePartition, manifest: PartitionManifest) -> Self {
+        let manifest = Arc::new(manifest);
+        let (extent_tx, _) = watch::channel(manifest.extent());
+        PartitionState {
+            manifest_key: layout::partition_manifest_key(p.topic_id, p.partition),
+            p,
+            manifest: tokio::sync::Mutex::new(manifest.clone()),
+            view: parking_lot::RwLock::new(manifest),
+            extent_tx,
+            queue: parking_lot::Mutex::new(Queue::default()),
+            closed: AtomicBool::new(false),
+            wake: Notify::new(),
+            busy: tokio::sync::Mutex::new(()),
+        }
+    }
+
+    pub fn view(&self) -> Arc<PartitionManifest> {
+        self.view.read().clone()
+    }
+
+    /// Publishes a manifest that was just persisted.
+    pub fn publish(&self, m: Arc<PartitionManifest>) {
+        let extent = m.extent();
+        *self.view.write() = m;
+        self.extent_tx.send_replace(extent);
+    }
+
+    pub fn subscribe(&self) -> watch::Receiver<RemoteExtent> {
+        self.extent_tx.subscribe()
+    }
+
+    pub fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Acquire)
+    }
+
+    pub fn mark_closed(&self) {
+        self.closed.store(true, Ordering::Release);
+        self.wake.notify_waiters();
+    }
+
+    pub fn name(&self) -> String {
+        format!("{}-{}", self.p.topic, self.p.partition)
+    }
+}

@@ -1,0 +1,308 @@
+//! Background upload of sealed segments: one sequential worker per partition (so segments go
+//! up in offset order), a global bound on concurrent uploads, retries with exponential backoff
+//! forever. A segment leaves the queue only once its manifest entry is persisted.
+
+use std::path::Path as FsPath;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use engine::remote::SealedSegment;
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload, WriteMultipart};
+use tokio::io::AsyncReadExt;
+
+use crate::error::TieringError;
+use crate::layout::{self, ObjectKind};
+use crate::manifest::{ManifestSegment, ObjectRef};
+use crate::partition::PartitionState;
+use crate::Inner;
+
+/// Queues segments not yet covered; starts the partition's worker if it is idle.
+pub(crate) fn offer(inner: &Arc<Inner>, st: &Arc<PartitionState>, segments: Vec<SealedSegment>) {
+    let covered = st.view().covered_end();
+    let mut q = st.queue.lock();
+    if st.is_closed() {
+        return;
+    }
+    for seg in segments {
+        let queued_end = q
+            .items
+            .back()
+            .map_or(covered, |s| s.next_offset.max(covered));
+        if seg.next_offset <= queued_end || seg.next_offset <= seg.base_offset {
+            continue;
+        }
+        inner.metrics.backlog_segments.inc();
+        inner.metrics.backlog_bytes.inc_by(seg.size as i64);
+        q.items.push_back(seg);
+    }
+    if !q.items.is_empty() && !q.worker {
+        q.worker = true;
+        inner.handle.spawn(run_worker(inner.clone(), st.clone()));
+    }
+}
+
+/// Forgets the queue of a closing partition (the engine re-offers on its next start).
+pub(crate) fn drop_queue(inner: &Inner, st: &PartitionState) {
+    let mut q = st.queue.lock();
+    for seg in q.items.drain(..) {
+        inner.metrics.backlog_segments.dec();
+        inner.metrics.backlog_bytes.dec_by(seg.size as i64);
+    }
+}
+
+enum Outcome {
+    Uploaded,
+    /// Already covered, overlapping, or its local files are gone: nothing to do.
+    Skipped,
+}
+
+async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
+    loop {
+        let seg = {
+            let mut q = st.queue.lock();
+            match q.items.front() {
+                Some(s) if !st.is_closed() => s.clone(),
+                _ => {
+                    q.worker = false;
+                    return;
+                }
+            }
+        };
+        let mut backoff = Duration::from_millis(inner.config.retry_min_backoff_ms.max(1));
+        let max = Duration::from_millis(inner.config.retry_max_backoff_ms.max(1));
+        loop {
+            let res = {
+                let _busy = st.busy.lock().await;
+                if st.is_closed() {
+                    break;
+                }
+                let _permit = inner.upload_permits.acquire().await;
+                upload_one(&inner, &st, &seg).await
+            };
+            match res {
+                Ok(Outcome::Uploaded) => {
+                    inner.metrics.uploaded_segments.inc();
+                    inner.metrics.uploaded_bytes.inc_by(seg.size);
+                    break;
+                }
+                Ok(Outcome::Skipped) => break,
+                Err(e) => {
+                    inner.metrics.upload_errors.inc();
+                    tracing::warn!(partition = %st.name(), base = seg.base_offset, error = %e,
+                        retry_in_ms = backoff.as_millis() as u64, "segment upload failed");
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = st.wake.notified() => {}
+                    }
+                    backoff = (backoff * 2).min(max);
+                }
+            }
+        }
+        let mut q = st.queue.lock();
+        if q.items.front().map(|s| s.base_offset) == Some(seg.base_offset) {
+            q.items.pop_front();
+            inner.metrics.backlog_segments.dec();
+            inner.metrics.backlog_bytes.dec_by(seg.size as i64);
+        }
+    }
+}
+
+async fn upload_one(
+    inner: &Inner,
+    st: &PartitionState,
+    seg: &SealedSegment,
+) -> Result<Outcome, TieringError> {
+    let view = st.view();
+    if seg.next_offset <= view.covered_end() {
+        return Ok(Outcome::Skipped);
+    }
+    if let Some(last) = view.segments.last() {
+        if seg.base_offset < last.next_offset {
+            // Boundaries changed under an uploaded segment (a truncated and rewritten tail):
+            // the manifest cannot hold both, and the uploaded one stays authoritative.
+            tracing::warn!(partition = %st.name(), base = seg.base_offset,
+                uploaded_end = last.next_offset, "segment overlaps the uploaded ones; skipped");
+            return Ok(Outcome::Skipped);
+        }
+    }
+    let objects = match upload_objects(
+        inner.store.as_ref(),
+        &inner.config,
+        st.p.topic_id,
+        st.p.partition,
+        seg,
+    )
+    .await
+    {
+        Err(TieringError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+            tracing::error!(partition = %st.name(), base = seg.base_offset, %path,
+                "local segment file vanished before upload; segment skipped");
+            return Ok(Outcome::Skipped);
+        }
+        r => r?,
+    };
+    let mut guard = st.manifest.lock().await;
+    if st.is_closed() {
+        // A deleted partition must not get its manifest back.
+        return Ok(Outcome::Skipped);
+    }
+    let mut m = (**guard).clone();
+    if seg.next_offset <= m.covered_end() {
+        return Ok(Outcome::Skipped);
+    }
+    m.topic = st.p.topic.clone();
+    m.segments.push(ManifestSegment {
+        base_offset: seg.base_offset,
+        next_offset: seg.next_offset,
+        size: seg.size,
+        max_timestamp: seg.max_timestamp,
+        objects,
+    });
+    m.store(inner.store.as_ref(), &st.manifest_key).await?;
+    let m = Arc::new(m);
+    *guard = m.clone();
+    st.publish(m);
+    Ok(Outcome::Uploaded)
+}
+
+/// Uploads a segment's objects (log, indexes, producer snapshot) at their deterministic keys,
+/// without touching the manifest. Public so tests can stage the state a crash leaves.
+pub async fn upload_objects(
+    store: &dyn ObjectStore,
+    config: &crate::TieringConfig,
+    topic_id: uuid::Uuid,
+    partition: i32,
+    seg: &SealedSegment,
+) -> Result<Vec<ObjectRef>, TieringError> {
+    let key = |k| layout::segment_key(topic_id, partition, seg.base_offset, k);
+    let mut objects = Vec::with_capacity(4);
+    let log_key = key(ObjectKind::Log);
+    if seg.size > config.multipart_threshold_bytes {
+        put_multipart(
+            store,
+            &log_key,
+            &seg.log,
+            seg.size,
+            config.multipart_part_bytes,
+        )
+        .await?;
+    } else {
+        let bytes = read_local(&seg.log, Some(seg.size)).await?;
+        put(store, &log_key, bytes).await?;
+    }
+    objects.push(ObjectRef {
+        kind: ObjectKind::Log,
+        key: log_key.to_string(),
+        size: seg.size,
+    });
+    let mut small = vec![
+        (ObjectKind::OffsetIndex, Some(&seg.index)),
+        (ObjectKind::TimeIndex, Some(&seg.time_index)),
+    ];
+    if let Some(snap) = &seg.producer_snapshot {
+        small.push((ObjectKind::ProducerSnapshot, Some(snap)));
+    }
+    for (kind, path) in small {
+        let Some(path) = path else { continue };
+        let bytes = match read_local(path, None).await {
+            Ok(b) => b,
+            // Snapshots may be pruned locally; the segment is complete without one.
+            Err(TieringError::Io { source, .. })
+                if kind == ObjectKind::ProducerSnapshot
+                    && source.kind() == std::io::ErrorKind::NotFound =>
+            {
+                continue
+            }
+            Err(e) => return Err(e),
+        };
+        let k = key(kind);
+        let size = bytes.len() as u64;
+        put(store, &k, bytes).await?;
+        objects.push(ObjectRef {
+            kind,
+            key: k.to_string(),
+            size,
+        });
+    }
+    Ok(objects)
+}
+
+async fn put(store: &dyn ObjectStore, key: &Path, bytes: Bytes) -> Result<(), TieringError> {
+    store
+        .put(key, PutPayload::from(bytes))
+        .await
+        .map_err(|e| TieringError::store("put", key, e))?;
+    Ok(())
+}
+
+/// Reads a local file, exactly `len` bytes of it when given (a sealed segment's size).
+async fn read_local(path: &FsPath, len: Option<u64>) -> Result<Bytes, TieringError> {
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| TieringError::io(path, e))?;
+    let mut buf = Vec::new();
+    match len {
+        Some(n) => {
+            buf.resize(n as usize, 0);
+            f.read_exact(&mut buf)
+                .await
+                .map_err(|e| TieringError::io(path, e))?;
+        }
+        None => {
+            f.read_to_end(&mut buf)
+                .await
+                .map_err(|e| TieringError::io(path, e))?;
+        }
+    }
+    Ok(Bytes::from(buf))
+}
+
+async fn put_multipart(
+    store: &dyn ObjectStore,
+    key: &Path,
+    path: &FsPath,
+    size: u64,
+    part: u64,
+) -> Result<(), TieringError> {
+    // S3 wants parts of at least 5 MiB (but the last); the config documents it.
+    let part = part.max(1) as usize;
+    let mut f = tokio::fs::File::open(path)
+        .await
+        .map_err(|e| TieringError::io(path, e))?;
+    let upload = store
+        .put_multipart(key)
+        .await
+        .map_err(|e| TieringError::store("put_multipart", key, e))?;
+    let mut w = WriteMultipart::new_with_chunk_size(upload, part);
+    let mut left = size;
+    let mut buf = vec![0u8; part];
+    let res: Result<(), TieringError> = async {
+        while left > 0 {
+            let n = (left as usize).min(part);
+            f.read_exact(&mut buf[..n])
+                .await
+                .map_err(|e| TieringError::io(path, e))?;
+            w.wait_for_capacity(4)
+                .await
+                .map_err(|e| TieringError::store("put_part", key, e))?;
+            w.write(&buf[..n]);
+            left -= n as u64;
+        }
+        Ok(())
+    }
+    .await;
+    match res {
+        Ok(()) => {
+            w.finish()
+                .await
+                .map_err(|e| TieringError::store("complete_multipart", key, e))?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = w.abort().await;
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,475 @@
+//! The tier over a local-directory store, with segments written by the engine's own log.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::*;
+use engine::remote::{RemoteError, RemoteTier};
+use object_store::path::Path;
+use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
+use tiering::layout::{self, ObjectKind};
+use tiering::{Tiering, TieringError};
+
+/// Every offset, at several fetch sizes, reads back byte-identical to the local log.
+async fn assert_reads_match(
+    t: &Tiering,
+    p: &engine::remote::RemotePartition,
+    log: &engine::log::PartitionLog,
+    end: i64,
+) {
+    for offset in 0..end {
+        for max_bytes in [0usize, 700, 5_000, 100_000] {
+            let remote = t.read(p, offset, max_bytes).await.expect("remote read");
+            let local = log.read(offset, max_bytes, i64::MAX).expect("local read");
+            assert_eq!(remote, local, "offset {offset} max_bytes {max_bytes}");
+        }
+    }
+    assert_eq!(t.read(p, end, 1000).await.expect("read at end"), None);
+}
+
+#[test]
+fn upload_then_read_every_offset_byte_identical() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 120, 24 << 10);
+    assert!(segs.len() >= 4, "want several segments, got {}", segs.len());
+    assert!(segs.iter().any(|s| s.size > 24 << 10) || segs.iter().all(|s| s.size <= 24 << 10));
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let cache_cap = cfg.cache_bytes;
+    let t = Tiering::start(cfg).unwrap();
+    let p = partition(0);
+    block_on(async {
+        assert_eq!(t.open(&p).await.unwrap(), Default::default());
+        upload_all(&t, &p, &segs).await;
+        let ext = t.extent(&p).unwrap();
+        assert_eq!((ext.start, ext.end), (0, log.sealed_end()));
+        assert_eq!(ext.segments, segs.len() as u64);
+        assert_eq!(t.backlog(&p), 0);
+        let remote: Vec<_> = t.segments(&p);
+        assert_eq!(remote.len(), segs.len());
+        for (r, s) in remote.iter().zip(&segs) {
+            assert_eq!(
+                (r.base_offset, r.next_offset, r.size, r.max_timestamp),
+                (s.base_offset, s.next_offset, s.size, s.max_timestamp)
+            );
+        }
+        let m = t.manifest(&p).unwrap();
+        assert_manifest_objects_exist(t.store().as_ref(), &m).await;
+        assert!(m
+            .segments
+            .iter()
+            .all(|s| s.object(ObjectKind::TimeIndex).is_some()));
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
+        // Below the start is not remote; an unknown partition is an error.
+        assert!(matches!(
+            t.read(&partition(9), 0, 10).await,
+            Err(RemoteError::UnknownPartition(_))
+        ));
+        // Timestamps: every timestamp a record has, and some between, agree with the local log.
+        let last_ts = T0 + 10 * 1000;
+        for ts in (T0 - 5..last_ts).step_by(37) {
+            let local = log.offset_for_timestamp(ts).unwrap();
+            let remote = t.offset_for_timestamp(&p, ts).await.unwrap();
+            // The local log also searches its active segment (empty after the roll).
+            assert_eq!(remote, local, "ts {ts}");
+        }
+    });
+    assert!(
+        t.cache_bytes() <= cache_cap,
+        "cache {} over {}",
+        t.cache_bytes(),
+        cache_cap
+    );
+    let on_disk: u64 = std::fs::read_dir(dir.path().join("cache"))
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        on_disk <= cache_cap,
+        "cache dir holds {on_disk} bytes, bound {cache_cap}"
+    );
+    let m = t.metrics();
+    assert!(m.cache_hits.get() > 0 && m.cache_misses.get() > 0);
+    assert_eq!(m.uploaded_segments.get(), segs.len() as u64);
+    assert_eq!(m.backlog_segments.get(), 0);
+    let mut reg = prometheus_client::registry::Registry::with_prefix("icestream");
+    t.register_metrics(&mut reg);
+    let mut text = String::new();
+    prometheus_client::encoding::text::encode(&mut text, &reg).unwrap();
+    for name in [
+        "icestream_tiering_upload_backlog_segments",
+        "icestream_tiering_uploaded_bytes_total",
+        "icestream_tiering_cache_hits_total",
+        "icestream_tiering_cache_misses_total",
+        "icestream_tiering_remote_read_bytes_total",
+        "icestream_tiering_upload_errors_total",
+    ] {
+        assert!(text.contains(name), "{name} missing from\n{text}");
+    }
+}
+
+#[test]
+fn restart_sees_the_same_extent_and_reoffers_are_harmless() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let p = partition(1);
+    let ext = {
+        let t = Tiering::start(cfg.clone()).unwrap();
+        block_on(async {
+            t.open(&p).await.unwrap();
+            upload_all(&t, &p, &segs).await;
+        });
+        t.extent(&p).unwrap()
+    };
+    let t = Tiering::start(cfg).unwrap();
+    block_on(async {
+        assert_eq!(t.open(&p).await.unwrap(), ext);
+        let before = t.manifest(&p).unwrap();
+        // The engine re-offers everything sealed on start: nothing is uploaded again.
+        t.offer(&p, segs.clone());
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert_eq!(t.metrics().uploaded_segments.get(), 0);
+        assert_eq!(t.manifest(&p).unwrap(), before);
+        assert_reads_match(&t, &p, &log, ext.end).await;
+    });
+}
+
+#[test]
+fn objects_left_by_a_crash_before_the_manifest_are_overwritten() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let p = partition(2);
+    let store = tiering::store::build_store(&cfg.store).unwrap();
+    block_on(async {
+        // A first run uploaded segment 0 fully, then crashed after writing segment 1's objects
+        // (one of them torn: garbage) but before its manifest write.
+        let t = Tiering::start(cfg.clone()).unwrap();
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs[..1]).await;
+        drop(t);
+        tiering::uploader::upload_objects(store.as_ref(), &cfg, p.topic_id, p.partition, &segs[1])
+            .await
+            .unwrap();
+        let torn = layout::segment_key(
+            p.topic_id,
+            p.partition,
+            segs[1].base_offset,
+            ObjectKind::Log,
+        );
+        store
+            .put(&torn, PutPayload::from(vec![0xAB; 100]))
+            .await
+            .unwrap();
+        let orphan_below = layout::segment_key(p.topic_id, p.partition, -5, ObjectKind::Log);
+        let _ = orphan_below; // negative bases never occur; keys below the end are swept instead
+
+        let t = Tiering::start(cfg.clone()).unwrap();
+        let ext = t.open(&p).await.unwrap();
+        assert_eq!(
+            ext.end, segs[0].next_offset,
+            "the manifest does not name segment 1"
+        );
+        upload_all(&t, &p, &segs).await;
+        let m = t.manifest(&p).unwrap();
+        assert_manifest_objects_exist(store.as_ref(), &m).await;
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
+    });
+}
+
+#[test]
+fn delete_before_moves_the_start_and_removes_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let p = partition(3);
+    let t = Tiering::start(cfg.clone()).unwrap();
+    let store = t.store();
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        let cut = segs[2].base_offset + 1;
+        let ext = t.delete_before(&p, cut).await.unwrap();
+        assert_eq!(ext.start, cut);
+        assert_eq!(ext.segments, (segs.len() - 2) as u64);
+        for s in &segs[..2] {
+            for kind in [
+                ObjectKind::Log,
+                ObjectKind::OffsetIndex,
+                ObjectKind::TimeIndex,
+            ] {
+                let k = layout::segment_key(p.topic_id, p.partition, s.base_offset, kind);
+                assert!(
+                    matches!(
+                        store.head(&k).await,
+                        Err(object_store::Error::NotFound { .. })
+                    ),
+                    "{k} still exists"
+                );
+            }
+        }
+        assert_manifest_objects_exist(store.as_ref(), &t.manifest(&p).unwrap()).await;
+        assert!(matches!(
+            t.read(&p, cut - 1, 100).await,
+            Err(RemoteError::OffsetNotRemote(_))
+        ));
+        // The batch holding `cut` starts before it, as Kafka returns it.
+        assert_eq!(
+            t.read(&p, cut, 100).await.unwrap(),
+            log.read(cut, 100, i64::MAX).unwrap()
+        );
+        // A smaller offset changes nothing; the start survives a restart.
+        assert_eq!(t.delete_before(&p, 1).await.unwrap(), ext);
+        drop(t);
+        let t = Tiering::start(cfg.clone()).unwrap();
+        assert_eq!(t.open(&p).await.unwrap(), ext);
+        // Past the end: everything goes, and the start moves there.
+        let end = log.sealed_end();
+        let ext = t.delete_before(&p, end + 10).await.unwrap();
+        assert_eq!((ext.start, ext.end, ext.segments), (end + 10, end + 10, 0));
+        let left: Vec<_> = futures_util::TryStreamExt::try_collect::<Vec<_>>(
+            store.list(Some(&layout::partition_prefix(p.topic_id, p.partition))),
+        )
+        .await
+        .unwrap();
+        assert_eq!(left.len(), 1, "only the manifest stays: {left:?}");
+    });
+}
+
+#[test]
+fn a_failing_store_keeps_the_backlog_and_drains_when_it_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let inner = tiering::store::build_store(&cfg.store).unwrap();
+    let flaky = Arc::new(FlakyStore::new(inner));
+    flaky.fail.store(true, Ordering::SeqCst);
+    let t = Tiering::start_with_store(cfg, flaky.clone()).unwrap();
+    let p = partition(4);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        t.offer(&p, segs.clone());
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(t.backlog(&p), segs.len());
+        let m = t.metrics();
+        assert_eq!(m.backlog_segments.get(), segs.len() as i64);
+        assert_eq!(
+            m.backlog_bytes.get(),
+            segs.iter().map(|s| s.size as i64).sum::<i64>()
+        );
+        assert!(
+            m.upload_errors.get() >= 2,
+            "retried: {}",
+            m.upload_errors.get()
+        );
+        assert!(t.extent(&p).unwrap().is_empty());
+        // Recovery, then a few more transient failures on the way.
+        flaky.fail_next.store(3, Ordering::SeqCst);
+        flaky.fail.store(false, Ordering::SeqCst);
+        upload_all(&t, &p, &segs).await;
+        assert_eq!(t.backlog(&p), 0);
+        assert_eq!(m.backlog_segments.get(), 0);
+        assert_eq!(m.backlog_bytes.get(), 0);
+        assert_manifest_objects_exist(flaky.as_ref(), &t.manifest(&p).unwrap()).await;
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
+    });
+}
+
+#[test]
+fn a_read_only_object_root_blocks_nothing_and_drains_when_writable() {
+    use std::os::unix::fs::PermissionsExt;
+    if unsafe_is_root() {
+        eprintln!("running as root: a read-only directory does not stop root; the FlakyStore test covers this");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, segs) = build_log(&dir.path().join("log"), 30, 16 << 10);
+    let objects = dir.path().join("objects");
+    let cfg = config(&objects, &dir.path().join("cache"));
+    let t = Tiering::start(cfg).unwrap();
+    let p = partition(5);
+    std::fs::set_permissions(&objects, std::fs::Permissions::from_mode(0o555)).unwrap();
+    block_on(async {
+        t.open(&p).await.unwrap();
+        t.offer(&p, segs.clone());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(t.backlog(&p), segs.len());
+        std::fs::set_permissions(&objects, std::fs::Permissions::from_mode(0o755)).unwrap();
+        upload_all(&t, &p, &segs).await;
+    });
+}
+
+fn unsafe_is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .map(|s| {
+            s.lines()
+                .any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+        })
+        .unwrap_or(false)
+}
+
+#[test]
+fn close_with_delete_removes_manifest_and_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, segs) = build_log(&dir.path().join("log"), 40, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let t = Tiering::start(cfg).unwrap();
+    let store = t.store();
+    let (p, q) = (partition(6), partition(7));
+    block_on(async {
+        for x in [&p, &q] {
+            t.open(x).await.unwrap();
+            upload_all(&t, x, &segs).await;
+        }
+        t.close(&q, false).await.unwrap();
+        assert_eq!(t.extent(&q), None);
+        t.close(&p, true).await.unwrap();
+        let list = |x: &engine::remote::RemotePartition| {
+            let prefix = layout::partition_prefix(x.topic_id, x.partition);
+            futures_util::TryStreamExt::try_collect::<Vec<_>>(store.list(Some(&prefix)))
+        };
+        assert!(list(&p).await.unwrap().is_empty());
+        assert!(
+            !list(&q).await.unwrap().is_empty(),
+            "closing without delete keeps the data"
+        );
+        let ext = t.open(&q).await.unwrap();
+        assert_eq!(ext.end, segs.last().unwrap().next_offset);
+    });
+}
+
+#[test]
+fn damaged_remote_data_is_a_typed_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, segs) = build_log(&dir.path().join("log"), 40, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let p = partition(8);
+    let store = tiering::store::build_store(&cfg.store).unwrap();
+    block_on(async {
+        let t = Tiering::start(cfg.clone()).unwrap();
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        // A log object replaced by garbage: reads fail with Corrupt, never panic.
+        let k = layout::segment_key(
+            p.topic_id,
+            p.partition,
+            segs[1].base_offset,
+            ObjectKind::Log,
+        );
+        store
+            .put(&k, PutPayload::from(vec![0xFF; segs[1].size as usize]))
+            .await
+            .unwrap();
+        let t = Tiering::start(cfg.clone()).unwrap();
+        t.open(&p).await.unwrap();
+        match t.read(&p, segs[1].base_offset, 1000).await {
+            Err(RemoteError::Corrupt(msg)) => assert!(msg.contains(k.as_ref()), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        // A truncated object: also Corrupt.
+        store
+            .put(&k, PutPayload::from(vec![0u8; 10]))
+            .await
+            .unwrap();
+        let t = Tiering::start(cfg.clone()).unwrap();
+        t.open(&p).await.unwrap();
+        assert!(matches!(
+            t.read(&p, segs[1].base_offset + 1, 1000).await,
+            Err(RemoteError::Corrupt(_))
+        ));
+        // A damaged manifest: open fails with Corrupt naming the manifest key.
+        let mk = layout::partition_manifest_key(p.topic_id, p.partition);
+        store
+            .put(&mk, PutPayload::from(&b"{not json"[..]))
+            .await
+            .unwrap();
+        let t = Tiering::start(cfg).unwrap();
+        match t.open(&p).await {
+            Err(RemoteError::Corrupt(msg)) => assert!(msg.contains(mk.as_ref()), "{msg}"),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+    });
+}
+
+#[test]
+fn topic_manifests_put_get_list_delete() {
+    use tiering::topic_manifest::{GroupOffset, PartitionOffsets};
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let t = Tiering::start(cfg).unwrap();
+    block_on(async {
+        let mut m = tiering::TopicManifest::new("orders", uuid::Uuid::from_u128(7), 2, T0);
+        m.partitions = vec![
+            PartitionOffsets {
+                partition: 0,
+                log_start_offset: 0,
+                log_end_offset: 10,
+            },
+            PartitionOffsets {
+                partition: 1,
+                log_start_offset: 3,
+                log_end_offset: 3,
+            },
+        ];
+        m.configs.insert("retention.ms".into(), "1000".into());
+        m.group_offsets.push(GroupOffset {
+            group: "g".into(),
+            partition: 0,
+            offset: 7,
+            metadata: Some("m".into()),
+        });
+        t.put_topic_manifest(m.clone()).await.unwrap();
+        let mut other = m.clone();
+        other.topic = "audit.log-2".into();
+        t.put_topic_manifest(other).await.unwrap();
+        assert_eq!(t.get_topic_manifest("orders").await.unwrap(), m);
+        assert_eq!(
+            t.list_topic_manifests().await.unwrap(),
+            vec!["audit.log-2".to_string(), "orders".to_string()]
+        );
+        assert!(matches!(
+            t.get_topic_manifest("nope").await,
+            Err(TieringError::TopicManifestMissing { .. })
+        ));
+        let key = layout::topic_manifest_key("bad");
+        t.store()
+            .put(&key, PutPayload::from(&b"[]"[..]))
+            .await
+            .unwrap();
+        match t.get_topic_manifest("bad").await {
+            Err(TieringError::Corrupt { key: k, .. }) => assert_eq!(k, key.to_string()),
+            other => panic!("expected Corrupt, got {other:?}"),
+        }
+        t.delete_topic_manifest("orders").await.unwrap();
+        t.delete_topic_manifest("orders").await.unwrap();
+        assert!(matches!(
+            t.get_topic_manifest("orders").await,
+            Err(TieringError::TopicManifestMissing { .. })
+        ));
+        let _ = Path::from("x");
+    });
+}
+
+#[test]
+fn reads_run_on_the_tier_runtime_and_work_from_a_current_thread_runtime() {
+    // The engine's shards are current-thread runtimes: awaiting the tier's futures there
+    // must work, and dropping the tier inside one must not panic.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 20, 8 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let p = partition(10);
+    block_on(async {
+        let t = Tiering::start(cfg).unwrap();
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        let local = tokio::task::LocalSet::new();
+        let got = local
+            .run_until(async { t.read(&p, 0, 1 << 20).await.unwrap() })
+            .await;
+        assert_eq!(got, log.read(0, 1 << 20, i64::MAX).unwrap());
+        drop(t);
+    });
+}
