@@ -3,6 +3,7 @@
 
 mod cli;
 mod serve;
+mod tiering_args;
 
 use clap::{Parser, Subcommand};
 

@@ -116,6 +116,8 @@ pub struct ServeArgs {
     /// Incremental fetch sessions kept at once
     #[arg(long, env = "ICESTREAM_FETCH_SESSION_SLOTS", default_value_t = 1000)]
     pub fetch_session_slots: usize,
+    #[command(flatten)]
+    pub tiering: crate::tiering_args::TieringArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -238,6 +240,11 @@ impl ServeArgs {
                 self.message_timestamp_type.clone(),
                 "message-timestamp-type",
             ),
+            (
+                "remote.storage.enable",
+                self.tiering.remote_storage_default.to_string(),
+                "remote-storage-default",
+            ),
         ];
         for (key, value, flag) in topic_defaults {
             validate_entry(key, &value).map_err(|e| anyhow::anyhow!("--{flag}: {e}"))?;
@@ -288,9 +295,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let schema_registry = tokio::net::TcpListener::bind(sr_addr)
         .await
         .with_context(|| format!("cannot listen on schema registry address {sr_addr}: is another broker or registry running? set --schema-registry-addr"))?;
-    let broker = Broker::start(config, args.io_backend)
+    let tiering_config = args.tiering.tiering_config(&config.data_dir)?;
+    let store_desc = describe_store(&tiering_config.store);
+    let tier = tiering::Tiering::start(tiering_config)
+        .map_err(|e| anyhow::anyhow!("cannot start tiered storage ({store_desc}): {e}"))?;
+    let broker = Broker::start_with(config, args.io_backend, Some(tier.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    broker.metrics.register_with(|r| tier.register_metrics(r));
+    let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     let registry = schema_registry::Registry::open(broker.clone())
         .await
         .context("cannot rebuild the schema registry from _schemas")?;
@@ -303,10 +316,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         shards = broker.shards.len(),
         segment_io = %broker.shards.io_backend,
         data_dir = %broker.config.data_dir.display(),
+        object_store = %store_desc,
         cluster_id = %broker.topics.cluster_id,
         "icestream is ready"
     );
-    let admin_task = tokio::spawn(engine::admin::serve(admin, broker.clone()));
+    let admin_task = tokio::spawn(engine::admin::serve_with(
+        admin,
+        broker.clone(),
+        mounts.routes(),
+    ));
     let registry_task = tokio::spawn(schema_registry::serve(schema_registry, registry));
     shutdown_signal().await;
     tracing::info!("shutting down: flushing partitions");
@@ -315,6 +333,21 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+fn describe_store(store: &tiering::StoreConfig) -> String {
+    match store {
+        tiering::StoreConfig::Local { root } => format!("local {}", root.display()),
+        tiering::StoreConfig::S3 {
+            bucket,
+            prefix,
+            endpoint,
+            ..
+        } => format!(
+            "s3://{bucket}/{prefix} at {}",
+            endpoint.as_deref().unwrap_or("AWS")
+        ),
+    }
 }
 
 async fn shutdown_signal() {

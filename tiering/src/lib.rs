@@ -11,6 +11,7 @@ pub mod error;
 pub mod layout;
 pub mod manifest;
 pub mod metrics;
+pub mod mount;
 mod partition;
 pub mod reader;
 pub mod store;

@@ -100,6 +100,9 @@ impl PartitionLog {
         let log_start_offset = match persisted {
             Some(p) if config.remote_storage => p,
             Some(p) => p.max(first_base),
+            // Every move of the start is persisted, so a tiered log without one starts at 0
+            // (the tier holds what is not local; the actor checks that it does).
+            None if config.remote_storage => 0,
             None => first_base,
         };
         let epochs = read_epochs(&dir.join(EPOCH_FILE))?;
@@ -147,8 +150,13 @@ impl PartitionLog {
         sync_dir(dir)
     }
 
-    /// The first offset held on local disk.
+    /// The first offset held on local disk. Only a tiered log starts below it; elsewhere a
+    /// first segment that starts later (compaction emptied the ones before) is no gap, and
+    /// reads from the log start simply continue at the next batch there is.
     pub fn local_start_offset(&self) -> i64 {
+        if !self.config.remote_storage {
+            return self.log_start_offset;
+        }
         let first = self.segments.keys().next().copied().unwrap_or(0);
         self.log_start_offset.max(first)
     }

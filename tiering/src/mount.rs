@@ -1,0 +1,385 @@
+//! Unmount (hibernate) a topic into the object store and mount it back, and the admin API
+//! routes for both.
+//!
+//! Unmount: hide the topic from clients (UNKNOWN_TOPIC_OR_PARTITION from then on, so nothing
+//! more is written), seal every partition, wait until the tier holds every offset, write the
+//! topic manifest (configs, offsets, committed group offsets), and only then forget the topic
+//! locally. A failure before the manifest is written serves the topic again; a crash leaves it
+//! on the broker (its record was never removed), so nothing is lost either way.
+//!
+//! Mount: read the manifest, recreate the topic with the same id and offsets (each partition's
+//! local log starts empty at its old end; older offsets are read from the tier, nothing is
+//! downloaded), restore the group offsets, then delete the manifest so the topic cannot be
+//! mounted twice. A topic id already in use refuses the mount.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use engine::broker::{Broker, BrokerError};
+use engine::config::TopicConfig;
+use engine::remote::RemoteTier;
+use engine::unmount::GroupOffset;
+use parking_lot::Mutex;
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::error::TieringError;
+use crate::topic_manifest::{self, PartitionOffsets, TopicManifest};
+use crate::Tiering;
+
+/// How long an unmount waits for its uploads before giving up and serving the topic again.
+const UPLOAD_DEADLINE: Duration = Duration::from_secs(30 * 60);
+
+#[derive(Debug, thiserror::Error)]
+pub enum MountError {
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+    #[error(transparent)]
+    Tiering(#[from] TieringError),
+    #[error("an unmount of '{0}' is already running")]
+    Busy(String),
+    #[error("uploads of '{0}' did not finish within {1:?}; the topic is served again")]
+    Timeout(String, Duration),
+    #[error("topic '{0}' cannot be mounted: {1}")]
+    Invalid(String, String),
+}
+
+impl MountError {
+    fn status(&self) -> StatusCode {
+        match self {
+            MountError::Broker(BrokerError::UnknownTopic(_))
+            | MountError::Tiering(TieringError::TopicManifestMissing { .. }) => {
+                StatusCode::NOT_FOUND
+            }
+            MountError::Broker(BrokerError::TopicExists(_)) | MountError::Busy(_) => {
+                StatusCode::CONFLICT
+            }
+            MountError::Broker(BrokerError::InvalidTopicName(_))
+            | MountError::Broker(BrokerError::InternalTopic(_))
+            | MountError::Broker(BrokerError::InvalidConfig(_))
+            | MountError::Tiering(TieringError::Corrupt { .. })
+            | MountError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+impl IntoResponse for MountError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+/// Progress of one unmount, as `GET /v1/topics/unmount/status/{topic}` shows it.
+#[derive(Debug, Clone, Default, serde::Serialize)]
+pub struct UnmountStatus {
+    pub topic: String,
+    /// `sealing`, `uploading`, `done` or `failed`.
+    pub state: &'static str,
+    /// Offsets in the object store out of all the topic's offsets.
+    pub uploaded_records: i64,
+    pub total_records: i64,
+    pub remote_bytes: u64,
+    pub partitions: Vec<PartitionOffsets>,
+    pub error: Option<String>,
+}
+
+pub struct Mounts {
+    broker: Arc<Broker>,
+    tiering: Arc<Tiering>,
+    jobs: Mutex<HashMap<String, UnmountStatus>>,
+}
+
+impl Mounts {
+    pub fn new(broker: Arc<Broker>, tiering: Arc<Tiering>) -> Arc<Self> {
+        Arc::new(Mounts {
+            broker,
+            tiering,
+            jobs: Mutex::new(HashMap::new()),
+        })
+    }
+
+    fn set(&self, topic: &str, f: impl FnOnce(&mut UnmountStatus)) {
+        if let Some(s) = self.jobs.lock().get_mut(topic) {
+            f(s);
+        }
+    }
+
+    /// Starts an unmount in the background; its progress is in [`Mounts::status`].
+    pub fn start_unmount(self: &Arc<Self>, topic: &str) -> Result<(), MountError> {
+        if self.broker.topics.get(topic).is_none() {
+            return Err(BrokerError::UnknownTopic(topic.to_string()).into());
+        }
+        {
+            let mut jobs = self.jobs.lock();
+            if jobs
+                .get(topic)
+                .is_some_and(|s| !matches!(s.state, "done" | "failed"))
+            {
+                return Err(MountError::Busy(topic.to_string()));
+            }
+            jobs.insert(
+                topic.to_string(),
+                UnmountStatus {
+                    topic: topic.to_string(),
+                    state: "sealing",
+                    ..Default::default()
+                },
+            );
+        }
+        let me = self.clone();
+        let topic = topic.to_string();
+        tokio::spawn(async move {
+            let res = me.unmount(&topic).await;
+            me.set(&topic, |s| match res {
+                Ok(()) => s.state = "done",
+                Err(e) => {
+                    tracing::error!(topic = %topic, error = %e, "unmount failed");
+                    s.state = "failed";
+                    s.error = Some(e.to_string());
+                }
+            });
+        });
+        Ok(())
+    }
+
+    pub fn status(&self, topic: &str) -> Option<UnmountStatus> {
+        self.jobs.lock().get(topic).cloned()
+    }
+
+    async fn unmount(&self, topic: &str) -> Result<(), MountError> {
+        let hidden = self.broker.hide_and_seal(topic).await?;
+        let res = self.upload_all(&hidden).await;
+        let manifest = match res {
+            Ok(m) => m,
+            Err(e) => {
+                self.broker.unhide(hidden);
+                return Err(e);
+            }
+        };
+        if let Err(e) = self.tiering.put_topic_manifest(manifest).await {
+            self.broker.unhide(hidden);
+            return Err(e.into());
+        }
+        self.broker.forget_unmounted(hidden).await?;
+        Ok(())
+    }
+
+    /// Waits until the tier holds every offset of the hidden topic; returns its manifest.
+    async fn upload_all(
+        &self,
+        hidden: &engine::unmount::HiddenTopic,
+    ) -> Result<TopicManifest, MountError> {
+        let name = &hidden.record.name;
+        let partitions: Vec<PartitionOffsets> = hidden
+            .offsets
+            .iter()
+            .enumerate()
+            .map(|(i, &(start, end))| PartitionOffsets {
+                partition: i as i32,
+                log_start_offset: start,
+                log_end_offset: end,
+            })
+            .collect();
+        let total: i64 = partitions
+            .iter()
+            .map(|p| p.log_end_offset - p.log_start_offset)
+            .sum();
+        self.set(name, |s| {
+            s.state = "uploading";
+            s.total_records = total;
+            s.partitions = partitions.clone();
+        });
+        let deadline = Instant::now() + UPLOAD_DEADLINE;
+        loop {
+            let mut uploaded = 0;
+            let mut bytes = 0;
+            let mut complete = true;
+            for p in &partitions {
+                let e = self
+                    .tiering
+                    .extent(&hidden.remote_partition(p.partition))
+                    .unwrap_or_default();
+                let covered = e.end.min(p.log_end_offset).max(p.log_start_offset);
+                uploaded += covered - p.log_start_offset;
+                bytes += e.bytes;
+                complete &= e.end >= p.log_end_offset || p.log_end_offset == p.log_start_offset;
+            }
+            self.set(name, |s| {
+                s.uploaded_records = uploaded;
+                s.remote_bytes = bytes;
+            });
+            if complete {
+                break;
+            }
+            if Instant::now() > deadline {
+                return Err(MountError::Timeout(name.clone(), UPLOAD_DEADLINE));
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut m = TopicManifest::new(
+            name,
+            hidden.record.id,
+            hidden.record.partitions,
+            engine::time::now_ms(),
+        );
+        m.partitions = partitions;
+        m.configs = hidden.record.config.overrides.clone();
+        m.group_offsets = self
+            .broker
+            .committed_offsets(name)
+            .into_iter()
+            .map(|o| topic_manifest::GroupOffset {
+                group: o.group,
+                partition: o.partition,
+                offset: o.offset,
+                metadata: o.metadata,
+            })
+            .collect();
+        Ok(m)
+    }
+
+    /// Mounts an unmounted topic, under `new_name` if given.
+    pub async fn mount(
+        &self,
+        topic: &str,
+        new_name: Option<&str>,
+    ) -> Result<serde_json::Value, MountError> {
+        let m = self.tiering.get_topic_manifest(topic).await?;
+        let name = new_name.unwrap_or(topic);
+        let mut offsets = vec![(0i64, 0i64); m.partition_count as usize];
+        let mut seen = vec![false; offsets.len()];
+        for p in &m.partitions {
+            offsets[p.partition as usize] = (p.log_start_offset, p.log_end_offset);
+            seen[p.partition as usize] = true;
+        }
+        if let Some(missing) = seen.iter().position(|s| !s) {
+            return Err(MountError::Invalid(
+                topic.to_string(),
+                format!("its manifest has no offsets for partition {missing}"),
+            ));
+        }
+        let config = TopicConfig::from_pairs(
+            m.configs
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()))
+                .chain([("remote.storage.enable", "true")]),
+        )
+        .map_err(|e| MountError::Invalid(topic.to_string(), e.to_string()))?;
+        self.broker
+            .mount_topic(name, m.topic_id, config, &offsets)
+            .await?;
+        let restored: Vec<GroupOffset> = m
+            .group_offsets
+            .iter()
+            .map(|o| GroupOffset {
+                group: o.group.clone(),
+                partition: o.partition,
+                offset: o.offset,
+                metadata: o.metadata.clone(),
+            })
+            .collect();
+        let failed = self.broker.restore_offsets(name, &restored).await;
+        if failed > 0 {
+            tracing::warn!(
+                topic = name,
+                failed,
+                "some committed group offsets were not restored"
+            );
+        }
+        // The topic is back: its manifest must not mount it a second time.
+        if let Err(e) = self.tiering.delete_topic_manifest(topic).await {
+            tracing::warn!(topic, error = %e, "mounted, but the topic manifest could not be removed; a second mount will be refused while the topic id is in use");
+        }
+        Ok(json!({
+            "topic": name,
+            "mounted_from": topic,
+            "topic_id": m.topic_id,
+            "partitions": m.partitions,
+            "group_offsets": restored.len() - failed,
+        }))
+    }
+
+    pub async fn list_mountable(&self) -> Result<serde_json::Value, MountError> {
+        let mut out = Vec::new();
+        for name in self.tiering.list_topic_manifests().await? {
+            match self.tiering.get_topic_manifest(&name).await {
+                Ok(m) => out.push(json!({
+                    "topic": m.topic,
+                    "topic_id": m.topic_id,
+                    "partitions": m.partition_count,
+                    "records": m.partitions.iter().map(|p| p.log_end_offset - p.log_start_offset).sum::<i64>(),
+                    "unmounted_at_ms": m.created_ms,
+                    "configs": m.configs,
+                    "group_offsets": m.group_offsets.len(),
+                })),
+                Err(e) => out.push(json!({ "topic": name, "error": e.to_string() })),
+            }
+        }
+        Ok(serde_json::Value::Array(out))
+    }
+
+    /// The admin API routes: `POST /v1/topics/unmount`, `GET /v1/topics/unmount/status/{topic}`,
+    /// `POST /v1/topics/mount`, `GET /v1/topics/mountable`.
+    pub fn routes(self: &Arc<Self>) -> Router {
+        Router::new()
+            .route("/v1/topics/unmount", post(unmount_route))
+            .route("/v1/topics/unmount/status/{topic}", get(status_route))
+            .route("/v1/topics/mount", post(mount_route))
+            .route("/v1/topics/mountable", get(mountable_route))
+            .with_state(self.clone())
+    }
+}
+
+#[derive(Deserialize)]
+struct UnmountBody {
+    topic: String,
+}
+
+#[derive(Deserialize)]
+struct MountBody {
+    topic: String,
+    #[serde(default)]
+    new_name: Option<String>,
+}
+
+async fn unmount_route(
+    State(m): State<Arc<Mounts>>,
+    Json(body): Json<UnmountBody>,
+) -> Result<impl IntoResponse, MountError> {
+    m.start_unmount(&body.topic)?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "topic": body.topic, "state": "sealing" })),
+    ))
+}
+
+async fn status_route(State(m): State<Arc<Mounts>>, Path(topic): Path<String>) -> Response {
+    match m.status(&topic) {
+        Some(s) => Json(s).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("no unmount of '{topic}' was started on this broker") })),
+        )
+            .into_response(),
+    }
+}
+
+async fn mount_route(
+    State(m): State<Arc<Mounts>>,
+    Json(body): Json<MountBody>,
+) -> Result<impl IntoResponse, MountError> {
+    m.mount(&body.topic, body.new_name.as_deref())
+        .await
+        .map(Json)
+}
+
+async fn mountable_route(State(m): State<Arc<Mounts>>) -> Result<impl IntoResponse, MountError> {
+    m.list_mountable().await.map(Json)
+}
