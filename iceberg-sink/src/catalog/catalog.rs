@@ -36,6 +36,13 @@ pub struct CatalogConfig {
     pub catalog_path: Path,
 }
 
+/// One table change of a commit: requirements to check, then updates to apply.
+#[derive(Debug, Clone, Default)]
+pub struct TableChange {
+    pub requirements: Vec<TableRequirement>,
+    pub updates: Vec<TableUpdate>,
+}
+
 /// A table as loaded: its current metadata file and that file's contents.
 #[derive(Debug, Clone)]
 pub struct LoadedTable {
@@ -367,16 +374,64 @@ impl Catalog {
         })
     }
 
+    /// Metadata for a staged create (`stage-create`): checked like a create, but nothing is
+    /// stored; the table comes to exist with a later commit that asserts `assert-create`.
+    pub async fn stage_table(
+        &self,
+        ns: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<TableMetadata> {
+        let ident = TableIdent::new(ns.clone(), creation.name.clone());
+        names::check_table(&ident)?;
+        self.namespace_record(ns).await?;
+        if self.table_exists(&ident).await? {
+            return Err(CatalogError::TableAlreadyExists(display_table(&ident)));
+        }
+        let metadata = self.new_table_metadata(ns, creation)?;
+        // Engines write a staged table's manifests into `<location>/metadata/` before the
+        // commit that creates it; make sure that directory exists on a local filesystem.
+        self.store
+            .touch(&staged_marker(metadata.location()))
+            .await?;
+        Ok(metadata)
+    }
+
     /// Checks every requirement against the table's current metadata, applies the updates
     /// with iceberg's metadata builder, writes the result as a new metadata file and swaps the
-    /// table's pointer to it. Failed requirements and lost races are `CommitFailed`.
+    /// table's pointer to it. Failed requirements and lost races are `CommitFailed`. With an
+    /// `assert-create` requirement the table must not exist and the updates create it (the
+    /// second half of a staged create).
     pub async fn commit_table(
         &self,
         ident: &TableIdent,
         requirements: Vec<TableRequirement>,
         updates: Vec<TableUpdate>,
     ) -> Result<LoadedTable> {
+        self.commit_table_changes(
+            ident,
+            vec![TableChange {
+                requirements,
+                updates,
+            }],
+        )
+        .await
+    }
+
+    /// Several changes to one table committed as one: each change's requirements are checked
+    /// against the metadata the changes before it produced, and one new metadata file is
+    /// swapped in for all of them (or none). `POST /v1/transactions/commit` lands here.
+    pub async fn commit_table_changes(
+        &self,
+        ident: &TableIdent,
+        mut changes: Vec<TableChange>,
+    ) -> Result<LoadedTable> {
         names::check_table(ident)?;
+        let creates = changes
+            .first()
+            .is_some_and(|c| c.requirements.contains(&TableRequirement::NotExist));
+        if creates {
+            return self.create_by_commit(ident, changes).await;
+        }
         let _g = self.locks.lock(&table_lock(ident)).await;
         let current = self.table_record(ident).await?;
         let base = self
@@ -384,14 +439,25 @@ impl Catalog {
             .read_metadata(&current.value.metadata_location)
             .await?;
         let base_location = current.value.metadata_location.clone();
-        if updates.is_empty() {
-            check_requirements(&requirements, &base)?;
+        if changes.iter().all(|c| c.updates.is_empty()) {
+            for change in &changes {
+                check_requirements(&change.requirements, Some(&base))?;
+            }
             return Ok(LoadedTable {
                 metadata_location: base_location,
                 metadata: Arc::new(base),
             });
         }
-        let metadata = apply_commit(base, &base_location, &requirements, updates)?;
+        let mut metadata = base;
+        let mut previous = Some(base_location);
+        for change in changes.drain(..) {
+            metadata = apply_commit(
+                metadata,
+                previous.take(),
+                &change.requirements,
+                change.updates,
+            )?;
+        }
         let version = current.value.version + 1;
         let location = metadata_file_location(metadata.location(), version);
         self.store.write_metadata(&location, &metadata).await?;
@@ -413,6 +479,41 @@ impl Catalog {
             metadata_location: location,
             metadata: Arc::new(metadata),
         })
+    }
+
+    async fn create_by_commit(
+        &self,
+        ident: &TableIdent,
+        changes: Vec<TableChange>,
+    ) -> Result<LoadedTable> {
+        let _g = self
+            .locks
+            .lock_all(&[ns_lock(&ident.namespace), table_lock(ident)])
+            .await;
+        self.namespace_record(&ident.namespace).await?;
+        if self.table_exists(ident).await? {
+            return Err(CatalogError::CommitFailed(format!(
+                "assert-create failed: {} already exists",
+                display_table(ident)
+            )));
+        }
+        let mut changes = changes.into_iter();
+        let Some(first) = changes.next() else {
+            return Err(CatalogError::Internal("create without changes".into()));
+        };
+        check_requirements(&first.requirements, None)?;
+        let default_location = self.store.warehouse.table_location(ident);
+        let mut metadata = guarded(|| metadata_from_updates(default_location, first.updates))?;
+        for change in changes {
+            metadata = apply_commit(metadata, None, &change.requirements, change.updates)?;
+        }
+        self.store.location_path(metadata.location())?;
+        let marker = staged_marker(metadata.location());
+        let loaded = self.store_new_table(ident, metadata, 0).await?;
+        if let Ok(path) = self.store.location_path(&marker) {
+            self.store.delete(&path).await?;
+        }
+        Ok(loaded)
     }
 
     /// Forgets a table; with `purge`, also deletes every file under its location (when that
@@ -469,6 +570,10 @@ impl Catalog {
     }
 }
 
+fn staged_marker(table_location: &str) -> String {
+    format!("{}/metadata/.staged", table_location.trim_end_matches('/'))
+}
+
 /// Runs pure metadata code, turning a panic inside the iceberg crate into an error rather
 /// than letting client input take a task down.
 fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
@@ -479,25 +584,34 @@ fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-fn check_requirements(requirements: &[TableRequirement], base: &TableMetadata) -> Result<()> {
+fn check_requirements(
+    requirements: &[TableRequirement],
+    base: Option<&TableMetadata>,
+) -> Result<()> {
     guarded(|| {
         requirements
             .iter()
-            .try_for_each(|r| r.check(Some(base)))
-            .map_err(CatalogError::from_iceberg)
+            .try_for_each(|r| r.check(base))
+            .map_err(|e| match e.kind() {
+                // A requirement on a table that is not there: the commit lost a race with a drop.
+                iceberg::ErrorKind::TableNotFound => CatalogError::CommitFailed(e.to_string()),
+                _ => CatalogError::from_iceberg(e),
+            })
     })
 }
 
 /// Requirements, then updates, then build: iceberg's own rules for every change.
+/// `base_location` is the metadata file `base` was read from (it goes to the metadata log),
+/// `None` for metadata not stored yet.
 fn apply_commit(
     base: TableMetadata,
-    base_location: &str,
+    base_location: Option<String>,
     requirements: &[TableRequirement],
     updates: Vec<TableUpdate>,
 ) -> Result<TableMetadata> {
-    check_requirements(requirements, &base)?;
+    check_requirements(requirements, Some(&base))?;
     guarded(|| {
-        let mut builder = base.into_builder(Some(base_location.to_string()));
+        let mut builder = base.into_builder(base_location);
         for update in updates {
             builder = update.apply(builder).map_err(CatalogError::from_iceberg)?;
         }
@@ -506,6 +620,68 @@ fn apply_commit(
             .map_err(CatalogError::from_iceberg)?
             .metadata)
     })
+}
+
+/// A new table's metadata from the updates of a create transaction (what a staged create
+/// returned, sent back as updates): its first schema, spec, sort order, location, format version
+/// and properties make the table as `TableMetadataBuilder::new` would, and the other updates
+/// (its UUID, snapshots, later schemas...) apply on top.
+fn metadata_from_updates(
+    default_location: String,
+    updates: Vec<TableUpdate>,
+) -> Result<TableMetadata> {
+    let mut schema = None;
+    let mut spec = None;
+    let mut order = None;
+    let mut location = None;
+    let mut format_version = None;
+    let mut properties = None;
+    let (mut current_schema_set, mut default_spec_set, mut default_order_set) =
+        (false, false, false);
+    let mut rest = Vec::new();
+    for update in updates {
+        match update {
+            TableUpdate::AddSchema { schema: s } if schema.is_none() => schema = Some(s),
+            TableUpdate::SetCurrentSchema { .. } if !current_schema_set => {
+                current_schema_set = true
+            }
+            TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s),
+            TableUpdate::SetDefaultSpec { .. } if !default_spec_set => default_spec_set = true,
+            TableUpdate::AddSortOrder { sort_order } if order.is_none() => order = Some(sort_order),
+            TableUpdate::SetDefaultSortOrder { .. } if !default_order_set => {
+                default_order_set = true
+            }
+            TableUpdate::SetLocation { location: l } if location.is_none() => location = Some(l),
+            TableUpdate::UpgradeFormatVersion { format_version: v } if format_version.is_none() => {
+                format_version = Some(v)
+            }
+            TableUpdate::SetProperties { updates } if properties.is_none() => {
+                properties = Some(updates)
+            }
+            other => rest.push(other),
+        }
+    }
+    let schema = schema
+        .ok_or_else(|| CatalogError::BadRequest("a create transaction must add a schema".into()))?;
+    let mut builder = TableMetadataBuilder::new(
+        schema,
+        spec.unwrap_or_else(|| iceberg::spec::UnboundPartitionSpec::builder().build()),
+        order.unwrap_or_else(iceberg::spec::SortOrder::unsorted_order),
+        location
+            .unwrap_or(default_location)
+            .trim_end_matches('/')
+            .to_string(),
+        format_version.unwrap_or(iceberg::spec::FormatVersion::V2),
+        properties.unwrap_or_default(),
+    )
+    .map_err(CatalogError::from_iceberg)?;
+    for update in rest {
+        builder = update.apply(builder).map_err(CatalogError::from_iceberg)?;
+    }
+    Ok(builder
+        .build()
+        .map_err(CatalogError::from_iceberg)?
+        .metadata)
 }
 
 /// The version number at the start of a metadata file name (`00012-<uuid>.metadata.json`).

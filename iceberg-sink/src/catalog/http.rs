@@ -14,7 +14,7 @@ use axum::{Json, Router};
 use iceberg::{NamespaceIdent, TableIdent};
 use serde::de::DeserializeOwned;
 
-use super::catalog::Catalog;
+use super::catalog::{Catalog, TableChange};
 use super::error::{CatalogError, Result};
 use super::names::namespace_from_path;
 use super::wire::*;
@@ -38,6 +38,7 @@ const ENDPOINTS: &[&str] = &[
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
+    "POST /v1/{prefix}/transactions/commit",
 ];
 
 /// The catalog's REST routes (`/v1/...`, no prefix).
@@ -68,6 +69,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         )
         .route("/v1/namespaces/{ns}/register", post(register_table))
         .route("/v1/tables/rename", post(rename_table))
+        .route("/v1/transactions/commit", post(commit_transaction))
         .fallback(not_found)
         .with_state(catalog)
 }
@@ -204,12 +206,15 @@ async fn create_table(
     let ns = ns_param(p)?;
     let req: CreateTableRequest = body(&bytes)?;
     if req.stage_create {
-        // A staged table is only metadata handed back to the client; it is created by a
-        // later commit with an assert-create requirement, which this catalog does not take
-        // yet, so refuse rather than pretend.
-        return Err(CatalogError::NotSupported(
-            "stage-create (create-table transactions); create the table, then commit".into(),
-        ));
+        // Only metadata handed back: the table is created by a later commit that asserts
+        // `assert-create` and carries these updates.
+        let metadata = catalog.stage_table(&ns, req.into_creation()?).await?;
+        return Ok(Json(LoadTableResult {
+            metadata_location: None,
+            metadata,
+            config: HashMap::new(),
+        })
+        .into_response());
     }
     let loaded = catalog.create_table(&ns, req.into_creation()?).await?;
     Ok(Json(LoadTableResult::from(loaded)).into_response())
@@ -288,6 +293,39 @@ async fn register_table(
         .register_table(&ident, &req.metadata_location)
         .await?;
     Ok(Json(LoadTableResult::from(loaded)).into_response())
+}
+
+/// `POST /v1/transactions/commit` for changes to one table (what DuckDB sends for a write):
+/// they become one atomic commit. Changes spanning several tables are refused, since the
+/// catalog swaps one pointer per table and could not make them atomic together.
+async fn commit_transaction(State(catalog): Cat, bytes: Bytes) -> Result<StatusCode> {
+    let req: CommitTransactionRequest = body(&bytes)?;
+    let mut ident: Option<TableIdent> = None;
+    let mut changes = Vec::with_capacity(req.table_changes.len());
+    for change in req.table_changes {
+        let named = change.identifier.ok_or_else(|| {
+            CatalogError::BadRequest(
+                "every table change of a transaction needs an identifier".into(),
+            )
+        })?;
+        match &ident {
+            Some(first) if first != &named => {
+                return Err(CatalogError::NotSupported(
+                    "transactions that change more than one table".into(),
+                ))
+            }
+            Some(_) => {}
+            None => ident = Some(named),
+        }
+        changes.push(TableChange {
+            requirements: change.requirements,
+            updates: change.updates,
+        });
+    }
+    if let Some(ident) = ident {
+        catalog.commit_table_changes(&ident, changes).await?;
+    }
+    Ok(StatusCode::NO_CONTENT)
 }
 
 async fn rename_table(State(catalog): Cat, bytes: Bytes) -> Result<StatusCode> {

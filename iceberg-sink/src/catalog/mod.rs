@@ -18,6 +18,6 @@ pub mod names;
 mod store;
 mod wire;
 
-pub use catalog::{Catalog, CatalogConfig, LoadedTable, PropertiesUpdate};
+pub use catalog::{Catalog, CatalogConfig, LoadedTable, PropertiesUpdate, TableChange};
 pub use error::{CatalogError, Result};
 pub use http::{router, serve};

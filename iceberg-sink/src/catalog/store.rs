@@ -253,6 +253,14 @@ impl Store {
         }
     }
 
+    /// Writes an empty object at a location in the warehouse. On a local filesystem this also
+    /// creates its directory, which some writers (DuckDB) expect to exist already.
+    pub async fn touch(&self, location: &str) -> Result<()> {
+        let path = self.location_path(location)?;
+        self.objects.put(&path, PutPayload::default()).await?;
+        Ok(())
+    }
+
     /// Deletes every object under a location in the warehouse (a purged table's files).
     pub async fn delete_location(&self, location: &str) -> Result<usize> {
         let prefix = self.location_path(location)?;

@@ -103,6 +103,12 @@ pub struct CommitTableRequest {
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct CommitTransactionRequest {
+    pub table_changes: Vec<CommitTableRequest>,
+}
+
+#[derive(Debug, Deserialize)]
 pub struct RenameTableRequest {
     pub source: TableIdent,
     pub destination: TableIdent,
