@@ -5,7 +5,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::rejection::{PathRejection, QueryRejection};
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
 use axum::http::{StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
@@ -21,6 +22,10 @@ use super::wire::*;
 
 type Cat = State<Arc<Catalog>>;
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
+type BodyBytes = Result<Bytes, BytesRejection>;
+
+/// Largest request body: commits carry schemas and snapshot summaries, never data.
+const MAX_BODY_BYTES: usize = 16 << 20;
 
 /// The endpoints this catalog serves, announced in `GET /v1/config`.
 const ENDPOINTS: &[&str] = &[
@@ -71,6 +76,7 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/v1/tables/rename", post(rename_table))
         .route("/v1/transactions/commit", post(commit_transaction))
         .fallback(not_found)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(catalog)
 }
 
@@ -82,8 +88,9 @@ pub async fn serve(
     axum::serve(listener, router(catalog)).await
 }
 
-fn body<T: DeserializeOwned>(bytes: &Bytes) -> Result<T> {
-    serde_json::from_slice(bytes)
+fn body<T: DeserializeOwned>(bytes: BodyBytes) -> Result<T> {
+    let bytes = bytes.map_err(|e| CatalogError::BadRequest(e.body_text()))?;
+    serde_json::from_slice(&bytes)
         .map_err(|e| CatalogError::BadRequest(format!("malformed request body: {e}")))
 }
 
@@ -132,8 +139,8 @@ async fn list_namespaces(State(catalog): Cat, q: Params) -> Result<Response> {
     Ok(Json(ListNamespacesResponse { namespaces }).into_response())
 }
 
-async fn create_namespace(State(catalog): Cat, bytes: Bytes) -> Result<Response> {
-    let req: CreateNamespaceRequest = body(&bytes)?;
+async fn create_namespace(State(catalog): Cat, bytes: BodyBytes) -> Result<Response> {
+    let req: CreateNamespaceRequest = body(bytes)?;
     let properties = catalog
         .create_namespace(&req.namespace, req.properties)
         .await?;
@@ -180,10 +187,10 @@ async fn drop_namespace(
 async fn update_properties(
     State(catalog): Cat,
     p: Result<Path<String>, PathRejection>,
-    bytes: Bytes,
+    bytes: BodyBytes,
 ) -> Result<Response> {
     let ns = ns_param(p)?;
-    let req: UpdateNamespacePropertiesRequest = body(&bytes)?;
+    let req: UpdateNamespacePropertiesRequest = body(bytes)?;
     let result = catalog
         .update_namespace_properties(&ns, req.removals, req.updates)
         .await?;
@@ -201,10 +208,10 @@ async fn list_tables(
 async fn create_table(
     State(catalog): Cat,
     p: Result<Path<String>, PathRejection>,
-    bytes: Bytes,
+    bytes: BodyBytes,
 ) -> Result<Response> {
     let ns = ns_param(p)?;
-    let req: CreateTableRequest = body(&bytes)?;
+    let req: CreateTableRequest = body(bytes)?;
     if req.stage_create {
         // Only metadata handed back: the table is created by a later commit that asserts
         // `assert-create` and carries these updates.
@@ -242,10 +249,10 @@ async fn table_exists(
 async fn commit_table(
     State(catalog): Cat,
     p: Result<Path<(String, String)>, PathRejection>,
-    bytes: Bytes,
+    bytes: BodyBytes,
 ) -> Result<Response> {
     let ident = table_param(p)?;
-    let req: CommitTableRequest = body(&bytes)?;
+    let req: CommitTableRequest = body(bytes)?;
     if let Some(named) = &req.identifier {
         if named != &ident {
             return Err(CatalogError::BadRequest(format!(
@@ -281,10 +288,10 @@ async fn drop_table(
 async fn register_table(
     State(catalog): Cat,
     p: Result<Path<String>, PathRejection>,
-    bytes: Bytes,
+    bytes: BodyBytes,
 ) -> Result<Response> {
     let ns = ns_param(p)?;
-    let req: RegisterTableRequest = body(&bytes)?;
+    let req: RegisterTableRequest = body(bytes)?;
     if req.overwrite {
         return Err(CatalogError::NotSupported("register with overwrite".into()));
     }
@@ -298,8 +305,8 @@ async fn register_table(
 /// `POST /v1/transactions/commit` for changes to one table (what DuckDB sends for a write):
 /// they become one atomic commit. Changes spanning several tables are refused, since the
 /// catalog swaps one pointer per table and could not make them atomic together.
-async fn commit_transaction(State(catalog): Cat, bytes: Bytes) -> Result<StatusCode> {
-    let req: CommitTransactionRequest = body(&bytes)?;
+async fn commit_transaction(State(catalog): Cat, bytes: BodyBytes) -> Result<StatusCode> {
+    let req: CommitTransactionRequest = body(bytes)?;
     let mut ident: Option<TableIdent> = None;
     let mut changes = Vec::with_capacity(req.table_changes.len());
     for change in req.table_changes {
@@ -328,8 +335,8 @@ async fn commit_transaction(State(catalog): Cat, bytes: Bytes) -> Result<StatusC
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rename_table(State(catalog): Cat, bytes: Bytes) -> Result<StatusCode> {
-    let req: RenameTableRequest = body(&bytes)?;
+async fn rename_table(State(catalog): Cat, bytes: BodyBytes) -> Result<StatusCode> {
+    let req: RenameTableRequest = body(bytes)?;
     catalog.rename_table(&req.source, &req.destination).await?;
     Ok(StatusCode::NO_CONTENT)
 }

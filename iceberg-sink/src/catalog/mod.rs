@@ -21,3 +21,6 @@ mod wire;
 pub use catalog::{Catalog, CatalogConfig, LoadedTable, PropertiesUpdate, TableChange};
 pub use error::{CatalogError, Result};
 pub use http::{router, serve};
+
+#[cfg(test)]
+mod tests;
