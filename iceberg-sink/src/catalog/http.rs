@@ -41,6 +41,7 @@ const ENDPOINTS: &[&str] = &[
     "HEAD /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
+    "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
@@ -71,6 +72,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
                 .head(table_exists)
                 .post(commit_table)
                 .delete(drop_table),
+        )
+        .route(
+            "/v1/namespaces/{ns}/tables/{table}/metrics",
+            post(report_metrics),
         )
         .route("/v1/namespaces/{ns}/register", post(register_table))
         .route("/v1/tables/rename", post(rename_table))
@@ -282,6 +287,12 @@ async fn drop_table(
         .get("purgeRequested")
         .is_some_and(|v| v.eq_ignore_ascii_case("true"));
     catalog.drop_table(&ident, purge).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Scan and commit reports (Java clients send them after every scan): accepted and dropped.
+async fn report_metrics(p: Result<Path<(String, String)>, PathRejection>) -> Result<StatusCode> {
+    table_param(p)?;
     Ok(StatusCode::NO_CONTENT)
 }
 
