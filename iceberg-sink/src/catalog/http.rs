@@ -135,8 +135,7 @@ async fn config(State(catalog): Cat) -> Response {
 async fn list_namespaces(State(catalog): Cat, q: Params) -> Result<Response> {
     let q = params(q)?;
     let parent = match q.get("parent").filter(|p| !p.is_empty()) {
-        // Some clients send the parent's levels joined by the separator, others by `.`:
-        // the separator wins when present.
+        // The parent's levels joined by the unit separator, as in paths.
         Some(p) => Some(namespace_from_path(p)?),
         None => None,
     };
