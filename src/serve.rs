@@ -35,6 +35,13 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8081"
     )]
     pub schema_registry_addr: SocketAddr,
+    /// Built-in Iceberg REST catalog (tables under <data-dir>/objects/warehouse)
+    #[arg(
+        long,
+        env = "ICESTREAM_ICEBERG_CATALOG_ADDR",
+        default_value = "127.0.0.1:8181"
+    )]
+    pub iceberg_catalog_addr: SocketAddr,
     /// Shards (threads that own partitions); default one per core
     #[arg(long, env = "ICESTREAM_SMP")]
     pub smp: Option<usize>,
@@ -299,6 +306,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let store_desc = describe_store(&tiering_config.store);
     let tier = tiering::Tiering::start(tiering_config)
         .map_err(|e| anyhow::anyhow!("cannot start tiered storage ({store_desc}): {e}"))?;
+    let ic_addr = args.iceberg_catalog_addr;
+    let iceberg_catalog = tokio::net::TcpListener::bind(ic_addr)
+        .await
+        .with_context(|| format!("cannot listen on Iceberg catalog address {ic_addr}: is another broker or catalog running? set --iceberg-catalog-addr"))?;
+    let catalog = iceberg_catalog_over_local_objects(&config.data_dir)?;
     let broker = Broker::start_with(config, args.io_backend, Some(tier.clone()))
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
@@ -313,6 +325,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
         admin = %admin.local_addr()?,
         schema_registry = %schema_registry.local_addr()?,
+        iceberg_catalog = %iceberg_catalog.local_addr()?,
         shards = broker.shards.len(),
         segment_io = %broker.shards.io_backend,
         data_dir = %broker.config.data_dir.display(),
@@ -326,10 +339,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         mounts.routes(),
     ));
     let registry_task = tokio::spawn(schema_registry::serve(schema_registry, registry));
+    let catalog_task = tokio::spawn(iceberg_sink::catalog::serve(iceberg_catalog, catalog));
     shutdown_signal().await;
     tracing::info!("shutting down: flushing partitions");
     admin_task.abort();
     registry_task.abort();
+    catalog_task.abort();
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
@@ -348,6 +363,31 @@ fn describe_store(store: &tiering::StoreConfig) -> String {
             endpoint.as_deref().unwrap_or("AWS")
         ),
     }
+}
+
+/// The built-in Iceberg catalog over the local filesystem: objects under `<data-dir>/objects`,
+/// catalog pointers in `catalog/`, tables in `warehouse/`, which clients on this machine reach
+/// as a `file://` URL.
+fn iceberg_catalog_over_local_objects(
+    data_dir: &std::path::Path,
+) -> anyhow::Result<std::sync::Arc<iceberg_sink::catalog::Catalog>> {
+    let objects = data_dir.join("objects");
+    std::fs::create_dir_all(&objects)
+        .with_context(|| format!("cannot create {}", objects.display()))?;
+    let objects = objects
+        .canonicalize()
+        .with_context(|| format!("cannot resolve {}", objects.display()))?;
+    let store = object_store::local::LocalFileSystem::new_with_prefix(&objects)
+        .with_context(|| format!("cannot open object store at {}", objects.display()))?;
+    let config = iceberg_sink::catalog::CatalogConfig {
+        warehouse_location: format!("file://{}/warehouse", objects.display()),
+        warehouse_path: object_store::path::Path::from("warehouse"),
+        catalog_path: object_store::path::Path::from("catalog"),
+    };
+    Ok(std::sync::Arc::new(iceberg_sink::catalog::Catalog::new(
+        std::sync::Arc::new(store),
+        config,
+    )))
 }
 
 async fn shutdown_signal() {

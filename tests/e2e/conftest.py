@@ -70,6 +70,7 @@ class Broker:
         self.kafka_port = free_port()
         self.admin_port = free_port()
         self.schema_registry_port = free_port()
+        self.iceberg_catalog_port = free_port()
         self.smp = smp
         self.extra_args = list(args or [])
         self.extra_env = dict(env or {})
@@ -96,6 +97,10 @@ class Broker:
         return f"http://127.0.0.1:{self.schema_registry_port}"
 
     @property
+    def iceberg_catalog_url(self) -> str:
+        return f"http://127.0.0.1:{self.iceberg_catalog_port}"
+
+    @property
     def pid(self) -> int:
         assert self.proc is not None
         return self.proc.pid
@@ -109,6 +114,7 @@ class Broker:
                 "--kafka-addr", self.bootstrap,
                 "--admin-addr", f"127.0.0.1:{self.admin_port}",
                 "--schema-registry-addr", f"127.0.0.1:{self.schema_registry_port}",
+                "--iceberg-catalog-addr", f"127.0.0.1:{self.iceberg_catalog_port}",
                 "--smp", str(self.smp),
             ]
         return cmd + self.extra_args
@@ -123,6 +129,7 @@ class Broker:
         env.setdefault("RUST_BACKTRACE", "1")
         # Without default flags the registry would take its default port 8081.
         env.setdefault("ICESTREAM_SCHEMA_REGISTRY_ADDR", f"127.0.0.1:{self.schema_registry_port}")
+        env.setdefault("ICESTREAM_ICEBERG_CATALOG_ADDR", f"127.0.0.1:{self.iceberg_catalog_port}")
         env.update(self.extra_env)
         self._log_file = open(self.log_path, "ab")
         self.starts += 1

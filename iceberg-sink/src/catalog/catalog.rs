@@ -1,0 +1,691 @@
+//! The catalog's operations, callable in-process (the translator) or through the REST router.
+//!
+//! Atomicity: a table's state is the metadata file its pointer object names. A change writes a
+//! new metadata file (never overwriting one), then swaps the pointer with a conditional PUT
+//! (`PutMode::Update` on the version read, `PutMode::Create` for a new table). A crash before
+//! the swap leaves the old pointer, so the old state, plus an orphan metadata file; after it,
+//! the new state. Two writers racing on one table: in this broker they queue on the table's
+//! lock and the second sees the first's result (its requirements then fail with
+//! CommitFailed, and the client retries); across processes the conditional PUT lets only one
+//! win.
+
+use std::collections::HashMap;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::Arc;
+
+use iceberg::spec::{TableMetadata, TableMetadataBuilder};
+use iceberg::{NamespaceIdent, TableCreation, TableIdent, TableRequirement, TableUpdate};
+use object_store::path::Path;
+use object_store::ObjectStore;
+use serde::Serialize;
+
+use super::error::{CatalogError, Result};
+use super::locks::Locks;
+use super::names::{self, display_namespace, display_table};
+use super::store::{metadata_file_location, NamespaceRecord, Store, TableRecord, Warehouse};
+
+/// Where the catalog keeps its state in the object store.
+#[derive(Debug, Clone)]
+pub struct CatalogConfig {
+    /// The warehouse as clients see it, e.g. `file:///abs/data/objects/warehouse`; new tables
+    /// get `<warehouse>/<namespace>/<table>`.
+    pub warehouse_location: String,
+    /// The same place as a path in the object store, e.g. `warehouse`.
+    pub warehouse_path: Path,
+    /// Prefix of the catalog's own pointer objects in the object store, e.g. `catalog`.
+    pub catalog_path: Path,
+}
+
+/// One table change of a commit: requirements to check, then updates to apply.
+#[derive(Debug, Clone, Default)]
+pub struct TableChange {
+    pub requirements: Vec<TableRequirement>,
+    pub updates: Vec<TableUpdate>,
+}
+
+/// A table as loaded: its current metadata file and that file's contents.
+#[derive(Debug, Clone)]
+pub struct LoadedTable {
+    pub metadata_location: String,
+    pub metadata: Arc<TableMetadata>,
+}
+
+/// The outcome of a namespace properties update, as the REST API reports it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct PropertiesUpdate {
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub missing: Vec<String>,
+}
+
+/// The built-in Iceberg catalog over an object store.
+pub struct Catalog {
+    store: Store,
+    locks: Locks,
+}
+
+fn ns_lock(ns: &NamespaceIdent) -> String {
+    format!("ns:{}", names::namespace_key(ns))
+}
+
+fn table_lock(ident: &TableIdent) -> String {
+    format!(
+        "table:{}/{}",
+        names::namespace_key(&ident.namespace),
+        names::encode(&ident.name)
+    )
+}
+
+impl Catalog {
+    pub fn new(objects: Arc<dyn ObjectStore>, config: CatalogConfig) -> Self {
+        let warehouse = Warehouse::new(&config.warehouse_location, config.warehouse_path);
+        Self {
+            store: Store::new(objects, config.catalog_path, warehouse),
+            locks: Locks::default(),
+        }
+    }
+
+    pub fn warehouse_location(&self) -> &str {
+        &self.store.warehouse.location
+    }
+
+    // ------------------------------------------------------------------ namespaces
+
+    async fn namespace_record(&self, ns: &NamespaceIdent) -> Result<NamespaceRecord> {
+        names::check_namespace(ns)?;
+        match self.store.get_json(&self.store.namespace_path(ns)).await? {
+            Some(v) => Ok(v.value),
+            None => Err(CatalogError::NoSuchNamespace(display_namespace(ns))),
+        }
+    }
+
+    /// Namespaces directly under `parent` (top-level ones without it).
+    pub async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
+        if let Some(parent) = parent {
+            self.namespace_record(parent).await?;
+        }
+        let depth = parent.map_or(0, |p| p.as_ref().len());
+        let mut out: Vec<NamespaceIdent> = self
+            .store
+            .list(&self.store.namespaces_prefix())
+            .await?
+            .iter()
+            .filter_map(|p| p.filename()?.strip_suffix(".json").map(str::to_string))
+            .filter_map(|key| names::namespace_from_key(&key))
+            .filter(|ns| {
+                ns.as_ref().len() == depth + 1
+                    && parent.is_none_or(|p| ns.as_ref()[..depth] == p.as_ref()[..])
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    pub async fn create_namespace(
+        &self,
+        ns: &NamespaceIdent,
+        properties: HashMap<String, String>,
+    ) -> Result<HashMap<String, String>> {
+        names::check_namespace(ns)?;
+        let _g = self.locks.lock(&ns_lock(ns)).await;
+        let record = NamespaceRecord { properties };
+        if !self
+            .store
+            .create_json(&self.store.namespace_path(ns), &record)
+            .await?
+        {
+            return Err(CatalogError::NamespaceAlreadyExists(display_namespace(ns)));
+        }
+        Ok(record.properties)
+    }
+
+    pub async fn load_namespace(&self, ns: &NamespaceIdent) -> Result<HashMap<String, String>> {
+        Ok(self.namespace_record(ns).await?.properties)
+    }
+
+    pub async fn namespace_exists(&self, ns: &NamespaceIdent) -> Result<bool> {
+        match self.namespace_record(ns).await {
+            Ok(_) => Ok(true),
+            Err(CatalogError::NoSuchNamespace(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Drops an empty namespace: one with no tables and no child namespaces.
+    pub async fn drop_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
+        names::check_namespace(ns)?;
+        let _g = self.locks.lock(&ns_lock(ns)).await;
+        self.namespace_record(ns).await?;
+        if !self
+            .store
+            .list(&self.store.tables_prefix(ns))
+            .await?
+            .is_empty()
+        {
+            return Err(CatalogError::NamespaceNotEmpty(format!(
+                "{} still has tables",
+                display_namespace(ns)
+            )));
+        }
+        if !self.list_namespaces(Some(ns)).await?.is_empty() {
+            return Err(CatalogError::NamespaceNotEmpty(format!(
+                "{} still has child namespaces",
+                display_namespace(ns)
+            )));
+        }
+        self.store.delete(&self.store.namespace_path(ns)).await
+    }
+
+    pub async fn update_namespace_properties(
+        &self,
+        ns: &NamespaceIdent,
+        removals: Vec<String>,
+        updates: HashMap<String, String>,
+    ) -> Result<PropertiesUpdate> {
+        names::check_namespace(ns)?;
+        if let Some(both) = removals.iter().find(|k| updates.contains_key(*k)) {
+            return Err(CatalogError::BadRequest(format!(
+                "property {both:?} is both removed and updated"
+            )));
+        }
+        let _g = self.locks.lock(&ns_lock(ns)).await;
+        let path = self.store.namespace_path(ns);
+        let Some(current) = self.store.get_json::<NamespaceRecord>(&path).await? else {
+            return Err(CatalogError::NoSuchNamespace(display_namespace(ns)));
+        };
+        let mut record = current.value;
+        let mut result = PropertiesUpdate::default();
+        for key in removals {
+            if record.properties.remove(&key).is_some() {
+                result.removed.push(key);
+            } else {
+                result.missing.push(key);
+            }
+        }
+        for (key, value) in updates {
+            record.properties.insert(key.clone(), value);
+            result.updated.push(key);
+        }
+        if !self
+            .store
+            .update_json(&path, &record, current.version)
+            .await?
+        {
+            return Err(CatalogError::CommitFailed(format!(
+                "namespace {} changed concurrently; retry",
+                display_namespace(ns)
+            )));
+        }
+        Ok(result)
+    }
+
+    // ------------------------------------------------------------------ tables
+
+    pub async fn list_tables(&self, ns: &NamespaceIdent) -> Result<Vec<TableIdent>> {
+        self.namespace_record(ns).await?;
+        let mut out: Vec<TableIdent> = self
+            .store
+            .list(&self.store.tables_prefix(ns))
+            .await?
+            .iter()
+            .filter_map(|p| p.filename()?.strip_suffix(".json").and_then(names::decode))
+            .map(|name| TableIdent::new(ns.clone(), name))
+            .collect();
+        out.sort();
+        Ok(out)
+    }
+
+    async fn table_record(
+        &self,
+        ident: &TableIdent,
+    ) -> Result<super::store::Versioned<TableRecord>> {
+        names::check_table(ident)?;
+        self.store
+            .get_json(&self.store.table_path(ident))
+            .await?
+            .ok_or_else(|| CatalogError::NoSuchTable(display_table(ident)))
+    }
+
+    pub async fn load_table(&self, ident: &TableIdent) -> Result<LoadedTable> {
+        let record = self.table_record(ident).await?.value;
+        let metadata = self.store.read_metadata(&record.metadata_location).await?;
+        Ok(LoadedTable {
+            metadata_location: record.metadata_location,
+            metadata: Arc::new(metadata),
+        })
+    }
+
+    pub async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
+        match self.table_record(ident).await {
+            Ok(_) => Ok(true),
+            Err(CatalogError::NoSuchTable(_)) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Builds the metadata of a new table (location defaulting into the warehouse) without
+    /// storing anything.
+    pub fn new_table_metadata(
+        &self,
+        ns: &NamespaceIdent,
+        mut creation: TableCreation,
+    ) -> Result<TableMetadata> {
+        let ident = TableIdent::new(ns.clone(), creation.name.clone());
+        names::check_table(&ident)?;
+        let location = match creation.location.take() {
+            Some(l) => l.trim_end_matches('/').to_string(),
+            None => self.store.warehouse.table_location(&ident),
+        };
+        self.store.location_path(&location)?;
+        creation.location = Some(location);
+        guarded(|| {
+            TableMetadataBuilder::from_table_creation(creation)
+                .and_then(|b| b.build())
+                .map(|r| r.metadata)
+                .map_err(CatalogError::from_iceberg)
+        })
+    }
+
+    pub async fn create_table(
+        &self,
+        ns: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<LoadedTable> {
+        let ident = TableIdent::new(ns.clone(), creation.name.clone());
+        names::check_table(&ident)?;
+        let _g = self
+            .locks
+            .lock_all(&[ns_lock(ns), table_lock(&ident)])
+            .await;
+        self.namespace_record(ns).await?;
+        if self.table_exists(&ident).await? {
+            return Err(CatalogError::TableAlreadyExists(display_table(&ident)));
+        }
+        let metadata = self.new_table_metadata(ns, creation)?;
+        self.store_new_table(&ident, metadata, 0).await
+    }
+
+    /// Writes a new table's first metadata file, then creates its pointer.
+    async fn store_new_table(
+        &self,
+        ident: &TableIdent,
+        metadata: TableMetadata,
+        version: u64,
+    ) -> Result<LoadedTable> {
+        let location = metadata_file_location(metadata.location(), version);
+        self.store.write_metadata(&location, &metadata).await?;
+        let record = TableRecord {
+            metadata_location: location.clone(),
+            version,
+        };
+        if !self
+            .store
+            .create_json(&self.store.table_path(ident), &record)
+            .await?
+        {
+            return Err(CatalogError::TableAlreadyExists(display_table(ident)));
+        }
+        Ok(LoadedTable {
+            metadata_location: location,
+            metadata: Arc::new(metadata),
+        })
+    }
+
+    /// Registers an existing metadata file (under the warehouse) as a table.
+    pub async fn register_table(
+        &self,
+        ident: &TableIdent,
+        metadata_location: &str,
+    ) -> Result<LoadedTable> {
+        names::check_table(ident)?;
+        let _g = self
+            .locks
+            .lock_all(&[ns_lock(&ident.namespace), table_lock(ident)])
+            .await;
+        self.namespace_record(&ident.namespace).await?;
+        let metadata = self
+            .store
+            .read_metadata(metadata_location)
+            .await
+            .map_err(|e| match e {
+                CatalogError::Corrupt { message, .. } => {
+                    CatalogError::BadRequest(format!("{metadata_location}: {message}"))
+                }
+                e => e,
+            })?;
+        let version = version_of(metadata_location).unwrap_or(0);
+        let record = TableRecord {
+            metadata_location: metadata_location.to_string(),
+            version,
+        };
+        if !self
+            .store
+            .create_json(&self.store.table_path(ident), &record)
+            .await?
+        {
+            return Err(CatalogError::TableAlreadyExists(display_table(ident)));
+        }
+        Ok(LoadedTable {
+            metadata_location: metadata_location.to_string(),
+            metadata: Arc::new(metadata),
+        })
+    }
+
+    /// Metadata for a staged create (`stage-create`): checked like a create, but nothing is
+    /// stored; the table comes to exist with a later commit that asserts `assert-create`.
+    pub async fn stage_table(
+        &self,
+        ns: &NamespaceIdent,
+        creation: TableCreation,
+    ) -> Result<TableMetadata> {
+        let ident = TableIdent::new(ns.clone(), creation.name.clone());
+        names::check_table(&ident)?;
+        self.namespace_record(ns).await?;
+        if self.table_exists(&ident).await? {
+            return Err(CatalogError::TableAlreadyExists(display_table(&ident)));
+        }
+        let metadata = self.new_table_metadata(ns, creation)?;
+        // Engines write a staged table's manifests into `<location>/metadata/` before the
+        // commit that creates it; make sure that directory exists on a local filesystem.
+        self.store
+            .touch(&staged_marker(metadata.location()))
+            .await?;
+        Ok(metadata)
+    }
+
+    /// Checks every requirement against the table's current metadata, applies the updates
+    /// with iceberg's metadata builder, writes the result as a new metadata file and swaps the
+    /// table's pointer to it. Failed requirements and lost races are `CommitFailed`. With an
+    /// `assert-create` requirement the table must not exist and the updates create it (the
+    /// second half of a staged create).
+    pub async fn commit_table(
+        &self,
+        ident: &TableIdent,
+        requirements: Vec<TableRequirement>,
+        updates: Vec<TableUpdate>,
+    ) -> Result<LoadedTable> {
+        self.commit_table_changes(
+            ident,
+            vec![TableChange {
+                requirements,
+                updates,
+            }],
+        )
+        .await
+    }
+
+    /// Several changes to one table committed as one: each change's requirements are checked
+    /// against the metadata the changes before it produced, and one new metadata file is
+    /// swapped in for all of them (or none). `POST /v1/transactions/commit` lands here.
+    pub async fn commit_table_changes(
+        &self,
+        ident: &TableIdent,
+        mut changes: Vec<TableChange>,
+    ) -> Result<LoadedTable> {
+        names::check_table(ident)?;
+        let creates = changes
+            .first()
+            .is_some_and(|c| c.requirements.contains(&TableRequirement::NotExist));
+        if creates {
+            return self.create_by_commit(ident, changes).await;
+        }
+        let _g = self.locks.lock(&table_lock(ident)).await;
+        let current = self.table_record(ident).await?;
+        let base = self
+            .store
+            .read_metadata(&current.value.metadata_location)
+            .await?;
+        let base_location = current.value.metadata_location.clone();
+        if changes.iter().all(|c| c.updates.is_empty()) {
+            for change in &changes {
+                check_requirements(&change.requirements, Some(&base))?;
+            }
+            return Ok(LoadedTable {
+                metadata_location: base_location,
+                metadata: Arc::new(base),
+            });
+        }
+        let mut metadata = base;
+        let mut previous = Some(base_location);
+        for change in changes.drain(..) {
+            metadata = apply_commit(
+                metadata,
+                previous.take(),
+                &change.requirements,
+                change.updates,
+            )?;
+        }
+        let version = current.value.version + 1;
+        let location = metadata_file_location(metadata.location(), version);
+        self.store.write_metadata(&location, &metadata).await?;
+        let record = TableRecord {
+            metadata_location: location.clone(),
+            version,
+        };
+        let swapped = self
+            .store
+            .update_json(&self.store.table_path(ident), &record, current.version)
+            .await?;
+        if !swapped {
+            return Err(CatalogError::CommitFailed(format!(
+                "{} was changed by another writer; reload and retry",
+                display_table(ident)
+            )));
+        }
+        Ok(LoadedTable {
+            metadata_location: location,
+            metadata: Arc::new(metadata),
+        })
+    }
+
+    async fn create_by_commit(
+        &self,
+        ident: &TableIdent,
+        changes: Vec<TableChange>,
+    ) -> Result<LoadedTable> {
+        let _g = self
+            .locks
+            .lock_all(&[ns_lock(&ident.namespace), table_lock(ident)])
+            .await;
+        self.namespace_record(&ident.namespace).await?;
+        if self.table_exists(ident).await? {
+            return Err(CatalogError::CommitFailed(format!(
+                "assert-create failed: {} already exists",
+                display_table(ident)
+            )));
+        }
+        let mut changes = changes.into_iter();
+        let Some(first) = changes.next() else {
+            return Err(CatalogError::Internal("create without changes".into()));
+        };
+        check_requirements(&first.requirements, None)?;
+        let default_location = self.store.warehouse.table_location(ident);
+        let mut metadata = guarded(|| metadata_from_updates(default_location, first.updates))?;
+        for change in changes {
+            metadata = apply_commit(metadata, None, &change.requirements, change.updates)?;
+        }
+        self.store.location_path(metadata.location())?;
+        let marker = staged_marker(metadata.location());
+        let loaded = self.store_new_table(ident, metadata, 0).await?;
+        if let Ok(path) = self.store.location_path(&marker) {
+            self.store.delete(&path).await?;
+        }
+        Ok(loaded)
+    }
+
+    /// Forgets a table; with `purge`, also deletes every file under its location (when that
+    /// location is in the warehouse).
+    pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<()> {
+        names::check_table(ident)?;
+        let _g = self.locks.lock(&table_lock(ident)).await;
+        let record = self.table_record(ident).await?.value;
+        let location = if purge {
+            Some(
+                self.store
+                    .read_metadata(&record.metadata_location)
+                    .await?
+                    .location()
+                    .to_string(),
+            )
+        } else {
+            None
+        };
+        self.store.delete(&self.store.table_path(ident)).await?;
+        if let Some(location) = location {
+            match self.store.delete_location(&location).await {
+                Ok(n) => tracing::info!(table = %display_table(ident), files = n, "purged table"),
+                Err(e) => {
+                    tracing::warn!(table = %display_table(ident), error = %e, "dropped table, but purging its files failed")
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Moves a table's pointer to a new name; its files stay where they are. The destination
+    /// pointer is created first, so a crash in between leaves both names, never neither.
+    pub async fn rename_table(&self, from: &TableIdent, to: &TableIdent) -> Result<()> {
+        names::check_table(from)?;
+        names::check_table(to)?;
+        if from == to {
+            return Err(CatalogError::TableAlreadyExists(display_table(to)));
+        }
+        let _g = self
+            .locks
+            .lock_all(&[ns_lock(&to.namespace), table_lock(from), table_lock(to)])
+            .await;
+        let record = self.table_record(from).await?.value;
+        self.namespace_record(&to.namespace).await?;
+        if !self
+            .store
+            .create_json(&self.store.table_path(to), &record)
+            .await?
+        {
+            return Err(CatalogError::TableAlreadyExists(display_table(to)));
+        }
+        self.store.delete(&self.store.table_path(from)).await
+    }
+}
+
+fn staged_marker(table_location: &str) -> String {
+    format!("{}/metadata/.staged", table_location.trim_end_matches('/'))
+}
+
+/// Runs pure metadata code, turning a panic inside the iceberg crate into an error rather
+/// than letting client input take a task down.
+fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    catch_unwind(AssertUnwindSafe(f)).unwrap_or_else(|_| {
+        Err(CatalogError::BadRequest(
+            "the request could not be applied to the table metadata".into(),
+        ))
+    })
+}
+
+fn check_requirements(
+    requirements: &[TableRequirement],
+    base: Option<&TableMetadata>,
+) -> Result<()> {
+    guarded(|| {
+        requirements
+            .iter()
+            .try_for_each(|r| r.check(base))
+            .map_err(|e| match e.kind() {
+                // A requirement on a table that is not there: the commit lost a race with a drop.
+                iceberg::ErrorKind::TableNotFound => CatalogError::CommitFailed(e.to_string()),
+                _ => CatalogError::from_iceberg(e),
+            })
+    })
+}
+
+/// Requirements, then updates, then build: iceberg's own rules for every change.
+/// `base_location` is the metadata file `base` was read from (it goes to the metadata log),
+/// `None` for metadata not stored yet.
+fn apply_commit(
+    base: TableMetadata,
+    base_location: Option<String>,
+    requirements: &[TableRequirement],
+    updates: Vec<TableUpdate>,
+) -> Result<TableMetadata> {
+    check_requirements(requirements, Some(&base))?;
+    guarded(|| {
+        let mut builder = base.into_builder(base_location);
+        for update in updates {
+            builder = update.apply(builder).map_err(CatalogError::from_iceberg)?;
+        }
+        Ok(builder
+            .build()
+            .map_err(CatalogError::from_iceberg)?
+            .metadata)
+    })
+}
+
+/// A new table's metadata from the updates of a create transaction (what a staged create
+/// returned, sent back as updates): its first schema, spec, sort order, location, format version
+/// and properties make the table as `TableMetadataBuilder::new` would, and the other updates
+/// (its UUID, snapshots, later schemas...) apply on top.
+fn metadata_from_updates(
+    default_location: String,
+    updates: Vec<TableUpdate>,
+) -> Result<TableMetadata> {
+    let mut schema = None;
+    let mut spec = None;
+    let mut order = None;
+    let mut location = None;
+    let mut format_version = None;
+    let mut properties = None;
+    let (mut current_schema_set, mut default_spec_set, mut default_order_set) =
+        (false, false, false);
+    let mut rest = Vec::new();
+    for update in updates {
+        match update {
+            TableUpdate::AddSchema { schema: s } if schema.is_none() => schema = Some(s),
+            TableUpdate::SetCurrentSchema { .. } if !current_schema_set => {
+                current_schema_set = true
+            }
+            TableUpdate::AddSpec { spec: s } if spec.is_none() => spec = Some(s),
+            TableUpdate::SetDefaultSpec { .. } if !default_spec_set => default_spec_set = true,
+            TableUpdate::AddSortOrder { sort_order } if order.is_none() => order = Some(sort_order),
+            TableUpdate::SetDefaultSortOrder { .. } if !default_order_set => {
+                default_order_set = true
+            }
+            TableUpdate::SetLocation { location: l } if location.is_none() => location = Some(l),
+            TableUpdate::UpgradeFormatVersion { format_version: v } if format_version.is_none() => {
+                format_version = Some(v)
+            }
+            TableUpdate::SetProperties { updates } if properties.is_none() => {
+                properties = Some(updates)
+            }
+            other => rest.push(other),
+        }
+    }
+    let schema = schema
+        .ok_or_else(|| CatalogError::BadRequest("a create transaction must add a schema".into()))?;
+    let mut builder = TableMetadataBuilder::new(
+        schema,
+        spec.unwrap_or_else(|| iceberg::spec::UnboundPartitionSpec::builder().build()),
+        order.unwrap_or_else(iceberg::spec::SortOrder::unsorted_order),
+        location
+            .unwrap_or(default_location)
+            .trim_end_matches('/')
+            .to_string(),
+        format_version.unwrap_or(iceberg::spec::FormatVersion::V2),
+        properties.unwrap_or_default(),
+    )
+    .map_err(CatalogError::from_iceberg)?;
+    for update in rest {
+        builder = update.apply(builder).map_err(CatalogError::from_iceberg)?;
+    }
+    Ok(builder
+        .build()
+        .map_err(CatalogError::from_iceberg)?
+        .metadata)
+}
+
+/// The version number at the start of a metadata file name (`00012-<uuid>.metadata.json`).
+fn version_of(metadata_location: &str) -> Option<u64> {
+    let file = metadata_location.rsplit('/').next()?;
+    file.split('-').next()?.parse().ok()
+}

@@ -1,0 +1,110 @@
+//! The catalog's typed errors and their Iceberg REST `ErrorModel` form.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+/// Everything a catalog operation can fail with. Each variant maps to one status code and one
+/// exception type of the Iceberg REST OpenAPI, so clients raise their matching exception.
+#[derive(Debug, thiserror::Error)]
+pub enum CatalogError {
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("namespace does not exist: {0}")]
+    NoSuchNamespace(String),
+    #[error("table does not exist: {0}")]
+    NoSuchTable(String),
+    #[error("namespace already exists: {0}")]
+    NamespaceAlreadyExists(String),
+    #[error("table already exists: {0}")]
+    TableAlreadyExists(String),
+    #[error("namespace is not empty: {0}")]
+    NamespaceNotEmpty(String),
+    /// A requirement did not hold, or another writer swapped the pointer first: the client
+    /// reloads the table and retries.
+    #[error("commit failed: {0}")]
+    CommitFailed(String),
+    #[error("not supported: {0}")]
+    NotSupported(String),
+    #[error("no route for {0}")]
+    NotFound(String),
+    #[error("object store: {0}")]
+    Store(#[from] object_store::Error),
+    #[error("corrupt catalog state at {path}: {message}")]
+    Corrupt { path: String, message: String },
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
+
+impl CatalogError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            CatalogError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            CatalogError::NoSuchNamespace(_)
+            | CatalogError::NoSuchTable(_)
+            | CatalogError::NotFound(_) => StatusCode::NOT_FOUND,
+            CatalogError::NamespaceAlreadyExists(_)
+            | CatalogError::TableAlreadyExists(_)
+            | CatalogError::NamespaceNotEmpty(_)
+            | CatalogError::CommitFailed(_) => StatusCode::CONFLICT,
+            CatalogError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
+            CatalogError::Store(_) | CatalogError::Corrupt { .. } | CatalogError::Internal(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        }
+    }
+
+    /// The exception type names the REST spec (and the Java/Python clients) use.
+    pub fn error_type(&self) -> &'static str {
+        match self {
+            CatalogError::BadRequest(_) => "BadRequestException",
+            CatalogError::NoSuchNamespace(_) => "NoSuchNamespaceException",
+            CatalogError::NoSuchTable(_) => "NoSuchTableException",
+            CatalogError::NamespaceAlreadyExists(_) | CatalogError::TableAlreadyExists(_) => {
+                "AlreadyExistsException"
+            }
+            CatalogError::NamespaceNotEmpty(_) => "NamespaceNotEmptyException",
+            CatalogError::CommitFailed(_) => "CommitFailedException",
+            CatalogError::NotSupported(_) => "UnsupportedOperationException",
+            CatalogError::NotFound(_) => "NotFoundException",
+            CatalogError::Store(_) | CatalogError::Corrupt { .. } | CatalogError::Internal(_) => {
+                "InternalServerError"
+            }
+        }
+    }
+
+    /// Maps an error of the iceberg crate (requirement checks, metadata builder) to ours:
+    /// failed requirements are commit conflicts, everything else is the request's fault.
+    pub fn from_iceberg(e: iceberg::Error) -> Self {
+        use iceberg::ErrorKind as K;
+        let message = e.to_string();
+        match e.kind() {
+            K::CatalogCommitConflicts => CatalogError::CommitFailed(message),
+            K::FeatureUnsupported => CatalogError::NotSupported(message),
+            K::NamespaceNotFound => CatalogError::NoSuchNamespace(message),
+            K::TableNotFound => CatalogError::NoSuchTable(message),
+            K::NamespaceAlreadyExists => CatalogError::NamespaceAlreadyExists(message),
+            K::TableAlreadyExists => CatalogError::TableAlreadyExists(message),
+            _ => CatalogError::BadRequest(message),
+        }
+    }
+}
+
+impl IntoResponse for CatalogError {
+    fn into_response(self) -> Response {
+        let status = self.status();
+        if status.is_server_error() {
+            tracing::warn!(error = %self, "iceberg catalog request failed");
+        }
+        let body = json!({
+            "error": {
+                "message": self.to_string(),
+                "type": self.error_type(),
+                "code": status.as_u16(),
+            }
+        });
+        (status, axum::Json(body)).into_response()
+    }
+}
