@@ -56,11 +56,21 @@ pub fn parse(text: &str) -> Result<Schema, String> {
     Schema::parse_str(text).map_err(|e| e.to_string())
 }
 
+/// Parses an Avro schema that uses named types defined in referenced schemas (`deps`, the
+/// references' texts, dependencies first).
+pub fn parse_with_refs<'a>(
+    text: &str,
+    deps: impl IntoIterator<Item = &'a str>,
+) -> Result<Schema, String> {
+    Schema::parse_str_with_list(text, deps)
+        .map(|(s, _)| s)
+        .map_err(|e| e.to_string())
+}
+
 /// The form that identifies a schema: its JSON without insignificant whitespace. Docs,
 /// defaults and aliases stay part of it, so changing a default makes a new schema, as in
-/// the Confluent registry.
+/// the Confluent registry. The text must have parsed (with its references) already.
 pub fn canonical(text: &str) -> Result<String, String> {
-    parse(text)?;
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     Ok(v.to_string())
 }

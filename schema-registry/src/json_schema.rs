@@ -88,6 +88,32 @@ fn check_schema(v: &Value, path: &str) -> Result<(), String> {
     Ok(())
 }
 
+/// Replaces each `{"$ref": NAME}` whose NAME (optionally followed by `#`) is a reference's
+/// name with the referenced document, so compatibility compares what the reference points at.
+/// Referenced documents are inlined too, to a bounded depth (references cannot loop forever).
+pub fn inline_refs(v: &Value, refs: &std::collections::HashMap<String, Value>) -> Value {
+    fn go(v: &Value, refs: &std::collections::HashMap<String, Value>, depth: usize) -> Value {
+        match v {
+            Value::Object(o) => {
+                if let Some(target) = o.get("$ref").and_then(Value::as_str) {
+                    let name = target.strip_suffix('#').unwrap_or(target);
+                    if let Some(doc) = refs.get(name).filter(|_| depth < 32) {
+                        return go(doc, refs, depth + 1);
+                    }
+                }
+                Value::Object(
+                    o.iter()
+                        .map(|(k, x)| (k.clone(), go(x, refs, depth)))
+                        .collect(),
+                )
+            }
+            Value::Array(a) => Value::Array(a.iter().map(|x| go(x, refs, depth)).collect()),
+            other => other.clone(),
+        }
+    }
+    go(v, refs, 0)
+}
+
 /// The form that identifies a schema: minified, object keys sorted (whitespace and key order
 /// do not change the id).
 pub fn canonical(v: &Value) -> String {
@@ -492,6 +518,25 @@ fn diff_combined(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refs_to_references_are_inlined_for_comparison() {
+        let mut refs = std::collections::HashMap::new();
+        let old_addr =
+            parse(r#"{"type":"object","properties":{"city":{"type":"string"}}}"#).unwrap();
+        let new_addr =
+            parse(r#"{"type":"object","properties":{"city":{"type":"integer"}}}"#).unwrap();
+        let main = parse(r#"{"type":"object","properties":{"a":{"$ref":"addr.json"}}}"#).unwrap();
+        refs.insert("addr.json".to_string(), old_addr);
+        let old = inline_refs(&main, &refs);
+        refs.insert("addr.json".to_string(), new_addr);
+        let new = inline_refs(&main, &refs);
+        assert!(!compare(&old, &new).is_empty());
+        assert_eq!(
+            old["properties"]["a"]["properties"]["city"]["type"],
+            "string"
+        );
+    }
     use serde_json::json;
 
     /// BACKWARD: the new schema reads data written with the old one.

@@ -5,14 +5,16 @@
 //! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
 //! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
 //!   rules (a hand-written structural checker).
+//! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
 //! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
 //! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
 //!
-//! Avro and JSON Schema are supported so far; see docs/schema-registry.md.
+//! Avro, JSON Schema and Protobuf are supported; see docs/schema-registry.md.
 
 pub mod api;
 pub mod avro;
 pub mod json_schema;
+pub mod protobuf;
 pub mod registry;
 pub mod store;
 
