@@ -103,7 +103,8 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 .as_ref()
                 .filter(|t| t.resolved.value_schema_validation || t.resolved.key_schema_validation)
             {
-                let bad = schema_id_errors(b, &t.resolved, &batches, limit);
+                let ids = b.schema_ids.get().map(|i| i.as_ref());
+                let bad = schema_id_errors(ids, &t.resolved, &batches, limit);
                 if let Some((first, _)) = bad.first() {
                     let mut r = error_response(
                         idx,
@@ -203,12 +204,11 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
 /// big-endian schema id the registry holds. Returns (message, record index in its batch) for
 /// every record that fails; a batch that cannot be walked fails as a whole.
 fn schema_id_errors(
-    b: &Broker,
+    ids: Option<&dyn crate::schema_ids::SchemaIds>,
     cfg: &crate::config::ResolvedTopicConfig,
     batches: &[(batch::BatchHeader, bytes::Bytes)],
     limit: usize,
 ) -> Vec<(String, i32)> {
-    let ids = b.schema_ids.get();
     let mut bad = Vec::new();
     for (h, data) in batches {
         let walked = records::for_each_record(data, h, limit, |i, key, value| {
@@ -254,4 +254,62 @@ fn error_response(idx: i32, code: i16, msg: Option<String>) -> PartitionProduceR
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
         .with_error_message(msg.map(sb))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{ClusterDefaults, TopicConfig};
+    use crate::log::batch::{encode_batch, split_batches, Compression, NewRecord};
+    use bytes::Bytes;
+
+    struct Only(i32);
+    impl crate::schema_ids::SchemaIds for Only {
+        fn is_registered(&self, id: i32) -> bool {
+            id == self.0
+        }
+    }
+
+    fn batch(values: &[Option<&[u8]>]) -> Vec<(batch::BatchHeader, Bytes)> {
+        let records: Vec<NewRecord> = values
+            .iter()
+            .map(|v| NewRecord {
+                key: None,
+                value: v.map(Bytes::copy_from_slice),
+                timestamp: 0,
+                headers: Vec::new(),
+            })
+            .collect();
+        split_batches(&encode_batch(&records, Compression::Zstd).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn schema_ids_are_checked_per_record() {
+        let cfg = TopicConfig::from_pairs([("confluent.value.schema.validation", "true")])
+            .unwrap()
+            .resolve(&ClusterDefaults::default());
+        let good: &[u8] = &[0, 0, 0, 0, 7, 1, 2];
+        let ids = Only(7);
+        let ok = batch(&[Some(good), None, Some(good)]);
+        assert!(schema_id_errors(Some(&ids), &cfg, &ok, 1 << 20).is_empty());
+        let bad = batch(&[
+            Some(good),
+            Some(b"raw"),
+            Some(&[0, 0, 0, 0, 42]),
+            Some(&[0, 1]),
+        ]);
+        let errors = schema_id_errors(Some(&ids), &cfg, &bad, 1 << 20);
+        let idx: Vec<i32> = errors.iter().map(|e| e.1).collect();
+        assert_eq!(idx, [1, 2, 3]);
+        assert_eq!(
+            errors[0].0,
+            "record 1: value does not start with the Confluent wire-format magic byte 0"
+        );
+        assert_eq!(
+            errors[1].0,
+            "record 2: value schema id 42 is not registered"
+        );
+        // Without a registry no id is registered.
+        assert_eq!(schema_id_errors(None, &cfg, &ok, 1 << 20).len(), 2);
+    }
 }
