@@ -21,17 +21,15 @@ use crate::avro::{check_versions, Level};
 /// The name the schema's own file is compiled under (imports name the other files).
 const MAIN: &str = "__registered_schema__.proto";
 
-/// A parsed `.proto` schema: the pool holding it and its imports.
+/// A parsed `.proto` schema (its descriptor keeps the pool with its imports alive).
 #[derive(Debug, Clone)]
 pub struct Proto {
-    pool: DescriptorPool,
+    file: FileDescriptor,
 }
 
 impl Proto {
     fn file(&self) -> FileDescriptor {
-        self.pool
-            .get_file_by_name(MAIN)
-            .expect("the main file is always in its pool")
+        self.file.clone()
     }
 
     /// The schema's `FileDescriptorProto`, base64-encoded: what Confluent serves for
@@ -89,9 +87,11 @@ pub fn parse(text: &str, imports: &HashMap<String, String>) -> Result<Proto, Str
     let mut compiler = protox::Compiler::with_file_resolver(chain);
     compiler.include_imports(true);
     compiler.open_file(MAIN).map_err(|e| describe(&e, &files))?;
-    Ok(Proto {
-        pool: compiler.descriptor_pool(),
-    })
+    let pool: DescriptorPool = compiler.descriptor_pool();
+    let file = pool
+        .get_file_by_name(MAIN)
+        .ok_or_else(|| "the compiler lost the schema's file".to_string())?;
+    Ok(Proto { file })
 }
 
 /// The compiler's message with the place it points at as `file:line:column`.
@@ -103,7 +103,8 @@ fn describe(e: &protox::Error, files: &HashMap<String, String>) -> String {
         .and_then(|mut l| l.next())
         .zip(files.get(file))
         .map(|(label, src)| {
-            let upto = &src[..label.offset().min(src.len())];
+            // Byte offsets: fall back to the whole text rather than split a character.
+            let upto = src.get(..label.offset()).unwrap_or(src);
             let line = upto.matches('\n').count() + 1;
             let col = upto.len() - upto.rfind('\n').map_or(0, |i| i + 1) + 1;
             format!("{shown}:{line}:{col}: ")
@@ -584,6 +585,23 @@ message User { string name = 1; int32 age = 2; }"#;
         let r1 = r#"syntax = "proto2"; message M { optional string a = 1; }"#;
         let r2 = r#"syntax = "proto2"; message M { optional string a = 1; required int32 b = 2; }"#;
         assert_eq!(verdicts(r1, r2), (false, false));
+    }
+
+    #[test]
+    fn deep_nesting_is_an_error_not_a_crash() {
+        let depth = 20_000;
+        let text = format!(
+            "syntax = \"proto3\"; {} {}",
+            "message M { ".repeat(depth),
+            "}".repeat(depth)
+        );
+        let e = parse(&text, &HashMap::new()).unwrap_err();
+        assert!(e.contains("recursion limit"), "{e}");
+        let opts = format!(
+            "syntax = \"proto3\"; message M {{ option (a) = {}; }}",
+            "{ a: ".repeat(depth)
+        );
+        let _ = parse(&opts, &HashMap::new());
     }
 
     #[test]

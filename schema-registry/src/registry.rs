@@ -1419,4 +1419,55 @@ mod tests {
         st.apply(br#"{"keytype":"NOOP","magic":0}"#, None);
         assert_eq!(st.subjects.len(), 1);
     }
+
+    #[test]
+    fn replay_rebuilds_modes_normalize_references_and_live_ids() {
+        let mut st = State {
+            next_id: 1,
+            ..State::default()
+        };
+        let none = json!([]);
+        let addr = r#"{"type":"record","name":"Address","namespace":"t","fields":[{"name":"city","type":"string"}]}"#;
+        let person = r#"{"type":"record","name":"P","namespace":"t","fields":[{"name":"home","type":"t.Address"}]}"#;
+        let refs = json!([{"name": "t.Address", "subject": "addr", "version": 1}]);
+        apply(
+            &mut st,
+            schema_key("addr", 1),
+            Some(schema_value("addr", 1, 1, addr, "AVRO", &none, false)),
+        );
+        apply(
+            &mut st,
+            schema_key("person", 1),
+            Some(schema_value("person", 1, 7, person, "AVRO", &refs, false)),
+        );
+        // imported ids move the next id past them; the reference resolves on replay
+        assert_eq!(st.next_id, 8);
+        assert!(matches!(st.parsed(7), Ok(Parsed::Avro(_))));
+        assert_eq!(st.referenced_by("addr", 1, false), [7]);
+        apply(
+            &mut st,
+            other_key("MODE", Some("person")),
+            Some(r#"{"mode":"IMPORT"}"#.into()),
+        );
+        apply(
+            &mut st,
+            other_key("CONFIG", None),
+            Some(r#"{"normalize":true}"#.into()),
+        );
+        assert_eq!(st.mode_of("person"), Mode::Import);
+        assert_eq!(st.mode_of("addr"), Mode::ReadWrite);
+        assert!(st.normalize("addr") && st.level("addr") == Level::Backward);
+        apply(&mut st, other_key("MODE", Some("person")), None);
+        assert_eq!(st.mode_of("person"), Mode::ReadWrite);
+        // an id stays registered while a version (even soft-deleted) uses it
+        assert!(st.uses.contains_key(&7));
+        apply(
+            &mut st,
+            schema_key("person", 1),
+            Some(schema_value("person", 1, 7, person, "AVRO", &refs, true)),
+        );
+        assert_eq!(st.uses.get(&7), Some(&1));
+        apply(&mut st, schema_key("person", 1), None);
+        assert!(!st.uses.contains_key(&7) && st.uses.contains_key(&1));
+    }
 }
