@@ -318,3 +318,56 @@ def test_schema_id_validation_reasons_and_redpanda_alias(broker):
     # A null key is not checked.
     prod.send(topic, key=None, value=b"no key").get(timeout=30)
     prod.close()
+
+
+def test_protobuf_serializer_registers_imports_as_references(broker):
+    """A message whose file imports another file and google/protobuf/timestamp.proto: the
+    serializer registers the imported file as its own subject and refers to it; Google's
+    well-known file needs no reference. The deserializer rebuilds both from the registry."""
+    from google.protobuf import timestamp_pb2
+    pkg = unique_topic("dep").replace("-", "_")
+    dep = descriptor_pb2.FileDescriptorProto(name=f"{pkg}/money.proto", package=pkg,
+                                             syntax="proto3")
+    money = dep.message_type.add(name="Money")
+    money.field.add(name="cents", number=1, type=F.TYPE_INT64, label=F.LABEL_OPTIONAL)
+    main = descriptor_pb2.FileDescriptorProto(
+        name=f"{pkg}/item.proto", package=pkg, syntax="proto3",
+        dependency=[dep.name, "google/protobuf/timestamp.proto"])
+    item = main.message_type.add(name="Item")
+    item.field.add(name="name", number=1, type=F.TYPE_STRING, label=F.LABEL_OPTIONAL)
+    item.field.add(name="price", number=2, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                   type_name=f".{pkg}.Money")
+    item.field.add(name="at", number=3, type=F.TYPE_MESSAGE, label=F.LABEL_OPTIONAL,
+                   type_name=".google.protobuf.Timestamp")
+    pool = descriptor_pool.DescriptorPool()
+    pool.AddSerializedFile(timestamp_pb2.DESCRIPTOR.serialized_pb)
+    pool.Add(dep)
+    pool.Add(main)
+    Item = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Item"))
+    Money = message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Money"))
+
+    sr = client(broker)
+    topic = create_topic(broker)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    ser = ProtobufSerializer(Item, sr, {"use.deprecated.format": False})
+    items = []
+    for i in range(3):
+        it = Item(name=f"thing{i}", price=Money(cents=100 * i))
+        it.at.seconds = 1_700_000_000 + i
+        items.append(it)
+    p = Producer(producer_config(broker))
+    for it in items:
+        p.produce(topic, value=ser(it, ctx))
+    assert p.flush(30) == 0
+
+    latest = sr.get_latest_version(f"{topic}-value")
+    refs = latest.schema.references
+    assert [(r.name, r.subject) for r in refs] == [(dep.name, dep.name)]
+    from urllib.parse import quote
+    st, body, _ = http(broker, "GET",
+                       f"/subjects/{quote(dep.name, safe='')}/versions/1/referencedby")
+    assert (st, body) == (200, [latest.schema_id])
+    de = ProtobufDeserializer(Item, {"use.deprecated.format": False},
+                              SchemaRegistryClient({"url": broker.schema_registry_url}))
+    got = [de(m.value(), ctx) for m in consume_all(broker, topic)]
+    assert got == items
