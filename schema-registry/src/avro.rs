@@ -4,52 +4,7 @@
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 
-/// A compatibility level, as Confluent names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-    None,
-}
-
-impl Level {
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s {
-            "BACKWARD" => Level::Backward,
-            "BACKWARD_TRANSITIVE" => Level::BackwardTransitive,
-            "FORWARD" => Level::Forward,
-            "FORWARD_TRANSITIVE" => Level::ForwardTransitive,
-            "FULL" => Level::Full,
-            "FULL_TRANSITIVE" => Level::FullTransitive,
-            "NONE" => Level::None,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Backward => "BACKWARD",
-            Level::BackwardTransitive => "BACKWARD_TRANSITIVE",
-            Level::Forward => "FORWARD",
-            Level::ForwardTransitive => "FORWARD_TRANSITIVE",
-            Level::Full => "FULL",
-            Level::FullTransitive => "FULL_TRANSITIVE",
-            Level::None => "NONE",
-        }
-    }
-
-    /// Whether the new schema is checked against every earlier version, not only the latest.
-    pub fn transitive(self) -> bool {
-        matches!(
-            self,
-            Level::BackwardTransitive | Level::ForwardTransitive | Level::FullTransitive
-        )
-    }
-}
+use crate::compat::{check_versions, Level};
 
 /// Parses an Avro schema; the error is the parser's message.
 pub fn parse(text: &str) -> Result<Schema, String> {
@@ -112,50 +67,6 @@ pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<Stri
             Err(e) => vec![format!("{e}; writer schema: {}", writer.canonical_form())],
         },
     )
-}
-
-/// The part of a compatibility check every format shares: which earlier versions `level`
-/// names (the latest, or all for _TRANSITIVE) and in which directions (BACKWARD: the new
-/// schema reads old data; FORWARD: old schemas read new data; FULL: both).
-/// `incompatible(reader, writer)` gives the format's reasons for one direction.
-pub fn check_versions<S>(
-    level: Level,
-    new: &S,
-    existing: &[(i32, S)],
-    incompatible: impl Fn(&S, &S) -> Vec<String>,
-) -> Vec<String> {
-    let against = if level.transitive() {
-        existing
-    } else {
-        &existing[existing.len().saturating_sub(1)..]
-    };
-    let backward = matches!(
-        level,
-        Level::Backward | Level::BackwardTransitive | Level::Full | Level::FullTransitive
-    );
-    let forward = matches!(
-        level,
-        Level::Forward | Level::ForwardTransitive | Level::Full | Level::FullTransitive
-    );
-    let name = level.name();
-    let mut reasons = Vec::new();
-    for (version, old) in against {
-        if backward {
-            reasons.extend(incompatible(new, old).into_iter().map(|d| {
-                format!(
-                    "{name}: the new schema cannot read data written with version {version}: {d}"
-                )
-            }));
-        }
-        if forward {
-            reasons.extend(incompatible(old, new).into_iter().map(|d| {
-                format!(
-                    "{name}: version {version} cannot read data written with the new schema: {d}"
-                )
-            }));
-        }
-    }
-    reasons
 }
 
 #[cfg(test)]

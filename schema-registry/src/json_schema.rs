@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::avro::{check_versions, Level};
+use crate::compat::{check_versions, Level};
 
 /// Parses a JSON Schema document: it must be a JSON object or a boolean.
 pub fn parse(text: &str) -> Result<Value, String> {

@@ -3,6 +3,7 @@
 //! - [`api`]: the Confluent Schema Registry REST API (subjects, versions, ids, config, mode,
 //!   compatibility) with Confluent's content types and error codes.
 //! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
+//! - [`compat`]: compatibility levels and the driver every format's check goes through.
 //! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
 //!   rules (a hand-written structural checker).
 //! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
@@ -13,6 +14,7 @@
 
 pub mod api;
 pub mod avro;
+pub mod compat;
 pub mod json_schema;
 pub mod protobuf;
 pub mod registry;

@@ -16,7 +16,7 @@ use prost::Message;
 use prost_reflect::{Cardinality, DescriptorPool, FileDescriptor, Kind, MessageDescriptor};
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 
-use crate::avro::{check_versions, Level};
+use crate::compat::{check_versions, Level};
 
 /// The name the schema's own file is compiled under (imports name the other files).
 const MAIN: &str = "__registered_schema__.proto";

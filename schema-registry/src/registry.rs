@@ -9,7 +9,8 @@ use bytes::Bytes;
 use engine::Broker;
 use serde_json::{json, Value};
 
-use crate::avro::{self, Level};
+use crate::avro;
+use crate::compat::Level;
 use crate::store::{self, StoreError};
 use crate::{json_schema, protobuf};
 
