@@ -371,3 +371,38 @@ def test_protobuf_serializer_registers_imports_as_references(broker):
                               SchemaRegistryClient({"url": broker.schema_registry_url}))
     got = [de(m.value(), ctx) for m in consume_all(broker, topic)]
     assert got == items
+
+
+def test_avro_serializer_with_a_referenced_named_type(broker):
+    from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
+    sr = client(broker)
+    addr_subject = unique_topic("addr")
+    addr = {"type": "record", "name": "Address", "namespace": "r",
+            "fields": [{"name": "city", "type": "string"}]}
+    sr.register_schema(addr_subject, avro(addr))
+    person = {"type": "record", "name": "Person", "namespace": "r",
+              "fields": [{"name": "name", "type": "string"},
+                         {"name": "home", "type": "r.Address"}]}
+    topic = create_topic(broker)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    ser = AvroSerializer(sr, Schema(json.dumps(person), "AVRO",
+                                    [SchemaReference("r.Address", addr_subject, 1)]))
+    people = [{"name": f"p{i}", "home": {"city": f"c{i}"}} for i in range(3)]
+    p = Producer(producer_config(broker))
+    for person_ in people:
+        p.produce(topic, value=ser(person_, ctx))
+    assert p.flush(30) == 0
+    de = AvroDeserializer(SchemaRegistryClient({"url": broker.schema_registry_url}))
+    assert [de(m.value(), ctx) for m in consume_all(broker, topic)] == people
+    refs = sr.get_latest_version(f"{topic}-value").schema.references
+    assert [(r.name, r.subject, r.version) for r in refs] == [("r.Address", addr_subject, 1)]
+    # Evolving the referring schema is checked with the referenced type resolved.
+    refs_json = [{"name": "r.Address", "subject": addr_subject, "version": 1}]
+    v2 = {**person, "fields": person["fields"] + [{"name": "age", "type": "int", "default": 0}]}
+    st, body, _ = http(broker, "POST", f"/subjects/{topic}-value/versions",
+                       {"schema": json.dumps(v2), "references": refs_json})
+    assert st == 200, body
+    v3 = {**person, "fields": person["fields"] + [{"name": "zip", "type": "r.Address"}]}
+    st, body, _ = http(broker, "POST", f"/subjects/{topic}-value/versions",
+                       {"schema": json.dumps(v3), "references": refs_json})
+    assert (st, body["error_code"]) == (409, 409), body
