@@ -213,9 +213,12 @@ fn serialized(q: &HashMap<String, String>) -> bool {
 async fn schema_by_id(State(r): Reg, Path(id): Path<String>, Query(q): Params) -> Result<Response> {
     let id = parse_id(&id)?;
     let (mut text, _) = r.by_id(id, true)?;
-    if serialized(&q) {
-        text = r.serialized(id).unwrap_or(text);
+    text = if serialized(&q) {
+        r.serialized(id)
+    } else {
+        r.shown(id)
     }
+    .unwrap_or(text);
     let mut body = json!({ "schema": text });
     let t = r.schema_type_of(id);
     if t != "AVRO" {
@@ -249,8 +252,17 @@ async fn all_schemas(State(r): Reg, Query(q): Params) -> Result<Response> {
     Ok(reply(json!(r
         .schemas(&query)
         .iter()
-        .map(|sv| sv.to_json())
+        .map(|sv| shown(&r, sv))
         .collect::<Vec<_>>())))
+}
+
+/// A subject version as responses show it (see `Registry::shown`).
+fn shown(r: &Registry, sv: &crate::registry::SchemaVersion) -> Value {
+    let mut v = sv.to_json();
+    if let Some(text) = r.shown(sv.id) {
+        v["schema"] = text.into();
+    }
+    v
 }
 
 async fn referenced_by(State(r): Reg, Path((s, v)): Path<(String, String)>) -> Result<Response> {
@@ -259,7 +271,9 @@ async fn referenced_by(State(r): Reg, Path((s, v)): Path<(String, String)>) -> R
 }
 
 async fn raw_schema_by_id(State(r): Reg, Path(id): Path<String>) -> Result<Response> {
-    let (text, _) = r.by_id(parse_id(&id)?, true)?;
+    let id = parse_id(&id)?;
+    let (text, _) = r.by_id(id, true)?;
+    let text = r.shown(id).unwrap_or(text);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
@@ -308,7 +322,7 @@ async fn lookup(
 ) -> Result<Response> {
     let req: SchemaRequest = body(&headers, &b)?;
     let found = r.lookup(&s, &req, flag(&q, "deleted"), flag(&q, "normalize"))?;
-    Ok(reply(found.to_json()))
+    Ok(reply(shown(&r, &found)))
 }
 
 async fn version(
@@ -318,7 +332,7 @@ async fn version(
 ) -> Result<Response> {
     let v = version_ref(&v)?;
     let sv = r.version(&s, v, flag(&q, "deleted"))?;
-    let mut body = sv.to_json();
+    let mut body = shown(&r, &sv);
     if serialized(&q) {
         if let Some(text) = r.serialized(sv.id) {
             body["schema"] = text.into();
@@ -334,7 +348,8 @@ async fn raw_version(
 ) -> Result<Response> {
     let v = version_ref(&v)?;
     let sv = r.version(&s, v, flag(&q, "deleted"))?;
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], sv.schema).into_response())
+    let text = r.shown(sv.id).unwrap_or(sv.schema);
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
 async fn delete_subject(

@@ -7,6 +7,7 @@
 //! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
 //!   rules (a hand-written structural checker).
 //! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
+//! - [`proto_text`]: `.proto` text for schemas registered as descriptors.
 //! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
 //! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
 //!
@@ -16,6 +17,7 @@ pub mod api;
 pub mod avro;
 pub mod compat;
 pub mod json_schema;
+pub mod proto_text;
 pub mod protobuf;
 pub mod registry;
 pub mod store;

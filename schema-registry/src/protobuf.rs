@@ -113,6 +113,19 @@ fn describe(e: &protox::Error, files: &HashMap<String, String>) -> String {
     format!("{place}{e}")
 }
 
+/// Whether a stored schema is a base64 `FileDescriptorProto` rather than `.proto` text.
+pub fn is_descriptor(text: &str) -> bool {
+    decode_descriptor(text).is_some()
+}
+
+/// The schema as `.proto` text, if the printer can write it and the text compiles back to the
+/// same schema (same identity); None otherwise.
+pub fn to_text(p: &Proto, imports: &HashMap<String, String>) -> Option<String> {
+    let text = crate::proto_text::print(p.file().file_descriptor_proto())?;
+    let again = parse(&text, imports).ok()?;
+    (canonical(&again) == canonical(p)).then_some(text)
+}
+
 /// The form that identifies a schema: its descriptor without source positions, file name or
 /// derived JSON names, so that the same file as text or as a descriptor is one schema.
 pub fn canonical(p: &Proto) -> String {
@@ -619,8 +632,42 @@ message M { d.Dep dep = 1; google.protobuf.Timestamp at = 2; }"#;
         assert!(parse(main, &imports).unwrap_err().contains("dep.proto"));
         imports.insert("dep.proto".to_string(), dep.to_string());
         let parsed = parse(main, &imports).unwrap();
-        // the same file sent as a descriptor is the same schema
+        // the same file sent as a descriptor is the same schema, and prints back as text
         let again = parse(&parsed.serialized("x.proto"), &imports).unwrap();
         assert_eq!(canonical(&parsed), canonical(&again));
+        assert!(is_descriptor(&parsed.serialized("x.proto")) && !is_descriptor(main));
+        let text = to_text(&again, &imports).expect("printable");
+        assert!(text.contains("import \"dep.proto\";"), "{text}");
+        assert!(text.contains(".d.Dep dep = 1;"), "{text}");
+    }
+
+    #[test]
+    fn descriptors_print_back_to_the_same_schema() {
+        let cases = [
+            V1,
+            r#"syntax = "proto3"; package p.q;
+message A { optional int32 x = 1; repeated string tags = 2; map<string, B> bs = 3;
+  oneof choice { string s = 4; int64 n = 5; } reserved 8, 10 to 12; reserved "old";
+  message B { bytes raw = 1; E e = 2; } enum E { E0 = 0; E1 = 1; } }
+enum Top { T0 = 0; }"#,
+            r#"syntax = "proto2"; message M { required int32 a = 1; optional string b = 2 [default = "x y"]; optional E e = 3 [default = TWO]; enum E { ONE = 1; TWO = 2; } }"#,
+        ];
+        for text in cases {
+            let p = parse(text, &HashMap::new()).unwrap();
+            let d = parse(&p.serialized("f.proto"), &HashMap::new()).unwrap();
+            let printed =
+                to_text(&d, &HashMap::new()).unwrap_or_else(|| panic!("not printable: {text}"));
+            assert_eq!(
+                canonical(&parse(&printed, &HashMap::new()).unwrap()),
+                canonical(&p)
+            );
+        }
+        // options are not printed: such a file is shown as stored
+        let opt = parse(
+            r#"syntax = "proto3"; option java_package = "x"; message M { int32 a = 1; }"#,
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert!(to_text(&opt, &HashMap::new()).is_none());
     }
 }

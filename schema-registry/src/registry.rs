@@ -914,6 +914,25 @@ impl Registry {
         }
     }
 
+    /// How responses show a schema: a Protobuf schema registered as a base64 descriptor is
+    /// shown as `.proto` text, as Confluent's registry does (None: show it as stored).
+    pub fn shown(&self, id: i32) -> Option<String> {
+        let st = self.state.read();
+        let text = st.by_id.get(&id)?;
+        if st.type_of(id) != "PROTOBUF" || !protobuf::is_descriptor(text) {
+            return None;
+        }
+        let refs = st.refs_by_id.get(&id).cloned().unwrap_or(Value::Null);
+        let imports = st
+            .resolve_refs(&refs)
+            .ok()?
+            .into_iter()
+            .map(|(n, _, t)| (n, t))
+            .collect();
+        let parsed = protobuf::parse(text, &imports).ok()?;
+        protobuf::to_text(&parsed, &imports)
+    }
+
     /// The schema with a global id, with the subjects and versions that use it.
     pub fn by_id(
         &self,

@@ -53,6 +53,9 @@ def test_protobuf_serializer_round_trip_evolution_and_restart(broker):
     subject = f"{topic}-value"
     latest = sr.get_latest_version(subject)
     assert latest.version == 1 and latest.schema.schema_type == "PROTOBUF"
+    # Registered as a base64 descriptor, shown as .proto text (as Confluent's registry does).
+    text = latest.schema.schema_str
+    assert text.startswith('syntax = "proto3";') and "int32 age = 2;" in text, text
     msgs = consume_all(broker, topic)
     assert len(msgs) == len(users)
     # Confluent wire format: magic 0, the id, then the message index list (0 = first message).
