@@ -180,6 +180,21 @@ mod tests {
     }
 
     #[test]
+    fn recursive_types_are_checked_without_looping() {
+        let list = |extra: &str| {
+            parse(&format!(
+                r#"{{"type":"record","name":"Node","fields":[{{"name":"v","type":"int"}},{{"name":"next","type":["null","Node"],"default":null}}{extra}]}}"#
+            ))
+            .unwrap()
+        };
+        let old = list("");
+        let new = list(r#",{"name":"w","type":"int","default":0}"#);
+        assert!(ok(Level::Full, &old, &new));
+        let bad = list(r#",{"name":"w","type":"int"}"#);
+        assert!(!ok(Level::Backward, &old, &bad));
+    }
+
+    #[test]
     fn identity_ignores_whitespace_but_not_defaults() {
         let a = canonical(r#"{"type": "record", "name": "A", "fields": []}"#).unwrap();
         let b = canonical(r#"{"type":"record","name":"A","fields":[]}"#).unwrap();

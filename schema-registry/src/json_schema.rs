@@ -90,28 +90,43 @@ fn check_schema(v: &Value, path: &str) -> Result<(), String> {
 
 /// Replaces each `{"$ref": NAME}` whose NAME (optionally followed by `#`) is a reference's
 /// name with the referenced document, so compatibility compares what the reference points at.
-/// Referenced documents are inlined too, to a bounded depth (references cannot loop forever).
+/// A reference inside the document it names (a cycle) stays a `$ref`, and so does every one
+/// past a budget of inlined documents, so a hostile set of references cannot blow up.
 pub fn inline_refs(v: &Value, refs: &std::collections::HashMap<String, Value>) -> Value {
-    fn go(v: &Value, refs: &std::collections::HashMap<String, Value>, depth: usize) -> Value {
-        match v {
-            Value::Object(o) => {
-                if let Some(target) = o.get("$ref").and_then(Value::as_str) {
-                    let name = target.strip_suffix('#').unwrap_or(target);
-                    if let Some(doc) = refs.get(name).filter(|_| depth < 32) {
-                        return go(doc, refs, depth + 1);
+    struct Inliner<'a> {
+        refs: &'a std::collections::HashMap<String, Value>,
+        open: Vec<&'a str>,
+        budget: usize,
+    }
+    impl<'a> Inliner<'a> {
+        fn go(&mut self, v: &Value) -> Value {
+            match v {
+                Value::Object(o) => {
+                    if let Some(target) = o.get("$ref").and_then(Value::as_str) {
+                        let name = target.strip_suffix('#').unwrap_or(target);
+                        if let Some((key, doc)) = self.refs.get_key_value(name) {
+                            if self.budget > 0 && !self.open.contains(&key.as_str()) {
+                                self.budget -= 1;
+                                self.open.push(key);
+                                let out = self.go(doc);
+                                self.open.pop();
+                                return out;
+                            }
+                        }
                     }
+                    Value::Object(o.iter().map(|(k, x)| (k.clone(), self.go(x))).collect())
                 }
-                Value::Object(
-                    o.iter()
-                        .map(|(k, x)| (k.clone(), go(x, refs, depth)))
-                        .collect(),
-                )
+                Value::Array(a) => Value::Array(a.iter().map(|x| self.go(x)).collect()),
+                other => other.clone(),
             }
-            Value::Array(a) => Value::Array(a.iter().map(|x| go(x, refs, depth)).collect()),
-            other => other.clone(),
         }
     }
-    go(v, refs, 0)
+    Inliner {
+        refs,
+        open: Vec::new(),
+        budget: 64,
+    }
+    .go(v)
 }
 
 /// The form that identifies a schema: minified, object keys sorted (whitespace and key order

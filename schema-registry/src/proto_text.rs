@@ -107,7 +107,7 @@ fn message(out: &mut String, m: &DescriptorProto, proto3: bool, depth: usize) ->
         let ranges: Vec<String> = m
             .reserved_range
             .iter()
-            .map(|r| match (r.start(), r.end() - 1) {
+            .map(|r| match (r.start(), r.end().saturating_sub(1)) {
                 (a, b) if a == b => a.to_string(),
                 (a, 536_870_911) => format!("{a} to max"),
                 (a, b) => format!("{a} to {b}"),

@@ -418,7 +418,9 @@ impl State {
                     self.id_by_normalized.entry(norm).or_insert(id);
                     self.ident_by_id.insert(id, ident);
                 }
-                self.next_id = self.next_id.max(id + 1);
+                // An imported id may be the largest there is: saturate, the next
+                // registration then fails instead of wrapping.
+                self.next_id = self.next_id.max(id.saturating_add(1));
                 let entry = VersionEntry {
                     id,
                     deleted: value["deleted"].as_bool().unwrap_or(false),
@@ -991,7 +993,7 @@ impl Registry {
                 .get(subject)
                 .and_then(|vs| vs.keys().next_back().copied())
                 .unwrap_or(0)
-                + 1;
+                .saturating_add(1);
             let text = if normalize {
                 r.normalized_text.clone()
             } else {
@@ -1036,7 +1038,19 @@ impl Registry {
                         reasons.join(", "),
                     ));
                 }
-                (next_version, existing.unwrap_or(st.next_id), text, r)
+                let id = existing.unwrap_or(st.next_id);
+                if id == i32::MAX && existing.is_none() && st.by_id.contains_key(&id) {
+                    return Err(RegistryError::IdConflict("No schema ids are left".into()));
+                }
+                if next_version == i32::MAX
+                    && st
+                        .versions(subject, true)
+                        .iter()
+                        .any(|(v, _)| *v == i32::MAX)
+                {
+                    return Err(RegistryError::InvalidVersion(next_version.to_string()));
+                }
+                (next_version, id, text, r)
             }
         };
         self.commit(vec![(
