@@ -409,3 +409,45 @@ def test_avro_serializer_with_a_referenced_named_type(broker):
     st, body, _ = http(broker, "POST", f"/subjects/{topic}-value/versions",
                        {"schema": json.dumps(v3), "references": refs_json})
     assert (st, body["error_code"]) == (409, 409), body
+
+
+def test_json_serializer_with_a_referenced_document(broker):
+    from confluent_kafka.schema_registry.json_schema import JSONDeserializer, JSONSerializer
+    sr = client(broker)
+    addr_subject = unique_topic("jaddr")
+    addr = {"$id": "address.json", "type": "object",
+            "properties": {"city": {"type": "string"}}, "required": ["city"]}
+    sr.register_schema(addr_subject, Schema(json.dumps(addr), "JSON"))
+    person = {"type": "object", "properties": {"name": {"type": "string"},
+                                               "home": {"$ref": "address.json"}}}
+    schema = Schema(json.dumps(person), "JSON", [SchemaReference("address.json", addr_subject, 1)])
+    topic = create_topic(broker)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    ser = JSONSerializer(schema, sr)
+    people = [{"name": f"p{i}", "home": {"city": f"c{i}"}} for i in range(3)]
+    p = Producer(producer_config(broker))
+    for person_ in people:
+        p.produce(topic, value=ser(person_, ctx))
+    assert p.flush(30) == 0
+    de = JSONDeserializer(None, schema_registry_client=SchemaRegistryClient(
+        {"url": broker.schema_registry_url}))
+    assert [de(m.value(), ctx) for m in consume_all(broker, topic)] == people
+    # The referenced document is compared when the referrer evolves: a new version of the
+    # address that makes city an integer is incompatible once referenced.
+    subject = f"{topic}-value"
+    st, body, _ = http(broker, "POST", f"/compatibility/subjects/{subject}/versions/latest"
+                       "?verbose=true", {"schema": json.dumps(person), "schemaType": "JSON",
+                                         "references": [{"name": "address.json",
+                                                         "subject": addr_subject,
+                                                         "version": 1}]})
+    assert body["is_compatible"] is True
+    http(broker, "PUT", f"/config/{addr_subject}", {"compatibility": "NONE"})
+    sr.register_schema(addr_subject, Schema(json.dumps(
+        {**addr, "properties": {"city": {"type": "integer"}}}), "JSON"))
+    st, body, _ = http(broker, "POST", f"/compatibility/subjects/{subject}/versions/latest"
+                       "?verbose=true", {"schema": json.dumps(person), "schemaType": "JSON",
+                                         "references": [{"name": "address.json",
+                                                         "subject": addr_subject,
+                                                         "version": 2}]})
+    assert body["is_compatible"] is False, body
+    assert "#/properties/home/properties/city" in " ".join(body["messages"])
