@@ -597,7 +597,12 @@ impl State {
             .unwrap_or(false)
     }
 
+    /// A subject's own mode wins over the global one, except a global READONLY_OVERRIDE,
+    /// which (as its name says, and as in Confluent's registry) applies to every subject.
     fn mode_of(&self, subject: &str) -> Mode {
+        if self.mode == Some(Mode::ReadOnlyOverride) {
+            return Mode::ReadOnlyOverride;
+        }
         self.subject_mode
             .get(subject)
             .copied()
@@ -1491,6 +1496,13 @@ mod tests {
         assert_eq!(st.mode_of("person"), Mode::Import);
         assert_eq!(st.mode_of("addr"), Mode::ReadWrite);
         assert!(st.normalize("addr") && st.level("addr") == Level::Backward);
+        apply(
+            &mut st,
+            other_key("MODE", None),
+            Some(r#"{"mode":"READONLY_OVERRIDE"}"#.into()),
+        );
+        assert_eq!(st.mode_of("person"), Mode::ReadOnlyOverride);
+        apply(&mut st, other_key("MODE", None), None);
         apply(&mut st, other_key("MODE", Some("person")), None);
         assert_eq!(st.mode_of("person"), Mode::ReadWrite);
         // an id stays registered while a version (even soft-deleted) uses it

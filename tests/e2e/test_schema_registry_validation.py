@@ -67,3 +67,24 @@ def test_schema_id_validation_reasons_and_redpanda_alias(broker):
     # A null key is not checked.
     prod.send(topic, key=None, value=b"no key").get(timeout=30)
     prod.close()
+
+
+def test_a_refused_partition_leaves_the_others_of_the_request_alone(broker):
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    sr = client(broker)
+    topic = create_topic(broker, partitions=2,
+                         config={"confluent.value.schema.validation": "true"})
+    ser = AvroSerializer(sr, json.dumps(USER_V1))
+    good = ser({"name": "a", "age": 1}, SerializationContext(topic, MessageField.VALUE))
+    # linger lets one Produce request carry both partitions
+    p = Producer(producer_config(broker, **{"linger.ms": 200}))
+    d = Delivered()
+    for _ in range(3):
+        p.produce(topic, partition=0, value=good, on_delivery=d)
+        p.produce(topic, partition=1, value=b"not framed", on_delivery=d)
+    assert p.flush(30) == 0
+    assert {pt for pt, *_ in d.ok} == {0} and len(d.ok) == 3
+    assert len(d.errors) == 3
+    assert all(e.code() == KafkaError.INVALID_RECORD for e, _, _ in d.errors)
+    assert [m.value() for m in consume_all(broker, topic, partitions=[0])] == [good] * 3
+    assert consume_all(broker, topic, partitions=[1], timeout=3) == []
