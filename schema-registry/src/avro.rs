@@ -1,6 +1,7 @@
 //! Avro schemas: parsing, the form that identifies a schema, and compatibility by Avro's
 //! schema resolution rules (reader/writer), as the Confluent registry applies them.
 
+use apache_avro::error::CompatibilityError;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 
@@ -64,9 +65,41 @@ pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<Stri
         existing,
         |reader, writer| match SchemaCompatibility::can_read(writer, reader) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![format!("{e}; writer schema: {}", writer.canonical_form())],
+            Err(e) => vec![format!(
+                "{}; writer schema: {}",
+                describe(&e),
+                writer.canonical_form()
+            )],
         },
     )
+}
+
+/// A reason in the form of Confluent's verbose Avro messages (Avro's incompatibility types),
+/// with the path of nested fields as `additionalInfo`.
+fn describe(e: &CompatibilityError) -> String {
+    let mut path = Vec::new();
+    let mut inner = e;
+    while let CompatibilityError::FieldTypeMismatch(field, source) = inner {
+        path.push(field.as_str());
+        inner = source;
+    }
+    let (kind, info) = match inner {
+        CompatibilityError::MissingDefaultValue(f) => {
+            path.push(f.as_str());
+            ("READER_FIELD_MISSING_DEFAULT_VALUE", path.join("/"))
+        }
+        CompatibilityError::MissingSymbols => ("MISSING_ENUM_SYMBOLS", path.join("/")),
+        CompatibilityError::MissingUnionElements => ("MISSING_UNION_BRANCH", path.join("/")),
+        CompatibilityError::FixedMismatch => ("FIXED_SIZE_MISMATCH", path.join("/")),
+        CompatibilityError::NameMismatch { .. } => ("NAME_MISMATCH", path.join("/")),
+        _ => ("TYPE_MISMATCH", path.join("/")),
+    };
+    let description = if std::ptr::eq(inner, e) {
+        e.to_string()
+    } else {
+        format!("{e}: {inner}")
+    };
+    format!("{{errorType:'{kind}', description:'{description}', additionalInfo:'{info}'}}")
 }
 
 #[cfg(test)]
@@ -177,6 +210,33 @@ mod tests {
         let history = [(1, v1), (2, v2)];
         assert!(check(Level::Backward, &v3, &history).is_empty());
         assert!(!check(Level::BackwardTransitive, &v3, &history).is_empty());
+    }
+
+    #[test]
+    fn reasons_name_avro_incompatibility_types() {
+        let old = rec(NAME);
+        let new = rec(&format!(r#"{NAME},{{"name":"age","type":"int"}}"#));
+        let r = check(Level::Backward, &new, &[(1, old)]);
+        assert!(
+            r[0].contains("errorType:'READER_FIELD_MISSING_DEFAULT_VALUE'")
+                && r[0].contains("additionalInfo:'age'"),
+            "{r:?}"
+        );
+        let r = check(
+            Level::Backward,
+            &rec(r#"{"name":"n","type":"string"}"#),
+            &[(1, rec(r#"{"name":"n","type":"int"}"#))],
+        );
+        assert!(
+            r[0].contains("errorType:'TYPE_MISMATCH'") && r[0].contains("additionalInfo:'n'"),
+            "{r:?}"
+        );
+        let r = check(
+            Level::Backward,
+            &color(r#""RED""#),
+            &[(1, color(r#""RED","BLUE""#))],
+        );
+        assert!(r[0].contains("MISSING_ENUM_SYMBOLS"), "{r:?}");
     }
 
     #[test]
