@@ -58,36 +58,40 @@ COLOR = lambda *s: {"name": "c", "type": {"type": "enum", "name": "Color", "symb
 
 AVRO_CASES = {
     "field added with default": (rec(), rec({"name": "age", "type": "int", "default": 0}),
-                                 expect(True, True, True)),
+                                 expect(True, True, True), None),
     "field added without default": (rec(), rec({"name": "age", "type": "int"}),
-                                    expect(False, True, False)),
+                                    expect(False, True, False),
+                                    "READER_FIELD_MISSING_DEFAULT_VALUE"),
     "field removed without default": (rec({"name": "age", "type": "int"}), rec(),
-                                      expect(True, False, False)),
+                                      expect(True, False, False),
+                                      "READER_FIELD_MISSING_DEFAULT_VALUE"),
     "field removed with default": (rec({"name": "age", "type": "int", "default": 1}), rec(),
-                                   expect(True, True, True)),
+                                   expect(True, True, True), None),
     "int promoted to long": (rec({"name": "n", "type": "int"}), rec({"name": "n", "type": "long"}),
-                             expect(True, False, False)),
+                             expect(True, False, False), "TYPE_MISMATCH"),
     "long narrowed to int": (rec({"name": "n", "type": "long"}), rec({"name": "n", "type": "int"}),
-                             expect(False, True, False)),
+                             expect(False, True, False), "TYPE_MISMATCH"),
     "field renamed with alias": (rec({"name": "n", "type": "int"}),
                                  rec({"name": "m", "type": "int", "aliases": ["n"]}),
-                                 expect(True, False, False)),
+                                 expect(True, False, False), None),
     "field renamed without alias": (rec({"name": "n", "type": "int"}),
                                     rec({"name": "m", "type": "int"}),
-                                    expect(False, False, False)),
+                                    expect(False, False, False),
+                                    "READER_FIELD_MISSING_DEFAULT_VALUE"),
     "enum symbol added": (rec(COLOR("RED")), rec(COLOR("RED", "BLUE")),
-                          expect(True, False, False)),
+                          expect(True, False, False), "MISSING_ENUM_SYMBOLS"),
     "enum symbol removed": (rec(COLOR("RED", "BLUE")), rec(COLOR("RED")),
-                            expect(False, True, False)),
+                            expect(False, True, False), "MISSING_ENUM_SYMBOLS"),
     "string changed to int": (rec({"name": "n", "type": "string"}),
-                              rec({"name": "n", "type": "int"}), expect(False, False, False)),
+                              rec({"name": "n", "type": "int"}), expect(False, False, False),
+                              "TYPE_MISMATCH"),
 }
 
 
 @pytest.mark.parametrize("case", list(AVRO_CASES))
 def test_avro_matrix(broker, case):
-    old, new, want = AVRO_CASES[case]
-    assert verdicts(broker, "AVRO", old, new) == want
+    old, new, want, rule = AVRO_CASES[case]
+    assert verdicts(broker, "AVRO", old, new, rule) == want
 
 
 # -------------------------------------------------------------------------------- Protobuf
