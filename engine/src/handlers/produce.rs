@@ -1,6 +1,7 @@
 //! Produce: validate each batch (magic v2, length, CRC32C), hand it to the partition's actor,
 //! and answer once the partition's replication group has committed it (acks=1/all) or at once
-//! (acks=0, which gets no response at all).
+//! (acks=0, which gets no response at all). Topics with `confluent.value.schema.validation`
+//! (or the key variant) also have each record's schema id checked against the registry.
 
 use std::sync::Arc;
 
