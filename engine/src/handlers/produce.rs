@@ -105,13 +105,13 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 .filter(|t| t.resolved.value_schema_validation || t.resolved.key_schema_validation)
             {
                 let ids = b.schema_ids.get().map(|i| i.as_ref());
-                let bad = schema_id_errors(ids, &t.resolved, &batches, limit);
+                let (bad, failed) = schema_id_errors(ids, &t.resolved, &batches, limit);
                 if let Some((first, _)) = bad.first() {
-                    let mut r = error_response(
-                        idx,
-                        ResponseError::InvalidRecord.code(),
-                        Some(first.clone()),
-                    );
+                    let why = match failed {
+                        1 => first.clone(),
+                        n => format!("{first} (and {} more records)", n - 1),
+                    };
+                    let mut r = error_response(idx, ResponseError::InvalidRecord.code(), Some(why));
                     // record_errors exists from Produce v8 (the encoder skips it below).
                     if version >= 8 {
                         r.record_errors = bad
@@ -203,14 +203,16 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
 /// Produce-time schema id validation (`confluent.value.schema.validation` and friends): each
 /// non-null value (key) must start with the Confluent wire format, magic byte 0 and a
 /// big-endian schema id the registry holds. Returns (message, record index in its batch) for
-/// every record that fails; a batch that cannot be walked fails as a whole.
+/// the first records that fail (at most [`MAX_RECORD_ERRORS`], to bound the response) and how
+/// many failed; a batch that cannot be walked fails as a whole.
 fn schema_id_errors(
     ids: Option<&dyn crate::schema_ids::SchemaIds>,
     cfg: &crate::config::ResolvedTopicConfig,
     batches: &[(batch::BatchHeader, bytes::Bytes)],
     limit: usize,
-) -> Vec<(String, i32)> {
+) -> (Vec<(String, i32)>, usize) {
     let mut bad = Vec::new();
+    let mut failed = 0;
     for (h, data) in batches {
         let walked = records::for_each_record(data, h, limit, |i, key, value| {
             let fields = [
@@ -236,16 +238,23 @@ fn schema_id_errors(
                         "record {i}: {what} does not start with the Confluent wire-format magic byte 0"
                     ),
                 };
-                bad.push((why, i));
+                failed += 1;
+                if bad.len() < MAX_RECORD_ERRORS {
+                    bad.push((why, i));
+                }
                 break;
             }
         });
         if let Err(e) = walked {
+            failed += 1;
             bad.push((e.to_string(), 0));
         }
     }
-    bad
+    (bad, failed)
 }
+
+/// Record errors listed in one partition's produce response.
+const MAX_RECORD_ERRORS: usize = 100;
 
 fn error_response(idx: i32, code: i16, msg: Option<String>) -> PartitionProduceResponse {
     PartitionProduceResponse::default()
@@ -292,14 +301,15 @@ mod tests {
         let good: &[u8] = &[0, 0, 0, 0, 7, 1, 2];
         let ids = Only(7);
         let ok = batch(&[Some(good), None, Some(good)]);
-        assert!(schema_id_errors(Some(&ids), &cfg, &ok, 1 << 20).is_empty());
+        assert_eq!(schema_id_errors(Some(&ids), &cfg, &ok, 1 << 20).1, 0);
         let bad = batch(&[
             Some(good),
             Some(b"raw"),
             Some(&[0, 0, 0, 0, 42]),
             Some(&[0, 1]),
         ]);
-        let errors = schema_id_errors(Some(&ids), &cfg, &bad, 1 << 20);
+        let (errors, failed) = schema_id_errors(Some(&ids), &cfg, &bad, 1 << 20);
+        assert_eq!(failed, 3);
         let idx: Vec<i32> = errors.iter().map(|e| e.1).collect();
         assert_eq!(idx, [1, 2, 3]);
         assert_eq!(
@@ -311,6 +321,10 @@ mod tests {
             "record 2: value schema id 42 is not registered"
         );
         // Without a registry no id is registered.
-        assert_eq!(schema_id_errors(None, &cfg, &ok, 1 << 20).len(), 2);
+        assert_eq!(schema_id_errors(None, &cfg, &ok, 1 << 20).1, 2);
+        // A batch of many bad records lists the first ones only.
+        let many = batch(&vec![Some(&b"raw"[..]); 1000]);
+        let (errors, failed) = schema_id_errors(Some(&ids), &cfg, &many, 1 << 20);
+        assert_eq!((errors.len(), failed), (MAX_RECORD_ERRORS, 1000));
     }
 }
