@@ -319,6 +319,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let registry = schema_registry::Registry::open(broker.clone())
         .await
         .context("cannot rebuild the schema registry from _schemas")?;
+    // Produce-time schema id validation (confluent.value.schema.validation) asks the registry.
+    let _ = broker.schema_ids.set(registry.clone());
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,

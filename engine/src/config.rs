@@ -115,6 +115,11 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "local.retention.ms", broker_name: "log.local.retention.ms", kind: Kind::Long(-2), default: "-2", doc: "with remote storage, age after which uploaded segments leave the local disk; -2 uses retention.ms" },
     ConfigDef { name: "local.retention.bytes", broker_name: "log.local.retention.bytes", kind: Kind::Long(-2), default: "-2", doc: "with remote storage, local partition size above which uploaded segments leave the local disk; -2 uses retention.bytes" },
     ConfigDef { name: "compression.type", broker_name: "compression.type", kind: Kind::Choice(&["producer"]), default: "producer", doc: "batches are stored as the producer compressed them" },
+    // Confluent Server's names for produce-time schema id validation, and Redpanda's aliases.
+    ConfigDef { name: "confluent.value.schema.validation", broker_name: "confluent.value.schema.validation", kind: Kind::Bool, default: "false", doc: "every non-null record value must start with the Confluent wire format (magic byte 0, 4-byte schema id) naming a registered schema" },
+    ConfigDef { name: "confluent.key.schema.validation", broker_name: "confluent.key.schema.validation", kind: Kind::Bool, default: "false", doc: "the same check for every non-null record key" },
+    ConfigDef { name: "redpanda.value.schema.id.validation", broker_name: "redpanda.value.schema.id.validation", kind: Kind::Bool, default: "false", doc: "alias of confluent.value.schema.validation (Redpanda's name)" },
+    ConfigDef { name: "redpanda.key.schema.id.validation", broker_name: "redpanda.key.schema.id.validation", kind: Kind::Bool, default: "false", doc: "alias of confluent.key.schema.validation (Redpanda's name)" },
 ];
 
 pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
@@ -230,6 +235,10 @@ impl TopicConfig {
         self.get(key, d).0.parse().unwrap_or(0)
     }
 
+    fn flag(&self, key: &str, d: &ClusterDefaults) -> bool {
+        self.get(key, d).0 == "true"
+    }
+
     pub fn resolve(&self, d: &ClusterDefaults) -> ResolvedTopicConfig {
         // Retention deletes segments only when the policy includes `delete`.
         let deletes = self.get("cleanup.policy", d).0.contains("delete");
@@ -271,6 +280,10 @@ impl TopicConfig {
             producer_expiry_ms: d.producer_id_expiration_ms.max(0),
             compact,
             delete_retention_ms: self.num("delete.retention.ms", d).max(0),
+            value_schema_validation: self.flag("confluent.value.schema.validation", d)
+                || self.flag("redpanda.value.schema.id.validation", d),
+            key_schema_validation: self.flag("confluent.key.schema.validation", d)
+                || self.flag("redpanda.key.schema.id.validation", d),
         }
     }
 }
@@ -288,6 +301,9 @@ pub struct ResolvedTopicConfig {
     /// `cleanup.policy` includes `compact`.
     pub compact: bool,
     pub delete_retention_ms: i64,
+    /// Produce checks that non-null values (keys) carry a registered schema id.
+    pub value_schema_validation: bool,
+    pub key_schema_validation: bool,
 }
 
 /// Topic names Kafka accepts: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.
@@ -338,6 +354,18 @@ mod tests {
         assert!(r.write_caching);
         assert_eq!(r.max_message_bytes, 1048576);
         assert_eq!(c.get("retention.ms", &d), ("604800000", false));
+        assert!(!r.value_schema_validation && !r.key_schema_validation);
+    }
+
+    #[test]
+    fn schema_validation_accepts_redpanda_aliases() {
+        let d = ClusterDefaults::default();
+        let c = TopicConfig::from_pairs([("confluent.value.schema.validation", "true")]).unwrap();
+        assert!(c.resolve(&d).value_schema_validation);
+        let c = TopicConfig::from_pairs([("redpanda.key.schema.id.validation", "true")]).unwrap();
+        let r = c.resolve(&d);
+        assert!(r.key_schema_validation && !r.value_schema_validation);
+        assert!(validate_entry("confluent.value.schema.validation", "yes").is_err());
     }
 
     #[test]

@@ -4,16 +4,24 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{Path, Query, State};
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::registry::{Registry, RegistryError, SchemaRequest, VersionRef};
+use crate::registry::{Registry, RegistryError, SchemaRequest, SchemasQuery, VersionRef};
 
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
+
+/// Largest request body: far above any real schema, small enough that a client cannot make
+/// the broker buffer much. Larger bodies get 413 with a Confluent error body.
+pub const MAX_BODY: usize = 2 << 20;
+
+/// A request body, or why it could not be read (too large).
+type Body = std::result::Result<Bytes, BytesRejection>;
 
 type Params = Query<HashMap<String, String>>;
 type Reg = State<Arc<Registry>>;
@@ -21,6 +29,7 @@ type Reg = State<Arc<Registry>>;
 pub fn router(registry: Arc<Registry>) -> Router {
     Router::new()
         .route("/", get(|| async { reply(json!({})) }))
+        .route("/schemas", get(all_schemas))
         .route("/schemas/types", get(types))
         .route("/schemas/ids/{id}", get(schema_by_id))
         .route("/schemas/ids/{id}/schema", get(raw_schema_by_id))
@@ -37,12 +46,22 @@ pub fn router(registry: Arc<Registry>) -> Router {
             "/subjects/{subject}/versions/{version}/schema",
             get(raw_version),
         )
+        .route(
+            "/subjects/{subject}/versions/{version}/referencedby",
+            get(referenced_by),
+        )
         .route("/config", get(get_global_config).put(put_global_config))
         .route(
             "/config/{subject}",
             get(get_config).put(put_config).delete(delete_config),
         )
         .route("/mode", get(get_mode).put(put_mode))
+        .route(
+            "/mode/{subject}",
+            get(get_subject_mode)
+                .put(put_subject_mode)
+                .delete(delete_subject_mode),
+        )
         .route(
             "/compatibility/subjects/{subject}/versions/{version}",
             post(compat_version),
@@ -53,6 +72,7 @@ pub fn router(registry: Arc<Registry>) -> Router {
         )
         .fallback(|| async { http_error(404, "HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async { http_error(405, "HTTP 405 Method Not Allowed") })
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(registry)
 }
 
@@ -147,7 +167,7 @@ fn version_ref(v: &str) -> Result<VersionRef> {
 }
 
 /// The JSON body, if the content type is one the registry accepts.
-fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> Result<T> {
+fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Body) -> Result<T> {
     if let Some(ct) = headers.get(header::CONTENT_TYPE) {
         let ct = ct
             .to_str()
@@ -167,6 +187,10 @@ fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> R
             return Err(ApiError::http(415, 415, "HTTP 415 Unsupported Media Type"));
         }
     }
+    let bytes = bytes.as_ref().map_err(|e| {
+        let status = e.status().as_u16();
+        ApiError::http(status, status as u32, e.body_text())
+    })?;
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
             ApiError::http(422, 422, format!("Unrecognized request body: {e}"))
@@ -177,23 +201,79 @@ fn body<T: serde::de::DeserializeOwned>(headers: &HeaderMap, bytes: &Bytes) -> R
 }
 
 async fn types() -> Response {
-    // Confluent's order, without PROTOBUF (not supported yet).
-    reply(json!(["JSON", "AVRO"]))
+    // Confluent's order.
+    reply(json!(["JSON", "PROTOBUF", "AVRO"]))
 }
 
-async fn schema_by_id(State(r): Reg, Path(id): Path<String>) -> Result<Response> {
+/// `?format=serialized` asks for a Protobuf schema as a base64 `FileDescriptorProto`.
+fn serialized(q: &HashMap<String, String>) -> bool {
+    q.get("format").is_some_and(|f| f == "serialized")
+}
+
+async fn schema_by_id(State(r): Reg, Path(id): Path<String>, Query(q): Params) -> Result<Response> {
     let id = parse_id(&id)?;
-    let (text, _) = r.by_id(id, true)?;
+    let (mut text, _) = r.by_id(id, true)?;
+    text = if serialized(&q) {
+        r.serialized(id)
+    } else {
+        r.shown(id)
+    }
+    .unwrap_or(text);
     let mut body = json!({ "schema": text });
     let t = r.schema_type_of(id);
     if t != "AVRO" {
         body["schemaType"] = t.into();
     }
+    let refs = r.references_of(id);
+    if refs.as_array().is_some_and(|a| !a.is_empty()) {
+        body["references"] = refs;
+    }
     Ok(reply(body))
 }
 
+async fn all_schemas(State(r): Reg, Query(q): Params) -> Result<Response> {
+    let num = |k: &str| -> Result<Option<usize>> {
+        q.get(k)
+            .map(|v| {
+                v.parse::<i64>()
+                    .map(|n| n.max(0) as usize)
+                    .map_err(|_| ApiError::http(400, 400, format!("{k} must be a number")))
+            })
+            .transpose()
+    };
+    let query = SchemasQuery {
+        subject_prefix: q.get("subjectPrefix").cloned().unwrap_or_default(),
+        deleted: flag(&q, "deleted"),
+        latest_only: flag(&q, "latestOnly"),
+        offset: num("offset")?.unwrap_or(0),
+        // Confluent treats limit <= 0 as no limit.
+        limit: num("limit")?.filter(|n| *n > 0),
+    };
+    Ok(reply(json!(r
+        .schemas(&query)
+        .iter()
+        .map(|sv| shown(&r, sv))
+        .collect::<Vec<_>>())))
+}
+
+/// A subject version as responses show it (see `Registry::shown`).
+fn shown(r: &Registry, sv: &crate::registry::SchemaVersion) -> Value {
+    let mut v = sv.to_json();
+    if let Some(text) = r.shown(sv.id) {
+        v["schema"] = text.into();
+    }
+    v
+}
+
+async fn referenced_by(State(r): Reg, Path((s, v)): Path<(String, String)>) -> Result<Response> {
+    let v = version_ref(&v)?;
+    Ok(reply(json!(r.referenced_by(&s, v)?)))
+}
+
 async fn raw_schema_by_id(State(r): Reg, Path(id): Path<String>) -> Result<Response> {
-    let (text, _) = r.by_id(parse_id(&id)?, true)?;
+    let id = parse_id(&id)?;
+    let (text, _) = r.by_id(id, true)?;
+    let text = r.shown(id).unwrap_or(text);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
@@ -224,11 +304,12 @@ async fn versions(State(r): Reg, Path(s): Path<String>, Query(q): Params) -> Res
 async fn register(
     State(r): Reg,
     Path(s): Path<String>,
+    Query(q): Params,
     headers: HeaderMap,
-    b: Bytes,
+    b: Body,
 ) -> Result<Response> {
     let req: SchemaRequest = body(&headers, &b)?;
-    let id = r.register(&s, &req).await?;
+    let id = r.register(&s, &req, flag(&q, "normalize")).await?;
     Ok(reply(json!({ "id": id })))
 }
 
@@ -237,10 +318,11 @@ async fn lookup(
     Path(s): Path<String>,
     Query(q): Params,
     headers: HeaderMap,
-    b: Bytes,
+    b: Body,
 ) -> Result<Response> {
     let req: SchemaRequest = body(&headers, &b)?;
-    Ok(reply(r.lookup(&s, &req, flag(&q, "deleted"))?.to_json()))
+    let found = r.lookup(&s, &req, flag(&q, "deleted"), flag(&q, "normalize"))?;
+    Ok(reply(shown(&r, &found)))
 }
 
 async fn version(
@@ -249,7 +331,14 @@ async fn version(
     Query(q): Params,
 ) -> Result<Response> {
     let v = version_ref(&v)?;
-    Ok(reply(r.version(&s, v, flag(&q, "deleted"))?.to_json()))
+    let sv = r.version(&s, v, flag(&q, "deleted"))?;
+    let mut body = shown(&r, &sv);
+    if serialized(&q) {
+        if let Some(text) = r.serialized(sv.id) {
+            body["schema"] = text.into();
+        }
+    }
+    Ok(reply(body))
 }
 
 async fn raw_version(
@@ -259,7 +348,8 @@ async fn raw_version(
 ) -> Result<Response> {
     let v = version_ref(&v)?;
     let sv = r.version(&s, v, flag(&q, "deleted"))?;
-    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], sv.schema).into_response())
+    let text = r.shown(sv.id).unwrap_or(sv.schema);
+    Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
 async fn delete_subject(
@@ -288,51 +378,62 @@ struct ConfigBody {
     compatibility: Option<String>,
     #[serde(rename = "compatibilityLevel")]
     compatibility_level: Option<String>,
+    normalize: Option<bool>,
 }
 
 impl ConfigBody {
-    fn level(&self) -> String {
+    fn level(&self) -> Option<&str> {
         self.compatibility
-            .clone()
-            .or_else(|| self.compatibility_level.clone())
-            .unwrap_or_default()
+            .as_deref()
+            .or(self.compatibility_level.as_deref())
     }
 }
 
-async fn get_global_config(State(r): Reg) -> Result<Response> {
-    let l = r.config(None, true)?;
-    Ok(reply(json!({"compatibilityLevel": l.name()})))
+/// A PUT /config answer: what was set, with Confluent's `compatibility` key.
+fn config_set_reply(c: crate::registry::Config) -> Response {
+    let mut v = json!({});
+    if let Some(l) = c.level {
+        v["compatibility"] = l.name().into();
+    }
+    if let Some(n) = c.normalize {
+        v["normalize"] = n.into();
+    }
+    reply(v)
 }
 
-async fn put_global_config(State(r): Reg, headers: HeaderMap, b: Bytes) -> Result<Response> {
+async fn get_global_config(State(r): Reg) -> Result<Response> {
+    Ok(reply(r.config(None, true)?.to_json()))
+}
+
+async fn put_global_config(State(r): Reg, headers: HeaderMap, b: Body) -> Result<Response> {
     let c: ConfigBody = body(&headers, &b)?;
-    let l = r.set_config(None, &c.level()).await?;
-    Ok(reply(json!({"compatibility": l.name()})))
+    let set = r.set_config(None, c.level(), c.normalize).await?;
+    Ok(config_set_reply(set))
 }
 
 async fn get_config(State(r): Reg, Path(s): Path<String>, Query(q): Params) -> Result<Response> {
-    let l = r.config(Some(&s), flag(&q, "defaultToGlobal"))?;
-    Ok(reply(json!({"compatibilityLevel": l.name()})))
+    Ok(reply(
+        r.config(Some(&s), flag(&q, "defaultToGlobal"))?.to_json(),
+    ))
 }
 
 async fn put_config(
     State(r): Reg,
     Path(s): Path<String>,
     headers: HeaderMap,
-    b: Bytes,
+    b: Body,
 ) -> Result<Response> {
     let c: ConfigBody = body(&headers, &b)?;
-    let l = r.set_config(Some(&s), &c.level()).await?;
-    Ok(reply(json!({"compatibility": l.name()})))
+    let set = r.set_config(Some(&s), c.level(), c.normalize).await?;
+    Ok(config_set_reply(set))
 }
 
 async fn delete_config(State(r): Reg, Path(s): Path<String>) -> Result<Response> {
-    let l = r.delete_config(&s).await?;
-    Ok(reply(json!({"compatibilityLevel": l.name()})))
+    Ok(reply(r.delete_config(&s).await?.to_json()))
 }
 
-async fn get_mode(State(r): Reg) -> Response {
-    reply(json!({"mode": r.mode()}))
+async fn get_mode(State(r): Reg) -> Result<Response> {
+    Ok(reply(json!({"mode": r.mode(None, true)?.name()})))
 }
 
 #[derive(serde::Deserialize)]
@@ -340,9 +441,40 @@ struct ModeBody {
     mode: String,
 }
 
-async fn put_mode(State(r): Reg, headers: HeaderMap, b: Bytes) -> Result<Response> {
+async fn put_mode(
+    State(r): Reg,
+    Query(q): Params,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response> {
     let m: ModeBody = body(&headers, &b)?;
-    Ok(reply(json!({"mode": r.set_mode(&m.mode).await?})))
+    let mode = r.set_mode(None, &m.mode, flag(&q, "force")).await?;
+    Ok(reply(json!({"mode": mode.name()})))
+}
+
+async fn get_subject_mode(
+    State(r): Reg,
+    Path(s): Path<String>,
+    Query(q): Params,
+) -> Result<Response> {
+    let mode = r.mode(Some(&s), flag(&q, "defaultToGlobal"))?;
+    Ok(reply(json!({"mode": mode.name()})))
+}
+
+async fn put_subject_mode(
+    State(r): Reg,
+    Path(s): Path<String>,
+    Query(q): Params,
+    headers: HeaderMap,
+    b: Body,
+) -> Result<Response> {
+    let m: ModeBody = body(&headers, &b)?;
+    let mode = r.set_mode(Some(&s), &m.mode, flag(&q, "force")).await?;
+    Ok(reply(json!({"mode": mode.name()})))
+}
+
+async fn delete_subject_mode(State(r): Reg, Path(s): Path<String>) -> Result<Response> {
+    Ok(reply(json!({"mode": r.delete_mode(&s).await?.name()})))
 }
 
 fn compat_reply(reasons: Vec<String>, verbose: bool) -> Response {
@@ -358,7 +490,7 @@ async fn compat_version(
     Path((s, v)): Path<(String, String)>,
     Query(q): Params,
     headers: HeaderMap,
-    b: Bytes,
+    b: Body,
 ) -> Result<Response> {
     let v = version_ref(&v)?;
     let req: SchemaRequest = body(&headers, &b)?;
@@ -371,7 +503,7 @@ async fn compat_all(
     Path(s): Path<String>,
     Query(q): Params,
     headers: HeaderMap,
-    b: Bytes,
+    b: Body,
 ) -> Result<Response> {
     let req: SchemaRequest = body(&headers, &b)?;
     let reasons = r.check(&s, None, &req)?;

@@ -1,66 +1,32 @@
 //! Avro schemas: parsing, the form that identifies a schema, and compatibility by Avro's
 //! schema resolution rules (reader/writer), as the Confluent registry applies them.
 
+use apache_avro::error::CompatibilityError;
 use apache_avro::schema_compatibility::SchemaCompatibility;
 use apache_avro::Schema;
 
-/// A compatibility level, as Confluent names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Level {
-    Backward,
-    BackwardTransitive,
-    Forward,
-    ForwardTransitive,
-    Full,
-    FullTransitive,
-    None,
-}
-
-impl Level {
-    pub fn parse(s: &str) -> Option<Level> {
-        Some(match s {
-            "BACKWARD" => Level::Backward,
-            "BACKWARD_TRANSITIVE" => Level::BackwardTransitive,
-            "FORWARD" => Level::Forward,
-            "FORWARD_TRANSITIVE" => Level::ForwardTransitive,
-            "FULL" => Level::Full,
-            "FULL_TRANSITIVE" => Level::FullTransitive,
-            "NONE" => Level::None,
-            _ => return None,
-        })
-    }
-
-    pub fn name(self) -> &'static str {
-        match self {
-            Level::Backward => "BACKWARD",
-            Level::BackwardTransitive => "BACKWARD_TRANSITIVE",
-            Level::Forward => "FORWARD",
-            Level::ForwardTransitive => "FORWARD_TRANSITIVE",
-            Level::Full => "FULL",
-            Level::FullTransitive => "FULL_TRANSITIVE",
-            Level::None => "NONE",
-        }
-    }
-
-    /// Whether the new schema is checked against every earlier version, not only the latest.
-    pub fn transitive(self) -> bool {
-        matches!(
-            self,
-            Level::BackwardTransitive | Level::ForwardTransitive | Level::FullTransitive
-        )
-    }
-}
+use crate::compat::{check_versions, Level};
 
 /// Parses an Avro schema; the error is the parser's message.
 pub fn parse(text: &str) -> Result<Schema, String> {
     Schema::parse_str(text).map_err(|e| e.to_string())
 }
 
+/// Parses an Avro schema that uses named types defined in referenced schemas (`deps`, the
+/// references' texts, dependencies first).
+pub fn parse_with_refs<'a>(
+    text: &str,
+    deps: impl IntoIterator<Item = &'a str>,
+) -> Result<Schema, String> {
+    Schema::parse_str_with_list(text, deps)
+        .map(|(s, _)| s)
+        .map_err(|e| e.to_string())
+}
+
 /// The form that identifies a schema: its JSON without insignificant whitespace. Docs,
 /// defaults and aliases stay part of it, so changing a default makes a new schema, as in
-/// the Confluent registry.
+/// the Confluent registry. The text must have parsed (with its references) already.
 pub fn canonical(text: &str) -> Result<String, String> {
-    parse(text)?;
     let v: serde_json::Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
     Ok(v.to_string())
 }
@@ -99,53 +65,41 @@ pub fn check(level: Level, new: &Schema, existing: &[(i32, Schema)]) -> Vec<Stri
         existing,
         |reader, writer| match SchemaCompatibility::can_read(writer, reader) {
             Ok(()) => Vec::new(),
-            Err(e) => vec![format!("{e}; writer schema: {}", writer.canonical_form())],
+            Err(e) => vec![format!(
+                "{}; writer schema: {}",
+                describe(&e),
+                writer.canonical_form()
+            )],
         },
     )
 }
 
-/// The part of a compatibility check every format shares: which earlier versions `level`
-/// names (the latest, or all for _TRANSITIVE) and in which directions (BACKWARD: the new
-/// schema reads old data; FORWARD: old schemas read new data; FULL: both).
-/// `incompatible(reader, writer)` gives the format's reasons for one direction.
-pub fn check_versions<S>(
-    level: Level,
-    new: &S,
-    existing: &[(i32, S)],
-    incompatible: impl Fn(&S, &S) -> Vec<String>,
-) -> Vec<String> {
-    let against = if level.transitive() {
-        existing
-    } else {
-        &existing[existing.len().saturating_sub(1)..]
-    };
-    let backward = matches!(
-        level,
-        Level::Backward | Level::BackwardTransitive | Level::Full | Level::FullTransitive
-    );
-    let forward = matches!(
-        level,
-        Level::Forward | Level::ForwardTransitive | Level::Full | Level::FullTransitive
-    );
-    let name = level.name();
-    let mut reasons = Vec::new();
-    for (version, old) in against {
-        if backward {
-            reasons.extend(incompatible(new, old).into_iter().map(|d| {
-                format!(
-                    "{name}: the new schema cannot read data written with version {version}: {d}"
-                )
-            }));
-        }
-        if forward {
-            reasons.extend(incompatible(old, new).into_iter().map(|d| {
-                format!(
-                    "{name}: version {version} cannot read data written with the new schema: {d}"
-                )
-            }));
-        }
+/// A reason in the form of Confluent's verbose Avro messages (Avro's incompatibility types),
+/// with the path of nested fields as `additionalInfo`.
+fn describe(e: &CompatibilityError) -> String {
+    let mut path = Vec::new();
+    let mut inner = e;
+    while let CompatibilityError::FieldTypeMismatch(field, source) = inner {
+        path.push(field.as_str());
+        inner = source;
     }
-    reasons
+    let (kind, info) = match inner {
+        CompatibilityError::MissingDefaultValue(f) => {
+            path.push(f.as_str());
+            ("READER_FIELD_MISSING_DEFAULT_VALUE", path.join("/"))
+        }
+        CompatibilityError::MissingSymbols => ("MISSING_ENUM_SYMBOLS", path.join("/")),
+        CompatibilityError::MissingUnionElements => ("MISSING_UNION_BRANCH", path.join("/")),
+        CompatibilityError::FixedMismatch => ("FIXED_SIZE_MISMATCH", path.join("/")),
+        CompatibilityError::NameMismatch { .. } => ("NAME_MISMATCH", path.join("/")),
+        _ => ("TYPE_MISMATCH", path.join("/")),
+    };
+    let description = if std::ptr::eq(inner, e) {
+        e.to_string()
+    } else {
+        format!("{e}: {inner}")
+    };
+    format!("{{errorType:'{kind}', description:'{description}', additionalInfo:'{info}'}}")
 }
 
 #[cfg(test)]
@@ -256,6 +210,48 @@ mod tests {
         let history = [(1, v1), (2, v2)];
         assert!(check(Level::Backward, &v3, &history).is_empty());
         assert!(!check(Level::BackwardTransitive, &v3, &history).is_empty());
+    }
+
+    #[test]
+    fn reasons_name_avro_incompatibility_types() {
+        let old = rec(NAME);
+        let new = rec(&format!(r#"{NAME},{{"name":"age","type":"int"}}"#));
+        let r = check(Level::Backward, &new, &[(1, old)]);
+        assert!(
+            r[0].contains("errorType:'READER_FIELD_MISSING_DEFAULT_VALUE'")
+                && r[0].contains("additionalInfo:'age'"),
+            "{r:?}"
+        );
+        let r = check(
+            Level::Backward,
+            &rec(r#"{"name":"n","type":"string"}"#),
+            &[(1, rec(r#"{"name":"n","type":"int"}"#))],
+        );
+        assert!(
+            r[0].contains("errorType:'TYPE_MISMATCH'") && r[0].contains("additionalInfo:'n'"),
+            "{r:?}"
+        );
+        let r = check(
+            Level::Backward,
+            &color(r#""RED""#),
+            &[(1, color(r#""RED","BLUE""#))],
+        );
+        assert!(r[0].contains("MISSING_ENUM_SYMBOLS"), "{r:?}");
+    }
+
+    #[test]
+    fn recursive_types_are_checked_without_looping() {
+        let list = |extra: &str| {
+            parse(&format!(
+                r#"{{"type":"record","name":"Node","fields":[{{"name":"v","type":"int"}},{{"name":"next","type":["null","Node"],"default":null}}{extra}]}}"#
+            ))
+            .unwrap()
+        };
+        let old = list("");
+        let new = list(r#",{"name":"w","type":"int","default":0}"#);
+        assert!(ok(Level::Full, &old, &new));
+        let bad = list(r#",{"name":"w","type":"int"}"#);
+        assert!(!ok(Level::Backward, &old, &bad));
     }
 
     #[test]

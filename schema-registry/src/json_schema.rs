@@ -11,7 +11,7 @@
 
 use serde_json::{Map, Value};
 
-use crate::avro::{check_versions, Level};
+use crate::compat::{check_versions, Level};
 
 /// Parses a JSON Schema document: it must be a JSON object or a boolean.
 pub fn parse(text: &str) -> Result<Value, String> {
@@ -86,6 +86,47 @@ fn check_schema(v: &Value, path: &str) -> Result<(), String> {
         }
     }
     Ok(())
+}
+
+/// Replaces each `{"$ref": NAME}` whose NAME (optionally followed by `#`) is a reference's
+/// name with the referenced document, so compatibility compares what the reference points at.
+/// A reference inside the document it names (a cycle) stays a `$ref`, and so does every one
+/// past a budget of inlined documents, so a hostile set of references cannot blow up.
+pub fn inline_refs(v: &Value, refs: &std::collections::HashMap<String, Value>) -> Value {
+    struct Inliner<'a> {
+        refs: &'a std::collections::HashMap<String, Value>,
+        open: Vec<&'a str>,
+        budget: usize,
+    }
+    impl<'a> Inliner<'a> {
+        fn go(&mut self, v: &Value) -> Value {
+            match v {
+                Value::Object(o) => {
+                    if let Some(target) = o.get("$ref").and_then(Value::as_str) {
+                        let name = target.strip_suffix('#').unwrap_or(target);
+                        if let Some((key, doc)) = self.refs.get_key_value(name) {
+                            if self.budget > 0 && !self.open.contains(&key.as_str()) {
+                                self.budget -= 1;
+                                self.open.push(key);
+                                let out = self.go(doc);
+                                self.open.pop();
+                                return out;
+                            }
+                        }
+                    }
+                    Value::Object(o.iter().map(|(k, x)| (k.clone(), self.go(x))).collect())
+                }
+                Value::Array(a) => Value::Array(a.iter().map(|x| self.go(x)).collect()),
+                other => other.clone(),
+            }
+        }
+    }
+    Inliner {
+        refs,
+        open: Vec::new(),
+        budget: 64,
+    }
+    .go(v)
 }
 
 /// The form that identifies a schema: minified, object keys sorted (whitespace and key order
@@ -492,6 +533,25 @@ fn diff_combined(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn refs_to_references_are_inlined_for_comparison() {
+        let mut refs = std::collections::HashMap::new();
+        let old_addr =
+            parse(r#"{"type":"object","properties":{"city":{"type":"string"}}}"#).unwrap();
+        let new_addr =
+            parse(r#"{"type":"object","properties":{"city":{"type":"integer"}}}"#).unwrap();
+        let main = parse(r#"{"type":"object","properties":{"a":{"$ref":"addr.json"}}}"#).unwrap();
+        refs.insert("addr.json".to_string(), old_addr);
+        let old = inline_refs(&main, &refs);
+        refs.insert("addr.json".to_string(), new_addr);
+        let new = inline_refs(&main, &refs);
+        assert!(!compare(&old, &new).is_empty());
+        assert_eq!(
+            old["properties"]["a"]["properties"]["city"]["type"],
+            "string"
+        );
+    }
     use serde_json::json;
 
     /// BACKWARD: the new schema reads data written with the old one.

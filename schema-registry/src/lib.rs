@@ -3,16 +3,22 @@
 //! - [`api`]: the Confluent Schema Registry REST API (subjects, versions, ids, config, mode,
 //!   compatibility) with Confluent's content types and error codes.
 //! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
+//! - [`compat`]: compatibility levels and the driver every format's check goes through.
 //! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
 //!   rules (a hand-written structural checker).
+//! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
+//! - [`proto_text`]: `.proto` text for schemas registered as descriptors.
 //! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
 //! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
 //!
-//! Avro and JSON Schema are supported so far; see docs/schema-registry.md.
+//! Avro, JSON Schema and Protobuf are supported; see docs/schema-registry.md.
 
 pub mod api;
 pub mod avro;
+pub mod compat;
 pub mod json_schema;
+pub mod proto_text;
+pub mod protobuf;
 pub mod registry;
 pub mod store;
 

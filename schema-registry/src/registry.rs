@@ -9,9 +9,10 @@ use bytes::Bytes;
 use engine::Broker;
 use serde_json::{json, Value};
 
-use crate::avro::{self, Level};
-use crate::json_schema;
+use crate::avro;
+use crate::compat::Level;
 use crate::store::{self, StoreError};
+use crate::{json_schema, protobuf};
 
 /// Errors with the Confluent registry's HTTP statuses and error codes.
 #[derive(Debug, thiserror::Error)]
@@ -42,10 +43,18 @@ pub enum RegistryError {
     InvalidVersion(String),
     #[error("Invalid compatibility level. Valid values are none, backward, forward, full, backward_transitive, forward_transitive, and full_transitive")]
     InvalidCompatibility,
-    #[error("Invalid mode. Valid values are READWRITE and READONLY (IMPORT is not supported yet)")]
+    #[error("Invalid mode. Valid values are READWRITE, READONLY, READONLY_OVERRIDE and IMPORT")]
     InvalidMode,
     #[error("Subject {0} is in read-only mode")]
     ReadOnly(String),
+    #[error("{0}")]
+    NotPermitted(String),
+    #[error("One or more references exist to the schema {{magic=1,keytype=SCHEMA,subject={0},version={1}}}.")]
+    ReferenceExists(String, i32),
+    #[error("{0}")]
+    IdConflict(String),
+    #[error("Subject '{0}' does not have subject-level mode configured")]
+    SubjectModeNotFound(String),
     #[error("Schema being registered is incompatible with an earlier schema for subject \"{0}\", details: [{1}]")]
     Incompatible(String, String),
     #[error("Error while storing the schema registry's state: {0}")]
@@ -69,7 +78,10 @@ impl RegistryError {
             InvalidVersion(_) => (422, 42202),
             InvalidCompatibility => (422, 42203),
             InvalidMode => (422, 42204),
-            ReadOnly(_) => (422, 42205),
+            ReadOnly(_) | NotPermitted(_) => (422, 42205),
+            ReferenceExists(..) => (422, 42206),
+            IdConflict(_) => (422, 42207),
+            SubjectModeNotFound(_) => (404, 40409),
             Incompatible(..) => (409, 409),
             Store(_) => (500, 50001),
         }
@@ -110,7 +122,7 @@ pub struct SchemaVersion {
     pub id: i32,
     pub schema: String,
     pub references: Value,
-    /// `AVRO` or `JSON`.
+    /// `AVRO`, `JSON` or `PROTOBUF`.
     pub schema_type: &'static str,
 }
 
@@ -132,91 +144,141 @@ impl SchemaVersion {
     }
 }
 
-/// A schema type the registry parses: `AVRO` (also when `schemaType` is absent) or `JSON`.
+/// A schema type the registry parses: `AVRO` (also when `schemaType` is absent), `JSON` or
+/// `PROTOBUF`.
 pub fn schema_type(name: Option<&str>) -> Option<&'static str> {
     match name {
         None | Some("AVRO") => Some("AVRO"),
         Some("JSON") => Some("JSON"),
+        Some("PROTOBUF") => Some("PROTOBUF"),
         _ => None,
     }
 }
 
-/// A parsed schema of either type.
+/// A parsed schema of any type.
 pub enum Parsed {
     Avro(apache_avro::Schema),
     Json(Value),
+    Protobuf(protobuf::Proto),
 }
+
+/// A schema's references, resolved: (name, type, text), dependencies before dependents.
+type Deps = Vec<(String, &'static str, String)>;
 
 impl Parsed {
-    fn parse(schema_type: &str, text: &str) -> Result<Parsed, String> {
-        if schema_type == "JSON" {
-            json_schema::parse(text).map(Parsed::Json)
-        } else {
-            avro::parse(text).map(Parsed::Avro)
+    fn parse(schema_type: &str, text: &str, deps: &Deps) -> Result<Parsed, String> {
+        match schema_type {
+            "JSON" => {
+                let v = json_schema::parse(text)?;
+                if deps.is_empty() {
+                    return Ok(Parsed::Json(v));
+                }
+                let mut docs = HashMap::new();
+                for (name, _, t) in deps {
+                    let d = json_schema::parse(t).map_err(|e| format!("reference {name}: {e}"))?;
+                    docs.insert(name.clone(), d);
+                }
+                Ok(Parsed::Json(json_schema::inline_refs(&v, &docs)))
+            }
+            "PROTOBUF" => {
+                let imports = deps
+                    .iter()
+                    .map(|(n, _, t)| (n.clone(), t.clone()))
+                    .collect();
+                protobuf::parse(text, &imports).map(Parsed::Protobuf)
+            }
+            _ if deps.is_empty() => avro::parse(text).map(Parsed::Avro),
+            _ => avro::parse_with_refs(text, deps.iter().map(|(_, _, t)| t.as_str()))
+                .map(Parsed::Avro),
         }
     }
 
-    /// The identity of a schema: its type's canonical form, kept apart per type.
-    fn ident(&self, text: &str) -> Result<String, String> {
+    /// The identity of a schema: its type's canonical form, kept apart per type, plus its
+    /// references (the same text with other references is another schema).
+    fn ident(&self, text: &str, refs: &Value) -> Result<String, String> {
+        let base = match self {
+            Parsed::Avro(_) => avro::canonical(text)?,
+            Parsed::Json(_) => format!(
+                "JSON:{}",
+                json_schema::canonical(&serde_json::from_str(text).map_err(|e| e.to_string())?)
+            ),
+            Parsed::Protobuf(p) => protobuf::canonical(p),
+        };
+        Ok(with_refs(base, refs))
+    }
+
+    /// The identity under `normalize=true`: an Avro schema as the Avro library writes it back
+    /// (`{"type":"int"}` is `"int"`, names fully qualified); the others are already normalized.
+    fn normalized_ident(&self, text: &str, refs: &Value) -> Result<String, String> {
         match self {
-            Parsed::Avro(_) => avro::canonical(text),
-            Parsed::Json(v) => Ok(format!("JSON:{}", json_schema::canonical(v))),
+            Parsed::Avro(_) => Ok(with_refs(
+                format!("AVRO:{}", self.normalized_text(text)?),
+                refs,
+            )),
+            _ => self.ident(text, refs),
+        }
+    }
+
+    /// The text stored under `normalize=true`.
+    fn normalized_text(&self, text: &str) -> Result<String, String> {
+        match self {
+            Parsed::Avro(s) => serde_json::to_string(s).map_err(|e| e.to_string()),
+            Parsed::Json(_) => {
+                let v: Value = serde_json::from_str(text).map_err(|e| e.to_string())?;
+                Ok(json_schema::canonical(&v))
+            }
+            Parsed::Protobuf(_) => Ok(text.to_string()),
         }
     }
 }
 
-/// The identity of a stored schema (replay); falls back to the text if it does not parse.
-fn stored_ident(schema_type: &str, text: &str) -> String {
-    Parsed::parse(schema_type, text)
-        .and_then(|p| p.ident(text))
-        .unwrap_or_else(|_| format!("{schema_type}:{text}"))
-}
-
-/// Checks `new` against `existing` (version, type, text; oldest first) at `level`.
-fn check_schemas(
-    level: Level,
-    new: &Parsed,
-    existing: &[(i32, &'static str, String)],
-) -> Result<Vec<String>, RegistryError> {
-    let mut reasons = Vec::new();
-    match new {
-        Parsed::Avro(n) => {
-            let mut olds = Vec::new();
-            for (v, t, text) in existing {
-                match Parsed::parse(t, text).map_err(RegistryError::InvalidSchema)? {
-                    Parsed::Avro(s) => olds.push((*v, s)),
-                    Parsed::Json(_) if level != Level::None => reasons.push(format!(
-                        "{}: version {v} is a {t} schema; the new schema is AVRO",
-                        level.name()
-                    )),
-                    Parsed::Json(_) => {}
-                }
-            }
-            reasons.extend(avro::check(level, n, &olds));
-        }
-        Parsed::Json(n) => {
-            let mut olds = Vec::new();
-            for (v, t, text) in existing {
-                match Parsed::parse(t, text).map_err(RegistryError::InvalidSchema)? {
-                    Parsed::Json(s) => olds.push((*v, s)),
-                    Parsed::Avro(_) if level != Level::None => reasons.push(format!(
-                        "{}: version {v} is a {t} schema; the new schema is JSON",
-                        level.name()
-                    )),
-                    Parsed::Avro(_) => {}
-                }
-            }
-            reasons.extend(json_schema::check(level, n, &olds));
-        }
+fn with_refs(base: String, refs: &Value) -> String {
+    if has_refs(refs) {
+        format!("{base}|refs:{refs}")
+    } else {
+        base
     }
-    Ok(reasons)
 }
 
 fn has_refs(r: &Value) -> bool {
     r.as_array().is_some_and(|a| !a.is_empty())
 }
 
-/// What a register or lookup request carries.
+/// Checks `new` against `existing` (version, parsed; oldest first) at `level`. Versions of
+/// another type than the new schema are incompatible at any level but `NONE`.
+fn check_schemas(
+    level: Level,
+    new: &Parsed,
+    existing: Vec<(i32, &'static str, Parsed)>,
+) -> Vec<String> {
+    let mut reasons = Vec::new();
+    let new_type = match new {
+        Parsed::Avro(_) => "AVRO",
+        Parsed::Json(_) => "JSON",
+        Parsed::Protobuf(_) => "PROTOBUF",
+    };
+    let (mut avros, mut jsons, mut protos) = (Vec::new(), Vec::new(), Vec::new());
+    for (v, t, p) in existing {
+        match p {
+            Parsed::Avro(s) if new_type == "AVRO" => avros.push((v, s)),
+            Parsed::Json(s) if new_type == "JSON" => jsons.push((v, s)),
+            Parsed::Protobuf(s) if new_type == "PROTOBUF" => protos.push((v, s)),
+            _ if level != Level::None => reasons.push(format!(
+                "{}: version {v} is a {t} schema; the new schema is {new_type}",
+                level.name()
+            )),
+            _ => {}
+        }
+    }
+    match new {
+        Parsed::Avro(n) => reasons.extend(avro::check(level, n, &avros)),
+        Parsed::Json(n) => reasons.extend(json_schema::check(level, n, &jsons)),
+        Parsed::Protobuf(n) => reasons.extend(protobuf::check(level, n, &protos)),
+    }
+    reasons
+}
+
+/// What a register or lookup request carries (`id` and `version` only in IMPORT mode).
 #[derive(Debug, Clone, serde::Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct SchemaRequest {
@@ -225,19 +287,86 @@ pub struct SchemaRequest {
     pub schema_type: Option<String>,
     #[serde(default)]
     pub references: Option<Value>,
+    #[serde(default)]
+    pub id: Option<i32>,
+    #[serde(default)]
+    pub version: Option<i32>,
+}
+
+/// A registry or subject mode, as Confluent names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    ReadWrite,
+    ReadOnly,
+    ReadOnlyOverride,
+    Import,
+}
+
+impl Mode {
+    pub fn parse(s: &str) -> Option<Mode> {
+        Some(match s.to_ascii_uppercase().as_str() {
+            "READWRITE" => Mode::ReadWrite,
+            "READONLY" => Mode::ReadOnly,
+            "READONLY_OVERRIDE" => Mode::ReadOnlyOverride,
+            "IMPORT" => Mode::Import,
+            _ => return None,
+        })
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::ReadWrite => "READWRITE",
+            Mode::ReadOnly => "READONLY",
+            Mode::ReadOnlyOverride => "READONLY_OVERRIDE",
+            Mode::Import => "IMPORT",
+        }
+    }
+
+    fn read_only(self) -> bool {
+        matches!(self, Mode::ReadOnly | Mode::ReadOnlyOverride)
+    }
+}
+
+/// A compatibility config (global or a subject's): each part may be unset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Config {
+    pub level: Option<Level>,
+    pub normalize: Option<bool>,
+}
+
+impl Config {
+    pub fn to_json(self) -> Value {
+        let mut v = json!({});
+        if let Some(l) = self.level {
+            v["compatibilityLevel"] = l.name().into();
+        }
+        if let Some(n) = self.normalize {
+            v["normalize"] = n.into();
+        }
+        v
+    }
 }
 
 #[derive(Default)]
 struct State {
-    /// id -> schema text as first registered (minified)
+    /// id -> schema text as first registered
     by_id: BTreeMap<i32, String>,
-    /// id -> schema type (`AVRO` or `JSON`)
+    /// id -> schema type (`AVRO`, `JSON` or `PROTOBUF`)
     type_by_id: HashMap<i32, &'static str>,
+    /// id -> the references it was registered with
+    refs_by_id: HashMap<i32, Value>,
+    /// id -> its identity (IMPORT refuses to give an id to another schema)
+    ident_by_id: HashMap<i32, String>,
     id_by_schema: HashMap<String, i32>,
+    /// identity under `normalize=true` -> id
+    id_by_normalized: HashMap<String, i32>,
+    /// id -> versions (soft-deleted included) that use it: produce-time validation asks
+    uses: HashMap<i32, usize>,
     subjects: BTreeMap<String, BTreeMap<i32, VersionEntry>>,
-    config: Option<Level>,
-    subject_config: HashMap<String, Level>,
-    read_only: bool,
+    config: Config,
+    subject_config: HashMap<String, Config>,
+    mode: Option<Mode>,
+    subject_mode: HashMap<String, Mode>,
     next_id: i32,
 }
 
@@ -256,11 +385,15 @@ impl State {
                 };
                 let version = version as i32;
                 let Some(value) = value else {
+                    let mut removed = None;
                     if let Some(vs) = self.subjects.get_mut(&subject) {
-                        vs.remove(&version);
+                        removed = vs.remove(&version);
                         if vs.is_empty() {
                             self.subjects.remove(&subject);
                         }
+                    }
+                    if let Some(old) = removed {
+                        self.unuse(old.id);
                     }
                     return;
                 };
@@ -272,45 +405,69 @@ impl State {
                 let Some(schema_type) = schema_type(value["schemaType"].as_str()) else {
                     return;
                 };
-                let ident = if schema_type == "AVRO" {
-                    avro::canonical(text).unwrap_or_else(|_| text.to_string())
-                } else {
-                    stored_ident(schema_type, text)
+                let refs = value
+                    .get("references")
+                    .cloned()
+                    .unwrap_or_else(|| json!([]));
+                if !self.by_id.contains_key(&id) {
+                    let (ident, norm) = self.idents(schema_type, text, &refs);
+                    self.by_id.insert(id, text.to_string());
+                    self.type_by_id.insert(id, schema_type);
+                    self.refs_by_id.insert(id, refs.clone());
+                    self.id_by_schema.entry(ident.clone()).or_insert(id);
+                    self.id_by_normalized.entry(norm).or_insert(id);
+                    self.ident_by_id.insert(id, ident);
+                }
+                // An imported id may be the largest there is: saturate, the next
+                // registration then fails instead of wrapping.
+                self.next_id = self.next_id.max(id.saturating_add(1));
+                let entry = VersionEntry {
+                    id,
+                    deleted: value["deleted"].as_bool().unwrap_or(false),
+                    references: refs,
                 };
-                self.by_id.entry(id).or_insert_with(|| text.to_string());
-                self.type_by_id.entry(id).or_insert(schema_type);
-                self.id_by_schema.entry(ident).or_insert(id);
-                self.next_id = self.next_id.max(id + 1);
-                self.subjects.entry(subject).or_default().insert(
-                    version,
-                    VersionEntry {
-                        id,
-                        deleted: value["deleted"].as_bool().unwrap_or(false),
-                        references: value
-                            .get("references")
-                            .cloned()
-                            .unwrap_or_else(|| json!([])),
-                    },
-                );
+                *self.uses.entry(id).or_default() += 1;
+                if let Some(old) = self
+                    .subjects
+                    .entry(subject)
+                    .or_default()
+                    .insert(version, entry)
+                {
+                    self.unuse(old.id);
+                }
             }
             Some("CONFIG") => {
-                let level = value
-                    .as_ref()
-                    .and_then(|v| v["compatibilityLevel"].as_str())
-                    .and_then(Level::parse);
-                match (subject, level) {
-                    (None, l) => self.config = l,
-                    (Some(s), Some(l)) => {
-                        self.subject_config.insert(s, l);
+                let c = Config {
+                    level: value
+                        .as_ref()
+                        .and_then(|v| v["compatibilityLevel"].as_str())
+                        .and_then(Level::parse),
+                    normalize: value.as_ref().and_then(|v| v["normalize"].as_bool()),
+                };
+                match subject {
+                    None => self.config = c,
+                    Some(s) if value.is_some() => {
+                        self.subject_config.insert(s, c);
                     }
-                    (Some(s), None) => {
+                    Some(s) => {
                         self.subject_config.remove(&s);
                     }
                 }
             }
-            Some("MODE") if subject.is_none() => {
-                self.read_only =
-                    value.as_ref().and_then(|v| v["mode"].as_str()) == Some("READONLY");
+            Some("MODE") => {
+                let mode = value
+                    .as_ref()
+                    .and_then(|v| v["mode"].as_str())
+                    .and_then(Mode::parse);
+                match (subject, mode) {
+                    (None, m) => self.mode = m,
+                    (Some(s), Some(m)) => {
+                        self.subject_mode.insert(s, m);
+                    }
+                    (Some(s), None) => {
+                        self.subject_mode.remove(&s);
+                    }
+                }
             }
             Some("DELETE_SUBJECT") => {
                 let (Some(subject), Some(upto)) =
@@ -328,12 +485,129 @@ impl State {
         }
     }
 
+    fn unuse(&mut self, id: i32) {
+        if let Some(n) = self.uses.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                self.uses.remove(&id);
+            }
+        }
+    }
+
+    /// The identity and normalized identity of a stored schema; the text itself if it does
+    /// not parse (it was valid when registered, but a reference may have gone since).
+    fn idents(&self, schema_type: &'static str, text: &str, refs: &Value) -> (String, String) {
+        let parsed = self
+            .resolve_refs(refs)
+            .and_then(|deps| Parsed::parse(schema_type, text, &deps));
+        match parsed {
+            Ok(p) => {
+                let fallback = || format!("{schema_type}:{text}");
+                (
+                    p.ident(text, refs).unwrap_or_else(|_| fallback()),
+                    p.normalized_ident(text, refs)
+                        .unwrap_or_else(|_| fallback()),
+                )
+            }
+            Err(_) => {
+                let t = format!("{schema_type}:{text}");
+                (with_refs(t.clone(), refs), with_refs(t, refs))
+            }
+        }
+    }
+
+    /// Resolves references (and theirs) to (name, type, text), dependencies first.
+    fn resolve_refs(&self, refs: &Value) -> Result<Deps, String> {
+        let mut out = Deps::new();
+        let mut seen = std::collections::HashSet::new();
+        self.collect_refs(refs, &mut out, &mut seen, 0)?;
+        Ok(out)
+    }
+
+    fn collect_refs(
+        &self,
+        refs: &Value,
+        out: &mut Deps,
+        seen: &mut std::collections::HashSet<String>,
+        depth: usize,
+    ) -> Result<(), String> {
+        let Some(list) = refs.as_array() else {
+            return if refs.is_null() {
+                Ok(())
+            } else {
+                Err("references must be an array".into())
+            };
+        };
+        if depth > 32 {
+            return Err("references nest more than 32 levels deep".into());
+        }
+        for r in list {
+            let (Some(name), Some(subject)) = (r["name"].as_str(), r["subject"].as_str()) else {
+                return Err(format!(
+                    "a reference needs a name, a subject and a version: {r}"
+                ));
+            };
+            let version = match r["version"].as_i64() {
+                Some(-1) => VersionRef::Latest,
+                Some(n) if n >= 1 && n <= i32::MAX as i64 => VersionRef::Number(n as i32),
+                _ => {
+                    return Err(format!(
+                        "reference {name}: invalid version {}",
+                        r["version"]
+                    ))
+                }
+            };
+            if !seen.insert(name.to_string()) {
+                continue;
+            }
+            let sv = self.version(subject, version, false).map_err(|_| {
+                format!(
+                    "reference {name}: subject '{subject}' version {} not found",
+                    r["version"]
+                )
+            })?;
+            self.collect_refs(&sv.references, out, seen, depth + 1)?;
+            out.push((name.to_string(), sv.schema_type, sv.schema));
+        }
+        Ok(())
+    }
+
+    /// Parses a stored schema by id, with its references.
+    fn parsed(&self, id: i32) -> Result<Parsed, RegistryError> {
+        let text = self.by_id.get(&id).cloned().unwrap_or_default();
+        let refs = self.refs_by_id.get(&id).cloned().unwrap_or(Value::Null);
+        self.resolve_refs(&refs)
+            .and_then(|deps| Parsed::parse(self.type_of(id), &text, &deps))
+            .map_err(RegistryError::InvalidSchema)
+    }
+
     fn level(&self, subject: &str) -> Level {
         self.subject_config
             .get(subject)
-            .copied()
-            .or(self.config)
+            .and_then(|c| c.level)
+            .or(self.config.level)
             .unwrap_or(Level::Backward)
+    }
+
+    fn normalize(&self, subject: &str) -> bool {
+        self.subject_config
+            .get(subject)
+            .and_then(|c| c.normalize)
+            .or(self.config.normalize)
+            .unwrap_or(false)
+    }
+
+    /// A subject's own mode wins over the global one, except a global READONLY_OVERRIDE,
+    /// which (as its name says, and as in Confluent's registry) applies to every subject.
+    fn mode_of(&self, subject: &str) -> Mode {
+        if self.mode == Some(Mode::ReadOnlyOverride) {
+            return Mode::ReadOnlyOverride;
+        }
+        self.subject_mode
+            .get(subject)
+            .copied()
+            .or(self.mode)
+            .unwrap_or(Mode::ReadWrite)
     }
 
     fn versions(&self, subject: &str, deleted: bool) -> Vec<(i32, &VersionEntry)> {
@@ -383,18 +657,38 @@ impl State {
         self.type_by_id.get(&id).copied().unwrap_or("AVRO")
     }
 
-    /// The versions to check against, with their type and text.
-    fn texts(&self, against: &[(i32, i32)]) -> Vec<(i32, &'static str, String)> {
+    /// The parsed schemas of versions to check against.
+    fn parsed_versions(
+        &self,
+        against: &[(i32, i32)],
+    ) -> Result<Vec<(i32, &'static str, Parsed)>, RegistryError> {
         against
             .iter()
-            .map(|(v, id)| {
-                (
-                    *v,
-                    self.type_of(*id),
-                    self.by_id.get(id).cloned().unwrap_or_default(),
-                )
-            })
+            .map(|(v, id)| Ok((*v, self.type_of(*id), self.parsed(*id)?)))
             .collect()
+    }
+
+    /// Ids of the versions (soft-deleted ones only with `deleted`) whose references name
+    /// `subject` at `version`.
+    fn referenced_by(&self, subject: &str, version: i32, deleted: bool) -> Vec<i32> {
+        let mut ids: Vec<i32> = self
+            .subjects
+            .values()
+            .flat_map(|vs| vs.values())
+            .filter(|e| deleted || !e.deleted)
+            .filter(|e| {
+                e.references.as_array().is_some_and(|rs| {
+                    rs.iter().any(|r| {
+                        r["subject"].as_str() == Some(subject)
+                            && r["version"].as_i64() == Some(version as i64)
+                    })
+                })
+            })
+            .map(|e| e.id)
+            .collect();
+        ids.sort();
+        ids.dedup();
+        ids
     }
 }
 
@@ -439,24 +733,51 @@ fn schema_value(
     v.to_string()
 }
 
-/// Parses a request's schema (Avro or JSON Schema).
-/// Returns the parsed schema, its identity, the text to store and the schema type.
-fn parse_request(
-    req: &SchemaRequest,
-) -> Result<(Parsed, String, String, &'static str), RegistryError> {
+/// A request's schema, parsed with its references.
+struct Request {
+    parsed: Parsed,
+    ident: String,
+    normalized_ident: String,
+    /// The text to store: Avro and JSON minified (or, normalized, with keys sorted); a
+    /// `.proto` file as sent (whitespace is part of its syntax).
+    text: String,
+    normalized_text: String,
+    schema_type: &'static str,
+    refs: Value,
+}
+
+fn parse_request(st: &State, req: &SchemaRequest) -> Result<Request, RegistryError> {
     let Some(t) = schema_type(req.schema_type.as_deref()) else {
         return Err(RegistryError::InvalidSchema(format!(
-            "Invalid schema: schemaType {} is not supported; only AVRO and JSON are supported so far",
+            "Invalid schema: schemaType {} is not supported; the registry supports AVRO, JSON and PROTOBUF",
             req.schema_type.as_deref().unwrap_or_default()
         )));
     };
-    let parsed = Parsed::parse(t, &req.schema).map_err(|e| {
+    let refs = req.references.clone().unwrap_or_else(|| json!([]));
+    let invalid = |e: String| {
         RegistryError::InvalidSchema(format!("Invalid schema {}, details: {e}", req.schema))
-    })?;
-    let ident = parsed
-        .ident(&req.schema)
-        .map_err(|e| RegistryError::InvalidSchema(format!("Invalid schema: {e}")))?;
-    Ok((parsed, ident, avro::minify(&req.schema), t))
+    };
+    let deps = st.resolve_refs(&refs).map_err(invalid)?;
+    let parsed = Parsed::parse(t, &req.schema, &deps).map_err(invalid)?;
+    let ident = parsed.ident(&req.schema, &refs).map_err(invalid)?;
+    let normalized_ident = parsed
+        .normalized_ident(&req.schema, &refs)
+        .map_err(invalid)?;
+    let text = if t == "PROTOBUF" {
+        req.schema.clone()
+    } else {
+        avro::minify(&req.schema)
+    };
+    let normalized_text = parsed.normalized_text(&req.schema).map_err(invalid)?;
+    Ok(Request {
+        parsed,
+        ident,
+        normalized_ident,
+        text,
+        normalized_text,
+        schema_type: t,
+        refs,
+    })
 }
 
 pub struct Registry {
@@ -464,6 +785,23 @@ pub struct Registry {
     state: parking_lot::RwLock<State>,
     /// Serializes writers: a change is decided, committed and applied under it.
     write: tokio::sync::Mutex<()>,
+}
+
+/// Produce-time schema id validation asks here (an in-memory lookup under a read lock).
+impl engine::schema_ids::SchemaIds for Registry {
+    fn is_registered(&self, id: i32) -> bool {
+        self.state.read().uses.contains_key(&id)
+    }
+}
+
+/// `GET /schemas` filters.
+#[derive(Debug, Clone, Default)]
+pub struct SchemasQuery {
+    pub subject_prefix: String,
+    pub deleted: bool,
+    pub latest_only: bool,
+    pub offset: usize,
+    pub limit: Option<usize>,
 }
 
 impl Registry {
@@ -502,6 +840,33 @@ impl Registry {
             .collect()
     }
 
+    /// Every subject version matching the query (`GET /schemas`), by subject then version.
+    pub fn schemas(&self, q: &SchemasQuery) -> Vec<SchemaVersion> {
+        let st = self.state.read();
+        let mut out = Vec::new();
+        for s in st
+            .subjects
+            .keys()
+            .filter(|s| s.starts_with(&q.subject_prefix))
+        {
+            let vs = st.versions(s, q.deleted);
+            let vs = if q.latest_only {
+                &vs[vs.len().saturating_sub(1)..]
+            } else {
+                &vs[..]
+            };
+            for (v, _) in vs {
+                if let Ok(sv) = st.version(s, VersionRef::Number(*v), q.deleted) {
+                    out.push(sv);
+                }
+            }
+        }
+        out.into_iter()
+            .skip(q.offset)
+            .take(q.limit.unwrap_or(usize::MAX))
+            .collect()
+    }
+
     pub fn versions(&self, subject: &str, deleted: bool) -> Result<Vec<i32>, RegistryError> {
         let st = self.state.read();
         let vs: Vec<i32> = st
@@ -524,9 +889,55 @@ impl Registry {
         self.state.read().version(subject, v, deleted)
     }
 
-    /// The type (`AVRO` or `JSON`) of the schema with a global id.
+    /// The ids of the schemas whose references name this subject version.
+    pub fn referenced_by(&self, subject: &str, v: VersionRef) -> Result<Vec<i32>, RegistryError> {
+        let st = self.state.read();
+        let sv = st.version(subject, v, false)?;
+        Ok(st.referenced_by(subject, sv.version, false))
+    }
+
+    /// The type (`AVRO`, `JSON` or `PROTOBUF`) of the schema with a global id.
     pub fn schema_type_of(&self, id: i32) -> &'static str {
         self.state.read().type_of(id)
+    }
+
+    /// The references a schema id was registered with.
+    pub fn references_of(&self, id: i32) -> Value {
+        self.state
+            .read()
+            .refs_by_id
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| json!([]))
+    }
+
+    /// A Protobuf schema as a base64 `FileDescriptorProto` (`format=serialized`); other types
+    /// and unparsable schemas as stored.
+    pub fn serialized(&self, id: i32) -> Option<String> {
+        let st = self.state.read();
+        match st.parsed(id) {
+            Ok(Parsed::Protobuf(p)) => Some(p.serialized(&format!("schema_{id}.proto"))),
+            _ => None,
+        }
+    }
+
+    /// How responses show a schema: a Protobuf schema registered as a base64 descriptor is
+    /// shown as `.proto` text, as Confluent's registry does (None: show it as stored).
+    pub fn shown(&self, id: i32) -> Option<String> {
+        let st = self.state.read();
+        let text = st.by_id.get(&id)?;
+        if st.type_of(id) != "PROTOBUF" || !protobuf::is_descriptor(text) {
+            return None;
+        }
+        let refs = st.refs_by_id.get(&id).cloned().unwrap_or(Value::Null);
+        let imports = st
+            .resolve_refs(&refs)
+            .ok()?
+            .into_iter()
+            .map(|(n, _, t)| (n, t))
+            .collect();
+        let parsed = protobuf::parse(text, &imports).ok()?;
+        protobuf::to_text(&parsed, &imports)
     }
 
     /// The schema with a global id, with the subjects and versions that use it.
@@ -545,50 +956,107 @@ impl Registry {
                     .map(move |(v, _)| (s.clone(), *v))
             })
             .collect();
-        let in_use = st
-            .subjects
-            .values()
-            .any(|vs| vs.values().any(|e| e.id == id));
         match st.by_id.get(&id) {
-            Some(text) if in_use => Ok((text.clone(), uses)),
+            Some(text) if st.uses.contains_key(&id) => Ok((text.clone(), uses)),
             _ => Err(RegistryError::SchemaNotFound(format!(
                 "Schema {id} not found"
             ))),
         }
     }
 
-    /// Registers a schema under a subject; returns its global id.
-    pub async fn register(&self, subject: &str, req: &SchemaRequest) -> Result<i32, RegistryError> {
-        let (parsed, ident, text, schema_type) = parse_request(req)?;
-        let refs = req.references.clone().unwrap_or_else(|| json!([]));
+    /// Registers a schema under a subject; returns its global id. In IMPORT mode the
+    /// request's `id` and `version` are kept and compatibility is not checked.
+    pub async fn register(
+        &self,
+        subject: &str,
+        req: &SchemaRequest,
+        normalize: bool,
+    ) -> Result<i32, RegistryError> {
         let _w = self.write.lock().await;
-        let (version, id) = {
+        let (version, id, text, r) = {
             let st = self.state.read();
-            let live = st.versions(subject, false);
-            if let Some(id) = st.id_by_schema.get(&ident) {
-                if live.iter().any(|(_, e)| e.id == *id) {
-                    return Ok(*id);
-                }
-            }
-            if st.read_only {
+            let r = parse_request(&st, req)?;
+            let mode = st.mode_of(subject);
+            if mode.read_only() {
                 return Err(RegistryError::ReadOnly(subject.to_string()));
             }
-            let against: Vec<(i32, i32)> = live.iter().map(|(v, e)| (*v, e.id)).collect();
-            let reasons = check_schemas(st.level(subject), &parsed, &st.texts(&against))?;
-            if !reasons.is_empty() {
-                return Err(RegistryError::Incompatible(
-                    subject.to_string(),
-                    reasons.join(", "),
-                ));
+            let import = mode == Mode::Import;
+            if !import && (req.id.is_some() || req.version.is_some()) {
+                return Err(RegistryError::NotPermitted(format!(
+                    "Subject {subject} is not in import mode: a schema id or version may only be given in IMPORT mode"
+                )));
             }
-            let version = st
+            let normalize = normalize || st.normalize(subject);
+            let existing = if normalize {
+                st.id_by_normalized.get(&r.normalized_ident).copied()
+            } else {
+                st.id_by_schema.get(&r.ident).copied()
+            };
+            let live = st.versions(subject, false);
+            let next_version = st
                 .subjects
                 .get(subject)
                 .and_then(|vs| vs.keys().next_back().copied())
                 .unwrap_or(0)
-                + 1;
-            let id = st.id_by_schema.get(&ident).copied().unwrap_or(st.next_id);
-            (version, id)
+                .saturating_add(1);
+            let text = if normalize {
+                r.normalized_text.clone()
+            } else {
+                r.text.clone()
+            };
+            if import {
+                let id = req.id.or(existing).unwrap_or(st.next_id);
+                if id < 1 {
+                    return Err(RegistryError::IdConflict(format!("Invalid schema id {id}")));
+                }
+                if st.ident_by_id.get(&id).is_some_and(|i| *i != r.ident) {
+                    return Err(RegistryError::IdConflict(format!(
+                        "Overwrite new schema with id {id} is not permitted: the id names another schema"
+                    )));
+                }
+                let version = req.version.unwrap_or(next_version);
+                if version < 1 {
+                    return Err(RegistryError::InvalidVersion(version.to_string()));
+                }
+                match st.subjects.get(subject).and_then(|vs| vs.get(&version)) {
+                    Some(e) if e.id == id => return Ok(id),
+                    Some(_) => {
+                        return Err(RegistryError::IdConflict(format!(
+                            "Overwrite new schema with version {version} of subject {subject} is not permitted"
+                        )))
+                    }
+                    None => {}
+                }
+                (version, id, text, r)
+            } else {
+                if let Some(id) = existing {
+                    if live.iter().any(|(_, e)| e.id == id) {
+                        return Ok(id);
+                    }
+                }
+                let against: Vec<(i32, i32)> = live.iter().map(|(v, e)| (*v, e.id)).collect();
+                let reasons =
+                    check_schemas(st.level(subject), &r.parsed, st.parsed_versions(&against)?);
+                if !reasons.is_empty() {
+                    return Err(RegistryError::Incompatible(
+                        subject.to_string(),
+                        reasons.join(", "),
+                    ));
+                }
+                let id = existing.unwrap_or(st.next_id);
+                if id == i32::MAX && existing.is_none() && st.by_id.contains_key(&id) {
+                    return Err(RegistryError::IdConflict("No schema ids are left".into()));
+                }
+                if next_version == i32::MAX
+                    && st
+                        .versions(subject, true)
+                        .iter()
+                        .any(|(v, _)| *v == i32::MAX)
+                {
+                    return Err(RegistryError::InvalidVersion(next_version.to_string()));
+                }
+                (next_version, id, text, r)
+            }
         };
         self.commit(vec![(
             schema_key(subject, version),
@@ -597,8 +1065,8 @@ impl Registry {
                 version,
                 id,
                 &text,
-                schema_type,
-                &refs,
+                r.schema_type,
+                &r.refs,
                 false,
             )),
         )])
@@ -612,14 +1080,19 @@ impl Registry {
         subject: &str,
         req: &SchemaRequest,
         deleted: bool,
+        normalize: bool,
     ) -> Result<SchemaVersion, RegistryError> {
-        let (_, ident, _, _) = parse_request(req)?;
         let st = self.state.read();
+        let r = parse_request(&st, req)?;
         let live = st.versions(subject, deleted);
         if live.is_empty() {
             return Err(RegistryError::SubjectNotFound(subject.to_string()));
         }
-        let id = st.id_by_schema.get(&ident).copied();
+        let id = if normalize || st.normalize(subject) {
+            st.id_by_normalized.get(&r.normalized_ident).copied()
+        } else {
+            st.id_by_schema.get(&r.ident).copied()
+        };
         let found = live.iter().rev().find(|(_, e)| Some(e.id) == id);
         match found {
             Some((v, _)) => st.version(subject, VersionRef::Number(*v), deleted),
@@ -635,8 +1108,8 @@ impl Registry {
         v: Option<VersionRef>,
         req: &SchemaRequest,
     ) -> Result<Vec<String>, RegistryError> {
-        let (parsed, _, _, _) = parse_request(req)?;
         let st = self.state.read();
+        let r = parse_request(&st, req)?;
         let level = st.level(subject);
         let live = st.versions(subject, false);
         let against: Vec<(i32, i32)> = match v {
@@ -651,7 +1124,11 @@ impl Registry {
             }
             _ => live.iter().map(|(v, e)| (*v, e.id)).collect(),
         };
-        check_schemas(level, &parsed, &st.texts(&against))
+        Ok(check_schemas(
+            level,
+            &r.parsed,
+            st.parsed_versions(&against)?,
+        ))
     }
 
     /// Soft-deletes every version of a subject, or (permanent) removes soft-deleted ones.
@@ -667,8 +1144,14 @@ impl Registry {
             if all.is_empty() {
                 return Err(RegistryError::SubjectNotFound(subject.to_string()));
             }
-            if st.read_only {
+            if st.mode_of(subject).read_only() {
                 return Err(RegistryError::ReadOnly(subject.to_string()));
+            }
+            // A version other schemas reference cannot go (Confluent's 42206).
+            for (v, _) in &all {
+                if !st.referenced_by(subject, *v, permanent).is_empty() {
+                    return Err(RegistryError::ReferenceExists(subject.to_string(), *v));
+                }
             }
             let live = st.versions(subject, false);
             if permanent {
@@ -728,10 +1211,16 @@ impl Registry {
         let _w = self.write.lock().await;
         let record = {
             let st = self.state.read();
-            if st.read_only {
+            if st.mode_of(subject).read_only() {
                 return Err(RegistryError::ReadOnly(subject.to_string()));
             }
             let sv = st.version(subject, v, permanent)?;
+            if !st.referenced_by(subject, sv.version, permanent).is_empty() {
+                return Err(RegistryError::ReferenceExists(
+                    subject.to_string(),
+                    sv.version,
+                ));
+            }
             let deleted = st.subjects[subject][&sv.version].deleted;
             if permanent {
                 if !deleted {
@@ -770,43 +1259,68 @@ impl Registry {
         Ok(version)
     }
 
-    /// The compatibility level: a subject's own (or, with `default_to_global`, the global
-    /// one when it has none), or the global one.
+    /// The config: a subject's own (or, with `default_to_global`, the global one when it has
+    /// none), or the global one (its level defaults to BACKWARD).
     pub fn config(
         &self,
         subject: Option<&str>,
         default_to_global: bool,
-    ) -> Result<Level, RegistryError> {
+    ) -> Result<Config, RegistryError> {
         let st = self.state.read();
-        let global = st.config.unwrap_or(Level::Backward);
+        let global = Config {
+            level: Some(st.config.level.unwrap_or(Level::Backward)),
+            normalize: st.config.normalize,
+        };
         match subject {
             None => Ok(global),
             Some(s) => match st.subject_config.get(s) {
-                Some(l) => Ok(*l),
+                Some(c) if default_to_global => Ok(Config {
+                    level: c.level.or(global.level),
+                    normalize: c.normalize.or(global.normalize),
+                }),
+                Some(c) => Ok(*c),
                 None if default_to_global => Ok(global),
                 None => Err(RegistryError::SubjectConfigNotFound(s.to_string())),
             },
         }
     }
 
+    /// Sets a level and/or `normalize`; a part left out keeps its current value.
     pub async fn set_config(
         &self,
         subject: Option<&str>,
-        level: &str,
-    ) -> Result<Level, RegistryError> {
-        let level =
-            Level::parse(&level.to_ascii_uppercase()).ok_or(RegistryError::InvalidCompatibility)?;
+        level: Option<&str>,
+        normalize: Option<bool>,
+    ) -> Result<Config, RegistryError> {
+        let level = match level {
+            Some(l) => Some(
+                Level::parse(&l.to_ascii_uppercase()).ok_or(RegistryError::InvalidCompatibility)?,
+            ),
+            None if normalize.is_none() => return Err(RegistryError::InvalidCompatibility),
+            None => None,
+        };
         let _w = self.write.lock().await;
+        let current = {
+            let st = self.state.read();
+            match subject {
+                None => st.config,
+                Some(s) => st.subject_config.get(s).copied().unwrap_or_default(),
+            }
+        };
+        let c = Config {
+            level: level.or(current.level),
+            normalize: normalize.or(current.normalize),
+        };
         self.commit(vec![(
             other_key("CONFIG", subject),
-            Some(json!({"compatibilityLevel": level.name()}).to_string()),
+            Some(c.to_json().to_string()),
         )])
         .await?;
-        Ok(level)
+        Ok(Config { level, normalize })
     }
 
-    /// Removes a subject's own level; returns the level it had.
-    pub async fn delete_config(&self, subject: &str) -> Result<Level, RegistryError> {
+    /// Removes a subject's own config; returns the config it had.
+    pub async fn delete_config(&self, subject: &str) -> Result<Config, RegistryError> {
         let _w = self.write.lock().await;
         let old = self.config(Some(subject), false)?;
         self.commit(vec![(other_key("CONFIG", Some(subject)), None)])
@@ -814,27 +1328,62 @@ impl Registry {
         Ok(old)
     }
 
-    pub fn mode(&self) -> &'static str {
-        if self.state.read().read_only {
-            "READONLY"
-        } else {
-            "READWRITE"
+    /// The registry's mode, or a subject's (40409 without one of its own, unless
+    /// `default_to_global`).
+    pub fn mode(
+        &self,
+        subject: Option<&str>,
+        default_to_global: bool,
+    ) -> Result<Mode, RegistryError> {
+        let st = self.state.read();
+        let global = st.mode.unwrap_or(Mode::ReadWrite);
+        match subject {
+            None => Ok(global),
+            Some(s) => match st.subject_mode.get(s) {
+                Some(m) => Ok(*m),
+                None if default_to_global => Ok(global),
+                None => Err(RegistryError::SubjectModeNotFound(s.to_string())),
+            },
         }
     }
 
-    pub async fn set_mode(&self, mode: &str) -> Result<&'static str, RegistryError> {
-        let mode = match mode {
-            "READWRITE" => "READWRITE",
-            "READONLY" => "READONLY",
-            _ => return Err(RegistryError::InvalidMode),
-        };
+    /// Sets the registry's or a subject's mode. IMPORT, as in Confluent's registry, only on
+    /// an empty registry (subject) unless `force`.
+    pub async fn set_mode(
+        &self,
+        subject: Option<&str>,
+        mode: &str,
+        force: bool,
+    ) -> Result<Mode, RegistryError> {
+        let mode = Mode::parse(mode).ok_or(RegistryError::InvalidMode)?;
         let _w = self.write.lock().await;
+        if mode == Mode::Import && !force {
+            let st = self.state.read();
+            let non_empty = match subject {
+                Some(s) => st.subjects.contains_key(s),
+                None => !st.subjects.is_empty(),
+            };
+            if non_empty {
+                return Err(RegistryError::NotPermitted(
+                    "Cannot import since found existing subjects".into(),
+                ));
+            }
+        }
         self.commit(vec![(
-            other_key("MODE", None),
-            Some(json!({"mode": mode}).to_string()),
+            other_key("MODE", subject),
+            Some(json!({"mode": mode.name()}).to_string()),
         )])
         .await?;
         Ok(mode)
+    }
+
+    /// Removes a subject's own mode; returns the mode it had.
+    pub async fn delete_mode(&self, subject: &str) -> Result<Mode, RegistryError> {
+        let _w = self.write.lock().await;
+        let old = self.mode(Some(subject), false)?;
+        self.commit(vec![(other_key("MODE", Some(subject)), None)])
+            .await?;
+        Ok(old)
     }
 }
 
@@ -908,5 +1457,63 @@ mod tests {
         st.apply(b"not json", Some(b"x"));
         st.apply(br#"{"keytype":"NOOP","magic":0}"#, None);
         assert_eq!(st.subjects.len(), 1);
+    }
+
+    #[test]
+    fn replay_rebuilds_modes_normalize_references_and_live_ids() {
+        let mut st = State {
+            next_id: 1,
+            ..State::default()
+        };
+        let none = json!([]);
+        let addr = r#"{"type":"record","name":"Address","namespace":"t","fields":[{"name":"city","type":"string"}]}"#;
+        let person = r#"{"type":"record","name":"P","namespace":"t","fields":[{"name":"home","type":"t.Address"}]}"#;
+        let refs = json!([{"name": "t.Address", "subject": "addr", "version": 1}]);
+        apply(
+            &mut st,
+            schema_key("addr", 1),
+            Some(schema_value("addr", 1, 1, addr, "AVRO", &none, false)),
+        );
+        apply(
+            &mut st,
+            schema_key("person", 1),
+            Some(schema_value("person", 1, 7, person, "AVRO", &refs, false)),
+        );
+        // imported ids move the next id past them; the reference resolves on replay
+        assert_eq!(st.next_id, 8);
+        assert!(matches!(st.parsed(7), Ok(Parsed::Avro(_))));
+        assert_eq!(st.referenced_by("addr", 1, false), [7]);
+        apply(
+            &mut st,
+            other_key("MODE", Some("person")),
+            Some(r#"{"mode":"IMPORT"}"#.into()),
+        );
+        apply(
+            &mut st,
+            other_key("CONFIG", None),
+            Some(r#"{"normalize":true}"#.into()),
+        );
+        assert_eq!(st.mode_of("person"), Mode::Import);
+        assert_eq!(st.mode_of("addr"), Mode::ReadWrite);
+        assert!(st.normalize("addr") && st.level("addr") == Level::Backward);
+        apply(
+            &mut st,
+            other_key("MODE", None),
+            Some(r#"{"mode":"READONLY_OVERRIDE"}"#.into()),
+        );
+        assert_eq!(st.mode_of("person"), Mode::ReadOnlyOverride);
+        apply(&mut st, other_key("MODE", None), None);
+        apply(&mut st, other_key("MODE", Some("person")), None);
+        assert_eq!(st.mode_of("person"), Mode::ReadWrite);
+        // an id stays registered while a version (even soft-deleted) uses it
+        assert!(st.uses.contains_key(&7));
+        apply(
+            &mut st,
+            schema_key("person", 1),
+            Some(schema_value("person", 1, 7, person, "AVRO", &refs, true)),
+        );
+        assert_eq!(st.uses.get(&7), Some(&1));
+        apply(&mut st, schema_key("person", 1), None);
+        assert!(!st.uses.contains_key(&7) && st.uses.contains_key(&1));
     }
 }

@@ -221,6 +221,9 @@ pub enum SchemaCommand {
         /// Schema type: AVRO, JSON or PROTOBUF
         #[arg(short = 't', long = "type", default_value = "AVRO")]
         schema_type: schema::SchemaType,
+        /// A reference NAME=SUBJECT:VERSION (a named type, $ref or import); repeatable
+        #[arg(short = 'r', long = "reference", value_name = "NAME=SUBJECT:VERSION")]
+        references: Vec<schema::Reference>,
     },
     /// Show a subject's schema at a version, or the schema with an id
     Get {
@@ -252,6 +255,9 @@ pub enum SchemaCommand {
         /// Schema type: AVRO, JSON or PROTOBUF
         #[arg(short = 't', long = "type", default_value = "AVRO")]
         schema_type: schema::SchemaType,
+        /// A reference NAME=SUBJECT:VERSION (a named type, $ref or import); repeatable
+        #[arg(short = 'r', long = "reference", value_name = "NAME=SUBJECT:VERSION")]
+        references: Vec<schema::Reference>,
         /// Version to check against: a number or latest (default: what the level names)
         #[arg(short, long)]
         version: Option<schema::Version>,
@@ -275,6 +281,17 @@ pub enum SchemaCommand {
         #[arg(long, value_name = "LEVEL")]
         set: Option<String>,
     },
+    /// Show or set the mode, of a subject or global
+    Mode {
+        /// Subject (default: the global mode)
+        subject: Option<String>,
+        /// New mode: READWRITE, READONLY, READONLY_OVERRIDE or IMPORT
+        #[arg(long, value_name = "MODE")]
+        set: Option<String>,
+        /// Allow IMPORT on a registry or subject that already has schemas
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 /// Runs one `icestream schema` command against the schema registry.
@@ -284,7 +301,8 @@ pub async fn run_schema(args: &ClientArgs, cmd: SchemaCommand) -> anyhow::Result
             subject,
             file,
             schema_type,
-        } => schema::register(args, &subject, &file, schema_type).await,
+            references,
+        } => schema::register(args, &subject, &file, schema_type, &references).await,
         SchemaCommand::Get {
             subject,
             version,
@@ -297,8 +315,9 @@ pub async fn run_schema(args: &ClientArgs, cmd: SchemaCommand) -> anyhow::Result
             subject,
             file,
             schema_type,
+            references,
             version,
-        } => schema::check(args, &subject, &file, schema_type, version).await,
+        } => schema::check(args, &subject, &file, schema_type, &references, version).await,
         SchemaCommand::Delete {
             subject,
             version,
@@ -307,6 +326,11 @@ pub async fn run_schema(args: &ClientArgs, cmd: SchemaCommand) -> anyhow::Result
         SchemaCommand::Config { subject, set } => {
             schema::config(args, subject.as_deref(), set.as_deref()).await
         }
+        SchemaCommand::Mode {
+            subject,
+            set,
+            force,
+        } => schema::mode(args, subject.as_deref(), set.as_deref(), force).await,
     }
 }
 

@@ -1,4 +1,4 @@
-//! `icestream schema register|get|list|check|delete|config`: a client of the broker's
+//! `icestream schema register|get|list|check|delete|config|mode`: a client of the broker's
 //! Confluent-compatible schema registry REST API (`--schema-registry-url`), like
 //! `rpk registry`. Nothing here reads the data directory.
 
@@ -84,6 +84,45 @@ impl std::fmt::Display for SchemaType {
         f.write_str(self.0)
     }
 }
+
+/// A schema reference, `NAME=SUBJECT:VERSION` on the command line: an Avro named type, a
+/// JSON Schema `$ref` target or a Protobuf import path, defined by that subject version.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reference {
+    pub name: String,
+    pub subject: String,
+    pub version: i64,
+}
+
+impl std::str::FromStr for Reference {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || {
+            format!("'{s}' is not a reference: use NAME=SUBJECT:VERSION, e.g. money.proto=money-value:1")
+        };
+        let (name, rest) = s.split_once('=').ok_or_else(bad)?;
+        let (subject, version) = rest.rsplit_once(':').ok_or_else(bad)?;
+        let version = match version {
+            "latest" | "-1" => -1,
+            v => v
+                .parse::<u32>()
+                .ok()
+                .filter(|v| (1..=i32::MAX as u32).contains(v))
+                .ok_or_else(bad)? as i64,
+        };
+        if name.is_empty() || subject.is_empty() {
+            return Err(bad());
+        }
+        Ok(Reference {
+            name: name.to_string(),
+            subject: subject.to_string(),
+            version,
+        })
+    }
+}
+
+/// The modes the registry accepts.
+pub const MODES: &[&str] = &["READWRITE", "READONLY", "READONLY_OVERRIDE", "IMPORT"];
 
 /// What a request was about, to word its errors.
 #[derive(Default)]
@@ -213,8 +252,15 @@ impl Registry {
                 "invalid compatibility level ({message}): use one of {}",
                 LEVELS.join(", ")
             ),
+            40409 => anyhow!(
+                "subject '{subject}' has no mode of its own: see the global one with 'icestream schema mode'"
+            ),
+            42204 => anyhow!("invalid mode ({message}): use one of {}", MODES.join(", ")),
             42205 => anyhow!(
-                "the schema registry is in READONLY mode ({message}): set the mode to READWRITE first"
+                "the schema registry does not permit this ({message}): see the mode with 'icestream schema mode {subject}', set READWRITE with --set"
+            ),
+            42206 => anyhow!(
+                "other schemas reference subject '{subject}' ({message}): delete them first; see which with GET /subjects/{subject}/versions/N/referencedby"
             ),
             50001..=50099 => anyhow!(
                 "the schema registry failed ({code}: {message}): retry, and check the broker log"
@@ -235,12 +281,18 @@ fn read_schema(path: &str) -> Result<String> {
     })
 }
 
-fn schema_body(text: &str, schema_type: SchemaType) -> Value {
-    if schema_type == SchemaType::default() {
-        json!({ "schema": text })
-    } else {
-        json!({ "schema": text, "schemaType": schema_type.0 })
+fn schema_body(text: &str, schema_type: SchemaType, refs: &[Reference]) -> Value {
+    let mut body = json!({ "schema": text });
+    if schema_type != SchemaType::default() {
+        body["schemaType"] = schema_type.0.into();
     }
+    if !refs.is_empty() {
+        body["references"] = refs
+            .iter()
+            .map(|r| json!({"name": r.name, "subject": r.subject, "version": r.version}))
+            .collect();
+    }
+    body
 }
 
 fn subject_path(subject: &str) -> String {
@@ -252,6 +304,7 @@ pub async fn register(
     subject: &str,
     file: &str,
     schema_type: SchemaType,
+    refs: &[Reference],
 ) -> Result<()> {
     let reg = Registry::new(args)?;
     let text = read_schema(file)?;
@@ -259,7 +312,7 @@ pub async fn register(
         .call(
             "POST",
             &format!("{}/versions", subject_path(subject)),
-            Some(&schema_body(&text, schema_type)),
+            Some(&schema_body(&text, schema_type, refs)),
             &About::subject(subject),
         )
         .await?;
@@ -430,6 +483,7 @@ pub async fn check(
     subject: &str,
     file: &str,
     schema_type: SchemaType,
+    refs: &[Reference],
     version: Option<Version>,
 ) -> Result<()> {
     let reg = Registry::new(args)?;
@@ -442,7 +496,7 @@ pub async fn check(
                 "/compatibility{}/versions/{v}?verbose=true",
                 subject_path(subject)
             ),
-            Some(&schema_body(&text, schema_type)),
+            Some(&schema_body(&text, schema_type, refs)),
             &About::version(subject, &v),
         )
         .await?;
@@ -609,6 +663,64 @@ pub async fn config(args: &ClientArgs, subject: Option<&str>, set: Option<&str>)
     Ok(())
 }
 
+/// Shows or sets the registry's mode, or a subject's (`--force` for IMPORT on a non-empty
+/// registry or subject).
+pub async fn mode(
+    args: &ClientArgs,
+    subject: Option<&str>,
+    set: Option<&str>,
+    force: bool,
+) -> Result<()> {
+    let reg = Registry::new(args)?;
+    let path = match subject {
+        Some(s) => format!("/mode/{}", encode_segment(s)),
+        None => "/mode".to_string(),
+    };
+    let about = About {
+        subject,
+        ..Default::default()
+    };
+    let answer = match set {
+        Some(m) => {
+            let m = m.to_ascii_uppercase();
+            if !MODES.contains(&m.as_str()) {
+                bail!("'{m}' is not a mode: use one of {}", MODES.join(", "));
+            }
+            let query = if force { "?force=true" } else { "" };
+            reg.call(
+                "PUT",
+                &format!("{path}{query}"),
+                Some(&json!({"mode": m})),
+                &about,
+            )
+            .await?
+        }
+        None => {
+            let query = if subject.is_some() {
+                "?defaultToGlobal=true"
+            } else {
+                ""
+            };
+            reg.call("GET", &format!("{path}{query}"), None, &about)
+                .await?
+        }
+    };
+    let mode = answer
+        .get("mode")
+        .and_then(Value::as_str)
+        .unwrap_or("-")
+        .to_string();
+    if args.format == Format::Json {
+        emit_json_pretty(&json!({"subject": subject, "mode": mode}))?;
+        return Ok(());
+    }
+    emit_raw(&key_values(&[
+        ("SUBJECT", subject.unwrap_or("(global)").to_string()),
+        ("MODE", mode),
+    ]))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -623,6 +735,17 @@ mod tests {
         assert_eq!("avro".parse::<SchemaType>(), Ok(SchemaType("AVRO")));
         assert_eq!("PROTOBUF".parse::<SchemaType>(), Ok(SchemaType("PROTOBUF")));
         assert!("xml".parse::<SchemaType>().is_err());
+        assert_eq!(
+            "money.proto=money-value:2".parse::<Reference>(),
+            Ok(Reference {
+                name: "money.proto".into(),
+                subject: "money-value".into(),
+                version: 2
+            })
+        );
+        assert_eq!("a=b:latest".parse::<Reference>().map(|r| r.version), Ok(-1));
+        assert!("a=b".parse::<Reference>().is_err());
+        assert!("a=b:0".parse::<Reference>().is_err());
     }
 
     #[test]

@@ -138,3 +138,47 @@ def test_schema_cli_errors_are_one_line(broker, tmp_path):
     assert_one_line_error(res, "--schema-registry-url")
     res = cli(broker, "--schema-registry-url", "localhost:8081", "schema", "list", check=False)
     assert_one_line_error(res, "invalid schema registry url")
+
+
+def test_schema_cli_protobuf_references_and_mode(broker, tmp_path):
+    money = tmp_path / "money.proto"
+    money.write_text('syntax = "proto3";\npackage dep;\nmessage Money { int64 cents = 1; }\n')
+    item = tmp_path / "item.proto"
+    item.write_text('syntax = "proto3";\npackage shop;\nimport "money.proto";\n'
+                    'message Item { string name = 1; dep.Money price = 2; }\n')
+    money_id = sr_json(broker, "register", "money-value", "--file", str(money),
+                       "--type", "protobuf")["id"]
+    # Without the reference the import is unknown; with it the schema registers.
+    res = sr(broker, "register", "item-value", "--file", str(item), "--type", "PROTOBUF",
+             check=False)
+    assert_one_line_error(res, "invalid schema:", "money.proto")
+    out = sr_json(broker, "register", "item-value", "--file", str(item), "--type", "PROTOBUF",
+                  "--reference", "money.proto=money-value:1")
+    assert out["id"] != money_id
+    got = sr_json(broker, "get", "item-value")
+    assert got["type"] == "PROTOBUF" and "dep.Money" in got["schema"]
+    # Field 1 reused with another type: incompatible, with Confluent's rule name.
+    bad = tmp_path / "bad.proto"
+    bad.write_text(item.read_text().replace("string name = 1", "int64 name = 1"))
+    res = sr(broker, "check", "item-value", "--file", str(bad), "--type", "PROTOBUF",
+             "--reference", "money.proto=money-value:latest", check=False)
+    assert_one_line_error(res, "incompatible:", "FIELD_SCALAR_KIND_CHANGED", "#/Item/1")
+    # A referenced schema cannot be deleted.
+    res = sr(broker, "delete", "money-value", check=False)
+    assert_one_line_error(res, "other schemas reference subject 'money-value'")
+    res = sr(broker, "register", "x", "--file", str(item), "--reference", "nonsense",
+             check=False)
+    assert res.returncode != 0 and "NAME=SUBJECT:VERSION" in res.stderr
+
+    # mode: global and per subject; READONLY refuses registrations.
+    assert sr_json(broker, "mode") == {"subject": None, "mode": "READWRITE"}
+    assert sr_json(broker, "mode", "item-value", "--set", "readonly")["mode"] == "READONLY"
+    assert "READONLY" in sr(broker, "mode", "item-value").stdout
+    res = sr(broker, "register", "item-value", "--file", str(money), "--type", "PROTOBUF",
+             check=False)
+    assert_one_line_error(res, "does not permit", "READWRITE")
+    res = sr(broker, "mode", "item-value", "--set", "IMPORT", check=False)
+    assert_one_line_error(res, "existing subjects")
+    assert sr_json(broker, "mode", "item-value", "--set", "IMPORT", "--force")["mode"] == "IMPORT"
+    res = sr(broker, "mode", "--set", "SIDEWAYS", check=False)
+    assert_one_line_error(res, "'SIDEWAYS' is not a mode")

@@ -149,9 +149,9 @@ def test_malformed_and_unsupported_schemas_are_422(broker):
                            {"schema": "{not json"})
     assert (status, body["error_code"]) == (422, 42201)
     status, body, _ = http(broker, "POST", f"/subjects/{subject}/versions",
-                           {"schema": "syntax = \"proto3\";", "schemaType": "PROTOBUF"})
+                           {"schema": "syntax = \"proto3\";", "schemaType": "XML"})
     assert (status, body["error_code"]) == (422, 42201)
-    assert "only AVRO" in body["message"]
+    assert "AVRO, JSON and PROTOBUF" in body["message"]
 
 
 def test_rest_errors_and_content_types(broker):
@@ -183,7 +183,7 @@ def test_rest_errors_and_content_types(broker):
                                       "schema": '"string"'}
     status, body, _ = http(broker, "GET", f"/schemas/ids/{sid}/versions")
     assert {"subject": subject, "version": 1} in body
-    assert http(broker, "GET", "/schemas/types")[1] == ["JSON", "AVRO"]
+    assert http(broker, "GET", "/schemas/types")[1] == ["JSON", "PROTOBUF", "AVRO"]
 
     # Soft delete, then permanent delete.
     status, body, _ = http(broker, "DELETE", f"/subjects/{subject}?permanent=true")

@@ -144,6 +144,55 @@ fn walk(mut buf: &[u8], count: i32) -> Result<Summary, BatchError> {
     Ok(summary)
 }
 
+/// Calls `f(index, key, value)` for each record of a batch that [`check`] accepted (None: a
+/// null key or value). Compressed records are decompressed within `limit`, like `check`;
+/// produce-time schema id validation reads keys and values through it.
+pub fn for_each_record(
+    batch: &[u8],
+    h: &BatchHeader,
+    limit: usize,
+    mut f: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
+) -> Result<(), BatchError> {
+    let payload = &batch[HEADER_LEN..];
+    let decompressed;
+    let mut buf = match h.compression() {
+        0 => payload,
+        codec => {
+            decompressed = decompress(codec, payload, limit)?;
+            &decompressed[..]
+        }
+    };
+    for i in 0..h.records_count {
+        let len = varint(&mut buf)?;
+        if len < 1 || len as usize > buf.len() {
+            return Err(BatchError::Malformed("record length runs past the batch"));
+        }
+        let (mut rec, rest) = buf.split_at(len as usize);
+        rec = &rec[1..]; // attributes
+        varint(&mut rec)?; // timestamp delta
+        varint(&mut rec)?; // offset delta
+        let key = bytes_field(&mut rec)?;
+        let value = bytes_field(&mut rec)?;
+        f(i, key, value);
+        buf = rest;
+    }
+    Ok(())
+}
+
+/// A varint-length-prefixed byte field of a record (-1: null).
+fn bytes_field<'a>(rec: &mut &'a [u8]) -> Result<Option<&'a [u8]>, BatchError> {
+    let n = varint(rec)?;
+    if n < 0 {
+        return Ok(None);
+    }
+    if n as usize > rec.len() {
+        return Err(BatchError::Malformed("record field runs past the record"));
+    }
+    let (field, rest) = rec.split_at(n as usize);
+    *rec = rest;
+    Ok(Some(field))
+}
+
 /// Zigzag varint (up to 64 bits), as Kafka's record fields use.
 fn varint(buf: &mut &[u8]) -> Result<i64, BatchError> {
     let mut v: u64 = 0;
@@ -203,6 +252,22 @@ mod tests {
                 let h = batch::validate(&m).unwrap();
                 assert!(check(&m, &h, 1 << 20).is_err(), "{c:?} count {count}");
             }
+        }
+    }
+
+    #[test]
+    fn walker_yields_keys_and_values() {
+        for c in [Compression::None, Compression::Zstd] {
+            let b = make_batch(7, 30, c);
+            let h = batch::validate(&b).unwrap();
+            let mut seen = Vec::new();
+            for_each_record(&b, &h, 1 << 20, |i, k, v| {
+                seen.push((i, k.map(<[u8]>::len), v.map(<[u8]>::len)))
+            })
+            .unwrap();
+            assert_eq!(seen.len(), 7, "{c:?}");
+            assert!(seen.iter().enumerate().all(|(i, s)| s.0 == i as i32));
+            assert!(seen.iter().all(|s| s.2 == Some(30)), "{seen:?}");
         }
     }
 
