@@ -16,6 +16,7 @@ pub mod reader;
 pub mod store;
 pub mod topic_manifest;
 pub mod uploader;
+pub mod weed;
 
 use std::collections::HashMap;
 use std::future::Future;
