@@ -268,6 +268,9 @@ impl Inner {
     /// deletion was interrupted after the manifest dropped them. Unnamed objects at or past
     /// the end are left alone: an upload may be writing them, and a re-upload overwrites them.
     async fn sweep(&self, st: &PartitionState) -> Result<(), TieringError> {
+        // No upload attempt runs meanwhile: one may be writing keys below the end (a segment
+        // straddling the start) that its manifest write is about to name.
+        let _busy = st.busy.lock().await;
         let _guard = st.manifest.lock().await;
         let m = st.view();
         let end = m.covered_end();

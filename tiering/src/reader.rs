@@ -216,7 +216,8 @@ impl Reader<'_> {
         let (key, size) = log_object(seg)?;
         let (start, first) = self.locate(seg, offset).await?;
         // One read of the window the answer can use, then whole batches are cut from it.
-        let window_end = size.min(start + (max_bytes as u64).max(first.total_len() as u64));
+        let want = (max_bytes as u64).max(first.total_len() as u64);
+        let window_end = size.min(start.saturating_add(want));
         let buf = self
             .cache
             .read(self.store, &key, size, start..window_end)

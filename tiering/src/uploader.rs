@@ -136,13 +136,18 @@ async fn upload_one(
     )
     .await
     {
-        Err(TieringError::Io { path, source }) if source.kind() == std::io::ErrorKind::NotFound => {
+        // Only a vanished log means the segment is gone for good (its topic was deleted);
+        // a missing index is transient (compaction rebuilds it) and is retried.
+        Err(TieringError::Io { path, source })
+            if source.kind() == std::io::ErrorKind::NotFound && !seg.log.exists() =>
+        {
             tracing::error!(partition = %st.name(), base = seg.base_offset, %path,
-                "local segment file vanished before upload; segment skipped");
+                "local segment vanished before upload; segment skipped");
             return Ok(Outcome::Skipped);
         }
         r => r?,
     };
+    let size = objects.first().map_or(seg.size, |o| o.size);
     let mut guard = st.manifest.lock().await;
     if st.is_closed() {
         // A deleted partition must not get its manifest back.
@@ -156,7 +161,7 @@ async fn upload_one(
     m.segments.push(ManifestSegment {
         base_offset: seg.base_offset,
         next_offset: seg.next_offset,
-        size: seg.size,
+        size,
         max_timestamp: seg.max_timestamp,
         objects,
     });
@@ -179,23 +184,21 @@ pub async fn upload_objects(
     let key = |k| layout::segment_key(topic_id, partition, seg.base_offset, k);
     let mut objects = Vec::with_capacity(4);
     let log_key = key(ObjectKind::Log);
-    if seg.size > config.multipart_threshold_bytes {
-        put_multipart(
-            store,
-            &log_key,
-            &seg.log,
-            seg.size,
-            config.multipart_part_bytes,
-        )
-        .await?;
+    // The log is uploaded as it is now (compaction may have rewritten it since the offer,
+    // keeping its offsets), and the indexes must describe that same file: the log's identity
+    // is checked again after the indexes are read, and a change means a retry.
+    let before = file_id(&seg.log).await?;
+    let size = before.1;
+    if size > config.multipart_threshold_bytes {
+        put_multipart(store, &log_key, &seg.log, size, config.multipart_part_bytes).await?;
     } else {
-        let bytes = read_local(&seg.log, Some(seg.size)).await?;
+        let bytes = read_local(&seg.log, Some(size)).await?;
         put(store, &log_key, bytes).await?;
     }
     objects.push(ObjectRef {
         kind: ObjectKind::Log,
         key: log_key.to_string(),
-        size: seg.size,
+        size,
     });
     let mut small = vec![
         (ObjectKind::OffsetIndex, Some(&seg.index)),
@@ -226,7 +229,22 @@ pub async fn upload_objects(
             size,
         });
     }
+    if file_id(&seg.log).await? != before {
+        return Err(TieringError::io(
+            &seg.log,
+            std::io::Error::other("segment changed while it was uploaded"),
+        ));
+    }
     Ok(objects)
+}
+
+/// (inode, length, modification time) of a local file.
+async fn file_id(path: &FsPath) -> Result<(u64, u64, Option<std::time::SystemTime>), TieringError> {
+    use std::os::unix::fs::MetadataExt;
+    let m = tokio::fs::metadata(path)
+        .await
+        .map_err(|e| TieringError::io(path, e))?;
+    Ok((m.ino(), m.len(), m.modified().ok()))
 }
 
 async fn put(store: &dyn ObjectStore, key: &Path, bytes: Bytes) -> Result<(), TieringError> {
