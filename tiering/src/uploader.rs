@@ -182,60 +182,65 @@ pub async fn upload_objects(
     seg: &SealedSegment,
 ) -> Result<Vec<ObjectRef>, TieringError> {
     let key = |k| layout::segment_key(topic_id, partition, seg.base_offset, k);
-    let mut objects = Vec::with_capacity(4);
-    let log_key = key(ObjectKind::Log);
     // The log is uploaded as it is now (compaction may have rewritten it since the offer,
     // keeping its offsets), and the indexes must describe that same file: the log's identity
-    // is checked again after the indexes are read, and a change means a retry.
+    // is taken before the indexes are read and checked again after the log is uploaded, and
+    // a change means a retry.
     let before = file_id(&seg.log).await?;
     let size = before.1;
-    if size > config.multipart_threshold_bytes {
-        put_multipart(store, &log_key, &seg.log, size, config.multipart_part_bytes).await?;
-    } else {
-        let bytes = read_local(&seg.log, Some(size)).await?;
-        put(store, &log_key, bytes).await?;
-    }
-    objects.push(ObjectRef {
-        kind: ObjectKind::Log,
-        key: log_key.to_string(),
-        size,
-    });
-    let mut small = vec![
+    let mut small = Vec::with_capacity(3);
+    for (kind, path) in [
         (ObjectKind::OffsetIndex, Some(&seg.index)),
         (ObjectKind::TimeIndex, Some(&seg.time_index)),
-    ];
-    if let Some(snap) = &seg.producer_snapshot {
-        small.push((ObjectKind::ProducerSnapshot, Some(snap)));
-    }
-    for (kind, path) in small {
+        (ObjectKind::ProducerSnapshot, seg.producer_snapshot.as_ref()),
+    ] {
         let Some(path) = path else { continue };
-        let bytes = match read_local(path, None).await {
-            Ok(b) => b,
+        match read_local(path).await {
+            Ok(b) => small.push((kind, key(kind), b)),
             // Snapshots may be pruned locally; the segment is complete without one.
             Err(TieringError::Io { source, .. })
                 if kind == ObjectKind::ProducerSnapshot
-                    && source.kind() == std::io::ErrorKind::NotFound =>
-            {
-                continue
-            }
+                    && source.kind() == std::io::ErrorKind::NotFound => {}
             Err(e) => return Err(e),
-        };
-        let k = key(kind);
-        let size = bytes.len() as u64;
-        put(store, &k, bytes).await?;
-        objects.push(ObjectRef {
-            kind,
-            key: k.to_string(),
-            size,
-        });
+        }
     }
+    let log_key = key(ObjectKind::Log);
+    let log_put = async {
+        if size > config.multipart_threshold_bytes {
+            put_multipart(store, &log_key, &seg.log, size, config.multipart_part_bytes).await
+        } else {
+            let bytes = read_local(&seg.log).await?;
+            if bytes.len() as u64 != size {
+                return Err(changed(&seg.log));
+            }
+            put(store, &log_key, bytes).await
+        }
+    };
+    // The small objects go up beside the log: their latency hides behind its transfer.
+    let small_puts =
+        futures_util::future::try_join_all(small.iter().map(|(_, k, b)| put(store, k, b.clone())));
+    futures_util::future::try_join(log_put, small_puts).await?;
     if file_id(&seg.log).await? != before {
-        return Err(TieringError::io(
-            &seg.log,
-            std::io::Error::other("segment changed while it was uploaded"),
-        ));
+        return Err(changed(&seg.log));
     }
+    let mut objects = vec![ObjectRef {
+        kind: ObjectKind::Log,
+        key: log_key.to_string(),
+        size,
+    }];
+    objects.extend(small.into_iter().map(|(kind, k, b)| ObjectRef {
+        kind,
+        key: k.to_string(),
+        size: b.len() as u64,
+    }));
     Ok(objects)
+}
+
+fn changed(path: &FsPath) -> TieringError {
+    TieringError::io(
+        path,
+        std::io::Error::other("segment changed while it was uploaded"),
+    )
 }
 
 /// (inode, length, modification time) of a local file.
@@ -255,26 +260,14 @@ async fn put(store: &dyn ObjectStore, key: &Path, bytes: Bytes) -> Result<(), Ti
     Ok(())
 }
 
-/// Reads a local file, exactly `len` bytes of it when given (a sealed segment's size).
-async fn read_local(path: &FsPath, len: Option<u64>) -> Result<Bytes, TieringError> {
-    let mut f = tokio::fs::File::open(path)
+/// Reads a whole local file (on the blocking pool: one read, not tokio's small chunks).
+async fn read_local(path: &FsPath) -> Result<Bytes, TieringError> {
+    let owned = path.to_path_buf();
+    tokio::task::spawn_blocking(move || std::fs::read(owned))
         .await
-        .map_err(|e| TieringError::io(path, e))?;
-    let mut buf = Vec::new();
-    match len {
-        Some(n) => {
-            buf.resize(n as usize, 0);
-            f.read_exact(&mut buf)
-                .await
-                .map_err(|e| TieringError::io(path, e))?;
-        }
-        None => {
-            f.read_to_end(&mut buf)
-                .await
-                .map_err(|e| TieringError::io(path, e))?;
-        }
-    }
-    Ok(Bytes::from(buf))
+        .map_err(|e| TieringError::io(path, std::io::Error::other(e)))?
+        .map(Bytes::from)
+        .map_err(|e| TieringError::io(path, e))
 }
 
 async fn put_multipart(
