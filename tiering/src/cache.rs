@@ -127,7 +127,9 @@ impl ChunkCache {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let name: Arc<str> = Arc::from(key.as_ref());
+        // The size is part of the identity: an object rewritten at the same key (a re-upload)
+        // with another size never serves stale chunks.
+        let name: Arc<str> = Arc::from(format!("{key}#{size}"));
         let first = range.start / self.chunk;
         let last = (range.end - 1) / self.chunk;
         let mut parts = Vec::with_capacity((last - first + 1) as usize);

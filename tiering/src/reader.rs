@@ -56,7 +56,8 @@ impl IndexCache {
         store: &dyn ObjectStore,
         obj: &ObjectRef,
     ) -> Result<Arc<OffsetIndex>, TieringError> {
-        if let Some(i) = self.inner.lock().offsets.get(&obj.key) {
+        let id = format!("{}#{}", obj.key, obj.size);
+        if let Some(i) = self.inner.lock().offsets.get(&id) {
             return Ok(i.clone());
         }
         let bytes = get_whole(store, obj).await?;
@@ -65,8 +66,8 @@ impl IndexCache {
                 .ok_or_else(|| TieringError::corrupt(&obj.key, "offset index does not decode"))?,
         );
         let mut m = self.inner.lock();
-        if m.offsets.insert(obj.key.clone(), idx.clone()).is_none() {
-            self.admit(&mut m, &obj.key, obj.size);
+        if m.offsets.insert(id.clone(), idx.clone()).is_none() {
+            self.admit(&mut m, &id, obj.size);
         }
         Ok(idx)
     }
@@ -76,7 +77,8 @@ impl IndexCache {
         store: &dyn ObjectStore,
         obj: &ObjectRef,
     ) -> Result<Arc<TimeIndex>, TieringError> {
-        if let Some(i) = self.inner.lock().times.get(&obj.key) {
+        let id = format!("{}#{}", obj.key, obj.size);
+        if let Some(i) = self.inner.lock().times.get(&id) {
             return Ok(i.clone());
         }
         let bytes = get_whole(store, obj).await?;
@@ -85,8 +87,8 @@ impl IndexCache {
                 .ok_or_else(|| TieringError::corrupt(&obj.key, "time index does not decode"))?,
         );
         let mut m = self.inner.lock();
-        if m.times.insert(obj.key.clone(), idx.clone()).is_none() {
-            self.admit(&mut m, &obj.key, obj.size);
+        if m.times.insert(id.clone(), idx.clone()).is_none() {
+            self.admit(&mut m, &id, obj.size);
         }
         Ok(idx)
     }

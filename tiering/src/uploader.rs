@@ -53,7 +53,8 @@ pub(crate) fn drop_queue(inner: &Inner, st: &PartitionState) {
 }
 
 enum Outcome {
-    Uploaded,
+    /// Uploaded and recorded, with the log's size as uploaded.
+    Uploaded(u64),
     /// Already covered, overlapping, or its local files are gone: nothing to do.
     Skipped,
 }
@@ -82,9 +83,9 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
                 upload_one(&inner, &st, &seg).await
             };
             match res {
-                Ok(Outcome::Uploaded) => {
+                Ok(Outcome::Uploaded(size)) => {
                     inner.metrics.uploaded_segments.inc();
-                    inner.metrics.uploaded_bytes.inc_by(seg.size);
+                    inner.metrics.uploaded_bytes.inc_by(size);
                     break;
                 }
                 Ok(Outcome::Skipped) => break,
@@ -169,7 +170,7 @@ async fn upload_one(
     let m = Arc::new(m);
     *guard = m.clone();
     st.publish(m);
-    Ok(Outcome::Uploaded)
+    Ok(Outcome::Uploaded(size))
 }
 
 /// Uploads a segment's objects (log, indexes, producer snapshot) at their deterministic keys,
