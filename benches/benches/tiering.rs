@@ -19,6 +19,7 @@ const SEGMENT_BYTES: u64 = 16 << 20;
 const SEGMENTS: usize = 4;
 const PARTITIONS: usize = 4;
 const READ_BYTES: usize = 1 << 20;
+const REPS: usize = 3;
 
 fn main() {
     // `cargo bench` passes `--bench`; a filter that does not match "tiering" skips it.
@@ -56,29 +57,55 @@ fn main() {
         .iter()
         .map(|s| Bytes::from(std::fs::read(&s.log).expect("segment")))
         .collect();
-    // Raw PUTs: one partition's segments one after another, then PARTITIONS streams at once.
-    let raw1 = rt.block_on(raw_puts(&raw, &bytes, 1));
-    let rawn = rt.block_on(raw_puts(&raw, &bytes, PARTITIONS));
-
     let cfg = TieringConfig {
         store: store_cfg,
         cache_dir: dir.path().join("cache"),
         upload_concurrency: PARTITIONS,
         ..TieringConfig::default()
     };
-    // Partition 0 alone, then partitions 1..=PARTITIONS at once.
-    let parts: Vec<RemotePartition> = (0..=PARTITIONS as i32)
-        .map(|i| RemotePartition {
-            topic: "bench".into(),
-            topic_id: uuid_of(i),
-            partition: i,
-        })
-        .collect();
+    // Each figure is the median of REPS runs (weed's small-PUT latency is erratic). Raw PUTs:
+    // one partition's segments one after another, then PARTITIONS streams at once. The tier:
+    // one fresh partition, then PARTITIONS fresh partitions at once.
     let t = Tiering::start(cfg.clone()).expect("tier");
-    let tier1 = rt.block_on(upload(&t, &parts[..1], &segs));
-    let tiern = rt.block_on(upload(&t, &parts[1..], &segs));
+    let mut next_id = 0;
+    let mut fresh = |n: usize| -> Vec<RemotePartition> {
+        (0..n)
+            .map(|_| {
+                next_id += 1;
+                RemotePartition {
+                    topic: "bench".into(),
+                    topic_id: uuid_of(next_id),
+                    partition: 0,
+                }
+            })
+            .collect()
+    };
+    let (mut raw1, mut raw1m, mut rawn, mut tier1, mut tiern) =
+        (vec![], vec![], vec![], vec![], vec![]);
+    let mut first = None;
+    for _ in 0..REPS {
+        raw1.push(rt.block_on(raw_puts(&raw, &bytes, 1, false)));
+        raw1m.push(rt.block_on(raw_puts(&raw, &bytes, 1, true)));
+        let one = fresh(1);
+        tier1.push(rt.block_on(upload(&t, &one, &segs)));
+        first.get_or_insert(one[0].clone());
+        rawn.push(rt.block_on(raw_puts(&raw, &bytes, PARTITIONS, false)));
+        tiern.push(rt.block_on(upload(&t, &fresh(PARTITIONS), &segs)));
+    }
     drop(t);
+    let (raw1, raw1m, rawn, tier1, tiern) = (
+        median(raw1),
+        median(raw1m),
+        median(rawn),
+        median(tier1),
+        median(tiern),
+    );
+    println!("  (medians of {REPS} runs)");
     println!("  raw PUT, 1 stream          {:8.1} MiB/s", raw1);
+    println!(
+        "  raw PUT + manifest PUT     {:8.1} MiB/s   (1 stream)",
+        raw1m
+    );
     println!(
         "  tier upload, 1 partition   {:8.1} MiB/s   ({:.2} of raw)",
         tier1,
@@ -93,7 +120,7 @@ fn main() {
 
     // Cold reads: a fresh tier (empty cache) reads partition 0 from the start in 1 MiB fetches.
     let t = Tiering::start(cfg).expect("tier");
-    let p = &parts[0];
+    let p = &first.expect("one run");
     rt.block_on(t.open(p)).expect("open");
     let end = log.sealed_end();
     let (cold, n) = rt.block_on(read_all(&t, p, end));
@@ -106,12 +133,17 @@ fn main() {
     println!("  warm read (disk cache)     {:8.1} MiB/s", warm);
 }
 
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
 fn mib(b: u64) -> f64 {
     b as f64 / (1 << 20) as f64
 }
 
-fn uuid_of(i: i32) -> uuid::Uuid {
-    uuid::Uuid::from_u128(0xbe7c_0000 + i as u128)
+fn uuid_of(i: u128) -> uuid::Uuid {
+    uuid::Uuid::from_u128(0xbe7c_0000 + i)
 }
 
 fn build_log(dir: &std::path::Path) -> (PartitionLog, Vec<SealedSegment>) {
@@ -144,7 +176,14 @@ fn build_log(dir: &std::path::Path) -> (PartitionLog, Vec<SealedSegment>) {
     (log, segs)
 }
 
-async fn raw_puts(store: &Arc<dyn ObjectStore>, bytes: &[Bytes], streams: usize) -> f64 {
+/// `streams` tasks PUT the segments one after another; with `manifest`, each segment is
+/// followed by a 2 KB PUT, the smallest sequence the tier's crash-safety allows.
+async fn raw_puts(
+    store: &Arc<dyn ObjectStore>,
+    bytes: &[Bytes],
+    streams: usize,
+    manifest: bool,
+) -> f64 {
     let start = Instant::now();
     let mut tasks = Vec::new();
     for s in 0..streams {
@@ -153,6 +192,11 @@ async fn raw_puts(store: &Arc<dyn ObjectStore>, bytes: &[Bytes], streams: usize)
             for (i, b) in bytes.into_iter().enumerate() {
                 let key = Path::from(format!("raw/{s}/{i}.log"));
                 store.put(&key, PutPayload::from(b)).await.expect("put");
+                if manifest {
+                    let m = Path::from(format!("raw/{s}/manifest.json"));
+                    let body = PutPayload::from(vec![b'm'; 2000]);
+                    store.put(&m, body).await.expect("put");
+                }
             }
         }));
     }
