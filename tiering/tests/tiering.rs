@@ -498,3 +498,84 @@ fn a_segment_rewritten_after_its_offer_is_uploaded_as_it_is_now() {
     });
     assert_eq!(t.metrics().backlog_bytes.get(), 0);
 }
+
+#[test]
+fn offset_for_timestamp_never_answers_below_the_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let records = all_records(&segs);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let t = Tiering::start(cfg).unwrap();
+    let p = partition(13);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        // A start inside a batch inside a segment.
+        let cut = segs[1].base_offset + 3;
+        t.delete_before(&p, cut).await.unwrap();
+        let last_ts = records.last().unwrap().1;
+        for ts in (T0 - 100..last_ts + 100).step_by(23) {
+            let want = records.iter().find(|&&(o, t)| o >= cut && t >= ts).copied();
+            assert_eq!(
+                t.offset_for_timestamp(&p, ts).await.unwrap(),
+                want,
+                "ts {ts}"
+            );
+        }
+    });
+}
+
+#[test]
+fn closing_with_delete_during_an_upload_leaves_nothing_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let flaky = Arc::new(FlakyStore::new(
+        tiering::store::build_store(&cfg.store).unwrap(),
+    ));
+    flaky.delay_ms.store(30, Ordering::SeqCst);
+    let t = Tiering::start_with_store(cfg, flaky.clone()).unwrap();
+    let p = partition(14);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        t.offer(&p, segs.clone());
+        // Part way through: some segments recorded, one in flight.
+        t.wait_uploaded(&p, segs[1].next_offset, Duration::from_secs(10))
+            .await
+            .unwrap();
+        t.close(&p, true).await.unwrap();
+        assert_eq!(t.metrics().backlog_segments.get(), 0);
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let prefix = layout::partition_prefix(p.topic_id, p.partition);
+        let left = futures_util::TryStreamExt::try_collect::<Vec<_>>(flaky.list(Some(&prefix)))
+            .await
+            .unwrap();
+        assert!(left.is_empty(), "left behind: {left:?}");
+        // Waiting on a closed partition is an error, not a hang.
+        assert!(t
+            .wait_uploaded(&p, 1, Duration::from_millis(50))
+            .await
+            .is_err());
+    });
+}
+
+#[test]
+fn wait_uploaded_times_out_while_the_store_is_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_log, segs) = build_log(&dir.path().join("log"), 20, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let flaky = Arc::new(FlakyStore::new(
+        tiering::store::build_store(&cfg.store).unwrap(),
+    ));
+    flaky.fail.store(true, Ordering::SeqCst);
+    let t = Tiering::start_with_store(cfg, flaky).unwrap();
+    let p = partition(15);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        t.offer(&p, segs.clone());
+        let r = t
+            .wait_uploaded(&p, segs[0].next_offset, Duration::from_millis(200))
+            .await;
+        assert!(matches!(r, Err(TieringError::Timeout { .. })), "{r:?}");
+    });
+}

@@ -163,6 +163,8 @@ pub struct FlakyStore {
     pub fail: AtomicBool,
     pub fail_next: AtomicUsize,
     pub failures: AtomicUsize,
+    /// Milliseconds every write waits before it happens.
+    pub delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FlakyStore {
@@ -172,6 +174,7 @@ impl FlakyStore {
             fail: AtomicBool::new(false),
             fail_next: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -250,4 +253,18 @@ impl ObjectStore for FlakyStore {
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
     }
+}
+
+/// Every record of the given segments as (offset, timestamp), decoded from the local files.
+pub fn all_records(segs: &[SealedSegment]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for s in segs {
+        let mut bytes = Bytes::from(std::fs::read(&s.log).expect("segment"));
+        while !bytes.is_empty() {
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decode");
+            out.extend(set.records.iter().map(|r| (r.offset, r.timestamp)));
+        }
+    }
+    out
 }
