@@ -579,3 +579,55 @@ fn wait_uploaded_times_out_while_the_store_is_down() {
         assert!(matches!(r, Err(TieringError::Timeout { .. })), "{r:?}");
     });
 }
+
+#[test]
+fn a_sequential_reader_finds_the_next_chunks_fetched_ahead() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 64 << 10);
+    let mut cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    cfg.cache_bytes = 1 << 20;
+    cfg.read_ahead_chunks = 2;
+    let chunk = cfg.chunk_bytes;
+    assert!(segs[0].size > 4 * chunk);
+    let t = Tiering::start(cfg).unwrap();
+    let p = partition(16);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        let m = t.metrics();
+        // The first read of chunk 0 misses and starts fetching chunks 1 and 2.
+        let first = t.read(&p, 0, 1).await.unwrap().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while t.cache_bytes() < 3 * chunk {
+            assert!(std::time::Instant::now() < deadline, "no read-ahead");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        let misses = m.cache_misses.get();
+        // Reading on through chunks 1 and 2 needs no further fetch of them.
+        let mut offset = icestream_next_offset(&first);
+        let mut read = first.len() as u64;
+        while read < 3 * chunk - 2048 {
+            let b = t.read(&p, offset, 1024).await.unwrap().unwrap();
+            assert_eq!(Some(&b), log.read(offset, 1024, i64::MAX).unwrap().as_ref());
+            read += b.len() as u64;
+            offset = icestream_next_offset(&b);
+        }
+        assert_eq!(
+            m.cache_misses.get(),
+            misses,
+            "chunks 1 and 2 were fetched ahead"
+        );
+        assert!(m.cache_hits.get() > 0);
+    });
+}
+
+fn icestream_next_offset(chunk: &[u8]) -> i64 {
+    let mut pos = 0;
+    let mut next = 0;
+    while pos < chunk.len() {
+        let h = engine::log::batch::BatchHeader::parse(&chunk[pos..]).unwrap();
+        next = h.next_offset();
+        pos += h.total_len();
+    }
+    next
+}
