@@ -42,7 +42,14 @@ pub fn build_store(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>, TieringErr
                 .with_region(region)
                 .with_allow_http(*allow_http)
                 .with_virtual_hosted_style_request(!path_style)
-                .with_credentials(Arc::new(AwsChainCredentials::new(region.clone())));
+                .with_credentials(Arc::new(AwsChainCredentials::new(region.clone())))
+                // Few quick retries inside the client: uploads retry forever on their own, and
+                // a read should fail within a fetch's patience rather than after 3 minutes.
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(20),
+                    ..Default::default()
+                });
             if let Some(e) = endpoint {
                 b = b.with_endpoint(e);
             }

@@ -30,7 +30,10 @@ pub fn find_weed() -> Option<PathBuf> {
 }
 
 pub struct WeedMini {
-    child: Child,
+    child: Option<Child>,
+    weed: PathBuf,
+    args: Vec<String>,
+    s3_port: u16,
     pub endpoint: String,
     pub bucket: String,
     pub log: PathBuf,
@@ -58,7 +61,10 @@ fn free(port: u16) -> bool {
 
 /// A base port with every port weed mini needs free.
 fn pick_base() -> io::Result<u16> {
-    let seed = std::process::id() as u64 ^ Instant::now().elapsed().as_nanos() as u64;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u64);
+    let seed = std::process::id() as u64 ^ now;
     let span = (HTTP_PORTS.len() + OTHER_PORTS.len()) as u16;
     for i in 0..200u64 {
         let base = 20000 + ((seed.wrapping_mul(2654435761).wrapping_add(i * 97)) % 9000) as u16;
@@ -74,63 +80,85 @@ fn pick_base() -> io::Result<u16> {
 impl WeedMini {
     /// Starts weed mini with data in `dir` and `bucket` created, and waits until S3 answers.
     pub fn start(weed: &Path, dir: &Path, bucket: &str) -> io::Result<WeedMini> {
-        std::fs::create_dir_all(dir)?;
+        std::fs::create_dir_all(dir.join("data"))?;
         let base = pick_base()?;
-        let log = dir.join("weed.log");
-        let out = std::fs::File::create(&log)?;
-        let mut cmd = Command::new(weed);
-        cmd.arg("mini")
-            .arg(format!("-dir={}", dir.join("data").display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1"])
+        let mut args = vec![
+            "mini".to_string(),
+            format!("-dir={}", dir.join("data").display()),
+            "-ip=127.0.0.1".into(),
+            "-ip.bind=127.0.0.1".into(),
             // No reports to the SeaweedFS telemetry server, no extra servers.
-            .args([
-                "-master.telemetry=false",
-                "-webdav=false",
-                "-admin.ui=false",
-            ])
-            .arg("-master.volumeSizeLimitMB=64")
-            .arg(format!("-bucket={bucket}"));
+            "-master.telemetry=false".into(),
+            "-webdav=false".into(),
+            "-admin.ui=false".into(),
+            "-master.volumeSizeLimitMB=64".into(),
+            format!("-bucket={bucket}"),
+        ];
         for (i, name) in HTTP_PORTS.iter().enumerate() {
             let port = base + i as u16;
-            cmd.arg(format!("-{name}={port}"));
-            cmd.arg(format!("-{name}.grpc={}", port + 10000));
+            args.push(format!("-{name}={port}"));
+            args.push(format!("-{name}.grpc={}", port + 10000));
         }
         for (i, name) in OTHER_PORTS.iter().enumerate() {
-            cmd.arg(format!("-{name}={}", base + (HTTP_PORTS.len() + i) as u16));
+            args.push(format!("-{name}={}", base + (HTTP_PORTS.len() + i) as u16));
         }
-        std::fs::create_dir_all(dir.join("data"))?;
-        let child = cmd
+        let s3_port = base + 3;
+        let mut w = WeedMini {
+            child: None,
+            weed: weed.to_path_buf(),
+            args,
+            s3_port,
+            endpoint: format!("http://127.0.0.1:{s3_port}"),
+            bucket: bucket.to_string(),
+            log: dir.join("weed.log"),
+        };
+        w.spawn()?;
+        Ok(w)
+    }
+
+    fn spawn(&mut self) -> io::Result<()> {
+        let out = std::fs::File::create(&self.log)?;
+        let child = Command::new(&self.weed)
+            .args(&self.args)
             .env("AWS_ACCESS_KEY_ID", ACCESS_KEY)
             .env("AWS_SECRET_ACCESS_KEY", SECRET_KEY)
             .stdin(Stdio::null())
             .stdout(out.try_clone()?)
             .stderr(out)
             .spawn()?;
-        let s3 = base + 3;
-        let mut w = WeedMini {
-            child,
-            endpoint: format!("http://127.0.0.1:{s3}"),
-            bucket: bucket.to_string(),
-            log,
-        };
+        let child = self.child.insert(child);
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
-            if let Some(status) = w.child.try_wait()? {
-                let tail = std::fs::read_to_string(&w.log).unwrap_or_default();
+            if let Some(status) = child.try_wait()? {
+                let tail = std::fs::read_to_string(&self.log).unwrap_or_default();
                 return Err(io::Error::other(format!(
                     "weed mini exited ({status}):\n{tail}"
                 )));
             }
             let banner =
-                std::fs::read_to_string(&w.log).is_ok_and(|s| s.contains("running and ready"));
-            if banner && TcpStream::connect(("127.0.0.1", s3)).is_ok() {
-                return Ok(w);
+                std::fs::read_to_string(&self.log).is_ok_and(|s| s.contains("running and ready"));
+            if banner && TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok() {
+                return Ok(());
             }
             if Instant::now() > deadline {
                 return Err(io::Error::other("weed mini did not become ready in 60 s"));
             }
             std::thread::sleep(Duration::from_millis(200));
         }
+    }
+
+    /// Kills the server (an outage); its data stays for [`WeedMini::restart`].
+    pub fn stop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    /// Starts the server again on the same ports and data.
+    pub fn restart(&mut self) -> io::Result<()> {
+        self.stop();
+        self.spawn()
     }
 
     /// The store config for this server's bucket (path-style, plain HTTP).
@@ -148,8 +176,7 @@ impl WeedMini {
 
 impl Drop for WeedMini {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        self.stop();
     }
 }
 

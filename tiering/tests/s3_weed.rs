@@ -85,3 +85,46 @@ fn upload_and_read_through_weed_mini_s3() {
         eprintln!("wrong secret refused as expected: {err}");
     });
 }
+
+#[test]
+fn an_s3_outage_keeps_the_backlog_and_drains_after_it() {
+    let Some(bin) = weed_or_skip() else { return };
+    weed::use_test_credentials();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = WeedMini::start(&bin, &dir.path().join("weed"), "icestream-outage")
+        .expect("start weed mini");
+    let (log, segs) = build_log(&dir.path().join("log"), 80, 16 << 10);
+    let mut cfg = config(&dir.path().join("unused"), &dir.path().join("cache"));
+    cfg.store = server.store_config("");
+    cfg.retry_max_backoff_ms = 200;
+    let p = partition(21);
+    let t = Tiering::start(cfg).unwrap();
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs[..2]).await;
+    });
+    server.stop();
+    block_on(async {
+        t.offer(&p, segs.clone());
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        assert_eq!(t.backlog(&p), segs.len() - 2);
+        assert_eq!(t.extent(&p).unwrap().end, segs[1].next_offset);
+        assert!(t.metrics().upload_errors.get() > 0);
+        // Reads of what is uploaded fail with a store error (not a hang, not a panic).
+        assert!(t.read(&p, segs[0].base_offset, 100).await.is_err());
+    });
+    server.restart().expect("restart weed mini");
+    block_on(async {
+        t.wait_uploaded(&p, log.sealed_end(), Duration::from_secs(60))
+            .await
+            .expect("drained");
+        assert_eq!(t.backlog(&p), 0);
+        assert_manifest_objects_exist(t.store().as_ref(), &t.manifest(&p).unwrap()).await;
+        for offset in (0..log.sealed_end()).step_by(5) {
+            assert_eq!(
+                t.read(&p, offset, 4000).await.unwrap(),
+                log.read(offset, 4000, i64::MAX).unwrap()
+            );
+        }
+    });
+}
