@@ -51,6 +51,9 @@ impl Inner {
         // No upload attempt runs meanwhile: one may be writing keys below the end (a segment
         // straddling the start) that its manifest write is about to name.
         let _busy = st.busy.lock().await;
+        // Sweeps share the upload bound, so a start with many partitions does not list them
+        // all at once.
+        let _permit = self.upload_permits.acquire().await;
         let _guard = st.manifest.lock().await;
         let m = st.view();
         let end = m.covered_end();
