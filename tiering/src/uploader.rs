@@ -14,23 +14,32 @@ use tokio::io::AsyncReadExt;
 
 use crate::error::TieringError;
 use crate::layout::{self, ObjectKind};
-use crate::manifest::{ManifestSegment, ObjectRef};
+use crate::manifest::{ManifestSegment, ObjectRef, PartitionManifest};
 use crate::partition::PartitionState;
 use crate::Inner;
 
 /// Queues segments not yet covered; starts the partition's worker if it is idle.
 pub(crate) fn offer(inner: &Arc<Inner>, st: &Arc<PartitionState>, segments: Vec<SealedSegment>) {
-    let covered = st.view().covered_end();
+    let view = st.view();
     let mut q = st.queue.lock();
     if st.is_closed() {
         return;
     }
     for seg in segments {
-        let queued_end = q
+        // The end of the data uploaded or queued; the start of the log may lie beyond it.
+        let data_end = q
             .items
             .back()
-            .map_or(covered, |s| s.next_offset.max(covered));
-        if seg.next_offset <= queued_end || seg.next_offset <= seg.base_offset {
+            .map(|s| s.next_offset)
+            .or(view.segments.last().map(|s| s.next_offset));
+        let covered = data_end.unwrap_or(i64::MIN).max(view.log_start_offset);
+        if seg.next_offset <= covered || seg.next_offset <= seg.base_offset {
+            continue;
+        }
+        if data_end.is_some_and(|end| seg.base_offset < end) {
+            // Its objects would take the keys of an uploaded or queued segment's base.
+            tracing::warn!(partition = %st.name(), base = seg.base_offset,
+                "offered segment overlaps the uploaded or queued ones; skipped");
             continue;
         }
         inner.metrics.backlog_segments.inc();
@@ -52,91 +61,148 @@ pub(crate) fn drop_queue(inner: &Inner, st: &PartitionState) {
     }
 }
 
-enum Outcome {
-    /// Uploaded and recorded, with the log's size as uploaded.
-    Uploaded(u64),
+/// A segment whose objects are in the store and whose manifest entry is not yet written.
+struct Staged {
+    seg: SealedSegment,
+    objects: Vec<ObjectRef>,
+}
+
+enum Prepared {
+    Staged(Staged),
     /// Already covered, overlapping, or its local files are gone: nothing to do.
     Skipped,
 }
 
+/// Drains the partition's queue in offset order. Each attempt writes the manifest entry of the
+/// staged segment while the next segment's objects go up, so one partition's uploads do not
+/// pause for every manifest PUT; a manifest entry is still written only after its objects
+/// exist, and only after the entry of the segment before it.
 async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
+    let min = Duration::from_millis(inner.config.retry_min_backoff_ms.max(1));
+    let max = Duration::from_millis(inner.config.retry_max_backoff_ms.max(1));
+    let mut backoff = min;
+    let mut staged: Option<Staged> = None;
     loop {
-        let seg = {
+        let next = {
             let mut q = st.queue.lock();
-            match q.items.front() {
-                Some(s) if !st.is_closed() => s.clone(),
-                _ => {
-                    q.worker = false;
-                    return;
+            let next = q.items.get(staged.is_some() as usize).cloned();
+            if st.is_closed() || (staged.is_none() && next.is_none()) {
+                q.worker = false;
+                return;
+            }
+            next
+        };
+        let (recorded, prepared) = {
+            let _busy = st.busy.lock().await;
+            if st.is_closed() {
+                continue;
+            }
+            let _permit = inner.upload_permits.acquire().await;
+            let record_staged = async {
+                match &staged {
+                    Some(s) => Some(record(&inner, &st, s).await),
+                    None => None,
+                }
+            };
+            let prepare_next = async {
+                match &next {
+                    Some(seg) => {
+                        let after = staged.as_ref().map(|s| s.seg.next_offset);
+                        Some(prepare(&inner, &st, seg, after).await)
+                    }
+                    None => None,
+                }
+            };
+            futures_util::future::join(record_staged, prepare_next).await
+        };
+        let mut failed = None;
+        match recorded {
+            Some(Ok(recorded)) => {
+                let s = staged.take().map(|s| s.seg);
+                if let Some(seg) = s {
+                    if let Some(size) = recorded {
+                        inner.metrics.uploaded_segments.inc();
+                        inner.metrics.uploaded_bytes.inc_by(size);
+                    }
+                    dequeue(&inner, &st, seg.base_offset);
                 }
             }
-        };
-        let mut backoff = Duration::from_millis(inner.config.retry_min_backoff_ms.max(1));
-        let max = Duration::from_millis(inner.config.retry_max_backoff_ms.max(1));
-        loop {
-            let res = {
-                let _busy = st.busy.lock().await;
-                if st.is_closed() {
-                    break;
+            Some(Err(e)) => failed = Some((staged.as_ref().map(|s| s.seg.base_offset), e)),
+            None => {}
+        }
+        match prepared {
+            // Staged only when the slot is free; otherwise its objects are simply uploaded
+            // again next time (same keys).
+            Some(Ok(Prepared::Staged(s))) if staged.is_none() => staged = Some(s),
+            Some(Ok(Prepared::Staged(_))) | None => {}
+            Some(Ok(Prepared::Skipped)) => {
+                if let Some(seg) = &next {
+                    dequeue(&inner, &st, seg.base_offset);
                 }
-                let _permit = inner.upload_permits.acquire().await;
-                upload_one(&inner, &st, &seg).await
-            };
-            match res {
-                Ok(Outcome::Uploaded(size)) => {
-                    inner.metrics.uploaded_segments.inc();
-                    inner.metrics.uploaded_bytes.inc_by(size);
-                    break;
+            }
+            Some(Err(e)) => failed = failed.or(Some((next.as_ref().map(|s| s.base_offset), e))),
+        }
+        match failed {
+            None => backoff = min,
+            Some((base, e)) => {
+                inner.metrics.upload_errors.inc();
+                tracing::warn!(partition = %st.name(), base, error = %e,
+                    retry_in_ms = backoff.as_millis() as u64, "segment upload failed");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = st.wake.notified() => {}
                 }
-                Ok(Outcome::Skipped) => break,
-                Err(e) => {
-                    inner.metrics.upload_errors.inc();
-                    tracing::warn!(partition = %st.name(), base = seg.base_offset, error = %e,
-                        retry_in_ms = backoff.as_millis() as u64, "segment upload failed");
-                    tokio::select! {
-                        _ = tokio::time::sleep(backoff) => {}
-                        _ = st.wake.notified() => {}
-                    }
-                    backoff = (backoff * 2).min(max);
-                }
+                backoff = (backoff * 2).min(max);
             }
         }
-        let mut q = st.queue.lock();
-        if q.items.front().map(|s| s.base_offset) == Some(seg.base_offset) {
-            q.items.pop_front();
+    }
+}
+
+/// Removes a finished segment from the queue (unless close already drained it).
+fn dequeue(inner: &Inner, st: &PartitionState, base: i64) {
+    let mut q = st.queue.lock();
+    if let Some(i) = q.items.iter().position(|s| s.base_offset == base) {
+        if let Some(seg) = q.items.remove(i) {
             inner.metrics.backlog_segments.dec();
             inner.metrics.backlog_bytes.dec_by(seg.size as i64);
         }
     }
 }
 
-async fn upload_one(
-    inner: &Inner,
-    st: &PartitionState,
-    seg: &SealedSegment,
-) -> Result<Outcome, TieringError> {
-    let view = st.view();
-    if seg.next_offset <= view.covered_end() {
-        return Ok(Outcome::Skipped);
+/// Why a segment adds nothing to the manifest `m`, if it does not.
+fn redundant(st: &PartitionState, m: &PartitionManifest, seg: &SealedSegment) -> bool {
+    if seg.next_offset <= m.covered_end() {
+        return true;
     }
-    if let Some(last) = view.segments.last() {
-        if seg.base_offset < last.next_offset {
+    match m.segments.last() {
+        Some(last) if seg.base_offset < last.next_offset => {
             // Boundaries changed under an uploaded segment (a truncated and rewritten tail):
             // the manifest cannot hold both, and the uploaded one stays authoritative.
             tracing::warn!(partition = %st.name(), base = seg.base_offset,
                 uploaded_end = last.next_offset, "segment overlaps the uploaded ones; skipped");
-            return Ok(Outcome::Skipped);
+            true
         }
+        _ => false,
     }
-    let objects = match upload_objects(
-        inner.store.as_ref(),
-        &inner.config,
-        st.p.topic_id,
-        st.p.partition,
-        seg,
-    )
-    .await
-    {
+}
+
+/// Uploads the segment's objects, unless the manifest covers it already or it overlaps the
+/// recorded segments or the staged one (ending at `staged_end`), whose keys it would share.
+async fn prepare(
+    inner: &Inner,
+    st: &PartitionState,
+    seg: &SealedSegment,
+    staged_end: Option<i64>,
+) -> Result<Prepared, TieringError> {
+    if redundant(st, &st.view(), seg) || staged_end.is_some_and(|end| seg.base_offset < end) {
+        return Ok(Prepared::Skipped);
+    }
+    let store = inner.store.as_ref();
+    match upload_objects(store, &inner.config, st.p.topic_id, st.p.partition, seg).await {
+        Ok(objects) => Ok(Prepared::Staged(Staged {
+            seg: seg.clone(),
+            objects,
+        })),
         // Only a vanished log means the segment is gone for good (its topic was deleted);
         // a missing index is transient (compaction rebuilds it) and is retried.
         Err(TieringError::Io { path, source })
@@ -144,33 +210,40 @@ async fn upload_one(
         {
             tracing::error!(partition = %st.name(), base = seg.base_offset, %path,
                 "local segment vanished before upload; segment skipped");
-            return Ok(Outcome::Skipped);
+            Ok(Prepared::Skipped)
         }
-        r => r?,
-    };
-    let size = objects.first().map_or(seg.size, |o| o.size);
+        Err(e) => Err(e),
+    }
+}
+
+/// Writes the manifest naming a staged segment; `Some(size)` when it was added, `None` when
+/// it turned out redundant (or the partition closed: a deleted partition must not get its
+/// manifest back).
+async fn record(
+    inner: &Inner,
+    st: &PartitionState,
+    staged: &Staged,
+) -> Result<Option<u64>, TieringError> {
+    let seg = &staged.seg;
     let mut guard = st.manifest.lock().await;
-    if st.is_closed() {
-        // A deleted partition must not get its manifest back.
-        return Ok(Outcome::Skipped);
+    if st.is_closed() || redundant(st, &guard, seg) {
+        return Ok(None);
     }
+    let size = staged.objects.first().map_or(seg.size, |o| o.size);
     let mut m = (**guard).clone();
-    if seg.next_offset <= m.covered_end() {
-        return Ok(Outcome::Skipped);
-    }
     m.topic = st.p.topic.clone();
     m.segments.push(ManifestSegment {
         base_offset: seg.base_offset,
         next_offset: seg.next_offset,
         size,
         max_timestamp: seg.max_timestamp,
-        objects,
+        objects: staged.objects.clone(),
     });
     m.store(inner.store.as_ref(), &st.manifest_key).await?;
     let m = Arc::new(m);
     *guard = m.clone();
     st.publish(m);
-    Ok(Outcome::Uploaded(size))
+    Ok(Some(size))
 }
 
 /// Uploads a segment's objects (log, indexes, producer snapshot) at their deterministic keys,

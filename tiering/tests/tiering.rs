@@ -631,3 +631,60 @@ fn icestream_next_offset(chunk: &[u8]) -> i64 {
     }
     next
 }
+
+#[test]
+fn an_offer_overlapping_uploaded_or_queued_segments_never_overwrites_their_objects() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let flaky = Arc::new(FlakyStore::new(
+        tiering::store::build_store(&cfg.store).unwrap(),
+    ));
+    let t = Tiering::start_with_store(cfg, flaky.clone()).unwrap();
+    let p = partition(17);
+    // Same base as segment 0 (so the same keys), other boundaries and bytes.
+    let mut rogue = segs[1].clone();
+    rogue.base_offset = segs[0].base_offset;
+    rogue.next_offset = segs[1].next_offset;
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs[..1]).await;
+        t.offer(&p, vec![rogue.clone()]);
+        // And while segments are still queued (the store is down).
+        flaky.fail.store(true, Ordering::SeqCst);
+        t.offer(&p, segs[1..3].to_vec());
+        let mut rogue2 = segs[3].clone();
+        rogue2.base_offset = segs[1].base_offset;
+        t.offer(&p, vec![rogue2]);
+        assert_eq!(t.backlog(&p), 2);
+        flaky.fail.store(false, Ordering::SeqCst);
+        upload_all(&t, &p, &segs).await;
+        assert_eq!(t.manifest(&p).unwrap().segments.len(), segs.len());
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
+    });
+}
+
+#[test]
+fn failed_manifest_writes_are_retried_after_their_objects_are_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
+    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let flaky = Arc::new(FlakyStore::new(
+        tiering::store::build_store(&cfg.store).unwrap(),
+    ));
+    flaky.fail_manifest_next.store(5, Ordering::SeqCst);
+    let t = Tiering::start_with_store(cfg.clone(), flaky.clone()).unwrap();
+    let p = partition(18);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        assert_eq!(flaky.failures.load(Ordering::SeqCst), 5);
+        assert_eq!(t.metrics().upload_errors.get(), 5);
+        assert_eq!(t.metrics().uploaded_segments.get(), segs.len() as u64);
+        assert_manifest_objects_exist(flaky.as_ref(), &t.manifest(&p).unwrap()).await;
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
+        drop(t);
+        let t = Tiering::start(cfg).unwrap();
+        assert_eq!(t.open(&p).await.unwrap().end, log.sealed_end());
+    });
+}

@@ -163,6 +163,8 @@ pub struct FlakyStore {
     pub fail: AtomicBool,
     pub fail_next: AtomicUsize,
     pub failures: AtomicUsize,
+    /// Fails this many writes of manifests (objects go through).
+    pub fail_manifest_next: AtomicUsize,
     /// Milliseconds every write waits before it happens.
     pub delay_ms: std::sync::atomic::AtomicU64,
 }
@@ -174,6 +176,7 @@ impl FlakyStore {
             fail: AtomicBool::new(false),
             fail_next: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
+            fail_manifest_next: AtomicUsize::new(0),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -183,7 +186,12 @@ impl FlakyStore {
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-        if counted || self.fail.load(Ordering::SeqCst) {
+        let manifest = path.filename() == Some("manifest.json")
+            && self
+                .fail_manifest_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if counted || manifest || self.fail.load(Ordering::SeqCst) {
             self.failures.fetch_add(1, Ordering::SeqCst);
             return Err(object_store::Error::Generic {
                 store: "flaky",
