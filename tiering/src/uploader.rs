@@ -82,6 +82,9 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
     let max = Duration::from_millis(inner.config.retry_max_backoff_ms.max(1));
     let mut backoff = min;
     let mut staged: Option<Staged> = None;
+    // After a failed manifest write only that write is retried: uploading the next segment
+    // again and again meanwhile would only waste bandwidth.
+    let mut record_failed = false;
     loop {
         let next = {
             let mut q = st.queue.lock();
@@ -90,7 +93,7 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
                 q.worker = false;
                 return;
             }
-            next
+            next.filter(|_| !record_failed)
         };
         let (recorded, prepared) = {
             let _busy = st.busy.lock().await;
@@ -116,6 +119,7 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
             futures_util::future::join(record_staged, prepare_next).await
         };
         let mut failed = None;
+        record_failed = matches!(recorded, Some(Err(_)));
         match recorded {
             Some(Ok(recorded)) => {
                 let s = staged.take().map(|s| s.seg);

@@ -679,6 +679,13 @@ fn failed_manifest_writes_are_retried_after_their_objects_are_up() {
         t.open(&p).await.unwrap();
         upload_all(&t, &p, &segs).await;
         assert_eq!(flaky.failures.load(Ordering::SeqCst), 5);
+        // While the manifest write fails, the next log is not uploaded over and over.
+        let puts = flaky.log_puts.load(Ordering::SeqCst);
+        assert!(
+            puts <= segs.len() + 1,
+            "{puts} log uploads for {} segments",
+            segs.len()
+        );
         assert_eq!(t.metrics().upload_errors.get(), 5);
         assert_eq!(t.metrics().uploaded_segments.get(), segs.len() as u64);
         assert_manifest_objects_exist(flaky.as_ref(), &t.manifest(&p).unwrap()).await;

@@ -165,6 +165,8 @@ pub struct FlakyStore {
     pub failures: AtomicUsize,
     /// Fails this many writes of manifests (objects go through).
     pub fail_manifest_next: AtomicUsize,
+    /// Writes of segment logs that reached the inner store.
+    pub log_puts: AtomicUsize,
     /// Milliseconds every write waits before it happens.
     pub delay_ms: std::sync::atomic::AtomicU64,
 }
@@ -177,6 +179,7 @@ impl FlakyStore {
             fail_next: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
             fail_manifest_next: AtomicUsize::new(0),
+            log_puts: AtomicUsize::new(0),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -197,6 +200,9 @@ impl FlakyStore {
                 store: "flaky",
                 source: format!("injected failure writing {path}").into(),
             });
+        }
+        if path.extension() == Some("log") {
+            self.log_puts.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
