@@ -132,8 +132,8 @@ impl ChunkCache {
         let name: Arc<str> = Arc::from(format!("{key}#{size}"));
         let first = range.start / self.chunk;
         let last = (range.end - 1) / self.chunk;
-        let mut parts = Vec::with_capacity((last - first + 1) as usize);
-        for index in first..=last {
+        // The chunks of one read are fetched at once, not one after another.
+        let parts = futures_util::future::try_join_all((first..=last).map(|index| {
             let c0 = index * self.chunk;
             let lo = range.start.max(c0) - c0;
             let hi = range.end.min(c0 + self.chunk) - c0;
@@ -141,11 +141,12 @@ impl ChunkCache {
                 key: name.clone(),
                 index,
             };
-            parts.push(self.chunk_slice(store, key, size, &id, lo..hi).await?);
-        }
+            async move { self.chunk_slice(store, key, size, &id, lo..hi).await }
+        }))
+        .await?;
         self.read_ahead(store, key, size, &name, first, last);
-        if parts.len() == 1 {
-            return Ok(parts.pop().unwrap_or_default());
+        if let [one] = parts.as_slice() {
+            return Ok(one.clone());
         }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for p in parts {
