@@ -83,3 +83,41 @@ impl Default for TieringConfig {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_configs_fill_in_defaults() {
+        let c: TieringConfig = serde_json::from_str(
+            r#"{"store": {"kind": "s3", "bucket": "b", "region": "eu-west-1", "path_style": true},
+                "cache_bytes": 1024}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::S3 {
+                bucket: "b".into(),
+                prefix: String::new(),
+                region: "eu-west-1".into(),
+                endpoint: None,
+                path_style: true,
+                allow_http: false,
+            }
+        );
+        assert_eq!(c.cache_bytes, 1024);
+        assert_eq!(
+            c.upload_concurrency,
+            TieringConfig::default().upload_concurrency
+        );
+        let local: TieringConfig =
+            serde_json::from_str(r#"{"store": {"kind": "local", "root": "/d/objects"}}"#).unwrap();
+        assert_eq!(
+            local.store,
+            StoreConfig::Local {
+                root: "/d/objects".into()
+            }
+        );
+    }
+}
