@@ -51,6 +51,9 @@ pub struct TieringConfig {
     pub multipart_threshold_bytes: u64,
     /// Part size of multipart uploads (S3 wants at least 5 MiB).
     pub multipart_part_bytes: u64,
+    /// While a partition has a backlog, uploaded segments up to this many bytes are named by
+    /// one manifest write (fewer manifest PUTs when segments are small).
+    pub manifest_batch_bytes: u64,
     /// Directory of the read cache; files in it ending in `.chunk` are removed at start.
     pub cache_dir: PathBuf,
     /// Upper bound of the read cache on disk.
@@ -74,6 +77,7 @@ impl Default for TieringConfig {
             retry_max_backoff_ms: 30_000,
             multipart_threshold_bytes: 32 << 20,
             multipart_part_bytes: 8 << 20,
+            manifest_batch_bytes: 64 << 20,
             cache_dir: PathBuf::from("icestream-data/tier-cache"),
             cache_bytes: 1 << 30,
             chunk_bytes: 4 << 20,

@@ -67,34 +67,51 @@ struct Staged {
     objects: Vec<ObjectRef>,
 }
 
+impl Staged {
+    /// The log's size as uploaded.
+    fn size(&self) -> u64 {
+        self.objects.first().map_or(self.seg.size, |o| o.size)
+    }
+}
+
 enum Prepared {
     Staged(Staged),
     /// Already covered, overlapping, or its local files are gone: nothing to do.
     Skipped,
 }
 
-/// Drains the partition's queue in offset order. Each attempt writes the manifest entry of the
-/// staged segment while the next segment's objects go up, so one partition's uploads do not
-/// pause for every manifest PUT; a manifest entry is still written only after its objects
-/// exist, and only after the entry of the segment before it.
+/// At most this many staged segments are named by one manifest write.
+const MAX_BATCH_SEGMENTS: usize = 16;
+
+/// Drains the partition's queue in offset order. Each attempt uploads the next segment's
+/// objects while the manifest entries of the staged ones (objects up, entries not yet written)
+/// are written, so one partition's uploads do not pause for every manifest PUT. While small
+/// segments are queued, several are staged and named by one manifest write, up to
+/// `manifest_batch_bytes`. An entry is still written only once its objects exist, and never
+/// before the entries of the segments before it.
 async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
     let min = Duration::from_millis(inner.config.retry_min_backoff_ms.max(1));
     let max = Duration::from_millis(inner.config.retry_max_backoff_ms.max(1));
     let mut backoff = min;
-    let mut staged: Option<Staged> = None;
+    let mut staged: Vec<Staged> = Vec::new();
     // After a failed manifest write only that write is retried: uploading the next segment
     // again and again meanwhile would only waste bandwidth.
     let mut record_failed = false;
     loop {
         let next = {
             let mut q = st.queue.lock();
-            let next = q.items.get(staged.is_some() as usize).cloned();
-            if st.is_closed() || (staged.is_none() && next.is_none()) {
+            let next = q.items.get(staged.len()).cloned();
+            if st.is_closed() || (staged.is_empty() && next.is_none()) {
                 q.worker = false;
                 return;
             }
-            next.filter(|_| !record_failed)
+            next
         };
+        let staged_bytes: u64 = staged.iter().map(Staged::size).sum();
+        let full =
+            staged_bytes >= inner.config.manifest_batch_bytes || staged.len() >= MAX_BATCH_SEGMENTS;
+        let do_record = !staged.is_empty() && (next.is_none() || full || record_failed);
+        let next = next.filter(|_| !record_failed);
         let (recorded, prepared) = {
             let _busy = st.busy.lock().await;
             if st.is_closed() {
@@ -102,15 +119,15 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
             }
             let _permit = inner.upload_permits.acquire().await;
             let record_staged = async {
-                match &staged {
-                    Some(s) => Some(record(&inner, &st, s).await),
-                    None => None,
+                match do_record {
+                    true => Some(record(&inner, &st, &staged).await),
+                    false => None,
                 }
             };
             let prepare_next = async {
                 match &next {
                     Some(seg) => {
-                        let after = staged.as_ref().map(|s| s.seg.next_offset);
+                        let after = staged.last().map(|s| s.seg.next_offset);
                         Some(prepare(&inner, &st, seg, after).await)
                     }
                     None => None,
@@ -121,23 +138,22 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
         let mut failed = None;
         record_failed = matches!(recorded, Some(Err(_)));
         match recorded {
-            Some(Ok(recorded)) => {
-                let s = staged.take().map(|s| s.seg);
-                if let Some(seg) = s {
-                    if let Some(size) = recorded {
+            Some(Ok(sizes)) => {
+                for (s, size) in staged.drain(..).zip(sizes) {
+                    if let Some(size) = size {
                         inner.metrics.uploaded_segments.inc();
                         inner.metrics.uploaded_bytes.inc_by(size);
                     }
-                    dequeue(&inner, &st, seg.base_offset);
+                    dequeue(&inner, &st, s.seg.base_offset);
                 }
             }
-            Some(Err(e)) => failed = Some((staged.as_ref().map(|s| s.seg.base_offset), e)),
+            Some(Err(e)) => failed = Some((staged.first().map(|s| s.seg.base_offset), e)),
             None => {}
         }
         match prepared {
-            // Staged only when the slot is free; otherwise its objects are simply uploaded
-            // again next time (same keys).
-            Some(Ok(Prepared::Staged(s))) if staged.is_none() => staged = Some(s),
+            // Staged unless the manifest write beside it failed; then its objects are simply
+            // uploaded again later (same keys).
+            Some(Ok(Prepared::Staged(s))) if !record_failed => staged.push(s),
             Some(Ok(Prepared::Staged(_))) | None => {}
             Some(Ok(Prepared::Skipped)) => {
                 if let Some(seg) = &next {
@@ -220,34 +236,43 @@ async fn prepare(
     }
 }
 
-/// Writes the manifest naming a staged segment; `Some(size)` when it was added, `None` when
-/// it turned out redundant (or the partition closed: a deleted partition must not get its
-/// manifest back).
+/// Writes the manifest naming the staged segments, in one PUT. For each: `Some(size)` when it
+/// was added, `None` when it turned out redundant. A closed partition gets no write: a deleted
+/// partition must not get its manifest back.
 async fn record(
     inner: &Inner,
     st: &PartitionState,
-    staged: &Staged,
-) -> Result<Option<u64>, TieringError> {
-    let seg = &staged.seg;
+    staged: &[Staged],
+) -> Result<Vec<Option<u64>>, TieringError> {
     let mut guard = st.manifest.lock().await;
-    if st.is_closed() || redundant(st, &guard, seg) {
-        return Ok(None);
+    if st.is_closed() {
+        return Ok(vec![None; staged.len()]);
     }
-    let size = staged.objects.first().map_or(seg.size, |o| o.size);
     let mut m = (**guard).clone();
+    let mut sizes = Vec::with_capacity(staged.len());
+    for s in staged {
+        if redundant(st, &m, &s.seg) {
+            sizes.push(None);
+            continue;
+        }
+        m.segments.push(ManifestSegment {
+            base_offset: s.seg.base_offset,
+            next_offset: s.seg.next_offset,
+            size: s.size(),
+            max_timestamp: s.seg.max_timestamp,
+            objects: s.objects.clone(),
+        });
+        sizes.push(Some(s.size()));
+    }
+    if sizes.iter().all(Option::is_none) {
+        return Ok(sizes);
+    }
     m.topic = st.p.topic.clone();
-    m.segments.push(ManifestSegment {
-        base_offset: seg.base_offset,
-        next_offset: seg.next_offset,
-        size,
-        max_timestamp: seg.max_timestamp,
-        objects: staged.objects.clone(),
-    });
     m.store(inner.store.as_ref(), &st.manifest_key).await?;
     let m = Arc::new(m);
     *guard = m.clone();
     st.publish(m);
-    Ok(Some(size))
+    Ok(sizes)
 }
 
 /// Uploads a segment's objects (log, indexes, producer snapshot) at their deterministic keys,

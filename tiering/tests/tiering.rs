@@ -529,7 +529,8 @@ fn offset_for_timestamp_never_answers_below_the_start() {
 fn closing_with_delete_during_an_upload_leaves_nothing_behind() {
     let dir = tempfile::tempdir().unwrap();
     let (_log, segs) = build_log(&dir.path().join("log"), 60, 16 << 10);
-    let cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    let mut cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    cfg.manifest_batch_bytes = 0; // one manifest write per segment: the extent moves early
     let flaky = Arc::new(FlakyStore::new(
         tiering::store::build_store(&cfg.store).unwrap(),
     ));
@@ -693,5 +694,34 @@ fn failed_manifest_writes_are_retried_after_their_objects_are_up() {
         drop(t);
         let t = Tiering::start(cfg).unwrap();
         assert_eq!(t.open(&p).await.unwrap().end, log.sealed_end());
+    });
+}
+
+#[test]
+fn a_backlog_of_small_segments_is_recorded_in_few_manifest_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 120, 8 << 10);
+    assert!(segs.len() > 20, "{} segments", segs.len());
+    let mut cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    cfg.manifest_batch_bytes = 40 << 10;
+    let flaky = Arc::new(FlakyStore::new(
+        tiering::store::build_store(&cfg.store).unwrap(),
+    ));
+    let t = Tiering::start_with_store(cfg, flaky.clone()).unwrap();
+    let p = partition(19);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        let writes = flaky.manifest_puts.load(Ordering::SeqCst);
+        // About 5 segments of 8 KiB per 40 KiB batch, never more than 16.
+        assert!(
+            writes * 3 <= segs.len(),
+            "{writes} manifest writes for {} segments",
+            segs.len()
+        );
+        assert!(writes >= segs.len() / 16);
+        assert_eq!(t.metrics().uploaded_segments.get(), segs.len() as u64);
+        assert_manifest_objects_exist(flaky.as_ref(), &t.manifest(&p).unwrap()).await;
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
     });
 }

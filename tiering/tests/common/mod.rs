@@ -165,6 +165,8 @@ pub struct FlakyStore {
     pub failures: AtomicUsize,
     /// Fails this many writes of manifests (objects go through).
     pub fail_manifest_next: AtomicUsize,
+    /// Writes of manifests that reached the inner store.
+    pub manifest_puts: AtomicUsize,
     /// Writes of segment logs that reached the inner store.
     pub log_puts: AtomicUsize,
     /// Milliseconds every write waits before it happens.
@@ -180,6 +182,7 @@ impl FlakyStore {
             failures: AtomicUsize::new(0),
             fail_manifest_next: AtomicUsize::new(0),
             log_puts: AtomicUsize::new(0),
+            manifest_puts: AtomicUsize::new(0),
             delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
@@ -203,6 +206,9 @@ impl FlakyStore {
         }
         if path.extension() == Some("log") {
             self.log_puts.fetch_add(1, Ordering::SeqCst);
+        }
+        if path.filename() == Some("manifest.json") {
+            self.manifest_puts.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
