@@ -28,6 +28,15 @@ impl Inner {
         let m = PartitionManifest::load(self.store.as_ref(), &key)
             .await?
             .unwrap_or_else(|| PartitionManifest::empty(&p.topic, p.topic_id, p.partition));
+        if m.topic_id != p.topic_id || m.partition != p.partition {
+            return Err(TieringError::corrupt(
+                &key,
+                format!(
+                    "manifest of {}/{} found where {}/{} belongs",
+                    m.topic_id, m.partition, p.topic_id, p.partition
+                ),
+            ));
+        }
         let st = {
             let mut map = self.partitions.write();
             map.entry(p.clone())
