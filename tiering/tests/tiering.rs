@@ -250,9 +250,9 @@ fn a_failing_store_keeps_the_backlog_and_drains_when_it_recovers() {
     block_on(async {
         t.open(&p).await.unwrap();
         t.offer(&p, segs.clone());
-        tokio::time::sleep(Duration::from_millis(300)).await;
-        assert_eq!(t.backlog(&p), segs.len());
         let m = t.metrics();
+        eventually("two failed attempts", || m.upload_errors.get() >= 2).await;
+        assert_eq!(t.backlog(&p), segs.len());
         assert_eq!(m.backlog_segments.get(), segs.len() as i64);
         assert_eq!(
             m.backlog_bytes.get(),
@@ -464,7 +464,7 @@ fn objects_a_crash_left_below_the_manifest_are_swept_on_open() {
         assert!(store.head(&k).await.is_ok());
         let t = Tiering::start(cfg.clone()).unwrap();
         t.open(&p).await.unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while store.head(&k).await.is_ok() {
             assert!(std::time::Instant::now() < deadline, "orphan {k} not swept");
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -598,11 +598,10 @@ fn a_sequential_reader_finds_the_next_chunks_fetched_ahead() {
         let m = t.metrics();
         // The first read of chunk 0 misses and starts fetching chunks 1 and 2.
         let first = t.read(&p, 0, 1).await.unwrap().unwrap();
-        let deadline = std::time::Instant::now() + Duration::from_secs(5);
-        while t.cache_bytes() < 3 * chunk {
-            assert!(std::time::Instant::now() < deadline, "no read-ahead");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
+        eventually("chunks 1 and 2 fetched ahead", || {
+            t.cache_bytes() >= 3 * chunk
+        })
+        .await;
         let misses = m.cache_misses.get();
         // Reading on through chunks 1 and 2 needs no further fetch of them.
         let mut offset = icestream_next_offset(&first);

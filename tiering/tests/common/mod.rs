@@ -288,3 +288,15 @@ pub fn all_records(segs: &[SealedSegment]) -> Vec<(i64, i64)> {
     }
     out
 }
+
+/// Waits (up to 30 s, for loaded machines) until `cond` holds.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
