@@ -173,7 +173,11 @@ impl ChunkCache {
             let prev = lru.last_read.insert(name.clone(), last);
             first == 0 || prev.is_some_and(|p| p + 1 >= first && p <= last)
         };
-        if !sequential || self.read_ahead == 0 {
+        // Chunks fetched ahead must have room to wait in the cache, or they are wasted GETs.
+        if !sequential
+            || self.read_ahead == 0
+            || self.cap < self.chunk * (1 + self.read_ahead as u64)
+        {
             return;
         }
         let chunks = size.div_ceil(self.chunk);

@@ -724,3 +724,20 @@ fn a_backlog_of_small_segments_is_recorded_in_few_manifest_writes() {
         assert_reads_match(&t, &p, &log, log.sealed_end()).await;
     });
 }
+
+#[test]
+fn a_cache_of_zero_bytes_still_serves_every_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let (log, segs) = build_log(&dir.path().join("log"), 40, 16 << 10);
+    let mut cfg = config(&dir.path().join("objects"), &dir.path().join("cache"));
+    cfg.cache_bytes = 0;
+    let t = Tiering::start(cfg).unwrap();
+    let p = partition(22);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        assert_reads_match(&t, &p, &log, log.sealed_end()).await;
+    });
+    assert_eq!(t.cache_bytes(), 0);
+    assert_eq!(t.metrics().cache_hits.get(), 0);
+}
