@@ -127,11 +127,13 @@ impl ChunkCache {
         if range.is_empty() {
             return Ok(Bytes::new());
         }
-        let name: Arc<str> = Arc::from(key.as_ref());
+        // The size is part of the identity: an object rewritten at the same key (a re-upload)
+        // with another size never serves stale chunks.
+        let name: Arc<str> = Arc::from(format!("{key}#{size}"));
         let first = range.start / self.chunk;
         let last = (range.end - 1) / self.chunk;
-        let mut parts = Vec::with_capacity((last - first + 1) as usize);
-        for index in first..=last {
+        // The chunks of one read are fetched at once, not one after another.
+        let parts = futures_util::future::try_join_all((first..=last).map(|index| {
             let c0 = index * self.chunk;
             let lo = range.start.max(c0) - c0;
             let hi = range.end.min(c0 + self.chunk) - c0;
@@ -139,11 +141,12 @@ impl ChunkCache {
                 key: name.clone(),
                 index,
             };
-            parts.push(self.chunk_slice(store, key, size, &id, lo..hi).await?);
-        }
+            async move { self.chunk_slice(store, key, size, &id, lo..hi).await }
+        }))
+        .await?;
         self.read_ahead(store, key, size, &name, first, last);
-        if parts.len() == 1 {
-            return Ok(parts.pop().unwrap_or_default());
+        if let [one] = parts.as_slice() {
+            return Ok(one.clone());
         }
         let mut out = BytesMut::with_capacity((range.end - range.start) as usize);
         for p in parts {
@@ -170,7 +173,11 @@ impl ChunkCache {
             let prev = lru.last_read.insert(name.clone(), last);
             first == 0 || prev.is_some_and(|p| p + 1 >= first && p <= last)
         };
-        if !sequential || self.read_ahead == 0 {
+        // Chunks fetched ahead must have room to wait in the cache, or they are wasted GETs.
+        if !sequential
+            || self.read_ahead == 0
+            || self.cap < self.chunk * (1 + self.read_ahead as u64)
+        {
             return;
         }
         let chunks = size.div_ceil(self.chunk);

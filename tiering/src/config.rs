@@ -51,6 +51,9 @@ pub struct TieringConfig {
     pub multipart_threshold_bytes: u64,
     /// Part size of multipart uploads (S3 wants at least 5 MiB).
     pub multipart_part_bytes: u64,
+    /// While a partition has a backlog, uploaded segments up to this many bytes are named by
+    /// one manifest write (fewer manifest PUTs when segments are small).
+    pub manifest_batch_bytes: u64,
     /// Directory of the read cache; files in it ending in `.chunk` are removed at start.
     pub cache_dir: PathBuf,
     /// Upper bound of the read cache on disk.
@@ -74,6 +77,7 @@ impl Default for TieringConfig {
             retry_max_backoff_ms: 30_000,
             multipart_threshold_bytes: 32 << 20,
             multipart_part_bytes: 8 << 20,
+            manifest_batch_bytes: 64 << 20,
             cache_dir: PathBuf::from("icestream-data/tier-cache"),
             cache_bytes: 1 << 30,
             chunk_bytes: 4 << 20,
@@ -81,5 +85,43 @@ impl Default for TieringConfig {
             index_cache_bytes: 64 << 20,
             io_threads: 2,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partial_configs_fill_in_defaults() {
+        let c: TieringConfig = serde_json::from_str(
+            r#"{"store": {"kind": "s3", "bucket": "b", "region": "eu-west-1", "path_style": true},
+                "cache_bytes": 1024}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            c.store,
+            StoreConfig::S3 {
+                bucket: "b".into(),
+                prefix: String::new(),
+                region: "eu-west-1".into(),
+                endpoint: None,
+                path_style: true,
+                allow_http: false,
+            }
+        );
+        assert_eq!(c.cache_bytes, 1024);
+        assert_eq!(
+            c.upload_concurrency,
+            TieringConfig::default().upload_concurrency
+        );
+        let local: TieringConfig =
+            serde_json::from_str(r#"{"store": {"kind": "local", "root": "/d/objects"}}"#).unwrap();
+        assert_eq!(
+            local.store,
+            StoreConfig::Local {
+                root: "/d/objects".into()
+            }
+        );
     }
 }

@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod layout;
+mod lifecycle;
 pub mod manifest;
 pub mod metrics;
 pub mod mount;
@@ -17,6 +18,7 @@ pub mod reader;
 pub mod store;
 pub mod topic_manifest;
 pub mod uploader;
+pub mod weed;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -27,9 +29,7 @@ use bytes::Bytes;
 use engine::remote::{
     BoxFuture, RemoteError, RemoteExtent, RemotePartition, RemoteSegment, RemoteTier, SealedSegment,
 };
-use futures_util::TryStreamExt;
-use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt};
+use object_store::ObjectStore;
 use tokio::runtime::{Handle, Runtime};
 use tokio::sync::Semaphore;
 
@@ -39,7 +39,6 @@ pub use crate::manifest::PartitionManifest;
 pub use crate::topic_manifest::TopicManifest;
 
 use crate::cache::ChunkCache;
-use crate::manifest::ManifestSegment;
 use crate::metrics::Metrics;
 use crate::partition::PartitionState;
 use crate::reader::{IndexCache, Reader};
@@ -239,149 +238,6 @@ impl Inner {
             indexes: &self.indexes,
         }
     }
-
-    async fn open(self: Arc<Self>, p: RemotePartition) -> Result<RemoteExtent, TieringError> {
-        if let Ok(st) = self.partition(&p) {
-            return Ok(st.view().extent());
-        }
-        let key = layout::partition_manifest_key(p.topic_id, p.partition);
-        let m = PartitionManifest::load(self.store.as_ref(), &key)
-            .await?
-            .unwrap_or_else(|| PartitionManifest::empty(&p.topic, p.topic_id, p.partition));
-        let st = {
-            let mut map = self.partitions.write();
-            map.entry(p.clone())
-                .or_insert_with(|| Arc::new(PartitionState::new(p.clone(), m)))
-                .clone()
-        };
-        let this = self.clone();
-        let sweep_state = st.clone();
-        self.handle.spawn(async move {
-            if let Err(e) = this.sweep(&sweep_state).await {
-                tracing::warn!(partition = %sweep_state.name(), error = %e, "orphan sweep failed");
-            }
-        });
-        Ok(st.view().extent())
-    }
-
-    /// Deletes objects a crash left unnamed below the manifest's end: segments whose
-    /// deletion was interrupted after the manifest dropped them. Unnamed objects at or past
-    /// the end are left alone: an upload may be writing them, and a re-upload overwrites them.
-    async fn sweep(&self, st: &PartitionState) -> Result<(), TieringError> {
-        let _guard = st.manifest.lock().await;
-        let m = st.view();
-        let end = m.covered_end();
-        let named: std::collections::HashSet<&str> = m
-            .segments
-            .iter()
-            .flat_map(|s| s.objects.iter().map(|o| o.key.as_str()))
-            .collect();
-        let prefix = layout::partition_prefix(st.p.topic_id, st.p.partition);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| TieringError::store("list", &prefix, e))?;
-        for meta in metas {
-            let Some(base) = layout::base_of_segment_object(&meta.location) else {
-                continue;
-            };
-            if base < end && !named.contains(meta.location.as_ref()) {
-                delete_quietly(self.store.as_ref(), &meta.location).await?;
-            }
-        }
-        Ok(())
-    }
-
-    async fn delete_before(
-        self: Arc<Self>,
-        p: RemotePartition,
-        offset: i64,
-    ) -> Result<RemoteExtent, TieringError> {
-        let st = self.partition(&p)?;
-        let mut guard = st.manifest.lock().await;
-        if offset <= guard.log_start_offset {
-            return Ok(guard.extent());
-        }
-        let mut m = (**guard).clone();
-        m.log_start_offset = offset;
-        let doomed: Vec<ManifestSegment> = m
-            .segments
-            .iter()
-            .filter(|s| s.next_offset <= offset)
-            .cloned()
-            .collect();
-        m.segments.retain(|s| s.next_offset > offset);
-        // The new start is persisted before any object goes, so no reader is ever sent to one.
-        m.store(self.store.as_ref(), &st.manifest_key).await?;
-        let m = Arc::new(m);
-        *guard = m.clone();
-        st.publish(m.clone());
-        drop(guard);
-        for s in doomed {
-            for o in &s.objects {
-                if let Err(e) =
-                    delete_quietly(self.store.as_ref(), &Path::from(o.key.as_str())).await
-                {
-                    // Left for the next open's sweep; the manifest no longer names it.
-                    tracing::warn!(error = %e, "could not delete a segment object");
-                }
-            }
-        }
-        Ok(m.extent())
-    }
-
-    async fn close(
-        self: Arc<Self>,
-        p: RemotePartition,
-        delete_data: bool,
-    ) -> Result<(), TieringError> {
-        let Some(st) = self.partitions.write().remove(&p) else {
-            if !delete_data {
-                return Ok(());
-            }
-            // Deleting a topic whose partition was never opened here: its data may exist.
-            let st = Arc::new(PartitionState::new(
-                p.clone(),
-                PartitionManifest::empty(&p.topic, p.topic_id, p.partition),
-            ));
-            st.mark_closed();
-            return self.delete_partition_data(&st).await;
-        };
-        st.mark_closed();
-        uploader::drop_queue(&self, &st);
-        // Wait out an upload attempt in flight; the worker then sees `closed` and stops.
-        let _busy = st.busy.lock().await;
-        if delete_data {
-            self.delete_partition_data(&st).await?;
-        }
-        Ok(())
-    }
-
-    /// Manifest first, then every object under the partition's prefix.
-    async fn delete_partition_data(&self, st: &PartitionState) -> Result<(), TieringError> {
-        let _guard = st.manifest.lock().await;
-        delete_quietly(self.store.as_ref(), &st.manifest_key).await?;
-        let prefix = layout::partition_prefix(st.p.topic_id, st.p.partition);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| TieringError::store("list", &prefix, e))?;
-        for meta in metas {
-            delete_quietly(self.store.as_ref(), &meta.location).await?;
-        }
-        Ok(())
-    }
-}
-
-async fn delete_quietly(store: &dyn ObjectStore, key: &Path) -> Result<(), TieringError> {
-    match store.delete(key).await {
-        Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-        Err(e) => Err(TieringError::store("delete", key, e)),
-    }
 }
 
 impl RemoteTier for Tiering {
@@ -448,5 +304,15 @@ impl RemoteTier for Tiering {
         delete_data: bool,
     ) -> BoxFuture<'_, Result<(), RemoteError>> {
         self.remote(self.inner.clone().close(p.clone(), delete_data))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_tier_can_be_shared_across_threads() {
+        fn shareable<T: Send + Sync + 'static>() {}
+        shareable::<super::Tiering>();
+        shareable::<std::sync::Arc<dyn engine::remote::RemoteTier>>();
     }
 }

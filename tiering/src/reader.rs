@@ -56,7 +56,8 @@ impl IndexCache {
         store: &dyn ObjectStore,
         obj: &ObjectRef,
     ) -> Result<Arc<OffsetIndex>, TieringError> {
-        if let Some(i) = self.inner.lock().offsets.get(&obj.key) {
+        let id = format!("{}#{}", obj.key, obj.size);
+        if let Some(i) = self.inner.lock().offsets.get(&id) {
             return Ok(i.clone());
         }
         let bytes = get_whole(store, obj).await?;
@@ -65,8 +66,8 @@ impl IndexCache {
                 .ok_or_else(|| TieringError::corrupt(&obj.key, "offset index does not decode"))?,
         );
         let mut m = self.inner.lock();
-        if m.offsets.insert(obj.key.clone(), idx.clone()).is_none() {
-            self.admit(&mut m, &obj.key, obj.size);
+        if m.offsets.insert(id.clone(), idx.clone()).is_none() {
+            self.admit(&mut m, &id, obj.size);
         }
         Ok(idx)
     }
@@ -76,7 +77,8 @@ impl IndexCache {
         store: &dyn ObjectStore,
         obj: &ObjectRef,
     ) -> Result<Arc<TimeIndex>, TieringError> {
-        if let Some(i) = self.inner.lock().times.get(&obj.key) {
+        let id = format!("{}#{}", obj.key, obj.size);
+        if let Some(i) = self.inner.lock().times.get(&id) {
             return Ok(i.clone());
         }
         let bytes = get_whole(store, obj).await?;
@@ -85,8 +87,8 @@ impl IndexCache {
                 .ok_or_else(|| TieringError::corrupt(&obj.key, "time index does not decode"))?,
         );
         let mut m = self.inner.lock();
-        if m.times.insert(obj.key.clone(), idx.clone()).is_none() {
-            self.admit(&mut m, &obj.key, obj.size);
+        if m.times.insert(id.clone(), idx.clone()).is_none() {
+            self.admit(&mut m, &id, obj.size);
         }
         Ok(idx)
     }
@@ -216,7 +218,8 @@ impl Reader<'_> {
         let (key, size) = log_object(seg)?;
         let (start, first) = self.locate(seg, offset).await?;
         // One read of the window the answer can use, then whole batches are cut from it.
-        let window_end = size.min(start + (max_bytes as u64).max(first.total_len() as u64));
+        let want = (max_bytes as u64).max(first.total_len() as u64);
+        let window_end = size.min(start.saturating_add(want));
         let buf = self
             .cache
             .read(self.store, &key, size, start..window_end)

@@ -42,7 +42,14 @@ pub fn build_store(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>, TieringErr
                 .with_region(region)
                 .with_allow_http(*allow_http)
                 .with_virtual_hosted_style_request(!path_style)
-                .with_credentials(Arc::new(AwsChainCredentials::new(region.clone())));
+                .with_credentials(Arc::new(AwsChainCredentials::new(region.clone())))
+                // Few quick retries inside the client: uploads retry forever on their own, and
+                // a read should fail within a fetch's patience rather than after 3 minutes.
+                .with_retry(object_store::RetryConfig {
+                    max_retries: 3,
+                    retry_timeout: Duration::from_secs(20),
+                    ..Default::default()
+                });
             if let Some(e) = endpoint {
                 b = b.with_endpoint(e);
             }
@@ -73,6 +80,15 @@ impl AwsChainCredentials {
         AwsChainCredentials {
             region,
             chain: OnceCell::new(),
+            cached: Mutex::new(None),
+        }
+    }
+
+    /// Over a given provider instead of the default chain.
+    pub fn with_provider(provider: SharedCredentialsProvider) -> Self {
+        AwsChainCredentials {
+            region: String::new(),
+            chain: OnceCell::new_with(Some(Some(provider))),
             cached: Mutex::new(None),
         }
     }
@@ -134,5 +150,63 @@ impl CredentialProvider for AwsChainCredentials {
         });
         *cached = Some((cred.clone(), c.expiry()));
         Ok(cred)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    use aws_credential_types::provider::future;
+    use aws_credential_types::Credentials;
+
+    use super::*;
+
+    /// Hands out credentials that expire `ttl` from now, counting calls.
+    #[derive(Debug)]
+    struct Expiring {
+        ttl: Duration,
+        calls: Arc<AtomicUsize>,
+    }
+
+    impl ProvideCredentials for Expiring {
+        fn provide_credentials<'a>(&'a self) -> future::ProvideCredentials<'a>
+        where
+            Self: 'a,
+        {
+            let n = self.calls.fetch_add(1, Ordering::SeqCst);
+            future::ProvideCredentials::ready(Ok(Credentials::new(
+                format!("key-{n}"),
+                "secret",
+                Some("token".into()),
+                Some(SystemTime::now() + self.ttl),
+                "test",
+            )))
+        }
+    }
+
+    async fn creds(ttl: Duration) -> (Vec<String>, usize) {
+        let calls = Arc::new(AtomicUsize::new(0));
+        let p = AwsChainCredentials::with_provider(SharedCredentialsProvider::new(Expiring {
+            ttl,
+            calls: calls.clone(),
+        }));
+        let mut keys = Vec::new();
+        for _ in 0..3 {
+            let c = p.get_credential().await.unwrap();
+            assert_eq!(c.token.as_deref(), Some("token"));
+            keys.push(c.key_id.clone());
+        }
+        (keys, calls.load(Ordering::SeqCst))
+    }
+
+    #[tokio::test]
+    async fn credentials_are_reused_until_shortly_before_they_expire() {
+        let (keys, calls) = creds(Duration::from_secs(3600)).await;
+        assert_eq!((keys, calls), (vec!["key-0".to_string(); 3], 1));
+        // Inside the refresh margin: every request gets a fresh credential.
+        let (keys, calls) = creds(Duration::from_secs(60)).await;
+        assert_eq!(calls, 3);
+        assert_eq!(keys, ["key-0", "key-1", "key-2"]);
     }
 }

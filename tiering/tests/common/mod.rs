@@ -163,6 +163,14 @@ pub struct FlakyStore {
     pub fail: AtomicBool,
     pub fail_next: AtomicUsize,
     pub failures: AtomicUsize,
+    /// Fails this many writes of manifests (objects go through).
+    pub fail_manifest_next: AtomicUsize,
+    /// Writes of manifests that reached the inner store.
+    pub manifest_puts: AtomicUsize,
+    /// Writes of segment logs that reached the inner store.
+    pub log_puts: AtomicUsize,
+    /// Milliseconds every write waits before it happens.
+    pub delay_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FlakyStore {
@@ -172,6 +180,10 @@ impl FlakyStore {
             fail: AtomicBool::new(false),
             fail_next: AtomicUsize::new(0),
             failures: AtomicUsize::new(0),
+            fail_manifest_next: AtomicUsize::new(0),
+            log_puts: AtomicUsize::new(0),
+            manifest_puts: AtomicUsize::new(0),
+            delay_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
@@ -180,12 +192,23 @@ impl FlakyStore {
             .fail_next
             .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
             .is_ok();
-        if counted || self.fail.load(Ordering::SeqCst) {
+        let manifest = path.filename() == Some("manifest.json")
+            && self
+                .fail_manifest_next
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+        if counted || manifest || self.fail.load(Ordering::SeqCst) {
             self.failures.fetch_add(1, Ordering::SeqCst);
             return Err(object_store::Error::Generic {
                 store: "flaky",
                 source: format!("injected failure writing {path}").into(),
             });
+        }
+        if path.extension() == Some("log") {
+            self.log_puts.fetch_add(1, Ordering::SeqCst);
+        }
+        if path.filename() == Some("manifest.json") {
+            self.manifest_puts.fetch_add(1, Ordering::SeqCst);
         }
         Ok(())
     }
@@ -249,5 +272,31 @@ impl ObjectStore for FlakyStore {
         options: CopyOptions,
     ) -> object_store::Result<()> {
         self.inner.copy_opts(from, to, options).await
+    }
+}
+
+/// Every record of the given segments as (offset, timestamp), decoded from the local files.
+pub fn all_records(segs: &[SealedSegment]) -> Vec<(i64, i64)> {
+    let mut out = Vec::new();
+    for s in segs {
+        let mut bytes = Bytes::from(std::fs::read(&s.log).expect("segment"));
+        while !bytes.is_empty() {
+            let set =
+                kafka_protocol::records::RecordBatchDecoder::decode(&mut bytes).expect("decode");
+            out.extend(set.records.iter().map(|r| (r.offset, r.timestamp)));
+        }
+    }
+    out
+}
+
+/// Waits (up to 30 s, for loaded machines) until `cond` holds.
+pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
