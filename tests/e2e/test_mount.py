@@ -14,7 +14,8 @@ from confluent_kafka import Consumer, KafkaError, TopicPartition
 from conftest import http_get
 from s3server import WeedS3
 from test_cli import assert_one_line_error, cli, cli_json
-from test_tiering import FAST_RETENTION, LocalStore, consume_all, create_topic, produce
+from test_tiering import (FAST_RETENTION, LocalStore, consume_all, create_topic, poll_records,
+                          produce)
 
 
 def commit_offsets(b, group: str, topic: str, offsets: dict[int, int]) -> None:
@@ -27,24 +28,12 @@ def commit_offsets(b, group: str, topic: str, offsets: dict[int, int]) -> None:
         c.close()
 
 
-def resume_group(b, group: str, topic: str, partitions: int, expect: int,
-                 timeout: float = 30.0) -> dict[tuple[int, int], bytes]:
+def resume_group(b, group: str, topic: str, expect: int, timeout: float = 30.0) -> dict:
     """Reads with the group from its committed offsets (no reset allowed)."""
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": group,
                   "enable.auto.commit": False, "auto.offset.reset": "error"})
     c.subscribe([topic])
-    got: dict[tuple[int, int], bytes] = {}
-    deadline = time.monotonic() + timeout
-    try:
-        while len(got) < expect and time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None:
-                continue
-            assert not m.error(), m.error()
-            got[(m.partition(), m.offset())] = m.value()
-    finally:
-        c.close()
-    return got
+    return poll_records(c, expect, timeout)
 
 
 def topic_unknown(b, topic: str) -> bool:
@@ -94,7 +83,7 @@ def test_unmount_restart_mount_keeps_offsets_and_group(broker_factory, store_arg
     # Every record comes back with its offset, read from object storage.
     assert consume_all(b, "hibernate", 2, len(sent)) == sent
     # The group resumes where it committed.
-    resumed = resume_group(b, "billing", "hibernate", 2, len(sent) - 1100)
+    resumed = resume_group(b, "billing", "hibernate", len(sent) - 1100)
     assert min(o for (p, o) in resumed if p == 0) == 400
     assert min(o for (p, o) in resumed if p == 1) == 700
     assert len(resumed) == len(sent) - 1100
@@ -117,7 +106,7 @@ def test_mount_under_a_new_name(broker_factory):
     assert out["topic"] == "new-name"
     assert topic_unknown(b, "old-name")
     assert consume_all(b, "new-name", 1, len(sent)) == sent
-    resumed = resume_group(b, "g", "new-name", 1, 350)
+    resumed = resume_group(b, "g", "new-name", 350)
     assert min(o for (_, o) in resumed) == 350
     desc = cli_json(b, "topic", "describe", "new-name")
     assert {"name": "retention.ms", "value": "123456789"}.items() <= \

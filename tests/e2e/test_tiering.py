@@ -116,6 +116,13 @@ def consume_all(b, topic: str, partitions: int, expect: int, timeout: float = 60
     c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": f"reader-{uuid.uuid4()}",
                   "enable.auto.commit": False, "fetch.max.bytes": 1 << 20})
     c.assign([TopicPartition(topic, p, start) for p in range(partitions)])
+    return poll_records(c, expect, timeout)
+
+
+def poll_records(c: Consumer, expect: int, timeout: float
+                 ) -> dict[tuple[int, int], tuple[bytes, bytes, list]]:
+    """Polls until `expect` records arrived (or `timeout`), then closes the consumer;
+    {(partition, offset): (key, value, headers)}, each record at most once."""
     got: dict[tuple[int, int], tuple[bytes, bytes, list]] = {}
     deadline = time.monotonic() + timeout
     try:
