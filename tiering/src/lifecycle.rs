@@ -71,13 +71,7 @@ impl Inner {
             .iter()
             .flat_map(|s| s.objects.iter().map(|o| o.key.as_str()))
             .collect();
-        let prefix = layout::partition_prefix(st.p.topic_id, st.p.partition);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| TieringError::store("list", &prefix, e))?;
+        let metas = self.partition_objects(st).await?;
         for meta in metas {
             let Some(base) = layout::base_of_segment_object(&meta.location) else {
                 continue;
@@ -154,17 +148,24 @@ impl Inner {
         Ok(())
     }
 
+    /// Every object under the partition's prefix.
+    async fn partition_objects(
+        &self,
+        st: &PartitionState,
+    ) -> Result<Vec<object_store::ObjectMeta>, TieringError> {
+        let prefix = layout::partition_prefix(st.p.topic_id, st.p.partition);
+        self.store
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| TieringError::store("list", &prefix, e))
+    }
+
     /// Manifest first, then every object under the partition's prefix.
     async fn delete_partition_data(&self, st: &PartitionState) -> Result<(), TieringError> {
         let _guard = st.manifest.lock().await;
         delete_quietly(self.store.as_ref(), &st.manifest_key).await?;
-        let prefix = layout::partition_prefix(st.p.topic_id, st.p.partition);
-        let metas: Vec<_> = self
-            .store
-            .list(Some(&prefix))
-            .try_collect()
-            .await
-            .map_err(|e| TieringError::store("list", &prefix, e))?;
+        let metas = self.partition_objects(st).await?;
         for meta in metas {
             delete_quietly(self.store.as_ref(), &meta.location).await?;
         }
