@@ -10,6 +10,7 @@ use uuid::Uuid;
 use crate::broker::{Broker, BrokerError};
 use crate::config::TopicConfig;
 use crate::group::CommitPartition;
+pub use crate::group::GroupOffset;
 use crate::log::PartitionLog;
 use crate::partition::Cmd;
 use crate::remote::RemotePartition;
@@ -32,15 +33,6 @@ impl HiddenTopic {
             partition,
         }
     }
-}
-
-/// A committed consumer-group offset carried with an unmounted topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupOffset {
-    pub group: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub metadata: Option<String>,
 }
 
 impl Broker {

@@ -33,6 +33,15 @@ pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
 pub const MAX_METADATA_BYTES: usize = 4096;
 
 /// One partition's commit, as OffsetCommit carries it.
+/// A committed offset of one group, as carried with an unmounted topic.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GroupOffset {
+    pub group: String,
+    pub partition: i32,
+    pub offset: i64,
+    pub metadata: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct CommitPartition {
     pub partition: i32,
@@ -442,7 +451,7 @@ impl Coordinator {
     }
 
     /// Every group's committed offsets for `topic` (carried along when a topic is unmounted).
-    pub fn committed_for_topic(&self, topic: &str) -> Vec<crate::unmount::GroupOffset> {
+    pub fn committed_for_topic(&self, topic: &str) -> Vec<GroupOffset> {
         let groups = self.groups.lock();
         let mut out: Vec<_> = groups
             .iter()
@@ -450,7 +459,7 @@ impl Coordinator {
                 g.offsets
                     .iter()
                     .filter(|((t, _), _)| t == topic)
-                    .map(|((_, p), e)| crate::unmount::GroupOffset {
+                    .map(|((_, p), e)| GroupOffset {
                         group: id.clone(),
                         partition: *p,
                         offset: e.offset,
