@@ -2,6 +2,7 @@
 //! running broker over its public APIs.
 
 mod cli;
+mod iceberg_args;
 mod serve;
 mod tiering_args;
 
