@@ -39,6 +39,8 @@ impl IcebergArgs {
         &self,
         builtin: Arc<iceberg_sink::catalog::Catalog>,
     ) -> anyhow::Result<(Arc<dyn iceberg_sink::iceberg::Catalog>, String)> {
-        Ok((Arc::new(BuiltinCatalog::new(builtin)), "built-in".into()))
+        let lake = BuiltinCatalog::new(builtin)
+            .map_err(|e| anyhow::anyhow!("cannot start the Iceberg translator: {e}"))?;
+        Ok((Arc::new(lake), "built-in".into()))
     }
 }

@@ -25,14 +25,18 @@ use crate::catalog::{Catalog, CatalogError, LoadedTable};
 pub struct BuiltinCatalog {
     inner: Arc<Catalog>,
     file_io: FileIO,
+    /// Where tables spawn their I/O and CPU work: the runtime the catalog was made on.
+    runtime: iceberg::Runtime,
 }
 
 impl BuiltinCatalog {
-    pub fn new(inner: Arc<Catalog>) -> Self {
-        Self {
+    /// Must be called on a tokio runtime, which the tables it loads then use.
+    pub fn new(inner: Arc<Catalog>) -> Result<Self> {
+        Ok(Self {
             inner,
             file_io: FileIO::new_with_fs(),
-        }
+            runtime: iceberg::Runtime::try_current()?,
+        })
     }
 
     fn table(&self, ident: &TableIdent, loaded: LoadedTable) -> Result<Table> {
@@ -41,6 +45,7 @@ impl BuiltinCatalog {
             .metadata(loaded.metadata)
             .metadata_location(loaded.metadata_location)
             .file_io(self.file_io.clone())
+            .runtime(self.runtime.clone())
             .build()
     }
 }
