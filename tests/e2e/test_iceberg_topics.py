@@ -184,12 +184,13 @@ def test_exactly_once_through_repeated_sigkill(broker):
     assert_exact(rows, highs)
 
 
-def test_backfill_of_an_existing_topic_including_tiered_segments(broker):
+def test_backfill_of_an_existing_topic_including_tiered_segments(broker_factory):
+    broker = broker_factory(args=["--retention-check-interval-ms", "200"])
     topic = create_topic(broker, partitions=2, config={
         "remote.storage.enable": "true", "segment.bytes": "4096",
         "local.retention.bytes": "1"})
     produce(broker, topic, [{"value": b"y" * 200, "key": str(i).encode(), "partition": i % 2}
-                            for i in range(1000)])
+                            for i in range(1000)], **{"batch.size": 2048})
     highs = high_watermarks(broker, topic, 2)
     assert sum(highs.values()) == 1000
     # Wait until old segments left the local disk (uploaded, then locally deleted).
@@ -256,7 +257,8 @@ def test_produce_is_unaffected_while_the_warehouse_is_unwritable(broker):
         produce(broker, topic, [b"during"] * 500)
         assert time.monotonic() - t0 < 10
         time.sleep(3)
-        assert len(table_rows(broker, topic)) == 10
+        snap = catalog(broker).load_table(("kafka", topic)).current_snapshot()
+        assert snap.summary["total-records"] == "10"  # metadata only: data files are away
         desc = describe(broker, topic)
         assert desc["lag_records"] == 500 and desc["commit_errors"] > 0, desc
         assert desc["lag_ms"] > 1000
