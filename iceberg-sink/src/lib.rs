@@ -7,3 +7,4 @@
 //! and schema evolution; the translator commits through [`catalog::Catalog`] in-process.
 
 pub mod catalog;
+pub mod decode;

@@ -1,0 +1,1 @@
+//! Cross-format tests live in the format modules' test files.
