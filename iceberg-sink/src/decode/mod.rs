@@ -24,9 +24,11 @@ mod error;
 mod evolve;
 mod ids;
 mod json;
+mod json_schema;
 mod protobuf;
 mod shape;
 mod source;
+mod time;
 mod value;
 mod wire;
 
