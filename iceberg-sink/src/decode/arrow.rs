@@ -244,10 +244,10 @@ fn offset(len: usize, path: &str) -> Result<i32, DecodeError> {
         .map_err(|_| DecodeError::column(&display(path), "more than 2^31 nested elements"))
 }
 
-fn primitive<'a>(
+fn primitive(
     p: &PrimitiveType,
     dt: &DataType,
-    vals: &[Option<&'a Value>],
+    vals: &[Option<&Value>],
     path: &str,
 ) -> Result<ArrayRef, DecodeError> {
     let arr: ArrayRef = match p {

@@ -425,11 +425,9 @@ fn branch_name(s: &Schema) -> String {
 
 fn collect_names(s: &Schema, names: &mut HashMap<String, Schema>) {
     match s {
-        Schema::Record(r) => {
-            if names.insert(r.name.fullname(None), s.clone()).is_none() {
-                for f in &r.fields {
-                    collect_names(&f.schema, names);
-                }
+        Schema::Record(r) if names.insert(r.name.fullname(None), s.clone()).is_none() => {
+            for f in &r.fields {
+                collect_names(&f.schema, names);
             }
         }
         Schema::Enum(e) => {

@@ -340,8 +340,7 @@ fn decode(node: &Node, v: &J, path: &str) -> Result<Value, String> {
                 None => {
                     let f = n.as_f64().unwrap_or(f64::NAN);
                     if f.fract() == 0.0
-                        && f >= -9.223_372_036_854_776e18
-                        && f < 9.223_372_036_854_776e18
+                        && (-9.223_372_036_854_776e18..9.223_372_036_854_776e18).contains(&f)
                     {
                         Value::Long(f as i64)
                     } else {

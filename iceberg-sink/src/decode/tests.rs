@@ -1,1 +1,0 @@
-//! Cross-format tests live in the format modules' test files.
