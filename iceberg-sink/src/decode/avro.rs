@@ -20,6 +20,38 @@ const MAX_EXTRA_ITEMS: usize = 1 << 20;
 pub(crate) struct AvroDecoder {
     schema: Schema,
     names: HashMap<String, Schema>,
+    /// apache-avro parses both `string` and `fixed(16)` with logical type uuid into
+    /// `Schema::Uuid`; this says which encoding the schema's uuids use.
+    fixed_uuid: bool,
+}
+
+/// Which encodings the schema texts use for `logicalType: uuid`: (string, fixed).
+fn uuid_encodings(texts: &[&str]) -> (bool, bool) {
+    fn walk(v: &serde_json::Value, found: &mut (bool, bool)) {
+        match v {
+            serde_json::Value::Object(m) => {
+                if m.get("logicalType").and_then(|l| l.as_str()) == Some("uuid") {
+                    match m.get("type").and_then(|t| t.as_str()) {
+                        Some("string") => found.0 = true,
+                        Some("fixed") if m.get("size").and_then(|s| s.as_u64()) == Some(16) => {
+                            found.1 = true
+                        }
+                        _ => {}
+                    }
+                }
+                m.values().for_each(|v| walk(v, found));
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|v| walk(v, found)),
+            _ => {}
+        }
+    }
+    let mut found = (false, false);
+    for t in texts {
+        if let Ok(v) = serde_json::from_str::<serde_json::Value>(t) {
+            walk(&v, &mut found);
+        }
+    }
+    found
 }
 
 impl AvroDecoder {
@@ -43,7 +75,20 @@ impl AvroDecoder {
         for s in others.iter().chain(std::iter::once(&schema)) {
             collect_names(s, &mut names);
         }
-        let decoder = AvroDecoder { schema, names };
+        let mut texts = vec![registered.text.as_str()];
+        texts.extend(registered.references.iter().map(|(_, t)| t.as_str()));
+        let (string_uuid, fixed_uuid) = uuid_encodings(&texts);
+        if string_uuid && fixed_uuid {
+            return Err(DecodeError::schema(
+                id,
+                "uses uuid on both string and fixed(16); apache-avro cannot tell them apart",
+            ));
+        }
+        let decoder = AvroDecoder {
+            schema,
+            names,
+            fixed_uuid,
+        };
         let mut stack = Vec::new();
         let shape = decoder
             .shape(&decoder.schema, &mut stack)
@@ -208,7 +253,11 @@ impl AvroDecoder {
                 Value::String(symbol.clone())
             }
             Schema::Uuid => {
-                let b = r.bytes()?;
+                let b = if self.fixed_uuid {
+                    r.take(16)?
+                } else {
+                    r.bytes()?
+                };
                 let u = if b.len() == 16 {
                     uuid::Uuid::from_slice(b).map_err(|e| e.to_string())?
                 } else {

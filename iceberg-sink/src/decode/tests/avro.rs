@@ -11,7 +11,7 @@ use iceberg::spec::{ListType, MapType, NestedField, PrimitiveType as P, Type};
 
 use super::*;
 
-const ORDER: &str = r#"{
+pub(super) const ORDER: &str = r#"{
   "type": "record", "name": "Order", "namespace": "shop",
   "fields": [
     {"name": "id", "type": "long", "doc": "order id"},
@@ -39,7 +39,7 @@ const ORDER: &str = r#"{
   ]
 }"#;
 
-fn order_value(id: i64, note: Option<&str>, choice: A) -> A {
+pub(super) fn order_value(id: i64, note: Option<&str>, choice: A) -> A {
     let address = A::Record(vec![
         ("street".into(), A::String("1 rue de la Paix".into())),
         ("zip".into(), A::Int(75002)),
@@ -89,7 +89,7 @@ fn order_value(id: i64, note: Option<&str>, choice: A) -> A {
 }
 
 /// What the Confluent Avro serializer writes: header + datum.
-fn wire(id: i32, schema: &apache_avro::Schema, v: A) -> Vec<u8> {
+pub(super) fn wire(id: i32, schema: &apache_avro::Schema, v: A) -> Vec<u8> {
     let datum = apache_avro::to_avro_datum(schema, v).unwrap();
     encode_wire_format(id, None, &datum)
 }
@@ -332,8 +332,12 @@ fn avro_recursive_and_unusable_schemas_are_rejected_with_reasons() {
     let err = ValueDecoder::new(&schema(6, SchemaKind::Avro, "{not json"), &[]).unwrap_err();
     assert!(err.to_string().contains("invalid Avro schema"), "{err}");
     let wide = r#"{"type": "bytes", "logicalType": "decimal", "precision": 40, "scale": 2}"#;
-    // apache-avro may keep an invalid decimal as plain bytes; either way no panic and a typed result.
-    let _ = ValueDecoder::new(&schema(7, SchemaKind::Avro, wide), &[]);
+    let err = ValueDecoder::new(&schema(7, SchemaKind::Avro, wide), &[]).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("decimal(40, 2) has no Iceberg type"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -398,4 +402,27 @@ fn avro_malformed_payloads_are_errors_with_reasons() {
         .contains("enum index 2"));
     let b = ValueDecoder::new(&schema(4, SchemaKind::Avro, r#""boolean""#), &[]).unwrap();
     assert!(b.decode(&[2]).is_err());
+}
+
+#[test]
+fn avro_uuid_on_fixed_is_read_as_16_raw_bytes() {
+    let text = r#"{"type": "record", "name": "R", "fields": [
+        {"name": "id", "type": {"type": "fixed", "name": "U", "size": 16, "logicalType": "uuid"}},
+        {"name": "n", "type": "int"}]}"#;
+    let dec = ValueDecoder::new(&schema(1, SchemaKind::Avro, text), &[]).unwrap();
+    let mut payload = (0u8..16).collect::<Vec<u8>>();
+    payload.push(6); // n = 3
+    let row = dec.decode(&payload).unwrap();
+    let mut expected = [0u8; 16];
+    expected
+        .iter_mut()
+        .enumerate()
+        .for_each(|(i, b)| *b = i as u8);
+    assert_eq!(row.get("id"), Some(&Value::Uuid(expected)));
+    assert_eq!(row.get("n"), Some(&Value::Int(3)));
+    let mixed = r#"{"type": "record", "name": "R", "fields": [
+        {"name": "a", "type": {"type": "fixed", "name": "U", "size": 16, "logicalType": "uuid"}},
+        {"name": "b", "type": {"type": "string", "logicalType": "uuid"}}]}"#;
+    let err = ValueDecoder::new(&schema(2, SchemaKind::Avro, mixed), &[]).unwrap_err();
+    assert!(err.to_string().contains("cannot tell them apart"), "{err}");
 }

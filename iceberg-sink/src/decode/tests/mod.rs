@@ -5,6 +5,7 @@ mod avro;
 mod evolve;
 mod fuzz;
 mod json;
+mod parquet;
 mod protobuf;
 
 use std::collections::HashMap;

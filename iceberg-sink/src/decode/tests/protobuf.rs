@@ -51,14 +51,14 @@ message Order {
 }
 "#;
 
-fn registered(id: i32) -> RegisteredSchema {
+pub(super) fn registered(id: i32) -> RegisteredSchema {
     let mut r = schema(id, SchemaKind::Protobuf, ORDER);
     r.references = vec![("common.proto".into(), COMMON.into())];
     r
 }
 
 /// The producer's side: the same .proto compiled to a pool, messages built dynamically.
-fn pool() -> DescriptorPool {
+pub(super) fn pool() -> DescriptorPool {
     let mut files = HashMap::new();
     files.insert("order.proto".to_string(), ORDER.to_string());
     files.insert("common.proto".to_string(), COMMON.to_string());
@@ -92,7 +92,7 @@ fn pv(pool: &DescriptorPool, kind: &str, v: V) -> V {
     V::Message(msg(pool, "google.protobuf.Value", vec![(kind, v)]))
 }
 
-fn full_order(pool: &DescriptorPool) -> DynamicMessage {
+pub(super) fn full_order(pool: &DescriptorPool) -> DynamicMessage {
     let line = |sku: &str, qty: u32| {
         V::Message(msg(
             pool,
