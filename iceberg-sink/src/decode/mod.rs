@@ -68,7 +68,7 @@ pub struct ValueDecoder {
 
 #[derive(Debug)]
 enum Format {
-    Avro(avro::AvroDecoder),
+    Avro(Box<avro::AvroDecoder>),
     Protobuf(protobuf::ProtoDecoder),
     Json(json::JsonDecoder),
 }
@@ -81,7 +81,7 @@ impl ValueDecoder {
         let (format, shape) = match schema.kind {
             SchemaKind::Avro => {
                 let (d, s) = avro::AvroDecoder::new(schema)?;
-                (Format::Avro(d), s)
+                (Format::Avro(Box::new(d)), s)
             }
             SchemaKind::Protobuf => {
                 let (d, s) = protobuf::ProtoDecoder::new(schema, message_indexes)?;
