@@ -7,7 +7,7 @@ use std::sync::Arc;
 use super::error::DecodeError;
 use super::source::{SchemaKind, SchemaSource};
 use super::value::Row;
-use super::wire::{split_message_indexes, split_wire_format};
+use super::wire::split_wire_format;
 use super::ValueDecoder;
 
 /// One decoded record value and the decoder (schema version) that produced it.
@@ -60,43 +60,53 @@ impl DecoderCache {
     }
 
     /// `value_schema_latest`: the value is decoded with the subject's latest schema (for
-    /// Protobuf its first message type). A Confluent header naming that same schema id (and
-    /// for Protobuf the message-index array after it) is skipped; any other value is taken
-    /// as a bare payload.
+    /// Protobuf its first message type). A value carrying a Confluent header with that same
+    /// schema id is decoded as [`DecoderCache::decode_prefixed`] would (header and Protobuf
+    /// message indexes honoured); any other value is taken as a bare payload.
     pub fn decode_latest(
         &mut self,
         subject: &str,
         value: &[u8],
     ) -> Result<DecodedValue, DecodeError> {
-        let decoder = match self.latest.get(subject) {
+        self.decode_latest_message(subject, None, value)
+    }
+
+    /// Like [`DecoderCache::decode_latest`], with the Protobuf message type of bare payloads
+    /// named (`package.Message`, nested types as `package.Outer.Inner`); `None` is the first
+    /// message of the file. Other formats ignore the name.
+    pub fn decode_latest_message(
+        &mut self,
+        subject: &str,
+        protobuf_message: Option<&str>,
+        value: &[u8],
+    ) -> Result<DecodedValue, DecodeError> {
+        let key = format!("{subject}\u{0}{}", protobuf_message.unwrap_or(""));
+        let decoder = match self.latest.get(&key) {
             Some(d) => d.clone(),
             None => {
                 let schema = self
                     .source
                     .latest(subject)
                     .ok_or_else(|| DecodeError::UnknownSubject(subject.to_string()))?;
-                let d = Arc::new(ValueDecoder::new(&schema, &[0])?);
-                self.latest.insert(subject.to_string(), d.clone());
+                let d = Arc::new(match protobuf_message {
+                    Some(name) if schema.kind == SchemaKind::Protobuf => {
+                        ValueDecoder::for_message(&schema, name)?
+                    }
+                    _ => ValueDecoder::new(&schema, &[0])?,
+                });
+                self.latest.insert(key, d.clone());
                 d
             }
         };
-        let mut payload = value;
         if let Ok(wire) = split_wire_format(value) {
             if wire.schema_id == decoder.schema_id() {
-                payload = wire.payload;
-                if decoder.kind() == SchemaKind::Protobuf {
-                    if let Ok((indexes, rest)) = split_message_indexes(payload) {
-                        if indexes == [0] {
-                            payload = rest;
-                        }
-                    }
-                }
+                return self.decode_prefixed(value);
             }
         }
-        if payload.is_empty() && decoder.kind() != SchemaKind::Protobuf {
+        if value.is_empty() && decoder.kind() != SchemaKind::Protobuf {
             return Err(DecodeError::NullValue);
         }
-        let row = decoder.decode(payload)?;
+        let row = decoder.decode(value)?;
         Ok(DecodedValue { decoder, row })
     }
 

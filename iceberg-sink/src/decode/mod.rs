@@ -92,17 +92,34 @@ impl ValueDecoder {
                 (Format::Json(d), s)
             }
         };
+        Ok(Self::assemble(schema, format, shape))
+    }
+
+    /// A decoder for the Protobuf message type named `message` (`package.Message`, nested
+    /// types as `package.Outer.Inner`) of a Protobuf schema.
+    pub fn for_message(schema: &RegisteredSchema, message: &str) -> Result<Self, DecodeError> {
+        if schema.kind != SchemaKind::Protobuf {
+            return Err(DecodeError::schema(
+                schema.id,
+                "a message name applies to Protobuf schemas only",
+            ));
+        }
+        let (d, shape) = protobuf::ProtoDecoder::named(schema, message)?;
+        Ok(Self::assemble(schema, Format::Protobuf(d), shape))
+    }
+
+    fn assemble(schema: &RegisteredSchema, format: Format, shape: Shape) -> Self {
         let (fields, wrapped) = match shape {
             Shape::Struct(fields) => (fields, false),
             other => (vec![ShapeField::optional(SCALAR_COLUMN, other)], true),
         };
-        Ok(ValueDecoder {
+        ValueDecoder {
             schema_id: schema.id,
             kind: schema.kind,
             fields,
             wrapped,
             format,
-        })
+        }
     }
 
     /// The registry id of the schema this decoder was compiled from.

@@ -47,26 +47,26 @@ impl ProtoDecoder {
         indexes: &[i32],
     ) -> Result<(Self, Shape), DecodeError> {
         let id = registered.id;
-        let mut files: HashMap<String, String> = registered
-            .references
-            .iter()
-            .map(|(name, text)| (name.clone(), text.clone()))
-            .collect();
-        files.insert(MAIN_FILE.to_string(), registered.text.clone());
-        let mut resolver = ChainFileResolver::new();
-        resolver.add(MemoryResolver { files });
-        resolver.add(GoogleFileResolver::new());
-        let mut compiler = protox::Compiler::with_file_resolver(resolver);
-        compiler.include_imports(true);
-        compiler
-            .open_file(MAIN_FILE)
-            .map_err(|e| DecodeError::schema(id, format!("invalid Protobuf schema: {e}")))?;
-        let pool: DescriptorPool = compiler.descriptor_pool();
+        let pool = compile(registered)?;
         let file = pool
             .get_file_by_name(MAIN_FILE)
             .ok_or_else(|| DecodeError::schema(id, "compiled schema has no file"))?;
         let message = select_message(file.messages().collect(), indexes)
             .map_err(|reason| DecodeError::schema(id, reason))?;
+        Self::for_descriptor(id, message)
+    }
+
+    /// The decoder of the message type named `name` (`package.Message`).
+    pub fn named(registered: &RegisteredSchema, name: &str) -> Result<(Self, Shape), DecodeError> {
+        let id = registered.id;
+        let pool = compile(registered)?;
+        let message = pool
+            .get_message_by_name(name.trim_start_matches('.'))
+            .ok_or_else(|| DecodeError::schema(id, format!("no message type {name}")))?;
+        Self::for_descriptor(id, message)
+    }
+
+    fn for_descriptor(id: i32, message: MessageDescriptor) -> Result<(Self, Shape), DecodeError> {
         let mut stack = Vec::new();
         let shape = message_shape(&message, &mut stack)
             .map_err(|reason| DecodeError::schema(id, reason))?
@@ -81,6 +81,25 @@ impl ProtoDecoder {
             .map_err(|e| format!("invalid {} message: {e}", self.message.full_name()))?;
         message_value(&msg)
     }
+}
+
+/// Compiles the schema text with its references as importable files.
+fn compile(registered: &RegisteredSchema) -> Result<DescriptorPool, DecodeError> {
+    let mut files: HashMap<String, String> = registered
+        .references
+        .iter()
+        .map(|(name, text)| (name.clone(), text.clone()))
+        .collect();
+    files.insert(MAIN_FILE.to_string(), registered.text.clone());
+    let mut resolver = ChainFileResolver::new();
+    resolver.add(MemoryResolver { files });
+    resolver.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(resolver);
+    compiler.include_imports(true);
+    compiler
+        .open_file(MAIN_FILE)
+        .map_err(|e| DecodeError::schema(registered.id, format!("invalid Protobuf schema: {e}")))?;
+    Ok(compiler.descriptor_pool())
 }
 
 /// The message type the Confluent message-index array names: `[i]` is the file's i-th

@@ -534,3 +534,38 @@ fn protobuf_malformed_payloads_are_errors() {
     let err = cache.decode_prefixed(&[0, 0, 0, 0, 23, 0x80]).unwrap_err();
     assert_eq!(err.code(), "bad_message_indexes");
 }
+
+#[test]
+fn protobuf_latest_mode_names_the_message_or_follows_the_header() {
+    let pool = pool();
+    let mut src = MemSource::default();
+    src.by_id.insert(24, registered(24));
+    src.subjects.insert("orders-value".into(), 24);
+    let mut cache = DecoderCache::new(Arc::new(src));
+    let line = msg(
+        &pool,
+        "shop.Order.Line",
+        vec![("sku", V::String("s".into())), ("qty", V::U32(9))],
+    )
+    .encode_to_vec();
+    // A bare payload of a named (nested) message type.
+    let d = cache
+        .decode_latest_message("orders-value", Some("shop.Order.Line"), &line)
+        .unwrap();
+    assert_eq!(d.row.get("qty"), Some(&Value::Long(9)));
+    // A bare payload with no name: the file's first message (shop.Other, field 1 = string).
+    let other = msg(&pool, "shop.Other", vec![("x", V::String("o".into()))]).encode_to_vec();
+    let d = cache.decode_latest("orders-value", &other).unwrap();
+    assert_eq!(d.row.get("x"), Some(&Value::String("o".into())));
+    // A value with the latest schema's header: its message indexes are honoured.
+    let framed = encode_wire_format(24, Some(&[1, 1]), &line);
+    let d = cache.decode_latest("orders-value", &framed).unwrap();
+    assert_eq!(d.row.get("sku"), Some(&Value::String("s".into())));
+    let err = cache
+        .decode_latest_message("orders-value", Some("shop.Nope"), &line)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("no message type shop.Nope"),
+        "{err}"
+    );
+}
