@@ -20,7 +20,7 @@ use iceberg::spec::{NestedField, PrimitiveType, Schema, StructType, Type};
 
 use super::error::DecodeError;
 use super::ids::{display, join};
-use super::value::{Row, Value};
+use super::value::{lookup, Row, Value};
 
 /// Builds a `StructArray` of type `type_to_arrow_type(Type::Struct(ty))`, one element per
 /// row. A column a row lacks is null; a null or missing value in a required column, or a
@@ -35,10 +35,10 @@ pub fn rows_to_arrow(rows: &[Row], ty: &StructType) -> Result<StructArray, Decod
         ));
     };
     let mut columns = Vec::with_capacity(fields.len());
-    for (f, af) in ty.fields().iter().zip(fields.iter()) {
+    for (j, (f, af)) in ty.fields().iter().zip(fields.iter()).enumerate() {
         let vals: Vec<Option<&Value>> = rows
             .iter()
-            .map(|r| r.get(&f.name).filter(|v| !v.is_null()))
+            .map(|r| lookup(&r.fields, &f.name, j).filter(|v| !v.is_null()))
             .collect();
         check_required(f, &vals, None, &f.name)?;
         columns.push(build(&f.field_type, af.data_type(), &vals, &f.name)?);
@@ -132,11 +132,15 @@ fn build(
             }
             let valid: Vec<bool> = vals.iter().map(|v| v.is_some()).collect();
             let mut children = Vec::with_capacity(fields.len());
-            for (f, af) in st.fields().iter().zip(fields.iter()) {
+            for (j, (f, af)) in st.fields().iter().zip(fields.iter()).enumerate() {
                 let p = join(path, &f.name);
                 let child: Vec<Option<&Value>> = vals
                     .iter()
-                    .map(|v| v.and_then(|v| v.field(&f.name)).filter(|v| !v.is_null()))
+                    .map(|v| match v {
+                        Some(Value::Struct(fs)) => lookup(fs, &f.name, j),
+                        _ => None,
+                    })
+                    .map(|v| v.filter(|v| !v.is_null()))
                     .collect();
                 check_required(f, &child, Some(&valid), &p)?;
                 children.push(build(&f.field_type, af.data_type(), &child, &p)?);

@@ -39,7 +39,7 @@ impl Value {
     /// The value of a struct's field by name (`None` if absent or not a struct).
     pub fn field(&self, name: &str) -> Option<&Value> {
         match self {
-            Value::Struct(fields) => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
+            Value::Struct(fields) => lookup(fields, name, 0),
             _ => None,
         }
     }
@@ -54,6 +54,19 @@ pub struct Row {
 impl Row {
     /// The column's value by name (`None` if this row's schema version lacks it).
     pub fn get(&self, name: &str) -> Option<&Value> {
-        self.fields.iter().find(|(n, _)| n == name).map(|(_, v)| v)
+        lookup(&self.fields, name, 0)
+    }
+}
+
+/// A field by name, trying position `hint` first: rows decoded with the table's schema
+/// version hold their fields in column order, so the hint usually hits at once.
+pub(crate) fn lookup<'a>(
+    fields: &'a [(String, Value)],
+    name: &str,
+    hint: usize,
+) -> Option<&'a Value> {
+    match fields.get(hint) {
+        Some((n, v)) if n == name => Some(v),
+        _ => fields.iter().find(|(n, _)| n == name).map(|(_, v)| v),
     }
 }
