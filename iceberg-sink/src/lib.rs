@@ -7,9 +7,10 @@
 //! - [`translator`]: log -> Arrow -> Parquet -> Iceberg commit, one task per Iceberg topic,
 //!   with the Kafka offsets each snapshot covers in its summary ([`offsets`]) for exactly-once
 //!   resumption. Table layouts: [`key_value`]; partition specs: [`spec`]; topic settings:
-//!   [`settings`]; metrics and admin routes: [`metrics`], [`routes`].
+//!   [`settings`]; schema-driven values: [`decode`]; metrics and admin routes: [`metrics`], [`routes`].
 
 pub mod catalog;
+pub mod decode;
 pub mod error;
 pub mod files;
 pub mod key_value;
