@@ -3,6 +3,7 @@
 
 mod cli;
 mod iceberg_args;
+mod schema_source;
 mod serve;
 mod tiering_args;
 

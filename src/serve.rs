@@ -317,21 +317,24 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.metrics.register_with(|r| tier.register_metrics(r));
+    let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
+    let registry = schema_registry::Registry::open(broker.clone())
+        .await
+        .context("cannot rebuild the schema registry from _schemas")?;
     let (lake, lake_name) = args.iceberg.lake_catalog(catalog.clone()).await?;
     let translator = iceberg_sink::Translator::new(
         broker.clone(),
         lake,
         lake_name,
+        Some(std::sync::Arc::new(crate::schema_source::RegistrySchemas(
+            registry.clone(),
+        ))),
         args.iceberg.translator_config(),
     );
     broker
         .metrics
         .register_with(|r| translator.metrics().register(r));
     let translator_task = translator.start();
-    let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
-    let registry = schema_registry::Registry::open(broker.clone())
-        .await
-        .context("cannot rebuild the schema registry from _schemas")?;
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,

@@ -65,6 +65,7 @@ pub fn schema() -> Result<Schema, SinkError> {
 }
 
 /// One record as the translator hands it to a layout.
+#[derive(Clone, Copy)]
 pub struct Row<'a> {
     pub partition: i32,
     pub record: &'a Record,

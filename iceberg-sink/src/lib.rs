@@ -11,6 +11,7 @@
 
 pub mod catalog;
 pub mod decode;
+pub mod dlq;
 pub mod error;
 pub mod files;
 pub mod key_value;
@@ -18,6 +19,7 @@ pub mod lake;
 pub mod metrics;
 pub mod offsets;
 mod routes;
+pub mod schema_mode;
 pub mod settings;
 pub mod spec;
 pub mod status;

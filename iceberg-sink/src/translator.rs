@@ -26,7 +26,10 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::decode::{SchemaSource, ValueDecoder};
+use crate::dlq::{self, Letter};
 use crate::error::SinkError;
+use crate::schema_mode::{self, Decoded, SchemaLayout};
 use crate::key_value::{self, Row};
 use crate::metrics::Metrics;
 use crate::offsets::{self, Offsets};
@@ -72,6 +75,8 @@ pub(crate) struct Shared {
     pub broker: Arc<Broker>,
     pub catalog: Arc<dyn Catalog>,
     pub catalog_name: String,
+    /// The schema registry, for the schema-driven modes.
+    pub schemas: Option<Arc<dyn SchemaSource>>,
     pub config: TranslatorConfig,
     pub metrics: Metrics,
     pub status: Mutex<HashMap<String, TopicStatus>>,
@@ -93,6 +98,7 @@ impl Translator {
         broker: Arc<Broker>,
         catalog: Arc<dyn Catalog>,
         catalog_name: String,
+        schemas: Option<Arc<dyn SchemaSource>>,
         config: TranslatorConfig,
     ) -> Arc<Self> {
         Arc::new(Translator {
@@ -100,6 +106,7 @@ impl Translator {
                 broker,
                 catalog,
                 catalog_name,
+                schemas,
                 config,
                 metrics: Metrics::default(),
                 status: Mutex::new(HashMap::new()),
@@ -206,6 +213,10 @@ struct TopicTask {
     /// Since when untranslated data has been waiting.
     pending_since: Option<Instant>,
     commits_since_expire: u32,
+    /// Schema-driven modes' decoders, compiled once per schema.
+    layout: Option<SchemaLayout>,
+    /// The dead-letter table and the offsets it covers, once loaded.
+    dlq: Option<(Option<Table>, Offsets)>,
 }
 
 impl TopicTask {
@@ -220,6 +231,8 @@ impl TopicTask {
             next: Offsets::new(),
             pending_since: None,
             commits_since_expire: 0,
+            layout: None,
+            dlq: None,
         }
     }
 
@@ -247,6 +260,7 @@ impl TopicTask {
                     // The table is the truth: forget what we believed and reload it.
                     self.loaded = false;
                     self.table = None;
+                    self.dlq = None;
                     self.sh.metrics.commit_errors.get_or_create(&Metrics::label(&self.topic)).inc();
                     tracing::warn!(topic = %self.topic, error = %e, "Iceberg translation round failed; retrying");
                     self.set_error(Some(e.to_string()));
@@ -301,12 +315,6 @@ impl TopicTask {
         if !due {
             return Ok(false);
         }
-        if s.mode != Mode::KeyValue {
-            return Err(SinkError::Layout(format!(
-                "iceberg.mode={} is not supported yet",
-                s.mode.as_str()
-            )));
-        }
         let round_start = Instant::now();
         let read = self.read(&targets).await?;
         if read.records == 0 {
@@ -314,26 +322,25 @@ impl TopicTask {
             self.next = read.next;
             return Ok(false);
         }
-        let table = match &self.table {
-            Some(t) => t.clone(),
-            None => self.create(&ident, s).await?,
+        let (table, batches, letters) = match s.mode {
+            Mode::KeyValue => self.prepare_key_value(&ident, s, &read).await?,
+            _ => self.prepare_schema_mode(&ident, s, &read).await?,
         };
-        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
-            table.metadata().current_schema(),
-        )?);
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        for (p, recs) in &read.by_partition {
-            for chunk in recs.chunks(BATCH_ROWS) {
-                let rows: Vec<Row<'_>> = chunk
-                    .iter()
-                    .map(|r| Row {
-                        partition: *p,
-                        record: r,
-                    })
-                    .collect();
-                batches.push(key_value::batch(&schema, &rows)?);
+        if !letters.is_empty() {
+            let n = letters.len() as u64;
+            if s.drop_invalid {
+                self.sh.metrics.dropped_records.get_or_create(&label).inc_by(n);
+            } else {
+                self.write_dlq(s, letters, &read.next).await?;
             }
         }
+        if batches.is_empty() {
+            // Every record went to the dead-letter table (which records these offsets).
+            self.next = read.next;
+            self.pending_since = Some(round_start);
+            return Ok(true);
+        }
+        let rows_written: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
         let data_files = files::write(&table, batches, Uuid::new_v4().to_string()).await?;
         let (n_files, n_bytes) = (
             data_files.len() as u64,
@@ -355,7 +362,7 @@ impl TopicTask {
         self.table = Some(table);
         self.pending_since = Some(round_start);
         let m = &self.sh.metrics;
-        m.records.get_or_create(&label).inc_by(read.records);
+        m.records.get_or_create(&label).inc_by(rows_written);
         m.files.get_or_create(&label).inc_by(n_files);
         m.bytes.get_or_create(&label).inc_by(n_bytes);
         m.commits.get_or_create(&label).inc();
@@ -385,9 +392,13 @@ impl TopicTask {
         Ok(())
     }
 
-    async fn create(&mut self, ident: &TableIdent, s: &TopicSettings) -> Result<Table, SinkError> {
-        let schema: Schema = key_value::schema()?;
-        let terms = spec::parse(&s.partition_spec)?;
+    async fn create(
+        &self,
+        ident: &TableIdent,
+        partition_spec: &str,
+        schema: Schema,
+    ) -> Result<Table, SinkError> {
+        let terms = spec::parse(partition_spec)?;
         let spec = spec::bind(&terms, &schema)?;
         let cat = &self.sh.catalog;
         let ns = ident.namespace();
@@ -418,9 +429,196 @@ impl TopicTask {
             ])
             .build();
         let table = cat.create_table(ns, creation).await?;
-        tracing::info!(topic = %self.topic, table = %ident, "created the topic's Iceberg table");
-        self.table = Some(table.clone());
+        tracing::info!(topic = %self.topic, table = %ident, "created an Iceberg table for the topic");
         Ok(table)
+    }
+
+    /// `key_value`: every record is a row.
+    async fn prepare_key_value<'a>(
+        &mut self,
+        ident: &TableIdent,
+        s: &TopicSettings,
+        read: &'a RoundRead,
+    ) -> Result<Prepared<'a>, SinkError> {
+        let table = match &self.table {
+            Some(t) => t.clone(),
+            None => {
+                let t = self
+                    .create(ident, &s.partition_spec, key_value::schema()?)
+                    .await?;
+                self.table = Some(t.clone());
+                t
+            }
+        };
+        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for (p, recs) in &read.by_partition {
+            for chunk in recs.chunks(BATCH_ROWS) {
+                let rows: Vec<Row<'_>> = chunk
+                    .iter()
+                    .map(|r| Row {
+                        partition: *p,
+                        record: r,
+                    })
+                    .collect();
+                batches.push(key_value::batch(&schema, &rows)?);
+            }
+        }
+        Ok((table, batches, Vec::new()))
+    }
+
+    /// Schema-driven modes: decode values, evolve the table to take every schema version seen
+    /// (a separate commit, before the data's), and set aside what cannot be written.
+    async fn prepare_schema_mode<'a>(
+        &mut self,
+        ident: &TableIdent,
+        s: &TopicSettings,
+        read: &'a RoundRead,
+    ) -> Result<Prepared<'a>, SinkError> {
+        let source = self.sh.schemas.clone().ok_or_else(|| {
+            SinkError::Layout(format!(
+                "iceberg.mode={} needs the schema registry",
+                s.mode.as_str()
+            ))
+        })?;
+        let latest = s.mode == Mode::SchemaLatest;
+        let topic = self.topic.clone();
+        let layout = self
+            .layout
+            .get_or_insert_with(|| SchemaLayout::new(source, &topic, latest));
+        let decoded = layout.decode(&read.by_partition);
+        let mut decoders: Vec<Arc<ValueDecoder>> = Vec::new();
+        for d in &decoded {
+            if let Decoded::Valid { decoder, .. } = d {
+                if !decoders.iter().any(|x| Arc::ptr_eq(x, decoder)) {
+                    decoders.push(decoder.clone());
+                }
+            }
+        }
+        let current = match &self.table {
+            Some(t) => t.metadata().current_schema().as_ref().clone(),
+            None => schema_mode::base_schema()?,
+        };
+        let (target, refused) = schema_mode::target_schema(&current, &decoders);
+        let table = match self.table.clone() {
+            None => {
+                let t = self.create(ident, &s.partition_spec, target).await?;
+                self.table = Some(t.clone());
+                t
+            }
+            Some(t) => {
+                let adds = schema_mode::additions(&current, &target)
+                    .map_err(SinkError::Layout)?;
+                if adds.is_empty() {
+                    t
+                } else {
+                    let tx = Transaction::new(&t);
+                    let mut action = tx.update_schema();
+                    for a in adds {
+                        action = action.add_column(a);
+                    }
+                    let t = action.apply(tx)?.commit(self.sh.catalog.as_ref()).await?;
+                    tracing::info!(topic = %self.topic, schema_id = t.metadata().current_schema_id(), "evolved the table schema");
+                    self.table = Some(t.clone());
+                    t
+                }
+            }
+        };
+        let schema = table.metadata().current_schema().clone();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema)?);
+        let mut rows: Vec<Row<'a>> = Vec::new();
+        let mut values = Vec::new();
+        let mut letters = Vec::new();
+        for d in decoded {
+            match d {
+                Decoded::Valid {
+                    row,
+                    value,
+                    decoder,
+                } => match refused.get(&decoder.schema_id()) {
+                    Some(reason) => letters.push(Letter {
+                        row,
+                        code: "incompatible_schema",
+                        reason: reason.clone(),
+                    }),
+                    None => match schema_mode::fits(&schema, &value) {
+                        Ok(()) => {
+                            rows.push(row);
+                            values.push(value);
+                        }
+                        Err(e) => letters.push(Letter {
+                            row,
+                            code: e.code(),
+                            reason: e.to_string(),
+                        }),
+                    },
+                },
+                Decoded::Invalid { row, code, reason } => {
+                    letters.push(Letter { row, code, reason })
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        for (r, v) in rows.chunks(BATCH_ROWS).zip(values.chunks(BATCH_ROWS)) {
+            batches.push(schema_mode::batch(&schema, &arrow, r, v)?);
+        }
+        Ok((table, batches, letters))
+    }
+
+    /// Commits dead letters to `<topic>~dlq`, first, recording the round's offsets there too:
+    /// after a crash before the main commit, the letters the DLQ already holds are skipped.
+    async fn write_dlq(
+        &mut self,
+        s: &TopicSettings,
+        mut letters: Vec<Letter<'_>>,
+        next: &Offsets,
+    ) -> Result<(), SinkError> {
+        let ident = s.dlq_table(&self.topic);
+        if self.dlq.is_none() {
+            self.dlq = Some(match self.sh.catalog.load_table(&ident).await {
+                Ok(t) => {
+                    let o = offsets::committed(t.metadata(), &self.topic_id.to_string());
+                    (Some(t), o)
+                }
+                Err(e) if e.kind() == ErrorKind::TableNotFound => (None, Offsets::new()),
+                Err(e) => return Err(e.into()),
+            });
+        }
+        let (table, done) = self.dlq.clone().unwrap_or_default();
+        letters.retain(|l| l.row.record.offset >= done.get(&l.row.partition).copied().unwrap_or(0));
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let table = match table {
+            Some(t) => t,
+            None => self.create(&ident, "()", dlq::schema()?).await?,
+        };
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        let n = letters.len() as u64;
+        let batch = dlq::batch(&arrow, &letters)?;
+        let data_files = files::write(&table, vec![batch], Uuid::new_v4().to_string()).await?;
+        let props = HashMap::from([
+            (offsets::NEXT_OFFSETS.to_string(), offsets::encode(next)),
+            (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
+        ]);
+        let tx = Transaction::new(&table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(data_files)
+            .set_snapshot_properties(props)
+            .apply(tx)?;
+        let table = tx.commit(self.sh.catalog.as_ref()).await?;
+        self.dlq = Some((Some(table), next.clone()));
+        self.sh
+            .metrics
+            .dlq_records
+            .get_or_create(&Metrics::label(&self.topic))
+            .inc_by(n);
+        Ok(())
     }
 
     /// Reads every partition from its next offset up to its target, within the round budget.
@@ -518,6 +716,9 @@ impl TopicTask {
             .map_or(0, |t| t.elapsed().as_millis() as u64);
     }
 }
+
+/// A round made ready to commit: the table (created or evolved), its batches, dead letters.
+type Prepared<'a> = (Table, Vec<RecordBatch>, Vec<Letter<'a>>);
 
 #[derive(Default)]
 struct RoundRead {

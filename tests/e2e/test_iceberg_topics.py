@@ -268,3 +268,78 @@ def test_produce_is_unaffected_while_the_warehouse_is_unwritable(broker):
     rows = wait_rows(broker, topic, 510, timeout=60)
     time.sleep(1)
     assert_exact(table_rows(broker, topic), high_watermarks(broker, topic, 2))
+
+
+# ------------------------------------------------------------------ schema-driven modes
+
+USER_V1 = {"type": "record", "name": "User", "namespace": "shop",
+           "fields": [{"name": "id", "type": "long"}, {"name": "name", "type": "string"},
+                      {"name": "tags", "type": {"type": "array", "items": "string"}}]}
+USER_V2 = dict(USER_V1, fields=USER_V1["fields"] + [
+    {"name": "email", "type": ["null", "string"], "default": None}])
+
+
+def avro_values(broker, topic: str, schema: dict, users: list[dict]) -> list[bytes]:
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.avro import AvroSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    ser = AvroSerializer(SchemaRegistryClient({"url": broker.schema_registry_url}),
+                         json.dumps(schema))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    return [ser(u, ctx) for u in users]
+
+
+def test_avro_values_become_columns_and_the_schema_evolves(broker):
+    topic = iceberg_topic(broker, partitions=2, **{"iceberg.mode": "value_schema_id_prefix"})
+    v1 = [{"id": i, "name": f"user{i}", "tags": ["a"] * (i % 3)} for i in range(50)]
+    produce(broker, topic, [{"value": v, "key": str(i).encode(), "partition": i % 2}
+                            for i, v in enumerate(avro_values(broker, topic, USER_V1, v1))])
+    rows = wait_rows(broker, topic, 50)
+    assert sorted(r["id"] for r in rows) == list(range(50))
+    assert all(r["name"] == f"user{r['id']}" and r["tags"] == ["a"] * (r["id"] % 3)
+               for r in rows)
+    assert "email" not in rows[0]
+
+    # A new optional field mid-stream: the table gains the column, old rows read null.
+    v2 = [{"id": i, "name": f"user{i}", "tags": [], "email": f"u{i}@example.com"}
+          for i in range(50, 80)]
+    produce(broker, topic, [{"value": v, "partition": i % 2}
+                            for i, v in enumerate(avro_values(broker, topic, USER_V2, v2))])
+    # Malformed values: no wire-format header, an unknown schema id, a truncated payload.
+    bad = [b"not avro at all", b"\x00\x00\x00\x7f\xff\x02", avro_values(
+        broker, topic, USER_V2, [v2[0]])[0][:7]]
+    produce(broker, topic, [{"value": v, "key": b"bad", "partition": 0} for v in bad])
+    rows = wait_rows(broker, topic, 80)
+    by_id = {r["id"]: r for r in rows}
+    assert len(rows) == 80 and sorted(by_id) == list(range(80))
+    assert all(by_id[i]["email"] is None for i in range(50))
+    assert all(by_id[i]["email"] == f"u{i}@example.com" for i in range(50, 80))
+    dlq = wait_rows(broker, f"{topic}~dlq", 3)
+    assert sorted(r["value"] for r in dlq) == sorted(bad)
+    codes = {r["value"]: r["reason_code"] for r in dlq}
+    assert codes[bad[0]] == "bad_wire_format"
+    assert codes[bad[1]] == "unknown_schema_id"
+    assert codes[bad[2]] == "payload_mismatch"
+    assert all(r["reason"] for r in dlq)
+    # Offsets: table + DLQ hold every offset of every partition exactly once.
+    assert_exact(rows + dlq, high_watermarks(broker, topic, 2))
+    desc = describe(broker, topic)
+    assert desc["dlq_records"] == 3
+
+    con = duckdb_connection()
+    con.execute(f"""ATTACH 'warehouse' AS ice (TYPE iceberg,
+                    ENDPOINT '{broker.iceberg_catalog_url}', AUTHORIZATION_TYPE 'none')""")
+    assert con.execute(f'SELECT count(*), count(email) FROM ice.kafka."{topic}"').fetchone() \
+        == (80, 30)
+
+
+def test_invalid_records_can_be_dropped(broker):
+    topic = iceberg_topic(broker, **{"iceberg.mode": "value_schema_id_prefix",
+                                     "iceberg.invalid.record.action": "drop"})
+    good = avro_values(broker, topic, USER_V1, [{"id": 1, "name": "a", "tags": []}])
+    produce(broker, topic, good + [b"garbage"] + good)
+    wait_rows(broker, topic, 2)
+    time.sleep(1)
+    assert not catalog(broker).table_exists(("kafka", f"{topic}~dlq"))
+    _, metrics, _ = http_get(f"{broker.admin_url}/metrics")
+    assert f'icestream_iceberg_dropped_records_total{{topic="{topic}"}} 1' in metrics
