@@ -17,6 +17,7 @@ pub mod files;
 pub mod key_value;
 pub mod lake;
 pub mod metrics;
+pub mod object_io;
 pub mod offsets;
 mod routes;
 pub mod schema_mode;

@@ -343,3 +343,48 @@ def test_invalid_records_can_be_dropped(broker):
     assert not catalog(broker).table_exists(("kafka", f"{topic}~dlq"))
     _, metrics, _ = http_get(f"{broker.admin_url}/metrics")
     assert f'icestream_iceberg_dropped_records_total{{topic="{topic}"}} 1' in metrics
+
+
+def test_protobuf_values_become_columns(broker):
+    """Needs the registry's Protobuf support and the protobuf package (both from the schema
+    registry branch); skipped where either is missing."""
+    pytest.importorskip("google.protobuf")
+    from confluent_kafka.schema_registry import SchemaRegistryClient
+    from confluent_kafka.schema_registry.error import SchemaRegistryError
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from confluent_kafka.serialization import MessageField, SerializationContext
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    F = descriptor_pb2.FieldDescriptorProto
+
+    def message_class(pkg, fields):
+        fdp = descriptor_pb2.FileDescriptorProto(name=f"{pkg}/order.proto", package=pkg,
+                                                 syntax="proto3")
+        m = fdp.message_type.add(name="Order")
+        for name, number, ftype in fields:
+            m.field.add(name=name, number=number, type=ftype, label=F.LABEL_OPTIONAL)
+        pool = descriptor_pool.DescriptorPool()
+        pool.Add(fdp)
+        return message_factory.GetMessageClass(pool.FindMessageTypeByName(f"{pkg}.Order"))
+
+    topic = iceberg_topic(broker, **{"iceberg.mode": "value_schema_id_prefix"})
+    pkg = "shop_" + topic.replace("-", "_")
+    V1 = message_class(pkg, [("id", 1, F.TYPE_STRING), ("quantity", 2, F.TYPE_INT32)])
+    V2 = message_class(pkg, [("id", 1, F.TYPE_STRING), ("quantity", 2, F.TYPE_INT32),
+                             ("note", 3, F.TYPE_STRING)])
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    try:
+        ser1 = ProtobufSerializer(V1, sr, {"use.deprecated.format": False})
+        values = [ser1(V1(id=f"o{i}", quantity=i), ctx) for i in range(20)]
+    except SchemaRegistryError as e:
+        pytest.skip(f"this registry does not take Protobuf schemas: {e}")
+    ser2 = ProtobufSerializer(V2, sr, {"use.deprecated.format": False})
+    values += [ser2(V2(id=f"o{i}", quantity=i, note=f"n{i}"), ctx) for i in range(20, 30)]
+    produce(broker, topic, values)
+    rows = wait_rows(broker, topic, 30)
+    by_id = {r["id"]: r for r in rows}
+    assert sorted(by_id) == sorted(f"o{i}" for i in range(30))
+    assert all(by_id[f"o{i}"]["quantity"] == i for i in range(30))
+    assert all(by_id[f"o{i}"]["note"] is None for i in range(20))
+    assert all(by_id[f"o{i}"]["note"] == f"n{i}" for i in range(20, 30))
+    assert_exact(rows, high_watermarks(broker, topic, 1))
