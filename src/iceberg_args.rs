@@ -32,7 +32,11 @@ pub struct IcebergArgs {
     #[arg(long, env = "ICESTREAM_ICEBERG_OAUTH2_CLIENT_ID")]
     pub iceberg_oauth2_client_id: Option<String>,
     /// OAuth2 client-credentials secret for the external catalog
-    #[arg(long, env = "ICESTREAM_ICEBERG_OAUTH2_CLIENT_SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "ICESTREAM_ICEBERG_OAUTH2_CLIENT_SECRET",
+        hide_env_values = true
+    )]
     pub iceberg_oauth2_client_secret: Option<String>,
     /// OAuth2 token endpoint (default: the catalog's /v1/oauth/tokens)
     #[arg(long, env = "ICESTREAM_ICEBERG_OAUTH2_SERVER_URI")]
@@ -84,7 +88,10 @@ impl IcebergArgs {
         &self,
         uri: &str,
     ) -> anyhow::Result<(Arc<dyn iceberg_sink::iceberg::Catalog>, String)> {
-        let credential = match (&self.iceberg_oauth2_client_id, &self.iceberg_oauth2_client_secret) {
+        let credential = match (
+            &self.iceberg_oauth2_client_id,
+            &self.iceberg_oauth2_client_secret,
+        ) {
             (Some(id), Some(secret)) => Some(format!("{id}:{secret}")),
             (None, None) => None,
             _ => anyhow::bail!(

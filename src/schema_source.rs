@@ -57,10 +57,7 @@ impl SchemaSource for RegistrySchemas {
         let (text, uses) = self.0.by_id(id, true).ok()?;
         let mut references = Vec::new();
         if let Some((subject, version)) = uses.first() {
-            if let Ok(v) = self
-                .0
-                .version(subject, VersionRef::Number(*version), true)
-            {
+            if let Ok(v) = self.0.version(subject, VersionRef::Number(*version), true) {
                 self.resolve(&v.references, 0, &mut references);
             }
         }

@@ -134,7 +134,10 @@ pub const CONFIG_ALIASES: &[(&str, &str)] = &[
     ("redpanda.iceberg.target.lag.ms", "iceberg.target.lag.ms"),
     ("redpanda.iceberg.partition.spec", "iceberg.partition.spec"),
     ("redpanda.iceberg.delete", "iceberg.delete"),
-    ("redpanda.iceberg.invalid.record.action", "iceberg.invalid.record.action"),
+    (
+        "redpanda.iceberg.invalid.record.action",
+        "iceberg.invalid.record.action",
+    ),
 ];
 
 /// The Icestream name of a config key (aliases resolved; other names unchanged).

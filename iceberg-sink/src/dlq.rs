@@ -24,8 +24,7 @@ pub fn schema() -> Result<Schema, SinkError> {
             key_value::meta_field().into(),
             NestedField::optional(9, "key", Type::Primitive(PrimitiveType::Binary)).into(),
             NestedField::optional(10, "value", Type::Primitive(PrimitiveType::Binary)).into(),
-            NestedField::required(11, "reason_code", Type::Primitive(PrimitiveType::String))
-                .into(),
+            NestedField::required(11, "reason_code", Type::Primitive(PrimitiveType::String)).into(),
             NestedField::required(12, "reason", Type::Primitive(PrimitiveType::String)).into(),
         ])
         .build()?)

@@ -141,7 +141,11 @@ pub fn meta_column(fields: &Fields, rows: &[Row<'_>]) -> Result<ArrayRef, SinkEr
         };
         cols.push(col);
     }
-    Ok(Arc::new(StructArray::try_new(meta_fields.clone(), cols, None)?))
+    Ok(Arc::new(StructArray::try_new(
+        meta_fields.clone(),
+        cols,
+        None,
+    )?))
 }
 
 /// A `key_value` batch: the metadata struct, then the raw key and value bytes.

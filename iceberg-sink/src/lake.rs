@@ -11,9 +11,9 @@ use std::fmt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use iceberg::Catalog as _;
 use iceberg::io::FileIO;
 use iceberg::table::Table;
+use iceberg::Catalog as _;
 use iceberg::{
     Error, ErrorKind, Namespace, NamespaceIdent, Result, TableCommit, TableCreation, TableIdent,
 };
@@ -80,7 +80,10 @@ fn unsupported(what: &str) -> Error {
 
 #[async_trait]
 impl iceberg::Catalog for BuiltinCatalog {
-    async fn list_namespaces(&self, parent: Option<&NamespaceIdent>) -> Result<Vec<NamespaceIdent>> {
+    async fn list_namespaces(
+        &self,
+        parent: Option<&NamespaceIdent>,
+    ) -> Result<Vec<NamespaceIdent>> {
         self.inner.list_namespaces(parent).await.map_err(to_iceberg)
     }
 
@@ -122,7 +125,10 @@ impl iceberg::Catalog for BuiltinCatalog {
     }
 
     async fn drop_namespace(&self, namespace: &NamespaceIdent) -> Result<()> {
-        self.inner.drop_namespace(namespace).await.map_err(to_iceberg)
+        self.inner
+            .drop_namespace(namespace)
+            .await
+            .map_err(to_iceberg)
     }
 
     async fn list_tables(&self, namespace: &NamespaceIdent) -> Result<Vec<TableIdent>> {
@@ -149,7 +155,10 @@ impl iceberg::Catalog for BuiltinCatalog {
     }
 
     async fn drop_table(&self, table: &TableIdent) -> Result<()> {
-        self.inner.drop_table(table, false).await.map_err(to_iceberg)
+        self.inner
+            .drop_table(table, false)
+            .await
+            .map_err(to_iceberg)
     }
 
     async fn purge_table(&self, table: &TableIdent) -> Result<()> {

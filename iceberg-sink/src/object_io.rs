@@ -87,7 +87,9 @@ impl ObjectStorage {
         let p = |k: &str| self.props.get(k).cloned();
         let mut b = AmazonS3Builder::from_env().with_bucket_name(bucket);
         if let Some(v) = p("s3.endpoint") {
-            b = b.with_endpoint(&v).with_allow_http(v.starts_with("http://"));
+            b = b
+                .with_endpoint(&v)
+                .with_allow_http(v.starts_with("http://"));
         }
         if let Some(v) = p("s3.region").or_else(|| p("client.region")) {
             b = b.with_region(v);
@@ -186,11 +188,17 @@ impl Storage for ObjectStorage {
     }
 
     fn new_input(&self, path: &str) -> Result<InputFile> {
-        Ok(InputFile::new(Arc::new(self.clone_handle()), path.to_string()))
+        Ok(InputFile::new(
+            Arc::new(self.clone_handle()),
+            path.to_string(),
+        ))
     }
 
     fn new_output(&self, path: &str) -> Result<OutputFile> {
-        Ok(OutputFile::new(Arc::new(self.clone_handle()), path.to_string()))
+        Ok(OutputFile::new(
+            Arc::new(self.clone_handle()),
+            path.to_string(),
+        ))
     }
 }
 
@@ -233,7 +241,9 @@ impl FileWrite for ObjectWrite {
             .w
             .as_mut()
             .ok_or_else(|| err("write", &self.path, "file is closed"))?;
-        w.write_all(&bs).await.map_err(|e| err("write", &self.path, e))
+        w.write_all(&bs)
+            .await
+            .map_err(|e| err("write", &self.path, e))
     }
 
     async fn close(&mut self) -> Result<()> {

@@ -198,9 +198,10 @@ fn same_shape(a: &Type, b: &Type) -> bool {
         }
         (Type::Struct(x), Type::Struct(y)) => {
             x.fields().len() == y.fields().len()
-                && x.fields().iter().zip(y.fields()).all(|(p, q)| {
-                    p.name == q.name && same_shape(&p.field_type, &q.field_type)
-                })
+                && x.fields()
+                    .iter()
+                    .zip(y.fields())
+                    .all(|(p, q)| p.name == q.name && same_shape(&p.field_type, &q.field_type))
         }
         _ => false,
     }
@@ -215,16 +216,17 @@ pub fn batch(
     values: &[decode::Row],
 ) -> Result<RecordBatch, SinkError> {
     let value_type = value_type(table_schema);
-    let value_array = decode::rows_to_arrow(values, &value_type)
-        .map_err(|e| SinkError::Layout(e.to_string()))?;
+    let value_array =
+        decode::rows_to_arrow(values, &value_type).map_err(|e| SinkError::Layout(e.to_string()))?;
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(arrow.fields().len());
     for f in arrow.fields().iter() {
         let col = match f.name().as_str() {
             META => key_value::meta_column(arrow.fields(), rows)?,
             "key" => key_value::bytes_column(rows.iter().map(|r| r.record.key.as_deref())),
-            name => value_array.column_by_name(name).cloned().ok_or_else(|| {
-                SinkError::Layout(format!("no value column '{name}' was built"))
-            })?,
+            name => value_array
+                .column_by_name(name)
+                .cloned()
+                .ok_or_else(|| SinkError::Layout(format!("no value column '{name}' was built")))?,
         };
         cols.push(col);
     }

@@ -50,7 +50,10 @@ impl TopicSettings {
         let ns = get("iceberg.namespace");
         TopicSettings {
             mode,
-            target_lag_ms: get("iceberg.target.lag.ms").parse().unwrap_or(60_000).max(100),
+            target_lag_ms: get("iceberg.target.lag.ms")
+                .parse()
+                .unwrap_or(60_000)
+                .max(100),
             partition_spec: get("iceberg.partition.spec"),
             delete: get("iceberg.delete") != "false",
             drop_invalid: get("iceberg.invalid.record.action") == "drop",

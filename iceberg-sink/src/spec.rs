@@ -36,7 +36,7 @@ pub fn parse(spec: &str) -> Result<Vec<Term>, SinkError> {
             .ok_or_else(|| bad("must be wrapped in parentheses, e.g. (hour(kafka.timestamp))"))?
     };
     let mut terms = Vec::new();
-    for part in split_top(inner).map_err(|w| bad(w))? {
+    for part in split_top(inner).map_err(&bad)? {
         let part = part.trim();
         if part.is_empty() {
             continue;

@@ -29,10 +29,10 @@ use uuid::Uuid;
 use crate::decode::{SchemaSource, ValueDecoder};
 use crate::dlq::{self, Letter};
 use crate::error::SinkError;
-use crate::schema_mode::{self, Decoded, SchemaLayout};
 use crate::key_value::{self, Row};
 use crate::metrics::Metrics;
 use crate::offsets::{self, Offsets};
+use crate::schema_mode::{self, Decoded, SchemaLayout};
 use crate::settings::{Mode, TopicSettings};
 use crate::status::{SnapshotInfo, TopicStatus};
 use crate::{files, spec};
@@ -167,9 +167,7 @@ impl Translator {
             }
         }
         for (name, (id, s)) in wanted {
-            let restart = running
-                .get(&name)
-                .is_none_or(|r| r.task.is_finished());
+            let restart = running.get(&name).is_none_or(|r| r.task.is_finished());
             if let Some(r) = running.get_mut(&name) {
                 r.settings = s.clone();
             }
@@ -191,9 +189,13 @@ impl Translator {
     async fn drop_tables(&self, topic: &str, s: &TopicSettings) {
         for ident in [s.table(topic), s.dlq_table(topic)] {
             match self.shared.catalog.purge_table(&ident).await {
-                Ok(()) => tracing::info!(table = %ident, "dropped the Iceberg table of a deleted topic"),
+                Ok(()) => {
+                    tracing::info!(table = %ident, "dropped the Iceberg table of a deleted topic")
+                }
                 Err(e) if e.kind() == ErrorKind::TableNotFound => {}
-                Err(e) => tracing::warn!(table = %ident, error = %e, "cannot drop the Iceberg table of a deleted topic"),
+                Err(e) => {
+                    tracing::warn!(table = %ident, error = %e, "cannot drop the Iceberg table of a deleted topic")
+                }
             }
         }
     }
@@ -261,7 +263,11 @@ impl TopicTask {
                     self.loaded = false;
                     self.table = None;
                     self.dlq = None;
-                    self.sh.metrics.commit_errors.get_or_create(&Metrics::label(&self.topic)).inc();
+                    self.sh
+                        .metrics
+                        .commit_errors
+                        .get_or_create(&Metrics::label(&self.topic))
+                        .inc();
                     tracing::warn!(topic = %self.topic, error = %e, "Iceberg translation round failed; retrying");
                     self.set_error(Some(e.to_string()));
                     tokio::time::sleep(backoff).await;
@@ -298,7 +304,11 @@ impl TopicTask {
         }
         self.publish_status(s, &targets);
         let label = Metrics::label(&self.topic);
-        self.sh.metrics.lag_records.get_or_create(&label).set(pending);
+        self.sh
+            .metrics
+            .lag_records
+            .get_or_create(&label)
+            .set(pending);
         if pending == 0 {
             self.pending_since = None;
             self.sh.metrics.lag_ms.get_or_create(&label).set(0);
@@ -329,7 +339,11 @@ impl TopicTask {
         if !letters.is_empty() {
             let n = letters.len() as u64;
             if s.drop_invalid {
-                self.sh.metrics.dropped_records.get_or_create(&label).inc_by(n);
+                self.sh
+                    .metrics
+                    .dropped_records
+                    .get_or_create(&label)
+                    .inc_by(n);
             } else {
                 self.write_dlq(s, letters, &read.next).await?;
             }
@@ -344,11 +358,20 @@ impl TopicTask {
         let data_files = files::write(&table, batches, Uuid::new_v4().to_string()).await?;
         let (n_files, n_bytes) = (
             data_files.len() as u64,
-            data_files.iter().map(|f| f.file_size_in_bytes()).sum::<u64>(),
+            data_files
+                .iter()
+                .map(|f| f.file_size_in_bytes())
+                .sum::<u64>(),
         );
         let props = HashMap::from([
-            (offsets::NEXT_OFFSETS.to_string(), offsets::encode(&read.next)),
-            (offsets::RANGES.to_string(), offsets::encode_ranges(&read.ranges)),
+            (
+                offsets::NEXT_OFFSETS.to_string(),
+                offsets::encode(&read.next),
+            ),
+            (
+                offsets::RANGES.to_string(),
+                offsets::encode_ranges(&read.ranges),
+            ),
             (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
         ]);
         let tx = Transaction::new(&table);
@@ -509,8 +532,7 @@ impl TopicTask {
                 t
             }
             Some(t) => {
-                let adds = schema_mode::additions(&current, &target)
-                    .map_err(SinkError::Layout)?;
+                let adds = schema_mode::additions(&current, &target).map_err(SinkError::Layout)?;
                 if adds.is_empty() {
                     t
                 } else {

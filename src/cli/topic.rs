@@ -609,43 +609,11 @@ pub async fn add_partitions(args: &ClientArgs, name: &str, count: i32) -> Result
     Ok(())
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn key_value_parsing() {
-        assert_eq!(
-            parse_key_value("retention.ms=1000", "-c").ok(),
-            Some(("retention.ms".into(), "1000".into()))
-        );
-        assert_eq!(
-            parse_key_value("a=b=c", "-c").ok(),
-            Some(("a".into(), "b=c".into()))
-        );
-        assert_eq!(
-            parse_key_value("cleanup.policy=", "-c").ok(),
-            Some(("cleanup.policy".into(), "".into()))
-        );
-        let e = parse_key_value("nokey", "--set")
-            .err()
-            .map(|e| e.to_string());
-        assert_eq!(
-            e.as_deref(),
-            Some("invalid config 'nokey': use --set key=value, e.g. --set retention.ms=86400000")
-        );
-        assert!(parse_key_value("=v", "-c").is_err());
-    }
-}
-
 /// The topic's Iceberg translation state (`GET /v1/iceberg/topics/{topic}`), if the broker
 /// has it: `None` for brokers without Iceberg topics or when the admin API is unreachable.
 async fn iceberg_status(args: &ClientArgs, topic: &str) -> Option<serde_json::Value> {
     let url = super::http::parse_url(&args.admin_url).ok()?;
-    let path = format!(
-        "/v1/iceberg/topics/{}",
-        super::http::encode_segment(topic)
-    );
+    let path = format!("/v1/iceberg/topics/{}", super::http::encode_segment(topic));
     let (status, text) = super::http::request(
         &url,
         super::http::ADMIN_API,
@@ -684,7 +652,10 @@ fn iceberg_section(v: &serde_json::Value) -> String {
     let mut out = String::from("iceberg:\n");
     out.push_str(&key_values(&[
         ("ICEBERG MODE", s("mode")),
-        ("TABLE", format!("{} ({} catalog)", s("table"), s("catalog"))),
+        (
+            "TABLE",
+            format!("{} ({} catalog)", s("table"), s("catalog")),
+        ),
         ("LOCATION", s("location")),
         ("LAST SNAPSHOT", snapshot),
         (
@@ -720,4 +691,33 @@ fn iceberg_section(v: &serde_json::Value) -> String {
         ),
     ]));
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_value_parsing() {
+        assert_eq!(
+            parse_key_value("retention.ms=1000", "-c").ok(),
+            Some(("retention.ms".into(), "1000".into()))
+        );
+        assert_eq!(
+            parse_key_value("a=b=c", "-c").ok(),
+            Some(("a".into(), "b=c".into()))
+        );
+        assert_eq!(
+            parse_key_value("cleanup.policy=", "-c").ok(),
+            Some(("cleanup.policy".into(), "".into()))
+        );
+        let e = parse_key_value("nokey", "--set")
+            .err()
+            .map(|e| e.to_string());
+        assert_eq!(
+            e.as_deref(),
+            Some("invalid config 'nokey': use --set key=value, e.g. --set retention.ms=86400000")
+        );
+        assert!(parse_key_value("=v", "-c").is_err());
+    }
 }
