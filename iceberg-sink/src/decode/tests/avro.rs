@@ -445,3 +445,23 @@ fn avro_empty_records_have_no_column() {
     let err = ValueDecoder::new(&schema(2, SchemaKind::Avro, empty), &[]).unwrap_err();
     assert!(err.to_string().contains("no columns"), "{err}");
 }
+
+#[test]
+fn avro_blocks_with_byte_sizes_and_several_blocks_decode() {
+    // Java's buffered encoders write a negative count followed by the block's byte size.
+    let dec = ValueDecoder::new(
+        &schema(1, SchemaKind::Avro, r#"{"type": "array", "items": "int"}"#),
+        &[],
+    )
+    .unwrap();
+    // Block 1: count -2 (zigzag 3), size 2, items 1, 2; block 2: count 1, item 3; end 0.
+    let row = dec.decode(&[3, 4, 2, 4, 2, 6, 0]).unwrap();
+    assert_eq!(
+        row.get(SCALAR_COLUMN),
+        Some(&Value::List(vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3)
+        ]))
+    );
+}
