@@ -93,7 +93,9 @@ impl AvroDecoder {
         let shape = decoder
             .shape(&decoder.schema, &mut stack)
             .map_err(|reason| DecodeError::schema(id, reason))?
-            .ok_or_else(|| DecodeError::schema(id, "the schema is \"null\": no columns"))?;
+            .ok_or_else(|| {
+                DecodeError::schema(id, "the schema has no columns (null or an empty record)")
+            })?;
         Ok((decoder, shape))
     }
 
@@ -191,7 +193,7 @@ impl AvroDecoder {
                             fields.push(ShapeField::optional(name, shape));
                         }
                     }
-                    Ok(Some(Shape::Struct(fields)))
+                    Ok((!fields.is_empty()).then_some(Shape::Struct(fields)))
                 }
             },
             Schema::Record(r) => {
@@ -211,7 +213,8 @@ impl AvroDecoder {
                     }
                 }
                 stack.pop();
-                Ok(Some(Shape::Struct(fields)))
+                // A record without fields has no Iceberg/Parquet type: no column.
+                Ok((!fields.is_empty()).then_some(Shape::Struct(fields)))
             }
             Schema::Ref { .. } => {
                 let resolved = self.resolve(s)?;

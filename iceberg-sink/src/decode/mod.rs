@@ -16,6 +16,38 @@
 //!    row's schema version lacks reads as null.
 //!
 //! The type mapping of each format is in docs/iceberg.md ("Schema-driven modes: type mapping").
+//!
+//! A translation round, in outline (the table schema also holds the translator's own columns;
+//! it may add them to each row as ordinary fields, e.g. a `Value::Struct` of Kafka metadata,
+//! and build one batch):
+//!
+//! ```ignore
+//! let mut cache = DecoderCache::new(source);            // one per partition translator
+//! let mut ids = FieldIds::from_schema(&table_schema);
+//! let mut evolved_for = HashSet::new();                 // schema versions already merged
+//! let mut rows = Vec::new();
+//! for record in records {
+//!     match cache.decode_prefixed(record.value) {
+//!         Ok(d) => {
+//!             if evolved_for.insert(Arc::as_ptr(&d.decoder)) {
+//!                 let incoming = d.decoder.iceberg_type(&mut ids);
+//!                 match evolve(&table_schema, &incoming) {
+//!                     Ok(Some(next)) => {
+//!                         // commit AddSchema + SetCurrentSchema, then:
+//!                         table_schema = next;
+//!                         ids = FieldIds::from_schema(&table_schema);
+//!                     }
+//!                     Ok(None) => {}
+//!                     Err(e) => { dead_letter(record, e.code(), e.to_string()); continue; }
+//!                 }
+//!             }
+//!             rows.push(d.row);
+//!         }
+//!         Err(e) => dead_letter(record, e.code(), e.to_string()),
+//!     }
+//! }
+//! let batch = rows_to_record_batch(&rows, &table_schema)?;   // iceberg's Arrow schema exactly
+//! ```
 
 mod arrow;
 mod avro;

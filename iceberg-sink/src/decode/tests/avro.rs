@@ -426,3 +426,42 @@ fn avro_uuid_on_fixed_is_read_as_16_raw_bytes() {
     let err = ValueDecoder::new(&schema(2, SchemaKind::Avro, mixed), &[]).unwrap_err();
     assert!(err.to_string().contains("cannot tell them apart"), "{err}");
 }
+
+#[test]
+fn avro_empty_records_have_no_column() {
+    let text = r#"{"type": "record", "name": "R", "fields": [
+        {"name": "e", "type": {"type": "record", "name": "Empty", "fields": []}},
+        {"name": "n", "type": "int"}]}"#;
+    let dec = ValueDecoder::new(&schema(1, SchemaKind::Avro, text), &[]).unwrap();
+    assert_eq!(
+        dec.iceberg_type(&mut FieldIds::new()),
+        StructType::new(vec![opt(1, "n", p(P::Int))])
+    );
+    let row = dec.decode(&[4]).unwrap();
+    assert_eq!(row.get("n"), Some(&Value::Int(2)));
+    let st = dec.iceberg_type(&mut FieldIds::new());
+    assert_eq!(to_arrow(&[row], &st).len(), 1);
+    let empty = r#"{"type": "record", "name": "Empty", "fields": []}"#;
+    let err = ValueDecoder::new(&schema(2, SchemaKind::Avro, empty), &[]).unwrap_err();
+    assert!(err.to_string().contains("no columns"), "{err}");
+}
+
+#[test]
+fn avro_blocks_with_byte_sizes_and_several_blocks_decode() {
+    // Java's buffered encoders write a negative count followed by the block's byte size.
+    let dec = ValueDecoder::new(
+        &schema(1, SchemaKind::Avro, r#"{"type": "array", "items": "int"}"#),
+        &[],
+    )
+    .unwrap();
+    // Block 1: count -2 (zigzag 3), size 2, items 1, 2; block 2: count 1, item 3; end 0.
+    let row = dec.decode(&[3, 4, 2, 4, 2, 6, 0]).unwrap();
+    assert_eq!(
+        row.get(SCALAR_COLUMN),
+        Some(&Value::List(vec![
+            Value::Int(1),
+            Value::Int(2),
+            Value::Int(3)
+        ]))
+    );
+}

@@ -91,3 +91,13 @@ pub(super) fn to_arrow(rows: &[Row], st: &StructType) -> StructArray {
     );
     arr
 }
+
+#[test]
+fn decoders_can_be_shared_across_threads() {
+    fn send_sync<T: Send + Sync>() {}
+    fn send<T: Send>() {}
+    send_sync::<ValueDecoder>();
+    send_sync::<DecodedValue>();
+    send::<DecoderCache>();
+    send_sync::<DecodeError>();
+}
