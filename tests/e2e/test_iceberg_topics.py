@@ -388,3 +388,24 @@ def test_protobuf_values_become_columns(broker):
     assert all(by_id[f"o{i}"]["note"] is None for i in range(20))
     assert all(by_id[f"o{i}"]["note"] == f"n{i}" for i in range(20, 30))
     assert_exact(rows, high_watermarks(broker, topic, 1))
+
+
+def test_value_schema_latest_decodes_bare_avro_payloads(broker):
+    import io
+
+    import fastavro
+    from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+    topic = iceberg_topic(broker, **{"iceberg.mode": "value_schema_latest"})
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+    sr.register_schema(f"{topic}-value", Schema(json.dumps(USER_V1), "AVRO"))
+    parsed = fastavro.parse_schema(USER_V1)
+
+    def bare(u):
+        buf = io.BytesIO()
+        fastavro.schemaless_writer(buf, parsed, u)
+        return buf.getvalue()
+
+    produce(broker, topic, [bare({"id": i, "name": f"n{i}", "tags": []}) for i in range(20)])
+    rows = wait_rows(broker, topic, 20)
+    assert sorted((r["id"], r["name"]) for r in rows) == [(i, f"n{i}") for i in range(20)]
+    assert_exact(rows, high_watermarks(broker, topic, 1))
