@@ -409,3 +409,24 @@ def test_value_schema_latest_decodes_bare_avro_payloads(broker):
     rows = wait_rows(broker, topic, 20)
     assert sorted((r["id"], r["name"]) for r in rows) == [(i, f"n{i}") for i in range(20)]
     assert_exact(rows, high_watermarks(broker, topic, 1))
+
+
+def test_files_follow_the_target_lag_not_the_produce_rate(broker):
+    """Thousands of small produce requests over ~4 s with a 2 s target lag: a handful of
+    commits and files, not one per request."""
+    topic = iceberg_topic(broker, **{"iceberg.target.lag.ms": "2000"})
+    p = Producer(producer_config(broker, **{"linger.ms": 0}))
+    n = 0
+    start = time.monotonic()
+    while time.monotonic() - start < 4:
+        p.produce(topic, value=b"v" * 50)
+        p.poll(0)
+        n += 1
+        if n % 50 == 0:
+            p.flush(10)
+    p.flush(30)
+    rows = wait_rows(broker, topic, n, timeout=30)
+    assert len(rows) == n
+    desc = describe(broker, topic)
+    assert desc["commits"] <= 8, desc
+    assert desc["files_written"] <= 2 * desc["commits"], desc
