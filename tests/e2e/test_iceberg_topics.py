@@ -430,3 +430,51 @@ def test_files_follow_the_target_lag_not_the_produce_rate(broker):
     desc = describe(broker, topic)
     assert desc["commits"] <= 8, desc
     assert desc["files_written"] <= 2 * desc["commits"], desc
+
+
+def test_schema_mode_with_dead_letters_exactly_once_through_sigkill(broker):
+    """Valid Avro values and garbage interleaved while the broker is killed: the table and the
+    DLQ together hold every offset once (the DLQ is committed first and skips what it has)."""
+    topic = iceberg_topic(broker, partitions=2, **{"iceberg.mode": "value_schema_id_prefix"})
+    good = avro_values(broker, topic, USER_V1, [{"id": i, "name": "x", "tags": []}
+                                                 for i in range(10)])
+    stop = threading.Event()
+
+    def producer_loop():
+        p = Producer(producer_config(broker, **{"message.timeout.ms": 120000,
+                                                "enable.idempotence": True}))
+        i = 0
+        while not stop.is_set():
+            v = b"garbage-%d" % i if i % 7 == 0 else good[i % 10]
+            try:
+                p.produce(topic, value=v)
+                i += 1
+            except BufferError:
+                p.poll(0.05)
+            p.poll(0)
+            if i % 100 == 0:
+                time.sleep(0.01)
+        p.flush(120)
+
+    th = threading.Thread(target=producer_loop)
+    th.start()
+    try:
+        for _ in range(4):
+            time.sleep(random.uniform(0.5, 1.5))
+            broker.kill9()
+            broker.restart()
+    finally:
+        stop.set()
+        th.join(180)
+    highs = high_watermarks(broker, topic, 2)
+    total = sum(highs.values())
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        rows, dlq = table_rows(broker, topic), table_rows(broker, f"{topic}~dlq")
+        if len(rows) + len(dlq) >= total:
+            break
+        time.sleep(0.3)
+    time.sleep(1)
+    rows, dlq = table_rows(broker, topic), table_rows(broker, f"{topic}~dlq")
+    assert dlq and all(r["value"].startswith(b"garbage-") for r in dlq)
+    assert_exact(rows + dlq, highs)
