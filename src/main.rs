@@ -2,6 +2,8 @@
 //! running broker over its public APIs.
 
 mod cli;
+mod iceberg_args;
+mod schema_source;
 mod serve;
 mod tiering_args;
 

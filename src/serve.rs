@@ -42,6 +42,8 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8181"
     )]
     pub iceberg_catalog_addr: SocketAddr,
+    #[command(flatten)]
+    pub iceberg: crate::iceberg_args::IcebergArgs,
     /// Shards (threads that own partitions); default one per core
     #[arg(long, env = "ICESTREAM_SMP")]
     pub smp: Option<usize>,
@@ -321,6 +323,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot rebuild the schema registry from _schemas")?;
     // Produce-time schema id validation (confluent.value.schema.validation) asks the registry.
     let _ = broker.schema_ids.set(registry.clone());
+    let (lake, lake_name) = args.iceberg.lake_catalog(catalog.clone()).await?;
+    let translator = iceberg_sink::Translator::new(
+        broker.clone(),
+        lake,
+        lake_name,
+        Some(std::sync::Arc::new(crate::schema_source::RegistrySchemas(
+            registry.clone(),
+        ))),
+        args.iceberg.translator_config(),
+    );
+    broker
+        .metrics
+        .register_with(|r| translator.metrics().register(r));
+    let translator_task = translator.start();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,
@@ -338,7 +354,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let admin_task = tokio::spawn(engine::admin::serve_with(
         admin,
         broker.clone(),
-        mounts.routes(),
+        mounts.routes().merge(translator.routes()),
     ));
     let registry_task = tokio::spawn(schema_registry::serve(schema_registry, registry));
     let catalog_task = tokio::spawn(iceberg_sink::catalog::serve(iceberg_catalog, catalog));
@@ -347,6 +363,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     admin_task.abort();
     registry_task.abort();
     catalog_task.abort();
+    translator_task.abort();
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())

@@ -82,6 +82,8 @@ pub enum Kind {
     Int(i64),
     Bool,
     Choice(&'static [&'static str]),
+    /// Free text, checked by the subsystem that reads it.
+    Text,
 }
 
 /// One topic config key Icestream understands.
@@ -120,9 +122,39 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "confluent.key.schema.validation", broker_name: "confluent.key.schema.validation", kind: Kind::Bool, default: "false", doc: "the same check for every non-null record key" },
     ConfigDef { name: "redpanda.value.schema.id.validation", broker_name: "redpanda.value.schema.id.validation", kind: Kind::Bool, default: "false", doc: "alias of confluent.value.schema.validation (Redpanda's name)" },
     ConfigDef { name: "redpanda.key.schema.id.validation", broker_name: "redpanda.key.schema.id.validation", kind: Kind::Bool, default: "false", doc: "alias of confluent.key.schema.validation (Redpanda's name)" },
+    // Iceberg topics (docs/iceberg.md). Checked in depth by the translator, which reports a
+    // bad partition spec in its metrics and logs rather than refusing the topic.
+    ConfigDef { name: "iceberg.mode", broker_name: "iceberg.mode", kind: Kind::Choice(&["disabled", "key_value", "value_schema_id_prefix", "value_schema_latest"]), default: "disabled", doc: "make the topic an Iceberg table: key_value (raw bytes) or values decoded with the schema registry" },
+    ConfigDef { name: "iceberg.target.lag.ms", broker_name: "iceberg.target.lag.ms", kind: Kind::Long(100), default: "60000", doc: "how stale the Iceberg table may be" },
+    ConfigDef { name: "iceberg.partition.spec", broker_name: "iceberg.partition.spec", kind: Kind::Text, default: "(hour(kafka.timestamp))", doc: "partition spec of the table, e.g. (hour(kafka.timestamp)) or (bucket(16, key), day(kafka.timestamp)); () for none" },
+    ConfigDef { name: "iceberg.delete", broker_name: "iceberg.delete", kind: Kind::Bool, default: "true", doc: "drop the Iceberg table when the topic is deleted" },
+    ConfigDef { name: "iceberg.invalid.record.action", broker_name: "iceberg.invalid.record.action", kind: Kind::Choice(&["dlq_table", "drop"]), default: "dlq_table", doc: "records that cannot be decoded go to the <topic>~dlq table, or are dropped" },
+    ConfigDef { name: "iceberg.namespace", broker_name: "iceberg.namespace", kind: Kind::Text, default: "", doc: "namespace of the topic's table (empty: the broker's --iceberg-namespace)" },
 ];
 
+/// Other brokers' names for Icestream topic configs, accepted so that a migrating user's
+/// configs work; they are stored under the Icestream name.
+pub const CONFIG_ALIASES: &[(&str, &str)] = &[
+    ("redpanda.iceberg.mode", "iceberg.mode"),
+    ("redpanda.iceberg.target.lag.ms", "iceberg.target.lag.ms"),
+    ("redpanda.iceberg.partition.spec", "iceberg.partition.spec"),
+    ("redpanda.iceberg.delete", "iceberg.delete"),
+    (
+        "redpanda.iceberg.invalid.record.action",
+        "iceberg.invalid.record.action",
+    ),
+];
+
+/// The Icestream name of a config key (aliases resolved; other names unchanged).
+pub fn canonical_name(name: &str) -> &str {
+    CONFIG_ALIASES
+        .iter()
+        .find(|(alias, _)| *alias == name)
+        .map_or(name, |(_, canonical)| canonical)
+}
+
 pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
+    let name = canonical_name(name);
     TOPIC_CONFIGS.iter().find(|d| d.name == name)
 }
 
@@ -173,6 +205,7 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), InvalidConfig> {
                 return Err(bad(format!("supported values: {}", opts.join(", "))));
             }
         }
+        Kind::Text => {}
     }
     Ok(())
 }
@@ -199,7 +232,7 @@ impl TopicConfig {
         let mut overrides = BTreeMap::new();
         for (k, v) in pairs {
             validate_entry(k, v)?;
-            overrides.insert(k.to_string(), v.trim().to_string());
+            overrides.insert(canonical_name(k).to_string(), v.trim().to_string());
         }
         let config = TopicConfig { overrides };
         config.check_combination()?;
@@ -222,7 +255,12 @@ impl TopicConfig {
 
     /// The effective value of `key` and whether it is an override.
     pub fn get<'a>(&'a self, key: &str, defaults: &'a ClusterDefaults) -> (&'a str, bool) {
-        match self.overrides.get(key) {
+        // An alias set through IncrementalAlterConfigs is stored under its own name.
+        let alias = CONFIG_ALIASES
+            .iter()
+            .find(|(_, canonical)| *canonical == key)
+            .and_then(|(alias, _)| self.overrides.get(*alias));
+        match self.overrides.get(key).or(alias) {
             Some(v) => (v, true),
             None => (
                 defaults.topic.get(key).map(String::as_str).unwrap_or(""),

@@ -15,6 +15,7 @@ pub mod group;
 pub mod handlers;
 pub mod internal_topic;
 pub mod log;
+pub mod log_reader;
 pub mod metrics;
 pub mod net;
 pub mod partition;

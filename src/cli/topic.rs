@@ -289,6 +289,7 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
     let end = list_offsets(&mut client, name, &info.partitions, LATEST).await?;
     let configs = non_default_configs(&mut client, name).await?;
     let storage = super::storage::topic_storage(args, name).await;
+    let iceberg = iceberg_status(args, name).await;
     let replicas = info
         .partitions
         .iter()
@@ -333,6 +334,7 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
                 "replicas": replicas,
                 "partitions": partitions,
                 "configs": configs,
+                "iceberg": iceberg,
             }))?;
         }
         Format::Table => {
@@ -400,6 +402,10 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
                     }
                     out.push_str(&t.render());
                 }
+            }
+            if let Some(ice) = iceberg.as_ref().filter(|v| v["table"].is_string()) {
+                out.push('\n');
+                out.push_str(&iceberg_section(ice));
             }
             emit_raw(&out)?;
         }
@@ -601,6 +607,90 @@ pub async fn add_partitions(args: &ClientArgs, name: &str, count: i32) -> Result
         }
     }
     Ok(())
+}
+
+/// The topic's Iceberg translation state (`GET /v1/iceberg/topics/{topic}`), if the broker
+/// has it: `None` for brokers without Iceberg topics or when the admin API is unreachable.
+async fn iceberg_status(args: &ClientArgs, topic: &str) -> Option<serde_json::Value> {
+    let url = super::http::parse_url(&args.admin_url).ok()?;
+    let path = format!("/v1/iceberg/topics/{}", super::http::encode_segment(topic));
+    let (status, text) = super::http::request(
+        &url,
+        super::http::ADMIN_API,
+        "GET",
+        &path,
+        None,
+        "is 'icestream serve' running? set --admin-url",
+    )
+    .await
+    .ok()?;
+    (status == 200)
+        .then(|| serde_json::from_str(&text).ok())
+        .flatten()
+}
+
+/// `topic describe`'s Iceberg section: table, last snapshot, lag and write counters.
+fn iceberg_section(v: &serde_json::Value) -> String {
+    let s = |k: &str| match &v[k] {
+        serde_json::Value::Null => "-".to_string(),
+        serde_json::Value::String(x) => x.clone(),
+        other => other.to_string(),
+    };
+    let snap = &v["snapshot"];
+    let snapshot = if snap.is_object() {
+        format!(
+            "{} at {} ms, covers {}",
+            snap["snapshot_id"],
+            snap["timestamp_ms"],
+            snap["summary"]["icestream.kafka.next-offsets"]
+                .as_str()
+                .unwrap_or("-")
+        )
+    } else {
+        "none yet".to_string()
+    };
+    let mut out = String::from("iceberg:\n");
+    out.push_str(&key_values(&[
+        ("ICEBERG MODE", s("mode")),
+        (
+            "TABLE",
+            format!("{} ({} catalog)", s("table"), s("catalog")),
+        ),
+        ("LOCATION", s("location")),
+        ("LAST SNAPSHOT", snapshot),
+        (
+            "LAG",
+            format!(
+                "{} records, {} ms (target {} ms)",
+                s("lag_records"),
+                s("lag_ms"),
+                s("target_lag_ms")
+            ),
+        ),
+        (
+            "WRITTEN",
+            format!(
+                "{} records, {} files, {} bytes, {} commits",
+                s("records_written"),
+                s("files_written"),
+                s("bytes_written"),
+                s("commits")
+            ),
+        ),
+        (
+            "ERRORS",
+            format!(
+                "{} failed rounds, {} DLQ records{}",
+                s("commit_errors"),
+                s("dlq_records"),
+                v["last_error"]
+                    .as_str()
+                    .map(|e| format!("; last: {e}"))
+                    .unwrap_or_default()
+            ),
+        ),
+    ]));
+    out
 }
 
 #[cfg(test)]

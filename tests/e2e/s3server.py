@@ -38,8 +38,12 @@ class WeedS3:
     stop()/start() keep the data dir and ports, so a test can take the store away and bring it
     back with everything it held."""
 
-    def __init__(self, workdir: Path, bucket: str = "icestream"):
+    def __init__(self, workdir: Path, bucket: str = "icestream",
+                 table_bucket: str | None = None):
         self.workdir = workdir
+        # An S3 Tables bucket, which weed's Iceberg REST catalog (on iceberg_port) serves as
+        # warehouse s3://<table_bucket>; OAuth2 client credentials are the S3 key and secret.
+        self.table_bucket = table_bucket
         self.dir = workdir / "weed"
         self.bucket = bucket
         # weed derives each gRPC port as the HTTP port + 10000, so pick ports whose +10000
@@ -70,6 +74,10 @@ class WeedS3:
         return f"http://127.0.0.1:{self.ports['s3']}"
 
     @property
+    def iceberg_url(self) -> str:
+        return f"http://127.0.0.1:{self.iceberg_port}"
+
+    @property
     def filer_url(self) -> str:
         return f"http://127.0.0.1:{self.ports['filer']}"
 
@@ -94,6 +102,8 @@ class WeedS3:
                f"-s3.port={p['s3']}", f"-admin.port={p['admin']}",
                f"-webdav.port={p['webdav']}", f"-s3.port.iceberg={self.iceberg_port}",
                "-s3.port.lance=0", f"-bucket={self.bucket}", "-master.telemetry=false"]
+        if self.table_bucket:
+            cmd.append(f"-tableBucket={self.table_bucket}")
         env = dict(os.environ)
         env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
         log = open(self.log_path, "ab")

@@ -110,7 +110,7 @@ fn describe_topic(
 fn config_type(k: Kind) -> i8 {
     match k {
         Kind::Bool => 1,
-        Kind::Choice(_) => 2,
+        Kind::Choice(_) | Kind::Text => 2,
         Kind::Int(_) => 3,
         Kind::Long(_) => 5,
     }

@@ -1,0 +1,144 @@
+//! Reading a partition's records from an offset across both tiers, for in-process consumers
+//! such as the Iceberg translator. Local offsets come from the partition actor (`Cmd::Read`,
+//! like Fetch); offsets below the local start come from the remote tier directly, so a slow
+//! object store never holds up the partition's producers.
+
+use bytes::Bytes;
+use kafka_protocol::records::{Record, RecordBatchDecoder};
+
+use crate::broker::Broker;
+use crate::log::batch::split_batches;
+use crate::partition::{Cmd, PartitionError, Watermarks};
+use crate::remote::{RemoteError, RemotePartition};
+
+#[derive(Debug, thiserror::Error)]
+pub enum LogReadError {
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("topic '{0}' has no partition {1}")]
+    UnknownPartition(String, i32),
+    #[error(transparent)]
+    Partition(#[from] PartitionError),
+    #[error("remote tier: {0}")]
+    Remote(#[from] RemoteError),
+    #[error("malformed record batch at offset {offset}: {reason}")]
+    Corrupt { offset: i64, reason: String },
+}
+
+/// Records read from one partition.
+#[derive(Debug)]
+pub struct LogRead {
+    /// Data records (control records left out) at or after the requested offset, in order.
+    pub records: Vec<Record>,
+    /// The offset to read next: after the last batch returned (control batches and compacted
+    /// gaps included), or the requested offset when nothing was readable.
+    pub next_offset: i64,
+    /// Stored bytes the batches took (compressed, as on disk).
+    pub bytes: usize,
+    pub marks: Watermarks,
+}
+
+impl Broker {
+    /// The partition's watermarks now.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<Watermarks, LogReadError> {
+        let t = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| LogReadError::UnknownTopic(topic.into()))?;
+        let p = t
+            .partition(partition)
+            .ok_or_else(|| LogReadError::UnknownPartition(topic.into(), partition))?;
+        let marks = *p.marks.borrow();
+        Ok(marks)
+    }
+
+    /// Reads whole batches from the batch holding `offset`, about `max_bytes` of them (at
+    /// least one), never past the high watermark. An offset below the log start reads from
+    /// the log start: the caller sees the jump in `records[0].offset`.
+    pub async fn read_log(
+        &self,
+        topic: &str,
+        partition: i32,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<LogRead, LogReadError> {
+        let t = self
+            .topics
+            .get(topic)
+            .ok_or_else(|| LogReadError::UnknownTopic(topic.into()))?;
+        let p = t
+            .partition(partition)
+            .ok_or_else(|| LogReadError::UnknownPartition(topic.into(), partition))?
+            .clone();
+        let marks = *p.marks.borrow();
+        let offset = offset.max(marks.log_start);
+        if offset >= marks.high {
+            return Ok(LogRead {
+                records: Vec::new(),
+                next_offset: offset,
+                bytes: 0,
+                marks,
+            });
+        }
+        let mut bytes = None;
+        if offset < marks.local_start {
+            if let Some(tier) = &self.remote {
+                let id = RemotePartition {
+                    topic: topic.to_string(),
+                    topic_id: t.id,
+                    partition,
+                };
+                bytes = tier.read(&id, offset, max_bytes).await?;
+            }
+        }
+        let marks = if bytes.is_none() {
+            let ok = p
+                .ask(|reply| Cmd::Read {
+                    offset,
+                    max_bytes,
+                    reply,
+                })
+                .await?;
+            bytes = ok.records;
+            ok.marks
+        } else {
+            marks
+        };
+        let data = bytes.unwrap_or_default();
+        decode(&data, offset, marks.high, marks)
+    }
+}
+
+/// Splits and decodes stored batches, keeping records in `[from, high)`.
+fn decode(data: &Bytes, from: i64, high: i64, marks: Watermarks) -> Result<LogRead, LogReadError> {
+    let corrupt = |reason: String| LogReadError::Corrupt {
+        offset: from,
+        reason,
+    };
+    let mut records = Vec::new();
+    let mut next = from;
+    for (h, batch) in split_batches(data).map_err(|e| corrupt(e.to_string()))? {
+        if h.base_offset >= high {
+            break;
+        }
+        if h.last_offset() < next {
+            continue;
+        }
+        if !h.is_control() {
+            let mut buf = batch.clone();
+            let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| corrupt(e.to_string()))?;
+            records.extend(
+                set.records
+                    .into_iter()
+                    .filter(|r| r.offset >= next && r.offset < high && !r.control),
+            );
+        }
+        next = next.max(h.last_offset() + 1).min(high.max(next));
+    }
+    Ok(LogRead {
+        records,
+        next_offset: next,
+        bytes: data.len(),
+        marks,
+    })
+}

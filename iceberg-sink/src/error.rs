@@ -1,0 +1,17 @@
+//! The translator's typed errors.
+
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("iceberg: {0}")]
+    Iceberg(#[from] iceberg::Error),
+    #[error("arrow: {0}")]
+    Arrow(#[from] arrow_schema::ArrowError),
+    #[error("reading the log: {0}")]
+    Log(#[from] engine::log_reader::LogReadError),
+    #[error("bad iceberg.partition.spec {0}")]
+    PartitionSpec(String),
+    #[error("table layout: {0}")]
+    Layout(String),
+    #[error("table {table}: {message}")]
+    Table { table: String, message: String },
+}

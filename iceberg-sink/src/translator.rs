@@ -1,0 +1,751 @@
+//! The translator: makes Iceberg topics' logs into table snapshots, off the produce path.
+//!
+//! One task per Iceberg topic. Each round reads every partition from the offsets the table
+//! already covers up to the high watermark seen at the round's start (local and tiered
+//! segments alike, through [`engine::Broker::read_log`]), writes the records as Parquet data
+//! files and commits one append snapshot whose summary records the new offsets
+//! ([`crate::offsets`]). The table is the only record of progress: after a crash or a failed
+//! commit the task reloads it and resumes from what it says, so every record lands exactly
+//! once (orphan data files of an uncommitted round are never referenced).
+//!
+//! Rounds start once data has waited half of `iceberg.target.lag.ms`, or at once when much is
+//! pending, so files grow with throughput instead of one per produce.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use arrow_array::RecordBatch;
+use engine::Broker;
+use iceberg::spec::{Schema, TableProperties};
+use iceberg::table::Table;
+use iceberg::transaction::{ApplyTransactionAction, Transaction};
+use iceberg::{Catalog, ErrorKind, TableCreation, TableIdent};
+use kafka_protocol::records::Record;
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::decode::{SchemaSource, ValueDecoder};
+use crate::dlq::{self, Letter};
+use crate::error::SinkError;
+use crate::key_value::{self, Row};
+use crate::metrics::Metrics;
+use crate::offsets::{self, Offsets};
+use crate::schema_mode::{self, Decoded, SchemaLayout};
+use crate::settings::{Mode, TopicSettings};
+use crate::status::{SnapshotInfo, TopicStatus};
+use crate::{files, spec};
+
+/// Broker-wide translator settings.
+#[derive(Debug, Clone)]
+pub struct TranslatorConfig {
+    /// Namespace of tables whose topic sets no `iceberg.namespace`.
+    pub default_namespace: String,
+    /// Snapshot expiry: always keep this many newest snapshots...
+    pub snapshots_keep: usize,
+    /// ...and expire older ones past this age.
+    pub snapshot_max_age_ms: i64,
+    /// Stored bytes one round reads at most (bounds memory and a round's file size).
+    pub round_bytes: usize,
+    /// Pending records that start a round before the target lag is half used.
+    pub eager_records: i64,
+}
+
+impl Default for TranslatorConfig {
+    fn default() -> Self {
+        TranslatorConfig {
+            default_namespace: "kafka".into(),
+            snapshots_keep: 100,
+            snapshot_max_age_ms: 24 * 3600 * 1000,
+            round_bytes: 128 << 20,
+            eager_records: 1_000_000,
+        }
+    }
+}
+
+/// Records per Arrow batch.
+const BATCH_ROWS: usize = 65_536;
+/// Bytes asked of the log per read.
+const READ_BYTES: usize = 4 << 20;
+/// Commits between snapshot expiries.
+const EXPIRE_EVERY: u32 = 10;
+
+pub(crate) struct Shared {
+    pub broker: Arc<Broker>,
+    pub catalog: Arc<dyn Catalog>,
+    pub catalog_name: String,
+    /// The schema registry, for the schema-driven modes.
+    pub schemas: Option<Arc<dyn SchemaSource>>,
+    pub config: TranslatorConfig,
+    pub metrics: Metrics,
+    pub status: Mutex<HashMap<String, TopicStatus>>,
+}
+
+/// Starts and stops one task per Iceberg topic as topics and their configs change.
+pub struct Translator {
+    pub(crate) shared: Arc<Shared>,
+}
+
+struct Running {
+    topic_id: Uuid,
+    settings: TopicSettings,
+    task: JoinHandle<()>,
+}
+
+impl Translator {
+    pub fn new(
+        broker: Arc<Broker>,
+        catalog: Arc<dyn Catalog>,
+        catalog_name: String,
+        schemas: Option<Arc<dyn SchemaSource>>,
+        config: TranslatorConfig,
+    ) -> Arc<Self> {
+        Arc::new(Translator {
+            shared: Arc::new(Shared {
+                broker,
+                catalog,
+                catalog_name,
+                schemas,
+                config,
+                metrics: Metrics::default(),
+                status: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.shared.metrics
+    }
+
+    /// Runs the supervisor until the returned handle is aborted.
+    pub fn start(self: &Arc<Self>) -> JoinHandle<()> {
+        let me = self.clone();
+        tokio::spawn(async move {
+            let mut running: HashMap<String, Running> = HashMap::new();
+            loop {
+                me.supervise(&mut running).await;
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        })
+    }
+
+    async fn supervise(&self, running: &mut HashMap<String, Running>) {
+        let sh = &self.shared;
+        let defaults = &sh.broker.config.defaults;
+        let mut wanted: HashMap<String, (Uuid, TopicSettings)> = HashMap::new();
+        for t in sh.broker.topics.all() {
+            let s = TopicSettings::of(&t, defaults, &sh.config.default_namespace);
+            if s.mode != Mode::Disabled {
+                wanted.insert(t.name.clone(), (t.id, s));
+            }
+        }
+        // Stop tasks whose topic went away, was recreated, or turned Iceberg off.
+        let names: Vec<String> = running.keys().cloned().collect();
+        for name in names {
+            let keep = wanted
+                .get(&name)
+                .is_some_and(|(id, _)| *id == running[&name].topic_id);
+            if keep {
+                continue;
+            }
+            let Some(r) = running.remove(&name) else {
+                continue;
+            };
+            r.task.abort();
+            let _ = r.task.await;
+            let deleted = sh
+                .broker
+                .topics
+                .get(&name)
+                .is_none_or(|t| t.id != r.topic_id);
+            if deleted {
+                sh.status.lock().remove(&name);
+                if r.settings.delete {
+                    self.drop_tables(&name, &r.settings).await;
+                }
+            }
+        }
+        for (name, (id, s)) in wanted {
+            let restart = running.get(&name).is_none_or(|r| r.task.is_finished());
+            if let Some(r) = running.get_mut(&name) {
+                r.settings = s.clone();
+            }
+            if restart {
+                let task = TopicTask::new(sh.clone(), name.clone(), id);
+                running.insert(
+                    name,
+                    Running {
+                        topic_id: id,
+                        settings: s,
+                        task: tokio::spawn(task.run()),
+                    },
+                );
+            }
+        }
+    }
+
+    /// `iceberg.delete=true`: the topic is gone, so are its table and DLQ table (with files).
+    async fn drop_tables(&self, topic: &str, s: &TopicSettings) {
+        for ident in [s.table(topic), s.dlq_table(topic)] {
+            match self.shared.catalog.purge_table(&ident).await {
+                Ok(()) => {
+                    tracing::info!(table = %ident, "dropped the Iceberg table of a deleted topic")
+                }
+                Err(e) if e.kind() == ErrorKind::TableNotFound => {}
+                Err(e) => {
+                    tracing::warn!(table = %ident, error = %e, "cannot drop the Iceberg table of a deleted topic")
+                }
+            }
+        }
+    }
+}
+
+/// One topic's translation state.
+struct TopicTask {
+    sh: Arc<Shared>,
+    topic: String,
+    topic_id: Uuid,
+    /// The table as last loaded or committed; `None` until loaded, or when it does not exist.
+    table: Option<Table>,
+    ident: Option<TableIdent>,
+    loaded: bool,
+    /// Offsets the table covers (the next offset per partition).
+    next: Offsets,
+    /// Since when untranslated data has been waiting.
+    pending_since: Option<Instant>,
+    commits_since_expire: u32,
+    /// Schema-driven modes' decoders, compiled once per schema.
+    layout: Option<SchemaLayout>,
+    /// The dead-letter table and the offsets it covers, once loaded.
+    dlq: Option<(Option<Table>, Offsets)>,
+}
+
+impl TopicTask {
+    fn new(sh: Arc<Shared>, topic: String, topic_id: Uuid) -> Self {
+        TopicTask {
+            sh,
+            topic,
+            topic_id,
+            table: None,
+            ident: None,
+            loaded: false,
+            next: Offsets::new(),
+            pending_since: None,
+            commits_since_expire: 0,
+            layout: None,
+            dlq: None,
+        }
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Duration::from_millis(100);
+        loop {
+            let Some(topic) = self.sh.broker.topics.get(&self.topic) else {
+                return;
+            };
+            let s = TopicSettings::of(
+                &topic,
+                &self.sh.broker.config.defaults,
+                &self.sh.config.default_namespace,
+            );
+            let tick = Duration::from_millis((s.target_lag_ms / 10).clamp(50, 1000));
+            match self.step(&s).await {
+                Ok(worked) => {
+                    backoff = Duration::from_millis(100);
+                    self.set_error(None);
+                    if !worked {
+                        tokio::time::sleep(tick).await;
+                    }
+                }
+                Err(e) => {
+                    // The table is the truth: forget what we believed and reload it.
+                    self.loaded = false;
+                    self.table = None;
+                    self.dlq = None;
+                    self.sh
+                        .metrics
+                        .commit_errors
+                        .get_or_create(&Metrics::label(&self.topic))
+                        .inc();
+                    tracing::warn!(topic = %self.topic, error = %e, "Iceberg translation round failed; retrying");
+                    self.set_error(Some(e.to_string()));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    fn set_error(&self, e: Option<String>) {
+        if let Some(st) = self.sh.status.lock().get_mut(&self.topic) {
+            st.last_error = e;
+        }
+    }
+
+    /// One round; `Ok(true)` when it committed something.
+    async fn step(&mut self, s: &TopicSettings) -> Result<bool, SinkError> {
+        let Some(topic) = self.sh.broker.topics.get(&self.topic) else {
+            return Ok(false);
+        };
+        let ident = s.table(&self.topic);
+        if !self.loaded || self.ident.as_ref() != Some(&ident) {
+            self.load(&ident).await?;
+        }
+        // What is pending, against the high watermarks as of now.
+        let mut targets = Vec::with_capacity(topic.partitions.len());
+        let mut pending = 0i64;
+        for (p, h) in topic.partitions.iter().enumerate() {
+            let p = p as i32;
+            let marks = *h.marks.borrow();
+            let next = self.next.get(&p).copied().unwrap_or(0).max(marks.log_start);
+            pending += (marks.high - next).max(0);
+            targets.push((p, next, marks.high));
+        }
+        self.publish_status(s, &targets);
+        let label = Metrics::label(&self.topic);
+        self.sh
+            .metrics
+            .lag_records
+            .get_or_create(&label)
+            .set(pending);
+        if pending == 0 {
+            self.pending_since = None;
+            self.sh.metrics.lag_ms.get_or_create(&label).set(0);
+            return Ok(false);
+        }
+        let since = *self.pending_since.get_or_insert_with(Instant::now);
+        self.sh
+            .metrics
+            .lag_ms
+            .get_or_create(&label)
+            .set(since.elapsed().as_millis() as i64);
+        let due = since.elapsed() >= Duration::from_millis(s.target_lag_ms / 2)
+            || pending >= self.sh.config.eager_records;
+        if !due {
+            return Ok(false);
+        }
+        let round_start = Instant::now();
+        let read = self.read(&targets).await?;
+        if read.records == 0 {
+            // Only control batches or offsets retention removed: nothing to commit.
+            self.next = read.next;
+            return Ok(false);
+        }
+        let (table, batches, letters) = match s.mode {
+            Mode::KeyValue => self.prepare_key_value(&ident, s, &read).await?,
+            _ => self.prepare_schema_mode(&ident, s, &read).await?,
+        };
+        if !letters.is_empty() {
+            let n = letters.len() as u64;
+            if s.drop_invalid {
+                self.sh
+                    .metrics
+                    .dropped_records
+                    .get_or_create(&label)
+                    .inc_by(n);
+            } else {
+                self.write_dlq(s, letters, &read.next).await?;
+            }
+        }
+        if batches.is_empty() {
+            // Every record went to the dead-letter table (which records these offsets).
+            self.next = read.next;
+            self.pending_since = Some(round_start);
+            return Ok(true);
+        }
+        let rows_written: u64 = batches.iter().map(|b| b.num_rows() as u64).sum();
+        let data_files = files::write(&table, batches, Uuid::new_v4().to_string()).await?;
+        let (n_files, n_bytes) = (
+            data_files.len() as u64,
+            data_files
+                .iter()
+                .map(|f| f.file_size_in_bytes())
+                .sum::<u64>(),
+        );
+        let props = HashMap::from([
+            (
+                offsets::NEXT_OFFSETS.to_string(),
+                offsets::encode(&read.next),
+            ),
+            (
+                offsets::RANGES.to_string(),
+                offsets::encode_ranges(&read.ranges),
+            ),
+            (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
+        ]);
+        let tx = Transaction::new(&table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(data_files)
+            .set_snapshot_properties(props)
+            .apply(tx)?;
+        let table = tx.commit(self.sh.catalog.as_ref()).await?;
+        self.next = read.next;
+        self.table = Some(table);
+        self.pending_since = Some(round_start);
+        let m = &self.sh.metrics;
+        m.records.get_or_create(&label).inc_by(rows_written);
+        m.files.get_or_create(&label).inc_by(n_files);
+        m.bytes.get_or_create(&label).inc_by(n_bytes);
+        m.commits.get_or_create(&label).inc();
+        self.commits_since_expire += 1;
+        if self.commits_since_expire >= EXPIRE_EVERY {
+            self.commits_since_expire = 0;
+            self.expire().await;
+        }
+        Ok(true)
+    }
+
+    /// Loads the table and the offsets it covers.
+    async fn load(&mut self, ident: &TableIdent) -> Result<(), SinkError> {
+        match self.sh.catalog.load_table(ident).await {
+            Ok(t) => {
+                self.next = offsets::committed(t.metadata(), &self.topic_id.to_string());
+                self.table = Some(t);
+            }
+            Err(e) if e.kind() == ErrorKind::TableNotFound => {
+                self.next = Offsets::new();
+                self.table = None;
+            }
+            Err(e) => return Err(e.into()),
+        }
+        self.ident = Some(ident.clone());
+        self.loaded = true;
+        Ok(())
+    }
+
+    async fn create(
+        &self,
+        ident: &TableIdent,
+        partition_spec: &str,
+        schema: Schema,
+    ) -> Result<Table, SinkError> {
+        let terms = spec::parse(partition_spec)?;
+        let spec = spec::bind(&terms, &schema)?;
+        let cat = &self.sh.catalog;
+        let ns = ident.namespace();
+        if !cat.namespace_exists(ns).await? {
+            match cat.create_namespace(ns, HashMap::new()).await {
+                Ok(_) => {}
+                Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+                Err(e) => return Err(e.into()),
+            }
+        }
+        let creation = TableCreation::builder()
+            .name(ident.name().to_string())
+            .schema(schema)
+            .partition_spec(spec)
+            .properties([
+                // A commit whose answer was lost must not be replayed blindly: the task
+                // reloads the table and resumes from the offsets it records instead.
+                (
+                    TableProperties::PROPERTY_COMMIT_NUM_RETRIES.to_string(),
+                    "0".to_string(),
+                ),
+                (
+                    "write.parquet.compression-codec".to_string(),
+                    "zstd".to_string(),
+                ),
+                ("icestream.topic".to_string(), self.topic.clone()),
+                (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
+            ])
+            .build();
+        let table = cat.create_table(ns, creation).await?;
+        tracing::info!(topic = %self.topic, table = %ident, "created an Iceberg table for the topic");
+        Ok(table)
+    }
+
+    /// `key_value`: every record is a row.
+    async fn prepare_key_value<'a>(
+        &mut self,
+        ident: &TableIdent,
+        s: &TopicSettings,
+        read: &'a RoundRead,
+    ) -> Result<Prepared<'a>, SinkError> {
+        let table = match &self.table {
+            Some(t) => t.clone(),
+            None => {
+                let t = self
+                    .create(ident, &s.partition_spec, key_value::schema()?)
+                    .await?;
+                self.table = Some(t.clone());
+                t
+            }
+        };
+        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        for (p, recs) in &read.by_partition {
+            for chunk in recs.chunks(BATCH_ROWS) {
+                let rows: Vec<Row<'_>> = chunk
+                    .iter()
+                    .map(|r| Row {
+                        partition: *p,
+                        record: r,
+                    })
+                    .collect();
+                batches.push(key_value::batch(&schema, &rows)?);
+            }
+        }
+        Ok((table, batches, Vec::new()))
+    }
+
+    /// Schema-driven modes: decode values, evolve the table to take every schema version seen
+    /// (a separate commit, before the data's), and set aside what cannot be written.
+    async fn prepare_schema_mode<'a>(
+        &mut self,
+        ident: &TableIdent,
+        s: &TopicSettings,
+        read: &'a RoundRead,
+    ) -> Result<Prepared<'a>, SinkError> {
+        let source = self.sh.schemas.clone().ok_or_else(|| {
+            SinkError::Layout(format!(
+                "iceberg.mode={} needs the schema registry",
+                s.mode.as_str()
+            ))
+        })?;
+        let latest = s.mode == Mode::SchemaLatest;
+        let topic = self.topic.clone();
+        let layout = self
+            .layout
+            .get_or_insert_with(|| SchemaLayout::new(source, &topic, latest));
+        let decoded = layout.decode(&read.by_partition);
+        let mut decoders: Vec<Arc<ValueDecoder>> = Vec::new();
+        for d in &decoded {
+            if let Decoded::Valid { decoder, .. } = d {
+                if !decoders.iter().any(|x| Arc::ptr_eq(x, decoder)) {
+                    decoders.push(decoder.clone());
+                }
+            }
+        }
+        let current = match &self.table {
+            Some(t) => t.metadata().current_schema().as_ref().clone(),
+            None => schema_mode::base_schema()?,
+        };
+        let (target, refused) = schema_mode::target_schema(&current, &decoders);
+        let table = match self.table.clone() {
+            None => {
+                let t = self.create(ident, &s.partition_spec, target).await?;
+                self.table = Some(t.clone());
+                t
+            }
+            Some(t) => {
+                let adds = schema_mode::additions(&current, &target).map_err(SinkError::Layout)?;
+                if adds.is_empty() {
+                    t
+                } else {
+                    let tx = Transaction::new(&t);
+                    let mut action = tx.update_schema();
+                    for a in adds {
+                        action = action.add_column(a);
+                    }
+                    let t = action.apply(tx)?.commit(self.sh.catalog.as_ref()).await?;
+                    tracing::info!(topic = %self.topic, schema_id = t.metadata().current_schema_id(), "evolved the table schema");
+                    self.table = Some(t.clone());
+                    t
+                }
+            }
+        };
+        let schema = table.metadata().current_schema().clone();
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema)?);
+        let mut rows: Vec<Row<'a>> = Vec::new();
+        let mut values = Vec::new();
+        let mut letters = Vec::new();
+        for d in decoded {
+            match d {
+                Decoded::Valid {
+                    row,
+                    value,
+                    decoder,
+                } => match refused.get(&decoder.schema_id()) {
+                    Some(reason) => letters.push(Letter {
+                        row,
+                        code: "incompatible_schema",
+                        reason: reason.clone(),
+                    }),
+                    None => match schema_mode::fits(&schema, &value) {
+                        Ok(()) => {
+                            rows.push(row);
+                            values.push(value);
+                        }
+                        Err(e) => letters.push(Letter {
+                            row,
+                            code: e.code(),
+                            reason: e.to_string(),
+                        }),
+                    },
+                },
+                Decoded::Invalid { row, code, reason } => {
+                    letters.push(Letter { row, code, reason })
+                }
+            }
+        }
+        let mut batches = Vec::new();
+        for (r, v) in rows.chunks(BATCH_ROWS).zip(values.chunks(BATCH_ROWS)) {
+            batches.push(schema_mode::batch(&schema, &arrow, r, v)?);
+        }
+        Ok((table, batches, letters))
+    }
+
+    /// Commits dead letters to `<topic>~dlq`, first, recording the round's offsets there too:
+    /// after a crash before the main commit, the letters the DLQ already holds are skipped.
+    async fn write_dlq(
+        &mut self,
+        s: &TopicSettings,
+        mut letters: Vec<Letter<'_>>,
+        next: &Offsets,
+    ) -> Result<(), SinkError> {
+        let ident = s.dlq_table(&self.topic);
+        if self.dlq.is_none() {
+            self.dlq = Some(match self.sh.catalog.load_table(&ident).await {
+                Ok(t) => {
+                    let o = offsets::committed(t.metadata(), &self.topic_id.to_string());
+                    (Some(t), o)
+                }
+                Err(e) if e.kind() == ErrorKind::TableNotFound => (None, Offsets::new()),
+                Err(e) => return Err(e.into()),
+            });
+        }
+        let (table, done) = self.dlq.clone().unwrap_or_default();
+        letters.retain(|l| l.row.record.offset >= done.get(&l.row.partition).copied().unwrap_or(0));
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let table = match table {
+            Some(t) => t,
+            None => self.create(&ident, "()", dlq::schema()?).await?,
+        };
+        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+            table.metadata().current_schema(),
+        )?);
+        let n = letters.len() as u64;
+        let batch = dlq::batch(&arrow, &letters)?;
+        let data_files = files::write(&table, vec![batch], Uuid::new_v4().to_string()).await?;
+        let props = HashMap::from([
+            (offsets::NEXT_OFFSETS.to_string(), offsets::encode(next)),
+            (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
+        ]);
+        let tx = Transaction::new(&table);
+        let tx = tx
+            .fast_append()
+            .add_data_files(data_files)
+            .set_snapshot_properties(props)
+            .apply(tx)?;
+        let table = tx.commit(self.sh.catalog.as_ref()).await?;
+        self.dlq = Some((Some(table), next.clone()));
+        self.sh
+            .metrics
+            .dlq_records
+            .get_or_create(&Metrics::label(&self.topic))
+            .inc_by(n);
+        Ok(())
+    }
+
+    /// Reads every partition from its next offset up to its target, within the round budget.
+    async fn read(&self, targets: &[(i32, i64, i64)]) -> Result<RoundRead, SinkError> {
+        let mut out = RoundRead {
+            next: self.next.clone(),
+            ..RoundRead::default()
+        };
+        let budget = self.sh.config.round_bytes / targets.len().max(1);
+        for &(p, from, high) in targets {
+            let mut cur = from;
+            let mut used = 0usize;
+            let mut recs: Vec<Record> = Vec::new();
+            while cur < high && used < budget {
+                let r = self
+                    .sh
+                    .broker
+                    .read_log(&self.topic, p, cur, READ_BYTES)
+                    .await?;
+                if r.next_offset <= cur {
+                    break;
+                }
+                used += r.bytes;
+                cur = r.next_offset;
+                recs.extend(r.records.into_iter().filter(|r| r.offset < high));
+            }
+            let cur = cur.min(high.max(from));
+            out.next.insert(p, cur);
+            if let (Some(a), Some(b)) = (recs.first(), recs.last()) {
+                out.ranges.insert(p, (a.offset, b.offset));
+                out.records += recs.len() as u64;
+                out.by_partition.push((p, recs));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expires snapshots past the policy; a failure only delays it.
+    async fn expire(&mut self) {
+        let Some(table) = &self.table else { return };
+        let older = engine::time::now_ms() - self.sh.config.snapshot_max_age_ms;
+        let tx = Transaction::new(table);
+        let res = async {
+            let tx = tx
+                .expire_snapshots()
+                .retain_last(self.sh.config.snapshots_keep.max(1))
+                .expire_older_than_ms(older)
+                .apply(tx)?;
+            tx.commit(self.sh.catalog.as_ref()).await
+        }
+        .await;
+        match res {
+            Ok(t) => self.table = Some(t),
+            Err(e) => {
+                tracing::warn!(topic = %self.topic, error = %e, "snapshot expiry failed");
+                self.loaded = false;
+            }
+        }
+    }
+
+    fn publish_status(&self, s: &TopicSettings, targets: &[(i32, i64, i64)]) {
+        let snapshot = self.table.as_ref().and_then(|t| {
+            t.metadata().current_snapshot().map(|sn| SnapshotInfo {
+                snapshot_id: sn.snapshot_id(),
+                timestamp_ms: sn.timestamp_ms(),
+                summary: sn
+                    .summary()
+                    .additional_properties
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.clone()))
+                    .collect::<BTreeMap<_, _>>(),
+            })
+        });
+        let mut st = self.sh.status.lock();
+        let e = st.entry(self.topic.clone()).or_default();
+        e.mode = s.mode.as_str().to_string();
+        e.table = self
+            .ident
+            .as_ref()
+            .map(|i| format!("{}.{}", i.namespace().join("."), i.name()))
+            .unwrap_or_default();
+        e.table_exists = self.table.is_some();
+        e.location = self
+            .table
+            .as_ref()
+            .map(|t| t.metadata().location().to_string());
+        e.snapshot = snapshot;
+        e.partitions = targets
+            .iter()
+            .map(|&(p, next, high)| (p, next, high))
+            .collect();
+        e.target_lag_ms = s.target_lag_ms;
+        e.lag_ms = self
+            .pending_since
+            .map_or(0, |t| t.elapsed().as_millis() as u64);
+    }
+}
+
+/// A round made ready to commit: the table (created or evolved), its batches, dead letters.
+type Prepared<'a> = (Table, Vec<RecordBatch>, Vec<Letter<'a>>);
+
+#[derive(Default)]
+struct RoundRead {
+    next: Offsets,
+    ranges: BTreeMap<i32, (i64, i64)>,
+    by_partition: Vec<(i32, Vec<Record>)>,
+    records: u64,
+}
