@@ -22,6 +22,7 @@ pub struct Metrics {
     pub commit_errors: Family<TopicLabel, Counter>,
     pub dlq_records: Family<TopicLabel, Counter>,
     pub dropped_records: Family<TopicLabel, Counter>,
+    pub skipped_records: Family<TopicLabel, Counter>,
 }
 
 impl Metrics {
@@ -67,6 +68,11 @@ impl Metrics {
             "dropped_records",
             "Records that could not be decoded, dropped (iceberg.invalid.record.action=drop)",
             self.dropped_records.clone(),
+        );
+        r.register(
+            "skipped_records",
+            "Offsets retention or DeleteRecords removed before they were translated",
+            self.skipped_records.clone(),
         );
     }
 

@@ -329,7 +329,7 @@ impl TopicTask {
         let read = self.read(&targets).await?;
         if read.records == 0 {
             // Only control batches or offsets retention removed: nothing to commit.
-            self.next = read.next;
+            self.advance(&targets, read.next);
             return Ok(false);
         }
         let (table, batches, letters) = match s.mode {
@@ -350,7 +350,7 @@ impl TopicTask {
         }
         if batches.is_empty() {
             // Every record went to the dead-letter table (which records these offsets).
-            self.next = read.next;
+            self.advance(&targets, read.next);
             self.pending_since = Some(round_start);
             return Ok(true);
         }
@@ -381,7 +381,7 @@ impl TopicTask {
             .set_snapshot_properties(props)
             .apply(tx)?;
         let table = tx.commit(self.sh.catalog.as_ref()).await?;
-        self.next = read.next;
+        self.advance(&targets, read.next);
         self.table = Some(table);
         self.pending_since = Some(round_start);
         let m = &self.sh.metrics;
@@ -395,6 +395,23 @@ impl TopicTask {
             self.expire().await;
         }
         Ok(true)
+    }
+
+    /// Moves to the offsets a round reached, counting offsets retention removed before they
+    /// were translated (the round started past them, at the log start).
+    fn advance(&mut self, targets: &[(i32, i64, i64)], next: Offsets) {
+        let skipped: i64 = targets
+            .iter()
+            .map(|&(p, from, _)| (from - self.next.get(&p).copied().unwrap_or(0)).max(0))
+            .sum();
+        if skipped > 0 {
+            self.sh
+                .metrics
+                .skipped_records
+                .get_or_create(&Metrics::label(&self.topic))
+                .inc_by(skipped as u64);
+        }
+        self.next = next;
     }
 
     /// Loads the table and the offsets it covers.
