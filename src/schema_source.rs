@@ -47,7 +47,8 @@ impl RegistrySchemas {
                 continue;
             };
             self.resolve(&v.references, depth + 1, out);
-            out.push((name.to_string(), v.schema));
+            let text = self.0.shown(v.id).unwrap_or(v.schema);
+            out.push((name.to_string(), text));
         }
     }
 }
@@ -64,7 +65,8 @@ impl SchemaSource for RegistrySchemas {
         Some(RegisteredSchema {
             id,
             kind: kind(self.0.schema_type_of(id)),
-            text,
+            // The decoder compiles `.proto` text; serializers register base64 descriptors.
+            text: self.0.shown(id).unwrap_or(text),
             references,
         })
     }
@@ -76,7 +78,7 @@ impl SchemaSource for RegistrySchemas {
         Some(RegisteredSchema {
             id: v.id,
             kind: kind(v.schema_type),
-            text: v.schema,
+            text: self.0.shown(v.id).unwrap_or(v.schema),
             references,
         })
     }

@@ -250,7 +250,7 @@ def test_rename_drop_and_errors(broker):
 
 
 def duckdb_connection():
-    duckdb = pytest.importorskip("duckdb")
+    import duckdb
     import duckdb_extension_avro
     import duckdb_extension_httpfs
     import duckdb_extension_iceberg
