@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod durability;
 pub mod fetch_session;

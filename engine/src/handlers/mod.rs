@@ -283,7 +283,8 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
         E::InvalidPartitions(_) | E::PartitionsNotIncreased { .. } => {
             ResponseError::InvalidPartitions
         }
-        E::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        E::InvalidReplicationFactor(..) => ResponseError::InvalidReplicationFactor,
+        E::Controller(_) => ResponseError::RequestTimedOut,
         E::InvalidConfig(_) => ResponseError::InvalidConfig,
         E::Meta(_) | E::Storage(_) | E::Remote(_) => ResponseError::KafkaStorageError,
     };
