@@ -174,6 +174,16 @@ impl Broker {
             .unwrap_or_else(|| self.node_id())
     }
 
+    /// `(in-sync replicas, min.insync.replicas)` when an acks=all write to a cluster partition
+    /// must be refused. Until partition groups replicate, the in-sync set is the leader alone.
+    pub fn insync_shortfall(&self, t: &Topic, partition: i32) -> Option<(usize, i64)> {
+        let replicas = t.assignments.get(usize::try_from(partition).ok()?)?;
+        let isr = replicas.len().min(1);
+        let (min, _) = t.config.get("min.insync.replicas", &self.config.defaults);
+        let min: i64 = min.parse().unwrap_or(1);
+        (min > isr as i64).then_some((isr, min))
+    }
+
     /// Whether this broker leads the partition (always, on a single node).
     pub fn leads(&self, t: &Topic, partition: i32) -> bool {
         self.partition_leader(t, partition) == self.node_id()

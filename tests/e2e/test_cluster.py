@@ -112,3 +112,50 @@ def test_deleting_a_topic_removes_it_everywhere(broker_factory):
     while any(name in metadata(b).topics for b in brokers):
         assert time.monotonic() < deadline, "topic still listed somewhere"
         time.sleep(0.1)
+
+
+def test_produce_goes_to_the_leader_and_min_insync_is_enforced(broker_factory):
+    from confluent_kafka import Consumer, Producer, TopicPartition
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    name = unique_topic("lead")
+    create(brokers[0], name, 3, 3)
+    view = wait_topic_everywhere(brokers, name, 3)
+    p = Producer({"bootstrap.servers": brokers[2].bootstrap, "acks": "all",
+                  "message.timeout.ms": 20000})
+    errors = []
+    for i in range(30):
+        p.produce(name, value=b"v%d" % i, partition=i % 3,
+                  on_delivery=lambda e, m: e and errors.append(e))
+    assert p.flush(30) == 0 and not errors, errors
+    c = Consumer({"bootstrap.servers": brokers[1].bootstrap, "group.id": "unused",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(name, part, 0) for part in range(3)])
+    got = []
+    deadline = time.monotonic() + 20
+    while len(got) < 30 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert sorted(got) == sorted(b"v%d" % i for i in range(30))
+    # A non-leader refuses produce (a raw request straight to it).
+    from kwire import Conn, produce_raw, record_batch
+    not_leader = next(i for i in (1, 2, 3) if i != view[0][0])
+    with Conn.to(brokers[not_leader - 1].bootstrap) as conn:
+        assert produce_raw(conn, name, 0, record_batch([b"x"])) == 6  # NOT_LEADER_OR_FOLLOWER
+
+
+def test_acks_all_needs_min_insync_replicas(broker_factory):
+    from kwire import Conn, produce_raw, record_batch
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    name = unique_topic("isr")
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=3,
+                                  config={"min.insync.replicas": "2"})],
+                        operation_timeout=15)[name].result(timeout=30)
+    view = wait_topic_everywhere(brokers, name, 1)
+    # Partition groups do not replicate yet, so the in-sync set is the leader alone.
+    with Conn.to(brokers[view[0][0] - 1].bootstrap) as conn:
+        assert produce_raw(conn, name, 0, record_batch([b"x"])) == 19  # NOT_ENOUGH_REPLICAS

@@ -122,7 +122,7 @@ mod tests {
         assert!(ms.is_alive(1) && ms.is_alive(2) && !ms.is_alive(3));
         let mut moved = m(3);
         moved.kafka_port = 1;
-        ms.merge(&m(2), &[moved]);
+        ms.merge(&m(2), &[moved.clone()]);
         assert_eq!(
             ms.get(3).unwrap().kafka_port,
             9103,
