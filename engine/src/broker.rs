@@ -164,24 +164,24 @@ impl Broker {
         self.config.node_id
     }
 
-    /// Which broker leads a partition: its preferred (first) replica in a cluster, this
-    /// broker on a single node.
-    pub fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {
-        usize::try_from(partition)
+    /// Which broker leads a partition and its leader epoch: the Raft group's leader (-1 during
+    /// an election) in a cluster, this broker on a single node.
+    pub fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
+        let Some(replicas) = usize::try_from(partition)
             .ok()
             .and_then(|p| t.assignments.get(p))
-            .and_then(|r| r.first().copied())
-            .unwrap_or_else(|| self.node_id())
+        else {
+            return (self.node_id(), 0);
+        };
+        match t.partition(partition).and_then(|h| h.raft_leader.as_ref()) {
+            Some(l) => crate::raft::leader_of(l),
+            // Not a replica here: the preferred replica is the best guess.
+            None => (replicas.first().copied().unwrap_or(-1), 0),
+        }
     }
 
-    /// `(in-sync replicas, min.insync.replicas)` when an acks=all write to a cluster partition
-    /// must be refused. Until partition groups replicate, the in-sync set is the leader alone.
-    pub fn insync_shortfall(&self, t: &Topic, partition: i32) -> Option<(usize, i64)> {
-        let replicas = t.assignments.get(usize::try_from(partition).ok()?)?;
-        let isr = replicas.len().min(1);
-        let (min, _) = t.config.get("min.insync.replicas", &self.config.defaults);
-        let min: i64 = min.parse().unwrap_or(1);
-        (min > isr as i64).then_some((isr, min))
+    pub fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {
+        self.partition_leader_epoch(t, partition).0
     }
 
     /// Whether this broker leads the partition (always, on a single node).
@@ -237,10 +237,35 @@ impl Broker {
         } else {
             None
         };
+        let raft = self.raft_setup(rec, p);
         Ok(self
             .shards
-            .open_partition(shard, dir, resolved.clone(), remote)
+            .open_replicated(shard, dir, resolved.clone(), remote, raft)
             .await?)
+    }
+
+    /// The Raft group of a partition this broker replicates, in a cluster.
+    fn raft_setup(&self, rec: &TopicRecord, p: i32) -> Option<crate::raft::RaftSetup> {
+        let cluster = self.cluster.as_ref()?;
+        let replicas = rec.assignments.get(usize::try_from(p).ok()?)?;
+        if !replicas.contains(&self.node_id()) {
+            return None;
+        }
+        let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
+        Some(crate::raft::RaftSetup {
+            id: self.node_id() as u64,
+            voters: replicas.iter().map(|&r| r as u64).collect(),
+            dir: self
+                .config
+                .data_dir
+                .join("raft")
+                .join(format!("{}-{}", rec.name, rec.id))
+                .join(p.to_string()),
+            send: cluster.partition_sender(&rec.name, p),
+            leader: Default::default(),
+            min_insync: min.parse().unwrap_or(1),
+            preferred: replicas.first().map_or(0, |&r| r as u64),
+        })
     }
 
     /// Connects a partition to the remote tier, reading what its manifest records.
@@ -414,6 +439,12 @@ impl Broker {
             }
         }
         let _ = std::fs::remove_dir_all(self.topic_dir(name));
+        let raft = self
+            .config
+            .data_dir
+            .join("raft")
+            .join(format!("{name}-{}", topic.id));
+        let _ = std::fs::remove_dir_all(raft);
         self.update_gauges();
         tracing::info!(topic = %name, "deleted topic");
         Ok(())

@@ -20,6 +20,7 @@ pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod producer_ids;
+pub mod raft;
 pub mod remote;
 pub mod replication;
 pub mod schema_ids;

@@ -19,7 +19,7 @@ def create(b, name, partitions, rf):
     fs[name].result(timeout=40)
 
 
-def wait_topic_everywhere(brokers, name, partitions, timeout=15.0):
+def wait_topic_everywhere(brokers, name, partitions, timeout=15.0, leaders=True):
     deadline = time.monotonic() + timeout
     while True:
         views = []
@@ -30,7 +30,8 @@ def wait_topic_everywhere(brokers, name, partitions, timeout=15.0):
             views.append(None if t is None or t.error is not None else
                          {p.id: (p.leader, tuple(p.replicas)) for p in t.partitions.values()})
         if all(v is not None and len(v) == partitions for v in views) and \
-                all(v == views[0] for v in views):
+                all(v == views[0] for v in views) and \
+                (not leaders or all(leader > 0 for leader, _ in views[0].values())):
             return views[0]
         if time.monotonic() > deadline:
             raise AssertionError(f"topic {name} not the same on every broker: {views}")
@@ -54,7 +55,14 @@ def test_topics_go_through_the_controller_and_are_spread(broker_factory):
     wait_formed(brokers)
     name = unique_topic("rf3")
     create(brokers[1], name, 6, 3)
-    view = wait_topic_everywhere(brokers, name, 6)
+    # Leadership settles on each partition's preferred (first) replica: two per broker.
+    deadline = time.monotonic() + 20
+    while True:
+        view = wait_topic_everywhere(brokers, name, 6)
+        if all(leader == replicas[0] for leader, replicas in view.values()):
+            break
+        assert time.monotonic() < deadline, view
+        time.sleep(0.3)
     leaders = [leader for leader, _ in view.values()]
     assert sorted(leaders.count(i) for i in (1, 2, 3)) == [2, 2, 2], view
     for leader, replicas in view.values():
@@ -153,9 +161,20 @@ def test_acks_all_needs_min_insync_replicas(broker_factory):
     name = unique_topic("isr")
     admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=3,
-                                  config={"min.insync.replicas": "2"})],
+                                  config={"min.insync.replicas": "3"})],
                         operation_timeout=15)[name].result(timeout=30)
     view = wait_topic_everywhere(brokers, name, 1)
-    # Partition groups do not replicate yet, so the in-sync set is the leader alone.
-    with Conn.to(brokers[view[0][0] - 1].bootstrap) as conn:
-        assert produce_raw(conn, name, 0, record_batch([b"x"])) == 19  # NOT_ENOUGH_REPLICAS
+    leader = view[0][0]
+    with Conn.to(brokers[leader - 1].bootstrap) as conn:
+        assert produce_raw(conn, name, 0, record_batch([b"x"])) == 0
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    brokers[follower - 1].kill9()
+    # The leader notices within an election timeout; then acks=all is refused.
+    deadline = time.monotonic() + 10
+    while True:
+        with Conn.to(brokers[leader - 1].bootstrap) as conn:
+            code = produce_raw(conn, name, 0, record_batch([b"y"]))
+        if code == 19:  # NOT_ENOUGH_REPLICAS
+            break
+        assert code == 0 and time.monotonic() < deadline, code
+        time.sleep(0.3)

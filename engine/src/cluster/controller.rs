@@ -54,7 +54,6 @@ struct Controller {
     store: RaftStore,
     broker: Arc<Broker>,
     pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
-    peers: HashMap<u64, mpsc::UnboundedSender<Vec<u8>>>,
     leader: Arc<AtomicU64>,
 }
 
@@ -85,7 +84,6 @@ pub fn start(
         store,
         broker,
         pending: HashMap::new(),
-        peers: HashMap::new(),
         leader: leader.clone(),
     };
     tokio::spawn(c.run(rx));
@@ -207,45 +205,10 @@ impl Controller {
             let Ok(bytes) = m.write_to_bytes() else {
                 continue;
             };
-            let Some(cluster) = self.broker.cluster.clone() else {
+            let Some(cluster) = &self.broker.cluster else {
                 return;
             };
-            let tx = self
-                .peers
-                .entry(to)
-                .or_insert_with(|| spawn_peer(cluster, to as i32));
-            let _ = tx.send(frame(Kind::Raft, &bytes));
+            cluster.send_frame(to as i32, frame(Kind::Raft, &bytes));
         }
     }
-}
-
-/// A task that keeps one connection to a peer and writes frames to it in order; frames that
-/// cannot be written are dropped (Raft retransmits).
-fn spawn_peer(cluster: Arc<super::Cluster>, to: i32) -> mpsc::UnboundedSender<Vec<u8>> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
-    tokio::spawn(async move {
-        use tokio::io::AsyncWriteExt;
-        let mut conn: Option<tokio::net::TcpStream> = None;
-        while let Some(f) = rx.recv().await {
-            if conn.is_none() {
-                let Some(m) = cluster.members.get(to) else {
-                    continue;
-                };
-                let connect = tokio::net::TcpStream::connect(m.rpc_addr.clone());
-                match tokio::time::timeout(Duration::from_millis(500), connect).await {
-                    Ok(Ok(s)) => {
-                        let _ = s.set_nodelay(true);
-                        conn = Some(s);
-                    }
-                    _ => continue,
-                }
-            }
-            if let Some(s) = conn.as_mut() {
-                if s.write_all(&f).await.is_err() {
-                    conn = None;
-                }
-            }
-        }
-    });
-    tx
 }

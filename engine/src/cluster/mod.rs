@@ -98,6 +98,13 @@ pub struct Cluster {
     cluster_id: String,
     controller: OnceLock<ControllerHandle>,
     listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
+    /// One writer task per peer broker, carrying every Raft message to it in order.
+    peers: parking_lot::Mutex<
+        std::collections::HashMap<i32, tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    >,
+    /// The runtime peer writers run on (partition actors call from shard threads).
+    runtime: OnceLock<tokio::runtime::Handle>,
+    broker: OnceLock<std::sync::Weak<Broker>>,
 }
 
 impl Cluster {
@@ -131,6 +138,9 @@ impl Cluster {
             cluster_id,
             controller: OnceLock::new(),
             listener: parking_lot::Mutex::new(Some(listener)),
+            peers: Default::default(),
+            runtime: OnceLock::new(),
+            broker: OnceLock::new(),
         }))
     }
 
@@ -146,6 +156,8 @@ impl Cluster {
 
     /// Starts the RPC accept loop, gossip and (once the voters are known) the controller.
     pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
+        let _ = self.broker.set(Arc::downgrade(broker));
         if let Some(l) = self.listener.lock().take() {
             tokio::spawn(accept_loop(l, self.clone()));
         }
@@ -272,6 +284,83 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Queues a frame for broker `to`; frames that cannot be delivered are dropped (Raft
+    /// retransmits).
+    pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
+        let mut peers = self.peers.lock();
+        let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
+        if tx.send(frame).is_err() {
+            peers.remove(&to);
+        }
+    }
+
+    fn spawn_peer(self: &Arc<Self>, to: i32) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let cluster = self.clone();
+        let Some(rt) = self.runtime.get() else {
+            return tx;
+        };
+        rt.spawn(async move {
+            let mut conn: Option<tokio::net::TcpStream> = None;
+            while let Some(f) = rx.recv().await {
+                if conn.is_none() {
+                    let Some(m) = cluster.members.get(to) else {
+                        continue;
+                    };
+                    let connect = tokio::net::TcpStream::connect(m.rpc_addr.clone());
+                    match tokio::time::timeout(Duration::from_millis(500), connect).await {
+                        Ok(Ok(s)) => {
+                            let _ = s.set_nodelay(true);
+                            conn = Some(s);
+                        }
+                        _ => continue,
+                    }
+                }
+                if let Some(s) = conn.as_mut() {
+                    if s.write_all(&f).await.is_err() {
+                        conn = None;
+                    }
+                }
+            }
+        });
+        tx
+    }
+
+    /// How a partition's Raft group reaches the other replicas.
+    pub fn partition_sender(self: &Arc<Self>, topic: &str, partition: i32) -> crate::raft::SendFn {
+        let cluster = self.clone();
+        let mut head = Vec::with_capacity(topic.len() + 6);
+        head.extend_from_slice(&(topic.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        head.extend_from_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
+        head.extend_from_slice(&partition.to_be_bytes());
+        Arc::new(move |to: u64, m: raft::eraftpb::Message| {
+            let Ok(body) = protobuf::Message::write_to_bytes(&m) else {
+                return;
+            };
+            let mut b = head.clone();
+            b.extend_from_slice(&body);
+            cluster.send_frame(to as i32, frame(Kind::PartitionRaft, &b));
+        })
+    }
+
+    /// Hands a partition Raft message to the partition's actor.
+    fn route_partition_raft(&self, body: &[u8]) -> Option<()> {
+        let len = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
+        let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
+        let p = i32::from_be_bytes(body.get(2 + len..6 + len)?.try_into().ok()?);
+        let mut m = raft::eraftpb::Message::default();
+        protobuf::Message::merge_from_bytes(&mut m, body.get(6 + len..)?).ok()?;
+        let broker = self.broker.get()?.upgrade()?;
+        let t = broker.topics.get(topic)?;
+        let _ = t
+            .partition(p)?
+            .tx
+            .send(crate::partition::Cmd::Raft(Box::new(m)));
+        Some(())
+    }
+}
+
 fn applied_here(b: &Broker, cmd: &Command) -> bool {
     match cmd {
         Command::CreateTopic(r) => b.topics.record(&r.name).is_some_and(|x| x.id == r.id),
@@ -366,6 +455,11 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
                 serde_json::to_vec(&reply)
                     .ok()
                     .map(|b| frame(Kind::ProposeResult, &b))
+            }
+            Kind::PartitionRaft => {
+                // Unknown partitions (not created here yet) drop it; Raft retransmits.
+                let _ = cluster.route_partition_raft(&body);
+                None
             }
             Kind::Members | Kind::ProposeResult => return,
         };

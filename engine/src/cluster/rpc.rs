@@ -26,6 +26,8 @@ pub enum Kind {
     Propose = 4,
     /// The answer to `Propose` (JSON `ProposeResult`).
     ProposeResult = 5,
+    /// A partition Raft message, one way: `u16` topic length, topic, `i32` partition, protobuf.
+    PartitionRaft = 6,
 }
 
 impl Kind {
@@ -36,6 +38,7 @@ impl Kind {
             3 => Kind::Raft,
             4 => Kind::Propose,
             5 => Kind::ProposeResult,
+            6 => Kind::PartitionRaft,
             _ => return None,
         })
     }

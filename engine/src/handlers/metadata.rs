@@ -88,7 +88,8 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
 fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
     let partitions = (0..t.partitions.len() as i32)
         .map(|p| {
-            let leader = BrokerId(b.partition_leader(t, p));
+            let (leader, epoch) = b.partition_leader_epoch(t, p);
+            let leader = BrokerId(leader);
             let replicas = match t.assignments.get(p as usize) {
                 Some(r) => r.iter().map(|&id| BrokerId(id)).collect(),
                 None => vec![leader],
@@ -96,7 +97,7 @@ fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
             MetadataResponsePartition::default()
                 .with_partition_index(p)
                 .with_leader_id(leader)
-                .with_leader_epoch(0)
+                .with_leader_epoch(epoch)
                 .with_replica_nodes(replicas)
                 .with_isr_nodes(vec![leader])
         })

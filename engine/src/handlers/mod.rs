@@ -300,7 +300,8 @@ pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
         E::Sequence(SequenceError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
         E::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
         E::Storage(_) => ResponseError::KafkaStorageError,
-        E::Stopped => ResponseError::NotLeaderOrFollower,
+        E::Stopped | E::NotLeader => ResponseError::NotLeaderOrFollower,
+        E::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
     }
     .code()
 }

@@ -50,15 +50,6 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 parts.push(fail(ResponseError::NotLeaderOrFollower, None));
                 continue;
             }
-            if let Some((isr, min)) = topic
-                .as_ref()
-                .and_then(|t| b.insync_shortfall(t, idx))
-                .filter(|_| acks == -1)
-            {
-                let why = format!("{isr} in-sync replicas, min.insync.replicas is {min}");
-                parts.push(fail(ResponseError::NotEnoughReplicas, Some(why)));
-                continue;
-            }
             // Only the broker writes its internal topics, as in Kafka.
             if crate::topics::is_internal(td.name.as_str()) {
                 let why = format!("cannot produce to internal topic {}", td.name.as_str());
