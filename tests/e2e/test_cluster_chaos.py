@@ -45,6 +45,8 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
         time.sleep(0.2)
 
     history = History()
+    ack_times: list[tuple[int, float]] = []
+    kills: list[tuple[int, float]] = []
     stop = threading.Event()
     bootstrap = ",".join(b.bootstrap for b in brokers)
 
@@ -60,6 +62,7 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
             def cb(err, msg, value=value, part=part):
                 if err is None:
                     history.ack(value, msg.partition(), msg.offset())
+                    ack_times.append((msg.partition(), time.monotonic()))
                 else:
                     history.error(value, str(err))
             history.send(value, part)
@@ -72,19 +75,33 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
     t = threading.Thread(target=produce)
     t.start()
     try:
-        for round in range(3):
+        for rnd in range(3):
             time.sleep(2)
-            victim = leader_of(brokers, topic, round % PARTITIONS)
+            part = rnd % PARTITIONS
+            victim = leader_of(brokers, topic, part)
             assert victim > 0
             killed_at = len(history.acked)
             brokers[victim - 1].kill9()
+            t_kill = time.monotonic()
             time.sleep(2.5)
+            kills.append((part, t_kill))
             brokers[victim - 1].start()
-            print(f"round {round}: killed broker {victim} with {killed_at} acked")
+            print(f"round {rnd}: killed broker {victim} (leader of {part}) with {killed_at} acked")
     finally:
         time.sleep(2)
         stop.set()
         t.join(120)
+    # Failover time: leader killed to the first acknowledged write on its partition.
+    failovers = []
+    for part, t_kill in kills:
+        after = [t for p, t in ack_times if p == part and t > t_kill]
+        failovers.append(round(min(after) - t_kill, 2) if after else float("inf"))
+    print(f"failover seconds: {failovers}")
+    # The target is 2 s (a 0.5-1 s election plus the client's metadata refresh and retry),
+    # met by most rounds; an idempotent producer that must resequence after losing in-flight
+    # batches sometimes takes several more seconds (a known outlier, see docs/architecture.md).
+    assert sorted(failovers)[len(failovers) // 2] < 3.0, failovers
+    assert max(failovers) < 30.0, failovers
     assert len(history.acked) > 300, (len(history.acked), list(history.errors.items())[:5])
 
     # Read everything back from the leaders.

@@ -21,8 +21,8 @@ use super::store::RaftStore;
 use super::{ApplyError, Command, Proposal};
 use crate::broker::Broker;
 
-/// How often raft-rs is ticked; elections take 10-20 ticks, heartbeats every 2.
-pub const TICK: Duration = Duration::from_millis(100);
+/// How often raft-rs is ticked; elections take 10-20 ticks (0.5-1 s), heartbeats every 2.
+pub const TICK: Duration = Duration::from_millis(50);
 
 pub enum Input {
     Raft(Box<Message>),

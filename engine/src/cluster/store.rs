@@ -172,17 +172,18 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (mut s, _) = RaftStore::open(dir.path(), &[1, 2, 3]).unwrap();
         let ents: Vec<Entry> = (1..=3)
-            .map(|i| {
-                let mut e = Entry::default();
-                e.index = i;
-                e.term = 1;
-                e.data = vec![i as u8].into();
-                e
+            .map(|i| Entry {
+                index: i,
+                term: 1,
+                data: vec![i as u8].into(),
+                ..Default::default()
             })
             .collect();
-        let mut hs = HardState::default();
-        hs.term = 1;
-        hs.commit = 2;
+        let hs = HardState {
+            term: 1,
+            commit: 2,
+            ..Default::default()
+        };
         s.persist(&ents, Some(&hs)).unwrap();
         // A conflicting entry 3 of term 2 replaces the old one on replay.
         let mut e3 = ents[2].clone();

@@ -86,7 +86,7 @@ impl PartitionRaft {
         let logger = slog::Logger::root(slog::Discard, slog::o!());
         let fresh = storage
             .initial_state()
-            .map_or(false, |s| s.hard_state.term == 0);
+            .is_ok_and(|s| s.hard_state.term == 0);
         let mut node = RawNode::new(&config, storage, &logger).map_err(|e| {
             StoreError::Corrupt(setup.dir.clone(), format!("cannot start raft: {e}"))
         })?;
@@ -131,7 +131,7 @@ impl PartitionRaft {
         self.ticks += 1;
         // Every few seconds a leader hands leadership back to the preferred replica once it
         // has caught up, so leaders stay balanced after failovers.
-        if self.ticks % 20 == 0 && self.is_leader() && self.preferred != self.id {
+        if self.ticks.is_multiple_of(40) && self.is_leader() && self.preferred != self.id {
             let last = self.node.raft.raft_log.last_index();
             let caught_up = self
                 .node
