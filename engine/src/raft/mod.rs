@@ -65,6 +65,8 @@ pub struct PartitionRaft {
     pub min_insync: usize,
     preferred: u64,
     ticks: u64,
+    /// When each peer was last heard from (any message), for min.insync.replicas.
+    heard: HashMap<u64, std::time::Instant>,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -104,6 +106,7 @@ impl PartitionRaft {
             min_insync: setup.min_insync,
             preferred: setup.preferred,
             ticks: 0,
+            heard: HashMap::new(),
         })
     }
 
@@ -115,14 +118,18 @@ impl PartitionRaft {
         self.node.raft.term
     }
 
-    /// Voters heard from recently (this one included), as the leader sees them.
+    /// Voters heard from within an election timeout (this one included). raft-rs's own
+    /// `recent_active` is cleared at every quorum check, which would refuse writes spuriously.
     pub fn active_voters(&self) -> usize {
         let me = self.id;
+        let within = crate::cluster::controller::TICK * 10;
         self.node
             .raft
             .prs()
             .iter()
-            .filter(|(id, p)| **id == me || p.recent_active)
+            .filter(|(id, _)| {
+                **id == me || self.heard.get(id).is_some_and(|t| t.elapsed() < within)
+            })
             .count()
     }
 
@@ -146,6 +153,7 @@ impl PartitionRaft {
     }
 
     pub fn step(&mut self, m: Message) {
+        self.heard.insert(m.from, std::time::Instant::now());
         if let Err(e) = self.node.step(m) {
             tracing::debug!(error = %e, "partition raft ignored a message");
         }
