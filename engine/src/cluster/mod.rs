@@ -268,6 +268,7 @@ impl Cluster {
         };
         match rpc::call(
             &m.rpc_addr,
+            Some(self.config.rpc_addr.ip()),
             Kind::Propose,
             &body,
             Kind::ProposeResult,
@@ -308,12 +309,9 @@ impl Cluster {
                     let Some(m) = cluster.members.get(to) else {
                         continue;
                     };
-                    let connect = tokio::net::TcpStream::connect(m.rpc_addr.clone());
+                    let connect = rpc::connect(&m.rpc_addr, Some(cluster.config.rpc_addr.ip()));
                     match tokio::time::timeout(Duration::from_millis(500), connect).await {
-                        Ok(Ok(s)) => {
-                            let _ = s.set_nodelay(true);
-                            conn = Some(s);
-                        }
+                        Ok(Ok(s)) => conn = Some(s),
                         _ => continue,
                     }
                 }
@@ -493,7 +491,8 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                 let body = body.clone();
                 let cluster = cluster.clone();
                 async move {
-                    let r = rpc::call(&t, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
+                    let source = Some(cluster.config.rpc_addr.ip());
+                    let r = rpc::call(&t, source, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
                     match r.map(|b| serde_json::from_slice::<Hello>(&b)) {
                         Ok(Ok(h)) if h.cluster_id == cluster.cluster_id => {
                             cluster.members.merge(&h.from, &h.members)

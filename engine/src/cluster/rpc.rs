@@ -112,9 +112,39 @@ pub fn frame(kind: Kind, body: &[u8]) -> Vec<u8> {
     out
 }
 
+/// Connects to a peer. Connections leave from `source` (the RPC listener's IP) when it is a
+/// specific address of the same kind (loopback or not) as the peer's, so that a peer, or a
+/// proxy in tests, sees which broker is calling.
+pub async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let mut last = None;
+    for target in tokio::net::lookup_host(addr).await? {
+        let socket = if target.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        if let Some(ip) = source.filter(|ip| {
+            !ip.is_unspecified()
+                && ip.is_ipv4() == target.is_ipv4()
+                && ip.is_loopback() == target.ip().is_loopback()
+        }) {
+            socket.bind(SocketAddr::new(ip, 0))?;
+        }
+        match socket.connect(target).await {
+            Ok(s) => {
+                let _ = s.set_nodelay(true);
+                return Ok(s);
+            }
+            Err(e) => last = Some(e),
+        }
+    }
+    Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing"))))
+}
+
 /// One request and its answer on a fresh connection, within `timeout`.
 pub async fn call(
     addr: &str,
+    source: Option<std::net::IpAddr>,
     kind: Kind,
     body: &[u8],
     answer: Kind,
@@ -125,8 +155,7 @@ pub async fn call(
             peer: addr.to_string(),
             source,
         };
-        let mut s = TcpStream::connect(addr).await.map_err(io)?;
-        let _ = s.set_nodelay(true);
+        let mut s = connect(addr, source).await.map_err(io)?;
         s.write_all(&frame(kind, body)).await.map_err(io)?;
         match read_frame(&mut s, addr).await? {
             Some((k, b)) if k == answer => Ok(b),
