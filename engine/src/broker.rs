@@ -336,12 +336,20 @@ impl Broker {
                     crate::cluster::placement::start_for(name),
                 )
             }
-            _ => {
+            // A cluster's internal topics are local to each broker (a group of one), whatever
+            // the default replication factor says.
+            Some(_) => vec![],
+            None => {
                 if replication != 1 {
                     return Err(BrokerError::InvalidReplicationFactor(replication, 1));
                 }
                 vec![]
             }
+        };
+        let replication = if assignments.is_empty() {
+            1
+        } else {
+            replication
         };
         Ok(TopicRecord {
             name: name.to_string(),

@@ -51,10 +51,11 @@ def test_brokers_learn_each_other_and_metadata_lists_all(broker_factory):
 
 
 def test_topics_go_through_the_controller_and_are_spread(broker_factory):
-    brokers = start_cluster(broker_factory)
+    # As in docker-compose.yml: topics default to RF 3 (internal topics stay local).
+    brokers = start_cluster(broker_factory, extra_args=["--default-replication-factor", "3"])
     wait_formed(brokers)
     name = unique_topic("rf3")
-    create(brokers[1], name, 6, 3)
+    create(brokers[1], name, 6, -1)
     # Leadership settles on each partition's preferred (first) replica: two per broker.
     deadline = time.monotonic() + 20
     while True:

@@ -183,6 +183,8 @@ impl Cluster {
             .data_dir
             .join("controller")
             .join("voters.json");
+        let started = tokio::time::Instant::now();
+        let mut warned = false;
         loop {
             if existing.exists() {
                 // An existing log keeps its own voter set (the store reads it).
@@ -205,6 +207,17 @@ impl Cluster {
                 ids.sort_unstable();
                 ids.dedup();
                 return ids;
+            }
+            if !warned && started.elapsed() > Duration::from_secs(15) {
+                warned = true;
+                let known: Vec<String> = members.iter().map(|m| m.rpc_addr.clone()).collect();
+                let missing: Vec<&String> = self
+                    .config
+                    .seeds
+                    .iter()
+                    .filter(|s| !known.contains(s))
+                    .collect();
+                tracing::warn!(?missing, ?known, "waiting for every seed before starting the controller; each seed must be spelled as that broker's advertised RPC address");
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
