@@ -323,9 +323,9 @@ impl ServeArgs {
                 bail!("--seeds: '{s}' must be host:port");
             }
         }
-        if self.node_id < 1 {
+        if !(1..=65535).contains(&self.node_id) {
             bail!(
-                "--node-id must be at least 1 with --seeds, got {}",
+                "--node-id must be between 1 and 65535 with --seeds, got {}",
                 self.node_id
             );
         }

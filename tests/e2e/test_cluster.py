@@ -179,3 +179,15 @@ def test_acks_all_needs_min_insync_replicas(broker_factory):
             break
         assert code == 0 and time.monotonic() < deadline, code
         time.sleep(0.3)
+
+
+def test_producer_ids_are_unique_across_brokers(broker_factory):
+    from kwire import Conn, init_producer_id
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    ids = []
+    for b in brokers:
+        for corr in (3, 4):
+            with Conn.to(b.bootstrap) as conn:
+                ids.append(init_producer_id(conn, corr))
+    assert len(set(ids)) == len(ids), ids

@@ -26,6 +26,9 @@ use controller::{ControllerHandle, Input, ProposeOutcome};
 use membership::{Hello, Member, Members};
 use rpc::{frame, Kind};
 
+/// Node ids in a cluster are `1..MAX_NODE_ID`.
+pub const MAX_NODE_ID: i64 = 1 << 16;
+
 /// How this broker joins a cluster (`--node-id`, `--rpc-addr`, `--seeds`).
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
@@ -42,7 +45,7 @@ pub struct ClusterConfig {
 pub enum ClusterError {
     #[error("cannot listen for brokers on {0}: {1}")]
     Bind(SocketAddr, std::io::Error),
-    #[error("--node-id must be at least 1 in a cluster, got {0}")]
+    #[error("--node-id must be between 1 and 65535 in a cluster, got {0}")]
     NodeId(i32),
     #[error(transparent)]
     Store(#[from] store::StoreError),
@@ -114,7 +117,7 @@ impl Cluster {
         kafka: (String, u16),
         cluster_id: String,
     ) -> Result<Arc<Cluster>, ClusterError> {
-        if config.node_id < 1 {
+        if config.node_id < 1 || config.node_id as i64 >= MAX_NODE_ID {
             return Err(ClusterError::NodeId(config.node_id));
         }
         let listener = rpc::bind(config.rpc_addr)
