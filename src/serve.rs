@@ -50,9 +50,20 @@ pub struct ServeArgs {
     /// This broker's id
     #[arg(long, env = "ICESTREAM_NODE_ID", default_value_t = 0)]
     pub node_id: i32,
-    /// Cluster id for a new data directory (default: a random UUID)
+    /// Cluster id for a new data directory (default: a random UUID; with --seeds, one derived
+    /// from the seed list so that every broker agrees)
     #[arg(long, env = "ICESTREAM_CLUSTER_ID")]
     pub cluster_id: Option<String>,
+    /// Every broker's RPC host:port, comma-separated (the same list on every broker); without
+    /// it the broker runs alone
+    #[arg(long, env = "ICESTREAM_SEEDS", value_delimiter = ',')]
+    pub seeds: Vec<String>,
+    /// Internal RPC listener between brokers (with --seeds)
+    #[arg(long, env = "ICESTREAM_RPC_ADDR", default_value = "127.0.0.1:9645")]
+    pub rpc_addr: SocketAddr,
+    /// host:port other brokers use to reach this one's RPC listener (defaults to --rpc-addr)
+    #[arg(long, env = "ICESTREAM_ADVERTISED_RPC_ADDR")]
+    pub advertised_rpc_addr: Option<String>,
     /// Segment I/O backend: auto (io_uring where the kernel allows it), io-uring, blocking
     #[arg(long, env = "ICESTREAM_IO_BACKEND", default_value = "auto")]
     pub io_backend: IoBackend,
@@ -209,7 +220,7 @@ impl ServeArgs {
                 self.default_partitions
             );
         }
-        if self.default_replication_factor != 1 {
+        if self.default_replication_factor != 1 && self.seeds.is_empty() {
             bail!(
                 "--default-replication-factor must be 1 on a single-broker cluster, got {}",
                 self.default_replication_factor
@@ -286,11 +297,59 @@ impl ServeArgs {
             advertised_kafka_addr: advertised,
             admin_addr: self.admin_addr,
             smp,
-            cluster_id: self.cluster_id.clone(),
+            cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,
             fetch_session_slots: self.fetch_session_slots,
             defaults,
         })
+    }
+}
+
+impl ServeArgs {
+    /// Membership settings, when `--seeds` makes this broker part of a cluster.
+    pub fn cluster_config(&self) -> anyhow::Result<Option<engine::cluster::ClusterConfig>> {
+        let seeds: Vec<String> = self
+            .seeds
+            .iter()
+            .map(|s| s.trim().to_string())
+            .filter(|s| !s.is_empty())
+            .collect();
+        if seeds.is_empty() {
+            return Ok(None);
+        }
+        for s in &seeds {
+            if s.rsplit_once(':')
+                .and_then(|(_, p)| p.parse::<u16>().ok())
+                .is_none()
+            {
+                bail!("--seeds: '{s}' must be host:port");
+            }
+        }
+        if !(1..=65535).contains(&self.node_id) {
+            bail!(
+                "--node-id must be between 1 and 65535 with --seeds, got {}",
+                self.node_id
+            );
+        }
+        Ok(Some(engine::cluster::ClusterConfig {
+            node_id: self.node_id,
+            rpc_addr: self.rpc_addr,
+            advertised_rpc_addr: self.advertised_rpc_addr.clone(),
+            seeds,
+        }))
+    }
+
+    /// A cluster id every broker given the same seeds derives alike.
+    fn seed_cluster_id(&self) -> Option<String> {
+        if self.seeds.is_empty() {
+            return None;
+        }
+        let mut seeds: Vec<&str> = self.seeds.iter().map(|s| s.trim()).collect();
+        seeds.sort_unstable();
+        let h = seeds.join(",").bytes().fold(0xcbf29ce484222325u64, |h, b| {
+            (h ^ b as u64).wrapping_mul(0x100000001b3)
+        });
+        Some(format!("icestream-{h:016x}"))
     }
 }
 
@@ -313,7 +372,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on Iceberg catalog address {ic_addr}: is another broker or catalog running? set --iceberg-catalog-addr"))?;
     let catalog = iceberg_catalog_over_local_objects(&config.data_dir)?;
-    let broker = Broker::start_with(config, args.io_backend, Some(tier.clone()))
+    let cluster = args.cluster_config()?;
+    let broker = Broker::start_cluster(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.metrics.register_with(|r| tier.register_metrics(r));
@@ -349,6 +409,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         data_dir = %broker.config.data_dir.display(),
         object_store = %store_desc,
         cluster_id = %broker.topics.cluster_id,
+        rpc = %broker.cluster.as_ref().map_or("-".to_string(), |c| c.members.me().rpc_addr.clone()),
         "icestream is ready"
     );
     let admin_task = tokio::spawn(engine::admin::serve_with(

@@ -34,8 +34,10 @@ pub enum BrokerError {
         current: usize,
         requested: i32,
     },
-    #[error("replication factor {0} is not possible on a 1-broker cluster")]
-    InvalidReplicationFactor(i16),
+    #[error("replication factor {0} is not possible on a {1}-broker cluster")]
+    InvalidReplicationFactor(i16, usize),
+    #[error("controller: {0}")]
+    Controller(String),
     #[error(transparent)]
     InvalidConfig(#[from] InvalidConfig),
     #[error(transparent)]
@@ -61,6 +63,8 @@ pub struct Broker {
     pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,
     /// The schema registry's id lookup, set once the registry has started.
     pub schema_ids: OnceLock<Arc<dyn crate::schema_ids::SchemaIds>>,
+    /// Membership and the controller, when started with seeds; `None` is a single node.
+    pub cluster: Option<Arc<crate::cluster::Cluster>>,
     ready: AtomicBool,
 }
 
@@ -80,6 +84,16 @@ impl Broker {
         io_backend: IoBackend,
         remote: Option<Arc<dyn crate::remote::RemoteTier>>,
     ) -> Result<Arc<Broker>, StartError> {
+        Self::start_cluster(config, io_backend, remote, None).await
+    }
+
+    /// [`Broker::start_with`] as a member of a cluster (`cluster` given) or a single node.
+    pub async fn start_cluster(
+        config: BrokerConfig,
+        io_backend: IoBackend,
+        remote: Option<Arc<dyn crate::remote::RemoteTier>>,
+        cluster: Option<crate::cluster::ClusterConfig>,
+    ) -> Result<Arc<Broker>, StartError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let metrics = Arc::new(Metrics::new());
@@ -96,6 +110,13 @@ impl Broker {
             advertised.1 = kafka_addr.port();
         }
         let producer_ids = ProducerIds::load(&config.data_dir).map_err(StartError::ProducerIds)?;
+        let cluster = match cluster {
+            Some(c) => Some(
+                crate::cluster::Cluster::bind(c, advertised.clone(), topics.cluster_id.clone())
+                    .await?,
+            ),
+            None => None,
+        };
         let broker = Arc::new(Broker {
             fetch_sessions: FetchSessions::new(config.fetch_session_slots),
             producer_ids,
@@ -108,6 +129,7 @@ impl Broker {
             groups: crate::group::Coordinator::new(),
             remote,
             schema_ids: OnceLock::new(),
+            cluster,
             ready: AtomicBool::new(false),
         });
         broker.remove_orphan_topic_dirs();
@@ -120,6 +142,9 @@ impl Broker {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
         crate::group::Coordinator::start_ticker(&broker);
+        if let Some(c) = &broker.cluster {
+            c.start(&broker);
+        }
         for (shard, l) in listeners.into_iter().enumerate() {
             let b = broker.clone();
             broker.shards.run_on(shard, move |ctx| {
@@ -137,6 +162,31 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
+    }
+
+    /// Which broker leads a partition and its leader epoch: the Raft group's leader (-1 during
+    /// an election) in a cluster, this broker on a single node.
+    pub fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
+        let Some(replicas) = usize::try_from(partition)
+            .ok()
+            .and_then(|p| t.assignments.get(p))
+        else {
+            return (self.node_id(), 0);
+        };
+        match t.partition(partition).and_then(|h| h.raft_leader.as_ref()) {
+            Some(l) => crate::raft::leader_of(l),
+            // Not a replica here: the preferred replica is the best guess.
+            None => (replicas.first().copied().unwrap_or(-1), 0),
+        }
+    }
+
+    pub fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {
+        self.partition_leader_epoch(t, partition).0
+    }
+
+    /// Whether this broker leads the partition (always, on a single node).
+    pub fn leads(&self, t: &Topic, partition: i32) -> bool {
+        self.partition_leader(t, partition) == self.node_id()
     }
 
     pub(crate) fn topic_dir(&self, topic: &str) -> PathBuf {
@@ -170,6 +220,7 @@ impl Broker {
             config: rec.config.clone(),
             resolved,
             partitions,
+            assignments: rec.assignments.clone(),
         })
     }
 
@@ -186,10 +237,35 @@ impl Broker {
         } else {
             None
         };
+        let raft = self.raft_setup(rec, p);
         Ok(self
             .shards
-            .open_partition(shard, dir, resolved.clone(), remote)
+            .open_replicated(shard, dir, resolved.clone(), remote, raft)
             .await?)
+    }
+
+    /// The Raft group of a partition this broker replicates, in a cluster.
+    fn raft_setup(&self, rec: &TopicRecord, p: i32) -> Option<crate::raft::RaftSetup> {
+        let cluster = self.cluster.as_ref()?;
+        let replicas = rec.assignments.get(usize::try_from(p).ok()?)?;
+        if !replicas.contains(&self.node_id()) {
+            return None;
+        }
+        let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
+        Some(crate::raft::RaftSetup {
+            id: self.node_id() as u64,
+            voters: replicas.iter().map(|&r| r as u64).collect(),
+            dir: self
+                .config
+                .data_dir
+                .join("raft")
+                .join(format!("{}-{}", rec.name, rec.id))
+                .join(p.to_string()),
+            send: cluster.partition_sender(&rec.name, p),
+            leader: Default::default(),
+            min_insync: min.parse().unwrap_or(1),
+            preferred: replicas.first().map_or(0, |&r| r as u64),
+        })
     }
 
     /// Connects a partition to the remote tier, reading what its manifest records.
@@ -240,22 +316,78 @@ impl Broker {
         } else {
             replication
         };
-        if replication != 1 {
-            return Err(BrokerError::InvalidReplicationFactor(replication));
-        }
         let config =
             TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        // Internal topics stay local to each broker until groups and the registry follow
+        // partition leadership.
+        let assignments = match &self.cluster {
+            Some(c) if !crate::topics::is_internal(name) => {
+                let brokers: Vec<i32> = c.members.all().iter().map(|m| m.node_id).collect();
+                if replication < 1 || replication as usize > brokers.len() {
+                    return Err(BrokerError::InvalidReplicationFactor(
+                        replication,
+                        brokers.len(),
+                    ));
+                }
+                crate::cluster::placement::assign(
+                    &brokers,
+                    partitions,
+                    replication,
+                    crate::cluster::placement::start_for(name),
+                )
+            }
+            // A cluster's internal topics are local to each broker (a group of one), whatever
+            // the default replication factor says.
+            Some(_) => vec![],
+            None => {
+                if replication != 1 {
+                    return Err(BrokerError::InvalidReplicationFactor(replication, 1));
+                }
+                vec![]
+            }
+        };
+        let replication = if assignments.is_empty() {
+            1
+        } else {
+            replication
+        };
         Ok(TopicRecord {
             name: name.to_string(),
             id: Uuid::new_v4(),
             partitions,
             replication_factor: replication,
             config,
+            assignments,
         })
     }
 
-    /// Creates a topic: persists it, then opens its partitions.
+    /// Creates a topic: in a cluster through the controller (every broker applies it), on a
+    /// single node directly.
     pub async fn create_topic(&self, rec: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
+        if let Some(c) = self.replicated(&rec.name) {
+            let name = rec.name.clone();
+            c.propose(self, crate::cluster::Command::CreateTopic(rec))
+                .await?;
+            return self
+                .topics
+                .get(&name)
+                .ok_or(BrokerError::UnknownTopic(name));
+        }
+        self.create_topic_local(rec).await
+    }
+
+    /// The cluster, if `topic`'s metadata goes through the controller.
+    fn replicated(&self, topic: &str) -> Option<&Arc<crate::cluster::Cluster>> {
+        self.cluster
+            .as_ref()
+            .filter(|_| !crate::topics::is_internal(topic))
+    }
+
+    /// Creates a topic on this broker: persists it, then opens its partitions.
+    pub(crate) async fn create_topic_local(
+        &self,
+        rec: TopicRecord,
+    ) -> Result<Arc<Topic>, BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         if self.topics.record(&rec.name).is_some() {
             return Err(BrokerError::TopicExists(rec.name));
@@ -275,6 +407,23 @@ impl Broker {
         if crate::topics::is_internal(name) {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
+        if let Some(c) = self.replicated(name) {
+            let rec = self
+                .topics
+                .record(name)
+                .filter(|_| self.topics.get(name).is_some())
+                .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+            let cmd = crate::cluster::Command::DeleteTopic {
+                name: name.to_string(),
+                id: rec.id,
+            };
+            return c.propose(self, cmd).await;
+        }
+        self.delete_topic_local(name).await
+    }
+
+    /// Deletes a topic on this broker.
+    pub(crate) async fn delete_topic_local(&self, name: &str) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         // A topic being unmounted is not served and cannot be deleted meanwhile.
         if self.topics.get(name).is_none() {
@@ -298,6 +447,12 @@ impl Broker {
             }
         }
         let _ = std::fs::remove_dir_all(self.topic_dir(name));
+        let raft = self
+            .config
+            .data_dir
+            .join("raft")
+            .join(format!("{name}-{}", topic.id));
+        let _ = std::fs::remove_dir_all(raft);
         self.update_gauges();
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
@@ -318,6 +473,7 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        self.not_replicated_yet(name, "adding partitions")?;
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         if count as i64 <= current.partitions.len() as i64 {
@@ -344,6 +500,7 @@ impl Broker {
             config: current.config.clone(),
             resolved: current.resolved.clone(),
             partitions,
+            assignments: rec.assignments.clone(),
         };
         self.topics.insert(rec, topic)?;
         self.update_gauges();
@@ -356,6 +513,7 @@ impl Broker {
         name: &str,
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
+        self.not_replicated_yet(name, "changing topic configs")?;
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         let resolved = config.resolve(&self.config.defaults);
@@ -379,9 +537,21 @@ impl Broker {
             config,
             resolved,
             partitions: current.partitions.clone(),
+            assignments: current.assignments.clone(),
         };
         self.topics.insert(rec, topic)?;
         Ok(())
+    }
+
+    /// Changes the controller does not carry yet are refused in a cluster rather than applied
+    /// on one broker only.
+    fn not_replicated_yet(&self, topic: &str, what: &str) -> Result<(), BrokerError> {
+        match self.replicated(topic) {
+            Some(_) => Err(BrokerError::Controller(format!(
+                "{what} is not yet supported in a multi-broker cluster"
+            ))),
+            None => Ok(()),
+        }
     }
 
     pub(crate) fn update_gauges(&self) {
@@ -428,4 +598,6 @@ pub enum StartError {
     ProducerIds(std::io::Error),
     #[error("cannot open a partition: {0}")]
     Partition(#[from] BrokerError),
+    #[error(transparent)]
+    Cluster(#[from] crate::cluster::ClusterError),
 }

@@ -8,6 +8,7 @@
 
 pub mod admin;
 pub mod broker;
+pub mod cluster;
 pub mod config;
 pub mod durability;
 pub mod fetch_session;
@@ -20,6 +21,7 @@ pub mod metrics;
 pub mod net;
 pub mod partition;
 pub mod producer_ids;
+pub mod raft;
 pub mod remote;
 pub mod replication;
 pub mod schema_ids;

@@ -19,6 +19,7 @@ enum ShardMsg {
         dir: PathBuf,
         config: Box<ResolvedTopicConfig>,
         remote: Option<Box<crate::partition::RemoteLink>>,
+        raft: Option<Box<crate::raft::RaftSetup>>,
         reply: oneshot::Sender<std::io::Result<PartitionHandle>>,
     },
     Run(Job),
@@ -96,12 +97,25 @@ impl Shards {
         config: ResolvedTopicConfig,
         remote: Option<crate::partition::RemoteLink>,
     ) -> std::io::Result<PartitionHandle> {
+        self.open_replicated(shard, dir, config, remote, None).await
+    }
+
+    /// [`Shards::open_partition`] as a member of a Raft group (`raft` given).
+    pub async fn open_replicated(
+        &self,
+        shard: usize,
+        dir: PathBuf,
+        config: ResolvedTopicConfig,
+        remote: Option<crate::partition::RemoteLink>,
+        raft: Option<crate::raft::RaftSetup>,
+    ) -> std::io::Result<PartitionHandle> {
         let (reply, rx) = oneshot::channel();
         self.senders[shard]
             .send(ShardMsg::Open {
                 dir,
                 config: Box::new(config),
                 remote: remote.map(Box::new),
+                raft: raft.map(Box::new),
                 reply,
             })
             .map_err(|_| std::io::Error::other("shard stopped"))?;
@@ -174,6 +188,7 @@ fn run_shard(
                     dir,
                     config,
                     remote,
+                    raft,
                     reply,
                 } => {
                     let res = partition::spawn(
@@ -183,6 +198,7 @@ fn run_shard(
                         ctx.flusher.clone(),
                         ctx.metrics.clone(),
                         remote.map(|r| *r),
+                        raft.map(|r| *r),
                     );
                     let _ = reply.send(res);
                 }

@@ -34,6 +34,8 @@ pub struct Topic {
     pub config: TopicConfig,
     pub resolved: ResolvedTopicConfig,
     pub partitions: Vec<PartitionHandle>,
+    /// Each partition's replicas, preferred leader first (empty on a single node).
+    pub assignments: Vec<Vec<i32>>,
 }
 
 impl Topic {
@@ -52,6 +54,9 @@ pub struct TopicRecord {
     pub partitions: i32,
     pub replication_factor: i16,
     pub config: TopicConfig,
+    /// Each partition's replicas, preferred leader first; empty on a single node.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub assignments: Vec<Vec<i32>>,
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

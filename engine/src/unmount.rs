@@ -146,6 +146,7 @@ impl Broker {
             partitions: offsets.len() as i32,
             replication_factor: 1,
             config,
+            assignments: vec![],
         };
         let dir = self.topic_dir(name);
         let _ = std::fs::remove_dir_all(&dir);

@@ -124,3 +124,62 @@ class ChaosProxy:
     def close(self) -> None:
         self.closed = True
         self.listener.close()
+
+
+class RpcBlackhole:
+    """A TCP proxy in front of one broker's RPC listener that can silently drop traffic.
+
+    `drop_all` swallows every byte in both directions (the broker is cut off from everyone);
+    `drop_from` swallows what connections from the given source IPs send and what is sent back
+    to them (brokers make their RPC connections from their listener's IP, so a proxy can tell
+    who calls). Connections stay open: a dropped link looks like a dead network, not a refusal.
+    """
+
+    def __init__(self, listen_ip: str, upstream: tuple[str, int]):
+        self.upstream = upstream
+        self.listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        self.listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.listener.bind((listen_ip, 0))
+        self.listener.listen(64)
+        self.addr = f"{listen_ip}:{self.listener.getsockname()[1]}"
+        self.drop_all = False
+        self.drop_from: set[str] = set()
+        self.closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _dropped(self, source: str) -> bool:
+        return self.drop_all or source in self.drop_from
+
+    def _accept(self):
+        while not self.closed:
+            try:
+                client, (source, _) = self.listener.accept()
+            except OSError:
+                return
+            try:
+                up = socket.create_connection(self.upstream, timeout=2)
+            except OSError:
+                client.close()
+                continue
+            for a, b in ((client, up), (up, client)):
+                threading.Thread(target=self._pump, args=(a, b, source), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, source: str):
+        try:
+            while True:
+                chunk = src.recv(1 << 16)
+                if not chunk:
+                    break
+                if not self._dropped(source):
+                    dst.sendall(chunk)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.closed = True
+        self.listener.close()

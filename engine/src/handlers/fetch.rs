@@ -138,6 +138,13 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
             let topic = b.topics.get(&key.0);
             let handle = topic.as_ref().and_then(|t| t.partition(key.1)).cloned();
             let topic_id = topic.as_ref().map_or(sp.topic_id, |t| t.id);
+            // Until followers hold the data (KIP-392), only the leader serves a partition.
+            let (handle, unknown_code) = match &topic {
+                Some(t) if handle.is_some() && !b.leads(t, key.1) => {
+                    (None, ResponseError::NotLeaderOrFollower.code())
+                }
+                _ => (handle, unknown_code),
+            };
             Wanted {
                 key,
                 topic_id,

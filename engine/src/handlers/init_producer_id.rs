@@ -21,7 +21,13 @@ pub fn handle(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse 
     {
         return failed(ResponseError::CoordinatorNotAvailable);
     }
-    match b.producer_ids.next() {
+    // In a cluster every broker allocates from its own counter; spreading the ids by node id
+    // keeps two brokers from handing out the same one (the controller should allocate blocks).
+    let allocated = b.producer_ids.next().map(|id| match &b.cluster {
+        Some(c) => id * crate::cluster::MAX_NODE_ID + c.node_id() as i64,
+        None => id,
+    });
+    match allocated {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),

@@ -55,27 +55,51 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
             }
         }
     }
-    let (host, port) = &b.advertised;
+    let brokers = match &b.cluster {
+        Some(c) => c
+            .members
+            .all()
+            .into_iter()
+            .map(|m| (m.node_id, m.kafka_host, m.kafka_port))
+            .collect(),
+        None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1)],
+    };
+    let controller = b
+        .cluster
+        .as_ref()
+        .map_or(Some(b.node_id()), |c| c.controller_leader());
     MetadataResponse::default()
-        .with_brokers(vec![MetadataResponseBroker::default()
-            .with_node_id(BrokerId(b.node_id()))
-            .with_host(sb(host.clone()))
-            .with_port(*port as i32)])
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|(id, host, port)| {
+                    MetadataResponseBroker::default()
+                        .with_node_id(BrokerId(id))
+                        .with_host(sb(host))
+                        .with_port(port as i32)
+                })
+                .collect(),
+        )
         .with_cluster_id(Some(sb(b.topics.cluster_id.clone())))
-        .with_controller_id(BrokerId(b.node_id()))
+        .with_controller_id(BrokerId(controller.unwrap_or(-1)))
         .with_topics(topics)
 }
 
 fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
-    let me = BrokerId(b.node_id());
     let partitions = (0..t.partitions.len() as i32)
         .map(|p| {
+            let (leader, epoch) = b.partition_leader_epoch(t, p);
+            let leader = BrokerId(leader);
+            let replicas = match t.assignments.get(p as usize) {
+                Some(r) => r.iter().map(|&id| BrokerId(id)).collect(),
+                None => vec![leader],
+            };
             MetadataResponsePartition::default()
                 .with_partition_index(p)
-                .with_leader_id(me)
-                .with_leader_epoch(0)
-                .with_replica_nodes(vec![me])
-                .with_isr_nodes(vec![me])
+                .with_leader_id(leader)
+                .with_leader_epoch(epoch)
+                .with_replica_nodes(replicas)
+                .with_isr_nodes(vec![leader])
         })
         .collect();
     MetadataResponseTopic::default()

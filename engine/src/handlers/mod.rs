@@ -283,7 +283,8 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
         E::InvalidPartitions(_) | E::PartitionsNotIncreased { .. } => {
             ResponseError::InvalidPartitions
         }
-        E::InvalidReplicationFactor(_) => ResponseError::InvalidReplicationFactor,
+        E::InvalidReplicationFactor(..) => ResponseError::InvalidReplicationFactor,
+        E::Controller(_) => ResponseError::RequestTimedOut,
         E::InvalidConfig(_) => ResponseError::InvalidConfig,
         E::Meta(_) | E::Storage(_) | E::Remote(_) => ResponseError::KafkaStorageError,
     };
@@ -299,7 +300,8 @@ pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
         E::Sequence(SequenceError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
         E::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
         E::Storage(_) => ResponseError::KafkaStorageError,
-        E::Stopped => ResponseError::NotLeaderOrFollower,
+        E::Stopped | E::NotLeader => ResponseError::NotLeaderOrFollower,
+        E::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
     }
     .code()
 }

@@ -46,6 +46,10 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 parts.push(fail(ResponseError::UnknownTopicOrPartition, None));
                 continue;
             };
+            if topic.as_ref().is_some_and(|t| !b.leads(t, idx)) {
+                parts.push(fail(ResponseError::NotLeaderOrFollower, None));
+                continue;
+            }
             // Only the broker writes its internal topics, as in Kafka.
             if crate::topics::is_internal(td.name.as_str()) {
                 let why = format!("cannot produce to internal topic {}", td.name.as_str());

@@ -51,6 +51,10 @@ pub enum PartitionError {
     Storage(#[from] io::Error),
     #[error("partition is stopping")]
     Stopped,
+    #[error("this broker does not lead the partition")]
+    NotLeader,
+    #[error("{active} replicas in sync, min.insync.replicas is {min}")]
+    NotEnoughReplicas { active: usize, min: usize },
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -103,6 +107,8 @@ pub enum Cmd {
         reply: Reply<Option<(i32, i64)>>,
     },
     Reconfigure(Box<ResolvedTopicConfig>),
+    /// A message for the partition's Raft group.
+    Raft(Box<raft::eraftpb::Message>),
     /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
     AttachRemote(Box<RemoteLink>),
     /// `(bytes, segments)` on local disk.
@@ -128,6 +134,8 @@ pub struct PartitionHandle {
     pub tx: mpsc::UnboundedSender<Cmd>,
     pub marks: watch::Receiver<Watermarks>,
     pub shard: usize,
+    /// With a Raft group: its leader and term ([`crate::raft::leader_of`]).
+    pub raft_leader: Option<Arc<std::sync::atomic::AtomicU64>>,
 }
 
 impl PartitionHandle {
@@ -157,7 +165,19 @@ pub fn spawn(
     flusher: Flusher,
     metrics: Arc<Metrics>,
     remote: Option<RemoteLink>,
+    raft: Option<crate::raft::RaftSetup>,
 ) -> io::Result<PartitionHandle> {
+    let raft_leader = raft.as_ref().map(|r| r.leader.clone());
+    let raft = match raft {
+        Some(setup) => {
+            // The segment log is rebuilt from the Raft log, which holds every entry.
+            if dir.exists() {
+                std::fs::remove_dir_all(&dir)?;
+            }
+            Some(crate::raft::PartitionRaft::open(setup).map_err(io::Error::other)?)
+        }
+        None => None,
+    };
     let log = PartitionLog::open(&dir, config.log.clone(), now_ms())?;
     if log.recovered_bytes_truncated > 0 {
         tracing::warn!(dir = %dir.display(), bytes = log.recovered_bytes_truncated, "truncated a torn write at the log tail");
@@ -198,12 +218,15 @@ pub fn spawn(
         compacted_through: -1,
         last_compaction_ms: 0,
         compaction_retry_at: 0,
+        raft,
+        proposals: crate::raft::Pending::new(),
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
         tx,
         marks: mrx,
         shard,
+        raft_leader,
     })
 }
 
@@ -227,6 +250,10 @@ struct Actor {
     last_compaction_ms: i64,
     /// After a failed compaction, no new attempt before this time (ms).
     compaction_retry_at: i64,
+    /// The partition's Raft group, in a cluster.
+    raft: Option<crate::raft::PartitionRaft>,
+    /// Produces proposed to the group, waiting to be applied: `(reply, needs_ack)`.
+    proposals: crate::raft::Pending<(Reply<ProduceOk>, bool)>,
 }
 
 /// `(delete files, delete remote data, reply)`.
@@ -241,6 +268,8 @@ impl Actor {
         let retention_every = Duration::from_millis(self.config.retention_check_ms);
         let mut retention = tokio::time::interval(retention_every);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut raft_tick = tokio::time::interval(crate::cluster::controller::TICK);
+        raft_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             let deadline = self.flush_deadline();
             tokio::select! {
@@ -279,7 +308,13 @@ impl Actor {
                     self.retention();
                     compaction = self.maybe_compact();
                 }
+                _ = raft_tick.tick(), if self.raft.is_some() => {
+                    if let Some(r) = &mut self.raft {
+                        r.tick();
+                    }
+                }
             }
+            self.drive_raft();
             if inflight.is_none() && !self.waiters.is_empty() {
                 inflight = self.start_flush();
             }
@@ -298,7 +333,19 @@ impl Actor {
                 batches,
                 reply,
                 needs_ack,
-            } => self.produce(batches, reply, needs_ack),
+            } => {
+                if self.raft.is_some() {
+                    self.propose(batches, reply, needs_ack);
+                } else {
+                    let epoch = self.group.leader_epoch();
+                    self.produce(batches, reply, needs_ack, epoch, now_ms());
+                }
+            }
+            Cmd::Raft(m) => {
+                if let Some(r) = &mut self.raft {
+                    r.step(*m);
+                }
+            }
             Cmd::Read {
                 offset,
                 max_bytes,
@@ -350,11 +397,79 @@ impl Actor {
         None
     }
 
+    /// Proposes a produce to the Raft group; it is appended once committed.
+    fn propose(
+        &mut self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: Reply<ProduceOk>,
+        needs_ack: bool,
+    ) {
+        let Some(r) = &mut self.raft else { return };
+        if !r.is_leader() {
+            let _ = reply.send(Err(PartitionError::NotLeader));
+            return;
+        }
+        let min = r.min_insync;
+        let active = r.active_voters();
+        if needs_ack && active < min {
+            let _ = reply.send(Err(PartitionError::NotEnoughReplicas { active, min }));
+            return;
+        }
+        let mut records = Vec::with_capacity(batches.iter().map(|(_, b)| b.len()).sum());
+        for (_, b) in &batches {
+            records.extend_from_slice(b);
+        }
+        match r.propose(&records, now_ms()) {
+            Some(id) => {
+                self.proposals.insert(id, (reply, needs_ack));
+            }
+            None => {
+                let _ = reply.send(Err(PartitionError::NotLeader));
+            }
+        }
+    }
+
+    /// Runs the Raft group: persists and sends what it asks, appends what it committed.
+    fn drive_raft(&mut self) {
+        let Some(r) = &mut self.raft else { return };
+        let committed = match r.drive() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(dir = %self.log.dir().display(), error = %e, "raft log write failed; partition stops replicating");
+                self.raft = None;
+                return;
+            }
+        };
+        let leader = r.is_leader();
+        for c in committed {
+            let waiter = c.proposal.and_then(|id| self.proposals.remove(&id));
+            let (reply, needs_ack) = match waiter {
+                Some(w) => w,
+                // Another replica's proposal (or one whose producer gave up): nobody waits.
+                None => (oneshot::channel().0, false),
+            };
+            match crate::log::batch::split_batches(&c.records) {
+                Ok(batches) => self.produce(batches, reply, needs_ack, c.epoch, c.now),
+                Err(e) => {
+                    tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
+                }
+            }
+        }
+        if !leader {
+            // Proposals of a deposed leader may never commit; their producers retry.
+            for (_, (reply, _)) in self.proposals.drain() {
+                let _ = reply.send(Err(PartitionError::NotLeader));
+            }
+        }
+    }
+
     fn produce(
         &mut self,
         batches: Vec<(BatchHeader, Bytes)>,
         reply: Reply<ProduceOk>,
         needs_ack: bool,
+        epoch: i32,
+        now: i64,
     ) {
         if let Some((_, b)) = batches
             .iter()
@@ -366,8 +481,6 @@ impl Actor {
             }));
             return;
         }
-        let now = now_ms();
-        let epoch = self.group.leader_epoch();
         let mut first: Option<ProduceOk> = None;
         // The offset the answer must wait for: the end of the last batch appended or, for a
         // retried batch, of its first copy.

@@ -1,0 +1,92 @@
+#!/usr/bin/env python3
+"""Failover-time benchmark: three brokers on loopback, an RF=3 single-partition topic, a steady
+acks=all producer; the partition's leader is SIGKILLed and restarted N times. For each kill it
+reports the time from the kill to the first acknowledged write on the partition (the new
+leader's). Target: under 2 s.
+
+    ICESTREAM_BIN=target/release/icestream .venv/bin/python benches/failover.py [kills]
+"""
+
+from __future__ import annotations
+
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from cluster import metadata, start_cluster, wait_formed  # noqa: E402
+from conftest import Broker  # noqa: E402
+
+
+def main(kills: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="icestream-failover-"))
+    made: list[Broker] = []
+
+    def factory(args=None, start=True):
+        b = Broker(tmp / f"broker{len(made)}", args=args)
+        made.append(b)
+        if start:
+            b.start()
+        return b
+
+    try:
+        brokers = start_cluster(factory)
+        wait_formed(brokers)
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        admin.create_topics([NewTopic("failover", 1, 3)], operation_timeout=15)["failover"].result(30)
+
+        def leader() -> int:
+            for b in brokers:
+                if b.running():
+                    t = metadata(b, "failover").topics.get("failover")
+                    if t and t.partitions[0].leader > 0:
+                        return t.partitions[0].leader
+            return -1
+
+        while leader() < 0:
+            time.sleep(0.1)
+        acks: list[float] = []
+        stop = threading.Event()
+
+        def produce():
+            p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in brokers),
+                          "acks": "all", "enable.idempotence": True, "linger.ms": 1,
+                          "retry.backoff.ms": 50, "message.timeout.ms": 60000})
+            while not stop.is_set():
+                p.produce("failover", b"x", on_delivery=lambda e, m: e or acks.append(time.monotonic()))
+                p.poll(0.002)
+            p.flush(60)
+
+        t = threading.Thread(target=produce)
+        t.start()
+        results = []
+        for _ in range(kills):
+            time.sleep(2)
+            victim = leader()
+            brokers[victim - 1].kill9()
+            t_kill = time.monotonic()
+            deadline = t_kill + 30
+            while time.monotonic() < deadline and not any(a > t_kill for a in acks[-1000:]):
+                time.sleep(0.01)
+            first = min((a for a in acks[-5000:] if a > t_kill), default=float("inf"))
+            results.append(first - t_kill)
+            print(f"killed broker {victim}: first ack after {results[-1]:.2f} s", flush=True)
+            brokers[victim - 1].start()
+        stop.set()
+        t.join(90)
+        print(f"failover over {kills} kills: median {statistics.median(results):.2f} s, "
+              f"max {max(results):.2f} s (target < 2 s)")
+    finally:
+        for b in made:
+            b.stop()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 5)

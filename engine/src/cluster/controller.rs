@@ -1,0 +1,214 @@
+//! The controller Raft group: cluster metadata (topics and their partition assignments) as a
+//! replicated log, applied on every broker so that any broker answers Metadata.
+//!
+//! raft-rs does no I/O: this task ticks it, persists what it asks ([`super::store`]), sends its
+//! messages over the RPC listener and applies committed commands to the broker's topic table.
+//! Proposals are made on the leader only; other brokers forward them ([`super::Cluster::propose`]).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use protobuf::Message as _;
+use raft::eraftpb::{Entry, EntryType, Message};
+use raft::storage::MemStorage;
+use raft::{RawNode, StateRole};
+use tokio::sync::{mpsc, oneshot};
+
+use super::rpc::{frame, Kind};
+use super::store::RaftStore;
+use super::{ApplyError, Command, Proposal};
+use crate::broker::Broker;
+
+/// How often raft-rs is ticked; elections take 10-20 ticks (0.5-1 s), heartbeats every 2.
+pub const TICK: Duration = Duration::from_millis(50);
+
+pub enum Input {
+    Raft(Box<Message>),
+    Propose(Command, oneshot::Sender<ProposeOutcome>),
+}
+
+#[derive(Debug)]
+pub enum ProposeOutcome {
+    Applied(Result<(), ApplyError>),
+    /// Not the leader; the leader's id if known (0 otherwise).
+    NotLeader(u64),
+}
+
+#[derive(Clone)]
+pub struct ControllerHandle {
+    pub tx: mpsc::UnboundedSender<Input>,
+    leader: Arc<AtomicU64>,
+}
+
+impl ControllerHandle {
+    /// The controller leader's node id, 0 while there is none.
+    pub fn leader(&self) -> u64 {
+        self.leader.load(Ordering::Relaxed)
+    }
+}
+
+struct Controller {
+    node: RawNode<MemStorage>,
+    store: RaftStore,
+    broker: Arc<Broker>,
+    pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
+    leader: Arc<AtomicU64>,
+}
+
+/// Opens the controller's log under `<data>/controller` and starts its task.
+pub fn start(
+    broker: Arc<Broker>,
+    id: u64,
+    voters: &[u64],
+) -> Result<ControllerHandle, super::ClusterError> {
+    let dir = broker.config.data_dir.join("controller");
+    let (store, storage) = RaftStore::open(&dir, voters)?;
+    let config = raft::Config {
+        id,
+        election_tick: 10,
+        heartbeat_tick: 2,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    };
+    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let node = RawNode::new(&config, storage, &logger)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let leader = Arc::new(AtomicU64::new(0));
+    let c = Controller {
+        node,
+        store,
+        broker,
+        pending: HashMap::new(),
+        leader: leader.clone(),
+    };
+    tokio::spawn(c.run(rx));
+    Ok(ControllerHandle { tx, leader })
+}
+
+impl Controller {
+    async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Input>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    self.node.tick();
+                }
+                input = rx.recv() => match input {
+                    None => return,
+                    Some(Input::Raft(m)) => {
+                        if let Err(e) = self.node.step(*m) {
+                            tracing::debug!(error = %e, "controller ignored a raft message");
+                        }
+                    }
+                    Some(Input::Propose(cmd, reply)) => self.propose(cmd, reply),
+                }
+            }
+            if let Err(e) = self.on_ready().await {
+                // Without its log the controller cannot go on safely; stop voting and leading.
+                tracing::error!(error = %e, "controller log write failed; the controller stops");
+                return;
+            }
+            let leader = self.node.raft.leader_id;
+            self.leader.store(leader, Ordering::Relaxed);
+        }
+    }
+
+    fn propose(&mut self, cmd: Command, reply: oneshot::Sender<ProposeOutcome>) {
+        if self.node.raft.state != StateRole::Leader {
+            let _ = reply.send(ProposeOutcome::NotLeader(self.node.raft.leader_id));
+            return;
+        }
+        let p = Proposal {
+            id: uuid::Uuid::new_v4().to_string(),
+            cmd,
+        };
+        let data = match serde_json::to_vec(&p) {
+            Ok(d) => d,
+            Err(e) => {
+                let _ = reply.send(ProposeOutcome::Applied(Err(ApplyError::Other(
+                    e.to_string(),
+                ))));
+                return;
+            }
+        };
+        match self.node.propose(vec![], data) {
+            Ok(()) => {
+                self.pending.insert(p.id, reply);
+            }
+            Err(_) => {
+                let _ = reply.send(ProposeOutcome::NotLeader(self.node.raft.leader_id));
+            }
+        }
+    }
+
+    async fn on_ready(&mut self) -> Result<(), super::store::StoreError> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let mut ready = self.node.ready();
+        self.send(ready.take_messages());
+        let committed = ready.take_committed_entries();
+        self.apply(committed).await;
+        if !ready.entries().is_empty() {
+            self.store.persist(ready.entries(), None)?;
+            let _ = self.node.store().wl().append(ready.entries());
+        }
+        if let Some(hs) = ready.hs() {
+            self.store.persist(&[], Some(hs))?;
+            self.node.store().wl().set_hardstate(hs.clone());
+        }
+        self.send(ready.take_persisted_messages());
+        let mut light = self.node.advance(ready);
+        if let Some(commit) = light.commit_index() {
+            self.node.store().wl().mut_hard_state().set_commit(commit);
+            let hs = self.node.store().rl().hard_state().clone();
+            self.store.persist(&[], Some(&hs))?;
+        }
+        self.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.apply(committed).await;
+        self.node.advance_apply();
+        Ok(())
+    }
+
+    async fn apply(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+                continue;
+            }
+            let p: Proposal = match serde_json::from_slice(&e.data) {
+                Ok(p) => p,
+                Err(err) => {
+                    tracing::error!(index = e.index, error = %err, "undecodable controller entry skipped");
+                    continue;
+                }
+            };
+            let res = super::apply(&self.broker, p.cmd).await;
+            if let Err(err) = &res {
+                tracing::debug!(index = e.index, error = %err, "controller command refused");
+            }
+            if let Some(reply) = self.pending.remove(&p.id) {
+                let _ = reply.send(ProposeOutcome::Applied(res));
+            }
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        for m in msgs {
+            let to = m.to;
+            let Ok(bytes) = m.write_to_bytes() else {
+                continue;
+            };
+            let Some(cluster) = &self.broker.cluster else {
+                return;
+            };
+            cluster.send_frame(to as i32, frame(Kind::Raft, &bytes));
+        }
+    }
+}

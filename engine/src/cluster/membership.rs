@@ -1,0 +1,135 @@
+//! Membership: which brokers exist and how to reach them, learned by gossip over the RPC
+//! listener. Every broker says hello to its seeds and to every member it knows, once a second;
+//! each hello carries the sender and the members it knows, and the answer carries the
+//! receiver's list, so a broker that knows one live seed soon knows everyone.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
+
+/// How a broker is reached.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Member {
+    pub node_id: i32,
+    /// `host:port` of its RPC listener.
+    pub rpc_addr: String,
+    /// Where Kafka clients reach it.
+    pub kafka_host: String,
+    pub kafka_port: u16,
+}
+
+/// The body of `Hello` and `Members` frames.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Hello {
+    pub cluster_id: String,
+    pub from: Member,
+    pub members: Vec<Member>,
+}
+
+/// A member counts as alive if heard from within this long.
+pub const ALIVE_FOR: Duration = Duration::from_secs(3);
+
+pub struct Members {
+    me: Member,
+    known: RwLock<BTreeMap<i32, (Member, Option<Instant>)>>,
+}
+
+impl Members {
+    pub fn new(me: Member) -> Self {
+        let mut known = BTreeMap::new();
+        known.insert(me.node_id, (me.clone(), None));
+        Members {
+            me,
+            known: RwLock::new(known),
+        }
+    }
+
+    pub fn me(&self) -> &Member {
+        &self.me
+    }
+
+    /// Every member known, by node id (this broker included).
+    pub fn all(&self) -> Vec<Member> {
+        self.known.read().values().map(|(m, _)| m.clone()).collect()
+    }
+
+    pub fn get(&self, id: i32) -> Option<Member> {
+        self.known.read().get(&id).map(|(m, _)| m.clone())
+    }
+
+    /// This broker, and every member heard from directly within [`ALIVE_FOR`].
+    pub fn is_alive(&self, id: i32) -> bool {
+        if id == self.me.node_id {
+            return true;
+        }
+        self.known
+            .read()
+            .get(&id)
+            .and_then(|(_, seen)| *seen)
+            .is_some_and(|t| t.elapsed() < ALIVE_FOR)
+    }
+
+    /// Records what a hello (or its answer) said. `direct` marks the sender as just heard from.
+    pub fn merge(&self, from: &Member, others: &[Member]) {
+        let mut known = self.known.write();
+        for m in others.iter().chain(std::iter::once(from)) {
+            if m.node_id == self.me.node_id {
+                continue;
+            }
+            let seen = known.get(&m.node_id).and_then(|(_, s)| *s);
+            let seen = if m.node_id == from.node_id {
+                Some(Instant::now())
+            } else {
+                seen
+            };
+            // The sender's own entry is authoritative for its addresses.
+            if m.node_id == from.node_id || !known.contains_key(&m.node_id) {
+                known.insert(m.node_id, (m.clone(), seen));
+            } else if let Some(e) = known.get_mut(&m.node_id) {
+                e.1 = seen;
+            }
+        }
+    }
+
+    pub fn hello(&self, cluster_id: &str) -> Hello {
+        Hello {
+            cluster_id: cluster_id.to_string(),
+            from: self.me.clone(),
+            members: self.all(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn m(id: i32) -> Member {
+        Member {
+            node_id: id,
+            rpc_addr: format!("127.0.0.1:{}", 9000 + id),
+            kafka_host: "127.0.0.1".into(),
+            kafka_port: 9100 + id as u16,
+        }
+    }
+
+    #[test]
+    fn merge_learns_transitively_and_marks_only_the_sender_alive() {
+        let ms = Members::new(m(1));
+        ms.merge(&m(2), &[m(2), m(3), m(1)]);
+        assert_eq!(ms.all().len(), 3);
+        assert!(ms.is_alive(1) && ms.is_alive(2) && !ms.is_alive(3));
+        let mut moved = m(3);
+        moved.kafka_port = 1;
+        ms.merge(&m(2), &[moved.clone()]);
+        assert_eq!(
+            ms.get(3).unwrap().kafka_port,
+            9103,
+            "only the member itself moves its address"
+        );
+        ms.merge(&moved, &[]);
+        assert_eq!(ms.get(3).unwrap().kafka_port, 1);
+        assert!(ms.is_alive(3));
+    }
+}

@@ -1,0 +1,524 @@
+//! A multi-broker cluster: membership over the internal RPC listener and the controller Raft
+//! group that holds cluster metadata. A broker started without seeds has no `Cluster` and runs
+//! exactly as a single node.
+//!
+//! Start-up: the RPC listener is bound with the broker; gossip ([`membership`]) learns every
+//! seed's node id; once all seeds have answered (or the controller log already exists) the
+//! controller ([`controller`]) starts with the seeds as its voters. Every broker must be given
+//! the same seed list (all brokers' RPC addresses), as KRaft's `controller.quorum.voters`.
+
+pub mod controller;
+pub mod membership;
+pub mod placement;
+pub mod rpc;
+pub mod store;
+
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+use tokio::sync::oneshot;
+
+use crate::broker::{Broker, BrokerError};
+use crate::topics::TopicRecord;
+use controller::{ControllerHandle, Input, ProposeOutcome};
+use membership::{Hello, Member, Members};
+use rpc::{frame, Kind};
+
+/// Node ids in a cluster are `1..MAX_NODE_ID`.
+pub const MAX_NODE_ID: i64 = 1 << 16;
+
+/// How this broker joins a cluster (`--node-id`, `--rpc-addr`, `--seeds`).
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    pub node_id: i32,
+    /// Where the RPC listener binds.
+    pub rpc_addr: SocketAddr,
+    /// `host:port` other brokers use to reach it (defaults to the listener's address).
+    pub advertised_rpc_addr: Option<String>,
+    /// Every broker's RPC `host:port` (this one's may be included).
+    pub seeds: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("cannot listen for brokers on {0}: {1}")]
+    Bind(SocketAddr, std::io::Error),
+    #[error("--node-id must be between 1 and 65535 in a cluster, got {0}")]
+    NodeId(i32),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("controller: {0}")]
+    Raft(#[from] raft::Error),
+}
+
+/// A change to cluster metadata, as the controller log holds it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub enum Command {
+    CreateTopic(TopicRecord),
+    DeleteTopic { name: String, id: uuid::Uuid },
+}
+
+/// A controller log entry: a command and the id its proposer waits on.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub struct Proposal {
+    pub id: String,
+    pub cmd: Command,
+}
+
+/// Why a committed command was refused (the same on every broker).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, thiserror::Error)]
+pub enum ApplyError {
+    #[error("topic '{0}' already exists")]
+    TopicExists(String),
+    #[error("topic '{0}' does not exist")]
+    UnknownTopic(String),
+    #[error("{0}")]
+    Other(String),
+}
+
+impl From<ApplyError> for BrokerError {
+    fn from(e: ApplyError) -> Self {
+        match e {
+            ApplyError::TopicExists(n) => BrokerError::TopicExists(n),
+            ApplyError::UnknownTopic(n) => BrokerError::UnknownTopic(n),
+            ApplyError::Other(m) => BrokerError::Controller(m),
+        }
+    }
+}
+
+/// The answer to a forwarded proposal.
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+enum ProposeReply {
+    Applied(Result<(), ApplyError>),
+    NotLeader(u64),
+}
+
+pub struct Cluster {
+    pub config: ClusterConfig,
+    pub members: Members,
+    cluster_id: String,
+    controller: OnceLock<ControllerHandle>,
+    listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
+    /// One writer task per peer broker, carrying every Raft message to it in order.
+    peers: parking_lot::Mutex<
+        std::collections::HashMap<i32, tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
+    >,
+    /// The runtime peer writers run on (partition actors call from shard threads).
+    runtime: OnceLock<tokio::runtime::Handle>,
+    broker: OnceLock<std::sync::Weak<Broker>>,
+}
+
+impl Cluster {
+    /// Binds the RPC listener; nothing runs until [`Cluster::start`].
+    pub async fn bind(
+        config: ClusterConfig,
+        kafka: (String, u16),
+        cluster_id: String,
+    ) -> Result<Arc<Cluster>, ClusterError> {
+        if config.node_id < 1 || config.node_id as i64 >= MAX_NODE_ID {
+            return Err(ClusterError::NodeId(config.node_id));
+        }
+        let listener = rpc::bind(config.rpc_addr)
+            .await
+            .map_err(|e| ClusterError::Bind(config.rpc_addr, e))?;
+        let local = listener
+            .local_addr()
+            .map_err(|e| ClusterError::Bind(config.rpc_addr, e))?;
+        let me = Member {
+            node_id: config.node_id,
+            rpc_addr: config
+                .advertised_rpc_addr
+                .clone()
+                .unwrap_or_else(|| local.to_string()),
+            kafka_host: kafka.0,
+            kafka_port: kafka.1,
+        };
+        Ok(Arc::new(Cluster {
+            config,
+            members: Members::new(me),
+            cluster_id,
+            controller: OnceLock::new(),
+            listener: parking_lot::Mutex::new(Some(listener)),
+            peers: Default::default(),
+            runtime: OnceLock::new(),
+            broker: OnceLock::new(),
+        }))
+    }
+
+    pub fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    /// The controller leader's id, if there is one.
+    pub fn controller_leader(&self) -> Option<i32> {
+        let l = self.controller.get()?.leader();
+        (l != 0).then_some(l as i32)
+    }
+
+    /// Starts the RPC accept loop, gossip and (once the voters are known) the controller.
+    pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
+        let _ = self.runtime.set(tokio::runtime::Handle::current());
+        let _ = self.broker.set(Arc::downgrade(broker));
+        if let Some(l) = self.listener.lock().take() {
+            tokio::spawn(accept_loop(l, self.clone()));
+        }
+        tokio::spawn(gossip_loop(self.clone()));
+        let me = self.clone();
+        let broker = broker.clone();
+        tokio::spawn(async move {
+            let voters = me.wait_for_voters(&broker).await;
+            tracing::info!(?voters, "starting the controller");
+            match controller::start(broker, me.node_id() as u64, &voters) {
+                Ok(h) => {
+                    let _ = me.controller.set(h);
+                }
+                Err(e) => tracing::error!(error = %e, "cannot start the controller"),
+            }
+        });
+    }
+
+    /// The voter set: this broker and every seed's node id, once all have answered.
+    async fn wait_for_voters(&self, broker: &Broker) -> Vec<u64> {
+        let existing = broker
+            .config
+            .data_dir
+            .join("controller")
+            .join("voters.json");
+        let started = tokio::time::Instant::now();
+        let mut warned = false;
+        loop {
+            if existing.exists() {
+                // An existing log keeps its own voter set (the store reads it).
+                return vec![];
+            }
+            let members = self.members.all();
+            let ids: Option<Vec<u64>> = self
+                .config
+                .seeds
+                .iter()
+                .map(|s| {
+                    members
+                        .iter()
+                        .find(|m| &m.rpc_addr == s)
+                        .map(|m| m.node_id as u64)
+                })
+                .collect();
+            if let Some(mut ids) = ids {
+                ids.push(self.node_id() as u64);
+                ids.sort_unstable();
+                ids.dedup();
+                return ids;
+            }
+            if !warned && started.elapsed() > Duration::from_secs(15) {
+                warned = true;
+                let known: Vec<String> = members.iter().map(|m| m.rpc_addr.clone()).collect();
+                let missing: Vec<&String> = self
+                    .config
+                    .seeds
+                    .iter()
+                    .filter(|s| !known.contains(s))
+                    .collect();
+                tracing::warn!(?missing, ?known, "waiting for every seed before starting the controller; each seed must be spelled as that broker's advertised RPC address");
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Commits a command through the controller, forwarding it to the leader; returns once
+    /// this broker has applied it.
+    pub async fn propose(&self, broker: &Broker, cmd: Command) -> Result<(), BrokerError> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let unavailable =
+            || BrokerError::Controller("no controller leader (is a quorum of brokers up?)".into());
+        loop {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable());
+            }
+            let outcome = match self.propose_local(cmd.clone()).await {
+                ProposeReply::NotLeader(l) if l != 0 && l != self.node_id() as u64 => {
+                    self.forward(l as i32, &cmd).await
+                }
+                other => other,
+            };
+            match outcome {
+                ProposeReply::Applied(res) => {
+                    res?;
+                    // The leader applied it; wait until this broker has too.
+                    while !applied_here(broker, &cmd) {
+                        if tokio::time::Instant::now() >= deadline {
+                            return Err(unavailable());
+                        }
+                        tokio::time::sleep(Duration::from_millis(10)).await;
+                    }
+                    return Ok(());
+                }
+                ProposeReply::NotLeader(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
+    }
+
+    async fn propose_local(&self, cmd: Command) -> ProposeReply {
+        let Some(c) = self.controller.get() else {
+            return ProposeReply::NotLeader(0);
+        };
+        let (tx, rx) = oneshot::channel();
+        if c.tx.send(Input::Propose(cmd, tx)).is_err() {
+            return ProposeReply::NotLeader(0);
+        }
+        match tokio::time::timeout(Duration::from_secs(5), rx).await {
+            Ok(Ok(ProposeOutcome::Applied(r))) => ProposeReply::Applied(r),
+            Ok(Ok(ProposeOutcome::NotLeader(l))) => ProposeReply::NotLeader(l),
+            // Lost leadership before the entry committed, or timed out: ask again.
+            _ => ProposeReply::NotLeader(0),
+        }
+    }
+
+    async fn forward(&self, leader: i32, cmd: &Command) -> ProposeReply {
+        let Some(m) = self.members.get(leader) else {
+            return ProposeReply::NotLeader(0);
+        };
+        let Ok(body) = serde_json::to_vec(cmd) else {
+            return ProposeReply::NotLeader(0);
+        };
+        match rpc::call(
+            &m.rpc_addr,
+            Some(self.config.rpc_addr.ip()),
+            Kind::Propose,
+            &body,
+            Kind::ProposeResult,
+            Duration::from_secs(6),
+        )
+        .await
+        {
+            Ok(b) => serde_json::from_slice(&b).unwrap_or(ProposeReply::NotLeader(0)),
+            Err(e) => {
+                tracing::debug!(leader, error = %e, "forwarding a proposal failed");
+                ProposeReply::NotLeader(0)
+            }
+        }
+    }
+}
+
+impl Cluster {
+    /// Queues a frame for broker `to`; frames that cannot be delivered are dropped (Raft
+    /// retransmits).
+    pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
+        let mut peers = self.peers.lock();
+        let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
+        if tx.send(frame).is_err() {
+            peers.remove(&to);
+        }
+    }
+
+    fn spawn_peer(self: &Arc<Self>, to: i32) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+        let cluster = self.clone();
+        let Some(rt) = self.runtime.get() else {
+            return tx;
+        };
+        rt.spawn(async move {
+            let mut conn: Option<tokio::net::TcpStream> = None;
+            while let Some(f) = rx.recv().await {
+                if conn.is_none() {
+                    let Some(m) = cluster.members.get(to) else {
+                        continue;
+                    };
+                    let connect = rpc::connect(&m.rpc_addr, Some(cluster.config.rpc_addr.ip()));
+                    match tokio::time::timeout(Duration::from_millis(500), connect).await {
+                        Ok(Ok(s)) => conn = Some(s),
+                        _ => continue,
+                    }
+                }
+                if let Some(s) = conn.as_mut() {
+                    if s.write_all(&f).await.is_err() {
+                        conn = None;
+                    }
+                }
+            }
+        });
+        tx
+    }
+
+    /// How a partition's Raft group reaches the other replicas.
+    pub fn partition_sender(self: &Arc<Self>, topic: &str, partition: i32) -> crate::raft::SendFn {
+        let cluster = self.clone();
+        let mut head = Vec::with_capacity(topic.len() + 6);
+        head.extend_from_slice(&(topic.len().min(u16::MAX as usize) as u16).to_be_bytes());
+        head.extend_from_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
+        head.extend_from_slice(&partition.to_be_bytes());
+        Arc::new(move |to: u64, m: raft::eraftpb::Message| {
+            let Ok(body) = protobuf::Message::write_to_bytes(&m) else {
+                return;
+            };
+            let mut b = head.clone();
+            b.extend_from_slice(&body);
+            cluster.send_frame(to as i32, frame(Kind::PartitionRaft, &b));
+        })
+    }
+
+    /// Hands a partition Raft message to the partition's actor.
+    fn route_partition_raft(&self, body: &[u8]) -> Option<()> {
+        let len = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
+        let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
+        let p = i32::from_be_bytes(body.get(2 + len..6 + len)?.try_into().ok()?);
+        let mut m = raft::eraftpb::Message::default();
+        protobuf::Message::merge_from_bytes(&mut m, body.get(6 + len..)?).ok()?;
+        let broker = self.broker.get()?.upgrade()?;
+        let t = broker.topics.get(topic)?;
+        let _ = t
+            .partition(p)?
+            .tx
+            .send(crate::partition::Cmd::Raft(Box::new(m)));
+        Some(())
+    }
+}
+
+fn applied_here(b: &Broker, cmd: &Command) -> bool {
+    match cmd {
+        Command::CreateTopic(r) => b.topics.record(&r.name).is_some_and(|x| x.id == r.id),
+        Command::DeleteTopic { name, id } => b.topics.record(name).is_none_or(|x| x.id != *id),
+    }
+}
+
+/// Applies a committed command to this broker's topic table. Idempotent: the log is replayed
+/// from the start on every restart.
+pub(crate) async fn apply(b: &Broker, cmd: Command) -> Result<(), ApplyError> {
+    match cmd {
+        Command::CreateTopic(rec) => match b.topics.record(&rec.name) {
+            Some(r) if r.id == rec.id => Ok(()),
+            Some(_) => Err(ApplyError::TopicExists(rec.name)),
+            None => {
+                let name = rec.name.clone();
+                b.create_topic_local(rec)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| match e {
+                        BrokerError::TopicExists(_) => ApplyError::TopicExists(name),
+                        e => ApplyError::Other(e.to_string()),
+                    })
+            }
+        },
+        Command::DeleteTopic { name, id } => match b.topics.record(&name) {
+            Some(r) if r.id == id => b
+                .delete_topic_local(&name)
+                .await
+                .map_err(|e| ApplyError::Other(e.to_string())),
+            _ => Err(ApplyError::UnknownTopic(name)),
+        },
+    }
+}
+
+async fn accept_loop(l: tokio::net::TcpListener, cluster: Arc<Cluster>) {
+    loop {
+        match l.accept().await {
+            Ok((s, peer)) => {
+                let _ = s.set_nodelay(true);
+                tokio::spawn(serve_conn(s, peer.to_string(), cluster.clone()));
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rpc accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one peer connection until it closes or sends something invalid.
+async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
+    loop {
+        let (kind, body) = match rpc::read_frame(&mut s, &peer).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(peer, error = %e, "closing rpc connection");
+                return;
+            }
+        };
+        let answer = match kind {
+            Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
+                Ok(h) if h.cluster_id == cluster.cluster_id => {
+                    cluster.members.merge(&h.from, &h.members);
+                    let mine = cluster.members.hello(&cluster.cluster_id);
+                    serde_json::to_vec(&mine)
+                        .ok()
+                        .map(|b| frame(Kind::Members, &b))
+                }
+                Ok(h) => {
+                    tracing::warn!(peer, theirs = %h.cluster_id, ours = %cluster.cluster_id, "hello from another cluster refused");
+                    return;
+                }
+                Err(_) => return,
+            },
+            Kind::Raft => {
+                let mut m = raft::eraftpb::Message::default();
+                if protobuf::Message::merge_from_bytes(&mut m, &body).is_err() {
+                    return;
+                }
+                if let Some(c) = cluster.controller.get() {
+                    let _ = c.tx.send(Input::Raft(Box::new(m)));
+                }
+                None
+            }
+            Kind::Propose => {
+                let Ok(cmd) = serde_json::from_slice::<Command>(&body) else {
+                    return;
+                };
+                let reply = cluster.propose_local(cmd).await;
+                serde_json::to_vec(&reply)
+                    .ok()
+                    .map(|b| frame(Kind::ProposeResult, &b))
+            }
+            Kind::PartitionRaft => {
+                // Unknown partitions (not created here yet) drop it; Raft retransmits.
+                let _ = cluster.route_partition_raft(&body);
+                None
+            }
+            Kind::Members | Kind::ProposeResult => return,
+        };
+        if let Some(a) = answer {
+            if s.write_all(&a).await.is_err() {
+                return;
+            }
+        }
+    }
+}
+
+/// Says hello to every seed and known member once a second.
+async fn gossip_loop(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(Duration::from_millis(500));
+    loop {
+        tick.tick().await;
+        let me = cluster.members.me().clone();
+        let mut targets: Vec<String> = cluster.config.seeds.clone();
+        for m in cluster.members.all() {
+            if m.node_id != me.node_id && !targets.contains(&m.rpc_addr) {
+                targets.push(m.rpc_addr);
+            }
+        }
+        let Ok(body) = serde_json::to_vec(&cluster.members.hello(&cluster.cluster_id)) else {
+            continue;
+        };
+        let calls = targets
+            .into_iter()
+            .filter(|t| *t != me.rpc_addr)
+            .map(|t| {
+                let body = body.clone();
+                let cluster = cluster.clone();
+                async move {
+                    let source = Some(cluster.config.rpc_addr.ip());
+                    let r = rpc::call(&t, source, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
+                    match r.map(|b| serde_json::from_slice::<Hello>(&b)) {
+                        Ok(Ok(h)) if h.cluster_id == cluster.cluster_id => {
+                            cluster.members.merge(&h.from, &h.members)
+                        }
+                        Ok(Ok(h)) => tracing::warn!(seed = %t, theirs = %h.cluster_id, "seed belongs to another cluster"),
+                        Ok(Err(e)) => tracing::debug!(seed = %t, error = %e, "bad hello answer"),
+                        Err(e) => tracing::debug!(seed = %t, error = %e, "hello failed"),
+                    }
+                }
+            });
+        futures_util::future::join_all(calls).await;
+    }
+}

@@ -1,0 +1,50 @@
+"""Three `icestream serve` processes forming one cluster on loopback.
+
+Each broker gets --node-id N, its own --rpc-addr and the same --seeds (every broker's RPC
+address). Ports and data dirs stay the same across kill9()/start(), like conftest.Broker.
+"""
+
+from __future__ import annotations
+
+import time
+
+from confluent_kafka.admin import AdminClient
+
+from conftest import free_port
+
+
+def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = None):
+    rpc_ports = [free_port() for _ in range(n)]
+    seeds = ",".join(f"127.0.0.1:{p}" for p in rpc_ports)
+    brokers = []
+    for i in range(n):
+        args = ["--node-id", str(i + 1), "--rpc-addr", f"127.0.0.1:{rpc_ports[i]}",
+                "--seeds", seeds] + list(extra_args or [])
+        brokers.append(broker_factory(args=args, start=False))
+    for b in brokers:
+        b.start()
+    return brokers
+
+
+def metadata(b, topic: str | None = None):
+    return AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic=topic, timeout=10)
+
+
+def wait_formed(brokers, timeout: float = 30.0):
+    """Until every broker lists every broker and names a controller."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        ok = True
+        for b in brokers:
+            if not b.running():
+                continue
+            md = metadata(b)
+            last = (b.workdir.name, sorted(md.brokers), md.controller_id)
+            if len(md.brokers) != len(brokers) or md.controller_id < 1:
+                ok = False
+                break
+        if ok:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"cluster did not form in {timeout}s: {last}")

@@ -1,0 +1,83 @@
+"""A Jepsen-style history of Kafka operations and the checks a replicated log must pass.
+
+Record every send, ack (with its offset), error and read; then `check()` reports:
+- an acknowledged write missing from the reads (lost),
+- a value read more than once, or read at a different offset than acknowledged,
+- two values at one offset, or offsets that go backwards within one reader's partition,
+- a value read that was never sent.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import defaultdict
+
+
+class History:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.sent: dict[bytes, int] = {}                     # value -> partition
+        self.acked: dict[bytes, tuple[int, int]] = {}        # value -> (partition, offset)
+        self.errors: dict[bytes, str] = {}
+        self.reads: list[tuple[str, int, int, bytes]] = []   # (reader, partition, offset, value)
+
+    def send(self, value: bytes, partition: int):
+        with self.lock:
+            self.sent[value] = partition
+
+    def ack(self, value: bytes, partition: int, offset: int):
+        with self.lock:
+            self.acked[value] = (partition, offset)
+
+    def error(self, value: bytes, err: str):
+        with self.lock:
+            self.errors[value] = err
+
+    def read(self, reader: str, partition: int, offset: int, value: bytes):
+        with self.lock:
+            self.reads.append((reader, partition, offset, value))
+
+    def check(self, exactly_once: bool = True) -> list[str]:
+        problems = []
+        final = defaultdict(list)  # reader -> [(partition, offset, value)]
+        for reader, p, o, v in self.reads:
+            final[reader].append((p, o, v))
+        for reader, rs in final.items():
+            at: dict[tuple[int, int], bytes] = {}
+            where: dict[bytes, list[tuple[int, int]]] = defaultdict(list)
+            last: dict[int, int] = {}
+            for p, o, v in rs:
+                if p in last and o <= last[p]:
+                    problems.append(f"{reader}: partition {p} read offset {o} after {last[p]}")
+                last[p] = o
+                if (p, o) in at and at[(p, o)] != v:
+                    problems.append(f"{reader}: two values at {p}/{o}")
+                at[(p, o)] = v
+                where[v].append((p, o))
+                if v not in self.sent:
+                    problems.append(f"{reader}: read {v!r} that was never sent")
+            for v, (p, o) in self.acked.items():
+                seen = where.get(v, [])
+                if not seen:
+                    problems.append(f"{reader}: acknowledged {v!r} ({p}/{o}) lost")
+                elif (p, o) not in seen:
+                    problems.append(f"{reader}: {v!r} acknowledged at {p}/{o}, read at {seen}")
+            if exactly_once:
+                for v, seen in where.items():
+                    if len(seen) > 1:
+                        problems.append(f"{reader}: {v!r} read {len(seen)} times at {seen}")
+        return problems
+
+
+def _selftest():
+    h = History()
+    for i in range(3):
+        h.send(b"%d" % i, 0)
+        h.ack(b"%d" % i, 0, i)
+    h.read("r", 0, 0, b"0")
+    h.read("r", 0, 1, b"1")
+    assert any("lost" in p for p in h.check()), h.check()
+    h.read("r", 0, 2, b"2")
+    assert h.check() == []
+    h.read("r", 0, 1, b"1")
+    assert any("after" in p for p in h.check())

@@ -1,0 +1,135 @@
+"""A broker cut off from the others (its RPC traffic dropped by proxies, clients still reach
+it) while acks=all produce runs: the isolated leader stops acknowledging, the majority elects
+a new one, and no acknowledged record is lost or duplicated; replicas converge after healing."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.admin import AdminClient, NewTopic
+
+from chaos_proxy import RpcBlackhole
+from cluster import metadata
+from conftest import free_port, unique_topic
+from history import History
+from test_cluster_chaos import leader_of, replica_logs
+
+PARTITIONS = 3
+
+
+def test_isolated_leader_loses_no_acknowledged_write(broker_factory):
+    ips = [f"127.0.0.{11 + i}" for i in range(3)]
+    rpc_ports = [free_port() for _ in range(3)]
+    proxies = [RpcBlackhole(ips[i], (ips[i], rpc_ports[i])) for i in range(3)]
+    seeds = ",".join(p.addr for p in proxies)
+    brokers = []
+    for i in range(3):
+        brokers.append(broker_factory(args=[
+            "--node-id", str(i + 1), "--rpc-addr", f"{ips[i]}:{rpc_ports[i]}",
+            "--advertised-rpc-addr", proxies[i].addr, "--seeds", seeds], start=False))
+    for b in brokers:
+        b.start()
+    deadline = time.monotonic() + 30
+    while any(len(metadata(b).brokers) != 3 or metadata(b).controller_id < 1 for b in brokers):
+        assert time.monotonic() < deadline, "cluster did not form through the proxies"
+        time.sleep(0.2)
+
+    def cut(k: int, on: bool):
+        proxies[k].drop_all = on
+        for j in range(3):
+            if j != k:
+                if on:
+                    proxies[j].drop_from.add(ips[k])
+                else:
+                    proxies[j].drop_from.discard(ips[k])
+
+    topic = unique_topic("split")
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics([NewTopic(topic, PARTITIONS, 3, config={"min.insync.replicas": "2"})],
+                        operation_timeout=15)[topic].result(timeout=30)
+    while any(leader_of(brokers, topic, p) < 0 for p in range(PARTITIONS)):
+        assert time.monotonic() < deadline + 20, "no leaders"
+        time.sleep(0.2)
+
+    history = History()
+    stop = threading.Event()
+    bootstrap = ",".join(b.bootstrap for b in brokers)
+
+    def produce():
+        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
+                      "linger.ms": 2, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
+                      "topic.metadata.refresh.interval.ms": 1000})
+        seq = 0
+        while not stop.is_set():
+            part = seq % PARTITIONS
+            value = b"s-%06d" % seq
+
+            def cb(err, msg, value=value):
+                if err is None:
+                    history.ack(value, msg.partition(), msg.offset())
+                else:
+                    history.error(value, str(err))
+            history.send(value, part)
+            p.produce(topic, value=value, partition=part, on_delivery=cb)
+            p.poll(0)
+            seq += 1
+            time.sleep(0.004)
+        assert p.flush(90) == 0
+
+    t = threading.Thread(target=produce)
+    t.start()
+    try:
+        for rnd in range(2):
+            time.sleep(2)
+            victim = leader_of(brokers, topic, rnd % PARTITIONS)
+            assert victim > 0
+            cut(victim - 1, True)
+            # The majority elects another leader while the old one is cut off.
+            other = brokers[victim % 3]
+            t_cut = time.monotonic()
+            while True:
+                pm = metadata(other, topic).topics[topic].partitions[rnd % PARTITIONS]
+                if pm.leader > 0 and pm.leader != victim:
+                    break
+                assert time.monotonic() - t_cut < 10, "no new leader on the majority side"
+                time.sleep(0.1)
+            print(f"round {rnd}: cut broker {victim}; new leader {pm.leader} after "
+                  f"{time.monotonic() - t_cut:.2f} s")
+            time.sleep(max(0.0, 4 - (time.monotonic() - t_cut)))
+            cut(victim - 1, False)
+    finally:
+        time.sleep(3)
+        stop.set()
+        t.join(120)
+    assert len(history.acked) > 300, (len(history.acked), list(history.errors.items())[:5])
+
+    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
+    got = 0
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is None:
+            if got >= len(history.acked):
+                break
+            continue
+        if m.error() is None:
+            history.read("consumer", m.partition(), m.offset(), m.value())
+            got += 1
+    c.close()
+    print(f"acked {len(history.acked)} errors {len(history.errors)} read {got}")
+    problems = history.check(exactly_once=True)
+    assert not problems, problems[:20]
+    deadline = time.monotonic() + 30
+    for p in range(PARTITIONS):
+        while True:
+            logs = [replica_logs(b, topic, p) for b in brokers]
+            if all(x == logs[0] for x in logs) and logs[0]:
+                break
+            assert time.monotonic() < deadline, f"partition {p} replicas differ"
+            time.sleep(0.5)
+    for p in proxies:
+        p.close()
