@@ -53,12 +53,20 @@ def rows_of(w: WeedS3, topic: str) -> list[dict]:
 def wait_rows(w: WeedS3, topic: str, n: int, timeout: float = 60.0) -> list[dict]:
     deadline = time.monotonic() + timeout
     rows = []
+    last_error = None
     while time.monotonic() < deadline:
-        rows = rows_of(w, topic)
+        try:
+            rows = rows_of(w, topic)
+        except OSError as e:
+            # weed answers 500 INTERNAL_FAILURE for a moment after it restarts; the reader
+            # retries like any S3 client would, within the same deadline.
+            last_error = e
+            time.sleep(0.3)
+            continue
         if len(rows) >= n:
             return rows
         time.sleep(0.3)
-    raise AssertionError(f"{len(rows)} rows after {timeout}s, want {n}")
+    raise AssertionError(f"{len(rows)} rows after {timeout}s, want {n} (last error: {last_error})")
 
 
 def test_key_value_into_weed_catalog_through_outage_and_kills(weed, broker_factory):
