@@ -35,8 +35,16 @@ class LocalStore:
         base = self.root / prefix
         if not base.exists():
             return {}
-        return {str(p.relative_to(self.root)): p.stat().st_size
-                for p in base.rglob("*") if p.is_file() and not p.name.startswith(".")}
+        out = {}
+        for p in base.rglob("*"):
+            if p.name.startswith("."):
+                continue
+            try:
+                if p.is_file():
+                    out[str(p.relative_to(self.root))] = p.stat().st_size
+            except FileNotFoundError:
+                pass  # retention removed it while we listed, as S3 listings allow too
+        return out
 
     def get(self, key: str) -> bytes:
         return (self.root / key).read_bytes()
@@ -184,19 +192,28 @@ def manifests(store) -> dict[str, dict]:
 
 
 def assert_manifests_match_store(store) -> int:
-    """Every object a partition manifest names exists with its size; returns segments named."""
-    # Manifests first: objects are uploaded before the manifest naming them, so a listing
-    # taken afterwards must hold everything they name.
-    found = manifests(store)
-    keys = store.list_keys()
-    named = 0
-    for mkey, m in found.items():
-        for seg in m["segments"]:
-            named += 1
-            for obj in seg["objects"]:
-                assert obj["key"] in keys, f"{mkey} names missing object {obj['key']}"
-                assert keys[obj["key"]] == obj["size"], f"{obj['key']} has the wrong size"
-    return named
+    """Every object a partition manifest names exists with its size; returns segments named.
+
+    Manifests are read first: objects are uploaded before the manifest naming them, so a
+    listing taken afterwards must hold everything they name. Retention does the reverse
+    (manifest first, then deletes), so an object missing because retention just dropped it
+    is checked once more against a fresh manifest."""
+    for attempt in range(2):
+        found = manifests(store)
+        keys = store.list_keys()
+        named, problems = 0, []
+        for mkey, m in found.items():
+            for seg in m["segments"]:
+                named += 1
+                for obj in seg["objects"]:
+                    if obj["key"] not in keys:
+                        problems.append(f"{mkey} names missing object {obj['key']}")
+                    elif keys[obj["key"]] != obj["size"]:
+                        problems.append(f"{obj['key']} has the wrong size")
+        if not problems:
+            return named
+        time.sleep(0.5)
+    raise AssertionError("; ".join(problems[:5]))
 
 
 # ---------------------------------------------------------------------------- tests
