@@ -148,32 +148,11 @@ impl Controller {
     }
 
     async fn on_ready(&mut self) -> Result<(), super::store::StoreError> {
-        if !self.node.has_ready() {
-            return Ok(());
-        }
-        let mut ready = self.node.ready();
-        self.send(ready.take_messages());
-        let committed = ready.take_committed_entries();
+        let mut out = Vec::new();
+        let committed =
+            super::store::run_ready(&mut self.node, &mut self.store, |m| out.extend(m))?;
+        self.send(out);
         self.apply(committed).await;
-        if !ready.entries().is_empty() {
-            self.store.persist(ready.entries(), None)?;
-            let _ = self.node.store().wl().append(ready.entries());
-        }
-        if let Some(hs) = ready.hs() {
-            self.store.persist(&[], Some(hs))?;
-            self.node.store().wl().set_hardstate(hs.clone());
-        }
-        self.send(ready.take_persisted_messages());
-        let mut light = self.node.advance(ready);
-        if let Some(commit) = light.commit_index() {
-            self.node.store().wl().mut_hard_state().set_commit(commit);
-            let hs = self.node.store().rl().hard_state().clone();
-            self.store.persist(&[], Some(&hs))?;
-        }
-        self.send(light.take_messages());
-        let committed = light.take_committed_entries();
-        self.apply(committed).await;
-        self.node.advance_apply();
         Ok(())
     }
 

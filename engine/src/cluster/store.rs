@@ -9,9 +9,9 @@ use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState};
+use raft::eraftpb::{ConfState, Entry, HardState, Message};
 use raft::storage::MemStorage;
-use raft::Storage as _;
+use raft::{RawNode, Storage as _};
 
 const ENTRY: u8 = 1;
 const HARD_STATE: u8 = 2;
@@ -160,6 +160,42 @@ fn replay(bytes: &[u8], storage: &MemStorage, path: &Path) -> Result<usize, Stor
         pos += 8 + len;
     }
     Ok(pos)
+}
+
+/// One raft-rs Ready cycle, in the order raft-rs requires: messages out, new entries and the
+/// hard state persisted (and mirrored into the in-memory storage) before the messages that
+/// depend on them, then the commit index. Returns the committed entries, oldest first, for
+/// the caller to apply. Shared by the controller and the partition groups.
+pub fn run_ready(
+    node: &mut RawNode<MemStorage>,
+    store: &mut RaftStore,
+    mut send: impl FnMut(Vec<Message>),
+) -> Result<Vec<Entry>, StoreError> {
+    if !node.has_ready() {
+        return Ok(Vec::new());
+    }
+    let mut ready = node.ready();
+    send(ready.take_messages());
+    let mut committed = ready.take_committed_entries();
+    if !ready.entries().is_empty() {
+        store.persist(ready.entries(), None)?;
+        let _ = node.store().wl().append(ready.entries());
+    }
+    if let Some(hs) = ready.hs() {
+        store.persist(&[], Some(hs))?;
+        node.store().wl().set_hardstate(hs.clone());
+    }
+    send(ready.take_persisted_messages());
+    let mut light = node.advance(ready);
+    if let Some(commit) = light.commit_index() {
+        node.store().wl().mut_hard_state().set_commit(commit);
+        let hs = node.store().rl().hard_state().clone();
+        store.persist(&[], Some(&hs))?;
+    }
+    send(light.take_messages());
+    committed.extend(light.take_committed_entries());
+    node.advance_apply();
+    Ok(committed)
 }
 
 #[cfg(test)]

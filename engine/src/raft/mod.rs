@@ -176,32 +176,15 @@ impl PartitionRaft {
 
     /// Runs one Ready: persists, sends, and returns the committed produces to append.
     pub fn drive(&mut self) -> Result<Vec<Committed>, StoreError> {
+        let send = &self.send;
+        let committed =
+            crate::cluster::store::run_ready(&mut self.node, &mut self.store, |msgs| {
+                for m in msgs {
+                    send(m.to, m);
+                }
+            })?;
         let mut out = Vec::new();
-        if self.node.has_ready() {
-            let mut ready = self.node.ready();
-            self.send_all(ready.take_messages());
-            let committed = ready.take_committed_entries();
-            self.collect(committed, &mut out);
-            if !ready.entries().is_empty() {
-                self.store.persist(ready.entries(), None)?;
-                let _ = self.node.store().wl().append(ready.entries());
-            }
-            if let Some(hs) = ready.hs() {
-                self.store.persist(&[], Some(hs))?;
-                self.node.store().wl().set_hardstate(hs.clone());
-            }
-            self.send_all(ready.take_persisted_messages());
-            let mut light = self.node.advance(ready);
-            if let Some(commit) = light.commit_index() {
-                self.node.store().wl().mut_hard_state().set_commit(commit);
-                let hs = self.node.store().rl().hard_state().clone();
-                self.store.persist(&[], Some(&hs))?;
-            }
-            self.send_all(light.take_messages());
-            let committed = light.take_committed_entries();
-            self.collect(committed, &mut out);
-            self.node.advance_apply();
-        }
+        self.collect(committed, &mut out);
         let leader = self.node.raft.leader_id & 0xffff_ffff;
         self.leader
             .store((self.node.raft.term << 32) | leader, Ordering::Relaxed);
@@ -222,12 +205,6 @@ impl PartitionRaft {
                 now: word(16) as i64,
                 records: Bytes::copy_from_slice(&d[HEADER..]),
             });
-        }
-    }
-
-    fn send_all(&self, msgs: Vec<Message>) {
-        for m in msgs {
-            (self.send)(m.to, m);
         }
     }
 }
