@@ -87,9 +87,20 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
             }
             let compacted = topic.as_ref().is_some_and(|t| t.resolved.compact);
             let limit = records::decompressed_limit(max);
+            // Schema ids are checked in the same pass over the records as their framing.
+            let mut schema_check = topic
+                .as_ref()
+                .filter(|t| t.resolved.value_schema_validation || t.resolved.key_schema_validation)
+                .map(|t| SchemaIdCheck::new(b.schema_ids.get().map(|i| i.as_ref()), &t.resolved));
             let summaries: Result<Vec<_>, _> = batches
                 .iter()
-                .map(|(h, b)| records::check(b, h, limit))
+                .map(|(h, data)| {
+                    records::check_with(data, h, limit, |i, k, v| {
+                        if let Some(c) = schema_check.as_mut() {
+                            c.record(i, k, v);
+                        }
+                    })
+                })
                 .collect();
             match summaries {
                 Err(e) => {
@@ -104,12 +115,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 }
                 Ok(_) => {}
             }
-            if let Some(t) = topic
-                .as_ref()
-                .filter(|t| t.resolved.value_schema_validation || t.resolved.key_schema_validation)
-            {
-                let ids = b.schema_ids.get().map(|i| i.as_ref());
-                let (bad, failed) = schema_id_errors(ids, &t.resolved, &batches, limit);
+            if let Some(SchemaIdCheck { bad, failed, .. }) = schema_check {
                 if let Some((first, _)) = bad.first() {
                     let why = match failed {
                         1 => first.clone(),
@@ -206,55 +212,58 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
 
 /// Produce-time schema id validation (`confluent.value.schema.validation` and friends): each
 /// non-null value (key) must start with the Confluent wire format, magic byte 0 and a
-/// big-endian schema id the registry holds. Returns (message, record index in its batch) for
+/// big-endian schema id the registry holds. Collects (message, record index in its batch) for
 /// the first records that fail (at most [`MAX_RECORD_ERRORS`], to bound the response) and how
-/// many failed; a batch that cannot be walked fails as a whole.
-fn schema_id_errors(
-    ids: Option<&dyn crate::schema_ids::SchemaIds>,
-    cfg: &crate::config::ResolvedTopicConfig,
-    batches: &[(batch::BatchHeader, bytes::Bytes)],
-    limit: usize,
-) -> (Vec<(String, i32)>, usize) {
-    let mut bad = Vec::new();
-    let mut failed = 0;
-    for (h, data) in batches {
-        let walked = records::for_each_record(data, h, limit, |i, key, value| {
-            let fields = [
-                (cfg.key_schema_validation, "key", key),
-                (cfg.value_schema_validation, "value", value),
-            ];
-            for (on, what, field) in fields {
-                let Some(field) = field.filter(|_| on) else {
-                    continue;
-                };
-                let why = match field {
-                    [0, a, b, c, d, ..] => {
-                        let id = i32::from_be_bytes([*a, *b, *c, *d]);
-                        if ids.is_some_and(|ids| ids.is_registered(id)) {
-                            continue;
-                        }
-                        format!("record {i}: {what} schema id {id} is not registered")
-                    }
-                    [0, ..] => format!(
-                        "record {i}: {what} is shorter than the Confluent wire-format header (magic byte 0 and a 4-byte schema id)"
-                    ),
-                    _ => format!(
-                        "record {i}: {what} does not start with the Confluent wire-format magic byte 0"
-                    ),
-                };
-                failed += 1;
-                if bad.len() < MAX_RECORD_ERRORS {
-                    bad.push((why, i));
-                }
-                break;
-            }
-        });
-        if let Err(e) = walked {
-            failed += 1;
-            bad.push((e.to_string(), 0));
+/// many failed.
+struct SchemaIdCheck<'a> {
+    ids: Option<&'a dyn crate::schema_ids::SchemaIds>,
+    key: bool,
+    value: bool,
+    bad: Vec<(String, i32)>,
+    failed: usize,
+}
+
+impl<'a> SchemaIdCheck<'a> {
+    fn new(
+        ids: Option<&'a dyn crate::schema_ids::SchemaIds>,
+        cfg: &crate::config::ResolvedTopicConfig,
+    ) -> Self {
+        SchemaIdCheck {
+            ids,
+            key: cfg.key_schema_validation,
+            value: cfg.value_schema_validation,
+            bad: Vec::new(),
+            failed: 0,
         }
     }
-    (bad, failed)
+
+    fn record(&mut self, i: i32, key: Option<&[u8]>, value: Option<&[u8]>) {
+        for (on, what, field) in [(self.key, "key", key), (self.value, "value", value)] {
+            let Some(field) = field.filter(|_| on) else {
+                continue;
+            };
+            let why = match field {
+                [0, a, b, c, d, ..] => {
+                    let id = i32::from_be_bytes([*a, *b, *c, *d]);
+                    if self.ids.is_some_and(|ids| ids.is_registered(id)) {
+                        continue;
+                    }
+                    format!("record {i}: {what} schema id {id} is not registered")
+                }
+                [0, ..] => format!(
+                    "record {i}: {what} is shorter than the Confluent wire-format header (magic byte 0 and a 4-byte schema id)"
+                ),
+                _ => format!(
+                    "record {i}: {what} does not start with the Confluent wire-format magic byte 0"
+                ),
+            };
+            self.failed += 1;
+            if self.bad.len() < MAX_RECORD_ERRORS {
+                self.bad.push((why, i));
+            }
+            return;
+        }
+    }
 }
 
 /// Record errors listed in one partition's produce response.
@@ -273,6 +282,20 @@ fn error_response(idx: i32, code: i16, msg: Option<String>) -> PartitionProduceR
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The schema id errors of `batches`, checked as the produce path checks them.
+    fn schema_id_errors(
+        ids: Option<&dyn crate::schema_ids::SchemaIds>,
+        cfg: &crate::config::ResolvedTopicConfig,
+        batches: &[(batch::BatchHeader, bytes::Bytes)],
+        limit: usize,
+    ) -> (Vec<(String, i32)>, usize) {
+        let mut c = SchemaIdCheck::new(ids, cfg);
+        for (h, data) in batches {
+            records::check_with(data, h, limit, |i, k, v| c.record(i, k, v)).unwrap();
+        }
+        (c.bad, c.failed)
+    }
     use crate::config::{ClusterDefaults, TopicConfig};
     use crate::log::batch::{encode_batch, split_batches, Compression, NewRecord};
     use bytes::Bytes;

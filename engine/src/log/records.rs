@@ -29,6 +29,18 @@ pub struct Summary {
 /// Verifies that the batch holds exactly `records_count` well-framed records with offset
 /// deltas 0, 1, 2, ... and that `last_offset_delta` agrees.
 pub fn check(batch: &[u8], h: &BatchHeader, limit: usize) -> Result<Summary, BatchError> {
+    check_with(batch, h, limit, |_, _, _| {})
+}
+
+/// [`check`] that also hands `visit(index, key, value)` every record (None: a null key or
+/// value), so a caller that needs the records (schema id validation) decompresses and walks
+/// the batch once, not twice. Compressed records are decompressed within `limit`.
+pub fn check_with(
+    batch: &[u8],
+    h: &BatchHeader,
+    limit: usize,
+    visit: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
+) -> Result<Summary, BatchError> {
     if h.records_count < 1 {
         return Err(BatchError::Malformed(
             "a batch must hold at least one record",
@@ -41,8 +53,8 @@ pub fn check(batch: &[u8], h: &BatchHeader, limit: usize) -> Result<Summary, Bat
     }
     let payload = &batch[HEADER_LEN..];
     match h.compression() {
-        0 => walk(payload, h.records_count),
-        codec => walk(&decompress(codec, payload, limit)?, h.records_count),
+        0 => walk(payload, h.records_count, visit),
+        codec => walk(&decompress(codec, payload, limit)?, h.records_count, visit),
     }
 }
 
@@ -114,8 +126,13 @@ fn snappy(data: &[u8], limit: usize, out: &mut Vec<u8>) -> Result<(), BatchError
 }
 
 /// Walks `count` records: varint length, attributes, varlong timestamp delta, varint offset
-/// delta (must equal the record's index), then skips the rest of the record.
-fn walk(mut buf: &[u8], count: i32) -> Result<Summary, BatchError> {
+/// delta (must equal the record's index), key and value (handed to `visit`), then skips the
+/// headers.
+fn walk(
+    mut buf: &[u8],
+    count: i32,
+    mut visit: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
+) -> Result<Summary, BatchError> {
     let mut summary = Summary::default();
     for i in 0..count {
         let len = varint(&mut buf)?;
@@ -133,7 +150,10 @@ fn walk(mut buf: &[u8], count: i32) -> Result<Summary, BatchError> {
                 "record offset deltas are not 0, 1, 2, ...",
             ));
         }
-        summary.null_key |= varint(&mut rec)? < 0;
+        let key = bytes_field(&mut rec)?;
+        let value = bytes_field(&mut rec)?;
+        summary.null_key |= key.is_none();
+        visit(i, key, value);
         buf = rest;
     }
     if !buf.is_empty() {
@@ -142,41 +162,6 @@ fn walk(mut buf: &[u8], count: i32) -> Result<Summary, BatchError> {
         ));
     }
     Ok(summary)
-}
-
-/// Calls `f(index, key, value)` for each record of a batch that [`check`] accepted (None: a
-/// null key or value). Compressed records are decompressed within `limit`, like `check`;
-/// produce-time schema id validation reads keys and values through it.
-pub fn for_each_record(
-    batch: &[u8],
-    h: &BatchHeader,
-    limit: usize,
-    mut f: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
-) -> Result<(), BatchError> {
-    let payload = &batch[HEADER_LEN..];
-    let decompressed;
-    let mut buf = match h.compression() {
-        0 => payload,
-        codec => {
-            decompressed = decompress(codec, payload, limit)?;
-            &decompressed[..]
-        }
-    };
-    for i in 0..h.records_count {
-        let len = varint(&mut buf)?;
-        if len < 1 || len as usize > buf.len() {
-            return Err(BatchError::Malformed("record length runs past the batch"));
-        }
-        let (mut rec, rest) = buf.split_at(len as usize);
-        rec = &rec[1..]; // attributes
-        varint(&mut rec)?; // timestamp delta
-        varint(&mut rec)?; // offset delta
-        let key = bytes_field(&mut rec)?;
-        let value = bytes_field(&mut rec)?;
-        f(i, key, value);
-        buf = rest;
-    }
-    Ok(())
 }
 
 /// A varint-length-prefixed byte field of a record (-1: null).
@@ -261,7 +246,7 @@ mod tests {
             let b = make_batch(7, 30, c);
             let h = batch::validate(&b).unwrap();
             let mut seen = Vec::new();
-            for_each_record(&b, &h, 1 << 20, |i, k, v| {
+            check_with(&b, &h, 1 << 20, |i, k, v| {
                 seen.push((i, k.map(<[u8]>::len), v.map(<[u8]>::len)))
             })
             .unwrap();
