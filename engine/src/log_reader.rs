@@ -5,10 +5,11 @@
 
 use bytes::Bytes;
 use kafka_protocol::records::{Record, RecordBatchDecoder};
+use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::log::batch::split_batches;
-use crate::partition::{Cmd, PartitionError, Watermarks};
+use crate::partition::{Cmd, PartitionError, PartitionHandle, Watermarks};
 use crate::remote::{RemoteError, RemotePartition};
 
 #[derive(Debug, thiserror::Error)]
@@ -39,8 +40,11 @@ pub struct LogRead {
 }
 
 impl Broker {
-    /// The partition's watermarks now.
-    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<Watermarks, LogReadError> {
+    fn partition_handle(
+        &self,
+        topic: &str,
+        partition: i32,
+    ) -> Result<(Uuid, PartitionHandle), LogReadError> {
         let t = self
             .topics
             .get(topic)
@@ -48,8 +52,45 @@ impl Broker {
         let p = t
             .partition(partition)
             .ok_or_else(|| LogReadError::UnknownPartition(topic.into(), partition))?;
+        Ok((t.id, p.clone()))
+    }
+
+    /// The partition's watermarks now.
+    pub fn watermarks(&self, topic: &str, partition: i32) -> Result<Watermarks, LogReadError> {
+        let (_, p) = self.partition_handle(topic, partition)?;
         let marks = *p.marks.borrow();
         Ok(marks)
+    }
+
+    /// Stored batches from `offset`, about `max_bytes` of them, with the watermarks they were
+    /// read under: below the local start from the remote tier, straight from the handler so a
+    /// slow object store never holds up the partition's producers; otherwise from the
+    /// partition actor. Fetch and in-process readers both read through here.
+    pub async fn read_stored(
+        &self,
+        id: &RemotePartition,
+        p: &PartitionHandle,
+        offset: i64,
+        max_bytes: usize,
+    ) -> Result<(Option<Bytes>, Watermarks), LogReadError> {
+        let marks = *p.marks.borrow();
+        if offset >= marks.log_start && offset < marks.local_start {
+            if let Some(tier) = &self.remote {
+                let bytes = tier.read(id, offset, max_bytes).await?;
+                if let Some(r) = &bytes {
+                    self.metrics.fetched_bytes.inc_by(r.len() as u64);
+                }
+                return Ok((bytes, marks));
+            }
+        }
+        let ok = p
+            .ask(|reply| Cmd::Read {
+                offset,
+                max_bytes,
+                reply,
+            })
+            .await?;
+        Ok((ok.records, ok.marks))
     }
 
     /// Reads whole batches from the batch holding `offset`, about `max_bytes` of them (at
@@ -62,14 +103,7 @@ impl Broker {
         offset: i64,
         max_bytes: usize,
     ) -> Result<LogRead, LogReadError> {
-        let t = self
-            .topics
-            .get(topic)
-            .ok_or_else(|| LogReadError::UnknownTopic(topic.into()))?;
-        let p = t
-            .partition(partition)
-            .ok_or_else(|| LogReadError::UnknownPartition(topic.into(), partition))?
-            .clone();
+        let (topic_id, p) = self.partition_handle(topic, partition)?;
         let marks = *p.marks.borrow();
         let offset = offset.max(marks.log_start);
         if offset >= marks.high {
@@ -80,30 +114,12 @@ impl Broker {
                 marks,
             });
         }
-        let mut bytes = None;
-        if offset < marks.local_start {
-            if let Some(tier) = &self.remote {
-                let id = RemotePartition {
-                    topic: topic.to_string(),
-                    topic_id: t.id,
-                    partition,
-                };
-                bytes = tier.read(&id, offset, max_bytes).await?;
-            }
-        }
-        let marks = if bytes.is_none() {
-            let ok = p
-                .ask(|reply| Cmd::Read {
-                    offset,
-                    max_bytes,
-                    reply,
-                })
-                .await?;
-            bytes = ok.records;
-            ok.marks
-        } else {
-            marks
+        let id = RemotePartition {
+            topic: topic.to_string(),
+            topic_id,
+            partition,
         };
+        let (bytes, marks) = self.read_stored(&id, &p, offset, max_bytes).await?;
         let data = bytes.unwrap_or_default();
         decode(&data, offset, marks.high, marks)
     }

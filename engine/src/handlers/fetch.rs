@@ -14,7 +14,8 @@ use uuid::Uuid;
 use super::{partition_error, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
-use crate::partition::{Cmd, PartitionHandle, Watermarks};
+use crate::log_reader::LogReadError;
+use crate::partition::{PartitionHandle, Watermarks};
 
 /// Largest response a fetch builds (Kafka's `fetch.max.bytes` default, 55 MiB).
 const FETCH_MAX_BYTES: usize = 55 << 20;
@@ -251,30 +252,31 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
         };
         // Partitions are read concurrently, each at most the whole response's budget.
         let (offset, max) = (w.offset, (w.max_bytes.max(0) as usize).min(max_bytes));
-        let marks = *h.marks.borrow();
-        if offset >= marks.log_start && offset < marks.local_start {
-            if let Some(r) = read_remote(b, w, offset, max, marks).await {
-                return r;
-            }
-        }
-        match h
-            .ask(|reply| Cmd::Read {
-                offset,
-                max_bytes: max,
-                reply,
-            })
-            .await
-        {
-            Ok(ok) => PartResult {
+        let id = crate::remote::RemotePartition {
+            topic: w.key.0.clone(),
+            topic_id: w.topic_id,
+            partition: w.key.1,
+        };
+        match b.read_stored(&id, h, offset, max).await {
+            Ok((records, marks)) => PartResult {
                 error: 0,
-                marks: ok.marks,
-                records: ok.records,
+                marks,
+                records,
             },
-            Err(e) => PartResult {
-                error: partition_error(&e),
-                marks: *h.marks.borrow(),
-                records: None,
-            },
+            Err(e) => {
+                let error = match &e {
+                    LogReadError::Partition(e) => partition_error(e),
+                    _ => {
+                        tracing::warn!(topic = %id.topic, partition = id.partition, offset, error = %e, "remote read failed");
+                        ResponseError::KafkaStorageError.code()
+                    }
+                };
+                PartResult {
+                    error,
+                    marks: *h.marks.borrow(),
+                    records: None,
+                }
+            }
         }
     });
     let mut results = futures_util::future::join_all(reads).await;
@@ -291,43 +293,6 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
         }
     }
     results
-}
-
-/// Offsets below the local start come from the remote tier, read without the partition actor
-/// so a slow object store never holds up its producers.
-async fn read_remote(
-    b: &Broker,
-    w: &Wanted,
-    offset: i64,
-    max: usize,
-    marks: Watermarks,
-) -> Option<PartResult> {
-    let tier = b.remote.as_ref()?;
-    let id = crate::remote::RemotePartition {
-        topic: w.key.0.clone(),
-        topic_id: w.topic_id,
-        partition: w.key.1,
-    };
-    Some(match tier.read(&id, offset, max).await {
-        Ok(records) => {
-            if let Some(r) = &records {
-                b.metrics.fetched_bytes.inc_by(r.len() as u64);
-            }
-            PartResult {
-                error: 0,
-                marks,
-                records,
-            }
-        }
-        Err(e) => {
-            tracing::warn!(topic = %id.topic, partition = id.partition, offset, error = %e, "remote read failed");
-            PartResult {
-                error: kafka_protocol::ResponseError::KafkaStorageError.code(),
-                marks,
-                records: None,
-            }
-        }
-    })
 }
 
 fn unknown_marks() -> Watermarks {
