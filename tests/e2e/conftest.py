@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import random
 import shutil
 import signal
 import socket
@@ -36,10 +37,34 @@ def broker_binary() -> Path:
     return Path(target) / "debug" / "icestream"
 
 
-def free_port() -> int:
+# Listening ports come from below the kernel's ephemeral range (32768-60999 on Linux): a port
+# the kernel hands out for bind(0) is soon handed again as the source port of some outbound
+# connection (weed's internal gRPC, a client), and the server started later finds it taken.
+# Ports handed out once are not handed again in this run, so two servers never share one.
+_PORT_LO, _PORT_HI = 10000, 32000
+_handed: set[int] = set()
+_rng = random.Random(os.getpid() ^ time.monotonic_ns())
+
+
+def port_is_free(port: int) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
+
+
+def free_port(lo: int = _PORT_LO, hi: int = _PORT_HI, pair_offset: int | None = None) -> int:
+    """A free loopback port in [lo, hi); with `pair_offset`, port + pair_offset is free too."""
+    for _ in range(1000):
+        p = _rng.randrange(lo, hi)
+        ports = [p] if pair_offset is None else [p, p + pair_offset]
+        if any(q in _handed for q in ports) or not all(port_is_free(q) for q in ports):
+            continue
+        _handed.update(ports)
+        return p
+    raise RuntimeError(f"no free port in [{lo}, {hi})")
 
 
 def http_get(url: str, timeout: float = 5.0) -> tuple[int, str, dict]:

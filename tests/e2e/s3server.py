@@ -56,18 +56,9 @@ class WeedS3:
 
     @staticmethod
     def _pair_port() -> int:
-        import socket
-        for _ in range(200):
-            p = free_port()
-            if p + 10000 > 65535:
-                continue
-            with socket.socket() as s:
-                try:
-                    s.bind(("127.0.0.1", p + 10000))
-                except OSError:
-                    continue
-            return p
-        raise RuntimeError("no free port pair")
+        # HTTP port in [10000, 22000), its gRPC twin in [20000, 32000): both below the
+        # ephemeral range (see conftest.free_port).
+        return free_port(10000, 22000, pair_offset=10000)
 
     @property
     def endpoint(self) -> str:
