@@ -288,6 +288,13 @@ impl Broker {
             tier: tier.clone(),
             id,
             extent,
+            // In a cluster the partition's Raft leader writes the tier (the actor switches
+            // the role when its group elects it); every other copy, replica or not, follows.
+            role: if self.cluster.is_some() {
+                crate::remote::TierRole::Follower
+            } else {
+                crate::remote::TierRole::Leader { epoch: 0 }
+            },
         }))
     }
 

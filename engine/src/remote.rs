@@ -63,6 +63,16 @@ pub struct RemoteExtent {
     pub segments: u64,
 }
 
+/// Which replica writes a partition's remote data. A single node's one replica always leads;
+/// in a cluster only the Raft leader uploads and trims, stamping its leader epoch (the Raft
+/// term) into the manifest so a deposed leader's late write is refused, and followers re-read
+/// the manifest the leader writes (their local retention and remote reads follow it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TierRole {
+    Leader { epoch: i32 },
+    Follower,
+}
+
 impl RemoteExtent {
     pub fn is_empty(&self) -> bool {
         self.start >= self.end
@@ -85,6 +95,14 @@ pub trait RemoteTier: Send + Sync {
     /// Starts tracking a partition and returns what its manifest records. Called before the
     /// partition serves anything, at creation and at every start.
     fn open(&self, p: &RemotePartition) -> BoxFuture<'_, Result<RemoteExtent, RemoteError>>;
+
+    /// Says whether this replica leads the partition. Until told otherwise a partition leads
+    /// with epoch 0 (a single node). A follower's upload queue is dropped.
+    fn set_role(&self, p: &RemotePartition, role: TierRole);
+
+    /// A follower re-reads, in the background, the manifest its leader writes (a leader's
+    /// is always current): `extent` and `segments` then answer from it.
+    fn refresh(&self, p: &RemotePartition);
 
     /// Queues sealed segments for upload, in offset order. Offering a segment that is queued
     /// or uploaded already does nothing. Never blocks: uploads run in the background with

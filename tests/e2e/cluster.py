@@ -13,14 +13,15 @@ from confluent_kafka.admin import AdminClient
 from conftest import free_port
 
 
-def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = None):
+def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = None,
+                  env: dict[str, str] | None = None):
     rpc_ports = [free_port() for _ in range(n)]
     seeds = ",".join(f"127.0.0.1:{p}" for p in rpc_ports)
     brokers = []
     for i in range(n):
         args = ["--node-id", str(i + 1), "--rpc-addr", f"127.0.0.1:{rpc_ports[i]}",
                 "--seeds", seeds] + list(extra_args or [])
-        brokers.append(broker_factory(args=args, start=False))
+        brokers.append(broker_factory(args=args, env=env, start=False))
     for b in brokers:
         b.start()
     return brokers

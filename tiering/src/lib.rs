@@ -9,6 +9,7 @@ pub mod cache;
 pub mod config;
 pub mod error;
 pub mod layout;
+mod leadership;
 mod lifecycle;
 pub mod manifest;
 pub mod metrics;
@@ -27,7 +28,8 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use engine::remote::{
-    BoxFuture, RemoteError, RemoteExtent, RemotePartition, RemoteSegment, RemoteTier, SealedSegment,
+    BoxFuture, RemoteError, RemoteExtent, RemotePartition, RemoteSegment, RemoteTier,
+    SealedSegment, TierRole,
 };
 use object_store::ObjectStore;
 use tokio::runtime::{Handle, Runtime};
@@ -243,6 +245,19 @@ impl Inner {
 impl RemoteTier for Tiering {
     fn open(&self, p: &RemotePartition) -> BoxFuture<'_, Result<RemoteExtent, RemoteError>> {
         self.remote(self.inner.clone().open(p.clone()))
+    }
+
+    fn set_role(&self, p: &RemotePartition, role: TierRole) {
+        match self.inner.partition(p) {
+            Ok(st) => leadership::set_role(&self.inner, &st, role),
+            Err(e) => tracing::warn!(error = %e, "role set for an unopened partition"),
+        }
+    }
+
+    fn refresh(&self, p: &RemotePartition) {
+        if let Ok(st) = self.inner.partition(p) {
+            leadership::refresh_follower(&self.inner, &st);
+        }
     }
 
     fn offer(&self, p: &RemotePartition, segments: Vec<SealedSegment>) {

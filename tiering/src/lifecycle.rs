@@ -93,7 +93,13 @@ impl Inner {
         if offset <= guard.log_start_offset {
             return Ok(guard.extent());
         }
-        let mut m = (**guard).clone();
+        let Some(mut m) = crate::leadership::base_for_write(&self, &st, &mut guard).await? else {
+            // Only the leader trims the shared tier.
+            return Ok(guard.extent());
+        };
+        if offset <= m.log_start_offset {
+            return Ok(m.extent());
+        }
         m.log_start_offset = offset;
         let doomed: Vec<ManifestSegment> = m
             .segments

@@ -58,6 +58,10 @@ pub struct PartitionManifest {
     pub log_start_offset: i64,
     /// Ascending by base offset, not overlapping.
     pub segments: Vec<ManifestSegment>,
+    /// The leader epoch (Raft term) of the replica that wrote it; 0 on a single node. A
+    /// replica never writes over a manifest with a higher epoch: it has been deposed.
+    #[serde(default)]
+    pub leader_epoch: i32,
 }
 
 impl PartitionManifest {
@@ -69,6 +73,7 @@ impl PartitionManifest {
             partition,
             log_start_offset: 0,
             segments: Vec::new(),
+            leader_epoch: 0,
         }
     }
 

@@ -4,7 +4,7 @@ use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use engine::remote::{RemoteExtent, RemotePartition, SealedSegment};
+use engine::remote::{RemoteExtent, RemotePartition, SealedSegment, TierRole};
 use object_store::path::Path;
 use tokio::sync::{watch, Notify};
 
@@ -26,6 +26,8 @@ pub(crate) struct PartitionState {
     pub wake: Notify,
     /// Held for the length of one upload attempt, so close can wait out the one in flight.
     pub busy: tokio::sync::Mutex<()>,
+    /// Whether this replica writes the partition's remote data.
+    role: parking_lot::Mutex<TierRole>,
 }
 
 #[derive(Default)]
@@ -49,7 +51,21 @@ impl PartitionState {
             closed: AtomicBool::new(false),
             wake: Notify::new(),
             busy: tokio::sync::Mutex::new(()),
+            role: parking_lot::Mutex::new(TierRole::Leader { epoch: 0 }),
         }
+    }
+
+    pub fn role(&self) -> TierRole {
+        *self.role.lock()
+    }
+
+    pub fn leads(&self) -> bool {
+        matches!(self.role(), TierRole::Leader { .. })
+    }
+
+    /// Records a new role; `false` when it is unchanged.
+    pub fn change_role(&self, role: TierRole) -> bool {
+        std::mem::replace(&mut *self.role.lock(), role) != role
     }
 
     pub fn view(&self) -> Arc<PartitionManifest> {

@@ -16,13 +16,13 @@ use crate::error::TieringError;
 use crate::layout::{self, ObjectKind};
 use crate::manifest::{ManifestSegment, ObjectRef, PartitionManifest};
 use crate::partition::PartitionState;
-use crate::Inner;
+use crate::{leadership, Inner};
 
 /// Queues segments not yet covered; starts the partition's worker if it is idle.
 pub(crate) fn offer(inner: &Arc<Inner>, st: &Arc<PartitionState>, segments: Vec<SealedSegment>) {
     let view = st.view();
     let mut q = st.queue.lock();
-    if st.is_closed() {
+    if st.is_closed() || !st.leads() {
         return;
     }
     for seg in segments {
@@ -101,7 +101,8 @@ async fn run_worker(inner: Arc<Inner>, st: Arc<PartitionState>) {
         let next = {
             let mut q = st.queue.lock();
             let next = q.items.get(staged.len()).cloned();
-            if st.is_closed() || (staged.is_empty() && next.is_none()) {
+            // A replica that stopped leading drops what it staged: the new leader uploads it.
+            if st.is_closed() || !st.leads() || (staged.is_empty() && next.is_none()) {
                 q.worker = false;
                 return;
             }
@@ -240,15 +241,18 @@ async fn prepare(
 /// was added, `None` when it turned out redundant. A closed partition gets no write: a deleted
 /// partition must not get its manifest back.
 async fn record(
-    inner: &Inner,
-    st: &PartitionState,
+    inner: &Arc<Inner>,
+    st: &Arc<PartitionState>,
     staged: &[Staged],
 ) -> Result<Vec<Option<u64>>, TieringError> {
     let mut guard = st.manifest.lock().await;
     if st.is_closed() {
         return Ok(vec![None; staged.len()]);
     }
-    let mut m = (**guard).clone();
+    // A deposed leader records nothing: the new one uploads the same segments.
+    let Some(mut m) = leadership::base_for_write(inner, st, &mut guard).await? else {
+        return Ok(vec![None; staged.len()]);
+    };
     let mut sizes = Vec::with_capacity(staged.len());
     for s in staged {
         if redundant(st, &m, &s.seg) {

@@ -441,6 +441,14 @@ impl Actor {
             }
         };
         let leader = r.is_leader();
+        if let Some(t) = &mut self.tiered {
+            let epoch = r.term().min(i32::MAX as u64) as i32;
+            t.set_role(if leader {
+                crate::remote::TierRole::Leader { epoch }
+            } else {
+                crate::remote::TierRole::Follower
+            });
+        }
         for c in committed {
             let waiter = c.proposal.and_then(|id| self.proposals.remove(&id));
             let (reply, needs_ack) = match waiter {

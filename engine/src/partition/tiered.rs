@@ -9,7 +9,7 @@ use std::io;
 use std::sync::Arc;
 
 use crate::log::PartitionLog;
-use crate::remote::{RemoteExtent, RemotePartition, RemoteSegment, RemoteTier};
+use crate::remote::{RemoteExtent, RemotePartition, RemoteSegment, RemoteTier, TierRole};
 
 /// A partition's connection to the remote tier, made by the broker (which reads the manifest
 /// before the partition opens).
@@ -18,6 +18,9 @@ pub struct RemoteLink {
     pub tier: Arc<dyn RemoteTier>,
     pub id: RemotePartition,
     pub extent: RemoteExtent,
+    /// Leader with epoch 0 on a single node; a cluster replica starts as a follower and the
+    /// actor follows its Raft group's leadership.
+    pub role: TierRole,
 }
 
 pub(super) struct Tiered {
@@ -28,6 +31,7 @@ pub(super) struct Tiered {
 
 impl Tiered {
     pub(super) fn new(link: RemoteLink) -> Self {
+        link.tier.set_role(&link.id, link.role);
         Tiered {
             offered_end: link.extent.end,
             link,
@@ -42,9 +46,23 @@ impl Tiered {
         self.link.tier.clone()
     }
 
-    /// Offers the segments sealed since the last offer.
+    /// Only the leader uploads and trims the remote tier.
+    fn leads(&self) -> bool {
+        matches!(self.link.role, TierRole::Leader { .. })
+    }
+
+    /// Follows the partition's leadership (called after every Raft cycle; cheap when unchanged).
+    pub(super) fn set_role(&mut self, role: TierRole) {
+        if self.link.role != role {
+            self.link.role = role;
+            self.link.tier.set_role(&self.link.id, role);
+        }
+    }
+
+    /// Offers the segments sealed since the last offer (the leader's job). A new leader offers
+    /// from where it last did: the tier skips what the previous leader uploaded.
     pub(super) fn offer_sealed(&mut self, log: &PartitionLog) {
-        if log.sealed_end() <= self.offered_end {
+        if !self.leads() || log.sealed_end() <= self.offered_end {
             return;
         }
         let segs = log.sealed_segments_from(self.offered_end.max(self.link.extent.end));
@@ -75,6 +93,11 @@ impl Tiered {
 
     /// Local retention, then total retention across tiers; returns whether anything changed.
     pub(super) fn retention(&mut self, log: &mut PartitionLog, now_ms: i64) -> io::Result<bool> {
+        if !self.leads() && log.sealed_end() > self.link.extent.end {
+            // The leader may have uploaded what this follower holds: read its manifest, so
+            // the next check can free local segments.
+            self.link.tier.refresh(&self.link.id);
+        }
         self.refresh();
         self.offer_sealed(log);
         let freed_local = log.apply_local_retention(now_ms, self.link.extent.end)?;
@@ -88,7 +111,7 @@ impl Tiered {
             _ => {
                 // A remote delete that failed earlier is retried until the tier catches up.
                 let e = self.link.extent;
-                if !e.is_empty() && e.start < log.log_start_offset() {
+                if self.leads() && !e.is_empty() && e.start < log.log_start_offset() {
                     self.delete_remote_before(log.log_start_offset());
                 }
                 false
@@ -138,6 +161,10 @@ impl Tiered {
     /// Tells the tier that offsets below `offset` are gone (DeleteRecords, retention). The log
     /// start is already persisted locally, so this may finish later or be retried.
     pub(super) fn delete_remote_before(&self, offset: i64) {
+        if !self.leads() {
+            // A follower trims only its local log; the leader trims the shared tier.
+            return;
+        }
         let tier = self.link.tier.clone();
         let id = self.link.id.clone();
         tokio::task::spawn_local(async move {
