@@ -10,6 +10,7 @@
 //!   [`settings`]; schema-driven values: [`decode`]; metrics and admin routes: [`metrics`], [`routes`].
 
 pub mod catalog;
+pub mod commit;
 pub mod decode;
 pub mod dlq;
 pub mod error;

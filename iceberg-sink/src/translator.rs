@@ -26,6 +26,7 @@ use parking_lot::Mutex;
 use tokio::task::JoinHandle;
 use uuid::Uuid;
 
+use crate::commit;
 use crate::decode::{SchemaSource, ValueDecoder};
 use crate::dlq::{self, Letter};
 use crate::error::SinkError;
@@ -210,8 +211,11 @@ struct TopicTask {
     table: Option<Table>,
     ident: Option<TableIdent>,
     loaded: bool,
-    /// Offsets the table covers (the next offset per partition).
+    /// Where the next round reads from (the next offset per partition).
     next: Offsets,
+    /// The offsets the table (as last loaded or committed) covers: a commit asserts that the
+    /// partitions it advances still stand there ([`commit::append`]).
+    committed: Offsets,
     /// Since when untranslated data has been waiting.
     pending_since: Option<Instant>,
     commits_since_expire: u32,
@@ -231,6 +235,7 @@ impl TopicTask {
             ident: None,
             loaded: false,
             next: Offsets::new(),
+            committed: Offsets::new(),
             pending_since: None,
             commits_since_expire: 0,
             layout: None,
@@ -297,6 +302,11 @@ impl TopicTask {
         let mut pending = 0i64;
         for (p, h) in topic.partitions.iter().enumerate() {
             let p = p as i32;
+            // In a cluster each partition is translated by its leader; the others' commits
+            // land in the same table (see commit.rs).
+            if !self.sh.broker.leads(&topic, p) {
+                continue;
+            }
             let marks = *h.marks.borrow();
             let next = self.next.get(&p).copied().unwrap_or(0).max(marks.log_start);
             pending += (marks.high - next).max(0);
@@ -345,7 +355,7 @@ impl TopicTask {
                     .get_or_create(&label)
                     .inc_by(n);
             } else {
-                self.write_dlq(s, letters, &read.next).await?;
+                self.write_dlq(s, letters, &targets, &read.next).await?;
             }
         }
         if batches.is_empty() {
@@ -363,25 +373,36 @@ impl TopicTask {
                 .map(|f| f.file_size_in_bytes())
                 .sum::<u64>(),
         );
-        let props = HashMap::from([
-            (
-                offsets::NEXT_OFFSETS.to_string(),
-                offsets::encode(&read.next),
-            ),
-            (
+        let round = commit::Round {
+            advance: targets
+                .iter()
+                .map(|&(p, _, _)| {
+                    let next = read.next.get(&p).copied().unwrap_or(0);
+                    (p, self.committed.get(&p).copied(), next)
+                })
+                .collect(),
+            files: data_files,
+            properties: HashMap::from([(
                 offsets::RANGES.to_string(),
                 offsets::encode_ranges(&read.ranges),
-            ),
-            (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
-        ]);
-        let tx = Transaction::new(&table);
-        let tx = tx
-            .fast_append()
-            .add_data_files(data_files)
-            .set_snapshot_properties(props)
-            .apply(tx)?;
-        let table = tx.commit(self.sh.catalog.as_ref()).await?;
+            )]),
+        };
+        let topic_id = self.topic_id.to_string();
+        let table = match commit::append(self.sh.catalog.as_ref(), table, &topic_id, round).await? {
+            commit::Outcome::Committed(t) => t,
+            commit::Outcome::Superseded(t) => {
+                // Another broker translated these offsets (a leadership change): start again
+                // from what the table holds.
+                tracing::info!(topic = %self.topic, "round superseded by another writer; resuming from the table");
+                self.committed = offsets::committed(t.metadata(), &topic_id);
+                self.next = self.committed.clone();
+                self.table = Some(t);
+                return Ok(false);
+            }
+        };
         self.advance(&targets, read.next);
+        self.committed = offsets::committed(table.metadata(), &topic_id);
+        self.next = self.committed.clone();
         self.table = Some(table);
         self.pending_since = Some(round_start);
         let m = &self.sh.metrics;
@@ -418,11 +439,13 @@ impl TopicTask {
     async fn load(&mut self, ident: &TableIdent) -> Result<(), SinkError> {
         match self.sh.catalog.load_table(ident).await {
             Ok(t) => {
-                self.next = offsets::committed(t.metadata(), &self.topic_id.to_string());
+                self.committed = offsets::committed(t.metadata(), &self.topic_id.to_string());
+                self.next = self.committed.clone();
                 self.table = Some(t);
             }
             Err(e) if e.kind() == ErrorKind::TableNotFound => {
                 self.next = Offsets::new();
+                self.committed = Offsets::new();
                 self.table = None;
             }
             Err(e) => return Err(e.into()),
@@ -612,6 +635,7 @@ impl TopicTask {
         &mut self,
         s: &TopicSettings,
         mut letters: Vec<Letter<'_>>,
+        targets: &[(i32, i64, i64)],
         next: &Offsets,
     ) -> Result<(), SinkError> {
         let ident = s.dlq_table(&self.topic);
@@ -640,18 +664,31 @@ impl TopicTask {
         let n = letters.len() as u64;
         let batch = dlq::batch(&arrow, &letters)?;
         let data_files = files::write(&table, vec![batch], Uuid::new_v4().to_string()).await?;
-        let props = HashMap::from([
-            (offsets::NEXT_OFFSETS.to_string(), offsets::encode(next)),
-            (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
-        ]);
-        let tx = Transaction::new(&table);
-        let tx = tx
-            .fast_append()
-            .add_data_files(data_files)
-            .set_snapshot_properties(props)
-            .apply(tx)?;
-        let table = tx.commit(self.sh.catalog.as_ref()).await?;
-        self.dlq = Some((Some(table), next.clone()));
+        let topic_id = self.topic_id.to_string();
+        let round = commit::Round {
+            advance: targets
+                .iter()
+                .map(|&(p, _, _)| {
+                    let n = next.get(&p).copied().unwrap_or(0);
+                    (p, done.get(&p).copied(), n)
+                })
+                .collect(),
+            files: data_files,
+            properties: HashMap::new(),
+        };
+        let table = match commit::append(self.sh.catalog.as_ref(), table, &topic_id, round).await? {
+            commit::Outcome::Committed(t) => t,
+            commit::Outcome::Superseded(_) => {
+                // Another broker wrote these dead letters (a leadership change): reload all.
+                self.dlq = None;
+                return Err(SinkError::Table {
+                    table: ident.to_string(),
+                    message: "dead letters superseded by another writer; reloading".into(),
+                });
+            }
+        };
+        let done = offsets::committed(table.metadata(), &topic_id);
+        self.dlq = Some((Some(table), done));
         self.sh
             .metrics
             .dlq_records
