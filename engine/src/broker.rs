@@ -552,7 +552,7 @@ impl Broker {
 
     /// Changes the controller does not carry yet are refused in a cluster rather than applied
     /// on one broker only.
-    fn not_replicated_yet(&self, topic: &str, what: &str) -> Result<(), BrokerError> {
+    pub(crate) fn not_replicated_yet(&self, topic: &str, what: &str) -> Result<(), BrokerError> {
         match self.replicated(topic) {
             Some(_) => Err(BrokerError::Controller(format!(
                 "{what} is not yet supported in a multi-broker cluster"

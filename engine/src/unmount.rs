@@ -43,6 +43,9 @@ impl Broker {
         if crate::topics::is_internal(name) {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
+        // Hiding and sealing are local steps; in a cluster they would have to go through the
+        // controller and every replica's Raft group.
+        self.not_replicated_yet(name, "unmounting a topic")?;
         if self.remote.is_none() {
             return Err(BrokerError::Remote(crate::remote::RemoteError::Store(
                 "no remote tier is configured".into(),
@@ -130,6 +133,7 @@ impl Broker {
     ) -> Result<Arc<Topic>, BrokerError> {
         crate::config::validate_topic_name(name).map_err(BrokerError::InvalidTopicName)?;
         config.check_combination()?;
+        self.not_replicated_yet(name, "mounting a topic")?;
         let _guard = self.topics.change_lock.lock().await;
         if self.topics.record(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));

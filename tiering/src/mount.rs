@@ -48,6 +48,10 @@ pub enum MountError {
     Timeout(String, Duration),
     #[error("topic '{0}' cannot be mounted: {1}")]
     Invalid(String, String),
+    /// Unmount and mount take local steps (hide, seal, recreate) that a cluster would have to
+    /// carry through its controller and every replica's Raft group.
+    #[error("{0} is not yet supported in a multi-broker cluster")]
+    InCluster(&'static str),
 }
 
 impl MountError {
@@ -65,6 +69,7 @@ impl MountError {
             | MountError::Broker(BrokerError::InvalidConfig(_))
             | MountError::Tiering(TieringError::Corrupt { .. })
             | MountError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
+            MountError::InCluster(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -113,6 +118,9 @@ impl Mounts {
 
     /// Starts an unmount in the background; its progress is in [`Mounts::status`].
     pub fn start_unmount(self: &Arc<Self>, topic: &str) -> Result<(), MountError> {
+        if self.broker.cluster.is_some() {
+            return Err(MountError::InCluster("unmounting a topic"));
+        }
         if self.broker.topics.get(topic).is_none() {
             return Err(BrokerError::UnknownTopic(topic.to_string()).into());
         }
@@ -251,6 +259,9 @@ impl Mounts {
         topic: &str,
         new_name: Option<&str>,
     ) -> Result<serde_json::Value, MountError> {
+        if self.broker.cluster.is_some() {
+            return Err(MountError::InCluster("mounting a topic"));
+        }
         let m = self.tiering.get_topic_manifest(topic).await?;
         let name = new_name.unwrap_or(topic);
         let mut offsets = vec![(0i64, 0i64); m.partition_count as usize];
