@@ -65,6 +65,7 @@ impl IcebergArgs {
             default_namespace: self.iceberg_namespace.clone(),
             snapshots_keep: self.iceberg_snapshots_keep.max(1),
             snapshot_max_age_ms: self.iceberg_snapshot_max_age_ms.max(0),
+            shared_catalog: self.iceberg_catalog_uri.is_some(),
             ..TranslatorConfig::default()
         }
     }

@@ -51,6 +51,10 @@ pub struct TranslatorConfig {
     pub round_bytes: usize,
     /// Pending records that start a round before the target lag is half used.
     pub eager_records: i64,
+    /// Whether the catalog is shared with the other brokers of a cluster (an external REST
+    /// catalog): then each partition is translated only by its Raft leader. The built-in
+    /// catalog is the broker's own, so it gets every partition the broker replicates.
+    pub shared_catalog: bool,
 }
 
 impl Default for TranslatorConfig {
@@ -61,6 +65,7 @@ impl Default for TranslatorConfig {
             snapshot_max_age_ms: 24 * 3600 * 1000,
             round_bytes: 128 << 20,
             eager_records: 1_000_000,
+            shared_catalog: false,
         }
     }
 }
@@ -302,9 +307,9 @@ impl TopicTask {
         let mut pending = 0i64;
         for (p, h) in topic.partitions.iter().enumerate() {
             let p = p as i32;
-            // In a cluster each partition is translated by its leader; the others' commits
-            // land in the same table (see commit.rs).
-            if !self.sh.broker.leads(&topic, p) {
+            // Into a catalog the cluster shares, each partition is translated by its leader;
+            // the other leaders' commits land in the same table (see commit.rs).
+            if self.sh.config.shared_catalog && !self.sh.broker.leads(&topic, p) {
                 continue;
             }
             let marks = *h.marks.borrow();

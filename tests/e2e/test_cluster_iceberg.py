@@ -13,6 +13,7 @@ from s3server import WeedS3
 from test_cluster import wait_topic_everywhere
 from test_iceberg_external_catalog import TABLE_BUCKET, broker_args, wait_rows
 from test_iceberg_topics import LAG_MS, assert_exact, high_watermarks
+from test_iceberg_topics import wait_rows as builtin_rows
 
 TOPIC = "clustered_events"
 
@@ -70,3 +71,18 @@ def test_leaders_translate_into_one_table_exactly_once(broker_factory, tmp_path)
         assert_exact(rows, high_watermarks(alive[0], TOPIC, 3))
     finally:
         weed.stop()
+
+
+def test_each_brokers_builtin_catalog_holds_the_partitions_it_replicates(broker_factory):
+    brokers = start_cluster(broker_factory, 3)
+    wait_formed(brokers)
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics([NewTopic(TOPIC, 3, 3, config={
+        "iceberg.mode": "key_value", "iceberg.target.lag.ms": str(LAG_MS)})],
+        request_timeout=30)[TOPIC].result(40)
+    wait_topic_everywhere(brokers, TOPIC, 3)
+    produce(brokers[0], TOPIC, records(0, 300), **{"enable.idempotence": True})
+    highs = high_watermarks(brokers[0], TOPIC, 3)
+    for b in brokers:
+        # Every broker replicates every partition (RF=3): its own table is the whole topic.
+        assert_exact(builtin_rows(b, TOPIC, 300), highs)
