@@ -21,7 +21,9 @@ def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = Non
     for i in range(n):
         args = ["--node-id", str(i + 1), "--rpc-addr", f"127.0.0.1:{rpc_ports[i]}",
                 "--seeds", seeds] + list(extra_args or [])
-        brokers.append(broker_factory(args=args, env=env, start=False))
+        # Only pass env when given: the benches' own factories take args and start only.
+        extra = {"env": env} if env else {}
+        brokers.append(broker_factory(args=args, start=False, **extra))
     for b in brokers:
         b.start()
     return brokers
