@@ -1,0 +1,95 @@
+#!/usr/bin/env python3
+"""Replication cost benchmark: one three-broker cluster on loopback, and the same producer
+(confluent-kafka, idempotent, 1 KiB values, linger 5 ms) writing into an RF=1 topic and into an
+RF=3 topic, each with one partition led by the same broker when possible. It prints records/s
+and MB/s of each and their ratio. The brokers share this machine's cores and disk with the
+producer, so absolute figures say little; the ratio, measured in one run, is the point.
+
+    ICESTREAM_BIN=target/release/icestream .venv/bin/python benches/replication.py [records]
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+
+from confluent_kafka import Producer  # noqa: E402
+from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
+
+from cluster import metadata, start_cluster, wait_formed  # noqa: E402
+from conftest import Broker  # noqa: E402
+
+VALUE = b"x" * 1024
+
+
+def run(brokers, topic: str, records: int, acks: str) -> float:
+    """Seconds to produce and acknowledge `records` records."""
+    p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in brokers),
+                  "acks": acks, "enable.idempotence": acks == "all", "linger.ms": 5,
+                  "batch.size": 262144, "queue.buffering.max.messages": 200000})
+    errors = []
+
+    def cb(err, _msg):
+        if err:
+            errors.append(err)
+
+    t0 = time.monotonic()
+    for i in range(records):
+        while True:
+            try:
+                p.produce(topic, VALUE, key=str(i).encode(), partition=0, on_delivery=cb)
+                break
+            except BufferError:
+                p.poll(0.01)
+    p.flush(120)
+    took = time.monotonic() - t0
+    if errors:
+        raise SystemExit(f"{topic}: {len(errors)} delivery errors, first {errors[0]}")
+    return took
+
+
+def main(records: int) -> None:
+    tmp = Path(tempfile.mkdtemp(prefix="icestream-replication-"))
+    made: list[Broker] = []
+
+    def factory(args=None, start=True):
+        b = Broker(tmp / f"broker{len(made)}", args=args)
+        made.append(b)
+        if start:
+            b.start()
+        return b
+
+    try:
+        brokers = start_cluster(factory)
+        wait_formed(brokers)
+        admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+        topics = [NewTopic("rf1", 1, 1), NewTopic("rf3", 1, 3, config={"min.insync.replicas": "2"})]
+        for f in admin.create_topics(topics, operation_timeout=15).values():
+            f.result(30)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            md = metadata(brokers[0])
+            if all(t in md.topics and md.topics[t].partitions[0].leader > 0
+                   for t in ("rf1", "rf3")):
+                break
+            time.sleep(0.2)
+        run(brokers, "rf3", min(records, 2000), "all")  # warm up connections and the groups
+        rows = []
+        for topic, acks in (("rf1", "all"), ("rf3", "all"), ("rf3", "1")):
+            took = run(brokers, topic, records, acks)
+            rows.append((topic, acks, records / took, records * len(VALUE) / took / 1e6))
+        print(f"{'topic':6} {'acks':5} {'records/s':>10} {'MB/s':>8}")
+        for topic, acks, rps, mbs in rows:
+            print(f"{topic:6} {acks:5} {rps:10.0f} {mbs:8.1f}")
+        print(f"RF=3 / RF=1 throughput, acks=all: {rows[1][2] / rows[0][2]:.2f}")
+    finally:
+        for b in made:
+            b.kill9()
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 50_000)
