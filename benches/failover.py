@@ -21,20 +21,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from cluster import metadata, start_cluster, wait_formed  # noqa: E402
-from conftest import Broker  # noqa: E402
+from cluster import ScriptBrokers, metadata, start_cluster, wait_formed  # noqa: E402
 
 
 def main(kills: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="icestream-failover-"))
-    made: list[Broker] = []
-
-    def factory(args=None, start=True):
-        b = Broker(tmp / f"broker{len(made)}", args=args)
-        made.append(b)
-        if start:
-            b.start()
-        return b
+    factory = ScriptBrokers(tmp)
 
     try:
         brokers = start_cluster(factory)
@@ -84,8 +76,7 @@ def main(kills: int) -> None:
         print(f"failover over {kills} kills: median {statistics.median(results):.2f} s, "
               f"max {max(results):.2f} s (target < 2 s)")
     finally:
-        for b in made:
-            b.stop()
+        factory.stop_all()
 
 
 if __name__ == "__main__":

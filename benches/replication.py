@@ -20,8 +20,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 from confluent_kafka import Producer  # noqa: E402
 from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
-from cluster import metadata, start_cluster, wait_formed  # noqa: E402
-from conftest import Broker  # noqa: E402
+from cluster import ScriptBrokers, metadata, start_cluster, wait_formed  # noqa: E402
 
 VALUE = b"x" * 1024
 
@@ -54,14 +53,7 @@ def run(brokers, topic: str, records: int, acks: str) -> float:
 
 def main(records: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="icestream-replication-"))
-    made: list[Broker] = []
-
-    def factory(args=None, start=True):
-        b = Broker(tmp / f"broker{len(made)}", args=args)
-        made.append(b)
-        if start:
-            b.start()
-        return b
+    factory = ScriptBrokers(tmp)
 
     try:
         brokers = start_cluster(factory)
@@ -87,8 +79,7 @@ def main(records: int) -> None:
             print(f"{topic:6} {acks:5} {rps:10.0f} {mbs:8.1f}")
         print(f"RF=3 / RF=1 throughput, acks=all: {rows[1][2] / rows[0][2]:.2f}")
     finally:
-        for b in made:
-            b.kill9()
+        factory.stop_all()
 
 
 if __name__ == "__main__":

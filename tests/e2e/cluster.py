@@ -10,7 +10,7 @@ import time
 
 from confluent_kafka.admin import AdminClient
 
-from conftest import free_port
+from conftest import Broker, free_port
 
 
 def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = None,
@@ -27,6 +27,26 @@ def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = Non
     for b in brokers:
         b.start()
     return brokers
+
+
+class ScriptBrokers:
+    """A broker factory for scripts outside pytest (the benches): brokers under `root`, all
+    stopped by `stop_all`."""
+
+    def __init__(self, root):
+        self.root = root
+        self.made: list[Broker] = []
+
+    def __call__(self, args=None, start=True, env=None) -> Broker:
+        b = Broker(self.root / f"broker{len(self.made)}", args=args, env=env)
+        self.made.append(b)
+        if start:
+            b.start()
+        return b
+
+    def stop_all(self) -> None:
+        for b in self.made:
+            b.stop()
 
 
 def metadata(b, topic: str | None = None):
