@@ -136,6 +136,8 @@ pub struct PartitionHandle {
     pub shard: usize,
     /// With a Raft group: its leader and term ([`crate::raft::leader_of`]).
     pub raft_leader: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// With a Raft group: the ISR and caught-up followers while this replica leads.
+    pub raft_view: Option<crate::raft::SharedView>,
 }
 
 impl PartitionHandle {
@@ -168,6 +170,7 @@ pub fn spawn(
     raft: Option<crate::raft::RaftSetup>,
 ) -> io::Result<PartitionHandle> {
     let raft_leader = raft.as_ref().map(|r| r.leader.clone());
+    let raft_view = raft.as_ref().map(|r| r.isr.clone());
     let raft = match raft {
         Some(setup) => {
             // The segment log is rebuilt from the Raft log, which holds every entry.
@@ -227,6 +230,7 @@ pub fn spawn(
         marks: mrx,
         shard,
         raft_leader,
+        raft_view,
     })
 }
 
