@@ -151,4 +151,26 @@ mod tests {
         assert_eq!(ms.get(3).unwrap().kafka_port, 1);
         assert!(ms.is_alive(3));
     }
+
+    #[test]
+    fn rack_and_isr_are_optional_on_the_wire() {
+        // A hello from a broker that predates racks and ISR gossip still decodes.
+        let old = r#"{"cluster_id":"c","from":{"node_id":2,"rpc_addr":"h:1","kafka_host":"h","kafka_port":2},"members":[]}"#;
+        let h: Hello = serde_json::from_str(old).unwrap();
+        assert_eq!((h.from.rack, h.isr.len()), (None, 0));
+        let mut racked = m(1);
+        racked.rack = Some("eu-1a".into());
+        let ms = Members::new(m(3));
+        let mut hello = Members::new(racked.clone()).hello("c");
+        hello.isr.push(IsrView {
+            topic: "t".into(),
+            partition: 0,
+            epoch: 4,
+            isr: vec![1, 3],
+        });
+        let back: Hello = serde_json::from_slice(&serde_json::to_vec(&hello).unwrap()).unwrap();
+        ms.merge(&back.from, &back.members);
+        assert_eq!(ms.get(1).unwrap().rack.as_deref(), Some("eu-1a"));
+        assert_eq!(back.isr, hello.isr);
+    }
 }
