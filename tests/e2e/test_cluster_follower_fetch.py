@@ -254,3 +254,78 @@ def test_leader_names_the_rack_replica_and_followers_serve_up_to_their_high_wate
     for rack in (racks[leader - 1], "", "nowhere"):
         err, hw, preferred, records = raw_fetch(lb, 11, name, 0, rack)
         assert (err, hw, preferred) == (0, 10, -1) and len(records) > 61, rack
+
+
+def test_leader_selector_never_redirects_and_bad_raft_batches_are_dropped(broker_factory):
+    """`--replica-selector leader` (Kafka's LeaderSelector): a consumer in a follower's rack is
+    served by the leader. Malformed or unknown-partition PartitionRaftBatch frames sent to a
+    broker's RPC listener neither crash it nor disturb the cluster."""
+    import socket
+    import struct
+
+    racks = ["a", "b", "c"]
+    brokers = start_racked_cluster(
+        broker_factory, racks,
+        ["--replica-selector", "org.apache.kafka.common.replica.LeaderSelector"])
+    name = unique_topic("leadersel")
+    create(brokers, name, 1, 3)
+
+    def full_isr():
+        p = partitions_of(brokers[0], name).get(0)
+        return p if p is not None and p.leader > 0 and sorted(p.isrs) == [1, 2, 3] else None
+
+    leader = wait_for("leader with every replica in sync", full_isr).leader
+    produce(brokers, name, [b"y%d" % i for i in range(5)])
+    follower = next(i for i in (1, 2, 3) if i != leader)
+    err, hw, preferred, records = raw_fetch(brokers[leader - 1].bootstrap, 11, name, 0,
+                                            racks[follower - 1])
+    assert (err, hw, preferred) == (0, 5, -1) and records
+
+    # Hostile frames of kind 7 (PartitionRaftBatch) to the follower's RPC listener.
+    args = brokers[follower - 1].extra_args
+    rpc_port = int(args[args.index("--rpc-addr") + 1].rsplit(":", 1)[1])
+
+    def item(topic, part, msg):
+        t = topic.encode()
+        return struct.pack(">H", len(t)) + t + struct.pack(">iI", part, len(msg)) + msg
+
+    def frame7(body):
+        return struct.pack(">IB", len(body) + 1, 7) + body
+
+    bad = [
+        frame7(b""),                                              # no count
+        frame7(struct.pack(">I", 5) + item(name, 0, b"\x08")),    # count larger than items
+        frame7(struct.pack(">I", 1) + b"\x00\x10abc"),            # truncated item
+        frame7(struct.pack(">I", 1) + item("no-such-topic", 0, b"")),  # unknown: dropped
+        frame7(struct.pack(">I", 1) + item(name, 99, b"")),       # unknown partition: dropped
+        frame7(struct.pack(">I", 1) + item(name, 0, b"\xff\xff\xff")),  # undecodable message
+        struct.pack(">IB", 0x7fffffff, 7),                        # over the frame limit
+    ]
+    for f in bad:
+        with socket.create_connection(("127.0.0.1", rpc_port), timeout=5) as s:
+            s.sendall(f)
+            s.settimeout(2)
+            try:
+                s.recv(1)
+            except (socket.timeout, ConnectionError):
+                pass
+    assert brokers[follower - 1].running()
+    produce(brokers, name, [b"z"])
+    wait_for("follower applies the next record",
+             lambda: raw_fetch(brokers[follower - 1].bootstrap, 11, name, 0)[:2] == (0, 6))
+    wait_for("every replica still in sync", full_isr)
+
+
+def test_unknown_replica_selector_is_refused(tmp_path):
+    import subprocess
+    from conftest import broker_binary
+    port = free_port()
+    res = subprocess.run(
+        [str(broker_binary()), "serve", "--data-dir", str(tmp_path / "d"),
+         "--kafka-addr", f"127.0.0.1:{free_port()}", "--admin-addr", f"127.0.0.1:{free_port()}",
+         "--node-id", "1", "--rpc-addr", f"127.0.0.1:{port}", "--seeds", f"127.0.0.1:{port}",
+         "--replica-selector", "closest"],
+        capture_output=True, text=True, timeout=30, stdin=subprocess.DEVNULL)
+    assert res.returncode != 0
+    assert "--replica-selector must be rack-aware or leader" in res.stderr + res.stdout
+    assert "panicked" not in res.stderr
