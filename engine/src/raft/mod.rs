@@ -91,6 +91,8 @@ pub struct PartitionRaft {
     /// While leading: when each follower last held the leader's whole log while being heard
     /// from (Kafka's lastCaughtUpTime).
     caught_up_at: HashMap<u64, std::time::Instant>,
+    /// The leader's last index at its previous tick (none before its first as leader).
+    last_at_prev_tick: Option<u64>,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -134,6 +136,7 @@ impl PartitionRaft {
             view: setup.isr,
             lag_max: setup.lag_max,
             caught_up_at: HashMap::new(),
+            last_at_prev_tick: None,
         })
     }
 
@@ -162,12 +165,15 @@ impl PartitionRaft {
 
     /// Recomputes the leader's view of its followers (at every tick; a handful of replicas).
     ///
-    /// A follower is in sync while it was caught up (its matched index at the leader's last
-    /// index) and heard from within the last `lag_max`, as Kafka's ISR; a follower that dies
-    /// drops out after `lag_max` even on an idle partition, because it is no longer heard.
+    /// A follower is in sync while it was caught up and heard from within the last `lag_max`,
+    /// as Kafka's ISR; a follower that dies drops out after `lag_max` even on an idle
+    /// partition, because it is no longer heard. Caught up means holding what the leader held a
+    /// tick ago (Kafka: the leader's end at the follower's previous fetch), so a follower that
+    /// keeps up under a steady stream of writes stays in sync.
     fn refresh_view(&mut self) {
         if !self.is_leader() {
             self.caught_up_at.clear();
+            self.last_at_prev_tick = None;
             if *self.view.read() != ReplicaView::default() {
                 *self.view.write() = ReplicaView::default();
             }
@@ -176,6 +182,8 @@ impl PartitionRaft {
         let now = std::time::Instant::now();
         let live_within = crate::cluster::controller::TICK * 10;
         let last = self.node.raft.raft_log.last_index();
+        let target = self.last_at_prev_tick.map_or(last, |prev| prev.min(last));
+        self.last_at_prev_tick = Some(last);
         let committed = self.node.raft.raft_log.committed;
         let mut view = ReplicaView {
             epoch: self.term().min(i32::MAX as u64) as i32,
@@ -190,7 +198,7 @@ impl PartitionRaft {
                 .heard
                 .get(&id)
                 .is_some_and(|t| t.elapsed() < live_within);
-            if live && pr.matched >= last {
+            if live && pr.matched >= target {
                 self.caught_up_at.insert(id, now);
             }
             if self
