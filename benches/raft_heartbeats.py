@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Idle-partition cost: three brokers on loopback, PARTITIONS idle RF=3 partitions, nothing
-produced. After the groups settle it samples, over WINDOW seconds, each broker's RPC frames sent
+produced. After the groups settle it samples, over WINDOW seconds, each broker's Raft frames sent
 (`rpc_frames_sent` at /metrics), partition Raft messages sent, and CPU (utime + stime from
 /proc/<pid>/stat), and prints them per second. Run it twice to compare:
 

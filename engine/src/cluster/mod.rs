@@ -121,7 +121,8 @@ pub struct Cluster {
     heartbeats: parking_lot::Mutex<std::collections::HashMap<i32, (u32, Vec<u8>)>>,
     /// Other leaders' ISRs learnt by gossip, by `(topic, partition)`.
     isr_views: parking_lot::Mutex<std::collections::HashMap<(String, i32), RemoteIsr>>,
-    /// Frames queued to peers (`rpc_frames_sent`), and partition Raft messages in them.
+    /// Raft frames queued to peers (`rpc_frames_sent`; gossip calls are not counted), and the
+    /// partition Raft messages in them.
     pub frames_sent: prometheus_client::metrics::counter::Counter,
     pub partition_messages_sent: prometheus_client::metrics::counter::Counter,
 }
@@ -205,7 +206,7 @@ impl Cluster {
         broker.metrics.register_with(|r| {
             r.register(
                 "rpc_frames_sent",
-                "Frames queued to other brokers' RPC listeners",
+                "Raft frames (controller and partition groups) queued to other brokers; gossip is not counted",
                 frames,
             );
             r.register(
