@@ -64,6 +64,27 @@ pub struct ServeArgs {
     /// host:port other brokers use to reach this one's RPC listener (defaults to --rpc-addr)
     #[arg(long, env = "ICESTREAM_ADVERTISED_RPC_ADDR")]
     pub advertised_rpc_addr: Option<String>,
+    /// This broker's rack (Kafka's broker.rack): placement spreads replicas over racks, and
+    /// consumers giving client.rack read from a replica in their rack (with --seeds)
+    #[arg(long, env = "ICESTREAM_RACK")]
+    pub rack: Option<String>,
+    /// Which replica consumers read from (Kafka's replica.selector.class): rack-aware (or
+    /// org.apache.kafka.common.replica.RackAwareReplicaSelector) sends a consumer that gives
+    /// client.rack to a caught-up replica in its rack; leader (or ...LeaderSelector) never does
+    #[arg(long, env = "ICESTREAM_REPLICA_SELECTOR", default_value = "rack-aware")]
+    pub replica_selector: String,
+    /// A follower not caught up with its partition's leader for this long leaves the ISR
+    /// (Kafka's replica.lag.time.max.ms)
+    #[arg(
+        long,
+        env = "ICESTREAM_REPLICA_LAG_TIME_MAX_MS",
+        default_value_t = 30000
+    )]
+    pub replica_lag_time_max_ms: u64,
+    /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
+    /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
+    #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
+    pub raft_batch_heartbeats: bool,
     /// Segment I/O backend: auto (io_uring where the kernel allows it), io-uring, blocking
     #[arg(long, env = "ICESTREAM_IO_BACKEND", default_value = "auto")]
     pub io_backend: IoBackend,
@@ -331,11 +352,34 @@ impl ServeArgs {
                 self.node_id
             );
         }
+        let follower_fetch = match self.replica_selector.as_str() {
+            "rack-aware" | "org.apache.kafka.common.replica.RackAwareReplicaSelector" => true,
+            "leader" | "org.apache.kafka.common.replica.LeaderSelector" => false,
+            other => bail!(
+                "--replica-selector must be rack-aware or leader (or Kafka's class names), got '{other}'"
+            ),
+        };
+        let rack = self
+            .rack
+            .as_deref()
+            .map(str::trim)
+            .filter(|r| !r.is_empty())
+            .map(str::to_string);
+        if rack.as_ref().is_some_and(|r| r.len() > 255) {
+            bail!("--rack must be at most 255 bytes");
+        }
+        if self.replica_lag_time_max_ms == 0 {
+            bail!("--replica-lag-time-max-ms must be positive");
+        }
         Ok(Some(engine::cluster::ClusterConfig {
             node_id: self.node_id,
             rpc_addr: self.rpc_addr,
             advertised_rpc_addr: self.advertised_rpc_addr.clone(),
             seeds,
+            rack,
+            follower_fetch,
+            replica_lag_max: std::time::Duration::from_millis(self.replica_lag_time_max_ms),
+            batch_heartbeats: self.raft_batch_heartbeats,
         }))
     }
 

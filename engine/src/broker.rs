@@ -175,8 +175,13 @@ impl Broker {
         };
         match t.partition(partition).and_then(|h| h.raft_leader.as_ref()) {
             Some(l) => crate::raft::leader_of(l),
-            // Not a replica here: the preferred replica is the best guess.
-            None => (replicas.first().copied().unwrap_or(-1), 0),
+            // Not a replica here: what the leader gossiped, else the preferred replica.
+            None => self
+                .cluster
+                .as_ref()
+                .and_then(|c| c.remote_isr(&t.name, partition))
+                .map(|(leader, epoch, _)| (leader, epoch))
+                .unwrap_or((replicas.first().copied().unwrap_or(-1), 0)),
         }
     }
 
@@ -263,6 +268,8 @@ impl Broker {
                 .join(p.to_string()),
             send: cluster.partition_sender(&rec.name, p),
             leader: Default::default(),
+            isr: Default::default(),
+            lag_max: cluster.config.replica_lag_max,
             min_insync: min.parse().unwrap_or(1),
             preferred: replicas.first().map_or(0, |&r| r as u64),
         })
@@ -329,14 +336,19 @@ impl Broker {
         // partition leadership.
         let assignments = match &self.cluster {
             Some(c) if !crate::topics::is_internal(name) => {
-                let brokers: Vec<i32> = c.members.all().iter().map(|m| m.node_id).collect();
+                let brokers: Vec<(i32, Option<String>)> = c
+                    .members
+                    .all()
+                    .into_iter()
+                    .map(|m| (m.node_id, m.rack))
+                    .collect();
                 if replication < 1 || replication as usize > brokers.len() {
                     return Err(BrokerError::InvalidReplicationFactor(
                         replication,
                         brokers.len(),
                     ));
                 }
-                crate::cluster::placement::assign(
+                crate::cluster::placement::assign_racked(
                     &brokers,
                     partitions,
                     replication,

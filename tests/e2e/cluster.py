@@ -33,12 +33,13 @@ class ScriptBrokers:
     """A broker factory for scripts outside pytest (the benches): brokers under `root`, all
     stopped by `stop_all`."""
 
-    def __init__(self, root):
+    def __init__(self, root, smp: int = 2):
         self.root = root
+        self.smp = smp
         self.made: list[Broker] = []
 
     def __call__(self, args=None, start=True, env=None) -> Broker:
-        b = Broker(self.root / f"broker{len(self.made)}", args=args, env=env)
+        b = Broker(self.root / f"broker{len(self.made)}", smp=self.smp, args=args, env=env)
         self.made.append(b)
         if start:
             b.start()

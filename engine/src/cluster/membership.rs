@@ -17,6 +17,20 @@ pub struct Member {
     /// Where Kafka clients reach it.
     pub kafka_host: String,
     pub kafka_port: u16,
+    /// Its `broker.rack` (`--rack`), if any. Absent from older brokers' hellos.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rack: Option<String>,
+}
+
+/// A partition leader's view of its in-sync replicas, spread by gossip so that every broker's
+/// Metadata reports the leader's ISR.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct IsrView {
+    pub topic: String,
+    pub partition: i32,
+    /// The leader's Raft term (leader epoch) when it computed this.
+    pub epoch: i32,
+    pub isr: Vec<i32>,
 }
 
 /// The body of `Hello` and `Members` frames.
@@ -25,6 +39,9 @@ pub struct Hello {
     pub cluster_id: String,
     pub from: Member,
     pub members: Vec<Member>,
+    /// The ISR of every partition the sender leads (absent from older brokers).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub isr: Vec<IsrView>,
 }
 
 /// A member counts as alive if heard from within this long.
@@ -97,6 +114,7 @@ impl Members {
             cluster_id: cluster_id.to_string(),
             from: self.me.clone(),
             members: self.all(),
+            isr: Vec::new(),
         }
     }
 }
@@ -111,6 +129,7 @@ mod tests {
             rpc_addr: format!("127.0.0.1:{}", 9000 + id),
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9100 + id as u16,
+            rack: None,
         }
     }
 
@@ -131,5 +150,27 @@ mod tests {
         ms.merge(&moved, &[]);
         assert_eq!(ms.get(3).unwrap().kafka_port, 1);
         assert!(ms.is_alive(3));
+    }
+
+    #[test]
+    fn rack_and_isr_are_optional_on_the_wire() {
+        // A hello from a broker that predates racks and ISR gossip still decodes.
+        let old = r#"{"cluster_id":"c","from":{"node_id":2,"rpc_addr":"h:1","kafka_host":"h","kafka_port":2},"members":[]}"#;
+        let h: Hello = serde_json::from_str(old).unwrap();
+        assert_eq!((h.from.rack, h.isr.len()), (None, 0));
+        let mut racked = m(1);
+        racked.rack = Some("eu-1a".into());
+        let ms = Members::new(m(3));
+        let mut hello = Members::new(racked.clone()).hello("c");
+        hello.isr.push(IsrView {
+            topic: "t".into(),
+            partition: 0,
+            epoch: 4,
+            isr: vec![1, 3],
+        });
+        let back: Hello = serde_json::from_slice(&serde_json::to_vec(&hello).unwrap()).unwrap();
+        ms.merge(&back.from, &back.members);
+        assert_eq!(ms.get(1).unwrap().rack.as_deref(), Some("eu-1a"));
+        assert_eq!(back.isr, hello.isr);
     }
 }

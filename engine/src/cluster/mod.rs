@@ -23,7 +23,7 @@ use tokio::sync::oneshot;
 use crate::broker::{Broker, BrokerError};
 use crate::topics::TopicRecord;
 use controller::{ControllerHandle, Input, ProposeOutcome};
-use membership::{Hello, Member, Members};
+use membership::{Hello, IsrView, Member, Members};
 use rpc::{frame, Kind};
 
 /// Node ids in a cluster are `1..MAX_NODE_ID`.
@@ -39,6 +39,15 @@ pub struct ClusterConfig {
     pub advertised_rpc_addr: Option<String>,
     /// Every broker's RPC `host:port` (this one's may be included).
     pub seeds: Vec<String>,
+    /// `--rack` (Kafka's `broker.rack`), gossiped in [`Member`].
+    pub rack: Option<String>,
+    /// `--replica-selector rack-aware`: a partition leader sends consumers that give a rack to a
+    /// caught-up replica in that rack (KIP-392).
+    pub follower_fetch: bool,
+    /// `--replica-lag-time-max-ms`: how long a follower may lag before leaving the ISR.
+    pub replica_lag_max: Duration,
+    /// `--raft-batch-heartbeats`: partition Raft heartbeats to one peer leave as one frame.
+    pub batch_heartbeats: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +117,23 @@ pub struct Cluster {
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
     broker: OnceLock<std::sync::Weak<Broker>>,
+    /// Partition Raft heartbeats waiting for the next batch to each peer: `(count, items)`.
+    heartbeats: parking_lot::Mutex<std::collections::HashMap<i32, (u32, Vec<u8>)>>,
+    /// Other leaders' ISRs learnt by gossip, by `(topic, partition)`.
+    isr_views: parking_lot::Mutex<std::collections::HashMap<(String, i32), RemoteIsr>>,
+    /// Raft frames queued to peers (`rpc_frames_sent`; gossip calls are not counted), and the
+    /// partition Raft messages in them.
+    pub frames_sent: prometheus_client::metrics::counter::Counter,
+    pub partition_messages_sent: prometheus_client::metrics::counter::Counter,
+}
+
+/// A partition ISR another broker said it leads with.
+#[derive(Debug, Clone)]
+struct RemoteIsr {
+    leader: i32,
+    epoch: i32,
+    isr: Vec<i32>,
+    at: std::time::Instant,
 }
 
 impl Cluster {
@@ -134,6 +160,7 @@ impl Cluster {
                 .unwrap_or_else(|| local.to_string()),
             kafka_host: kafka.0,
             kafka_port: kafka.1,
+            rack: config.rack.clone(),
         };
         Ok(Arc::new(Cluster {
             config,
@@ -144,6 +171,10 @@ impl Cluster {
             peers: Default::default(),
             runtime: OnceLock::new(),
             broker: OnceLock::new(),
+            heartbeats: Default::default(),
+            isr_views: Default::default(),
+            frames_sent: Default::default(),
+            partition_messages_sent: Default::default(),
         }))
     }
 
@@ -165,6 +196,25 @@ impl Cluster {
             tokio::spawn(accept_loop(l, self.clone()));
         }
         tokio::spawn(gossip_loop(self.clone()));
+        if self.config.batch_heartbeats {
+            tokio::spawn(heartbeat_batch_loop(self.clone()));
+        }
+        let (frames, msgs) = (
+            self.frames_sent.clone(),
+            self.partition_messages_sent.clone(),
+        );
+        broker.metrics.register_with(|r| {
+            r.register(
+                "rpc_frames_sent",
+                "Raft frames (controller and partition groups) queued to other brokers; gossip is not counted",
+                frames,
+            );
+            r.register(
+                "partition_raft_messages_sent",
+                "Partition Raft messages sent to other brokers (several per frame when batched)",
+                msgs,
+            );
+        });
         let me = self.clone();
         let broker = broker.clone();
         tokio::spawn(async move {
@@ -305,6 +355,7 @@ impl Cluster {
     /// Queues a frame for broker `to`; frames that cannot be delivered are dropped (Raft
     /// retransmits).
     pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
+        self.frames_sent.inc();
         let mut peers = self.peers.lock();
         let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
         if tx.send(frame).is_err() {
@@ -344,6 +395,8 @@ impl Cluster {
     /// How a partition's Raft group reaches the other replicas.
     pub fn partition_sender(self: &Arc<Self>, topic: &str, partition: i32) -> crate::raft::SendFn {
         let cluster = self.clone();
+        let batch = self.config.batch_heartbeats;
+        let topic_owned = topic.to_string();
         let mut head = Vec::with_capacity(topic.len() + 6);
         head.extend_from_slice(&(topic.len().min(u16::MAX as usize) as u16).to_be_bytes());
         head.extend_from_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
@@ -352,10 +405,32 @@ impl Cluster {
             let Ok(body) = protobuf::Message::write_to_bytes(&m) else {
                 return;
             };
+            cluster.partition_messages_sent.inc();
+            // Heartbeats of every group bound for one peer leave together once per tick, so
+            // idle partitions cost one frame per peer pair rather than one per partition.
+            use raft::eraftpb::MessageType::{MsgHeartbeat, MsgHeartbeatResponse};
+            if batch && matches!(m.get_msg_type(), MsgHeartbeat | MsgHeartbeatResponse) {
+                let mut hb = cluster.heartbeats.lock();
+                let (n, items) = hb.entry(to as i32).or_default();
+                *n += 1;
+                rpc::push_batch_item(items, &topic_owned, partition, &body);
+                return;
+            }
             let mut b = head.clone();
             b.extend_from_slice(&body);
             cluster.send_frame(to as i32, frame(Kind::PartitionRaft, &b));
         })
+    }
+
+    /// Sends the heartbeats gathered since the last call, one frame per peer.
+    fn flush_heartbeats(self: &Arc<Self>) {
+        let batches = std::mem::take(&mut *self.heartbeats.lock());
+        for (to, (n, items)) in batches {
+            let mut body = Vec::with_capacity(4 + items.len());
+            body.extend_from_slice(&n.to_be_bytes());
+            body.extend_from_slice(&items);
+            self.send_frame(to, frame(Kind::PartitionRaftBatch, &body));
+        }
     }
 
     /// Hands a partition Raft message to the partition's actor.
@@ -363,8 +438,14 @@ impl Cluster {
         let len = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
         let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
         let p = i32::from_be_bytes(body.get(2 + len..6 + len)?.try_into().ok()?);
+        self.route_to_partition(topic, p, body.get(6 + len..)?)
+    }
+
+    /// Decodes one partition Raft message and hands it to the partition's actor; `None` when
+    /// it does not decode or the partition is unknown here (dropped: Raft retransmits).
+    fn route_to_partition(&self, topic: &str, p: i32, msg: &[u8]) -> Option<()> {
         let mut m = raft::eraftpb::Message::default();
-        protobuf::Message::merge_from_bytes(&mut m, body.get(6 + len..)?).ok()?;
+        protobuf::Message::merge_from_bytes(&mut m, msg).ok()?;
         let broker = self.broker.get()?.upgrade()?;
         let t = broker.topics.get(topic)?;
         let _ = t
@@ -372,6 +453,62 @@ impl Cluster {
             .tx
             .send(crate::partition::Cmd::Raft(Box::new(m)));
         Some(())
+    }
+}
+
+impl Cluster {
+    /// The ISR of every partition this broker leads, for gossip.
+    fn led_isrs(&self) -> Vec<IsrView> {
+        let Some(broker) = self.broker.get().and_then(|b| b.upgrade()) else {
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for t in broker.topics.all() {
+            for (p, h) in t.partitions.iter().enumerate() {
+                let Some(view) = &h.raft_view else { continue };
+                let v = view.read();
+                if !v.isr.is_empty() {
+                    out.push(IsrView {
+                        topic: t.name.clone(),
+                        partition: p as i32,
+                        epoch: v.epoch,
+                        isr: v.isr.clone(),
+                    });
+                }
+            }
+        }
+        out
+    }
+
+    /// Records the ISRs a leader gossiped.
+    fn learn_isrs(&self, leader: i32, views: Vec<IsrView>) {
+        if views.is_empty() {
+            return;
+        }
+        let now = std::time::Instant::now();
+        let mut known = self.isr_views.lock();
+        for v in views {
+            known.insert(
+                (v.topic, v.partition),
+                RemoteIsr {
+                    leader,
+                    epoch: v.epoch,
+                    isr: v.isr,
+                    at: now,
+                },
+            );
+        }
+        // Forget what no live leader repeated lately (deleted topics, dead leaders).
+        known.retain(|_, r| r.at.elapsed() < membership::ALIVE_FOR);
+    }
+
+    /// What another broker, leading the partition, last said its ISR is: `(leader, epoch,
+    /// isr)`, if it said so within the last few gossip rounds.
+    pub fn remote_isr(&self, topic: &str, partition: i32) -> Option<(i32, i32, Vec<i32>)> {
+        let known = self.isr_views.lock();
+        let r = known.get(&(topic.to_string(), partition))?;
+        (r.at.elapsed() < membership::ALIVE_FOR && self.members.is_alive(r.leader))
+            .then(|| (r.leader, r.epoch, r.isr.clone()))
     }
 }
 
@@ -440,7 +577,9 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
             Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
                 Ok(h) if h.cluster_id == cluster.cluster_id => {
                     cluster.members.merge(&h.from, &h.members);
-                    let mine = cluster.members.hello(&cluster.cluster_id);
+                    cluster.learn_isrs(h.from.node_id, h.isr);
+                    let mut mine = cluster.members.hello(&cluster.cluster_id);
+                    mine.isr = cluster.led_isrs();
                     serde_json::to_vec(&mine)
                         .ok()
                         .map(|b| frame(Kind::Members, &b))
@@ -475,6 +614,15 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
                 let _ = cluster.route_partition_raft(&body);
                 None
             }
+            Kind::PartitionRaftBatch => {
+                let Ok(items) = rpc::split_batch(&body) else {
+                    return;
+                };
+                for (topic, p, msg) in items {
+                    let _ = cluster.route_to_partition(topic, p, msg);
+                }
+                None
+            }
             Kind::Members | Kind::ProposeResult => return,
         };
         if let Some(a) = answer {
@@ -497,7 +645,9 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                 targets.push(m.rpc_addr);
             }
         }
-        let Ok(body) = serde_json::to_vec(&cluster.members.hello(&cluster.cluster_id)) else {
+        let mut hello = cluster.members.hello(&cluster.cluster_id);
+        hello.isr = cluster.led_isrs();
+        let Ok(body) = serde_json::to_vec(&hello) else {
             continue;
         };
         let calls = targets
@@ -511,7 +661,8 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                     let r = rpc::call(&t, source, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
                     match r.map(|b| serde_json::from_slice::<Hello>(&b)) {
                         Ok(Ok(h)) if h.cluster_id == cluster.cluster_id => {
-                            cluster.members.merge(&h.from, &h.members)
+                            cluster.members.merge(&h.from, &h.members);
+                            cluster.learn_isrs(h.from.node_id, h.isr);
                         }
                         Ok(Ok(h)) => tracing::warn!(seed = %t, theirs = %h.cluster_id, "seed belongs to another cluster"),
                         Ok(Err(e)) => tracing::debug!(seed = %t, error = %e, "bad hello answer"),
@@ -520,5 +671,15 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                 }
             });
         futures_util::future::join_all(calls).await;
+    }
+}
+
+/// Sends the gathered partition Raft heartbeats once per Raft tick.
+async fn heartbeat_batch_loop(cluster: Arc<Cluster>) {
+    let mut tick = tokio::time::interval(controller::TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        cluster.flush_heartbeats();
     }
 }

@@ -18,6 +18,69 @@ pub fn assign(brokers: &[i32], partitions: i32, replication: i16, start: usize) 
         .collect()
 }
 
+/// Rack-aware assignment (Kafka's): when every broker has a rack, a partition's replicas go to
+/// distinct racks as far as there are racks, and first replicas (preferred leaders) still go
+/// round the brokers evenly. `brokers` is `(node id, rack)`; if any broker has no rack this is
+/// [`assign`].
+///
+/// The brokers are ordered rack-alternated (a1, b1, c1, a2, b2, ...), partition `p`'s first
+/// replica is the `(start + p)`-th of that list, and each further replica is the next broker in
+/// the list whose rack the partition does not use yet (any unused broker once every rack is).
+pub fn assign_racked(
+    brokers: &[(i32, Option<String>)],
+    partitions: i32,
+    replication: i16,
+    start: usize,
+) -> Vec<Vec<i32>> {
+    let ids: Vec<i32> = brokers.iter().map(|(id, _)| *id).collect();
+    if brokers.is_empty() || brokers.iter().any(|(_, r)| r.is_none()) {
+        return assign(&ids, partitions, replication, start);
+    }
+    let mut by_rack: std::collections::BTreeMap<&str, Vec<i32>> = Default::default();
+    for (id, rack) in brokers {
+        let v = by_rack.entry(rack.as_deref().unwrap_or("")).or_default();
+        if !v.contains(id) {
+            v.push(*id);
+        }
+    }
+    for v in by_rack.values_mut() {
+        v.sort_unstable();
+    }
+    let rack_of: std::collections::HashMap<i32, &str> = by_rack
+        .iter()
+        .flat_map(|(r, ids)| ids.iter().map(move |id| (*id, *r)))
+        .collect();
+    let deepest = by_rack.values().map(Vec::len).max().unwrap_or(0);
+    let list: Vec<i32> = (0..deepest)
+        .flat_map(|i| by_rack.values().filter_map(move |v| v.get(i).copied()))
+        .collect();
+    let n = list.len();
+    let r = (replication.max(1) as usize).min(n);
+    (0..partitions.max(0) as usize)
+        .map(|p| {
+            let first = (start + p) % n;
+            let mut chosen: Vec<i32> = vec![list[first]];
+            let mut racks: Vec<&str> = vec![rack_of[&list[first]]];
+            // First pass: only new racks; second: any broker not chosen yet.
+            for new_rack_only in [true, false] {
+                for k in 1..n {
+                    if chosen.len() == r {
+                        break;
+                    }
+                    let b = list[(first + k) % n];
+                    let rack = rack_of[&b];
+                    if chosen.contains(&b) || (new_rack_only && racks.contains(&rack)) {
+                        continue;
+                    }
+                    chosen.push(b);
+                    racks.push(rack);
+                }
+            }
+            chosen
+        })
+        .collect()
+}
+
 /// A stable start offset for a topic's placement.
 pub fn start_for(topic: &str) -> usize {
     topic
@@ -49,5 +112,42 @@ mod tests {
             vec![vec![1, 2]],
             "capped at the broker count"
         );
+    }
+
+    #[test]
+    fn racked_replicas_span_racks_and_leaders_stay_balanced() {
+        let rack = |r: &str| Some(r.to_string());
+        // Six brokers, racks of unequal sizes given in id order: a a a b b c.
+        let brokers = vec![
+            (1, rack("a")),
+            (2, rack("a")),
+            (3, rack("a")),
+            (4, rack("b")),
+            (5, rack("b")),
+            (6, rack("c")),
+        ];
+        let rack_of = |id: i32| brokers.iter().find(|b| b.0 == id).unwrap().1.clone();
+        for start in 0..6 {
+            let a = assign_racked(&brokers, 12, 3, start);
+            let mut leaders = [0; 7];
+            for r in &a {
+                let mut racks: Vec<_> = r.iter().map(|&id| rack_of(id)).collect();
+                racks.sort();
+                racks.dedup();
+                assert_eq!(racks.len(), 3, "{r:?} spans every rack");
+                leaders[r[0] as usize] += 1;
+            }
+            assert_eq!(&leaders[1..], &[2, 2, 2, 2, 2, 2], "start {start}");
+        }
+        // More replicas than racks: distinct brokers, every rack used.
+        for r in assign_racked(&brokers, 6, 4, 0) {
+            let mut s = r.clone();
+            s.sort();
+            s.dedup();
+            assert_eq!(s.len(), 4);
+        }
+        // A broker without a rack: plain placement.
+        let mixed = vec![(1, rack("a")), (2, None), (3, rack("b"))];
+        assert_eq!(assign_racked(&mixed, 3, 2, 0), assign(&[1, 2, 3], 3, 2, 0));
     }
 }

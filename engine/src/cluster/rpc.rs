@@ -28,6 +28,9 @@ pub enum Kind {
     ProposeResult = 5,
     /// A partition Raft message, one way: `u16` topic length, topic, `i32` partition, protobuf.
     PartitionRaft = 6,
+    /// Partition Raft messages (heartbeats) of many groups, one way: `u32` count, then per item
+    /// `u16` topic length, topic, `i32` partition, `u32` message length, protobuf.
+    PartitionRaftBatch = 7,
 }
 
 impl Kind {
@@ -39,6 +42,7 @@ impl Kind {
             4 => Kind::Propose,
             5 => Kind::ProposeResult,
             6 => Kind::PartitionRaft,
+            7 => Kind::PartitionRaftBatch,
             _ => return None,
         })
     }
@@ -110,6 +114,61 @@ pub fn frame(kind: Kind, body: &[u8]) -> Vec<u8> {
     out.push(kind as u8);
     out.extend_from_slice(body);
     out
+}
+
+/// One item of a [`Kind::PartitionRaftBatch`] body, appended to `out`.
+pub fn push_batch_item(out: &mut Vec<u8>, topic: &str, partition: i32, msg: &[u8]) {
+    let topic = &topic.as_bytes()[..topic.len().min(u16::MAX as usize)];
+    out.extend_from_slice(&(topic.len() as u16).to_be_bytes());
+    out.extend_from_slice(topic);
+    out.extend_from_slice(&partition.to_be_bytes());
+    out.extend_from_slice(&(msg.len().min(u32::MAX as usize) as u32).to_be_bytes());
+    out.extend_from_slice(msg);
+}
+
+/// `(topic, partition, protobuf message)`.
+pub type BatchItem<'a> = (&'a str, i32, &'a [u8]);
+
+/// Splits a [`Kind::PartitionRaftBatch`] body into `(topic, partition, message)` items; an
+/// error if any length runs past the body or the count does not match.
+pub fn split_batch(body: &[u8]) -> Result<Vec<BatchItem<'_>>, RpcError> {
+    let bad = |what: &str| RpcError::Body(format!("raft batch: {what}"));
+    let count = u32::from_be_bytes(
+        body.get(..4)
+            .ok_or_else(|| bad("no count"))?
+            .try_into()
+            .map_err(|_| bad("no count"))?,
+    ) as usize;
+    fn take<'a>(n: usize, rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+        if rest.len() < n {
+            return None;
+        }
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        Some(head)
+    }
+    fn int<const N: usize>(rest: &mut &[u8]) -> Option<[u8; N]> {
+        take(N, rest)?.try_into().ok()
+    }
+    // Every item is at least 10 bytes, so a lying count costs nothing up front.
+    let mut items = Vec::with_capacity(count.min(body.len() / 10));
+    let mut rest = &body[4..];
+    while !rest.is_empty() {
+        let item = (|| {
+            let tlen = u16::from_be_bytes(int(&mut rest)?) as usize;
+            let topic = take(tlen, &mut rest)?;
+            let p = i32::from_be_bytes(int(&mut rest)?);
+            let mlen = u32::from_be_bytes(int(&mut rest)?) as usize;
+            Some((topic, p, take(mlen, &mut rest)?))
+        })()
+        .ok_or_else(|| bad("truncated item"))?;
+        let topic = std::str::from_utf8(item.0).map_err(|_| bad("topic is not UTF-8"))?;
+        items.push((topic, item.1, item.2));
+    }
+    if items.len() != count {
+        return Err(bad("count does not match the items"));
+    }
+    Ok(items)
 }
 
 /// Connects to a peer. Connections leave from `source` (the RPC listener's IP) when it is a
@@ -200,5 +259,30 @@ mod tests {
         assert!(read_frame(&mut short, "t").await.is_err());
         let mut empty = &[][..];
         assert!(read_frame(&mut empty, "t").await.unwrap().is_none());
+    }
+
+    #[test]
+    fn raft_batches_round_trip_and_bad_ones_are_errors() {
+        let mut body = 2u32.to_be_bytes().to_vec();
+        push_batch_item(&mut body, "orders", 3, b"hb1");
+        push_batch_item(&mut body, "t", -1, b"");
+        assert_eq!(
+            split_batch(&body).unwrap(),
+            vec![("orders", 3, &b"hb1"[..]), ("t", -1, &b""[..])]
+        );
+        // Every truncation, a wrong count and garbage are errors, never panics.
+        for cut in 0..body.len() {
+            assert!(split_batch(&body[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut wrong = body.clone();
+        wrong[3] = 9;
+        assert!(split_batch(&wrong).is_err());
+        let mut huge = u32::MAX.to_be_bytes().to_vec();
+        huge.extend_from_slice(&[0xff; 12]);
+        assert!(split_batch(&huge).is_err());
+        let mut not_utf8 = 1u32.to_be_bytes().to_vec();
+        push_batch_item(&mut not_utf8, "ab", 0, b"m");
+        not_utf8[6] = 0xff;
+        assert!(split_batch(&not_utf8).is_err());
     }
 }

@@ -1,4 +1,4 @@
-//! DescribeCluster: this broker, which is also the controller.
+//! DescribeCluster: every broker known (with its rack) and the controller.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -7,13 +7,34 @@ use super::sb;
 use crate::broker::Broker;
 
 pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (host, port) = &b.advertised;
+    let (brokers, controller) = match &b.cluster {
+        Some(c) => (
+            c.members
+                .all()
+                .into_iter()
+                .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
+                .collect(),
+            c.controller_leader().unwrap_or(-1),
+        ),
+        None => (
+            vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
+            b.node_id(),
+        ),
+    };
     DescribeClusterResponse::default()
         .with_cluster_id(sb(b.topics.cluster_id.clone()))
-        .with_controller_id(BrokerId(b.node_id()))
-        .with_brokers(vec![DescribeClusterBroker::default()
-            .with_broker_id(BrokerId(b.node_id()))
-            .with_host(sb(host.clone()))
-            .with_port(*port as i32)])
+        .with_controller_id(BrokerId(controller))
+        .with_brokers(
+            brokers
+                .into_iter()
+                .map(|(id, host, port, rack)| {
+                    DescribeClusterBroker::default()
+                        .with_broker_id(BrokerId(id))
+                        .with_host(sb(host))
+                        .with_port(port as i32)
+                        .with_rack(rack.map(sb))
+                })
+                .collect(),
+        )
         .with_cluster_authorized_operations(i32::MIN)
 }

@@ -23,6 +23,9 @@ const FETCH_MAX_BYTES: usize = 55 << 20;
 /// Versions from 13 name topics by id.
 const TOPIC_IDS_FROM: i16 = 13;
 
+/// Versions from 11 carry the consumer's rack and may be served by followers (KIP-392).
+const FOLLOWER_FETCH_FROM: i16 = 11;
+
 struct Wanted {
     key: PartKey,
     topic_id: Uuid,
@@ -32,6 +35,8 @@ struct Wanted {
     unknown_code: i16,
     /// `(high watermark, log start)` last sent in this session.
     last: (i64, i64),
+    /// The replica in the consumer's rack this leader sends it to instead of answering.
+    redirect: Option<i32>,
 }
 
 pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
@@ -133,18 +138,30 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
         }
     };
 
+    let rack =
+        Some(req.rack_id.as_str()).filter(|r| version >= FOLLOWER_FETCH_FROM && !r.is_empty());
     let wanted: Vec<Wanted> = fetch_set
         .into_iter()
         .map(|(key, sp)| {
             let topic = b.topics.get(&key.0);
             let handle = topic.as_ref().and_then(|t| t.partition(key.1)).cloned();
             let topic_id = topic.as_ref().map_or(sp.topic_id, |t| t.id);
-            // Until followers hold the data (KIP-392), only the leader serves a partition.
-            let (handle, unknown_code) = match &topic {
-                Some(t) if handle.is_some() && !b.leads(t, key.1) => {
-                    (None, ResponseError::NotLeaderOrFollower.code())
+            // The leader serves a partition, or names a replica in the consumer's rack; from v11
+            // every replica serves consumers up to its own high watermark (KIP-392).
+            let (handle, unknown_code, redirect) = match &topic {
+                Some(t) if handle.is_some() => {
+                    if b.leads(t, key.1) {
+                        let redirect = rack.and_then(|r| read_replica_in(b, t, key.1, r));
+                        (handle, unknown_code, redirect)
+                    } else if version >= FOLLOWER_FETCH_FROM
+                        && handle.as_ref().is_some_and(|h| h.raft_leader.is_some())
+                    {
+                        (handle, unknown_code, None)
+                    } else {
+                        (None, ResponseError::NotLeaderOrFollower.code(), None)
+                    }
                 }
-                _ => (handle, unknown_code),
+                _ => (handle, unknown_code, None),
             };
             Wanted {
                 key,
@@ -154,6 +171,7 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
                 handle,
                 unknown_code,
                 last: (sp.last_high, sp.last_start),
+                redirect,
             }
         })
         .collect();
@@ -180,7 +198,8 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
             .sum();
-        let any_error = results.iter().any(|r| r.error != 0);
+        // Errors and redirections are answered at once.
+        let any_error = results.iter().any(|r| r.error != 0 || r.preferred >= 0);
         if bytes >= min_bytes
             || any_error
             || watchers.is_empty()
@@ -199,6 +218,7 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
     for (w, r) in wanted.iter().zip(results) {
         let has_news = r.error != 0
+            || r.preferred >= 0
             || r.records.as_ref().is_some_and(|b| !b.is_empty())
             || (r.marks.high, r.marks.log_start) != w.last;
         if incremental && !has_news {
@@ -211,7 +231,7 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
             .with_high_watermark(r.marks.high)
             .with_last_stable_offset(r.marks.high)
             .with_log_start_offset(r.marks.log_start)
-            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(-1))
+            .with_preferred_read_replica(kafka_protocol::messages::BrokerId(r.preferred))
             .with_records(Some(r.records.unwrap_or_default()));
         match topics.last_mut() {
             Some(t) if t.topic.as_str() == w.key.0 && (!by_id || t.topic_id == w.topic_id) => {
@@ -237,6 +257,22 @@ struct PartResult {
     error: i16,
     marks: Watermarks,
     records: Option<Bytes>,
+    /// `preferred_read_replica` (-1: none); only ever set for v11+ requests.
+    preferred: i32,
+}
+
+/// KIP-392's rack-aware selection, on the leader: a live replica in the consumer's rack that
+/// holds everything committed, unless the leader itself is in that rack or the broker's
+/// `--replica-selector` is `leader`.
+fn read_replica_in(b: &Broker, t: &crate::topics::Topic, p: i32, rack: &str) -> Option<i32> {
+    let c = b.cluster.as_ref().filter(|c| c.config.follower_fetch)?;
+    if c.config.rack.as_deref() == Some(rack) {
+        return None;
+    }
+    let caught_up = t.partition(p)?.raft_view.as_ref()?.read().caught_up.clone();
+    caught_up.into_iter().find(|&id| {
+        c.members.is_alive(id) && c.members.get(id).and_then(|m| m.rack).as_deref() == Some(rack)
+    })
 }
 
 /// Reads every wanted partition concurrently, then keeps records in request order until the
@@ -248,8 +284,17 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
                 error: w.unknown_code,
                 marks: unknown_marks(),
                 records: None,
+                preferred: -1,
             };
         };
+        if let Some(id) = w.redirect {
+            return PartResult {
+                error: 0,
+                marks: *h.marks.borrow(),
+                records: None,
+                preferred: id,
+            };
+        }
         // Partitions are read concurrently, each at most the whole response's budget.
         let (offset, max) = (w.offset, (w.max_bytes.max(0) as usize).min(max_bytes));
         let id = crate::remote::RemotePartition {
@@ -262,6 +307,7 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
                 error: 0,
                 marks,
                 records,
+                preferred: -1,
             },
             Err(e) => {
                 let error = match &e {
@@ -275,6 +321,7 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
                     error,
                     marks: *h.marks.borrow(),
                     records: None,
+                    preferred: -1,
                 }
             }
         }

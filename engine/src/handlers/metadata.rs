@@ -60,9 +60,9 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
             .members
             .all()
             .into_iter()
-            .map(|m| (m.node_id, m.kafka_host, m.kafka_port))
+            .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
             .collect(),
-        None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1)],
+        None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
     };
     let controller = b
         .cluster
@@ -72,11 +72,13 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         .with_brokers(
             brokers
                 .into_iter()
-                .map(|(id, host, port)| {
+                .map(|(id, host, port, rack)| {
                     MetadataResponseBroker::default()
                         .with_node_id(BrokerId(id))
                         .with_host(sb(host))
                         .with_port(port as i32)
+                        // The field exists from v1.
+                        .with_rack(rack.filter(|_| version >= 1).map(sb))
                 })
                 .collect(),
         )
@@ -99,7 +101,7 @@ fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
                 .with_leader_id(leader)
                 .with_leader_epoch(epoch)
                 .with_replica_nodes(replicas)
-                .with_isr_nodes(vec![leader])
+                .with_isr_nodes(isr(b, t, p, leader.0, epoch))
         })
         .collect();
     MetadataResponseTopic::default()
@@ -107,6 +109,28 @@ fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
         .with_topic_id(t.id)
         .with_partitions(partitions)
         .with_topic_authorized_operations(i32::MIN)
+}
+
+/// The partition's in-sync replicas as its leader sees them: this broker's own view when it
+/// leads, else what the leader last gossiped for the same epoch; without either (an election,
+/// gossip not yet heard) just the leader.
+pub(crate) fn isr(b: &Broker, t: &Topic, p: i32, leader: i32, epoch: i32) -> Vec<BrokerId> {
+    let own = t
+        .partition(p)
+        .and_then(|h| h.raft_view.as_ref())
+        .map(|v| v.read().clone())
+        .filter(|v| leader == b.node_id() && !v.isr.is_empty());
+    let ids = match own {
+        Some(v) => v.isr,
+        None => b
+            .cluster
+            .as_ref()
+            .and_then(|c| c.remote_isr(&t.name, p))
+            .filter(|(l, e, _)| *l == leader && *e == epoch)
+            .map(|(_, _, isr)| isr)
+            .unwrap_or_else(|| if leader >= 0 { vec![leader] } else { vec![] }),
+    };
+    ids.into_iter().map(BrokerId).collect()
 }
 
 async fn missing(b: &Broker, name: &str, client_allows: bool) -> MetadataResponseTopic {

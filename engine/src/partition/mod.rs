@@ -136,6 +136,8 @@ pub struct PartitionHandle {
     pub shard: usize,
     /// With a Raft group: its leader and term ([`crate::raft::leader_of`]).
     pub raft_leader: Option<Arc<std::sync::atomic::AtomicU64>>,
+    /// With a Raft group: the ISR and caught-up followers while this replica leads.
+    pub raft_view: Option<crate::raft::SharedView>,
 }
 
 impl PartitionHandle {
@@ -157,6 +159,34 @@ struct Waiter {
 
 type FlushFuture = Pin<Box<dyn Future<Output = io::Result<i64>>>>;
 
+thread_local! {
+    /// The shard's Raft tick: one timer per shard thread rather than one per partition.
+    static SHARD_TICK: std::cell::RefCell<Option<watch::Receiver<u64>>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Subscribes to this shard's Raft tick, starting its timer on first use (or again if the
+/// `LocalSet` that ran it is gone, as between tests on one thread).
+fn shard_tick() -> watch::Receiver<u64> {
+    SHARD_TICK.with(|t| {
+        let mut t = t.borrow_mut();
+        if let Some(rx) = t.as_ref().filter(|rx| rx.has_changed().is_ok()) {
+            return rx.clone();
+        }
+        let (tx, rx) = watch::channel(0u64);
+        tokio::task::spawn_local(async move {
+            let mut every = tokio::time::interval(crate::cluster::controller::TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                tx.send_modify(|n| *n += 1);
+            }
+        });
+        *t = Some(rx.clone());
+        rx
+    })
+}
+
 /// Opens the log and spawns the actor on the current shard's `LocalSet`.
 pub fn spawn(
     dir: PathBuf,
@@ -168,6 +198,7 @@ pub fn spawn(
     raft: Option<crate::raft::RaftSetup>,
 ) -> io::Result<PartitionHandle> {
     let raft_leader = raft.as_ref().map(|r| r.leader.clone());
+    let raft_view = raft.as_ref().map(|r| r.isr.clone());
     let raft = match raft {
         Some(setup) => {
             // The segment log is rebuilt from the Raft log, which holds every entry.
@@ -227,6 +258,7 @@ pub fn spawn(
         marks: mrx,
         shard,
         raft_leader,
+        raft_view,
     })
 }
 
@@ -268,8 +300,8 @@ impl Actor {
         let retention_every = Duration::from_millis(self.config.retention_check_ms);
         let mut retention = tokio::time::interval(retention_every);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        let mut raft_tick = tokio::time::interval(crate::cluster::controller::TICK);
-        raft_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Replicated partitions tick together on the shard's timer (missed ticks coalesce).
+        let mut raft_tick = self.raft.as_ref().map(|_| shard_tick());
         loop {
             let deadline = self.flush_deadline();
             tokio::select! {
@@ -308,9 +340,12 @@ impl Actor {
                     self.retention();
                     compaction = self.maybe_compact();
                 }
-                _ = raft_tick.tick(), if self.raft.is_some() => {
-                    if let Some(r) = &mut self.raft {
-                        r.tick();
+                res = async { raft_tick.as_mut().expect("guarded").changed().await }, if self.raft.is_some() && raft_tick.is_some() => {
+                    match (res, &mut self.raft) {
+                        (Ok(()), Some(r)) => r.tick(),
+                        // The shard's timer went away with its LocalSet: subscribe again.
+                        (Err(_), _) => raft_tick = Some(shard_tick()),
+                        _ => {}
                     }
                 }
             }

@@ -33,11 +33,30 @@ pub struct RaftSetup {
     pub send: SendFn,
     /// Shared with the partition's handle: `term << 32 | leader` (leader 0: none).
     pub leader: Arc<AtomicU64>,
+    /// Shared with the partition's handle: the leader's view of its followers.
+    pub isr: SharedView,
+    /// A follower not caught up for this long leaves the ISR (`replica.lag.time.max.ms`).
+    pub lag_max: std::time::Duration,
     /// The topic's min.insync.replicas: acks=all needs this many live voters.
     pub min_insync: usize,
     /// The preferred leader (the assignment's first replica); leadership returns to it.
     pub preferred: u64,
 }
+
+/// The leader's view of its followers, published by the partition actor at every tick while it
+/// leads (empty otherwise) and read by Metadata, Fetch and gossip on any thread.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReplicaView {
+    /// The term it was computed in (the leader epoch).
+    pub epoch: i32,
+    /// In-sync replicas, leader included, sorted.
+    pub isr: Vec<i32>,
+    /// Followers that hold everything committed right now and were heard within an election
+    /// timeout: the ones a consumer may be sent to (KIP-392).
+    pub caught_up: Vec<i32>,
+}
+
+pub type SharedView = Arc<parking_lot::RwLock<ReplicaView>>;
 
 /// Decodes [`RaftSetup::leader`]: `(leader node id or -1, leader epoch)`.
 pub fn leader_of(v: &AtomicU64) -> (i32, i32) {
@@ -67,6 +86,13 @@ pub struct PartitionRaft {
     ticks: u64,
     /// When each peer was last heard from (any message), for min.insync.replicas.
     heard: HashMap<u64, std::time::Instant>,
+    view: SharedView,
+    lag_max: std::time::Duration,
+    /// While leading: when each follower last held the leader's whole log while being heard
+    /// from (Kafka's lastCaughtUpTime).
+    caught_up_at: HashMap<u64, std::time::Instant>,
+    /// The leader's last index at its previous tick (none before its first as leader).
+    last_at_prev_tick: Option<u64>,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -107,6 +133,10 @@ impl PartitionRaft {
             preferred: setup.preferred,
             ticks: 0,
             heard: HashMap::new(),
+            view: setup.isr,
+            lag_max: setup.lag_max,
+            caught_up_at: HashMap::new(),
+            last_at_prev_tick: None,
         })
     }
 
@@ -133,9 +163,66 @@ impl PartitionRaft {
             .count()
     }
 
+    /// Recomputes the leader's view of its followers (at every tick; a handful of replicas).
+    ///
+    /// A follower is in sync while it was caught up and heard from within the last `lag_max`,
+    /// as Kafka's ISR; a follower that dies drops out after `lag_max` even on an idle
+    /// partition, because it is no longer heard. Caught up means holding what the leader held a
+    /// tick ago (Kafka: the leader's end at the follower's previous fetch), so a follower that
+    /// keeps up under a steady stream of writes stays in sync.
+    fn refresh_view(&mut self) {
+        if !self.is_leader() {
+            self.caught_up_at.clear();
+            self.last_at_prev_tick = None;
+            if *self.view.read() != ReplicaView::default() {
+                *self.view.write() = ReplicaView::default();
+            }
+            return;
+        }
+        let now = std::time::Instant::now();
+        let live_within = crate::cluster::controller::TICK * 10;
+        let last = self.node.raft.raft_log.last_index();
+        let target = self.last_at_prev_tick.map_or(last, |prev| prev.min(last));
+        self.last_at_prev_tick = Some(last);
+        let committed = self.node.raft.raft_log.committed;
+        let mut view = ReplicaView {
+            epoch: self.term().min(i32::MAX as u64) as i32,
+            isr: vec![self.id as i32],
+            caught_up: vec![],
+        };
+        for (&id, pr) in self.node.raft.prs().iter() {
+            if id == self.id {
+                continue;
+            }
+            let live = self
+                .heard
+                .get(&id)
+                .is_some_and(|t| t.elapsed() < live_within);
+            if live && pr.matched >= target {
+                self.caught_up_at.insert(id, now);
+            }
+            if self
+                .caught_up_at
+                .get(&id)
+                .is_some_and(|t| now.duration_since(*t) < self.lag_max)
+            {
+                view.isr.push(id as i32);
+            }
+            if live && pr.matched >= committed {
+                view.caught_up.push(id as i32);
+            }
+        }
+        view.isr.sort_unstable();
+        view.caught_up.sort_unstable();
+        if *self.view.read() != view {
+            *self.view.write() = view;
+        }
+    }
+
     pub fn tick(&mut self) {
         self.node.tick();
         self.ticks += 1;
+        self.refresh_view();
         // Every few seconds a leader hands leadership back to the preferred replica once it
         // has caught up, so leaders stay balanced after failovers.
         if self.ticks.is_multiple_of(40) && self.is_leader() && self.preferred != self.id {
