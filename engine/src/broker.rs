@@ -57,7 +57,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     pub kafka_addr: SocketAddr,
     pub advertised: (String, u16),
-    /// The consumer group coordinator (this node coordinates every group).
+    /// The consumer group coordinator (every group on a single node; in a cluster the
+    /// leader of `__consumer_offsets` coordinates them).
     pub groups: crate::group::Coordinator,
     /// Tiered storage, when configured (the `tiering` crate).
     pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,
@@ -126,7 +127,7 @@ impl Broker {
             metrics,
             kafka_addr,
             advertised,
-            groups: crate::group::Coordinator::new(),
+            groups: crate::group::Coordinator::new(cluster.is_some()),
             remote,
             schema_ids: OnceLock::new(),
             cluster,
@@ -318,10 +319,9 @@ impl Broker {
         };
         let config =
             TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        // Internal topics stay local to each broker until groups and the registry follow
-        // partition leadership.
+        // `_schemas` stays local to each broker until the registry follows leadership.
         let assignments = match &self.cluster {
-            Some(c) if !crate::topics::is_internal(name) => {
+            Some(c) if !crate::topics::stays_local(name) => {
                 let brokers: Vec<i32> = c.members.all().iter().map(|m| m.node_id).collect();
                 if replication < 1 || replication as usize > brokers.len() {
                     return Err(BrokerError::InvalidReplicationFactor(
@@ -336,8 +336,8 @@ impl Broker {
                     crate::cluster::placement::start_for(name),
                 )
             }
-            // A cluster's internal topics are local to each broker (a group of one), whatever
-            // the default replication factor says.
+            // Local to each broker (a group of one), whatever the default replication factor
+            // says.
             Some(_) => vec![],
             None => {
                 if replication != 1 {
@@ -380,7 +380,7 @@ impl Broker {
     fn replicated(&self, topic: &str) -> Option<&Arc<crate::cluster::Cluster>> {
         self.cluster
             .as_ref()
-            .filter(|_| !crate::topics::is_internal(topic))
+            .filter(|_| !crate::topics::stays_local(topic))
     }
 
     /// Creates a topic on this broker: persists it, then opens its partitions.

@@ -98,10 +98,27 @@ pub struct ConsumerMemberDescription {
 /// Committed offsets of one topic, as OffsetFetch returns them.
 pub type FetchedTopic = (String, Vec<(i32, Option<OffsetEntry>)>);
 
-#[derive(Default)]
+/// Whether this broker coordinates groups. On a single node it always does; in a cluster
+/// only while it leads `__consumer_offsets` partition 0 and has replayed it in that term.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    Single,
+    NotLeader,
+    /// Replaying the partition as the leader of this term.
+    Loading(i32),
+    Serving(i32),
+}
+
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     lag_labels: Mutex<HashSet<LagLabels>>,
+    role: Mutex<Role>,
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Self::new(false)
+    }
 }
 
 fn code(e: ResponseError) -> i16 {
@@ -109,12 +126,115 @@ fn code(e: ResponseError) -> i16 {
 }
 
 impl Coordinator {
-    pub fn new() -> Self {
-        Self::default()
+    /// `clustered`: groups follow the leadership of `__consumer_offsets` partition 0.
+    pub fn new(clustered: bool) -> Self {
+        Coordinator {
+            groups: Mutex::default(),
+            lag_labels: Mutex::default(),
+            role: Mutex::new(if clustered {
+                Role::NotLeader
+            } else {
+                Role::Single
+            }),
+        }
     }
 
-    /// Rebuilds offsets and group records from `__consumer_offsets` (start-up).
+    /// Whether this broker may serve requests for groups now: 0, NOT_COORDINATOR (another
+    /// broker leads `__consumer_offsets`, or nobody does), COORDINATOR_LOAD_IN_PROGRESS (this
+    /// broker leads it but has not replayed it yet).
+    pub fn check(&self, b: &Broker) -> i16 {
+        let role = *self.role.lock();
+        if role == Role::Single {
+            return 0;
+        }
+        let Some((leader, term)) = offsets_leader(b) else {
+            return code(ResponseError::NotCoordinator);
+        };
+        if leader != b.node_id() {
+            return code(ResponseError::NotCoordinator);
+        }
+        match role {
+            Role::Serving(t) if t == term => 0,
+            _ => code(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// Follows the leadership of `__consumer_offsets` (cluster only, from the ticker): a new
+    /// leader replays the partition and then serves its groups; a deposed one drops them.
+    fn follow_leader(&self, b: &Arc<Broker>) {
+        let mut role = self.role.lock();
+        if *role == Role::Single {
+            return;
+        }
+        let (leader, term) = offsets_leader(b).unwrap_or((-1, 0));
+        if leader != b.node_id() {
+            if *role != Role::NotLeader {
+                tracing::info!("no longer the group coordinator; dropping group state");
+                *role = Role::NotLeader;
+                // Pending joins and syncs see their senders dropped and answer an error.
+                self.groups.lock().clear();
+            }
+            return;
+        }
+        if matches!(*role, Role::Loading(t) | Role::Serving(t) if t == term) {
+            return;
+        }
+        *role = Role::Loading(term);
+        self.groups.lock().clear();
+        drop(role);
+        let b = b.clone();
+        tokio::task::spawn_local(async move {
+            let loaded = match load_as_leader(&b).await {
+                Ok(groups) => Some(groups),
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot load groups as the new coordinator; retrying");
+                    None
+                }
+            };
+            let mut role = b.groups.role.lock();
+            if *role != Role::Loading(term) {
+                return;
+            }
+            match loaded {
+                Some(groups) => {
+                    tracing::info!(term, groups = groups.len(), "now the group coordinator");
+                    *b.groups.groups.lock() = groups;
+                    *role = Role::Serving(term);
+                }
+                // The next tick tries again if this broker still leads.
+                None => *role = Role::NotLeader,
+            }
+        });
+    }
+
+    /// Rebuilds offsets and group records from `__consumer_offsets` (start-up, single node;
+    /// in a cluster the leader of the partition does it, see [`Coordinator::check`]).
     pub async fn load(&self, b: &Broker) -> Result<(), store::StoreError> {
+        if *self.role.lock() != Role::Single {
+            return Ok(());
+        }
+        *self.groups.lock() = replay_groups(b).await?;
+        Ok(())
+    }
+}
+
+/// Leader and term of `__consumer_offsets` partition 0, if the topic exists and has a leader.
+fn offsets_leader(b: &Broker) -> Option<(i32, i32)> {
+    let t = b.topics.get(OFFSETS_TOPIC)?;
+    let (leader, term) = b.partition_leader_epoch(&t, 0);
+    (leader >= 0).then_some((leader, term))
+}
+
+/// A new leader's view: once its own write to the partition is committed, every entry of
+/// earlier terms is applied locally, so the replay that follows sees every acknowledged commit.
+async fn load_as_leader(b: &Broker) -> Result<HashMap<String, Group>, store::StoreError> {
+    store::barrier(b).await?;
+    replay_groups(b).await
+}
+
+/// Groups and their offsets as `__consumer_offsets` records them, up to its high watermark.
+async fn replay_groups(b: &Broker) -> Result<HashMap<String, Group>, store::StoreError> {
+    {
         let mut groups = HashMap::<String, Group>::new();
         let mut records = 0u64;
         store::replay(b, |log_offset, key, value| {
@@ -177,10 +297,11 @@ impl Coordinator {
                 "restored consumer groups from {OFFSETS_TOPIC}"
             );
         }
-        *self.groups.lock() = groups;
-        Ok(())
+        Ok(groups)
     }
+}
 
+impl Coordinator {
     /// Starts the ticker (session expiry, rebalance timeouts) on shard 0.
     pub fn start_ticker(b: &Arc<Broker>) {
         let weak: Weak<Broker> = Arc::downgrade(b);
@@ -191,6 +312,7 @@ impl Coordinator {
                 loop {
                     every.tick().await;
                     let Some(b) = weak.upgrade() else { return };
+                    b.groups.follow_leader(&b);
                     b.groups.tick(&b, Instant::now());
                 }
             });
@@ -220,6 +342,13 @@ impl Coordinator {
         };
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId);
+        }
+        let c = self.check(b);
+        if c != 0 {
+            return JoinResult {
+                error: c,
+                ..fail(ResponseError::NotCoordinator)
+            };
         }
         let ms = r.session_timeout.as_millis() as i32;
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&ms) {
@@ -272,6 +401,13 @@ impl Coordinator {
             error: code(ResponseError::UnknownMemberId),
             ..Default::default()
         };
+        let c = self.check(b);
+        if c != 0 {
+            return SyncResult {
+                error: c,
+                ..Default::default()
+            };
+        }
         let pending = {
             let mut groups = self.groups.lock();
             let Some(g) = groups.get_mut(group_id) else {
@@ -294,11 +430,16 @@ impl Coordinator {
 
     pub fn heartbeat(
         &self,
+        b: &Broker,
         group_id: &str,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
+        let c = self.check(b);
+        if c != 0 {
+            return c;
+        }
         match self.groups.lock().get_mut(group_id) {
             Some(g) => g.heartbeat(generation, member_id, instance_id, Instant::now()),
             None => code(ResponseError::UnknownMemberId),
@@ -312,6 +453,10 @@ impl Coordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
+        let c = self.check(b);
+        if c != 0 {
+            return Err(c);
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return Err(code(ResponseError::UnknownMemberId));
@@ -345,6 +490,10 @@ impl Coordinator {
         };
         if group_id.is_empty() {
             return all(code(ResponseError::InvalidGroupId));
+        }
+        let c = self.check(b);
+        if c != 0 {
+            return all(c);
         }
         {
             let mut groups = self.groups.lock();
@@ -440,9 +589,10 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
+                let failed = store_error_code(&e);
                 for (_, codes) in &mut answers {
                     for (_, c) in codes.iter_mut().filter(|(_, c)| *c == 0) {
-                        *c = code(ResponseError::CoordinatorNotAvailable);
+                        *c = failed;
                     }
                 }
             }
@@ -592,6 +742,14 @@ impl Coordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId, "GroupId can't be empty.");
         }
+        let c = self.check(b);
+        if c != 0 {
+            return consumer::HeartbeatResult {
+                error: c,
+                message: Some("this broker is not the group's coordinator".into()),
+                ..fail(ResponseError::NotCoordinator, "")
+            };
+        }
         if r.member_epoch == 0 {
             if let Err(e) = store::partition(b).await {
                 tracing::warn!(error = %e, "group coordinator unavailable");
@@ -650,6 +808,10 @@ impl Coordinator {
         b: &Broker,
         group_id: &str,
     ) -> Result<ConsumerGroupDescription, (i16, String)> {
+        let c = self.check(b);
+        if c != 0 {
+            return Err((c, "this broker is not the group's coordinator".into()));
+        }
         let groups = self.groups.lock();
         let Some(g) = groups.get(group_id) else {
             return Err((
@@ -718,6 +880,10 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only empty groups; writes tombstones first.
     pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
+        let c = self.check(b);
+        if c != 0 {
+            return c;
+        }
         let entries: Vec<(Key, Option<Value>)> = {
             let groups = self.groups.lock();
             let Some(g) = groups.get(group_id) else {
@@ -743,7 +909,7 @@ impl Coordinator {
         };
         if let Err(e) = store::append(b, &entries).await {
             tracing::warn!(group = group_id, error = %e, "group deletion not persisted");
-            return code(ResponseError::CoordinatorNotAvailable);
+            return store_error_code(&e);
         }
         let mut groups = self.groups.lock();
         if groups.get(group_id).is_some_and(|g| g.is_empty()) {
@@ -759,6 +925,10 @@ impl Coordinator {
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
+        let c = self.check(b);
+        if c != 0 {
+            return Err(c);
+        }
         let mut answers = Vec::new();
         let mut entries = Vec::new();
         {
@@ -803,7 +973,7 @@ impl Coordinator {
         }
         if let Err(e) = store::append(b, &entries).await {
             tracing::warn!(group = group_id, error = %e, "offset deletion not persisted");
-            return Err(code(ResponseError::CoordinatorNotAvailable));
+            return Err(store_error_code(&e));
         }
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get_mut(group_id) {
@@ -851,6 +1021,17 @@ impl Coordinator {
             b.metrics.consumer_group_lag.remove(stale);
         }
         *last = now_set;
+    }
+}
+
+/// The error a client sees when `__consumer_offsets` refused a write: a deposed leader is no
+/// longer the coordinator (the client looks it up again); anything else is unavailability.
+fn store_error_code(e: &store::StoreError) -> i16 {
+    match e {
+        store::StoreError::Append(crate::partition::PartitionError::NotLeader) => {
+            code(ResponseError::NotCoordinator)
+        }
+        _ => code(ResponseError::CoordinatorNotAvailable),
     }
 }
 

@@ -22,6 +22,8 @@ pub use crate::topics::OFFSETS_TOPIC;
 
 const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
+/// Written by a new coordinator ([`barrier`]); carries nothing.
+const KIND_BARRIER: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
@@ -214,34 +216,72 @@ pub enum StoreError {
 }
 
 /// The partition of `__consumer_offsets`, created on first use. One partition: on a single
-/// node every group has the same coordinator, so spreading groups over partitions buys nothing.
+/// node every group has the same coordinator; in a cluster the leader of this partition
+/// coordinates every group (see `docs/consumer-groups.md` for what that limits).
+///
+/// In a cluster the topic is created through the controller with RF = min(3, brokers) and
+/// min.insync.replicas = min(2, RF); concurrent creators race harmlessly (one record wins,
+/// the others see TopicExists and use it).
 pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
     if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
         return Ok(t.partitions[0].clone());
     }
-    let retention = ("retention.ms".to_string(), "-1".to_string());
+    let mut configs = vec![("retention.ms".to_string(), "-1".to_string())];
+    let mut replication = -1;
+    if let Some(c) = &b.cluster {
+        let brokers = c.members.all().len().clamp(1, 3) as i16;
+        replication = brokers;
+        configs.push((
+            "min.insync.replicas".to_string(),
+            brokers.min(2).to_string(),
+        ));
+    }
     let compact = ("cleanup.policy".to_string(), "compact".to_string());
+    let mut with_compact = configs.clone();
+    with_compact.push(compact);
     // Compacted where the broker supports compaction; otherwise kept forever.
-    let rec = match b.plan_topic(OFFSETS_TOPIC, 1, -1, &[compact, retention.clone()]) {
-        Err(BrokerError::InvalidConfig(_)) => b.plan_topic(OFFSETS_TOPIC, 1, -1, &[retention]),
+    let rec = match b.plan_topic(OFFSETS_TOPIC, 1, replication, &with_compact) {
+        Err(BrokerError::InvalidConfig(_)) => b.plan_topic(OFFSETS_TOPIC, 1, replication, &configs),
         other => other,
+    };
+    let existing = || {
+        b.topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))
     };
     let topic = match rec {
         Ok(rec) => match b.create_topic(rec).await {
             Ok(t) => t,
-            Err(BrokerError::TopicExists(_)) => b
-                .topics
-                .get(OFFSETS_TOPIC)
-                .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))?,
+            Err(BrokerError::TopicExists(_)) => existing()?,
             Err(e) => return Err(e.into()),
         },
-        Err(BrokerError::TopicExists(_)) => b
-            .topics
-            .get(OFFSETS_TOPIC)
-            .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))?,
+        Err(BrokerError::TopicExists(_)) => existing()?,
         Err(e) => return Err(e.into()),
     };
     Ok(topic.partitions[0].clone())
+}
+
+/// Writes a record replay skips and waits until it is committed: on a new Raft leader, entries
+/// of earlier terms are only known committed (and applied) once one of its own term is.
+pub async fn barrier(b: &Broker) -> Result<(), StoreError> {
+    let p = partition(b).await?;
+    let marker = NewRecord {
+        // A key kind `Key::decode` does not know: replay skips it.
+        key: Some(Bytes::from_static(&[KIND_BARRIER])),
+        value: None,
+        timestamp: crate::time::now_ms(),
+        headers: Vec::new(),
+    };
+    let batches = batch::encode_batch(&[marker], Compression::None)
+        .and_then(|bytes| split_batches(&bytes))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    p.ask(|reply| Cmd::Produce {
+        batches,
+        reply,
+        needs_ack: true,
+    })
+    .await?;
+    Ok(())
 }
 
 /// Sends records to the partition; the receiver answers once they are committed (acks=all).
