@@ -319,9 +319,10 @@ impl Broker {
         };
         let config =
             TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        // `_schemas` stays local to each broker until the registry follows leadership.
+        // In a cluster every topic is replicated, internal ones included: the group
+        // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
-            Some(c) if !crate::topics::stays_local(name) => {
+            Some(c) => {
                 let brokers: Vec<i32> = c.members.all().iter().map(|m| m.node_id).collect();
                 if replication < 1 || replication as usize > brokers.len() {
                     return Err(BrokerError::InvalidReplicationFactor(
@@ -336,9 +337,6 @@ impl Broker {
                     crate::cluster::placement::start_for(name),
                 )
             }
-            // Local to each broker (a group of one), whatever the default replication factor
-            // says.
-            Some(_) => vec![],
             None => {
                 if replication != 1 {
                     return Err(BrokerError::InvalidReplicationFactor(replication, 1));
@@ -364,7 +362,7 @@ impl Broker {
     /// Creates a topic: in a cluster through the controller (every broker applies it), on a
     /// single node directly.
     pub async fn create_topic(&self, rec: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
-        if let Some(c) = self.replicated(&rec.name) {
+        if let Some(c) = self.cluster.as_ref() {
             let name = rec.name.clone();
             c.propose(self, crate::cluster::Command::CreateTopic(rec))
                 .await?;
@@ -374,13 +372,6 @@ impl Broker {
                 .ok_or(BrokerError::UnknownTopic(name));
         }
         self.create_topic_local(rec).await
-    }
-
-    /// The cluster, if `topic`'s metadata goes through the controller.
-    fn replicated(&self, topic: &str) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster
-            .as_ref()
-            .filter(|_| !crate::topics::stays_local(topic))
     }
 
     /// Creates a topic on this broker: persists it, then opens its partitions.
@@ -407,7 +398,7 @@ impl Broker {
         if crate::topics::is_internal(name) {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
-        if let Some(c) = self.replicated(name) {
+        if let Some(c) = self.cluster.as_ref() {
             let rec = self
                 .topics
                 .record(name)
@@ -473,7 +464,7 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        self.not_replicated_yet(name, "adding partitions")?;
+        self.not_replicated_yet("adding partitions")?;
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         if count as i64 <= current.partitions.len() as i64 {
@@ -513,7 +504,7 @@ impl Broker {
         name: &str,
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
-        self.not_replicated_yet(name, "changing topic configs")?;
+        self.not_replicated_yet("changing topic configs")?;
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         let resolved = config.resolve(&self.config.defaults);
@@ -545,8 +536,8 @@ impl Broker {
 
     /// Changes the controller does not carry yet are refused in a cluster rather than applied
     /// on one broker only.
-    fn not_replicated_yet(&self, topic: &str, what: &str) -> Result<(), BrokerError> {
-        match self.replicated(topic) {
+    fn not_replicated_yet(&self, what: &str) -> Result<(), BrokerError> {
+        match self.cluster.as_ref() {
             Some(_) => Err(BrokerError::Controller(format!(
                 "{what} is not yet supported in a multi-broker cluster"
             ))),

@@ -21,13 +21,6 @@ pub fn is_internal(name: &str) -> bool {
     name == OFFSETS_TOPIC || name == SCHEMAS_TOPIC
 }
 
-/// Internal topics that stay local to each broker in a cluster (a group of one): the
-/// registry's `_schemas` does not follow leadership yet. `__consumer_offsets` is replicated
-/// like any topic, and the group coordinator follows its leader.
-pub fn stays_local(name: &str) -> bool {
-    name == SCHEMAS_TOPIC
-}
-
 /// The group coordinator's topic of committed offsets and group records.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
 

@@ -17,6 +17,10 @@ pub struct Member {
     /// Where Kafka clients reach it.
     pub kafka_host: String,
     pub kafka_port: u16,
+    /// Base URL of its schema registry (`http://host:port`), where other brokers' registries
+    /// forward writes while it leads `_schemas`. Absent from brokers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_url: Option<String>,
 }
 
 /// The body of `Hello` and `Members` frames.
@@ -92,10 +96,18 @@ impl Members {
         }
     }
 
+    /// Announces this broker's schema registry URL from the next hello on.
+    pub fn set_schema_registry_url(&self, url: String) {
+        if let Some((m, _)) = self.known.write().get_mut(&self.me.node_id) {
+            m.schema_registry_url = Some(url);
+        }
+    }
+
     pub fn hello(&self, cluster_id: &str) -> Hello {
         Hello {
             cluster_id: cluster_id.to_string(),
-            from: self.me.clone(),
+            // This broker's own entry, with what was set after start (the registry URL).
+            from: self.get(self.me.node_id).unwrap_or_else(|| self.me.clone()),
             members: self.all(),
         }
     }
@@ -111,6 +123,7 @@ mod tests {
             rpc_addr: format!("127.0.0.1:{}", 9000 + id),
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9100 + id as u16,
+            schema_registry_url: None,
         }
     }
 
@@ -131,5 +144,26 @@ mod tests {
         ms.merge(&moved, &[]);
         assert_eq!(ms.get(3).unwrap().kafka_port, 1);
         assert!(ms.is_alive(3));
+    }
+
+    #[test]
+    fn the_registry_url_travels_in_hellos_from_its_broker_only() {
+        let ms = Members::new(m(1));
+        ms.set_schema_registry_url("http://127.0.0.1:8081".into());
+        let h = ms.hello("c");
+        assert_eq!(
+            h.from.schema_registry_url.as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        let other = Members::new(m(2));
+        other.merge(&h.from, &h.members);
+        assert_eq!(
+            other.get(1).unwrap().schema_registry_url.as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        // A hello without the field (an older broker) still decodes.
+        let old = r#"{"node_id":3,"rpc_addr":"a:1","kafka_host":"h","kafka_port":1}"#;
+        let m3: Member = serde_json::from_str(old).unwrap();
+        assert_eq!(m3.schema_registry_url, None);
     }
 }

@@ -134,6 +134,7 @@ impl Cluster {
                 .unwrap_or_else(|| local.to_string()),
             kafka_host: kafka.0,
             kafka_port: kafka.1,
+            schema_registry_url: None,
         };
         Ok(Arc::new(Cluster {
             config,

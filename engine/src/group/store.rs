@@ -226,16 +226,8 @@ pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
     if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
         return Ok(t.partitions[0].clone());
     }
-    let mut configs = vec![("retention.ms".to_string(), "-1".to_string())];
-    let mut replication = -1;
-    if let Some(c) = &b.cluster {
-        let brokers = c.members.all().len().clamp(1, 3) as i16;
-        replication = brokers;
-        configs.push((
-            "min.insync.replicas".to_string(),
-            brokers.min(2).to_string(),
-        ));
-    }
+    let (replication, mut configs) = crate::internal_topic::replication(b);
+    configs.push(("retention.ms".to_string(), "-1".to_string()));
     let compact = ("cleanup.policy".to_string(), "compact".to_string());
     let mut with_compact = configs.clone();
     with_compact.push(compact);
