@@ -868,6 +868,14 @@ impl Registry {
     }
 
     async fn commit(&self, records: Vec<(String, Option<String>)>) -> Result<(), RegistryError> {
+        if self.applied.is_some() && !self.still_writer() {
+            // Leadership moved (and maybe came back in a later term) since the write was
+            // routed here: the decision may rest on a state missing the other leader's writes.
+            return Err(RegistryError::UnknownLeader(format!(
+                "this broker no longer leads {} in the term it caught up in",
+                store::SCHEMAS_TOPIC
+            )));
+        }
         let end = store::append(&self.broker, &records).await?;
         if self.applied.is_some() {
             // The tailer applies it, as on every other broker.
@@ -884,6 +892,15 @@ impl Registry {
             st.apply(k.as_bytes(), v.as_ref().map(|v| v.as_bytes()));
         }
         Ok(())
+    }
+
+    /// Whether this broker leads `_schemas` in the term its registry caught up in.
+    fn still_writer(&self) -> bool {
+        let Some(t) = self.broker.topics.get(store::SCHEMAS_TOPIC) else {
+            return false;
+        };
+        let (leader, term) = self.broker.partition_leader_epoch(&t, 0);
+        leader == self.broker.node_id() && *self.writer_term.lock() == Some(term)
     }
 
     /// In a cluster: the offset of `_schemas` up to which this registry has applied records.
