@@ -16,6 +16,7 @@ from kwire import Conn, frame, i32, request_header, string
 
 OFFSETS = "__consumer_offsets"
 NOT_COORDINATOR = 16
+OFFSETS_PARTITIONS = 6  # engine::group::store::CLUSTER_PARTITIONS
 
 
 def group_config(bootstrap: str, group: str, **overrides) -> dict:
@@ -66,9 +67,18 @@ def coordinator(brokers, group: str, timeout: float = 30.0, dead: int | None = N
     raise AssertionError(f"brokers do not agree on a coordinator: {last}")
 
 
-def offsets_leader(b) -> int:
+def partition_for(group: str, partitions: int) -> int:
+    """Kafka's abs(groupId.hashCode()) % partitions (Java's String.hashCode)."""
+    h = 0
+    units = group.encode("utf-16-be")
+    for i in range(0, len(units), 2):
+        h = (h * 31 + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def offsets_leader(b, group: str) -> int:
     t = metadata(b, OFFSETS).topics[OFFSETS]
-    return t.partitions[0].leader
+    return t.partitions[partition_for(group, len(t.partitions))].leader
 
 
 def poll_until(consumers, done, timeout=60.0):
@@ -86,13 +96,18 @@ def test_one_group_across_brokers_and_the_offsets_topic_is_replicated(broker_fac
     create_topic(brokers[0], topic, partitions=4, replication_factor=3)
     group = unique_topic("g")
 
-    # Every broker names the same coordinator: the leader of __consumer_offsets partition 0,
-    # a topic replicated on all three brokers.
+    # Every broker names the same coordinator: the leader of the group's partition of
+    # __consumer_offsets (Kafka's hash), a topic replicated on all three brokers.
     node = coordinator(brokers, group)
     md = metadata(brokers[1], OFFSETS).topics[OFFSETS]
-    assert len(md.partitions) == 1
-    assert sorted(md.partitions[0].replicas) == [1, 2, 3]
-    assert md.partitions[0].leader == node
+    assert len(md.partitions) == OFFSETS_PARTITIONS
+    assert all(sorted(p.replicas) == [1, 2, 3] for p in md.partitions.values())
+    assert offsets_leader(brokers[1], group) == node
+    # Groups are spread over the partitions, so over several coordinators.
+    deadline = time.monotonic() + 20
+    while len({coordinator(brokers, f"{group}-{i}") for i in range(12)}) < 2:
+        assert time.monotonic() < deadline, "one broker coordinates every group"
+        time.sleep(0.5)
     # The other brokers refuse group requests, so clients go to the coordinator.
     others = [b for i, b in enumerate(brokers, start=1) if i != node]
     for b in others:
@@ -153,7 +168,7 @@ def test_committed_offsets_survive_sigkill_of_the_coordinator(broker_factory):
 
     # A new coordinator takes over among the survivors.
     new = coordinator(alive, group, dead=node)
-    assert offsets_leader(alive[0]) == new
+    assert offsets_leader(alive[0], group) == new
 
     r = Consumer(group_config(",".join(b.bootstrap for b in alive), group))
     try:

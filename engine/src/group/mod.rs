@@ -98,11 +98,10 @@ pub struct ConsumerMemberDescription {
 /// Committed offsets of one topic, as OffsetFetch returns them.
 pub type FetchedTopic = (String, Vec<(i32, Option<OffsetEntry>)>);
 
-/// Whether this broker coordinates groups. On a single node it always does; in a cluster
-/// only while it leads `__consumer_offsets` partition 0 and has replayed it in that term.
+/// Whether this broker coordinates the groups of one `__consumer_offsets` partition (cluster
+/// only; on a single node it coordinates every group).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Role {
-    Single,
     NotLeader,
     /// Replaying the partition as the leader of this term.
     Loading(i32),
@@ -112,7 +111,11 @@ enum Role {
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     lag_labels: Mutex<HashSet<LagLabels>>,
-    role: Mutex<Role>,
+    /// In a cluster: groups follow the leaders of `__consumer_offsets` partitions.
+    clustered: bool,
+    /// By `__consumer_offsets` partition (cluster only; absent = not the leader). Lock order:
+    /// `roles` before `groups`.
+    roles: Mutex<HashMap<i32, Role>>,
 }
 
 impl Default for Coordinator {
@@ -126,118 +129,139 @@ fn code(e: ResponseError) -> i16 {
 }
 
 impl Coordinator {
-    /// `clustered`: groups follow the leadership of `__consumer_offsets` partition 0.
+    /// `clustered`: the groups of each `__consumer_offsets` partition are coordinated by its
+    /// Raft leader.
     pub fn new(clustered: bool) -> Self {
         Coordinator {
             groups: Mutex::default(),
             lag_labels: Mutex::default(),
-            role: Mutex::new(if clustered {
-                Role::NotLeader
-            } else {
-                Role::Single
-            }),
+            clustered,
+            roles: Mutex::default(),
         }
     }
 
-    /// Whether this broker may serve requests for groups now: 0, NOT_COORDINATOR (another
-    /// broker leads `__consumer_offsets`, or nobody does), COORDINATOR_LOAD_IN_PROGRESS (this
-    /// broker leads it but has not replayed it yet).
-    pub fn check(&self, b: &Broker) -> i16 {
-        let role = *self.role.lock();
-        if role == Role::Single {
+    /// Whether this broker may serve requests for `group` now: 0, NOT_COORDINATOR (another
+    /// broker leads the group's `__consumer_offsets` partition, or nobody does),
+    /// COORDINATOR_LOAD_IN_PROGRESS (this broker leads it but has not replayed it yet).
+    pub fn check(&self, b: &Broker, group: &str) -> i16 {
+        if !self.clustered {
             return 0;
         }
-        let Some((leader, term)) = offsets_leader(b) else {
+        let Some(t) = b.topics.get(OFFSETS_TOPIC) else {
             return code(ResponseError::NotCoordinator);
         };
+        let p = store::partition_for(group, t.partitions.len());
+        let (leader, term) = b.partition_leader_epoch(&t, p);
         if leader != b.node_id() {
             return code(ResponseError::NotCoordinator);
         }
-        match role {
-            Role::Serving(t) if t == term => 0,
+        match self.roles.lock().get(&p) {
+            Some(Role::Serving(t)) if *t == term => 0,
             _ => code(ResponseError::CoordinatorLoadInProgress),
         }
     }
 
-    /// Follows the leadership of `__consumer_offsets` (cluster only, from the ticker): a new
-    /// leader replays the partition and then serves its groups; a deposed one drops them.
+    /// Follows the leaders of `__consumer_offsets` partitions (cluster only, from the ticker):
+    /// a new leader replays its partition and then serves the partition's groups; a deposed
+    /// one drops them.
     fn follow_leader(&self, b: &Arc<Broker>) {
-        let mut role = self.role.lock();
-        if *role == Role::Single {
+        if !self.clustered {
             return;
         }
-        let (leader, term) = offsets_leader(b).unwrap_or((-1, 0));
-        if leader != b.node_id() {
-            if *role != Role::NotLeader {
-                tracing::info!("no longer the group coordinator; dropping group state");
-                *role = Role::NotLeader;
-                // Pending joins and syncs see their senders dropped and answer an error.
-                self.groups.lock().clear();
-            }
+        let Some(t) = b.topics.get(OFFSETS_TOPIC) else {
             return;
-        }
-        if matches!(*role, Role::Loading(t) | Role::Serving(t) if t == term) {
-            return;
-        }
-        *role = Role::Loading(term);
-        self.groups.lock().clear();
-        drop(role);
-        let b = b.clone();
-        tokio::task::spawn_local(async move {
-            let loaded = match load_as_leader(&b).await {
-                Ok(groups) => Some(groups),
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot load groups as the new coordinator; retrying");
-                    None
+        };
+        let n = t.partitions.len();
+        let mut roles = self.roles.lock();
+        for p in 0..n as i32 {
+            let (leader, term) = b.partition_leader_epoch(&t, p);
+            let role = roles.get(&p).copied().unwrap_or(Role::NotLeader);
+            if leader != b.node_id() {
+                if role != Role::NotLeader {
+                    tracing::info!(partition = p, "no longer the coordinator of its groups");
+                    roles.remove(&p);
+                    // Pending joins and syncs see their senders dropped and answer an error.
+                    self.drop_partition(p, n);
                 }
-            };
-            let mut role = b.groups.role.lock();
-            if *role != Role::Loading(term) {
-                return;
+                continue;
             }
-            match loaded {
-                Some(groups) => {
-                    tracing::info!(term, groups = groups.len(), "now the group coordinator");
-                    *b.groups.groups.lock() = groups;
-                    *role = Role::Serving(term);
+            if matches!(role, Role::Loading(t) | Role::Serving(t) if t == term) {
+                continue;
+            }
+            roles.insert(p, Role::Loading(term));
+            self.drop_partition(p, n);
+            let b = b.clone();
+            tokio::task::spawn_local(async move {
+                let loaded = match load_as_leader(&b, p).await {
+                    Ok(groups) => Some(groups),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "cannot load groups as the new coordinator; retrying");
+                        None
+                    }
+                };
+                let mut roles = b.groups.roles.lock();
+                if roles.get(&p) != Some(&Role::Loading(term)) {
+                    return;
                 }
-                // The next tick tries again if this broker still leads.
-                None => *role = Role::NotLeader,
-            }
-        });
+                match loaded {
+                    Some(loaded) => {
+                        tracing::info!(
+                            partition = p,
+                            term,
+                            groups = loaded.len(),
+                            "now the coordinator of its groups"
+                        );
+                        b.groups.groups.lock().extend(loaded);
+                        roles.insert(p, Role::Serving(term));
+                    }
+                    // The next tick tries again if this broker still leads.
+                    None => {
+                        roles.remove(&p);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Forgets the groups of partition `p` of `n`.
+    fn drop_partition(&self, p: i32, n: usize) {
+        self.groups
+            .lock()
+            .retain(|id, _| store::partition_for(id, n) != p);
     }
 
     /// Rebuilds offsets and group records from `__consumer_offsets` (start-up, single node;
-    /// in a cluster the leader of the partition does it, see [`Coordinator::check`]).
+    /// in a cluster each partition's leader does it, see [`Coordinator::check`]).
     pub async fn load(&self, b: &Broker) -> Result<(), store::StoreError> {
-        if *self.role.lock() != Role::Single {
+        if self.clustered {
             return Ok(());
         }
-        *self.groups.lock() = replay_groups(b).await?;
+        let n = b
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len());
+        let mut groups = HashMap::new();
+        for p in 0..n as i32 {
+            groups.extend(replay_groups(b, p).await?);
+        }
+        *self.groups.lock() = groups;
         Ok(())
     }
 }
 
-/// Leader and term of `__consumer_offsets` partition 0, if the topic exists and has a leader.
-fn offsets_leader(b: &Broker) -> Option<(i32, i32)> {
-    let t = b.topics.get(OFFSETS_TOPIC)?;
-    let (leader, term) = b.partition_leader_epoch(&t, 0);
-    (leader >= 0).then_some((leader, term))
-}
-
 /// A new leader's view: once its own write to the partition is committed, every entry of
 /// earlier terms is applied locally, so the replay that follows sees every acknowledged commit.
-async fn load_as_leader(b: &Broker) -> Result<HashMap<String, Group>, store::StoreError> {
-    store::barrier(b).await?;
-    replay_groups(b).await
+async fn load_as_leader(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
+    store::barrier(b, p).await?;
+    replay_groups(b, p).await
 }
 
 /// Groups and their offsets as `__consumer_offsets` records them, up to its high watermark.
-async fn replay_groups(b: &Broker) -> Result<HashMap<String, Group>, store::StoreError> {
+async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
     {
         let mut groups = HashMap::<String, Group>::new();
         let mut records = 0u64;
-        store::replay(b, |log_offset, key, value| {
+        store::replay(b, p, |log_offset, key, value| {
             records += 1;
             match (key, value) {
                 (
@@ -294,6 +318,7 @@ async fn replay_groups(b: &Broker) -> Result<HashMap<String, Group>, store::Stor
             tracing::info!(
                 groups = groups.len(),
                 records,
+                partition = p,
                 "restored consumer groups from {OFFSETS_TOPIC}"
             );
         }
@@ -343,7 +368,7 @@ impl Coordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId);
         }
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return JoinResult {
                 error: c,
@@ -355,7 +380,7 @@ impl Coordinator {
             return fail(ResponseError::InvalidSessionTimeout);
         }
         // Created before the group exists, so group records can always be written.
-        if let Err(e) = store::partition(b).await {
+        if let Err(e) = store::partition(b, group_id).await {
             tracing::warn!(error = %e, "group coordinator unavailable");
             return fail(ResponseError::CoordinatorNotAvailable);
         }
@@ -401,7 +426,7 @@ impl Coordinator {
             error: code(ResponseError::UnknownMemberId),
             ..Default::default()
         };
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return SyncResult {
                 error: c,
@@ -436,7 +461,7 @@ impl Coordinator {
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return c;
         }
@@ -453,7 +478,7 @@ impl Coordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return Err(c);
         }
@@ -491,7 +516,7 @@ impl Coordinator {
         if group_id.is_empty() {
             return all(code(ResponseError::InvalidGroupId));
         }
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return all(c);
         }
@@ -559,7 +584,7 @@ impl Coordinator {
         if entries.is_empty() {
             return answers;
         }
-        match store::append(b, &entries).await {
+        match store::append(b, group_id, &entries).await {
             Ok(base) => {
                 let mut groups = self.groups.lock();
                 let g = groups
@@ -742,7 +767,7 @@ impl Coordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId, "GroupId can't be empty.");
         }
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return consumer::HeartbeatResult {
                 error: c,
@@ -751,7 +776,7 @@ impl Coordinator {
             };
         }
         if r.member_epoch == 0 {
-            if let Err(e) = store::partition(b).await {
+            if let Err(e) = store::partition(b, group_id).await {
                 tracing::warn!(error = %e, "group coordinator unavailable");
                 return fail(
                     ResponseError::CoordinatorNotAvailable,
@@ -808,7 +833,7 @@ impl Coordinator {
         b: &Broker,
         group_id: &str,
     ) -> Result<ConsumerGroupDescription, (i16, String)> {
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return Err((c, "this broker is not the group's coordinator".into()));
         }
@@ -880,7 +905,7 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only empty groups; writes tombstones first.
     pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return c;
         }
@@ -907,7 +932,7 @@ impl Coordinator {
                 .chain(std::iter::once((Key::Group(group_id.to_string()), None)))
                 .collect()
         };
-        if let Err(e) = store::append(b, &entries).await {
+        if let Err(e) = store::append(b, group_id, &entries).await {
             tracing::warn!(group = group_id, error = %e, "group deletion not persisted");
             return store_error_code(&e);
         }
@@ -925,7 +950,7 @@ impl Coordinator {
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
-        let c = self.check(b);
+        let c = self.check(b, group_id);
         if c != 0 {
             return Err(c);
         }
@@ -971,7 +996,7 @@ impl Coordinator {
         if entries.is_empty() {
             return Ok(answers);
         }
-        if let Err(e) = store::append(b, &entries).await {
+        if let Err(e) = store::append(b, group_id, &entries).await {
             tracing::warn!(group = group_id, error = %e, "offset deletion not persisted");
             return Err(store_error_code(&e));
         }
@@ -1042,8 +1067,9 @@ fn persist_generation(b: &Broker, g: &mut Group) {
         return;
     }
     if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
+        let p = store::partition_for(&g.id, t.partitions.len());
         drop(store::send(
-            &t.partitions[0],
+            &t.partitions[p as usize],
             &[(
                 Key::Group(g.id.clone()),
                 Some(Value::Group(GroupValue {

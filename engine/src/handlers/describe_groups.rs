@@ -19,7 +19,7 @@ pub fn handle(b: &Broker, version: i16, req: DescribeGroupsRequest) -> DescribeG
             } else {
                 g
             };
-            let not_here = b.groups.check(b);
+            let not_here = b.groups.check(b, id.as_str());
             if not_here != 0 {
                 return g.with_error_code(not_here);
             }

@@ -13,8 +13,8 @@ use crate::broker::Broker;
 use crate::group::FetchedTopic;
 
 pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
-    // In a cluster only the coordinator (leader of `__consumer_offsets`) knows the offsets.
-    let not_here = b.groups.check(b);
+    // In a cluster only the group's coordinator (leader of its `__consumer_offsets`
+    // partition) knows its offsets.
     if version >= 8 {
         let groups = req
             .groups
@@ -25,6 +25,7 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                let not_here = b.groups.check(b, g.group_id.as_str());
                 if not_here != 0 {
                     return OffsetFetchResponseGroup::default()
                         .with_group_id(g.group_id)
@@ -56,6 +57,7 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
+    let not_here = b.groups.check(b, req.group_id.as_str());
     if not_here != 0 {
         if version >= 2 {
             return OffsetFetchResponse::default().with_error_code(not_here);
