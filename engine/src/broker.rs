@@ -57,8 +57,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     pub kafka_addr: SocketAddr,
     pub advertised: (String, u16),
-    /// The consumer group coordinator (every group on a single node; in a cluster the
-    /// leader of `__consumer_offsets` coordinates them).
+    /// The consumer group coordinator (every group on a single node; in a cluster the groups
+    /// of the `__consumer_offsets` partitions this broker leads).
     pub groups: crate::group::Coordinator,
     /// Tiered storage, when configured (the `tiering` crate).
     pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,

@@ -5,7 +5,10 @@
 //! Requests arrive on any shard. Each takes the lock briefly to run the group's state machine
 //! ([`state::Group`]); waits (JoinGroup until the rebalance completes, a follower's SyncGroup
 //! until the leader's) are oneshot channels awaited outside the lock. A ticker on shard 0
-//! drives session expiry and rebalance timeouts every [`TICK`]. See `docs/consumer-groups.md`.
+//! drives session expiry and rebalance timeouts every [`TICK`]. In a cluster a group is served
+//! only by the Raft leader of its `__consumer_offsets` partition ([`Coordinator::check`]); the
+//! ticker also follows those leaders, loading and dropping groups. See
+//! `docs/consumer-groups.md`.
 
 pub mod consumer;
 pub mod state;
