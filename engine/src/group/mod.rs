@@ -403,9 +403,14 @@ impl Coordinator {
             persist_generation(b, g);
             p
         };
+        // A join left unanswered: the member was removed, or this broker stopped coordinating
+        // the group (then the client must look the coordinator up again).
         pending
             .get(|| JoinResult {
-                error: code(ResponseError::UnknownMemberId),
+                error: match self.check(b, group_id) {
+                    0 => code(ResponseError::UnknownMemberId),
+                    c => c,
+                },
                 generation: -1,
                 member_id,
                 ..Default::default()
@@ -453,7 +458,15 @@ impl Coordinator {
             persist_generation(b, g);
             p
         };
-        pending.get(unknown).await
+        pending
+            .get(|| match self.check(b, group_id) {
+                0 => unknown(),
+                c => SyncResult {
+                    error: c,
+                    ..Default::default()
+                },
+            })
+            .await
     }
 
     pub fn heartbeat(
