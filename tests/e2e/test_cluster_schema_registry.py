@@ -155,6 +155,7 @@ def test_registration_survives_sigkill_of_the_writer(broker_factory):
     assert len(before) == 3
     leader = schemas_leader(brokers)
     brokers[leader - 1].kill9()
+    killed_at = time.monotonic()
     alive = [b for b in brokers if b.running()]
 
     # Writes work through every remaining broker once a new leader is elected (until then
@@ -163,6 +164,8 @@ def test_registration_survives_sigkill_of_the_writer(broker_factory):
     for i, b in enumerate(alive):
         s = record(f"After{i}")
         after[register_retrying(b, f"after-{i}", s)] = s
+    # A figure, not an assertion: writer killed to two registrations done.
+    print(f"registry writer failover: {time.monotonic() - killed_at:.2f}s")
     assert len(after) == 2 and min(after) > max(before)
     assert schemas_leader(alive, dead=leader) != leader
     # Existing ids are kept, on every survivor.
