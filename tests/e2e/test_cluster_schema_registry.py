@@ -191,7 +191,8 @@ def test_no_quorum_answers_confluent_errors_not_hangs(broker_factory):
         b.kill9()
     # One broker of three: `_schemas` cannot commit. The write is refused with a Confluent
     # error body (after at most the registry's bounded waits), and reads still work.
-    status, body = register(brokers[0], "q-1", record("Q1"), )
+    status, body = register(brokers[0], "q-1", record("Q1"))
+    print(f"write without a quorum: {status} {body}")
     assert status == 500 and body["error_code"] in UNAVAILABLE, (status, body)
     status, body = http(brokers[0], "GET", "/subjects/q-0/versions/latest")
     assert status == 200, body
