@@ -96,20 +96,32 @@ fn is_write(method: &axum::http::Method, path: &str) -> bool {
 
 /// In a cluster one registry writes: the one on the leader of `_schemas`. Elsewhere a write is
 /// forwarded to it and its answer returned once this broker's replica has applied the write
-/// (so a read here right after sees it). Reads are always served from the local replica.
+/// (so a read here right after sees it). Reads are served from the local replica, or, on a
+/// broker that holds none (clusters of more than three brokers), forwarded to the leader's.
 async fn route_writes(
     State(r): Reg,
     req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> Response {
-    if r.applied().is_none() || !is_write(req.method(), req.uri().path()) {
+    if r.applied().is_none() {
         return next.run(req).await;
     }
-    let route = match r.route_write().await {
+    let write = is_write(req.method(), req.uri().path());
+    if !write && (r.holds_replica() || req.headers().contains_key(forward::FORWARDED)) {
+        return next.run(req).await;
+    }
+    // A read here means this broker has no replica of `_schemas`: ask the leader's registry.
+    let route = if write {
+        r.route_write().await
+    } else {
+        r.route_read()
+    };
+    let route = match route {
         Ok(route) => route,
         Err(e) => return e.into_response(),
     };
     let url = match route {
+        WriteRoute::Local if !write => return next.run(req).await,
         WriteRoute::Local => {
             let mut resp = next.run(req).await;
             if let Some(applied) = r.applied() {
@@ -139,7 +151,8 @@ async fn route_writes(
     match forward::send(&url, parts.method.as_str(), path, ct, &bytes).await {
         Err(e) => RegistryError::Forwarding(format!("{url}: {e}")).into_response(),
         Ok(a) => {
-            if let Some(end) = a.applied {
+            // A broker without a replica has nothing to wait for.
+            if let Some(end) = a.applied.filter(|_| r.holds_replica()) {
                 // Bounded: the leader's answer stands even if this replica lags behind.
                 if !r.wait_applied(end, APPLY_TIMEOUT).await {
                     tracing::warn!(end, "a forwarded write is not applied here yet");

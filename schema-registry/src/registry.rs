@@ -919,6 +919,39 @@ impl Registry {
             .is_ok_and(|r| r.is_ok())
     }
 
+    /// Whether this broker holds a replica of `_schemas` (so its state is complete). In a
+    /// cluster of more than three brokers some do not; their registry forwards reads too.
+    pub fn holds_replica(&self) -> bool {
+        let Some(t) = self.broker.topics.get(store::SCHEMAS_TOPIC) else {
+            return true;
+        };
+        t.assignments
+            .first()
+            .is_none_or(|r| r.contains(&self.broker.node_id()))
+    }
+
+    /// Where a read goes on a broker without a replica of `_schemas`: the leader's registry.
+    pub fn route_read(&self) -> Result<WriteRoute, RegistryError> {
+        let (Some(cluster), Some(t)) = (
+            &self.broker.cluster,
+            self.broker.topics.get(store::SCHEMAS_TOPIC),
+        ) else {
+            return Ok(WriteRoute::Local);
+        };
+        let leader = self.broker.partition_leader(&t, 0);
+        cluster
+            .members
+            .get(leader)
+            .and_then(|m| m.schema_registry_url)
+            .map(WriteRoute::Forward)
+            .ok_or_else(|| {
+                RegistryError::UnknownLeader(format!(
+                    "{} has no known leader",
+                    store::SCHEMAS_TOPIC
+                ))
+            })
+    }
+
     /// Where a write (register, delete, config, mode) must go. On the `_schemas` leader the
     /// first write of a term waits until the registry has read the topic to the end: it
     /// commits a NOOP record (Confluent's own barrier) and waits until it is applied here,

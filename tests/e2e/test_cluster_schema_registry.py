@@ -196,3 +196,21 @@ def test_no_quorum_answers_confluent_errors_not_hangs(broker_factory):
     assert status == 500 and body["error_code"] in UNAVAILABLE, (status, body)
     status, body = http(brokers[0], "GET", "/subjects/q-0/versions/latest")
     assert status == 200, body
+
+
+def test_a_broker_without_a_replica_forwards_reads_and_writes(broker_factory):
+    # Four brokers, `_schemas` on three: the fourth has no replica, so its registry asks the
+    # leader's for reads as well as writes.
+    brokers = start_cluster(broker_factory, n=4)
+    wait_formed(brokers)
+    sid = register_retrying(brokers[0], "four-a", record("FourA"))
+    replicas = metadata(brokers[0], SCHEMAS).topics[SCHEMAS].partitions[0].replicas
+    assert len(replicas) == 3
+    (outsider,) = [b for i, b in enumerate(brokers, start=1) if i not in replicas]
+    assert json.loads(by_id_eventually(outsider, sid)["schema"]) == record("FourA")
+    new = register_retrying(outsider, "four-b", record("FourB"))
+    assert new != sid
+    for b in brokers:
+        assert json.loads(by_id_eventually(b, new)["schema"]) == record("FourB")
+    status, subjects = http(outsider, "GET", "/subjects")
+    assert status == 200 and {"four-a", "four-b"} <= set(subjects), subjects

@@ -261,72 +261,70 @@ async fn load_as_leader(b: &Broker, p: i32) -> Result<HashMap<String, Group>, st
 
 /// Groups and their offsets as `__consumer_offsets` records them, up to its high watermark.
 async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
-    {
-        let mut groups = HashMap::<String, Group>::new();
-        let mut records = 0u64;
-        store::replay(b, p, |log_offset, key, value| {
-            records += 1;
-            match (key, value) {
-                (
-                    Key::Offset {
-                        group,
-                        topic,
-                        partition,
+    let mut groups = HashMap::<String, Group>::new();
+    let mut records = 0u64;
+    store::replay(b, p, |log_offset, key, value| {
+        records += 1;
+        match (key, value) {
+            (
+                Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                Some(Value::Offset(v)),
+            ) => groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group))
+                .apply_offset(
+                    &topic,
+                    partition,
+                    OffsetEntry {
+                        offset: v.offset,
+                        leader_epoch: v.leader_epoch,
+                        metadata: v.metadata,
+                        commit_timestamp: v.commit_timestamp,
+                        log_offset,
                     },
-                    Some(Value::Offset(v)),
-                ) => groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(&group))
-                    .apply_offset(
-                        &topic,
-                        partition,
-                        OffsetEntry {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp: v.commit_timestamp,
-                            log_offset,
-                        },
-                    ),
-                (
-                    Key::Offset {
-                        group,
-                        topic,
-                        partition,
-                    },
-                    None,
-                ) => {
-                    if let Some(g) = groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
-                    }
+                ),
+            (
+                Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                None,
+            ) => {
+                if let Some(g) = groups.get_mut(&group) {
+                    g.offsets.remove(&(topic, partition));
                 }
-                (Key::Group(group), Some(Value::Group(v))) => {
-                    let g = groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group));
-                    g.generation = g.generation.max(v.generation);
-                    if !v.protocol_type.is_empty() {
-                        g.protocol_type = Some(v.protocol_type);
-                    }
-                }
-                (Key::Group(group), None) => {
-                    groups.remove(&group);
-                }
-                // A value that does not decode for its key: skip it.
-                _ => {}
             }
-        })
-        .await?;
-        if records > 0 {
-            tracing::info!(
-                groups = groups.len(),
-                records,
-                partition = p,
-                "restored consumer groups from {OFFSETS_TOPIC}"
-            );
+            (Key::Group(group), Some(Value::Group(v))) => {
+                let g = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                g.generation = g.generation.max(v.generation);
+                if !v.protocol_type.is_empty() {
+                    g.protocol_type = Some(v.protocol_type);
+                }
+            }
+            (Key::Group(group), None) => {
+                groups.remove(&group);
+            }
+            // A value that does not decode for its key: skip it.
+            _ => {}
         }
-        Ok(groups)
+    })
+    .await?;
+    if records > 0 {
+        tracing::info!(
+            groups = groups.len(),
+            records,
+            partition = p,
+            "restored consumer groups from {OFFSETS_TOPIC}"
+        );
     }
+    Ok(groups)
 }
 
 impl Coordinator {
