@@ -427,6 +427,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .context("cannot rebuild the schema registry from _schemas")?;
     // Produce-time schema id validation (confluent.value.schema.validation) asks the registry.
     let _ = broker.schema_ids.set(registry.clone());
+    if let Some(c) = &broker.cluster {
+        // Other brokers' registries forward writes here while this broker leads `_schemas`.
+        let local = schema_registry.local_addr()?;
+        let host = if local.ip().is_unspecified() {
+            broker.advertised.0.clone()
+        } else {
+            local.ip().to_string()
+        };
+        let url = match host.parse::<std::net::Ipv6Addr>() {
+            Ok(_) => format!("http://[{host}]:{}", local.port()),
+            Err(_) => format!("http://{host}:{}", local.port()),
+        };
+        c.members.set_schema_registry_url(url);
+    }
     let (lake, lake_name) = args.iceberg.lake_catalog(catalog.clone()).await?;
     let translator = iceberg_sink::Translator::new(
         broker.clone(),

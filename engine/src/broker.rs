@@ -57,7 +57,8 @@ pub struct Broker {
     pub producer_ids: ProducerIds,
     pub kafka_addr: SocketAddr,
     pub advertised: (String, u16),
-    /// The consumer group coordinator (this node coordinates every group).
+    /// The consumer group coordinator (every group on a single node; in a cluster the groups
+    /// of the `__consumer_offsets` partitions this broker leads).
     pub groups: crate::group::Coordinator,
     /// Tiered storage, when configured (the `tiering` crate).
     pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,
@@ -126,7 +127,7 @@ impl Broker {
             metrics,
             kafka_addr,
             advertised,
-            groups: crate::group::Coordinator::new(),
+            groups: crate::group::Coordinator::new(cluster.is_some()),
             remote,
             schema_ids: OnceLock::new(),
             cluster,
@@ -332,10 +333,10 @@ impl Broker {
         };
         let config =
             TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
-        // Internal topics stay local to each broker until groups and the registry follow
-        // partition leadership.
+        // In a cluster every topic is replicated, internal ones included: the group
+        // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
-            Some(c) if !crate::topics::is_internal(name) => {
+            Some(c) => {
                 let brokers: Vec<(i32, Option<String>)> = c
                     .members
                     .all()
@@ -355,9 +356,6 @@ impl Broker {
                     crate::cluster::placement::start_for(name),
                 )
             }
-            // A cluster's internal topics are local to each broker (a group of one), whatever
-            // the default replication factor says.
-            Some(_) => vec![],
             None => {
                 if replication != 1 {
                     return Err(BrokerError::InvalidReplicationFactor(replication, 1));
@@ -383,7 +381,7 @@ impl Broker {
     /// Creates a topic: in a cluster through the controller (every broker applies it), on a
     /// single node directly.
     pub async fn create_topic(&self, rec: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
-        if let Some(c) = self.replicated(&rec.name) {
+        if let Some(c) = self.cluster.as_ref() {
             let name = rec.name.clone();
             c.propose(self, crate::cluster::Command::CreateTopic(rec))
                 .await?;
@@ -393,13 +391,6 @@ impl Broker {
                 .ok_or(BrokerError::UnknownTopic(name));
         }
         self.create_topic_local(rec).await
-    }
-
-    /// The cluster, if `topic`'s metadata goes through the controller.
-    fn replicated(&self, topic: &str) -> Option<&Arc<crate::cluster::Cluster>> {
-        self.cluster
-            .as_ref()
-            .filter(|_| !crate::topics::is_internal(topic))
     }
 
     /// Creates a topic on this broker: persists it, then opens its partitions.
@@ -426,7 +417,7 @@ impl Broker {
         if crate::topics::is_internal(name) {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
-        if let Some(c) = self.replicated(name) {
+        if let Some(c) = self.cluster.as_ref() {
             let rec = self
                 .topics
                 .record(name)
@@ -492,7 +483,7 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        self.not_replicated_yet(name, "adding partitions")?;
+        self.not_replicated_yet("adding partitions")?;
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         if count as i64 <= current.partitions.len() as i64 {
@@ -532,7 +523,7 @@ impl Broker {
         name: &str,
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
-        self.not_replicated_yet(name, "changing topic configs")?;
+        self.not_replicated_yet("changing topic configs")?;
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         let resolved = config.resolve(&self.config.defaults);
@@ -564,8 +555,8 @@ impl Broker {
 
     /// Changes the controller does not carry yet are refused in a cluster rather than applied
     /// on one broker only.
-    pub(crate) fn not_replicated_yet(&self, topic: &str, what: &str) -> Result<(), BrokerError> {
-        match self.replicated(topic) {
+    pub(crate) fn not_replicated_yet(&self, what: &str) -> Result<(), BrokerError> {
+        match self.cluster.as_ref() {
             Some(_) => Err(BrokerError::Controller(format!(
                 "{what} is not yet supported in a multi-broker cluster"
             ))),

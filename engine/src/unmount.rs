@@ -45,7 +45,7 @@ impl Broker {
         }
         // Hiding and sealing are local steps; in a cluster they would have to go through the
         // controller and every replica's Raft group.
-        self.not_replicated_yet(name, "unmounting a topic")?;
+        self.not_replicated_yet("unmounting a topic")?;
         if self.remote.is_none() {
             return Err(BrokerError::Remote(crate::remote::RemoteError::Store(
                 "no remote tier is configured".into(),
@@ -133,7 +133,7 @@ impl Broker {
     ) -> Result<Arc<Topic>, BrokerError> {
         crate::config::validate_topic_name(name).map_err(BrokerError::InvalidTopicName)?;
         config.check_combination()?;
-        self.not_replicated_yet(name, "mounting a topic")?;
+        self.not_replicated_yet("mounting a topic")?;
         let _guard = self.topics.change_lock.lock().await;
         if self.topics.record(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));

@@ -12,7 +12,10 @@ use axum::routing::{get, post};
 use axum::Router;
 use serde_json::{json, Value};
 
-use crate::registry::{Registry, RegistryError, SchemaRequest, SchemasQuery, VersionRef};
+use crate::forward;
+use crate::registry::{
+    Registry, RegistryError, SchemaRequest, SchemasQuery, VersionRef, WriteRoute, APPLY_TIMEOUT,
+};
 
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -72,8 +75,95 @@ pub fn router(registry: Arc<Registry>) -> Router {
         )
         .fallback(|| async { http_error(404, "HTTP 404 Not Found") })
         .method_not_allowed_fallback(|| async { http_error(405, "HTTP 405 Method Not Allowed") })
+        .layer(axum::middleware::from_fn_with_state(
+            registry.clone(),
+            route_writes,
+        ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(registry)
+}
+
+/// Register, delete, config and mode changes: everything but reads (a lookup and a
+/// compatibility check are POSTs that only read).
+fn is_write(method: &axum::http::Method, path: &str) -> bool {
+    use axum::http::Method;
+    if method == Method::PUT || method == Method::DELETE {
+        return true;
+    }
+    let segments: Vec<&str> = path.trim_matches('/').split('/').collect();
+    method == Method::POST && matches!(segments.as_slice(), ["subjects", _, "versions"])
+}
+
+/// In a cluster one registry writes: the one on the leader of `_schemas`. Elsewhere a write is
+/// forwarded to it and its answer returned once this broker's replica has applied the write
+/// (so a read here right after sees it). Reads are served from the local replica, or, on a
+/// broker that holds none (clusters of more than three brokers), forwarded to the leader's.
+async fn route_writes(
+    State(r): Reg,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    if r.applied().is_none() {
+        return next.run(req).await;
+    }
+    let write = is_write(req.method(), req.uri().path());
+    if !write && (r.holds_replica() || req.headers().contains_key(forward::FORWARDED)) {
+        return next.run(req).await;
+    }
+    // A read here means this broker has no replica of `_schemas`: ask the leader's registry.
+    let route = if write {
+        r.route_write().await
+    } else {
+        r.route_read()
+    };
+    let route = match route {
+        Ok(route) => route,
+        Err(e) => return e.into_response(),
+    };
+    let url = match route {
+        WriteRoute::Local if !write => return next.run(req).await,
+        WriteRoute::Local => {
+            let mut resp = next.run(req).await;
+            if let Some(applied) = r.applied() {
+                resp.headers_mut()
+                    .insert(forward::APPLIED, axum::http::HeaderValue::from(applied));
+            }
+            return resp;
+        }
+        // Forwarded here by a broker that took this one for the writer: leadership moved.
+        WriteRoute::Forward(_) if req.headers().contains_key(forward::FORWARDED) => {
+            return RegistryError::UnknownLeader(
+                "the leader of _schemas moved while the request was forwarded".into(),
+            )
+            .into_response();
+        }
+        WriteRoute::Forward(url) => url,
+    };
+    let (parts, body) = req.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, MAX_BODY).await else {
+        return http_error(413, "Request body is too large");
+    };
+    let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let ct = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok());
+    match forward::send(&url, parts.method.as_str(), path, ct, &bytes).await {
+        Err(e) => RegistryError::Forwarding(format!("{url}: {e}")).into_response(),
+        Ok(a) => {
+            // A broker without a replica has nothing to wait for.
+            if let Some(end) = a.applied.filter(|_| r.holds_replica()) {
+                // Bounded: the leader's answer stands even if this replica lags behind.
+                if !r.wait_applied(end, APPLY_TIMEOUT).await {
+                    tracing::warn!(end, "a forwarded write is not applied here yet");
+                }
+            }
+            let status =
+                StatusCode::from_u16(a.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let ct = a.content_type.unwrap_or_else(|| CONTENT_TYPE.to_string());
+            (status, [(header::CONTENT_TYPE, ct)], a.body).into_response()
+        }
+    }
 }
 
 /// Serves the API on an already-bound listener until the task is dropped.

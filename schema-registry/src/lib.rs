@@ -4,6 +4,7 @@
 //!   compatibility) with Confluent's content types and error codes.
 //! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
 //! - [`compat`]: compatibility levels and the driver every format's check goes through.
+//! - [`forward`]: in a cluster, writes forwarded to the registry of the `_schemas` leader.
 //! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
 //!   rules (a hand-written structural checker).
 //! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
@@ -16,6 +17,7 @@
 pub mod api;
 pub mod avro;
 pub mod compat;
+pub mod forward;
 pub mod json_schema;
 pub mod proto_text;
 pub mod protobuf;

@@ -59,6 +59,13 @@ pub enum RegistryError {
     Incompatible(String, String),
     #[error("Error while storing the schema registry's state: {0}")]
     Store(#[from] StoreError),
+    /// In a cluster: `_schemas` has no leader (or its registry is not known yet).
+    #[error("Unknown leader: {0}")]
+    UnknownLeader(String),
+    #[error("Error while forwarding the request to the leader: {0}")]
+    Forwarding(String),
+    #[error("Operation timed out: {0}")]
+    Timeout(String),
 }
 
 impl RegistryError {
@@ -83,7 +90,12 @@ impl RegistryError {
             IdConflict(_) => (422, 42207),
             SubjectModeNotFound(_) => (404, 40409),
             Incompatible(..) => (409, 409),
+            // A write that raced a leadership change: the leader is elsewhere now.
+            Store(StoreError::Append(engine::partition::PartitionError::NotLeader)) => (500, 50004),
             Store(_) => (500, 50001),
+            Forwarding(_) => (500, 50003),
+            UnknownLeader(_) => (500, 50004),
+            Timeout(_) => (500, 50002),
         }
     }
 }
@@ -785,7 +797,28 @@ pub struct Registry {
     state: parking_lot::RwLock<State>,
     /// Serializes writers: a change is decided, committed and applied under it.
     write: tokio::sync::Mutex<()>,
+    /// In a cluster: the offset of `_schemas` up to which the state has applied records (the
+    /// tailer is the only thing that applies them); `None` on a single node.
+    applied: Option<tokio::sync::watch::Sender<i64>>,
+    /// In a cluster: the `_schemas` leader term in which this registry caught up as the
+    /// writer (it assigns ids only then).
+    writer_term: parking_lot::Mutex<Option<i32>>,
 }
+
+/// Where a write goes, in a cluster.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteRoute {
+    /// This broker's registry is the writer (always, on a single node).
+    Local,
+    /// The registry of the `_schemas` leader, at this base URL.
+    Forward(String),
+}
+
+/// How long a write waits for `_schemas` to have a leader before answering 50004.
+const LEADER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// How long a write waits for the local replica to apply it (or for a new writer to catch up).
+pub const APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Produce-time schema id validation asks here (an in-memory lookup under a read lock).
 impl engine::schema_ids::SchemaIds for Registry {
@@ -806,29 +839,176 @@ pub struct SchemasQuery {
 
 impl Registry {
     /// Rebuilds the state by reading `_schemas` from the start.
+    ///
+    /// In a cluster the state is instead built by a task that tails this broker's replica of
+    /// `_schemas` as records are committed and applied, from the first broker start on.
     pub async fn open(broker: Arc<Broker>) -> Result<Arc<Registry>, StoreError> {
         let mut state = State {
             next_id: 1,
             ..State::default()
         };
-        store::replay(&broker, |k: Bytes, v: Option<Bytes>| {
-            state.apply(&k, v.as_deref())
-        })
-        .await?;
-        Ok(Arc::new(Registry {
+        let clustered = broker.cluster.is_some();
+        if !clustered {
+            store::replay(&broker, |k: Bytes, v: Option<Bytes>| {
+                state.apply(&k, v.as_deref())
+            })
+            .await?;
+        }
+        let registry = Arc::new(Registry {
             broker,
             state: parking_lot::RwLock::new(state),
             write: tokio::sync::Mutex::new(()),
-        }))
+            applied: clustered.then(|| tokio::sync::watch::channel(0).0),
+            writer_term: parking_lot::Mutex::new(None),
+        });
+        if clustered {
+            tokio::spawn(tail(Arc::downgrade(&registry)));
+        }
+        Ok(registry)
     }
 
     async fn commit(&self, records: Vec<(String, Option<String>)>) -> Result<(), RegistryError> {
-        store::append(&self.broker, &records).await?;
+        if self.applied.is_some() && !self.still_writer() {
+            // Leadership moved (and maybe came back in a later term) since the write was
+            // routed here: the decision may rest on a state missing the other leader's writes.
+            return Err(RegistryError::UnknownLeader(format!(
+                "this broker no longer leads {} in the term it caught up in",
+                store::SCHEMAS_TOPIC
+            )));
+        }
+        let end = store::append(&self.broker, &records).await?;
+        if self.applied.is_some() {
+            // The tailer applies it, as on every other broker.
+            if !self.wait_applied(end, APPLY_TIMEOUT).await {
+                return Err(RegistryError::Timeout(format!(
+                    "the write to {} was committed but not applied here yet",
+                    store::SCHEMAS_TOPIC
+                )));
+            }
+            return Ok(());
+        }
         let mut st = self.state.write();
         for (k, v) in &records {
             st.apply(k.as_bytes(), v.as_ref().map(|v| v.as_bytes()));
         }
         Ok(())
+    }
+
+    /// Whether this broker leads `_schemas` in the term its registry caught up in.
+    fn still_writer(&self) -> bool {
+        let Some(t) = self.broker.topics.get(store::SCHEMAS_TOPIC) else {
+            return false;
+        };
+        let (leader, term) = self.broker.partition_leader_epoch(&t, 0);
+        leader == self.broker.node_id() && *self.writer_term.lock() == Some(term)
+    }
+
+    /// In a cluster: the offset of `_schemas` up to which this registry has applied records.
+    pub fn applied(&self) -> Option<i64> {
+        self.applied.as_ref().map(|a| *a.borrow())
+    }
+
+    /// Waits until this registry has applied `_schemas` up to `end` (true), or `timeout`.
+    pub async fn wait_applied(&self, end: i64, timeout: std::time::Duration) -> bool {
+        let Some(a) = &self.applied else {
+            return true;
+        };
+        let mut rx = a.subscribe();
+        tokio::time::timeout(timeout, rx.wait_for(|&applied| applied >= end))
+            .await
+            .is_ok_and(|r| r.is_ok())
+    }
+
+    /// Whether this broker holds a replica of `_schemas` (so its state is complete). In a
+    /// cluster of more than three brokers some do not; their registry forwards reads too.
+    pub fn holds_replica(&self) -> bool {
+        let Some(t) = self.broker.topics.get(store::SCHEMAS_TOPIC) else {
+            return true;
+        };
+        t.assignments
+            .first()
+            .is_none_or(|r| r.contains(&self.broker.node_id()))
+    }
+
+    /// Where a read goes on a broker without a replica of `_schemas`: the leader's registry.
+    pub fn route_read(&self) -> Result<WriteRoute, RegistryError> {
+        let (Some(cluster), Some(t)) = (
+            &self.broker.cluster,
+            self.broker.topics.get(store::SCHEMAS_TOPIC),
+        ) else {
+            return Ok(WriteRoute::Local);
+        };
+        let leader = self.broker.partition_leader(&t, 0);
+        cluster
+            .members
+            .get(leader)
+            .and_then(|m| m.schema_registry_url)
+            .map(WriteRoute::Forward)
+            .ok_or_else(|| {
+                RegistryError::UnknownLeader(format!(
+                    "{} has no known leader",
+                    store::SCHEMAS_TOPIC
+                ))
+            })
+    }
+
+    /// Where a write (register, delete, config, mode) must go. On the `_schemas` leader the
+    /// first write of a term waits until the registry has read the topic to the end: it
+    /// commits a NOOP record (Confluent's own barrier) and waits until it is applied here,
+    /// so ids are only assigned from a complete state.
+    pub async fn route_write(&self) -> Result<WriteRoute, RegistryError> {
+        let Some(cluster) = &self.broker.cluster else {
+            return Ok(WriteRoute::Local);
+        };
+        let b = &self.broker;
+        store::partition(b).await?;
+        let t = b.topics.get(store::SCHEMAS_TOPIC).ok_or_else(|| {
+            RegistryError::UnknownLeader(format!("{} is absent", store::SCHEMAS_TOPIC))
+        })?;
+        // A new topic, or a failover: wait a little for an election rather than fail.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let (leader, term) = loop {
+            let (leader, term) = b.partition_leader_epoch(&t, 0);
+            if leader >= 0 || tokio::time::Instant::now() >= deadline {
+                break (leader, term);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        };
+        if leader < 0 {
+            return Err(RegistryError::UnknownLeader(format!(
+                "{} has no leader",
+                store::SCHEMAS_TOPIC
+            )));
+        }
+        if leader != b.node_id() {
+            return cluster
+                .members
+                .get(leader)
+                .and_then(|m| m.schema_registry_url)
+                .map(WriteRoute::Forward)
+                .ok_or_else(|| {
+                    RegistryError::UnknownLeader(format!(
+                        "the schema registry of broker {leader} is not known yet"
+                    ))
+                });
+        }
+        if *self.writer_term.lock() == Some(term) {
+            return Ok(WriteRoute::Local);
+        }
+        let _w = self.write.lock().await;
+        if *self.writer_term.lock() != Some(term) {
+            let noop = (r#"{"keytype":"NOOP","magic":0}"#.to_string(), None);
+            let end = store::append(b, &[noop]).await?;
+            if !self.wait_applied(end, APPLY_TIMEOUT).await {
+                return Err(RegistryError::Timeout(format!(
+                    "reading {} to the end as its new leader",
+                    store::SCHEMAS_TOPIC
+                )));
+            }
+            tracing::info!(term, "this broker's schema registry is now the writer");
+            *self.writer_term.lock() = Some(term);
+        }
+        Ok(WriteRoute::Local)
     }
 
     pub fn subjects(&self, deleted: bool, prefix: &str) -> Vec<String> {
@@ -1384,6 +1564,63 @@ impl Registry {
         self.commit(vec![(other_key("MODE", Some(subject)), None)])
             .await?;
         Ok(old)
+    }
+}
+
+/// Applies `_schemas` records to the registry as this broker's replica commits them (cluster
+/// only). Stops when the registry is dropped.
+async fn tail(registry: std::sync::Weak<Registry>) {
+    let mut next = 0i64;
+    loop {
+        let Some(r) = registry.upgrade() else { return };
+        let Some(p) = r
+            .broker
+            .topics
+            .get(store::SCHEMAS_TOPIC)
+            .map(|t| t.partitions[0].clone())
+        else {
+            drop(r);
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            continue;
+        };
+        let mut marks = p.marks.clone();
+        let m = *marks.borrow_and_update();
+        // Compaction may have removed what was never read (a broker far behind).
+        next = next.max(m.log_start);
+        if next < m.high {
+            let read = engine::internal_topic::read_range(&p, next, m.high, |rec| {
+                if let Some(key) = rec.key {
+                    r.state.write().apply(&key, rec.value.as_deref());
+                }
+            })
+            .await;
+            match read {
+                Ok(n) if n > next => next = n,
+                // Nothing readable yet below the watermark: wait for the next change.
+                Ok(_) => {
+                    drop(r);
+                    let _ = tokio::time::timeout(
+                        std::time::Duration::from_millis(100),
+                        marks.changed(),
+                    )
+                    .await;
+                    continue;
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read {}; retrying", store::SCHEMAS_TOPIC);
+                    drop(r);
+                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                    continue;
+                }
+            }
+            if let Some(a) = &r.applied {
+                a.send_replace(next);
+            }
+            continue;
+        }
+        drop(r);
+        // Woken by the next commit; the timeout notices a dropped registry.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(1), marks.changed()).await;
     }
 }
 

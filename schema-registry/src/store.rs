@@ -1,5 +1,6 @@
 //! The `_schemas` topic: Confluent's own record format (JSON keys and values), one compacted
-//! partition, written with acks=all and replayed from the start when the broker starts.
+//! partition, written with acks=all and replayed from the start when the broker starts (in a
+//! cluster: replicated, and tailed by every broker's registry, see `Registry::open`).
 
 use bytes::Bytes;
 use engine::broker::{Broker, BrokerError};
@@ -18,16 +19,16 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The partition of `_schemas`, created (compacted, kept forever) on first use.
+/// The partition of `_schemas`, created (compacted, kept forever) on first use; in a cluster
+/// through the controller, replicated like `__consumer_offsets` (RF = min(3, brokers)).
 pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
     if let Some(t) = b.topics.get(SCHEMAS_TOPIC) {
         return Ok(t.partitions[0].clone());
     }
-    let configs = [
-        ("cleanup.policy".to_string(), "compact".to_string()),
-        ("retention.ms".to_string(), "-1".to_string()),
-    ];
-    let created = match b.plan_topic(SCHEMAS_TOPIC, 1, -1, &configs) {
+    let (replication, mut configs) = engine::internal_topic::replication(b);
+    configs.push(("cleanup.policy".to_string(), "compact".to_string()));
+    configs.push(("retention.ms".to_string(), "-1".to_string()));
+    let created = match b.plan_topic(SCHEMAS_TOPIC, 1, replication, &configs) {
         Ok(rec) => b.create_topic(rec).await,
         Err(e) => Err(e),
     };
@@ -42,8 +43,9 @@ pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
     }
 }
 
-/// Appends keyed JSON records (None = tombstone) and waits until they are committed.
-pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<(), StoreError> {
+/// Appends keyed JSON records (None = tombstone) and waits until they are committed; returns
+/// the offset after the last one.
+pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<i64, StoreError> {
     let p = partition(b).await?;
     let now = engine::time::now_ms();
     let records: Vec<NewRecord> = entries
@@ -58,13 +60,14 @@ pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<
     let bytes = batch::encode_batch(&records, Compression::None)
         .map_err(|e| StoreError::Corrupt(e.to_string()))?;
     let batches = split_batches(&bytes).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    p.ask(|reply| Cmd::Produce {
-        batches,
-        reply,
-        needs_ack: true,
-    })
-    .await?;
-    Ok(())
+    let ok = p
+        .ask(|reply| Cmd::Produce {
+            batches,
+            reply,
+            needs_ack: true,
+        })
+        .await?;
+    Ok(ok.base_offset + records.len() as i64)
 }
 
 /// Reads every record of `_schemas` up to the high watermark, in order.

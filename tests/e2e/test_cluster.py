@@ -51,7 +51,7 @@ def test_brokers_learn_each_other_and_metadata_lists_all(broker_factory):
 
 
 def test_topics_go_through_the_controller_and_are_spread(broker_factory):
-    # As in docker-compose.yml: topics default to RF 3 (internal topics stay local).
+    # As in docker-compose.yml: topics default to RF 3.
     brokers = start_cluster(broker_factory, extra_args=["--default-replication-factor", "3"])
     wait_formed(brokers)
     name = unique_topic("rf3")

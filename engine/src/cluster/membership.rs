@@ -20,6 +20,10 @@ pub struct Member {
     /// Its `broker.rack` (`--rack`), if any. Absent from older brokers' hellos.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rack: Option<String>,
+    /// Base URL of its schema registry (`http://host:port`), where other brokers' registries
+    /// forward writes while it leads `_schemas`. Absent from brokers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema_registry_url: Option<String>,
 }
 
 /// A partition leader's view of its in-sync replicas, spread by gossip so that every broker's
@@ -109,10 +113,18 @@ impl Members {
         }
     }
 
+    /// Announces this broker's schema registry URL from the next hello on.
+    pub fn set_schema_registry_url(&self, url: String) {
+        if let Some((m, _)) = self.known.write().get_mut(&self.me.node_id) {
+            m.schema_registry_url = Some(url);
+        }
+    }
+
     pub fn hello(&self, cluster_id: &str) -> Hello {
         Hello {
             cluster_id: cluster_id.to_string(),
-            from: self.me.clone(),
+            // This broker's own entry, with what was set after start (the registry URL).
+            from: self.get(self.me.node_id).unwrap_or_else(|| self.me.clone()),
             members: self.all(),
             isr: Vec::new(),
         }
@@ -130,6 +142,7 @@ mod tests {
             kafka_host: "127.0.0.1".into(),
             kafka_port: 9100 + id as u16,
             rack: None,
+            schema_registry_url: None,
         }
     }
 
@@ -172,5 +185,26 @@ mod tests {
         ms.merge(&back.from, &back.members);
         assert_eq!(ms.get(1).unwrap().rack.as_deref(), Some("eu-1a"));
         assert_eq!(back.isr, hello.isr);
+    }
+
+    #[test]
+    fn the_registry_url_travels_in_hellos_from_its_broker_only() {
+        let ms = Members::new(m(1));
+        ms.set_schema_registry_url("http://127.0.0.1:8081".into());
+        let h = ms.hello("c");
+        assert_eq!(
+            h.from.schema_registry_url.as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        let other = Members::new(m(2));
+        other.merge(&h.from, &h.members);
+        assert_eq!(
+            other.get(1).unwrap().schema_registry_url.as_deref(),
+            Some("http://127.0.0.1:8081")
+        );
+        // A hello without the field (an older broker) still decodes.
+        let old = r#"{"node_id":3,"rpc_addr":"a:1","kafka_host":"h","kafka_port":1}"#;
+        let m3: Member = serde_json::from_str(old).unwrap();
+        assert_eq!(m3.schema_registry_url, None);
     }
 }

@@ -161,6 +161,7 @@ impl Cluster {
             kafka_host: kafka.0,
             kafka_port: kafka.1,
             rack: config.rack.clone(),
+            schema_registry_url: None,
         };
         Ok(Arc::new(Cluster {
             config,

@@ -5,7 +5,10 @@
 //! Requests arrive on any shard. Each takes the lock briefly to run the group's state machine
 //! ([`state::Group`]); waits (JoinGroup until the rebalance completes, a follower's SyncGroup
 //! until the leader's) are oneshot channels awaited outside the lock. A ticker on shard 0
-//! drives session expiry and rebalance timeouts every [`TICK`]. See `docs/consumer-groups.md`.
+//! drives session expiry and rebalance timeouts every [`TICK`]. In a cluster a group is served
+//! only by the Raft leader of its `__consumer_offsets` partition ([`Coordinator::check`]); the
+//! ticker also follows those leaders, loading and dropping groups. See
+//! `docs/consumer-groups.md`.
 
 pub mod consumer;
 pub mod state;
@@ -98,10 +101,30 @@ pub struct ConsumerMemberDescription {
 /// Committed offsets of one topic, as OffsetFetch returns them.
 pub type FetchedTopic = (String, Vec<(i32, Option<OffsetEntry>)>);
 
-#[derive(Default)]
+/// Whether this broker coordinates the groups of one `__consumer_offsets` partition (cluster
+/// only; on a single node it coordinates every group).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Role {
+    NotLeader,
+    /// Replaying the partition as the leader of this term.
+    Loading(i32),
+    Serving(i32),
+}
+
 pub struct Coordinator {
     groups: Mutex<HashMap<String, Group>>,
     lag_labels: Mutex<HashSet<LagLabels>>,
+    /// In a cluster: groups follow the leaders of `__consumer_offsets` partitions.
+    clustered: bool,
+    /// By `__consumer_offsets` partition (cluster only; absent = not the leader). Lock order:
+    /// `roles` before `groups`.
+    roles: Mutex<HashMap<i32, Role>>,
+}
+
+impl Default for Coordinator {
+    fn default() -> Self {
+        Self::new(false)
+    }
 }
 
 fn code(e: ResponseError) -> i16 {
@@ -109,78 +132,202 @@ fn code(e: ResponseError) -> i16 {
 }
 
 impl Coordinator {
-    pub fn new() -> Self {
-        Self::default()
+    /// `clustered`: the groups of each `__consumer_offsets` partition are coordinated by its
+    /// Raft leader.
+    pub fn new(clustered: bool) -> Self {
+        Coordinator {
+            groups: Mutex::default(),
+            lag_labels: Mutex::default(),
+            clustered,
+            roles: Mutex::default(),
+        }
     }
 
-    /// Rebuilds offsets and group records from `__consumer_offsets` (start-up).
-    pub async fn load(&self, b: &Broker) -> Result<(), store::StoreError> {
-        let mut groups = HashMap::<String, Group>::new();
-        let mut records = 0u64;
-        store::replay(b, |log_offset, key, value| {
-            records += 1;
-            match (key, value) {
-                (
-                    Key::Offset {
-                        group,
-                        topic,
-                        partition,
-                    },
-                    Some(Value::Offset(v)),
-                ) => groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(&group))
-                    .apply_offset(
-                        &topic,
-                        partition,
-                        OffsetEntry {
-                            offset: v.offset,
-                            leader_epoch: v.leader_epoch,
-                            metadata: v.metadata,
-                            commit_timestamp: v.commit_timestamp,
-                            log_offset,
-                        },
-                    ),
-                (
-                    Key::Offset {
-                        group,
-                        topic,
-                        partition,
-                    },
-                    None,
-                ) => {
-                    if let Some(g) = groups.get_mut(&group) {
-                        g.offsets.remove(&(topic, partition));
-                    }
+    /// Whether this broker may serve requests for `group` now: 0, NOT_COORDINATOR (another
+    /// broker leads the group's `__consumer_offsets` partition, or nobody does),
+    /// COORDINATOR_LOAD_IN_PROGRESS (this broker leads it but has not replayed it yet).
+    pub fn check(&self, b: &Broker, group: &str) -> i16 {
+        if !self.clustered {
+            return 0;
+        }
+        let Some(t) = b.topics.get(OFFSETS_TOPIC) else {
+            return code(ResponseError::NotCoordinator);
+        };
+        let p = store::partition_for(group, t.partitions.len());
+        let (leader, term) = b.partition_leader_epoch(&t, p);
+        if leader != b.node_id() {
+            return code(ResponseError::NotCoordinator);
+        }
+        match self.roles.lock().get(&p) {
+            Some(Role::Serving(t)) if *t == term => 0,
+            _ => code(ResponseError::CoordinatorLoadInProgress),
+        }
+    }
+
+    /// Follows the leaders of `__consumer_offsets` partitions (cluster only, from the ticker):
+    /// a new leader replays its partition and then serves the partition's groups; a deposed
+    /// one drops them.
+    fn follow_leader(&self, b: &Arc<Broker>) {
+        if !self.clustered {
+            return;
+        }
+        let Some(t) = b.topics.get(OFFSETS_TOPIC) else {
+            return;
+        };
+        let n = t.partitions.len();
+        let mut roles = self.roles.lock();
+        for p in 0..n as i32 {
+            let (leader, term) = b.partition_leader_epoch(&t, p);
+            let role = roles.get(&p).copied().unwrap_or(Role::NotLeader);
+            if leader != b.node_id() {
+                if role != Role::NotLeader {
+                    tracing::info!(partition = p, "no longer the coordinator of its groups");
+                    roles.remove(&p);
+                    // Pending joins and syncs see their senders dropped and answer an error.
+                    self.drop_partition(p, n);
                 }
-                (Key::Group(group), Some(Value::Group(v))) => {
-                    let g = groups
-                        .entry(group.clone())
-                        .or_insert_with(|| Group::new(&group));
-                    g.generation = g.generation.max(v.generation);
-                    if !v.protocol_type.is_empty() {
-                        g.protocol_type = Some(v.protocol_type);
-                    }
-                }
-                (Key::Group(group), None) => {
-                    groups.remove(&group);
-                }
-                // A value that does not decode for its key: skip it.
-                _ => {}
+                continue;
             }
-        })
-        .await?;
-        if records > 0 {
-            tracing::info!(
-                groups = groups.len(),
-                records,
-                "restored consumer groups from {OFFSETS_TOPIC}"
-            );
+            if matches!(role, Role::Loading(t) | Role::Serving(t) if t == term) {
+                continue;
+            }
+            roles.insert(p, Role::Loading(term));
+            self.drop_partition(p, n);
+            let b = b.clone();
+            tokio::task::spawn_local(async move {
+                let loaded = match load_as_leader(&b, p).await {
+                    Ok(groups) => Some(groups),
+                    Err(e) => {
+                        tracing::warn!(partition = p, error = %e, "cannot load groups as the new coordinator; retrying");
+                        None
+                    }
+                };
+                let mut roles = b.groups.roles.lock();
+                if roles.get(&p) != Some(&Role::Loading(term)) {
+                    return;
+                }
+                match loaded {
+                    Some(loaded) => {
+                        tracing::info!(
+                            partition = p,
+                            term,
+                            groups = loaded.len(),
+                            "now the coordinator of its groups"
+                        );
+                        b.groups.groups.lock().extend(loaded);
+                        roles.insert(p, Role::Serving(term));
+                    }
+                    // The next tick tries again if this broker still leads.
+                    None => {
+                        roles.remove(&p);
+                    }
+                }
+            });
+        }
+    }
+
+    /// Forgets the groups of partition `p` of `n`.
+    fn drop_partition(&self, p: i32, n: usize) {
+        self.groups
+            .lock()
+            .retain(|id, _| store::partition_for(id, n) != p);
+    }
+
+    /// Rebuilds offsets and group records from `__consumer_offsets` (start-up, single node;
+    /// in a cluster each partition's leader does it, see [`Coordinator::check`]).
+    pub async fn load(&self, b: &Broker) -> Result<(), store::StoreError> {
+        if self.clustered {
+            return Ok(());
+        }
+        let n = b
+            .topics
+            .get(OFFSETS_TOPIC)
+            .map_or(0, |t| t.partitions.len());
+        let mut groups = HashMap::new();
+        for p in 0..n as i32 {
+            groups.extend(replay_groups(b, p).await?);
         }
         *self.groups.lock() = groups;
         Ok(())
     }
+}
 
+/// A new leader's view: once its own write to the partition is committed, every entry of
+/// earlier terms is applied locally, so the replay that follows sees every acknowledged commit.
+async fn load_as_leader(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
+    store::barrier(b, p).await?;
+    replay_groups(b, p).await
+}
+
+/// Groups and their offsets as `__consumer_offsets` records them, up to its high watermark.
+async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
+    let mut groups = HashMap::<String, Group>::new();
+    let mut records = 0u64;
+    store::replay(b, p, |log_offset, key, value| {
+        records += 1;
+        match (key, value) {
+            (
+                Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                Some(Value::Offset(v)),
+            ) => groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group))
+                .apply_offset(
+                    &topic,
+                    partition,
+                    OffsetEntry {
+                        offset: v.offset,
+                        leader_epoch: v.leader_epoch,
+                        metadata: v.metadata,
+                        commit_timestamp: v.commit_timestamp,
+                        log_offset,
+                    },
+                ),
+            (
+                Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                },
+                None,
+            ) => {
+                if let Some(g) = groups.get_mut(&group) {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+            (Key::Group(group), Some(Value::Group(v))) => {
+                let g = groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                g.generation = g.generation.max(v.generation);
+                if !v.protocol_type.is_empty() {
+                    g.protocol_type = Some(v.protocol_type);
+                }
+            }
+            (Key::Group(group), None) => {
+                groups.remove(&group);
+            }
+            // A value that does not decode for its key: skip it.
+            _ => {}
+        }
+    })
+    .await?;
+    if records > 0 {
+        tracing::info!(
+            groups = groups.len(),
+            records,
+            partition = p,
+            "restored consumer groups from {OFFSETS_TOPIC}"
+        );
+    }
+    Ok(groups)
+}
+
+impl Coordinator {
     /// Starts the ticker (session expiry, rebalance timeouts) on shard 0.
     pub fn start_ticker(b: &Arc<Broker>) {
         let weak: Weak<Broker> = Arc::downgrade(b);
@@ -191,6 +338,7 @@ impl Coordinator {
                 loop {
                     every.tick().await;
                     let Some(b) = weak.upgrade() else { return };
+                    b.groups.follow_leader(&b);
                     b.groups.tick(&b, Instant::now());
                 }
             });
@@ -221,12 +369,19 @@ impl Coordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId);
         }
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return JoinResult {
+                error: c,
+                ..fail(ResponseError::NotCoordinator)
+            };
+        }
         let ms = r.session_timeout.as_millis() as i32;
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&ms) {
             return fail(ResponseError::InvalidSessionTimeout);
         }
         // Created before the group exists, so group records can always be written.
-        if let Err(e) = store::partition(b).await {
+        if let Err(e) = store::partition(b, group_id).await {
             tracing::warn!(error = %e, "group coordinator unavailable");
             return fail(ResponseError::CoordinatorNotAvailable);
         }
@@ -246,9 +401,14 @@ impl Coordinator {
             persist_generation(b, g);
             p
         };
+        // A join left unanswered: the member was removed, or this broker stopped coordinating
+        // the group (then the client must look the coordinator up again).
         pending
             .get(|| JoinResult {
-                error: code(ResponseError::UnknownMemberId),
+                error: match self.check(b, group_id) {
+                    0 => code(ResponseError::UnknownMemberId),
+                    c => c,
+                },
                 generation: -1,
                 member_id,
                 ..Default::default()
@@ -272,6 +432,13 @@ impl Coordinator {
             error: code(ResponseError::UnknownMemberId),
             ..Default::default()
         };
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return SyncResult {
+                error: c,
+                ..Default::default()
+            };
+        }
         let pending = {
             let mut groups = self.groups.lock();
             let Some(g) = groups.get_mut(group_id) else {
@@ -289,16 +456,29 @@ impl Coordinator {
             persist_generation(b, g);
             p
         };
-        pending.get(unknown).await
+        pending
+            .get(|| match self.check(b, group_id) {
+                0 => unknown(),
+                c => SyncResult {
+                    error: c,
+                    ..Default::default()
+                },
+            })
+            .await
     }
 
     pub fn heartbeat(
         &self,
+        b: &Broker,
         group_id: &str,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
     ) -> i16 {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return c;
+        }
         match self.groups.lock().get_mut(group_id) {
             Some(g) => g.heartbeat(generation, member_id, instance_id, Instant::now()),
             None => code(ResponseError::UnknownMemberId),
@@ -312,6 +492,10 @@ impl Coordinator {
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<i16>, i16> {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return Err(c);
+        }
         let mut groups = self.groups.lock();
         let Some(g) = groups.get_mut(group_id) else {
             return Err(code(ResponseError::UnknownMemberId));
@@ -345,6 +529,10 @@ impl Coordinator {
         };
         if group_id.is_empty() {
             return all(code(ResponseError::InvalidGroupId));
+        }
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return all(c);
         }
         {
             let mut groups = self.groups.lock();
@@ -410,7 +598,7 @@ impl Coordinator {
         if entries.is_empty() {
             return answers;
         }
-        match store::append(b, &entries).await {
+        match store::append(b, group_id, &entries).await {
             Ok(base) => {
                 let mut groups = self.groups.lock();
                 let g = groups
@@ -440,9 +628,10 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
+                let failed = store_error_code(&e);
                 for (_, codes) in &mut answers {
                     for (_, c) in codes.iter_mut().filter(|(_, c)| *c == 0) {
-                        *c = code(ResponseError::CoordinatorNotAvailable);
+                        *c = failed;
                     }
                 }
             }
@@ -592,8 +781,16 @@ impl Coordinator {
         if group_id.is_empty() {
             return fail(ResponseError::InvalidGroupId, "GroupId can't be empty.");
         }
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return consumer::HeartbeatResult {
+                error: c,
+                message: Some("this broker is not the group's coordinator".into()),
+                ..fail(ResponseError::NotCoordinator, "")
+            };
+        }
         if r.member_epoch == 0 {
-            if let Err(e) = store::partition(b).await {
+            if let Err(e) = store::partition(b, group_id).await {
                 tracing::warn!(error = %e, "group coordinator unavailable");
                 return fail(
                     ResponseError::CoordinatorNotAvailable,
@@ -650,6 +847,10 @@ impl Coordinator {
         b: &Broker,
         group_id: &str,
     ) -> Result<ConsumerGroupDescription, (i16, String)> {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return Err((c, "this broker is not the group's coordinator".into()));
+        }
         let groups = self.groups.lock();
         let Some(g) = groups.get(group_id) else {
             return Err((
@@ -718,6 +919,10 @@ impl Coordinator {
 
     /// DeleteGroups for one group: only empty groups; writes tombstones first.
     pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return c;
+        }
         let entries: Vec<(Key, Option<Value>)> = {
             let groups = self.groups.lock();
             let Some(g) = groups.get(group_id) else {
@@ -741,9 +946,9 @@ impl Coordinator {
                 .chain(std::iter::once((Key::Group(group_id.to_string()), None)))
                 .collect()
         };
-        if let Err(e) = store::append(b, &entries).await {
+        if let Err(e) = store::append(b, group_id, &entries).await {
             tracing::warn!(group = group_id, error = %e, "group deletion not persisted");
-            return code(ResponseError::CoordinatorNotAvailable);
+            return store_error_code(&e);
         }
         let mut groups = self.groups.lock();
         if groups.get(group_id).is_some_and(|g| g.is_empty()) {
@@ -759,6 +964,10 @@ impl Coordinator {
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return Err(c);
+        }
         let mut answers = Vec::new();
         let mut entries = Vec::new();
         {
@@ -801,9 +1010,9 @@ impl Coordinator {
         if entries.is_empty() {
             return Ok(answers);
         }
-        if let Err(e) = store::append(b, &entries).await {
+        if let Err(e) = store::append(b, group_id, &entries).await {
             tracing::warn!(group = group_id, error = %e, "offset deletion not persisted");
-            return Err(code(ResponseError::CoordinatorNotAvailable));
+            return Err(store_error_code(&e));
         }
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get_mut(group_id) {
@@ -854,6 +1063,17 @@ impl Coordinator {
     }
 }
 
+/// The error a client sees when `__consumer_offsets` refused a write: a deposed leader is no
+/// longer the coordinator (the client looks it up again); anything else is unavailability.
+fn store_error_code(e: &store::StoreError) -> i16 {
+    match e {
+        store::StoreError::Append(crate::partition::PartitionError::NotLeader) => {
+            code(ResponseError::NotCoordinator)
+        }
+        _ => code(ResponseError::CoordinatorNotAvailable),
+    }
+}
+
 /// Writes the group record when a generation completed. Not awaited: a lost record only
 /// means generations restart lower after a crash, which members handle by rejoining.
 fn persist_generation(b: &Broker, g: &mut Group) {
@@ -861,8 +1081,9 @@ fn persist_generation(b: &Broker, g: &mut Group) {
         return;
     }
     if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
+        let p = store::partition_for(&g.id, t.partitions.len());
         drop(store::send(
-            &t.partitions[0],
+            &t.partitions[p as usize],
             &[(
                 Key::Group(g.id.clone()),
                 Some(Value::Group(GroupValue {

@@ -4,6 +4,7 @@
 //!
 //! ```text
 //! key   = kind:u8 group:str [topic:str partition:i32]     kind 0 = offset, 1 = group
+//!                                                          (kind 2: a new leader's marker)
 //! offset value = version:u8(0) offset:i64 leader_epoch:i32 commit_timestamp:i64
 //!                metadata_len:i32 (-1 = null) metadata bytes
 //! group value  = version:u8(0) protocol_type:str generation:i32
@@ -14,14 +15,19 @@
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
+use std::sync::Arc;
+
 use crate::broker::{Broker, BrokerError};
 use crate::log::batch::{self, split_batches, BatchError, Compression, NewRecord};
 use crate::partition::{Cmd, PartitionError, PartitionHandle};
 
+use crate::topics::Topic;
 pub use crate::topics::OFFSETS_TOPIC;
 
 const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
+/// Written by a new coordinator ([`barrier`]); carries nothing.
+const KIND_BARRIER: u8 = 2;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
@@ -213,35 +219,102 @@ pub enum StoreError {
     Corrupt(String),
 }
 
-/// The partition of `__consumer_offsets`, created on first use. One partition: on a single
-/// node every group has the same coordinator, so spreading groups over partitions buys nothing.
-pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
-    if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
-        return Ok(t.partitions[0].clone());
+/// Partitions of `__consumer_offsets` in a cluster (Kafka's `offsets.topic.num.partitions`,
+/// whose default is 50): groups are spread over them by [`partition_for`], and each
+/// partition's Raft leader coordinates its groups, so group traffic is spread over brokers. A
+/// few suffice for a few brokers; each is a Raft group of its own.
+pub const CLUSTER_PARTITIONS: i32 = 6;
+
+/// The partition of `__consumer_offsets` that holds a group: Kafka's
+/// `abs(groupId.hashCode()) % partitions` (Java's `String.hashCode` over UTF-16 code units),
+/// so groups land where a Kafka cluster with the same partition count would put them.
+pub fn partition_for(group: &str, partitions: usize) -> i32 {
+    if partitions <= 1 {
+        return 0;
     }
-    let retention = ("retention.ms".to_string(), "-1".to_string());
+    let h = group
+        .encode_utf16()
+        .fold(0i32, |h, c| h.wrapping_mul(31).wrapping_add(c as i32));
+    // Kafka's Utils.abs: `h & 0x7fffffff`, so i32::MIN maps to 0.
+    ((h & 0x7fff_ffff) as usize % partitions) as i32
+}
+
+/// `__consumer_offsets`, created on first use: one partition on a single node (every group
+/// has the same coordinator, so more would buy nothing), [`CLUSTER_PARTITIONS`] in a cluster.
+///
+/// In a cluster the topic is created through the controller with RF = min(3, brokers) and
+/// min.insync.replicas = min(2, RF); concurrent creators race harmlessly (one record wins,
+/// the others see TopicExists and use it).
+pub async fn topic(b: &Broker) -> Result<Arc<Topic>, StoreError> {
+    if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
+        return Ok(t);
+    }
+    let partitions = if b.cluster.is_some() {
+        CLUSTER_PARTITIONS
+    } else {
+        1
+    };
+    let (replication, mut configs) = crate::internal_topic::replication(b);
+    configs.push(("retention.ms".to_string(), "-1".to_string()));
     let compact = ("cleanup.policy".to_string(), "compact".to_string());
+    let mut with_compact = configs.clone();
+    with_compact.push(compact);
     // Compacted where the broker supports compaction; otherwise kept forever.
-    let rec = match b.plan_topic(OFFSETS_TOPIC, 1, -1, &[compact, retention.clone()]) {
-        Err(BrokerError::InvalidConfig(_)) => b.plan_topic(OFFSETS_TOPIC, 1, -1, &[retention]),
+    let rec = match b.plan_topic(OFFSETS_TOPIC, partitions, replication, &with_compact) {
+        Err(BrokerError::InvalidConfig(_)) => {
+            b.plan_topic(OFFSETS_TOPIC, partitions, replication, &configs)
+        }
         other => other,
     };
-    let topic = match rec {
+    let existing = || {
+        b.topics
+            .get(OFFSETS_TOPIC)
+            .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))
+    };
+    Ok(match rec {
         Ok(rec) => match b.create_topic(rec).await {
             Ok(t) => t,
-            Err(BrokerError::TopicExists(_)) => b
-                .topics
-                .get(OFFSETS_TOPIC)
-                .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))?,
+            Err(BrokerError::TopicExists(_)) => existing()?,
             Err(e) => return Err(e.into()),
         },
-        Err(BrokerError::TopicExists(_)) => b
-            .topics
-            .get(OFFSETS_TOPIC)
-            .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))?,
+        Err(BrokerError::TopicExists(_)) => existing()?,
         Err(e) => return Err(e.into()),
+    })
+}
+
+/// The partition of `__consumer_offsets` that holds `group`, created on first use.
+pub async fn partition(b: &Broker, group: &str) -> Result<PartitionHandle, StoreError> {
+    let t = topic(b).await?;
+    nth(&t, partition_for(group, t.partitions.len()))
+}
+
+fn nth(t: &Topic, p: i32) -> Result<PartitionHandle, StoreError> {
+    t.partition(p)
+        .cloned()
+        .ok_or_else(|| StoreError::Corrupt(format!("no partition {p}")))
+}
+
+/// Writes a record replay skips and waits until it is committed: on a new Raft leader, entries
+/// of earlier terms are only known committed (and applied) once one of its own term is.
+pub async fn barrier(b: &Broker, partition: i32) -> Result<(), StoreError> {
+    let p = nth(&*topic(b).await?, partition)?;
+    let marker = NewRecord {
+        // A key kind `Key::decode` does not know: replay skips it.
+        key: Some(Bytes::from_static(&[KIND_BARRIER])),
+        value: None,
+        timestamp: crate::time::now_ms(),
+        headers: Vec::new(),
     };
-    Ok(topic.partitions[0].clone())
+    let batches = batch::encode_batch(&[marker], Compression::None)
+        .and_then(|bytes| split_batches(&bytes))
+        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+    p.ask(|reply| Cmd::Produce {
+        batches,
+        reply,
+        needs_ack: true,
+    })
+    .await?;
+    Ok(())
 }
 
 /// Sends records to the partition; the receiver answers once they are committed (acks=all).
@@ -272,24 +345,31 @@ pub fn send(
     rx
 }
 
-/// Appends records and waits until they are committed; returns the first record's offset.
-pub async fn append(b: &Broker, entries: &[(Key, Option<Value>)]) -> Result<i64, StoreError> {
-    let p = partition(b).await?;
+/// Appends records of `group` to its partition and waits until they are committed; returns
+/// the first record's offset.
+pub async fn append(
+    b: &Broker,
+    group: &str,
+    entries: &[(Key, Option<Value>)],
+) -> Result<i64, StoreError> {
+    let p = partition(b, group).await?;
     let ok = send(&p, entries)
         .await
         .map_err(|_| PartitionError::Stopped)??;
     Ok(ok.base_offset)
 }
 
-/// Reads every record of `__consumer_offsets` up to the high watermark, in order.
+/// Reads every record of partition `p` of `__consumer_offsets` up to the high watermark, in
+/// order.
 pub async fn replay(
     b: &Broker,
+    p: i32,
     mut apply: impl FnMut(i64, Key, Option<Value>),
 ) -> Result<(), StoreError> {
     let Some(topic) = b.topics.get(OFFSETS_TOPIC) else {
         return Ok(());
     };
-    crate::internal_topic::replay(&topic.partitions[0], |r| {
+    crate::internal_topic::replay(&nth(&topic, p)?, |r| {
         let Some(key) = r.key.and_then(Key::decode) else {
             return;
         };
@@ -308,6 +388,29 @@ pub async fn replay(
 mod tests {
     use super::*;
     use kafka_protocol::records::RecordBatchDecoder;
+
+    #[test]
+    fn groups_land_where_kafka_puts_them() {
+        // Java: "hello".hashCode() == 99162322, 99162322 % 50 == 22; "my-group".hashCode()
+        // == -1906497762, & 0x7fffffff == 240985886, % 50 == 36.
+        assert_eq!(partition_for("hello", 50), 22);
+        assert_eq!(partition_for("my-group", 50), 36);
+        assert_eq!(partition_for("", 50), 0);
+        assert_eq!(partition_for("anything", 1), 0);
+        // "polygenelubricants".hashCode() == Integer.MIN_VALUE: Kafka's Utils.abs maps it to
+        // 0, not to a negative index.
+        assert_eq!(partition_for("polygenelubricants", 50), 0);
+        // Non-ASCII hashes UTF-16 code units: "é" is 233, an emoji a surrogate pair.
+        assert_eq!(partition_for("é", 50), 233 % 50);
+        assert_eq!(
+            partition_for("😀", 100_000),
+            (0xd83d * 31 + 0xde00) % 100_000
+        );
+        let spread: std::collections::HashSet<i32> = (0..200)
+            .map(|i| partition_for(&format!("g{i}"), 6))
+            .collect();
+        assert_eq!(spread.len(), 6);
+    }
 
     #[test]
     fn keys_and_values_round_trip_through_a_batch() {

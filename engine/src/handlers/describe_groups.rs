@@ -19,6 +19,10 @@ pub fn handle(b: &Broker, version: i16, req: DescribeGroupsRequest) -> DescribeG
             } else {
                 g
             };
+            let not_here = b.groups.check(b, id.as_str());
+            if not_here != 0 {
+                return g.with_error_code(not_here);
+            }
             let Some(d) = b.groups.describe(id.as_str()) else {
                 let g = g.with_group_state(sb("Dead"));
                 return if version >= 6 {

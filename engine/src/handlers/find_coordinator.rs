@@ -1,5 +1,8 @@
-//! FindCoordinator: this node coordinates every consumer group. Transactions are not
-//! implemented, so transaction coordinators (key type 1) are COORDINATOR_NOT_AVAILABLE.
+//! FindCoordinator (v0-v4, batched keys from v4). On a single node this broker coordinates
+//! every consumer group. In a cluster a group's coordinator is the Raft leader of its
+//! `__consumer_offsets` partition (the topic is created through the controller on first use,
+//! as Kafka does); COORDINATOR_NOT_AVAILABLE while that partition has no leader. Transactions
+//! are not implemented, so transaction coordinators (key type 1) are COORDINATOR_NOT_AVAILABLE.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -8,56 +11,86 @@ use kafka_protocol::ResponseError;
 
 use super::sb;
 use crate::broker::Broker;
+use crate::group::store::{self, OFFSETS_TOPIC};
 
 const KEY_TYPE_GROUP: i8 = 0;
 
-pub fn handle(b: &Broker, version: i16, req: FindCoordinatorRequest) -> FindCoordinatorResponse {
-    let (host, port) = &b.advertised;
-    let answer = |key: &StrBytes| -> (i16, Option<String>) {
-        if req.key_type != KEY_TYPE_GROUP {
-            return (
-                ResponseError::CoordinatorNotAvailable.code(),
-                Some("transactions are not supported".into()),
-            );
-        }
-        if key.is_empty() {
-            return (ResponseError::InvalidGroupId.code(), None);
-        }
-        (0, None)
+/// Where group requests go: (node id, host, port), or an error code and message.
+type Found = Result<(i32, String, u16), (i16, Option<String>)>;
+
+/// The coordinator of `group`, as this broker sees it now.
+async fn group_coordinator(b: &Broker, group: &str) -> Found {
+    let Some(cluster) = &b.cluster else {
+        let (host, port) = &b.advertised;
+        return Ok((b.node_id(), host.clone(), *port));
     };
+    let unavailable = |m: String| (ResponseError::CoordinatorNotAvailable.code(), Some(m));
+    let t = store::topic(b)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    let p = store::partition_for(group, t.partitions.len());
+    let leader = b.partition_leader(&t, p);
+    if leader < 0 {
+        return Err(unavailable(format!("{OFFSETS_TOPIC}-{p} has no leader")));
+    }
+    let m = cluster
+        .members
+        .get(leader)
+        .ok_or_else(|| unavailable(format!("broker {leader} is not known yet")))?;
+    Ok((leader, m.kafka_host, m.kafka_port))
+}
+
+async fn answer(b: &Broker, key_type: i8, key: &StrBytes) -> Found {
+    if key_type != KEY_TYPE_GROUP {
+        return Err((
+            ResponseError::CoordinatorNotAvailable.code(),
+            Some("transactions are not supported".into()),
+        ));
+    }
+    if key.is_empty() {
+        return Err((ResponseError::InvalidGroupId.code(), None));
+    }
+    group_coordinator(b, key.as_str()).await
+}
+
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    req: FindCoordinatorRequest,
+) -> FindCoordinatorResponse {
     if version >= 4 {
-        let coordinators = req
-            .coordinator_keys
-            .iter()
-            .map(|k| {
-                let (code, msg) = answer(k);
-                let c = Coordinator::default()
-                    .with_key(k.clone())
+        let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
+        for k in &req.coordinator_keys {
+            let c = Coordinator::default().with_key(k.clone());
+            coordinators.push(match answer(b, req.key_type, k).await {
+                Ok((node, host, port)) => c
+                    .with_node_id(BrokerId(node))
+                    .with_host(sb(host))
+                    .with_port(port as i32),
+                Err((code, msg)) => c
                     .with_error_code(code)
-                    .with_error_message(msg.map(sb));
-                if code == 0 {
-                    c.with_node_id(BrokerId(b.node_id()))
-                        .with_host(sb(host.clone()))
-                        .with_port(*port as i32)
-                } else {
-                    c.with_node_id(BrokerId(-1)).with_port(-1)
-                }
-            })
-            .collect();
+                    .with_error_message(msg.map(sb))
+                    .with_node_id(BrokerId(-1))
+                    .with_port(-1),
+            });
+        }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    let (code, msg) = answer(&req.key);
-    let r = FindCoordinatorResponse::default().with_error_code(code);
-    let r = if version >= 1 {
-        r.with_error_message(msg.map(sb))
-    } else {
-        r
-    };
-    if code == 0 {
-        r.with_node_id(BrokerId(b.node_id()))
-            .with_host(sb(host.clone()))
-            .with_port(*port as i32)
-    } else {
-        r.with_node_id(BrokerId(-1)).with_port(-1)
+    match answer(b, req.key_type, &req.key).await {
+        Ok((node, host, port)) => FindCoordinatorResponse::default()
+            .with_node_id(BrokerId(node))
+            .with_host(sb(host))
+            .with_port(port as i32),
+        Err((code, msg)) => {
+            let r = FindCoordinatorResponse::default()
+                .with_error_code(code)
+                .with_node_id(BrokerId(-1))
+                .with_port(-1);
+            if version >= 1 {
+                r.with_error_message(msg.map(sb))
+            } else {
+                r
+            }
+        }
     }
 }

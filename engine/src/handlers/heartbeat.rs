@@ -6,6 +6,7 @@ use crate::broker::Broker;
 
 pub fn handle(b: &Broker, req: HeartbeatRequest) -> HeartbeatResponse {
     let code = b.groups.heartbeat(
+        b,
         req.group_id.as_str(),
         req.generation_id,
         req.member_id.as_str(),

@@ -199,9 +199,9 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             )))
         }),
         RequestKind::FindCoordinator(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::FindCoordinator(find_coordinator::handle(
-                &b, v, r,
-            )))
+            Handled::reply(ResponseKind::FindCoordinator(
+                find_coordinator::handle(&b, v, r).await,
+            ))
         }),
         RequestKind::JoinGroup(r) => Box::pin(async move {
             Handled::reply(ResponseKind::JoinGroup(

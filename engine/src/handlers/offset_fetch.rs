@@ -13,6 +13,8 @@ use crate::broker::Broker;
 use crate::group::FetchedTopic;
 
 pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    // In a cluster only the group's coordinator (leader of its `__consumer_offsets`
+    // partition) knows its offsets.
     if version >= 8 {
         let groups = req
             .groups
@@ -23,6 +25,12 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                let not_here = b.groups.check(b, g.group_id.as_str());
+                if not_here != 0 {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(not_here);
+                }
                 // v9: a member of a KIP-848 group must fetch with its current epoch.
                 if version >= 9 {
                     let code = b.groups.validate_fetch(
@@ -44,11 +52,38 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
             .collect();
         return OffsetFetchResponse::default().with_groups(groups);
     }
-    let wanted = req.topics.map(|ts| {
+    let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {
         ts.into_iter()
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
+    let not_here = b.groups.check(b, req.group_id.as_str());
+    if not_here != 0 {
+        if version >= 2 {
+            return OffsetFetchResponse::default().with_error_code(not_here);
+        }
+        // v0-1 carry errors per partition only.
+        let topics = wanted
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(t, ps)| {
+                OffsetFetchResponseTopic::default()
+                    .with_name(topic_name(&t))
+                    .with_partitions(
+                        ps.into_iter()
+                            .map(|p| {
+                                OffsetFetchResponsePartition::default()
+                                    .with_partition_index(p)
+                                    .with_committed_offset(-1)
+                                    .with_metadata(Some(sb("")))
+                                    .with_error_code(not_here)
+                            })
+                            .collect(),
+                    )
+            })
+            .collect();
+        return OffsetFetchResponse::default().with_topics(topics);
+    }
     let topics = b.groups.fetch(req.group_id.as_str(), wanted);
     let topics = topics
         .into_iter()

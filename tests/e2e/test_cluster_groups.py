@@ -1,0 +1,292 @@
+"""Consumer groups in a three-broker cluster: `__consumer_offsets` is a replicated topic and
+the Raft leader of its partition coordinates every group, whichever broker a client
+bootstrapped at; committed offsets survive SIGKILL of the coordinator."""
+
+from __future__ import annotations
+
+import struct
+import time
+
+from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka.admin import AdminClient
+
+from cluster import metadata, start_cluster, wait_formed
+from conftest import create_topic, produce, unique_topic
+from kwire import Conn, frame, i32, request_header, string
+
+OFFSETS = "__consumer_offsets"
+NOT_COORDINATOR = 16
+OFFSETS_PARTITIONS = 6  # engine::group::store::CLUSTER_PARTITIONS
+
+
+def group_config(bootstrap: str, group: str, **overrides) -> dict:
+    conf = {
+        "bootstrap.servers": bootstrap,
+        "group.id": group,
+        "auto.offset.reset": "earliest",
+        "enable.auto.commit": False,
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 300,
+        "fetch.wait.max.ms": 100,
+    }
+    conf.update(overrides)
+    return conf
+
+
+def find_coordinator_raw(b, group: str) -> tuple[int, int]:
+    """FindCoordinator v0 straight to broker `b`: (error code, node id)."""
+    with Conn.to(b.bootstrap) as conn:
+        conn.send(frame(request_header(10, 0, 7) + string(group)))
+        _, body = conn.recv_response()
+    code, node = struct.unpack_from(">hi", body, 0)
+    return code, node
+
+
+def heartbeat_raw(b, group: str) -> int:
+    """Heartbeat v0 straight to broker `b`: its error code."""
+    with Conn.to(b.bootstrap) as conn:
+        conn.send(frame(request_header(12, 0, 8) + string(group) + i32(1) + string("m")))
+        _, body = conn.recv_response()
+    (code,) = struct.unpack_from(">h", body, 0)
+    return code
+
+
+def coordinator(brokers, group: str, timeout: float = 30.0, dead: int | None = None) -> int:
+    """The node every live broker names as the group's coordinator, once they agree (and,
+    after a kill, once they have noticed that `dead` is gone)."""
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        answers = {find_coordinator_raw(b, group) for b in brokers if b.running()}
+        last = answers
+        if len(answers) == 1:
+            code, node = next(iter(answers))
+            if code == 0 and node != dead:
+                return node
+        time.sleep(0.2)
+    raise AssertionError(f"brokers do not agree on a coordinator: {last}")
+
+
+def partition_for(group: str, partitions: int) -> int:
+    """Kafka's abs(groupId.hashCode()) % partitions (Java's String.hashCode)."""
+    h = 0
+    units = group.encode("utf-16-be")
+    for i in range(0, len(units), 2):
+        h = (h * 31 + int.from_bytes(units[i:i + 2], "big")) & 0xFFFFFFFF
+    return (h & 0x7FFFFFFF) % partitions
+
+
+def offsets_leader(b, group: str) -> int:
+    t = metadata(b, OFFSETS).topics[OFFSETS]
+    return t.partitions[partition_for(group, len(t.partitions))].leader
+
+
+def poll_until(consumers, done, timeout=60.0):
+    deadline = time.monotonic() + timeout
+    while not done():
+        assert time.monotonic() < deadline, "timed out"
+        for c in consumers:
+            c.poll(0.2)
+
+
+def test_one_group_across_brokers_and_the_offsets_topic_is_replicated(broker_factory):
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("grp")
+    create_topic(brokers[0], topic, partitions=4, replication_factor=3)
+    group = unique_topic("g")
+
+    # Every broker names the same coordinator: the leader of the group's partition of
+    # __consumer_offsets (Kafka's hash), a topic replicated on all three brokers.
+    node = coordinator(brokers, group)
+    md = metadata(brokers[1], OFFSETS).topics[OFFSETS]
+    assert len(md.partitions) == OFFSETS_PARTITIONS
+    assert all(sorted(p.replicas) == [1, 2, 3] for p in md.partitions.values())
+    assert offsets_leader(brokers[1], group) == node
+    # Groups are spread over the partitions, so over several coordinators.
+    deadline = time.monotonic() + 20
+    while len({coordinator(brokers, f"{group}-{i}") for i in range(12)}) < 2:
+        assert time.monotonic() < deadline, "one broker coordinates every group"
+        time.sleep(0.5)
+    # The other brokers refuse group requests, so clients go to the coordinator.
+    others = [b for i, b in enumerate(brokers, start=1) if i != node]
+    for b in others:
+        assert heartbeat_raw(b, group) == NOT_COORDINATOR
+
+    # Two consumers bootstrapped at different brokers form one group and split the
+    # partitions between them.
+    a = Consumer(group_config(brokers[0].bootstrap, group, **{"client.id": "a"}))
+    c = Consumer(group_config(brokers[2].bootstrap, group, **{"client.id": "c"}))
+    try:
+        a.subscribe([topic])
+        c.subscribe([topic])
+
+        def split():
+            pa = {p.partition for p in a.assignment()}
+            pc = {p.partition for p in c.assignment()}
+            return pa and pc and not (pa & pc) and pa | pc == {0, 1, 2, 3}
+
+        poll_until([a, c], split)
+        admin = AdminClient({"bootstrap.servers": brokers[1].bootstrap})
+        desc = admin.describe_consumer_groups([group])[group].result(timeout=20)
+        assert len(desc.members) == 2
+        assert desc.coordinator.id == node
+    finally:
+        a.close()
+        c.close()
+
+
+def test_committed_offsets_survive_sigkill_of_the_coordinator(broker_factory):
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("commit")
+    create_topic(brokers[0], topic, partitions=1, replication_factor=3)
+    produce(brokers[0], topic, [b"r%d" % i for i in range(100)])
+    group = unique_topic("g")
+    everyone = ",".join(b.bootstrap for b in brokers)
+
+    c = Consumer(group_config(everyone, group))
+    c.subscribe([topic])
+    seen = []
+    deadline = time.monotonic() + 60
+    while len(seen) < 45:
+        assert time.monotonic() < deadline, seen
+        m = c.poll(0.5)
+        if m is None or m.error() is not None:
+            continue
+        seen.append(m.offset())
+        # Synchronous commits every 10 records; the last acknowledged one is offset 40.
+        if m.offset() + 1 <= 40 and (m.offset() + 1) % 10 == 0:
+            c.commit(message=m, asynchronous=False)
+    assert seen == list(range(45))
+    node = coordinator(brokers, group)
+    # Kill the coordinator right away, while the consumer is still a member (no LeaveGroup,
+    # no final commit): the commit of offset 40 was acknowledged, so it must survive.
+    brokers[node - 1].kill9()
+    killed_at = time.monotonic()
+    c.close()
+    alive = [b for b in brokers if b.running()]
+
+    # A new coordinator takes over among the survivors.
+    new = coordinator(alive, group, dead=node)
+    assert offsets_leader(alive[0], group) == new
+
+    r = Consumer(group_config(",".join(b.bootstrap for b in alive), group))
+    try:
+        got = r.committed([TopicPartition(topic, 0)], timeout=30)
+        assert got[0].offset == 40
+        # A figure, not an assertion: coordinator killed to committed offsets served again.
+        print(f"group coordinator failover: {time.monotonic() - killed_at:.2f}s")
+        r.subscribe([topic])
+        resumed = []
+        deadline = time.monotonic() + 60
+        while len(resumed) < 60:
+            assert time.monotonic() < deadline, resumed[:5]
+            m = r.poll(0.5)
+            if m is None or m.error() is not None:
+                continue
+            resumed.append((m.offset(), m.value()))
+        # Exactly after the last committed offset: nothing committed re-read, nothing skipped.
+        assert resumed == [(o, b"r%d" % o) for o in range(40, 100)]
+        r.commit(asynchronous=False)
+    finally:
+        r.close()
+
+    # The killed broker comes back as a follower and the group's offsets are the same there.
+    brokers[node - 1].start()
+    wait_formed(brokers)
+    check = Consumer(group_config(brokers[node - 1].bootstrap, group))
+    try:
+        got = check.committed([TopicPartition(topic, 0)], timeout=30)
+        assert got[0].offset == 100
+    finally:
+        check.close()
+
+
+def test_kafka_python_group_in_a_cluster(broker_factory):
+    from kafka import KafkaConsumer
+
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("kp")
+    create_topic(brokers[0], topic, partitions=2, replication_factor=3)
+    produce(brokers[0], topic, [{"value": b"v%d" % i, "partition": i % 2} for i in range(20)])
+    group = unique_topic("g")
+    node = coordinator(brokers, group)
+    # Bootstrapped at a broker that is not the coordinator.
+    other = next(b for i, b in enumerate(brokers, start=1) if i != node)
+    k = KafkaConsumer(topic, bootstrap_servers=other.bootstrap, group_id=group,
+                      auto_offset_reset="earliest", enable_auto_commit=False,
+                      consumer_timeout_ms=20000)
+    try:
+        got = []
+        for m in k:
+            got.append(m.value)
+            if len(got) == 20:
+                break
+        assert sorted(got) == sorted(b"v%d" % i for i in range(20))
+        k.commit()
+    finally:
+        k.close()
+    # The commit is visible through any broker (confluent-kafka, bootstrapped elsewhere).
+    for b in brokers:
+        c = Consumer(group_config(b.bootstrap, group))
+        try:
+            got = c.committed([TopicPartition(topic, 0), TopicPartition(topic, 1)], timeout=30)
+            assert [tp.offset for tp in got] == [10, 10]
+        finally:
+            c.close()
+
+
+def test_members_follow_the_group_to_a_new_coordinator(broker_factory):
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("move")
+    create_topic(brokers[0], topic, partitions=4, replication_factor=3)
+    group = unique_topic("g")
+    everyone = ",".join(b.bootstrap for b in brokers)
+    members = [Consumer(group_config(everyone, group, **{"client.id": n})) for n in "ab"]
+    seen: set[bytes] = set()
+
+    def drain(until: set[bytes], timeout: float = 90.0):
+        deadline = time.monotonic() + timeout
+        while not until <= seen:
+            assert time.monotonic() < deadline, sorted(until - seen)[:5]
+            for c in members:
+                m = c.poll(0.2)
+                if m is None or m.error() is not None:
+                    continue
+                seen.add(m.value())
+                try:
+                    c.commit(message=m, asynchronous=False)
+                except Exception:  # a commit during the failover; the record is seen anyway
+                    pass
+
+    try:
+        for c in members:
+            c.subscribe([topic])
+        first = {b"a%d" % i for i in range(40)}
+        produce(brokers[0], topic, sorted(first))
+        drain(first)
+        node = coordinator(brokers, group)
+        # The coordinator dies with both members in the group: they find the new coordinator
+        # (which loads the group's committed offsets) and keep consuming.
+        brokers[node - 1].kill9()
+        alive = [b for b in brokers if b.running()]
+        second = {b"b%d" % i for i in range(40)}
+        produce(alive[0], topic, sorted(second),
+                **{"bootstrap.servers": ",".join(b.bootstrap for b in alive)})
+        drain(second)
+        new = coordinator(alive, group, dead=node)
+        admin = AdminClient({"bootstrap.servers": alive[0].bootstrap})
+        deadline = time.monotonic() + 30
+        while True:
+            desc = admin.describe_consumer_groups([group])[group].result(timeout=20)
+            if len(desc.members) == 2 and desc.coordinator.id == new:
+                break
+            assert time.monotonic() < deadline, (len(desc.members), desc.coordinator.id)
+            for c in members:
+                c.poll(0.2)
+    finally:
+        for c in members:
+            c.close()
