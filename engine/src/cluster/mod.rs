@@ -4,12 +4,15 @@
 //!
 //! Start-up: the RPC listener is bound with the broker; gossip ([`membership`]) learns every
 //! seed's node id; once all seeds have answered (or the controller log already exists) the
-//! controller ([`controller`]) starts with the seeds as its voters. Every broker must be given
-//! the same seed list (all brokers' RPC addresses), as KRaft's `controller.quorum.voters`.
+//! controller ([`controller`]) starts with the seeds as its voters. The founding brokers must
+//! be given the same seed list (all their RPC addresses), as KRaft's `controller.quorum.voters`.
+//! A broker whose own RPC address is not among its seeds joins later: its controller replica
+//! starts as a Raft learner and the controller leader adds it once gossip shows it.
 
 pub mod controller;
 pub mod membership;
 pub mod placement;
+pub mod reassign;
 pub mod rpc;
 pub mod store;
 
@@ -57,7 +60,28 @@ pub enum ClusterError {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     CreateTopic(TopicRecord),
-    DeleteTopic { name: String, id: uuid::Uuid },
+    DeleteTopic {
+        name: String,
+        id: uuid::Uuid,
+    },
+    /// Starts (`target` given) or cancels (`None`) moving a partition to other replicas.
+    Reassign {
+        topic: String,
+        id: uuid::Uuid,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// The partition's leader reports its Raft group's configuration equals the target.
+    Reassigned {
+        topic: String,
+        id: uuid::Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+    },
+    /// Moves every replica off a broker and stops placing new ones on it.
+    Decommission {
+        node: i32,
+    },
 }
 
 /// A controller log entry: a command and the id its proposer waits on.
@@ -108,6 +132,10 @@ pub struct Cluster {
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
     broker: OnceLock<std::sync::Weak<Broker>>,
+    /// Brokers being decommissioned (rebuilt from the controller log on every start).
+    draining: parking_lot::Mutex<std::collections::BTreeSet<i32>>,
+    /// Whether a task moving replicas off draining brokers is running.
+    drain_task: std::sync::atomic::AtomicBool,
 }
 
 impl Cluster {
@@ -144,6 +172,8 @@ impl Cluster {
             peers: Default::default(),
             runtime: OnceLock::new(),
             broker: OnceLock::new(),
+            draining: Default::default(),
+            drain_task: Default::default(),
         }))
     }
 
@@ -169,7 +199,11 @@ impl Cluster {
         let broker = broker.clone();
         tokio::spawn(async move {
             let voters = me.wait_for_voters(&broker).await;
-            tracing::info!(?voters, "starting the controller");
+            tracing::info!(
+                ?voters,
+                learner = !me.is_founder(),
+                "starting the controller"
+            );
             match controller::start(broker, me.node_id() as u64, &voters) {
                 Ok(h) => {
                     let _ = me.controller.set(h);
@@ -179,7 +213,23 @@ impl Cluster {
         });
     }
 
-    /// The voter set: this broker and every seed's node id, once all have answered.
+    /// Whether this broker's own RPC address is one of its seeds (a founding voter of the
+    /// controller) rather than a broker that joins later as a learner.
+    pub fn is_founder(&self) -> bool {
+        let me = &self.members.me().rpc_addr;
+        self.config.seeds.is_empty()
+            || self.config.seeds.iter().any(|s| s == me)
+            || self
+                .config
+                .seeds
+                .iter()
+                .any(|s| s.parse::<SocketAddr>().ok() == Some(self.config.rpc_addr))
+    }
+
+    /// The voter set: every seed's node id (and this broker's, if it is one), once all have
+    /// answered. A broker that is not a seed starts from the founders' voters without being
+    /// one: its controller replica stays a learner, which replicates and applies the log (all
+    /// a broker needs to answer Metadata) without changing the quorum.
     async fn wait_for_voters(&self, broker: &Broker) -> Vec<u64> {
         let existing = broker
             .config
@@ -206,7 +256,9 @@ impl Cluster {
                 })
                 .collect();
             if let Some(mut ids) = ids {
-                ids.push(self.node_id() as u64);
+                if self.is_founder() {
+                    ids.push(self.node_id() as u64);
+                }
                 ids.sort_unstable();
                 ids.dedup();
                 return ids;
@@ -379,13 +431,98 @@ fn applied_here(b: &Broker, cmd: &Command) -> bool {
     match cmd {
         Command::CreateTopic(r) => b.topics.record(&r.name).is_some_and(|x| x.id == r.id),
         Command::DeleteTopic { name, id } => b.topics.record(name).is_none_or(|x| x.id != *id),
+        Command::Reassign {
+            topic,
+            id,
+            partition,
+            target,
+        } => b.topics.record(topic).is_none_or(|r| {
+            let p = *partition;
+            r.id != *id
+                || match target {
+                    Some(t) => {
+                        r.targets.get(&p) == Some(t)
+                            || r.assignments.get(p.max(0) as usize) == Some(t)
+                    }
+                    None => !r.targets.contains_key(&p),
+                }
+        }),
+        Command::Reassigned {
+            topic, partition, ..
+        } => b
+            .topics
+            .record(topic)
+            .is_none_or(|r| !r.targets.contains_key(partition)),
+        Command::Decommission { node } => b
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.draining.lock().contains(node)),
+    }
+}
+
+impl Cluster {
+    /// Brokers new replicas may go to: every known one except those being decommissioned.
+    pub fn placeable_brokers(&self) -> Vec<i32> {
+        let draining = self.draining.lock();
+        self.members
+            .all()
+            .iter()
+            .map(|m| m.node_id)
+            .filter(|id| !draining.contains(id))
+            .collect()
+    }
+
+    pub fn is_draining(&self, node: i32) -> bool {
+        self.draining.lock().contains(&node)
+    }
+
+    /// How a partition leader reports a finished reassignment: a `Reassigned` proposal, sent
+    /// from a task on the cluster's runtime (partition actors run on shard threads).
+    pub fn reassign_reporter(
+        self: &Arc<Self>,
+        topic: &str,
+        id: uuid::Uuid,
+        partition: i32,
+    ) -> crate::raft::ReportFn {
+        let cluster = Arc::downgrade(self);
+        let topic = topic.to_string();
+        Arc::new(move |replicas: Vec<i32>| {
+            let Some(c) = cluster.upgrade() else { return };
+            let Some(rt) = c.runtime.get().cloned() else {
+                return;
+            };
+            let cmd = Command::Reassigned {
+                topic: topic.clone(),
+                id,
+                partition,
+                replicas,
+            };
+            rt.spawn(async move {
+                let Some(b) = c.broker.get().and_then(|b| b.upgrade()) else {
+                    return;
+                };
+                if let Err(e) = c.propose(&b, cmd).await {
+                    tracing::debug!(error = %e, "reporting a finished reassignment failed; the leader retries");
+                }
+            });
+        })
     }
 }
 
 /// Applies a committed command to this broker's topic table. Idempotent: the log is replayed
-/// from the start on every restart.
-pub(crate) async fn apply(b: &Broker, cmd: Command) -> Result<(), ApplyError> {
+/// from the start on every restart (`index` is the entry's, for commands that must not be
+/// applied twice).
+pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
     match cmd {
+        cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
+            reassign::apply(b, cmd, index).await
+        }
+        Command::Decommission { node } => {
+            if let Some(c) = &b.cluster {
+                c.draining.lock().insert(node);
+            }
+            Ok(())
+        }
         Command::CreateTopic(rec) => match b.topics.record(&rec.name) {
             Some(r) if r.id == rec.id => Ok(()),
             Some(_) => Err(ApplyError::TopicExists(rec.name)),

@@ -25,6 +25,9 @@ use crate::cluster::store::{RaftStore, StoreError};
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
 
+/// Tells the controller that a reassignment reached its target replicas.
+pub type ReportFn = Arc<dyn Fn(Vec<i32>) + Send + Sync>;
+
 /// What a partition needs to join its group.
 pub struct RaftSetup {
     pub id: u64,
@@ -37,6 +40,11 @@ pub struct RaftSetup {
     pub min_insync: usize,
     /// The preferred leader (the assignment's first replica); leadership returns to it.
     pub preferred: u64,
+    /// The replicas the group should have: the reassignment target, else the assignment.
+    pub goal: Vec<u64>,
+    /// Whether `goal` is an ongoing reassignment's target (reported once reached).
+    pub reassigning: bool,
+    pub on_reassigned: ReportFn,
 }
 
 /// Decodes [`RaftSetup::leader`]: `(leader node id or -1, leader epoch)`.
@@ -67,6 +75,13 @@ pub struct PartitionRaft {
     ticks: u64,
     /// When each peer was last heard from (any message), for min.insync.replicas.
     heard: HashMap<u64, std::time::Instant>,
+    goal: Vec<u64>,
+    reassigning: bool,
+    on_reassigned: ReportFn,
+    /// No completion report before this tick (the controller may take a moment to apply it).
+    next_report: u64,
+    /// The last reconfigure round saw a joint configuration.
+    joint_seen: bool,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -107,6 +122,11 @@ impl PartitionRaft {
             preferred: setup.preferred,
             ticks: 0,
             heard: HashMap::new(),
+            goal: setup.goal,
+            reassigning: setup.reassigning,
+            on_reassigned: setup.on_reassigned,
+            next_report: 0,
+            joint_seen: false,
         })
     }
 
@@ -128,7 +148,8 @@ impl PartitionRaft {
             .prs()
             .iter()
             .filter(|(id, _)| {
-                **id == me || self.heard.get(id).is_some_and(|t| t.elapsed() < within)
+                self.node.raft.prs().conf().voters().contains(**id)
+                    && (**id == me || self.heard.get(id).is_some_and(|t| t.elapsed() < within))
             })
             .count()
     }
@@ -138,7 +159,21 @@ impl PartitionRaft {
         self.ticks += 1;
         // Every few seconds a leader hands leadership back to the preferred replica once it
         // has caught up, so leaders stay balanced after failovers.
-        if self.ticks.is_multiple_of(40) && self.is_leader() && self.preferred != self.id {
+        if self.ticks.is_multiple_of(10) && self.is_leader() {
+            self.reconfigure();
+        }
+        if self.ticks.is_multiple_of(40)
+            && self.is_leader()
+            && self.preferred != self.id
+            && !self.reassigning
+            && self
+                .node
+                .raft
+                .prs()
+                .conf()
+                .voters()
+                .contains(self.preferred)
+        {
             let last = self.node.raft.raft_log.last_index();
             let caught_up = self
                 .node
@@ -191,8 +226,12 @@ impl PartitionRaft {
         Ok(out)
     }
 
-    fn collect(&self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
+    fn collect(&mut self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
         for e in entries {
+            if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+                self.apply_conf_change(&e);
+                continue;
+            }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.len() < HEADER {
                 continue;
             }
@@ -207,6 +246,154 @@ impl PartitionRaft {
             });
         }
     }
+}
+
+/// Reassignment: the leader moves the group's configuration to its goal replicas one safe step
+/// at a time, each a conf change committed through the log (so every replica, and a replica
+/// that starts later with an empty log, replays the same steps from the creation-time voters).
+/// The Raft log is never compacted, so a new replica is always caught up by plain appends
+/// from index 1: no snapshots are needed.
+impl PartitionRaft {
+    /// A new goal from the controller: the reassignment target, or the assignment when none
+    /// (completed or cancelled).
+    pub fn set_goal(&mut self, goal: Vec<u64>, reassigning: bool, preferred: u64) {
+        self.goal = goal;
+        self.reassigning = reassigning;
+        self.preferred = preferred;
+        self.next_report = 0;
+    }
+
+    /// Voters (incoming and outgoing halves) and learners of the applied configuration.
+    pub fn conf_state(&self) -> raft::eraftpb::ConfState {
+        self.node.raft.prs().conf().to_conf_state()
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry) {
+        let mut cc = raft::eraftpb::ConfChangeV2::default();
+        if let Err(err) = protobuf::Message::merge_from_bytes(&mut cc, &e.data) {
+            tracing::error!(index = e.index, error = %err, "undecodable conf change skipped");
+            return;
+        }
+        if cc.leave_joint() && self.conf_state().voters_outgoing.is_empty() {
+            // raft-rs proposes a second leave when the first is applied after `advance`
+            // (run_ready's order); every replica skips it alike.
+            return;
+        }
+        match self.node.apply_conf_change(&cc) {
+            Ok(cs) => {
+                tracing::info!(index = e.index, voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "partition configuration changed")
+            }
+            Err(err) => tracing::warn!(index = e.index, error = %err, "conf change refused"),
+        }
+    }
+
+    fn propose_change(&mut self, changes: Vec<(u64, raft::eraftpb::ConfChangeType)>) {
+        // One change is a simple change; several enter a joint configuration with automatic
+        // leave (reconfigure leaves it explicitly if raft-rs has not).
+        let cc = conf_change(&changes);
+        if let Err(e) = self.node.propose_conf_change(vec![], cc) {
+            tracing::debug!(error = %e, "conf change not proposed");
+        }
+    }
+
+    /// One step towards the goal configuration; the leader calls it every half second.
+    fn reconfigure(&mut self) {
+        use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode, RemoveNode};
+        let raft = &self.node.raft;
+        // One conf change at a time: wait until the last one is applied.
+        if raft.pending_conf_index > raft.raft_log.applied || self.goal.is_empty() {
+            return;
+        }
+        let cs = self.conf_state();
+        if cs.voters_outgoing.is_empty() {
+            self.joint_seen = false;
+        } else {
+            // raft-rs leaves a joint configuration by itself at the next commit after the one
+            // that entered it, but misses it when that was the last commit (we apply entries
+            // after `advance`): then leave it here (an empty ConfChangeV2), one round later.
+            if !std::mem::replace(&mut self.joint_seen, true) {
+                return;
+            }
+            if let Err(e) = self
+                .node
+                .propose_conf_change(vec![], raft::eraftpb::ConfChangeV2::default())
+            {
+                tracing::debug!(error = %e, "leaving the joint configuration failed");
+            }
+            return;
+        }
+        let last = raft.raft_log.last_index();
+        // A replica within a few entries of the leader's log counts as caught up: joint
+        // consensus keeps it safe either way, this only keeps commits from stalling.
+        let caught_up = |id: u64| raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last);
+        let voter = |id: &u64| cs.voters.contains(id);
+        let learner = |id: &u64| cs.learners.contains(id);
+        // 1. Every new replica joins as a learner and receives the log.
+        if let Some(&n) = self.goal.iter().find(|n| !voter(n) && !learner(n)) {
+            self.propose_change(vec![(n, AddLearnerNode)]);
+            return;
+        }
+        // 2. ... until it has caught up.
+        if self.goal.iter().any(|&n| learner(&n) && !caught_up(n)) {
+            return;
+        }
+        // 3. A leader that is being removed hands over to a target replica first.
+        if !self.goal.contains(&self.id) {
+            match self.goal.iter().find(|&&n| voter(&n) && caught_up(n)) {
+                Some(&t) => self.node.transfer_leader(t),
+                None => {
+                    // No target replica votes yet: promote one (a single, simple change).
+                    if let Some(&t) = self.goal.iter().find(|n| learner(n)) {
+                        self.propose_change(vec![(t, AddNode)]);
+                    }
+                }
+            }
+            return;
+        }
+        // 4. One joint change: the new voters in, the old ones (and stray learners) out.
+        let mut changes: Vec<_> = self
+            .goal
+            .iter()
+            .filter(|n| !voter(n))
+            .map(|&n| (n, AddNode))
+            .collect();
+        changes.extend(
+            cs.voters
+                .iter()
+                .chain(cs.learners.iter())
+                .filter(|n| !self.goal.contains(n))
+                .map(|&n| (n, RemoveNode)),
+        );
+        if !changes.is_empty() {
+            self.propose_change(changes);
+            return;
+        }
+        // 5. The configuration is the goal: tell the controller (again now and then, until
+        // it applies it and the goal stops being a reassignment).
+        if self.reassigning && self.ticks >= self.next_report {
+            self.next_report = self.ticks + 40;
+            (self.on_reassigned)(self.goal.iter().map(|&n| n as i32).collect());
+        }
+    }
+}
+
+/// A ConfChangeV2 of these changes (automatic transition).
+pub fn conf_change(
+    changes: &[(u64, raft::eraftpb::ConfChangeType)],
+) -> raft::eraftpb::ConfChangeV2 {
+    let mut cc = raft::eraftpb::ConfChangeV2::default();
+    cc.set_changes(
+        changes
+            .iter()
+            .map(|&(id, ty)| {
+                let mut c = raft::eraftpb::ConfChangeSingle::default();
+                c.node_id = id;
+                c.set_change_type(ty);
+                c
+            })
+            .collect(),
+    );
+    cc
 }
 
 /// Proposals waiting for their entry to be applied.
