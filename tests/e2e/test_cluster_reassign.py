@@ -257,6 +257,24 @@ def test_reassignment_under_load_moves_the_partition_and_keeps_every_write(broke
     check_replicas(brokers, topic, 0, target, removed=[leader])
     # The removed broker still serves the partition's metadata and redirects clients.
     assert partition_view(brokers[leader - 1], topic, 0)[1] == target
+    # Restarts replay the controller log (the reassignment is not applied twice) and each
+    # replica's Raft log from the creation-time voters through the conf changes: the new
+    # replica comes back as a voter with the same data, the removed broker stays removed.
+    expected = replica_logs(fourth, topic, 0)
+    for b in (fourth, brokers[leader - 1]):
+        b.stop()
+        b.start()
+    wait_formed(brokers)
+    wait_for("the partition to have a leader again",
+             lambda: (v := partition_view(fourth, topic, 0)) and v[0] in target and v[1] == target)
+    assert replica_logs(fourth, topic, 0) == expected
+    assert not raft_dirs(brokers[leader - 1], topic, 0)
+    assert admin.list_partition_reassignments() == {}
+    # The group still commits with the restarted replica among its voters.
+    prod = Producer({"bootstrap.servers": fourth.bootstrap, "acks": "all"})
+    prod.produce(topic, value=b"after-restart", partition=0)
+    assert prod.flush(30) == 0
+    check_replicas(brokers, topic, 0, target, removed=[leader])
 
 
 def test_bad_reassignments_get_kafka_error_codes(broker_factory):

@@ -202,12 +202,11 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
                 rec.targets.insert(partition, t);
             }
         }
-        Command::Reassign { target: None, .. } => {
-            if rec.targets.remove(&partition).is_none() {
-                return Err(ApplyError::Other(format!(
-                    "no reassignment in progress for '{topic}' partition {partition}"
-                )));
-            }
+        // A cancellation: the guard removes the target.
+        Command::Reassign { target: None, .. } if rec.targets.remove(&partition).is_none() => {
+            return Err(ApplyError::Other(format!(
+                "no reassignment in progress for '{topic}' partition {partition}"
+            )));
         }
         Command::Reassigned { replicas, .. } => {
             if rec.targets.get(&partition) != Some(&replicas) {

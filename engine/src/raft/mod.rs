@@ -386,8 +386,10 @@ pub fn conf_change(
         changes
             .iter()
             .map(|&(id, ty)| {
-                let mut c = raft::eraftpb::ConfChangeSingle::default();
-                c.node_id = id;
+                let mut c = raft::eraftpb::ConfChangeSingle {
+                    node_id: id,
+                    ..Default::default()
+                };
                 c.set_change_type(ty);
                 c
             })
