@@ -379,6 +379,7 @@ impl Broker {
             assignments,
             initial: vec![],
             targets: Default::default(),
+            moving: Default::default(),
             changed_at: 0,
         })
     }

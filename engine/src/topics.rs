@@ -61,9 +61,14 @@ pub struct TopicRecord {
     /// same). Every replica's Raft group starts from it and replays the conf changes.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub initial: Vec<Vec<i32>>,
-    /// Ongoing reassignments: partition -> target replicas.
+    /// Ongoing reassignments: partition -> target replicas (on a cancellation, the assignment
+    /// again, until the group is back to it).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub targets: BTreeMap<i32, Vec<i32>>,
+    /// Every broker an ongoing reassignment involves (old replicas and every target given):
+    /// they keep their replica, which may still be a Raft voter, until the move completes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moving: BTreeMap<i32, Vec<i32>>,
     /// The controller log index of the last reassignment command applied to this record, so
     /// that replaying the log on restart skips what the record already reflects.
     #[serde(default)]
@@ -83,7 +88,9 @@ impl TopicRecord {
             .ok()
             .and_then(|i| self.assignments.get(i))
             .is_some_and(|r| r.contains(&node));
-        current || self.targets.get(&p).is_some_and(|t| t.contains(&node))
+        current
+            || self.targets.get(&p).is_some_and(|t| t.contains(&node))
+            || self.moving.get(&p).is_some_and(|t| t.contains(&node))
     }
 }
 

@@ -149,6 +149,7 @@ impl Broker {
             assignments: vec![],
             initial: vec![],
             targets: Default::default(),
+            moving: Default::default(),
             changed_at: 0,
         };
         let dir = self.topic_dir(name);

@@ -296,7 +296,41 @@ def test_bad_reassignments_get_kafka_error_codes(broker_factory):
     assert admin.list_partition_reassignments() == {}
     # Nothing changed and the brokers are fine.
     assert all(b.running() for b in brokers)
-    assert len(partition_view(brokers[0], topic, 0)[1]) == 2
+    assert len(wait_for("metadata", lambda: partition_view(brokers[0], topic, 0))[1]) == 2
+
+
+def test_a_cancelled_reassignment_goes_back_to_the_old_replicas(broker_factory):
+    brokers = start_cluster(broker_factory, n=4)
+    wait_formed(brokers)
+    topic = unique_topic("cancel")
+    create(brokers[0], topic, 1, 2, {"min.insync.replicas": "2"})
+    _, replicas = wait_for("a leader", lambda: (v := partition_view(brokers[0], topic, 0))
+                           and v[0] > 0 and v)
+    others = [i for i in (1, 2, 3, 4) if i not in replicas]
+    admin = kadmin(brokers)
+    load = Load(brokers, topic)
+    try:
+        wait_for("acks before", lambda: load.acked() > 100)
+        # Started and cancelled at once: wherever the move got to, it goes back.
+        tp = KTopicPartition(topic, 0)
+        assert admin.alter_partition_reassignments({tp: others}) == {tp: None}
+        assert admin.alter_partition_reassignments({tp: None}) == {tp: None}
+        wait_reassigned(brokers, admin, topic, 0, replicas)
+        after = load.acked()
+        wait_for("acks after the cancellation", lambda: load.acked() > after + 100)
+    finally:
+        load.finish()
+    load.check_read_back()
+    check_replicas(brokers, topic, 0, replicas, removed=others)
+    # The icestream CLI drives the same API: a real move this time.
+    out = icestream("cluster", "reassign", "--topic", topic, "--partition", "0",
+                    "--replicas", ",".join(map(str, others)), "--brokers", brokers[0].bootstrap)
+    assert out.returncode == 0, out.stderr
+    wait_reassigned(brokers, admin, topic, 0, others)
+    check_replicas(brokers, topic, 0, others, removed=replicas)
+    bad = icestream("cluster", "reassign", "--topic", topic, "--partition", "0",
+                    "--replicas", "1,1", "--brokers", brokers[0].bootstrap)
+    assert bad.returncode != 0 and "INVALID_REPLICA_ASSIGNMENT" in bad.stderr, bad.stderr
 
 
 def icestream(*args, timeout=60):

@@ -40,7 +40,8 @@ pub struct ClusterConfig {
     pub rpc_addr: SocketAddr,
     /// `host:port` other brokers use to reach it (defaults to the listener's address).
     pub advertised_rpc_addr: Option<String>,
-    /// Every broker's RPC `host:port` (this one's may be included).
+    /// The founding brokers' RPC `host:port`s. A founder is one of them (a controller
+    /// voter); a broker whose own address is not among them joins as a controller learner.
     pub seeds: Vec<String>,
 }
 
@@ -444,7 +445,11 @@ fn applied_here(b: &Broker, cmd: &Command) -> bool {
                         r.targets.get(&p) == Some(t)
                             || r.assignments.get(p.max(0) as usize) == Some(t)
                     }
-                    None => !r.targets.contains_key(&p),
+                    // Cancelled: the target is the assignment again (or already gone).
+                    None => r
+                        .targets
+                        .get(&p)
+                        .is_none_or(|t| r.assignments.get(p.max(0) as usize) == Some(t)),
                 }
         }),
         Command::Reassigned {

@@ -196,17 +196,27 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
         Command::Reassign {
             target: Some(t), ..
         } => {
-            if rec.assignments[p] == t {
+            if rec.assignments[p] == t && !rec.moving.contains_key(&partition) {
                 rec.targets.remove(&partition);
             } else {
+                let moving = rec.moving.entry(partition).or_default();
+                for id in rec.assignments[p].iter().chain(&t) {
+                    if !moving.contains(id) {
+                        moving.push(*id);
+                    }
+                }
                 rec.targets.insert(partition, t);
             }
         }
-        // A cancellation: the guard removes the target.
-        Command::Reassign { target: None, .. } if rec.targets.remove(&partition).is_none() => {
-            return Err(ApplyError::Other(format!(
-                "no reassignment in progress for '{topic}' partition {partition}"
-            )));
+        Command::Reassign { target: None, .. } => {
+            if !rec.targets.contains_key(&partition) {
+                return Err(ApplyError::Other(format!(
+                    "no reassignment in progress for '{topic}' partition {partition}"
+                )));
+            }
+            // Back to the assignment: the group may already have moved (part of the way), so
+            // this is a move like any other, and every replica involved stays until it is done.
+            rec.targets.insert(partition, rec.assignments[p].clone());
         }
         Command::Reassigned { replicas, .. } => {
             if rec.targets.get(&partition) != Some(&replicas) {
@@ -219,6 +229,7 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
             }
             rec.assignments[p] = replicas;
             rec.targets.remove(&partition);
+            rec.moving.remove(&partition);
             tracing::info!(topic, partition, replicas = ?rec.assignments[p], "reassignment complete");
         }
         _ => {}

@@ -55,8 +55,19 @@ pub fn handle(
 fn ongoing(rec: &TopicRecord, p: i32, target: &[i32]) -> Option<OngoingPartitionReassignment> {
     let current = rec.assignments.get(usize::try_from(p).ok()?)?;
     let ids = |v: Vec<i32>| v.into_iter().map(BrokerId).collect::<Vec<_>>();
+    // Replicas leaving: the current ones and any a replaced or cancelled target had added.
+    let mut removing: Vec<i32> = current
+        .iter()
+        .copied()
+        .filter(|r| !target.contains(r))
+        .collect();
+    for r in rec.moving.get(&p).into_iter().flatten() {
+        if !target.contains(r) && !removing.contains(r) {
+            removing.push(*r);
+        }
+    }
     let mut replicas = target.to_vec();
-    replicas.extend(current.iter().filter(|r| !target.contains(r)));
+    replicas.extend(&removing);
     Some(
         OngoingPartitionReassignment::default()
             .with_partition_index(p)
@@ -66,10 +77,6 @@ fn ongoing(rec: &TopicRecord, p: i32, target: &[i32]) -> Option<OngoingPartition
                 .copied()
                 .filter(|r| !current.contains(r))
                 .collect()))
-            .with_removing_replicas(ids(current
-                .iter()
-                .copied()
-                .filter(|r| !target.contains(r))
-                .collect())),
+            .with_removing_replicas(ids(removing)),
     )
 }
