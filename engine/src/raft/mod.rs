@@ -400,3 +400,129 @@ pub fn conf_change(
 
 /// Proposals waiting for their entry to be applied.
 pub type Pending<T> = HashMap<u64, T>;
+
+#[cfg(test)]
+mod reassign_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    type Outbox = Arc<Mutex<Vec<Message>>>;
+    type Reports = Arc<Mutex<Vec<Vec<i32>>>>;
+
+    fn open(
+        dir: &std::path::Path,
+        id: u64,
+        goal: &[u64],
+        out: &Outbox,
+        reports: &Reports,
+    ) -> PartitionRaft {
+        let out = out.clone();
+        let reports = reports.clone();
+        PartitionRaft::open(RaftSetup {
+            id,
+            // Always the creation-time voters, also for a replica added later.
+            voters: vec![1, 2, 3],
+            dir: dir.join(id.to_string()),
+            send: Arc::new(move |_, m| out.lock().unwrap().push(m)),
+            leader: Default::default(),
+            min_insync: 1,
+            preferred: 1,
+            goal: goal.to_vec(),
+            reassigning: goal != [1, 2, 3],
+            on_reassigned: Arc::new(move |r| reports.lock().unwrap().push(r)),
+        })
+        .unwrap()
+    }
+
+    /// Ticks every node `rounds` times, delivering messages in between (lossless network).
+    fn run(nodes: &mut BTreeMap<u64, PartitionRaft>, out: &Outbox, rounds: usize) {
+        for _ in 0..rounds {
+            for n in nodes.values_mut() {
+                n.tick();
+            }
+            for _ in 0..5 {
+                for n in nodes.values_mut() {
+                    n.drive().unwrap();
+                }
+                let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
+                for m in msgs {
+                    if let Some(n) = nodes.get_mut(&m.to) {
+                        n.step(m);
+                    }
+                }
+            }
+        }
+    }
+
+    fn voters(n: &PartitionRaft) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+        let cs = n.conf_state();
+        let sorted = |mut v: Vec<u64>| {
+            v.sort_unstable();
+            v
+        };
+        (
+            sorted(cs.voters),
+            sorted(cs.voters_outgoing),
+            sorted(cs.learners),
+        )
+    }
+
+    #[test]
+    fn the_leader_moves_the_group_to_the_target_through_learners_and_a_joint_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        assert!(
+            nodes[&1].is_leader(),
+            "the preferred replica leads a new group"
+        );
+        for i in 0..20 {
+            nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
+        }
+        run(&mut nodes, &out, 5);
+        // Move to {2, 3, 4}: the leader (1) is removed, 4 starts with an empty log.
+        nodes.insert(4, open(dir.path(), 4, &[2, 3, 4], &out, &reports));
+        for n in nodes.values_mut() {
+            n.set_goal(vec![2, 3, 4], true, 2);
+        }
+        run(&mut nodes, &out, 300);
+        for id in [2, 3, 4] {
+            assert_eq!(
+                voters(&nodes[&id]),
+                (vec![2, 3, 4], vec![], vec![]),
+                "node {id}"
+            );
+        }
+        let leader = nodes.values().find(|n| n.is_leader()).map(|n| n.id);
+        assert!(matches!(leader, Some(2..=4)), "leader {leader:?}");
+        assert!(reports.lock().unwrap().contains(&vec![2, 3, 4]));
+        let last = |n: &PartitionRaft| n.node.raft.raft_log.last_index();
+        assert_eq!(
+            last(&nodes[&4]),
+            last(&nodes[&2]),
+            "the new replica has the whole log"
+        );
+        // The new group commits without the old leader.
+        nodes.remove(&1);
+        let l = leader.unwrap();
+        let before = nodes[&l].node.raft.raft_log.committed;
+        nodes.get_mut(&l).unwrap().propose(b"after", 0).unwrap();
+        run(&mut nodes, &out, 5);
+        assert!(nodes[&l].node.raft.raft_log.committed > before);
+        // A restart rebuilds the configuration from the creation-time voters and the log.
+        nodes.remove(&4);
+        let mut four = open(dir.path(), 4, &[2, 3, 4], &out, &reports);
+        assert_eq!(
+            voters(&four).0,
+            vec![1, 2, 3],
+            "starts from the initial ConfState"
+        );
+        four.drive().unwrap();
+        assert_eq!(voters(&four), (vec![2, 3, 4], vec![], vec![]));
+    }
+}
