@@ -353,7 +353,7 @@ fn drain_moves(b: &Broker) -> Vec<Command> {
                 continue;
             };
             let Some(target) = super::placement::replace(&brokers, a, leaving, &load) else {
-                tracing::warn!(topic = %r.name, partition = p, "no broker can take a replica of a draining broker");
+                tracing::debug!(topic = %r.name, partition = p, "no live broker can take a replica of a draining broker yet");
                 continue;
             };
             for id in &target {
