@@ -248,8 +248,15 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
         .get(&rec.name)
         .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
     let mut partitions = current.partitions.clone();
-    let i = p as usize;
-    let has = partitions[i].raft_leader.is_some();
+    let i = usize::try_from(p).unwrap_or(usize::MAX);
+    let (Some(handle), Some(assigned)) = (partitions.get(i), rec.assignments.get(i)) else {
+        return Err(BrokerError::Controller(format!(
+            "topic '{}' has no partition {p} here",
+            rec.name
+        )));
+    };
+    let assigned = assigned.clone();
+    let has = handle.raft_leader.is_some();
     let wants = rec.replica_on(p, b.node_id());
     if has != wants {
         // Stop what runs there (a placeholder for a non-replica, or the replica leaving) and
@@ -270,11 +277,10 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
         partitions[i] = b.open_partition(&rec, p, &current.resolved).await?;
         tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
     } else if has {
-        let assigned = &rec.assignments[i];
         let target = rec.targets.get(&p);
         let _ = partitions[i].tx.send(Cmd::Goal {
             replicas: target
-                .unwrap_or(assigned)
+                .unwrap_or(&assigned)
                 .iter()
                 .map(|&r| r as u64)
                 .collect(),

@@ -157,11 +157,13 @@ impl PartitionRaft {
     pub fn tick(&mut self) {
         self.node.tick();
         self.ticks += 1;
-        // Every few seconds a leader hands leadership back to the preferred replica once it
-        // has caught up, so leaders stay balanced after failovers.
+        // Every half second a leader takes a step towards the goal configuration.
         if self.ticks.is_multiple_of(10) && self.is_leader() {
             self.reconfigure();
         }
+        // Every few seconds a leader hands leadership back to the preferred replica once it
+        // has caught up, so leaders stay balanced after failovers (not while a reassignment
+        // moves leadership itself, and only to a voter).
         if self.ticks.is_multiple_of(40)
             && self.is_leader()
             && self.preferred != self.id
