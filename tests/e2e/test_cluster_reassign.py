@@ -253,6 +253,7 @@ def test_reassignment_under_load_moves_the_partition_and_keeps_every_write(broke
     try:
         wait_for("acks before the move", lambda: load.acked() > 100)
         before = load.acked()
+        started = time.monotonic()
         res = admin.alter_partition_reassignments({KTopicPartition(topic, 0): target})
         assert res == {KTopicPartition(topic, 0): None}, res
         listed = admin.list_partition_reassignments()
@@ -261,9 +262,11 @@ def test_reassignment_under_load_moves_the_partition_and_keeps_every_write(broke
             assert sorted(listed[tp]["adding_replicas"]) == [4], listed
             assert listed[tp]["removing_replicas"] == [leader], listed
         wait_reassigned(brokers, admin, topic, 0, target)
+        took = time.monotonic() - started
         after = load.acked()
         wait_for("acks after the move", lambda: load.acked() > after + 100)
-        print(f"acked {before} before the move, {after - before} during it")
+        print(f"move took {took:.2f} s (to Metadata showing it); acked {before} before, "
+              f"{after - before} during it, errors {len(load.history.errors)}")
     finally:
         load.finish()
     load.check_read_back()
@@ -310,6 +313,12 @@ def test_bad_reassignments_get_kafka_error_codes(broker_factory):
     # Nothing changed and the brokers are fine.
     assert all(b.running() for b in brokers)
     assert len(wait_for("metadata", lambda: partition_view(brokers[0], topic, 0))[1]) == 2
+    # A single broker has nothing to move replicas to.
+    single = broker_factory()
+    single_admin = KafkaAdminClient(bootstrap_servers=[single.bootstrap])
+    create(single, topic, 1, 1)
+    assert alter_raw(single_admin, {(topic, 0): [1]}) == {(topic, 0): 39}
+    assert single_admin.list_partition_reassignments() == {}
 
 
 def test_a_stuck_reassignment_is_listed_and_cancelling_it_goes_back(broker_factory):
@@ -399,6 +408,9 @@ def test_decommission_moves_every_replica_off_the_broker(broker_factory):
                             "--admin-url", brokers[0].admin_url)
         assert refused.returncode != 0
         assert "replicas" in refused.stderr, refused.stderr
+        unknown = icestream("cluster", "decommission", "--node", "99",
+                            "--admin-url", brokers[0].admin_url)
+        assert unknown.returncode != 0 and "not a member" in unknown.stderr, unknown.stderr
         # Now it can go away with no effect on reads or writes.
         fourth.kill9()
         after = load.acked()
