@@ -341,7 +341,7 @@ impl Broker {
         // partition leadership.
         let assignments = match &self.cluster {
             Some(c) if !crate::topics::is_internal(name) => {
-                let brokers = c.placeable_brokers();
+                let brokers = c.brokers_for_new_topic(replication);
                 if replication < 1 || replication as usize > brokers.len() {
                     return Err(BrokerError::InvalidReplicationFactor(
                         replication,

@@ -122,7 +122,13 @@ impl Controller {
                 return;
             }
             let leader = self.node.raft.leader_id;
-            self.leader.store(leader, Ordering::Relaxed);
+            if self.leader.swap(leader, Ordering::Relaxed) != leader {
+                tracing::info!(
+                    leader,
+                    term = self.node.raft.term,
+                    "controller leader changed"
+                );
+            }
         }
     }
 

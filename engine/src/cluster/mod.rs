@@ -477,6 +477,23 @@ impl Cluster {
             .collect()
     }
 
+    /// [`Cluster::placeable_brokers`] for a new topic of `replication` replicas: only the live
+    /// ones when there are enough (a partition placed on a dead broker may have no quorum),
+    /// else all of them, as before.
+    pub fn brokers_for_new_topic(&self, replication: i16) -> Vec<i32> {
+        let all = self.placeable_brokers();
+        let alive: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|&id| self.members.is_alive(id))
+            .collect();
+        if alive.len() >= replication.max(1) as usize {
+            alive
+        } else {
+            all
+        }
+    }
+
     pub fn is_draining(&self, node: i32) -> bool {
         self.draining.lock().contains(&node)
     }
