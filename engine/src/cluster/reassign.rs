@@ -155,6 +155,7 @@ pub fn holds_replicas(b: &Broker, node: i32) -> bool {
         b.topics.record(&t.name).is_some_and(|r| {
             r.assignments.iter().any(|a| a.contains(&node))
                 || r.targets.values().any(|a| a.contains(&node))
+                || r.moving.values().any(|a| a.contains(&node))
         })
     })
 }
