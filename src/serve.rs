@@ -54,8 +54,9 @@ pub struct ServeArgs {
     /// from the seed list so that every broker agrees)
     #[arg(long, env = "ICESTREAM_CLUSTER_ID")]
     pub cluster_id: Option<String>,
-    /// Every broker's RPC host:port, comma-separated (the same list on every broker); without
-    /// it the broker runs alone
+    /// The founding brokers' RPC host:port, comma-separated (the same list on every broker; a
+    /// broker whose own address is not in it joins the cluster later); without it the broker
+    /// runs alone
     #[arg(long, env = "ICESTREAM_SEEDS", value_delimiter = ',')]
     pub seeds: Vec<String>,
     /// Internal RPC listener between brokers (with --seeds)

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::broker::Broker;
@@ -15,6 +15,8 @@ pub fn router(broker: Arc<Broker>) -> Router {
     Router::new()
         .route("/v1/status/ready", get(ready))
         .route("/v1/cluster", get(cluster))
+        .route("/v1/cluster/brokers", get(cluster_brokers))
+        .route("/v1/cluster/decommission/{node}", post(decommission))
         .route("/metrics", get(metrics))
         .route("/v1/topics/{name}/storage", get(topic_storage))
         .with_state(broker)
@@ -89,6 +91,67 @@ async fn cluster(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         "io_backend": b.shards.io_backend,
         "topics": b.topics.all().len(),
     }))
+}
+
+/// Every broker the cluster knows and its state: `active`, `draining` (being decommissioned,
+/// replicas still moving off it) or `decommissioned` (holds none; it can be shut down).
+async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
+    let Some(c) = &b.cluster else {
+        return Json(serde_json::json!({"brokers": [{
+            "id": b.node_id(),
+            "host": b.advertised.0,
+            "port": b.advertised.1,
+            "alive": true,
+            "state": "active",
+        }]}));
+    };
+    let brokers: Vec<_> = c
+        .members
+        .all()
+        .into_iter()
+        .map(|m| {
+            let state = if !c.is_draining(m.node_id) {
+                "active"
+            } else if crate::cluster::reassign::holds_replicas(&b, m.node_id) {
+                "draining"
+            } else {
+                "decommissioned"
+            };
+            serde_json::json!({
+                "id": m.node_id,
+                "host": m.kafka_host,
+                "port": m.kafka_port,
+                "alive": c.members.is_alive(m.node_id),
+                "state": state,
+            })
+        })
+        .collect();
+    Json(serde_json::json!({
+        "controller": c.controller_leader(),
+        "brokers": brokers,
+    }))
+}
+
+/// Starts decommissioning a broker through the controller: it gets no new replicas and the
+/// controller leader moves every replica it holds to the other brokers.
+async fn decommission(State(b): State<Arc<Broker>>, Path(node): Path<i32>) -> impl IntoResponse {
+    let res = match crate::cluster::reassign::plan_decommission(&b, node) {
+        Ok(cmd) => match &b.cluster {
+            Some(c) => c.propose(&b, cmd).await.map_err(|e| e.to_string()),
+            None => Err("not a cluster".into()),
+        },
+        Err(e) => Err(e.to_string()),
+    };
+    match res {
+        Ok(()) => (
+            StatusCode::OK,
+            Json(serde_json::json!({"node": node, "state": "draining"})),
+        ),
+        Err(e) => (
+            StatusCode::BAD_REQUEST,
+            Json(serde_json::json!({ "error": e })),
+        ),
+    }
 }
 
 async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {

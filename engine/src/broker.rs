@@ -230,7 +230,7 @@ impl Broker {
         })
     }
 
-    async fn open_partition(
+    pub(crate) async fn open_partition(
         &self,
         rec: &TopicRecord,
         p: i32,
@@ -244,35 +244,54 @@ impl Broker {
             None
         };
         let raft = self.raft_setup(rec, p);
+        if raft.is_none() && self.cluster.is_some() {
+            // A replica moved away while this broker was down leaves its Raft log behind.
+            let _ = std::fs::remove_dir_all(self.raft_dir(rec, p));
+        }
         Ok(self
             .shards
             .open_replicated(shard, dir, resolved.clone(), remote, raft)
             .await?)
     }
 
-    /// The Raft group of a partition this broker replicates, in a cluster.
+    /// Where a partition replica's Raft log lives.
+    pub(crate) fn raft_dir(&self, rec: &TopicRecord, p: i32) -> PathBuf {
+        self.config
+            .data_dir
+            .join("raft")
+            .join(format!("{}-{}", rec.name, rec.id))
+            .join(p.to_string())
+    }
+
+    /// The Raft group of a partition this broker replicates (or is gaining), in a cluster.
     fn raft_setup(&self, rec: &TopicRecord, p: i32) -> Option<crate::raft::RaftSetup> {
         let cluster = self.cluster.as_ref()?;
-        let replicas = rec.assignments.get(usize::try_from(p).ok()?)?;
-        if !replicas.contains(&self.node_id()) {
+        if !rec.replica_on(p, self.node_id()) {
             return None;
         }
+        let initial = rec.initial_replicas(p)?;
+        let current = rec.assignments.get(usize::try_from(p).ok()?)?;
+        let target = rec.targets.get(&p);
         let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
         Some(crate::raft::RaftSetup {
             id: self.node_id() as u64,
-            voters: replicas.iter().map(|&r| r as u64).collect(),
-            dir: self
-                .config
-                .data_dir
-                .join("raft")
-                .join(format!("{}-{}", rec.name, rec.id))
-                .join(p.to_string()),
+            // Always the creation-time voters: the log's conf changes lead from them to the
+            // current configuration, on a new replica as on an old one.
+            voters: initial.iter().map(|&r| r as u64).collect(),
+            dir: self.raft_dir(rec, p),
             send: cluster.partition_sender(&rec.name, p),
             leader: Default::default(),
             isr: Default::default(),
             lag_max: cluster.config.replica_lag_max,
             min_insync: min.parse().unwrap_or(1),
-            preferred: replicas.first().map_or(0, |&r| r as u64),
+            preferred: current.first().map_or(0, |&r| r as u64),
+            goal: target
+                .unwrap_or(current)
+                .iter()
+                .map(|&r| r as u64)
+                .collect(),
+            reassigning: target.is_some(),
+            on_reassigned: cluster.reassign_reporter(&rec.name, rec.id, p),
         })
     }
 
@@ -337,11 +356,11 @@ impl Broker {
         // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
             Some(c) => {
+                // Draining brokers are left out, and dead ones too when enough are alive.
                 let brokers: Vec<(i32, Option<String>)> = c
-                    .members
-                    .all()
+                    .brokers_for_new_topic(replication)
                     .into_iter()
-                    .map(|m| (m.node_id, m.rack))
+                    .map(|id| (id, c.members.get(id).and_then(|m| m.rack)))
                     .collect();
                 if replication < 1 || replication as usize > brokers.len() {
                     return Err(BrokerError::InvalidReplicationFactor(
@@ -375,6 +394,10 @@ impl Broker {
             replication_factor: replication,
             config,
             assignments,
+            initial: vec![],
+            targets: Default::default(),
+            moving: Default::default(),
+            changed_at: 0,
         })
     }
 

@@ -57,6 +57,41 @@ pub struct TopicRecord {
     /// Each partition's replicas, preferred leader first; empty on a single node.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub assignments: Vec<Vec<i32>>,
+    /// The creation-time assignment once a reassignment changed `assignments` (empty: the
+    /// same). Every replica's Raft group starts from it and replays the conf changes.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub initial: Vec<Vec<i32>>,
+    /// Ongoing reassignments: partition -> target replicas (on a cancellation, the assignment
+    /// again, until the group is back to it).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub targets: BTreeMap<i32, Vec<i32>>,
+    /// Every broker an ongoing reassignment involves (old replicas and every target given):
+    /// they keep their replica, which may still be a Raft voter, until the move completes.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub moving: BTreeMap<i32, Vec<i32>>,
+    /// The controller log index of the last reassignment command applied to this record, so
+    /// that replaying the log on restart skips what the record already reflects.
+    #[serde(default)]
+    pub changed_at: u64,
+}
+
+impl TopicRecord {
+    /// Partition `p`'s creation-time replicas (its Raft group's bootstrap voters).
+    pub fn initial_replicas(&self, p: i32) -> Option<&Vec<i32>> {
+        let p = usize::try_from(p).ok()?;
+        self.initial.get(p).or_else(|| self.assignments.get(p))
+    }
+
+    /// Whether `node` holds (or is gaining) a replica of partition `p`.
+    pub fn replica_on(&self, p: i32, node: i32) -> bool {
+        let current = usize::try_from(p)
+            .ok()
+            .and_then(|i| self.assignments.get(i))
+            .is_some_and(|r| r.contains(&node));
+        current
+            || self.targets.get(&p).is_some_and(|t| t.contains(&node))
+            || self.moving.get(&p).is_some_and(|t| t.contains(&node))
+    }
 }
 
 #[derive(Debug, Default, serde::Serialize, serde::Deserialize)]

@@ -151,6 +151,10 @@ impl Broker {
             replication_factor: 1,
             config,
             assignments: vec![],
+            initial: vec![],
+            targets: Default::default(),
+            moving: Default::default(),
+            changed_at: 0,
         };
         let dir = self.topic_dir(name);
         let _ = std::fs::remove_dir_all(&dir);

@@ -1,11 +1,11 @@
-//! `icestream cluster info|health`.
+//! `icestream cluster info|health|status|decommission|reassign`.
 
 use anyhow::{bail, Result};
 use kafka_protocol::messages::DescribeClusterRequest;
 use serde_json::json;
 
 use super::client::{text, Client};
-use super::http::{get, parse_url};
+use super::http::{get, parse_url, request, ADMIN_API};
 use super::output::{emit, emit_json_pretty, emit_raw};
 use super::table::{key_values, Table};
 use super::{ClientArgs, Format};
@@ -153,6 +153,136 @@ pub async fn health(args: &ClientArgs) -> Result<()> {
             "the broker at {} is not ready ({detail}): it may still be starting; check the broker log",
             args.admin_url
         );
+    }
+    Ok(())
+}
+
+const HINT: &str = "is 'icestream serve' running? set --admin-url";
+
+/// `icestream cluster status`: every broker and whether it is active, draining or
+/// decommissioned (from the admin API, which the controller's state backs).
+pub async fn status(args: &ClientArgs) -> Result<()> {
+    let url = parse_url(&args.admin_url)?;
+    let (code, body) = request(&url, ADMIN_API, "GET", "/v1/cluster/brokers", None, HINT).await?;
+    if code != 200 {
+        bail!(
+            "the admin API answered HTTP {code}: {}",
+            body.chars().take(300).collect::<String>()
+        );
+    }
+    let v: serde_json::Value = serde_json::from_str(&body)?;
+    match args.format {
+        Format::Json => {
+            emit_json_pretty(&v)?;
+        }
+        Format::Table => {
+            let mut t = Table::new(&["ID", "HOST", "PORT", "ALIVE", "STATE"]);
+            for b in v["brokers"].as_array().into_iter().flatten() {
+                t.row(vec![
+                    b["id"].to_string(),
+                    b["host"].as_str().unwrap_or("-").to_string(),
+                    b["port"].to_string(),
+                    if b["alive"].as_bool() == Some(true) {
+                        "yes"
+                    } else {
+                        "no"
+                    }
+                    .into(),
+                    b["state"].as_str().unwrap_or("-").to_string(),
+                ]);
+            }
+            emit_raw(&t.render())?;
+        }
+    }
+    Ok(())
+}
+
+/// `icestream cluster decommission --node N`: marks the broker as draining; the controller
+/// moves its replicas to the other brokers (follow with `icestream cluster status`).
+pub async fn decommission(args: &ClientArgs, node: i32) -> Result<()> {
+    let url = parse_url(&args.admin_url)?;
+    let path = format!("/v1/cluster/decommission/{node}");
+    let (code, body) = request(&url, ADMIN_API, "POST", &path, None, HINT).await?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body.clone()));
+    if code != 200 {
+        let msg = v["error"].as_str().map(str::to_string).unwrap_or(body);
+        bail!("{msg}");
+    }
+    match args.format {
+        Format::Json => {
+            emit_json_pretty(&v)?;
+        }
+        Format::Table => {
+            emit(&format!(
+                "broker {node} is draining: its replicas are moving to the other brokers; 'icestream cluster status' shows it as decommissioned once none is left"
+            ))?;
+        }
+    }
+    Ok(())
+}
+
+/// `icestream cluster reassign --topic T --partition P --replicas 2,3,4` (or `--cancel`):
+/// Kafka's AlterPartitionReassignments.
+pub async fn reassign(
+    args: &ClientArgs,
+    topic: &str,
+    partition: i32,
+    replicas: Option<Vec<i32>>,
+) -> Result<()> {
+    use kafka_protocol::messages::alter_partition_reassignments_request::{
+        ReassignablePartition, ReassignableTopic,
+    };
+    use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId, TopicName};
+    use kafka_protocol::protocol::StrBytes;
+    let mut client = Client::connect(&args.brokers).await?;
+    let req = AlterPartitionReassignmentsRequest::default()
+        .with_timeout_ms(30_000)
+        .with_topics(vec![ReassignableTopic::default()
+            .with_name(TopicName(StrBytes::from_string(topic.to_string())))
+            .with_partitions(vec![ReassignablePartition::default()
+                .with_partition_index(partition)
+                .with_replicas(
+                    replicas
+                        .as_ref()
+                        .map(|r| r.iter().map(|&id| BrokerId(id)).collect()),
+                )])]);
+    let resp = client.any().send(&req).await?;
+    if resp.error_code != 0 {
+        bail!(
+            "{}: {}",
+            super::errors::code_name(resp.error_code),
+            resp.error_message.as_ref().map(text).unwrap_or_default()
+        );
+    }
+    for t in &resp.responses {
+        for p in &t.partitions {
+            if p.error_code != 0 {
+                bail!(
+                    "{} partition {}: {}: {}",
+                    text(&t.name.0),
+                    p.partition_index,
+                    super::errors::code_name(p.error_code),
+                    p.error_message.as_ref().map(text).unwrap_or_default()
+                );
+            }
+        }
+    }
+    let what = match &replicas {
+        Some(r) => format!("moving to replicas {r:?}"),
+        None => "reassignment cancelled".to_string(),
+    };
+    match args.format {
+        Format::Json => {
+            emit_json_pretty(&json!({
+                "topic": topic,
+                "partition": partition,
+                "replicas": replicas,
+            }))?;
+        }
+        Format::Table => {
+            emit(&format!("{topic} partition {partition}: {what}"))?;
+        }
     }
     Ok(())
 }

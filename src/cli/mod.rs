@@ -151,6 +151,27 @@ pub enum ClusterCommand {
     Info,
     /// Ask the admin API whether the broker is ready; exits non-zero when it is not
     Health,
+    /// Show every broker and whether it is active, draining or decommissioned
+    Status,
+    /// Move every replica off a broker and stop placing new ones on it
+    Decommission {
+        /// The broker's node id
+        #[arg(long)]
+        node: i32,
+    },
+    /// Move a partition to other replicas (Kafka's AlterPartitionReassignments)
+    Reassign {
+        #[arg(long)]
+        topic: String,
+        #[arg(long)]
+        partition: i32,
+        /// The new replicas, preferred leader first (e.g. 2,3,4)
+        #[arg(long, value_delimiter = ',', required_unless_present = "cancel")]
+        replicas: Option<Vec<i32>>,
+        /// Cancel the partition's ongoing reassignment instead
+        #[arg(long, conflicts_with = "replicas")]
+        cancel: bool,
+    },
     /// Hibernate topics into object storage and bring them back
     #[command(subcommand)]
     Storage(StorageCommand),
@@ -396,6 +417,14 @@ pub async fn run_cluster(args: &ClientArgs, cmd: ClusterCommand) -> anyhow::Resu
     match cmd {
         ClusterCommand::Info => cluster::info(args).await,
         ClusterCommand::Health => cluster::health(args).await,
+        ClusterCommand::Status => cluster::status(args).await,
+        ClusterCommand::Decommission { node } => cluster::decommission(args, node).await,
+        ClusterCommand::Reassign {
+            topic,
+            partition,
+            replicas,
+            cancel: _,
+        } => cluster::reassign(args, &topic, partition, replicas).await,
         ClusterCommand::Storage(StorageCommand::Unmount { topic }) => {
             storage::unmount(args, &topic).await
         }

@@ -55,6 +55,7 @@ struct Controller {
     broker: Arc<Broker>,
     pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
     leader: Arc<AtomicU64>,
+    ticks: u64,
 }
 
 /// Opens the controller's log under `<data>/controller` and starts its task.
@@ -85,6 +86,7 @@ pub fn start(
         broker,
         pending: HashMap::new(),
         leader: leader.clone(),
+        ticks: 0,
     };
     tokio::spawn(c.run(rx));
     Ok(ControllerHandle { tx, leader })
@@ -98,6 +100,11 @@ impl Controller {
             tokio::select! {
                 _ = tick.tick() => {
                     self.node.tick();
+                    self.ticks += 1;
+                    if self.ticks.is_multiple_of(20) && self.node.raft.state == StateRole::Leader {
+                        self.add_learners();
+                        super::reassign::drain(&self.broker);
+                    }
                 }
                 input = rx.recv() => match input {
                     None => return,
@@ -115,7 +122,13 @@ impl Controller {
                 return;
             }
             let leader = self.node.raft.leader_id;
-            self.leader.store(leader, Ordering::Relaxed);
+            if self.leader.swap(leader, Ordering::Relaxed) != leader {
+                tracing::info!(
+                    leader,
+                    term = self.node.raft.term,
+                    "controller leader changed"
+                );
+            }
         }
     }
 
@@ -158,6 +171,23 @@ impl Controller {
 
     async fn apply(&mut self, entries: Vec<Entry>) {
         for e in entries {
+            if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+                let mut cc = raft::eraftpb::ConfChangeV2::default();
+                match cc.merge_from_bytes(&e.data) {
+                    Ok(()) => match self.node.apply_conf_change(&cc) {
+                        Ok(cs) => {
+                            tracing::info!(voters = ?cs.voters, learners = ?cs.learners, "controller configuration changed")
+                        }
+                        Err(err) => {
+                            tracing::warn!(index = e.index, error = %err, "controller conf change refused")
+                        }
+                    },
+                    Err(err) => {
+                        tracing::error!(index = e.index, error = %err, "undecodable controller conf change skipped")
+                    }
+                }
+                continue;
+            }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.is_empty() {
                 continue;
             }
@@ -168,12 +198,43 @@ impl Controller {
                     continue;
                 }
             };
-            let res = super::apply(&self.broker, p.cmd).await;
+            let res = super::apply(&self.broker, p.cmd, e.index).await;
             if let Err(err) = &res {
                 tracing::debug!(index = e.index, error = %err, "controller command refused");
             }
             if let Some(reply) = self.pending.remove(&p.id) {
                 let _ = reply.send(ProposeOutcome::Applied(res));
+            }
+        }
+    }
+
+    /// Adds every live broker gossip knows that is not yet in the controller group as a
+    /// learner (one conf change at a time). Joining brokers start from the founders' voters
+    /// with an empty log; the log is never compacted, so the leader replicates it to them
+    /// from index 1 (no snapshot needed) and they replay these conf changes like everyone.
+    fn add_learners(&mut self) {
+        let raft = &self.node.raft;
+        if raft.pending_conf_index > raft.raft_log.applied {
+            return;
+        }
+        let Some(cluster) = &self.broker.cluster else {
+            return;
+        };
+        let joining = cluster
+            .members
+            .all()
+            .into_iter()
+            .map(|m| m.node_id as u64)
+            .find(|&id| raft.prs().get(id).is_none() && cluster.members.is_alive(id as i32));
+        if let Some(id) = joining {
+            let cc =
+                crate::raft::conf_change(&[(id, raft::eraftpb::ConfChangeType::AddLearnerNode)]);
+            tracing::info!(
+                node = id,
+                "adding a broker to the controller group as a learner"
+            );
+            if let Err(e) = self.node.propose_conf_change(vec![], cc) {
+                tracing::debug!(error = %e, "adding a learner failed");
             }
         }
     }

@@ -4,12 +4,15 @@
 //!
 //! Start-up: the RPC listener is bound with the broker; gossip ([`membership`]) learns every
 //! seed's node id; once all seeds have answered (or the controller log already exists) the
-//! controller ([`controller`]) starts with the seeds as its voters. Every broker must be given
-//! the same seed list (all brokers' RPC addresses), as KRaft's `controller.quorum.voters`.
+//! controller ([`controller`]) starts with the seeds as its voters. The founding brokers must
+//! be given the same seed list (all their RPC addresses), as KRaft's `controller.quorum.voters`.
+//! A broker whose own RPC address is not among its seeds joins later: its controller replica
+//! starts as a Raft learner and the controller leader adds it once gossip shows it.
 
 pub mod controller;
 pub mod membership;
 pub mod placement;
+pub mod reassign;
 pub mod rpc;
 pub mod store;
 
@@ -37,7 +40,8 @@ pub struct ClusterConfig {
     pub rpc_addr: SocketAddr,
     /// `host:port` other brokers use to reach it (defaults to the listener's address).
     pub advertised_rpc_addr: Option<String>,
-    /// Every broker's RPC `host:port` (this one's may be included).
+    /// The founding brokers' RPC `host:port`s. A founder is one of them (a controller
+    /// voter); a broker whose own address is not among them joins as a controller learner.
     pub seeds: Vec<String>,
     /// `--rack` (Kafka's `broker.rack`), gossiped in [`Member`].
     pub rack: Option<String>,
@@ -66,7 +70,28 @@ pub enum ClusterError {
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub enum Command {
     CreateTopic(TopicRecord),
-    DeleteTopic { name: String, id: uuid::Uuid },
+    DeleteTopic {
+        name: String,
+        id: uuid::Uuid,
+    },
+    /// Starts (`target` given) or cancels (`None`) moving a partition to other replicas.
+    Reassign {
+        topic: String,
+        id: uuid::Uuid,
+        partition: i32,
+        target: Option<Vec<i32>>,
+    },
+    /// The partition's leader reports its Raft group's configuration equals the target.
+    Reassigned {
+        topic: String,
+        id: uuid::Uuid,
+        partition: i32,
+        replicas: Vec<i32>,
+    },
+    /// Moves every replica off a broker and stops placing new ones on it.
+    Decommission {
+        node: i32,
+    },
 }
 
 /// A controller log entry: a command and the id its proposer waits on.
@@ -125,6 +150,10 @@ pub struct Cluster {
     /// partition Raft messages in them.
     pub frames_sent: prometheus_client::metrics::counter::Counter,
     pub partition_messages_sent: prometheus_client::metrics::counter::Counter,
+    /// Brokers being decommissioned (rebuilt from the controller log on every start).
+    draining: parking_lot::Mutex<std::collections::BTreeSet<i32>>,
+    /// Whether a task moving replicas off draining brokers is running.
+    drain_task: std::sync::atomic::AtomicBool,
 }
 
 /// A partition ISR another broker said it leads with.
@@ -176,6 +205,8 @@ impl Cluster {
             isr_views: Default::default(),
             frames_sent: Default::default(),
             partition_messages_sent: Default::default(),
+            draining: Default::default(),
+            drain_task: Default::default(),
         }))
     }
 
@@ -220,7 +251,11 @@ impl Cluster {
         let broker = broker.clone();
         tokio::spawn(async move {
             let voters = me.wait_for_voters(&broker).await;
-            tracing::info!(?voters, "starting the controller");
+            tracing::info!(
+                ?voters,
+                learner = !me.is_founder(),
+                "starting the controller"
+            );
             match controller::start(broker, me.node_id() as u64, &voters) {
                 Ok(h) => {
                     let _ = me.controller.set(h);
@@ -230,7 +265,23 @@ impl Cluster {
         });
     }
 
-    /// The voter set: this broker and every seed's node id, once all have answered.
+    /// Whether this broker's own RPC address is one of its seeds (a founding voter of the
+    /// controller) rather than a broker that joins later as a learner.
+    pub fn is_founder(&self) -> bool {
+        let me = &self.members.me().rpc_addr;
+        self.config.seeds.is_empty()
+            || self.config.seeds.iter().any(|s| s == me)
+            || self
+                .config
+                .seeds
+                .iter()
+                .any(|s| s.parse::<SocketAddr>().ok() == Some(self.config.rpc_addr))
+    }
+
+    /// The voter set: every seed's node id (and this broker's, if it is one), once all have
+    /// answered. A broker that is not a seed starts from the founders' voters without being
+    /// one: its controller replica stays a learner, which replicates and applies the log (all
+    /// a broker needs to answer Metadata) without changing the quorum.
     async fn wait_for_voters(&self, broker: &Broker) -> Vec<u64> {
         let existing = broker
             .config
@@ -257,7 +308,9 @@ impl Cluster {
                 })
                 .collect();
             if let Some(mut ids) = ids {
-                ids.push(self.node_id() as u64);
+                if self.is_founder() {
+                    ids.push(self.node_id() as u64);
+                }
                 ids.sort_unstable();
                 ids.dedup();
                 return ids;
@@ -517,13 +570,119 @@ fn applied_here(b: &Broker, cmd: &Command) -> bool {
     match cmd {
         Command::CreateTopic(r) => b.topics.record(&r.name).is_some_and(|x| x.id == r.id),
         Command::DeleteTopic { name, id } => b.topics.record(name).is_none_or(|x| x.id != *id),
+        Command::Reassign {
+            topic,
+            id,
+            partition,
+            target,
+        } => b.topics.record(topic).is_none_or(|r| {
+            let p = *partition;
+            r.id != *id
+                || match target {
+                    Some(t) => {
+                        r.targets.get(&p) == Some(t)
+                            || r.assignments.get(p.max(0) as usize) == Some(t)
+                    }
+                    // Cancelled: the target is the assignment again (or already gone).
+                    None => r
+                        .targets
+                        .get(&p)
+                        .is_none_or(|t| r.assignments.get(p.max(0) as usize) == Some(t)),
+                }
+        }),
+        Command::Reassigned {
+            topic, partition, ..
+        } => b
+            .topics
+            .record(topic)
+            .is_none_or(|r| !r.targets.contains_key(partition)),
+        Command::Decommission { node } => b
+            .cluster
+            .as_ref()
+            .is_none_or(|c| c.draining.lock().contains(node)),
+    }
+}
+
+impl Cluster {
+    /// Brokers new replicas may go to: every known one except those being decommissioned.
+    pub fn placeable_brokers(&self) -> Vec<i32> {
+        let draining = self.draining.lock();
+        self.members
+            .all()
+            .iter()
+            .map(|m| m.node_id)
+            .filter(|id| !draining.contains(id))
+            .collect()
+    }
+
+    /// [`Cluster::placeable_brokers`] for a new topic of `replication` replicas: only the live
+    /// ones when there are enough (a partition placed on a dead broker may have no quorum),
+    /// else all of them, as before.
+    pub fn brokers_for_new_topic(&self, replication: i16) -> Vec<i32> {
+        let all = self.placeable_brokers();
+        let alive: Vec<i32> = all
+            .iter()
+            .copied()
+            .filter(|&id| self.members.is_alive(id))
+            .collect();
+        if alive.len() >= replication.max(1) as usize {
+            alive
+        } else {
+            all
+        }
+    }
+
+    pub fn is_draining(&self, node: i32) -> bool {
+        self.draining.lock().contains(&node)
+    }
+
+    /// How a partition leader reports a finished reassignment: a `Reassigned` proposal, sent
+    /// from a task on the cluster's runtime (partition actors run on shard threads).
+    pub fn reassign_reporter(
+        self: &Arc<Self>,
+        topic: &str,
+        id: uuid::Uuid,
+        partition: i32,
+    ) -> crate::raft::ReportFn {
+        let cluster = Arc::downgrade(self);
+        let topic = topic.to_string();
+        Arc::new(move |replicas: Vec<i32>| {
+            let Some(c) = cluster.upgrade() else { return };
+            let Some(rt) = c.runtime.get().cloned() else {
+                return;
+            };
+            let cmd = Command::Reassigned {
+                topic: topic.clone(),
+                id,
+                partition,
+                replicas,
+            };
+            rt.spawn(async move {
+                let Some(b) = c.broker.get().and_then(|b| b.upgrade()) else {
+                    return;
+                };
+                if let Err(e) = c.propose(&b, cmd).await {
+                    tracing::debug!(error = %e, "reporting a finished reassignment failed; the leader retries");
+                }
+            });
+        })
     }
 }
 
 /// Applies a committed command to this broker's topic table. Idempotent: the log is replayed
-/// from the start on every restart.
-pub(crate) async fn apply(b: &Broker, cmd: Command) -> Result<(), ApplyError> {
+/// from the start on every restart (`index` is the entry's, for commands that must not be
+/// applied twice).
+pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
     match cmd {
+        cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
+            reassign::apply(b, cmd, index).await
+        }
+        Command::Decommission { node } => {
+            if let Some(c) = &b.cluster {
+                c.draining.lock().insert(node);
+            }
+            Ok(())
+        }
         Command::CreateTopic(rec) => match b.topics.record(&rec.name) {
             Some(r) if r.id == rec.id => Ok(()),
             Some(_) => Err(ApplyError::TopicExists(rec.name)),

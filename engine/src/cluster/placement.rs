@@ -88,6 +88,27 @@ pub fn start_for(topic: &str) -> usize {
         .fold(2166136261u32, |h, b| (h ^ b as u32).wrapping_mul(16777619)) as usize
 }
 
+/// The replicas of a partition with `leaving` replaced (in its position, so a preferred
+/// leader is replaced by the new one) by the broker of `brokers` that is not yet a replica
+/// and holds the fewest replicas in `load`; `None` if every broker already is one.
+pub fn replace(
+    brokers: &[i32],
+    replicas: &[i32],
+    leaving: i32,
+    load: &std::collections::BTreeMap<i32, usize>,
+) -> Option<Vec<i32>> {
+    let new = brokers
+        .iter()
+        .filter(|b| **b != leaving && !replicas.contains(b))
+        .min_by_key(|b| (load.get(b).copied().unwrap_or(0), **b))?;
+    Some(
+        replicas
+            .iter()
+            .map(|&r| if r == leaving { *new } else { r })
+            .collect(),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +170,26 @@ mod tests {
         // A broker without a rack: plain placement.
         let mixed = vec![(1, rack("a")), (2, None), (3, rack("b"))];
         assert_eq!(assign_racked(&mixed, 3, 2, 0), assign(&[1, 2, 3], 3, 2, 0));
+    }
+}
+
+#[cfg(test)]
+mod replace_tests {
+    use super::*;
+
+    #[test]
+    fn replace_picks_the_least_loaded_other_broker_in_place() {
+        let load = [(1, 5), (2, 5), (3, 5), (4, 1), (5, 0)]
+            .into_iter()
+            .collect();
+        assert_eq!(
+            replace(&[1, 2, 3, 4, 5], &[1, 2, 3], 1, &load),
+            Some(vec![5, 2, 3])
+        );
+        assert_eq!(
+            replace(&[1, 2, 3, 4], &[4, 2, 3], 2, &load),
+            Some(vec![4, 1, 3])
+        );
+        assert_eq!(replace(&[1, 2, 3], &[1, 2, 3], 1, &load), None);
     }
 }

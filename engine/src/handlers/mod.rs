@@ -12,6 +12,7 @@ use kafka_protocol::ResponseError;
 use crate::broker::Broker;
 
 pub mod alter_configs;
+pub mod alter_partition_reassignments;
 pub mod api_versions;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
@@ -32,6 +33,7 @@ pub mod join_group;
 pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
+pub mod list_partition_reassignments;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -83,6 +85,9 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // Partition reassignment (crate::cluster::reassign), v0 as in Kafka's admin tools.
+    api(ApiKey::AlterPartitionReassignments, 0, 0),
+    api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     // Consumer groups, classic protocol (crate::group). librdkafka only compresses lz4
     // batches when FindCoordinator v0 is listed, so it starts at 0.
@@ -186,6 +191,16 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
         RequestKind::IncrementalAlterConfigs(r) => Box::pin(async move {
             Handled::reply(ResponseKind::IncrementalAlterConfigs(
                 incremental_alter_configs::handle(&b, r).await,
+            ))
+        }),
+        RequestKind::AlterPartitionReassignments(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::AlterPartitionReassignments(
+                alter_partition_reassignments::handle(&b, r).await,
+            ))
+        }),
+        RequestKind::ListPartitionReassignments(r) => Box::pin(async move {
+            Handled::reply(ResponseKind::ListPartitionReassignments(
+                list_partition_reassignments::handle(&b, r),
             ))
         }),
         RequestKind::DescribeCluster(r) => Box::pin(async move {

@@ -109,6 +109,13 @@ pub enum Cmd {
     Reconfigure(Box<ResolvedTopicConfig>),
     /// A message for the partition's Raft group.
     Raft(Box<raft::eraftpb::Message>),
+    /// The replicas the Raft group should move to (a reassignment's target, else the
+    /// assignment) and the preferred leader.
+    Goal {
+        replicas: Vec<u64>,
+        reassigning: bool,
+        preferred: u64,
+    },
     /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
     AttachRemote(Box<RemoteLink>),
     /// `(bytes, segments)` on local disk.
@@ -379,6 +386,15 @@ impl Actor {
             Cmd::Raft(m) => {
                 if let Some(r) = &mut self.raft {
                     r.step(*m);
+                }
+            }
+            Cmd::Goal {
+                replicas,
+                reassigning,
+                preferred,
+            } => {
+                if let Some(r) = &mut self.raft {
+                    r.set_goal(replicas, reassigning, preferred);
                 }
             }
             Cmd::Read {

@@ -25,6 +25,9 @@ use crate::cluster::store::{RaftStore, StoreError};
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
 
+/// Tells the controller that a reassignment reached its target replicas.
+pub type ReportFn = Arc<dyn Fn(Vec<i32>) + Send + Sync>;
+
 /// What a partition needs to join its group.
 pub struct RaftSetup {
     pub id: u64,
@@ -41,6 +44,11 @@ pub struct RaftSetup {
     pub min_insync: usize,
     /// The preferred leader (the assignment's first replica); leadership returns to it.
     pub preferred: u64,
+    /// The replicas the group should have: the reassignment target, else the assignment.
+    pub goal: Vec<u64>,
+    /// Whether `goal` is an ongoing reassignment's target (reported once reached).
+    pub reassigning: bool,
+    pub on_reassigned: ReportFn,
 }
 
 /// The leader's view of its followers, published by the partition actor at every tick while it
@@ -93,6 +101,13 @@ pub struct PartitionRaft {
     caught_up_at: HashMap<u64, std::time::Instant>,
     /// The leader's last index at its previous tick (none before its first as leader).
     last_at_prev_tick: Option<u64>,
+    goal: Vec<u64>,
+    reassigning: bool,
+    on_reassigned: ReportFn,
+    /// No completion report before this tick (the controller may take a moment to apply it).
+    next_report: u64,
+    /// The last reconfigure round saw a joint configuration.
+    joint_seen: bool,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -137,6 +152,11 @@ impl PartitionRaft {
             lag_max: setup.lag_max,
             caught_up_at: HashMap::new(),
             last_at_prev_tick: None,
+            goal: setup.goal,
+            reassigning: setup.reassigning,
+            on_reassigned: setup.on_reassigned,
+            next_report: 0,
+            joint_seen: false,
         })
     }
 
@@ -158,7 +178,8 @@ impl PartitionRaft {
             .prs()
             .iter()
             .filter(|(id, _)| {
-                **id == me || self.heard.get(id).is_some_and(|t| t.elapsed() < within)
+                self.node.raft.prs().conf().voters().contains(**id)
+                    && (**id == me || self.heard.get(id).is_some_and(|t| t.elapsed() < within))
             })
             .count()
     }
@@ -223,9 +244,25 @@ impl PartitionRaft {
         self.node.tick();
         self.ticks += 1;
         self.refresh_view();
+        // Every half second a leader takes a step towards the goal configuration.
+        if self.ticks.is_multiple_of(10) && self.is_leader() {
+            self.reconfigure();
+        }
         // Every few seconds a leader hands leadership back to the preferred replica once it
-        // has caught up, so leaders stay balanced after failovers.
-        if self.ticks.is_multiple_of(40) && self.is_leader() && self.preferred != self.id {
+        // has caught up, so leaders stay balanced after failovers (not while a reassignment
+        // moves leadership itself, and only to a voter).
+        if self.ticks.is_multiple_of(40)
+            && self.is_leader()
+            && self.preferred != self.id
+            && !self.reassigning
+            && self
+                .node
+                .raft
+                .prs()
+                .conf()
+                .voters()
+                .contains(self.preferred)
+        {
             let last = self.node.raft.raft_log.last_index();
             let caught_up = self
                 .node
@@ -278,8 +315,12 @@ impl PartitionRaft {
         Ok(out)
     }
 
-    fn collect(&self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
+    fn collect(&mut self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
         for e in entries {
+            if e.get_entry_type() == EntryType::EntryConfChangeV2 {
+                self.apply_conf_change(&e);
+                continue;
+            }
             if e.get_entry_type() != EntryType::EntryNormal || e.data.len() < HEADER {
                 continue;
             }
@@ -296,5 +337,283 @@ impl PartitionRaft {
     }
 }
 
+/// Reassignment: the leader moves the group's configuration to its goal replicas one safe step
+/// at a time, each a conf change committed through the log (so every replica, and a replica
+/// that starts later with an empty log, replays the same steps from the creation-time voters).
+/// The Raft log is never compacted, so a new replica is always caught up by plain appends
+/// from index 1: no snapshots are needed.
+impl PartitionRaft {
+    /// A new goal from the controller: the reassignment target, or the assignment when none
+    /// (completed or cancelled).
+    pub fn set_goal(&mut self, goal: Vec<u64>, reassigning: bool, preferred: u64) {
+        self.goal = goal;
+        self.reassigning = reassigning;
+        self.preferred = preferred;
+        self.next_report = 0;
+    }
+
+    /// Voters (incoming and outgoing halves) and learners of the applied configuration.
+    pub fn conf_state(&self) -> raft::eraftpb::ConfState {
+        self.node.raft.prs().conf().to_conf_state()
+    }
+
+    fn apply_conf_change(&mut self, e: &Entry) {
+        let mut cc = raft::eraftpb::ConfChangeV2::default();
+        if let Err(err) = protobuf::Message::merge_from_bytes(&mut cc, &e.data) {
+            tracing::error!(index = e.index, error = %err, "undecodable conf change skipped");
+            return;
+        }
+        if cc.leave_joint() && self.conf_state().voters_outgoing.is_empty() {
+            // raft-rs proposes a second leave when the first is applied after `advance`
+            // (run_ready's order); every replica skips it alike.
+            return;
+        }
+        match self.node.apply_conf_change(&cc) {
+            Ok(cs) => {
+                tracing::info!(index = e.index, voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "partition configuration changed")
+            }
+            Err(err) => tracing::warn!(index = e.index, error = %err, "conf change refused"),
+        }
+    }
+
+    fn propose_change(&mut self, changes: Vec<(u64, raft::eraftpb::ConfChangeType)>) {
+        // One change is a simple change; several enter a joint configuration with automatic
+        // leave (reconfigure leaves it explicitly if raft-rs has not).
+        let cc = conf_change(&changes);
+        if let Err(e) = self.node.propose_conf_change(vec![], cc) {
+            tracing::debug!(error = %e, "conf change not proposed");
+        }
+    }
+
+    /// One step towards the goal configuration; the leader calls it every half second.
+    fn reconfigure(&mut self) {
+        use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode, RemoveNode};
+        let raft = &self.node.raft;
+        // One conf change at a time: wait until the last one is applied.
+        if raft.pending_conf_index > raft.raft_log.applied || self.goal.is_empty() {
+            return;
+        }
+        let cs = self.conf_state();
+        if cs.voters_outgoing.is_empty() {
+            self.joint_seen = false;
+        } else {
+            // raft-rs leaves a joint configuration by itself at the next commit after the one
+            // that entered it, but misses it when that was the last commit (we apply entries
+            // after `advance`): then leave it here (an empty ConfChangeV2), one round later.
+            if !std::mem::replace(&mut self.joint_seen, true) {
+                return;
+            }
+            if let Err(e) = self
+                .node
+                .propose_conf_change(vec![], raft::eraftpb::ConfChangeV2::default())
+            {
+                tracing::debug!(error = %e, "leaving the joint configuration failed");
+            }
+            return;
+        }
+        let last = raft.raft_log.last_index();
+        // A replica within a few entries of the leader's log counts as caught up: joint
+        // consensus keeps it safe either way, this only keeps commits from stalling.
+        let caught_up = |id: u64| raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last);
+        let voter = |id: &u64| cs.voters.contains(id);
+        let learner = |id: &u64| cs.learners.contains(id);
+        // 1. Every new replica joins as a learner and receives the log.
+        if let Some(&n) = self.goal.iter().find(|n| !voter(n) && !learner(n)) {
+            self.propose_change(vec![(n, AddLearnerNode)]);
+            return;
+        }
+        // 2. ... until it has caught up.
+        if self.goal.iter().any(|&n| learner(&n) && !caught_up(n)) {
+            return;
+        }
+        // 3. A leader that is being removed hands over to a target replica first.
+        if !self.goal.contains(&self.id) {
+            match self.goal.iter().find(|&&n| voter(&n) && caught_up(n)) {
+                Some(&t) => self.node.transfer_leader(t),
+                None => {
+                    // No target replica votes yet: promote one (a single, simple change).
+                    if let Some(&t) = self.goal.iter().find(|n| learner(n)) {
+                        self.propose_change(vec![(t, AddNode)]);
+                    }
+                }
+            }
+            return;
+        }
+        // 4. One joint change: the new voters in, the old ones (and stray learners) out.
+        let mut changes: Vec<_> = self
+            .goal
+            .iter()
+            .filter(|n| !voter(n))
+            .map(|&n| (n, AddNode))
+            .collect();
+        changes.extend(
+            cs.voters
+                .iter()
+                .chain(cs.learners.iter())
+                .filter(|n| !self.goal.contains(n))
+                .map(|&n| (n, RemoveNode)),
+        );
+        if !changes.is_empty() {
+            self.propose_change(changes);
+            return;
+        }
+        // 5. The configuration is the goal: tell the controller (again now and then, until
+        // it applies it and the goal stops being a reassignment).
+        if self.reassigning && self.ticks >= self.next_report {
+            self.next_report = self.ticks + 40;
+            (self.on_reassigned)(self.goal.iter().map(|&n| n as i32).collect());
+        }
+    }
+}
+
+/// A ConfChangeV2 of these changes (automatic transition).
+pub fn conf_change(
+    changes: &[(u64, raft::eraftpb::ConfChangeType)],
+) -> raft::eraftpb::ConfChangeV2 {
+    let mut cc = raft::eraftpb::ConfChangeV2::default();
+    cc.set_changes(
+        changes
+            .iter()
+            .map(|&(id, ty)| {
+                let mut c = raft::eraftpb::ConfChangeSingle {
+                    node_id: id,
+                    ..Default::default()
+                };
+                c.set_change_type(ty);
+                c
+            })
+            .collect(),
+    );
+    cc
+}
+
 /// Proposals waiting for their entry to be applied.
 pub type Pending<T> = HashMap<u64, T>;
+
+#[cfg(test)]
+mod reassign_tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::Mutex;
+
+    type Outbox = Arc<Mutex<Vec<Message>>>;
+    type Reports = Arc<Mutex<Vec<Vec<i32>>>>;
+
+    fn open(
+        dir: &std::path::Path,
+        id: u64,
+        goal: &[u64],
+        out: &Outbox,
+        reports: &Reports,
+    ) -> PartitionRaft {
+        let out = out.clone();
+        let reports = reports.clone();
+        PartitionRaft::open(RaftSetup {
+            id,
+            // Always the creation-time voters, also for a replica added later.
+            voters: vec![1, 2, 3],
+            dir: dir.join(id.to_string()),
+            send: Arc::new(move |_, m| out.lock().unwrap().push(m)),
+            leader: Default::default(),
+            isr: Default::default(),
+            lag_max: std::time::Duration::from_secs(30),
+            min_insync: 1,
+            preferred: 1,
+            goal: goal.to_vec(),
+            reassigning: goal != [1, 2, 3],
+            on_reassigned: Arc::new(move |r| reports.lock().unwrap().push(r)),
+        })
+        .unwrap()
+    }
+
+    /// Ticks every node `rounds` times, delivering messages in between (lossless network).
+    fn run(nodes: &mut BTreeMap<u64, PartitionRaft>, out: &Outbox, rounds: usize) {
+        for _ in 0..rounds {
+            for n in nodes.values_mut() {
+                n.tick();
+            }
+            for _ in 0..5 {
+                for n in nodes.values_mut() {
+                    n.drive().unwrap();
+                }
+                let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
+                for m in msgs {
+                    if let Some(n) = nodes.get_mut(&m.to) {
+                        n.step(m);
+                    }
+                }
+            }
+        }
+    }
+
+    fn voters(n: &PartitionRaft) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+        let cs = n.conf_state();
+        let sorted = |mut v: Vec<u64>| {
+            v.sort_unstable();
+            v
+        };
+        (
+            sorted(cs.voters),
+            sorted(cs.voters_outgoing),
+            sorted(cs.learners),
+        )
+    }
+
+    #[test]
+    fn the_leader_moves_the_group_to_the_target_through_learners_and_a_joint_change() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        assert!(
+            nodes[&1].is_leader(),
+            "the preferred replica leads a new group"
+        );
+        for i in 0..20 {
+            nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
+        }
+        run(&mut nodes, &out, 5);
+        // Move to {2, 3, 4}: the leader (1) is removed, 4 starts with an empty log.
+        nodes.insert(4, open(dir.path(), 4, &[2, 3, 4], &out, &reports));
+        for n in nodes.values_mut() {
+            n.set_goal(vec![2, 3, 4], true, 2);
+        }
+        run(&mut nodes, &out, 300);
+        for id in [2, 3, 4] {
+            assert_eq!(
+                voters(&nodes[&id]),
+                (vec![2, 3, 4], vec![], vec![]),
+                "node {id}"
+            );
+        }
+        let leader = nodes.values().find(|n| n.is_leader()).map(|n| n.id);
+        assert!(matches!(leader, Some(2..=4)), "leader {leader:?}");
+        assert!(reports.lock().unwrap().contains(&vec![2, 3, 4]));
+        let last = |n: &PartitionRaft| n.node.raft.raft_log.last_index();
+        assert_eq!(
+            last(&nodes[&4]),
+            last(&nodes[&2]),
+            "the new replica has the whole log"
+        );
+        // The new group commits without the old leader.
+        nodes.remove(&1);
+        let l = leader.unwrap();
+        let before = nodes[&l].node.raft.raft_log.committed;
+        nodes.get_mut(&l).unwrap().propose(b"after", 0).unwrap();
+        run(&mut nodes, &out, 5);
+        assert!(nodes[&l].node.raft.raft_log.committed > before);
+        // A restart rebuilds the configuration from the creation-time voters and the log.
+        nodes.remove(&4);
+        let mut four = open(dir.path(), 4, &[2, 3, 4], &out, &reports);
+        assert_eq!(
+            voters(&four).0,
+            vec![1, 2, 3],
+            "starts from the initial ConfState"
+        );
+        four.drive().unwrap();
+        assert_eq!(voters(&four), (vec![2, 3, 4], vec![], vec![]));
+    }
+}

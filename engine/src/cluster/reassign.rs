@@ -1,0 +1,380 @@
+//! Partition reassignment and broker decommission, as the controller log carries them.
+//!
+//! `Reassign` records a partition's target replicas in its topic record (`targets`); every
+//! broker that gains a replica starts it (an empty Raft log bootstrapped with the
+//! creation-time voters) and the partition's leader moves the Raft group there
+//! ([`crate::raft::PartitionRaft`]'s reconfigure) without stopping writes. When the group's
+//! configuration equals the target the leader proposes `Reassigned`: the target becomes the
+//! assignment and brokers no longer in it stop their replica and delete its files.
+//!
+//! `Decommission` marks a broker as draining: it gets no new replicas, and the controller
+//! leader reassigns every replica it holds to other brokers ([`drain`]).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use kafka_protocol::ResponseError;
+
+use super::{ApplyError, Command};
+use crate::broker::{Broker, BrokerError};
+use crate::partition::Cmd;
+use crate::topics::{Topic, TopicRecord};
+
+/// Why a reassignment or decommission request is refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ReassignError {
+    #[error("partition reassignment needs a multi-broker cluster")]
+    NotCluster,
+    #[error("topic '{0}' has no partition {1}")]
+    UnknownPartition(String, i32),
+    #[error("invalid replica assignment: {0}")]
+    InvalidReplicas(String),
+    #[error("no reassignment in progress for '{0}' partition {1}")]
+    NoReassignment(String, i32),
+    #[error("broker {0} is not a member of the cluster")]
+    UnknownBroker(i32),
+    #[error("cannot decommission broker {node}: a partition has {needed} replicas and only {available} other brokers can take them")]
+    NotEnoughBrokers {
+        node: i32,
+        needed: usize,
+        available: usize,
+    },
+    #[error(transparent)]
+    Broker(#[from] BrokerError),
+}
+
+impl ReassignError {
+    /// The Kafka error code for a reassignment request.
+    pub fn code(&self) -> i16 {
+        match self {
+            ReassignError::UnknownPartition(..) => ResponseError::UnknownTopicOrPartition.code(),
+            ReassignError::NoReassignment(..) => ResponseError::NoReassignmentInProgress.code(),
+            ReassignError::NotCluster
+            | ReassignError::InvalidReplicas(_)
+            | ReassignError::UnknownBroker(_)
+            | ReassignError::NotEnoughBrokers { .. } => {
+                ResponseError::InvalidReplicaAssignment.code()
+            }
+            ReassignError::Broker(BrokerError::Controller(_)) => {
+                ResponseError::RequestTimedOut.code()
+            }
+            ReassignError::Broker(_) => ResponseError::UnknownServerError.code(),
+        }
+    }
+}
+
+/// Checks a reassignment (`target` given) or a cancellation against the cluster metadata;
+/// returns the command to propose.
+pub fn plan(
+    b: &Broker,
+    topic: &str,
+    partition: i32,
+    target: Option<&[i32]>,
+) -> Result<Command, ReassignError> {
+    let cluster = b.cluster.as_ref().ok_or(ReassignError::NotCluster)?;
+    let unknown = || ReassignError::UnknownPartition(topic.to_string(), partition);
+    let rec = b
+        .topics
+        .record(topic)
+        .filter(|r| !r.assignments.is_empty() && b.topics.get(topic).is_some())
+        .ok_or_else(unknown)?;
+    if partition < 0 || partition >= rec.partitions {
+        return Err(unknown());
+    }
+    let target = match target {
+        None if !rec.targets.contains_key(&partition) => {
+            return Err(ReassignError::NoReassignment(topic.to_string(), partition))
+        }
+        None => None,
+        Some([]) => {
+            return Err(ReassignError::InvalidReplicas(
+                "the replica list is empty".into(),
+            ))
+        }
+        Some(t) => {
+            let distinct: BTreeSet<i32> = t.iter().copied().collect();
+            if distinct.len() != t.len() {
+                return Err(ReassignError::InvalidReplicas(format!(
+                    "duplicate broker ids in {t:?}"
+                )));
+            }
+            if let Some(&bad) = t.iter().find(|&&id| cluster.members.get(id).is_none()) {
+                return Err(ReassignError::UnknownBroker(bad));
+            }
+            if let Some(&bad) = t.iter().find(|&&id| cluster.is_draining(id)) {
+                return Err(ReassignError::InvalidReplicas(format!(
+                    "broker {bad} is being decommissioned"
+                )));
+            }
+            Some(t.to_vec())
+        }
+    };
+    Ok(Command::Reassign {
+        topic: topic.to_string(),
+        id: rec.id,
+        partition,
+        target,
+    })
+}
+
+/// Checks a decommission request; returns the command to propose.
+pub fn plan_decommission(b: &Broker, node: i32) -> Result<Command, ReassignError> {
+    let cluster = b.cluster.as_ref().ok_or(ReassignError::NotCluster)?;
+    if cluster.members.get(node).is_none() {
+        return Err(ReassignError::UnknownBroker(node));
+    }
+    let available = cluster
+        .placeable_brokers()
+        .into_iter()
+        .filter(|&id| id != node)
+        .count();
+    let needed = b
+        .topics
+        .all()
+        .iter()
+        .filter_map(|t| b.topics.record(&t.name))
+        .flat_map(|r| r.assignments.into_iter().chain(r.targets.into_values()))
+        .filter(|r| r.contains(&node))
+        .map(|r| r.len())
+        .max()
+        .unwrap_or(0);
+    if needed > available {
+        return Err(ReassignError::NotEnoughBrokers {
+            node,
+            needed,
+            available,
+        });
+    }
+    Ok(Command::Decommission { node })
+}
+
+/// Whether a decommissioned broker holds no replica any more (nor is gaining one).
+pub fn holds_replicas(b: &Broker, node: i32) -> bool {
+    b.topics.all().iter().any(|t| {
+        b.topics.record(&t.name).is_some_and(|r| {
+            r.assignments.iter().any(|a| a.contains(&node))
+                || r.targets.values().any(|a| a.contains(&node))
+                || r.moving.values().any(|a| a.contains(&node))
+        })
+    })
+}
+
+/// Applies a committed `Reassign` or `Reassigned` to this broker.
+pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
+    let (topic, id, partition) = match &cmd {
+        Command::Reassign {
+            topic,
+            id,
+            partition,
+            ..
+        }
+        | Command::Reassigned {
+            topic,
+            id,
+            partition,
+            ..
+        } => (topic.clone(), *id, *partition),
+        _ => return Err(ApplyError::Other("not a reassignment".into())),
+    };
+    let _guard = b.topics.change_lock.lock().await;
+    let Some(mut rec) = b.topics.record(&topic).filter(|r| r.id == id) else {
+        return Err(ApplyError::UnknownTopic(topic));
+    };
+    if index <= rec.changed_at {
+        // Replayed on restart: the persisted record already includes it.
+        return Ok(());
+    }
+    let Some(p) = usize::try_from(partition)
+        .ok()
+        .filter(|&p| p < rec.assignments.len())
+    else {
+        return Err(ApplyError::Other(format!(
+            "topic '{topic}' has no partition {partition}"
+        )));
+    };
+    match cmd {
+        Command::Reassign {
+            target: Some(t), ..
+        } => {
+            if rec.assignments[p] == t && !rec.moving.contains_key(&partition) {
+                rec.targets.remove(&partition);
+            } else {
+                let moving = rec.moving.entry(partition).or_default();
+                for id in rec.assignments[p].iter().chain(&t) {
+                    if !moving.contains(id) {
+                        moving.push(*id);
+                    }
+                }
+                rec.targets.insert(partition, t);
+            }
+        }
+        Command::Reassign { target: None, .. } => {
+            if !rec.targets.contains_key(&partition) {
+                return Err(ApplyError::Other(format!(
+                    "no reassignment in progress for '{topic}' partition {partition}"
+                )));
+            }
+            // Back to the assignment: the group may already have moved (part of the way), so
+            // this is a move like any other, and every replica involved stays until it is done.
+            rec.targets.insert(partition, rec.assignments[p].clone());
+        }
+        Command::Reassigned { replicas, .. } => {
+            if rec.targets.get(&partition) != Some(&replicas) {
+                return Err(ApplyError::Other(format!(
+                    "'{topic}' partition {partition} is no longer moving to {replicas:?}"
+                )));
+            }
+            if rec.initial.is_empty() {
+                rec.initial = rec.assignments.clone();
+            }
+            rec.assignments[p] = replicas;
+            rec.targets.remove(&partition);
+            rec.moving.remove(&partition);
+            tracing::info!(topic, partition, replicas = ?rec.assignments[p], "reassignment complete");
+        }
+        _ => {}
+    }
+    rec.changed_at = index;
+    sync(b, rec, partition)
+        .await
+        .map_err(|e| ApplyError::Other(e.to_string()))
+}
+
+/// Persists `rec` and brings partition `p` on this broker in line with it: starts a replica
+/// this broker gains, stops (and deletes) one it lost, or tells the running one its goal.
+async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
+    let current = b
+        .topics
+        .get(&rec.name)
+        .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
+    let mut partitions = current.partitions.clone();
+    let i = usize::try_from(p).unwrap_or(usize::MAX);
+    let (Some(handle), Some(assigned)) = (partitions.get(i), rec.assignments.get(i)) else {
+        return Err(BrokerError::Controller(format!(
+            "topic '{}' has no partition {p} here",
+            rec.name
+        )));
+    };
+    let assigned = assigned.clone();
+    let has = handle.raft_leader.is_some();
+    let wants = rec.replica_on(p, b.node_id());
+    if has != wants {
+        // Stop what runs there (a placeholder for a non-replica, or the replica leaving) and
+        // delete its files, then open what this broker now holds.
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        if partitions[i]
+            .tx
+            .send(Cmd::Stop {
+                delete: true,
+                delete_remote: false,
+                reply: tx,
+            })
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+        let _ = std::fs::remove_dir_all(b.raft_dir(&rec, p));
+        partitions[i] = b.open_partition(&rec, p, &current.resolved).await?;
+        tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
+    } else if has {
+        let target = rec.targets.get(&p);
+        let _ = partitions[i].tx.send(Cmd::Goal {
+            replicas: target
+                .unwrap_or(&assigned)
+                .iter()
+                .map(|&r| r as u64)
+                .collect(),
+            reassigning: target.is_some(),
+            preferred: assigned.first().map_or(0, |&r| r as u64),
+        });
+    }
+    let topic = Topic {
+        name: rec.name.clone(),
+        id: rec.id,
+        config: current.config.clone(),
+        resolved: current.resolved.clone(),
+        partitions,
+        assignments: rec.assignments.clone(),
+    };
+    b.topics.insert(rec, topic)?;
+    Ok(())
+}
+
+/// On the controller leader: reassigns replicas off draining brokers, one partition at a
+/// time per broker, in a task (proposals go through the controller this is called from).
+pub(crate) fn drain(b: &std::sync::Arc<Broker>) {
+    let Some(cluster) = &b.cluster else { return };
+    if cluster.draining.lock().is_empty() || cluster.drain_task.swap(true, Ordering::AcqRel) {
+        return;
+    }
+    let b = b.clone();
+    tokio::spawn(async move {
+        let Some(cluster) = b.cluster.clone() else {
+            return;
+        };
+        for cmd in drain_moves(&b) {
+            if let Err(e) = cluster.propose(&b, cmd).await {
+                tracing::warn!(error = %e, "moving a replica off a draining broker failed; will retry");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                break;
+            }
+        }
+        cluster.drain_task.store(false, Ordering::Release);
+    });
+}
+
+/// The reassignments that move replicas off draining brokers, spread over the others.
+fn drain_moves(b: &Broker) -> Vec<Command> {
+    let Some(cluster) = &b.cluster else {
+        return vec![];
+    };
+    let draining: Vec<i32> = cluster.draining.lock().iter().copied().collect();
+    let brokers: Vec<i32> = cluster
+        .placeable_brokers()
+        .into_iter()
+        .filter(|&id| cluster.members.is_alive(id))
+        .collect();
+    let records: Vec<TopicRecord> = b
+        .topics
+        .all()
+        .iter()
+        .filter_map(|t| b.topics.record(&t.name))
+        .collect();
+    let mut load: BTreeMap<i32, usize> = BTreeMap::new();
+    for r in &records {
+        for (p, a) in r.assignments.iter().enumerate() {
+            for id in r.targets.get(&(p as i32)).unwrap_or(a) {
+                *load.entry(*id).or_default() += 1;
+            }
+        }
+    }
+    let mut moves = Vec::new();
+    for r in &records {
+        for (p, a) in r.assignments.iter().enumerate() {
+            let p = p as i32;
+            if r.targets.contains_key(&p) {
+                continue;
+            }
+            let Some(&leaving) = a.iter().find(|id| draining.contains(id)) else {
+                continue;
+            };
+            let Some(target) = super::placement::replace(&brokers, a, leaving, &load) else {
+                tracing::debug!(topic = %r.name, partition = p, "no live broker can take a replica of a draining broker yet");
+                continue;
+            };
+            for id in &target {
+                if !a.contains(id) {
+                    *load.entry(*id).or_default() += 1;
+                }
+            }
+            moves.push(Command::Reassign {
+                topic: r.name.clone(),
+                id: r.id,
+                partition: p,
+                target: Some(target),
+            });
+        }
+    }
+    moves
+}
