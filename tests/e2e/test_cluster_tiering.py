@@ -68,7 +68,6 @@ def test_only_the_leader_uploads_and_a_new_leader_carries_on(broker_factory, tmp
         by_id = {i + 1: b for i, b in enumerate(brokers)}
 
         sent = produce(brokers[0], "tiered", 600, partitions=1)
-        leader = leader_of(brokers, "tiered", 0)
         m = wait_until("a manifest naming segments",
                        lambda: (x := manifest(weed)) and x["segments"] and x, brokers=brokers, weed=weed)
         assert m["leader_epoch"] >= 1, m["leader_epoch"]
@@ -89,9 +88,11 @@ def test_only_the_leader_uploads_and_a_new_leader_carries_on(broker_factory, tmp
             wait_until(f"broker {i} trims its local segments",
                        lambda b=b: local_bases(b, "tiered", 0)
                        and local_bases(b, "tiered", 0)[0] > 0, brokers=brokers, weed=weed)
+        # The leader (asked now: leadership may have gone back to the preferred replica) dies;
+        # the new one uploads what comes next into the same manifest.
+        leader = leader_of(brokers, "tiered", 0)
+        m = manifest(weed)
         first_end = m["segments"][-1]["next_offset"]
-
-        # The leader dies; the new one uploads what comes next into the same manifest.
         by_id[leader].kill9()
         sent.update(produce(brokers[0] if leader != 1 else brokers[1], "tiered", 600,
                             partitions=1, start=600))
