@@ -333,13 +333,18 @@ impl Cluster {
     /// Commits a command through the controller, forwarding it to the leader; returns once
     /// this broker has applied it.
     pub async fn propose(&self, broker: &Broker, cmd: Command) -> Result<(), BrokerError> {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        // Kafka's default request.timeout.ms: a busy controller (a large topic is many Raft
+        // groups to open on every broker) answers late rather than failing a create that then
+        // happens anyway.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let unavailable =
             || BrokerError::Controller("no controller leader (is a quorum of brokers up?)".into());
+        let mut retry = false;
         loop {
             if tokio::time::Instant::now() >= deadline {
                 return Err(unavailable());
             }
+            let first = !std::mem::replace(&mut retry, true);
             let outcome = match self.propose_local(cmd.clone()).await {
                 ProposeReply::NotLeader(l) if l != 0 && l != self.node_id() as u64 => {
                     self.forward(l as i32, &cmd).await
@@ -348,7 +353,16 @@ impl Cluster {
             };
             match outcome {
                 ProposeReply::Applied(res) => {
-                    res?;
+                    if let Err(e) = res {
+                        // A retry of a create or delete whose first proposal committed (its
+                        // answer was late or lost) finds its own effect: that is success.
+                        let own_effect = !first
+                            && matches!(cmd, Command::CreateTopic(_) | Command::DeleteTopic { .. })
+                            && applied_here(broker, &cmd);
+                        if !own_effect {
+                            return Err(e.into());
+                        }
+                    }
                     // The leader applied it; wait until this broker has too.
                     while !applied_here(broker, &cmd) {
                         if tokio::time::Instant::now() >= deadline {
