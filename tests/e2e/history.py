@@ -10,6 +10,7 @@ Record every send, ack (with its offset), error and read; then `check()` reports
 from __future__ import annotations
 
 import threading
+import time
 from collections import defaultdict
 
 
@@ -36,6 +37,24 @@ class History:
     def read(self, reader: str, partition: int, offset: int, value: bytes):
         with self.lock:
             self.reads.append((reader, partition, offset, value))
+
+    def read_back(self, consumer, timeout: float = 60.0) -> int:
+        """Polls an assigned consumer until it has returned as many records as were
+        acknowledged and then goes quiet (or `timeout`), recording each read; closes it and
+        returns how many records it read."""
+        want = len(self.acked)
+        got = 0
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            m = consumer.poll(0.5)
+            if m is None or m.error() is not None:
+                if got >= want and m is None:
+                    break
+                continue
+            self.read("consumer", m.partition(), m.offset(), m.value())
+            got += 1
+        consumer.close()
+        return got
 
     def check(self, exactly_once: bool = True) -> list[str]:
         problems = []

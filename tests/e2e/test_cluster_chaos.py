@@ -108,18 +108,7 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
                   "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
     c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    want = len(history.acked)
-    got = 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None or m.error() is not None:
-            if got >= want and m is None:
-                break
-            continue
-        history.read("consumer", m.partition(), m.offset(), m.value())
-        got += 1
-    c.close()
+    got = history.read_back(c)
     print(f"acked {len(history.acked)} errors {len(history.errors)} read {got}")
     problems = history.check(exactly_once=True)
     assert not problems, problems[:20]

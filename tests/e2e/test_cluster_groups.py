@@ -13,24 +13,11 @@ from confluent_kafka.admin import AdminClient
 from cluster import metadata, start_cluster, wait_formed
 from conftest import create_topic, produce, unique_topic
 from kwire import Conn, frame, i32, request_header, string
+from test_groups import group_config
 
 OFFSETS = "__consumer_offsets"
 NOT_COORDINATOR = 16
 OFFSETS_PARTITIONS = 6  # engine::group::store::CLUSTER_PARTITIONS
-
-
-def group_config(bootstrap: str, group: str, **overrides) -> dict:
-    conf = {
-        "bootstrap.servers": bootstrap,
-        "group.id": group,
-        "auto.offset.reset": "earliest",
-        "enable.auto.commit": False,
-        "session.timeout.ms": 6000,
-        "heartbeat.interval.ms": 300,
-        "fetch.wait.max.ms": 100,
-    }
-    conf.update(overrides)
-    return conf
 
 
 def find_coordinator_raw(b, group: str) -> tuple[int, int]:

@@ -155,17 +155,7 @@ class Load:
                       "enable.auto.commit": False})
         c.assign([TopicPartition(self.topic, self.partition, 0)])
         want = len(self.history.acked)
-        got = 0
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            m = c.poll(0.5)
-            if m is None or m.error() is not None:
-                if got >= want and m is None:
-                    break
-                continue
-            self.history.read("consumer", m.partition(), m.offset(), m.value())
-            got += 1
-        c.close()
+        got = self.history.read_back(c)
         print(f"acked {want} errors {len(self.history.errors)} read {got}")
         problems = self.history.check(exactly_once=True)
         assert not problems, problems[:20]

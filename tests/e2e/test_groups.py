@@ -22,8 +22,9 @@ ASSIGNORS = ["range", "roundrobin", "cooperative-sticky"]
 
 
 def group_config(broker, group: str, **overrides) -> dict:
+    """A group consumer's config; `broker` is a Broker or a bootstrap string."""
     conf = {
-        "bootstrap.servers": broker.bootstrap,
+        "bootstrap.servers": broker if isinstance(broker, str) else broker.bootstrap,
         "group.id": group,
         "auto.offset.reset": "earliest",
         "enable.auto.commit": False,
