@@ -22,7 +22,7 @@ use engine::remote::TierRole;
 use crate::error::TieringError;
 use crate::manifest::PartitionManifest;
 use crate::partition::PartitionState;
-use crate::{uploader, Inner};
+use crate::Inner;
 
 /// Applies a replica's new role (cheap when unchanged).
 pub(crate) fn set_role(inner: &Arc<Inner>, st: &Arc<PartitionState>, role: TierRole) {
@@ -31,7 +31,7 @@ pub(crate) fn set_role(inner: &Arc<Inner>, st: &Arc<PartitionState>, role: TierR
     }
     let (inner2, st2) = (inner.clone(), st.clone());
     match role {
-        TierRole::Follower => uploader::drop_queue(inner, st),
+        TierRole::Follower => st.drop_queue(&inner.metrics),
         TierRole::Leader { epoch } => {
             tracing::debug!(partition = %st.name(), epoch, "leading the remote tier");
             // Take over from what the previous leader stored; uploads offered meanwhile

@@ -13,7 +13,6 @@ use crate::error::TieringError;
 use crate::layout;
 use crate::manifest::{ManifestSegment, PartitionManifest};
 use crate::partition::PartitionState;
-use crate::uploader;
 use crate::Inner;
 
 impl Inner {
@@ -145,7 +144,7 @@ impl Inner {
             return self.delete_partition_data(&st).await;
         };
         st.mark_closed();
-        uploader::drop_queue(&self, &st);
+        st.drop_queue(&self.metrics);
         // Wait out an upload attempt in flight; the worker then sees `closed` and stops.
         let _busy = st.busy.lock().await;
         if delete_data {

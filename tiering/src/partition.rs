@@ -10,6 +10,7 @@ use tokio::sync::{watch, Notify};
 
 use crate::layout;
 use crate::manifest::PartitionManifest;
+use crate::metrics::Metrics;
 
 pub(crate) struct PartitionState {
     pub p: RemotePartition,
@@ -90,6 +91,16 @@ impl PartitionState {
     pub fn mark_closed(&self) {
         self.closed.store(true, Ordering::Release);
         self.wake.notify_waiters();
+    }
+
+    /// Forgets the upload queue (a closing partition, or a replica that stopped leading: the
+    /// engine or the new leader offers the segments again).
+    pub fn drop_queue(&self, metrics: &Metrics) {
+        let mut q = self.queue.lock();
+        for seg in q.items.drain(..) {
+            metrics.backlog_segments.dec();
+            metrics.backlog_bytes.dec_by(seg.size as i64);
+        }
     }
 
     pub fn name(&self) -> String {

@@ -52,15 +52,6 @@ pub(crate) fn offer(inner: &Arc<Inner>, st: &Arc<PartitionState>, segments: Vec<
     }
 }
 
-/// Forgets the queue of a closing partition (the engine re-offers on its next start).
-pub(crate) fn drop_queue(inner: &Inner, st: &PartitionState) {
-    let mut q = st.queue.lock();
-    for seg in q.items.drain(..) {
-        inner.metrics.backlog_segments.dec();
-        inner.metrics.backlog_bytes.dec_by(seg.size as i64);
-    }
-}
-
 /// A segment whose objects are in the store and whose manifest entry is not yet written.
 struct Staged {
     seg: SealedSegment,
