@@ -64,7 +64,7 @@ pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<
         .ask(|reply| Cmd::Produce {
             batches,
             reply,
-            needs_ack: true,
+            acks_all: true,
         })
         .await?;
     Ok(ok.base_offset + records.len() as i64)

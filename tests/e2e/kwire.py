@@ -236,14 +236,14 @@ def api_versions(conn: Conn, correlation_id: int = 1) -> dict[int, tuple[int, in
 
 
 def produce_raw(conn: Conn, topic: str, partition: int, batch: bytes,
-                correlation_id: int = 7) -> int:
+                correlation_id: int = 7, acks: int = -1) -> int:
     """One Produce (highest non-flexible version the broker takes) of `batch`;
     returns the partition's error code."""
     apis = api_versions(conn)
     lo, hi = apis[0]
     version = min(hi, 8)
     assert version >= max(lo, 3), f"broker serves Produce v{lo}-v{hi}"
-    conn.send(produce_request(correlation_id, version, topic, partition, batch))
+    conn.send(produce_request(correlation_id, version, topic, partition, batch, acks=acks))
     corr, body = conn.recv_response()
     assert corr == correlation_id
     return parse_produce_error(body)

@@ -179,6 +179,9 @@ def test_acks_all_needs_min_insync_replicas(broker_factory):
             break
         assert code == 0 and time.monotonic() < deadline, code
         time.sleep(0.3)
+    # min.insync.replicas binds acks=all only: acks=1 still commits on the live majority.
+    with Conn.to(brokers[leader - 1].bootstrap) as conn:
+        assert produce_raw(conn, name, 0, record_batch([b"z"]), acks=1) == 0
 
 
 def test_producer_ids_are_unique_across_brokers(broker_factory):

@@ -311,7 +311,7 @@ pub async fn barrier(b: &Broker, partition: i32) -> Result<(), StoreError> {
     p.ask(|reply| Cmd::Produce {
         batches,
         reply,
-        needs_ack: true,
+        acks_all: true,
     })
     .await?;
     Ok(())
@@ -329,7 +329,7 @@ pub fn send(
             if let Err(e) = p.tx.send(Cmd::Produce {
                 batches,
                 reply: tx,
-                needs_ack: true,
+                acks_all: true,
             }) {
                 if let Cmd::Produce { reply, .. } = e.0 {
                     let _ = reply.send(Err(PartitionError::Stopped));

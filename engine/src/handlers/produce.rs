@@ -153,7 +153,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 .send(Cmd::Produce {
                     batches,
                     reply: tx,
-                    needs_ack: acks != 0,
+                    acks_all: acks == -1,
                 })
                 .is_err()
             {

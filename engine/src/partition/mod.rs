@@ -87,7 +87,9 @@ pub enum Cmd {
     Produce {
         batches: Vec<(BatchHeader, Bytes)>,
         reply: Reply<ProduceOk>,
-        needs_ack: bool,
+        /// acks=all: refused with NOT_ENOUGH_REPLICAS while fewer than min.insync.replicas
+        /// voters are live (Kafka applies min.insync to acks=all only).
+        acks_all: bool,
     },
     Read {
         offset: i64,
@@ -291,7 +293,7 @@ struct Actor {
     compaction_retry_at: i64,
     /// The partition's Raft group, in a cluster.
     raft: Option<crate::raft::PartitionRaft>,
-    /// Produces proposed to the group, waiting to be applied: `(reply, needs_ack)`.
+    /// Produces proposed to the group, waiting to be applied: `(reply, acks_all)`.
     proposals: crate::raft::Pending<(Reply<ProduceOk>, bool)>,
 }
 
@@ -374,13 +376,13 @@ impl Actor {
             Cmd::Produce {
                 batches,
                 reply,
-                needs_ack,
+                acks_all,
             } => {
                 if self.raft.is_some() {
-                    self.propose(batches, reply, needs_ack);
+                    self.propose(batches, reply, acks_all);
                 } else {
                     let epoch = self.group.leader_epoch();
-                    self.produce(batches, reply, needs_ack, epoch, now_ms());
+                    self.produce(batches, reply, acks_all, epoch, now_ms());
                 }
             }
             Cmd::Raft(m) => {
@@ -453,7 +455,7 @@ impl Actor {
         &mut self,
         batches: Vec<(BatchHeader, Bytes)>,
         reply: Reply<ProduceOk>,
-        needs_ack: bool,
+        acks_all: bool,
     ) {
         let Some(r) = &mut self.raft else { return };
         if !r.is_leader() {
@@ -462,7 +464,7 @@ impl Actor {
         }
         let min = r.min_insync;
         let active = r.active_voters();
-        if needs_ack && active < min {
+        if acks_all && active < min {
             let _ = reply.send(Err(PartitionError::NotEnoughReplicas { active, min }));
             return;
         }
@@ -472,7 +474,7 @@ impl Actor {
         }
         match r.propose(&records, now_ms()) {
             Some(id) => {
-                self.proposals.insert(id, (reply, needs_ack));
+                self.proposals.insert(id, (reply, acks_all));
             }
             None => {
                 let _ = reply.send(Err(PartitionError::NotLeader));
@@ -502,13 +504,13 @@ impl Actor {
         }
         for c in committed {
             let waiter = c.proposal.and_then(|id| self.proposals.remove(&id));
-            let (reply, needs_ack) = match waiter {
+            let (reply, acks_all) = match waiter {
                 Some(w) => w,
                 // Another replica's proposal (or one whose producer gave up): nobody waits.
                 None => (oneshot::channel().0, false),
             };
             match crate::log::batch::split_batches(&c.records) {
-                Ok(batches) => self.produce(batches, reply, needs_ack, c.epoch, c.now),
+                Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
                 Err(e) => {
                     tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
                 }
@@ -526,7 +528,7 @@ impl Actor {
         &mut self,
         batches: Vec<(BatchHeader, Bytes)>,
         reply: Reply<ProduceOk>,
-        needs_ack: bool,
+        acks_all: bool,
         epoch: i32,
         now: i64,
     ) {
@@ -591,9 +593,9 @@ impl Actor {
             self.publish();
             let _ = reply.send(Ok(ok));
         } else {
-            // acks=0 (`needs_ack` false) has nobody waiting on the reply, but its data still
-            // rides the next group commit like every other append.
-            let _ = needs_ack;
+            // Every append rides the next group commit, whatever its acks (acks=0 has nobody
+            // waiting on the reply).
+            let _ = acks_all;
             self.waiters.push(Waiter { needed, reply, ok });
         }
         self.marks.send_modify(|m| m.log_end = end);
