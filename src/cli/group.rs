@@ -73,22 +73,41 @@ async fn coordinator<'a>(client: &'a mut Client, group: &str) -> Result<&'a mut 
 
 pub async fn list(args: &ClientArgs) -> Result<()> {
     let mut client = Client::connect(&args.brokers).await?;
-    let resp = client.any().send(&ListGroupsRequest::default()).await?;
-    if resp.error_code != 0 {
-        bail!("cannot list groups ({})", code_name(resp.error_code));
-    }
-    let mut groups: Vec<_> = resp
-        .groups
+    // Each broker lists the groups it coordinates (in a cluster, those of the offsets
+    // partitions it leads), so ask every broker, as Kafka's AdminClient does.
+    let nodes: Vec<i32> = client
+        .metadata(Some(&[]))
+        .await?
+        .brokers
         .iter()
-        .map(|g| {
+        .map(|b| b.node_id.0)
+        .collect();
+    let mut groups = std::collections::BTreeSet::new();
+    for node in nodes {
+        let conn = match client.node(node).await {
+            Ok(c) => c,
+            // A broker that is down coordinates nothing until its partitions' new leaders
+            // load its groups; say so rather than fail the whole listing.
+            Err(e) => {
+                eprintln!("warning: broker {node} not reached, its groups are not listed: {e}");
+                continue;
+            }
+        };
+        let resp = conn.send(&ListGroupsRequest::default()).await?;
+        if resp.error_code != 0 {
+            bail!(
+                "cannot list groups on broker {node} ({})",
+                code_name(resp.error_code)
+            );
+        }
+        groups.extend(resp.groups.iter().map(|g| {
             (
                 g.group_id.0.to_string(),
                 text(&g.group_state),
                 text(&g.protocol_type),
             )
-        })
-        .collect();
-    groups.sort();
+        }));
+    }
     if args.format == Format::Json {
         let v: Vec<_> = groups
             .iter()

@@ -277,3 +277,25 @@ def test_members_follow_the_group_to_a_new_coordinator(broker_factory):
     finally:
         for c in members:
             c.close()
+
+
+def test_group_list_shows_the_groups_of_every_coordinator(broker_factory):
+    from test_cli import cli_json
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("listed")
+    create_topic(brokers[0], topic, partitions=1, replication_factor=3)
+    produce(brokers[0], topic, [b"x"])
+    groups = [unique_topic("lg") for _ in range(8)]
+    # Once the offsets topic's leaders have spread, the groups have several coordinators.
+    deadline = time.monotonic() + 30
+    while len({coordinator(brokers, g) for g in groups}) < 2:
+        assert time.monotonic() < deadline, "one broker coordinates every group"
+        time.sleep(0.5)
+    for g in groups:
+        c = Consumer(group_config(brokers[0].bootstrap, g))
+        c.commit(offsets=[TopicPartition(topic, 0, 1)], asynchronous=False)
+        c.close()
+    # Asked at one broker, the CLI lists every broker's groups.
+    listed = {row["group"] for row in cli_json(brokers[0], "group", "list")}
+    assert set(groups) <= listed, sorted(set(groups) - listed)
