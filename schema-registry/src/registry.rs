@@ -938,18 +938,7 @@ impl Registry {
         ) else {
             return Ok(WriteRoute::Local);
         };
-        let leader = self.broker.partition_leader(&t, 0);
-        cluster
-            .members
-            .get(leader)
-            .and_then(|m| m.schema_registry_url)
-            .map(WriteRoute::Forward)
-            .ok_or_else(|| {
-                RegistryError::UnknownLeader(format!(
-                    "{} has no known leader",
-                    store::SCHEMAS_TOPIC
-                ))
-            })
+        forward_to(cluster, self.broker.partition_leader(&t, 0))
     }
 
     /// Where a write (register, delete, config, mode) must go. On the `_schemas` leader the
@@ -981,16 +970,7 @@ impl Registry {
             )));
         }
         if leader != b.node_id() {
-            return cluster
-                .members
-                .get(leader)
-                .and_then(|m| m.schema_registry_url)
-                .map(WriteRoute::Forward)
-                .ok_or_else(|| {
-                    RegistryError::UnknownLeader(format!(
-                        "the schema registry of broker {leader} is not known yet"
-                    ))
-                });
+            return forward_to(cluster, leader);
         }
         if *self.writer_term.lock() == Some(term) {
             return Ok(WriteRoute::Local);
@@ -1622,6 +1602,24 @@ async fn tail(registry: std::sync::Weak<Registry>) {
         // Woken by the next commit; the timeout notices a dropped registry.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(1), marks.changed()).await;
     }
+}
+
+/// Forwarding to the registry of broker `leader` (the `_schemas` leader), at the URL it gossips.
+fn forward_to(
+    cluster: &engine::cluster::Cluster,
+    leader: i32,
+) -> Result<WriteRoute, RegistryError> {
+    cluster
+        .members
+        .get(leader)
+        .and_then(|m| m.schema_registry_url)
+        .map(WriteRoute::Forward)
+        .ok_or_else(|| {
+            RegistryError::UnknownLeader(format!(
+                "the schema registry of broker {leader} (the {} leader) is not known yet",
+                store::SCHEMAS_TOPIC
+            ))
+        })
 }
 
 #[cfg(test)]

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import threading
 import time
+
+from confluent_kafka import Producer
 from collections import defaultdict
 
 
@@ -86,6 +88,52 @@ class History:
                     if len(seen) > 1:
                         problems.append(f"{reader}: {v!r} read {len(seen)} times at {seen}")
         return problems
+
+
+class Load:
+    """An idempotent acks=all producer writing `<prefix>-<seq>` round-robin over `partitions`
+    every 4 ms, in a thread, until `finish()`: every send, ack and error goes into `history`,
+    and each ack's `(partition, time)` into `ack_times`."""
+
+    def __init__(self, bootstrap: str, topic: str, partitions: list[int], prefix: bytes = b"v"):
+        self.history = History()
+        self.ack_times: list[tuple[int, float]] = []
+        self.bootstrap, self.topic, self.partitions, self.prefix = (
+            bootstrap, topic, partitions, prefix)
+        self.stop = threading.Event()
+        self.thread = threading.Thread(target=self._run)
+        self.thread.start()
+
+    def _run(self):
+        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
+                      "enable.idempotence": True, "linger.ms": 2,
+                      "message.timeout.ms": 60000, "retry.backoff.ms": 100,
+                      "topic.metadata.refresh.interval.ms": 1000})
+        seq = 0
+        while not self.stop.is_set():
+            part = self.partitions[seq % len(self.partitions)]
+            value = b"%s-%06d" % (self.prefix, seq)
+
+            def cb(err, msg, value=value):
+                if err is None:
+                    self.history.ack(value, msg.partition(), msg.offset())
+                    self.ack_times.append((msg.partition(), time.monotonic()))
+                else:
+                    self.history.error(value, str(err))
+            self.history.send(value, part)
+            p.produce(self.topic, value=value, partition=part, on_delivery=cb)
+            p.poll(0)
+            seq += 1
+            time.sleep(0.004)
+        assert p.flush(90) == 0
+
+    def acked(self) -> int:
+        return len(self.history.acked)
+
+    def finish(self):
+        self.stop.set()
+        self.thread.join(120)
+        assert not self.thread.is_alive()
 
 
 def _selftest():

@@ -4,15 +4,14 @@ byte-identical."""
 
 from __future__ import annotations
 
-import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import metadata, start_cluster, wait_formed
 from conftest import unique_topic
-from history import History
+from history import Load
 
 PARTITIONS = 3
 
@@ -44,36 +43,10 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
         assert time.monotonic() < deadline, "no leaders"
         time.sleep(0.2)
 
-    history = History()
-    ack_times: list[tuple[int, float]] = []
     kills: list[tuple[int, float]] = []
-    stop = threading.Event()
     bootstrap = ",".join(b.bootstrap for b in brokers)
-
-    def produce():
-        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 2, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
-                      "topic.metadata.refresh.interval.ms": 1000})
-        seq = 0
-        while not stop.is_set():
-            part = seq % PARTITIONS
-            value = b"v-%06d" % seq
-
-            def cb(err, msg, value=value, part=part):
-                if err is None:
-                    history.ack(value, msg.partition(), msg.offset())
-                    ack_times.append((msg.partition(), time.monotonic()))
-                else:
-                    history.error(value, str(err))
-            history.send(value, part)
-            p.produce(topic, value=value, partition=part, on_delivery=cb)
-            p.poll(0)
-            seq += 1
-            time.sleep(0.004)
-        assert p.flush(90) == 0
-
-    t = threading.Thread(target=produce)
-    t.start()
+    load = Load(bootstrap, topic, list(range(PARTITIONS)))
+    history, ack_times = load.history, load.ack_times
     try:
         for rnd in range(3):
             time.sleep(2)
@@ -89,8 +62,7 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
             print(f"round {rnd}: killed broker {victim} (leader of {part}) with {killed_at} acked")
     finally:
         time.sleep(2)
-        stop.set()
-        t.join(120)
+        load.finish()
     # Failover time: leader killed to the first acknowledged write on its partition.
     failovers = []
     for part, t_kill in kills:

@@ -4,16 +4,15 @@ a new one, and no acknowledged record is lost or duplicated; replicas converge a
 
 from __future__ import annotations
 
-import threading
 import time
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chaos_proxy import RpcBlackhole
 from cluster import metadata
 from conftest import free_port, unique_topic
-from history import History
+from history import Load
 from test_cluster_chaos import leader_of, replica_logs
 
 PARTITIONS = 3
@@ -53,33 +52,9 @@ def test_isolated_leader_loses_no_acknowledged_write(broker_factory):
         assert time.monotonic() < deadline + 20, "no leaders"
         time.sleep(0.2)
 
-    history = History()
-    stop = threading.Event()
     bootstrap = ",".join(b.bootstrap for b in brokers)
-
-    def produce():
-        p = Producer({"bootstrap.servers": bootstrap, "acks": "all", "enable.idempotence": True,
-                      "linger.ms": 2, "message.timeout.ms": 60000, "retry.backoff.ms": 100,
-                      "topic.metadata.refresh.interval.ms": 1000})
-        seq = 0
-        while not stop.is_set():
-            part = seq % PARTITIONS
-            value = b"s-%06d" % seq
-
-            def cb(err, msg, value=value):
-                if err is None:
-                    history.ack(value, msg.partition(), msg.offset())
-                else:
-                    history.error(value, str(err))
-            history.send(value, part)
-            p.produce(topic, value=value, partition=part, on_delivery=cb)
-            p.poll(0)
-            seq += 1
-            time.sleep(0.004)
-        assert p.flush(90) == 0
-
-    t = threading.Thread(target=produce)
-    t.start()
+    load = Load(bootstrap, topic, list(range(PARTITIONS)), prefix=b"s")
+    history = load.history
     try:
         for rnd in range(2):
             time.sleep(2)
@@ -101,25 +76,13 @@ def test_isolated_leader_loses_no_acknowledged_write(broker_factory):
             cut(victim - 1, False)
     finally:
         time.sleep(3)
-        stop.set()
-        t.join(120)
+        load.finish()
     assert len(history.acked) > 300, (len(history.acked), list(history.errors.items())[:5])
 
     c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
                   "enable.auto.commit": False})
     c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    got = 0
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        m = c.poll(0.5)
-        if m is None:
-            if got >= len(history.acked):
-                break
-            continue
-        if m.error() is None:
-            history.read("consumer", m.partition(), m.offset(), m.value())
-            got += 1
-    c.close()
+    got = history.read_back(c)
     print(f"acked {len(history.acked)} errors {len(history.errors)} read {got}")
     problems = history.check(exactly_once=True)
     assert not problems, problems[:20]

@@ -6,7 +6,6 @@ broker with `icestream cluster decommission`."""
 from __future__ import annotations
 
 import subprocess
-import threading
 import time
 
 from confluent_kafka import Consumer, Producer, TopicPartition
@@ -18,7 +17,7 @@ from kafka.protocol.admin import AlterPartitionReassignmentsRequest
 
 from cluster import metadata, start_cluster, wait_formed
 from conftest import broker_binary, free_port, unique_topic
-from history import History
+import history
 
 
 def rpc_addr(b) -> str:
@@ -109,45 +108,12 @@ def raft_dirs(b, topic, partition):
     return [d for d in (b.data_dir / "raft").glob(f"{topic}-*/{partition}") if d.exists()]
 
 
-class Load:
-    """An idempotent acks=all producer writing to one partition until stopped."""
+class Load(history.Load):
+    """The shared steady producer, on one partition."""
 
     def __init__(self, brokers, topic, partition=0):
-        self.history = History()
-        self.stop = threading.Event()
-        self.topic, self.partition = topic, partition
-        self.bootstrap = ",".join(b.bootstrap for b in brokers)
-        self.thread = threading.Thread(target=self.run)
-        self.thread.start()
-
-    def run(self):
-        p = Producer({"bootstrap.servers": self.bootstrap, "acks": "all",
-                      "enable.idempotence": True, "linger.ms": 2,
-                      "message.timeout.ms": 60000, "retry.backoff.ms": 100,
-                      "topic.metadata.refresh.interval.ms": 1000})
-        seq = 0
-        while not self.stop.is_set():
-            value = b"v-%06d" % seq
-
-            def cb(err, msg, value=value):
-                if err is None:
-                    self.history.ack(value, msg.partition(), msg.offset())
-                else:
-                    self.history.error(value, str(err))
-            self.history.send(value, self.partition)
-            p.produce(self.topic, value=value, partition=self.partition, on_delivery=cb)
-            p.poll(0)
-            seq += 1
-            time.sleep(0.004)
-        assert p.flush(90) == 0
-
-    def finish(self):
-        self.stop.set()
-        self.thread.join(120)
-        assert not self.thread.is_alive()
-
-    def acked(self) -> int:
-        return len(self.history.acked)
+        super().__init__(",".join(b.bootstrap for b in brokers), topic, [partition])
+        self.partition = partition
 
     def check_read_back(self):
         """Every acknowledged record is read back exactly once, in order."""

@@ -66,17 +66,8 @@ pub fn start(
 ) -> Result<ControllerHandle, super::ClusterError> {
     let dir = broker.config.data_dir.join("controller");
     let (store, storage) = RaftStore::open(&dir, voters)?;
-    let config = raft::Config {
-        id,
-        election_tick: 10,
-        heartbeat_tick: 2,
-        check_quorum: true,
-        pre_vote: true,
-        max_size_per_msg: 1 << 20,
-        max_inflight_msgs: 256,
-        ..Default::default()
-    };
-    let logger = slog::Logger::root(slog::Discard, slog::o!());
+    let config = super::store::raft_config(id);
+    let logger = super::store::discard_logger();
     let node = RawNode::new(&config, storage, &logger)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = Arc::new(AtomicU64::new(0));

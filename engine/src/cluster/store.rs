@@ -16,6 +16,27 @@ use raft::{RawNode, Storage as _};
 const ENTRY: u8 = 1;
 const HARD_STATE: u8 = 2;
 
+/// The raft-rs settings of every group, the controller's and the partitions': elections after
+/// 10-20 ticks of [`crate::cluster::controller::TICK`], heartbeats every 2, pre-vote and
+/// check-quorum so a returning or cut-off node cannot depose a healthy leader.
+pub fn raft_config(id: u64) -> raft::Config {
+    raft::Config {
+        id,
+        election_tick: 10,
+        heartbeat_tick: 2,
+        check_quorum: true,
+        pre_vote: true,
+        max_size_per_msg: 1 << 20,
+        max_inflight_msgs: 256,
+        ..Default::default()
+    }
+}
+
+/// raft-rs logs through slog; its chatter is dropped (leadership changes are logged by us).
+pub fn discard_logger() -> slog::Logger {
+    slog::Logger::root(slog::Discard, slog::o!())
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("controller log {path}: {source}")]

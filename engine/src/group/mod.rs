@@ -276,17 +276,7 @@ async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, sto
             ) => groups
                 .entry(group.clone())
                 .or_insert_with(|| Group::new(&group))
-                .apply_offset(
-                    &topic,
-                    partition,
-                    OffsetEntry {
-                        offset: v.offset,
-                        leader_epoch: v.leader_epoch,
-                        metadata: v.metadata,
-                        commit_timestamp: v.commit_timestamp,
-                        log_offset,
-                    },
-                ),
+                .apply_offset(&topic, partition, OffsetEntry::stored(v, log_offset)),
             (
                 Key::Offset {
                     group,
@@ -612,17 +602,7 @@ impl Coordinator {
                         Some(Value::Offset(v)),
                     ) = (k, v)
                     {
-                        g.apply_offset(
-                            &topic,
-                            partition,
-                            OffsetEntry {
-                                offset: v.offset,
-                                leader_epoch: v.leader_epoch,
-                                metadata: v.metadata,
-                                commit_timestamp: v.commit_timestamp,
-                                log_offset: base + i as i64,
-                            },
-                        );
+                        g.apply_offset(&topic, partition, OffsetEntry::stored(v, base + i as i64));
                     }
                 }
             }

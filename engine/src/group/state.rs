@@ -132,6 +132,19 @@ pub struct OffsetEntry {
     pub log_offset: i64,
 }
 
+impl OffsetEntry {
+    /// The entry for a commit record stored at `log_offset` of `__consumer_offsets`.
+    pub fn stored(v: super::store::OffsetValue, log_offset: i64) -> Self {
+        OffsetEntry {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata,
+            commit_timestamp: v.commit_timestamp,
+            log_offset,
+        }
+    }
+}
+
 /// A JoinGroup, as the state machine needs it.
 #[derive(Debug, Clone)]
 pub struct JoinRequest {

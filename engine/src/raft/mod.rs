@@ -116,17 +116,8 @@ const HEADER: usize = 24;
 impl PartitionRaft {
     pub fn open(setup: RaftSetup) -> Result<PartitionRaft, StoreError> {
         let (store, storage) = RaftStore::open(&setup.dir, &setup.voters)?;
-        let config = raft::Config {
-            id: setup.id,
-            election_tick: 10,
-            heartbeat_tick: 2,
-            check_quorum: true,
-            pre_vote: true,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 256,
-            ..Default::default()
-        };
-        let logger = slog::Logger::root(slog::Discard, slog::o!());
+        let config = crate::cluster::store::raft_config(setup.id);
+        let logger = crate::cluster::store::discard_logger();
         let fresh = storage
             .initial_state()
             .is_ok_and(|s| s.hard_state.term == 0);

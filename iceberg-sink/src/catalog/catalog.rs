@@ -317,8 +317,20 @@ impl Catalog {
     ) -> Result<LoadedTable> {
         let location = metadata_file_location(metadata.location(), version);
         self.store.write_metadata(&location, &metadata).await?;
+        self.create_pointer(ident, location, version, metadata)
+            .await
+    }
+
+    /// Creates a table's pointer to its metadata file; fails if the table exists.
+    async fn create_pointer(
+        &self,
+        ident: &TableIdent,
+        metadata_location: String,
+        version: u64,
+        metadata: TableMetadata,
+    ) -> Result<LoadedTable> {
         let record = TableRecord {
-            metadata_location: location.clone(),
+            metadata_location: metadata_location.clone(),
             version,
         };
         if !self
@@ -329,7 +341,7 @@ impl Catalog {
             return Err(CatalogError::TableAlreadyExists(display_table(ident)));
         }
         Ok(LoadedTable {
-            metadata_location: location,
+            metadata_location,
             metadata: Arc::new(metadata),
         })
     }
@@ -357,21 +369,8 @@ impl Catalog {
                 e => e,
             })?;
         let version = version_of(metadata_location).unwrap_or(0);
-        let record = TableRecord {
-            metadata_location: metadata_location.to_string(),
-            version,
-        };
-        if !self
-            .store
-            .create_json(&self.store.table_path(ident), &record)
-            .await?
-        {
-            return Err(CatalogError::TableAlreadyExists(display_table(ident)));
-        }
-        Ok(LoadedTable {
-            metadata_location: metadata_location.to_string(),
-            metadata: Arc::new(metadata),
-        })
+        self.create_pointer(ident, metadata_location.to_string(), version, metadata)
+            .await
     }
 
     /// Metadata for a staged create (`stage-create`): checked like a create, but nothing is
