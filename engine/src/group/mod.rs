@@ -25,7 +25,7 @@ use tokio::time::{Duration, Instant};
 use crate::broker::Broker;
 use crate::metrics::LagLabels;
 use state::{Group, GroupState, JoinRequest, JoinResult, OffsetEntry, SyncResult};
-use store::{GroupValue, Key, OffsetValue, Value, OFFSETS_TOPIC};
+use store::{Key, OffsetValue, Value, OFFSETS_TOPIC};
 
 /// How often session and rebalance timeouts are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -112,7 +112,8 @@ enum Role {
 }
 
 pub struct Coordinator {
-    groups: Mutex<HashMap<String, Group>>,
+    /// Shared with the tasks that finish a SyncGroup once its group record is committed.
+    groups: Arc<Mutex<HashMap<String, Group>>>,
     lag_labels: Mutex<HashSet<LagLabels>>,
     /// In a cluster: groups follow the leaders of `__consumer_offsets` partitions.
     clustered: bool,
@@ -136,7 +137,7 @@ impl Coordinator {
     /// Raft leader.
     pub fn new(clustered: bool) -> Self {
         Coordinator {
-            groups: Mutex::default(),
+            groups: Arc::default(),
             lag_labels: Mutex::default(),
             clustered,
             roles: Mutex::default(),
@@ -162,6 +163,17 @@ impl Coordinator {
             Some(Role::Serving(t)) if *t == term => 0,
             _ => code(ResponseError::CoordinatorLoadInProgress),
         }
+    }
+
+    /// The broker this one sees coordinating `group`, when that is another broker (cluster
+    /// only): the Raft leader of the group's `__consumer_offsets` partition.
+    pub fn coordinator_elsewhere(&self, b: &Broker, group: &str) -> Option<i32> {
+        if !self.clustered {
+            return None;
+        }
+        let t = b.topics.get(OFFSETS_TOPIC)?;
+        let leader = b.partition_leader(&t, store::partition_for(group, t.partitions.len()));
+        (leader >= 0 && leader != b.node_id()).then_some(leader)
     }
 
     /// Follows the leaders of `__consumer_offsets` partitions (cluster only, from the ticker):
@@ -263,6 +275,7 @@ async fn load_as_leader(b: &Broker, p: i32) -> Result<HashMap<String, Group>, st
 async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
     let mut groups = HashMap::<String, Group>::new();
     let mut records = 0u64;
+    let now = Instant::now();
     store::replay(b, p, |log_offset, key, value| {
         records += 1;
         match (key, value) {
@@ -289,15 +302,10 @@ async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, sto
                     g.offsets.remove(&(topic, partition));
                 }
             }
-            (Key::Group(group), Some(Value::Group(v))) => {
-                let g = groups
-                    .entry(group.clone())
-                    .or_insert_with(|| Group::new(&group));
-                g.generation = g.generation.max(v.generation);
-                if !v.protocol_type.is_empty() {
-                    g.protocol_type = Some(v.protocol_type);
-                }
-            }
+            (Key::Group(group), Some(Value::Group(v))) => groups
+                .entry(group.clone())
+                .or_insert_with(|| Group::new(&group))
+                .restore(v, now),
             (Key::Group(group), None) => {
                 groups.remove(&group);
             }
@@ -345,7 +353,7 @@ impl Coordinator {
         let mut groups = self.groups.lock();
         for g in groups.values_mut() {
             g.tick(now);
-            persist_generation(b, g);
+            self.store_record(b, g);
         }
     }
 
@@ -388,7 +396,7 @@ impl Coordinator {
             }
             g.consumer = None;
             let p = g.join(r, Instant::now());
-            persist_generation(b, g);
+            self.store_record(b, g);
             p
         };
         // A join left unanswered: the member was removed, or this broker stopped coordinating
@@ -443,7 +451,7 @@ impl Coordinator {
                 assignments,
                 Instant::now(),
             );
-            persist_generation(b, g);
+            self.store_record(b, g);
             p
         };
         pending
@@ -495,7 +503,7 @@ impl Coordinator {
             .iter()
             .map(|(m, i)| g.leave(m, i.as_deref(), now))
             .collect();
-        persist_generation(b, g);
+        self.store_record(b, g);
         Ok(codes)
     }
 
@@ -1054,23 +1062,48 @@ fn store_error_code(e: &store::StoreError) -> i16 {
     }
 }
 
-/// Writes the group record when a generation completed. Not awaited: a lost record only
-/// means generations restart lower after a crash, which members handle by rejoining.
-fn persist_generation(b: &Broker, g: &mut Group) {
-    if !std::mem::take(&mut g.generation_changed) {
-        return;
-    }
-    if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
-        let p = store::partition_for(&g.id, t.partitions.len());
-        drop(store::send(
-            &t.partitions[p as usize],
-            &[(
-                Key::Group(g.id.clone()),
-                Some(Value::Group(GroupValue {
-                    protocol_type: g.protocol_type.clone().unwrap_or_default(),
-                    generation: g.generation,
-                })),
-            )],
-        ));
+impl Coordinator {
+    /// Writes the group record the group asks for ([`Group::take_store`]). A generation's
+    /// assignment is answered to the members only once its record is committed (a task
+    /// reports the outcome to the group, whatever becomes of the SyncGroup that started it);
+    /// other records are not waited for: losing one in a crash only means a new coordinator
+    /// sees an older, still consistent, group.
+    fn store_record(&self, b: &Broker, g: &mut Group) {
+        let Some((value, wait)) = g.take_store() else {
+            return;
+        };
+        let generation = value.generation;
+        let id = g.id.clone();
+        let reply = match b.topics.get(OFFSETS_TOPIC) {
+            Some(t) => {
+                let p = store::partition_for(&id, t.partitions.len());
+                store::send(
+                    &t.partitions[p as usize],
+                    &[(Key::Group(id.clone()), Some(Value::Group(value)))],
+                )
+            }
+            None => {
+                let (tx, rx) = tokio::sync::oneshot::channel();
+                let _ = tx.send(Err(crate::partition::PartitionError::Stopped));
+                rx
+            }
+        };
+        if !wait {
+            return;
+        }
+        let groups = self.groups.clone();
+        tokio::spawn(async move {
+            let result = match reply.await {
+                Ok(Ok(_)) => Ok(()),
+                Ok(Err(e)) => {
+                    tracing::warn!(group = %id, generation, error = %e, "group assignment not stored; the group rebalances");
+                    Err(store_error_code(&store::StoreError::Append(e)))
+                }
+                Err(_) => Err(code(ResponseError::CoordinatorNotAvailable)),
+            };
+            if let Some(g) = groups.lock().get_mut(&id) {
+                g.stored(generation, result, Instant::now());
+            }
+        });
     }
 }

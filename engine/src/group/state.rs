@@ -175,8 +175,14 @@ pub struct Group {
     statics: HashMap<String, String>,
     rebalance_deadline: Option<Instant>,
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
-    /// Set when a generation completes, so the coordinator persists the group record.
-    pub generation_changed: bool,
+    /// Set when the group record must be written without waiting (the group became empty, or
+    /// a static member took its old id's place); taken by [`Group::take_store`].
+    store_soon: bool,
+    /// The generation whose assignment awaits its group record: the leader's SyncGroup is
+    /// answered (and the group turns `Stable`) only once [`Group::stored`] reports it durable.
+    storing: Option<i32>,
+    /// The record of `storing` was handed out by [`Group::take_store`].
+    store_requested: bool,
     /// Set while the group is a KIP-848 consumer group (ConsumerGroupHeartbeat); the classic
     /// fields above are then unused (no classic members), the offsets are shared.
     pub consumer: Option<super::consumer::ConsumerGroup>,
@@ -201,7 +207,9 @@ impl Group {
             statics: HashMap::new(),
             rebalance_deadline: None,
             offsets: BTreeMap::new(),
-            generation_changed: false,
+            store_soon: false,
+            storing: None,
+            store_requested: false,
             consumer: None,
         }
     }
@@ -382,6 +390,7 @@ impl Group {
             self.leader = Some(new_id.clone());
         }
         if self.state == GroupState::Stable && !changed {
+            self.store_soon = true;
             let is_leader = self.leader.as_deref() == Some(new_id.as_str());
             let mut res = self.current_result(&new_id, is_leader);
             res.skip_assignment = is_leader;
@@ -482,11 +491,13 @@ impl Group {
         }
         self.rebalance_deadline = None;
         self.generation += 1;
-        self.generation_changed = true;
+        self.storing = None;
+        self.store_requested = false;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
+            self.store_soon = true;
             return;
         }
         self.protocol_name = self.select_protocol();
@@ -620,26 +631,170 @@ impl Group {
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
                 self.members[member_id].sync_waiter = Some(tx);
-                if self.leader.as_deref() == Some(member_id) {
+                // The leader's assignment, once per generation (a retried SyncGroup of the
+                // leader while the record is being written only waits).
+                if self.leader.as_deref() == Some(member_id) && self.storing.is_none() {
                     let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for m in self.members.values_mut() {
                         m.assignment = given.remove(&m.id).unwrap_or_default();
                     }
-                    self.state = GroupState::Stable;
-                    let (pt, pn) = (self.protocol_type.clone(), self.protocol_name.clone());
-                    for m in self.members.values_mut() {
-                        if let Some(w) = m.sync_waiter.take() {
-                            let _ = w.send(SyncResult {
-                                error: 0,
-                                protocol_type: pt.clone(),
-                                protocol_name: pn.clone(),
-                                assignment: m.assignment.clone(),
-                            });
-                        }
-                    }
+                    self.storing = Some(self.generation);
                 }
                 Pending::Wait(rx)
             }
+        }
+    }
+
+    /// The group record to write now, if any: the generation's assignment awaiting its
+    /// record (write it, wait for the commit, then call [`Group::stored`]), or a record that
+    /// may be written without waiting (the bool is false).
+    pub fn take_store(&mut self) -> Option<(super::store::GroupValue, bool)> {
+        if self.state == GroupState::CompletingRebalance
+            && self.storing == Some(self.generation)
+            && !self.store_requested
+        {
+            self.store_requested = true;
+            return Some((self.record(), true));
+        }
+        if std::mem::take(&mut self.store_soon) {
+            return Some((self.record(), false));
+        }
+        None
+    }
+
+    /// The outcome of writing the record of `generation`'s assignment: the group turns
+    /// `Stable` and every member gets its assignment, or every waiting member gets `error`
+    /// and the group rebalances (Kafka's `resetAndPropagateAssignmentError`).
+    pub fn stored(&mut self, generation: i32, result: Result<(), i16>, now: Instant) {
+        if self.state != GroupState::CompletingRebalance
+            || self.generation != generation
+            || self.storing != Some(generation)
+        {
+            return;
+        }
+        self.storing = None;
+        self.store_requested = false;
+        match result {
+            Ok(()) => {
+                self.state = GroupState::Stable;
+                let (pt, pn) = (self.protocol_type.clone(), self.protocol_name.clone());
+                for m in self.members.values_mut() {
+                    m.deadline = now + m.session_timeout;
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncResult {
+                            error: 0,
+                            protocol_type: pt.clone(),
+                            protocol_name: pn.clone(),
+                            assignment: m.assignment.clone(),
+                        });
+                    }
+                }
+            }
+            Err(error) => {
+                for m in self.members.values_mut() {
+                    m.assignment = Bytes::new();
+                    if let Some(w) = m.sync_waiter.take() {
+                        let _ = w.send(SyncResult {
+                            error,
+                            ..Default::default()
+                        });
+                    }
+                }
+                self.prepare_rebalance(now);
+            }
+        }
+    }
+
+    /// The group as its record stores it: members and assignments of a `Stable` group (or
+    /// of a generation whose assignment is being stored), none of an empty one.
+    pub fn record(&self) -> super::store::GroupValue {
+        use super::store::{GroupValue, MemberValue};
+        let millis = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
+        let members = if self.state == GroupState::Empty {
+            Vec::new()
+        } else {
+            self.members
+                .values()
+                .map(|m| MemberValue {
+                    id: m.id.clone(),
+                    instance_id: m.instance_id.clone(),
+                    client_id: m.client_id.clone(),
+                    client_host: m.client_host.clone(),
+                    session_timeout_ms: millis(m.session_timeout),
+                    rebalance_timeout_ms: millis(m.rebalance_timeout),
+                    protocols: m.protocols.clone(),
+                    assignment: m.assignment.clone(),
+                })
+                .collect()
+        };
+        GroupValue {
+            protocol_type: self.protocol_type.clone().unwrap_or_default(),
+            generation: self.generation,
+            protocol_name: if members.is_empty() {
+                None
+            } else {
+                self.protocol_name.clone()
+            },
+            leader: if members.is_empty() {
+                None
+            } else {
+                self.leader.clone()
+            },
+            members,
+        }
+    }
+
+    /// Takes the state a stored record describes (a new coordinator's replay): a group with
+    /// members is `Stable` with their assignments, and each member's session starts now, so
+    /// members that heartbeat to the new coordinator in time keep their partitions.
+    pub fn restore(&mut self, v: super::store::GroupValue, now: Instant) {
+        for m in self.members.values_mut() {
+            m.join_waiter.take();
+            m.sync_waiter.take();
+        }
+        self.members.clear();
+        self.statics.clear();
+        self.pending.clear();
+        self.rebalance_deadline = None;
+        self.storing = None;
+        self.store_requested = false;
+        self.store_soon = false;
+        self.generation = v.generation;
+        if !v.protocol_type.is_empty() {
+            self.protocol_type = Some(v.protocol_type);
+        }
+        let millis = |ms: i32| Duration::from_millis(ms.max(0) as u64);
+        for m in v.members {
+            if let Some(inst) = &m.instance_id {
+                self.statics.insert(inst.clone(), m.id.clone());
+            }
+            let session_timeout = millis(m.session_timeout_ms);
+            self.members.insert(
+                m.id.clone(),
+                Member {
+                    id: m.id,
+                    instance_id: m.instance_id,
+                    client_id: m.client_id,
+                    client_host: m.client_host,
+                    session_timeout,
+                    rebalance_timeout: millis(m.rebalance_timeout_ms),
+                    protocol_type: self.protocol_type.clone().unwrap_or_default(),
+                    protocols: m.protocols,
+                    assignment: m.assignment,
+                    join_waiter: None,
+                    sync_waiter: None,
+                    deadline: now + session_timeout,
+                },
+            );
+        }
+        if self.members.is_empty() {
+            self.state = GroupState::Empty;
+            self.protocol_name = None;
+            self.leader = None;
+        } else {
+            self.state = GroupState::Stable;
+            self.protocol_name = v.protocol_name;
+            self.leader = v.leader.filter(|l| self.members.contains_key(l));
         }
     }
 
@@ -796,6 +951,33 @@ mod tests {
         }
     }
 
+    /// SyncGroup as the coordinator runs it: a leader's assignment is stored at once.
+    #[allow(clippy::too_many_arguments)]
+    fn sync(
+        g: &mut Group,
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+        protocol_type: Option<&str>,
+        protocol_name: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> Pending<SyncResult> {
+        let p = g.sync(
+            generation,
+            member,
+            instance,
+            protocol_type,
+            protocol_name,
+            assignments,
+            now,
+        );
+        if let Some((v, true)) = g.take_store() {
+            g.stored(v.generation, Ok(()), now);
+        }
+        p
+    }
+
     fn ready<T>(p: Pending<T>) -> T {
         match p {
             Pending::Ready(t) => t,
@@ -830,7 +1012,8 @@ mod tests {
         assert_eq!(j.leader, id);
         assert_eq!(j.members.len(), 1);
         assert_eq!(j.protocol_name.as_deref(), Some("range"));
-        let s = ready(g.sync(
+        let s = ready(sync(
+            &mut g,
             1,
             &id,
             None,
@@ -852,13 +1035,139 @@ mod tests {
         );
     }
 
+    /// Two members joined and synced with `g.sync` itself (the store step driven by hand).
+    fn two_member_group(
+        g: &mut Group,
+        now: Instant,
+    ) -> (
+        String,
+        String,
+        oneshot::Receiver<SyncResult>,
+        oneshot::Receiver<SyncResult>,
+    ) {
+        let (a, pa) = join_new(g, now);
+        ready(pa);
+        let (b, pb) = join_new(g, now);
+        let mut rb = wait(pb);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        let ja = ready(g.join(req(&a, None, b"m"), now));
+        let jb = rb.try_recv().unwrap();
+        let (leader, other) = if ja.leader == a { (a, b) } else { (b, a) };
+        assert_eq!(ja.generation, jb.generation);
+        let sf = wait(g.sync(ja.generation, &other, None, None, None, vec![], now));
+        let sl = wait(g.sync(
+            ja.generation,
+            &leader,
+            None,
+            None,
+            None,
+            vec![
+                (leader.clone(), Bytes::from_static(b"L")),
+                (other.clone(), Bytes::from_static(b"O")),
+            ],
+            now,
+        ));
+        (leader, other, sl, sf)
+    }
+
+    #[test]
+    fn an_assignment_is_answered_only_once_its_record_is_stored() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (leader, other, mut sl, mut sf) = two_member_group(&mut g, now);
+        // Nobody has an assignment until the record is durable.
+        assert!(sl.try_recv().is_err() && sf.try_recv().is_err());
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        let (v, wait_for_it) = g.take_store().expect("the assignment's record");
+        assert!(wait_for_it);
+        assert!(g.take_store().is_none(), "asked once per generation");
+        assert_eq!(v.generation, g.generation);
+        assert_eq!(v.leader.as_deref(), Some(leader.as_str()));
+        let assigned: HashMap<_, _> = v
+            .members
+            .iter()
+            .map(|m| (m.id.clone(), m.assignment.clone()))
+            .collect();
+        assert_eq!(assigned[&leader], Bytes::from_static(b"L"));
+        assert_eq!(assigned[&other], Bytes::from_static(b"O"));
+        g.stored(v.generation, Ok(()), now);
+        assert_eq!(g.state, GroupState::Stable);
+        assert_eq!(sl.try_recv().unwrap().assignment, Bytes::from_static(b"L"));
+        assert_eq!(sf.try_recv().unwrap().assignment, Bytes::from_static(b"O"));
+    }
+
+    #[test]
+    fn a_failed_store_answers_the_error_and_rebalances() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (_, _, mut sl, mut sf) = two_member_group(&mut g, now);
+        let (v, _) = g.take_store().unwrap();
+        let not_coordinator = ResponseError::NotCoordinator.code();
+        g.stored(v.generation, Err(not_coordinator), now);
+        assert_eq!(sl.try_recv().unwrap().error, not_coordinator);
+        assert_eq!(sf.try_recv().unwrap().error, not_coordinator);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        // A late outcome for a generation that is gone changes nothing.
+        g.stored(v.generation, Ok(()), now);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn a_new_coordinator_restores_a_stable_group_with_its_assignments() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (leader, other, _, _) = two_member_group(&mut g, now);
+        let (v, _) = g.take_store().unwrap();
+        g.stored(v.generation, Ok(()), now);
+        let generation = g.generation;
+        let record = g.record();
+
+        let later = now + Duration::from_secs(60);
+        let mut h = Group::new("g");
+        h.restore(record, later);
+        assert_eq!(h.state, GroupState::Stable);
+        assert_eq!(h.generation, generation);
+        assert_eq!(h.leader.as_deref(), Some(leader.as_str()));
+        assert_eq!(h.protocol_name.as_deref(), Some("range"));
+        // The members go on heartbeating and committing with their generation: no rebalance.
+        assert_eq!(h.heartbeat(generation, &other, None, later), 0);
+        assert_eq!(h.heartbeat(generation, &leader, None, later), 0);
+        assert!(h.validate_commit(generation, &other, None, later).is_ok());
+        // SyncGroup of the stored generation gets the stored assignment back.
+        let s = ready(h.sync(generation, &other, None, None, None, vec![], later));
+        assert_eq!((s.error, s.assignment), (0, Bytes::from_static(b"O")));
+        // Each session starts at the restore: a member that never comes back expires.
+        h.heartbeat(generation, &leader, None, later + Duration::from_secs(9));
+        h.tick(later + Duration::from_secs(11));
+        assert!(h.members.contains_key(&leader));
+        assert!(!h.members.contains_key(&other));
+        assert_eq!(h.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn an_empty_group_stores_its_generation_without_members() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (a, p) = join_new(&mut g, now);
+        ready(p);
+        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
+        assert_eq!(g.leave(&a, None, now), 0);
+        assert_eq!(g.state, GroupState::Empty);
+        let (v, wait_for_it) = g.take_store().expect("the empty group's record");
+        assert!(!wait_for_it);
+        assert_eq!((v.generation, v.members.len()), (2, 0));
+        let mut h = Group::new("g");
+        h.restore(v, now);
+        assert_eq!((h.state, h.generation), (GroupState::Empty, 2));
+    }
+
     #[test]
     fn second_member_triggers_rebalance_and_follower_waits_for_leader() {
         let now = Instant::now();
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
         let (b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         assert_eq!(g.state, GroupState::PreparingRebalance);
@@ -878,9 +1187,10 @@ mod tests {
             g.validate_commit(2, &a, None, now),
             Err(ResponseError::RebalanceInProgress)
         );
-        let mut sb = wait(g.sync(2, &b, None, None, None, vec![], now));
+        let mut sb = wait(sync(&mut g, 2, &b, None, None, None, vec![], now));
         assert!(sb.try_recv().is_err(), "follower waits for the leader");
-        let sa = ready(g.sync(
+        let sa = ready(sync(
+            &mut g,
             2,
             &a,
             None,
@@ -915,7 +1225,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
         let (_b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         // a keeps heartbeating but never rejoins: the join completes at the rebalance timeout
@@ -938,7 +1248,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
         g.tick(now + Duration::from_secs(9));
         assert_eq!(g.members.len(), 1);
         g.tick(now + Duration::from_secs(11));
@@ -978,8 +1288,9 @@ mod tests {
         let mut rb = wait(g.join(req("", Some("i2"), b"m"), now));
         ready(g.join(req(&a, Some("i1"), b"m"), now));
         let b = rb.try_recv().unwrap().member_id;
-        let mut sb = wait(g.sync(2, &b, None, None, None, vec![], now));
-        ready(g.sync(
+        let mut sb = wait(sync(&mut g, 2, &b, None, None, None, vec![], now));
+        ready(sync(
+            &mut g,
             2,
             &a,
             Some("i1"),
@@ -999,7 +1310,16 @@ mod tests {
         assert_eq!(j.generation, 2);
         assert_ne!(j.member_id, b);
         assert_eq!(g.state, GroupState::Stable);
-        let s = ready(g.sync(2, &j.member_id, Some("i2"), None, None, vec![], now));
+        let s = ready(sync(
+            &mut g,
+            2,
+            &j.member_id,
+            Some("i2"),
+            None,
+            None,
+            vec![],
+            now,
+        ));
         assert_eq!(s.assignment, Bytes::from_static(b"B"));
         // the old incarnation is fenced
         assert_eq!(
@@ -1034,7 +1354,7 @@ mod tests {
         let now = Instant::now();
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
         let (_b, pb) = join_new(&mut g, now);
         g.tick(now + Duration::from_secs(31));
         let j = pb.get(JoinResult::default).await;

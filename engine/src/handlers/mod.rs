@@ -26,6 +26,7 @@ pub mod describe_configs;
 pub mod describe_groups;
 pub mod fetch;
 pub mod find_coordinator;
+pub mod forward;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;
@@ -240,15 +241,17 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             ))
         }),
         RequestKind::OffsetFetch(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::OffsetFetch(offset_fetch::handle(&b, v, r)))
+            let local = offset_fetch::handle(&b, v, r.clone());
+            let resp = forward::offset_fetch(&b, &h, &r, local).await;
+            Handled::reply(ResponseKind::OffsetFetch(resp))
         }),
         RequestKind::ListGroups(r) => Box::pin(async move {
             Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
         }),
         RequestKind::DescribeGroups(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::DescribeGroups(describe_groups::handle(
-                &b, v, r,
-            )))
+            let local = describe_groups::handle(&b, v, r.clone());
+            let resp = forward::describe_groups(&b, &h, &r, local).await;
+            Handled::reply(ResponseKind::DescribeGroups(resp))
         }),
         RequestKind::DeleteGroups(r) => Box::pin(async move {
             Handled::reply(ResponseKind::DeleteGroups(
@@ -266,9 +269,9 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             ))
         }),
         RequestKind::ConsumerGroupDescribe(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::ConsumerGroupDescribe(
-                consumer_group_describe::handle(&b, v, r),
-            ))
+            let local = consumer_group_describe::handle(&b, v, r.clone());
+            let resp = forward::consumer_group_describe(&b, &h, &r, local).await;
+            Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
         }),
         // `supports` filters everything else out before decoding.
         _ => Box::pin(async { Handled::default() }),
