@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::broker::{Broker, BrokerError};
 use crate::config::TopicConfig;
-use crate::group::CommitPartition;
 pub use crate::group::GroupOffset;
+use crate::group::{CommitPartition, CommitRequest};
 use crate::log::PartitionLog;
 use crate::partition::Cmd;
 use crate::remote::RemotePartition;
@@ -193,7 +193,17 @@ impl Broker {
                 .collect();
             let res = self
                 .groups
-                .commit(self, 8, g, -1, "", None, vec![(topic.to_string(), parts)])
+                .commit(
+                    self,
+                    g,
+                    CommitRequest {
+                        version: 8,
+                        generation: -1,
+                        member_id: String::new(),
+                        instance_id: None,
+                        topics: vec![(topic.to_string(), parts)],
+                    },
+                )
                 .await;
             failed += res
                 .iter()

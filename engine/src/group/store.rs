@@ -51,6 +51,30 @@ pub enum Key {
     Group(String),
 }
 
+/// A committed offset; `log_offset` is where it sits in `__consumer_offsets`, so that a
+/// late-applied older commit never overwrites a newer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+    pub log_offset: i64,
+}
+
+impl OffsetEntry {
+    /// The entry for a commit record stored at `log_offset` of `__consumer_offsets`.
+    pub fn stored(v: OffsetValue, log_offset: i64) -> Self {
+        OffsetEntry {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata,
+            commit_timestamp: v.commit_timestamp,
+            log_offset,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetValue {
     pub offset: i64,

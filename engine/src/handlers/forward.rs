@@ -11,6 +11,10 @@
 //! (client id [`FORWARD_CLIENT_ID`]) is never forwarded again, so brokers whose views disagree
 //! during an election answer NOT_COORDINATOR instead of bouncing a request between them. Group
 //! membership and commits are never forwarded: clients must talk to the coordinator itself.
+//!
+//! For the same reason these requests wait (up to [`LOAD_WAIT`]) for a broker that has just
+//! become a group's coordinator to finish loading it, rather than answer
+//! COORDINATOR_LOAD_IN_PROGRESS, which librdkafka's admin client does not retry either.
 
 use std::time::Duration;
 
@@ -30,6 +34,9 @@ use crate::broker::Broker;
 pub const FORWARD_CLIENT_ID: &str = "icestream-forward";
 /// Connecting plus the round trip; the caller's own request timeout is longer.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read-only request waits for its groups to finish loading (a load is a committed
+/// marker and a replay of one `__consumer_offsets` partition: well under a second).
+const LOAD_WAIT: Duration = Duration::from_secs(5);
 /// Largest answer accepted (group descriptions and offsets are small).
 const MAX_FRAME: usize = 64 << 20;
 
@@ -47,6 +54,25 @@ enum ForwardError {
 
 fn not_coordinator() -> i16 {
     ResponseError::NotCoordinator.code()
+}
+
+/// Runs a read-only group request until none of its groups is still loading on this broker (or
+/// [`LOAD_WAIT`] has passed): `loading` tells whether an answer holds
+/// COORDINATOR_LOAD_IN_PROGRESS.
+pub async fn after_load<R>(mut run: impl FnMut() -> R, loading: impl Fn(&R) -> bool) -> R {
+    let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+    loop {
+        let r = run();
+        if !loading(&r) || tokio::time::Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The COORDINATOR_LOAD_IN_PROGRESS code, for [`after_load`]'s callers.
+pub fn load_in_progress() -> i16 {
+    ResponseError::CoordinatorLoadInProgress.code()
 }
 
 fn codec(e: impl std::fmt::Display) -> ForwardError {

@@ -241,7 +241,17 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             ))
         }),
         RequestKind::OffsetFetch(r) => Box::pin(async move {
-            let local = offset_fetch::handle(&b, v, r.clone());
+            let local = forward::after_load(
+                || offset_fetch::handle(&b, v, r.clone()),
+                |resp| {
+                    resp.error_code == forward::load_in_progress()
+                        || resp
+                            .groups
+                            .iter()
+                            .any(|g| g.error_code == forward::load_in_progress())
+                },
+            )
+            .await;
             let resp = forward::offset_fetch(&b, &h, &r, local).await;
             Handled::reply(ResponseKind::OffsetFetch(resp))
         }),
@@ -249,7 +259,15 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
         }),
         RequestKind::DescribeGroups(r) => Box::pin(async move {
-            let local = describe_groups::handle(&b, v, r.clone());
+            let local = forward::after_load(
+                || describe_groups::handle(&b, v, r.clone()),
+                |resp| {
+                    resp.groups
+                        .iter()
+                        .any(|g| g.error_code == forward::load_in_progress())
+                },
+            )
+            .await;
             let resp = forward::describe_groups(&b, &h, &r, local).await;
             Handled::reply(ResponseKind::DescribeGroups(resp))
         }),
@@ -269,7 +287,15 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
             ))
         }),
         RequestKind::ConsumerGroupDescribe(r) => Box::pin(async move {
-            let local = consumer_group_describe::handle(&b, v, r.clone());
+            let local = forward::after_load(
+                || consumer_group_describe::handle(&b, v, r.clone()),
+                |resp| {
+                    resp.groups
+                        .iter()
+                        .any(|g| g.error_code == forward::load_in_progress())
+                },
+            )
+            .await;
             let resp = forward::consumer_group_describe(&b, &h, &r, local).await;
             Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
         }),
