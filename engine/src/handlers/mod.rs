@@ -291,6 +291,16 @@ dispatch_table! { b, h, v;
     }),
 }
 
+/// A config request's `name=value` pairs; entries without a value are left out.
+pub(crate) fn config_pairs<'a>(
+    entries: impl IntoIterator<Item = (&'a StrBytes, Option<&'a StrBytes>)>,
+) -> Vec<(String, String)> {
+    entries
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value?.as_str().to_string())))
+        .collect()
+}
+
 pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
     StrBytes::from_string(s.into())
 }
