@@ -477,6 +477,26 @@ impl TopicTask {
         Ok(())
     }
 
+    /// Creates the topic's table with `schema` and keeps it.
+    async fn create(
+        &mut self,
+        ident: &TableIdent,
+        s: &TopicSettings,
+        schema: Schema,
+    ) -> Result<Table, SinkError> {
+        let t = create_table(
+            self.sh.catalog.as_ref(),
+            &self.topic,
+            self.topic_id,
+            ident,
+            &s.partition_spec,
+            schema,
+        )
+        .await?;
+        self.table = Some(t.clone());
+        Ok(t)
+    }
+
     /// `key_value`: every record is a row.
     async fn prepare_key_value<'a>(
         &mut self,
@@ -486,19 +506,7 @@ impl TopicTask {
     ) -> Result<Prepared<'a>, SinkError> {
         let table = match &self.table {
             Some(t) => t.clone(),
-            None => {
-                let t = create_table(
-                    self.sh.catalog.as_ref(),
-                    &self.topic,
-                    self.topic_id,
-                    ident,
-                    &s.partition_spec,
-                    key_value::schema()?,
-                )
-                .await?;
-                self.table = Some(t.clone());
-                t
-            }
+            None => self.create(ident, s, key_value::schema()?).await?,
         };
         let batches = key_value::batches(
             table.metadata().current_schema(),
@@ -533,19 +541,7 @@ impl TopicTask {
         };
         let plan = layout.plan(&read.by_partition, &current);
         let table = match self.table.clone() {
-            None => {
-                let t = create_table(
-                    self.sh.catalog.as_ref(),
-                    &self.topic,
-                    self.topic_id,
-                    ident,
-                    &s.partition_spec,
-                    plan.target,
-                )
-                .await?;
-                self.table = Some(t.clone());
-                t
-            }
+            None => self.create(ident, s, plan.target).await?,
             Some(t) => {
                 match schema_mode::evolve(self.sh.catalog.as_ref(), &t, &current, &plan.target)
                     .await?
