@@ -220,14 +220,7 @@ impl Broker {
         for p in 0..rec.partitions {
             partitions.push(self.open_partition(rec, p, &resolved).await?);
         }
-        Ok(Topic {
-            name: rec.name.clone(),
-            id: rec.id,
-            config: rec.config.clone(),
-            resolved,
-            partitions,
-            assignments: rec.assignments.clone(),
-        })
+        Ok(Topic::new(rec, resolved, partitions))
     }
 
     pub(crate) async fn open_partition(
@@ -350,8 +343,7 @@ impl Broker {
         } else {
             replication
         };
-        let config =
-            TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let config = TopicConfig::from_entries(configs)?;
         // In a cluster every topic is replicated, internal ones included: the group
         // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
@@ -527,14 +519,7 @@ impl Broker {
             partitions.push(self.open_partition(&rec, p, &current.resolved).await?);
         }
         rec.partitions = count;
-        let topic = Topic {
-            name: name.to_string(),
-            id: current.id,
-            config: current.config.clone(),
-            resolved: current.resolved.clone(),
-            partitions,
-            assignments: rec.assignments.clone(),
-        };
+        let topic = Topic::new(&rec, current.resolved.clone(), partitions);
         self.topics.insert(rec, topic)?;
         self.update_gauges();
         Ok(())
@@ -555,7 +540,7 @@ impl Broker {
                 "topic '{name}' has remote storage on; turning it off is not supported (its old offsets live only in object storage)"
             ))));
         }
-        rec.config = config.clone();
+        rec.config = config;
         for (p, handle) in current.partitions.iter().enumerate() {
             let _ = handle.tx.send(Cmd::Reconfigure(Box::new(resolved.clone())));
             if resolved.log.remote_storage && !current.resolved.log.remote_storage {
@@ -564,14 +549,7 @@ impl Broker {
                 }
             }
         }
-        let topic = Topic {
-            name: name.to_string(),
-            id: current.id,
-            config,
-            resolved,
-            partitions: current.partitions.clone(),
-            assignments: current.assignments.clone(),
-        };
+        let topic = Topic::new(&rec, resolved, current.partitions.clone());
         self.topics.insert(rec, topic)?;
         Ok(())
     }

@@ -9,7 +9,8 @@
 //!   rules (a hand-written structural checker).
 //! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
 //! - [`proto_text`]: `.proto` text for schemas registered as descriptors.
-//! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
+//! - [`registry`]: the registry's operations, split by job: errors, format dispatch, the state
+//!   rebuilt from `_schemas`, the record encoding and (in a cluster) routing to the leader.
 //! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
 //!
 //! Avro, JSON Schema and Protobuf are supported; see docs/schema-registry.md.

@@ -1,5 +1,5 @@
 //! Membership: which brokers exist and how to reach them, learned by gossip over the RPC
-//! listener. Every broker says hello to its seeds and to every member it knows, once a second;
+//! listener. Every broker says hello to its seeds and to every member it knows, twice a second;
 //! each hello carries the sender and the members it knows, and the answer carries the
 //! receiver's list, so a broker that knows one live seed soon knows everyone.
 
