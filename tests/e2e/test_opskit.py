@@ -281,3 +281,47 @@ def test_helm_chart_lints_and_renders_what_the_binary_accepts(tmp_path):
 def test_the_readiness_path_the_chart_probes_is_served(broker):
     status, body, _ = http_get(f"{broker.admin_url}/v1/status/ready")
     assert status == 200, body
+
+
+# ---------------------------------------------------------------------------- cluster values
+
+def test_replication_metrics_of_a_cluster_losing_a_broker(broker_factory):
+    """The new replication gauges tell the truth on three brokers: leaders counted once,
+    nothing under-replicated while all run, every partition under-replicated once a broker
+    holding a replica of each is killed, and none offline (a majority lives)."""
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    from cluster import start_cluster, wait_formed
+    from test_cluster import wait_topic_everywhere
+    from test_tiering import metric
+
+    brokers = start_cluster(broker_factory, 3, ["--replica-lag-time-max-ms", "2000"])
+    wait_formed(brokers)
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics([NewTopic("replicated", 2, 3)], request_timeout=30)["replicated"].result(40)
+    wait_topic_everywhere(brokers, "replicated", 2)
+    produce(brokers[0], "replicated", [b"x"] * 20)
+
+    def total(name, among):
+        return sum(metric(b, name) for b in among)
+
+    def until(what, cond, timeout=30.0):
+        deadline = time.monotonic() + timeout
+        while not (v := cond()):
+            assert time.monotonic() < deadline, f"never: {what}"
+            time.sleep(0.2)
+        return v
+
+    until("each partition led by one broker", lambda: total("icestream_leader_partitions", brokers) == 2)
+    assert total("icestream_leader_changes_total", brokers) >= 2
+    until("all in sync", lambda: total("icestream_under_replicated_partitions", brokers) == 0)
+    assert total("icestream_offline_partitions", brokers) == 0
+    assert total("icestream_log_local_bytes", brokers) > 0
+
+    brokers[2].kill9()
+    survivors = brokers[:2]
+    until("both partitions under-replicated on their (new) leaders",
+          lambda: total("icestream_under_replicated_partitions", survivors) == 2)
+    until("both partitions led by a survivor",
+          lambda: total("icestream_leader_partitions", survivors) == 2)
+    assert total("icestream_offline_partitions", survivors) == 0

@@ -571,6 +571,12 @@ mod reassign_tests {
             nodes[&1].is_leader(),
             "the preferred replica leads a new group"
         );
+        // icestream_leader_changes_total: counted once, by the replica that took leadership.
+        let changes = |n: &PartitionRaft| n.leader_changes.get();
+        assert_eq!(
+            nodes.values().map(changes).collect::<Vec<_>>(),
+            vec![1, 0, 0]
+        );
         for i in 0..20 {
             nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
         }
@@ -590,6 +596,10 @@ mod reassign_tests {
         }
         let leader = nodes.values().find(|n| n.is_leader()).map(|n| n.id);
         assert!(matches!(leader, Some(2..=4)), "leader {leader:?}");
+        assert!(
+            changes(&nodes[&leader.unwrap()]) >= 1,
+            "the new leader counted its change"
+        );
         assert!(reports.lock().unwrap().contains(&vec![2, 3, 4]));
         let last = |n: &PartitionRaft| n.node.raft.raft_log.last_index();
         assert_eq!(
