@@ -143,6 +143,7 @@ impl Broker {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
         crate::group::Coordinator::start_ticker(&broker);
+        crate::scrape::install(&broker);
         if let Some(c) = &broker.cluster {
             c.start(&broker);
         }
@@ -285,6 +286,7 @@ impl Broker {
                 .collect(),
             reassigning: target.is_some(),
             on_reassigned: cluster.reassign_reporter(&rec.name, rec.id, p),
+            leader_changes: self.metrics.leader_changes.clone(),
         })
     }
 

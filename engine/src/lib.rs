@@ -25,8 +25,10 @@ pub mod raft;
 pub mod remote;
 pub mod replication;
 pub mod schema_ids;
+pub mod scrape;
 pub mod shard;
 pub mod time;
+pub mod topic_labels;
 pub mod topics;
 pub mod unmount;
 

@@ -251,6 +251,7 @@ impl TopicTask {
 
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
+        self.sh.metrics.touch(&Metrics::label(&self.topic));
         loop {
             let Some(topic) = self.sh.broker.topics.get(&self.topic) else {
                 return;
@@ -324,6 +325,11 @@ impl TopicTask {
         }
         self.publish_status(s, &targets);
         let label = Metrics::label(&self.topic);
+        self.sh
+            .metrics
+            .target_lag_ms
+            .get_or_create(&label)
+            .set(s.target_lag_ms as i64);
         self.sh
             .metrics
             .lag_records

@@ -49,6 +49,8 @@ pub struct RaftSetup {
     /// Whether `goal` is an ongoing reassignment's target (reported once reached).
     pub reassigning: bool,
     pub on_reassigned: ReportFn,
+    /// `icestream_leader_changes_total`, counted when this replica takes the leadership.
+    pub leader_changes: prometheus_client::metrics::counter::Counter,
 }
 
 /// The leader's view of its followers, published by the partition actor at every tick while it
@@ -104,6 +106,7 @@ pub struct PartitionRaft {
     goal: Vec<u64>,
     reassigning: bool,
     on_reassigned: ReportFn,
+    leader_changes: prometheus_client::metrics::counter::Counter,
     /// No completion report before this tick (the controller may take a moment to apply it).
     next_report: u64,
     /// The last reconfigure round saw a joint configuration.
@@ -146,6 +149,7 @@ impl PartitionRaft {
             goal: setup.goal,
             reassigning: setup.reassigning,
             on_reassigned: setup.on_reassigned,
+            leader_changes: setup.leader_changes,
             next_report: 0,
             joint_seen: false,
         })
@@ -301,8 +305,11 @@ impl PartitionRaft {
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         let leader = self.node.raft.leader_id & 0xffff_ffff;
-        self.leader
-            .store((self.node.raft.term << 32) | leader, Ordering::Relaxed);
+        let now = (self.node.raft.term << 32) | leader;
+        let before = self.leader.swap(now, Ordering::Relaxed);
+        if before != now && leader == self.id && (before & 0xffff_ffff) != self.id {
+            self.leader_changes.inc();
+        }
         Ok(out)
     }
 
@@ -513,6 +520,7 @@ mod reassign_tests {
             goal: goal.to_vec(),
             reassigning: goal != [1, 2, 3],
             on_reassigned: Arc::new(move |r| reports.lock().unwrap().push(r)),
+            leader_changes: Default::default(),
         })
         .unwrap()
     }
@@ -563,6 +571,12 @@ mod reassign_tests {
             nodes[&1].is_leader(),
             "the preferred replica leads a new group"
         );
+        // icestream_leader_changes_total: counted once, by the replica that took leadership.
+        let changes = |n: &PartitionRaft| n.leader_changes.get();
+        assert_eq!(
+            nodes.values().map(changes).collect::<Vec<_>>(),
+            vec![1, 0, 0]
+        );
         for i in 0..20 {
             nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
         }
@@ -582,6 +596,10 @@ mod reassign_tests {
         }
         let leader = nodes.values().find(|n| n.is_leader()).map(|n| n.id);
         assert!(matches!(leader, Some(2..=4)), "leader {leader:?}");
+        assert!(
+            changes(&nodes[&leader.unwrap()]) >= 1,
+            "the new leader counted its change"
+        );
         assert!(reports.lock().unwrap().contains(&vec![2, 3, 4]));
         let last = |n: &PartitionRaft| n.node.raft.raft_log.last_index();
         assert_eq!(

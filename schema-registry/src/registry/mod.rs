@@ -37,6 +37,8 @@ use state::State;
 
 pub struct Registry {
     broker: Arc<Broker>,
+    /// Request counters, counted by the API's middleware.
+    pub(crate) metrics: Arc<crate::metrics::Metrics>,
     state: parking_lot::RwLock<State>,
     /// Serializes writers: a change is decided, committed and applied under it.
     write: tokio::sync::Mutex<()>,
@@ -82,8 +84,11 @@ impl Registry {
             })
             .await?;
         }
+        let metrics = Arc::new(crate::metrics::Metrics::default());
+        metrics.register(&broker);
         let registry = Arc::new(Registry {
             broker,
+            metrics,
             state: parking_lot::RwLock::new(state),
             write: tokio::sync::Mutex::new(()),
             applied: clustered.then(|| tokio::sync::watch::channel(0).0),
