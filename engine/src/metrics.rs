@@ -26,6 +26,15 @@ pub struct LagLabels {
     pub partition: String,
 }
 
+/// Labels of `icestream_rpc_rejected`: why an inter-broker message was dropped or refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: String,
+}
+
+/// Inter-broker messages dropped or refused, by reason.
+pub type Rejections = Family<RejectLabels, Counter>;
+
 type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
 pub struct Metrics {
@@ -45,6 +54,7 @@ pub struct Metrics {
     pub partitions: Gauge,
     pub topics: Gauge,
     pub recovery_truncated_bytes: Counter,
+    pub rpc_rejected: Rejections,
 }
 
 impl Default for Metrics {
@@ -75,10 +85,16 @@ impl Metrics {
             partitions: Gauge::default(),
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
+            rpc_rejected: Family::default(),
             registry: parking_lot::Mutex::new(Registry::default()),
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
         };
+        registry.register(
+            "rpc_rejected",
+            "Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason",
+            m.rpc_rejected.clone(),
+        );
         registry.register(
             "kafka_consumer_group_lag",
             "High watermark minus the group's committed offset, by group, topic and partition",
