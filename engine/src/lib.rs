@@ -18,6 +18,7 @@ pub mod internal_topic;
 pub mod log;
 pub mod log_reader;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod partition;
 pub mod producer_ids;

@@ -32,6 +32,15 @@ pub struct TopicLabel {
     pub topic: String,
 }
 
+/// Labels of `icestream_rpc_rejected`: why an inter-broker message was dropped or refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: String,
+}
+
+/// Inter-broker messages dropped or refused, by reason.
+pub type Rejections = Family<RejectLabels, Counter>;
+
 type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
 pub struct Metrics {
@@ -65,6 +74,7 @@ pub struct Metrics {
     pub leader_changes: Counter,
     pub data_dir_free_bytes: Gauge,
     pub data_dir_total_bytes: Gauge,
+    pub rpc_rejected: Rejections,
 }
 
 impl Default for Metrics {
@@ -106,10 +116,16 @@ impl Metrics {
             leader_changes: Counter::default(),
             data_dir_free_bytes: Gauge::default(),
             data_dir_total_bytes: Gauge::default(),
+            rpc_rejected: Family::default(),
             registry: parking_lot::Mutex::new(Registry::default()),
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
         };
+        registry.register(
+            "rpc_rejected",
+            "Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason",
+            m.rpc_rejected.clone(),
+        );
         registry.register(
             "kafka_consumer_group_lag",
             "High watermark minus the group's committed offset, by group, topic and partition",

@@ -69,7 +69,9 @@ fn refresh_sizes(b: &Broker, seen: &mut HashSet<TopicLabel>) {
     let mut remote: HashMap<TopicLabel, i64> = HashMap::new();
     for t in b.topics.all() {
         let label = b.metrics.topic_label(&t.name);
-        *local.entry(label.clone()).or_default() += dir_bytes(&b.topic_dir(&t.name)) as i64;
+        // A topic whose name cannot be a directory has none to measure.
+        let on_disk = b.topic_dir(&t.name).map_or(0, |d| dir_bytes(&d));
+        *local.entry(label.clone()).or_default() += on_disk as i64;
         if let (Some(tier), true) = (&b.remote, t.resolved.log.remote_storage) {
             let bytes: u64 = (0..t.partitions.len() as i32)
                 .filter_map(|partition| {

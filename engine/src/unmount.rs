@@ -116,7 +116,9 @@ impl Broker {
                 let _ = rx.await;
             }
         }
-        let _ = std::fs::remove_dir_all(self.topic_dir(&hidden.record.name));
+        if let Ok(dir) = self.topic_dir(&hidden.record.name) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         self.update_gauges();
         tracing::info!(topic = %hidden.record.name, "unmounted topic");
         Ok(())
@@ -156,7 +158,7 @@ impl Broker {
             moving: Default::default(),
             changed_at: 0,
         };
-        let dir = self.topic_dir(name);
+        let dir = self.topic_dir(name)?;
         let _ = std::fs::remove_dir_all(&dir);
         for (p, &(start, end)) in offsets.iter().enumerate() {
             PartitionLog::init_at(&dir.join(p.to_string()), start, end, crate::time::now_ms())?;

@@ -349,7 +349,9 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
     let c = match e {
         E::TopicExists(_) => ResponseError::TopicAlreadyExists,
         E::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
-        E::InvalidTopicName(_) | E::InternalTopic(_) => ResponseError::InvalidTopicException,
+        E::InvalidTopicName(_) | E::UnsafeName(_) | E::InternalTopic(_) => {
+            ResponseError::InvalidTopicException
+        }
         E::InvalidPartitions(_) | E::PartitionsNotIncreased { .. } => {
             ResponseError::InvalidPartitions
         }

@@ -22,6 +22,8 @@ use raft::{RawNode, StateRole, Storage as _};
 
 use crate::cluster::store::{RaftStore, StoreError};
 
+pub mod guard;
+
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
 
@@ -51,6 +53,8 @@ pub struct RaftSetup {
     pub on_reassigned: ReportFn,
     /// `icestream_leader_changes_total`, counted when this replica takes the leadership.
     pub leader_changes: prometheus_client::metrics::counter::Counter,
+    /// Where messages the [`guard`] drops are counted.
+    pub rejected: crate::metrics::Rejections,
 }
 
 /// The leader's view of its followers, published by the partition actor at every tick while it
@@ -111,6 +115,7 @@ pub struct PartitionRaft {
     next_report: u64,
     /// The last reconfigure round saw a joint configuration.
     joint_seen: bool,
+    rejected: crate::metrics::Rejections,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -152,6 +157,7 @@ impl PartitionRaft {
             leader_changes: setup.leader_changes,
             next_report: 0,
             joint_seen: false,
+            rejected: setup.rejected,
         })
     }
 
@@ -271,7 +277,17 @@ impl PartitionRaft {
         }
     }
 
+    /// Steps a message from another replica. The cluster's router checked the sender is one
+    /// of the partition's replicas; the [`guard`] drops what raft-rs cannot survive.
     pub fn step(&mut self, m: Message) {
+        if let Err(e) = guard::check(&self.node.raft, &m, guard::Peers::Vouched) {
+            crate::cluster::rejects::note(
+                &self.rejected,
+                e.reason(),
+                format_args!("partition raft group: {e}"),
+            );
+            return;
+        }
         self.heard.insert(m.from, std::time::Instant::now());
         if let Err(e) = self.node.step(m) {
             tracing::debug!(error = %e, "partition raft ignored a message");
@@ -521,6 +537,7 @@ mod reassign_tests {
             reassigning: goal != [1, 2, 3],
             on_reassigned: Arc::new(move |r| reports.lock().unwrap().push(r)),
             leader_changes: Default::default(),
+            rejected: Default::default(),
         })
         .unwrap()
     }
@@ -624,5 +641,52 @@ mod reassign_tests {
         );
         four.drive().unwrap();
         assert_eq!(voters(&four), (vec![2, 3, 4], vec![], vec![]));
+    }
+
+    #[test]
+    fn forged_messages_are_dropped_and_the_group_keeps_committing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        for i in 0..5 {
+            nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
+        }
+        run(&mut nodes, &out, 5);
+        let term = nodes[&2].node.raft.term;
+        // The reported heartbeat: a huge term and a commit far past the log end. raft-rs
+        // would panic on it; the guard drops it.
+        let mut hb = Message::default();
+        hb.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        hb.from = 3;
+        hb.to = 2;
+        hb.term = 1 << 30;
+        hb.commit = 1 << 40;
+        nodes.get_mut(&2).unwrap().step(hb.clone());
+        let mut snap = hb.clone();
+        snap.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+        nodes.get_mut(&2).unwrap().step(snap);
+        assert_eq!(
+            nodes[&2].node.raft.term, term,
+            "the forged term is not taken"
+        );
+        assert_eq!(
+            nodes[&2]
+                .rejected
+                .get_or_create(&crate::metrics::RejectLabels {
+                    reason: "raft_commit_past_log".into()
+                })
+                .get(),
+            1
+        );
+        let before = nodes[&1].node.raft.raft_log.committed;
+        nodes.get_mut(&1).unwrap().propose(b"after", 0).unwrap();
+        run(&mut nodes, &out, 5);
+        for n in nodes.values() {
+            assert!(n.node.raft.raft_log.committed > before, "node {}", n.id);
+        }
     }
 }
