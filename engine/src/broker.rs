@@ -502,17 +502,7 @@ impl Broker {
             .remove(name)?
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         for p in &topic.partitions {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if p.tx
-                .send(Cmd::Stop {
-                    delete: true,
-                    delete_remote: true,
-                    reply: tx,
-                })
-                .is_ok()
-            {
-                let _ = rx.await;
-            }
+            p.stop(true, true).await;
         }
         // Both paths are checked: a name that is not one safe segment removes nothing.
         if let Ok(dir) = self.topic_dir(name) {
@@ -621,17 +611,7 @@ impl Broker {
         self.ready.store(false, Ordering::Release);
         for t in self.topics.all() {
             for p in &t.partitions {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                if p.tx
-                    .send(Cmd::Stop {
-                        delete: false,
-                        delete_remote: false,
-                        reply: tx,
-                    })
-                    .is_ok()
-                {
-                    let _ = rx.await;
-                }
+                p.stop(false, false).await;
             }
         }
         self.shards.join();

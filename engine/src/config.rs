@@ -244,11 +244,14 @@ impl TopicConfig {
         Self::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
     }
 
-    /// IncrementalAlterConfigs SET: validates one pair and sets it, under the name given.
+    /// IncrementalAlterConfigs SET: validates one pair and sets it under its canonical name,
+    /// as CreateTopics and AlterConfigs store it (replacing a value an older release stored
+    /// under an alias). The caller checks [`Self::check_combination`] once all are set.
     pub fn set_entry(&mut self, key: &str, value: &str) -> Result<(), InvalidConfig> {
         validate_entry(key, value)?;
+        self.overrides.remove(key);
         self.overrides
-            .insert(key.to_string(), value.trim().to_string());
+            .insert(canonical_name(key).to_string(), value.trim().to_string());
         Ok(())
     }
 
@@ -259,6 +262,7 @@ impl TopicConfig {
             return Err(InvalidConfig(format!("unknown topic config '{key}'")));
         }
         self.overrides.remove(key);
+        self.overrides.remove(canonical_name(key));
         Ok(())
     }
 

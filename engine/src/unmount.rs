@@ -106,15 +106,7 @@ impl Broker {
         let _guard = self.topics.change_lock.lock().await;
         self.topics.remove(&hidden.record.name)?;
         for p in &hidden.topic.partitions {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let stop = Cmd::Stop {
-                delete: true,
-                delete_remote: false,
-                reply: tx,
-            };
-            if p.tx.send(stop).is_ok() {
-                let _ = rx.await;
-            }
+            p.stop(true, false).await;
         }
         if let Ok(dir) = self.topic_dir(&hidden.record.name) {
             let _ = std::fs::remove_dir_all(dir);

@@ -793,7 +793,7 @@ pub(crate) async fn apply(
     }
 }
 
-/// Says hello to every seed and known member once a second.
+/// Says hello to every seed and known member twice a second.
 async fn gossip_loop(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {

@@ -266,18 +266,7 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
     if has != wants {
         // Stop what runs there (a placeholder for a non-replica, or the replica leaving) and
         // delete its files, then open what this broker now holds.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if partitions[i]
-            .tx
-            .send(Cmd::Stop {
-                delete: true,
-                delete_remote: false,
-                reply: tx,
-            })
-            .is_ok()
-        {
-            let _ = rx.await;
-        }
+        partitions[i].stop(true, false).await;
         if let Ok(dir) = b.raft_dir(&rec, p) {
             let _ = std::fs::remove_dir_all(dir);
         }
@@ -295,14 +284,8 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
             preferred: assigned.first().map_or(0, |&r| r as u64),
         });
     }
-    let topic = Topic {
-        name: rec.name.clone(),
-        id: rec.id,
-        config: current.config.clone(),
-        resolved: current.resolved.clone(),
-        partitions,
-        assignments: rec.assignments.clone(),
-    };
+    // A reassignment changes replicas only: the record's configs are the topic's.
+    let topic = Topic::new(&rec, current.resolved.clone(), partitions);
     b.topics.insert(rec, topic)?;
     Ok(())
 }

@@ -177,7 +177,10 @@ impl Coordinator {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => {
                     tracing::warn!(group = %id, generation, error = %e, "group assignment not stored; the group rebalances");
-                    Err(store_error_code(&store::StoreError::Append(e)))
+                    Err(store_error_code(&store::StoreError::Append {
+                        topic: OFFSETS_TOPIC,
+                        source: e,
+                    }))
                 }
                 Err(_) => Err(code(ResponseError::CoordinatorNotAvailable)),
             };

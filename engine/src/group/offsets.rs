@@ -341,11 +341,10 @@ impl Coordinator {
 /// The error a client sees when `__consumer_offsets` refused a write: a deposed leader is no
 /// longer the coordinator (the client looks it up again); anything else is unavailability.
 pub(super) fn store_error_code(e: &store::StoreError) -> i16 {
-    match e {
-        store::StoreError::Append(crate::partition::PartitionError::NotLeader) => {
-            code(ResponseError::NotCoordinator)
-        }
-        _ => code(ResponseError::CoordinatorNotAvailable),
+    if e.not_leader() {
+        code(ResponseError::NotCoordinator)
+    } else {
+        code(ResponseError::CoordinatorNotAvailable)
     }
 }
 

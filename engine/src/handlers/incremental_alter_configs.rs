@@ -47,6 +47,7 @@ pub async fn handle(
                     }
                 }
             }
+            cfg.check_combination()?;
             if req.validate_only {
                 return Ok(());
             }

@@ -260,34 +260,14 @@ dispatch_table! { b, h, v;
         ))
     }),
     OffsetFetch(r) => Box::pin(async move {
-        let local = forward::after_load(
-            || offset_fetch::handle(&b, v, r.clone()),
-            |resp| {
-                resp.error_code == forward::load_in_progress()
-                    || resp
-                        .groups
-                        .iter()
-                        .any(|g| g.error_code == forward::load_in_progress())
-            },
-        )
-        .await;
-        let resp = forward::offset_fetch(&b, &h, &r, local).await;
+        let resp = forward::answer(&b, &h, &r, || offset_fetch::handle(&b, v, r.clone())).await;
         Handled::reply(ResponseKind::OffsetFetch(resp))
     }),
     ListGroups(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
     }),
     DescribeGroups(r) => Box::pin(async move {
-        let local = forward::after_load(
-            || describe_groups::handle(&b, v, r.clone()),
-            |resp| {
-                resp.groups
-                    .iter()
-                    .any(|g| g.error_code == forward::load_in_progress())
-            },
-        )
-        .await;
-        let resp = forward::describe_groups(&b, &h, &r, local).await;
+        let resp = forward::answer(&b, &h, &r, || describe_groups::handle(&b, v, r.clone())).await;
         Handled::reply(ResponseKind::DescribeGroups(resp))
     }),
     DeleteGroups(r) => Box::pin(async move {
@@ -306,16 +286,10 @@ dispatch_table! { b, h, v;
         ))
     }),
     ConsumerGroupDescribe(r) => Box::pin(async move {
-        let local = forward::after_load(
-            || consumer_group_describe::handle(&b, v, r.clone()),
-            |resp| {
-                resp.groups
-                    .iter()
-                    .any(|g| g.error_code == forward::load_in_progress())
-            },
-        )
+        let resp = forward::answer(&b, &h, &r, || {
+            consumer_group_describe::handle(&b, v, r.clone())
+        })
         .await;
-        let resp = forward::consumer_group_describe(&b, &h, &r, local).await;
         Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
     }),
 }

@@ -79,7 +79,7 @@ impl RegistryError {
             SubjectModeNotFound(_) => (404, 40409),
             Incompatible(..) => (409, 409),
             // A write that raced a leadership change: the leader is elsewhere now.
-            Store(StoreError::Append(engine::partition::PartitionError::NotLeader)) => (500, 50004),
+            Store(e) if e.not_leader() => (500, 50004),
             Store(_) => (500, 50001),
             Forwarding(_) => (500, 50003),
             UnknownLeader(_) => (500, 50004),
