@@ -14,6 +14,7 @@ pub mod membership;
 pub mod placement;
 pub mod reassign;
 pub mod rpc;
+pub mod send_queue;
 pub mod store;
 
 use std::net::SocketAddr;
@@ -52,7 +53,19 @@ pub struct ClusterConfig {
     pub replica_lag_max: Duration,
     /// `--raft-batch-heartbeats`: partition Raft heartbeats to one peer leave as one frame.
     pub batch_heartbeats: bool,
+    /// Connections the RPC listener accepts, in total and per client IP.
+    pub rpc_connections: crate::net::limit::ConnLimits,
+    /// How many frames (and bytes) wait for one peer before the oldest are dropped.
+    pub send_queue: send_queue::QueueLimits,
 }
+
+/// RPC listener connections by default: each peer keeps one connection for Raft traffic and
+/// opens short-lived ones for gossip and forwarded proposals, so a few per peer suffice; 256
+/// per address leaves room for several brokers on one host (tests, one-machine clusters).
+pub const RPC_CONNECTIONS: crate::net::limit::ConnLimits = crate::net::limit::ConnLimits {
+    max_total: 1024,
+    max_per_ip: 256,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
@@ -136,9 +149,9 @@ pub struct Cluster {
     controller: OnceLock<ControllerHandle>,
     listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
     /// One writer task per peer broker, carrying every Raft message to it in order.
-    peers: parking_lot::Mutex<
-        std::collections::HashMap<i32, tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
-    >,
+    peers: parking_lot::Mutex<std::collections::HashMap<i32, Arc<send_queue::SendQueue>>>,
+    /// Frames dropped from full per-peer send queues.
+    pub frames_dropped: prometheus_client::metrics::counter::Counter,
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
     broker: OnceLock<std::sync::Weak<Broker>>,
@@ -204,6 +217,7 @@ impl Cluster {
             heartbeats: Default::default(),
             isr_views: Default::default(),
             frames_sent: Default::default(),
+            frames_dropped: Default::default(),
             partition_messages_sent: Default::default(),
             draining: Default::default(),
             drain_task: Default::default(),
@@ -225,15 +239,21 @@ impl Cluster {
         let _ = self.runtime.set(tokio::runtime::Handle::current());
         let _ = self.broker.set(Arc::downgrade(broker));
         if let Some(l) = self.listener.lock().take() {
-            tokio::spawn(accept_loop(l, self.clone()));
+            let limiter = crate::net::limit::ConnLimiter::new(
+                "rpc",
+                self.config.rpc_connections,
+                broker.metrics.refused("rpc"),
+            );
+            tokio::spawn(accept_loop(l, self.clone(), limiter));
         }
         tokio::spawn(gossip_loop(self.clone()));
         if self.config.batch_heartbeats {
             tokio::spawn(heartbeat_batch_loop(self.clone()));
         }
-        let (frames, msgs) = (
+        let (frames, msgs, dropped) = (
             self.frames_sent.clone(),
             self.partition_messages_sent.clone(),
+            self.frames_dropped.clone(),
         );
         broker.metrics.register_with(|r| {
             r.register(
@@ -245,6 +265,11 @@ impl Cluster {
                 "partition_raft_messages_sent",
                 "Partition Raft messages sent to other brokers (several per frame when batched)",
                 msgs,
+            );
+            r.register(
+                "rpc_frames_dropped",
+                "Frames dropped because a peer's send queue was full (oldest heartbeats first, then Raft messages, which Raft retransmits)",
+                dropped,
             );
         });
         let me = self.clone();
@@ -420,26 +445,38 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Queues a frame for broker `to`; frames that cannot be delivered are dropped (Raft
-    /// retransmits).
+    /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
+    /// that a full queue evicts, are dropped (Raft retransmits, heartbeats recur).
     pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
         self.frames_sent.inc();
-        let mut peers = self.peers.lock();
-        let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
-        if tx.send(frame).is_err() {
-            peers.remove(&to);
-        }
+        let class = if frame.get(4) == Some(&(Kind::PartitionRaftBatch as u8)) {
+            send_queue::Class::Heartbeat
+        } else {
+            send_queue::Class::Raft
+        };
+        let queue = self
+            .peers
+            .lock()
+            .entry(to)
+            .or_insert_with(|| self.spawn_peer(to))
+            .clone();
+        queue.push(class, frame);
     }
 
-    fn spawn_peer(self: &Arc<Self>, to: i32) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    fn spawn_peer(self: &Arc<Self>, to: i32) -> Arc<send_queue::SendQueue> {
+        let queue = Arc::new(send_queue::SendQueue::new(
+            self.config.send_queue,
+            self.frames_dropped.clone(),
+        ));
         let cluster = self.clone();
         let Some(rt) = self.runtime.get() else {
-            return tx;
+            return queue;
         };
+        let rx = queue.clone();
         rt.spawn(async move {
             let mut conn: Option<tokio::net::TcpStream> = None;
-            while let Some(f) = rx.recv().await {
+            loop {
+                let f = rx.pop().await;
                 if conn.is_none() {
                     let Some(m) = cluster.members.get(to) else {
                         continue;
@@ -457,7 +494,7 @@ impl Cluster {
                 }
             }
         });
-        tx
+        queue
     }
 
     /// How a partition's Raft group reaches the other replicas.
@@ -721,12 +758,24 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
     }
 }
 
-async fn accept_loop(l: tokio::net::TcpListener, cluster: Arc<Cluster>) {
+async fn accept_loop(
+    l: tokio::net::TcpListener,
+    cluster: Arc<Cluster>,
+    limiter: Arc<crate::net::limit::ConnLimiter>,
+) {
     loop {
         match l.accept().await {
             Ok((s, peer)) => {
+                // Over the limit: dropping the stream closes it at once.
+                let Ok(permit) = limiter.try_acquire(peer.ip()) else {
+                    continue;
+                };
                 let _ = s.set_nodelay(true);
-                tokio::spawn(serve_conn(s, peer.to_string(), cluster.clone()));
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    serve_conn(s, peer.to_string(), cluster).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "rpc accept failed");

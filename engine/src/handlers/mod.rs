@@ -137,11 +137,14 @@ pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFu
         // Produce hands its batches to the partitions before returning, so that requests
         // pipelined on one connection append in order.
         RequestKind::Produce(r) => produce::handle(&b, v, r),
-        RequestKind::Fetch(r) => {
-            Box::pin(
-                async move { Handled::reply(ResponseKind::Fetch(fetch::handle(&b, v, r).await)) },
-            )
-        }
+        // The Kafka listener answers Fetch itself, within its connection's memory budget
+        // (net::connection); elsewhere a fetch gets a budget of its own.
+        RequestKind::Fetch(r) => Box::pin(async move {
+            let memory = b.fetch_memory.connection();
+            Handled::reply(ResponseKind::Fetch(
+                fetch::handle(&b, v, r, &memory).await.0,
+            ))
+        }),
         RequestKind::ListOffsets(r) => Box::pin(async move {
             Handled::reply(ResponseKind::ListOffsets(
                 list_offsets::handle(&b, v, r).await,

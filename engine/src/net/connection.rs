@@ -12,6 +12,7 @@ use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
+use super::fetch_budget::{ConnFetchMemory, Reservation};
 use super::frame::{FrameError, FrameReader};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
@@ -41,6 +42,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     broker.metrics.connections.inc();
     let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
+    let memory = broker.fetch_memory.connection();
     let mut pending = FuturesOrdered::new();
     // Bytes of the requests being handled, in request order: reading pauses while they exceed
     // one maximal request, so a connection never buffers more than about twice that.
@@ -53,7 +55,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, frame) {
+                    match start_request(&broker, &memory, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
@@ -83,11 +85,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             Some(resp) = pending.next(), if !pending.is_empty() => {
                 pending_bytes -= pending_sizes.pop_front().unwrap_or(0);
                 match resp {
-                    Ok(Some(bytes)) => {
-                        if let Err(e) = wr.write_all(&bytes).await {
+                    Ok(Some(out)) => {
+                        if let Err(e) = wr.write_all(&out.bytes).await {
                             tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                             break Ok(());
                         }
+                        // Written: the fetch memory it held is free again.
+                        drop(out);
                     }
                     Ok(None) => {}
                     // A response we cannot encode must not leave the client waiting forever.
@@ -107,7 +111,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
 /// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
 /// or an error that closes the connection.
 type ResponseFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>>>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Outgoing>, String>>>>;
+
+/// An encoded response and the Fetch memory it holds until written.
+struct Outgoing {
+    bytes: Bytes,
+    _memory: Option<Reservation>,
+}
 
 /// A request frame after decoding.
 #[derive(Debug)]
@@ -159,7 +169,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
 
 /// Decodes a frame and starts its handler. The handler's synchronous part (for Produce:
 /// handing batches to partitions) runs now, so writes keep the order requests arrived in.
-fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, Reject> {
+fn start_request(
+    broker: &Arc<Broker>,
+    memory: &ConnFetchMemory,
+    frame: Bytes,
+) -> Result<ResponseFuture, Reject> {
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             api,
@@ -170,15 +184,41 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, R
         Decoded::UnsupportedApiVersions { correlation_id } => {
             let resp = handlers::api_versions::unsupported();
             let bytes = encode(correlation_id, 0, &ResponseKind::ApiVersions(resp), 0);
-            return Ok(Box::pin(async move { bytes.map(Some) }));
+            return Ok(Box::pin(async move {
+                bytes.map(|bytes| {
+                    Some(Outgoing {
+                        bytes,
+                        _memory: None,
+                    })
+                })
+            }));
         }
     };
     let correlation_id = header.correlation_id;
     let started = Instant::now();
-    let handled = handlers::dispatch(broker.clone(), header, request);
+    // Fetch is answered within this connection's memory budget, held until written.
+    type Answer =
+        std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, Option<Reservation>)>>>;
+    let handled: Answer = match request {
+        RequestKind::Fetch(r) => {
+            let (b, m) = (broker.clone(), memory.clone());
+            Box::pin(async move {
+                let (resp, held) = handlers::fetch::handle(&b, version, r, &m).await;
+                let handled = Handled {
+                    response: Some(ResponseKind::Fetch(resp)),
+                    errors: Vec::new(),
+                };
+                (handled, held)
+            })
+        }
+        request => {
+            let h = handlers::dispatch(broker.clone(), header, request);
+            Box::pin(async move { (h.await, None) })
+        }
+    };
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        let Handled { response, errors } = handled.await;
+        let (Handled { response, errors }, held) = handled.await;
         let name = format!("{api:?}");
         let labels = ApiLabels { api: name.clone() };
         broker.metrics.requests.get_or_create(&labels).inc();
@@ -203,7 +243,10 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, R
             return Ok(None);
         };
         match encode(correlation_id, version, &resp, resp.header_version(version)) {
-            Ok(b) => Ok(Some(b)),
+            Ok(bytes) => Ok(Some(Outgoing {
+                bytes,
+                _memory: held,
+            })),
             Err(e) => {
                 tracing::error!(api = ?api, version, error = %e, "cannot encode response");
                 Err(format!("cannot encode {api:?} v{version} response: {e}"))
