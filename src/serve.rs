@@ -203,6 +203,14 @@ pub struct ServeArgs {
         default_value_t = 536870912
     )]
     pub fetch_memory_bytes: usize,
+    /// A Kafka connection whose client takes no bytes of a response for this long is closed,
+    /// freeing the fetch memory its responses hold
+    #[arg(
+        long,
+        env = "ICESTREAM_KAFKA_WRITE_STALL_TIMEOUT_MS",
+        default_value_t = 60000
+    )]
+    pub kafka_write_stall_timeout_ms: u64,
     /// Connections each HTTP listener (admin API, schema registry, Iceberg catalog) accepts
     #[arg(long, env = "ICESTREAM_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
     pub http_max_connections: usize,
@@ -407,6 +415,10 @@ impl ServeArgs {
                 )?,
                 per_broker: positive("fetch-memory-bytes", self.fetch_memory_bytes)?,
             },
+            write_stall_timeout: std::time::Duration::from_millis(positive(
+                "kafka-write-stall-timeout-ms",
+                self.kafka_write_stall_timeout_ms as usize,
+            )? as u64),
             defaults,
         })
     }

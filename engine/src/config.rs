@@ -26,6 +26,8 @@ pub struct BrokerConfig {
     pub kafka_connections: crate::net::limit::ConnLimits,
     /// Bytes of Fetch responses held per connection and per broker.
     pub fetch_memory: crate::net::fetch_budget::FetchMemoryLimits,
+    /// A Kafka connection whose peer accepts no response bytes for this long is closed.
+    pub write_stall_timeout: std::time::Duration,
     pub defaults: ClusterDefaults,
 }
 
@@ -83,6 +85,7 @@ impl BrokerConfig {
             fetch_session_slots: 1000,
             kafka_connections: KAFKA_CONNECTIONS,
             fetch_memory: Default::default(),
+            write_stall_timeout: std::time::Duration::from_secs(60),
             defaults: ClusterDefaults::default(),
         }
     }

@@ -153,7 +153,8 @@ def fetch_v4(correlation_id: int, topic: str, partitions: int, max_bytes: int) -
 def test_fetch_that_is_never_read_pins_only_its_budget(broker_factory):
     budget = 16 << 20
     broker = broker_factory(args=["--fetch-memory-bytes-per-connection", str(budget),
-                                  "--fetch-memory-bytes", str(128 << 20)])
+                                  "--fetch-memory-bytes", str(128 << 20),
+                                  "--kafka-write-stall-timeout-ms", "8000"])
     partitions = 4
     topic = create_topic(broker, partitions=partitions)
     p = Producer({"bootstrap.servers": broker.bootstrap, "linger.ms": 20,
@@ -184,6 +185,18 @@ def test_fetch_that_is_never_read_pins_only_its_budget(broker_factory):
         assert grew < budget + (48 << 20), (
             f"RSS grew {grew >> 20} MiB with one non-reading fetcher "
             f"(budget {budget >> 20} MiB)")
+        # The stalled connection is closed and its fetch memory freed.
+        deadline = time.monotonic() + 30
+        while metric(broker, "icestream_fetch_memory_bytes") != 0:
+            assert time.monotonic() < deadline, "fetch memory of a stalled client never freed"
+            time.sleep(0.5)
     finally:
         abuser.close()
     assert_serves(broker, healthy, [b"before", b"during"])
+
+
+def metric(broker, name: str) -> int:
+    _, text, _ = http_get(f"{broker.admin_url}/metrics")
+    m = re.search(r"^%s (\d+)" % name, text, re.M)
+    assert m, f"no {name} in /metrics"
+    return int(m.group(1))

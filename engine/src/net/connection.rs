@@ -43,6 +43,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
     let memory = broker.fetch_memory.connection();
+    let stall = broker.config.write_stall_timeout;
     let mut pending = FuturesOrdered::new();
     // Bytes of the requests being handled, in request order: reading pauses while they exceed
     // one maximal request, so a connection never buffers more than about twice that.
@@ -86,7 +87,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                 pending_bytes -= pending_sizes.pop_front().unwrap_or(0);
                 match resp {
                     Ok(Some(out)) => {
-                        if let Err(e) = wr.write_all(&out.bytes).await {
+                        if let Err(e) = write_unless_stalled(&mut wr, &out.bytes, stall).await {
                             tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                             break Ok(());
                         }
@@ -106,6 +107,28 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     }
     drop(pending);
     broker.metrics.connections.dec();
+}
+
+/// Writes `bytes`, failing when the peer takes none of them for `stall`: a client that stops
+/// reading must not hold its responses' memory (and the broker's fetch budget) forever.
+async fn write_unless_stalled(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: &[u8],
+    stall: std::time::Duration,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = tokio::time::timeout(stall, wr.write(rest))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading")
+            })??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
 }
 
 /// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
