@@ -141,9 +141,10 @@ def test_http_per_ip_limit(broker_factory):
     assert refused(broker, "schema_registry") >= 1
 
 
-def fetch_v4(correlation_id: int, topic: str, partitions: int, max_bytes: int) -> bytes:
+def fetch_v4(correlation_id: int, topic: str, partitions: int, max_bytes: int,
+             max_wait_ms: int = 500) -> bytes:
     """Fetch v4 of every partition from offset 0, asking for `max_bytes` each and in all."""
-    body = (kwire.i32(-1) + kwire.i32(500) + kwire.i32(1) + kwire.i32(max_bytes)
+    body = (kwire.i32(-1) + kwire.i32(max_wait_ms) + kwire.i32(1) + kwire.i32(max_bytes)
             + kwire.i8(0) + kwire.i32(1) + kwire.string(topic) + kwire.i32(partitions))
     for p in range(partitions):
         body += kwire.i32(p) + kwire.i64(0) + kwire.i32(max_bytes)
@@ -200,3 +201,18 @@ def metric(broker, name: str) -> int:
     m = re.search(r"^%s (\d+)" % name, text, re.M)
     assert m, f"no {name} in /metrics"
     return int(m.group(1))
+
+
+def test_pipelined_fetches_all_answer_within_a_small_budget(broker_factory):
+    """A long-polling fetch followed on the same connection by one that fills the budget:
+    both are answered, in order (the later one must not hold memory the earlier needs)."""
+    broker = broker_factory(args=["--fetch-memory-bytes-per-connection", str(1 << 20)])
+    empty, full = create_topic(broker), create_topic(broker)
+    produce(broker, full, [b"y" * (300 << 10)] * 8)
+    with kwire.Conn.to(broker.bootstrap, timeout=20.0) as c:
+        c.send(fetch_v4(1, empty, 1, 1 << 20, max_wait_ms=5000))
+        c.send(fetch_v4(2, full, 1, 64 << 20))
+        time.sleep(0.5)
+        produce(broker, empty, [b"wake"])
+        assert c.recv_response()[0] == 1
+        assert c.recv_response()[0] == 2

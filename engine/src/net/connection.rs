@@ -11,6 +11,7 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
 use super::fetch_budget::{ConnFetchMemory, Reservation};
 use super::frame::{FrameError, FrameReader};
@@ -42,7 +43,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     broker.metrics.connections.inc();
     let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
-    let memory = broker.fetch_memory.connection();
+    let mut fetches = ConnFetches {
+        memory: broker.fetch_memory.connection(),
+        previous: None,
+    };
     let stall = broker.config.write_stall_timeout;
     let mut pending = FuturesOrdered::new();
     // Bytes of the requests being handled, in request order: reading pauses while they exceed
@@ -56,7 +60,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, &memory, frame) {
+                    match start_request(&broker, &mut fetches, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
@@ -136,10 +140,26 @@ async fn write_unless_stalled(
 type ResponseFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Outgoing>, String>>>>;
 
-/// An encoded response and the Fetch memory it holds until written.
+/// An encoded response and what a Fetch holds until it is written.
 struct Outgoing {
     bytes: Bytes,
+    _fetch: FetchHold,
+}
+
+/// The Fetch requests of one connection: its memory budget, and when the previous fetch's
+/// response was written. Fetches are answered one at a time, in request order, each keeping its
+/// memory until written (Kafka answers one request per connection at a time): a later fetch
+/// then never holds memory an earlier one waits for, which would deadlock the connection.
+struct ConnFetches {
+    memory: ConnFetchMemory,
+    previous: Option<oneshot::Receiver<()>>,
+}
+
+/// Dropped once the response is written: frees its memory and lets the next fetch start.
+#[derive(Default)]
+struct FetchHold {
     _memory: Option<Reservation>,
+    _written: Option<oneshot::Sender<()>>,
 }
 
 /// A request frame after decoding.
@@ -194,7 +214,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
 /// handing batches to partitions) runs now, so writes keep the order requests arrived in.
 fn start_request(
     broker: &Arc<Broker>,
-    memory: &ConnFetchMemory,
+    fetches: &mut ConnFetches,
     frame: Bytes,
 ) -> Result<ResponseFuture, Reject> {
     let (api, version, header, request) = match decode_request(frame)? {
@@ -211,7 +231,7 @@ fn start_request(
                 bytes.map(|bytes| {
                     Some(Outgoing {
                         bytes,
-                        _memory: None,
+                        _fetch: FetchHold::default(),
                     })
                 })
             }));
@@ -219,24 +239,34 @@ fn start_request(
     };
     let correlation_id = header.correlation_id;
     let started = Instant::now();
-    // Fetch is answered within this connection's memory budget, held until written.
-    type Answer =
-        std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, Option<Reservation>)>>>;
+    // Fetch is answered after the previous one was written, within this connection's memory
+    // budget, which it holds until written.
+    type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, FetchHold)>>>;
     let handled: Answer = match request {
         RequestKind::Fetch(r) => {
-            let (b, m) = (broker.clone(), memory.clone());
+            let (b, m) = (broker.clone(), fetches.memory.clone());
+            let (written, next) = oneshot::channel();
+            let previous = fetches.previous.replace(next);
             Box::pin(async move {
-                let (resp, held) = handlers::fetch::handle(&b, version, r, &m).await;
+                if let Some(p) = previous {
+                    // Resolves (with an error) once the previous response's hold is dropped.
+                    let _ = p.await;
+                }
+                let (resp, memory) = handlers::fetch::handle(&b, version, r, &m).await;
                 let handled = Handled {
                     response: Some(ResponseKind::Fetch(resp)),
                     errors: Vec::new(),
                 };
-                (handled, held)
+                let hold = FetchHold {
+                    _memory: memory,
+                    _written: Some(written),
+                };
+                (handled, hold)
             })
         }
         request => {
             let h = handlers::dispatch(broker.clone(), header, request);
-            Box::pin(async move { (h.await, None) })
+            Box::pin(async move { (h.await, FetchHold::default()) })
         }
     };
     let broker = broker.clone();
@@ -268,7 +298,7 @@ fn start_request(
         match encode(correlation_id, version, &resp, resp.header_version(version)) {
             Ok(bytes) => Ok(Some(Outgoing {
                 bytes,
-                _memory: held,
+                _fetch: held,
             })),
             Err(e) => {
                 tracing::error!(api = ?api, version, error = %e, "cannot encode response");
