@@ -59,13 +59,6 @@ pub struct ClusterConfig {
     pub send_queue: send_queue::QueueLimits,
 }
 
-/// RPC listener connections by default: each peer keeps one connection for Raft traffic and
-/// opens short-lived ones for gossip and forwarded proposals, so a few per peer suffice; 256
-/// per address leaves room for several brokers on one host (tests, one-machine clusters).
-pub const RPC_CONNECTIONS: crate::net::limit::ConnLimits = crate::net::limit::ConnLimits {
-    max_total: 1024,
-    max_per_ip: 256,
-};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
