@@ -59,7 +59,6 @@ pub struct ClusterConfig {
     pub send_queue: send_queue::QueueLimits,
 }
 
-
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
     #[error("cannot listen for brokers on {0}: {1}")]
