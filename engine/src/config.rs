@@ -256,6 +256,29 @@ impl TopicConfig {
         Ok(config)
     }
 
+    /// [`Self::from_pairs`] over the owned pairs CreateTopics and AlterConfigs decode.
+    pub fn from_entries(pairs: &[(String, String)]) -> Result<Self, InvalidConfig> {
+        Self::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// IncrementalAlterConfigs SET: validates one pair and sets it, under the name given.
+    pub fn set_entry(&mut self, key: &str, value: &str) -> Result<(), InvalidConfig> {
+        validate_entry(key, value)?;
+        self.overrides
+            .insert(key.to_string(), value.trim().to_string());
+        Ok(())
+    }
+
+    /// IncrementalAlterConfigs DELETE: removes an override. Deleting an unknown key is an
+    /// error too: it names no config.
+    pub fn delete_entry(&mut self, key: &str) -> Result<(), InvalidConfig> {
+        if config_def(key).is_none() {
+            return Err(InvalidConfig(format!("unknown topic config '{key}'")));
+        }
+        self.overrides.remove(key);
+        Ok(())
+    }
+
     /// Rules across keys. Remote storage keeps segments as sealed, so it cannot be combined
     /// with compaction, which rewrites them (Kafka refuses the same).
     pub fn check_combination(&self) -> Result<(), InvalidConfig> {

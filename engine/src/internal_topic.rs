@@ -1,4 +1,5 @@
-//! The broker's own single-partition topics (`__consumer_offsets`, `_schemas`): how they are
+//! The broker's own topics (`_schemas`: one partition; `__consumer_offsets`: one on a single
+//! node, `group::store::CLUSTER_PARTITIONS` (6) in a cluster): how they are
 //! replicated in a cluster, and reading them back (their owners replay them to rebuild their
 //! state, and in a cluster the registry tails `_schemas`).
 

@@ -19,6 +19,7 @@ pub mod internal_topic;
 pub mod log;
 pub mod log_reader;
 pub mod metrics;
+pub mod names;
 pub mod net;
 pub mod partition;
 pub mod producer_ids;
@@ -26,8 +27,10 @@ pub mod raft;
 pub mod remote;
 pub mod replication;
 pub mod schema_ids;
+pub mod scrape;
 pub mod shard;
 pub mod time;
+pub mod topic_labels;
 pub mod topics;
 pub mod unmount;
 

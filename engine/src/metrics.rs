@@ -32,6 +32,21 @@ pub struct LagLabels {
     pub partition: String,
 }
 
+/// A `topic` label, bounded by [`crate::topic_labels::TopicLabels`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+/// Labels of `icestream_rpc_rejected`: why an inter-broker message was dropped or refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: String,
+}
+
+/// Inter-broker messages dropped or refused, by reason.
+pub type Rejections = Family<RejectLabels, Counter>;
+
 type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
 pub struct Metrics {
@@ -55,6 +70,21 @@ pub struct Metrics {
     pub partitions: Gauge,
     pub topics: Gauge,
     pub recovery_truncated_bytes: Counter,
+    /// Bounds the values of every per-topic `topic` label.
+    pub topic_labels: crate::topic_labels::TopicLabels,
+    pub topic_produced_bytes: Family<TopicLabel, Counter>,
+    pub topic_fetched_bytes: Family<TopicLabel, Counter>,
+    /// The rest are set at scrape time by [`crate::scrape`].
+    pub log_local_bytes: Family<TopicLabel, Gauge>,
+    pub log_remote_bytes: Family<TopicLabel, Gauge>,
+    pub under_replicated_partitions: Gauge,
+    pub offline_partitions: Gauge,
+    pub leader_partitions: Gauge,
+    /// Counted by the partition's Raft group when this broker takes its leadership.
+    pub leader_changes: Counter,
+    pub data_dir_free_bytes: Gauge,
+    pub data_dir_total_bytes: Gauge,
+    pub rpc_rejected: Rejections,
 }
 
 impl Default for Metrics {
@@ -87,10 +117,27 @@ impl Metrics {
             partitions: Gauge::default(),
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
+            topic_labels: Default::default(),
+            topic_produced_bytes: Family::default(),
+            topic_fetched_bytes: Family::default(),
+            log_local_bytes: Family::default(),
+            log_remote_bytes: Family::default(),
+            under_replicated_partitions: Gauge::default(),
+            offline_partitions: Gauge::default(),
+            leader_partitions: Gauge::default(),
+            leader_changes: Counter::default(),
+            data_dir_free_bytes: Gauge::default(),
+            data_dir_total_bytes: Gauge::default(),
+            rpc_rejected: Family::default(),
             registry: parking_lot::Mutex::new(Registry::default()),
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
         };
+        registry.register(
+            "rpc_rejected",
+            "Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason",
+            m.rpc_rejected.clone(),
+        );
         registry.register(
             "kafka_consumer_group_lag",
             "High watermark minus the group's committed offset, by group, topic and partition",
@@ -162,9 +209,70 @@ impl Metrics {
             "Bytes of torn writes truncated at start-up",
             m.recovery_truncated_bytes.clone(),
         );
+        m.register_topic_and_partition_metrics(&mut registry);
         Metrics {
             registry: parking_lot::Mutex::new(registry),
             ..m
+        }
+    }
+
+    fn register_topic_and_partition_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "topic_produced_bytes",
+            "Record batch bytes accepted by Produce on the partition leader, by topic",
+            self.topic_produced_bytes.clone(),
+        );
+        registry.register(
+            "topic_fetched_bytes",
+            "Record batch bytes returned to Fetch requests, by topic",
+            self.topic_fetched_bytes.clone(),
+        );
+        registry.register(
+            "log_local_bytes",
+            "Bytes of the topic's partition logs on this broker's disk, by topic",
+            self.log_local_bytes.clone(),
+        );
+        registry.register(
+            "log_remote_bytes",
+            "Bytes of the topic's segments in the remote tier, by topic (remote.storage.enable)",
+            self.log_remote_bytes.clone(),
+        );
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions this broker leads whose in-sync replicas are fewer than their replicas",
+            self.under_replicated_partitions.clone(),
+        );
+        registry.register(
+            "offline_partitions",
+            "Partitions with no live leader (reported by the controller leader only; 0 elsewhere)",
+            self.offline_partitions.clone(),
+        );
+        registry.register(
+            "leader_partitions",
+            "Partitions this broker leads",
+            self.leader_partitions.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "Partition leaderships this broker took (each change is counted once, by the new leader)",
+            self.leader_changes.clone(),
+        );
+        registry.register(
+            "data_dir_free_bytes",
+            "Bytes available to the broker on the data directory's file system",
+            self.data_dir_free_bytes.clone(),
+        );
+        registry.register(
+            "data_dir_total_bytes",
+            "Size of the data directory's file system",
+            self.data_dir_total_bytes.clone(),
+        );
+    }
+
+    /// The label to count `topic` under (its name, or `other` past the cap).
+    pub fn topic_label(&self, topic: &str) -> TopicLabel {
+        TopicLabel {
+            topic: self.topic_labels.label(topic),
         }
     }
 

@@ -80,6 +80,10 @@ pub fn router(registry: Arc<Registry>) -> Router {
             route_writes,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            registry.metrics.clone(),
+            crate::metrics::count,
+        ))
         .with_state(registry)
 }
 

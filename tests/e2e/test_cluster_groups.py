@@ -13,11 +13,12 @@ from confluent_kafka.admin import AdminClient
 from cluster import metadata, start_cluster, wait_formed
 from conftest import create_topic, produce, unique_topic
 from kwire import Conn, frame, i32, request_header, string
-from test_groups import group_config
+from test_groups import _request, commit_v2, fetch_v1, group_config, heartbeat_v1, join_v2
 
 OFFSETS = "__consumer_offsets"
 NOT_COORDINATOR = 16
 OFFSETS_PARTITIONS = 6  # engine::group::store::CLUSTER_PARTITIONS
+COORDINATOR_LOAD_IN_PROGRESS = 14
 
 
 def find_coordinator_raw(b, group: str) -> tuple[int, int]:
@@ -299,3 +300,120 @@ def test_group_list_shows_the_groups_of_every_coordinator(broker_factory):
     # Asked at one broker, the CLI lists every broker's groups.
     listed = {row["group"] for row in cli_json(brokers[0], "group", "list")}
     assert set(groups) <= listed, sorted(set(groups) - listed)
+
+
+def sync_v1_assignment(conn, group: str, gen: int, member: str,
+                       assignment: bytes | None) -> tuple[int, bytes]:
+    """SyncGroup v1 (the leader's when `assignment` is given): (error code, the member's
+    assignment as the coordinator answers it)."""
+    given = (i32(1) + string(member) + i32(len(assignment)) + assignment
+             if assignment is not None else i32(0))
+    resp = _request(conn, 14, 1, string(group) + i32(gen) + string(member) + given)
+    _throttle, err, n = struct.unpack_from(">ihi", resp, 0)
+    return err, resp[10:10 + max(n, 0)]
+
+
+def describe_groups_v0(conn, group: str) -> tuple[int, str, list[tuple[str, bytes]]]:
+    """DescribeGroups v0 of one group: (error code, state, [(member id, assignment)])."""
+    from test_groups import _str
+    resp = _request(conn, 15, 0, i32(1) + string(group))
+    (err,) = struct.unpack_from(">h", resp, 4)
+    _group, pos = _str(resp, 6)
+    state, pos = _str(resp, pos)
+    for _ in range(2):  # protocol type, protocol
+        _, pos = _str(resp, pos)
+    (n,) = struct.unpack_from(">i", resp, pos)
+    pos += 4
+    members = []
+    for _ in range(n):
+        member, pos = _str(resp, pos)
+        for _ in range(2):  # client id, client host
+            _, pos = _str(resp, pos)
+        (meta,) = struct.unpack_from(">i", resp, pos)
+        pos += 4 + max(meta, 0)
+        (alen,) = struct.unpack_from(">i", resp, pos)
+        members.append((member, resp[pos + 4:pos + 4 + max(alen, 0)]))
+        pos += 4 + max(alen, 0)
+    return err, state, members
+
+
+def at_coordinator(brokers, group: str, call, dead: int | None = None, timeout: float = 30.0):
+    """Runs `call(conn)` on a connection to the group's coordinator (`brokers`: every broker,
+    node id = position + 1), again while the answer is COORDINATOR_LOAD_IN_PROGRESS or
+    NOT_COORDINATOR (a new coordinator loading, or moving)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        node = coordinator([b for b in brokers if b.running()], group, dead=dead)
+        with Conn.to(brokers[node - 1].bootstrap) as conn:
+            got = call(conn)
+        code = got[0] if isinstance(got, tuple) else got
+        if code not in (COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR):
+            return node, got
+        assert time.monotonic() < deadline, f"coordinator {node} still answers {code}"
+        time.sleep(0.2)
+
+
+def test_a_stable_group_keeps_its_members_and_assignment_across_coordinator_failover(
+        broker_factory):
+    """The exact message order of a member that outlives its coordinator, on the wire: join,
+    sync with an assignment, commit; SIGKILL the coordinator; then the member goes on at the
+    new coordinator with its member id and generation, without rejoining. Before member state
+    was stored in __consumer_offsets, the new coordinator answered UNKNOWN_MEMBER_ID here and
+    every member had to rebalance through a coordinator that may move again."""
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("keep")
+    create_topic(brokers[0], topic, partitions=2, replication_factor=3)
+    group = unique_topic("g")
+    assignment = b"\x00\x00assignment-of-partitions-0-and-1"
+
+    def join_and_sync(conn):
+        err, gen, leader, member = join_v2(conn, group)
+        if err != 0:
+            return (err,)
+        assert leader == member
+        serr, got = sync_v1_assignment(conn, group, gen, member, assignment)
+        return (serr, gen, member, got)
+
+    node, (err, gen, member, got) = at_coordinator(brokers, group, join_and_sync)
+    assert (err, got) == (0, assignment)
+    _, code = at_coordinator(brokers, group,
+                             lambda c: commit_v2(c, group, gen, member, topic, 0, 5))
+    assert code == 0
+
+    brokers[node - 1].kill9()
+    alive = [b for b in brokers if b.running()]
+    new, code = at_coordinator(brokers, group, lambda c: heartbeat_v1(c, group, gen, member),
+                               dead=node)
+    assert new != node
+    assert code == 0, f"the new coordinator does not know the member (error {code})"
+    _, code = at_coordinator(brokers, group,
+                             lambda c: commit_v2(c, group, gen, member, topic, 1, 7), dead=node)
+    assert code == 0
+    _, (err, got) = at_coordinator(brokers, group,
+                                   lambda c: sync_v1_assignment(c, group, gen, member, None),
+                                   dead=node)
+    assert (err, got) == (0, assignment)
+    _, offsets = at_coordinator(brokers, group, lambda c: (0, fetch_v1(c, group, topic, 0),
+                                                         fetch_v1(c, group, topic, 1)),
+                                dead=node)
+    assert offsets[1:] == (5, 7)
+    # DescribeGroups at the new coordinator: the same stable group, member and assignment.
+    _, desc = at_coordinator(brokers, group, lambda c: describe_groups_v0(c, group), dead=node)
+    assert desc == (0, "Stable", [(member, assignment)])
+    # The surviving broker that does not coordinate the group describes it on the
+    # coordinator's behalf (admin clients that cached a coordinator are not left blind), but
+    # refuses membership requests with NOT_COORDINATOR.
+    deadline = time.monotonic() + 30
+    while True:
+        cur = coordinator(alive, group, dead=node)
+        other = next(b for i, b in enumerate(brokers, start=1) if i not in (node, cur))
+        with Conn.to(other.bootstrap) as conn:
+            desc = describe_groups_v0(conn, group)
+            beat = heartbeat_v1(conn, group, gen, member)
+        if desc[0] not in (COORDINATOR_LOAD_IN_PROGRESS, NOT_COORDINATOR) and beat != 0:
+            break
+        assert time.monotonic() < deadline, (desc, beat)
+        time.sleep(0.2)
+    assert desc == (0, "Stable", [(member, assignment)])
+    assert beat == NOT_COORDINATOR

@@ -10,12 +10,15 @@
 //! starts as a Raft learner and the controller leader adds it once gossip shows it.
 
 pub mod controller;
+mod listener;
 pub mod membership;
 pub mod placement;
 pub mod reassign;
+pub mod rejects;
 pub mod rpc;
 pub mod send_queue;
 pub mod store;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -113,6 +116,9 @@ pub enum ApplyError {
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    /// The command breaks a rule of [`validate`]: never applied, on any broker.
+    #[error("invalid command refused: {0}")]
+    Invalid(String),
     #[error("{0}")]
     Other(String),
 }
@@ -122,6 +128,7 @@ impl From<ApplyError> for BrokerError {
         match e {
             ApplyError::TopicExists(n) => BrokerError::TopicExists(n),
             ApplyError::UnknownTopic(n) => BrokerError::UnknownTopic(n),
+            ApplyError::Invalid(m) => BrokerError::Controller(format!("refused: {m}")),
             ApplyError::Other(m) => BrokerError::Controller(m),
         }
     }
@@ -159,6 +166,8 @@ pub struct Cluster {
     draining: parking_lot::Mutex<std::collections::BTreeSet<i32>>,
     /// Whether a task moving replicas off draining brokers is running.
     drain_task: std::sync::atomic::AtomicBool,
+    /// The broker's `rpc_rejected` counter (set on start).
+    rejected: OnceLock<crate::metrics::Rejections>,
 }
 
 /// A partition ISR another broker said it leads with.
@@ -196,6 +205,8 @@ impl Cluster {
             kafka_port: kafka.1,
             rack: config.rack.clone(),
             schema_registry_url: None,
+            // A new one per process start: see [`membership::Members::merge`].
+            incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
         };
         Ok(Arc::new(Cluster {
             config,
@@ -213,6 +224,7 @@ impl Cluster {
             partition_messages_sent: Default::default(),
             draining: Default::default(),
             drain_task: Default::default(),
+            rejected: OnceLock::new(),
         }))
     }
 
@@ -230,13 +242,14 @@ impl Cluster {
     pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
         let _ = self.runtime.set(tokio::runtime::Handle::current());
         let _ = self.broker.set(Arc::downgrade(broker));
+        let _ = self.rejected.set(broker.metrics.rpc_rejected.clone());
         if let Some(l) = self.listener.lock().take() {
             let limiter = crate::net::limit::ConnLimiter::new(
                 "rpc",
                 self.config.rpc_connections,
                 broker.metrics.refused("rpc"),
             );
-            tokio::spawn(accept_loop(l, self.clone(), limiter));
+            tokio::spawn(listener::accept_loop(l, self.clone(), limiter));
         }
         tokio::spawn(gossip_loop(self.clone()));
         if self.config.batch_heartbeats {
@@ -394,6 +407,36 @@ impl Cluster {
         }
     }
 
+    /// The brokers in the controller group (voters and learners), as of the last entry it
+    /// applied; empty before the controller starts.
+    pub fn controller_brokers(&self) -> std::collections::BTreeSet<i32> {
+        self.controller
+            .get()
+            .map(|c| c.brokers())
+            .unwrap_or_default()
+    }
+
+    /// [`validate`] for a proposal arriving from a peer (before the controller starts,
+    /// nothing is checked: it cannot be proposed anyway).
+    fn check_proposal(&self, cmd: &Command) -> Result<(), ApplyError> {
+        if self.controller.get().is_none() {
+            return Ok(());
+        }
+        validate::command(cmd, &self.controller_brokers())?;
+        match self.broker.get().and_then(|b| b.upgrade()) {
+            Some(b) => validate::against_table(&b, cmd),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts and logs a message from a peer that was dropped or refused.
+    pub(crate) fn reject(&self, reason: &'static str, what: std::fmt::Arguments) {
+        match self.rejected.get() {
+            Some(r) => rejects::note(r, reason, what),
+            None => tracing::warn!(reason, "rpc message rejected: {what}"),
+        }
+    }
+
     async fn propose_local(&self, cmd: Command) -> ProposeReply {
         let Some(c) = self.controller.get() else {
             return ProposeReply::NotLeader(0);
@@ -545,6 +588,25 @@ impl Cluster {
         protobuf::Message::merge_from_bytes(&mut m, msg).ok()?;
         let broker = self.broker.get()?.upgrade()?;
         let t = broker.topics.get(topic)?;
+        // The group's members are the partition's replicas in the controller's metadata (a
+        // new replica's own Raft configuration lags behind them); the actor's guard checks
+        // the rest.
+        let rec = broker.topics.record(topic)?;
+        let from = i32::try_from(m.from).unwrap_or(-1);
+        let member =
+            rec.replica_on(p, from) || rec.initial_replicas(p).is_some_and(|r| r.contains(&from));
+        if m.to != self.node_id() as u64 || !member || from == self.node_id() {
+            self.reject(
+                "raft_unknown_peer",
+                format_args!(
+                    "partition {topic}-{p} raft {:?} from {} to {}: not between this broker and a replica",
+                    m.get_msg_type(),
+                    m.from,
+                    m.to
+                ),
+            );
+            return None;
+        }
         let _ = t
             .partition(p)?
             .tx
@@ -647,14 +709,17 @@ fn applied_here(b: &Broker, cmd: &Command) -> bool {
 }
 
 impl Cluster {
-    /// Brokers new replicas may go to: every known one except those being decommissioned.
+    /// Brokers new replicas may go to: every known one except those being decommissioned,
+    /// and only those in the controller group (a command naming another is refused).
     pub fn placeable_brokers(&self) -> Vec<i32> {
+        let in_group = self.controller_brokers();
         let draining = self.draining.lock();
         self.members
             .all()
             .iter()
             .map(|m| m.node_id)
             .filter(|id| !draining.contains(id))
+            .filter(|id| in_group.is_empty() || in_group.contains(id))
             .collect()
     }
 
@@ -712,10 +777,17 @@ impl Cluster {
     }
 }
 
-/// Applies a committed command to this broker's topic table. Idempotent: the log is replayed
+/// Applies a committed command to this broker's topic table, if it passes [`validate`] against
+/// `brokers` (the controller group's members at this entry). Idempotent: the log is replayed
 /// from the start on every restart (`index` is the entry's, for commands that must not be
 /// applied twice).
-pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
+pub(crate) async fn apply(
+    b: &Broker,
+    cmd: Command,
+    index: u64,
+    brokers: &std::collections::BTreeSet<i32>,
+) -> Result<(), ApplyError> {
+    validate::command(&cmd, brokers)?;
     match cmd {
         cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
             reassign::apply(b, cmd, index).await
@@ -750,104 +822,6 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
     }
 }
 
-async fn accept_loop(
-    l: tokio::net::TcpListener,
-    cluster: Arc<Cluster>,
-    limiter: Arc<crate::net::limit::ConnLimiter>,
-) {
-    loop {
-        match l.accept().await {
-            Ok((s, peer)) => {
-                // Over the limit: dropping the stream closes it at once.
-                let Ok(permit) = limiter.try_acquire(peer.ip()) else {
-                    continue;
-                };
-                let _ = s.set_nodelay(true);
-                let cluster = cluster.clone();
-                tokio::spawn(async move {
-                    serve_conn(s, peer.to_string(), cluster).await;
-                    drop(permit);
-                });
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rpc accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Serves one peer connection until it closes or sends something invalid.
-async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
-    loop {
-        let (kind, body) = match rpc::read_frame(&mut s, &peer).await {
-            Ok(Some(f)) => f,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(peer, error = %e, "closing rpc connection");
-                return;
-            }
-        };
-        let answer = match kind {
-            Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
-                Ok(h) if h.cluster_id == cluster.cluster_id => {
-                    cluster.members.merge(&h.from, &h.members);
-                    cluster.learn_isrs(h.from.node_id, h.isr);
-                    let mut mine = cluster.members.hello(&cluster.cluster_id);
-                    mine.isr = cluster.led_isrs();
-                    serde_json::to_vec(&mine)
-                        .ok()
-                        .map(|b| frame(Kind::Members, &b))
-                }
-                Ok(h) => {
-                    tracing::warn!(peer, theirs = %h.cluster_id, ours = %cluster.cluster_id, "hello from another cluster refused");
-                    return;
-                }
-                Err(_) => return,
-            },
-            Kind::Raft => {
-                let mut m = raft::eraftpb::Message::default();
-                if protobuf::Message::merge_from_bytes(&mut m, &body).is_err() {
-                    return;
-                }
-                if let Some(c) = cluster.controller.get() {
-                    let _ = c.tx.send(Input::Raft(Box::new(m)));
-                }
-                None
-            }
-            Kind::Propose => {
-                let Ok(cmd) = serde_json::from_slice::<Command>(&body) else {
-                    return;
-                };
-                let reply = cluster.propose_local(cmd).await;
-                serde_json::to_vec(&reply)
-                    .ok()
-                    .map(|b| frame(Kind::ProposeResult, &b))
-            }
-            Kind::PartitionRaft => {
-                // Unknown partitions (not created here yet) drop it; Raft retransmits.
-                let _ = cluster.route_partition_raft(&body);
-                None
-            }
-            Kind::PartitionRaftBatch => {
-                let Ok(items) = rpc::split_batch(&body) else {
-                    return;
-                };
-                for (topic, p, msg) in items {
-                    let _ = cluster.route_to_partition(topic, p, msg);
-                }
-                None
-            }
-            Kind::Members | Kind::ProposeResult => return,
-        };
-        if let Some(a) = answer {
-            if s.write_all(&a).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
 /// Says hello to every seed and known member once a second.
 async fn gossip_loop(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
@@ -876,8 +850,10 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                     let r = rpc::call(&t, source, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
                     match r.map(|b| serde_json::from_slice::<Hello>(&b)) {
                         Ok(Ok(h)) if h.cluster_id == cluster.cluster_id => {
-                            cluster.members.merge(&h.from, &h.members);
-                            cluster.learn_isrs(h.from.node_id, h.isr);
+                            match cluster.members.merge(&h.from, &h.members) {
+                                Ok(()) => cluster.learn_isrs(h.from.node_id, h.isr),
+                                Err(e) => cluster.reject("hello_conflict", format_args!("answer from {t}: {e}")),
+                            }
                         }
                         Ok(Ok(h)) => tracing::warn!(seed = %t, theirs = %h.cluster_id, "seed belongs to another cluster"),
                         Ok(Err(e)) => tracing::debug!(seed = %t, error = %e, "bad hello answer"),

@@ -99,7 +99,11 @@ pub fn plan(
                     "duplicate broker ids in {t:?}"
                 )));
             }
-            if let Some(&bad) = t.iter().find(|&&id| cluster.members.get(id).is_none()) {
+            let in_group = cluster.controller_brokers();
+            if let Some(&bad) = t
+                .iter()
+                .find(|&&id| cluster.members.get(id).is_none() || !in_group.contains(&id))
+            {
                 return Err(ReassignError::UnknownBroker(bad));
             }
             if let Some(&bad) = t.iter().find(|&&id| cluster.is_draining(id)) {
@@ -121,7 +125,7 @@ pub fn plan(
 /// Checks a decommission request; returns the command to propose.
 pub fn plan_decommission(b: &Broker, node: i32) -> Result<Command, ReassignError> {
     let cluster = b.cluster.as_ref().ok_or(ReassignError::NotCluster)?;
-    if cluster.members.get(node).is_none() {
+    if cluster.members.get(node).is_none() || !cluster.controller_brokers().contains(&node) {
         return Err(ReassignError::UnknownBroker(node));
     }
     let available = cluster
@@ -274,7 +278,9 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
         {
             let _ = rx.await;
         }
-        let _ = std::fs::remove_dir_all(b.raft_dir(&rec, p));
+        if let Ok(dir) = b.raft_dir(&rec, p) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         partitions[i] = b.open_partition(&rec, p, &current.resolved).await?;
         tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
     } else if has {

@@ -11,6 +11,10 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
+use super::store::OffsetEntry;
+
+mod record;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
     Empty,
@@ -121,28 +125,16 @@ impl Member {
     }
 }
 
-/// A committed offset; `log_offset` is where it sits in `__consumer_offsets`, so that a
-/// late-applied older commit never overwrites a newer one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetEntry {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-    pub commit_timestamp: i64,
-    pub log_offset: i64,
-}
-
-impl OffsetEntry {
-    /// The entry for a commit record stored at `log_offset` of `__consumer_offsets`.
-    pub fn stored(v: super::store::OffsetValue, log_offset: i64) -> Self {
-        OffsetEntry {
-            offset: v.offset,
-            leader_epoch: v.leader_epoch,
-            metadata: v.metadata,
-            commit_timestamp: v.commit_timestamp,
-            log_offset,
-        }
-    }
+/// A SyncGroup, as the state machine needs it.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// The leader's assignment: (member id, assignment bytes).
+    pub assignments: Vec<(String, Bytes)>,
 }
 
 /// A JoinGroup, as the state machine needs it.
@@ -175,8 +167,14 @@ pub struct Group {
     statics: HashMap<String, String>,
     rebalance_deadline: Option<Instant>,
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
-    /// Set when a generation completes, so the coordinator persists the group record.
-    pub generation_changed: bool,
+    /// Set when the group record must be written without waiting (the group became empty, or
+    /// a static member took its old id's place); taken by [`Group::take_store`].
+    store_soon: bool,
+    /// The generation whose assignment awaits its group record: the leader's SyncGroup is
+    /// answered (and the group turns `Stable`) only once [`Group::stored`] reports it durable.
+    storing: Option<i32>,
+    /// The record of `storing` was handed out by [`Group::take_store`].
+    store_requested: bool,
     /// Set while the group is a KIP-848 consumer group (ConsumerGroupHeartbeat); the classic
     /// fields above are then unused (no classic members), the offsets are shared.
     pub consumer: Option<super::consumer::ConsumerGroup>,
@@ -201,7 +199,9 @@ impl Group {
             statics: HashMap::new(),
             rebalance_deadline: None,
             offsets: BTreeMap::new(),
-            generation_changed: false,
+            store_soon: false,
+            storing: None,
+            store_requested: false,
             consumer: None,
         }
     }
@@ -382,6 +382,7 @@ impl Group {
             self.leader = Some(new_id.clone());
         }
         if self.state == GroupState::Stable && !changed {
+            self.store_soon = true;
             let is_leader = self.leader.as_deref() == Some(new_id.as_str());
             let mut res = self.current_result(&new_id, is_leader);
             res.skip_assignment = is_leader;
@@ -482,11 +483,13 @@ impl Group {
         }
         self.rebalance_deadline = None;
         self.generation += 1;
-        self.generation_changed = true;
+        self.storing = None;
+        self.store_requested = false;
         if self.members.is_empty() {
             self.state = GroupState::Empty;
             self.protocol_name = None;
             self.leader = None;
+            self.store_soon = true;
             return;
         }
         self.protocol_name = self.select_protocol();
@@ -576,17 +579,17 @@ impl Group {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn sync(
-        &mut self,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-        now: Instant,
-    ) -> Pending<SyncResult> {
+    pub fn sync(&mut self, r: SyncRequest, now: Instant) -> Pending<SyncResult> {
+        let SyncRequest {
+            generation,
+            member_id,
+            instance_id,
+            protocol_type,
+            protocol_name,
+            assignments,
+        } = r;
+        let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
+        let (protocol_type, protocol_name) = (protocol_type.as_deref(), protocol_name.as_deref());
         if let Err(e) = self.check_member(member_id, instance_id) {
             return Pending::Ready(SyncResult::error(e));
         }
@@ -620,23 +623,14 @@ impl Group {
             GroupState::CompletingRebalance => {
                 let (tx, rx) = oneshot::channel();
                 self.members[member_id].sync_waiter = Some(tx);
-                if self.leader.as_deref() == Some(member_id) {
+                // The leader's assignment, once per generation (a retried SyncGroup of the
+                // leader while the record is being written only waits).
+                if self.leader.as_deref() == Some(member_id) && self.storing.is_none() {
                     let mut given: HashMap<String, Bytes> = assignments.into_iter().collect();
                     for m in self.members.values_mut() {
                         m.assignment = given.remove(&m.id).unwrap_or_default();
                     }
-                    self.state = GroupState::Stable;
-                    let (pt, pn) = (self.protocol_type.clone(), self.protocol_name.clone());
-                    for m in self.members.values_mut() {
-                        if let Some(w) = m.sync_waiter.take() {
-                            let _ = w.send(SyncResult {
-                                error: 0,
-                                protocol_type: pt.clone(),
-                                protocol_name: pn.clone(),
-                                assignment: m.assignment.clone(),
-                            });
-                        }
-                    }
+                    self.storing = Some(self.generation);
                 }
                 Pending::Wait(rx)
             }
@@ -752,30 +746,6 @@ impl Group {
             }
         }
     }
-
-    /// The subscribed topics of a consumer-protocol group, if any member's metadata says so.
-    pub fn subscribed_topics(&self) -> Option<Vec<String>> {
-        use kafka_protocol::messages::ConsumerProtocolSubscription;
-        use kafka_protocol::protocol::Decodable;
-        if let Some(c) = self.consumer.as_ref().filter(|c| !c.is_empty()) {
-            return Some(c.subscribed_topics());
-        }
-        if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
-            return None;
-        }
-        let mut topics = Vec::new();
-        for m in self.members.values() {
-            let mut buf = m.metadata(self.protocol_name.as_deref());
-            if buf.len() < 2 {
-                return None;
-            }
-            let version = i16::from_be_bytes([buf[0], buf[1]]);
-            let _ = bytes::Buf::get_i16(&mut buf);
-            let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
-            topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
-        }
-        Some(topics)
-    }
 }
 
 #[cfg(test)]
@@ -793,6 +763,37 @@ mod tests {
             protocol_type: "consumer".into(),
             protocols: vec![("range".into(), Bytes::from_static(meta))],
             require_known_member_id: true,
+        }
+    }
+
+    /// SyncGroup as the coordinator runs it: a leader's assignment is stored at once.
+    fn sync(
+        g: &mut Group,
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+        now: Instant,
+    ) -> Pending<SyncResult> {
+        let p = g.sync(sync_req(generation, member, instance, assignments), now);
+        if let Some((v, true)) = g.take_store() {
+            g.stored(v.generation, Ok(()), now);
+        }
+        p
+    }
+
+    fn sync_req(
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncRequest {
+        SyncRequest {
+            generation,
+            member_id: member.to_string(),
+            instance_id: instance.map(str::to_string),
+            assignments,
+            ..Default::default()
         }
     }
 
@@ -830,11 +831,10 @@ mod tests {
         assert_eq!(j.leader, id);
         assert_eq!(j.members.len(), 1);
         assert_eq!(j.protocol_name.as_deref(), Some("range"));
-        let s = ready(g.sync(
+        let s = ready(sync(
+            &mut g,
             1,
             &id,
-            None,
-            None,
             None,
             vec![(id.clone(), Bytes::from_static(b"A"))],
             now,
@@ -852,13 +852,139 @@ mod tests {
         );
     }
 
+    /// Two members joined and synced with `g.sync` itself (the store step driven by hand).
+    fn two_member_group(
+        g: &mut Group,
+        now: Instant,
+    ) -> (
+        String,
+        String,
+        oneshot::Receiver<SyncResult>,
+        oneshot::Receiver<SyncResult>,
+    ) {
+        let (a, pa) = join_new(g, now);
+        ready(pa);
+        let (b, pb) = join_new(g, now);
+        let mut rb = wait(pb);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        let ja = ready(g.join(req(&a, None, b"m"), now));
+        let jb = rb.try_recv().unwrap();
+        let (leader, other) = if ja.leader == a { (a, b) } else { (b, a) };
+        assert_eq!(ja.generation, jb.generation);
+        let sf = wait(g.sync(sync_req(ja.generation, &other, None, vec![]), now));
+        let sl = wait(g.sync(
+            sync_req(
+                ja.generation,
+                &leader,
+                None,
+                vec![
+                    (leader.clone(), Bytes::from_static(b"L")),
+                    (other.clone(), Bytes::from_static(b"O")),
+                ],
+            ),
+            now,
+        ));
+        (leader, other, sl, sf)
+    }
+
+    #[test]
+    fn an_assignment_is_answered_only_once_its_record_is_stored() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (leader, other, mut sl, mut sf) = two_member_group(&mut g, now);
+        // Nobody has an assignment until the record is durable.
+        assert!(sl.try_recv().is_err() && sf.try_recv().is_err());
+        assert_eq!(g.state, GroupState::CompletingRebalance);
+        let (v, wait_for_it) = g.take_store().expect("the assignment's record");
+        assert!(wait_for_it);
+        assert!(g.take_store().is_none(), "asked once per generation");
+        assert_eq!(v.generation, g.generation);
+        assert_eq!(v.leader.as_deref(), Some(leader.as_str()));
+        let assigned: HashMap<_, _> = v
+            .members
+            .iter()
+            .map(|m| (m.id.clone(), m.assignment.clone()))
+            .collect();
+        assert_eq!(assigned[&leader], Bytes::from_static(b"L"));
+        assert_eq!(assigned[&other], Bytes::from_static(b"O"));
+        g.stored(v.generation, Ok(()), now);
+        assert_eq!(g.state, GroupState::Stable);
+        assert_eq!(sl.try_recv().unwrap().assignment, Bytes::from_static(b"L"));
+        assert_eq!(sf.try_recv().unwrap().assignment, Bytes::from_static(b"O"));
+    }
+
+    #[test]
+    fn a_failed_store_answers_the_error_and_rebalances() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (_, _, mut sl, mut sf) = two_member_group(&mut g, now);
+        let (v, _) = g.take_store().unwrap();
+        let not_coordinator = ResponseError::NotCoordinator.code();
+        g.stored(v.generation, Err(not_coordinator), now);
+        assert_eq!(sl.try_recv().unwrap().error, not_coordinator);
+        assert_eq!(sf.try_recv().unwrap().error, not_coordinator);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+        // A late outcome for a generation that is gone changes nothing.
+        g.stored(v.generation, Ok(()), now);
+        assert_eq!(g.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn a_new_coordinator_restores_a_stable_group_with_its_assignments() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (leader, other, _, _) = two_member_group(&mut g, now);
+        let (v, _) = g.take_store().unwrap();
+        g.stored(v.generation, Ok(()), now);
+        let generation = g.generation;
+        let record = g.record();
+
+        let later = now + Duration::from_secs(60);
+        let mut h = Group::new("g");
+        h.restore(record, later);
+        assert_eq!(h.state, GroupState::Stable);
+        assert_eq!(h.generation, generation);
+        assert_eq!(h.leader.as_deref(), Some(leader.as_str()));
+        assert_eq!(h.protocol_name.as_deref(), Some("range"));
+        // The members go on heartbeating and committing with their generation: no rebalance.
+        assert_eq!(h.heartbeat(generation, &other, None, later), 0);
+        assert_eq!(h.heartbeat(generation, &leader, None, later), 0);
+        assert!(h.validate_commit(generation, &other, None, later).is_ok());
+        // SyncGroup of the stored generation gets the stored assignment back.
+        let s = ready(h.sync(sync_req(generation, &other, None, vec![]), later));
+        assert_eq!((s.error, s.assignment), (0, Bytes::from_static(b"O")));
+        // Each session starts at the restore: a member that never comes back expires.
+        h.heartbeat(generation, &leader, None, later + Duration::from_secs(9));
+        h.tick(later + Duration::from_secs(11));
+        assert!(h.members.contains_key(&leader));
+        assert!(!h.members.contains_key(&other));
+        assert_eq!(h.state, GroupState::PreparingRebalance);
+    }
+
+    #[test]
+    fn an_empty_group_stores_its_generation_without_members() {
+        let now = Instant::now();
+        let mut g = Group::new("g");
+        let (a, p) = join_new(&mut g, now);
+        ready(p);
+        ready(sync(&mut g, 1, &a, None, vec![], now));
+        assert_eq!(g.leave(&a, None, now), 0);
+        assert_eq!(g.state, GroupState::Empty);
+        let (v, wait_for_it) = g.take_store().expect("the empty group's record");
+        assert!(!wait_for_it);
+        assert_eq!((v.generation, v.members.len()), (2, 0));
+        let mut h = Group::new("g");
+        h.restore(v, now);
+        assert_eq!((h.state, h.generation), (GroupState::Empty, 2));
+    }
+
     #[test]
     fn second_member_triggers_rebalance_and_follower_waits_for_leader() {
         let now = Instant::now();
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         let (b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         assert_eq!(g.state, GroupState::PreparingRebalance);
@@ -878,13 +1004,12 @@ mod tests {
             g.validate_commit(2, &a, None, now),
             Err(ResponseError::RebalanceInProgress)
         );
-        let mut sb = wait(g.sync(2, &b, None, None, None, vec![], now));
+        let mut sb = wait(sync(&mut g, 2, &b, None, vec![], now));
         assert!(sb.try_recv().is_err(), "follower waits for the leader");
-        let sa = ready(g.sync(
+        let sa = ready(sync(
+            &mut g,
             2,
             &a,
-            None,
-            None,
             None,
             vec![
                 (a.clone(), Bytes::from_static(b"A")),
@@ -915,7 +1040,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         let (_b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         // a keeps heartbeating but never rejoins: the join completes at the rebalance timeout
@@ -938,7 +1063,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         g.tick(now + Duration::from_secs(9));
         assert_eq!(g.members.len(), 1);
         g.tick(now + Duration::from_secs(11));
@@ -978,13 +1103,12 @@ mod tests {
         let mut rb = wait(g.join(req("", Some("i2"), b"m"), now));
         ready(g.join(req(&a, Some("i1"), b"m"), now));
         let b = rb.try_recv().unwrap().member_id;
-        let mut sb = wait(g.sync(2, &b, None, None, None, vec![], now));
-        ready(g.sync(
+        let mut sb = wait(sync(&mut g, 2, &b, None, vec![], now));
+        ready(sync(
+            &mut g,
             2,
             &a,
             Some("i1"),
-            None,
-            None,
             vec![
                 (a.clone(), Bytes::from_static(b"A")),
                 (b.clone(), Bytes::from_static(b"B")),
@@ -999,7 +1123,7 @@ mod tests {
         assert_eq!(j.generation, 2);
         assert_ne!(j.member_id, b);
         assert_eq!(g.state, GroupState::Stable);
-        let s = ready(g.sync(2, &j.member_id, Some("i2"), None, None, vec![], now));
+        let s = ready(sync(&mut g, 2, &j.member_id, Some("i2"), vec![], now));
         assert_eq!(s.assignment, Bytes::from_static(b"B"));
         // the old incarnation is fenced
         assert_eq!(
@@ -1034,7 +1158,7 @@ mod tests {
         let now = Instant::now();
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(g.sync(1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         let (_b, pb) = join_new(&mut g, now);
         g.tick(now + Duration::from_secs(31));
         let j = pb.get(JoinResult::default).await;

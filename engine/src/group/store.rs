@@ -7,8 +7,20 @@
 //!                                                          (kind 2: a new leader's marker)
 //! offset value = version:u8(0) offset:i64 leader_epoch:i32 commit_timestamp:i64
 //!                metadata_len:i32 (-1 = null) metadata bytes
-//! group value  = version:u8(0) protocol_type:str generation:i32
+//! group value  = version:u8(1) protocol_type:str generation:i32 protocol:nstr leader:nstr
+//!                member_count:i32 member*
+//! member       = id:str instance_id:nstr client_id:str client_host:str session_ms:i32
+//!                rebalance_ms:i32 protocol_count:i32 (name:str metadata:bytes)* assignment:bytes
 //! ```
+//!
+//! `nstr` is an i16 length (-1 = null) and UTF-8 bytes, `bytes` an i32 length and bytes. A
+//! group value of version 0 (`protocol_type:str generation:i32`, written by earlier releases)
+//! still decodes, as a group without members.
+//!
+//! The group value is written when a generation's assignment is stored (the leader's SyncGroup,
+//! answered only once the record is committed) and when the group becomes empty, as Kafka's
+//! GroupMetadataValue: a new coordinator restores the members of a stable group with their
+//! assignments, so they keep consuming without a rebalance.
 //!
 //! A null value is a tombstone: the offset (OffsetDelete) or the group (DeleteGroups) is gone.
 //! The latest record per key wins, so the topic is compactable.
@@ -39,6 +51,30 @@ pub enum Key {
     Group(String),
 }
 
+/// A committed offset; `log_offset` is where it sits in `__consumer_offsets`, so that a
+/// late-applied older commit never overwrites a newer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+    pub log_offset: i64,
+}
+
+impl OffsetEntry {
+    /// The entry for a commit record stored at `log_offset` of `__consumer_offsets`.
+    pub fn stored(v: OffsetValue, log_offset: i64) -> Self {
+        OffsetEntry {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata,
+            commit_timestamp: v.commit_timestamp,
+            log_offset,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OffsetValue {
     pub offset: i64,
@@ -47,10 +83,28 @@ pub struct OffsetValue {
     pub metadata: Option<String>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// A classic group as stored: its generation and, once the generation's assignment was
+/// stored, its members with their assignments.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct GroupValue {
     pub protocol_type: String,
     pub generation: i32,
+    pub protocol_name: Option<String>,
+    pub leader: Option<String>,
+    pub members: Vec<MemberValue>,
+}
+
+/// One classic member of a stored group.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MemberValue {
+    pub id: String,
+    pub instance_id: Option<String>,
+    pub client_id: String,
+    pub client_host: String,
+    pub session_timeout_ms: i32,
+    pub rebalance_timeout_ms: i32,
+    pub protocols: Vec<(String, Bytes)>,
+    pub assignment: Bytes,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,6 +117,56 @@ fn put_str(b: &mut BytesMut, s: &str) {
     let s = &s.as_bytes()[..s.len().min(u16::MAX as usize)];
     b.put_u16(s.len() as u16);
     b.put_slice(s);
+}
+
+fn put_nstr(b: &mut BytesMut, s: Option<&str>) {
+    match s {
+        None => b.put_i16(-1),
+        Some(s) => {
+            let s = &s.as_bytes()[..s.len().min(i16::MAX as usize)];
+            b.put_i16(s.len() as i16);
+            b.put_slice(s);
+        }
+    }
+}
+
+fn get_nstr(b: &mut Bytes) -> Option<Option<String>> {
+    if b.remaining() < 2 {
+        return None;
+    }
+    let n = b.get_i16();
+    if n < 0 {
+        return Some(None);
+    }
+    let n = n as usize;
+    if b.remaining() < n {
+        return None;
+    }
+    String::from_utf8(b.split_to(n).to_vec()).ok().map(Some)
+}
+
+fn put_bytes(b: &mut BytesMut, v: &[u8]) {
+    b.put_i32(v.len() as i32);
+    b.put_slice(v);
+}
+
+fn get_bytes(b: &mut Bytes) -> Option<Bytes> {
+    if b.remaining() < 4 {
+        return None;
+    }
+    let n = usize::try_from(b.get_i32()).ok()?;
+    (b.remaining() >= n).then(|| b.split_to(n))
+}
+
+fn get_i32(b: &mut Bytes) -> Option<i32> {
+    (b.remaining() >= 4).then(|| b.get_i32())
+}
+
+/// A count read from the wire, refused when it claims more items than bytes remain (each item
+/// takes at least `min_item` bytes), so a damaged record cannot make replay allocate wildly.
+fn get_count(b: &mut Bytes, min_item: usize) -> Option<usize> {
+    let n = usize::try_from(get_i32(b)?).ok()?;
+    (n.saturating_mul(min_item) <= b.remaining()).then_some(n)
 }
 
 fn get_str(b: &mut Bytes) -> Option<String> {
@@ -127,12 +231,83 @@ impl Key {
     }
 }
 
+impl GroupValue {
+    fn encode_into(&self, b: &mut BytesMut) {
+        put_str(b, &self.protocol_type);
+        b.put_i32(self.generation);
+        put_nstr(b, self.protocol_name.as_deref());
+        put_nstr(b, self.leader.as_deref());
+        b.put_i32(self.members.len() as i32);
+        for m in &self.members {
+            put_str(b, &m.id);
+            put_nstr(b, m.instance_id.as_deref());
+            put_str(b, &m.client_id);
+            put_str(b, &m.client_host);
+            b.put_i32(m.session_timeout_ms);
+            b.put_i32(m.rebalance_timeout_ms);
+            b.put_i32(m.protocols.len() as i32);
+            for (name, meta) in &m.protocols {
+                put_str(b, name);
+                put_bytes(b, meta);
+            }
+            put_bytes(b, &m.assignment);
+        }
+    }
+
+    fn decode_from(version: u8, b: &mut Bytes) -> Option<GroupValue> {
+        let protocol_type = get_str(b)?;
+        let generation = get_i32(b)?;
+        if version == 0 {
+            return Some(GroupValue {
+                protocol_type,
+                generation,
+                ..Default::default()
+            });
+        }
+        let protocol_name = get_nstr(b)?;
+        let leader = get_nstr(b)?;
+        let count = get_count(b, 2 + 2 + 2 + 2 + 4 + 4 + 4 + 4)?;
+        let mut members = Vec::with_capacity(count);
+        for _ in 0..count {
+            let id = get_str(b)?;
+            let instance_id = get_nstr(b)?;
+            let client_id = get_str(b)?;
+            let client_host = get_str(b)?;
+            let session_timeout_ms = get_i32(b)?;
+            let rebalance_timeout_ms = get_i32(b)?;
+            let n = get_count(b, 2 + 4)?;
+            let mut protocols = Vec::with_capacity(n);
+            for _ in 0..n {
+                protocols.push((get_str(b)?, get_bytes(b)?));
+            }
+            let assignment = get_bytes(b)?;
+            members.push(MemberValue {
+                id,
+                instance_id,
+                client_id,
+                client_host,
+                session_timeout_ms,
+                rebalance_timeout_ms,
+                protocols,
+                assignment,
+            });
+        }
+        Some(GroupValue {
+            protocol_type,
+            generation,
+            protocol_name,
+            leader,
+            members,
+        })
+    }
+}
+
 impl Value {
     pub fn encode(&self) -> Bytes {
         let mut b = BytesMut::new();
-        b.put_u8(0);
         match self {
             Value::Offset(o) => {
+                b.put_u8(0);
                 b.put_i64(o.offset);
                 b.put_i32(o.leader_epoch);
                 b.put_i64(o.commit_timestamp);
@@ -145,8 +320,8 @@ impl Value {
                 }
             }
             Value::Group(g) => {
-                put_str(&mut b, &g.protocol_type);
-                b.put_i32(g.generation);
+                b.put_u8(1);
+                g.encode_into(&mut b);
             }
         }
         b.freeze()
@@ -154,11 +329,15 @@ impl Value {
 
     /// Decodes the value that goes with `key`.
     pub fn decode(key: &Key, mut b: Bytes) -> Option<Value> {
-        if !b.has_remaining() || b.get_u8() != 0 {
+        if !b.has_remaining() {
             return None;
         }
+        let version = b.get_u8();
         match key {
             Key::Offset { .. } => {
+                if version != 0 {
+                    return None;
+                }
                 if b.remaining() < 24 {
                     return None;
                 }
@@ -180,16 +359,10 @@ impl Value {
                     metadata,
                 }))
             }
-            Key::Group(_) => {
-                let protocol_type = get_str(&mut b)?;
-                if b.remaining() < 4 {
-                    return None;
-                }
-                Some(Value::Group(GroupValue {
-                    protocol_type,
-                    generation: b.get_i32(),
-                }))
+            Key::Group(_) if version <= 1 => {
+                GroupValue::decode_from(version, &mut b).map(Value::Group)
             }
+            Key::Group(_) => None,
         }
     }
 }
@@ -413,6 +586,63 @@ mod tests {
     }
 
     #[test]
+    fn a_group_value_of_the_previous_release_decodes_without_members() {
+        // version 0: protocol_type:str generation:i32
+        let mut v0 = BytesMut::new();
+        v0.put_u8(0);
+        put_str(&mut v0, "consumer");
+        v0.put_i32(7);
+        let key = Key::Group("g".into());
+        assert_eq!(
+            Value::decode(&key, v0.freeze()),
+            Some(Value::Group(GroupValue {
+                protocol_type: "consumer".into(),
+                generation: 7,
+                ..Default::default()
+            }))
+        );
+    }
+
+    #[test]
+    fn a_damaged_group_value_is_skipped_not_trusted() {
+        let key = Key::Group("g".into());
+        let full = Value::Group(GroupValue {
+            protocol_type: "consumer".into(),
+            generation: 1,
+            protocol_name: Some("range".into()),
+            leader: Some("m".into()),
+            members: vec![MemberValue {
+                id: "m".into(),
+                instance_id: Some("i".into()),
+                client_id: "c".into(),
+                client_host: "h".into(),
+                session_timeout_ms: 10,
+                rebalance_timeout_ms: 10,
+                protocols: vec![("range".into(), Bytes::from_static(b"x"))],
+                assignment: Bytes::from_static(b"y"),
+            }],
+        })
+        .encode();
+        // Every truncation fails to decode instead of yielding a partial member.
+        for cut in 1..full.len() {
+            assert_eq!(Value::decode(&key, full.slice(..cut)), None, "cut at {cut}");
+        }
+        // A member count far beyond the bytes present is refused before allocating.
+        let mut lying = BytesMut::new();
+        lying.put_u8(1);
+        put_str(&mut lying, "consumer");
+        lying.put_i32(1);
+        put_nstr(&mut lying, None);
+        put_nstr(&mut lying, None);
+        lying.put_i32(i32::MAX);
+        assert_eq!(Value::decode(&key, lying.freeze()), None);
+        // An unknown future version is not guessed at.
+        let mut v9 = BytesMut::new();
+        v9.put_u8(9);
+        assert_eq!(Value::decode(&key, v9.freeze()), None);
+    }
+
+    #[test]
     fn keys_and_values_round_trip_through_a_batch() {
         let entries = vec![
             (
@@ -433,6 +663,29 @@ mod tests {
                 Some(Value::Group(GroupValue {
                     protocol_type: "consumer".into(),
                     generation: 5,
+                    protocol_name: Some("range".into()),
+                    leader: Some("m-1".into()),
+                    members: vec![MemberValue {
+                        id: "m-1".into(),
+                        instance_id: None,
+                        client_id: "c".into(),
+                        client_host: "/127.0.0.1".into(),
+                        session_timeout_ms: 6000,
+                        rebalance_timeout_ms: 300_000,
+                        protocols: vec![
+                            ("range".into(), Bytes::from_static(b"sub")),
+                            ("roundrobin".into(), Bytes::new()),
+                        ],
+                        assignment: Bytes::from_static(b"assigned"),
+                    }],
+                })),
+            ),
+            (
+                Key::Group("empty".into()),
+                Some(Value::Group(GroupValue {
+                    protocol_type: "consumer".into(),
+                    generation: 6,
+                    ..Default::default()
                 })),
             ),
             (

@@ -246,6 +246,12 @@ pub async fn handle(
             continue;
         }
         sent.push((w.key.clone(), r.marks.high, r.marks.log_start));
+        if let Some(len) = r.records.as_ref().map(Bytes::len).filter(|&n| n > 0) {
+            b.metrics
+                .topic_fetched_bytes
+                .get_or_create(&b.metrics.topic_label(&w.key.0))
+                .inc_by(len as u64);
+        }
         let pd = PartitionData::default()
             .with_partition_index(w.key.1)
             .with_error_code(r.error)

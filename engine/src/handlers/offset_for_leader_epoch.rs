@@ -1,4 +1,11 @@
 //! OffsetForLeaderEpoch: where a leader epoch ended, so clients can detect truncation.
+//!
+//! Consumers (librdkafka, the Java client) ask it whenever a partition's leader epoch changes
+//! under a fetch position (KIP-320), and retry on UNKNOWN_LEADER_EPOCH until the answer is
+//! clean: the leader must accept its own current epoch, which in a cluster is the Raft term
+//! (1 and up). It answers as Kafka's leader does: NOT_LEADER_OR_FOLLOWER elsewhere, the
+//! client's `current_leader_epoch` (-1: unchecked) FENCED_LEADER_EPOCH when older than the
+//! leader's and UNKNOWN_LEADER_EPOCH when newer.
 
 use kafka_protocol::messages::offset_for_leader_epoch_response::{
     EpochEndOffset, OffsetForLeaderTopicResult,
@@ -24,9 +31,20 @@ pub async fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLe
                 partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
                 continue;
             };
-            // Epochs only grow with leadership changes; a client ahead of us is fenced.
-            if p.current_leader_epoch > 0 {
-                partitions.push(r.with_error_code(ResponseError::UnknownLeaderEpoch.code()));
+            let (leader, current) = topic
+                .as_ref()
+                .map_or((-1, -1), |t| b.partition_leader_epoch(t, p.partition));
+            let refused = if leader != b.node_id() {
+                Some(ResponseError::NotLeaderOrFollower)
+            } else if p.current_leader_epoch >= 0 && p.current_leader_epoch < current {
+                Some(ResponseError::FencedLeaderEpoch)
+            } else if p.current_leader_epoch > current {
+                Some(ResponseError::UnknownLeaderEpoch)
+            } else {
+                None
+            };
+            if let Some(e) = refused {
+                partitions.push(r.with_error_code(e.code()));
                 continue;
             }
             let epoch = p.leader_epoch;
