@@ -69,6 +69,10 @@ pub struct Broker {
     pub schema_ids: OnceLock<Arc<dyn crate::schema_ids::SchemaIds>>,
     /// Membership and the controller, when started with seeds; `None` is a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Connections admitted by the Kafka listener (every shard's accept loop).
+    pub kafka_limiter: Arc<crate::net::limit::ConnLimiter>,
+    /// The memory Fetch responses may hold, per connection and in all.
+    pub fetch_memory: crate::net::fetch_budget::FetchMemory,
     ready: AtomicBool,
 }
 
@@ -121,7 +125,18 @@ impl Broker {
             ),
             None => None,
         };
+        let kafka_limiter = crate::net::limit::ConnLimiter::new(
+            "kafka",
+            config.kafka_connections,
+            metrics.refused("kafka"),
+        );
+        let fetch_memory = crate::net::fetch_budget::FetchMemory::new(
+            config.fetch_memory,
+            metrics.fetch_memory_bytes.clone(),
+        );
         let broker = Arc::new(Broker {
+            kafka_limiter,
+            fetch_memory,
             fetch_sessions: FetchSessions::new(config.fetch_session_slots),
             producer_ids,
             config,

@@ -14,6 +14,7 @@ pub mod durability;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;
+pub mod http;
 pub mod internal_topic;
 pub mod log;
 pub mod log_reader;

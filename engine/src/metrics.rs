@@ -18,6 +18,12 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+/// Which listener a connection metric is about: kafka, rpc, admin, schema_registry, iceberg_catalog.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
 /// Labels of `icestream_kafka_consumer_group_lag`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LagLabels {
@@ -57,6 +63,10 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub connections: Gauge,
     pub connections_closed_bad_input: Counter,
+    /// Connections closed at once because a listener's limits were reached.
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    /// Bytes reserved by Fetch responses being built or waiting to be written.
+    pub fetch_memory_bytes: Gauge,
     pub partitions: Gauge,
     pub topics: Gauge,
     pub recovery_truncated_bytes: Counter,
@@ -102,6 +112,8 @@ impl Metrics {
             fsync_seconds,
             connections: Gauge::default(),
             connections_closed_bad_input: Counter::default(),
+            connections_refused: Family::default(),
+            fetch_memory_bytes: Gauge::default(),
             partitions: Gauge::default(),
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
@@ -175,6 +187,16 @@ impl Metrics {
             "kafka_connections_closed_bad_input",
             "Connections closed for malformed or oversized frames",
             m.connections_closed_bad_input.clone(),
+        );
+        registry.register(
+            "connections_refused",
+            "New connections closed at once because the listener's total or per-IP limit was reached, by listener",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "fetch_memory_bytes",
+            "Bytes reserved by Fetch responses being read or waiting to be written (bounded by --fetch-memory-bytes)",
+            m.fetch_memory_bytes.clone(),
         );
         registry.register(
             "partitions",
@@ -257,6 +279,15 @@ impl Metrics {
     /// Lets another crate (tiering, the Iceberg sink) register its metrics beside the engine's.
     pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
         f(&mut self.registry.lock());
+    }
+
+    /// The refusal counter of one listener.
+    pub fn refused(&self, listener: &str) -> Counter {
+        self.connections_refused
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
     }
 
     /// Registers a function run before every scrape.

@@ -15,12 +15,24 @@ use super::membership::Hello;
 use super::rpc::{self, frame, Kind};
 use super::{Cluster, Command, ProposeReply};
 
-pub(super) async fn accept_loop(l: tokio::net::TcpListener, cluster: Arc<Cluster>) {
+pub(super) async fn accept_loop(
+    l: tokio::net::TcpListener,
+    cluster: Arc<Cluster>,
+    limiter: Arc<crate::net::limit::ConnLimiter>,
+) {
     loop {
         match l.accept().await {
             Ok((s, peer)) => {
+                // Over the limit: dropping the stream closes it at once.
+                let Ok(permit) = limiter.try_acquire(peer.ip()) else {
+                    continue;
+                };
                 let _ = s.set_nodelay(true);
-                tokio::spawn(serve_conn(s, peer.to_string(), cluster.clone()));
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    serve_conn(s, peer.to_string(), cluster).await;
+                    drop(permit);
+                });
             }
             Err(e) => {
                 tracing::warn!(error = %e, "rpc accept failed");

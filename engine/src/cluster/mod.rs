@@ -16,6 +16,7 @@ pub mod placement;
 pub mod reassign;
 pub mod rejects;
 pub mod rpc;
+pub mod send_queue;
 pub mod store;
 pub mod validate;
 
@@ -55,6 +56,10 @@ pub struct ClusterConfig {
     pub replica_lag_max: Duration,
     /// `--raft-batch-heartbeats`: partition Raft heartbeats to one peer leave as one frame.
     pub batch_heartbeats: bool,
+    /// Connections the RPC listener accepts, in total and per client IP.
+    pub rpc_connections: crate::net::limit::ConnLimits,
+    /// How many frames (and bytes) wait for one peer before the oldest are dropped.
+    pub send_queue: send_queue::QueueLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -143,9 +148,9 @@ pub struct Cluster {
     controller: OnceLock<ControllerHandle>,
     listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
     /// One writer task per peer broker, carrying every Raft message to it in order.
-    peers: parking_lot::Mutex<
-        std::collections::HashMap<i32, tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
-    >,
+    peers: parking_lot::Mutex<std::collections::HashMap<i32, Arc<send_queue::SendQueue>>>,
+    /// Frames dropped from full per-peer send queues.
+    pub frames_dropped: prometheus_client::metrics::counter::Counter,
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
     broker: OnceLock<std::sync::Weak<Broker>>,
@@ -215,6 +220,7 @@ impl Cluster {
             heartbeats: Default::default(),
             isr_views: Default::default(),
             frames_sent: Default::default(),
+            frames_dropped: Default::default(),
             partition_messages_sent: Default::default(),
             draining: Default::default(),
             drain_task: Default::default(),
@@ -238,15 +244,21 @@ impl Cluster {
         let _ = self.broker.set(Arc::downgrade(broker));
         let _ = self.rejected.set(broker.metrics.rpc_rejected.clone());
         if let Some(l) = self.listener.lock().take() {
-            tokio::spawn(listener::accept_loop(l, self.clone()));
+            let limiter = crate::net::limit::ConnLimiter::new(
+                "rpc",
+                self.config.rpc_connections,
+                broker.metrics.refused("rpc"),
+            );
+            tokio::spawn(listener::accept_loop(l, self.clone(), limiter));
         }
         tokio::spawn(gossip_loop(self.clone()));
         if self.config.batch_heartbeats {
             tokio::spawn(heartbeat_batch_loop(self.clone()));
         }
-        let (frames, msgs) = (
+        let (frames, msgs, dropped) = (
             self.frames_sent.clone(),
             self.partition_messages_sent.clone(),
+            self.frames_dropped.clone(),
         );
         broker.metrics.register_with(|r| {
             r.register(
@@ -258,6 +270,11 @@ impl Cluster {
                 "partition_raft_messages_sent",
                 "Partition Raft messages sent to other brokers (several per frame when batched)",
                 msgs,
+            );
+            r.register(
+                "rpc_frames_dropped",
+                "Frames dropped because a peer's send queue was full (oldest heartbeats first, then Raft messages, which Raft retransmits)",
+                dropped,
             );
         });
         let me = self.clone();
@@ -463,26 +480,38 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Queues a frame for broker `to`; frames that cannot be delivered are dropped (Raft
-    /// retransmits).
+    /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
+    /// that a full queue evicts, are dropped (Raft retransmits, heartbeats recur).
     pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
         self.frames_sent.inc();
-        let mut peers = self.peers.lock();
-        let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
-        if tx.send(frame).is_err() {
-            peers.remove(&to);
-        }
+        let class = if frame.get(4) == Some(&(Kind::PartitionRaftBatch as u8)) {
+            send_queue::Class::Heartbeat
+        } else {
+            send_queue::Class::Raft
+        };
+        let queue = self
+            .peers
+            .lock()
+            .entry(to)
+            .or_insert_with(|| self.spawn_peer(to))
+            .clone();
+        queue.push(class, frame);
     }
 
-    fn spawn_peer(self: &Arc<Self>, to: i32) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    fn spawn_peer(self: &Arc<Self>, to: i32) -> Arc<send_queue::SendQueue> {
+        let queue = Arc::new(send_queue::SendQueue::new(
+            self.config.send_queue,
+            self.frames_dropped.clone(),
+        ));
         let cluster = self.clone();
         let Some(rt) = self.runtime.get() else {
-            return tx;
+            return queue;
         };
+        let rx = queue.clone();
         rt.spawn(async move {
             let mut conn: Option<tokio::net::TcpStream> = None;
-            while let Some(f) = rx.recv().await {
+            loop {
+                let f = rx.pop().await;
                 if conn.is_none() {
                     let Some(m) = cluster.members.get(to) else {
                         continue;
@@ -500,7 +529,7 @@ impl Cluster {
                 }
             }
         });
-        tx
+        queue
     }
 
     /// How a partition's Raft group reaches the other replicas.

@@ -157,11 +157,12 @@ dispatch_table! { b, h, v;
     // Produce hands its batches to the partitions before returning, so that requests
     // pipelined on one connection append in order.
     Produce(r) => produce::handle(&b, v, r),
-    Fetch(r) => {
-        Box::pin(
-            async move { Handled::reply(ResponseKind::Fetch(fetch::handle(&b, v, r).await)) },
-        )
-    },
+    // The Kafka listener answers Fetch itself, within its connection's memory budget
+    // (net::connection); elsewhere a fetch gets a budget of its own.
+    Fetch(r) => Box::pin(async move {
+        let memory = b.fetch_memory.connection();
+        Handled::reply(ResponseKind::Fetch(fetch::handle(&b, v, r, &memory).await.0))
+    }),
     ListOffsets(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListOffsets(
             list_offsets::handle(&b, v, r).await,
