@@ -122,6 +122,10 @@ impl RaftStore {
             source,
         };
         self.file.write_all(&buf).map_err(io)?;
+        if crate::log::power::skip_fsync() {
+            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
+            return Ok(());
+        }
         crate::log::power::sync_file(&self.file, false).map_err(io)
     }
 
