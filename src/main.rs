@@ -48,6 +48,9 @@ enum DebugCommand {
         /// The broker's data directory
         #[arg(long)]
         data_dir: std::path::PathBuf,
+        /// List every file changed
+        #[arg(long)]
+        verbose: bool,
     },
 }
 
@@ -78,8 +81,15 @@ fn run() -> anyhow::Result<()> {
         Command::Group(c) => rt.block_on(cli::run_group(&c.args, c.command)),
         Command::Schema(c) => rt.block_on(cli::run_schema(&c.args, c.command)),
         Command::Cluster(c) => rt.block_on(cli::run_cluster(&c.args, c.command)),
-        Command::Debug(DebugCommand::PowerCut { ledger, data_dir }) => {
+        Command::Debug(DebugCommand::PowerCut {
+            ledger,
+            data_dir,
+            verbose,
+        }) => {
             let cut = engine::log::power::apply_power_cut(&ledger, &data_dir)?;
+            if verbose {
+                cut.changes.iter().for_each(|c| println!("{c}"));
+            }
             println!(
                 "power cut: {} directory entries undone, {} files truncated, {} bytes lost",
                 cut.entries_undone, cut.files_truncated, cut.bytes_lost

@@ -234,6 +234,8 @@ pub struct PowerCut {
     pub entries_undone: usize,
     pub files_truncated: usize,
     pub bytes_lost: u64,
+    /// One line per change made.
+    pub changes: Vec<String>,
 }
 
 enum Pending {
@@ -330,6 +332,8 @@ pub fn apply_power_cut(ledger: &Path, data_dir: &Path) -> io::Result<PowerCut> {
                 };
                 if r.is_ok() {
                     cut.entries_undone += 1;
+                    cut.changes
+                        .push(format!("removed unsynced entry {}", p.display()));
                 }
                 remove_under(&mut files, &p);
             }
@@ -344,6 +348,11 @@ pub fn apply_power_cut(ledger: &Path, data_dir: &Path) -> io::Result<PowerCut> {
                 }
                 fs::rename(&to, &from)?;
                 cut.entries_undone += 1;
+                cut.changes.push(format!(
+                    "undid unsynced rename {} -> {}",
+                    from.display(),
+                    to.display()
+                ));
                 if let Some(l) = files.remove(&to) {
                     files.insert(from, l);
                 }
@@ -367,6 +376,11 @@ pub fn apply_power_cut(ledger: &Path, data_dir: &Path) -> io::Result<PowerCut> {
             OpenOptions::new().write(true).open(&p)?.set_len(limit)?;
             cut.files_truncated += 1;
             cut.bytes_lost += m.len() - limit;
+            cut.changes.push(format!(
+                "truncated {} from {} to {limit}",
+                p.display(),
+                m.len()
+            ));
         }
     }
     File::create(ledger.join(JOURNAL))?;
