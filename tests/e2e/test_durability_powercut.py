@@ -8,13 +8,19 @@ fsync/fdatasync (from the blocking or the io_uring backend), and each directory 
 renamed since its directory was last fsynced. After SIGKILL, the hidden
 `icestream debug power-cut --ledger LEDGER --data-dir DATA` rewinds the data directory to what a
 power cut would have left: unsynced creates and renames undone, every file truncated to its last
-synced length. Then the broker restarts and every acknowledged record must be there.
+synced length (`--verbose` lists each change; the tests keep that in
+<broker workdir>/power-cuts.log). Then the broker restarts and every acknowledged record must be
+there: on one node (one segment, and rolling segments) and in a three-broker cluster with
+replication factor 3 whose brokers all lose power at once.
 
 The second test proves this can fail: with the unsafe, test-only
 `serve --unsafe-skip-fsync-for-tests` the group commit acknowledges without syncing, and the
-same scenario must lose acknowledged records.
+same scenario must lose acknowledged records (all of them: nothing appended is ever synced); in
+the cluster the switch skips the Raft log's sync too. Without the directory syncs this work
+added (a new partition's directories and first segment), the first test fails as well: the
+power cut removes the partition directories.
 
-Both run on the default segment I/O backend, asserted to be io_uring (whose fsync does not go
+All run on the default segment I/O backend, asserted to be io_uring (whose fsync does not go
 through libc, so an LD_PRELOAD shim could not see it; the ledger sits in the broker's own seam).
 """
 
@@ -42,7 +48,8 @@ def power_cut(broker, ledger) -> str:
          "--data-dir", str(broker.data_dir), "--verbose"],
         capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
-    (broker.workdir / "power-cuts.log").open("a").write(out.stdout)
+    with (broker.workdir / "power-cuts.log").open("a") as f:
+        f.write(out.stdout)
     return out.stdout.strip().splitlines()[-1]
 
 
