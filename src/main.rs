@@ -32,6 +32,26 @@ enum Command {
     Schema(cli::ClientCommand<cli::SchemaCommand>),
     /// Cluster information and health
     Cluster(cli::ClientCommand<cli::ClusterCommand>),
+    /// Test tools (hidden)
+    #[command(hide = true, subcommand)]
+    Debug(DebugCommand),
+}
+
+#[derive(Subcommand)]
+enum DebugCommand {
+    /// Rewinds a stopped broker's data directory to what a power cut would have left, from
+    /// the journal `serve --simulate-power-loss-dir` kept (tests only)
+    PowerCut {
+        /// The directory given to `serve --simulate-power-loss-dir`
+        #[arg(long)]
+        ledger: std::path::PathBuf,
+        /// The broker's data directory
+        #[arg(long)]
+        data_dir: std::path::PathBuf,
+        /// List every file changed
+        #[arg(long)]
+        verbose: bool,
+    },
 }
 
 fn main() {
@@ -61,6 +81,21 @@ fn run() -> anyhow::Result<()> {
         Command::Group(c) => rt.block_on(cli::run_group(&c.args, c.command)),
         Command::Schema(c) => rt.block_on(cli::run_schema(&c.args, c.command)),
         Command::Cluster(c) => rt.block_on(cli::run_cluster(&c.args, c.command)),
+        Command::Debug(DebugCommand::PowerCut {
+            ledger,
+            data_dir,
+            verbose,
+        }) => {
+            let cut = engine::log::power::apply_power_cut(&ledger, &data_dir)?;
+            if verbose {
+                cut.changes.iter().for_each(|c| println!("{c}"));
+            }
+            println!(
+                "power cut: {} directory entries undone, {} files truncated, {} bytes lost",
+                cut.entries_undone, cut.files_truncated, cut.bytes_lost
+            );
+            Ok(())
+        }
     }
 }
 

@@ -109,6 +109,15 @@ pub struct ServeArgs {
     /// Segment I/O backend: auto (io_uring where the kernel allows it), io-uring, blocking
     #[arg(long, env = "ICESTREAM_IO_BACKEND", default_value = "auto")]
     pub io_backend: IoBackend,
+    /// Tests only: journal every file sync and directory change to DIR (outside the data
+    /// directory) so that `icestream debug power-cut` can rewind the data directory to what a
+    /// power cut would leave (see engine/src/log/power.rs)
+    #[arg(long, hide = true, value_name = "DIR")]
+    pub simulate_power_loss_dir: Option<PathBuf>,
+    /// UNSAFE, tests only: acknowledge produce requests without syncing them, which loses
+    /// acknowledged records on a power cut (proves the power-cut test can fail)
+    #[arg(long, hide = true, default_value_t = false)]
+    pub unsafe_skip_fsync_for_tests: bool,
     /// Create topics on first use (Kafka's auto.create.topics.enable)
     #[arg(long, env = "ICESTREAM_AUTO_CREATE_TOPICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
@@ -544,6 +553,15 @@ impl ServeArgs {
 }
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
+    if let Some(dir) = &args.simulate_power_loss_dir {
+        engine::log::power::enable(dir)
+            .with_context(|| format!("cannot open the power-loss ledger in {}", dir.display()))?;
+        tracing::warn!(ledger = %dir.display(), "test mode: recording syncs for simulated power loss");
+    }
+    if args.unsafe_skip_fsync_for_tests {
+        engine::log::power::set_skip_fsync(true);
+        tracing::warn!("UNSAFE test mode: acknowledging produce requests without fdatasync");
+    }
     let config = args.broker_config()?;
     let http_limits = args.http_limits()?;
     let admin_addr = config.admin_addr;

@@ -102,7 +102,7 @@ impl Broker {
         remote: Option<Arc<dyn crate::remote::RemoteTier>>,
         cluster: Option<crate::cluster::ClusterConfig>,
     ) -> Result<Arc<Broker>, StartError> {
-        std::fs::create_dir_all(&config.data_dir)
+        crate::log::power::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let metrics = Arc::new(Metrics::new());
         let shards = Shards::start(config.smp.max(1), io_backend, metrics.clone())

@@ -17,6 +17,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 
 use io_uring::{opcode, types, IoUring};
+
+use crate::log::power;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::oneshot;
 
@@ -69,27 +71,36 @@ impl Flusher {
         }
     }
 
-    /// fdatasyncs every file, concurrently.
+    /// fdatasyncs every file, concurrently. Completed syncs are reported to the power-loss
+    /// ledger when one is enabled (tests only, see `log::power`).
     pub async fn sync_all(&self, files: Vec<Arc<File>>) -> io::Result<()> {
+        if power::skip_fsync() {
+            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): acknowledge unsynced data.
+            return Ok(());
+        }
         match self {
             Flusher::Blocking => {
                 let handle = tokio::task::spawn_blocking(move || {
-                    files.iter().try_for_each(|f| f.sync_data())
+                    files.iter().try_for_each(|f| power::sync_file(f, false))
                 });
                 handle.await.map_err(io::Error::other)?
             }
             Flusher::Uring(u) => {
                 let waits: Vec<_> = files
                     .into_iter()
-                    .map(|f| u.fdatasync(f))
+                    .map(|f| {
+                        let token = power::before_sync(&f);
+                        u.fdatasync(f).map(|w| (w, token))
+                    })
                     .collect::<io::Result<_>>()?;
-                for w in waits {
+                for (w, token) in waits {
                     let res = w
                         .await
                         .map_err(|_| io::Error::other("io_uring driver stopped"))?;
                     if res < 0 {
                         return Err(io::Error::from_raw_os_error(-res));
                     }
+                    power::after_sync(token);
                 }
                 Ok(())
             }

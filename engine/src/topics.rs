@@ -161,7 +161,7 @@ impl TopicTable {
                 })?
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                std::fs::create_dir_all(&dir).map_err(|source| MetaError::Write {
+                crate::log::power::create_dir_all(&dir).map_err(|source| MetaError::Write {
                     path: dir.clone(),
                     source,
                 })?;

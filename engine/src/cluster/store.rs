@@ -61,7 +61,7 @@ impl RaftStore {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
         };
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        crate::log::power::create_dir_all(dir).map_err(io(dir))?;
         let vpath = dir.join("voters.json");
         let voters: Vec<u64> = match std::fs::read(&vpath) {
             Ok(b) => serde_json::from_slice(&b)
@@ -75,6 +75,7 @@ impl RaftStore {
         };
         let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
         let path = dir.join("raft.log");
+        crate::log::power::before_open_write(&path, false);
         let mut file = OpenOptions::new()
             .create(true)
             .truncate(false)
@@ -88,8 +89,11 @@ impl RaftStore {
         if good < bytes.len() {
             tracing::warn!(path = %path.display(), cut = bytes.len() - good, "cut a torn controller log tail");
             file.set_len(good as u64).map_err(io(&path))?;
-            file.sync_all().map_err(io(&path))?;
+            crate::log::power::truncated(&path, good as u64);
+            crate::log::power::sync_file(&file, true).map_err(io(&path))?;
         }
+        // A new log's directory entry must be durable before its first entry is.
+        crate::log::files::sync_dir(dir).map_err(io(dir))?;
         Ok((RaftStore { path, file }, storage))
     }
 
@@ -118,7 +122,11 @@ impl RaftStore {
             source,
         };
         self.file.write_all(&buf).map_err(io)?;
-        self.file.sync_data().map_err(io)
+        if crate::log::power::skip_fsync() {
+            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
+            return Ok(());
+        }
+        crate::log::power::sync_file(&self.file, false).map_err(io)
     }
 
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {

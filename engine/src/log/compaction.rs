@@ -21,6 +21,7 @@ use kafka_protocol::records::{
 
 use super::batch::{self, Assign, BatchHeader};
 use super::files::sync_dir;
+use super::power;
 use super::segment::log_path;
 
 /// What one cleaning pass did.
@@ -161,12 +162,13 @@ pub fn clean(dir: &Path, bases: &[i64], tombstone_horizon_ms: i64) -> io::Result
         let cleaned = cleaned_path(dir, base);
         {
             use std::io::Write;
+            power::before_open_write(&cleaned, true);
             let mut f = fs::File::create(&cleaned)?;
             f.write_all(&rewritten)?;
-            f.sync_all()?;
+            power::sync_file(&f, true)?;
         }
         failpoint("compaction-before-swap");
-        fs::rename(&cleaned, swap_path(dir, base))?;
+        power::rename(&cleaned, &swap_path(dir, base))?;
         out.swapped.push(base);
         out.bytes_before += size;
         out.bytes_after += rewritten.len() as u64;
@@ -184,7 +186,7 @@ pub fn pending_swaps(dir: &Path) -> io::Result<Vec<i64>> {
         let e = e?;
         let name = e.file_name().to_string_lossy().to_string();
         if name.ends_with(".log.cleaned") {
-            fs::remove_file(e.path())?;
+            power::remove_file(&e.path())?;
         } else if let Some(stem) = name.strip_suffix(".log.swap") {
             if let Ok(base) = stem.parse() {
                 swaps.push(base);
@@ -199,12 +201,12 @@ pub fn pending_swaps(dir: &Path) -> io::Result<Vec<i64>> {
 /// to be reopened): old indexes go first, so a crash never pairs new data with old indexes.
 pub fn install(dir: &Path, base: i64) -> io::Result<()> {
     for ext in ["index", "timeindex"] {
-        match fs::remove_file(dir.join(format!("{base:020}.{ext}"))) {
+        match power::remove_file(&dir.join(format!("{base:020}.{ext}"))) {
             Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
             _ => {}
         }
     }
     failpoint("compaction-mid-swap");
-    fs::rename(swap_path(dir, base), log_path(dir, base))?;
+    power::rename(&swap_path(dir, base), &log_path(dir, base))?;
     sync_dir(dir)
 }

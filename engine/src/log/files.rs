@@ -1,6 +1,8 @@
 //! Small durable-file helpers shared by the log and the metadata stores.
 
-use std::fs::{self, File};
+use std::fs::File;
+
+use super::power;
 use std::io;
 use std::path::Path;
 
@@ -9,11 +11,12 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
     let tmp = path.with_extension("tmp");
     {
         use std::io::Write;
+        power::before_open_write(&tmp, true);
         let mut f = File::create(&tmp)?;
         f.write_all(contents)?;
-        f.sync_all()?;
+        power::sync_file(&f, true)?;
     }
-    fs::rename(&tmp, path)?;
+    power::rename(&tmp, path)?;
     if let Some(parent) = path.parent() {
         sync_dir(parent)?;
     }
@@ -21,5 +24,5 @@ pub fn write_atomic(path: &Path, contents: &[u8]) -> io::Result<()> {
 }
 
 pub fn sync_dir(dir: &Path) -> io::Result<()> {
-    File::open(dir)?.sync_all()
+    power::sync_dir(dir)
 }

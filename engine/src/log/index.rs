@@ -148,6 +148,7 @@ pub fn read_file(path: &Path) -> io::Result<Option<Vec<u8>>> {
 
 /// Replaces an index file with `bytes` (used after a rebuild).
 pub fn rewrite_file(path: &Path, bytes: &[u8]) -> io::Result<File> {
+    super::power::before_open_write(path, true);
     let mut f = OpenOptions::new()
         .create(true)
         .write(true)

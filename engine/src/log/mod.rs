@@ -5,6 +5,7 @@ pub mod compaction;
 pub mod files;
 pub mod index;
 pub mod partition_log;
+pub mod power;
 pub mod producer_state;
 pub mod records;
 pub mod segment;

@@ -12,6 +12,7 @@ use bytes::Bytes;
 use super::batch::{self, Assign, BatchHeader};
 use super::compaction;
 use super::files::{sync_dir, write_atomic};
+use super::power;
 use super::producer_state::{Check, ProducerStates, SequenceError};
 use super::segment::{self, Segment};
 
@@ -76,7 +77,7 @@ const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 impl PartitionLog {
     /// Opens (or creates) the log in `dir`, recovering a torn tail of the active segment.
     pub fn open(dir: &Path, config: LogConfig, now_ms: i64) -> io::Result<Self> {
-        fs::create_dir_all(dir)?;
+        power::create_dir_all(dir)?;
         // Finish a compaction swap a crash interrupted (its replacement files are complete).
         for base in compaction::pending_swaps(dir)? {
             compaction::install(dir, base)?;
@@ -92,6 +93,9 @@ impl PartitionLog {
         }
         if segments.is_empty() {
             segments.insert(0, Segment::create(dir, 0, now_ms)?);
+            // The first segment's directory entry must be durable before anything appended to
+            // it is acknowledged (the group commit syncs only the file's data).
+            sync_dir(dir)?;
         }
         let first_base = *segments.keys().next().unwrap_or(&0);
         let persisted = read_i64(&dir.join(LOG_START_FILE))?;
@@ -144,7 +148,7 @@ impl PartitionLog {
     /// Prepares an empty partition directory whose log starts at `start` and whose next
     /// record gets offset `end`: a topic mounted back from the remote tier.
     pub fn init_at(dir: &Path, start: i64, end: i64, now_ms: i64) -> io::Result<()> {
-        fs::create_dir_all(dir)?;
+        power::create_dir_all(dir)?;
         drop(Segment::create(dir, end, now_ms)?);
         write_i64(&dir.join(LOG_START_FILE), start)?;
         sync_dir(dir)
@@ -249,7 +253,7 @@ impl PartitionLog {
     pub fn install_cleaned(&mut self, bases: &[i64], now_ms: i64) -> io::Result<()> {
         for &base in bases {
             if self.segments.remove(&base).is_none() {
-                let _ = fs::remove_file(compaction::swap_path(&self.dir, base));
+                let _ = power::remove_file(&compaction::swap_path(&self.dir, base));
                 continue;
             }
             compaction::install(&self.dir, base)?;

@@ -191,7 +191,7 @@ impl ProducerStates {
         let offsets = snapshot_offsets(dir)?;
         let below: Vec<i64> = offsets.iter().copied().filter(|&o| o < keep_from).collect();
         for &o in below.iter().rev().skip(1) {
-            let _ = std::fs::remove_file(snapshot_path(dir, o));
+            let _ = super::power::remove_file(&snapshot_path(dir, o));
         }
         Ok(())
     }

@@ -12,6 +12,7 @@ use kafka_protocol::records::RecordBatchDecoder;
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::index::{self, OffsetIndex, TimeIndex};
+use super::power;
 
 pub fn log_path(dir: &Path, base: i64) -> PathBuf {
     dir.join(format!("{base:020}.log"))
@@ -69,6 +70,7 @@ impl Segment {
 
     /// Creates a new, empty segment file.
     pub fn create(dir: &Path, base_offset: i64, now_ms: i64) -> io::Result<Self> {
+        power::before_open_write(&log_path(dir, base_offset), true);
         let log = OpenOptions::new()
             .create(true)
             .truncate(true)
@@ -91,6 +93,7 @@ impl Segment {
         index_interval: u64,
         now_ms: i64,
     ) -> io::Result<(Self, Recovery)> {
+        power::before_open_write(&log_path(dir, base_offset), false);
         let log = OpenOptions::new()
             .read(true)
             .write(true)
@@ -163,7 +166,8 @@ impl Segment {
         let truncated = file_len - pos;
         if truncated > 0 {
             self.log.set_len(pos)?;
-            self.log.sync_all()?;
+            power::truncated(&log_path(&self.dir, self.base_offset), pos);
+            power::sync_file(&self.log, true)?;
         }
         Ok(Recovery {
             valid_bytes: pos,
@@ -228,12 +232,12 @@ impl Segment {
     /// Writes indexes and syncs all three files: called when the segment is sealed.
     pub fn seal(&mut self) -> io::Result<()> {
         self.write_indexes()?;
-        self.log.sync_data()?;
+        power::sync_file(&self.log, false)?;
         for p in [
             index_path(&self.dir, self.base_offset),
             time_index_path(&self.dir, self.base_offset),
         ] {
-            File::open(p)?.sync_all()?;
+            power::sync_file(&File::open(p)?, true)?;
         }
         Ok(())
     }
@@ -346,7 +350,7 @@ impl Segment {
             index_path(&self.dir, self.base_offset),
             time_index_path(&self.dir, self.base_offset),
         ] {
-            match fs::remove_file(&p) {
+            match power::remove_file(&p) {
                 Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
                 _ => {}
             }
@@ -357,6 +361,7 @@ impl Segment {
 
 fn append_file(path: &Path, bytes: &[u8]) -> io::Result<()> {
     use std::io::Write;
+    power::before_open_write(path, false);
     OpenOptions::new()
         .append(true)
         .create(true)
