@@ -98,6 +98,13 @@ pub struct PartitionRaft {
     pub min_insync: usize,
     preferred: u64,
     ticks: u64,
+    /// A new group's other replicas hold their election timers this many ticks while no
+    /// leader is known, so the preferred replica's campaign wins even when it opens the group
+    /// later than they do (a busy broker applying the topic late). Without it the first leader
+    /// was often another replica, and leadership moved to the preferred one two seconds later:
+    /// a second move of every group coordinator on `__consumer_offsets`, right after the
+    /// first, which clients that cached the first one (librdkafka's admin client) never see.
+    hold_election: u64,
     /// When each peer was last heard from (any message), for min.insync.replicas.
     heard: HashMap<u64, std::time::Instant>,
     view: SharedView,
@@ -117,6 +124,9 @@ pub struct PartitionRaft {
     joint_seen: bool,
     rejected: crate::metrics::Rejections,
 }
+
+/// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
+const FRESH_ELECTION_HOLD: u64 = 40;
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
 const HEADER: usize = 24;
@@ -146,6 +156,11 @@ impl PartitionRaft {
             min_insync: setup.min_insync,
             preferred: setup.preferred,
             ticks: 0,
+            hold_election: if fresh && setup.preferred != setup.id {
+                FRESH_ELECTION_HOLD
+            } else {
+                0
+            },
             heard: HashMap::new(),
             view: setup.isr,
             lag_max: setup.lag_max,
@@ -242,7 +257,10 @@ impl PartitionRaft {
     }
 
     pub fn tick(&mut self) {
-        self.node.tick();
+        let leaderless = self.node.raft.leader_id == raft::INVALID_ID;
+        if !(leaderless && self.ticks < self.hold_election) {
+            self.node.tick();
+        }
         self.ticks += 1;
         self.refresh_view();
         // Every half second a leader takes a step towards the goal configuration.
