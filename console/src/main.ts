@@ -284,7 +284,7 @@ pages.topics = {
         ${field("c-parts", "Partitions", `<input id="c-parts" type="number" min="1" value="1">`)}
         ${field("c-rf", "Replication factor", `<input id="c-rf" type="number" min="1" value="1">`)}
         ${field("c-ret", "Retention (ms, -1 = forever; empty = default)", `<input id="c-ret" type="number" min="-1">`)}
-        ${field("c-ice", "Iceberg mode", `<select id="c-ice"><option value="">off (default)</option><option>key_value</option><option>value_schema_id_prefix</option><option>value_schema_latest</option></select>`)}
+        ${field("c-ice", "Iceberg mode", `<select id="c-ice"><option value="">disabled (default)</option><option>key_value</option><option>value_schema_id_prefix</option><option>value_schema_latest</option></select>`)}
         <button type="submit">Create topic</button>
       </form></section>`;
     main.querySelector("#t-search")!.addEventListener("input", () => pages.topics.refresh!(main, ""));
@@ -322,7 +322,7 @@ pages.topics = {
 
 function topicPage(main: HTMLElement, name: string) {
   main.innerHTML = `<p><a href="#/topics">← All topics</a></p><h1>Topic ${esc(name)}</h1>
-    <p><a href="#/messages/${enc(name)}">Browse messages</a></p>
+    <p id="tp-links"><a href="#/messages/${enc(name)}">Browse messages</a></p>
     <section aria-labelledby="tp-p"><h2 id="tp-p">Partitions</h2><div id="tp-parts"></div></section>
     <section aria-labelledby="tp-c"><h2 id="tp-c">Configs</h2><div id="tp-configs"></div>
       <form id="tp-set">
@@ -355,6 +355,8 @@ function topicPage(main: HTMLElement, name: string) {
   });
 }
 
+const cfgs0 = (t: J): J[] => (t.configs ?? []) as J[];
+
 async function topicRefresh(main: HTMLElement, name: string) {
   const t = await get(`/v1/topics/${enc(name)}`);
   main.querySelector("#tp-parts")!.innerHTML = table(
@@ -371,6 +373,10 @@ async function topicRefresh(main: HTMLElement, name: string) {
       bytes(p.storage?.remote_bytes),
     ]),
   );
+  const ice = cfgs0(t).find((c) => c.name === "iceberg.mode");
+  main.querySelector("#tp-links")!.innerHTML =
+    `<a href="#/messages/${enc(name)}">Browse messages</a>` +
+    (ice && ice.value !== "disabled" ? ` · <a href="#/iceberg/${enc(name)}">Iceberg table status</a>` : "");
   const cfgs = (t.configs ?? []) as J[];
   main.querySelector("#tp-configs")!.innerHTML = table(
     "Configs",
@@ -730,6 +736,13 @@ pages.storage = {
 
 // ------------------------------------------------------------------ Iceberg
 
+function snapshot(sn: J): string {
+  if (!sn) return "none yet";
+  const sum = sn.summary ?? {};
+  const at = sn.timestamp_ms ? new Date(sn.timestamp_ms).toISOString() : "?";
+  return esc(`${sn.snapshot_id} at ${at}: ${sum["added-records"] ?? "?"} records added, ${sum["total-records"] ?? "?"} in total, ${sum["total-data-files"] ?? "?"} data files`);
+}
+
 pages.iceberg = {
   title: "Iceberg",
   render(main, arg) {
@@ -744,7 +757,7 @@ pages.iceberg = {
         <dt>Mode</dt><dd>${esc(s.mode)}</dd><dt>Catalog</dt><dd>${esc(s.catalog)}</dd>
         <dt>Table</dt><dd>${esc(s.table ?? "-")}</dd><dt>Table exists</dt><dd id="i-exists">${s.table_exists ? "yes" : "no"}</dd>
         <dt>Location</dt><dd>${esc(s.location ?? "-")}</dd>
-        <dt>Last snapshot</dt><dd id="i-snap">${esc(s.snapshot ? JSON.stringify(s.snapshot) : "none yet")}</dd>
+        <dt>Last snapshot</dt><dd id="i-snap">${snapshot(s.snapshot)}</dd>
         <dt>Lag</dt><dd>${esc(s.lag_records ?? "-")} records${s.lag_ms != null ? `, ${esc(s.lag_ms)} ms (target ${esc(s.target_lag_ms)} ms)` : ""}</dd>
         <dt>Records written</dt><dd>${esc(s.records_written ?? 0)}</dd><dt>Commits</dt><dd>${esc(s.commits ?? 0)} (${esc(s.commit_errors ?? 0)} failed)</dd>
         <dt>Dead-letter records</dt><dd>${esc(s.dlq_records ?? 0)}</dd><dt>Last error</dt><dd>${esc(s.last_error ?? "none")}</dd></dl>` +
@@ -757,7 +770,7 @@ pages.iceberg = {
       "Iceberg topics",
       ["Topic", "Mode", "Table", "Last snapshot", "Lag (records)", "Dead letters"],
       st
-        .filter((s) => s && s.mode && s.mode !== "off")
+        .filter((s) => s && s.mode && s.mode !== "disabled" && s.mode !== "off")
         .map((s: J) => [
           `<a href="#/iceberg/${enc(s.topic)}">${esc(s.topic)}</a>`,
           esc(s.mode),

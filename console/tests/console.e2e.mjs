@@ -228,19 +228,28 @@ try {
   await step("iceberg", async () => {
     await go("iceberg");
     await waitText("#i-list a", t.iceberg_topic);
+    if (await page.locator(`#i-list a:text-is("${t.avro_topic}")`).count()) fail("a topic without iceberg.mode is listed");
     await axe("iceberg-list");
     await page.click(`#i-list a:text-is("${t.iceberg_topic}")`);
     await waitText("#i-exists", "yes", 60000);
     await page.waitForFunction(() => !document.querySelector("#i-snap").textContent.includes("none yet"), null, { timeout: 60000 });
+    await waitText("#i-snap", "records added");
     await axe("iceberg");
     await shot("iceberg");
   });
 
   await step("connectors", async () => {
     await go("connect");
-    await waitText("#k-list", "No Kafka Connect cluster");
+    await waitText("#k-list td", "RUNNING");
+    await waitText("#k-list td", "0: RUNNING, 1: RUNNING");
     await axe("connectors");
     await shot("connectors");
+    await page.click('button[aria-label="pause s3-sink"]');
+    await waitText("#k-list td", "PAUSED");
+    await page.click('button[aria-label="resume s3-sink"]');
+    await waitText("#k-list td", "RUNNING");
+    await page.click('button[aria-label="restart s3-sink"]');
+    await waitText("#toast", "restart s3-sink: done");
   });
 
   await step("security", async () => {

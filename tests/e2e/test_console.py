@@ -13,9 +13,11 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 import time
 import urllib.error
 import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -182,6 +184,55 @@ def committed(broker, group: str, topic: str, partition: int) -> int:
         c.close()
 
 
+class ConnectStub:
+    """A Kafka Connect REST API with one connector, recording what it is asked to do."""
+
+    def __init__(self):
+        self.state = "RUNNING"
+        self.calls: list[str] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.startswith("/connectors?"):
+                    st = {"state": stub.state, "worker_id": "w1:8083"}
+                    self.reply(200, {"s3-sink": {
+                        "status": {"name": "s3-sink", "connector": st, "type": "sink",
+                                   "tasks": [{"id": 0, **st}, {"id": 1, **st}]},
+                        "info": {"name": "s3-sink", "config": {}, "tasks": [], "type": "sink"}}})
+                else:
+                    self.reply(404, {"error_code": 404, "message": "not found"})
+
+            def do_PUT(self):
+                action = self.path.rsplit("/", 1)[-1]
+                stub.calls.append(action)
+                stub.state = {"pause": "PAUSED", "resume": "RUNNING"}.get(action, stub.state)
+                self.reply(202, {})
+
+            def do_POST(self):
+                stub.calls.append(self.path.rsplit("/", 1)[-1])
+                self.reply(202, {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
 def browser_ready() -> str | None:
     """Why the browser test cannot run here, or None."""
     if not Path(CHROMIUM).exists():
@@ -200,7 +251,16 @@ def test_console_in_a_browser(broker_factory):
         if os.environ.get("ICESTREAM_REQUIRE_CONSOLE") == "1":
             pytest.fail(why, pytrace=False)
         pytest.skip(why)
-    broker = broker_factory()
+    connect = ConnectStub()
+    try:
+        broker = broker_factory(args=["--connect-url", f"local={connect.url}"])
+        run_browser(broker, connect)
+    finally:
+        connect.stop()
+    assert connect.calls == ["pause", "resume", "restart?includeTasks=true"], connect.calls
+
+
+def run_browser(broker, connect):
     sr = SchemaRegistryClient({"url": broker.schema_registry_url})
 
     # Messages: Avro values produced by confluent-kafka's serializer.
