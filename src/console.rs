@@ -376,6 +376,7 @@ async fn browse_page(c: &Console, name: &str, q: Browse) -> Result<Value> {
         other => bail!("from={other}: use start, end, offset or timestamp"),
     };
     let decode = q.decode.unwrap_or(true);
+    let mut decoders = Decoders::new(c);
     let mut records = Vec::new();
     let mut pos = start;
     let mut scanned: i64 = 0;
@@ -432,13 +433,13 @@ async fn browse_page(c: &Console, name: &str, q: Browse) -> Result<Value> {
                 let headers: Vec<Value> = r
                     .headers
                     .iter()
-                    .map(|(k, v)| json!({"key": k.as_str(), "value": v.as_ref().map(|v| shown(v, false, c))}))
+                    .map(|(k, v)| json!({"key": k.as_str(), "value": v.as_ref().map(|v| decoders.shown(v, false))}))
                     .collect();
                 records.push(json!({
                     "offset": r.offset,
                     "timestamp": r.timestamp,
-                    "key": r.key.as_ref().map(|k| shown(k, false, c)),
-                    "value": r.value.as_ref().map(|v| shown(v, decode, c)),
+                    "key": r.key.as_ref().map(|k| decoders.shown(k, false)),
+                    "value": r.value.as_ref().map(|v| decoders.shown(v, decode)),
                     "headers": headers,
                 }));
             }
@@ -457,52 +458,128 @@ async fn browse_page(c: &Console, name: &str, q: Browse) -> Result<Value> {
     }))
 }
 
-/// A key, value or header as the console shows it: decoded through the schema registry when
-/// it is framed with a registry schema id (Avro, JSON Schema), else UTF-8 text, else hex.
-fn shown(b: &Bytes, decode: bool, c: &Console) -> Value {
-    if decode && b.len() >= 5 && b[0] == 0 {
-        let id = i32::from_be_bytes([b[1], b[2], b[3], b[4]]);
-        if let Some(v) = decode_framed(id, &b[5..], c) {
-            return v;
+/// Compiled decoders of the schemas a page meets (the Iceberg translator's decoders: Avro,
+/// Protobuf and JSON Schema), by schema id and Protobuf message indexes.
+struct Decoders<'a> {
+    console: &'a Console,
+    compiled: std::collections::HashMap<(i32, Vec<i32>), Option<iceberg_sink::decode::ValueDecoder>>,
+}
+
+impl<'a> Decoders<'a> {
+    fn new(console: &'a Console) -> Self {
+        Decoders {
+            console,
+            compiled: Default::default(),
         }
     }
-    let cut = b.len() > MAX_SHOWN_BYTES;
-    let data = &b[..b.len().min(MAX_SHOWN_BYTES)];
-    match std::str::from_utf8(data) {
-        Ok(s) if !s.chars().any(|ch| ch.is_control() && !ch.is_whitespace()) => {
-            json!({"format": "text", "text": s, "size": b.len(), "truncated": cut})
+
+    /// A key, value or header as the console shows it: decoded through the schema registry
+    /// when it is framed with a registry schema id, else UTF-8 text, else hex.
+    fn shown(&mut self, b: &Bytes, decode: bool) -> Value {
+        if decode {
+            if let Some(v) = self.decoded(b) {
+                return v;
+            }
         }
-        _ => {
-            let hex: String = data.iter().map(|x| format!("{x:02x}")).collect();
-            json!({"format": "hex", "hex": hex, "size": b.len(), "truncated": cut})
+        let cut = b.len() > MAX_SHOWN_BYTES;
+        let data = &b[..b.len().min(MAX_SHOWN_BYTES)];
+        match std::str::from_utf8(data) {
+            Ok(s) if !s.chars().any(|ch| ch.is_control() && !ch.is_whitespace()) => {
+                json!({"format": "text", "text": s, "size": b.len(), "truncated": cut})
+            }
+            _ => {
+                let hex: String = data.iter().map(|x| format!("{x:02x}")).collect();
+                json!({"format": "hex", "hex": hex, "size": b.len(), "truncated": cut})
+            }
         }
+    }
+
+    fn decoded(&mut self, b: &[u8]) -> Option<Value> {
+        use iceberg_sink::decode::{split_wire_format, SchemaKind, SchemaSource, ValueDecoder};
+        let wire = split_wire_format(b).ok()?;
+        let id = wire.schema_id;
+        let registered =
+            crate::schema_source::RegistrySchemas(self.console.registry.clone()).by_id(id)?;
+        let (indexes, payload) = match registered.kind {
+            SchemaKind::Protobuf => wire.protobuf().ok()?,
+            _ => (Vec::new(), wire.payload),
+        };
+        let format = match registered.kind {
+            SchemaKind::Avro => "avro",
+            SchemaKind::Protobuf => "protobuf",
+            SchemaKind::Json => "json",
+        };
+        let decoder = self
+            .compiled
+            .entry((id, indexes.clone()))
+            .or_insert_with(|| ValueDecoder::new(&registered, &indexes).ok());
+        let decoded = match decoder.as_ref().map(|d| d.decode(payload)) {
+            Some(Ok(row)) => Value::Object(
+                row.fields
+                    .iter()
+                    .map(|(k, v)| (k.clone(), value_json(v)))
+                    .collect(),
+            ),
+            // A JSON value the translator's shape cannot hold is still JSON.
+            _ if registered.kind == SchemaKind::Json => serde_json::from_slice(payload).ok()?,
+            _ => return None,
+        };
+        Some(json!({"format": format, "schema_id": id, "decoded": decoded, "size": b.len()}))
     }
 }
 
-fn decode_framed(id: i32, payload: &[u8], c: &Console) -> Option<Value> {
-    use iceberg_sink::decode::{SchemaKind, SchemaSource};
-    let s = crate::schema_source::RegistrySchemas(c.registry.clone()).by_id(id)?;
-    match s.kind {
-        SchemaKind::Avro => {
-            let schema = schema_registry::avro::parse_with_refs(
-                &s.text,
-                s.references.iter().map(|(_, t)| t.as_str()),
-            )
-            .ok()?;
-            let mut r = payload;
-            let v = apache_avro::from_avro_datum(&schema, &mut r, None).ok()?;
-            let j = Value::try_from(v).ok()?;
-            Some(
-                json!({"format": "avro", "schema_id": id, "decoded": j, "size": payload.len() + 5}),
-            )
+/// A decoded value as JSON: time values in the translator's units (days, microseconds),
+/// bytes as hex, decimals as strings.
+fn value_json(v: &iceberg_sink::decode::Value) -> Value {
+    use iceberg_sink::decode::Value as V;
+    match v {
+        V::Null => Value::Null,
+        V::Boolean(b) => json!(b),
+        V::Int(i) | V::Date(i) => json!(i),
+        V::Long(i) | V::Time(i) | V::Timestamp(i) => json!(i),
+        V::Float(f) => json!(f),
+        V::Double(f) => json!(f),
+        V::Decimal { unscaled, scale } => {
+            let s = unscaled.unsigned_abs().to_string();
+            let scale = *scale as usize;
+            let s = if scale == 0 {
+                s
+            } else {
+                let s = format!("{s:0>width$}", width = scale + 1);
+                format!("{}.{}", &s[..s.len() - scale], &s[s.len() - scale..])
+            };
+            json!(if *unscaled < 0 { format!("-{s}") } else { s })
         }
-        SchemaKind::Json => {
-            let j: Value = serde_json::from_slice(payload).ok()?;
-            Some(
-                json!({"format": "json", "schema_id": id, "decoded": j, "size": payload.len() + 5}),
-            )
+        V::String(s) => json!(s),
+        V::Binary(b) => json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
+        V::Uuid(u) => json!(uuid::Uuid::from_bytes(*u).to_string()),
+        V::Struct(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, v)| (k.clone(), value_json(v)))
+                .collect(),
+        ),
+        V::List(items) => Value::Array(items.iter().map(value_json).collect()),
+        V::Map(entries) => {
+            if entries.iter().all(|(k, _)| matches!(k, V::String(_))) {
+                Value::Object(
+                    entries
+                        .iter()
+                        .map(|(k, v)| match k {
+                            V::String(k) => (k.clone(), value_json(v)),
+                            _ => unreachable!(),
+                        })
+                        .collect(),
+                )
+            } else {
+                Value::Array(
+                    entries
+                        .iter()
+                        .map(|(k, v)| json!([value_json(k), value_json(v)]))
+                        .collect(),
+                )
+            }
         }
-        SchemaKind::Protobuf => None,
     }
 }
 

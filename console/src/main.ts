@@ -395,6 +395,7 @@ function shownValue(v: J): string {
   const cut = v.truncated ? ` <span class="muted">(first 64 KiB of ${bytes(v.size)})</span>` : "";
   switch (v.format) {
     case "avro":
+    case "protobuf":
     case "json":
       return `<span class="tag">${v.format.toUpperCase()} #${esc(v.schema_id)}</span><pre>${esc(JSON.stringify(v.decoded, null, 1))}</pre>`;
     case "text":
@@ -536,7 +537,7 @@ pages.groups = {
         esc(m.member_id),
         esc(m.client_id),
         esc(m.client_host ?? m.host),
-        esc(JSON.stringify(m.assignment ?? m.partitions ?? "")),
+        esc((m.partitions ?? []).join(", ")),
       ]),
       "no members (the group is empty)",
     );

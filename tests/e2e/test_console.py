@@ -327,3 +327,32 @@ def run_browser(broker, connect):
     assert unmount_topic in listed
     for name, a in report["a11y"].items():
         assert a["serious"] == 0, (name, a)
+
+
+def test_records_decode_protobuf_and_json_schema_values(broker):
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from test_schema_registry_protobuf import F, message_class
+
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+    topic = create_topic(broker, unique_topic("pb"), 1)
+    pkg = unique_topic("pb").replace("-", "_")
+    User = message_class(pkg, [("name", 1, F.TYPE_STRING), ("age", 2, F.TYPE_INT32)])
+    ser = ProtobufSerializer(User, sr, {"use.deprecated.format": False})
+    p = Producer(producer_config(broker))
+    p.produce(topic, value=ser(User(name="bob", age=42),
+                               SerializationContext(topic, MessageField.VALUE)))
+    jtopic = create_topic(broker, unique_topic("js"), 1)
+    schema = {"type": "object", "properties": {"id": {"type": "integer"},
+                                               "tags": {"type": "array", "items": {"type": "string"}}}}
+    jser = JSONSerializer(json.dumps(schema), sr)
+    p.produce(jtopic, value=jser({"id": 7, "tags": ["a", "b"]},
+                                 SerializationContext(jtopic, MessageField.VALUE)))
+    assert p.flush(30) == 0
+
+    page = json.loads(request("GET", f"{broker.admin_url}/v1/topics/{topic}/records")[1])
+    v = page["records"][0]["value"]
+    assert v["format"] == "protobuf" and v["decoded"] == {"name": "bob", "age": 42}, v
+    page = json.loads(request("GET", f"{broker.admin_url}/v1/topics/{jtopic}/records")[1])
+    v = page["records"][0]["value"]
+    assert v["format"] == "json" and v["decoded"]["id"] == 7 and v["decoded"]["tags"] == ["a", "b"], v
