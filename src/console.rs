@@ -462,7 +462,8 @@ async fn browse_page(c: &Console, name: &str, q: Browse) -> Result<Value> {
 /// Protobuf and JSON Schema), by schema id and Protobuf message indexes.
 struct Decoders<'a> {
     console: &'a Console,
-    compiled: std::collections::HashMap<(i32, Vec<i32>), Option<iceberg_sink::decode::ValueDecoder>>,
+    compiled:
+        std::collections::HashMap<(i32, Vec<i32>), Option<iceberg_sink::decode::ValueDecoder>>,
 }
 
 impl<'a> Decoders<'a> {

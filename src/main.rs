@@ -17,8 +17,6 @@ use clap::{Parser, Subcommand};
     about = "Kafka-API broker whose topics are also Apache Iceberg tables"
 )]
 struct Cli {
-    #[command(flatten)]
-    client: cli::ClientArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -28,17 +26,13 @@ enum Command {
     /// Run a broker
     Serve(Box<serve::ServeArgs>),
     /// Create, inspect, change, produce to and consume from topics
-    #[command(subcommand)]
-    Topic(cli::TopicCommand),
+    Topic(cli::ClientCommand<cli::TopicCommand>),
     /// Consumer groups: list, describe (with lag), delete, seek
-    #[command(subcommand)]
-    Group(cli::GroupCommand),
+    Group(cli::ClientCommand<cli::GroupCommand>),
     /// Schema registry: register, get, list, check, delete schemas; compatibility config
-    #[command(subcommand)]
-    Schema(cli::SchemaCommand),
+    Schema(cli::ClientCommand<cli::SchemaCommand>),
     /// Cluster information and health
-    #[command(subcommand)]
-    Cluster(cli::ClusterCommand),
+    Cluster(cli::ClientCommand<cli::ClusterCommand>),
 }
 
 fn main() {
@@ -54,6 +48,7 @@ fn main() {
 
 fn run() -> anyhow::Result<()> {
     let args = serve::args_with_config_file(std::env::args().collect())?;
+    let args = cli::hoist_client_options(args);
     let cli = Cli::parse_from(args);
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -63,10 +58,10 @@ fn run() -> anyhow::Result<()> {
             init_logging(&args.log);
             rt.block_on(serve::run(*args))
         }
-        Command::Topic(cmd) => rt.block_on(cli::run_topic(&cli.client, cmd)),
-        Command::Group(cmd) => rt.block_on(cli::run_group(&cli.client, cmd)),
-        Command::Schema(cmd) => rt.block_on(cli::run_schema(&cli.client, cmd)),
-        Command::Cluster(cmd) => rt.block_on(cli::run_cluster(&cli.client, cmd)),
+        Command::Topic(c) => rt.block_on(cli::run_topic(&c.args, c.command)),
+        Command::Group(c) => rt.block_on(cli::run_group(&c.args, c.command)),
+        Command::Schema(c) => rt.block_on(cli::run_schema(&c.args, c.command)),
+        Command::Cluster(c) => rt.block_on(cli::run_cluster(&c.args, c.command)),
     }
 }
 

@@ -93,6 +93,26 @@ pub struct ServeArgs {
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
     pub raft_batch_heartbeats: bool,
+    /// Connections the RPC listener accepts in all (with --seeds)
+    #[arg(long, env = "ICESTREAM_RPC_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub rpc_max_connections: usize,
+    /// RPC listener connections accepted from one IP (with --seeds)
+    #[arg(
+        long,
+        env = "ICESTREAM_RPC_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub rpc_max_connections_per_ip: usize,
+    /// Frames queued for one peer broker before the oldest are dropped (heartbeats first)
+    #[arg(long, env = "ICESTREAM_RPC_SEND_QUEUE_FRAMES", default_value_t = 4096)]
+    pub rpc_send_queue_frames: usize,
+    /// Bytes queued for one peer broker before the oldest frames are dropped
+    #[arg(
+        long,
+        env = "ICESTREAM_RPC_SEND_QUEUE_BYTES",
+        default_value_t = 67108864
+    )]
+    pub rpc_send_queue_bytes: usize,
     /// Segment I/O backend: auto (io_uring where the kernel allows it), io-uring, blocking
     #[arg(long, env = "ICESTREAM_IO_BACKEND", default_value = "auto")]
     pub io_backend: IoBackend,
@@ -165,6 +185,67 @@ pub struct ServeArgs {
     /// Incremental fetch sessions kept at once
     #[arg(long, env = "ICESTREAM_FETCH_SESSION_SLOTS", default_value_t = 1000)]
     pub fetch_session_slots: usize,
+    /// Connections the Kafka listener accepts in all; more are closed at once
+    #[arg(long, env = "ICESTREAM_KAFKA_MAX_CONNECTIONS", default_value_t = 10000)]
+    pub kafka_max_connections: usize,
+    /// Kafka listener connections accepted from one client IP (Kafka's max.connections.per.ip)
+    #[arg(
+        long,
+        env = "ICESTREAM_KAFKA_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 1000
+    )]
+    pub kafka_max_connections_per_ip: usize,
+    /// Bytes of Fetch responses one connection holds at once (being read or not yet written);
+    /// a fetch asking for more is served this much
+    #[arg(
+        long,
+        env = "ICESTREAM_FETCH_MEMORY_BYTES_PER_CONNECTION",
+        default_value_t = 67108864
+    )]
+    pub fetch_memory_bytes_per_connection: usize,
+    /// Bytes of Fetch responses all connections hold at once; fetches wait for room
+    #[arg(
+        long,
+        env = "ICESTREAM_FETCH_MEMORY_BYTES",
+        default_value_t = 536870912
+    )]
+    pub fetch_memory_bytes: usize,
+    /// A Kafka connection whose client takes no bytes of a response for this long is closed,
+    /// freeing the fetch memory its responses hold
+    #[arg(
+        long,
+        env = "ICESTREAM_KAFKA_WRITE_STALL_TIMEOUT_MS",
+        default_value_t = 60000
+    )]
+    pub kafka_write_stall_timeout_ms: u64,
+    /// Connections each HTTP listener (admin API, schema registry, Iceberg catalog) accepts
+    #[arg(long, env = "ICESTREAM_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// Connections each HTTP listener accepts from one client IP
+    #[arg(
+        long,
+        env = "ICESTREAM_HTTP_MAX_CONNECTIONS_PER_IP",
+        default_value_t = 256
+    )]
+    pub http_max_connections_per_ip: usize,
+    /// An HTTP connection whose request head is not complete this long after it was accepted
+    /// (or after the request's first byte) is closed
+    #[arg(
+        long,
+        env = "ICESTREAM_HTTP_HEADER_READ_TIMEOUT_MS",
+        default_value_t = 10000
+    )]
+    pub http_header_read_timeout_ms: u64,
+    /// A kept-alive HTTP connection with no request for this long is closed
+    #[arg(long, env = "ICESTREAM_HTTP_IDLE_TIMEOUT_MS", default_value_t = 60000)]
+    pub http_idle_timeout_ms: u64,
+    /// An HTTP request (reading its body and handling it) taking longer is answered 408
+    #[arg(
+        long,
+        env = "ICESTREAM_HTTP_REQUEST_TIMEOUT_MS",
+        default_value_t = 300000
+    )]
+    pub http_request_timeout_ms: u64,
     #[command(flatten)]
     pub tiering: crate::tiering_args::TieringArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
@@ -329,9 +410,64 @@ impl ServeArgs {
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,
             fetch_session_slots: self.fetch_session_slots,
+            kafka_connections: limits(
+                "kafka",
+                self.kafka_max_connections,
+                self.kafka_max_connections_per_ip,
+            )?,
+            fetch_memory: engine::net::fetch_budget::FetchMemoryLimits {
+                per_connection: positive(
+                    "fetch-memory-bytes-per-connection",
+                    self.fetch_memory_bytes_per_connection,
+                )?,
+                per_broker: positive("fetch-memory-bytes", self.fetch_memory_bytes)?,
+            },
+            write_stall_timeout: std::time::Duration::from_millis(positive(
+                "kafka-write-stall-timeout-ms",
+                self.kafka_write_stall_timeout_ms as usize,
+            )? as u64),
             defaults,
         })
     }
+
+    /// Limits and timers of the HTTP listeners.
+    pub fn http_limits(&self) -> anyhow::Result<engine::http::HttpLimits> {
+        let ms = |flag: &str, v: u64| {
+            positive(flag, v as usize).map(|_| std::time::Duration::from_millis(v))
+        };
+        Ok(engine::http::HttpLimits {
+            connections: limits(
+                "http",
+                self.http_max_connections,
+                self.http_max_connections_per_ip,
+            )?,
+            header_read_timeout: ms(
+                "http-header-read-timeout-ms",
+                self.http_header_read_timeout_ms,
+            )?,
+            idle_timeout: ms("http-idle-timeout-ms", self.http_idle_timeout_ms)?,
+            request_timeout: ms("http-request-timeout-ms", self.http_request_timeout_ms)?,
+        })
+    }
+}
+
+fn positive(flag: &str, v: usize) -> anyhow::Result<usize> {
+    if v == 0 {
+        bail!("--{flag} must be positive");
+    }
+    Ok(v)
+}
+
+/// A listener's connection limits from its `--<name>-max-connections[-per-ip]` flags.
+fn limits(
+    name: &str,
+    total: usize,
+    per_ip: usize,
+) -> anyhow::Result<engine::net::limit::ConnLimits> {
+    Ok(engine::net::limit::ConnLimits {
+        max_total: positive(&format!("{name}-max-connections"), total)?,
+        max_per_ip: positive(&format!("{name}-max-connections-per-ip"), per_ip)?,
+    })
 }
 
 impl ServeArgs {
@@ -388,6 +524,15 @@ impl ServeArgs {
             follower_fetch,
             replica_lag_max: std::time::Duration::from_millis(self.replica_lag_time_max_ms),
             batch_heartbeats: self.raft_batch_heartbeats,
+            rpc_connections: limits(
+                "rpc",
+                self.rpc_max_connections,
+                self.rpc_max_connections_per_ip,
+            )?,
+            send_queue: engine::cluster::send_queue::QueueLimits {
+                max_frames: positive("rpc-send-queue-frames", self.rpc_send_queue_frames)?,
+                max_bytes: positive("rpc-send-queue-bytes", self.rpc_send_queue_bytes)?,
+            },
         }))
     }
 
@@ -407,6 +552,7 @@ impl ServeArgs {
 
 pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let config = args.broker_config()?;
+    let http_limits = args.http_limits()?;
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
@@ -516,9 +662,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .merge(translator.routes())
             .merge(crate::console::routes(console))
             .layer(axum::middleware::from_fn(engine::admin::browser_guard)),
+        http_limits,
     ));
-    let registry_task = tokio::spawn(schema_registry::serve(schema_registry, registry));
-    let catalog_task = tokio::spawn(iceberg_sink::catalog::serve(iceberg_catalog, catalog));
+    let registry_task = tokio::spawn(schema_registry::serve(
+        schema_registry,
+        registry,
+        http_limits,
+        engine::http::limiter("schema_registry", &http_limits, &broker.metrics),
+    ));
+    let catalog_task = tokio::spawn(iceberg_sink::catalog::serve(
+        iceberg_catalog,
+        catalog,
+        http_limits,
+        engine::http::limiter("iceberg_catalog", &http_limits, &broker.metrics),
+    ));
     shutdown_signal().await;
     tracing::info!("shutting down: flushing partitions");
     admin_task.abort();

@@ -245,14 +245,16 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 
 /// Serves the admin API on an already-bound listener until the task is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>) -> std::io::Result<()> {
-    serve_with(listener, broker, Router::new()).await
+    serve_with(listener, broker, Router::new(), Default::default()).await
 }
 
-/// [`serve`] with more routes merged in.
+/// [`serve`] with more routes merged in, within `limits`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
     extra: Router,
+    limits: crate::http::HttpLimits,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(broker).merge(extra)).await
+    let limiter = crate::http::limiter("admin", &limits, &broker.metrics);
+    crate::http::serve(listener, router(broker).merge(extra), limits, limiter).await
 }

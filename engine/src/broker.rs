@@ -24,6 +24,9 @@ pub enum BrokerError {
     UnknownTopic(String),
     #[error("invalid topic name: {0}")]
     InvalidTopicName(String),
+    /// A name that would make an unsafe path (refused where the path is built).
+    #[error(transparent)]
+    UnsafeName(#[from] crate::names::NameError),
     #[error("'{0}' is an internal topic and cannot be deleted; delete consumer groups with 'icestream group delete'")]
     InternalTopic(String),
     #[error("invalid partition count {0}: must be between 1 and 100000")]
@@ -66,6 +69,10 @@ pub struct Broker {
     pub schema_ids: OnceLock<Arc<dyn crate::schema_ids::SchemaIds>>,
     /// Membership and the controller, when started with seeds; `None` is a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
+    /// Connections admitted by the Kafka listener (every shard's accept loop).
+    pub kafka_limiter: Arc<crate::net::limit::ConnLimiter>,
+    /// The memory Fetch responses may hold, per connection and in all.
+    pub fetch_memory: crate::net::fetch_budget::FetchMemory,
     ready: AtomicBool,
 }
 
@@ -118,7 +125,18 @@ impl Broker {
             ),
             None => None,
         };
+        let kafka_limiter = crate::net::limit::ConnLimiter::new(
+            "kafka",
+            config.kafka_connections,
+            metrics.refused("kafka"),
+        );
+        let fetch_memory = crate::net::fetch_budget::FetchMemory::new(
+            config.fetch_memory,
+            metrics.fetch_memory_bytes.clone(),
+        );
         let broker = Arc::new(Broker {
+            kafka_limiter,
+            fetch_memory,
             fetch_sessions: FetchSessions::new(config.fetch_session_slots),
             producer_ids,
             config,
@@ -135,6 +153,12 @@ impl Broker {
         });
         broker.remove_orphan_topic_dirs();
         for rec in records {
+            // A record written before names were checked on apply may name an unsafe path:
+            // it is not served (and its path never touched) rather than stopping the broker.
+            if let Err(e) = crate::names::topic(&rec.name) {
+                tracing::error!(error = %e, "not opening a topic whose name is not a legal topic name");
+                continue;
+            }
             let topic = broker.open_topic(&rec).await?;
             broker.topics.publish(topic);
         }
@@ -143,6 +167,7 @@ impl Broker {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
         crate::group::Coordinator::start_ticker(&broker);
+        crate::scrape::install(&broker);
         if let Some(c) = &broker.cluster {
             c.start(&broker);
         }
@@ -195,8 +220,28 @@ impl Broker {
         self.partition_leader(t, partition) == self.node_id()
     }
 
-    pub(crate) fn topic_dir(&self, topic: &str) -> PathBuf {
-        self.config.data_dir.join("kafka").join(topic)
+    /// Where a topic's partition logs live; an error for a name that is not a legal topic
+    /// name (it would not be one directory under `kafka/`).
+    pub(crate) fn topic_dir(&self, topic: &str) -> Result<PathBuf, crate::names::NameError> {
+        Ok(self
+            .config
+            .data_dir
+            .join("kafka")
+            .join(crate::names::topic(topic)?))
+    }
+
+    /// Where a topic's partition Raft logs live (`<name>-<id>`), checked like [`Self::topic_dir`].
+    pub(crate) fn raft_topic_dir(
+        &self,
+        topic: &str,
+        id: Uuid,
+    ) -> Result<PathBuf, crate::names::NameError> {
+        let name = crate::names::topic(topic)?;
+        Ok(self
+            .config
+            .data_dir
+            .join("raft")
+            .join(format!("{name}-{id}")))
     }
 
     /// A crash between forgetting a topic and removing its files leaves a directory no topic
@@ -220,14 +265,7 @@ impl Broker {
         for p in 0..rec.partitions {
             partitions.push(self.open_partition(rec, p, &resolved).await?);
         }
-        Ok(Topic {
-            name: rec.name.clone(),
-            id: rec.id,
-            config: rec.config.clone(),
-            resolved,
-            partitions,
-            assignments: rec.assignments.clone(),
-        })
+        Ok(Topic::new(rec, resolved, partitions))
     }
 
     pub(crate) async fn open_partition(
@@ -237,16 +275,16 @@ impl Broker {
         resolved: &crate::config::ResolvedTopicConfig,
     ) -> Result<crate::partition::PartitionHandle, BrokerError> {
         let shard = self.shards.owner(&rec.name, p);
-        let dir = self.topic_dir(&rec.name).join(p.to_string());
+        let dir = self.topic_dir(&rec.name)?.join(p.to_string());
         let remote = if resolved.log.remote_storage {
             self.remote_link(&rec.name, rec.id, p).await?
         } else {
             None
         };
-        let raft = self.raft_setup(rec, p);
+        let raft = self.raft_setup(rec, p)?;
         if raft.is_none() && self.cluster.is_some() {
             // A replica moved away while this broker was down leaves its Raft log behind.
-            let _ = std::fs::remove_dir_all(self.raft_dir(rec, p));
+            let _ = std::fs::remove_dir_all(self.raft_dir(rec, p)?);
         }
         Ok(self
             .shards
@@ -255,30 +293,41 @@ impl Broker {
     }
 
     /// Where a partition replica's Raft log lives.
-    pub(crate) fn raft_dir(&self, rec: &TopicRecord, p: i32) -> PathBuf {
-        self.config
-            .data_dir
-            .join("raft")
-            .join(format!("{}-{}", rec.name, rec.id))
-            .join(p.to_string())
+    pub(crate) fn raft_dir(
+        &self,
+        rec: &TopicRecord,
+        p: i32,
+    ) -> Result<PathBuf, crate::names::NameError> {
+        Ok(self.raft_topic_dir(&rec.name, rec.id)?.join(p.to_string()))
     }
 
     /// The Raft group of a partition this broker replicates (or is gaining), in a cluster.
-    fn raft_setup(&self, rec: &TopicRecord, p: i32) -> Option<crate::raft::RaftSetup> {
-        let cluster = self.cluster.as_ref()?;
+    fn raft_setup(
+        &self,
+        rec: &TopicRecord,
+        p: i32,
+    ) -> Result<Option<crate::raft::RaftSetup>, crate::names::NameError> {
+        let Some(cluster) = self.cluster.as_ref() else {
+            return Ok(None);
+        };
         if !rec.replica_on(p, self.node_id()) {
-            return None;
+            return Ok(None);
         }
-        let initial = rec.initial_replicas(p)?;
-        let current = rec.assignments.get(usize::try_from(p).ok()?)?;
+        let dir = self.raft_dir(rec, p)?;
+        let Some(initial) = rec.initial_replicas(p) else {
+            return Ok(None);
+        };
+        let Some(current) = usize::try_from(p).ok().and_then(|i| rec.assignments.get(i)) else {
+            return Ok(None);
+        };
         let target = rec.targets.get(&p);
         let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
-        Some(crate::raft::RaftSetup {
+        Ok(Some(crate::raft::RaftSetup {
             id: self.node_id() as u64,
             // Always the creation-time voters: the log's conf changes lead from them to the
             // current configuration, on a new replica as on an old one.
             voters: initial.iter().map(|&r| r as u64).collect(),
-            dir: self.raft_dir(rec, p),
+            dir,
             send: cluster.partition_sender(&rec.name, p),
             leader: Default::default(),
             isr: Default::default(),
@@ -292,7 +341,9 @@ impl Broker {
                 .collect(),
             reassigning: target.is_some(),
             on_reassigned: cluster.reassign_reporter(&rec.name, rec.id, p),
-        })
+            leader_changes: self.metrics.leader_changes.clone(),
+            rejected: self.metrics.rpc_rejected.clone(),
+        }))
     }
 
     /// Connects a partition to the remote tier, reading what its manifest records.
@@ -350,8 +401,7 @@ impl Broker {
         } else {
             replication
         };
-        let config =
-            TopicConfig::from_pairs(configs.iter().map(|(k, v)| (k.as_str(), v.as_str())))?;
+        let config = TopicConfig::from_entries(configs)?;
         // In a cluster every topic is replicated, internal ones included: the group
         // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
@@ -467,25 +517,15 @@ impl Broker {
             .remove(name)?
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
         for p in &topic.partitions {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            if p.tx
-                .send(Cmd::Stop {
-                    delete: true,
-                    delete_remote: true,
-                    reply: tx,
-                })
-                .is_ok()
-            {
-                let _ = rx.await;
-            }
+            p.stop(true, true).await;
         }
-        let _ = std::fs::remove_dir_all(self.topic_dir(name));
-        let raft = self
-            .config
-            .data_dir
-            .join("raft")
-            .join(format!("{name}-{}", topic.id));
-        let _ = std::fs::remove_dir_all(raft);
+        // Both paths are checked: a name that is not one safe segment removes nothing.
+        if let Ok(dir) = self.topic_dir(name) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+        if let Ok(raft) = self.raft_topic_dir(name, topic.id) {
+            let _ = std::fs::remove_dir_all(raft);
+        }
         self.update_gauges();
         tracing::info!(topic = %name, "deleted topic");
         Ok(())
@@ -527,14 +567,7 @@ impl Broker {
             partitions.push(self.open_partition(&rec, p, &current.resolved).await?);
         }
         rec.partitions = count;
-        let topic = Topic {
-            name: name.to_string(),
-            id: current.id,
-            config: current.config.clone(),
-            resolved: current.resolved.clone(),
-            partitions,
-            assignments: rec.assignments.clone(),
-        };
+        let topic = Topic::new(&rec, current.resolved.clone(), partitions);
         self.topics.insert(rec, topic)?;
         self.update_gauges();
         Ok(())
@@ -555,7 +588,7 @@ impl Broker {
                 "topic '{name}' has remote storage on; turning it off is not supported (its old offsets live only in object storage)"
             ))));
         }
-        rec.config = config.clone();
+        rec.config = config;
         for (p, handle) in current.partitions.iter().enumerate() {
             let _ = handle.tx.send(Cmd::Reconfigure(Box::new(resolved.clone())));
             if resolved.log.remote_storage && !current.resolved.log.remote_storage {
@@ -564,14 +597,7 @@ impl Broker {
                 }
             }
         }
-        let topic = Topic {
-            name: name.to_string(),
-            id: current.id,
-            config,
-            resolved,
-            partitions: current.partitions.clone(),
-            assignments: current.assignments.clone(),
-        };
+        let topic = Topic::new(&rec, resolved, current.partitions.clone());
         self.topics.insert(rec, topic)?;
         Ok(())
     }
@@ -600,17 +626,7 @@ impl Broker {
         self.ready.store(false, Ordering::Release);
         for t in self.topics.all() {
             for p in &t.partitions {
-                let (tx, rx) = tokio::sync::oneshot::channel();
-                if p.tx
-                    .send(Cmd::Stop {
-                        delete: false,
-                        delete_remote: false,
-                        reply: tx,
-                    })
-                    .is_ok()
-                {
-                    let _ = rx.await;
-                }
+                p.stop(false, false).await;
             }
         }
         self.shards.join();

@@ -22,8 +22,22 @@ pub struct BrokerConfig {
     pub max_request_bytes: usize,
     /// Incremental fetch sessions kept at once (Kafka's `max.incremental.fetch.session.cache.slots`).
     pub fetch_session_slots: usize,
+    /// Connections the Kafka listener accepts, in total and per client IP.
+    pub kafka_connections: crate::net::limit::ConnLimits,
+    /// Bytes of Fetch responses held per connection and per broker.
+    pub fetch_memory: crate::net::fetch_budget::FetchMemoryLimits,
+    /// A Kafka connection whose peer accepts no response bytes for this long is closed.
+    pub write_stall_timeout: std::time::Duration,
     pub defaults: ClusterDefaults,
 }
+
+/// Kafka listener connections by default: 10,000 in all (each idle connection costs a few
+/// KiB of buffers and a file descriptor) and 1,000 from one address (many clients behind one
+/// NAT still fit; one misbehaving host cannot take every slot).
+pub const KAFKA_CONNECTIONS: crate::net::limit::ConnLimits = crate::net::limit::ConnLimits {
+    max_total: 10_000,
+    max_per_ip: 1_000,
+};
 
 /// Cluster-wide defaults operators set; topic configs override the last group.
 #[derive(Debug, Clone)]
@@ -69,6 +83,9 @@ impl BrokerConfig {
             cluster_id: None,
             max_request_bytes: 100 << 20,
             fetch_session_slots: 1000,
+            kafka_connections: KAFKA_CONNECTIONS,
+            fetch_memory: Default::default(),
+            write_stall_timeout: std::time::Duration::from_secs(60),
             defaults: ClusterDefaults::default(),
         }
     }
@@ -237,6 +254,33 @@ impl TopicConfig {
         let config = TopicConfig { overrides };
         config.check_combination()?;
         Ok(config)
+    }
+
+    /// [`Self::from_pairs`] over the owned pairs CreateTopics and AlterConfigs decode.
+    pub fn from_entries(pairs: &[(String, String)]) -> Result<Self, InvalidConfig> {
+        Self::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+    }
+
+    /// IncrementalAlterConfigs SET: validates one pair and sets it under its canonical name,
+    /// as CreateTopics and AlterConfigs store it (replacing a value an older release stored
+    /// under an alias). The caller checks [`Self::check_combination`] once all are set.
+    pub fn set_entry(&mut self, key: &str, value: &str) -> Result<(), InvalidConfig> {
+        validate_entry(key, value)?;
+        self.overrides.remove(key);
+        self.overrides
+            .insert(canonical_name(key).to_string(), value.trim().to_string());
+        Ok(())
+    }
+
+    /// IncrementalAlterConfigs DELETE: removes an override. Deleting an unknown key is an
+    /// error too: it names no config.
+    pub fn delete_entry(&mut self, key: &str) -> Result<(), InvalidConfig> {
+        if config_def(key).is_none() {
+            return Err(InvalidConfig(format!("unknown topic config '{key}'")));
+        }
+        self.overrides.remove(key);
+        self.overrides.remove(canonical_name(key));
+        Ok(())
     }
 
     /// Rules across keys. Remote storage keeps segments as sealed, so it cannot be combined

@@ -1,12 +1,185 @@
-//! The broker's own single-partition topics (`__consumer_offsets`, `_schemas`): how they are
-//! replicated in a cluster, and reading them back (their owners replay them to rebuild their
-//! state, and in a cluster the registry tails `_schemas`).
+//! The broker's own topics (`_schemas`: one partition; `__consumer_offsets`: one on a single
+//! node, `group::store::CLUSTER_PARTITIONS` (6) in a cluster), through one seam their owners
+//! (the group coordinator and the schema registry) share: [`InternalTopic`] creates the topic
+//! on first use (compacted, kept forever; replicated in a cluster), appends with acks=all and
+//! replays a partition to rebuild the owner's state (in a cluster the registry also tails
+//! `_schemas` with [`read_range`]).
+
+use std::sync::Arc;
 
 use kafka_protocol::records::{Record, RecordBatchDecoder};
+use tokio::sync::oneshot;
 
-use crate::broker::Broker;
-use crate::log::batch::split_batches;
-use crate::partition::{Cmd, PartitionError, PartitionHandle};
+use crate::broker::{Broker, BrokerError};
+use crate::log::batch::{self, split_batches, Compression, NewRecord};
+use crate::partition::{Cmd, PartitionError, PartitionHandle, ProduceOk};
+use crate::topics::Topic;
+
+/// One internal topic and how many partitions it is created with.
+#[derive(Debug, Clone, Copy)]
+pub struct InternalTopic {
+    pub name: &'static str,
+    /// Partitions on a single node and in a cluster.
+    pub partitions: (i32, i32),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum InternalTopicError {
+    #[error("cannot create {topic}: {source}")]
+    Create {
+        topic: &'static str,
+        source: BrokerError,
+    },
+    #[error("cannot write to {topic}: {source}")]
+    Append {
+        topic: &'static str,
+        source: PartitionError,
+    },
+    #[error("{topic} holds a malformed batch: {reason}")]
+    Corrupt { topic: &'static str, reason: String },
+}
+
+impl InternalTopicError {
+    /// The partition refused a write or read because this broker no longer leads it.
+    pub fn not_leader(&self) -> bool {
+        matches!(
+            self,
+            InternalTopicError::Append {
+                source: PartitionError::NotLeader,
+                ..
+            }
+        )
+    }
+}
+
+impl InternalTopic {
+    /// The topic, created on first use: compacted where the broker supports compaction
+    /// (otherwise kept forever), `retention.ms=-1`. In a cluster it is created through the
+    /// controller; concurrent creators race harmlessly (one record wins, the others find it).
+    pub async fn topic(&self, b: &Broker) -> Result<Arc<Topic>, InternalTopicError> {
+        if let Some(t) = b.topics.get(self.name) {
+            return Ok(t);
+        }
+        let create = |source| InternalTopicError::Create {
+            topic: self.name,
+            source,
+        };
+        let partitions = if b.cluster.is_some() {
+            self.partitions.1
+        } else {
+            self.partitions.0
+        };
+        let (replication, mut configs) = replication(b);
+        configs.push(("retention.ms".to_string(), "-1".to_string()));
+        let mut compacted = configs.clone();
+        compacted.push(("cleanup.policy".to_string(), "compact".to_string()));
+        let rec = match b.plan_topic(self.name, partitions, replication, &compacted) {
+            Err(BrokerError::InvalidConfig(_)) => {
+                b.plan_topic(self.name, partitions, replication, &configs)
+            }
+            other => other,
+        };
+        let created = match rec {
+            Ok(rec) => b.create_topic(rec).await,
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(t) => Ok(t),
+            Err(BrokerError::TopicExists(_)) => b
+                .topics
+                .get(self.name)
+                .ok_or_else(|| create(BrokerError::UnknownTopic(self.name.into()))),
+            Err(e) => Err(create(e)),
+        }
+    }
+
+    /// Partition `p`, the topic created on first use.
+    pub async fn partition(
+        &self,
+        b: &Broker,
+        p: i32,
+    ) -> Result<PartitionHandle, InternalTopicError> {
+        let t = self.topic(b).await?;
+        self.nth(&t, p)
+    }
+
+    fn nth(&self, t: &Topic, p: i32) -> Result<PartitionHandle, InternalTopicError> {
+        t.partition(p).cloned().ok_or(InternalTopicError::Corrupt {
+            topic: self.name,
+            reason: format!("no partition {p}"),
+        })
+    }
+
+    /// Sends records to a partition as one uncompressed batch; the receiver answers once they
+    /// are committed (acks=all). For writes the caller need not wait for.
+    pub fn send(
+        &self,
+        p: &PartitionHandle,
+        records: &[NewRecord],
+    ) -> oneshot::Receiver<Result<ProduceOk, PartitionError>> {
+        let (tx, rx) = oneshot::channel();
+        match batch::encode_batch(records, Compression::None).and_then(|b| split_batches(&b)) {
+            Ok(batches) => {
+                if let Err(e) = p.tx.send(Cmd::Produce {
+                    batches,
+                    reply: tx,
+                    acks_all: true,
+                }) {
+                    if let Cmd::Produce { reply, .. } = e.0 {
+                        let _ = reply.send(Err(PartitionError::Stopped));
+                    }
+                }
+            }
+            Err(e) => {
+                let _ = tx.send(Err(PartitionError::Storage(std::io::Error::other(
+                    e.to_string(),
+                ))));
+            }
+        }
+        rx
+    }
+
+    /// Appends records to partition `p` and waits until they are committed.
+    pub async fn append(
+        &self,
+        b: &Broker,
+        p: i32,
+        records: &[NewRecord],
+    ) -> Result<ProduceOk, InternalTopicError> {
+        let handle = self.partition(b, p).await?;
+        let append = |source| InternalTopicError::Append {
+            topic: self.name,
+            source,
+        };
+        self.send(&handle, records)
+            .await
+            .map_err(|_| append(PartitionError::Stopped))?
+            .map_err(append)
+    }
+
+    /// Calls `apply` with every data record of partition `p` up to its high watermark (nothing
+    /// if the topic does not exist yet).
+    pub async fn replay(
+        &self,
+        b: &Broker,
+        p: i32,
+        apply: impl FnMut(Record),
+    ) -> Result<(), InternalTopicError> {
+        let Some(t) = b.topics.get(self.name) else {
+            return Ok(());
+        };
+        replay(&self.nth(&t, p)?, apply).await.map_err(|e| match e {
+            ReplayError::Partition(source) => InternalTopicError::Append {
+                topic: self.name,
+                source,
+            },
+            ReplayError::Corrupt(reason) => InternalTopicError::Corrupt {
+                topic: self.name,
+                reason,
+            },
+        })
+    }
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplayError {

@@ -18,6 +18,12 @@ pub struct ErrorLabels {
     pub error: String,
 }
 
+/// Which listener a connection metric is about: kafka, rpc, admin, schema_registry, iceberg_catalog.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
 /// Labels of `icestream_kafka_consumer_group_lag`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LagLabels {
@@ -25,6 +31,21 @@ pub struct LagLabels {
     pub topic: String,
     pub partition: String,
 }
+
+/// A `topic` label, bounded by [`crate::topic_labels::TopicLabels`].
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct TopicLabel {
+    pub topic: String,
+}
+
+/// Labels of `icestream_rpc_rejected`: why an inter-broker message was dropped or refused.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RejectLabels {
+    pub reason: String,
+}
+
+/// Inter-broker messages dropped or refused, by reason.
+pub type Rejections = Family<RejectLabels, Counter>;
 
 type ScrapeHook = Box<dyn Fn() + Send + Sync>;
 
@@ -42,9 +63,28 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub connections: Gauge,
     pub connections_closed_bad_input: Counter,
+    /// Connections closed at once because a listener's limits were reached.
+    pub connections_refused: Family<ListenerLabels, Counter>,
+    /// Bytes reserved by Fetch responses being built or waiting to be written.
+    pub fetch_memory_bytes: Gauge,
     pub partitions: Gauge,
     pub topics: Gauge,
     pub recovery_truncated_bytes: Counter,
+    /// Bounds the values of every per-topic `topic` label.
+    pub topic_labels: crate::topic_labels::TopicLabels,
+    pub topic_produced_bytes: Family<TopicLabel, Counter>,
+    pub topic_fetched_bytes: Family<TopicLabel, Counter>,
+    /// The rest are set at scrape time by [`crate::scrape`].
+    pub log_local_bytes: Family<TopicLabel, Gauge>,
+    pub log_remote_bytes: Family<TopicLabel, Gauge>,
+    pub under_replicated_partitions: Gauge,
+    pub offline_partitions: Gauge,
+    pub leader_partitions: Gauge,
+    /// Counted by the partition's Raft group when this broker takes its leadership.
+    pub leader_changes: Counter,
+    pub data_dir_free_bytes: Gauge,
+    pub data_dir_total_bytes: Gauge,
+    pub rpc_rejected: Rejections,
 }
 
 impl Default for Metrics {
@@ -72,13 +112,32 @@ impl Metrics {
             fsync_seconds,
             connections: Gauge::default(),
             connections_closed_bad_input: Counter::default(),
+            connections_refused: Family::default(),
+            fetch_memory_bytes: Gauge::default(),
             partitions: Gauge::default(),
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
+            topic_labels: Default::default(),
+            topic_produced_bytes: Family::default(),
+            topic_fetched_bytes: Family::default(),
+            log_local_bytes: Family::default(),
+            log_remote_bytes: Family::default(),
+            under_replicated_partitions: Gauge::default(),
+            offline_partitions: Gauge::default(),
+            leader_partitions: Gauge::default(),
+            leader_changes: Counter::default(),
+            data_dir_free_bytes: Gauge::default(),
+            data_dir_total_bytes: Gauge::default(),
+            rpc_rejected: Family::default(),
             registry: parking_lot::Mutex::new(Registry::default()),
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
         };
+        registry.register(
+            "rpc_rejected",
+            "Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason",
+            m.rpc_rejected.clone(),
+        );
         registry.register(
             "kafka_consumer_group_lag",
             "High watermark minus the group's committed offset, by group, topic and partition",
@@ -130,6 +189,16 @@ impl Metrics {
             m.connections_closed_bad_input.clone(),
         );
         registry.register(
+            "connections_refused",
+            "New connections closed at once because the listener's total or per-IP limit was reached, by listener",
+            m.connections_refused.clone(),
+        );
+        registry.register(
+            "fetch_memory_bytes",
+            "Bytes reserved by Fetch responses being read or waiting to be written (bounded by --fetch-memory-bytes)",
+            m.fetch_memory_bytes.clone(),
+        );
+        registry.register(
             "partitions",
             "Partitions hosted by this broker",
             m.partitions.clone(),
@@ -140,15 +209,85 @@ impl Metrics {
             "Bytes of torn writes truncated at start-up",
             m.recovery_truncated_bytes.clone(),
         );
+        m.register_topic_and_partition_metrics(&mut registry);
         Metrics {
             registry: parking_lot::Mutex::new(registry),
             ..m
         }
     }
 
+    fn register_topic_and_partition_metrics(&self, registry: &mut Registry) {
+        registry.register(
+            "topic_produced_bytes",
+            "Record batch bytes accepted by Produce on the partition leader, by topic",
+            self.topic_produced_bytes.clone(),
+        );
+        registry.register(
+            "topic_fetched_bytes",
+            "Record batch bytes returned to Fetch requests, by topic",
+            self.topic_fetched_bytes.clone(),
+        );
+        registry.register(
+            "log_local_bytes",
+            "Bytes of the topic's partition logs on this broker's disk, by topic",
+            self.log_local_bytes.clone(),
+        );
+        registry.register(
+            "log_remote_bytes",
+            "Bytes of the topic's segments in the remote tier, by topic (remote.storage.enable)",
+            self.log_remote_bytes.clone(),
+        );
+        registry.register(
+            "under_replicated_partitions",
+            "Partitions this broker leads whose in-sync replicas are fewer than their replicas",
+            self.under_replicated_partitions.clone(),
+        );
+        registry.register(
+            "offline_partitions",
+            "Partitions with no live leader (reported by the controller leader only; 0 elsewhere)",
+            self.offline_partitions.clone(),
+        );
+        registry.register(
+            "leader_partitions",
+            "Partitions this broker leads",
+            self.leader_partitions.clone(),
+        );
+        registry.register(
+            "leader_changes",
+            "Partition leaderships this broker took (each change is counted once, by the new leader)",
+            self.leader_changes.clone(),
+        );
+        registry.register(
+            "data_dir_free_bytes",
+            "Bytes available to the broker on the data directory's file system",
+            self.data_dir_free_bytes.clone(),
+        );
+        registry.register(
+            "data_dir_total_bytes",
+            "Size of the data directory's file system",
+            self.data_dir_total_bytes.clone(),
+        );
+    }
+
+    /// The label to count `topic` under (its name, or `other` past the cap).
+    pub fn topic_label(&self, topic: &str) -> TopicLabel {
+        TopicLabel {
+            topic: self.topic_labels.label(topic),
+        }
+    }
+
     /// Lets another crate (tiering, the Iceberg sink) register its metrics beside the engine's.
     pub fn register_with(&self, f: impl FnOnce(&mut Registry)) {
         f(&mut self.registry.lock());
+    }
+
+    /// The refusal counter of one listener.
+    pub fn refused(&self, listener: &str) -> Counter {
+        self.connections_refused
+            .get_or_create(&ListenerLabels {
+                listener: listener.to_string(),
+            })
+            .clone()
     }
 
     /// Registers a function run before every scrape.

@@ -1,10 +1,11 @@
 //! The replication seam: how a partition's appends become committed.
 //!
-//! The partition actor appends to its local log, makes it durable, and asks its replication
-//! group what is committed; the answer is the high watermark that consumers may read up to and
-//! that acks=all produces wait for. Today every partition is a group of one ([`SingleNode`]).
-//! A Raft group (raft-rs) implements the same trait: its commit index is the quorum's durable
-//! offset, and `leader_epoch` is its term.
+//! On a single node the partition actor appends to its local log, makes it durable, and asks
+//! its replication group what is committed; the answer is the high watermark that consumers
+//! may read up to and that acks=1/all produces wait for. [`SingleNode`], a group of one, is the
+//! only implementation. A replicated partition does not use this trait: its actor proposes the
+//! batches to the partition's Raft group (`crate::raft`) and appends them once committed, and
+//! its high watermark is what it has applied and flushed.
 
 /// A partition's replication group, seen from its leader.
 pub trait ReplicationGroup {

@@ -39,6 +39,23 @@ pub struct Topic {
 }
 
 impl Topic {
+    /// The topic a record describes, over its opened partitions: the one way a `Topic` is
+    /// built or rebuilt (open, new partitions, new config), so it never drifts from its record.
+    pub fn new(
+        rec: &TopicRecord,
+        resolved: ResolvedTopicConfig,
+        partitions: Vec<PartitionHandle>,
+    ) -> Topic {
+        Topic {
+            name: rec.name.clone(),
+            id: rec.id,
+            config: rec.config.clone(),
+            resolved,
+            partitions,
+            assignments: rec.assignments.clone(),
+        }
+    }
+
     pub fn partition(&self, index: i32) -> Option<&PartitionHandle> {
         usize::try_from(index)
             .ok()

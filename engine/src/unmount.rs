@@ -9,8 +9,8 @@ use uuid::Uuid;
 
 use crate::broker::{Broker, BrokerError};
 use crate::config::TopicConfig;
-use crate::group::CommitPartition;
 pub use crate::group::GroupOffset;
+use crate::group::{CommitPartition, CommitRequest};
 use crate::log::PartitionLog;
 use crate::partition::Cmd;
 use crate::remote::RemotePartition;
@@ -106,17 +106,11 @@ impl Broker {
         let _guard = self.topics.change_lock.lock().await;
         self.topics.remove(&hidden.record.name)?;
         for p in &hidden.topic.partitions {
-            let (tx, rx) = tokio::sync::oneshot::channel();
-            let stop = Cmd::Stop {
-                delete: true,
-                delete_remote: false,
-                reply: tx,
-            };
-            if p.tx.send(stop).is_ok() {
-                let _ = rx.await;
-            }
+            p.stop(true, false).await;
         }
-        let _ = std::fs::remove_dir_all(self.topic_dir(&hidden.record.name));
+        if let Ok(dir) = self.topic_dir(&hidden.record.name) {
+            let _ = std::fs::remove_dir_all(dir);
+        }
         self.update_gauges();
         tracing::info!(topic = %hidden.record.name, "unmounted topic");
         Ok(())
@@ -156,7 +150,7 @@ impl Broker {
             moving: Default::default(),
             changed_at: 0,
         };
-        let dir = self.topic_dir(name);
+        let dir = self.topic_dir(name)?;
         let _ = std::fs::remove_dir_all(&dir);
         for (p, &(start, end)) in offsets.iter().enumerate() {
             PartitionLog::init_at(&dir.join(p.to_string()), start, end, crate::time::now_ms())?;
@@ -193,7 +187,17 @@ impl Broker {
                 .collect();
             let res = self
                 .groups
-                .commit(self, 8, g, -1, "", None, vec![(topic.to_string(), parts)])
+                .commit(
+                    self,
+                    g,
+                    CommitRequest {
+                        version: 8,
+                        generation: -1,
+                        member_id: String::new(),
+                        instance_id: None,
+                        topics: vec![(topic.to_string(), parts)],
+                    },
+                )
                 .await;
             failed += res
                 .iter()

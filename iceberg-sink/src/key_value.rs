@@ -148,6 +148,30 @@ pub fn meta_column(fields: &Fields, rows: &[Row<'_>]) -> Result<ArrayRef, SinkEr
     )?))
 }
 
+/// A round's batches in this layout: every record is a row, at most `rows_per_batch` rows a
+/// batch.
+pub fn batches(
+    table_schema: &Schema,
+    by_partition: &[(i32, Vec<Record>)],
+    rows_per_batch: usize,
+) -> Result<Vec<RecordBatch>, SinkError> {
+    let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(table_schema)?);
+    let mut batches: Vec<RecordBatch> = Vec::new();
+    for (p, recs) in by_partition {
+        for chunk in recs.chunks(rows_per_batch) {
+            let rows: Vec<Row<'_>> = chunk
+                .iter()
+                .map(|r| Row {
+                    partition: *p,
+                    record: r,
+                })
+                .collect();
+            batches.push(batch(&schema, &rows)?);
+        }
+    }
+    Ok(batches)
+}
+
 /// A `key_value` batch: the metadata struct, then the raw key and value bytes.
 pub fn batch(schema: &Arc<ArrowSchema>, rows: &[Row<'_>]) -> Result<RecordBatch, SinkError> {
     let mut cols: Vec<ArrayRef> = Vec::with_capacity(schema.fields().len());

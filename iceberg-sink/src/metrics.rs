@@ -15,6 +15,7 @@ pub struct TopicLabel {
 pub struct Metrics {
     pub lag_records: Family<TopicLabel, Gauge>,
     pub lag_ms: Family<TopicLabel, Gauge>,
+    pub target_lag_ms: Family<TopicLabel, Gauge>,
     pub records: Family<TopicLabel, Counter>,
     pub files: Family<TopicLabel, Counter>,
     pub bytes: Family<TopicLabel, Counter>,
@@ -37,6 +38,11 @@ impl Metrics {
             "translation_lag_ms",
             "How long the oldest untranslated data has waited (0 when caught up)",
             self.lag_ms.clone(),
+        );
+        r.register(
+            "target_lag_ms",
+            "The topic's iceberg.target.lag.ms: how stale its table may be",
+            self.target_lag_ms.clone(),
         );
         r.register(
             "records_written",
@@ -74,6 +80,23 @@ impl Metrics {
             "Offsets retention or DeleteRecords removed before they were translated",
             self.skipped_records.clone(),
         );
+    }
+
+    /// Creates a translated topic's counters at 0, so that dashboards and alerts see them
+    /// before the first commit or error.
+    pub fn touch(&self, label: &TopicLabel) {
+        for f in [
+            &self.records,
+            &self.files,
+            &self.bytes,
+            &self.commits,
+            &self.commit_errors,
+            &self.dlq_records,
+            &self.dropped_records,
+            &self.skipped_records,
+        ] {
+            let _ = f.get_or_create(label);
+        }
     }
 
     pub fn label(topic: &str) -> TopicLabel {

@@ -17,6 +17,15 @@ pub const TOPIC_ID: &str = "icestream.kafka.topic-id";
 
 pub type Offsets = BTreeMap<i32, i64>;
 
+/// One partition's part of a translation round: from the next offset to translate up to the
+/// high watermark seen when the round started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Span {
+    pub partition: i32,
+    pub from: i64,
+    pub to: i64,
+}
+
 pub fn encode(offsets: &Offsets) -> String {
     offsets
         .iter()

@@ -11,10 +11,13 @@ use std::sync::Arc;
 use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::Schema as ArrowSchema;
 use iceberg::spec::{NestedField, NestedFieldRef, PrimitiveType, Schema, StructType, Type};
-use iceberg::transaction::AddColumn;
+use iceberg::table::Table;
+use iceberg::transaction::{AddColumn, ApplyTransactionAction, Transaction};
+use iceberg::Catalog;
 use kafka_protocol::records::Record;
 
 use crate::decode::{self, DecodeError, DecoderCache, FieldIds, SchemaSource, ValueDecoder};
+use crate::dlq::Letter;
 use crate::error::SinkError;
 use crate::key_value::{self, Row, META};
 
@@ -46,6 +49,14 @@ pub enum Decoded<'a> {
     },
 }
 
+/// A schema-driven round, decoded: each record's fate, and the table schema that takes every
+/// value schema seen, with the schema ids whose change it cannot take (and why).
+pub struct Plan<'a> {
+    pub decoded: Vec<Decoded<'a>>,
+    pub target: Schema,
+    pub refused: HashMap<i32, String>,
+}
+
 /// Decodes record values of one topic, caching compiled schemas.
 pub struct SchemaLayout {
     cache: DecoderCache,
@@ -58,6 +69,29 @@ impl SchemaLayout {
         SchemaLayout {
             cache: DecoderCache::new(source),
             latest_subject: latest.then(|| format!("{topic}-value")),
+        }
+    }
+
+    /// Decodes a round's records and works out the schema the table must have to take them.
+    pub fn plan<'a>(
+        &mut self,
+        by_partition: &'a [(i32, Vec<Record>)],
+        current: &Schema,
+    ) -> Plan<'a> {
+        let decoded = self.decode(by_partition);
+        let mut decoders: Vec<Arc<ValueDecoder>> = Vec::new();
+        for d in &decoded {
+            if let Decoded::Valid { decoder, .. } = d {
+                if !decoders.iter().any(|x| Arc::ptr_eq(x, decoder)) {
+                    decoders.push(decoder.clone());
+                }
+            }
+        }
+        let (target, refused) = target_schema(current, &decoders);
+        Plan {
+            decoded,
+            target,
+            refused,
         }
     }
 
@@ -205,6 +239,76 @@ fn same_shape(a: &Type, b: &Type) -> bool {
         }
         _ => false,
     }
+}
+
+/// Evolves `table` from `current` to `target` (a commit of its own, before the data's); `None`
+/// when it already has every column.
+pub async fn evolve(
+    catalog: &dyn Catalog,
+    table: &Table,
+    current: &Schema,
+    target: &Schema,
+) -> Result<Option<Table>, SinkError> {
+    let adds = additions(current, target).map_err(SinkError::Layout)?;
+    if adds.is_empty() {
+        return Ok(None);
+    }
+    let tx = Transaction::new(table);
+    let mut action = tx.update_schema();
+    for a in adds {
+        action = action.add_column(a);
+    }
+    Ok(Some(action.apply(tx)?.commit(catalog).await?))
+}
+
+/// A round's batches against the table's schema (at most `rows_per_batch` rows a batch), and
+/// the records it cannot take, as dead letters: invalid ones, those of a schema whose change
+/// was refused, and values that do not fit.
+pub fn prepare<'a>(
+    schema: &Schema,
+    decoded: Vec<Decoded<'a>>,
+    refused: &HashMap<i32, String>,
+    rows_per_batch: usize,
+) -> Result<(Vec<RecordBatch>, Vec<Letter<'a>>), SinkError> {
+    let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(schema)?);
+    let mut rows: Vec<Row<'a>> = Vec::new();
+    let mut values = Vec::new();
+    let mut letters = Vec::new();
+    for d in decoded {
+        match d {
+            Decoded::Valid {
+                row,
+                value,
+                decoder,
+            } => match refused.get(&decoder.schema_id()) {
+                Some(reason) => letters.push(Letter {
+                    row,
+                    code: "incompatible_schema",
+                    reason: reason.clone(),
+                }),
+                None => match fits(schema, &value) {
+                    Ok(()) => {
+                        rows.push(row);
+                        values.push(value);
+                    }
+                    Err(e) => letters.push(Letter {
+                        row,
+                        code: e.code(),
+                        reason: e.to_string(),
+                    }),
+                },
+            },
+            Decoded::Invalid { row, code, reason } => letters.push(Letter { row, code, reason }),
+        }
+    }
+    let mut batches = Vec::new();
+    for (r, v) in rows
+        .chunks(rows_per_batch)
+        .zip(values.chunks(rows_per_batch))
+    {
+        batches.push(batch(schema, &arrow, r, v)?);
+    }
+    Ok((batches, letters))
 }
 
 /// A batch of valid rows against the table's schema: metadata and key built here, value

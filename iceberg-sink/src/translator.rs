@@ -27,13 +27,13 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::commit;
-use crate::decode::{SchemaSource, ValueDecoder};
-use crate::dlq::{self, Letter};
+use crate::decode::SchemaSource;
+use crate::dlq::{DeadLetters, Letter};
 use crate::error::SinkError;
-use crate::key_value::{self, Row};
+use crate::key_value;
 use crate::metrics::Metrics;
-use crate::offsets::{self, Offsets};
-use crate::schema_mode::{self, Decoded, SchemaLayout};
+use crate::offsets::{self, Offsets, Span};
+use crate::schema_mode::{self, SchemaLayout};
 use crate::settings::{Mode, TopicSettings};
 use crate::status::{SnapshotInfo, TopicStatus};
 use crate::{files, spec};
@@ -226,12 +226,13 @@ struct TopicTask {
     commits_since_expire: u32,
     /// Schema-driven modes' decoders, compiled once per schema.
     layout: Option<SchemaLayout>,
-    /// The dead-letter table and the offsets it covers, once loaded.
-    dlq: Option<(Option<Table>, Offsets)>,
+    /// The dead-letter table and the offsets it covers.
+    dlq: DeadLetters,
 }
 
 impl TopicTask {
     fn new(sh: Arc<Shared>, topic: String, topic_id: Uuid) -> Self {
+        let dlq = DeadLetters::new(&topic, topic_id);
         TopicTask {
             sh,
             topic,
@@ -244,12 +245,13 @@ impl TopicTask {
             pending_since: None,
             commits_since_expire: 0,
             layout: None,
-            dlq: None,
+            dlq,
         }
     }
 
     async fn run(mut self) {
         let mut backoff = Duration::from_millis(100);
+        self.sh.metrics.touch(&Metrics::label(&self.topic));
         loop {
             let Some(topic) = self.sh.broker.topics.get(&self.topic) else {
                 return;
@@ -272,7 +274,7 @@ impl TopicTask {
                     // The table is the truth: forget what we believed and reload it.
                     self.loaded = false;
                     self.table = None;
-                    self.dlq = None;
+                    self.dlq.forget();
                     self.sh
                         .metrics
                         .commit_errors
@@ -315,10 +317,19 @@ impl TopicTask {
             let marks = *h.marks.borrow();
             let next = self.next.get(&p).copied().unwrap_or(0).max(marks.log_start);
             pending += (marks.high - next).max(0);
-            targets.push((p, next, marks.high));
+            targets.push(Span {
+                partition: p,
+                from: next,
+                to: marks.high,
+            });
         }
         self.publish_status(s, &targets);
         let label = Metrics::label(&self.topic);
+        self.sh
+            .metrics
+            .target_lag_ms
+            .get_or_create(&label)
+            .set(s.target_lag_ms as i64);
         self.sh
             .metrics
             .lag_records
@@ -360,7 +371,18 @@ impl TopicTask {
                     .get_or_create(&label)
                     .inc_by(n);
             } else {
-                self.write_dlq(s, letters, &targets, &read.next).await?;
+                let ident = s.dlq_table(&self.topic);
+                let catalog = self.sh.catalog.as_ref();
+                let written = (self.dlq)
+                    .write(catalog, &ident, letters, &targets, &read.next)
+                    .await?;
+                if written > 0 {
+                    self.sh
+                        .metrics
+                        .dlq_records
+                        .get_or_create(&label)
+                        .inc_by(written);
+                }
             }
         }
         if batches.is_empty() {
@@ -381,7 +403,8 @@ impl TopicTask {
         let round = commit::Round {
             advance: targets
                 .iter()
-                .map(|&(p, _, _)| {
+                .map(|s| {
+                    let p = s.partition;
                     let next = read.next.get(&p).copied().unwrap_or(0);
                     (p, self.committed.get(&p).copied(), next)
                 })
@@ -425,10 +448,10 @@ impl TopicTask {
 
     /// Moves to the offsets a round reached, counting offsets retention removed before they
     /// were translated (the round started past them, at the log start).
-    fn advance(&mut self, targets: &[(i32, i64, i64)], next: Offsets) {
+    fn advance(&mut self, targets: &[Span], next: Offsets) {
         let skipped: i64 = targets
             .iter()
-            .map(|&(p, from, _)| (from - self.next.get(&p).copied().unwrap_or(0)).max(0))
+            .map(|s| (s.from - self.next.get(&s.partition).copied().unwrap_or(0)).max(0))
             .sum();
         if skipped > 0 {
             self.sh
@@ -460,45 +483,24 @@ impl TopicTask {
         Ok(())
     }
 
+    /// Creates the topic's table with `schema` and keeps it.
     async fn create(
-        &self,
+        &mut self,
         ident: &TableIdent,
-        partition_spec: &str,
+        s: &TopicSettings,
         schema: Schema,
     ) -> Result<Table, SinkError> {
-        let terms = spec::parse(partition_spec)?;
-        let spec = spec::bind(&terms, &schema)?;
-        let cat = &self.sh.catalog;
-        let ns = ident.namespace();
-        if !cat.namespace_exists(ns).await? {
-            match cat.create_namespace(ns, HashMap::new()).await {
-                Ok(_) => {}
-                Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
-                Err(e) => return Err(e.into()),
-            }
-        }
-        let creation = TableCreation::builder()
-            .name(ident.name().to_string())
-            .schema(schema)
-            .partition_spec(spec)
-            .properties([
-                // A commit whose answer was lost must not be replayed blindly: the task
-                // reloads the table and resumes from the offsets it records instead.
-                (
-                    TableProperties::PROPERTY_COMMIT_NUM_RETRIES.to_string(),
-                    "0".to_string(),
-                ),
-                (
-                    "write.parquet.compression-codec".to_string(),
-                    "zstd".to_string(),
-                ),
-                ("icestream.topic".to_string(), self.topic.clone()),
-                (offsets::TOPIC_ID.to_string(), self.topic_id.to_string()),
-            ])
-            .build();
-        let table = cat.create_table(ns, creation).await?;
-        tracing::info!(topic = %self.topic, table = %ident, "created an Iceberg table for the topic");
-        Ok(table)
+        let t = create_table(
+            self.sh.catalog.as_ref(),
+            &self.topic,
+            self.topic_id,
+            ident,
+            &s.partition_spec,
+            schema,
+        )
+        .await?;
+        self.table = Some(t.clone());
+        Ok(t)
     }
 
     /// `key_value`: every record is a row.
@@ -510,30 +512,13 @@ impl TopicTask {
     ) -> Result<Prepared<'a>, SinkError> {
         let table = match &self.table {
             Some(t) => t.clone(),
-            None => {
-                let t = self
-                    .create(ident, &s.partition_spec, key_value::schema()?)
-                    .await?;
-                self.table = Some(t.clone());
-                t
-            }
+            None => self.create(ident, s, key_value::schema()?).await?,
         };
-        let schema = Arc::new(iceberg::arrow::schema_to_arrow_schema(
+        let batches = key_value::batches(
             table.metadata().current_schema(),
-        )?);
-        let mut batches: Vec<RecordBatch> = Vec::new();
-        for (p, recs) in &read.by_partition {
-            for chunk in recs.chunks(BATCH_ROWS) {
-                let rows: Vec<Row<'_>> = chunk
-                    .iter()
-                    .map(|r| Row {
-                        partition: *p,
-                        record: r,
-                    })
-                    .collect();
-                batches.push(key_value::batch(&schema, &rows)?);
-            }
-        }
+            &read.by_partition,
+            BATCH_ROWS,
+        )?;
         Ok((table, batches, Vec::new()))
     }
 
@@ -556,160 +541,48 @@ impl TopicTask {
         let layout = self
             .layout
             .get_or_insert_with(|| SchemaLayout::new(source, &topic, latest));
-        let decoded = layout.decode(&read.by_partition);
-        let mut decoders: Vec<Arc<ValueDecoder>> = Vec::new();
-        for d in &decoded {
-            if let Decoded::Valid { decoder, .. } = d {
-                if !decoders.iter().any(|x| Arc::ptr_eq(x, decoder)) {
-                    decoders.push(decoder.clone());
-                }
-            }
-        }
         let current = match &self.table {
             Some(t) => t.metadata().current_schema().as_ref().clone(),
             None => schema_mode::base_schema()?,
         };
-        let (target, refused) = schema_mode::target_schema(&current, &decoders);
+        let plan = layout.plan(&read.by_partition, &current);
         let table = match self.table.clone() {
-            None => {
-                let t = self.create(ident, &s.partition_spec, target).await?;
-                self.table = Some(t.clone());
-                t
-            }
+            None => self.create(ident, s, plan.target).await?,
             Some(t) => {
-                let adds = schema_mode::additions(&current, &target).map_err(SinkError::Layout)?;
-                if adds.is_empty() {
-                    t
-                } else {
-                    let tx = Transaction::new(&t);
-                    let mut action = tx.update_schema();
-                    for a in adds {
-                        action = action.add_column(a);
+                match schema_mode::evolve(self.sh.catalog.as_ref(), &t, &current, &plan.target)
+                    .await?
+                {
+                    None => t,
+                    Some(t) => {
+                        tracing::info!(topic = %self.topic, schema_id = t.metadata().current_schema_id(), "evolved the table schema");
+                        self.table = Some(t.clone());
+                        t
                     }
-                    let t = action.apply(tx)?.commit(self.sh.catalog.as_ref()).await?;
-                    tracing::info!(topic = %self.topic, schema_id = t.metadata().current_schema_id(), "evolved the table schema");
-                    self.table = Some(t.clone());
-                    t
                 }
             }
         };
-        let schema = table.metadata().current_schema().clone();
-        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(&schema)?);
-        let mut rows: Vec<Row<'a>> = Vec::new();
-        let mut values = Vec::new();
-        let mut letters = Vec::new();
-        for d in decoded {
-            match d {
-                Decoded::Valid {
-                    row,
-                    value,
-                    decoder,
-                } => match refused.get(&decoder.schema_id()) {
-                    Some(reason) => letters.push(Letter {
-                        row,
-                        code: "incompatible_schema",
-                        reason: reason.clone(),
-                    }),
-                    None => match schema_mode::fits(&schema, &value) {
-                        Ok(()) => {
-                            rows.push(row);
-                            values.push(value);
-                        }
-                        Err(e) => letters.push(Letter {
-                            row,
-                            code: e.code(),
-                            reason: e.to_string(),
-                        }),
-                    },
-                },
-                Decoded::Invalid { row, code, reason } => {
-                    letters.push(Letter { row, code, reason })
-                }
-            }
-        }
-        let mut batches = Vec::new();
-        for (r, v) in rows.chunks(BATCH_ROWS).zip(values.chunks(BATCH_ROWS)) {
-            batches.push(schema_mode::batch(&schema, &arrow, r, v)?);
-        }
+        let (batches, letters) = schema_mode::prepare(
+            table.metadata().current_schema(),
+            plan.decoded,
+            &plan.refused,
+            BATCH_ROWS,
+        )?;
         Ok((table, batches, letters))
     }
 
-    /// Commits dead letters to `<topic>~dlq`, first, recording the round's offsets there too:
-    /// after a crash before the main commit, the letters the DLQ already holds are skipped.
-    async fn write_dlq(
-        &mut self,
-        s: &TopicSettings,
-        mut letters: Vec<Letter<'_>>,
-        targets: &[(i32, i64, i64)],
-        next: &Offsets,
-    ) -> Result<(), SinkError> {
-        let ident = s.dlq_table(&self.topic);
-        if self.dlq.is_none() {
-            self.dlq = Some(match self.sh.catalog.load_table(&ident).await {
-                Ok(t) => {
-                    let o = offsets::committed(t.metadata(), &self.topic_id.to_string());
-                    (Some(t), o)
-                }
-                Err(e) if e.kind() == ErrorKind::TableNotFound => (None, Offsets::new()),
-                Err(e) => return Err(e.into()),
-            });
-        }
-        let (table, done) = self.dlq.clone().unwrap_or_default();
-        letters.retain(|l| l.row.record.offset >= done.get(&l.row.partition).copied().unwrap_or(0));
-        if letters.is_empty() {
-            return Ok(());
-        }
-        let table = match table {
-            Some(t) => t,
-            None => self.create(&ident, "()", dlq::schema()?).await?,
-        };
-        let arrow = Arc::new(iceberg::arrow::schema_to_arrow_schema(
-            table.metadata().current_schema(),
-        )?);
-        let n = letters.len() as u64;
-        let batch = dlq::batch(&arrow, &letters)?;
-        let data_files = files::write(&table, vec![batch], Uuid::new_v4().to_string()).await?;
-        let topic_id = self.topic_id.to_string();
-        let round = commit::Round {
-            advance: targets
-                .iter()
-                .map(|&(p, _, _)| {
-                    let n = next.get(&p).copied().unwrap_or(0);
-                    (p, done.get(&p).copied(), n)
-                })
-                .collect(),
-            files: data_files,
-            properties: HashMap::new(),
-        };
-        let table = match commit::append(self.sh.catalog.as_ref(), table, &topic_id, round).await? {
-            commit::Outcome::Committed(t) => t,
-            commit::Outcome::Superseded(_) => {
-                // Another broker wrote these dead letters (a leadership change): reload all.
-                self.dlq = None;
-                return Err(SinkError::Table {
-                    table: ident.to_string(),
-                    message: "dead letters superseded by another writer; reloading".into(),
-                });
-            }
-        };
-        let done = offsets::committed(table.metadata(), &topic_id);
-        self.dlq = Some((Some(table), done));
-        self.sh
-            .metrics
-            .dlq_records
-            .get_or_create(&Metrics::label(&self.topic))
-            .inc_by(n);
-        Ok(())
-    }
-
     /// Reads every partition from its next offset up to its target, within the round budget.
-    async fn read(&self, targets: &[(i32, i64, i64)]) -> Result<RoundRead, SinkError> {
+    async fn read(&self, targets: &[Span]) -> Result<RoundRead, SinkError> {
         let mut out = RoundRead {
             next: self.next.clone(),
             ..RoundRead::default()
         };
         let budget = self.sh.config.round_bytes / targets.len().max(1);
-        for &(p, from, high) in targets {
+        for &Span {
+            partition: p,
+            from,
+            to: high,
+        } in targets
+        {
             let mut cur = from;
             let mut used = 0usize;
             let mut recs: Vec<Record> = Vec::new();
@@ -760,7 +633,7 @@ impl TopicTask {
         }
     }
 
-    fn publish_status(&self, s: &TopicSettings, targets: &[(i32, i64, i64)]) {
+    fn publish_status(&self, s: &TopicSettings, targets: &[Span]) {
         let snapshot = self.table.as_ref().and_then(|t| {
             t.metadata().current_snapshot().map(|sn| SnapshotInfo {
                 snapshot_id: sn.snapshot_id(),
@@ -789,7 +662,7 @@ impl TopicTask {
         e.snapshot = snapshot;
         e.partitions = targets
             .iter()
-            .map(|&(p, next, high)| (p, next, high))
+            .map(|s| (s.partition, s.from, s.to))
             .collect();
         e.target_lag_ms = s.target_lag_ms;
         e.lag_ms = self
@@ -807,4 +680,48 @@ struct RoundRead {
     ranges: BTreeMap<i32, (i64, i64)>,
     by_partition: Vec<(i32, Vec<Record>)>,
     records: u64,
+}
+
+/// Creates a topic's table (its namespace too, if need be), recording the topic and its id.
+pub(crate) async fn create_table(
+    catalog: &dyn Catalog,
+    topic: &str,
+    topic_id: Uuid,
+    ident: &TableIdent,
+    partition_spec: &str,
+    schema: Schema,
+) -> Result<Table, SinkError> {
+    let terms = spec::parse(partition_spec)?;
+    let spec = spec::bind(&terms, &schema)?;
+    let cat = catalog;
+    let ns = ident.namespace();
+    if !cat.namespace_exists(ns).await? {
+        match cat.create_namespace(ns, HashMap::new()).await {
+            Ok(_) => {}
+            Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    let creation = TableCreation::builder()
+        .name(ident.name().to_string())
+        .schema(schema)
+        .partition_spec(spec)
+        .properties([
+            // A commit whose answer was lost must not be replayed blindly: the task
+            // reloads the table and resumes from the offsets it records instead.
+            (
+                TableProperties::PROPERTY_COMMIT_NUM_RETRIES.to_string(),
+                "0".to_string(),
+            ),
+            (
+                "write.parquet.compression-codec".to_string(),
+                "zstd".to_string(),
+            ),
+            ("icestream.topic".to_string(), topic.to_string()),
+            (offsets::TOPIC_ID.to_string(), topic_id.to_string()),
+        ])
+        .build();
+    let table = cat.create_table(ns, creation).await?;
+    tracing::info!(topic = %topic, table = %ident, "created an Iceberg table for the topic");
+    Ok(table)
 }

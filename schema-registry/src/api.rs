@@ -80,6 +80,10 @@ pub fn router(registry: Arc<Registry>) -> Router {
             route_writes,
         ))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(
+            registry.metrics.clone(),
+            crate::metrics::count,
+        ))
         .with_state(registry)
 }
 
@@ -170,8 +174,10 @@ async fn route_writes(
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    limits: engine::http::HttpLimits,
+    limiter: Arc<engine::net::limit::ConnLimiter>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(registry)).await
+    engine::http::serve(listener, router(registry), limits, limiter).await
 }
 
 fn reply(body: Value) -> Response {

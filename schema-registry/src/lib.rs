@@ -7,9 +7,11 @@
 //! - [`forward`]: in a cluster, writes forwarded to the registry of the `_schemas` leader.
 //! - [`json_schema`]: JSON Schema parsing, identity and Confluent's JSON Schema compatibility
 //!   rules (a hand-written structural checker).
+//! - [`metrics`]: request counters for `/metrics`.
 //! - [`protobuf`]: `.proto` parsing (protox), identity and Confluent's Protobuf rules.
 //! - [`proto_text`]: `.proto` text for schemas registered as descriptors.
-//! - [`registry`]: the state, rebuilt from `_schemas` at start, and its operations.
+//! - [`registry`]: the registry's operations, split by job: errors, format dispatch, the state
+//!   rebuilt from `_schemas`, the record encoding and (in a cluster) routing to the leader.
 //! - [`store`]: the compacted `_schemas` topic in Confluent's own record format.
 //!
 //! Avro, JSON Schema and Protobuf are supported; see docs/schema-registry.md.
@@ -19,6 +21,7 @@ pub mod avro;
 pub mod compat;
 pub mod forward;
 pub mod json_schema;
+pub mod metrics;
 pub mod proto_text;
 pub mod protobuf;
 pub mod registry;

@@ -21,6 +21,54 @@ mod storage;
 mod table;
 pub(crate) mod topic;
 
+/// A client command group (`topic`, `group`, `schema`, `cluster`) with the connection and
+/// output settings every command in it takes; `serve` does not take them.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ClientCommand<C: clap::Subcommand> {
+    #[command(flatten)]
+    pub args: ClientArgs,
+    #[command(subcommand)]
+    pub command: C,
+}
+
+/// The long options of [`ClientArgs`].
+const CLIENT_OPTIONS: [&str; 4] = [
+    "--brokers",
+    "--admin-url",
+    "--schema-registry-url",
+    "--format",
+];
+
+/// The client options may also stand before the command (`icestream --brokers H topic
+/// list`), as when they were options of `icestream` itself: moves them after the command's
+/// name, where they are defined. Anything else is left as it is.
+pub fn hoist_client_options(args: Vec<String>) -> Vec<String> {
+    let mut moved = Vec::new();
+    let mut i = 1;
+    while i < args.len() {
+        let a = args[i].as_str();
+        if CLIENT_OPTIONS.contains(&a) && i + 1 < args.len() {
+            moved.extend_from_slice(&args[i..i + 2]);
+            i += 2;
+        } else if CLIENT_OPTIONS
+            .iter()
+            .any(|o| a.strip_prefix(o).is_some_and(|v| v.starts_with('=')))
+        {
+            moved.push(args[i].clone());
+            i += 1;
+        } else if moved.is_empty() || a.starts_with('-') {
+            return args;
+        } else {
+            // `a` is the command's name.
+            let mut out = vec![args[0].clone(), args[i].clone()];
+            out.extend(moved);
+            out.extend_from_slice(&args[i + 1..]);
+            return out;
+        }
+    }
+    args
+}
+
 /// Connection and output settings shared by every client command.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientArgs {

@@ -253,3 +253,84 @@ async fn topic_commands_run_against_a_broker() {
     }
     assert_eq!(broker.topics.all().len(), 2);
 }
+
+fn argv(v: &[&str]) -> Vec<String> {
+    v.iter().map(|s| s.to_string()).collect()
+}
+
+/// The client options belong to the client commands: given before the command (as they
+/// always could be) or after it, they reach it; `serve` neither shows nor takes them.
+#[test]
+fn client_options_belong_to_the_client_commands() {
+    use clap::{CommandFactory, Parser};
+    let parse = |v: &[&str]| crate::Cli::try_parse_from(super::hoist_client_options(argv(v)));
+    let before = parse(&[
+        "icestream",
+        "--brokers",
+        "h:1",
+        "--format=json",
+        "topic",
+        "list",
+    ])
+    .unwrap();
+    let crate::Command::Topic(c) = before.command else {
+        panic!("not a topic command")
+    };
+    assert_eq!(c.args.brokers, "h:1");
+    assert_eq!(c.args.format, super::Format::Json);
+    let after = parse(&[
+        "icestream",
+        "cluster",
+        "status",
+        "--admin-url",
+        "http://h:2",
+    ])
+    .unwrap();
+    let crate::Command::Cluster(c) = after.command else {
+        panic!("not a cluster command")
+    };
+    assert_eq!(c.args.admin_url, "http://h:2");
+    let group = parse(&["icestream", "group", "--brokers", "h:3", "list"]).unwrap();
+    let crate::Command::Group(c) = group.command else {
+        panic!("not a group command")
+    };
+    assert_eq!(c.args.brokers, "h:3");
+
+    let mut cmd = crate::Cli::command();
+    let help = cmd
+        .find_subcommand_mut("serve")
+        .unwrap()
+        .render_long_help()
+        .to_string();
+    for o in super::CLIENT_OPTIONS {
+        assert!(!help.contains(&format!("{o} ")), "serve --help shows {o}");
+    }
+    let err = parse(&["icestream", "--brokers", "h:1", "serve"])
+        .err()
+        .unwrap();
+    assert_eq!(err.kind(), clap::error::ErrorKind::UnknownArgument);
+}
+
+#[test]
+fn hoisting_leaves_other_command_lines_alone() {
+    let same = |v: &[&str]| assert_eq!(super::hoist_client_options(argv(v)), argv(v));
+    same(&["icestream", "topic", "list", "--brokers", "h:1"]);
+    same(&["icestream", "--help"]);
+    same(&["icestream", "serve", "--data-dir", "d"]);
+    assert_eq!(
+        super::hoist_client_options(argv(&[
+            "icestream",
+            "--schema-registry-url",
+            "http://r",
+            "schema",
+            "list"
+        ])),
+        argv(&[
+            "icestream",
+            "schema",
+            "--schema-registry-url",
+            "http://r",
+            "list"
+        ])
+    );
+}

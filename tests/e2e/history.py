@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 from collections import defaultdict
 
 
@@ -130,10 +130,40 @@ class Load:
     def acked(self) -> int:
         return len(self.history.acked)
 
+    def check_read_back(self, **consumer_config):
+        """Reads the load's partitions back from the start and asserts that every acknowledged
+        record is there exactly once, in order (`History.check`)."""
+        c = Consumer({"bootstrap.servers": self.bootstrap, "group.id": "unused",
+                      "enable.auto.commit": False, **consumer_config})
+        c.assign([TopicPartition(self.topic, p, 0) for p in self.partitions])
+        got = self.history.read_back(c)
+        print(f"acked {len(self.history.acked)} errors {len(self.history.errors)} read {got}")
+        problems = self.history.check(exactly_once=True)
+        assert not problems, problems[:20]
+
     def finish(self):
         self.stop.set()
         self.thread.join(120)
         assert not self.thread.is_alive()
+
+
+def replica_logs(b, topic, partition) -> bytes:
+    """A broker's replica of a partition: its segment files, concatenated."""
+    d = b.partition_dir(topic, partition)
+    return b"".join(f.read_bytes() for f in sorted(d.glob("*.log")))
+
+
+def wait_replicas_identical(brokers, topic, partitions, timeout: float = 30.0):
+    """Waits until every broker's replica of each partition holds the same, non-empty log,
+    byte for byte."""
+    deadline = time.monotonic() + timeout
+    for p in partitions:
+        while True:
+            logs = [replica_logs(b, topic, p) for b in brokers]
+            if all(x == logs[0] for x in logs) and logs[0]:
+                break
+            assert time.monotonic() < deadline, f"partition {p} replicas differ: {[len(x) for x in logs]}"
+            time.sleep(0.5)
 
 
 def _selftest():

@@ -131,6 +131,18 @@ def test_alter_and_incremental_alter_configs(broker):
     assert "segment.ms" in err.str()
     assert topic_configs(admin, topic)["segment.ms"].value == "3600000"
 
+    # Rules across keys hold for IncrementalAlterConfigs as for CreateTopics: tiering cannot
+    # be turned on for a compacted topic.
+    res = ConfigResource(ResourceType.TOPIC, topic, incremental_configs=[
+        ConfigEntry("cleanup.policy", "compact", incremental_operation=AlterConfigOpType.SET),
+        ConfigEntry("remote.storage.enable", "true",
+                    incremental_operation=AlterConfigOpType.SET)])
+    with pytest.raises(KafkaException) as e:
+        admin.incremental_alter_configs([res], request_timeout=15)[res].result(timeout=20)
+    assert kafka_error(e).code() == KafkaError.INVALID_CONFIG
+    assert "remote.storage.enable" in kafka_error(e).str()
+    assert topic_configs(admin, topic)["cleanup.policy"].is_default
+
 
 def test_altered_max_message_bytes_takes_effect(broker):
     admin = admin_client(broker)

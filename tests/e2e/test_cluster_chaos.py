@@ -6,12 +6,11 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import metadata, start_cluster, wait_formed
 from conftest import unique_topic
-from history import Load
+from history import Load, wait_replicas_identical
 
 PARTITIONS = 3
 
@@ -23,11 +22,6 @@ def leader_of(brokers, topic, partition):
             if t is not None and partition in t.partitions and t.partitions[partition].leader > 0:
                 return t.partitions[partition].leader
     return -1
-
-
-def replica_logs(b, topic, partition) -> bytes:
-    d = b.partition_dir(topic, partition)
-    return b"".join(f.read_bytes() for f in sorted(d.glob("*.log")))
 
 
 def test_acked_records_survive_leader_sigkills(broker_factory):
@@ -77,20 +71,7 @@ def test_acked_records_survive_leader_sigkills(broker_factory):
     assert len(history.acked) > 300, (len(history.acked), list(history.errors.items())[:5])
 
     # Read everything back from the leaders.
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                  "enable.auto.commit": False, "isolation.level": "read_uncommitted"})
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    got = history.read_back(c)
-    print(f"acked {len(history.acked)} errors {len(history.errors)} read {got}")
-    problems = history.check(exactly_once=True)
-    assert not problems, problems[:20]
+    load.check_read_back(**{"isolation.level": "read_uncommitted"})
 
     # Every replica holds the same log, byte for byte.
-    deadline = time.monotonic() + 30
-    for p in range(PARTITIONS):
-        while True:
-            logs = [replica_logs(b, topic, p) for b in brokers]
-            if all(x == logs[0] for x in logs) and logs[0]:
-                break
-            assert time.monotonic() < deadline, f"partition {p} replicas differ: {[len(x) for x in logs]}"
-            time.sleep(0.5)
+    wait_replicas_identical(brokers, topic, range(PARTITIONS))

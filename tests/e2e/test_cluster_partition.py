@@ -6,14 +6,13 @@ from __future__ import annotations
 
 import time
 
-from confluent_kafka import Consumer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chaos_proxy import RpcBlackhole
 from cluster import metadata
 from conftest import free_port, unique_topic
-from history import Load
-from test_cluster_chaos import leader_of, replica_logs
+from history import Load, wait_replicas_identical
+from test_cluster_chaos import leader_of
 
 PARTITIONS = 3
 
@@ -79,20 +78,7 @@ def test_isolated_leader_loses_no_acknowledged_write(broker_factory):
         load.finish()
     assert len(history.acked) > 300, (len(history.acked), list(history.errors.items())[:5])
 
-    c = Consumer({"bootstrap.servers": bootstrap, "group.id": "unused",
-                  "enable.auto.commit": False})
-    c.assign([TopicPartition(topic, p, 0) for p in range(PARTITIONS)])
-    got = history.read_back(c)
-    print(f"acked {len(history.acked)} errors {len(history.errors)} read {got}")
-    problems = history.check(exactly_once=True)
-    assert not problems, problems[:20]
-    deadline = time.monotonic() + 30
-    for p in range(PARTITIONS):
-        while True:
-            logs = [replica_logs(b, topic, p) for b in brokers]
-            if all(x == logs[0] for x in logs) and logs[0]:
-                break
-            assert time.monotonic() < deadline, f"partition {p} replicas differ"
-            time.sleep(0.5)
+    load.check_read_back()
+    wait_replicas_identical(brokers, topic, range(PARTITIONS))
     for p in proxies:
         p.close()

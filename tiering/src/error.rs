@@ -31,6 +31,9 @@ pub enum TieringError {
     Timeout { partition: String, offset: i64 },
     #[error("tiering runtime: {0}")]
     Runtime(String),
+    /// A name that would not be one safe key segment (refused where the key is built).
+    #[error(transparent)]
+    Name(#[from] engine::names::NameError),
 }
 
 impl TieringError {

@@ -78,10 +78,12 @@ pub fn base_of_segment_object(key: &Path) -> Option<i64> {
     stem.parse().ok()
 }
 
-pub fn topic_manifest_key(topic: &str) -> Path {
-    Path::from(TOPICS_PREFIX)
-        .join(topic)
-        .join(PARTITION_MANIFEST)
+/// The manifest of a (mounted or unmounted) topic; an error for a name that is not a legal
+/// topic name, so that a name from a manifest or a request never addresses another key.
+pub fn topic_manifest_key(topic: &str) -> Result<Path, engine::names::NameError> {
+    Ok(Path::from(TOPICS_PREFIX)
+        .join(engine::names::topic(topic)?)
+        .join(PARTITION_MANIFEST))
 }
 
 #[cfg(test)]
@@ -99,8 +101,11 @@ mod tests {
         assert_eq!(base_of_segment_object(&partition_manifest_key(id, 3)), None);
         assert_ne!(partition_prefix(id, 3), partition_prefix(id, 4));
         assert_eq!(
-            topic_manifest_key("orders").as_ref(),
+            topic_manifest_key("orders").unwrap().as_ref(),
             "topics/orders/manifest.json"
         );
+        for bad in ["..", "../orders", "a/b", ""] {
+            assert!(topic_manifest_key(bad).is_err(), "{bad:?}");
+        }
     }
 }

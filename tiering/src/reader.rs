@@ -51,25 +51,33 @@ impl IndexCache {
         }
     }
 
+    /// A segment's index object, decoded, from the cache or the store.
+    async fn index<I: CachedIndex>(
+        &self,
+        store: &dyn ObjectStore,
+        obj: &ObjectRef,
+    ) -> Result<Arc<I>, TieringError> {
+        let id = format!("{}#{}", obj.key, obj.size);
+        if let Some(i) = I::map(&mut self.inner.lock()).get(&id) {
+            return Ok(i.clone());
+        }
+        let bytes = get_whole(store, obj).await?;
+        let idx = Arc::new(I::decode(&bytes).ok_or_else(|| {
+            TieringError::corrupt(&obj.key, format!("{} does not decode", I::WHAT))
+        })?);
+        let mut m = self.inner.lock();
+        if I::map(&mut m).insert(id.clone(), idx.clone()).is_none() {
+            self.admit(&mut m, &id, obj.size);
+        }
+        Ok(idx)
+    }
+
     pub async fn offset_index(
         &self,
         store: &dyn ObjectStore,
         obj: &ObjectRef,
     ) -> Result<Arc<OffsetIndex>, TieringError> {
-        let id = format!("{}#{}", obj.key, obj.size);
-        if let Some(i) = self.inner.lock().offsets.get(&id) {
-            return Ok(i.clone());
-        }
-        let bytes = get_whole(store, obj).await?;
-        let idx = Arc::new(
-            OffsetIndex::decode(&bytes)
-                .ok_or_else(|| TieringError::corrupt(&obj.key, "offset index does not decode"))?,
-        );
-        let mut m = self.inner.lock();
-        if m.offsets.insert(id.clone(), idx.clone()).is_none() {
-            self.admit(&mut m, &id, obj.size);
-        }
-        Ok(idx)
+        self.index(store, obj).await
     }
 
     pub async fn time_index(
@@ -77,20 +85,35 @@ impl IndexCache {
         store: &dyn ObjectStore,
         obj: &ObjectRef,
     ) -> Result<Arc<TimeIndex>, TieringError> {
-        let id = format!("{}#{}", obj.key, obj.size);
-        if let Some(i) = self.inner.lock().times.get(&id) {
-            return Ok(i.clone());
-        }
-        let bytes = get_whole(store, obj).await?;
-        let idx = Arc::new(
-            TimeIndex::decode(&bytes)
-                .ok_or_else(|| TieringError::corrupt(&obj.key, "time index does not decode"))?,
-        );
-        let mut m = self.inner.lock();
-        if m.times.insert(id.clone(), idx.clone()).is_none() {
-            self.admit(&mut m, &id, obj.size);
-        }
-        Ok(idx)
+        self.index(store, obj).await
+    }
+}
+
+/// An index kind [`IndexCache`] holds: how it decodes and which map keeps it.
+trait CachedIndex: Sized {
+    /// What the index is, for errors.
+    const WHAT: &'static str;
+    fn decode(bytes: &[u8]) -> Option<Self>;
+    fn map(m: &mut IndexMap) -> &mut HashMap<String, Arc<Self>>;
+}
+
+impl CachedIndex for OffsetIndex {
+    const WHAT: &'static str = "offset index";
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        OffsetIndex::decode(bytes)
+    }
+    fn map(m: &mut IndexMap) -> &mut HashMap<String, Arc<Self>> {
+        &mut m.offsets
+    }
+}
+
+impl CachedIndex for TimeIndex {
+    const WHAT: &'static str = "time index";
+    fn decode(bytes: &[u8]) -> Option<Self> {
+        TimeIndex::decode(bytes)
+    }
+    fn map(m: &mut IndexMap) -> &mut HashMap<String, Arc<Self>> {
+        &mut m.times
     }
 }
 

@@ -94,7 +94,7 @@ impl TopicManifest {
 
 /// Writes (or replaces) the manifest of `m.topic`.
 pub async fn put(store: &dyn ObjectStore, m: &TopicManifest) -> Result<(), TieringError> {
-    let key = layout::topic_manifest_key(&m.topic);
+    let key = layout::topic_manifest_key(&m.topic)?;
     let bytes = serde_json::to_vec_pretty(m).unwrap_or_default();
     store
         .put(&key, PutPayload::from(bytes))
@@ -105,7 +105,7 @@ pub async fn put(store: &dyn ObjectStore, m: &TopicManifest) -> Result<(), Tieri
 
 /// Reads a topic's manifest; a missing one is `TopicManifestMissing`, a damaged one `Corrupt`.
 pub async fn get(store: &dyn ObjectStore, topic: &str) -> Result<TopicManifest, TieringError> {
-    let key = layout::topic_manifest_key(topic);
+    let key = layout::topic_manifest_key(topic)?;
     let bytes = match store.get(&key).await {
         Ok(r) => r
             .bytes()
@@ -145,7 +145,7 @@ pub async fn list(store: &dyn ObjectStore) -> Result<Vec<String>, TieringError> 
 
 /// Removes a topic's manifest; a missing one is not an error.
 pub async fn delete(store: &dyn ObjectStore, topic: &str) -> Result<(), TieringError> {
-    let key = layout::topic_manifest_key(topic);
+    let key = layout::topic_manifest_key(topic)?;
     match store.delete(&key).await {
         Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
         Err(e) => Err(TieringError::store("delete", &key, e)),

@@ -399,7 +399,7 @@ fn topic_manifests_put_get_list_delete() {
             t.get_topic_manifest("nope").await,
             Err(TieringError::TopicManifestMissing { .. })
         ));
-        let key = layout::topic_manifest_key("bad");
+        let key = layout::topic_manifest_key("bad").unwrap();
         t.store()
             .put(&key, PutPayload::from(&b"[]"[..]))
             .await

@@ -5,7 +5,7 @@
 //! messages over the RPC listener and applies committed commands to the broker's topic table.
 //! Proposals are made on the leader only; other brokers forward them ([`super::Cluster::propose`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -36,16 +36,25 @@ pub enum ProposeOutcome {
     NotLeader(u64),
 }
 
+/// The brokers in the controller group (voters and learners).
+type Brokers = Arc<parking_lot::RwLock<BTreeSet<i32>>>;
+
 #[derive(Clone)]
 pub struct ControllerHandle {
     pub tx: mpsc::UnboundedSender<Input>,
     leader: Arc<AtomicU64>,
+    brokers: Brokers,
 }
 
 impl ControllerHandle {
     /// The controller leader's node id, 0 while there is none.
     pub fn leader(&self) -> u64 {
         self.leader.load(Ordering::Relaxed)
+    }
+
+    /// The controller group's voters and learners, as of the last entry applied.
+    pub fn brokers(&self) -> BTreeSet<i32> {
+        self.brokers.read().clone()
     }
 }
 
@@ -55,6 +64,7 @@ struct Controller {
     broker: Arc<Broker>,
     pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
     leader: Arc<AtomicU64>,
+    brokers: Brokers,
     ticks: u64,
 }
 
@@ -71,16 +81,23 @@ pub fn start(
     let node = RawNode::new(&config, storage, &logger)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = Arc::new(AtomicU64::new(0));
+    let brokers = Brokers::default();
     let c = Controller {
         node,
         store,
         broker,
         pending: HashMap::new(),
         leader: leader.clone(),
+        brokers: brokers.clone(),
         ticks: 0,
     };
+    c.publish_brokers();
     tokio::spawn(c.run(rx));
-    Ok(ControllerHandle { tx, leader })
+    Ok(ControllerHandle {
+        tx,
+        leader,
+        brokers,
+    })
 }
 
 impl Controller {
@@ -100,7 +117,13 @@ impl Controller {
                 input = rx.recv() => match input {
                     None => return,
                     Some(Input::Raft(m)) => {
-                        if let Err(e) = self.node.step(*m) {
+                        if let Err(e) = crate::raft::guard::check(&self.node.raft, &m, crate::raft::guard::Peers::Tracker) {
+                            crate::cluster::rejects::note(
+                                &self.broker.metrics.rpc_rejected,
+                                e.reason(),
+                                format_args!("controller raft group: {e}"),
+                            );
+                        } else if let Err(e) = self.node.step(*m) {
                             tracing::debug!(error = %e, "controller ignored a raft message");
                         }
                     }
@@ -123,9 +146,30 @@ impl Controller {
         }
     }
 
+    /// The controller group's voters and learners, as the log has them at the last applied
+    /// entry: the same set on every broker at the same index.
+    fn group(&self) -> BTreeSet<i32> {
+        self.node
+            .raft
+            .prs()
+            .iter()
+            .filter_map(|(&id, _)| i32::try_from(id).ok())
+            .collect()
+    }
+
+    fn publish_brokers(&self) {
+        *self.brokers.write() = self.group();
+    }
+
     fn propose(&mut self, cmd: Command, reply: oneshot::Sender<ProposeOutcome>) {
         if self.node.raft.state != StateRole::Leader {
             let _ = reply.send(ProposeOutcome::NotLeader(self.node.raft.leader_id));
+            return;
+        }
+        // Refused before it enters the log (applying refuses it again anyway).
+        if let Err(e) = super::validate::command(&cmd, &self.group()) {
+            tracing::warn!(error = %e, "controller proposal refused");
+            let _ = reply.send(ProposeOutcome::Applied(Err(e)));
             return;
         }
         let p = Proposal {
@@ -167,6 +211,7 @@ impl Controller {
                 match cc.merge_from_bytes(&e.data) {
                     Ok(()) => match self.node.apply_conf_change(&cc) {
                         Ok(cs) => {
+                            self.publish_brokers();
                             tracing::info!(voters = ?cs.voters, learners = ?cs.learners, "controller configuration changed")
                         }
                         Err(err) => {
@@ -189,9 +234,18 @@ impl Controller {
                     continue;
                 }
             };
-            let res = super::apply(&self.broker, p.cmd, e.index).await;
-            if let Err(err) = &res {
-                tracing::debug!(index = e.index, error = %err, "controller command refused");
+            let group = self.group();
+            let res = super::apply(&self.broker, p.cmd, e.index, &group).await;
+            match &res {
+                Err(err @ ApplyError::Invalid(_)) => crate::cluster::rejects::note(
+                    &self.broker.metrics.rpc_rejected,
+                    "apply_invalid",
+                    format_args!("controller entry {} not applied: {err}", e.index),
+                ),
+                Err(err) => {
+                    tracing::debug!(index = e.index, error = %err, "controller command refused")
+                }
+                Ok(()) => {}
             }
             if let Some(reply) = self.pending.remove(&p.id) {
                 let _ = reply.send(ProposeOutcome::Applied(res));

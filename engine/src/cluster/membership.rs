@@ -1,5 +1,5 @@
 //! Membership: which brokers exist and how to reach them, learned by gossip over the RPC
-//! listener. Every broker says hello to its seeds and to every member it knows, once a second;
+//! listener. Every broker says hello to its seeds and to every member it knows, twice a second;
 //! each hello carries the sender and the members it knows, and the answer carries the
 //! receiver's list, so a broker that knows one live seed soon knows everyone.
 
@@ -24,6 +24,27 @@ pub struct Member {
     /// forward writes while it leads `_schemas`. Absent from brokers that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry_url: Option<String>,
+    /// Random, new at every process start: tells a restarted broker from another process
+    /// claiming a live broker's id (0 from brokers that predate it).
+    #[serde(default)]
+    pub incarnation: u64,
+}
+
+/// Why a hello was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MergeError {
+    #[error(
+        "node {node} is live at {live} (incarnation {live_incarnation:x}); another process \
+         claims it from {claimed} (incarnation {claimed_incarnation:x}): refused until the live \
+         one stops answering"
+    )]
+    Impostor {
+        node: i32,
+        live: String,
+        live_incarnation: u64,
+        claimed: String,
+        claimed_incarnation: u64,
+    },
 }
 
 /// A partition leader's view of its in-sync replicas, spread by gossip so that every broker's
@@ -91,9 +112,33 @@ impl Members {
             .is_some_and(|t| t.elapsed() < ALIVE_FOR)
     }
 
-    /// Records what a hello (or its answer) said. `direct` marks the sender as just heard from.
-    pub fn merge(&self, from: &Member, others: &[Member]) {
+    /// Records what a hello (or its answer) said and marks the sender as just heard from.
+    ///
+    /// The sender's entry is authoritative for its addresses, but not against a live member:
+    /// a hello with the id of a member heard within [`ALIVE_FOR`], another incarnation and
+    /// other addresses is refused (nothing of it is recorded). That stops a second process
+    /// started with a live broker's `--node-id` by mistake, and forgeries that do not know
+    /// the incarnation; it is no authentication (the incarnation travels in clear text in
+    /// every hello). A restarted broker (new incarnation) is accepted at once on the same
+    /// addresses, and on new ones once its old process is no longer live.
+    pub fn merge(&self, from: &Member, others: &[Member]) -> Result<(), MergeError> {
         let mut known = self.known.write();
+        if let Some((live, seen)) = known.get(&from.node_id) {
+            let is_me = from.node_id == self.me.node_id;
+            let alive = is_me || seen.is_some_and(|t| t.elapsed() < ALIVE_FOR);
+            let moved = live.rpc_addr != from.rpc_addr
+                || live.kafka_host != from.kafka_host
+                || live.kafka_port != from.kafka_port;
+            if alive && live.incarnation != from.incarnation && (moved || is_me) {
+                return Err(MergeError::Impostor {
+                    node: from.node_id,
+                    live: live.rpc_addr.clone(),
+                    live_incarnation: live.incarnation,
+                    claimed: from.rpc_addr.clone(),
+                    claimed_incarnation: from.incarnation,
+                });
+            }
+        }
         for m in others.iter().chain(std::iter::once(from)) {
             if m.node_id == self.me.node_id {
                 continue;
@@ -111,6 +156,7 @@ impl Members {
                 e.1 = seen;
             }
         }
+        Ok(())
     }
 
     /// Announces this broker's schema registry URL from the next hello on.
@@ -143,24 +189,25 @@ mod tests {
             kafka_port: 9100 + id as u16,
             rack: None,
             schema_registry_url: None,
+            incarnation: id as u64,
         }
     }
 
     #[test]
     fn merge_learns_transitively_and_marks_only_the_sender_alive() {
         let ms = Members::new(m(1));
-        ms.merge(&m(2), &[m(2), m(3), m(1)]);
+        ms.merge(&m(2), &[m(2), m(3), m(1)]).unwrap();
         assert_eq!(ms.all().len(), 3);
         assert!(ms.is_alive(1) && ms.is_alive(2) && !ms.is_alive(3));
         let mut moved = m(3);
         moved.kafka_port = 1;
-        ms.merge(&m(2), &[moved.clone()]);
+        ms.merge(&m(2), &[moved.clone()]).unwrap();
         assert_eq!(
             ms.get(3).unwrap().kafka_port,
             9103,
             "only the member itself moves its address"
         );
-        ms.merge(&moved, &[]);
+        ms.merge(&moved, &[]).unwrap();
         assert_eq!(ms.get(3).unwrap().kafka_port, 1);
         assert!(ms.is_alive(3));
     }
@@ -182,7 +229,7 @@ mod tests {
             isr: vec![1, 3],
         });
         let back: Hello = serde_json::from_slice(&serde_json::to_vec(&hello).unwrap()).unwrap();
-        ms.merge(&back.from, &back.members);
+        ms.merge(&back.from, &back.members).unwrap();
         assert_eq!(ms.get(1).unwrap().rack.as_deref(), Some("eu-1a"));
         assert_eq!(back.isr, hello.isr);
     }
@@ -197,7 +244,7 @@ mod tests {
             Some("http://127.0.0.1:8081")
         );
         let other = Members::new(m(2));
-        other.merge(&h.from, &h.members);
+        other.merge(&h.from, &h.members).unwrap();
         assert_eq!(
             other.get(1).unwrap().schema_registry_url.as_deref(),
             Some("http://127.0.0.1:8081")
@@ -206,5 +253,32 @@ mod tests {
         let old = r#"{"node_id":3,"rpc_addr":"a:1","kafka_host":"h","kafka_port":1}"#;
         let m3: Member = serde_json::from_str(old).unwrap();
         assert_eq!(m3.schema_registry_url, None);
+    }
+
+    #[test]
+    fn a_live_member_is_not_replaced_by_another_incarnation_elsewhere() {
+        let ms = Members::new(m(1));
+        ms.merge(&m(2), &[]).unwrap();
+        let mut impostor = m(2);
+        impostor.incarnation = 77;
+        impostor.rpc_addr = "10.0.0.9:1".into();
+        assert!(matches!(
+            ms.merge(&impostor, &[]),
+            Err(MergeError::Impostor { node: 2, .. })
+        ));
+        assert_eq!(ms.get(2).unwrap(), m(2), "nothing of it is recorded");
+        // Nor can anyone claim to be this broker.
+        let mut me = m(1);
+        me.incarnation = 5;
+        assert!(ms.merge(&me, &[]).is_err());
+        // A restart on the same addresses is accepted at once.
+        let mut restarted = m(2);
+        restarted.incarnation = 78;
+        ms.merge(&restarted, &[]).unwrap();
+        assert_eq!(ms.get(2).unwrap().incarnation, 78);
+        // A restart elsewhere once the old process is no longer live.
+        ms.known.write().get_mut(&2).unwrap().1 = Some(Instant::now() - ALIVE_FOR);
+        ms.merge(&impostor, &[]).unwrap();
+        assert_eq!(ms.get(2).unwrap().rpc_addr, "10.0.0.9:1");
     }
 }

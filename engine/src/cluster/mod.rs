@@ -10,11 +10,15 @@
 //! starts as a Raft learner and the controller leader adds it once gossip shows it.
 
 pub mod controller;
+mod listener;
 pub mod membership;
 pub mod placement;
 pub mod reassign;
+pub mod rejects;
 pub mod rpc;
+pub mod send_queue;
 pub mod store;
+pub mod validate;
 
 use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
@@ -52,6 +56,10 @@ pub struct ClusterConfig {
     pub replica_lag_max: Duration,
     /// `--raft-batch-heartbeats`: partition Raft heartbeats to one peer leave as one frame.
     pub batch_heartbeats: bool,
+    /// Connections the RPC listener accepts, in total and per client IP.
+    pub rpc_connections: crate::net::limit::ConnLimits,
+    /// How many frames (and bytes) wait for one peer before the oldest are dropped.
+    pub send_queue: send_queue::QueueLimits,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -108,6 +116,9 @@ pub enum ApplyError {
     TopicExists(String),
     #[error("topic '{0}' does not exist")]
     UnknownTopic(String),
+    /// The command breaks a rule of [`validate`]: never applied, on any broker.
+    #[error("invalid command refused: {0}")]
+    Invalid(String),
     #[error("{0}")]
     Other(String),
 }
@@ -117,6 +128,7 @@ impl From<ApplyError> for BrokerError {
         match e {
             ApplyError::TopicExists(n) => BrokerError::TopicExists(n),
             ApplyError::UnknownTopic(n) => BrokerError::UnknownTopic(n),
+            ApplyError::Invalid(m) => BrokerError::Controller(format!("refused: {m}")),
             ApplyError::Other(m) => BrokerError::Controller(m),
         }
     }
@@ -136,9 +148,9 @@ pub struct Cluster {
     controller: OnceLock<ControllerHandle>,
     listener: parking_lot::Mutex<Option<tokio::net::TcpListener>>,
     /// One writer task per peer broker, carrying every Raft message to it in order.
-    peers: parking_lot::Mutex<
-        std::collections::HashMap<i32, tokio::sync::mpsc::UnboundedSender<Vec<u8>>>,
-    >,
+    peers: parking_lot::Mutex<std::collections::HashMap<i32, Arc<send_queue::SendQueue>>>,
+    /// Frames dropped from full per-peer send queues.
+    pub frames_dropped: prometheus_client::metrics::counter::Counter,
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
     broker: OnceLock<std::sync::Weak<Broker>>,
@@ -154,6 +166,8 @@ pub struct Cluster {
     draining: parking_lot::Mutex<std::collections::BTreeSet<i32>>,
     /// Whether a task moving replicas off draining brokers is running.
     drain_task: std::sync::atomic::AtomicBool,
+    /// The broker's `rpc_rejected` counter (set on start).
+    rejected: OnceLock<crate::metrics::Rejections>,
 }
 
 /// A partition ISR another broker said it leads with.
@@ -191,6 +205,8 @@ impl Cluster {
             kafka_port: kafka.1,
             rack: config.rack.clone(),
             schema_registry_url: None,
+            // A new one per process start: see [`membership::Members::merge`].
+            incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
         };
         Ok(Arc::new(Cluster {
             config,
@@ -204,9 +220,11 @@ impl Cluster {
             heartbeats: Default::default(),
             isr_views: Default::default(),
             frames_sent: Default::default(),
+            frames_dropped: Default::default(),
             partition_messages_sent: Default::default(),
             draining: Default::default(),
             drain_task: Default::default(),
+            rejected: OnceLock::new(),
         }))
     }
 
@@ -224,16 +242,23 @@ impl Cluster {
     pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
         let _ = self.runtime.set(tokio::runtime::Handle::current());
         let _ = self.broker.set(Arc::downgrade(broker));
+        let _ = self.rejected.set(broker.metrics.rpc_rejected.clone());
         if let Some(l) = self.listener.lock().take() {
-            tokio::spawn(accept_loop(l, self.clone()));
+            let limiter = crate::net::limit::ConnLimiter::new(
+                "rpc",
+                self.config.rpc_connections,
+                broker.metrics.refused("rpc"),
+            );
+            tokio::spawn(listener::accept_loop(l, self.clone(), limiter));
         }
         tokio::spawn(gossip_loop(self.clone()));
         if self.config.batch_heartbeats {
             tokio::spawn(heartbeat_batch_loop(self.clone()));
         }
-        let (frames, msgs) = (
+        let (frames, msgs, dropped) = (
             self.frames_sent.clone(),
             self.partition_messages_sent.clone(),
+            self.frames_dropped.clone(),
         );
         broker.metrics.register_with(|r| {
             r.register(
@@ -245,6 +270,11 @@ impl Cluster {
                 "partition_raft_messages_sent",
                 "Partition Raft messages sent to other brokers (several per frame when batched)",
                 msgs,
+            );
+            r.register(
+                "rpc_frames_dropped",
+                "Frames dropped because a peer's send queue was full (oldest heartbeats first, then Raft messages, which Raft retransmits)",
+                dropped,
             );
         });
         let me = self.clone();
@@ -377,6 +407,36 @@ impl Cluster {
         }
     }
 
+    /// The brokers in the controller group (voters and learners), as of the last entry it
+    /// applied; empty before the controller starts.
+    pub fn controller_brokers(&self) -> std::collections::BTreeSet<i32> {
+        self.controller
+            .get()
+            .map(|c| c.brokers())
+            .unwrap_or_default()
+    }
+
+    /// [`validate`] for a proposal arriving from a peer (before the controller starts,
+    /// nothing is checked: it cannot be proposed anyway).
+    fn check_proposal(&self, cmd: &Command) -> Result<(), ApplyError> {
+        if self.controller.get().is_none() {
+            return Ok(());
+        }
+        validate::command(cmd, &self.controller_brokers())?;
+        match self.broker.get().and_then(|b| b.upgrade()) {
+            Some(b) => validate::against_table(&b, cmd),
+            None => Ok(()),
+        }
+    }
+
+    /// Counts and logs a message from a peer that was dropped or refused.
+    pub(crate) fn reject(&self, reason: &'static str, what: std::fmt::Arguments) {
+        match self.rejected.get() {
+            Some(r) => rejects::note(r, reason, what),
+            None => tracing::warn!(reason, "rpc message rejected: {what}"),
+        }
+    }
+
     async fn propose_local(&self, cmd: Command) -> ProposeReply {
         let Some(c) = self.controller.get() else {
             return ProposeReply::NotLeader(0);
@@ -420,26 +480,38 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Queues a frame for broker `to`; frames that cannot be delivered are dropped (Raft
-    /// retransmits).
+    /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
+    /// that a full queue evicts, are dropped (Raft retransmits, heartbeats recur).
     pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
         self.frames_sent.inc();
-        let mut peers = self.peers.lock();
-        let tx = peers.entry(to).or_insert_with(|| self.spawn_peer(to));
-        if tx.send(frame).is_err() {
-            peers.remove(&to);
-        }
+        let class = if frame.get(4) == Some(&(Kind::PartitionRaftBatch as u8)) {
+            send_queue::Class::Heartbeat
+        } else {
+            send_queue::Class::Raft
+        };
+        let queue = self
+            .peers
+            .lock()
+            .entry(to)
+            .or_insert_with(|| self.spawn_peer(to))
+            .clone();
+        queue.push(class, frame);
     }
 
-    fn spawn_peer(self: &Arc<Self>, to: i32) -> tokio::sync::mpsc::UnboundedSender<Vec<u8>> {
-        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Vec<u8>>();
+    fn spawn_peer(self: &Arc<Self>, to: i32) -> Arc<send_queue::SendQueue> {
+        let queue = Arc::new(send_queue::SendQueue::new(
+            self.config.send_queue,
+            self.frames_dropped.clone(),
+        ));
         let cluster = self.clone();
         let Some(rt) = self.runtime.get() else {
-            return tx;
+            return queue;
         };
+        let rx = queue.clone();
         rt.spawn(async move {
             let mut conn: Option<tokio::net::TcpStream> = None;
-            while let Some(f) = rx.recv().await {
+            loop {
+                let f = rx.pop().await;
                 if conn.is_none() {
                     let Some(m) = cluster.members.get(to) else {
                         continue;
@@ -457,7 +529,7 @@ impl Cluster {
                 }
             }
         });
-        tx
+        queue
     }
 
     /// How a partition's Raft group reaches the other replicas.
@@ -516,6 +588,25 @@ impl Cluster {
         protobuf::Message::merge_from_bytes(&mut m, msg).ok()?;
         let broker = self.broker.get()?.upgrade()?;
         let t = broker.topics.get(topic)?;
+        // The group's members are the partition's replicas in the controller's metadata (a
+        // new replica's own Raft configuration lags behind them); the actor's guard checks
+        // the rest.
+        let rec = broker.topics.record(topic)?;
+        let from = i32::try_from(m.from).unwrap_or(-1);
+        let member =
+            rec.replica_on(p, from) || rec.initial_replicas(p).is_some_and(|r| r.contains(&from));
+        if m.to != self.node_id() as u64 || !member || from == self.node_id() {
+            self.reject(
+                "raft_unknown_peer",
+                format_args!(
+                    "partition {topic}-{p} raft {:?} from {} to {}: not between this broker and a replica",
+                    m.get_msg_type(),
+                    m.from,
+                    m.to
+                ),
+            );
+            return None;
+        }
         let _ = t
             .partition(p)?
             .tx
@@ -618,14 +709,17 @@ fn applied_here(b: &Broker, cmd: &Command) -> bool {
 }
 
 impl Cluster {
-    /// Brokers new replicas may go to: every known one except those being decommissioned.
+    /// Brokers new replicas may go to: every known one except those being decommissioned,
+    /// and only those in the controller group (a command naming another is refused).
     pub fn placeable_brokers(&self) -> Vec<i32> {
+        let in_group = self.controller_brokers();
         let draining = self.draining.lock();
         self.members
             .all()
             .iter()
             .map(|m| m.node_id)
             .filter(|id| !draining.contains(id))
+            .filter(|id| in_group.is_empty() || in_group.contains(id))
             .collect()
     }
 
@@ -683,10 +777,17 @@ impl Cluster {
     }
 }
 
-/// Applies a committed command to this broker's topic table. Idempotent: the log is replayed
+/// Applies a committed command to this broker's topic table, if it passes [`validate`] against
+/// `brokers` (the controller group's members at this entry). Idempotent: the log is replayed
 /// from the start on every restart (`index` is the entry's, for commands that must not be
 /// applied twice).
-pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
+pub(crate) async fn apply(
+    b: &Broker,
+    cmd: Command,
+    index: u64,
+    brokers: &std::collections::BTreeSet<i32>,
+) -> Result<(), ApplyError> {
+    validate::command(&cmd, brokers)?;
     match cmd {
         cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
             reassign::apply(b, cmd, index).await
@@ -721,93 +822,7 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
     }
 }
 
-async fn accept_loop(l: tokio::net::TcpListener, cluster: Arc<Cluster>) {
-    loop {
-        match l.accept().await {
-            Ok((s, peer)) => {
-                let _ = s.set_nodelay(true);
-                tokio::spawn(serve_conn(s, peer.to_string(), cluster.clone()));
-            }
-            Err(e) => {
-                tracing::warn!(error = %e, "rpc accept failed");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-            }
-        }
-    }
-}
-
-/// Serves one peer connection until it closes or sends something invalid.
-async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
-    loop {
-        let (kind, body) = match rpc::read_frame(&mut s, &peer).await {
-            Ok(Some(f)) => f,
-            Ok(None) => return,
-            Err(e) => {
-                tracing::debug!(peer, error = %e, "closing rpc connection");
-                return;
-            }
-        };
-        let answer = match kind {
-            Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
-                Ok(h) if h.cluster_id == cluster.cluster_id => {
-                    cluster.members.merge(&h.from, &h.members);
-                    cluster.learn_isrs(h.from.node_id, h.isr);
-                    let mut mine = cluster.members.hello(&cluster.cluster_id);
-                    mine.isr = cluster.led_isrs();
-                    serde_json::to_vec(&mine)
-                        .ok()
-                        .map(|b| frame(Kind::Members, &b))
-                }
-                Ok(h) => {
-                    tracing::warn!(peer, theirs = %h.cluster_id, ours = %cluster.cluster_id, "hello from another cluster refused");
-                    return;
-                }
-                Err(_) => return,
-            },
-            Kind::Raft => {
-                let mut m = raft::eraftpb::Message::default();
-                if protobuf::Message::merge_from_bytes(&mut m, &body).is_err() {
-                    return;
-                }
-                if let Some(c) = cluster.controller.get() {
-                    let _ = c.tx.send(Input::Raft(Box::new(m)));
-                }
-                None
-            }
-            Kind::Propose => {
-                let Ok(cmd) = serde_json::from_slice::<Command>(&body) else {
-                    return;
-                };
-                let reply = cluster.propose_local(cmd).await;
-                serde_json::to_vec(&reply)
-                    .ok()
-                    .map(|b| frame(Kind::ProposeResult, &b))
-            }
-            Kind::PartitionRaft => {
-                // Unknown partitions (not created here yet) drop it; Raft retransmits.
-                let _ = cluster.route_partition_raft(&body);
-                None
-            }
-            Kind::PartitionRaftBatch => {
-                let Ok(items) = rpc::split_batch(&body) else {
-                    return;
-                };
-                for (topic, p, msg) in items {
-                    let _ = cluster.route_to_partition(topic, p, msg);
-                }
-                None
-            }
-            Kind::Members | Kind::ProposeResult => return,
-        };
-        if let Some(a) = answer {
-            if s.write_all(&a).await.is_err() {
-                return;
-            }
-        }
-    }
-}
-
-/// Says hello to every seed and known member once a second.
+/// Says hello to every seed and known member twice a second.
 async fn gossip_loop(cluster: Arc<Cluster>) {
     let mut tick = tokio::time::interval(Duration::from_millis(500));
     loop {
@@ -835,8 +850,10 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                     let r = rpc::call(&t, source, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
                     match r.map(|b| serde_json::from_slice::<Hello>(&b)) {
                         Ok(Ok(h)) if h.cluster_id == cluster.cluster_id => {
-                            cluster.members.merge(&h.from, &h.members);
-                            cluster.learn_isrs(h.from.node_id, h.isr);
+                            match cluster.members.merge(&h.from, &h.members) {
+                                Ok(()) => cluster.learn_isrs(h.from.node_id, h.isr),
+                                Err(e) => cluster.reject("hello_conflict", format_args!("answer from {t}: {e}")),
+                            }
                         }
                         Ok(Ok(h)) => tracing::warn!(seed = %t, theirs = %h.cluster_id, "seed belongs to another cluster"),
                         Ok(Err(e)) => tracing::debug!(seed = %t, error = %e, "bad hello answer"),

@@ -99,7 +99,11 @@ pub fn plan(
                     "duplicate broker ids in {t:?}"
                 )));
             }
-            if let Some(&bad) = t.iter().find(|&&id| cluster.members.get(id).is_none()) {
+            let in_group = cluster.controller_brokers();
+            if let Some(&bad) = t
+                .iter()
+                .find(|&&id| cluster.members.get(id).is_none() || !in_group.contains(&id))
+            {
                 return Err(ReassignError::UnknownBroker(bad));
             }
             if let Some(&bad) = t.iter().find(|&&id| cluster.is_draining(id)) {
@@ -121,7 +125,7 @@ pub fn plan(
 /// Checks a decommission request; returns the command to propose.
 pub fn plan_decommission(b: &Broker, node: i32) -> Result<Command, ReassignError> {
     let cluster = b.cluster.as_ref().ok_or(ReassignError::NotCluster)?;
-    if cluster.members.get(node).is_none() {
+    if cluster.members.get(node).is_none() || !cluster.controller_brokers().contains(&node) {
         return Err(ReassignError::UnknownBroker(node));
     }
     let available = cluster
@@ -262,19 +266,10 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
     if has != wants {
         // Stop what runs there (a placeholder for a non-replica, or the replica leaving) and
         // delete its files, then open what this broker now holds.
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        if partitions[i]
-            .tx
-            .send(Cmd::Stop {
-                delete: true,
-                delete_remote: false,
-                reply: tx,
-            })
-            .is_ok()
-        {
-            let _ = rx.await;
+        partitions[i].stop(true, false).await;
+        if let Ok(dir) = b.raft_dir(&rec, p) {
+            let _ = std::fs::remove_dir_all(dir);
         }
-        let _ = std::fs::remove_dir_all(b.raft_dir(&rec, p));
         partitions[i] = b.open_partition(&rec, p, &current.resolved).await?;
         tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
     } else if has {
@@ -289,14 +284,8 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
             preferred: assigned.first().map_or(0, |&r| r as u64),
         });
     }
-    let topic = Topic {
-        name: rec.name.clone(),
-        id: rec.id,
-        config: current.config.clone(),
-        resolved: current.resolved.clone(),
-        partitions,
-        assignments: rec.assignments.clone(),
-    };
+    // A reassignment changes replicas only: the record's configs are the topic's.
+    let topic = Topic::new(&rec, current.resolved.clone(), partitions);
     b.topics.insert(rec, topic)?;
     Ok(())
 }

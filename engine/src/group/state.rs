@@ -11,6 +11,10 @@ use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
+use super::store::OffsetEntry;
+
+mod record;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum GroupState {
     Empty,
@@ -121,28 +125,16 @@ impl Member {
     }
 }
 
-/// A committed offset; `log_offset` is where it sits in `__consumer_offsets`, so that a
-/// late-applied older commit never overwrites a newer one.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct OffsetEntry {
-    pub offset: i64,
-    pub leader_epoch: i32,
-    pub metadata: Option<String>,
-    pub commit_timestamp: i64,
-    pub log_offset: i64,
-}
-
-impl OffsetEntry {
-    /// The entry for a commit record stored at `log_offset` of `__consumer_offsets`.
-    pub fn stored(v: super::store::OffsetValue, log_offset: i64) -> Self {
-        OffsetEntry {
-            offset: v.offset,
-            leader_epoch: v.leader_epoch,
-            metadata: v.metadata,
-            commit_timestamp: v.commit_timestamp,
-            log_offset,
-        }
-    }
+/// A SyncGroup, as the state machine needs it.
+#[derive(Debug, Clone, Default)]
+pub struct SyncRequest {
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub protocol_type: Option<String>,
+    pub protocol_name: Option<String>,
+    /// The leader's assignment: (member id, assignment bytes).
+    pub assignments: Vec<(String, Bytes)>,
 }
 
 /// A JoinGroup, as the state machine needs it.
@@ -587,17 +579,17 @@ impl Group {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
-    pub fn sync(
-        &mut self,
-        generation: i32,
-        member_id: &str,
-        instance_id: Option<&str>,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
-        assignments: Vec<(String, Bytes)>,
-        now: Instant,
-    ) -> Pending<SyncResult> {
+    pub fn sync(&mut self, r: SyncRequest, now: Instant) -> Pending<SyncResult> {
+        let SyncRequest {
+            generation,
+            member_id,
+            instance_id,
+            protocol_type,
+            protocol_name,
+            assignments,
+        } = r;
+        let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
+        let (protocol_type, protocol_name) = (protocol_type.as_deref(), protocol_name.as_deref());
         if let Err(e) = self.check_member(member_id, instance_id) {
             return Pending::Ready(SyncResult::error(e));
         }
@@ -642,159 +634,6 @@ impl Group {
                 }
                 Pending::Wait(rx)
             }
-        }
-    }
-
-    /// The group record to write now, if any: the generation's assignment awaiting its
-    /// record (write it, wait for the commit, then call [`Group::stored`]), or a record that
-    /// may be written without waiting (the bool is false).
-    pub fn take_store(&mut self) -> Option<(super::store::GroupValue, bool)> {
-        if self.state == GroupState::CompletingRebalance
-            && self.storing == Some(self.generation)
-            && !self.store_requested
-        {
-            self.store_requested = true;
-            return Some((self.record(), true));
-        }
-        if std::mem::take(&mut self.store_soon) {
-            return Some((self.record(), false));
-        }
-        None
-    }
-
-    /// The outcome of writing the record of `generation`'s assignment: the group turns
-    /// `Stable` and every member gets its assignment, or every waiting member gets `error`
-    /// and the group rebalances (Kafka's `resetAndPropagateAssignmentError`).
-    pub fn stored(&mut self, generation: i32, result: Result<(), i16>, now: Instant) {
-        if self.state != GroupState::CompletingRebalance
-            || self.generation != generation
-            || self.storing != Some(generation)
-        {
-            return;
-        }
-        self.storing = None;
-        self.store_requested = false;
-        match result {
-            Ok(()) => {
-                self.state = GroupState::Stable;
-                let (pt, pn) = (self.protocol_type.clone(), self.protocol_name.clone());
-                for m in self.members.values_mut() {
-                    m.deadline = now + m.session_timeout;
-                    if let Some(w) = m.sync_waiter.take() {
-                        let _ = w.send(SyncResult {
-                            error: 0,
-                            protocol_type: pt.clone(),
-                            protocol_name: pn.clone(),
-                            assignment: m.assignment.clone(),
-                        });
-                    }
-                }
-            }
-            Err(error) => {
-                for m in self.members.values_mut() {
-                    m.assignment = Bytes::new();
-                    if let Some(w) = m.sync_waiter.take() {
-                        let _ = w.send(SyncResult {
-                            error,
-                            ..Default::default()
-                        });
-                    }
-                }
-                self.prepare_rebalance(now);
-            }
-        }
-    }
-
-    /// The group as its record stores it: members and assignments of a `Stable` group (or
-    /// of a generation whose assignment is being stored), none of an empty one.
-    pub fn record(&self) -> super::store::GroupValue {
-        use super::store::{GroupValue, MemberValue};
-        let millis = |d: Duration| i32::try_from(d.as_millis()).unwrap_or(i32::MAX);
-        let members = if self.state == GroupState::Empty {
-            Vec::new()
-        } else {
-            self.members
-                .values()
-                .map(|m| MemberValue {
-                    id: m.id.clone(),
-                    instance_id: m.instance_id.clone(),
-                    client_id: m.client_id.clone(),
-                    client_host: m.client_host.clone(),
-                    session_timeout_ms: millis(m.session_timeout),
-                    rebalance_timeout_ms: millis(m.rebalance_timeout),
-                    protocols: m.protocols.clone(),
-                    assignment: m.assignment.clone(),
-                })
-                .collect()
-        };
-        GroupValue {
-            protocol_type: self.protocol_type.clone().unwrap_or_default(),
-            generation: self.generation,
-            protocol_name: if members.is_empty() {
-                None
-            } else {
-                self.protocol_name.clone()
-            },
-            leader: if members.is_empty() {
-                None
-            } else {
-                self.leader.clone()
-            },
-            members,
-        }
-    }
-
-    /// Takes the state a stored record describes (a new coordinator's replay): a group with
-    /// members is `Stable` with their assignments, and each member's session starts now, so
-    /// members that heartbeat to the new coordinator in time keep their partitions.
-    pub fn restore(&mut self, v: super::store::GroupValue, now: Instant) {
-        for m in self.members.values_mut() {
-            m.join_waiter.take();
-            m.sync_waiter.take();
-        }
-        self.members.clear();
-        self.statics.clear();
-        self.pending.clear();
-        self.rebalance_deadline = None;
-        self.storing = None;
-        self.store_requested = false;
-        self.store_soon = false;
-        self.generation = v.generation;
-        if !v.protocol_type.is_empty() {
-            self.protocol_type = Some(v.protocol_type);
-        }
-        let millis = |ms: i32| Duration::from_millis(ms.max(0) as u64);
-        for m in v.members {
-            if let Some(inst) = &m.instance_id {
-                self.statics.insert(inst.clone(), m.id.clone());
-            }
-            let session_timeout = millis(m.session_timeout_ms);
-            self.members.insert(
-                m.id.clone(),
-                Member {
-                    id: m.id,
-                    instance_id: m.instance_id,
-                    client_id: m.client_id,
-                    client_host: m.client_host,
-                    session_timeout,
-                    rebalance_timeout: millis(m.rebalance_timeout_ms),
-                    protocol_type: self.protocol_type.clone().unwrap_or_default(),
-                    protocols: m.protocols,
-                    assignment: m.assignment,
-                    join_waiter: None,
-                    sync_waiter: None,
-                    deadline: now + session_timeout,
-                },
-            );
-        }
-        if self.members.is_empty() {
-            self.state = GroupState::Empty;
-            self.protocol_name = None;
-            self.leader = None;
-        } else {
-            self.state = GroupState::Stable;
-            self.protocol_name = v.protocol_name;
-            self.leader = v.leader.filter(|l| self.members.contains_key(l));
         }
     }
 
@@ -907,30 +746,6 @@ impl Group {
             }
         }
     }
-
-    /// The subscribed topics of a consumer-protocol group, if any member's metadata says so.
-    pub fn subscribed_topics(&self) -> Option<Vec<String>> {
-        use kafka_protocol::messages::ConsumerProtocolSubscription;
-        use kafka_protocol::protocol::Decodable;
-        if let Some(c) = self.consumer.as_ref().filter(|c| !c.is_empty()) {
-            return Some(c.subscribed_topics());
-        }
-        if self.protocol_type.as_deref() != Some("consumer") || self.members.is_empty() {
-            return None;
-        }
-        let mut topics = Vec::new();
-        for m in self.members.values() {
-            let mut buf = m.metadata(self.protocol_name.as_deref());
-            if buf.len() < 2 {
-                return None;
-            }
-            let version = i16::from_be_bytes([buf[0], buf[1]]);
-            let _ = bytes::Buf::get_i16(&mut buf);
-            let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
-            topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
-        }
-        Some(topics)
-    }
 }
 
 #[cfg(test)]
@@ -952,30 +767,34 @@ mod tests {
     }
 
     /// SyncGroup as the coordinator runs it: a leader's assignment is stored at once.
-    #[allow(clippy::too_many_arguments)]
     fn sync(
         g: &mut Group,
         generation: i32,
         member: &str,
         instance: Option<&str>,
-        protocol_type: Option<&str>,
-        protocol_name: Option<&str>,
         assignments: Vec<(String, Bytes)>,
         now: Instant,
     ) -> Pending<SyncResult> {
-        let p = g.sync(
-            generation,
-            member,
-            instance,
-            protocol_type,
-            protocol_name,
-            assignments,
-            now,
-        );
+        let p = g.sync(sync_req(generation, member, instance, assignments), now);
         if let Some((v, true)) = g.take_store() {
             g.stored(v.generation, Ok(()), now);
         }
         p
+    }
+
+    fn sync_req(
+        generation: i32,
+        member: &str,
+        instance: Option<&str>,
+        assignments: Vec<(String, Bytes)>,
+    ) -> SyncRequest {
+        SyncRequest {
+            generation,
+            member_id: member.to_string(),
+            instance_id: instance.map(str::to_string),
+            assignments,
+            ..Default::default()
+        }
     }
 
     fn ready<T>(p: Pending<T>) -> T {
@@ -1017,8 +836,6 @@ mod tests {
             1,
             &id,
             None,
-            None,
-            None,
             vec![(id.clone(), Bytes::from_static(b"A"))],
             now,
         ));
@@ -1054,17 +871,17 @@ mod tests {
         let jb = rb.try_recv().unwrap();
         let (leader, other) = if ja.leader == a { (a, b) } else { (b, a) };
         assert_eq!(ja.generation, jb.generation);
-        let sf = wait(g.sync(ja.generation, &other, None, None, None, vec![], now));
+        let sf = wait(g.sync(sync_req(ja.generation, &other, None, vec![]), now));
         let sl = wait(g.sync(
-            ja.generation,
-            &leader,
-            None,
-            None,
-            None,
-            vec![
-                (leader.clone(), Bytes::from_static(b"L")),
-                (other.clone(), Bytes::from_static(b"O")),
-            ],
+            sync_req(
+                ja.generation,
+                &leader,
+                None,
+                vec![
+                    (leader.clone(), Bytes::from_static(b"L")),
+                    (other.clone(), Bytes::from_static(b"O")),
+                ],
+            ),
             now,
         ));
         (leader, other, sl, sf)
@@ -1134,7 +951,7 @@ mod tests {
         assert_eq!(h.heartbeat(generation, &leader, None, later), 0);
         assert!(h.validate_commit(generation, &other, None, later).is_ok());
         // SyncGroup of the stored generation gets the stored assignment back.
-        let s = ready(h.sync(generation, &other, None, None, None, vec![], later));
+        let s = ready(h.sync(sync_req(generation, &other, None, vec![]), later));
         assert_eq!((s.error, s.assignment), (0, Bytes::from_static(b"O")));
         // Each session starts at the restore: a member that never comes back expires.
         h.heartbeat(generation, &leader, None, later + Duration::from_secs(9));
@@ -1150,7 +967,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         assert_eq!(g.leave(&a, None, now), 0);
         assert_eq!(g.state, GroupState::Empty);
         let (v, wait_for_it) = g.take_store().expect("the empty group's record");
@@ -1167,7 +984,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         let (b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         assert_eq!(g.state, GroupState::PreparingRebalance);
@@ -1187,14 +1004,12 @@ mod tests {
             g.validate_commit(2, &a, None, now),
             Err(ResponseError::RebalanceInProgress)
         );
-        let mut sb = wait(sync(&mut g, 2, &b, None, None, None, vec![], now));
+        let mut sb = wait(sync(&mut g, 2, &b, None, vec![], now));
         assert!(sb.try_recv().is_err(), "follower waits for the leader");
         let sa = ready(sync(
             &mut g,
             2,
             &a,
-            None,
-            None,
             None,
             vec![
                 (a.clone(), Bytes::from_static(b"A")),
@@ -1225,7 +1040,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         let (_b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         // a keeps heartbeating but never rejoins: the join completes at the rebalance timeout
@@ -1248,7 +1063,7 @@ mod tests {
         let mut g = Group::new("g");
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         g.tick(now + Duration::from_secs(9));
         assert_eq!(g.members.len(), 1);
         g.tick(now + Duration::from_secs(11));
@@ -1288,14 +1103,12 @@ mod tests {
         let mut rb = wait(g.join(req("", Some("i2"), b"m"), now));
         ready(g.join(req(&a, Some("i1"), b"m"), now));
         let b = rb.try_recv().unwrap().member_id;
-        let mut sb = wait(sync(&mut g, 2, &b, None, None, None, vec![], now));
+        let mut sb = wait(sync(&mut g, 2, &b, None, vec![], now));
         ready(sync(
             &mut g,
             2,
             &a,
             Some("i1"),
-            None,
-            None,
             vec![
                 (a.clone(), Bytes::from_static(b"A")),
                 (b.clone(), Bytes::from_static(b"B")),
@@ -1310,16 +1123,7 @@ mod tests {
         assert_eq!(j.generation, 2);
         assert_ne!(j.member_id, b);
         assert_eq!(g.state, GroupState::Stable);
-        let s = ready(sync(
-            &mut g,
-            2,
-            &j.member_id,
-            Some("i2"),
-            None,
-            None,
-            vec![],
-            now,
-        ));
+        let s = ready(sync(&mut g, 2, &j.member_id, Some("i2"), vec![], now));
         assert_eq!(s.assignment, Bytes::from_static(b"B"));
         // the old incarnation is fenced
         assert_eq!(
@@ -1354,7 +1158,7 @@ mod tests {
         let now = Instant::now();
         let (a, p) = join_new(&mut g, now);
         ready(p);
-        ready(sync(&mut g, 1, &a, None, None, None, vec![], now));
+        ready(sync(&mut g, 1, &a, None, vec![], now));
         let (_b, pb) = join_new(&mut g, now);
         g.tick(now + Duration::from_secs(31));
         let j = pb.get(JoinResult::default).await;

@@ -29,9 +29,10 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use std::sync::Arc;
 
-use crate::broker::{Broker, BrokerError};
-use crate::log::batch::{self, split_batches, BatchError, Compression, NewRecord};
-use crate::partition::{Cmd, PartitionError, PartitionHandle};
+use crate::broker::Broker;
+use crate::internal_topic::{InternalTopic, InternalTopicError};
+use crate::log::batch::NewRecord;
+use crate::partition::{PartitionError, PartitionHandle};
 
 use crate::topics::Topic;
 pub use crate::topics::OFFSETS_TOPIC;
@@ -49,6 +50,30 @@ pub enum Key {
         partition: i32,
     },
     Group(String),
+}
+
+/// A committed offset; `log_offset` is where it sits in `__consumer_offsets`, so that a
+/// late-applied older commit never overwrites a newer one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OffsetEntry {
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+    pub commit_timestamp: i64,
+    pub log_offset: i64,
+}
+
+impl OffsetEntry {
+    /// The entry for a commit record stored at `log_offset` of `__consumer_offsets`.
+    pub fn stored(v: OffsetValue, log_offset: i64) -> Self {
+        OffsetEntry {
+            offset: v.offset,
+            leader_epoch: v.leader_epoch,
+            metadata: v.metadata,
+            commit_timestamp: v.commit_timestamp,
+            log_offset,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -343,10 +368,10 @@ impl Value {
     }
 }
 
-/// Encodes keyed records (None = tombstone) as one uncompressed v2 batch.
-pub fn encode_batch(entries: &[(Key, Option<Value>)]) -> Result<Bytes, BatchError> {
+/// Keyed records (None = tombstone), as they are appended.
+fn records(entries: &[(Key, Option<Value>)]) -> Vec<NewRecord> {
     let now = crate::time::now_ms();
-    let records: Vec<NewRecord> = entries
+    entries
         .iter()
         .map(|(k, v)| NewRecord {
             key: Some(k.encode()),
@@ -354,19 +379,17 @@ pub fn encode_batch(entries: &[(Key, Option<Value>)]) -> Result<Bytes, BatchErro
             timestamp: now,
             headers: Vec::new(),
         })
-        .collect();
-    batch::encode_batch(&records, Compression::None)
+        .collect()
 }
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("cannot create {OFFSETS_TOPIC}: {0}")]
-    Topic(#[from] BrokerError),
-    #[error("cannot append to {OFFSETS_TOPIC}: {0}")]
-    Append(#[from] PartitionError),
-    #[error("{OFFSETS_TOPIC} holds a malformed batch: {0}")]
-    Corrupt(String),
+/// Encodes keyed records (None = tombstone) as one uncompressed v2 batch.
+#[cfg(test)]
+fn encode_batch(entries: &[(Key, Option<Value>)]) -> Result<Bytes, crate::log::batch::BatchError> {
+    crate::log::batch::encode_batch(&records(entries), crate::log::batch::Compression::None)
 }
+
+/// Why `__consumer_offsets` could not be created, written or read.
+pub type StoreError = InternalTopicError;
 
 /// Partitions of `__consumer_offsets` in a cluster (Kafka's `offsets.topic.num.partitions`,
 /// whose default is 50): groups are spread over them by [`partition_for`], and each
@@ -388,65 +411,30 @@ pub fn partition_for(group: &str, partitions: usize) -> i32 {
     ((h & 0x7fff_ffff) as usize % partitions) as i32
 }
 
-/// `__consumer_offsets`, created on first use: one partition on a single node (every group
-/// has the same coordinator, so more would buy nothing), [`CLUSTER_PARTITIONS`] in a cluster.
-///
-/// In a cluster the topic is created through the controller with RF = min(3, brokers) and
-/// min.insync.replicas = min(2, RF); concurrent creators race harmlessly (one record wins,
-/// the others see TopicExists and use it).
+/// `__consumer_offsets`: one partition on a single node (every group has the same
+/// coordinator, so more would buy nothing), [`CLUSTER_PARTITIONS`] in a cluster, RF =
+/// min(3, brokers) and min.insync.replicas = min(2, RF) there.
+pub const OFFSETS: InternalTopic = InternalTopic {
+    name: OFFSETS_TOPIC,
+    partitions: (1, CLUSTER_PARTITIONS),
+};
+
+/// `__consumer_offsets`, created on first use.
 pub async fn topic(b: &Broker) -> Result<Arc<Topic>, StoreError> {
-    if let Some(t) = b.topics.get(OFFSETS_TOPIC) {
-        return Ok(t);
-    }
-    let partitions = if b.cluster.is_some() {
-        CLUSTER_PARTITIONS
-    } else {
-        1
-    };
-    let (replication, mut configs) = crate::internal_topic::replication(b);
-    configs.push(("retention.ms".to_string(), "-1".to_string()));
-    let compact = ("cleanup.policy".to_string(), "compact".to_string());
-    let mut with_compact = configs.clone();
-    with_compact.push(compact);
-    // Compacted where the broker supports compaction; otherwise kept forever.
-    let rec = match b.plan_topic(OFFSETS_TOPIC, partitions, replication, &with_compact) {
-        Err(BrokerError::InvalidConfig(_)) => {
-            b.plan_topic(OFFSETS_TOPIC, partitions, replication, &configs)
-        }
-        other => other,
-    };
-    let existing = || {
-        b.topics
-            .get(OFFSETS_TOPIC)
-            .ok_or_else(|| BrokerError::UnknownTopic(OFFSETS_TOPIC.into()))
-    };
-    Ok(match rec {
-        Ok(rec) => match b.create_topic(rec).await {
-            Ok(t) => t,
-            Err(BrokerError::TopicExists(_)) => existing()?,
-            Err(e) => return Err(e.into()),
-        },
-        Err(BrokerError::TopicExists(_)) => existing()?,
-        Err(e) => return Err(e.into()),
-    })
+    OFFSETS.topic(b).await
 }
 
 /// The partition of `__consumer_offsets` that holds `group`, created on first use.
 pub async fn partition(b: &Broker, group: &str) -> Result<PartitionHandle, StoreError> {
     let t = topic(b).await?;
-    nth(&t, partition_for(group, t.partitions.len()))
-}
-
-fn nth(t: &Topic, p: i32) -> Result<PartitionHandle, StoreError> {
-    t.partition(p)
-        .cloned()
-        .ok_or_else(|| StoreError::Corrupt(format!("no partition {p}")))
+    OFFSETS
+        .partition(b, partition_for(group, t.partitions.len()))
+        .await
 }
 
 /// Writes a record replay skips and waits until it is committed: on a new Raft leader, entries
 /// of earlier terms are only known committed (and applied) once one of its own term is.
 pub async fn barrier(b: &Broker, partition: i32) -> Result<(), StoreError> {
-    let p = nth(&*topic(b).await?, partition)?;
     let marker = NewRecord {
         // A key kind `Key::decode` does not know: replay skips it.
         key: Some(Bytes::from_static(&[KIND_BARRIER])),
@@ -454,44 +442,16 @@ pub async fn barrier(b: &Broker, partition: i32) -> Result<(), StoreError> {
         timestamp: crate::time::now_ms(),
         headers: Vec::new(),
     };
-    let batches = batch::encode_batch(&[marker], Compression::None)
-        .and_then(|bytes| split_batches(&bytes))
-        .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-    p.ask(|reply| Cmd::Produce {
-        batches,
-        reply,
-        acks_all: true,
-    })
-    .await?;
+    OFFSETS.append(b, partition, &[marker]).await?;
     Ok(())
 }
 
 /// Sends records to the partition; the receiver answers once they are committed (acks=all).
-/// Returns the log offset of the first record.
 pub fn send(
     p: &PartitionHandle,
     entries: &[(Key, Option<Value>)],
 ) -> tokio::sync::oneshot::Receiver<Result<crate::partition::ProduceOk, PartitionError>> {
-    let (tx, rx) = tokio::sync::oneshot::channel();
-    match encode_batch(entries).and_then(|bytes| split_batches(&bytes)) {
-        Ok(batches) => {
-            if let Err(e) = p.tx.send(Cmd::Produce {
-                batches,
-                reply: tx,
-                acks_all: true,
-            }) {
-                if let Cmd::Produce { reply, .. } = e.0 {
-                    let _ = reply.send(Err(PartitionError::Stopped));
-                }
-            }
-        }
-        Err(e) => {
-            let _ = tx.send(Err(PartitionError::Storage(std::io::Error::other(
-                e.to_string(),
-            ))));
-        }
-    }
-    rx
+    OFFSETS.send(p, &records(entries))
 }
 
 /// Appends records of `group` to its partition and waits until they are committed; returns
@@ -501,11 +461,9 @@ pub async fn append(
     group: &str,
     entries: &[(Key, Option<Value>)],
 ) -> Result<i64, StoreError> {
-    let p = partition(b, group).await?;
-    let ok = send(&p, entries)
-        .await
-        .map_err(|_| PartitionError::Stopped)??;
-    Ok(ok.base_offset)
+    let t = topic(b).await?;
+    let p = partition_for(group, t.partitions.len());
+    Ok(OFFSETS.append(b, p, &records(entries)).await?.base_offset)
 }
 
 /// Reads every record of partition `p` of `__consumer_offsets` up to the high watermark, in
@@ -515,27 +473,21 @@ pub async fn replay(
     p: i32,
     mut apply: impl FnMut(i64, Key, Option<Value>),
 ) -> Result<(), StoreError> {
-    let Some(topic) = b.topics.get(OFFSETS_TOPIC) else {
-        return Ok(());
-    };
-    crate::internal_topic::replay(&nth(&topic, p)?, |r| {
-        let Some(key) = r.key.and_then(Key::decode) else {
-            return;
-        };
-        let value = r.value.and_then(|v| Value::decode(&key, v));
-        apply(r.offset, key, value);
-    })
-    .await
-    .map_err(|e| match e {
-        crate::internal_topic::ReplayError::Partition(e) => StoreError::Append(e),
-        crate::internal_topic::ReplayError::Corrupt(m) => StoreError::Corrupt(m),
-    })?;
-    Ok(())
+    OFFSETS
+        .replay(b, p, |r| {
+            let Some(key) = r.key.and_then(Key::decode) else {
+                return;
+            };
+            let value = r.value.and_then(|v| Value::decode(&key, v));
+            apply(r.offset, key, value);
+        })
+        .await
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::log::batch::split_batches;
     use kafka_protocol::records::RecordBatchDecoder;
 
     #[test]

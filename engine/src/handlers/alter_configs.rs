@@ -4,7 +4,7 @@ use kafka_protocol::messages::alter_configs_response::AlterConfigsResourceRespon
 use kafka_protocol::messages::{AlterConfigsRequest, AlterConfigsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{broker_error, sb, RESOURCE_TOPIC};
+use super::{broker_error, config_pairs, sb, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::config::TopicConfig;
 
@@ -19,26 +19,16 @@ pub async fn handle(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsRespons
             continue;
         }
         let name = r.resource_name.as_str().to_string();
-        let pairs: Vec<(String, String)> = r
-            .configs
-            .iter()
-            .filter_map(|c| {
-                Some((
-                    c.name.as_str().to_string(),
-                    c.value.as_ref()?.as_str().to_string(),
-                ))
-            })
-            .collect();
-        let outcome =
-            match TopicConfig::from_pairs(pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()))) {
-                Err(e) => Err(crate::broker::BrokerError::InvalidConfig(e)),
-                Ok(cfg) if b.topics.record(&name).is_none() => {
-                    let _ = cfg;
-                    Err(crate::broker::BrokerError::UnknownTopic(name.clone()))
-                }
-                Ok(_) if req.validate_only => Ok(()),
-                Ok(cfg) => b.set_topic_config(&name, cfg).await,
-            };
+        let pairs = config_pairs(r.configs.iter().map(|c| (&c.name, c.value.as_ref())));
+        let outcome = match TopicConfig::from_entries(&pairs) {
+            Err(e) => Err(crate::broker::BrokerError::InvalidConfig(e)),
+            Ok(cfg) if b.topics.record(&name).is_none() => {
+                let _ = cfg;
+                Err(crate::broker::BrokerError::UnknownTopic(name.clone()))
+            }
+            Ok(_) if req.validate_only => Ok(()),
+            Ok(cfg) => b.set_topic_config(&name, cfg).await,
+        };
         responses.push(match outcome {
             Ok(()) => base,
             Err(e) => {

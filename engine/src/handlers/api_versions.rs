@@ -26,3 +26,24 @@ pub fn unsupported() -> ApiVersionsResponse {
         .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(catalog())
 }
+
+#[cfg(test)]
+mod tests {
+    use kafka_protocol::messages::ApiKey;
+
+    /// Every API that ApiVersions advertises reaches a handler, not the dispatcher's catch-all.
+    #[test]
+    fn every_advertised_api_has_a_handler() {
+        let advertised = super::catalog();
+        assert!(!advertised.is_empty());
+        let unhandled: Vec<i16> = advertised
+            .iter()
+            .map(|a| a.api_key)
+            .filter(|&k| !ApiKey::try_from(k).is_ok_and(super::super::handled))
+            .collect();
+        assert!(
+            unhandled.is_empty(),
+            "advertised without a handler: {unhandled:?}"
+        );
+    }
+}

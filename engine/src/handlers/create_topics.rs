@@ -6,7 +6,7 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{broker_error, sb};
+use super::{broker_error, config_pairs, sb};
 use crate::broker::Broker;
 use crate::config::TOPIC_CONFIGS;
 
@@ -25,16 +25,7 @@ pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> Creat
             );
             continue;
         }
-        let configs: Vec<(String, String)> = t
-            .configs
-            .iter()
-            .filter_map(|c| {
-                Some((
-                    c.name.as_str().to_string(),
-                    c.value.as_ref()?.as_str().to_string(),
-                ))
-            })
-            .collect();
+        let configs = config_pairs(t.configs.iter().map(|c| (&c.name, c.value.as_ref())));
         let planned = b.plan_topic(&name, t.num_partitions, t.replication_factor, &configs);
         let outcome = match planned {
             Ok(rec) if req.validate_only => Ok(rec),

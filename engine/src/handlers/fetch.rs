@@ -15,6 +15,7 @@ use super::{partition_error, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
 use crate::log_reader::LogReadError;
+use crate::net::fetch_budget::{ConnFetchMemory, Reservation};
 use crate::partition::{PartitionHandle, Watermarks};
 
 /// Largest response a fetch builds (Kafka's `fetch.max.bytes` default, 55 MiB).
@@ -39,7 +40,14 @@ struct Wanted {
     redirect: Option<i32>,
 }
 
-pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchResponse {
+/// Answers a fetch whose partition data is read within `memory`; the reservation returned
+/// covers the response and is to be dropped once the response is written.
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    req: FetchRequest,
+    memory: &ConnFetchMemory,
+) -> (FetchResponse, Option<Reservation>) {
     let by_id = version >= TOPIC_IDS_FROM;
     let unknown_code = if by_id {
         ResponseError::UnknownTopicId
@@ -130,9 +138,10 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
                         SessionError::NotFound(_) => ResponseError::FetchSessionIdNotFound,
                         SessionError::BadEpoch { .. } => ResponseError::InvalidFetchSessionEpoch,
                     };
-                    return FetchResponse::default()
+                    let resp = FetchResponse::default()
                         .with_error_code(code.code())
                         .with_session_id(0);
+                    return (resp, None);
                 }
             }
         }
@@ -192,8 +201,11 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
     for w in &mut watchers {
         w.borrow_and_update();
     }
-    let results = loop {
-        let results = read_all(b, &wanted, max_bytes).await;
+    // Memory is reserved around each read and kept only for what the response holds; none
+    // is held while long-polling.
+    let (results, reservation) = loop {
+        let mut reserved = memory.reserve(max_bytes).await;
+        let results = read_all(b, &wanted, reserved.bytes().min(max_bytes)).await;
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -205,12 +217,21 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
             || watchers.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
-            break results;
+            reserved.shrink_to(bytes);
+            break (results, reserved);
         }
+        drop(reserved);
         // Wait for any partition's watermarks to move, or the deadline.
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
-            break read_all(b, &wanted, max_bytes).await;
+            let mut reserved = memory.reserve(max_bytes).await;
+            let results = read_all(b, &wanted, reserved.bytes().min(max_bytes)).await;
+            let bytes = results
+                .iter()
+                .map(|r| r.records.as_ref().map_or(0, Bytes::len))
+                .sum();
+            reserved.shrink_to(bytes);
+            break (results, reserved);
         }
     };
 
@@ -225,6 +246,12 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
             continue;
         }
         sent.push((w.key.clone(), r.marks.high, r.marks.log_start));
+        if let Some(len) = r.records.as_ref().map(Bytes::len).filter(|&n| n > 0) {
+            b.metrics
+                .topic_fetched_bytes
+                .get_or_create(&b.metrics.topic_label(&w.key.0))
+                .inc_by(len as u64);
+        }
         let pd = PartitionData::default()
             .with_partition_index(w.key.1)
             .with_error_code(r.error)
@@ -248,9 +275,10 @@ pub async fn handle(b: &Broker, version: i16, req: FetchRequest) -> FetchRespons
     if session_id != 0 {
         b.fetch_sessions.note_sent(session_id, &sent);
     }
-    FetchResponse::default()
+    let resp = FetchResponse::default()
         .with_session_id(session_id)
-        .with_responses(topics)
+        .with_responses(topics);
+    (resp, Some(reservation))
 }
 
 struct PartResult {
@@ -275,71 +303,115 @@ fn read_replica_in(b: &Broker, t: &crate::topics::Topic, p: i32, rack: &str) -> 
     })
 }
 
-/// Reads every wanted partition concurrently, then keeps records in request order until the
-/// response's `max_bytes` is used (the first non-empty partition always counts, as KIP-74 says).
+/// Reads the wanted partitions in request order, handing each the rest of the response's
+/// `max_bytes` (capped by its own limit): partitions whose shares fit are read together, so
+/// what is read never exceeds `max_bytes` by more than one oversized first batch per partition
+/// (KIP-74: the first non-empty partition always counts). Partitions left when the budget is
+/// spent are answered without records, as Kafka does.
 async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
-    let reads = wanted.iter().map(|w| async move {
-        let Some(h) = &w.handle else {
-            return PartResult {
-                error: w.unknown_code,
-                marks: unknown_marks(),
-                records: None,
-                preferred: -1,
-            };
-        };
-        if let Some(id) = w.redirect {
-            return PartResult {
-                error: 0,
-                marks: *h.marks.borrow(),
-                records: None,
-                preferred: id,
-            };
+    let mut results: Vec<Option<PartResult>> = wanted.iter().map(|_| None).collect();
+    let mut used = 0usize;
+    let mut next = 0;
+    'waves: while next < wanted.len() {
+        let mut left = max_bytes.saturating_sub(used);
+        let mut wave = Vec::new();
+        while let Some(w) = wanted.get(next) {
+            let reads_data = w.handle.is_some() && w.redirect.is_none();
+            if reads_data {
+                if left == 0 {
+                    break;
+                }
+                let cap = (w.max_bytes.max(0) as usize).min(left);
+                left -= cap;
+                wave.push((next, cap));
+            } else {
+                wave.push((next, 0));
+            }
+            next += 1;
         }
-        // Partitions are read concurrently, each at most the whole response's budget.
-        let (offset, max) = (w.offset, (w.max_bytes.max(0) as usize).min(max_bytes));
-        let id = crate::remote::RemotePartition {
-            topic: w.key.0.clone(),
-            topic_id: w.topic_id,
-            partition: w.key.1,
-        };
-        match b.read_stored(&id, h, offset, max).await {
-            Ok((records, marks)) => PartResult {
-                error: 0,
-                marks,
-                records,
-                preferred: -1,
-            },
-            Err(e) => {
-                let error = match &e {
-                    LogReadError::Partition(e) => partition_error(e),
-                    _ => {
-                        tracing::warn!(topic = %id.topic, partition = id.partition, offset, error = %e, "remote read failed");
-                        ResponseError::KafkaStorageError.code()
-                    }
-                };
-                PartResult {
-                    error,
-                    marks: *h.marks.borrow(),
-                    records: None,
-                    preferred: -1,
+        if wave.is_empty() {
+            break 'waves;
+        }
+        let reads = futures_util::future::join_all(
+            wave.iter().map(|&(i, cap)| read_one(b, &wanted[i], cap)),
+        )
+        .await;
+        for ((i, _), mut r) in wave.into_iter().zip(reads) {
+            let len = r.records.as_ref().map_or(0, Bytes::len);
+            if len > 0 {
+                if used > 0 && used + len > max_bytes {
+                    r.records = None;
+                } else {
+                    used += len;
                 }
             }
-        }
-    });
-    let mut results = futures_util::future::join_all(reads).await;
-    let mut used = 0usize;
-    for r in &mut results {
-        let len = r.records.as_ref().map_or(0, Bytes::len);
-        if len == 0 {
-            continue;
-        }
-        if used > 0 && used + len > max_bytes {
-            r.records = None;
-        } else {
-            used += len;
+            results[i] = Some(r);
         }
     }
     results
+        .into_iter()
+        .zip(wanted)
+        .map(|(r, w)| {
+            r.unwrap_or_else(|| PartResult {
+                error: 0,
+                marks: w
+                    .handle
+                    .as_ref()
+                    .map_or_else(unknown_marks, |h| *h.marks.borrow()),
+                records: None,
+                preferred: -1,
+            })
+        })
+        .collect()
+}
+
+/// One partition's answer, with at most about `max` bytes of records.
+async fn read_one(b: &Broker, w: &Wanted, max: usize) -> PartResult {
+    let Some(h) = &w.handle else {
+        return PartResult {
+            error: w.unknown_code,
+            marks: unknown_marks(),
+            records: None,
+            preferred: -1,
+        };
+    };
+    if let Some(id) = w.redirect {
+        return PartResult {
+            error: 0,
+            marks: *h.marks.borrow(),
+            records: None,
+            preferred: id,
+        };
+    }
+    let offset = w.offset;
+    let id = crate::remote::RemotePartition {
+        topic: w.key.0.clone(),
+        topic_id: w.topic_id,
+        partition: w.key.1,
+    };
+    match b.read_stored(&id, h, offset, max).await {
+        Ok((records, marks)) => PartResult {
+            error: 0,
+            marks,
+            records,
+            preferred: -1,
+        },
+        Err(e) => {
+            let error = match &e {
+                LogReadError::Partition(e) => partition_error(e),
+                _ => {
+                    tracing::warn!(topic = %id.topic, partition = id.partition, offset, error = %e, "remote read failed");
+                    ResponseError::KafkaStorageError.code()
+                }
+            };
+            PartResult {
+                error,
+                marks: *h.marks.borrow(),
+                records: None,
+                preferred: -1,
+            }
+        }
+    }
 }
 
 fn unknown_marks() -> Watermarks {

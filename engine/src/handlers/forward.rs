@@ -11,6 +11,10 @@
 //! (client id [`FORWARD_CLIENT_ID`]) is never forwarded again, so brokers whose views disagree
 //! during an election answer NOT_COORDINATOR instead of bouncing a request between them. Group
 //! membership and commits are never forwarded: clients must talk to the coordinator itself.
+//!
+//! For the same reason these requests wait (up to [`LOAD_WAIT`]) for a broker that has just
+//! become a group's coordinator to finish loading it, rather than answer
+//! COORDINATOR_LOAD_IN_PROGRESS, which librdkafka's admin client does not retry either.
 
 use std::time::Duration;
 
@@ -30,6 +34,9 @@ use crate::broker::Broker;
 pub const FORWARD_CLIENT_ID: &str = "icestream-forward";
 /// Connecting plus the round trip; the caller's own request timeout is longer.
 const TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read-only request waits for its groups to finish loading (a load is a committed
+/// marker and a replay of one `__consumer_offsets` partition: well under a second).
+const LOAD_WAIT: Duration = Duration::from_secs(5);
 /// Largest answer accepted (group descriptions and offsets are small).
 const MAX_FRAME: usize = 64 << 20;
 
@@ -47,6 +54,20 @@ enum ForwardError {
 
 fn not_coordinator() -> i16 {
     ResponseError::NotCoordinator.code()
+}
+
+/// Runs a read-only group request until none of its groups is still loading on this broker (or
+/// [`LOAD_WAIT`] has passed): `loading` tells whether an answer holds
+/// COORDINATOR_LOAD_IN_PROGRESS.
+async fn after_load<R>(mut run: impl FnMut() -> R, loading: impl Fn(&R) -> bool) -> R {
+    let deadline = tokio::time::Instant::now() + LOAD_WAIT;
+    loop {
+        let r = run();
+        if !loading(&r) || tokio::time::Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
 
 fn codec(e: impl std::fmt::Display) -> ForwardError {
@@ -121,92 +142,125 @@ async fn from_coordinator<R: Request>(
     }
 }
 
-/// DescribeGroups: each group this broker does not coordinate is described by its coordinator.
-pub async fn describe_groups(
+/// A read-only request about groups whose answer holds one entry per group.
+pub trait GroupRead: Request + Clone {
+    /// (group id, error code) of each entry of `resp`.
+    fn errors(&self, resp: &Self::Response) -> Vec<(String, i16)>;
+    /// The request about `group` alone.
+    fn only(&self, group: &str) -> Self;
+    /// Puts `from`'s entry for `group` in place of `resp`'s.
+    fn replace(resp: &mut Self::Response, group: &str, from: Self::Response);
+}
+
+/// Answers a read-only group request: `local` once this broker has finished loading the groups
+/// it names, then each group another broker coordinates as that broker answers it.
+pub async fn answer<R: GroupRead>(
     b: &Broker,
     h: &RequestHeader,
-    req: &DescribeGroupsRequest,
-    mut resp: DescribeGroupsResponse,
-) -> DescribeGroupsResponse {
+    req: &R,
+    local: impl FnMut() -> R::Response,
+) -> R::Response {
+    let loading = ResponseError::CoordinatorLoadInProgress.code();
+    let mut resp = after_load(local, |r| req.errors(r).iter().any(|(_, c)| *c == loading)).await;
     if forwarded(h) {
         return resp;
     }
     let v = h.request_api_version;
-    for g in resp
-        .groups
-        .iter_mut()
-        .filter(|g| g.error_code == not_coordinator())
-    {
-        let one = req.clone().with_groups(vec![g.group_id.clone()]);
-        if let Some(mut r) = from_coordinator(b, g.group_id.as_str(), v, &one).await {
-            if r.groups.len() == 1 {
-                *g = r.groups.remove(0);
-            }
-        }
-    }
-    resp
-}
-
-/// ConsumerGroupDescribe, as [`describe_groups`].
-pub async fn consumer_group_describe(
-    b: &Broker,
-    h: &RequestHeader,
-    req: &ConsumerGroupDescribeRequest,
-    mut resp: ConsumerGroupDescribeResponse,
-) -> ConsumerGroupDescribeResponse {
-    if forwarded(h) {
-        return resp;
-    }
-    let v = h.request_api_version;
-    for g in resp
-        .groups
-        .iter_mut()
-        .filter(|g| g.error_code == not_coordinator())
-    {
-        let one = req.clone().with_group_ids(vec![g.group_id.clone()]);
-        if let Some(mut r) = from_coordinator(b, g.group_id.as_str(), v, &one).await {
-            if r.groups.len() == 1 {
-                *g = r.groups.remove(0);
-            }
-        }
-    }
-    resp
-}
-
-/// OffsetFetch: v8+ per group, older versions (one group, a top-level error) whole.
-pub async fn offset_fetch(
-    b: &Broker,
-    h: &RequestHeader,
-    req: &OffsetFetchRequest,
-    mut resp: OffsetFetchResponse,
-) -> OffsetFetchResponse {
-    let v = h.request_api_version;
-    if forwarded(h) || v < 2 {
-        // v0-1 report NOT_COORDINATOR per partition only: clients of those versions retry.
-        return resp;
-    }
-    if v < 8 {
-        if resp.error_code == not_coordinator() {
-            if let Some(r) = from_coordinator(b, req.group_id.as_str(), v, req).await {
-                return r;
-            }
-        }
-        return resp;
-    }
-    for g in resp
-        .groups
-        .iter_mut()
-        .filter(|g| g.error_code == not_coordinator())
-    {
-        let Some(asked) = req.groups.iter().find(|r| r.group_id == g.group_id) else {
+    for (group, code) in req.errors(&resp) {
+        if code != not_coordinator() {
             continue;
-        };
-        let one = req.clone().with_groups(vec![asked.clone()]);
-        if let Some(mut r) = from_coordinator(b, g.group_id.as_str(), v, &one).await {
-            if r.groups.len() == 1 {
-                *g = r.groups.remove(0);
-            }
+        }
+        if let Some(r) = from_coordinator(b, &group, v, &req.only(&group)).await {
+            R::replace(&mut resp, &group, r);
         }
     }
     resp
+}
+
+impl GroupRead for DescribeGroupsRequest {
+    fn errors(&self, resp: &DescribeGroupsResponse) -> Vec<(String, i16)> {
+        resp.groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.error_code))
+            .collect()
+    }
+    fn only(&self, group: &str) -> Self {
+        let id = self.groups.iter().find(|g| g.as_str() == group).cloned();
+        self.clone().with_groups(id.into_iter().collect())
+    }
+    fn replace(resp: &mut DescribeGroupsResponse, group: &str, from: DescribeGroupsResponse) {
+        let (Some(slot), Some(new)) = (
+            resp.groups
+                .iter_mut()
+                .find(|g| g.group_id.as_str() == group),
+            from.groups.into_iter().next(),
+        ) else {
+            return;
+        };
+        *slot = new;
+    }
+}
+
+impl GroupRead for ConsumerGroupDescribeRequest {
+    fn errors(&self, resp: &ConsumerGroupDescribeResponse) -> Vec<(String, i16)> {
+        resp.groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.error_code))
+            .collect()
+    }
+    fn only(&self, group: &str) -> Self {
+        let id = self.group_ids.iter().find(|g| g.as_str() == group).cloned();
+        self.clone().with_group_ids(id.into_iter().collect())
+    }
+    fn replace(
+        resp: &mut ConsumerGroupDescribeResponse,
+        group: &str,
+        from: ConsumerGroupDescribeResponse,
+    ) {
+        let (Some(slot), Some(new)) = (
+            resp.groups
+                .iter_mut()
+                .find(|g| g.group_id.as_str() == group),
+            from.groups.into_iter().next(),
+        ) else {
+            return;
+        };
+        *slot = new;
+    }
+}
+
+/// OffsetFetch v8+ answers per group; v2-7 name one group with a top-level error (v0-1 carry
+/// errors per partition only: those clients retry by themselves and are not forwarded).
+impl GroupRead for OffsetFetchRequest {
+    fn errors(&self, resp: &OffsetFetchResponse) -> Vec<(String, i16)> {
+        if self.groups.is_empty() {
+            return vec![(self.group_id.to_string(), resp.error_code)];
+        }
+        resp.groups
+            .iter()
+            .map(|g| (g.group_id.to_string(), g.error_code))
+            .collect()
+    }
+    fn only(&self, group: &str) -> Self {
+        if self.groups.is_empty() {
+            return self.clone();
+        }
+        let g = self.groups.iter().find(|g| g.group_id.as_str() == group);
+        self.clone().with_groups(g.cloned().into_iter().collect())
+    }
+    fn replace(resp: &mut OffsetFetchResponse, group: &str, from: OffsetFetchResponse) {
+        if resp.groups.is_empty() {
+            *resp = from;
+            return;
+        }
+        let (Some(slot), Some(new)) = (
+            resp.groups
+                .iter_mut()
+                .find(|g| g.group_id.as_str() == group),
+            from.groups.into_iter().next(),
+        ) else {
+            return;
+        };
+        *slot = new;
+    }
 }

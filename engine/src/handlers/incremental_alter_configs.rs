@@ -6,7 +6,7 @@ use kafka_protocol::ResponseError;
 
 use super::{broker_error, sb, RESOURCE_TOPIC};
 use crate::broker::{Broker, BrokerError};
-use crate::config::{validate_entry, InvalidConfig, TopicConfig};
+use crate::config::{InvalidConfig, TopicConfig};
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
@@ -36,16 +36,9 @@ pub async fn handle(
                 match c.config_operation {
                     OP_SET => {
                         let value = c.value.as_ref().map(|v| v.as_str()).unwrap_or("");
-                        validate_entry(key, value)?;
-                        cfg.overrides.insert(key.to_string(), value.trim().to_string());
+                        cfg.set_entry(key, value)?;
                     }
-                    OP_DELETE => {
-                        // Deleting an unknown key is an error too: it names no config.
-                        if crate::config::config_def(key).is_none() {
-                            return Err(InvalidConfig(format!("unknown topic config '{key}'")).into());
-                        }
-                        cfg.overrides.remove(key);
-                    }
+                    OP_DELETE => cfg.delete_entry(key)?,
                     op => {
                         return Err(InvalidConfig(format!(
                             "operation {op} on '{key}' is not supported: APPEND and SUBTRACT apply to list configs, and none of Icestream's topic configs is a list"
@@ -54,6 +47,7 @@ pub async fn handle(
                     }
                 }
             }
+            cfg.check_combination()?;
             if req.validate_only {
                 return Ok(());
             }

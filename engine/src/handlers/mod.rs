@@ -131,151 +131,178 @@ impl Handled {
 
 pub type HandlerFuture = Pin<Box<dyn Future<Output = Handled>>>;
 
-/// Starts the handler for a decoded request.
-pub fn dispatch(b: Arc<Broker>, h: RequestHeader, req: RequestKind) -> HandlerFuture {
-    let v = h.request_api_version;
-    match req {
-        // Produce hands its batches to the partitions before returning, so that requests
-        // pipelined on one connection append in order.
-        RequestKind::Produce(r) => produce::handle(&b, v, r),
-        RequestKind::Fetch(r) => {
-            Box::pin(
-                async move { Handled::reply(ResponseKind::Fetch(fetch::handle(&b, v, r).await)) },
-            )
+/// Defines [`dispatch`] and [`handled`] from one list of `Api(request) => handler` arms, so
+/// that what is dispatched and what is known to be handled cannot differ.
+macro_rules! dispatch_table {
+    ($b:ident, $h:ident, $v:ident; $($api:ident($r:ident) => $body:expr,)*) => {
+        /// Starts the handler for a decoded request.
+        pub fn dispatch($b: Arc<Broker>, $h: RequestHeader, req: RequestKind) -> HandlerFuture {
+            let $v = $h.request_api_version;
+            match req {
+                $(RequestKind::$api($r) => $body,)*
+                // `supports` filters everything else out before decoding.
+                _ => Box::pin(async { Handled::default() }),
+            }
         }
-        RequestKind::ListOffsets(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::ListOffsets(
-                list_offsets::handle(&b, v, r).await,
-            ))
-        }),
-        RequestKind::Metadata(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::Metadata(metadata::handle(&b, v, r).await))
-        }),
-        RequestKind::ApiVersions(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::ApiVersions(api_versions::handle(v, r)))
-        }),
-        RequestKind::CreateTopics(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::CreateTopics(
-                create_topics::handle(&b, v, r).await,
-            ))
-        }),
-        RequestKind::DeleteTopics(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::DeleteTopics(
-                delete_topics::handle(&b, v, r).await,
-            ))
-        }),
-        RequestKind::DeleteRecords(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::DeleteRecords(
-                delete_records::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::OffsetForLeaderEpoch(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::OffsetForLeaderEpoch(
-                offset_for_leader_epoch::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::DescribeConfigs(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::DescribeConfigs(describe_configs::handle(
-                &b, r,
-            )))
-        }),
-        RequestKind::AlterConfigs(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::AlterConfigs(
-                alter_configs::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::CreatePartitions(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::CreatePartitions(
-                create_partitions::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::IncrementalAlterConfigs(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::IncrementalAlterConfigs(
-                incremental_alter_configs::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::AlterPartitionReassignments(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::AlterPartitionReassignments(
-                alter_partition_reassignments::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::ListPartitionReassignments(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::ListPartitionReassignments(
-                list_partition_reassignments::handle(&b, r),
-            ))
-        }),
-        RequestKind::DescribeCluster(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::DescribeCluster(describe_cluster::handle(
-                &b, r,
-            )))
-        }),
-        RequestKind::InitProducerId(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::InitProducerId(init_producer_id::handle(
-                &b, r,
-            )))
-        }),
-        RequestKind::FindCoordinator(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::FindCoordinator(
-                find_coordinator::handle(&b, v, r).await,
-            ))
-        }),
-        RequestKind::JoinGroup(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::JoinGroup(
-                join_group::handle(&b, &h, v, r).await,
-            ))
-        }),
-        RequestKind::SyncGroup(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::SyncGroup(sync_group::handle(&b, v, r).await))
-        }),
-        RequestKind::Heartbeat(r) => {
-            Box::pin(
-                async move { Handled::reply(ResponseKind::Heartbeat(heartbeat::handle(&b, r))) },
-            )
+
+        /// Whether [`dispatch`] has a handler for an API (anything else falls to its catch-all,
+        /// which answers nothing).
+        pub fn handled(key: ApiKey) -> bool {
+            matches!(key, $(ApiKey::$api)|*)
         }
-        RequestKind::LeaveGroup(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::LeaveGroup(leave_group::handle(&b, v, r)))
-        }),
-        RequestKind::OffsetCommit(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::OffsetCommit(
-                offset_commit::handle(&b, v, r).await,
-            ))
-        }),
-        RequestKind::OffsetFetch(r) => Box::pin(async move {
-            let local = offset_fetch::handle(&b, v, r.clone());
-            let resp = forward::offset_fetch(&b, &h, &r, local).await;
-            Handled::reply(ResponseKind::OffsetFetch(resp))
-        }),
-        RequestKind::ListGroups(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
-        }),
-        RequestKind::DescribeGroups(r) => Box::pin(async move {
-            let local = describe_groups::handle(&b, v, r.clone());
-            let resp = forward::describe_groups(&b, &h, &r, local).await;
-            Handled::reply(ResponseKind::DescribeGroups(resp))
-        }),
-        RequestKind::DeleteGroups(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::DeleteGroups(
-                delete_groups::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::OffsetDelete(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::OffsetDelete(
-                offset_delete::handle(&b, r).await,
-            ))
-        }),
-        RequestKind::ConsumerGroupHeartbeat(r) => Box::pin(async move {
-            Handled::reply(ResponseKind::ConsumerGroupHeartbeat(
-                consumer_group_heartbeat::handle(&b, &h, v, r).await,
-            ))
-        }),
-        RequestKind::ConsumerGroupDescribe(r) => Box::pin(async move {
-            let local = consumer_group_describe::handle(&b, v, r.clone());
-            let resp = forward::consumer_group_describe(&b, &h, &r, local).await;
-            Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
-        }),
-        // `supports` filters everything else out before decoding.
-        _ => Box::pin(async { Handled::default() }),
-    }
+    };
+}
+
+dispatch_table! { b, h, v;
+    // Produce hands its batches to the partitions before returning, so that requests
+    // pipelined on one connection append in order.
+    Produce(r) => produce::handle(&b, v, r),
+    // The Kafka listener answers Fetch itself, within its connection's memory budget
+    // (net::connection); elsewhere a fetch gets a budget of its own.
+    Fetch(r) => Box::pin(async move {
+        let memory = b.fetch_memory.connection();
+        Handled::reply(ResponseKind::Fetch(fetch::handle(&b, v, r, &memory).await.0))
+    }),
+    ListOffsets(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ListOffsets(
+            list_offsets::handle(&b, v, r).await,
+        ))
+    }),
+    Metadata(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::Metadata(metadata::handle(&b, v, r).await))
+    }),
+    ApiVersions(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ApiVersions(api_versions::handle(v, r)))
+    }),
+    CreateTopics(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::CreateTopics(
+            create_topics::handle(&b, v, r).await,
+        ))
+    }),
+    DeleteTopics(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DeleteTopics(
+            delete_topics::handle(&b, v, r).await,
+        ))
+    }),
+    DeleteRecords(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DeleteRecords(
+            delete_records::handle(&b, r).await,
+        ))
+    }),
+    OffsetForLeaderEpoch(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::OffsetForLeaderEpoch(
+            offset_for_leader_epoch::handle(&b, r).await,
+        ))
+    }),
+    DescribeConfigs(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeConfigs(describe_configs::handle(
+            &b, r,
+        )))
+    }),
+    AlterConfigs(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::AlterConfigs(
+            alter_configs::handle(&b, r).await,
+        ))
+    }),
+    CreatePartitions(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::CreatePartitions(
+            create_partitions::handle(&b, r).await,
+        ))
+    }),
+    IncrementalAlterConfigs(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::IncrementalAlterConfigs(
+            incremental_alter_configs::handle(&b, r).await,
+        ))
+    }),
+    AlterPartitionReassignments(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::AlterPartitionReassignments(
+            alter_partition_reassignments::handle(&b, r).await,
+        ))
+    }),
+    ListPartitionReassignments(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ListPartitionReassignments(
+            list_partition_reassignments::handle(&b, r),
+        ))
+    }),
+    DescribeCluster(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeCluster(describe_cluster::handle(
+            &b, r,
+        )))
+    }),
+    InitProducerId(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::InitProducerId(init_producer_id::handle(
+            &b, r,
+        )))
+    }),
+    FindCoordinator(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::FindCoordinator(
+            find_coordinator::handle(&b, v, r).await,
+        ))
+    }),
+    JoinGroup(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::JoinGroup(
+            join_group::handle(&b, &h, v, r).await,
+        ))
+    }),
+    SyncGroup(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::SyncGroup(sync_group::handle(&b, v, r).await))
+    }),
+    Heartbeat(r) => {
+        Box::pin(
+            async move { Handled::reply(ResponseKind::Heartbeat(heartbeat::handle(&b, r))) },
+        )
+    },
+    LeaveGroup(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::LeaveGroup(leave_group::handle(&b, v, r)))
+    }),
+    OffsetCommit(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::OffsetCommit(
+            offset_commit::handle(&b, v, r).await,
+        ))
+    }),
+    OffsetFetch(r) => Box::pin(async move {
+        let resp = forward::answer(&b, &h, &r, || offset_fetch::handle(&b, v, r.clone())).await;
+        Handled::reply(ResponseKind::OffsetFetch(resp))
+    }),
+    ListGroups(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
+    }),
+    DescribeGroups(r) => Box::pin(async move {
+        let resp = forward::answer(&b, &h, &r, || describe_groups::handle(&b, v, r.clone())).await;
+        Handled::reply(ResponseKind::DescribeGroups(resp))
+    }),
+    DeleteGroups(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DeleteGroups(
+            delete_groups::handle(&b, r).await,
+        ))
+    }),
+    OffsetDelete(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::OffsetDelete(
+            offset_delete::handle(&b, r).await,
+        ))
+    }),
+    ConsumerGroupHeartbeat(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ConsumerGroupHeartbeat(
+            consumer_group_heartbeat::handle(&b, &h, v, r).await,
+        ))
+    }),
+    ConsumerGroupDescribe(r) => Box::pin(async move {
+        let resp = forward::answer(&b, &h, &r, || {
+            consumer_group_describe::handle(&b, v, r.clone())
+        })
+        .await;
+        Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
+    }),
+}
+
+/// A config request's `name=value` pairs; entries without a value are left out.
+pub(crate) fn config_pairs<'a>(
+    entries: impl IntoIterator<Item = (&'a StrBytes, Option<&'a StrBytes>)>,
+) -> Vec<(String, String)> {
+    entries
+        .into_iter()
+        .filter_map(|(name, value)| Some((name.as_str().to_string(), value?.as_str().to_string())))
+        .collect()
 }
 
 pub(crate) fn sb(s: impl Into<String>) -> StrBytes {
@@ -297,7 +324,9 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
     let c = match e {
         E::TopicExists(_) => ResponseError::TopicAlreadyExists,
         E::UnknownTopic(_) => ResponseError::UnknownTopicOrPartition,
-        E::InvalidTopicName(_) | E::InternalTopic(_) => ResponseError::InvalidTopicException,
+        E::InvalidTopicName(_) | E::UnsafeName(_) | E::InternalTopic(_) => {
+            ResponseError::InvalidTopicException
+        }
         E::InvalidPartitions(_) | E::PartitionsNotIncreased { .. } => {
             ResponseError::InvalidPartitions
         }

@@ -9,7 +9,7 @@ use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
 use super::topic_name;
 use crate::broker::Broker;
-use crate::group::CommitPartition;
+use crate::group::{CommitPartition, CommitRequest};
 
 pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
     let topics = req
@@ -34,7 +34,7 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
         })
         .collect();
     let instance = if version >= 7 {
-        req.group_instance_id.as_deref()
+        req.group_instance_id.map(|s| s.to_string())
     } else {
         None
     };
@@ -42,12 +42,14 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
         .groups
         .commit(
             b,
-            version,
             req.group_id.as_str(),
-            req.generation_id_or_member_epoch,
-            req.member_id.as_str(),
-            instance,
-            topics,
+            CommitRequest {
+                version,
+                generation: req.generation_id_or_member_epoch,
+                member_id: req.member_id.to_string(),
+                instance_id: instance,
+                topics,
+            },
         )
         .await;
     OffsetCommitResponse::default().with_topics(

@@ -20,7 +20,12 @@ use crate::partition::{Cmd, PartitionError, ProduceOk};
 
 enum Pending {
     Done(PartitionProduceResponse),
-    Waiting(i32, oneshot::Receiver<Result<ProduceOk, PartitionError>>),
+    /// The partition, the bytes sent to it (counted once appended) and the answer.
+    Waiting(
+        i32,
+        usize,
+        oneshot::Receiver<Result<ProduceOk, PartitionError>>,
+    ),
 }
 
 pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFuture {
@@ -148,6 +153,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 continue;
             }
             let (tx, rx) = oneshot::channel();
+            let size = records.len();
             if handle
                 .tx
                 .send(Cmd::Produce {
@@ -160,24 +166,29 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 parts.push(fail(ResponseError::NotLeaderOrFollower, None));
                 continue;
             }
-            parts.push(Pending::Waiting(idx, rx));
+            parts.push(Pending::Waiting(idx, size, rx));
         }
         topics.push((td.name, parts));
     }
+    let metrics = b.metrics.clone();
     Box::pin(async move {
         let mut errors = Vec::new();
         let mut responses = Vec::with_capacity(topics.len());
         for (name, parts) in topics {
             let mut partition_responses = Vec::with_capacity(parts.len());
+            let mut appended = 0u64;
             for p in parts {
                 let r = match p {
                     Pending::Done(r) => r,
-                    Pending::Waiting(idx, rx) => match rx.await {
-                        Ok(Ok(ok)) => PartitionProduceResponse::default()
-                            .with_index(idx)
-                            .with_base_offset(ok.base_offset)
-                            .with_log_append_time_ms(ok.log_append_time)
-                            .with_log_start_offset(ok.log_start_offset),
+                    Pending::Waiting(idx, size, rx) => match rx.await {
+                        Ok(Ok(ok)) => {
+                            appended += size as u64;
+                            PartitionProduceResponse::default()
+                                .with_index(idx)
+                                .with_base_offset(ok.base_offset)
+                                .with_log_append_time_ms(ok.log_append_time)
+                                .with_log_start_offset(ok.log_start_offset)
+                        }
                         Ok(Err(e)) => error_response(idx, partition_error(&e), Some(e.to_string())),
                         Err(_) => {
                             error_response(idx, ResponseError::NotLeaderOrFollower.code(), None)
@@ -188,6 +199,12 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                     errors.push(r.error_code);
                 }
                 partition_responses.push(r);
+            }
+            if appended > 0 {
+                metrics
+                    .topic_produced_bytes
+                    .get_or_create(&metrics.topic_label(name.as_str()))
+                    .inc_by(appended);
             }
             responses.push(
                 TopicProduceResponse::default()

@@ -5,6 +5,7 @@ use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::sb;
 use crate::broker::Broker;
+use crate::group::state::SyncRequest;
 
 pub async fn handle(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
     let assignments = req
@@ -12,19 +13,15 @@ pub async fn handle(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGrou
         .into_iter()
         .map(|a| (a.member_id.to_string(), a.assignment))
         .collect();
-    let res = b
-        .groups
-        .sync(
-            b,
-            req.group_id.as_str(),
-            req.generation_id,
-            req.member_id.as_str(),
-            req.group_instance_id.as_deref(),
-            req.protocol_type.as_deref(),
-            req.protocol_name.as_deref(),
-            assignments,
-        )
-        .await;
+    let r = SyncRequest {
+        generation: req.generation_id,
+        member_id: req.member_id.to_string(),
+        instance_id: req.group_instance_id.map(|s| s.to_string()),
+        protocol_type: req.protocol_type.map(|s| s.to_string()),
+        protocol_name: req.protocol_name.map(|s| s.to_string()),
+        assignments,
+    };
+    let res = b.groups.sync(b, req.group_id.as_str(), r).await;
     let resp = SyncGroupResponse::default()
         .with_error_code(res.error)
         .with_assignment(res.assignment);

@@ -11,7 +11,9 @@ use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeade
 use kafka_protocol::protocol::{Decodable, Encodable};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::sync::oneshot;
 
+use super::fetch_budget::{ConnFetchMemory, Reservation};
 use super::frame::{FrameError, FrameReader};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
@@ -41,6 +43,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     broker.metrics.connections.inc();
     let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
+    let mut fetches = ConnFetches {
+        memory: broker.fetch_memory.connection(),
+        previous: None,
+    };
+    let stall = broker.config.write_stall_timeout;
     let mut pending = FuturesOrdered::new();
     // Bytes of the requests being handled, in request order: reading pauses while they exceed
     // one maximal request, so a connection never buffers more than about twice that.
@@ -53,7 +60,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, frame) {
+                    match start_request(&broker, &mut fetches, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
@@ -83,11 +90,13 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
             Some(resp) = pending.next(), if !pending.is_empty() => {
                 pending_bytes -= pending_sizes.pop_front().unwrap_or(0);
                 match resp {
-                    Ok(Some(bytes)) => {
-                        if let Err(e) = wr.write_all(&bytes).await {
+                    Ok(Some(out)) => {
+                        if let Err(e) = write_unless_stalled(&mut wr, &out.bytes, stall).await {
                             tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                             break Ok(());
                         }
+                        // Written: the fetch memory it held is free again.
+                        drop(out);
                     }
                     Ok(None) => {}
                     // A response we cannot encode must not leave the client waiting forever.
@@ -104,10 +113,54 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     broker.metrics.connections.dec();
 }
 
+/// Writes `bytes`, failing when the peer takes none of them for `stall`: a client that stops
+/// reading must not hold its responses' memory (and the broker's fetch budget) forever.
+async fn write_unless_stalled(
+    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+    bytes: &[u8],
+    stall: std::time::Duration,
+) -> std::io::Result<()> {
+    let mut rest = bytes;
+    while !rest.is_empty() {
+        let n = tokio::time::timeout(stall, wr.write(rest))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading")
+            })??;
+        if n == 0 {
+            return Err(std::io::ErrorKind::WriteZero.into());
+        }
+        rest = &rest[n..];
+    }
+    Ok(())
+}
+
 /// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
 /// or an error that closes the connection.
 type ResponseFuture =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Bytes>, String>>>>;
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Outgoing>, String>>>>;
+
+/// An encoded response and what a Fetch holds until it is written.
+struct Outgoing {
+    bytes: Bytes,
+    _fetch: FetchHold,
+}
+
+/// The Fetch requests of one connection: its memory budget, and when the previous fetch's
+/// response was written. Fetches are answered one at a time, in request order, each keeping its
+/// memory until written (Kafka answers one request per connection at a time): a later fetch
+/// then never holds memory an earlier one waits for, which would deadlock the connection.
+struct ConnFetches {
+    memory: ConnFetchMemory,
+    previous: Option<oneshot::Receiver<()>>,
+}
+
+/// Dropped once the response is written: frees its memory and lets the next fetch start.
+#[derive(Default)]
+struct FetchHold {
+    _memory: Option<Reservation>,
+    _written: Option<oneshot::Sender<()>>,
+}
 
 /// A request frame after decoding.
 #[derive(Debug)]
@@ -159,7 +212,11 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
 
 /// Decodes a frame and starts its handler. The handler's synchronous part (for Produce:
 /// handing batches to partitions) runs now, so writes keep the order requests arrived in.
-fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, Reject> {
+fn start_request(
+    broker: &Arc<Broker>,
+    fetches: &mut ConnFetches,
+    frame: Bytes,
+) -> Result<ResponseFuture, Reject> {
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             api,
@@ -170,15 +227,51 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, R
         Decoded::UnsupportedApiVersions { correlation_id } => {
             let resp = handlers::api_versions::unsupported();
             let bytes = encode(correlation_id, 0, &ResponseKind::ApiVersions(resp), 0);
-            return Ok(Box::pin(async move { bytes.map(Some) }));
+            return Ok(Box::pin(async move {
+                bytes.map(|bytes| {
+                    Some(Outgoing {
+                        bytes,
+                        _fetch: FetchHold::default(),
+                    })
+                })
+            }));
         }
     };
     let correlation_id = header.correlation_id;
     let started = Instant::now();
-    let handled = handlers::dispatch(broker.clone(), header, request);
+    // Fetch is answered after the previous one was written, within this connection's memory
+    // budget, which it holds until written.
+    type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, FetchHold)>>>;
+    let handled: Answer = match request {
+        RequestKind::Fetch(r) => {
+            let (b, m) = (broker.clone(), fetches.memory.clone());
+            let (written, next) = oneshot::channel();
+            let previous = fetches.previous.replace(next);
+            Box::pin(async move {
+                if let Some(p) = previous {
+                    // Resolves (with an error) once the previous response's hold is dropped.
+                    let _ = p.await;
+                }
+                let (resp, memory) = handlers::fetch::handle(&b, version, r, &m).await;
+                let handled = Handled {
+                    response: Some(ResponseKind::Fetch(resp)),
+                    errors: Vec::new(),
+                };
+                let hold = FetchHold {
+                    _memory: memory,
+                    _written: Some(written),
+                };
+                (handled, hold)
+            })
+        }
+        request => {
+            let h = handlers::dispatch(broker.clone(), header, request);
+            Box::pin(async move { (h.await, FetchHold::default()) })
+        }
+    };
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        let Handled { response, errors } = handled.await;
+        let (Handled { response, errors }, held) = handled.await;
         let name = format!("{api:?}");
         let labels = ApiLabels { api: name.clone() };
         broker.metrics.requests.get_or_create(&labels).inc();
@@ -203,7 +296,10 @@ fn start_request(broker: &Arc<Broker>, frame: Bytes) -> Result<ResponseFuture, R
             return Ok(None);
         };
         match encode(correlation_id, version, &resp, resp.header_version(version)) {
-            Ok(b) => Ok(Some(b)),
+            Ok(bytes) => Ok(Some(Outgoing {
+                bytes,
+                _fetch: held,
+            })),
             Err(e) => {
                 tracing::error!(api = ?api, version, error = %e, "cannot encode response");
                 Err(format!("cannot encode {api:?} v{version} response: {e}"))

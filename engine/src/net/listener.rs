@@ -40,10 +40,15 @@ pub async fn accept_loop(listener: std::net::TcpListener, broker: Arc<Broker>, s
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                // Over the limit: dropping the stream closes it at once.
+                let Ok(permit) = broker.kafka_limiter.try_acquire(peer.ip()) else {
+                    continue;
+                };
                 let _ = stream.set_nodelay(true);
                 let b = broker.clone();
                 tokio::task::spawn_local(async move {
                     super::connection::serve(stream, peer, b).await;
+                    drop(permit);
                 });
             }
             Err(e) => {

@@ -150,6 +150,21 @@ pub struct PartitionHandle {
 }
 
 impl PartitionHandle {
+    /// Stops the partition's actor and waits until it has (a stopped one counts as done):
+    /// flushed, or with its local files deleted (`delete`), and its remote data too
+    /// (`delete_remote`).
+    pub async fn stop(&self, delete: bool, delete_remote: bool) {
+        let (reply, rx) = oneshot::channel();
+        let stop = Cmd::Stop {
+            delete,
+            delete_remote,
+            reply,
+        };
+        if self.tx.send(stop).is_ok() {
+            let _ = rx.await;
+        }
+    }
+
     /// Sends a command and waits for its answer.
     pub async fn ask<T>(&self, make: impl FnOnce(Reply<T>) -> Cmd) -> Result<T, PartitionError> {
         let (tx, rx) = oneshot::channel();

@@ -22,6 +22,8 @@ use raft::{RawNode, StateRole, Storage as _};
 
 use crate::cluster::store::{RaftStore, StoreError};
 
+pub mod guard;
+
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
 
@@ -49,6 +51,10 @@ pub struct RaftSetup {
     /// Whether `goal` is an ongoing reassignment's target (reported once reached).
     pub reassigning: bool,
     pub on_reassigned: ReportFn,
+    /// `icestream_leader_changes_total`, counted when this replica takes the leadership.
+    pub leader_changes: prometheus_client::metrics::counter::Counter,
+    /// Where messages the [`guard`] drops are counted.
+    pub rejected: crate::metrics::Rejections,
 }
 
 /// The leader's view of its followers, published by the partition actor at every tick while it
@@ -104,10 +110,12 @@ pub struct PartitionRaft {
     goal: Vec<u64>,
     reassigning: bool,
     on_reassigned: ReportFn,
+    leader_changes: prometheus_client::metrics::counter::Counter,
     /// No completion report before this tick (the controller may take a moment to apply it).
     next_report: u64,
     /// The last reconfigure round saw a joint configuration.
     joint_seen: bool,
+    rejected: crate::metrics::Rejections,
 }
 
 /// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
@@ -146,8 +154,10 @@ impl PartitionRaft {
             goal: setup.goal,
             reassigning: setup.reassigning,
             on_reassigned: setup.on_reassigned,
+            leader_changes: setup.leader_changes,
             next_report: 0,
             joint_seen: false,
+            rejected: setup.rejected,
         })
     }
 
@@ -267,7 +277,17 @@ impl PartitionRaft {
         }
     }
 
+    /// Steps a message from another replica. The cluster's router checked the sender is one
+    /// of the partition's replicas; the [`guard`] drops what raft-rs cannot survive.
     pub fn step(&mut self, m: Message) {
+        if let Err(e) = guard::check(&self.node.raft, &m, guard::Peers::Vouched) {
+            crate::cluster::rejects::note(
+                &self.rejected,
+                e.reason(),
+                format_args!("partition raft group: {e}"),
+            );
+            return;
+        }
         self.heard.insert(m.from, std::time::Instant::now());
         if let Err(e) = self.node.step(m) {
             tracing::debug!(error = %e, "partition raft ignored a message");
@@ -301,8 +321,11 @@ impl PartitionRaft {
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         let leader = self.node.raft.leader_id & 0xffff_ffff;
-        self.leader
-            .store((self.node.raft.term << 32) | leader, Ordering::Relaxed);
+        let now = (self.node.raft.term << 32) | leader;
+        let before = self.leader.swap(now, Ordering::Relaxed);
+        if before != now && leader == self.id && (before & 0xffff_ffff) != self.id {
+            self.leader_changes.inc();
+        }
         Ok(out)
     }
 
@@ -513,6 +536,8 @@ mod reassign_tests {
             goal: goal.to_vec(),
             reassigning: goal != [1, 2, 3],
             on_reassigned: Arc::new(move |r| reports.lock().unwrap().push(r)),
+            leader_changes: Default::default(),
+            rejected: Default::default(),
         })
         .unwrap()
     }
@@ -563,6 +588,12 @@ mod reassign_tests {
             nodes[&1].is_leader(),
             "the preferred replica leads a new group"
         );
+        // icestream_leader_changes_total: counted once, by the replica that took leadership.
+        let changes = |n: &PartitionRaft| n.leader_changes.get();
+        assert_eq!(
+            nodes.values().map(changes).collect::<Vec<_>>(),
+            vec![1, 0, 0]
+        );
         for i in 0..20 {
             nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
         }
@@ -582,6 +613,10 @@ mod reassign_tests {
         }
         let leader = nodes.values().find(|n| n.is_leader()).map(|n| n.id);
         assert!(matches!(leader, Some(2..=4)), "leader {leader:?}");
+        assert!(
+            changes(&nodes[&leader.unwrap()]) >= 1,
+            "the new leader counted its change"
+        );
         assert!(reports.lock().unwrap().contains(&vec![2, 3, 4]));
         let last = |n: &PartitionRaft| n.node.raft.raft_log.last_index();
         assert_eq!(
@@ -606,5 +641,52 @@ mod reassign_tests {
         );
         four.drive().unwrap();
         assert_eq!(voters(&four), (vec![2, 3, 4], vec![], vec![]));
+    }
+
+    #[test]
+    fn forged_messages_are_dropped_and_the_group_keeps_committing() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        for i in 0..5 {
+            nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
+        }
+        run(&mut nodes, &out, 5);
+        let term = nodes[&2].node.raft.term;
+        // The reported heartbeat: a huge term and a commit far past the log end. raft-rs
+        // would panic on it; the guard drops it.
+        let mut hb = Message::default();
+        hb.set_msg_type(raft::eraftpb::MessageType::MsgHeartbeat);
+        hb.from = 3;
+        hb.to = 2;
+        hb.term = 1 << 30;
+        hb.commit = 1 << 40;
+        nodes.get_mut(&2).unwrap().step(hb.clone());
+        let mut snap = hb.clone();
+        snap.set_msg_type(raft::eraftpb::MessageType::MsgSnapshot);
+        nodes.get_mut(&2).unwrap().step(snap);
+        assert_eq!(
+            nodes[&2].node.raft.term, term,
+            "the forged term is not taken"
+        );
+        assert_eq!(
+            nodes[&2]
+                .rejected
+                .get_or_create(&crate::metrics::RejectLabels {
+                    reason: "raft_commit_past_log".into()
+                })
+                .get(),
+            1
+        );
+        let before = nodes[&1].node.raft.raft_log.committed;
+        nodes.get_mut(&1).unwrap().propose(b"after", 0).unwrap();
+        run(&mut nodes, &out, 5);
+        for n in nodes.values() {
+            assert!(n.node.raft.raft_log.committed > before, "node {}", n.id);
+        }
     }
 }

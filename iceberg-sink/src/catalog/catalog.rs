@@ -279,7 +279,7 @@ impl Catalog {
             Some(l) => l.trim_end_matches('/').to_string(),
             None => self.store.warehouse.table_location(&ident),
         };
-        self.store.location_path(&location)?;
+        self.store.table_location_path(&ident, &location)?;
         creation.location = Some(location);
         guarded(|| {
             TableMetadataBuilder::from_table_creation(creation)
@@ -368,6 +368,8 @@ impl Catalog {
                 }
                 e => e,
             })?;
+        // A registered table's files are its own: what a purge of it may delete.
+        self.store.table_location_path(ident, metadata.location())?;
         let version = version_of(metadata_location).unwrap_or(0);
         self.create_pointer(ident, metadata_location.to_string(), version, metadata)
             .await
@@ -447,6 +449,7 @@ impl Catalog {
                 metadata: Arc::new(base),
             });
         }
+        let base_table_location = base.location().to_string();
         let mut metadata = base;
         let mut previous = Some(base_location);
         for change in changes.drain(..) {
@@ -456,6 +459,9 @@ impl Catalog {
                 &change.requirements,
                 change.updates,
             )?;
+        }
+        if metadata.location() != base_table_location {
+            self.store.table_location_path(ident, metadata.location())?;
         }
         let version = current.value.version + 1;
         let location = metadata_file_location(metadata.location(), version);
@@ -506,7 +512,7 @@ impl Catalog {
         for change in changes {
             metadata = apply_commit(metadata, None, &change.requirements, change.updates)?;
         }
-        self.store.location_path(metadata.location())?;
+        self.store.table_location_path(ident, metadata.location())?;
         let marker = staged_marker(metadata.location());
         let loaded = self.store_new_table(ident, metadata, 0).await?;
         if let Ok(path) = self.store.location_path(&marker) {
@@ -534,6 +540,10 @@ impl Catalog {
         };
         self.store.delete(&self.store.table_path(ident)).await?;
         if let Some(location) = location {
+            if let Some(other) = self.other_owner(ident, &location).await {
+                tracing::warn!(table = %display_table(ident), %location, owner = %display_table(&other), "dropped table, but its location is another table's prefix: its files are not purged");
+                return Ok(());
+            }
             match self.store.delete_location(&location).await {
                 Ok(n) => tracing::info!(table = %display_table(ident), files = n, "purged table"),
                 Err(e) => {
@@ -542,6 +552,36 @@ impl Catalog {
             }
         }
         Ok(())
+    }
+
+    /// The table other than `ident` whose own prefix holds `location`, if one exists (a table
+    /// renamed keeps its files at its old prefix; a purge must not delete a new table's files
+    /// there, nor a table made before locations were checked another's).
+    async fn other_owner(&self, ident: &TableIdent, location: &str) -> Option<TableIdent> {
+        let path = self.store.warehouse.path_of(location)?;
+        let skip = self.store.warehouse.path.parts().count();
+        let parts: Vec<String> = path
+            .parts()
+            .skip(skip)
+            .take(2)
+            .map(|p| p.as_ref().to_string())
+            .collect();
+        let [ns, table] = parts.as_slice() else {
+            return None;
+        };
+        let owner = TableIdent::new(names::namespace_from_key(ns)?, names::decode(table)?);
+        if &owner == ident {
+            return None;
+        }
+        match self
+            .store
+            .get_json::<TableRecord>(&self.store.table_path(&owner))
+            .await
+        {
+            Ok(None) => None,
+            // Unknown (the store failed): keep the files.
+            _ => Some(owner),
+        }
     }
 
     /// Moves a table's pointer to a new name; its files stay where they are. The destination

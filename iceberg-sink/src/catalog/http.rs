@@ -89,8 +89,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
 pub async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Arc<Catalog>,
+    limits: engine::http::HttpLimits,
+    limiter: Arc<engine::net::limit::ConnLimiter>,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router(catalog)).await
+    engine::http::serve(listener, router(catalog), limits, limiter).await
 }
 
 fn body<T: DeserializeOwned>(bytes: BodyBytes) -> Result<T> {

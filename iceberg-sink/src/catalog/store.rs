@@ -63,22 +63,43 @@ impl Warehouse {
     }
 
     /// The store path of a location under the warehouse, `None` for any other location.
+    /// Segments are normalised (`.`, empty ones and trailing slashes dropped, `..` resolved)
+    /// and a location that climbs out of the warehouse is `None`: locations come from clients.
     pub fn path_of(&self, location: &str) -> Option<Path> {
         let rest = location.strip_prefix(&self.location)?;
         if !(rest.is_empty() || rest.starts_with('/')) {
             return None;
+        }
+        let mut segments: Vec<&str> = Vec::new();
+        for seg in rest.split('/') {
+            match seg {
+                "" | "." => {}
+                ".." => {
+                    segments.pop()?;
+                }
+                s => segments.push(s),
+            }
         }
         let mut parts: Vec<object_store::path::PathPart<'static>> = self
             .path
             .parts()
             .map(|p| p.as_ref().to_string().into())
             .collect();
-        for seg in rest.split('/').filter(|s| !s.is_empty()) {
-            // Locations come from clients: refuse anything that could climb out.
+        for seg in segments {
             let part = object_store::path::PathPart::parse(seg).ok()?;
             parts.push(part.as_ref().to_string().into());
         }
         Some(Path::from_iter(parts))
+    }
+
+    /// The store path of `location` if it is the table's own prefix
+    /// (`<warehouse>/<namespace key>/<table key>`) or inside it: never the warehouse root, a
+    /// namespace, another table's prefix or a parent of one, so that purging a table cannot
+    /// delete another's files.
+    pub fn table_path_of(&self, ident: &TableIdent, location: &str) -> Option<Path> {
+        let path = self.path_of(location)?;
+        let own = self.path_of(&self.table_location(ident))?;
+        path.prefix_matches(&own).then_some(path)
     }
 }
 
@@ -261,9 +282,28 @@ impl Store {
         Ok(())
     }
 
-    /// Deletes every object under a location in the warehouse (a purged table's files).
+    /// [`Warehouse::table_path_of`], or BadRequest.
+    pub fn table_location_path(&self, ident: &TableIdent, location: &str) -> Result<Path> {
+        self.warehouse
+            .table_path_of(ident, location)
+            .ok_or_else(|| {
+                CatalogError::BadRequest(format!(
+                    "table location {location} is not inside the table's own prefix {}",
+                    self.warehouse.table_location(ident)
+                ))
+            })
+    }
+
+    /// Deletes every object under a table's location (a purged table's files), which must be
+    /// the prefix of some table: `<warehouse>/<namespace key>/<table key>` or below it.
     pub async fn delete_location(&self, location: &str) -> Result<usize> {
         let prefix = self.location_path(location)?;
+        let depth = prefix.parts().count() - self.warehouse.path.parts().count();
+        if depth < 2 {
+            return Err(CatalogError::BadRequest(format!(
+                "{location} is not a table's location; its files are not purged"
+            )));
+        }
         let paths = self.list(&prefix).await?;
         for p in &paths {
             self.delete(p).await?;
@@ -305,6 +345,26 @@ mod tests {
         );
         assert_eq!(w.path_of("file:///data/objects/warehouse2/x"), None);
         assert_eq!(w.path_of("file:///data/objects/warehouse/../x"), None);
+        assert_eq!(
+            w.path_of("file:///data/objects/warehouse/db/./t/../u//"),
+            Some(Path::from("warehouse/db/u"))
+        );
+        let t = TableIdent::new(NamespaceIdent::new("db".into()), "t".into());
+        let at = |l: &str| w.table_path_of(&t, &format!("file:///data/objects/warehouse{l}"));
+        assert!(at("/db/t").is_some() && at("/db/t/").is_some() && at("/db/t/data").is_some());
+        assert!(at("/db/./t/x/..").is_some());
+        for bad in [
+            "",
+            "/",
+            "/db",
+            "/db/u",
+            "/db/t2",
+            "/db/t/../u",
+            "/db/t/../../..",
+            "/x/t",
+        ] {
+            assert!(at(bad).is_none(), "{bad:?}");
+        }
         assert_eq!(w.path_of("s3://other/x"), None);
     }
 }

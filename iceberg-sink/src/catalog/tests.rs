@@ -10,7 +10,7 @@ use iceberg::spec::{NestedField, PrimitiveType, Schema, Transform, Type, Unbound
 use iceberg::{NamespaceIdent, TableCreation, TableIdent, TableRequirement, TableUpdate};
 use object_store::memory::InMemory;
 use object_store::path::Path;
-use object_store::ObjectStore;
+use object_store::{ObjectStore, ObjectStoreExt};
 use serde_json::{json, Value};
 use tower::ServiceExt;
 
@@ -562,4 +562,95 @@ async fn rest_routes_speak_the_spec() {
         (s, &v["error"]["type"]),
         (StatusCode::BAD_REQUEST, &json!("BadRequestException"))
     );
+}
+
+#[tokio::test]
+async fn table_locations_stay_in_their_own_prefix_and_purge_stays_there() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Arc::new(object_store::local::LocalFileSystem::new_with_prefix(dir.path()).unwrap());
+    let warehouse = format!("file://{}/warehouse", dir.path().display());
+    let cat = Arc::new(catalog_over(store.clone(), &warehouse));
+    cat.create_namespace(&ns("db"), HashMap::new())
+        .await
+        .unwrap();
+    let t1 = cat.create_table(&ns("db"), creation("t1")).await.unwrap();
+    let t2 = cat.create_table(&ns("db"), creation("t2")).await.unwrap();
+    let t2_location = t2.metadata.location().to_string();
+    let t2_file = Path::from("warehouse/db/t2/data/part-0.parquet");
+    store.put(&t2_file, b"rows".to_vec().into()).await.unwrap();
+
+    // A new table at the warehouse root, at another table's location, at a parent of one,
+    // or climbing back out of its own prefix: all 400s.
+    let at = |location: String| {
+        let mut c = creation("t3");
+        c.location = Some(location);
+        c
+    };
+    for location in [
+        warehouse.clone(),
+        format!("{warehouse}/"),
+        t2_location.clone(),
+        format!("{warehouse}/db"),
+        format!("{warehouse}/db/t3/../t2"),
+        format!("{warehouse}/db/t3/../../.."),
+    ] {
+        let got = cat.create_table(&ns("db"), at(location.clone())).await;
+        assert!(
+            matches!(got, Err(CatalogError::BadRequest(_))),
+            "{location}: {:?}",
+            got.map(|t| t.metadata_location)
+        );
+    }
+    // Its own prefix, or below it, is fine.
+    cat.create_table(&ns("db"), at(format!("{warehouse}/db/t3/./custom/")))
+        .await
+        .unwrap();
+
+    // Moving t1 onto t2's files, or registering t2's metadata under another name: refused.
+    let moved = cat
+        .commit_table(
+            &ident("db", "t1"),
+            vec![],
+            vec![TableUpdate::SetLocation {
+                location: t2_location.clone(),
+            }],
+        )
+        .await;
+    assert!(
+        matches!(moved, Err(CatalogError::BadRequest(_))),
+        "{moved:?}"
+    );
+    let registered = cat
+        .register_table(&ident("db", "t4"), &t2.metadata_location)
+        .await;
+    assert!(matches!(registered, Err(CatalogError::BadRequest(_))));
+
+    // Purging t1 deletes t1's files and nothing of t2's.
+    let t1_metadata = Path::from(
+        t1.metadata_location
+            .strip_prefix(&format!("file://{}/", dir.path().display()))
+            .unwrap(),
+    );
+    cat.drop_table(&ident("db", "t1"), true).await.unwrap();
+    assert!(store.head(&t1_metadata).await.is_err(), "t1 purged");
+    assert!(store.head(&t2_file).await.is_ok(), "t2's files remain");
+    assert!(cat.load_table(&ident("db", "t2")).await.is_ok());
+
+    // Through the REST router: a 400 with the spec's error body.
+    let app = router(cat.clone());
+    let (s, v) = call(
+        &app,
+        "POST",
+        "/v1/namespaces/db/tables",
+        Some(json!({
+            "name": "root",
+            "location": warehouse,
+            "schema": {"type": "struct", "schema-id": 0, "fields": [
+                {"id": 1, "name": "id", "required": false, "type": "long"}]},
+        })),
+    )
+    .await;
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert_eq!(v["error"]["type"], "BadRequestException", "{v}");
 }

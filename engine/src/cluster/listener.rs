@@ -1,0 +1,124 @@
+//! The RPC listener's side of the cluster: what each frame from a peer does.
+//!
+//! Nothing here trusts the sender (the listener has no authentication): proposals are checked
+//! ([`super::validate`]) before they reach the controller, hellos that would replace a live
+//! member are refused ([`super::membership::Members::merge`]), and Raft messages are checked
+//! against the group's replicas here and by [`crate::raft::guard`] before raft-rs sees them.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::AsyncWriteExt;
+
+use super::controller::Input;
+use super::membership::Hello;
+use super::rpc::{self, frame, Kind};
+use super::{Cluster, Command, ProposeReply};
+
+pub(super) async fn accept_loop(
+    l: tokio::net::TcpListener,
+    cluster: Arc<Cluster>,
+    limiter: Arc<crate::net::limit::ConnLimiter>,
+) {
+    loop {
+        match l.accept().await {
+            Ok((s, peer)) => {
+                // Over the limit: dropping the stream closes it at once.
+                let Ok(permit) = limiter.try_acquire(peer.ip()) else {
+                    continue;
+                };
+                let _ = s.set_nodelay(true);
+                let cluster = cluster.clone();
+                tokio::spawn(async move {
+                    serve_conn(s, peer.to_string(), cluster).await;
+                    drop(permit);
+                });
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "rpc accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
+/// Serves one peer connection until it closes or sends something invalid.
+async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
+    loop {
+        let (kind, body) = match rpc::read_frame(&mut s, &peer).await {
+            Ok(Some(f)) => f,
+            Ok(None) => return,
+            Err(e) => {
+                tracing::debug!(peer, error = %e, "closing rpc connection");
+                return;
+            }
+        };
+        let answer = match kind {
+            Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
+                Ok(h) if h.cluster_id == cluster.cluster_id => {
+                    if let Err(e) = cluster.members.merge(&h.from, &h.members) {
+                        cluster.reject("hello_conflict", format_args!("hello from {peer}: {e}"));
+                        return;
+                    }
+                    cluster.learn_isrs(h.from.node_id, h.isr);
+                    let mut mine = cluster.members.hello(&cluster.cluster_id);
+                    mine.isr = cluster.led_isrs();
+                    serde_json::to_vec(&mine)
+                        .ok()
+                        .map(|b| frame(Kind::Members, &b))
+                }
+                Ok(h) => {
+                    tracing::warn!(peer, theirs = %h.cluster_id, ours = %cluster.cluster_id, "hello from another cluster refused");
+                    return;
+                }
+                Err(_) => return,
+            },
+            Kind::Raft => {
+                let mut m = raft::eraftpb::Message::default();
+                if protobuf::Message::merge_from_bytes(&mut m, &body).is_err() {
+                    return;
+                }
+                if let Some(c) = cluster.controller.get() {
+                    let _ = c.tx.send(Input::Raft(Box::new(m)));
+                }
+                None
+            }
+            Kind::Propose => {
+                let Ok(cmd) = serde_json::from_slice::<Command>(&body) else {
+                    return;
+                };
+                let reply = match cluster.check_proposal(&cmd) {
+                    Err(e) => {
+                        cluster
+                            .reject("propose_invalid", format_args!("proposal from {peer}: {e}"));
+                        ProposeReply::Applied(Err(e))
+                    }
+                    Ok(()) => cluster.propose_local(cmd).await,
+                };
+                serde_json::to_vec(&reply)
+                    .ok()
+                    .map(|b| frame(Kind::ProposeResult, &b))
+            }
+            Kind::PartitionRaft => {
+                // Unknown partitions (not created here yet) drop it; Raft retransmits.
+                let _ = cluster.route_partition_raft(&body);
+                None
+            }
+            Kind::PartitionRaftBatch => {
+                let Ok(items) = rpc::split_batch(&body) else {
+                    return;
+                };
+                for (topic, p, msg) in items {
+                    let _ = cluster.route_to_partition(topic, p, msg);
+                }
+                None
+            }
+            Kind::Members | Kind::ProposeResult => return,
+        };
+        if let Some(a) = answer {
+            if s.write_all(&a).await.is_err() {
+                return;
+            }
+        }
+    }
+}

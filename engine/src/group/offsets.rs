@@ -1,0 +1,374 @@
+//! Committed offsets: OffsetCommit (validated by the group's state machine, appended to
+//! `__consumer_offsets` with acks=all, then applied), OffsetFetch, DeleteGroups and
+//! OffsetDelete (tombstones first), and the offsets an unmounted topic carries.
+
+use kafka_protocol::ResponseError;
+use tokio::time::Instant;
+
+use super::descriptions::{FetchedTopic, GroupOffset};
+use super::state::Group;
+use super::store::OffsetEntry;
+use super::store::{self, Key, OffsetValue, Value};
+use super::{code, Coordinator, MAX_METADATA_BYTES};
+use crate::broker::Broker;
+
+/// An OffsetCommit for one group.
+#[derive(Debug, Clone)]
+pub struct CommitRequest {
+    /// The request's version (KIP-848 members must commit with v9+).
+    pub version: i16,
+    /// The member's generation (classic) or member epoch (consumer protocol); -1 for a simple
+    /// commit.
+    pub generation: i32,
+    pub member_id: String,
+    pub instance_id: Option<String>,
+    pub topics: Vec<(String, Vec<CommitPartition>)>,
+}
+
+/// One partition's commit, as OffsetCommit carries it.
+#[derive(Debug, Clone)]
+pub struct CommitPartition {
+    pub partition: i32,
+    pub offset: i64,
+    pub leader_epoch: i32,
+    pub metadata: Option<String>,
+}
+
+impl Coordinator {
+    /// OffsetCommit: validates, appends to `__consumer_offsets` (acks=all), then applies.
+    pub async fn commit(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        r: CommitRequest,
+    ) -> Vec<(String, Vec<(i32, i16)>)> {
+        let CommitRequest {
+            version,
+            generation,
+            member_id,
+            instance_id,
+            topics,
+        } = r;
+        let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
+        let all = |c: i16| -> Vec<(String, Vec<(i32, i16)>)> {
+            topics
+                .iter()
+                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, c)).collect()))
+                .collect()
+        };
+        if group_id.is_empty() {
+            return all(code(ResponseError::InvalidGroupId));
+        }
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return all(c);
+        }
+        {
+            let mut groups = self.groups.lock();
+            let res = match groups.get_mut(group_id) {
+                // KIP-848 groups: the generation field carries the member epoch (v9).
+                Some(Group {
+                    consumer: Some(c), ..
+                }) if !c.is_empty() => {
+                    if generation < 0 && member_id.is_empty() {
+                        Err(ResponseError::UnknownMemberId)
+                    } else {
+                        c.validate_commit(member_id, generation, version)
+                    }
+                }
+                Some(g) => g.validate_commit(generation, member_id, instance_id, Instant::now()),
+                // Kafka: commits for a group it does not know are simple commits (generation
+                // -1), or come from a generation that no longer exists.
+                None if generation < 0 => Ok(()),
+                None => Err(ResponseError::IllegalGeneration),
+            };
+            if let Err(e) = res {
+                return all(e.code());
+            }
+        }
+        let mut entries = Vec::new();
+        let mut answers: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
+        for (t, ps) in &topics {
+            let topic = b.topics.get(t);
+            let mut codes = Vec::with_capacity(ps.len());
+            for p in ps {
+                let c = if topic
+                    .as_ref()
+                    .and_then(|tp| tp.partition(p.partition))
+                    .is_none()
+                {
+                    code(ResponseError::UnknownTopicOrPartition)
+                } else if p
+                    .metadata
+                    .as_ref()
+                    .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+                {
+                    code(ResponseError::OffsetMetadataTooLarge)
+                } else {
+                    entries.push((
+                        Key::Offset {
+                            group: group_id.to_string(),
+                            topic: t.clone(),
+                            partition: p.partition,
+                        },
+                        Some(Value::Offset(OffsetValue {
+                            offset: p.offset,
+                            leader_epoch: p.leader_epoch,
+                            commit_timestamp: crate::time::now_ms(),
+                            metadata: p.metadata.clone(),
+                        })),
+                    ));
+                    0
+                };
+                codes.push((p.partition, c));
+            }
+            answers.push((t.clone(), codes));
+        }
+        if entries.is_empty() {
+            return answers;
+        }
+        match store::append(b, group_id, &entries).await {
+            Ok(base) => {
+                let mut groups = self.groups.lock();
+                let g = groups
+                    .entry(group_id.to_string())
+                    .or_insert_with(|| Group::new(group_id));
+                for (i, (k, v)) in entries.into_iter().enumerate() {
+                    if let (
+                        Key::Offset {
+                            topic, partition, ..
+                        },
+                        Some(Value::Offset(v)),
+                    ) = (k, v)
+                    {
+                        g.apply_offset(&topic, partition, OffsetEntry::stored(v, base + i as i64));
+                    }
+                }
+            }
+            Err(e) => {
+                tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
+                let failed = store_error_code(&e);
+                for (_, codes) in &mut answers {
+                    for (_, c) in codes.iter_mut().filter(|(_, c)| *c == 0) {
+                        *c = failed;
+                    }
+                }
+            }
+        }
+        answers
+    }
+
+    /// Every group's committed offsets for `topic` (carried along when a topic is unmounted).
+    pub fn committed_for_topic(&self, topic: &str) -> Vec<GroupOffset> {
+        let groups = self.groups.lock();
+        let mut out: Vec<_> = groups
+            .iter()
+            .flat_map(|(id, g)| {
+                g.offsets
+                    .iter()
+                    .filter(|((t, _), _)| t == topic)
+                    .map(|((_, p), e)| GroupOffset {
+                        group: id.clone(),
+                        partition: *p,
+                        offset: e.offset,
+                        metadata: e.metadata.clone(),
+                    })
+            })
+            .collect();
+        out.sort_by(|a, b| (&a.group, a.partition).cmp(&(&b.group, b.partition)));
+        out
+    }
+
+    /// OffsetFetch for one group: the requested partitions, or every committed one (`None`).
+    pub fn fetch(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<FetchedTopic> {
+        let groups = self.groups.lock();
+        let g = groups.get(group_id);
+        match topics {
+            Some(ts) => ts
+                .into_iter()
+                .map(|(t, ps)| {
+                    let parts = ps
+                        .into_iter()
+                        .map(|p| {
+                            let e = g.and_then(|g| g.offsets.get(&(t.clone(), p)).cloned());
+                            (p, e)
+                        })
+                        .collect();
+                    (t, parts)
+                })
+                .collect(),
+            None => {
+                let mut out: Vec<FetchedTopic> = Vec::new();
+                for ((t, p), e) in g.iter().flat_map(|g| g.offsets.iter()) {
+                    match out.last_mut() {
+                        Some((last, parts)) if last == t => parts.push((*p, Some(e.clone()))),
+                        _ => out.push((t.clone(), vec![(*p, Some(e.clone()))])),
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// OffsetFetch v9 member checks for a consumer group: 0 or an error code.
+    pub fn validate_fetch(&self, group_id: &str, member_id: Option<&str>, epoch: i32) -> i16 {
+        let groups = self.groups.lock();
+        match groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
+            Some(c) => match c.validate_fetch(member_id, epoch) {
+                Ok(()) => 0,
+                Err(e) => e.code(),
+            },
+            None => 0,
+        }
+    }
+
+    /// DeleteGroups for one group: only empty groups; writes tombstones first.
+    pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return c;
+        }
+        let entries: Vec<(Key, Option<Value>)> = {
+            let groups = self.groups.lock();
+            let Some(g) = groups.get(group_id) else {
+                return code(ResponseError::GroupIdNotFound);
+            };
+            if !g.is_empty() {
+                return code(ResponseError::NonEmptyGroup);
+            }
+            g.offsets
+                .keys()
+                .map(|(t, p)| {
+                    (
+                        Key::Offset {
+                            group: group_id.to_string(),
+                            topic: t.clone(),
+                            partition: *p,
+                        },
+                        None,
+                    )
+                })
+                .chain(std::iter::once((Key::Group(group_id.to_string()), None)))
+                .collect()
+        };
+        if let Err(e) = store::append(b, group_id, &entries).await {
+            tracing::warn!(group = group_id, error = %e, "group deletion not persisted");
+            return store_error_code(&e);
+        }
+        let mut groups = self.groups.lock();
+        if groups.get(group_id).is_some_and(|g| g.is_empty()) {
+            groups.remove(group_id);
+        }
+        0
+    }
+
+    /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
+    pub async fn delete_offsets(
+        &self,
+        b: &Broker,
+        group_id: &str,
+        topics: Vec<(String, Vec<i32>)>,
+    ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
+        let c = self.check(b, group_id);
+        if c != 0 {
+            return Err(c);
+        }
+        let mut answers = Vec::new();
+        let mut entries = Vec::new();
+        {
+            let groups = self.groups.lock();
+            let Some(g) = groups.get(group_id) else {
+                return Err(code(ResponseError::GroupIdNotFound));
+            };
+            let subscribed = if g.is_empty() {
+                Some(Vec::new())
+            } else {
+                subscribed_topics(g)
+            };
+            for (t, ps) in topics {
+                let topic = b.topics.get(&t);
+                let mut codes = Vec::new();
+                for p in ps {
+                    let c = if topic.as_ref().and_then(|tp| tp.partition(p)).is_none() {
+                        code(ResponseError::UnknownTopicOrPartition)
+                    } else if subscribed.as_ref().is_none_or(|s| s.contains(&t)) {
+                        // Non-consumer groups with members cannot be checked: refuse.
+                        code(ResponseError::GroupSubscribedToTopic)
+                    } else {
+                        if g.offsets.contains_key(&(t.clone(), p)) {
+                            entries.push((
+                                Key::Offset {
+                                    group: group_id.to_string(),
+                                    topic: t.clone(),
+                                    partition: p,
+                                },
+                                None,
+                            ));
+                        }
+                        0
+                    };
+                    codes.push((p, c));
+                }
+                answers.push((t, codes));
+            }
+        }
+        if entries.is_empty() {
+            return Ok(answers);
+        }
+        if let Err(e) = store::append(b, group_id, &entries).await {
+            tracing::warn!(group = group_id, error = %e, "offset deletion not persisted");
+            return Err(store_error_code(&e));
+        }
+        let mut groups = self.groups.lock();
+        if let Some(g) = groups.get_mut(group_id) {
+            for (k, _) in entries {
+                if let Key::Offset {
+                    topic, partition, ..
+                } = k
+                {
+                    g.offsets.remove(&(topic, partition));
+                }
+            }
+        }
+        Ok(answers)
+    }
+}
+
+/// The error a client sees when `__consumer_offsets` refused a write: a deposed leader is no
+/// longer the coordinator (the client looks it up again); anything else is unavailability.
+pub(super) fn store_error_code(e: &store::StoreError) -> i16 {
+    if e.not_leader() {
+        code(ResponseError::NotCoordinator)
+    } else {
+        code(ResponseError::CoordinatorNotAvailable)
+    }
+}
+
+/// The topics the members of `g` subscribe to: a KIP-848 group's subscriptions, or a classic
+/// `consumer` group's when every member's metadata decodes (ConsumerProtocolSubscription).
+fn subscribed_topics(g: &Group) -> Option<Vec<String>> {
+    use kafka_protocol::messages::ConsumerProtocolSubscription;
+    use kafka_protocol::protocol::Decodable;
+    if let Some(c) = g.consumer.as_ref().filter(|c| !c.is_empty()) {
+        return Some(c.subscribed_topics());
+    }
+    if g.protocol_type.as_deref() != Some("consumer") || g.members.is_empty() {
+        return None;
+    }
+    let mut topics = Vec::new();
+    for m in g.members.values() {
+        let mut buf = m.metadata(g.protocol_name.as_deref());
+        if buf.len() < 2 {
+            return None;
+        }
+        let version = i16::from_be_bytes([buf[0], buf[1]]);
+        let _ = bytes::Buf::get_i16(&mut buf);
+        let sub = ConsumerProtocolSubscription::decode(&mut buf, version.clamp(0, 3)).ok()?;
+        topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
+    }
+    Some(topics)
+}

@@ -1,0 +1,289 @@
+//! Serves an axum router (admin API, schema registry, Iceberg catalog) with the limits
+//! `axum::serve` lacks: connections per listener and per client IP, a deadline for a request's
+//! head, an idle (keep-alive) timeout and a per-request timeout.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use axum::http::{Request, StatusCode};
+use axum::Router;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::time::Instant;
+use tower::ServiceExt;
+use tower_http::timeout::TimeoutLayer;
+
+use crate::net::limit::{ConnLimiter, ConnLimits};
+
+/// Limits and timers of one HTTP listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HttpLimits {
+    pub connections: ConnLimits,
+    /// From accepting a connection, or from the first byte of a later request, until the
+    /// request's head is complete (slowloris).
+    pub header_read_timeout: Duration,
+    /// A kept-alive connection with no request and no I/O for this long is closed.
+    pub idle_timeout: Duration,
+    /// A handler (including reading the request body) running longer is answered 408.
+    pub request_timeout: Duration,
+}
+
+impl Default for HttpLimits {
+    fn default() -> Self {
+        HttpLimits {
+            connections: ConnLimits {
+                max_total: 1024,
+                max_per_ip: 256,
+            },
+            header_read_timeout: Duration::from_secs(10),
+            idle_timeout: Duration::from_secs(60),
+            request_timeout: Duration::from_secs(300),
+        }
+    }
+}
+
+/// The connection limiter of HTTP listener `name`, counting refusals in `metrics`.
+pub fn limiter(
+    name: &'static str,
+    limits: &HttpLimits,
+    metrics: &crate::metrics::Metrics,
+) -> Arc<ConnLimiter> {
+    ConnLimiter::new(name, limits.connections, metrics.refused(name))
+}
+
+/// Serves `router` on `listener` until the task is dropped.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    limiter: Arc<ConnLimiter>,
+) -> std::io::Result<()> {
+    let router = router.layer(TimeoutLayer::with_status_code(
+        StatusCode::REQUEST_TIMEOUT,
+        limits.request_timeout,
+    ));
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                tracing::warn!(error = %e, "HTTP accept failed");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        // Over the limit: dropping the stream closes it at once.
+        let Ok(permit) = limiter.try_acquire(peer.ip()) else {
+            continue;
+        };
+        let router = router.clone();
+        tokio::spawn(async move {
+            serve_conn(stream, router, limits).await;
+            drop(permit);
+        });
+    }
+}
+
+/// What the watchdog of one connection needs to know, in milliseconds since it was accepted.
+#[derive(Default)]
+struct Activity {
+    last_io: AtomicU64,
+    /// When the head of the request being read started (`NONE`: not reading a head).
+    head_since: AtomicU64,
+    in_flight: AtomicUsize,
+}
+
+const NONE: u64 = u64::MAX;
+
+async fn serve_conn(stream: TcpStream, router: Router, limits: HttpLimits) {
+    let start = Instant::now();
+    let activity = Arc::new(Activity::default());
+    // The first request's head is due from the moment the connection is accepted.
+    activity.head_since.store(0, Ordering::Relaxed);
+    let io = Tracked {
+        inner: stream,
+        activity: activity.clone(),
+        start,
+    };
+    let a = activity.clone();
+    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+        a.head_since.store(NONE, Ordering::Relaxed);
+        a.in_flight.fetch_add(1, Ordering::Relaxed);
+        let guard = InFlight(a.clone());
+        let call = router.clone().oneshot(req);
+        async move {
+            let resp = call.await;
+            drop(guard);
+            resp
+        }
+    });
+    // Hyper's own header timer is off: it would also bound the keep-alive wait, which has its
+    // own (longer) timeout here.
+    let conn = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(None)
+        .serve_connection(TokioIo::new(io), service);
+    tokio::pin!(conn);
+    let mut check = start + limits.header_read_timeout;
+    loop {
+        tokio::select! {
+            r = conn.as_mut() => {
+                if let Err(e) = r {
+                    tracing::debug!(error = %e, "HTTP connection ended");
+                }
+                return;
+            }
+            _ = tokio::time::sleep_until(check) => {
+                let now = start.elapsed().as_millis() as u64;
+                match deadline(&activity, &limits) {
+                    Some(due) if now >= due => {
+                        // Dropping the connection closes the socket.
+                        tracing::debug!("closing a stalled or idle HTTP connection");
+                        return;
+                    }
+                    Some(due) => check = start + Duration::from_millis(due),
+                    None => check = Instant::now() + limits.header_read_timeout,
+                }
+            }
+        }
+    }
+}
+
+/// When the connection should be closed unless something happens, in ms since accept; `None`
+/// while a request is being handled (the request timeout bounds that).
+fn deadline(a: &Activity, limits: &HttpLimits) -> Option<u64> {
+    let ms = |d: Duration| d.as_millis() as u64;
+    if a.in_flight.load(Ordering::Relaxed) > 0 {
+        return None;
+    }
+    Some(match a.head_since.load(Ordering::Relaxed) {
+        NONE => a.last_io.load(Ordering::Relaxed) + ms(limits.idle_timeout),
+        since => since + ms(limits.header_read_timeout),
+    })
+}
+
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The socket, noting when bytes move and when a new request's head starts arriving.
+struct Tracked {
+    inner: TcpStream,
+    activity: Arc<Activity>,
+    start: Instant,
+}
+
+impl Tracked {
+    fn touch(&self, read: bool) {
+        let now = self.start.elapsed().as_millis() as u64;
+        self.activity.last_io.store(now, Ordering::Relaxed);
+        if read && self.activity.in_flight.load(Ordering::Relaxed) == 0 {
+            let _ = self.activity.head_since.compare_exchange(
+                NONE,
+                now,
+                Ordering::Relaxed,
+                Ordering::Relaxed,
+            );
+        }
+    }
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
+            self.touch(true);
+        }
+        r
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch(false);
+        }
+        r
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        let r = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(r, Poll::Ready(Ok(n)) if n > 0) {
+            self.touch(false);
+        }
+        r
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// `Infallible` is what hyper's service_fn needs the router's error type to be.
+const _: fn() = || {
+    fn infallible<S: tower::Service<Request<Incoming>, Error = Infallible>>() {}
+    infallible::<Router>();
+};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn deadlines_follow_the_connection_state() {
+        let limits = HttpLimits {
+            header_read_timeout: Duration::from_millis(100),
+            idle_timeout: Duration::from_millis(1000),
+            ..HttpLimits::default()
+        };
+        let a = Activity::default();
+        // Just accepted: the head is due.
+        a.head_since.store(0, Ordering::Relaxed);
+        assert_eq!(deadline(&a, &limits), Some(100));
+        // A request is being handled: no deadline here.
+        a.head_since.store(NONE, Ordering::Relaxed);
+        a.in_flight.store(1, Ordering::Relaxed);
+        a.last_io.store(50, Ordering::Relaxed);
+        assert_eq!(deadline(&a, &limits), None);
+        // Kept alive and quiet.
+        a.in_flight.store(0, Ordering::Relaxed);
+        a.last_io.store(2000, Ordering::Relaxed);
+        assert_eq!(deadline(&a, &limits), Some(3000));
+        // The next request's first bytes arrived at 2500 and its head is still incomplete.
+        a.head_since.store(2500, Ordering::Relaxed);
+        a.last_io.store(2550, Ordering::Relaxed);
+        assert_eq!(deadline(&a, &limits), Some(2600));
+    }
+}
