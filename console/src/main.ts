@@ -188,18 +188,24 @@ function counter(metrics: string, name: string): number {
 function chart(points: { in: number; out: number }[]): string {
   const w = 360;
   const hgt = 90;
+  const pad = 4;
   const max = Math.max(1, ...points.map((p) => Math.max(p.in, p.out)));
   const line = (k: "in" | "out") =>
     points
-      .map((p, i) => `${((i / Math.max(1, points.length - 1)) * w).toFixed(1)},${(hgt - (p[k] / max) * hgt).toFixed(1)}`)
+      .map(
+        (p, i) =>
+          `${(pad + (i / Math.max(1, points.length - 1)) * (w - 2 * pad)).toFixed(1)},${(hgt - pad - (p[k] / max) * (hgt - 2 * pad)).toFixed(1)}`,
+      )
       .join(" ");
   const last = points[points.length - 1] ?? { in: 0, out: 0 };
-  return `<svg viewBox="0 0 ${w} ${hgt}" width="${w}" height="${hgt}" role="img" aria-label="Throughput: in ${bytes(
+  return `<svg viewBox="0 0 ${w} ${hgt}" width="100%" height="${hgt}" preserveAspectRatio="none" role="img" aria-label="Throughput over the last ${points.length} samples: in ${bytes(
     last.in,
   )}/s, out ${bytes(last.out)}/s">
+    <rect x="0.5" y="0.5" width="${w - 1}" height="${hgt - 1}" fill="#fff" stroke="#d0d5dd"/>
+    <line x1="${pad}" x2="${w - pad}" y1="${hgt / 2}" y2="${hgt / 2}" stroke="#eef1f5"/>
     <polyline fill="none" stroke="#1f5fbf" stroke-width="2" points="${line("in")}"/>
     <polyline fill="none" stroke="#b34700" stroke-width="2" stroke-dasharray="5 3" points="${line("out")}"/>
-  </svg><p class="legend"><span class="k-in">In (produced)</span> ${bytes(last.in)}/s · <span class="k-out">Out (fetched)</span> ${bytes(last.out)}/s · max ${bytes(max)}/s</p>`;
+  </svg><p class="legend" id="o-legend"><span class="k-in">In (produced)</span> ${bytes(last.in)}/s · <span class="k-out">Out (fetched)</span> ${bytes(last.out)}/s · top of the chart ${bytes(max)}/s</p>`;
 }
 
 pages[""] = {
@@ -246,7 +252,7 @@ pages[""] = {
       "every partition is fully replicated",
     );
     const now = Date.now() / 1000;
-    const c = { t: now, in: counter(metrics, "kafka_produced_bytes"), out: counter(metrics, "kafka_fetched_bytes") };
+    const c = { t: now, in: counter(metrics, "icestream_kafka_produced_bytes"), out: counter(metrics, "icestream_kafka_fetched_bytes") };
     if (lastCounters && now > lastCounters.t) {
       const dt = now - lastCounters.t;
       rates.push({ t: now, in: Math.max(0, (c.in - lastCounters.in) / dt), out: Math.max(0, (c.out - lastCounters.out) / dt) });

@@ -106,6 +106,17 @@ try {
     results.perf = perf;
     if (!(await text("#o-h")).includes("Ready")) fail("overview does not say Ready");
     await page.waitForSelector("#o-t svg", { timeout: 15000 }); // two samples of /metrics
+    // Traffic through the console's own produce route shows up on the chart.
+    await page.evaluate(async ([topic]) => {
+      const token = document.querySelector('meta[name="csrf-token"]').content;
+      for (let i = 0; i < 40; i++)
+        await fetch(`/v1/topics/${encodeURIComponent(topic)}/records`, {
+          method: "POST",
+          headers: { "Content-Type": "application/json", "X-CSRF-Token": token },
+          body: JSON.stringify({ key: `load-${i}`, value: "x".repeat(2000) }),
+        });
+    }, [t.load_topic]);
+    await page.waitForFunction(() => /In \(produced\) [1-9]/.test(document.querySelector("#o-legend")?.textContent ?? ""), null, { timeout: 15000 });
     await axe("overview");
     await shot("overview");
   });

@@ -292,8 +292,10 @@ def run_browser(broker, connect):
         "iceberg.mode": "key_value", "iceberg.target.lag.ms": "1000"})
     produce(broker, iceberg_topic, [{"key": b"k%d" % i, "value": b"v%d" % i} for i in range(10)])
 
+    load_topic = create_topic(broker, unique_topic("clicks"), 1)
+
     names = {
-        "new_topic": unique_topic("console-made"),
+        "new_topic": unique_topic("console-made"), "load_topic": load_topic,
         "avro_topic": avro_topic, "avro_marker": marker,
         "group": group, "group_lag": 10,
         "subject": subject, "added_field": "email",
