@@ -562,24 +562,22 @@ fn value_json(v: &iceberg_sink::decode::Value) -> Value {
         ),
         V::List(items) => Value::Array(items.iter().map(value_json).collect()),
         V::Map(entries) => {
-            if entries.iter().all(|(k, _)| matches!(k, V::String(_))) {
-                Value::Object(
-                    entries
-                        .iter()
-                        .map(|(k, v)| match k {
-                            V::String(k) => (k.clone(), value_json(v)),
-                            _ => unreachable!(),
-                        })
-                        .collect(),
-                )
-            } else {
+            // String keys make an object; other keys a list of [key, value] pairs.
+            let object: Option<serde_json::Map<String, Value>> = entries
+                .iter()
+                .map(|(k, v)| match k {
+                    V::String(k) => Some((k.clone(), value_json(v))),
+                    _ => None,
+                })
+                .collect();
+            object.map(Value::Object).unwrap_or_else(|| {
                 Value::Array(
                     entries
                         .iter()
                         .map(|(k, v)| json!([value_json(k), value_json(v)]))
                         .collect(),
                 )
-            }
+            })
         }
     }
 }
@@ -713,5 +711,27 @@ async fn connect_action(
     match res {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::BAD_GATEWAY, e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::value_json;
+    use iceberg_sink::decode::Value as V;
+    use serde_json::json;
+
+    #[test]
+    fn decoded_values_as_json() {
+        let d = |unscaled, scale| value_json(&V::Decimal { unscaled, scale });
+        assert_eq!(d(12345, 2), json!("123.45"));
+        assert_eq!(d(-5, 3), json!("-0.005"));
+        assert_eq!(d(7, 0), json!("7"));
+        assert_eq!(value_json(&V::Binary(vec![0, 255])), json!("00ff"));
+        let m = V::Map(vec![(V::String("a".into()), V::Int(1))]);
+        assert_eq!(value_json(&m), json!({"a": 1}));
+        let m = V::Map(vec![(V::Int(2), V::Null)]);
+        assert_eq!(value_json(&m), json!([[2, null]]));
+        let s = V::Struct(vec![("x".into(), V::List(vec![V::Boolean(true)]))]);
+        assert_eq!(value_json(&s), json!({"x": [true]}));
     }
 }
