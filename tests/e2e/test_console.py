@@ -358,3 +358,41 @@ def test_records_decode_protobuf_and_json_schema_values(broker):
     page = json.loads(request("GET", f"{broker.admin_url}/v1/topics/{jtopic}/records")[1])
     v = page["records"][0]["value"]
     assert v["format"] == "json" and v["decoded"]["id"] == 7 and v["decoded"]["tags"] == ["a", "b"], v
+
+
+def test_console_routes_work_on_every_broker_of_a_cluster(broker_factory):
+    """The routes run the CLI's client against the broker's own Kafka listener, which finds
+    controllers, leaders and coordinators on the other brokers."""
+    from cluster import start_cluster, wait_formed
+
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("c")
+    status, body = request("POST", f"{brokers[1].admin_url}/v1/topics",
+                           {"name": topic, "partitions": 3, "replicas": 3})
+    assert status == 201, body
+    deadline = time.monotonic() + 30
+    while True:
+        ok = []
+        for b in brokers:
+            status, body = request("GET", f"{b.admin_url}/v1/topics/{topic}")
+            parts = json.loads(body).get("partitions", []) if status == 200 else []
+            ok.append(len(parts) == 3 and all(p["leader"] >= 0 and len(p["isr"]) == 3
+                                              for p in parts))
+        if all(ok):
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.5)
+    for i, b in enumerate(brokers):
+        for p in range(3):
+            status, body = request("POST", f"{b.admin_url}/v1/topics/{topic}/records",
+                                   {"partition": p, "key": f"b{i}", "value": f"from {i} to {p}"})
+            assert status == 200, body
+    for b in brokers:
+        for p in range(3):
+            page = json.loads(request("GET", f"{b.admin_url}/v1/topics/{topic}/records?partition={p}&from=start")[1])
+            assert [r["value"]["text"] for r in page["records"]] == \
+                [f"from {i} to {p}" for i in range(3)], page
+    listed = json.loads(request("GET", f"{brokers[2].admin_url}/v1/topics")[1])
+    t = next(t for t in listed if t["name"] == topic)
+    assert t["replicas"] == 3 and t["under_replicated_partitions"] == 0
