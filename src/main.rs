@@ -2,6 +2,7 @@
 //! running broker over its public APIs.
 
 mod cli;
+mod console;
 mod iceberg_args;
 mod schema_source;
 mod serve;

@@ -59,6 +59,13 @@ pub struct ServeArgs {
     /// runs alone
     #[arg(long, env = "ICESTREAM_SEEDS", value_delimiter = ',')]
     pub seeds: Vec<String>,
+    /// Extra host names under which browsers reach the web console (/console) and may send
+    /// mutating admin requests; IP addresses, localhost and the advertised host always can
+    #[arg(long, env = "ICESTREAM_CONSOLE_HOST", value_delimiter = ',')]
+    pub console_host: Vec<String>,
+    /// Kafka Connect REST APIs the web console shows, as name=http://host:port (comma-separated)
+    #[arg(long, env = "ICESTREAM_CONNECT_URL", value_delimiter = ',')]
+    pub connect_url: Vec<String>,
     /// Internal RPC listener between brokers (with --seeds)
     #[arg(long, env = "ICESTREAM_RPC_ADDR", default_value = "127.0.0.1:9645")]
     pub rpc_addr: SocketAddr,
@@ -635,10 +642,44 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         rpc = %broker.cluster.as_ref().map_or("-".to_string(), |c| c.members.me().rpc_addr.clone()),
         "icestream is ready"
     );
+    let admin_local = admin.local_addr()?;
+    let mut console_hosts = args.console_host.clone();
+    console_hosts.push(broker.advertised.0.clone());
+    engine::admin::set_console_hosts(console_hosts);
+    let loopback = |a: std::net::SocketAddr| {
+        if a.ip().is_unspecified() {
+            format!("127.0.0.1:{}", a.port())
+        } else {
+            a.to_string()
+        }
+    };
+    let console = std::sync::Arc::new(crate::console::Console {
+        args: crate::cli::ClientArgs {
+            brokers: loopback(broker.kafka_addr),
+            admin_url: format!("http://{}", loopback(admin_local)),
+            schema_registry_url: format!("http://{}", loopback(schema_registry.local_addr()?)),
+            format: crate::cli::Format::Json,
+        },
+        registry: registry.clone(),
+        connect: args
+            .connect_url
+            .iter()
+            .map(|c| match c.split_once('=') {
+                Some((n, u)) => Ok((n.trim().to_string(), u.trim().to_string())),
+                None => Err(anyhow::anyhow!(
+                    "invalid --connect-url '{c}': use name=http://host:port"
+                )),
+            })
+            .collect::<anyhow::Result<_>>()?,
+    });
     let admin_task = tokio::spawn(engine::admin::serve_with(
         admin,
         broker.clone(),
-        mounts.routes().merge(translator.routes()),
+        mounts
+            .routes()
+            .merge(translator.routes())
+            .merge(crate::console::routes(console))
+            .layer(axum::middleware::from_fn(engine::admin::browser_guard)),
         http_limits,
     ));
     let registry_task = tokio::spawn(schema_registry::serve(

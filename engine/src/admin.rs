@@ -19,7 +19,86 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/cluster/decommission/{node}", post(decommission))
         .route("/metrics", get(metrics))
         .route("/v1/topics/{name}/storage", get(topic_storage))
+        .layer(axum::middleware::from_fn(browser_guard))
         .with_state(broker)
+}
+
+/// The token the web console sends in `X-CSRF-Token` with every mutating request; one per
+/// broker process, embedded in the console page (a cross-site page cannot read it).
+pub fn csrf_token() -> &'static str {
+    static TOKEN: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TOKEN.get_or_init(|| uuid::Uuid::new_v4().simple().to_string())
+}
+
+static CONSOLE_HOSTS: std::sync::OnceLock<Vec<String>> = std::sync::OnceLock::new();
+
+/// Host names (besides IP addresses and `localhost`) under which browsers may reach the
+/// admin listener and send mutating requests: the advertised host and `--console-host`.
+pub fn set_console_hosts(hosts: Vec<String>) {
+    let _ = CONSOLE_HOSTS.set(hosts.into_iter().map(|h| h.to_ascii_lowercase()).collect());
+}
+
+/// Why a mutating request from a browser is refused, if it is: unless its `Host` is one of
+/// the console's own names, its `Origin` is that same host, and it carries the CSRF token.
+/// Requests with none of the headers browsers always add (`Origin`, `Sec-Fetch-Site`,
+/// `Cookie`, `Referer`) come from programs such as the CLI and pass, as without the console.
+pub fn browser_refusal(
+    method: &axum::http::Method,
+    headers: &axum::http::HeaderMap,
+) -> Option<String> {
+    use axum::http::Method;
+    if matches!(*method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return None;
+    }
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let browser = ["origin", "sec-fetch-site", "cookie", "referer"]
+        .iter()
+        .any(|n| headers.contains_key(*n));
+    if !browser {
+        return None;
+    }
+    let Some(host) = h("host").map(str::to_ascii_lowercase) else {
+        return Some("a browser request without a Host header".into());
+    };
+    let name = match host.rsplit_once(':') {
+        Some((n, port)) if !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) => n,
+        _ => host.as_str(),
+    };
+    let name = name.trim_start_matches('[').trim_end_matches(']');
+    let own = name == "localhost"
+        || name.parse::<std::net::IpAddr>().is_ok()
+        || CONSOLE_HOSTS
+            .get()
+            .is_some_and(|hs| hs.iter().any(|h| h == name));
+    if !own {
+        return Some(format!(
+            "Host '{host}' is not one of the console's names (add it with --console-host)"
+        ));
+    }
+    match h("origin").map(str::to_ascii_lowercase) {
+        Some(o) if o == format!("http://{host}") || o == format!("https://{host}") => {}
+        Some(o) => return Some(format!("cross-site request from Origin '{o}'")),
+        None => return Some("a browser request without an Origin header".into()),
+    }
+    if h("x-csrf-token") != Some(csrf_token()) {
+        return Some("missing or wrong X-CSRF-Token".into());
+    }
+    None
+}
+
+/// Middleware refusing what [`browser_refusal`] refuses with 403.
+pub async fn browser_guard(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match browser_refusal(req.method(), req.headers()) {
+        None => next.run(req).await,
+        Some(why) => (
+            StatusCode::FORBIDDEN,
+            Json(serde_json::json!({"error": format!("refused: {why}")})),
+        )
+            .into_response(),
+    }
 }
 
 /// Where each partition's data lives: local disk and the remote tier.

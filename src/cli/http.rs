@@ -49,6 +49,12 @@ pub const ADMIN_API: Service = Service {
     example: "http://127.0.0.1:9644",
 };
 
+pub const CONNECT: Service = Service {
+    name: "Kafka Connect REST API",
+    flag: "--connect-url",
+    example: "connect=http://127.0.0.1:8083",
+};
+
 pub const SCHEMA_REGISTRY: Service = Service {
     name: "schema registry",
     flag: "--schema-registry-url",

@@ -5,21 +5,21 @@
 //! directory. Every failure becomes one `anyhow` error whose Display is a single line
 //! saying what went wrong and what to do; `main` prints it as `error: {e}`.
 
-mod batches;
-mod client;
+pub(crate) mod batches;
+pub(crate) mod client;
 mod cluster;
 mod consume;
-mod errors;
-mod group;
-mod http;
-mod offsets;
-mod output;
-mod partitioner;
-mod produce;
+pub(crate) mod errors;
+pub(crate) mod group;
+pub(crate) mod http;
+pub(crate) mod offsets;
+pub(crate) mod output;
+pub(crate) mod partitioner;
+pub(crate) mod produce;
 mod schema;
 mod storage;
 mod table;
-mod topic;
+pub(crate) mod topic;
 
 /// A client command group (`topic`, `group`, `schema`, `cluster`) with the connection and
 /// output settings every command in it takes; `serve` does not take them.

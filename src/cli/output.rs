@@ -11,8 +11,30 @@ pub enum Printed {
     Closed,
 }
 
+tokio::task_local! {
+    /// Set by [`capture`]: output goes here instead of stdout.
+    static CAPTURE: std::cell::RefCell<String>;
+}
+
+/// Runs a command, collecting what it would print (the admin API answers the CLI's
+/// `--format json` output this way).
+pub async fn capture<F>(f: F) -> Result<String>
+where
+    F: std::future::Future<Output = Result<()>>,
+{
+    CAPTURE
+        .scope(std::cell::RefCell::new(String::new()), async {
+            f.await?;
+            Ok(CAPTURE.with(|c| c.take()))
+        })
+        .await
+}
+
 /// Writes `text` as is and flushes.
 pub fn emit_raw(text: &str) -> Result<Printed> {
+    if CAPTURE.try_with(|c| c.borrow_mut().push_str(text)).is_ok() {
+        return Ok(Printed::Ok);
+    }
     let mut out = std::io::stdout().lock();
     match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
         Ok(()) => Ok(Printed::Ok),

@@ -246,7 +246,7 @@ fn stdin_error(e: std::io::Error) -> anyhow::Error {
 }
 
 /// Sends one batch to the partition leader; the base offset when acks is not 0.
-pub(super) async fn send_batch(
+pub(crate) async fn send_batch(
     client: &mut Client,
     info: &mut TopicInfo,
     partition: i32,

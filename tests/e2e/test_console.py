@@ -1,0 +1,398 @@
+"""The web console (/console on the admin listener) in a real browser, and the admin API routes
+it uses: a broker filled with real data (Avro values through confluent-kafka's AvroSerializer,
+a consumer group with lag, schema versions, an Iceberg topic), then console/tests/console.e2e.mjs
+drives Debian's Chromium through every page with playwright-core and checks each page with
+axe-core. Set ICESTREAM_CONSOLE_SCREENSHOTS=docs/console to (re)write the screenshots of
+docs/console.md. scripts/test installs Chromium and console/node_modules and sets
+ICESTREAM_REQUIRE_CONSOLE=1, so there a missing browser fails instead of skipping."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import threading
+import time
+import urllib.error
+import urllib.request
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+from conftest import create_topic, produce, producer_config, unique_topic
+
+ROOT = Path(__file__).resolve().parents[2]
+CONSOLE = ROOT / "console"
+CHROMIUM = os.environ.get("CHROMIUM", "/usr/bin/chromium")
+
+USER_V1 = {"type": "record", "name": "User", "namespace": "console.test",
+           "fields": [{"name": "name", "type": "string"}, {"name": "n", "type": "int"}]}
+USER_V2 = {**USER_V1, "fields": USER_V1["fields"] + [
+    {"name": "email", "type": "string", "default": ""}]}
+USER_V3 = {**USER_V1, "fields": USER_V2["fields"] + [
+    {"name": "phone", "type": "string", "default": ""}]}
+USER_BAD = {**USER_V1, "fields": [{"name": "name", "type": "string"},
+                                  {"name": "n", "type": "string"}]}
+
+
+def request(method: str, url: str, body=None, headers=None) -> tuple[int, str]:
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=30) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def csrf_token(broker) -> str:
+    status, html = request("GET", f"{broker.admin_url}/console")
+    assert status == 200
+    m = re.search(r'name="csrf-token" content="([0-9a-f]{32})"', html)
+    assert m, html[:500]
+    return m.group(1)
+
+
+def test_console_page_and_assets_are_embedded(broker):
+    status, html = request("GET", f"{broker.admin_url}/console/")
+    assert status == 200 and "/console/assets/console.js" in html
+    for asset in ("console.js", "console.css"):
+        status, body = request("GET", f"{broker.admin_url}/console/assets/{asset}")
+        assert status == 200 and len(body) > 500
+
+
+def test_mutating_requests_from_other_sites_are_refused(broker):
+    token = csrf_token(broker)
+    own = f"127.0.0.1:{broker.admin_port}"
+    url = f"{broker.admin_url}/v1/topics"
+
+    def create(headers):
+        name = unique_topic("csrf")
+        status, body = request("POST", url, {"name": name, "partitions": 1}, headers)
+        return status, body, name
+
+    # Another site's page posting to the broker: refused whatever it sends.
+    for headers in (
+        {"Origin": "http://evil.example", "X-CSRF-Token": token},
+        {"Origin": "null", "X-CSRF-Token": token},
+        {"Sec-Fetch-Site": "cross-site", "X-CSRF-Token": token},
+        # DNS rebinding: a name pointing at the broker, same Origin, token guessed right.
+        {"Host": f"evil.example:{broker.admin_port}",
+         "Origin": f"http://evil.example:{broker.admin_port}", "X-CSRF-Token": token},
+        # The console's own origin without the token (e.g. a form on a page of the same host).
+        {"Origin": f"http://{own}"},
+        {"Origin": f"http://{own}", "X-CSRF-Token": "0" * 32},
+    ):
+        status, body, name = create(headers)
+        assert status == 403 and "refused" in body, (headers, status, body)
+    # The other routes of the admin listener are guarded alike.
+    evil = {"Origin": "http://evil.example", "X-CSRF-Token": token}
+    for method, path, body in (
+        ("POST", "/v1/topics/unmount", {"topic": "x"}),
+        ("POST", "/v1/cluster/decommission/7", None),
+        ("POST", "/schema-registry/subjects/x/versions", {"schema": '"string"'}),
+        ("PUT", "/schema-registry/config", {"compatibility": "NONE"}),
+    ):
+        status, text = request(method, broker.admin_url + path, body, evil)
+        assert status == 403, (path, status, text)
+    status, text = request("GET", f"{broker.schema_registry_url}/config")
+    assert "NONE" not in text
+
+    # The console itself, and programs that are not browsers (no Origin): accepted.
+    status, body, name = create({"Origin": f"http://{own}", "X-CSRF-Token": token})
+    assert status == 201, body
+    status, body, name = create({})
+    assert status == 201, body
+
+
+def test_records_are_paged_with_bounds_key_filter_and_avro_decoding(broker):
+    topic = create_topic(broker, unique_topic("browse"), 2)
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+    ser = AvroSerializer(sr, json.dumps(USER_V1))
+    p = Producer(producer_config(broker))
+    for i in range(30):
+        p.produce(topic, partition=0, key=f"k{i % 3}",
+                  value=ser({"name": f"u{i}", "n": i}, SerializationContext(topic, MessageField.VALUE)),
+                  headers={"h": b"v"})
+    assert p.flush(30) == 0
+    before = int(time.time() * 1000)
+    produce(broker, topic, [{"value": b"\x00\xff\xfe raw", "partition": 0}])
+    base = f"{broker.admin_url}/v1/topics/{topic}/records"
+
+    status, body = request("GET", f"{base}?from=start&max_records=5")
+    page = json.loads(body)
+    assert status == 200 and [r["offset"] for r in page["records"]] == [0, 1, 2, 3, 4]
+    assert page["next_offset"] >= 5 and page["high_watermark"] == 31
+    first = page["records"][0]
+    assert first["value"]["format"] == "avro" and first["value"]["decoded"] == {"name": "u0", "n": 0}
+    assert first["key"] == {"format": "text", "text": "k0", "size": 2, "truncated": False}
+    assert first["headers"] == [{"key": "h", "value": {"format": "text", "text": "v", "size": 1,
+                                                       "truncated": False}}]
+
+    page = json.loads(request("GET", f"{base}?from=end&max_records=3")[1])
+    assert [r["offset"] for r in page["records"]] == [28, 29, 30]
+    assert page["records"][-1]["value"]["format"] == "hex"
+
+    page = json.loads(request("GET", f"{base}?from=offset&offset=10&key=k2&max_records=4")[1])
+    assert [r["offset"] for r in page["records"]] == [11, 14, 17, 20]
+
+    page = json.loads(request("GET", f"{base}?from=timestamp&timestamp={before}")[1])
+    assert [r["offset"] for r in page["records"]] == [30]
+
+    # Decoding can be turned off; empty partitions answer no records.
+    page = json.loads(request("GET", f"{base}?from=start&max_records=1&decode=false")[1])
+    assert page["records"][0]["value"]["format"] == "hex"
+    page = json.loads(request("GET", f"{base}?partition=1&from=start")[1])
+    assert page["records"] == []
+
+    # The scan stops after max_bytes of the log (whole batches: at least one is read).
+    p = Producer(producer_config(broker, **{"linger.ms": 0}))
+    for i in range(20):
+        p.produce(topic, partition=1, value=b"%03d" % i + b"." * 600)
+        p.flush(30)
+    page = json.loads(request("GET", f"{base}?partition=1&from=start&max_records=500&max_bytes=2048")[1])
+    assert 1 <= len(page["records"]) <= 4 and page["scanned_bytes"] <= 2048 + 700, page["scanned_bytes"]
+    assert page["next_offset"] == page["records"][-1]["offset"] + 1
+    status, body = request("GET", f"{base}?partition=9")
+    assert status == 400 and "no partition 9" in body
+
+
+def commit(broker, group: str, topic: str, offsets: dict[int, int]) -> None:
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group,
+                  "enable.auto.commit": False})
+    try:
+        c.commit(offsets=[TopicPartition(topic, p, o) for p, o in offsets.items()],
+                 asynchronous=False)
+    finally:
+        c.close()
+
+
+def committed(broker, group: str, topic: str, partition: int) -> int:
+    c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": group})
+    try:
+        return c.committed([TopicPartition(topic, partition)], timeout=10)[0].offset
+    finally:
+        c.close()
+
+
+class ConnectStub:
+    """A Kafka Connect REST API with one connector, recording what it is asked to do."""
+
+    def __init__(self):
+        self.state = "RUNNING"
+        self.calls: list[str] = []
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, code, body):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                if self.path.startswith("/connectors?"):
+                    st = {"state": stub.state, "worker_id": "w1:8083"}
+                    self.reply(200, {"s3-sink": {
+                        "status": {"name": "s3-sink", "connector": st, "type": "sink",
+                                   "tasks": [{"id": 0, **st}, {"id": 1, **st}]},
+                        "info": {"name": "s3-sink", "config": {}, "tasks": [], "type": "sink"}}})
+                else:
+                    self.reply(404, {"error_code": 404, "message": "not found"})
+
+            def do_PUT(self):
+                action = self.path.rsplit("/", 1)[-1]
+                stub.calls.append(action)
+                stub.state = {"pause": "PAUSED", "resume": "RUNNING"}.get(action, stub.state)
+                self.reply(202, {})
+
+            def do_POST(self):
+                stub.calls.append(self.path.rsplit("/", 1)[-1])
+                self.reply(202, {})
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def browser_ready() -> str | None:
+    """Why the browser test cannot run here, or None."""
+    if not Path(CHROMIUM).exists():
+        return f"no Chromium at {CHROMIUM} (apt-get install chromium)"
+    if shutil.which("node") is None:
+        return "no node"
+    for mod in ("playwright-core", "axe-core"):
+        if not (CONSOLE / "node_modules" / mod).is_dir():
+            return f"no console/node_modules/{mod} (cd console && npm ci)"
+    return None
+
+
+def test_console_in_a_browser(broker_factory):
+    why = browser_ready()
+    if why:
+        if os.environ.get("ICESTREAM_REQUIRE_CONSOLE") == "1":
+            pytest.fail(why, pytrace=False)
+        pytest.skip(why)
+    connect = ConnectStub()
+    try:
+        broker = broker_factory(args=["--connect-url", f"local={connect.url}"])
+        run_browser(broker, connect)
+    finally:
+        connect.stop()
+    assert connect.calls == ["pause", "resume", "restart?includeTasks=true"], connect.calls
+
+
+def run_browser(broker, connect):
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+
+    # Messages: Avro values produced by confluent-kafka's serializer.
+    avro_topic = create_topic(broker, unique_topic("orders"), 1)
+    marker = f"alice-{unique_topic('m')[-8:]}"
+    ser = AvroSerializer(sr, json.dumps(USER_V1))
+    p = Producer(producer_config(broker))
+    for i in range(8):
+        p.produce(avro_topic, key=f"user-{i}",
+                  value=ser({"name": f"{marker}-{i}", "n": i},
+                            SerializationContext(avro_topic, MessageField.VALUE)))
+    assert p.flush(30) == 0
+
+    # A group with lag 6 + 4 on an idle topic, no members.
+    group_topic = create_topic(broker, unique_topic("payments"), 2)
+    produce(broker, group_topic, [{"value": b"x", "partition": i % 2} for i in range(20)])
+    group = unique_topic("billing")
+    commit(broker, group, group_topic, {0: 4, 1: 6})
+
+    # Two versions of a subject (v2 adds email).
+    subject = unique_topic("users") + "-value"
+    sr.register_schema(subject, Schema(json.dumps(USER_V1), "AVRO"))
+    sr.register_schema(subject, Schema(json.dumps(USER_V2), "AVRO"))
+
+    unmount_topic = create_topic(broker, unique_topic("archive"), 1)
+    produce(broker, unmount_topic, [b"old-%d" % i for i in range(50)])
+
+    iceberg_topic = create_topic(broker, unique_topic("lake"), 1, {
+        "iceberg.mode": "key_value", "iceberg.target.lag.ms": "1000"})
+    produce(broker, iceberg_topic, [{"key": b"k%d" % i, "value": b"v%d" % i} for i in range(10)])
+
+    load_topic = create_topic(broker, unique_topic("clicks"), 1)
+
+    names = {
+        "new_topic": unique_topic("console-made"), "load_topic": load_topic,
+        "avro_topic": avro_topic, "avro_marker": marker,
+        "group": group, "group_lag": 10,
+        "subject": subject, "added_field": "email",
+        "draft_incompatible": json.dumps(USER_BAD, indent=2),
+        "draft_v3": json.dumps(USER_V3, indent=2),
+        "unmount_topic": unmount_topic, "iceberg_topic": iceberg_topic,
+        "evil_topic": unique_topic("evil"),
+    }
+    env = dict(os.environ, CONSOLE_URL=broker.admin_url, CONSOLE_TEST=json.dumps(names),
+               CHROMIUM=CHROMIUM)
+    shots = os.environ.get("ICESTREAM_CONSOLE_SCREENSHOTS")
+    if shots:
+        env["CONSOLE_SCREENSHOTS"] = str((ROOT / shots).resolve())
+    started = time.monotonic()
+    res = subprocess.run(["node", str(CONSOLE / "tests" / "console.e2e.mjs")], cwd=CONSOLE,
+                         env=env, capture_output=True, text=True, timeout=600)
+    took = time.monotonic() - started
+    assert res.returncode == 0, f"browser test failed:\n{res.stderr[-6000:]}\n{res.stdout[-2000:]}"
+    report = json.loads(res.stdout.strip().splitlines()[-1])
+    print(f"console browser test: {took:.1f} s; {json.dumps(report)}")
+
+    # What the browser did, seen from outside.
+    assert committed(broker, group, group_topic, 0) == 10
+    assert committed(broker, group, group_topic, 1) == 10
+    assert sr.get_latest_version(subject).version == 3
+    status, body = request("GET", f"{broker.admin_url}/v1/topics/{unmount_topic}/storage")
+    assert status == 200, body
+    status, body = request("GET", f"{broker.admin_url}/v1/topics")
+    listed = [t["name"] for t in json.loads(body)]
+    assert names["new_topic"] not in listed and names["evil_topic"] not in listed
+    assert unmount_topic in listed
+    for name, a in report["a11y"].items():
+        assert a["serious"] == 0, (name, a)
+
+
+def test_records_decode_protobuf_and_json_schema_values(broker):
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+    from test_schema_registry_protobuf import F, message_class
+
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+    topic = create_topic(broker, unique_topic("pb"), 1)
+    pkg = unique_topic("pb").replace("-", "_")
+    User = message_class(pkg, [("name", 1, F.TYPE_STRING), ("age", 2, F.TYPE_INT32)])
+    ser = ProtobufSerializer(User, sr, {"use.deprecated.format": False})
+    p = Producer(producer_config(broker))
+    p.produce(topic, value=ser(User(name="bob", age=42),
+                               SerializationContext(topic, MessageField.VALUE)))
+    jtopic = create_topic(broker, unique_topic("js"), 1)
+    schema = {"type": "object", "properties": {"id": {"type": "integer"},
+                                               "tags": {"type": "array", "items": {"type": "string"}}}}
+    jser = JSONSerializer(json.dumps(schema), sr)
+    p.produce(jtopic, value=jser({"id": 7, "tags": ["a", "b"]},
+                                 SerializationContext(jtopic, MessageField.VALUE)))
+    assert p.flush(30) == 0
+
+    page = json.loads(request("GET", f"{broker.admin_url}/v1/topics/{topic}/records")[1])
+    v = page["records"][0]["value"]
+    assert v["format"] == "protobuf" and v["decoded"] == {"name": "bob", "age": 42}, v
+    page = json.loads(request("GET", f"{broker.admin_url}/v1/topics/{jtopic}/records")[1])
+    v = page["records"][0]["value"]
+    assert v["format"] == "json" and v["decoded"]["id"] == 7 and v["decoded"]["tags"] == ["a", "b"], v
+
+
+def test_console_routes_work_on_every_broker_of_a_cluster(broker_factory):
+    """The routes run the CLI's client against the broker's own Kafka listener, which finds
+    controllers, leaders and coordinators on the other brokers."""
+    from cluster import start_cluster, wait_formed
+
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("c")
+    status, body = request("POST", f"{brokers[1].admin_url}/v1/topics",
+                           {"name": topic, "partitions": 3, "replicas": 3})
+    assert status == 201, body
+    deadline = time.monotonic() + 30
+    while True:
+        ok = []
+        for b in brokers:
+            status, body = request("GET", f"{b.admin_url}/v1/topics/{topic}")
+            parts = json.loads(body).get("partitions", []) if status == 200 else []
+            ok.append(len(parts) == 3 and all(p["leader"] >= 0 and len(p["isr"]) == 3
+                                              for p in parts))
+        if all(ok):
+            break
+        assert time.monotonic() < deadline, body
+        time.sleep(0.5)
+    for i, b in enumerate(brokers):
+        for p in range(3):
+            status, body = request("POST", f"{b.admin_url}/v1/topics/{topic}/records",
+                                   {"partition": p, "key": f"b{i}", "value": f"from {i} to {p}"})
+            assert status == 200, body
+    for b in brokers:
+        for p in range(3):
+            page = json.loads(request("GET", f"{b.admin_url}/v1/topics/{topic}/records?partition={p}&from=start")[1])
+            assert [r["value"]["text"] for r in page["records"]] == \
+                [f"from {i} to {p}" for i in range(3)], page
+    listed = json.loads(request("GET", f"{brokers[2].admin_url}/v1/topics")[1])
+    t = next(t for t in listed if t["name"] == topic)
+    assert t["replicas"] == 3 and t["under_replicated_partitions"] == 0
