@@ -483,6 +483,12 @@ impl Cluster {
     /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
     /// that a full queue evicts, are dropped (Raft retransmits, heartbeats recur).
     pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
+        // Before `start` there is no runtime for the peer's writer (partitions opening at
+        // start-up may already send): drop the frame, which Raft sends again, rather than
+        // create a queue nobody drains and that would hold every later frame to that peer.
+        let Some(rt) = self.runtime.get() else {
+            return;
+        };
         self.frames_sent.inc();
         let class = if frame.get(4) == Some(&(Kind::PartitionRaftBatch as u8)) {
             send_queue::Class::Heartbeat
@@ -493,20 +499,21 @@ impl Cluster {
             .peers
             .lock()
             .entry(to)
-            .or_insert_with(|| self.spawn_peer(to))
+            .or_insert_with(|| self.spawn_peer(rt, to))
             .clone();
         queue.push(class, frame);
     }
 
-    fn spawn_peer(self: &Arc<Self>, to: i32) -> Arc<send_queue::SendQueue> {
+    fn spawn_peer(
+        self: &Arc<Self>,
+        rt: &tokio::runtime::Handle,
+        to: i32,
+    ) -> Arc<send_queue::SendQueue> {
         let queue = Arc::new(send_queue::SendQueue::new(
             self.config.send_queue,
             self.frames_dropped.clone(),
         ));
         let cluster = self.clone();
-        let Some(rt) = self.runtime.get() else {
-            return queue;
-        };
         let rx = queue.clone();
         rt.spawn(async move {
             let mut conn: Option<tokio::net::TcpStream> = None;
