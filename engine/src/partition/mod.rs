@@ -120,6 +120,10 @@ pub enum Cmd {
     },
     /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
     AttachRemote(Box<RemoteLink>),
+    /// ElectLeaders (PREFERRED): move leadership to the preferred replica.
+    ElectPreferred {
+        reply: Reply<crate::raft::PreferredElection>,
+    },
     /// `(bytes, segments)` on local disk.
     LocalSize {
         reply: Reply<(u64, usize)>,
@@ -426,6 +430,14 @@ impl Actor {
                     t.offer_sealed(&self.log);
                     self.tiered = Some(t);
                 }
+            }
+            Cmd::ElectPreferred { reply } => {
+                let r = match &mut self.raft {
+                    Some(r) => r.elect_preferred(),
+                    // A single broker's partition has one replica, which leads.
+                    None => crate::raft::PreferredElection::NotNeeded,
+                };
+                let _ = reply.send(Ok(r));
             }
             Cmd::LocalSize { reply } => {
                 let _ = reply.send(Ok((self.log.size_bytes(), self.log.segment_count())));
