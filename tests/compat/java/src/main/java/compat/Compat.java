@@ -97,6 +97,7 @@ public final class Compat {
         cases.put("tool_kafka_consumer_groups", Compat::toolConsumerGroups);
         cases.put("tool_kafka_producer_perf_test", Compat::toolProducerPerf);
         cases.put("tool_kafka_consumer_perf_test", Compat::toolConsumerPerf);
+        cases.put("connect_distributed_file_source_and_sink", Compat::connectDistributed);
         int passed = 0, failed = 0;
         for (var e : cases.entrySet()) {
             if (!only.isEmpty() && !only.contains(e.getKey())) continue;
@@ -549,5 +550,97 @@ public final class Compat {
         String data = out.lines().filter(l -> !l.startsWith("start.time") && l.contains(",")).findFirst().orElse("");
         String[] cols = data.split(",\\s*");
         check(cols.length > 4 && Long.parseLong(cols[4].trim()) == 20000, "output: " + out);
+    }
+
+    // ------------------------------------------------------------------ Kafka Connect
+
+    static int freePort() throws java.io.IOException {
+        try (var s = new java.net.ServerSocket(0, 1, java.net.InetAddress.getLoopbackAddress())) {
+            return s.getLocalPort();
+        }
+    }
+
+    static String http(String method, String url, String body) throws Exception {
+        var client = java.net.http.HttpClient.newHttpClient();
+        var b = java.net.http.HttpRequest.newBuilder(java.net.URI.create(url)).timeout(Duration.ofSeconds(30))
+                .header("Content-Type", "application/json");
+        b = body == null ? b.method(method, java.net.http.HttpRequest.BodyPublishers.noBody())
+                : b.method(method, java.net.http.HttpRequest.BodyPublishers.ofString(body));
+        var r = client.send(b.build(), java.net.http.HttpResponse.BodyHandlers.ofString());
+        check(r.statusCode() < 300, method + " " + url + " -> " + r.statusCode() + " " + r.body());
+        return r.body();
+    }
+
+    /**
+     * Kafka Connect in distributed mode, its config, offset and status topics on the broker
+     * under test (compacted, as Connect requires and checks), with a file source connector
+     * feeding a topic and a file sink connector reading it back.
+     */
+    static void connectDistributed() throws Exception {
+        java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("compat-connect");
+        int port = freePort();
+        String id = "connect-" + RUN;
+        Map<String, String> props = new HashMap<>();
+        props.put("bootstrap.servers", bootstrap);
+        props.put("group.id", id);
+        props.put("config.storage.topic", id + "-configs");
+        props.put("offset.storage.topic", id + "-offsets");
+        props.put("status.storage.topic", id + "-status");
+        props.put("config.storage.replication.factor", "1");
+        props.put("offset.storage.replication.factor", "1");
+        props.put("status.storage.replication.factor", "1");
+        props.put("offset.storage.partitions", "3");
+        props.put("status.storage.partitions", "1");
+        props.put("key.converter", "org.apache.kafka.connect.storage.StringConverter");
+        props.put("value.converter", "org.apache.kafka.connect.storage.StringConverter");
+        props.put("offset.flush.interval.ms", "500");
+        props.put("listeners", "http://127.0.0.1:" + port);
+        props.put("rest.advertised.host.name", "127.0.0.1");
+        props.put("plugin.discovery", "only_scan");
+        var connect = new org.apache.kafka.connect.cli.ConnectDistributed().startConnect(props);
+        try {
+            String base = "http://127.0.0.1:" + port;
+            java.nio.file.Path in = dir.resolve("in.txt"), out = dir.resolve("out.txt");
+            List<String> lines = new ArrayList<>();
+            for (int i = 0; i < 100; i++) lines.add("line-" + i);
+            java.nio.file.Files.write(in, lines);
+            String topic = topic("connect-data");
+            try (var a = admin()) {
+                createTopic(a, topic, 1, Map.of());
+            }
+            // The REST API answers once the worker joined its group and read the config topic.
+            long deadline = System.currentTimeMillis() + 90000;
+            while (true) {
+                try {
+                    http("PUT", base + "/connectors/file-source/config", "{\"connector.class\":\"compat.LineFiles$Source\",\"tasks.max\":\"1\",\"file\":\"" + in + "\",\"topic\":\"" + topic + "\"}");
+                    break;
+                } catch (Throwable e) {
+                    check(System.currentTimeMillis() < deadline, "Connect never accepted a connector: " + e);
+                    Thread.sleep(500);
+                }
+            }
+            http("PUT", base + "/connectors/file-sink/config", "{\"connector.class\":\"compat.LineFiles$Sink\",\"tasks.max\":\"1\",\"file\":\"" + out + "\",\"topics\":\"" + topic + "\"}");
+            deadline = System.currentTimeMillis() + 90000;
+            List<String> got = List.of();
+            while (System.currentTimeMillis() < deadline) {
+                got = java.nio.file.Files.exists(out) ? java.nio.file.Files.readAllLines(out) : List.of();
+                if (got.size() >= lines.size()) break;
+                Thread.sleep(300);
+            }
+            check(got.equals(lines), "sink file holds " + got.size() + " lines: " + got.subList(0, Math.min(5, got.size())));
+            String status = http("GET", base + "/connectors/file-source/status", null);
+            check(status.contains("\"state\":\"RUNNING\""), "source status " + status);
+            // Connect stored the source's position in its offsets topic and its status in the
+            // status topic: both are compacted topics on the broker under test.
+            try (var a = admin()) {
+                var res = new ConfigResource(ConfigResource.Type.TOPIC, id + "-offsets");
+                var policy = a.describeConfigs(List.of(res)).all().get().get(res).get("cleanup.policy").value();
+                check(policy.equals("compact"), "offsets topic cleanup.policy " + policy);
+            }
+            http("DELETE", base + "/connectors/file-source", null);
+            http("DELETE", base + "/connectors/file-sink", null);
+        } finally {
+            connect.stop();
+        }
     }
 }
