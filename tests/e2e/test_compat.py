@@ -24,6 +24,7 @@ KNOWN_ICESTREAM_FAILURES: dict[str, str] = {}
 
 @pytest.fixture(scope="module")
 def built():
+    # Resolving the Maven dependencies the first time takes a while.
     subprocess.run([str(COMPAT / "build.sh")], check=True, timeout=1200)
 
 
@@ -59,6 +60,7 @@ def check_results(name: str, passed: set[str], failed: dict[str, str], output: s
     assert not fixed, f"known failures now pass; update KNOWN_ICESTREAM_FAILURES: {fixed}"
 
 
+@pytest.mark.timeout(600)
 def test_java_clients_and_tools(target):
     name, bootstrap = target
     r = subprocess.run(
@@ -76,6 +78,7 @@ def test_java_clients_and_tools(target):
         assert r.returncode == 0
 
 
+@pytest.mark.timeout(600)
 def test_go_franz_and_sarama(target):
     name, bootstrap = target
     env = dict(os.environ, COMPAT_BOOTSTRAP=bootstrap)
