@@ -5,18 +5,23 @@ the positive control proving each case right. docs/compatibility.md tabulates th
 
 from __future__ import annotations
 
+import glob
 import os
 import re
+import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 
 from apache_kafka import ApacheKafka, classpath
+from conftest import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPAT = ROOT / "tests" / "compat"
 GO_TEST = COMPAT / "go" / "compat.test"
+DEBEZIUM = COMPAT / "debezium" / "target"
 
 # Cases Icestream is known to fail while Kafka passes, with the reason (docs/compatibility.md).
 KNOWN_ICESTREAM_FAILURES: dict[str, str] = {}
@@ -38,6 +43,33 @@ def apache_kafka(built, tmp_path_factory):
         raise
     yield k
     k.stop()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A PostgreSQL from Debian's packages (scripts/test installs it) with wal_level=logical,
+    for Debezium: its own cluster in a temporary directory, on a loopback port, run as the
+    `postgres` user (it refuses root), trusting local connections."""
+    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
+    if not bins:
+        pytest.fail("PostgreSQL is not installed (scripts/test installs Debian's postgresql)")
+    bindir = Path(bins[-1]).parent
+    port = free_port()
+    root = Path(tempfile.mkdtemp(prefix="compat-pg-"))
+    root.chmod(0o755)
+    data = root / "data"
+    shutil.chown(root, "postgres", "postgres")
+    as_pg = ["runuser", "-u", "postgres", "--"]
+    subprocess.run(as_pg + [str(bindir / "initdb"), "-D", str(data), "-A", "trust", "-U", "postgres"],
+                   check=True, capture_output=True, timeout=120)
+    opts = (f"-c listen_addresses=127.0.0.1 -c port={port} -c wal_level=logical "
+            f"-c max_replication_slots=10 -c max_wal_senders=10 -c unix_socket_directories={root}")
+    subprocess.run(as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-l", str(root / "log"), "-o", opts,
+                            "-w", "start"], check=True, capture_output=True, timeout=120)
+    yield port
+    subprocess.run(as_pg + [str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
+                   capture_output=True, timeout=60)
+    shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture(params=["icestream", "kafka"])
@@ -89,4 +121,22 @@ def test_go_franz_and_sarama(target):
     failed = {c: "see output" for c in re.findall(r"^--- FAIL: (\S+)", r.stdout, re.M)}
     if r.returncode != 0 and not failed:
         failed["go test"] = f"exit {r.returncode}: {r.stdout[-2000:]} {r.stderr[-2000:]}"
+    check_results(name, passed, failed, r.stdout + r.stderr)
+
+
+@pytest.mark.timeout(600)
+def test_debezium_postgres(target, postgres):
+    """Debezium's PostgreSQL connector on a Connect 4.3.2 worker (its own JVM and classpath:
+    Debezium 3.6.1 does not run on 4.4's clients), a snapshot then WAL changes into the broker."""
+    name, bootstrap = target
+    cp = f"{DEBEZIUM / 'classes'}:{(DEBEZIUM / 'classpath.txt').read_text().strip()}"
+    r = subprocess.run(
+        ["java", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", cp,
+         "compat.dbz.Debezium", bootstrap, str(postgres)],
+        capture_output=True, text=True, timeout=500)
+    print(r.stdout)
+    passed = set(re.findall(r"^PASS (\S+)", r.stdout, re.M))
+    failed = dict(re.findall(r"^FAIL (\S+): (.*)$", r.stdout, re.M))
+    if failed:
+        print(r.stderr[-8000:])
     check_results(name, passed, failed, r.stdout + r.stderr)
