@@ -62,8 +62,7 @@ impl Default for ClusterDefaults {
             default_replication_factor: 1,
             retention_check_interval_ms: 10_000,
             producer_id_expiration_ms: 86_400_000,
-            topic: TOPIC_CONFIGS
-                .iter()
+            topic: all_configs()
                 .map(|d| (d.name, d.default.to_string()))
                 .collect(),
         }
@@ -101,6 +100,13 @@ pub enum Kind {
     Choice(&'static [&'static str]),
     /// Free text, checked by the subsystem that reads it.
     Text,
+    /// A 32-bit integer in `min..=max`, or one of the listed special values (Kafka's
+    /// `compression.gzip.level` takes -1 besides 1..=9).
+    IntIn(i64, i64, &'static [i64]),
+    /// A floating-point number between 0 and 1 (Kafka's DOUBLE with `between(0, 1)`).
+    Ratio,
+    /// A comma-separated list, checked by the subsystem that reads it (Kafka's LIST).
+    List,
 }
 
 /// One topic config key Icestream understands.
@@ -133,7 +139,13 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "remote.storage.enable", broker_name: "log.remote.storage.enable", kind: Kind::Bool, default: "false", doc: "upload sealed segments to object storage and serve old offsets from there (not with cleanup.policy=compact)" },
     ConfigDef { name: "local.retention.ms", broker_name: "log.local.retention.ms", kind: Kind::Long(-2), default: "-2", doc: "with remote storage, age after which uploaded segments leave the local disk; -2 uses retention.ms" },
     ConfigDef { name: "local.retention.bytes", broker_name: "log.local.retention.bytes", kind: Kind::Long(-2), default: "-2", doc: "with remote storage, local partition size above which uploaded segments leave the local disk; -2 uses retention.bytes" },
-    ConfigDef { name: "compression.type", broker_name: "compression.type", kind: Kind::Choice(&["producer"]), default: "producer", doc: "batches are stored as the producer compressed them" },
+    ConfigDef { name: "compression.type", broker_name: "compression.type", kind: Kind::Choice(&["producer", "uncompressed", "gzip", "snappy", "lz4", "zstd"]), default: "producer", doc: "batches are stored as the producer compressed them; the other Kafka values are accepted and stored with no effect (Icestream never recompresses)" },
+    // Compaction scheduling and produce-time timestamp bounds, as in Kafka.
+    ConfigDef { name: "min.cleanable.dirty.ratio", broker_name: "log.cleaner.min.cleanable.ratio", kind: Kind::Ratio, default: "0.5", doc: "compaction starts once the uncompacted (dirty) share of the sealed log reaches this ratio" },
+    ConfigDef { name: "min.compaction.lag.ms", broker_name: "log.cleaner.min.compaction.lag.ms", kind: Kind::Long(0), default: "0", doc: "segments holding records younger than this are not compacted yet" },
+    ConfigDef { name: "max.compaction.lag.ms", broker_name: "log.cleaner.max.compaction.lag.ms", kind: Kind::Long(1), default: "9223372036854775807", doc: "a sealed segment is compacted within this time of being written, whatever the dirty ratio" },
+    ConfigDef { name: "message.timestamp.before.max.ms", broker_name: "log.message.timestamp.before.max.ms", kind: Kind::Long(0), default: "9223372036854775807", doc: "with CreateTime, batches holding a record older than the broker's clock by more than this are refused (INVALID_TIMESTAMP)" },
+    ConfigDef { name: "message.timestamp.after.max.ms", broker_name: "log.message.timestamp.after.max.ms", kind: Kind::Long(0), default: "3600000", doc: "with CreateTime, batches holding a record ahead of the broker's clock by more than this are refused (INVALID_TIMESTAMP)" },
     // Confluent Server's names for produce-time schema id validation, and Redpanda's aliases.
     ConfigDef { name: "confluent.value.schema.validation", broker_name: "confluent.value.schema.validation", kind: Kind::Bool, default: "false", doc: "every non-null record value must start with the Confluent wire format (magic byte 0, 4-byte schema id) naming a registered schema" },
     ConfigDef { name: "confluent.key.schema.validation", broker_name: "confluent.key.schema.validation", kind: Kind::Bool, default: "false", doc: "the same check for every non-null record key" },
@@ -148,6 +160,33 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "iceberg.invalid.record.action", broker_name: "iceberg.invalid.record.action", kind: Kind::Choice(&["dlq_table", "drop"]), default: "dlq_table", doc: "records that cannot be decoded go to the <topic>~dlq table, or are dropped" },
     ConfigDef { name: "iceberg.namespace", broker_name: "iceberg.namespace", kind: Kind::Text, default: "", doc: "namespace of the topic's table (empty: the broker's --iceberg-namespace)" },
 ];
+
+/// Kafka 4's other topic configs: accepted, type-checked, stored and described, with no
+/// effect. Each `doc` says why (docs/configuration.md lists them too).
+pub const KAFKA_ACCEPTED_CONFIGS: &[ConfigDef] = &[
+    ConfigDef { name: "file.delete.delay.ms", broker_name: "log.segment.delete.delay.ms", kind: Kind::Long(0), default: "60000", doc: "no effect: segments are deleted at once, since readers hold their files open" },
+    ConfigDef { name: "flush.messages", broker_name: "log.flush.interval.messages", kind: Kind::Long(1), default: "9223372036854775807", doc: "no effect: writes are flushed before they are acknowledged; with write.caching, flush.ms and flush.bytes bound the delay" },
+    ConfigDef { name: "segment.index.bytes", broker_name: "log.index.size.max.bytes", kind: Kind::Int(4), default: "10485760", doc: "no effect: offset indexes grow with the segment rather than being preallocated" },
+    ConfigDef { name: "segment.jitter.ms", broker_name: "log.roll.jitter.ms", kind: Kind::Long(0), default: "0", doc: "no effect: segments roll at exactly segment.ms" },
+    ConfigDef { name: "preallocate", broker_name: "log.preallocate", kind: Kind::Bool, default: "false", doc: "no effect: segment files are never preallocated" },
+    ConfigDef { name: "unclean.leader.election.enable", broker_name: "unclean.leader.election.enable", kind: Kind::Bool, default: "false", doc: "no effect: partition leaders are elected by Raft, which never elects a replica missing committed records" },
+    ConfigDef { name: "leader.replication.throttled.replicas", broker_name: "leader.replication.throttled.replicas", kind: Kind::List, default: "", doc: "no effect: replication is not throttled" },
+    ConfigDef { name: "follower.replication.throttled.replicas", broker_name: "follower.replication.throttled.replicas", kind: Kind::List, default: "", doc: "no effect: replication is not throttled" },
+    ConfigDef { name: "remote.log.copy.disable", broker_name: "remote.log.copy.disable", kind: Kind::Bool, default: "false", doc: "no effect: with remote.storage.enable, sealed segments are always uploaded" },
+    ConfigDef { name: "remote.log.delete.on.disable", broker_name: "remote.log.delete.on.disable", kind: Kind::Bool, default: "false", doc: "no effect: remote storage cannot be turned off on a topic once on" },
+    ConfigDef { name: "compression.gzip.level", broker_name: "compression.gzip.level", kind: Kind::IntIn(1, 9, &[-1]), default: "-1", doc: "no effect: Icestream never recompresses batches (compression.type)" },
+    ConfigDef { name: "compression.lz4.level", broker_name: "compression.lz4.level", kind: Kind::IntIn(1, 17, &[]), default: "9", doc: "no effect: Icestream never recompresses batches (compression.type)" },
+    ConfigDef { name: "max.decompressed.message.bytes", broker_name: "max.decompressed.message.bytes", kind: Kind::IntIn(1, 2147483639, &[]), default: "2147483639", doc: "no effect: decompression is bounded by a limit derived from max.message.bytes" },
+    ConfigDef { name: "remote.copy.lag.ms", broker_name: "log.remote.copy.lag.ms", kind: Kind::Long(-1), default: "0", doc: "no effect: with remote.storage.enable, segments are uploaded as soon as they are sealed" },
+    ConfigDef { name: "remote.copy.lag.bytes", broker_name: "log.remote.copy.lag.bytes", kind: Kind::Long(-1), default: "-1", doc: "no effect: with remote.storage.enable, segments are uploaded as soon as they are sealed" },
+    ConfigDef { name: "errors.deadletterqueue.group.enable", broker_name: "errors.deadletterqueue.group.enable", kind: Kind::Bool, default: "false", doc: "no effect: share groups (KIP-932), whose dead-letter queues this enables, are not implemented" },
+    ConfigDef { name: "compression.zstd.level", broker_name: "compression.zstd.level", kind: Kind::IntIn(-131072, 22, &[]), default: "3", doc: "no effect: Icestream never recompresses batches (compression.type)" },
+];
+
+/// Every topic config key accepted: those Icestream honours, then Kafka's others.
+pub fn all_configs() -> impl Iterator<Item = &'static ConfigDef> {
+    TOPIC_CONFIGS.iter().chain(KAFKA_ACCEPTED_CONFIGS)
+}
 
 /// Other brokers' names for Icestream topic configs, accepted so that a migrating user's
 /// configs work; they are stored under the Icestream name.
@@ -172,7 +211,7 @@ pub fn canonical_name(name: &str) -> &str {
 
 pub fn config_def(name: &str) -> Option<&'static ConfigDef> {
     let name = canonical_name(name);
-    TOPIC_CONFIGS.iter().find(|d| d.name == name)
+    all_configs().find(|d| d.name == name)
 }
 
 /// A config value that failed validation; the message names the key.
@@ -222,17 +261,38 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), InvalidConfig> {
                 return Err(bad(format!("supported values: {}", opts.join(", "))));
             }
         }
-        Kind::Text => {}
+        Kind::IntIn(min, max, special) => {
+            let v: i32 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected a 32-bit integer".into()))?;
+            let v = v as i64;
+            if !((min..=max).contains(&v) || special.contains(&v)) {
+                return Err(bad(format!(
+                    "must be in [{min}, {max}]{}",
+                    special
+                        .iter()
+                        .map(|s| format!(" or {s}"))
+                        .collect::<String>()
+                )));
+            }
+        }
+        Kind::Ratio => {
+            let v: f64 = value
+                .trim()
+                .parse()
+                .map_err(|_| bad("expected a number".into()))?;
+            if !(0.0..=1.0).contains(&v) {
+                return Err(bad("must be between 0 and 1".into()));
+            }
+        }
+        Kind::Text | Kind::List => {}
     }
     Ok(())
 }
 
 fn supported_names() -> String {
-    TOPIC_CONFIGS
-        .iter()
-        .map(|d| d.name)
-        .collect::<Vec<_>>()
-        .join(", ")
+    all_configs().map(|d| d.name).collect::<Vec<_>>().join(", ")
 }
 
 /// A topic's explicit overrides; every other key takes the cluster default.
@@ -362,6 +422,15 @@ impl TopicConfig {
             producer_expiry_ms: d.producer_id_expiration_ms.max(0),
             compact,
             delete_retention_ms: self.num("delete.retention.ms", d).max(0),
+            min_cleanable_dirty_ratio: self
+                .get("min.cleanable.dirty.ratio", d)
+                .0
+                .parse()
+                .unwrap_or(0.5),
+            min_compaction_lag_ms: self.num("min.compaction.lag.ms", d).max(0),
+            max_compaction_lag_ms: self.num("max.compaction.lag.ms", d).max(1),
+            timestamp_before_max_ms: self.num("message.timestamp.before.max.ms", d).max(0),
+            timestamp_after_max_ms: self.num("message.timestamp.after.max.ms", d).max(0),
             value_schema_validation: self.flag("confluent.value.schema.validation", d)
                 || self.flag("redpanda.value.schema.id.validation", d),
             key_schema_validation: self.flag("confluent.key.schema.validation", d)
@@ -383,6 +452,15 @@ pub struct ResolvedTopicConfig {
     /// `cleanup.policy` includes `compact`.
     pub compact: bool,
     pub delete_retention_ms: i64,
+    /// Compaction starts when the dirty share of the sealed log reaches this...
+    pub min_cleanable_dirty_ratio: f64,
+    /// ...counting only segments whose newest record is older than this...
+    pub min_compaction_lag_ms: i64,
+    /// ...or when a dirty segment's oldest record is older than this.
+    pub max_compaction_lag_ms: i64,
+    /// CreateTime records may be at most this far behind / ahead of the broker's clock.
+    pub timestamp_before_max_ms: i64,
+    pub timestamp_after_max_ms: i64,
     /// Produce checks that non-null values (keys) carry a registered schema id.
     pub value_schema_validation: bool,
     pub key_schema_validation: bool,
@@ -448,6 +526,26 @@ mod tests {
         let r = c.resolve(&d);
         assert!(r.key_schema_validation && !r.value_schema_validation);
         assert!(validate_entry("confluent.value.schema.validation", "yes").is_err());
+    }
+
+    #[test]
+    fn kafka_configs_are_typed_and_accepted() {
+        assert!(validate_entry("min.cleanable.dirty.ratio", "0.01").is_ok());
+        assert!(validate_entry("min.cleanable.dirty.ratio", "1.5").is_err());
+        assert!(validate_entry("compression.gzip.level", "-1").is_ok());
+        assert!(validate_entry("compression.gzip.level", "0").is_err());
+        assert!(validate_entry("compression.zstd.level", "-5").is_ok());
+        assert!(validate_entry("preallocate", "true").is_ok());
+        assert!(validate_entry("flush.messages", "0").is_err());
+        assert!(validate_entry("compression.type", "zstd").is_ok());
+        assert!(validate_entry("message.downconversion.enable", "true").is_err());
+        let d = ClusterDefaults::default();
+        assert_eq!(d.topic["segment.jitter.ms"], "0");
+        let c = TopicConfig::from_pairs([("message.timestamp.after.max.ms", "5")]).unwrap();
+        let r = c.resolve(&d);
+        assert_eq!(r.timestamp_after_max_ms, 5);
+        assert_eq!(r.timestamp_before_max_ms, i64::MAX);
+        assert_eq!(r.min_cleanable_dirty_ratio, 0.5);
     }
 
     #[test]

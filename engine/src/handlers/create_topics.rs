@@ -8,7 +8,7 @@ use kafka_protocol::ResponseError;
 
 use super::{broker_error, config_pairs, sb};
 use crate::broker::Broker;
-use crate::config::TOPIC_CONFIGS;
+use crate::config::all_configs;
 
 pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
     let mut results = Vec::with_capacity(req.topics.len());
@@ -43,8 +43,7 @@ pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> Creat
                     .with_num_partitions(rec.partitions)
                     .with_replication_factor(rec.replication_factor);
                 if version >= 5 {
-                    let cfgs = TOPIC_CONFIGS
-                        .iter()
+                    let cfgs = all_configs()
                         .map(|d| {
                             let (v, set) = rec.config.get(d.name, &b.config.defaults);
                             CreatableTopicConfigs::default()

@@ -8,7 +8,7 @@ use kafka_protocol::ResponseError;
 
 use super::{sb, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
-use crate::config::{Kind, TOPIC_CONFIGS};
+use crate::config::{all_configs, Kind};
 
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_STATIC_BROKER: i8 = 4;
@@ -66,8 +66,7 @@ fn describe_topic(
             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
             .with_error_message(Some(sb(format!("topic '{name}' does not exist"))));
     };
-    let configs = TOPIC_CONFIGS
-        .iter()
+    let configs = all_configs()
         .filter(|d| wanted(d.name))
         .map(|d| {
             let (value, set) = rec.config.get(d.name, &b.config.defaults);
@@ -111,8 +110,10 @@ fn config_type(k: Kind) -> i8 {
     match k {
         Kind::Bool => 1,
         Kind::Choice(_) | Kind::Text => 2,
-        Kind::Int(_) => 3,
+        Kind::Int(_) | Kind::IntIn(..) => 3,
         Kind::Long(_) => 5,
+        Kind::Ratio => 6,
+        Kind::List => 7,
     }
 }
 
@@ -133,7 +134,7 @@ fn broker_configs(b: &Broker) -> Vec<DescribeConfigsResourceResult> {
             b.config.max_request_bytes.to_string(),
         ),
     ];
-    for def in TOPIC_CONFIGS {
+    for def in all_configs() {
         pairs.push((
             def.broker_name.to_string(),
             d.topic.get(def.name).cloned().unwrap_or_default(),

@@ -74,8 +74,18 @@ fn codec(e: impl std::fmt::Display) -> ForwardError {
     ForwardError::Codec(e.to_string())
 }
 
-fn forwarded(h: &RequestHeader) -> bool {
+pub(crate) fn forwarded(h: &RequestHeader) -> bool {
     h.client_id.as_deref() == Some(FORWARD_CLIENT_ID)
+}
+
+/// [`ask`] for other handlers (ElectLeaders asks a partition's leader), errors as text.
+pub(crate) async fn ask_broker<R: Request>(
+    b: &Broker,
+    node: i32,
+    version: i16,
+    req: &R,
+) -> Result<R::Response, String> {
+    ask(b, node, version, req).await.map_err(|e| e.to_string())
 }
 
 /// Sends `req` at `version` to broker `node`'s Kafka listener and decodes its answer.

@@ -41,7 +41,7 @@ pub async fn handle(
                     OP_DELETE => cfg.delete_entry(key)?,
                     op => {
                         return Err(InvalidConfig(format!(
-                            "operation {op} on '{key}' is not supported: APPEND and SUBTRACT apply to list configs, and none of Icestream's topic configs is a list"
+                            "operation {op} on '{key}' is not supported: Icestream does not implement APPEND and SUBTRACT (use SET with the whole list)"
                         ))
                         .into())
                     }

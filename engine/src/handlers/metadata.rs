@@ -92,7 +92,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         .with_topics(topics)
 }
 
-fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
+pub(crate) fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
     let partitions = (0..t.partitions.len() as i32)
         .map(|p| {
             let (leader, epoch) = b.partition_leader_epoch(t, p);

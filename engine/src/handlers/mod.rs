@@ -24,6 +24,9 @@ pub mod delete_topics;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
+pub mod describe_log_dirs;
+pub mod describe_topic_partitions;
+pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod forward;
@@ -86,6 +89,10 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::CreatePartitions, 0, 3),
     api(ApiKey::IncrementalAlterConfigs, 0, 1),
     api(ApiKey::DescribeCluster, 0, 1),
+    // What Kafka 4's admin tools call besides (issue 18).
+    api(ApiKey::DescribeTopicPartitions, 0, 0),
+    api(ApiKey::DescribeLogDirs, 1, 4),
+    api(ApiKey::ElectLeaders, 0, 2),
     // Partition reassignment (crate::cluster::reassign), v0 as in Kafka's admin tools.
     api(ApiKey::AlterPartitionReassignments, 0, 0),
     api(ApiKey::ListPartitionReassignments, 0, 0),
@@ -292,6 +299,21 @@ dispatch_table! { b, h, v;
         })
         .await;
         Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
+    }),
+    DescribeTopicPartitions(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeTopicPartitions(
+            describe_topic_partitions::handle(&b, r),
+        ))
+    }),
+    DescribeLogDirs(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeLogDirs(
+            describe_log_dirs::handle(&b, r).await,
+        ))
+    }),
+    ElectLeaders(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ElectLeaders(
+            elect_leaders::handle(&b, &h, v, r).await,
+        ))
     }),
 }
 

@@ -118,7 +118,15 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                     parts.push(fail(ResponseError::InvalidRecord, Some(why.into())));
                     continue;
                 }
-                Ok(_) => {}
+                Ok(s) => {
+                    let bad = topic.as_ref().and_then(|t| {
+                        timestamp_out_of_bounds(&t.resolved, &batches, &s, crate::time::now_ms())
+                    });
+                    if let Some(why) = bad {
+                        parts.push(fail(ResponseError::InvalidTimestamp, Some(why)));
+                        continue;
+                    }
+                }
             }
             if let Some(SchemaIdCheck { bad, failed, .. }) = schema_check {
                 if let Some((first, _)) = bad.first() {
@@ -294,6 +302,40 @@ fn error_response(idx: i32, code: i16, msg: Option<String>) -> PartitionProduceR
         .with_log_append_time_ms(-1)
         .with_log_start_offset(-1)
         .with_error_message(msg.map(sb))
+}
+
+/// Kafka's `message.timestamp.before.max.ms` / `after.max.ms` check of CreateTime topics: every
+/// record's timestamp must lie within those bounds of the broker's clock. None when all do.
+fn timestamp_out_of_bounds(
+    cfg: &crate::config::ResolvedTopicConfig,
+    batches: &[(batch::BatchHeader, bytes::Bytes)],
+    summaries: &[records::Summary],
+    now: i64,
+) -> Option<String> {
+    if cfg.log.log_append_time {
+        return None;
+    }
+    for ((h, _), s) in batches.iter().zip(summaries) {
+        if h.base_timestamp < 0 {
+            continue;
+        }
+        let oldest = h.base_timestamp as i128 + s.min_timestamp_delta as i128;
+        let newest = h.base_timestamp as i128 + s.max_timestamp_delta as i128;
+        let now = now as i128;
+        if now - oldest > cfg.timestamp_before_max_ms as i128 {
+            return Some(format!(
+                "record timestamp {oldest} is more than message.timestamp.before.max.ms={} before the broker's time {now}",
+                cfg.timestamp_before_max_ms
+            ));
+        }
+        if newest - now > cfg.timestamp_after_max_ms as i128 {
+            return Some(format!(
+                "record timestamp {newest} is more than message.timestamp.after.max.ms={} after the broker's time {now}",
+                cfg.timestamp_after_max_ms
+            ));
+        }
+    }
+    None
 }
 
 #[cfg(test)]

@@ -10,4 +10,4 @@ pub mod producer_state;
 pub mod records;
 pub mod segment;
 
-pub use partition_log::{Appended, LogConfig, PartitionLog};
+pub use partition_log::{Appended, LogConfig, PartitionLog, SealedSummary};

@@ -48,6 +48,17 @@ impl Default for LogConfig {
     }
 }
 
+/// A sealed segment's extent, size and age, for compaction scheduling.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SealedSummary {
+    pub base_offset: i64,
+    pub next_offset: i64,
+    pub size: u64,
+    pub max_timestamp: i64,
+    /// Wall-clock ms of the segment's first append.
+    pub created_ms: i64,
+}
+
 /// Where an append landed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Appended {
@@ -241,6 +252,22 @@ impl PartitionLog {
     pub fn sealed_bases(&self) -> Vec<i64> {
         let n = self.segments.len().saturating_sub(1);
         self.segments.keys().take(n).copied().collect()
+    }
+
+    /// The sealed segments as compaction schedules them, ascending.
+    pub fn sealed_summaries(&self) -> Vec<SealedSummary> {
+        let n = self.segments.len().saturating_sub(1);
+        self.segments
+            .values()
+            .take(n)
+            .map(|s| SealedSummary {
+                base_offset: s.base_offset,
+                next_offset: s.next_offset,
+                size: s.size,
+                max_timestamp: s.max_timestamp,
+                created_ms: s.created_ms,
+            })
+            .collect()
     }
 
     /// The offset after the last sealed segment (the active segment's base).

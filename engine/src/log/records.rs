@@ -24,6 +24,10 @@ pub fn decompressed_limit(max_message_bytes: usize) -> usize {
 pub struct Summary {
     /// Some record has a null key (compacted topics refuse those, as Kafka does).
     pub null_key: bool,
+    /// The smallest and largest record timestamp deltas (relative to the batch's base
+    /// timestamp), for `message.timestamp.before/after.max.ms`.
+    pub min_timestamp_delta: i64,
+    pub max_timestamp_delta: i64,
 }
 
 /// Verifies that the batch holds exactly `records_count` well-framed records with offset
@@ -133,7 +137,11 @@ fn walk(
     count: i32,
     mut visit: impl FnMut(i32, Option<&[u8]>, Option<&[u8]>),
 ) -> Result<Summary, BatchError> {
-    let mut summary = Summary::default();
+    let mut summary = Summary {
+        min_timestamp_delta: i64::MAX,
+        max_timestamp_delta: i64::MIN,
+        ..Summary::default()
+    };
     for i in 0..count {
         let len = varint(&mut buf)?;
         if len < 0 || len as usize > buf.len() {
@@ -144,7 +152,9 @@ fn walk(
             return Err(BatchError::Malformed("empty record"));
         }
         rec = &rec[1..]; // attributes
-        varint(&mut rec)?; // timestamp delta
+        let ts_delta = varint(&mut rec)?;
+        summary.min_timestamp_delta = summary.min_timestamp_delta.min(ts_delta);
+        summary.max_timestamp_delta = summary.max_timestamp_delta.max(ts_delta);
         if varint(&mut rec)? != i as i64 {
             return Err(BatchError::Malformed(
                 "record offset deltas are not 0, 1, 2, ...",

@@ -120,6 +120,10 @@ pub enum Cmd {
     },
     /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
     AttachRemote(Box<RemoteLink>),
+    /// ElectLeaders (PREFERRED): move leadership to the preferred replica.
+    ElectPreferred {
+        reply: Reply<crate::raft::PreferredElection>,
+    },
     /// `(bytes, segments)` on local disk.
     LocalSize {
         reply: Reply<(u64, usize)>,
@@ -441,6 +445,14 @@ impl Actor {
                     t.offer_sealed(&self.log);
                     self.tiered = Some(t);
                 }
+            }
+            Cmd::ElectPreferred { reply } => {
+                let r = match &mut self.raft {
+                    Some(r) => r.elect_preferred(),
+                    // A single broker's partition has one replica, which leads.
+                    None => crate::raft::PreferredElection::NotNeeded,
+                };
+                let _ = reply.send(Ok(r));
             }
             Cmd::LocalSize { reply } => {
                 let _ = reply.send(Ok((self.log.size_bytes(), self.log.segment_count())));
@@ -791,7 +803,10 @@ impl Actor {
     }
 
     /// Starts a compaction of the sealed segments on the blocking pool when the topic is
-    /// compacted and new segments were sealed, or tombstones may have aged out, since the last.
+    /// compacted and, as in Kafka's log cleaner, the cleanable part of the log (the sealed
+    /// segments whose records are all older than `min.compaction.lag.ms`) is dirty (written
+    /// since the last compaction) by at least `min.cleanable.dirty.ratio` of its bytes, or a
+    /// dirty segment is older than `max.compaction.lag.ms`; or tombstones may have aged out.
     fn maybe_compact(&mut self) -> Option<CompactionTask> {
         if !self.config.compact {
             return None;
@@ -800,14 +815,24 @@ impl Actor {
         if now < self.compaction_retry_at {
             return None;
         }
-        let sealed_end = self.log.sealed_end();
-        let new_data = sealed_end > self.compacted_through;
+        let segs = self.log.sealed_summaries();
+        let plan = compaction_plan(&segs, self.compacted_through, &self.config, now);
         let tombstones_due = now - self.last_compaction_ms > self.config.delete_retention_ms;
-        let bases = self.log.sealed_bases();
-        if bases.is_empty() || !(new_data || tombstones_due) {
+        let end = match plan {
+            Some(end) => end,
+            // Nothing new to clean: re-clean the part cleaned before for aged tombstones.
+            None if tombstones_due && self.compacted_through > 0 => self.compacted_through,
+            None => return None,
+        };
+        let bases: Vec<i64> = segs
+            .iter()
+            .filter(|s| s.next_offset <= end)
+            .map(|s| s.base_offset)
+            .collect();
+        if bases.is_empty() {
             return None;
         }
-        self.compacted_through = sealed_end;
+        self.compacted_through = end;
         self.last_compaction_ms = now;
         let dir = self.log.dir().to_path_buf();
         let horizon = now - self.config.delete_retention_ms;
@@ -871,5 +896,88 @@ impl Actor {
             }
         }
         let _ = reply.send(());
+    }
+}
+
+/// The end offset of the sealed segments to compact now, if a compaction is due: the
+/// cleanable prefix (every record older than `min.compaction.lag.ms`) when its dirty share
+/// (bytes past `compacted_through`) reaches `min.cleanable.dirty.ratio`, or a dirty segment
+/// was first written more than `max.compaction.lag.ms` ago.
+fn compaction_plan(
+    segs: &[crate::log::SealedSummary],
+    compacted_through: i64,
+    c: &ResolvedTopicConfig,
+    now: i64,
+) -> Option<i64> {
+    let cleanable: Vec<_> = segs
+        .iter()
+        .take_while(|s| {
+            c.min_compaction_lag_ms == 0 || now - s.max_timestamp >= c.min_compaction_lag_ms
+        })
+        .collect();
+    let end = cleanable.last()?.next_offset;
+    if end <= compacted_through {
+        return None;
+    }
+    let total: u64 = cleanable.iter().map(|s| s.size).sum();
+    let dirty: Vec<_> = cleanable
+        .iter()
+        .filter(|s| s.next_offset > compacted_through)
+        .collect();
+    let dirty_bytes: u64 = dirty.iter().map(|s| s.size).sum();
+    let ratio = if total == 0 {
+        1.0
+    } else {
+        dirty_bytes as f64 / total as f64
+    };
+    let overdue = dirty
+        .iter()
+        .any(|s| now.saturating_sub(s.created_ms) >= c.max_compaction_lag_ms);
+    (ratio >= c.min_cleanable_dirty_ratio || overdue).then_some(end)
+}
+
+#[cfg(test)]
+mod compaction_plan_tests {
+    use super::compaction_plan;
+    use crate::config::{ClusterDefaults, TopicConfig};
+    use crate::log::SealedSummary;
+
+    fn seg(base: i64, next: i64, size: u64, ts: i64) -> SealedSummary {
+        SealedSummary {
+            base_offset: base,
+            next_offset: next,
+            size,
+            max_timestamp: ts,
+            created_ms: ts,
+        }
+    }
+
+    fn cfg(pairs: &[(&str, &str)]) -> crate::config::ResolvedTopicConfig {
+        let mut p = vec![("cleanup.policy", "compact")];
+        p.extend_from_slice(pairs);
+        TopicConfig::from_pairs(p)
+            .unwrap()
+            .resolve(&ClusterDefaults::default())
+    }
+
+    #[test]
+    fn dirty_ratio_lags_and_overdue_segments() {
+        let segs = [seg(0, 10, 100, 1000), seg(10, 20, 100, 2000)];
+        // Never compacted: all dirty.
+        assert_eq!(compaction_plan(&segs, -1, &cfg(&[]), 3000), Some(20));
+        // Half dirty meets the default 0.5, not 0.6.
+        assert_eq!(compaction_plan(&segs, 10, &cfg(&[]), 3000), Some(20));
+        let c = cfg(&[("min.cleanable.dirty.ratio", "0.6")]);
+        assert_eq!(compaction_plan(&segs, 10, &c, 3000), None);
+        // ...unless the dirty segment is older than max.compaction.lag.ms.
+        let c = cfg(&[
+            ("min.cleanable.dirty.ratio", "0.6"),
+            ("max.compaction.lag.ms", "500"),
+        ]);
+        assert_eq!(compaction_plan(&segs, 10, &c, 3000), Some(20));
+        // min.compaction.lag.ms keeps the young segment out.
+        let c = cfg(&[("min.compaction.lag.ms", "1500")]);
+        assert_eq!(compaction_plan(&segs, -1, &c, 3000), Some(10));
+        assert_eq!(compaction_plan(&segs, 20, &cfg(&[]), 3000), None);
     }
 }

@@ -270,11 +270,23 @@ impl PartitionRaft {
         // Every few seconds a leader hands leadership back to the preferred replica once it
         // has caught up, so leaders stay balanced after failovers (not while a reassignment
         // moves leadership itself, and only to a voter).
-        if self.ticks.is_multiple_of(40)
-            && self.is_leader()
-            && self.preferred != self.id
-            && !self.reassigning
-            && self
+        if self.ticks.is_multiple_of(40) {
+            let _ = self.elect_preferred();
+        }
+    }
+
+    /// Hands leadership to the preferred replica when this replica leads and the preferred one
+    /// is a voter that has caught up (the periodic rebalance above, and ElectLeaders with
+    /// election type PREFERRED).
+    pub fn elect_preferred(&mut self) -> PreferredElection {
+        if !self.is_leader() {
+            return PreferredElection::NotLeader;
+        }
+        if self.preferred == self.id {
+            return PreferredElection::NotNeeded;
+        }
+        if self.reassigning
+            || !self
                 .node
                 .raft
                 .prs()
@@ -282,17 +294,20 @@ impl PartitionRaft {
                 .voters()
                 .contains(self.preferred)
         {
-            let last = self.node.raft.raft_log.last_index();
-            let caught_up = self
-                .node
-                .raft
-                .prs()
-                .get(self.preferred)
-                .is_some_and(|p| p.matched == last);
-            if caught_up {
-                self.node.transfer_leader(self.preferred);
-            }
+            return PreferredElection::NotAvailable;
         }
+        let last = self.node.raft.raft_log.last_index();
+        let caught_up = self
+            .node
+            .raft
+            .prs()
+            .get(self.preferred)
+            .is_some_and(|p| p.matched == last);
+        if !caught_up {
+            return PreferredElection::NotAvailable;
+        }
+        self.node.transfer_leader(self.preferred);
+        PreferredElection::Started(self.preferred)
     }
 
     /// Steps a message from another replica. The cluster's router checked the sender is one
@@ -521,6 +536,19 @@ pub fn conf_change(
 
 /// Proposals waiting for their entry to be applied.
 pub type Pending<T> = HashMap<u64, T>;
+
+/// What a request to move leadership to the preferred replica found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PreferredElection {
+    /// This replica does not lead the group.
+    NotLeader,
+    /// The preferred replica leads already.
+    NotNeeded,
+    /// The preferred replica is not an in-sync voter (or a reassignment is under way).
+    NotAvailable,
+    /// Leadership is being transferred to this node id.
+    Started(u64),
+}
 
 #[cfg(test)]
 mod reassign_tests {
