@@ -80,13 +80,22 @@ function toast(msg: string, bad = false) {
 }
 
 /// Runs a mutating action from a form, reporting the outcome.
-async function act(label: string, f: () => Promise<unknown>, after?: () => void) {
+async function act(label: string, f: () => Promise<unknown>, after?: () => unknown) {
+  const gen = generation;
   try {
     await f();
     toast(`${label}: done`);
-    after?.();
   } catch (e) {
     toast(`${label}: ${(e as Error).message}`, true);
+    return;
+  }
+  // The user may have left the page while the request ran: only the page that asked is
+  // refreshed (its elements are gone otherwise), and a failed refresh waits for the next tick.
+  if (gen !== generation) return;
+  try {
+    await after?.();
+  } catch {
+    /* the next live refresh shows the state */
   }
 }
 

@@ -13,11 +13,9 @@ import os
 import re
 import shutil
 import subprocess
-import threading
 import time
 import urllib.error
 import urllib.request
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -184,53 +182,83 @@ def committed(broker, group: str, topic: str, partition: int) -> int:
         c.close()
 
 
-class ConnectStub:
-    """A Kafka Connect REST API with one connector, recording what it is asked to do."""
+COMPAT_JAVA = ROOT / "tests" / "compat" / "java" / "target"
 
-    def __init__(self):
-        self.state = "RUNNING"
-        self.calls: list[str] = []
-        stub = self
 
-        class Handler(BaseHTTPRequestHandler):
-            def log_message(self, *args):
-                pass
+class ConnectWorker:
+    """A real Kafka Connect worker (connect-runtime from Maven Central, built by
+    tests/compat/build.sh) in distributed mode against the broker, running one sink connector
+    named `s3-sink` (the compatibility suite's line-file sink) on `topic`."""
 
-            def reply(self, code, body):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
+    def __init__(self, broker, topic: str, workdir: Path, url: str):
+        cp = COMPAT_JAVA / "classpath.txt"
+        if not cp.exists():
+            pytest.fail(f"{cp} is missing: run tests/compat/build.sh", pytrace=False)
+        self.url = url
+        workdir.mkdir(parents=True, exist_ok=True)
+        props = workdir / "worker.properties"
+        gid = unique_topic("console-connect")
+        props.write_text("\n".join([
+            f"bootstrap.servers={broker.bootstrap}",
+            f"group.id={gid}",
+            f"config.storage.topic={gid}-configs",
+            f"offset.storage.topic={gid}-offsets",
+            f"status.storage.topic={gid}-status",
+            "config.storage.replication.factor=1",
+            "offset.storage.replication.factor=1",
+            "status.storage.replication.factor=1",
+            "key.converter=org.apache.kafka.connect.storage.StringConverter",
+            "value.converter=org.apache.kafka.connect.storage.StringConverter",
+            f"listeners={self.url}",
+            "rest.advertised.host.name=127.0.0.1",
+            "plugin.discovery=only_scan",
+        ]) + "\n")
+        classpath = cp.read_text().strip() + os.pathsep + str(COMPAT_JAVA / "classes")
+        self.log = open(workdir / "connect.log", "wb")
+        self.proc = subprocess.Popen(
+            ["java", "-Xmx256m", "-cp", classpath,
+             "org.apache.kafka.connect.cli.ConnectDistributed", str(props)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        self.wait(lambda: self.get("/connectors") == [], "the worker's REST API", 120)
+        self.request("PUT", "/connectors/s3-sink/config", {
+            "connector.class": "compat.LineFiles$Sink", "tasks.max": "1",
+            "topics": topic, "file": str(workdir / "sink.txt")})
+        self.wait(lambda: self.state() == ("RUNNING", ["RUNNING"]), "s3-sink running", 120)
 
-            def do_GET(self):
-                if self.path.startswith("/connectors?"):
-                    st = {"state": stub.state, "worker_id": "w1:8083"}
-                    self.reply(200, {"s3-sink": {
-                        "status": {"name": "s3-sink", "connector": st, "type": "sink",
-                                   "tasks": [{"id": 0, **st}, {"id": 1, **st}]},
-                        "info": {"name": "s3-sink", "config": {}, "tasks": [], "type": "sink"}}})
-                else:
-                    self.reply(404, {"error_code": 404, "message": "not found"})
+    def request(self, method: str, path: str, body=None):
+        data = json.dumps(body).encode() if body is not None else None
+        req = urllib.request.Request(self.url + path, data=data, method=method,
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=10) as r:
+            raw = r.read()
+            return json.loads(raw) if raw else None
 
-            def do_PUT(self):
-                action = self.path.rsplit("/", 1)[-1]
-                stub.calls.append(action)
-                stub.state = {"pause": "PAUSED", "resume": "RUNNING"}.get(action, stub.state)
-                self.reply(202, {})
+    def get(self, path: str):
+        try:
+            return self.request("GET", path)
+        except (urllib.error.URLError, ConnectionError, json.JSONDecodeError):
+            return None
 
-            def do_POST(self):
-                stub.calls.append(self.path.rsplit("/", 1)[-1])
-                self.reply(202, {})
+    def state(self):
+        st = self.get("/connectors/s3-sink/status")
+        if not st:
+            return None
+        return st["connector"]["state"], [t["state"] for t in st["tasks"]]
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+    def wait(self, ok, what: str, timeout: float):
+        deadline = time.monotonic() + timeout
+        while not ok():
+            assert self.proc.poll() is None, f"the Connect worker exited ({self.proc.returncode})"
+            assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+            time.sleep(0.5)
 
     def stop(self):
-        self.server.shutdown()
-        self.server.server_close()
+        self.proc.terminate()
+        try:
+            self.proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+        self.log.close()
 
 
 def browser_ready() -> str | None:
@@ -251,13 +279,17 @@ def test_console_in_a_browser(broker_factory):
         if os.environ.get("ICESTREAM_REQUIRE_CONSOLE") == "1":
             pytest.fail(why, pytrace=False)
         pytest.skip(why)
-    connect = ConnectStub()
+    from conftest import free_port
+    connect_url = f"http://127.0.0.1:{free_port()}"
+    broker = broker_factory(args=["--connect-url", f"local={connect_url}"])
+    topic = create_topic(broker)
+    connect = ConnectWorker(broker, topic, broker.workdir / "connect", connect_url)
     try:
-        broker = broker_factory(args=["--connect-url", f"local={connect.url}"])
         run_browser(broker, connect)
+        # The page's pause, resume and restart reached the worker: it runs again.
+        connect.wait(lambda: connect.state() == ("RUNNING", ["RUNNING"]), "s3-sink running", 60)
     finally:
         connect.stop()
-    assert connect.calls == ["pause", "resume", "restart?includeTasks=true"], connect.calls
 
 
 def run_browser(broker, connect):
