@@ -11,7 +11,7 @@ use anyhow::{anyhow, bail, Result};
 use axum::extract::{Path, Query, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use bytes::Bytes;
 use kafka_protocol::messages::fetch_request::{FetchPartition, FetchTopic};
@@ -62,6 +62,11 @@ pub fn routes(console: Arc<Console>) -> Router {
         .route("/v1/groups/{group}", get(describe_group))
         .route("/v1/groups/{group}/reset", post(reset_group))
         .route("/v1/connect", get(connect_list))
+        .route("/v1/connect/{cluster}/connectors", post(connect_create))
+        .route(
+            "/v1/connect/{cluster}/connectors/{connector}",
+            delete(connect_delete),
+        )
         .route(
             "/v1/connect/{cluster}/connectors/{connector}/{action}",
             post(connect_action),
@@ -674,6 +679,99 @@ async fn connect_list(State(c): State<Arc<Console>>) -> Response {
         });
     }
     Json(json!(out)).into_response()
+}
+
+/// Sends one request to a Connect cluster; a status of 300 or more is an error that carries
+/// Connect's own message.
+async fn connect_call(
+    c: &Console,
+    cluster: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<(u16, String)> {
+    let u = connect_url(c, cluster)?;
+    let (code, text) = crate::cli::http::request(
+        &u,
+        crate::cli::http::CONNECT,
+        method,
+        path,
+        body,
+        "check --connect-url",
+    )
+    .await?;
+    if code >= 300 {
+        let msg = serde_json::from_str::<Value>(&text)
+            .ok()
+            .and_then(|v| v.get("message").and_then(Value::as_str).map(String::from))
+            .unwrap_or(text);
+        bail!("Kafka Connect answered {code}: {msg}");
+    }
+    Ok((code, text))
+}
+
+/// Connect's status as ours when it answered 4xx (the request's fault), else 502.
+fn connect_error(e: anyhow::Error) -> Response {
+    let msg = format!("{e:#}");
+    let status = msg
+        .strip_prefix("Kafka Connect answered ")
+        .and_then(|r| r.get(..3))
+        .and_then(|c| c.parse::<u16>().ok())
+        .filter(|c| (400..500).contains(c))
+        .and_then(|c| StatusCode::from_u16(c).ok())
+        .unwrap_or(StatusCode::BAD_GATEWAY);
+    (status, Json(json!({ "error": msg }))).into_response()
+}
+
+#[derive(Deserialize)]
+struct NewConnector {
+    name: String,
+    config: serde_json::Map<String, Value>,
+}
+
+/// Creates a connector: Connect's `POST /connectors` with `{name, config}`.
+async fn connect_create(
+    State(c): State<Arc<Console>>,
+    Path(cluster): Path<String>,
+    Json(b): Json<NewConnector>,
+) -> Response {
+    let res: Result<Value> = async {
+        if b.name.trim().is_empty() {
+            bail!("a connector needs a name");
+        }
+        // Connect's config values are strings; numbers and booleans are given as text.
+        let config: serde_json::Map<String, Value> = b
+            .config
+            .into_iter()
+            .map(|(k, v)| match v {
+                Value::String(_) => (k, v),
+                other => (k, Value::String(other.to_string())),
+            })
+            .collect();
+        let body = json!({"name": b.name, "config": config}).to_string();
+        let (code, text) = connect_call(&c, &cluster, "POST", "/connectors", Some(&body)).await?;
+        let created: Value = serde_json::from_str(&text).unwrap_or(Value::Null);
+        Ok(json!({"cluster": cluster, "connector": b.name, "status": code, "created": created}))
+    }
+    .await;
+    match res {
+        Ok(v) => (StatusCode::CREATED, Json(v)).into_response(),
+        Err(e) => connect_error(e),
+    }
+}
+
+/// Deletes a connector: Connect's `DELETE /connectors/{name}`.
+async fn connect_delete(
+    State(c): State<Arc<Console>>,
+    Path((cluster, connector)): Path<(String, String)>,
+) -> Response {
+    let enc = crate::cli::http::encode_segment(&connector);
+    let path = format!("/connectors/{enc}");
+    match connect_call(&c, &cluster, "DELETE", &path, None).await {
+        Ok((code, _)) => Json(json!({"cluster": cluster, "connector": connector, "status": code}))
+            .into_response(),
+        Err(e) => connect_error(e),
+    }
 }
 
 /// `pause`, `resume` or `restart` a connector (restart includes its tasks).

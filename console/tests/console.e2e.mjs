@@ -263,6 +263,33 @@ try {
     await waitText("#k-list td", "RUNNING");
     await page.click('button[aria-label="restart s3-sink"]');
     await waitText("#toast", "restart s3-sink: done");
+    // A second connector from the form: it runs, then goes through the typed confirmation.
+    await page.fill("#k-name-0", "file-sink-2");
+    await page.fill(
+      "#k-config-0",
+      JSON.stringify({ "connector.class": "compat.LineFiles$Sink", "tasks.max": 1, topics: t.connect_topic, file: t.connect_file }),
+    );
+    await page.click("#k-create-0 button[type=submit]");
+    await waitText("#toast", "Create file-sink-2: done");
+    const row = (name, want) =>
+      page.waitForFunction(
+        ([n, w]) => [...document.querySelectorAll("#k-list tr")].some((r) => r.cells[0]?.textContent === n && r.textContent.includes(w)),
+        [name, want],
+        { timeout: 60000 },
+      );
+    await row("file-sink-2", "0: RUNNING");
+    await axe("connectors-create");
+    await page.click('button[aria-label="delete file-sink-2"]');
+    await page.fill("#k-confirm-0", "s3-sink");
+    await page.click("#k-del-0 button[type=submit]");
+    await waitText("#toast", "does not match");
+    await page.fill("#k-confirm-0", "file-sink-2");
+    await page.click("#k-del-0 button[type=submit]");
+    await waitText("#toast", "Delete connector file-sink-2: done");
+    await page.waitForFunction(() => ![...document.querySelectorAll("#k-list tr")].some((r) => r.cells[0]?.textContent === "file-sink-2"), null, {
+      timeout: 30000,
+    });
+    await row("s3-sink", "RUNNING");
   });
 
   await step("security", async () => {

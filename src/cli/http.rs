@@ -157,9 +157,15 @@ async fn send(
             "{method} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: icestream-cli\r\nAccept: {REGISTRY_CONTENT_TYPE}, application/json, */*\r\nConnection: close\r\n",
             url.base, path, url.host
         );
+        // Kafka Connect accepts only application/json bodies; the registry its own type.
+        let content_type = if svc.name == CONNECT.name {
+            "application/json"
+        } else {
+            REGISTRY_CONTENT_TYPE
+        };
         match body {
             Some(b) => request.push_str(&format!(
-                "Content-Type: {REGISTRY_CONTENT_TYPE}\r\nContent-Length: {}\r\n\r\n{b}",
+                "Content-Type: {content_type}\r\nContent-Length: {}\r\n\r\n{b}",
                 b.len()
             )),
             None if method != "GET" => request.push_str("Content-Length: 0\r\n\r\n"),

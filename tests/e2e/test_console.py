@@ -99,6 +99,8 @@ def test_mutating_requests_from_other_sites_are_refused(broker):
         ("POST", "/v1/cluster/decommission/7", None),
         ("POST", "/schema-registry/subjects/x/versions", {"schema": '"string"'}),
         ("PUT", "/schema-registry/config", {"compatibility": "NONE"}),
+        ("POST", "/v1/connect/local/connectors", {"name": "x", "config": {}}),
+        ("DELETE", "/v1/connect/local/connectors/x", None),
     ):
         status, text = request(method, broker.admin_url + path, body, evil)
         assert status == 403, (path, status, text)
@@ -195,6 +197,8 @@ class ConnectWorker:
         if not cp.exists():
             pytest.fail(f"{cp} is missing: run tests/compat/build.sh", pytrace=False)
         self.url = url
+        self.topic = topic
+        self.workdir = workdir
         workdir.mkdir(parents=True, exist_ok=True)
         props = workdir / "worker.properties"
         gid = unique_topic("console-connect")
@@ -335,6 +339,7 @@ def run_browser(broker, connect):
         "draft_v3": json.dumps(USER_V3, indent=2),
         "unmount_topic": unmount_topic, "iceberg_topic": iceberg_topic,
         "evil_topic": unique_topic("evil"),
+        "connect_topic": connect.topic, "connect_file": str(connect.workdir / "sink-2.txt"),
     }
     env = dict(os.environ, CONSOLE_URL=broker.admin_url, CONSOLE_TEST=json.dumps(names),
                CHROMIUM=CHROMIUM)
@@ -359,6 +364,8 @@ def run_browser(broker, connect):
     listed = [t["name"] for t in json.loads(body)]
     assert names["new_topic"] not in listed and names["evil_topic"] not in listed
     assert unmount_topic in listed
+    # The connector the page created was deleted through its typed confirmation.
+    assert connect.get("/connectors") == ["s3-sink"]
     for name, a in report["a11y"].items():
         assert a["serious"] == 0, (name, a)
 
