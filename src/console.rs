@@ -283,9 +283,11 @@ async fn describe_group(State(c): State<Arc<Console>>, Path(g): Path<String>) ->
 #[derive(Deserialize)]
 struct Reset {
     topic: String,
-    /// `start`, `end` or an offset.
+    /// `start`, `end`, an offset, or `timestamp` (with `timestamp`).
     to: String,
     partition: Option<i32>,
+    /// Milliseconds since the epoch, for `to: "timestamp"`.
+    timestamp: Option<i64>,
 }
 
 async fn reset_group(
@@ -293,9 +295,16 @@ async fn reset_group(
     Path(g): Path<String>,
     Json(b): Json<Reset>,
 ) -> Response {
-    let to: group::SeekTo = match b.to.parse() {
-        Ok(t) => t,
-        Err(e) => return error(StatusCode::BAD_REQUEST, anyhow!("{e}")),
+    let to: group::SeekTo = match (b.to.as_str(), b.timestamp) {
+        ("timestamp", Some(ts)) => group::SeekTo::Timestamp(ts),
+        ("timestamp", None) => {
+            let e = anyhow!("to: timestamp needs a timestamp (milliseconds since the epoch)");
+            return error(StatusCode::BAD_REQUEST, e);
+        }
+        (to, _) => match to.parse() {
+            Ok(t) => t,
+            Err(e) => return error(StatusCode::BAD_REQUEST, anyhow!("{e}")),
+        },
     };
     cli_json(
         StatusCode::OK,

@@ -516,17 +516,28 @@ pages.groups = {
       <p class="muted">Only a group without members (state Empty) can be reset: a running consumer would overwrite the offsets.</p>
       <form id="g-reset">
         ${field("r-topic", "Topic", `<input id="r-topic" required>`)}
-        ${field("r-to", "To", `<select id="r-to"><option value="start">the start (earliest)</option><option value="end">the end (latest)</option><option value="offset">an offset</option></select>`)}
+        ${field("r-to", "To", `<select id="r-to"><option value="start">the start (earliest)</option><option value="end">the end (latest)</option><option value="offset">an offset</option><option value="timestamp">a time</option></select>`)}
         ${field("r-offset", "Offset", `<input id="r-offset" type="number" min="0">`)}
+        ${field("r-time", "Time (local; or ms since the epoch below)", `<input id="r-time" type="datetime-local" step="1">`)}
+        ${field("r-ts", "Timestamp (ms since the epoch)", `<input id="r-ts" type="number" min="0">`)}
         ${field("r-part", "Partition (empty: all)", `<input id="r-part" type="number" min="0">`)}
         <button type="submit" id="r-go">Reset offsets</button>
       </form></section>`;
     main.querySelector("#g-reset")!.addEventListener("submit", (ev) => {
       ev.preventDefault();
-      const to = val(main, "#r-to") === "offset" ? val(main, "#r-offset") : val(main, "#r-to");
+      const mode = val(main, "#r-to");
+      const to = mode === "offset" ? val(main, "#r-offset") : mode;
       const part = val(main, "#r-part");
+      // A time resets to each partition's first record at or after it (the end if none is).
+      let timestamp: number | undefined;
+      if (mode === "timestamp") {
+        const ms = val(main, "#r-ts");
+        const local = val(main, "#r-time");
+        timestamp = ms ? Number(ms) : local ? new Date(local).getTime() : NaN;
+        if (!Number.isFinite(timestamp)) return toast("Give a time or a timestamp in milliseconds", true);
+      }
       act(`Reset ${arg}`, () =>
-        api("POST", `/v1/groups/${enc(arg)}/reset`, { topic: val(main, "#r-topic"), to, partition: part ? Number(part) : undefined }),
+        api("POST", `/v1/groups/${enc(arg)}/reset`, { topic: val(main, "#r-topic"), to, timestamp, partition: part ? Number(part) : undefined }),
       ).then(() => pages.groups.refresh!(main, arg));
     });
   },

@@ -200,6 +200,12 @@ try {
     await waitText("#g-state", "Empty");
     await axe("group");
     await shot("group");
+    // To a time before every record: the start of each partition, lag 20.
+    await page.selectOption("#r-to", "timestamp");
+    await page.fill("#r-ts", "0");
+    await page.click("#r-go");
+    await waitText("#toast", `Reset ${t.group}: done`);
+    await page.waitForFunction(() => document.querySelector("#g-total").textContent.trim() === "20");
     await page.selectOption("#r-to", "end");
     await page.click("#r-go");
     await waitText("#g-total", "0");

@@ -32,6 +32,9 @@ pub enum SeekTo {
     Start,
     End,
     Offset(i64),
+    /// The first offset whose record timestamp is at or after this (ms since the epoch); the
+    /// end offset where no record is that recent, as Kafka's `--to-datetime` does.
+    Timestamp(i64),
 }
 
 impl std::str::FromStr for SeekTo {
@@ -40,8 +43,14 @@ impl std::str::FromStr for SeekTo {
         match s {
             "start" | "earliest" | "beginning" => Ok(SeekTo::Start),
             "end" | "latest" => Ok(SeekTo::End),
+            n if n.starts_with("ts:") => n[3..]
+                .parse()
+                .map(SeekTo::Timestamp)
+                .map_err(|_| format!("'{n}' is not a timestamp: use ts:MILLISECONDS")),
             n => n.parse().map(SeekTo::Offset).map_err(|_| {
-                format!("'{n}' is not a position: use start, end or an offset number")
+                format!(
+                    "'{n}' is not a position: use start, end, an offset number or ts:MILLISECONDS"
+                )
             }),
         }
     }
@@ -373,6 +382,21 @@ pub async fn seek(
                 })
                 .collect::<Result<_>>()?
         }
+        SeekTo::Timestamp(ts) => {
+            let at = list_offsets(&mut client, topic, &parts, ts).await?;
+            let ends = list_offsets(&mut client, topic, &parts, LATEST).await?;
+            at.into_iter()
+                .map(|(p, r)| {
+                    let r = match r {
+                        // No record at or after the timestamp: the end, as Kafka does.
+                        Ok(o) if o < 0 => ends.get(&p).cloned().unwrap_or(Err(-1)),
+                        r => r,
+                    };
+                    r.map(|o| (p, o))
+                        .map_err(|c| anyhow!("partition {p}: {}", code_name(c)))
+                })
+                .collect::<Result<_>>()?
+        }
     };
     let conn = coordinator(&mut client, group).await?;
     let v = version_capped::<OffsetCommitRequest>(conn, 7)?;
@@ -432,4 +456,22 @@ pub async fn seek(
         emit(&t.render())?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::SeekTo;
+
+    #[test]
+    fn seek_positions_parse() {
+        assert_eq!("earliest".parse(), Ok(SeekTo::Start));
+        assert_eq!("end".parse(), Ok(SeekTo::End));
+        assert_eq!("42".parse(), Ok(SeekTo::Offset(42)));
+        assert_eq!(
+            "ts:1700000000000".parse(),
+            Ok(SeekTo::Timestamp(1_700_000_000_000))
+        );
+        assert!("ts:soon".parse::<SeekTo>().is_err());
+        assert!("later".parse::<SeekTo>().is_err());
+    }
 }

@@ -268,7 +268,7 @@ pub enum GroupCommand {
         /// Topic whose offsets move
         #[arg(long)]
         topic: String,
-        /// Where to: start, end, or an offset
+        /// Where to: start, end, an offset, or ts:MILLISECONDS (the first record at or after it)
         #[arg(long)]
         to: group::SeekTo,
         /// Only this partition (default: all)

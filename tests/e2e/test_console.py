@@ -370,6 +370,40 @@ def run_browser(broker, connect):
         assert a["serious"] == 0, (name, a)
 
 
+def test_group_reset_to_a_timestamp(broker):
+    """`to: timestamp` moves each partition to its first record at or after the time, and to
+    the end where none is that recent (as kafka-consumer-groups --to-datetime)."""
+    topic = create_topic(broker, unique_topic("reset-ts"), 2)
+    t0 = 1_700_000_000_000
+    p = Producer(producer_config(broker))
+    for i in range(10):  # partition 0: t0, t0+1000, ..., t0+9000
+        p.produce(topic, partition=0, value=b"a%d" % i, timestamp=t0 + i * 1000)
+    for i in range(4):  # partition 1: t0, ..., t0+3000
+        p.produce(topic, partition=1, value=b"b%d" % i, timestamp=t0 + i * 1000)
+    assert p.flush(30) == 0
+    group = unique_topic("reset-ts-g")
+    commit(broker, group, topic, {0: 0, 1: 0})
+    url = f"{broker.admin_url}/v1/groups/{group}/reset"
+
+    status, body = request("POST", url, {"topic": topic, "to": "timestamp", "timestamp": t0 + 5000})
+    assert status == 200, body
+    assert committed(broker, group, topic, 0) == 5
+    assert committed(broker, group, topic, 1) == 4  # every record older: the end
+
+    status, body = request("POST", url, {"topic": topic, "to": "timestamp", "timestamp": t0 + 2500,
+                                         "partition": 1})
+    assert status == 200, body
+    assert committed(broker, group, topic, 0) == 5
+    assert committed(broker, group, topic, 1) == 3
+
+    status, body = request("POST", url, {"topic": topic, "to": "timestamp", "timestamp": 0})
+    assert status == 200, body
+    assert committed(broker, group, topic, 0) == 0 and committed(broker, group, topic, 1) == 0
+
+    status, body = request("POST", url, {"topic": topic, "to": "timestamp"})
+    assert status == 400 and "needs a timestamp" in body
+
+
 def test_records_decode_protobuf_and_json_schema_values(broker):
     from confluent_kafka.schema_registry.json_schema import JSONSerializer
     from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
