@@ -680,7 +680,9 @@ impl Cluster {
 
 fn applied_here(b: &Broker, cmd: &Command) -> bool {
     match cmd {
-        Command::CreateTopic(r) => b.topics.record(&r.name).is_some_and(|x| x.id == r.id),
+        // The topic, not just its record: the record is stored (and synced) before the topic
+        // with its open partitions becomes visible, and callers go on to use the topic.
+        Command::CreateTopic(r) => b.topics.get(&r.name).is_some_and(|t| t.id == r.id),
         Command::DeleteTopic { name, id } => b.topics.record(name).is_none_or(|x| x.id != *id),
         Command::Reassign {
             topic,
