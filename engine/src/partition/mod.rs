@@ -25,6 +25,7 @@ use crate::replication::{ReplicationGroup, SingleNode};
 use crate::time::now_ms;
 
 mod compaction;
+mod tick;
 mod tiered;
 pub use tiered::RemoteLink;
 use tiered::Tiered;
@@ -188,34 +189,6 @@ struct Waiter {
 
 type FlushFuture = Pin<Box<dyn Future<Output = io::Result<i64>>>>;
 
-thread_local! {
-    /// The shard's Raft tick: one timer per shard thread rather than one per partition.
-    static SHARD_TICK: std::cell::RefCell<Option<watch::Receiver<u64>>> =
-        const { std::cell::RefCell::new(None) };
-}
-
-/// Subscribes to this shard's Raft tick, starting its timer on first use (or again if the
-/// `LocalSet` that ran it is gone, as between tests on one thread).
-fn shard_tick() -> watch::Receiver<u64> {
-    SHARD_TICK.with(|t| {
-        let mut t = t.borrow_mut();
-        if let Some(rx) = t.as_ref().filter(|rx| rx.has_changed().is_ok()) {
-            return rx.clone();
-        }
-        let (tx, rx) = watch::channel(0u64);
-        tokio::task::spawn_local(async move {
-            let mut every = tokio::time::interval(crate::cluster::controller::TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            loop {
-                every.tick().await;
-                tx.send_modify(|n| *n += 1);
-            }
-        });
-        *t = Some(rx.clone());
-        rx
-    })
-}
-
 /// Opens the log and spawns the actor on the current shard's `LocalSet`.
 pub fn spawn(
     dir: PathBuf,
@@ -330,7 +303,7 @@ impl Actor {
         let mut retention = tokio::time::interval(retention_every);
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Replicated partitions tick together on the shard's timer (missed ticks coalesce).
-        let mut raft_tick = self.raft.as_ref().map(|_| shard_tick());
+        let mut raft_tick = self.raft.as_ref().map(|_| tick::shard_tick());
         loop {
             let deadline = self.flush_deadline();
             tokio::select! {
@@ -373,7 +346,7 @@ impl Actor {
                     match (res, &mut self.raft) {
                         (Ok(()), Some(r)) => r.tick(),
                         // The shard's timer went away with its LocalSet: subscribe again.
-                        (Err(_), _) => raft_tick = Some(shard_tick()),
+                        (Err(_), _) => raft_tick = Some(tick::shard_tick()),
                         _ => {}
                     }
                 }
