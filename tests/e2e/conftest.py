@@ -41,7 +41,9 @@ def broker_binary() -> Path:
 # the kernel hands out for bind(0) is soon handed again as the source port of some outbound
 # connection (weed's internal gRPC, a client), and the server started later finds it taken.
 # Ports handed out once are not handed again in this run, so two servers never share one.
-_PORT_LO, _PORT_HI = 10000, 32000
+# ICESTREAM_TEST_PORTS=LO-HI narrows the range, so that two test runs on one machine (a
+# benches/repeat.sh loop beside the suite) never pick the same port.
+_PORT_LO, _PORT_HI = (int(x) for x in os.environ.get("ICESTREAM_TEST_PORTS", "10000-32000").split("-"))
 _handed: set[int] = set()
 _rng = random.Random(os.getpid() ^ time.monotonic_ns())
 
