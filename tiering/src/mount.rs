@@ -451,7 +451,7 @@ async fn status_route(State(m): State<Arc<Mounts>>, Path(topic): Path<String>) -
         Some(s) => Json(s).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no unmount of '{topic}' was started on this broker") })),
+            Json(json!({ "error": format!("no unmount of '{topic}' is running on this broker or ended there within the last hour") })),
         )
             .into_response(),
     }
