@@ -530,9 +530,17 @@ impl PartitionRaft {
             return;
         }
         let last = raft.raft_log.last_index();
-        // A replica within a few entries of the leader's log counts as caught up: joint
-        // consensus keeps it safe either way, this only keeps commits from stalling.
-        let caught_up = |id: u64| raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last);
+        // A replica within a few entries of the leader's log, and heard from within an
+        // election timeout, counts as caught up: joint consensus keeps it safe either way, this
+        // only keeps commits from stalling. Without the second condition a dead learner
+        // (matched 0) counted as caught up while the log was shorter than 64 entries, and the
+        // joint change made it a voter of a configuration that then could not commit.
+        let within = crate::cluster::controller::TICK * 10;
+        let heard = &self.heard;
+        let caught_up = |id: u64| {
+            raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last)
+                && heard.get(&id).is_some_and(|t| t.elapsed() < within)
+        };
         let voter = |id: &u64| cs.voters.contains(id);
         let learner = |id: &u64| cs.learners.contains(id);
         // 1. Every new replica joins as a learner and receives the log.
@@ -805,6 +813,29 @@ mod reassign_tests {
         for n in nodes.values() {
             assert!(n.node.raft.raft_log.committed > before, "node {}", n.id);
         }
+    }
+
+    /// A learner that never answers (its broker is down) is not caught up, however short the
+    /// log: the move waits, and the group keeps committing with its old voters.
+    #[test]
+    fn a_dead_new_replica_never_becomes_a_voter() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        // Node 4 is in the target but never runs.
+        for n in nodes.values_mut() {
+            n.set_goal(vec![1, 2, 4], true, 1);
+        }
+        run(&mut nodes, &out, 100);
+        assert_eq!(voters(&nodes[&1]), (vec![1, 2, 3], vec![], vec![4]));
+        let before = nodes[&1].node.raft.raft_log.committed;
+        nodes.get_mut(&1).unwrap().propose(b"still", 0).unwrap();
+        run(&mut nodes, &out, 5);
+        assert!(nodes[&1].node.raft.raft_log.committed > before);
     }
 
     /// A proposal left uncommitted by a process that died must never be taken for a proposal
