@@ -110,7 +110,6 @@ impl Broker {
         let disk = crate::disk_space::DiskSpace::new(
             &config.data_dir,
             config.storage_min_free_bytes,
-            metrics.storage_free_bytes.clone(),
             metrics.storage_low_disk.clone(),
         )
         .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;

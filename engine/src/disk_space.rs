@@ -26,7 +26,6 @@ pub struct DiskSpace {
     min_free: u64,
     free: AtomicU64,
     low: AtomicBool,
-    free_gauge: Gauge,
     low_gauge: Gauge,
 }
 
@@ -41,12 +40,7 @@ fn statvfs(dir: &Path) -> io::Result<(u64, u64)> {
 
 impl DiskSpace {
     /// Measures `dir`'s volume once; `min_free` overrides the default minimum.
-    pub fn new(
-        dir: &Path,
-        min_free: Option<u64>,
-        free_gauge: Gauge,
-        low_gauge: Gauge,
-    ) -> io::Result<Arc<DiskSpace>> {
+    pub fn new(dir: &Path, min_free: Option<u64>, low_gauge: Gauge) -> io::Result<Arc<DiskSpace>> {
         let (free, size) = statvfs(dir)?;
         let min_free = min_free.unwrap_or((size / 20).min(DEFAULT_MIN_FREE_CAP));
         let d = Arc::new(DiskSpace {
@@ -54,7 +48,6 @@ impl DiskSpace {
             min_free,
             free: AtomicU64::new(free),
             low: AtomicBool::new(false),
-            free_gauge,
             low_gauge,
         });
         d.set(free);
@@ -63,7 +56,6 @@ impl DiskSpace {
 
     fn set(&self, free: u64) {
         self.free.store(free, Ordering::Relaxed);
-        self.free_gauge.set(free.min(i64::MAX as u64) as i64);
         let low = free < self.min_free;
         self.low_gauge.set(low as i64);
         let was = self.low.swap(low, Ordering::Relaxed);
@@ -119,13 +111,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let (free, _) = statvfs(dir.path()).unwrap();
         // A minimum above what is free: refused at once.
-        let d = DiskSpace::new(
-            dir.path(),
-            Some(free * 2 + 1),
-            Gauge::default(),
-            Gauge::default(),
-        )
-        .unwrap();
+        let d = DiskSpace::new(dir.path(), Some(free * 2 + 1), Gauge::default()).unwrap();
         let why = d.refusal().expect("refused");
         assert!(why.contains("disk nearly full"), "{why}");
         assert_eq!(d.low_gauge.get(), 1);
@@ -133,7 +119,7 @@ mod tests {
         d.set(free * 3);
         assert_eq!(d.refusal(), None);
         assert_eq!(d.low_gauge.get(), 0);
-        let d = DiskSpace::new(dir.path(), Some(0), Gauge::default(), Gauge::default()).unwrap();
+        let d = DiskSpace::new(dir.path(), Some(0), Gauge::default()).unwrap();
         assert_eq!(d.refusal(), None);
     }
 }

@@ -72,8 +72,7 @@ pub struct Metrics {
     pub recovery_truncated_bytes: Counter,
     /// Partitions on this broker stopped by a storage error (`partition::failure`).
     pub storage_failed_partitions: Gauge,
-    /// Free bytes on the data directory's volume, and whether produce is refused for it.
-    pub storage_free_bytes: Gauge,
+    /// 1 while produce is refused because the data volume is nearly full (`disk_space`).
     pub storage_low_disk: Gauge,
     /// Bounds the values of every per-topic `topic` label.
     pub topic_labels: crate::topic_labels::TopicLabels,
@@ -123,7 +122,6 @@ impl Metrics {
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
             storage_failed_partitions: Gauge::default(),
-            storage_free_bytes: Gauge::default(),
             storage_low_disk: Gauge::default(),
             topic_labels: Default::default(),
             topic_produced_bytes: Family::default(),
@@ -221,11 +219,6 @@ impl Metrics {
             "storage_failed_partitions",
             "Partition replicas stopped by a write or sync error (they recover at restart)",
             m.storage_failed_partitions.clone(),
-        );
-        registry.register(
-            "storage_free_bytes",
-            "Free bytes on the data directory's volume",
-            m.storage_free_bytes.clone(),
         );
         registry.register(
             "storage_low_disk",
