@@ -112,9 +112,8 @@ def main() -> None:
         brokers = start_cluster(factory)
         wait_formed(brokers)
         admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
-        small = {"retention.bytes": str(64 << 20), "segment.bytes": str(16 << 20),
-                 "min.insync.replicas": "2"}
-        topics = [NewTopic("rf3", PARTITIONS, 3, config=small),
+        small = {"retention.bytes": str(64 << 20), "segment.bytes": str(16 << 20)}
+        topics = [NewTopic("rf3", PARTITIONS, 3, config={**small, "min.insync.replicas": "2"}),
                   NewTopic("rf1", PARTITIONS, 1, config=small)]
         for f in admin.create_topics(topics, operation_timeout=15).values():
             f.result(30)
