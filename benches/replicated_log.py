@@ -97,13 +97,42 @@ def ready(b) -> bool:
         return False
 
 
+def plot(out: Path) -> None:
+    """RSS and data directory size per broker against GiB produced, from out/samples.json."""
+    try:
+        import matplotlib
+    except ImportError:
+        print("matplotlib is not installed here: plot with the bench venv (benches/load/run.sh "
+              f"makes it): benches/.venv-bench/bin/python {__file__} --plot {out}")
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    rows = json.loads((out / "samples.json").read_text())
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    for name in sorted({r["broker"] for r in rows}):
+        pts = [r for r in rows if r["broker"] == name]
+        a1.plot([r["gib"] for r in pts], [r["rss"] / 2**20 for r in pts], marker="o", label=name)
+        a2.plot([r["gib"] for r in pts], [r["disk"] / 2**20 for r in pts], marker="o", label=name)
+    a1.set(xlabel="GiB produced (RF=3)", ylabel="RSS, MiB", title="Broker memory")
+    a2.set(xlabel="GiB produced (RF=3)", ylabel="data directory, MiB", title="Broker disk")
+    a1.legend()
+    fig.tight_layout()
+    fig.savefig(out / "footprint.png")
+    print(f"plot: {out / 'footprint.png'}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--plot", type=Path, metavar="OUT",
+                    help="only plot OUT/samples.json from an earlier run")
     ap.add_argument("--gib", type=int, default=10, help="GiB produced to the RF=3 topic")
     ap.add_argument("--cost-gib", type=float, default=1.0,
                     help="GiB produced to each topic for CPU and bytes written")
     ap.add_argument("--out", type=Path, default=Path("/tmp/replicated-log"))
     args = ap.parse_args()
+    if args.plot:
+        plot(args.plot)
+        return
     args.out.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix="icestream-replicated-log-"))
     factory = ScriptBrokers(tmp)
@@ -170,22 +199,7 @@ def main() -> None:
     md += ["", "| broker | restart to ready, s |", "|---|---:|"]
     md += [f"| {n} | {s:.2f} |" for n, s in restarts]
     (args.out / "report.md").write_text("\n".join(md) + "\n")
-    try:
-        import matplotlib
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-        fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
-        for name in sorted({r["broker"] for r in rows}):
-            pts = [r for r in rows if r["broker"] == name]
-            a1.plot([r["gib"] for r in pts], [r["rss"] / 2**20 for r in pts], marker="o", label=name)
-            a2.plot([r["gib"] for r in pts], [r["disk"] / 2**20 for r in pts], marker="o", label=name)
-        a1.set(xlabel="GiB produced (RF=3)", ylabel="RSS, MiB", title="Broker memory")
-        a2.set(xlabel="GiB produced (RF=3)", ylabel="data directory, MiB", title="Broker disk")
-        a1.legend()
-        fig.tight_layout()
-        fig.savefig(args.out / "footprint.png")
-    except ImportError:
-        print("matplotlib is not installed: no plot")
+    plot(args.out)
     print(f"report: {args.out / 'report.md'}")
 
 
