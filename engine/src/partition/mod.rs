@@ -27,6 +27,7 @@ use crate::time::now_ms;
 mod compaction;
 mod delete_records;
 mod failure;
+mod raft_sync;
 mod tick;
 mod tiered;
 pub use tiered::RemoteLink;
@@ -193,6 +194,12 @@ struct Waiter {
 
 type FlushFuture = Pin<Box<dyn Future<Output = io::Result<i64>>>>;
 
+/// A sync of the Raft log in flight, and the Readies it makes durable.
+type RaftSync = (
+    Vec<crate::raft::log_file::Unsynced>,
+    Pin<Box<dyn Future<Output = io::Result<()>>>>,
+);
+
 /// Opens the log and spawns the actor on the current shard's `LocalSet`.
 pub fn spawn(
     dir: PathBuf,
@@ -258,6 +265,7 @@ pub fn spawn(
         raft,
         proposals: crate::raft::Pending::new(),
         deletions: crate::raft::Pending::new(),
+        raft_unsynced: Vec::new(),
         failed: None,
     };
     tokio::task::spawn_local(actor.run(rx));
@@ -296,6 +304,8 @@ struct Actor {
     proposals: crate::raft::Pending<(Reply<ProduceOk>, bool)>,
     /// DeleteRecords proposed to the group, waiting to be applied.
     deletions: crate::raft::Pending<Reply<i64>>,
+    /// Readies written to the Raft log and not yet covered by a sync ([`raft_sync`]).
+    raft_unsynced: Vec<crate::raft::log_file::Unsynced>,
     /// Set by the first write or sync error ([`failure`]): the replica stops.
     failed: Option<Arc<str>>,
 }
@@ -314,6 +324,7 @@ impl Actor {
         retention.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Replicated partitions tick together on the shard's timer (missed ticks coalesce).
         let mut raft_tick = self.raft.as_ref().map(|_| tick::shard_tick());
+        let mut raft_sync: Option<RaftSync> = None;
         loop {
             let deadline = self.flush_deadline();
             tokio::select! {
@@ -352,6 +363,10 @@ impl Actor {
                     self.retention();
                     compaction = self.maybe_compact();
                 }
+                res = async { (&mut raft_sync.as_mut().expect("guarded").1).await }, if raft_sync.is_some() => {
+                    let (done, _) = raft_sync.take().expect("guarded");
+                    self.raft_synced(done, res);
+                }
                 res = async { raft_tick.as_mut().expect("guarded").changed().await }, if self.raft.is_some() && raft_tick.is_some() => {
                     match (res, &mut self.raft) {
                         (Ok(()), Some(r)) if self.failed.is_none() => r.tick(),
@@ -362,6 +377,9 @@ impl Actor {
                 }
             }
             self.drive_raft();
+            if raft_sync.is_none() {
+                raft_sync = self.start_raft_sync();
+            }
             if inflight.is_none() && !self.waiters.is_empty() {
                 inflight = self.start_flush();
             }
@@ -516,8 +534,11 @@ impl Actor {
             return;
         }
         let Some(r) = &mut self.raft else { return };
-        let committed = match r.drive() {
-            Ok(c) => c,
+        let committed = match r.drive_unsynced() {
+            Ok((c, unsynced)) => {
+                self.raft_unsynced.extend(unsynced);
+                c
+            }
             Err(e) => {
                 self.fail_storage("raft log", &e);
                 return;

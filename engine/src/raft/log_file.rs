@@ -9,6 +9,7 @@
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Message};
@@ -59,7 +60,7 @@ pub enum StoreError {
 /// The writing end of a Raft log file.
 pub struct RaftStore {
     path: PathBuf,
-    file: File,
+    file: Arc<File>,
     /// The file's length: where the next record goes.
     len: u64,
 }
@@ -108,7 +109,7 @@ impl RaftStore {
         Ok((
             RaftStore {
                 path,
-                file,
+                file: Arc::new(file),
                 len: good,
             },
             storage,
@@ -118,6 +119,34 @@ impl RaftStore {
     /// Appends entries and the hard state, then syncs. Returns where each entry's record
     /// starts in the file.
     pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hs: Option<&HardState>,
+    ) -> Result<Vec<u64>, StoreError> {
+        let positions = self.write(entries, hs)?;
+        if crate::log::power::skip_fsync() {
+            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
+            return Ok(positions);
+        }
+        crate::log::power::sync_file(&self.file, false).map_err(|source| StoreError::Io {
+            path: self.path.clone(),
+            source,
+        })?;
+        Ok(positions)
+    }
+
+    /// The file, for a sync the caller runs off the shard thread ([`run_ready_unsynced`]).
+    pub fn file(&self) -> Arc<File> {
+        self.file.clone()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Appends entries and the hard state without syncing; returns where each entry's record
+    /// starts in the file.
+    pub fn write(
         &mut self,
         entries: &[Entry],
         hs: Option<&HardState>,
@@ -148,13 +177,8 @@ impl RaftStore {
         };
         // A failed write may have left part of the buffer in the file: the replica stops (the
         // caller fails closed) and the next start cuts the torn record.
-        self.file.write_all(&buf).map_err(io)?;
+        (&*self.file).write_all(&buf).map_err(io)?;
         self.len += buf.len() as u64;
-        if crate::log::power::skip_fsync() {
-            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
-            return Ok(positions);
-        }
-        crate::log::power::sync_file(&self.file, false).map_err(io)?;
         Ok(positions)
     }
 
@@ -264,6 +288,54 @@ pub fn run_ready(
         return Err(e);
     }
     Ok(committed)
+}
+
+/// What a Ready written but not yet synced still owes: the messages that may only leave once
+/// the log file is synced (votes, append acknowledgements), and the Ready's number for
+/// raft-rs's `on_persist_ready`.
+pub struct Unsynced {
+    pub number: u64,
+    pub messages: Vec<Message>,
+}
+
+/// One raft-rs Ready cycle with the sync left to the caller, so that it never blocks the shard
+/// thread (the partition groups; the controller, which writes little, keeps [`run_ready`]).
+/// Entries and the hard state are written and made readable to raft-rs, the messages that may
+/// leave before the sync (a leader's appends) are sent, and the committed entries returned;
+/// what must wait for the sync comes back as [`Unsynced`]. The caller syncs the file, then
+/// sends those messages and calls `on_persist_ready` in Ready order; until then raft-rs counts
+/// none of this Ready's entries as persisted here, so no commit depends on them.
+pub fn run_ready_unsynced(
+    node: &mut RawNode<DiskStorage>,
+    store: &mut RaftStore,
+    mut send: impl FnMut(Vec<Message>),
+) -> Result<(Vec<Entry>, Option<Unsynced>), StoreError> {
+    if !node.has_ready() {
+        return Ok((Vec::new(), None));
+    }
+    let mut ready = node.ready();
+    send(ready.take_messages());
+    let committed = ready.take_committed_entries();
+    if !ready.entries().is_empty() {
+        let positions = store.write(ready.entries(), None)?;
+        node.store().append(ready.entries(), &positions);
+    }
+    if let Some(hs) = ready.hs() {
+        store.write(&[], Some(hs))?;
+        node.store().set_hard_state(hs.clone());
+    }
+    let unsynced = Unsynced {
+        number: ready.number(),
+        messages: ready.take_persisted_messages(),
+    };
+    node.advance_append_async(ready);
+    if let Some(last) = committed.last() {
+        node.advance_apply_to(last.index);
+    }
+    if let Some(e) = node.store().take_failure() {
+        return Err(e);
+    }
+    Ok((committed, Some(unsynced)))
 }
 
 #[cfg(test)]

@@ -407,13 +407,58 @@ impl PartitionRaft {
         })?;
         let mut out = Vec::new();
         self.collect(committed, &mut out);
+        self.publish_leader();
+        Ok(out)
+    }
+
+    /// [`Self::drive`] without syncing the Raft log: the caller syncs [`Self::log_file`] off
+    /// the shard thread, then calls [`Self::persisted`] with what this returned, in order.
+    pub fn drive_unsynced(
+        &mut self,
+    ) -> Result<(Vec<Committed>, Option<log_file::Unsynced>), StoreError> {
+        let send = &self.send;
+        let (committed, unsynced) =
+            log_file::run_ready_unsynced(&mut self.node, &mut self.store, |msgs| {
+                for m in msgs {
+                    send(m.to, m);
+                }
+            })?;
+        let mut out = Vec::new();
+        self.collect(committed, &mut out);
+        self.publish_leader();
+        Ok((out, unsynced))
+    }
+
+    /// The Raft log file was synced after these Readies were written: their messages go out
+    /// and raft-rs counts their entries as persisted here.
+    pub fn persisted(&mut self, done: Vec<log_file::Unsynced>) {
+        let Some(last) = done.last().map(|u| u.number) else {
+            return;
+        };
+        for u in done {
+            for m in u.messages {
+                (self.send)(m.to, m);
+            }
+        }
+        self.node.on_persist_ready(last);
+    }
+
+    /// The Raft log file, for the caller's sync.
+    pub fn log_file(&self) -> Arc<std::fs::File> {
+        self.store.file()
+    }
+
+    pub fn log_path(&self) -> &std::path::Path {
+        self.store.path()
+    }
+
+    fn publish_leader(&mut self) {
         let leader = self.node.raft.leader_id & 0xffff_ffff;
         let now = (self.node.raft.term << 32) | leader;
         let before = self.leader.swap(now, Ordering::Relaxed);
         if before != now && leader == self.id && (before & 0xffff_ffff) != self.id {
             self.leader_changes.inc();
         }
-        Ok(out)
     }
 
     fn collect(&mut self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
@@ -813,6 +858,59 @@ mod reassign_tests {
         for n in nodes.values() {
             assert!(n.node.raft.raft_log.committed > before, "node {}", n.id);
         }
+    }
+
+    /// With the sync left to the caller, nothing counts as persisted on a replica before its
+    /// sync completes: an entry written everywhere but synced nowhere never commits, and it
+    /// commits once two of three replicas report their syncs.
+    #[test]
+    fn an_entry_commits_only_once_a_majority_synced_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        let mut held: BTreeMap<u64, Vec<log_file::Unsynced>> = BTreeMap::new();
+        let rounds = |nodes: &mut BTreeMap<u64, PartitionRaft>,
+                      held: &mut BTreeMap<u64, Vec<log_file::Unsynced>>| {
+            for _ in 0..5 {
+                for n in nodes.values_mut() {
+                    let (_, u) = n.drive_unsynced().unwrap();
+                    held.entry(n.id).or_default().extend(u);
+                }
+                let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
+                for m in msgs {
+                    if let Some(n) = nodes.get_mut(&m.to) {
+                        n.step(m);
+                    }
+                }
+            }
+        };
+        let id = nodes.get_mut(&1).unwrap().propose(b"x", 0).unwrap();
+        rounds(&mut nodes, &mut held);
+        let committed = |n: &PartitionRaft| n.node.raft.raft_log.committed;
+        assert!(
+            committed(&nodes[&1]) < id.index,
+            "committed before any sync"
+        );
+        // Follower 2 syncs: with the leader unsynced, that is one of three.
+        let done = held.remove(&2).unwrap_or_default();
+        nodes.get_mut(&2).unwrap().persisted(done);
+        rounds(&mut nodes, &mut held);
+        assert!(
+            committed(&nodes[&1]) < id.index,
+            "committed with one synced copy"
+        );
+        // Follower 3 syncs too: a majority holds it.
+        let done = held.remove(&3).unwrap_or_default();
+        nodes.get_mut(&3).unwrap().persisted(done);
+        rounds(&mut nodes, &mut held);
+        assert!(
+            committed(&nodes[&1]) >= id.index,
+            "not committed with two synced copies"
+        );
     }
 
     /// A learner that never answers (its broker is down) is not caught up, however short the
