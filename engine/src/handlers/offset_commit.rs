@@ -7,6 +7,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use super::group_error::code;
 use super::topic_name;
 use crate::broker::Broker;
 use crate::group::{CommitPartition, CommitRequest};
@@ -60,10 +61,10 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
                     .with_name(topic_name(&t))
                     .with_partitions(
                         ps.into_iter()
-                            .map(|(p, c)| {
+                            .map(|(p, o)| {
                                 OffsetCommitResponsePartition::default()
                                     .with_partition_index(p)
-                                    .with_error_code(c)
+                                    .with_error_code(code(o.err()))
                             })
                             .collect(),
                     )

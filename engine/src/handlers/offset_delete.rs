@@ -6,6 +6,7 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
+use super::group_error::code;
 use super::topic_name;
 use crate::broker::Broker;
 
@@ -28,7 +29,7 @@ pub async fn handle(b: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteRespons
         .delete_offsets(b, req.group_id.as_str(), topics)
         .await
     {
-        Err(code) => OffsetDeleteResponse::default().with_error_code(code),
+        Err(e) => OffsetDeleteResponse::default().with_error_code(code(Some(e))),
         Ok(answers) => OffsetDeleteResponse::default().with_topics(
             answers
                 .into_iter()
@@ -37,10 +38,10 @@ pub async fn handle(b: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteRespons
                         .with_name(topic_name(&t))
                         .with_partitions(
                             ps.into_iter()
-                                .map(|(p, c)| {
+                                .map(|(p, o)| {
                                     OffsetDeleteResponsePartition::default()
                                         .with_partition_index(p)
-                                        .with_error_code(c)
+                                        .with_error_code(code(o.err()))
                                 })
                                 .collect(),
                         )
