@@ -638,7 +638,8 @@ impl Group {
         }
     }
 
-    pub fn heartbeat(
+    /// A member request of the current generation from a known member: its session restarts.
+    fn touch_member(
         &mut self,
         generation: i32,
         member_id: &str,
@@ -654,6 +655,17 @@ impl Group {
             .get_mut(member_id)
             .ok_or(GroupError::UnknownMemberId)?;
         m.deadline = now + m.session_timeout;
+        Ok(())
+    }
+
+    pub fn heartbeat(
+        &mut self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        self.touch_member(generation, member_id, instance_id, now)?;
         match self.state {
             GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
             GroupState::Empty => Err(GroupError::UnknownMemberId),
@@ -723,15 +735,7 @@ impl Group {
             return Ok(());
         }
         if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            self.check_member(member_id, instance_id)?;
-            if generation != self.generation {
-                return Err(GroupError::IllegalGeneration);
-            }
-            let m = self
-                .members
-                .get_mut(member_id)
-                .ok_or(GroupError::UnknownMemberId)?;
-            m.deadline = now + m.session_timeout;
+            self.touch_member(generation, member_id, instance_id, now)?;
         } else if self.state != GroupState::Empty {
             return Err(GroupError::UnknownMemberId);
         }
