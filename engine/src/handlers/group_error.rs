@@ -1,9 +1,13 @@
 //! The one mapping from the group coordinator's errors ([`GroupError`]) to Kafka error codes.
 //! The group layer decides what went wrong; which code a client sees for it is wire format.
+//! Also the per-partition answers (OffsetCommit, OffsetDelete) built from its outcomes.
 
 use kafka_protocol::ResponseError;
 
-use crate::group::GroupError;
+use kafka_protocol::messages::TopicName;
+
+use super::topic_name;
+use crate::group::{GroupError, PartitionResults};
 
 impl From<GroupError> for ResponseError {
     fn from(e: GroupError) -> Self {
@@ -39,6 +43,26 @@ impl From<GroupError> for ResponseError {
 /// The error code of a group outcome: 0 when there is no error.
 pub(crate) fn code(e: Option<GroupError>) -> i16 {
     e.map_or(0, |e| ResponseError::from(e).code())
+}
+
+/// A response's topics from per-partition outcomes (OffsetCommit, OffsetDelete): `topic` builds
+/// one topic's entry from its name and partitions, `partition` one partition's from its index
+/// and error code.
+pub(crate) fn per_partition<T, P>(
+    results: PartitionResults,
+    topic: impl Fn(TopicName, Vec<P>) -> T,
+    partition: impl Fn(i32, i16) -> P,
+) -> Vec<T> {
+    results
+        .into_iter()
+        .map(|(t, ps)| {
+            let ps = ps
+                .into_iter()
+                .map(|(p, outcome)| partition(p, code(outcome.err())))
+                .collect();
+            topic(topic_name(&t), ps)
+        })
+        .collect()
 }
 
 #[cfg(test)]
