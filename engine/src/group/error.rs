@@ -80,3 +80,22 @@ impl From<&StoreError> for GroupError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::GroupError;
+
+    /// These texts go to clients as ConsumerGroupHeartbeat's and ConsumerGroupDescribe's error
+    /// messages.
+    #[test]
+    fn coordinator_errors_read_as_before() {
+        assert_eq!(
+            GroupError::NotCoordinator.to_string(),
+            "this broker is not the group's coordinator"
+        );
+        assert_eq!(
+            GroupError::CoordinatorLoadInProgress.to_string(),
+            "this broker is loading the group as its new coordinator"
+        );
+    }
+}
