@@ -125,6 +125,10 @@ pub struct ServeArgs {
     /// acknowledged records on a power cut (proves the power-cut test can fail)
     #[arg(long, hide = true, default_value_t = false)]
     pub unsafe_skip_fsync_for_tests: bool,
+    /// Tests only: while FILE exists, syncs of files under the path it holds fail with EIO
+    /// (see engine/src/log/failpoint.rs)
+    #[arg(long, hide = true, value_name = "FILE")]
+    pub unsafe_fail_fsync_file_for_tests: Option<PathBuf>,
     /// Create topics on first use (Kafka's auto.create.topics.enable)
     #[arg(long, env = "ICESTREAM_AUTO_CREATE_TOPICS", default_value_t = false, action = clap::ArgAction::Set)]
     pub auto_create_topics: bool,
@@ -227,6 +231,12 @@ pub struct ServeArgs {
         default_value_t = 60000
     )]
     pub kafka_write_stall_timeout_ms: u64,
+    /// Produce is refused (KAFKA_STORAGE_ERROR, which clients retry) while the data
+    /// directory's volume has less free space than this; reads, replication and retention go
+    /// on, and produce resumes by itself once space frees [default: 5% of the volume, at most
+    /// 1 GiB]
+    #[arg(long, env = "ICESTREAM_STORAGE_MIN_FREE_BYTES")]
+    pub storage_min_free_bytes: Option<u64>,
     /// Connections each HTTP listener (admin API, schema registry, Iceberg catalog) accepts
     #[arg(long, env = "ICESTREAM_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
     pub http_max_connections: usize,
@@ -435,6 +445,7 @@ impl ServeArgs {
                 "kafka-write-stall-timeout-ms",
                 self.kafka_write_stall_timeout_ms as usize,
             )? as u64),
+            storage_min_free_bytes: self.storage_min_free_bytes,
             defaults,
         })
     }
@@ -564,6 +575,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         engine::log::power::enable(dir)
             .with_context(|| format!("cannot open the power-loss ledger in {}", dir.display()))?;
         tracing::warn!(ledger = %dir.display(), "test mode: recording syncs for simulated power loss");
+    }
+    if let Some(file) = &args.unsafe_fail_fsync_file_for_tests {
+        engine::log::failpoint::enable(file.clone())?;
+        tracing::warn!(trigger = %file.display(), "test mode: fsyncs fail while the trigger file names their path");
     }
     if args.unsafe_skip_fsync_for_tests {
         engine::log::power::set_skip_fsync(true);

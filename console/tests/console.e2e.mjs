@@ -77,8 +77,11 @@ async function axe(name) {
     fail(`accessibility (${name}): ${bad.map((v) => `${v.id} (${v.impact}): ${v.help} at ${v.nodes.map((n) => n.target).join(" ")}`).join("; ")}`);
 }
 
-async function shot(name) {
-  if (shots) await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
+/// A screenshot of the viewport, scrolled to `scrollTo` (a selector) if given.
+async function shot(name, scrollTo) {
+  if (!shots) return;
+  if (scrollTo) await page.locator(scrollTo).evaluate((e) => e.scrollIntoView({ block: "start" }));
+  await page.screenshot({ path: join(shots, `${name}.png`), fullPage: false });
 }
 
 const text = (sel) => page.locator(sel).innerText();
@@ -235,26 +238,74 @@ try {
   await step("storage", async () => {
     await go("storage");
     await page.waitForSelector(`button[data-unmount="${t.unmount_topic}"]`);
+    // An unmount the CLI ran before the page was opened is listed, from the broker.
+    await page.waitForFunction(
+      (n) => [...document.querySelectorAll("#st-progress tr")].some((r) => r.cells[0]?.textContent === n && r.cells[1]?.textContent === "done"),
+      t.cli_unmount_topic,
+    );
     await axe("storage");
     await page.click(`button[data-unmount="${t.unmount_topic}"]`);
-    await waitText("#st-progress td", "done", 60000);
+    await page.waitForFunction(
+      (n) => [...document.querySelectorAll("#st-progress tr")].some((r) => r.cells[0]?.textContent === n && r.cells[1]?.textContent === "done"),
+      t.unmount_topic,
+      { timeout: 60000 },
+    );
     await page.waitForSelector(`button[data-mount="${t.unmount_topic}"]`, { timeout: 30000 });
-    await shot("storage");
+    // A name Kafka refuses is caught before anything is sent, next to the field.
+    const name = `input[data-mount-name="${t.unmount_topic}"]`;
+    await page.fill(name, "no spaces allowed");
     await page.click(`button[data-mount="${t.unmount_topic}"]`);
-    await page.waitForSelector(`button[data-unmount="${t.unmount_topic}"]`, { timeout: 30000 });
+    await waitText(`form[data-mount="${t.unmount_topic}"] .error`, "cannot contain ' '");
+    if ((await page.getAttribute(name, "aria-invalid")) !== "true") fail("the refused name is not marked invalid");
+    await axe("storage-mount");
+    await shot("storage");
+    // A name that is taken: the broker's refusal is shown there too, nothing is mounted.
+    await page.fill(name, t.load_topic);
+    await page.click(`button[data-mount="${t.unmount_topic}"]`);
+    await waitText(`form[data-mount="${t.unmount_topic}"] .error`, "already exists");
+    await page.fill(name, t.renamed_topic);
+    await page.click(`button[data-mount="${t.unmount_topic}"]`);
+    await waitText("#toast", `Mount ${t.unmount_topic} as ${t.renamed_topic}: done`);
+    await page.waitForSelector(`button[data-unmount="${t.renamed_topic}"]`, { timeout: 30000 });
+    if (await page.locator(`button[data-mount="${t.unmount_topic}"]`).count()) fail("the mounted topic is still listed as mountable");
+    await go("topics");
+    await waitText("#t-list a", t.renamed_topic);
+    if (await page.locator(`#t-list a:text-is("${t.unmount_topic}")`).count()) fail("the old name is still a topic");
   });
 
   await step("iceberg", async () => {
     await go("iceberg");
     await waitText("#i-list a", t.iceberg_topic);
+    await waitText("#i-list a", t.dlq_topic);
     if (await page.locator(`#i-list a:text-is("${t.avro_topic}")`).count()) fail("a topic without iceberg.mode is listed");
     await axe("iceberg-list");
     await page.click(`#i-list a:text-is("${t.iceberg_topic}")`);
     await waitText("#i-exists", "yes", 60000);
     await page.waitForFunction(() => !document.querySelector("#i-snap").textContent.includes("none yet"), null, { timeout: 60000 });
     await waitText("#i-snap", "records added");
+    // The data files of the last snapshot: every produced record is in one of them.
+    await page.waitForFunction(
+      (n) => [...document.querySelectorAll("#i-files tbody tr")].reduce((a, r) => a + Number(r.cells[1].textContent), 0) === n,
+      t.iceberg_records,
+      { timeout: 60000 },
+    );
+    await waitText("#i-files td", ".parquet");
+    await waitText("#i-dlq p", "does not exist");
+    // A schema-mode topic with undecodable values: its dead letters, newest first.
+    await go(`iceberg/${encodeURIComponent(t.dlq_topic)}`);
+    await page.waitForFunction((n) => document.querySelectorAll("#i-dlq tbody tr").length === n, t.dead_letters.length, { timeout: 60000 });
+    for (const d of t.dead_letters) {
+      const row = await page.evaluate(
+        (off) => [...document.querySelectorAll("#i-dlq tbody tr")].find((r) => r.cells[1].textContent === String(off))?.innerText ?? "",
+        d.offset,
+      );
+      for (const want of [d.shown, d.reason_code]) if (!row.includes(want)) fail(`dead letter at offset ${d.offset}: '${want}' not in '${row}'`);
+    }
+    const offsets = await page.evaluate(() => [...document.querySelectorAll("#i-dlq tbody tr")].map((r) => Number(r.cells[1].textContent)));
+    if (offsets.join() !== [...offsets].sort((a, b) => b - a).join()) fail(`dead letters not newest first: ${offsets}`);
+    await page.waitForFunction(() => document.querySelectorAll("#i-files tbody tr").length > 0, null, { timeout: 60000 });
     await axe("iceberg");
-    await shot("iceberg");
+    await shot("iceberg", "#i-f");
   });
 
   await step("connectors", async () => {

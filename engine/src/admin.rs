@@ -151,7 +151,14 @@ async fn topic_storage(
 }
 
 async fn ready(State(b): State<Arc<Broker>>) -> impl IntoResponse {
-    if b.is_ready() {
+    let failed = b.metrics.storage_failed_partitions.get();
+    if failed > 0 {
+        // Storage errors stop replicas until a restart: an orchestrator should look.
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({"status": "storage_failed", "failed_partitions": failed})),
+        )
+    } else if b.is_ready() {
         (StatusCode::OK, Json(serde_json::json!({"status": "ready"})))
     } else {
         (

@@ -73,6 +73,8 @@ pub struct Broker {
     pub kafka_limiter: Arc<crate::net::limit::ConnLimiter>,
     /// The memory Fetch responses may hold, per connection and in all.
     pub fetch_memory: crate::net::fetch_budget::FetchMemory,
+    /// Free space on the data volume: produce is refused while it is low.
+    pub disk: Arc<crate::disk_space::DiskSpace>,
     ready: AtomicBool,
 }
 
@@ -105,6 +107,14 @@ impl Broker {
         crate::log::power::create_dir_all(&config.data_dir)
             .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
         let metrics = Arc::new(Metrics::new());
+        let disk = crate::disk_space::DiskSpace::new(
+            &config.data_dir,
+            config.storage_min_free_bytes,
+            metrics.storage_free_bytes.clone(),
+            metrics.storage_low_disk.clone(),
+        )
+        .map_err(|e| StartError::DataDir(config.data_dir.clone(), e))?;
+        tokio::spawn(disk.clone().watch());
         let shards = Shards::start(config.smp.max(1), io_backend, metrics.clone())
             .map_err(StartError::Shards)?;
         let (topics, records) = TopicTable::load(&config.data_dir, config.cluster_id.clone())?;
@@ -135,6 +145,7 @@ impl Broker {
             metrics.fetch_memory_bytes.clone(),
         );
         let broker = Arc::new(Broker {
+            disk,
             kafka_limiter,
             fetch_memory,
             fetch_sessions: FetchSessions::new(config.fetch_session_slots),
@@ -199,15 +210,24 @@ impl Broker {
         else {
             return (self.node_id(), 0);
         };
-        match t.partition(partition).and_then(|h| h.raft_leader.as_ref()) {
-            Some(l) => crate::raft::leader_of(l),
-            // Not a replica here: what the leader gossiped, else the preferred replica.
-            None => self
-                .cluster
+        let gossiped = || {
+            self.cluster
                 .as_ref()
                 .and_then(|c| c.remote_isr(&t.name, partition))
                 .map(|(leader, epoch, _)| (leader, epoch))
-                .unwrap_or((replicas.first().copied().unwrap_or(-1), 0)),
+        };
+        match t.partition(partition).and_then(|h| h.raft_leader.as_ref()) {
+            Some(l) => match crate::raft::leader_of(l) {
+                // No leader known to this replica (an election, or a replica stopped by a
+                // storage error): the leader another broker gossiped for a later term, so
+                // clients that ask this broker still find it.
+                (-1, epoch) => gossiped()
+                    .filter(|&(leader, e)| e > epoch && leader != self.node_id())
+                    .unwrap_or((-1, epoch)),
+                known => known,
+            },
+            // Not a replica here: what the leader gossiped, else the preferred replica.
+            None => gossiped().unwrap_or((replicas.first().copied().unwrap_or(-1), 0)),
         }
     }
 

@@ -28,6 +28,9 @@ pub struct BrokerConfig {
     pub fetch_memory: crate::net::fetch_budget::FetchMemoryLimits,
     /// A Kafka connection whose peer accepts no response bytes for this long is closed.
     pub write_stall_timeout: std::time::Duration,
+    /// Produce is refused while the data volume has less free space (`None`: 5% of the
+    /// volume, at most 1 GiB); see [`crate::disk_space`].
+    pub storage_min_free_bytes: Option<u64>,
     pub defaults: ClusterDefaults,
 }
 
@@ -85,6 +88,7 @@ impl BrokerConfig {
             kafka_connections: KAFKA_CONNECTIONS,
             fetch_memory: Default::default(),
             write_stall_timeout: std::time::Duration::from_secs(60),
+            storage_min_free_bytes: None,
             defaults: ClusterDefaults::default(),
         }
     }

@@ -89,6 +89,7 @@ impl Flusher {
                 let waits: Vec<_> = files
                     .into_iter()
                     .map(|f| {
+                        crate::log::failpoint::check_sync(&f)?;
                         let token = power::before_sync(&f);
                         u.fdatasync(f).map(|w| (w, token))
                     })

@@ -10,6 +10,7 @@ pub mod admin;
 pub mod broker;
 pub mod cluster;
 pub mod config;
+pub mod disk_space;
 pub mod durability;
 pub mod fetch_session;
 pub mod group;

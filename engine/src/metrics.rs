@@ -70,6 +70,11 @@ pub struct Metrics {
     pub partitions: Gauge,
     pub topics: Gauge,
     pub recovery_truncated_bytes: Counter,
+    /// Partitions on this broker stopped by a storage error (`partition::failure`).
+    pub storage_failed_partitions: Gauge,
+    /// Free bytes on the data directory's volume, and whether produce is refused for it.
+    pub storage_free_bytes: Gauge,
+    pub storage_low_disk: Gauge,
     /// Bounds the values of every per-topic `topic` label.
     pub topic_labels: crate::topic_labels::TopicLabels,
     pub topic_produced_bytes: Family<TopicLabel, Counter>,
@@ -117,6 +122,9 @@ impl Metrics {
             partitions: Gauge::default(),
             topics: Gauge::default(),
             recovery_truncated_bytes: Counter::default(),
+            storage_failed_partitions: Gauge::default(),
+            storage_free_bytes: Gauge::default(),
+            storage_low_disk: Gauge::default(),
             topic_labels: Default::default(),
             topic_produced_bytes: Family::default(),
             topic_fetched_bytes: Family::default(),
@@ -166,6 +174,12 @@ impl Metrics {
             topics => "topics",
             /// Bytes of torn writes truncated at start-up
             recovery_truncated_bytes => "storage_recovery_truncated_bytes",
+            /// Partition replicas stopped by a write or sync error (they recover at restart)
+            storage_failed_partitions => "storage_failed_partitions",
+            /// Free bytes on the data directory's volume
+            storage_free_bytes => "storage_free_bytes",
+            /// 1 while produce is refused because the data volume is nearly full
+            storage_low_disk => "storage_low_disk",
             /// Record batch bytes accepted by Produce on the partition leader, by topic
             topic_produced_bytes => "topic_produced_bytes",
             /// Record batch bytes returned to Fetch requests, by topic

@@ -4,6 +4,8 @@
 pub enum SinkError {
     #[error("iceberg: {0}")]
     Iceberg(#[from] iceberg::Error),
+    #[error("parquet: {0}")]
+    Parquet(#[from] parquet::errors::ParquetError),
     #[error("arrow: {0}")]
     Arrow(#[from] arrow_schema::ArrowError),
     #[error("reading the log: {0}")]

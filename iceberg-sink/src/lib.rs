@@ -7,8 +7,10 @@
 //! - [`translator`]: log -> Arrow -> Parquet -> Iceberg commit, one task per Iceberg topic,
 //!   with the Kafka offsets each snapshot covers in its summary ([`offsets`]) for exactly-once
 //!   resumption. Table layouts: [`key_value`]; partition specs: [`spec`]; topic settings:
-//!   [`settings`]; schema-driven values: [`decode`]; metrics and admin routes: [`metrics`], [`routes`].
+//!   [`settings`]; schema-driven values: [`decode`]; metrics and admin routes: [`metrics`], [`routes`];
+//!   the newest data files and dead letters the console shows: [`browse`].
 
+pub mod browse;
 pub mod catalog;
 pub mod commit;
 pub mod decode;

@@ -2,21 +2,153 @@
 
 use std::sync::Arc;
 
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
+use iceberg::{ErrorKind, TableIdent};
+use serde::Deserialize;
 use serde_json::json;
 
+use crate::browse;
 use crate::metrics::Metrics;
-use crate::translator::Translator;
+use crate::settings::{Mode, TopicSettings};
+use crate::translator::{Shared, Translator};
+
+/// Most data files and dead letters one request answers.
+const MAX_FILES: usize = 500;
+const MAX_DEAD_LETTERS: usize = 100;
 
 impl Translator {
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/iceberg/topics/{topic}", get(topic_route))
+            .route("/v1/iceberg/topics/{topic}/files", get(files_route))
+            .route(
+                "/v1/iceberg/topics/{topic}/dead-letters",
+                get(dead_letters_route),
+            )
             .with_state(self.clone())
+    }
+}
+
+#[derive(Deserialize)]
+struct Limit {
+    limit: Option<usize>,
+}
+
+fn not_found(message: String) -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        Json(json!({"error_code": 404, "message": message})),
+    )
+        .into_response()
+}
+
+/// The table (or, with `dlq`, the dead-letter table) of an Iceberg topic, as the catalog
+/// has it now; `Ok(None)` while it does not exist yet.
+async fn load(
+    sh: &Shared,
+    topic: &str,
+    dlq: bool,
+) -> Result<(TableIdent, Option<iceberg::table::Table>), Response> {
+    let Some(tp) = sh.broker.topics.get(topic) else {
+        return Err(not_found(format!("topic '{topic}' does not exist")));
+    };
+    let s = TopicSettings::of(
+        &tp,
+        &sh.broker.config.defaults,
+        &sh.config.default_namespace,
+    );
+    if s.mode == Mode::Disabled {
+        return Err(not_found(format!("topic '{topic}' has no iceberg.mode")));
+    }
+    let ident = if dlq {
+        s.dlq_table(topic)
+    } else {
+        s.table(topic)
+    };
+    match sh.catalog.load_table(&ident).await {
+        Ok(t) => Ok((ident, Some(t))),
+        Err(e) if e.kind() == ErrorKind::TableNotFound => Ok((ident, None)),
+        Err(e) => Err(unavailable(&ident, e.to_string())),
+    }
+}
+
+fn unavailable(ident: &TableIdent, e: String) -> Response {
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"error_code": 503, "message": format!("table {ident}: {e}")})),
+    )
+        .into_response()
+}
+
+/// The newest data files of the topic's table's current snapshot (`?limit=`, default 50).
+async fn files_route(
+    State(t): State<Arc<Translator>>,
+    Path(topic): Path<String>,
+    Query(q): Query<Limit>,
+) -> Response {
+    let limit = q.limit.unwrap_or(50).clamp(1, MAX_FILES);
+    let (ident, table) = match load(&t.shared, &topic, false).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(table) = table else {
+        return Json(
+            json!({"topic": topic, "table": ident.to_string(), "table_exists": false, "files": []}),
+        )
+        .into_response();
+    };
+    match browse::newest_files(&table, limit).await {
+        Ok(f) => Json(json!({
+            "topic": topic,
+            "table": ident.to_string(),
+            "table_exists": true,
+            "limit": limit,
+            "snapshot_id": f.snapshot_id,
+            "total_files": f.total_files,
+            "total_records": f.total_records,
+            "manifests": f.manifests,
+            "manifests_read": f.manifests_read,
+            "files": f.files,
+        }))
+        .into_response(),
+        Err(e) => unavailable(&ident, e.to_string()),
+    }
+}
+
+/// The newest rows of the topic's dead-letter table (`?limit=`, default 20).
+async fn dead_letters_route(
+    State(t): State<Arc<Translator>>,
+    Path(topic): Path<String>,
+    Query(q): Query<Limit>,
+) -> Response {
+    let limit = q.limit.unwrap_or(20).clamp(1, MAX_DEAD_LETTERS);
+    let (ident, table) = match load(&t.shared, &topic, true).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let Some(table) = table else {
+        return Json(
+            json!({"topic": topic, "table": ident.to_string(), "table_exists": false, "rows": []}),
+        )
+        .into_response();
+    };
+    match browse::newest_dead_letters(&table, limit).await {
+        Ok(d) => Json(json!({
+            "topic": topic,
+            "table": ident.to_string(),
+            "table_exists": true,
+            "limit": limit,
+            "snapshot_id": d.snapshot_id,
+            "total_records": d.total_records,
+            "rows": d.rows,
+            "omitted": d.omitted,
+        }))
+        .into_response(),
+        Err(e) => unavailable(&ident, e.to_string()),
     }
 }
 

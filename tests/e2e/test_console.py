@@ -25,6 +25,7 @@ from confluent_kafka.schema_registry.avro import AvroSerializer
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from conftest import create_topic, produce, producer_config, unique_topic
+from test_cli import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 CONSOLE = ROOT / "console"
@@ -323,10 +324,15 @@ def run_browser(broker, connect):
 
     unmount_topic = create_topic(broker, unique_topic("archive"), 1)
     produce(broker, unmount_topic, [b"old-%d" % i for i in range(50)])
+    # Unmounted by the CLI before the page opens: the Storage page lists it from the broker.
+    cli_unmount_topic = create_topic(broker, unique_topic("cold"), 1)
+    produce(broker, cli_unmount_topic, [b"cold-%d" % i for i in range(20)])
+    cli(broker, "cluster", "storage", "unmount", cli_unmount_topic)
 
     iceberg_topic = create_topic(broker, unique_topic("lake"), 1, {
         "iceberg.mode": "key_value", "iceberg.target.lag.ms": "1000"})
     produce(broker, iceberg_topic, [{"key": b"k%d" % i, "value": b"v%d" % i} for i in range(10)])
+    dlq_topic, dead_letters = schema_topic_with_dead_letters(broker, sr)
 
     load_topic = create_topic(broker, unique_topic("clicks"), 1)
 
@@ -337,7 +343,10 @@ def run_browser(broker, connect):
         "subject": subject, "added_field": "email",
         "draft_incompatible": json.dumps(USER_BAD, indent=2),
         "draft_v3": json.dumps(USER_V3, indent=2),
-        "unmount_topic": unmount_topic, "iceberg_topic": iceberg_topic,
+        "unmount_topic": unmount_topic, "renamed_topic": unique_topic("thawed"),
+        "cli_unmount_topic": cli_unmount_topic,
+        "iceberg_topic": iceberg_topic, "iceberg_records": 10,
+        "dlq_topic": dlq_topic, "dead_letters": dead_letters,
         "evil_topic": unique_topic("evil"),
         "connect_topic": connect.topic, "connect_file": str(connect.workdir / "sink-2.txt"),
     }
@@ -358,16 +367,129 @@ def run_browser(broker, connect):
     assert committed(broker, group, group_topic, 0) == 10
     assert committed(broker, group, group_topic, 1) == 10
     assert sr.get_latest_version(subject).version == 3
-    status, body = request("GET", f"{broker.admin_url}/v1/topics/{unmount_topic}/storage")
+    renamed = names["renamed_topic"]
+    status, body = request("GET", f"{broker.admin_url}/v1/topics/{renamed}/storage")
     assert status == 200, body
     status, body = request("GET", f"{broker.admin_url}/v1/topics")
     listed = [t["name"] for t in json.loads(body)]
     assert names["new_topic"] not in listed and names["evil_topic"] not in listed
-    assert unmount_topic in listed
+    assert renamed in listed and unmount_topic not in listed
+    # Mounted under its new name with every record.
+    page = json.loads(request("GET", f"{broker.admin_url}/v1/topics/{renamed}/records?from=start&max_records=100")[1])
+    assert [r["value"]["text"] for r in page["records"]] == ["old-%d" % i for i in range(50)]
     # The connector the page created was deleted through its typed confirmation.
     assert connect.get("/connectors") == ["s3-sink"]
     for name, a in report["a11y"].items():
         assert a["serious"] == 0, (name, a)
+
+
+def schema_topic_with_dead_letters(broker, sr) -> tuple[str, list[dict]]:
+    """A value_schema_id_prefix topic with Avro values and, after them, three values the
+    translator cannot decode (as tests/e2e/test_iceberg_topics.py); answers the topic and the
+    dead letters as the console should show them."""
+    topic = create_topic(broker, unique_topic("signups"), 1, {
+        "iceberg.mode": "value_schema_id_prefix", "iceberg.target.lag.ms": "1000"})
+    ser = AvroSerializer(sr, json.dumps(USER_V1))
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    good = [ser({"name": f"u{i}", "n": i}, ctx) for i in range(5)]
+    bad = [b"not avro at all", b"\x00\x00\x00\x7f\xff\x02", good[0][:7]]
+    produce(broker, topic, [{"key": b"u%d" % i, "value": v} for i, v in enumerate(good)]
+            + [{"key": b"bad", "value": v} for v in bad])
+    return topic, [
+        {"offset": 5, "shown": "not avro at all", "reason_code": "bad_wire_format"},
+        {"offset": 6, "shown": "0000007fff02", "reason_code": "unknown_schema_id"},
+        {"offset": 7, "shown": good[0][:7].hex(), "reason_code": "payload_mismatch"},
+    ]
+
+
+def wait_for(f, what: str, timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = f()
+        if v:
+            return v
+        assert time.monotonic() < deadline, f"{what}: not within {timeout}s"
+        time.sleep(0.3)
+
+
+def test_iceberg_files_and_dead_letters_through_the_admin_api(broker):
+    sr = SchemaRegistryClient({"url": broker.schema_registry_url})
+    topic, dead = schema_topic_with_dead_letters(broker, sr)
+    base = f"{broker.admin_url}/v1/iceberg/topics/{topic}"
+
+    def dead_letters():
+        status, body = request("GET", f"{base}/dead-letters")
+        assert status == 200, body
+        d = json.loads(body)
+        return d if len(d["rows"]) == 3 else None
+
+    d = wait_for(dead_letters, "three dead letters")
+    assert d["table"] == f"kafka.{topic}~dlq" and d["total_records"] == 3
+    assert [r["offset"] for r in d["rows"]] == [7, 6, 5]  # newest first
+    by_offset = {r["offset"]: r for r in d["rows"]}
+    assert by_offset[5]["value"] == {"format": "text", "text": "not avro at all", "size": 15,
+                                     "truncated": False}
+    assert by_offset[6]["value"] == {"format": "hex", "hex": "0000007fff02", "size": 6,
+                                     "truncated": False}
+    assert by_offset[7]["value"]["hex"] == dead[2]["shown"]
+    for r in d["rows"]:
+        code = next(x["reason_code"] for x in dead if x["offset"] == r["offset"])
+        assert r["reason_code"] == code and r["reason"], r
+        assert r["partition"] == 0 and r["key"]["text"] == "bad" and r["timestamp_ms"] > 0
+    status, body = request("GET", f"{base}/dead-letters?limit=1")
+    assert [r["offset"] for r in json.loads(body)["rows"]] == [7]
+
+    def files():
+        f = json.loads(request("GET", f"{base}/files")[1])
+        return f if sum(x["record_count"] for x in f["files"]) == 5 else None
+
+    f = wait_for(files, "the table's data files")
+    assert f["table"] == f"kafka.{topic}" and f["total_records"] == 5
+    assert f["total_files"] == len(f["files"]) and f["snapshot_id"]
+    assert all(x["path"].endswith(".parquet") and x["file_size_in_bytes"] > 0 for x in f["files"])
+
+    # A key_value topic has no dead-letter table; a topic without iceberg.mode no tables.
+    kv = create_topic(broker, unique_topic("kv"), 1, {"iceberg.mode": "key_value"})
+    status, body = request("GET", f"{broker.admin_url}/v1/iceberg/topics/{kv}/dead-letters")
+    assert status == 200 and json.loads(body)["table_exists"] is False, body
+    plain = create_topic(broker, unique_topic("plain"), 1)
+    status, body = request("GET", f"{broker.admin_url}/v1/iceberg/topics/{plain}/files")
+    assert status == 404 and "iceberg.mode" in body, body
+    status, body = request("GET", f"{base}/files?limit=x")
+    assert status == 400, body
+
+
+def test_unmounts_listed_and_mount_under_a_new_name_through_the_admin_api(broker):
+    url = broker.admin_url
+    topic = create_topic(broker, unique_topic("hib"), 1)
+    produce(broker, topic, [b"r%d" % i for i in range(10)])
+    before = int(time.time() * 1000)
+    cli(broker, "cluster", "storage", "unmount", topic)
+    status, body = request("GET", f"{url}/v1/topics/unmount/status")
+    assert status == 200, body
+    [s] = [s for s in json.loads(body) if s["topic"] == topic]
+    assert s["state"] == "done" and s["uploaded_records"] == s["total_records"] == 10
+    assert before <= s["started_ms"] <= s["finished_ms"]
+
+    taken = create_topic(broker, unique_topic("taken"), 1)
+    for new_name, status_want, words in (
+        ("no spaces", 422, "contains ' '"),
+        ("x" * 250, 422, "1 to 249"),
+        ("..", 422, "'.' or '..'"),
+        ("__consumer_offsets", 422, "internal"),
+        (taken, 409, "already exists"),
+    ):
+        status, body = request("POST", f"{url}/v1/topics/mount",
+                               {"topic": topic, "new_name": new_name})
+        assert status == status_want and words in body, (new_name, status, body)
+    mountable = json.loads(request("GET", f"{url}/v1/topics/mountable")[1])
+    assert topic in [m["topic"] for m in mountable]
+
+    renamed = unique_topic("woken")
+    status, body = request("POST", f"{url}/v1/topics/mount", {"topic": topic, "new_name": renamed})
+    assert status == 200 and json.loads(body)["topic"] == renamed, body
+    page = json.loads(request("GET", f"{url}/v1/topics/{renamed}/records?from=start")[1])
+    assert [r["value"]["text"] for r in page["records"]] == ["r%d" % i for i in range(10)]
 
 
 def test_group_reset_to_a_timestamp(broker):

@@ -35,6 +35,10 @@ use crate::Tiering;
 
 /// How long an unmount waits for its uploads before giving up and serving the topic again.
 const UPLOAD_DEADLINE: Duration = Duration::from_secs(30 * 60);
+/// Finished unmounts stay listed this long (so whoever started one, from the CLI or another
+/// browser, sees how it ended), and at most this many of them: the list stays bounded.
+const FINISHED_KEPT_MS: i64 = 60 * 60 * 1000;
+const FINISHED_KEPT: usize = 100;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
@@ -93,6 +97,15 @@ pub struct UnmountStatus {
     pub remote_bytes: u64,
     pub partitions: Vec<PartitionOffsets>,
     pub error: Option<String>,
+    /// When it was started and, once `done` or `failed`, when it ended (ms since the epoch).
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+}
+
+impl UnmountStatus {
+    fn finished(&self) -> bool {
+        matches!(self.state, "done" | "failed")
+    }
 }
 
 pub struct Mounts {
@@ -126,17 +139,17 @@ impl Mounts {
         }
         {
             let mut jobs = self.jobs.lock();
-            if jobs
-                .get(topic)
-                .is_some_and(|s| !matches!(s.state, "done" | "failed"))
-            {
+            if jobs.get(topic).is_some_and(|s| !s.finished()) {
                 return Err(MountError::Busy(topic.to_string()));
             }
+            let now = engine::time::now_ms();
+            prune(&mut jobs, now);
             jobs.insert(
                 topic.to_string(),
                 UnmountStatus {
                     topic: topic.to_string(),
                     state: "sealing",
+                    started_ms: now,
                     ..Default::default()
                 },
             );
@@ -145,12 +158,15 @@ impl Mounts {
         let topic = topic.to_string();
         tokio::spawn(async move {
             let res = me.unmount(&topic).await;
-            me.set(&topic, |s| match res {
-                Ok(()) => s.state = "done",
-                Err(e) => {
-                    tracing::error!(topic = %topic, error = %e, "unmount failed");
-                    s.state = "failed";
-                    s.error = Some(e.to_string());
+            me.set(&topic, |s| {
+                s.finished_ms = Some(engine::time::now_ms());
+                match res {
+                    Ok(()) => s.state = "done",
+                    Err(e) => {
+                        tracing::error!(topic = %topic, error = %e, "unmount failed");
+                        s.state = "failed";
+                        s.error = Some(e.to_string());
+                    }
                 }
             });
         });
@@ -159,6 +175,20 @@ impl Mounts {
 
     pub fn status(&self, topic: &str) -> Option<UnmountStatus> {
         self.jobs.lock().get(topic).cloned()
+    }
+
+    /// Every unmount running on this broker and those that ended within the last hour,
+    /// whoever started them, newest first.
+    pub fn statuses(&self) -> Vec<UnmountStatus> {
+        let mut jobs = self.jobs.lock();
+        prune(&mut jobs, engine::time::now_ms());
+        let mut all: Vec<UnmountStatus> = jobs.values().cloned().collect();
+        all.sort_by(|a, b| {
+            b.started_ms
+                .cmp(&a.started_ms)
+                .then_with(|| a.topic.cmp(&b.topic))
+        });
+        all
     }
 
     async fn unmount(&self, topic: &str) -> Result<(), MountError> {
@@ -262,13 +292,33 @@ impl Mounts {
         if self.broker.cluster.is_some() {
             return Err(MountError::InCluster("mounting a topic"));
         }
-        let m = self.tiering.get_topic_manifest(topic).await?;
         let name = new_name.unwrap_or(topic);
-        let mut offsets = vec![(0i64, 0i64); m.partition_count as usize];
-        let mut seen = vec![false; offsets.len()];
+        // A new name is checked before the object store is read, so a typo is answered at
+        // once and with Kafka's own rules, whatever the manifest holds.
+        if new_name.is_some() {
+            engine::config::validate_topic_name(name).map_err(BrokerError::InvalidTopicName)?;
+            if engine::topics::is_internal(name) {
+                return Err(BrokerError::InternalTopic(name.to_string()).into());
+            }
+        }
+        let m = self.tiering.get_topic_manifest(topic).await?;
+        let count = usize::try_from(m.partition_count).unwrap_or(0);
+        let mut offsets = vec![(0i64, 0i64); count];
+        let mut seen = vec![false; count];
         for p in &m.partitions {
-            offsets[p.partition as usize] = (p.log_start_offset, p.log_end_offset);
-            seen[p.partition as usize] = true;
+            // Reading the manifest refuses partitions out of range already; checked again here
+            // so that indexing cannot panic whatever the object store handed back.
+            let Some(i) = usize::try_from(p.partition).ok().filter(|&i| i < count) else {
+                return Err(MountError::Invalid(
+                    topic.to_string(),
+                    format!(
+                        "its manifest lists partition {} of a topic with {count} partitions",
+                        p.partition
+                    ),
+                ));
+            };
+            offsets[i] = (p.log_start_offset, p.log_end_offset);
+            seen[i] = true;
         }
         if let Some(missing) = seen.iter().position(|s| !s) {
             return Err(MountError::Invalid(
@@ -336,15 +386,36 @@ impl Mounts {
         Ok(serde_json::Value::Array(out))
     }
 
-    /// The admin API routes: `POST /v1/topics/unmount`, `GET /v1/topics/unmount/status/{topic}`,
-    /// `POST /v1/topics/mount`, `GET /v1/topics/mountable`.
+    /// The admin API routes: `POST /v1/topics/unmount`, `GET /v1/topics/unmount/status` (all
+    /// unmounts), `GET /v1/topics/unmount/status/{topic}`, `POST /v1/topics/mount`,
+    /// `GET /v1/topics/mountable`.
     pub fn routes(self: &Arc<Self>) -> Router {
         Router::new()
             .route("/v1/topics/unmount", post(unmount_route))
+            .route("/v1/topics/unmount/status", get(statuses_route))
             .route("/v1/topics/unmount/status/{topic}", get(status_route))
             .route("/v1/topics/mount", post(mount_route))
             .route("/v1/topics/mountable", get(mountable_route))
             .with_state(self.clone())
+    }
+}
+
+/// Drops finished unmounts that ended more than [`FINISHED_KEPT_MS`] ago, and the oldest
+/// finished ones beyond [`FINISHED_KEPT`]; running ones always stay.
+fn prune(jobs: &mut HashMap<String, UnmountStatus>, now_ms: i64) {
+    jobs.retain(|_, s| {
+        !s.finished() || s.finished_ms.is_some_and(|f| now_ms - f < FINISHED_KEPT_MS)
+    });
+    let mut finished: Vec<(i64, String)> = jobs
+        .values()
+        .filter(|s| s.finished())
+        .map(|s| (s.finished_ms.unwrap_or(0), s.topic.clone()))
+        .collect();
+    if finished.len() > FINISHED_KEPT {
+        finished.sort();
+        for (_, topic) in &finished[..finished.len() - FINISHED_KEPT] {
+            jobs.remove(topic);
+        }
     }
 }
 
@@ -371,12 +442,16 @@ async fn unmount_route(
     ))
 }
 
+async fn statuses_route(State(m): State<Arc<Mounts>>) -> Response {
+    Json(m.statuses()).into_response()
+}
+
 async fn status_route(State(m): State<Arc<Mounts>>, Path(topic): Path<String>) -> Response {
     match m.status(&topic) {
         Some(s) => Json(s).into_response(),
         None => (
             StatusCode::NOT_FOUND,
-            Json(json!({ "error": format!("no unmount of '{topic}' was started on this broker") })),
+            Json(json!({ "error": format!("no unmount of '{topic}' is running on this broker or ended there within the last hour") })),
         )
             .into_response(),
     }
@@ -393,4 +468,55 @@ async fn mount_route(
 
 async fn mountable_route(State(m): State<Arc<Mounts>>) -> Result<impl IntoResponse, MountError> {
     m.list_mountable().await.map(Json)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(topic: &str, state: &'static str, finished_ms: Option<i64>) -> (String, UnmountStatus) {
+        (
+            topic.to_string(),
+            UnmountStatus {
+                topic: topic.to_string(),
+                state,
+                finished_ms,
+                ..Default::default()
+            },
+        )
+    }
+
+    #[test]
+    fn finished_unmounts_are_kept_an_hour_and_running_ones_always() {
+        let now = 10 * FINISHED_KEPT_MS;
+        let mut jobs: HashMap<_, _> = [
+            job("running", "uploading", None),
+            job("recent", "done", Some(now - 1000)),
+            job(
+                "failed-recently",
+                "failed",
+                Some(now - FINISHED_KEPT_MS + 1),
+            ),
+            job("old", "done", Some(now - FINISHED_KEPT_MS)),
+        ]
+        .into_iter()
+        .collect();
+        prune(&mut jobs, now);
+        let mut kept: Vec<&str> = jobs.keys().map(String::as_str).collect();
+        kept.sort();
+        assert_eq!(kept, ["failed-recently", "recent", "running"]);
+    }
+
+    #[test]
+    fn at_most_so_many_finished_unmounts_are_kept_the_newest() {
+        let now = 10 * FINISHED_KEPT_MS;
+        let mut jobs: HashMap<_, _> = (0..FINISHED_KEPT + 5)
+            .map(|i| job(&format!("t{i}"), "done", Some(now - 1000 + i as i64)))
+            .chain([job("running", "sealing", None)])
+            .collect();
+        prune(&mut jobs, now);
+        assert_eq!(jobs.len(), FINISHED_KEPT + 1);
+        assert!(jobs.contains_key("running"));
+        assert!(!jobs.contains_key("t4") && jobs.contains_key("t5"));
+    }
 }

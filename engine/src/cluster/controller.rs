@@ -12,14 +12,14 @@ use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::{Entry, EntryType, Message};
-use raft::storage::MemStorage;
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
 use super::rpc::{frame, Kind};
-use super::store::RaftStore;
 use super::{ApplyError, Command, Proposal};
 use crate::broker::Broker;
+use crate::raft::log_file::{self, RaftStore};
+use crate::raft::storage::DiskStorage;
 
 /// How often raft-rs is ticked; elections take 10-20 ticks (0.5-1 s), heartbeats every 2.
 pub const TICK: Duration = Duration::from_millis(50);
@@ -59,7 +59,7 @@ impl ControllerHandle {
 }
 
 struct Controller {
-    node: RawNode<MemStorage>,
+    node: RawNode<DiskStorage>,
     store: RaftStore,
     broker: Arc<Broker>,
     pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
@@ -76,8 +76,8 @@ pub fn start(
 ) -> Result<ControllerHandle, super::ClusterError> {
     let dir = broker.config.data_dir.join("controller");
     let (store, storage) = RaftStore::open(&dir, voters)?;
-    let config = super::store::raft_config(id);
-    let logger = super::store::discard_logger();
+    let config = log_file::raft_config(id);
+    let logger = log_file::discard_logger();
     let node = RawNode::new(&config, storage, &logger)?;
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = Arc::new(AtomicU64::new(0));
@@ -195,10 +195,9 @@ impl Controller {
         }
     }
 
-    async fn on_ready(&mut self) -> Result<(), super::store::StoreError> {
+    async fn on_ready(&mut self) -> Result<(), log_file::StoreError> {
         let mut out = Vec::new();
-        let committed =
-            super::store::run_ready(&mut self.node, &mut self.store, |m| out.extend(m))?;
+        let committed = log_file::run_ready(&mut self.node, &mut self.store, |m| out.extend(m))?;
         self.send(out);
         self.apply(committed).await;
         Ok(())

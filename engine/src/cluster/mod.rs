@@ -17,7 +17,7 @@ pub mod reassign;
 pub mod rejects;
 pub mod rpc;
 pub mod send_queue;
-pub mod store;
+
 pub mod validate;
 
 use std::net::SocketAddr;
@@ -69,7 +69,7 @@ pub enum ClusterError {
     #[error("--node-id must be between 1 and 65535 in a cluster, got {0}")]
     NodeId(i32),
     #[error(transparent)]
-    Store(#[from] store::StoreError),
+    Store(#[from] crate::raft::log_file::StoreError),
     #[error("controller: {0}")]
     Raft(#[from] raft::Error),
 }

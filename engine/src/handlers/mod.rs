@@ -369,7 +369,7 @@ pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         E::Sequence(SequenceError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
         E::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
-        E::Storage(_) => ResponseError::KafkaStorageError,
+        E::Storage(_) | E::Failed(_) => ResponseError::KafkaStorageError,
         E::Stopped | E::NotLeader => ResponseError::NotLeaderOrFollower,
         E::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
     }

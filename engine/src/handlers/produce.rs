@@ -55,6 +55,10 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 parts.push(fail(ResponseError::NotLeaderOrFollower, None));
                 continue;
             }
+            if let Some(why) = b.disk.refusal() {
+                parts.push(fail(ResponseError::KafkaStorageError, Some(why)));
+                continue;
+            }
             // Only the broker writes its internal topics, as in Kafka.
             if crate::topics::is_internal(td.name.as_str()) {
                 let why = format!("cannot produce to internal topic {}", td.name.as_str());

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod compaction;
+pub mod failpoint;
 pub mod files;
 pub mod index;
 pub mod partition_log;

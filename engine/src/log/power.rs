@@ -146,6 +146,7 @@ pub fn after_sync(token: SyncToken) {
 
 /// `fdatasync` (or `fsync` when `all`) reported to the ledger.
 pub fn sync_file(file: &File, all: bool) -> io::Result<()> {
+    super::failpoint::check_sync(file)?;
     let t = before_sync(file);
     if all {
         file.sync_all()?;

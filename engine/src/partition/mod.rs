@@ -25,6 +25,8 @@ use crate::replication::{ReplicationGroup, SingleNode};
 use crate::time::now_ms;
 
 mod compaction;
+mod delete_records;
+mod failure;
 mod tick;
 mod tiered;
 pub use tiered::RemoteLink;
@@ -57,6 +59,8 @@ pub enum PartitionError {
     NotLeader,
     #[error("{active} replicas in sync, min.insync.replicas is {min}")]
     NotEnoughReplicas { active: usize, min: usize },
+    #[error("this replica's storage failed ({0}); it serves nothing until the broker restarts")]
+    Failed(Arc<str>),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -253,6 +257,8 @@ pub fn spawn(
         compaction_retry_at: 0,
         raft,
         proposals: crate::raft::Pending::new(),
+        deletions: crate::raft::Pending::new(),
+        failed: None,
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
@@ -288,6 +294,10 @@ struct Actor {
     raft: Option<crate::raft::PartitionRaft>,
     /// Produces proposed to the group, waiting to be applied: `(reply, acks_all)`.
     proposals: crate::raft::Pending<(Reply<ProduceOk>, bool)>,
+    /// DeleteRecords proposed to the group, waiting to be applied.
+    deletions: crate::raft::Pending<Reply<i64>>,
+    /// Set by the first write or sync error ([`failure`]): the replica stops.
+    failed: Option<Arc<str>>,
 }
 
 /// `(delete files, delete remote data, reply)`.
@@ -338,13 +348,13 @@ impl Actor {
                     self.compaction_done(res.map_err(io::Error::other).and_then(|r| r));
                 }
                 // Retention waits while a compaction reads the sealed segments.
-                _ = retention.tick(), if compaction.is_none() => {
+                _ = retention.tick(), if compaction.is_none() && self.failed.is_none() => {
                     self.retention();
                     compaction = self.maybe_compact();
                 }
                 res = async { raft_tick.as_mut().expect("guarded").changed().await }, if self.raft.is_some() && raft_tick.is_some() => {
                     match (res, &mut self.raft) {
-                        (Ok(()), Some(r)) => r.tick(),
+                        (Ok(()), Some(r)) if self.failed.is_none() => r.tick(),
                         // The shard's timer went away with its LocalSet: subscribe again.
                         (Err(_), _) => raft_tick = Some(tick::shard_tick()),
                         _ => {}
@@ -365,6 +375,7 @@ impl Actor {
 
     /// Handles one command; returns the stop request if it was one.
     fn handle(&mut self, cmd: Cmd) -> Option<StopRequest> {
+        let cmd = self.refuse_if_failed(cmd)?;
         match cmd {
             Cmd::Produce {
                 batches,
@@ -403,8 +414,12 @@ impl Actor {
                 let _ = reply.send(self.offsets(query).map_err(Into::into));
             }
             Cmd::DeleteRecords { before, reply } => {
-                let res = self.delete_records(before);
-                let _ = reply.send(res);
+                if self.raft.is_some() {
+                    self.propose_delete_records(before, reply);
+                } else {
+                    let res = self.delete_records(before);
+                    let _ = reply.send(res);
+                }
             }
             Cmd::EpochEnd { epoch, reply } => {
                 let _ = reply.send(Ok(self.log.epoch_end_offset(epoch)));
@@ -485,12 +500,26 @@ impl Actor {
 
     /// Runs the Raft group: persists and sends what it asks, appends what it committed.
     fn drive_raft(&mut self) {
+        // raft-rs hands committed entries over in slices (`max_committed_size_per_ready`):
+        // take a few per turn, so a replica re-applying its log at start gets through it
+        // quickly and still answers other commands in between.
+        for _ in 0..16 {
+            self.drive_raft_once();
+            if self.failed.is_some() || !self.raft.as_ref().is_some_and(|r| r.has_ready()) {
+                break;
+            }
+        }
+    }
+
+    fn drive_raft_once(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
         let Some(r) = &mut self.raft else { return };
         let committed = match r.drive() {
             Ok(c) => c,
             Err(e) => {
-                tracing::error!(dir = %self.log.dir().display(), error = %e, "raft log write failed; partition stops replicating");
-                self.raft = None;
+                self.fail_storage("raft log", &e);
                 return;
             }
         };
@@ -504,13 +533,20 @@ impl Actor {
             });
         }
         for c in committed {
-            let waiter = c.proposal.and_then(|id| self.proposals.remove(&id));
+            let waiter = self.proposals.remove(&c.proposal);
             let (reply, acks_all) = match waiter {
                 Some(w) => w,
                 // Another replica's proposal (or one whose producer gave up): nobody waits.
                 None => (oneshot::channel().0, false),
             };
-            match crate::log::batch::split_batches(&c.records) {
+            let records = match c.command {
+                crate::raft::Command::Produce(records) => records,
+                crate::raft::Command::DeleteRecords(offset) => {
+                    self.apply_delete_records(c.proposal, offset);
+                    continue;
+                }
+            };
+            match crate::log::batch::split_batches(&records) {
                 Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
                 Err(e) => {
                     tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
@@ -520,6 +556,9 @@ impl Actor {
         if !leader {
             // Proposals of a deposed leader may never commit; their producers retry.
             for (_, (reply, _)) in self.proposals.drain() {
+                let _ = reply.send(Err(PartitionError::NotLeader));
+            }
+            for (_, reply) in self.deletions.drain() {
                 let _ = reply.send(Err(PartitionError::NotLeader));
             }
         }
@@ -568,8 +607,8 @@ impl Actor {
                         (a.base_offset, a.last_offset, a.log_append_time)
                     }
                     Err(e) => {
-                        tracing::error!(dir = %self.log.dir().display(), error = %e, "append failed");
-                        let _ = reply.send(Err(e.into()));
+                        self.fail_storage("append", &e);
+                        let _ = reply.send(Err(PartitionError::Failed(e.to_string().into())));
                         return;
                     }
                 },
@@ -622,7 +661,7 @@ impl Actor {
         let files = match self.log.take_dirty() {
             Ok(f) => f,
             Err(e) => {
-                self.fail_waiters(e);
+                self.fail_storage("fdatasync", &e);
                 return None;
             }
         };
@@ -643,10 +682,7 @@ impl Actor {
                 self.publish();
                 self.complete_waiters();
             }
-            Err(e) => {
-                tracing::error!(dir = %self.log.dir().display(), error = %e, "fdatasync failed");
-                self.fail_waiters(e);
-            }
+            Err(e) => self.fail_storage("fdatasync", &e),
         }
     }
 
@@ -726,25 +762,6 @@ impl Actor {
                 .offset_for_timestamp(ts)?
                 .filter(|&(o, _)| o < marks.high),
         })
-    }
-
-    fn delete_records(&mut self, before: i64) -> Result<i64, PartitionError> {
-        let high = self.marks.borrow().high;
-        let target = if before == -1 { high } else { before };
-        if target < 0 || target > high {
-            let m = *self.marks.borrow();
-            return Err(PartitionError::OffsetOutOfRange {
-                offset: before,
-                start: m.log_start,
-                end: high,
-            });
-        }
-        self.log.delete_records_before(target)?;
-        if let Some(t) = &self.tiered {
-            t.delete_remote_before(target);
-        }
-        self.publish();
-        Ok(self.marks.borrow().log_start)
     }
 
     fn retention(&mut self) {
@@ -842,6 +859,7 @@ impl Actor {
         inflight: Option<FlushFuture>,
         compaction: Option<CompactionTask>,
     ) {
+        self.forget_failure();
         // A deleted partition's directory must not get compaction output after it is removed
         // (a later topic of the same name would install it). On shutdown the files it leaves
         // are finished or discarded at the next start, so there is no need to wait.

@@ -203,8 +203,8 @@ mod tests {
             commit: 2,
             ..Default::default()
         });
-        let config = crate::cluster::store::raft_config(2);
-        RawNode::new(&config, storage, &crate::cluster::store::discard_logger()).unwrap()
+        let config = crate::raft::log_file::raft_config(2);
+        RawNode::new(&config, storage, &crate::raft::log_file::discard_logger()).unwrap()
     }
 
     fn msg(ty: MessageType, from: u64, term: u64) -> Message {

@@ -6,9 +6,10 @@
 //! offsets, leader epochs (the entry's term) and producer state come out identical everywhere.
 //! The high watermark is what has been applied and flushed, which is always committed.
 //!
-//! The Raft log is kept in `<data>/raft/<topic>/<partition>/` (the same record file as the
-//! controller's, [`crate::cluster::store`]) and never compacted yet; the segment log is a
-//! function of it, so on start it is rebuilt from the Raft log.
+//! The Raft log is kept in `<data>/raft/<topic>-<id>/<partition>/` (the same record file as
+//! the controller's, [`log_file`]), read by raft-rs through [`storage::DiskStorage`] (entries
+//! stay on disk; memory holds their locations and the newest ones), and never compacted yet;
+//! the segment log is a function of it, so on start it is rebuilt from the Raft log.
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -17,12 +18,14 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use raft::eraftpb::{Entry, EntryType, Message};
-use raft::storage::MemStorage;
 use raft::{RawNode, StateRole, Storage as _};
 
-use crate::cluster::store::{RaftStore, StoreError};
+use log_file::{RaftStore, StoreError};
+use storage::DiskStorage;
 
 pub mod guard;
+pub mod log_file;
+pub mod storage;
 
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
@@ -80,21 +83,40 @@ pub fn leader_of(v: &AtomicU64) -> (i32, i32) {
     (if leader == 0 { -1 } else { leader }, term)
 }
 
-/// A committed produce, ready to append.
+/// A proposal's identity: the term and index of its entry. Raft never puts two entries at
+/// the same term and index, and a restarted replica never leads a term it led before, so an
+/// entry left in the log by an earlier process can never answer a new produce (a per-process
+/// counter could: after a restart it handed out the same numbers again).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ProposalId {
+    pub term: u64,
+    pub index: u64,
+}
+
+/// What a committed entry asks every replica to do, in commit order.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command {
+    /// Append a produce's batches.
+    Produce(Bytes),
+    /// DeleteRecords: move the log start offset up to this offset (the leader resolved -1).
+    DeleteRecords(i64),
+}
+
+/// A committed entry, ready to apply.
 pub struct Committed {
-    pub proposal: Option<u64>,
+    /// The entry's identity, to find the request waiting for it on the replica that proposed it.
+    pub proposal: ProposalId,
     pub epoch: i32,
     pub now: i64,
-    pub records: Bytes,
+    pub command: Command,
 }
 
 pub struct PartitionRaft {
-    node: RawNode<MemStorage>,
+    node: RawNode<DiskStorage>,
     store: RaftStore,
     send: SendFn,
     leader: Arc<AtomicU64>,
     id: u64,
-    next: u64,
     pub min_insync: usize,
     preferred: u64,
     ticks: u64,
@@ -128,14 +150,20 @@ pub struct PartitionRaft {
 /// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
 const FRESH_ELECTION_HOLD: u64 = 40;
 
-/// Entry payload: proposer (u64), proposal id (u64), leader's time (i64), then the batches.
+/// Entry payload: proposer (u64), a kind word, leader's time (i64), then the body. The kind word
+/// once held a per-process proposal counter: 0 (or any small number, in logs written before) is
+/// a produce whose body is its batches; [`COMMAND`] is a command whose body is a type byte and
+/// its arguments.
 const HEADER: usize = 24;
+const COMMAND: u64 = u64::MAX;
+/// Command type: DeleteRecords, followed by the offset (i64).
+const DELETE_RECORDS: u8 = 1;
 
 impl PartitionRaft {
     pub fn open(setup: RaftSetup) -> Result<PartitionRaft, StoreError> {
         let (store, storage) = RaftStore::open(&setup.dir, &setup.voters)?;
-        let config = crate::cluster::store::raft_config(setup.id);
-        let logger = crate::cluster::store::discard_logger();
+        let config = log_file::raft_config(setup.id);
+        let logger = log_file::discard_logger();
         let fresh = storage
             .initial_state()
             .is_ok_and(|s| s.hard_state.term == 0);
@@ -152,7 +180,6 @@ impl PartitionRaft {
             send: setup.send,
             leader: setup.leader,
             id: setup.id,
-            next: 1,
             min_insync: setup.min_insync,
             preferred: setup.preferred,
             ticks: 0,
@@ -174,6 +201,19 @@ impl PartitionRaft {
             joint_seen: false,
             rejected: setup.rejected,
         })
+    }
+
+    /// Leaves the group for good (after a storage error): the handle no longer names a
+    /// leader, so this broker answers NOT_LEADER until its peers' new leader is known.
+    pub fn withdraw(&self) {
+        self.leader
+            .store(self.node.raft.term << 32, Ordering::Relaxed);
+        *self.view.write() = ReplicaView::default();
+    }
+
+    /// Whether raft-rs has more to persist, send or apply.
+    pub fn has_ready(&self) -> bool {
+        self.node.has_ready()
     }
 
     pub fn is_leader(&self) -> bool {
@@ -327,30 +367,44 @@ impl PartitionRaft {
         }
     }
 
-    /// Proposes a produce's records; returns the proposal id, or `None` if not the leader.
-    pub fn propose(&mut self, records: &[u8], now: i64) -> Option<u64> {
+    /// Proposes a produce's records; returns the proposal's identity, or `None` if not the
+    /// leader (or raft-rs dropped it, during a leadership transfer).
+    pub fn propose(&mut self, records: &[u8], now: i64) -> Option<ProposalId> {
+        self.propose_entry(0, records, now)
+    }
+
+    /// Proposes moving the log start offset to `offset` on every replica (DeleteRecords).
+    pub fn propose_delete_records(&mut self, offset: i64, now: i64) -> Option<ProposalId> {
+        let mut body = vec![DELETE_RECORDS];
+        body.extend_from_slice(&offset.to_be_bytes());
+        self.propose_entry(COMMAND, &body, now)
+    }
+
+    fn propose_entry(&mut self, kind: u64, body: &[u8], now: i64) -> Option<ProposalId> {
         if !self.is_leader() {
             return None;
         }
-        let id = self.next;
-        self.next += 1;
-        let mut data = Vec::with_capacity(HEADER + records.len());
+        let mut data = Vec::with_capacity(HEADER + body.len());
         data.extend_from_slice(&self.id.to_be_bytes());
-        data.extend_from_slice(&id.to_be_bytes());
+        data.extend_from_slice(&kind.to_be_bytes());
         data.extend_from_slice(&now.to_be_bytes());
-        data.extend_from_slice(records);
-        self.node.propose(vec![], data).ok().map(|()| id)
+        data.extend_from_slice(body);
+        self.node.propose(vec![], data).ok()?;
+        // A leader appends a proposal to its log at once, as the last entry of its term.
+        Some(ProposalId {
+            term: self.node.raft.term,
+            index: self.node.raft.raft_log.last_index(),
+        })
     }
 
     /// Runs one Ready: persists, sends, and returns the committed produces to append.
     pub fn drive(&mut self) -> Result<Vec<Committed>, StoreError> {
         let send = &self.send;
-        let committed =
-            crate::cluster::store::run_ready(&mut self.node, &mut self.store, |msgs| {
-                for m in msgs {
-                    send(m.to, m);
-                }
-            })?;
+        let committed = log_file::run_ready(&mut self.node, &mut self.store, |msgs| {
+            for m in msgs {
+                send(m.to, m);
+            }
+        })?;
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         let leader = self.node.raft.leader_id & 0xffff_ffff;
@@ -373,12 +427,29 @@ impl PartitionRaft {
             }
             let d = &e.data;
             let word = |i: usize| u64::from_be_bytes(d[i..i + 8].try_into().expect("8 bytes"));
-            let proposer = word(0);
+            let body = &d[HEADER..];
+            let command = if word(8) != COMMAND {
+                Command::Produce(Bytes::copy_from_slice(body))
+            } else {
+                match (body.first(), body.get(1..9)) {
+                    (Some(&DELETE_RECORDS), Some(o)) => {
+                        Command::DeleteRecords(i64::from_be_bytes(o.try_into().expect("8 bytes")))
+                    }
+                    // Every replica skips it alike; a newer broker's command, say.
+                    _ => {
+                        tracing::error!(index = e.index, "unknown raft command skipped");
+                        continue;
+                    }
+                }
+            };
             out.push(Committed {
-                proposal: (proposer == self.id).then(|| word(8)),
+                proposal: ProposalId {
+                    term: e.term,
+                    index: e.index,
+                },
                 epoch: e.term.min(i32::MAX as u64) as i32,
                 now: word(16) as i64,
-                records: Bytes::copy_from_slice(&d[HEADER..]),
+                command,
             });
         }
     }
@@ -535,7 +606,7 @@ pub fn conf_change(
 }
 
 /// Proposals waiting for their entry to be applied.
-pub type Pending<T> = HashMap<u64, T>;
+pub type Pending<T> = HashMap<ProposalId, T>;
 
 /// What a request to move leadership to the preferred replica found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -734,5 +805,57 @@ mod reassign_tests {
         for n in nodes.values() {
             assert!(n.node.raft.raft_log.committed > before, "node {}", n.id);
         }
+    }
+
+    /// A proposal left uncommitted by a process that died must never be taken for a proposal
+    /// of the next process: its entry can commit later, and it would answer the new produce
+    /// with the old records' offsets.
+    #[test]
+    fn proposal_identities_are_not_reused_after_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        run(&mut nodes, &out, 20);
+        let first = nodes.get_mut(&1).unwrap().propose(b"before", 0).unwrap();
+        run(&mut nodes, &out, 2);
+        // Node 1 leads again after a restart (the others restart too, so it may win).
+        drop(nodes);
+        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
+            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        out.lock().unwrap().clear();
+        run(&mut nodes, &out, 60);
+        let leader = *nodes.iter().find(|(_, n)| n.is_leader()).unwrap().0;
+        let second = nodes
+            .get_mut(&leader)
+            .unwrap()
+            .propose(b"after", 0)
+            .unwrap();
+        assert!(second.term > first.term, "{first:?} then {second:?}");
+        assert_ne!(first, second);
+        let mut applied = Vec::new();
+        for _ in 0..5 {
+            for n in nodes.values_mut() {
+                let c = n.drive().unwrap();
+                if n.id == leader {
+                    applied.extend(c.into_iter().map(|c| (c.proposal, c.command)));
+                }
+            }
+            let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
+            for m in msgs {
+                if let Some(n) = nodes.get_mut(&m.to) {
+                    n.step(m);
+                }
+            }
+        }
+        let answered: Vec<_> = applied.iter().filter(|(p, _)| *p == second).collect();
+        assert_eq!(answered.len(), 1);
+        assert_eq!(
+            answered[0].1,
+            Command::Produce(Bytes::from_static(b"after"))
+        );
     }
 }

@@ -1,20 +1,25 @@
-//! The controller's Raft log on disk: `<data>/controller/raft.log`, an append-only file of
-//! records `u32 length, u32 crc32c, u8 type, protobuf body` (entries and hard states), synced
-//! before the Ready that produced them is acted on; `voters.json` holds the voter set it was
-//! bootstrapped with. On start the records are replayed into raft-rs's `MemStorage`; a torn
-//! or corrupt tail record is cut off (it was never synced, so never acknowledged).
+//! A Raft group's log on disk (the controller's `<data>/controller/raft.log` and each
+//! partition replica's under `<data>/raft/`): an append-only file of records `u32 length, u32
+//! crc32c, u8 type, protobuf body` (entries and hard states), synced before the Ready that
+//! produced them is acted on; `voters.json` holds the voter set it was bootstrapped with. On
+//! start the file is read once, record by record, into a [`DiskStorage`] that keeps where each
+//! entry is rather than the entry; a torn or corrupt tail record is cut off (it was never
+//! synced, so never acknowledged).
 
 use std::fs::{File, OpenOptions};
-use std::io::{Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::path::{Path, PathBuf};
 
 use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Message};
-use raft::storage::MemStorage;
-use raft::{RawNode, Storage as _};
+use raft::RawNode;
 
-const ENTRY: u8 = 1;
-const HARD_STATE: u8 = 2;
+use super::storage::DiskStorage;
+
+pub(super) const ENTRY: u8 = 1;
+pub(super) const HARD_STATE: u8 = 2;
+/// A record's header: `u32 length, u32 crc32c` (big-endian).
+pub(super) const RECORD_HEADER: usize = 8;
 
 /// The raft-rs settings of every group, the controller's and the partitions': elections after
 /// 10-20 ticks of [`crate::cluster::controller::TICK`], heartbeats every 2, pre-vote and
@@ -28,6 +33,9 @@ pub fn raft_config(id: u64) -> raft::Config {
         pre_vote: true,
         max_size_per_msg: 1 << 20,
         max_inflight_msgs: 256,
+        // Committed entries are handed over (and read from disk) in slices of this size, so a
+        // replica re-applying a long log at start never holds it all in memory.
+        max_committed_size_per_ready: 16 << 20,
         ..Default::default()
     }
 }
@@ -39,24 +47,27 @@ pub fn discard_logger() -> slog::Logger {
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("controller log {path}: {source}")]
+    #[error("raft log {path}: {source}")]
     Io {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("controller log {0}: {1}")]
+    #[error("raft log {0}: {1}")]
     Corrupt(PathBuf, String),
 }
 
+/// The writing end of a Raft log file.
 pub struct RaftStore {
     path: PathBuf,
     file: File,
+    /// The file's length: where the next record goes.
+    len: u64,
 }
 
 impl RaftStore {
-    /// Opens (or creates) the store; returns the in-memory storage rebuilt from it. `voters`
-    /// bootstraps a new store and is ignored for an existing one.
-    pub fn open(dir: &Path, voters: &[u64]) -> Result<(RaftStore, MemStorage), StoreError> {
+    /// Opens (or creates) the store; returns the storage raft-rs reads, rebuilt from it.
+    /// `voters` bootstraps a new store and is ignored for an existing one.
+    pub fn open(dir: &Path, voters: &[u64]) -> Result<(RaftStore, DiskStorage), StoreError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
@@ -73,34 +84,48 @@ impl RaftStore {
             }
             Err(e) => return Err(io(&vpath)(e)),
         };
-        let storage = MemStorage::new_with_conf_state(ConfState::from((voters, vec![])));
         let path = dir.join("raft.log");
         crate::log::power::before_open_write(&path, false);
-        let mut file = OpenOptions::new()
+        let file = OpenOptions::new()
             .create(true)
             .truncate(false)
             .read(true)
             .append(true)
             .open(&path)
             .map_err(io(&path))?;
-        let mut bytes = Vec::new();
-        file.read_to_end(&mut bytes).map_err(io(&path))?;
-        let good = replay(&bytes, &storage, &path)?;
-        if good < bytes.len() {
-            tracing::warn!(path = %path.display(), cut = bytes.len() - good, "cut a torn controller log tail");
-            file.set_len(good as u64).map_err(io(&path))?;
-            crate::log::power::truncated(&path, good as u64);
+        let reader = File::open(&path).map_err(io(&path))?;
+        let storage = DiskStorage::new(path.clone(), reader, ConfState::from((voters, vec![])));
+        let len = file.metadata().map_err(io(&path))?.len();
+        let good = replay(&file, len, &storage, &path)?;
+        if good < len {
+            tracing::warn!(path = %path.display(), cut = len - good, "cut a torn raft log tail");
+            file.set_len(good).map_err(io(&path))?;
+            crate::log::power::truncated(&path, good);
             crate::log::power::sync_file(&file, true).map_err(io(&path))?;
         }
         // A new log's directory entry must be durable before its first entry is.
         crate::log::files::sync_dir(dir).map_err(io(dir))?;
-        Ok((RaftStore { path, file }, storage))
+        Ok((
+            RaftStore {
+                path,
+                file,
+                len: good,
+            },
+            storage,
+        ))
     }
 
-    /// Appends entries and the hard state, then syncs.
-    pub fn persist(&mut self, entries: &[Entry], hs: Option<&HardState>) -> Result<(), StoreError> {
+    /// Appends entries and the hard state, then syncs. Returns where each entry's record
+    /// starts in the file.
+    pub fn persist(
+        &mut self,
+        entries: &[Entry],
+        hs: Option<&HardState>,
+    ) -> Result<Vec<u64>, StoreError> {
         let mut buf = Vec::new();
+        let mut positions = Vec::with_capacity(entries.len());
         for e in entries {
+            positions.push(self.len + buf.len() as u64);
             record(
                 &mut buf,
                 ENTRY,
@@ -115,18 +140,22 @@ impl RaftStore {
             );
         }
         if buf.is_empty() {
-            return Ok(());
+            return Ok(positions);
         }
         let io = |source| StoreError::Io {
             path: self.path.clone(),
             source,
         };
+        // A failed write may have left part of the buffer in the file: the replica stops (the
+        // caller fails closed) and the next start cuts the torn record.
         self.file.write_all(&buf).map_err(io)?;
+        self.len += buf.len() as u64;
         if crate::log::power::skip_fsync() {
             // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
-            return Ok(());
+            return Ok(positions);
         }
-        crate::log::power::sync_file(&self.file, false).map_err(io)
+        crate::log::power::sync_file(&self.file, false).map_err(io)?;
+        Ok(positions)
     }
 
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
@@ -143,50 +172,56 @@ fn record(buf: &mut Vec<u8>, kind: u8, body: &[u8]) {
     buf.extend_from_slice(&payload);
 }
 
-/// Replays records into `storage`; returns the length of the valid prefix.
-fn replay(bytes: &[u8], storage: &MemStorage, path: &Path) -> Result<usize, StoreError> {
-    let mut pos = 0;
-    while bytes.len() - pos >= 8 {
-        let len = u32::from_be_bytes(bytes[pos..pos + 4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_be_bytes(bytes[pos + 4..pos + 8].try_into().expect("4 bytes"));
-        let Some(payload) = bytes.get(pos + 8..pos + 8 + len) else {
-            break;
-        };
-        if len == 0 || crc32c::crc32c(payload) != crc {
+/// Reads the file's records into `storage`, one at a time (the log is never all in memory);
+/// returns the length of the valid prefix.
+fn replay(file: &File, len: u64, storage: &DiskStorage, path: &Path) -> Result<u64, StoreError> {
+    let io = |source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let corrupt = |e: String| StoreError::Corrupt(path.to_path_buf(), e);
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let mut pos = 0u64;
+    let mut payload = Vec::new();
+    while len - pos >= RECORD_HEADER as u64 {
+        let mut head = [0u8; RECORD_HEADER];
+        r.read_exact(&mut head).map_err(io)?;
+        let n = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as u64;
+        let crc = u32::from_be_bytes(head[4..].try_into().expect("4 bytes"));
+        // A length past the end is a torn (or damaged) tail, not an allocation to make.
+        if n == 0 || n > len - pos - RECORD_HEADER as u64 {
             break;
         }
-        let corrupt = |e: String| StoreError::Corrupt(path.to_path_buf(), e);
+        payload.resize(n as usize, 0);
+        r.read_exact(&mut payload).map_err(io)?;
+        if crc32c::crc32c(&payload) != crc {
+            break;
+        }
         match payload[0] {
             ENTRY => {
                 let mut e = Entry::default();
                 e.merge_from_bytes(&payload[1..])
                     .map_err(|e| corrupt(e.to_string()))?;
-                let (first, last) = match (storage.first_index(), storage.last_index()) {
-                    (Ok(f), Ok(l)) => (f, l),
-                    _ => return Err(corrupt("unreadable storage bounds".into())),
-                };
-                // MemStorage panics on a gap or on compacted indexes; a log written by this
-                // module has neither, so either means the file is damaged.
-                if e.index < first || e.index > last + 1 {
+                let last = storage.last();
+                // The log has no gaps and starts at index 1; anything else means the file is
+                // damaged.
+                if e.index < 1 || e.index > last + 1 {
                     return Err(corrupt(format!(
-                        "entry {} does not follow [{first}, {last}]",
+                        "entry {} does not follow [1, {last}]",
                         e.index
                     )));
                 }
-                storage
-                    .wl()
-                    .append(&[e])
-                    .map_err(|e| corrupt(e.to_string()))?;
+                storage.append(std::slice::from_ref(&e), &[pos]);
             }
             HARD_STATE => {
                 let mut hs = HardState::default();
                 hs.merge_from_bytes(&payload[1..])
                     .map_err(|e| corrupt(e.to_string()))?;
-                storage.wl().set_hardstate(hs);
+                storage.set_hard_state(hs);
             }
             k => return Err(corrupt(format!("unknown record type {k}"))),
         }
-        pos += 8 + len;
+        pos += RECORD_HEADER as u64 + n;
     }
     Ok(pos)
 }
@@ -196,7 +231,7 @@ fn replay(bytes: &[u8], storage: &MemStorage, path: &Path) -> Result<usize, Stor
 /// depend on them, then the commit index. Returns the committed entries, oldest first, for
 /// the caller to apply. Shared by the controller and the partition groups.
 pub fn run_ready(
-    node: &mut RawNode<MemStorage>,
+    node: &mut RawNode<DiskStorage>,
     store: &mut RaftStore,
     mut send: impl FnMut(Vec<Message>),
 ) -> Result<Vec<Entry>, StoreError> {
@@ -207,23 +242,27 @@ pub fn run_ready(
     send(ready.take_messages());
     let mut committed = ready.take_committed_entries();
     if !ready.entries().is_empty() {
-        store.persist(ready.entries(), None)?;
-        let _ = node.store().wl().append(ready.entries());
+        let positions = store.persist(ready.entries(), None)?;
+        node.store().append(ready.entries(), &positions);
     }
     if let Some(hs) = ready.hs() {
         store.persist(&[], Some(hs))?;
-        node.store().wl().set_hardstate(hs.clone());
+        node.store().set_hard_state(hs.clone());
     }
     send(ready.take_persisted_messages());
     let mut light = node.advance(ready);
     if let Some(commit) = light.commit_index() {
-        node.store().wl().mut_hard_state().set_commit(commit);
-        let hs = node.store().rl().hard_state().clone();
+        let hs = node.store().set_commit(commit);
         store.persist(&[], Some(&hs))?;
     }
     send(light.take_messages());
     committed.extend(light.take_committed_entries());
     node.advance_apply();
+    // raft-rs cannot be told that a read failed: the storage hands it fewer entries and keeps
+    // the error, which stops the group here.
+    if let Some(e) = node.store().take_failure() {
+        return Err(e);
+    }
     Ok(committed)
 }
 
