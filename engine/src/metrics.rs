@@ -5,7 +5,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+pub use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ApiLabels {
@@ -139,150 +139,68 @@ impl Metrics {
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
         };
-        registry.register(
-            "rpc_rejected",
-            "Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason",
-            m.rpc_rejected.clone(),
-        );
-        registry.register(
-            "kafka_consumer_group_lag",
-            "High watermark minus the group's committed offset, by group, topic and partition",
-            m.consumer_group_lag.clone(),
-        );
-        registry.register(
-            "kafka_requests",
-            "Kafka requests handled, by API",
-            m.requests.clone(),
-        );
-        registry.register(
-            "kafka_request_seconds",
-            "Kafka request latency, by API",
-            m.request_seconds.clone(),
-        );
-        registry.register(
-            "kafka_request_errors",
-            "Kafka error codes returned, by API and error",
-            m.request_errors.clone(),
-        );
-        registry.register(
-            "kafka_produced_bytes",
-            "Record batch bytes appended",
-            m.produced_bytes.clone(),
-        );
-        registry.register(
-            "kafka_produced_records",
-            "Records appended",
-            m.produced_records.clone(),
-        );
-        registry.register(
-            "kafka_fetched_bytes",
-            "Record batch bytes served to fetches",
-            m.fetched_bytes.clone(),
-        );
-        registry.register(
-            "storage_fsync_seconds",
-            "fdatasync latency of segment files",
-            m.fsync_seconds.clone(),
-        );
-        registry.register(
-            "kafka_connections",
-            "Open Kafka client connections",
-            m.connections.clone(),
-        );
-        registry.register(
-            "kafka_connections_closed_bad_input",
-            "Connections closed for malformed or oversized frames",
-            m.connections_closed_bad_input.clone(),
-        );
-        registry.register(
-            "connections_refused",
-            "New connections closed at once because the listener's total or per-IP limit was reached, by listener",
-            m.connections_refused.clone(),
-        );
-        registry.register(
-            "fetch_memory_bytes",
-            "Bytes reserved by Fetch responses being read or waiting to be written (bounded by --fetch-memory-bytes)",
-            m.fetch_memory_bytes.clone(),
-        );
-        registry.register(
-            "partitions",
-            "Partitions hosted by this broker",
-            m.partitions.clone(),
-        );
-        registry.register("topics", "Topics", m.topics.clone());
-        registry.register(
-            "storage_recovery_truncated_bytes",
-            "Bytes of torn writes truncated at start-up",
-            m.recovery_truncated_bytes.clone(),
-        );
-        registry.register(
-            "storage_failed_partitions",
-            "Partition replicas stopped by a write or sync error (they recover at restart)",
-            m.storage_failed_partitions.clone(),
-        );
-        registry.register(
-            "storage_low_disk",
-            "1 while produce is refused because the data volume is nearly full",
-            m.storage_low_disk.clone(),
-        );
-        m.register_topic_and_partition_metrics(&mut registry);
+        crate::register_metrics!(&mut registry, m, {
+            /// Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason
+            rpc_rejected => "rpc_rejected",
+            /// High watermark minus the group's committed offset, by group, topic and partition
+            consumer_group_lag => "kafka_consumer_group_lag",
+            /// Kafka requests handled, by API
+            requests => "kafka_requests",
+            /// Kafka request latency, by API
+            request_seconds => "kafka_request_seconds",
+            /// Kafka error codes returned, by API and error
+            request_errors => "kafka_request_errors",
+            /// Record batch bytes appended
+            produced_bytes => "kafka_produced_bytes",
+            /// Records appended
+            produced_records => "kafka_produced_records",
+            /// Record batch bytes served to fetches
+            fetched_bytes => "kafka_fetched_bytes",
+            /// fdatasync latency of segment files
+            fsync_seconds => "storage_fsync_seconds",
+            /// Open Kafka client connections
+            connections => "kafka_connections",
+            /// Connections closed for malformed or oversized frames
+            connections_closed_bad_input => "kafka_connections_closed_bad_input",
+            /// New connections closed at once because the listener's total or per-IP limit was reached, by listener
+            connections_refused => "connections_refused",
+            /// Bytes reserved by Fetch responses being read or waiting to be written (bounded by --fetch-memory-bytes)
+            fetch_memory_bytes => "fetch_memory_bytes",
+            /// Partitions hosted by this broker
+            partitions => "partitions",
+            /// Topics
+            topics => "topics",
+            /// Bytes of torn writes truncated at start-up
+            recovery_truncated_bytes => "storage_recovery_truncated_bytes",
+            /// Partition replicas stopped by a write or sync error (they recover at restart)
+            storage_failed_partitions => "storage_failed_partitions",
+            /// 1 while produce is refused because the data volume is nearly full
+            storage_low_disk => "storage_low_disk",
+            /// Record batch bytes accepted by Produce on the partition leader, by topic
+            topic_produced_bytes => "topic_produced_bytes",
+            /// Record batch bytes returned to Fetch requests, by topic
+            topic_fetched_bytes => "topic_fetched_bytes",
+            /// Bytes of the topic's partition logs on this broker's disk, by topic
+            log_local_bytes => "log_local_bytes",
+            /// Bytes of the topic's segments in the remote tier, by topic (remote.storage.enable)
+            log_remote_bytes => "log_remote_bytes",
+            /// Partitions this broker leads whose in-sync replicas are fewer than their replicas
+            under_replicated_partitions => "under_replicated_partitions",
+            /// Partitions with no live leader (reported by the controller leader only; 0 elsewhere)
+            offline_partitions => "offline_partitions",
+            /// Partitions this broker leads
+            leader_partitions => "leader_partitions",
+            /// Partition leaderships this broker took (each change is counted once, by the new leader)
+            leader_changes => "leader_changes",
+            /// Bytes available to the broker on the data directory's file system
+            data_dir_free_bytes => "data_dir_free_bytes",
+            /// Size of the data directory's file system
+            data_dir_total_bytes => "data_dir_total_bytes",
+        });
         Metrics {
             registry: parking_lot::Mutex::new(registry),
             ..m
         }
-    }
-
-    fn register_topic_and_partition_metrics(&self, registry: &mut Registry) {
-        registry.register(
-            "topic_produced_bytes",
-            "Record batch bytes accepted by Produce on the partition leader, by topic",
-            self.topic_produced_bytes.clone(),
-        );
-        registry.register(
-            "topic_fetched_bytes",
-            "Record batch bytes returned to Fetch requests, by topic",
-            self.topic_fetched_bytes.clone(),
-        );
-        registry.register(
-            "log_local_bytes",
-            "Bytes of the topic's partition logs on this broker's disk, by topic",
-            self.log_local_bytes.clone(),
-        );
-        registry.register(
-            "log_remote_bytes",
-            "Bytes of the topic's segments in the remote tier, by topic (remote.storage.enable)",
-            self.log_remote_bytes.clone(),
-        );
-        registry.register(
-            "under_replicated_partitions",
-            "Partitions this broker leads whose in-sync replicas are fewer than their replicas",
-            self.under_replicated_partitions.clone(),
-        );
-        registry.register(
-            "offline_partitions",
-            "Partitions with no live leader (reported by the controller leader only; 0 elsewhere)",
-            self.offline_partitions.clone(),
-        );
-        registry.register(
-            "leader_partitions",
-            "Partitions this broker leads",
-            self.leader_partitions.clone(),
-        );
-        registry.register(
-            "leader_changes",
-            "Partition leaderships this broker took (each change is counted once, by the new leader)",
-            self.leader_changes.clone(),
-        );
-        registry.register(
-            "data_dir_free_bytes",
-            "Bytes available to the broker on the data directory's file system",
-            self.data_dir_free_bytes.clone(),
-        );
-        registry.register(
-            "data_dir_total_bytes",
-            "Size of the data directory's file system",
-            self.data_dir_total_bytes.clone(),
-        );
     }
 
     /// The label to count `topic` under (its name, or `other` past the cap).
@@ -321,5 +239,86 @@ impl Metrics {
             out.clear();
         }
         out
+    }
+}
+
+/// The help text of a metric from the lines of its doc comment.
+#[doc(hidden)]
+pub fn help_text(lines: &[&str]) -> String {
+    lines.iter().map(|l| l.trim()).collect::<Vec<_>>().join(" ")
+}
+
+/// Registers fields of `$set` in `$registry`, each under its name with its doc comment as the
+/// help text: one line a metric instead of a `register` call each (the engine's metrics, and
+/// [`metric_set!`]'s for the other crates).
+#[macro_export]
+macro_rules! register_metrics {
+    ($registry:expr, $set:expr, { $( $(#[doc = $help:literal])+ $field:ident => $name:literal ),* $(,)? }) => {{
+        let registry: &mut $crate::metrics::Registry = $registry;
+        $( registry.register($name, $crate::metrics::help_text(&[$($help),+]), $set.$field.clone()); )*
+    }};
+}
+
+/// A crate's metrics as one declaration: the struct (`Debug`, `Default`, `Clone`; clones share
+/// the values) and `register`, which puts every field in a registry under `$prefix`, named as
+/// given, its doc comment as the help text. Used by tiering and the Iceberg sink.
+#[macro_export]
+macro_rules! metric_set {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $set:ident in $prefix:literal {
+            $( $(#[doc = $help:literal])+ $fvis:vis $field:ident: $ty:ty => $name:literal ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[derive(Debug, Default, Clone)]
+        $vis struct $set {
+            $( $(#[doc = $help])+ $fvis $field: $ty, )*
+        }
+
+        impl $set {
+            /// Registers every metric under the set's prefix.
+            pub fn register(&self, registry: &mut $crate::metrics::Registry) {
+                let r = registry.sub_registry_with_prefix($prefix);
+                $crate::register_metrics!(r, self, { $( $(#[doc = $help])+ $field => $name ),* });
+            }
+        }
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    use prometheus_client::metrics::counter::Counter;
+
+    crate::metric_set! {
+        struct Sample in "sample" {
+            /// Things counted,
+            /// over two lines
+            pub things: Counter => "things",
+        }
+    }
+
+    #[test]
+    fn a_metric_set_registers_each_field_with_its_doc_as_help() {
+        let m = Sample::default();
+        m.clone().things.inc();
+        let mut registry = prometheus_client::registry::Registry::with_prefix("icestream");
+        m.register(&mut registry);
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &registry).unwrap();
+        assert!(
+            out.contains("# HELP icestream_sample_things Things counted, over two lines.\n"),
+            "{out}"
+        );
+        assert!(out.contains("icestream_sample_things_total 1\n"), "{out}");
+    }
+
+    #[test]
+    fn the_engine_registers_its_metrics_with_their_help() {
+        let out = super::Metrics::new().encode();
+        assert!(out.contains("# HELP icestream_kafka_requests Kafka requests handled, by API.\n"));
+        assert!(out.contains(
+            "# HELP icestream_data_dir_total_bytes Size of the data directory's file system.\n"
+        ));
     }
 }

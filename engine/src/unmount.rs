@@ -202,7 +202,7 @@ impl Broker {
             failed += res
                 .iter()
                 .flat_map(|(_, ps)| ps.iter())
-                .filter(|(_, c)| *c != 0)
+                .filter(|(_, outcome)| outcome.is_err())
                 .count();
         }
         failed

@@ -80,6 +80,24 @@ pub fn topic_error(action: &str, topic: &str, code: i16, message: Option<&str>) 
     }
 }
 
+/// [`topic_error`]'s line as an `Err` when a broker's answer about `topic` carries an error.
+pub fn check_topic(
+    action: &str,
+    topic: &str,
+    code: i16,
+    message: Option<&kafka_protocol::protocol::StrBytes>,
+) -> anyhow::Result<()> {
+    if code == 0 {
+        return Ok(());
+    }
+    Err(topic_error(
+        action,
+        topic,
+        code,
+        message.map(|m| m.as_str()),
+    ))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -607,28 +607,79 @@ fn is_already_soft_deleted(e: &anyhow::Error) -> bool {
     e.to_string().contains("is already soft-deleted")
 }
 
+/// A registry-wide or per-subject setting (`/config`, `/mode`): read (a subject falls back to
+/// the global value), set, and shown the same way.
+struct Setting<'a> {
+    reg: Registry,
+    path: String,
+    subject: Option<&'a str>,
+    about: About<'a>,
+}
+
+impl<'a> Setting<'a> {
+    /// `resource` is the REST path's first segment: `config` or `mode`.
+    fn new(args: &ClientArgs, resource: &str, subject: Option<&'a str>) -> Result<Self> {
+        let path = match subject {
+            Some(s) => format!("/{resource}/{}", encode_segment(s)),
+            None => format!("/{resource}"),
+        };
+        Ok(Setting {
+            reg: Registry::new(args)?,
+            path,
+            subject,
+            about: About {
+                subject,
+                ..Default::default()
+            },
+        })
+    }
+
+    async fn get(&self) -> Result<Value> {
+        let query = if self.subject.is_some() {
+            "?defaultToGlobal=true"
+        } else {
+            ""
+        };
+        let path = format!("{}{query}", self.path);
+        self.reg.call("GET", &path, None, &self.about).await
+    }
+
+    async fn put(&self, query: &str, body: Value) -> Result<Value> {
+        let path = format!("{}{query}", self.path);
+        self.reg.call("PUT", &path, Some(&body), &self.about).await
+    }
+
+    /// Prints the value as `{"subject", <json_key>}` or as a SUBJECT / `<heading>` table.
+    fn show(&self, args: &ClientArgs, json_key: &str, heading: &str, value: String) -> Result<()> {
+        if args.format == Format::Json {
+            let mut out = json!({ "subject": self.subject });
+            out[json_key] = Value::String(value);
+            emit_json_pretty(&out)?;
+            return Ok(());
+        }
+        emit_raw(&key_values(&[
+            ("SUBJECT", self.subject.unwrap_or("(global)").to_string()),
+            (heading, value),
+        ]))?;
+        Ok(())
+    }
+}
+
+/// `value` in upper case if it is one of `allowed`.
+fn one_of(value: &str, allowed: &[&str], what: &str) -> Result<String> {
+    let value = value.to_ascii_uppercase();
+    if !allowed.contains(&value.as_str()) {
+        bail!("'{value}' is not {what}: use one of {}", allowed.join(", "));
+    }
+    Ok(value)
+}
+
 pub async fn config(args: &ClientArgs, subject: Option<&str>, set: Option<&str>) -> Result<()> {
-    let reg = Registry::new(args)?;
-    let path = match subject {
-        Some(s) => format!("/config/{}", encode_segment(s)),
-        None => "/config".to_string(),
-    };
-    let about = About {
-        subject,
-        ..Default::default()
-    };
+    let setting = Setting::new(args, "config", subject)?;
     let level = match set {
         Some(level) => {
-            let level = level.to_ascii_uppercase();
-            if !LEVELS.contains(&level.as_str()) {
-                bail!(
-                    "'{level}' is not a compatibility level: use one of {}",
-                    LEVELS.join(", ")
-                );
-            }
-            let answer = reg
-                .call("PUT", &path, Some(&json!({"compatibility": level})), &about)
-                .await?;
+            let level = one_of(level, LEVELS, "a compatibility level")?;
+            let answer = setting.put("", json!({"compatibility": level})).await?;
             answer
                 .get("compatibility")
                 .and_then(Value::as_str)
@@ -636,14 +687,7 @@ pub async fn config(args: &ClientArgs, subject: Option<&str>, set: Option<&str>)
                 .to_string()
         }
         None => {
-            let query = if subject.is_some() {
-                "?defaultToGlobal=true"
-            } else {
-                ""
-            };
-            let answer = reg
-                .call("GET", &format!("{path}{query}"), None, &about)
-                .await?;
+            let answer = setting.get().await?;
             answer
                 .get("compatibilityLevel")
                 .or_else(|| answer.get("compatibility"))
@@ -652,15 +696,7 @@ pub async fn config(args: &ClientArgs, subject: Option<&str>, set: Option<&str>)
                 .to_string()
         }
     };
-    if args.format == Format::Json {
-        emit_json_pretty(&json!({"subject": subject, "compatibility": level}))?;
-        return Ok(());
-    }
-    emit_raw(&key_values(&[
-        ("SUBJECT", subject.unwrap_or("(global)").to_string()),
-        ("COMPATIBILITY", level),
-    ]))?;
-    Ok(())
+    setting.show(args, "compatibility", "COMPATIBILITY", level)
 }
 
 /// Shows or sets the registry's mode, or a subject's (`--force` for IMPORT on a non-empty
@@ -671,54 +707,21 @@ pub async fn mode(
     set: Option<&str>,
     force: bool,
 ) -> Result<()> {
-    let reg = Registry::new(args)?;
-    let path = match subject {
-        Some(s) => format!("/mode/{}", encode_segment(s)),
-        None => "/mode".to_string(),
-    };
-    let about = About {
-        subject,
-        ..Default::default()
-    };
+    let setting = Setting::new(args, "mode", subject)?;
     let answer = match set {
         Some(m) => {
-            let m = m.to_ascii_uppercase();
-            if !MODES.contains(&m.as_str()) {
-                bail!("'{m}' is not a mode: use one of {}", MODES.join(", "));
-            }
+            let m = one_of(m, MODES, "a mode")?;
             let query = if force { "?force=true" } else { "" };
-            reg.call(
-                "PUT",
-                &format!("{path}{query}"),
-                Some(&json!({"mode": m})),
-                &about,
-            )
-            .await?
+            setting.put(query, json!({"mode": m})).await?
         }
-        None => {
-            let query = if subject.is_some() {
-                "?defaultToGlobal=true"
-            } else {
-                ""
-            };
-            reg.call("GET", &format!("{path}{query}"), None, &about)
-                .await?
-        }
+        None => setting.get().await?,
     };
     let mode = answer
         .get("mode")
         .and_then(Value::as_str)
         .unwrap_or("-")
         .to_string();
-    if args.format == Format::Json {
-        emit_json_pretty(&json!({"subject": subject, "mode": mode}))?;
-        return Ok(());
-    }
-    emit_raw(&key_values(&[
-        ("SUBJECT", subject.unwrap_or("(global)").to_string()),
-        ("MODE", mode),
-    ]))?;
-    Ok(())
+    setting.show(args, "mode", "MODE", mode)
 }
 
 #[cfg(test)]

@@ -16,7 +16,7 @@ use kafka_protocol::protocol::{Request, StrBytes};
 use serde_json::json;
 
 use super::client::{text, Client};
-use super::errors::{code_name, topic_error};
+use super::errors::{check_topic, code_name, topic_error};
 use super::offsets::{list_offsets, topic_info, EARLIEST, LATEST};
 use super::output::{emit, emit_json_pretty, emit_raw};
 use super::table::{key_values, Table};
@@ -116,14 +116,7 @@ pub async fn create(
     let Some(t) = resp.topics.iter().find(|t| t.name.0.as_str() == name) else {
         bail!("the broker did not answer for topic '{name}' in CreateTopics: check 'icestream topic list' and the broker log");
     };
-    if t.error_code != 0 {
-        return Err(topic_error(
-            "create",
-            name,
-            t.error_code,
-            t.error_message.as_ref().map(|m| m.as_str()),
-        ));
-    }
+    check_topic("create", name, t.error_code, t.error_message.as_ref())?;
     // Brokers answer the chosen sizes from CreateTopics v5; older ones answer -1.
     let show = |answered: i64, asked: i64| if answered > 0 { answered } else { asked };
     let p = show(t.num_partitions.into(), partitions.into());
@@ -253,14 +246,12 @@ async fn non_default_configs(
         .iter()
         .filter(|r| r.resource_name.as_str() == name)
     {
-        if r.error_code != 0 {
-            return Err(topic_error(
-                "describe the configs of",
-                name,
-                r.error_code,
-                r.error_message.as_ref().map(|m| m.as_str()),
-            ));
-        }
+        check_topic(
+            "describe the configs of",
+            name,
+            r.error_code,
+            r.error_message.as_ref(),
+        )?;
         for c in r
             .configs
             .iter()
@@ -540,14 +531,12 @@ pub async fn alter_config(
         .iter()
         .filter(|r| r.resource_name.as_str() == name)
     {
-        if r.error_code != 0 {
-            return Err(topic_error(
-                "alter the configs of",
-                name,
-                r.error_code,
-                r.error_message.as_ref().map(|m| m.as_str()),
-            ));
-        }
+        check_topic(
+            "alter the configs of",
+            name,
+            r.error_code,
+            r.error_message.as_ref(),
+        )?;
     }
     match args.format {
         Format::Json => {
@@ -589,14 +578,12 @@ pub async fn add_partitions(args: &ClientArgs, name: &str, count: i32) -> Result
     )
     .await?;
     for r in resp.results.iter().filter(|r| r.name.0.as_str() == name) {
-        if r.error_code != 0 {
-            return Err(topic_error(
-                "add partitions to",
-                name,
-                r.error_code,
-                r.error_message.as_ref().map(|m| m.as_str()),
-            ));
-        }
+        check_topic(
+            "add partitions to",
+            name,
+            r.error_code,
+            r.error_message.as_ref(),
+        )?;
     }
     match args.format {
         Format::Json => {

@@ -16,11 +16,11 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use kafka_protocol::ResponseError;
 use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::assignor::{assign_range, assign_uniform};
+use super::GroupError;
 
 /// A partition, by topic id.
 pub type Tp = (Uuid, i32);
@@ -89,7 +89,7 @@ pub struct HeartbeatRequest {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct HeartbeatResult {
-    pub error: i16,
+    pub error: Option<GroupError>,
     pub message: Option<String>,
     pub member_id: String,
     pub member_epoch: i32,
@@ -99,9 +99,9 @@ pub struct HeartbeatResult {
 }
 
 impl HeartbeatResult {
-    fn error(e: ResponseError, member_id: &str, message: impl Into<String>) -> Self {
+    pub(super) fn error(e: GroupError, member_id: &str, message: impl Into<String>) -> Self {
         HeartbeatResult {
-            error: e.code(),
+            error: Some(e),
             message: Some(message.into()),
             member_id: member_id.to_string(),
             member_epoch: -1,
@@ -222,7 +222,7 @@ impl ConsumerGroup {
         now: Instant,
     ) -> HeartbeatResult {
         let id = r.member_id.clone();
-        let invalid = |m: &str| HeartbeatResult::error(ResponseError::InvalidRequest, &id, m);
+        let invalid = |m: &str| HeartbeatResult::error(GroupError::InvalidRequest, &id, m);
         if r.member_id.is_empty() {
             return invalid("MemberId can't be empty.");
         }
@@ -245,7 +245,7 @@ impl ConsumerGroup {
         }
         if r.regex.as_deref().is_some_and(|s| !s.is_empty()) {
             return HeartbeatResult::error(
-                ResponseError::InvalidRegularExpression,
+                GroupError::InvalidRegularExpression,
                 &id,
                 "regular expression subscriptions are not supported by this broker",
             );
@@ -253,7 +253,7 @@ impl ConsumerGroup {
         if let Some(a) = r.server_assignor.as_deref() {
             if !ASSIGNORS.contains(&a) {
                 return HeartbeatResult::error(
-                    ResponseError::UnsupportedAssignor,
+                    GroupError::UnsupportedAssignor,
                     &id,
                     format!("assignor {a} is not supported; use one of {ASSIGNORS:?}"),
                 );
@@ -274,14 +274,14 @@ impl ConsumerGroup {
         } else {
             let Some(m) = self.members.get(&id) else {
                 return HeartbeatResult::error(
-                    ResponseError::UnknownMemberId,
+                    GroupError::UnknownMemberId,
                     &id,
                     format!("member {id} is not in the group"),
                 );
             };
             if m.left_temporarily {
                 return HeartbeatResult::error(
-                    ResponseError::UnknownMemberId,
+                    GroupError::UnknownMemberId,
                     &id,
                     "member left the group",
                 );
@@ -289,7 +289,7 @@ impl ConsumerGroup {
             // Fields a heartbeat leaves unchanged are null (KIP-848), the instance id too.
             if r.instance_id.is_some() && m.instance_id != r.instance_id {
                 return HeartbeatResult::error(
-                    ResponseError::FencedInstanceId,
+                    GroupError::FencedInstanceId,
                     &id,
                     "the instance id does not match the member's",
                 );
@@ -304,7 +304,7 @@ impl ConsumerGroup {
                 let m_epoch = m.epoch;
                 self.remove_member(&id);
                 return HeartbeatResult::error(
-                    ResponseError::FencedMemberEpoch,
+                    GroupError::FencedMemberEpoch,
                     &id,
                     format!(
                         "member epoch {} is fenced (current {m_epoch})",
@@ -351,7 +351,7 @@ impl ConsumerGroup {
         self.reconcile(&id, owned.as_ref(), now);
 
         let Some(m) = self.members.get(&id) else {
-            return HeartbeatResult::error(ResponseError::UnknownMemberId, &id, "member is gone");
+            return HeartbeatResult::error(GroupError::UnknownMemberId, &id, "member is gone");
         };
         let assignment = if full || before.as_ref() != Some(&m.assigned) {
             Some(m.assigned.clone())
@@ -359,7 +359,7 @@ impl ConsumerGroup {
             None
         };
         HeartbeatResult {
-            error: 0,
+            error: None,
             message: None,
             member_id: id,
             member_epoch: m.epoch,
@@ -381,7 +381,7 @@ impl ConsumerGroup {
                 if prev.id != id {
                     if !prev.left_temporarily {
                         return Err(HeartbeatResult::error(
-                            ResponseError::UnreleasedInstanceId,
+                            GroupError::UnreleasedInstanceId,
                             &id,
                             format!("instance id {inst} is still used by member {}", prev.id),
                         ));
@@ -414,7 +414,7 @@ impl ConsumerGroup {
         }
         if self.members.len() >= MAX_MEMBERS {
             return Err(HeartbeatResult::error(
-                ResponseError::GroupMaxSizeReached,
+                GroupError::GroupMaxSizeReached,
                 &id,
                 "the group is full",
             ));
@@ -456,7 +456,7 @@ impl ConsumerGroup {
                 Some(m) => m.id.clone(),
                 None => {
                     return HeartbeatResult::error(
-                        ResponseError::UnknownMemberId,
+                        GroupError::UnknownMemberId,
                         &r.member_id,
                         format!("member {} is not in the group", r.member_id),
                     )
@@ -466,7 +466,7 @@ impl ConsumerGroup {
         if let (Some(m), Some(inst)) = (self.members.get(&id), r.instance_id.as_deref()) {
             if m.instance_id.as_deref() != Some(inst) || id != r.member_id {
                 return HeartbeatResult::error(
-                    ResponseError::FencedInstanceId,
+                    GroupError::FencedInstanceId,
                     &r.member_id,
                     "the instance id belongs to another member",
                 );
@@ -482,7 +482,7 @@ impl ConsumerGroup {
             self.update_target();
         }
         HeartbeatResult {
-            error: 0,
+            error: None,
             message: None,
             member_id: r.member_id.clone(),
             member_epoch: r.member_epoch,
@@ -642,31 +642,31 @@ impl ConsumerGroup {
         member_id: &str,
         member_epoch: i32,
         version: i16,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<(), GroupError> {
         let m = self
             .members
             .get(member_id)
-            .ok_or(ResponseError::UnknownMemberId)?;
+            .ok_or(GroupError::UnknownMemberId)?;
         if version < 9 {
-            return Err(ResponseError::UnsupportedVersion);
+            return Err(GroupError::UnsupportedVersion);
         }
         if member_epoch != m.epoch {
-            return Err(ResponseError::StaleMemberEpoch);
+            return Err(GroupError::StaleMemberEpoch);
         }
         Ok(())
     }
 
     /// OffsetFetch v9 rules: a fetch naming a member must carry its current epoch.
-    pub fn validate_fetch(&self, member_id: Option<&str>, epoch: i32) -> Result<(), ResponseError> {
+    pub fn validate_fetch(&self, member_id: Option<&str>, epoch: i32) -> Result<(), GroupError> {
         if epoch < 0 && member_id.is_none_or(str::is_empty) {
             return Ok(());
         }
         let m = self
             .members
             .get(member_id.unwrap_or_default())
-            .ok_or(ResponseError::UnknownMemberId)?;
+            .ok_or(GroupError::UnknownMemberId)?;
         if epoch != m.epoch {
-            return Err(ResponseError::StaleMemberEpoch);
+            return Err(GroupError::StaleMemberEpoch);
         }
         Ok(())
     }
@@ -708,7 +708,7 @@ mod tests {
     impl Client {
         fn join(g: &mut ConsumerGroup, id: &str, now: Instant) -> Client {
             let r = g.heartbeat(hb(id, 0, Some(&BTreeSet::new())), &lookup, now);
-            assert_eq!(r.error, 0, "{r:?}");
+            assert_eq!(r.error, None, "{r:?}");
             let mut c = Client {
                 id: id.into(),
                 epoch: r.member_epoch,
@@ -718,7 +718,7 @@ mod tests {
             c
         }
         fn apply(&mut self, r: &HeartbeatResult) {
-            assert_eq!(r.error, 0, "{r:?}");
+            assert_eq!(r.error, None, "{r:?}");
             self.epoch = r.member_epoch;
             if let Some(a) = &r.assignment {
                 self.owned = a.clone();
@@ -795,13 +795,13 @@ mod tests {
         }
         assert_eq!((a.owned.len(), b.owned.len()), (3, 3));
         let r = g.heartbeat(hb("b", LEAVE_EPOCH, None), &lookup, now);
-        assert_eq!((r.error, r.member_epoch), (0, -1));
+        assert_eq!((r.error, r.member_epoch), (None, -1));
         a.beat(&mut g, now);
         assert_eq!(a.owned.len(), 6);
         assert_eq!(a.epoch, g.group_epoch);
         // the old member is gone
         let r = g.heartbeat(hb("b", b.epoch, Some(&b.owned)), &lookup, now);
-        assert_eq!(r.error, ResponseError::UnknownMemberId.code());
+        assert_eq!(r.error, Some(GroupError::UnknownMemberId));
     }
 
     #[test]
@@ -817,31 +817,31 @@ mod tests {
         // a heartbeats with its previous epoch owning a subset of its partitions: accepted
         let prev = g.members["a"].previous_epoch;
         let r = g.heartbeat(hb("a", prev, Some(&a.owned)), &lookup, now);
-        assert_eq!(r.error, 0);
+        assert_eq!(r.error, None);
         // a future epoch is fenced, and the member is removed
         let r = g.heartbeat(hb("a", a.epoch + 5, Some(&a.owned)), &lookup, now);
-        assert_eq!(r.error, ResponseError::FencedMemberEpoch.code());
+        assert_eq!(r.error, Some(GroupError::FencedMemberEpoch));
         assert!(!g.members.contains_key("a"));
         // it rejoins with epoch 0
         let a2 = Client::join(&mut g, "a", now);
         assert_eq!(a2.epoch, g.group_epoch);
         assert_eq!(
             g.validate_commit("b", b.epoch - 1, 9),
-            Err(ResponseError::StaleMemberEpoch)
+            Err(GroupError::StaleMemberEpoch)
         );
         assert_eq!(
             g.validate_commit("zz", 1, 9),
-            Err(ResponseError::UnknownMemberId)
+            Err(GroupError::UnknownMemberId)
         );
         assert_eq!(
             g.validate_commit("b", b.epoch, 8),
-            Err(ResponseError::UnsupportedVersion)
+            Err(GroupError::UnsupportedVersion)
         );
         assert!(g.validate_commit("b", b.epoch, 9).is_ok());
         assert!(g.validate_fetch(None, -1).is_ok());
         assert_eq!(
             g.validate_fetch(Some("b"), b.epoch + 1),
-            Err(ResponseError::StaleMemberEpoch)
+            Err(GroupError::StaleMemberEpoch)
         );
     }
 
@@ -899,30 +899,30 @@ mod tests {
         let epoch = r.member_epoch;
         // later heartbeats leave unchanged fields null, the instance id too
         let r = g.heartbeat(hb("s1", epoch, None), &lookup, now);
-        assert_eq!((r.error, r.member_epoch), (0, epoch));
+        assert_eq!((r.error, r.member_epoch), (None, epoch));
         let mut wrong = hb("s1", epoch, None);
         wrong.instance_id = Some("other".into());
         assert_eq!(
             g.heartbeat(wrong, &lookup, now).error,
-            ResponseError::FencedInstanceId.code()
+            Some(GroupError::FencedInstanceId)
         );
         let mut leave = hb("s1", STATIC_LEAVE_EPOCH, None);
         leave.instance_id = Some("i".into());
         let r = g.heartbeat(leave, &lookup, now);
-        assert_eq!((r.error, r.member_epoch), (0, -2));
+        assert_eq!((r.error, r.member_epoch), (None, -2));
         assert_eq!(g.group_epoch, epoch, "no rebalance");
         // it comes back under a new member id: same epoch and partitions
         let mut other = req.clone();
         other.member_id = "s2".into();
         let r = g.heartbeat(other.clone(), &lookup, now);
-        assert_eq!(r.error, 0);
+        assert_eq!(r.error, None);
         assert_eq!(r.member_epoch, epoch);
         assert_eq!(r.assignment.map(|a| a.len()), Some(6));
         assert_eq!(g.group_epoch, epoch, "still no rebalance");
         // another member with the same instance id while that one is active is refused
         other.member_id = "s3".into();
         let r = g.heartbeat(other, &lookup, now);
-        assert_eq!(r.error, ResponseError::UnreleasedInstanceId.code());
+        assert_eq!(r.error, Some(GroupError::UnreleasedInstanceId));
     }
 
     #[test]
@@ -932,36 +932,36 @@ mod tests {
         let mut r = hb("", 0, None);
         assert_eq!(
             g.heartbeat(r.clone(), &lookup, now).error,
-            ResponseError::InvalidRequest.code()
+            Some(GroupError::InvalidRequest)
         );
         r.member_id = "x".into();
         r.member_epoch = -3;
         assert_eq!(
             g.heartbeat(r.clone(), &lookup, now).error,
-            ResponseError::InvalidRequest.code()
+            Some(GroupError::InvalidRequest)
         );
         r.member_epoch = 0;
         r.server_assignor = Some("nope".into());
         assert_eq!(
             g.heartbeat(r.clone(), &lookup, now).error,
-            ResponseError::UnsupportedAssignor.code()
+            Some(GroupError::UnsupportedAssignor)
         );
         r.server_assignor = None;
         r.subscribed = None;
         assert_eq!(
             g.heartbeat(r.clone(), &lookup, now).error,
-            ResponseError::InvalidRequest.code()
+            Some(GroupError::InvalidRequest)
         );
         r.member_epoch = 3;
         assert_eq!(
             g.heartbeat(r, &lookup, now).error,
-            ResponseError::UnknownMemberId.code()
+            Some(GroupError::UnknownMemberId)
         );
         // unknown topics and subscriptions to nothing are fine
         let mut r = hb("y", 0, None);
         r.subscribed = Some(vec!["missing".into(), String::new()]);
         let res = g.heartbeat(r, &lookup, now);
-        assert_eq!(res.error, 0);
+        assert_eq!(res.error, None);
         assert_eq!(res.assignment, Some(BTreeSet::new()));
     }
 

@@ -1,13 +1,13 @@
 //! ConsumerGroupHeartbeat (KIP-848) through the coordinator: the group's consumer-protocol
 //! state machine ([`super::consumer::ConsumerGroup`]) under the lock.
 
-use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
 use super::consumer;
 use super::state::Group;
 use super::store;
 use super::Coordinator;
+use super::GroupError;
 use crate::broker::Broker;
 
 impl Coordinator {
@@ -18,33 +18,21 @@ impl Coordinator {
         group_id: &str,
         r: consumer::HeartbeatRequest,
     ) -> consumer::HeartbeatResult {
-        let fail = |e: ResponseError, msg: &str| consumer::HeartbeatResult {
-            error: e.code(),
-            message: Some(msg.to_string()),
-            member_id: r.member_id.clone(),
-            member_epoch: -1,
-            ..Default::default()
-        };
+        let fail =
+            |e: GroupError, msg: &str| consumer::HeartbeatResult::error(e, &r.member_id, msg);
         if group_id.is_empty() {
-            return fail(ResponseError::InvalidGroupId, "GroupId can't be empty.");
+            return fail(GroupError::InvalidGroupId, "GroupId can't be empty.");
         }
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return consumer::HeartbeatResult {
-                error: c,
-                message: Some(if c == ResponseError::CoordinatorLoadInProgress.code() {
-                    "this broker is loading the group as its new coordinator".into()
-                } else {
-                    "this broker is not the group's coordinator".into()
-                }),
-                ..fail(ResponseError::NotCoordinator, "")
-            };
+        if let Err(e) = self.check(b, group_id) {
+            // The error's own text: "this broker is not the group's coordinator" or "... is
+            // loading the group as its new coordinator".
+            return fail(e, &e.to_string());
         }
         if r.member_epoch == 0 {
             if let Err(e) = store::partition(b, group_id).await {
                 tracing::warn!(error = %e, "group coordinator unavailable");
                 return fail(
-                    ResponseError::CoordinatorNotAvailable,
+                    GroupError::CoordinatorNotAvailable,
                     "the group coordinator is not available",
                 );
             }
@@ -57,7 +45,7 @@ impl Coordinator {
         let mut groups = self.groups.lock();
         if r.member_epoch != 0 && !groups.contains_key(group_id) {
             return fail(
-                ResponseError::UnknownMemberId,
+                GroupError::UnknownMemberId,
                 &format!("group {group_id} has no member {}", r.member_id),
             );
         }
@@ -68,13 +56,13 @@ impl Coordinator {
         if g.consumer.is_none() {
             if !g.members.is_empty() {
                 return fail(
-                    ResponseError::GroupIdNotFound,
+                    GroupError::GroupIdNotFound,
                     &format!("group {group_id} is a classic group with members"),
                 );
             }
             if r.member_epoch != 0 {
                 return fail(
-                    ResponseError::UnknownMemberId,
+                    GroupError::UnknownMemberId,
                     &format!("group {group_id} has no member {}", r.member_id),
                 );
             }
@@ -82,11 +70,11 @@ impl Coordinator {
             g.consumer = Some(consumer::ConsumerGroup::new(g.generation));
         }
         let Some(c) = g.consumer.as_mut() else {
-            return fail(ResponseError::GroupIdNotFound, "not a consumer group");
+            return fail(GroupError::GroupIdNotFound, "not a consumer group");
         };
         let res = c.heartbeat(r.clone(), &lookup, Instant::now());
         // A join that failed leaves no trace of a group it would have created.
-        if created && res.error != 0 && g.is_empty() && g.offsets.is_empty() {
+        if created && res.error.is_some() && g.is_empty() && g.offsets.is_empty() {
             groups.remove(group_id);
         }
         res

@@ -6,9 +6,9 @@ use bytes::Bytes;
 use super::consumer;
 use super::state::GroupState;
 use super::store::OffsetEntry;
-use super::{code, Coordinator};
+use super::Coordinator;
+use super::GroupError;
 use crate::broker::Broker;
-use kafka_protocol::ResponseError;
 
 /// A committed offset of one group, as carried with an unmounted topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,32 +137,23 @@ impl Coordinator {
         })
     }
 
-    /// ConsumerGroupDescribe for one group; `Err` is the error code and message.
+    /// ConsumerGroupDescribe for one group; `Err` is the error and the message to send with it.
     pub fn consumer_describe(
         &self,
         b: &Broker,
         group_id: &str,
-    ) -> Result<ConsumerGroupDescription, (i16, String)> {
-        let c = self.check(b, group_id);
-        if c == code(ResponseError::CoordinatorLoadInProgress) {
-            return Err((
-                c,
-                "this broker is loading the group as its new coordinator".into(),
-            ));
-        }
-        if c != 0 {
-            return Err((c, "this broker is not the group's coordinator".into()));
-        }
+    ) -> Result<ConsumerGroupDescription, (GroupError, String)> {
+        self.check(b, group_id).map_err(|e| (e, e.to_string()))?;
         let groups = self.groups.lock();
         let Some(g) = groups.get(group_id) else {
             return Err((
-                code(ResponseError::GroupIdNotFound),
+                GroupError::GroupIdNotFound,
                 format!("group {group_id} does not exist"),
             ));
         };
         let Some(c) = &g.consumer else {
             return Err((
-                code(ResponseError::GroupIdNotFound),
+                GroupError::GroupIdNotFound,
                 format!("group {group_id} is not a consumer group"),
             ));
         };

@@ -2,41 +2,31 @@
 //! LeaveGroup run the group's state machine ([`super::state::Group`]) under the lock and await
 //! its answers outside it; the group records the state machine asks for are written here.
 
-use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
-use super::offsets::store_error_code;
 use super::state::{Group, JoinRequest, JoinResult, SyncRequest, SyncResult};
 use super::store::{self, Key, Value, OFFSETS_TOPIC};
-use super::{code, Coordinator, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
+use super::GroupError;
+use super::{Coordinator, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
 use crate::broker::Broker;
 
 impl Coordinator {
     pub async fn join(&self, b: &Broker, group_id: &str, r: JoinRequest) -> JoinResult {
-        let fail = |e: ResponseError| JoinResult {
-            error: e.code(),
-            generation: -1,
-            member_id: r.member_id.clone(),
-            ..Default::default()
-        };
+        let fail = |e: GroupError| JoinResult::error(e, &r.member_id);
         if group_id.is_empty() {
-            return fail(ResponseError::InvalidGroupId);
+            return fail(GroupError::InvalidGroupId);
         }
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return JoinResult {
-                error: c,
-                ..fail(ResponseError::NotCoordinator)
-            };
+        if let Err(e) = self.check(b, group_id) {
+            return fail(e);
         }
         let ms = r.session_timeout.as_millis() as i32;
         if !(MIN_SESSION_TIMEOUT_MS..=MAX_SESSION_TIMEOUT_MS).contains(&ms) {
-            return fail(ResponseError::InvalidSessionTimeout);
+            return fail(GroupError::InvalidSessionTimeout);
         }
         // Created before the group exists, so group records can always be written.
         if let Err(e) = store::partition(b, group_id).await {
             tracing::warn!(error = %e, "group coordinator unavailable");
-            return fail(ResponseError::CoordinatorNotAvailable);
+            return fail(GroupError::CoordinatorNotAvailable);
         }
         let member_id = r.member_id.clone();
         let pending = {
@@ -47,7 +37,7 @@ impl Coordinator {
             // KIP-848: a consumer group with members refuses classic members; an empty one
             // becomes a classic group again.
             if g.is_active_consumer_group() {
-                return fail(ResponseError::InconsistentGroupProtocol);
+                return fail(GroupError::InconsistentGroupProtocol);
             }
             g.consumer = None;
             let p = g.join(r, Instant::now());
@@ -57,46 +47,30 @@ impl Coordinator {
         // A join left unanswered: the member was removed, or this broker stopped coordinating
         // the group (then the client must look the coordinator up again).
         pending
-            .get(|| JoinResult {
-                error: match self.check(b, group_id) {
-                    0 => code(ResponseError::UnknownMemberId),
-                    c => c,
-                },
-                generation: -1,
-                member_id,
-                ..Default::default()
+            .get(|| {
+                let e = self.check(b, group_id).err();
+                JoinResult::error(e.unwrap_or(GroupError::UnknownMemberId), &member_id)
             })
             .await
     }
 
     pub async fn sync(&self, b: &Broker, group_id: &str, r: SyncRequest) -> SyncResult {
-        let unknown = || SyncResult {
-            error: code(ResponseError::UnknownMemberId),
-            ..Default::default()
-        };
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return SyncResult {
-                error: c,
-                ..Default::default()
-            };
+        if let Err(e) = self.check(b, group_id) {
+            return SyncResult::error(e);
         }
         let pending = {
             let mut groups = self.groups.lock();
             let Some(g) = groups.get_mut(group_id) else {
-                return unknown();
+                return SyncResult::error(GroupError::UnknownMemberId);
             };
             let p = g.sync(r, Instant::now());
             self.store_record(b, g);
             p
         };
         pending
-            .get(|| match self.check(b, group_id) {
-                0 => unknown(),
-                c => SyncResult {
-                    error: c,
-                    ..Default::default()
-                },
+            .get(|| {
+                let e = self.check(b, group_id).err();
+                SyncResult::error(e.unwrap_or(GroupError::UnknownMemberId))
             })
             .await
     }
@@ -108,39 +82,34 @@ impl Coordinator {
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
-    ) -> i16 {
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return c;
-        }
+    ) -> Result<(), GroupError> {
+        self.check(b, group_id)?;
         match self.groups.lock().get_mut(group_id) {
             Some(g) => g.heartbeat(generation, member_id, instance_id, Instant::now()),
-            None => code(ResponseError::UnknownMemberId),
+            None => Err(GroupError::UnknownMemberId),
         }
     }
 
-    /// LeaveGroup: one error code per (member id, instance id).
+    /// LeaveGroup: one outcome per (member id, instance id); `Err` when the group refuses the
+    /// whole request.
     pub fn leave(
         &self,
         b: &Broker,
         group_id: &str,
         members: &[(String, Option<String>)],
-    ) -> Result<Vec<i16>, i16> {
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return Err(c);
-        }
+    ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
+        self.check(b, group_id)?;
         let mut groups = self.groups.lock();
-        let Some(g) = groups.get_mut(group_id) else {
-            return Err(code(ResponseError::UnknownMemberId));
-        };
+        let g = groups
+            .get_mut(group_id)
+            .ok_or(GroupError::UnknownMemberId)?;
         let now = Instant::now();
-        let codes = members
+        let outcomes = members
             .iter()
             .map(|(m, i)| g.leave(m, i.as_deref(), now))
             .collect();
         self.store_record(b, g);
-        Ok(codes)
+        Ok(outcomes)
     }
 
     /// Writes the group record the group asks for ([`Group::take_store`]). A generation's
@@ -177,12 +146,12 @@ impl Coordinator {
                 Ok(Ok(_)) => Ok(()),
                 Ok(Err(e)) => {
                     tracing::warn!(group = %id, generation, error = %e, "group assignment not stored; the group rebalances");
-                    Err(store_error_code(&store::StoreError::Append {
+                    Err(GroupError::from(&store::StoreError::Append {
                         topic: OFFSETS_TOPIC,
                         source: e,
                     }))
                 }
-                Err(_) => Err(code(ResponseError::CoordinatorNotAvailable)),
+                Err(_) => Err(GroupError::CoordinatorNotAvailable),
             };
             if let Some(g) = groups.lock().get_mut(&id) {
                 g.stored(generation, result, Instant::now());

@@ -7,7 +7,8 @@
 //! (KIP-848), [`offsets`] (commits, fetches, deletions), [`descriptions`] (what Describe and List
 //! show), [`ownership`] (which groups this broker serves), [`lag`] (the lag metric). The state
 //! machines are [`state`] (classic) and [`consumer`] (KIP-848, with its assignors in
-//! [`assignor`]); [`store`] is the durable encoding.
+//! [`assignor`]); [`store`] is the durable encoding. Requests fail with a [`GroupError`]; the
+//! handlers give each its Kafka error code.
 //!
 //! Requests arrive on any shard. Each takes the lock briefly to run the group's state machine
 //! ([`state::Group`]); waits (JoinGroup until the rebalance completes, a follower's SyncGroup
@@ -21,6 +22,7 @@ mod assignor;
 pub mod consumer;
 mod consumer_heartbeat;
 mod descriptions;
+mod error;
 mod lag;
 mod membership;
 mod offsets;
@@ -31,7 +33,6 @@ pub mod store;
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Weak};
 
-use kafka_protocol::ResponseError;
 use parking_lot::Mutex;
 use tokio::time::{Duration, Instant};
 
@@ -41,7 +42,8 @@ pub use descriptions::{
     ConsumerGroupDescription, ConsumerMemberDescription, FetchedTopic, GroupDescription,
     GroupOffset, MemberDescription, TopicAssignment,
 };
-pub use offsets::{CommitPartition, CommitRequest};
+pub use error::GroupError;
+pub use offsets::{CommitPartition, CommitRequest, PartitionResults};
 use ownership::Role;
 use state::Group;
 
@@ -68,10 +70,6 @@ impl Default for Coordinator {
     fn default() -> Self {
         Self::new(false)
     }
-}
-
-fn code(e: ResponseError) -> i16 {
-    e.code()
 }
 
 impl Coordinator {

@@ -2,14 +2,14 @@
 //! `__consumer_offsets` with acks=all, then applied), OffsetFetch, DeleteGroups and
 //! OffsetDelete (tombstones first), and the offsets an unmounted topic carries.
 
-use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
 use super::descriptions::{FetchedTopic, GroupOffset};
 use super::state::Group;
 use super::store::OffsetEntry;
 use super::store::{self, Key, OffsetValue, Value};
-use super::{code, Coordinator, MAX_METADATA_BYTES};
+use super::GroupError;
+use super::{Coordinator, MAX_METADATA_BYTES};
 use crate::broker::Broker;
 
 /// An OffsetCommit for one group.
@@ -25,6 +25,9 @@ pub struct CommitRequest {
     pub topics: Vec<(String, Vec<CommitPartition>)>,
 }
 
+/// The outcome for each partition of each topic a request named, in the request's order.
+pub type PartitionResults = Vec<(String, Vec<(i32, Result<(), GroupError>)>)>;
+
 /// One partition's commit, as OffsetCommit carries it.
 #[derive(Debug, Clone)]
 pub struct CommitPartition {
@@ -36,12 +39,7 @@ pub struct CommitPartition {
 
 impl Coordinator {
     /// OffsetCommit: validates, appends to `__consumer_offsets` (acks=all), then applies.
-    pub async fn commit(
-        &self,
-        b: &Broker,
-        group_id: &str,
-        r: CommitRequest,
-    ) -> Vec<(String, Vec<(i32, i16)>)> {
+    pub async fn commit(&self, b: &Broker, group_id: &str, r: CommitRequest) -> PartitionResults {
         let CommitRequest {
             version,
             generation,
@@ -50,18 +48,22 @@ impl Coordinator {
             topics,
         } = r;
         let (member_id, instance_id) = (member_id.as_str(), instance_id.as_deref());
-        let all = |c: i16| -> Vec<(String, Vec<(i32, i16)>)> {
+        let all = |e: GroupError| -> PartitionResults {
             topics
                 .iter()
-                .map(|(t, ps)| (t.clone(), ps.iter().map(|p| (p.partition, c)).collect()))
+                .map(|(t, ps)| {
+                    (
+                        t.clone(),
+                        ps.iter().map(|p| (p.partition, Err(e))).collect(),
+                    )
+                })
                 .collect()
         };
         if group_id.is_empty() {
-            return all(code(ResponseError::InvalidGroupId));
+            return all(GroupError::InvalidGroupId);
         }
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return all(c);
+        if let Err(e) = self.check(b, group_id) {
+            return all(e);
         }
         {
             let mut groups = self.groups.lock();
@@ -71,7 +73,7 @@ impl Coordinator {
                     consumer: Some(c), ..
                 }) if !c.is_empty() => {
                     if generation < 0 && member_id.is_empty() {
-                        Err(ResponseError::UnknownMemberId)
+                        Err(GroupError::UnknownMemberId)
                     } else {
                         c.validate_commit(member_id, generation, version)
                     }
@@ -80,30 +82,30 @@ impl Coordinator {
                 // Kafka: commits for a group it does not know are simple commits (generation
                 // -1), or come from a generation that no longer exists.
                 None if generation < 0 => Ok(()),
-                None => Err(ResponseError::IllegalGeneration),
+                None => Err(GroupError::IllegalGeneration),
             };
             if let Err(e) = res {
-                return all(e.code());
+                return all(e);
             }
         }
         let mut entries = Vec::new();
-        let mut answers: Vec<(String, Vec<(i32, i16)>)> = Vec::new();
+        let mut answers: PartitionResults = Vec::new();
         for (t, ps) in &topics {
             let topic = b.topics.get(t);
-            let mut codes = Vec::with_capacity(ps.len());
+            let mut outcomes = Vec::with_capacity(ps.len());
             for p in ps {
-                let c = if topic
+                let outcome = if topic
                     .as_ref()
                     .and_then(|tp| tp.partition(p.partition))
                     .is_none()
                 {
-                    code(ResponseError::UnknownTopicOrPartition)
+                    Err(GroupError::UnknownTopicOrPartition)
                 } else if p
                     .metadata
                     .as_ref()
                     .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
                 {
-                    code(ResponseError::OffsetMetadataTooLarge)
+                    Err(GroupError::OffsetMetadataTooLarge)
                 } else {
                     entries.push((
                         Key::Offset {
@@ -118,11 +120,11 @@ impl Coordinator {
                             metadata: p.metadata.clone(),
                         })),
                     ));
-                    0
+                    Ok(())
                 };
-                codes.push((p.partition, c));
+                outcomes.push((p.partition, outcome));
             }
-            answers.push((t.clone(), codes));
+            answers.push((t.clone(), outcomes));
         }
         if entries.is_empty() {
             return answers;
@@ -147,10 +149,10 @@ impl Coordinator {
             }
             Err(e) => {
                 tracing::warn!(group = group_id, error = %e, "offset commit not persisted");
-                let failed = store_error_code(&e);
-                for (_, codes) in &mut answers {
-                    for (_, c) in codes.iter_mut().filter(|(_, c)| *c == 0) {
-                        *c = failed;
+                let failed = GroupError::from(&e);
+                for (_, outcomes) in &mut answers {
+                    for (_, o) in outcomes.iter_mut().filter(|(_, o)| o.is_ok()) {
+                        *o = Err(failed);
                     }
                 }
             }
@@ -214,31 +216,28 @@ impl Coordinator {
         }
     }
 
-    /// OffsetFetch v9 member checks for a consumer group: 0 or an error code.
-    pub fn validate_fetch(&self, group_id: &str, member_id: Option<&str>, epoch: i32) -> i16 {
+    /// OffsetFetch v9 member checks for a consumer group.
+    pub fn validate_fetch(
+        &self,
+        group_id: &str,
+        member_id: Option<&str>,
+        epoch: i32,
+    ) -> Result<(), GroupError> {
         let groups = self.groups.lock();
         match groups.get(group_id).and_then(|g| g.consumer.as_ref()) {
-            Some(c) => match c.validate_fetch(member_id, epoch) {
-                Ok(()) => 0,
-                Err(e) => e.code(),
-            },
-            None => 0,
+            Some(c) => c.validate_fetch(member_id, epoch),
+            None => Ok(()),
         }
     }
 
     /// DeleteGroups for one group: only empty groups; writes tombstones first.
-    pub async fn delete(&self, b: &Broker, group_id: &str) -> i16 {
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return c;
-        }
+    pub async fn delete(&self, b: &Broker, group_id: &str) -> Result<(), GroupError> {
+        self.check(b, group_id)?;
         let entries: Vec<(Key, Option<Value>)> = {
             let groups = self.groups.lock();
-            let Some(g) = groups.get(group_id) else {
-                return code(ResponseError::GroupIdNotFound);
-            };
+            let g = groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
             if !g.is_empty() {
-                return code(ResponseError::NonEmptyGroup);
+                return Err(GroupError::NonEmptyGroup);
             }
             g.offsets
                 .keys()
@@ -257,13 +256,13 @@ impl Coordinator {
         };
         if let Err(e) = store::append(b, group_id, &entries).await {
             tracing::warn!(group = group_id, error = %e, "group deletion not persisted");
-            return store_error_code(&e);
+            return Err(GroupError::from(&e));
         }
         let mut groups = self.groups.lock();
         if groups.get(group_id).is_some_and(|g| g.is_empty()) {
             groups.remove(group_id);
         }
-        0
+        Ok(())
     }
 
     /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
@@ -272,18 +271,13 @@ impl Coordinator {
         b: &Broker,
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
-    ) -> Result<Vec<(String, Vec<(i32, i16)>)>, i16> {
-        let c = self.check(b, group_id);
-        if c != 0 {
-            return Err(c);
-        }
+    ) -> Result<PartitionResults, GroupError> {
+        self.check(b, group_id)?;
         let mut answers = Vec::new();
         let mut entries = Vec::new();
         {
             let groups = self.groups.lock();
-            let Some(g) = groups.get(group_id) else {
-                return Err(code(ResponseError::GroupIdNotFound));
-            };
+            let g = groups.get(group_id).ok_or(GroupError::GroupIdNotFound)?;
             let subscribed = if g.is_empty() {
                 Some(Vec::new())
             } else {
@@ -291,13 +285,13 @@ impl Coordinator {
             };
             for (t, ps) in topics {
                 let topic = b.topics.get(&t);
-                let mut codes = Vec::new();
+                let mut outcomes = Vec::new();
                 for p in ps {
-                    let c = if topic.as_ref().and_then(|tp| tp.partition(p)).is_none() {
-                        code(ResponseError::UnknownTopicOrPartition)
+                    let outcome = if topic.as_ref().and_then(|tp| tp.partition(p)).is_none() {
+                        Err(GroupError::UnknownTopicOrPartition)
                     } else if subscribed.as_ref().is_none_or(|s| s.contains(&t)) {
                         // Non-consumer groups with members cannot be checked: refuse.
-                        code(ResponseError::GroupSubscribedToTopic)
+                        Err(GroupError::GroupSubscribedToTopic)
                     } else {
                         if g.offsets.contains_key(&(t.clone(), p)) {
                             entries.push((
@@ -309,11 +303,11 @@ impl Coordinator {
                                 None,
                             ));
                         }
-                        0
+                        Ok(())
                     };
-                    codes.push((p, c));
+                    outcomes.push((p, outcome));
                 }
-                answers.push((t, codes));
+                answers.push((t, outcomes));
             }
         }
         if entries.is_empty() {
@@ -321,7 +315,7 @@ impl Coordinator {
         }
         if let Err(e) = store::append(b, group_id, &entries).await {
             tracing::warn!(group = group_id, error = %e, "offset deletion not persisted");
-            return Err(store_error_code(&e));
+            return Err(GroupError::from(&e));
         }
         let mut groups = self.groups.lock();
         if let Some(g) = groups.get_mut(group_id) {
@@ -335,16 +329,6 @@ impl Coordinator {
             }
         }
         Ok(answers)
-    }
-}
-
-/// The error a client sees when `__consumer_offsets` refused a write: a deposed leader is no
-/// longer the coordinator (the client looks it up again); anything else is unavailability.
-pub(super) fn store_error_code(e: &store::StoreError) -> i16 {
-    if e.not_leader() {
-        code(ResponseError::NotCoordinator)
-    } else {
-        code(ResponseError::CoordinatorNotAvailable)
     }
 }
 

@@ -5,13 +5,12 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use kafka_protocol::ResponseError;
 use tokio::time::Instant;
 
 use super::state::Group;
 use super::store::OffsetEntry;
 use super::store::{self, Key, Value, OFFSETS_TOPIC};
-use super::{code, Coordinator};
+use super::{Coordinator, GroupError};
 use crate::broker::Broker;
 
 /// Whether this broker coordinates the groups of one `__consumer_offsets` partition (cluster
@@ -25,24 +24,25 @@ pub(super) enum Role {
 }
 
 impl Coordinator {
-    /// Whether this broker may serve requests for `group` now: 0, NOT_COORDINATOR (another
-    /// broker leads the group's `__consumer_offsets` partition, or nobody does),
-    /// COORDINATOR_LOAD_IN_PROGRESS (this broker leads it but has not replayed it yet).
-    pub fn check(&self, b: &Broker, group: &str) -> i16 {
+    /// Whether this broker may serve requests for `group` now: `NotCoordinator` when another
+    /// broker leads the group's `__consumer_offsets` partition, or nobody does;
+    /// `CoordinatorLoadInProgress` when this broker leads it but has not replayed it yet.
+    pub fn check(&self, b: &Broker, group: &str) -> Result<(), GroupError> {
         if !self.clustered {
-            return 0;
+            return Ok(());
         }
-        let Some(t) = b.topics.get(OFFSETS_TOPIC) else {
-            return code(ResponseError::NotCoordinator);
-        };
+        let t = b
+            .topics
+            .get(OFFSETS_TOPIC)
+            .ok_or(GroupError::NotCoordinator)?;
         let p = store::partition_for(group, t.partitions.len());
         let (leader, term) = b.partition_leader_epoch(&t, p);
         if leader != b.node_id() {
-            return code(ResponseError::NotCoordinator);
+            return Err(GroupError::NotCoordinator);
         }
         match self.roles.lock().get(&p) {
-            Some(Role::Serving(t)) if *t == term => 0,
-            _ => code(ResponseError::CoordinatorLoadInProgress),
+            Some(Role::Serving(t)) if *t == term => Ok(()),
+            _ => Err(GroupError::CoordinatorLoadInProgress),
         }
     }
 

@@ -7,11 +7,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use bytes::Bytes;
 use indexmap::IndexMap;
-use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 use tokio::time::{Duration, Instant};
 
 use super::store::OffsetEntry;
+use super::GroupError;
 
 mod record;
 
@@ -45,7 +45,8 @@ pub struct JoinedMember {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinResult {
-    pub error: i16,
+    /// Set for a refused join (with `member_id`, the id a MEMBER_ID_REQUIRED member must use).
+    pub error: Option<GroupError>,
     pub generation: i32,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
@@ -56,9 +57,9 @@ pub struct JoinResult {
 }
 
 impl JoinResult {
-    fn error(e: ResponseError, member_id: &str) -> Self {
+    pub(super) fn error(e: GroupError, member_id: &str) -> Self {
         JoinResult {
-            error: e.code(),
+            error: Some(e),
             generation: -1,
             member_id: member_id.to_string(),
             ..Default::default()
@@ -68,16 +69,16 @@ impl JoinResult {
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SyncResult {
-    pub error: i16,
+    pub error: Option<GroupError>,
     pub protocol_type: Option<String>,
     pub protocol_name: Option<String>,
     pub assignment: Bytes,
 }
 
 impl SyncResult {
-    fn error(e: ResponseError) -> Self {
+    pub(super) fn error(e: GroupError) -> Self {
         SyncResult {
-            error: e.code(),
+            error: Some(e),
             ..Default::default()
         }
     }
@@ -258,7 +259,7 @@ impl Group {
     pub fn join(&mut self, r: JoinRequest, now: Instant) -> Pending<JoinResult> {
         if !self.supports(&r) {
             return Pending::Ready(JoinResult::error(
-                ResponseError::InconsistentGroupProtocol,
+                GroupError::InconsistentGroupProtocol,
                 &r.member_id,
             ));
         }
@@ -273,7 +274,7 @@ impl Group {
             let id = new_member_id(&r.client_id);
             if r.require_known_member_id {
                 self.pending.insert(id.clone(), now + r.session_timeout);
-                return Pending::Ready(JoinResult::error(ResponseError::MemberIdRequired, &id));
+                return Pending::Ready(JoinResult::error(GroupError::MemberIdRequired, &id));
             }
             return self.add_and_join(id, r, now);
         }
@@ -286,7 +287,7 @@ impl Group {
         }
         let id = r.member_id.clone();
         let Some(m) = self.members.get_mut(&id) else {
-            return Pending::Ready(JoinResult::error(ResponseError::UnknownMemberId, &id));
+            return Pending::Ready(JoinResult::error(GroupError::UnknownMemberId, &id));
         };
         let changed = m.protocols != r.protocols;
         m.protocols = r.protocols;
@@ -302,12 +303,12 @@ impl Group {
         &self,
         member_id: &str,
         instance_id: Option<&str>,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<(), GroupError> {
         if let Some(inst) = instance_id {
             match self.statics.get(inst) {
-                Some(cur) if cur != member_id => return Err(ResponseError::FencedInstanceId),
+                Some(cur) if cur != member_id => return Err(GroupError::FencedInstanceId),
                 None if self.members.contains_key(member_id) => {
-                    return Err(ResponseError::FencedInstanceId)
+                    return Err(GroupError::FencedInstanceId)
                 }
                 _ => {}
             }
@@ -315,7 +316,7 @@ impl Group {
         if self.members.contains_key(member_id) {
             Ok(())
         } else {
-            Err(ResponseError::UnknownMemberId)
+            Err(GroupError::UnknownMemberId)
         }
     }
 
@@ -355,7 +356,7 @@ impl Group {
         now: Instant,
     ) -> Pending<JoinResult> {
         let Some(inst) = r.instance_id.clone() else {
-            return Pending::Ready(JoinResult::error(ResponseError::UnknownMemberId, old_id));
+            return Pending::Ready(JoinResult::error(GroupError::UnknownMemberId, old_id));
         };
         let new_id = new_member_id(&inst);
         let Some(mut m) = self.members.shift_remove(old_id) else {
@@ -363,10 +364,10 @@ impl Group {
             return self.add_and_join(new_id, r, now);
         };
         if let Some(w) = m.join_waiter.take() {
-            let _ = w.send(JoinResult::error(ResponseError::FencedInstanceId, old_id));
+            let _ = w.send(JoinResult::error(GroupError::FencedInstanceId, old_id));
         }
         if let Some(w) = m.sync_waiter.take() {
-            let _ = w.send(SyncResult::error(ResponseError::FencedInstanceId));
+            let _ = w.send(SyncResult::error(GroupError::FencedInstanceId));
         }
         let changed = m.protocols != r.protocols;
         m.id = new_id.clone();
@@ -393,7 +394,7 @@ impl Group {
 
     fn current_result(&self, member_id: &str, with_members: bool) -> JoinResult {
         JoinResult {
-            error: 0,
+            error: None,
             generation: self.generation,
             protocol_type: self.protocol_type.clone(),
             protocol_name: self.protocol_name.clone(),
@@ -446,7 +447,7 @@ impl Group {
     fn prepare_rebalance(&mut self, now: Instant) {
         for m in self.members.values_mut() {
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send(SyncResult::error(ResponseError::RebalanceInProgress));
+                let _ = w.send(SyncResult::error(GroupError::RebalanceInProgress));
             }
         }
         self.state = GroupState::PreparingRebalance;
@@ -508,7 +509,7 @@ impl Group {
             m.assignment = Bytes::new();
             if let Some(w) = m.join_waiter.take() {
                 let _ = w.send(JoinResult {
-                    error: 0,
+                    error: None,
                     generation: self.generation,
                     protocol_type: self.protocol_type.clone(),
                     protocol_name: self.protocol_name.clone(),
@@ -561,10 +562,10 @@ impl Group {
                 }
             }
             if let Some(w) = m.join_waiter.take() {
-                let _ = w.send(JoinResult::error(ResponseError::UnknownMemberId, id));
+                let _ = w.send(JoinResult::error(GroupError::UnknownMemberId, id));
             }
             if let Some(w) = m.sync_waiter.take() {
-                let _ = w.send(SyncResult::error(ResponseError::UnknownMemberId));
+                let _ = w.send(SyncResult::error(GroupError::UnknownMemberId));
             }
         }
     }
@@ -594,27 +595,27 @@ impl Group {
             return Pending::Ready(SyncResult::error(e));
         }
         if generation != self.generation {
-            return Pending::Ready(SyncResult::error(ResponseError::IllegalGeneration));
+            return Pending::Ready(SyncResult::error(GroupError::IllegalGeneration));
         }
         if protocol_type.is_some_and(|t| Some(t) != self.protocol_type.as_deref())
             || protocol_name.is_some_and(|n| Some(n) != self.protocol_name.as_deref())
         {
-            return Pending::Ready(SyncResult::error(ResponseError::InconsistentGroupProtocol));
+            return Pending::Ready(SyncResult::error(GroupError::InconsistentGroupProtocol));
         }
         let ok = |g: &Group, assignment: Bytes| SyncResult {
-            error: 0,
+            error: None,
             protocol_type: g.protocol_type.clone(),
             protocol_name: g.protocol_name.clone(),
             assignment,
         };
         let Some(m) = self.members.get_mut(member_id) else {
-            return Pending::Ready(SyncResult::error(ResponseError::UnknownMemberId));
+            return Pending::Ready(SyncResult::error(GroupError::UnknownMemberId));
         };
         m.deadline = now + m.session_timeout;
         match self.state {
-            GroupState::Empty => Pending::Ready(SyncResult::error(ResponseError::UnknownMemberId)),
+            GroupState::Empty => Pending::Ready(SyncResult::error(GroupError::UnknownMemberId)),
             GroupState::PreparingRebalance => {
-                Pending::Ready(SyncResult::error(ResponseError::RebalanceInProgress))
+                Pending::Ready(SyncResult::error(GroupError::RebalanceInProgress))
             }
             GroupState::Stable => {
                 let a = self.members[member_id].assignment.clone();
@@ -637,50 +638,66 @@ impl Group {
         }
     }
 
+    /// A member request of the current generation from a known member: its session restarts.
+    fn touch_member(
+        &mut self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        self.check_member(member_id, instance_id)?;
+        if generation != self.generation {
+            return Err(GroupError::IllegalGeneration);
+        }
+        let m = self
+            .members
+            .get_mut(member_id)
+            .ok_or(GroupError::UnknownMemberId)?;
+        m.deadline = now + m.session_timeout;
+        Ok(())
+    }
+
     pub fn heartbeat(
         &mut self,
         generation: i32,
         member_id: &str,
         instance_id: Option<&str>,
         now: Instant,
-    ) -> i16 {
-        if let Err(e) = self.check_member(member_id, instance_id) {
-            return e.code();
-        }
-        if generation != self.generation {
-            return ResponseError::IllegalGeneration.code();
-        }
-        let Some(m) = self.members.get_mut(member_id) else {
-            return ResponseError::UnknownMemberId.code();
-        };
-        m.deadline = now + m.session_timeout;
+    ) -> Result<(), GroupError> {
+        self.touch_member(generation, member_id, instance_id, now)?;
         match self.state {
-            GroupState::PreparingRebalance => ResponseError::RebalanceInProgress.code(),
-            GroupState::Empty => ResponseError::UnknownMemberId.code(),
-            _ => 0,
+            GroupState::PreparingRebalance => Err(GroupError::RebalanceInProgress),
+            GroupState::Empty => Err(GroupError::UnknownMemberId),
+            _ => Ok(()),
         }
     }
 
     /// LeaveGroup for one member, by member id or (v3+) group instance id.
-    pub fn leave(&mut self, member_id: &str, instance_id: Option<&str>, now: Instant) -> i16 {
+    pub fn leave(
+        &mut self,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), GroupError> {
         let id = match instance_id {
             Some(inst) => match self.statics.get(inst) {
                 Some(cur) if member_id.is_empty() || cur == member_id => cur.clone(),
-                Some(_) => return ResponseError::FencedInstanceId.code(),
-                None => return ResponseError::UnknownMemberId.code(),
+                Some(_) => return Err(GroupError::FencedInstanceId),
+                None => return Err(GroupError::UnknownMemberId),
             },
             None => {
                 if self.pending.remove(member_id).is_some() {
-                    return 0;
+                    return Ok(());
                 }
                 if !self.members.contains_key(member_id) {
-                    return ResponseError::UnknownMemberId.code();
+                    return Err(GroupError::UnknownMemberId);
                 }
                 member_id.to_string()
             }
         };
         self.remove_member(&id, now);
-        0
+        Ok(())
     }
 
     /// Session expiry, expired pending member ids and the rebalance timeout.
@@ -713,25 +730,17 @@ impl Group {
         member_id: &str,
         instance_id: Option<&str>,
         now: Instant,
-    ) -> Result<(), ResponseError> {
+    ) -> Result<(), GroupError> {
         if generation < 0 && self.state == GroupState::Empty {
             return Ok(());
         }
         if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
-            self.check_member(member_id, instance_id)?;
-            if generation != self.generation {
-                return Err(ResponseError::IllegalGeneration);
-            }
-            let m = self
-                .members
-                .get_mut(member_id)
-                .ok_or(ResponseError::UnknownMemberId)?;
-            m.deadline = now + m.session_timeout;
+            self.touch_member(generation, member_id, instance_id, now)?;
         } else if self.state != GroupState::Empty {
-            return Err(ResponseError::UnknownMemberId);
+            return Err(GroupError::UnknownMemberId);
         }
         if self.state == GroupState::CompletingRebalance {
-            return Err(ResponseError::RebalanceInProgress);
+            return Err(GroupError::RebalanceInProgress);
         }
         Ok(())
     }
@@ -814,7 +823,7 @@ mod tests {
     /// Joins a fresh member (MEMBER_ID_REQUIRED round trip) and returns its join wait.
     fn join_new(g: &mut Group, now: Instant) -> (String, Pending<JoinResult>) {
         let first = ready(g.join(req("", None, b"m"), now));
-        assert_eq!(first.error, ResponseError::MemberIdRequired.code());
+        assert_eq!(first.error, Some(GroupError::MemberIdRequired));
         let id = first.member_id.clone();
         let p = g.join(req(&id, None, b"m"), now);
         (id, p)
@@ -826,7 +835,7 @@ mod tests {
         let mut g = Group::new("g");
         let (id, p) = join_new(&mut g, now);
         let j = ready(p);
-        assert_eq!(j.error, 0);
+        assert_eq!(j.error, None);
         assert_eq!(j.generation, 1);
         assert_eq!(j.leader, id);
         assert_eq!(j.members.len(), 1);
@@ -841,14 +850,14 @@ mod tests {
         ));
         assert_eq!(s.assignment, Bytes::from_static(b"A"));
         assert_eq!(g.state, GroupState::Stable);
-        assert_eq!(g.heartbeat(1, &id, None, now), 0);
+        assert_eq!(g.heartbeat(1, &id, None, now), Ok(()));
         assert_eq!(
             g.heartbeat(0, &id, None, now),
-            ResponseError::IllegalGeneration.code()
+            Err(GroupError::IllegalGeneration)
         );
         assert_eq!(
             g.heartbeat(1, "nope", None, now),
-            ResponseError::UnknownMemberId.code()
+            Err(GroupError::UnknownMemberId)
         );
     }
 
@@ -919,10 +928,10 @@ mod tests {
         let mut g = Group::new("g");
         let (_, _, mut sl, mut sf) = two_member_group(&mut g, now);
         let (v, _) = g.take_store().unwrap();
-        let not_coordinator = ResponseError::NotCoordinator.code();
+        let not_coordinator = GroupError::NotCoordinator;
         g.stored(v.generation, Err(not_coordinator), now);
-        assert_eq!(sl.try_recv().unwrap().error, not_coordinator);
-        assert_eq!(sf.try_recv().unwrap().error, not_coordinator);
+        assert_eq!(sl.try_recv().unwrap().error, Some(not_coordinator));
+        assert_eq!(sf.try_recv().unwrap().error, Some(not_coordinator));
         assert_eq!(g.state, GroupState::PreparingRebalance);
         // A late outcome for a generation that is gone changes nothing.
         g.stored(v.generation, Ok(()), now);
@@ -947,14 +956,15 @@ mod tests {
         assert_eq!(h.leader.as_deref(), Some(leader.as_str()));
         assert_eq!(h.protocol_name.as_deref(), Some("range"));
         // The members go on heartbeating and committing with their generation: no rebalance.
-        assert_eq!(h.heartbeat(generation, &other, None, later), 0);
-        assert_eq!(h.heartbeat(generation, &leader, None, later), 0);
+        assert_eq!(h.heartbeat(generation, &other, None, later), Ok(()));
+        assert_eq!(h.heartbeat(generation, &leader, None, later), Ok(()));
         assert!(h.validate_commit(generation, &other, None, later).is_ok());
         // SyncGroup of the stored generation gets the stored assignment back.
         let s = ready(h.sync(sync_req(generation, &other, None, vec![]), later));
-        assert_eq!((s.error, s.assignment), (0, Bytes::from_static(b"O")));
+        assert_eq!((s.error, s.assignment), (None, Bytes::from_static(b"O")));
         // Each session starts at the restore: a member that never comes back expires.
-        h.heartbeat(generation, &leader, None, later + Duration::from_secs(9));
+        let nine_s = later + Duration::from_secs(9);
+        assert_eq!(h.heartbeat(generation, &leader, None, nine_s), Ok(()));
         h.tick(later + Duration::from_secs(11));
         assert!(h.members.contains_key(&leader));
         assert!(!h.members.contains_key(&other));
@@ -968,7 +978,7 @@ mod tests {
         let (a, p) = join_new(&mut g, now);
         ready(p);
         ready(sync(&mut g, 1, &a, None, vec![], now));
-        assert_eq!(g.leave(&a, None, now), 0);
+        assert_eq!(g.leave(&a, None, now), Ok(()));
         assert_eq!(g.state, GroupState::Empty);
         let (v, wait_for_it) = g.take_store().expect("the empty group's record");
         assert!(!wait_for_it);
@@ -990,7 +1000,7 @@ mod tests {
         assert_eq!(g.state, GroupState::PreparingRebalance);
         assert_eq!(
             g.heartbeat(1, &a, None, now),
-            ResponseError::RebalanceInProgress.code()
+            Err(GroupError::RebalanceInProgress)
         );
         // a commit during the revoke phase with the old generation is still accepted
         assert!(g.validate_commit(1, &a, None, now).is_ok());
@@ -1002,7 +1012,7 @@ mod tests {
         assert!(jb.members.is_empty());
         assert_eq!(
             g.validate_commit(2, &a, None, now),
-            Err(ResponseError::RebalanceInProgress)
+            Err(GroupError::RebalanceInProgress)
         );
         let mut sb = wait(sync(&mut g, 2, &b, None, vec![], now));
         assert!(sb.try_recv().is_err(), "follower waits for the leader");
@@ -1021,15 +1031,15 @@ mod tests {
         assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
         assert_eq!(
             g.validate_commit(1, &a, None, now),
-            Err(ResponseError::IllegalGeneration)
+            Err(GroupError::IllegalGeneration)
         );
         assert_eq!(
             g.validate_commit(2, "x", None, now),
-            Err(ResponseError::UnknownMemberId)
+            Err(GroupError::UnknownMemberId)
         );
         assert_eq!(
             g.validate_commit(-1, "", None, now),
-            Err(ResponseError::UnknownMemberId)
+            Err(GroupError::UnknownMemberId)
         );
         assert!(g.validate_commit(2, &b, None, now).is_ok());
     }
@@ -1046,7 +1056,10 @@ mod tests {
         // a keeps heartbeating but never rejoins: the join completes at the rebalance timeout
         for s in [5, 14, 23] {
             g.tick(now + Duration::from_secs(s));
-            assert_eq!(g.heartbeat(1, &a, None, now + Duration::from_secs(s)), 27);
+            assert_eq!(
+                g.heartbeat(1, &a, None, now + Duration::from_secs(s)),
+                Err(GroupError::RebalanceInProgress)
+            );
         }
         g.tick(now + Duration::from_secs(29));
         assert!(rb.try_recv().is_err());
@@ -1081,11 +1094,8 @@ mod tests {
         let (b, pb) = join_new(&mut g, now);
         let mut rb = wait(pb);
         let _ = rb.try_recv();
-        assert_eq!(g.leave(&b, None, now), 0);
-        assert_eq!(
-            g.leave(&b, None, now),
-            ResponseError::UnknownMemberId.code()
-        );
+        assert_eq!(g.leave(&b, None, now), Ok(()));
+        assert_eq!(g.leave(&b, None, now), Err(GroupError::UnknownMemberId));
         assert_eq!(g.members.len(), 1);
         assert!(g.members.contains_key(&a));
     }
@@ -1096,7 +1106,7 @@ mod tests {
         let mut g = Group::new("g");
         let a = ready(g.join(req("", Some("i1"), b"m"), now));
         assert_eq!(
-            a.error, 0,
+            a.error, None,
             "static members need no MEMBER_ID_REQUIRED round"
         );
         let a = a.member_id;
@@ -1119,7 +1129,7 @@ mod tests {
         assert_eq!(sb.try_recv().unwrap().assignment, Bytes::from_static(b"B"));
         // i2 restarts: same metadata, so no rebalance; it gets a new id and its assignment
         let j = ready(g.join(req("", Some("i2"), b"m"), now));
-        assert_eq!(j.error, 0);
+        assert_eq!(j.error, None);
         assert_eq!(j.generation, 2);
         assert_ne!(j.member_id, b);
         assert_eq!(g.state, GroupState::Stable);
@@ -1128,9 +1138,9 @@ mod tests {
         // the old incarnation is fenced
         assert_eq!(
             g.heartbeat(2, &b, Some("i2"), now),
-            ResponseError::FencedInstanceId.code()
+            Err(GroupError::FencedInstanceId)
         );
-        assert_eq!(g.heartbeat(2, &a, Some("i1"), now), 0);
+        assert_eq!(g.heartbeat(2, &a, Some("i1"), now), Ok(()));
         // changed metadata does rebalance
         let _ = g.join(req("", Some("i2"), b"other"), now);
         assert_eq!(g.state, GroupState::PreparingRebalance);
@@ -1146,7 +1156,7 @@ mod tests {
         r.protocols = vec![("roundrobin".into(), Bytes::new())];
         assert_eq!(
             ready(g.join(r, now)).error,
-            ResponseError::InconsistentGroupProtocol.code()
+            Some(GroupError::InconsistentGroupProtocol)
         );
     }
 

@@ -7,6 +7,7 @@ use kafka_protocol::messages::consumer_group_describe_response::{
 };
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse};
 
+use super::group_error::code;
 use super::{sb, topic_name};
 use crate::broker::Broker;
 use crate::group::TopicAssignment;
@@ -35,8 +36,8 @@ pub fn handle(
         .map(|id| {
             let g = DescribedGroup::default().with_group_id(id.clone());
             match b.groups.consumer_describe(b, id.as_str()) {
-                Err((code, msg)) => g
-                    .with_error_code(code)
+                Err((e, msg)) => g
+                    .with_error_code(code(Some(e)))
                     .with_error_message(Some(sb(msg)))
                     .with_group_state(sb("Dead")),
                 Ok(d) => g

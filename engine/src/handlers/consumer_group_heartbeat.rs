@@ -7,6 +7,7 @@ use kafka_protocol::messages::{
     ConsumerGroupHeartbeatRequest, ConsumerGroupHeartbeatResponse, RequestHeader,
 };
 
+use super::group_error::code;
 use super::sb;
 use crate::broker::Broker;
 use crate::group::consumer::HeartbeatRequest;
@@ -52,7 +53,7 @@ pub async fn handle(
         .consumer_heartbeat(b, req.group_id.as_str(), r)
         .await;
     ConsumerGroupHeartbeatResponse::default()
-        .with_error_code(res.error)
+        .with_error_code(code(res.error))
         .with_error_message(res.message.map(sb))
         .with_member_id(Some(sb(res.member_id)))
         .with_member_epoch(res.member_epoch)

@@ -4,16 +4,17 @@
 use kafka_protocol::messages::delete_groups_response::DeletableGroupResult;
 use kafka_protocol::messages::{DeleteGroupsRequest, DeleteGroupsResponse};
 
+use super::group_error::code;
 use crate::broker::Broker;
 
 pub async fn handle(b: &Broker, req: DeleteGroupsRequest) -> DeleteGroupsResponse {
     let mut results = Vec::with_capacity(req.groups_names.len());
     for g in req.groups_names {
-        let code = b.groups.delete(b, g.as_str()).await;
+        let outcome = b.groups.delete(b, g.as_str()).await;
         results.push(
             DeletableGroupResult::default()
                 .with_group_id(g)
-                .with_error_code(code),
+                .with_error_code(code(outcome.err())),
         );
     }
     DeleteGroupsResponse::default().with_results(results)

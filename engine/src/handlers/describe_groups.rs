@@ -5,6 +5,7 @@ use kafka_protocol::messages::describe_groups_response::{DescribedGroup, Describ
 use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::ResponseError;
 
+use super::group_error::code;
 use super::sb;
 use crate::broker::Broker;
 
@@ -19,9 +20,8 @@ pub fn handle(b: &Broker, version: i16, req: DescribeGroupsRequest) -> DescribeG
             } else {
                 g
             };
-            let not_here = b.groups.check(b, id.as_str());
-            if not_here != 0 {
-                return g.with_error_code(not_here);
+            if let Err(e) = b.groups.check(b, id.as_str()) {
+                return g.with_error_code(code(Some(e)));
             }
             let Some(d) = b.groups.describe(id.as_str()) else {
                 let g = g.with_group_state(sb("Dead"));

@@ -152,6 +152,14 @@ async fn from_coordinator<R: Request>(
     }
 }
 
+/// Puts the one entry of another broker's answer (`from`) in place of the entry of `entries`
+/// that `is` picks; an answer without entries changes nothing.
+fn put_entry<T>(entries: &mut [T], from: Vec<T>, is: impl Fn(&T) -> bool) {
+    if let (Some(slot), Some(new)) = (entries.iter_mut().find(|e| is(e)), from.into_iter().next()) {
+        *slot = new;
+    }
+}
+
 /// A read-only request about groups whose answer holds one entry per group.
 pub trait GroupRead: Request + Clone {
     /// (group id, error code) of each entry of `resp`.
@@ -199,15 +207,9 @@ impl GroupRead for DescribeGroupsRequest {
         self.clone().with_groups(id.into_iter().collect())
     }
     fn replace(resp: &mut DescribeGroupsResponse, group: &str, from: DescribeGroupsResponse) {
-        let (Some(slot), Some(new)) = (
-            resp.groups
-                .iter_mut()
-                .find(|g| g.group_id.as_str() == group),
-            from.groups.into_iter().next(),
-        ) else {
-            return;
-        };
-        *slot = new;
+        put_entry(&mut resp.groups, from.groups, |g| {
+            g.group_id.as_str() == group
+        });
     }
 }
 
@@ -227,15 +229,9 @@ impl GroupRead for ConsumerGroupDescribeRequest {
         group: &str,
         from: ConsumerGroupDescribeResponse,
     ) {
-        let (Some(slot), Some(new)) = (
-            resp.groups
-                .iter_mut()
-                .find(|g| g.group_id.as_str() == group),
-            from.groups.into_iter().next(),
-        ) else {
-            return;
-        };
-        *slot = new;
+        put_entry(&mut resp.groups, from.groups, |g| {
+            g.group_id.as_str() == group
+        });
     }
 }
 
@@ -263,14 +259,8 @@ impl GroupRead for OffsetFetchRequest {
             *resp = from;
             return;
         }
-        let (Some(slot), Some(new)) = (
-            resp.groups
-                .iter_mut()
-                .find(|g| g.group_id.as_str() == group),
-            from.groups.into_iter().next(),
-        ) else {
-            return;
-        };
-        *slot = new;
+        put_entry(&mut resp.groups, from.groups, |g| {
+            g.group_id.as_str() == group
+        });
     }
 }

@@ -5,6 +5,7 @@ use kafka_protocol::messages::join_group_response::JoinGroupResponseMember;
 use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeader};
 use tokio::time::Duration;
 
+use super::group_error::code;
 use super::sb;
 use crate::broker::Broker;
 use crate::group::state::JoinRequest;
@@ -61,7 +62,7 @@ pub async fn handle(
         None => None,
     };
     let mut resp = JoinGroupResponse::default()
-        .with_error_code(res.error)
+        .with_error_code(code(res.error))
         .with_generation_id(res.generation)
         .with_protocol_name(protocol_name)
         .with_leader(sb(res.leader))

@@ -3,6 +3,7 @@
 use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
+use super::group_error::code;
 use super::sb;
 use crate::broker::Broker;
 
@@ -21,19 +22,21 @@ pub fn handle(b: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGroupRes
         vec![(req.member_id.to_string(), None)]
     };
     match b.groups.leave(b, req.group_id.as_str(), &members) {
-        Err(code) => LeaveGroupResponse::default().with_error_code(code),
-        Ok(codes) if version >= 3 => LeaveGroupResponse::default().with_members(
+        Err(e) => LeaveGroupResponse::default().with_error_code(code(Some(e))),
+        Ok(outcomes) if version >= 3 => LeaveGroupResponse::default().with_members(
             members
                 .into_iter()
-                .zip(codes)
-                .map(|((m, i), c)| {
+                .zip(outcomes)
+                .map(|((m, i), o)| {
                     MemberResponse::default()
                         .with_member_id(sb(m))
                         .with_group_instance_id(i.map(sb))
-                        .with_error_code(c)
+                        .with_error_code(code(o.err()))
                 })
                 .collect(),
         ),
-        Ok(codes) => LeaveGroupResponse::default().with_error_code(codes[0]),
+        // v0-2 name one member.
+        Ok(outcomes) => LeaveGroupResponse::default()
+            .with_error_code(code(outcomes.first().and_then(|o| o.err()))),
     }
 }

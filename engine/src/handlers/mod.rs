@@ -30,6 +30,7 @@ pub mod elect_leaders;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod forward;
+pub(crate) mod group_error;
 pub mod heartbeat;
 pub mod incremental_alter_configs;
 pub mod init_producer_id;

@@ -7,7 +7,7 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
-use super::topic_name;
+use super::group_error::per_partition;
 use crate::broker::Broker;
 use crate::group::{CommitPartition, CommitRequest};
 
@@ -52,22 +52,17 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
             },
         )
         .await;
-    OffsetCommitResponse::default().with_topics(
-        answers
-            .into_iter()
-            .map(|(t, ps)| {
-                OffsetCommitResponseTopic::default()
-                    .with_name(topic_name(&t))
-                    .with_partitions(
-                        ps.into_iter()
-                            .map(|(p, c)| {
-                                OffsetCommitResponsePartition::default()
-                                    .with_partition_index(p)
-                                    .with_error_code(c)
-                            })
-                            .collect(),
-                    )
-            })
-            .collect(),
-    )
+    OffsetCommitResponse::default().with_topics(per_partition(
+        answers,
+        |name, ps| {
+            OffsetCommitResponseTopic::default()
+                .with_name(name)
+                .with_partitions(ps)
+        },
+        |p, c| {
+            OffsetCommitResponsePartition::default()
+                .with_partition_index(p)
+                .with_error_code(c)
+        },
+    ))
 }

@@ -6,7 +6,7 @@ use kafka_protocol::messages::offset_delete_response::{
 };
 use kafka_protocol::messages::{OffsetDeleteRequest, OffsetDeleteResponse};
 
-use super::topic_name;
+use super::group_error::{code, per_partition};
 use crate::broker::Broker;
 
 pub async fn handle(b: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteResponse {
@@ -28,24 +28,19 @@ pub async fn handle(b: &Broker, req: OffsetDeleteRequest) -> OffsetDeleteRespons
         .delete_offsets(b, req.group_id.as_str(), topics)
         .await
     {
-        Err(code) => OffsetDeleteResponse::default().with_error_code(code),
-        Ok(answers) => OffsetDeleteResponse::default().with_topics(
-            answers
-                .into_iter()
-                .map(|(t, ps)| {
-                    OffsetDeleteResponseTopic::default()
-                        .with_name(topic_name(&t))
-                        .with_partitions(
-                            ps.into_iter()
-                                .map(|(p, c)| {
-                                    OffsetDeleteResponsePartition::default()
-                                        .with_partition_index(p)
-                                        .with_error_code(c)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect(),
-        ),
+        Err(e) => OffsetDeleteResponse::default().with_error_code(code(Some(e))),
+        Ok(answers) => OffsetDeleteResponse::default().with_topics(per_partition(
+            answers,
+            |name, ps| {
+                OffsetDeleteResponseTopic::default()
+                    .with_name(name)
+                    .with_partitions(ps)
+            },
+            |p, c| {
+                OffsetDeleteResponsePartition::default()
+                    .with_partition_index(p)
+                    .with_error_code(c)
+            },
+        )),
     }
 }

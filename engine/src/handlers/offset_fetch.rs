@@ -8,6 +8,7 @@ use kafka_protocol::messages::offset_fetch_response::{
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 
+use super::group_error::code;
 use super::{sb, topic_name};
 use crate::broker::Broker;
 use crate::group::FetchedTopic;
@@ -25,24 +26,19 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
-                let not_here = b.groups.check(b, g.group_id.as_str());
-                if not_here != 0 {
-                    return OffsetFetchResponseGroup::default()
-                        .with_group_id(g.group_id)
-                        .with_error_code(not_here);
-                }
+                let mut allowed = b.groups.check(b, g.group_id.as_str());
                 // v9: a member of a KIP-848 group must fetch with its current epoch.
-                if version >= 9 {
-                    let code = b.groups.validate_fetch(
+                if allowed.is_ok() && version >= 9 {
+                    allowed = b.groups.validate_fetch(
                         g.group_id.as_str(),
                         g.member_id.as_deref(),
                         g.member_epoch,
                     );
-                    if code != 0 {
-                        return OffsetFetchResponseGroup::default()
-                            .with_group_id(g.group_id)
-                            .with_error_code(code);
-                    }
+                }
+                if let Err(e) = allowed {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(code(Some(e)));
                 }
                 let topics = b.groups.fetch(g.group_id.as_str(), wanted);
                 OffsetFetchResponseGroup::default()
@@ -57,8 +53,8 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    let not_here = b.groups.check(b, req.group_id.as_str());
-    if not_here != 0 {
+    if let Err(e) = b.groups.check(b, req.group_id.as_str()) {
+        let not_here = code(Some(e));
         if version >= 2 {
             return OffsetFetchResponse::default().with_error_code(not_here);
         }

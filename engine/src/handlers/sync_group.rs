@@ -3,6 +3,7 @@
 
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
+use super::group_error::code;
 use super::sb;
 use crate::broker::Broker;
 use crate::group::state::SyncRequest;
@@ -23,7 +24,7 @@ pub async fn handle(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGrou
     };
     let res = b.groups.sync(b, req.group_id.as_str(), r).await;
     let resp = SyncGroupResponse::default()
-        .with_error_code(res.error)
+        .with_error_code(code(res.error))
         .with_assignment(res.assignment);
     if version >= 5 {
         resp.with_protocol_type(res.protocol_type.map(sb))

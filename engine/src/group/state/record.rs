@@ -7,6 +7,7 @@ use tokio::time::{Duration, Instant};
 
 use super::{Group, GroupState, Member, SyncResult};
 use crate::group::store::{GroupValue, MemberValue};
+use crate::group::GroupError;
 
 impl Group {
     /// The group record to write now, if any: the generation's assignment awaiting its
@@ -29,7 +30,7 @@ impl Group {
     /// The outcome of writing the record of `generation`'s assignment: the group turns
     /// `Stable` and every member gets its assignment, or every waiting member gets `error`
     /// and the group rebalances (Kafka's `resetAndPropagateAssignmentError`).
-    pub fn stored(&mut self, generation: i32, result: Result<(), i16>, now: Instant) {
+    pub fn stored(&mut self, generation: i32, result: Result<(), GroupError>, now: Instant) {
         if self.state != GroupState::CompletingRebalance
             || self.generation != generation
             || self.storing != Some(generation)
@@ -46,7 +47,7 @@ impl Group {
                     m.deadline = now + m.session_timeout;
                     if let Some(w) = m.sync_waiter.take() {
                         let _ = w.send(SyncResult {
-                            error: 0,
+                            error: None,
                             protocol_type: pt.clone(),
                             protocol_name: pn.clone(),
                             assignment: m.assignment.clone(),
@@ -58,10 +59,7 @@ impl Group {
                 for m in self.members.values_mut() {
                     m.assignment = Bytes::new();
                     if let Some(w) = m.sync_waiter.take() {
-                        let _ = w.send(SyncResult {
-                            error,
-                            ..Default::default()
-                        });
+                        let _ = w.send(SyncResult::error(error));
                     }
                 }
                 self.prepare_rebalance(now);
