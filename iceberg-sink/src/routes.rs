@@ -84,6 +84,43 @@ fn unavailable(ident: &TableIdent, e: String) -> Response {
         .into_response()
 }
 
+/// The answer both browse routes give: the table's identity and `limit`, then the fields `read`
+/// found in it, or an empty `empty` list while the table does not exist yet.
+async fn browse_table<F, Fut>(
+    t: &Translator,
+    topic: String,
+    dlq: bool,
+    limit: usize,
+    empty: &str,
+    read: F,
+) -> Response
+where
+    F: FnOnce(iceberg::table::Table) -> Fut,
+    Fut: std::future::Future<Output = Result<serde_json::Value, String>>,
+{
+    let (ident, table) = match load(&t.shared, &topic, dlq).await {
+        Ok(x) => x,
+        Err(r) => return r,
+    };
+    let mut body =
+        json!({"topic": topic, "table": ident.to_string(), "table_exists": table.is_some()});
+    let Some(table) = table else {
+        body[empty] = json!([]);
+        return Json(body).into_response();
+    };
+    match read(table).await {
+        Ok(serde_json::Value::Object(fields)) => {
+            body["limit"] = limit.into();
+            for (k, v) in fields {
+                body[k] = v;
+            }
+            Json(body).into_response()
+        }
+        Ok(other) => Json(other).into_response(),
+        Err(e) => unavailable(&ident, e),
+    }
+}
+
 /// The newest data files of the topic's table's current snapshot (`?limit=`, default 50).
 async fn files_route(
     State(t): State<Arc<Translator>>,
@@ -91,22 +128,11 @@ async fn files_route(
     Query(q): Query<Limit>,
 ) -> Response {
     let limit = q.limit.unwrap_or(50).clamp(1, MAX_FILES);
-    let (ident, table) = match load(&t.shared, &topic, false).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let Some(table) = table else {
-        return Json(
-            json!({"topic": topic, "table": ident.to_string(), "table_exists": false, "files": []}),
-        )
-        .into_response();
-    };
-    match browse::newest_files(&table, limit).await {
-        Ok(f) => Json(json!({
-            "topic": topic,
-            "table": ident.to_string(),
-            "table_exists": true,
-            "limit": limit,
+    browse_table(&t, topic, false, limit, "files", |table| async move {
+        let f = browse::newest_files(&table, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(json!({
             "snapshot_id": f.snapshot_id,
             "total_files": f.total_files,
             "total_records": f.total_records,
@@ -114,9 +140,8 @@ async fn files_route(
             "manifests_read": f.manifests_read,
             "files": f.files,
         }))
-        .into_response(),
-        Err(e) => unavailable(&ident, e.to_string()),
-    }
+    })
+    .await
 }
 
 /// The newest rows of the topic's dead-letter table (`?limit=`, default 20).
@@ -126,30 +151,18 @@ async fn dead_letters_route(
     Query(q): Query<Limit>,
 ) -> Response {
     let limit = q.limit.unwrap_or(20).clamp(1, MAX_DEAD_LETTERS);
-    let (ident, table) = match load(&t.shared, &topic, true).await {
-        Ok(x) => x,
-        Err(r) => return r,
-    };
-    let Some(table) = table else {
-        return Json(
-            json!({"topic": topic, "table": ident.to_string(), "table_exists": false, "rows": []}),
-        )
-        .into_response();
-    };
-    match browse::newest_dead_letters(&table, limit).await {
-        Ok(d) => Json(json!({
-            "topic": topic,
-            "table": ident.to_string(),
-            "table_exists": true,
-            "limit": limit,
+    browse_table(&t, topic, true, limit, "rows", |table| async move {
+        let d = browse::newest_dead_letters(&table, limit)
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(json!({
             "snapshot_id": d.snapshot_id,
             "total_records": d.total_records,
             "rows": d.rows,
             "omitted": d.omitted,
         }))
-        .into_response(),
-        Err(e) => unavailable(&ident, e.to_string()),
-    }
+    })
+    .await
 }
 
 async fn topic_route(State(t): State<Arc<Translator>>, Path(topic): Path<String>) -> Response {
