@@ -8,7 +8,6 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use protobuf::Message as _;
 use raft::eraftpb::{Entry, EntryType, Message};
@@ -21,8 +20,7 @@ use crate::broker::Broker;
 use crate::raft::log_file::{self, RaftStore};
 use crate::raft::storage::DiskStorage;
 
-/// How often raft-rs is ticked; elections take 10-20 ticks (0.5-1 s), heartbeats every 2.
-pub const TICK: Duration = Duration::from_millis(50);
+pub use crate::raft::TICK;
 
 pub enum Input {
     Raft(Box<Message>),
@@ -118,7 +116,7 @@ impl Controller {
                     None => return,
                     Some(Input::Raft(m)) => {
                         if let Err(e) = crate::raft::guard::check(&self.node.raft, &m, crate::raft::guard::Peers::Tracker) {
-                            crate::cluster::rejects::note(
+                            crate::raft::rejects::note(
                                 &self.broker.metrics.rpc_rejected,
                                 e.reason(),
                                 format_args!("controller raft group: {e}"),
@@ -236,7 +234,7 @@ impl Controller {
             let group = self.group();
             let res = super::apply(&self.broker, p.cmd, e.index, &group).await;
             match &res {
-                Err(err @ ApplyError::Invalid(_)) => crate::cluster::rejects::note(
+                Err(err @ ApplyError::Invalid(_)) => crate::raft::rejects::note(
                     &self.broker.metrics.rpc_rejected,
                     "apply_invalid",
                     format_args!("controller entry {} not applied: {err}", e.index),

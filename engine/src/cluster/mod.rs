@@ -14,7 +14,6 @@ mod listener;
 pub mod membership;
 pub mod placement;
 pub mod reassign;
-pub mod rejects;
 pub mod rpc;
 pub mod send_queue;
 
@@ -432,7 +431,7 @@ impl Cluster {
     /// Counts and logs a message from a peer that was dropped or refused.
     pub(crate) fn reject(&self, reason: &'static str, what: std::fmt::Arguments) {
         match self.rejected.get() {
-            Some(r) => rejects::note(r, reason, what),
+            Some(r) => crate::raft::rejects::note(r, reason, what),
             None => tracing::warn!(reason, "rpc message rejected: {what}"),
         }
     }

@@ -19,7 +19,7 @@ pub(super) fn shard_tick() -> watch::Receiver<u64> {
         }
         let (tx, rx) = watch::channel(0u64);
         tokio::task::spawn_local(async move {
-            let mut every = tokio::time::interval(crate::cluster::controller::TICK);
+            let mut every = tokio::time::interval(crate::raft::TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             loop {
                 every.tick().await;

@@ -23,7 +23,7 @@ pub(super) const HARD_STATE: u8 = 2;
 pub(super) const RECORD_HEADER: usize = 8;
 
 /// The raft-rs settings of every group, the controller's and the partitions': elections after
-/// 10-20 ticks of [`crate::cluster::controller::TICK`], heartbeats every 2, pre-vote and
+/// 10-20 ticks of [`crate::raft::TICK`], heartbeats every 2, pre-vote and
 /// check-quorum so a returning or cut-off node cannot depose a healthy leader.
 pub fn raft_config(id: u64) -> raft::Config {
     raft::Config {

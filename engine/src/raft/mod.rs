@@ -25,7 +25,12 @@ use storage::DiskStorage;
 
 pub mod guard;
 pub mod log_file;
+pub mod rejects;
 pub mod storage;
+
+/// How often raft-rs is ticked (the controller and every partition group); elections take 10-20
+/// ticks (0.5-1 s), heartbeats every 2.
+pub const TICK: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
@@ -228,7 +233,7 @@ impl PartitionRaft {
     /// `recent_active` is cleared at every quorum check, which would refuse writes spuriously.
     pub fn active_voters(&self) -> usize {
         let me = self.id;
-        let within = crate::cluster::controller::TICK * 10;
+        let within = TICK * 10;
         self.node
             .raft
             .prs()
@@ -257,7 +262,7 @@ impl PartitionRaft {
             return;
         }
         let now = std::time::Instant::now();
-        let live_within = crate::cluster::controller::TICK * 10;
+        let live_within = TICK * 10;
         let last = self.node.raft.raft_log.last_index();
         let target = self.last_at_prev_tick.map_or(last, |prev| prev.min(last));
         self.last_at_prev_tick = Some(last);
@@ -354,7 +359,7 @@ impl PartitionRaft {
     /// of the partition's replicas; the [`guard`] drops what raft-rs cannot survive.
     pub fn step(&mut self, m: Message) {
         if let Err(e) = guard::check(&self.node.raft, &m, guard::Peers::Vouched) {
-            crate::cluster::rejects::note(
+            crate::raft::rejects::note(
                 &self.rejected,
                 e.reason(),
                 format_args!("partition raft group: {e}"),
@@ -580,7 +585,7 @@ impl PartitionRaft {
         // only keeps commits from stalling. Without the second condition a dead learner
         // (matched 0) counted as caught up while the log was shorter than 64 entries, and the
         // joint change made it a voter of a configuration that then could not commit.
-        let within = crate::cluster::controller::TICK * 10;
+        let within = TICK * 10;
         let heard = &self.heard;
         let caught_up = |id: u64| {
             raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last)
