@@ -12,6 +12,12 @@ use crate::time::now_ms;
 impl Actor {
     /// Proposes a DeleteRecords to the Raft group; answered once applied here.
     pub(super) fn propose_delete_records(&mut self, before: i64, reply: Reply<i64>) {
+        // A follower's high watermark may lag: the client is sent to the leader, not told its
+        // offset is out of range.
+        if !self.raft.as_ref().is_some_and(|r| r.is_leader()) {
+            let _ = reply.send(Err(PartitionError::NotLeader));
+            return;
+        }
         let target = match self.deletion_target(before) {
             Ok(t) => t,
             Err(e) => {
