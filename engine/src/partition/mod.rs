@@ -28,6 +28,7 @@ mod compaction;
 mod delete_records;
 mod failure;
 mod raft_sync;
+mod replicated;
 mod tick;
 mod tiered;
 pub use tiered::RemoteLink;
@@ -482,107 +483,6 @@ impl Actor {
             } => return Some((delete, delete_remote, reply)),
         }
         None
-    }
-
-    /// Proposes a produce to the Raft group; it is appended once committed.
-    fn propose(
-        &mut self,
-        batches: Vec<(BatchHeader, Bytes)>,
-        reply: Reply<ProduceOk>,
-        acks_all: bool,
-    ) {
-        let Some(r) = &mut self.raft else { return };
-        if !r.is_leader() {
-            let _ = reply.send(Err(PartitionError::NotLeader));
-            return;
-        }
-        let min = r.min_insync;
-        let active = r.active_voters();
-        if acks_all && active < min {
-            let _ = reply.send(Err(PartitionError::NotEnoughReplicas { active, min }));
-            return;
-        }
-        let mut records = Vec::with_capacity(batches.iter().map(|(_, b)| b.len()).sum());
-        for (_, b) in &batches {
-            records.extend_from_slice(b);
-        }
-        match r.propose(&records, now_ms()) {
-            Some(id) => {
-                self.proposals.insert(id, (reply, acks_all));
-            }
-            None => {
-                let _ = reply.send(Err(PartitionError::NotLeader));
-            }
-        }
-    }
-
-    /// Runs the Raft group: persists and sends what it asks, appends what it committed.
-    fn drive_raft(&mut self) {
-        // raft-rs hands committed entries over in slices (`max_committed_size_per_ready`):
-        // take a few per turn, so a replica re-applying its log at start gets through it
-        // quickly and still answers other commands in between.
-        for _ in 0..16 {
-            self.drive_raft_once();
-            if self.failed.is_some() || !self.raft.as_ref().is_some_and(|r| r.has_ready()) {
-                break;
-            }
-        }
-    }
-
-    fn drive_raft_once(&mut self) {
-        if self.failed.is_some() {
-            return;
-        }
-        let Some(r) = &mut self.raft else { return };
-        let committed = match r.drive_unsynced() {
-            Ok((c, unsynced)) => {
-                self.raft_unsynced.extend(unsynced);
-                c
-            }
-            Err(e) => {
-                self.fail_storage("raft log", &e);
-                return;
-            }
-        };
-        let leader = r.is_leader();
-        if let Some(t) = &mut self.tiered {
-            let epoch = r.term().min(i32::MAX as u64) as i32;
-            t.set_role(if leader {
-                crate::remote::TierRole::Leader { epoch }
-            } else {
-                crate::remote::TierRole::Follower
-            });
-        }
-        for c in committed {
-            let waiter = self.proposals.remove(&c.proposal);
-            let (reply, acks_all) = match waiter {
-                Some(w) => w,
-                // Another replica's proposal (or one whose producer gave up): nobody waits.
-                None => (oneshot::channel().0, false),
-            };
-            let records = match c.command {
-                crate::raft::Command::Produce(records) => records,
-                crate::raft::Command::DeleteRecords(offset) => {
-                    self.apply_delete_records(c.proposal, offset);
-                    continue;
-                }
-            };
-            match crate::log::batch::split_batches(&records) {
-                Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
-                Err(e) => {
-                    tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
-                }
-            }
-        }
-        if !leader {
-            // Proposals of a deposed leader may never commit; their producers retry.
-            for (_, (reply, _)) in self.proposals.drain() {
-                let _ = reply.send(Err(PartitionError::NotLeader));
-            }
-            for (_, reply) in self.deletions.drain() {
-                let _ = reply.send(Err(PartitionError::NotLeader));
-            }
-        }
     }
 
     fn produce(

@@ -1,0 +1,114 @@
+//! The replicated path of a partition in a cluster: a produce is proposed to the partition's
+//! Raft group, and what the group commits is applied by every replica, leader included, in
+//! commit order (appends through the single-node path, DeleteRecords through
+//! [`super::delete_records`]).
+
+use bytes::Bytes;
+use tokio::sync::oneshot;
+
+use super::{Actor, PartitionError, ProduceOk, Reply};
+use crate::log::batch::BatchHeader;
+use crate::time::now_ms;
+
+impl Actor {
+    /// Proposes a produce to the Raft group; it is appended once committed.
+    pub(super) fn propose(
+        &mut self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: Reply<ProduceOk>,
+        acks_all: bool,
+    ) {
+        let Some(r) = &mut self.raft else { return };
+        if !r.is_leader() {
+            let _ = reply.send(Err(PartitionError::NotLeader));
+            return;
+        }
+        let min = r.min_insync;
+        let active = r.active_voters();
+        if acks_all && active < min {
+            let _ = reply.send(Err(PartitionError::NotEnoughReplicas { active, min }));
+            return;
+        }
+        let mut records = Vec::with_capacity(batches.iter().map(|(_, b)| b.len()).sum());
+        for (_, b) in &batches {
+            records.extend_from_slice(b);
+        }
+        match r.propose(&records, now_ms()) {
+            Some(id) => {
+                self.proposals.insert(id, (reply, acks_all));
+            }
+            None => {
+                let _ = reply.send(Err(PartitionError::NotLeader));
+            }
+        }
+    }
+
+    /// Runs the Raft group: persists and sends what it asks, appends what it committed.
+    pub(super) fn drive_raft(&mut self) {
+        // raft-rs hands committed entries over in slices (`max_committed_size_per_ready`):
+        // take a few per turn, so a replica re-applying its log at start gets through it
+        // quickly and still answers other commands in between.
+        for _ in 0..16 {
+            self.drive_raft_once();
+            if self.failed.is_some() || !self.raft.as_ref().is_some_and(|r| r.has_ready()) {
+                break;
+            }
+        }
+    }
+
+    fn drive_raft_once(&mut self) {
+        if self.failed.is_some() {
+            return;
+        }
+        let Some(r) = &mut self.raft else { return };
+        let committed = match r.drive_unsynced() {
+            Ok((c, unsynced)) => {
+                self.raft_unsynced.extend(unsynced);
+                c
+            }
+            Err(e) => {
+                self.fail_storage("raft log", &e);
+                return;
+            }
+        };
+        let leader = r.is_leader();
+        if let Some(t) = &mut self.tiered {
+            let epoch = r.term().min(i32::MAX as u64) as i32;
+            t.set_role(if leader {
+                crate::remote::TierRole::Leader { epoch }
+            } else {
+                crate::remote::TierRole::Follower
+            });
+        }
+        for c in committed {
+            let waiter = self.proposals.remove(&c.proposal);
+            let (reply, acks_all) = match waiter {
+                Some(w) => w,
+                // Another replica's proposal (or one whose producer gave up): nobody waits.
+                None => (oneshot::channel().0, false),
+            };
+            let records = match c.command {
+                crate::raft::Command::Produce(records) => records,
+                crate::raft::Command::DeleteRecords(offset) => {
+                    self.apply_delete_records(c.proposal, offset);
+                    continue;
+                }
+            };
+            match crate::log::batch::split_batches(&records) {
+                Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
+                Err(e) => {
+                    tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
+                }
+            }
+        }
+        if !leader {
+            // Proposals of a deposed leader may never commit; their producers retry.
+            for (_, (reply, _)) in self.proposals.drain() {
+                let _ = reply.send(Err(PartitionError::NotLeader));
+            }
+            for (_, reply) in self.deletions.drain() {
+                let _ = reply.send(Err(PartitionError::NotLeader));
+            }
+        }
+    }
+}
