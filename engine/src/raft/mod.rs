@@ -717,6 +717,26 @@ mod reassign_tests {
         .unwrap()
     }
 
+    /// Replicas 1, 2 and 3 of a new group whose goal is those three.
+    fn group(dir: &std::path::Path) -> (Outbox, Reports, BTreeMap<u64, PartitionRaft>) {
+        let out = Outbox::default();
+        let reports = Reports::default();
+        let nodes = (1..=3)
+            .map(|id| (id, open(dir, id, &[1, 2, 3], &out, &reports)))
+            .collect();
+        (out, reports, nodes)
+    }
+
+    /// Hands every message sent so far to its addressee (lossless network).
+    fn deliver(nodes: &mut BTreeMap<u64, PartitionRaft>, out: &Outbox) {
+        let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
+        for m in msgs {
+            if let Some(n) = nodes.get_mut(&m.to) {
+                n.step(m);
+            }
+        }
+    }
+
     /// Ticks every node `rounds` times, delivering messages in between (lossless network).
     fn run(nodes: &mut BTreeMap<u64, PartitionRaft>, out: &Outbox, rounds: usize) {
         for _ in 0..rounds {
@@ -727,12 +747,7 @@ mod reassign_tests {
                 for n in nodes.values_mut() {
                     n.drive().unwrap();
                 }
-                let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
-                for m in msgs {
-                    if let Some(n) = nodes.get_mut(&m.to) {
-                        n.step(m);
-                    }
-                }
+                deliver(nodes, out);
             }
         }
     }
@@ -753,11 +768,7 @@ mod reassign_tests {
     #[test]
     fn the_leader_moves_the_group_to_the_target_through_learners_and_a_joint_change() {
         let dir = tempfile::tempdir().unwrap();
-        let out = Outbox::default();
-        let reports = Reports::default();
-        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
-            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
-            .collect();
+        let (out, reports, mut nodes) = group(dir.path());
         run(&mut nodes, &out, 20);
         assert!(
             nodes[&1].is_leader(),
@@ -821,11 +832,7 @@ mod reassign_tests {
     #[test]
     fn forged_messages_are_dropped_and_the_group_keeps_committing() {
         let dir = tempfile::tempdir().unwrap();
-        let out = Outbox::default();
-        let reports = Reports::default();
-        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
-            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
-            .collect();
+        let (out, _, mut nodes) = group(dir.path());
         run(&mut nodes, &out, 20);
         for i in 0..5 {
             nodes.get_mut(&1).unwrap().propose(b"batch", i).unwrap();
@@ -871,11 +878,7 @@ mod reassign_tests {
     #[test]
     fn an_entry_commits_only_once_a_majority_synced_it() {
         let dir = tempfile::tempdir().unwrap();
-        let out = Outbox::default();
-        let reports = Reports::default();
-        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
-            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
-            .collect();
+        let (out, _, mut nodes) = group(dir.path());
         run(&mut nodes, &out, 20);
         let mut held: BTreeMap<u64, Vec<log_file::Unsynced>> = BTreeMap::new();
         let rounds = |nodes: &mut BTreeMap<u64, PartitionRaft>,
@@ -885,12 +888,7 @@ mod reassign_tests {
                     let (_, u) = n.drive_unsynced().unwrap();
                     held.entry(n.id).or_default().extend(u);
                 }
-                let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
-                for m in msgs {
-                    if let Some(n) = nodes.get_mut(&m.to) {
-                        n.step(m);
-                    }
-                }
+                deliver(nodes, &out);
             }
         };
         let id = nodes.get_mut(&1).unwrap().propose(b"x", 0).unwrap();
@@ -923,11 +921,7 @@ mod reassign_tests {
     #[test]
     fn a_dead_new_replica_never_becomes_a_voter() {
         let dir = tempfile::tempdir().unwrap();
-        let out = Outbox::default();
-        let reports = Reports::default();
-        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
-            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
-            .collect();
+        let (out, _, mut nodes) = group(dir.path());
         run(&mut nodes, &out, 20);
         // Node 4 is in the target but never runs.
         for n in nodes.values_mut() {
@@ -947,11 +941,7 @@ mod reassign_tests {
     #[test]
     fn proposal_identities_are_not_reused_after_a_restart() {
         let dir = tempfile::tempdir().unwrap();
-        let out = Outbox::default();
-        let reports = Reports::default();
-        let mut nodes: BTreeMap<u64, PartitionRaft> = (1..=3)
-            .map(|id| (id, open(dir.path(), id, &[1, 2, 3], &out, &reports)))
-            .collect();
+        let (out, reports, mut nodes) = group(dir.path());
         run(&mut nodes, &out, 20);
         let first = nodes.get_mut(&1).unwrap().propose(b"before", 0).unwrap();
         run(&mut nodes, &out, 2);
@@ -978,12 +968,7 @@ mod reassign_tests {
                     applied.extend(c.into_iter().map(|c| (c.proposal, c.command)));
                 }
             }
-            let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
-            for m in msgs {
-                if let Some(n) = nodes.get_mut(&m.to) {
-                    n.step(m);
-                }
-            }
+            deliver(&mut nodes, &out);
         }
         let answered: Vec<_> = applied.iter().filter(|(p, _)| *p == second).collect();
         assert_eq!(answered.len(), 1);
