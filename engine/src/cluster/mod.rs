@@ -101,6 +101,27 @@ pub enum Command {
     },
 }
 
+impl Command {
+    /// The topic (name and id) and partition a `Reassign` or `Reassigned` is about.
+    pub fn reassignment(&self) -> Option<(&str, uuid::Uuid, i32)> {
+        match self {
+            Command::Reassign {
+                topic,
+                id,
+                partition,
+                ..
+            }
+            | Command::Reassigned {
+                topic,
+                id,
+                partition,
+                ..
+            } => Some((topic.as_str(), *id, *partition)),
+            _ => None,
+        }
+    }
+}
+
 /// A controller log entry: a command and the id its proposer waits on.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 pub struct Proposal {

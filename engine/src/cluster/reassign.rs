@@ -166,20 +166,9 @@ pub fn holds_replicas(b: &Broker, node: i32) -> bool {
 
 /// Applies a committed `Reassign` or `Reassigned` to this broker.
 pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
-    let (topic, id, partition) = match &cmd {
-        Command::Reassign {
-            topic,
-            id,
-            partition,
-            ..
-        }
-        | Command::Reassigned {
-            topic,
-            id,
-            partition,
-            ..
-        } => (topic.clone(), *id, *partition),
-        _ => return Err(ApplyError::Other("not a reassignment".into())),
+    let Some((topic, id, partition)) = cmd.reassignment().map(|(t, id, p)| (t.to_string(), id, p))
+    else {
+        return Err(ApplyError::Other("not a reassignment".into()));
     };
     let _guard = b.topics.change_lock.lock().await;
     let Some(mut rec) = b.topics.record(&topic).filter(|r| r.id == id) else {

@@ -65,25 +65,13 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
 /// (applying checks it again against the table at its index): a reassignment names an
 /// existing topic and partition, and a `Reassigned` the reassignment in progress.
 pub fn against_table(b: &crate::broker::Broker, cmd: &Command) -> Result<(), ApplyError> {
-    let (topic, id, partition) = match cmd {
-        Command::Reassign {
-            topic,
-            id,
-            partition,
-            ..
-        }
-        | Command::Reassigned {
-            topic,
-            id,
-            partition,
-            ..
-        } => (topic, id, *partition),
-        _ => return Ok(()),
+    let Some((topic, id, partition)) = cmd.reassignment() else {
+        return Ok(());
     };
     let rec = b
         .topics
         .record(topic)
-        .filter(|r| r.id == *id && (0..r.partitions).contains(&partition))
+        .filter(|r| r.id == id && (0..r.partitions).contains(&partition))
         .ok_or_else(|| {
             ApplyError::Invalid(format!(
                 "topic '{topic}' ({id}) has no partition {partition}"
