@@ -89,6 +89,10 @@ pub struct ServeArgs {
         default_value_t = 30000
     )]
     pub replica_lag_time_max_ms: u64,
+    /// Size at which a partition replica's Raft log starts a new file; files wholly before the
+    /// replica's checkpoint (what its segments hold, synced) are deleted
+    #[arg(long, env = "ICESTREAM_RAFT_LOG_FILE_BYTES", default_value_t = 32 << 20)]
+    pub raft_log_file_bytes: u64,
     /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -535,6 +539,9 @@ impl ServeArgs {
         if self.replica_lag_time_max_ms == 0 {
             bail!("--replica-lag-time-max-ms must be positive");
         }
+        if self.raft_log_file_bytes < 4096 {
+            bail!("--raft-log-file-bytes must be at least 4096");
+        }
         Ok(Some(engine::cluster::ClusterConfig {
             node_id: self.node_id,
             rpc_addr: self.rpc_addr,
@@ -544,6 +551,7 @@ impl ServeArgs {
             follower_fetch,
             replica_lag_max: std::time::Duration::from_millis(self.replica_lag_time_max_ms),
             batch_heartbeats: self.raft_batch_heartbeats,
+            raft_log_file_bytes: self.raft_log_file_bytes,
             rpc_connections: limits(
                 "rpc",
                 self.rpc_max_connections,

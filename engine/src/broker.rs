@@ -362,6 +362,8 @@ impl Broker {
             on_reassigned: cluster.reassign_reporter(&rec.name, rec.id, p),
             leader_changes: self.metrics.leader_changes.clone(),
             rejected: self.metrics.rpc_rejected.clone(),
+            chunks: cluster.chunk_fn(&rec.name, p),
+            file_bytes: cluster.config.raft_log_file_bytes,
         }))
     }
 

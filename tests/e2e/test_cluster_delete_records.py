@@ -1,6 +1,6 @@
 """DeleteRecords in a cluster is replicated: every replica moves its log start, and the move
 survives a restart of every broker and a change of leader (before, the leader alone applied
-it, and a restart rebuilt the log from the Raft log without it)."""
+it, and a restart lost it)."""
 
 from __future__ import annotations
 
@@ -86,7 +86,8 @@ def test_delete_records_survives_restarts_and_leader_changes_on_every_replica(br
         assert time.monotonic() < deadline, [replica_log_start(b, topic) for b in brokers]
         time.sleep(0.1)
 
-    # Every broker restarts: each rebuilds its log from its Raft log, DeleteRecords included.
+    # Every broker restarts: each opens its segments and re-applies what its Raft log holds
+    # after its checkpoint, DeleteRecords included.
     for b in brokers:
         b.kill9()
     for b in brokers:

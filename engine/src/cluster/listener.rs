@@ -113,7 +113,8 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
                 }
                 None
             }
-            Kind::Members | Kind::ProposeResult => return,
+            Kind::SnapshotRead => Some(super::snapshot_rpc::serve(&cluster, &body).await),
+            Kind::Members | Kind::ProposeResult | Kind::SnapshotChunk => return,
         };
         if let Some(a) = answer {
             if s.write_all(&a).await.is_err() {

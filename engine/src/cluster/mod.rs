@@ -16,6 +16,7 @@ pub mod placement;
 pub mod reassign;
 pub mod rpc;
 pub mod send_queue;
+mod snapshot_rpc;
 
 pub mod validate;
 
@@ -55,6 +56,8 @@ pub struct ClusterConfig {
     pub replica_lag_max: Duration,
     /// `--raft-batch-heartbeats`: partition Raft heartbeats to one peer leave as one frame.
     pub batch_heartbeats: bool,
+    /// `--raft-log-file-bytes`: when a partition replica's Raft log starts a new file.
+    pub raft_log_file_bytes: u64,
     /// Connections the RPC listener accepts, in total and per client IP.
     pub rpc_connections: crate::net::limit::ConnLimits,
     /// How many frames (and bytes) wait for one peer before the oldest are dropped.

@@ -31,6 +31,11 @@ pub enum Kind {
     /// Partition Raft messages (heartbeats) of many groups, one way: `u32` count, then per item
     /// `u16` topic length, topic, `i32` partition, `u32` message length, protobuf.
     PartitionRaftBatch = 7,
+    /// A replica installing a snapshot asks for a chunk of a partition's log
+    /// (`super::snapshot_rpc`); answered with `SnapshotChunk`.
+    SnapshotRead = 8,
+    /// The answer to `SnapshotRead`.
+    SnapshotChunk = 9,
 }
 
 impl Kind {
@@ -43,6 +48,8 @@ impl Kind {
             5 => Kind::ProposeResult,
             6 => Kind::PartitionRaft,
             7 => Kind::PartitionRaftBatch,
+            8 => Kind::SnapshotRead,
+            9 => Kind::SnapshotChunk,
             _ => return None,
         })
     }

@@ -82,7 +82,7 @@ pub struct PartitionLog {
     pub recovered_bytes_truncated: u64,
 }
 
-const LOG_START_FILE: &str = "log-start-offset";
+pub(crate) const LOG_START_FILE: &str = "log-start-offset";
 const EPOCH_FILE: &str = "leader-epoch-checkpoint";
 
 impl PartitionLog {
@@ -387,6 +387,86 @@ impl PartitionLog {
             last_offset: ph.last_offset(),
             log_append_time: lat.unwrap_or(-1),
         })
+    }
+
+    /// Appends a batch copied from another replica's log, offsets and all (a snapshot being
+    /// installed). Batches this log already holds are skipped; a gap (the other log was
+    /// compacted) is kept.
+    pub fn append_copy(&mut self, h: &BatchHeader, bytes: &Bytes, now_ms: i64) -> io::Result<()> {
+        if h.last_offset() < self.next_offset() {
+            return Ok(());
+        }
+        if h.base_offset < self.next_offset() || bytes.len() < batch::HEADER_LEN {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "copied batch at {} overlaps the log end {}",
+                    h.base_offset,
+                    self.next_offset()
+                ),
+            ));
+        }
+        self.maybe_roll(bytes.len() as u64, now_ms)?;
+        let epoch = h.partition_leader_epoch;
+        if self.epochs.last().is_none_or(|&(e, _)| e < epoch) {
+            self.epochs.push((epoch, h.base_offset));
+            write_epochs(&self.dir.join(EPOCH_FILE), &self.epochs)?;
+        }
+        let interval = self.config.index_interval_bytes;
+        let active = self.active_mut();
+        if active.size == 0 {
+            active.created_ms = now_ms;
+        }
+        let (header, records) = bytes.split_at(batch::HEADER_LEN);
+        active.append(header, records, h, interval)?;
+        let handle = active.sync_handle();
+        self.producers.record(h, now_ms);
+        if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
+            self.dirty.push(handle);
+        }
+        Ok(())
+    }
+
+    /// Removes every batch at or after `offset` (a batch boundary), as [`super::cut::cut_at`]
+    /// does before a log is opened, and reopens the log.
+    pub fn cut_to(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
+        if offset == self.next_offset() {
+            return Ok(());
+        }
+        self.take_dirty()?;
+        super::cut::cut_at(&self.dir, offset, now_ms)?;
+        *self = PartitionLog::open(&self.dir, self.config.clone(), now_ms)?;
+        Ok(())
+    }
+
+    /// Moves the next offset up to `offset` with no records in between (a snapshot whose last
+    /// batches the other replica's compaction removed): a new segment starts there.
+    pub fn skip_to(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
+        if offset <= self.next_offset() {
+            return Ok(());
+        }
+        self.active_mut().seal()?;
+        self.segments
+            .insert(offset, Segment::create(&self.dir, offset, now_ms)?);
+        sync_dir(&self.dir)
+    }
+
+    /// Empties the log so that it starts at `start` and its next offset is `next` (a snapshot
+    /// from a replica that no longer holds what comes after this log's end).
+    pub fn reset(&mut self, start: i64, next: i64, now_ms: i64) -> io::Result<()> {
+        for (_, seg) in std::mem::take(&mut self.segments) {
+            seg.delete()?;
+        }
+        super::producer_state::remove_snapshots_after(&self.dir, i64::MIN)?;
+        self.segments
+            .insert(next, Segment::create(&self.dir, next, now_ms)?);
+        self.log_start_offset = start.min(next);
+        write_i64(&self.dir.join(LOG_START_FILE), self.log_start_offset)?;
+        self.epochs.clear();
+        write_epochs(&self.dir.join(EPOCH_FILE), &self.epochs)?;
+        self.producers = ProducerStates::default();
+        self.dirty.clear();
+        sync_dir(&self.dir)
     }
 
     fn maybe_roll(&mut self, incoming: u64, now_ms: i64) -> io::Result<()> {

@@ -197,6 +197,16 @@ impl ProducerStates {
     }
 }
 
+/// Removes every snapshot after `offset` (all of them with `i64::MIN`).
+pub fn remove_snapshots_after(dir: &Path, offset: i64) -> io::Result<()> {
+    for o in snapshot_offsets(dir)? {
+        if o > offset {
+            super::power::remove_file(&snapshot_path(dir, o))?;
+        }
+    }
+    Ok(())
+}
+
 pub fn snapshot_path(dir: &Path, offset: i64) -> PathBuf {
     dir.join(format!("{offset:020}.snapshot"))
 }

@@ -55,6 +55,9 @@ impl Actor {
             Cmd::DeleteRecords { reply, .. } | Cmd::Roll { reply } => {
                 let _ = reply.send(Err(err()));
             }
+            Cmd::ReadChunk { reply, .. } => {
+                let _ = reply.send(Err(err()));
+            }
             Cmd::Raft(_) => {}
             other => return Some(other),
         }

@@ -24,11 +24,13 @@ use crate::metrics::Metrics;
 use crate::replication::{ReplicationGroup, SingleNode};
 use crate::time::now_ms;
 
+mod checkpoint;
 mod compaction;
 mod delete_records;
 mod failure;
 mod raft_sync;
 mod replicated;
+mod snapshot;
 mod tick;
 mod tiered;
 pub use tiered::RemoteLink;
@@ -119,6 +121,11 @@ pub enum Cmd {
     Reconfigure(Box<ResolvedTopicConfig>),
     /// A message for the partition's Raft group.
     Raft(Box<raft::eraftpb::Message>),
+    /// Another replica installing a snapshot asks for a chunk of this replica's log.
+    ReadChunk {
+        req: crate::raft::snapshot::ChunkRequest,
+        reply: Reply<crate::raft::snapshot::Chunk>,
+    },
     /// The replicas the Raft group should move to (a reassignment's target, else the
     /// assignment) and the preferred leader.
     Goal {
@@ -215,15 +222,43 @@ pub fn spawn(
     let raft_view = raft.as_ref().map(|r| r.isr.clone());
     let raft = match raft {
         Some(setup) => {
-            // The segment log is rebuilt from the Raft log, which holds every entry.
-            if dir.exists() {
-                std::fs::remove_dir_all(&dir)?;
+            let r = crate::raft::PartitionRaft::open(setup).map_err(io::Error::other)?;
+            match r.checkpoint_offset() {
+                // The segments hold everything up to the checkpoint: what was applied after
+                // it is cut, and the Raft log applies it again.
+                Some(offset) if dir.exists() => {
+                    let cut = crate::log::cut::cut_at(&dir, offset, now_ms())?;
+                    if cut > 0 {
+                        tracing::info!(dir = %dir.display(), offset, bytes = cut, "cut the segment log back to the raft checkpoint");
+                    }
+                }
+                // The segments are gone: refused below (unless the checkpoint holds nothing).
+                Some(_) => {}
+                // No checkpoint yet (a new replica, or a log written before checkpoints
+                // existed): the Raft log holds every entry from the first, and the segment
+                // log is rebuilt from it.
+                None => {
+                    if dir.exists() {
+                        std::fs::remove_dir_all(&dir)?;
+                    }
+                }
             }
-            Some(crate::raft::PartitionRaft::open(setup).map_err(io::Error::other)?)
+            Some(r)
         }
         None => None,
     };
     let log = PartitionLog::open(&dir, config.log.clone(), now_ms())?;
+    if let Some(offset) = raft.as_ref().and_then(|r| r.checkpoint_offset()) {
+        if log.next_offset() < offset {
+            return Err(io::Error::other(format!(
+                "{}: the segment log ends at {} but the raft checkpoint says {offset} was applied; \
+                 the segments were lost or damaged. Remove this directory and its raft directory \
+                 to copy the replica from the others again",
+                dir.display(),
+                log.next_offset()
+            )));
+        }
+    }
     if log.recovered_bytes_truncated > 0 {
         tracing::warn!(dir = %dir.display(), bytes = log.recovered_bytes_truncated, "truncated a torn write at the log tail");
         metrics
@@ -268,6 +303,9 @@ pub fn spawn(
         deletions: crate::raft::Pending::new(),
         raft_unsynced: Vec::new(),
         failed: None,
+        install: None,
+        install_next: None,
+        checkpointing: false,
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
@@ -309,6 +347,11 @@ struct Actor {
     raft_unsynced: Vec<crate::raft::log_file::Unsynced>,
     /// Set by the first write or sync error ([`failure`]): the replica stops.
     failed: Option<Arc<str>>,
+    /// A snapshot being copied from the leader ([`snapshot`]), and its next step to await.
+    install: Option<snapshot::Install>,
+    install_next: Option<snapshot::InstallIo>,
+    /// A checkpoint write is in flight ([`checkpoint`]).
+    checkpointing: bool,
 }
 
 /// `(delete files, delete remote data, reply)`.
@@ -326,6 +369,8 @@ impl Actor {
         // Replicated partitions tick together on the shard's timer (missed ticks coalesce).
         let mut raft_tick = self.raft.as_ref().map(|_| tick::shard_tick());
         let mut raft_sync: Option<RaftSync> = None;
+        let mut install_io: Option<snapshot::InstallIo> = None;
+        let mut checkpoint_io: Option<checkpoint::CheckpointIo> = None;
         loop {
             let deadline = self.flush_deadline();
             tokio::select! {
@@ -368,6 +413,14 @@ impl Actor {
                     let (done, _) = raft_sync.take().expect("guarded");
                     self.raft_synced(done, res);
                 }
+                step = async { install_io.as_mut().expect("guarded").await }, if install_io.is_some() => {
+                    install_io = None;
+                    self.install_step(step);
+                }
+                (cp, res) = async { checkpoint_io.as_mut().expect("guarded").await }, if checkpoint_io.is_some() => {
+                    checkpoint_io = None;
+                    self.checkpoint_done(cp, res);
+                }
                 res = async { raft_tick.as_mut().expect("guarded").changed().await }, if self.raft.is_some() && raft_tick.is_some() => {
                     match (res, &mut self.raft) {
                         (Ok(()), Some(r)) if self.failed.is_none() => r.tick(),
@@ -380,6 +433,12 @@ impl Actor {
             self.drive_raft();
             if raft_sync.is_none() {
                 raft_sync = self.start_raft_sync();
+            }
+            if install_io.is_none() {
+                install_io = self.install_next.take();
+            }
+            if checkpoint_io.is_none() && self.raft.is_some() {
+                checkpoint_io = self.start_checkpoint();
             }
             if inflight.is_none() && !self.waiters.is_empty() {
                 inflight = self.start_flush();
@@ -409,10 +468,11 @@ impl Actor {
                 }
             }
             Cmd::Raft(m) => {
-                if let Some(r) = &mut self.raft {
-                    r.step(*m);
+                if let Some(snap) = self.raft.as_mut().and_then(|r| r.step(*m)) {
+                    self.begin_install(snap);
                 }
             }
+            Cmd::ReadChunk { req, reply } => self.serve_chunk(req, reply),
             Cmd::Goal {
                 replicas,
                 reassigning,

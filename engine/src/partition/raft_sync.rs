@@ -19,7 +19,7 @@ impl Actor {
         if self.raft_unsynced.is_empty() || self.failed.is_some() {
             return None;
         }
-        let file = self.raft.as_ref()?.log_file();
+        let files = self.raft.as_mut()?.take_dirty();
         let flusher = self.flusher.clone();
         let metrics = self.metrics.clone();
         let done = std::mem::take(&mut self.raft_unsynced);
@@ -27,7 +27,7 @@ impl Actor {
             done,
             Box::pin(async move {
                 let t = std::time::Instant::now();
-                flusher.sync_all(vec![file]).await?;
+                flusher.sync_all(files).await?;
                 metrics.fsync_seconds.observe(t.elapsed().as_secs_f64());
                 Ok(())
             }),

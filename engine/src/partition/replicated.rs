@@ -80,6 +80,14 @@ impl Actor {
                 crate::remote::TierRole::Follower
             });
         }
+        if !committed.is_empty() && self.install.is_some() {
+            // Entries arrived from a leader that has them: the snapshot is not needed, and what
+            // was copied of it must go before they are applied.
+            self.abandon_install("entries arrived while copying a snapshot");
+            if self.failed.is_some() {
+                return;
+            }
+        }
         for c in committed {
             let waiter = self.proposals.remove(&c.proposal);
             let (reply, acks_all) = match waiter {
@@ -100,6 +108,10 @@ impl Actor {
                     tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
                 }
             }
+        }
+        let end = self.log.next_offset();
+        if let Some(r) = &mut self.raft {
+            r.note_applied(end);
         }
         if !leader {
             // Proposals of a deposed leader may never commit; their producers retry.

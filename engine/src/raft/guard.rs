@@ -17,9 +17,12 @@
 //! - A leader's progress takes an append response's `index` as the follower's match: one past
 //!   the leader's own log stalls that follower for good; a `request_snapshot` makes it build a
 //!   snapshot, which this code never sends nor expects.
-//! - Snapshots (`MsgSnapshot`), proposals, read-index and transfer requests never cross the
-//!   wire here (logs are never compacted; proposals and transfers happen on the leader), and
-//!   a forged proposal would append arbitrary records, so they are dropped.
+//! - Snapshots (`MsgSnapshot`) reach partition groups only (the controller's log is never
+//!   compacted), and only with a configuration raft-rs can restore (voters, no node 0), a
+//!   term no later than the message's and data that is ours (`super::snapshot`).
+//!   Proposals, read-index and transfer requests never cross the wire here (proposals and
+//!   transfers happen on the leader), and a forged proposal would append arbitrary records,
+//!   so they are dropped.
 //! - Terms: raft-rs adds 1 on every campaign (a `u64::MAX` term overflows) and the partition
 //!   leader epoch Kafka sees is the term as an `i32`.
 //! - `MsgTimeoutNow` starts an election at once; only the current leader sends it.
@@ -49,6 +52,8 @@ pub enum Rejected {
     AckPastLog { from: u64, index: u64, last: u64 },
     #[error("append response from {from} requests a snapshot, which this code never sends")]
     SnapshotRequest { from: u64 },
+    #[error("snapshot from {from} is impossible: {why}")]
+    Snapshot { from: u64, why: &'static str },
     #[error("MsgTimeoutNow from {from}, which is not the leader of term {term}")]
     NotLeader { from: u64, term: u64 },
 }
@@ -65,6 +70,7 @@ impl Rejected {
             Rejected::Entries { .. } => "raft_entries",
             Rejected::AckPastLog { .. } | Rejected::SnapshotRequest { .. } => "raft_response",
             Rejected::NotLeader { .. } => "raft_timeout_now",
+            Rejected::Snapshot { .. } => "raft_snapshot",
         }
     }
 }
@@ -85,18 +91,20 @@ pub enum Peers {
 pub fn check<T: Storage>(raft: &Raft<T>, m: &Message, peers: Peers) -> Result<(), Rejected> {
     use MessageType::*;
     let ty = m.get_msg_type();
-    if !matches!(
-        ty,
+    let remote = match ty {
         MsgAppend
-            | MsgAppendResponse
-            | MsgRequestVote
-            | MsgRequestVoteResponse
-            | MsgRequestPreVote
-            | MsgRequestPreVoteResponse
-            | MsgHeartbeat
-            | MsgHeartbeatResponse
-            | MsgTimeoutNow
-    ) {
+        | MsgAppendResponse
+        | MsgRequestVote
+        | MsgRequestVoteResponse
+        | MsgRequestPreVote
+        | MsgRequestPreVoteResponse
+        | MsgHeartbeat
+        | MsgHeartbeatResponse
+        | MsgTimeoutNow => true,
+        MsgSnapshot => peers == Peers::Vouched,
+        _ => false,
+    };
+    if !remote {
         return Err(Rejected::NotRemote(ty));
     }
     if m.to != raft.id {
@@ -132,6 +140,7 @@ pub fn check<T: Storage>(raft: &Raft<T>, m: &Message, peers: Peers) -> Result<()
             index: m.index,
             last,
         }),
+        MsgSnapshot => check_snapshot(m).map_err(|why| Rejected::Snapshot { from: m.from, why }),
         MsgTimeoutNow if m.from != raft.leader_id || m.term != raft.term => {
             Err(Rejected::NotLeader {
                 from: m.from,
@@ -140,6 +149,32 @@ pub fn check<T: Storage>(raft: &Raft<T>, m: &Message, peers: Peers) -> Result<()
         }
         _ => Ok(()),
     }
+}
+
+fn check_snapshot(m: &Message) -> Result<(), &'static str> {
+    let snap = m.get_snapshot();
+    let meta = snap.get_metadata();
+    if meta.index == 0 || meta.index > MAX_TERM << 32 {
+        return Err("index out of range");
+    }
+    if meta.term == 0 || meta.term > m.term {
+        return Err("term out of range");
+    }
+    let cs = meta.get_conf_state();
+    let ids = || {
+        cs.voters
+            .iter()
+            .chain(&cs.learners)
+            .chain(&cs.voters_outgoing)
+            .chain(&cs.learners_next)
+    };
+    if cs.voters.is_empty() || ids().any(|&id| id == 0) {
+        return Err("configuration without voters");
+    }
+    if super::snapshot::offset_of(snap).is_none() {
+        return Err("data is not a partition snapshot");
+    }
+    Ok(())
 }
 
 fn check_append<T: Storage>(raft: &Raft<T>, m: &Message) -> Result<(), String> {
@@ -253,7 +288,6 @@ mod tests {
             "raft_unknown_peer"
         );
         for ty in [
-            MessageType::MsgSnapshot,
             MessageType::MsgPropose,
             MessageType::MsgHup,
             MessageType::MsgTransferLeader,
@@ -261,6 +295,33 @@ mod tests {
         ] {
             assert_eq!(rejected(&msg(ty, 1, 2)), "raft_message_type", "{ty:?}");
         }
+        // The controller's group takes no snapshot; a partition's only one that is ours.
+        assert_eq!(
+            rejected(&msg(MessageType::MsgSnapshot, 1, 2)),
+            "raft_message_type"
+        );
+        let vouched = |m: &Message| check(r, m, Peers::Vouched).unwrap_err().reason();
+        let mut snap = msg(MessageType::MsgSnapshot, 1, 2);
+        assert_eq!(vouched(&snap), "raft_snapshot");
+        let cp = crate::raft::checkpoint::Checkpoint {
+            index: 9,
+            term: 2,
+            conf: ConfState::from((vec![1, 2, 3], vec![])),
+            offset: 100,
+            first_file: 0,
+        };
+        snap.set_snapshot(crate::raft::snapshot::to_snapshot(&cp));
+        assert_eq!(check(r, &snap, Peers::Vouched), Ok(()));
+        snap.mut_snapshot().data = vec![1, 2].into();
+        assert_eq!(vouched(&snap), "raft_snapshot");
+        let mut later = cp.clone();
+        later.term = 3;
+        snap.set_snapshot(crate::raft::snapshot::to_snapshot(&later));
+        assert_eq!(vouched(&snap), "raft_snapshot");
+        let mut empty = cp;
+        empty.conf = ConfState::default();
+        snap.set_snapshot(crate::raft::snapshot::to_snapshot(&empty));
+        assert_eq!(vouched(&snap), "raft_snapshot");
         assert_eq!(
             rejected(&msg(MessageType::MsgRequestVote, 1, u64::MAX)),
             "raft_term"

@@ -1,10 +1,13 @@
-//! A Raft group's log on disk (the controller's `<data>/controller/raft.log` and each
-//! partition replica's under `<data>/raft/`): an append-only file of records `u32 length, u32
-//! crc32c, u8 type, protobuf body` (entries and hard states), synced before the Ready that
-//! produced them is acted on; `voters.json` holds the voter set it was bootstrapped with. On
-//! start the file is read once, record by record, into a [`DiskStorage`] that keeps where each
-//! entry is rather than the entry; a torn or corrupt tail record is cut off (it was never
-//! synced, so never acknowledged).
+//! A Raft group's log on disk (the controller's `<data>/controller/` and each partition
+//! replica's under `<data>/raft/`): append-only files of records `u32 length, u32 crc32c, u8
+//! type, protobuf body` (entries and hard states), `raft.log` then `raft.log.1`, `raft.log.2`,
+//! ... (a new one every [`FILE_BYTES`], starting with the hard state), so that the files
+//! wholly before a partition's checkpoint can be deleted ([`super::checkpoint`]); synced
+//! before the Ready that produced them is acted on; `voters.json` holds the voter set it was
+//! bootstrapped with. On start the files are read once, record by record, into a
+//! [`DiskStorage`] that keeps where each entry is rather than the entry; a torn or corrupt
+//! record ends the log there (it and everything written after it were never synced, so never
+//! acknowledged).
 
 use std::fs::{File, OpenOptions};
 use std::io::{BufReader, Read, Write};
@@ -15,12 +18,15 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Message};
 use raft::RawNode;
 
-use super::storage::DiskStorage;
+use super::checkpoint::Checkpoint;
+use super::storage::{DiskStorage, Pos};
 
 pub(super) const ENTRY: u8 = 1;
 pub(super) const HARD_STATE: u8 = 2;
 /// A record's header: `u32 length, u32 crc32c` (big-endian).
 pub(super) const RECORD_HEADER: usize = 8;
+/// A new log file is started past this size (by default), so old entries go a file at a time.
+pub const FILE_BYTES: u64 = 32 << 20;
 
 /// The raft-rs settings of every group, the controller's and the partitions': elections after
 /// 10-20 ticks of [`crate::raft::TICK`], heartbeats every 2, pre-vote and
@@ -57,12 +63,43 @@ pub enum StoreError {
     Corrupt(PathBuf, String),
 }
 
-/// The writing end of a Raft log file.
+/// The writing end of a Raft log.
 pub struct RaftStore {
-    path: PathBuf,
+    dir: PathBuf,
+    /// The file appended to, and its number.
     file: Arc<File>,
-    /// The file's length: where the next record goes.
+    number: u64,
+    /// Its length: where the next record goes.
     len: u64,
+    /// Files written since the last [`Self::take_dirty`] (a new file leaves the old one dirty).
+    dirty: Vec<Arc<File>>,
+    /// A new file is started past this size.
+    file_bytes: u64,
+}
+
+/// The name of log file `n`.
+fn file_name(n: u64) -> String {
+    if n == 0 {
+        "raft.log".to_string()
+    } else {
+        format!("raft.log.{n}")
+    }
+}
+
+/// The log files in `dir`, by number.
+fn list_files(dir: &Path) -> std::io::Result<Vec<u64>> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir)? {
+        let name = e?.file_name();
+        let Some(name) = name.to_str() else { continue };
+        if name == "raft.log" {
+            out.push(0);
+        } else if let Some(n) = name.strip_prefix("raft.log.").and_then(|n| n.parse().ok()) {
+            out.push(n);
+        }
+    }
+    out.sort_unstable();
+    Ok(out)
 }
 
 impl RaftStore {
@@ -85,76 +122,131 @@ impl RaftStore {
             }
             Err(e) => return Err(io(&vpath)(e)),
         };
-        let path = dir.join("raft.log");
-        crate::log::power::before_open_write(&path, false);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io(&path))?;
-        let reader = File::open(&path).map_err(io(&path))?;
-        let storage = DiskStorage::new(path.clone(), reader, ConfState::from((voters, vec![])));
-        let len = file.metadata().map_err(io(&path))?.len();
-        let good = replay(&file, len, &storage, &path)?;
-        if good < len {
-            tracing::warn!(path = %path.display(), cut = len - good, "cut a torn raft log tail");
-            file.set_len(good).map_err(io(&path))?;
-            crate::log::power::truncated(&path, good);
-            crate::log::power::sync_file(&file, true).map_err(io(&path))?;
+        let checkpoint = Checkpoint::read(dir)?;
+        let first_file = checkpoint.as_ref().map_or(0, |c| c.first_file);
+        let storage = DiskStorage::new(
+            dir.to_path_buf(),
+            ConfState::from((voters, vec![])),
+            checkpoint,
+        );
+        let mut numbers = list_files(dir).map_err(io(dir))?;
+        // Files a snapshot replaced: a crash came between the checkpoint and their deletion.
+        for &n in numbers.iter().filter(|&&n| n < first_file) {
+            remove_file(dir, n)?;
         }
+        numbers.retain(|&n| n >= first_file);
+        if numbers.is_empty() {
+            numbers.push(first_file);
+        }
+        let mut open = None;
+        for (i, &n) in numbers.iter().enumerate() {
+            let path = dir.join(file_name(n));
+            crate::log::power::before_open_write(&path, false);
+            let file = OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .read(true)
+                .append(true)
+                .open(&path)
+                .map_err(io(&path))?;
+            storage.add_file(n, File::open(&path).map_err(io(&path))?);
+            let len = file.metadata().map_err(io(&path))?.len();
+            let good = replay(&file, n, len, &storage, &path)?;
+            if good < len {
+                tracing::warn!(path = %path.display(), cut = len - good, "cut a torn raft log tail");
+                file.set_len(good).map_err(io(&path))?;
+                crate::log::power::truncated(&path, good);
+                crate::log::power::sync_file(&file, true).map_err(io(&path))?;
+                // Nothing after a torn record was ever synced: later files go too.
+                for &later in &numbers[i + 1..] {
+                    remove_file(dir, later)?;
+                }
+                open = Some((n, file, good));
+                break;
+            }
+            open = Some((n, file, good));
+        }
+        let (number, file, len) = open.expect("at least one file");
         // A new log's directory entry must be durable before its first entry is.
         crate::log::files::sync_dir(dir).map_err(io(dir))?;
         Ok((
             RaftStore {
-                path,
+                dir: dir.to_path_buf(),
                 file: Arc::new(file),
-                len: good,
+                number,
+                len,
+                dirty: Vec::new(),
+                file_bytes: FILE_BYTES,
             },
             storage,
         ))
     }
 
-    /// Appends entries and the hard state, then syncs. Returns where each entry's record
-    /// starts in the file.
+    pub fn set_file_bytes(&mut self, n: u64) {
+        self.file_bytes = n.max(4096);
+    }
+
+    /// Appends entries and the hard state, then syncs. Returns where each entry's record is.
     pub fn persist(
         &mut self,
+        storage: &DiskStorage,
         entries: &[Entry],
         hs: Option<&HardState>,
-    ) -> Result<Vec<u64>, StoreError> {
-        let positions = self.write(entries, hs)?;
-        if crate::log::power::skip_fsync() {
-            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
-            return Ok(positions);
-        }
-        crate::log::power::sync_file(&self.file, false).map_err(|source| StoreError::Io {
-            path: self.path.clone(),
-            source,
-        })?;
+    ) -> Result<Vec<Pos>, StoreError> {
+        let positions = self.write(storage, entries, hs)?;
+        self.sync()?;
         Ok(positions)
     }
 
-    /// The file, for a sync the caller runs off the shard thread ([`run_ready_unsynced`]).
-    pub fn file(&self) -> Arc<File> {
-        self.file.clone()
+    /// Syncs every file written since the last sync, on this thread.
+    fn sync(&mut self) -> Result<(), StoreError> {
+        let files = self.take_dirty();
+        if crate::log::power::skip_fsync() {
+            // UNSAFE, tests only (`--unsafe-skip-fsync-for-tests`): Raft acts on unsynced entries.
+            return Ok(());
+        }
+        for f in files {
+            crate::log::power::sync_file(&f, false).map_err(|source| StoreError::Io {
+                path: self.path(),
+                source,
+            })?;
+        }
+        Ok(())
     }
 
-    pub fn path(&self) -> &Path {
-        &self.path
+    /// The files written since the last call, for a sync the caller runs off the shard thread
+    /// ([`run_ready_unsynced`]).
+    pub fn take_dirty(&mut self) -> Vec<Arc<File>> {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// The file being appended to.
+    pub fn path(&self) -> PathBuf {
+        self.dir.join(file_name(self.number))
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// Appends entries and the hard state without syncing; returns where each entry's record
-    /// starts in the file.
+    /// is.
     pub fn write(
         &mut self,
+        storage: &DiskStorage,
         entries: &[Entry],
         hs: Option<&HardState>,
-    ) -> Result<Vec<u64>, StoreError> {
+    ) -> Result<Vec<Pos>, StoreError> {
+        if self.len >= self.file_bytes && !entries.is_empty() {
+            self.next_file(storage)?;
+        }
         let mut buf = Vec::new();
         let mut positions = Vec::with_capacity(entries.len());
         for e in entries {
-            positions.push(self.len + buf.len() as u64);
+            positions.push(Pos {
+                file: self.number,
+                at: self.len + buf.len() as u64,
+            });
             record(
                 &mut buf,
                 ENTRY,
@@ -168,22 +260,113 @@ impl RaftStore {
                 &hs.write_to_bytes().map_err(|e| self.corrupt(e))?,
             );
         }
+        self.append(&buf)?;
+        Ok(positions)
+    }
+
+    fn append(&mut self, buf: &[u8]) -> Result<(), StoreError> {
         if buf.is_empty() {
-            return Ok(positions);
+            return Ok(());
         }
         let io = |source| StoreError::Io {
-            path: self.path.clone(),
+            path: self.path(),
             source,
         };
         // A failed write may have left part of the buffer in the file: the replica stops (the
         // caller fails closed) and the next start cuts the torn record.
-        (&*self.file).write_all(&buf).map_err(io)?;
+        (&*self.file).write_all(buf).map_err(io)?;
         self.len += buf.len() as u64;
-        Ok(positions)
+        if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &self.file)) {
+            self.dirty.push(self.file.clone());
+        }
+        Ok(())
+    }
+
+    /// Starts the next file, with the current hard state first so that the files before it
+    /// can go. The old file stays dirty until the next sync; were it torn by a crash, the
+    /// replay drops the new file too.
+    fn next_file(&mut self, storage: &DiskStorage) -> Result<(), StoreError> {
+        let number = self.number + 1;
+        let path = self.dir.join(file_name(number));
+        let io = |source| StoreError::Io {
+            path: path.clone(),
+            source,
+        };
+        // Nothing of a file past the last one replayed was ever synced.
+        remove_file(&self.dir, number)?;
+        crate::log::power::before_open_write(&path, true);
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .append(true)
+            .open(&path)
+            .map_err(io)?;
+        storage.add_file(number, File::open(&path).map_err(io)?);
+        crate::log::files::sync_dir(&self.dir).map_err(io)?;
+        self.file = Arc::new(file);
+        self.number = number;
+        self.len = 0;
+        let mut buf = Vec::new();
+        let hs = storage.hard_state();
+        record(
+            &mut buf,
+            HARD_STATE,
+            &hs.write_to_bytes().map_err(|e| self.corrupt(e))?,
+        );
+        self.append(&buf)
+    }
+
+    /// A durable checkpoint: the files wholly before it are deleted.
+    pub fn compact(&mut self, storage: &DiskStorage, cp: Checkpoint) -> Result<(), StoreError> {
+        for n in storage.compact(cp, self.number) {
+            remove_file(&self.dir, n)?;
+        }
+        Ok(())
+    }
+
+    /// Installs a snapshot from the leader (the caller copied its segments and synced them):
+    /// a new file with the hard state, then the checkpoint naming it as the first file, then
+    /// the old files go. A crash in between leaves either the old log and checkpoint, or the
+    /// new checkpoint with stale files it tells the next start to delete.
+    pub fn install(
+        &mut self,
+        storage: &DiskStorage,
+        snapshot: &raft::eraftpb::Snapshot,
+    ) -> Result<(), StoreError> {
+        let cp = super::snapshot::checkpoint_of(snapshot, self.number + 1).ok_or_else(|| {
+            StoreError::Corrupt(self.dir.clone(), "a snapshot without an offset".into())
+        })?;
+        self.next_file(storage)?;
+        let mut hs = storage.hard_state();
+        hs.commit = hs.commit.max(cp.index);
+        storage.set_hard_state(hs.clone());
+        self.write(storage, &[], Some(&hs))?;
+        self.sync()?;
+        cp.write(&self.dir)?;
+        storage.install(cp.clone());
+        for n in list_files(&self.dir).map_err(|source| StoreError::Io {
+            path: self.dir.clone(),
+            source,
+        })? {
+            if n < cp.first_file {
+                remove_file(&self.dir, n)?;
+            }
+        }
+        Ok(())
     }
 
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
-        StoreError::Corrupt(self.path.clone(), e.to_string())
+        StoreError::Corrupt(self.path(), e.to_string())
+    }
+}
+
+fn remove_file(dir: &Path, n: u64) -> Result<(), StoreError> {
+    let path = dir.join(file_name(n));
+    match std::fs::remove_file(&path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(source) => Err(StoreError::Io { path, source }),
     }
 }
 
@@ -198,7 +381,13 @@ fn record(buf: &mut Vec<u8>, kind: u8, body: &[u8]) {
 
 /// Reads the file's records into `storage`, one at a time (the log is never all in memory);
 /// returns the length of the valid prefix.
-fn replay(file: &File, len: u64, storage: &DiskStorage, path: &Path) -> Result<u64, StoreError> {
+fn replay(
+    file: &File,
+    number: u64,
+    len: u64,
+    storage: &DiskStorage,
+    path: &Path,
+) -> Result<u64, StoreError> {
     let io = |source| StoreError::Io {
         path: path.to_path_buf(),
         source,
@@ -227,15 +416,19 @@ fn replay(file: &File, len: u64, storage: &DiskStorage, path: &Path) -> Result<u
                 e.merge_from_bytes(&payload[1..])
                     .map_err(|e| corrupt(e.to_string()))?;
                 let last = storage.last();
-                // The log has no gaps and starts at index 1; anything else means the file is
-                // damaged.
+                // The log has no gaps; anything else means the file is damaged.
                 if e.index < 1 || e.index > last + 1 {
                     return Err(corrupt(format!(
-                        "entry {} does not follow [1, {last}]",
-                        e.index
+                        "entry {} does not follow [{}, {last}]",
+                        e.index,
+                        storage.first()
                     )));
                 }
-                storage.append(std::slice::from_ref(&e), &[pos]);
+                let at = Pos {
+                    file: number,
+                    at: pos,
+                };
+                storage.append(std::slice::from_ref(&e), &[at]);
             }
             HARD_STATE => {
                 let mut hs = HardState::default();
@@ -262,22 +455,35 @@ pub fn run_ready(
     if !node.has_ready() {
         return Ok(Vec::new());
     }
-    let mut ready = node.ready();
+    let ready = node.ready();
+    run_synced(node, store, ready, &mut send)
+}
+
+fn run_synced(
+    node: &mut RawNode<DiskStorage>,
+    store: &mut RaftStore,
+    mut ready: raft::Ready,
+    send: &mut impl FnMut(Vec<Message>),
+) -> Result<Vec<Entry>, StoreError> {
     send(ready.take_messages());
+    if !ready.snapshot().is_empty() {
+        // A snapshot from the leader, its segments already copied (`partition::snapshot`).
+        store.install(node.store(), ready.snapshot())?;
+    }
     let mut committed = ready.take_committed_entries();
     if !ready.entries().is_empty() {
-        let positions = store.persist(ready.entries(), None)?;
+        let positions = store.persist(node.store(), ready.entries(), None)?;
         node.store().append(ready.entries(), &positions);
     }
     if let Some(hs) = ready.hs() {
-        store.persist(&[], Some(hs))?;
+        store.persist(node.store(), &[], Some(hs))?;
         node.store().set_hard_state(hs.clone());
     }
     send(ready.take_persisted_messages());
     let mut light = node.advance(ready);
     if let Some(commit) = light.commit_index() {
         let hs = node.store().set_commit(commit);
-        store.persist(&[], Some(&hs))?;
+        store.persist(node.store(), &[], Some(&hs))?;
     }
     send(light.take_messages());
     committed.extend(light.take_committed_entries());
@@ -314,14 +520,18 @@ pub fn run_ready_unsynced(
         return Ok((Vec::new(), None));
     }
     let mut ready = node.ready();
+    if !ready.snapshot().is_empty() {
+        // Installing a snapshot is rare and synced where it happens: the log restarts after it.
+        return Ok((run_synced(node, store, ready, &mut send)?, None));
+    }
     send(ready.take_messages());
     let committed = ready.take_committed_entries();
     if !ready.entries().is_empty() {
-        let positions = store.write(ready.entries(), None)?;
+        let positions = store.write(node.store(), ready.entries(), None)?;
         node.store().append(ready.entries(), &positions);
     }
     if let Some(hs) = ready.hs() {
-        store.write(&[], Some(hs))?;
+        store.write(node.store(), &[], Some(hs))?;
         node.store().set_hard_state(hs.clone());
     }
     let unsynced = Unsynced {
@@ -346,7 +556,7 @@ mod tests {
     #[test]
     fn entries_and_hard_state_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut s, _) = RaftStore::open(dir.path(), &[1, 2, 3]).unwrap();
+        let (mut s, st) = RaftStore::open(dir.path(), &[1, 2, 3]).unwrap();
         let ents: Vec<Entry> = (1..=3)
             .map(|i| Entry {
                 index: i,
@@ -360,11 +570,11 @@ mod tests {
             commit: 2,
             ..Default::default()
         };
-        s.persist(&ents, Some(&hs)).unwrap();
+        s.persist(&st, &ents, Some(&hs)).unwrap();
         // A conflicting entry 3 of term 2 replaces the old one on replay.
         let mut e3 = ents[2].clone();
         e3.term = 2;
-        s.persist(&[e3], None).unwrap();
+        s.persist(&st, &[e3], None).unwrap();
         drop(s);
         let path = dir.path().join("raft.log");
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();

@@ -6,10 +6,13 @@
 //! offsets, leader epochs (the entry's term) and producer state come out identical everywhere.
 //! The high watermark is what has been applied and flushed, which is always committed.
 //!
-//! The Raft log is kept in `<data>/raft/<topic>-<id>/<partition>/` (the same record file as
+//! The Raft log is kept in `<data>/raft/<topic>-<id>/<partition>/` (the same record files as
 //! the controller's, [`log_file`]), read by raft-rs through [`storage::DiskStorage`] (entries
-//! stay on disk; memory holds their locations and the newest ones), and never compacted yet;
-//! the segment log is a function of it, so on start it is rebuilt from the Raft log.
+//! stay on disk; memory holds their locations and the newest ones). It is a write-ahead log in
+//! front of the segment log: once the segments hold an entry, synced, a checkpoint may record it
+//! and the Raft log files before it go ([`applied`], [`checkpoint`]); a restart re-applies only
+//! what follows the checkpoint, and a follower behind the leader's first index copies the
+//! leader's segments instead ([`snapshot`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -23,9 +26,12 @@ use raft::{RawNode, StateRole, Storage as _};
 use log_file::{RaftStore, StoreError};
 use storage::DiskStorage;
 
+mod applied;
+pub mod checkpoint;
 pub mod guard;
 pub mod log_file;
 pub mod rejects;
+pub mod snapshot;
 pub mod storage;
 
 /// How often raft-rs is ticked (the controller and every partition group); elections take 10-20
@@ -63,6 +69,10 @@ pub struct RaftSetup {
     pub leader_changes: prometheus_client::metrics::counter::Counter,
     /// Where messages the [`guard`] drops are counted.
     pub rejected: crate::metrics::Rejections,
+    /// Reads chunks of another replica's log, to install a snapshot.
+    pub chunks: snapshot::ChunkFn,
+    /// The Raft log starts a new file past this size ([`log_file::FILE_BYTES`] by default).
+    pub file_bytes: u64,
 }
 
 /// The leader's view of its followers, published by the partition actor at every tick while it
@@ -150,6 +160,8 @@ pub struct PartitionRaft {
     /// The last reconfigure round saw a joint configuration.
     joint_seen: bool,
     rejected: crate::metrics::Rejections,
+    applied: applied::Applied,
+    chunks: snapshot::ChunkFn,
 }
 
 /// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
@@ -166,8 +178,12 @@ const DELETE_RECORDS: u8 = 1;
 
 impl PartitionRaft {
     pub fn open(setup: RaftSetup) -> Result<PartitionRaft, StoreError> {
-        let (store, storage) = RaftStore::open(&setup.dir, &setup.voters)?;
-        let config = log_file::raft_config(setup.id);
+        let (mut store, storage) = RaftStore::open(&setup.dir, &setup.voters)?;
+        store.set_file_bytes(setup.file_bytes);
+        let mut config = log_file::raft_config(setup.id);
+        // Entries up to the checkpoint are in the segment log already: not applied again.
+        let checkpoint = storage.checkpoint().map_or(0, |c| c.index);
+        config.applied = checkpoint;
         let logger = log_file::discard_logger();
         let fresh = storage
             .initial_state()
@@ -205,6 +221,11 @@ impl PartitionRaft {
             next_report: 0,
             joint_seen: false,
             rejected: setup.rejected,
+            applied: applied::Applied {
+                index: checkpoint,
+                ..Default::default()
+            },
+            chunks: setup.chunks,
         })
     }
 
@@ -227,6 +248,16 @@ impl PartitionRaft {
 
     pub fn term(&self) -> u64 {
         self.node.raft.term
+    }
+
+    /// This replica's node id.
+    pub fn id(&self) -> u64 {
+        self.id
+    }
+
+    /// How this replica reads another's log, to install a snapshot.
+    pub fn chunk_fn(&self) -> snapshot::ChunkFn {
+        self.chunks.clone()
     }
 
     /// Voters heard from within an election timeout (this one included). raft-rs's own
@@ -308,6 +339,7 @@ impl PartitionRaft {
         }
         self.ticks += 1;
         self.refresh_view();
+        self.check_snapshots();
         // Every half second a leader takes a step towards the goal configuration.
         if self.ticks.is_multiple_of(10) && self.is_leader() {
             self.reconfigure();
@@ -357,19 +389,26 @@ impl PartitionRaft {
 
     /// Steps a message from another replica. The cluster's router checked the sender is one
     /// of the partition's replicas; the [`guard`] drops what raft-rs cannot survive.
-    pub fn step(&mut self, m: Message) {
+    /// Steps a message from another replica. A snapshot this replica's log does not cover
+    /// comes back: the partition copies the leader's segments up to it, then steps it with
+    /// [`Self::step_copied`].
+    pub fn step(&mut self, m: Message) -> Option<Message> {
         if let Err(e) = guard::check(&self.node.raft, &m, guard::Peers::Vouched) {
             crate::raft::rejects::note(
                 &self.rejected,
                 e.reason(),
                 format_args!("partition raft group: {e}"),
             );
-            return;
+            return None;
         }
         self.heard.insert(m.from, std::time::Instant::now());
+        if applied::is_snapshot(&m) && self.needs_copy(&m) {
+            return Some(m);
+        }
         if let Err(e) = self.node.step(m) {
             tracing::debug!(error = %e, "partition raft ignored a message");
         }
+        None
     }
 
     /// Proposes a produce's records; returns the proposal's identity, or `None` if not the
@@ -410,6 +449,7 @@ impl PartitionRaft {
                 send(m.to, m);
             }
         })?;
+        self.after_install();
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         self.publish_leader();
@@ -428,6 +468,7 @@ impl PartitionRaft {
                     send(m.to, m);
                 }
             })?;
+        self.after_install();
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         self.publish_leader();
@@ -448,12 +489,12 @@ impl PartitionRaft {
         self.node.on_persist_ready(last);
     }
 
-    /// The Raft log file, for the caller's sync.
-    pub fn log_file(&self) -> Arc<std::fs::File> {
-        self.store.file()
+    /// The Raft log files written since the last call, for the caller's sync.
+    pub fn take_dirty(&mut self) -> Vec<Arc<std::fs::File>> {
+        self.store.take_dirty()
     }
 
-    pub fn log_path(&self) -> &std::path::Path {
+    pub fn log_path(&self) -> PathBuf {
         self.store.path()
     }
 
@@ -468,6 +509,7 @@ impl PartitionRaft {
 
     fn collect(&mut self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
         for e in entries {
+            self.applied.index = self.applied.index.max(e.index);
             if e.get_entry_type() == EntryType::EntryConfChangeV2 {
                 self.apply_conf_change(&e);
                 continue;
@@ -508,8 +550,8 @@ impl PartitionRaft {
 /// Reassignment: the leader moves the group's configuration to its goal replicas one safe step
 /// at a time, each a conf change committed through the log (so every replica, and a replica
 /// that starts later with an empty log, replays the same steps from the creation-time voters).
-/// The Raft log is never compacted, so a new replica is always caught up by plain appends
-/// from index 1: no snapshots are needed.
+/// A new replica is caught up by appends from index 1 while the leader still has them, else by
+/// a snapshot that carries the configuration at its index.
 impl PartitionRaft {
     /// A new goal from the controller: the reassignment target, or the assignment when none
     /// (completed or cancelled).
@@ -713,6 +755,8 @@ mod reassign_tests {
             on_reassigned: Arc::new(move |r| reports.lock().unwrap().push(r)),
             leader_changes: Default::default(),
             rejected: Default::default(),
+            chunks: Arc::new(|_, _| tokio::sync::oneshot::channel().1),
+            file_bytes: log_file::FILE_BYTES,
         })
         .unwrap()
     }
@@ -976,5 +1020,111 @@ mod reassign_tests {
             answered[0].1,
             Command::Produce(Bytes::from_static(b"after"))
         );
+    }
+
+    /// Every node notes a segment offset for what it applied (10 per index, as if each entry
+    /// appended 10 records) and checkpoints it, as the partition does once its segments are
+    /// synced.
+    fn checkpoint_all(nodes: &mut BTreeMap<u64, PartitionRaft>) {
+        for n in nodes.values_mut() {
+            n.drive().unwrap();
+            n.note_applied(n.applied.index as i64 * 10);
+            n.applied.last_checkpoint = None;
+            if let Some(cp) = n.checkpoint_due(i64::MAX) {
+                cp.write(&n.dir()).unwrap();
+                n.checkpoint_written(cp).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_follower_behind_the_first_index_installs_a_snapshot_and_keeps_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, reports, mut nodes) = group(dir.path());
+        for n in nodes.values_mut() {
+            n.store.set_file_bytes(4096);
+        }
+        run(&mut nodes, &out, 30);
+        let leader = *nodes.iter().find(|(_, n)| n.is_leader()).unwrap().0;
+        let behind = if leader == 3 { 2 } else { 3 };
+        // One follower is down while the others commit, checkpoint and drop their first files.
+        let down = nodes.remove(&behind).unwrap();
+        for i in 0..100u8 {
+            nodes
+                .get_mut(&leader)
+                .unwrap()
+                .propose(&[i; 500], 0)
+                .unwrap();
+            run(&mut nodes, &out, 1);
+        }
+        checkpoint_all(&mut nodes);
+        let first = nodes[&leader].node.store().first();
+        assert!(first > 2, "the leader's log still starts at {first}");
+        let cp = nodes[&leader].node.store().checkpoint().unwrap();
+        out.lock().unwrap().retain(|m| m.to != behind);
+
+        // Back: the leader sends it the checkpoint, which it takes once it has "copied" the
+        // segments up to the checkpoint's offset.
+        nodes.insert(behind, down);
+        let mut snapshot = None;
+        for _ in 0..60 {
+            for n in nodes.values_mut() {
+                n.tick();
+                n.drive().unwrap();
+            }
+            let msgs: Vec<Message> = std::mem::take(&mut *out.lock().unwrap());
+            for m in msgs {
+                if let Some(n) = nodes.get_mut(&m.to) {
+                    if let Some(s) = n.step(m) {
+                        snapshot = Some(s);
+                    }
+                }
+            }
+            if snapshot.is_some() {
+                break;
+            }
+        }
+        let snapshot = snapshot.expect("the leader sends a snapshot");
+        let meta = snapshot.get_snapshot().get_metadata();
+        assert_eq!((meta.index, meta.term), (cp.index, cp.term));
+        assert_eq!(
+            snapshot::offset_of(snapshot.get_snapshot()),
+            Some(cp.offset)
+        );
+        let f = nodes.get_mut(&behind).unwrap();
+        assert!(f.step_copied(snapshot));
+        f.drive().unwrap();
+        assert_eq!(f.checkpoint_offset(), Some(cp.offset));
+        assert_eq!(f.node.store().first(), cp.index + 1);
+        assert_eq!(
+            checkpoint::Checkpoint::read(&f.dir())
+                .unwrap()
+                .map(|c| c.index),
+            Some(cp.index)
+        );
+
+        // It then follows by appends: new entries reach it and are applied there.
+        let id = nodes
+            .get_mut(&leader)
+            .unwrap()
+            .propose(b"after the snapshot", 0)
+            .unwrap();
+        let mut applied = Vec::new();
+        for _ in 0..10 {
+            for n in nodes.values_mut() {
+                n.tick();
+                let c = n.drive().unwrap();
+                if n.id == behind {
+                    applied.extend(c.into_iter().map(|c| c.proposal));
+                }
+            }
+            deliver(&mut nodes, &out);
+        }
+        assert_eq!(applied, [id]);
+        // And a restart starts from its checkpoint, not from index 1.
+        drop(nodes.remove(&behind));
+        let again = open(dir.path(), behind, &[1, 2, 3], &out, &reports);
+        assert_eq!(again.checkpoint_offset(), Some(cp.offset));
+        assert_eq!(again.applied.index, cp.index);
     }
 }

@@ -12,7 +12,7 @@
 //! entries read before it and keeps the error, which `run_ready` returns right after: the
 //! partition then stops as after any storage error (`partition::failure`).
 
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, VecDeque};
 use std::fs::File;
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -23,16 +23,24 @@ use protobuf::Message as _;
 use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
+use super::checkpoint::Checkpoint;
 use super::log_file::{StoreError, ENTRY, RECORD_HEADER};
 
 /// The newest entries kept in memory per group, in bytes of payload.
 pub const CACHE_BYTES: usize = 1 << 20;
 
-/// Where an entry is: its term, and where its record starts in the file.
+/// Where an entry's record is: which file of the log, and where in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Pos {
+    pub file: u64,
+    pub at: u64,
+}
+
+/// Where an entry is: its term, and its record.
 #[derive(Clone, Copy)]
 struct Loc {
     term: u64,
-    pos: u64,
+    pos: Pos,
 }
 
 pub struct DiskStorage {
@@ -40,53 +48,87 @@ pub struct DiskStorage {
 }
 
 struct Inner {
-    path: PathBuf,
-    /// A read handle on the file the [`super::log_file::RaftStore`] appends to.
-    file: File,
+    dir: PathBuf,
+    /// Read handles on the log's files, by number.
+    files: BTreeMap<u64, File>,
     hard_state: HardState,
     conf_state: ConfState,
-    /// Every entry's location, entry 1 first (the log is never compacted yet).
-    locs: Vec<Loc>,
+    /// The index of `locs[0]` (of the next entry when there is none).
+    first: u64,
+    /// The term of entry `first - 1`, when known (always when `locs` is empty).
+    prev_term: Option<u64>,
+    /// Every entry's location from `first` on.
+    locs: VecDeque<Loc>,
     /// The newest entries, a suffix of the log.
     cache: VecDeque<Entry>,
     cache_bytes: usize,
+    /// The last durable checkpoint: the snapshot a follower behind `first` is sent.
+    checkpoint: Option<Checkpoint>,
+    /// A snapshot installed by the last Ready, for the partition to take.
+    installed: Option<Checkpoint>,
     /// The first read error, for `run_ready` to report.
     failure: Option<io::Error>,
 }
 
 impl DiskStorage {
-    pub fn new(path: PathBuf, file: File, conf_state: ConfState) -> DiskStorage {
+    /// A log starting after `checkpoint` (or at entry 1), with the creation-time voters.
+    pub fn new(dir: PathBuf, conf_state: ConfState, checkpoint: Option<Checkpoint>) -> DiskStorage {
+        let (first, prev_term, conf_state) = match &checkpoint {
+            Some(c) => (c.index + 1, Some(c.term), c.conf.clone()),
+            None => (1, Some(0), conf_state),
+        };
         DiskStorage {
             inner: RwLock::new(Inner {
-                path,
-                file,
+                dir,
+                files: BTreeMap::new(),
                 hard_state: HardState::default(),
                 conf_state,
-                locs: Vec::new(),
+                first,
+                prev_term,
+                locs: VecDeque::new(),
                 cache: VecDeque::new(),
                 cache_bytes: 0,
+                checkpoint,
+                installed: None,
                 failure: None,
             }),
         }
     }
 
+    /// A new file of the log, to read entries from.
+    pub fn add_file(&self, number: u64, file: File) {
+        self.inner.write().files.insert(number, file);
+    }
+
     /// The last index (0: empty).
     pub fn last(&self) -> u64 {
-        self.inner.read().locs.len() as u64
+        self.inner.read().last()
+    }
+
+    /// The first index raft-rs may read.
+    pub fn first(&self) -> u64 {
+        self.inner.read().first
     }
 
     /// Entries just written at `positions`; an entry at an index the log already has replaces
     /// it and everything after it (a new leader overwriting an uncommitted suffix).
-    pub fn append(&self, entries: &[Entry], positions: &[u64]) {
+    pub fn append(&self, entries: &[Entry], positions: &[Pos]) {
         let mut s = self.inner.write();
         for (e, &pos) in entries.iter().zip(positions) {
-            let keep = (e.index.saturating_sub(1) as usize).min(s.locs.len());
+            if e.index < s.first {
+                // Only a replay meets this (a retained file rewriting entries before the
+                // files that were dropped): start the log over at it.
+                s.locs.clear();
+                s.first = e.index;
+                s.prev_term = None;
+            }
+            let keep = ((e.index - s.first) as usize).min(s.locs.len());
             s.locs.truncate(keep);
             while s.cache.back().is_some_and(|c| c.index >= e.index) {
                 let gone = s.cache.pop_back().expect("checked");
                 s.cache_bytes -= gone.data.len();
             }
-            s.locs.push(Loc { term: e.term, pos });
+            s.locs.push_back(Loc { term: e.term, pos });
             s.cache_bytes += e.data.len();
             s.cache.push_back(e.clone());
             while s.cache_bytes > CACHE_BYTES && s.cache.len() > 1 {
@@ -94,6 +136,10 @@ impl DiskStorage {
                 s.cache_bytes -= old.data.len();
             }
         }
+    }
+
+    pub fn hard_state(&self) -> HardState {
+        self.inner.read().hard_state.clone()
     }
 
     pub fn set_hard_state(&self, hs: HardState) {
@@ -107,10 +153,66 @@ impl DiskStorage {
         s.hard_state.clone()
     }
 
+    pub fn checkpoint(&self) -> Option<Checkpoint> {
+        self.inner.read().checkpoint.clone()
+    }
+
+    /// A new durable checkpoint: forgets the entries of every file wholly before the entry
+    /// after it (never the file being appended to, `active`), and returns those files'
+    /// numbers for the caller to delete.
+    pub fn compact(&self, cp: Checkpoint, active: u64) -> Vec<u64> {
+        let mut s = self.inner.write();
+        let after = cp.index + 1;
+        let boundary = match after.checked_sub(s.first) {
+            Some(i) => s.locs.get(i as usize).map_or(active, |l| l.pos.file),
+            None => s.locs.front().map_or(active, |l| l.pos.file),
+        };
+        while s.locs.front().is_some_and(|l| l.pos.file < boundary) {
+            let gone = s.locs.pop_front().expect("checked");
+            s.first += 1;
+            s.prev_term = Some(gone.term);
+        }
+        let first = s.first;
+        while s.cache.front().is_some_and(|e| e.index < first) {
+            let gone = s.cache.pop_front().expect("checked");
+            s.cache_bytes -= gone.data.len();
+        }
+        s.checkpoint = Some(cp);
+        let dropped: Vec<u64> = s.files.range(..boundary).map(|(&n, _)| n).collect();
+        for n in &dropped {
+            s.files.remove(n);
+        }
+        dropped
+    }
+
+    /// A snapshot from the leader, installed: the log restarts after it, from file
+    /// `first_file` on.
+    pub fn install(&self, cp: Checkpoint) {
+        let mut s = self.inner.write();
+        s.locs.clear();
+        s.cache.clear();
+        s.cache_bytes = 0;
+        s.first = cp.index + 1;
+        s.prev_term = Some(cp.term);
+        s.conf_state = cp.conf.clone();
+        s.hard_state.commit = s.hard_state.commit.max(cp.index);
+        let stale: Vec<u64> = s.files.range(..cp.first_file).map(|(&n, _)| n).collect();
+        for n in stale {
+            s.files.remove(&n);
+        }
+        s.checkpoint = Some(cp.clone());
+        s.installed = Some(cp);
+    }
+
+    /// The snapshot installed since the last call, if any.
+    pub fn take_installed(&self) -> Option<Checkpoint> {
+        self.inner.write().installed.take()
+    }
+
     /// The first read error since the last call, if any.
     pub fn take_failure(&self) -> Option<StoreError> {
         let mut s = self.inner.write();
-        let path = s.path.clone();
+        let path = s.dir.clone();
         s.failure
             .take()
             .map(|source| StoreError::Io { path, source })
@@ -124,21 +226,31 @@ impl DiskStorage {
 }
 
 impl Inner {
+    fn last(&self) -> u64 {
+        self.first + self.locs.len() as u64 - 1
+    }
+
     fn read_entry(&self, index: u64) -> io::Result<Entry> {
-        let loc = self.locs[(index - 1) as usize];
-        let mut head = [0u8; RECORD_HEADER];
-        self.file.read_exact_at(&mut head, loc.pos)?;
-        let n = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
-        let crc = u32::from_be_bytes(head[4..].try_into().expect("4 bytes"));
-        let mut payload = vec![0u8; n];
-        self.file
-            .read_exact_at(&mut payload, loc.pos + RECORD_HEADER as u64)?;
+        let loc = self.locs[(index - self.first) as usize];
         let bad = |why: String| {
             io::Error::new(
                 io::ErrorKind::InvalidData,
-                format!("entry {index} at byte {}: {why}", loc.pos),
+                format!(
+                    "entry {index} in file {} at byte {}: {why}",
+                    loc.pos.file, loc.pos.at
+                ),
             )
         };
+        let file = self
+            .files
+            .get(&loc.pos.file)
+            .ok_or_else(|| bad("file is gone".into()))?;
+        let mut head = [0u8; RECORD_HEADER];
+        file.read_exact_at(&mut head, loc.pos.at)?;
+        let n = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
+        let crc = u32::from_be_bytes(head[4..].try_into().expect("4 bytes"));
+        let mut payload = vec![0u8; n];
+        file.read_exact_at(&mut payload, loc.pos.at + RECORD_HEADER as u64)?;
         if n == 0 || payload[0] != ENTRY || crc32c::crc32c(&payload) != crc {
             return Err(bad("record damaged".into()));
         }
@@ -153,7 +265,13 @@ impl Inner {
 impl raft::Storage for DiskStorage {
     fn initial_state(&self) -> raft::Result<RaftState> {
         let s = self.inner.read();
-        Ok(RaftState::new(s.hard_state.clone(), s.conf_state.clone()))
+        let mut hs = s.hard_state.clone();
+        // Everything up to the checkpoint was committed (it was applied), whatever the hard
+        // state on disk says.
+        if let Some(c) = &s.checkpoint {
+            hs.commit = hs.commit.max(c.index);
+        }
+        Ok(RaftState::new(hs, s.conf_state.clone()))
     }
 
     fn entries(
@@ -165,11 +283,10 @@ impl raft::Storage for DiskStorage {
     ) -> raft::Result<Vec<Entry>> {
         let max = max_size.into().unwrap_or(u64::MAX);
         let s = self.inner.read();
-        let last = s.locs.len() as u64;
-        if low < 1 {
+        if low < s.first {
             return Err(raft::Error::Store(StorageError::Compacted));
         }
-        if high > last + 1 {
+        if high > s.last() + 1 {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
         let cached_from = s.cache.front().map_or(u64::MAX, |e| e.index);
@@ -184,7 +301,7 @@ impl raft::Storage for DiskStorage {
                     Err(err) => {
                         drop(s);
                         let mut w = self.inner.write();
-                        tracing::error!(path = %w.path.display(), error = %err, "cannot read the raft log");
+                        tracing::error!(dir = %w.dir.display(), error = %err, "cannot read the raft log");
                         w.failure.get_or_insert(err);
                         return Ok(out);
                     }
@@ -205,25 +322,37 @@ impl raft::Storage for DiskStorage {
             return Ok(0);
         }
         let s = self.inner.read();
-        match s.locs.get((idx - 1) as usize) {
+        if idx + 1 == s.first {
+            return s
+                .prev_term
+                .ok_or(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx < s.first {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        match s.locs.get((idx - s.first) as usize) {
             Some(l) => Ok(l.term),
             None => Err(raft::Error::Store(StorageError::Unavailable)),
         }
     }
 
     fn first_index(&self) -> raft::Result<u64> {
-        Ok(1)
+        Ok(self.inner.read().first)
     }
 
     fn last_index(&self) -> raft::Result<u64> {
         Ok(self.last())
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // The log is never compacted yet, so raft-rs never needs one.
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // The snapshot is the checkpoint: its data is the segment log's offset there, which
+        // the follower copies up to from the leader's segments (`partition::snapshot`).
+        match &self.inner.read().checkpoint {
+            Some(c) if c.index >= request_index => Ok(super::snapshot::to_snapshot(c)),
+            _ => Err(raft::Error::Store(
+                StorageError::SnapshotTemporarilyUnavailable,
+            )),
+        }
     }
 }
 
@@ -249,7 +378,7 @@ mod tests {
         // 64 MiB of entries: far more than the cache holds.
         for i in 1..=256u64 {
             let e = entry(i, 1 + i / 100, 256 << 10);
-            let pos = store.persist(std::slice::from_ref(&e), None).unwrap();
+            let pos = store.persist(&s, std::slice::from_ref(&e), None).unwrap();
             s.append(&[e], &pos);
         }
         let (n, bytes) = s.cached();
@@ -272,7 +401,7 @@ mod tests {
         // A new leader overwrites an uncommitted suffix; the file keeps the stale records,
         // and both the running storage and a reopened one see the new entries.
         let e = entry(200, 9, 10);
-        let pos = store.persist(std::slice::from_ref(&e), None).unwrap();
+        let pos = store.persist(&s, std::slice::from_ref(&e), None).unwrap();
         s.append(std::slice::from_ref(&e), &pos);
         assert_eq!(s.last_index().unwrap(), 200);
         let ctx = GetEntriesContext::empty(false);
@@ -288,12 +417,68 @@ mod tests {
     }
 
     #[test]
+    fn a_checkpoint_drops_whole_files_before_it_and_a_restart_starts_after_it() {
+        use crate::raft::checkpoint::Checkpoint;
+        let dir = tempfile::tempdir().unwrap();
+        let (mut store, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        // 80 MiB of entries: three files of the log.
+        for i in 1..=320u64 {
+            let e = entry(i, 1, 256 << 10);
+            let pos = store.persist(&s, std::slice::from_ref(&e), None).unwrap();
+            s.append(&[e], &pos);
+        }
+        let files = || {
+            let mut v: Vec<String> = std::fs::read_dir(dir.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name().into_string().unwrap())
+                .filter(|n| n.starts_with("raft.log"))
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(files(), ["raft.log", "raft.log.1", "raft.log.2"]);
+        let cp = Checkpoint {
+            index: 200,
+            term: 1,
+            conf: ConfState::from((vec![1], vec![])),
+            offset: 4242,
+            first_file: 0,
+        };
+        // The checkpoint must be durable before anything it covers goes.
+        cp.write(dir.path()).unwrap();
+        store.compact(&s, cp.clone()).unwrap();
+        // Entry 201 is in the second file: only the first goes, and entries from the second
+        // file's first one stay readable.
+        assert_eq!(files(), ["raft.log.1", "raft.log.2"]);
+        let first = s.first_index().unwrap();
+        assert!(first > 1 && first <= 201, "first index {first}");
+        assert_eq!(s.term(first - 1).unwrap(), 1);
+        assert!(matches!(
+            s.entries(first - 1, first, None, GetEntriesContext::empty(false)),
+            Err(raft::Error::Store(StorageError::Compacted))
+        ));
+        let got = s.entries(first, first + 1, None, GetEntriesContext::empty(false));
+        assert_eq!(got.unwrap()[0], entry(first, 1, 256 << 10));
+        // raft-rs sends the checkpoint to a follower behind the first index.
+        let snap = raft::Storage::snapshot(&s, 0, 2).unwrap();
+        assert_eq!(snap.get_metadata().index, 200);
+        assert_eq!(crate::raft::snapshot::offset_of(&snap), Some(4242));
+        drop((store, s));
+        // A restart reads only the files left, and reports the checkpoint.
+        let (_, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        assert_eq!(s.first_index().unwrap(), first);
+        assert_eq!(s.last_index().unwrap(), 320);
+        assert_eq!(s.checkpoint(), Some(cp));
+        assert_eq!(s.initial_state().unwrap().hard_state.commit, 200);
+    }
+
+    #[test]
     fn a_damaged_record_is_a_storage_failure_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
         let (mut store, s) = RaftStore::open(dir.path(), &[1]).unwrap();
         for i in 1..=8u64 {
             let e = entry(i, 1, 512 << 10);
-            let pos = store.persist(std::slice::from_ref(&e), None).unwrap();
+            let pos = store.persist(&s, std::slice::from_ref(&e), None).unwrap();
             s.append(&[e], &pos);
         }
         // Entry 2's record is overwritten on disk after it was written (a bad sector).
@@ -301,7 +486,7 @@ mod tests {
             .write(true)
             .open(dir.path().join("raft.log"))
             .unwrap();
-        let pos = s.inner.read().locs[1].pos;
+        let pos = s.inner.read().locs[1].pos.at;
         f.write_all_at(&[0xff; 64], pos + 100).unwrap();
         let ctx = GetEntriesContext::empty(false);
         let got = s.entries(1, 4, None, ctx).unwrap();
