@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context};
 use clap::{Args, CommandFactory};
 use engine::config::validate_entry;
-use engine::{Broker, BrokerConfig, ClusterDefaults, IoBackend};
+use engine::{BrokerConfig, ClusterDefaults, IoBackend};
 
 /// Every setting has a flag, an `ICESTREAM_<NAME>` variable and a config-file key `<name>`
 /// (the flag without its dashes). Precedence: flag, then variable, then file, then default.
@@ -438,7 +438,7 @@ impl ServeArgs {
                 self.kafka_max_connections,
                 self.kafka_max_connections_per_ip,
             )?,
-            fetch_memory: engine::net::fetch_budget::FetchMemoryLimits {
+            fetch_memory: engine::limits::fetch_memory::FetchMemoryLimits {
                 per_connection: positive(
                     "fetch-memory-bytes-per-connection",
                     self.fetch_memory_bytes_per_connection,
@@ -487,8 +487,8 @@ fn limits(
     name: &str,
     total: usize,
     per_ip: usize,
-) -> anyhow::Result<engine::net::limit::ConnLimits> {
-    Ok(engine::net::limit::ConnLimits {
+) -> anyhow::Result<engine::limits::connections::ConnLimits> {
+    Ok(engine::limits::connections::ConnLimits {
         max_total: positive(&format!("{name}-max-connections"), total)?,
         max_per_ip: positive(&format!("{name}-max-connections-per-ip"), per_ip)?,
     })
@@ -612,7 +612,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on Iceberg catalog address {ic_addr}: is another broker or catalog running? set --iceberg-catalog-addr"))?;
     let catalog = iceberg_catalog_over_local_objects(&config.data_dir)?;
     let cluster = args.cluster_config()?;
-    let broker = Broker::start_cluster(config, args.io_backend, Some(tier.clone()), cluster)
+    let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.metrics.register_with(|r| tier.register_metrics(r));

@@ -70,35 +70,21 @@ pub struct Broker {
     /// Membership and the controller, when started with seeds; `None` is a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Connections admitted by the Kafka listener (every shard's accept loop).
-    pub kafka_limiter: Arc<crate::net::limit::ConnLimiter>,
+    pub kafka_limiter: Arc<crate::limits::connections::ConnLimiter>,
     /// The memory Fetch responses may hold, per connection and in all.
-    pub fetch_memory: crate::net::fetch_budget::FetchMemory,
+    pub fetch_memory: crate::limits::fetch_memory::FetchMemory,
     /// Free space on the data volume: produce is refused while it is low.
     pub disk: Arc<crate::disk_space::DiskSpace>,
     ready: AtomicBool,
 }
 
 impl Broker {
-    /// Opens the data directory, starts the shards and every partition, and binds the Kafka
-    /// listener (one SO_REUSEPORT socket per shard, so the kernel spreads connections).
+    /// Opens the data directory, starts the shards and every partition, as a member of a
+    /// cluster (`cluster` given) or a single node, with a remote tier plugged into every
+    /// partition when given. The Kafka listener is not the broker's: `net::start_broker` binds
+    /// it first (`config.kafka_addr` is then the address bound, whose port is advertised) and
+    /// serves it once the broker is up.
     pub async fn start(
-        config: BrokerConfig,
-        io_backend: IoBackend,
-    ) -> Result<Arc<Broker>, StartError> {
-        Self::start_with(config, io_backend, None).await
-    }
-
-    /// [`Broker::start`] with a remote tier plugged into every partition.
-    pub async fn start_with(
-        config: BrokerConfig,
-        io_backend: IoBackend,
-        remote: Option<Arc<dyn crate::remote::RemoteTier>>,
-    ) -> Result<Arc<Broker>, StartError> {
-        Self::start_cluster(config, io_backend, remote, None).await
-    }
-
-    /// [`Broker::start_with`] as a member of a cluster (`cluster` given) or a single node.
-    pub async fn start_cluster(
         config: BrokerConfig,
         io_backend: IoBackend,
         remote: Option<Arc<dyn crate::remote::RemoteTier>>,
@@ -117,11 +103,7 @@ impl Broker {
         let shards = Shards::start(config.smp.max(1), io_backend, metrics.clone())
             .map_err(StartError::Shards)?;
         let (topics, records) = TopicTable::load(&config.data_dir, config.cluster_id.clone())?;
-        let listeners = crate::net::listener::bind(config.kafka_addr, shards.len())
-            .map_err(|e| StartError::Bind(config.kafka_addr, e))?;
-        let kafka_addr = listeners[0]
-            .local_addr()
-            .map_err(|e| StartError::Bind(config.kafka_addr, e))?;
+        let kafka_addr = config.kafka_addr;
         let mut advertised = config.advertised_kafka_addr.clone();
         if advertised.1 == 0 {
             advertised.1 = kafka_addr.port();
@@ -134,12 +116,12 @@ impl Broker {
             ),
             None => None,
         };
-        let kafka_limiter = crate::net::limit::ConnLimiter::new(
+        let kafka_limiter = crate::limits::connections::ConnLimiter::new(
             "kafka",
             config.kafka_connections,
             metrics.refused("kafka"),
         );
-        let fetch_memory = crate::net::fetch_budget::FetchMemory::new(
+        let fetch_memory = crate::limits::fetch_memory::FetchMemory::new(
             config.fetch_memory,
             metrics.fetch_memory_bytes.clone(),
         );
@@ -177,16 +159,8 @@ impl Broker {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
         crate::group::Coordinator::start_ticker(&broker);
-        crate::scrape::install(&broker);
         if let Some(c) = &broker.cluster {
             c.start(&broker);
-        }
-        for (shard, l) in listeners.into_iter().enumerate() {
-            let b = broker.clone();
-            broker.shards.run_on(shard, move |ctx| {
-                let id = ctx.id;
-                tokio::task::spawn_local(crate::net::listener::accept_loop(l, b, id));
-            });
         }
         broker.ready.store(true, Ordering::Release);
         Ok(broker)

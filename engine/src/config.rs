@@ -23,9 +23,9 @@ pub struct BrokerConfig {
     /// Incremental fetch sessions kept at once (Kafka's `max.incremental.fetch.session.cache.slots`).
     pub fetch_session_slots: usize,
     /// Connections the Kafka listener accepts, in total and per client IP.
-    pub kafka_connections: crate::net::limit::ConnLimits,
+    pub kafka_connections: crate::limits::connections::ConnLimits,
     /// Bytes of Fetch responses held per connection and per broker.
-    pub fetch_memory: crate::net::fetch_budget::FetchMemoryLimits,
+    pub fetch_memory: crate::limits::fetch_memory::FetchMemoryLimits,
     /// A Kafka connection whose peer accepts no response bytes for this long is closed.
     pub write_stall_timeout: std::time::Duration,
     /// Produce is refused while the data volume has less free space (`None`: 5% of the
@@ -37,10 +37,11 @@ pub struct BrokerConfig {
 /// Kafka listener connections by default: 10,000 in all (each idle connection costs a few
 /// KiB of buffers and a file descriptor) and 1,000 from one address (many clients behind one
 /// NAT still fit; one misbehaving host cannot take every slot).
-pub const KAFKA_CONNECTIONS: crate::net::limit::ConnLimits = crate::net::limit::ConnLimits {
-    max_total: 10_000,
-    max_per_ip: 1_000,
-};
+pub const KAFKA_CONNECTIONS: crate::limits::connections::ConnLimits =
+    crate::limits::connections::ConnLimits {
+        max_total: 10_000,
+        max_per_ip: 1_000,
+    };
 
 /// Cluster-wide defaults operators set; topic configs override the last group.
 #[derive(Debug, Clone)]

@@ -19,7 +19,7 @@ use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
-use crate::net::limit::{ConnLimiter, ConnLimits};
+use crate::limits::connections::{ConnLimiter, ConnLimits};
 
 /// Limits and timers of one HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -86,6 +86,8 @@ pub struct Metrics {
     pub leader_partitions: Gauge,
     /// Counted by the partition's Raft group when this broker takes its leadership.
     pub leader_changes: Counter,
+    /// Counted by a partition replica when it installs a snapshot from its leader.
+    pub raft_snapshots_installed: Counter,
     pub data_dir_free_bytes: Gauge,
     pub data_dir_total_bytes: Gauge,
     pub rpc_rejected: Rejections,
@@ -132,6 +134,7 @@ impl Metrics {
             offline_partitions: Gauge::default(),
             leader_partitions: Gauge::default(),
             leader_changes: Counter::default(),
+            raft_snapshots_installed: Counter::default(),
             data_dir_free_bytes: Gauge::default(),
             data_dir_total_bytes: Gauge::default(),
             rpc_rejected: Family::default(),
@@ -192,6 +195,8 @@ impl Metrics {
             leader_partitions => "leader_partitions",
             /// Partition leaderships this broker took (each change is counted once, by the new leader)
             leader_changes => "leader_changes",
+            /// Snapshots partition replicas on this broker installed from their leader (they were behind the leader's Raft log; their segments were copied)
+            raft_snapshots_installed => "raft_snapshots_installed",
             /// Bytes available to the broker on the data directory's file system
             data_dir_free_bytes => "data_dir_free_bytes",
             /// Size of the data directory's file system

@@ -63,7 +63,7 @@ async fn start() -> Arc<engine::Broker> {
     let dir = tempfile::tempdir().unwrap().keep();
     let mut config = engine::BrokerConfig::for_tests(dir);
     config.smp = 2;
-    engine::Broker::start(config, engine::IoBackend::Auto)
+    engine::net::start_broker(config, engine::IoBackend::Auto, None, None)
         .await
         .unwrap()
 }

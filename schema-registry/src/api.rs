@@ -175,7 +175,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
     limits: engine::http::HttpLimits,
-    limiter: Arc<engine::net::limit::ConnLimiter>,
+    limiter: Arc<engine::limits::connections::ConnLimiter>,
 ) -> std::io::Result<()> {
     engine::http::serve(listener, router(registry), limits, limiter).await
 }

@@ -16,7 +16,7 @@ use super::produce::{Acks, CompressionArg};
 async fn start() -> (String, Arc<engine::Broker>) {
     let dir = tempfile::tempdir().expect("tempdir").keep();
     let config = engine::BrokerConfig::for_tests(dir);
-    let broker = engine::Broker::start(config, engine::IoBackend::Auto)
+    let broker = engine::net::start_broker(config, engine::IoBackend::Auto, None, None)
         .await
         .expect("broker starts");
     (broker.kafka_addr.to_string(), broker)

@@ -15,6 +15,7 @@ from confluent_kafka import Producer
 from cluster import metadata, start_cluster, wait_formed
 from conftest import free_port, unique_topic
 from history import replica_logs
+from test_tiering import metric
 from test_cluster_reassign import (alter_raw, check_replicas, create, kadmin, partition_view,
                                    raft_dirs, rpc_addr, wait_for, wait_reassigned)
 
@@ -106,7 +107,7 @@ def test_a_replica_added_after_the_log_was_truncated_catches_up_from_a_snapshot(
         admin.close()
     removed = [r for r in replicas if r not in target]
     check_replicas(brokers, topic, 0, target, removed)
-    assert "installing a snapshot from the leader" in fourth.log_text()
+    assert metric(fourth, "icestream_raft_snapshots_installed_total") >= 1
     assert len(replica_logs(fourth, topic, 0)) > 5000 * RECORD
 
     # The new replica keeps up afterwards, and survives a restart of its own.

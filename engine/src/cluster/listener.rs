@@ -18,7 +18,7 @@ use super::{Cluster, Command, ProposeReply};
 pub(super) async fn accept_loop(
     l: tokio::net::TcpListener,
     cluster: Arc<Cluster>,
-    limiter: Arc<crate::net::limit::ConnLimiter>,
+    limiter: Arc<crate::limits::connections::ConnLimiter>,
 ) {
     loop {
         match l.accept().await {

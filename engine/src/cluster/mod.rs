@@ -59,7 +59,7 @@ pub struct ClusterConfig {
     /// `--raft-log-file-bytes`: when a partition replica's Raft log starts a new file.
     pub raft_log_file_bytes: u64,
     /// Connections the RPC listener accepts, in total and per client IP.
-    pub rpc_connections: crate::net::limit::ConnLimits,
+    pub rpc_connections: crate::limits::connections::ConnLimits,
     /// How many frames (and bytes) wait for one peer before the oldest are dropped.
     pub send_queue: send_queue::QueueLimits,
 }
@@ -267,7 +267,7 @@ impl Cluster {
         let _ = self.broker.set(Arc::downgrade(broker));
         let _ = self.rejected.set(broker.metrics.rpc_rejected.clone());
         if let Some(l) = self.listener.lock().take() {
-            let limiter = crate::net::limit::ConnLimiter::new(
+            let limiter = crate::limits::connections::ConnLimiter::new(
                 "rpc",
                 self.config.rpc_connections,
                 broker.metrics.refused("rpc"),

@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::{partition_error, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
+use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
 use crate::log_reader::LogReadError;
-use crate::net::fetch_budget::{ConnFetchMemory, Reservation};
 use crate::partition::{PartitionHandle, Watermarks};
 
 /// Largest response a fetch builds (Kafka's `fetch.max.bytes` default, 55 MiB).

@@ -427,18 +427,6 @@ impl PartitionLog {
         Ok(())
     }
 
-    /// Removes every batch at or after `offset` (a batch boundary), as [`super::cut::cut_at`]
-    /// does before a log is opened, and reopens the log.
-    pub fn cut_to(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {
-        if offset == self.next_offset() {
-            return Ok(());
-        }
-        self.take_dirty()?;
-        super::cut::cut_at(&self.dir, offset, now_ms)?;
-        *self = PartitionLog::open(&self.dir, self.config.clone(), now_ms)?;
-        Ok(())
-    }
-
     /// Moves the next offset up to `offset` with no records in between (a snapshot whose last
     /// batches the other replica's compaction removed): a new segment starts there.
     pub fn skip_to(&mut self, offset: i64, now_ms: i64) -> io::Result<()> {

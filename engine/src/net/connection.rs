@@ -13,10 +13,10 @@ use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 
-use super::fetch_budget::{ConnFetchMemory, Reservation};
 use super::frame::{FrameError, FrameReader};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
+use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
 use crate::metrics::{ApiLabels, ErrorLabels};
 
 /// Requests handled concurrently per connection; Kafka clients pipeline up to 5 by default.

@@ -28,6 +28,17 @@ pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpList
     Ok(out)
 }
 
+/// Accepts on each socket from its own shard.
+pub fn serve(sockets: Vec<std::net::TcpListener>, broker: &Arc<Broker>) {
+    for (shard, l) in sockets.into_iter().enumerate() {
+        let b = broker.clone();
+        broker.shards.run_on(shard, move |ctx| {
+            let id = ctx.id;
+            tokio::task::spawn_local(accept_loop(l, b, id));
+        });
+    }
+}
+
 /// Accepts connections on this shard until the listener fails.
 pub async fn accept_loop(listener: std::net::TcpListener, broker: Arc<Broker>, shard: usize) {
     let listener = match tokio::net::TcpListener::from_std(listener) {

@@ -145,6 +145,7 @@ impl Actor {
         let (msg, upto) = (i.msg.clone(), i.upto);
         if self.raft.as_mut().is_some_and(|r| r.step_copied(msg)) {
             self.install = None;
+            self.metrics.raft_snapshots_installed.inc();
             tracing::info!(dir = %self.log.dir().display(), upto, "snapshot installed");
         } else {
             // raft-rs refused it (a new term, or its log caught up meanwhile).
@@ -159,12 +160,28 @@ impl Actor {
     pub(super) fn abandon_install(&mut self, why: &str) {
         let Some(i) = self.install.take() else { return };
         tracing::warn!(dir = %self.log.dir().display(), error = why, "snapshot install abandoned");
-        if let Err(e) = self.log.cut_to(i.from, now_ms()) {
+        if let Err(e) = self.cut_log(i.from) {
             self.fail_storage("cutting back a snapshot copy", &e);
             return;
         }
         self.flushed = self.flushed.min(self.log.next_offset());
         self.publish();
+    }
+
+    /// Removes every batch from `offset` on and reopens the log.
+    fn cut_log(&mut self, offset: i64) -> io::Result<()> {
+        if offset == self.log.next_offset() {
+            return Ok(());
+        }
+        // What the reopened log will not know to sync, synced now (a rare path: blocking).
+        for f in self.log.take_dirty()? {
+            crate::log::power::sync_file(&f, false)?;
+        }
+        let dir = self.log.dir().to_path_buf();
+        let config = self.log.config().clone();
+        crate::log::cut::cut_at(&dir, offset, now_ms())?;
+        self.log = crate::log::PartitionLog::open(&dir, config, now_ms())?;
+        Ok(())
     }
 
     fn write_chunk(&mut self, c: Chunk) -> Result<(), ChunkError> {

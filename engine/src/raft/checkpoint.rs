@@ -16,7 +16,7 @@ use std::path::Path;
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
 
-use super::log_file::StoreError;
+use super::record::StoreError;
 
 const VERSION: u8 = 1;
 pub const FILE: &str = "checkpoint";

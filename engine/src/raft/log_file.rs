@@ -19,12 +19,10 @@ use raft::eraftpb::{ConfState, Entry, HardState, Message};
 use raft::RawNode;
 
 use super::checkpoint::Checkpoint;
+pub use super::record::StoreError;
+use super::record::{record, ENTRY, HARD_STATE, RECORD_HEADER};
 use super::storage::{DiskStorage, Pos};
 
-pub(super) const ENTRY: u8 = 1;
-pub(super) const HARD_STATE: u8 = 2;
-/// A record's header: `u32 length, u32 crc32c` (big-endian).
-pub(super) const RECORD_HEADER: usize = 8;
 /// A new log file is started past this size (by default), so old entries go a file at a time.
 pub const FILE_BYTES: u64 = 32 << 20;
 
@@ -50,17 +48,6 @@ pub fn raft_config(id: u64) -> raft::Config {
 /// raft-rs logs through slog; its chatter is dropped (leadership changes are logged by us).
 pub fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("raft log {path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-    #[error("raft log {0}: {1}")]
-    Corrupt(PathBuf, String),
 }
 
 /// The writing end of a Raft log.
@@ -368,15 +355,6 @@ fn remove_file(dir: &Path, n: u64) -> Result<(), StoreError> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(source) => Err(StoreError::Io { path, source }),
     }
-}
-
-fn record(buf: &mut Vec<u8>, kind: u8, body: &[u8]) {
-    let mut payload = Vec::with_capacity(body.len() + 1);
-    payload.push(kind);
-    payload.extend_from_slice(body);
-    buf.extend_from_slice(&(payload.len() as u32).to_be_bytes());
-    buf.extend_from_slice(&crc32c::crc32c(&payload).to_be_bytes());
-    buf.extend_from_slice(&payload);
 }
 
 /// Reads the file's records into `storage`, one at a time (the log is never all in memory);

@@ -30,6 +30,7 @@ mod applied;
 pub mod checkpoint;
 pub mod guard;
 pub mod log_file;
+pub mod record;
 pub mod rejects;
 pub mod snapshot;
 pub mod storage;

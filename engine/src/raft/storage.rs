@@ -24,7 +24,7 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use super::checkpoint::Checkpoint;
-use super::log_file::{StoreError, ENTRY, RECORD_HEADER};
+use super::record::{StoreError, ENTRY, RECORD_HEADER};
 
 /// The newest entries kept in memory per group, in bytes of payload.
 pub const CACHE_BYTES: usize = 1 << 20;

@@ -90,7 +90,7 @@ pub async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Arc<Catalog>,
     limits: engine::http::HttpLimits,
-    limiter: Arc<engine::net::limit::ConnLimiter>,
+    limiter: Arc<engine::limits::connections::ConnLimiter>,
 ) -> std::io::Result<()> {
     engine::http::serve(listener, router(catalog), limits, limiter).await
 }
