@@ -12,6 +12,7 @@
 pub mod controller;
 mod listener;
 pub mod membership;
+mod peers;
 pub mod placement;
 pub mod reassign;
 pub mod rpc;
@@ -24,14 +25,13 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
 use tokio::sync::oneshot;
 
 use crate::broker::{Broker, BrokerError};
 use crate::topics::TopicRecord;
 use controller::{ControllerHandle, Input, ProposeOutcome};
 use membership::{Hello, IsrView, Member, Members};
-use rpc::{frame, Kind};
+use rpc::Kind;
 
 /// Node ids in a cluster are `1..MAX_NODE_ID`.
 pub const MAX_NODE_ID: i64 = 1 << 16;
@@ -276,7 +276,7 @@ impl Cluster {
         }
         tokio::spawn(gossip_loop(self.clone()));
         if self.config.batch_heartbeats {
-            tokio::spawn(heartbeat_batch_loop(self.clone()));
+            tokio::spawn(peers::heartbeat_batch_loop(self.clone()));
         }
         let (frames, msgs, dropped) = (
             self.frames_sent.clone(),
@@ -499,149 +499,6 @@ impl Cluster {
                 ProposeReply::NotLeader(0)
             }
         }
-    }
-}
-
-impl Cluster {
-    /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
-    /// that a full queue evicts, are dropped (Raft retransmits, heartbeats recur).
-    pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
-        // Before `start` there is no runtime for the peer's writer (partitions opening at
-        // start-up may already send): drop the frame, which Raft sends again, rather than
-        // create a queue nobody drains and that would hold every later frame to that peer.
-        let Some(rt) = self.runtime.get() else {
-            return;
-        };
-        self.frames_sent.inc();
-        let class = if frame.get(4) == Some(&(Kind::PartitionRaftBatch as u8)) {
-            send_queue::Class::Heartbeat
-        } else {
-            send_queue::Class::Raft
-        };
-        let queue = self
-            .peers
-            .lock()
-            .entry(to)
-            .or_insert_with(|| self.spawn_peer(rt, to))
-            .clone();
-        queue.push(class, frame);
-    }
-
-    fn spawn_peer(
-        self: &Arc<Self>,
-        rt: &tokio::runtime::Handle,
-        to: i32,
-    ) -> Arc<send_queue::SendQueue> {
-        let queue = Arc::new(send_queue::SendQueue::new(
-            self.config.send_queue,
-            self.frames_dropped.clone(),
-        ));
-        let cluster = self.clone();
-        let rx = queue.clone();
-        rt.spawn(async move {
-            let mut conn: Option<tokio::net::TcpStream> = None;
-            loop {
-                let f = rx.pop().await;
-                if conn.is_none() {
-                    let Some(m) = cluster.members.get(to) else {
-                        continue;
-                    };
-                    let connect = rpc::connect(&m.rpc_addr, Some(cluster.config.rpc_addr.ip()));
-                    match tokio::time::timeout(Duration::from_millis(500), connect).await {
-                        Ok(Ok(s)) => conn = Some(s),
-                        _ => continue,
-                    }
-                }
-                if let Some(s) = conn.as_mut() {
-                    if s.write_all(&f).await.is_err() {
-                        conn = None;
-                    }
-                }
-            }
-        });
-        queue
-    }
-
-    /// How a partition's Raft group reaches the other replicas.
-    pub fn partition_sender(self: &Arc<Self>, topic: &str, partition: i32) -> crate::raft::SendFn {
-        let cluster = self.clone();
-        let batch = self.config.batch_heartbeats;
-        let topic_owned = topic.to_string();
-        let mut head = Vec::with_capacity(topic.len() + 6);
-        head.extend_from_slice(&(topic.len().min(u16::MAX as usize) as u16).to_be_bytes());
-        head.extend_from_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
-        head.extend_from_slice(&partition.to_be_bytes());
-        Arc::new(move |to: u64, m: raft::eraftpb::Message| {
-            let Ok(body) = protobuf::Message::write_to_bytes(&m) else {
-                return;
-            };
-            cluster.partition_messages_sent.inc();
-            // Heartbeats of every group bound for one peer leave together once per tick, so
-            // idle partitions cost one frame per peer pair rather than one per partition.
-            use raft::eraftpb::MessageType::{MsgHeartbeat, MsgHeartbeatResponse};
-            if batch && matches!(m.get_msg_type(), MsgHeartbeat | MsgHeartbeatResponse) {
-                let mut hb = cluster.heartbeats.lock();
-                let (n, items) = hb.entry(to as i32).or_default();
-                *n += 1;
-                rpc::push_batch_item(items, &topic_owned, partition, &body);
-                return;
-            }
-            let mut b = head.clone();
-            b.extend_from_slice(&body);
-            cluster.send_frame(to as i32, frame(Kind::PartitionRaft, &b));
-        })
-    }
-
-    /// Sends the heartbeats gathered since the last call, one frame per peer.
-    fn flush_heartbeats(self: &Arc<Self>) {
-        let batches = std::mem::take(&mut *self.heartbeats.lock());
-        for (to, (n, items)) in batches {
-            let mut body = Vec::with_capacity(4 + items.len());
-            body.extend_from_slice(&n.to_be_bytes());
-            body.extend_from_slice(&items);
-            self.send_frame(to, frame(Kind::PartitionRaftBatch, &body));
-        }
-    }
-
-    /// Hands a partition Raft message to the partition's actor.
-    fn route_partition_raft(&self, body: &[u8]) -> Option<()> {
-        let len = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
-        let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
-        let p = i32::from_be_bytes(body.get(2 + len..6 + len)?.try_into().ok()?);
-        self.route_to_partition(topic, p, body.get(6 + len..)?)
-    }
-
-    /// Decodes one partition Raft message and hands it to the partition's actor; `None` when
-    /// it does not decode or the partition is unknown here (dropped: Raft retransmits).
-    fn route_to_partition(&self, topic: &str, p: i32, msg: &[u8]) -> Option<()> {
-        let mut m = raft::eraftpb::Message::default();
-        protobuf::Message::merge_from_bytes(&mut m, msg).ok()?;
-        let broker = self.broker.get()?.upgrade()?;
-        let t = broker.topics.get(topic)?;
-        // The group's members are the partition's replicas in the controller's metadata (a
-        // new replica's own Raft configuration lags behind them); the actor's guard checks
-        // the rest.
-        let rec = broker.topics.record(topic)?;
-        let from = i32::try_from(m.from).unwrap_or(-1);
-        let member =
-            rec.replica_on(p, from) || rec.initial_replicas(p).is_some_and(|r| r.contains(&from));
-        if m.to != self.node_id() as u64 || !member || from == self.node_id() {
-            self.reject(
-                "raft_unknown_peer",
-                format_args!(
-                    "partition {topic}-{p} raft {:?} from {} to {}: not between this broker and a replica",
-                    m.get_msg_type(),
-                    m.from,
-                    m.to
-                ),
-            );
-            return None;
-        }
-        let _ = t
-            .partition(p)?
-            .tx
-            .send(crate::partition::Cmd::Raft(Box::new(m)));
-        Some(())
     }
 }
 
@@ -894,15 +751,5 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                 }
             });
         futures_util::future::join_all(calls).await;
-    }
-}
-
-/// Sends the gathered partition Raft heartbeats once per Raft tick.
-async fn heartbeat_batch_loop(cluster: Arc<Cluster>) {
-    let mut tick = tokio::time::interval(controller::TICK);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        cluster.flush_heartbeats();
     }
 }
