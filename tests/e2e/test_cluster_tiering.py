@@ -1,7 +1,8 @@
 """Tiered storage in a three-broker cluster sharing one S3 bucket (SeaweedFS `weed mini` on
 loopback): only each partition's Raft leader uploads, its manifest carries the leader epoch,
-followers free their local segments once the leader's manifest covers them, and after the
-leader is SIGKILLed the new leader carries on from the same manifest with nothing lost."""
+followers free their local segments once the leader's manifest covers them (and every replica
+its Raft log, behind its checkpoint), and after the leader is SIGKILLed the new leader carries on
+from the same manifest with nothing lost."""
 
 from __future__ import annotations
 
@@ -38,6 +39,10 @@ def manifest(weed: WeedS3) -> dict | None:
     return json.loads(weed.get(keys[0]))
 
 
+def raft_log_bytes(b, topic: str) -> int:
+    return sum(f.stat().st_size for f in (b.data_dir / "raft").glob(f"{topic}-*/0/raft.log*"))
+
+
 def uploads(b) -> float:
     return metric(b, "icestream_tiering_uploaded_segments_total")
 
@@ -58,8 +63,9 @@ def wait_until(what: str, cond, timeout: float = 60.0, brokers=(), weed=None):
 def test_only_the_leader_uploads_and_a_new_leader_carries_on(broker_factory, tmp_path):
     weed = WeedS3(tmp_path / "s3").start()
     try:
-        brokers = start_cluster(broker_factory, 3, FAST_RETENTION + weed.broker_args(),
-                                env=WeedS3.broker_env())
+        # Small Raft log files, so that the records produced span many of them.
+        brokers = start_cluster(broker_factory, 3, FAST_RETENTION + weed.broker_args()
+                                + ["--raft-log-file-bytes", "16384"], env=WeedS3.broker_env())
         wait_formed(brokers)
         admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
         admin.create_topics([NewTopic("tiered", 1, 3, config=TIERED)],
@@ -83,11 +89,15 @@ def test_only_the_leader_uploads_and_a_new_leader_carries_on(broker_factory, tmp
         m, total = wait_until("uploads to settle", settled, brokers=brokers, weed=weed)
         assert total == len(m["segments"]), (total, len(m["segments"]))
         assert m["leader_epoch"] >= 1, m["leader_epoch"]
-        # Followers free what the leader's manifest covers.
+        # Followers free what the leader's manifest covers, and every replica the Raft log
+        # files before its checkpoint: of ~200 KB produced, at most a few 16 KiB files stay.
         for i, b in by_id.items():
             wait_until(f"broker {i} trims its local segments",
                        lambda b=b: local_bases(b, "tiered", 0)
                        and local_bases(b, "tiered", 0)[0] > 0, brokers=brokers, weed=weed)
+            wait_until(f"broker {i} drops its first Raft log files",
+                       lambda b=b: 0 < raft_log_bytes(b, "tiered") < 80_000,
+                       brokers=brokers, weed=weed)
         # The leader (asked now: leadership may have gone back to the preferred replica) dies;
         # the new one uploads what comes next into the same manifest.
         leader = leader_of(brokers, "tiered", 0)

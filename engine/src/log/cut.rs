@@ -113,7 +113,7 @@ mod tests {
     #[test]
     fn a_log_is_cut_at_a_batch_boundary_and_copies_append_after_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut log = log_of(dir.path(), 100);
+        let log = log_of(dir.path(), 100);
         assert_eq!(log.next_offset(), 500);
         let whole = bytes::Bytes::from(all(&log));
         // Cut inside a sealed segment: the segments after it go, the rest reads the same.

@@ -305,6 +305,7 @@ pub fn spawn(
         failed: None,
         install: None,
         install_next: None,
+        deferred_snapshot: None,
         checkpointing: false,
     };
     tokio::task::spawn_local(actor.run(rx));
@@ -350,6 +351,8 @@ struct Actor {
     /// A snapshot being copied from the leader ([`snapshot`]), and its next step to await.
     install: Option<snapshot::Install>,
     install_next: Option<snapshot::InstallIo>,
+    /// A snapshot waiting for committed entries to be applied before its copy starts.
+    deferred_snapshot: Option<raft::eraftpb::Message>,
     /// A checkpoint write is in flight ([`checkpoint`]).
     checkpointing: bool,
 }

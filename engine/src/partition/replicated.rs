@@ -54,6 +54,9 @@ impl Actor {
                 break;
             }
         }
+        if self.deferred_snapshot.is_some() {
+            self.resume_deferred_snapshot();
+        }
     }
 
     fn drive_raft_once(&mut self) {

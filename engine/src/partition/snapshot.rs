@@ -67,8 +67,9 @@ impl Actor {
             return;
         }
         // The copy continues this log from its end, which must be where everything raft-rs
-        // handed over is applied; with entries still to apply the leader sends it again later.
+        // has committed is applied: with entries still to apply it waits until they are.
         if self.raft.as_ref().is_some_and(|r| r.has_unapplied()) {
+            self.deferred_snapshot = Some(m);
             return;
         }
         tracing::info!(dir = %self.log.dir().display(), from = end, upto, "installing a snapshot from the leader");
@@ -106,6 +107,16 @@ impl Actor {
         Some(Box::pin(async move {
             Step::Chunk(rx.await.unwrap_or_else(|_| Err("rpc stopped".into())))
         }))
+    }
+
+    /// A snapshot that waited for committed entries to be applied, once they are.
+    pub(super) fn resume_deferred_snapshot(&mut self) {
+        if self.raft.as_ref().is_some_and(|r| r.has_unapplied()) {
+            return;
+        }
+        if let Some(m) = self.deferred_snapshot.take() {
+            self.begin_install(m);
+        }
     }
 
     /// A chunk arrived, or the copy was synced.
