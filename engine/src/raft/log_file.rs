@@ -128,15 +128,7 @@ impl RaftStore {
         let mut open = None;
         for (i, &n) in numbers.iter().enumerate() {
             let path = dir.join(file_name(n));
-            crate::log::power::before_open_write(&path, false);
-            let file = OpenOptions::new()
-                .create(true)
-                .truncate(false)
-                .read(true)
-                .append(true)
-                .open(&path)
-                .map_err(io(&path))?;
-            storage.add_file(n, File::open(&path).map_err(io(&path))?);
+            let file = open_file(&storage, dir, n, false)?;
             let len = file.metadata().map_err(io(&path))?.len();
             let good = replay(&file, n, len, &storage, &path)?;
             if good < len {
@@ -281,15 +273,7 @@ impl RaftStore {
         };
         // Nothing of a file past the last one replayed was ever synced.
         remove_file(&self.dir, number)?;
-        crate::log::power::before_open_write(&path, true);
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .read(true)
-            .append(true)
-            .open(&path)
-            .map_err(io)?;
-        storage.add_file(number, File::open(&path).map_err(io)?);
+        let file = open_file(storage, &self.dir, number, true)?;
         crate::log::files::sync_dir(&self.dir).map_err(io)?;
         self.file = Arc::new(file);
         self.number = number;
@@ -346,6 +330,26 @@ impl RaftStore {
     fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
         StoreError::Corrupt(self.path(), e.to_string())
     }
+}
+
+/// Opens log file `n` for appending (creating it, `fresh` for the power-cut ledger) and hands
+/// a read handle on it to the storage.
+fn open_file(storage: &DiskStorage, dir: &Path, n: u64, fresh: bool) -> Result<File, StoreError> {
+    let path = dir.join(file_name(n));
+    let io = |source| StoreError::Io {
+        path: path.clone(),
+        source,
+    };
+    crate::log::power::before_open_write(&path, fresh);
+    let file = OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .read(true)
+        .append(true)
+        .open(&path)
+        .map_err(io)?;
+    storage.add_file(n, File::open(&path).map_err(io)?);
+    Ok(file)
 }
 
 fn remove_file(dir: &Path, n: u64) -> Result<(), StoreError> {
