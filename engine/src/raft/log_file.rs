@@ -308,11 +308,11 @@ impl RaftStore {
         let cp = super::snapshot::checkpoint_of(snapshot, self.number + 1).ok_or_else(|| {
             StoreError::Corrupt(self.dir.clone(), "a snapshot without an offset".into())
         })?;
+        // The new file starts with the hard state as it is: a commit index past the old files'
+        // last entry must not be on disk before the checkpoint that covers it (a start in
+        // between would find the commit beyond the log). Once the checkpoint is, the storage
+        // counts everything up to it as committed.
         self.next_file(storage)?;
-        let mut hs = storage.hard_state();
-        hs.commit = hs.commit.max(cp.index);
-        storage.set_hard_state(hs.clone());
-        self.write(storage, &[], Some(&hs))?;
         self.sync()?;
         cp.write(&self.dir)?;
         storage.install(cp.clone());
