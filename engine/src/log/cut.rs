@@ -7,7 +7,7 @@ use std::path::Path;
 
 use super::batch::{BatchHeader, HEADER_LEN};
 use super::segment::{self, Segment};
-use super::{power, producer_state};
+use super::{partition_log, power, producer_state};
 
 /// Removes every batch at or after `offset` from the segments in `dir` (a batch boundary: the
 /// log's next offset once some Raft entry was applied). Returns the bytes removed. A log with
@@ -18,16 +18,7 @@ pub fn cut_at(dir: &Path, offset: i64, now_ms: i64) -> io::Result<u64> {
     let mut cut = 0;
     for &base in bases.iter().filter(|&&b| Some(b) != keep && b > offset) {
         cut += std::fs::metadata(segment::log_path(dir, base))?.len();
-        for p in [
-            segment::log_path(dir, base),
-            segment::index_path(dir, base),
-            segment::time_index_path(dir, base),
-        ] {
-            match power::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
+        segment::remove_files(dir, base)?;
     }
     match keep {
         Some(base) => cut += cut_segment(dir, base, offset)?,
@@ -35,12 +26,10 @@ pub fn cut_at(dir: &Path, offset: i64, now_ms: i64) -> io::Result<u64> {
     }
     // Producer snapshots past the cut describe batches no longer there.
     producer_state::remove_snapshots_after(dir, offset)?;
-    let start = dir.join(super::partition_log::LOG_START_FILE);
-    if let Ok(b) = std::fs::read_to_string(&start) {
-        if b.trim().parse::<i64>().is_ok_and(|s| s > offset) {
-            // DeleteRecords past the cut is applied again with the entries after it.
-            super::files::write_atomic(&start, offset.to_string().as_bytes())?;
-        }
+    let start = dir.join(partition_log::LOG_START_FILE);
+    if partition_log::read_i64(&start)?.is_some_and(|s| s > offset) {
+        // DeleteRecords past the cut is applied again with the entries after it.
+        partition_log::write_i64(&start, offset)?;
     }
     super::files::sync_dir(dir)?;
     Ok(cut)

@@ -620,7 +620,7 @@ impl PartitionLog {
     }
 }
 
-fn read_i64(path: &Path) -> io::Result<Option<i64>> {
+pub(crate) fn read_i64(path: &Path) -> io::Result<Option<i64>> {
     match fs::read_to_string(path) {
         Ok(s) => Ok(s.trim().parse().ok()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(None),
@@ -628,7 +628,7 @@ fn read_i64(path: &Path) -> io::Result<Option<i64>> {
     }
 }
 
-fn write_i64(path: &Path, v: i64) -> io::Result<()> {
+pub(crate) fn write_i64(path: &Path, v: i64) -> io::Result<()> {
     write_atomic(path, v.to_string().as_bytes())
 }
 

@@ -345,18 +345,23 @@ impl Segment {
 
     /// Deletes the segment's files.
     pub fn delete(self) -> io::Result<()> {
-        for p in [
-            log_path(&self.dir, self.base_offset),
-            index_path(&self.dir, self.base_offset),
-            time_index_path(&self.dir, self.base_offset),
-        ] {
-            match power::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
-                _ => {}
-            }
-        }
-        Ok(())
+        remove_files(&self.dir, self.base_offset)
     }
+}
+
+/// Deletes the files of the segment at `base` in `dir` (those that exist).
+pub fn remove_files(dir: &Path, base: i64) -> io::Result<()> {
+    for p in [
+        log_path(dir, base),
+        index_path(dir, base),
+        time_index_path(dir, base),
+    ] {
+        match power::remove_file(&p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => return Err(e),
+            _ => {}
+        }
+    }
+    Ok(())
 }
 
 fn append_file(path: &Path, bytes: &[u8]) -> io::Result<()> {

@@ -53,12 +53,7 @@ impl PartitionRaft {
         if self.applied.marks.back().is_some_and(|m| m.index >= index) {
             return;
         }
-        if self
-            .node
-            .store()
-            .checkpoint()
-            .is_some_and(|c| c.index >= index)
-        {
+        if self.node.store().checkpoint_index() >= index {
             return;
         }
         self.applied.marks.push_back(Mark {
@@ -107,12 +102,7 @@ impl PartitionRaft {
 
     /// A checkpoint is durable: the log files wholly before it go.
     pub fn checkpoint_written(&mut self, cp: Checkpoint) -> Result<(), super::StoreError> {
-        if self
-            .node
-            .store()
-            .checkpoint()
-            .is_some_and(|c| c.index >= cp.index)
-        {
+        if self.node.store().checkpoint_index() >= cp.index {
             return Ok(());
         }
         self.store.compact(self.node.store(), cp)

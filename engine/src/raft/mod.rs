@@ -183,7 +183,7 @@ impl PartitionRaft {
         store.set_file_bytes(setup.file_bytes);
         let mut config = log_file::raft_config(setup.id);
         // Entries up to the checkpoint are in the segment log already: not applied again.
-        let checkpoint = storage.checkpoint().map_or(0, |c| c.index);
+        let checkpoint = storage.checkpoint_index();
         config.applied = checkpoint;
         let logger = log_file::discard_logger();
         let fresh = storage

@@ -157,6 +157,11 @@ impl DiskStorage {
         self.inner.read().checkpoint.clone()
     }
 
+    /// The index of the last durable checkpoint (0: none), without copying it.
+    pub fn checkpoint_index(&self) -> u64 {
+        self.inner.read().checkpoint.as_ref().map_or(0, |c| c.index)
+    }
+
     /// A new durable checkpoint: forgets the entries of every file wholly before the entry
     /// after it (never the file being appended to, `active`), and returns those files'
     /// numbers for the caller to delete.
