@@ -93,6 +93,15 @@ pub struct ServeArgs {
     /// replica's checkpoint (what its segments hold, synced) are deleted
     #[arg(long, env = "ICESTREAM_RAFT_LOG_FILE_BYTES", default_value_t = 32 << 20)]
     pub raft_log_file_bytes: u64,
+    /// Controller log entries applied between two checkpoints of the cluster metadata; its
+    /// Raft log files wholly before the last checkpoint are deleted (files are at most 1 MiB,
+    /// or --raft-log-file-bytes if smaller)
+    #[arg(
+        long,
+        env = "ICESTREAM_CONTROLLER_SNAPSHOT_ENTRIES",
+        default_value_t = 1024
+    )]
+    pub controller_snapshot_entries: u64,
     /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -542,6 +551,9 @@ impl ServeArgs {
         if self.raft_log_file_bytes < 4096 {
             bail!("--raft-log-file-bytes must be at least 4096");
         }
+        if self.controller_snapshot_entries == 0 {
+            bail!("--controller-snapshot-entries must be positive");
+        }
         Ok(Some(engine::cluster::ClusterConfig {
             node_id: self.node_id,
             rpc_addr: self.rpc_addr,
@@ -552,6 +564,7 @@ impl ServeArgs {
             replica_lag_max: std::time::Duration::from_millis(self.replica_lag_time_max_ms),
             batch_heartbeats: self.raft_batch_heartbeats,
             raft_log_file_bytes: self.raft_log_file_bytes,
+            controller_snapshot_entries: self.controller_snapshot_entries,
             rpc_connections: limits(
                 "rpc",
                 self.rpc_max_connections,

@@ -59,6 +59,7 @@ pub struct Metrics {
     pub request_errors: Family<ErrorLabels, Counter>,
     pub produced_bytes: Counter,
     pub produced_records: Counter,
+    pub produce_answered_at_local_append: Counter,
     pub fetched_bytes: Counter,
     pub fsync_seconds: Histogram,
     pub connections: Gauge,
@@ -88,6 +89,7 @@ pub struct Metrics {
     pub leader_changes: Counter,
     /// Counted by a partition replica when it installs a snapshot from its leader.
     pub raft_snapshots_installed: Counter,
+    pub controller_snapshots_installed: Counter,
     pub data_dir_free_bytes: Gauge,
     pub data_dir_total_bytes: Gauge,
     pub rpc_rejected: Rejections,
@@ -114,6 +116,7 @@ impl Metrics {
             request_errors,
             produced_bytes: Counter::default(),
             produced_records: Counter::default(),
+            produce_answered_at_local_append: Counter::default(),
             fetched_bytes: Counter::default(),
             fsync_seconds,
             connections: Gauge::default(),
@@ -135,6 +138,7 @@ impl Metrics {
             leader_partitions: Gauge::default(),
             leader_changes: Counter::default(),
             raft_snapshots_installed: Counter::default(),
+            controller_snapshots_installed: Counter::default(),
             data_dir_free_bytes: Gauge::default(),
             data_dir_total_bytes: Gauge::default(),
             rpc_rejected: Family::default(),
@@ -157,6 +161,8 @@ impl Metrics {
             produced_bytes => "kafka_produced_bytes",
             /// Records appended
             produced_records => "kafka_produced_records",
+            /// acks=1 produces a partition leader in a cluster answered at its local append, before the group committed them (the others wait for the commit: those behind an idempotent producer's entry, or just after an election)
+            produce_answered_at_local_append => "produce_answered_at_local_append",
             /// Record batch bytes served to fetches
             fetched_bytes => "kafka_fetched_bytes",
             /// fdatasync latency of segment files
@@ -197,6 +203,8 @@ impl Metrics {
             leader_changes => "leader_changes",
             /// Snapshots partition replicas on this broker installed from their leader (they were behind the leader's Raft log; their segments were copied)
             raft_snapshots_installed => "raft_snapshots_installed",
+            /// Metadata snapshots this broker's controller replica installed from the controller leader (it was behind the leader's first log entry: down for a while, or new)
+            controller_snapshots_installed => "controller_snapshots_installed",
             /// Bytes available to the broker on the data directory's file system
             data_dir_free_bytes => "data_dir_free_bytes",
             /// Size of the data directory's file system

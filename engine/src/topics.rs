@@ -64,7 +64,7 @@ impl Topic {
 }
 
 /// What is persisted per topic.
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct TopicRecord {
     pub name: String,
     pub id: Uuid,
@@ -202,6 +202,11 @@ impl TopicTable {
 
     pub fn record(&self, name: &str) -> Option<TopicRecord> {
         self.records.lock().get(name).cloned()
+    }
+
+    /// Every persisted record, by name.
+    pub fn records(&self) -> Vec<TopicRecord> {
+        self.records.lock().values().cloned().collect()
     }
 
     /// Records a topic durably, then makes it visible.

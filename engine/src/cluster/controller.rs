@@ -4,6 +4,11 @@
 //! raft-rs does no I/O: this task ticks it, persists what it asks ([`super::store`]), sends its
 //! messages over the RPC listener and applies committed commands to the broker's topic table.
 //! Proposals are made on the leader only; other brokers forward them ([`super::Cluster::propose`]).
+//!
+//! Every `--controller-snapshot-entries` applied entries the task writes a checkpoint holding
+//! the whole metadata ([`MetadataState`]) and the log files wholly before it go; a replica
+//! behind the leader's first index (down for a while, or a broker joining later) is sent that
+//! checkpoint as a snapshot and [`reconcile`]s its topic table to it.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,10 +19,12 @@ use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
+use super::metadata_state::{reconcile, MetadataState};
 use super::rpc::{frame, Kind};
 use super::{ApplyError, Command, Proposal};
-use crate::broker::Broker;
-use crate::raft::log_file::{self, RaftStore};
+use crate::broker::{Broker, BrokerError};
+use crate::raft::checkpoint::Checkpoint;
+use crate::raft::log_file::{self, RaftStore, StoreError};
 use crate::raft::storage::DiskStorage;
 
 pub use crate::raft::TICK;
@@ -64,6 +71,21 @@ struct Controller {
     leader: Arc<AtomicU64>,
     brokers: Brokers,
     ticks: u64,
+    /// Entries applied between two checkpoints.
+    snapshot_entries: u64,
+}
+
+/// The controller's log files are this size at most: its entries are small and few, and the
+/// files before a checkpoint can go only whole.
+const FILE_BYTES: u64 = 1 << 20;
+
+/// Why the controller stops (it cannot go on safely without its log or a snapshot installed).
+#[derive(Debug, thiserror::Error)]
+enum Stop {
+    #[error("controller log write failed: {0}")]
+    Log(#[from] StoreError),
+    #[error("installing the leader's metadata snapshot failed: {0}")]
+    Install(#[from] BrokerError),
 }
 
 /// Opens the controller's log under `<data>/controller` and starts its task.
@@ -73,8 +95,26 @@ pub fn start(
     voters: &[u64],
 ) -> Result<ControllerHandle, super::ClusterError> {
     let dir = broker.config.data_dir.join("controller");
-    let (store, storage) = RaftStore::open(&dir, voters)?;
-    let config = log_file::raft_config(id);
+    let (mut store, storage) = RaftStore::open(&dir, voters)?;
+    let (file_bytes, snapshot_entries) = broker.cluster.as_ref().map_or((FILE_BYTES, 1024), |c| {
+        (
+            c.config.raft_log_file_bytes.min(FILE_BYTES),
+            c.config.controller_snapshot_entries.max(1),
+        )
+    });
+    store.set_file_bytes(file_bytes);
+    let mut config = log_file::raft_config(id);
+    // The topic table already reflects everything up to the checkpoint (see
+    // `metadata_state`); the draining set, kept in memory, starts from the checkpoint's.
+    config.applied = storage.checkpoint_index();
+    if let Some(cp) = storage.checkpoint().filter(|c| !c.state.is_empty()) {
+        let state = MetadataState::decode(&cp.state).map_err(|e| {
+            StoreError::Corrupt(dir.join(crate::raft::checkpoint::FILE), e.to_string())
+        })?;
+        if let Some(c) = &broker.cluster {
+            *c.draining.lock() = state.draining;
+        }
+    }
     let logger = log_file::discard_logger();
     let node = RawNode::new(&config, storage, &logger)?;
     let (tx, rx) = mpsc::unbounded_channel();
@@ -88,6 +128,7 @@ pub fn start(
         leader: leader.clone(),
         brokers: brokers.clone(),
         ticks: 0,
+        snapshot_entries,
     };
     c.publish_brokers();
     tokio::spawn(c.run(rx));
@@ -115,10 +156,13 @@ impl Controller {
                 input = rx.recv() => match input {
                     None => return,
                     Some(Input::Raft(m)) => {
-                        if let Err(e) = crate::raft::guard::check(&self.node.raft, &m, crate::raft::guard::Peers::Tracker) {
+                        let checked = crate::raft::guard::check(&self.node.raft, &m, crate::raft::guard::Peers::Tracker)
+                            .map_err(|e| (e.reason(), e.to_string()))
+                            .and_then(|()| snapshot_state(&m).map_err(|e| ("raft_snapshot", e.to_string())));
+                        if let Err((reason, e)) = checked {
                             crate::raft::rejects::note(
                                 &self.broker.metrics.rpc_rejected,
-                                e.reason(),
+                                reason,
                                 format_args!("controller raft group: {e}"),
                             );
                         } else if let Err(e) = self.node.step(*m) {
@@ -130,7 +174,7 @@ impl Controller {
             }
             if let Err(e) = self.on_ready().await {
                 // Without its log the controller cannot go on safely; stop voting and leading.
-                tracing::error!(error = %e, "controller log write failed; the controller stops");
+                tracing::error!(error = %e, "the controller stops");
                 return;
             }
             let leader = self.node.raft.leader_id;
@@ -193,12 +237,62 @@ impl Controller {
         }
     }
 
-    async fn on_ready(&mut self) -> Result<(), log_file::StoreError> {
+    async fn on_ready(&mut self) -> Result<(), Stop> {
+        if !self.node.has_ready() {
+            return Ok(());
+        }
+        let ready = self.node.ready();
+        if !ready.snapshot().is_empty() {
+            // The topic table reaches the snapshot before the checkpoint that records it is
+            // written (`run_synced`): a crash in between replays the old log over a newer
+            // table, which applying tolerates, and gets the snapshot again.
+            let state = MetadataState::decode(crate::raft::snapshot::state_of(ready.snapshot()))
+                .map_err(|e| StoreError::Corrupt(self.store.dir().to_path_buf(), e.to_string()))?;
+            tracing::info!(
+                index = ready.snapshot().get_metadata().index,
+                topics = state.topics.len(),
+                "installing the controller leader's metadata snapshot"
+            );
+            reconcile(&self.broker, &state).await?;
+            self.broker.metrics.controller_snapshots_installed.inc();
+        }
         let mut out = Vec::new();
-        let committed = log_file::run_ready(&mut self.node, &mut self.store, |m| out.extend(m))?;
+        let committed = log_file::run_synced(&mut self.node, &mut self.store, ready, &mut |m| {
+            out.extend(m)
+        })?;
         self.send(out);
+        self.publish_brokers();
         self.apply(committed).await;
+        self.checkpoint()?;
         Ok(())
+    }
+
+    /// Writes a checkpoint of the metadata once enough entries were applied since the last,
+    /// or when the leader needs a newer one to send, then drops the log files before it.
+    fn checkpoint(&mut self) -> Result<(), StoreError> {
+        let applied = self.node.raft.raft_log.applied;
+        let storage = self.node.store();
+        let since = applied.saturating_sub(storage.checkpoint_index());
+        if since == 0 || (since < self.snapshot_entries && !storage.take_snapshot_wanted()) {
+            return Ok(());
+        }
+        let dir = self.store.dir().to_path_buf();
+        let term = self
+            .node
+            .raft
+            .raft_log
+            .term(applied)
+            .map_err(|e| StoreError::Corrupt(dir.clone(), e.to_string()))?;
+        let cp = Checkpoint {
+            index: applied,
+            term,
+            conf: self.node.raft.prs().conf().to_conf_state(),
+            offset: 0,
+            first_file: storage.checkpoint().map_or(0, |c| c.first_file),
+            state: MetadataState::capture(&self.broker).encode(),
+        };
+        cp.write(&dir)?;
+        self.store.compact(self.node.store(), cp)
     }
 
     async fn apply(&mut self, entries: Vec<Entry>) {
@@ -252,8 +346,8 @@ impl Controller {
 
     /// Adds every live broker gossip knows that is not yet in the controller group as a
     /// learner (one conf change at a time). Joining brokers start from the founders' voters
-    /// with an empty log; the log is never compacted, so the leader replicates it to them
-    /// from index 1 (no snapshot needed) and they replay these conf changes like everyone.
+    /// with an empty log; the leader replicates what its log holds to them, after the
+    /// metadata snapshot when its first entries are gone.
     fn add_learners(&mut self) {
         let raft = &self.node.raft;
         if raft.pending_conf_index > raft.raft_log.applied {
@@ -293,4 +387,12 @@ impl Controller {
             cluster.send_frame(to as i32, frame(Kind::Raft, &bytes));
         }
     }
+}
+
+/// A snapshot's metadata must decode before raft-rs takes it: once taken it must be installed.
+fn snapshot_state(m: &Message) -> Result<(), super::metadata_state::StateError> {
+    if m.get_msg_type() != raft::eraftpb::MessageType::MsgSnapshot {
+        return Ok(());
+    }
+    MetadataState::decode(crate::raft::snapshot::state_of(m.get_snapshot())).map(|_| ())
 }

@@ -12,6 +12,7 @@
 pub mod controller;
 mod listener;
 pub mod membership;
+mod metadata_state;
 mod peers;
 pub mod placement;
 pub mod reassign;
@@ -58,6 +59,8 @@ pub struct ClusterConfig {
     pub batch_heartbeats: bool,
     /// `--raft-log-file-bytes`: when a partition replica's Raft log starts a new file.
     pub raft_log_file_bytes: u64,
+    /// `--controller-snapshot-entries`: controller entries applied between its checkpoints.
+    pub controller_snapshot_entries: u64,
     /// Connections the RPC listener accepts, in total and per client IP.
     pub rpc_connections: crate::limits::connections::ConnLimits,
     /// How many frames (and bytes) wait for one peer before the oldest are dropped.
@@ -185,7 +188,7 @@ pub struct Cluster {
     /// partition Raft messages in them.
     pub frames_sent: prometheus_client::metrics::counter::Counter,
     pub partition_messages_sent: prometheus_client::metrics::counter::Counter,
-    /// Brokers being decommissioned (rebuilt from the controller log on every start).
+    /// Brokers being decommissioned (from the controller checkpoint and the entries after it).
     draining: parking_lot::Mutex<std::collections::BTreeSet<i32>>,
     /// Whether a task moving replicas off draining brokers is running.
     drain_task: std::sync::atomic::AtomicBool,

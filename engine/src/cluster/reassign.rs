@@ -234,6 +234,16 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
         .map_err(|e| ApplyError::Other(e.to_string()))
 }
 
+/// Brings every partition of a topic on this broker in line with `rec`, a newer record of it
+/// (a controller snapshot that skipped the commands in between).
+pub(super) async fn resync(b: &Broker, rec: TopicRecord) -> Result<(), BrokerError> {
+    let _guard = b.topics.change_lock.lock().await;
+    for p in 0..rec.partitions {
+        sync(b, rec.clone(), p).await?;
+    }
+    Ok(())
+}
+
 /// Persists `rec` and brings partition `p` on this broker in line with it: starts a replica
 /// this broker gains, stops (and deletes) one it lost, or tells the running one its goal.
 async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {

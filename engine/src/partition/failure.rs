@@ -31,6 +31,7 @@ impl Actor {
         for (_, (reply, _)) in self.proposals.drain() {
             let _ = reply.send(Err(err()));
         }
+        self.local_acks.stop(err);
         for (_, reply) in self.deletions.drain() {
             let _ = reply.send(Err(err()));
         }

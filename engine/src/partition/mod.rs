@@ -28,6 +28,7 @@ mod checkpoint;
 mod compaction;
 mod delete_records;
 mod failure;
+mod local_ack;
 mod raft_sync;
 mod replicated;
 mod snapshot;
@@ -307,6 +308,7 @@ pub fn spawn(
         install_next: None,
         deferred_snapshot: None,
         checkpointing: false,
+        local_acks: Default::default(),
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
@@ -355,6 +357,8 @@ struct Actor {
     deferred_snapshot: Option<raft::eraftpb::Message>,
     /// A checkpoint write is in flight ([`checkpoint`]).
     checkpointing: bool,
+    /// acks=1 produces answered at the leader's local append ([`local_ack`]).
+    local_acks: local_ack::LocalAcks,
 }
 
 /// `(delete files, delete remote data, reply)`.
@@ -548,6 +552,7 @@ impl Actor {
         None
     }
 
+    /// Appends a produce's batches; returns the first one's base offset, if any was appended.
     fn produce(
         &mut self,
         batches: Vec<(BatchHeader, Bytes)>,
@@ -555,7 +560,7 @@ impl Actor {
         acks_all: bool,
         epoch: i32,
         now: i64,
-    ) {
+    ) -> Option<i64> {
         if let Some((_, b)) = batches
             .iter()
             .find(|(_, b)| b.len() > self.config.max_message_bytes)
@@ -564,7 +569,7 @@ impl Actor {
                 size: b.len(),
                 max: self.config.max_message_bytes,
             }));
-            return;
+            return None;
         }
         let mut first: Option<ProduceOk> = None;
         // The offset the answer must wait for: the end of the last batch appended or, for a
@@ -576,7 +581,7 @@ impl Actor {
                 Ok(c) => c,
                 Err(e) => {
                     let _ = reply.send(Err(PartitionError::Sequence(e)));
-                    return;
+                    return None;
                 }
             };
             let (base, last, lat) = match check {
@@ -593,7 +598,7 @@ impl Actor {
                     Err(e) => {
                         self.fail_storage("append", &e);
                         let _ = reply.send(Err(PartitionError::Failed(e.to_string().into())));
-                        return;
+                        return None;
                     }
                 },
             };
@@ -604,7 +609,7 @@ impl Actor {
                 log_start_offset: self.log.log_start_offset(),
             });
         }
-        let Some(ok) = first else { return };
+        let ok = first?;
         if let Some(t) = &mut self.tiered {
             t.offer_sealed(&self.log);
         }
@@ -623,6 +628,7 @@ impl Actor {
             self.waiters.push(Waiter { needed, reply, ok });
         }
         self.marks.send_modify(|m| m.log_end = end);
+        Some(ok.base_offset)
     }
 
     fn flush_deadline(&self) -> Option<tokio::time::Instant> {

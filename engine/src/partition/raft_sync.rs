@@ -43,6 +43,7 @@ impl Actor {
             Ok(()) => {
                 if let Some(r) = &mut self.raft {
                     r.persisted(done);
+                    self.local_acks.synced(r.persisted_index());
                 }
             }
             Err(e) => {

@@ -1,12 +1,13 @@
 //! The replicated path of a partition in a cluster: a produce is proposed to the partition's
 //! Raft group, and what the group commits is applied by every replica, leader included, in
 //! commit order (appends through the single-node path, DeleteRecords through
-//! [`super::delete_records`]).
+//! [`super::delete_records`]). acks=all is answered once applied; acks=1 once the leader's own
+//! log holds it where the offsets can be named then ([`super::local_ack`]), else once applied.
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{Actor, PartitionError, ProduceOk, Reply};
+use super::{local_ack, Actor, PartitionError, ProduceOk, Reply};
 use crate::log::batch::BatchHeader;
 use crate::time::now_ms;
 
@@ -33,9 +34,34 @@ impl Actor {
         for (_, b) in &batches {
             records.extend_from_slice(b);
         }
-        match r.propose(&records, now_ms()) {
+        let taken = local_ack::offsets_taken(&batches, self.config.max_message_bytes);
+        self.local_acks.lead(r.term(), r.last_index());
+        let early = taken.filter(|_| !acks_all).and_then(|_| {
+            self.local_acks
+                .predict(r.applied_index(), self.log.next_offset())
+        });
+        let now = now_ms();
+        match r.propose(&records, now) {
             Some(id) => {
-                self.proposals.insert(id, (reply, acks_all));
+                self.local_acks.proposed(id.index, taken);
+                match early {
+                    Some(base_offset) => {
+                        let ok = ProduceOk {
+                            base_offset,
+                            log_append_time: if self.log.config().log_append_time {
+                                now
+                            } else {
+                                -1
+                            },
+                            log_start_offset: self.log.log_start_offset(),
+                        };
+                        self.local_acks.answer_when_synced(id.index, reply, ok);
+                        self.metrics.produce_answered_at_local_append.inc();
+                    }
+                    None => {
+                        self.proposals.insert(id, (reply, acks_all));
+                    }
+                }
             }
             None => {
                 let _ = reply.send(Err(PartitionError::NotLeader));
@@ -105,11 +131,15 @@ impl Actor {
                     continue;
                 }
             };
-            match crate::log::batch::split_batches(&records) {
+            let base = match crate::log::batch::split_batches(&records) {
                 Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
                 Err(e) => {
                     tracing::error!(dir = %self.log.dir().display(), error = %e, "undecodable raft entry skipped");
+                    None
                 }
+            };
+            if let Some(answered) = self.local_acks.applied(c.proposal.index, base) {
+                tracing::error!(dir = %self.log.dir().display(), index = c.proposal.index, answered, applied = ?base, "an acks=1 produce was answered with another offset than it got");
             }
         }
         let end = self.log.next_offset();
@@ -118,6 +148,7 @@ impl Actor {
         }
         if !leader {
             // Proposals of a deposed leader may never commit; their producers retry.
+            self.local_acks.stop(|| PartitionError::NotLeader);
             for (_, (reply, _)) in self.proposals.drain() {
                 let _ = reply.send(Err(PartitionError::NotLeader));
             }

@@ -92,6 +92,7 @@ impl PartitionRaft {
             conf: m.conf,
             offset: m.offset,
             first_file,
+            state: Default::default(),
         })
     }
 

@@ -7,9 +7,13 @@
 //! entries after `index`, and a replica installing a snapshot copies the segments from its own
 //! log end up to `offset` from the leader (`partition::snapshot`).
 //!
+//! The controller's group has no segments: its state (the cluster metadata) is small and is
+//! carried whole in `state`, which is also what its snapshots send (`cluster::metadata_state`).
+//!
 //! File `<raft dir>/checkpoint`, written atomically: `u8 version (1), u64 index, u64 term,
-//! i64 offset, u64 first_file, u32 length, ConfState protobuf`, then a `u32 crc32c` of all of
-//! it. Version 1 is what every later field is appended after.
+//! i64 offset, u64 first_file, u32 length, ConfState protobuf`, then (optional, absent in the
+//! first release's files) `u32 length, state`, then a `u32 crc32c` of all of it. Version 1 is
+//! what every later field is appended after.
 
 use std::path::Path;
 
@@ -32,12 +36,15 @@ pub struct Checkpoint {
     pub offset: i64,
     /// Raft log files numbered below this one are stale (a snapshot replaced them) and ignored.
     pub first_file: u64,
+    /// The state machine's state at `index` when it keeps one outside segments (the
+    /// controller's metadata); empty for partitions.
+    pub state: bytes::Bytes,
 }
 
 impl Checkpoint {
     pub fn encode(&self) -> Vec<u8> {
         let conf = self.conf.write_to_bytes().unwrap_or_default();
-        let mut b = Vec::with_capacity(45 + conf.len());
+        let mut b = Vec::with_capacity(49 + conf.len() + self.state.len());
         b.push(VERSION);
         b.extend_from_slice(&self.index.to_be_bytes());
         b.extend_from_slice(&self.term.to_be_bytes());
@@ -45,6 +52,10 @@ impl Checkpoint {
         b.extend_from_slice(&self.first_file.to_be_bytes());
         b.extend_from_slice(&(conf.len() as u32).to_be_bytes());
         b.extend_from_slice(&conf);
+        if !self.state.is_empty() {
+            b.extend_from_slice(&(self.state.len() as u32).to_be_bytes());
+            b.extend_from_slice(&self.state);
+        }
         let crc = crc32c::crc32c(&b);
         b.extend_from_slice(&crc.to_be_bytes());
         b
@@ -69,12 +80,25 @@ impl Checkpoint {
             .and_then(|c| {
                 ConfState::parse_from_bytes(c).map_err(|_| "configuration undecodable")
             })?;
+        let rest = &body[37 + n..];
+        let state = match rest.len() {
+            0 => bytes::Bytes::new(),
+            1..4 => return Err("state length cut short".into()),
+            _ => {
+                let len = u32::from_be_bytes(rest[..4].try_into().expect("4 bytes")) as usize;
+                if rest.len() - 4 != len {
+                    return Err(format!("state of {} bytes, {len} expected", rest.len() - 4));
+                }
+                bytes::Bytes::copy_from_slice(&rest[4..])
+            }
+        };
         Ok(Checkpoint {
             index: u(1),
             term: u(9),
             offset: u(17) as i64,
             first_file: u(25),
             conf,
+            state,
         })
     }
 
@@ -110,9 +134,20 @@ mod tests {
             conf: ConfState::from((vec![1, 2, 3], vec![4])),
             offset: 1234,
             first_file: 3,
+            state: Default::default(),
         };
         let b = c.encode();
         assert_eq!(Checkpoint::decode(&b).unwrap(), c);
+        let with_state = Checkpoint {
+            state: bytes::Bytes::from_static(b"{\"topics\":[]}"),
+            ..c.clone()
+        };
+        let b2 = with_state.encode();
+        assert_eq!(Checkpoint::decode(&b2).unwrap(), with_state);
+        let mut cut = b2[..b2.len() - 6].to_vec();
+        let crc = crc32c::crc32c(&cut);
+        cut.extend_from_slice(&crc.to_be_bytes());
+        assert!(Checkpoint::decode(&cut).unwrap_err().contains("expected"));
         let mut bad = b.clone();
         bad[5] ^= 1;
         assert!(Checkpoint::decode(&bad).unwrap_err().contains("checksum"));

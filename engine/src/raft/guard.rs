@@ -17,9 +17,9 @@
 //! - A leader's progress takes an append response's `index` as the follower's match: one past
 //!   the leader's own log stalls that follower for good; a `request_snapshot` makes it build a
 //!   snapshot, which this code never sends nor expects.
-//! - Snapshots (`MsgSnapshot`) reach partition groups only (the controller's log is never
-//!   compacted), and only with a configuration raft-rs can restore (voters, no node 0), a
-//!   term no later than the message's and data that is ours (`super::snapshot`).
+//! - Snapshots (`MsgSnapshot`) come only with a configuration raft-rs can restore (voters, no
+//!   node 0), a term no later than the message's and data that is ours (`super::snapshot`;
+//!   the controller also decodes the metadata it carries before stepping it).
 //!   Proposals, read-index and transfer requests never cross the wire here (proposals and
 //!   transfers happen on the leader), and a forged proposal would append arbitrary records,
 //!   so they are dropped.
@@ -91,19 +91,19 @@ pub enum Peers {
 pub fn check<T: Storage>(raft: &Raft<T>, m: &Message, peers: Peers) -> Result<(), Rejected> {
     use MessageType::*;
     let ty = m.get_msg_type();
-    let remote = match ty {
+    let remote = matches!(
+        ty,
         MsgAppend
-        | MsgAppendResponse
-        | MsgRequestVote
-        | MsgRequestVoteResponse
-        | MsgRequestPreVote
-        | MsgRequestPreVoteResponse
-        | MsgHeartbeat
-        | MsgHeartbeatResponse
-        | MsgTimeoutNow => true,
-        MsgSnapshot => peers == Peers::Vouched,
-        _ => false,
-    };
+            | MsgAppendResponse
+            | MsgRequestVote
+            | MsgRequestVoteResponse
+            | MsgRequestPreVote
+            | MsgRequestPreVoteResponse
+            | MsgHeartbeat
+            | MsgHeartbeatResponse
+            | MsgTimeoutNow
+            | MsgSnapshot
+    );
     if !remote {
         return Err(Rejected::NotRemote(ty));
     }
@@ -295,10 +295,10 @@ mod tests {
         ] {
             assert_eq!(rejected(&msg(ty, 1, 2)), "raft_message_type", "{ty:?}");
         }
-        // The controller's group takes no snapshot; a partition's only one that is ours.
+        // A snapshot only if it is one of ours.
         assert_eq!(
             rejected(&msg(MessageType::MsgSnapshot, 1, 2)),
-            "raft_message_type"
+            "raft_snapshot"
         );
         let vouched = |m: &Message| check(r, m, Peers::Vouched).unwrap_err().reason();
         let mut snap = msg(MessageType::MsgSnapshot, 1, 2);
@@ -309,6 +309,7 @@ mod tests {
             conf: ConfState::from((vec![1, 2, 3], vec![])),
             offset: 100,
             first_file: 0,
+            state: Default::default(),
         };
         snap.set_snapshot(crate::raft::snapshot::to_snapshot(&cp));
         assert_eq!(check(r, &snap, Peers::Vouched), Ok(()));

@@ -441,7 +441,8 @@ pub fn run_ready(
     run_synced(node, store, ready, &mut send)
 }
 
-fn run_synced(
+/// [`run_ready`] for a Ready the caller took (the controller looks at its snapshot first).
+pub fn run_synced(
     node: &mut RawNode<DiskStorage>,
     store: &mut RaftStore,
     mut ready: raft::Ready,

@@ -247,6 +247,20 @@ impl PartitionRaft {
         self.node.raft.state == StateRole::Leader
     }
 
+    /// The last entry applied (handed to the partition), the last synced here, the last in the
+    /// log.
+    pub fn applied_index(&self) -> u64 {
+        self.applied.index
+    }
+
+    pub fn persisted_index(&self) -> u64 {
+        self.node.raft.raft_log.persisted
+    }
+
+    pub fn last_index(&self) -> u64 {
+        self.node.raft.raft_log.last_index()
+    }
+
     pub fn term(&self) -> u64 {
         self.node.raft.term
     }

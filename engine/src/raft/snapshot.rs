@@ -3,7 +3,8 @@
 //!
 //! raft-rs sends a snapshot as one message and RPC frames are capped, so the message carries
 //! only the checkpoint (index, term, configuration) and the segment log's offset there
-//! (`data`: `u8 version (1), i64 offset`; later versions append fields). The follower holding
+//! (`data`: `u8 version (1), i64 offset`, then the checkpoint's `state` if it has one: the
+//! controller's metadata, which is small and travels whole). The follower holding
 //! it copies the segments from its own log end up to that offset in chunks it asks for one at
 //! a time ([`ChunkFn`]): its own log is already a prefix of the leader's, because every
 //! replica applies the same committed entries the same way.
@@ -21,6 +22,7 @@ const VERSION: u8 = 1;
 pub fn to_snapshot(c: &Checkpoint) -> Snapshot {
     let mut data = vec![VERSION];
     data.extend_from_slice(&c.offset.to_be_bytes());
+    data.extend_from_slice(&c.state);
     let mut meta = SnapshotMetadata {
         index: c.index,
         term: c.term,
@@ -43,6 +45,11 @@ pub fn offset_of(s: &Snapshot) -> Option<i64> {
     (offset >= 0).then_some(offset)
 }
 
+/// The state machine's state a snapshot carries (empty for a partition's).
+pub fn state_of(s: &Snapshot) -> &[u8] {
+    s.data.get(9..).unwrap_or_default()
+}
+
 /// The checkpoint a received snapshot installs, its files starting at `first_file`.
 pub fn checkpoint_of(s: &Snapshot, first_file: u64) -> Option<Checkpoint> {
     let meta = s.get_metadata();
@@ -52,6 +59,7 @@ pub fn checkpoint_of(s: &Snapshot, first_file: u64) -> Option<Checkpoint> {
         conf: meta.get_conf_state().clone(),
         offset: offset_of(s)?,
         first_file,
+        state: bytes::Bytes::copy_from_slice(state_of(s)),
     })
 }
 

@@ -68,6 +68,9 @@ struct Inner {
     installed: Option<Checkpoint>,
     /// The first read error, for `run_ready` to report.
     failure: Option<io::Error>,
+    /// raft-rs asked for a snapshot the checkpoint cannot be (too old, or from before the
+    /// follower joined): the owner should write a new checkpoint soon.
+    snapshot_wanted: bool,
 }
 
 impl DiskStorage {
@@ -91,6 +94,7 @@ impl DiskStorage {
                 checkpoint,
                 installed: None,
                 failure: None,
+                snapshot_wanted: false,
             }),
         }
     }
@@ -212,6 +216,11 @@ impl DiskStorage {
     /// The snapshot installed since the last call, if any.
     pub fn take_installed(&self) -> Option<Checkpoint> {
         self.inner.write().installed.take()
+    }
+
+    /// Whether raft-rs asked for a newer snapshot than the checkpoint since the last call.
+    pub fn take_snapshot_wanted(&self) -> bool {
+        std::mem::take(&mut self.inner.write().snapshot_wanted)
     }
 
     /// The first read error since the last call, if any.
@@ -349,16 +358,34 @@ impl raft::Storage for DiskStorage {
         Ok(self.last())
     }
 
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         // The snapshot is the checkpoint: its data is the segment log's offset there, which
-        // the follower copies up to from the leader's segments (`partition::snapshot`).
-        match &self.inner.read().checkpoint {
-            Some(c) if c.index >= request_index => Ok(super::snapshot::to_snapshot(c)),
-            _ => Err(raft::Error::Store(
-                StorageError::SnapshotTemporarilyUnavailable,
-            )),
+        // the follower copies up to from the leader's segments (`partition::snapshot`), and
+        // the controller's metadata. A follower refuses one whose configuration does not name
+        // it (one added after the checkpoint): raft-rs retries once a newer one is written.
+        let mut s = self.inner.write();
+        match &s.checkpoint {
+            Some(c) if c.index >= request_index && names(&c.conf, to) => {
+                Ok(super::snapshot::to_snapshot(c))
+            }
+            _ => {
+                s.snapshot_wanted = true;
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable,
+                ))
+            }
         }
     }
+}
+
+/// Whether a configuration has `id` as a voter or learner (either side of a joint one).
+fn names(cs: &ConfState, id: u64) -> bool {
+    cs.voters
+        .iter()
+        .chain(&cs.learners)
+        .chain(&cs.voters_outgoing)
+        .chain(&cs.learners_next)
+        .any(|&v| v == id)
 }
 
 #[cfg(test)]
@@ -445,9 +472,10 @@ mod tests {
         let cp = Checkpoint {
             index: 200,
             term: 1,
-            conf: ConfState::from((vec![1], vec![])),
+            conf: ConfState::from((vec![1], vec![2])),
             offset: 4242,
             first_file: 0,
+            state: Default::default(),
         };
         // The checkpoint must be durable before anything it covers goes.
         cp.write(dir.path()).unwrap();
@@ -468,6 +496,18 @@ mod tests {
         let snap = raft::Storage::snapshot(&s, 0, 2).unwrap();
         assert_eq!(snap.get_metadata().index, 200);
         assert_eq!(crate::raft::snapshot::offset_of(&snap), Some(4242));
+        assert!(!s.take_snapshot_wanted());
+        // Not to one it does not name (added later), nor older than raft-rs asks: the owner
+        // is told to write a newer one.
+        for (index, to) in [(0, 3), (201, 2)] {
+            assert!(matches!(
+                raft::Storage::snapshot(&s, index, to),
+                Err(raft::Error::Store(
+                    StorageError::SnapshotTemporarilyUnavailable
+                ))
+            ));
+            assert!(s.take_snapshot_wanted());
+        }
         drop((store, s));
         // A restart reads only the files left, and reports the checkpoint.
         let (_, s) = RaftStore::open(dir.path(), &[1]).unwrap();
