@@ -6,11 +6,12 @@ address). Ports and data dirs stay the same across kill9()/start(), like conftes
 
 from __future__ import annotations
 
+import json
 import time
 
 from confluent_kafka.admin import AdminClient
 
-from conftest import Broker, free_port
+from conftest import Broker, free_port, http_get
 
 
 def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = None,
@@ -52,6 +53,15 @@ class ScriptBrokers:
 
 def metadata(b, topic: str | None = None):
     return AdminClient({"bootstrap.servers": b.bootstrap}).list_topics(topic=topic, timeout=10)
+
+
+def controller_leader(b) -> int:
+    """The controller's Raft leader as `b` knows it (its admin API; Metadata names the broker
+    asked, which forwards admin requests to the leader), -1 while there is none."""
+    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
+    assert status == 200, body
+    leader = json.loads(body)["controller"]
+    return leader if leader is not None else -1
 
 
 def wait_formed(brokers, timeout: float = 30.0):

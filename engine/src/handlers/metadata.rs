@@ -69,10 +69,13 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         }
         None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
     };
-    let controller = b
-        .cluster
-        .as_ref()
-        .map_or(Some(b.node_id()), |c| c.controller_leader());
+    // Every broker forwards admin requests to the controller leader, so, as KRaft brokers do,
+    // a client is sent to a live broker (this one) rather than to the leader itself: a client
+    // that cached a leader that then died would wait on it until its request timed out.
+    // DescribeCluster names the leader.
+    let controller = b.cluster.as_ref().map_or(Some(b.node_id()), |c| {
+        c.controller_leader().map(|_| b.node_id())
+    });
     MetadataResponse::default()
         .with_brokers(
             brokers
