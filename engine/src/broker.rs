@@ -534,17 +534,18 @@ impl Broker {
         Ok((rec, topic))
     }
 
-    /// Adds partitions so that the topic has `count`.
+    /// Adds partitions so that the topic has `count`: in a cluster through the controller
+    /// (placed like a topic created with `count` partitions, so replicas and preferred leaders
+    /// stay balanced), on a single node directly.
     pub async fn add_partitions(
         &self,
         name: &str,
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
-        self.not_replicated_yet("adding partitions")?;
-        let _guard = self.topics.change_lock.lock().await;
-        let (mut rec, current) = self.existing(name)?;
-        if count as i64 <= current.partitions.len() as i64 {
+        let (rec, current) = self.existing(name)?;
+        let from = current.partitions.len() as i32;
+        if count <= from {
             return Err(BrokerError::PartitionsNotIncreased {
                 topic: name.to_string(),
                 current: current.partitions.len(),
@@ -554,36 +555,108 @@ impl Broker {
         if count > 100_000 {
             return Err(BrokerError::InvalidPartitions(count));
         }
+        let Some(c) = &self.cluster else {
+            if validate_only {
+                return Ok(());
+            }
+            return self.add_partitions_local(name, count, vec![], 0).await;
+        };
+        let rf = rec.replication_factor;
+        let brokers: Vec<(i32, Option<String>)> = c
+            .brokers_for_new_topic(rf)
+            .into_iter()
+            .map(|id| (id, c.members.get(id).and_then(|m| m.rack)))
+            .collect();
+        if rf < 1 || rf as usize > brokers.len() {
+            return Err(BrokerError::InvalidReplicationFactor(rf, brokers.len()));
+        }
+        let start = crate::cluster::placement::start_for(name);
+        let mut assignments = crate::cluster::placement::assign_racked(&brokers, count, rf, start);
+        let assignments = assignments.split_off(from as usize);
         if validate_only {
             return Ok(());
         }
+        let cmd = crate::cluster::Command::AddPartitions {
+            name: name.to_string(),
+            id: rec.id,
+            from,
+            assignments,
+        };
+        c.propose(self, cmd).await
+    }
+
+    /// Grows a topic on this broker to `count` partitions, the new ones on `assignments` (in a
+    /// cluster); `changed_at` is the controller entry's index (0 on a single node).
+    pub(crate) async fn add_partitions_local(
+        &self,
+        name: &str,
+        count: i32,
+        assignments: Vec<Vec<i32>>,
+        changed_at: u64,
+    ) -> Result<(), BrokerError> {
+        let _guard = self.topics.change_lock.lock().await;
+        let (mut rec, current) = self.existing(name)?;
+        if count as i64 <= current.partitions.len() as i64 {
+            return Err(BrokerError::PartitionsNotIncreased {
+                topic: name.to_string(),
+                current: current.partitions.len(),
+                requested: count,
+            });
+        }
+        rec.assignments.extend(assignments);
+        rec.partitions = count;
+        rec.changed_at = rec.changed_at.max(changed_at);
         let mut partitions = current.partitions.clone();
         for p in current.partitions.len() as i32..count {
             partitions.push(self.open_partition(&rec, p, &current.resolved).await?);
         }
-        rec.partitions = count;
         let topic = Topic::new(&rec, current.resolved.clone(), partitions);
         self.topics.insert(rec, topic)?;
         self.update_gauges();
+        tracing::info!(topic = name, partitions = count, "added partitions");
         Ok(())
     }
 
-    /// Replaces a topic's overrides (already validated) and tells its partitions.
+    /// Replaces a topic's overrides (already validated): in a cluster through the controller,
+    /// on a single node directly.
     pub async fn set_topic_config(
         &self,
         name: &str,
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
-        self.not_replicated_yet("changing topic configs")?;
+        let (rec, current) = self.existing(name)?;
+        check_config_change(
+            name,
+            &current.resolved,
+            &config.resolve(&self.config.defaults),
+        )?;
+        match &self.cluster {
+            Some(c) => {
+                let cmd = crate::cluster::Command::SetTopicConfig {
+                    name: name.to_string(),
+                    id: rec.id,
+                    config,
+                };
+                c.propose(self, cmd).await
+            }
+            None => self.set_topic_config_local(name, config, 0).await,
+        }
+    }
+
+    /// Replaces a topic's overrides on this broker and tells its partitions; `changed_at` is
+    /// the controller entry's index (0 on a single node).
+    pub(crate) async fn set_topic_config_local(
+        &self,
+        name: &str,
+        config: TopicConfig,
+        changed_at: u64,
+    ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
         let resolved = config.resolve(&self.config.defaults);
-        if current.resolved.log.remote_storage && !resolved.log.remote_storage {
-            return Err(BrokerError::InvalidConfig(InvalidConfig(format!(
-                "topic '{name}' has remote storage on; turning it off is not supported (its old offsets live only in object storage)"
-            ))));
-        }
+        check_config_change(name, &current.resolved, &resolved)?;
         rec.config = config;
+        rec.changed_at = rec.changed_at.max(changed_at);
         for (p, handle) in current.partitions.iter().enumerate() {
             let _ = handle.tx.send(Cmd::Reconfigure(Box::new(resolved.clone())));
             if resolved.log.remote_storage && !current.resolved.log.remote_storage {
@@ -644,4 +717,18 @@ pub enum StartError {
     Partition(#[from] BrokerError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+}
+
+/// A config change the topic's data cannot follow is refused.
+fn check_config_change(
+    name: &str,
+    current: &crate::config::ResolvedTopicConfig,
+    next: &crate::config::ResolvedTopicConfig,
+) -> Result<(), BrokerError> {
+    if current.log.remote_storage && !next.log.remote_storage {
+        return Err(BrokerError::InvalidConfig(InvalidConfig(format!(
+            "topic '{name}' has remote storage on; turning it off is not supported (its old offsets live only in object storage)"
+        ))));
+    }
+    Ok(())
 }

@@ -86,8 +86,9 @@ pub struct TopicRecord {
     /// they keep their replica, which may still be a Raft voter, until the move completes.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub moving: BTreeMap<i32, Vec<i32>>,
-    /// The controller log index of the last reassignment command applied to this record, so
-    /// that replaying the log on restart skips what the record already reflects.
+    /// The controller log index of the last command that changed this record (a reassignment,
+    /// a config change, partitions added), so that replaying the log on restart skips what the
+    /// record already reflects.
     #[serde(default)]
     pub changed_at: u64,
 }

@@ -65,8 +65,8 @@ impl MetadataState {
 
 /// Brings this broker's topic table to `state`, which is newer than what it applied: topics
 /// it lacks are created, topics `state` lacks (or has under another id) were deleted since and
-/// go with their files, and records that differ (a reassignment moved on) are synced one
-/// partition at a time, as applying the commands would have.
+/// go with their files, and records that differ get the configs, partitions and replicas the
+/// commands in between would have given them.
 pub async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError> {
     let wanted: BTreeMap<&str, &TopicRecord> =
         state.topics.iter().map(|r| (r.name.as_str(), r)).collect();
@@ -87,7 +87,24 @@ pub async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerEr
             None => {
                 b.create_topic_local(rec.clone()).await?;
             }
-            Some(local) if local != *rec => super::reassign::resync(b, rec.clone()).await?,
+            Some(local) if local != *rec => {
+                // Configs first (new partitions open with them), then partitions added, then
+                // the replicas of every partition, persisting the snapshot's record.
+                if local.config != rec.config {
+                    b.set_topic_config_local(&rec.name, rec.config.clone(), 0)
+                        .await?;
+                }
+                if local.partitions < rec.partitions {
+                    let new = rec
+                        .assignments
+                        .get(local.partitions.max(0) as usize..)
+                        .map(<[_]>::to_vec)
+                        .unwrap_or_default();
+                    b.add_partitions_local(&rec.name, rec.partitions, new, 0)
+                        .await?;
+                }
+                super::reassign::resync(b, rec.clone()).await?
+            }
             Some(_) => {}
         }
     }

@@ -105,6 +105,19 @@ pub enum Command {
     Decommission {
         node: i32,
     },
+    /// Replaces a topic's config overrides (AlterConfigs, IncrementalAlterConfigs).
+    SetTopicConfig {
+        name: String,
+        id: uuid::Uuid,
+        config: crate::config::TopicConfig,
+    },
+    /// Grows a topic from `from` partitions, the new ones on these replicas (CreatePartitions).
+    AddPartitions {
+        name: String,
+        id: uuid::Uuid,
+        from: i32,
+        assignments: Vec<Vec<i32>>,
+    },
 }
 
 impl Command {
@@ -597,6 +610,25 @@ fn applied_here(b: &Broker, cmd: &Command) -> bool {
             .cluster
             .as_ref()
             .is_none_or(|c| c.draining.lock().contains(node)),
+        Command::SetTopicConfig { name, id, config } => b
+            .topics
+            .record(name)
+            .is_none_or(|r| r.id != *id || r.config == *config),
+        Command::AddPartitions {
+            name,
+            id,
+            from,
+            assignments,
+        } => {
+            let count = from.saturating_add(assignments.len() as i32);
+            b.topics.record(name).is_none_or(|r| {
+                r.id != *id
+                    || (r.partitions >= count
+                        && b.topics
+                            .get(name)
+                            .is_some_and(|t| t.partitions.len() as i32 >= count))
+            })
+        }
     }
 }
 
@@ -707,6 +739,34 @@ pub(crate) async fn apply(
         Command::DeleteTopic { name, id } => match b.topics.record(&name) {
             Some(r) if r.id == id => b
                 .delete_topic_local(&name)
+                .await
+                .map_err(|e| ApplyError::Other(e.to_string())),
+            _ => Err(ApplyError::UnknownTopic(name)),
+        },
+        // The record keeps the index of the last command that changed it: a restart replays
+        // the log after the checkpoint, and an older config must not come back meanwhile (a
+        // shorter retention would delete data).
+        Command::SetTopicConfig { name, id, config } => match b.topics.record(&name) {
+            Some(r) if r.id == id && index <= r.changed_at => Ok(()),
+            Some(r) if r.id == id => b
+                .set_topic_config_local(&name, config, index)
+                .await
+                .map_err(|e| ApplyError::Other(e.to_string())),
+            _ => Err(ApplyError::UnknownTopic(name)),
+        },
+        Command::AddPartitions {
+            name,
+            id,
+            from,
+            assignments,
+        } => match b.topics.record(&name) {
+            Some(r) if r.id == id && index <= r.changed_at => Ok(()),
+            Some(r) if r.id == id && r.partitions != from => Err(ApplyError::Other(format!(
+                "topic '{name}' has {} partitions, not {from}: another change came first",
+                r.partitions
+            ))),
+            Some(r) if r.id == id => b
+                .add_partitions_local(&name, from + assignments.len() as i32, assignments, index)
                 .await
                 .map_err(|e| ApplyError::Other(e.to_string())),
             _ => Err(ApplyError::UnknownTopic(name)),

@@ -58,6 +58,39 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
             replicas("reassigned replicas", r, None, brokers)
         }
         Command::Decommission { node } => known(*node, brokers),
+        Command::SetTopicConfig { name, config, .. } => {
+            topic_name(name)?;
+            let pairs = config
+                .overrides
+                .iter()
+                .map(|(k, v)| (k.as_str(), v.as_str()));
+            crate::config::TopicConfig::from_pairs(pairs)
+                .and_then(|c| c.check_combination())
+                .map_err(|e| ApplyError::Invalid(e.to_string()))
+        }
+        Command::AddPartitions {
+            name,
+            from,
+            assignments,
+            ..
+        } => {
+            topic_name(name)?;
+            let count = i64::from(*from) + assignments.len() as i64;
+            if *from < 1 || assignments.is_empty() || count > i64::from(MAX_PARTITIONS) {
+                return invalid(format!(
+                    "growing a topic from {from} to {count} partitions is out of range"
+                ));
+            }
+            for (i, r) in assignments.iter().enumerate() {
+                replicas(
+                    &format!("new partition {}", i as i64 + i64::from(*from)),
+                    r,
+                    None,
+                    brokers,
+                )?;
+            }
+            Ok(())
+        }
     }
 }
 
