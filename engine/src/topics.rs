@@ -116,6 +116,9 @@ impl TopicRecord {
 struct MetaFile {
     cluster_id: String,
     topics: Vec<TopicRecord>,
+    /// The last controller log entry the table reflects (0: none, or a file from before).
+    #[serde(default)]
+    controller_index: u64,
 }
 
 pub struct TopicTable {
@@ -125,6 +128,7 @@ pub struct TopicTable {
     pub change_lock: tokio::sync::Mutex<()>,
     path: PathBuf,
     pub cluster_id: String,
+    controller_index: std::sync::atomic::AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -169,6 +173,7 @@ impl TopicTable {
                 MetaFile {
                     cluster_id: cluster_id.unwrap_or_else(|| Uuid::new_v4().to_string()),
                     topics: vec![],
+                    controller_index: 0,
                 }
             }
             Err(source) => return Err(MetaError::Read { path, source }),
@@ -184,6 +189,7 @@ impl TopicTable {
             change_lock: tokio::sync::Mutex::new(()),
             path,
             cluster_id: meta.cluster_id,
+            controller_index: meta.controller_index.into(),
         };
         table.persist()?;
         Ok((table, meta.topics))
@@ -244,10 +250,28 @@ impl TopicTable {
         Ok(self.topics.write().remove(name))
     }
 
+    /// The last controller log entry the table reflects, as persisted.
+    pub fn controller_index(&self) -> u64 {
+        self.controller_index
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Records durably that the table reflects the controller log up to `index`.
+    pub fn set_controller_index(&self, index: u64) -> Result<(), MetaError> {
+        let old = self
+            .controller_index
+            .fetch_max(index, std::sync::atomic::Ordering::Relaxed);
+        if old >= index {
+            return Ok(());
+        }
+        self.persist()
+    }
+
     fn persist(&self) -> Result<(), MetaError> {
         let meta = MetaFile {
             cluster_id: self.cluster_id.clone(),
             topics: self.records.lock().values().cloned().collect(),
+            controller_index: self.controller_index(),
         };
         let bytes = serde_json::to_vec_pretty(&meta).map_err(|e| MetaError::Write {
             path: self.path.clone(),

@@ -5,10 +5,14 @@
 //! messages over the RPC listener and applies committed commands to the broker's topic table.
 //! Proposals are made on the leader only; other brokers forward them ([`super::Cluster::propose`]).
 //!
-//! Every `--controller-snapshot-entries` applied entries the task writes a checkpoint holding
-//! the whole metadata ([`MetadataState`]) and the log files wholly before it go; a replica
-//! behind the leader's first index (down for a while, or a broker joining later) is sent that
-//! checkpoint as a snapshot and [`reconcile`]s its topic table to it.
+//! Committed commands change the metadata ([`MetadataState::apply`], the same on every
+//! broker); the reconciler then brings this broker's topics and replicas in line
+//! ([`reconcile_topic`] after each command, [`reconcile`] in full after a start, a snapshot,
+//! and every few seconds, so that a step that failed, a disk error creating a topic's files,
+//! is retried). Every `--controller-snapshot-entries` applied entries the task writes a
+//! checkpoint holding the metadata and the log files wholly before it go; a replica behind the
+//! leader's first index (down for a while, or a broker joining later) is sent that checkpoint
+//! as a snapshot.
 
 use std::collections::{BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +23,7 @@ use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
-use super::metadata_state::{reconcile, MetadataState};
+use super::metadata_state::{self, reconcile, reconcile_topic, Changed, MetadataState};
 use super::rpc::{frame, Kind};
 use super::{ApplyError, Command, Proposal};
 use crate::broker::{Broker, BrokerError};
@@ -73,7 +77,19 @@ struct Controller {
     ticks: u64,
     /// Entries applied between two checkpoints.
     snapshot_entries: u64,
+    /// The metadata as of the last entry applied.
+    state: MetadataState,
+    /// The last entry the topic table may reflect at start: the commit index then, or the
+    /// table's own record if later (a controller directory lost or replaced). Nothing is
+    /// reconciled before the state has reached it: a topic it does not have yet would be
+    /// deleted.
+    reconcile_from: u64,
+    /// Whether the topic table was reconciled in full since the start.
+    reconciled: bool,
 }
+
+/// A full reconcile this often (in ticks), to retry what failed.
+const RECONCILE_TICKS: u64 = 100;
 
 /// The controller's log files are this size at most: its entries are small and few, and the
 /// files before a checkpoint can go only whole.
@@ -104,19 +120,23 @@ pub fn start(
     });
     store.set_file_bytes(file_bytes);
     let mut config = log_file::raft_config(id);
-    // The topic table already reflects everything up to the checkpoint (see
-    // `metadata_state`); the draining set, kept in memory, starts from the checkpoint's.
+    // The metadata starts from the checkpoint's; the entries after it are applied again.
     config.applied = storage.checkpoint_index();
-    if let Some(cp) = storage.checkpoint().filter(|c| !c.state.is_empty()) {
-        let state = MetadataState::decode(&cp.state).map_err(|e| {
+    let state = match storage.checkpoint().filter(|c| !c.state.is_empty()) {
+        Some(cp) => MetadataState::decode(&cp.state).map_err(|e| {
             StoreError::Corrupt(dir.join(crate::raft::checkpoint::FILE), e.to_string())
-        })?;
-        if let Some(c) = &broker.cluster {
-            *c.draining.lock() = state.draining;
-        }
-    }
+        })?,
+        None => MetadataState::default(),
+    };
+    // Only ever grows: the checkpoint's is a lower bound until the log is applied.
+    metadata_state::set_draining(&broker, &state);
     let logger = log_file::discard_logger();
     let node = RawNode::new(&config, storage, &logger)?;
+    let reconcile_from = node
+        .raft
+        .raft_log
+        .committed
+        .max(broker.topics.controller_index());
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = Arc::new(AtomicU64::new(0));
     let brokers = Brokers::default();
@@ -129,6 +149,9 @@ pub fn start(
         brokers: brokers.clone(),
         ticks: 0,
         snapshot_entries,
+        state,
+        reconcile_from,
+        reconciled: false,
     };
     c.publish_brokers();
     tokio::spawn(c.run(rx));
@@ -151,6 +174,9 @@ impl Controller {
                     if self.ticks.is_multiple_of(20) && self.node.raft.state == StateRole::Leader {
                         self.add_learners();
                         super::reassign::drain(&self.broker);
+                    }
+                    if self.ticks.is_multiple_of(RECONCILE_TICKS) {
+                        self.reconciled = false;
                     }
                 }
                 input = rx.recv() => match input {
@@ -244,8 +270,9 @@ impl Controller {
         let ready = self.node.ready();
         if !ready.snapshot().is_empty() {
             // The topic table reaches the snapshot before the checkpoint that records it is
-            // written (`run_synced`): a crash in between replays the old log over a newer
-            // table, which applying tolerates, and gets the snapshot again.
+            // written (`run_synced`): a crash in between restarts from the old checkpoint under
+            // a newer table, which the start leaves alone until the log is applied, and the
+            // leader sends the snapshot again.
             let state = MetadataState::decode(crate::raft::snapshot::state_of(ready.snapshot()))
                 .map_err(|e| StoreError::Corrupt(self.store.dir().to_path_buf(), e.to_string()))?;
             tracing::info!(
@@ -253,7 +280,14 @@ impl Controller {
                 topics = state.topics.len(),
                 "installing the controller leader's metadata snapshot"
             );
-            reconcile(&self.broker, &state).await?;
+            let index = ready.snapshot().get_metadata().index;
+            // A snapshot older than what the table reflects (its controller log was lost)
+            // waits for the entries after it.
+            if index >= self.reconcile_from {
+                reconcile(&self.broker, &state).await?;
+                self.mark_reconciled(index);
+            }
+            self.state = state;
             self.broker.metrics.controller_snapshots_installed.inc();
         }
         let mut out = Vec::new();
@@ -263,6 +297,15 @@ impl Controller {
         self.send(out);
         self.publish_brokers();
         self.apply(committed).await;
+        let applied = self.node.raft.raft_log.applied;
+        if !self.reconciled && applied >= self.reconcile_from {
+            match reconcile(&self.broker, &self.state).await {
+                Ok(()) => self.mark_reconciled(applied),
+                Err(e) => {
+                    tracing::warn!(error = %e, "reconciling the topic table failed; will retry")
+                }
+            }
+        }
         self.checkpoint()?;
         Ok(())
     }
@@ -289,7 +332,7 @@ impl Controller {
             conf: self.node.raft.prs().conf().to_conf_state(),
             offset: 0,
             first_file: storage.checkpoint().map_or(0, |c| c.first_file),
-            state: MetadataState::capture(&self.broker).encode(),
+            state: self.state.encode(),
         };
         cp.write(&dir)?;
         self.store.compact(self.node.store(), cp)
@@ -326,7 +369,10 @@ impl Controller {
                 }
             };
             let group = self.group();
-            let res = super::apply(&self.broker, p.cmd, e.index, &group).await;
+            let res = match self.state.apply(p.cmd, e.index, &group) {
+                Ok(changed) => self.act(e.index, changed).await,
+                Err(e) => Err(e),
+            };
             match &res {
                 Err(err @ ApplyError::Invalid(_)) => crate::raft::rejects::note(
                     &self.broker.metrics.rpc_rejected,
@@ -340,6 +386,44 @@ impl Controller {
             }
             if let Some(reply) = self.pending.remove(&p.id) {
                 let _ = reply.send(ProposeOutcome::Applied(res));
+            }
+        }
+    }
+
+    /// The topic table reflects the state at `index`.
+    fn mark_reconciled(&mut self, index: u64) {
+        self.reconciled = true;
+        if let Err(e) = self.broker.topics.set_controller_index(index) {
+            tracing::warn!(error = %e, "cannot record the controller index the topic table reflects");
+        }
+    }
+
+    /// Brings this broker in line with what the command at `index` changed, if it is later than
+    /// what the topic table may already reflect at start (the full reconcile covers those).
+    async fn act(&mut self, index: u64, changed: Changed) -> Result<(), ApplyError> {
+        if index <= self.reconcile_from {
+            return Ok(());
+        }
+        let res = match changed {
+            Changed::Draining => {
+                metadata_state::set_draining(&self.broker, &self.state);
+                Ok(())
+            }
+            Changed::Topic(name) => {
+                reconcile_topic(&self.broker, &name, self.state.topics.get(&name)).await
+            }
+        };
+        match res {
+            Ok(()) => {
+                if self.reconciled {
+                    self.mark_reconciled(index);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                // Retried by the next full reconcile.
+                self.reconciled = false;
+                Err(ApplyError::Other(e.to_string()))
             }
         }
     }

@@ -1,29 +1,39 @@
-//! The controller's state as of an applied index: every topic record (with its replica
-//! assignments and ongoing moves) and the brokers being decommissioned. It is what the
-//! controller's checkpoint holds, so that its Raft log can be dropped a file at a time
-//! (`raft::log_file`), and what a controller replica behind the leader's first index is sent
-//! as a snapshot: small (a record per topic), so it travels whole in one message.
+//! The cluster metadata the controller's log builds: every topic record (with its replica
+//! assignments and ongoing moves) and the brokers being decommissioned.
 //!
-//! A restart does not need it for topics: every command's effect on the topic table is
-//! persisted before the next entry is applied, so the table is never behind the checkpoint,
-//! and the entries after the checkpoint are applied again idempotently, as before. Only the
-//! draining set, which lives in memory, is taken from it. A replica that installs a snapshot
-//! is behind it by definition: [`reconcile`] brings its topic table there before the
-//! checkpoint that records the snapshot is written.
+//! The controller applies each committed command here, a pure state transition that every
+//! broker computes alike ([`MetadataState::apply`]), and a reconciler brings this broker's
+//! topic table and partition replicas in line with the result ([`reconcile`],
+//! [`reconcile_topic`]): create what it lacks, delete what was deleted, start and stop the
+//! replicas a move adds or removes. The state is also what the controller's checkpoint holds,
+//! so that its Raft log can be dropped a file at a time (`raft::log_file`), and what a
+//! controller replica behind the leader's first index is sent as a snapshot: small (a record
+//! per topic), so it travels whole in one message.
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::{validate, ApplyError, Command};
 use crate::broker::{Broker, BrokerError};
 use crate::topics::TopicRecord;
 
 /// The encoding's version; a newer one is refused with a message rather than misread.
 const VERSION: u8 = 1;
 
-#[derive(Debug, Clone, Default, PartialEq, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct MetadataState {
     pub version: u8,
-    pub topics: Vec<TopicRecord>,
+    pub topics: BTreeMap<String, TopicRecord>,
     pub draining: BTreeSet<i32>,
+}
+
+impl Default for MetadataState {
+    fn default() -> Self {
+        MetadataState {
+            version: VERSION,
+            topics: BTreeMap::new(),
+            draining: BTreeSet::new(),
+        }
+    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -34,20 +44,14 @@ pub enum StateError {
     Version(u8),
 }
 
-impl MetadataState {
-    /// This broker's applied state (the controller task calls it between entries).
-    pub fn capture(b: &Broker) -> MetadataState {
-        MetadataState {
-            version: VERSION,
-            topics: b.topics.records(),
-            draining: b
-                .cluster
-                .as_ref()
-                .map(|c| c.draining.lock().clone())
-                .unwrap_or_default(),
-        }
-    }
+/// What applying a command changed.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Changed {
+    Topic(String),
+    Draining,
+}
 
+impl MetadataState {
     pub fn encode(&self) -> bytes::Bytes {
         serde_json::to_vec(self)
             .expect("topic records serialize")
@@ -61,72 +65,298 @@ impl MetadataState {
         }
         Ok(s)
     }
+
+    /// Applies a committed command (entry `index`), if it passes [`validate`] against `brokers`
+    /// (the controller group's members at that entry) and the state; a refused one changes
+    /// nothing, on every broker alike.
+    pub fn apply(
+        &mut self,
+        cmd: Command,
+        index: u64,
+        brokers: &BTreeSet<i32>,
+    ) -> Result<Changed, ApplyError> {
+        validate::command(&cmd, brokers)?;
+        match cmd {
+            cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
+                let name = cmd.reassignment().map(|(t, ..)| t.to_string());
+                let rec = name
+                    .as_ref()
+                    .and_then(|n| self.topics.get_mut(n))
+                    .ok_or_else(|| ApplyError::UnknownTopic(name.clone().unwrap_or_default()))?;
+                let mut next = rec.clone();
+                super::reassign::apply(&mut next, cmd, index)?;
+                *rec = next;
+                Ok(Changed::Topic(rec.name.clone()))
+            }
+            Command::Decommission { node } => {
+                self.draining.insert(node);
+                Ok(Changed::Draining)
+            }
+            Command::CreateTopic(rec) => match self.topics.get(&rec.name) {
+                Some(_) => Err(ApplyError::TopicExists(rec.name)),
+                None => {
+                    let name = rec.name.clone();
+                    self.topics.insert(name.clone(), rec);
+                    Ok(Changed::Topic(name))
+                }
+            },
+            Command::DeleteTopic { name, id } => match self.topics.get(&name) {
+                Some(r) if r.id == id => {
+                    self.topics.remove(&name);
+                    Ok(Changed::Topic(name))
+                }
+                _ => Err(ApplyError::UnknownTopic(name)),
+            },
+            Command::SetTopicConfig { name, id, config } => {
+                let rec = self.topic_mut(&name, id)?;
+                // Only the topic's own overrides decide (brokers' defaults may differ): remote
+                // storage turned on by an override is never turned off.
+                let on = |c: &crate::config::TopicConfig| {
+                    c.overrides.get("remote.storage.enable").map(String::as_str) == Some("true")
+                };
+                if on(&rec.config) && !on(&config) {
+                    return Err(ApplyError::Other(format!(
+                        "topic '{name}' has remote storage on; turning it off is not supported"
+                    )));
+                }
+                rec.config = config;
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
+            }
+            Command::AddPartitions {
+                name,
+                id,
+                from,
+                assignments,
+            } => {
+                let rec = self.topic_mut(&name, id)?;
+                if rec.partitions != from {
+                    return Err(ApplyError::Other(format!(
+                        "topic '{name}' has {} partitions, not {from}: another change came first",
+                        rec.partitions
+                    )));
+                }
+                rec.partitions += assignments.len() as i32;
+                rec.assignments.extend(assignments);
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
+            }
+        }
+    }
+
+    fn topic_mut(&mut self, name: &str, id: uuid::Uuid) -> Result<&mut TopicRecord, ApplyError> {
+        self.topics
+            .get_mut(name)
+            .filter(|r| r.id == id)
+            .ok_or_else(|| ApplyError::UnknownTopic(name.to_string()))
+    }
 }
 
-/// Brings this broker's topic table to `state`, which is newer than what it applied: topics
-/// it lacks are created, topics `state` lacks (or has under another id) were deleted since and
-/// go with their files, and records that differ get the configs, partitions and replicas the
-/// commands in between would have given them.
+/// Brings this broker's topic table to `state`: topics it lacks are created, topics `state`
+/// lacks (or has under another id) were deleted and go with their files, and records that
+/// differ are synced partition by partition.
 pub async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError> {
-    let wanted: BTreeMap<&str, &TopicRecord> =
-        state.topics.iter().map(|r| (r.name.as_str(), r)).collect();
-    for local in b.topics.records() {
-        if wanted
-            .get(local.name.as_str())
-            .is_none_or(|r| r.id != local.id)
-        {
-            tracing::info!(topic = %local.name, "topic deleted while this broker was behind");
-            match b.delete_topic_local(&local.name).await {
+    let mut names: BTreeSet<String> = b.topics.records().into_iter().map(|r| r.name).collect();
+    names.extend(state.topics.keys().cloned());
+    let mut first_error = None;
+    for name in names {
+        // One topic failing (a disk error creating its files) does not hold back the others.
+        if let Err(e) = reconcile_topic(b, &name, state.topics.get(&name)).await {
+            tracing::warn!(topic = %name, error = %e, "cannot bring a topic in line with the cluster metadata; will retry");
+            first_error.get_or_insert(e);
+        }
+    }
+    set_draining(b, state);
+    first_error.map_or(Ok(()), Err)
+}
+
+/// Brings one topic on this broker to `wanted` (`None`: it does not exist).
+pub async fn reconcile_topic(
+    b: &Broker,
+    name: &str,
+    wanted: Option<&TopicRecord>,
+) -> Result<(), BrokerError> {
+    let local = b.topics.record(name);
+    if let Some(l) = &local {
+        if wanted.is_none_or(|w| w.id != l.id) {
+            match b.delete_topic_local(name).await {
                 Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
                 Err(e) => return Err(e),
             }
         }
     }
-    for rec in &state.topics {
-        match b.topics.record(&rec.name) {
-            None => {
-                b.create_topic_local(rec.clone()).await?;
-            }
-            Some(local) if local != *rec => {
-                // Configs first (new partitions open with them), then partitions added, then
-                // the replicas of every partition, persisting the snapshot's record.
-                if local.config != rec.config {
-                    b.set_topic_config_local(&rec.name, rec.config.clone(), 0)
-                        .await?;
-                }
-                if local.partitions < rec.partitions {
-                    let new = rec
-                        .assignments
-                        .get(local.partitions.max(0) as usize..)
-                        .map(<[_]>::to_vec)
-                        .unwrap_or_default();
-                    b.add_partitions_local(&rec.name, rec.partitions, new, 0)
-                        .await?;
-                }
-                super::reassign::resync(b, rec.clone()).await?
-            }
-            Some(_) => {}
-        }
+    let Some(w) = wanted else { return Ok(()) };
+    let Some(l) = b.topics.record(name) else {
+        return b.create_topic_local(w.clone()).await.map(|_| ());
+    };
+    if l == *w {
+        return Ok(());
     }
+    // Configs first (new partitions open with them), then the partitions added, then the
+    // replicas of every partition that moved, persisting the whole record.
+    if l.config != w.config {
+        b.set_topic_config_local(name, w.config.clone(), w.changed_at)
+            .await?;
+    }
+    if l.partitions < w.partitions {
+        let new = w
+            .assignments
+            .get(l.partitions.max(0) as usize..)
+            .map(<[_]>::to_vec)
+            .unwrap_or_default();
+        b.add_partitions_local(name, w.partitions, new, w.changed_at)
+            .await?;
+    }
+    super::reassign::resync(b, w.clone()).await
+}
+
+pub fn set_draining(b: &Broker, state: &MetadataState) {
     if let Some(c) = &b.cluster {
         *c.draining.lock() = state.draining.clone();
     }
-    Ok(())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn topic(name: &str, replicas: Vec<Vec<i32>>) -> TopicRecord {
+        TopicRecord {
+            name: name.into(),
+            id: uuid::Uuid::new_v4(),
+            partitions: replicas.len() as i32,
+            replication_factor: replicas[0].len() as i16,
+            config: Default::default(),
+            assignments: replicas,
+            initial: vec![],
+            targets: Default::default(),
+            moving: Default::default(),
+            changed_at: 0,
+        }
+    }
+
     #[test]
-    fn round_trips_and_refuses_a_newer_version() {
-        let s = MetadataState {
-            version: VERSION,
-            topics: vec![],
-            draining: [3].into(),
+    fn commands_change_the_metadata_alike_everywhere() {
+        let brokers: BTreeSet<i32> = [1, 2, 3, 4].into();
+        let mut s = MetadataState::default();
+        let t = topic("orders", vec![vec![1, 2, 3], vec![2, 3, 1]]);
+        let id = t.id;
+        assert_eq!(
+            s.apply(Command::CreateTopic(t.clone()), 5, &brokers)
+                .unwrap(),
+            Changed::Topic("orders".into())
+        );
+        // A second create of the name is refused, whatever its id.
+        assert!(matches!(
+            s.apply(
+                Command::CreateTopic(topic("orders", vec![vec![1]])),
+                6,
+                &brokers
+            ),
+            Err(ApplyError::TopicExists(_))
+        ));
+        // A move: the target is recorded with every broker involved, then completed.
+        let reassign = Command::Reassign {
+            topic: "orders".into(),
+            id,
+            partition: 1,
+            target: Some(vec![4, 3, 1]),
         };
+        s.apply(reassign, 7, &brokers).unwrap();
+        let r = &s.topics["orders"];
+        assert_eq!(r.targets[&1], vec![4, 3, 1]);
+        assert_eq!(r.moving[&1], vec![2, 3, 1, 4]);
+        assert_eq!(r.changed_at, 7);
+        // A report of another target is refused and changes nothing.
+        let wrong = Command::Reassigned {
+            topic: "orders".into(),
+            id,
+            partition: 1,
+            replicas: vec![4, 2, 1],
+        };
+        let before = s.clone();
+        assert!(s.apply(wrong, 8, &brokers).is_err());
+        assert_eq!(s, before);
+        let done = Command::Reassigned {
+            topic: "orders".into(),
+            id,
+            partition: 1,
+            replicas: vec![4, 3, 1],
+        };
+        s.apply(done, 9, &brokers).unwrap();
+        let r = &s.topics["orders"];
+        assert_eq!(r.assignments[1], vec![4, 3, 1]);
+        assert_eq!(r.initial[1], vec![2, 3, 1]);
+        assert!(r.targets.is_empty() && r.moving.is_empty());
+        // A config change, and partitions added from the count the topic has.
+        let mut config = crate::config::TopicConfig::default();
+        config.set_entry("retention.ms", "7200000").unwrap();
+        let set = Command::SetTopicConfig {
+            name: "orders".into(),
+            id,
+            config: config.clone(),
+        };
+        s.apply(set, 10, &brokers).unwrap();
+        assert_eq!(s.topics["orders"].config, config);
+        let grow = |from| Command::AddPartitions {
+            name: "orders".into(),
+            id,
+            from,
+            assignments: vec![vec![3, 1, 2]],
+        };
+        assert!(s.apply(grow(3), 11, &brokers).is_err());
+        s.apply(grow(2), 11, &brokers).unwrap();
+        let r = &s.topics["orders"];
+        assert_eq!(
+            (r.partitions, r.assignments[2].clone(), r.changed_at),
+            (3, vec![3, 1, 2], 11)
+        );
+        // Commands naming brokers outside the group, or internal topics, are never applied.
+        let outside = Command::Reassign {
+            topic: "orders".into(),
+            id,
+            partition: 0,
+            target: Some(vec![9]),
+        };
+        assert!(matches!(
+            s.apply(outside, 10, &brokers),
+            Err(ApplyError::Invalid(_))
+        ));
+        assert_eq!(
+            s.apply(Command::Decommission { node: 4 }, 11, &brokers)
+                .unwrap(),
+            Changed::Draining
+        );
+        assert!(s.draining.contains(&4));
+        // A delete must name the topic's id.
+        let stale = Command::DeleteTopic {
+            name: "orders".into(),
+            id: uuid::Uuid::new_v4(),
+        };
+        assert!(matches!(
+            s.apply(stale, 12, &brokers),
+            Err(ApplyError::UnknownTopic(_))
+        ));
+        s.apply(
+            Command::DeleteTopic {
+                name: "orders".into(),
+                id,
+            },
+            13,
+            &brokers,
+        )
+        .unwrap();
+        assert!(s.topics.is_empty());
+        // The checkpoint's encoding gives the same state back.
         assert_eq!(MetadataState::decode(&s.encode()).unwrap(), s);
-        let newer = MetadataState { version: 9, ..s };
+    }
+
+    #[test]
+    fn a_newer_or_damaged_encoding_is_refused() {
+        let newer = MetadataState {
+            version: 9,
+            ..Default::default()
+        };
         assert!(matches!(
             MetadataState::decode(&newer.encode()),
             Err(StateError::Version(9))

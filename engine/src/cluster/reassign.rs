@@ -164,19 +164,15 @@ pub fn holds_replicas(b: &Broker, node: i32) -> bool {
     })
 }
 
-/// Applies a committed `Reassign` or `Reassigned` to this broker.
-pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), ApplyError> {
+/// Applies a committed `Reassign` or `Reassigned` to the topic's record in the controller's
+/// metadata (the reconciler then moves this broker's replicas).
+pub(super) fn apply(rec: &mut TopicRecord, cmd: Command, index: u64) -> Result<(), ApplyError> {
     let Some((topic, id, partition)) = cmd.reassignment().map(|(t, id, p)| (t.to_string(), id, p))
     else {
         return Err(ApplyError::Other("not a reassignment".into()));
     };
-    let _guard = b.topics.change_lock.lock().await;
-    let Some(mut rec) = b.topics.record(&topic).filter(|r| r.id == id) else {
+    if rec.id != id {
         return Err(ApplyError::UnknownTopic(topic));
-    };
-    if index <= rec.changed_at {
-        // Replayed on restart: the persisted record already includes it.
-        return Ok(());
     }
     let Some(p) = usize::try_from(partition)
         .ok()
@@ -229,16 +225,32 @@ pub(crate) async fn apply(b: &Broker, cmd: Command, index: u64) -> Result<(), Ap
         _ => {}
     }
     rec.changed_at = index;
-    sync(b, rec, partition)
-        .await
-        .map_err(|e| ApplyError::Other(e.to_string()))
+    Ok(())
 }
 
-/// Brings every partition of a topic on this broker in line with `rec`, a newer record of it
-/// (a controller snapshot that skipped the commands in between).
+/// Brings a topic on this broker in line with `rec`, a newer record of it: each partition
+/// whose replicas or move changed is synced, and the record is persisted.
 pub(super) async fn resync(b: &Broker, rec: TopicRecord) -> Result<(), BrokerError> {
     let _guard = b.topics.change_lock.lock().await;
-    for p in 0..rec.partitions {
+    let old = b.topics.record(&rec.name);
+    let moved = |p: i32| {
+        let Some(old) = &old else { return true };
+        let i = p as usize;
+        old.assignments.get(i) != rec.assignments.get(i)
+            || old.targets.get(&p) != rec.targets.get(&p)
+            || old.moving.get(&p) != rec.moving.get(&p)
+    };
+    let changed: Vec<i32> = (0..rec.partitions).filter(|&p| moved(p)).collect();
+    if changed.is_empty() {
+        let current = b
+            .topics
+            .get(&rec.name)
+            .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
+        let topic = Topic::new(&rec, current.resolved.clone(), current.partitions.clone());
+        b.topics.insert(rec, topic)?;
+        return Ok(());
+    }
+    for p in changed {
         sync(b, rec.clone(), p).await?;
     }
     Ok(())
