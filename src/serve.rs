@@ -155,6 +155,14 @@ pub struct ServeArgs {
         default_value_t = 1
     )]
     pub default_replication_factor: i16,
+    /// Default min.insync.replicas of a topic that sets none: replicas that must hold an
+    /// acks=all write (give every broker of a cluster the same)
+    #[arg(
+        long,
+        env = "ICESTREAM_DEFAULT_MIN_INSYNC_REPLICAS",
+        default_value_t = 1
+    )]
+    pub default_min_insync_replicas: i32,
     /// Default write.caching: acknowledge acks=1/all from memory and flush within flush-ms
     #[arg(long, env = "ICESTREAM_WRITE_CACHING", default_value_t = false, action = clap::ArgAction::Set)]
     pub write_caching: bool,
@@ -406,6 +414,11 @@ impl ServeArgs {
                 "remote.storage.enable",
                 self.tiering.remote_storage_default.to_string(),
                 "remote-storage-default",
+            ),
+            (
+                "min.insync.replicas",
+                self.default_min_insync_replicas.to_string(),
+                "default-min-insync-replicas",
             ),
         ];
         for (key, value, flag) in topic_defaults {

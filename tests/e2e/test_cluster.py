@@ -6,7 +6,7 @@ import time
 
 import pytest
 from confluent_kafka import KafkaException
-from confluent_kafka.admin import AdminClient, NewTopic
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
 from cluster import controller_leader, metadata, start_cluster, wait_formed
 from conftest import unique_topic
@@ -147,15 +147,23 @@ def test_produce_goes_to_the_leader_and_min_insync_is_enforced(broker_factory):
         assert produce_raw(conn, name, 0, record_batch([b"x"])) == 6  # NOT_LEADER_OR_FOLLOWER
 
 
-def test_acks_all_needs_min_insync_replicas(broker_factory):
+@pytest.mark.parametrize("where", ["topic", "broker-default"])
+def test_acks_all_needs_min_insync_replicas(broker_factory, where):
     from kwire import Conn, produce_raw, record_batch
-    brokers = start_cluster(broker_factory)
+    # Set on the topic, or as every broker's default for topics that set none.
+    by_default = where == "broker-default"
+    brokers = start_cluster(broker_factory, extra_args=(
+        ["--default-min-insync-replicas", "3"] if by_default else []))
     wait_formed(brokers)
     name = unique_topic("isr")
     admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
     admin.create_topics([NewTopic(name, num_partitions=1, replication_factor=3,
-                                  config={"min.insync.replicas": "3"})],
+                                  config={} if by_default else {"min.insync.replicas": "3"})],
                         operation_timeout=15)[name].result(timeout=30)
+    res = ConfigResource(ResourceType.TOPIC, name)
+    entry = admin.describe_configs([res], request_timeout=15)[res].result(timeout=20)[
+        "min.insync.replicas"]
+    assert entry.value == "3" and entry.is_default == by_default
     view = wait_topic_everywhere(brokers, name, 1)
     leader = view[0][0]
     with Conn.to(brokers[leader - 1].bootstrap) as conn:
