@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import threading
 
+import pytest
+
 from confluent_kafka import Consumer, Producer, TopicPartition
 
 from cluster import start_cluster, wait_formed
@@ -53,11 +55,14 @@ def consume_all(b, topic, count):
     return got
 
 
-def test_acks_1_is_answered_at_the_leaders_append_with_the_offsets_records_get(broker_factory):
+@pytest.mark.parametrize("caching", ["false", "true"])
+def test_acks_1_is_answered_at_the_leaders_append_with_the_offsets_records_get(broker_factory,
+                                                                              caching):
+    # With write.caching the append is answered once written, without its sync.
     brokers = start_cluster(broker_factory)
     wait_formed(brokers)
     topic = unique_topic("acks1")
-    create(brokers[0], topic, 1, 3, {"min.insync.replicas": "2"})
+    create(brokers[0], topic, 1, 3, {"min.insync.replicas": "2", "write.caching": caching})
     leader = wait_for("a leader", lambda: (v := partition_view(brokers[0], topic, 0))
                       and v[0] > 0 and v[0])
     lead = brokers[leader - 1]

@@ -1,5 +1,6 @@
 //! acks=1 in a cluster, as Kafka defines it: the leader answers once its own log holds the
-//! produce (its Raft log, synced), without waiting for the group to commit it.
+//! produce (its Raft log, synced; with `write.caching`, written), without waiting for the
+//! group to commit it.
 //!
 //! Offsets are assigned when an entry is applied, after commit, by every replica alike. The
 //! leader can name them sooner when every produce entry in its log between what it applied and
@@ -84,6 +85,12 @@ impl LocalAcks {
         ok: ProduceOk,
     ) {
         self.waiting.insert(index, (reply, ok));
+    }
+
+    /// Answers at once (write caching: acknowledged from memory, as on a single broker).
+    pub(super) fn answer_now(&mut self, index: u64, reply: Reply<ProduceOk>, ok: ProduceOk) {
+        self.answered.insert(index, ok.base_offset);
+        let _ = reply.send(Ok(ok));
     }
 
     /// The leader's log is synced up to `persisted`: the produces it holds are answered.

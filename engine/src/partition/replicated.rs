@@ -55,7 +55,11 @@ impl Actor {
                             },
                             log_start_offset: self.log.log_start_offset(),
                         };
-                        self.local_acks.answer_when_synced(id.index, reply, ok);
+                        if self.config.write_caching {
+                            self.local_acks.answer_now(id.index, reply, ok);
+                        } else {
+                            self.local_acks.answer_when_synced(id.index, reply, ok);
+                        }
                         self.metrics.produce_answered_at_local_append.inc();
                     }
                     None => {
