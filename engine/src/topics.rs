@@ -256,15 +256,12 @@ impl TopicTable {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    /// Records durably that the table reflects the controller log up to `index`.
-    pub fn set_controller_index(&self, index: u64) -> Result<(), MetaError> {
-        let old = self
-            .controller_index
+    /// Notes that the table reflects the controller log up to `index`; written with the
+    /// table's next change (a start takes the later of it and the controller's commit index,
+    /// so a value a few entries behind only matters when the controller's log was lost).
+    pub fn note_controller_index(&self, index: u64) {
+        self.controller_index
             .fetch_max(index, std::sync::atomic::Ordering::Relaxed);
-        if old >= index {
-            return Ok(());
-        }
-        self.persist()
     }
 
     fn persist(&self) -> Result<(), MetaError> {

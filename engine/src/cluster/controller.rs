@@ -393,9 +393,7 @@ impl Controller {
     /// The topic table reflects the state at `index`.
     fn mark_reconciled(&mut self, index: u64) {
         self.reconciled = true;
-        if let Err(e) = self.broker.topics.set_controller_index(index) {
-            tracing::warn!(error = %e, "cannot record the controller index the topic table reflects");
-        }
+        self.broker.topics.note_controller_index(index);
     }
 
     /// Brings this broker in line with what the command at `index` changed, if it is later than
@@ -403,6 +401,10 @@ impl Controller {
     async fn act(&mut self, index: u64, changed: Changed) -> Result<(), ApplyError> {
         if index <= self.reconcile_from {
             return Ok(());
+        }
+        // Noted first, so that the table's write for this change carries it.
+        if self.reconciled {
+            self.broker.topics.note_controller_index(index);
         }
         let res = match changed {
             Changed::Draining => {
@@ -413,19 +415,11 @@ impl Controller {
                 reconcile_topic(&self.broker, &name, self.state.topics.get(&name)).await
             }
         };
-        match res {
-            Ok(()) => {
-                if self.reconciled {
-                    self.mark_reconciled(index);
-                }
-                Ok(())
-            }
-            Err(e) => {
-                // Retried by the next full reconcile.
-                self.reconciled = false;
-                Err(ApplyError::Other(e.to_string()))
-            }
-        }
+        res.map_err(|e| {
+            // Retried by the next full reconcile.
+            self.reconciled = false;
+            ApplyError::Other(e.to_string())
+        })
     }
 
     /// Adds every live broker gossip knows that is not yet in the controller group as a
