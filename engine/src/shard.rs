@@ -191,15 +191,14 @@ fn run_shard(
                     raft,
                     reply,
                 } => {
-                    let res = partition::spawn(
-                        dir,
-                        *config,
-                        ctx.id,
-                        ctx.flusher.clone(),
-                        ctx.metrics.clone(),
-                        remote.map(|r| *r),
-                        raft.map(|r| *r),
-                    );
+                    let env = partition::Env {
+                        shard: ctx.id,
+                        flusher: ctx.flusher.clone(),
+                        metrics: ctx.metrics.clone(),
+                        clock: Arc::new(crate::time::SystemClock),
+                    };
+                    let res =
+                        partition::spawn(dir, *config, env, remote.map(|r| *r), raft.map(|r| *r));
                     let _ = reply.send(res);
                 }
                 ShardMsg::Run(job) => job(&ctx),

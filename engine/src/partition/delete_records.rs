@@ -7,7 +7,6 @@
 
 use super::{Actor, PartitionError, Reply};
 use crate::raft::ProposalId;
-use crate::time::now_ms;
 
 impl Actor {
     /// Proposes a DeleteRecords to the Raft group; answered once applied here.
@@ -26,7 +25,7 @@ impl Actor {
             }
         };
         let Some(r) = &mut self.raft else { return };
-        match r.propose_delete_records(target, now_ms()) {
+        match r.propose_delete_records(target, self.clock.now_ms()) {
             Some(id) => {
                 self.deletions.insert(id, reply);
             }

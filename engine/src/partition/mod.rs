@@ -22,7 +22,6 @@ use crate::log::producer_state::Check;
 use crate::log::PartitionLog;
 use crate::metrics::Metrics;
 use crate::replication::{ReplicationGroup, SingleNode};
-use crate::time::now_ms;
 
 mod checkpoint;
 mod compaction;
@@ -209,16 +208,29 @@ type RaftSync = (
     Pin<Box<dyn Future<Output = io::Result<()>>>>,
 );
 
+/// What a shard gives each partition actor it runs: its syncs, metrics and clock.
+#[derive(Clone)]
+pub struct Env {
+    pub shard: usize,
+    pub flusher: Flusher,
+    pub metrics: Arc<Metrics>,
+    pub clock: Arc<dyn crate::time::Clock>,
+}
+
 /// Opens the log and spawns the actor on the current shard's `LocalSet`.
 pub fn spawn(
     dir: PathBuf,
     config: ResolvedTopicConfig,
-    shard: usize,
-    flusher: Flusher,
-    metrics: Arc<Metrics>,
+    env: Env,
     remote: Option<RemoteLink>,
     raft: Option<crate::raft::RaftSetup>,
 ) -> io::Result<PartitionHandle> {
+    let Env {
+        shard,
+        flusher,
+        metrics,
+        clock,
+    } = env;
     let raft_leader = raft.as_ref().map(|r| r.leader.clone());
     let raft_view = raft.as_ref().map(|r| r.isr.clone());
     let raft = match raft {
@@ -228,7 +240,7 @@ pub fn spawn(
                 // The segments hold everything up to the checkpoint: what was applied after
                 // it is cut, and the Raft log applies it again.
                 Some(offset) if dir.exists() => {
-                    let cut = crate::log::cut::cut_at(&dir, offset, now_ms())?;
+                    let cut = crate::log::cut::cut_at(&dir, offset, clock.now_ms())?;
                     if cut > 0 {
                         tracing::info!(dir = %dir.display(), offset, bytes = cut, "cut the segment log back to the raft checkpoint");
                     }
@@ -248,7 +260,7 @@ pub fn spawn(
         }
         None => None,
     };
-    let log = PartitionLog::open(&dir, config.log.clone(), now_ms())?;
+    let log = PartitionLog::open(&dir, config.log.clone(), clock.now_ms())?;
     if let Some(offset) = raft.as_ref().and_then(|r| r.checkpoint_offset()) {
         if log.next_offset() < offset {
             return Err(io::Error::other(format!(
@@ -309,6 +321,7 @@ pub fn spawn(
         deferred_snapshot: None,
         checkpointing: false,
         local_acks: Default::default(),
+        clock,
     };
     tokio::task::spawn_local(actor.run(rx));
     Ok(PartitionHandle {
@@ -359,6 +372,8 @@ struct Actor {
     checkpointing: bool,
     /// acks=1 produces answered at the leader's local append ([`local_ack`]).
     local_acks: local_ack::LocalAcks,
+    /// Wall-clock time ([`crate::time`]).
+    clock: Arc<dyn crate::time::Clock>,
 }
 
 /// `(delete files, delete remote data, reply)`.
@@ -471,7 +486,7 @@ impl Actor {
                     self.propose(batches, reply, acks_all);
                 } else {
                     let epoch = self.group.leader_epoch();
-                    self.produce(batches, reply, acks_all, epoch, now_ms());
+                    self.produce(batches, reply, acks_all, epoch, self.clock.now_ms());
                 }
             }
             Cmd::Raft(m) => {
@@ -534,7 +549,7 @@ impl Actor {
             }
             Cmd::Roll { reply } => {
                 let res = if self.log.next_offset() > self.log.sealed_end() {
-                    self.log.roll(now_ms())
+                    self.log.roll(self.clock.now_ms())
                 } else {
                     Ok(())
                 };
@@ -757,12 +772,12 @@ impl Actor {
     fn retention(&mut self) {
         let expired = self
             .log
-            .expire_producers(now_ms(), self.config.producer_expiry_ms);
+            .expire_producers(self.clock.now_ms(), self.config.producer_expiry_ms);
         if expired > 0 {
             tracing::debug!(dir = %self.log.dir().display(), expired, "expired idle producer ids");
         }
         if let Some(t) = &mut self.tiered {
-            match t.retention(&mut self.log, now_ms()) {
+            match t.retention(&mut self.log, self.clock.now_ms()) {
                 Ok(true) => self.publish(),
                 Ok(false) => {}
                 Err(e) => {
@@ -771,7 +786,7 @@ impl Actor {
             }
             return;
         }
-        match self.log.apply_retention(now_ms()) {
+        match self.log.apply_retention(self.clock.now_ms()) {
             Ok(0) => {}
             Ok(freed) => {
                 tracing::debug!(dir = %self.log.dir().display(), freed, "retention removed segments");
@@ -792,7 +807,7 @@ impl Actor {
         if !self.config.compact {
             return None;
         }
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if now < self.compaction_retry_at {
             return None;
         }
@@ -823,7 +838,11 @@ impl Actor {
     }
 
     fn compaction_done(&mut self, res: io::Result<crate::log::compaction::Cleaned>) {
-        match res.and_then(|c| self.log.install_cleaned(&c.swapped, now_ms()).map(|()| c)) {
+        match res.and_then(|c| {
+            self.log
+                .install_cleaned(&c.swapped, self.clock.now_ms())
+                .map(|()| c)
+        }) {
             Ok(c) if !c.swapped.is_empty() => {
                 tracing::info!(
                     dir = %self.log.dir().display(),
@@ -838,7 +857,7 @@ impl Actor {
             Err(e) => {
                 tracing::error!(dir = %self.log.dir().display(), error = %e, "compaction failed; will retry in 30 s");
                 self.compacted_through = -1;
-                self.compaction_retry_at = now_ms() + 30_000;
+                self.compaction_retry_at = self.clock.now_ms() + 30_000;
             }
         }
     }

@@ -9,7 +9,6 @@ use tokio::sync::oneshot;
 
 use super::{local_ack, Actor, PartitionError, ProduceOk, Reply};
 use crate::log::batch::BatchHeader;
-use crate::time::now_ms;
 
 impl Actor {
     /// Proposes a produce to the Raft group; it is appended once committed.
@@ -40,7 +39,7 @@ impl Actor {
             self.local_acks
                 .predict(r.applied_index(), self.log.next_offset())
         });
-        let now = now_ms();
+        let now = self.clock.now_ms();
         match r.propose(&records, now) {
             Some(id) => {
                 self.local_acks.proposed(id.index, taken);

@@ -18,7 +18,6 @@ use raft::eraftpb::Message;
 
 use super::{Actor, Reply};
 use crate::raft::snapshot::{offset_of, Chunk, ChunkRequest};
-use crate::time::now_ms;
 
 /// Bytes asked for per chunk.
 const CHUNK_BYTES: u32 = 4 << 20;
@@ -190,15 +189,15 @@ impl Actor {
         }
         let dir = self.log.dir().to_path_buf();
         let config = self.log.config().clone();
-        crate::log::cut::cut_at(&dir, offset, now_ms())?;
-        self.log = crate::log::PartitionLog::open(&dir, config, now_ms())?;
+        crate::log::cut::cut_at(&dir, offset, self.clock.now_ms())?;
+        self.log = crate::log::PartitionLog::open(&dir, config, self.clock.now_ms())?;
         Ok(())
     }
 
     fn write_chunk(&mut self, c: Chunk) -> Result<(), ChunkError> {
         let upto = self.install.as_ref().map_or(0, |i| i.upto);
         let end = self.log.next_offset();
-        let now = now_ms();
+        let now = self.clock.now_ms();
         if end < c.local_start {
             // The leader no longer holds what follows this log: start over where it does.
             let next = c.local_start.min(upto);

@@ -8,7 +8,9 @@
 //! writes off the shard thread and reports back ([`PartitionRaft::checkpoint_written`]).
 
 use std::collections::VecDeque;
-use std::time::{Duration, Instant};
+use std::time::Duration;
+
+use tokio::time::Instant;
 
 use raft::eraftpb::{Message, MessageType};
 use raft::{SnapshotStatus, Storage as _};

@@ -144,12 +144,12 @@ pub struct PartitionRaft {
     /// first, which clients that cached the first one (librdkafka's admin client) never see.
     hold_election: u64,
     /// When each peer was last heard from (any message), for min.insync.replicas.
-    heard: HashMap<u64, std::time::Instant>,
+    heard: HashMap<u64, tokio::time::Instant>,
     view: SharedView,
     lag_max: std::time::Duration,
     /// While leading: when each follower last held the leader's whole log while being heard
     /// from (Kafka's lastCaughtUpTime).
-    caught_up_at: HashMap<u64, std::time::Instant>,
+    caught_up_at: HashMap<u64, tokio::time::Instant>,
     /// The leader's last index at its previous tick (none before its first as leader).
     last_at_prev_tick: Option<u64>,
     goal: Vec<u64>,
@@ -307,7 +307,7 @@ impl PartitionRaft {
             }
             return;
         }
-        let now = std::time::Instant::now();
+        let now = tokio::time::Instant::now();
         let live_within = TICK * 10;
         let last = self.node.raft.raft_log.last_index();
         let target = self.last_at_prev_tick.map_or(last, |prev| prev.min(last));
@@ -416,7 +416,7 @@ impl PartitionRaft {
             );
             return None;
         }
-        self.heard.insert(m.from, std::time::Instant::now());
+        self.heard.insert(m.from, tokio::time::Instant::now());
         if applied::is_snapshot(&m) && self.needs_copy(&m) {
             return Some(m);
         }
