@@ -2,7 +2,8 @@
 """Replication cost benchmark: one three-broker cluster on loopback, and the same producer
 (confluent-kafka, 1 KiB values, linger 5 ms, not idempotent so acks=1 runs alike) writing into an RF=1 topic and into an
 RF=3 topic, each with one partition led by the same broker when possible. It prints records/s
-and MB/s of each and their ratio. The brokers share this machine's cores and disk with the
+and MB/s of each and their ratio, then the answer latency of one record at a time to the RF=3
+topic with acks=1 (answered at the leader's synced append) and acks=all (at commit). The brokers share this machine's cores and disk with the
 producer, so absolute figures say little; the ratio, measured in one run, is the point.
 
     ICESTREAM_BIN=target/release/icestream .venv/bin/python benches/replication.py [records]
@@ -52,6 +53,22 @@ def run(brokers, topic: str, records: int, acks: str) -> float:
     return took
 
 
+def latency(brokers, topic: str, acks: str, n: int = 1000) -> tuple[float, float]:
+    """p50 and p99 in ms of one record produced and answered at a time."""
+    p = Producer({"bootstrap.servers": ",".join(b.bootstrap for b in brokers),
+                  "acks": acks, "enable.idempotence": False, "linger.ms": 0})
+    p.produce(topic, VALUE, partition=0)
+    p.flush(30)
+    took = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        p.produce(topic, VALUE, partition=0)
+        assert p.flush(30) == 0
+        took.append((time.perf_counter() - t0) * 1000)
+    took.sort()
+    return took[n // 2], took[n * 99 // 100]
+
+
 def main(records: int) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="icestream-replication-"))
     factory = ScriptBrokers(tmp)
@@ -79,6 +96,10 @@ def main(records: int) -> None:
         for topic, acks, rps, mbs in rows:
             print(f"{topic:6} {acks:5} {rps:10.0f} {mbs:8.1f}")
         print(f"RF=3 / RF=1 throughput, acks=all: {rows[1][2] / rows[0][2]:.2f}")
+        lat = {acks: latency(brokers, "rf3", acks) for acks in ("1", "all", "1", "all")}
+        print("RF=3, one record at a time (second of two rounds each):")
+        for acks, (p50, p99) in lat.items():
+            print(f"  acks={acks:3} p50 {p50:.2f} ms  p99 {p99:.2f} ms")
     finally:
         factory.stop_all()
 
