@@ -87,7 +87,14 @@ def test_configs_and_partitions_change_on_every_broker(broker_factory):
         assert {r[0] for p, (_, r) in view.items() if p >= 2} | {r[0] for _, r in view.values()} \
             == {1, 2, 3}
         for i in range(24):
-            create(brokers[0], f"{topic}-filler-{i}", 1, 1)
+            create(brokers[0], f"{topic}-filler-{i}", 1, 1, {
+                "retention.ms": "3600000", "segment.bytes": "1048576",
+                "cleanup.policy": "delete", "max.message.bytes": "100000"})
+        # Each broker rolls its own files: only once the first two are gone are entries the
+        # stopped broker lacks gone, and it must install the snapshot.
+        for b in alive:
+            wait_for(f"{b.workdir.name}'s first controller log files to go", lambda b=b: not (
+                {"raft.log", "raft.log.1"} & {f.name for f in (b.data_dir / "controller").iterdir()}))
 
         # The running group is assigned the new partitions and reads what is produced there.
         wait_for("the group's new assignment", lambda: poll() == 5, timeout=30)
@@ -102,7 +109,8 @@ def test_configs_and_partitions_change_on_every_broker(broker_factory):
     wait_for("the returning broker's partitions", lambda: (
         (v := partitions(third, topic)) and len(v) == 5))
     wait_replicas_identical(brokers, topic, [4])
-    assert metric(third, "icestream_controller_snapshots_installed_total") >= 1
+    wait_for("the snapshot counted",
+             lambda: metric(third, "icestream_controller_snapshots_installed_total") >= 1)
 
     # Everything holds across a restart of every broker (the log replayed after each
     # broker's checkpoint brings no older config back).

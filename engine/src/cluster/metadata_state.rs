@@ -40,6 +40,8 @@ impl Default for MetadataState {
 pub enum StateError {
     #[error("controller state undecodable: {0}")]
     Decode(#[from] serde_json::Error),
+    #[error("controller state holds an impossible record: {0}")]
+    Record(ApplyError),
     #[error("controller state version {0} is newer than this broker's ({VERSION}); upgrade it")]
     Version(u8),
 }
@@ -62,6 +64,15 @@ impl MetadataState {
         let s: MetadataState = serde_json::from_slice(b)?;
         if s.version > VERSION {
             return Err(StateError::Version(s.version));
+        }
+        for (name, rec) in &s.topics {
+            if *name != rec.name {
+                return Err(StateError::Record(ApplyError::Invalid(format!(
+                    "topic '{}' filed under '{name}'",
+                    rec.name
+                ))));
+            }
+            validate::snapshot_record(rec).map_err(StateError::Record)?;
         }
         Ok(s)
     }
@@ -191,6 +202,13 @@ pub async fn reconcile_topic(
     };
     if l == *w {
         return Ok(());
+    }
+    if l.id != w.id {
+        // Still here after the delete above: not served (being unmounted), so not deleted.
+        return Err(BrokerError::Controller(format!(
+            "topic '{name}' here is {} but the cluster's is {}; it is not served, so it was not replaced",
+            l.id, w.id
+        )));
     }
     // Configs first (new partitions open with them), then the partitions added, then the
     // replicas of every partition that moved, persisting the whole record.
@@ -364,6 +382,22 @@ mod tests {
         assert!(matches!(
             MetadataState::decode(b"{\"topics\":"),
             Err(StateError::Decode(_))
+        ));
+        // A record with fewer replica lists than partitions, or filed under another name.
+        let mut s = MetadataState::default();
+        let mut t = topic("orders", vec![vec![1, 2]]);
+        t.partitions = 3;
+        s.topics.insert("orders".into(), t.clone());
+        assert!(matches!(
+            MetadataState::decode(&s.encode()),
+            Err(StateError::Record(_))
+        ));
+        t.partitions = 1;
+        s.topics.clear();
+        s.topics.insert("other".into(), t);
+        assert!(matches!(
+            MetadataState::decode(&s.encode()),
+            Err(StateError::Record(_))
         ));
     }
 }

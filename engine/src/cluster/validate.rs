@@ -168,6 +168,29 @@ fn replicas(
     r.iter().try_for_each(|&id| known(id, brokers))
 }
 
+/// A topic record a controller snapshot carries: a valid name, a partition count in range with
+/// one replica list each, no broker twice in a list. (Its brokers may have left the group
+/// since, so membership is not checked.)
+pub fn snapshot_record(rec: &TopicRecord) -> Result<(), ApplyError> {
+    topic_name(&rec.name)?;
+    if !(1..=MAX_PARTITIONS).contains(&rec.partitions)
+        || rec.assignments.len() != rec.partitions as usize
+    {
+        return invalid(format!(
+            "topic '{}': {} partitions with {} replica lists",
+            rec.name,
+            rec.partitions,
+            rec.assignments.len()
+        ));
+    }
+    for r in &rec.assignments {
+        if r.is_empty() || r.iter().collect::<HashSet<_>>().len() != r.len() {
+            return invalid(format!("topic '{}': replica list {r:?}", rec.name));
+        }
+    }
+    Ok(())
+}
+
 fn create(rec: &TopicRecord, brokers: &BTreeSet<i32>) -> Result<(), ApplyError> {
     topic_name(&rec.name)?;
     if !(1..=MAX_PARTITIONS).contains(&rec.partitions) {
