@@ -401,18 +401,7 @@ impl Broker {
         // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
             Some(c) => {
-                // Draining brokers are left out, and dead ones too when enough are alive.
-                let brokers: Vec<(i32, Option<String>)> = c
-                    .brokers_for_new_topic(replication)
-                    .into_iter()
-                    .map(|id| (id, c.members.get(id).and_then(|m| m.rack)))
-                    .collect();
-                if replication < 1 || replication as usize > brokers.len() {
-                    return Err(BrokerError::InvalidReplicationFactor(
-                        replication,
-                        brokers.len(),
-                    ));
-                }
+                let brokers = placeable(c, replication)?;
                 crate::cluster::placement::assign_racked(
                     &brokers,
                     partitions,
@@ -562,14 +551,7 @@ impl Broker {
             return self.add_partitions_local(name, count, vec![], 0).await;
         };
         let rf = rec.replication_factor;
-        let brokers: Vec<(i32, Option<String>)> = c
-            .brokers_for_new_topic(rf)
-            .into_iter()
-            .map(|id| (id, c.members.get(id).and_then(|m| m.rack)))
-            .collect();
-        if rf < 1 || rf as usize > brokers.len() {
-            return Err(BrokerError::InvalidReplicationFactor(rf, brokers.len()));
-        }
+        let brokers = placeable(c, rf)?;
         let start = crate::cluster::placement::start_for(name);
         let mut assignments = crate::cluster::placement::assign_racked(&brokers, count, rf, start);
         let assignments = assignments.split_off(from as usize);
@@ -731,4 +713,24 @@ fn check_config_change(
         ))));
     }
     Ok(())
+}
+
+/// The brokers new replicas of `replication` may go to, with their racks: draining brokers are
+/// left out, and dead ones too when enough are alive.
+fn placeable(
+    c: &crate::cluster::Cluster,
+    replication: i16,
+) -> Result<Vec<(i32, Option<String>)>, BrokerError> {
+    let brokers: Vec<(i32, Option<String>)> = c
+        .brokers_for_new_topic(replication)
+        .into_iter()
+        .map(|id| (id, c.members.get(id).and_then(|m| m.rack)))
+        .collect();
+    if replication < 1 || replication as usize > brokers.len() {
+        return Err(BrokerError::InvalidReplicationFactor(
+            replication,
+            brokers.len(),
+        ));
+    }
+    Ok(brokers)
 }
