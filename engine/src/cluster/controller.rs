@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, oneshot};
 use super::metadata_state::{self, reconcile, reconcile_topic, Changed, MetadataState};
 use super::rpc::{frame, Kind};
 use super::{ApplyError, Command, Proposal};
-use crate::broker::{Broker, BrokerError};
+use crate::broker::Broker;
 use crate::raft::checkpoint::Checkpoint;
 use crate::raft::log_file::{self, RaftStore, StoreError};
 use crate::raft::storage::DiskStorage;
@@ -84,8 +84,11 @@ struct Controller {
     /// reconciled before the state has reached it: a topic it does not have yet would be
     /// deleted.
     reconcile_from: u64,
-    /// Whether the topic table was reconciled in full since the start.
-    reconciled: bool,
+    /// Whether a full reconcile succeeded since the start (from then on each entry acted on
+    /// is noted in the table as the index it reflects).
+    caught_up: bool,
+    /// A full reconcile is due: at start, after a failed step, and every few seconds.
+    full_due: bool,
 }
 
 /// A full reconcile this often (in ticks), to retry what failed.
@@ -95,13 +98,11 @@ const RECONCILE_TICKS: u64 = 100;
 /// files before a checkpoint can go only whole.
 const FILE_BYTES: u64 = 1 << 20;
 
-/// Why the controller stops (it cannot go on safely without its log or a snapshot installed).
+/// Why the controller stops: it cannot go on safely without its log.
 #[derive(Debug, thiserror::Error)]
 enum Stop {
     #[error("controller log write failed: {0}")]
     Log(#[from] StoreError),
-    #[error("installing the leader's metadata snapshot failed: {0}")]
-    Install(#[from] BrokerError),
 }
 
 /// Opens the controller's log under `<data>/controller` and starts its task.
@@ -151,7 +152,8 @@ pub fn start(
         snapshot_entries,
         state,
         reconcile_from,
-        reconciled: false,
+        caught_up: false,
+        full_due: true,
     };
     c.publish_brokers();
     tokio::spawn(c.run(rx));
@@ -176,7 +178,7 @@ impl Controller {
                         super::reassign::drain(&self.broker);
                     }
                     if self.ticks.is_multiple_of(RECONCILE_TICKS) {
-                        self.reconciled = false;
+                        self.full_due = true;
                     }
                 }
                 input = rx.recv() => match input {
@@ -283,11 +285,10 @@ impl Controller {
             let index = ready.snapshot().get_metadata().index;
             // A snapshot older than what the table reflects (its controller log was lost)
             // waits for the entries after it.
-            if index >= self.reconcile_from {
-                reconcile(&self.broker, &state).await?;
-                self.mark_reconciled(index);
-            }
             self.state = state;
+            if index >= self.reconcile_from {
+                self.reconcile_all(index).await;
+            }
             self.broker.metrics.controller_snapshots_installed.inc();
         }
         let mut out = Vec::new();
@@ -298,13 +299,8 @@ impl Controller {
         self.publish_brokers();
         self.apply(committed).await;
         let applied = self.node.raft.raft_log.applied;
-        if !self.reconciled && applied >= self.reconcile_from {
-            match reconcile(&self.broker, &self.state).await {
-                Ok(()) => self.mark_reconciled(applied),
-                Err(e) => {
-                    tracing::warn!(error = %e, "reconciling the topic table failed; will retry")
-                }
-            }
+        if self.full_due && applied >= self.reconcile_from {
+            self.reconcile_all(applied).await;
         }
         self.checkpoint()?;
         Ok(())
@@ -390,10 +386,17 @@ impl Controller {
         }
     }
 
-    /// The topic table reflects the state at `index`.
-    fn mark_reconciled(&mut self, index: u64) {
-        self.reconciled = true;
-        self.broker.topics.note_controller_index(index);
+    /// Brings the whole topic table to the state (at `index`); what fails is retried by the
+    /// next one, a few seconds later.
+    async fn reconcile_all(&mut self, index: u64) {
+        self.full_due = false;
+        match reconcile(&self.broker, &self.state).await {
+            Ok(()) => {
+                self.caught_up = true;
+                self.broker.topics.note_controller_index(index);
+            }
+            Err(e) => tracing::warn!(error = %e, "reconciling the topic table failed; will retry"),
+        }
     }
 
     /// Brings this broker in line with what the command at `index` changed, if it is later than
@@ -403,7 +406,7 @@ impl Controller {
             return Ok(());
         }
         // Noted first, so that the table's write for this change carries it.
-        if self.reconciled {
+        if self.caught_up {
             self.broker.topics.note_controller_index(index);
         }
         let res = match changed {
@@ -417,7 +420,7 @@ impl Controller {
         };
         res.map_err(|e| {
             // Retried by the next full reconcile.
-            self.reconciled = false;
+            self.full_due = true;
             ApplyError::Other(e.to_string())
         })
     }
