@@ -82,3 +82,28 @@ def wait_formed(brokers, timeout: float = 30.0):
             return
         time.sleep(0.2)
     raise AssertionError(f"cluster did not form in {timeout}s: {last}")
+
+
+def controller_files(b) -> set[str]:
+    return {f.name for f in (b.data_dir / "controller").iterdir()}
+
+
+def wait_controller_log_truncated(brokers, timeout: float = 30.0):
+    """Until each broker has a controller checkpoint and has dropped its first two log files.
+    Each broker rolls its own files, so one broker's last entry may end a file of another's:
+    only once two are gone are entries a stopped broker lacks gone, and it needs the snapshot."""
+    for b in brokers:
+        deadline = time.monotonic() + timeout
+        while {"raft.log", "raft.log.1"} & controller_files(b) or \
+                "checkpoint" not in controller_files(b):
+            assert time.monotonic() < deadline, f"{b.workdir.name}: {sorted(controller_files(b))}"
+            time.sleep(0.2)
+
+
+def restart_all(brokers):
+    """kill -9 every broker, start them all again, and wait for the cluster to form."""
+    for b in brokers:
+        b.kill9()
+    for b in brokers:
+        b.start()
+    wait_formed(brokers)

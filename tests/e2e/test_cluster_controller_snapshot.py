@@ -12,17 +12,14 @@ from __future__ import annotations
 from confluent_kafka import Producer
 from confluent_kafka.admin import AdminClient
 
-from cluster import metadata, start_cluster, wait_formed
+from cluster import (controller_files, metadata, restart_all, start_cluster,
+                     wait_controller_log_truncated, wait_formed)
 from conftest import free_port, unique_topic
 from history import wait_replicas_identical
 from test_tiering import metric
 from test_cluster_reassign import create, rpc_addr, wait_for
 
 SMALL = ["--controller-snapshot-entries", "4", "--raft-log-file-bytes", "4096"]
-
-
-def controller_files(b) -> set[str]:
-    return {f.name for f in (b.data_dir / "controller").iterdir()}
 
 
 def topics_on(b, prefix) -> set[str]:
@@ -67,12 +64,8 @@ def test_brokers_behind_the_controller_log_catch_up_from_its_snapshot(broker_fac
                                      "cleanup.policy": "delete", "max.message.bytes": "100000"})
     delete(brokers[0], [gone] + names[:3])
     kept = set(names[3:])
-    # Each broker rolls its own files, so the one it stopped in may have ended right
-    # after its last entry: only once the first two files are gone are entries it lacks gone.
+    wait_controller_log_truncated(others)
     for b in others:
-        wait_for(f"{b.workdir.name}'s first controller log files to go",
-                 lambda b=b: not {"raft.log", "raft.log.1"} & controller_files(b)
-                 and "checkpoint" in controller_files(b))
         assert topics_on(b, prefix) == kept
 
     # Back, it is sent the metadata as a snapshot: what it missed is created, what was
@@ -97,11 +90,7 @@ def test_brokers_behind_the_controller_log_catch_up_from_its_snapshot(broker_fac
 
     # Every broker restarts from its checkpoint; the metadata stays, and the controller still
     # commits (a new topic appears everywhere).
-    for b in brokers:
-        b.kill9()
-    for b in brokers:
-        b.start()
-    wait_formed(brokers)
+    restart_all(brokers)
     later = f"{prefix}-later"
     wait_for("a topic created after the restart", lambda: create_ok(brokers[0], later))
     for b in brokers:

@@ -10,7 +10,8 @@ from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, 
                                    NewPartitions, ResourceType)
 from kafka.admin import ConfigResource as KConfigResource
 
-from cluster import metadata, start_cluster, wait_formed
+from cluster import (metadata, restart_all, start_cluster, wait_controller_log_truncated,
+                     wait_formed)
 from conftest import unique_topic
 from history import wait_replicas_identical
 from test_tiering import metric
@@ -90,11 +91,7 @@ def test_configs_and_partitions_change_on_every_broker(broker_factory):
             create(brokers[0], f"{topic}-filler-{i}", 1, 1, {
                 "retention.ms": "3600000", "segment.bytes": "1048576",
                 "cleanup.policy": "delete", "max.message.bytes": "100000"})
-        # Each broker rolls its own files: only once the first two are gone are entries the
-        # stopped broker lacks gone, and it must install the snapshot.
-        for b in alive:
-            wait_for(f"{b.workdir.name}'s first controller log files to go", lambda b=b: not (
-                {"raft.log", "raft.log.1"} & {f.name for f in (b.data_dir / "controller").iterdir()}))
+        wait_controller_log_truncated(alive)
 
         # The running group is assigned the new partitions and reads what is produced there.
         wait_for("the group's new assignment", lambda: poll() == 5, timeout=30)
@@ -114,11 +111,7 @@ def test_configs_and_partitions_change_on_every_broker(broker_factory):
 
     # Everything holds across a restart of every broker (the log replayed after each
     # broker's checkpoint brings no older config back).
-    for b in brokers:
-        b.kill9()
-    for b in brokers:
-        b.start()
-    wait_formed(brokers)
+    restart_all(brokers)
     for b in brokers:
         assert retention(b, topic) == ("7200000", 1)
         assert len(partitions(b, topic)) == 5
