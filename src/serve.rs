@@ -643,7 +643,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.metrics.register_with(|r| tier.register_metrics(r));
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
-    let registry = schema_registry::Registry::open(broker.clone())
+    let registry = schema_registry::Registry::open(broker.clone(), broker.cluster.clone())
         .await
         .context("cannot rebuild the schema registry from _schemas")?;
     // Produce-time schema id validation (confluent.value.schema.validation) asks the registry.

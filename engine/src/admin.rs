@@ -198,7 +198,7 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         .map(|m| {
             let state = if !c.is_draining(m.node_id) {
                 "active"
-            } else if crate::cluster::reassign::holds_replicas(&b, m.node_id) {
+            } else if crate::cluster::reassign::holds_replicas(&b.topics, m.node_id) {
                 "draining"
             } else {
                 "decommissioned"
@@ -221,13 +221,14 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 /// Starts decommissioning a broker through the controller: it gets no new replicas and the
 /// controller leader moves every replica it holds to the other brokers.
 async fn decommission(State(b): State<Arc<Broker>>, Path(node): Path<i32>) -> impl IntoResponse {
-    let res = match crate::cluster::reassign::plan_decommission(&b, node) {
-        Ok(cmd) => match &b.cluster {
-            Some(c) => c.propose(&b, cmd).await.map_err(|e| e.to_string()),
-            None => Err("not a cluster".into()),
-        },
-        Err(e) => Err(e.to_string()),
-    };
+    let res =
+        match crate::cluster::reassign::plan_decommission(&b.topics, b.cluster.as_deref(), node) {
+            Ok(cmd) => match &b.cluster {
+                Some(c) => c.propose(cmd).await.map_err(|e| e.to_string()),
+                None => Err("not a cluster".into()),
+            },
+            Err(e) => Err(e.to_string()),
+        };
     match res {
         Ok(()) => (
             StatusCode::OK,

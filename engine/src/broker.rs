@@ -3,13 +3,14 @@
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, OnceLock, Weak};
 
 use uuid::Uuid;
 
 use crate::config::{BrokerConfig, InvalidConfig, TopicConfig};
 use crate::durability::IoBackend;
 use crate::fetch_session::FetchSessions;
+use crate::internal_topic::{CreateError, CreateFuture, TopicHost};
 use crate::metrics::Metrics;
 use crate::partition::Cmd;
 use crate::producer_ids::ProducerIds;
@@ -53,7 +54,7 @@ pub enum BrokerError {
 
 pub struct Broker {
     pub config: BrokerConfig,
-    pub topics: TopicTable,
+    pub topics: Arc<TopicTable>,
     pub shards: Shards,
     pub metrics: Arc<Metrics>,
     pub fetch_sessions: FetchSessions,
@@ -132,7 +133,7 @@ impl Broker {
             fetch_sessions: FetchSessions::new(config.fetch_session_slots),
             producer_ids,
             config,
-            topics,
+            topics: Arc::new(topics),
             shards,
             metrics,
             kafka_addr,
@@ -155,15 +156,16 @@ impl Broker {
             broker.topics.publish(topic);
         }
         broker.update_gauges();
-        broker.groups.load(&broker).await.map_err(|e| {
+        broker.groups.load(&*broker).await.map_err(|e| {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
-        crate::group::Coordinator::start_ticker(&broker);
-        if let Some(c) = &broker.cluster {
-            c.start(&broker);
-        }
-        broker.ready.store(true, Ordering::Release);
+        start_group_ticker(&broker);
         Ok(broker)
+    }
+
+    /// Called once the broker serves: its cluster membership started, its listener bound.
+    pub(crate) fn set_ready(&self) {
+        self.ready.store(true, Ordering::Release);
     }
 
     pub fn is_ready(&self) -> bool {
@@ -440,8 +442,7 @@ impl Broker {
     pub async fn create_topic(&self, rec: TopicRecord) -> Result<Arc<Topic>, BrokerError> {
         if let Some(c) = self.cluster.as_ref() {
             let name = rec.name.clone();
-            c.propose(self, crate::cluster::Command::CreateTopic(rec))
-                .await?;
+            c.propose(crate::cluster::Command::CreateTopic(rec)).await?;
             return self
                 .topics
                 .get(&name)
@@ -484,7 +485,7 @@ impl Broker {
                 name: name.to_string(),
                 id: rec.id,
             };
-            return c.propose(self, cmd).await;
+            return Ok(c.propose(cmd).await?);
         }
         self.delete_topic_local(name).await
     }
@@ -564,7 +565,7 @@ impl Broker {
             from,
             assignments,
         };
-        c.propose(self, cmd).await
+        Ok(c.propose(cmd).await?)
     }
 
     /// Grows a topic on this broker to `count` partitions, the new ones on `assignments` (in a
@@ -619,7 +620,7 @@ impl Broker {
                     id: rec.id,
                     config,
                 };
-                c.propose(self, cmd).await
+                Ok(c.propose(cmd).await?)
             }
             None => self.set_topic_config_local(name, config, 0).await,
         }
@@ -699,6 +700,86 @@ pub enum StartError {
     Partition(#[from] BrokerError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+}
+
+impl From<crate::cluster::ApplyError> for BrokerError {
+    fn from(e: crate::cluster::ApplyError) -> Self {
+        use crate::cluster::ApplyError;
+        match e {
+            ApplyError::TopicExists(n) => BrokerError::TopicExists(n),
+            ApplyError::UnknownTopic(n) => BrokerError::UnknownTopic(n),
+            ApplyError::Invalid(m) => BrokerError::Controller(format!("refused: {m}")),
+            ApplyError::Other(m) => BrokerError::Controller(m),
+        }
+    }
+}
+
+/// The group coordinator's ticker on shard 0 (session expiry, rebalance timeouts, following the
+/// `__consumer_offsets` leaders) and its lag refresh at every scrape.
+fn start_group_ticker(b: &Arc<Broker>) {
+    let weak: Weak<Broker> = Arc::downgrade(b);
+    b.shards.run_on(0, move |_| {
+        tokio::task::spawn_local(async move {
+            let mut every = tokio::time::interval(crate::group::TICK);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+                let Some(b) = weak.upgrade() else { return };
+                let host: Arc<dyn TopicHost> = b.clone();
+                b.groups.follow_leader(&host);
+                b.groups.tick(&*b, tokio::time::Instant::now());
+            }
+        });
+    });
+    let weak: Weak<Broker> = Arc::downgrade(b);
+    b.metrics.on_scrape(Box::new(move || {
+        if let Some(b) = weak.upgrade() {
+            b.groups.refresh_lag(&*b);
+        }
+    }));
+}
+
+/// The group coordinator and the schema registry reach their internal topics through this.
+impl TopicHost for Broker {
+    fn node_id(&self) -> i32 {
+        self.config.node_id
+    }
+
+    fn topics(&self) -> &TopicTable {
+        &self.topics
+    }
+
+    fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn cluster_size(&self) -> Option<usize> {
+        self.cluster.as_ref().map(|c| c.members.all().len())
+    }
+
+    fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
+        Broker::partition_leader_epoch(self, t, partition)
+    }
+
+    fn create_topic<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: i32,
+        replication: i16,
+        configs: &'a [(String, String)],
+    ) -> CreateFuture<'a> {
+        Box::pin(async move {
+            let created = match self.plan_topic(name, partitions, replication, configs) {
+                Ok(rec) => Broker::create_topic(self, rec).await,
+                Err(e) => Err(e),
+            };
+            created.map_err(|e| match e {
+                BrokerError::InvalidConfig(e) => CreateError::InvalidConfig(e.to_string()),
+                BrokerError::TopicExists(n) => CreateError::Exists(n),
+                e => CreateError::Other(e.to_string()),
+            })
+        })
+    }
 }
 
 /// A config change the topic's data cannot follow is refused.

@@ -3,17 +3,59 @@
 //! (the group coordinator and the schema registry) share: [`InternalTopic`] creates the topic
 //! on first use (compacted, kept forever; replicated in a cluster), appends with acks=all and
 //! replays a partition to rebuild the owner's state (in a cluster the registry also tails
-//! `_schemas` with [`read_range`]).
+//! `_schemas` with [`read_range`]). The owners reach the broker only through [`TopicHost`],
+//! which the broker implements, so nothing here or in them imports the broker.
 
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 
 use kafka_protocol::records::{Record, RecordBatchDecoder};
 use tokio::sync::oneshot;
 
-use crate::broker::{Broker, BrokerError};
 use crate::log::batch::{self, split_batches, Compression, NewRecord};
+use crate::metrics::Metrics;
 use crate::partition::{Cmd, PartitionError, PartitionHandle, ProduceOk};
-use crate::topics::Topic;
+use crate::topics::{Topic, TopicTable};
+
+/// What the owners of internal topics (the group coordinator, the schema registry) need of the
+/// broker: its topics, who leads a partition, and creating a topic (through the controller in
+/// a cluster).
+pub trait TopicHost: Send + Sync {
+    fn node_id(&self) -> i32;
+    fn topics(&self) -> &TopicTable;
+    fn metrics(&self) -> &Metrics;
+    /// The number of brokers in the cluster; `None` on a single node.
+    fn cluster_size(&self) -> Option<usize>;
+    /// Which broker leads a partition (-1 during an election) and its leader epoch.
+    fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32);
+    fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {
+        self.partition_leader_epoch(t, partition).0
+    }
+    /// Creates a topic with these settings (`replication` -1: the default).
+    fn create_topic<'a>(
+        &'a self,
+        name: &'a str,
+        partitions: i32,
+        replication: i16,
+        configs: &'a [(String, String)],
+    ) -> CreateFuture<'a>;
+}
+
+pub type CreateFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<Arc<Topic>, CreateError>> + Send + 'a>>;
+
+/// Why [`TopicHost::create_topic`] failed.
+#[derive(Debug, thiserror::Error)]
+pub enum CreateError {
+    /// A config the broker does not support (compaction, where it has none).
+    #[error("invalid config: {0}")]
+    InvalidConfig(String),
+    #[error("topic '{0}' already exists")]
+    Exists(String),
+    #[error("{0}")]
+    Other(String),
+}
 
 /// One internal topic and how many partitions it is created with.
 #[derive(Debug, Clone, Copy)]
@@ -28,7 +70,7 @@ pub enum InternalTopicError {
     #[error("cannot create {topic}: {source}")]
     Create {
         topic: &'static str,
-        source: BrokerError,
+        source: CreateError,
     },
     #[error("cannot write to {topic}: {source}")]
     Append {
@@ -56,39 +98,39 @@ impl InternalTopic {
     /// The topic, created on first use: compacted where the broker supports compaction
     /// (otherwise kept forever), `retention.ms=-1`. In a cluster it is created through the
     /// controller; concurrent creators race harmlessly (one record wins, the others find it).
-    pub async fn topic(&self, b: &Broker) -> Result<Arc<Topic>, InternalTopicError> {
-        if let Some(t) = b.topics.get(self.name) {
+    pub async fn topic(&self, b: &dyn TopicHost) -> Result<Arc<Topic>, InternalTopicError> {
+        if let Some(t) = b.topics().get(self.name) {
             return Ok(t);
         }
         let create = |source| InternalTopicError::Create {
             topic: self.name,
             source,
         };
-        let partitions = if b.cluster.is_some() {
+        let partitions = if b.cluster_size().is_some() {
             self.partitions.1
         } else {
             self.partitions.0
         };
-        let (replication, mut configs) = replication(b);
+        let (replication, mut configs) = replication(b.cluster_size());
         configs.push(("retention.ms".to_string(), "-1".to_string()));
         let mut compacted = configs.clone();
         compacted.push(("cleanup.policy".to_string(), "compact".to_string()));
-        let rec = match b.plan_topic(self.name, partitions, replication, &compacted) {
-            Err(BrokerError::InvalidConfig(_)) => {
-                b.plan_topic(self.name, partitions, replication, &configs)
+        let created = match b
+            .create_topic(self.name, partitions, replication, &compacted)
+            .await
+        {
+            Err(CreateError::InvalidConfig(_)) => {
+                b.create_topic(self.name, partitions, replication, &configs)
+                    .await
             }
             other => other,
         };
-        let created = match rec {
-            Ok(rec) => b.create_topic(rec).await,
-            Err(e) => Err(e),
-        };
         match created {
             Ok(t) => Ok(t),
-            Err(BrokerError::TopicExists(_)) => b
-                .topics
+            Err(CreateError::Exists(_)) => b
+                .topics()
                 .get(self.name)
-                .ok_or_else(|| create(BrokerError::UnknownTopic(self.name.into()))),
+                .ok_or_else(|| create(CreateError::Other(format!("{} vanished", self.name)))),
             Err(e) => Err(create(e)),
         }
     }
@@ -96,7 +138,7 @@ impl InternalTopic {
     /// Partition `p`, the topic created on first use.
     pub async fn partition(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         p: i32,
     ) -> Result<PartitionHandle, InternalTopicError> {
         let t = self.topic(b).await?;
@@ -142,7 +184,7 @@ impl InternalTopic {
     /// Appends records to partition `p` and waits until they are committed.
     pub async fn append(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         p: i32,
         records: &[NewRecord],
     ) -> Result<ProduceOk, InternalTopicError> {
@@ -161,11 +203,11 @@ impl InternalTopic {
     /// if the topic does not exist yet).
     pub async fn replay(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         p: i32,
         apply: impl FnMut(Record),
     ) -> Result<(), InternalTopicError> {
-        let Some(t) = b.topics.get(self.name) else {
+        let Some(t) = b.topics().get(self.name) else {
             return Ok(());
         };
         replay(&self.nth(&t, p)?, apply).await.map_err(|e| match e {
@@ -192,10 +234,10 @@ pub enum ReplayError {
 /// Replication factor and configs of an internal topic: in a cluster RF = min(3, brokers)
 /// and min.insync.replicas = min(2, RF), so an acknowledged write survives one broker's loss
 /// (on a single node: the default, 1, and no override).
-pub fn replication(b: &Broker) -> (i16, Vec<(String, String)>) {
-    match &b.cluster {
-        Some(c) => {
-            let rf = c.members.all().len().clamp(1, 3) as i16;
+pub fn replication(cluster_size: Option<usize>) -> (i16, Vec<(String, String)>) {
+    match cluster_size {
+        Some(n) => {
+            let rf = n.clamp(1, 3) as i16;
             (
                 rf,
                 vec![("min.insync.replicas".to_string(), rf.min(2).to_string())],

@@ -26,6 +26,7 @@ pub mod net;
 pub mod partition;
 pub mod producer_ids;
 pub mod raft;
+pub mod reconciler;
 pub mod remote;
 pub mod replication;
 pub mod schema_ids;

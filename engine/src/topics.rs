@@ -13,6 +13,7 @@ use uuid::Uuid;
 
 use crate::config::{ClusterDefaults, ResolvedTopicConfig, TopicConfig};
 use crate::log::files::write_atomic;
+use crate::partition::router::{RaftRouter, RouteError};
 use crate::partition::PartitionHandle;
 
 /// Topics the broker itself writes (group offsets, the schema registry's `_schemas`);
@@ -148,6 +149,38 @@ pub enum MetaError {
         path: PathBuf,
         source: std::io::Error,
     },
+}
+
+/// Partition Raft messages go to the partitions of this table. The group's members are the
+/// partition's replicas in the controller's metadata (a new replica's own Raft configuration
+/// lags behind them) and its creation-time voters; the actor's guard checks the rest.
+impl RaftRouter for TopicTable {
+    fn deliver(
+        &self,
+        topic: &str,
+        partition: i32,
+        from: i32,
+        msg: raft::eraftpb::Message,
+    ) -> Result<(), RouteError> {
+        let unknown = || RouteError::Unknown(topic.to_string(), partition);
+        let (Some(t), Some(rec)) = (self.get(topic), self.record(topic)) else {
+            return Err(unknown());
+        };
+        let member = rec.replica_on(partition, from)
+            || rec
+                .initial_replicas(partition)
+                .is_some_and(|r| r.contains(&from));
+        if !member {
+            return Err(RouteError::NotAReplica {
+                topic: topic.to_string(),
+                partition,
+                from,
+            });
+        }
+        let handle = t.partition(partition).ok_or_else(unknown)?;
+        let _ = handle.tx.send(crate::partition::Cmd::Raft(Box::new(msg)));
+        Ok(())
+    }
 }
 
 impl TopicTable {

@@ -26,8 +26,8 @@ const RESOURCES: &[&str] = &["subjects", "schemas", "config", "mode", "compatibi
 
 impl Metrics {
     /// Registers beside the broker's metrics (so `icestream_schema_registry_...`).
-    pub fn register(&self, broker: &engine::Broker) {
-        broker.metrics.register_with(|r| {
+    pub fn register(&self, broker: &engine::metrics::Metrics) {
+        broker.register_with(|r| {
             r.register(
                 "schema_registry_requests",
                 "Schema registry REST requests, by method, resource (the path's first segment) and status code",

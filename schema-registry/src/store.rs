@@ -3,8 +3,7 @@
 //! cluster: replicated, and tailed by every broker's registry, see `Registry::open`).
 
 use bytes::Bytes;
-use engine::broker::Broker;
-use engine::internal_topic::{InternalTopic, InternalTopicError};
+use engine::internal_topic::{InternalTopic, InternalTopicError, TopicHost};
 use engine::log::batch::NewRecord;
 use engine::partition::PartitionHandle;
 
@@ -21,13 +20,16 @@ const SCHEMAS: InternalTopic = InternalTopic {
 };
 
 /// The partition of `_schemas`, created on first use.
-pub async fn partition(b: &Broker) -> Result<PartitionHandle, StoreError> {
+pub async fn partition(b: &dyn TopicHost) -> Result<PartitionHandle, StoreError> {
     SCHEMAS.partition(b, 0).await
 }
 
 /// Appends keyed JSON records (None = tombstone) and waits until they are committed; returns
 /// the offset after the last one.
-pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<i64, StoreError> {
+pub async fn append(
+    b: &dyn TopicHost,
+    entries: &[(String, Option<String>)],
+) -> Result<i64, StoreError> {
     let now = engine::time::now_ms();
     let records: Vec<NewRecord> = entries
         .iter()
@@ -44,7 +46,7 @@ pub async fn append(b: &Broker, entries: &[(String, Option<String>)]) -> Result<
 
 /// Reads every record of `_schemas` up to the high watermark, in order.
 pub async fn replay(
-    b: &Broker,
+    b: &dyn TopicHost,
     mut apply: impl FnMut(Bytes, Option<Bytes>),
 ) -> Result<(), StoreError> {
     SCHEMAS

@@ -23,10 +23,10 @@ use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole};
 use tokio::sync::{mpsc, oneshot};
 
-use super::metadata_state::{self, reconcile, reconcile_topic, Changed, MetadataState};
-use super::rpc::{frame, Kind};
+use super::host::{Peers, Reconciler};
+use super::metadata_state::{Changed, MetadataState};
 use super::{ApplyError, Command, Proposal};
-use crate::broker::Broker;
+use crate::metrics::Metrics;
 use crate::raft::checkpoint::Checkpoint;
 use crate::raft::log_file::{self, RaftStore, StoreError};
 use crate::raft::storage::DiskStorage;
@@ -70,7 +70,10 @@ impl ControllerHandle {
 struct Controller {
     node: RawNode<DiskStorage>,
     store: RaftStore,
-    broker: Arc<Broker>,
+    topics: Arc<crate::topics::TopicTable>,
+    metrics: Arc<Metrics>,
+    peers: Arc<dyn Peers>,
+    reconciler: Arc<dyn Reconciler>,
     pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
     leader: Arc<AtomicU64>,
     brokers: Brokers,
@@ -105,21 +108,35 @@ enum Stop {
     Log(#[from] StoreError),
 }
 
-/// Opens the controller's log under `<data>/controller` and starts its task.
-pub fn start(
-    broker: Arc<Broker>,
-    id: u64,
-    voters: &[u64],
-) -> Result<ControllerHandle, super::ClusterError> {
-    let dir = broker.config.data_dir.join("controller");
+/// What a controller runs with.
+pub struct Env {
+    /// Its log and checkpoints (`<data>/controller`).
+    pub dir: std::path::PathBuf,
+    /// Log files end past this size (at most [`FILE_BYTES`]).
+    pub file_bytes: u64,
+    /// A checkpoint of the metadata every this many entries applied.
+    pub snapshot_entries: u64,
+    /// The broker's topic table: which controller index it reflects.
+    pub topics: Arc<crate::topics::TopicTable>,
+    pub metrics: Arc<Metrics>,
+    pub peers: Arc<dyn Peers>,
+    pub reconciler: Arc<dyn Reconciler>,
+}
+
+/// Opens the controller's log under `env.dir` and starts its task.
+pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, super::ClusterError> {
+    let Env {
+        dir,
+        file_bytes,
+        snapshot_entries,
+        topics,
+        metrics,
+        peers,
+        reconciler,
+    } = env;
     let (mut store, storage) = RaftStore::open(&dir, voters)?;
-    let (file_bytes, snapshot_entries) = broker.cluster.as_ref().map_or((FILE_BYTES, 1024), |c| {
-        (
-            c.config.raft_log_file_bytes.min(FILE_BYTES),
-            c.config.controller_snapshot_entries.max(1),
-        )
-    });
-    store.set_file_bytes(file_bytes);
+    store.set_file_bytes(file_bytes.min(FILE_BYTES));
+    let snapshot_entries = snapshot_entries.max(1);
     let mut config = log_file::raft_config(id);
     // The metadata starts from the checkpoint's; the entries after it are applied again.
     config.applied = storage.checkpoint_index();
@@ -130,21 +147,20 @@ pub fn start(
         None => MetadataState::default(),
     };
     // Only ever grows: the checkpoint's is a lower bound until the log is applied.
-    metadata_state::set_draining(&broker, &state);
+    peers.set_draining(state.draining.clone());
     let logger = log_file::discard_logger();
     let node = RawNode::new(&config, storage, &logger)?;
-    let reconcile_from = node
-        .raft
-        .raft_log
-        .committed
-        .max(broker.topics.controller_index());
+    let reconcile_from = node.raft.raft_log.committed.max(topics.controller_index());
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = Arc::new(AtomicU64::new(0));
     let brokers = Brokers::default();
     let c = Controller {
         node,
         store,
-        broker,
+        topics,
+        metrics,
+        peers,
+        reconciler,
         pending: HashMap::new(),
         leader: leader.clone(),
         brokers: brokers.clone(),
@@ -175,7 +191,7 @@ impl Controller {
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(20) && self.node.raft.state == StateRole::Leader {
                         self.add_learners();
-                        super::reassign::drain(&self.broker);
+                        self.peers.drain();
                     }
                     if self.ticks.is_multiple_of(RECONCILE_TICKS) {
                         self.full_due = true;
@@ -189,7 +205,7 @@ impl Controller {
                             .and_then(|()| snapshot_state(&m).map_err(|e| ("raft_snapshot", e.to_string())));
                         if let Err((reason, e)) = checked {
                             crate::raft::rejects::note(
-                                &self.broker.metrics.rpc_rejected,
+                                &self.metrics.rpc_rejected,
                                 reason,
                                 format_args!("controller raft group: {e}"),
                             );
@@ -289,7 +305,7 @@ impl Controller {
             if index >= self.reconcile_from {
                 self.reconcile_all(index).await;
             }
-            self.broker.metrics.controller_snapshots_installed.inc();
+            self.metrics.controller_snapshots_installed.inc();
         }
         let mut out = Vec::new();
         let committed = log_file::run_synced(&mut self.node, &mut self.store, ready, &mut |m| {
@@ -371,7 +387,7 @@ impl Controller {
             };
             match &res {
                 Err(err @ ApplyError::Invalid(_)) => crate::raft::rejects::note(
-                    &self.broker.metrics.rpc_rejected,
+                    &self.metrics.rpc_rejected,
                     "apply_invalid",
                     format_args!("controller entry {} not applied: {err}", e.index),
                 ),
@@ -390,10 +406,12 @@ impl Controller {
     /// next one, a few seconds later.
     async fn reconcile_all(&mut self, index: u64) {
         self.full_due = false;
-        match reconcile(&self.broker, &self.state).await {
+        let res = self.reconciler.reconcile_all(&self.state).await;
+        self.peers.set_draining(self.state.draining.clone());
+        match res {
             Ok(()) => {
                 self.caught_up = true;
-                self.broker.topics.note_controller_index(index);
+                self.topics.note_controller_index(index);
             }
             Err(e) => tracing::warn!(error = %e, "reconciling the topic table failed; will retry"),
         }
@@ -407,15 +425,17 @@ impl Controller {
         }
         // Noted first, so that the table's write for this change carries it.
         if self.caught_up {
-            self.broker.topics.note_controller_index(index);
+            self.topics.note_controller_index(index);
         }
         let res = match changed {
             Changed::Draining => {
-                metadata_state::set_draining(&self.broker, &self.state);
+                self.peers.set_draining(self.state.draining.clone());
                 Ok(())
             }
             Changed::Topic(name) => {
-                reconcile_topic(&self.broker, &name, self.state.topics.get(&name)).await
+                self.reconciler
+                    .reconcile_topic(&name, self.state.topics.get(&name))
+                    .await
             }
         };
         res.map_err(|e| {
@@ -434,15 +454,12 @@ impl Controller {
         if raft.pending_conf_index > raft.raft_log.applied {
             return;
         }
-        let Some(cluster) = &self.broker.cluster else {
-            return;
-        };
-        let joining = cluster
-            .members
-            .all()
+        let joining = self
+            .peers
+            .alive()
             .into_iter()
-            .map(|m| m.node_id as u64)
-            .find(|&id| raft.prs().get(id).is_none() && cluster.members.is_alive(id as i32));
+            .map(|id| id as u64)
+            .find(|&id| raft.prs().get(id).is_none());
         if let Some(id) = joining {
             let cc =
                 crate::raft::conf_change(&[(id, raft::eraftpb::ConfChangeType::AddLearnerNode)]);
@@ -458,14 +475,7 @@ impl Controller {
 
     fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
-            let to = m.to;
-            let Ok(bytes) = m.write_to_bytes() else {
-                continue;
-            };
-            let Some(cluster) = &self.broker.cluster else {
-                return;
-            };
-            cluster.send_frame(to as i32, frame(Kind::Raft, &bytes));
+            self.peers.send_controller(m.to, &m);
         }
     }
 }
@@ -477,3 +487,7 @@ fn snapshot_state(m: &Message) -> Result<(), super::metadata_state::StateError> 
     }
     MetadataState::decode(crate::raft::snapshot::state_of(m.get_snapshot())).map(|_| ())
 }
+
+#[cfg(test)]
+#[path = "controller_tests.rs"]
+mod tests;

@@ -3,9 +3,9 @@
 //!
 //! The controller applies each committed command here, a pure state transition that every
 //! broker computes alike ([`MetadataState::apply`]), and a reconciler brings this broker's
-//! topic table and partition replicas in line with the result ([`reconcile`],
-//! [`reconcile_topic`]): create what it lacks, delete what was deleted, start and stop the
-//! replicas a move adds or removes. The state is also what the controller's checkpoint holds,
+//! topic table and partition replicas in line with the result (the broker's `reconciler`,
+//! through [`super::host::Reconciler`]): create what it lacks, delete what was deleted, start
+//! and stop the replicas a move adds or removes. The state is also what the controller's checkpoint holds,
 //! so that its Raft log can be dropped a file at a time (`raft::log_file`), and what a
 //! controller replica behind the leader's first index is sent as a snapshot: small (a record
 //! per topic), so it travels whole in one message.
@@ -13,7 +13,6 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{validate, ApplyError, Command};
-use crate::broker::{Broker, BrokerError};
 use crate::topics::TopicRecord;
 
 /// The encoding's version; a newer one is refused with a message rather than misread.
@@ -160,77 +159,6 @@ impl MetadataState {
             .get_mut(name)
             .filter(|r| r.id == id)
             .ok_or_else(|| ApplyError::UnknownTopic(name.to_string()))
-    }
-}
-
-/// Brings this broker's topic table to `state`: topics it lacks are created, topics `state`
-/// lacks (or has under another id) were deleted and go with their files, and records that
-/// differ are synced partition by partition.
-pub async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError> {
-    let mut names: BTreeSet<String> = b.topics.records().into_iter().map(|r| r.name).collect();
-    names.extend(state.topics.keys().cloned());
-    let mut first_error = None;
-    for name in names {
-        // One topic failing (a disk error creating its files) does not hold back the others.
-        if let Err(e) = reconcile_topic(b, &name, state.topics.get(&name)).await {
-            tracing::warn!(topic = %name, error = %e, "cannot bring a topic in line with the cluster metadata; will retry");
-            first_error.get_or_insert(e);
-        }
-    }
-    set_draining(b, state);
-    first_error.map_or(Ok(()), Err)
-}
-
-/// Brings one topic on this broker to `wanted` (`None`: it does not exist).
-pub async fn reconcile_topic(
-    b: &Broker,
-    name: &str,
-    wanted: Option<&TopicRecord>,
-) -> Result<(), BrokerError> {
-    let local = b.topics.record(name);
-    if let Some(l) = &local {
-        if wanted.is_none_or(|w| w.id != l.id) {
-            match b.delete_topic_local(name).await {
-                Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
-                Err(e) => return Err(e),
-            }
-        }
-    }
-    let Some(w) = wanted else { return Ok(()) };
-    let Some(l) = b.topics.record(name) else {
-        return b.create_topic_local(w.clone()).await.map(|_| ());
-    };
-    if l == *w {
-        return Ok(());
-    }
-    if l.id != w.id {
-        // Still here after the delete above: not served (being unmounted), so not deleted.
-        return Err(BrokerError::Controller(format!(
-            "topic '{name}' here is {} but the cluster's is {}; it is not served, so it was not replaced",
-            l.id, w.id
-        )));
-    }
-    // Configs first (new partitions open with them), then the partitions added, then the
-    // replicas of every partition that moved, persisting the whole record.
-    if l.config != w.config {
-        b.set_topic_config_local(name, w.config.clone(), w.changed_at)
-            .await?;
-    }
-    if l.partitions < w.partitions {
-        let new = w
-            .assignments
-            .get(l.partitions.max(0) as usize..)
-            .map(<[_]>::to_vec)
-            .unwrap_or_default();
-        b.add_partitions_local(name, w.partitions, new, w.changed_at)
-            .await?;
-    }
-    super::reassign::resync(b, w.clone()).await
-}
-
-pub fn set_draining(b: &Broker, state: &MetadataState) {
-    if let Some(c) = &b.cluster {
-        *c.draining.lock() = state.draining.clone();
     }
 }
 

@@ -10,9 +10,10 @@
 //! starts as a Raft learner and the controller leader adds it once gossip shows it.
 
 pub mod controller;
+pub mod host;
 mod listener;
 pub mod membership;
-mod metadata_state;
+pub mod metadata_state;
 mod peers;
 pub mod placement;
 pub mod reassign;
@@ -28,8 +29,7 @@ use std::time::Duration;
 
 use tokio::sync::oneshot;
 
-use crate::broker::{Broker, BrokerError};
-use crate::topics::TopicRecord;
+use crate::topics::{TopicRecord, TopicTable};
 use controller::{ControllerHandle, Input, ProposeOutcome};
 use membership::{Hello, IsrView, Member, Members};
 use rpc::Kind;
@@ -162,17 +162,6 @@ pub enum ApplyError {
     Other(String),
 }
 
-impl From<ApplyError> for BrokerError {
-    fn from(e: ApplyError) -> Self {
-        match e {
-            ApplyError::TopicExists(n) => BrokerError::TopicExists(n),
-            ApplyError::UnknownTopic(n) => BrokerError::UnknownTopic(n),
-            ApplyError::Invalid(m) => BrokerError::Controller(format!("refused: {m}")),
-            ApplyError::Other(m) => BrokerError::Controller(m),
-        }
-    }
-}
-
 /// The answer to a forwarded proposal.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
 enum ProposeReply {
@@ -192,7 +181,10 @@ pub struct Cluster {
     pub frames_dropped: prometheus_client::metrics::counter::Counter,
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
-    broker: OnceLock<std::sync::Weak<Broker>>,
+    /// The broker's topic table (set on start): what routing, gossip and proposals check.
+    topics: OnceLock<Arc<TopicTable>>,
+    /// Where partition Raft messages from peers go (the topic table, set on start).
+    router: OnceLock<Arc<dyn crate::partition::router::RaftRouter>>,
     /// Partition Raft heartbeats waiting for the next batch to each peer: `(count, items)`.
     heartbeats: parking_lot::Mutex<std::collections::HashMap<i32, (u32, Vec<u8>)>>,
     /// Other leaders' ISRs learnt by gossip, by `(topic, partition)`.
@@ -255,7 +247,8 @@ impl Cluster {
             listener: parking_lot::Mutex::new(Some(listener)),
             peers: Default::default(),
             runtime: OnceLock::new(),
-            broker: OnceLock::new(),
+            topics: OnceLock::new(),
+            router: OnceLock::new(),
             heartbeats: Default::default(),
             isr_views: Default::default(),
             frames_sent: Default::default(),
@@ -277,16 +270,25 @@ impl Cluster {
         (l != 0).then_some(l as i32)
     }
 
-    /// Starts the RPC accept loop, gossip and (once the voters are known) the controller.
-    pub fn start(self: &Arc<Self>, broker: &Arc<Broker>) {
+    /// Starts the RPC accept loop, gossip and (once the voters are known) the controller, for
+    /// the broker whose topic table, metrics and data directory are given; the controller's
+    /// changes reach that broker through `reconciler`.
+    pub fn start(
+        self: &Arc<Self>,
+        topics: Arc<TopicTable>,
+        metrics: Arc<crate::metrics::Metrics>,
+        data_dir: std::path::PathBuf,
+        reconciler: Arc<dyn host::Reconciler>,
+    ) {
         let _ = self.runtime.set(tokio::runtime::Handle::current());
-        let _ = self.broker.set(Arc::downgrade(broker));
-        let _ = self.rejected.set(broker.metrics.rpc_rejected.clone());
+        let _ = self.topics.set(topics.clone());
+        let _ = self.router.set(topics.clone());
+        let _ = self.rejected.set(metrics.rpc_rejected.clone());
         if let Some(l) = self.listener.lock().take() {
             let limiter = crate::limits::connections::ConnLimiter::new(
                 "rpc",
                 self.config.rpc_connections,
-                broker.metrics.refused("rpc"),
+                metrics.refused("rpc"),
             );
             tokio::spawn(listener::accept_loop(l, self.clone(), limiter));
         }
@@ -299,7 +301,7 @@ impl Cluster {
             self.partition_messages_sent.clone(),
             self.frames_dropped.clone(),
         );
-        broker.metrics.register_with(|r| {
+        metrics.register_with(|r| {
             r.register(
                 "rpc_frames_sent",
                 "Raft frames (controller and partition groups) queued to other brokers; gossip is not counted",
@@ -317,15 +319,24 @@ impl Cluster {
             );
         });
         let me = self.clone();
-        let broker = broker.clone();
+        let dir = data_dir.join("controller");
         tokio::spawn(async move {
-            let voters = me.wait_for_voters(&broker).await;
+            let voters = me.wait_for_voters(&dir).await;
             tracing::info!(
                 ?voters,
                 learner = !me.is_founder(),
                 "starting the controller"
             );
-            match controller::start(broker, me.node_id() as u64, &voters) {
+            let env = controller::Env {
+                dir,
+                file_bytes: me.config.raft_log_file_bytes,
+                snapshot_entries: me.config.controller_snapshot_entries,
+                topics,
+                metrics,
+                peers: Arc::new(ControllerPeers(me.clone())),
+                reconciler,
+            };
+            match controller::start(env, me.node_id() as u64, &voters) {
                 Ok(h) => {
                     let _ = me.controller.set(h);
                 }
@@ -351,12 +362,8 @@ impl Cluster {
     /// answered. A broker that is not a seed starts from the founders' voters without being
     /// one: its controller replica stays a learner, which replicates and applies the log (all
     /// a broker needs to answer Metadata) without changing the quorum.
-    async fn wait_for_voters(&self, broker: &Broker) -> Vec<u64> {
-        let existing = broker
-            .config
-            .data_dir
-            .join("controller")
-            .join("voters.json");
+    async fn wait_for_voters(&self, controller_dir: &std::path::Path) -> Vec<u64> {
+        let existing = controller_dir.join("voters.json");
         let started = tokio::time::Instant::now();
         let mut warned = false;
         loop {
@@ -401,13 +408,13 @@ impl Cluster {
 
     /// Commits a command through the controller, forwarding it to the leader; returns once
     /// this broker has applied it.
-    pub async fn propose(&self, broker: &Broker, cmd: Command) -> Result<(), BrokerError> {
+    pub async fn propose(&self, cmd: Command) -> Result<(), ApplyError> {
         // Kafka's default request.timeout.ms: a busy controller (a large topic is many Raft
         // groups to open on every broker) answers late rather than failing a create that then
         // happens anyway.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let unavailable =
-            || BrokerError::Controller("no controller leader (is a quorum of brokers up?)".into());
+            || ApplyError::Other("no controller leader (is a quorum of brokers up?)".into());
         let mut retry = false;
         loop {
             if tokio::time::Instant::now() >= deadline {
@@ -427,13 +434,13 @@ impl Cluster {
                         // answer was late or lost) finds its own effect: that is success.
                         let own_effect = !first
                             && matches!(cmd, Command::CreateTopic(_) | Command::DeleteTopic { .. })
-                            && applied_here(broker, &cmd);
+                            && self.applied_here(&cmd);
                         if !own_effect {
-                            return Err(e.into());
+                            return Err(e);
                         }
                     }
                     // The leader applied it; wait until this broker has too.
-                    while !applied_here(broker, &cmd) {
+                    while !self.applied_here(&cmd) {
                         if tokio::time::Instant::now() >= deadline {
                             return Err(unavailable());
                         }
@@ -462,8 +469,8 @@ impl Cluster {
             return Ok(());
         }
         validate::command(cmd, &self.controller_brokers())?;
-        match self.broker.get().and_then(|b| b.upgrade()) {
-            Some(b) => validate::against_table(&b, cmd),
+        match self.topics.get() {
+            Some(t) => validate::against_table(t, cmd),
             None => Ok(()),
         }
     }
@@ -521,11 +528,11 @@ impl Cluster {
 impl Cluster {
     /// The ISR of every partition this broker leads, for gossip.
     fn led_isrs(&self) -> Vec<IsrView> {
-        let Some(broker) = self.broker.get().and_then(|b| b.upgrade()) else {
+        let Some(topics) = self.topics.get() else {
             return vec![];
         };
         let mut out = Vec::new();
-        for t in broker.topics.all() {
+        for t in topics.all() {
             for (p, h) in t.partitions.iter().enumerate() {
                 let Some(view) = &h.raft_view else { continue };
                 let v = view.read();
@@ -574,60 +581,61 @@ impl Cluster {
     }
 }
 
-fn applied_here(b: &Broker, cmd: &Command) -> bool {
-    match cmd {
-        // The topic, not just its record: the record is stored (and synced) before the topic
-        // with its open partitions becomes visible, and callers go on to use the topic.
-        Command::CreateTopic(r) => b.topics.get(&r.name).is_some_and(|t| t.id == r.id),
-        Command::DeleteTopic { name, id } => b.topics.record(name).is_none_or(|x| x.id != *id),
-        Command::Reassign {
-            topic,
-            id,
-            partition,
-            target,
-        } => b.topics.record(topic).is_none_or(|r| {
-            let p = *partition;
-            r.id != *id
-                || match target {
-                    Some(t) => {
-                        r.targets.get(&p) == Some(t)
-                            || r.assignments.get(p.max(0) as usize) == Some(t)
-                    }
-                    // Cancelled: the target is the assignment again (or already gone).
-                    None => r
-                        .targets
-                        .get(&p)
-                        .is_none_or(|t| r.assignments.get(p.max(0) as usize) == Some(t)),
-                }
-        }),
-        Command::Reassigned {
-            topic, partition, ..
-        } => b
-            .topics
-            .record(topic)
-            .is_none_or(|r| !r.targets.contains_key(partition)),
-        Command::Decommission { node } => b
-            .cluster
-            .as_ref()
-            .is_none_or(|c| c.draining.lock().contains(node)),
-        Command::SetTopicConfig { name, id, config } => b
-            .topics
-            .record(name)
-            .is_none_or(|r| r.id != *id || r.config == *config),
-        Command::AddPartitions {
-            name,
-            id,
-            from,
-            assignments,
-        } => {
-            let count = from.saturating_add(assignments.len() as i32);
-            b.topics.record(name).is_none_or(|r| {
+impl Cluster {
+    /// Whether this broker has applied `cmd` (its effect is in the topic table).
+    fn applied_here(&self, cmd: &Command) -> bool {
+        let Some(topics) = self.topics.get() else {
+            return false;
+        };
+        match cmd {
+            // The topic, not just its record: the record is stored (and synced) before the topic
+            // with its open partitions becomes visible, and callers go on to use the topic.
+            Command::CreateTopic(r) => topics.get(&r.name).is_some_and(|t| t.id == r.id),
+            Command::DeleteTopic { name, id } => topics.record(name).is_none_or(|x| x.id != *id),
+            Command::Reassign {
+                topic,
+                id,
+                partition,
+                target,
+            } => topics.record(topic).is_none_or(|r| {
+                let p = *partition;
                 r.id != *id
-                    || (r.partitions >= count
-                        && b.topics
-                            .get(name)
-                            .is_some_and(|t| t.partitions.len() as i32 >= count))
-            })
+                    || match target {
+                        Some(t) => {
+                            r.targets.get(&p) == Some(t)
+                                || r.assignments.get(p.max(0) as usize) == Some(t)
+                        }
+                        // Cancelled: the target is the assignment again (or already gone).
+                        None => r
+                            .targets
+                            .get(&p)
+                            .is_none_or(|t| r.assignments.get(p.max(0) as usize) == Some(t)),
+                    }
+            }),
+            Command::Reassigned {
+                topic, partition, ..
+            } => topics
+                .record(topic)
+                .is_none_or(|r| !r.targets.contains_key(partition)),
+            Command::Decommission { node } => self.draining.lock().contains(node),
+            Command::SetTopicConfig { name, id, config } => topics
+                .record(name)
+                .is_none_or(|r| r.id != *id || r.config == *config),
+            Command::AddPartitions {
+                name,
+                id,
+                from,
+                assignments,
+            } => {
+                let count = from.saturating_add(assignments.len() as i32);
+                topics.record(name).is_none_or(|r| {
+                    r.id != *id
+                        || (r.partitions >= count
+                            && topics
+                                .get(name)
+                                .is_some_and(|t| t.partitions.len() as i32 >= count))
+                })
+            }
         }
     }
 }
@@ -690,14 +698,40 @@ impl Cluster {
                 replicas,
             };
             rt.spawn(async move {
-                let Some(b) = c.broker.get().and_then(|b| b.upgrade()) else {
-                    return;
-                };
-                if let Err(e) = c.propose(&b, cmd).await {
+                if let Err(e) = c.propose(cmd).await {
                     tracing::debug!(error = %e, "reporting a finished reassignment failed; the leader retries");
                 }
             });
         })
+    }
+}
+
+/// The controller's view of the other brokers: the cluster's RPC and gossip.
+struct ControllerPeers(Arc<Cluster>);
+
+impl host::Peers for ControllerPeers {
+    fn send_controller(&self, to: u64, msg: &raft::eraftpb::Message) {
+        if let Ok(bytes) = protobuf::Message::write_to_bytes(msg) {
+            self.0.send_frame(to as i32, rpc::frame(Kind::Raft, &bytes));
+        }
+    }
+
+    fn alive(&self) -> Vec<i32> {
+        self.0
+            .members
+            .all()
+            .into_iter()
+            .map(|m| m.node_id)
+            .filter(|&id| self.0.members.is_alive(id))
+            .collect()
+    }
+
+    fn set_draining(&self, draining: std::collections::BTreeSet<i32>) {
+        *self.0.draining.lock() = draining;
+    }
+
+    fn drain(&self) {
+        reassign::drain(&self.0);
     }
 }
 

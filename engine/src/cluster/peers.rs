@@ -9,6 +9,7 @@ use tokio::io::AsyncWriteExt;
 
 use super::rpc::{self, frame, Kind};
 use super::{controller, send_queue, Cluster};
+use crate::partition::router::RouteError;
 
 impl Cluster {
     /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
@@ -124,16 +125,9 @@ impl Cluster {
     pub(super) fn route_to_partition(&self, topic: &str, p: i32, msg: &[u8]) -> Option<()> {
         let mut m = raft::eraftpb::Message::default();
         protobuf::Message::merge_from_bytes(&mut m, msg).ok()?;
-        let broker = self.broker.get()?.upgrade()?;
-        let t = broker.topics.get(topic)?;
-        // The group's members are the partition's replicas in the controller's metadata (a
-        // new replica's own Raft configuration lags behind them); the actor's guard checks
-        // the rest.
-        let rec = broker.topics.record(topic)?;
+        let router = self.router.get()?;
         let from = i32::try_from(m.from).unwrap_or(-1);
-        let member =
-            rec.replica_on(p, from) || rec.initial_replicas(p).is_some_and(|r| r.contains(&from));
-        if m.to != self.node_id() as u64 || !member || from == self.node_id() {
+        if m.to != self.node_id() as u64 || from == self.node_id() {
             self.reject(
                 "raft_unknown_peer",
                 format_args!(
@@ -145,11 +139,18 @@ impl Cluster {
             );
             return None;
         }
-        let _ = t
-            .partition(p)?
-            .tx
-            .send(crate::partition::Cmd::Raft(Box::new(m)));
-        Some(())
+        let msg_type = m.get_msg_type();
+        match router.deliver(topic, p, from, m) {
+            Ok(()) => Some(()),
+            Err(RouteError::Unknown(..)) => None,
+            Err(e @ RouteError::NotAReplica { .. }) => {
+                self.reject(
+                    "raft_unknown_peer",
+                    format_args!("partition {topic}-{p} raft {msg_type:?}: {e}"),
+                );
+                None
+            }
+        }
     }
 }
 

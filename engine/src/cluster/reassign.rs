@@ -16,10 +16,8 @@ use std::time::Duration;
 
 use kafka_protocol::ResponseError;
 
-use super::{ApplyError, Command};
-use crate::broker::{Broker, BrokerError};
-use crate::partition::Cmd;
-use crate::topics::{Topic, TopicRecord};
+use super::{ApplyError, Cluster, Command};
+use crate::topics::{TopicRecord, TopicTable};
 
 /// Why a reassignment or decommission request is refused.
 #[derive(Debug, thiserror::Error)]
@@ -40,8 +38,9 @@ pub enum ReassignError {
         needed: usize,
         available: usize,
     },
-    #[error(transparent)]
-    Broker(#[from] BrokerError),
+    /// The controller refused the command or could not be reached.
+    #[error("controller: {0}")]
+    Controller(#[from] ApplyError),
 }
 
 impl ReassignError {
@@ -56,10 +55,10 @@ impl ReassignError {
             | ReassignError::NotEnoughBrokers { .. } => {
                 ResponseError::InvalidReplicaAssignment.code()
             }
-            ReassignError::Broker(BrokerError::Controller(_)) => {
+            ReassignError::Controller(ApplyError::Invalid(_) | ApplyError::Other(_)) => {
                 ResponseError::RequestTimedOut.code()
             }
-            ReassignError::Broker(_) => ResponseError::UnknownServerError.code(),
+            ReassignError::Controller(_) => ResponseError::UnknownServerError.code(),
         }
     }
 }
@@ -67,17 +66,17 @@ impl ReassignError {
 /// Checks a reassignment (`target` given) or a cancellation against the cluster metadata;
 /// returns the command to propose.
 pub fn plan(
-    b: &Broker,
+    topics: &TopicTable,
+    cluster: Option<&Cluster>,
     topic: &str,
     partition: i32,
     target: Option<&[i32]>,
 ) -> Result<Command, ReassignError> {
-    let cluster = b.cluster.as_ref().ok_or(ReassignError::NotCluster)?;
+    let cluster = cluster.ok_or(ReassignError::NotCluster)?;
     let unknown = || ReassignError::UnknownPartition(topic.to_string(), partition);
-    let rec = b
-        .topics
+    let rec = topics
         .record(topic)
-        .filter(|r| !r.assignments.is_empty() && b.topics.get(topic).is_some())
+        .filter(|r| !r.assignments.is_empty() && topics.get(topic).is_some())
         .ok_or_else(unknown)?;
     if partition < 0 || partition >= rec.partitions {
         return Err(unknown());
@@ -123,8 +122,12 @@ pub fn plan(
 }
 
 /// Checks a decommission request; returns the command to propose.
-pub fn plan_decommission(b: &Broker, node: i32) -> Result<Command, ReassignError> {
-    let cluster = b.cluster.as_ref().ok_or(ReassignError::NotCluster)?;
+pub fn plan_decommission(
+    topics: &TopicTable,
+    cluster: Option<&Cluster>,
+    node: i32,
+) -> Result<Command, ReassignError> {
+    let cluster = cluster.ok_or(ReassignError::NotCluster)?;
     if cluster.members.get(node).is_none() || !cluster.controller_brokers().contains(&node) {
         return Err(ReassignError::UnknownBroker(node));
     }
@@ -133,11 +136,10 @@ pub fn plan_decommission(b: &Broker, node: i32) -> Result<Command, ReassignError
         .into_iter()
         .filter(|&id| id != node)
         .count();
-    let needed = b
-        .topics
+    let needed = topics
         .all()
         .iter()
-        .filter_map(|t| b.topics.record(&t.name))
+        .filter_map(|t| topics.record(&t.name))
         .flat_map(|r| r.assignments.into_iter().chain(r.targets.into_values()))
         .filter(|r| r.contains(&node))
         .map(|r| r.len())
@@ -154,9 +156,9 @@ pub fn plan_decommission(b: &Broker, node: i32) -> Result<Command, ReassignError
 }
 
 /// Whether a decommissioned broker holds no replica any more (nor is gaining one).
-pub fn holds_replicas(b: &Broker, node: i32) -> bool {
-    b.topics.all().iter().any(|t| {
-        b.topics.record(&t.name).is_some_and(|r| {
+pub fn holds_replicas(topics: &TopicTable, node: i32) -> bool {
+    topics.all().iter().any(|t| {
+        topics.record(&t.name).is_some_and(|r| {
             r.assignments.iter().any(|a| a.contains(&node))
                 || r.targets.values().any(|a| a.contains(&node))
                 || r.moving.values().any(|a| a.contains(&node))
@@ -228,93 +230,16 @@ pub(super) fn apply(rec: &mut TopicRecord, cmd: Command, index: u64) -> Result<(
     Ok(())
 }
 
-/// Brings a topic on this broker in line with `rec`, a newer record of it: each partition
-/// whose replicas or move changed is synced, and the record is persisted.
-pub(super) async fn resync(b: &Broker, rec: TopicRecord) -> Result<(), BrokerError> {
-    let _guard = b.topics.change_lock.lock().await;
-    let old = b.topics.record(&rec.name);
-    let moved = |p: i32| {
-        let Some(old) = &old else { return true };
-        let i = p as usize;
-        old.assignments.get(i) != rec.assignments.get(i)
-            || old.targets.get(&p) != rec.targets.get(&p)
-            || old.moving.get(&p) != rec.moving.get(&p)
-    };
-    let changed: Vec<i32> = (0..rec.partitions).filter(|&p| moved(p)).collect();
-    if changed.is_empty() {
-        let current = b
-            .topics
-            .get(&rec.name)
-            .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
-        let topic = Topic::new(&rec, current.resolved.clone(), current.partitions.clone());
-        b.topics.insert(rec, topic)?;
-        return Ok(());
-    }
-    for p in changed {
-        sync(b, rec.clone(), p).await?;
-    }
-    Ok(())
-}
-
-/// Persists `rec` and brings partition `p` on this broker in line with it: starts a replica
-/// this broker gains, stops (and deletes) one it lost, or tells the running one its goal.
-async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
-    let current = b
-        .topics
-        .get(&rec.name)
-        .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
-    let mut partitions = current.partitions.clone();
-    let i = usize::try_from(p).unwrap_or(usize::MAX);
-    let (Some(handle), Some(assigned)) = (partitions.get(i), rec.assignments.get(i)) else {
-        return Err(BrokerError::Controller(format!(
-            "topic '{}' has no partition {p} here",
-            rec.name
-        )));
-    };
-    let assigned = assigned.clone();
-    let has = handle.raft_leader.is_some();
-    let wants = rec.replica_on(p, b.node_id());
-    if has != wants {
-        // Stop what runs there (a placeholder for a non-replica, or the replica leaving) and
-        // delete its files, then open what this broker now holds.
-        partitions[i].stop(true, false).await;
-        if let Ok(dir) = b.raft_dir(&rec, p) {
-            let _ = std::fs::remove_dir_all(dir);
-        }
-        partitions[i] = b.open_partition(&rec, p, &current.resolved).await?;
-        tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
-    } else if has {
-        let target = rec.targets.get(&p);
-        let _ = partitions[i].tx.send(Cmd::Goal {
-            replicas: target
-                .unwrap_or(&assigned)
-                .iter()
-                .map(|&r| r as u64)
-                .collect(),
-            reassigning: target.is_some(),
-            preferred: assigned.first().map_or(0, |&r| r as u64),
-        });
-    }
-    // A reassignment changes replicas only: the record's configs are the topic's.
-    let topic = Topic::new(&rec, current.resolved.clone(), partitions);
-    b.topics.insert(rec, topic)?;
-    Ok(())
-}
-
 /// On the controller leader: reassigns replicas off draining brokers, one partition at a
 /// time per broker, in a task (proposals go through the controller this is called from).
-pub(crate) fn drain(b: &std::sync::Arc<Broker>) {
-    let Some(cluster) = &b.cluster else { return };
+pub(crate) fn drain(cluster: &std::sync::Arc<Cluster>) {
     if cluster.draining.lock().is_empty() || cluster.drain_task.swap(true, Ordering::AcqRel) {
         return;
     }
-    let b = b.clone();
+    let cluster = cluster.clone();
     tokio::spawn(async move {
-        let Some(cluster) = b.cluster.clone() else {
-            return;
-        };
-        for cmd in drain_moves(&b) {
-            if let Err(e) = cluster.propose(&b, cmd).await {
+        for cmd in drain_moves(&cluster) {
+            if let Err(e) = cluster.propose(cmd).await {
                 tracing::warn!(error = %e, "moving a replica off a draining broker failed; will retry");
                 tokio::time::sleep(Duration::from_secs(1)).await;
                 break;
@@ -325,8 +250,8 @@ pub(crate) fn drain(b: &std::sync::Arc<Broker>) {
 }
 
 /// The reassignments that move replicas off draining brokers, spread over the others.
-fn drain_moves(b: &Broker) -> Vec<Command> {
-    let Some(cluster) = &b.cluster else {
+fn drain_moves(cluster: &Cluster) -> Vec<Command> {
+    let Some(topics) = cluster.topics.get() else {
         return vec![];
     };
     let draining: Vec<i32> = cluster.draining.lock().iter().copied().collect();
@@ -335,11 +260,10 @@ fn drain_moves(b: &Broker) -> Vec<Command> {
         .into_iter()
         .filter(|&id| cluster.members.is_alive(id))
         .collect();
-    let records: Vec<TopicRecord> = b
-        .topics
+    let records: Vec<TopicRecord> = topics
         .all()
         .iter()
-        .filter_map(|t| b.topics.record(&t.name))
+        .filter_map(|t| topics.record(&t.name))
         .collect();
     let mut load: BTreeMap<i32, usize> = BTreeMap::new();
     for r in &records {

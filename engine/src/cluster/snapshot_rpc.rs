@@ -81,13 +81,9 @@ async fn read(
     p: i32,
     req: ChunkRequest,
 ) -> Result<Chunk, String> {
-    let broker = cluster
-        .broker
-        .get()
-        .and_then(|b| b.upgrade())
-        .ok_or("broker stopping")?;
+    let topics = cluster.topics.get().ok_or("broker starting")?;
     let missing = || format!("no replica of {topic}-{p} here");
-    let t = broker.topics.get(topic).ok_or_else(missing)?;
+    let t = topics.get(topic).ok_or_else(missing)?;
     let handle = t.partition(p).cloned().ok_or_else(missing)?;
     handle
         .ask(|reply| crate::partition::Cmd::ReadChunk { req, reply })

@@ -97,12 +97,11 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
 /// What a proposal arriving from a peer must also satisfy against this broker's topic table
 /// (applying checks it again against the table at its index): a reassignment names an
 /// existing topic and partition, and a `Reassigned` the reassignment in progress.
-pub fn against_table(b: &crate::broker::Broker, cmd: &Command) -> Result<(), ApplyError> {
+pub fn against_table(topics: &crate::topics::TopicTable, cmd: &Command) -> Result<(), ApplyError> {
     let Some((topic, id, partition)) = cmd.reassignment() else {
         return Ok(());
     };
-    let rec = b
-        .topics
+    let rec = topics
         .record(topic)
         .filter(|r| r.id == id && (0..r.partitions).contains(&partition))
         .ok_or_else(|| {

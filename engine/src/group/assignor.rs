@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use uuid::Uuid;
 
-use super::consumer::Tp;
+/// A partition, by topic id.
+pub type Tp = (Uuid, i32);
 
 /// The sticky uniform assignor: partitions stay with their previous target owner while it is
 /// subscribed, the rest go to the least loaded subscriber, then partitions move from the most

@@ -22,8 +22,7 @@ use uuid::Uuid;
 use super::assignor::{assign_range, assign_uniform};
 use super::GroupError;
 
-/// A partition, by topic id.
-pub type Tp = (Uuid, i32);
+pub use super::assignor::Tp;
 
 /// Kafka's `group.consumer.session.timeout.ms` default.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(45);

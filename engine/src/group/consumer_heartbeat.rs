@@ -8,13 +8,13 @@ use super::state::Group;
 use super::store;
 use super::Coordinator;
 use super::GroupError;
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 
 impl Coordinator {
     /// ConsumerGroupHeartbeat (KIP-848).
     pub async fn consumer_heartbeat(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         group_id: &str,
         r: consumer::HeartbeatRequest,
     ) -> consumer::HeartbeatResult {
@@ -38,7 +38,7 @@ impl Coordinator {
             }
         }
         let lookup = |name: &str| {
-            b.topics
+            b.topics()
                 .get(name)
                 .map(|t| (t.id, t.partitions.len() as i32))
         };

@@ -8,7 +8,7 @@ use super::state::GroupState;
 use super::store::OffsetEntry;
 use super::Coordinator;
 use super::GroupError;
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 
 /// A committed offset of one group, as carried with an unmounted topic.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -140,7 +140,7 @@ impl Coordinator {
     /// ConsumerGroupDescribe for one group; `Err` is the error and the message to send with it.
     pub fn consumer_describe(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         group_id: &str,
     ) -> Result<ConsumerGroupDescription, (GroupError, String)> {
         self.check(b, group_id).map_err(|e| (e, e.to_string()))?;
@@ -165,7 +165,7 @@ impl Coordinator {
                         Some((last, _, ps)) if last == id => ps.push(*p),
                         _ => {
                             let name = b
-                                .topics
+                                .topics()
                                 .by_id(*id)
                                 .map(|t| t.name.clone())
                                 .unwrap_or_default();

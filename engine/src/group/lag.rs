@@ -4,12 +4,12 @@
 use std::collections::HashSet;
 
 use super::Coordinator;
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 use crate::metrics::LagLabels;
 
 impl Coordinator {
     /// Sets `icestream_kafka_consumer_group_lag` = high watermark - committed offset.
-    pub fn refresh_lag(&self, b: &Broker) {
+    pub fn refresh_lag(&self, b: &dyn TopicHost) {
         let mut now_set = HashSet::new();
         {
             let groups = self.groups.lock();
@@ -18,7 +18,7 @@ impl Coordinator {
                     if e.offset < 0 {
                         continue;
                     }
-                    let Some(h) = b.topics.get(t).and_then(|tp| tp.partition(*p).cloned()) else {
+                    let Some(h) = b.topics().get(t).and_then(|tp| tp.partition(*p).cloned()) else {
                         continue;
                     };
                     let high = h.marks.borrow().high;
@@ -27,7 +27,7 @@ impl Coordinator {
                         topic: t.clone(),
                         partition: p.to_string(),
                     };
-                    b.metrics
+                    b.metrics()
                         .consumer_group_lag
                         .get_or_create(&labels)
                         .set((high - e.offset).max(0));
@@ -37,7 +37,7 @@ impl Coordinator {
         }
         let mut last = self.lag_labels.lock();
         for stale in last.difference(&now_set) {
-            b.metrics.consumer_group_lag.remove(stale);
+            b.metrics().consumer_group_lag.remove(stale);
         }
         *last = now_set;
     }

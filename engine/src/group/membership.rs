@@ -8,10 +8,10 @@ use super::state::{Group, JoinRequest, JoinResult, SyncRequest, SyncResult};
 use super::store::{self, Key, Value, OFFSETS_TOPIC};
 use super::GroupError;
 use super::{Coordinator, MAX_SESSION_TIMEOUT_MS, MIN_SESSION_TIMEOUT_MS};
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 
 impl Coordinator {
-    pub async fn join(&self, b: &Broker, group_id: &str, r: JoinRequest) -> JoinResult {
+    pub async fn join(&self, b: &dyn TopicHost, group_id: &str, r: JoinRequest) -> JoinResult {
         let fail = |e: GroupError| JoinResult::error(e, &r.member_id);
         if group_id.is_empty() {
             return fail(GroupError::InvalidGroupId);
@@ -54,7 +54,7 @@ impl Coordinator {
             .await
     }
 
-    pub async fn sync(&self, b: &Broker, group_id: &str, r: SyncRequest) -> SyncResult {
+    pub async fn sync(&self, b: &dyn TopicHost, group_id: &str, r: SyncRequest) -> SyncResult {
         if let Err(e) = self.check(b, group_id) {
             return SyncResult::error(e);
         }
@@ -77,7 +77,7 @@ impl Coordinator {
 
     pub fn heartbeat(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         group_id: &str,
         generation: i32,
         member_id: &str,
@@ -94,7 +94,7 @@ impl Coordinator {
     /// whole request.
     pub fn leave(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         group_id: &str,
         members: &[(String, Option<String>)],
     ) -> Result<Vec<Result<(), GroupError>>, GroupError> {
@@ -117,13 +117,13 @@ impl Coordinator {
     /// reports the outcome to the group, whatever becomes of the SyncGroup that started it);
     /// other records are not waited for: losing one in a crash only means a new coordinator
     /// sees an older, still consistent, group.
-    pub(super) fn store_record(&self, b: &Broker, g: &mut Group) {
+    pub(super) fn store_record(&self, b: &dyn TopicHost, g: &mut Group) {
         let Some((value, wait)) = g.take_store() else {
             return;
         };
         let generation = value.generation;
         let id = g.id.clone();
-        let reply = match b.topics.get(OFFSETS_TOPIC) {
+        let reply = match b.topics().get(OFFSETS_TOPIC) {
             Some(t) => {
                 let p = store::partition_for(&id, t.partitions.len());
                 store::send(

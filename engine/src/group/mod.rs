@@ -13,7 +13,7 @@
 //! Requests arrive on any shard. Each takes the lock briefly to run the group's state machine
 //! ([`state::Group`]); waits (JoinGroup until the rebalance completes, a follower's SyncGroup
 //! until the leader's) are oneshot channels awaited outside the lock. A ticker on shard 0
-//! drives session expiry and rebalance timeouts every [`TICK`]. In a cluster a group is served
+//! (started by the broker) drives session expiry and rebalance timeouts every [`TICK`]. In a cluster a group is served
 //! only by the Raft leader of its `__consumer_offsets` partition ([`Coordinator::check`]); the
 //! ticker also follows those leaders, loading and dropping groups. See
 //! `docs/consumer-groups.md`.
@@ -31,12 +31,12 @@ pub mod state;
 pub mod store;
 
 use std::collections::{HashMap, HashSet};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use parking_lot::Mutex;
 use tokio::time::{Duration, Instant};
 
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 use crate::metrics::LagLabels;
 pub use descriptions::{
     ConsumerGroupDescription, ConsumerMemberDescription, FetchedTopic, GroupDescription,
@@ -62,8 +62,8 @@ pub struct Coordinator {
     /// In a cluster: groups follow the leaders of `__consumer_offsets` partitions.
     clustered: bool,
     /// By `__consumer_offsets` partition (cluster only; absent = not the leader). Lock order:
-    /// `roles` before `groups`.
-    roles: Mutex<HashMap<i32, Role>>,
+    /// `roles` before `groups`. Shared with the tasks that load a partition's groups.
+    roles: Arc<Mutex<HashMap<i32, Role>>>,
 }
 
 impl Default for Coordinator {
@@ -80,34 +80,11 @@ impl Coordinator {
             groups: Arc::default(),
             lag_labels: Mutex::default(),
             clustered,
-            roles: Mutex::default(),
+            roles: Arc::default(),
         }
     }
 
-    /// Starts the ticker (session expiry, rebalance timeouts) on shard 0.
-    pub fn start_ticker(b: &Arc<Broker>) {
-        let weak: Weak<Broker> = Arc::downgrade(b);
-        b.shards.run_on(0, move |_| {
-            tokio::task::spawn_local(async move {
-                let mut every = tokio::time::interval(TICK);
-                every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-                loop {
-                    every.tick().await;
-                    let Some(b) = weak.upgrade() else { return };
-                    b.groups.follow_leader(&b);
-                    b.groups.tick(&b, Instant::now());
-                }
-            });
-        });
-        let weak: Weak<Broker> = Arc::downgrade(b);
-        b.metrics.on_scrape(Box::new(move || {
-            if let Some(b) = weak.upgrade() {
-                b.groups.refresh_lag(&b);
-            }
-        }));
-    }
-
-    pub fn tick(&self, b: &Broker, now: Instant) {
+    pub fn tick(&self, b: &dyn TopicHost, now: Instant) {
         let mut groups = self.groups.lock();
         for g in groups.values_mut() {
             g.tick(now);

@@ -10,7 +10,7 @@ use super::store::OffsetEntry;
 use super::store::{self, Key, OffsetValue, Value};
 use super::GroupError;
 use super::{Coordinator, MAX_METADATA_BYTES};
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 
 /// An OffsetCommit for one group.
 #[derive(Debug, Clone)]
@@ -39,7 +39,12 @@ pub struct CommitPartition {
 
 impl Coordinator {
     /// OffsetCommit: validates, appends to `__consumer_offsets` (acks=all), then applies.
-    pub async fn commit(&self, b: &Broker, group_id: &str, r: CommitRequest) -> PartitionResults {
+    pub async fn commit(
+        &self,
+        b: &dyn TopicHost,
+        group_id: &str,
+        r: CommitRequest,
+    ) -> PartitionResults {
         let CommitRequest {
             version,
             generation,
@@ -91,7 +96,7 @@ impl Coordinator {
         let mut entries = Vec::new();
         let mut answers: PartitionResults = Vec::new();
         for (t, ps) in &topics {
-            let topic = b.topics.get(t);
+            let topic = b.topics().get(t);
             let mut outcomes = Vec::with_capacity(ps.len());
             for p in ps {
                 let outcome = if topic
@@ -231,7 +236,7 @@ impl Coordinator {
     }
 
     /// DeleteGroups for one group: only empty groups; writes tombstones first.
-    pub async fn delete(&self, b: &Broker, group_id: &str) -> Result<(), GroupError> {
+    pub async fn delete(&self, b: &dyn TopicHost, group_id: &str) -> Result<(), GroupError> {
         self.check(b, group_id)?;
         let entries: Vec<(Key, Option<Value>)> = {
             let groups = self.groups.lock();
@@ -268,7 +273,7 @@ impl Coordinator {
     /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
     pub async fn delete_offsets(
         &self,
-        b: &Broker,
+        b: &dyn TopicHost,
         group_id: &str,
         topics: Vec<(String, Vec<i32>)>,
     ) -> Result<PartitionResults, GroupError> {
@@ -284,7 +289,7 @@ impl Coordinator {
                 subscribed_topics(g)
             };
             for (t, ps) in topics {
-                let topic = b.topics.get(&t);
+                let topic = b.topics().get(&t);
                 let mut outcomes = Vec::new();
                 for p in ps {
                     let outcome = if topic.as_ref().and_then(|tp| tp.partition(p)).is_none() {

@@ -11,7 +11,7 @@ use super::state::Group;
 use super::store::OffsetEntry;
 use super::store::{self, Key, Value, OFFSETS_TOPIC};
 use super::{Coordinator, GroupError};
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 
 /// Whether this broker coordinates the groups of one `__consumer_offsets` partition (cluster
 /// only; on a single node it coordinates every group).
@@ -27,12 +27,12 @@ impl Coordinator {
     /// Whether this broker may serve requests for `group` now: `NotCoordinator` when another
     /// broker leads the group's `__consumer_offsets` partition, or nobody does;
     /// `CoordinatorLoadInProgress` when this broker leads it but has not replayed it yet.
-    pub fn check(&self, b: &Broker, group: &str) -> Result<(), GroupError> {
+    pub fn check(&self, b: &dyn TopicHost, group: &str) -> Result<(), GroupError> {
         if !self.clustered {
             return Ok(());
         }
         let t = b
-            .topics
+            .topics()
             .get(OFFSETS_TOPIC)
             .ok_or(GroupError::NotCoordinator)?;
         let p = store::partition_for(group, t.partitions.len());
@@ -48,11 +48,11 @@ impl Coordinator {
 
     /// The broker this one sees coordinating `group`, when that is another broker (cluster
     /// only): the Raft leader of the group's `__consumer_offsets` partition.
-    pub fn coordinator_elsewhere(&self, b: &Broker, group: &str) -> Option<i32> {
+    pub fn coordinator_elsewhere(&self, b: &dyn TopicHost, group: &str) -> Option<i32> {
         if !self.clustered {
             return None;
         }
-        let t = b.topics.get(OFFSETS_TOPIC)?;
+        let t = b.topics().get(OFFSETS_TOPIC)?;
         let leader = b.partition_leader(&t, store::partition_for(group, t.partitions.len()));
         (leader >= 0 && leader != b.node_id()).then_some(leader)
     }
@@ -60,11 +60,11 @@ impl Coordinator {
     /// Follows the leaders of `__consumer_offsets` partitions (cluster only, from the ticker):
     /// a new leader replays its partition and then serves the partition's groups; a deposed
     /// one drops them.
-    pub(super) fn follow_leader(&self, b: &Arc<Broker>) {
+    pub fn follow_leader(&self, b: &Arc<dyn TopicHost>) {
         if !self.clustered {
             return;
         }
-        let Some(t) = b.topics.get(OFFSETS_TOPIC) else {
+        let Some(t) = b.topics().get(OFFSETS_TOPIC) else {
             return;
         };
         let n = t.partitions.len();
@@ -86,16 +86,16 @@ impl Coordinator {
             }
             roles.insert(p, Role::Loading(term));
             self.drop_partition(p, n);
-            let b = b.clone();
+            let (b, all_roles, all_groups) = (b.clone(), self.roles.clone(), self.groups.clone());
             tokio::task::spawn_local(async move {
-                let loaded = match load_as_leader(&b, p).await {
+                let loaded = match load_as_leader(&*b, p).await {
                     Ok(groups) => Some(groups),
                     Err(e) => {
                         tracing::warn!(partition = p, error = %e, "cannot load groups as the new coordinator; retrying");
                         None
                     }
                 };
-                let mut roles = b.groups.roles.lock();
+                let mut roles = all_roles.lock();
                 if roles.get(&p) != Some(&Role::Loading(term)) {
                     return;
                 }
@@ -107,7 +107,7 @@ impl Coordinator {
                             groups = loaded.len(),
                             "now the coordinator of its groups"
                         );
-                        b.groups.groups.lock().extend(loaded);
+                        all_groups.lock().extend(loaded);
                         roles.insert(p, Role::Serving(term));
                     }
                     // The next tick tries again if this broker still leads.
@@ -128,12 +128,12 @@ impl Coordinator {
 
     /// Rebuilds offsets and group records from `__consumer_offsets` (start-up, single node;
     /// in a cluster each partition's leader does it, see [`Coordinator::check`]).
-    pub async fn load(&self, b: &Broker) -> Result<(), store::StoreError> {
+    pub async fn load(&self, b: &dyn TopicHost) -> Result<(), store::StoreError> {
         if self.clustered {
             return Ok(());
         }
         let n = b
-            .topics
+            .topics()
             .get(OFFSETS_TOPIC)
             .map_or(0, |t| t.partitions.len());
         let mut groups = HashMap::new();
@@ -147,13 +147,19 @@ impl Coordinator {
 
 /// A new leader's view: once its own write to the partition is committed, every entry of
 /// earlier terms is applied locally, so the replay that follows sees every acknowledged commit.
-async fn load_as_leader(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
+async fn load_as_leader(
+    b: &dyn TopicHost,
+    p: i32,
+) -> Result<HashMap<String, Group>, store::StoreError> {
     store::barrier(b, p).await?;
     replay_groups(b, p).await
 }
 
 /// Groups and their offsets as `__consumer_offsets` records them, up to its high watermark.
-async fn replay_groups(b: &Broker, p: i32) -> Result<HashMap<String, Group>, store::StoreError> {
+async fn replay_groups(
+    b: &dyn TopicHost,
+    p: i32,
+) -> Result<HashMap<String, Group>, store::StoreError> {
     let mut groups = HashMap::<String, Group>::new();
     let mut records = 0u64;
     let now = Instant::now();

@@ -29,7 +29,7 @@ use bytes::{Buf, BufMut, Bytes, BytesMut};
 
 use std::sync::Arc;
 
-use crate::broker::Broker;
+use crate::internal_topic::TopicHost;
 use crate::internal_topic::{InternalTopic, InternalTopicError};
 use crate::log::batch::NewRecord;
 use crate::partition::{PartitionError, PartitionHandle};
@@ -420,12 +420,12 @@ pub const OFFSETS: InternalTopic = InternalTopic {
 };
 
 /// `__consumer_offsets`, created on first use.
-pub async fn topic(b: &Broker) -> Result<Arc<Topic>, StoreError> {
+pub async fn topic(b: &dyn TopicHost) -> Result<Arc<Topic>, StoreError> {
     OFFSETS.topic(b).await
 }
 
 /// The partition of `__consumer_offsets` that holds `group`, created on first use.
-pub async fn partition(b: &Broker, group: &str) -> Result<PartitionHandle, StoreError> {
+pub async fn partition(b: &dyn TopicHost, group: &str) -> Result<PartitionHandle, StoreError> {
     let t = topic(b).await?;
     OFFSETS
         .partition(b, partition_for(group, t.partitions.len()))
@@ -434,7 +434,7 @@ pub async fn partition(b: &Broker, group: &str) -> Result<PartitionHandle, Store
 
 /// Writes a record replay skips and waits until it is committed: on a new Raft leader, entries
 /// of earlier terms are only known committed (and applied) once one of its own term is.
-pub async fn barrier(b: &Broker, partition: i32) -> Result<(), StoreError> {
+pub async fn barrier(b: &dyn TopicHost, partition: i32) -> Result<(), StoreError> {
     let marker = NewRecord {
         // A key kind `Key::decode` does not know: replay skips it.
         key: Some(Bytes::from_static(&[KIND_BARRIER])),
@@ -457,7 +457,7 @@ pub fn send(
 /// Appends records of `group` to its partition and waits until they are committed; returns
 /// the first record's offset.
 pub async fn append(
-    b: &Broker,
+    b: &dyn TopicHost,
     group: &str,
     entries: &[(Key, Option<Value>)],
 ) -> Result<i64, StoreError> {
@@ -469,7 +469,7 @@ pub async fn append(
 /// Reads every record of partition `p` of `__consumer_offsets` up to the high watermark, in
 /// order.
 pub async fn replay(
-    b: &Broker,
+    b: &dyn TopicHost,
     p: i32,
     mut apply: impl FnMut(i64, Key, Option<Value>),
 ) -> Result<(), StoreError> {

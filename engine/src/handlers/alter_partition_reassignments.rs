@@ -23,9 +23,15 @@ pub async fn handle(
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let target: Option<Vec<i32>> = p.replicas.map(|r| r.iter().map(|id| id.0).collect());
-            let res = match plan(b, t.name.as_str(), p.partition_index, target.as_deref()) {
+            let res = match plan(
+                &b.topics,
+                b.cluster.as_deref(),
+                t.name.as_str(),
+                p.partition_index,
+                target.as_deref(),
+            ) {
                 Ok(cmd) => match &b.cluster {
-                    Some(c) => c.propose(b, cmd).await.map_err(ReassignError::from),
+                    Some(c) => c.propose(cmd).await.map_err(ReassignError::from),
                     None => Err(ReassignError::NotCluster),
                 },
                 Err(e) => Err(e),

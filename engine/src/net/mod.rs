@@ -13,7 +13,8 @@ use crate::durability::IoBackend;
 /// Starts a broker and serves Kafka for it: the listener is bound first, so that the broker
 /// advertises the port actually bound (`kafka_addr` may ask for port 0), and accepts on every
 /// shard once the broker has opened its partitions (and its scrape-time metrics are hooked
-/// up, which read the broker from above it).
+/// up, which read the broker from above it). In a cluster the membership and controller start
+/// in between, with the broker's reconciler acting on what the controller applies.
 pub async fn start_broker(
     mut config: BrokerConfig,
     io_backend: IoBackend,
@@ -27,6 +28,15 @@ pub async fn start_broker(
         .local_addr()
         .map_err(|e| StartError::Bind(asked, e))?;
     let broker = Broker::start(config, io_backend, remote, cluster).await?;
+    if let Some(c) = &broker.cluster {
+        c.start(
+            broker.topics.clone(),
+            broker.metrics.clone(),
+            broker.config.data_dir.clone(),
+            Arc::new(crate::reconciler::BrokerReconciler(Arc::downgrade(&broker))),
+        );
+    }
+    broker.set_ready();
     crate::scrape::install(&broker);
     listener::serve(sockets, &broker);
     Ok(broker)

@@ -30,6 +30,7 @@ mod local_ack;
 mod open;
 mod raft_sync;
 mod replicated;
+pub mod router;
 mod snapshot;
 mod tick;
 mod tiered;

@@ -24,11 +24,11 @@ pub const APPLY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10
 impl Registry {
     /// Whether this broker leads `_schemas` in the term its registry caught up in.
     pub(super) fn still_writer(&self) -> bool {
-        let Some(t) = self.broker.topics.get(store::SCHEMAS_TOPIC) else {
+        let Some(t) = self.host.topics().get(store::SCHEMAS_TOPIC) else {
             return false;
         };
-        let (leader, term) = self.broker.partition_leader_epoch(&t, 0);
-        leader == self.broker.node_id() && *self.writer_term.lock() == Some(term)
+        let (leader, term) = self.host.partition_leader_epoch(&t, 0);
+        leader == self.host.node_id() && *self.writer_term.lock() == Some(term)
     }
 
     /// In a cluster: the offset of `_schemas` up to which this registry has applied records.
@@ -50,23 +50,21 @@ impl Registry {
     /// Whether this broker holds a replica of `_schemas` (so its state is complete). In a
     /// cluster of more than three brokers some do not; their registry forwards reads too.
     pub fn holds_replica(&self) -> bool {
-        let Some(t) = self.broker.topics.get(store::SCHEMAS_TOPIC) else {
+        let Some(t) = self.host.topics().get(store::SCHEMAS_TOPIC) else {
             return true;
         };
         t.assignments
             .first()
-            .is_none_or(|r| r.contains(&self.broker.node_id()))
+            .is_none_or(|r| r.contains(&self.host.node_id()))
     }
 
     /// Where a read goes on a broker without a replica of `_schemas`: the leader's registry.
     pub fn route_read(&self) -> Result<WriteRoute, RegistryError> {
-        let (Some(cluster), Some(t)) = (
-            &self.broker.cluster,
-            self.broker.topics.get(store::SCHEMAS_TOPIC),
-        ) else {
+        let (Some(cluster), Some(t)) = (&self.peers, self.host.topics().get(store::SCHEMAS_TOPIC))
+        else {
             return Ok(WriteRoute::Local);
         };
-        forward_to(cluster, self.broker.partition_leader(&t, 0))
+        forward_to(cluster, self.host.partition_leader(&t, 0))
     }
 
     /// Where a write (register, delete, config, mode) must go. On the `_schemas` leader the
@@ -74,12 +72,12 @@ impl Registry {
     /// commits a NOOP record (Confluent's own barrier) and waits until it is applied here,
     /// so ids are only assigned from a complete state.
     pub async fn route_write(&self) -> Result<WriteRoute, RegistryError> {
-        let Some(cluster) = &self.broker.cluster else {
+        let Some(cluster) = &self.peers else {
             return Ok(WriteRoute::Local);
         };
-        let b = &self.broker;
+        let b = &*self.host;
         store::partition(b).await?;
-        let t = b.topics.get(store::SCHEMAS_TOPIC).ok_or_else(|| {
+        let t = b.topics().get(store::SCHEMAS_TOPIC).ok_or_else(|| {
             RegistryError::UnknownLeader(format!("{} is absent", store::SCHEMAS_TOPIC))
         })?;
         // A new topic, or a failover: wait a little for an election rather than fail.
@@ -126,8 +124,8 @@ pub(super) async fn tail(registry: std::sync::Weak<Registry>) {
     loop {
         let Some(r) = registry.upgrade() else { return };
         let Some(p) = r
-            .broker
-            .topics
+            .host
+            .topics()
             .get(store::SCHEMAS_TOPIC)
             .map(|t| t.partitions[0].clone())
         else {

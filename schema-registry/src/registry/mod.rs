@@ -18,7 +18,8 @@ mod state;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use engine::Broker;
+use engine::cluster::Cluster;
+use engine::internal_topic::TopicHost;
 use serde_json::{json, Value};
 
 use crate::compat::Level;
@@ -36,7 +37,10 @@ use record::{delete_subject_record, other_key, schema_key, schema_value};
 use state::State;
 
 pub struct Registry {
-    broker: Arc<Broker>,
+    /// The broker, as far as `_schemas` goes.
+    host: Arc<dyn TopicHost>,
+    /// In a cluster: the members, to find the `_schemas` leader's registry.
+    peers: Option<Arc<Cluster>>,
     /// Request counters, counted by the API's middleware.
     pub(crate) metrics: Arc<crate::metrics::Metrics>,
     state: parking_lot::RwLock<State>,
@@ -72,22 +76,26 @@ impl Registry {
     ///
     /// In a cluster the state is instead built by a task that tails this broker's replica of
     /// `_schemas` as records are committed and applied, from the first broker start on.
-    pub async fn open(broker: Arc<Broker>) -> Result<Arc<Registry>, StoreError> {
+    pub async fn open(
+        host: Arc<dyn TopicHost>,
+        peers: Option<Arc<Cluster>>,
+    ) -> Result<Arc<Registry>, StoreError> {
         let mut state = State {
             next_id: 1,
             ..State::default()
         };
-        let clustered = broker.cluster.is_some();
+        let clustered = peers.is_some();
         if !clustered {
-            store::replay(&broker, |k: Bytes, v: Option<Bytes>| {
+            store::replay(&*host, |k: Bytes, v: Option<Bytes>| {
                 state.apply(&k, v.as_deref())
             })
             .await?;
         }
         let metrics = Arc::new(crate::metrics::Metrics::default());
-        metrics.register(&broker);
+        metrics.register(host.metrics());
         let registry = Arc::new(Registry {
-            broker,
+            host,
+            peers,
             metrics,
             state: parking_lot::RwLock::new(state),
             write: tokio::sync::Mutex::new(()),
@@ -109,7 +117,7 @@ impl Registry {
                 store::SCHEMAS_TOPIC
             )));
         }
-        let end = store::append(&self.broker, &records).await?;
+        let end = store::append(&*self.host, &records).await?;
         if self.applied.is_some() {
             // The tailer applies it, as on every other broker.
             if !self.wait_applied(end, APPLY_TIMEOUT).await {

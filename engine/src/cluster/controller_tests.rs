@@ -1,0 +1,234 @@
+//! The production controller, three of them in one process with no broker: messages travel
+//! through an in-memory [`Peers`] that can cut a broker off, and each broker's reconciler
+//! records what the controller hands it.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use parking_lot::Mutex;
+use raft::eraftpb::Message;
+use tokio::sync::{mpsc, oneshot};
+
+use super::*;
+use crate::cluster::host::{ReconcileFuture, Reconciler};
+use crate::topics::{TopicRecord, TopicTable};
+
+/// Delivers controller messages between the brokers of one process; a broker in `cut` neither
+/// sends nor receives.
+#[derive(Default)]
+struct Net {
+    inboxes: OnceLock<BTreeMap<u64, mpsc::UnboundedSender<Input>>>,
+    cut: Mutex<BTreeSet<u64>>,
+}
+
+struct Link {
+    net: Arc<Net>,
+    me: u64,
+}
+
+impl Peers for Link {
+    fn send_controller(&self, to: u64, msg: &Message) {
+        let cut = self.net.cut.lock();
+        if cut.contains(&self.me) || cut.contains(&to) {
+            return;
+        }
+        if let Some(tx) = self.net.inboxes.get().and_then(|i| i.get(&to)) {
+            let _ = tx.send(Input::Raft(Box::new(msg.clone())));
+        }
+    }
+    fn alive(&self) -> Vec<i32> {
+        vec![1, 2, 3]
+    }
+    fn set_draining(&self, _: BTreeSet<i32>) {}
+    fn drain(&self) {}
+}
+
+/// The topics each broker's reconciler was told about, and how many full reconciles ran.
+#[derive(Default)]
+struct Seen {
+    topics: Mutex<BTreeMap<String, TopicRecord>>,
+    full: Mutex<u64>,
+}
+
+impl Reconciler for Seen {
+    fn reconcile_all<'a>(&'a self, state: &'a MetadataState) -> ReconcileFuture<'a> {
+        *self.topics.lock() = state.topics.clone();
+        *self.full.lock() += 1;
+        Box::pin(async { Ok(()) })
+    }
+    fn reconcile_topic<'a>(
+        &'a self,
+        name: &'a str,
+        wanted: Option<&'a TopicRecord>,
+    ) -> ReconcileFuture<'a> {
+        let mut t = self.topics.lock();
+        match wanted {
+            Some(r) => t.insert(name.to_string(), r.clone()),
+            None => t.remove(name),
+        };
+        Box::pin(async { Ok(()) })
+    }
+}
+
+struct Trio {
+    _dir: tempfile::TempDir,
+    net: Arc<Net>,
+    handles: BTreeMap<u64, ControllerHandle>,
+    seen: BTreeMap<u64, Arc<Seen>>,
+    metrics: BTreeMap<u64, Arc<Metrics>>,
+}
+
+fn start_trio(snapshot_entries: u64) -> Trio {
+    let dir = tempfile::tempdir().unwrap();
+    let net = Arc::new(Net::default());
+    let (mut handles, mut seen, mut inboxes) = (BTreeMap::new(), BTreeMap::new(), BTreeMap::new());
+    let mut metrics = BTreeMap::new();
+    for id in 1..=3u64 {
+        let data = dir.path().join(id.to_string());
+        let (topics, _) = TopicTable::load(&data, Some("trio".into())).unwrap();
+        let s = Arc::new(Seen::default());
+        let env = Env {
+            dir: data.join("controller"),
+            file_bytes: 4096,
+            snapshot_entries,
+            topics: Arc::new(topics),
+            metrics: metrics
+                .entry(id)
+                .or_insert_with(|| Arc::new(Metrics::new()))
+                .clone(),
+            peers: Arc::new(Link {
+                net: net.clone(),
+                me: id,
+            }),
+            reconciler: s.clone(),
+        };
+        let h = start(env, id, &[1, 2, 3]).unwrap();
+        inboxes.insert(id, h.tx.clone());
+        handles.insert(id, h);
+        seen.insert(id, s);
+    }
+    assert!(net.inboxes.set(inboxes).is_ok());
+    Trio {
+        _dir: dir,
+        net,
+        handles,
+        seen,
+        metrics,
+    }
+}
+
+fn topic(name: &str) -> TopicRecord {
+    TopicRecord {
+        name: name.into(),
+        id: uuid::Uuid::new_v4(),
+        partitions: 1,
+        replication_factor: 3,
+        config: Default::default(),
+        assignments: vec![vec![1, 2, 3]],
+        initial: vec![],
+        targets: Default::default(),
+        moving: Default::default(),
+        changed_at: 0,
+    }
+}
+
+impl Trio {
+    /// The leader every broker not cut off agrees on, within a few seconds.
+    async fn leader(&self) -> u64 {
+        for _ in 0..200 {
+            let cut = self.net.cut.lock().clone();
+            let seen: BTreeSet<u64> = self
+                .handles
+                .iter()
+                .filter(|(id, _)| !cut.contains(id))
+                .map(|(_, h)| h.leader())
+                .collect();
+            if let (1, Some(&l)) = (seen.len(), seen.first()) {
+                if l != 0 && !cut.contains(&l) {
+                    return l;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no controller leader");
+    }
+
+    async fn create(&self, rec: TopicRecord) -> Result<(), ApplyError> {
+        let leader = self.leader().await;
+        let (tx, rx) = oneshot::channel();
+        self.handles[&leader]
+            .tx
+            .send(Input::Propose(Command::CreateTopic(rec), tx))
+            .unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), rx).await {
+            Ok(Ok(ProposeOutcome::Applied(r))) => r,
+            other => panic!("proposal not applied: {other:?}"),
+        }
+    }
+
+    /// Waits until broker `id`'s reconciler was told about exactly `names`.
+    async fn wait_seen(&self, id: u64, names: &[&str]) {
+        let want: Vec<String> = names.iter().map(|n| n.to_string()).collect();
+        for _ in 0..200 {
+            let got: Vec<String> = self.seen[&id].topics.lock().keys().cloned().collect();
+            if got == want {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let got: Vec<String> = self.seen[&id].topics.lock().keys().cloned().collect();
+        panic!("broker {id} saw {got:?}, not {want:?}");
+    }
+}
+
+#[tokio::test]
+async fn every_broker_reconciles_what_the_leader_commits() {
+    let trio = start_trio(1024);
+    trio.create(topic("orders")).await.unwrap();
+    // The same name twice is refused, alike everywhere.
+    assert!(matches!(
+        trio.create(topic("orders")).await,
+        Err(ApplyError::TopicExists(_))
+    ));
+    for id in 1..=3 {
+        trio.wait_seen(id, &["orders"]).await;
+    }
+    let ids: BTreeSet<uuid::Uuid> = trio
+        .seen
+        .values()
+        .map(|s| s.topics.lock()["orders"].id)
+        .collect();
+    assert_eq!(ids.len(), 1, "every broker has the first record");
+}
+
+#[tokio::test]
+async fn a_broker_cut_off_past_the_leaders_first_index_catches_up_from_a_snapshot() {
+    // A checkpoint every 2 entries, and small log files: the leader's log soon starts past
+    // what the cut-off broker has.
+    let trio = start_trio(2);
+    trio.create(topic("a")).await.unwrap();
+    trio.wait_seen(3, &["a"]).await;
+    let fulls_before = *trio.seen[&3].full.lock();
+    trio.net.cut.lock().insert(3);
+    let names: Vec<String> = (0..40).map(|i| format!("t{i:02}")).collect();
+    for n in &names {
+        trio.create(topic(n)).await.unwrap();
+    }
+    let leader = trio.leader().await;
+    let files = std::fs::read_dir(trio._dir.path().join(leader.to_string()).join("controller"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("raft.log"))
+        .count();
+    assert!(files < 10, "the leader's log was truncated ({files} files)");
+    trio.net.cut.lock().clear();
+    let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+    want.insert(0, "a");
+    trio.wait_seen(3, &want).await;
+    assert_eq!(trio.metrics[&3].controller_snapshots_installed.get(), 1);
+    assert!(
+        *trio.seen[&3].full.lock() > fulls_before,
+        "the snapshot was installed with a full reconcile"
+    );
+}

@@ -1,0 +1,49 @@
+//! What the controller needs from outside itself, as traits, so that the cluster never imports
+//! the broker and a simulator can run the production controller: the [`Reconciler`] (the broker
+//! side, which acts on metadata changes) and the [`Peers`] (the other brokers, over RPC here).
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::pin::Pin;
+
+use raft::eraftpb::Message;
+
+use super::metadata_state::MetadataState;
+use crate::topics::TopicRecord;
+
+pub type ReconcileFuture<'a> =
+    Pin<Box<dyn Future<Output = Result<(), ReconcileError>> + Send + 'a>>;
+
+/// Why this broker could not be brought in line with the metadata (retried by the controller's
+/// next full reconcile).
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct ReconcileError(pub String);
+
+/// Acts on the metadata the controller applied: opens, stops, moves and deletes this broker's
+/// partitions (as Redpanda's controller backend does). The controller only applies commands to
+/// its [`MetadataState`] and hands the result here.
+pub trait Reconciler: Send + Sync {
+    /// Brings every topic on this broker in line with `state` (after start, after installing a
+    /// snapshot, and every few seconds to retry what failed).
+    fn reconcile_all<'a>(&'a self, state: &'a MetadataState) -> ReconcileFuture<'a>;
+    /// Brings one topic in line with its record (`None`: it was deleted).
+    fn reconcile_topic<'a>(
+        &'a self,
+        name: &'a str,
+        wanted: Option<&'a TopicRecord>,
+    ) -> ReconcileFuture<'a>;
+}
+
+/// The other brokers, as the controller sees them.
+pub trait Peers: Send + Sync {
+    /// Sends a controller Raft message to broker `to` (dropped if it cannot be sent: Raft
+    /// retransmits).
+    fn send_controller(&self, to: u64, msg: &Message);
+    /// The brokers gossip knows to be alive.
+    fn alive(&self) -> Vec<i32>;
+    /// The brokers being decommissioned, as of the last entry applied.
+    fn set_draining(&self, draining: BTreeSet<i32>);
+    /// On the controller leader: starts moving replicas off draining brokers.
+    fn drain(&self);
+}
