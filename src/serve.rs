@@ -102,6 +102,15 @@ pub struct ServeArgs {
         default_value_t = 1024
     )]
     pub controller_snapshot_entries: u64,
+    /// In a cluster, how long a broker stopping on SIGTERM waits for the partition and
+    /// controller leaderships it hands to other brokers before it stops anyway (controlled
+    /// shutdown)
+    #[arg(
+        long,
+        env = "ICESTREAM_CONTROLLED_SHUTDOWN_TIMEOUT_MS",
+        default_value_t = 10_000
+    )]
+    pub controlled_shutdown_timeout_ms: u64,
     /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -578,6 +587,9 @@ impl ServeArgs {
             batch_heartbeats: self.raft_batch_heartbeats,
             raft_log_file_bytes: self.raft_log_file_bytes,
             controller_snapshot_entries: self.controller_snapshot_entries,
+            controlled_shutdown_timeout: std::time::Duration::from_millis(
+                self.controlled_shutdown_timeout_ms,
+            ),
             rpc_connections: limits(
                 "rpc",
                 self.rpc_max_connections,

@@ -36,6 +36,9 @@ pub use crate::raft::TICK;
 pub enum Input {
     Raft(Box<Message>),
     Propose(Command, oneshot::Sender<ProposeOutcome>),
+    /// Controlled shutdown: never lead again, and hand leadership to another voter if
+    /// leading; answers whether this broker still leads.
+    HandOff(oneshot::Sender<bool>),
 }
 
 #[derive(Debug)]
@@ -92,6 +95,8 @@ struct Controller {
     caught_up: bool,
     /// A full reconcile is due: at start, after a failed step, and every few seconds.
     full_due: bool,
+    /// The broker is shutting down: this replica no longer campaigns.
+    leaving: bool,
 }
 
 /// A full reconcile this often (in ticks), to retry what failed.
@@ -170,6 +175,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         reconcile_from,
         caught_up: false,
         full_due: true,
+        leaving: false,
     };
     c.publish_brokers();
     tokio::spawn(c.run(rx));
@@ -187,7 +193,9 @@ impl Controller {
         loop {
             tokio::select! {
                 _ = tick.tick() => {
-                    self.node.tick();
+                    if !(self.leaving && self.node.raft.state != StateRole::Leader) {
+                        self.node.tick();
+                    }
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(20) && self.node.raft.state == StateRole::Leader {
                         self.add_learners();
@@ -203,7 +211,11 @@ impl Controller {
                         let checked = crate::raft::guard::check(&self.node.raft, &m, crate::raft::guard::Peers::Tracker)
                             .map_err(|e| (e.reason(), e.to_string()))
                             .and_then(|()| snapshot_state(&m).map_err(|e| ("raft_snapshot", e.to_string())));
-                        if let Err((reason, e)) = checked {
+                        let handed_back = self.leaving
+                            && m.get_msg_type() == raft::eraftpb::MessageType::MsgTimeoutNow;
+                        if handed_back {
+                            // Refused by not campaigning: the transfer times out.
+                        } else if let Err((reason, e)) = checked {
                             crate::raft::rejects::note(
                                 &self.metrics.rpc_rejected,
                                 reason,
@@ -214,6 +226,9 @@ impl Controller {
                         }
                     }
                     Some(Input::Propose(cmd, reply)) => self.propose(cmd, reply),
+                    Some(Input::HandOff(reply)) => {
+                        let _ = reply.send(self.hand_off());
+                    }
                 }
             }
             if let Err(e) = self.on_ready().await {
@@ -443,6 +458,40 @@ impl Controller {
             self.full_due = true;
             ApplyError::Other(e.to_string())
         })
+    }
+
+    /// See [`Input::HandOff`]: the target is the voter furthest along among those heard from
+    /// lately.
+    fn hand_off(&mut self) -> bool {
+        self.leaving = true;
+        let raft = &self.node.raft;
+        if raft.state != StateRole::Leader {
+            return false;
+        }
+        let prs = raft.prs();
+        let target = prs
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|&id| id != raft.id)
+            .filter_map(|id| {
+                prs.get(id)
+                    .filter(|p| p.recent_active)
+                    .map(|p| (p.matched, id))
+            })
+            .max()
+            .map(|(_, id)| id);
+        match target {
+            Some(t) if raft.lead_transferee != Some(t) => {
+                tracing::info!(to = t, "handing the controller leadership over");
+                self.node.transfer_leader(t);
+                true
+            }
+            Some(_) => true,
+            // Nobody to hand over to: this broker leads until it exits.
+            None => false,
+        }
     }
 
     /// Adds every live broker gossip knows that is not yet in the controller group as a

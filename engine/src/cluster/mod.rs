@@ -61,6 +61,9 @@ pub struct ClusterConfig {
     pub raft_log_file_bytes: u64,
     /// `--controller-snapshot-entries`: controller entries applied between its checkpoints.
     pub controller_snapshot_entries: u64,
+    /// `--controlled-shutdown-timeout-ms`: how long a broker stopping (SIGTERM) waits for the
+    /// leaderships it hands over.
+    pub controlled_shutdown_timeout: Duration,
     /// Connections the RPC listener accepts, in total and per client IP.
     pub rpc_connections: crate::limits::connections::ConnLimits,
     /// How many frames (and bytes) wait for one peer before the oldest are dropped.
@@ -451,6 +454,19 @@ impl Cluster {
                 ProposeReply::NotLeader(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// Controlled shutdown of the controller replica (see [`controller::Input::HandOff`]):
+    /// whether this broker still leads the controller.
+    pub async fn hand_off_controller(&self) -> bool {
+        let Some(c) = self.controller.get() else {
+            return false;
+        };
+        let (tx, rx) = oneshot::channel();
+        if c.tx.send(Input::HandOff(tx)).is_err() {
+            return false;
+        }
+        rx.await.unwrap_or(false)
     }
 
     /// The brokers in the controller group (voters and learners), as of the last entry it

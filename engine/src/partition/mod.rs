@@ -141,6 +141,10 @@ pub enum Cmd {
     ElectPreferred {
         reply: Reply<crate::raft::PreferredElection>,
     },
+    /// Controlled shutdown: never lead again, and hand leadership over if leading.
+    HandOff {
+        reply: Reply<crate::raft::HandOff>,
+    },
     /// `(bytes, segments)` on local disk.
     LocalSize {
         reply: Reply<(u64, usize)>,
@@ -418,6 +422,13 @@ impl Actor {
                     Some(r) => r.elect_preferred(),
                     // A single broker's partition has one replica, which leads.
                     None => crate::raft::PreferredElection::NotNeeded,
+                };
+                let _ = reply.send(Ok(r));
+            }
+            Cmd::HandOff { reply } => {
+                let r = match &mut self.raft {
+                    Some(r) => r.hand_off(),
+                    None => crate::raft::HandOff::NotLeader,
                 };
                 let _ = reply.send(Ok(r));
             }

@@ -143,6 +143,9 @@ pub struct PartitionRaft {
     /// a second move of every group coordinator on `__consumer_offsets`, right after the
     /// first, which clients that cached the first one (librdkafka's admin client) never see.
     hold_election: u64,
+    /// The broker is shutting down ([`Self::hand_off`]): this replica no longer campaigns or
+    /// takes leadership handed to it.
+    leaving: bool,
     /// When each peer was last heard from (any message), for min.insync.replicas.
     heard: HashMap<u64, tokio::time::Instant>,
     view: SharedView,
@@ -210,6 +213,7 @@ impl PartitionRaft {
             } else {
                 0
             },
+            leaving: false,
             heard: HashMap::new(),
             view: setup.isr,
             lag_max: setup.lag_max,
@@ -349,7 +353,10 @@ impl PartitionRaft {
 
     pub fn tick(&mut self) {
         let leaderless = self.node.raft.leader_id == raft::INVALID_ID;
-        if !(leaderless && self.ticks < self.hold_election) {
+        let held = leaderless && self.ticks < self.hold_election;
+        // A leaving follower's election timer stops: it never campaigns again.
+        let stopped = self.leaving && !self.is_leader();
+        if !held && !stopped {
             self.node.tick();
         }
         self.ticks += 1;
@@ -364,6 +371,49 @@ impl PartitionRaft {
         // moves leadership itself, and only to a voter).
         if self.ticks.is_multiple_of(40) {
             let _ = self.elect_preferred();
+        }
+    }
+
+    /// Controlled shutdown: from now on this replica never campaigns; when it leads, it hands
+    /// leadership to a voter heard from lately (the preferred replica if it is one, else the
+    /// one furthest along), which raft-rs first brings up to date. Asked again until this
+    /// replica no longer leads.
+    pub fn hand_off(&mut self) -> HandOff {
+        self.leaving = true;
+        if !self.is_leader() {
+            return HandOff::NotLeader;
+        }
+        let raft = &self.node.raft;
+        let prs = raft.prs();
+        let candidates: Vec<(u64, u64)> = prs
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|&id| id != self.id)
+            .filter_map(|id| {
+                prs.get(id)
+                    .filter(|p| p.recent_active)
+                    .map(|p| (id, p.matched))
+            })
+            .collect();
+        let target = candidates
+            .iter()
+            .find(|(id, _)| *id == self.preferred)
+            .or_else(|| {
+                candidates
+                    .iter()
+                    .max_by_key(|(id, matched)| (*matched, u64::MAX - id))
+            })
+            .map(|(id, _)| *id);
+        match target {
+            Some(t) => {
+                if raft.lead_transferee != Some(t) {
+                    self.node.transfer_leader(t);
+                }
+                HandOff::Started(t)
+            }
+            None => HandOff::NoTarget,
         }
     }
 
@@ -403,10 +453,9 @@ impl PartitionRaft {
     }
 
     /// Steps a message from another replica. The cluster's router checked the sender is one
-    /// of the partition's replicas; the [`guard`] drops what raft-rs cannot survive.
-    /// Steps a message from another replica. A snapshot this replica's log does not cover
-    /// comes back: the partition copies the leader's segments up to it, then steps it with
-    /// [`Self::step_copied`].
+    /// of the partition's replicas; the [`guard`] drops what raft-rs cannot survive. A snapshot
+    /// this replica's log does not cover comes back: the partition copies the leader's segments
+    /// up to it, then steps it with [`Self::step_copied`].
     pub fn step(&mut self, m: Message) -> Option<Message> {
         if let Err(e) = guard::check(&self.node.raft, &m, guard::Peers::Vouched) {
             crate::raft::rejects::note(
@@ -417,6 +466,11 @@ impl PartitionRaft {
             return None;
         }
         self.heard.insert(m.from, tokio::time::Instant::now());
+        if self.leaving && m.get_msg_type() == raft::eraftpb::MessageType::MsgTimeoutNow {
+            // Leadership handed back (the preferred-leader rebalance): refused by not
+            // campaigning; the leader's transfer times out and it keeps leading.
+            return None;
+        }
         if applied::is_snapshot(&m) && self.needs_copy(&m) {
             return Some(m);
         }
@@ -722,6 +776,17 @@ pub fn conf_change(
 
 /// Proposals waiting for their entry to be applied.
 pub type Pending<T> = HashMap<ProposalId, T>;
+
+/// What [`PartitionRaft::hand_off`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HandOff {
+    /// This replica does not lead.
+    NotLeader,
+    /// Leadership is being transferred to this node id.
+    Started(u64),
+    /// No other voter was heard from lately: nobody to hand over to.
+    NoTarget,
+}
 
 /// What a request to move leadership to the preferred replica found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
