@@ -111,6 +111,10 @@ pub struct ServeArgs {
         default_value_t = 10_000
     )]
     pub controlled_shutdown_timeout_ms: u64,
+    /// Controller voters the cluster keeps: brokers that join later are promoted from learner
+    /// up to this many, and replace a decommissioned voter
+    #[arg(long, env = "ICESTREAM_CONTROLLER_QUORUM_SIZE", default_value_t = 3)]
+    pub controller_quorum_size: usize,
     /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -573,6 +577,9 @@ impl ServeArgs {
         if self.raft_log_file_bytes < 4096 {
             bail!("--raft-log-file-bytes must be at least 4096");
         }
+        if self.controller_quorum_size == 0 {
+            bail!("--controller-quorum-size must be positive");
+        }
         if self.controller_snapshot_entries == 0 {
             bail!("--controller-snapshot-entries must be positive");
         }
@@ -587,6 +594,7 @@ impl ServeArgs {
             batch_heartbeats: self.raft_batch_heartbeats,
             raft_log_file_bytes: self.raft_log_file_bytes,
             controller_snapshot_entries: self.controller_snapshot_entries,
+            controller_quorum_size: self.controller_quorum_size,
             controlled_shutdown_timeout: std::time::Duration::from_millis(
                 self.controlled_shutdown_timeout_ms,
             ),

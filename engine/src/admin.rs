@@ -180,7 +180,8 @@ async fn cluster(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 }
 
 /// Every broker the cluster knows and its state: `active`, `draining` (being decommissioned,
-/// replicas still moving off it) or `decommissioned` (holds none; it can be shut down).
+/// replicas still moving off it) or `decommissioned` (holds none; it can be shut down), and its
+/// place in the controller group (`voter`, `learner`, or none once decommissioned).
 async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let Some(c) = &b.cluster else {
         return Json(serde_json::json!({"brokers": [{
@@ -191,6 +192,7 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             "state": "active",
         }]}));
     };
+    let (voters, group) = (c.controller_voters(), c.controller_brokers());
     let brokers: Vec<_> = c
         .members
         .all()
@@ -209,6 +211,13 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
                 "port": m.kafka_port,
                 "alive": c.members.is_alive(m.node_id),
                 "state": state,
+                "controller_role": if voters.contains(&m.node_id) {
+                    Some("voter")
+                } else if group.contains(&m.node_id) {
+                    Some("learner")
+                } else {
+                    None
+                },
             })
         })
         .collect();

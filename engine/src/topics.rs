@@ -95,6 +95,13 @@ pub struct TopicRecord {
 }
 
 impl TopicRecord {
+    /// Whether broker `id` holds a replica of any partition, or is gaining or losing one.
+    pub fn involves(&self, id: i32) -> bool {
+        self.assignments.iter().any(|a| a.contains(&id))
+            || self.targets.values().any(|a| a.contains(&id))
+            || self.moving.values().any(|a| a.contains(&id))
+    }
+
     /// Partition `p`'s creation-time replicas (its Raft group's bootstrap voters).
     pub fn initial_replicas(&self, p: i32) -> Option<&Vec<i32>> {
         let p = usize::try_from(p).ok()?;

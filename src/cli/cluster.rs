@@ -176,7 +176,7 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
             emit_json_pretty(&v)?;
         }
         Format::Table => {
-            let mut t = Table::new(&["ID", "HOST", "PORT", "ALIVE", "STATE"]);
+            let mut t = Table::new(&["ID", "HOST", "PORT", "ALIVE", "STATE", "CONTROLLER"]);
             for b in v["brokers"].as_array().into_iter().flatten() {
                 t.row(vec![
                     b["id"].to_string(),
@@ -189,6 +189,7 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
                     }
                     .into(),
                     b["state"].as_str().unwrap_or("-").to_string(),
+                    b["controller_role"].as_str().unwrap_or("-").to_string(),
                 ]);
             }
             emit_raw(&t.render())?;

@@ -48,8 +48,8 @@ pub enum ProposeOutcome {
     NotLeader(u64),
 }
 
-/// The brokers in the controller group (voters and learners).
-type Brokers = Arc<parking_lot::RwLock<BTreeSet<i32>>>;
+/// The brokers in the controller group (voters and learners), and its voters.
+type Brokers = Arc<parking_lot::RwLock<(BTreeSet<i32>, BTreeSet<i32>)>>;
 
 #[derive(Clone)]
 pub struct ControllerHandle {
@@ -66,7 +66,12 @@ impl ControllerHandle {
 
     /// The controller group's voters and learners, as of the last entry applied.
     pub fn brokers(&self) -> BTreeSet<i32> {
-        self.brokers.read().clone()
+        self.brokers.read().0.clone()
+    }
+
+    /// The controller group's voters, as of the last entry applied.
+    pub fn voters(&self) -> BTreeSet<i32> {
+        self.brokers.read().1.clone()
     }
 }
 
@@ -97,6 +102,8 @@ struct Controller {
     full_due: bool,
     /// The broker is shutting down: this replica no longer campaigns.
     leaving: bool,
+    /// Voters the group keeps while enough brokers are live and in it.
+    quorum_size: usize,
 }
 
 /// A full reconcile this often (in ticks), to retry what failed.
@@ -126,6 +133,8 @@ pub struct Env {
     pub metrics: Arc<Metrics>,
     pub peers: Arc<dyn Peers>,
     pub reconciler: Arc<dyn Reconciler>,
+    /// `--controller-quorum-size`: voters the group keeps (learners promoted up to it).
+    pub quorum_size: usize,
 }
 
 /// Opens the controller's log under `env.dir` and starts its task.
@@ -138,6 +147,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         metrics,
         peers,
         reconciler,
+        quorum_size,
     } = env;
     let (mut store, storage) = RaftStore::open(&dir, voters)?;
     store.set_file_bytes(file_bytes.min(FILE_BYTES));
@@ -176,6 +186,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         caught_up: false,
         full_due: true,
         leaving: false,
+        quorum_size: quorum_size.max(1),
     };
     c.publish_brokers();
     tokio::spawn(c.run(rx));
@@ -198,7 +209,7 @@ impl Controller {
                     }
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(20) && self.node.raft.state == StateRole::Leader {
-                        self.add_learners();
+                        self.maintain_group();
                         self.peers.drain();
                     }
                     if self.ticks.is_multiple_of(RECONCILE_TICKS) {
@@ -259,7 +270,17 @@ impl Controller {
     }
 
     fn publish_brokers(&self) {
-        *self.brokers.write() = self.group();
+        let voters = self
+            .node
+            .raft
+            .prs()
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter_map(|id| i32::try_from(id).ok())
+            .collect();
+        *self.brokers.write() = (self.group(), voters);
     }
 
     fn propose(&mut self, cmd: Command, reply: oneshot::Sender<ProposeOutcome>) {
@@ -460,10 +481,15 @@ impl Controller {
         })
     }
 
-    /// See [`Input::HandOff`]: the target is the voter furthest along among those heard from
-    /// lately.
+    /// See [`Input::HandOff`].
     fn hand_off(&mut self) -> bool {
         self.leaving = true;
+        self.transfer_away()
+    }
+
+    /// When leading, transfers leadership to the voter furthest along among those heard from
+    /// lately; whether this replica still leads.
+    fn transfer_away(&mut self) -> bool {
         let raft = &self.node.raft;
         if raft.state != StateRole::Leader {
             return false;
@@ -484,7 +510,7 @@ impl Controller {
             .map(|(_, id)| id);
         match target {
             Some(t) if raft.lead_transferee != Some(t) => {
-                tracing::info!(to = t, "handing the controller leadership over");
+                tracing::info!(to = t, "transferring the controller leadership");
                 self.node.transfer_leader(t);
                 true
             }
@@ -494,30 +520,64 @@ impl Controller {
         }
     }
 
-    /// Adds every live broker gossip knows that is not yet in the controller group as a
-    /// learner (one conf change at a time). Joining brokers start from the founders' voters
-    /// with an empty log; the leader replicates what its log holds to them, after the
-    /// metadata snapshot when its first entries are gone.
-    fn add_learners(&mut self) {
+    /// Keeps the controller group in line with the brokers, one conf change at a time:
+    /// 1. every live broker gossip knows joins as a learner (joining brokers start from the
+    ///    founders' voters with an empty log; the leader replicates its log to them, after the
+    ///    metadata snapshot when its first entries are gone);
+    /// 2. decommissioned brokers (draining, no replica left) leave;
+    /// 3. while fewer than `quorum_size` voters stay, a live learner that has caught up is
+    ///    promoted, so brokers that join later replace a decommissioned voter (and a cluster
+    ///    founded on fewer seeds grows its quorum);
+    /// 4. a decommissioned voter leaves once replaced, or at once when no learner can replace
+    ///    it (a leader leaving hands its leadership over first).
+    fn maintain_group(&mut self) {
+        use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode, RemoveNode};
         let raft = &self.node.raft;
         if raft.pending_conf_index > raft.raft_log.applied {
             return;
         }
-        let joining = self
-            .peers
-            .alive()
-            .into_iter()
-            .map(|id| id as u64)
-            .find(|&id| raft.prs().get(id).is_none());
-        if let Some(id) = joining {
-            let cc =
-                crate::raft::conf_change(&[(id, raft::eraftpb::ConfChangeType::AddLearnerNode)]);
-            tracing::info!(
-                node = id,
-                "adding a broker to the controller group as a learner"
-            );
+        let prs = raft.prs();
+        let voters: Vec<u64> = prs.conf().voters().ids().iter().collect();
+        let learners: Vec<u64> = prs.conf().learners().iter().copied().collect();
+        let alive: Vec<u64> = self.peers.alive().into_iter().map(|id| id as u64).collect();
+        let gone = |id: u64| self.state.decommissioned(id as i32);
+        let change = |what: &str, id: u64, kind| {
+            tracing::info!(node = id, "controller group: {what}");
+            (id, kind)
+        };
+        let next = if let Some(&id) = alive.iter().find(|&&id| prs.get(id).is_none() && !gone(id)) {
+            Some(change("adding a broker as a learner", id, AddLearnerNode))
+        } else if let Some(&id) = learners.iter().find(|&&id| gone(id)) {
+            Some(change("removing a decommissioned learner", id, RemoveNode))
+        } else {
+            let staying = voters.iter().filter(|&&id| !gone(id)).count();
+            let promotable = learners.iter().copied().find(|&id| {
+                alive.contains(&id)
+                    && !self.state.draining.contains(&(id as i32))
+                    && prs
+                        .get(id)
+                        .is_some_and(|p| p.recent_active && p.matched >= raft.raft_log.committed)
+            });
+            let leaving = voters.iter().copied().find(|&id| gone(id));
+            match (promotable, leaving) {
+                (Some(id), _) if staying < self.quorum_size => {
+                    Some(change("promoting a learner to voter", id, AddNode))
+                }
+                (_, Some(id)) if staying >= 1 && id == raft.id => {
+                    // Decommissioned itself: another voter leads the removal.
+                    self.transfer_away();
+                    None
+                }
+                (_, Some(id)) if staying >= 1 => {
+                    Some(change("removing a decommissioned voter", id, RemoveNode))
+                }
+                _ => None,
+            }
+        };
+        if let Some((id, kind)) = next {
+            let cc = crate::raft::conf_change(&[(id, kind)]);
             if let Err(e) = self.node.propose_conf_change(vec![], cc) {
-                tracing::debug!(error = %e, "adding a learner failed");
+                tracing::debug!(error = %e, "controller group change failed");
             }
         }
     }

@@ -102,6 +102,7 @@ fn start_trio(snapshot_entries: u64) -> Trio {
                 me: id,
             }),
             reconciler: s.clone(),
+            quorum_size: 3,
         };
         let h = start(env, id, &[1, 2, 3]).unwrap();
         inboxes.insert(id, h.tx.clone());

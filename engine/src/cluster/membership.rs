@@ -102,6 +102,11 @@ impl Members {
 
     /// This broker, and every member heard from directly within [`ALIVE_FOR`].
     pub fn is_alive(&self, id: i32) -> bool {
+        self.heard_within(id, ALIVE_FOR)
+    }
+
+    /// This broker, and every member heard from directly within `d`.
+    pub fn heard_within(&self, id: i32, d: Duration) -> bool {
         if id == self.me.node_id {
             return true;
         }
@@ -109,7 +114,7 @@ impl Members {
             .read()
             .get(&id)
             .and_then(|(_, seen)| *seen)
-            .is_some_and(|t| t.elapsed() < ALIVE_FOR)
+            .is_some_and(|t| t.elapsed() < d)
     }
 
     /// Records what a hello (or its answer) said and marks the sender as just heard from.

@@ -53,6 +53,12 @@ pub enum Changed {
 }
 
 impl MetadataState {
+    /// Whether broker `id` is decommissioned: draining, and no topic has (or is moving) a
+    /// replica on it. It then leaves Metadata and the controller group.
+    pub fn decommissioned(&self, id: i32) -> bool {
+        self.draining.contains(&id) && !self.topics.values().any(|r| r.involves(id))
+    }
+
     pub fn encode(&self) -> bytes::Bytes {
         serde_json::to_vec(self)
             .expect("topic records serialize")

@@ -34,6 +34,11 @@ use controller::{ControllerHandle, Input, ProposeOutcome};
 use membership::{Hello, IsrView, Member, Members};
 use rpc::Kind;
 
+/// A broker not heard from for this long leaves Metadata (KRaft's
+/// `broker.session.timeout.ms`); longer than [`membership::ALIVE_FOR`], so that a busy
+/// broker's late gossip does not make clients drop it.
+pub const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
+
 /// Node ids in a cluster are `1..MAX_NODE_ID`.
 pub const MAX_NODE_ID: i64 = 1 << 16;
 
@@ -61,6 +66,9 @@ pub struct ClusterConfig {
     pub raft_log_file_bytes: u64,
     /// `--controller-snapshot-entries`: controller entries applied between its checkpoints.
     pub controller_snapshot_entries: u64,
+    /// `--controller-quorum-size`: controller voters kept (brokers that join later are
+    /// promoted up to it, and replace decommissioned voters).
+    pub controller_quorum_size: usize,
     /// `--controlled-shutdown-timeout-ms`: how long a broker stopping (SIGTERM) waits for the
     /// leaderships it hands over.
     pub controlled_shutdown_timeout: Duration,
@@ -338,6 +346,7 @@ impl Cluster {
                 metrics,
                 peers: Arc::new(ControllerPeers(me.clone())),
                 reconciler,
+                quorum_size: me.config.controller_quorum_size,
             };
             match controller::start(env, me.node_id() as u64, &voters) {
                 Ok(h) => {
@@ -476,6 +485,33 @@ impl Cluster {
             .get()
             .map(|c| c.brokers())
             .unwrap_or_default()
+    }
+
+    /// The controller group's voters; empty before the controller starts.
+    pub fn controller_voters(&self) -> std::collections::BTreeSet<i32> {
+        self.controller
+            .get()
+            .map(|c| c.voters())
+            .unwrap_or_default()
+    }
+
+    /// The brokers Metadata and DescribeCluster list, as Kafka lists the brokers registered
+    /// with its controller: once the controller runs, the brokers in its group (the ones
+    /// replicas may be placed on) heard from within a session timeout, except decommissioned
+    /// ones (draining, no replica left).
+    pub fn listed_brokers(&self) -> Vec<Member> {
+        let group = self.controller_brokers();
+        let topics = self.topics.get();
+        self.members
+            .all()
+            .into_iter()
+            .filter(|m| group.is_empty() || group.contains(&m.node_id))
+            .filter(|m| self.members.heard_within(m.node_id, SESSION_TIMEOUT))
+            .filter(|m| {
+                !self.is_draining(m.node_id)
+                    || topics.is_some_and(|t| reassign::holds_replicas(t, m.node_id))
+            })
+            .collect()
     }
 
     /// [`validate`] for a proposal arriving from a peer (before the controller starts,

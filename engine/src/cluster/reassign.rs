@@ -157,13 +157,10 @@ pub fn plan_decommission(
 
 /// Whether a decommissioned broker holds no replica any more (nor is gaining one).
 pub fn holds_replicas(topics: &TopicTable, node: i32) -> bool {
-    topics.all().iter().any(|t| {
-        topics.record(&t.name).is_some_and(|r| {
-            r.assignments.iter().any(|a| a.contains(&node))
-                || r.targets.values().any(|a| a.contains(&node))
-                || r.moving.values().any(|a| a.contains(&node))
-        })
-    })
+    topics
+        .all()
+        .iter()
+        .any(|t| topics.record(&t.name).is_some_and(|r| r.involves(node)))
 }
 
 /// Applies a committed `Reassign` or `Reassigned` to the topic's record in the controller's

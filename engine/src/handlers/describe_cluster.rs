@@ -1,4 +1,4 @@
-//! DescribeCluster: every broker known (with its rack) and the controller.
+//! DescribeCluster: the brokers Metadata lists (with their racks) and the controller leader.
 
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
@@ -9,8 +9,7 @@ use crate::broker::Broker;
 pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
     let (brokers, controller) = match &b.cluster {
         Some(c) => (
-            c.members
-                .all()
+            c.listed_brokers()
                 .into_iter()
                 .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
                 .collect(),

@@ -56,17 +56,11 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         }
     }
     let brokers = match &b.cluster {
-        // As Kafka lists the brokers registered with its controller: once the controller runs,
-        // only the brokers in its group (the ones replicas may be placed on).
-        Some(c) => {
-            let group = c.controller_brokers();
-            c.members
-                .all()
-                .into_iter()
-                .filter(|m| group.is_empty() || group.contains(&m.node_id))
-                .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
-                .collect()
-        }
+        Some(c) => c
+            .listed_brokers()
+            .into_iter()
+            .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
+            .collect(),
         None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
     };
     // Every broker forwards admin requests to the controller leader, so, as KRaft brokers do,

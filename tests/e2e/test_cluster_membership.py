@@ -1,0 +1,55 @@
+"""Controller membership as an operator expects: a broker that joins later is a controller
+learner until a decommissioned voter leaves, then it is promoted and the controller survives the
+loss of an original voter; decommissioned and dead brokers leave Metadata."""
+
+from __future__ import annotations
+
+import json
+
+from cluster import metadata, start_cluster, wait_formed
+from conftest import http_get, unique_topic
+from test_cluster_reassign import create, icestream, join, leaders, wait_for
+
+
+def roles(b) -> dict[int, str | None]:
+    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
+    assert status == 200, body
+    return {x["id"]: x.get("controller_role") for x in json.loads(body)["brokers"]}
+
+
+def test_a_decommissioned_voter_is_replaced_and_the_controller_survives_losing_a_founder(
+        broker_factory):
+    founders = start_cluster(broker_factory)
+    wait_formed(founders)
+    fourth = join(broker_factory, founders, 4)
+    brokers = founders + [fourth]
+    wait_formed(brokers)
+    wait_for("broker 4 a controller learner",
+             lambda: roles(brokers[0]) == {1: "voter", 2: "voter", 3: "voter", 4: "learner"})
+    topic = unique_topic("members")
+    create(brokers[0], topic, 4, 3)
+    wait_for("leaders", lambda: leaders(fourth, topic, 4))
+
+    out = icestream("cluster", "decommission", "--node", "3", "--admin-url", fourth.admin_url)
+    assert out.returncode == 0, out.stderr
+    # Its replicas move to 1, 2 and 4; then 4 takes its vote and 3 leaves the group.
+    wait_for("broker 4 promoted, broker 3 out of the controller group",
+             lambda: roles(brokers[0]) == {1: "voter", 2: "voter", 3: None, 4: "voter"},
+             timeout=90)
+    # Metadata and DescribeCluster no longer list the decommissioned broker, though it runs.
+    assert brokers[2].running()
+    wait_for("broker 3 gone from Metadata", lambda: sorted(metadata(brokers[0]).brokers) == [1, 2, 4])
+    status = icestream("cluster", "status", "--admin-url", brokers[0].admin_url)
+    assert status.returncode == 0, status.stderr
+    row = next(line.split() for line in status.stdout.splitlines() if line.split()[:1] == ["3"])
+    assert "decommissioned" in row, status.stdout
+    brokers[2].stop()
+
+    # Losing a founder still leaves a quorum (2 of the voters 1, 2, 4): topics can be created.
+    brokers[0].kill9()
+    after = unique_topic("after")
+    create(fourth, after, 2, 2)
+    wait_for("the new topic led", lambda: leaders(fourth, after, 2))
+    # A dead broker leaves Metadata once its session times out.
+    wait_for("broker 1 gone from Metadata", lambda: sorted(metadata(fourth).brokers) == [2, 4],
+             timeout=30)
