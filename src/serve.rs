@@ -458,8 +458,19 @@ impl ServeArgs {
         if smp == 0 || smp > 1024 {
             bail!("--smp must be between 1 and 1024, got {smp}");
         }
+        if let (false, true, Some(why)) = (
+            self.seeds.is_empty(),
+            self.tiering.remote_storage_default,
+            self.tiering.unshared_in_cluster(),
+        ) {
+            bail!("--remote-storage-default true: {why}");
+        }
         Ok(BrokerConfig {
             node_id: self.node_id,
+            tiering_refused: match self.seeds.is_empty() {
+                true => None,
+                false => self.tiering.unshared_in_cluster(),
+            },
             data_dir: self.data_dir.clone(),
             kafka_addr: self.kafka_addr,
             advertised_kafka_addr: advertised,
@@ -639,6 +650,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("UNSAFE test mode: acknowledging produce requests without fdatasync");
     }
     let config = args.broker_config()?;
+    if let Some(why) = &config.tiering_refused {
+        tracing::warn!("topics with remote.storage.enable are refused: {why}");
+    }
     let http_limits = args.http_limits()?;
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)

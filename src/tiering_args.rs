@@ -43,6 +43,20 @@ pub struct TieringArgs {
 }
 
 impl TieringArgs {
+    /// In a cluster, why the object store is not one all brokers share (`None` when it is):
+    /// the default local store is each broker's own `<data-dir>/objects`, where a new leader
+    /// would not find what another broker uploaded. S3, or an `--object-store-dir` every broker
+    /// is given (a shared mount), is shared.
+    pub fn unshared_in_cluster(&self) -> Option<String> {
+        (self.object_store != "s3" && self.object_store_dir.is_none()).then(|| {
+            "tiered storage in a cluster needs an object store every broker shares: start \
+             every broker with --object-store s3 (and the same bucket), or with \
+             --object-store-dir on a directory all of them mount; this broker's object store \
+             is its own <data-dir>/objects"
+                .to_string()
+        })
+    }
+
     pub fn tiering_config(&self, data_dir: &Path) -> anyhow::Result<TieringConfig> {
         let store = match self.object_store.as_str() {
             "s3" => {

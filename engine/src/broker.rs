@@ -399,6 +399,7 @@ impl Broker {
             replication
         };
         let config = TopicConfig::from_entries(configs)?;
+        self.check_tiering(&config.resolve(&self.config.defaults))?;
         // In a cluster every topic is replicated, internal ones included: the group
         // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
@@ -608,11 +609,11 @@ impl Broker {
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
         let (rec, current) = self.existing(name)?;
-        check_config_change(
-            name,
-            &current.resolved,
-            &config.resolve(&self.config.defaults),
-        )?;
+        let resolved = config.resolve(&self.config.defaults);
+        check_config_change(name, &current.resolved, &resolved)?;
+        if !current.resolved.log.remote_storage {
+            self.check_tiering(&resolved)?;
+        }
         match &self.cluster {
             Some(c) => {
                 let cmd = crate::cluster::Command::SetTopicConfig {
@@ -651,6 +652,20 @@ impl Broker {
         let topic = Topic::new(&rec, resolved, current.partitions.clone());
         self.topics.insert(rec, topic)?;
         Ok(())
+    }
+
+    /// Refuses `remote.storage.enable` where tiered storage cannot work (a cluster without a
+    /// shared object store).
+    fn check_tiering(
+        &self,
+        resolved: &crate::config::ResolvedTopicConfig,
+    ) -> Result<(), BrokerError> {
+        match &self.config.tiering_refused {
+            Some(why) if resolved.log.remote_storage => {
+                Err(BrokerError::InvalidConfig(InvalidConfig(why.clone())))
+            }
+            _ => Ok(()),
+        }
     }
 
     /// Changes the controller does not carry yet are refused in a cluster rather than applied

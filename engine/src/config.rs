@@ -11,6 +11,9 @@ use crate::log::LogConfig;
 #[derive(Debug, Clone)]
 pub struct BrokerConfig {
     pub node_id: i32,
+    /// Why topics may not use tiered storage here (`remote.storage.enable` refused): a
+    /// cluster whose object store is each broker's own directory.
+    pub tiering_refused: Option<String>,
     pub data_dir: PathBuf,
     pub kafka_addr: SocketAddr,
     /// `host:port` clients are told to connect to.
@@ -78,6 +81,7 @@ impl BrokerConfig {
     pub fn for_tests(data_dir: PathBuf) -> Self {
         BrokerConfig {
             node_id: 0,
+            tiering_refused: None,
             data_dir,
             kafka_addr: "127.0.0.1:0".parse().expect("static address"),
             advertised_kafka_addr: ("127.0.0.1".into(), 0),

@@ -1,10 +1,16 @@
-"""Controller membership as an operator expects: a broker that joins later is a controller
-learner until a decommissioned voter leaves, then it is promoted and the controller survives the
-loss of an original voter; decommissioned and dead brokers leave Metadata."""
+"""Cluster membership as an operator expects: a broker that joins later is a controller learner
+until a decommissioned voter leaves, then it is promoted and the controller survives the loss of
+an original voter; decommissioned and dead brokers leave Metadata; a cluster whose brokers do not
+share an object store says so instead of tiering half-working."""
 
 from __future__ import annotations
 
 import json
+
+import pytest
+from confluent_kafka import KafkaError, KafkaException
+from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
+                                   NewTopic)
 
 from cluster import metadata, start_cluster, wait_formed
 from conftest import http_get, unique_topic
@@ -53,3 +59,29 @@ def test_a_decommissioned_voter_is_replaced_and_the_controller_survives_losing_a
     # A dead broker leaves Metadata once its session times out.
     wait_for("broker 1 gone from Metadata", lambda: sorted(metadata(fourth).brokers) == [2, 4],
              timeout=30)
+
+
+def test_a_cluster_without_a_shared_object_store_refuses_tiered_topics(broker_factory):
+    """Each broker's default object store is its own directory, where a new leader would not
+    find what another uploaded: tiered topics are refused with the reason, not half-working."""
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    name = unique_topic("tiered")
+    fs = admin.create_topics([NewTopic(name, 1, 3, config={"remote.storage.enable": "true"})],
+                             request_timeout=30)
+    with pytest.raises(KafkaException) as refused:
+        fs[name].result(timeout=30)
+    assert refused.value.args[0].code() == KafkaError.INVALID_CONFIG
+    assert "object store every broker shares" in str(refused.value)
+    # Turning it on later is refused the same way; a plain topic works.
+    plain = unique_topic("plain")
+    create(brokers[0], plain, 1, 3)
+    fs = admin.incremental_alter_configs([ConfigResource(
+        ConfigResource.Type.TOPIC, plain,
+        incremental_configs=[ConfigEntry("remote.storage.enable", "true",
+                                         incremental_operation=AlterConfigOpType.SET)])])
+    with pytest.raises(KafkaException) as refused:
+        list(fs.values())[0].result(timeout=30)
+    assert "object store every broker shares" in str(refused.value)
+    assert "remote.storage.enable are refused" in brokers[0].log_text()
