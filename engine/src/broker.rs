@@ -30,6 +30,8 @@ pub enum BrokerError {
     UnsafeName(#[from] crate::names::NameError),
     #[error("'{0}' is an internal topic and cannot be deleted; delete consumer groups with 'icestream group delete'")]
     InternalTopic(String),
+    #[error("'{0}' is an internal topic: its partition count is fixed when it is created (consumer groups and schemas are placed by it)")]
+    InternalPartitions(String),
     #[error("invalid partition count {0}: must be between 1 and 100000")]
     InvalidPartitions(i32),
     #[error("topic '{topic}' has {current} partitions; the new count {requested} must be larger")]
@@ -534,6 +536,9 @@ impl Broker {
         count: i32,
         validate_only: bool,
     ) -> Result<(), BrokerError> {
+        if crate::topics::is_internal(name) {
+            return Err(BrokerError::InternalPartitions(name.to_string()));
+        }
         let (rec, current) = self.existing(name)?;
         let from = current.partitions.len() as i32;
         if count <= from {

@@ -5,7 +5,8 @@ without a restart."""
 
 from __future__ import annotations
 
-from confluent_kafka import Consumer, Producer
+import pytest
+from confluent_kafka import Consumer, KafkaError, KafkaException, Producer
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewPartitions, ResourceType)
 from kafka.admin import ConfigResource as KConfigResource
@@ -77,6 +78,13 @@ def test_configs_and_partitions_change_on_every_broker(broker_factory):
         admin.incremental_alter_configs([res], request_timeout=30)[res].result(timeout=40)
         fs = admin.create_partitions([NewPartitions(topic, 5)], request_timeout=30)
         fs[topic].result(timeout=40)
+        # The group coordinator's topic keeps its count: groups are placed by it.
+        fs = admin.create_partitions([NewPartitions("__consumer_offsets", 12)],
+                                     request_timeout=30)
+        with pytest.raises(KafkaException) as refused:
+            fs["__consumer_offsets"].result(timeout=40)
+        assert refused.value.args[0].code() == KafkaError.INVALID_PARTITIONS
+        assert "fixed when it is created" in str(refused.value)
         for b in alive:
             assert retention(b, topic) == ("7200000", 1)  # DYNAMIC_TOPIC_CONFIG
             view = wait_for(f"{b.workdir.name}'s new partitions", lambda b=b: (

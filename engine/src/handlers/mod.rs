@@ -350,7 +350,7 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
         E::InvalidTopicName(_) | E::UnsafeName(_) | E::InternalTopic(_) => {
             ResponseError::InvalidTopicException
         }
-        E::InvalidPartitions(_) | E::PartitionsNotIncreased { .. } => {
+        E::InvalidPartitions(_) | E::PartitionsNotIncreased { .. } | E::InternalPartitions(_) => {
             ResponseError::InvalidPartitions
         }
         E::InvalidReplicationFactor(..) => ResponseError::InvalidReplicationFactor,
