@@ -181,7 +181,8 @@ async fn cluster(State(b): State<Arc<Broker>>) -> impl IntoResponse {
 
 /// Every broker the cluster knows and its state: `active`, `draining` (being decommissioned,
 /// replicas still moving off it) or `decommissioned` (holds none; it can be shut down), and its
-/// place in the controller group (`voter`, `learner`, or none once decommissioned).
+/// place in the controller group (`voter`, `learner`, or none once decommissioned); and every
+/// partition without a leader or with an ISR short of its replicas, as this broker sees them.
 async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     let Some(c) = &b.cluster else {
         return Json(serde_json::json!({"brokers": [{
@@ -221,9 +222,11 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
             })
         })
         .collect();
+    let partitions = b.not_fully_replicated();
     Json(serde_json::json!({
         "controller": c.controller_leader(),
         "brokers": brokers,
+        "not_fully_replicated": partitions,
     }))
 }
 

@@ -193,6 +193,40 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
                 ]);
             }
             emit_raw(&t.render())?;
+            let short = v["not_fully_replicated"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if short.is_empty() {
+                emit_raw("every partition is fully replicated\n")?;
+            } else {
+                let ids = |x: &serde_json::Value| {
+                    let v: Vec<String> = x
+                        .as_array()
+                        .into_iter()
+                        .flatten()
+                        .map(|id| id.to_string())
+                        .collect();
+                    v.join(",")
+                };
+                let mut t = Table::new(&["TOPIC", "PARTITION", "LEADER", "REPLICAS", "ISR"]);
+                for p in &short {
+                    t.row(vec![
+                        p["topic"].as_str().unwrap_or("-").to_string(),
+                        p["partition"].to_string(),
+                        p["leader"]
+                            .as_i64()
+                            .map_or("none".into(), |l| l.to_string()),
+                        ids(&p["replicas"]),
+                        ids(&p["isr"]),
+                    ]);
+                }
+                emit_raw(&format!(
+                    "{} partitions not fully replicated:\n",
+                    short.len()
+                ))?;
+                emit_raw(&t.render())?;
+            }
         }
     }
     Ok(())

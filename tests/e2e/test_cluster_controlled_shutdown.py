@@ -10,7 +10,7 @@ import time
 from cluster import controller_leader, metadata, start_cluster, wait_formed
 from conftest import unique_topic
 from history import Load
-from test_cluster_reassign import create, wait_for
+from test_cluster_reassign import create, icestream, wait_for
 
 PARTITIONS = 6
 
@@ -47,16 +47,34 @@ def stop_and_check_handed_over(brokers, i, topic):
     return led
 
 
+def status(b) -> str:
+    out = icestream("cluster", "status", "--admin-url", b.admin_url)
+    assert out.returncode == 0, out.stderr
+    return out.stdout
+
+
 def test_sigterm_hands_every_leadership_over_before_the_broker_exits(broker_factory):
-    brokers = start_cluster(broker_factory)
+    brokers = start_cluster(broker_factory, extra_args=["--replica-lag-time-max-ms", "2000"])
     wait_formed(brokers)
     topic = unique_topic("handoff")
     create(brokers[0], topic, PARTITIONS, 3)
     wait_for("every partition fully replicated", lambda: fully_replicated(brokers, topic))
+    wait_for("status: fully replicated",
+             lambda: "every partition is fully replicated" in status(brokers[0]))
     # The controller leader, so that both kinds of leadership move.
     i = controller_leader(brokers[0]) - 1
     led = stop_and_check_handed_over(brokers, i, topic)
     assert led, "preferred leaders are spread over the brokers: this one led some"
+    # `icestream cluster status` lists every partition of the topic as short of a replica
+    # once the stopped broker leaves the ISRs.
+    other = brokers[(i + 1) % 3]
+    text = wait_for("status listing the topic's partitions", lambda: (
+        t := status(other)) and sum(topic in line for line in t.splitlines()) == PARTITIONS
+        and t)
+    assert "partitions not fully replicated" in text, text
+    brokers[i].start()
+    wait_for("status: fully replicated again",
+             lambda: "every partition is fully replicated" in status(other), timeout=60)
 
 
 def test_rolling_sigterm_restart_under_idempotent_load_loses_nothing(broker_factory):

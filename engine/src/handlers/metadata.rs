@@ -103,7 +103,12 @@ pub(crate) fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
                 .with_leader_id(leader)
                 .with_leader_epoch(epoch)
                 .with_replica_nodes(replicas)
-                .with_isr_nodes(isr(b, t, p, leader.0, epoch))
+                .with_isr_nodes(
+                    b.isr(t, p, leader.0, epoch)
+                        .into_iter()
+                        .map(BrokerId)
+                        .collect(),
+                )
         })
         .collect();
     MetadataResponseTopic::default()
@@ -111,28 +116,6 @@ pub(crate) fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {
         .with_topic_id(t.id)
         .with_partitions(partitions)
         .with_topic_authorized_operations(i32::MIN)
-}
-
-/// The partition's in-sync replicas as its leader sees them: this broker's own view when it
-/// leads, else what the leader last gossiped for the same epoch; without either (an election,
-/// gossip not yet heard) just the leader.
-pub(crate) fn isr(b: &Broker, t: &Topic, p: i32, leader: i32, epoch: i32) -> Vec<BrokerId> {
-    let own = t
-        .partition(p)
-        .and_then(|h| h.raft_view.as_ref())
-        .map(|v| v.read().clone())
-        .filter(|v| leader == b.node_id() && !v.isr.is_empty());
-    let ids = match own {
-        Some(v) => v.isr,
-        None => b
-            .cluster
-            .as_ref()
-            .and_then(|c| c.remote_isr(&t.name, p))
-            .filter(|(l, e, _)| *l == leader && *e == epoch)
-            .map(|(_, _, isr)| isr)
-            .unwrap_or_else(|| if leader >= 0 { vec![leader] } else { vec![] }),
-    };
-    ids.into_iter().map(BrokerId).collect()
 }
 
 async fn missing(b: &Broker, name: &str, client_allows: bool) -> MetadataResponseTopic {
