@@ -229,6 +229,18 @@ pub struct ServeArgs {
     /// Largest request frame accepted (Kafka's socket.request.max.bytes)
     #[arg(long, env = "ICESTREAM_MAX_REQUEST_BYTES", default_value_t = 104857600)]
     pub max_request_bytes: usize,
+    /// Committed offsets of a consumer group expire once it has had no members for this long
+    /// (of a group that never had members: once they are this old); Kafka's
+    /// offsets.retention.minutes, in milliseconds
+    #[arg(long, env = "ICESTREAM_OFFSETS_RETENTION_MS", default_value_t = 7 * 24 * 3600 * 1000)]
+    pub offsets_retention_ms: i64,
+    /// How often expired committed offsets are looked for (offsets.retention.check.interval.ms)
+    #[arg(
+        long,
+        env = "ICESTREAM_OFFSETS_RETENTION_CHECK_INTERVAL_MS",
+        default_value_t = 600_000
+    )]
+    pub offsets_retention_check_interval_ms: u64,
     /// Incremental fetch sessions kept at once
     #[arg(long, env = "ICESTREAM_FETCH_SESSION_SLOTS", default_value_t = 1000)]
     pub fetch_session_slots: usize,
@@ -467,6 +479,12 @@ impl ServeArgs {
         }
         Ok(BrokerConfig {
             node_id: self.node_id,
+            offsets_retention: engine::group::OffsetsRetention {
+                retention_ms: positive_i64("offsets-retention-ms", self.offsets_retention_ms)?,
+                check_interval: std::time::Duration::from_millis(
+                    self.offsets_retention_check_interval_ms.max(1),
+                ),
+            },
             tiering_refused: match self.seeds.is_empty() {
                 true => None,
                 false => self.tiering.unshared_in_cluster(),
@@ -519,6 +537,13 @@ impl ServeArgs {
             request_timeout: ms("http-request-timeout-ms", self.http_request_timeout_ms)?,
         })
     }
+}
+
+fn positive_i64(flag: &str, v: i64) -> anyhow::Result<i64> {
+    if v <= 0 {
+        bail!("--{flag} must be positive");
+    }
+    Ok(v)
 }
 
 fn positive(flag: &str, v: usize) -> anyhow::Result<usize> {

@@ -117,6 +117,7 @@ impl Broker {
             .map_err(StartError::Shards)?;
         let (topics, records) = TopicTable::load(&config.data_dir, config.cluster_id.clone())?;
         let kafka_addr = config.kafka_addr;
+        let offsets_retention = config.offsets_retention;
         let mut advertised = config.advertised_kafka_addr.clone();
         if advertised.1 == 0 {
             advertised.1 = kafka_addr.port();
@@ -150,7 +151,7 @@ impl Broker {
             metrics,
             kafka_addr,
             advertised,
-            groups: crate::group::Coordinator::new(cluster.is_some()),
+            groups: crate::group::Coordinator::new(cluster.is_some(), offsets_retention),
             remote,
             schema_ids: OnceLock::new(),
             cluster,
@@ -846,12 +847,24 @@ fn start_group_ticker(b: &Arc<Broker>) {
         tokio::task::spawn_local(async move {
             let mut every = tokio::time::interval(crate::group::TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            let mut next_expiry = tokio::time::Instant::now();
+            let expiring = Arc::new(std::sync::atomic::AtomicBool::new(false));
             loop {
                 every.tick().await;
                 let Some(b) = weak.upgrade() else { return };
                 let host: Arc<dyn TopicHost> = b.clone();
                 b.groups.follow_leader(&host);
-                b.groups.tick(&*b, tokio::time::Instant::now());
+                let now = tokio::time::Instant::now();
+                b.groups.tick(&*b, now);
+                // Offsets retention, off the ticker (it waits for its tombstones to commit).
+                if now >= next_expiry && !expiring.swap(true, Ordering::AcqRel) {
+                    next_expiry = now + b.groups.retention().check_interval;
+                    let (b, expiring) = (b.clone(), expiring.clone());
+                    tokio::task::spawn_local(async move {
+                        b.groups.expire_offsets(&*b, crate::time::now_ms()).await;
+                        expiring.store(false, Ordering::Release);
+                    });
+                }
             }
         });
     });

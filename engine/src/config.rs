@@ -14,6 +14,8 @@ pub struct BrokerConfig {
     /// Why topics may not use tiered storage here (`remote.storage.enable` refused): a
     /// cluster whose object store is each broker's own directory.
     pub tiering_refused: Option<String>,
+    /// Committed offsets of groups without members expire (`offsets.retention.minutes`).
+    pub offsets_retention: crate::group::OffsetsRetention,
     pub data_dir: PathBuf,
     pub kafka_addr: SocketAddr,
     /// `host:port` clients are told to connect to.
@@ -82,6 +84,7 @@ impl BrokerConfig {
         BrokerConfig {
             node_id: 0,
             tiering_refused: None,
+            offsets_retention: Default::default(),
             data_dir,
             kafka_addr: "127.0.0.1:0".parse().expect("static address"),
             advertised_kafka_addr: ("127.0.0.1".into(), 0),

@@ -23,6 +23,7 @@ pub mod consumer;
 mod consumer_heartbeat;
 mod descriptions;
 mod error;
+mod expiry;
 mod lag;
 mod membership;
 mod offsets;
@@ -43,6 +44,7 @@ pub use descriptions::{
     GroupOffset, MemberDescription, TopicAssignment,
 };
 pub use error::GroupError;
+pub use expiry::OffsetsRetention;
 pub use offsets::{CommitPartition, CommitRequest, PartitionResults};
 use ownership::Role;
 use state::Group;
@@ -64,31 +66,45 @@ pub struct Coordinator {
     /// By `__consumer_offsets` partition (cluster only; absent = not the leader). Lock order:
     /// `roles` before `groups`. Shared with the tasks that load a partition's groups.
     roles: Arc<Mutex<HashMap<i32, Role>>>,
+    /// When each group was last seen with members (see [`expiry`]). Lock order: after `groups`.
+    active_seen: Mutex<HashMap<String, i64>>,
+    retention: OffsetsRetention,
 }
 
 impl Default for Coordinator {
     fn default() -> Self {
-        Self::new(false)
+        Self::new(false, OffsetsRetention::default())
     }
 }
 
 impl Coordinator {
     /// `clustered`: the groups of each `__consumer_offsets` partition are coordinated by its
     /// Raft leader.
-    pub fn new(clustered: bool) -> Self {
+    pub fn new(clustered: bool, retention: OffsetsRetention) -> Self {
         Coordinator {
             groups: Arc::default(),
             lag_labels: Mutex::default(),
             clustered,
             roles: Arc::default(),
+            active_seen: Mutex::default(),
+            retention,
         }
     }
 
+    /// Offsets retention, as configured.
+    pub fn retention(&self) -> OffsetsRetention {
+        self.retention
+    }
+
     pub fn tick(&self, b: &dyn TopicHost, now: Instant) {
+        let now_ms = crate::time::now_ms();
         let mut groups = self.groups.lock();
         for g in groups.values_mut() {
             g.tick(now);
             self.store_record(b, g);
+            if !g.is_empty() {
+                self.note_active(&g.id, now_ms);
+            }
         }
     }
 }

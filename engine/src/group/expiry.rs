@@ -1,0 +1,148 @@
+//! Offsets retention (Kafka's `offsets.retention.minutes`, KIP-211): the committed offsets of a
+//! group without members expire once the group has been empty for the retention period, and
+//! those of a group that never had members (simple consumers that only commit) once each is
+//! that old. A group left with neither members nor offsets is deleted. Expired entries are
+//! tombstoned in `__consumer_offsets` before they are forgotten, as DeleteGroups does.
+//!
+//! When a group became empty is not stored: it is when this coordinator last saw members, or
+//! when it loaded the group (a restart or a failover starts the period again), never earlier
+//! than the offset's own commit.
+
+use std::time::Duration;
+
+use super::store::{self, Key, Value};
+use super::Coordinator;
+use crate::internal_topic::TopicHost;
+
+/// Kafka's `offsets.retention.minutes` and `offsets.retention.check.interval.ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetsRetention {
+    pub retention_ms: i64,
+    pub check_interval: Duration,
+}
+
+impl Default for OffsetsRetention {
+    fn default() -> Self {
+        OffsetsRetention {
+            retention_ms: 7 * 24 * 3600 * 1000,
+            check_interval: Duration::from_secs(600),
+        }
+    }
+}
+
+/// What expires in one group.
+struct Expiring {
+    group: String,
+    /// `(topic, partition, commit timestamp)`: a commit made since is kept.
+    offsets: Vec<(String, i32, i64)>,
+    /// The group record goes too.
+    whole: bool,
+}
+
+impl Coordinator {
+    /// Notes the groups that have members now (from the ticker), the start of their empty
+    /// period once they have none.
+    pub(super) fn note_active(&self, id: &str, now_ms: i64) {
+        self.active_seen.lock().insert(id.to_string(), now_ms);
+    }
+
+    /// Expires what the retention allows in the groups this broker coordinates.
+    pub async fn expire_offsets(&self, b: &dyn TopicHost, now_ms: i64) {
+        let retention = self.retention.retention_ms;
+        let empty: Vec<String> = self
+            .groups
+            .lock()
+            .values()
+            .filter(|g| g.is_empty())
+            .map(|g| g.id.clone())
+            .collect();
+        for id in empty {
+            // Only the coordinator writes the group's records (`check` locks `roles`, which
+            // comes before `groups`).
+            if self.check(b, &id).is_err() {
+                continue;
+            }
+            let Some(e) = self.expiring(&id, now_ms, retention) else {
+                continue;
+            };
+            let mut entries: Vec<(Key, Option<Value>)> = e
+                .offsets
+                .iter()
+                .map(|(topic, partition, _)| {
+                    let key = Key::Offset {
+                        group: id.clone(),
+                        topic: topic.clone(),
+                        partition: *partition,
+                    };
+                    (key, None)
+                })
+                .collect();
+            if e.whole {
+                entries.push((Key::Group(id.clone()), None));
+            }
+            if let Err(err) = store::append(b, &id, &entries).await {
+                tracing::warn!(group = %id, error = %err, "expiring committed offsets not persisted; will retry");
+                continue;
+            }
+            self.forget(&e);
+            tracing::info!(
+                group = %id,
+                offsets = e.offsets.len(),
+                deleted = e.whole,
+                "committed offsets expired (offsets retention)"
+            );
+        }
+    }
+
+    fn expiring(&self, id: &str, now_ms: i64, retention: i64) -> Option<Expiring> {
+        let groups = self.groups.lock();
+        let g = groups.get(id).filter(|g| g.is_empty())?;
+        let empty_since = *self
+            .active_seen
+            .lock()
+            .entry(id.to_string())
+            .or_insert(now_ms);
+        let had_members = g.protocol_type.is_some() || g.consumer.is_some();
+        let offsets: Vec<(String, i32, i64)> = g
+            .offsets
+            .iter()
+            .filter(|(_, e)| {
+                let from = if had_members {
+                    empty_since.max(e.commit_timestamp)
+                } else {
+                    e.commit_timestamp
+                };
+                now_ms.saturating_sub(from) >= retention
+            })
+            .map(|((t, p), e)| (t.clone(), *p, e.commit_timestamp))
+            .collect();
+        let whole =
+            offsets.len() == g.offsets.len() && now_ms.saturating_sub(empty_since) >= retention;
+        (!offsets.is_empty() || whole).then(|| Expiring {
+            group: id.to_string(),
+            offsets,
+            whole,
+        })
+    }
+
+    /// Forgets what was tombstoned, unless the group changed meanwhile (a new commit, a member).
+    fn forget(&self, e: &Expiring) {
+        let mut groups = self.groups.lock();
+        let Some(g) = groups.get_mut(&e.group) else {
+            return;
+        };
+        for (t, p, at) in &e.offsets {
+            let key = (t.clone(), *p);
+            if g.offsets
+                .get(&key)
+                .is_some_and(|o| o.commit_timestamp == *at)
+            {
+                g.offsets.remove(&key);
+            }
+        }
+        if e.whole && g.is_empty() && g.offsets.is_empty() {
+            groups.remove(&e.group);
+            self.active_seen.lock().remove(&e.group);
+        }
+    }
+}
