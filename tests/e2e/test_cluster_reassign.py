@@ -82,7 +82,7 @@ def kadmin(brokers) -> KafkaAdminClient:
                             request_timeout_ms=30000)
 
 
-def alter_raw(admin: KafkaAdminClient, reassignments: dict) -> dict:
+def alter_raw(admin: KafkaAdminClient, reassignments: dict, allow_rf_change: bool = True) -> dict:
     """AlterPartitionReassignments without kafka-python's input checks (which refuse an
     empty replica list client-side), so the broker's own validation is what answers."""
     _Topic = AlterPartitionReassignmentsRequest.ReassignableTopic
@@ -91,7 +91,8 @@ def alter_raw(admin: KafkaAdminClient, reassignments: dict) -> dict:
     for (topic, p), replicas in reassignments.items():
         topics.setdefault(topic, []).append(_Partition(partition_index=p, replicas=replicas))
     request = AlterPartitionReassignmentsRequest(
-        timeout_ms=30000, topics=[_Topic(name=t, partitions=ps) for t, ps in topics.items()])
+        timeout_ms=30000, topics=[_Topic(name=t, partitions=ps) for t, ps in topics.items()],
+        allow_replication_factor_change=allow_rf_change)
 
     def top_level_error(r):
         yield for_code(r.error_code)
@@ -240,6 +241,52 @@ def test_reassignment_under_load_moves_the_partition_and_keeps_every_write(broke
     prod.produce(topic, value=b"after-restart", partition=0)
     assert prod.flush(30) == 0
     check_replicas(brokers, topic, 0, target, removed=[leader])
+
+
+def test_a_reassignment_changes_the_replication_factor_unless_the_client_forbids_it(
+        broker_factory):
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("rf")
+    create(brokers[0], topic, 1, 2)
+    prod = Producer({"bootstrap.servers": brokers[0].bootstrap, "acks": "all"})
+    for i in range(100):
+        prod.produce(topic, value=b"rf-%03d" % i, partition=0)
+    assert prod.flush(30) == 0
+    _, replicas = wait_for("a leader", lambda: (v := partition_view(brokers[0], topic, 0))
+                           and v[0] > 0 and v)
+    spare = next(i for i in (1, 2, 3) if i not in replicas)
+    admin = kadmin(brokers)
+    # AlterPartitionReassignments v1 with allow_replication_factor_change=false (KIP-860).
+    refused = alter_raw(admin, {(topic, 0): replicas + [spare]}, allow_rf_change=False)
+    assert refused[(topic, 0)] == 38, refused  # INVALID_REPLICATION_FACTOR
+    # Allowed (the default): two replicas become three, then one.
+    assert alter_raw(admin, {(topic, 0): replicas + [spare]})[(topic, 0)] == 0
+    wait_for("three replicas", lambda: sorted(partition_view(brokers[0], topic, 0)[1])
+             == [1, 2, 3] and not in_progress(admin, topic), timeout=60)
+    check_replicas(brokers, topic, 0, [1, 2, 3], removed=[])
+    keep = replicas[0]
+    assert alter_raw(admin, {(topic, 0): [keep]})[(topic, 0)] == 0
+    wait_for("one replica", lambda: partition_view(brokers[0], topic, 0)[1] == [keep]
+             and not in_progress(admin, topic), timeout=60)
+    check_replicas(brokers, topic, 0, [keep], removed=[i for i in (1, 2, 3) if i != keep])
+    c = Consumer({"bootstrap.servers": brokers[0].bootstrap, "group.id": unique_topic("g"),
+                  "enable.auto.commit": False})
+    c.assign([TopicPartition(topic, 0, 0)])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 100 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append(m.value())
+    c.close()
+    assert got == [b"rf-%03d" % i for i in range(100)]
+
+
+def in_progress(admin: KafkaAdminClient, topic: str) -> bool:
+    """Whether ListPartitionReassignments shows a move of the topic."""
+    listed = admin.list_partition_reassignments()
+    return any(tp.topic == topic for tp in listed)
 
 
 def test_bad_reassignments_get_kafka_error_codes(broker_factory):

@@ -28,6 +28,9 @@ pub enum ReassignError {
     UnknownPartition(String, i32),
     #[error("invalid replica assignment: {0}")]
     InvalidReplicas(String),
+    /// AlterPartitionReassignments v1 with `allow_replication_factor_change` false (KIP-860).
+    #[error("the replication factor is changed from {0} to {1}")]
+    ReplicationFactorChange(usize, usize),
     #[error("no reassignment in progress for '{0}' partition {1}")]
     NoReassignment(String, i32),
     #[error("broker {0} is not a member of the cluster")]
@@ -49,6 +52,9 @@ impl ReassignError {
         match self {
             ReassignError::UnknownPartition(..) => ResponseError::UnknownTopicOrPartition.code(),
             ReassignError::NoReassignment(..) => ResponseError::NoReassignmentInProgress.code(),
+            ReassignError::ReplicationFactorChange(..) => {
+                ResponseError::InvalidReplicationFactor.code()
+            }
             ReassignError::NotCluster
             | ReassignError::InvalidReplicas(_)
             | ReassignError::UnknownBroker(_)
@@ -71,6 +77,7 @@ pub fn plan(
     topic: &str,
     partition: i32,
     target: Option<&[i32]>,
+    allow_rf_change: bool,
 ) -> Result<Command, ReassignError> {
     let cluster = cluster.ok_or(ReassignError::NotCluster)?;
     let unknown = || ReassignError::UnknownPartition(topic.to_string(), partition);
@@ -104,6 +111,10 @@ pub fn plan(
                 .find(|&&id| cluster.members.get(id).is_none() || !in_group.contains(&id))
             {
                 return Err(ReassignError::UnknownBroker(bad));
+            }
+            let current = rec.assignments.get(partition as usize).map_or(0, Vec::len);
+            if !allow_rf_change && t.len() != current {
+                return Err(ReassignError::ReplicationFactorChange(current, t.len()));
             }
             if let Some(&bad) = t.iter().find(|&&id| cluster.is_draining(id)) {
                 return Err(ReassignError::InvalidReplicas(format!(

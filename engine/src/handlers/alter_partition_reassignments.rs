@@ -1,7 +1,9 @@
 //! AlterPartitionReassignments: starts moving partitions to new replica lists (a null list
 //! cancels an ongoing move) through the controller ([`crate::cluster::reassign`]). The answer
 //! comes once the controller has recorded the target; the move itself runs in the background
-//! (ListPartitionReassignments shows it until it completes).
+//! (ListPartitionReassignments shows it until it completes). The target may have another replica
+//! count than the partition (a replication factor change), unless v1's
+//! `allow_replication_factor_change` is false (KIP-860).
 
 use kafka_protocol::messages::alter_partition_reassignments_response::{
     ReassignablePartitionResponse, ReassignableTopicResponse,
@@ -29,6 +31,7 @@ pub async fn handle(
                 t.name.as_str(),
                 p.partition_index,
                 target.as_deref(),
+                req.allow_replication_factor_change,
             ) {
                 Ok(cmd) => match &b.cluster {
                     Some(c) => c.propose(cmd).await.map_err(ReassignError::from),

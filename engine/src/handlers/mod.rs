@@ -95,7 +95,7 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::DescribeLogDirs, 1, 4),
     api(ApiKey::ElectLeaders, 0, 2),
     // Partition reassignment (crate::cluster::reassign), v0 as in Kafka's admin tools.
-    api(ApiKey::AlterPartitionReassignments, 0, 0),
+    api(ApiKey::AlterPartitionReassignments, 0, 1),
     api(ApiKey::ListPartitionReassignments, 0, 0),
     api(ApiKey::InitProducerId, 0, 5),
     // Consumer groups, classic protocol (crate::group). librdkafka only compresses lz4
