@@ -88,6 +88,8 @@ pub struct Broker {
     pub fetch_memory: crate::limits::fetch_memory::FetchMemory,
     /// Free space on the data volume: produce is refused while it is low.
     pub disk: Arc<crate::disk_space::DiskSpace>,
+    /// The preferred leader each local replica was last told (leader pinning).
+    pub(crate) leaders_told: crate::leader_preference::Told,
     ready: AtomicBool,
 }
 
@@ -155,6 +157,7 @@ impl Broker {
             remote,
             schema_ids: OnceLock::new(),
             cluster,
+            leaders_told: Default::default(),
             ready: AtomicBool::new(false),
         });
         broker.remove_orphan_topic_dirs();
@@ -173,6 +176,7 @@ impl Broker {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
         start_group_ticker(&broker);
+        crate::leader_preference::start(&broker);
         Ok(broker)
     }
 
@@ -334,7 +338,7 @@ impl Broker {
         } else {
             None
         };
-        let raft = self.raft_setup(rec, p)?;
+        let raft = self.raft_setup(rec, p, resolved)?;
         if raft.is_none() && self.cluster.is_some() {
             // A replica moved away while this broker was down leaves its Raft log behind.
             let _ = std::fs::remove_dir_all(self.raft_dir(rec, p)?);
@@ -359,6 +363,7 @@ impl Broker {
         &self,
         rec: &TopicRecord,
         p: i32,
+        resolved: &crate::config::ResolvedTopicConfig,
     ) -> Result<Option<crate::raft::RaftSetup>, crate::names::NameError> {
         let Some(cluster) = self.cluster.as_ref() else {
             return Ok(None);
@@ -375,6 +380,8 @@ impl Broker {
         };
         let target = rec.targets.get(&p);
         let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
+        let preferred = crate::leader_preference::preferred(self, rec, p, resolved);
+        self.leaders_told.note(&rec.name, p, preferred);
         Ok(Some(crate::raft::RaftSetup {
             id: self.node_id() as u64,
             // Always the creation-time voters: the log's conf changes lead from them to the
@@ -386,7 +393,7 @@ impl Broker {
             isr: Default::default(),
             lag_max: cluster.config.replica_lag_max,
             min_insync: min.parse().unwrap_or(1),
-            preferred: current.first().map_or(0, |&r| r as u64),
+            preferred: preferred.max(0) as u64,
             goal: target
                 .unwrap_or(current)
                 .iter()
@@ -712,6 +719,8 @@ impl Broker {
         }
         let topic = Topic::new(&rec, resolved, current.partitions.clone());
         self.topics.insert(rec, topic)?;
+        // A new leaders preference reaches the replicas now rather than at the next pass.
+        crate::leader_preference::refresh(self);
         Ok(())
     }
 

@@ -119,6 +119,9 @@ pub enum Kind {
     Ratio,
     /// A comma-separated list, checked by the subsystem that reads it (Kafka's LIST).
     List,
+    /// `none`, or `racks:` and a comma-separated list of rack names (Redpanda's leaders
+    /// preference).
+    RackPreference,
 }
 
 /// One topic config key Icestream understands.
@@ -170,6 +173,9 @@ pub const TOPIC_CONFIGS: &[ConfigDef] = &[
     ConfigDef { name: "iceberg.partition.spec", broker_name: "iceberg.partition.spec", kind: Kind::Text, default: "(hour(kafka.timestamp))", doc: "partition spec of the table, e.g. (hour(kafka.timestamp)) or (bucket(16, key), day(kafka.timestamp)); () for none" },
     ConfigDef { name: "iceberg.delete", broker_name: "iceberg.delete", kind: Kind::Bool, default: "true", doc: "drop the Iceberg table when the topic is deleted" },
     ConfigDef { name: "iceberg.invalid.record.action", broker_name: "iceberg.invalid.record.action", kind: Kind::Choice(&["dlq_table", "drop"]), default: "dlq_table", doc: "records that cannot be decoded go to the <topic>~dlq table, or are dropped" },
+    // Leader pinning, Redpanda's name: the partition's leader is kept on a replica in the
+    // first of these racks that holds one.
+    ConfigDef { name: "redpanda.leaders.preference", broker_name: "default_leaders_preference", kind: Kind::RackPreference, default: "none", doc: "racks:<rack>[,<rack>...] keeps each partition's leadership on a replica in the first listed rack that holds one (then the next); none: the first replica leads" },
     ConfigDef { name: "iceberg.namespace", broker_name: "iceberg.namespace", kind: Kind::Text, default: "", doc: "namespace of the topic's table (empty: the broker's --iceberg-namespace)" },
 ];
 
@@ -298,9 +304,28 @@ pub fn validate_entry(name: &str, value: &str) -> Result<(), InvalidConfig> {
                 return Err(bad("must be between 0 and 1".into()));
             }
         }
+        Kind::RackPreference => {
+            rack_preference(value).map_err(bad)?;
+        }
         Kind::Text | Kind::List => {}
     }
     Ok(())
+}
+
+/// The racks a `redpanda.leaders.preference` value names, in order (`none`: none).
+pub fn rack_preference(value: &str) -> Result<Vec<String>, String> {
+    let v = value.trim();
+    if v == "none" {
+        return Ok(vec![]);
+    }
+    let Some(list) = v.strip_prefix("racks:") else {
+        return Err("expected none or racks:<rack>[,<rack>...]".into());
+    };
+    let racks: Vec<String> = list.split(',').map(|r| r.trim().to_string()).collect();
+    if racks.iter().any(String::is_empty) {
+        return Err("a rack name is empty".into());
+    }
+    Ok(racks)
 }
 
 fn supported_names() -> String {
@@ -447,6 +472,8 @@ impl TopicConfig {
                 || self.flag("redpanda.value.schema.id.validation", d),
             key_schema_validation: self.flag("confluent.key.schema.validation", d)
                 || self.flag("redpanda.key.schema.id.validation", d),
+            leader_racks: rack_preference(self.get("redpanda.leaders.preference", d).0)
+                .unwrap_or_default(),
         }
     }
 }
@@ -476,6 +503,8 @@ pub struct ResolvedTopicConfig {
     /// Produce checks that non-null values (keys) carry a registered schema id.
     pub value_schema_validation: bool,
     pub key_schema_validation: bool,
+    /// `redpanda.leaders.preference`: racks whose replicas should lead, in order.
+    pub leader_racks: Vec<String>,
 }
 
 /// Topic names Kafka accepts: 1-249 characters of `[a-zA-Z0-9._-]`, not `.` or `..`.

@@ -17,6 +17,7 @@ pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod internal_topic;
+pub mod leader_preference;
 pub mod limits;
 pub mod log;
 pub mod log_reader;

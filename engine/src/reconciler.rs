@@ -168,6 +168,8 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
         tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
     } else if has {
         let target = rec.targets.get(&p);
+        let preferred = crate::leader_preference::preferred(b, &rec, p, &current.resolved);
+        b.leaders_told.note(&rec.name, p, preferred);
         let _ = partitions[i].tx.send(Cmd::Goal {
             replicas: target
                 .unwrap_or(&assigned)
@@ -175,7 +177,7 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
                 .map(|&r| r as u64)
                 .collect(),
             reassigning: target.is_some(),
-            preferred: assigned.first().map_or(0, |&r| r as u64),
+            preferred: preferred.max(0) as u64,
         });
     }
     // A reassignment changes replicas only: the record's configs are the topic's.

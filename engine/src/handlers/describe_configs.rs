@@ -109,7 +109,7 @@ fn describe_topic(
 fn config_type(k: Kind) -> i8 {
     match k {
         Kind::Bool => 1,
-        Kind::Choice(_) | Kind::Text => 2,
+        Kind::Choice(_) | Kind::Text | Kind::RackPreference => 2,
         Kind::Int(_) | Kind::IntIn(..) => 3,
         Kind::Long(_) => 5,
         Kind::Ratio => 6,

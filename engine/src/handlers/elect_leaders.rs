@@ -1,5 +1,7 @@
 //! ElectLeaders (`kafka-leader-election`, AdminClient.electLeaders). PREFERRED moves a
-//! partition's leadership to its first replica, when that replica is an in-sync Raft voter:
+//! partition's leadership to its preferred replica (the first, or the one
+//! `redpanda.leaders.preference` pins, see [`crate::leader_preference`]), when that replica is
+//! an in-sync Raft voter:
 //! the broker leading the partition transfers Raft leadership (a broker that does not lead it
 //! asks the leader, one hop) and the answer waits until the preferred replica leads. A single
 //! broker's partitions have one replica, so nothing is ever needed there (ELECTION_NOT_NEEDED).
@@ -87,11 +89,12 @@ async fn elect_preferred(
     let Some(handle) = t.partition(p) else {
         return (ResponseError::UnknownTopicOrPartition.code(), None);
     };
-    let preferred = t
-        .assignments
-        .get(p as usize)
-        .and_then(|r| r.first().copied())
-        .unwrap_or(b.node_id());
+    let preferred = match b.topics.record(name) {
+        Some(rec) if !rec.assignments.is_empty() => {
+            crate::leader_preference::preferred(b, &rec, p, &t.resolved)
+        }
+        _ => b.node_id(),
+    };
     let (leader, _) = b.partition_leader_epoch(&t, p);
     if leader == preferred {
         return (ResponseError::ElectionNotNeeded.code(), None);
