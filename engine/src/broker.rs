@@ -117,7 +117,16 @@ impl Broker {
         tokio::spawn(disk.clone().watch());
         let shards = Shards::start(config.smp.max(1), io_backend, metrics.clone())
             .map_err(StartError::Shards)?;
-        let (topics, records) = TopicTable::load(&config.data_dir, config.cluster_id.clone())?;
+        let (mut topics, records) = TopicTable::load(&config.data_dir, config.cluster_id.clone())?;
+        // A single broker's directory becoming a cluster's first broker (`adopt`) takes the
+        // cluster's id, which the other brokers derive from the same seeds.
+        let single = records.iter().any(|r| r.assignments.is_empty());
+        if let (true, Some(_), Some(id)) = (single, &cluster, &config.cluster_id) {
+            if *id != topics.cluster_id {
+                tracing::info!(from = %topics.cluster_id, to = %id, "taking the cluster's id");
+                topics.set_cluster_id(id.clone())?;
+            }
+        }
         let kafka_addr = config.kafka_addr;
         let offsets_retention = config.offsets_retention;
         let mut advertised = config.advertised_kafka_addr.clone();
@@ -161,6 +170,11 @@ impl Broker {
             ready: AtomicBool::new(false),
         });
         broker.remove_orphan_topic_dirs();
+        let mut records = records;
+        let adopted = match &broker.cluster {
+            Some(c) => crate::adopt::prepare(&broker, &mut records, c.is_founder())?,
+            None => vec![],
+        };
         for rec in records {
             // A record written before names were checked on apply may name an unsafe path:
             // it is not served (and its path never touched) rather than stopping the broker.
@@ -169,7 +183,11 @@ impl Broker {
                 continue;
             }
             let topic = broker.open_topic(&rec).await?;
-            broker.topics.publish(topic);
+            if adopted.contains(&rec.name) {
+                broker.topics.insert(rec, topic)?;
+            } else {
+                broker.topics.publish(topic);
+            }
         }
         broker.update_gauges();
         broker.groups.load(&*broker).await.map_err(|e| {
@@ -500,6 +518,7 @@ impl Broker {
             targets: Default::default(),
             moving: Default::default(),
             changed_at: 0,
+            adopted: false,
         })
     }
 
@@ -788,6 +807,8 @@ pub enum StartError {
     Partition(#[from] BrokerError),
     #[error(transparent)]
     Cluster(#[from] crate::cluster::ClusterError),
+    #[error("cannot join a cluster with this data directory: {0}")]
+    Adopt(String),
 }
 
 impl Broker {

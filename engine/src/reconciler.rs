@@ -72,6 +72,17 @@ async fn reconcile_topic(
 ) -> Result<(), BrokerError> {
     let local = b.topics.record(name);
     if let Some(l) = &local {
+        // A single broker's topic this broker adopted is not the cluster's yet: kept until the
+        // controller has it (`adopt`), never deleted for being absent.
+        if l.adopted && wanted.is_none_or(|w| w.id != l.id) {
+            return match wanted {
+                None => Ok(()),
+                Some(w) => Err(BrokerError::Controller(format!(
+                    "topic '{name}' of this broker's single-broker data ({}) conflicts with the cluster's ({}); rename or delete one",
+                    l.id, w.id
+                ))),
+            };
+        }
         if wanted.is_none_or(|w| w.id != l.id) {
             match b.delete_topic_local(name).await {
                 Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}

@@ -92,6 +92,11 @@ pub struct TopicRecord {
     /// record already reflects.
     #[serde(default)]
     pub changed_at: u64,
+    /// A single broker's topic this broker adopted when it became the first broker of a
+    /// cluster (`adopt`), until the controller has it: never deleted for being absent from
+    /// the cluster metadata meanwhile.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopted: bool,
 }
 
 impl TopicRecord {
@@ -191,6 +196,13 @@ impl RaftRouter for TopicTable {
 }
 
 impl TopicTable {
+    /// Takes another cluster id (a single broker's directory becoming a cluster's first broker
+    /// takes the cluster's).
+    pub fn set_cluster_id(&mut self, id: String) -> Result<(), MetaError> {
+        self.cluster_id = id;
+        self.persist()
+    }
+
     /// Loads the table (or starts an empty one with a new cluster id).
     pub fn load(
         data_dir: &Path,

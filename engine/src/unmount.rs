@@ -149,6 +149,7 @@ impl Broker {
             targets: Default::default(),
             moving: Default::default(),
             changed_at: 0,
+            adopted: false,
         };
         let dir = self.topic_dir(name)?;
         let _ = std::fs::remove_dir_all(&dir);

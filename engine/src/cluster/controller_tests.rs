@@ -131,6 +131,7 @@ fn topic(name: &str) -> TopicRecord {
         targets: Default::default(),
         moving: Default::default(),
         changed_at: 0,
+        adopted: false,
     }
 }
 

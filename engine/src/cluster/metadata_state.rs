@@ -184,6 +184,7 @@ mod tests {
             targets: Default::default(),
             moving: Default::default(),
             changed_at: 0,
+            adopted: false,
         }
     }
 

@@ -216,7 +216,8 @@ fn create(rec: &TopicRecord, brokers: &BTreeSet<i32>) -> Result<(), ApplyError> 
         replicas(&format!("partition {p}"), r, Some(rf as usize), brokers)?;
     }
     // A new topic has no history: these only ever come from applying later commands.
-    if !rec.initial.is_empty()
+    if rec.adopted
+        || !rec.initial.is_empty()
         || !rec.targets.is_empty()
         || !rec.moving.is_empty()
         || rec.changed_at != 0
@@ -254,6 +255,7 @@ mod tests {
             targets: Default::default(),
             moving: Default::default(),
             changed_at: 0,
+            adopted: false,
         }
     }
 
