@@ -115,6 +115,11 @@ pub struct ServeArgs {
     /// up to this many, and replace a decommissioned voter
     #[arg(long, env = "ICESTREAM_CONTROLLER_QUORUM_SIZE", default_value_t = 3)]
     pub controller_quorum_size: usize,
+    /// Disaster recovery when a majority of the controller's voters is lost for good: this
+    /// broker re-forms the controller group alone from its own log (see docs "Controller quorum
+    /// loss"); give it once, on one surviving broker
+    #[arg(long, env = "ICESTREAM_RECOVER_CONTROLLER", default_value_t = false)]
+    pub recover_controller: bool,
     /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -631,6 +636,7 @@ impl ServeArgs {
             raft_log_file_bytes: self.raft_log_file_bytes,
             controller_snapshot_entries: self.controller_snapshot_entries,
             controller_quorum_size: self.controller_quorum_size,
+            recover_controller: self.recover_controller,
             controlled_shutdown_timeout: std::time::Duration::from_millis(
                 self.controlled_shutdown_timeout_ms,
             ),

@@ -17,6 +17,7 @@ pub mod metadata_state;
 mod peers;
 pub mod placement;
 pub mod reassign;
+pub mod recover;
 pub mod rpc;
 pub mod send_queue;
 mod snapshot_rpc;
@@ -69,6 +70,9 @@ pub struct ClusterConfig {
     /// `--controller-quorum-size`: controller voters kept (brokers that join later are
     /// promoted up to it, and replace decommissioned voters).
     pub controller_quorum_size: usize,
+    /// `--recover-controller`: re-form the controller group with this broker as its only voter
+    /// before starting it (quorum lost for good; see [`recover`]).
+    pub recover_controller: bool,
     /// `--controlled-shutdown-timeout-ms`: how long a broker stopping (SIGTERM) waits for the
     /// leaderships it hands over.
     pub controlled_shutdown_timeout: Duration,
@@ -332,6 +336,20 @@ impl Cluster {
         let me = self.clone();
         let dir = data_dir.join("controller");
         tokio::spawn(async move {
+            if me.config.recover_controller {
+                match recover::recover(&dir, me.node_id() as u64) {
+                    Ok(r) => tracing::warn!(
+                        index = r.index,
+                        term = r.term,
+                        topics = r.topics,
+                        "controller group re-formed with this broker as its only voter; start the other surviving brokers with an empty controller directory and this broker as their seed"
+                    ),
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot recover the controller; it does not start");
+                        return;
+                    }
+                }
+            }
             let voters = me.wait_for_voters(&dir).await;
             tracing::info!(
                 ?voters,
