@@ -11,7 +11,9 @@ import time
 
 from confluent_kafka.admin import AdminClient
 
-from conftest import Broker, free_port, http_get
+from confluent_kafka import Consumer, TopicPartition
+
+from conftest import Broker, consumer_config, free_port, http_get
 
 
 def start_cluster(broker_factory, n: int = 3, extra_args: list[str] | None = None,
@@ -107,3 +109,24 @@ def restart_all(brokers):
     for b in brokers:
         b.start()
     wait_formed(brokers)
+
+
+def controller_roles(b) -> dict[int, str | None]:
+    """Each broker's place in the controller group as `b` sees it: voter, learner or None."""
+    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
+    assert status == 200, body
+    return {x["id"]: x.get("controller_role") for x in json.loads(body)["brokers"]}
+
+
+def read_all(b, topic: str, partition: int = 0) -> list[tuple[int, bytes]]:
+    """Every record of a partition from offset 0, as (offset, value), read through `b`."""
+    c = Consumer(consumer_config(b))
+    c.assign([TopicPartition(topic, partition, 0)])
+    out = []
+    try:
+        while (m := c.poll(3)) is not None:
+            if m.error() is None:
+                out.append((m.offset(), m.value()))
+    finally:
+        c.close()
+    return out

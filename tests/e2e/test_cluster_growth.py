@@ -11,7 +11,7 @@ import urllib.request
 import pytest
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cluster import metadata, wait_formed
+from cluster import metadata, read_all, wait_formed
 from conftest import BrokerDied, consumer_config, create_topic, free_port, unique_topic
 from test_cluster_reassign import (alter_raw, check_replicas, kadmin, partition_view,
                                    wait_for, wait_reassigned)
@@ -25,21 +25,6 @@ def post_json(url, body):
                                  headers={"Content-Type": "application/vnd.schemaregistry.v1+json"})
     with urllib.request.urlopen(req, timeout=10) as r:
         return json.loads(r.read())
-
-
-def read_all(b, topic, partition):
-    c = Consumer(consumer_config(b))
-    c.assign([TopicPartition(topic, partition, 0)])
-    out = []
-    try:
-        while True:
-            m = c.poll(3)
-            if m is None:
-                return out
-            if m.error() is None:
-                out.append((m.offset(), m.value()))
-    finally:
-        c.close()
 
 
 def committed(b, group, topic, partition):

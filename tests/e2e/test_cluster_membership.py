@@ -5,33 +5,21 @@ share an object store says so instead of tiering half-working."""
 
 from __future__ import annotations
 
-import json
-
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic)
 
-from cluster import metadata, start_cluster, wait_formed
-from conftest import http_get, unique_topic
-from test_cluster_reassign import create, icestream, join, leaders, wait_for
-
-
-def roles(b) -> dict[int, str | None]:
-    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
-    assert status == 200, body
-    return {x["id"]: x.get("controller_role") for x in json.loads(body)["brokers"]}
+from cluster import controller_roles, metadata, start_cluster, wait_formed
+from conftest import unique_topic
+from test_cluster_reassign import create, founders_and_fourth, icestream, leaders, wait_for
 
 
 def test_a_decommissioned_voter_is_replaced_and_the_controller_survives_losing_a_founder(
         broker_factory):
-    founders = start_cluster(broker_factory)
-    wait_formed(founders)
-    fourth = join(broker_factory, founders, 4)
-    brokers = founders + [fourth]
-    wait_formed(brokers)
+    founders, fourth, brokers = founders_and_fourth(broker_factory)
     wait_for("broker 4 a controller learner",
-             lambda: roles(brokers[0]) == {1: "voter", 2: "voter", 3: "voter", 4: "learner"})
+             lambda: controller_roles(brokers[0]) == {1: "voter", 2: "voter", 3: "voter", 4: "learner"})
     topic = unique_topic("members")
     create(brokers[0], topic, 4, 3)
     wait_for("leaders", lambda: leaders(fourth, topic, 4))
@@ -40,7 +28,7 @@ def test_a_decommissioned_voter_is_replaced_and_the_controller_survives_losing_a
     assert out.returncode == 0, out.stderr
     # Its replicas move to 1, 2 and 4; then 4 takes its vote and 3 leaves the group.
     wait_for("broker 4 promoted, broker 3 out of the controller group",
-             lambda: roles(brokers[0]) == {1: "voter", 2: "voter", 3: None, 4: "voter"},
+             lambda: controller_roles(brokers[0]) == {1: "voter", 2: "voter", 3: None, 4: "voter"},
              timeout=90)
     # Metadata and DescribeCluster no longer list the decommissioned broker, though it runs.
     assert brokers[2].running()

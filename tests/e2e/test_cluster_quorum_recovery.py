@@ -6,21 +6,14 @@ creates topics again with its metadata and data intact."""
 
 from __future__ import annotations
 
-import json
 import shutil
 
-from confluent_kafka import Consumer, Producer, TopicPartition
+from confluent_kafka import Producer
 
-from cluster import controller_leader, metadata, start_cluster, wait_formed
-from conftest import consumer_config, http_get, unique_topic
-from test_cluster_reassign import (alter_raw, create, join, kadmin, leaders, rpc_addr,
-                                   wait_for, wait_reassigned)
-
-
-def roles(b) -> dict[int, str | None]:
-    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
-    assert status == 200, body
-    return {x["id"]: x.get("controller_role") for x in json.loads(body)["brokers"]}
+from cluster import controller_leader, controller_roles, metadata, read_all, wait_formed
+from conftest import unique_topic
+from test_cluster_reassign import (alter_raw, create, founders_and_fourth, kadmin, leaders,
+                                   rpc_addr, wait_for, wait_reassigned)
 
 
 def with_seeds(b, seeds: str, extra: list[str]):
@@ -29,25 +22,8 @@ def with_seeds(b, seeds: str, extra: list[str]):
     b.extra_args = [a for a in args if a != "--recover-controller"] + extra
 
 
-def read_all(b, topic):
-    c = Consumer(consumer_config(b))
-    c.assign([TopicPartition(topic, 0, 0)])
-    out = []
-    try:
-        while (m := c.poll(3)) is not None:
-            if m.error() is None:
-                out.append(m.value())
-    finally:
-        c.close()
-    return out
-
-
 def test_a_lost_controller_quorum_is_re_formed_on_the_survivors(broker_factory):
-    founders = start_cluster(broker_factory)
-    wait_formed(founders)
-    fourth = join(broker_factory, founders, 4)
-    brokers = founders + [fourth]
-    wait_formed(brokers)
+    founders, fourth, brokers = founders_and_fourth(broker_factory)
     third = founders[2]
     kept = unique_topic("kept")
     create(third, kept, 1, 2)
@@ -75,15 +51,15 @@ def test_a_lost_controller_quorum_is_re_formed_on_the_survivors(broker_factory):
     with_seeds(fourth, rpc_addr(third), [])
     fourth.start()
     survivors = [third, fourth]
-    wait_for("broker 4 promoted to voter", lambda: roles(third).get(4) == "voter"
-             and roles(third).get(3) == "voter", timeout=60)
+    wait_for("broker 4 promoted to voter", lambda: controller_roles(third).get(4) == "voter"
+             and controller_roles(third).get(3) == "voter", timeout=60)
 
     after = unique_topic("after")
     create(fourth, after, 2, 2)
     wait_for("the new topic led", lambda: leaders(fourth, after, 2))
     for b in survivors:
         assert kept in metadata(b).topics
-    assert read_all(fourth, kept) == [b"k-%02d" % i for i in range(50)]
+    assert [v for _, v in read_all(fourth, kept)] == [b"k-%02d" % i for i in range(50)]
 
     # The flag left on by mistake is refused once others have joined; without it, all is well.
     third.stop()

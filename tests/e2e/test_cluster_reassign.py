@@ -21,6 +21,16 @@ import history
 from history import replica_logs
 
 
+def founders_and_fourth(broker_factory):
+    """Three founding brokers and a fourth that joined later, the cluster formed."""
+    founders = start_cluster(broker_factory)
+    wait_formed(founders)
+    fourth = join(broker_factory, founders, 4)
+    brokers = founders + [fourth]
+    wait_formed(brokers)
+    return founders, fourth, brokers
+
+
 def rpc_addr(b) -> str:
     return b.extra_args[b.extra_args.index("--rpc-addr") + 1]
 
@@ -374,11 +384,7 @@ def icestream(*args, timeout=60):
 
 
 def test_decommission_moves_every_replica_off_the_broker(broker_factory):
-    founders = start_cluster(broker_factory)
-    wait_formed(founders)
-    fourth = join(broker_factory, founders, 4)
-    brokers = founders + [fourth]
-    wait_formed(brokers)
+    founders, fourth, brokers = founders_and_fourth(broker_factory)
     topic = unique_topic("drain")
     create(brokers[0], topic, 4, 3, {"min.insync.replicas": "2"})
     views = wait_for("leaders", lambda: leaders(fourth, topic, 4))

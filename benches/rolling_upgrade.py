@@ -1,0 +1,106 @@
+#!/usr/bin/env python3
+"""Rolling upgrade from the previous release under load: three brokers of the previous release
+on loopback, one RF=3 topic of 6 partitions, an idempotent acks=all producer writing all the
+time (tests/e2e/history.py's Load); each broker in turn is stopped with SIGTERM and started with
+this release's binary, the next once the restarted one is back in every ISR. Then the producer
+stops and every acknowledged record is read back (exactly once, at its offset). It prints, per
+broker, how long the restart took and the longest gap between two acknowledgements meanwhile,
+and at the end the records acknowledged, the delivery errors and the read-back verdict.
+
+Build the previous release first, e.g. for the commit of the last release:
+
+    git worktree add /tmp/prev <commit> && (cd /tmp/prev && cargo build --release --bins)
+    ICESTREAM_PREV_BIN=/tmp/prev/target/release/icestream \\
+    ICESTREAM_BIN=target/release/icestream .venv/bin/python benches/rolling_upgrade.py
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
+
+from cluster import ScriptBrokers, metadata, start_cluster, wait_formed  # noqa: E402
+from conftest import broker_binary  # noqa: E402
+from history import Load  # noqa: E402
+from test_cluster_reassign import create  # noqa: E402
+
+PARTITIONS = 6
+
+
+def fully_replicated(brokers, topic) -> bool:
+    for b in brokers:
+        t = metadata(b, topic).topics.get(topic)
+        if t is None or len(t.partitions) != PARTITIONS or any(
+                p.leader < 1 or sorted(p.isrs) != [1, 2, 3] for p in t.partitions.values()):
+            return False
+    return True
+
+
+def wait(what, check, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() > deadline:
+            raise SystemExit(f"timed out waiting for {what}")
+        time.sleep(0.2)
+
+
+def longest_gap(times: list[float], since: float) -> float:
+    ts = sorted(t for t in times if t >= since)
+    return max((b - a for a, b in zip(ts, ts[1:])), default=0.0)
+
+
+def main() -> None:
+    prev = os.environ.get("ICESTREAM_PREV_BIN")
+    if not prev or not Path(prev).exists():
+        raise SystemExit("set ICESTREAM_PREV_BIN to the previous release's binary (see --help)")
+    new = broker_binary()
+    tmp = Path(tempfile.mkdtemp(prefix="icestream-upgrade-"))
+    factory = ScriptBrokers(tmp)
+
+    def previous_release(args=None, start=True, env=None):
+        b = factory(args=args, start=False, env=env)
+        b.binary = Path(prev)
+        if start:
+            b.start()
+        return b
+
+    try:
+        brokers = start_cluster(previous_release, 3)
+        wait_formed(brokers)
+        topic = "upgrade"
+        create(brokers[0], topic, PARTITIONS, 3)
+        wait("the topic fully replicated", lambda: fully_replicated(brokers, topic))
+        load = Load(",".join(b.bootstrap for b in brokers), topic, list(range(PARTITIONS)))
+        try:
+            time.sleep(3)
+            for i, b in enumerate(brokers):
+                t0 = time.monotonic()
+                code = b.stop()
+                b.binary = new
+                b.start()
+                wait(f"broker {i + 1} back in every ISR", lambda: fully_replicated(brokers, topic))
+                took = time.monotonic() - t0
+                gap = longest_gap([t for _, t in load.ack_times], t0)
+                print(f"broker {i + 1}: exit code {code}, upgraded and back in every ISR in "
+                      f"{took:.1f}s; longest gap between acks meanwhile {gap * 1000:.0f} ms",
+                      flush=True)
+                time.sleep(2)
+        finally:
+            load.finish()
+        errors = load.history.errors
+        print(f"acknowledged {load.acked()} records, {len(errors)} delivery errors")
+        load.check_read_back()
+        print("read back: every acknowledged record once, at its offset")
+        if errors:
+            raise SystemExit(f"delivery errors: {list(errors.items())[:5]}")
+    finally:
+        factory.stop_all()
+
+
+if __name__ == "__main__":
+    main()
