@@ -494,20 +494,7 @@ impl Controller {
         if raft.state != StateRole::Leader {
             return false;
         }
-        let prs = raft.prs();
-        let target = prs
-            .conf()
-            .voters()
-            .ids()
-            .iter()
-            .filter(|&id| id != raft.id)
-            .filter_map(|id| {
-                prs.get(id)
-                    .filter(|p| p.recent_active)
-                    .map(|p| (p.matched, id))
-            })
-            .max()
-            .map(|(_, id)| id);
+        let target = crate::raft::handover_target(raft, None);
         match target {
             Some(t) if raft.lead_transferee != Some(t) => {
                 tracing::info!(to = t, "transferring the controller leadership");

@@ -384,28 +384,7 @@ impl PartitionRaft {
             return HandOff::NotLeader;
         }
         let raft = &self.node.raft;
-        let prs = raft.prs();
-        let candidates: Vec<(u64, u64)> = prs
-            .conf()
-            .voters()
-            .ids()
-            .iter()
-            .filter(|&id| id != self.id)
-            .filter_map(|id| {
-                prs.get(id)
-                    .filter(|p| p.recent_active)
-                    .map(|p| (id, p.matched))
-            })
-            .collect();
-        let target = candidates
-            .iter()
-            .find(|(id, _)| *id == self.preferred)
-            .or_else(|| {
-                candidates
-                    .iter()
-                    .max_by_key(|(id, matched)| (*matched, u64::MAX - id))
-            })
-            .map(|(id, _)| *id);
+        let target = handover_target(raft, Some(self.preferred));
         match target {
             Some(t) => {
                 if raft.lead_transferee != Some(t) {
@@ -776,6 +755,37 @@ pub fn conf_change(
 
 /// Proposals waiting for their entry to be applied.
 pub type Pending<T> = HashMap<ProposalId, T>;
+
+/// The voter to hand leadership to: `preferred` if it is a voter heard from lately, else the
+/// one furthest along among those (the lowest id on a tie); `None` when no other voter was
+/// heard from lately. Partition groups and the controller hand over alike.
+pub fn handover_target<T: raft::Storage>(
+    raft: &raft::Raft<T>,
+    preferred: Option<u64>,
+) -> Option<u64> {
+    let prs = raft.prs();
+    let candidates: Vec<(u64, u64)> = prs
+        .conf()
+        .voters()
+        .ids()
+        .iter()
+        .filter(|&id| id != raft.id)
+        .filter_map(|id| {
+            prs.get(id)
+                .filter(|p| p.recent_active)
+                .map(|p| (id, p.matched))
+        })
+        .collect();
+    candidates
+        .iter()
+        .find(|(id, _)| Some(*id) == preferred)
+        .or_else(|| {
+            candidates
+                .iter()
+                .max_by_key(|(id, matched)| (*matched, u64::MAX - id))
+        })
+        .map(|(id, _)| *id)
+}
 
 /// What [`PartitionRaft::hand_off`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
