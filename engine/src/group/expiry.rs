@@ -43,7 +43,13 @@ impl Coordinator {
     /// Notes the groups that have members now (from the ticker), the start of their empty
     /// period once they have none.
     pub(super) fn note_active(&self, id: &str, now_ms: i64) {
-        self.active_seen.lock().insert(id.to_string(), now_ms);
+        let mut seen = self.active_seen.lock();
+        match seen.get_mut(id) {
+            Some(at) => *at = now_ms,
+            None => {
+                seen.insert(id.to_string(), now_ms);
+            }
+        }
     }
 
     /// Expires what the retention allows in the groups this broker coordinates.
