@@ -55,13 +55,18 @@ impl Coordinator {
     /// Expires what the retention allows in the groups this broker coordinates.
     pub async fn expire_offsets(&self, b: &dyn TopicHost, now_ms: i64) {
         let retention = self.retention.retention_ms;
-        let empty: Vec<String> = self
-            .groups
-            .lock()
-            .values()
-            .filter(|g| g.is_empty())
-            .map(|g| g.id.clone())
-            .collect();
+        let empty: Vec<String> = {
+            let groups = self.groups.lock();
+            // Groups deleted otherwise (DeleteGroups, a partition led elsewhere) are forgotten.
+            self.active_seen
+                .lock()
+                .retain(|id, _| groups.contains_key(id));
+            groups
+                .values()
+                .filter(|g| g.is_empty())
+                .map(|g| g.id.clone())
+                .collect()
+        };
         for id in empty {
             // Only the coordinator writes the group's records (`check` locks `roles`, which
             // comes before `groups`).
