@@ -559,6 +559,26 @@ mod tests {
     }
 
     #[test]
+    fn leaders_preference_is_none_or_a_rack_list() {
+        assert_eq!(rack_preference("none"), Ok(vec![]));
+        assert_eq!(
+            rack_preference("racks:a, b"),
+            Ok(vec!["a".to_string(), "b".to_string()])
+        );
+        for bad in ["", "a,b", "racks:", "racks:a,,b", "rack:a"] {
+            assert!(rack_preference(bad).is_err(), "{bad:?}");
+            assert!(validate_entry("redpanda.leaders.preference", bad).is_err());
+        }
+        let mut c = TopicConfig::default();
+        c.set_entry("redpanda.leaders.preference", "racks:eu-1")
+            .unwrap();
+        assert_eq!(
+            c.resolve(&ClusterDefaults::default()).leader_racks,
+            vec!["eu-1".to_string()]
+        );
+    }
+
+    #[test]
     fn schema_validation_accepts_redpanda_aliases() {
         let d = ClusterDefaults::default();
         let c = TopicConfig::from_pairs([("confluent.value.schema.validation", "true")]).unwrap();
