@@ -234,6 +234,10 @@ pub struct ServeArgs {
     /// Largest request frame accepted (Kafka's socket.request.max.bytes)
     #[arg(long, env = "ICESTREAM_MAX_REQUEST_BYTES", default_value_t = 104857600)]
     pub max_request_bytes: usize,
+    /// In a cluster, the partitions of __consumer_offsets when the cluster first creates it
+    /// (Kafka's offsets.topic.num.partitions); fixed from then on, a later value is ignored
+    #[arg(long, env = "ICESTREAM_OFFSETS_TOPIC_PARTITIONS", default_value_t = 6)]
+    pub offsets_topic_partitions: i32,
     /// Committed offsets of a consumer group expire once it has had no members for this long
     /// (of a group that never had members: once they are this old); Kafka's
     /// offsets.retention.minutes, in milliseconds
@@ -484,6 +488,14 @@ impl ServeArgs {
         }
         Ok(BrokerConfig {
             node_id: self.node_id,
+            offsets_topic_partitions: Some(
+                (1..=1000)
+                    .contains(&self.offsets_topic_partitions)
+                    .then_some(self.offsets_topic_partitions)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("--offsets-topic-partitions must be between 1 and 1000")
+                    })?,
+            ),
             offsets_retention: engine::group::OffsetsRetention {
                 retention_ms: positive_i64("offsets-retention-ms", self.offsets_retention_ms)?,
                 check_interval: std::time::Duration::from_millis(

@@ -190,6 +190,18 @@ impl Broker {
             }
         }
         broker.update_gauges();
+        if let (Some(_), Some(want), Some(t)) = (
+            &broker.cluster,
+            broker.config.offsets_topic_partitions,
+            broker.topics.get(crate::topics::OFFSETS_TOPIC),
+        ) {
+            if t.partitions.len() != want as usize {
+                tracing::info!(
+                    partitions = t.partitions.len(),
+                    "--offsets-topic-partitions {want} ignored: __consumer_offsets keeps the count it was created with (groups are placed by it)"
+                );
+            }
+        }
         broker.groups.load(&*broker).await.map_err(|e| {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
@@ -926,6 +938,12 @@ impl TopicHost for Broker {
 
     fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
         Broker::partition_leader_epoch(self, t, partition)
+    }
+
+    fn internal_partitions(&self, name: &str) -> Option<i32> {
+        (name == crate::topics::OFFSETS_TOPIC)
+            .then_some(self.config.offsets_topic_partitions)
+            .flatten()
     }
 
     fn create_topic<'a>(

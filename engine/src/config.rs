@@ -14,6 +14,9 @@ pub struct BrokerConfig {
     /// Why topics may not use tiered storage here (`remote.storage.enable` refused): a
     /// cluster whose object store is each broker's own directory.
     pub tiering_refused: Option<String>,
+    /// `__consumer_offsets`' partitions when a cluster creates it (`offsets.topic.num.partitions`);
+    /// `None`: 6. Fixed once the topic exists.
+    pub offsets_topic_partitions: Option<i32>,
     /// Committed offsets of groups without members expire (`offsets.retention.minutes`).
     pub offsets_retention: crate::group::OffsetsRetention,
     pub data_dir: PathBuf,
@@ -85,6 +88,7 @@ impl BrokerConfig {
             node_id: 0,
             tiering_refused: None,
             offsets_retention: Default::default(),
+            offsets_topic_partitions: None,
             data_dir,
             kafka_addr: "127.0.0.1:0".parse().expect("static address"),
             advertised_kafka_addr: ("127.0.0.1".into(), 0),

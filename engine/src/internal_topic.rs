@@ -32,6 +32,11 @@ pub trait TopicHost: Send + Sync {
     fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {
         self.partition_leader_epoch(t, partition).0
     }
+    /// The partitions an internal topic is created with in a cluster, when configured
+    /// (`--offsets-topic-partitions`); `None`: the topic's own default.
+    fn internal_partitions(&self, _name: &str) -> Option<i32> {
+        None
+    }
     /// Creates a topic with these settings (`replication` -1: the default).
     fn create_topic<'a>(
         &'a self,
@@ -107,7 +112,8 @@ impl InternalTopic {
             source,
         };
         let partitions = if b.cluster_size().is_some() {
-            self.partitions.1
+            b.internal_partitions(self.name)
+                .unwrap_or(self.partitions.1)
         } else {
             self.partitions.0
         };

@@ -420,3 +420,18 @@ def test_a_stable_group_keeps_its_members_and_assignment_across_coordinator_fail
         time.sleep(0.2)
     assert desc == (0, "Stable", [(member, assignment)])
     assert beat == NOT_COORDINATOR
+
+
+def test_the_offsets_topic_partition_count_is_set_when_the_cluster_forms(broker_factory):
+    brokers = start_cluster(broker_factory, extra_args=["--offsets-topic-partitions", "3"])
+    wait_formed(brokers)
+    coordinator(brokers, unique_topic("g"))
+    assert len(metadata(brokers[1], OFFSETS).topics[OFFSETS].partitions) == 3
+    # A later value is ignored (and said so): groups are placed by the count.
+    b = brokers[0]
+    b.stop()
+    b.extra_args[b.extra_args.index("--offsets-topic-partitions") + 1] = "8"
+    b.start()
+    wait_formed(brokers)
+    assert len(metadata(b, OFFSETS).topics[OFFSETS].partitions) == 3
+    assert "--offsets-topic-partitions 8 ignored" in b.log_text()

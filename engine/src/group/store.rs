@@ -394,7 +394,8 @@ pub type StoreError = InternalTopicError;
 /// Partitions of `__consumer_offsets` in a cluster (Kafka's `offsets.topic.num.partitions`,
 /// whose default is 50): groups are spread over them by [`partition_for`], and each
 /// partition's Raft leader coordinates its groups, so group traffic is spread over brokers. A
-/// few suffice for a few brokers; each is a Raft group of its own.
+/// few suffice for a few brokers; each is a Raft group of its own. `--offsets-topic-partitions`
+/// sets another count for a new cluster.
 pub const CLUSTER_PARTITIONS: i32 = 6;
 
 /// The partition of `__consumer_offsets` that holds a group: Kafka's
