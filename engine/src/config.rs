@@ -18,7 +18,7 @@ pub struct BrokerConfig {
     /// `None`: 6. Fixed once the topic exists.
     pub offsets_topic_partitions: Option<i32>,
     /// Committed offsets of groups without members expire (`offsets.retention.minutes`).
-    pub offsets_retention: crate::group::OffsetsRetention,
+    pub offsets_retention: OffsetsRetention,
     pub data_dir: PathBuf,
     pub kafka_addr: SocketAddr,
     /// `host:port` clients are told to connect to.
@@ -77,6 +77,22 @@ impl Default for ClusterDefaults {
             topic: all_configs()
                 .map(|d| (d.name, d.default.to_string()))
                 .collect(),
+        }
+    }
+}
+
+/// Kafka's `offsets.retention.minutes` and `offsets.retention.check.interval.ms`.
+#[derive(Debug, Clone, Copy)]
+pub struct OffsetsRetention {
+    pub retention_ms: i64,
+    pub check_interval: std::time::Duration,
+}
+
+impl Default for OffsetsRetention {
+    fn default() -> Self {
+        OffsetsRetention {
+            retention_ms: 7 * 24 * 3600 * 1000,
+            check_interval: std::time::Duration::from_secs(600),
         }
     }
 }

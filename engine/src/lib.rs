@@ -7,7 +7,6 @@
 //! those actors thread-per-core; [`replication`] is where Raft plugs in.
 
 pub mod admin;
-pub mod adopt;
 pub mod broker;
 pub mod cluster;
 pub mod config;
@@ -18,7 +17,6 @@ pub mod group;
 pub mod handlers;
 pub mod http;
 pub mod internal_topic;
-pub mod leader_preference;
 pub mod limits;
 pub mod log;
 pub mod log_reader;

@@ -179,7 +179,7 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
         tracing::info!(topic = %rec.name, partition = p, replica = wants, "partition replica {}", if wants { "started" } else { "removed" });
     } else if has {
         let target = rec.targets.get(&p);
-        let preferred = crate::leader_preference::preferred(b, &rec, p, &current.resolved);
+        let preferred = crate::broker::leader_preference::preferred(b, &rec, p, &current.resolved);
         b.leaders_told.note(&rec.name, p, preferred);
         let _ = partitions[i].tx.send(Cmd::Goal {
             replicas: target

@@ -8,27 +8,9 @@
 //! when it loaded the group (a restart or a failover starts the period again), never earlier
 //! than the offset's own commit.
 
-use std::time::Duration;
-
 use super::store::{self, Key, Value};
 use super::Coordinator;
 use crate::internal_topic::TopicHost;
-
-/// Kafka's `offsets.retention.minutes` and `offsets.retention.check.interval.ms`.
-#[derive(Debug, Clone, Copy)]
-pub struct OffsetsRetention {
-    pub retention_ms: i64,
-    pub check_interval: Duration,
-}
-
-impl Default for OffsetsRetention {
-    fn default() -> Self {
-        OffsetsRetention {
-            retention_ms: 7 * 24 * 3600 * 1000,
-            check_interval: Duration::from_secs(600),
-        }
-    }
-}
 
 /// What expires in one group.
 struct Expiring {

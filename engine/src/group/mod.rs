@@ -37,6 +37,7 @@ use std::sync::Arc;
 use parking_lot::Mutex;
 use tokio::time::{Duration, Instant};
 
+pub use crate::config::OffsetsRetention;
 use crate::internal_topic::TopicHost;
 use crate::metrics::LagLabels;
 pub use descriptions::{
@@ -44,7 +45,6 @@ pub use descriptions::{
     GroupOffset, MemberDescription, TopicAssignment,
 };
 pub use error::GroupError;
-pub use expiry::OffsetsRetention;
 pub use offsets::{CommitPartition, CommitRequest, PartitionResults};
 use ownership::Role;
 use state::Group;

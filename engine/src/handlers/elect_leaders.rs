@@ -1,7 +1,7 @@
 //! ElectLeaders (`kafka-leader-election`, AdminClient.electLeaders). PREFERRED moves a
 //! partition's leadership to its preferred replica (the first, or the one
-//! `redpanda.leaders.preference` pins, see [`crate::leader_preference`]), when that replica is
-//! an in-sync Raft voter:
+//! `redpanda.leaders.preference` pins, see [`crate::broker::leader_preference`]), when that
+//! replica is an in-sync Raft voter:
 //! the broker leading the partition transfers Raft leadership (a broker that does not lead it
 //! asks the leader, one hop) and the answer waits until the preferred replica leads. A single
 //! broker's partitions have one replica, so nothing is ever needed there (ELECTION_NOT_NEEDED).
@@ -91,7 +91,7 @@ async fn elect_preferred(
     };
     let preferred = match b.topics.record(name) {
         Some(rec) if !rec.assignments.is_empty() => {
-            crate::leader_preference::preferred(b, &rec, p, &t.resolved)
+            crate::broker::leader_preference::preferred(b, &rec, p, &t.resolved)
         }
         _ => b.node_id(),
     };

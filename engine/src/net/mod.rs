@@ -35,7 +35,7 @@ pub async fn start_broker(
             broker.config.data_dir.clone(),
             Arc::new(crate::reconciler::BrokerReconciler(Arc::downgrade(&broker))),
         );
-        crate::adopt::propose(&broker);
+        crate::broker::adopt::propose(&broker);
     }
     broker.set_ready();
     crate::scrape::install(&broker);

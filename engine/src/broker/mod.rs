@@ -1,16 +1,26 @@
-//! The broker: shards, topics, listeners and the operations handlers share.
+//! The broker: shards, topics, listeners and the operations handlers share. Who leads what
+//! is in [`leadership`] and who should ([`leader_preference`]), stopping in [`shutdown`], what
+//! the group coordinator and the registry get of it in [`internal_topics`], a single broker's
+//! topics adopted into a cluster in [`adopt`].
+
+pub mod adopt;
+mod internal_topics;
+pub mod leader_preference;
+mod leadership;
+mod shutdown;
+
+pub use leadership::ShortPartition;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock, Weak};
+use std::sync::{Arc, OnceLock};
 
 use uuid::Uuid;
 
 use crate::config::{BrokerConfig, InvalidConfig, TopicConfig};
 use crate::durability::IoBackend;
 use crate::fetch_session::FetchSessions;
-use crate::internal_topic::{CreateError, CreateFuture, TopicHost};
 use crate::metrics::Metrics;
 use crate::partition::Cmd;
 use crate::producer_ids::ProducerIds;
@@ -54,16 +64,6 @@ pub enum BrokerError {
     Remote(#[from] crate::remote::RemoteError),
 }
 
-/// A partition without a leader, or with an ISR short of its replicas.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct ShortPartition {
-    pub topic: String,
-    pub partition: i32,
-    pub leader: Option<i32>,
-    pub replicas: Vec<i32>,
-    pub isr: Vec<i32>,
-}
-
 pub struct Broker {
     pub config: BrokerConfig,
     pub topics: Arc<TopicTable>,
@@ -89,7 +89,7 @@ pub struct Broker {
     /// Free space on the data volume: produce is refused while it is low.
     pub disk: Arc<crate::disk_space::DiskSpace>,
     /// The preferred leader each local replica was last told (leader pinning).
-    pub(crate) leaders_told: crate::leader_preference::Told,
+    pub(crate) leaders_told: crate::broker::leader_preference::Told,
     ready: AtomicBool,
 }
 
@@ -172,7 +172,7 @@ impl Broker {
         broker.remove_orphan_topic_dirs();
         let mut records = records;
         let adopted = match &broker.cluster {
-            Some(c) => crate::adopt::prepare(&broker, &mut records, c.is_founder())?,
+            Some(c) => crate::broker::adopt::prepare(&broker, &mut records, c.is_founder())?,
             None => vec![],
         };
         for rec in records {
@@ -205,8 +205,8 @@ impl Broker {
         broker.groups.load(&*broker).await.map_err(|e| {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
-        start_group_ticker(&broker);
-        crate::leader_preference::start(&broker);
+        internal_topics::start_group_ticker(&broker);
+        crate::broker::leader_preference::start(&broker);
         Ok(broker)
     }
 
@@ -221,90 +221,6 @@ impl Broker {
 
     pub fn node_id(&self) -> i32 {
         self.config.node_id
-    }
-
-    /// Which broker leads a partition and its leader epoch: the Raft group's leader (-1 during
-    /// an election) in a cluster, this broker on a single node.
-    pub fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
-        let Some(replicas) = usize::try_from(partition)
-            .ok()
-            .and_then(|p| t.assignments.get(p))
-        else {
-            return (self.node_id(), 0);
-        };
-        let gossiped = || {
-            self.cluster
-                .as_ref()
-                .and_then(|c| c.remote_isr(&t.name, partition))
-                .map(|(leader, epoch, _)| (leader, epoch))
-        };
-        match t.partition(partition).and_then(|h| h.raft_leader.as_ref()) {
-            Some(l) => match crate::raft::leader_of(l) {
-                // No leader known to this replica (an election, or a replica stopped by a
-                // storage error): the leader another broker gossiped for a later term, so
-                // clients that ask this broker still find it.
-                (-1, epoch) => gossiped()
-                    .filter(|&(leader, e)| e > epoch && leader != self.node_id())
-                    .unwrap_or((-1, epoch)),
-                known => known,
-            },
-            // Not a replica here: what the leader gossiped, else the preferred replica.
-            None => gossiped().unwrap_or((replicas.first().copied().unwrap_or(-1), 0)),
-        }
-    }
-
-    pub fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {
-        self.partition_leader_epoch(t, partition).0
-    }
-
-    /// The partition's in-sync replicas as its leader sees them: this broker's own view when it
-    /// leads, else what the leader last gossiped for the same epoch; without either (an
-    /// election, gossip not yet heard) just the leader.
-    pub fn isr(&self, t: &Topic, p: i32, leader: i32, epoch: i32) -> Vec<i32> {
-        let own = t
-            .partition(p)
-            .and_then(|h| h.raft_view.as_ref())
-            .map(|v| v.read().clone())
-            .filter(|v| leader == self.node_id() && !v.isr.is_empty());
-        match own {
-            Some(v) => v.isr,
-            None => self
-                .cluster
-                .as_ref()
-                .and_then(|c| c.remote_isr(&t.name, p))
-                .filter(|(l, e, _)| *l == leader && *e == epoch)
-                .map(|(_, _, isr)| isr)
-                .unwrap_or_else(|| if leader >= 0 { vec![leader] } else { vec![] }),
-        }
-    }
-
-    /// Partitions whose leader is unknown or whose ISR is short of its replicas, as this
-    /// broker sees them.
-    pub fn not_fully_replicated(&self) -> Vec<ShortPartition> {
-        let mut out = Vec::new();
-        for t in self.topics.all() {
-            for (p, replicas) in t.assignments.iter().enumerate() {
-                let p = p as i32;
-                let (leader, epoch) = self.partition_leader_epoch(&t, p);
-                let isr = self.isr(&t, p, leader, epoch);
-                if leader < 0 || isr.len() < replicas.len() {
-                    out.push(ShortPartition {
-                        topic: t.name.clone(),
-                        partition: p,
-                        leader: (leader >= 0).then_some(leader),
-                        replicas: replicas.clone(),
-                        isr,
-                    });
-                }
-            }
-        }
-        out.sort_by(|a, b| (&a.topic, a.partition).cmp(&(&b.topic, b.partition)));
-        out
-    }
-
-    /// Whether this broker leads the partition (always, on a single node).
-    pub fn leads(&self, t: &Topic, partition: i32) -> bool {
-        self.partition_leader(t, partition) == self.node_id()
     }
 
     /// Where a topic's partition logs live; an error for a name that is not a legal topic
@@ -410,7 +326,7 @@ impl Broker {
         };
         let target = rec.targets.get(&p);
         let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
-        let preferred = crate::leader_preference::preferred(self, rec, p, resolved);
+        let preferred = crate::broker::leader_preference::preferred(self, rec, p, resolved);
         self.leaders_told.note(&rec.name, p, preferred);
         Ok(Some(crate::raft::RaftSetup {
             id: self.node_id() as u64,
@@ -751,7 +667,7 @@ impl Broker {
         let topic = Topic::new(&rec, resolved, current.partitions.clone());
         self.topics.insert(rec, topic)?;
         // A new leaders preference reaches the replicas now rather than at the next pass.
-        crate::leader_preference::refresh(self);
+        crate::broker::leader_preference::refresh(self);
         Ok(())
     }
 
@@ -787,20 +703,6 @@ impl Broker {
             .partitions
             .set(all.iter().map(|t| t.partitions.len() as i64).sum());
     }
-
-    /// Stops accepting work, flushes every partition and stops the shards.
-    pub async fn shutdown(&self) {
-        self.ready.store(false, Ordering::Release);
-        if let Some(c) = &self.cluster {
-            self.hand_off(c).await;
-        }
-        for t in self.topics.all() {
-            for p in &t.partitions {
-                p.stop(false, false).await;
-            }
-        }
-        self.shards.join();
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -823,52 +725,6 @@ pub enum StartError {
     Adopt(String),
 }
 
-impl Broker {
-    /// Controlled shutdown: every partition replica here stops campaigning and hands the
-    /// leadership it holds to another replica, as does the controller replica, so that
-    /// clients move to the new leaders (answered NOT_LEADER_OR_FOLLOWER meanwhile, which they
-    /// retry) before this broker's connections close. Waits until no leadership is left here,
-    /// or `--controlled-shutdown-timeout-ms`.
-    async fn hand_off(&self, c: &crate::cluster::Cluster) {
-        use crate::raft::HandOff;
-        let started = tokio::time::Instant::now();
-        let deadline = started + c.config.controlled_shutdown_timeout;
-        let mut led_at_first = None;
-        loop {
-            let mut led = 0usize;
-            for t in self.topics.all() {
-                for h in t.partitions.iter().filter(|h| h.raft_leader.is_some()) {
-                    let r = h
-                        .ask(|reply| crate::partition::Cmd::HandOff { reply })
-                        .await;
-                    if matches!(r, Ok(HandOff::Started(_))) {
-                        led += 1;
-                    }
-                }
-            }
-            let controller = c.hand_off_controller().await;
-            led_at_first.get_or_insert(led + usize::from(controller));
-            if led == 0 && !controller {
-                tracing::info!(
-                    leaderships = led_at_first.unwrap_or(0),
-                    elapsed_ms = started.elapsed().as_millis() as u64,
-                    "controlled shutdown: leaderships handed over"
-                );
-                return;
-            }
-            if tokio::time::Instant::now() >= deadline {
-                tracing::warn!(
-                    partitions = led,
-                    controller,
-                    "controlled shutdown timed out; stopping while still leading"
-                );
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-        }
-    }
-}
-
 impl From<crate::cluster::ApplyError> for BrokerError {
     fn from(e: crate::cluster::ApplyError) -> Self {
         use crate::cluster::ApplyError;
@@ -878,92 +734,6 @@ impl From<crate::cluster::ApplyError> for BrokerError {
             ApplyError::Invalid(m) => BrokerError::Controller(format!("refused: {m}")),
             ApplyError::Other(m) => BrokerError::Controller(m),
         }
-    }
-}
-
-/// The group coordinator's ticker on shard 0 (session expiry, rebalance timeouts, following the
-/// `__consumer_offsets` leaders) and its lag refresh at every scrape.
-fn start_group_ticker(b: &Arc<Broker>) {
-    let weak: Weak<Broker> = Arc::downgrade(b);
-    b.shards.run_on(0, move |_| {
-        tokio::task::spawn_local(async move {
-            let mut every = tokio::time::interval(crate::group::TICK);
-            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            let mut next_expiry = tokio::time::Instant::now();
-            let expiring = Arc::new(std::sync::atomic::AtomicBool::new(false));
-            loop {
-                every.tick().await;
-                let Some(b) = weak.upgrade() else { return };
-                let host: Arc<dyn TopicHost> = b.clone();
-                b.groups.follow_leader(&host);
-                let now = tokio::time::Instant::now();
-                b.groups.tick(&*b, now);
-                // Offsets retention, off the ticker (it waits for its tombstones to commit).
-                if now >= next_expiry && !expiring.swap(true, Ordering::AcqRel) {
-                    next_expiry = now + b.groups.retention().check_interval;
-                    let (b, expiring) = (b.clone(), expiring.clone());
-                    tokio::task::spawn_local(async move {
-                        b.groups.expire_offsets(&*b, crate::time::now_ms()).await;
-                        expiring.store(false, Ordering::Release);
-                    });
-                }
-            }
-        });
-    });
-    let weak: Weak<Broker> = Arc::downgrade(b);
-    b.metrics.on_scrape(Box::new(move || {
-        if let Some(b) = weak.upgrade() {
-            b.groups.refresh_lag(&*b);
-        }
-    }));
-}
-
-/// The group coordinator and the schema registry reach their internal topics through this.
-impl TopicHost for Broker {
-    fn node_id(&self) -> i32 {
-        self.config.node_id
-    }
-
-    fn topics(&self) -> &TopicTable {
-        &self.topics
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    fn cluster_size(&self) -> Option<usize> {
-        self.cluster.as_ref().map(|c| c.members.all().len())
-    }
-
-    fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
-        Broker::partition_leader_epoch(self, t, partition)
-    }
-
-    fn internal_partitions(&self, name: &str) -> Option<i32> {
-        (name == crate::topics::OFFSETS_TOPIC)
-            .then_some(self.config.offsets_topic_partitions)
-            .flatten()
-    }
-
-    fn create_topic<'a>(
-        &'a self,
-        name: &'a str,
-        partitions: i32,
-        replication: i16,
-        configs: &'a [(String, String)],
-    ) -> CreateFuture<'a> {
-        Box::pin(async move {
-            let created = match self.plan_topic(name, partitions, replication, configs) {
-                Ok(rec) => Broker::create_topic(self, rec).await,
-                Err(e) => Err(e),
-            };
-            created.map_err(|e| match e {
-                BrokerError::InvalidConfig(e) => CreateError::InvalidConfig(e.to_string()),
-                BrokerError::TopicExists(n) => CreateError::Exists(n),
-                e => CreateError::Other(e.to_string()),
-            })
-        })
     }
 }
 
