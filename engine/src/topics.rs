@@ -100,6 +100,30 @@ pub struct TopicRecord {
 }
 
 impl TopicRecord {
+    /// A new topic's record: these replicas (none on a single node), no history yet.
+    pub fn new(
+        name: &str,
+        id: Uuid,
+        replication_factor: i16,
+        config: TopicConfig,
+        assignments: Vec<Vec<i32>>,
+        partitions: i32,
+    ) -> TopicRecord {
+        TopicRecord {
+            name: name.to_string(),
+            id,
+            partitions,
+            replication_factor,
+            config,
+            assignments,
+            initial: vec![],
+            targets: Default::default(),
+            moving: Default::default(),
+            changed_at: 0,
+            adopted: false,
+        }
+    }
+
     /// Whether broker `id` holds a replica of any partition, or is gaining or losing one.
     pub fn involves(&self, id: i32) -> bool {
         self.assignments.iter().any(|a| a.contains(&id))

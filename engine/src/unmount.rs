@@ -138,19 +138,7 @@ impl Broker {
                 other.name
             )));
         }
-        let rec = TopicRecord {
-            name: name.to_string(),
-            id,
-            partitions: offsets.len() as i32,
-            replication_factor: 1,
-            config,
-            assignments: vec![],
-            initial: vec![],
-            targets: Default::default(),
-            moving: Default::default(),
-            changed_at: 0,
-            adopted: false,
-        };
+        let rec = TopicRecord::new(name, id, 1, config, vec![], offsets.len() as i32);
         let dir = self.topic_dir(name)?;
         let _ = std::fs::remove_dir_all(&dir);
         for (p, &(start, end)) in offsets.iter().enumerate() {

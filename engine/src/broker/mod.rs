@@ -435,19 +435,14 @@ impl Broker {
         } else {
             replication
         };
-        Ok(TopicRecord {
-            name: name.to_string(),
-            id: Uuid::new_v4(),
-            partitions,
-            replication_factor: replication,
+        Ok(TopicRecord::new(
+            name,
+            Uuid::new_v4(),
+            replication,
             config,
             assignments,
-            initial: vec![],
-            targets: Default::default(),
-            moving: Default::default(),
-            changed_at: 0,
-            adopted: false,
-        })
+            partitions,
+        ))
     }
 
     /// Creates a topic: in a cluster through the controller (every broker applies it), on a

@@ -120,19 +120,15 @@ fn start_trio(snapshot_entries: u64) -> Trio {
 }
 
 fn topic(name: &str) -> TopicRecord {
-    TopicRecord {
-        name: name.into(),
-        id: uuid::Uuid::new_v4(),
-        partitions: 1,
-        replication_factor: 3,
-        config: Default::default(),
-        assignments: vec![vec![1, 2, 3]],
-        initial: vec![],
-        targets: Default::default(),
-        moving: Default::default(),
-        changed_at: 0,
-        adopted: false,
-    }
+    let replicas = vec![vec![1, 2, 3]];
+    TopicRecord::new(
+        name,
+        uuid::Uuid::new_v4(),
+        3,
+        Default::default(),
+        replicas,
+        1,
+    )
 }
 
 impl Trio {

@@ -173,19 +173,15 @@ mod tests {
     use super::*;
 
     fn topic(name: &str, replicas: Vec<Vec<i32>>) -> TopicRecord {
-        TopicRecord {
-            name: name.into(),
-            id: uuid::Uuid::new_v4(),
-            partitions: replicas.len() as i32,
-            replication_factor: replicas[0].len() as i16,
-            config: Default::default(),
-            assignments: replicas,
-            initial: vec![],
-            targets: Default::default(),
-            moving: Default::default(),
-            changed_at: 0,
-            adopted: false,
-        }
+        let (rf, n) = (replicas[0].len() as i16, replicas.len() as i32);
+        TopicRecord::new(
+            name,
+            uuid::Uuid::new_v4(),
+            rf,
+            Default::default(),
+            replicas,
+            n,
+        )
     }
 
     #[test]

@@ -244,19 +244,9 @@ mod tests {
     }
 
     fn topic(name: &str, assignments: Vec<Vec<i32>>) -> TopicRecord {
-        TopicRecord {
-            name: name.into(),
-            id: Uuid::new_v4(),
-            partitions: assignments.len() as i32,
-            replication_factor: assignments.first().map_or(1, |a| a.len() as i16),
-            config: Default::default(),
-            assignments,
-            initial: vec![],
-            targets: Default::default(),
-            moving: Default::default(),
-            changed_at: 0,
-            adopted: false,
-        }
+        let rf = assignments.first().map_or(1, |a| a.len() as i16);
+        let n = assignments.len() as i32;
+        TopicRecord::new(name, Uuid::new_v4(), rf, Default::default(), assignments, n)
     }
 
     fn check(cmd: Command) -> Result<(), ApplyError> {

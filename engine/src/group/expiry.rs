@@ -8,9 +8,22 @@
 //! when it loaded the group (a restart or a failover starts the period again), never earlier
 //! than the offset's own commit.
 
+use std::collections::HashMap;
+
 use super::store::{self, Key, Value};
 use super::Coordinator;
 use crate::internal_topic::TopicHost;
+
+/// Notes that group `id` has members now (the ticker, under one lock for every group): the
+/// start of its empty period once it has none.
+pub(super) fn note_active(seen: &mut HashMap<String, i64>, id: &str, now_ms: i64) {
+    match seen.get_mut(id) {
+        Some(at) => *at = now_ms,
+        None => {
+            seen.insert(id.to_string(), now_ms);
+        }
+    }
+}
 
 /// What expires in one group.
 struct Expiring {
@@ -22,18 +35,6 @@ struct Expiring {
 }
 
 impl Coordinator {
-    /// Notes the groups that have members now (from the ticker), the start of their empty
-    /// period once they have none.
-    pub(super) fn note_active(&self, id: &str, now_ms: i64) {
-        let mut seen = self.active_seen.lock();
-        match seen.get_mut(id) {
-            Some(at) => *at = now_ms,
-            None => {
-                seen.insert(id.to_string(), now_ms);
-            }
-        }
-    }
-
     /// Expires what the retention allows in the groups this broker coordinates.
     pub async fn expire_offsets(&self, b: &dyn TopicHost, now_ms: i64) {
         let retention = self.retention.retention_ms;

@@ -99,11 +99,12 @@ impl Coordinator {
     pub fn tick(&self, b: &dyn TopicHost, now: Instant) {
         let now_ms = crate::time::now_ms();
         let mut groups = self.groups.lock();
+        let mut active = self.active_seen.lock();
         for g in groups.values_mut() {
             g.tick(now);
             self.store_record(b, g);
             if !g.is_empty() {
-                self.note_active(&g.id, now_ms);
+                expiry::note_active(&mut active, &g.id, now_ms);
             }
         }
     }
