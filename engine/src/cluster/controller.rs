@@ -86,6 +86,8 @@ struct Controller {
     leader: Arc<AtomicU64>,
     brokers: Brokers,
     ticks: u64,
+    /// When each peer was last heard from: who may be promoted or handed the leadership.
+    heard: crate::raft::heard::Heard,
     /// Entries applied between two checkpoints.
     snapshot_entries: u64,
     /// The metadata as of the last entry applied.
@@ -180,6 +182,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         leader: leader.clone(),
         brokers: brokers.clone(),
         ticks: 0,
+        heard: Default::default(),
         snapshot_entries,
         state,
         reconcile_from,
@@ -222,6 +225,9 @@ impl Controller {
                         let checked = crate::raft::guard::check(&self.node.raft, &m, crate::raft::guard::Peers::Tracker)
                             .map_err(|e| (e.reason(), e.to_string()))
                             .and_then(|()| snapshot_state(&m).map_err(|e| ("raft_snapshot", e.to_string())));
+                        if checked.is_ok() {
+                            self.heard.note(m.from);
+                        }
                         let handed_back = self.leaving
                             && m.get_msg_type() == raft::eraftpb::MessageType::MsgTimeoutNow;
                         if handed_back {
@@ -494,7 +500,7 @@ impl Controller {
         if raft.state != StateRole::Leader {
             return false;
         }
-        let target = crate::raft::handover_target(raft, None);
+        let target = crate::raft::handover_target(raft, &self.heard, None);
         match target {
             Some(t) if raft.lead_transferee != Some(t) => {
                 tracing::info!(to = t, "transferring the controller leadership");
@@ -543,7 +549,8 @@ impl Controller {
                     && !self.state.draining.contains(&(id as i32))
                     && prs
                         .get(id)
-                        .is_some_and(|p| p.recent_active && p.matched >= raft.raft_log.committed)
+                        .is_some_and(|p| p.matched >= raft.raft_log.committed)
+                    && self.heard.lately(id)
             });
             let leaving = voters.iter().copied().find(|&id| gone(id));
             match (promotable, leaving) {

@@ -32,7 +32,7 @@ pub const FILE_BYTES: u64 = 32 << 20;
 pub fn raft_config(id: u64) -> raft::Config {
     raft::Config {
         id,
-        election_tick: 10,
+        election_tick: crate::raft::ELECTION_TICKS as usize,
         heartbeat_tick: 2,
         check_quorum: true,
         pre_vote: true,

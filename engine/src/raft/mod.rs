@@ -29,6 +29,7 @@ use storage::DiskStorage;
 mod applied;
 pub mod checkpoint;
 pub mod guard;
+pub mod heard;
 pub mod log_file;
 pub mod record;
 pub mod rejects;
@@ -38,6 +39,8 @@ pub mod storage;
 /// How often raft-rs is ticked (the controller and every partition group); elections take 10-20
 /// ticks (0.5-1 s), heartbeats every 2.
 pub const TICK: std::time::Duration = std::time::Duration::from_millis(50);
+/// Ticks without a leader before a replica campaigns (raft-rs then randomizes up to twice this).
+pub const ELECTION_TICKS: u32 = 10;
 
 /// Sends a Raft message to a broker.
 pub type SendFn = Arc<dyn Fn(u64, Message) + Send + Sync>;
@@ -146,8 +149,9 @@ pub struct PartitionRaft {
     /// The broker is shutting down ([`Self::hand_off`]): this replica no longer campaigns or
     /// takes leadership handed to it.
     leaving: bool,
-    /// When each peer was last heard from (any message), for min.insync.replicas.
-    heard: HashMap<u64, tokio::time::Instant>,
+    /// When each peer was last heard from (any message): for min.insync.replicas, the ISR,
+    /// reassignment and handover.
+    heard: heard::Heard,
     view: SharedView,
     lag_max: std::time::Duration,
     /// While leading: when each follower last held the leader's whole log while being heard
@@ -214,7 +218,7 @@ impl PartitionRaft {
                 0
             },
             leaving: false,
-            heard: HashMap::new(),
+            heard: heard::Heard::default(),
             view: setup.isr,
             lag_max: setup.lag_max,
             caught_up_at: HashMap::new(),
@@ -283,14 +287,13 @@ impl PartitionRaft {
     /// `recent_active` is cleared at every quorum check, which would refuse writes spuriously.
     pub fn active_voters(&self) -> usize {
         let me = self.id;
-        let within = TICK * 10;
         self.node
             .raft
             .prs()
             .iter()
             .filter(|(id, _)| {
                 self.node.raft.prs().conf().voters().contains(**id)
-                    && (**id == me || self.heard.get(id).is_some_and(|t| t.elapsed() < within))
+                    && (**id == me || self.heard.lately(**id))
             })
             .count()
     }
@@ -312,7 +315,6 @@ impl PartitionRaft {
             return;
         }
         let now = tokio::time::Instant::now();
-        let live_within = TICK * 10;
         let last = self.node.raft.raft_log.last_index();
         let target = self.last_at_prev_tick.map_or(last, |prev| prev.min(last));
         self.last_at_prev_tick = Some(last);
@@ -326,10 +328,7 @@ impl PartitionRaft {
             if id == self.id {
                 continue;
             }
-            let live = self
-                .heard
-                .get(&id)
-                .is_some_and(|t| t.elapsed() < live_within);
+            let live = self.heard.lately(id);
             if live && pr.matched >= target {
                 self.caught_up_at.insert(id, now);
             }
@@ -384,7 +383,7 @@ impl PartitionRaft {
             return HandOff::NotLeader;
         }
         let raft = &self.node.raft;
-        let target = handover_target(raft, Some(self.preferred));
+        let target = handover_target(raft, &self.heard, Some(self.preferred));
         match target {
             Some(t) => {
                 if raft.lead_transferee != Some(t) {
@@ -444,7 +443,7 @@ impl PartitionRaft {
             );
             return None;
         }
-        self.heard.insert(m.from, tokio::time::Instant::now());
+        self.heard.note(m.from);
         if self.leaving && m.get_msg_type() == raft::eraftpb::MessageType::MsgTimeoutNow {
             // Leadership handed back (the preferred-leader rebalance): refused by not
             // campaigning; the leader's transfer times out and it keeps leading.
@@ -675,11 +674,9 @@ impl PartitionRaft {
         // only keeps commits from stalling. Without the second condition a dead learner
         // (matched 0) counted as caught up while the log was shorter than 64 entries, and the
         // joint change made it a voter of a configuration that then could not commit.
-        let within = TICK * 10;
         let heard = &self.heard;
         let caught_up = |id: u64| {
-            raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last)
-                && heard.get(&id).is_some_and(|t| t.elapsed() < within)
+            raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last) && heard.lately(id)
         };
         let voter = |id: &u64| cs.voters.contains(id);
         let learner = |id: &u64| cs.learners.contains(id);
@@ -761,6 +758,7 @@ pub type Pending<T> = HashMap<ProposalId, T>;
 /// heard from lately. Partition groups and the controller hand over alike.
 pub fn handover_target<T: raft::Storage>(
     raft: &raft::Raft<T>,
+    heard: &heard::Heard,
     preferred: Option<u64>,
 ) -> Option<u64> {
     let prs = raft.prs();
@@ -769,12 +767,8 @@ pub fn handover_target<T: raft::Storage>(
         .voters()
         .ids()
         .iter()
-        .filter(|&id| id != raft.id)
-        .filter_map(|id| {
-            prs.get(id)
-                .filter(|p| p.recent_active)
-                .map(|p| (id, p.matched))
-        })
+        .filter(|&id| id != raft.id && heard.lately(id))
+        .filter_map(|id| prs.get(id).map(|p| (id, p.matched)))
         .collect();
     candidates
         .iter()
