@@ -219,12 +219,14 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
                 } else {
                     None
                 },
+                "supported_features": m.features,
             })
         })
         .collect();
     let partitions = b.not_fully_replicated();
     Json(serde_json::json!({
         "controller": c.controller_leader(),
+        "finalized_features": c.finalized_features(),
         "brokers": brokers,
         "not_fully_replicated": partitions,
     }))

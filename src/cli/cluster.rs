@@ -193,6 +193,22 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
                 ]);
             }
             emit_raw(&t.render())?;
+            // What every broker supports and the cluster therefore uses (a broker of an
+            // earlier release holds a feature back until it is upgraded).
+            let finalized: Vec<String> = v["finalized_features"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(name, level)| format!("{name}={level}"))
+                .collect();
+            emit_raw(&format!(
+                "finalized features: {}\n",
+                if finalized.is_empty() {
+                    "none".to_string()
+                } else {
+                    finalized.join(", ")
+                }
+            ))?;
             let short = v["not_fully_replicated"]
                 .as_array()
                 .cloned()

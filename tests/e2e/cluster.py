@@ -118,6 +118,13 @@ def controller_roles(b) -> dict[int, str | None]:
     return {x["id"]: x.get("controller_role") for x in json.loads(body)["brokers"]}
 
 
+def finalized_features(b) -> dict[str, int]:
+    """The feature levels the controller finalized, as `b` sees them."""
+    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
+    assert status == 200, body
+    return json.loads(body)["finalized_features"]
+
+
 def read_all(b, topic: str, partition: int = 0) -> list[tuple[int, bytes]]:
     """Every record of a partition from offset 0, as (offset, value), read through `b`."""
     c = Consumer(consumer_config(b))

@@ -8,7 +8,7 @@ import pytest
 from confluent_kafka import KafkaException
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, ResourceType
 
-from cluster import controller_leader, metadata, start_cluster, wait_formed
+from cluster import controller_leader, finalized_features, metadata, start_cluster, wait_formed
 from conftest import unique_topic
 
 
@@ -186,12 +186,33 @@ def test_acks_all_needs_min_insync_replicas(broker_factory, where):
 
 
 def test_producer_ids_are_unique_across_brokers(broker_factory):
+    """Producer ids come from the controller in blocks (KIP-730) once every broker supports
+    it: unique across brokers and across a broker's restart."""
     from kwire import Conn, init_producer_id
     brokers = start_cluster(broker_factory)
     wait_formed(brokers)
-    ids = []
-    for b in brokers:
-        for corr in (3, 4):
+    want = {"icestream.producer.id.blocks": 1}
+    deadline = time.monotonic() + 30
+    while not all(finalized_features(b) == want for b in brokers):
+        assert time.monotonic() < deadline, [finalized_features(b) for b in brokers]
+        time.sleep(0.2)
+
+    from test_cluster_reassign import icestream
+    status = icestream("cluster", "status", "--admin-url", brokers[2].admin_url)
+    assert "finalized features: icestream.producer.id.blocks=1" in status.stdout, status.stdout
+
+    def ids_from(b, n=2):
+        out = []
+        for corr in range(3, 3 + n):
             with Conn.to(b.bootstrap) as conn:
-                ids.append(init_producer_id(conn, corr))
+                out.append(init_producer_id(conn, corr))
+        return out
+
+    ids = [i for b in brokers for i in ids_from(b)]
     assert len(set(ids)) == len(ids), ids
+    # A broker killed and restarted takes a new block: nothing it hands out repeats.
+    brokers[1].kill9()
+    brokers[1].start()
+    wait_formed(brokers)
+    again = [i for b in brokers for i in ids_from(b)]
+    assert len(set(ids + again)) == len(ids + again), (ids, again)

@@ -7,9 +7,11 @@ pub mod adopt;
 mod internal_topics;
 pub mod leader_preference;
 mod leadership;
+mod producer_ids;
 mod shutdown;
 
 pub use leadership::ShortPartition;
+pub use producer_ids::ProducerIdError;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;

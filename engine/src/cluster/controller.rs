@@ -51,11 +51,19 @@ pub enum ProposeOutcome {
 /// The brokers in the controller group (voters and learners), and its voters.
 type Brokers = Arc<parking_lot::RwLock<(BTreeSet<i32>, BTreeSet<i32>)>>;
 
+/// What the rest of the broker reads of the state: finalized features, producer id blocks.
+#[derive(Debug, Default)]
+struct View {
+    features: super::features::Levels,
+    producer_ids: std::collections::BTreeMap<i32, super::producer_ids::Block>,
+}
+
 #[derive(Clone)]
 pub struct ControllerHandle {
     pub tx: mpsc::UnboundedSender<Input>,
     leader: Arc<AtomicU64>,
     brokers: Brokers,
+    view: Arc<parking_lot::RwLock<View>>,
 }
 
 impl ControllerHandle {
@@ -73,6 +81,21 @@ impl ControllerHandle {
     pub fn voters(&self) -> BTreeSet<i32> {
         self.brokers.read().1.clone()
     }
+
+    /// The finalized level of feature `name` (0: not finalized).
+    pub fn feature(&self, name: &str) -> i16 {
+        self.view.read().features.get(name).copied().unwrap_or(0)
+    }
+
+    /// Every finalized feature level.
+    pub fn features(&self) -> super::features::Levels {
+        self.view.read().features.clone()
+    }
+
+    /// Broker `node`'s latest block of producer ids.
+    pub fn producer_block(&self, node: i32) -> Option<super::producer_ids::Block> {
+        self.view.read().producer_ids.get(&node).copied()
+    }
 }
 
 struct Controller {
@@ -85,6 +108,7 @@ struct Controller {
     pending: HashMap<String, oneshot::Sender<ProposeOutcome>>,
     leader: Arc<AtomicU64>,
     brokers: Brokers,
+    view: Arc<parking_lot::RwLock<View>>,
     ticks: u64,
     /// When each peer was last heard from: who may be promoted or handed the leadership.
     heard: crate::raft::heard::Heard,
@@ -171,6 +195,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
     let (tx, rx) = mpsc::unbounded_channel();
     let leader = Arc::new(AtomicU64::new(0));
     let brokers = Brokers::default();
+    let view = Arc::new(parking_lot::RwLock::new(View::default()));
     let c = Controller {
         node,
         store,
@@ -181,6 +206,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         pending: HashMap::new(),
         leader: leader.clone(),
         brokers: brokers.clone(),
+        view: view.clone(),
         ticks: 0,
         heard: Default::default(),
         snapshot_entries,
@@ -192,11 +218,13 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         quorum_size: quorum_size.max(1),
     };
     c.publish_brokers();
+    c.publish_view();
     tokio::spawn(c.run(rx));
     Ok(ControllerHandle {
         tx,
         leader,
         brokers,
+        view,
     })
 }
 
@@ -213,6 +241,7 @@ impl Controller {
                     self.ticks += 1;
                     if self.ticks.is_multiple_of(20) && self.node.raft.state == StateRole::Leader {
                         self.maintain_group();
+                        self.maintain_features();
                         self.peers.drain();
                     }
                     if self.ticks.is_multiple_of(RECONCILE_TICKS) {
@@ -289,6 +318,16 @@ impl Controller {
         *self.brokers.write() = (self.group(), voters);
     }
 
+    fn publish_view(&self) {
+        let mut v = self.view.write();
+        if v.features != self.state.features {
+            v.features = self.state.features.clone();
+        }
+        if v.producer_ids != self.state.producer_ids {
+            v.producer_ids = self.state.producer_ids.clone();
+        }
+    }
+
     fn propose(&mut self, cmd: Command, reply: oneshot::Sender<ProposeOutcome>) {
         if self.node.raft.state != StateRole::Leader {
             let _ = reply.send(ProposeOutcome::NotLeader(self.node.raft.leader_id));
@@ -356,6 +395,7 @@ impl Controller {
         self.send(out);
         self.publish_brokers();
         self.apply(committed).await;
+        self.publish_view();
         let applied = self.node.raft.raft_log.applied;
         if self.full_due && applied >= self.reconcile_from {
             self.reconcile_all(applied).await;
@@ -474,6 +514,7 @@ impl Controller {
                 self.peers.set_draining(self.state.draining.clone());
                 Ok(())
             }
+            Changed::Controller => Ok(()),
             Changed::Topic(name) => {
                 self.reconciler
                     .reconcile_topic(&name, self.state.topics.get(&name))
@@ -573,6 +614,39 @@ impl Controller {
             if let Err(e) = self.node.propose_conf_change(vec![], cc) {
                 tracing::debug!(error = %e, "controller group change failed");
             }
+        }
+    }
+
+    /// Finalizes the feature levels every broker supports: every broker gossip knows of (live
+    /// or not) and every member of the controller group, decommissioned ones aside. A broker
+    /// gossip has not heard from supports nothing yet.
+    fn maintain_features(&mut self) {
+        let known = self.peers.features();
+        let mut ids: BTreeSet<i32> = known.keys().copied().collect();
+        ids.extend(self.group());
+        let none = super::features::Levels::new();
+        let levels = super::features::to_finalize(
+            &self.state.features,
+            ids.iter()
+                .filter(|&&id| !self.state.decommissioned(id))
+                .map(|id| known.get(id).unwrap_or(&none)),
+        );
+        if levels.is_empty() {
+            return;
+        }
+        tracing::info!(
+            ?levels,
+            "finalizing the feature levels every broker supports"
+        );
+        let p = Proposal {
+            id: uuid::Uuid::new_v4().to_string(),
+            cmd: Command::FinalizeFeatures { levels },
+        };
+        let proposed = serde_json::to_vec(&p)
+            .map_err(|e| e.to_string())
+            .and_then(|data| self.node.propose(vec![], data).map_err(|e| e.to_string()));
+        if let Err(e) = proposed {
+            tracing::debug!(error = %e, "finalizing feature levels failed");
         }
     }
 

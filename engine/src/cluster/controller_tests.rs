@@ -20,6 +20,8 @@ use crate::topics::{TopicRecord, TopicTable};
 struct Net {
     inboxes: OnceLock<BTreeMap<u64, mpsc::UnboundedSender<Input>>>,
     cut: Mutex<BTreeSet<u64>>,
+    /// Brokers of the previous release: they announce no features.
+    old: Mutex<BTreeSet<u64>>,
 }
 
 struct Link {
@@ -48,6 +50,17 @@ impl Peers for Link {
             .into_iter()
             .filter(|id| !cut.contains(id))
             .map(|id| id as i32)
+            .collect()
+    }
+    fn features(&self) -> BTreeMap<i32, crate::cluster::features::Levels> {
+        let old = self.net.old.lock();
+        let levels = |id: i32| match old.contains(&(id as u64)) {
+            true => Default::default(),
+            false => crate::cluster::features::supported(),
+        };
+        self.alive()
+            .into_iter()
+            .map(|id| (id, levels(id)))
             .collect()
     }
     fn set_draining(&self, _: BTreeSet<i32>) {}
@@ -298,4 +311,46 @@ async fn wait_voters_and_learner(group: &Trio) {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     panic!("broker 4 never joined: {:?}", group.handles[&4].brokers());
+}
+
+/// A feature is finalized only once every broker supports it: a broker of the previous
+/// release holds it back until it is upgraded, and every broker then sees the same levels.
+#[tokio::test]
+async fn features_wait_for_the_last_broker_to_be_upgraded() {
+    use crate::cluster::features::{supported, PRODUCER_ID_BLOCKS};
+    let trio = start_trio(1024);
+    trio.net.old.lock().insert(3);
+    trio.create(topic("a")).await.unwrap();
+    // The leader looks every second; give it a few looks.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    for h in trio.handles.values() {
+        assert_eq!(
+            h.feature(PRODUCER_ID_BLOCKS),
+            0,
+            "finalized with a broker lacking it"
+        );
+    }
+    assert!(trio
+        .propose(Command::AllocateProducerIds {
+            broker: 1,
+            request: 1
+        })
+        .await
+        .is_err());
+    trio.net.old.lock().clear();
+    for _ in 0..100 {
+        if trio.handles.values().all(|h| h.features() == supported()) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for (id, h) in &trio.handles {
+        assert_eq!(h.features(), supported(), "broker {id}");
+    }
+    trio.propose(Command::AllocateProducerIds {
+        broker: 2,
+        request: 9,
+    })
+    .await
+    .unwrap();
 }

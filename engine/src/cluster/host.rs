@@ -42,6 +42,8 @@ pub trait Peers: Send + Sync {
     fn send_controller(&self, to: u64, msg: &Message);
     /// The brokers gossip knows to be alive.
     fn alive(&self) -> Vec<i32>;
+    /// The feature levels each broker gossip knows of (live or not) supports.
+    fn features(&self) -> std::collections::BTreeMap<i32, super::features::Levels>;
     /// The brokers being decommissioned, as of the last entry applied.
     fn set_draining(&self, draining: BTreeSet<i32>);
     /// On the controller leader: starts moving replicas off draining brokers.

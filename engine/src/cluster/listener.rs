@@ -56,6 +56,20 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
         let answer = match kind {
             Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
                 Ok(h) if h.cluster_id == cluster.cluster_id => {
+                    let lacking = cluster.lacking_features(&h.from.features);
+                    if !lacking.is_empty() {
+                        // It would misread the entries that rely on them: kept out of the
+                        // cluster (Metadata, placement, leadership) until upgraded.
+                        cluster.reject(
+                            "hello_unsupported",
+                            format_args!(
+                                "hello from broker {} at {peer} refused: it lacks the finalized features {} (upgrade it to this release)",
+                                h.from.node_id,
+                                lacking.join(", ")
+                            ),
+                        );
+                        return;
+                    }
                     if let Err(e) = cluster.members.merge(&h.from, &h.members) {
                         cluster.reject("hello_conflict", format_args!("hello from {peer}: {e}"));
                         return;

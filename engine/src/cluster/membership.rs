@@ -28,6 +28,9 @@ pub struct Member {
     /// claiming a live broker's id (0 from brokers that predate it).
     #[serde(default)]
     pub incarnation: u64,
+    /// The feature levels it supports (none from brokers that predate them).
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub features: super::features::Levels,
 }
 
 /// Why a hello was refused.
@@ -195,6 +198,7 @@ mod tests {
             rack: None,
             schema_registry_url: None,
             incarnation: id as u64,
+            features: Default::default(),
         }
     }
 

@@ -1,5 +1,6 @@
 //! The cluster metadata the controller's log builds: every topic record (with its replica
-//! assignments and ongoing moves) and the brokers being decommissioned.
+//! assignments and ongoing moves), the brokers being decommissioned, the finalized feature
+//! levels and the blocks of producer ids handed out.
 //!
 //! The controller applies each committed command here, a pure state transition that every
 //! broker computes alike ([`MetadataState::apply`]), and a reconciler brings this broker's
@@ -12,6 +13,8 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
+use super::features::{self, Levels};
+use super::producer_ids::{Block, BLOCK, FIRST};
 use super::{validate, ApplyError, Command};
 use crate::topics::TopicRecord;
 
@@ -23,6 +26,19 @@ pub struct MetadataState {
     pub version: u8,
     pub topics: BTreeMap<String, TopicRecord>,
     pub draining: BTreeSet<i32>,
+    /// Finalized feature levels (absent from brokers that predate them).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub features: Levels,
+    /// The first producer id no block has held yet.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub next_producer_id: i64,
+    /// Each broker's latest block of producer ids.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub producer_ids: BTreeMap<i32, Block>,
+}
+
+fn is_zero(v: &i64) -> bool {
+    *v == 0
 }
 
 impl Default for MetadataState {
@@ -31,6 +47,9 @@ impl Default for MetadataState {
             version: VERSION,
             topics: BTreeMap::new(),
             draining: BTreeSet::new(),
+            features: Levels::new(),
+            next_producer_id: 0,
+            producer_ids: BTreeMap::new(),
         }
     }
 }
@@ -50,6 +69,8 @@ pub enum StateError {
 pub enum Changed {
     Topic(String),
     Draining,
+    /// Feature levels or producer id blocks: nothing on the broker to bring in line.
+    Controller,
 }
 
 impl MetadataState {
@@ -107,6 +128,34 @@ impl MetadataState {
             Command::Decommission { node } => {
                 self.draining.insert(node);
                 Ok(Changed::Draining)
+            }
+            Command::FinalizeFeatures { levels } => {
+                for (name, level) in levels {
+                    let f = self.features.entry(name).or_default();
+                    *f = (*f).max(level);
+                }
+                Ok(Changed::Controller)
+            }
+            Command::AllocateProducerIds { broker, request } => {
+                if self
+                    .features
+                    .get(features::PRODUCER_ID_BLOCKS)
+                    .is_none_or(|l| *l < 1)
+                {
+                    return Err(ApplyError::Other(
+                        "producer id blocks need every broker upgraded (feature not finalized)"
+                            .into(),
+                    ));
+                }
+                let start = self.next_producer_id.max(FIRST);
+                self.next_producer_id = start + BLOCK;
+                let block = Block {
+                    request,
+                    start,
+                    len: BLOCK,
+                };
+                self.producer_ids.insert(broker, block);
+                Ok(Changed::Controller)
             }
             Command::CreateTopic(rec) => match self.topics.get(&rec.name) {
                 Some(_) => Err(ApplyError::TopicExists(rec.name)),

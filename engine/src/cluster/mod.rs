@@ -10,12 +10,14 @@
 //! starts as a Raft learner and the controller leader adds it once gossip shows it.
 
 pub mod controller;
+pub mod features;
 pub mod host;
 mod listener;
 pub mod membership;
 pub mod metadata_state;
 mod peers;
 pub mod placement;
+pub mod producer_ids;
 pub mod reassign;
 pub mod recover;
 pub mod rpc;
@@ -133,6 +135,17 @@ pub enum Command {
         from: i32,
         assignments: Vec<Vec<i32>>,
     },
+    /// Finalizes the feature levels every broker supports ([`features`]); a level never goes
+    /// down. Proposed by the controller leader only.
+    FinalizeFeatures {
+        levels: features::Levels,
+    },
+    /// Hands broker `broker` the next block of producer ids (KIP-730). `request` is new at
+    /// each request, so the broker tells its block from an earlier one.
+    AllocateProducerIds {
+        broker: i32,
+        request: u64,
+    },
 }
 
 impl Command {
@@ -214,6 +227,8 @@ pub struct Cluster {
     drain_task: std::sync::atomic::AtomicBool,
     /// The broker's `rpc_rejected` counter (set on start).
     rejected: OnceLock<crate::metrics::Rejections>,
+    /// This broker's block of producer ids.
+    producer_ids: producer_ids::Allocator,
 }
 
 /// A partition ISR another broker said it leads with.
@@ -253,6 +268,7 @@ impl Cluster {
             schema_registry_url: None,
             // A new one per process start: see [`membership::Members::merge`].
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
+            features: features::supported(),
         };
         Ok(Arc::new(Cluster {
             config,
@@ -272,6 +288,7 @@ impl Cluster {
             draining: Default::default(),
             drain_task: Default::default(),
             rejected: OnceLock::new(),
+            producer_ids: Default::default(),
         }))
     }
 
@@ -652,12 +669,35 @@ impl Cluster {
 }
 
 impl Cluster {
-    /// Whether this broker has applied `cmd` (its effect is in the topic table).
+    /// The finalized feature levels, as of the last entry the controller applied.
+    pub fn finalized_features(&self) -> features::Levels {
+        self.controller
+            .get()
+            .map(|c| c.features())
+            .unwrap_or_default()
+    }
+
+    /// Finalized features (with their levels) that a broker supporting `supported` lacks.
+    pub fn lacking_features(&self, supported: &features::Levels) -> Vec<String> {
+        features::missing(&self.finalized_features(), supported)
+    }
+
+    /// Whether this broker has applied `cmd` (its effect is in the topic table, or in the
+    /// controller's state).
     fn applied_here(&self, cmd: &Command) -> bool {
         let Some(topics) = self.topics.get() else {
             return false;
         };
         match cmd {
+            Command::AllocateProducerIds { broker, request } => self
+                .controller
+                .get()
+                .and_then(|c| c.producer_block(*broker))
+                .is_some_and(|b| b.request == *request),
+            Command::FinalizeFeatures { levels } => self
+                .controller
+                .get()
+                .is_some_and(|c| features::missing(levels, &c.features()).is_empty()),
             // The topic, not just its record: the record is stored (and synced) before the topic
             // with its open partitions becomes visible, and callers go on to use the topic.
             Command::CreateTopic(r) => topics.get(&r.name).is_some_and(|t| t.id == r.id),
@@ -794,6 +834,19 @@ impl host::Peers for ControllerPeers {
             .map(|m| m.node_id)
             .filter(|&id| self.0.members.is_alive(id))
             .collect()
+    }
+
+    fn features(&self) -> std::collections::BTreeMap<i32, features::Levels> {
+        let me = self.0.members.me().clone();
+        let mut all: std::collections::BTreeMap<i32, features::Levels> = self
+            .0
+            .members
+            .all()
+            .into_iter()
+            .map(|m| (m.node_id, m.features))
+            .collect();
+        all.insert(me.node_id, me.features);
+        all
     }
 
     fn set_draining(&self, draining: std::collections::BTreeSet<i32>) {

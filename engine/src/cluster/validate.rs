@@ -58,6 +58,22 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
             replicas("reassigned replicas", r, None, brokers)
         }
         Command::Decommission { node } => known(*node, brokers),
+        Command::FinalizeFeatures { levels } => {
+            // Only what every broker supports is finalized, this one included.
+            let lacking = super::features::missing(levels, &super::features::supported());
+            if !lacking.is_empty() || levels.values().any(|l| *l < 1) {
+                return invalid(format!(
+                    "feature levels {levels:?} are not ones this broker supports"
+                ));
+            }
+            Ok(())
+        }
+        Command::AllocateProducerIds { broker, .. } => {
+            if !(1..super::MAX_NODE_ID).contains(&i64::from(*broker)) {
+                return invalid(format!("producer ids for broker {broker}, not a node id"));
+            }
+            Ok(())
+        }
         Command::SetTopicConfig { name, config, .. } => {
             topic_name(name)?;
             let pairs = config

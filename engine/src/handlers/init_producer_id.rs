@@ -5,9 +5,9 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
-use crate::broker::Broker;
+use crate::broker::{Broker, ProducerIdError};
 
-pub fn handle(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
+pub async fn handle(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse {
     let failed = |e: ResponseError| {
         InitProducerIdResponse::default()
             .with_error_code(e.code())
@@ -21,17 +21,17 @@ pub fn handle(b: &Broker, req: InitProducerIdRequest) -> InitProducerIdResponse 
     {
         return failed(ResponseError::CoordinatorNotAvailable);
     }
-    // In a cluster every broker allocates from its own counter; spreading the ids by node id
-    // keeps two brokers from handing out the same one (the controller should allocate blocks).
-    let allocated = b.producer_ids.next().map(|id| match &b.cluster {
-        Some(c) => id * crate::cluster::MAX_NODE_ID + c.node_id() as i64,
-        None => id,
-    });
+    let allocated = b.new_producer_id().await;
     match allocated {
         Ok(id) => InitProducerIdResponse::default()
             .with_producer_id(ProducerId(id))
             .with_producer_epoch(0),
-        Err(e) => {
+        Err(e @ ProducerIdError::Controller(_)) => {
+            // Retriable: clients ask again (no controller leader for a moment, say).
+            tracing::warn!(error = %e, "cannot allocate a producer id");
+            failed(ResponseError::CoordinatorNotAvailable)
+        }
+        Err(e @ ProducerIdError::Counter(_)) => {
             tracing::error!(error = %e, "cannot allocate a producer id");
             failed(ResponseError::KafkaStorageError)
         }

@@ -238,9 +238,9 @@ dispatch_table! { b, h, v;
         )))
     }),
     InitProducerId(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::InitProducerId(init_producer_id::handle(
-            &b, r,
-        )))
+        Handled::reply(ResponseKind::InitProducerId(
+            init_producer_id::handle(&b, r).await,
+        ))
     }),
     FindCoordinator(r) => Box::pin(async move {
         Handled::reply(ResponseKind::FindCoordinator(
