@@ -120,6 +120,15 @@ pub struct ServeArgs {
     /// loss"); give it once, on one surviving broker
     #[arg(long, env = "ICESTREAM_RECOVER_CONTROLLER", default_value_t = false)]
     pub recover_controller: bool,
+    /// With --recover-controller: take the cluster metadata from this backup file
+    /// (`icestream cluster backup`) instead of this broker's controller log; topics the backup
+    /// lacks are deleted on every broker
+    #[arg(
+        long,
+        env = "ICESTREAM_RESTORE_METADATA",
+        requires = "recover_controller"
+    )]
+    pub restore_metadata: Option<std::path::PathBuf>,
     /// Send the Raft heartbeats of all partitions bound for one broker as one frame per tick
     /// (false: one frame per message, as before; for comparison in benches/raft_heartbeats.py)
     #[arg(long, env = "ICESTREAM_RAFT_BATCH_HEARTBEATS", default_value_t = true, action = clap::ArgAction::Set)]
@@ -649,6 +658,7 @@ impl ServeArgs {
             controller_snapshot_entries: self.controller_snapshot_entries,
             controller_quorum_size: self.controller_quorum_size,
             recover_controller: self.recover_controller,
+            restore_metadata: self.restore_metadata.clone(),
             controlled_shutdown_timeout: std::time::Duration::from_millis(
                 self.controlled_shutdown_timeout_ms,
             ),

@@ -16,6 +16,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/status/ready", get(ready))
         .route("/v1/cluster", get(cluster))
         .route("/v1/cluster/brokers", get(cluster_brokers))
+        .route("/v1/cluster/metadata", get(cluster_metadata))
         .route("/v1/cluster/decommission/{node}", post(decommission))
         .route("/metrics", get(metrics))
         .route("/v1/topics/{name}/storage", get(topic_storage))
@@ -230,6 +231,22 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
         "brokers": brokers,
         "not_fully_replicated": partitions,
     }))
+}
+
+/// A backup of the cluster metadata (topics, assignments, configs, decommissions, features) as
+/// this broker's controller has applied it; `--restore-metadata` reads it back.
+async fn cluster_metadata(State(b): State<Arc<Broker>>) -> axum::response::Response {
+    let Some(c) = &b.cluster else {
+        let body = serde_json::json!({"error": "a single broker has no cluster metadata; back up its data directory"});
+        return (StatusCode::BAD_REQUEST, Json(body)).into_response();
+    };
+    match c.backup().await {
+        Some(backup) => Json(backup).into_response(),
+        None => {
+            let body = serde_json::json!({"error": "the controller is not running on this broker"});
+            (StatusCode::SERVICE_UNAVAILABLE, Json(body)).into_response()
+        }
+    }
 }
 
 /// Starts decommissioning a broker through the controller: it gets no new replicas and the

@@ -12,6 +12,7 @@ pub mod cluster;
 pub mod config;
 pub mod disk_space;
 pub mod durability;
+pub mod dynamic_config;
 pub mod fetch_session;
 pub mod group;
 pub mod handlers;

@@ -9,6 +9,7 @@ use std::sync::{Arc, Weak};
 use crate::broker::{Broker, BrokerError};
 use crate::cluster::host::{ReconcileError, ReconcileFuture, Reconciler};
 use crate::cluster::metadata_state::MetadataState;
+use crate::dynamic_config::DynamicConfigs;
 use crate::partition::Cmd;
 use crate::topics::{Topic, TopicRecord};
 
@@ -45,12 +46,23 @@ impl Reconciler for BrokerReconciler {
                 .map_err(|e| ReconcileError(e.to_string()))
         })
     }
+
+    fn broker_configs<'a>(&'a self, configs: &'a DynamicConfigs) -> ReconcileFuture<'a> {
+        Box::pin(async move {
+            let b = self.broker()?;
+            b.apply_broker_configs(configs)
+                .await
+                .map_err(|e| ReconcileError(e.to_string()))
+        })
+    }
 }
 
 /// Brings this broker's topic table to `state`: topics it lacks are created, topics `state`
 /// lacks (or has under another id) were deleted and go with their files, and records that
 /// differ are synced partition by partition.
 async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError> {
+    // The topic defaults first: the topics below resolve their configs against them.
+    b.apply_broker_configs(&state.broker_configs).await?;
     let mut names: BTreeSet<String> = b.topics.records().into_iter().map(|r| r.name).collect();
     names.extend(state.topics.keys().cloned());
     let mut first_error = None;

@@ -56,11 +56,7 @@ async fn load(
     let Some(tp) = sh.broker.topics.get(topic) else {
         return Err(not_found(format!("topic '{topic}' does not exist")));
     };
-    let s = TopicSettings::of(
-        &tp,
-        &sh.broker.config.defaults,
-        &sh.config.default_namespace,
-    );
+    let s = TopicSettings::of(&tp, &sh.broker.defaults(), &sh.config.default_namespace);
     if s.mode == Mode::Disabled {
         return Err(not_found(format!("topic '{topic}' has no iceberg.mode")));
     }
@@ -178,7 +174,7 @@ async fn topic_route(State(t): State<Arc<Translator>>, Path(topic): Path<String>
     let Some(st) = st else {
         let mode = tp
             .config
-            .get("iceberg.mode", &sh.broker.config.defaults)
+            .get("iceberg.mode", &sh.broker.defaults())
             .0
             .to_string();
         return Json(json!({"topic": topic, "mode": mode, "catalog": sh.catalog_name}))

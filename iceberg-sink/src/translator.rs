@@ -138,7 +138,7 @@ impl Translator {
 
     async fn supervise(&self, running: &mut HashMap<String, Running>) {
         let sh = &self.shared;
-        let defaults = &sh.broker.config.defaults;
+        let defaults = &sh.broker.defaults();
         let mut wanted: HashMap<String, (Uuid, TopicSettings)> = HashMap::new();
         for t in sh.broker.topics.all() {
             let s = TopicSettings::of(&t, defaults, &sh.config.default_namespace);
@@ -258,7 +258,7 @@ impl TopicTask {
             };
             let s = TopicSettings::of(
                 &topic,
-                &self.sh.broker.config.defaults,
+                &self.sh.broker.defaults(),
                 &self.sh.config.default_namespace,
             );
             let tick = Duration::from_millis((s.target_lag_ms / 10).clamp(50, 1000));

@@ -248,6 +248,37 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
     Ok(())
 }
 
+/// `icestream cluster backup --out FILE`: the cluster metadata as the broker's controller has
+/// applied it, written whole or not at all.
+pub async fn backup(args: &ClientArgs, out: &std::path::Path) -> Result<()> {
+    let url = parse_url(&args.admin_url)?;
+    let (code, body) = request(&url, ADMIN_API, "GET", "/v1/cluster/metadata", None, HINT).await?;
+    let v: serde_json::Value =
+        serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body.clone()));
+    if code != 200 {
+        let msg = v["error"].as_str().map(str::to_string).unwrap_or(body);
+        bail!("{msg}");
+    }
+    let tmp = out.with_extension("partial");
+    std::fs::write(&tmp, body.as_bytes())
+        .and_then(|()| std::fs::rename(&tmp, out))
+        .map_err(|e| anyhow::anyhow!("cannot write {}: {e}", out.display()))?;
+    let topics = v["metadata"]["topics"].as_object().map_or(0, |t| t.len());
+    match args.format {
+        Format::Json => emit_json_pretty(&serde_json::json!({
+            "file": out.display().to_string(),
+            "index": v["index"],
+            "topics": topics,
+        }))?,
+        Format::Table => emit(&format!(
+            "cluster metadata as of controller entry {} ({topics} topics) written to {}",
+            v["index"],
+            out.display()
+        ))?,
+    };
+    Ok(())
+}
+
 /// `icestream cluster decommission --node N`: marks the broker as draining; the controller
 /// moves its replicas to the other brokers (follow with `icestream cluster status`).
 pub async fn decommission(args: &ClientArgs, node: i32) -> Result<()> {

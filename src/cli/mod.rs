@@ -201,6 +201,13 @@ pub enum ClusterCommand {
     Health,
     /// Show every broker and whether it is active, draining or decommissioned
     Status,
+    /// Write a backup of the cluster metadata to a file (restore it with `serve
+    /// --recover-controller --restore-metadata <file>`)
+    Backup {
+        /// The file to write
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
     /// Move every replica off a broker and stop placing new ones on it
     Decommission {
         /// The broker's node id
@@ -467,6 +474,7 @@ pub async fn run_cluster(args: &ClientArgs, cmd: ClusterCommand) -> anyhow::Resu
         ClusterCommand::Health => cluster::health(args).await,
         ClusterCommand::Status => cluster::status(args).await,
         ClusterCommand::Decommission { node } => cluster::decommission(args, node).await,
+        ClusterCommand::Backup { out } => cluster::backup(args, &out).await,
         ClusterCommand::Reassign {
             topic,
             partition,

@@ -17,8 +17,12 @@ from test_cluster_reassign import (alter_raw, create, founders_and_fourth, kadmi
 
 
 def with_seeds(b, seeds: str, extra: list[str]):
+    """Restarts of `b` use these seeds and `extra` recovery flags (earlier ones dropped)."""
     args = list(b.extra_args)
     args[args.index("--seeds") + 1] = seeds
+    if "--restore-metadata" in args:
+        i = args.index("--restore-metadata")
+        del args[i:i + 2]
     b.extra_args = [a for a in args if a != "--recover-controller"] + extra
 
 

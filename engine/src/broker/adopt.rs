@@ -67,7 +67,7 @@ pub fn prepare(
 fn write_checkpoint(b: &Broker, rec: &TopicRecord, p: i32, me: i32) -> Result<(), StartError> {
     let failed = |e: String| StartError::Adopt(format!("topic '{}' partition {p}: {e}", rec.name));
     let dir = b.topic_dir(&rec.name).map_err(|e| failed(e.to_string()))?;
-    let resolved = crate::topics::TopicTable::resolve(rec, &b.config.defaults);
+    let resolved = crate::topics::TopicTable::resolve(rec, &b.defaults());
     let log = crate::log::PartitionLog::open(
         &dir.join(p.to_string()),
         resolved.log,

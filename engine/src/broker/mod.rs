@@ -4,6 +4,7 @@
 //! topics adopted into a cluster in [`adopt`].
 
 pub mod adopt;
+mod dynamic_configs;
 mod internal_topics;
 pub mod leader_preference;
 mod leadership;
@@ -92,6 +93,8 @@ pub struct Broker {
     pub disk: Arc<crate::disk_space::DiskSpace>,
     /// The preferred leader each local replica was last told (leader pinning).
     pub(crate) leaders_told: crate::broker::leader_preference::Told,
+    /// The dynamic broker configs and the topic defaults in force.
+    dynamic: parking_lot::RwLock<dynamic_configs::InForce>,
     ready: AtomicBool,
 }
 
@@ -136,6 +139,8 @@ impl Broker {
             advertised.1 = kafka_addr.port();
         }
         let producer_ids = ProducerIds::load(&config.data_dir).map_err(StartError::ProducerIds)?;
+        let dynamic = dynamic_configs::load(&config.data_dir, config.node_id, &config.defaults)
+            .map_err(StartError::DynamicConfigs)?;
         let cluster = match cluster {
             Some(c) => Some(
                 crate::cluster::Cluster::bind(c, advertised.clone(), topics.cluster_id.clone())
@@ -169,6 +174,7 @@ impl Broker {
             schema_ids: OnceLock::new(),
             cluster,
             leaders_told: Default::default(),
+            dynamic: parking_lot::RwLock::new(dynamic),
             ready: AtomicBool::new(false),
         });
         broker.remove_orphan_topic_dirs();
@@ -265,7 +271,7 @@ impl Broker {
     }
 
     pub(crate) async fn open_topic(&self, rec: &TopicRecord) -> Result<Topic, BrokerError> {
-        let resolved = TopicTable::resolve(rec, &self.config.defaults);
+        let resolved = TopicTable::resolve(rec, &self.defaults());
         let mut partitions = Vec::with_capacity(rec.partitions as usize);
         for p in 0..rec.partitions {
             partitions.push(self.open_partition(rec, p, &resolved).await?);
@@ -327,7 +333,8 @@ impl Broker {
             return Ok(None);
         };
         let target = rec.targets.get(&p);
-        let (min, _) = rec.config.get("min.insync.replicas", &self.config.defaults);
+        let defaults = self.defaults();
+        let (min, _) = rec.config.get("min.insync.replicas", &defaults);
         let preferred = crate::broker::leader_preference::preferred(self, rec, p, resolved);
         self.leaders_told.note(&rec.name, p, preferred);
         Ok(Some(crate::raft::RaftSetup {
@@ -399,7 +406,7 @@ impl Broker {
             return Err(BrokerError::TopicExists(name.to_string()));
         }
         let partitions = if partitions == -1 {
-            self.config.defaults.default_partitions
+            self.defaults().default_partitions
         } else {
             partitions
         };
@@ -407,12 +414,12 @@ impl Broker {
             return Err(BrokerError::InvalidPartitions(partitions));
         }
         let replication = if replication == -1 {
-            self.config.defaults.default_replication_factor
+            self.defaults().default_replication_factor
         } else {
             replication
         };
         let config = TopicConfig::from_entries(configs)?;
-        self.check_tiering(&config.resolve(&self.config.defaults))?;
+        self.check_tiering(&config.resolve(&self.defaults()))?;
         // In a cluster every topic is replicated, internal ones included: the group
         // coordinator and the schema registry follow their partitions' leaders.
         let assignments = match &self.cluster {
@@ -621,7 +628,7 @@ impl Broker {
         config: TopicConfig,
     ) -> Result<(), BrokerError> {
         let (rec, current) = self.existing(name)?;
-        let resolved = config.resolve(&self.config.defaults);
+        let resolved = config.resolve(&self.defaults());
         check_config_change(name, &current.resolved, &resolved)?;
         if !current.resolved.log.remote_storage {
             self.check_tiering(&resolved)?;
@@ -649,7 +656,7 @@ impl Broker {
     ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         let (mut rec, current) = self.existing(name)?;
-        let resolved = config.resolve(&self.config.defaults);
+        let resolved = config.resolve(&self.defaults());
         check_config_change(name, &current.resolved, &resolved)?;
         rec.config = config;
         rec.changed_at = rec.changed_at.max(changed_at);
@@ -714,6 +721,8 @@ pub enum StartError {
     Meta(#[from] MetaError),
     #[error("cannot read producer id state: {0}")]
     ProducerIds(std::io::Error),
+    #[error("cannot read the dynamic broker configs: {0}")]
+    DynamicConfigs(std::io::Error),
     #[error("cannot open a partition: {0}")]
     Partition(#[from] BrokerError),
     #[error(transparent)]

@@ -39,6 +39,8 @@ pub enum Input {
     /// Controlled shutdown: never lead again, and hand leadership to another voter if
     /// leading; answers whether this broker still leads.
     HandOff(oneshot::Sender<bool>),
+    /// The metadata as of the last entry applied, with that entry's index (a backup).
+    Export(oneshot::Sender<(u64, MetadataState)>),
 }
 
 #[derive(Debug)]
@@ -55,6 +57,7 @@ type Brokers = Arc<parking_lot::RwLock<(BTreeSet<i32>, BTreeSet<i32>)>>;
 #[derive(Debug, Default)]
 struct View {
     features: super::features::Levels,
+    broker_configs: crate::dynamic_config::DynamicConfigs,
     producer_ids: std::collections::BTreeMap<i32, super::producer_ids::Block>,
 }
 
@@ -90,6 +93,11 @@ impl ControllerHandle {
     /// Every finalized feature level.
     pub fn features(&self) -> super::features::Levels {
         self.view.read().features.clone()
+    }
+
+    /// The dynamic broker configs, as of the last entry applied.
+    pub fn broker_configs(&self) -> crate::dynamic_config::DynamicConfigs {
+        self.view.read().broker_configs.clone()
     }
 
     /// Broker `node`'s latest block of producer ids.
@@ -275,6 +283,9 @@ impl Controller {
                     Some(Input::HandOff(reply)) => {
                         let _ = reply.send(self.hand_off());
                     }
+                    Some(Input::Export(reply)) => {
+                        let _ = reply.send((self.node.raft.raft_log.applied, self.state.clone()));
+                    }
                 }
             }
             if let Err(e) = self.on_ready().await {
@@ -322,6 +333,9 @@ impl Controller {
         let mut v = self.view.write();
         if v.features != self.state.features {
             v.features = self.state.features.clone();
+        }
+        if v.broker_configs != self.state.broker_configs {
+            v.broker_configs = self.state.broker_configs.clone();
         }
         if v.producer_ids != self.state.producer_ids {
             v.producer_ids = self.state.producer_ids.clone();
@@ -515,6 +529,11 @@ impl Controller {
                 Ok(())
             }
             Changed::Controller => Ok(()),
+            Changed::BrokerConfigs => {
+                self.reconciler
+                    .broker_configs(&self.state.broker_configs)
+                    .await
+            }
             Changed::Topic(name) => {
                 self.reconciler
                     .reconcile_topic(&name, self.state.topics.get(&name))

@@ -72,9 +72,18 @@ impl Peers for Link {
 struct Seen {
     topics: Mutex<BTreeMap<String, TopicRecord>>,
     full: Mutex<u64>,
+    configs: Mutex<crate::dynamic_config::DynamicConfigs>,
 }
 
 impl Reconciler for Seen {
+    fn broker_configs<'a>(
+        &'a self,
+        configs: &'a crate::dynamic_config::DynamicConfigs,
+    ) -> ReconcileFuture<'a> {
+        *self.configs.lock() = configs.clone();
+        Box::pin(async { Ok(()) })
+    }
+
     fn reconcile_all<'a>(&'a self, state: &'a MetadataState) -> ReconcileFuture<'a> {
         *self.topics.lock() = state.topics.clone();
         *self.full.lock() += 1;

@@ -15,10 +15,16 @@ pub type Levels = BTreeMap<String, i16>;
 
 /// Producer ids come from the controller in blocks (KIP-730), unique cluster-wide.
 pub const PRODUCER_ID_BLOCKS: &str = "icestream.producer.id.blocks";
+/// Dynamic broker configs through the controller (KIP-226).
+pub const DYNAMIC_BROKER_CONFIGS: &str = "icestream.dynamic.broker.configs";
 
 /// What this build supports: each feature with its highest level.
 pub fn supported() -> Levels {
-    [(PRODUCER_ID_BLOCKS.to_string(), 1)].into()
+    [
+        (PRODUCER_ID_BLOCKS.to_string(), 1),
+        (DYNAMIC_BROKER_CONFIGS.to_string(), 1),
+    ]
+    .into()
 }
 
 /// The levels to finalize next: for each feature every broker in `brokers` supports, the

@@ -9,6 +9,7 @@ use std::pin::Pin;
 use raft::eraftpb::Message;
 
 use super::metadata_state::MetadataState;
+use crate::dynamic_config::DynamicConfigs;
 use crate::topics::TopicRecord;
 
 pub type ReconcileFuture<'a> =
@@ -33,6 +34,8 @@ pub trait Reconciler: Send + Sync {
         name: &'a str,
         wanted: Option<&'a TopicRecord>,
     ) -> ReconcileFuture<'a>;
+    /// Puts the dynamic broker configs in force on this broker.
+    fn broker_configs<'a>(&'a self, configs: &'a DynamicConfigs) -> ReconcileFuture<'a>;
 }
 
 /// The other brokers, as the controller sees them.

@@ -16,6 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use super::features::{self, Levels};
 use super::producer_ids::{Block, BLOCK, FIRST};
 use super::{validate, ApplyError, Command};
+use crate::dynamic_config::DynamicConfigs;
 use crate::topics::TopicRecord;
 
 /// The encoding's version; a newer one is refused with a message rather than misread.
@@ -35,6 +36,9 @@ pub struct MetadataState {
     /// Each broker's latest block of producer ids.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub producer_ids: BTreeMap<i32, Block>,
+    /// Dynamic broker configs.
+    #[serde(default, skip_serializing_if = "DynamicConfigs::is_empty")]
+    pub broker_configs: DynamicConfigs,
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -50,6 +54,7 @@ impl Default for MetadataState {
             features: Levels::new(),
             next_producer_id: 0,
             producer_ids: BTreeMap::new(),
+            broker_configs: DynamicConfigs::default(),
         }
     }
 }
@@ -71,6 +76,8 @@ pub enum Changed {
     Draining,
     /// Feature levels or producer id blocks: nothing on the broker to bring in line.
     Controller,
+    /// Dynamic broker configs: every broker's topic defaults.
+    BrokerConfigs,
 }
 
 impl MetadataState {
@@ -78,6 +85,16 @@ impl MetadataState {
     /// replica on it. It then leaves Metadata and the controller group.
     pub fn decommissioned(&self, id: i32) -> bool {
         self.draining.contains(&id) && !self.topics.values().any(|r| r.involves(id))
+    }
+
+    /// Refuses a command that needs feature `name` before every broker supports it.
+    fn require(&self, name: &str, what: &str) -> Result<(), ApplyError> {
+        match self.features.get(name) {
+            Some(l) if *l >= 1 => Ok(()),
+            _ => Err(ApplyError::Other(format!(
+                "{what} need every broker of the cluster upgraded (feature {name} is not finalized)"
+            ))),
+        }
     }
 
     pub fn encode(&self) -> bytes::Bytes {
@@ -136,17 +153,13 @@ impl MetadataState {
                 }
                 Ok(Changed::Controller)
             }
+            Command::SetBrokerConfig { broker, config } => {
+                self.require(features::DYNAMIC_BROKER_CONFIGS, "dynamic broker configs")?;
+                self.broker_configs.set_scope(broker, config);
+                Ok(Changed::BrokerConfigs)
+            }
             Command::AllocateProducerIds { broker, request } => {
-                if self
-                    .features
-                    .get(features::PRODUCER_ID_BLOCKS)
-                    .is_none_or(|l| *l < 1)
-                {
-                    return Err(ApplyError::Other(
-                        "producer id blocks need every broker upgraded (feature not finalized)"
-                            .into(),
-                    ));
-                }
+                self.require(features::PRODUCER_ID_BLOCKS, "producer id blocks")?;
                 let start = self.next_producer_id.max(FIRST);
                 self.next_producer_id = start + BLOCK;
                 let block = Block {

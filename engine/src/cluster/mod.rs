@@ -75,6 +75,9 @@ pub struct ClusterConfig {
     /// `--recover-controller`: re-form the controller group with this broker as its only voter
     /// before starting it (quorum lost for good; see [`recover`]).
     pub recover_controller: bool,
+    /// `--restore-metadata`: with `recover_controller`, the metadata comes from this backup
+    /// file rather than from this broker's controller log.
+    pub restore_metadata: Option<std::path::PathBuf>,
     /// `--controlled-shutdown-timeout-ms`: how long a broker stopping (SIGTERM) waits for the
     /// leaderships it hands over.
     pub controlled_shutdown_timeout: Duration,
@@ -145,6 +148,11 @@ pub enum Command {
     AllocateProducerIds {
         broker: i32,
         request: u64,
+    },
+    /// Replaces the dynamic broker configs of one broker (`broker`) or of every one (`None`).
+    SetBrokerConfig {
+        broker: Option<i32>,
+        config: crate::dynamic_config::Overrides,
     },
 }
 
@@ -354,7 +362,18 @@ impl Cluster {
         let dir = data_dir.join("controller");
         tokio::spawn(async move {
             if me.config.recover_controller {
-                match recover::recover(&dir, me.node_id() as u64) {
+                let restore = match &me.config.restore_metadata {
+                    Some(path) => match recover::Backup::read(path, &me.cluster_id) {
+                        Ok(b) => Some(b),
+                        Err(e) => {
+                            tracing::error!(error = %e, "the controller does not start");
+                            return;
+                        }
+                    },
+                    None => None,
+                };
+                let table_index = me.topics.get().map_or(0, |t| t.controller_index());
+                match recover::recover(&dir, me.node_id() as u64, restore.as_ref(), table_index) {
                     Ok(r) => tracing::warn!(
                         index = r.index,
                         term = r.term,
@@ -498,6 +517,16 @@ impl Cluster {
                 ProposeReply::NotLeader(_) => tokio::time::sleep(Duration::from_millis(100)).await,
             }
         }
+    }
+
+    /// A backup of the cluster metadata as this broker's controller has applied it (see
+    /// [`recover::Backup`]); `None` before the controller runs.
+    pub async fn backup(&self) -> Option<recover::Backup> {
+        let c = self.controller.get()?;
+        let (tx, rx) = oneshot::channel();
+        c.tx.send(Input::Export(tx)).ok()?;
+        let (index, state) = rx.await.ok()?;
+        Some(recover::Backup::new(self.cluster_id.clone(), index, state))
     }
 
     /// Controlled shutdown of the controller replica (see [`controller::Input::HandOff`]):
@@ -694,6 +723,10 @@ impl Cluster {
                 .get()
                 .and_then(|c| c.producer_block(*broker))
                 .is_some_and(|b| b.request == *request),
+            Command::SetBrokerConfig { broker, config } => self
+                .controller
+                .get()
+                .is_some_and(|c| c.broker_configs().scope(*broker) == *config),
             Command::FinalizeFeatures { levels } => self
                 .controller
                 .get()

@@ -6,6 +6,10 @@
 //! then rejoin with an empty controller directory and this broker as their only seed: they
 //! start as learners, receive the metadata as a snapshot, and are promoted to voters up to
 //! `--controller-quorum-size` (docs/operations: "Controller quorum loss").
+//!
+//! With `--restore-metadata <file>` the metadata comes from a backup instead (`icestream
+//! cluster backup`, [`Backup`]): for when no survivor's controller log can be trusted or one is
+//! left at all.
 
 use std::collections::BTreeSet;
 use std::path::Path;
@@ -19,8 +23,52 @@ use super::Proposal;
 use crate::raft::checkpoint::Checkpoint;
 use crate::raft::log_file::{RaftStore, StoreError};
 
+/// A backup of the cluster metadata: what `GET /v1/cluster/metadata` answers and
+/// `--restore-metadata` reads.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Backup {
+    /// Always [`Backup::FORMAT`]: tells a backup from another JSON file.
+    pub format: String,
+    pub cluster_id: String,
+    /// The controller entry the metadata reflects.
+    pub index: u64,
+    pub metadata: MetadataState,
+}
+
+impl Backup {
+    pub const FORMAT: &'static str = "icestream-cluster-metadata/1";
+
+    pub fn new(cluster_id: String, index: u64, metadata: MetadataState) -> Backup {
+        Backup {
+            format: Self::FORMAT.into(),
+            cluster_id,
+            index,
+            metadata,
+        }
+    }
+
+    /// Reads a backup file, refusing one of another cluster or that is not a backup.
+    pub fn read(path: &Path, cluster_id: &str) -> Result<Backup, RecoverError> {
+        let bad = |why: String| RecoverError::Backup(path.display().to_string(), why);
+        let body = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+        let b: Backup = serde_json::from_slice(&body).map_err(|e| bad(e.to_string()))?;
+        if b.format != Self::FORMAT {
+            return Err(bad(format!("format '{}', not {}", b.format, Self::FORMAT)));
+        }
+        if b.cluster_id != cluster_id {
+            return Err(bad(format!(
+                "it is cluster {}'s, this broker belongs to {cluster_id}",
+                b.cluster_id
+            )));
+        }
+        Ok(b)
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum RecoverError {
+    #[error("cannot restore the metadata backup {0}: {1}")]
+    Backup(String, String),
     #[error("nothing to recover: {0} holds no controller log")]
     Nothing(String),
     #[error("the controller group was already re-formed and other brokers joined it ({0:?}); start without --recover-controller")]
@@ -43,10 +91,17 @@ pub struct Recovered {
 }
 
 /// Rewrites the controller directory `dir` so that `me` is its group's only voter, keeping the
-/// metadata as this broker's log has it.
-pub fn recover(dir: &Path, me: u64) -> Result<Recovered, RecoverError> {
+/// metadata as this broker's log has it, or as `restore` holds it. A restored checkpoint's
+/// index is past everything this broker's log and topic table (`table_index`) reflect, so the
+/// brokers reconcile to it: topics the backup lacks are deleted, as the metadata says.
+pub fn recover(
+    dir: &Path,
+    me: u64,
+    restore: Option<&Backup>,
+    table_index: u64,
+) -> Result<Recovered, RecoverError> {
     let corrupt = |e: &dyn std::fmt::Display| StoreError::Corrupt(dir.to_path_buf(), e.to_string());
-    if !dir.join("voters.json").exists() {
+    if restore.is_none() && !dir.join("voters.json").exists() {
         return Err(RecoverError::Nothing(dir.display().to_string()));
     }
     let (mut store, storage) = RaftStore::open(dir, &[me])?;
@@ -102,8 +157,13 @@ pub fn recover(dir: &Path, me: u64) -> Result<Recovered, RecoverError> {
     if dir.join(MARKER).exists() && group.iter().any(|&id| id as u64 != me) {
         return Err(RecoverError::AlreadyRejoined(group.into_iter().collect()));
     }
-    let index = last.max(storage.checkpoint_index());
-    let term = storage.term(index).map_err(|e| corrupt(&e))?;
+    let mut index = last.max(storage.checkpoint_index());
+    let mut term = storage.term(index).map_err(|e| corrupt(&e))?;
+    if let Some(b) = restore {
+        index = index.max(b.index).max(table_index) + 1;
+        term = term.max(initial.hard_state.term).max(1);
+        state = b.metadata.clone();
+    }
     // The new file starts with this hard state: the term the log reached, everything committed.
     storage.set_hard_state(HardState {
         term,

@@ -68,6 +68,12 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
             }
             Ok(())
         }
+        Command::SetBrokerConfig { broker, config } => {
+            if let Some(b) = broker {
+                known(*b, brokers)?;
+            }
+            crate::dynamic_config::validate(config).map_err(|e| ApplyError::Invalid(e.0))
+        }
         Command::AllocateProducerIds { broker, .. } => {
             if !(1..super::MAX_NODE_ID).contains(&i64::from(*broker)) {
                 return invalid(format!("producer ids for broker {broker}, not a node id"));

@@ -43,9 +43,10 @@ pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> Creat
                     .with_num_partitions(rec.partitions)
                     .with_replication_factor(rec.replication_factor);
                 if version >= 5 {
+                    let defaults = b.defaults();
                     let cfgs = all_configs()
                         .map(|d| {
-                            let (v, set) = rec.config.get(d.name, &b.config.defaults);
+                            let (v, set) = rec.config.get(d.name, &defaults);
                             CreatableTopicConfigs::default()
                                 .with_name(sb(d.name))
                                 .with_value(Some(sb(v)))

@@ -1,4 +1,5 @@
-//! DescribeConfigs: a topic's effective configs (override or cluster default) and the broker's.
+//! DescribeConfigs: a topic's effective configs (override or broker default) and a broker's,
+//! each with where its value comes from (Kafka's config sources and synonyms).
 
 use kafka_protocol::messages::describe_configs_response::{
     DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
@@ -9,10 +10,10 @@ use kafka_protocol::ResponseError;
 use super::{sb, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::config::{all_configs, Kind};
+use crate::dynamic_config::{dynamic_names, Source};
 
 const SOURCE_TOPIC: i8 = 1;
-const SOURCE_STATIC_BROKER: i8 = 4;
-const SOURCE_DEFAULT: i8 = 5;
+const SOURCE_DEFAULT: i8 = Source::Default as i8;
 
 pub fn handle(b: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = req
@@ -36,12 +37,17 @@ pub fn handle(b: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsRespons
                     req.include_documentation,
                     base,
                 ),
-                RESOURCE_BROKER => base.with_configs(
-                    broker_configs(b)
-                        .into_iter()
-                        .filter(|c| wanted(c.name.as_str()))
-                        .collect(),
-                ),
+                RESOURCE_BROKER => match super::broker_scope(r.resource_name.as_str()) {
+                    Ok(scope) => base.with_configs(
+                        broker_configs(b, scope, req.include_synonyms)
+                            .into_iter()
+                            .filter(|c| wanted(c.name.as_str()))
+                            .collect(),
+                    ),
+                    Err(e) => base
+                        .with_error_code(ResponseError::InvalidRequest.code())
+                        .with_error_message(Some(sb(e.to_string()))),
+                },
                 other => base
                     .with_error_code(ResponseError::InvalidRequest.code())
                     .with_error_message(Some(sb(format!(
@@ -66,38 +72,48 @@ fn describe_topic(
             .with_error_code(ResponseError::UnknownTopicOrPartition.code())
             .with_error_message(Some(sb(format!("topic '{name}' does not exist"))));
     };
+    let defaults = b.defaults();
+    let dynamic = b.dynamic_configs();
     let configs = all_configs()
         .filter(|d| wanted(d.name))
         .map(|d| {
-            let (value, set) = rec.config.get(d.name, &b.config.defaults);
-            let default = b
-                .config
-                .defaults
-                .topic
-                .get(d.name)
-                .cloned()
-                .unwrap_or_default();
+            let (value, set) = rec.config.get(d.name, &defaults);
+            // Where the broker default comes from: a dynamic config (this broker's, then every
+            // broker's), else the start-up value.
+            let dynamic = dynamic.lookup(b.node_id(), d.broker_name);
             let mut syn = Vec::new();
             if synonyms {
-                if set {
+                let mut add = |name: &str, value: &str, source: i8| {
                     syn.push(
                         DescribeConfigsSynonym::default()
-                            .with_name(sb(d.name))
+                            .with_name(sb(name))
                             .with_value(Some(sb(value)))
-                            .with_source(SOURCE_TOPIC),
-                    );
+                            .with_source(source),
+                    )
+                };
+                if set {
+                    add(d.name, value, SOURCE_TOPIC);
                 }
-                syn.push(
-                    DescribeConfigsSynonym::default()
-                        .with_name(sb(d.name))
-                        .with_value(Some(sb(default)))
-                        .with_source(SOURCE_DEFAULT),
-                );
+                if let Some((v, source)) = dynamic {
+                    add(d.broker_name, v, source as i8);
+                }
+                let start_up = b
+                    .config
+                    .defaults
+                    .topic
+                    .get(d.name)
+                    .map_or("", String::as_str);
+                add(d.broker_name, start_up, SOURCE_DEFAULT);
             }
+            let source = match (set, dynamic) {
+                (true, _) => SOURCE_TOPIC,
+                (false, Some((_, source))) => source as i8,
+                (false, None) => SOURCE_DEFAULT,
+            };
             DescribeConfigsResourceResult::default()
                 .with_name(sb(d.name))
                 .with_value(Some(sb(value)))
-                .with_config_source(if set { SOURCE_TOPIC } else { SOURCE_DEFAULT })
+                .with_config_source(source)
                 .with_config_type(config_type(d.kind))
                 .with_synonyms(syn)
                 .with_documentation(docs.then(|| sb(d.doc)))
@@ -117,7 +133,31 @@ fn config_type(k: Kind) -> i8 {
     }
 }
 
-fn broker_configs(b: &Broker) -> Vec<DescribeConfigsResourceResult> {
+/// A broker's configs (`Some(id)`), each with its source; for every broker (`None`, Kafka's
+/// entity default), only the dynamic configs set for all.
+fn broker_configs(
+    b: &Broker,
+    scope: Option<i32>,
+    synonyms: bool,
+) -> Vec<DescribeConfigsResourceResult> {
+    let dynamic = b.dynamic_configs();
+    let changeable = dynamic_names();
+    let result = |name: &str, value: &str, source: Source, syn: Vec<DescribeConfigsSynonym>| {
+        DescribeConfigsResourceResult::default()
+            .with_name(sb(name))
+            .with_value(Some(sb(value)))
+            .with_read_only(!changeable.contains(&name))
+            .with_config_source(source as i8)
+            .with_config_type(2)
+            .with_synonyms(syn)
+    };
+    let Some(node) = scope else {
+        return dynamic
+            .cluster
+            .iter()
+            .map(|(k, v)| result(k, v, Source::Cluster, vec![]))
+            .collect();
+    };
     let d = &b.config.defaults;
     let mut pairs: Vec<(String, String)> = vec![
         (
@@ -142,13 +182,29 @@ fn broker_configs(b: &Broker) -> Vec<DescribeConfigsResourceResult> {
     }
     pairs
         .into_iter()
-        .map(|(k, v)| {
-            DescribeConfigsResourceResult::default()
-                .with_name(sb(k))
-                .with_value(Some(sb(v)))
-                .with_read_only(true)
-                .with_config_source(SOURCE_STATIC_BROKER)
-                .with_config_type(2)
+        .map(|(k, start_up)| {
+            let mut syn = Vec::new();
+            let mut add = |value: &str, source: Source| {
+                if synonyms {
+                    syn.push(
+                        DescribeConfigsSynonym::default()
+                            .with_name(sb(k.as_str()))
+                            .with_value(Some(sb(value)))
+                            .with_source(source as i8),
+                    );
+                }
+            };
+            if let Some(v) = dynamic.brokers.get(&node).and_then(|o| o.get(&k)) {
+                add(v, Source::Broker);
+            }
+            if let Some(v) = dynamic.cluster.get(&k) {
+                add(v, Source::Cluster);
+            }
+            add(&start_up, Source::Static);
+            let (value, source) = dynamic
+                .lookup(node, &k)
+                .map_or((start_up.as_str(), Source::Static), |(v, s)| (v, s));
+            result(&k, value, source, syn)
         })
         .collect()
 }

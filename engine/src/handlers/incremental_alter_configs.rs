@@ -1,10 +1,11 @@
-//! IncrementalAlterConfigs: SET and DELETE individual topic config keys.
+//! IncrementalAlterConfigs: SET and DELETE individual topic config keys, or dynamic broker
+//! configs of one broker or of every broker.
 
 use kafka_protocol::messages::incremental_alter_configs_response::AlterConfigsResourceResponse;
 use kafka_protocol::messages::{IncrementalAlterConfigsRequest, IncrementalAlterConfigsResponse};
 use kafka_protocol::ResponseError;
 
-use super::{broker_error, sb, RESOURCE_TOPIC};
+use super::{broker_error, broker_scope, sb, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::{Broker, BrokerError};
 use crate::config::{InvalidConfig, TopicConfig};
 
@@ -20,16 +21,49 @@ pub async fn handle(
         let base = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
+        let name = r.resource_name.as_str().to_string();
+        if r.resource_type == RESOURCE_BROKER {
+            let outcome = async {
+                let scope = broker_scope(&name)?;
+                let mut config = b.dynamic_configs().scope(scope);
+                for c in &r.configs {
+                    let key = c.name.as_str().to_string();
+                    match c.config_operation {
+                        OP_SET => {
+                            let value = c.value.as_ref().map(|v| v.as_str()).unwrap_or("");
+                            config.insert(key, value.trim().to_string());
+                        }
+                        OP_DELETE => {
+                            config.remove(&key);
+                        }
+                        op => return Err(unsupported_op(op, &key).into()),
+                    }
+                }
+                crate::dynamic_config::validate(&config)?;
+                if req.validate_only {
+                    return Ok(());
+                }
+                b.set_broker_config(scope, config).await
+            }
+            .await;
+            responses.push(respond(base, outcome));
+            continue;
+        }
         if r.resource_type != RESOURCE_TOPIC {
             responses.push(
                 base.with_error_code(ResponseError::InvalidRequest.code())
-                    .with_error_message(Some(sb(format!("config resource type {} cannot be altered; broker settings are set at start-up", r.resource_type)))),
+                    .with_error_message(Some(sb(format!(
+                        "config resource type {} cannot be altered; use topic (2) or broker (4)",
+                        r.resource_type
+                    )))),
             );
             continue;
         }
-        let name = r.resource_name.as_str().to_string();
         let outcome = async {
-            let rec = b.topics.record(&name).ok_or_else(|| BrokerError::UnknownTopic(name.clone()))?;
+            let rec = b
+                .topics
+                .record(&name)
+                .ok_or_else(|| BrokerError::UnknownTopic(name.clone()))?;
             let mut cfg: TopicConfig = rec.config.clone();
             for c in &r.configs {
                 let key = c.name.as_str();
@@ -39,12 +73,7 @@ pub async fn handle(
                         cfg.set_entry(key, value)?;
                     }
                     OP_DELETE => cfg.delete_entry(key)?,
-                    op => {
-                        return Err(InvalidConfig(format!(
-                            "operation {op} on '{key}' is not supported: Icestream does not implement APPEND and SUBTRACT (use SET with the whole list)"
-                        ))
-                        .into())
-                    }
+                    op => return Err(unsupported_op(op, key).into()),
                 }
             }
             cfg.check_combination()?;
@@ -54,13 +83,26 @@ pub async fn handle(
             b.set_topic_config(&name, cfg).await
         }
         .await;
-        responses.push(match outcome {
-            Ok(()) => base,
-            Err(e) => {
-                let (code, msg) = broker_error(&e);
-                base.with_error_code(code).with_error_message(Some(sb(msg)))
-            }
-        });
+        responses.push(respond(base, outcome));
     }
     IncrementalAlterConfigsResponse::default().with_responses(responses)
+}
+
+fn unsupported_op(op: i8, key: &str) -> InvalidConfig {
+    InvalidConfig(format!(
+        "operation {op} on '{key}' is not supported: Icestream does not implement APPEND and SUBTRACT (use SET with the whole list)"
+    ))
+}
+
+fn respond(
+    base: AlterConfigsResourceResponse,
+    outcome: Result<(), BrokerError>,
+) -> AlterConfigsResourceResponse {
+    match outcome {
+        Ok(()) => base,
+        Err(e) => {
+            let (code, msg) = broker_error(&e);
+            base.with_error_code(code).with_error_message(Some(sb(msg)))
+        }
+    }
 }

@@ -122,7 +122,7 @@ async fn missing(b: &Broker, name: &str, client_allows: bool) -> MetadataRespons
     let unknown = MetadataResponseTopic::default()
         .with_name(Some(topic_name(name)))
         .with_topic_id(Uuid::nil());
-    if !(b.config.defaults.auto_create_topics && client_allows) {
+    if !(b.defaults().auto_create_topics && client_allows) {
         return unknown.with_error_code(ResponseError::UnknownTopicOrPartition.code());
     }
     let created = match b.plan_topic(name, -1, -1, &[]) {

@@ -341,6 +341,20 @@ pub(crate) const RESOURCE_TOPIC: i8 = 2;
 /// Config resource type for brokers.
 pub(crate) const RESOURCE_BROKER: i8 = 4;
 
+/// The scope a broker config resource names: every broker (`""`, kafka-configs'
+/// `--entity-default`) or one broker (its id).
+pub(crate) fn broker_scope(name: &str) -> Result<Option<i32>, crate::broker::BrokerError> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    name.parse::<i32>().map(Some).map_err(|_| {
+        crate::config::InvalidConfig(format!(
+            "broker config resource '{name}' is neither a broker id nor \"\" (every broker)"
+        ))
+        .into()
+    })
+}
+
 /// Maps engine errors to the Kafka error code the spec names, with a message.
 pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
     use crate::broker::BrokerError as E;

@@ -94,6 +94,7 @@ public final class Compat {
         cases.put("admin_elect_leaders", Compat::adminElectLeaders);
         cases.put("tool_kafka_topics", Compat::toolTopics);
         cases.put("tool_kafka_configs", Compat::toolConfigs);
+        cases.put("tool_kafka_configs_brokers", Compat::toolBrokerConfigs);
         cases.put("tool_kafka_consumer_groups", Compat::toolConsumerGroups);
         cases.put("tool_kafka_producer_perf_test", Compat::toolProducerPerf);
         cases.put("tool_kafka_consumer_perf_test", Compat::toolConsumerPerf);
@@ -502,6 +503,52 @@ public final class Compat {
         check(!d.contains("retention.ms=7200000"), "after --delete-config: " + d);
         String b = tool("org.apache.kafka.tools.ConfigCommand", "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--all");
         check(b.contains("log.retention"), "brokers --describe --all: " + b.substring(0, Math.min(500, b.length())));
+    }
+
+    /** Dynamic broker configs with kafka-configs: for every broker (--entity-default) and for
+     *  one, seen through a topic without an override, then deleted again. */
+    static void toolBrokerConfigs() throws Exception {
+        String cmd = "org.apache.kafka.tools.ConfigCommand";
+        String t = topic("brokercfg");
+        String node;
+        try (var a = admin()) {
+            createTopic(a, t, 1, Map.of());
+            node = a.describeCluster().nodes().get().iterator().next().idString();
+        }
+        tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                "--add-config", "log.retention.ms=86400000");
+        String d = tool(cmd, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--entity-default");
+        check(d.contains("log.retention.ms=86400000"), "--entity-default --describe: " + d);
+        awaitTopicRetention(t, "86400000", ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG);
+        tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", node,
+                "--add-config", "log.retention.ms=172800000");
+        d = tool(cmd, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--entity-name", node);
+        check(d.contains("log.retention.ms=172800000"), "--entity-name " + node + " --describe: " + d);
+        awaitTopicRetention(t, "172800000", ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG);
+        tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", node,
+                "--delete-config", "log.retention.ms");
+        tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
+                "--delete-config", "log.retention.ms");
+        d = tool(cmd, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--entity-default");
+        check(!d.contains("log.retention.ms="), "after --delete-config: " + d);
+        awaitTopicRetention(t, "604800000", null);
+    }
+
+    /** Waits until the topic's retention.ms is `value` from `source` (null: a static or default one). */
+    static void awaitTopicRetention(String t, String value, ConfigEntry.ConfigSource source) throws Exception {
+        var res = new ConfigResource(ConfigResource.Type.TOPIC, t);
+        long deadline = System.currentTimeMillis() + 15000;
+        try (var a = admin()) {
+            while (true) {
+                ConfigEntry e = a.describeConfigs(List.of(res)).all().get().get(res).get("retention.ms");
+                boolean fromIt = source == null
+                        ? e.source() == ConfigEntry.ConfigSource.DEFAULT_CONFIG || e.source() == ConfigEntry.ConfigSource.STATIC_BROKER_CONFIG
+                        : e.source() == source;
+                if (value.equals(e.value()) && fromIt) return;
+                check(System.currentTimeMillis() < deadline, "topic retention.ms " + e + ", want " + value + " from " + source);
+                Thread.sleep(200);
+            }
+        }
     }
 
     static void toolConsumerGroups() throws Exception {
