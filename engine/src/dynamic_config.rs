@@ -43,6 +43,12 @@ const DYNAMIC: &[&str] = &[
     "message.timestamp.after.max.ms",
 ];
 
+/// Kafka's reassignment throttles (bytes per second; see `raft::throttle`): broker settings,
+/// not topic defaults.
+pub const LEADER_THROTTLE: &str = "leader.replication.throttled.rate";
+pub const FOLLOWER_THROTTLE: &str = "follower.replication.throttled.rate";
+const THROTTLES: &[&str] = &[LEADER_THROTTLE, FOLLOWER_THROTTLE];
+
 /// Where a broker config's value comes from (Kafka's `ConfigSource` codes in DescribeConfigs).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Source {
@@ -97,12 +103,23 @@ pub fn dynamic_names() -> Vec<&'static str> {
     all_configs()
         .filter(|d| DYNAMIC.contains(&d.name))
         .map(|d| d.broker_name)
+        .chain(THROTTLES.iter().copied())
         .collect()
 }
 
 /// Checks a whole set of dynamic broker configs: known names, valid values.
 pub fn validate(overrides: &Overrides) -> Result<(), InvalidConfig> {
     for (name, value) in overrides {
+        if THROTTLES.contains(&name.as_str()) {
+            match value.trim().parse::<i64>() {
+                Ok(v) if v >= 1 => continue,
+                _ => {
+                    return Err(InvalidConfig(format!(
+                        "invalid value '{value}' for broker config '{name}': bytes per second, at least 1"
+                    )))
+                }
+            }
+        }
         let topic = topic_name(name)?;
         validate_entry(topic, value).map_err(|e| {
             InvalidConfig(e.0.replace(

@@ -200,6 +200,7 @@ async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
                 .map(|&r| r as u64)
                 .collect(),
             reassigning: target.is_some(),
+            adding: crate::broker::adding_replica(target, &assigned, b.node_id()),
             preferred: preferred.max(0) as u64,
         });
     }

@@ -106,6 +106,23 @@ impl Broker {
         }
     }
 
+    /// Sets the reassignment throttles from the dynamic configs in force.
+    pub(crate) fn apply_throttles(&self) {
+        let configs = self.dynamic_configs();
+        let rate = |name| {
+            configs
+                .lookup(self.node_id(), name)
+                .and_then(|(v, _)| v.parse::<u64>().ok())
+                .filter(|r| *r > 0 && *r < i64::MAX as u64)
+        };
+        self.throttles
+            .leader
+            .set_rate(rate(dynamic_config::LEADER_THROTTLE));
+        self.throttles
+            .follower
+            .set_rate(rate(dynamic_config::FOLLOWER_THROTTLE));
+    }
+
     /// Makes `configs` the dynamic configs in force: stored first, then every topic whose
     /// resolved config changes tells its partitions (retention, segment size and the rest apply
     /// from their next check).
@@ -125,6 +142,7 @@ impl Broker {
             defaults: defaults.clone(),
         };
         tracing::info!(cluster = ?configs.cluster, this_broker = ?configs.brokers.get(&self.node_id()), "dynamic broker configs in force");
+        self.apply_throttles();
         for topic in self.topics.all() {
             let Some(rec) = self.topics.record(&topic.name) else {
                 continue;

@@ -92,6 +92,7 @@ pub(crate) fn refresh(b: &Broker) {
                     .map(|&r| r as u64)
                     .collect(),
                 reassigning: target.is_some(),
+                adding: crate::broker::adding_replica(target, assigned, b.node_id()),
                 preferred: want.max(0) as u64,
             });
             if sent.is_ok() {

@@ -95,6 +95,8 @@ pub struct Broker {
     pub(crate) leaders_told: crate::broker::leader_preference::Told,
     /// The dynamic broker configs and the topic defaults in force.
     dynamic: parking_lot::RwLock<dynamic_configs::InForce>,
+    /// The reassignment throttles every partition replica shares.
+    pub throttles: crate::raft::Throttles,
     ready: AtomicBool,
 }
 
@@ -175,8 +177,26 @@ impl Broker {
             cluster,
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
+            throttles: Default::default(),
             ready: AtomicBool::new(false),
         });
+        let (leader, follower) = (
+            broker.throttles.leader.waited.clone(),
+            broker.throttles.follower.waited.clone(),
+        );
+        broker.metrics.register_with(|r| {
+            r.register(
+                "replication_throttled_leader_bytes",
+                "Snapshot bytes served to replicas a reassignment adds that waited for leader.replication.throttled.rate",
+                leader,
+            );
+            r.register(
+                "replication_throttled_follower_bytes",
+                "Bytes replicas a reassignment adds took in that waited for follower.replication.throttled.rate",
+                follower,
+            );
+        });
+        broker.apply_throttles();
         broker.remove_orphan_topic_dirs();
         let mut records = records;
         let adopted = match &broker.cluster {
@@ -355,11 +375,13 @@ impl Broker {
                 .map(|&r| r as u64)
                 .collect(),
             reassigning: target.is_some(),
+            adding: adding_replica(target, current, self.node_id()),
             on_reassigned: cluster.reassign_reporter(&rec.name, rec.id, p),
             leader_changes: self.metrics.leader_changes.clone(),
             rejected: self.metrics.rpc_rejected.clone(),
             chunks: cluster.chunk_fn(&rec.name, p),
             file_bytes: cluster.config.raft_log_file_bytes,
+            throttles: self.throttles.clone(),
         }))
     }
 
@@ -744,6 +766,11 @@ impl From<crate::cluster::ApplyError> for BrokerError {
 }
 
 /// A config change the topic's data cannot follow is refused.
+/// Whether broker `me` holds a replica a reassignment to `target` adds to `assigned`.
+pub(crate) fn adding_replica(target: Option<&Vec<i32>>, assigned: &[i32], me: i32) -> bool {
+    target.is_some_and(|t| t.contains(&me)) && !assigned.contains(&me)
+}
+
 fn check_config_change(
     name: &str,
     current: &crate::config::ResolvedTopicConfig,

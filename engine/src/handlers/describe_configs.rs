@@ -174,6 +174,13 @@ fn broker_configs(
             b.config.max_request_bytes.to_string(),
         ),
     ];
+    // Kafka's default for the reassignment throttles: unthrottled.
+    for name in [
+        crate::dynamic_config::LEADER_THROTTLE,
+        crate::dynamic_config::FOLLOWER_THROTTLE,
+    ] {
+        pairs.push((name.into(), i64::MAX.to_string()));
+    }
     for def in all_configs() {
         pairs.push((
             def.broker_name.to_string(),

@@ -32,6 +32,7 @@ mod raft_sync;
 mod replicated;
 pub mod router;
 mod snapshot;
+mod throttled;
 mod tick;
 mod tiered;
 pub use open::{spawn, Env};
@@ -133,6 +134,8 @@ pub enum Cmd {
     Goal {
         replicas: Vec<u64>,
         reassigning: bool,
+        /// This replica is one the reassignment adds (the follower throttle paces it).
+        adding: bool,
         preferred: u64,
     },
     /// Starts tiering a partition whose topic just turned `remote.storage.enable` on.
@@ -249,6 +252,8 @@ struct Actor {
     install_next: Option<snapshot::InstallIo>,
     /// A snapshot waiting for committed entries to be applied before its copy starts.
     deferred_snapshot: Option<raft::eraftpb::Message>,
+    /// Appends held back by the reassignment throttle ([`throttled`]).
+    held: throttled::Held,
     /// A checkpoint write is in flight ([`checkpoint`]).
     checkpointing: bool,
     /// acks=1 produces answered at the leader's local append ([`local_ack`]).
@@ -326,7 +331,10 @@ impl Actor {
                 }
                 res = async { raft_tick.as_mut().expect("guarded").changed().await }, if self.raft.is_some() && raft_tick.is_some() => {
                     match (res, &mut self.raft) {
-                        (Ok(()), Some(r)) if self.failed.is_none() => r.tick(),
+                        (Ok(()), Some(r)) if self.failed.is_none() => {
+                            r.tick();
+                            self.release_held();
+                        }
                         // The shard's timer went away with its LocalSet: subscribe again.
                         (Err(_), _) => raft_tick = Some(tick::shard_tick()),
                         _ => {}
@@ -370,19 +378,16 @@ impl Actor {
                     self.produce(batches, reply, acks_all, epoch, self.clock.now_ms());
                 }
             }
-            Cmd::Raft(m) => {
-                if let Some(snap) = self.raft.as_mut().and_then(|r| r.step(*m)) {
-                    self.begin_install(snap);
-                }
-            }
+            Cmd::Raft(m) => self.step_raft(*m),
             Cmd::ReadChunk { req, reply } => self.serve_chunk(req, reply),
             Cmd::Goal {
                 replicas,
                 reassigning,
+                adding,
                 preferred,
             } => {
                 if let Some(r) = &mut self.raft {
-                    r.set_goal(replicas, reassigning, preferred);
+                    r.set_goal(replicas, reassigning, adding, preferred);
                 }
             }
             Cmd::Read {

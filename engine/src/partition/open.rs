@@ -127,6 +127,7 @@ pub fn spawn(
         install: None,
         install_next: None,
         deferred_snapshot: None,
+        held: Default::default(),
         checkpointing: false,
         local_acks: Default::default(),
         clock,

@@ -36,6 +36,8 @@ pub(super) struct Install {
     /// Copied and synced: stepped once no checkpoint write is in flight (it would overwrite
     /// the snapshot's checkpoint with an older one).
     copied: bool,
+    /// How long to wait before asking for the next chunk (the reassignment throttle).
+    pace: std::time::Duration,
 }
 
 pub(super) enum Step {
@@ -77,12 +79,15 @@ impl Actor {
             upto,
             from: end,
             copied: false,
+            pace: std::time::Duration::ZERO,
         });
         self.install_next = self.next_install_io();
     }
 
     /// The next chunk to ask for, or the sync that ends the copy.
     fn next_install_io(&mut self) -> Option<InstallIo> {
+        let i = self.install.as_mut()?;
+        let pace = std::mem::take(&mut i.pace);
         let i = self.install.as_ref()?;
         let end = self.log.next_offset();
         if end >= i.upto {
@@ -102,8 +107,12 @@ impl Actor {
             upto: i.upto,
             max_bytes: CHUNK_BYTES,
         };
-        let rx = (r.chunk_fn())(i.msg.from, req);
+        let (chunks, from) = (r.chunk_fn(), i.msg.from);
         Some(Box::pin(async move {
+            if !pace.is_zero() {
+                tokio::time::sleep(pace).await;
+            }
+            let rx = chunks(from, req);
             Step::Chunk(rx.await.unwrap_or_else(|_| Err("rpc stopped".into())))
         }))
     }
@@ -125,6 +134,17 @@ impl Actor {
         }
         match step {
             Step::Chunk(Ok(c)) => {
+                // A learner (a replica a reassignment adds) takes chunks in at the follower
+                // throttle's pace.
+                let pace = match &self.raft {
+                    Some(r) if r.is_adding() => {
+                        r.throttles().follower.reserve(c.records.len() as u64)
+                    }
+                    _ => std::time::Duration::ZERO,
+                };
+                if let Some(i) = &mut self.install {
+                    i.pace = pace;
+                }
                 if let Err(e) = self.write_chunk(c) {
                     match e {
                         ChunkError::Storage(e) => self.fail_storage("snapshot install", &e),
@@ -252,11 +272,26 @@ impl Actor {
             }
         };
         let marks = *self.marks.borrow();
-        let _ = reply.send(Ok(Chunk {
+        let chunk = Chunk {
             log_start: marks.log_start,
             local_start: self.log.local_start_offset(),
             records,
-        }));
+        };
+        // Served to a replica a reassignment adds at the leader throttle's pace.
+        let pace = match &self.raft {
+            Some(r) if r.is_learner_id(req.requester) => {
+                r.throttles().leader.reserve(chunk.records.len() as u64)
+            }
+            _ => std::time::Duration::ZERO,
+        };
+        if pace.is_zero() {
+            let _ = reply.send(Ok(chunk));
+        } else {
+            tokio::task::spawn_local(async move {
+                tokio::time::sleep(pace).await;
+                let _ = reply.send(Ok(chunk));
+            });
+        }
     }
 }
 

@@ -35,6 +35,7 @@ pub mod record;
 pub mod rejects;
 pub mod snapshot;
 pub mod storage;
+pub mod throttle;
 
 /// How often raft-rs is ticked (the controller and every partition group); elections take 10-20
 /// ticks (0.5-1 s), heartbeats every 2.
@@ -68,6 +69,8 @@ pub struct RaftSetup {
     pub goal: Vec<u64>,
     /// Whether `goal` is an ongoing reassignment's target (reported once reached).
     pub reassigning: bool,
+    /// Whether this replica is one the reassignment adds: what the follower throttle paces.
+    pub adding: bool,
     pub on_reassigned: ReportFn,
     /// `icestream_leader_changes_total`, counted when this replica takes the leadership.
     pub leader_changes: prometheus_client::metrics::counter::Counter,
@@ -77,6 +80,15 @@ pub struct RaftSetup {
     pub chunks: snapshot::ChunkFn,
     /// The Raft log starts a new file past this size ([`log_file::FILE_BYTES`] by default).
     pub file_bytes: u64,
+    /// The broker's reassignment throttles: what its learners take in, what it serves them.
+    pub throttles: Throttles,
+}
+
+/// The broker's reassignment throttles ([`throttle`]).
+#[derive(Debug, Clone, Default)]
+pub struct Throttles {
+    pub leader: Arc<throttle::Throttle>,
+    pub follower: Arc<throttle::Throttle>,
 }
 
 /// The leader's view of its followers, published by the partition actor at every tick while it
@@ -170,6 +182,9 @@ pub struct PartitionRaft {
     rejected: crate::metrics::Rejections,
     applied: applied::Applied,
     chunks: snapshot::ChunkFn,
+    throttles: Throttles,
+    /// This replica is one an ongoing reassignment adds.
+    adding: bool,
 }
 
 /// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
@@ -225,6 +240,7 @@ impl PartitionRaft {
             last_at_prev_tick: None,
             goal: setup.goal,
             reassigning: setup.reassigning,
+            adding: setup.adding,
             on_reassigned: setup.on_reassigned,
             leader_changes: setup.leader_changes,
             next_report: 0,
@@ -235,7 +251,24 @@ impl PartitionRaft {
                 ..Default::default()
             },
             chunks: setup.chunks,
+            throttles: setup.throttles,
         })
+    }
+
+    /// The broker's reassignment throttles.
+    pub fn throttles(&self) -> &Throttles {
+        &self.throttles
+    }
+
+    /// Whether this replica is one an ongoing reassignment adds (it may not know it is a
+    /// learner before it applies the log that says so): what the follower throttle paces.
+    pub fn is_adding(&self) -> bool {
+        self.adding
+    }
+
+    /// Whether replica `id` is a learner of this group.
+    pub fn is_learner_id(&self, id: u64) -> bool {
+        self.node.raft.prs().conf().learners().contains(&id)
     }
 
     /// Leaves the group for good (after a storage error): the handle no longer names a
@@ -602,9 +635,10 @@ impl PartitionRaft {
 impl PartitionRaft {
     /// A new goal from the controller: the reassignment target, or the assignment when none
     /// (completed or cancelled).
-    pub fn set_goal(&mut self, goal: Vec<u64>, reassigning: bool, preferred: u64) {
+    pub fn set_goal(&mut self, goal: Vec<u64>, reassigning: bool, adding: bool, preferred: u64) {
         self.goal = goal;
         self.reassigning = reassigning;
+        self.adding = adding;
         self.preferred = preferred;
         self.next_report = 0;
     }
@@ -841,6 +875,8 @@ mod reassign_tests {
             rejected: Default::default(),
             chunks: Arc::new(|_, _| tokio::sync::oneshot::channel().1),
             file_bytes: log_file::FILE_BYTES,
+            throttles: Default::default(),
+            adding: false,
         })
         .unwrap()
     }
@@ -915,7 +951,7 @@ mod reassign_tests {
         // Move to {2, 3, 4}: the leader (1) is removed, 4 starts with an empty log.
         nodes.insert(4, open(dir.path(), 4, &[2, 3, 4], &out, &reports));
         for n in nodes.values_mut() {
-            n.set_goal(vec![2, 3, 4], true, 2);
+            n.set_goal(vec![2, 3, 4], true, false, 2);
         }
         run(&mut nodes, &out, 300);
         for id in [2, 3, 4] {
@@ -1053,7 +1089,7 @@ mod reassign_tests {
         run(&mut nodes, &out, 20);
         // Node 4 is in the target but never runs.
         for n in nodes.values_mut() {
-            n.set_goal(vec![1, 2, 4], true, 1);
+            n.set_goal(vec![1, 2, 4], true, false, 1);
         }
         run(&mut nodes, &out, 100);
         assert_eq!(voters(&nodes[&1]), (vec![1, 2, 3], vec![], vec![4]));
