@@ -191,15 +191,26 @@ def test_producer_ids_are_unique_across_brokers(broker_factory):
     from kwire import Conn, init_producer_id
     brokers = start_cluster(broker_factory)
     wait_formed(brokers)
-    want = {"icestream.producer.id.blocks": 1}
     deadline = time.monotonic() + 30
-    while not all(finalized_features(b) == want for b in brokers):
+    while not all(finalized_features(b).get("icestream.producer.id.blocks") == 1
+                  for b in brokers):
         assert time.monotonic() < deadline, [finalized_features(b) for b in brokers]
         time.sleep(0.2)
 
     from test_cluster_reassign import icestream
     status = icestream("cluster", "status", "--admin-url", brokers[2].admin_url)
-    assert "finalized features: icestream.producer.id.blocks=1" in status.stdout, status.stdout
+    line = next(x for x in status.stdout.splitlines() if x.startswith("finalized features:"))
+    assert "icestream.producer.id.blocks=1" in line, status.stdout
+    # Kafka clients read the same from ApiVersions (describeFeatures).
+    from kafka.admin import KafkaAdminClient
+    kadmin = KafkaAdminClient(bootstrap_servers=brokers[0].bootstrap)
+    try:
+        described = kadmin.describe_features()
+    finally:
+        kadmin.close()
+    blocks = described["icestream.producer.id.blocks"]
+    assert blocks["supported"] == (1, 1) and blocks["finalized"] == (1, 1), described
+    assert blocks["finalized_epoch"] is not None and blocks["finalized_epoch"] > 0, described
 
     def ids_from(b, n=2):
         out = []

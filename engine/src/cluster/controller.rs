@@ -57,6 +57,8 @@ type Brokers = Arc<parking_lot::RwLock<(BTreeSet<i32>, BTreeSet<i32>)>>;
 #[derive(Debug, Default)]
 struct View {
     features: super::features::Levels,
+    /// The entry that last changed `features` (-1: none finalized).
+    features_epoch: i64,
     broker_configs: crate::dynamic_config::DynamicConfigs,
     producer_ids: std::collections::BTreeMap<i32, super::producer_ids::Block>,
 }
@@ -93,6 +95,15 @@ impl ControllerHandle {
     /// Every finalized feature level.
     pub fn features(&self) -> super::features::Levels {
         self.view.read().features.clone()
+    }
+
+    /// The finalized levels with their epoch, as ApiVersions reports them (-1: none yet).
+    pub fn features_with_epoch(&self) -> (i64, super::features::Levels) {
+        let v = self.view.read();
+        if v.features.is_empty() {
+            return (-1, Default::default());
+        }
+        (v.features_epoch, v.features.clone())
     }
 
     /// The dynamic broker configs, as of the last entry applied.
@@ -333,6 +344,7 @@ impl Controller {
         let mut v = self.view.write();
         if v.features != self.state.features {
             v.features = self.state.features.clone();
+            v.features_epoch = self.node.raft.raft_log.applied as i64;
         }
         if v.broker_configs != self.state.broker_configs {
             v.broker_configs = self.state.broker_configs.clone();

@@ -706,6 +706,13 @@ impl Cluster {
             .unwrap_or_default()
     }
 
+    /// The finalized feature levels and their epoch (-1 while none is).
+    pub fn finalized_features_epoch(&self) -> (i64, features::Levels) {
+        self.controller
+            .get()
+            .map_or((-1, Default::default()), |c| c.features_with_epoch())
+    }
+
     /// Finalized features (with their levels) that a broker supporting `supported` lacks.
     pub fn lacking_features(&self, supported: &features::Levels) -> Vec<String> {
         features::missing(&self.finalized_features(), supported)

@@ -1,6 +1,9 @@
-//! ApiVersions: the catalog in [`super::APIS`].
+//! ApiVersions: the catalog in [`super::APIS`], and the feature levels this broker supports
+//! and the cluster finalized (v3+, as Kafka's describeFeatures reads them).
 
-use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::api_versions_response::{
+    ApiVersion, FinalizedFeatureKey, SupportedFeatureKey,
+};
 use kafka_protocol::messages::{ApiVersionsRequest, ApiVersionsResponse};
 use kafka_protocol::ResponseError;
 
@@ -16,8 +19,39 @@ fn catalog() -> Vec<ApiVersion> {
         .collect()
 }
 
-pub fn handle(_version: i16, _req: ApiVersionsRequest) -> ApiVersionsResponse {
-    ApiVersionsResponse::default().with_api_keys(catalog())
+pub fn handle(
+    b: &crate::broker::Broker,
+    _version: i16,
+    _req: ApiVersionsRequest,
+) -> ApiVersionsResponse {
+    use crate::cluster::features;
+    let supported = features::supported()
+        .into_iter()
+        .map(|(name, max)| {
+            SupportedFeatureKey::default()
+                .with_name(super::sb(name))
+                .with_min_version(1)
+                .with_max_version(max)
+        })
+        .collect();
+    let (epoch, finalized) = b
+        .cluster
+        .as_ref()
+        .map_or((-1, Default::default()), |c| c.finalized_features_epoch());
+    let finalized = finalized
+        .into_iter()
+        .map(|(name, level)| {
+            FinalizedFeatureKey::default()
+                .with_name(super::sb(name))
+                .with_min_version_level(level)
+                .with_max_version_level(level)
+        })
+        .collect();
+    ApiVersionsResponse::default()
+        .with_api_keys(catalog())
+        .with_supported_features(supported)
+        .with_finalized_features_epoch(epoch)
+        .with_finalized_features(finalized)
 }
 
 /// The answer to an ApiVersions request of a version we do not know (sent as v0).

@@ -180,7 +180,7 @@ dispatch_table! { b, h, v;
         Handled::reply(ResponseKind::Metadata(metadata::handle(&b, v, r).await))
     }),
     ApiVersions(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::ApiVersions(api_versions::handle(v, r)))
+        Handled::reply(ResponseKind::ApiVersions(api_versions::handle(&b, v, r)))
     }),
     CreateTopics(r) => Box::pin(async move {
         Handled::reply(ResponseKind::CreateTopics(

@@ -429,7 +429,7 @@ public final class Compat {
             check(!d.nodes().get().isEmpty(), "nodes");
             check(d.controller().get() != null, "controller");
             var features = a.describeFeatures().featureMetadata().get();
-            check(features != null, "features");
+            check(features != null && !features.supportedFeatures().isEmpty(), "supported features: " + features);
         }
     }
 
