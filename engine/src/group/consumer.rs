@@ -20,6 +20,7 @@ use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::assignor::{assign_range, assign_uniform};
+use super::consumer_record::GroupRecord;
 use super::GroupError;
 
 pub use super::assignor::Tp;
@@ -66,8 +67,8 @@ pub struct Member {
     /// A static member that left with epoch -2: its place and partitions are kept until its
     /// session times out or its instance id rejoins.
     pub left_temporarily: bool,
-    session_deadline: Instant,
-    revocation_deadline: Option<Instant>,
+    pub(super) session_deadline: Instant,
+    pub(super) revocation_deadline: Option<Instant>,
 }
 
 /// A ConsumerGroupHeartbeat, as the state machine needs it.
@@ -124,6 +125,9 @@ pub struct ConsumerGroup {
     /// Subscribed topics as last seen: name -> (id, partitions).
     pub metadata: BTreeMap<String, (Uuid, i32)>,
     pub session_timeout: Duration,
+    /// A digest of what `__consumer_offsets` was last sent for this group
+    /// ([`super::consumer_record`]): a heartbeat that changed nothing writes nothing.
+    stored: Option<u64>,
 }
 
 impl Default for ConsumerGroup {
@@ -143,7 +147,46 @@ impl ConsumerGroup {
             target: BTreeMap::new(),
             metadata: BTreeMap::new(),
             session_timeout: SESSION_TIMEOUT,
+            stored: None,
         }
+    }
+
+    /// The group's record if it changed since the last one taken (to be stored now).
+    pub fn take_record(&mut self) -> Option<GroupRecord> {
+        let digest = self.digest();
+        if self.stored == Some(digest) {
+            return None;
+        }
+        self.stored = Some(digest);
+        Some(GroupRecord::of(self))
+    }
+
+    /// What `__consumer_offsets` holds for this group is its current state (restored from it).
+    pub(super) fn mark_stored(&mut self) {
+        self.stored = Some(self.digest());
+    }
+
+    /// A digest of everything the group's record holds, without building it (heartbeats
+    /// come every second from every member; most change nothing).
+    fn digest(&self) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (self.group_epoch, self.assignment_epoch, &self.assignor).hash(&mut h);
+        (&self.target, &self.metadata, self.session_timeout).hash(&mut h);
+        for m in self.members.values() {
+            (
+                &m.id,
+                &m.instance_id,
+                &m.rack_id,
+                &m.client_id,
+                &m.client_host,
+            )
+                .hash(&mut h);
+            (m.epoch, m.previous_epoch, m.state as u8, &m.subscribed).hash(&mut h);
+            (&m.server_assignor, m.rebalance_timeout, m.left_temporarily).hash(&mut h);
+            (&m.assigned, &m.revoking).hash(&mut h);
+        }
+        h.finish()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -737,6 +780,41 @@ mod tests {
                 assert!(seen.insert(*tp), "{tp:?} owned twice");
             }
         }
+    }
+
+    /// A new coordinator restores the group from its stored record mid-rebalance: the members
+    /// heartbeat on with their epochs and the rebalance completes without overlap.
+    #[test]
+    fn a_group_restored_from_its_record_goes_on_where_it_was() {
+        let now = Instant::now();
+        let mut g = ConsumerGroup::new(0);
+        let mut a = Client::join(&mut g, "a", now);
+        let mut b = Client::join(&mut g, "b", now);
+        let rec = g.take_record().expect("a changed group has a record");
+        assert!(g.take_record().is_none(), "nothing changed since");
+        let bytes = rec.encode();
+        let mut restored = GroupRecord::decode(&bytes)
+            .and_then(|r| r.restore(now))
+            .expect("the record restores");
+        assert!(restored.take_record().is_none(), "restored as stored");
+        assert_eq!(restored.group_epoch, g.group_epoch);
+        // b still waits for a's partitions; a revokes, and both converge at the new place.
+        for _ in 0..4 {
+            a.beat(&mut restored, now);
+            b.beat(&mut restored, now);
+        }
+        no_overlap(&[&a, &b]);
+        assert_eq!(a.owned.len() + b.owned.len(), 6);
+        assert_eq!((a.epoch, b.epoch), (2, 2));
+        assert_eq!(restored.state_name(), "Stable");
+        assert!(
+            restored.take_record().is_some(),
+            "the rebalance's progress is recorded"
+        );
+        // A record of a newer version is skipped, not misread.
+        let mut newer = bytes.to_vec();
+        newer[0] = 9;
+        assert!(GroupRecord::decode(&newer).is_none());
     }
 
     #[test]

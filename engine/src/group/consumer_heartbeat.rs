@@ -76,6 +76,8 @@ impl Coordinator {
         // A join that failed leaves no trace of a group it would have created.
         if created && res.error.is_some() && g.is_empty() && g.offsets.is_empty() {
             groups.remove(group_id);
+        } else {
+            self.store_record(b, g);
         }
         res
     }

@@ -73,6 +73,7 @@ impl Coordinator {
                 .collect();
             if e.whole {
                 entries.push((Key::Group(id.clone()), None));
+                entries.push((Key::Consumer(id.clone()), None));
             }
             if let Err(err) = store::append(b, &id, &entries).await {
                 tracing::warn!(group = %id, error = %err, "expiring committed offsets not persisted; will retry");

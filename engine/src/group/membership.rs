@@ -39,7 +39,9 @@ impl Coordinator {
             if g.is_active_consumer_group() {
                 return fail(GroupError::InconsistentGroupProtocol);
             }
-            g.consumer = None;
+            if g.consumer.take().is_some() {
+                send_consumer_record(b, group_id, None);
+            }
             let p = g.join(r, Instant::now());
             self.store_record(b, g);
             p
@@ -118,6 +120,11 @@ impl Coordinator {
     /// other records are not waited for: losing one in a crash only means a new coordinator
     /// sees an older, still consistent, group.
     pub(super) fn store_record(&self, b: &dyn TopicHost, g: &mut Group) {
+        // A KIP-848 group's state, when it changed: sent in order under the groups' lock, not
+        // waited for (a new coordinator then restores the state before it, still consistent).
+        if let Some(rec) = g.consumer.as_mut().and_then(|c| c.take_record()) {
+            send_consumer_record(b, &g.id, Some(rec));
+        }
         let Some((value, wait)) = g.take_store() else {
             return;
         };
@@ -157,5 +164,22 @@ impl Coordinator {
                 g.stored(generation, result, Instant::now());
             }
         });
+    }
+}
+
+/// Sends a KIP-848 group's record (`None`: a tombstone, it is a consumer group no more) to its
+/// `__consumer_offsets` partition, in the order of the calls.
+fn send_consumer_record(
+    b: &dyn TopicHost,
+    group: &str,
+    rec: Option<super::consumer_record::GroupRecord>,
+) {
+    if let Some(t) = b.topics().get(OFFSETS_TOPIC) {
+        let p = store::partition_for(group, t.partitions.len());
+        // Not waited for: the partition appends it in order, whatever becomes of the answer.
+        drop(store::send(
+            &t.partitions[p as usize],
+            &[(Key::Consumer(group.to_string()), rec.map(Value::Consumer))],
+        ));
     }
 }

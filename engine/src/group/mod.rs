@@ -21,6 +21,7 @@
 mod assignor;
 pub mod consumer;
 mod consumer_heartbeat;
+pub mod consumer_record;
 mod descriptions;
 mod error;
 mod expiry;

@@ -256,7 +256,10 @@ impl Coordinator {
                         None,
                     )
                 })
-                .chain(std::iter::once((Key::Group(group_id.to_string()), None)))
+                .chain([
+                    (Key::Group(group_id.to_string()), None),
+                    (Key::Consumer(group_id.to_string()), None),
+                ])
                 .collect()
         };
         if let Err(e) = store::append(b, group_id, &entries).await {

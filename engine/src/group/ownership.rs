@@ -196,6 +196,20 @@ async fn replay_groups(
             (Key::Group(group), None) => {
                 groups.remove(&group);
             }
+            (Key::Consumer(group), Some(Value::Consumer(rec))) => match rec.restore(now) {
+                Some(c) => {
+                    groups
+                        .entry(group.clone())
+                        .or_insert_with(|| Group::new(&group))
+                        .consumer = Some(c)
+                }
+                None => tracing::warn!(group = %group, "a consumer group record that does not restore skipped"),
+            },
+            (Key::Consumer(group), None) => {
+                if let Some(g) = groups.get_mut(&group) {
+                    g.consumer = None;
+                }
+            }
             // A value that does not decode for its key: skip it.
             _ => {}
         }

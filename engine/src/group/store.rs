@@ -3,7 +3,8 @@
 //! Encoding (big-endian; strings are a u16 length and UTF-8 bytes):
 //!
 //! ```text
-//! key   = kind:u8 group:str [topic:str partition:i32]     kind 0 = offset, 1 = group
+//! key   = kind:u8 group:str [topic:str partition:i32]     kind 0 = offset, 1 = group,
+//!                                                          3 = consumer group (KIP-848)
 //!                                                          (kind 2: a new leader's marker)
 //! offset value = version:u8(0) offset:i64 leader_epoch:i32 commit_timestamp:i64
 //!                metadata_len:i32 (-1 = null) metadata bytes
@@ -11,6 +12,7 @@
 //!                member_count:i32 member*
 //! member       = id:str instance_id:nstr client_id:str client_host:str session_ms:i32
 //!                rebalance_ms:i32 protocol_count:i32 (name:str metadata:bytes)* assignment:bytes
+//! consumer group value = version:u8(0) JSON (a KIP-848 group, [`super::consumer_record`])
 //! ```
 //!
 //! `nstr` is an i16 length (-1 = null) and UTF-8 bytes, `bytes` an i32 length and bytes. A
@@ -41,6 +43,7 @@ const KIND_OFFSET: u8 = 0;
 const KIND_GROUP: u8 = 1;
 /// Written by a new coordinator ([`barrier`]); carries nothing.
 const KIND_BARRIER: u8 = 2;
+const KIND_CONSUMER: u8 = 3;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Key {
@@ -50,6 +53,8 @@ pub enum Key {
         partition: i32,
     },
     Group(String),
+    /// A KIP-848 consumer group's state.
+    Consumer(String),
 }
 
 /// A committed offset; `log_offset` is where it sits in `__consumer_offsets`, so that a
@@ -112,6 +117,7 @@ pub struct MemberValue {
 pub enum Value {
     Offset(OffsetValue),
     Group(GroupValue),
+    Consumer(super::consumer_record::GroupRecord),
 }
 
 fn put_str(b: &mut BytesMut, s: &str) {
@@ -199,6 +205,10 @@ impl Key {
                 b.put_u8(KIND_GROUP);
                 put_str(&mut b, group);
             }
+            Key::Consumer(group) => {
+                b.put_u8(KIND_CONSUMER);
+                put_str(&mut b, group);
+            }
         }
         b.freeze()
     }
@@ -221,13 +231,14 @@ impl Key {
                 })
             }
             KIND_GROUP => Some(Key::Group(get_str(&mut b)?)),
+            KIND_CONSUMER => Some(Key::Consumer(get_str(&mut b)?)),
             _ => None,
         }
     }
 
     pub fn group(&self) -> &str {
         match self {
-            Key::Offset { group, .. } | Key::Group(group) => group,
+            Key::Offset { group, .. } | Key::Group(group) | Key::Consumer(group) => group,
         }
     }
 }
@@ -324,6 +335,7 @@ impl Value {
                 b.put_u8(1);
                 g.encode_into(&mut b);
             }
+            Value::Consumer(c) => return c.encode(),
         }
         b.freeze()
     }
@@ -332,6 +344,9 @@ impl Value {
     pub fn decode(key: &Key, mut b: Bytes) -> Option<Value> {
         if !b.has_remaining() {
             return None;
+        }
+        if let Key::Consumer(_) = key {
+            return super::consumer_record::GroupRecord::decode(&b).map(Value::Consumer);
         }
         let version = b.get_u8();
         match key {
@@ -363,7 +378,7 @@ impl Value {
             Key::Group(_) if version <= 1 => {
                 GroupValue::decode_from(version, &mut b).map(Value::Group)
             }
-            Key::Group(_) => None,
+            Key::Group(_) | Key::Consumer(_) => None,
         }
     }
 }
