@@ -25,7 +25,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
 
-from cluster import ScriptBrokers, metadata, start_cluster, wait_formed  # noqa: E402
+from cluster import (ScriptBrokers, finalized_features, metadata, start_cluster,  # noqa: E402
+                     wait_formed)
 from conftest import broker_binary  # noqa: E402
 from history import Load  # noqa: E402
 from test_cluster_reassign import create  # noqa: E402
@@ -98,6 +99,12 @@ def main() -> None:
                       f"{took:.1f}s; longest a partition went without an ack meanwhile {gap * 1000:.0f} ms",
                       flush=True)
                 time.sleep(2)
+            # What needs every broker upgraded turns on by itself once the last one is.
+            wait("the new release's features finalized",
+                 lambda: finalized_features(brokers[0]).get("icestream.producer.id.blocks") == 1,
+                 timeout=60)
+            print(f"finalized features after the upgrade: {finalized_features(brokers[0])}",
+                  flush=True)
         finally:
             load.finish()
         errors = load.history.errors
