@@ -221,6 +221,8 @@ async fn cluster_brokers(State(b): State<Arc<Broker>>) -> impl IntoResponse {
                     None
                 },
                 "supported_features": m.features,
+                "rpc_version": m.rpc_version,
+                "release": m.release,
             })
         })
         .collect();

@@ -176,7 +176,15 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
             emit_json_pretty(&v)?;
         }
         Format::Table => {
-            let mut t = Table::new(&["ID", "HOST", "PORT", "ALIVE", "STATE", "CONTROLLER"]);
+            let mut t = Table::new(&[
+                "ID",
+                "HOST",
+                "PORT",
+                "ALIVE",
+                "STATE",
+                "CONTROLLER",
+                "RELEASE",
+            ]);
             for b in v["brokers"].as_array().into_iter().flatten() {
                 t.row(vec![
                     b["id"].to_string(),
@@ -190,6 +198,7 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
                     .into(),
                     b["state"].as_str().unwrap_or("-").to_string(),
                     b["controller_role"].as_str().unwrap_or("-").to_string(),
+                    b["release"].as_str().unwrap_or("-").to_string(),
                 ]);
             }
             emit_raw(&t.render())?;

@@ -199,6 +199,9 @@ def test_producer_ids_are_unique_across_brokers(broker_factory):
 
     from test_cluster_reassign import icestream
     status = icestream("cluster", "status", "--admin-url", brokers[2].admin_url)
+    # Every broker's release is listed.
+    rows = [x.split() for x in status.stdout.splitlines() if x.split()[:1] in (["1"], ["2"], ["3"])]
+    assert len(rows) == 3 and all(r[-1][0].isdigit() for r in rows), status.stdout
     line = next(x for x in status.stdout.splitlines() if x.startswith("finalized features:"))
     assert "icestream.producer.id.blocks=1" in line, status.stdout
     # Kafka clients read the same from ApiVersions (describeFeatures).

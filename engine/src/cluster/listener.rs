@@ -48,6 +48,11 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
         let (kind, body) = match rpc::read_frame(&mut s, &peer).await {
             Ok(Some(f)) => f,
             Ok(None) => return,
+            Err(e @ rpc::RpcError::UnknownKind(_)) => {
+                // A peer of a newer release: say so where an operator looks.
+                cluster.reject("rpc_unknown_kind", format_args!("rpc from {peer}: {e}"));
+                return;
+            }
             Err(e) => {
                 tracing::debug!(peer, error = %e, "closing rpc connection");
                 return;
@@ -56,6 +61,19 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
         let answer = match kind {
             Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
                 Ok(h) if h.cluster_id == cluster.cluster_id => {
+                    if h.from.rpc_version < rpc::MIN_VERSION {
+                        cluster.reject(
+                            "hello_unsupported",
+                            format_args!(
+                                "hello from broker {} at {peer} refused: its RPC version {} ({}) is older than the oldest this release speaks ({}); upgrade it",
+                                h.from.node_id,
+                                h.from.rpc_version,
+                                h.from.release.as_deref().unwrap_or("a release before versions were announced"),
+                                rpc::MIN_VERSION
+                            ),
+                        );
+                        return;
+                    }
                     let lacking = cluster.lacking_features(&h.from.features);
                     if !lacking.is_empty() {
                         // It would misread the entries that rely on them: kept out of the

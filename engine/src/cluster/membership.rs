@@ -31,6 +31,16 @@ pub struct Member {
     /// The feature levels it supports (none from brokers that predate them).
     #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
     pub features: super::features::Levels,
+    /// Its RPC protocol version ([`super::rpc::VERSION`]; 1 from brokers that predate it).
+    #[serde(default = "first_rpc_version")]
+    pub rpc_version: u16,
+    /// Its release (the binary's version), absent from brokers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub release: Option<String>,
+}
+
+fn first_rpc_version() -> u16 {
+    1
 }
 
 /// Why a hello was refused.
@@ -199,6 +209,8 @@ mod tests {
             schema_registry_url: None,
             incarnation: id as u64,
             features: Default::default(),
+            rpc_version: crate::cluster::rpc::VERSION,
+            release: None,
         }
     }
 
@@ -289,5 +301,18 @@ mod tests {
         ms.known.write().get_mut(&2).unwrap().1 = Some(Instant::now() - ALIVE_FOR);
         ms.merge(&impostor, &[]).unwrap();
         assert_eq!(ms.get(2).unwrap().rpc_addr, "10.0.0.9:1");
+    }
+
+    /// A hello of a release before versions and features were announced still decodes, as
+    /// RPC version 1 with no features (which holds every feature back).
+    #[test]
+    fn a_previous_release_hello_decodes_as_version_one() {
+        let old = r#"{"node_id":2,"rpc_addr":"127.0.0.1:9002","kafka_host":"h","kafka_port":9102,"incarnation":5}"#;
+        let m: Member = serde_json::from_str(old).unwrap();
+        assert_eq!((m.rpc_version, m.release.as_deref()), (1, None));
+        assert!(m.features.is_empty());
+        let back: Member =
+            serde_json::from_str(&serde_json::to_string(&self::m(3)).unwrap()).unwrap();
+        assert_eq!(back.rpc_version, crate::cluster::rpc::VERSION);
     }
 }

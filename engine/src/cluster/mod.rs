@@ -277,6 +277,8 @@ impl Cluster {
             // A new one per process start: see [`membership::Members::merge`].
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
             features: features::supported(),
+            rpc_version: rpc::VERSION,
+            release: Some(env!("CARGO_PKG_VERSION").to_string()),
         };
         Ok(Arc::new(Cluster {
             config,

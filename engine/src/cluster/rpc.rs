@@ -9,6 +9,14 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+/// The RPC protocol's version, announced in every hello. 1: releases before it was announced
+/// (absent from their hellos). A change a previous release would misread gets a new version
+/// and, when it must wait for every broker, a feature level (`super::features`).
+pub const VERSION: u16 = 2;
+/// The oldest peer version this release still speaks with: an older peer's hello is refused,
+/// with the reason logged on both sides' terms.
+pub const MIN_VERSION: u16 = 1;
+
 /// The largest frame accepted (a Raft append carrying Kafka batches fits well below).
 pub const MAX_FRAME: usize = 64 << 20;
 
@@ -66,7 +74,7 @@ pub enum RpcError {
     TooLarge(usize),
     #[error("rpc frame is empty")]
     Empty,
-    #[error("unknown rpc frame kind {0}")]
+    #[error("unknown rpc frame kind {0}: the peer runs a newer release whose RPC this one does not speak (upgrade this broker, or keep the cluster on one release)")]
     UnknownKind(u8),
     #[error("expected a {expected:?} frame, got {got:?}")]
     Unexpected { expected: Kind, got: Kind },
