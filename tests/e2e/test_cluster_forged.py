@@ -19,7 +19,8 @@ import uuid
 
 from confluent_kafka import Consumer, Producer, TopicPartition
 
-from cluster import metadata, start_cluster, wait_formed
+from cluster import controller_roles, finalized_features, metadata, start_cluster, wait_formed
+from test_cluster_reassign import wait_for
 from conftest import http_get, unique_topic
 from test_cluster import create, wait_topic_everywhere
 
@@ -229,6 +230,19 @@ def test_forged_frames_are_refused_and_the_cluster_keeps_working(broker_factory,
         assert send(b, HELLO, json.dumps(hello).encode(), answer=True) is None
     wait_rejected(brokers, "hello_conflict", "claims it from 127.0.0.1:9")
     still_healthy("after-hello")
+
+    # 4b. A hello from a broker of a release without the cluster's finalized features (as a
+    # previous release's hello reads): refused with the reason, and it joins nothing.
+    wait_for("the cluster's features finalized",
+             lambda: all(finalized_features(b) for b in brokers))
+    old_member = {"node_id": 9, "rpc_addr": "127.0.0.1:9", "kafka_host": "127.0.0.1",
+                  "kafka_port": 9, "incarnation": 999}
+    hello = {"cluster_id": cluster_id, "from": old_member, "members": [old_member]}
+    for b in brokers:
+        assert send(b, HELLO, json.dumps(hello).encode(), answer=True) is None
+    wait_rejected(brokers, "hello_unsupported", "lacks the finalized features")
+    assert all(9 not in controller_roles(b) for b in brokers)
+    still_healthy("after-old-hello")
 
     # 5. The reported partition heartbeat: a huge term and a commit far past the log end,
     # "from" another replica; and one with a plausible term, so the commit check itself acts.

@@ -61,6 +61,11 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
         let answer = match kind {
             Kind::Hello => match serde_json::from_slice::<Hello>(&body) {
                 Ok(h) if h.cluster_id == cluster.cluster_id => {
+                    // Another process claiming a live broker is the first thing to say.
+                    if let Err(e) = cluster.members.check(&h.from) {
+                        cluster.reject("hello_conflict", format_args!("hello from {peer}: {e}"));
+                        return;
+                    }
                     if h.from.rpc_version < rpc::MIN_VERSION {
                         cluster.reject(
                             "hello_unsupported",

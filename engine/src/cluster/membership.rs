@@ -141,8 +141,24 @@ impl Members {
     /// addresses, and on new ones once its old process is no longer live.
     pub fn merge(&self, from: &Member, others: &[Member]) -> Result<(), MergeError> {
         let mut known = self.known.write();
+        Self::check_in(&known, &self.me, from)?;
+        self.record(&mut known, from, others);
+        Ok(())
+    }
+
+    /// Whether a hello from `from` would be refused as another process claiming a live
+    /// member (see [`Self::merge`]), recording nothing.
+    pub fn check(&self, from: &Member) -> Result<(), MergeError> {
+        Self::check_in(&self.known.read(), &self.me, from)
+    }
+
+    fn check_in(
+        known: &BTreeMap<i32, (Member, Option<Instant>)>,
+        me: &Member,
+        from: &Member,
+    ) -> Result<(), MergeError> {
         if let Some((live, seen)) = known.get(&from.node_id) {
-            let is_me = from.node_id == self.me.node_id;
+            let is_me = from.node_id == me.node_id;
             let alive = is_me || seen.is_some_and(|t| t.elapsed() < ALIVE_FOR);
             let moved = live.rpc_addr != from.rpc_addr
                 || live.kafka_host != from.kafka_host
@@ -157,6 +173,15 @@ impl Members {
                 });
             }
         }
+        Ok(())
+    }
+
+    fn record(
+        &self,
+        known: &mut BTreeMap<i32, (Member, Option<Instant>)>,
+        from: &Member,
+        others: &[Member],
+    ) {
         for m in others.iter().chain(std::iter::once(from)) {
             if m.node_id == self.me.node_id {
                 continue;
@@ -174,7 +199,6 @@ impl Members {
                 e.1 = seen;
             }
         }
-        Ok(())
     }
 
     /// Announces this broker's schema registry URL from the next hello on.
