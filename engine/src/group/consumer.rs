@@ -128,6 +128,9 @@ pub struct ConsumerGroup {
     /// A digest of what `__consumer_offsets` was last sent for this group
     /// ([`super::consumer_record`]): a heartbeat that changed nothing writes nothing.
     stored: Option<u64>,
+    /// Set by what may change the record (a heartbeat, an expiry): the group ticker asks for
+    /// the record of every group ten times a second, and most have nothing new.
+    maybe_changed: bool,
 }
 
 impl Default for ConsumerGroup {
@@ -148,11 +151,15 @@ impl ConsumerGroup {
             metadata: BTreeMap::new(),
             session_timeout: SESSION_TIMEOUT,
             stored: None,
+            maybe_changed: false,
         }
     }
 
     /// The group's record if it changed since the last one taken (to be stored now).
     pub fn take_record(&mut self) -> Option<GroupRecord> {
+        if !std::mem::take(&mut self.maybe_changed) {
+            return None;
+        }
         let digest = self.digest();
         if self.stored == Some(digest) {
             return None;
@@ -263,6 +270,7 @@ impl ConsumerGroup {
         topics: TopicLookup,
         now: Instant,
     ) -> HeartbeatResult {
+        self.maybe_changed = true;
         let id = r.member_id.clone();
         let invalid = |m: &str| HeartbeatResult::error(GroupError::InvalidRequest, &id, m);
         if r.member_id.is_empty() {
@@ -562,6 +570,7 @@ impl ConsumerGroup {
             tracing::info!(member = %id, "{why}; removing consumer group member");
             self.remove_member(&id);
         }
+        self.maybe_changed = true;
         self.update_target();
     }
 
