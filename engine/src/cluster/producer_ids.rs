@@ -8,6 +8,7 @@
 //! out, so the two never meet during an upgrade.
 
 use std::ops::Range;
+use std::sync::Arc;
 
 use super::features::PRODUCER_ID_BLOCKS;
 use super::{ApplyError, Cluster, Command};
@@ -28,48 +29,79 @@ pub struct Block {
     pub len: i64,
 }
 
-/// This broker's ids not handed out yet.
+/// Once fewer ids than this are left in the block, the next is fetched in the background
+/// (Kafka prefetches at 90% too), so InitProducerId rarely waits on the controller.
+const PREFETCH_BELOW: i64 = BLOCK / 10;
+
+/// This broker's ids not handed out yet, and the next block if already fetched.
 #[derive(Default)]
 pub struct Allocator {
     current: tokio::sync::Mutex<Range<i64>>,
+    next: parking_lot::Mutex<Option<Range<i64>>>,
+    /// One request to the controller at a time: the block in its state is this broker's
+    /// latest, which is how the answer is read.
+    request: tokio::sync::Mutex<()>,
 }
 
 impl Cluster {
     /// The next producer id from this broker's block, asking the controller for a new block
     /// when it is used up. `None` while blocks are not finalized: the caller uses its own
     /// counter then.
-    pub async fn producer_id(&self) -> Result<Option<i64>, ApplyError> {
+    pub async fn producer_id(self: &Arc<Self>) -> Result<Option<i64>, ApplyError> {
         let Some(c) = self.controller.get() else {
             return Ok(None);
         };
         if c.feature(PRODUCER_ID_BLOCKS) < 1 {
             return Ok(None);
         }
-        // One request at a time: the block in the state is this broker's latest.
         let mut current = self.producer_ids.current.lock().await;
         if current.is_empty() {
-            let me = self.node_id();
-            let request = uuid::Uuid::new_v4().as_u64_pair().0;
-            self.propose(Command::AllocateProducerIds {
-                broker: me,
-                request,
-            })
-            .await?;
-            // `propose` returns once this broker applied it too.
-            let block = c
-                .producer_block(me)
-                .filter(|b| b.request == request)
-                .ok_or_else(|| {
-                    ApplyError::Other("the producer id block was not recorded".into())
-                })?;
-            tracing::debug!(
-                start = block.start,
-                len = block.len,
-                "new block of producer ids"
-            );
-            *current = block.start..block.start + block.len;
+            let next = self.producer_ids.next.lock().take();
+            *current = match next {
+                Some(n) => n,
+                None => self.fetch_block().await?,
+            };
         }
-        Ok(current.next())
+        let id = current.next();
+        if current.end - current.start < PREFETCH_BELOW && self.producer_ids.next.lock().is_none() {
+            let me = self.clone();
+            tokio::spawn(async move {
+                match me.fetch_block().await {
+                    Ok(b) => {
+                        me.producer_ids.next.lock().get_or_insert(b);
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "prefetching producer ids failed; fetched when needed")
+                    }
+                }
+            });
+        }
+        Ok(id)
+    }
+
+    /// Asks the controller for a new block of producer ids.
+    async fn fetch_block(&self) -> Result<Range<i64>, ApplyError> {
+        let _one = self.producer_ids.request.lock().await;
+        let me = self.node_id();
+        let request = uuid::Uuid::new_v4().as_u64_pair().0;
+        self.propose(Command::AllocateProducerIds {
+            broker: me,
+            request,
+        })
+        .await?;
+        // `propose` returns once this broker applied it too.
+        let block = self
+            .controller
+            .get()
+            .and_then(|c| c.producer_block(me))
+            .filter(|b| b.request == request)
+            .ok_or_else(|| ApplyError::Other("the producer id block was not recorded".into()))?;
+        tracing::debug!(
+            start = block.start,
+            len = block.len,
+            "new block of producer ids"
+        );
+        Ok(block.start..block.start + block.len)
     }
 }
 

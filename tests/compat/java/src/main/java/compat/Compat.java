@@ -517,21 +517,32 @@ public final class Compat {
         }
         tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
                 "--add-config", "log.retention.ms=86400000");
-        String d = tool(cmd, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--entity-default");
-        check(d.contains("log.retention.ms=86400000"), "--entity-default --describe: " + d);
+        // Kafka applies a dynamic config from its metadata log a moment after the alter.
+        awaitDescribe("log.retention.ms=86400000", true, "--entity-type", "brokers", "--entity-default");
         awaitTopicRetention(t, "86400000", ConfigEntry.ConfigSource.DYNAMIC_DEFAULT_BROKER_CONFIG);
         tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", node,
                 "--add-config", "log.retention.ms=172800000");
-        d = tool(cmd, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--entity-name", node);
-        check(d.contains("log.retention.ms=172800000"), "--entity-name " + node + " --describe: " + d);
+        awaitDescribe("log.retention.ms=172800000", true, "--entity-type", "brokers", "--entity-name", node);
         awaitTopicRetention(t, "172800000", ConfigEntry.ConfigSource.DYNAMIC_BROKER_CONFIG);
         tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-name", node,
                 "--delete-config", "log.retention.ms");
         tool(cmd, "--bootstrap-server", bootstrap, "--alter", "--entity-type", "brokers", "--entity-default",
                 "--delete-config", "log.retention.ms");
-        d = tool(cmd, "--bootstrap-server", bootstrap, "--describe", "--entity-type", "brokers", "--entity-default");
-        check(!d.contains("log.retention.ms="), "after --delete-config: " + d);
+        awaitDescribe("log.retention.ms=", false, "--entity-type", "brokers", "--entity-default");
         awaitTopicRetention(t, "604800000", null);
+    }
+
+    /** Runs kafka-configs --describe until its output lists `want` (or, `listed` false, no longer does). */
+    static void awaitDescribe(String want, boolean listed, String... entity) throws Exception {
+        var args = new java.util.ArrayList<>(List.of("--bootstrap-server", bootstrap, "--describe"));
+        args.addAll(List.of(entity));
+        long deadline = System.currentTimeMillis() + 15000;
+        while (true) {
+            String d = tool("org.apache.kafka.tools.ConfigCommand", args.toArray(new String[0]));
+            if (d.contains(want) == listed) return;
+            check(System.currentTimeMillis() < deadline, String.join(" ", entity) + " --describe: " + d);
+            Thread.sleep(200);
+        }
     }
 
     /** Waits until the topic's retention.ms is `value` from `source` (null: a static or default one). */
