@@ -730,6 +730,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.metrics.register_with(|r| tier.register_metrics(r));
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
+    mounts.spawn_cluster_driver();
     let registry = schema_registry::Registry::open(broker.clone(), broker.cluster.clone())
         .await
         .context("cannot rebuild the schema registry from _schemas")?;
@@ -762,6 +763,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     broker
         .metrics
         .register_with(|r| translator.metrics().register(r));
+    let _ = broker.unmount_gate.set(translator.clone());
     let translator_task = translator.start();
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),

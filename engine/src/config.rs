@@ -359,6 +359,15 @@ pub struct TopicConfig {
 }
 
 impl TopicConfig {
+    /// Whether the topic's own overrides turn remote storage on (whatever brokers' defaults
+    /// say): unmount needs it, and it is never turned off again.
+    pub fn remote_storage_set(&self) -> bool {
+        self.overrides
+            .get("remote.storage.enable")
+            .map(String::as_str)
+            == Some("true")
+    }
+
     /// Builds a config from requested pairs, validating each.
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,

@@ -34,6 +34,7 @@ pub mod schema_ids;
 pub mod scrape;
 pub mod shard;
 pub mod time;
+pub mod topic_jobs;
 pub mod topic_labels;
 pub mod topics;
 pub mod unmount;

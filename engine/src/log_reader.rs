@@ -40,6 +40,8 @@ pub struct LogRead {
 }
 
 impl Broker {
+    /// In-process readers (the Iceberg translation, internal topics) also read a topic hidden
+    /// for an unmount: what finishes with it reads it to the end.
     fn partition_handle(
         &self,
         topic: &str,
@@ -47,7 +49,7 @@ impl Broker {
     ) -> Result<(Uuid, PartitionHandle), LogReadError> {
         let t = self
             .topics
-            .get(topic)
+            .get_internal(topic)
             .ok_or_else(|| LogReadError::UnknownTopic(topic.into()))?;
         let p = t
             .partition(partition)

@@ -37,11 +37,11 @@ impl Reconciler for BrokerReconciler {
     fn reconcile_topic<'a>(
         &'a self,
         name: &'a str,
-        wanted: Option<&'a TopicRecord>,
+        state: &'a MetadataState,
     ) -> ReconcileFuture<'a> {
         Box::pin(async move {
             let b = self.broker()?;
-            reconcile_topic(&b, name, wanted)
+            reconcile_topic(&b, name, state)
                 .await
                 .map_err(|e| ReconcileError(e.to_string()))
         })
@@ -68,7 +68,7 @@ async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError>
     let mut first_error = None;
     for name in names {
         // One topic failing (a disk error creating its files) does not hold back the others.
-        if let Err(e) = reconcile_topic(b, &name, state.topics.get(&name)).await {
+        if let Err(e) = reconcile_topic(b, &name, state).await {
             tracing::warn!(topic = %name, error = %e, "cannot bring a topic in line with the cluster metadata; will retry");
             first_error.get_or_insert(e);
         }
@@ -76,12 +76,9 @@ async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError>
     first_error.map_or(Ok(()), Err)
 }
 
-/// Brings one topic on this broker to `wanted` (`None`: it does not exist).
-async fn reconcile_topic(
-    b: &Broker,
-    name: &str,
-    wanted: Option<&TopicRecord>,
-) -> Result<(), BrokerError> {
+/// Brings one topic on this broker to its record in `state` (absent: it does not exist).
+async fn reconcile_topic(b: &Broker, name: &str, state: &MetadataState) -> Result<(), BrokerError> {
+    let wanted = state.topics.get(name);
     let local = b.topics.record(name);
     if let Some(l) = &local {
         // A single broker's topic this broker adopted is not the cluster's yet: kept until the
@@ -95,8 +92,11 @@ async fn reconcile_topic(
                 ))),
             };
         }
-        if wanted.is_none_or(|w| w.id != l.id) {
-            match b.delete_topic_local(name).await {
+        if crate::cluster::unmount::replaced(l, wanted) {
+            // An unmounted topic (or an older incarnation of a mounted one) goes without its
+            // remote data, which the mount reads.
+            let keep_remote = crate::cluster::unmount::keeps_remote(state, l);
+            match b.delete_topic_local(name, keep_remote).await {
                 Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
                 Err(e) => return Err(e),
             }
@@ -109,7 +109,7 @@ async fn reconcile_topic(
     if l == *w {
         return Ok(());
     }
-    if l.id != w.id {
+    if crate::cluster::unmount::replaced(&l, Some(w)) {
         // Still here after the delete above: not served (being unmounted), so not deleted.
         return Err(BrokerError::Controller(format!(
             "topic '{name}' here is {} but the cluster's is {}; it is not served, so it was not replaced",
@@ -150,7 +150,7 @@ async fn resync(b: &Broker, rec: TopicRecord) -> Result<(), BrokerError> {
     if changed.is_empty() {
         let current = b
             .topics
-            .get(&rec.name)
+            .get_internal(&rec.name)
             .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
         let topic = Topic::new(&rec, current.resolved.clone(), current.partitions.clone());
         b.topics.insert(rec, topic)?;
@@ -167,7 +167,7 @@ async fn resync(b: &Broker, rec: TopicRecord) -> Result<(), BrokerError> {
 async fn sync(b: &Broker, rec: TopicRecord, p: i32) -> Result<(), BrokerError> {
     let current = b
         .topics
-        .get(&rec.name)
+        .get_internal(&rec.name)
         .ok_or_else(|| BrokerError::UnknownTopic(rec.name.clone()))?;
     let mut partitions = current.partitions.clone();
     let i = usize::try_from(p).unwrap_or(usize::MAX);

@@ -97,6 +97,25 @@ pub struct TopicRecord {
     /// the cluster metadata meanwhile.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub adopted: bool,
+    /// An unmount in progress in a cluster: no broker serves the topic meanwhile.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unmounting: Option<Box<crate::topic_jobs::Unmounting>>,
+    /// A topic mounted in a cluster: each partition's `(log start, log end)` when it was
+    /// mounted. A replica's log starts empty at that end (older offsets are in the tier), as
+    /// of Raft index 1 of its group.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mounted: Vec<(i64, i64)>,
+    /// The controller log index of the mount that made this incarnation of the topic (0: it
+    /// was created): a broker holding an older incarnation of the same id replaces it.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub incarnation: u64,
+    /// A mount still restoring committed group offsets.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mounting: Option<Box<crate::topic_jobs::Mounting>>,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl TopicRecord {
@@ -121,6 +140,10 @@ impl TopicRecord {
             moving: Default::default(),
             changed_at: 0,
             adopted: false,
+            unmounting: None,
+            mounted: vec![],
+            incarnation: 0,
+            mounting: None,
         }
     }
 
@@ -160,6 +183,9 @@ struct MetaFile {
 
 pub struct TopicTable {
     topics: RwLock<BTreeMap<String, Arc<Topic>>>,
+    /// Topics being unmounted in a cluster: their partitions run (to seal and upload) but no
+    /// client sees them ([`TopicRecord::unmounting`]).
+    hidden: RwLock<BTreeMap<String, Arc<Topic>>>,
     records: parking_lot::Mutex<BTreeMap<String, TopicRecord>>,
     /// Serializes create / delete / alter so each sees the previous one's result.
     pub change_lock: tokio::sync::Mutex<()>,
@@ -199,7 +225,7 @@ impl RaftRouter for TopicTable {
         msg: raft::eraftpb::Message,
     ) -> Result<(), RouteError> {
         let unknown = || RouteError::Unknown(topic.to_string(), partition);
-        let (Some(t), Some(rec)) = (self.get(topic), self.record(topic)) else {
+        let (Some(t), Some(rec)) = (self.get_internal(topic), self.record(topic)) else {
             return Err(unknown());
         };
         let member = rec.replica_on(partition, from)
@@ -261,6 +287,7 @@ impl TopicTable {
             .collect();
         let table = TopicTable {
             topics: RwLock::new(BTreeMap::new()),
+            hidden: RwLock::new(BTreeMap::new()),
             records: parking_lot::Mutex::new(records),
             change_lock: tokio::sync::Mutex::new(()),
             path,
@@ -292,38 +319,68 @@ impl TopicTable {
         self.records.lock().values().cloned().collect()
     }
 
-    /// Records a topic durably, then makes it visible.
+    /// Records a topic durably, then makes it visible (or keeps it hidden while it is being
+    /// unmounted).
     pub fn insert(&self, record: TopicRecord, topic: Topic) -> Result<(), MetaError> {
+        let hide = record.unmounting.is_some();
         self.records.lock().insert(record.name.clone(), record);
         self.persist()?;
-        self.topics
-            .write()
-            .insert(topic.name.clone(), Arc::new(topic));
+        self.serve(Arc::new(topic), hide);
         Ok(())
     }
 
-    /// Makes an already-persisted topic visible (start-up).
+    /// Makes an already-persisted topic visible (start-up), unless it is being unmounted.
     pub fn publish(&self, topic: Topic) {
-        self.topics
-            .write()
-            .insert(topic.name.clone(), Arc::new(topic));
+        let hide = self
+            .record(&topic.name)
+            .is_some_and(|r| r.unmounting.is_some());
+        self.serve(Arc::new(topic), hide);
     }
 
-    /// Stops serving a topic without forgetting it (unmount in progress).
+    fn serve(&self, topic: Arc<Topic>, hide: bool) {
+        let name = topic.name.clone();
+        let (to, from) = if hide {
+            (&self.hidden, &self.topics)
+        } else {
+            (&self.topics, &self.hidden)
+        };
+        from.write().remove(&name);
+        to.write().insert(name, topic);
+    }
+
+    /// A topic whether served or hidden for an unmount in a cluster: for what runs its
+    /// partitions (Raft messages, snapshots, the reconciler), never for clients.
+    pub fn get_internal(&self, name: &str) -> Option<Arc<Topic>> {
+        self.get(name)
+            .or_else(|| self.hidden.read().get(name).cloned())
+    }
+
+    /// Every topic, served or hidden (see [`Self::get_internal`]).
+    pub fn all_internal(&self) -> Vec<Arc<Topic>> {
+        let mut all = self.all();
+        all.extend(self.hidden.read().values().cloned());
+        all
+    }
+
+    /// Stops serving a topic without forgetting it (a single broker's unmount in progress):
+    /// its partitions still run for what finishes with it (the Iceberg translation).
     pub fn hide(&self, name: &str) -> Option<Arc<Topic>> {
-        self.topics.write().remove(name)
+        let topic = self.topics.write().remove(name)?;
+        self.hidden.write().insert(name.to_string(), topic.clone());
+        Some(topic)
     }
 
     /// Serves a topic again.
     pub fn publish_arc(&self, topic: Arc<Topic>) {
-        self.topics.write().insert(topic.name.clone(), topic);
+        self.serve(topic, false);
     }
 
     /// Forgets a topic durably; returns what was served.
     pub fn remove(&self, name: &str) -> Result<Option<Arc<Topic>>, MetaError> {
         self.records.lock().remove(name);
         self.persist()?;
-        Ok(self.topics.write().remove(name))
+        let hidden = self.hidden.write().remove(name);
+        Ok(self.topics.write().remove(name).or(hidden))
     }
 
     /// The last controller log entry the table reflects, as persisted.

@@ -1,7 +1,8 @@
-//! The engine's side of unmounting a topic into the remote tier and mounting it back. The
-//! `tiering` crate drives the whole operation (uploads, topic manifest); these are the steps
-//! only the broker can take: hide a topic from clients, seal its logs, forget it locally, and
-//! recreate it at the offsets it had.
+//! The engine's side of unmounting a topic into the remote tier and mounting it back on a
+//! single broker. The `tiering` crate drives the whole operation (uploads, topic manifest);
+//! these are the steps only the broker can take: hide a topic from clients, seal its logs,
+//! forget it locally, and recreate it at the offsets it had. (A cluster's steps are in
+//! `broker/unmount_steps.rs`, driven through the controller.)
 
 use std::sync::Arc;
 
@@ -43,9 +44,9 @@ impl Broker {
         if crate::topics::is_internal(name) {
             return Err(BrokerError::InternalTopic(name.to_string()));
         }
-        // Hiding and sealing are local steps; in a cluster they would have to go through the
-        // controller and every replica's Raft group.
-        self.not_replicated_yet("unmounting a topic")?;
+        // Hiding and sealing here are local steps; a cluster takes them through its controller
+        // and every replica's Raft group.
+        self.single_node_only("unmounting a topic")?;
         if self.remote.is_none() {
             return Err(BrokerError::Remote(crate::remote::RemoteError::Store(
                 "no remote tier is configured".into(),
@@ -55,13 +56,7 @@ impl Broker {
             .topics
             .record(name)
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
-        if rec
-            .config
-            .overrides
-            .get("remote.storage.enable")
-            .map(String::as_str)
-            != Some("true")
-        {
+        if !rec.config.remote_storage_set() {
             let mut config = rec.config.clone();
             config
                 .overrides
@@ -105,6 +100,7 @@ impl Broker {
     pub async fn forget_unmounted(&self, hidden: HiddenTopic) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         self.topics.remove(&hidden.record.name)?;
+        self.unmounted.lock().insert(hidden.record.id);
         for p in &hidden.topic.partitions {
             p.stop(true, false).await;
         }
@@ -127,7 +123,7 @@ impl Broker {
     ) -> Result<Arc<Topic>, BrokerError> {
         crate::config::validate_topic_name(name).map_err(BrokerError::InvalidTopicName)?;
         config.check_combination()?;
-        self.not_replicated_yet("mounting a topic")?;
+        self.single_node_only("mounting a topic")?;
         let _guard = self.topics.change_lock.lock().await;
         if self.topics.record(name).is_some() {
             return Err(BrokerError::TopicExists(name.to_string()));

@@ -28,6 +28,7 @@ pub mod settings;
 pub mod spec;
 pub mod status;
 pub mod translator;
+mod unmount_gate;
 
 pub use error::SinkError;
 /// The `iceberg` crate, for the binary to name its catalog trait without its own dependency.

@@ -140,7 +140,8 @@ impl Translator {
         let sh = &self.shared;
         let defaults = &sh.broker.defaults();
         let mut wanted: HashMap<String, (Uuid, TopicSettings)> = HashMap::new();
-        for t in sh.broker.topics.all() {
+        // Topics hidden for an unmount too: their translation finishes before they go.
+        for t in sh.broker.topics.all_internal() {
             let s = TopicSettings::of(&t, defaults, &sh.config.default_namespace);
             if s.mode != Mode::Disabled {
                 wanted.insert(t.name.clone(), (t.id, s));
@@ -163,11 +164,13 @@ impl Translator {
             let deleted = sh
                 .broker
                 .topics
-                .get(&name)
+                .get_internal(&name)
                 .is_none_or(|t| t.id != r.topic_id);
             if deleted {
                 sh.status.lock().remove(&name);
-                if r.settings.delete {
+                // An unmounted topic keeps its table for the mount.
+                let unmounted = sh.broker.unmounted.lock().contains(&r.topic_id);
+                if r.settings.delete && !unmounted {
                     self.drop_tables(&name, &r.settings).await;
                 }
             }
@@ -253,7 +256,7 @@ impl TopicTask {
         let mut backoff = Duration::from_millis(100);
         self.sh.metrics.touch(&Metrics::label(&self.topic));
         loop {
-            let Some(topic) = self.sh.broker.topics.get(&self.topic) else {
+            let Some(topic) = self.sh.broker.topics.get_internal(&self.topic) else {
                 return;
             };
             let s = TopicSettings::of(
@@ -297,7 +300,7 @@ impl TopicTask {
 
     /// One round; `Ok(true)` when it committed something.
     async fn step(&mut self, s: &TopicSettings) -> Result<bool, SinkError> {
-        let Some(topic) = self.sh.broker.topics.get(&self.topic) else {
+        let Some(topic) = self.sh.broker.topics.get_internal(&self.topic) else {
             return Ok(false);
         };
         let ident = s.table(&self.topic);
@@ -346,8 +349,11 @@ impl TopicTask {
             .lag_ms
             .get_or_create(&label)
             .set(since.elapsed().as_millis() as i64);
+        // A topic hidden for an unmount is translated at once: the unmount waits for it.
+        let unmounting = self.sh.broker.topics.get(&self.topic).is_none();
         let due = since.elapsed() >= Duration::from_millis(s.target_lag_ms / 2)
-            || pending >= self.sh.config.eager_records;
+            || pending >= self.sh.config.eager_records
+            || unmounting;
         if !due {
             return Ok(false);
         }

@@ -247,6 +247,9 @@ pub enum StorageCommand {
         /// Mount it under this name instead
         #[arg(long = "as", value_name = "NEW_NAME")]
         new_name: Option<String>,
+        /// In a cluster: replicas per partition (the cluster's default if not given)
+        #[arg(long, value_name = "N")]
+        replication_factor: Option<i16>,
     },
     /// List topics unmounted into the object store
     ListMountable,
@@ -484,9 +487,11 @@ pub async fn run_cluster(args: &ClientArgs, cmd: ClusterCommand) -> anyhow::Resu
         ClusterCommand::Storage(StorageCommand::Unmount { topic }) => {
             storage::unmount(args, &topic).await
         }
-        ClusterCommand::Storage(StorageCommand::Mount { topic, new_name }) => {
-            storage::mount(args, &topic, new_name.as_deref()).await
-        }
+        ClusterCommand::Storage(StorageCommand::Mount {
+            topic,
+            new_name,
+            replication_factor,
+        }) => storage::mount(args, &topic, new_name.as_deref(), replication_factor).await,
         ClusterCommand::Storage(StorageCommand::ListMountable) => {
             storage::list_mountable(args).await
         }

@@ -114,8 +114,17 @@ fn human(bytes: u64) -> String {
     }
 }
 
-pub async fn mount(args: &ClientArgs, topic: &str, new_name: Option<&str>) -> Result<()> {
-    let body = json!({ "topic": topic, "new_name": new_name });
+pub async fn mount(
+    args: &ClientArgs,
+    topic: &str,
+    new_name: Option<&str>,
+    replication_factor: Option<i16>,
+) -> Result<()> {
+    let body = json!({
+        "topic": topic,
+        "new_name": new_name,
+        "replication_factor": replication_factor,
+    });
     let r = call(args, "POST", "/v1/topics/mount", Some(body)).await?;
     match args.format {
         Format::Json => emit_json_pretty(&r)?,
@@ -127,6 +136,13 @@ pub async fn mount(args: &ClientArgs, topic: &str, new_name: Option<&str>) -> Re
             r["group_offsets"].as_u64().unwrap_or(0)
         ))?,
     };
+    if r["state"] == "mounting" && args.format == Format::Table {
+        // A cluster answers once the topic is placed; its coordinators may still be restoring.
+        eprintln!(
+            "group offsets are still being restored; see /v1/topics/mount/status/{}",
+            encode_segment(r["topic"].as_str().unwrap_or(topic))
+        );
+    }
     Ok(())
 }
 

@@ -13,7 +13,6 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from cluster import metadata, start_cluster, wait_formed
 from s3server import WeedS3
-from test_cli import assert_one_line_error, cli
 from test_cluster import wait_topic_everywhere
 from test_tiering import (FAST_RETENTION, consume_all, local_bases, metric, produce)
 
@@ -124,11 +123,5 @@ def test_only_the_leader_uploads_and_a_new_leader_carries_on(broker_factory, tmp
         got = consume_all(by_id[new_leader], "tiered", 1, len(sent))
         assert got == sent
 
-        # Unmount and mount are single-node operations for now: refused in one line, topic kept.
-        res = cli(by_id[new_leader], "cluster", "storage", "unmount", "tiered", check=False)
-        assert_one_line_error(res, "not yet supported", "cluster")
-        res = cli(by_id[new_leader], "cluster", "storage", "mount", "tiered", check=False)
-        assert_one_line_error(res, "not yet supported", "cluster")
-        assert "tiered" in metadata(by_id[new_leader]).topics
     finally:
         weed.stop()

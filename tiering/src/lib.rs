@@ -6,6 +6,7 @@
 //! there, so a slow store never stalls a shard. See docs/tiering.md.
 
 pub mod cache;
+mod cluster_mount;
 pub mod config;
 pub mod error;
 pub mod layout;
@@ -173,6 +174,24 @@ impl Tiering {
                     offset,
                 }),
             }
+        })
+    }
+
+    /// What the object store holds of a partition, read from its stored manifest (any broker
+    /// can check what the partition's leader uploaded); `None` before its first upload.
+    pub fn stored_extent(
+        &self,
+        topic_id: uuid::Uuid,
+        partition: i32,
+    ) -> impl Future<Output = Result<Option<RemoteExtent>, TieringError>> + Send + 'static {
+        let store = self.store();
+        let key = layout::partition_manifest_key(topic_id, partition);
+        self.run(async move {
+            let m = PartitionManifest::load(store.as_ref(), &key).await?;
+            Ok(
+                m.filter(|m| m.topic_id == topic_id && m.partition == partition)
+                    .map(|m| m.extent()),
+            )
         })
     }
 

@@ -24,13 +24,12 @@ use axum::{Json, Router};
 use engine::broker::{Broker, BrokerError};
 use engine::config::TopicConfig;
 use engine::remote::RemoteTier;
-use engine::unmount::GroupOffset;
 use parking_lot::Mutex;
 use serde::Deserialize;
 use serde_json::json;
 
 use crate::error::TieringError;
-use crate::topic_manifest::{self, PartitionOffsets, TopicManifest};
+use crate::topic_manifest::{PartitionOffsets, TopicManifest};
 use crate::Tiering;
 
 /// How long an unmount waits for its uploads before giving up and serving the topic again.
@@ -52,10 +51,6 @@ pub enum MountError {
     Timeout(String, Duration),
     #[error("topic '{0}' cannot be mounted: {1}")]
     Invalid(String, String),
-    /// Unmount and mount take local steps (hide, seal, recreate) that a cluster would have to
-    /// carry through its controller and every replica's Raft group.
-    #[error("{0} is not yet supported in a multi-broker cluster")]
-    InCluster(&'static str),
 }
 
 impl MountError {
@@ -71,9 +66,9 @@ impl MountError {
             MountError::Broker(BrokerError::InvalidTopicName(_))
             | MountError::Broker(BrokerError::InternalTopic(_))
             | MountError::Broker(BrokerError::InvalidConfig(_))
+            | MountError::Broker(BrokerError::InvalidReplicationFactor(..))
             | MountError::Tiering(TieringError::Corrupt { .. })
             | MountError::Invalid(..) => StatusCode::UNPROCESSABLE_ENTITY,
-            MountError::InCluster(_) => StatusCode::NOT_IMPLEMENTED,
             _ => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
@@ -100,6 +95,9 @@ pub struct UnmountStatus {
     /// When it was started and, once `done` or `failed`, when it ended (ms since the epoch).
     pub started_ms: i64,
     pub finished_ms: Option<i64>,
+    /// In a cluster: each partition's leader and step.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub progress: Vec<crate::cluster_mount::PartitionProgress>,
 }
 
 impl UnmountStatus {
@@ -109,8 +107,8 @@ impl UnmountStatus {
 }
 
 pub struct Mounts {
-    broker: Arc<Broker>,
-    tiering: Arc<Tiering>,
+    pub(crate) broker: Arc<Broker>,
+    pub(crate) tiering: Arc<Tiering>,
     jobs: Mutex<HashMap<String, UnmountStatus>>,
 }
 
@@ -131,9 +129,6 @@ impl Mounts {
 
     /// Starts an unmount in the background; its progress is in [`Mounts::status`].
     pub fn start_unmount(self: &Arc<Self>, topic: &str) -> Result<(), MountError> {
-        if self.broker.cluster.is_some() {
-            return Err(MountError::InCluster("unmounting a topic"));
-        }
         if self.broker.topics.get(topic).is_none() {
             return Err(BrokerError::UnknownTopic(topic.to_string()).into());
         }
@@ -254,7 +249,17 @@ impl Mounts {
                 s.remote_bytes = bytes;
             });
             if complete {
-                break;
+                // An Iceberg topic's translation finishes before the topic goes.
+                match self
+                    .translation_caught_up(name, hidden.record.id, &partitions)
+                    .await
+                {
+                    Ok(()) => break,
+                    Err(why) => {
+                        tracing::debug!(topic = %name, why, "unmount waits for the Iceberg translation");
+                        self.set(name, |s| s.state = "translating");
+                    }
+                }
             }
             if Instant::now() > deadline {
                 return Err(MountError::Timeout(name.clone(), UPLOAD_DEADLINE));
@@ -269,18 +274,26 @@ impl Mounts {
         );
         m.partitions = partitions;
         m.configs = hidden.record.config.overrides.clone();
-        m.group_offsets = self
-            .broker
-            .committed_offsets(name)
-            .into_iter()
-            .map(|o| topic_manifest::GroupOffset {
-                group: o.group,
-                partition: o.partition,
-                offset: o.offset,
-                metadata: o.metadata,
-            })
-            .collect();
+        m.group_offsets = self.broker.committed_offsets(name);
         Ok(m)
+    }
+
+    /// `Ok` once whatever must finish with the topic before it goes (the Iceberg translation)
+    /// has reached each partition's end.
+    pub(crate) async fn translation_caught_up(
+        &self,
+        name: &str,
+        id: uuid::Uuid,
+        partitions: &[PartitionOffsets],
+    ) -> Result<(), String> {
+        let Some(gate) = self.broker.unmount_gate.get() else {
+            return Ok(());
+        };
+        let ends = partitions
+            .iter()
+            .map(|p| (p.partition, (p.log_start_offset, p.log_end_offset)))
+            .collect();
+        gate.caught_up(name, id, &ends).await
     }
 
     /// Mounts an unmounted topic, under `new_name` if given.
@@ -289,9 +302,6 @@ impl Mounts {
         topic: &str,
         new_name: Option<&str>,
     ) -> Result<serde_json::Value, MountError> {
-        if self.broker.cluster.is_some() {
-            return Err(MountError::InCluster("mounting a topic"));
-        }
         let name = new_name.unwrap_or(topic);
         // A new name is checked before the object store is read, so a typo is answered at
         // once and with Kafka's own rules, whatever the manifest holds.
@@ -302,50 +312,11 @@ impl Mounts {
             }
         }
         let m = self.tiering.get_topic_manifest(topic).await?;
-        let count = usize::try_from(m.partition_count).unwrap_or(0);
-        let mut offsets = vec![(0i64, 0i64); count];
-        let mut seen = vec![false; count];
-        for p in &m.partitions {
-            // Reading the manifest refuses partitions out of range already; checked again here
-            // so that indexing cannot panic whatever the object store handed back.
-            let Some(i) = usize::try_from(p.partition).ok().filter(|&i| i < count) else {
-                return Err(MountError::Invalid(
-                    topic.to_string(),
-                    format!(
-                        "its manifest lists partition {} of a topic with {count} partitions",
-                        p.partition
-                    ),
-                ));
-            };
-            offsets[i] = (p.log_start_offset, p.log_end_offset);
-            seen[i] = true;
-        }
-        if let Some(missing) = seen.iter().position(|s| !s) {
-            return Err(MountError::Invalid(
-                topic.to_string(),
-                format!("its manifest has no offsets for partition {missing}"),
-            ));
-        }
-        let config = TopicConfig::from_pairs(
-            m.configs
-                .iter()
-                .map(|(k, v)| (k.as_str(), v.as_str()))
-                .chain([("remote.storage.enable", "true")]),
-        )
-        .map_err(|e| MountError::Invalid(topic.to_string(), e.to_string()))?;
+        let (offsets, config) = manifest_plan(topic, &m)?;
         self.broker
             .mount_topic(name, m.topic_id, config, &offsets)
             .await?;
-        let restored: Vec<GroupOffset> = m
-            .group_offsets
-            .iter()
-            .map(|o| GroupOffset {
-                group: o.group.clone(),
-                partition: o.partition,
-                offset: o.offset,
-                metadata: o.metadata.clone(),
-            })
-            .collect();
+        let restored = m.group_offsets;
         let failed = self.broker.restore_offsets(name, &restored).await;
         if failed > 0 {
             tracing::warn!(
@@ -395,9 +366,50 @@ impl Mounts {
             .route("/v1/topics/unmount/status", get(statuses_route))
             .route("/v1/topics/unmount/status/{topic}", get(status_route))
             .route("/v1/topics/mount", post(mount_route))
+            .route("/v1/topics/mount/status/{topic}", get(mount_status_route))
             .route("/v1/topics/mountable", get(mountable_route))
             .with_state(self.clone())
     }
+}
+
+/// Each partition's `(log start, log end)` and the topic config a manifest mounts with
+/// (remote storage on), checked whatever the object store handed back.
+pub(crate) fn manifest_plan(
+    topic: &str,
+    m: &TopicManifest,
+) -> Result<(Vec<(i64, i64)>, TopicConfig), MountError> {
+    let count = usize::try_from(m.partition_count).unwrap_or(0);
+    let mut offsets = vec![(0i64, 0i64); count];
+    let mut seen = vec![false; count];
+    for p in &m.partitions {
+        // Reading the manifest refuses partitions out of range already; checked again here
+        // so that indexing cannot panic whatever the object store handed back.
+        let Some(i) = usize::try_from(p.partition).ok().filter(|&i| i < count) else {
+            return Err(MountError::Invalid(
+                topic.to_string(),
+                format!(
+                    "its manifest lists partition {} of a topic with {count} partitions",
+                    p.partition
+                ),
+            ));
+        };
+        offsets[i] = (p.log_start_offset, p.log_end_offset);
+        seen[i] = true;
+    }
+    if let Some(missing) = seen.iter().position(|s| !s) {
+        return Err(MountError::Invalid(
+            topic.to_string(),
+            format!("its manifest has no offsets for partition {missing}"),
+        ));
+    }
+    let config = TopicConfig::from_pairs(
+        m.configs
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .chain([("remote.storage.enable", "true")]),
+    )
+    .map_err(|e| MountError::Invalid(topic.to_string(), e.to_string()))?;
+    Ok((offsets, config))
 }
 
 /// Drops finished unmounts that ended more than [`FINISHED_KEPT_MS`] ago, and the oldest
@@ -429,13 +441,20 @@ struct MountBody {
     topic: String,
     #[serde(default)]
     new_name: Option<String>,
+    /// In a cluster: how many replicas each partition gets (the cluster's default if absent).
+    #[serde(default)]
+    replication_factor: Option<i16>,
 }
 
 async fn unmount_route(
     State(m): State<Arc<Mounts>>,
     Json(body): Json<UnmountBody>,
 ) -> Result<impl IntoResponse, MountError> {
-    m.start_unmount(&body.topic)?;
+    if m.broker.cluster.is_some() {
+        m.start_cluster_unmount(&body.topic).await?;
+    } else {
+        m.start_unmount(&body.topic)?;
+    }
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({ "topic": body.topic, "state": "sealing" })),
@@ -443,11 +462,25 @@ async fn unmount_route(
 }
 
 async fn statuses_route(State(m): State<Arc<Mounts>>) -> Response {
+    if m.broker.cluster.is_some() {
+        return match m.cluster_statuses().await {
+            Ok(s) => Json(s).into_response(),
+            Err(e) => e.into_response(),
+        };
+    }
     Json(m.statuses()).into_response()
 }
 
 async fn status_route(State(m): State<Arc<Mounts>>, Path(topic): Path<String>) -> Response {
-    match m.status(&topic) {
+    let status = if m.broker.cluster.is_some() {
+        match m.cluster_status(&topic).await {
+            Ok(s) => s,
+            Err(e) => return e.into_response(),
+        }
+    } else {
+        m.status(&topic)
+    };
+    match status {
         Some(s) => Json(s).into_response(),
         None => (
             StatusCode::NOT_FOUND,
@@ -461,9 +494,38 @@ async fn mount_route(
     State(m): State<Arc<Mounts>>,
     Json(body): Json<MountBody>,
 ) -> Result<impl IntoResponse, MountError> {
-    m.mount(&body.topic, body.new_name.as_deref())
-        .await
-        .map(Json)
+    let new_name = body.new_name.as_deref();
+    if m.broker.cluster.is_some() {
+        return m
+            .mount_cluster(&body.topic, new_name, body.replication_factor)
+            .await
+            .map(Json);
+    }
+    if body.replication_factor.is_some_and(|rf| rf != 1) {
+        return Err(
+            BrokerError::InvalidReplicationFactor(body.replication_factor.unwrap_or(1), 1).into(),
+        );
+    }
+    m.mount(&body.topic, new_name).await.map(Json)
+}
+
+async fn mount_status_route(State(m): State<Arc<Mounts>>, Path(topic): Path<String>) -> Response {
+    let status = if m.broker.cluster.is_some() {
+        m.cluster_mount_status(&topic)
+    } else {
+        m.broker
+            .topics
+            .get(&topic)
+            .map(|_| json!({ "topic": topic, "state": "done" }))
+    };
+    match status {
+        Some(s) => Json(s).into_response(),
+        None => (
+            StatusCode::NOT_FOUND,
+            Json(json!({ "error": format!("topic '{topic}' is not mounted on this cluster") })),
+        )
+            .into_response(),
+    }
 }
 
 async fn mountable_route(State(m): State<Arc<Mounts>>) -> Result<impl IntoResponse, MountError> {

@@ -21,14 +21,7 @@ pub struct PartitionOffsets {
     pub log_end_offset: i64,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct GroupOffset {
-    pub group: String,
-    pub partition: i32,
-    pub offset: i64,
-    #[serde(default)]
-    pub metadata: Option<String>,
-}
+pub use engine::topic_jobs::GroupOffset;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TopicManifest {
@@ -43,6 +36,10 @@ pub struct TopicManifest {
     #[serde(default)]
     pub group_offsets: Vec<GroupOffset>,
     pub created_ms: i64,
+    /// Replicas per partition when it was unmounted from a cluster: a mount that names none
+    /// places it alike (absent: unmounted from a single broker).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replication_factor: Option<i16>,
 }
 
 impl TopicManifest {
@@ -56,6 +53,7 @@ impl TopicManifest {
             configs: BTreeMap::new(),
             group_offsets: Vec::new(),
             created_ms,
+            replication_factor: None,
         }
     }
 

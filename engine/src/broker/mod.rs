@@ -8,8 +8,10 @@ mod dynamic_configs;
 mod internal_topics;
 pub mod leader_preference;
 mod leadership;
+mod mounted;
 mod producer_ids;
 mod shutdown;
+mod unmount_steps;
 
 pub use leadership::ShortPartition;
 pub use producer_ids::ProducerIdError;
@@ -83,6 +85,11 @@ pub struct Broker {
     pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,
     /// The schema registry's id lookup, set once the registry has started.
     pub schema_ids: OnceLock<Arc<dyn crate::schema_ids::SchemaIds>>,
+    /// What an unmount waits for besides uploads (the Iceberg translation), once started.
+    pub unmount_gate: OnceLock<Arc<dyn crate::topic_jobs::UnmountGate>>,
+    /// Ids of topics this process forgot for an unmount: what follows a topic away (an
+    /// Iceberg table with `iceberg.delete`) stays for the mount.
+    pub unmounted: parking_lot::Mutex<std::collections::HashSet<Uuid>>,
     /// Membership and the controller, when started with seeds; `None` is a single node.
     pub cluster: Option<Arc<crate::cluster::Cluster>>,
     /// Connections admitted by the Kafka listener (every shard's accept loop).
@@ -174,6 +181,8 @@ impl Broker {
             groups: crate::group::Coordinator::new(cluster.is_some(), offsets_retention),
             remote,
             schema_ids: OnceLock::new(),
+            unmount_gate: OnceLock::new(),
+            unmounted: Default::default(),
             cluster,
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
@@ -312,6 +321,9 @@ impl Broker {
         } else {
             None
         };
+        if self.cluster.is_some() {
+            self.prepare_mounted(rec, p)?;
+        }
         let raft = self.raft_setup(rec, p, resolved)?;
         if raft.is_none() && self.cluster.is_some() {
             // A replica moved away while this broker was down leaves its Raft log behind.
@@ -526,22 +538,36 @@ impl Broker {
             };
             return Ok(c.propose(cmd).await?);
         }
-        self.delete_topic_local(name).await
+        self.delete_topic_local(name, false).await
     }
 
     /// Deletes a topic on this broker.
-    pub(crate) async fn delete_topic_local(&self, name: &str) -> Result<(), BrokerError> {
+    /// `keep_remote`: the topic was unmounted (or comes back mounted), and its remote data
+    /// stays for that.
+    pub(crate) async fn delete_topic_local(
+        &self,
+        name: &str,
+        keep_remote: bool,
+    ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
-        // A topic being unmounted is not served and cannot be deleted meanwhile.
-        if self.topics.get(name).is_none() {
+        // A single broker's topic being unmounted is not served and cannot be deleted
+        // meanwhile (in a cluster the controller decides).
+        let found = match self.cluster {
+            Some(_) => self.topics.get_internal(name),
+            None => self.topics.get(name),
+        };
+        if found.is_none() {
             return Err(BrokerError::UnknownTopic(name.to_string()));
         }
         let topic = self
             .topics
             .remove(name)?
             .ok_or_else(|| BrokerError::UnknownTopic(name.to_string()))?;
+        if keep_remote {
+            self.unmounted.lock().insert(topic.id);
+        }
         for p in &topic.partitions {
-            p.stop(true, true).await;
+            p.stop(true, !keep_remote).await;
         }
         // Both paths are checked: a name that is not one safe segment removes nothing.
         if let Ok(dir) = self.topic_dir(name) {
@@ -711,12 +737,12 @@ impl Broker {
         }
     }
 
-    /// Changes the controller does not carry yet are refused in a cluster rather than applied
-    /// on one broker only.
-    pub(crate) fn not_replicated_yet(&self, what: &str) -> Result<(), BrokerError> {
+    /// A single broker's local step is refused in a cluster, where the same change goes
+    /// through the controller (a cluster's unmount and mount: `tiering::cluster_mount`).
+    pub(crate) fn single_node_only(&self, what: &str) -> Result<(), BrokerError> {
         match self.cluster.as_ref() {
             Some(_) => Err(BrokerError::Controller(format!(
-                "{what} is not yet supported in a multi-broker cluster"
+                "{what} this way is for a single broker; a cluster does it through its controller"
             ))),
             None => Ok(()),
         }

@@ -12,7 +12,7 @@ impl Broker {
         if let Some(c) = &self.cluster {
             self.hand_off(c).await;
         }
-        for t in self.topics.all() {
+        for t in self.topics.all_internal() {
             for p in &t.partitions {
                 p.stop(false, false).await;
             }
@@ -32,7 +32,7 @@ impl Broker {
         let mut led_at_first = None;
         loop {
             let mut led = 0usize;
-            for t in self.topics.all() {
+            for t in self.topics.all_internal() {
                 for h in t.partitions.iter().filter(|h| h.raft_leader.is_some()) {
                     let r = h
                         .ask(|reply| crate::partition::Cmd::HandOff { reply })

@@ -35,7 +35,7 @@ pub use crate::raft::TICK;
 
 pub enum Input {
     Raft(Box<Message>),
-    Propose(Command, oneshot::Sender<ProposeOutcome>),
+    Propose(Box<Command>, oneshot::Sender<ProposeOutcome>),
     /// Controlled shutdown: never lead again, and hand leadership to another voter if
     /// leading; answers whether this broker still leads.
     HandOff(oneshot::Sender<bool>),
@@ -290,7 +290,7 @@ impl Controller {
                             tracing::debug!(error = %e, "controller ignored a raft message");
                         }
                     }
-                    Some(Input::Propose(cmd, reply)) => self.propose(cmd, reply),
+                    Some(Input::Propose(cmd, reply)) => self.propose(*cmd, reply),
                     Some(Input::HandOff(reply)) => {
                         let _ = reply.send(self.hand_off());
                     }
@@ -546,11 +546,7 @@ impl Controller {
                     .broker_configs(&self.state.broker_configs)
                     .await
             }
-            Changed::Topic(name) => {
-                self.reconciler
-                    .reconcile_topic(&name, self.state.topics.get(&name))
-                    .await
-            }
+            Changed::Topic(name) => self.reconciler.reconcile_topic(&name, &self.state).await,
         };
         res.map_err(|e| {
             // Retried by the next full reconcile.

@@ -92,10 +92,10 @@ impl Reconciler for Seen {
     fn reconcile_topic<'a>(
         &'a self,
         name: &'a str,
-        wanted: Option<&'a TopicRecord>,
+        state: &'a MetadataState,
     ) -> ReconcileFuture<'a> {
         let mut t = self.topics.lock();
-        match wanted {
+        match state.topics.get(name) {
             Some(r) => t.insert(name.to_string(), r.clone()),
             None => t.remove(name),
         };
@@ -198,7 +198,7 @@ impl Trio {
         let (tx, rx) = oneshot::channel();
         self.handles[&leader]
             .tx
-            .send(Input::Propose(cmd, tx))
+            .send(Input::Propose(Box::new(cmd), tx))
             .unwrap();
         match tokio::time::timeout(Duration::from_secs(10), rx).await {
             Ok(Ok(ProposeOutcome::Applied(r))) => r,

@@ -18,11 +18,16 @@ pub const PRODUCER_ID_BLOCKS: &str = "icestream.producer.id.blocks";
 /// Dynamic broker configs through the controller (KIP-226).
 pub const DYNAMIC_BROKER_CONFIGS: &str = "icestream.dynamic.broker.configs";
 
+/// Unmount and mount in a cluster: controller commands, and a Seal entry in partition logs
+/// that an earlier release would skip.
+pub const CLUSTER_UNMOUNT: &str = "icestream.cluster.unmount";
+
 /// What this build supports: each feature with its highest level.
 pub fn supported() -> Levels {
     [
         (PRODUCER_ID_BLOCKS.to_string(), 1),
         (DYNAMIC_BROKER_CONFIGS.to_string(), 1),
+        (CLUSTER_UNMOUNT.to_string(), 1),
     ]
     .into()
 }

@@ -10,7 +10,6 @@ use raft::eraftpb::Message;
 
 use super::metadata_state::MetadataState;
 use crate::dynamic_config::DynamicConfigs;
-use crate::topics::TopicRecord;
 
 pub type ReconcileFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), ReconcileError>> + Send + 'a>>;
@@ -28,11 +27,12 @@ pub trait Reconciler: Send + Sync {
     /// Brings every topic on this broker in line with `state` (after start, after installing a
     /// snapshot, and every few seconds to retry what failed).
     fn reconcile_all<'a>(&'a self, state: &'a MetadataState) -> ReconcileFuture<'a>;
-    /// Brings one topic in line with its record (`None`: it was deleted).
+    /// Brings one topic in line with its record in `state` (absent: it was deleted or
+    /// unmounted).
     fn reconcile_topic<'a>(
         &'a self,
         name: &'a str,
-        wanted: Option<&'a TopicRecord>,
+        state: &'a MetadataState,
     ) -> ReconcileFuture<'a>;
     /// Puts the dynamic broker configs in force on this broker.
     fn broker_configs<'a>(&'a self, configs: &'a DynamicConfigs) -> ReconcileFuture<'a>;

@@ -39,6 +39,21 @@ pub struct MetadataState {
     /// Dynamic broker configs.
     #[serde(default, skip_serializing_if = "DynamicConfigs::is_empty")]
     pub broker_configs: DynamicConfigs,
+    /// Topics unmounted in this cluster and not mounted since (id to name): a broker that
+    /// still holds one forgets it without touching its remote data.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub unmounted: BTreeMap<uuid::Uuid, String>,
+}
+
+/// A topic being unmounted takes no other change until the unmount is done.
+fn not_unmounting(rec: &TopicRecord) -> Result<(), ApplyError> {
+    match rec.unmounting {
+        Some(_) => Err(ApplyError::Other(format!(
+            "topic '{}' is being unmounted",
+            rec.name
+        ))),
+        None => Ok(()),
+    }
 }
 
 fn is_zero(v: &i64) -> bool {
@@ -55,6 +70,7 @@ impl Default for MetadataState {
             next_producer_id: 0,
             producer_ids: BTreeMap::new(),
             broker_configs: DynamicConfigs::default(),
+            unmounted: BTreeMap::new(),
         }
     }
 }
@@ -88,7 +104,7 @@ impl MetadataState {
     }
 
     /// Refuses a command that needs feature `name` before every broker supports it.
-    fn require(&self, name: &str, what: &str) -> Result<(), ApplyError> {
+    pub(super) fn require(&self, name: &str, what: &str) -> Result<(), ApplyError> {
         match self.features.get(name) {
             Some(l) if *l >= 1 => Ok(()),
             _ => Err(ApplyError::Other(format!(
@@ -131,12 +147,20 @@ impl MetadataState {
     ) -> Result<Changed, ApplyError> {
         validate::command(&cmd, brokers)?;
         match cmd {
+            cmd @ (Command::Unmount { .. }
+            | Command::UnmountSealed { .. }
+            | Command::UnmountOffsets { .. }
+            | Command::UnmountDone { .. }
+            | Command::Mount(_)
+            | Command::MountRestored { .. }
+            | Command::MountDone { .. }) => super::unmount::apply(self, cmd, index),
             cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
                 let name = cmd.reassignment().map(|(t, ..)| t.to_string());
                 let rec = name
                     .as_ref()
                     .and_then(|n| self.topics.get_mut(n))
                     .ok_or_else(|| ApplyError::UnknownTopic(name.clone().unwrap_or_default()))?;
+                not_unmounting(rec)?;
                 let mut next = rec.clone();
                 super::reassign::apply(&mut next, cmd, index)?;
                 *rec = next;
@@ -180,6 +204,7 @@ impl MetadataState {
             },
             Command::DeleteTopic { name, id } => match self.topics.get(&name) {
                 Some(r) if r.id == id => {
+                    not_unmounting(r)?;
                     self.topics.remove(&name);
                     Ok(Changed::Topic(name))
                 }
@@ -187,12 +212,10 @@ impl MetadataState {
             },
             Command::SetTopicConfig { name, id, config } => {
                 let rec = self.topic_mut(&name, id)?;
+                not_unmounting(rec)?;
                 // Only the topic's own overrides decide (brokers' defaults may differ): remote
                 // storage turned on by an override is never turned off.
-                let on = |c: &crate::config::TopicConfig| {
-                    c.overrides.get("remote.storage.enable").map(String::as_str) == Some("true")
-                };
-                if on(&rec.config) && !on(&config) {
+                if rec.config.remote_storage_set() && !config.remote_storage_set() {
                     return Err(ApplyError::Other(format!(
                         "topic '{name}' has remote storage on; turning it off is not supported"
                     )));
@@ -208,6 +231,7 @@ impl MetadataState {
                 assignments,
             } => {
                 let rec = self.topic_mut(&name, id)?;
+                not_unmounting(rec)?;
                 if rec.partitions != from {
                     return Err(ApplyError::Other(format!(
                         "topic '{name}' has {} partitions, not {from}: another change came first",
@@ -222,7 +246,11 @@ impl MetadataState {
         }
     }
 
-    fn topic_mut(&mut self, name: &str, id: uuid::Uuid) -> Result<&mut TopicRecord, ApplyError> {
+    pub(super) fn topic_mut(
+        &mut self,
+        name: &str,
+        id: uuid::Uuid,
+    ) -> Result<&mut TopicRecord, ApplyError> {
         self.topics
             .get_mut(name)
             .filter(|r| r.id == id)

@@ -24,6 +24,7 @@ pub mod recover;
 pub mod rpc;
 pub mod send_queue;
 mod snapshot_rpc;
+pub mod unmount;
 
 pub mod validate;
 
@@ -154,6 +155,46 @@ pub enum Command {
     SetBrokerConfig {
         broker: Option<i32>,
         config: crate::dynamic_config::Overrides,
+    },
+    /// Starts unmounting a topic ([`unmount`]): from now on no broker serves it.
+    Unmount {
+        name: String,
+        id: uuid::Uuid,
+        started_ms: i64,
+    },
+    /// A partition's leader sealed it: its log is `[start, end)`.
+    UnmountSealed {
+        name: String,
+        id: uuid::Uuid,
+        partition: i32,
+        start: i64,
+        end: i64,
+    },
+    /// The coordinator of these `__consumer_offsets` partitions reports the topic's committed
+    /// offsets in their groups.
+    UnmountOffsets {
+        name: String,
+        id: uuid::Uuid,
+        from: Vec<i32>,
+        offsets: Vec<crate::topic_jobs::GroupOffset>,
+    },
+    /// The topic manifest is written: every broker forgets the topic (its remote data stays).
+    UnmountDone {
+        name: String,
+        id: uuid::Uuid,
+    },
+    /// Mounts a topic: a record with its offsets and the group offsets to restore.
+    Mount(TopicRecord),
+    /// The coordinator of these `__consumer_offsets` partitions restored their groups' offsets.
+    MountRestored {
+        name: String,
+        id: uuid::Uuid,
+        from: Vec<i32>,
+    },
+    /// The mount is complete (its manifest deleted).
+    MountDone {
+        name: String,
+        id: uuid::Uuid,
     },
 }
 

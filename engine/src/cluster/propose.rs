@@ -34,10 +34,19 @@ impl Cluster {
             match outcome {
                 ProposeReply::Applied(res) => {
                     if let Err(e) = res {
-                        // A retry of a create or delete whose first proposal committed (its
-                        // answer was late or lost) finds its own effect: that is success.
+                        // A retry of a create, delete, unmount or mount step whose first
+                        // proposal committed (its answer was late or lost) finds its own
+                        // effect: that is success.
                         let own_effect = !first
-                            && matches!(cmd, Command::CreateTopic(_) | Command::DeleteTopic { .. })
+                            && matches!(
+                                cmd,
+                                Command::CreateTopic(_)
+                                    | Command::DeleteTopic { .. }
+                                    | Command::Unmount { .. }
+                                    | Command::UnmountDone { .. }
+                                    | Command::Mount(_)
+                                    | Command::MountDone { .. }
+                            )
                             && self.applied_here(&cmd);
                         if !own_effect {
                             return Err(e);
@@ -75,7 +84,7 @@ impl Cluster {
             return ProposeReply::NotLeader(0);
         };
         let (tx, rx) = oneshot::channel();
-        if c.tx.send(Input::Propose(cmd, tx)).is_err() {
+        if c.tx.send(Input::Propose(Box::new(cmd), tx)).is_err() {
             return ProposeReply::NotLeader(0);
         }
         match tokio::time::timeout(Duration::from_secs(5), rx).await {
@@ -178,6 +187,40 @@ impl Cluster {
                                 .is_some_and(|t| t.partitions.len() as i32 >= count))
                 })
             }
+            // Unmount and mount steps: their effect on the topic's record (or its absence).
+            Command::Unmount { name, id, .. } => topics
+                .record(name)
+                .is_none_or(|r| r.id != *id || r.unmounting.is_some()),
+            Command::UnmountSealed {
+                name,
+                id,
+                partition,
+                ..
+            } => topics.record(name).is_none_or(|r| {
+                r.id != *id
+                    || r.unmounting
+                        .as_ref()
+                        .is_none_or(|u| u.sealed.contains_key(partition))
+            }),
+            Command::UnmountOffsets { name, id, from, .. } => topics.record(name).is_none_or(|r| {
+                r.id != *id
+                    || r.unmounting
+                        .as_ref()
+                        .is_none_or(|u| from.iter().all(|p| u.offsets_from.contains(p)))
+            }),
+            Command::UnmountDone { name, id } => topics.record(name).is_none_or(|x| x.id != *id),
+            Command::Mount(r) => topics
+                .record(&r.name)
+                .is_some_and(|x| x.id == r.id && x.incarnation != 0),
+            Command::MountRestored { name, id, from } => topics.record(name).is_none_or(|r| {
+                r.id != *id
+                    || r.mounting
+                        .as_ref()
+                        .is_none_or(|m| from.iter().all(|p| m.restored.contains(p)))
+            }),
+            Command::MountDone { name, id } => topics
+                .record(name)
+                .is_none_or(|r| r.id != *id || r.mounting.is_none()),
         }
     }
 }

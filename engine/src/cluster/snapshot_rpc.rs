@@ -83,7 +83,7 @@ async fn read(
 ) -> Result<Chunk, String> {
     let topics = cluster.topics.get().ok_or("broker starting")?;
     let missing = || format!("no replica of {topic}-{p} here");
-    let t = topics.get(topic).ok_or_else(missing)?;
+    let t = topics.get_internal(topic).ok_or_else(missing)?;
     let handle = t.partition(p).cloned().ok_or_else(missing)?;
     handle
         .ask(|reply| crate::partition::Cmd::ReadChunk { req, reply })

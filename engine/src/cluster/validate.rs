@@ -90,6 +90,27 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
                 .and_then(|c| c.check_combination())
                 .map_err(|e| ApplyError::Invalid(e.to_string()))
         }
+        Command::Unmount { name, .. }
+        | Command::UnmountDone { name, .. }
+        | Command::MountDone { name, .. } => unmountable(name),
+        Command::UnmountSealed {
+            name, partition, ..
+        } => {
+            unmountable(name)?;
+            partition_index(*partition)
+        }
+        Command::UnmountOffsets { name, from, .. } | Command::MountRestored { name, from, .. } => {
+            unmountable(name)?;
+            from.iter().try_for_each(|p| partition_index(*p))
+        }
+        Command::Mount(rec) => {
+            unmountable(&rec.name)?;
+            let mut plain = rec.clone();
+            plain.mounted.clear();
+            plain.mounting = None;
+            create(&plain, brokers)?;
+            super::unmount::validate_mount(rec)
+        }
         Command::AddPartitions {
             name,
             from,
@@ -149,6 +170,15 @@ fn topic_name(name: &str) -> Result<(), ApplyError> {
     crate::names::topic(name)
         .map(|_| ())
         .map_err(|e| ApplyError::Invalid(e.to_string()))
+}
+
+/// A topic an unmount or mount may name: not an internal one.
+fn unmountable(name: &str) -> Result<(), ApplyError> {
+    topic_name(name)?;
+    if crate::topics::is_internal(name) {
+        return invalid(format!("'{name}' is an internal topic"));
+    }
+    Ok(())
 }
 
 fn partition_index(p: i32) -> Result<(), ApplyError> {
@@ -243,6 +273,10 @@ fn create(rec: &TopicRecord, brokers: &BTreeSet<i32>) -> Result<(), ApplyError> 
         || !rec.targets.is_empty()
         || !rec.moving.is_empty()
         || rec.changed_at != 0
+        || rec.unmounting.is_some()
+        || rec.mounting.is_some()
+        || !rec.mounted.is_empty()
+        || rec.incarnation != 0
     {
         return invalid("a new topic cannot carry reassignment state".into());
     }

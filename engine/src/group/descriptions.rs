@@ -10,14 +10,7 @@ use super::Coordinator;
 use super::GroupError;
 use crate::internal_topic::TopicHost;
 
-/// A committed offset of one group, as carried with an unmounted topic.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupOffset {
-    pub group: String,
-    pub partition: i32,
-    pub offset: i64,
-    pub metadata: Option<String>,
-}
+pub use crate::topic_jobs::GroupOffset;
 
 /// A group as DescribeGroups shows it.
 #[derive(Debug, Clone)]

@@ -119,6 +119,25 @@ impl Coordinator {
         }
     }
 
+    /// The `__consumer_offsets` partitions whose groups this broker serves now (cluster only;
+    /// loaded as the leader of the term it leads).
+    pub fn served_partitions(&self, b: &dyn TopicHost) -> Vec<i32> {
+        let Some(t) = b.topics().get(OFFSETS_TOPIC) else {
+            return vec![];
+        };
+        let roles = self.roles.lock();
+        let mut out: Vec<i32> = roles
+            .iter()
+            .filter(|(&p, role)| {
+                let (leader, term) = b.partition_leader_epoch(&t, p);
+                leader == b.node_id() && **role == Role::Serving(term)
+            })
+            .map(|(&p, _)| p)
+            .collect();
+        out.sort_unstable();
+        out
+    }
+
     /// Forgets the groups of partition `p` of `n`.
     fn drop_partition(&self, p: i32, n: usize) {
         self.groups

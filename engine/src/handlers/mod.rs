@@ -386,6 +386,7 @@ pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
         E::Storage(_) | E::Failed(_) => ResponseError::KafkaStorageError,
         E::Stopped | E::NotLeader => ResponseError::NotLeaderOrFollower,
         E::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,
+        E::Sealed => ResponseError::UnknownTopicOrPartition,
     }
     .code()
 }

@@ -59,6 +59,9 @@ impl Actor {
             Cmd::ReadChunk { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
+            Cmd::Seal { reply } => {
+                let _ = reply.send(Err(err()));
+            }
             Cmd::Raft(_) => {}
             other => return Some(other),
         }

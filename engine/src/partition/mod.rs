@@ -31,6 +31,7 @@ mod open;
 mod raft_sync;
 mod replicated;
 pub mod router;
+mod seal;
 mod snapshot;
 mod throttled;
 mod tick;
@@ -66,6 +67,8 @@ pub enum PartitionError {
     NotLeader,
     #[error("{active} replicas in sync, min.insync.replicas is {min}")]
     NotEnoughReplicas { active: usize, min: usize },
+    #[error("the partition is sealed: its topic is being unmounted")]
+    Sealed,
     #[error("this replica's storage failed ({0}); it serves nothing until the broker restarts")]
     Failed(Arc<str>),
 }
@@ -155,6 +158,11 @@ pub enum Cmd {
     /// Seals the active segment so that everything can be uploaded (unmount).
     Roll {
         reply: Reply<i64>,
+    },
+    /// Seals the partition for an unmount: in a cluster through its Raft group, so that every
+    /// replica ends at the same offset ([`seal`]); answers `(log start, log end)`.
+    Seal {
+        reply: Reply<(i64, i64)>,
     },
     Stop {
         /// Remove the partition's files (topic deleted or unmounted).
@@ -256,6 +264,12 @@ struct Actor {
     held: throttled::Held,
     /// A checkpoint write is in flight ([`checkpoint`]).
     checkpointing: bool,
+    /// The index of the Seal entry applied ([`seal`]): nothing after it is appended.
+    sealed: Option<u64>,
+    /// This leader proposed a Seal: it takes no more produces.
+    sealing: bool,
+    /// Seals proposed to the group, waiting to be applied.
+    seals: crate::raft::Pending<Reply<(i64, i64)>>,
     /// acks=1 produces answered at the leader's local append ([`local_ack`]).
     local_acks: local_ack::LocalAcks,
     /// Wall-clock time ([`crate::time`]).
@@ -441,16 +455,10 @@ impl Actor {
                 let _ = reply.send(Ok((self.log.size_bytes(), self.log.segment_count())));
             }
             Cmd::Roll { reply } => {
-                let res = if self.log.next_offset() > self.log.sealed_end() {
-                    self.log.roll(self.clock.now_ms())
-                } else {
-                    Ok(())
-                };
-                if let Some(t) = &mut self.tiered {
-                    t.offer_sealed(&self.log);
-                }
-                let _ = reply.send(res.map(|()| self.log.next_offset()).map_err(Into::into));
+                let res = self.roll_active();
+                let _ = reply.send(res.map(|()| self.log.next_offset()));
             }
+            Cmd::Seal { reply } => self.seal(reply),
             Cmd::Stop {
                 delete,
                 delete_remote,

@@ -129,6 +129,9 @@ pub fn spawn(
         deferred_snapshot: None,
         held: Default::default(),
         checkpointing: false,
+        sealed: None,
+        sealing: false,
+        seals: crate::raft::Pending::new(),
         local_acks: Default::default(),
         clock,
     };

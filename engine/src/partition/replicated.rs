@@ -18,6 +18,10 @@ impl Actor {
         reply: Reply<ProduceOk>,
         acks_all: bool,
     ) {
+        if self.refuses_produce() {
+            let _ = reply.send(Err(PartitionError::Sealed));
+            return;
+        }
         let Some(r) = &mut self.raft else { return };
         if !r.is_leader() {
             let _ = reply.send(Err(PartitionError::NotLeader));
@@ -133,7 +137,17 @@ impl Actor {
                     self.apply_delete_records(c.proposal, offset);
                     continue;
                 }
+                crate::raft::Command::Seal => {
+                    self.apply_seal(c.proposal);
+                    continue;
+                }
             };
+            if self.sealed.is_some() {
+                // After the Seal: refused on every replica alike (see `seal`).
+                let _ = reply.send(Err(PartitionError::Sealed));
+                self.local_acks.applied(c.proposal.index, None);
+                continue;
+            }
             let base = match crate::log::batch::split_batches(&records) {
                 Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
                 Err(e) => {
@@ -146,7 +160,7 @@ impl Actor {
             }
         }
         let end = self.log.next_offset();
-        if let Some(r) = &mut self.raft {
+        if let Some(r) = self.raft.as_mut().filter(|_| self.sealed.is_none()) {
             r.note_applied(end);
         }
         if !leader {
@@ -158,6 +172,7 @@ impl Actor {
             for (_, reply) in self.deletions.drain() {
                 let _ = reply.send(Err(PartitionError::NotLeader));
             }
+            self.drop_seals();
         }
     }
 }

@@ -51,7 +51,14 @@ impl PartitionRaft {
 
     /// The segment log's next offset now that everything handed over so far is applied.
     pub fn note_applied(&mut self, offset: i64) {
-        let index = self.applied.index;
+        self.note_applied_through(self.applied.index, offset);
+    }
+
+    /// The segment log's next offset once entries up to `index` (at most the last handed
+    /// over) are applied: a sealed partition notes the entry before its Seal and nothing
+    /// after, so that no checkpoint passes the Seal and a restart applies it again.
+    pub fn note_applied_through(&mut self, index: u64, offset: i64) {
+        let index = index.min(self.applied.index);
         if self.applied.marks.back().is_some_and(|m| m.index >= index) {
             return;
         }

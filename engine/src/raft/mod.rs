@@ -131,6 +131,9 @@ pub enum Command {
     Produce(Bytes),
     /// DeleteRecords: move the log start offset up to this offset (the leader resolved -1).
     DeleteRecords(i64),
+    /// Seal the partition for an unmount: roll the active segment, and append nothing that
+    /// comes after this entry in the log (every replica refuses it alike).
+    Seal,
 }
 
 /// A committed entry, ready to apply.
@@ -198,6 +201,9 @@ const HEADER: usize = 24;
 const COMMAND: u64 = u64::MAX;
 /// Command type: DeleteRecords, followed by the offset (i64).
 const DELETE_RECORDS: u8 = 1;
+/// Command type: Seal (no arguments). Proposed only once the cluster finalized the feature
+/// (`cluster::features::CLUSTER_UNMOUNT`), so no replica that would skip it ever reads it.
+const SEAL: u8 = 2;
 
 impl PartitionRaft {
     pub fn open(setup: RaftSetup) -> Result<PartitionRaft, StoreError> {
@@ -504,6 +510,11 @@ impl PartitionRaft {
         self.propose_entry(COMMAND, &body, now)
     }
 
+    /// Proposes sealing the partition on every replica (unmount).
+    pub fn propose_seal(&mut self, now: i64) -> Option<ProposalId> {
+        self.propose_entry(COMMAND, &[SEAL], now)
+    }
+
     fn propose_entry(&mut self, kind: u64, body: &[u8], now: i64) -> Option<ProposalId> {
         if !self.is_leader() {
             return None;
@@ -607,6 +618,7 @@ impl PartitionRaft {
                     (Some(&DELETE_RECORDS), Some(o)) => {
                         Command::DeleteRecords(i64::from_be_bytes(o.try_into().expect("8 bytes")))
                     }
+                    (Some(&SEAL), _) => Command::Seal,
                     // Every replica skips it alike; a newer broker's command, say.
                     _ => {
                         tracing::error!(index = e.index, "unknown raft command skipped");
@@ -1140,6 +1152,50 @@ mod reassign_tests {
             answered[0].1,
             Command::Produce(Bytes::from_static(b"after"))
         );
+    }
+
+    #[test]
+    fn a_seal_reaches_every_replica_at_one_index_and_no_checkpoint_passes_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, _reports, mut nodes) = group(dir.path());
+        run(&mut nodes, &out, 20);
+        let leader = *nodes.iter().find(|(_, n)| n.is_leader()).unwrap().0;
+        let n = nodes.get_mut(&leader).unwrap();
+        n.propose(b"before", 0).unwrap();
+        let seal = n.propose_seal(0).unwrap();
+        n.propose(b"after", 0).unwrap();
+        let mut seen: BTreeMap<u64, Vec<(u64, Command)>> = BTreeMap::new();
+        for _ in 0..5 {
+            for (id, n) in nodes.iter_mut() {
+                let c = n.drive().unwrap();
+                seen.entry(*id)
+                    .or_default()
+                    .extend(c.into_iter().map(|c| (c.proposal.index, c.command)));
+            }
+            deliver(&mut nodes, &out);
+        }
+        for (id, applied) in &seen {
+            let seals: Vec<u64> = applied
+                .iter()
+                .filter(|(_, c)| *c == Command::Seal)
+                .map(|(i, _)| *i)
+                .collect();
+            assert_eq!(seals, vec![seal.index], "replica {id}");
+            // The produce after it is still handed over: the partition refuses it.
+            assert_eq!(
+                applied.last().map(|(_, c)| c),
+                Some(&Command::Produce(Bytes::from_static(b"after")))
+            );
+        }
+        // A sealed partition notes what it applied before the Seal, and nothing after it
+        // (everything up to "after" was handed over).
+        for n in nodes.values_mut() {
+            assert!(n.applied.index > seal.index);
+            n.note_applied_through(seal.index - 1, 100);
+            n.applied.last_checkpoint = None;
+            let cp = n.checkpoint_due(i64::MAX).unwrap();
+            assert_eq!((cp.index, cp.offset), (seal.index - 1, 100));
+        }
     }
 
     /// Every node notes a segment offset for what it applied (10 per index, as if each entry
