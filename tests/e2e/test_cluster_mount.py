@@ -9,10 +9,12 @@ topic's translation finishes before it is unmounted, and resumes after it is mou
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 import urllib.error
 import urllib.request
+import uuid
 
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic, ResourceType)
@@ -164,6 +166,21 @@ def test_unmount_and_mount_survive_losing_the_controller_leader(broker_factory, 
                 if m["topic"] == TOPIC] == []
         res = cli(asked, "cluster", "storage", "mount", TOPIC, check=False)
         assert res.returncode != 0
+
+        # A broker killed between writing a mounted replica's files and recording the topic
+        # leaves them behind; its next start removes them (the Raft checkpoint too, else the
+        # mount's replica would find a checkpoint its empty log cannot match).
+        b = brokers[0]
+        b.kill9()
+        ghost = f"ghost-{uuid.uuid4()}"
+        [cp] = list((b.data_dir / "raft").glob(f"{TOPIC}-*/0/checkpoint"))
+        (b.data_dir / "raft" / ghost / "0").mkdir(parents=True)
+        shutil.copy(cp, b.data_dir / "raft" / ghost / "0" / "checkpoint")
+        (b.data_dir / "kafka" / "ghost" / "0").mkdir(parents=True)
+        b.start()
+        assert not (b.data_dir / "raft" / ghost).exists()
+        assert not (b.data_dir / "kafka" / "ghost").exists()
+        assert cp.exists()
     finally:
         weed.stop()
 

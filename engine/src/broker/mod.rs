@@ -284,16 +284,33 @@ impl Broker {
             .join(format!("{name}-{id}")))
     }
 
-    /// A crash between forgetting a topic and removing its files leaves a directory no topic
-    /// owns; remove it so a new topic of the same name starts empty.
+    /// A crash between forgetting a topic and removing its files, or between creating a
+    /// topic's files and recording it, leaves directories no topic owns; remove them so that a
+    /// topic of the same name (or a mount of the same id) starts empty. Raft directories are
+    /// `<name>-<id>`: one whose record is gone or has another id is an orphan too.
     fn remove_orphan_topic_dirs(&self) {
-        let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("kafka")) else {
+        if let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("kafka")) {
+            for e in entries.flatten() {
+                let name = e.file_name().to_string_lossy().to_string();
+                if self.topics.record(&name).is_none() {
+                    tracing::warn!(topic = %name, "removing files of a deleted topic");
+                    let _ = std::fs::remove_dir_all(e.path());
+                }
+            }
+        }
+        let Ok(entries) = std::fs::read_dir(self.config.data_dir.join("raft")) else {
             return;
         };
+        let owned: std::collections::HashSet<String> = self
+            .topics
+            .records()
+            .iter()
+            .map(|r| format!("{}-{}", r.name, r.id))
+            .collect();
         for e in entries.flatten() {
             let name = e.file_name().to_string_lossy().to_string();
-            if self.topics.record(&name).is_none() {
-                tracing::warn!(topic = %name, "removing files of a deleted topic");
+            if !owned.contains(&name) {
+                tracing::warn!(dir = %name, "removing the Raft logs of a deleted topic");
                 let _ = std::fs::remove_dir_all(e.path());
             }
         }
