@@ -281,6 +281,16 @@ impl Mounts {
                 remote_end_offset: remote_end,
             });
         }
+        // Everything uploaded: what is left is the Iceberg translation, if any.
+        if job.all_sealed(rec.partitions) && s.uploaded_records >= s.total_records {
+            if let Err(why) = self
+                .translation_caught_up(topic, rec.id, &s.partitions)
+                .await
+            {
+                s.state = "translating";
+                s.error = Some(why);
+            }
+        }
         Ok(Some(s))
     }
 

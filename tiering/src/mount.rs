@@ -84,7 +84,8 @@ impl IntoResponse for MountError {
 #[derive(Debug, Clone, Default, serde::Serialize)]
 pub struct UnmountStatus {
     pub topic: String,
-    /// `sealing`, `uploading`, `done` or `failed`.
+    /// `sealing`, `uploading`, `translating` (an Iceberg topic's table catching up), `done`
+    /// or `failed`.
     pub state: &'static str,
     /// Offsets in the object store out of all the topic's offsets.
     pub uploaded_records: i64,
