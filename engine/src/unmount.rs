@@ -109,6 +109,8 @@ impl Broker {
         }
         self.update_gauges();
         tracing::info!(topic = %hidden.record.name, "unmounted topic");
+        // The manifest carries them; a mount commits them again.
+        self.groups.forget_topic(self, &hidden.record.name);
         Ok(())
     }
 

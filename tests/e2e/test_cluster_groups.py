@@ -8,6 +8,7 @@ import struct
 import time
 
 from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import ConsumerGroupTopicPartitions
 from confluent_kafka.admin import AdminClient
 
 from cluster import metadata, start_cluster, wait_formed
@@ -435,3 +436,47 @@ def test_the_offsets_topic_partition_count_is_set_when_the_cluster_forms(broker_
     wait_formed(brokers)
     assert len(metadata(b, OFFSETS).topics[OFFSETS].partitions) == 3
     assert "--offsets-topic-partitions 8 ignored" in b.log_text()
+
+
+def recreated_topic_starts_groups_afresh(b, brokers=None, rf: int = 1):
+    """Commits offset 7 of a 10-record topic, deletes the topic and creates one of the same
+    name with 10 new records: the group reads all 10 from offset 0, as on Kafka (the old
+    topic's committed offsets went with it), instead of skipping 7 of them."""
+    admin = AdminClient({"bootstrap.servers": b.bootstrap})
+    topic = create_topic(b, partitions=1, replication_factor=rf)
+    produce(b, topic, [b"old"] * 10)
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "billing",
+                  "enable.auto.commit": False})
+    c.commit(offsets=[TopicPartition(topic, 0, 7)], asynchronous=False)
+    c.close()
+    admin.delete_topics([topic], operation_timeout=15)[topic].result(30)
+    deadline = time.monotonic() + 30
+    while any(topic in metadata(x).topics for x in (brokers or [b])):
+        assert time.monotonic() < deadline, "deleted topic still listed"
+        time.sleep(0.2)
+    create_topic(b, name=topic, partitions=1, replication_factor=rf)
+    produce(b, topic, [b"new"] * 10)
+    committed = admin.list_consumer_group_offsets(
+        [ConsumerGroupTopicPartitions("billing", [TopicPartition(topic, 0)])])["billing"].result(30)
+    assert committed.topic_partitions[0].offset < 0, committed.topic_partitions
+    c = Consumer({"bootstrap.servers": b.bootstrap, "group.id": "billing",
+                  "enable.auto.commit": False, "auto.offset.reset": "earliest"})
+    c.subscribe([topic])
+    got = []
+    deadline = time.monotonic() + 30
+    while len(got) < 10 and time.monotonic() < deadline:
+        m = c.poll(0.5)
+        if m is not None and m.error() is None:
+            got.append((m.offset(), m.value()))
+    c.close()
+    assert got == [(i, b"new") for i in range(10)], got
+
+
+def test_a_deleted_topics_offsets_go_with_it(broker):
+    recreated_topic_starts_groups_afresh(broker)
+
+
+def test_a_deleted_topics_offsets_go_with_it_in_a_cluster(broker_factory):
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    recreated_topic_starts_groups_afresh(brokers[1], brokers, rf=3)

@@ -595,6 +595,7 @@ impl Broker {
         }
         self.update_gauges();
         tracing::info!(topic = %name, "deleted topic");
+        self.groups.forget_topic(self, name);
         Ok(())
     }
 

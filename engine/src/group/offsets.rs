@@ -273,6 +273,53 @@ impl Coordinator {
         Ok(())
     }
 
+    /// A topic was deleted (or unmounted, its offsets carried in its manifest): its committed
+    /// offsets go from every group this broker serves, as Kafka's coordinator does on
+    /// partition deletion. Else a new topic of the same name would resume a group at the old
+    /// offsets, silently skipping the records below them. The tombstones are queued on each
+    /// group's partition without waiting (this runs in the controller's apply loop in a
+    /// cluster); a later commit to that partition is ordered after them.
+    pub fn forget_topic(&self, b: &dyn TopicHost, topic: &str) {
+        let Some(t) = b.topics().get(store::OFFSETS_TOPIC) else {
+            return;
+        };
+        let n = t.partitions.len();
+        let mut by_group: std::collections::BTreeMap<String, Vec<(Key, Option<Value>)>> =
+            Default::default();
+        for o in self.committed_for_topic(topic) {
+            if self.check(b, &o.group).is_err() {
+                continue;
+            }
+            by_group.entry(o.group.clone()).or_default().push((
+                Key::Offset {
+                    group: o.group,
+                    topic: topic.to_string(),
+                    partition: o.partition,
+                },
+                None,
+            ));
+        }
+        for (group, entries) in by_group {
+            let Some(h) = t.partition(store::partition_for(&group, n)) else {
+                continue;
+            };
+            let sent = store::send(h, &entries);
+            if let Some(g) = self.groups.lock().get_mut(&group) {
+                g.offsets.retain(|(t, _), _| t != topic);
+            }
+            let topic = topic.to_string();
+            tokio::spawn(async move {
+                if !matches!(sent.await, Ok(Ok(_))) {
+                    tracing::warn!(
+                        group,
+                        topic,
+                        "offsets of a deleted topic not removed from __consumer_offsets"
+                    );
+                }
+            });
+        }
+    }
+
     /// OffsetDelete: removes committed offsets of topics the group is not subscribed to.
     pub async fn delete_offsets(
         &self,
