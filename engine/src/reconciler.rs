@@ -96,7 +96,10 @@ async fn reconcile_topic(b: &Broker, name: &str, state: &MetadataState) -> Resul
             // An unmounted topic (or an older incarnation of a mounted one) goes without its
             // remote data, which the mount reads.
             let keep_remote = crate::cluster::unmount::keeps_remote(state, l);
-            match b.delete_topic_local(name, keep_remote).await {
+            match b
+                .delete_topic_local(name, keep_remote, wanted.is_none())
+                .await
+            {
                 Ok(()) | Err(BrokerError::UnknownTopic(_)) => {}
                 Err(e) => return Err(e),
             }

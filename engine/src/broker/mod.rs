@@ -555,16 +555,18 @@ impl Broker {
             };
             return Ok(c.propose(cmd).await?);
         }
-        self.delete_topic_local(name, false).await
+        self.delete_topic_local(name, false, true).await
     }
 
     /// Deletes a topic on this broker.
     /// `keep_remote`: the topic was unmounted (or comes back mounted), and its remote data
-    /// stays for that.
+    /// stays for that. `forget_offsets`: its committed offsets go too (not when a topic of the
+    /// same name lives on in the cluster: they may be that topic's already).
     pub(crate) async fn delete_topic_local(
         &self,
         name: &str,
         keep_remote: bool,
+        forget_offsets: bool,
     ) -> Result<(), BrokerError> {
         let _guard = self.topics.change_lock.lock().await;
         // A single broker's topic being unmounted is not served and cannot be deleted
@@ -595,7 +597,9 @@ impl Broker {
         }
         self.update_gauges();
         tracing::info!(topic = %name, "deleted topic");
-        self.groups.forget_topic(self, name);
+        if forget_offsets {
+            self.groups.forget_topic(self, name);
+        }
         Ok(())
     }
 
