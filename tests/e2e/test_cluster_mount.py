@@ -130,8 +130,7 @@ def test_unmount_and_mount_survive_losing_the_controller_leader(broker_factory, 
         asked = survivor(brokers, by_id, leader)
         answer = {}
         t = threading.Thread(target=lambda: answer.update(
-            zip(("status", "body"), post(asked, "/v1/topics/mount",
-                                         {"topic": TOPIC, "replication_factor": 3}))))
+            zip(("status", "body"), post(asked, "/v1/topics/mount", {"topic": TOPIC}))))
         t.start()
         seen = wait_for("the mount to start", lambda: (
             (s := get_json(asked, f"/v1/topics/mount/status/{TOPIC}"))[0] == 200 and s[1]),
@@ -140,6 +139,8 @@ def test_unmount_and_mount_survive_losing_the_controller_leader(broker_factory, 
         assert seen["state"] == "mounting", seen
         t.join(90)
         assert answer.get("status") == 200, answer
+        # Placed as it was unmounted: three replicas a partition.
+        assert answer["body"]["replication_factor"] == 3, answer
         wait_for("the mount to complete", lambda: get_json(
             asked, f"/v1/topics/mount/status/{TOPIC}")[1].get("state") == "done", brokers)
         by_id[leader].start()
@@ -206,15 +207,15 @@ def test_an_iceberg_topic_is_translated_whole_before_unmount_and_resumes_after_m
         highs = high_watermarks(brokers[0], topic, 3)
         assert rows_of(weed, topic) == []
 
-        status, body = post(brokers[1], "/v1/topics/unmount", {"topic": topic})
-        assert status == 202, body
-        wait_for("the unmount to complete", lambda: get_json(
-            brokers[1], f"/v1/topics/unmount/status/{topic}")[1].get("state") == "done", brokers)
+        # The CLI follows the unmount to its end with its progress line.
+        res = cli(brokers[1], "cluster", "storage", "unmount", topic)
+        assert f"unmounted '{topic}'" in res.stdout and "records" in res.stderr
         # Done means translated: the table holds every offset, read at once.
         assert_exact(rows_of(weed, topic), highs)
 
-        status, body = post(brokers[2], "/v1/topics/mount", {"topic": topic})
-        assert status == 200 and body["state"] == "done", body
+        body = cli_json(brokers[2], "cluster", "storage", "mount", topic,
+                        "--replication-factor", "3")
+        assert body["state"] == "done" and body["replication_factor"] == 3, body
         wait_topic_everywhere(brokers, topic, 3)
         admin.incremental_alter_configs([ConfigResource(
             ResourceType.TOPIC, topic, incremental_configs=[ConfigEntry(
