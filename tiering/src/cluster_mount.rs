@@ -27,26 +27,13 @@ use engine::topic_jobs::{Mounting, Unmounting};
 use engine::topics::TopicRecord;
 use serde_json::{json, Value};
 
-use crate::mount::{manifest_plan, MountError, Mounts, UnmountStatus};
+use crate::mount::{manifest_plan, MountError, Mounts, PartitionProgress, UnmountStatus};
 use crate::topic_manifest::{PartitionOffsets, TopicManifest};
 
 /// How often the driver looks for steps to take.
 const STEP_EVERY: Duration = Duration::from_millis(250);
 /// How long a mount request waits for the mount to complete before answering "mounting".
 const MOUNT_WAIT: Duration = Duration::from_secs(30);
-
-/// One partition of a cluster unmount, as the status shows it.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct PartitionProgress {
-    pub partition: i32,
-    pub leader: i32,
-    /// `sealing`, `uploading` or `uploaded`.
-    pub state: &'static str,
-    pub log_start_offset: Option<i64>,
-    pub log_end_offset: Option<i64>,
-    /// The end of what the object store holds.
-    pub remote_end_offset: Option<i64>,
-}
 
 impl Mounts {
     /// Runs the driver on this broker (cluster only), for as long as the broker runs.

@@ -98,7 +98,20 @@ pub struct UnmountStatus {
     pub finished_ms: Option<i64>,
     /// In a cluster: each partition's leader and step.
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub progress: Vec<crate::cluster_mount::PartitionProgress>,
+    pub progress: Vec<PartitionProgress>,
+}
+
+/// One partition of a cluster unmount, as the status shows it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PartitionProgress {
+    pub partition: i32,
+    pub leader: i32,
+    /// `sealing`, `uploading` or `uploaded`.
+    pub state: &'static str,
+    pub log_start_offset: Option<i64>,
+    pub log_end_offset: Option<i64>,
+    /// The end of what the object store holds.
+    pub remote_end_offset: Option<i64>,
 }
 
 impl UnmountStatus {

@@ -153,7 +153,7 @@ impl MetadataState {
             | Command::UnmountDone { .. }
             | Command::Mount(_)
             | Command::MountRestored { .. }
-            | Command::MountDone { .. }) => super::unmount::apply(self, cmd, index),
+            | Command::MountDone { .. }) => self.apply_job(cmd, index),
             cmd @ (Command::Reassign { .. } | Command::Reassigned { .. }) => {
                 let name = cmd.reassignment().map(|(t, ..)| t.to_string());
                 let rec = name

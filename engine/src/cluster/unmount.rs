@@ -11,127 +11,125 @@ use super::{features, ApplyError, Command};
 use crate::topic_jobs::{Mounting, Unmounting};
 use crate::topics::TopicRecord;
 
-/// Applies one of the unmount or mount commands (others are not handed here).
-pub(super) fn apply(
-    state: &mut MetadataState,
-    cmd: Command,
-    index: u64,
-) -> Result<Changed, ApplyError> {
-    state.require(features::CLUSTER_UNMOUNT, "unmount and mount in a cluster")?;
-    match cmd {
-        Command::Unmount {
-            name,
-            id,
-            started_ms,
-        } => {
-            let rec = state.topic_mut(&name, id)?;
-            if rec.unmounting.is_some() {
-                return other(format!("topic '{name}' is being unmounted already"));
-            }
-            if rec.mounting.is_some() {
-                return other(format!(
-                    "topic '{name}' is still being mounted (restoring group offsets)"
-                ));
-            }
-            if !rec.targets.is_empty() {
-                return other(format!(
-                    "topic '{name}' has a reassignment in progress; wait for it or cancel it"
-                ));
-            }
-            if !rec.config.remote_storage_set() {
-                return other(format!("topic '{name}' does not have remote storage on"));
-            }
-            rec.unmounting = Some(Box::new(Unmounting {
+impl MetadataState {
+    /// Applies one of the unmount or mount commands (others are not handed here).
+    pub(super) fn apply_job(&mut self, cmd: Command, index: u64) -> Result<Changed, ApplyError> {
+        let state = self;
+        state.require(features::CLUSTER_UNMOUNT, "unmount and mount in a cluster")?;
+        match cmd {
+            Command::Unmount {
+                name,
+                id,
                 started_ms,
-                ..Default::default()
-            }));
-            rec.changed_at = index;
-            Ok(Changed::Topic(name))
-        }
-        Command::UnmountSealed {
-            name,
-            id,
-            partition,
-            start,
-            end,
-        } => {
-            let rec = state.topic_mut(&name, id)?;
-            let partitions = rec.partitions;
-            let job = unmounting(rec)?;
-            if !(0..partitions).contains(&partition) || start > end {
-                return Err(ApplyError::Invalid(format!(
-                    "partition {partition} sealed at [{start}, {end}]"
-                )));
+            } => {
+                let rec = state.topic_mut(&name, id)?;
+                if rec.unmounting.is_some() {
+                    return other(format!("topic '{name}' is being unmounted already"));
+                }
+                if rec.mounting.is_some() {
+                    return other(format!(
+                        "topic '{name}' is still being mounted (restoring group offsets)"
+                    ));
+                }
+                if !rec.targets.is_empty() {
+                    return other(format!(
+                        "topic '{name}' has a reassignment in progress; wait for it or cancel it"
+                    ));
+                }
+                if !rec.config.remote_storage_set() {
+                    return other(format!("topic '{name}' does not have remote storage on"));
+                }
+                rec.unmounting = Some(Box::new(Unmounting {
+                    started_ms,
+                    ..Default::default()
+                }));
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
             }
-            // Every leader of the partition seals at the same offset (the Seal is an entry of
-            // its log); the first report stands.
-            job.sealed.entry(partition).or_insert((start, end));
-            rec.changed_at = index;
-            Ok(Changed::Topic(name))
-        }
-        Command::UnmountOffsets {
-            name,
-            id,
-            from,
-            offsets,
-        } => {
-            let rec = state.topic_mut(&name, id)?;
-            let partitions = rec.partitions;
-            let job = unmounting(rec)?;
-            if !job.all_sealed(partitions) {
-                return other(format!("topic '{name}' is not sealed yet"));
+            Command::UnmountSealed {
+                name,
+                id,
+                partition,
+                start,
+                end,
+            } => {
+                let rec = state.topic_mut(&name, id)?;
+                let partitions = rec.partitions;
+                let job = unmounting(rec)?;
+                if !(0..partitions).contains(&partition) || start > end {
+                    return Err(ApplyError::Invalid(format!(
+                        "partition {partition} sealed at [{start}, {end}]"
+                    )));
+                }
+                // Every leader of the partition seals at the same offset (the Seal is an entry of
+                // its log); the first report stands.
+                job.sealed.entry(partition).or_insert((start, end));
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
             }
-            job.add_offsets(&from, offsets);
-            rec.changed_at = index;
-            Ok(Changed::Topic(name))
-        }
-        Command::UnmountDone { name, id } => {
-            let rec = state.topic_mut(&name, id)?;
-            let partitions = rec.partitions;
-            if !unmounting(rec)?.all_sealed(partitions) {
-                return other(format!("topic '{name}' is not sealed yet"));
+            Command::UnmountOffsets {
+                name,
+                id,
+                from,
+                offsets,
+            } => {
+                let rec = state.topic_mut(&name, id)?;
+                let partitions = rec.partitions;
+                let job = unmounting(rec)?;
+                if !job.all_sealed(partitions) {
+                    return other(format!("topic '{name}' is not sealed yet"));
+                }
+                job.add_offsets(&from, offsets);
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
             }
-            state.topics.remove(&name);
-            state.unmounted.insert(id, name.clone());
-            Ok(Changed::Topic(name))
-        }
-        Command::Mount(mut rec) => {
-            if state.topics.contains_key(&rec.name) {
-                return Err(ApplyError::TopicExists(rec.name));
+            Command::UnmountDone { name, id } => {
+                let rec = state.topic_mut(&name, id)?;
+                let partitions = rec.partitions;
+                if !unmounting(rec)?.all_sealed(partitions) {
+                    return other(format!("topic '{name}' is not sealed yet"));
+                }
+                state.topics.remove(&name);
+                state.unmounted.insert(id, name.clone());
+                Ok(Changed::Topic(name))
             }
-            if let Some(other) = state.topics.values().find(|t| t.id == rec.id) {
-                return Err(ApplyError::TopicExists(format!(
-                    "{} (it has topic id {})",
-                    other.name, rec.id
-                )));
+            Command::Mount(mut rec) => {
+                if state.topics.contains_key(&rec.name) {
+                    return Err(ApplyError::TopicExists(rec.name));
+                }
+                if let Some(other) = state.topics.values().find(|t| t.id == rec.id) {
+                    return Err(ApplyError::TopicExists(format!(
+                        "{} (it has topic id {})",
+                        other.name, rec.id
+                    )));
+                }
+                rec.incarnation = index;
+                state.unmounted.remove(&rec.id);
+                let name = rec.name.clone();
+                state.topics.insert(name.clone(), rec);
+                Ok(Changed::Topic(name))
             }
-            rec.incarnation = index;
-            state.unmounted.remove(&rec.id);
-            let name = rec.name.clone();
-            state.topics.insert(name.clone(), rec);
-            Ok(Changed::Topic(name))
-        }
-        Command::MountRestored { name, id, from } => {
-            let rec = state.topic_mut(&name, id)?;
-            let job = rec
-                .mounting
-                .as_mut()
-                .ok_or_else(|| ApplyError::Other(format!("topic '{name}' is not being mounted")))?;
-            job.restored.extend(from);
-            rec.changed_at = index;
-            Ok(Changed::Topic(name))
-        }
-        Command::MountDone { name, id } => {
-            let rec = state.topic_mut(&name, id)?;
-            if rec.mounting.take().is_none() {
-                return other(format!("topic '{name}' is not being mounted"));
+            Command::MountRestored { name, id, from } => {
+                let rec = state.topic_mut(&name, id)?;
+                let job = rec.mounting.as_mut().ok_or_else(|| {
+                    ApplyError::Other(format!("topic '{name}' is not being mounted"))
+                })?;
+                job.restored.extend(from);
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
             }
-            rec.changed_at = index;
-            Ok(Changed::Topic(name))
+            Command::MountDone { name, id } => {
+                let rec = state.topic_mut(&name, id)?;
+                if rec.mounting.take().is_none() {
+                    return other(format!("topic '{name}' is not being mounted"));
+                }
+                rec.changed_at = index;
+                Ok(Changed::Topic(name))
+            }
+            other_cmd => Err(ApplyError::Invalid(format!(
+                "not an unmount or mount command: {other_cmd:?}"
+            ))),
         }
-        other_cmd => Err(ApplyError::Invalid(format!(
-            "not an unmount or mount command: {other_cmd:?}"
-        ))),
     }
 }
 
@@ -144,35 +142,6 @@ fn unmounting(rec: &mut TopicRecord) -> Result<&mut Unmounting, ApplyError> {
 
 fn other<T>(why: String) -> Result<T, ApplyError> {
     Err(ApplyError::Other(why))
-}
-
-/// A mount's record as proposed: a new topic's (see `validate`), plus each partition's
-/// offsets and the offsets to restore, and nothing a later command sets.
-pub(super) fn validate_mount(rec: &TopicRecord) -> Result<(), ApplyError> {
-    let bad = |why: String| Err(ApplyError::Invalid(why));
-    if rec.mounted.len() != rec.partitions.max(0) as usize {
-        return bad(format!(
-            "a mount of {} partitions with offsets for {}",
-            rec.partitions,
-            rec.mounted.len()
-        ));
-    }
-    if let Some((p, (s, e))) = rec
-        .mounted
-        .iter()
-        .enumerate()
-        .find(|(_, (s, e))| *s < 0 || s > e)
-    {
-        return bad(format!("partition {p} mounted at [{s}, {e}]"));
-    }
-    let Some(job) = &rec.mounting else {
-        return bad("a mount without its group offsets".into());
-    };
-    crate::names::topic(&job.from).map_err(|e| ApplyError::Invalid(e.to_string()))?;
-    if rec.unmounting.is_some() || rec.incarnation != 0 || !job.restored.is_empty() {
-        return bad("a mount cannot carry later state".into());
-    }
-    Ok(())
 }
 
 /// A new mount's record: the manifest's topic, placed on `assignments`, with its offsets.

@@ -109,7 +109,7 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
             plain.mounted.clear();
             plain.mounting = None;
             create(&plain, brokers)?;
-            super::unmount::validate_mount(rec)
+            mount(rec)
         }
         Command::AddPartitions {
             name,
@@ -288,6 +288,35 @@ fn create(rec: &TopicRecord, brokers: &BTreeSet<i32>) -> Result<(), ApplyError> 
     )
     .map(|_| ())
     .map_err(|e| ApplyError::Invalid(e.to_string()))
+}
+
+/// A mount's record as proposed: a new topic's (see [`create`]), plus each partition's
+/// offsets and the offsets to restore, and nothing a later command sets.
+fn mount(rec: &TopicRecord) -> Result<(), ApplyError> {
+    let bad = |why: String| Err(ApplyError::Invalid(why));
+    if rec.mounted.len() != rec.partitions.max(0) as usize {
+        return bad(format!(
+            "a mount of {} partitions with offsets for {}",
+            rec.partitions,
+            rec.mounted.len()
+        ));
+    }
+    if let Some((p, (s, e))) = rec
+        .mounted
+        .iter()
+        .enumerate()
+        .find(|(_, (s, e))| *s < 0 || s > e)
+    {
+        return bad(format!("partition {p} mounted at [{s}, {e}]"));
+    }
+    let Some(job) = &rec.mounting else {
+        return bad("a mount without its group offsets".into());
+    };
+    crate::names::topic(&job.from).map_err(|e| ApplyError::Invalid(e.to_string()))?;
+    if rec.unmounting.is_some() || rec.incarnation != 0 || !job.restored.is_empty() {
+        return bad("a mount cannot carry later state".into());
+    }
+    Ok(())
 }
 
 #[cfg(test)]
