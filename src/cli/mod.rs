@@ -247,7 +247,7 @@ pub enum StorageCommand {
         /// Mount it under this name instead
         #[arg(long = "as", value_name = "NEW_NAME")]
         new_name: Option<String>,
-        /// In a cluster: replicas per partition (the cluster's default if not given)
+        /// In a cluster: replicas per partition (as many as when it was unmounted if not given)
         #[arg(long, value_name = "N")]
         replication_factor: Option<i16>,
     },

@@ -295,7 +295,8 @@ impl Mounts {
     }
 
     /// Mounts an unmounted topic through the controller, placed on `replication_factor`
-    /// brokers (the cluster's default if not given); waits a while for its group offsets.
+    /// brokers (if not given: as many as when it was unmounted); waits a while for its group
+    /// offsets.
     pub(crate) async fn mount_cluster(
         &self,
         topic: &str,

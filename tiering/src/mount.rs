@@ -455,7 +455,8 @@ struct MountBody {
     topic: String,
     #[serde(default)]
     new_name: Option<String>,
-    /// In a cluster: how many replicas each partition gets (the cluster's default if absent).
+    /// In a cluster: how many replicas each partition gets (absent: as many as when it was
+    /// unmounted, capped at the brokers there are; the cluster default for an older manifest).
     #[serde(default)]
     replication_factor: Option<i16>,
 }
