@@ -20,7 +20,6 @@ use tokio::time::{Duration, Instant};
 use uuid::Uuid;
 
 use super::assignor::{assign_range, assign_uniform};
-use super::consumer_record::GroupRecord;
 use super::GroupError;
 
 pub use super::assignor::Tp;
@@ -127,10 +126,10 @@ pub struct ConsumerGroup {
     pub session_timeout: Duration,
     /// A digest of what `__consumer_offsets` was last sent for this group
     /// ([`super::consumer_record`]): a heartbeat that changed nothing writes nothing.
-    stored: Option<u64>,
+    pub(super) stored: Option<u64>,
     /// Set by what may change the record (a heartbeat, an expiry): the group ticker asks for
     /// the record of every group ten times a second, and most have nothing new.
-    maybe_changed: bool,
+    pub(super) maybe_changed: bool,
 }
 
 impl Default for ConsumerGroup {
@@ -155,19 +154,6 @@ impl ConsumerGroup {
         }
     }
 
-    /// The group's record if it changed since the last one taken (to be stored now).
-    pub fn take_record(&mut self) -> Option<GroupRecord> {
-        if !std::mem::take(&mut self.maybe_changed) {
-            return None;
-        }
-        let digest = self.digest();
-        if self.stored == Some(digest) {
-            return None;
-        }
-        self.stored = Some(digest);
-        Some(GroupRecord::of(self))
-    }
-
     /// What `__consumer_offsets` holds for this group is its current state (restored from it).
     pub(super) fn mark_stored(&mut self) {
         self.stored = Some(self.digest());
@@ -175,7 +161,7 @@ impl ConsumerGroup {
 
     /// A digest of everything the group's record holds, without building it (heartbeats
     /// come every second from every member; most change nothing).
-    fn digest(&self) -> u64 {
+    pub(super) fn digest(&self) -> u64 {
         use std::hash::{Hash, Hasher};
         let mut h = std::collections::hash_map::DefaultHasher::new();
         (self.group_epoch, self.assignment_epoch, &self.assignor).hash(&mut h);
@@ -726,6 +712,7 @@ impl ConsumerGroup {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::group::consumer_record::GroupRecord;
 
     const T: Uuid = Uuid::from_u128(7);
 

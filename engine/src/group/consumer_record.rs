@@ -65,6 +65,21 @@ fn state_of(name: &str) -> Option<MemberState> {
     })
 }
 
+impl ConsumerGroup {
+    /// The group's record if it changed since the last one taken (to be stored now).
+    pub fn take_record(&mut self) -> Option<GroupRecord> {
+        if !std::mem::take(&mut self.maybe_changed) {
+            return None;
+        }
+        let digest = self.digest();
+        if self.stored == Some(digest) {
+            return None;
+        }
+        self.stored = Some(digest);
+        Some(GroupRecord::of(self))
+    }
+}
+
 impl GroupRecord {
     pub fn of(g: &ConsumerGroup) -> GroupRecord {
         GroupRecord {
