@@ -22,7 +22,7 @@ use uuid::Uuid;
 use crate::error::SinkError;
 use crate::key_value::{self, Row, META};
 use crate::offsets::{self, Offsets, Span};
-use crate::{commit, files, translator};
+use crate::{commit, files};
 
 pub fn schema() -> Result<Schema, SinkError> {
     Ok(Schema::builder()
@@ -129,7 +129,7 @@ impl DeadLetters {
         let table = match table {
             Some(t) => t,
             None => {
-                translator::create_table(
+                crate::table::create_table(
                     catalog,
                     &self.topic,
                     self.topic_id,

@@ -27,6 +27,7 @@ pub mod schema_mode;
 pub mod settings;
 pub mod spec;
 pub mod status;
+mod table;
 pub mod translator;
 mod unmount_gate;
 

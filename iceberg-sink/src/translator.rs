@@ -17,10 +17,10 @@ use std::time::{Duration, Instant};
 
 use arrow_array::RecordBatch;
 use engine::Broker;
-use iceberg::spec::{Schema, TableProperties};
+use iceberg::spec::Schema;
 use iceberg::table::Table;
 use iceberg::transaction::{ApplyTransactionAction, Transaction};
-use iceberg::{Catalog, ErrorKind, TableCreation, TableIdent};
+use iceberg::{Catalog, ErrorKind, TableIdent};
 use kafka_protocol::records::Record;
 use parking_lot::Mutex;
 use tokio::task::JoinHandle;
@@ -30,13 +30,13 @@ use crate::commit;
 use crate::decode::SchemaSource;
 use crate::dlq::{DeadLetters, Letter};
 use crate::error::SinkError;
+use crate::files;
 use crate::key_value;
 use crate::metrics::Metrics;
 use crate::offsets::{self, Offsets, Span};
 use crate::schema_mode::{self, SchemaLayout};
 use crate::settings::{Mode, TopicSettings};
 use crate::status::{SnapshotInfo, TopicStatus};
-use crate::{files, spec};
 
 /// Broker-wide translator settings.
 #[derive(Debug, Clone)]
@@ -496,7 +496,7 @@ impl TopicTask {
         s: &TopicSettings,
         schema: Schema,
     ) -> Result<Table, SinkError> {
-        let t = create_table(
+        let t = crate::table::create_table(
             self.sh.catalog.as_ref(),
             &self.topic,
             self.topic_id,
@@ -686,48 +686,4 @@ struct RoundRead {
     ranges: BTreeMap<i32, (i64, i64)>,
     by_partition: Vec<(i32, Vec<Record>)>,
     records: u64,
-}
-
-/// Creates a topic's table (its namespace too, if need be), recording the topic and its id.
-pub(crate) async fn create_table(
-    catalog: &dyn Catalog,
-    topic: &str,
-    topic_id: Uuid,
-    ident: &TableIdent,
-    partition_spec: &str,
-    schema: Schema,
-) -> Result<Table, SinkError> {
-    let terms = spec::parse(partition_spec)?;
-    let spec = spec::bind(&terms, &schema)?;
-    let cat = catalog;
-    let ns = ident.namespace();
-    if !cat.namespace_exists(ns).await? {
-        match cat.create_namespace(ns, HashMap::new()).await {
-            Ok(_) => {}
-            Err(e) if e.kind() == ErrorKind::NamespaceAlreadyExists => {}
-            Err(e) => return Err(e.into()),
-        }
-    }
-    let creation = TableCreation::builder()
-        .name(ident.name().to_string())
-        .schema(schema)
-        .partition_spec(spec)
-        .properties([
-            // A commit whose answer was lost must not be replayed blindly: the task
-            // reloads the table and resumes from the offsets it records instead.
-            (
-                TableProperties::PROPERTY_COMMIT_NUM_RETRIES.to_string(),
-                "0".to_string(),
-            ),
-            (
-                "write.parquet.compression-codec".to_string(),
-                "zstd".to_string(),
-            ),
-            ("icestream.topic".to_string(), topic.to_string()),
-            (offsets::TOPIC_ID.to_string(), topic_id.to_string()),
-        ])
-        .build();
-    let table = cat.create_table(ns, creation).await?;
-    tracing::info!(topic = %topic, table = %ident, "created an Iceberg table for the topic");
-    Ok(table)
 }
