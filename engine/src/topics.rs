@@ -319,6 +319,16 @@ impl TopicTable {
         self.records.lock().values().cloned().collect()
     }
 
+    /// The persisted records `f` picks (only those are copied).
+    pub fn records_where(&self, f: impl Fn(&TopicRecord) -> bool) -> Vec<TopicRecord> {
+        self.records
+            .lock()
+            .values()
+            .filter(|r| f(r))
+            .cloned()
+            .collect()
+    }
+
     /// Records a topic durably, then makes it visible (or keeps it hidden while it is being
     /// unmounted).
     pub fn insert(&self, record: TopicRecord, topic: Topic) -> Result<(), MetaError> {

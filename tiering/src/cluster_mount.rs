@@ -34,6 +34,8 @@ use crate::topic_manifest::{PartitionOffsets, TopicManifest};
 const STEP_EVERY: Duration = Duration::from_millis(250);
 /// How long a mount request waits for the mount to complete before answering "mounting".
 const MOUNT_WAIT: Duration = Duration::from_secs(30);
+/// How old a stored extent the status may show.
+const STATUS_EXTENT_AGE: Duration = Duration::from_secs(1);
 
 impl Mounts {
     /// Runs the driver on this broker (cluster only), for as long as the broker runs.
@@ -46,7 +48,12 @@ impl Mounts {
             loop {
                 tokio::time::sleep(STEP_EVERY).await;
                 let Some(m) = me.upgrade() else { return };
-                for rec in m.broker.topics.records() {
+                // Only the records with a job: every topic's record is not copied each step.
+                let jobs = m
+                    .broker
+                    .topics
+                    .records_where(|r| r.unmounting.is_some() || r.mounting.is_some());
+                for rec in jobs {
                     let res = if let Some(job) = &rec.unmounting {
                         m.step_unmount(&rec, job).await
                     } else if let Some(job) = &rec.mounting {
@@ -236,7 +243,7 @@ impl Mounts {
         };
         for p in 0..rec.partitions {
             let sealed = job.sealed.get(&p).copied();
-            let stored = self.tiering.stored_extent(rec.id, p).await?;
+            let stored = self.stored_extent_cached(rec.id, p).await?;
             let remote_end = stored.map(|e| e.end);
             s.remote_bytes += stored.map_or(0, |e| e.bytes);
             let state = match sealed {
@@ -281,14 +288,33 @@ impl Mounts {
         Ok(Some(s))
     }
 
+    /// What the store holds of a partition, read at most once a second for the status: a
+    /// progress bar polling a topic of many partitions would otherwise cost one GET per
+    /// partition per poll.
+    async fn stored_extent_cached(
+        &self,
+        id: uuid::Uuid,
+        p: i32,
+    ) -> Result<Option<engine::remote::RemoteExtent>, MountError> {
+        if let Some((at, e)) = self.extents.lock().get(&(id, p)) {
+            if at.elapsed() < STATUS_EXTENT_AGE {
+                return Ok(*e);
+            }
+        }
+        let e = self.tiering.stored_extent(id, p).await?;
+        let mut extents = self.extents.lock();
+        // Bounded: entries of other jobs go once stale.
+        extents.retain(|_, (at, _)| at.elapsed() < STATUS_EXTENT_AGE);
+        extents.insert((id, p), (std::time::Instant::now(), e));
+        Ok(e)
+    }
+
     /// Every cluster unmount running now.
     pub(crate) async fn cluster_statuses(&self) -> Result<Vec<UnmountStatus>, MountError> {
         let mut out = Vec::new();
-        for rec in self.broker.topics.records() {
-            if rec.unmounting.is_some() {
-                if let Some(s) = self.cluster_status(&rec.name).await? {
-                    out.push(s);
-                }
+        for rec in self.broker.topics.records_where(|r| r.unmounting.is_some()) {
+            if let Some(s) = self.cluster_status(&rec.name).await? {
+                out.push(s);
             }
         }
         Ok(out)

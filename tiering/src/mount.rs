@@ -124,7 +124,12 @@ pub struct Mounts {
     pub(crate) broker: Arc<Broker>,
     pub(crate) tiering: Arc<Tiering>,
     jobs: Mutex<HashMap<String, UnmountStatus>>,
+    /// In a cluster: stored extents the status read lately, and when (`cluster_mount`).
+    pub(crate) extents: Mutex<HashMap<(uuid::Uuid, i32), StoredExtent>>,
 }
+
+/// When a partition's stored extent was read, and what it was.
+pub(crate) type StoredExtent = (std::time::Instant, Option<engine::remote::RemoteExtent>);
 
 impl Mounts {
     pub fn new(broker: Arc<Broker>, tiering: Arc<Tiering>) -> Arc<Self> {
@@ -132,6 +137,7 @@ impl Mounts {
             broker,
             tiering,
             jobs: Mutex::new(HashMap::new()),
+            extents: Mutex::new(HashMap::new()),
         })
     }
 
