@@ -411,6 +411,7 @@ impl Broker {
             chunks: cluster.chunk_fn(&rec.name, p),
             file_bytes: cluster.config.raft_log_file_bytes,
             throttles: self.throttles.clone(),
+            assigned_entries: cluster.assigned_entries.clone(),
         }))
     }
 

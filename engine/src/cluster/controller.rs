@@ -128,6 +128,8 @@ struct Controller {
     leader: Arc<AtomicU64>,
     brokers: Brokers,
     view: Arc<parking_lot::RwLock<View>>,
+    /// Set once [`super::features::ASSIGNED_ENTRIES`] is finalized; partition leaders read it.
+    assigned_entries: Arc<std::sync::atomic::AtomicBool>,
     ticks: u64,
     /// When each peer was last heard from: who may be promoted or handed the leadership.
     heard: crate::raft::heard::Heard,
@@ -180,6 +182,8 @@ pub struct Env {
     pub reconciler: Arc<dyn Reconciler>,
     /// `--controller-quorum-size`: voters the group keeps (learners promoted up to it).
     pub quorum_size: usize,
+    /// Set once partition leaders may propose assigned entries (a finalized feature).
+    pub assigned_entries: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Opens the controller's log under `env.dir` and starts its task.
@@ -193,6 +197,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         peers,
         reconciler,
         quorum_size,
+        assigned_entries,
     } = env;
     let (mut store, storage) = RaftStore::open(&dir, voters)?;
     store.set_file_bytes(file_bytes.min(FILE_BYTES));
@@ -226,6 +231,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         leader: leader.clone(),
         brokers: brokers.clone(),
         view: view.clone(),
+        assigned_entries,
         ticks: 0,
         heard: Default::default(),
         snapshot_entries,
@@ -345,6 +351,9 @@ impl Controller {
         if v.features != self.state.features {
             v.features = self.state.features.clone();
             v.features_epoch = self.node.raft.raft_log.applied as i64;
+            if v.features.get(super::features::ASSIGNED_ENTRIES) >= Some(&1) {
+                self.assigned_entries.store(true, Ordering::Relaxed);
+            }
         }
         if v.broker_configs != self.state.broker_configs {
             v.broker_configs = self.state.broker_configs.clone();

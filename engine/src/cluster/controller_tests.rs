@@ -140,6 +140,7 @@ fn start_group(snapshot_entries: u64, brokers: u64) -> Trio {
             }),
             reconciler: s.clone(),
             quorum_size: 3,
+            assigned_entries: Default::default(),
         };
         let h = start(env, id, &[1, 2, 3]).unwrap();
         inboxes.insert(id, h.tx.clone());

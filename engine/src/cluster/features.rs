@@ -22,12 +22,18 @@ pub const DYNAMIC_BROKER_CONFIGS: &str = "icestream.dynamic.broker.configs";
 /// that an earlier release would skip.
 pub const CLUSTER_UNMOUNT: &str = "icestream.cluster.unmount";
 
+/// Partition leaders assign offsets, leader epochs and LogAppendTime, and check producer
+/// sequences, when they propose a produce; replicas append the entry's batches as they are
+/// (an earlier release would assign their offsets again).
+pub const ASSIGNED_ENTRIES: &str = "icestream.raft.assigned.entries";
+
 /// What this build supports: each feature with its highest level.
 pub fn supported() -> Levels {
     [
         (PRODUCER_ID_BLOCKS.to_string(), 1),
         (DYNAMIC_BROKER_CONFIGS.to_string(), 1),
         (CLUSTER_UNMOUNT.to_string(), 1),
+        (ASSIGNED_ENTRIES.to_string(), 1),
     ]
     .into()
 }

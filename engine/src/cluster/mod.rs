@@ -257,6 +257,9 @@ pub struct Cluster {
     peers: parking_lot::Mutex<std::collections::HashMap<i32, Arc<send_queue::SendQueue>>>,
     /// Frames dropped from full per-peer send queues.
     pub frames_dropped: prometheus_client::metrics::counter::Counter,
+    /// Set by the controller once `features::ASSIGNED_ENTRIES` is finalized: partition leaders
+    /// then propose produces with their offsets assigned.
+    pub assigned_entries: Arc<std::sync::atomic::AtomicBool>,
     /// The runtime peer writers run on (partition actors call from shard threads).
     runtime: OnceLock<tokio::runtime::Handle>,
     /// The broker's topic table (set on start): what routing, gossip and proposals check.
@@ -336,6 +339,7 @@ impl Cluster {
             isr_views: Default::default(),
             frames_sent: Default::default(),
             frames_dropped: Default::default(),
+            assigned_entries: Default::default(),
             partition_messages_sent: Default::default(),
             draining: Default::default(),
             drain_task: Default::default(),
@@ -445,6 +449,7 @@ impl Cluster {
                 peers: Arc::new(ControllerPeers(me.clone())),
                 reconciler,
                 quorum_size: me.config.controller_quorum_size,
+                assigned_entries: me.assigned_entries.clone(),
             };
             match controller::start(env, me.node_id() as u64, &voters) {
                 Ok(h) => {

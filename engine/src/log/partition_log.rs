@@ -301,6 +301,11 @@ impl PartitionLog {
         self.producers.check(h)
     }
 
+    /// Idempotent producers' sequence state, as of the log's end.
+    pub fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+
     /// Forgets producers idle for longer than `expiry_ms`.
     pub fn expire_producers(&mut self, now_ms: i64, expiry_ms: i64) -> usize {
         self.producers.expire(now_ms, expiry_ms)

@@ -28,9 +28,10 @@ impl Actor {
         for w in self.waiters.drain(..) {
             let _ = w.reply.send(Err(err()));
         }
-        for (_, (reply, _)) in self.proposals.drain() {
-            let _ = reply.send(Err(err()));
+        for (_, p) in self.proposals.drain() {
+            p.refuse(err());
         }
+        self.fail_queued(&err);
         self.local_acks.stop(err);
         for (_, reply) in self.deletions.drain() {
             let _ = reply.send(Err(err()));

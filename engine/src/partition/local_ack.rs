@@ -2,8 +2,10 @@
 //! produce (its Raft log, synced; with `write.caching`, written), without waiting for the
 //! group to commit it.
 //!
-//! Offsets are assigned when an entry is applied, after commit, by every replica alike. The
-//! leader can name them sooner when every produce entry in its log between what it applied and
+//! The leader assigns an entry's offsets when it proposes it ([`super::assign`]), so its answer
+//! names them. Entries proposed as the client sent them (before the cluster finalized assigned
+//! entries) get their offsets when applied, after commit, by every replica alike; for those
+//! the leader can name them sooner when every produce entry in its log between what it applied and
 //! the new one takes a known number of offsets: a batch without a producer id is always
 //! appended whole (`last_offset_delta + 1` offsets), while an idempotent batch may turn out a
 //! duplicate (none) or be refused. So a produce is answered at its local append when its own
@@ -124,6 +126,12 @@ impl LocalAcks {
         // Answers for entries that never reached this replica's apply (overwritten) go too.
         self.answered = self.answered.split_off(&(index + 1));
         wrong
+    }
+
+    /// Entry `index`, whose batches the leader assigned, was applied: its answer (if any) was
+    /// given with the offsets the entry carries, so there is nothing to check.
+    pub(super) fn settled(&mut self, index: u64) {
+        self.answered = self.answered.split_off(&(index + 1));
     }
 
     /// No longer leading (or the replica failed): produces still waiting get `err`.

@@ -22,10 +22,13 @@ use crate::log::PartitionLog;
 use crate::metrics::Metrics;
 use crate::replication::{ReplicationGroup, SingleNode};
 
+mod assign;
 mod checkpoint;
 mod compaction;
 mod delete_records;
 mod failure;
+#[cfg(test)]
+mod group_tests;
 mod local_ack;
 mod open;
 mod raft_sync;
@@ -217,6 +220,24 @@ struct Waiter {
     ok: ProduceOk,
 }
 
+/// A produce proposed to the Raft group, waiting for its entry to be applied.
+enum Proposal {
+    /// Proposed as the client sent it, applied through the single-node path:
+    /// `(reply, acks_all)`.
+    AsSent(Reply<ProduceOk>, bool),
+    /// Proposed with its batches assigned (acks=all; acks=1 is answered at the local append).
+    Assigned(assign::AssignedWaiter),
+}
+
+impl Proposal {
+    fn refuse(self, err: PartitionError) {
+        let reply = match self {
+            Proposal::AsSent(reply, _) | Proposal::Assigned((reply, _, _)) => reply,
+        };
+        let _ = reply.send(Err(err));
+    }
+}
+
 type FlushFuture = Pin<Box<dyn Future<Output = io::Result<i64>>>>;
 
 /// A sync of the Raft log in flight, and the Readies it makes durable.
@@ -247,8 +268,12 @@ struct Actor {
     compaction_retry_at: i64,
     /// The partition's Raft group, in a cluster.
     raft: Option<crate::raft::PartitionRaft>,
-    /// Produces proposed to the group, waiting to be applied: `(reply, acks_all)`.
-    proposals: crate::raft::Pending<(Reply<ProduceOk>, bool)>,
+    /// Produces proposed to the group, waiting to be applied.
+    proposals: crate::raft::Pending<Proposal>,
+    /// While leading (with assigned entries): the log's end as this leader decided it.
+    assigner: Option<assign::Assigner>,
+    /// Produces waiting for this new leader to be able to decide ([`assign`]).
+    queued: Vec<assign::Queued>,
     /// DeleteRecords proposed to the group, waiting to be applied.
     deletions: crate::raft::Pending<Reply<i64>>,
     /// Readies written to the Raft log and not yet covered by a sync ([`raft_sync`]).
@@ -526,25 +551,31 @@ impl Actor {
             });
         }
         let ok = first?;
+        // Every append rides the next group commit, whatever its acks (acks=0 has nobody
+        // waiting on the reply).
+        let _ = acks_all;
+        self.appended(reply, ok, needed, appended_bytes);
+        Some(ok.base_offset)
+    }
+
+    /// Batches were appended (`bytes` of them): the answer `ok` goes once the log is durable up
+    /// to `needed`, or at once with write caching.
+    fn appended(&mut self, reply: Reply<ProduceOk>, ok: ProduceOk, needed: i64, bytes: u64) {
         if let Some(t) = &mut self.tiered {
             t.offer_sealed(&self.log);
         }
         let end = self.log.next_offset();
         if self.config.write_caching {
-            self.unflushed_bytes += appended_bytes;
-            if appended_bytes > 0 && self.unflushed_since.get().is_none() {
+            self.unflushed_bytes += bytes;
+            if bytes > 0 && self.unflushed_since.get().is_none() {
                 self.unflushed_since.set(Some(tokio::time::Instant::now()));
             }
             self.publish();
             let _ = reply.send(Ok(ok));
         } else {
-            // Every append rides the next group commit, whatever its acks (acks=0 has nobody
-            // waiting on the reply).
-            let _ = acks_all;
             self.waiters.push(Waiter { needed, reply, ok });
         }
         self.marks.send_modify(|m| m.log_end = end);
-        Some(ok.base_offset)
     }
 
     fn flush_deadline(&self) -> Option<tokio::time::Instant> {
@@ -671,6 +702,7 @@ impl Actor {
     }
 
     fn retention(&mut self) {
+        self.expire_assigned_producers(self.clock.now_ms());
         let expired = self
             .log
             .expire_producers(self.clock.now_ms(), self.config.producer_expiry_ms);

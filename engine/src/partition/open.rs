@@ -121,6 +121,8 @@ pub fn spawn(
         compaction_retry_at: 0,
         raft,
         proposals: crate::raft::Pending::new(),
+        assigner: None,
+        queued: Vec::new(),
         deletions: crate::raft::Pending::new(),
         raft_unsynced: Vec::new(),
         failed: None,

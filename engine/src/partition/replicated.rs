@@ -1,13 +1,17 @@
 //! The replicated path of a partition in a cluster: a produce is proposed to the partition's
 //! Raft group, and what the group commits is applied by every replica, leader included, in
-//! commit order (appends through the single-node path, DeleteRecords through
-//! [`super::delete_records`]). acks=all is answered once applied; acks=1 once the leader's own
-//! log holds it where the offsets can be named then ([`super::local_ack`]), else once applied.
+//! commit order (batches the leader assigned as they are, [`super::assign`]; DeleteRecords
+//! through [`super::delete_records`]). acks=all is answered once applied; acks=1 once the
+//! leader's own log holds it ([`super::local_ack`]).
+//!
+//! Until the cluster finalized assigned entries, a produce is proposed as the client sent it
+//! and applied through the single-node path; acks=1 is then answered at the local append only
+//! where the offsets can be predicted, else once applied.
 
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::{local_ack, Actor, PartitionError, ProduceOk, Reply};
+use super::{local_ack, Actor, PartitionError, ProduceOk, Proposal, Reply};
 use crate::log::batch::BatchHeader;
 
 impl Actor {
@@ -31,6 +35,10 @@ impl Actor {
         let active = r.active_voters();
         if acks_all && active < min {
             let _ = reply.send(Err(PartitionError::NotEnoughReplicas { active, min }));
+            return;
+        }
+        if r.assigns() {
+            self.propose_or_queue(batches, reply, acks_all);
             return;
         }
         let mut records = Vec::with_capacity(batches.iter().map(|(_, b)| b.len()).sum());
@@ -66,7 +74,8 @@ impl Actor {
                         self.metrics.produce_answered_at_local_append.inc();
                     }
                     None => {
-                        self.proposals.insert(id, (reply, acks_all));
+                        self.proposals
+                            .insert(id, super::Proposal::AsSent(reply, acks_all));
                     }
                 }
             }
@@ -89,6 +98,9 @@ impl Actor {
         }
         if self.deferred_snapshot.is_some() {
             self.resume_deferred_snapshot();
+        }
+        if self.failed.is_none() {
+            self.propose_queued();
         }
     }
 
@@ -126,13 +138,15 @@ impl Actor {
         }
         for c in committed {
             let waiter = self.proposals.remove(&c.proposal);
-            let (reply, acks_all) = match waiter {
-                Some(w) => w,
-                // Another replica's proposal (or one whose producer gave up): nobody waits.
-                None => (oneshot::channel().0, false),
-            };
             let records = match c.command {
                 crate::raft::Command::Produce(records) => records,
+                crate::raft::Command::Append(records) => {
+                    self.apply_append(&records, waiter, c.proposal.index, c.now);
+                    if self.failed.is_some() {
+                        return;
+                    }
+                    continue;
+                }
                 crate::raft::Command::DeleteRecords(offset) => {
                     self.apply_delete_records(c.proposal, offset);
                     continue;
@@ -141,6 +155,13 @@ impl Actor {
                     self.apply_seal(c.proposal);
                     continue;
                 }
+            };
+            let (reply, acks_all) = match waiter {
+                Some(Proposal::AsSent(reply, acks_all)) => (reply, acks_all),
+                // Never: an assigned proposal's entry is an Append.
+                Some(Proposal::Assigned((reply, ..))) => (reply, true),
+                // Another replica's proposal (or one whose producer gave up): nobody waits.
+                None => (oneshot::channel().0, false),
             };
             if self.sealed.is_some() {
                 // After the Seal: refused on every replica alike (see `seal`).
@@ -166,9 +187,10 @@ impl Actor {
         if !leader {
             // Proposals of a deposed leader may never commit; their producers retry.
             self.local_acks.stop(|| PartitionError::NotLeader);
-            for (_, (reply, _)) in self.proposals.drain() {
-                let _ = reply.send(Err(PartitionError::NotLeader));
+            for (_, p) in self.proposals.drain() {
+                p.refuse(PartitionError::NotLeader);
             }
+            self.stop_assigning();
             for (_, reply) in self.deletions.drain() {
                 let _ = reply.send(Err(PartitionError::NotLeader));
             }

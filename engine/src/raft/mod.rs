@@ -1,10 +1,12 @@
 //! Per-partition Raft groups (raft-rs), driven by the partition actor.
 //!
-//! The Kafka batches are the Raft entries' payload: the leader proposes a produce's batches as
-//! they arrived; once the group commits the entry, every replica (leader included) appends
-//! them to its own segment log through the same code a single node uses, in commit order, so
-//! offsets, leader epochs (the entry's term) and producer state come out identical everywhere.
-//! The high watermark is what has been applied and flushed, which is always committed.
+//! The Kafka batches are the Raft entries' payload: the leader proposes a produce's batches
+//! with their offsets, leader epoch (its term) and LogAppendTime assigned
+//! ([`Command::Append`], decided in `partition::assign`); once the group commits the entry,
+//! every replica (leader included) appends them to its own segment log as they are, in commit
+//! order. Entries written before leaders assigned batches ([`Command::Produce`]) are applied
+//! through the single-node append path, which assigns alike on every replica. The high
+//! watermark is what has been applied and flushed, which is always committed.
 //!
 //! The Raft log is kept in `<data>/raft/<topic>-<id>/<partition>/` (the same record files as
 //! the controller's, [`log_file`]), read by raft-rs through [`storage::DiskStorage`] (entries
@@ -82,6 +84,9 @@ pub struct RaftSetup {
     pub file_bytes: u64,
     /// The broker's reassignment throttles: what its learners take in, what it serves them.
     pub throttles: Throttles,
+    /// Set once every broker reads entries whose batches the leader assigned
+    /// (`cluster::features::ASSIGNED_ENTRIES`): from then on a leader proposes those.
+    pub assigned_entries: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// The broker's reassignment throttles ([`throttle`]).
@@ -127,8 +132,12 @@ pub struct ProposalId {
 /// What a committed entry asks every replica to do, in commit order.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command {
-    /// Append a produce's batches.
+    /// Append a produce's batches as the client sent them: every replica assigns offsets and
+    /// checks producer sequences alike (entries proposed before leaders assigned them).
     Produce(Bytes),
+    /// Append these batches as they are: the leader assigned their offsets, leader epoch and
+    /// LogAppendTime, and checked their producers' sequences, when it proposed them.
+    Append(Bytes),
     /// DeleteRecords: move the log start offset up to this offset (the leader resolved -1).
     DeleteRecords(i64),
     /// Seal the partition for an unmount: roll the active segment, and append nothing that
@@ -188,6 +197,7 @@ pub struct PartitionRaft {
     throttles: Throttles,
     /// This replica is one an ongoing reassignment adds.
     adding: bool,
+    assigned_entries: Arc<std::sync::atomic::AtomicBool>,
 }
 
 /// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
@@ -195,10 +205,13 @@ const FRESH_ELECTION_HOLD: u64 = 40;
 
 /// Entry payload: proposer (u64), a kind word, leader's time (i64), then the body. The kind word
 /// once held a per-process proposal counter: 0 (or any small number, in logs written before) is
-/// a produce whose body is its batches; [`COMMAND`] is a command whose body is a type byte and
-/// its arguments.
+/// a produce whose body is its batches as sent; [`ASSIGNED`] a produce whose batches the leader
+/// assigned; [`COMMAND`] is a command whose body is a type byte and its arguments.
 const HEADER: usize = 24;
 const COMMAND: u64 = u64::MAX;
+/// Proposed only once the cluster finalized `cluster::features::ASSIGNED_ENTRIES`: a replica of
+/// an earlier release would take it for a produce and assign its offsets again.
+const ASSIGNED: u64 = u64::MAX - 1;
 /// Command type: DeleteRecords, followed by the offset (i64).
 const DELETE_RECORDS: u8 = 1;
 /// Command type: Seal (no arguments). Proposed only once the cluster finalized the feature
@@ -258,7 +271,13 @@ impl PartitionRaft {
             },
             chunks: setup.chunks,
             throttles: setup.throttles,
+            assigned_entries: setup.assigned_entries,
         })
+    }
+
+    /// Whether a leader proposes produces with their batches assigned ([`Command::Append`]).
+    pub fn assigns(&self) -> bool {
+        self.assigned_entries.load(Ordering::Relaxed)
     }
 
     /// The broker's reassignment throttles.
@@ -503,6 +522,11 @@ impl PartitionRaft {
         self.propose_entry(0, records, now)
     }
 
+    /// Proposes batches the leader assigned, which every replica appends as they are.
+    pub fn propose_assigned(&mut self, batches: &[u8], now: i64) -> Option<ProposalId> {
+        self.propose_entry(ASSIGNED, batches, now)
+    }
+
     /// Proposes moving the log start offset to `offset` on every replica (DeleteRecords).
     pub fn propose_delete_records(&mut self, offset: i64, now: i64) -> Option<ProposalId> {
         let mut body = vec![DELETE_RECORDS];
@@ -611,7 +635,9 @@ impl PartitionRaft {
             let d = &e.data;
             let word = |i: usize| u64::from_be_bytes(d[i..i + 8].try_into().expect("8 bytes"));
             let body = &d[HEADER..];
-            let command = if word(8) != COMMAND {
+            let command = if word(8) == ASSIGNED {
+                Command::Append(Bytes::copy_from_slice(body))
+            } else if word(8) != COMMAND {
                 Command::Produce(Bytes::copy_from_slice(body))
             } else {
                 match (body.first(), body.get(1..9)) {
@@ -889,6 +915,7 @@ mod reassign_tests {
             file_bytes: log_file::FILE_BYTES,
             throttles: Default::default(),
             adding: false,
+            assigned_entries: Default::default(),
         })
         .unwrap()
     }

@@ -1,0 +1,354 @@
+//! Three partition actors in one Raft group, with no broker: the network is a closure that
+//! hands each message to its addressee's channel unless the test cut that link. The actors run
+//! as in production (their logs, Raft logs and syncs on disk), on a paused clock.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use tokio::sync::mpsc;
+
+use super::{Cmd, PartitionError, PartitionHandle, ProduceOk};
+use crate::config::{ClusterDefaults, TopicConfig};
+use crate::log::batch::{self, BatchHeader, Compression, NewRecord};
+
+type Links = Arc<Mutex<HashSet<(u64, u64)>>>;
+type Routes = Arc<Mutex<BTreeMap<u64, mpsc::UnboundedSender<Cmd>>>>;
+
+struct Group {
+    _dir: tempfile::TempDir,
+    handles: BTreeMap<u64, PartitionHandle>,
+    /// Directed links `(from, to)` whose messages are dropped.
+    cut: Links,
+    /// `(term, index)` of every entry with a payload sent to a follower.
+    sent: Arc<Mutex<HashSet<(u64, u64)>>>,
+}
+
+fn spawn_group(dir: tempfile::TempDir) -> Group {
+    let cut = Links::default();
+    let routes = Routes::default();
+    let sent: Arc<Mutex<HashSet<(u64, u64)>>> = Default::default();
+    let config = TopicConfig::from_pairs(Vec::<(&str, &str)>::new())
+        .unwrap()
+        .resolve(&ClusterDefaults::default());
+    let assigned = Arc::new(AtomicBool::new(true));
+    let mut handles = BTreeMap::new();
+    for id in 1..=3u64 {
+        let (cut, to_routes, sent) = (cut.clone(), routes.clone(), sent.clone());
+        let send: crate::raft::SendFn = Arc::new(move |to, m| {
+            for e in m.entries.iter().filter(|e| !e.data.is_empty()) {
+                sent.lock().unwrap().insert((e.term, e.index));
+            }
+            if cut.lock().unwrap().contains(&(id, to)) {
+                return;
+            }
+            if let Some(tx) = to_routes.lock().unwrap().get(&to) {
+                let _ = tx.send(Cmd::Raft(Box::new(m)));
+            }
+        });
+        let setup = crate::raft::RaftSetup {
+            id,
+            voters: vec![1, 2, 3],
+            dir: dir.path().join(format!("raft-{id}")),
+            send,
+            leader: Default::default(),
+            isr: Default::default(),
+            lag_max: Duration::from_secs(30),
+            min_insync: 1,
+            preferred: 1,
+            goal: vec![1, 2, 3],
+            reassigning: false,
+            adding: false,
+            on_reassigned: Arc::new(|_| {}),
+            leader_changes: Default::default(),
+            rejected: Default::default(),
+            chunks: Arc::new(|_, _| tokio::sync::oneshot::channel().1),
+            file_bytes: crate::raft::log_file::FILE_BYTES,
+            throttles: Default::default(),
+            assigned_entries: assigned.clone(),
+        };
+        let env = super::Env {
+            shard: 0,
+            flusher: crate::durability::Flusher::new(crate::durability::IoBackend::Blocking)
+                .unwrap(),
+            metrics: Default::default(),
+            clock: Arc::new(crate::time::SystemClock),
+        };
+        let dir = dir.path().join(format!("log-{id}"));
+        let h = super::spawn(dir, config.clone(), env, None, Some(setup)).unwrap();
+        routes.lock().unwrap().insert(id, h.tx.clone());
+        handles.insert(id, h);
+    }
+    Group {
+        _dir: dir,
+        handles,
+        cut,
+        sent,
+    }
+}
+
+impl Group {
+    /// The replica that leads as all of `among` see it, waiting for one of them to.
+    async fn leader(&self, among: &[u64]) -> u64 {
+        for _ in 0..400 {
+            let seen: Vec<(i32, i32)> = among
+                .iter()
+                .map(|id| {
+                    let h = &self.handles[id];
+                    crate::raft::leader_of(h.raft_leader.as_ref().unwrap())
+                })
+                .collect();
+            if let Some(&(l, _)) = seen.first() {
+                if among.contains(&(l as u64)) && seen.iter().all(|s| *s == seen[0]) {
+                    return l as u64;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("no leader among {among:?}");
+    }
+
+    async fn produce(&self, on: u64, batch: Bytes) -> Result<ProduceOk, PartitionError> {
+        let batches = batch::split_batches(&batch).unwrap();
+        self.handles[&on]
+            .ask(|reply| Cmd::Produce {
+                batches,
+                reply,
+                acks_all: true,
+            })
+            .await
+    }
+
+    /// Every batch replica `id` holds below its high watermark, as stored.
+    async fn log_of(&self, id: u64) -> Vec<(BatchHeader, Bytes)> {
+        let h = &self.handles[&id];
+        let mut out = Vec::new();
+        let mut offset = 0;
+        loop {
+            let r = h
+                .ask(|reply| Cmd::Read {
+                    offset,
+                    max_bytes: 1 << 20,
+                    reply,
+                })
+                .await
+                .unwrap();
+            let Some(records) = r.records else { break };
+            for (hd, b) in batch::split_batches(&records).unwrap() {
+                offset = hd.next_offset();
+                out.push((hd, b));
+            }
+        }
+        out
+    }
+
+    /// Waits until every replica's high watermark reaches `end`.
+    async fn settle(&self, end: i64) {
+        for _ in 0..400 {
+            if self.handles.values().all(|h| h.marks.borrow().high >= end) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        panic!("the replicas never reached {end}");
+    }
+
+    fn isolate(&self, id: u64) {
+        let mut cut = self.cut.lock().unwrap();
+        for other in self.handles.keys().filter(|&&o| o != id) {
+            cut.insert((id, *other));
+            cut.insert((*other, id));
+        }
+    }
+}
+
+/// A batch of `n` records, from an idempotent producer when `pid` is given.
+fn batch_of(n: usize, pid: Option<(i64, i32)>) -> Bytes {
+    let records: Vec<NewRecord> = (0..n)
+        .map(|i| NewRecord {
+            value: Some(Bytes::from(format!("value-{i}"))),
+            ..Default::default()
+        })
+        .collect();
+    let b = batch::encode_batch(&records, Compression::None).unwrap();
+    let Some((pid, seq)) = pid else { return b };
+    // Producer id, epoch 0 and base sequence, then the CRC over what they change.
+    let mut m = BytesMut::from(&b[..]);
+    (&mut m[43..51]).put_i64(pid);
+    (&mut m[51..53]).put_i16(0);
+    (&mut m[53..57]).put_i32(seq);
+    let crc = batch::compute_crc(&m);
+    (&mut m[17..21]).put_u32(crc);
+    m.freeze()
+}
+
+fn run<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .start_paused(true)
+        .build()
+        .unwrap();
+    let local = tokio::task::LocalSet::new();
+    local.block_on(&rt, f());
+}
+
+#[test]
+fn the_leader_assigns_offsets_and_every_replica_stores_the_same_batches() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let leader = g.leader(&[1, 2, 3]).await;
+        let mut bases = Vec::new();
+        for n in [3, 1, 5] {
+            bases.push(
+                g.produce(leader, batch_of(n, None))
+                    .await
+                    .unwrap()
+                    .base_offset,
+            );
+        }
+        assert_eq!(bases, [0, 3, 4]);
+        g.settle(9).await;
+        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
+        assert_eq!(logs[0].len(), 3);
+        for (h, _) in &logs[0] {
+            // The leader epoch is the term the leader proposed in.
+            assert!(h.partition_leader_epoch >= 1);
+        }
+        assert_eq!(logs[0], logs[1]);
+        assert_eq!(logs[0], logs[2]);
+    });
+}
+
+#[test]
+fn a_retried_batch_is_answered_from_the_leaders_state_and_a_gap_is_refused() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let leader = g.leader(&[1, 2, 3]).await;
+        let first = g.produce(leader, batch_of(2, Some((7, 0)))).await.unwrap();
+        let retry = g.produce(leader, batch_of(2, Some((7, 0)))).await.unwrap();
+        assert_eq!((first.base_offset, retry.base_offset), (0, 0));
+        let next = g.produce(leader, batch_of(1, Some((7, 2)))).await.unwrap();
+        assert_eq!(next.base_offset, 2);
+        let gap = g.produce(leader, batch_of(1, Some((7, 9)))).await;
+        assert!(matches!(gap, Err(PartitionError::Sequence(_))), "{gap:?}");
+        g.settle(3).await;
+        // Two entries: the retry was answered without one, the gap refused before proposing.
+        assert_eq!(g.sent.lock().unwrap().len(), 2);
+        for id in 1..=3 {
+            let offsets: Vec<i64> = g
+                .log_of(id)
+                .await
+                .iter()
+                .map(|(h, _)| h.base_offset)
+                .collect();
+            assert_eq!(offsets, [0, 2], "replica {id}");
+        }
+    });
+}
+
+/// The leader's entry reaches both followers, but it is deposed before it learns that: the new
+/// leader inherits the entry uncommitted, commits it with its own term's first entry, and then
+/// answers the producer's retry with the entry's offsets instead of appending it again.
+#[test]
+fn a_new_leader_answers_a_retry_of_its_predecessors_uncommitted_batch_once() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let old = g.leader(&[1, 2, 3]).await;
+        g.produce(old, batch_of(1, None)).await.unwrap();
+        g.settle(1).await;
+        // The followers' acknowledgements no longer reach the leader.
+        let followers: Vec<u64> = (1..=3).filter(|&i| i != old).collect();
+        for &f in &followers {
+            g.cut.lock().unwrap().insert((f, old));
+        }
+        let handle = g.handles[&old].clone();
+        let batches = batch::split_batches(&batch_of(4, Some((9, 0)))).unwrap();
+        let (reply, waiting) = tokio::sync::oneshot::channel();
+        handle
+            .tx
+            .send(Cmd::Produce {
+                batches,
+                reply,
+                acks_all: true,
+            })
+            .unwrap();
+        // Long enough for the append to reach the followers (the leader resends it anyway).
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        g.isolate(old);
+        let new = g.leader(&followers).await;
+        assert_ne!(new, old);
+        let retry = g.produce(new, batch_of(4, Some((9, 0)))).await.unwrap();
+        assert_eq!(
+            retry.base_offset, 1,
+            "answered with the inherited entry's offsets"
+        );
+        let gap = g.produce(new, batch_of(1, Some((9, 5)))).await;
+        assert!(matches!(gap, Err(PartitionError::Sequence(_))), "{gap:?}");
+        let next = g.produce(new, batch_of(1, Some((9, 4)))).await.unwrap();
+        assert_eq!(next.base_offset, 5);
+        // The old leader rejoins as a follower; whoever waited on it is told to go elsewhere.
+        g.cut.lock().unwrap().clear();
+        let answer = waiting.await.unwrap();
+        assert!(
+            matches!(answer, Err(PartitionError::NotLeader))
+                || answer.as_ref().is_ok_and(|ok| ok.base_offset == 1),
+            "{answer:?}"
+        );
+        g.settle(6).await;
+        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
+        let offsets: Vec<i64> = logs[0].iter().map(|(h, _)| h.base_offset).collect();
+        assert_eq!(offsets, [0, 1, 5]);
+        assert_eq!(logs[0], logs[1]);
+        assert_eq!(logs[0], logs[2]);
+    });
+}
+
+/// A leader that loses its followers before its entry reaches them: the entry is cut when it
+/// rejoins, and the producer's retry goes in once, at the new leader.
+#[test]
+fn a_deposed_leaders_unreplicated_batch_is_cut_and_the_retry_goes_in_once() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let old = g.leader(&[1, 2, 3]).await;
+        g.isolate(old);
+        let handle = g.handles[&old].clone();
+        let batches = batch::split_batches(&batch_of(2, Some((5, 0)))).unwrap();
+        let (reply, waiting) = tokio::sync::oneshot::channel();
+        handle
+            .tx
+            .send(Cmd::Produce {
+                batches,
+                reply,
+                acks_all: true,
+            })
+            .unwrap();
+        let followers: Vec<u64> = (1..=3).filter(|&i| i != old).collect();
+        let new = g.leader(&followers).await;
+        let retry = g.produce(new, batch_of(2, Some((5, 0)))).await.unwrap();
+        assert_eq!(retry.base_offset, 0);
+        assert_eq!(
+            g.produce(new, batch_of(2, Some((5, 0))))
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+        g.cut.lock().unwrap().clear();
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(PartitionError::NotLeader)
+        ));
+        g.settle(2).await;
+        for id in 1..=3 {
+            let offsets: Vec<i64> = g
+                .log_of(id)
+                .await
+                .iter()
+                .map(|(h, _)| h.base_offset)
+                .collect();
+            assert_eq!(offsets, [0], "replica {id}");
+        }
+    });
+}
