@@ -2,7 +2,8 @@
 behind its checkpoint (what its segments hold, synced), a restart keeps the segments and
 re-applies only what came after the checkpoint, and a replica that needs entries the leader no
 longer has (a new one added by reassignment) catches up from a snapshot: the leader's segments,
-copied in chunks.
+copied in chunks. Each record is written once per replica: the segments hold the batches, the
+Raft log only where they are.
 
 The brokers run with 64 KiB Raft log files so that a few MiB of records span many of them."""
 
@@ -40,6 +41,26 @@ def raft_log_bytes(b, topic) -> int:
 def segment_inodes(b, topic) -> dict[str, int]:
     d = b.partition_dir(topic, 0)
     return {f.name: f.stat().st_ino for f in d.glob("*.log")}
+
+
+def segment_bytes(b, topic) -> int:
+    return sum(f.stat().st_size for f in b.partition_dir(topic, 0).glob("*.log"))
+
+
+def test_each_record_is_written_once_to_the_segments_not_also_to_the_raft_log(broker_factory):
+    # Default (32 MiB) Raft log files: nothing is dropped behind a checkpoint during the test,
+    # so the Raft log on disk is every entry this replica wrote.
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = unique_topic("once")
+    create(brokers[0], topic, 1, 3, {"min.insync.replicas": "2"})
+    wait_for("a leader", lambda: (v := partition_view(brokers[0], topic, 0)) and v[0] > 0)
+    produce(brokers, topic, 6000)
+    wait_for("identical replicas", lambda: len({replica_logs(b, topic, 0) for b in brokers}) == 1)
+    for b in brokers:
+        segments, raft = segment_bytes(b, topic), raft_log_bytes(b, topic)
+        assert segments > 6000 * RECORD
+        assert raft * 20 < segments, f"{b.workdir.name}: raft log {raft} B, segments {segments} B"
 
 
 def test_raft_logs_shrink_behind_checkpoints_and_a_restart_keeps_the_segments(broker_factory):

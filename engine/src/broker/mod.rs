@@ -412,6 +412,8 @@ impl Broker {
             file_bytes: cluster.config.raft_log_file_bytes,
             throttles: self.throttles.clone(),
             assigned_entries: cluster.assigned_entries.clone(),
+            // Set by `partition::spawn`, which knows the partition's directory.
+            segments: None,
         }))
     }
 

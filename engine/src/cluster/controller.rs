@@ -199,7 +199,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         quorum_size,
         assigned_entries,
     } = env;
-    let (mut store, storage) = RaftStore::open(&dir, voters)?;
+    let (mut store, storage) = RaftStore::open(&dir, voters, None)?;
     store.set_file_bytes(file_bytes.min(FILE_BYTES));
     let snapshot_entries = snapshot_entries.max(1);
     let mut config = log_file::raft_config(id);

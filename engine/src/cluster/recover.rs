@@ -104,7 +104,7 @@ pub fn recover(
     if restore.is_none() && !dir.join("voters.json").exists() {
         return Err(RecoverError::Nothing(dir.display().to_string()));
     }
-    let (mut store, storage) = RaftStore::open(dir, &[me])?;
+    let (mut store, storage) = RaftStore::open(dir, &[me], None)?;
     let checkpoint = storage.checkpoint();
     let mut state = match checkpoint.as_ref().filter(|c| !c.state.is_empty()) {
         Some(c) => MetadataState::decode(&c.state).map_err(|e| corrupt(&e))?,

@@ -180,6 +180,25 @@ pub fn split_batches(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, Batch
     Ok(out)
 }
 
+/// Splits batches the log already checked (placed in the segments) by their headers alone.
+pub fn split_headers(records: &Bytes) -> Result<Vec<(BatchHeader, Bytes)>, BatchError> {
+    let mut out = Vec::with_capacity(1);
+    let mut pos = 0;
+    while pos < records.len() {
+        let h = BatchHeader::parse(&records[pos..])?;
+        if h.batch_length < 0 {
+            return Err(BatchError::Malformed("negative batch length"));
+        }
+        let total = h.total_len();
+        if total > records.len() - pos {
+            return Err(BatchError::Malformed("batch length past the entry"));
+        }
+        out.push((h, records.slice(pos..pos + total)));
+        pos += total;
+    }
+    Ok(out)
+}
+
 /// The broker-side fields written into a batch before it is appended.
 #[derive(Debug, Clone, Copy)]
 pub struct Assign {

@@ -80,6 +80,12 @@ pub struct PartitionLog {
     /// Idempotent producers' sequence state.
     producers: ProducerStates,
     pub recovered_bytes_truncated: u64,
+    /// In a cluster: batches from here on may still be read by the Raft log (one log), so no
+    /// segment holding any is deleted or compacted.
+    keep_from: i64,
+    /// In a cluster: the offset after what is committed and applied; segments ending past it
+    /// are not offered to the remote tier.
+    stable_end: i64,
 }
 
 pub(crate) const LOG_START_FILE: &str = "log-start-offset";
@@ -130,6 +136,8 @@ impl PartitionLog {
             dirty: Vec::new(),
             producers: ProducerStates::default(),
             recovered_bytes_truncated: truncated,
+            keep_from: i64::MAX,
+            stable_end: i64::MAX,
         };
         // Epoch entries past a truncated tail no longer describe the log.
         let end = log.next_offset();
@@ -176,13 +184,25 @@ impl PartitionLog {
         self.log_start_offset.max(first)
     }
 
+    /// In a cluster: what the Raft log may still read (`keep_from`) and what is committed
+    /// (`stable_end`); see the fields.
+    pub fn set_raft_bounds(&mut self, keep_from: i64, stable_end: i64) {
+        self.keep_from = keep_from;
+        self.stable_end = stable_end;
+    }
+
+    /// Segments ending past this may be neither deleted nor rewritten.
+    fn removable_end(&self) -> i64 {
+        self.keep_from.min(self.stable_end)
+    }
+
     /// The sealed segments ending after `from`, as the remote tier takes them.
     pub fn sealed_segments_from(&self, from: i64) -> Vec<crate::remote::SealedSegment> {
         let n = self.segments.len().saturating_sub(1);
         self.segments
             .values()
             .take(n)
-            .filter(|s| s.next_offset > from && s.size > 0)
+            .filter(|s| s.next_offset > from && s.size > 0 && s.next_offset <= self.stable_end)
             .map(|s| {
                 let snapshot = super::producer_state::snapshot_path(&self.dir, s.next_offset);
                 crate::remote::SealedSegment {
@@ -224,7 +244,7 @@ impl PartitionLog {
             let Some(oldest) = self.segments.values().next() else {
                 break;
             };
-            if oldest.next_offset > uploaded_end {
+            if oldest.next_offset > uploaded_end || oldest.next_offset > self.removable_end() {
                 break;
             }
             let expired = self.config.local_retention_ms >= 0
@@ -257,9 +277,11 @@ impl PartitionLog {
     /// The sealed segments as compaction schedules them, ascending.
     pub fn sealed_summaries(&self) -> Vec<SealedSummary> {
         let n = self.segments.len().saturating_sub(1);
+        let end = self.removable_end();
         self.segments
             .values()
             .take(n)
+            .take_while(|s| s.next_offset <= end)
             .map(|s| SealedSummary {
                 base_offset: s.base_offset,
                 next_offset: s.next_offset,
@@ -412,6 +434,39 @@ impl PartitionLog {
             ));
         }
         self.maybe_roll(bytes.len() as u64, now_ms)?;
+        self.append_in_active(h, bytes, now_ms)
+    }
+
+    /// Appends an entry's batches, each continuing the log, to one segment (rolling first if
+    /// they do not fit the active one): returns the segment's base offset and the position of
+    /// the first batch in its file, where the Raft log records them (one log).
+    pub fn append_placed(
+        &mut self,
+        batches: &[(BatchHeader, Bytes)],
+        now_ms: i64,
+    ) -> io::Result<(i64, u64)> {
+        let total: u64 = batches.iter().map(|(_, b)| b.len() as u64).sum();
+        self.maybe_roll(total, now_ms)?;
+        let segment = self.active().base_offset;
+        let position = self.active().size;
+        for (h, b) in batches {
+            if h.base_offset != self.next_offset() || b.len() < batch::HEADER_LEN {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "batch at {} does not continue the log at {}",
+                        h.base_offset,
+                        self.next_offset()
+                    ),
+                ));
+            }
+            self.append_in_active(h, b, now_ms)?;
+        }
+        Ok((segment, position))
+    }
+
+    /// Appends a batch, offsets and all, to the active segment.
+    fn append_in_active(&mut self, h: &BatchHeader, bytes: &Bytes, now_ms: i64) -> io::Result<()> {
         let epoch = h.partition_leader_epoch;
         if self.epochs.last().is_none_or(|&(e, _)| e < epoch) {
             self.epochs.push((epoch, h.base_offset));
@@ -430,6 +485,11 @@ impl PartitionLog {
             self.dirty.push(handle);
         }
         Ok(())
+    }
+
+    /// The active segment's file, to sync with the Raft log that records what was placed.
+    pub fn active_file(&self) -> Arc<File> {
+        self.active().sync_handle()
     }
 
     /// Moves the next offset up to `offset` with no records in between (a snapshot whose last
@@ -570,7 +630,7 @@ impl PartitionLog {
             .values()
             .rev()
             .skip(1)
-            .filter(|s| s.next_offset <= offset)
+            .filter(|s| s.next_offset <= offset.min(self.removable_end()))
             .map(|s| s.base_offset)
             .collect();
         for base in doomed {
@@ -600,6 +660,9 @@ impl PartitionLog {
             let Some(oldest) = self.segments.values().next() else {
                 break;
             };
+            if oldest.next_offset > self.removable_end() {
+                break;
+            }
             let expired = self.config.retention_ms >= 0
                 && oldest.max_timestamp >= 0
                 && now_ms - oldest.max_timestamp > self.config.retention_ms;

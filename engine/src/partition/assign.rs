@@ -235,7 +235,13 @@ impl Actor {
     /// Appends a committed entry's assigned batches as they are. Each must continue the log
     /// exactly; anything else means the replicas' logs differ, and this one stops.
     fn append_assigned(&mut self, records: &Bytes, waiter: Option<AssignedWaiter>, now: i64) {
-        let batches = match batch::split_batches(records) {
+        // Placed batches were checked when placed: only their headers are read again.
+        let split = if self.already_held(records) {
+            batch::split_headers(records)
+        } else {
+            batch::split_batches(records)
+        };
+        let batches = match split {
             Ok(b) => b,
             Err(e) => {
                 self.fail_storage("a replicated entry's batches", &e);
@@ -243,8 +249,19 @@ impl Actor {
             }
         };
         let mut appended_bytes = 0u64;
+        let mut placed = true;
         for (h, bytes) in &batches {
-            if h.base_offset != self.log.next_offset() {
+            let end = self.log.next_offset();
+            if h.base_offset < end && h.next_offset() <= end {
+                // Placed in the segments when it was persisted ([`super::placement`]).
+                self.metrics.produced_bytes.inc_by(bytes.len() as u64);
+                self.metrics
+                    .produced_records
+                    .inc_by(h.records_count.max(0) as u64);
+                continue;
+            }
+            placed = false;
+            if h.base_offset != end {
                 let e = io::Error::new(
                     io::ErrorKind::InvalidData,
                     format!(
@@ -266,6 +283,14 @@ impl Actor {
                 .produced_records
                 .inc_by(h.records_count.max(0) as u64);
         }
+        if let Some((last, _)) = batches.last() {
+            self.applied_end = self.applied_end.max(last.next_offset());
+            if placed {
+                // Synced with the Raft log before Raft let this replica apply it.
+                self.flushed = self.flushed.max(self.applied_end);
+            }
+            self.publish();
+        }
         let (reply, ok, needed) = match waiter {
             Some(w) => w,
             None => {
@@ -279,6 +304,12 @@ impl Actor {
             }
         };
         self.appended(reply, ok, needed, appended_bytes);
+    }
+
+    /// Whether the segments hold an entry's batches already (it was placed).
+    fn already_held(&self, records: &Bytes) -> bool {
+        let end = self.log.next_offset();
+        batch::BatchHeader::parse(records).is_ok_and(|h| h.base_offset < end)
     }
 
     /// The leadership ended: its decisions go, and answers that relied on entries it proposed

@@ -27,10 +27,15 @@ struct Group {
 }
 
 fn spawn_group(dir: tempfile::TempDir) -> Group {
+    spawn_group_with(dir, Default::default())
+}
+
+/// A group whose topic has the configs `pairs`.
+fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
     let cut = Links::default();
     let routes = Routes::default();
     let sent: Arc<Mutex<HashSet<(u64, u64)>>> = Default::default();
-    let config = TopicConfig::from_pairs(Vec::<(&str, &str)>::new())
+    let config = TopicConfig::from_pairs(pairs)
         .unwrap()
         .resolve(&ClusterDefaults::default());
     let assigned = Arc::new(AtomicBool::new(true));
@@ -68,6 +73,7 @@ fn spawn_group(dir: tempfile::TempDir) -> Group {
             file_bytes: crate::raft::log_file::FILE_BYTES,
             throttles: Default::default(),
             assigned_entries: assigned.clone(),
+            segments: None,
         };
         let env = super::Env {
             shard: 0,
@@ -153,6 +159,31 @@ impl Group {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
         panic!("the replicas never reached {end}");
+    }
+
+    /// Stops every replica (files kept) and hands back their directory.
+    async fn stop(self) -> tempfile::TempDir {
+        for h in self.handles.values() {
+            h.stop(false, false).await;
+        }
+        self._dir
+    }
+
+    /// Bytes of every Raft log file and of every segment file of replica `id`.
+    fn disk(&self, id: u64) -> (u64, u64) {
+        let size = |dir: std::path::PathBuf, prefix: &str| -> u64 {
+            std::fs::read_dir(dir)
+                .unwrap()
+                .filter_map(|e| e.ok())
+                .filter(|e| e.file_name().to_string_lossy().contains(prefix))
+                .map(|e| e.metadata().unwrap().len())
+                .sum()
+        };
+        let root = self._dir.path();
+        (
+            size(root.join(format!("raft-{id}")), "raft.log"),
+            size(root.join(format!("log-{id}")), ".log"),
+        )
     }
 
     fn isolate(&self, id: u64) {
@@ -350,5 +381,85 @@ fn a_deposed_leaders_unreplicated_batch_is_cut_and_the_retry_goes_in_once() {
                 .collect();
             assert_eq!(offsets, [0], "replica {id}");
         }
+    });
+}
+
+/// One log: the batches are written to the segments once; the Raft log records where they are.
+#[test]
+fn batches_are_written_once_and_the_raft_log_records_where_they_are() {
+    run(|| async {
+        let g = spawn_group_with(
+            tempfile::tempdir().unwrap(),
+            vec![("segment.bytes", "200000")],
+        );
+        let leader = g.leader(&[1, 2, 3]).await;
+        let mut end = 0;
+        for _ in 0..40 {
+            end = g
+                .produce(leader, batch_of(2000, None))
+                .await
+                .unwrap()
+                .base_offset
+                + 2000;
+        }
+        g.settle(end).await;
+        for id in 1..=3 {
+            let (raft, segments) = g.disk(id);
+            assert!(
+                segments > 500_000,
+                "replica {id}: {segments} bytes of segments"
+            );
+            assert!(
+                raft * 20 < segments,
+                "replica {id}: raft log {raft} B, segments {segments} B"
+            );
+        }
+        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
+        assert_eq!(logs[0].len(), 40);
+        assert_eq!(logs[0], logs[1]);
+        assert_eq!(logs[0], logs[2]);
+    });
+}
+
+/// A restart starts from the segments and the Raft log that points into them: every batch is
+/// there, once, producer state included, and the group goes on at the next offset.
+#[test]
+fn a_restarted_group_keeps_every_batch_once_and_goes_on() {
+    run(|| async {
+        let g = spawn_group_with(
+            tempfile::tempdir().unwrap(),
+            vec![("segment.bytes", "100000")],
+        );
+        let leader = g.leader(&[1, 2, 3]).await;
+        for i in 0..10 {
+            g.produce(leader, batch_of(1000, Some((3, i * 1000))))
+                .await
+                .unwrap();
+        }
+        g.settle(10_000).await;
+        let before = g.log_of(1).await;
+        let dir = g.stop().await;
+        let g = spawn_group_with(dir, vec![("segment.bytes", "100000")]);
+        let leader = g.leader(&[1, 2, 3]).await;
+        g.settle(10_000).await;
+        for id in 1..=3 {
+            assert_eq!(g.log_of(id).await, before, "replica {id} after the restart");
+        }
+        // The producer's state came back with the segments: a retry is answered, not written.
+        let retry = g
+            .produce(leader, batch_of(1000, Some((3, 9000))))
+            .await
+            .unwrap();
+        assert_eq!(retry.base_offset, 9000);
+        let next = g
+            .produce(leader, batch_of(5, Some((3, 10_000))))
+            .await
+            .unwrap();
+        assert_eq!(next.base_offset, 10_000);
+        g.settle(10_005).await;
+        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
+        assert_eq!(logs[0].len(), 11);
+        assert_eq!(logs[0], logs[1]);
+        assert_eq!(logs[0], logs[2]);
     });
 }

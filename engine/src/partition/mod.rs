@@ -31,6 +31,7 @@ mod failure;
 mod group_tests;
 mod local_ack;
 mod open;
+mod placement;
 mod raft_sync;
 mod replicated;
 pub mod router;
@@ -278,6 +279,13 @@ struct Actor {
     deletions: crate::raft::Pending<Reply<i64>>,
     /// Readies written to the Raft log and not yet covered by a sync ([`raft_sync`]).
     raft_unsynced: Vec<crate::raft::log_file::Unsynced>,
+    /// Segment files entries were placed in since the last Raft log sync ([`placement`]).
+    placed_files: Vec<Arc<std::fs::File>>,
+    /// The last index of a produce entry not placed in the segments ([`placement`]).
+    unplaced: u64,
+    /// In a cluster: the offset after the last entry applied. The segments may hold
+    /// uncommitted batches past it ([`placement`]); the high watermark never passes it.
+    applied_end: i64,
     /// Set by the first write or sync error ([`failure`]): the replica stops.
     failed: Option<Arc<str>>,
     /// A snapshot being copied from the leader ([`snapshot`]), and its next step to await.
@@ -625,9 +633,12 @@ impl Actor {
 
     fn publish(&mut self) {
         let end = self.log.next_offset();
-        let high = self
+        let mut high = self
             .group
             .committed(end, self.flushed, self.config.write_caching);
+        if self.raft.is_some() {
+            high = high.min(self.applied_end);
+        }
         let start = self
             .tiered
             .as_ref()
@@ -702,6 +713,7 @@ impl Actor {
     }
 
     fn retention(&mut self) {
+        self.set_raft_bounds();
         self.expire_assigned_producers(self.clock.now_ms());
         let expired = self
             .log

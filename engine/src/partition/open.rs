@@ -41,45 +41,53 @@ pub fn spawn(
     } = env;
     let raft_leader = raft.as_ref().map(|r| r.leader.clone());
     let raft_view = raft.as_ref().map(|r| r.isr.clone());
+    // The segments first: a torn tail is cut before the Raft log checks that the batches it
+    // placed there are all present.
+    let mut log = PartitionLog::open(&dir, config.log.clone(), clock.now_ms())?;
+    let mut applied_end = log.next_offset();
+    let mut unplaced = 0;
     let raft = match raft {
-        Some(setup) => {
+        Some(mut setup) => {
+            setup.segments = Some(dir.clone());
             let r = crate::raft::PartitionRaft::open(setup).map_err(io::Error::other)?;
-            match r.checkpoint_offset() {
-                // The segments hold everything up to the checkpoint: what was applied after
-                // it is cut, and the Raft log applies it again.
-                Some(offset) if dir.exists() => {
-                    let cut = crate::log::cut::cut_at(&dir, offset, clock.now_ms())?;
-                    if cut > 0 {
-                        tracing::info!(dir = %dir.display(), offset, bytes = cut, "cut the segment log back to the raft checkpoint");
-                    }
-                }
-                // The segments are gone: refused below (unless the checkpoint holds nothing).
-                Some(_) => {}
-                // No checkpoint yet (a new replica, or a log written before checkpoints
-                // existed): the Raft log holds every entry from the first, and the segment
-                // log is rebuilt from it.
-                None => {
-                    if dir.exists() {
-                        std::fs::remove_dir_all(&dir)?;
-                    }
+            let checkpoint = r.checkpoint_offset();
+            if let Some(offset) = checkpoint {
+                if log.next_offset() < offset {
+                    return Err(io::Error::other(format!(
+                        "{}: the segment log ends at {} but the raft checkpoint says {offset} was applied; \
+                         the segments were lost or damaged. Remove this directory and its raft directory \
+                         to copy the replica from the others again",
+                        dir.display(),
+                        log.next_offset()
+                    )));
                 }
             }
+            // Without a checkpoint (a new replica, or a log written before checkpoints) the
+            // Raft log holds every entry from the first, and the segments start empty.
+            let from = checkpoint.unwrap_or(0);
+            let (keep, last_unplaced) = restart_point(&r, &log, from)?;
+            unplaced = last_unplaced;
+            if log.next_offset() > keep {
+                // What was applied after the placed entries is applied again; a torn or
+                // never-recorded tail goes.
+                drop(log);
+                if dir.exists() {
+                    let cut = crate::log::cut::cut_at(&dir, keep, clock.now_ms())?;
+                    if cut > 0 {
+                        tracing::info!(dir = %dir.display(), offset = keep, bytes = cut, "cut the segment log back to what the raft log holds");
+                    }
+                }
+                log = PartitionLog::open(&dir, config.log.clone(), clock.now_ms())?;
+            }
+            if keep > from {
+                // Batches a crashed process wrote are in the page cache, maybe not on disk.
+                crate::log::power::sync_file(&log.active_file(), false)?;
+            }
+            applied_end = from.min(log.next_offset());
             Some(r)
         }
         None => None,
     };
-    let log = PartitionLog::open(&dir, config.log.clone(), clock.now_ms())?;
-    if let Some(offset) = raft.as_ref().and_then(|r| r.checkpoint_offset()) {
-        if log.next_offset() < offset {
-            return Err(io::Error::other(format!(
-                "{}: the segment log ends at {} but the raft checkpoint says {offset} was applied; \
-                 the segments were lost or damaged. Remove this directory and its raft directory \
-                 to copy the replica from the others again",
-                dir.display(),
-                log.next_offset()
-            )));
-        }
-    }
     if log.recovered_bytes_truncated > 0 {
         tracing::warn!(dir = %dir.display(), bytes = log.recovered_bytes_truncated, "truncated a torn write at the log tail");
         metrics
@@ -87,6 +95,12 @@ pub fn spawn(
             .inc_by(log.recovered_bytes_truncated);
     }
     let end = log.next_offset();
+    // In a cluster only what the Raft log applies again is committed here: the batches placed
+    // after the checkpoint become visible as their entries are applied.
+    let high = if raft.is_some() { applied_end } else { end };
+    if let Some(r) = &raft {
+        log.set_raft_bounds(r.first_placed().unwrap_or(i64::MAX), applied_end);
+    }
     let mut tiered = remote.map(Tiered::new);
     if let Some(t) = &mut tiered {
         // Whatever was sealed but not uploaded before a restart goes to the tier again.
@@ -97,7 +111,7 @@ pub fn spawn(
             .as_ref()
             .map_or(log.log_start_offset(), |t| t.start(&log)),
         local_start: log.local_start_offset(),
-        high: end,
+        high,
         log_end: end,
     };
     let (mtx, mrx) = watch::channel(marks);
@@ -112,7 +126,7 @@ pub fn spawn(
         marks: mtx,
         flusher,
         metrics,
-        flushed: end,
+        flushed: high,
         waiters: Vec::new(),
         unflushed_since: Cell::new(None),
         unflushed_bytes: 0,
@@ -125,6 +139,9 @@ pub fn spawn(
         queued: Vec::new(),
         deletions: crate::raft::Pending::new(),
         raft_unsynced: Vec::new(),
+        placed_files: Vec::new(),
+        unplaced,
+        applied_end,
         failed: None,
         install: None,
         install_next: None,
@@ -145,4 +162,55 @@ pub fn spawn(
         raft_leader,
         raft_view,
     })
+}
+
+/// Where the segment log must end for a restart, and the last entry not placed in it. The
+/// entries after the checkpoint at `from` are walked in order: placed ones are in the segments
+/// (the Raft log dropped those whose batches a crash cut), and so is a whole assigned entry
+/// the segments already reach past (applied before the crash); the first other produce entry
+/// ends the walk, and everything after it is applied again from there. No placed entry may
+/// follow it (`placement` waits for the checkpoint to pass such entries).
+fn restart_point(
+    r: &crate::raft::PartitionRaft,
+    log: &PartitionLog,
+    from: i64,
+) -> io::Result<(i64, u64)> {
+    use crate::raft::Recorded;
+    let recorded = r.recorded_after_checkpoint().map_err(io::Error::other)?;
+    let mut keep = from;
+    let mut walking = true;
+    let mut unplaced = 0;
+    for (index, what) in recorded {
+        let bad = |why: String| {
+            io::Error::other(format!(
+                "{}: raft entry {index} {why}; remove this directory and its raft directory to \
+                 copy the replica from the others again",
+                log.dir().display()
+            ))
+        };
+        match what {
+            Recorded::Placed { offset, next } => {
+                if !walking || offset != keep {
+                    return Err(bad(format!(
+                        "placed its batches at {offset}, but the segment log continues at {keep}"
+                    )));
+                }
+                keep = next;
+            }
+            Recorded::Assigned { offset, next } => {
+                unplaced = index;
+                if walking && offset == keep && log.next_offset() >= next {
+                    keep = next;
+                } else {
+                    walking = false;
+                }
+            }
+            Recorded::AsSent => {
+                unplaced = index;
+                walking = false;
+            }
+            Recorded::Other => {}
+        }
+    }
+    Ok((keep, unplaced))
 }

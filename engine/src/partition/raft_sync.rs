@@ -19,7 +19,9 @@ impl Actor {
         if self.raft_unsynced.is_empty() || self.failed.is_some() {
             return None;
         }
-        let files = self.raft.as_mut()?.take_dirty();
+        let mut files = self.raft.as_mut()?.take_dirty();
+        // The batches the Readies placed in the segments are synced with them (one log).
+        files.append(&mut self.placed_files);
         let flusher = self.flusher.clone();
         let metrics = self.metrics.clone();
         let done = std::mem::take(&mut self.raft_unsynced);

@@ -15,6 +15,15 @@ use super::{local_ack, Actor, PartitionError, ProduceOk, Proposal, Reply};
 use crate::log::batch::BatchHeader;
 
 impl Actor {
+    /// Tells the log what the Raft log may still read and what is committed, so that
+    /// retention, compaction and tiering leave both alone ([`super::placement`]).
+    pub(super) fn set_raft_bounds(&mut self) {
+        if let Some(r) = &self.raft {
+            let keep_from = r.first_placed().unwrap_or(i64::MAX);
+            self.log.set_raft_bounds(keep_from, self.applied_end);
+        }
+    }
+
     /// Proposes a produce to the Raft group; it is appended once committed.
     pub(super) fn propose(
         &mut self,
@@ -109,7 +118,23 @@ impl Actor {
             return;
         }
         let Some(r) = &mut self.raft else { return };
-        let committed = match r.drive_unsynced() {
+        let mut cut_to = None;
+        let mut placer = super::placement::Placer {
+            log: &mut self.log,
+            now: self.clock.now_ms(),
+            checkpoint: r.checkpoint_index(),
+            unplaced: &mut self.unplaced,
+            files: &mut self.placed_files,
+            cut_to: &mut cut_to,
+        };
+        let driven = r.drive_unsynced(&mut placer);
+        if let Some(offset) = cut_to {
+            // A new leader replaced uncommitted entries: their batches are gone.
+            self.flushed = self.flushed.min(offset);
+            self.marks.send_modify(|m| m.log_end = offset);
+        }
+        let Some(r) = &mut self.raft else { return };
+        let committed = match driven {
             Ok((c, unsynced)) => {
                 self.raft_unsynced.extend(unsynced);
                 c
@@ -169,6 +194,17 @@ impl Actor {
                 self.local_acks.applied(c.proposal.index, None);
                 continue;
             }
+            // Nothing is placed behind an entry like this one (see `placement`): everything
+            // before it is applied, so the log ends where it was applied.
+            if self.log.next_offset() != self.applied_end {
+                let e = std::io::Error::other(format!(
+                    "the segments end at {} but entries were applied up to {}",
+                    self.log.next_offset(),
+                    self.applied_end
+                ));
+                self.fail_storage("applying a produce entry", &e);
+                return;
+            }
             let base = match crate::log::batch::split_batches(&records) {
                 Ok(batches) => self.produce(batches, reply, acks_all, c.epoch, c.now),
                 Err(e) => {
@@ -176,14 +212,16 @@ impl Actor {
                     None
                 }
             };
+            self.applied_end = self.log.next_offset();
             if let Some(answered) = self.local_acks.applied(c.proposal.index, base) {
                 tracing::error!(dir = %self.log.dir().display(), index = c.proposal.index, answered, applied = ?base, "an acks=1 produce was answered with another offset than it got");
             }
         }
-        let end = self.log.next_offset();
+        let end = self.applied_end;
         if let Some(r) = self.raft.as_mut().filter(|_| self.sealed.is_none()) {
             r.note_applied(end);
         }
+        self.set_raft_bounds();
         if !leader {
             // Proposals of a deposed leader may never commit; their producers retry.
             self.local_acks.stop(|| PartitionError::NotLeader);

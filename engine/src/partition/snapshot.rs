@@ -53,6 +53,14 @@ impl Actor {
         let Some(upto) = offset_of(m.get_snapshot()) else {
             return;
         };
+        if self.install.is_none() && self.log.next_offset() > self.applied_end {
+            // Batches placed for uncommitted entries: the snapshot replaces them.
+            if let Err(e) = self.cut_log(self.applied_end) {
+                self.fail_storage("cutting uncommitted batches for a snapshot", &e);
+                return;
+            }
+            self.flushed = self.flushed.min(self.log.next_offset());
+        }
         let end = self.log.next_offset();
         if let Some(i) = &mut self.install {
             // A newer snapshot (the leader gave up on the last one, or a new leader sent its
@@ -175,6 +183,7 @@ impl Actor {
         let (msg, upto) = (i.msg.clone(), i.upto);
         if self.raft.as_mut().is_some_and(|r| r.step_copied(msg)) {
             self.install = None;
+            self.applied_end = self.log.next_offset();
             self.metrics.raft_snapshots_installed.inc();
             tracing::info!(dir = %self.log.dir().display(), upto, "snapshot installed");
         } else {
@@ -200,18 +209,7 @@ impl Actor {
 
     /// Removes every batch from `offset` on and reopens the log.
     fn cut_log(&mut self, offset: i64) -> io::Result<()> {
-        if offset == self.log.next_offset() {
-            return Ok(());
-        }
-        // What the reopened log will not know to sync, synced now (a rare path: blocking).
-        for f in self.log.take_dirty()? {
-            crate::log::power::sync_file(&f, false)?;
-        }
-        let dir = self.log.dir().to_path_buf();
-        let config = self.log.config().clone();
-        crate::log::cut::cut_at(&dir, offset, self.clock.now_ms())?;
-        self.log = crate::log::PartitionLog::open(&dir, config, self.clock.now_ms())?;
-        Ok(())
+        super::placement::cut_log(&mut self.log, offset, self.clock.now_ms())
     }
 
     fn write_chunk(&mut self, c: Chunk) -> Result<(), ChunkError> {

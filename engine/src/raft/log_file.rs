@@ -1,6 +1,7 @@
 //! A Raft group's log on disk (the controller's `<data>/controller/` and each partition
 //! replica's under `<data>/raft/`): append-only files of records `u32 length, u32 crc32c, u8
-//! type, protobuf body` (entries and hard states), `raft.log` then `raft.log.1`, `raft.log.2`,
+//! type, body` (entries, hard states, and entries whose batches a partition placed in its
+//! segments, [`Segments`]), `raft.log` then `raft.log.1`, `raft.log.2`,
 //! ... (a new one every [`FILE_BYTES`], starting with the hard state), so that the files
 //! wholly before a partition's checkpoint can be deleted ([`super::checkpoint`]); synced
 //! before the Ready that produced them is acted on; `voters.json` holds the voter set it was
@@ -19,8 +20,9 @@ use raft::eraftpb::{ConfState, Entry, HardState, Message};
 use raft::RawNode;
 
 use super::checkpoint::Checkpoint;
+pub use super::record::Placed;
 pub use super::record::StoreError;
-use super::record::{record, ENTRY, HARD_STATE, RECORD_HEADER};
+use super::record::{record, ENTRY, HARD_STATE, PLACED, RECORD_HEADER};
 use super::storage::{DiskStorage, Pos};
 
 /// A new log file is started past this size (by default), so old entries go a file at a time.
@@ -50,6 +52,29 @@ pub fn discard_logger() -> slog::Logger {
     slog::Logger::root(slog::Discard, slog::o!())
 }
 
+/// The partition's segment log, as the Ready cycle places entries' batches in it (one log).
+pub trait Segments {
+    /// Appends the batches of entry `e` to the segment log if it carries assigned batches that
+    /// continue it; returns where they went (`None`: the entry is written whole to the Raft
+    /// log, and its batches are appended when it is applied).
+    fn place(&mut self, e: &Entry) -> std::io::Result<Option<Placed>>;
+    /// The entries whose batches start at `offset` and after are being replaced (a new leader
+    /// overwriting an uncommitted suffix): their batches go.
+    fn cut(&mut self, offset: i64) -> std::io::Result<()>;
+}
+
+/// No segment log (the controller's groups): every entry is written whole.
+pub struct NoSegments;
+
+impl Segments for NoSegments {
+    fn place(&mut self, _: &Entry) -> std::io::Result<Option<Placed>> {
+        Ok(None)
+    }
+    fn cut(&mut self, _: i64) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
 /// The writing end of a Raft log.
 pub struct RaftStore {
     dir: PathBuf,
@@ -58,6 +83,10 @@ pub struct RaftStore {
     number: u64,
     /// Its length: where the next record goes.
     len: u64,
+    /// Bytes of batches its placed entries hold in the segment log: counted towards
+    /// [`Self::file_bytes`], so that a file never covers much more of the segment log than
+    /// the files of unplaced entries do (retention keeps what the Raft log may still read).
+    covered: u64,
     /// Files written since the last [`Self::take_dirty`] (a new file leaves the old one dirty).
     dirty: Vec<Arc<File>>,
     /// A new file is started past this size.
@@ -92,7 +121,12 @@ fn list_files(dir: &Path) -> std::io::Result<Vec<u64>> {
 impl RaftStore {
     /// Opens (or creates) the store; returns the storage raft-rs reads, rebuilt from it.
     /// `voters` bootstraps a new store and is ignored for an existing one.
-    pub fn open(dir: &Path, voters: &[u64]) -> Result<(RaftStore, DiskStorage), StoreError> {
+    /// `segments` is the partition's segment log, where placed entries' batches are.
+    pub fn open(
+        dir: &Path,
+        voters: &[u64],
+        segments: Option<&Path>,
+    ) -> Result<(RaftStore, DiskStorage), StoreError> {
         let io = |path: &Path| {
             let path = path.to_path_buf();
             move |source| StoreError::Io { path, source }
@@ -113,6 +147,7 @@ impl RaftStore {
         let first_file = checkpoint.as_ref().map_or(0, |c| c.first_file);
         let storage = DiskStorage::new(
             dir.to_path_buf(),
+            segments.map(Path::to_path_buf),
             ConfState::from((voters, vec![])),
             checkpoint,
         );
@@ -146,6 +181,10 @@ impl RaftStore {
             open = Some((n, file, good));
         }
         let (number, file, len) = open.expect("at least one file");
+        if let Some(index) = storage.first_missing_placed().map_err(io(dir))? {
+            tracing::warn!(dir = %dir.display(), index, "raft entries whose batches a crash cut from the segment log dropped (never acknowledged)");
+            storage.truncate_from(index);
+        }
         // A new log's directory entry must be durable before its first entry is.
         crate::log::files::sync_dir(dir).map_err(io(dir))?;
         Ok((
@@ -154,6 +193,7 @@ impl RaftStore {
                 file: Arc::new(file),
                 number,
                 len,
+                covered: 0,
                 dirty: Vec::new(),
                 file_bytes: FILE_BYTES,
             },
@@ -172,7 +212,7 @@ impl RaftStore {
         entries: &[Entry],
         hs: Option<&HardState>,
     ) -> Result<Vec<Pos>, StoreError> {
-        let positions = self.write(storage, entries, hs)?;
+        let positions = self.write(storage, entries, hs, &[])?;
         self.sync()?;
         Ok(positions)
     }
@@ -209,28 +249,42 @@ impl RaftStore {
     }
 
     /// Appends entries and the hard state without syncing; returns where each entry's record
-    /// is.
+    /// is. An entry with a `placed` location (same position) is written without its batches.
     pub fn write(
         &mut self,
         storage: &DiskStorage,
         entries: &[Entry],
         hs: Option<&HardState>,
+        placed: &[Option<Placed>],
     ) -> Result<Vec<Pos>, StoreError> {
-        if self.len >= self.file_bytes && !entries.is_empty() {
+        if self.len + self.covered >= self.file_bytes && !entries.is_empty() {
             self.next_file(storage)?;
         }
         let mut buf = Vec::new();
         let mut positions = Vec::with_capacity(entries.len());
-        for e in entries {
+        for (i, e) in entries.iter().enumerate() {
+            let p = placed.get(i).copied().flatten();
             positions.push(Pos {
                 file: self.number,
                 at: self.len + buf.len() as u64,
+                placed_at: p.map(|p| p.offset),
             });
-            record(
-                &mut buf,
-                ENTRY,
-                &e.write_to_bytes().map_err(|e| self.corrupt(e))?,
-            );
+            match p {
+                Some(p) if (p.len as usize) <= e.data.len() => {
+                    let mut head = e.clone();
+                    head.data = e.data.slice(..e.data.len() - p.len as usize);
+                    let mut body = Vec::with_capacity(64 + head.data.len());
+                    p.encode(&mut body);
+                    body.extend_from_slice(&head.write_to_bytes().map_err(|e| self.corrupt(e))?);
+                    record(&mut buf, PLACED, &body);
+                    self.covered += u64::from(p.len);
+                }
+                _ => record(
+                    &mut buf,
+                    ENTRY,
+                    &e.write_to_bytes().map_err(|e| self.corrupt(e))?,
+                ),
+            }
         }
         if let Some(hs) = hs {
             record(
@@ -278,6 +332,7 @@ impl RaftStore {
         self.file = Arc::new(file);
         self.number = number;
         self.len = 0;
+        self.covered = 0;
         let mut buf = Vec::new();
         let hs = storage.hard_state();
         record(
@@ -409,8 +464,30 @@ fn replay(
                 let at = Pos {
                     file: number,
                     at: pos,
+                    placed_at: None,
                 };
-                storage.append(std::slice::from_ref(&e), &[at]);
+                storage.append_replayed(&e, at);
+            }
+            PLACED => {
+                let (placed, body) = super::record::Placed::decode(&payload[1..])
+                    .ok_or_else(|| corrupt("short placed entry record".into()))?;
+                let mut e = Entry::default();
+                e.merge_from_bytes(body)
+                    .map_err(|e| corrupt(e.to_string()))?;
+                let last = storage.last();
+                if e.index < 1 || e.index > last + 1 {
+                    return Err(corrupt(format!(
+                        "entry {} does not follow [{}, {last}]",
+                        e.index,
+                        storage.first()
+                    )));
+                }
+                let at = Pos {
+                    file: number,
+                    at: pos,
+                    placed_at: Some(placed.offset),
+                };
+                storage.append_replayed(&e, at);
             }
             HARD_STATE => {
                 let mut hs = HardState::default();
@@ -497,6 +574,7 @@ pub struct Unsynced {
 pub fn run_ready_unsynced(
     node: &mut RawNode<DiskStorage>,
     store: &mut RaftStore,
+    segments: &mut dyn Segments,
     mut send: impl FnMut(Vec<Message>),
 ) -> Result<(Vec<Entry>, Option<Unsynced>), StoreError> {
     if !node.has_ready() {
@@ -509,12 +587,27 @@ pub fn run_ready_unsynced(
     }
     send(ready.take_messages());
     let committed = ready.take_committed_entries();
-    if !ready.entries().is_empty() {
-        let positions = store.write(node.store(), ready.entries(), None)?;
+    if let Some(first) = ready.entries().first() {
+        let seg_err = |source| StoreError::Io {
+            path: store.dir().to_path_buf(),
+            source,
+        };
+        // A new leader's entries replace this replica's uncommitted suffix: the batches
+        // placed for it go first, so that the new ones continue the segment log.
+        if first.index <= node.store().last() {
+            if let Some(offset) = node.store().placed_from(first.index) {
+                segments.cut(offset).map_err(seg_err)?;
+            }
+        }
+        let mut placed = Vec::with_capacity(ready.entries().len());
+        for e in ready.entries() {
+            placed.push(segments.place(e).map_err(seg_err)?);
+        }
+        let positions = store.write(node.store(), ready.entries(), None, &placed)?;
         node.store().append(ready.entries(), &positions);
     }
     if let Some(hs) = ready.hs() {
-        store.write(node.store(), &[], Some(hs))?;
+        store.write(node.store(), &[], Some(hs), &[])?;
         node.store().set_hard_state(hs.clone());
     }
     let unsynced = Unsynced {
@@ -539,7 +632,7 @@ mod tests {
     #[test]
     fn entries_and_hard_state_survive_reopen_and_a_torn_tail_is_cut() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut s, st) = RaftStore::open(dir.path(), &[1, 2, 3]).unwrap();
+        let (mut s, st) = RaftStore::open(dir.path(), &[1, 2, 3], None).unwrap();
         let ents: Vec<Entry> = (1..=3)
             .map(|i| Entry {
                 index: i,
@@ -563,7 +656,7 @@ mod tests {
         let mut f = OpenOptions::new().append(true).open(&path).unwrap();
         f.write_all(&[0, 0, 0, 50, 1, 2]).unwrap();
         drop(f);
-        let (_, mem) = RaftStore::open(dir.path(), &[9]).unwrap();
+        let (_, mem) = RaftStore::open(dir.path(), &[9], None).unwrap();
         assert_eq!(mem.last_index().unwrap(), 3);
         assert_eq!(mem.term(3).unwrap(), 2);
         let st = mem.initial_state().unwrap();

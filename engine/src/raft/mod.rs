@@ -10,11 +10,13 @@
 //!
 //! The Raft log is kept in `<data>/raft/<topic>-<id>/<partition>/` (the same record files as
 //! the controller's, [`log_file`]), read by raft-rs through [`storage::DiskStorage`] (entries
-//! stay on disk; memory holds their locations and the newest ones). It is a write-ahead log in
-//! front of the segment log: once the segments hold an entry, synced, a checkpoint may record it
-//! and the Raft log files before it go ([`applied`], [`checkpoint`]); a restart re-applies only
-//! what follows the checkpoint, and a follower behind the leader's first index copies the
-//! leader's segments instead ([`snapshot`]).
+//! stay on disk; memory holds their locations and the newest ones). An assigned entry's
+//! batches are placed in the partition's segments when it is persisted, and its Raft log record
+//! only says where ([`record::Placed`], `partition::placement`): one write per record. Once the
+//! segments hold an applied entry, synced, a checkpoint may record it and the Raft log files
+//! before it go ([`applied`], [`checkpoint`]); a restart applies only what follows the
+//! checkpoint, and a follower behind the leader's first index copies the leader's segments
+//! instead ([`snapshot`]).
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -87,6 +89,9 @@ pub struct RaftSetup {
     /// Set once every broker reads entries whose batches the leader assigned
     /// (`cluster::features::ASSIGNED_ENTRIES`): from then on a leader proposes those.
     pub assigned_entries: Arc<std::sync::atomic::AtomicBool>,
+    /// The partition's segment log, where entries' batches are placed (one log); `None`
+    /// writes every entry whole to the Raft log.
+    pub segments: Option<PathBuf>,
 }
 
 /// The broker's reassignment throttles ([`throttle`]).
@@ -220,7 +225,8 @@ const SEAL: u8 = 2;
 
 impl PartitionRaft {
     pub fn open(setup: RaftSetup) -> Result<PartitionRaft, StoreError> {
-        let (mut store, storage) = RaftStore::open(&setup.dir, &setup.voters)?;
+        let (mut store, storage) =
+            RaftStore::open(&setup.dir, &setup.voters, setup.segments.as_deref())?;
         store.set_file_bytes(setup.file_bytes);
         let mut config = log_file::raft_config(setup.id);
         // Entries up to the checkpoint are in the segment log already: not applied again.
@@ -575,10 +581,11 @@ impl PartitionRaft {
     /// the shard thread, then calls [`Self::persisted`] with what this returned, in order.
     pub fn drive_unsynced(
         &mut self,
+        segments: &mut dyn log_file::Segments,
     ) -> Result<(Vec<Committed>, Option<log_file::Unsynced>), StoreError> {
         let send = &self.send;
         let (committed, unsynced) =
-            log_file::run_ready_unsynced(&mut self.node, &mut self.store, |msgs| {
+            log_file::run_ready_unsynced(&mut self.node, &mut self.store, segments, |msgs| {
                 for m in msgs {
                     send(m.to, m);
                 }
@@ -663,6 +670,94 @@ impl PartitionRaft {
             });
         }
     }
+}
+
+/// The batches of an entry whose batches the leader assigned ([`Command::Append`]), if it is
+/// one: what the segment log can hold in its place (one log).
+pub fn assigned_batches(e: &Entry) -> Option<&[u8]> {
+    (kind_of(e) == Some(ASSIGNED) && e.data.len() > HEADER).then(|| &e.data[HEADER..])
+}
+
+/// Whether an entry appends records (either kind of produce).
+pub fn is_produce(e: &Entry) -> bool {
+    kind_of(e).is_some_and(|k| k != COMMAND)
+}
+
+/// A normal entry's kind word, if it has a payload.
+fn kind_of(e: &Entry) -> Option<u64> {
+    (e.get_entry_type() == EntryType::EntryNormal && e.data.len() >= HEADER)
+        .then(|| u64::from_be_bytes(e.data[8..16].try_into().expect("8 bytes")))
+}
+
+/// What an entry after the checkpoint is to the segment log, for a restart.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recorded {
+    /// Its batches are in the segment log, at `[offset, next)`.
+    Placed { offset: i64, next: i64 },
+    /// Written whole; its assigned batches take `[offset, next)` when applied.
+    Assigned { offset: i64, next: i64 },
+    /// A produce as the client sent it: its offsets are decided when it is applied.
+    AsSent,
+    /// No records (a command, a configuration change, a term's first entry).
+    Other,
+}
+
+impl PartitionRaft {
+    /// The entries after the checkpoint, as the segment log should hold them.
+    pub fn recorded_after_checkpoint(&self) -> Result<Vec<(u64, Recorded)>, StoreError> {
+        let store = self.node.store();
+        let after = store.checkpoint_index();
+        let recorded = store
+            .recorded_after(after)
+            .map_err(|source| StoreError::Io {
+                path: self.store.dir().to_path_buf(),
+                source,
+            })?;
+        Ok(recorded
+            .into_iter()
+            .map(|(e, placed)| {
+                let what = match placed {
+                    Some(p) => Recorded::Placed {
+                        offset: p.offset,
+                        next: p.next,
+                    },
+                    None => match assigned_batches(&e).map(batch_span) {
+                        Some(Some((offset, next))) => Recorded::Assigned { offset, next },
+                        Some(None) => Recorded::AsSent,
+                        None if is_produce(&e) => Recorded::AsSent,
+                        None => Recorded::Other,
+                    },
+                };
+                (e.index, what)
+            })
+            .collect())
+    }
+
+    /// The offset of the first entry raft-rs may still read whose batches are in the segment
+    /// log: nothing from there on may be deleted or rewritten.
+    pub fn first_placed(&self) -> Option<i64> {
+        self.node.store().first_placed()
+    }
+
+    /// The index of the last durable checkpoint (0: none).
+    pub fn checkpoint_index(&self) -> u64 {
+        self.node.store().checkpoint_index()
+    }
+}
+
+/// The offsets a run of batches spans, `[first base, last next)`, if they parse.
+fn batch_span(body: &[u8]) -> Option<(i64, i64)> {
+    let mut pos = 0;
+    let mut span: Option<(i64, i64)> = None;
+    while pos < body.len() {
+        let h = crate::log::batch::BatchHeader::parse(&body[pos..]).ok()?;
+        if h.batch_length < 0 {
+            return None;
+        }
+        span = Some((span.map_or(h.base_offset, |s| s.0), h.next_offset()));
+        pos += h.total_len();
+    }
+    span
 }
 
 /// Reassignment: the leader moves the group's configuration to its goal replicas one safe step
@@ -916,6 +1011,7 @@ mod reassign_tests {
             throttles: Default::default(),
             adding: false,
             assigned_entries: Default::default(),
+            segments: None,
         })
         .unwrap()
     }
@@ -1088,7 +1184,7 @@ mod reassign_tests {
                       held: &mut BTreeMap<u64, Vec<log_file::Unsynced>>| {
             for _ in 0..5 {
                 for n in nodes.values_mut() {
-                    let (_, u) = n.drive_unsynced().unwrap();
+                    let (_, u) = n.drive_unsynced(&mut log_file::NoSegments).unwrap();
                     held.entry(n.id).or_default().extend(u);
                 }
                 deliver(nodes, &out);

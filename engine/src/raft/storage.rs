@@ -4,7 +4,8 @@
 //! byte produced. This storage keeps, per entry, only its term and where its record starts in
 //! the file (16 bytes), plus the newest entries up to [`CACHE_BYTES`], which is what leaders
 //! send to followers that keep up. Anything older (a follower catching up, a replica
-//! re-applying its log at start) is read back from the file with positioned reads; raft-rs
+//! re-applying its log at start) is read back from the file with positioned reads (a placed
+//! entry's batches from the partition's segment, where its record says they are); raft-rs
 //! asks for it in slices (`max_committed_size_per_ready`, `max_size_per_msg`), so memory stays
 //! bounded however long the log is.
 //!
@@ -24,16 +25,18 @@ use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
 use super::checkpoint::Checkpoint;
-use super::record::{StoreError, ENTRY, RECORD_HEADER};
+use super::record::{Placed, StoreError, ENTRY, PLACED, RECORD_HEADER};
 
 /// The newest entries kept in memory per group, in bytes of payload.
 pub const CACHE_BYTES: usize = 1 << 20;
 
-/// Where an entry's record is: which file of the log, and where in it.
+/// Where an entry's record is: which file of the log, and where in it; and, for an entry
+/// whose batches are in the segment log, the offset they start at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Pos {
     pub file: u64,
     pub at: u64,
+    pub placed_at: Option<i64>,
 }
 
 /// Where an entry is: its term, and its record.
@@ -49,6 +52,8 @@ pub struct DiskStorage {
 
 struct Inner {
     dir: PathBuf,
+    /// The partition's segment log, where placed entries' batches are.
+    segments: Option<PathBuf>,
     /// Read handles on the log's files, by number.
     files: BTreeMap<u64, File>,
     hard_state: HardState,
@@ -75,7 +80,12 @@ struct Inner {
 
 impl DiskStorage {
     /// A log starting after `checkpoint` (or at entry 1), with the creation-time voters.
-    pub fn new(dir: PathBuf, conf_state: ConfState, checkpoint: Option<Checkpoint>) -> DiskStorage {
+    pub fn new(
+        dir: PathBuf,
+        segments: Option<PathBuf>,
+        conf_state: ConfState,
+        checkpoint: Option<Checkpoint>,
+    ) -> DiskStorage {
         let (first, prev_term, conf_state) = match &checkpoint {
             Some(c) => (c.index + 1, Some(c.term), c.conf.clone()),
             None => (1, Some(0), conf_state),
@@ -83,6 +93,7 @@ impl DiskStorage {
         DiskStorage {
             inner: RwLock::new(Inner {
                 dir,
+                segments,
                 files: BTreeMap::new(),
                 hard_state: HardState::default(),
                 conf_state,
@@ -117,6 +128,17 @@ impl DiskStorage {
     /// Entries just written at `positions`; an entry at an index the log already has replaces
     /// it and everything after it (a new leader overwriting an uncommitted suffix).
     pub fn append(&self, entries: &[Entry], positions: &[Pos]) {
+        self.append_inner(entries, positions, true);
+    }
+
+    /// An entry read back at start. A placed one holds no batches, so it is not cached (the
+    /// cache must stay a suffix of the log, so it empties).
+    pub fn append_replayed(&self, e: &Entry, pos: Pos) {
+        let cache = pos.placed_at.is_none();
+        self.append_inner(std::slice::from_ref(e), &[pos], cache);
+    }
+
+    fn append_inner(&self, entries: &[Entry], positions: &[Pos], cache: bool) {
         let mut s = self.inner.write();
         for (e, &pos) in entries.iter().zip(positions) {
             if e.index < s.first {
@@ -133,6 +155,11 @@ impl DiskStorage {
                 s.cache_bytes -= gone.data.len();
             }
             s.locs.push_back(Loc { term: e.term, pos });
+            if !cache {
+                s.cache.clear();
+                s.cache_bytes = 0;
+                continue;
+            }
             s.cache_bytes += e.data.len();
             s.cache.push_back(e.clone());
             while s.cache_bytes > CACHE_BYTES && s.cache.len() > 1 {
@@ -140,6 +167,44 @@ impl DiskStorage {
                 s.cache_bytes -= old.data.len();
             }
         }
+    }
+
+    /// The offset where the batches of the first placed entry at or after `index` start:
+    /// where the segment log is cut when those entries are replaced.
+    pub fn placed_from(&self, index: u64) -> Option<i64> {
+        let s = self.inner.read();
+        let skip = index.saturating_sub(s.first) as usize;
+        s.locs.iter().skip(skip).find_map(|l| l.pos.placed_at)
+    }
+
+    /// The offset of the first placed entry raft-rs may still read: the segment log must
+    /// keep everything from there (retention and compaction stop below it).
+    pub fn first_placed(&self) -> Option<i64> {
+        self.inner.read().locs.iter().find_map(|l| l.pos.placed_at)
+    }
+
+    /// The entries after `index`, as recorded (a placed entry without its batches, and where
+    /// they are): what a restart checks against the segment log.
+    pub fn recorded_after(&self, index: u64) -> io::Result<Vec<(Entry, Option<Placed>)>> {
+        let s = self.inner.read();
+        let from = (index + 1).max(s.first);
+        (from..=s.last()).map(|i| s.read_record(i)).collect()
+    }
+
+    /// Drops the entries from `index` on (their batches did not all reach the segment log
+    /// before a crash, so they were never acknowledged); the commit index cannot pass what is
+    /// left.
+    pub fn truncate_from(&self, index: u64) {
+        let mut s = self.inner.write();
+        let keep = index.saturating_sub(s.first) as usize;
+        s.locs.truncate(keep);
+        while s.cache.back().is_some_and(|c| c.index >= index) {
+            let gone = s.cache.pop_back().expect("checked");
+            s.cache_bytes -= gone.data.len();
+        }
+        let last = s.last();
+        let floor = s.checkpoint.as_ref().map_or(0, |c| c.index);
+        s.hard_state.commit = s.hard_state.commit.min(last.max(floor));
     }
 
     pub fn hard_state(&self) -> HardState {
@@ -244,7 +309,62 @@ impl Inner {
         self.first + self.locs.len() as u64 - 1
     }
 
+    /// Entry `index` whole: a placed entry gets its batches back from the segment log.
     fn read_entry(&self, index: u64) -> io::Result<Entry> {
+        let (mut e, placed) = self.read_record(index)?;
+        if let Some(p) = placed {
+            let batches = self.read_batches(&p).map_err(|err| {
+                io::Error::new(
+                    err.kind(),
+                    format!("entry {index}'s batches at offset {}: {err}", p.offset),
+                )
+            })?;
+            let mut data = e.data.to_vec();
+            data.extend_from_slice(&batches);
+            e.data = data.into();
+        }
+        Ok(e)
+    }
+
+    /// A placed entry's batches, read from its segment and checked to be what was placed
+    /// (the first batch's base offset).
+    fn read_batches(&self, p: &Placed) -> io::Result<Vec<u8>> {
+        let dir = self.segments.as_ref().ok_or_else(|| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                "placed entry without a segment log",
+            )
+        })?;
+        let file = File::open(crate::log::segment::log_path(dir, p.segment))?;
+        let mut buf = vec![0u8; p.len as usize];
+        file.read_exact_at(&mut buf, p.position)?;
+        if buf.len() < 8 || i64::from_be_bytes(buf[..8].try_into().expect("8 bytes")) != p.offset {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "the segment holds other batches there",
+            ));
+        }
+        Ok(buf)
+    }
+
+    /// Whether a placed entry's batches are all in the segment log (checked at start, after
+    /// the segment log cut a torn tail).
+    fn placed_present(&self, p: &Placed) -> bool {
+        let Some(dir) = &self.segments else {
+            return false;
+        };
+        let Ok(file) = File::open(crate::log::segment::log_path(dir, p.segment)) else {
+            return false;
+        };
+        let mut first = [0u8; 8];
+        file.metadata()
+            .is_ok_and(|m| m.len() >= p.position + u64::from(p.len))
+            && file.read_exact_at(&mut first, p.position).is_ok()
+            && i64::from_be_bytes(first) == p.offset
+    }
+
+    /// Entry `index` as recorded: a placed one without its batches, and where they are.
+    fn read_record(&self, index: u64) -> io::Result<(Entry, Option<Placed>)> {
         let loc = self.locs[(index - self.first) as usize];
         let bad = |why: String| {
             io::Error::new(
@@ -265,14 +385,42 @@ impl Inner {
         let crc = u32::from_be_bytes(head[4..].try_into().expect("4 bytes"));
         let mut payload = vec![0u8; n];
         file.read_exact_at(&mut payload, loc.pos.at + RECORD_HEADER as u64)?;
-        if n == 0 || payload[0] != ENTRY || crc32c::crc32c(&payload) != crc {
+        if n == 0 || !matches!(payload[0], ENTRY | PLACED) || crc32c::crc32c(&payload) != crc {
             return Err(bad("record damaged".into()));
         }
-        let e = Entry::parse_from_bytes(&payload[1..]).map_err(|e| bad(e.to_string()))?;
+        let (placed, body) = if payload[0] == PLACED {
+            let (p, body) = Placed::decode(&payload[1..]).ok_or_else(|| bad("short".into()))?;
+            (Some(p), body)
+        } else {
+            (None, &payload[1..])
+        };
+        let e = Entry::parse_from_bytes(body).map_err(|e| bad(e.to_string()))?;
         if e.index != index {
             return Err(bad(format!("holds entry {}", e.index)));
         }
-        Ok(e)
+        Ok((e, placed))
+    }
+}
+
+impl DiskStorage {
+    /// After the log was read at start: the first entry after the checkpoint whose batches are
+    /// not all in the segment log, if any (a crash cut them before their sync completed, so
+    /// they and everything after were never acknowledged). The caller truncates there.
+    pub fn first_missing_placed(&self) -> io::Result<Option<u64>> {
+        let s = self.inner.read();
+        let after = s.checkpoint.as_ref().map_or(0, |c| c.index);
+        let from = (after + 1).max(s.first);
+        for index in from..=s.last() {
+            let loc = s.locs[(index - s.first) as usize];
+            if loc.pos.placed_at.is_none() {
+                continue;
+            }
+            let (_, placed) = s.read_record(index)?;
+            if !placed.is_some_and(|p| s.placed_present(&p)) {
+                return Ok(Some(index));
+            }
+        }
+        Ok(None)
     }
 }
 
@@ -406,7 +554,7 @@ mod tests {
     #[test]
     fn old_entries_are_read_back_from_disk_and_memory_stays_bounded() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        let (mut store, s) = RaftStore::open(dir.path(), &[1], None).unwrap();
         // 64 MiB of entries: far more than the cache holds.
         for i in 1..=256u64 {
             let e = entry(i, 1 + i / 100, 256 << 10);
@@ -439,7 +587,7 @@ mod tests {
         let ctx = GetEntriesContext::empty(false);
         assert_eq!(s.entries(199, 201, None, ctx).unwrap()[1], e);
         drop((store, s));
-        let (_, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        let (_, s) = RaftStore::open(dir.path(), &[1], None).unwrap();
         assert_eq!(s.last_index().unwrap(), 200);
         assert_eq!(s.term(200).unwrap(), 9);
         let ctx = GetEntriesContext::empty(false);
@@ -452,7 +600,7 @@ mod tests {
     fn a_checkpoint_drops_whole_files_before_it_and_a_restart_starts_after_it() {
         use crate::raft::checkpoint::Checkpoint;
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        let (mut store, s) = RaftStore::open(dir.path(), &[1], None).unwrap();
         // 80 MiB of entries: three files of the log.
         for i in 1..=320u64 {
             let e = entry(i, 1, 256 << 10);
@@ -510,7 +658,7 @@ mod tests {
         }
         drop((store, s));
         // A restart reads only the files left, and reports the checkpoint.
-        let (_, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        let (_, s) = RaftStore::open(dir.path(), &[1], None).unwrap();
         assert_eq!(s.first_index().unwrap(), first);
         assert_eq!(s.last_index().unwrap(), 320);
         assert_eq!(s.checkpoint(), Some(cp));
@@ -520,7 +668,7 @@ mod tests {
     #[test]
     fn a_damaged_record_is_a_storage_failure_not_a_panic() {
         let dir = tempfile::tempdir().unwrap();
-        let (mut store, s) = RaftStore::open(dir.path(), &[1]).unwrap();
+        let (mut store, s) = RaftStore::open(dir.path(), &[1], None).unwrap();
         for i in 1..=8u64 {
             let e = entry(i, 1, 512 << 10);
             let pos = store.persist(&s, std::slice::from_ref(&e), None).unwrap();
