@@ -50,6 +50,19 @@ impl std::str::FromStr for IoBackend {
 pub enum Flusher {
     Uring(Rc<Uring>),
     Blocking,
+    /// Another disk: a test's or a simulator's, which decides when each sync completes and
+    /// whether it fails.
+    Other(Rc<dyn SyncFiles>),
+}
+
+/// Makes files durable, as the partition actors and their Raft logs need it: the seam through
+/// which a test or a simulator stands in for the disk's syncs (their timing and their errors).
+pub trait SyncFiles {
+    /// Syncs every file; the future completes once all are durable, or with the first error.
+    fn sync_all(
+        &self,
+        files: Vec<Arc<File>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>>>>;
 }
 
 impl Flusher {
@@ -68,6 +81,7 @@ impl Flusher {
         match self {
             Flusher::Uring(_) => "io_uring",
             Flusher::Blocking => "blocking-pool fdatasync",
+            Flusher::Other(_) => "other",
         }
     }
 
@@ -79,6 +93,7 @@ impl Flusher {
             return Ok(());
         }
         match self {
+            Flusher::Other(disk) => disk.sync_all(files).await,
             Flusher::Blocking => {
                 let handle = tokio::task::spawn_blocking(move || {
                     files.iter().try_for_each(|f| power::sync_file(f, false))

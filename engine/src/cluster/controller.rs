@@ -424,9 +424,13 @@ impl Controller {
             self.metrics.controller_snapshots_installed.inc();
         }
         let mut out = Vec::new();
-        let committed = log_file::run_synced(&mut self.node, &mut self.store, ready, &mut |m| {
-            out.extend(m)
-        })?;
+        let committed = log_file::run_synced(
+            &mut self.node,
+            &mut self.store,
+            ready,
+            &mut log_file::NoSegments,
+            &mut |m| out.extend(m),
+        )?;
         self.send(out);
         self.publish_brokers();
         self.apply(committed).await;

@@ -17,8 +17,32 @@ use crate::log::batch::{self, BatchHeader, Compression, NewRecord};
 type Links = Arc<Mutex<HashSet<(u64, u64)>>>;
 type Routes = Arc<Mutex<BTreeMap<u64, mpsc::UnboundedSender<Cmd>>>>;
 
+/// A disk whose syncs fail once told to (EIO), as a failing device's do.
+#[derive(Default)]
+struct TestDisk {
+    failing: std::cell::Cell<bool>,
+}
+
+impl crate::durability::SyncFiles for TestDisk {
+    fn sync_all(
+        &self,
+        files: Vec<Arc<std::fs::File>>,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>>>> {
+        let failing = self.failing.get();
+        Box::pin(async move {
+            if failing {
+                return Err(std::io::Error::from_raw_os_error(libc::EIO));
+            }
+            tokio::task::spawn_blocking(move || files.iter().try_for_each(|f| f.sync_data()))
+                .await
+                .map_err(std::io::Error::other)?
+        })
+    }
+}
+
 struct Group {
     _dir: tempfile::TempDir,
+    disks: BTreeMap<u64, std::rc::Rc<TestDisk>>,
     handles: BTreeMap<u64, PartitionHandle>,
     /// Directed links `(from, to)` whose messages are dropped.
     cut: Links,
@@ -40,6 +64,7 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
         .resolve(&ClusterDefaults::default());
     let assigned = Arc::new(AtomicBool::new(true));
     let mut handles = BTreeMap::new();
+    let mut disks = BTreeMap::new();
     for id in 1..=3u64 {
         let (cut, to_routes, sent) = (cut.clone(), routes.clone(), sent.clone());
         let send: crate::raft::SendFn = Arc::new(move |to, m| {
@@ -75,10 +100,11 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
             assigned_entries: assigned.clone(),
             segments: None,
         };
+        let disk = std::rc::Rc::new(TestDisk::default());
+        disks.insert(id, disk.clone());
         let env = super::Env {
             shard: 0,
-            flusher: crate::durability::Flusher::new(crate::durability::IoBackend::Blocking)
-                .unwrap(),
+            flusher: crate::durability::Flusher::Other(disk),
             metrics: Default::default(),
             clock: Arc::new(crate::time::SystemClock),
         };
@@ -89,6 +115,7 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
     }
     Group {
         _dir: dir,
+        disks,
         handles,
         cut,
         sent,
@@ -152,8 +179,16 @@ impl Group {
 
     /// Waits until every replica's high watermark reaches `end`.
     async fn settle(&self, end: i64) {
+        self.settle_on(&[1, 2, 3], end).await
+    }
+
+    /// Waits until the high watermark of each of `ids` reaches `end`.
+    async fn settle_on(&self, ids: &[u64], end: i64) {
         for _ in 0..400 {
-            if self.handles.values().all(|h| h.marks.borrow().high >= end) {
+            if ids
+                .iter()
+                .all(|id| self.handles[id].marks.borrow().high >= end)
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -461,5 +496,42 @@ fn a_restarted_group_keeps_every_batch_once_and_goes_on() {
         assert_eq!(logs[0].len(), 11);
         assert_eq!(logs[0], logs[1]);
         assert_eq!(logs[0], logs[2]);
+    });
+}
+
+/// A leader whose disk fails a sync (EIO) stops: it answers with the storage error, the others
+/// elect a leader and go on, and every record acknowledged before is on them.
+#[test]
+fn a_leader_whose_disk_fails_a_sync_stops_and_no_acknowledged_record_is_lost() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let old = g.leader(&[1, 2, 3]).await;
+        for n in [3, 4] {
+            g.produce(old, batch_of(n, None)).await.unwrap();
+        }
+        g.disks[&old].failing.set(true);
+        let refused = g.produce(old, batch_of(5, None)).await;
+        assert!(
+            matches!(refused, Err(PartitionError::Failed(_))),
+            "{refused:?}"
+        );
+        let others: Vec<u64> = (1..=3).filter(|&i| i != old).collect();
+        let new = g.leader(&others).await;
+        let next = g.produce(new, batch_of(1, None)).await.unwrap();
+        // The failed append may have committed on the others: the next one follows it.
+        assert!(next.base_offset == 7 || next.base_offset == 12, "{next:?}");
+        g.settle_on(&others, next.base_offset + 1).await;
+        let logs = [g.log_of(others[0]).await, g.log_of(others[1]).await];
+        assert_eq!(logs[0], logs[1]);
+        let offsets: Vec<i64> = logs[0].iter().map(|(h, _)| h.base_offset).collect();
+        assert_eq!(offsets[..2], [0, 3], "the acknowledged batches");
+        let read = g.handles[&old]
+            .ask(|reply| Cmd::Read {
+                offset: 0,
+                max_bytes: 1 << 20,
+                reply,
+            })
+            .await;
+        assert!(matches!(read, Err(PartitionError::Failed(_))), "{read:?}");
     });
 }

@@ -68,6 +68,13 @@ impl Segments for Placer<'_> {
         *self.cut_to = Some(self.cut_to.map_or(offset, |c| c.min(offset)));
         Ok(())
     }
+
+    fn sync(&mut self) -> io::Result<()> {
+        for f in self.files.drain(..) {
+            crate::log::power::sync_file(&f, false)?;
+        }
+        Ok(())
+    }
 }
 
 impl Placer<'_> {

@@ -61,6 +61,8 @@ pub trait Segments {
     /// The entries whose batches start at `offset` and after are being replaced (a new leader
     /// overwriting an uncommitted suffix): their batches go.
     fn cut(&mut self, offset: i64) -> std::io::Result<()>;
+    /// Syncs what was placed, on this thread (the rare synced Ready: a snapshot's).
+    fn sync(&mut self) -> std::io::Result<()>;
 }
 
 /// No segment log (the controller's groups): every entry is written whole.
@@ -71,6 +73,9 @@ impl Segments for NoSegments {
         Ok(None)
     }
     fn cut(&mut self, _: i64) -> std::io::Result<()> {
+        Ok(())
+    }
+    fn sync(&mut self) -> std::io::Result<()> {
         Ok(())
     }
 }
@@ -515,14 +520,16 @@ pub fn run_ready(
         return Ok(Vec::new());
     }
     let ready = node.ready();
-    run_synced(node, store, ready, &mut send)
+    run_synced(node, store, ready, &mut NoSegments, &mut send)
 }
 
-/// [`run_ready`] for a Ready the caller took (the controller looks at its snapshot first).
+/// [`run_ready`] for a Ready the caller took (the controller looks at its snapshot first),
+/// placing entries' batches in `segments` as [`run_ready_unsynced`] does.
 pub fn run_synced(
     node: &mut RawNode<DiskStorage>,
     store: &mut RaftStore,
     mut ready: raft::Ready,
+    segments: &mut dyn Segments,
     send: &mut impl FnMut(Vec<Message>),
 ) -> Result<Vec<Entry>, StoreError> {
     send(ready.take_messages());
@@ -532,7 +539,13 @@ pub fn run_synced(
     }
     let mut committed = ready.take_committed_entries();
     if !ready.entries().is_empty() {
-        let positions = store.persist(node.store(), ready.entries(), None)?;
+        let placed = place(node, store, ready.entries(), segments)?;
+        let positions = store.write(node.store(), ready.entries(), None, &placed)?;
+        segments.sync().map_err(|source| StoreError::Io {
+            path: store.dir().to_path_buf(),
+            source,
+        })?;
+        store.sync()?;
         node.store().append(ready.entries(), &positions);
     }
     if let Some(hs) = ready.hs() {
@@ -554,6 +567,32 @@ pub fn run_synced(
         return Err(e);
     }
     Ok(committed)
+}
+
+/// Places new entries' batches in the segment log, where they continue it; a new leader's
+/// entries that replace this replica's uncommitted suffix first cut the batches placed for it,
+/// so that the new ones continue the segment log.
+fn place(
+    node: &RawNode<DiskStorage>,
+    store: &RaftStore,
+    entries: &[Entry],
+    segments: &mut dyn Segments,
+) -> Result<Vec<Option<Placed>>, StoreError> {
+    let seg_err = |source| StoreError::Io {
+        path: store.dir().to_path_buf(),
+        source,
+    };
+    if let Some(first) = entries.first() {
+        if first.index <= node.store().last() {
+            if let Some(offset) = node.store().placed_from(first.index) {
+                segments.cut(offset).map_err(seg_err)?;
+            }
+        }
+    }
+    entries
+        .iter()
+        .map(|e| segments.place(e).map_err(seg_err))
+        .collect()
 }
 
 /// What a Ready written but not yet synced still owes: the messages that may only leave once
@@ -583,26 +622,12 @@ pub fn run_ready_unsynced(
     let mut ready = node.ready();
     if !ready.snapshot().is_empty() {
         // Installing a snapshot is rare and synced where it happens: the log restarts after it.
-        return Ok((run_synced(node, store, ready, &mut send)?, None));
+        return Ok((run_synced(node, store, ready, segments, &mut send)?, None));
     }
     send(ready.take_messages());
     let committed = ready.take_committed_entries();
-    if let Some(first) = ready.entries().first() {
-        let seg_err = |source| StoreError::Io {
-            path: store.dir().to_path_buf(),
-            source,
-        };
-        // A new leader's entries replace this replica's uncommitted suffix: the batches
-        // placed for it go first, so that the new ones continue the segment log.
-        if first.index <= node.store().last() {
-            if let Some(offset) = node.store().placed_from(first.index) {
-                segments.cut(offset).map_err(seg_err)?;
-            }
-        }
-        let mut placed = Vec::with_capacity(ready.entries().len());
-        for e in ready.entries() {
-            placed.push(segments.place(e).map_err(seg_err)?);
-        }
+    if !ready.entries().is_empty() {
+        let placed = place(node, store, ready.entries(), segments)?;
         let positions = store.write(node.store(), ready.entries(), None, &placed)?;
         node.store().append(ready.entries(), &positions);
     }

@@ -348,17 +348,25 @@ impl Inner {
     }
 
     /// Whether a placed entry's batches are all in the segment log (checked at start, after
-    /// the segment log cut a torn tail).
-    fn placed_present(&self, p: &Placed) -> bool {
+    /// the segment log cut a torn tail). `open` keeps the last segment opened and its length.
+    fn placed_present(&self, p: &Placed, open: &mut Option<(i64, File, u64)>) -> bool {
         let Some(dir) = &self.segments else {
             return false;
         };
-        let Ok(file) = File::open(crate::log::segment::log_path(dir, p.segment)) else {
+        if open.as_ref().is_none_or(|(base, _, _)| *base != p.segment) {
+            let Ok(file) = File::open(crate::log::segment::log_path(dir, p.segment)) else {
+                return false;
+            };
+            let Ok(len) = file.metadata().map(|m| m.len()) else {
+                return false;
+            };
+            *open = Some((p.segment, file, len));
+        }
+        let Some((_, file, len)) = open.as_ref() else {
             return false;
         };
         let mut first = [0u8; 8];
-        file.metadata()
-            .is_ok_and(|m| m.len() >= p.position + u64::from(p.len))
+        *len >= p.position + u64::from(p.len)
             && file.read_exact_at(&mut first, p.position).is_ok()
             && i64::from_be_bytes(first) == p.offset
     }
@@ -410,13 +418,14 @@ impl DiskStorage {
         let s = self.inner.read();
         let after = s.checkpoint.as_ref().map_or(0, |c| c.index);
         let from = (after + 1).max(s.first);
+        let mut open = None;
         for index in from..=s.last() {
             let loc = s.locs[(index - s.first) as usize];
             if loc.pos.placed_at.is_none() {
                 continue;
             }
             let (_, placed) = s.read_record(index)?;
-            if !placed.is_some_and(|p| s.placed_present(&p)) {
+            if !placed.is_some_and(|p| s.placed_present(&p, &mut open)) {
                 return Ok(Some(index));
             }
         }
