@@ -177,6 +177,39 @@ impl Group {
         out
     }
 
+    /// Every replica's log, checked to be the same batch for batch, byte for byte.
+    async fn identical(&self) -> Vec<(BatchHeader, Bytes)> {
+        let first = self.log_of(1).await;
+        for id in 2..=3 {
+            assert_eq!(
+                self.log_of(id).await,
+                first,
+                "replica {id} differs from replica 1"
+            );
+        }
+        first
+    }
+
+    /// Sends a produce (acks=all) to replica `on` without waiting for its answer.
+    fn send_produce(
+        &self,
+        on: u64,
+        batch: Bytes,
+    ) -> tokio::sync::oneshot::Receiver<Result<ProduceOk, PartitionError>> {
+        let batches = batch::split_batches(&batch).unwrap();
+        let (reply, waiting) = tokio::sync::oneshot::channel();
+        let produce = Cmd::Produce {
+            batches,
+            reply,
+            acks_all: true,
+        };
+        self.handles[&on]
+            .tx
+            .send(produce)
+            .unwrap_or_else(|_| panic!("replica {on} stopped"));
+        waiting
+    }
+
     /// Waits until every replica's high watermark reaches `end`.
     async fn settle(&self, end: i64) {
         self.settle_on(&[1, 2, 3], end).await
@@ -276,14 +309,12 @@ fn the_leader_assigns_offsets_and_every_replica_stores_the_same_batches() {
         }
         assert_eq!(bases, [0, 3, 4]);
         g.settle(9).await;
-        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
-        assert_eq!(logs[0].len(), 3);
-        for (h, _) in &logs[0] {
+        let log = g.identical().await;
+        assert_eq!(log.len(), 3);
+        for (h, _) in &log {
             // The leader epoch is the term the leader proposed in.
             assert!(h.partition_leader_epoch >= 1);
         }
-        assert_eq!(logs[0], logs[1]);
-        assert_eq!(logs[0], logs[2]);
     });
 }
 
@@ -329,17 +360,7 @@ fn a_new_leader_answers_a_retry_of_its_predecessors_uncommitted_batch_once() {
         for &f in &followers {
             g.cut.lock().unwrap().insert((f, old));
         }
-        let handle = g.handles[&old].clone();
-        let batches = batch::split_batches(&batch_of(4, Some((9, 0)))).unwrap();
-        let (reply, waiting) = tokio::sync::oneshot::channel();
-        handle
-            .tx
-            .send(Cmd::Produce {
-                batches,
-                reply,
-                acks_all: true,
-            })
-            .unwrap();
+        let waiting = g.send_produce(old, batch_of(4, Some((9, 0))));
         // Long enough for the append to reach the followers (the leader resends it anyway).
         tokio::time::sleep(Duration::from_millis(500)).await;
         g.isolate(old);
@@ -363,11 +384,13 @@ fn a_new_leader_answers_a_retry_of_its_predecessors_uncommitted_batch_once() {
             "{answer:?}"
         );
         g.settle(6).await;
-        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
-        let offsets: Vec<i64> = logs[0].iter().map(|(h, _)| h.base_offset).collect();
+        let offsets: Vec<i64> = g
+            .identical()
+            .await
+            .iter()
+            .map(|(h, _)| h.base_offset)
+            .collect();
         assert_eq!(offsets, [0, 1, 5]);
-        assert_eq!(logs[0], logs[1]);
-        assert_eq!(logs[0], logs[2]);
     });
 }
 
@@ -379,17 +402,7 @@ fn a_deposed_leaders_unreplicated_batch_is_cut_and_the_retry_goes_in_once() {
         let g = spawn_group(tempfile::tempdir().unwrap());
         let old = g.leader(&[1, 2, 3]).await;
         g.isolate(old);
-        let handle = g.handles[&old].clone();
-        let batches = batch::split_batches(&batch_of(2, Some((5, 0)))).unwrap();
-        let (reply, waiting) = tokio::sync::oneshot::channel();
-        handle
-            .tx
-            .send(Cmd::Produce {
-                batches,
-                reply,
-                acks_all: true,
-            })
-            .unwrap();
+        let waiting = g.send_produce(old, batch_of(2, Some((5, 0))));
         let followers: Vec<u64> = (1..=3).filter(|&i| i != old).collect();
         let new = g.leader(&followers).await;
         let retry = g.produce(new, batch_of(2, Some((5, 0)))).await.unwrap();
@@ -449,10 +462,7 @@ fn batches_are_written_once_and_the_raft_log_records_where_they_are() {
                 "replica {id}: raft log {raft} B, segments {segments} B"
             );
         }
-        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
-        assert_eq!(logs[0].len(), 40);
-        assert_eq!(logs[0], logs[1]);
-        assert_eq!(logs[0], logs[2]);
+        assert_eq!(g.identical().await.len(), 40);
     });
 }
 
@@ -492,10 +502,7 @@ fn a_restarted_group_keeps_every_batch_once_and_goes_on() {
             .unwrap();
         assert_eq!(next.base_offset, 10_000);
         g.settle(10_005).await;
-        let logs = [g.log_of(1).await, g.log_of(2).await, g.log_of(3).await];
-        assert_eq!(logs[0].len(), 11);
-        assert_eq!(logs[0], logs[1]);
-        assert_eq!(logs[0], logs[2]);
+        assert_eq!(g.identical().await.len(), 11);
     });
 }
 

@@ -453,9 +453,16 @@ fn replay(
             break;
         }
         match payload[0] {
-            ENTRY => {
+            ENTRY | PLACED => {
+                let (placed_at, body) = if payload[0] == PLACED {
+                    let (placed, body) = super::record::Placed::decode(&payload[1..])
+                        .ok_or_else(|| corrupt("short placed entry record".into()))?;
+                    (Some(placed.offset), body)
+                } else {
+                    (None, &payload[1..])
+                };
                 let mut e = Entry::default();
-                e.merge_from_bytes(&payload[1..])
+                e.merge_from_bytes(body)
                     .map_err(|e| corrupt(e.to_string()))?;
                 let last = storage.last();
                 // The log has no gaps; anything else means the file is damaged.
@@ -469,28 +476,7 @@ fn replay(
                 let at = Pos {
                     file: number,
                     at: pos,
-                    placed_at: None,
-                };
-                storage.append_replayed(&e, at);
-            }
-            PLACED => {
-                let (placed, body) = super::record::Placed::decode(&payload[1..])
-                    .ok_or_else(|| corrupt("short placed entry record".into()))?;
-                let mut e = Entry::default();
-                e.merge_from_bytes(body)
-                    .map_err(|e| corrupt(e.to_string()))?;
-                let last = storage.last();
-                if e.index < 1 || e.index > last + 1 {
-                    return Err(corrupt(format!(
-                        "entry {} does not follow [{}, {last}]",
-                        e.index,
-                        storage.first()
-                    )));
-                }
-                let at = Pos {
-                    file: number,
-                    at: pos,
-                    placed_at: Some(placed.offset),
+                    placed_at,
                 };
                 storage.append_replayed(&e, at);
             }
