@@ -23,15 +23,16 @@ use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
-use bytes::Bytes;
 use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole, Storage as _};
 
+pub use entry::{assigned_batches, is_produce, Command, Recorded};
 use log_file::{RaftStore, StoreError};
 use storage::DiskStorage;
 
 mod applied;
 pub mod checkpoint;
+mod entry;
 pub mod guard;
 pub mod heard;
 pub mod log_file;
@@ -134,22 +135,6 @@ pub struct ProposalId {
     pub index: u64,
 }
 
-/// What a committed entry asks every replica to do, in commit order.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Command {
-    /// Append a produce's batches as the client sent them: every replica assigns offsets and
-    /// checks producer sequences alike (entries proposed before leaders assigned them).
-    Produce(Bytes),
-    /// Append these batches as they are: the leader assigned their offsets, leader epoch and
-    /// LogAppendTime, and checked their producers' sequences, when it proposed them.
-    Append(Bytes),
-    /// DeleteRecords: move the log start offset up to this offset (the leader resolved -1).
-    DeleteRecords(i64),
-    /// Seal the partition for an unmount: roll the active segment, and append nothing that
-    /// comes after this entry in the log (every replica refuses it alike).
-    Seal,
-}
-
 /// A committed entry, ready to apply.
 pub struct Committed {
     /// The entry's identity, to find the request waiting for it on the replica that proposed it.
@@ -207,21 +192,6 @@ pub struct PartitionRaft {
 
 /// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
 const FRESH_ELECTION_HOLD: u64 = 40;
-
-/// Entry payload: proposer (u64), a kind word, leader's time (i64), then the body. The kind word
-/// once held a per-process proposal counter: 0 (or any small number, in logs written before) is
-/// a produce whose body is its batches as sent; [`ASSIGNED`] a produce whose batches the leader
-/// assigned; [`COMMAND`] is a command whose body is a type byte and its arguments.
-const HEADER: usize = 24;
-const COMMAND: u64 = u64::MAX;
-/// Proposed only once the cluster finalized `cluster::features::ASSIGNED_ENTRIES`: a replica of
-/// an earlier release would take it for a produce and assign its offsets again.
-const ASSIGNED: u64 = u64::MAX - 1;
-/// Command type: DeleteRecords, followed by the offset (i64).
-const DELETE_RECORDS: u8 = 1;
-/// Command type: Seal (no arguments). Proposed only once the cluster finalized the feature
-/// (`cluster::features::CLUSTER_UNMOUNT`), so no replica that would skip it ever reads it.
-const SEAL: u8 = 2;
 
 impl PartitionRaft {
     pub fn open(setup: RaftSetup) -> Result<PartitionRaft, StoreError> {
@@ -530,30 +500,24 @@ impl PartitionRaft {
 
     /// Proposes batches the leader assigned, which every replica appends as they are.
     pub fn propose_assigned(&mut self, batches: &[u8], now: i64) -> Option<ProposalId> {
-        self.propose_entry(ASSIGNED, batches, now)
+        self.propose_entry(entry::ASSIGNED, batches, now)
     }
 
     /// Proposes moving the log start offset to `offset` on every replica (DeleteRecords).
     pub fn propose_delete_records(&mut self, offset: i64, now: i64) -> Option<ProposalId> {
-        let mut body = vec![DELETE_RECORDS];
-        body.extend_from_slice(&offset.to_be_bytes());
-        self.propose_entry(COMMAND, &body, now)
+        self.propose_entry(entry::COMMAND, &entry::delete_records(offset), now)
     }
 
     /// Proposes sealing the partition on every replica (unmount).
     pub fn propose_seal(&mut self, now: i64) -> Option<ProposalId> {
-        self.propose_entry(COMMAND, &[SEAL], now)
+        self.propose_entry(entry::COMMAND, &entry::seal(), now)
     }
 
     fn propose_entry(&mut self, kind: u64, body: &[u8], now: i64) -> Option<ProposalId> {
         if !self.is_leader() {
             return None;
         }
-        let mut data = Vec::with_capacity(HEADER + body.len());
-        data.extend_from_slice(&self.id.to_be_bytes());
-        data.extend_from_slice(&kind.to_be_bytes());
-        data.extend_from_slice(&now.to_be_bytes());
-        data.extend_from_slice(body);
+        let data = entry::encode(self.id, kind, now, body);
         self.node.propose(vec![], data).ok()?;
         // A leader appends a proposal to its log at once, as the last entry of its term.
         Some(ProposalId {
@@ -636,70 +600,11 @@ impl PartitionRaft {
                 self.apply_conf_change(&e);
                 continue;
             }
-            if e.get_entry_type() != EntryType::EntryNormal || e.data.len() < HEADER {
-                continue;
+            if let Some(c) = entry::decode(&e) {
+                out.push(c);
             }
-            let d = &e.data;
-            let word = |i: usize| u64::from_be_bytes(d[i..i + 8].try_into().expect("8 bytes"));
-            let body = &d[HEADER..];
-            let command = if word(8) == ASSIGNED {
-                Command::Append(Bytes::copy_from_slice(body))
-            } else if word(8) != COMMAND {
-                Command::Produce(Bytes::copy_from_slice(body))
-            } else {
-                match (body.first(), body.get(1..9)) {
-                    (Some(&DELETE_RECORDS), Some(o)) => {
-                        Command::DeleteRecords(i64::from_be_bytes(o.try_into().expect("8 bytes")))
-                    }
-                    (Some(&SEAL), _) => Command::Seal,
-                    // Every replica skips it alike; a newer broker's command, say.
-                    _ => {
-                        tracing::error!(index = e.index, "unknown raft command skipped");
-                        continue;
-                    }
-                }
-            };
-            out.push(Committed {
-                proposal: ProposalId {
-                    term: e.term,
-                    index: e.index,
-                },
-                epoch: e.term.min(i32::MAX as u64) as i32,
-                now: word(16) as i64,
-                command,
-            });
         }
     }
-}
-
-/// The batches of an entry whose batches the leader assigned ([`Command::Append`]), if it is
-/// one: what the segment log can hold in its place (one log).
-pub fn assigned_batches(e: &Entry) -> Option<&[u8]> {
-    (kind_of(e) == Some(ASSIGNED) && e.data.len() > HEADER).then(|| &e.data[HEADER..])
-}
-
-/// Whether an entry appends records (either kind of produce).
-pub fn is_produce(e: &Entry) -> bool {
-    kind_of(e).is_some_and(|k| k != COMMAND)
-}
-
-/// A normal entry's kind word, if it has a payload.
-fn kind_of(e: &Entry) -> Option<u64> {
-    (e.get_entry_type() == EntryType::EntryNormal && e.data.len() >= HEADER)
-        .then(|| u64::from_be_bytes(e.data[8..16].try_into().expect("8 bytes")))
-}
-
-/// What an entry after the checkpoint is to the segment log, for a restart.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Recorded {
-    /// Its batches are in the segment log, at `[offset, next)`.
-    Placed { offset: i64, next: i64 },
-    /// Written whole; its assigned batches take `[offset, next)` when applied.
-    Assigned { offset: i64, next: i64 },
-    /// A produce as the client sent it: its offsets are decided when it is applied.
-    AsSent,
-    /// No records (a command, a configuration change, a term's first entry).
-    Other,
 }
 
 impl PartitionRaft {
@@ -721,12 +626,7 @@ impl PartitionRaft {
                         offset: p.offset,
                         next: p.next,
                     },
-                    None => match assigned_batches(&e).map(batch_span) {
-                        Some(Some((offset, next))) => Recorded::Assigned { offset, next },
-                        Some(None) => Recorded::AsSent,
-                        None if is_produce(&e) => Recorded::AsSent,
-                        None => Recorded::Other,
-                    },
+                    None => entry::recorded_whole(&e),
                 };
                 (e.index, what)
             })
@@ -743,21 +643,6 @@ impl PartitionRaft {
     pub fn checkpoint_index(&self) -> u64 {
         self.node.store().checkpoint_index()
     }
-}
-
-/// The offsets a run of batches spans, `[first base, last next)`, if they parse.
-fn batch_span(body: &[u8]) -> Option<(i64, i64)> {
-    let mut pos = 0;
-    let mut span: Option<(i64, i64)> = None;
-    while pos < body.len() {
-        let h = crate::log::batch::BatchHeader::parse(&body[pos..]).ok()?;
-        if h.batch_length < 0 {
-            return None;
-        }
-        span = Some((span.map_or(h.base_offset, |s| s.0), h.next_offset()));
-        pos += h.total_len();
-    }
-    span
 }
 
 /// Reassignment: the leader moves the group's configuration to its goal replicas one safe step
@@ -975,6 +860,7 @@ pub enum PreferredElection {
 #[cfg(test)]
 mod reassign_tests {
     use super::*;
+    use bytes::Bytes;
     use std::collections::BTreeMap;
     use std::sync::Mutex;
 
