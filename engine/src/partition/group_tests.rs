@@ -43,6 +43,8 @@ impl crate::durability::SyncFiles for TestDisk {
 struct Group {
     _dir: tempfile::TempDir,
     disks: BTreeMap<u64, std::rc::Rc<TestDisk>>,
+    /// Whether leaders assign batches (the feature level, finalized).
+    assigned: Arc<AtomicBool>,
     handles: BTreeMap<u64, PartitionHandle>,
     /// Directed links `(from, to)` whose messages are dropped.
     cut: Links,
@@ -116,6 +118,7 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
     Group {
         _dir: dir,
         disks,
+        assigned,
         handles,
         cut,
         sent,
@@ -540,5 +543,70 @@ fn a_leader_whose_disk_fails_a_sync_stops_and_no_acknowledged_record_is_lost() {
             })
             .await;
         assert!(matches!(read, Err(PartitionError::Failed(_))), "{read:?}");
+    });
+}
+
+/// A log whose first entries were proposed as the client sent them (before the feature level
+/// was finalized) and whose later ones are assigned: every replica holds the same batches, a
+/// restart in between keeps them, and once the checkpoint has passed the old entries the new
+/// ones are written once.
+#[test]
+fn entries_proposed_as_sent_then_assigned_make_one_log() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        g.assigned
+            .store(false, std::sync::atomic::Ordering::Relaxed);
+        let leader = g.leader(&[1, 2, 3]).await;
+        for i in 0..5 {
+            let ok = g
+                .produce(leader, batch_of(10, Some((4, i * 10))))
+                .await
+                .unwrap();
+            assert_eq!(ok.base_offset, i64::from(i) * 10);
+        }
+        g.assigned.store(true, std::sync::atomic::Ordering::Relaxed);
+        // A retry of an entry proposed as sent is answered from the leader's state.
+        let retry = g
+            .produce(leader, batch_of(10, Some((4, 40))))
+            .await
+            .unwrap();
+        assert_eq!(retry.base_offset, 40);
+        for i in 5..10 {
+            g.produce(leader, batch_of(10, Some((4, i * 10))))
+                .await
+                .unwrap();
+        }
+        g.settle(100).await;
+        assert_eq!(g.identical().await.len(), 10);
+        let dir = g.stop().await;
+
+        let g = spawn_group(dir);
+        g.settle(100).await;
+        assert_eq!(g.identical().await.len(), 10);
+        // Past the next checkpoints, the entries are placed: the Raft logs barely grow. (By
+        // then leadership has gone back to the preferred replica.)
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let leader = g.leader(&[1, 2, 3]).await;
+        let before: Vec<(u64, u64)> = (1..=3).map(|id| g.disk(id)).collect();
+        let mut end = 100;
+        for _ in 0..20 {
+            end = g
+                .produce(leader, batch_of(2000, None))
+                .await
+                .unwrap_or_else(|e| panic!("produce to {leader}: {e:?}"))
+                .base_offset
+                + 2000;
+        }
+        g.settle(end).await;
+        for id in 1..=3u64 {
+            let (raft, segments) = g.disk(id);
+            let (raft0, segments0) = before[id as usize - 1];
+            let (grew, written) = (raft.saturating_sub(raft0), segments - segments0);
+            assert!(
+                grew * 20 < written,
+                "replica {id}: raft log grew {grew} B, segments {written} B"
+            );
+        }
+        assert_eq!(g.identical().await.len(), 30);
     });
 }

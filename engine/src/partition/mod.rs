@@ -281,7 +281,7 @@ struct Actor {
     raft_unsynced: Vec<crate::raft::log_file::Unsynced>,
     /// Segment files entries were placed in since the last Raft log sync ([`placement`]).
     placed_files: Vec<Arc<std::fs::File>>,
-    /// The last index of a produce entry not placed in the segments ([`placement`]).
+    /// The last index of a produce entry proposed as the client sent it ([`placement`]).
     unplaced: u64,
     /// In a cluster: the offset after the last entry applied. The segments may hold
     /// uncommitted batches past it ([`placement`]); the high watermark never passes it.

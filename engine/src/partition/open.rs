@@ -164,7 +164,8 @@ pub fn spawn(
     })
 }
 
-/// Where the segment log must end for a restart, and the last entry not placed in it. The
+/// Where the segment log must end for a restart, and the last entry proposed as the client
+/// sent it (nothing is placed until the checkpoint passes it). The
 /// entries after the checkpoint at `from` are walked in order: placed ones are in the segments
 /// (the Raft log dropped those whose batches a crash cut), and so is a whole assigned entry
 /// the segments already reach past (applied before the crash); the first other produce entry
@@ -198,7 +199,6 @@ fn restart_point(
                 keep = next;
             }
             Recorded::Assigned { offset, next } => {
-                unplaced = index;
                 if walking && offset == keep && log.next_offset() >= next {
                     keep = next;
                 } else {

@@ -14,8 +14,9 @@
 //! entries proposed as the client sent them (before assigned entries, or from a leader of the
 //! previous release) wait to be applied: those get their offsets only then. Such entries, and
 //! the assigned ones behind them, are written whole to the Raft log and appended when applied,
-//! as before; placing resumes once the checkpoint has passed them, so that a restart never
-//! finds a placed entry behind one whose offsets it cannot know without applying it.
+//! as before. Nothing is placed until the checkpoint has passed the last entry proposed as
+//! sent, so that a restart never finds a placed entry behind one whose offsets it cannot know
+//! without applying it.
 
 use std::fs::File;
 use std::io;
@@ -33,7 +34,8 @@ pub(super) struct Placer<'a> {
     pub now: i64,
     /// The Raft checkpoint's index: entries not placed at or before it no longer matter.
     pub checkpoint: u64,
-    /// The last index of a produce entry that was not placed.
+    /// The last index of a produce entry proposed as the client sent it (its offsets are
+    /// decided only when it is applied).
     pub unplaced: &'a mut u64,
     /// Segment files written, to sync with the Raft log.
     pub files: &'a mut Vec<Arc<File>>,
@@ -49,15 +51,13 @@ impl Segments for Placer<'_> {
             }
             return Ok(None);
         };
-        let placed = if *self.unplaced <= self.checkpoint {
-            self.try_place(body)?
+        // An assigned entry left whole needs no wait: its offsets are known, so a restart can
+        // tell whether its batches are in the segments (they are if a placed one follows).
+        if *self.unplaced <= self.checkpoint {
+            self.try_place(body)
         } else {
-            None
-        };
-        if placed.is_none() {
-            *self.unplaced = (*self.unplaced).max(e.index);
+            Ok(None)
         }
-        Ok(placed)
     }
 
     fn cut(&mut self, offset: i64) -> io::Result<()> {
