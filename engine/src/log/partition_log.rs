@@ -80,8 +80,8 @@ pub struct PartitionLog {
     /// Idempotent producers' sequence state.
     producers: ProducerStates,
     pub recovered_bytes_truncated: u64,
-    /// In a cluster: batches from here on may still be read by the Raft log (one log), so no
-    /// segment holding any is deleted or compacted.
+    /// In a cluster: the Raft checkpoint's offset; no segment ending past it is deleted or
+    /// compacted (what comes after may be re-applied or still uncommitted).
     keep_from: i64,
     /// In a cluster: the offset after what is committed and applied; segments ending past it
     /// are not offered to the remote tier.
@@ -184,7 +184,7 @@ impl PartitionLog {
         self.log_start_offset.max(first)
     }
 
-    /// In a cluster: what the Raft log may still read (`keep_from`) and what is committed
+    /// In a cluster: the Raft checkpoint's offset (`keep_from`) and what is committed
     /// (`stable_end`); see the fields.
     pub fn set_raft_bounds(&mut self, keep_from: i64, stable_end: i64) {
         self.keep_from = keep_from;

@@ -71,6 +71,7 @@ impl Actor {
 
     pub(super) fn delete_records_before(&mut self, target: i64) -> Result<i64, PartitionError> {
         self.log.delete_records_before(target)?;
+        self.forget_removed(self.log.local_start_offset());
         if let Some(t) = &self.tiered {
             t.delete_remote_before(target);
         }

@@ -61,9 +61,11 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
     let cut = Links::default();
     let routes = Routes::default();
     let sent: Arc<Mutex<HashSet<(u64, u64)>>> = Default::default();
-    let config = TopicConfig::from_pairs(pairs)
-        .unwrap()
-        .resolve(&ClusterDefaults::default());
+    let defaults = ClusterDefaults {
+        retention_check_interval_ms: 1000,
+        ..Default::default()
+    };
+    let config = TopicConfig::from_pairs(pairs).unwrap().resolve(&defaults);
     let assigned = Arc::new(AtomicBool::new(true));
     let mut handles = BTreeMap::new();
     let mut disks = BTreeMap::new();
@@ -96,7 +98,26 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
             on_reassigned: Arc::new(|_| {}),
             leader_changes: Default::default(),
             rejected: Default::default(),
-            chunks: Arc::new(|_, _| tokio::sync::oneshot::channel().1),
+            chunks: {
+                // A snapshot's chunks come from the leader's actor, as over the RPC listener.
+                let routes = routes.clone();
+                Arc::new(move |from, req| {
+                    let (tx, rx) = tokio::sync::oneshot::channel();
+                    let (reply, answer) = tokio::sync::oneshot::channel();
+                    if let Some(leader) = routes.lock().unwrap().get(&from) {
+                        let _ = leader.send(Cmd::ReadChunk { req, reply });
+                    }
+                    tokio::task::spawn_local(async move {
+                        let chunk = match answer.await {
+                            Ok(Ok(c)) => Ok(c),
+                            Ok(Err(e)) => Err(e.to_string()),
+                            Err(_) => Err("the leader stopped".to_string()),
+                        };
+                        let _ = tx.send(chunk);
+                    });
+                    rx
+                })
+            },
             file_bytes: crate::raft::log_file::FILE_BYTES,
             throttles: Default::default(),
             assigned_entries: assigned.clone(),
@@ -608,5 +629,52 @@ fn entries_proposed_as_sent_then_assigned_make_one_log() {
             );
         }
         assert_eq!(g.identical().await.len(), 30);
+    });
+}
+
+/// Retention removes segments whose batches were placed; raft-rs forgets those entries, so a
+/// follower cut off meanwhile catches up from a snapshot (the leader's segments), not from
+/// entries whose bytes are gone.
+#[test]
+fn retention_frees_placed_segments_and_a_follower_behind_them_gets_a_snapshot() {
+    run(|| async {
+        let g = spawn_group_with(
+            tempfile::tempdir().unwrap(),
+            vec![("segment.bytes", "20000"), ("retention.bytes", "40000")],
+        );
+        let leader = g.leader(&[1, 2, 3]).await;
+        let behind = (1..=3).find(|&i| i != leader).unwrap();
+        g.isolate(behind);
+        let mut end = 0;
+        for _ in 0..60 {
+            end = g
+                .produce(leader, batch_of(100, None))
+                .await
+                .unwrap()
+                .base_offset
+                + 100;
+        }
+        let others: Vec<u64> = (1..=3).filter(|&i| i != behind).collect();
+        g.settle_on(&others, end).await;
+        // Checkpoints, then retention, on the replicas that kept up.
+        tokio::time::sleep(Duration::from_secs(5)).await;
+        for &id in &others {
+            let start = g.handles[&id].marks.borrow().log_start;
+            assert!(start > 0, "replica {id} kept its log from {start}");
+        }
+        g.cut.lock().unwrap().clear();
+        g.settle(end).await;
+        let logs: Vec<_> = [others[0], others[1], behind]
+            .iter()
+            .map(|&id| g.handles[&id].marks.borrow().log_start)
+            .collect();
+        assert!(
+            logs[2] > 0,
+            "the follower copied the retained log: starts at {}",
+            logs[2]
+        );
+        let next = g.produce(leader, batch_of(5, None)).await.unwrap();
+        assert_eq!(next.base_offset, end);
+        g.settle(end + 5).await;
     });
 }

@@ -729,18 +729,19 @@ impl Actor {
                     tracing::error!(dir = %self.log.dir().display(), error = %e, "retention failed")
                 }
             }
-            return;
-        }
-        match self.log.apply_retention(self.clock.now_ms()) {
-            Ok(0) => {}
-            Ok(freed) => {
-                tracing::debug!(dir = %self.log.dir().display(), freed, "retention removed segments");
-                self.publish();
+        } else {
+            match self.log.apply_retention(self.clock.now_ms()) {
+                Ok(0) => {}
+                Ok(freed) => {
+                    tracing::debug!(dir = %self.log.dir().display(), freed, "retention removed segments");
+                    self.publish();
+                }
+                Err(e) => {
+                    tracing::error!(dir = %self.log.dir().display(), error = %e, "retention failed")
+                }
             }
-            Err(e) => {
-                tracing::error!(dir = %self.log.dir().display(), error = %e, "retention failed")
-            }
         }
+        self.forget_removed(self.log.local_start_offset());
     }
 
     /// Starts a compaction of the sealed segments on the blocking pool when the topic is
@@ -783,6 +784,11 @@ impl Actor {
     }
 
     fn compaction_done(&mut self, res: io::Result<crate::log::compaction::Cleaned>) {
+        // Compaction took only segments up to the Raft checkpoint; what raft-rs still read of
+        // them it reads no more, before they change under it.
+        if let Some(offset) = self.raft.as_ref().and_then(|r| r.checkpoint_offset()) {
+            self.forget_removed(offset);
+        }
         match res.and_then(|c| {
             self.log
                 .install_cleaned(&c.swapped, self.clock.now_ms())

@@ -99,7 +99,11 @@ pub fn spawn(
     // after the checkpoint become visible as their entries are applied.
     let high = if raft.is_some() { applied_end } else { end };
     if let Some(r) = &raft {
-        log.set_raft_bounds(r.first_placed().unwrap_or(i64::MAX), applied_end);
+        // The Raft log read back entries before the checkpoint from files it keeps; their
+        // segments may be gone or compacted since, so raft-rs no longer reads them.
+        let checkpoint = r.checkpoint_offset();
+        r.forget_below(checkpoint.unwrap_or(i64::MIN));
+        log.set_raft_bounds(checkpoint.unwrap_or(i64::MIN), applied_end);
     }
     let mut tiered = remote.map(Tiered::new);
     if let Some(t) = &mut tiered {

@@ -6,9 +6,10 @@
 //! does the replica acknowledge the entry (its Raft messages wait for it, `raft_sync`).
 //!
 //! The segments may therefore hold batches that are not committed yet. Nothing reads past the
-//! high watermark, which is what was applied ([`super::Actor::applied_end`]); tiering uploads,
-//! retention and compaction stop there or below; a new leader that replaces this replica's
-//! uncommitted entries cuts their batches first ([`Placer::cut`]).
+//! high watermark, which is what was applied ([`super::Actor::applied_end`]); tiering uploads
+//! stop there, retention and compaction at the Raft checkpoint (raft-rs forgets the entries
+//! placed in what they remove, `raft::PartitionRaft::forget_below`); a new leader that
+//! replaces this replica's uncommitted entries cuts their batches first ([`Placer::cut`]).
 //!
 //! An entry is placed only when its batches continue the segments exactly. They do not while
 //! entries proposed as the client sent them (before assigned entries, or from a leader of the

@@ -15,12 +15,22 @@ use super::{local_ack, Actor, PartitionError, ProduceOk, Proposal, Reply};
 use crate::log::batch::BatchHeader;
 
 impl Actor {
-    /// Tells the log what the Raft log may still read and what is committed, so that
-    /// retention, compaction and tiering leave both alone ([`super::placement`]).
+    /// Tells the log what it may remove or rewrite: segments up to the Raft checkpoint
+    /// (applied and synced; what raft-rs still reads of them it forgets first,
+    /// [`Self::forget_removed`]), and what is committed, past which tiering uploads nothing
+    /// ([`super::placement`]). Without a checkpoint nothing is removed.
     pub(super) fn set_raft_bounds(&mut self) {
         if let Some(r) = &self.raft {
-            let keep_from = r.first_placed().unwrap_or(i64::MAX);
+            let keep_from = r.checkpoint_offset().unwrap_or(i64::MIN);
             self.log.set_raft_bounds(keep_from, self.applied_end);
+        }
+    }
+
+    /// Segments below `offset` were removed or are about to be rewritten: raft-rs must not
+    /// read the entries placed there.
+    pub(super) fn forget_removed(&mut self, offset: i64) {
+        if let Some(r) = &self.raft {
+            r.forget_below(offset);
         }
     }
 

@@ -183,7 +183,9 @@ impl Actor {
         let (msg, upto) = (i.msg.clone(), i.upto);
         if self.raft.as_mut().is_some_and(|r| r.step_copied(msg)) {
             self.install = None;
+            // Everything copied is committed: it becomes visible.
             self.applied_end = self.log.next_offset();
+            self.publish();
             self.metrics.raft_snapshots_installed.inc();
             tracing::info!(dir = %self.log.dir().display(), upto, "snapshot installed");
         } else {

@@ -633,10 +633,10 @@ impl PartitionRaft {
             .collect())
     }
 
-    /// The offset of the first entry raft-rs may still read whose batches are in the segment
-    /// log: nothing from there on may be deleted or rewritten.
-    pub fn first_placed(&self) -> Option<i64> {
-        self.node.store().first_placed()
+    /// The segments below `offset` were deleted or are about to be rewritten: raft-rs no
+    /// longer reads the entries placed there (a follower that needs them gets a snapshot).
+    pub fn forget_below(&self, offset: i64) {
+        self.node.store().forget_below(offset);
     }
 
     /// The index of the last durable checkpoint (0: none).

@@ -177,10 +177,35 @@ impl DiskStorage {
         s.locs.iter().skip(skip).find_map(|l| l.pos.placed_at)
     }
 
-    /// The offset of the first placed entry raft-rs may still read: the segment log must
-    /// keep everything from there (retention and compaction stop below it).
-    pub fn first_placed(&self) -> Option<i64> {
-        self.inner.read().locs.iter().find_map(|l| l.pos.placed_at)
+    /// Forgets the entries whose batches start below `offset`, and every entry before them:
+    /// the segments there were deleted or are about to be rewritten (retention, compaction). A
+    /// follower that still needs them is sent a snapshot. Only entries up to the checkpoint
+    /// have their batches below its offset, so nothing unapplied is forgotten.
+    pub fn forget_below(&self, offset: i64) {
+        let mut s = self.inner.write();
+        let checkpoint = s.checkpoint.as_ref().map_or(0, |c| c.index);
+        let mut last = None;
+        for (i, l) in s.locs.iter().enumerate() {
+            if s.first + i as u64 > checkpoint {
+                break;
+            }
+            match l.pos.placed_at {
+                Some(o) if o < offset => last = Some(i),
+                Some(_) => break,
+                None => {}
+            }
+        }
+        let Some(last) = last else { return };
+        for _ in 0..=last {
+            let gone = s.locs.pop_front().expect("counted");
+            s.first += 1;
+            s.prev_term = Some(gone.term);
+        }
+        let first = s.first;
+        while s.cache.front().is_some_and(|e| e.index < first) {
+            let gone = s.cache.pop_front().expect("checked");
+            s.cache_bytes -= gone.data.len();
+        }
     }
 
     /// The entries after `index`, as recorded (a placed entry without its batches, and where
