@@ -195,16 +195,8 @@ impl DiskStorage {
                 None => {}
             }
         }
-        let Some(last) = last else { return };
-        for _ in 0..=last {
-            let gone = s.locs.pop_front().expect("counted");
-            s.first += 1;
-            s.prev_term = Some(gone.term);
-        }
-        let first = s.first;
-        while s.cache.front().is_some_and(|e| e.index < first) {
-            let gone = s.cache.pop_front().expect("checked");
-            s.cache_bytes -= gone.data.len();
+        if let Some(last) = last {
+            s.drop_front(last + 1);
         }
     }
 
@@ -266,16 +258,8 @@ impl DiskStorage {
             Some(i) => s.locs.get(i as usize).map_or(active, |l| l.pos.file),
             None => s.locs.front().map_or(active, |l| l.pos.file),
         };
-        while s.locs.front().is_some_and(|l| l.pos.file < boundary) {
-            let gone = s.locs.pop_front().expect("checked");
-            s.first += 1;
-            s.prev_term = Some(gone.term);
-        }
-        let first = s.first;
-        while s.cache.front().is_some_and(|e| e.index < first) {
-            let gone = s.cache.pop_front().expect("checked");
-            s.cache_bytes -= gone.data.len();
-        }
+        let before = s.locs.iter().take_while(|l| l.pos.file < boundary).count();
+        s.drop_front(before);
         s.checkpoint = Some(cp);
         let dropped: Vec<u64> = s.files.range(..boundary).map(|(&n, _)| n).collect();
         for n in &dropped {
@@ -332,6 +316,20 @@ impl DiskStorage {
 impl Inner {
     fn last(&self) -> u64 {
         self.first + self.locs.len() as u64 - 1
+    }
+
+    /// Forgets the first `n` entries (and the cached ones among them).
+    fn drop_front(&mut self, n: usize) {
+        for _ in 0..n {
+            let gone = self.locs.pop_front().expect("counted");
+            self.first += 1;
+            self.prev_term = Some(gone.term);
+        }
+        let first = self.first;
+        while self.cache.front().is_some_and(|e| e.index < first) {
+            let gone = self.cache.pop_front().expect("checked");
+            self.cache_bytes -= gone.data.len();
+        }
     }
 
     /// Entry `index` whole: a placed entry gets its batches back from the segment log.
