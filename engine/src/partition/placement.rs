@@ -80,10 +80,10 @@ impl Segments for Placer<'_> {
 
 impl Placer<'_> {
     /// Appends the batches if they continue the log; `None` leaves the entry whole.
-    fn try_place(&mut self, body: &[u8]) -> io::Result<Option<Placed>> {
+    fn try_place(&mut self, body: Bytes) -> io::Result<Option<Placed>> {
         // Checked as any batch from the network (CRC, lengths); a bad one is left to apply,
         // which stops the replica with the reason.
-        let Ok(batches) = crate::log::batch::split_batches(&Bytes::copy_from_slice(body)) else {
+        let Ok(batches) = crate::log::batch::split_batches(&body) else {
             return Ok(None);
         };
         let (Some((first, _)), Some((last, _))) = (batches.first(), batches.last()) else {

@@ -69,9 +69,9 @@ pub(super) fn decode(e: &Entry) -> Option<Committed> {
     let word = |i: usize| u64::from_be_bytes(d[i..i + 8].try_into().expect("8 bytes"));
     let body = &d[HEADER..];
     let command = if word(8) == ASSIGNED {
-        Command::Append(Bytes::copy_from_slice(body))
+        Command::Append(e.data.slice(HEADER..))
     } else if word(8) != COMMAND {
-        Command::Produce(Bytes::copy_from_slice(body))
+        Command::Produce(e.data.slice(HEADER..))
     } else {
         match (body.first(), body.get(1..9)) {
             (Some(&DELETE_RECORDS), Some(o)) => {
@@ -98,8 +98,8 @@ pub(super) fn decode(e: &Entry) -> Option<Committed> {
 
 /// The batches of an entry whose batches the leader assigned ([`Command::Append`]), if it is
 /// one: what the segment log can hold in its place (one log).
-pub fn assigned_batches(e: &Entry) -> Option<&[u8]> {
-    (kind_of(e) == Some(ASSIGNED) && e.data.len() > HEADER).then(|| &e.data[HEADER..])
+pub fn assigned_batches(e: &Entry) -> Option<Bytes> {
+    (kind_of(e) == Some(ASSIGNED) && e.data.len() > HEADER).then(|| e.data.slice(HEADER..))
 }
 
 /// Whether an entry appends records (either kind of produce).
@@ -128,7 +128,7 @@ pub enum Recorded {
 
 /// What an entry written whole to the Raft log is to the segment log.
 pub(super) fn recorded_whole(e: &Entry) -> Recorded {
-    match assigned_batches(e).map(batch_span) {
+    match assigned_batches(e).map(|b| batch_span(&b)) {
         Some(Some((offset, next))) => Recorded::Assigned { offset, next },
         Some(None) => Recorded::AsSent,
         None if is_produce(e) => Recorded::AsSent,
