@@ -63,6 +63,13 @@ pub trait SyncFiles {
         &self,
         files: Vec<Arc<File>>,
     ) -> std::pin::Pin<Box<dyn std::future::Future<Output = io::Result<()>>>>;
+
+    /// Whether the actor's other blocking file work (checkpoints, compaction) runs in place
+    /// rather than on the blocking pool: a simulated disk's does, so that it completes in the
+    /// same order on every run.
+    fn runs_inline(&self) -> bool {
+        false
+    }
 }
 
 impl Flusher {
@@ -82,6 +89,20 @@ impl Flusher {
             Flusher::Uring(_) => "io_uring",
             Flusher::Blocking => "blocking-pool fdatasync",
             Flusher::Other(_) => "other",
+        }
+    }
+
+    /// Runs blocking file work off the shard thread (in place on a disk that
+    /// [`SyncFiles::runs_inline`]).
+    pub async fn offload<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> T + Send + 'static,
+    ) -> io::Result<T> {
+        match self {
+            Flusher::Other(disk) if disk.runs_inline() => Ok(work()),
+            _ => tokio::task::spawn_blocking(work)
+                .await
+                .map_err(io::Error::other),
         }
     }
 

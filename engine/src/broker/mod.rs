@@ -414,6 +414,7 @@ impl Broker {
             assigned_entries: cluster.assigned_entries.clone(),
             // Set by `partition::spawn`, which knows the partition's directory.
             segments: None,
+            election_seed: None,
         }))
     }
 

@@ -21,7 +21,10 @@
 //! changes are undone, newest first (created entries deleted, renames reversed), and every file
 //! is truncated to its last synced length. The journal is then emptied for the next run.
 //!
-//! Without the setting every hook is one relaxed load of an unset `OnceLock`.
+//! A simulation records each simulated broker's data directory to its own ledger
+//! ([`record_under`]) and rewinds it with torn writes ([`apply_power_cut_with`]).
+//!
+//! Without a ledger every hook is one relaxed load of a flag.
 //!
 //! The same module holds the unsafe, test-only switch `--unsafe-skip-fsync-for-tests`, which
 //! makes the group commit acknowledge without syncing, to prove the power-cut test can fail.
@@ -32,22 +35,27 @@ use std::io::{self, Write};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 struct Ledger {
     dir: PathBuf,
+    /// The files it records: those under this directory, or every file (`None`).
+    root: Option<PathBuf>,
     journal: Mutex<File>,
     backups: AtomicU64,
 }
 
-static LEDGER: OnceLock<Ledger> = OnceLock::new();
+/// The ledgers recording: the broker's one (`serve --simulate-power-loss-dir`), or a
+/// simulation's, one per simulated broker and each over its own data directory.
+static LEDGERS: RwLock<Vec<Arc<Ledger>>> = RwLock::new(Vec::new());
+/// Whether any ledger is recording: the one load every hook costs when none is.
+static ANY: AtomicBool = AtomicBool::new(false);
 static SKIP_FSYNC: AtomicBool = AtomicBool::new(false);
 
 const JOURNAL: &str = "journal";
 const BACKUPS: &str = "backups";
 
-/// Starts recording to the journal in `dir` (created if needed). Once per process.
-pub fn enable(dir: &Path) -> io::Result<()> {
+fn open_ledger(dir: &Path, root: Option<PathBuf>) -> io::Result<Arc<Ledger>> {
     fs::create_dir_all(dir.join(BACKUPS))?;
     let dir = fs::canonicalize(dir)?;
     let journal = OpenOptions::new()
@@ -55,17 +63,65 @@ pub fn enable(dir: &Path) -> io::Result<()> {
         .append(true)
         .open(dir.join(JOURNAL))?;
     let n = fs::read_dir(dir.join(BACKUPS))?.count() as u64;
-    LEDGER
-        .set(Ledger {
-            dir,
-            journal: Mutex::new(journal),
-            backups: AtomicU64::new(n),
-        })
-        .map_err(|_| io::Error::other("the power-loss ledger is already enabled"))
+    Ok(Arc::new(Ledger {
+        dir,
+        root,
+        journal: Mutex::new(journal),
+        backups: AtomicU64::new(n),
+    }))
+}
+
+fn register(l: Arc<Ledger>) {
+    let mut all = LEDGERS.write().unwrap_or_else(|e| e.into_inner());
+    all.push(l);
+    ANY.store(true, Ordering::Relaxed);
+}
+
+/// Starts recording every file operation to the journal in `dir` (created if needed). Once
+/// per process.
+pub fn enable(dir: &Path) -> io::Result<()> {
+    let all = LEDGERS.read().unwrap_or_else(|e| e.into_inner());
+    if all.iter().any(|l| l.root.is_none()) {
+        return Err(io::Error::other("the power-loss ledger is already enabled"));
+    }
+    drop(all);
+    register(open_ledger(dir, None)?);
+    Ok(())
+}
+
+/// Records the operations on files under `root` to the journal in `dir` until the returned
+/// guard is dropped: a simulated broker's disk, which [`apply_power_cut`] rewinds.
+pub fn record_under(dir: &Path, root: &Path) -> io::Result<Recording> {
+    let root = fs::canonicalize(root)?;
+    let l = open_ledger(dir, Some(root))?;
+    register(l.clone());
+    Ok(Recording(l))
+}
+
+/// Stops its ledger's recording when dropped.
+pub struct Recording(Arc<Ledger>);
+
+impl Drop for Recording {
+    fn drop(&mut self) {
+        let mut all = LEDGERS.write().unwrap_or_else(|e| e.into_inner());
+        all.retain(|l| !Arc::ptr_eq(l, &self.0));
+        ANY.store(!all.is_empty(), Ordering::Relaxed);
+    }
 }
 
 pub fn enabled() -> bool {
-    LEDGER.get().is_some()
+    ANY.load(Ordering::Relaxed)
+}
+
+/// The ledger recording `path`, if any.
+fn ledger_for(path: &Path) -> Option<Arc<Ledger>> {
+    if !enabled() {
+        return None;
+    }
+    let all = LEDGERS.read().unwrap_or_else(|e| e.into_inner());
+    all.iter()
+        .find(|l| l.root.as_ref().is_none_or(|r| path.starts_with(r)))
+        .cloned()
 }
 
 /// UNSAFE, tests only: the group commit acknowledges appends without syncing them.
@@ -86,8 +142,9 @@ fn abs(path: &Path) -> PathBuf {
     }
 }
 
-fn record(line: String) {
-    if let Some(l) = LEDGER.get() {
+/// Appends `line` to the journal of the ledger recording `path`.
+fn record(path: &Path, line: String) {
+    if let Some(l) = ledger_for(path) {
         let mut j = l.journal.lock().unwrap_or_else(|e| e.into_inner());
         if let Err(e) = j.write_all(line.as_bytes()) {
             tracing::error!(error = %e, "cannot write the power-loss journal");
@@ -106,16 +163,17 @@ pub fn before_open_write(path: &Path, truncate: bool) {
     }
     let p = abs(path);
     match fs::metadata(&p) {
-        Ok(_) if truncate => record(format!("T\t0\t{}\n", show(&p))),
-        Ok(m) => record(format!("B\t{}\t{}\n", m.len(), show(&p))),
-        Err(_) => record(format!("C\t{}\n", show(&p))),
+        Ok(_) if truncate => record(&p, format!("T\t0\t{}\n", show(&p))),
+        Ok(m) => record(&p, format!("B\t{}\t{}\n", m.len(), show(&p))),
+        Err(_) => record(&p, format!("C\t{}\n", show(&p))),
     }
 }
 
 /// Call after shrinking the file at `path` to `len`.
 pub fn truncated(path: &Path, len: u64) {
     if enabled() {
-        record(format!("T\t{len}\t{}\n", show(&abs(path))));
+        let p = abs(path);
+        record(&p, format!("T\t{len}\t{}\n", show(&p)));
     }
 }
 
@@ -140,7 +198,7 @@ pub fn before_sync(file: &File) -> SyncToken {
 /// Call once the sync `token` was taken for completed successfully.
 pub fn after_sync(token: SyncToken) {
     if let Some((p, len)) = token.0 {
-        record(format!("S\t{len}\t{}\n", show(&p)));
+        record(&p, format!("S\t{len}\t{}\n", show(&p)));
     }
 }
 
@@ -162,7 +220,7 @@ pub fn sync_dir(dir: &Path) -> io::Result<()> {
     File::open(dir)?.sync_all()?;
     if enabled() {
         let d = fs::canonicalize(dir)?;
-        record(format!("D\t{}\n", show(&d)));
+        record(&d, format!("D\t{}\n", show(&d)));
     }
     Ok(())
 }
@@ -184,7 +242,8 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
     }
     for d in missing.into_iter().rev() {
         if enabled() {
-            record(format!("C\t{}\n", show(&abs(&d))));
+            let p = abs(&d);
+            record(&p, format!("C\t{}\n", show(&p)));
         }
         match fs::create_dir(&d) {
             Err(e) if e.kind() != io::ErrorKind::AlreadyExists => return Err(e),
@@ -201,7 +260,8 @@ pub fn create_dir_all(dir: &Path) -> io::Result<()> {
 
 /// `rename(from, to)`, reported to the ledger (which keeps a copy of a replaced `to`).
 pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
-    if let Some(l) = LEDGER.get() {
+    let t = if enabled() { Some(abs(to)) } else { None };
+    if let Some(l) = t.as_deref().and_then(ledger_for) {
         let (f, t) = (abs(from), abs(to));
         let backup = if t.is_file() {
             let b = l.dir.join(BACKUPS).join(format!(
@@ -214,7 +274,7 @@ pub fn rename(from: &Path, to: &Path) -> io::Result<()> {
         } else {
             "-".to_string()
         };
-        record(format!("R\t{}\t{}\t{backup}\n", show(&f), show(&t)));
+        record(&t, format!("R\t{}\t{}\t{backup}\n", show(&f), show(&t)));
     }
     fs::rename(from, to)
 }
@@ -224,7 +284,7 @@ pub fn remove_file(path: &Path) -> io::Result<()> {
     let p = enabled().then(|| abs(path));
     fs::remove_file(path)?;
     if let Some(p) = p {
-        record(format!("X\t{}\n", show(&p)));
+        record(&p, format!("X\t{}\n", show(&p)));
     }
     Ok(())
 }
@@ -265,6 +325,28 @@ fn remove_under(files: &mut HashMap<PathBuf, u64>, root: &Path) {
 /// Rewinds `data_dir` to what a power cut at the moment of the last journal line would leave
 /// (see the module docs), then empties the journal. The broker must not be running.
 pub fn apply_power_cut(ledger: &Path, data_dir: &Path) -> io::Result<PowerCut> {
+    apply_power_cut_with(ledger, data_dir, &mut |_, synced, _| Torn {
+        keep: synced,
+        zeroed: None,
+    })
+}
+
+/// What a power cut leaves of a file's unsynced tail: its first `keep` bytes, with the range
+/// `zeroed` (if any) never written (pages reach the disk in any order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Torn {
+    pub keep: u64,
+    pub zeroed: Option<(u64, u64)>,
+}
+
+/// [`apply_power_cut`], where `tear(path, synced, len)` decides what is left of each file
+/// longer than its synced length (a simulation's torn writes); files are visited in path
+/// order, so a seeded `tear` decides the same on every run.
+pub fn apply_power_cut_with(
+    ledger: &Path,
+    data_dir: &Path,
+    tear: &mut dyn FnMut(&Path, u64, u64) -> Torn,
+) -> io::Result<PowerCut> {
     let ledger = fs::canonicalize(ledger)?;
     let data = fs::canonicalize(data_dir)?;
     let text = fs::read_to_string(ledger.join(JOURNAL))?;
@@ -366,6 +448,8 @@ pub fn apply_power_cut(ledger: &Path, data_dir: &Path) -> io::Result<PowerCut> {
             }
         }
     }
+    let mut files: Vec<(PathBuf, u64)> = files.into_iter().collect();
+    files.sort();
     for (p, limit) in files {
         if !p.starts_with(&data) {
             continue;
@@ -374,11 +458,23 @@ pub fn apply_power_cut(ledger: &Path, data_dir: &Path) -> io::Result<PowerCut> {
             continue;
         };
         if m.is_file() && m.len() > limit {
-            OpenOptions::new().write(true).open(&p)?.set_len(limit)?;
+            let torn = tear(&p, limit, m.len());
+            let keep = torn.keep.clamp(limit, m.len());
+            let f = OpenOptions::new().write(true).open(&p)?;
+            f.set_len(keep)?;
+            if let Some((from, to)) = torn.zeroed {
+                let (from, to) = (from.max(limit), to.min(keep));
+                if from < to {
+                    use std::os::unix::fs::FileExt;
+                    f.write_all_at(&vec![0u8; (to - from) as usize], from)?;
+                    cut.changes
+                        .push(format!("zeroed bytes {from}..{to} of {}", p.display()));
+                }
+            }
             cut.files_truncated += 1;
-            cut.bytes_lost += m.len() - limit;
+            cut.bytes_lost += m.len() - keep;
             cut.changes.push(format!(
-                "truncated {} from {} to {limit}",
+                "truncated {} from {} to {keep} (synced {limit})",
                 p.display(),
                 m.len()
             ));

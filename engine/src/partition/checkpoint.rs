@@ -25,9 +25,11 @@ impl Actor {
         let cp = r.checkpoint_due(self.flushed)?;
         let dir = r.dir();
         self.checkpointing = true;
+        let flusher = self.flusher.clone();
         Some(Box::pin(async move {
             let c = cp.clone();
-            let res = tokio::task::spawn_blocking(move || c.write(&dir))
+            let res = flusher
+                .offload(move || c.write(&dir))
                 .await
                 .unwrap_or_else(|e| {
                     Err(crate::raft::log_file::StoreError::Corrupt(

@@ -122,6 +122,7 @@ fn spawn_group_with(dir: tempfile::TempDir, pairs: Vec<(&str, &str)>) -> Group {
             throttles: Default::default(),
             assigned_entries: assigned.clone(),
             segments: None,
+            election_seed: None,
         };
         let disk = std::rc::Rc::new(TestDisk::default());
         disks.insert(id, disk.clone());

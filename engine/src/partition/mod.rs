@@ -187,6 +187,9 @@ pub struct PartitionHandle {
     pub raft_leader: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// With a Raft group: the ISR and caught-up followers while this replica leads.
     pub raft_view: Option<crate::raft::SharedView>,
+    /// Ends the actor at its next await with nothing flushed or answered, as a crash does
+    /// (what a simulation's crashes use).
+    pub task: tokio::task::AbortHandle,
 }
 
 impl PartitionHandle {
@@ -312,7 +315,9 @@ struct Actor {
 /// `(delete files, delete remote data, reply)`.
 type StopRequest = (bool, bool, oneshot::Sender<()>);
 
-type CompactionTask = tokio::task::JoinHandle<io::Result<crate::log::compaction::Cleaned>>;
+type CompactionTask = std::pin::Pin<
+    Box<dyn std::future::Future<Output = io::Result<crate::log::compaction::Cleaned>>>,
+>;
 
 impl Actor {
     async fn run(mut self, mut rx: mpsc::UnboundedReceiver<Cmd>) {
@@ -328,7 +333,55 @@ impl Actor {
         let mut checkpoint_io: Option<checkpoint::CheckpointIo> = None;
         loop {
             let deadline = self.flush_deadline();
+            // Biased, in this order: finished I/O first, then timers, then new commands,
+            // so that completions are never starved by a busy mailbox and the order is
+            // the same on every run (an unbiased select draws from an unseeded RNG,
+            // which a simulation could not replay).
             tokio::select! {
+                biased;
+                res = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
+                    inflight = None;
+                    self.flush_done(res);
+                }
+                res = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
+                    compaction = None;
+                    self.compaction_done(res);
+                }
+                res = async { (&mut raft_sync.as_mut().expect("guarded").1).await }, if raft_sync.is_some() => {
+                    let (done, _) = raft_sync.take().expect("guarded");
+                    self.raft_synced(done, res);
+                }
+                step = async { install_io.as_mut().expect("guarded").await }, if install_io.is_some() => {
+                    install_io = None;
+                    self.install_step(step);
+                }
+                (cp, res) = async { checkpoint_io.as_mut().expect("guarded").await }, if checkpoint_io.is_some() => {
+                    checkpoint_io = None;
+                    self.checkpoint_done(cp, res);
+                }
+                res = async { raft_tick.as_mut().expect("guarded").recv().await }, if self.raft.is_some() && raft_tick.is_some() => {
+                    use tokio::sync::broadcast::error::RecvError;
+                    match (res, &mut self.raft) {
+                        // The shard's timer went away with its LocalSet: subscribe again.
+                        (Err(RecvError::Closed), _) => raft_tick = Some(tick::shard_tick()),
+                        // A tick, or several missed ones (`Lagged`), which count as one.
+                        (_, Some(r)) if self.failed.is_none() => {
+                            r.tick();
+                            self.release_held();
+                        }
+                        _ => {}
+                    }
+                }
+                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && inflight.is_none() => {
+                    self.unflushed_since.set(None);
+                    self.unflushed_bytes = 0;
+                    inflight = self.start_flush();
+                }
+                // Retention waits while a compaction reads the sealed segments.
+                _ = retention.tick(), if compaction.is_none() && self.failed.is_none() => {
+                    self.retention();
+                    compaction = self.maybe_compact();
+                }
                 cmd = rx.recv() => {
                     let Some(cmd) = cmd else { break };
                     if let Some(stop) = self.handle(cmd) {
@@ -344,47 +397,6 @@ impl Actor {
                             },
                             Err(_) => break,
                         }
-                    }
-                }
-                res = async { inflight.as_mut().expect("guarded").await }, if inflight.is_some() => {
-                    inflight = None;
-                    self.flush_done(res);
-                }
-                _ = tokio::time::sleep_until(deadline.unwrap_or_else(tokio::time::Instant::now)), if deadline.is_some() && inflight.is_none() => {
-                    self.unflushed_since.set(None);
-                    self.unflushed_bytes = 0;
-                    inflight = self.start_flush();
-                }
-                res = async { compaction.as_mut().expect("guarded").await }, if compaction.is_some() => {
-                    compaction = None;
-                    self.compaction_done(res.map_err(io::Error::other).and_then(|r| r));
-                }
-                // Retention waits while a compaction reads the sealed segments.
-                _ = retention.tick(), if compaction.is_none() && self.failed.is_none() => {
-                    self.retention();
-                    compaction = self.maybe_compact();
-                }
-                res = async { (&mut raft_sync.as_mut().expect("guarded").1).await }, if raft_sync.is_some() => {
-                    let (done, _) = raft_sync.take().expect("guarded");
-                    self.raft_synced(done, res);
-                }
-                step = async { install_io.as_mut().expect("guarded").await }, if install_io.is_some() => {
-                    install_io = None;
-                    self.install_step(step);
-                }
-                (cp, res) = async { checkpoint_io.as_mut().expect("guarded").await }, if checkpoint_io.is_some() => {
-                    checkpoint_io = None;
-                    self.checkpoint_done(cp, res);
-                }
-                res = async { raft_tick.as_mut().expect("guarded").changed().await }, if self.raft.is_some() && raft_tick.is_some() => {
-                    match (res, &mut self.raft) {
-                        (Ok(()), Some(r)) if self.failed.is_none() => {
-                            r.tick();
-                            self.release_held();
-                        }
-                        // The shard's timer went away with its LocalSet: subscribe again.
-                        (Err(_), _) => raft_tick = Some(tick::shard_tick()),
-                        _ => {}
                     }
                 }
             }
@@ -778,8 +790,11 @@ impl Actor {
         self.last_compaction_ms = now;
         let dir = self.log.dir().to_path_buf();
         let horizon = now - self.config.delete_retention_ms;
-        Some(tokio::task::spawn_blocking(move || {
-            crate::log::compaction::clean(&dir, &bases, horizon)
+        let flusher = self.flusher.clone();
+        Some(Box::pin(async move {
+            flusher
+                .offload(move || crate::log::compaction::clean(&dir, &bases, horizon))
+                .await?
         }))
     }
 

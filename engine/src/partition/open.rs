@@ -158,8 +158,9 @@ pub fn spawn(
         local_acks: Default::default(),
         clock,
     };
-    tokio::task::spawn_local(actor.run(rx));
+    let task = tokio::task::spawn_local(actor.run(rx)).abort_handle();
     Ok(PartitionHandle {
+        task,
         tx,
         marks: mrx,
         shard,

@@ -32,6 +32,7 @@ use storage::DiskStorage;
 
 mod applied;
 pub mod checkpoint;
+pub mod election;
 mod entry;
 pub mod guard;
 pub mod heard;
@@ -93,6 +94,9 @@ pub struct RaftSetup {
     /// The partition's segment log, where entries' batches are placed (one log); `None`
     /// writes every entry whole to the Raft log.
     pub segments: Option<PathBuf>,
+    /// Seeds the replica's election timeouts ([`election`]): a simulation's, for exact
+    /// replay. `None` (production) leaves raft-rs to draw them.
+    pub election_seed: Option<u64>,
 }
 
 /// The broker's reassignment throttles ([`throttle`]).
@@ -188,6 +192,7 @@ pub struct PartitionRaft {
     /// This replica is one an ongoing reassignment adds.
     adding: bool,
     assigned_entries: Arc<std::sync::atomic::AtomicBool>,
+    elections: Option<election::SeededElections>,
 }
 
 /// Ticks (2 s) a new group's non-preferred replicas wait for the preferred one to win.
@@ -206,6 +211,9 @@ impl PartitionRaft {
         let fresh = storage
             .initial_state()
             .is_ok_and(|s| s.hard_state.term == 0);
+        let elections = setup
+            .election_seed
+            .map(|seed| election::SeededElections::new(seed, &config));
         let mut node = RawNode::new(&config, storage, &logger).map_err(|e| {
             StoreError::Corrupt(setup.dir.clone(), format!("cannot start raft: {e}"))
         })?;
@@ -248,6 +256,7 @@ impl PartitionRaft {
             chunks: setup.chunks,
             throttles: setup.throttles,
             assigned_entries: setup.assigned_entries,
+            elections,
         })
     }
 
@@ -390,6 +399,9 @@ impl PartitionRaft {
         // A leaving follower's election timer stops: it never campaigns again.
         let stopped = self.leaving && !self.is_leader();
         if !held && !stopped {
+            if let Some(e) = &mut self.elections {
+                e.before_tick(&mut self.node.raft);
+            }
             self.node.tick();
         }
         self.ticks += 1;
@@ -898,6 +910,7 @@ mod reassign_tests {
             adding: false,
             assigned_entries: Default::default(),
             segments: None,
+            election_seed: None,
         })
         .unwrap()
     }

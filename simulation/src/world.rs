@@ -1,0 +1,316 @@
+//! The simulated cluster: three brokers' replicas of one partition, each the production
+//! partition actor with its segment log and Raft log on a real (tmpfs) directory, its syncs
+//! and wall clock simulated, and the network between them simulated; and how faults take
+//! them down and bring them back.
+
+use std::cell::RefCell;
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::rc::Rc;
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use engine::config::{ClusterDefaults, ResolvedTopicConfig, TopicConfig};
+use engine::log::power;
+use engine::partition::{PartitionHandle, Watermarks};
+use rand::{rngs::StdRng, Rng, SeedableRng};
+
+use crate::clock::SimClock;
+use crate::disk::SimDisk;
+use crate::net::Net;
+use crate::schedule::{Fault, NODES};
+use crate::trace::Trace;
+
+pub struct Node {
+    pub id: u64,
+    /// The running replica; `None` while the node is down.
+    pub handle: Option<PartitionHandle>,
+    disk: Rc<SimDisk>,
+    clock: Arc<SimClock>,
+    /// The node's data directory (segments in `log/`, Raft log in `raft/`).
+    root: PathBuf,
+    ledger: PathBuf,
+    _recording: power::Recording,
+    /// How many times it was started (its election seed changes each time).
+    starts: u64,
+}
+
+impl Node {
+    pub fn disk_failing(&self) -> bool {
+        self.disk.failing.get()
+    }
+}
+
+/// The topic settings of a run, drawn from its seed.
+pub struct Variant {
+    pub pairs: Vec<(&'static str, &'static str)>,
+    /// The Raft log's file size: small files rotate and go behind checkpoints often.
+    pub file_bytes: u64,
+}
+
+impl Variant {
+    pub fn draw(rng: &mut StdRng) -> Variant {
+        let mut pairs = vec![];
+        // Small segments roll often; some runs also delete old ones (retention), so that a
+        // replica that was down long installs a snapshot.
+        if rng.gen_bool(0.6) {
+            pairs.push(("segment.bytes", "16384"));
+        }
+        if rng.gen_bool(0.3) {
+            pairs.push(("retention.bytes", "32768"));
+        }
+        Variant {
+            pairs,
+            file_bytes: [16 << 10, 64 << 10, 1 << 20][rng.gen_range(0..3)],
+        }
+    }
+}
+
+pub struct World {
+    pub seed: u64,
+    pub nodes: BTreeMap<u64, Node>,
+    pub net: Arc<Net>,
+    pub trace: Arc<Mutex<Trace>>,
+    pub rng: StdRng,
+    config: ResolvedTopicConfig,
+    file_bytes: u64,
+    assigned: Arc<AtomicBool>,
+    _dir: tempfile::TempDir,
+}
+
+pub type Shared = Rc<RefCell<World>>;
+
+impl World {
+    pub fn new(seed: u64, trace: Arc<Mutex<Trace>>) -> std::io::Result<Shared> {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let variant = Variant::draw(&mut rng);
+        // tmpfs when there is one: the disk's durability is the ledger's, not the device's.
+        let dir = match std::path::Path::new("/dev/shm").is_dir() {
+            true => tempfile::tempdir_in("/dev/shm")?,
+            false => tempfile::tempdir()?,
+        };
+        let defaults = ClusterDefaults {
+            retention_check_interval_ms: 1000,
+            ..Default::default()
+        };
+        let config = TopicConfig::from_pairs(variant.pairs.clone())
+            .map_err(|e| std::io::Error::other(format!("{e:?}")))?
+            .resolve(&defaults);
+        trace
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .note(format!(
+                "topic {:?}, Raft log files of {} KiB",
+                variant.pairs,
+                variant.file_bytes >> 10
+            ));
+        let net = Net::new(seed, trace.clone());
+        let mut nodes = BTreeMap::new();
+        for id in NODES {
+            let root = dir.path().join(format!("node-{id}"));
+            let ledger = dir.path().join(format!("ledger-{id}"));
+            std::fs::create_dir_all(&root)?;
+            let recording = power::record_under(&ledger, &root)?;
+            nodes.insert(
+                id,
+                Node {
+                    id,
+                    handle: None,
+                    disk: SimDisk::new(StdRng::seed_from_u64(rng.gen())),
+                    clock: Arc::new(SimClock::new()),
+                    root,
+                    ledger,
+                    _recording: recording,
+                    starts: 0,
+                },
+            );
+        }
+        Ok(Rc::new(RefCell::new(World {
+            seed,
+            nodes,
+            net,
+            trace,
+            rng,
+            config,
+            file_bytes: variant.file_bytes,
+            assigned: Arc::new(AtomicBool::new(true)),
+            _dir: dir,
+        })))
+    }
+
+    pub fn trace(&self) -> std::sync::MutexGuard<'_, Trace> {
+        self.trace.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Starts node `id`'s replica over whatever its directory holds.
+    pub fn start(&mut self, id: u64) {
+        let net = self.net.clone();
+        let (config, file_bytes, assigned) =
+            (self.config.clone(), self.file_bytes, self.assigned.clone());
+        let election_seed = self.rng.gen();
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        if node.handle.is_some() {
+            return;
+        }
+        node.disk.failing.set(false);
+        node.starts += 1;
+        let setup = engine::raft::RaftSetup {
+            id,
+            voters: NODES.to_vec(),
+            dir: node.root.join("raft"),
+            send: net.sender(id),
+            leader: Default::default(),
+            isr: Default::default(),
+            lag_max: Duration::from_secs(10),
+            min_insync: 2,
+            preferred: 1,
+            goal: NODES.to_vec(),
+            reassigning: false,
+            adding: false,
+            on_reassigned: Arc::new(|_| {}),
+            leader_changes: Default::default(),
+            rejected: Default::default(),
+            chunks: net.chunks(id),
+            file_bytes,
+            throttles: Default::default(),
+            assigned_entries: assigned,
+            segments: None,
+            election_seed: Some(election_seed),
+        };
+        let env = engine::partition::Env {
+            shard: 0,
+            flusher: engine::durability::Flusher::Other(node.disk.clone()),
+            metrics: Default::default(),
+            clock: node.clock.clone(),
+        };
+        let started =
+            engine::partition::spawn(node.root.join("log"), config, env, None, Some(setup));
+        let starts = node.starts;
+        match started {
+            Ok(h) => {
+                net.set_route(id, Some(h.tx.clone()));
+                node.handle = Some(h);
+                self.trace()
+                    .note(format!("node {id} started (start {starts})"));
+            }
+            Err(e) => {
+                self.trace()
+                    .violation(format!("node {id} cannot start over its own files: {e}"));
+            }
+        }
+    }
+
+    /// Takes node `id` down at once, its actor dropped mid-step, as a crash does; with
+    /// `power`, its disk then loses what a power cut loses.
+    pub async fn crash(world: &Shared, id: u64, power: bool) {
+        let handle = {
+            let mut w = world.borrow_mut();
+            w.net.set_route(id, None);
+            w.nodes.get_mut(&id).and_then(|n| n.handle.take())
+        };
+        if let Some(h) = handle {
+            h.task.abort();
+            // Aborting takes effect when the task is next scheduled.
+            while !h.task.is_finished() {
+                tokio::task::yield_now().await;
+            }
+        }
+        if power {
+            let mut w = world.borrow_mut();
+            let mut rng = StdRng::seed_from_u64(w.rng.gen());
+            let (ledger, root) = match w.nodes.get(&id) {
+                Some(n) => (n.ledger.clone(), n.root.clone()),
+                None => return,
+            };
+            let cut = power::apply_power_cut_with(&ledger, &root, &mut |_, synced, len| {
+                // Some of what was written since the last sync reached the disk, maybe with
+                // a hole where a page did not.
+                let keep = rng.gen_range(synced..=len);
+                let zeroed = (keep > synced && rng.gen_bool(0.3)).then(|| {
+                    let from = rng.gen_range(synced..keep);
+                    (from, rng.gen_range(from..=keep))
+                });
+                power::Torn { keep, zeroed }
+            });
+            let root = root.display().to_string();
+            match cut {
+                Ok(c) => {
+                    let mut t = w.trace();
+                    t.note(format!(
+                        "power cut on {id}: {} entries undone, {} files cut, {} bytes lost",
+                        c.entries_undone, c.files_truncated, c.bytes_lost
+                    ));
+                    for change in c.changes {
+                        t.note(format!("  {}", change.replace(&root, "")));
+                    }
+                }
+                Err(e) => w
+                    .trace()
+                    .violation(format!("power cut on {id} failed: {e}")),
+            }
+        } else {
+            world.borrow().trace().note(format!("node {id} crashed"));
+        }
+    }
+
+    /// Applies one fault.
+    pub async fn apply(world: &Shared, fault: &Fault) {
+        world.borrow().trace().note(format!("FAULT {fault}"));
+        match fault {
+            Fault::Crash { node } => World::crash(world, *node, false).await,
+            Fault::PowerCut { node } => World::crash(world, *node, true).await,
+            Fault::FsyncFails { node } => {
+                if let Some(n) = world.borrow().nodes.get(node) {
+                    n.disk.failing.set(true);
+                }
+            }
+            Fault::Restart { node } => {
+                let (up, failing) = match world.borrow().nodes.get(node) {
+                    Some(n) => (n.handle.is_some(), n.disk.failing.get()),
+                    None => return,
+                };
+                // After its disk failed, nobody knows what the page cache held.
+                if up {
+                    World::crash(world, *node, failing).await;
+                }
+                world.borrow_mut().start(*node);
+            }
+            Fault::ClockJump { node, ms } => {
+                if let Some(n) = world.borrow().nodes.get(node) {
+                    n.clock.jump(*ms);
+                }
+            }
+            _ => world.borrow().net.apply(fault),
+        }
+    }
+
+    /// The running replicas' handles.
+    pub fn up(&self) -> Vec<(u64, PartitionHandle)> {
+        self.nodes
+            .values()
+            .filter_map(|n| n.handle.clone().map(|h| (n.id, h)))
+            .collect()
+    }
+
+    pub fn handle(&self, id: u64) -> Option<PartitionHandle> {
+        self.nodes.get(&id).and_then(|n| n.handle.clone())
+    }
+
+    /// Each running replica's watermarks.
+    pub fn marks(&self) -> BTreeMap<u64, Watermarks> {
+        self.up()
+            .into_iter()
+            .map(|(id, h)| (id, *h.marks.borrow()))
+            .collect()
+    }
+
+    /// Stops every replica at once (the end of a run).
+    pub async fn shut_down(world: &Shared) {
+        for id in NODES {
+            World::crash(world, id, false).await;
+        }
+    }
+}
