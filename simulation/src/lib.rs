@@ -121,6 +121,7 @@ async fn simulate(seed: u64, opts: &Options) -> Report {
     let start = tokio::time::Instant::now();
     for f in &schedule {
         tokio::time::sleep_until(start + Duration::from_millis(f.at_ms)).await;
+        world.borrow_mut().check_alive();
         World::apply(&world, &f.fault).await;
     }
     tokio::time::sleep_until(start + Duration::from_millis(opts.duration_ms)).await;
@@ -180,6 +181,7 @@ async fn settle_and_check(world: &world::Shared, load: &Load) {
     let deadline = tokio::time::Instant::now() + SETTLE;
     let mut agreed_since: Option<tokio::time::Instant> = None;
     loop {
+        world.borrow_mut().check_alive();
         let marks = world.borrow().marks();
         let agree = marks.len() == NODES.len()
             && marks

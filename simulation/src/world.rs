@@ -186,8 +186,12 @@ impl World {
             metrics: Default::default(),
             clock: node.clock.clone(),
         };
-        let started =
-            engine::partition::spawn(node.root.join("log"), config, env, None, Some(setup));
+        // A panic on this node's files is a finding, not the end of the run.
+        let dir = node.root.join("log");
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine::partition::spawn(dir, config, env, None, Some(setup))
+        }))
+        .unwrap_or_else(|p| Err(std::io::Error::other(format!("panicked: {}", panic_text(&p)))));
         let starts = node.starts;
         match started {
             Ok(h) => {
@@ -200,6 +204,24 @@ impl World {
                 self.trace()
                     .violation(format!("node {id} cannot start over its own files: {e}"));
             }
+        }
+    }
+
+    /// Violations for replicas whose actor ended by itself (a panic) while the node was up.
+    pub fn check_alive(&mut self) {
+        let dead: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| n.handle.as_ref().is_some_and(|h| h.task.is_finished()))
+            .map(|n| n.id)
+            .collect();
+        for id in dead {
+            self.net.set_route(id, None);
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.handle = None;
+            }
+            self.trace()
+                .violation(format!("node {id}'s partition actor stopped by itself (a panic)"));
         }
     }
 
@@ -313,4 +335,11 @@ impl World {
             World::crash(world, id, false).await;
         }
     }
+}
+
+fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<String>()
+        .cloned()
+        .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+        .unwrap_or_default()
 }

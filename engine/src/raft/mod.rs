@@ -211,6 +211,20 @@ impl PartitionRaft {
         let fresh = storage
             .initial_state()
             .is_ok_and(|s| s.hard_state.term == 0);
+        // raft-rs panics on a commit index past the log's end; that only happens when the disk
+        // lost what it said it had synced, so the replica refuses to start instead.
+        if let (Ok(state), Ok(last)) = (storage.initial_state(), storage.last_index()) {
+            if state.hard_state.commit > last {
+                return Err(StoreError::Corrupt(
+                    setup.dir.clone(),
+                    format!(
+                        "the Raft state says {} entries are committed but the log ends at {last}: \
+                         the disk lost synced writes",
+                        state.hard_state.commit
+                    ),
+                ));
+            }
+        }
         let elections = setup
             .election_seed
             .map(|seed| election::SeededElections::new(seed, &config));
