@@ -191,7 +191,12 @@ impl World {
         let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             engine::partition::spawn(dir, config, env, None, Some(setup))
         }))
-        .unwrap_or_else(|p| Err(std::io::Error::other(format!("panicked: {}", panic_text(&p)))));
+        .unwrap_or_else(|p| {
+            Err(std::io::Error::other(format!(
+                "panicked: {}",
+                panic_text(&p)
+            )))
+        });
         let starts = node.starts;
         match started {
             Ok(h) => {
@@ -201,8 +206,10 @@ impl World {
                     .note(format!("node {id} started (start {starts})"));
             }
             Err(e) => {
-                self.trace()
-                    .violation(format!("node {id} cannot start over its own files: {e}"));
+                let files = listing(&node.root);
+                let mut t = self.trace();
+                t.violation(format!("node {id} cannot start over its own files: {e}"));
+                t.note(format!("node {id}'s files: {files}"));
             }
         }
     }
@@ -220,8 +227,9 @@ impl World {
             if let Some(n) = self.nodes.get_mut(&id) {
                 n.handle = None;
             }
-            self.trace()
-                .violation(format!("node {id}'s partition actor stopped by itself (a panic)"));
+            self.trace().violation(format!(
+                "node {id}'s partition actor stopped by itself (a panic)"
+            ));
         }
     }
 
@@ -342,4 +350,30 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
         .cloned()
         .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
         .unwrap_or_default()
+}
+
+/// `name:length` of every file under `root`, for a report.
+fn listing(root: &std::path::Path) -> String {
+    let mut out = Vec::new();
+    for sub in ["raft", "log"] {
+        let Ok(dir) = std::fs::read_dir(root.join(sub)) else {
+            continue;
+        };
+        let mut names: Vec<String> = dir
+            .filter_map(|e| e.ok())
+            .map(|e| {
+                let len = e.metadata().map(|m| m.len()).unwrap_or(0);
+                format!("{sub}/{}:{len}", e.file_name().to_string_lossy())
+            })
+            .collect();
+        names.sort();
+        out.extend(names);
+    }
+    if let Ok(Some(cp)) = engine::raft::checkpoint::Checkpoint::read(&root.join("raft")) {
+        out.push(format!(
+            "(checkpoint: index {} term {} offset {} first file {})",
+            cp.index, cp.term, cp.offset, cp.first_file
+        ));
+    }
+    out.join(" ")
 }

@@ -23,13 +23,13 @@ impl Actor {
         }
         let r = self.raft.as_mut()?;
         let cp = r.checkpoint_due(self.flushed)?;
-        let dir = r.dir();
+        let writer = r.checkpoint_writer();
         self.checkpointing = true;
         let flusher = self.flusher.clone();
         Some(Box::pin(async move {
             let c = cp.clone();
             let res = flusher
-                .offload(move || c.write(&dir))
+                .offload(move || writer.write(&c).map(|_| ()))
                 .await
                 .unwrap_or_else(|e| {
                     Err(crate::raft::log_file::StoreError::Corrupt(

@@ -110,6 +110,11 @@ impl PartitionRaft {
         self.store.dir().to_path_buf()
     }
 
+    /// What writes the checkpoints, never an older one over a newer.
+    pub fn checkpoint_writer(&self) -> super::checkpoint::Writer {
+        self.store.checkpoints()
+    }
+
     /// A checkpoint is durable: the log files wholly before it go.
     pub fn checkpoint_written(&mut self, cp: Checkpoint) -> Result<(), super::StoreError> {
         if self.node.store().checkpoint_index() >= cp.index {

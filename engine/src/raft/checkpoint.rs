@@ -15,7 +15,8 @@
 //! first release's files) `u32 length, state`, then a `u32 crc32c` of all of it. Version 1 is
 //! what every later field is appended after.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use protobuf::Message as _;
 use raft::eraftpb::ConfState;
@@ -119,6 +120,37 @@ impl Checkpoint {
         let path = dir.join(FILE);
         crate::log::files::write_atomic(&path, &self.encode())
             .map_err(|source| StoreError::Io { path, source })
+    }
+}
+
+/// Writes one replica's checkpoints, never an older one over a newer. A checkpoint is
+/// computed on the shard thread and written off it; a snapshot installed in between writes
+/// its own, newer one and deletes the log files before it, and the older one written after
+/// would send the next start to those deleted files.
+#[derive(Clone)]
+pub struct Writer {
+    dir: PathBuf,
+    /// The index of the newest checkpoint on disk; held while one is written.
+    newest: Arc<parking_lot::Mutex<u64>>,
+}
+
+impl Writer {
+    pub fn new(dir: &Path, newest: u64) -> Self {
+        Writer {
+            dir: dir.to_path_buf(),
+            newest: Arc::new(parking_lot::Mutex::new(newest)),
+        }
+    }
+
+    /// Writes `cp` unless a checkpoint at or past its index is on disk; whether it did.
+    pub fn write(&self, cp: &Checkpoint) -> Result<bool, StoreError> {
+        let mut newest = self.newest.lock();
+        if cp.index <= *newest {
+            return Ok(false);
+        }
+        cp.write(&self.dir)?;
+        *newest = cp.index;
+        Ok(true)
     }
 }
 

@@ -96,6 +96,7 @@ pub struct RaftStore {
     dirty: Vec<Arc<File>>,
     /// A new file is started past this size.
     file_bytes: u64,
+    checkpoints: super::checkpoint::Writer,
 }
 
 /// The name of log file `n`.
@@ -201,9 +202,15 @@ impl RaftStore {
                 covered: 0,
                 dirty: Vec::new(),
                 file_bytes: FILE_BYTES,
+                checkpoints: super::checkpoint::Writer::new(dir, storage.checkpoint_index()),
             },
             storage,
         ))
+    }
+
+    /// What writes this log's checkpoints.
+    pub fn checkpoints(&self) -> super::checkpoint::Writer {
+        self.checkpoints.clone()
     }
 
     pub fn set_file_bytes(&mut self, n: u64) {
@@ -374,7 +381,12 @@ impl RaftStore {
         // counts everything up to it as committed.
         self.next_file(storage)?;
         self.sync()?;
-        cp.write(&self.dir)?;
+        if !self.checkpoints.write(&cp)? {
+            return Err(StoreError::Corrupt(
+                self.dir.clone(),
+                format!("a snapshot at {} is not past the checkpoint", cp.index),
+            ));
+        }
         storage.install(cp.clone());
         for n in list_files(&self.dir).map_err(|source| StoreError::Io {
             path: self.dir.clone(),
@@ -677,5 +689,45 @@ mod tests {
             vec![1, 2, 3],
             "the first voter set is kept"
         );
+    }
+
+    #[test]
+    fn a_checkpoint_keeps_the_start_of_replaced_entries_that_run_into_later_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let (mut s, st) = RaftStore::open(dir.path(), &[1, 2, 3], None).unwrap();
+        s.set_file_bytes(4096);
+        let entry = |index, term| Entry {
+            index,
+            term,
+            data: vec![index as u8; 600].into(),
+            ..Default::default()
+        };
+        // Term 1 writes 1..=20 over several files; a new leader (term 2) replaces 5 on, and
+        // its entries follow the old ones in the last file.
+        let persist = |s: &mut RaftStore, ents: &[Entry]| {
+            let at = s.persist(&st, ents, None).unwrap();
+            st.append(ents, &at);
+        };
+        for i in 1..=20 {
+            persist(&mut s, &[entry(i, 1)]);
+        }
+        assert!(s.number > 1, "the entries span several files");
+        persist(&mut s, &[entry(5, 2), entry(6, 2), entry(7, 2)]);
+        let cp = Checkpoint {
+            index: 6,
+            term: 2,
+            conf: ConfState::from((vec![1, 2, 3], vec![])),
+            offset: 0,
+            first_file: 0,
+            state: Default::default(),
+        };
+        assert!(s.checkpoints().write(&cp).unwrap());
+        s.compact(&st, cp).unwrap();
+        drop(s);
+        // The replaced run 5..=20 starts in the first file: without it the replay met 8 (or
+        // whichever entry the kept files started with) after the checkpoint at 6.
+        let (_, mem) = RaftStore::open(dir.path(), &[1, 2, 3], None).unwrap();
+        assert_eq!(mem.last_index().unwrap(), 7);
+        assert_eq!(mem.term(7).unwrap(), 2);
     }
 }

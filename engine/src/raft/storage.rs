@@ -56,6 +56,9 @@ struct Inner {
     segments: Option<PathBuf>,
     /// Read handles on the log's files, by number.
     files: BTreeMap<u64, File>,
+    /// The highest index of an entry each file ever held (replaced ones too): what may go
+    /// once a checkpoint passes it ([`DiskStorage::compact`]).
+    file_max: BTreeMap<u64, u64>,
     hard_state: HardState,
     conf_state: ConfState,
     /// The index of `locs[0]` (of the next entry when there is none).
@@ -95,6 +98,7 @@ impl DiskStorage {
                 dir,
                 segments,
                 files: BTreeMap::new(),
+                file_max: BTreeMap::new(),
                 hard_state: HardState::default(),
                 conf_state,
                 first,
@@ -155,6 +159,8 @@ impl DiskStorage {
                 s.cache_bytes -= gone.data.len();
             }
             s.locs.push_back(Loc { term: e.term, pos });
+            let max = s.file_max.entry(pos.file).or_default();
+            *max = (*max).max(e.index);
             if !cache {
                 s.cache.clear();
                 s.cache_bytes = 0;
@@ -248,22 +254,31 @@ impl DiskStorage {
         self.inner.read().checkpoint.as_ref().map_or(0, |c| c.index)
     }
 
-    /// A new durable checkpoint: forgets the entries of every file wholly before the entry
-    /// after it (never the file being appended to, `active`), and returns those files'
-    /// numbers for the caller to delete.
+    /// A new durable checkpoint: forgets the entries of every file whose entries were all at
+    /// or before it (never the file being appended to, `active`, nor any after a file that
+    /// held a later one), and returns those files' numbers for the caller to delete.
+    ///
+    /// What a file ever held counts, not only the entries still current: entries a new leader
+    /// replaced stay on disk, can run on into later files, and a replay reads that run only
+    /// from where it starts, before it meets their replacements. (Dropping every file before
+    /// the next entry's left such a run without its start, and the replica could not restart:
+    /// found by the simulation, docs/simulation.md.)
     pub fn compact(&self, cp: Checkpoint, active: u64) -> Vec<u64> {
         let mut s = self.inner.write();
-        let after = cp.index + 1;
-        let boundary = match after.checked_sub(s.first) {
-            Some(i) => s.locs.get(i as usize).map_or(active, |l| l.pos.file),
-            None => s.locs.front().map_or(active, |l| l.pos.file),
-        };
+        let boundary = s
+            .files
+            .keys()
+            .copied()
+            .take_while(|&n| n < active)
+            .find(|n| s.file_max.get(n).is_some_and(|&m| m > cp.index))
+            .unwrap_or(active);
         let before = s.locs.iter().take_while(|l| l.pos.file < boundary).count();
         s.drop_front(before);
         s.checkpoint = Some(cp);
         let dropped: Vec<u64> = s.files.range(..boundary).map(|(&n, _)| n).collect();
         for n in &dropped {
             s.files.remove(n);
+            s.file_max.remove(n);
         }
         dropped
     }
@@ -282,6 +297,7 @@ impl DiskStorage {
         let stale: Vec<u64> = s.files.range(..cp.first_file).map(|(&n, _)| n).collect();
         for n in stale {
             s.files.remove(&n);
+            s.file_max.remove(&n);
         }
         s.checkpoint = Some(cp.clone());
         s.installed = Some(cp);
