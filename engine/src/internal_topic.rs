@@ -27,6 +27,11 @@ pub trait TopicHost: Send + Sync {
     fn metrics(&self) -> &Metrics;
     /// The number of brokers in the cluster; `None` on a single node.
     fn cluster_size(&self) -> Option<usize>;
+    /// Wall-clock milliseconds for the records and timestamps the group coordinator writes:
+    /// the machine's clock, or a simulation's.
+    fn now_ms(&self) -> i64 {
+        crate::time::now_ms()
+    }
     /// Which broker leads a partition (-1 during an election) and its leader epoch.
     fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32);
     fn partition_leader(&self, t: &Topic, partition: i32) -> i32 {

@@ -14,7 +14,9 @@
 //! replica's log.
 
 pub mod clock;
+pub mod controller;
 pub mod disk;
+pub mod groups;
 pub mod history;
 pub mod net;
 pub mod schedule;
@@ -67,6 +69,8 @@ pub struct Report {
     pub wall: Duration,
     pub produces_acked: usize,
     pub records_acked: usize,
+    /// Topic changes the controller acknowledged.
+    pub controller_changes: usize,
     pub violations: Vec<String>,
     /// The last trace lines.
     pub tail: Vec<String>,
@@ -117,6 +121,22 @@ async fn simulate(seed: u64, opts: &Options) -> Report {
     }
     let s = world.borrow_mut().rng.gen();
     clients.push(tokio::task::spawn_local(load.clone().reader(s)));
+    let commits: Rc<RefCell<groups::Commits>> = Default::default();
+    let s = world.borrow_mut().rng.gen();
+    clients.push(tokio::task::spawn_local(groups::committer(
+        world.clone(),
+        commits.clone(),
+        load.stop.clone(),
+        s,
+    )));
+    let acked: Rc<RefCell<controller::Acked>> = Default::default();
+    let s = world.borrow_mut().rng.gen();
+    clients.push(tokio::task::spawn_local(controller::admin(
+        world.clone(),
+        acked.clone(),
+        load.stop.clone(),
+        s,
+    )));
 
     let start = tokio::time::Instant::now();
     for f in &schedule {
@@ -156,9 +176,14 @@ async fn simulate(seed: u64, opts: &Options) -> Report {
         }
     }
     settle_and_check(&world, &load).await;
+    // The clients stopped: what they were told is final.
+    let (acked, commits) = (acked.take(), commits.take());
+    controller::check(&world, &acked, SETTLE).await;
+    groups::check(&world, &commits, SETTLE).await;
     World::shut_down(&world).await;
 
     let sim_ms = start.elapsed().as_millis() as u64;
+    let controller_changes = acked.changes;
     let t = trace.lock().unwrap_or_else(|e| e.into_inner());
     let h = load.history.borrow();
     Report {
@@ -170,6 +195,7 @@ async fn simulate(seed: u64, opts: &Options) -> Report {
         wall: Duration::ZERO,
         produces_acked: h.produces_acked,
         records_acked: h.acked.len(),
+        controller_changes,
         violations: t.violations.clone(),
         tail: t.tail(),
     }

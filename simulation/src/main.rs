@@ -42,6 +42,13 @@ fn seeds(s: &str) -> Option<std::ops::Range<u64>> {
 
 fn main() -> ExitCode {
     let args = Args::parse();
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_writer(std::io::stderr)
+            .without_time()
+            .init();
+    }
     let Some(range) = seeds(&args.seeds) else {
         eprintln!("--seeds takes N or A..B");
         return ExitCode::from(2);

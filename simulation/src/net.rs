@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+use engine::cluster::controller::Input;
 use engine::partition::Cmd;
 use raft::eraftpb::{Message, MessageType};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -16,6 +17,34 @@ use tokio::sync::{mpsc, oneshot};
 use crate::schedule::{Fault, NODES};
 use crate::trace::Trace;
 
+/// The two Raft groups every node is in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Group {
+    /// The partition under test.
+    Partition,
+    /// `__consumer_offsets`' one partition, under the group coordinators.
+    Offsets,
+    Controller,
+}
+
+impl Group {
+    /// Where a node keeps this group's files.
+    pub fn dir(self) -> &'static str {
+        match self {
+            Group::Partition => "data",
+            Group::Offsets => "offsets",
+            Group::Controller => "controller",
+        }
+    }
+}
+
+/// Where a node's messages for one group go.
+#[derive(Clone)]
+pub enum Route {
+    Partition(mpsc::UnboundedSender<Cmd>),
+    Controller(mpsc::UnboundedSender<Input>),
+}
+
 struct State {
     rng: StdRng,
     /// Directed links `(from, to)` whose messages are dropped.
@@ -23,10 +52,10 @@ struct State {
     loss_pct: u32,
     dup_pct: u32,
     max_delay_us: u64,
-    /// Each running node's mailbox.
-    routes: BTreeMap<u64, mpsc::UnboundedSender<Cmd>>,
-    /// Who sent leader messages in each term.
-    leaders: BTreeMap<u64, u64>,
+    /// Each running node's mailboxes.
+    routes: BTreeMap<(Group, u64), Route>,
+    /// Who sent leader messages in each group's terms.
+    leaders: BTreeMap<(Group, u64), u64>,
 }
 
 pub struct Net {
@@ -54,12 +83,12 @@ impl Net {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Where messages to `node` go (none while it is down).
-    pub fn set_route(&self, node: u64, tx: Option<mpsc::UnboundedSender<Cmd>>) {
+    /// Where messages to `node` go in `group` (none while it is down).
+    pub fn set_route(&self, group: Group, node: u64, route: Option<Route>) {
         let mut s = self.state();
-        match tx {
-            Some(tx) => s.routes.insert(node, tx),
-            None => s.routes.remove(&node),
+        match route {
+            Some(r) => s.routes.insert((group, node), r),
+            None => s.routes.remove(&(group, node)),
         };
     }
 
@@ -96,24 +125,24 @@ impl Net {
         }
     }
 
-    /// The send function of node `from`'s Raft group.
-    pub fn sender(self: &Arc<Self>, from: u64) -> engine::raft::SendFn {
+    /// The send function of node `from`'s replica in `group`.
+    pub fn sender(self: &Arc<Self>, group: Group, from: u64) -> engine::raft::SendFn {
         let net = self.clone();
-        Arc::new(move |to, m| net.send(from, to, m))
+        Arc::new(move |to, m| net.send(group, from, to, m))
     }
 
-    fn send(self: &Arc<Self>, from: u64, to: u64, m: Message) {
+    pub fn send(self: &Arc<Self>, group: Group, from: u64, to: u64, m: Message) {
         let mut s = self.state();
         if matches!(
             m.get_msg_type(),
             MessageType::MsgAppend | MessageType::MsgHeartbeat | MessageType::MsgSnapshot
         ) {
-            let leader = *s.leaders.entry(m.term).or_insert(from);
+            let leader = *s.leaders.entry((group, m.term)).or_insert(from);
             if leader != from {
                 let term = m.term;
                 drop(s);
                 self.trace().violation(format!(
-                    "two leaders in term {term}: {leader} and {from} both sent leader messages"
+                    "two {group:?} leaders in term {term}: {leader} and {from} both sent leader messages"
                 ));
                 s = self.state();
             }
@@ -129,19 +158,22 @@ impl Net {
             let delay = Duration::from_micros(s.rng.gen_range(0..=max));
 
             let (net, m) = (self.clone(), m.clone());
-            tokio::task::spawn_local(async move {
+            tokio::spawn(async move {
                 tokio::time::sleep(delay).await;
-                net.deliver(from, to, m);
+                net.deliver(group, from, to, m);
             });
         }
     }
 
-    fn deliver(&self, from: u64, to: u64, m: Message) {
-        let key = (from, to, m.get_msg_type() as i32, m.term, m.index);
-        let tx = self.state().routes.get(&to).cloned();
-        if let Some(tx) = tx {
+    fn deliver(&self, group: Group, from: u64, to: u64, m: Message) {
+        let key = (group, from, to, m.get_msg_type() as i32, m.term, m.index);
+        let route = self.state().routes.get(&(group, to)).cloned();
+        if let Some(r) = route {
             self.trace().tick(key);
-            let _ = tx.send(Cmd::Raft(Box::new(m)));
+            let _ = match r {
+                Route::Partition(tx) => tx.send(Cmd::Raft(Box::new(m))).is_ok(),
+                Route::Controller(tx) => tx.send(Input::Raft(Box::new(m))).is_ok(),
+            };
         }
     }
 
@@ -150,18 +182,18 @@ impl Net {
     }
 
     /// How node `me` reads a snapshot's chunks from the leader: over the same links.
-    pub fn chunks(self: &Arc<Self>, me: u64) -> engine::raft::snapshot::ChunkFn {
+    pub fn chunks(self: &Arc<Self>, group: Group, me: u64) -> engine::raft::snapshot::ChunkFn {
         let net = self.clone();
         Arc::new(move |leader, req| {
             let (tx, rx) = oneshot::channel();
-            let route = net.state().routes.get(&leader).cloned();
+            let route = net.state().routes.get(&(group, leader)).cloned();
             let up = net.reachable(me, leader) && net.reachable(leader, me);
-            let Some(route) = route.filter(|_| up) else {
+            let Some(Route::Partition(route)) = route.filter(|_| up) else {
                 return rx;
             };
             let (reply, answer) = oneshot::channel();
             let _ = route.send(Cmd::ReadChunk { req, reply });
-            tokio::task::spawn_local(async move {
+            tokio::spawn(async move {
                 let chunk = match answer.await {
                     Ok(Ok(c)) => Ok(c),
                     Ok(Err(e)) => Err(e.to_string()),

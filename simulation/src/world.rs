@@ -18,7 +18,7 @@ use rand::{rngs::StdRng, Rng, SeedableRng};
 
 use crate::clock::SimClock;
 use crate::disk::SimDisk;
-use crate::net::Net;
+use crate::net::{Group, Net, Route};
 use crate::schedule::{Fault, NODES};
 use crate::trace::Trace;
 
@@ -26,6 +26,10 @@ pub struct Node {
     pub id: u64,
     /// The running replica; `None` while the node is down.
     pub handle: Option<PartitionHandle>,
+    /// The running controller; `None` while the node is down.
+    pub controller: Option<engine::cluster::controller::ControllerHandle>,
+    /// The running group coordinator, over its `__consumer_offsets` replica.
+    pub groups: Option<crate::groups::Coordinator>,
     disk: Rc<SimDisk>,
     clock: Arc<SimClock>,
     /// The node's data directory (segments in `log/`, Raft log in `raft/`).
@@ -74,8 +78,12 @@ pub struct World {
     pub trace: Arc<Mutex<Trace>>,
     pub rng: StdRng,
     config: ResolvedTopicConfig,
+    /// `__consumer_offsets`' settings (compacted, as in production).
+    offsets_config: ResolvedTopicConfig,
     file_bytes: u64,
     assigned: Arc<AtomicBool>,
+    /// The nodes that are up, for the controllers' gossip.
+    alive: Arc<Mutex<std::collections::BTreeSet<i32>>>,
     _dir: tempfile::TempDir,
 }
 
@@ -105,6 +113,12 @@ impl World {
                 variant.pairs,
                 variant.file_bytes >> 10
             ));
+        let offsets_config = TopicConfig::from_pairs(vec![
+            ("cleanup.policy", "compact"),
+            ("segment.bytes", "16384"),
+        ])
+        .map_err(|e| std::io::Error::other(format!("{e:?}")))?
+        .resolve(&defaults);
         let net = Net::new(seed, trace.clone());
         let mut nodes = BTreeMap::new();
         for id in NODES {
@@ -117,6 +131,8 @@ impl World {
                 Node {
                     id,
                     handle: None,
+                    controller: None,
+                    groups: None,
                     disk: SimDisk::new(StdRng::seed_from_u64(rng.gen())),
                     clock: Arc::new(SimClock::new()),
                     root,
@@ -133,8 +149,10 @@ impl World {
             trace,
             rng,
             config,
+            offsets_config,
             file_bytes: variant.file_bytes,
             assigned: Arc::new(AtomicBool::new(true)),
+            alive: Default::default(),
             _dir: dir,
         })))
     }
@@ -143,25 +161,101 @@ impl World {
         self.trace.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// Starts node `id`'s replica over whatever its directory holds.
+    /// Starts node `id` over whatever its directory holds: its replica of the partition under
+    /// test, its replica of `__consumer_offsets` with a group coordinator, and its controller.
     pub fn start(&mut self, id: u64) {
-        let net = self.net.clone();
-        let (config, file_bytes, assigned) =
-            (self.config.clone(), self.file_bytes, self.assigned.clone());
-        let election_seed = self.rng.gen();
+        let (data_seed, offsets_seed, controller_seed) =
+            (self.rng.gen(), self.rng.gen(), self.rng.gen());
         let Some(node) = self.nodes.get_mut(&id) else {
             return;
         };
-        if node.handle.is_some() {
+        if node.handle.is_some() || node.controller.is_some() {
             return;
         }
         node.disk.failing.set(false);
         node.starts += 1;
+        let starts = node.starts;
+        match self.spawn_replica(id, Group::Partition, self.config.clone(), data_seed) {
+            Ok(h) => {
+                if let Some(n) = self.nodes.get_mut(&id) {
+                    n.handle = Some(h);
+                }
+                self.trace()
+                    .note(format!("node {id} started (start {starts})"));
+            }
+            Err(e) => self.cannot_start(id, "partition replica", e),
+        }
+        match self.spawn_replica(
+            id,
+            Group::Offsets,
+            self.offsets_config.clone(),
+            offsets_seed,
+        ) {
+            Ok(h) => {
+                match crate::groups::Coordinator::start(
+                    id,
+                    &self.root(id),
+                    h,
+                    self.handle(id),
+                    self.clock(id),
+                ) {
+                    Ok(c) => {
+                        if let Some(n) = self.nodes.get_mut(&id) {
+                            n.groups = Some(c);
+                        }
+                    }
+                    Err(e) => self.cannot_start(id, "group coordinator", e),
+                }
+            }
+            Err(e) => self.cannot_start(id, "__consumer_offsets replica", e),
+        }
+        self.alive
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id as i32);
+        self.start_controller(id, controller_seed);
+    }
+
+    fn clock(&self, id: u64) -> Arc<SimClock> {
+        self.nodes
+            .get(&id)
+            .map(|n| n.clock.clone())
+            .unwrap_or_default()
+    }
+
+    fn root(&self, id: u64) -> PathBuf {
+        self.nodes
+            .get(&id)
+            .map(|n| n.root.clone())
+            .unwrap_or_default()
+    }
+
+    fn cannot_start(&self, id: u64, what: &str, e: String) {
+        let files = listing(&self.root(id));
+        let mut t = self.trace();
+        t.violation(format!(
+            "node {id}'s {what} cannot start over its own files: {e}"
+        ));
+        t.note(format!("node {id}'s files: {files}"));
+    }
+
+    /// Spawns node `id`'s replica in `group` (its files under `<root>/<group>/`).
+    fn spawn_replica(
+        &mut self,
+        id: u64,
+        group: Group,
+        config: ResolvedTopicConfig,
+        seed: u64,
+    ) -> Result<PartitionHandle, String> {
+        let net = self.net.clone();
+        let (file_bytes, assigned) = (self.file_bytes, self.assigned.clone());
+        let node = self.nodes.get(&id).ok_or("no such node")?;
+        let dir = node.root.join(group.dir());
         let setup = engine::raft::RaftSetup {
             id,
             voters: NODES.to_vec(),
-            dir: node.root.join("raft"),
-            send: net.sender(id),
+            dir: dir.join("raft"),
+            send: net.sender(group, id),
             leader: Default::default(),
             isr: Default::default(),
             lag_max: Duration::from_secs(10),
@@ -173,12 +267,12 @@ impl World {
             on_reassigned: Arc::new(|_| {}),
             leader_changes: Default::default(),
             rejected: Default::default(),
-            chunks: net.chunks(id),
+            chunks: net.chunks(group, id),
             file_bytes,
             throttles: Default::default(),
             assigned_entries: assigned,
             segments: None,
-            election_seed: Some(election_seed),
+            election_seed: Some(seed),
         };
         let env = engine::partition::Env {
             shard: 0,
@@ -187,28 +281,53 @@ impl World {
             clock: node.clock.clone(),
         };
         // A panic on this node's files is a finding, not the end of the run.
-        let dir = node.root.join("log");
-        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            engine::partition::spawn(dir, config, env, None, Some(setup))
+        let h = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            engine::partition::spawn(dir.join("log"), config, env, None, Some(setup))
         }))
-        .unwrap_or_else(|p| {
-            Err(std::io::Error::other(format!(
-                "panicked: {}",
-                panic_text(&p)
-            )))
-        });
-        let starts = node.starts;
+        .map_err(|p| format!("panicked: {}", panic_text(&p)))?
+        .map_err(|e| e.to_string())?;
+        net.set_route(group, id, Some(Route::Partition(h.tx.clone())));
+        Ok(h)
+    }
+
+    /// Starts node `id`'s controller over its directory.
+    fn start_controller(&mut self, id: u64, seed: u64) {
+        let (net, alive) = (self.net.clone(), self.alive.clone());
+        let Some(node) = self.nodes.get_mut(&id) else {
+            return;
+        };
+        let root = node.root.clone();
+        let started = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let (topics, _) = engine::topics::TopicTable::load(&root, Some("sim".into()))
+                .map_err(|e| e.to_string())?;
+            let env = engine::cluster::controller::Env {
+                dir: root.join("controller"),
+                file_bytes: 4096,
+                snapshot_entries: 16,
+                topics: Arc::new(topics),
+                metrics: Default::default(),
+                peers: Arc::new(crate::controller::SimPeers {
+                    me: id,
+                    net: net.clone(),
+                    alive,
+                }),
+                reconciler: Arc::new(crate::controller::SimReconciler),
+                quorum_size: 3,
+                assigned_entries: Default::default(),
+                election_seed: Some(seed),
+            };
+            engine::cluster::controller::start(env, id, &NODES).map_err(|e| e.to_string())
+        }))
+        .unwrap_or_else(|p| Err(format!("panicked: {}", panic_text(&p))));
         match started {
-            Ok(h) => {
-                net.set_route(id, Some(h.tx.clone()));
-                node.handle = Some(h);
-                self.trace()
-                    .note(format!("node {id} started (start {starts})"));
+            Ok(c) => {
+                net.set_route(Group::Controller, id, Some(Route::Controller(c.tx.clone())));
+                node.controller = Some(c);
             }
             Err(e) => {
                 let files = listing(&node.root);
                 let mut t = self.trace();
-                t.violation(format!("node {id} cannot start over its own files: {e}"));
+                t.violation(format!("node {id}'s controller cannot start: {e}"));
                 t.note(format!("node {id}'s files: {files}"));
             }
         }
@@ -222,8 +341,22 @@ impl World {
             .filter(|n| n.handle.as_ref().is_some_and(|h| h.task.is_finished()))
             .map(|n| n.id)
             .collect();
+        let stopped: Vec<u64> = self
+            .nodes
+            .values()
+            .filter(|n| n.controller.as_ref().is_some_and(|c| c.task.is_finished()))
+            .map(|n| n.id)
+            .collect();
+        for id in stopped {
+            self.net.set_route(Group::Controller, id, None);
+            if let Some(n) = self.nodes.get_mut(&id) {
+                n.controller = None;
+            }
+            self.trace()
+                .violation(format!("node {id}'s controller stopped by itself"));
+        }
         for id in dead {
-            self.net.set_route(id, None);
+            self.net.set_route(Group::Partition, id, None);
             if let Some(n) = self.nodes.get_mut(&id) {
                 n.handle = None;
             }
@@ -236,15 +369,29 @@ impl World {
     /// Takes node `id` down at once, its actor dropped mid-step, as a crash does; with
     /// `power`, its disk then loses what a power cut loses.
     pub async fn crash(world: &Shared, id: u64, power: bool) {
-        let handle = {
+        let (handle, controller, groups) = {
             let mut w = world.borrow_mut();
-            w.net.set_route(id, None);
-            w.nodes.get_mut(&id).and_then(|n| n.handle.take())
+            for g in [Group::Partition, Group::Offsets, Group::Controller] {
+                w.net.set_route(g, id, None);
+            }
+            w.alive
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&(id as i32));
+            match w.nodes.get_mut(&id) {
+                Some(n) => (n.handle.take(), n.controller.take(), n.groups.take()),
+                None => (None, None, None),
+            }
         };
-        if let Some(h) = handle {
-            h.task.abort();
+        let tasks = handle
+            .map(|h| h.task)
+            .into_iter()
+            .chain(controller.map(|c| c.task))
+            .chain(groups.into_iter().flat_map(|g| g.tasks()));
+        for task in tasks {
+            task.abort();
             // Aborting takes effect when the task is next scheduled.
-            while !h.task.is_finished() {
+            while !task.is_finished() {
                 tokio::task::yield_now().await;
             }
         }
@@ -325,6 +472,14 @@ impl World {
             .collect()
     }
 
+    pub fn groups(&self, id: u64) -> Option<crate::groups::Coordinator> {
+        self.nodes.get(&id).and_then(|n| n.groups.clone())
+    }
+
+    pub fn controller(&self, id: u64) -> Option<engine::cluster::controller::ControllerHandle> {
+        self.nodes.get(&id).and_then(|n| n.controller.clone())
+    }
+
     pub fn handle(&self, id: u64) -> Option<PartitionHandle> {
         self.nodes.get(&id).and_then(|n| n.handle.clone())
     }
@@ -355,7 +510,13 @@ fn panic_text(p: &Box<dyn std::any::Any + Send>) -> String {
 /// `name:length` of every file under `root`, for a report.
 fn listing(root: &std::path::Path) -> String {
     let mut out = Vec::new();
-    for sub in ["raft", "log"] {
+    for sub in [
+        "data/raft",
+        "data/log",
+        "offsets/raft",
+        "offsets/log",
+        "controller",
+    ] {
         let Ok(dir) = std::fs::read_dir(root.join(sub)) else {
             continue;
         };
@@ -369,11 +530,13 @@ fn listing(root: &std::path::Path) -> String {
         names.sort();
         out.extend(names);
     }
-    if let Ok(Some(cp)) = engine::raft::checkpoint::Checkpoint::read(&root.join("raft")) {
-        out.push(format!(
-            "(checkpoint: index {} term {} offset {} first file {})",
-            cp.index, cp.term, cp.offset, cp.first_file
-        ));
+    for sub in ["data/raft", "offsets/raft", "controller"] {
+        if let Ok(Some(cp)) = engine::raft::checkpoint::Checkpoint::read(&root.join(sub)) {
+            out.push(format!(
+                "({sub} checkpoint: index {} term {} offset {} first file {})",
+                cp.index, cp.term, cp.offset, cp.first_file
+            ));
+        }
     }
     out.join(" ")
 }

@@ -66,6 +66,8 @@ struct View {
 #[derive(Clone)]
 pub struct ControllerHandle {
     pub tx: mpsc::UnboundedSender<Input>,
+    /// Ends the controller at its next await, as a crash does (a simulation's crashes).
+    pub task: tokio::task::AbortHandle,
     leader: Arc<AtomicU64>,
     brokers: Brokers,
     view: Arc<parking_lot::RwLock<View>>,
@@ -151,6 +153,7 @@ struct Controller {
     leaving: bool,
     /// Voters the group keeps while enough brokers are live and in it.
     quorum_size: usize,
+    elections: Option<crate::raft::election::SeededElections>,
 }
 
 /// A full reconcile this often (in ticks), to retry what failed.
@@ -184,6 +187,8 @@ pub struct Env {
     pub quorum_size: usize,
     /// Set once partition leaders may propose assigned entries (a finalized feature).
     pub assigned_entries: Arc<std::sync::atomic::AtomicBool>,
+    /// Seeds the election timeouts (a simulation's, `raft::election`); `None` in production.
+    pub election_seed: Option<u64>,
 }
 
 /// Opens the controller's log under `env.dir` and starts its task.
@@ -198,6 +203,7 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         reconciler,
         quorum_size,
         assigned_entries,
+        election_seed,
     } = env;
     let (mut store, storage) = RaftStore::open(&dir, voters, None)?;
     store.set_file_bytes(file_bytes.min(FILE_BYTES));
@@ -214,6 +220,8 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
     // Only ever grows: the checkpoint's is a lower bound until the log is applied.
     peers.set_draining(state.draining.clone());
     let logger = log_file::discard_logger();
+    let elections =
+        election_seed.map(|seed| crate::raft::election::SeededElections::new(seed, &mut config));
     let node = RawNode::new(&config, storage, &logger)?;
     let reconcile_from = node.raft.raft_log.committed.max(topics.controller_index());
     let (tx, rx) = mpsc::unbounded_channel();
@@ -241,11 +249,13 @@ pub fn start(env: Env, id: u64, voters: &[u64]) -> Result<ControllerHandle, supe
         full_due: true,
         leaving: false,
         quorum_size: quorum_size.max(1),
+        elections,
     };
     c.publish_brokers();
     c.publish_view();
-    tokio::spawn(c.run(rx));
+    let task = tokio::spawn(c.run(rx)).abort_handle();
     Ok(ControllerHandle {
+        task,
         tx,
         leader,
         brokers,
@@ -258,9 +268,15 @@ impl Controller {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            // Biased: the same branch order on every run (see the partition actor's loop).
             tokio::select! {
+                biased;
                 _ = tick.tick() => {
-                    if !(self.leaving && self.node.raft.state != StateRole::Leader) {
+                    let seeded = match &mut self.elections {
+                        Some(e) => e.tick(&self.node.raft),
+                        None => true,
+                    };
+                    if seeded && !(self.leaving && self.node.raft.state != StateRole::Leader) {
                         self.node.tick();
                     }
                     self.ticks += 1;
@@ -693,6 +709,14 @@ impl Controller {
     fn send(&mut self, msgs: Vec<Message>) {
         for m in msgs {
             self.peers.send_controller(m.to, &m);
+            // A controller snapshot travels whole in this one message. Reported as handed
+            // over, raft-rs probes the follower again (and sends another if it was lost);
+            // unreported, it waited for a report that never came, and a follower whose
+            // snapshot was lost never caught up (found by the simulation, docs/simulation.md).
+            if m.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot {
+                self.node
+                    .report_snapshot(m.to, raft::SnapshotStatus::Finish);
+            }
         }
     }
 }

@@ -22,6 +22,8 @@ struct Net {
     cut: Mutex<BTreeSet<u64>>,
     /// Brokers of the previous release: they announce no features.
     old: Mutex<BTreeSet<u64>>,
+    /// Snapshot messages still to lose (a connection that drops them).
+    lose_snapshots: std::sync::atomic::AtomicUsize,
 }
 
 struct Link {
@@ -33,6 +35,18 @@ impl Peers for Link {
     fn send_controller(&self, to: u64, msg: &Message) {
         let cut = self.net.cut.lock();
         if cut.contains(&self.me) || cut.contains(&to) {
+            return;
+        }
+        let lose = &self.net.lose_snapshots;
+        if msg.get_msg_type() == raft::eraftpb::MessageType::MsgSnapshot
+            && lose
+                .fetch_update(
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                    |n| n.checked_sub(1),
+                )
+                .is_ok()
+        {
             return;
         }
         if let Some(tx) = self.net.inboxes.get().and_then(|i| i.get(&to)) {
@@ -141,6 +155,7 @@ fn start_group(snapshot_entries: u64, brokers: u64) -> Trio {
             reconciler: s.clone(),
             quorum_size: 3,
             assigned_entries: Default::default(),
+            election_seed: None,
         };
         let h = start(env, id, &[1, 2, 3]).unwrap();
         inboxes.insert(id, h.tx.clone());
@@ -274,6 +289,33 @@ async fn a_broker_cut_off_past_the_leaders_first_index_catches_up_from_a_snapsho
 }
 
 /// Waits until every broker in `ids` has the controller group `voters` (and no learner).
+#[tokio::test]
+async fn a_broker_whose_snapshot_was_lost_is_sent_another() {
+    let trio = start_trio(2);
+    trio.create(topic("a")).await.unwrap();
+    trio.wait_seen(3, &["a"]).await;
+    trio.net.cut.lock().insert(3);
+    let names: Vec<String> = (0..20).map(|i| format!("t{i:02}")).collect();
+    for n in &names {
+        trio.create(topic(n)).await.unwrap();
+    }
+    // The first snapshot the leader sends is lost on the way.
+    trio.net
+        .lose_snapshots
+        .store(1, std::sync::atomic::Ordering::Relaxed);
+    trio.net.cut.lock().clear();
+    let mut want: Vec<&str> = names.iter().map(String::as_str).collect();
+    want.insert(0, "a");
+    trio.wait_seen(3, &want).await;
+    assert_eq!(
+        trio.net
+            .lose_snapshots
+            .load(std::sync::atomic::Ordering::Relaxed),
+        0,
+        "a snapshot was lost"
+    );
+}
+
 async fn wait_voters(group: &Trio, ids: &[u64], voters: &[i32]) {
     let want: BTreeSet<i32> = voters.iter().copied().collect();
     for _ in 0..300 {

@@ -450,6 +450,7 @@ impl Cluster {
                 reconciler,
                 quorum_size: me.config.controller_quorum_size,
                 assigned_entries: me.assigned_entries.clone(),
+                election_seed: None,
             };
             match controller::start(env, me.node_id() as u64, &voters) {
                 Ok(h) => {

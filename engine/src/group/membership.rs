@@ -136,6 +136,7 @@ impl Coordinator {
                 store::send(
                     &t.partitions[p as usize],
                     &[(Key::Group(id.clone()), Some(Value::Group(value)))],
+                    b.now_ms(),
                 )
             }
             None => {
@@ -180,6 +181,7 @@ fn send_consumer_record(
         drop(store::send(
             &t.partitions[p as usize],
             &[(Key::Consumer(group.to_string()), rec.map(Value::Consumer))],
+            b.now_ms(),
         ));
     }
 }

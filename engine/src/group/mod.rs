@@ -98,7 +98,7 @@ impl Coordinator {
     }
 
     pub fn tick(&self, b: &dyn TopicHost, now: Instant) {
-        let now_ms = crate::time::now_ms();
+        let now_ms = b.now_ms();
         let mut groups = self.groups.lock();
         let mut active = self.active_seen.lock();
         for g in groups.values_mut() {

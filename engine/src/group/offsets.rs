@@ -121,7 +121,7 @@ impl Coordinator {
                         Some(Value::Offset(OffsetValue {
                             offset: p.offset,
                             leader_epoch: p.leader_epoch,
-                            commit_timestamp: crate::time::now_ms(),
+                            commit_timestamp: b.now_ms(),
                             metadata: p.metadata.clone(),
                         })),
                     ));
@@ -303,7 +303,7 @@ impl Coordinator {
             let Some(h) = t.partition(store::partition_for(&group, n)) else {
                 continue;
             };
-            let sent = store::send(h, &entries);
+            let sent = store::send(h, &entries, b.now_ms());
             if let Some(g) = self.groups.lock().get_mut(&group) {
                 g.offsets.retain(|(t, _), _| t != topic);
             }

@@ -384,8 +384,7 @@ impl Value {
 }
 
 /// Keyed records (None = tombstone), as they are appended.
-fn records(entries: &[(Key, Option<Value>)]) -> Vec<NewRecord> {
-    let now = crate::time::now_ms();
+fn records(entries: &[(Key, Option<Value>)], now: i64) -> Vec<NewRecord> {
     entries
         .iter()
         .map(|(k, v)| NewRecord {
@@ -400,7 +399,10 @@ fn records(entries: &[(Key, Option<Value>)]) -> Vec<NewRecord> {
 /// Encodes keyed records (None = tombstone) as one uncompressed v2 batch.
 #[cfg(test)]
 fn encode_batch(entries: &[(Key, Option<Value>)]) -> Result<Bytes, crate::log::batch::BatchError> {
-    crate::log::batch::encode_batch(&records(entries), crate::log::batch::Compression::None)
+    crate::log::batch::encode_batch(
+        &records(entries, crate::time::now_ms()),
+        crate::log::batch::Compression::None,
+    )
 }
 
 /// Why `__consumer_offsets` could not be created, written or read.
@@ -455,7 +457,7 @@ pub async fn barrier(b: &dyn TopicHost, partition: i32) -> Result<(), StoreError
         // A key kind `Key::decode` does not know: replay skips it.
         key: Some(Bytes::from_static(&[KIND_BARRIER])),
         value: None,
-        timestamp: crate::time::now_ms(),
+        timestamp: b.now_ms(),
         headers: Vec::new(),
     };
     OFFSETS.append(b, partition, &[marker]).await?;
@@ -466,8 +468,9 @@ pub async fn barrier(b: &dyn TopicHost, partition: i32) -> Result<(), StoreError
 pub fn send(
     p: &PartitionHandle,
     entries: &[(Key, Option<Value>)],
+    now_ms: i64,
 ) -> tokio::sync::oneshot::Receiver<Result<crate::partition::ProduceOk, PartitionError>> {
-    OFFSETS.send(p, &records(entries))
+    OFFSETS.send(p, &records(entries, now_ms))
 }
 
 /// Appends records of `group` to its partition and waits until they are committed; returns
@@ -479,7 +482,10 @@ pub async fn append(
 ) -> Result<i64, StoreError> {
     let t = topic(b).await?;
     let p = partition_for(group, t.partitions.len());
-    Ok(OFFSETS.append(b, p, &records(entries)).await?.base_offset)
+    Ok(OFFSETS
+        .append(b, p, &records(entries, b.now_ms()))
+        .await?
+        .base_offset)
 }
 
 /// Reads every record of partition `p` of `__consumer_offsets` up to the high watermark, in

@@ -1,38 +1,36 @@
-//! Election timeouts from a seeded generator, so that a simulation replays exactly.
+//! Election timing from a seed, so that a simulation replays exactly.
 //!
 //! raft-rs draws a replica's randomized election timeout from its thread's RNG whenever the
-//! replica changes role or term. With a seed, the replica replaces that draw before its next
-//! tick, the only place the timeout is compared, through `Raft::set_randomized_election_timeout`
-//! (which raft-rs offers for this), so no unseeded draw is ever used. Production passes no seed.
+//! replica's state resets (a new term, a lost pre-vote), and nothing outside it can observe
+//! every reset. A seeded replica therefore narrows raft-rs's range to one value, so that its
+//! draws are all the same, and takes the randomness from the seed instead: each tick of a
+//! replica that does not lead reaches raft-rs only with probability [`TICK_ODDS`], which
+//! spreads the replicas' effective timeouts (as the random timeout would) in an order the seed
+//! fixes. Production passes no seed and keeps raft-rs's own randomized timeouts.
 
 use raft::{Raft, StateRole, Storage};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+/// The chance that a tick of a replica that does not lead reaches raft-rs.
+const TICK_ODDS: f64 = 0.7;
+
 pub struct SeededElections {
     rng: StdRng,
-    /// raft-rs's range, `[min_election_tick, max_election_tick)` (its fields are private).
-    range: std::ops::Range<usize>,
-    /// The term and role the current timeout was drawn for.
-    drawn_for: Option<(u64, StateRole)>,
 }
 
 impl SeededElections {
-    pub fn new(seed: u64, config: &raft::Config) -> Self {
+    /// Seeds the replica's elections; narrows `config`'s election range to one value.
+    pub fn new(seed: u64, config: &mut raft::Config) -> Self {
+        let ticks = config.election_tick;
+        config.min_election_tick = ticks;
+        config.max_election_tick = ticks + 1;
         SeededElections {
             rng: StdRng::seed_from_u64(seed),
-            range: config.min_election_tick()..config.max_election_tick(),
-            drawn_for: None,
         }
     }
 
-    /// Call before every tick: draws a new timeout if raft-rs reset it since the last one.
-    pub fn before_tick<T: Storage>(&mut self, raft: &mut Raft<T>) {
-        let now = (raft.term, raft.state);
-        if self.drawn_for == Some(now) {
-            return;
-        }
-        self.drawn_for = Some(now);
-        let t = self.rng.gen_range(self.range.clone());
-        raft.set_randomized_election_timeout(t);
+    /// Whether this tick reaches raft-rs (a leader's always does: its heartbeats keep time).
+    pub fn tick<T: Storage>(&mut self, raft: &Raft<T>) -> bool {
+        raft.state == StateRole::Leader || self.rng.gen_bool(TICK_ODDS)
     }
 }

@@ -227,7 +227,7 @@ impl PartitionRaft {
         }
         let elections = setup
             .election_seed
-            .map(|seed| election::SeededElections::new(seed, &config));
+            .map(|seed| election::SeededElections::new(seed, &mut config));
         let mut node = RawNode::new(&config, storage, &logger).map_err(|e| {
             StoreError::Corrupt(setup.dir.clone(), format!("cannot start raft: {e}"))
         })?;
@@ -412,10 +412,11 @@ impl PartitionRaft {
         let held = leaderless && self.ticks < self.hold_election;
         // A leaving follower's election timer stops: it never campaigns again.
         let stopped = self.leaving && !self.is_leader();
-        if !held && !stopped {
-            if let Some(e) = &mut self.elections {
-                e.before_tick(&mut self.node.raft);
-            }
+        let seeded = match &mut self.elections {
+            Some(e) => e.tick(&self.node.raft),
+            None => true,
+        };
+        if !held && !stopped && seeded {
             self.node.tick();
         }
         self.ticks += 1;
