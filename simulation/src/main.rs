@@ -28,6 +28,9 @@ struct Args {
     /// On a failure, drop faults while the run still fails, and print what is left.
     #[arg(long)]
     shrink: bool,
+    /// Run only these of the seed's faults (by position, as `--shrink` prints them).
+    #[arg(long, value_delimiter = ',')]
+    keep_faults: Option<Vec<usize>>,
 }
 
 fn seeds(s: &str) -> Option<std::ops::Range<u64>> {
@@ -64,6 +67,11 @@ fn main() -> ExitCode {
     let mut failed = Vec::new();
     let n = range.end - range.start;
     for seed in range {
+        let mut opts = opts.clone();
+        if let Some(keep) = &args.keep_faults {
+            let all = simulation::schedule::generate(seed, opts.duration_ms, opts.mean_gap_ms);
+            opts.schedule = Some(keep.iter().filter_map(|&i| all.get(i).cloned()).collect());
+        }
         let r = run(seed, &opts);
         if args.check_replay {
             let again = run(seed, &opts);
@@ -85,7 +93,7 @@ fn main() -> ExitCode {
         if !r.violations.is_empty() {
             print_failure(&r, &args);
             if args.shrink {
-                shrink(&r, &opts);
+                shrink(&r, &opts, &args);
             }
             failed.push(seed);
         }
@@ -126,14 +134,15 @@ fn print_failure(r: &Report, args: &Args) {
 }
 
 /// Drops one fault at a time, keeping each removal after which the seed still fails.
-fn shrink(r: &Report, opts: &Options) {
-    let mut kept = r.schedule.clone();
+fn shrink(r: &Report, opts: &Options, args: &Args) {
+    // Positions in the seed's schedule, so that `--keep-faults` replays what is left.
+    let mut kept: Vec<usize> = (0..r.schedule.len()).collect();
     let mut i = 0;
     while i < kept.len() {
         let mut fewer = kept.clone();
         fewer.remove(i);
         let o = Options {
-            schedule: Some(fewer.clone()),
+            schedule: Some(fewer.iter().map(|&k| r.schedule[k].clone()).collect()),
             echo: false,
             ..opts.clone()
         };
@@ -144,7 +153,16 @@ fn shrink(r: &Report, opts: &Options) {
         }
     }
     println!("  shrunk to {} of {} faults:", kept.len(), r.schedule.len());
-    for f in &kept {
+    for &k in &kept {
+        let f = &r.schedule[k];
         println!("    {:>7} ms  {}", f.at_ms, f.fault);
     }
+    let keep: Vec<String> = kept.iter().map(|k| k.to_string()).collect();
+    println!(
+        "  replay: cargo run --release -p simulation -- --seeds {} --seconds {} --fault-gap-ms {} --keep-faults {} --trace",
+        r.seed,
+        args.seconds,
+        args.fault_gap_ms,
+        keep.join(",")
+    );
 }

@@ -207,8 +207,14 @@ fn check_append<T: Storage>(raft: &Raft<T>, m: &Message) -> Result<(), String> {
             ));
         }
         prev_term = e.term;
-        // Committed entries never change: a different term there is fatal in raft-rs.
-        if e.index <= committed && raft.raft_log.term(e.index).ok() != Some(e.term) {
+        // Committed entries never change: a different term there is fatal in raft-rs. An
+        // entry before this replica's first index (behind its checkpoint) has no term here
+        // (raft-rs says 0) and nothing to conflict with: raft-rs answers such an append with
+        // its commit index, which is how a leader that lost track of this replica learns where
+        // it is. Refusing it left that replica behind for good (found by the simulation,
+        // docs/simulation.md).
+        let known = raft.raft_log.term(e.index).ok().filter(|&t| t != 0);
+        if e.index <= committed && known.is_some_and(|t| t != e.term) {
             return Err(format!(
                 "entry {} (term {}) conflicts with the committed log (committed {committed})",
                 e.index, e.term
@@ -264,6 +270,33 @@ mod tests {
         // What the guard prevents: raft-rs panics on it.
         let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| node.step(m)));
         assert!(stepped.is_err(), "raft-rs 0.7 panics on this heartbeat");
+    }
+
+    #[test]
+    fn an_append_of_entries_behind_the_checkpoint_reaches_raft_rs() {
+        let mut node = follower();
+        // Entry 1 is behind this replica's checkpoint: it holds 2 (as the snapshot's) on.
+        node.raft.raft_log.store.wl().compact(3).unwrap();
+        let mut m = msg(MessageType::MsgAppend, 1, 2);
+        m.commit = 2;
+        m.entries = vec![Entry {
+            index: 1,
+            term: 1,
+            ..Default::default()
+        }]
+        .into();
+        assert!(check(&node.raft, &m, Peers::Tracker).is_ok());
+        // raft-rs answers with where this replica is, which the leader goes on from.
+        node.step(m).unwrap();
+        let answers = node.raft.msgs.clone();
+        assert!(
+            answers
+                .iter()
+                .any(|a| a.get_msg_type() == MessageType::MsgAppendResponse
+                    && !a.reject
+                    && a.index == 2),
+            "{answers:?}"
+        );
     }
 
     #[test]
