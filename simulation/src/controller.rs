@@ -1,74 +1,22 @@
 //! The controller group in the simulation: each node runs the production controller
 //! (`engine::cluster::controller`), its Raft messages on the simulated network, its log and
-//! checkpoints on the node's disk. What it needs from a broker comes through its two traits:
-//! [`SimPeers`] (the network, and which nodes are up) and [`SimReconciler`] (nothing to
-//! reconcile: the partition under test is not one of its topics). An admin client creates,
-//! reconfigures and deletes topics; at the end every controller must hold the same metadata,
-//! with every acknowledged change in it.
+//! checkpoints on the node's disk, what it needs of a broker from [`crate::host`]. An admin
+//! client creates, reconfigures and deletes topics; at the end every controller must hold the
+//! same metadata, with every acknowledged change in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::rc::Rc;
-use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::cluster::controller::{Input, ProposeOutcome};
-use engine::cluster::host::{Peers, ReconcileFuture, Reconciler};
 use engine::cluster::metadata_state::MetadataState;
 use engine::cluster::Command;
 use engine::config::{ClusterDefaults, TopicConfig};
-use engine::dynamic_config::DynamicConfigs;
 use engine::topics::TopicRecord;
-use raft::eraftpb::Message;
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
-use crate::net::{Group, Net};
 use crate::schedule::NODES;
 use crate::world::Shared;
-
-pub struct SimPeers {
-    pub me: u64,
-    pub net: Arc<Net>,
-    /// The nodes that are up: what gossip would tell.
-    pub alive: Arc<Mutex<BTreeSet<i32>>>,
-}
-
-impl Peers for SimPeers {
-    fn send_controller(&self, to: u64, msg: &Message) {
-        self.net.send(Group::Controller, self.me, to, msg.clone());
-    }
-
-    fn alive(&self) -> Vec<i32> {
-        let alive = self.alive.lock().unwrap_or_else(|e| e.into_inner());
-        alive.iter().copied().collect()
-    }
-
-    fn features(&self) -> BTreeMap<i32, engine::cluster::features::Levels> {
-        NODES
-            .iter()
-            .map(|&n| (n as i32, engine::cluster::features::supported()))
-            .collect()
-    }
-
-    fn set_draining(&self, _: BTreeSet<i32>) {}
-
-    fn drain(&self) {}
-}
-
-pub struct SimReconciler;
-
-impl Reconciler for SimReconciler {
-    fn reconcile_all<'a>(&'a self, _: &'a MetadataState) -> ReconcileFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn reconcile_topic<'a>(&'a self, _: &'a str, _: &'a MetadataState) -> ReconcileFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
-
-    fn broker_configs<'a>(&'a self, _: &'a DynamicConfigs) -> ReconcileFuture<'a> {
-        Box::pin(async { Ok(()) })
-    }
-}
 
 /// What the admin client was told was applied, and what it got no answer for (which may or
 /// may not have been applied).

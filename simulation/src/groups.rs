@@ -1,178 +1,22 @@
 //! Consumer group offsets in the simulation: each node runs the production group
-//! coordinator (`engine::group::Coordinator`) over its replica of `__consumer_offsets` (one
-//! compacted partition, replicated like the partition under test), following that
-//! partition's Raft leader as the broker's ticker does. A committer commits ever larger
+//! coordinator (`engine::group::Coordinator`, started in [`crate::host`]) over its replica of
+//! `__consumer_offsets` (one compacted partition, replicated like the partition under test),
+//! following that partition's Raft leader as the broker's ticker does. A committer commits ever larger
 //! offsets for one group; a coordinator must never serve an offset below one acknowledged in
 //! its term or an earlier one (Raft's leader completeness: a new leader holds every committed
 //! entry), and the end state must hold the last one acknowledged.
 
 use std::cell::{Cell, RefCell};
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::rc::Rc;
-use std::sync::Arc;
 use std::time::Duration;
 
-use engine::config::{ClusterDefaults, TopicConfig};
-use engine::group::{CommitPartition, CommitRequest, GroupError, OffsetsRetention};
-use engine::internal_topic::{CreateError, CreateFuture, TopicHost};
-use engine::metrics::Metrics;
-use engine::partition::PartitionHandle;
-use engine::topics::{Topic, TopicRecord, TopicTable, OFFSETS_TOPIC};
+use engine::group::{CommitPartition, CommitRequest, GroupError};
 use rand::{rngs::StdRng, Rng, SeedableRng};
 
+use crate::host::{GROUP, TOPIC};
 use crate::schedule::NODES;
 use crate::world::Shared;
-
-const GROUP: &str = "sim-group";
-const TOPIC: &str = "orders";
-
-/// What the coordinator gets of its broker.
-pub struct SimHost {
-    id: i32,
-    topics: TopicTable,
-    metrics: Metrics,
-    clock: Arc<crate::clock::SimClock>,
-}
-
-impl TopicHost for SimHost {
-    fn node_id(&self) -> i32 {
-        self.id
-    }
-
-    fn topics(&self) -> &TopicTable {
-        &self.topics
-    }
-
-    fn metrics(&self) -> &Metrics {
-        &self.metrics
-    }
-
-    fn cluster_size(&self) -> Option<usize> {
-        Some(NODES.len())
-    }
-
-    fn now_ms(&self) -> i64 {
-        engine::time::Clock::now_ms(&*self.clock)
-    }
-
-    fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
-        usize::try_from(partition)
-            .ok()
-            .and_then(|p| t.partitions.get(p))
-            .and_then(|h| h.raft_leader.as_ref())
-            .map_or((-1, -1), |l| engine::raft::leader_of(l))
-    }
-
-    fn create_topic<'a>(
-        &'a self,
-        name: &'a str,
-        _: i32,
-        _: i16,
-        _: &'a [(String, String)],
-    ) -> CreateFuture<'a> {
-        Box::pin(async move { Err(CreateError::Exists(name.to_string())) })
-    }
-}
-
-/// A node's coordinator, its host and the tasks that end with the node.
-#[derive(Clone)]
-pub struct Coordinator {
-    pub groups: Arc<engine::group::Coordinator>,
-    pub host: Arc<SimHost>,
-    offsets: PartitionHandle,
-    ticker: tokio::task::AbortHandle,
-}
-
-impl Coordinator {
-    /// A fresh coordinator (a restarted broker's) over node `id`'s `__consumer_offsets`
-    /// replica `offsets`.
-    pub fn start(
-        id: u64,
-        root: &Path,
-        offsets: PartitionHandle,
-        data: Option<PartitionHandle>,
-        clock: Arc<crate::clock::SimClock>,
-    ) -> Result<Self, String> {
-        let (topics, _) = TopicTable::load(&root.join("groups"), Some("sim".into()))
-            .map_err(|e| e.to_string())?;
-        let config = TopicConfig::from_pairs(vec![("cleanup.policy", "compact")])
-            .map_err(|e| format!("{e:?}"))?;
-        let rec = TopicRecord::new(
-            OFFSETS_TOPIC,
-            uuid::Uuid::from_u128(1),
-            3,
-            config,
-            vec![NODES.iter().map(|&n| n as i32).collect()],
-            1,
-        );
-        let resolved = rec.config.resolve(&ClusterDefaults::default());
-        let topic = Topic::new(&rec, resolved, vec![offsets.clone()]);
-        topics.insert(rec, topic).map_err(|e| e.to_string())?;
-        // The topic whose offsets the group commits: the partition under test, as `orders`
-        // (a commit to a topic the broker does not have is refused).
-        if let Some(data) = data {
-            let rec = TopicRecord::new(
-                TOPIC,
-                uuid::Uuid::from_u128(2),
-                3,
-                TopicConfig::default(),
-                vec![NODES.iter().map(|&n| n as i32).collect()],
-                1,
-            );
-            let resolved = rec.config.resolve(&ClusterDefaults::default());
-            let topic = Topic::new(&rec, resolved, vec![data]);
-            topics.insert(rec, topic).map_err(|e| e.to_string())?;
-        }
-        let host = Arc::new(SimHost {
-            id: id as i32,
-            topics,
-            metrics: Metrics::default(),
-            clock,
-        });
-        let groups = Arc::new(engine::group::Coordinator::new(
-            true,
-            OffsetsRetention::default(),
-        ));
-        // The broker's group ticker: follow the `__consumer_offsets` leader, expire sessions.
-        let (g, h): (_, Arc<dyn TopicHost>) = (groups.clone(), host.clone());
-        let ticker = tokio::task::spawn_local(async move {
-            let mut every = tokio::time::interval(engine::group::TICK);
-            loop {
-                every.tick().await;
-                g.follow_leader(&h);
-                g.tick(&*h, tokio::time::Instant::now());
-            }
-        })
-        .abort_handle();
-        Ok(Coordinator {
-            groups,
-            host,
-            offsets,
-            ticker,
-        })
-    }
-
-    /// The tasks a crash ends.
-    pub fn tasks(self) -> [tokio::task::AbortHandle; 2] {
-        [self.offsets.task.clone(), self.ticker]
-    }
-
-    /// The term of the `__consumer_offsets` leader this node sees.
-    fn term(&self) -> i32 {
-        self.offsets
-            .raft_leader
-            .as_ref()
-            .map_or(-1, |l| engine::raft::leader_of(l).1)
-    }
-
-    fn leader(&self) -> i32 {
-        self.offsets
-            .raft_leader
-            .as_ref()
-            .map_or(-1, |l| engine::raft::leader_of(l).0)
-    }
-}
 
 /// Commits acknowledged: (term of the coordinator that acknowledged, offset).
 #[derive(Default)]
@@ -196,19 +40,6 @@ impl Commits {
     }
 }
 
-/// The committed offset node `node`'s coordinator serves for the group, if it serves it.
-fn fetch(c: &Coordinator) -> Result<i64, GroupError> {
-    c.groups.check(&*c.host, GROUP)?;
-    let topics = c
-        .groups
-        .fetch(GROUP, Some(vec![(TOPIC.to_string(), vec![0])]));
-    Ok(topics
-        .first()
-        .and_then(|(_, ps)| ps.first())
-        .and_then(|(_, e)| e.as_ref())
-        .map_or(-1, |e| e.offset))
-}
-
 /// Commits ever larger offsets, and reads them back, until `stop`.
 pub async fn committer(
     world: Shared,
@@ -224,7 +55,7 @@ pub async fn committer(
         // A read from any node's coordinator that serves the group.
         let reader = NODES[rng.gen_range(0..NODES.len())];
         if let Some(c) = world.borrow().groups(reader) {
-            if let Ok(offset) = fetch(&c) {
+            if let Ok(offset) = c.fetch() {
                 let floor = commits.borrow().floor(c.term());
                 if offset < floor {
                     world.borrow().trace().violation(format!(
@@ -306,7 +137,7 @@ pub async fn check(world: &Shared, commits: &Commits, within: Duration) {
             .iter()
             .filter_map(|&n| {
                 let c = world.borrow().groups(n)?;
-                fetch(&c).ok().map(|o| (n, o))
+                c.fetch().ok().map(|o| (n, o))
             })
             .collect();
         if let Some((&node, &offset)) = served.iter().next() {

@@ -18,6 +18,7 @@ pub mod controller;
 pub mod disk;
 pub mod groups;
 pub mod history;
+pub mod host;
 pub mod net;
 pub mod schedule;
 pub mod trace;
@@ -113,12 +114,19 @@ async fn simulate(seed: u64, opts: &Options) -> Report {
         stop: Rc::new(Cell::new(false)),
     });
     let mut clients = Vec::new();
-    for (id, idempotent) in [(1, false), (2, false), (3, true)] {
+    for (id, idempotent) in [(1, false), (3, true)] {
         let s = world.borrow_mut().rng.gen();
         clients.push(tokio::task::spawn_local(
             load.clone().producer(id, idempotent, s),
         ));
     }
+    let (s, window) = {
+        let mut w = world.borrow_mut();
+        (w.rng.gen(), w.rng.gen_range(2..=5))
+    };
+    clients.push(tokio::task::spawn_local(
+        load.clone().pipelined(2, window, s),
+    ));
     let s = world.borrow_mut().rng.gen();
     clients.push(tokio::task::spawn_local(load.clone().reader(s)));
     let commits: Rc<RefCell<groups::Commits>> = Default::default();

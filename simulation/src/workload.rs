@@ -1,12 +1,13 @@
 //! The clients of a run: producers that send acks=all produces to whichever replica they
-//! believe leads (one of them idempotent, retrying a batch until it is acknowledged), and a
-//! reader that reads below the high watermark of a random replica.
+//! believe leads (one of them idempotent, retrying a batch until it is acknowledged, one with
+//! several produces in flight), and a reader that reads below the high watermark of a random
+//! replica.
 
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use engine::log::batch::{self, Compression, NewRecord};
 use engine::partition::{Cmd, PartitionError, ProduceOk};
 use rand::{rngs::StdRng, Rng, SeedableRng};
@@ -34,17 +35,10 @@ fn batch_of(values: &[String], idempotent: Option<(i64, i32)>) -> Bytes {
         })
         .collect();
     let b = batch::encode_batch(&records, Compression::None).expect("encodes");
-    let Some((pid, seq)) = idempotent else {
-        return b;
-    };
-    // Producer id, epoch 0 and base sequence, then the CRC over what they change.
-    let mut m = BytesMut::from(&b[..]);
-    (&mut m[43..51]).put_i64(pid);
-    (&mut m[51..53]).put_i16(0);
-    (&mut m[53..57]).put_i32(seq);
-    let crc = batch::compute_crc(&m);
-    (&mut m[17..21]).put_u32(crc);
-    m.freeze()
+    match idempotent {
+        Some((pid, seq)) => batch::with_producer(&b, pid, 0, seq),
+        None => b,
+    }
 }
 
 /// Sends a produce to `node` and waits for its answer (`None`: down or no answer in time).
@@ -121,6 +115,50 @@ impl Load {
                 }
             }
             tokio::time::sleep(Duration::from_millis(rng.gen_range(0..30))).await;
+        }
+    }
+
+    /// Producer `id` with up to `window` produces in flight at once, as a client with
+    /// `max.in.flight.requests.per.connection` above one (not idempotent, so never retried):
+    /// a leader that is about to lose its term then holds several of its produces at once.
+    pub async fn pipelined(self: Rc<Self>, id: u32, window: usize, seed: u64) {
+        let mut rng = StdRng::seed_from_u64(seed);
+        let target = Rc::new(Cell::new(NODES[rng.gen_range(0..NODES.len())]));
+        let inflight = Rc::new(Cell::new(0usize));
+        let mut n = 0u64;
+        while !self.stop.get() {
+            if inflight.get() >= window {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+                continue;
+            }
+            n += 1;
+            let k = rng.gen_range(1..=3);
+            let values: Vec<String> = (0..k).map(|i| format!("q{id}-{n}-{i}")).collect();
+            let next = NODES[rng.gen_range(0..NODES.len())];
+            let (load, target, inflight) = (self.clone(), target.clone(), inflight.clone());
+            inflight.set(inflight.get() + 1);
+            tokio::task::spawn_local(async move {
+                let to = target.get();
+                let answer = produce(&load.world, to, &batch_of(&values, None)).await;
+                match answer {
+                    Some(Ok(ok)) => {
+                        let w = load.world.borrow();
+                        let mut t = w.trace();
+                        load.history
+                            .borrow_mut()
+                            .ack(&mut t, to, ok.base_offset, &values);
+                    }
+                    Some(Err(PartitionError::NotLeader)) => {
+                        target.set(leader_seen_by(&load.world, to).unwrap_or(next))
+                    }
+                    _ => target.set(next),
+                }
+                inflight.set(inflight.get() - 1);
+            });
+            tokio::time::sleep(Duration::from_millis(rng.gen_range(0..10))).await;
+        }
+        while inflight.get() > 0 {
+            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 

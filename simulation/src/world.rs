@@ -29,7 +29,7 @@ pub struct Node {
     /// The running controller; `None` while the node is down.
     pub controller: Option<engine::cluster::controller::ControllerHandle>,
     /// The running group coordinator, over its `__consumer_offsets` replica.
-    pub groups: Option<crate::groups::Coordinator>,
+    pub groups: Option<crate::host::Coordinator>,
     disk: Rc<SimDisk>,
     clock: Arc<SimClock>,
     /// The node's data directory (segments in `log/`, Raft log in `raft/`).
@@ -192,7 +192,7 @@ impl World {
             offsets_seed,
         ) {
             Ok(h) => {
-                match crate::groups::Coordinator::start(
+                match crate::host::Coordinator::start(
                     id,
                     &self.root(id),
                     h,
@@ -306,12 +306,12 @@ impl World {
                 snapshot_entries: 16,
                 topics: Arc::new(topics),
                 metrics: Default::default(),
-                peers: Arc::new(crate::controller::SimPeers {
+                peers: Arc::new(crate::host::SimPeers {
                     me: id,
                     net: net.clone(),
                     alive,
                 }),
-                reconciler: Arc::new(crate::controller::SimReconciler),
+                reconciler: Arc::new(crate::host::SimReconciler),
                 quorum_size: 3,
                 assigned_entries: Default::default(),
                 election_seed: Some(seed),
@@ -472,7 +472,7 @@ impl World {
             .collect()
     }
 
-    pub fn groups(&self, id: u64) -> Option<crate::groups::Coordinator> {
+    pub fn groups(&self, id: u64) -> Option<crate::host::Coordinator> {
         self.nodes.get(&id).and_then(|n| n.groups.clone())
     }
 

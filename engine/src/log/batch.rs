@@ -20,6 +20,8 @@ const OFF_LEADER_EPOCH: usize = 12;
 const OFF_CRC: usize = 17;
 const OFF_ATTRIBUTES: usize = 21;
 const OFF_MAX_TIMESTAMP: usize = 35;
+/// Producer id (8 bytes), then producer epoch (2) and base sequence (4).
+const OFF_PRODUCER_ID: usize = 43;
 
 const ATTR_COMPRESSION_MASK: i16 = 0x07;
 const ATTR_TIMESTAMP_TYPE: i16 = 0x08;
@@ -236,6 +238,19 @@ pub fn assign_header(batch: &[u8], a: Assign) -> [u8; HEADER_LEN] {
         (&mut h[OFF_CRC..OFF_CRC + 4]).put_u32(crc);
     }
     h
+}
+
+/// The batch as an idempotent producer sends it: producer id, epoch and base sequence written
+/// in, the CRC recomputed over what they change (tests and the simulation produce such batches;
+/// [`encode_batch`] writes none).
+pub fn with_producer(batch: &[u8], producer_id: i64, epoch: i16, base_sequence: i32) -> Bytes {
+    let mut m = BytesMut::from(batch);
+    (&mut m[OFF_PRODUCER_ID..OFF_PRODUCER_ID + 8]).put_i64(producer_id);
+    (&mut m[OFF_PRODUCER_ID + 8..OFF_PRODUCER_ID + 10]).put_i16(epoch);
+    (&mut m[OFF_PRODUCER_ID + 10..OFF_PRODUCER_ID + 14]).put_i32(base_sequence);
+    let crc = compute_crc(&m);
+    (&mut m[OFF_CRC..OFF_CRC + 4]).put_u32(crc);
+    m.freeze()
 }
 
 /// A record as a producer hands it over, for [`encode_batch`].

@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicBool;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use super::{Cmd, PartitionError, PartitionHandle, ProduceOk};
@@ -297,15 +297,10 @@ fn batch_of(n: usize, pid: Option<(i64, i32)>) -> Bytes {
         })
         .collect();
     let b = batch::encode_batch(&records, Compression::None).unwrap();
-    let Some((pid, seq)) = pid else { return b };
-    // Producer id, epoch 0 and base sequence, then the CRC over what they change.
-    let mut m = BytesMut::from(&b[..]);
-    (&mut m[43..51]).put_i64(pid);
-    (&mut m[51..53]).put_i16(0);
-    (&mut m[53..57]).put_i32(seq);
-    let crc = batch::compute_crc(&m);
-    (&mut m[17..21]).put_u32(crc);
-    m.freeze()
+    match pid {
+        Some((pid, seq)) => batch::with_producer(&b, pid, 0, seq),
+        None => b,
+    }
 }
 
 fn run<F: std::future::Future<Output = ()>>(f: impl FnOnce() -> F) {
