@@ -483,7 +483,10 @@ impl Controller {
             first_file: storage.checkpoint().map_or(0, |c| c.first_file),
             state: self.state.encode(),
         };
-        cp.write(&dir)?;
+        // Through the log's one checkpoint writer, as the partitions' and snapshot installs'.
+        if !self.store.checkpoints().write(&cp)? {
+            return Ok(());
+        }
         self.store.compact(self.node.store(), cp)
     }
 
