@@ -19,11 +19,14 @@ use crate::partition::PartitionHandle;
 /// Topics the broker itself writes (group offsets, the schema registry's `_schemas`);
 /// clients may read but not write or delete them.
 pub fn is_internal(name: &str) -> bool {
-    name == OFFSETS_TOPIC || name == SCHEMAS_TOPIC
+    name == OFFSETS_TOPIC || name == SCHEMAS_TOPIC || name == TRANSACTIONS_TOPIC
 }
 
 /// The group coordinator's topic of committed offsets and group records.
 pub const OFFSETS_TOPIC: &str = "__consumer_offsets";
+
+/// The transaction coordinator's topic of transaction states (`crate::txn`).
+pub const TRANSACTIONS_TOPIC: &str = "__transaction_state";
 
 /// The schema registry's topic (the `schema-registry` crate writes it).
 pub const SCHEMAS_TOPIC: &str = "_schemas";

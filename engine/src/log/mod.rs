@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod compaction;
+pub mod control;
 pub mod cut;
 pub mod failpoint;
 pub mod files;
