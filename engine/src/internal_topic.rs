@@ -282,6 +282,7 @@ pub async fn read_range(
             .ask(|reply| Cmd::Read {
                 offset: from,
                 max_bytes: 1 << 20,
+                committed: false,
                 reply,
             })
             .await?;

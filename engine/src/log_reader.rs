@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::log::batch::split_batches;
+use crate::log::producer_state::AbortedTxn;
 use crate::partition::{Cmd, PartitionError, PartitionHandle, Watermarks};
 use crate::remote::{RemoteError, RemotePartition};
 
@@ -67,37 +68,65 @@ impl Broker {
     /// Stored batches from `offset`, about `max_bytes` of them, with the watermarks they were
     /// read under: below the local start from the remote tier, straight from the handler so a
     /// slow object store never holds up the partition's producers; otherwise from the
-    /// partition actor. Fetch and in-process readers both read through here.
+    /// partition actor. Fetch and in-process readers both read through here. `committed`
+    /// (read_committed) reads stop at the last stable offset and come with the aborted
+    /// transactions they overlap.
     pub async fn read_stored(
         &self,
         id: &RemotePartition,
         p: &PartitionHandle,
         offset: i64,
         max_bytes: usize,
-    ) -> Result<(Option<Bytes>, Watermarks), LogReadError> {
+        committed: bool,
+    ) -> Result<StoredRead, LogReadError> {
         let marks = *p.marks.borrow();
         if offset >= marks.log_start && offset < marks.local_start {
             if let Some(tier) = &self.remote {
-                let bytes = tier.read(id, offset, max_bytes).await?;
-                if let Some(r) = &bytes {
+                let mut records = tier.read(id, offset, max_bytes).await?;
+                if let Some(r) = &records {
                     self.metrics.fetched_bytes.inc_by(r.len() as u64);
                 }
-                return Ok((bytes, marks));
+                let mut aborted = Vec::new();
+                if committed {
+                    records = records.and_then(|r| below(&r, marks.stable));
+                    if let Some(r) = &records {
+                        let to = crate::partition::txn::end_of(r);
+                        aborted = p
+                            .ask(|reply| Cmd::AbortedTxns {
+                                from: offset,
+                                to,
+                                reply,
+                            })
+                            .await?;
+                    }
+                }
+                return Ok(StoredRead {
+                    records,
+                    marks,
+                    aborted,
+                });
             }
         }
         let ok = p
             .ask(|reply| Cmd::Read {
                 offset,
                 max_bytes,
+                committed,
                 reply,
             })
             .await?;
-        Ok((ok.records, ok.marks))
+        Ok(StoredRead {
+            records: ok.records,
+            marks: ok.marks,
+            aborted: ok.aborted,
+        })
     }
 
-    /// Reads whole batches from the batch holding `offset`, about `max_bytes` of them (at
-    /// least one), never past the high watermark. An offset below the log start reads from
-    /// the log start: the caller sees the jump in `records[0].offset`.
+    /// Reads the committed records from the batch holding `offset`, about `max_bytes` of
+    /// batches (at least one), never past the last stable offset: records of aborted
+    /// transactions and markers are left out, as a read_committed consumer skips them. An
+    /// offset below the log start reads from the log start: the caller sees the jump in
+    /// `records[0].offset`.
     pub async fn read_log(
         &self,
         topic: &str,
@@ -108,7 +137,7 @@ impl Broker {
         let (topic_id, p) = self.partition_handle(topic, partition)?;
         let marks = *p.marks.borrow();
         let offset = offset.max(marks.log_start);
-        if offset >= marks.high {
+        if offset >= marks.stable {
             return Ok(LogRead {
                 records: Vec::new(),
                 next_offset: offset,
@@ -121,14 +150,46 @@ impl Broker {
             topic_id,
             partition,
         };
-        let (bytes, marks) = self.read_stored(&id, &p, offset, max_bytes).await?;
-        let data = bytes.unwrap_or_default();
-        decode(&data, offset, marks.high, marks)
+        let read = self
+            .read_stored(&id, &p, offset, max_bytes, true)
+            .await?;
+        let data = read.records.unwrap_or_default();
+        decode(&data, offset, read.marks.stable, read.marks, &read.aborted)
     }
 }
 
-/// Splits and decodes stored batches, keeping records in `[from, high)`.
-fn decode(data: &Bytes, from: i64, high: i64, marks: Watermarks) -> Result<LogRead, LogReadError> {
+/// What [`Broker::read_stored`] read.
+#[derive(Debug)]
+pub struct StoredRead {
+    pub records: Option<Bytes>,
+    pub marks: Watermarks,
+    /// read_committed: the aborted transactions overlapping `records`.
+    pub aborted: Vec<AbortedTxn>,
+}
+
+/// The whole batches of `records` that start below `limit`.
+fn below(records: &Bytes, limit: i64) -> Option<Bytes> {
+    let mut end = 0;
+    while end + crate::log::batch::HEADER_LEN <= records.len() {
+        match crate::log::batch::BatchHeader::parse(&records[end..]) {
+            Ok(h) if h.base_offset < limit && end + h.total_len() <= records.len() => {
+                end += h.total_len()
+            }
+            _ => break,
+        }
+    }
+    (end > 0).then(|| records.slice(..end))
+}
+
+/// Splits and decodes stored batches, keeping the records in `[from, high)` that no aborted
+/// transaction holds.
+fn decode(
+    data: &Bytes,
+    from: i64,
+    high: i64,
+    marks: Watermarks,
+    aborted: &[AbortedTxn],
+) -> Result<LogRead, LogReadError> {
     let corrupt = |reason: String| LogReadError::Corrupt {
         offset: from,
         reason,
@@ -142,7 +203,13 @@ fn decode(data: &Bytes, from: i64, high: i64, marks: Watermarks) -> Result<LogRe
         if h.last_offset() < next {
             continue;
         }
-        if !h.is_control() {
+        let aborted_batch = h.is_transactional()
+            && aborted.iter().any(|a| {
+                a.producer_id == h.producer_id
+                    && a.first_offset <= h.base_offset
+                    && h.base_offset <= a.last_offset
+            });
+        if !h.is_control() && !aborted_batch {
             let mut buf = batch.clone();
             let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| corrupt(e.to_string()))?;
             records.extend(

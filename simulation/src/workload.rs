@@ -198,6 +198,7 @@ pub async fn read(
     h.tx.send(Cmd::Read {
         offset,
         max_bytes,
+        committed: false,
         reply,
     })
     .ok()?;

@@ -11,6 +11,7 @@ mod leadership;
 mod mounted;
 mod producer_ids;
 mod shutdown;
+pub(crate) mod txn_markers;
 mod unmount_steps;
 
 pub use leadership::ShortPartition;

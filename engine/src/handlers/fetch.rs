@@ -6,8 +6,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures_util::future::select_all;
 use indexmap::IndexMap;
-use kafka_protocol::messages::fetch_response::{FetchableTopicResponse, PartitionData};
-use kafka_protocol::messages::{FetchRequest, FetchResponse};
+use kafka_protocol::messages::fetch_response::{
+    AbortedTransaction, FetchableTopicResponse, PartitionData,
+};
+use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
@@ -15,6 +17,7 @@ use super::{partition_error, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
 use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
+use crate::log::producer_state::AbortedTxn;
 use crate::log_reader::LogReadError;
 use crate::partition::{PartitionHandle, Watermarks};
 
@@ -147,6 +150,8 @@ pub async fn handle(
         }
     };
 
+    // isolation_level 1: read_committed (up to the last stable offset).
+    let committed = req.isolation_level == 1;
     let rack =
         Some(req.rack_id.as_str()).filter(|r| version >= FOLLOWER_FETCH_FROM && !r.is_empty());
     let wanted: Vec<Wanted> = fetch_set
@@ -205,7 +210,7 @@ pub async fn handle(
     // is held while long-polling.
     let (results, reservation) = loop {
         let mut reserved = memory.reserve(max_bytes).await;
-        let results = read_all(b, &wanted, reserved.bytes().min(max_bytes)).await;
+        let results = read_all(b, &wanted, reserved.bytes().min(max_bytes), committed).await;
         let bytes: usize = results
             .iter()
             .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -225,7 +230,7 @@ pub async fn handle(
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             let mut reserved = memory.reserve(max_bytes).await;
-            let results = read_all(b, &wanted, reserved.bytes().min(max_bytes)).await;
+            let results = read_all(b, &wanted, reserved.bytes().min(max_bytes), committed).await;
             let bytes = results
                 .iter()
                 .map(|r| r.records.as_ref().map_or(0, Bytes::len))
@@ -256,7 +261,16 @@ pub async fn handle(
             .with_partition_index(w.key.1)
             .with_error_code(r.error)
             .with_high_watermark(r.marks.high)
-            .with_last_stable_offset(r.marks.high)
+            .with_last_stable_offset(r.marks.stable)
+            .with_aborted_transactions(r.aborted.map(|a| {
+                a.into_iter()
+                    .map(|a| {
+                        AbortedTransaction::default()
+                            .with_producer_id(ProducerId(a.producer_id))
+                            .with_first_offset(a.first_offset)
+                    })
+                    .collect()
+            }))
             .with_log_start_offset(r.marks.log_start)
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(r.preferred))
             .with_records(Some(r.records.unwrap_or_default()));
@@ -287,6 +301,8 @@ struct PartResult {
     records: Option<Bytes>,
     /// `preferred_read_replica` (-1: none); only ever set for v11+ requests.
     preferred: i32,
+    /// read_committed: the aborted transactions overlapping `records`.
+    aborted: Option<Vec<AbortedTxn>>,
 }
 
 /// KIP-392's rack-aware selection, on the leader: a live replica in the consumer's rack that
@@ -308,7 +324,12 @@ fn read_replica_in(b: &Broker, t: &crate::topics::Topic, p: i32, rack: &str) -> 
 /// what is read never exceeds `max_bytes` by more than one oversized first batch per partition
 /// (KIP-74: the first non-empty partition always counts). Partitions left when the budget is
 /// spent are answered without records, as Kafka does.
-async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartResult> {
+async fn read_all(
+    b: &Broker,
+    wanted: &[Wanted],
+    max_bytes: usize,
+    committed: bool,
+) -> Vec<PartResult> {
     let mut results: Vec<Option<PartResult>> = wanted.iter().map(|_| None).collect();
     let mut used = 0usize;
     let mut next = 0;
@@ -333,7 +354,8 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
             break 'waves;
         }
         let reads = futures_util::future::join_all(
-            wave.iter().map(|&(i, cap)| read_one(b, &wanted[i], cap)),
+            wave.iter()
+                .map(|&(i, cap)| read_one(b, &wanted[i], cap, committed)),
         )
         .await;
         for ((i, _), mut r) in wave.into_iter().zip(reads) {
@@ -360,19 +382,21 @@ async fn read_all(b: &Broker, wanted: &[Wanted], max_bytes: usize) -> Vec<PartRe
                     .map_or_else(unknown_marks, |h| *h.marks.borrow()),
                 records: None,
                 preferred: -1,
+                aborted: None,
             })
         })
         .collect()
 }
 
 /// One partition's answer, with at most about `max` bytes of records.
-async fn read_one(b: &Broker, w: &Wanted, max: usize) -> PartResult {
+async fn read_one(b: &Broker, w: &Wanted, max: usize, committed: bool) -> PartResult {
     let Some(h) = &w.handle else {
         return PartResult {
             error: w.unknown_code,
             marks: unknown_marks(),
             records: None,
             preferred: -1,
+            aborted: None,
         };
     };
     if let Some(id) = w.redirect {
@@ -381,6 +405,7 @@ async fn read_one(b: &Broker, w: &Wanted, max: usize) -> PartResult {
             marks: *h.marks.borrow(),
             records: None,
             preferred: id,
+            aborted: None,
         };
     }
     let offset = w.offset;
@@ -389,12 +414,13 @@ async fn read_one(b: &Broker, w: &Wanted, max: usize) -> PartResult {
         topic_id: w.topic_id,
         partition: w.key.1,
     };
-    match b.read_stored(&id, h, offset, max).await {
-        Ok((records, marks)) => PartResult {
+    match b.read_stored(&id, h, offset, max, committed).await {
+        Ok(read) => PartResult {
             error: 0,
-            marks,
-            records,
+            marks: read.marks,
+            records: read.records,
             preferred: -1,
+            aborted: committed.then_some(read.aborted),
         },
         Err(e) => {
             let error = match &e {
@@ -409,6 +435,7 @@ async fn read_one(b: &Broker, w: &Wanted, max: usize) -> PartResult {
                 marks: *h.marks.borrow(),
                 records: None,
                 preferred: -1,
+                aborted: None,
             }
         }
     }
@@ -420,5 +447,6 @@ fn unknown_marks() -> Watermarks {
         log_start: -1,
         high: -1,
         log_end: -1,
+        stable: -1,
     }
 }

@@ -1,5 +1,6 @@
 //! ListOffsets: earliest (-2), latest (-1), max timestamp (-3), earliest local (-4, KIP-405),
-//! and the first offset at or after a timestamp, looked up in the remote tier first when the
+//! the last stable offset for read_committed's latest, and the first offset at or after a
+//! timestamp, looked up in the remote tier first when the
 //! log starts there.
 
 use kafka_protocol::messages::list_offsets_response::{
@@ -13,6 +14,7 @@ use crate::broker::Broker;
 use crate::partition::{Cmd, OffsetQuery};
 
 pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+    let req_committed = req.isolation_level == 1;
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let topic = b.topics.get(t.name.as_str());
@@ -29,6 +31,8 @@ pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOf
             let query = match p.timestamp {
                 -2 => OffsetQuery::Earliest,
                 -4 => OffsetQuery::EarliestLocal,
+                // isolation_level 1 (read_committed): the last stable offset.
+                -1 if req_committed => OffsetQuery::LatestStable,
                 -1 => OffsetQuery::Latest,
                 -3 => OffsetQuery::MaxTimestamp,
                 ts if ts >= 0 => OffsetQuery::Timestamp(ts),

@@ -25,6 +25,7 @@ pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
 pub mod describe_log_dirs;
+pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod elect_leaders;
 pub mod fetch;
@@ -46,6 +47,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod write_txn_markers;
 
 /// An API and the versions served, all fully implemented.
 pub struct ApiSpec {
@@ -114,6 +116,9 @@ pub const APIS: &[ApiSpec] = &[
     // The KIP-848 consumer group protocol (crate::group::consumer).
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
+    // Transactions: what coordinators send partition leaders (crate::broker::txn_markers).
+    api(ApiKey::WriteTxnMarkers, 1, 1),
+    api(ApiKey::DescribeProducers, 0, 0),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -236,6 +241,16 @@ dispatch_table! { b, h, v;
         Handled::reply(ResponseKind::DescribeCluster(describe_cluster::handle(
             &b, r,
         )))
+    }),
+    DescribeProducers(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeProducers(
+            describe_producers::handle(&b, r).await,
+        ))
+    }),
+    WriteTxnMarkers(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::WriteTxnMarkers(
+            write_txn_markers::handle(&b, r).await,
+        ))
     }),
     InitProducerId(r) => Box::pin(async move {
         Handled::reply(ResponseKind::InitProducerId(
@@ -383,6 +398,10 @@ pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
         E::OffsetOutOfRange { .. } => ResponseError::OffsetOutOfRange,
         E::Sequence(SequenceError::Fenced { .. }) => ResponseError::InvalidProducerEpoch,
         E::Sequence(SequenceError::OutOfOrder { .. }) => ResponseError::OutOfOrderSequenceNumber,
+        E::Sequence(SequenceError::StaleCoordinator { .. }) => {
+            ResponseError::TransactionCoordinatorFenced
+        }
+        E::ControlFromClient => ResponseError::InvalidRecord,
         E::Storage(_) | E::Failed(_) => ResponseError::KafkaStorageError,
         E::Stopped | E::NotLeader => ResponseError::NotLeaderOrFollower,
         E::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,

@@ -30,6 +30,7 @@ enum Pending {
 
 pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFuture {
     let acks = req.acks;
+    let has_txn_id = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty());
     let valid_acks = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
@@ -154,14 +155,17 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                     continue;
                 }
             }
-            if batches
-                .iter()
-                .any(|(h, _)| h.is_transactional() || h.is_control())
+            // Markers are the transaction coordinators' (WriteTxnMarkers), never a client's.
+            if batches.iter().any(|(h, _)| h.is_control()) {
+                let e = PartitionError::ControlFromClient;
+                parts.push(fail(ResponseError::InvalidRecord, Some(e.to_string())));
+                continue;
+            }
+            if batches.iter().any(|(h, _)| h.is_transactional())
+                && !has_txn_id
             {
-                parts.push(fail(
-                    ResponseError::InvalidRecord,
-                    Some("transactional batches are not supported yet".into()),
-                ));
+                let why = "transactional batches need the request's transactional id";
+                parts.push(fail(ResponseError::InvalidRequest, Some(why.into())));
                 continue;
             }
             let (tx, rx) = oneshot::channel();

@@ -22,6 +22,7 @@ use kafka_protocol::records::{
 use super::batch::{self, Assign, BatchHeader};
 use super::files::sync_dir;
 use super::power;
+use super::producer_state::AbortedTxn;
 use super::segment::log_path;
 
 /// What one cleaning pass did.
@@ -67,14 +68,33 @@ fn decode(bytes: &Bytes) -> io::Result<Vec<kafka_protocol::records::Record>> {
         .map_err(io::Error::other)
 }
 
+/// Whether a batch belongs to one of the aborted transactions.
+fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
+    h.is_transactional()
+        && !h.is_control()
+        && aborted.iter().any(|a| {
+            a.producer_id == h.producer_id
+                && a.first_offset <= h.base_offset
+                && h.base_offset <= a.last_offset
+        })
+}
+
 /// Cleans the sealed segments `bases` (ascending). Tombstones in batches whose newest
-/// timestamp is older than `tombstone_horizon_ms` are removed.
-pub fn clean(dir: &Path, bases: &[i64], tombstone_horizon_ms: i64) -> io::Result<Cleaned> {
+/// timestamp is older than `tombstone_horizon_ms` are removed. Records of `aborted`
+/// transactions are removed and never count as a key's newest value (a committed value must
+/// not give way to an aborted one); the caller cleans nothing past the last stable offset, so
+/// every transaction the segments hold has ended. Markers are kept.
+pub fn clean(
+    dir: &Path,
+    bases: &[i64],
+    tombstone_horizon_ms: i64,
+    aborted: &[AbortedTxn],
+) -> io::Result<Cleaned> {
     // Pass 1: the newest offset of every key.
     let mut newest: HashMap<Bytes, i64> = HashMap::new();
     for &base in bases {
         for (h, bytes) in batches(dir, base)? {
-            if h.is_control() {
+            if h.is_control() || is_aborted(&h, aborted) {
                 continue;
             }
             for r in decode(&bytes)? {
@@ -94,6 +114,10 @@ pub fn clean(dir: &Path, bases: &[i64], tombstone_horizon_ms: i64) -> io::Result
             size += bytes.len() as u64;
             if h.is_control() {
                 rewritten.extend_from_slice(&bytes);
+                continue;
+            }
+            if is_aborted(&h, aborted) {
+                removed += h.records_count.max(0) as u64;
                 continue;
             }
             let records = decode(&bytes)?;

@@ -154,9 +154,9 @@ impl PartitionLog {
             None => (ProducerStates::default(), i64::MIN),
         };
         for seg in self.segments.values().filter(|s| s.next_offset > from) {
-            for h in seg.headers_from(from.max(seg.base_offset))? {
+            for (h, marker) in seg.headers_from(from.max(seg.base_offset))? {
                 if h.base_offset >= from {
-                    states.record(&h, now_ms);
+                    states.record(&h, marker, now_ms);
                 }
             }
         }
@@ -323,9 +323,22 @@ impl PartitionLog {
         self.producers.check(h)
     }
 
-    /// Idempotent producers' sequence state, as of the log's end.
+    /// Idempotent producers' sequence state and transactions, as of the log's end.
     pub fn producers(&self) -> &ProducerStates {
         &self.producers
+    }
+
+    /// Producer state to update beside an append (a marker's coordinator epoch).
+    pub fn producers_mut(&mut self) -> &mut ProducerStates {
+        &mut self.producers
+    }
+
+    /// The last stable offset given the high watermark: no read_committed consumer reads at or
+    /// past the first record of a transaction still open.
+    pub fn last_stable_offset(&self, high: i64) -> i64 {
+        self.producers
+            .first_unstable_offset()
+            .map_or(high, |first| first.min(high))
     }
 
     /// Forgets producers idle for longer than `expiry_ms`.
@@ -405,7 +418,8 @@ impl PartitionLog {
         }
         active.append(&header, &bytes[batch::HEADER_LEN..], &ph, interval)?;
         let handle = active.sync_handle();
-        self.producers.record(&ph, now_ms);
+        self.producers
+            .record(&ph, super::control::marker_type(&ph, bytes), now_ms);
         if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
             self.dirty.push(handle);
         }
@@ -480,7 +494,8 @@ impl PartitionLog {
         let (header, records) = bytes.split_at(batch::HEADER_LEN);
         active.append(header, records, h, interval)?;
         let handle = active.sync_handle();
-        self.producers.record(h, now_ms);
+        self.producers
+            .record(h, super::control::marker_type(h, bytes), now_ms);
         if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
             self.dirty.push(handle);
         }
@@ -620,6 +635,7 @@ impl PartitionLog {
             self.log_start_offset = target;
             write_i64(&self.dir.join(LOG_START_FILE), target)?;
             self.drop_segments_below(target)?;
+            self.producers.prune_aborted(target);
         }
         Ok(self.log_start_offset)
     }
@@ -645,6 +661,7 @@ impl PartitionLog {
     pub fn apply_retention(&mut self, now_ms: i64) -> io::Result<u64> {
         let freed = self.apply_retention_inner(now_ms)?;
         if freed > 0 {
+            self.producers.prune_aborted(self.log_start_offset);
             ProducerStates::prune_snapshots(&self.dir, self.log_start_offset)?;
         }
         Ok(freed)
@@ -869,7 +886,7 @@ mod tests {
         let before = all_records(&log);
         let sealed_end = log.sealed_end();
         let bases = log.sealed_bases();
-        let c = compaction::clean(dir.path(), &bases, i64::MIN).unwrap();
+        let c = compaction::clean(dir.path(), &bases, i64::MIN, &[]).unwrap();
         assert!(!c.swapped.is_empty() && c.bytes_after < c.bytes_before);
         // A crash now leaves complete .swap files: reopening installs them.
         drop(log);
@@ -908,12 +925,12 @@ mod tests {
         let mut log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
         append_n(&mut log, 30, 5);
         for _ in 0..2 {
-            let c = compaction::clean(dir.path(), &log.sealed_bases(), i64::MIN).unwrap();
+            let c = compaction::clean(dir.path(), &log.sealed_bases(), i64::MIN, &[]).unwrap();
             log.install_cleaned(&c.swapped, 0).unwrap();
         }
         // The first segments now hold nothing; later passes and reads go past them.
         append_n(&mut log, 30, 5);
-        let c = compaction::clean(dir.path(), &log.sealed_bases(), i64::MIN).unwrap();
+        let c = compaction::clean(dir.path(), &log.sealed_bases(), i64::MIN, &[]).unwrap();
         log.install_cleaned(&c.swapped, 0).unwrap();
         let keys: Vec<_> = all_records(&log)
             .into_iter()

@@ -10,6 +10,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 
+use super::control::ControlType;
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
 use super::index::{self, OffsetIndex, TimeIndex};
 use super::power;
@@ -266,9 +267,9 @@ impl Segment {
         Ok(None)
     }
 
-    /// Headers of the batches from the one holding `offset` to the end (for replaying
-    /// producer state after a snapshot).
-    pub fn headers_from(&self, offset: i64) -> io::Result<Vec<BatchHeader>> {
+    /// Headers of the batches from the one holding `offset` to the end, with the type of
+    /// each transaction marker (for replaying producer state after a snapshot).
+    pub fn headers_from(&self, offset: i64) -> io::Result<Vec<(BatchHeader, Option<ControlType>)>> {
         let mut out = Vec::new();
         let Some((mut pos, _)) = self.locate(offset)? else {
             return Ok(out);
@@ -277,8 +278,16 @@ impl Segment {
         while pos + HEADER_LEN as u64 <= self.size {
             self.log.read_exact_at(&mut hdr, pos)?;
             let h = BatchHeader::parse(&hdr).map_err(io::Error::other)?;
+            // Markers are one small record: only they are read whole.
+            let marker = if h.is_control() && pos + h.total_len() as u64 <= self.size {
+                let mut whole = BytesMut::zeroed(h.total_len());
+                self.log.read_exact_at(&mut whole, pos)?;
+                super::control::marker_type(&h, &whole.freeze())
+            } else {
+                None
+            };
             pos += h.total_len() as u64;
-            out.push(h);
+            out.push((h, marker));
         }
         Ok(out)
     }

@@ -35,6 +35,15 @@ pub(super) struct Assigner {
     producers: ProducerStates,
 }
 
+impl Assigner {
+    pub(super) fn producers(&self) -> &ProducerStates {
+        &self.producers
+    }
+    pub(super) fn producers_mut(&mut self) -> &mut ProducerStates {
+        &mut self.producers
+    }
+}
+
 /// A produce that arrived before the leader could decide (see the module docs).
 pub(super) struct Queued {
     batches: Vec<(BatchHeader, Bytes)>,
@@ -154,7 +163,7 @@ impl Actor {
                     let mut assigned = *h;
                     assigned.base_offset = base;
                     assigned.partition_leader_epoch = epoch;
-                    a.producers.record(&assigned, now);
+                    a.producers.record(&assigned, crate::log::control::marker_type(&assigned, bytes), now);
                     a.next = assigned.next_offset();
                     (base, assigned.last_offset(), lat.unwrap_or(-1))
                 }

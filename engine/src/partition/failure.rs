@@ -54,6 +54,9 @@ impl Actor {
             Cmd::Read { reply, .. } => {
                 let _ = reply.send(Err(err()));
             }
+            Cmd::WriteMarker { reply, .. } => {
+                let _ = reply.send(Err(err()));
+            }
             Cmd::DeleteRecords { reply, .. } | Cmd::Roll { reply } => {
                 let _ = reply.send(Err(err()));
             }

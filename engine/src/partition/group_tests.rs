@@ -189,6 +189,7 @@ impl Group {
                 .ask(|reply| Cmd::Read {
                     offset,
                     max_bytes: 1 << 20,
+                    committed: false,
                     reply,
                 })
                 .await
@@ -556,6 +557,7 @@ fn a_leader_whose_disk_fails_a_sync_stops_and_no_acknowledged_record_is_lost() {
             .ask(|reply| Cmd::Read {
                 offset: 0,
                 max_bytes: 1 << 20,
+                committed: false,
                 reply,
             })
             .await;
@@ -672,5 +674,104 @@ fn retention_frees_placed_segments_and_a_follower_behind_them_gets_a_snapshot() 
         let next = g.produce(leader, batch_of(5, None)).await.unwrap();
         assert_eq!(next.base_offset, end);
         g.settle(end + 5).await;
+    });
+}
+
+/// A client's transactional batch of `n` records from producer `pid` at sequence `seq`.
+fn txn_batch(n: usize, pid: i64, seq: i32) -> Bytes {
+    let records: Vec<NewRecord> = (0..n)
+        .map(|i| NewRecord {
+            value: Some(Bytes::from(format!("txn-{pid}-{i}"))),
+            ..Default::default()
+        })
+        .collect();
+    let b = crate::log::control::encode_transactional(&records, pid, 0).unwrap();
+    batch::with_producer(&b, pid, 0, seq)
+}
+
+async fn marker(
+    g: &Group,
+    on: u64,
+    pid: i64,
+    epoch: i16,
+    commit: bool,
+) -> Result<ProduceOk, PartitionError> {
+    let marker = super::txn::Marker {
+        producer_id: pid,
+        producer_epoch: epoch,
+        control: crate::log::control::ControlType::from_commit(commit),
+        coordinator_epoch: 1,
+    };
+    g.handles[&on]
+        .ask(|reply| Cmd::WriteMarker { marker, reply })
+        .await
+}
+
+async fn read_committed(g: &Group, on: u64, offset: i64) -> super::ReadOk {
+    g.handles[&on]
+        .ask(|reply| Cmd::Read {
+            offset,
+            max_bytes: 1 << 20,
+            committed: true,
+            reply,
+        })
+        .await
+        .unwrap()
+}
+
+#[test]
+fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_replica() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let leader = g.leader(&[1, 2, 3]).await;
+        assert_eq!(g.produce(leader, txn_batch(2, 7, 0)).await.unwrap().base_offset, 0);
+        assert_eq!(g.produce(leader, batch_of(1, None)).await.unwrap().base_offset, 2);
+        g.settle(3).await;
+        // Producer 7's transaction is open at 0: read_committed sees nothing yet.
+        for id in 1..=3 {
+            assert_eq!(g.handles[&id].marks.borrow().stable, 0);
+        }
+        assert!(read_committed(&g, leader, 0).await.records.is_none());
+        // Its abort marker releases the log, and read_committed reads report it.
+        assert_eq!(marker(&g, leader, 7, 0, false).await.unwrap().base_offset, 3);
+        g.settle(4).await;
+        let r = read_committed(&g, leader, 0).await;
+        let aborted = crate::log::producer_state::AbortedTxn {
+            producer_id: 7,
+            first_offset: 0,
+            last_offset: 3,
+        };
+        assert_eq!(r.aborted, vec![aborted]);
+        assert_eq!(r.marks.stable, 4);
+        // A committed transaction is no aborted one.
+        assert_eq!(g.produce(leader, txn_batch(1, 8, 0)).await.unwrap().base_offset, 4);
+        marker(&g, leader, 8, 0, true).await.unwrap();
+        g.settle(6).await;
+        assert_eq!(read_committed(&g, leader, 4).await.aborted, vec![]);
+        // The producer's sequence continues across its marker; a marker of an older producer
+        // epoch is refused.
+        assert_eq!(g.produce(leader, txn_batch(1, 7, 2)).await.unwrap().base_offset, 6);
+        let mut fenced = txn_batch(1, 7, 0);
+        fenced = batch::with_producer(&fenced, 7, 1, 0);
+        g.produce(leader, fenced).await.unwrap();
+        assert!(matches!(
+            marker(&g, leader, 7, 0, true).await,
+            Err(PartitionError::Sequence(_))
+        ));
+        marker(&g, leader, 7, 1, true).await.unwrap();
+        g.settle(9).await;
+        g.identical().await;
+        // After a restart every replica rebuilds the same state from its files.
+        let dir = g.stop().await;
+        let g = spawn_group(dir);
+        let leader = g.leader(&[1, 2, 3]).await;
+        g.settle(9).await;
+        for id in 1..=3 {
+            assert_eq!(g.handles[&id].marks.borrow().stable, g.handles[&id].marks.borrow().high);
+            assert_eq!(read_committed(&g, id, 0).await.aborted, vec![aborted]);
+        }
+        assert_eq!(g.produce(leader, txn_batch(1, 9, 0)).await.unwrap().base_offset, 9);
+        g.settle(10).await;
+        assert_eq!(g.handles[&leader].marks.borrow().stable, 9);
     });
 }

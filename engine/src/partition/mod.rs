@@ -40,6 +40,7 @@ mod snapshot;
 mod throttled;
 mod tick;
 mod tiered;
+pub mod txn;
 pub use open::{spawn, Env};
 pub use tiered::RemoteLink;
 use tiered::Tiered;
@@ -53,6 +54,9 @@ pub struct Watermarks {
     pub local_start: i64,
     pub high: i64,
     pub log_end: i64,
+    /// The last stable offset: the high watermark, or the first offset of the oldest
+    /// transaction still open if lower (what read_committed consumers read up to).
+    pub stable: i64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -75,6 +79,8 @@ pub enum PartitionError {
     Sealed,
     #[error("this replica's storage failed ({0}); it serves nothing until the broker restarts")]
     Failed(Arc<str>),
+    #[error("control batches are written by transaction coordinators only")]
+    ControlFromClient,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +94,8 @@ pub struct ProduceOk {
 pub struct ReadOk {
     pub records: Option<Bytes>,
     pub marks: Watermarks,
+    /// For a read_committed read: the aborted transactions overlapping what it returns.
+    pub aborted: Vec<crate::log::producer_state::AbortedTxn>,
 }
 
 /// ListOffsets queries.
@@ -97,6 +105,8 @@ pub enum OffsetQuery {
     /// The first offset on local disk (KIP-405's -4).
     EarliestLocal,
     Latest,
+    /// The last stable offset (read_committed's latest).
+    LatestStable,
     MaxTimestamp,
     Timestamp(i64),
 }
@@ -114,7 +124,25 @@ pub enum Cmd {
     Read {
         offset: i64,
         max_bytes: usize,
+        /// read_committed: up to the last stable offset, with the aborted transactions.
+        committed: bool,
         reply: Reply<ReadOk>,
+    },
+    /// The aborted transactions overlapping `[from, to)` (read_committed reads of the remote
+    /// tier).
+    AbortedTxns {
+        from: i64,
+        to: i64,
+        reply: Reply<Vec<crate::log::producer_state::AbortedTxn>>,
+    },
+    /// A transaction coordinator's commit or abort marker for a producer.
+    WriteMarker {
+        marker: txn::Marker,
+        reply: Reply<ProduceOk>,
+    },
+    /// The producers of this partition and their open transactions (DescribeProducers).
+    Producers {
+        reply: Reply<Vec<txn::ProducerView>>,
     },
     Offsets {
         query: OffsetQuery,
@@ -452,9 +480,17 @@ impl Actor {
             Cmd::Read {
                 offset,
                 max_bytes,
+                committed,
                 reply,
             } => {
-                let _ = reply.send(self.read(offset, max_bytes));
+                let _ = reply.send(self.read(offset, max_bytes, committed));
+            }
+            Cmd::AbortedTxns { from, to, reply } => {
+                let _ = reply.send(Ok(self.log.producers().aborted_overlapping(from, to)));
+            }
+            Cmd::WriteMarker { marker, reply } => self.write_marker(marker, reply),
+            Cmd::Producers { reply } => {
+                let _ = reply.send(Ok(self.producer_views()));
             }
             Cmd::Offsets { query, reply } => {
                 let _ = reply.send(self.offsets(query).map_err(Into::into));
@@ -658,11 +694,13 @@ impl Actor {
         let local_start = self.log.local_start_offset();
         self.marks.send_if_modified(|m| {
             // Never backwards: turning write caching off must not hide what consumers saw.
+            let high = high.max(m.high).min(end);
             let new = Watermarks {
                 log_start: start,
                 local_start,
-                high: high.max(m.high).min(end),
+                high,
                 log_end: end,
+                stable: self.log.last_stable_offset(high),
             };
             let changed = *m != new;
             *m = new;
@@ -688,7 +726,7 @@ impl Actor {
         }
     }
 
-    fn read(&self, offset: i64, max_bytes: usize) -> Result<ReadOk, PartitionError> {
+    fn read(&self, offset: i64, max_bytes: usize, committed: bool) -> Result<ReadOk, PartitionError> {
         let marks = *self.marks.borrow();
         if offset < marks.log_start || offset > marks.log_end {
             return Err(PartitionError::OffsetOutOfRange {
@@ -697,11 +735,23 @@ impl Actor {
                 end: marks.log_end,
             });
         }
-        let records = self.log.read(offset, max_bytes, marks.high)?;
+        let limit = if committed { marks.stable } else { marks.high };
+        let records = self.log.read(offset, max_bytes, limit)?;
         if let Some(r) = &records {
             self.metrics.fetched_bytes.inc_by(r.len() as u64);
         }
-        Ok(ReadOk { records, marks })
+        let aborted = match &records {
+            Some(r) if committed => self
+                .log
+                .producers()
+                .aborted_overlapping(offset, txn::end_of(r).min(limit)),
+            _ => Vec::new(),
+        };
+        Ok(ReadOk {
+            records,
+            marks,
+            aborted,
+        })
     }
 
     fn offsets(&self, q: OffsetQuery) -> io::Result<Option<(i64, i64)>> {
@@ -710,6 +760,7 @@ impl Actor {
             OffsetQuery::Earliest => Some((marks.log_start, -1)),
             OffsetQuery::EarliestLocal => Some((marks.local_start, -1)),
             OffsetQuery::Latest => Some((marks.high, -1)),
+            OffsetQuery::LatestStable => Some((marks.stable, -1)),
             OffsetQuery::MaxTimestamp => match self.log.max_timestamp() {
                 Some(ts) => self
                     .log
@@ -778,6 +829,8 @@ impl Actor {
             None if tombstones_due && self.compacted_through > 0 => self.compacted_through,
             None => return None,
         };
+        // Never past an open transaction: whether its records stay is not decided yet.
+        let end = end.min(self.log.producers().first_unstable_offset().unwrap_or(i64::MAX));
         let bases: Vec<i64> = segs
             .iter()
             .filter(|s| s.next_offset <= end)
@@ -791,9 +844,10 @@ impl Actor {
         let dir = self.log.dir().to_path_buf();
         let horizon = now - self.config.delete_retention_ms;
         let flusher = self.flusher.clone();
+        let aborted = self.log.producers().aborted().to_vec();
         Some(Box::pin(async move {
             flusher
-                .offload(move || crate::log::compaction::clean(&dir, &bases, horizon))
+                .offload(move || crate::log::compaction::clean(&dir, &bases, horizon, &aborted))
                 .await?
         }))
     }

@@ -117,6 +117,7 @@ pub fn spawn(
         local_start: log.local_start_offset(),
         high,
         log_end: end,
+        stable: log.last_stable_offset(high),
     };
     let (mtx, mrx) = watch::channel(marks);
     let (tx, rx) = mpsc::unbounded_channel();

@@ -1,0 +1,58 @@
+//! WriteTxnMarkers (v1): a transaction coordinator on another broker has this broker, the
+//! leader of some of a transaction's partitions, write the transaction's commit or abort
+//! marker to them. Each partition is answered once its marker is committed.
+//!
+//! Kafka guards this API with the CLUSTER_ACTION permission; until brokers authenticate
+//! each other a client could send it too, and would at worst end its own transactions (the
+//! partition refuses a marker for an older producer epoch or from an older coordinator).
+
+use futures_util::future::join_all;
+use kafka_protocol::messages::write_txn_markers_response::{
+    WritableTxnMarkerPartitionResult, WritableTxnMarkerResult, WritableTxnMarkerTopicResult,
+};
+use kafka_protocol::messages::{WriteTxnMarkersRequest, WriteTxnMarkersResponse};
+
+use crate::broker::txn_markers::write_local;
+use crate::broker::Broker;
+use crate::log::control::ControlType;
+use crate::partition::txn::Marker;
+
+pub async fn handle(b: &Broker, req: WriteTxnMarkersRequest) -> WriteTxnMarkersResponse {
+    let mut markers = Vec::with_capacity(req.markers.len());
+    for m in req.markers {
+        let marker = Marker {
+            producer_id: m.producer_id.0,
+            producer_epoch: m.producer_epoch,
+            control: ControlType::from_commit(m.transaction_result),
+            coordinator_epoch: m.coordinator_epoch,
+        };
+        let mut topics = Vec::with_capacity(m.topics.len());
+        for t in m.topics {
+            let name = t.name.as_str();
+            let writes = t.partition_indexes.iter().map(|&p| async move {
+                let code = match write_local(b, name, p, marker).await {
+                    Ok(()) => 0,
+                    Err(e) => {
+                        tracing::debug!(topic = %name, partition = p, error = %e, "marker not written");
+                        e.code()
+                    }
+                };
+                WritableTxnMarkerPartitionResult::default()
+                    .with_partition_index(p)
+                    .with_error_code(code)
+            });
+            let partitions = join_all(writes).await;
+            topics.push(
+                WritableTxnMarkerTopicResult::default()
+                    .with_name(t.name.clone())
+                    .with_partitions(partitions),
+            );
+        }
+        markers.push(
+            WritableTxnMarkerResult::default()
+                .with_producer_id(m.producer_id)
+                .with_topics(topics),
+        );
+    }
+    WriteTxnMarkersResponse::default().with_markers(markers)
+}
