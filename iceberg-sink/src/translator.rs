@@ -307,7 +307,8 @@ impl TopicTask {
         if !self.loaded || self.ident.as_ref() != Some(&ident) {
             self.load(&ident).await?;
         }
-        // What is pending, against the high watermarks as of now.
+        // What is pending, against the last stable offsets as of now: an open transaction's
+        // records wait for its marker, and aborted ones never reach the table.
         let mut targets = Vec::with_capacity(topic.partitions.len());
         let mut pending = 0i64;
         for (p, h) in topic.partitions.iter().enumerate() {
@@ -319,11 +320,11 @@ impl TopicTask {
             }
             let marks = *h.marks.borrow();
             let next = self.next.get(&p).copied().unwrap_or(0).max(marks.log_start);
-            pending += (marks.high - next).max(0);
+            pending += (marks.stable - next).max(0);
             targets.push(Span {
                 partition: p,
                 from: next,
-                to: marks.high,
+                to: marks.stable,
             });
         }
         self.publish_status(s, &targets);

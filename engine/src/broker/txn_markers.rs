@@ -71,3 +71,130 @@ pub(crate) async fn write_local(
     }
     Ok(())
 }
+
+/// How writing a marker to one partition ended, for the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Written {
+    Yes,
+    /// Not now (no leader, not the leader, a timeout, storage): try again later.
+    Retry(String),
+    /// Never: the partition is gone, or refuses this producer epoch or coordinator for good.
+    Gone(String),
+}
+
+/// Writes `marker` to every partition of `partitions` through its leader (this broker's
+/// partitions directly, the others' with one WriteTxnMarkers request per leader) and answers
+/// per partition, in the order given.
+pub(crate) async fn write_all(
+    b: &Broker,
+    marker: Marker,
+    partitions: &[(String, i32)],
+) -> Vec<Written> {
+    let mut out = vec![Written::Retry("not attempted".into()); partitions.len()];
+    let mut by_leader: std::collections::BTreeMap<i32, Vec<usize>> = Default::default();
+    for (i, (topic, p)) in partitions.iter().enumerate() {
+        match b.topics.get_internal(topic) {
+            None => out[i] = Written::Gone(format!("topic {topic} does not exist")),
+            Some(t) if t.partition(*p).is_none() => {
+                out[i] = Written::Gone(format!("topic {topic} has no partition {p}"))
+            }
+            Some(t) => by_leader
+                .entry(b.partition_leader(&t, *p))
+                .or_default()
+                .push(i),
+        }
+    }
+    let me = b.config.node_id;
+    let sends = by_leader.into_iter().map(|(leader, idx)| async move {
+        let answers: Vec<Written> = if leader < 0 {
+            idx.iter()
+                .map(|_| Written::Retry("no leader".into()))
+                .collect()
+        } else if leader == me {
+            let writes = idx.iter().map(|&i| {
+                let (topic, p) = &partitions[i];
+                write_local(b, topic, *p, marker)
+            });
+            futures_util::future::join_all(writes)
+                .await
+                .into_iter()
+                .map(|r| match r {
+                    Ok(()) => Written::Yes,
+                    Err(e) if e.is_final() => Written::Gone(e.to_string()),
+                    Err(e) => Written::Retry(e.to_string()),
+                })
+                .collect()
+        } else {
+            ask_leader(b, leader, marker, idx.iter().map(|&i| &partitions[i])).await
+        };
+        (idx, answers)
+    });
+    for (idx, answers) in futures_util::future::join_all(sends).await {
+        for (i, a) in idx.into_iter().zip(answers) {
+            out[i] = a;
+        }
+    }
+    out
+}
+
+/// Sends one WriteTxnMarkers to broker `leader` for `partitions`, answered in their order.
+async fn ask_leader<'a>(
+    b: &Broker,
+    leader: i32,
+    marker: Marker,
+    partitions: impl Iterator<Item = &'a (String, i32)>,
+) -> Vec<Written> {
+    use kafka_protocol::messages::write_txn_markers_request::{
+        WritableTxnMarker, WritableTxnMarkerTopic,
+    };
+    use kafka_protocol::messages::{ProducerId, WriteTxnMarkersRequest};
+    let partitions: Vec<&(String, i32)> = partitions.collect();
+    let mut topics: Vec<WritableTxnMarkerTopic> = Vec::new();
+    for (t, p) in &partitions {
+        match topics.iter_mut().find(|x| x.name.as_str() == t) {
+            Some(x) => x.partition_indexes.push(*p),
+            None => topics.push(
+                WritableTxnMarkerTopic::default()
+                    .with_name(crate::handlers::topic_name(t))
+                    .with_partition_indexes(vec![*p]),
+            ),
+        }
+    }
+    let req = WriteTxnMarkersRequest::default().with_markers(vec![WritableTxnMarker::default()
+        .with_producer_id(ProducerId(marker.producer_id))
+        .with_producer_epoch(marker.producer_epoch)
+        .with_transaction_result(marker.control == ControlType::Commit)
+        .with_coordinator_epoch(marker.coordinator_epoch)
+        .with_topics(topics)]);
+    let resp = match crate::handlers::forward::ask_broker(b, leader, 1, &req).await {
+        Ok(r) => r,
+        Err(e) => {
+            let why = format!("broker {leader}: {e}");
+            return partitions.iter().map(|_| Written::Retry(why.clone())).collect();
+        }
+    };
+    partitions
+        .iter()
+        .map(|(t, p)| {
+            let code = resp
+                .markers
+                .iter()
+                .flat_map(|m| &m.topics)
+                .filter(|x| x.name.as_str() == t)
+                .flat_map(|x| &x.partitions)
+                .find(|x| x.partition_index == *p)
+                .map(|x| x.error_code);
+            match code.map(ResponseError::try_from_code) {
+                Some(None) => Written::Yes,
+                None => Written::Retry(format!("broker {leader} did not answer for {t}-{p}")),
+                Some(Some(e)) => match e {
+                    ResponseError::InvalidProducerEpoch
+                    | ResponseError::TransactionCoordinatorFenced => {
+                        Written::Gone(format!("broker {leader}: {e}"))
+                    }
+                    e => Written::Retry(format!("broker {leader}: {e}")),
+                },
+            }
+        })
+        .collect()
+}
