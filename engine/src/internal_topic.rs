@@ -177,6 +177,7 @@ impl InternalTopic {
                     batches,
                     reply: tx,
                     acks_all: true,
+                    verify: None,
                 }) {
                     if let Cmd::Produce { reply, .. } = e.0 {
                         let _ = reply.send(Err(PartitionError::Stopped));

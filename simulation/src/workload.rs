@@ -54,6 +54,7 @@ async fn produce(
         batches,
         reply,
         acks_all: true,
+        verify: None,
     })
     .ok()?;
     tokio::time::timeout(ANSWER_WITHIN, answer).await.ok()?.ok()

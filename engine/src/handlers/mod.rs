@@ -392,6 +392,7 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
 
 pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
     use crate::log::producer_state::SequenceError;
+    use crate::partition::verify::VerifyError;
     use crate::partition::PartitionError as E;
     match e {
         E::MessageTooLarge { .. } => ResponseError::MessageTooLarge,
@@ -402,6 +403,10 @@ pub(crate) fn partition_error(e: &crate::partition::PartitionError) -> i16 {
             ResponseError::TransactionCoordinatorFenced
         }
         E::ControlFromClient => ResponseError::InvalidRecord,
+        E::Verification(VerifyError::NotInTransaction) => ResponseError::InvalidTxnState,
+        E::Verification(VerifyError::Fenced) => ResponseError::InvalidProducerEpoch,
+        // Retriable for every client, as Kafka answers older ones.
+        E::Verification(VerifyError::Unavailable(_)) => ResponseError::NotEnoughReplicas,
         E::Storage(_) | E::Failed(_) => ResponseError::KafkaStorageError,
         E::Stopped | E::NotLeader => ResponseError::NotLeaderOrFollower,
         E::NotEnoughReplicas { .. } => ResponseError::NotEnoughReplicas,

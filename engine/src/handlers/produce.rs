@@ -176,6 +176,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                     batches,
                     reply: tx,
                     acks_all: acks == -1,
+                    verify: None,
                 })
                 .is_err()
             {

@@ -280,6 +280,11 @@ impl ProducerStates {
             .collect()
     }
 
+    /// One producer's state.
+    pub fn entry(&self, producer_id: i64) -> Option<&ProducerEntry> {
+        self.producers.get(&producer_id)
+    }
+
     /// Every producer's state (DescribeProducers).
     pub fn entries(&self) -> impl Iterator<Item = (i64, &ProducerEntry)> {
         self.producers.iter().map(|(&pid, e)| (pid, e))

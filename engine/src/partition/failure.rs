@@ -32,6 +32,7 @@ impl Actor {
             p.refuse(err());
         }
         self.fail_queued(&err);
+        self.verifying.refuse_all(&err);
         self.local_acks.stop(err);
         for (_, reply) in self.deletions.drain() {
             let _ = reply.send(Err(err()));

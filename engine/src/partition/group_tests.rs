@@ -175,6 +175,7 @@ impl Group {
                 batches,
                 reply,
                 acks_all: true,
+                verify: None,
             })
             .await
     }
@@ -228,6 +229,7 @@ impl Group {
             batches,
             reply,
             acks_all: true,
+            verify: None,
         };
         self.handles[&on]
             .tx
@@ -773,5 +775,73 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_rep
         assert_eq!(g.produce(leader, txn_batch(1, 9, 0)).await.unwrap().base_offset, 9);
         g.settle(10).await;
         assert_eq!(g.handles[&leader].marks.borrow().stable, 9);
+    });
+}
+
+/// A transactional produce whose verification answers what the test sends on the returned
+/// channel.
+fn verified_produce(
+    g: &Group,
+    on: u64,
+    batch: Bytes,
+) -> (
+    tokio::sync::oneshot::Sender<Result<(), super::verify::VerifyError>>,
+    tokio::sync::oneshot::Receiver<Result<ProduceOk, PartitionError>>,
+) {
+    let (answer, answered) = tokio::sync::oneshot::channel();
+    let verify: super::verify::Verify = Box::new(move || {
+        Box::pin(async move {
+            answered
+                .await
+                .unwrap_or(Err(super::verify::VerifyError::Unavailable("dropped".into())))
+        })
+    });
+    let (reply, waiting) = tokio::sync::oneshot::channel();
+    let produce = Cmd::Produce {
+        batches: batch::split_batches(&batch).unwrap(),
+        reply,
+        acks_all: true,
+        verify: Some(verify),
+    };
+    g.handles[&on].tx.send(produce).unwrap();
+    (answer, waiting)
+}
+
+#[test]
+fn a_first_transactional_batch_waits_for_the_coordinator_and_later_ones_keep_their_order() {
+    use super::verify::VerifyError;
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let leader = g.leader(&[1, 2, 3]).await;
+        // Not in the transaction: refused, nothing appended.
+        let (answer, waiting) = verified_produce(&g, leader, txn_batch(1, 5, 0));
+        answer.send(Err(VerifyError::NotInTransaction)).unwrap();
+        assert!(matches!(
+            waiting.await.unwrap(),
+            Err(PartitionError::Verification(VerifyError::NotInTransaction))
+        ));
+        // A second produce of the same producer waits behind the first's verification.
+        let (answer, first) = verified_produce(&g, leader, txn_batch(1, 5, 0));
+        let (_unused, second) = verified_produce(&g, leader, txn_batch(2, 5, 1));
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert_eq!(g.handles[&leader].marks.borrow().log_end, 0);
+        answer.send(Ok(())).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().base_offset, 0);
+        assert_eq!(second.await.unwrap().unwrap().base_offset, 1);
+        // With the transaction open here, no more verification is asked for.
+        let (_never, third) = verified_produce(&g, leader, txn_batch(1, 5, 3));
+        assert_eq!(third.await.unwrap().unwrap().base_offset, 3);
+        // A marker written while a verification is awaited voids its answer: the batch
+        // belongs to a transaction that has ended.
+        marker(&g, leader, 5, 0, true).await.unwrap();
+        let (answer, late) = verified_produce(&g, leader, txn_batch(1, 6, 0));
+        let (_m, _) = (marker(&g, leader, 6, 0, false).await.unwrap(), ());
+        answer.send(Ok(())).unwrap();
+        assert!(matches!(
+            late.await.unwrap(),
+            Err(PartitionError::Verification(VerifyError::NotInTransaction))
+        ));
+        g.settle(6).await;
+        assert_eq!(g.handles[&leader].marks.borrow().stable, 6);
     });
 }

@@ -41,6 +41,7 @@ mod throttled;
 mod tick;
 mod tiered;
 pub mod txn;
+pub mod verify;
 pub use open::{spawn, Env};
 pub use tiered::RemoteLink;
 use tiered::Tiered;
@@ -81,6 +82,8 @@ pub enum PartitionError {
     Failed(Arc<str>),
     #[error("control batches are written by transaction coordinators only")]
     ControlFromClient,
+    #[error(transparent)]
+    Verification(#[from] verify::VerifyError),
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -120,6 +123,9 @@ pub enum Cmd {
         /// acks=all: refused with NOT_ENOUGH_REPLICAS while fewer than min.insync.replicas
         /// voters are live (Kafka applies min.insync to acks=all only).
         acks_all: bool,
+        /// For a transactional produce: how to ask the coordinator whether the transaction
+        /// includes this partition ([`verify`]).
+        verify: Option<verify::Verify>,
     },
     Read {
         offset: i64,
@@ -338,6 +344,8 @@ struct Actor {
     local_acks: local_ack::LocalAcks,
     /// Wall-clock time ([`crate::time`]).
     clock: Arc<dyn crate::time::Clock>,
+    /// Transactional produces waiting for the coordinator's word ([`verify`]).
+    verifying: verify::Verifying,
 }
 
 /// `(delete files, delete remote data, reply)`.
@@ -359,6 +367,7 @@ impl Actor {
         let mut raft_sync: Option<RaftSync> = None;
         let mut install_io: Option<snapshot::InstallIo> = None;
         let mut checkpoint_io: Option<checkpoint::CheckpointIo> = None;
+        let mut verifications = futures_util::stream::FuturesUnordered::new();
         loop {
             let deadline = self.flush_deadline();
             // Biased, in this order: finished I/O first, then timers, then new commands,
@@ -386,6 +395,9 @@ impl Actor {
                 (cp, res) = async { checkpoint_io.as_mut().expect("guarded").await }, if checkpoint_io.is_some() => {
                     checkpoint_io = None;
                     self.checkpoint_done(cp, res);
+                }
+                Some((pid, res)) = futures_util::StreamExt::next(&mut verifications), if !verifications.is_empty() => {
+                    self.verified(pid, res);
                 }
                 res = async { raft_tick.as_mut().expect("guarded").recv().await }, if self.raft.is_some() && raft_tick.is_some() => {
                     use tokio::sync::broadcast::error::RecvError;
@@ -428,6 +440,7 @@ impl Actor {
                     }
                 }
             }
+            verifications.extend(self.verifying.take_started());
             self.drive_raft();
             if raft_sync.is_none() {
                 raft_sync = self.start_raft_sync();
@@ -457,14 +470,8 @@ impl Actor {
                 batches,
                 reply,
                 acks_all,
-            } => {
-                if self.raft.is_some() {
-                    self.propose(batches, reply, acks_all);
-                } else {
-                    let epoch = self.group.leader_epoch();
-                    self.produce(batches, reply, acks_all, epoch, self.clock.now_ms());
-                }
-            }
+                verify,
+            } => self.produce_verified(batches, reply, acks_all, verify),
             Cmd::Raft(m) => self.step_raft(*m),
             Cmd::ReadChunk { req, reply } => self.serve_chunk(req, reply),
             Cmd::Goal {

@@ -158,6 +158,7 @@ pub fn spawn(
         seals: crate::raft::Pending::new(),
         local_acks: Default::default(),
         clock,
+        verifying: Default::default(),
     };
     let task = tokio::task::spawn_local(actor.run(rx)).abort_handle();
     Ok(PartitionHandle {

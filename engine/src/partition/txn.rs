@@ -59,6 +59,7 @@ impl Actor {
             let _ = reply.send(Err(PartitionError::Sequence(e)));
             return;
         }
+        self.verifying.marker_written(m.producer_id);
         let now = self.clock.now_ms();
         let bytes = control::encode_marker(
             m.producer_id,

@@ -1,0 +1,161 @@
+//! KIP-890 part 1: before a leader appends a producer's first transactional batch to this
+//! partition, it asks the transaction coordinator whether the producer's ongoing transaction
+//! includes the partition. Without the check a batch that arrives late (a retry, a zombie)
+//! after its transaction ended opens a transaction nobody will ever end: a hanging
+//! transaction, which holds the last stable offset back, and read_committed consumers with it,
+//! forever.
+//!
+//! The produce handler hands the partition a way to ask ([`Verify`]), used only when the
+//! partition's producer state says the producer has no transaction open here. While an answer
+//! is awaited, that producer's later produces wait behind it, so its batches keep their order;
+//! a marker written for the producer meanwhile (its transaction ended) voids the answer.
+
+use std::collections::{HashMap, VecDeque};
+use std::future::Future;
+use std::pin::Pin;
+
+use bytes::Bytes;
+
+use super::{Actor, PartitionError, ProduceOk, Reply};
+use crate::log::batch::BatchHeader;
+
+/// Asks the coordinator once; called at most once per produce.
+pub type Verify = Box<dyn FnOnce() -> VerifyFuture + Send>;
+pub type VerifyFuture = Pin<Box<dyn Future<Output = Result<(), VerifyError>> + Send>>;
+
+#[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
+pub enum VerifyError {
+    #[error("the producer's transaction does not include this partition")]
+    NotInTransaction,
+    #[error("the producer's epoch is no longer the transaction's: fenced")]
+    Fenced,
+    #[error("the transaction coordinator cannot answer now: {0}")]
+    Unavailable(String),
+}
+
+type Parked = (Vec<(BatchHeader, Bytes)>, Reply<ProduceOk>, bool);
+
+/// Produces waiting for a verification, per producer id.
+#[derive(Default)]
+pub(super) struct Verifying {
+    waiting: HashMap<i64, Waiting>,
+    /// Verifications started since the run loop last collected them.
+    started: Vec<Pin<Box<dyn Future<Output = (i64, Result<(), VerifyError>)>>>>,
+}
+
+struct Waiting {
+    produces: VecDeque<Parked>,
+    /// A marker for the producer was written meanwhile.
+    void: bool,
+}
+
+impl Verifying {
+    /// The verifications to poll.
+    pub(super) fn take_started(
+        &mut self,
+    ) -> Vec<Pin<Box<dyn Future<Output = (i64, Result<(), VerifyError>)>>>> {
+        std::mem::take(&mut self.started)
+    }
+
+    /// A marker for `producer_id` is being written: an answer still awaited is stale.
+    pub(super) fn marker_written(&mut self, producer_id: i64) {
+        if let Some(w) = self.waiting.get_mut(&producer_id) {
+            w.void = true;
+        }
+    }
+
+    /// Refuses every waiting produce (the partition stops or fails).
+    pub(super) fn refuse_all(&mut self, err: &impl Fn() -> PartitionError) {
+        for (_, w) in self.waiting.drain() {
+            for (_, reply, _) in w.produces {
+                let _ = reply.send(Err(err()));
+            }
+        }
+        self.started.clear();
+    }
+}
+
+impl Actor {
+    /// Appends a produce, or parks it until its producer's transaction is verified (see the
+    /// module docs).
+    pub(super) fn produce_verified(
+        &mut self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: Reply<ProduceOk>,
+        acks_all: bool,
+        verify: Option<Verify>,
+    ) {
+        let first_txn = batches
+            .iter()
+            .find(|(h, _)| h.is_transactional() && !h.is_control())
+            .map(|(h, _)| (h.producer_id, h.producer_epoch));
+        let Some((pid, epoch)) = first_txn else {
+            return self.produce_now(batches, reply, acks_all);
+        };
+        if let Some(w) = self.verifying.waiting.get_mut(&pid) {
+            w.produces.push_back((batches, reply, acks_all));
+            return;
+        }
+        let Some(verify) = verify else {
+            return self.produce_now(batches, reply, acks_all);
+        };
+        let follower = self.raft.as_ref().is_some_and(|r| !r.is_leader());
+        let states = match &self.assigner {
+            Some(a) => a.producers(),
+            None => self.log.producers(),
+        };
+        let open = states
+            .entry(pid)
+            .is_some_and(|e| e.txn_first_offset.is_some() && e.epoch == epoch);
+        if open || follower {
+            return self.produce_now(batches, reply, acks_all);
+        }
+        let asked = verify();
+        self.verifying
+            .started
+            .push(Box::pin(async move { (pid, asked.await) }));
+        self.verifying.waiting.insert(
+            pid,
+            Waiting {
+                produces: VecDeque::from([(batches, reply, acks_all)]),
+                void: false,
+            },
+        );
+    }
+
+    /// A verification answered: the producer's produces go on, in order, or are refused.
+    pub(super) fn verified(&mut self, pid: i64, res: Result<(), VerifyError>) {
+        let Some(w) = self.verifying.waiting.remove(&pid) else {
+            return;
+        };
+        let res = match res {
+            Ok(()) if w.void => Err(VerifyError::NotInTransaction),
+            other => other,
+        };
+        for (batches, reply, acks_all) in w.produces {
+            match &res {
+                Ok(()) => self.produce_now(batches, reply, acks_all),
+                Err(e) => {
+                    let _ = reply.send(Err(PartitionError::Verification(e.clone())));
+                }
+            }
+        }
+    }
+
+    /// Appends (one node) or proposes (a cluster) a produce.
+    pub(super) fn produce_now(
+        &mut self,
+        batches: Vec<(BatchHeader, Bytes)>,
+        reply: Reply<ProduceOk>,
+        acks_all: bool,
+    ) {
+        if self.raft.is_some() {
+            self.propose(batches, reply, acks_all);
+        } else {
+            use crate::replication::ReplicationGroup;
+            let epoch = self.group.leader_epoch();
+            let now = self.clock.now_ms();
+            self.produce(batches, reply, acks_all, epoch, now);
+        }
+    }
+}
