@@ -150,9 +150,7 @@ impl Broker {
             topic_id,
             partition,
         };
-        let read = self
-            .read_stored(&id, &p, offset, max_bytes, true)
-            .await?;
+        let read = self.read_stored(&id, &p, offset, max_bytes, true).await?;
         let data = read.records.unwrap_or_default();
         decode(&data, offset, read.marks.stable, read.marks, &read.aborted)
     }

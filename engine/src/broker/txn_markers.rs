@@ -170,7 +170,10 @@ async fn ask_leader<'a>(
         Ok(r) => r,
         Err(e) => {
             let why = format!("broker {leader}: {e}");
-            return partitions.iter().map(|_| Written::Retry(why.clone())).collect();
+            return partitions
+                .iter()
+                .map(|_| Written::Retry(why.clone()))
+                .collect();
         }
     };
     partitions

@@ -110,8 +110,3 @@ impl Coordinator {
         }
     }
 }
-
-impl Coordinator {
-    /// MERGE-STUB: replaced by the transactional offsets work.
-    pub fn complete_txn(&self, _partition: i32, _producer_id: i64, _commit: bool) {}
-}

@@ -161,9 +161,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 parts.push(fail(ResponseError::InvalidRecord, Some(e.to_string())));
                 continue;
             }
-            if batches.iter().any(|(h, _)| h.is_transactional())
-                && !has_txn_id
-            {
+            if batches.iter().any(|(h, _)| h.is_transactional()) && !has_txn_id {
                 let why = "transactional batches need the request's transactional id";
                 parts.push(fail(ResponseError::InvalidRequest, Some(why.into())));
                 continue;

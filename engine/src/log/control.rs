@@ -8,8 +8,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 use kafka_protocol::records::{
-    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions,
-    TimestampType,
+    Compression, Record, RecordBatchDecoder, RecordBatchEncoder, RecordEncodeOptions, TimestampType,
 };
 
 use super::batch::{BatchError, BatchHeader, NewRecord};
@@ -151,7 +150,10 @@ mod tests {
             let b = encode_marker(42, 3, t, 7, 1000);
             let h = super::super::batch::validate(&b).unwrap();
             assert!(h.is_control() && h.is_transactional());
-            assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (42, 3, -1));
+            assert_eq!(
+                (h.producer_id, h.producer_epoch, h.base_sequence),
+                (42, 3, -1)
+            );
             assert_eq!(h.records_count, 1);
             assert_eq!(marker_type(&h, &b), Some(t));
         }
@@ -168,7 +170,10 @@ mod tests {
         .unwrap();
         let h = super::super::batch::validate(&data).unwrap();
         assert!(h.is_transactional() && !h.is_control());
-        assert_eq!((h.producer_id, h.producer_epoch, h.base_sequence), (9, 1, -1));
+        assert_eq!(
+            (h.producer_id, h.producer_epoch, h.base_sequence),
+            (9, 1, -1)
+        );
         assert_eq!(marker_type(&h, &data), None);
     }
 }

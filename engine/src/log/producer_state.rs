@@ -252,9 +252,8 @@ impl ProducerStates {
     /// open: its marker is still to come); returns how many.
     pub fn expire(&mut self, now_ms: i64, expiry_ms: i64) -> usize {
         let before = self.producers.len();
-        self.producers.retain(|_, e| {
-            e.txn_first_offset.is_some() || now_ms - e.last_append_ms <= expiry_ms
-        });
+        self.producers
+            .retain(|_, e| e.txn_first_offset.is_some() || now_ms - e.last_append_ms <= expiry_ms);
         before - self.producers.len()
     }
 
@@ -481,14 +480,19 @@ mod tests {
         assert!(s.check_marker(1, 0, 3).is_err());
         assert!(s.check_marker(1, 0, 4).is_ok());
         s.record(&txn(1, 1, 0, 1, 17), None, 0);
-        assert!(matches!(s.check_marker(1, 0, 5), Err(SequenceError::Fenced { .. })));
+        assert!(matches!(
+            s.check_marker(1, 0, 5),
+            Err(SequenceError::Fenced { .. })
+        ));
         // A producer with a transaction open never expires.
         assert_eq!(s.expire(1_000_000, 10), 1);
         assert_eq!(s.first_unstable_offset(), Some(16));
         // Snapshots keep both.
         let dir = tempfile::tempdir().unwrap();
         s.snapshot(dir.path(), 18).unwrap();
-        let (back, _) = ProducerStates::load_latest(dir.path(), 18).unwrap().unwrap();
+        let (back, _) = ProducerStates::load_latest(dir.path(), 18)
+            .unwrap()
+            .unwrap();
         assert_eq!(back, s);
         s.prune_aborted(15);
         assert!(s.aborted().is_empty());

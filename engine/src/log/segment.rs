@@ -10,8 +10,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::control::ControlType;
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::control::ControlType;
 use super::index::{self, OffsetIndex, TimeIndex};
 use super::power;
 

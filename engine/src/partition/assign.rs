@@ -163,7 +163,11 @@ impl Actor {
                     let mut assigned = *h;
                     assigned.base_offset = base;
                     assigned.partition_leader_epoch = epoch;
-                    a.producers.record(&assigned, crate::log::control::marker_type(&assigned, bytes), now);
+                    a.producers.record(
+                        &assigned,
+                        crate::log::control::marker_type(&assigned, bytes),
+                        now,
+                    );
                     a.next = assigned.next_offset();
                     (base, assigned.last_offset(), lat.unwrap_or(-1))
                 }

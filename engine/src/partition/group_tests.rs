@@ -726,8 +726,20 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_rep
     run(|| async {
         let g = spawn_group(tempfile::tempdir().unwrap());
         let leader = g.leader(&[1, 2, 3]).await;
-        assert_eq!(g.produce(leader, txn_batch(2, 7, 0)).await.unwrap().base_offset, 0);
-        assert_eq!(g.produce(leader, batch_of(1, None)).await.unwrap().base_offset, 2);
+        assert_eq!(
+            g.produce(leader, txn_batch(2, 7, 0))
+                .await
+                .unwrap()
+                .base_offset,
+            0
+        );
+        assert_eq!(
+            g.produce(leader, batch_of(1, None))
+                .await
+                .unwrap()
+                .base_offset,
+            2
+        );
         g.settle(3).await;
         // Producer 7's transaction is open at 0: read_committed sees nothing yet.
         for id in 1..=3 {
@@ -735,7 +747,10 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_rep
         }
         assert!(read_committed(&g, leader, 0).await.records.is_none());
         // Its abort marker releases the log, and read_committed reads report it.
-        assert_eq!(marker(&g, leader, 7, 0, false).await.unwrap().base_offset, 3);
+        assert_eq!(
+            marker(&g, leader, 7, 0, false).await.unwrap().base_offset,
+            3
+        );
         g.settle(4).await;
         let r = read_committed(&g, leader, 0).await;
         let aborted = crate::log::producer_state::AbortedTxn {
@@ -746,13 +761,25 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_rep
         assert_eq!(r.aborted, vec![aborted]);
         assert_eq!(r.marks.stable, 4);
         // A committed transaction is no aborted one.
-        assert_eq!(g.produce(leader, txn_batch(1, 8, 0)).await.unwrap().base_offset, 4);
+        assert_eq!(
+            g.produce(leader, txn_batch(1, 8, 0))
+                .await
+                .unwrap()
+                .base_offset,
+            4
+        );
         marker(&g, leader, 8, 0, true).await.unwrap();
         g.settle(6).await;
         assert_eq!(read_committed(&g, leader, 4).await.aborted, vec![]);
         // The producer's sequence continues across its marker; a marker of an older producer
         // epoch is refused.
-        assert_eq!(g.produce(leader, txn_batch(1, 7, 2)).await.unwrap().base_offset, 6);
+        assert_eq!(
+            g.produce(leader, txn_batch(1, 7, 2))
+                .await
+                .unwrap()
+                .base_offset,
+            6
+        );
         let mut fenced = txn_batch(1, 7, 0);
         fenced = batch::with_producer(&fenced, 7, 1, 0);
         g.produce(leader, fenced).await.unwrap();
@@ -769,10 +796,19 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_rep
         let leader = g.leader(&[1, 2, 3]).await;
         g.settle(9).await;
         for id in 1..=3 {
-            assert_eq!(g.handles[&id].marks.borrow().stable, g.handles[&id].marks.borrow().high);
+            assert_eq!(
+                g.handles[&id].marks.borrow().stable,
+                g.handles[&id].marks.borrow().high
+            );
             assert_eq!(read_committed(&g, id, 0).await.aborted, vec![aborted]);
         }
-        assert_eq!(g.produce(leader, txn_batch(1, 9, 0)).await.unwrap().base_offset, 9);
+        assert_eq!(
+            g.produce(leader, txn_batch(1, 9, 0))
+                .await
+                .unwrap()
+                .base_offset,
+            9
+        );
         g.settle(10).await;
         assert_eq!(g.handles[&leader].marks.borrow().stable, 9);
     });
@@ -793,7 +829,9 @@ fn verified_produce(
         Box::pin(async move {
             answered
                 .await
-                .unwrap_or(Err(super::verify::VerifyError::Unavailable("dropped".into())))
+                .unwrap_or(Err(super::verify::VerifyError::Unavailable(
+                    "dropped".into(),
+                )))
         })
     });
     let (reply, waiting) = tokio::sync::oneshot::channel();

@@ -733,7 +733,12 @@ impl Actor {
         }
     }
 
-    fn read(&self, offset: i64, max_bytes: usize, committed: bool) -> Result<ReadOk, PartitionError> {
+    fn read(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        committed: bool,
+    ) -> Result<ReadOk, PartitionError> {
         let marks = *self.marks.borrow();
         if offset < marks.log_start || offset > marks.log_end {
             return Err(PartitionError::OffsetOutOfRange {
@@ -837,7 +842,12 @@ impl Actor {
             None => return None,
         };
         // Never past an open transaction: whether its records stay is not decided yet.
-        let end = end.min(self.log.producers().first_unstable_offset().unwrap_or(i64::MAX));
+        let end = end.min(
+            self.log
+                .producers()
+                .first_unstable_offset()
+                .unwrap_or(i64::MAX),
+        );
         let bases: Vec<i64> = segs
             .iter()
             .filter(|s| s.next_offset <= end)

@@ -54,8 +54,7 @@ impl Actor {
             Some(a) => a.producers(),
             None => self.log.producers(),
         };
-        if let Err(e) = states.check_marker(m.producer_id, m.producer_epoch, m.coordinator_epoch)
-        {
+        if let Err(e) = states.check_marker(m.producer_id, m.producer_epoch, m.coordinator_epoch) {
             let _ = reply.send(Err(PartitionError::Sequence(e)));
             return;
         }
