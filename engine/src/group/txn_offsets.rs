@@ -658,6 +658,18 @@ mod tests {
         });
     }
 
+    #[test]
+    fn outcomes_for_a_partition_being_loaded_wait_for_the_load() {
+        let c = Coordinator::new(true, OffsetsRetention::default());
+        c.roles
+            .lock()
+            .insert(0, crate::group::ownership::Role::Loading(3));
+        c.complete_txn(0, 7, true);
+        c.complete_txn(1, 8, false);
+        assert_eq!(c.deferred_txns.lock().get(&0), Some(&vec![(7, true)]));
+        assert_eq!(c.deferred_txns.lock().get(&1), None);
+    }
+
     /// The entries of encoded batches as a replay sees them, offsets counted from 0.
     fn entries(batches: &[Bytes]) -> Vec<Replayed> {
         let mut out = Vec::new();

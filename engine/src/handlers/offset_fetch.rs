@@ -14,7 +14,10 @@ use kafka_protocol::ResponseError;
 use super::group_error::code;
 use super::{sb, topic_name};
 use crate::broker::Broker;
+use std::collections::HashSet;
+
 use crate::group::store::OffsetEntry;
+use crate::group::FetchedTopic;
 
 pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
     let require_stable = version >= 7 && req.require_stable;
@@ -124,18 +127,22 @@ fn stable(
     require_stable: bool,
 ) -> Vec<(String, Vec<(i32, Fetched)>)> {
     let (topics, unstable) = b.groups.fetch_stable(group, wanted);
-    let unstable = if require_stable {
-        unstable
-    } else {
-        Default::default()
-    };
+    mark_unstable(topics, &unstable, require_stable)
+}
+
+/// Each partition's offset, `Err` for those in `unstable` when `require_stable`.
+fn mark_unstable(
+    topics: Vec<FetchedTopic>,
+    unstable: &HashSet<(String, i32)>,
+    require_stable: bool,
+) -> Vec<(String, Vec<(i32, Fetched)>)> {
     topics
         .into_iter()
         .map(|(t, ps)| {
             let ps = ps
                 .into_iter()
                 .map(|(p, e)| {
-                    let r = if unstable.contains(&(t.clone(), p)) {
+                    let r = if require_stable && unstable.contains(&(t.clone(), p)) {
                         Err(())
                     } else {
                         Ok(e)
@@ -178,4 +185,35 @@ fn v8_topic((t, ps): (String, Vec<(i32, Fetched)>)) -> OffsetFetchResponseTopics
                 })
                 .collect(),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_stable_answers_unstable_for_pending_partitions_only() {
+        let entry = OffsetEntry {
+            offset: 5,
+            leader_epoch: 1,
+            metadata: None,
+            commit_timestamp: 0,
+            log_offset: 0,
+        };
+        let topics = || vec![("t".to_string(), vec![(0, Some(entry.clone())), (1, None)])];
+        let unstable: HashSet<(String, i32)> = [("t".to_string(), 0)].into();
+        let codes = |require_stable| {
+            let t = v8_topic(
+                mark_unstable(topics(), &unstable, require_stable)
+                    .pop()
+                    .unwrap(),
+            );
+            t.partitions
+                .iter()
+                .map(|p| (p.committed_offset, p.error_code))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(codes(false), [(5, 0), (-1, 0)]);
+        assert_eq!(codes(true), [(-1, 88), (-1, 0)]);
+    }
 }
