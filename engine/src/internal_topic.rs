@@ -170,27 +170,59 @@ impl InternalTopic {
         p: &PartitionHandle,
         records: &[NewRecord],
     ) -> oneshot::Receiver<Result<ProduceOk, PartitionError>> {
-        let (tx, rx) = oneshot::channel();
-        match batch::encode_batch(records, Compression::None).and_then(|b| split_batches(&b)) {
-            Ok(batches) => {
-                if let Err(e) = p.tx.send(Cmd::Produce {
-                    batches,
-                    reply: tx,
-                    acks_all: true,
-                    verify: None,
-                }) {
-                    if let Cmd::Produce { reply, .. } = e.0 {
-                        let _ = reply.send(Err(PartitionError::Stopped));
-                    }
-                }
-            }
+        match batch::encode_batch(records, Compression::None) {
+            Ok(bytes) => self.send_batch(p, &bytes),
+            Err(e) => failed(PartitionError::Storage(std::io::Error::other(
+                e.to_string(),
+            ))),
+        }
+    }
+
+    /// Sends a batch already encoded (the group coordinator's transactional offset commits,
+    /// which carry their producer id and epoch); answers as [`InternalTopic::send`].
+    pub fn send_batch(
+        &self,
+        p: &PartitionHandle,
+        bytes: &bytes::Bytes,
+    ) -> oneshot::Receiver<Result<ProduceOk, PartitionError>> {
+        let batches = match split_batches(bytes) {
+            Ok(b) => b,
             Err(e) => {
-                let _ = tx.send(Err(PartitionError::Storage(std::io::Error::other(
+                return failed(PartitionError::Storage(std::io::Error::other(
                     e.to_string(),
-                ))));
+                )))
+            }
+        };
+        let (tx, rx) = oneshot::channel();
+        if let Err(e) = p.tx.send(Cmd::Produce {
+            batches,
+            reply: tx,
+            acks_all: true,
+            verify: None,
+        }) {
+            if let Cmd::Produce { reply, .. } = e.0 {
+                let _ = reply.send(Err(PartitionError::Stopped));
             }
         }
         rx
+    }
+
+    /// Appends an encoded batch to partition `p` and waits until it is committed.
+    pub async fn append_batch(
+        &self,
+        b: &dyn TopicHost,
+        p: i32,
+        bytes: &bytes::Bytes,
+    ) -> Result<ProduceOk, InternalTopicError> {
+        let handle = self.partition(b, p).await?;
+        let append = |source| InternalTopicError::Append {
+            topic: self.name,
+            source,
+        };
+        self.send_batch(&handle, bytes)
+            .await
+            .map_err(|_| append(PartitionError::Stopped))?
+            .map_err(append)
     }
 
     /// Appends records to partition `p` and waits until they are committed.
@@ -219,20 +251,53 @@ impl InternalTopic {
         p: i32,
         apply: impl FnMut(Record),
     ) -> Result<(), InternalTopicError> {
+        self.replay_records(b, p, false, apply).await
+    }
+
+    /// As [`InternalTopic::replay`], with the control records (transaction markers) too: an
+    /// owner that writes transactional batches must see where each transaction ends.
+    pub async fn replay_with_control(
+        &self,
+        b: &dyn TopicHost,
+        p: i32,
+        apply: impl FnMut(Record),
+    ) -> Result<(), InternalTopicError> {
+        self.replay_records(b, p, true, apply).await
+    }
+
+    async fn replay_records(
+        &self,
+        b: &dyn TopicHost,
+        p: i32,
+        control: bool,
+        apply: impl FnMut(Record),
+    ) -> Result<(), InternalTopicError> {
         let Some(t) = b.topics().get(self.name) else {
             return Ok(());
         };
-        replay(&self.nth(&t, p)?, apply).await.map_err(|e| match e {
-            ReplayError::Partition(source) => InternalTopicError::Append {
-                topic: self.name,
-                source,
-            },
-            ReplayError::Corrupt(reason) => InternalTopicError::Corrupt {
-                topic: self.name,
-                reason,
-            },
-        })
+        let handle = self.nth(&t, p)?;
+        let marks = *handle.marks.borrow();
+        read_records(&handle, marks.log_start, marks.high, control, apply)
+            .await
+            .map(|_| ())
+            .map_err(|e| match e {
+                ReplayError::Partition(source) => InternalTopicError::Append {
+                    topic: self.name,
+                    source,
+                },
+                ReplayError::Corrupt(reason) => InternalTopicError::Corrupt {
+                    topic: self.name,
+                    reason,
+                },
+            })
     }
+}
+
+/// A receiver already answered with `e`.
+fn failed(e: PartitionError) -> oneshot::Receiver<Result<ProduceOk, PartitionError>> {
+    let (tx, rx) = oneshot::channel();
+    let _ = tx.send(Err(e));
+    rx
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -273,6 +338,17 @@ pub async fn read_range(
     p: &PartitionHandle,
     from: i64,
     until: i64,
+    apply: impl FnMut(Record),
+) -> Result<i64, ReplayError> {
+    read_records(p, from, until, false, apply).await
+}
+
+/// [`read_range`], with the control records when `control`.
+async fn read_records(
+    p: &PartitionHandle,
+    from: i64,
+    until: i64,
+    control: bool,
     mut apply: impl FnMut(Record),
 ) -> Result<i64, ReplayError> {
     let corrupt = |e: &dyn std::fmt::Display| ReplayError::Corrupt(e.to_string());
@@ -296,7 +372,7 @@ pub async fn read_range(
             let mut buf = batch.clone();
             let set = RecordBatchDecoder::decode(&mut buf).map_err(|e| corrupt(&e))?;
             for r in set.records {
-                if r.offset >= next && r.offset < until && !r.control {
+                if r.offset >= next && r.offset < until && (control || !r.control) {
                     apply(r);
                 }
             }

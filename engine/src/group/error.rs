@@ -67,12 +67,26 @@ pub enum GroupError {
     UnreleasedInstanceId,
     #[error("the group has reached its maximum size")]
     GroupMaxSizeReached,
+    /// TxnOffsetCommit: `__consumer_offsets` refused the batch, a newer epoch of the producer
+    /// having written there.
+    #[error("the producer's epoch is fenced by a newer one")]
+    InvalidProducerEpoch,
 }
 
 /// A write `__consumer_offsets` refused: a deposed leader is no longer the coordinator (the
 /// client looks it up again); anything else is unavailability.
 impl From<&StoreError> for GroupError {
     fn from(e: &StoreError) -> Self {
+        use crate::internal_topic::InternalTopicError;
+        use crate::log::producer_state::SequenceError;
+        use crate::partition::PartitionError;
+        if let InternalTopicError::Append {
+            source: PartitionError::Sequence(SequenceError::Fenced { .. }),
+            ..
+        } = e
+        {
+            return GroupError::InvalidProducerEpoch;
+        }
         if e.not_leader() {
             GroupError::NotCoordinator
         } else {

@@ -98,9 +98,12 @@ impl Coordinator {
             .entry(id.to_string())
             .or_insert(now_ms);
         let had_members = g.protocol_type.is_some() || g.consumer.is_some();
+        // Kafka keeps what an open transaction commits to, and the group with it.
+        let pending = g.pending_partitions();
         let offsets: Vec<(String, i32, i64)> = g
             .offsets
             .iter()
+            .filter(|(k, _)| !pending.contains(*k))
             .filter(|(_, e)| {
                 let from = if had_members {
                     empty_since.max(e.commit_timestamp)
@@ -111,8 +114,9 @@ impl Coordinator {
             })
             .map(|((t, p), e)| (t.clone(), *p, e.commit_timestamp))
             .collect();
-        let whole =
-            offsets.len() == g.offsets.len() && now_ms.saturating_sub(empty_since) >= retention;
+        let whole = offsets.len() == g.offsets.len()
+            && g.pending_txn.is_empty()
+            && now_ms.saturating_sub(empty_since) >= retention;
         (!offsets.is_empty() || whole).then(|| Expiring {
             group: id.to_string(),
             offsets,
@@ -135,7 +139,7 @@ impl Coordinator {
                 g.offsets.remove(&key);
             }
         }
-        if e.whole && g.is_empty() && g.offsets.is_empty() {
+        if e.whole && g.is_empty() && g.offsets.is_empty() && g.pending_txn.is_empty() {
             groups.remove(&e.group);
             self.active_seen.lock().remove(&e.group);
         }

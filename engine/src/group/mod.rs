@@ -5,7 +5,8 @@
 //! This file holds the coordinator and its ticker; each request family has its own file:
 //! [`membership`] (classic JoinGroup, SyncGroup, Heartbeat, LeaveGroup), [`consumer_heartbeat`]
 //! (KIP-848), [`offsets`] (commits, fetches, deletions), [`descriptions`] (what Describe and List
-//! show), [`ownership`] (which groups this broker serves), [`lag`] (the lag metric). The state
+//! show), [`txn_offsets`] (TxnOffsetCommit and transaction outcomes), [`ownership`] (which
+//! groups this broker serves), [`lag`] (the lag metric). The state
 //! machines are [`state`] (classic) and [`consumer`] (KIP-848, with its assignors in
 //! [`assignor`]); [`store`] is the durable encoding. Requests fail with a [`GroupError`]; the
 //! handlers give each its Kafka error code.
@@ -31,6 +32,7 @@ mod offsets;
 mod ownership;
 pub mod state;
 pub mod store;
+mod txn_offsets;
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -49,6 +51,7 @@ pub use error::GroupError;
 pub use offsets::{CommitPartition, CommitRequest, PartitionResults};
 use ownership::Role;
 use state::Group;
+pub use txn_offsets::{PendingTxn, TxnCommitRequest};
 
 /// How often session and rebalance timeouts are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -57,6 +60,9 @@ pub const MIN_SESSION_TIMEOUT_MS: i32 = 6_000;
 pub const MAX_SESSION_TIMEOUT_MS: i32 = 1_800_000;
 /// Kafka's `offset.metadata.max.bytes` default.
 pub const MAX_METADATA_BYTES: usize = 4096;
+
+/// Transaction outcomes `(producer id, commit)` by `__consumer_offsets` partition.
+type DeferredTxns = HashMap<i32, Vec<(i64, bool)>>;
 
 pub struct Coordinator {
     /// Shared with the tasks that finish a SyncGroup once its group record is committed.
@@ -70,6 +76,10 @@ pub struct Coordinator {
     /// When each group was last seen with members (see [`expiry`]). Lock order: after `groups`.
     active_seen: Mutex<HashMap<String, i64>>,
     retention: OffsetsRetention,
+    /// Transaction outcomes (producer id, commit) for `__consumer_offsets` partitions this
+    /// broker is loading (cluster only), applied once the load completes. Lock order: after
+    /// `roles`, before `groups`.
+    deferred_txns: Arc<Mutex<DeferredTxns>>,
 }
 
 impl Default for Coordinator {
@@ -89,6 +99,7 @@ impl Coordinator {
             roles: Arc::default(),
             active_seen: Mutex::default(),
             retention,
+            deferred_txns: Arc::default(),
         }
     }
 

@@ -193,7 +193,13 @@ impl Coordinator {
         topics: Option<Vec<(String, Vec<i32>)>>,
     ) -> Vec<FetchedTopic> {
         let groups = self.groups.lock();
-        let g = groups.get(group_id);
+        Self::fetch_locked(groups.get(group_id), topics)
+    }
+
+    fn fetch_locked(
+        g: Option<&Group>,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> Vec<FetchedTopic> {
         match topics {
             Some(ts) => ts
                 .into_iter()
@@ -219,6 +225,28 @@ impl Coordinator {
                 out
             }
         }
+    }
+
+    /// [`Coordinator::fetch`], and which of the partitions answered have a transactional
+    /// commit pending (OffsetFetch `require_stable` answers UNSTABLE_OFFSET_COMMIT for them),
+    /// seen at once.
+    pub fn fetch_stable(
+        &self,
+        group_id: &str,
+        topics: Option<Vec<(String, Vec<i32>)>>,
+    ) -> (Vec<FetchedTopic>, std::collections::HashSet<(String, i32)>) {
+        let groups = self.groups.lock();
+        let pending = groups
+            .get(group_id)
+            .map(|g| g.pending_partitions())
+            .unwrap_or_default();
+        let fetched = Self::fetch_locked(groups.get(group_id), topics);
+        let unstable = fetched
+            .iter()
+            .flat_map(|(t, ps)| ps.iter().map(move |(p, _)| (t.clone(), *p)))
+            .filter(|k| pending.contains(k))
+            .collect();
+        (fetched, unstable)
     }
 
     /// OffsetFetch v9 member checks for a consumer group.
@@ -306,6 +334,7 @@ impl Coordinator {
             let sent = store::send(h, &entries, b.now_ms());
             if let Some(g) = self.groups.lock().get_mut(&group) {
                 g.offsets.retain(|(t, _), _| t != topic);
+                g.forget_pending_topic(topic);
             }
             let topic = topic.to_string();
             tokio::spawn(async move {
@@ -379,6 +408,11 @@ impl Coordinator {
                     topic, partition, ..
                 } = k
                 {
+                    // Kafka drops the pending transactional commits of a deleted offset too.
+                    let pids: Vec<i64> = g.pending_txn.keys().copied().collect();
+                    for pid in pids {
+                        g.drop_pending(pid, &topic, partition);
+                    }
                     g.offsets.remove(&(topic, partition));
                 }
             }

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 
 use super::state::Group;
 use super::store::OffsetEntry;
-use super::store::{self, Key, Value, OFFSETS_TOPIC};
+use super::store::{self, Key, Replayed, Value, OFFSETS_TOPIC};
 use super::{Coordinator, GroupError};
 use crate::internal_topic::TopicHost;
 
@@ -76,6 +76,7 @@ impl Coordinator {
                 if role != Role::NotLeader {
                     tracing::info!(partition = p, "no longer the coordinator of its groups");
                     roles.remove(&p);
+                    self.deferred_txns.lock().remove(&p);
                     // Pending joins and syncs see their senders dropped and answer an error.
                     self.drop_partition(p, n);
                 }
@@ -85,8 +86,16 @@ impl Coordinator {
                 continue;
             }
             roles.insert(p, Role::Loading(term));
+            // The replay sees every marker written before it starts; those written while it
+            // runs are deferred ([`Coordinator::complete_txn`]) and applied after it.
+            self.deferred_txns.lock().remove(&p);
             self.drop_partition(p, n);
-            let (b, all_roles, all_groups) = (b.clone(), self.roles.clone(), self.groups.clone());
+            let (b, all_roles, all_groups, deferred) = (
+                b.clone(),
+                self.roles.clone(),
+                self.groups.clone(),
+                self.deferred_txns.clone(),
+            );
             tokio::task::spawn_local(async move {
                 let loaded = match load_as_leader(&*b, p).await {
                     Ok(groups) => Some(groups),
@@ -99,8 +108,14 @@ impl Coordinator {
                 if roles.get(&p) != Some(&Role::Loading(term)) {
                     return;
                 }
+                let completed = deferred.lock().remove(&p).unwrap_or_default();
                 match loaded {
-                    Some(loaded) => {
+                    Some(mut loaded) => {
+                        for (pid, commit) in completed {
+                            for g in loaded.values_mut() {
+                                g.complete_pending(p, pid, commit);
+                            }
+                        }
                         tracing::info!(
                             partition = p,
                             term,
@@ -179,11 +194,112 @@ async fn replay_groups(
     b: &dyn TopicHost,
     p: i32,
 ) -> Result<HashMap<String, Group>, store::StoreError> {
-    let mut groups = HashMap::<String, Group>::new();
-    let mut records = 0u64;
-    let now = Instant::now();
-    store::replay(b, p, |log_offset, key, value| {
-        records += 1;
+    let mut rebuild = Rebuild::new(p, Instant::now());
+    store::replay(b, p, |r| rebuild.apply(r)).await?;
+    let records = rebuild.records;
+    let groups = rebuild.finish();
+    if records > 0 {
+        tracing::info!(
+            groups = groups.len(),
+            records,
+            partition = p,
+            "restored consumer groups from {OFFSETS_TOPIC}"
+        );
+    }
+    Ok(groups)
+}
+
+/// The groups of one `__consumer_offsets` partition rebuilt from its entries, in log order.
+/// Transactional records are held per producer until that producer's marker: applied on a
+/// commit marker, dropped on an abort marker, left pending when no marker follows yet.
+pub(super) struct Rebuild {
+    partition: i32,
+    now: Instant,
+    groups: HashMap<String, Group>,
+    /// Records of open transactions, by producer id, in log order.
+    open: HashMap<i64, Vec<(i64, Key, Option<Value>)>>,
+    pub(super) records: u64,
+}
+
+impl Rebuild {
+    pub(super) fn new(partition: i32, now: Instant) -> Self {
+        Rebuild {
+            partition,
+            now,
+            groups: HashMap::new(),
+            open: HashMap::new(),
+            records: 0,
+        }
+    }
+
+    pub(super) fn apply(&mut self, r: Replayed) {
+        self.records += 1;
+        match r {
+            Replayed::Record {
+                log_offset,
+                producer_id: Some(pid),
+                key,
+                value,
+            } => self
+                .open
+                .entry(pid)
+                .or_default()
+                .push((log_offset, key, value)),
+            Replayed::Record {
+                log_offset,
+                producer_id: None,
+                key,
+                value,
+            } => self.record(log_offset, key, value),
+            Replayed::Marker {
+                producer_id,
+                commit,
+            } => {
+                let ended = self.open.remove(&producer_id).unwrap_or_default();
+                if commit {
+                    for (log_offset, key, value) in ended {
+                        self.record(log_offset, key, value);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The groups, with the transactions still open left pending in them.
+    pub(super) fn finish(mut self) -> HashMap<String, Group> {
+        for (pid, records) in std::mem::take(&mut self.open) {
+            for (log_offset, key, value) in records {
+                let Key::Offset {
+                    group,
+                    topic,
+                    partition,
+                } = key
+                else {
+                    continue;
+                };
+                let g = self
+                    .groups
+                    .entry(group.clone())
+                    .or_insert_with(|| Group::new(&group));
+                match value {
+                    Some(Value::Offset(v)) => g.add_pending(
+                        pid,
+                        self.partition,
+                        topic,
+                        partition,
+                        OffsetEntry::stored(v, log_offset),
+                    ),
+                    None => g.drop_pending(pid, &topic, partition),
+                    _ => {}
+                }
+            }
+        }
+        self.groups
+    }
+
+    /// Applies one record that counts (not transactional, or of a committed transaction).
+    fn record(&mut self, log_offset: i64, key: Key, value: Option<Value>) {
+        let (groups, now) = (&mut self.groups, self.now);
         match (key, value) {
             (
                 Key::Offset {
@@ -222,7 +338,9 @@ async fn replay_groups(
                         .or_insert_with(|| Group::new(&group))
                         .consumer = Some(c)
                 }
-                None => tracing::warn!(group = %group, "a consumer group record that does not restore skipped"),
+                None => {
+                    tracing::warn!(group = %group, "a consumer group record that does not restore skipped")
+                }
             },
             (Key::Consumer(group), None) => {
                 if let Some(g) = groups.get_mut(&group) {
@@ -232,15 +350,5 @@ async fn replay_groups(
             // A value that does not decode for its key: skip it.
             _ => {}
         }
-    })
-    .await?;
-    if records > 0 {
-        tracing::info!(
-            groups = groups.len(),
-            records,
-            partition = p,
-            "restored consumer groups from {OFFSETS_TOPIC}"
-        );
     }
-    Ok(groups)
 }

@@ -168,6 +168,9 @@ pub struct Group {
     statics: HashMap<String, String>,
     rebalance_deadline: Option<Instant>,
     pub offsets: BTreeMap<(String, i32), OffsetEntry>,
+    /// Transactional offset commits not yet committed or aborted, by producer id (see
+    /// [`super::txn_offsets`]): invisible to OffsetFetch until their transaction commits.
+    pub pending_txn: HashMap<i64, super::txn_offsets::PendingTxn>,
     /// Set when the group record must be written without waiting (the group became empty, or
     /// a static member took its old id's place); taken by [`Group::take_store`].
     store_soon: bool,
@@ -200,6 +203,7 @@ impl Group {
             statics: HashMap::new(),
             rebalance_deadline: None,
             offsets: BTreeMap::new(),
+            pending_txn: HashMap::new(),
             store_soon: false,
             storing: None,
             store_requested: false,
@@ -741,6 +745,25 @@ impl Group {
         }
         if self.state == GroupState::CompletingRebalance {
             return Err(GroupError::RebalanceInProgress);
+        }
+        Ok(())
+    }
+
+    /// Kafka's rules for which transactional commits a group accepts (classic protocol): as
+    /// [`Group::validate_commit`], except that a commit without member fields (TxnOffsetCommit
+    /// before v3 has none) is accepted from a non-empty group, and a rebalance does not refuse it.
+    pub fn validate_txn_commit(
+        &mut self,
+        generation: i32,
+        member_id: &str,
+        instance_id: Option<&str>,
+        now: Instant,
+    ) -> Result<(), GroupError> {
+        if generation < 0 && self.state == GroupState::Empty {
+            return Ok(());
+        }
+        if generation >= 0 || !member_id.is_empty() || instance_id.is_some() {
+            self.touch_member(generation, member_id, instance_id, now)?;
         }
         Ok(())
     }

@@ -488,20 +488,88 @@ pub async fn append(
         .base_offset)
 }
 
-/// Reads every record of partition `p` of `__consumer_offsets` up to the high watermark, in
-/// order.
+/// Appends offset records of `group` as ONE transactional batch of `producer_id` at
+/// `producer_epoch` (TxnOffsetCommit) and waits until it is committed; returns the partition
+/// of `__consumer_offsets` it went to and the first record's offset.
+pub async fn append_txn(
+    b: &dyn TopicHost,
+    group: &str,
+    entries: &[(Key, Option<Value>)],
+    producer_id: i64,
+    producer_epoch: i16,
+) -> Result<(i32, i64), StoreError> {
+    let t = topic(b).await?;
+    let p = partition_for(group, t.partitions.len());
+    let bytes = crate::log::control::encode_transactional(
+        &records(entries, b.now_ms()),
+        producer_id,
+        producer_epoch,
+    )
+    .map_err(|e| InternalTopicError::Append {
+        topic: OFFSETS_TOPIC,
+        source: PartitionError::Storage(std::io::Error::other(e.to_string())),
+    })?;
+    Ok((p, OFFSETS.append_batch(b, p, &bytes).await?.base_offset))
+}
+
+/// One entry of `__consumer_offsets` as a replay sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Replayed {
+    /// A keyed record at `log_offset`; `producer_id` when it belongs to a transaction (a
+    /// transactional offset commit), which counts only once its commit marker follows.
+    Record {
+        log_offset: i64,
+        producer_id: Option<i64>,
+        key: Key,
+        value: Option<Value>,
+    },
+    /// A transaction marker: the end of that producer's transaction in this partition.
+    Marker { producer_id: i64, commit: bool },
+}
+
+impl Replayed {
+    /// What a stored record is to the coordinator (`None`: nothing it knows, such as a
+    /// [`barrier`] or a control record that is not a transaction marker).
+    pub fn from_record(r: kafka_protocol::records::Record) -> Option<Replayed> {
+        if r.control {
+            // A marker's key is `version:i16 type:i16` (0 abort, 1 commit).
+            let key = r.key?;
+            if key.len() < 4 {
+                return None;
+            }
+            let commit = match i16::from_be_bytes([key[2], key[3]]) {
+                0 => false,
+                1 => true,
+                _ => return None,
+            };
+            return Some(Replayed::Marker {
+                producer_id: r.producer_id,
+                commit,
+            });
+        }
+        let key = r.key.and_then(Key::decode)?;
+        let value = r.value.and_then(|v| Value::decode(&key, v));
+        Some(Replayed::Record {
+            log_offset: r.offset,
+            producer_id: r.transactional.then_some(r.producer_id),
+            key,
+            value,
+        })
+    }
+}
+
+/// Reads every record and transaction marker of partition `p` of `__consumer_offsets` up to
+/// the high watermark, in order.
 pub async fn replay(
     b: &dyn TopicHost,
     p: i32,
-    mut apply: impl FnMut(i64, Key, Option<Value>),
+    mut apply: impl FnMut(Replayed),
 ) -> Result<(), StoreError> {
     OFFSETS
-        .replay(b, p, |r| {
-            let Some(key) = r.key.and_then(Key::decode) else {
-                return;
-            };
-            let value = r.value.and_then(|v| Value::decode(&key, v));
-            apply(r.offset, key, value);
+        .replay_with_control(b, p, |r| {
+            if let Some(r) = Replayed::from_record(r) {
+                apply(r);
+            }
         })
         .await
 }

@@ -36,6 +36,7 @@ impl From<GroupError> for ResponseError {
             GroupError::UnsupportedAssignor => ResponseError::UnsupportedAssignor,
             GroupError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
             GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
+            GroupError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
         }
     }
 }
@@ -97,6 +98,7 @@ mod tests {
             (GroupError::UnsupportedAssignor, 112),
             (GroupError::UnreleasedInstanceId, 111),
             (GroupError::GroupMaxSizeReached, 81),
+            (GroupError::InvalidProducerEpoch, 47),
         ];
         for (e, c) in cases {
             assert_eq!(code(Some(e)), c, "{e:?}");

@@ -47,6 +47,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
 /// An API and the versions served, all fully implemented.
@@ -116,9 +117,11 @@ pub const APIS: &[ApiSpec] = &[
     // The KIP-848 consumer group protocol (crate::group::consumer).
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
-    // Transactions: what coordinators send partition leaders (crate::broker::txn_markers).
+    // Transactions: what coordinators send partition leaders (crate::broker::txn_markers),
+    // consumer offsets in a transaction (crate::group::txn_offsets).
     api(ApiKey::WriteTxnMarkers, 1, 1),
     api(ApiKey::DescribeProducers, 0, 0),
+    api(ApiKey::TxnOffsetCommit, 0, 5),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -329,6 +332,11 @@ dispatch_table! { b, h, v;
     ElectLeaders(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ElectLeaders(
             elect_leaders::handle(&b, &h, v, r).await,
+        ))
+    }),
+    TxnOffsetCommit(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::TxnOffsetCommit(
+            txn_offset_commit::handle(&b, v, r).await,
         ))
     }),
 }

@@ -1,19 +1,26 @@
 //! OffsetFetch: committed offsets of one group (v1-7) or several (v8+); a null topic list
 //! means every partition the group committed. Partitions without a commit answer offset -1.
 //! v9 carries the member id and epoch of KIP-848 members (STALE_MEMBER_EPOCH, UNKNOWN_MEMBER_ID).
+//! v7+ `require_stable`: a partition with a transactional commit pending answers
+//! UNSTABLE_OFFSET_COMMIT (offset -1) until its transaction ends; the client retries.
 
 use kafka_protocol::messages::offset_fetch_response::{
     OffsetFetchResponseGroup, OffsetFetchResponsePartition, OffsetFetchResponsePartitions,
     OffsetFetchResponseTopic, OffsetFetchResponseTopics,
 };
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
+use kafka_protocol::ResponseError;
 
 use super::group_error::code;
 use super::{sb, topic_name};
 use crate::broker::Broker;
+use std::collections::HashSet;
+
+use crate::group::store::OffsetEntry;
 use crate::group::FetchedTopic;
 
 pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+    let require_stable = version >= 7 && req.require_stable;
     // In a cluster only the group's coordinator (leader of its `__consumer_offsets`
     // partition) knows its offsets.
     if version >= 8 {
@@ -40,7 +47,7 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .with_group_id(g.group_id)
                         .with_error_code(code(Some(e)));
                 }
-                let topics = b.groups.fetch(g.group_id.as_str(), wanted);
+                let topics = stable(b, g.group_id.as_str(), wanted, require_stable);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(topics.into_iter().map(v8_topic).collect())
@@ -80,7 +87,7 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
             .collect();
         return OffsetFetchResponse::default().with_topics(topics);
     }
-    let topics = b.groups.fetch(req.group_id.as_str(), wanted);
+    let topics = stable(b, req.group_id.as_str(), wanted, require_stable);
     let topics = topics
         .into_iter()
         .map(|(t, ps)| {
@@ -88,13 +95,11 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                 .into_iter()
                 .map(|(p, e)| {
                     let r = OffsetFetchResponsePartition::default().with_partition_index(p);
-                    let (offset, epoch, meta) = match e {
-                        Some(e) => (e.offset, e.leader_epoch, e.metadata.unwrap_or_default()),
-                        None => (-1, -1, String::new()),
-                    };
+                    let (offset, epoch, meta, error) = answer(e);
                     let r = r
                         .with_committed_offset(offset)
-                        .with_metadata(Some(sb(meta)));
+                        .with_metadata(Some(sb(meta)))
+                        .with_error_code(error);
                     if version >= 5 {
                         r.with_committed_leader_epoch(epoch)
                     } else {
@@ -110,22 +115,105 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-fn v8_topic((t, ps): FetchedTopic) -> OffsetFetchResponseTopics {
+/// One partition's answer: its committed offset, or UNSTABLE_OFFSET_COMMIT.
+type Fetched = Result<Option<OffsetEntry>, ()>;
+
+/// The group's offsets; with `require_stable`, the partitions with a transactional commit
+/// pending are unstable (`Err`).
+fn stable(
+    b: &Broker,
+    group: &str,
+    wanted: Option<Vec<(String, Vec<i32>)>>,
+    require_stable: bool,
+) -> Vec<(String, Vec<(i32, Fetched)>)> {
+    let (topics, unstable) = b.groups.fetch_stable(group, wanted);
+    mark_unstable(topics, &unstable, require_stable)
+}
+
+/// Each partition's offset, `Err` for those in `unstable` when `require_stable`.
+fn mark_unstable(
+    topics: Vec<FetchedTopic>,
+    unstable: &HashSet<(String, i32)>,
+    require_stable: bool,
+) -> Vec<(String, Vec<(i32, Fetched)>)> {
+    topics
+        .into_iter()
+        .map(|(t, ps)| {
+            let ps = ps
+                .into_iter()
+                .map(|(p, e)| {
+                    let r = if require_stable && unstable.contains(&(t.clone(), p)) {
+                        Err(())
+                    } else {
+                        Ok(e)
+                    };
+                    (p, r)
+                })
+                .collect();
+            (t, ps)
+        })
+        .collect()
+}
+
+/// (offset, leader epoch, metadata, error code) of one partition.
+fn answer(e: Fetched) -> (i64, i32, String, i16) {
+    match e {
+        Ok(Some(e)) => (e.offset, e.leader_epoch, e.metadata.unwrap_or_default(), 0),
+        Ok(None) => (-1, -1, String::new(), 0),
+        Err(()) => (
+            -1,
+            -1,
+            String::new(),
+            ResponseError::UnstableOffsetCommit.code(),
+        ),
+    }
+}
+
+fn v8_topic((t, ps): (String, Vec<(i32, Fetched)>)) -> OffsetFetchResponseTopics {
     OffsetFetchResponseTopics::default()
         .with_name(topic_name(&t))
         .with_partitions(
             ps.into_iter()
                 .map(|(p, e)| {
-                    let (offset, epoch, meta) = match e {
-                        Some(e) => (e.offset, e.leader_epoch, e.metadata.unwrap_or_default()),
-                        None => (-1, -1, String::new()),
-                    };
+                    let (offset, epoch, meta, error) = answer(e);
                     OffsetFetchResponsePartitions::default()
                         .with_partition_index(p)
                         .with_committed_offset(offset)
                         .with_committed_leader_epoch(epoch)
                         .with_metadata(Some(sb(meta)))
+                        .with_error_code(error)
                 })
                 .collect(),
         )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn require_stable_answers_unstable_for_pending_partitions_only() {
+        let entry = OffsetEntry {
+            offset: 5,
+            leader_epoch: 1,
+            metadata: None,
+            commit_timestamp: 0,
+            log_offset: 0,
+        };
+        let topics = || vec![("t".to_string(), vec![(0, Some(entry.clone())), (1, None)])];
+        let unstable: HashSet<(String, i32)> = [("t".to_string(), 0)].into();
+        let codes = |require_stable| {
+            let t = v8_topic(
+                mark_unstable(topics(), &unstable, require_stable)
+                    .pop()
+                    .unwrap(),
+            );
+            t.partitions
+                .iter()
+                .map(|p| (p.committed_offset, p.error_code))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(codes(false), [(5, 0), (-1, 0)]);
+        assert_eq!(codes(true), [(-1, 88), (-1, 0)]);
+    }
 }
