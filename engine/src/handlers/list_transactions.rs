@@ -8,7 +8,7 @@ use kafka_protocol::messages::{
 
 use super::sb;
 use crate::broker::Broker;
-use crate::txn::describe::ListFilter;
+use crate::txn::ListFilter;
 
 pub fn handle(b: &Broker, version: i16, req: ListTransactionsRequest) -> ListTransactionsResponse {
     let mut filter = ListFilter {

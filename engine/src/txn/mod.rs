@@ -36,6 +36,7 @@ use parking_lot::Mutex;
 use tokio::sync::Notify;
 use tokio::time::Duration;
 
+pub use describe::ListFilter;
 pub use error::TxnError;
 pub use host::{HostFuture, MarkerBatch, MarkerOutcome, TxnHost};
 use ownership::Role;
