@@ -5,7 +5,7 @@
 //! Each job has its file: [`requests`] (InitProducerId, AddPartitionsToTxn, AddOffsetsToTxn
 //! through it, EndTxn, and the write-then-apply rule they share), [`markers`] (writing the
 //! markers of a prepared transaction, then its Complete* record), [`timeouts`] (aborting
-//! transactions past their timeout), [`ownership`] (which ids this broker serves, loading and
+//! transactions past their timeout, expiring idle ids), [`ownership`] (which ids this broker serves, loading and
 //! recovery), [`describe`] (DescribeTransactions, ListTransactions). The broker reaches in
 //! through the handlers and the ticker; the coordinator reaches the broker only through
 //! [`host::TxnHost`].
@@ -41,6 +41,7 @@ pub use error::TxnError;
 pub use host::{HostFuture, MarkerBatch, MarkerOutcome, TxnHost};
 use ownership::Role;
 pub use state::{TxnMeta, TxnState};
+pub use timeouts::ID_EXPIRATION_MS;
 
 /// How often timeouts, leaders and pending markers are checked.
 pub const TICK: Duration = Duration::from_millis(100);
@@ -107,10 +108,12 @@ impl Coordinator {
 
     /// One round of the ticker (on shard 0, inside a `LocalSet`: it spawns local tasks):
     /// follows the `__transaction_state` leaders (cluster), aborts timed-out transactions,
-    /// starts the markers of prepared ones (after an EndTxn, a fence or a load).
+    /// forgets long-idle ids, starts the markers of prepared ones (after an EndTxn, a fence or
+    /// a load).
     pub fn tick(&self, host: &Arc<dyn TxnHost>) {
         self.follow_leader(host);
         self.abort_timed_out(host);
+        self.expire_idle(host);
         self.start_markers(host);
     }
 

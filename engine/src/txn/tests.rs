@@ -229,7 +229,7 @@ fn init_producer_id_fences_an_ongoing_transaction() {
 }
 
 #[test]
-fn transactions_past_their_timeout_are_aborted_with_the_epoch_bumped() {
+fn timed_out_transactions_are_aborted_with_the_epoch_bumped_and_idle_ids_expire() {
     run(async {
         let (f, host) = fake().await;
         let c = Coordinator::new(false);
@@ -257,6 +257,27 @@ fn transactions_past_their_timeout_are_aborted_with_the_epoch_bumped() {
             },
         );
         assert_eq!(listed.len(), 1);
+        // Idle for a week: forgotten, for good.
+        f.now.fetch_add(ID_EXPIRATION_MS, Ordering::Relaxed);
+        for _ in 0..100 {
+            c.tick(&host);
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            if c.describe(h, "tx").is_err() {
+                break;
+            }
+        }
+        assert_eq!(c.describe(h, "tx"), Err(TxnError::TransactionalIdNotFound));
+        let again = Coordinator::new(false);
+        again.load(h).await.unwrap();
+        assert_eq!(
+            again.describe(h, "tx"),
+            Err(TxnError::TransactionalIdNotFound)
+        );
+        // A new producer with that id starts afresh.
+        assert_eq!(
+            c.init_producer_id(h, "tx", 60_000, None).await,
+            Ok((1001, 0))
+        );
     });
 }
 
