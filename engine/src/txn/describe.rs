@@ -9,7 +9,7 @@ use crate::internal_topic::TopicHost;
 pub struct ListFilter {
     pub states: Vec<TxnState>,
     pub producer_ids: Vec<i64>,
-    /// v1: only transactions running at least this long (ms; negative: any).
+    /// v1: only transactions running longer than this (ms; negative: any).
     pub min_duration_ms: i64,
 }
 
@@ -32,12 +32,13 @@ impl Coordinator {
             .snapshot()
             .into_iter()
             .filter(|(_, m)| {
-                (filter.states.is_empty() || filter.states.contains(&m.state))
+                // As Kafka's listTransactionStates (the duration counts from the last start).
+                m.state != TxnState::Dead
+                    && (filter.states.is_empty() || filter.states.contains(&m.state))
                     && (filter.producer_ids.is_empty()
                         || filter.producer_ids.contains(&m.producer_id))
                     && (filter.min_duration_ms < 0
-                        || (m.state == TxnState::Ongoing
-                            && now - m.start_ms >= filter.min_duration_ms))
+                        || now.saturating_sub(m.start_ms) > filter.min_duration_ms)
             })
             .collect();
         out.sort_by(|a, b| a.0.cmp(&b.0));

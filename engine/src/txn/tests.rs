@@ -1,7 +1,7 @@
 //! The coordinator driven through a fake [`TxnHost`]: a real single-node broker underneath for
 //! `__transaction_state`, with producer ids, markers and the clock faked.
 
-use std::sync::atomic::{AtomicI64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicI32, AtomicI64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use parking_lot::Mutex;
@@ -19,6 +19,9 @@ struct Fake {
     markers: Mutex<Vec<MarkerBatch>>,
     /// Rounds of markers answered Retry before they are Written.
     retries: AtomicUsize,
+    /// Who leads every partition, and in which term, as the coordinator is told.
+    leader: AtomicI32,
+    term: AtomicI32,
 }
 
 impl TopicHost for Fake {
@@ -37,8 +40,11 @@ impl TopicHost for Fake {
     fn now_ms(&self) -> i64 {
         self.now.load(Ordering::Relaxed)
     }
-    fn partition_leader_epoch(&self, t: &Topic, partition: i32) -> (i32, i32) {
-        TopicHost::partition_leader_epoch(&*self.b, t, partition)
+    fn partition_leader_epoch(&self, _t: &Topic, _partition: i32) -> (i32, i32) {
+        (
+            self.leader.load(Ordering::Relaxed),
+            self.term.load(Ordering::Relaxed),
+        )
     }
     fn create_topic<'a>(
         &'a self,
@@ -89,6 +95,8 @@ async fn fake() -> (Arc<Fake>, Arc<dyn TxnHost>) {
         next_pid: AtomicI64::new(1000),
         markers: Mutex::default(),
         retries: AtomicUsize::new(0),
+        leader: AtomicI32::new(0),
+        term: AtomicI32::new(1),
     });
     let host: Arc<dyn TxnHost> = f.clone();
     (f, host)
@@ -310,5 +318,64 @@ fn markers_are_retried_and_prepared_transactions_resume_after_a_load() {
             third.describe(h, "tx").unwrap().state,
             TxnState::CompleteAbort
         );
+    });
+}
+
+/// Ticks until `check` answers `want` for `id`.
+async fn until_check(
+    c: &Coordinator,
+    host: &Arc<dyn TxnHost>,
+    id: &str,
+    want: Result<(), TxnError>,
+) {
+    for _ in 0..200 {
+        c.tick(host);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        if c.check(&**host, id) == want {
+            return;
+        }
+    }
+    panic!("check({id}) never answered {want:?}");
+}
+
+#[test]
+fn in_a_cluster_ids_follow_the_leader_and_prepared_ones_resume_on_a_new_one() {
+    run(async {
+        let (f, host) = fake().await;
+        let h = &*host;
+        let c = Coordinator::new(true);
+        // No topic yet: nobody coordinates.
+        assert_eq!(c.check(h, "tx"), Err(TxnError::NotCoordinator));
+        store::topic(h).await.unwrap();
+        assert_eq!(c.check(h, "tx"), Err(TxnError::CoordinatorLoadInProgress));
+        until_check(&c, &host, "tx", Ok(())).await;
+        assert_eq!(c.served_partitions(h), Some(vec![0]));
+        assert_eq!(
+            c.init_producer_id(h, "tx", 60_000, None).await,
+            Ok((1000, 0))
+        );
+        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]))
+            .await
+            .unwrap();
+        // Its markers are refused for now.
+        f.retries.store(usize::MAX, Ordering::Relaxed);
+        c.end_txn(h, "tx", 1000, 0, true).await.unwrap();
+        c.tick(&host);
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        assert!(!f.markers.lock().is_empty());
+        // Deposed: the ids are dropped (and their marker task stops).
+        f.leader.store(5, Ordering::Relaxed);
+        until_check(&c, &host, "tx", Err(TxnError::NotCoordinator)).await;
+        assert_eq!(c.describe(h, "tx"), Err(TxnError::NotCoordinator));
+        assert!(c.list(h, &ListFilter::default()).is_empty());
+        // Leader again in a new term: loaded, and the prepared transaction resumes with the
+        // new coordinator epoch.
+        f.retries.store(0, Ordering::Relaxed);
+        f.leader.store(0, Ordering::Relaxed);
+        f.term.store(2, Ordering::Relaxed);
+        until_check(&c, &host, "tx", Ok(())).await;
+        settle(&c, &host, "tx", TxnState::CompleteCommit).await;
+        let last = f.markers.lock().last().cloned().unwrap();
+        assert_eq!((last.coordinator_epoch, last.commit), (2, true));
     });
 }
