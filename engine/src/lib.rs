@@ -37,6 +37,7 @@ pub mod time;
 pub mod topic_jobs;
 pub mod topic_labels;
 pub mod topics;
+pub mod txn;
 pub mod unmount;
 
 pub use broker::Broker;

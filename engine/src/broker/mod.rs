@@ -11,6 +11,8 @@ mod leadership;
 mod mounted;
 mod producer_ids;
 mod shutdown;
+mod txn_host;
+pub(crate) mod txn_verify;
 pub(crate) mod txn_markers;
 mod unmount_steps;
 
@@ -82,6 +84,9 @@ pub struct Broker {
     /// The consumer group coordinator (every group on a single node; in a cluster the groups
     /// of the `__consumer_offsets` partitions this broker leads).
     pub groups: crate::group::Coordinator,
+    /// The transaction coordinator (every transactional id on a single node; in a cluster the
+    /// ids of the `__transaction_state` partitions this broker leads).
+    pub txns: crate::txn::Coordinator,
     /// Tiered storage, when configured (the `tiering` crate).
     pub remote: Option<Arc<dyn crate::remote::RemoteTier>>,
     /// The schema registry's id lookup, set once the registry has started.
@@ -180,6 +185,7 @@ impl Broker {
             kafka_addr,
             advertised,
             groups: crate::group::Coordinator::new(cluster.is_some(), offsets_retention),
+            txns: crate::txn::Coordinator::new(cluster.is_some()),
             remote,
             schema_ids: OnceLock::new(),
             unmount_gate: OnceLock::new(),
@@ -243,7 +249,11 @@ impl Broker {
         broker.groups.load(&*broker).await.map_err(|e| {
             StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
         })?;
+        broker.txns.load(&*broker).await.map_err(|e| {
+            StartError::Partition(BrokerError::Storage(std::io::Error::other(e.to_string())))
+        })?;
         internal_topics::start_group_ticker(&broker);
+        txn_host::start_txn_ticker(&broker);
         crate::broker::leader_preference::start(&broker);
         Ok(broker)
     }

@@ -12,6 +12,7 @@ use crate::log::producer_state::SequenceError;
 use crate::partition::txn::Marker;
 use crate::partition::{Cmd, PartitionError};
 use crate::topics::OFFSETS_TOPIC;
+use crate::txn::{MarkerBatch, MarkerOutcome};
 
 /// Why a marker was not written to a partition.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +199,25 @@ async fn ask_leader<'a>(
                     e => Written::Retry(format!("broker {leader}: {e}")),
                 },
             }
+        })
+        .collect()
+}
+
+/// The transaction coordinator's [`crate::txn::TxnHost::write_markers`].
+pub(crate) async fn write(b: &Broker, m: MarkerBatch) -> Vec<MarkerOutcome> {
+    let marker = Marker {
+        producer_id: m.producer_id,
+        producer_epoch: m.producer_epoch,
+        control: ControlType::from_commit(m.commit),
+        coordinator_epoch: m.coordinator_epoch,
+    };
+    write_all(b, marker, &m.partitions)
+        .await
+        .into_iter()
+        .map(|w| match w {
+            Written::Yes => MarkerOutcome::Written,
+            Written::Retry(why) => MarkerOutcome::Retry(why),
+            Written::Gone(why) => MarkerOutcome::Gone(why),
         })
         .collect()
 }

@@ -1,8 +1,8 @@
 //! FindCoordinator (v0-v4, batched keys from v4). On a single node this broker coordinates
-//! every consumer group. In a cluster a group's coordinator is the Raft leader of its
-//! `__consumer_offsets` partition (the topic is created through the controller on first use,
-//! as Kafka does); COORDINATOR_NOT_AVAILABLE while that partition has no leader. Transactions
-//! are not implemented, so transaction coordinators (key type 1) are COORDINATOR_NOT_AVAILABLE.
+//! every consumer group and transactional id. In a cluster a group's coordinator is the Raft
+//! leader of its `__consumer_offsets` partition, a transactional id's (key type 1) the leader
+//! of its `__transaction_state` partition (each topic is created through the controller on
+//! first use, as Kafka does); COORDINATOR_NOT_AVAILABLE while that partition has no leader.
 
 use kafka_protocol::messages::find_coordinator_response::Coordinator;
 use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinatorResponse};
@@ -11,27 +11,31 @@ use kafka_protocol::ResponseError;
 
 use super::sb;
 use crate::broker::Broker;
-use crate::group::store::{self, OFFSETS_TOPIC};
+use crate::group::store;
+use crate::internal_topic::InternalTopic;
 
 const KEY_TYPE_GROUP: i8 = 0;
+const KEY_TYPE_TRANSACTION: i8 = 1;
 
 /// Where group requests go: (node id, host, port), or an error code and message.
 type Found = Result<(i32, String, u16), (i16, Option<String>)>;
 
-/// The coordinator of `group`, as this broker sees it now.
-async fn group_coordinator(b: &Broker, group: &str) -> Found {
+/// The coordinator of `key` (a group or a transactional id, placed in `topic` by the same
+/// hash), as this broker sees it now.
+async fn coordinator(b: &Broker, topic: InternalTopic, key: &str) -> Found {
     let Some(cluster) = &b.cluster else {
         let (host, port) = &b.advertised;
         return Ok((b.node_id(), host.clone(), *port));
     };
     let unavailable = |m: String| (ResponseError::CoordinatorNotAvailable.code(), Some(m));
-    let t = store::topic(b)
+    let t = topic
+        .topic(b)
         .await
         .map_err(|e| unavailable(e.to_string()))?;
-    let p = store::partition_for(group, t.partitions.len());
+    let p = store::partition_for(key, t.partitions.len());
     let leader = b.partition_leader(&t, p);
     if leader < 0 {
-        return Err(unavailable(format!("{OFFSETS_TOPIC}-{p} has no leader")));
+        return Err(unavailable(format!("{}-{p} has no leader", topic.name)));
     }
     let m = cluster
         .members
@@ -41,16 +45,19 @@ async fn group_coordinator(b: &Broker, group: &str) -> Found {
 }
 
 async fn answer(b: &Broker, key_type: i8, key: &StrBytes) -> Found {
-    if key_type != KEY_TYPE_GROUP {
-        return Err((
-            ResponseError::CoordinatorNotAvailable.code(),
-            Some("transactions are not supported".into()),
-        ));
+    match key_type {
+        KEY_TYPE_GROUP if key.is_empty() => Err((ResponseError::InvalidGroupId.code(), None)),
+        KEY_TYPE_GROUP => coordinator(b, store::OFFSETS, key.as_str()).await,
+        KEY_TYPE_TRANSACTION if key.is_empty() => Err((
+            ResponseError::InvalidRequest.code(),
+            Some("the transactional id is empty".into()),
+        )),
+        KEY_TYPE_TRANSACTION => coordinator(b, crate::txn::store::TRANSACTIONS, key.as_str()).await,
+        _ => Err((
+            ResponseError::InvalidRequest.code(),
+            Some(format!("unknown key type {key_type}")),
+        )),
     }
-    if key.is_empty() {
-        return Err((ResponseError::InvalidGroupId.code(), None));
-    }
-    group_coordinator(b, key.as_str()).await
 }
 
 pub async fn handle(

@@ -11,6 +11,8 @@ use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
 
+pub mod add_offsets_to_txn;
+pub mod add_partitions_to_txn;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod api_versions;
@@ -27,7 +29,9 @@ pub mod describe_groups;
 pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
+pub mod describe_transactions;
 pub mod elect_leaders;
+pub mod end_txn;
 pub mod fetch;
 pub mod find_coordinator;
 pub mod forward;
@@ -40,6 +44,7 @@ pub mod leave_group;
 pub mod list_groups;
 pub mod list_offsets;
 pub mod list_partition_reassignments;
+pub mod list_transactions;
 pub mod metadata;
 pub mod offset_commit;
 pub mod offset_delete;
@@ -47,6 +52,7 @@ pub mod offset_fetch;
 pub mod offset_for_leader_epoch;
 pub mod produce;
 pub mod sync_group;
+pub(crate) mod txn_error;
 pub mod txn_offset_commit;
 pub mod write_txn_markers;
 
@@ -117,11 +123,17 @@ pub const APIS: &[ApiSpec] = &[
     // The KIP-848 consumer group protocol (crate::group::consumer).
     api(ApiKey::ConsumerGroupHeartbeat, 0, 1),
     api(ApiKey::ConsumerGroupDescribe, 0, 1),
-    // Transactions: what coordinators send partition leaders (crate::broker::txn_markers),
-    // consumer offsets in a transaction (crate::group::txn_offsets).
+    // Transactions (crate::txn), transaction protocol v1; what coordinators send partition
+    // leaders (crate::broker::txn_markers); consumer offsets in a transaction
+    // (crate::group::txn_offsets).
     api(ApiKey::WriteTxnMarkers, 1, 1),
     api(ApiKey::DescribeProducers, 0, 0),
     api(ApiKey::TxnOffsetCommit, 0, 5),
+    api(ApiKey::AddPartitionsToTxn, 0, 5),
+    api(ApiKey::AddOffsetsToTxn, 0, 4),
+    api(ApiKey::EndTxn, 0, 5),
+    api(ApiKey::DescribeTransactions, 0, 0),
+    api(ApiKey::ListTransactions, 0, 1),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -257,7 +269,7 @@ dispatch_table! { b, h, v;
     }),
     InitProducerId(r) => Box::pin(async move {
         Handled::reply(ResponseKind::InitProducerId(
-            init_producer_id::handle(&b, r).await,
+            init_producer_id::handle(&b, v, r).await,
         ))
     }),
     FindCoordinator(r) => Box::pin(async move {
@@ -338,6 +350,29 @@ dispatch_table! { b, h, v;
         Handled::reply(ResponseKind::TxnOffsetCommit(
             txn_offset_commit::handle(&b, v, r).await,
         ))
+    }),
+    AddPartitionsToTxn(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::AddPartitionsToTxn(
+            add_partitions_to_txn::handle(&b, v, r).await,
+        ))
+    }),
+    AddOffsetsToTxn(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::AddOffsetsToTxn(
+            add_offsets_to_txn::handle(&b, v, r).await,
+        ))
+    }),
+    EndTxn(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::EndTxn(end_txn::handle(&b, v, r).await))
+    }),
+    DescribeTransactions(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeTransactions(
+            describe_transactions::handle(&b, r),
+        ))
+    }),
+    ListTransactions(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::ListTransactions(list_transactions::handle(
+            &b, v, r,
+        )))
     }),
 }
 

@@ -30,7 +30,12 @@ enum Pending {
 
 pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFuture {
     let acks = req.acks;
-    let has_txn_id = req.transactional_id.as_ref().is_some_and(|t| !t.is_empty());
+    let txn_id = req
+        .transactional_id
+        .as_ref()
+        .filter(|t| !t.is_empty())
+        .map(|t| t.to_string());
+    let has_txn_id = txn_id.is_some();
     let valid_acks = matches!(acks, -1..=1);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
@@ -166,6 +171,19 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 parts.push(fail(ResponseError::InvalidRequest, Some(why.into())));
                 continue;
             }
+            // KIP-890: the partition asks the coordinator before a producer's first batch in
+            // a transaction, if it has to (crate::partition::verify).
+            let verify = txn_id.as_ref().and_then(|id| {
+                let (h, _) = batches.iter().find(|(h, _)| h.is_transactional())?;
+                Some(crate::broker::txn_verify::verifier(
+                    b,
+                    id.clone(),
+                    td.name.to_string(),
+                    idx,
+                    h.producer_id,
+                    h.producer_epoch,
+                ))
+            });
             let (tx, rx) = oneshot::channel();
             let size = records.len();
             if handle
@@ -174,7 +192,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                     batches,
                     reply: tx,
                     acks_all: acks == -1,
-                    verify: None,
+                    verify,
                 })
                 .is_err()
             {

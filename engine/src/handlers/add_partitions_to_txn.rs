@@ -1,0 +1,114 @@
+//! AddPartitionsToTxn (v0-v5): partitions join the producer's ongoing transaction
+//! (`txn::Coordinator::add_partitions`). v0-v3: one transaction, from a client; v4+: a batch
+//! of transactions, from brokers, where `verify_only` asks whether each partition is already
+//! in the transaction (KIP-890) and adds nothing. A partition of a topic that does not exist
+//! fails the request: it gets UNKNOWN_TOPIC_OR_PARTITION, the others OPERATION_NOT_ATTEMPTED.
+
+use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
+use kafka_protocol::messages::add_partitions_to_txn_response::{
+    AddPartitionsToTxnPartitionResult, AddPartitionsToTxnResult, AddPartitionsToTxnTopicResult,
+};
+use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
+
+use super::{topic_name, txn_error};
+use crate::broker::Broker;
+use crate::txn::TxnError;
+
+/// The outcome of each partition of one transaction, grouped by topic as asked.
+async fn one(
+    b: &Broker,
+    id: &str,
+    producer_id: i64,
+    epoch: i16,
+    topics: &[AddPartitionsToTxnTopic],
+    verify_only: bool,
+    fenced_known: bool,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    let partitions: Vec<(String, i32)> = topics
+        .iter()
+        .flat_map(|t| t.partitions.iter().map(|&p| (t.name.0.to_string(), p)))
+        .collect();
+    let known = |(topic, p): &(String, i32)| {
+        b.topics
+            .get(topic)
+            .is_some_and(|t| usize::try_from(*p).is_ok_and(|p| p < t.partitions.len()))
+    };
+    let outcomes: Vec<Result<(), TxnError>> = if !partitions.iter().all(known) {
+        partitions
+            .iter()
+            .map(|p| {
+                Err(if known(p) {
+                    TxnError::OperationNotAttempted
+                } else {
+                    TxnError::UnknownTopicOrPartition
+                })
+            })
+            .collect()
+    } else if verify_only {
+        b.txns.verify(b, id, producer_id, epoch, &partitions)
+    } else {
+        let r = b
+            .txns
+            .add_partitions(b, id, producer_id, epoch, &partitions)
+            .await;
+        vec![r; partitions.len()]
+    };
+    let mut outcomes = outcomes.into_iter();
+    topics
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(topic_name(t.name.0.as_str()))
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|&p| {
+                            let r = outcomes.next().unwrap_or(Ok(()));
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(txn_error::result_code(&r, fenced_known))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
+pub async fn handle(
+    b: &Broker,
+    version: i16,
+    req: AddPartitionsToTxnRequest,
+) -> AddPartitionsToTxnResponse {
+    if version <= 3 {
+        let results = one(
+            b,
+            req.v3_and_below_transactional_id.0.as_str(),
+            req.v3_and_below_producer_id.0,
+            req.v3_and_below_producer_epoch,
+            &req.v3_and_below_topics,
+            false,
+            version >= 2,
+        )
+        .await;
+        return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    let mut results = Vec::with_capacity(req.transactions.len());
+    for t in &req.transactions {
+        let topic_results = one(
+            b,
+            t.transactional_id.0.as_str(),
+            t.producer_id.0,
+            t.producer_epoch,
+            &t.topics,
+            t.verify_only,
+            true,
+        )
+        .await;
+        results.push(
+            AddPartitionsToTxnResult::default()
+                .with_transactional_id(t.transactional_id.clone())
+                .with_topic_results(topic_results),
+        );
+    }
+    AddPartitionsToTxnResponse::default().with_results_by_transaction(results)
+}
