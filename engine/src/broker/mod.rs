@@ -12,8 +12,8 @@ mod mounted;
 mod producer_ids;
 mod shutdown;
 mod txn_host;
-pub(crate) mod txn_verify;
 pub(crate) mod txn_markers;
+pub(crate) mod txn_verify;
 mod unmount_steps;
 
 pub use leadership::ShortPartition;

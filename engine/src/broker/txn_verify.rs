@@ -56,7 +56,9 @@ async fn verify(
                 e => VerifyError::Unavailable(e.to_string()),
             })
         }
-        Err(TxnError::NotCoordinator) => ask_coordinator(b, id, topic, partition, producer_id, epoch).await,
+        Err(TxnError::NotCoordinator) => {
+            ask_coordinator(b, id, topic, partition, producer_id, epoch).await
+        }
         Err(e) => Err(VerifyError::Unavailable(e.to_string())),
     }
 }

@@ -814,16 +814,12 @@ fn open_transactions_hold_the_stable_offset_and_aborts_are_reported_on_every_rep
     });
 }
 
+type VerifyAnswer = tokio::sync::oneshot::Sender<Result<(), super::verify::VerifyError>>;
+type ProduceAnswer = tokio::sync::oneshot::Receiver<Result<ProduceOk, PartitionError>>;
+
 /// A transactional produce whose verification answers what the test sends on the returned
 /// channel.
-fn verified_produce(
-    g: &Group,
-    on: u64,
-    batch: Bytes,
-) -> (
-    tokio::sync::oneshot::Sender<Result<(), super::verify::VerifyError>>,
-    tokio::sync::oneshot::Receiver<Result<ProduceOk, PartitionError>>,
-) {
+fn verified_produce(g: &Group, on: u64, batch: Bytes) -> (VerifyAnswer, ProduceAnswer) {
     let (answer, answered) = tokio::sync::oneshot::channel();
     let verify: super::verify::Verify = Box::new(move || {
         Box::pin(async move {

@@ -35,12 +35,15 @@ pub enum VerifyError {
 
 type Parked = (Vec<(BatchHeader, Bytes)>, Reply<ProduceOk>, bool);
 
+/// A verification under way, answering for its producer id.
+pub(super) type Asked = Pin<Box<dyn Future<Output = (i64, Result<(), VerifyError>)>>>;
+
 /// Produces waiting for a verification, per producer id.
 #[derive(Default)]
 pub(super) struct Verifying {
     waiting: HashMap<i64, Waiting>,
     /// Verifications started since the run loop last collected them.
-    started: Vec<Pin<Box<dyn Future<Output = (i64, Result<(), VerifyError>)>>>>,
+    started: Vec<Asked>,
 }
 
 struct Waiting {
@@ -51,9 +54,7 @@ struct Waiting {
 
 impl Verifying {
     /// The verifications to poll.
-    pub(super) fn take_started(
-        &mut self,
-    ) -> Vec<Pin<Box<dyn Future<Output = (i64, Result<(), VerifyError>)>>>> {
+    pub(super) fn take_started(&mut self) -> Vec<Asked> {
         std::mem::take(&mut self.started)
     }
 
