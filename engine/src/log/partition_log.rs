@@ -334,7 +334,11 @@ impl PartitionLog {
     }
 
     /// The last stable offset given the high watermark: no read_committed consumer reads at or
-    /// past the first record of a transaction still open.
+    /// past the first record of a transaction still open. In a cluster the producer state also
+    /// holds batches placed past the high watermark, not committed yet; a marker among them
+    /// ends its transaction early in this view. That is safe: a coordinator writes markers only
+    /// after it has written its decision, so readers see the outcome the transaction will have
+    /// (a marker cut with its entry is written again, the same).
     pub fn last_stable_offset(&self, high: i64) -> i64 {
         self.producers
             .first_unstable_offset()
