@@ -29,6 +29,8 @@ enum Command {
     Topic(cli::ClientCommand<cli::TopicCommand>),
     /// Consumer groups: list, describe (with lag), delete, seek
     Group(cli::ClientCommand<cli::GroupCommand>),
+    /// Transactions: list, describe, find hanging ones, abort
+    Transaction(cli::ClientCommand<cli::TransactionCommand>),
     /// Schema registry: register, get, list, check, delete schemas; compatibility config
     Schema(cli::ClientCommand<cli::SchemaCommand>),
     /// Cluster information and health
@@ -80,6 +82,7 @@ fn run() -> anyhow::Result<()> {
         }
         Command::Topic(c) => rt.block_on(cli::run_topic(&c.args, c.command)),
         Command::Group(c) => rt.block_on(cli::run_group(&c.args, c.command)),
+        Command::Transaction(c) => rt.block_on(cli::run_transaction(&c.args, c.command)),
         Command::Schema(c) => rt.block_on(cli::run_schema(&c.args, c.command)),
         Command::Cluster(c) => rt.block_on(cli::run_cluster(&c.args, c.command)),
         Command::Debug(DebugCommand::PowerCut {

@@ -20,8 +20,9 @@ mod schema;
 mod storage;
 mod table;
 pub(crate) mod topic;
+pub(crate) mod transaction;
 
-/// A client command group (`topic`, `group`, `schema`, `cluster`) with the connection and
+/// A client command group (`topic`, `group`, `transaction`, `schema`, `cluster`) with the connection and
 /// output settings every command in it takes; `serve` does not take them.
 #[derive(clap::Args, Debug, Clone)]
 pub struct ClientCommand<C: clap::Subcommand> {
@@ -287,6 +288,72 @@ pub enum GroupCommand {
     },
 }
 
+/// `icestream transaction ...`
+#[derive(clap::Subcommand, Debug, Clone)]
+pub enum TransactionCommand {
+    /// List the transactional ids every coordinator knows, with their state and producer id
+    List {
+        /// Only transactions in this state, e.g. Ongoing (repeatable)
+        #[arg(long = "state", value_name = "STATE")]
+        states: Vec<transaction::TxnState>,
+        /// Only transactions of this producer id (repeatable)
+        #[arg(long = "producer-id", value_name = "N")]
+        producer_ids: Vec<i64>,
+    },
+    /// Show a transaction's state, producer id and epoch, timeout, start and partitions
+    Describe {
+        /// Transactional id
+        transactional_id: String,
+    },
+    /// Show the producers a partition's leader knows and the transactions they hold open
+    DescribeProducers {
+        /// Topic name
+        #[arg(long)]
+        topic: String,
+        /// Partition
+        #[arg(short, long)]
+        partition: i32,
+    },
+    /// Find transactions left open on partitions that their coordinator does not know
+    FindHanging {
+        /// Only this topic (default: every topic)
+        #[arg(long)]
+        topic: Option<String>,
+        /// Only this partition of --topic
+        #[arg(short, long, requires = "topic")]
+        partition: Option<i32>,
+        /// Transactions open for less than this are not checked (the brokers'
+        /// transaction.max.timeout.ms)
+        #[arg(long, value_name = "MS", default_value_t = transaction::DEFAULT_MAX_TIMEOUT_MS)]
+        max_transaction_timeout_ms: i64,
+    },
+    /// Abort a transaction left open on a partition by writing its abort marker there
+    #[command(group(
+        clap::ArgGroup::new("which").required(true).args(["start_offset", "producer_id"])
+    ))]
+    Abort {
+        /// Topic name
+        #[arg(long)]
+        topic: String,
+        /// Partition
+        #[arg(short, long)]
+        partition: i32,
+        /// The first offset of the open transaction (see find-hanging or describe-producers)
+        #[arg(long, value_name = "OFFSET")]
+        start_offset: Option<i64>,
+        /// The producer id holding the transaction open (with --producer-epoch and
+        /// --coordinator-epoch)
+        #[arg(long, value_name = "N", requires_all = ["producer_epoch", "coordinator_epoch"])]
+        producer_id: Option<i64>,
+        /// The producer's epoch
+        #[arg(long, value_name = "N", requires = "producer_id")]
+        producer_epoch: Option<i16>,
+        /// The coordinator epoch of the producer's last marker on the partition (0 if none)
+        #[arg(long, value_name = "N", requires = "producer_id")]
+        coordinator_epoch: Option<i32>,
+    },
+}
+
 /// `icestream schema ...`
 #[derive(clap::Subcommand, Debug, Clone)]
 pub enum SchemaCommand {
@@ -425,6 +492,58 @@ pub async fn run_group(args: &ClientArgs, cmd: GroupCommand) -> anyhow::Result<(
             to,
             partition,
         } => group::seek(args, &name, &topic, to, partition).await,
+    }
+}
+
+/// Runs one `icestream transaction` command.
+pub async fn run_transaction(args: &ClientArgs, cmd: TransactionCommand) -> anyhow::Result<()> {
+    match cmd {
+        TransactionCommand::List {
+            states,
+            producer_ids,
+        } => transaction::list(args, &states, &producer_ids).await,
+        TransactionCommand::Describe { transactional_id } => {
+            transaction::describe(args, &transactional_id).await
+        }
+        TransactionCommand::DescribeProducers { topic, partition } => {
+            transaction::describe_producers(args, &topic, partition).await
+        }
+        TransactionCommand::FindHanging {
+            topic,
+            partition,
+            max_transaction_timeout_ms,
+        } => {
+            transaction::find_hanging(
+                args,
+                topic.as_deref(),
+                partition,
+                max_transaction_timeout_ms,
+            )
+            .await
+        }
+        TransactionCommand::Abort {
+            topic,
+            partition,
+            start_offset,
+            producer_id,
+            producer_epoch,
+            coordinator_epoch,
+        } => {
+            let which = match (start_offset, producer_id, producer_epoch, coordinator_epoch) {
+                (Some(o), _, _, _) => transaction::AbortWhich::StartOffset(o),
+                (None, Some(id), Some(epoch), Some(coordinator_epoch)) => {
+                    transaction::AbortWhich::Producer {
+                        id,
+                        epoch,
+                        coordinator_epoch,
+                    }
+                }
+                _ => anyhow::bail!(
+                    "say which transaction to abort: --start-offset, or --producer-id with --producer-epoch and --coordinator-epoch"
+                ),
+            };
+            transaction::abort(args, &topic, partition, which).await
+        }
     }
 }
 

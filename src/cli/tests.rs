@@ -334,3 +334,343 @@ fn hoisting_leaves_other_command_lines_alone() {
         ])
     );
 }
+
+/// Leaves a transaction open on `topic`[0], as a producer that died mid-transaction would: a
+/// producer id from InitProducerId, one transactional batch, no marker. Returns the producer id
+/// and the batch's offset.
+async fn open_transaction(client: &mut Client, topic: &str, epoch: i16) -> (i64, i64) {
+    let pid = client
+        .any()
+        .send(&InitProducerIdRequest::default().with_transaction_timeout_ms(60_000))
+        .await
+        .expect("init producer id")
+        .producer_id
+        .0;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64;
+    let batch = engine::log::control::encode_transactional(
+        &[engine::log::batch::NewRecord {
+            value: Some(Bytes::from_static(b"in-txn")),
+            timestamp: now,
+            ..Default::default()
+        }],
+        pid,
+        epoch,
+    )
+    .expect("encode");
+    let req = ProduceRequest::default()
+        .with_transactional_id(Some(TransactionalId(
+            kafka_protocol::protocol::StrBytes::from_static_str("cli-test-txn"),
+        )))
+        .with_acks(-1)
+        .with_timeout_ms(10_000)
+        .with_topic_data(vec![
+            kafka_protocol::messages::produce_request::TopicProduceData::default()
+                .with_name(name(topic))
+                .with_partition_data(vec![
+                    kafka_protocol::messages::produce_request::PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(batch)),
+                ]),
+        ]);
+    let resp = client.any().send(&req).await.expect("produce");
+    let p = &resp.responses[0].partition_responses[0];
+    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
+    (pid, p.base_offset)
+}
+
+fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
+    super::ClientArgs {
+        brokers: addr.to_string(),
+        admin_url: "http://127.0.0.1:1".into(),
+        schema_registry_url: "http://127.0.0.1:1".into(),
+        format,
+    }
+}
+
+/// describe-producers, find-hanging and abort against a real partition holding an open
+/// transaction (DescribeProducers and WriteTxnMarkers are the partition leader's; the
+/// coordinator side, ListTransactions, may not be served by this broker yet).
+#[tokio::test]
+async fn abort_ends_a_transaction_left_open_on_a_partition() {
+    use super::output::capture;
+    use super::transaction::{self, AbortWhich};
+    let (addr, _broker) = start().await;
+    let mut client = Client::connect(&addr).await.expect("connect");
+    create(&mut client, "tx", 1).await;
+    let mut info = topic_info(&mut client, "tx", "produce to")
+        .await
+        .expect("info");
+    let plain = super::produce::encode_batch(
+        &[Bytes::from_static(b"before")],
+        None,
+        CompressionArg::None.into(),
+    )
+    .expect("encode");
+    super::produce::send_batch(&mut client, &mut info, 0, plain, Acks::All)
+        .await
+        .expect("produce");
+    let (pid, start) = open_transaction(&mut client, "tx", 0).await;
+    assert_eq!(start, 1);
+
+    let json = args_for(&addr, super::Format::Json);
+    let table = args_for(&addr, super::Format::Table);
+    let out = capture(transaction::describe_producers(&json, "tx", 0))
+        .await
+        .expect("describe producers");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("json");
+    let mine = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["producer_id"] == pid)
+        .expect("the producer is listed");
+    assert_eq!(mine["current_txn_start_offset"], 1);
+    assert_eq!(mine["coordinator_epoch"], serde_json::Value::Null);
+    let out = capture(transaction::describe_producers(&table, "tx", 0))
+        .await
+        .expect("describe producers");
+    assert!(out.starts_with("PRODUCER-ID"), "{out}");
+
+    // Younger than the timeout: not a candidate, so nothing to ask the coordinators.
+    let out = capture(transaction::find_hanging(&json, Some("tx"), None, 900_000))
+        .await
+        .expect("find hanging");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+    // Past a zero timeout it is a candidate; the coordinator never heard of this producer.
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    let r = capture(transaction::find_hanging(&json, Some("tx"), Some(0), 0)).await;
+    if client.any().supports::<ListTransactionsRequest>() {
+        let v: serde_json::Value = serde_json::from_str(&r.expect("find hanging")).unwrap();
+        assert_eq!(v[0]["producer_id"], pid, "{v}");
+        assert_eq!(v[0]["current_txn_start_offset"], 1, "{v}");
+    } else {
+        let e = r.expect_err("no coordinator API").to_string();
+        assert!(
+            e.starts_with("cannot ask the transaction coordinators"),
+            "{e}"
+        );
+        assert!(e.contains("does not support ListTransactions"), "{e}");
+        assert!(!e.contains('\n'));
+    }
+
+    let e = transaction::abort(&table, "tx", 0, AbortWhich::StartOffset(0))
+        .await
+        .expect_err("nothing open at 0")
+        .to_string();
+    assert!(
+        e.starts_with("no transaction is open at offset 0 of tx[0]"),
+        "{e}"
+    );
+    let e = transaction::abort(&table, "nope", 0, AbortWhich::StartOffset(1))
+        .await
+        .expect_err("no topic")
+        .to_string();
+    assert!(e.starts_with("topic 'nope' does not exist"), "{e}");
+    let e = transaction::abort(&table, "tx", 3, AbortWhich::StartOffset(1))
+        .await
+        .expect_err("no partition")
+        .to_string();
+    assert!(e.starts_with("topic 'tx' has no partition 3"), "{e}");
+
+    let out = capture(transaction::abort(
+        &json,
+        "tx",
+        0,
+        AbortWhich::StartOffset(1),
+    ))
+    .await
+    .expect("abort");
+    let v: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["producer_id"], pid);
+    assert_eq!(v["producer_epoch"], 0);
+    assert_eq!(v["coordinator_epoch"], 0);
+    let states = serde_json::from_str::<serde_json::Value>(
+        &capture(transaction::describe_producers(&json, "tx", 0))
+            .await
+            .unwrap(),
+    )
+    .unwrap();
+    let mine = states
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["producer_id"] == pid)
+        .unwrap()
+        .clone();
+    assert_eq!(mine["current_txn_start_offset"], serde_json::Value::Null);
+    assert_eq!(mine["coordinator_epoch"], 0);
+    // Nothing open any more: no candidate, whatever the coordinators serve.
+    let out = capture(transaction::find_hanging(&json, None, None, 0))
+        .await
+        .expect("find hanging");
+    assert_eq!(
+        serde_json::from_str::<serde_json::Value>(&out).unwrap(),
+        serde_json::json!([])
+    );
+
+    // A second transaction aborted by producer id with a newer coordinator epoch; then a
+    // marker from an older coordinator epoch is refused with a line that says what to use.
+    let pid2 = {
+        let (p, s) = open_transaction(&mut client, "tx", 0).await;
+        assert!(s > 1);
+        p
+    };
+    let which = |c| AbortWhich::Producer {
+        id: pid2,
+        epoch: 0,
+        coordinator_epoch: c,
+    };
+    capture(transaction::abort(&table, "tx", 0, which(5)))
+        .await
+        .expect("abort by producer id");
+    let e = transaction::abort(&table, "tx", 0, which(3))
+        .await
+        .expect_err("stale coordinator epoch")
+        .to_string();
+    assert!(e.contains("TRANSACTION_COORDINATOR_FENCED"), "{e}");
+    assert!(e.contains("coordinator epoch 3 is older"), "{e}");
+}
+
+#[test]
+fn transaction_commands_parse() {
+    use clap::Parser;
+    let parse = |v: &[&str]| crate::Cli::try_parse_from(super::hoist_client_options(argv(v)));
+    let cmd = |v: &[&str]| match parse(v).expect("parses").command {
+        crate::Command::Transaction(c) => c.command,
+        _ => panic!("not a transaction command"),
+    };
+    use super::transaction::TxnState;
+    use super::TransactionCommand as T;
+    assert!(matches!(
+        cmd(&["icestream", "transaction", "list", "--state", "ongoing", "--state", "PrepareAbort", "--producer-id", "7"]),
+        T::List { states, producer_ids } if states == vec![TxnState::Ongoing, TxnState::PrepareAbort] && producer_ids == vec![7]
+    ));
+    assert!(matches!(
+        cmd(&["icestream", "--format", "json", "transaction", "describe", "tx-1"]),
+        T::Describe { transactional_id } if transactional_id == "tx-1"
+    ));
+    assert!(matches!(
+        cmd(&["icestream", "transaction", "find-hanging"]),
+        T::FindHanging {
+            topic: None,
+            partition: None,
+            max_transaction_timeout_ms: 900_000
+        }
+    ));
+    assert!(matches!(
+        cmd(&["icestream", "transaction", "find-hanging", "--topic", "t", "-p", "2", "--max-transaction-timeout-ms", "0"]),
+        T::FindHanging { topic: Some(t), partition: Some(2), max_transaction_timeout_ms: 0 } if t == "t"
+    ));
+    assert!(matches!(
+        cmd(&[
+            "icestream",
+            "transaction",
+            "abort",
+            "--topic",
+            "t",
+            "--partition",
+            "0",
+            "--start-offset",
+            "5"
+        ]),
+        T::Abort {
+            start_offset: Some(5),
+            producer_id: None,
+            ..
+        }
+    ));
+    assert!(matches!(
+        cmd(&[
+            "icestream",
+            "transaction",
+            "abort",
+            "--topic",
+            "t",
+            "-p",
+            "0",
+            "--producer-id",
+            "9",
+            "--producer-epoch",
+            "2",
+            "--coordinator-epoch",
+            "0"
+        ]),
+        T::Abort {
+            start_offset: None,
+            producer_id: Some(9),
+            producer_epoch: Some(2),
+            coordinator_epoch: Some(0),
+            ..
+        }
+    ));
+    // Refused: a bad state, --partition without --topic, no way to pick the transaction,
+    // both ways at once, a producer id without its epochs.
+    for bad in [
+        &["icestream", "transaction", "list", "--state", "open"][..],
+        &[
+            "icestream",
+            "transaction",
+            "find-hanging",
+            "--partition",
+            "1",
+        ],
+        &[
+            "icestream",
+            "transaction",
+            "abort",
+            "--topic",
+            "t",
+            "-p",
+            "0",
+        ],
+        &[
+            "icestream",
+            "transaction",
+            "abort",
+            "--topic",
+            "t",
+            "-p",
+            "0",
+            "--start-offset",
+            "1",
+            "--producer-id",
+            "9",
+            "--producer-epoch",
+            "2",
+            "--coordinator-epoch",
+            "0",
+        ],
+        &[
+            "icestream",
+            "transaction",
+            "abort",
+            "--topic",
+            "t",
+            "-p",
+            "0",
+            "--producer-id",
+            "9",
+        ],
+        &[
+            "icestream",
+            "transaction",
+            "abort",
+            "--topic",
+            "t",
+            "-p",
+            "0",
+            "--start-offset",
+            "1",
+            "--producer-epoch",
+            "2",
+        ],
+    ] {
+        assert!(parse(bad).is_err(), "{bad:?} parsed");
+    }
+}
