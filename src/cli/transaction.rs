@@ -457,10 +457,12 @@ struct Target {
 }
 
 /// DescribeProducers on each partition's leader: the producers of each partition, or why a
-/// partition could not be asked.
+/// partition could not be asked. `tolerant`: a leader that cannot be reached fails only its
+/// partitions, not the whole call.
 async fn producers(
     client: &mut Client,
     targets: &[Target],
+    tolerant: bool,
 ) -> Result<Vec<(Target, Result<Vec<OpenTxn>, String>)>> {
     let mut out = Vec::new();
     let mut by_leader: BTreeMap<i32, BTreeMap<String, Vec<i32>>> = BTreeMap::new();
@@ -487,7 +489,28 @@ async fn producers(
                 })
                 .collect(),
         );
-        let resp = client.node(leader).await?.send(&req).await?;
+        let resp = match client.node(leader).await {
+            Ok(conn) => conn.send(&req).await,
+            Err(e) => Err(e),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) if tolerant => {
+                let why = format!("broker {leader} did not answer: {e}");
+                for (t, ps) in &topics {
+                    for &p in ps {
+                        let target = Target {
+                            topic: t.clone(),
+                            partition: p,
+                            leader,
+                        };
+                        out.push((target, Err(why.clone())));
+                    }
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
         let mut answered = BTreeSet::new();
         for t in &resp.topics {
             for p in &t.partitions {
@@ -591,7 +614,7 @@ async fn partition_producers(
     partition: i32,
 ) -> Result<Vec<OpenTxn>> {
     let targets = targets_of(client, topic, Some(partition), "describe the producers of").await?;
-    let answers = producers(client, &targets).await?;
+    let answers = producers(client, &targets, false).await?;
     match answers.into_iter().next() {
         Some((_, Ok(states))) => Ok(states),
         Some((_, Err(why))) => bail!(
@@ -668,7 +691,7 @@ pub async fn find_hanging(
     };
     let mut open = Vec::new();
     let mut unchecked = Vec::new();
-    for (t, r) in producers(&mut client, &targets).await? {
+    for (t, r) in producers(&mut client, &targets, true).await? {
         match r {
             Ok(states) => open.extend(states.into_iter().filter(|s| s.start_offset >= 0)),
             Err(why) => unchecked.push(format!("{}[{}] ({why})", t.topic, t.partition)),
