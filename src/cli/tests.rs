@@ -335,10 +335,16 @@ fn hoisting_leaves_other_command_lines_alone() {
     );
 }
 
-/// Leaves a transaction open on `topic`[0], as a producer that died mid-transaction would: a
-/// producer id from InitProducerId, one transactional batch, no marker. Returns the producer id
-/// and the batch's offset.
-async fn open_transaction(client: &mut Client, topic: &str, epoch: i16) -> (i64, i64) {
+/// Leaves a transaction open on `topic`[0] that no coordinator knows: a producer id from
+/// InitProducerId without a transactional id, and one transactional batch appended straight to
+/// the partition (a client's Produce would be refused: the leader asks the coordinator first,
+/// KIP-890). Returns the producer id and the batch's offset.
+async fn open_transaction(
+    client: &mut Client,
+    broker: &engine::Broker,
+    topic: &str,
+    epoch: i16,
+) -> (i64, i64) {
     let pid = client
         .any()
         .send(&InitProducerIdRequest::default().with_transaction_timeout_ms(60_000))
@@ -360,25 +366,24 @@ async fn open_transaction(client: &mut Client, topic: &str, epoch: i16) -> (i64,
         epoch,
     )
     .expect("encode");
-    let req = ProduceRequest::default()
-        .with_transactional_id(Some(TransactionalId(
-            kafka_protocol::protocol::StrBytes::from_static_str("cli-test-txn"),
-        )))
-        .with_acks(-1)
-        .with_timeout_ms(10_000)
-        .with_topic_data(vec![
-            kafka_protocol::messages::produce_request::TopicProduceData::default()
-                .with_name(name(topic))
-                .with_partition_data(vec![
-                    kafka_protocol::messages::produce_request::PartitionProduceData::default()
-                        .with_index(0)
-                        .with_records(Some(batch)),
-                ]),
-        ]);
-    let resp = client.any().send(&req).await.expect("produce");
-    let p = &resp.responses[0].partition_responses[0];
-    assert_eq!(p.error_code, 0, "{:?}", p.error_message);
-    (pid, p.base_offset)
+    let batches = engine::log::batch::split_batches(&batch).expect("split");
+    let handle = broker
+        .topics
+        .get(topic)
+        .expect("topic")
+        .partition(0)
+        .expect("partition")
+        .clone();
+    let ok = handle
+        .ask(|reply| engine::partition::Cmd::Produce {
+            batches,
+            reply,
+            acks_all: true,
+            verify: None,
+        })
+        .await
+        .expect("append");
+    (pid, ok.base_offset)
 }
 
 fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
@@ -397,7 +402,7 @@ fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
 async fn abort_ends_a_transaction_left_open_on_a_partition() {
     use super::output::capture;
     use super::transaction::{self, AbortWhich};
-    let (addr, _broker) = start().await;
+    let (addr, broker) = start().await;
     let mut client = Client::connect(&addr).await.expect("connect");
     create(&mut client, "tx", 1).await;
     let mut info = topic_info(&mut client, "tx", "produce to")
@@ -412,7 +417,7 @@ async fn abort_ends_a_transaction_left_open_on_a_partition() {
     super::produce::send_batch(&mut client, &mut info, 0, plain, Acks::All)
         .await
         .expect("produce");
-    let (pid, start) = open_transaction(&mut client, "tx", 0).await;
+    let (pid, start) = open_transaction(&mut client, &broker, "tx", 0).await;
     assert_eq!(start, 1);
 
     let json = args_for(&addr, super::Format::Json);
@@ -517,7 +522,7 @@ async fn abort_ends_a_transaction_left_open_on_a_partition() {
     // A second transaction aborted by producer id with a newer coordinator epoch; then a
     // marker from an older coordinator epoch is refused with a line that says what to use.
     let pid2 = {
-        let (p, s) = open_transaction(&mut client, "tx", 0).await;
+        let (p, s) = open_transaction(&mut client, &broker, "tx", 0).await;
         assert!(s > 1);
         p
     };

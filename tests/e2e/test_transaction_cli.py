@@ -5,11 +5,11 @@ Two kinds of open transaction:
 - one a confluent-kafka transactional producer left behind when it was killed (kill -9): its
   coordinator still knows it (Ongoing, with its partitions), so it is listed and described,
   and find-hanging does not report it even past a zero timeout;
-- one written on the wire by a producer id no coordinator ever handed out for a transactional
-  id (InitProducerId without one, then a transactional batch): nothing will ever end it, so
-  find-hanging reports it.
-Either is aborted with `abort --start-offset`, after which a read_committed consumer reads
-past it.
+- one a transactional offset commit (TxnOffsetCommit on the wire) outside any transaction
+  leaves on `__consumer_offsets`, by a producer id no coordinator ever handed out for a
+  transactional id: nothing will ever end it, so find-hanging reports it.
+Either is aborted with `abort --start-offset`; a read_committed consumer then reads past the
+first, and the second's offset is never committed.
 """
 
 from __future__ import annotations
@@ -19,11 +19,11 @@ import subprocess
 import sys
 import time
 
+import pytest
 from confluent_kafka import Consumer, KafkaError, TopicPartition
 
 from conftest import consumer_config, create_topic, produce
-from kwire import (Conn, api_versions, crc32c, frame, i8, i16, i32, i64,
-                   init_producer_id, parse_produce_error, request_header, string, varint)
+from kwire import Conn, frame, i16, i32, i64, init_producer_id, request_header, string
 from test_cli import assert_one_line_error, cli, cli_json
 
 # A transactional producer that opens a transaction on partitions 0 and 1 and then waits to be
@@ -146,66 +146,53 @@ def test_transaction_of_a_killed_producer_is_known_not_hanging_and_abortable(bro
                     "--max-transaction-timeout-ms", "0") == []
 
 
-def transactional_batch(values, producer_id, producer_epoch):
-    """A magic-v2 batch with the transactional attribute (0x10), base sequence 0."""
-    records = b""
-    for delta, value in enumerate(values):
-        body = (i8(0) + varint(0) + varint(delta) + varint(-1)
-                + varint(len(value)) + value + varint(0))
-        records += varint(len(body)) + body
-    now = int(time.time() * 1000)
-    after_crc = (i16(0x10) + i32(len(values) - 1) + i64(now) + i64(now)
-                 + i64(producer_id) + i16(producer_epoch) + i32(0) + i32(len(values)) + records)
-    after_length = i32(0) + i8(2) + struct.pack(">I", crc32c(after_crc)) + after_crc
-    return i64(0) + i32(len(after_length)) + after_length
-
-
-def produce_transactional(broker, topic, partition, values, transactional_id):
-    """A transactional batch of a fresh producer id that no coordinator ever gave to
-    `transactional_id` (InitProducerId without one). Returns the producer id."""
+def txn_offset_commit_without_transaction(broker, group, topic):
+    """TxnOffsetCommit v0 of offset 5 for `topic`[0] by a fresh producer id (InitProducerId
+    without a transactional id) that never added the group to a transaction
+    (AddOffsetsToTxn). Returns (producer id, error code)."""
     with Conn.to(broker.bootstrap) as conn:
         producer_id = init_producer_id(conn)
-        lo, hi = api_versions(conn, correlation_id=5)[0]
-        version = min(hi, 8)
-        assert version >= max(lo, 3), f"broker serves Produce v{lo}-v{hi}"
-        batch = transactional_batch(values, producer_id, 0)
-        body = (string(transactional_id) + i16(-1) + i32(10_000)
-                + i32(1) + string(topic)
-                + i32(1) + i32(partition) + i32(len(batch)) + batch)
-        conn.send(frame(request_header(0, version, 9) + body))
+        body = (string(f"never-registered-{group}") + string(group) + i64(producer_id) + i16(0)
+                + i32(1) + string(topic) + i32(1) + i32(0) + i64(5) + string(None))
+        conn.send(frame(request_header(28, 0, 11) + body))
         corr, resp = conn.recv_response()
-        assert corr == 9
-        assert parse_produce_error(resp) == 0
-    return producer_id
+        assert corr == 11
+        # throttle_time_ms, [name, [partition_index, error_code]] with one of each
+        (name_len,) = struct.unpack_from(">h", resp, 8)
+        (code,) = struct.unpack_from(">h", resp, 8 + 2 + name_len + 4 + 4)
+    return producer_id, code
 
 
 def test_hanging_transaction_is_found_and_aborted(broker):
+    """A transaction no coordinator knows, left open on `__consumer_offsets` by a transactional
+    offset commit outside any transaction. (A client's Produce cannot leave one: the partition
+    leader asks the coordinator first, KIP-890.)"""
     topic = create_topic(broker, partitions=1)
-    produce(broker, topic, [{"value": b"before", "partition": 0}])
-    pid = produce_transactional(broker, topic, 0, [b"hanging"], f"never-registered-{topic}")
-    produce(broker, topic, [{"value": b"after", "partition": 0}])
-    assert read_committed(broker, topic, 0, want=2, timeout=3) == [b"before"]
+    group = f"g-{topic}"
+    pid, code = txn_offset_commit_without_transaction(broker, group, topic)
+    if code != 0:
+        pytest.skip(f"the broker refuses a TxnOffsetCommit outside a transaction (error {code}): "
+                    "no client can leave a hanging transaction this way any more")
 
     # Younger than the default 15 minutes: not even a candidate.
-    assert cli_json(broker, "transaction", "find-hanging", "--topic", topic) == []
+    assert cli_json(broker, "transaction", "find-hanging") == []
     time.sleep(0.01)
-    found = cli_json(broker, "transaction", "find-hanging", "--topic", topic,
-                     "--max-transaction-timeout-ms", "0")
-    assert len(found) == 1, found
-    assert (found[0]["topic"], found[0]["partition"], found[0]["producer_id"],
-            found[0]["current_txn_start_offset"]) == (topic, 0, pid, 1)
-    everywhere = cli_json(broker, "transaction", "find-hanging", "--max-transaction-timeout-ms", "0")
-    assert [(h["topic"], h["producer_id"]) for h in everywhere] == [(topic, pid)]
-    table = cli(broker, "transaction", "find-hanging", "--topic", topic, "--partition", "0",
-                "--max-transaction-timeout-ms", "0").stdout
-    assert "START-OFFSET" in table and str(pid) in table
+    found = cli_json(broker, "transaction", "find-hanging", "--max-transaction-timeout-ms", "0")
+    assert [(h["topic"], h["producer_id"]) for h in found] == [("__consumer_offsets", pid)], found
+    partition, start = found[0]["partition"], found[0]["current_txn_start_offset"]
+    assert start >= 0
+    only = cli_json(broker, "transaction", "find-hanging", "--topic", "__consumer_offsets",
+                    "--partition", str(partition), "--max-transaction-timeout-ms", "0")
+    assert only == found or [h["producer_id"] for h in only] == [pid]
+    table = cli(broker, "transaction", "find-hanging", "--max-transaction-timeout-ms", "0").stdout
+    assert "START-OFFSET" in table and "__consumer_offsets" in table
     assert pid not in {t["producer_id"] for t in cli_json(broker, "transaction", "list")}
 
-    # Nothing open at offset 0, no such topic: one line each, saying what to do.
+    # Nothing open at that offset, no such topic: one line each, saying what to do.
     assert_one_line_error(
-        cli(broker, "transaction", "abort", "--topic", topic, "--partition", "0",
-            "--start-offset", "0", check=False),
-        "no transaction is open at offset 0", "describe-producers")
+        cli(broker, "transaction", "abort", "--topic", "__consumer_offsets", "--partition",
+            str(partition), "--start-offset", str(start + 1000), check=False),
+        f"no transaction is open at offset {start + 1000}", "describe-producers")
     assert_one_line_error(
         cli(broker, "transaction", "abort", "--topic", f"no-{topic}", "--partition", "0",
             "--start-offset", "1", check=False),
@@ -214,14 +201,22 @@ def test_hanging_transaction_is_found_and_aborted(broker):
         cli(broker, "transaction", "find-hanging", "--topic", f"no-{topic}", check=False),
         f"no-{topic}", "does not exist")
 
-    out = cli(broker, "transaction", "abort", "--topic", topic, "--partition", "0",
-              "--start-offset", "1").stdout
-    assert f"Aborted the transaction started at offset 1 of producer {pid}" in out
-    assert read_committed(broker, topic, 0, want=2, timeout=15) == [b"before", b"after"]
-    assert cli_json(broker, "transaction", "find-hanging", "--topic", topic,
-                    "--max-transaction-timeout-ms", "0") == []
+    out = cli(broker, "transaction", "abort", "--topic", "__consumer_offsets", "--partition",
+              str(partition), "--start-offset", str(start)).stdout
+    assert f"Aborted the transaction started at offset {start} of producer {pid}" in out
+    assert cli_json(broker, "transaction", "find-hanging", "--max-transaction-timeout-ms", "0") == []
+    producers = cli_json(broker, "transaction", "describe-producers", "--topic",
+                         "__consumer_offsets", "--partition", str(partition))
+    assert of_producer(producers, pid)["current_txn_start_offset"] is None
+    # The aborted offset was never committed.
+    c = Consumer(consumer_config(broker, **{"group.id": group, "isolation.level": "read_committed"}))
+    try:
+        [tp] = c.committed([TopicPartition(topic, 0)], timeout=15)
+        assert tp.offset < 0, tp
+    finally:
+        c.close()
     # Aborting it again: nothing is open there any more.
     assert_one_line_error(
-        cli(broker, "transaction", "abort", "--topic", topic, "--partition", "0",
-            "--start-offset", "1", check=False),
-        "no transaction is open at offset 1")
+        cli(broker, "transaction", "abort", "--topic", "__consumer_offsets", "--partition",
+            str(partition), "--start-offset", str(start), check=False),
+        f"no transaction is open at offset {start}")
