@@ -220,3 +220,80 @@ def test_hanging_transaction_is_found_and_aborted(broker):
         cli(broker, "transaction", "abort", "--topic", "__consumer_offsets", "--partition",
             str(partition), "--start-offset", str(start), check=False),
         f"no transaction is open at offset {start}")
+
+
+def test_transactions_across_a_cluster(broker_factory):
+    """Three brokers: each coordinator lists only its own transactional ids, so `list` asks
+    every broker; `describe` asks the one FindCoordinator names; find-hanging and abort ask
+    each partition's leader, whichever broker the CLI bootstrapped at."""
+    from confluent_kafka import Producer
+
+    from cluster import start_cluster, wait_formed
+
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    topic = create_topic(brokers[0], partitions=3, replication_factor=3)
+    everyone = ",".join(b.bootstrap for b in brokers)
+    producers = {}
+    try:
+        for i in range(6):
+            txid = f"txid-{i}-{topic}"
+            p = Producer({"bootstrap.servers": everyone, "transactional.id": txid,
+                          "transaction.timeout.ms": 60000, "linger.ms": 0})
+            p.init_transactions(30)
+            p.begin_transaction()
+            p.produce(topic, value=b"open", partition=i % 3)
+            assert p.flush(30) == 0
+            producers[txid] = p
+
+        listed = {t["transactional_id"]: t for t in cli_json(brokers[0], "transaction", "list")
+                  if t["transactional_id"] in producers}
+        assert set(listed) == set(producers)
+        assert all(t["state"] == "Ongoing" for t in listed.values())
+        again = {t["transactional_id"]: t for t in cli_json(brokers[2], "transaction", "list")
+                 if t["transactional_id"] in producers}
+        assert again == listed
+        for txid, t in listed.items():
+            desc = cli_json(brokers[1], "transaction", "describe", txid)
+            assert (desc["coordinator"], desc["producer_id"], desc["state"]) == (
+                t["coordinator"], t["producer_id"], "Ongoing")
+            assert desc["partitions"] == [{"topic": topic,
+                                           "partition": int(txid.split("-")[1]) % 3}]
+
+        # Every one is known to its coordinator: none hangs.
+        assert cli_json(brokers[0], "transaction", "find-hanging",
+                        "--max-transaction-timeout-ms", "0") == []
+
+        # Abort txid-0's partition (0) through a broker that may not lead it.
+        pid = listed[f"txid-0-{topic}"]["producer_id"]
+        states = cli_json(brokers[2], "transaction", "describe-producers", "--topic", topic,
+                          "--partition", "0")
+        start = of_producer(states, pid)["current_txn_start_offset"]
+        assert start is not None
+        aborted = cli_json(brokers[2], "transaction", "abort", "--topic", topic,
+                           "--partition", "0", "--start-offset", str(start))
+        assert aborted["producer_id"] == pid
+        states = cli_json(brokers[0], "transaction", "describe-producers", "--topic", topic,
+                          "--partition", "0")
+        assert of_producer(states, pid)["current_txn_start_offset"] is None
+
+        # A transaction no coordinator knows, on whichever broker leads the group's
+        # __consumer_offsets partition: found and aborted through brokers[0].
+        hanging_pid, code = txn_offset_commit_without_transaction(brokers[1], f"g-{topic}", topic)
+        if code == 0:
+            time.sleep(0.01)
+            found = cli_json(brokers[0], "transaction", "find-hanging",
+                             "--max-transaction-timeout-ms", "0")
+            assert [(h["topic"], h["producer_id"]) for h in found] == [
+                ("__consumer_offsets", hanging_pid)], found
+            cli(brokers[0], "transaction", "abort", "--topic", "__consumer_offsets",
+                "--partition", str(found[0]["partition"]), "--start-offset",
+                str(found[0]["current_txn_start_offset"]))
+            assert cli_json(brokers[0], "transaction", "find-hanging",
+                            "--max-transaction-timeout-ms", "0") == []
+    finally:
+        for p in producers.values():
+            try:
+                p.abort_transaction(10)
+            except Exception:  # noqa: BLE001 - cleanup only
+                pass
