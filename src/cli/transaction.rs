@@ -29,6 +29,7 @@ use super::offsets::topic_info;
 use super::output::{emit, emit_json_pretty};
 use super::table::{key_values, Table};
 use super::{ClientArgs, Format};
+use engine::topics::TRANSACTIONS_TOPIC;
 
 /// Kafka's default `transaction.max.timeout.ms`: no transaction may stay open longer, so one
 /// open longer than this is a candidate for hanging.
@@ -728,6 +729,7 @@ async fn known_for(client: &mut Client, candidates: &[OpenTxn]) -> Result<Vec<Kn
         .collect::<BTreeSet<_>>()
         .into_iter()
         .collect();
+    coordinators_available(client).await?;
     let listed = list_everywhere(client, &[], &pids, true)
         .await
         .map_err(|e| anyhow!("cannot ask the transaction coordinators about open transactions, so none is reported as hanging: {e:#}"))?;
@@ -754,6 +756,35 @@ async fn known_for(client: &mut Client, candidates: &[OpenTxn]) -> Result<Vec<Kn
         }
     }
     Ok(known)
+}
+
+/// Every `__transaction_state` partition has a leader among the brokers: a coordinator
+/// missing during a failover would list none of its transactions, and they would look hanging.
+async fn coordinators_available(client: &mut Client) -> Result<()> {
+    let md = client
+        .metadata(Some(&[TRANSACTIONS_TOPIC.to_string()]))
+        .await?;
+    let nodes: BTreeSet<i32> = md.brokers.iter().map(|b| b.node_id.0).collect();
+    let Some(t) = md
+        .topics
+        .iter()
+        .find(|t| t.name.as_ref().map(|n| n.0.as_str()) == Some(TRANSACTIONS_TOPIC))
+        .filter(|t| t.error_code == 0)
+    else {
+        // Never created: no coordinator has state to lose.
+        return Ok(());
+    };
+    if let Some(p) = t
+        .partitions
+        .iter()
+        .find(|p| !nodes.contains(&p.leader_id.0))
+    {
+        bail!(
+            "partition {} of {TRANSACTIONS_TOPIC} has no live leader, so its transactions cannot be asked about and none is reported as hanging: retry in a few seconds",
+            p.partition_index
+        );
+    }
+    Ok(())
 }
 
 fn emit_hanging(format: Format, found: &[&OpenTxn], now: i64) -> Result<()> {
