@@ -42,6 +42,19 @@ pub trait TopicHost: Send + Sync {
     fn internal_partitions(&self, _name: &str) -> Option<i32> {
         None
     }
+    /// KIP-890: whether transaction `txn_id` of producer `producer_id` at `epoch` includes
+    /// `partition` of `topic` (the group coordinator asks before a transactional offset
+    /// commit). A host without transactions has nothing to check.
+    fn verify_txn<'a>(
+        &'a self,
+        _txn_id: &'a str,
+        _producer_id: i64,
+        _epoch: i16,
+        _topic: &'a str,
+        _partition: i32,
+    ) -> crate::partition::verify::VerifyFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
     /// Creates a topic with these settings (`replication` -1: the default).
     fn create_topic<'a>(
         &'a self,

@@ -74,6 +74,24 @@ impl TopicHost for Broker {
             .flatten()
     }
 
+    fn verify_txn<'a>(
+        &'a self,
+        txn_id: &'a str,
+        producer_id: i64,
+        epoch: i16,
+        topic: &'a str,
+        partition: i32,
+    ) -> crate::partition::verify::VerifyFuture<'a> {
+        Box::pin(super::txn_verify::verify(
+            self,
+            txn_id,
+            topic.to_string(),
+            partition,
+            producer_id,
+            epoch,
+        ))
+    }
+
     fn create_topic<'a>(
         &'a self,
         name: &'a str,

@@ -33,7 +33,7 @@ pub(crate) fn verifier(
     })
 }
 
-async fn verify(
+pub(crate) async fn verify(
     b: &Broker,
     id: &str,
     topic: String,

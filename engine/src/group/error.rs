@@ -71,6 +71,10 @@ pub enum GroupError {
     /// having written there.
     #[error("the producer's epoch is fenced by a newer one")]
     InvalidProducerEpoch,
+    /// TxnOffsetCommit (KIP-890): the producer's transaction does not include the group's
+    /// `__consumer_offsets` partition (no AddOffsetsToTxn), or has ended.
+    #[error("the producer's transaction does not include the group's offsets")]
+    InvalidTxnState,
 }
 
 /// A write `__consumer_offsets` refused: a deposed leader is no longer the coordinator (the

@@ -14,6 +14,7 @@ use super::state::Group;
 use super::store::{self, Key, OffsetEntry, OffsetValue, Value};
 use super::{Coordinator, GroupError, MAX_METADATA_BYTES};
 use crate::internal_topic::TopicHost;
+use crate::partition::verify::VerifyError;
 
 /// One producer's pending offsets in one group.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -26,6 +27,7 @@ pub struct PendingTxn {
 /// A TxnOffsetCommit for one group.
 #[derive(Debug, Clone)]
 pub struct TxnCommitRequest {
+    pub transactional_id: String,
     pub producer_id: i64,
     pub producer_epoch: i16,
     /// v3+ (KIP-447): the member's generation, -1 when not given.
@@ -116,6 +118,7 @@ impl Coordinator {
         r: TxnCommitRequest,
     ) -> PartitionResults {
         let TxnCommitRequest {
+            transactional_id,
             producer_id,
             producer_epoch,
             generation,
@@ -183,6 +186,37 @@ impl Coordinator {
             answers.push((t.clone(), outcomes));
         }
         if entries.is_empty() {
+            return answers;
+        }
+        // KIP-890: only into a transaction that includes the group's offsets partition, or
+        // a late or stray commit would open a transaction there that nobody ends.
+        let verified = match b.topics().get(store::OFFSETS_TOPIC) {
+            Some(t) => {
+                let p = store::partition_for(group_id, t.partitions.len());
+                b.verify_txn(
+                    &transactional_id,
+                    producer_id,
+                    producer_epoch,
+                    store::OFFSETS_TOPIC,
+                    p,
+                )
+                .await
+            }
+            // Created with the first write; AddOffsetsToTxn found the partition, so this is a
+            // transaction that never added it.
+            None => Err(VerifyError::NotInTransaction),
+        };
+        if let Err(e) = verified {
+            let failed = match e {
+                VerifyError::NotInTransaction => GroupError::InvalidTxnState,
+                VerifyError::Fenced => GroupError::InvalidProducerEpoch,
+                VerifyError::Unavailable(_) => GroupError::CoordinatorNotAvailable,
+            };
+            for (_, outcomes) in &mut answers {
+                for (_, o) in outcomes.iter_mut().filter(|(_, o)| o.is_ok()) {
+                    *o = Err(failed);
+                }
+            }
             return answers;
         }
         match store::append_txn(b, group_id, &entries, producer_id, producer_epoch).await {
@@ -408,6 +442,7 @@ mod tests {
 
     fn txn(pid: i64, parts: Vec<CommitPartition>) -> TxnCommitRequest {
         TxnCommitRequest {
+            transactional_id: "t".into(),
             producer_id: pid,
             producer_epoch: 0,
             generation: -1,

@@ -37,6 +37,7 @@ impl From<GroupError> for ResponseError {
             GroupError::UnreleasedInstanceId => ResponseError::UnreleasedInstanceId,
             GroupError::GroupMaxSizeReached => ResponseError::GroupMaxSizeReached,
             GroupError::InvalidProducerEpoch => ResponseError::InvalidProducerEpoch,
+            GroupError::InvalidTxnState => ResponseError::InvalidTxnState,
         }
     }
 }
@@ -99,6 +100,7 @@ mod tests {
             (GroupError::UnreleasedInstanceId, 111),
             (GroupError::GroupMaxSizeReached, 81),
             (GroupError::InvalidProducerEpoch, 47),
+            (GroupError::InvalidTxnState, 48),
         ];
         for (e, c) in cases {
             assert_eq!(code(Some(e)), c, "{e:?}");

@@ -53,6 +53,7 @@ pub async fn handle(
             b,
             req.group_id.as_str(),
             TxnCommitRequest {
+                transactional_id: req.transactional_id.to_string(),
                 producer_id: req.producer_id.0,
                 producer_epoch: req.producer_epoch,
                 generation,

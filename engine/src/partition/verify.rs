@@ -20,8 +20,8 @@ use super::{Actor, PartitionError, ProduceOk, Reply};
 use crate::log::batch::BatchHeader;
 
 /// Asks the coordinator once; called at most once per produce.
-pub type Verify = Box<dyn FnOnce() -> VerifyFuture + Send>;
-pub type VerifyFuture = Pin<Box<dyn Future<Output = Result<(), VerifyError>> + Send>>;
+pub type Verify = Box<dyn FnOnce() -> VerifyFuture<'static> + Send>;
+pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), VerifyError>> + Send + 'a>>;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
 pub enum VerifyError {
