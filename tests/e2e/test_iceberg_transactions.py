@@ -79,7 +79,8 @@ def tid(name: str) -> str:
 
 
 def rounds(producers: list[Txn], topic: str, partitions: int, n: int, tag: str,
-           committed: dict, aborted: dict, per_txn: int = 6):
+           committed: dict, aborted: dict, per_txn: int = 6,
+           aborted_txns: list | None = None):
     """`n` rounds: in each, every producer begins a transaction, the producers send one record
     at a time in turn (each flushed, so their batches interleave in every partition), then
     each ends its own. A producer's every third transaction is aborted (staggered across
@@ -97,6 +98,8 @@ def rounds(producers: list[Txn], topic: str, partitions: int, n: int, tag: str,
             dup = recs.keys() & (committed.keys() | aborted.keys())
             assert not dup, f"offsets handed out twice: {sorted(dup)[:5]}"
             (committed if commit else aborted).update(recs)
+            if not commit and aborted_txns is not None:
+                aborted_txns.append(set(recs))
 
 
 # ---------------------------------------------------------------------------- the table
@@ -197,15 +200,23 @@ def test_table_holds_exactly_the_committed_transactions(broker):
     opener = Txn(broker, tid("open"))
     committed: dict[Pos, KV] = {}
     aborted: dict[Pos, KV] = {}
+    txns: list[set[Pos]] = []
 
-    rounds(producers, topic, partitions, 1, "before", committed, aborted)
+    rounds(producers, topic, partitions, 1, "before", committed, aborted, aborted_txns=txns)
     opener.begin()
     for m in range(4):
         opener.send(topic, m % 2, f"open-{m}".encode(), b"o" * (10 + m))
-    rounds(producers, topic, partitions, 3, "during", committed, aborted)
+    rounds(producers, topic, partitions, 3, "during", committed, aborted, aborted_txns=txns)
     for m in range(4, 8):  # more records in the open transaction, after others' commits
         opener.send(topic, m % 2, f"open-{m}".encode(), b"o" * (10 + m))
-    rounds(producers, topic, partitions, 2, "during2", committed, aborted)
+    rounds(producers, topic, partitions, 2, "during2", committed, aborted, aborted_txns=txns)
+    # The case that needs the aborted index per producer: committed batches of other producers
+    # inside an aborted transaction's offset range, in the same partition.
+    inside = [pos for t in txns for pos in committed
+              if any(q[0] == pos[0] and q[1] < pos[1] for q in t)
+              and any(q[0] == pos[0] and q[1] > pos[1] for q in t)]
+    assert len(inside) >= 6, f"committed records inside aborted ranges: {inside}"
+    print(f"{len(inside)} committed records lie inside aborted transactions' ranges")
     open_recs = {(p, off): (k, v) for (p, off, k, v, _, _) in opener.d.ok}
     assert {p for p, _ in open_recs} == {0, 1}
     first_open = {p: min(o for q, o in open_recs if q == p) for p in (0, 1)}
