@@ -1,0 +1,156 @@
+"""One generation of an exactly-once consume-transform-produce loop (confluent-kafka), run as
+a child process by txnkit.Worker so that a test can SIGKILL it like a crashed application.
+
+Reads `src` read_committed in consumer group `group` (static member, so the next generation
+takes over its assignment at once) and, per batch, in one transaction writes
+`out|<input value>|<txn tag>` to the same partition of `dst` and sends the consumed offsets
+with send_offsets_to_transaction. A seeded share of the transactions is aborted (then the
+consumer rewinds to the committed offsets). Exits 0 once the group's committed offsets reach
+the end of `src`, 3 on a fatal error (fenced: the next generation takes over).
+
+Its stdout is one JSON event a line: ready, begin, committing, commit, abort, hang, retry,
+fatal, done. The spec (argv[1], JSON) is made by txnkit.worker_spec.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+
+from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+
+
+def emit(ev: str, **kw):
+    print(json.dumps({"ev": ev, **kw}), flush=True)
+
+
+def retrying(what: str, fn, timeout: float = 60.0):
+    """Calls fn again while it raises a retriable (neither fatal nor abortable) error, as
+    librdkafka's transactional API asks."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except KafkaException as e:
+            err = e.args[0]
+            if (err.retriable() and not err.fatal() and not err.txn_requires_abort()
+                    and time.monotonic() < deadline):
+                emit("retry", what=what, err=str(err))
+                time.sleep(0.2)
+                continue
+            raise
+
+
+def main():
+    spec = json.loads(sys.argv[1])
+    gen = spec["generation"]
+    rng = random.Random(spec["seed"] * 1000 + gen)
+    src, dst = spec["src"], spec["dst"]
+    p = Producer({
+        "bootstrap.servers": spec["bootstrap"],
+        "transactional.id": spec["transactional_id"],
+        "transaction.timeout.ms": spec["transaction_timeout_ms"],
+        "linger.ms": 5,
+        "retry.backoff.ms": 100,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 1000,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    c = Consumer({
+        "bootstrap.servers": spec["bootstrap"],
+        "group.id": spec["group"],
+        "group.instance.id": "ctp-" + spec["transactional_id"],
+        "isolation.level": "read_committed",
+        "enable.auto.commit": False,
+        "auto.offset.reset": "earliest",
+        "session.timeout.ms": 6000,
+        "heartbeat.interval.ms": 500,
+        "fetch.wait.max.ms": 100,
+        "reconnect.backoff.ms": 50,
+        "reconnect.backoff.max.ms": 1000,
+        "topic.metadata.refresh.interval.ms": 1000,
+    })
+    # Fences the previous generation and aborts its open transaction (so its pending offsets
+    # stop being unstable) before this one reads the committed offsets.
+    retrying("init", lambda: p.init_transactions(30), timeout=120)
+    md = c.list_topics(src, timeout=20).topics[src]
+    partitions = sorted(md.partitions)
+    ends = {}
+    for q in partitions:
+        ends[q] = retrying("watermarks", lambda q=q: c.get_watermark_offsets(
+            TopicPartition(src, q), timeout=10, cached=False))[1]
+    c.subscribe([src])
+    emit("ready", ends=ends)
+
+    def committed() -> dict[int, int]:
+        got = c.committed([TopicPartition(src, q) for q in partitions], timeout=20)
+        return {tp.partition: tp.offset for tp in got}
+
+    def rewind():
+        offsets = retrying("committed", committed)
+        for tp in c.assignment():
+            off = offsets.get(tp.partition, -1)
+            retrying("seek", lambda tp=tp, off=off: c.seek(
+                TopicPartition(src, tp.partition, off if off >= 0 else OFFSET_BEGINNING)))
+
+    def abort(tag: str, reason: str):
+        retrying("abort", lambda: p.abort_transaction(30))
+        emit("abort", tag=tag, reason=reason)
+        rewind()
+
+    seq = 0
+    commits = 0
+    last_done_check = 0.0
+    while True:
+        msgs = [m for m in c.consume(num_messages=spec["batch"], timeout=0.5) if not m.error()]
+        if not msgs:
+            if len(c.assignment()) == len(partitions) and time.monotonic() - last_done_check > 0.5:
+                last_done_check = time.monotonic()
+                try:
+                    now = committed()
+                except KafkaException:
+                    continue
+                if all(now.get(q) == ends[q] for q in partitions):
+                    emit("done", committed=now)
+                    return 0
+            continue
+        tag = f"{gen}-{seq}"
+        seq += 1
+        offsets: dict[int, int] = {}
+        p.begin_transaction()
+        emit("begin", tag=tag, n=len(msgs))
+        try:
+            for m in msgs:
+                p.produce(dst, b"out|%s|%s" % (m.value(), tag.encode()), partition=m.partition())
+                offsets[m.partition()] = m.offset() + 1
+            group_md = c.consumer_group_metadata()
+            retrying("send_offsets", lambda: p.send_offsets_to_transaction(
+                [TopicPartition(src, q, o) for q, o in offsets.items()], group_md, 30))
+            if spec["hang_after"] is not None and commits >= spec["hang_after"]:
+                # Records and offsets are in the open transaction; the test SIGKILLs us now.
+                p.flush(30)
+                emit("hang", tag=tag)
+                time.sleep(3600)
+            if rng.random() < spec["abort_ratio"]:
+                abort(tag, "random")
+                continue
+            emit("committing", tag=tag)
+            retrying("commit", lambda: p.commit_transaction(30))
+            commits += 1
+            emit("commit", tag=tag, offsets=offsets)
+        except KafkaException as e:
+            err = e.args[0]
+            if err.fatal():
+                emit("fatal", tag=tag, err=str(err))
+                return 3
+            if err.txn_requires_abort():
+                abort(tag, str(err))
+                continue
+            emit("error", tag=tag, err=str(err), code=err.code())
+            return 4
+
+
+if __name__ == "__main__":
+    sys.exit(main())
