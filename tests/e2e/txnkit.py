@@ -171,9 +171,19 @@ def list_offset(bootstrap: str, topic: str, partition: int, isolation: Isolation
     return fs[tp].result(timeout=20).offset
 
 
-def hw_and_lso(bootstrap: str, topic: str, partition: int = 0) -> tuple[int, int]:
-    return (list_offset(bootstrap, topic, partition, IsolationLevel.READ_UNCOMMITTED),
-            list_offset(bootstrap, topic, partition, IsolationLevel.READ_COMMITTED))
+def hw_and_lso(bootstrap: str, topic: str, partition: int = 0,
+               timeout: float = 20.0) -> tuple[int, int]:
+    """(high watermark, last stable offset); asks again while ListOffsets fails (a broker
+    just restarted may not lead the partition yet)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return (list_offset(bootstrap, topic, partition, IsolationLevel.READ_UNCOMMITTED),
+                    list_offset(bootstrap, topic, partition, IsolationLevel.READ_COMMITTED))
+        except KafkaException:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
 
 
 def watermark_high(bootstrap: str, topic: str, partition: int, isolation: str) -> int:
@@ -194,7 +204,7 @@ def wait_stable(bootstrap: str, topic: str, partition: int = 0, timeout: float =
     last = None
     while time.monotonic() < deadline:
         try:
-            last = hw_and_lso(bootstrap, topic, partition)
+            last = hw_and_lso(bootstrap, topic, partition, timeout=0)
         except KafkaException as e:
             last = repr(e)
         else:
