@@ -24,7 +24,18 @@ ROUNDS = txnkit.env_int("ICESTREAM_TXN_CHAOS_ROUNDS", 2)
 INPUTS = txnkit.env_int("ICESTREAM_TXN_INPUTS", 300)
 
 
-def leader_of(brokers, topic, partition) -> int:
+def leader_of(brokers, topic, partition, timeout: float = 0.0) -> int:
+    """The partition's leader as the first running broker that names one sees it; with a
+    timeout, asks again until one does."""
+    deadline = time.monotonic() + timeout
+    while True:
+        leader = _leader_of(brokers, topic, partition)
+        if leader > 0 or time.monotonic() >= deadline:
+            return leader
+        time.sleep(0.2)
+
+
+def _leader_of(brokers, topic, partition) -> int:
     for b in brokers:
         if b.running():
             try:
@@ -64,7 +75,7 @@ def create(brokers, partitions: int) -> str:
                                   config={"min.insync.replicas": "2"})],
                         operation_timeout=15)[name].result(timeout=30)
     deadline = time.monotonic() + 20
-    while any(leader_of(brokers, name, p) < 0 for p in range(partitions)):
+    while any(_leader_of(brokers, name, p) < 0 for p in range(partitions)):
         assert time.monotonic() < deadline, f"{name}: no leaders"
         time.sleep(0.2)
     return name
@@ -95,15 +106,19 @@ def test_exactly_once_while_coordinator_and_leaders_are_killed(broker_factory, t
             if rnd % 2 == 0:
                 victim, what = txn_coordinator(brokers, tx), "transaction coordinator"
             else:
-                part = (rnd // 2) % PARTITIONS
-                victim, what = leader_of(brokers, dst, part), f"leader of {dst}/{part}"
+                # Alternately the output's and the input's partition leaders.
+                topic = dst if rnd % 4 == 1 else src
+                part = (rnd // 4) % PARTITIONS
+                victim = leader_of(brokers, topic, part, timeout=30)
+                what = f"leader of {topic}/{part}"
             assert victim > 0, what
             brokers[victim - 1].kill9()
+            killed_at = time.monotonic()
             kills.append((rnd, victim, what))
             print(f"round {rnd}: killed broker {victim}, the {what}, after "
                   f"{w.commits()} commits")
-            # Two of three brokers are enough: commits go on before it comes back.
-            ev = w.wait_event({"commit", "done"}, timeout=60)
+            # Two of three brokers are enough: a transaction commits before it comes back.
+            ev = w.wait_event({"commit", "done"}, timeout=60, after=killed_at)
             brokers[victim - 1].start()
             wait_formed(brokers)
             if ev["ev"] != "commit":

@@ -23,7 +23,8 @@ from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer
 
 
 def emit(ev: str, **kw):
-    print(json.dumps({"ev": ev, **kw}), flush=True)
+    # CLOCK_MONOTONIC is one clock for every process: the test compares it with its own.
+    print(json.dumps({"ev": ev, "t": time.monotonic(), **kw}), flush=True)
 
 
 def retrying(what: str, fn, timeout: float = 60.0):
@@ -41,6 +42,21 @@ def retrying(what: str, fn, timeout: float = 60.0):
                 time.sleep(0.2)
                 continue
             raise
+
+
+def persisting(what: str, fn, timeout: float = 60.0):
+    """Calls a consumer operation again while it fails without a fatal error (librdkafka marks
+    few consumer errors retriable, and a coordinator that just moved answers with timeouts)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return fn()
+        except KafkaException as e:
+            err = e.args[0]
+            if err.fatal() or time.monotonic() > deadline:
+                raise
+            emit("retry", what=what, err=str(err))
+            time.sleep(0.2)
 
 
 def main():
@@ -79,7 +95,7 @@ def main():
     partitions = sorted(md.partitions)
     ends = {}
     for q in partitions:
-        ends[q] = retrying("watermarks", lambda q=q: c.get_watermark_offsets(
+        ends[q] = persisting("watermarks", lambda q=q: c.get_watermark_offsets(
             TopicPartition(src, q), timeout=10, cached=False))[1]
     c.subscribe([src])
     emit("ready", ends=ends)
@@ -88,17 +104,19 @@ def main():
         got = c.committed([TopicPartition(src, q) for q in partitions], timeout=20)
         return {tp.partition: tp.offset for tp in got}
 
-    def rewind():
-        offsets = retrying("committed", committed)
-        for tp in c.assignment():
-            off = offsets.get(tp.partition, -1)
-            retrying("seek", lambda tp=tp, off=off: c.seek(
-                TopicPartition(src, tp.partition, off if off >= 0 else OFFSET_BEGINNING)))
+    def rewind(touched: set[int]):
+        """Back to the committed offsets on the partitions the aborted transaction read
+        (only those positions moved since the last commit)."""
+        offsets = persisting("committed", committed)
+        for q in sorted(touched & {tp.partition for tp in c.assignment()}):
+            off = offsets.get(q, -1)
+            persisting("seek", lambda q=q, off=off: c.seek(
+                TopicPartition(src, q, off if off >= 0 else OFFSET_BEGINNING)))
 
-    def abort(tag: str, reason: str):
+    def abort(tag: str, reason: str, touched: set[int]):
         retrying("abort", lambda: p.abort_transaction(30))
         emit("abort", tag=tag, reason=reason)
-        rewind()
+        rewind(touched)
 
     seq = 0
     commits = 0
@@ -119,6 +137,7 @@ def main():
         tag = f"{gen}-{seq}"
         seq += 1
         offsets: dict[int, int] = {}
+        touched = {m.partition() for m in msgs}
         p.begin_transaction()
         emit("begin", tag=tag, n=len(msgs))
         try:
@@ -134,7 +153,7 @@ def main():
                 emit("hang", tag=tag)
                 time.sleep(3600)
             if rng.random() < spec["abort_ratio"]:
-                abort(tag, "random")
+                abort(tag, "random", touched)
                 continue
             emit("committing", tag=tag)
             retrying("commit", lambda: p.commit_transaction(30))
@@ -146,7 +165,7 @@ def main():
                 emit("fatal", tag=tag, err=str(err))
                 return 3
             if err.txn_requires_abort():
-                abort(tag, str(err))
+                abort(tag, str(err), touched)
                 continue
             emit("error", tag=tag, err=str(err), code=err.code())
             return 4

@@ -261,8 +261,9 @@ class Worker:
             self.q.put(ev)
         self.q.put({"ev": "eof"})
 
-    def wait_event(self, kinds: set[str], timeout: float) -> dict:
-        """The next event of one of `kinds` (or "eof" when the process ended)."""
+    def wait_event(self, kinds: set[str], timeout: float, after: float = 0.0) -> dict:
+        """The next event of one of `kinds` emitted after time.monotonic() `after` (or
+        "eof" when the process ended)."""
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
@@ -271,7 +272,7 @@ class Worker:
                 ev = self.q.get(timeout=left)
             except queue.Empty:
                 continue
-            if ev["ev"] in kinds or ev["ev"] == "eof":
+            if ev["ev"] == "eof" or (ev["ev"] in kinds and ev.get("t", 0.0) > after):
                 return ev
 
     def log_tail(self, n: int = 30) -> str:
