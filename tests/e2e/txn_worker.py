@@ -6,7 +6,8 @@ takes over its assignment at once) and, per batch, in one transaction writes
 `out|<input value>|<txn tag>` to the same partition of `dst` and sends the consumed offsets
 with send_offsets_to_transaction. A seeded share of the transactions is aborted (then the
 consumer rewinds to the committed offsets). Exits 0 once the group's committed offsets reach
-the end of `src`, 3 on a fatal error (fenced: the next generation takes over).
+the end of `src`, 3 on a fatal producer or consumer error (fenced: the next generation takes
+over).
 
 Its stdout is one JSON event a line: ready, begin, committing, commit, abort, hang, retry,
 fatal, done. The spec (argv[1], JSON) is made by txnkit.worker_spec.
@@ -19,7 +20,8 @@ import random
 import sys
 import time
 
-from confluent_kafka import OFFSET_BEGINNING, Consumer, KafkaException, Producer, TopicPartition
+from confluent_kafka import (OFFSET_BEGINNING, Consumer, KafkaError, KafkaException, Producer,
+                             TopicPartition)
 
 
 def emit(ev: str, **kw):
@@ -74,7 +76,14 @@ def main():
         "reconnect.backoff.max.ms": 1000,
         "topic.metadata.refresh.interval.ms": 1000,
     })
+    fatal_errors = []
+
+    def on_error(err):
+        if err.fatal() or err.code() == KafkaError._FATAL:
+            fatal_errors.append(err)
+
     c = Consumer({
+        "error_cb": on_error,
         "bootstrap.servers": spec["bootstrap"],
         "group.id": spec["group"],
         "group.instance.id": "ctp-" + spec["transactional_id"],
@@ -122,7 +131,15 @@ def main():
     commits = 0
     last_done_check = 0.0
     while True:
-        msgs = [m for m in c.consume(num_messages=spec["batch"], timeout=0.5) if not m.error()]
+        got = c.consume(num_messages=spec["batch"], timeout=0.5)
+        fatal = fatal_errors + [m.error() for m in got if m.error() is not None and (
+            m.error().fatal() or m.error().code() == KafkaError._FATAL)]
+        if fatal:
+            # E.g. a static member fenced by its own rejoin after a session timeout: the
+            # application restarts (the next generation).
+            emit("fatal", err=str(fatal[0]), where="consumer")
+            return 3
+        msgs = [m for m in got if not m.error()]
         if not msgs:
             if len(c.assignment()) == len(partitions) and time.monotonic() - last_done_check > 0.5:
                 last_done_check = time.monotonic()
