@@ -237,7 +237,8 @@ def run(brokers, tmp_path):
                 return
 
     result = txnkit.run_ctp(bootstrap, tmp_path, src, dst, seed, hang_after=3, chaos=chaos,
-                            max_generations=3 + 2 * ROUNDS, deadline_s=30 + 60 * ROUNDS + INPUTS // 10,
+                            max_generations=3 + 2 * ROUNDS,
+                            deadline_s=30 + 60 * ROUNDS + INPUTS // 10,
                             batch=10, transaction_timeout_ms=30000)
     print(f"kills: {kills}")
     assert any(what == "transaction coordinator" for _, _, what in kills), (
