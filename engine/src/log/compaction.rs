@@ -83,7 +83,9 @@ fn is_aborted(h: &BatchHeader, aborted: &[AbortedTxn]) -> bool {
 /// timestamp is older than `tombstone_horizon_ms` are removed. Records of `aborted`
 /// transactions are removed and never count as a key's newest value (a committed value must
 /// not give way to an aborted one); the caller cleans nothing past the last stable offset, so
-/// every transaction the segments hold has ended. Markers are kept.
+/// every transaction the segments hold has ended. A marker goes once it is older than the
+/// tombstone horizon and no record of its transaction is left, as in Kafka: while one is, the
+/// marker is what ends the transaction when producer state is rebuilt from the log.
 pub fn clean(
     dir: &Path,
     bases: &[i64],
@@ -104,8 +106,10 @@ pub fn clean(
             }
         }
     }
-    // Pass 2: rewrite each segment that loses records.
+    // Pass 2: rewrite each segment that loses records. Segments are read in offset order, so a
+    // producer's transactional records come before the marker that ends their transaction.
     let mut out = Cleaned::default();
+    let mut txn_records_left: std::collections::HashSet<i64> = Default::default();
     for &base in bases {
         let mut rewritten = BytesMut::new();
         let mut removed = 0u64;
@@ -113,7 +117,12 @@ pub fn clean(
         for (h, bytes) in batches(dir, base)? {
             size += bytes.len() as u64;
             if h.is_control() {
-                rewritten.extend_from_slice(&bytes);
+                let still_needed = txn_records_left.remove(&h.producer_id);
+                if !still_needed && h.max_timestamp < tombstone_horizon_ms {
+                    removed += h.records_count.max(0) as u64;
+                } else {
+                    rewritten.extend_from_slice(&bytes);
+                }
                 continue;
             }
             if is_aborted(&h, aborted) {
@@ -141,6 +150,9 @@ pub fn clean(
                 })
                 .collect();
             removed += (total - keep.len()) as u64;
+            if h.is_transactional() && !keep.is_empty() {
+                txn_records_left.insert(h.producer_id);
+            }
             if keep.len() == total {
                 rewritten.extend_from_slice(&bytes);
                 continue;

@@ -744,6 +744,7 @@ fn write_epochs(path: &Path, epochs: &[(i32, i64)]) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::log::batch::tests::make_batch;
+    use crate::log::batch::NewRecord;
     use kafka_protocol::records::Compression;
 
     fn append_n(log: &mut PartitionLog, batches: usize, per: usize) {
@@ -917,6 +918,75 @@ mod tests {
         let tail_after: Vec<_> = after.iter().filter(|r| r.0 >= sealed_end).collect();
         assert_eq!(tail_before, tail_after);
         assert_eq!(log.next_offset(), 150);
+    }
+
+    #[test]
+    fn compaction_removes_aborted_records_and_markers_whose_transaction_left_nothing() {
+        use crate::log::control::{self, ControlType};
+        let dir = tempfile::tempdir().unwrap();
+        let mut log = PartitionLog::open(dir.path(), LogConfig::default(), 0).unwrap();
+        let rec = |k: &str, v: &str| NewRecord {
+            key: Some(bytes::Bytes::from(k.to_string())),
+            value: Some(bytes::Bytes::from(v.to_string())),
+            timestamp: 1,
+            headers: vec![],
+        };
+        let mut put = |log: &mut PartitionLog, b: bytes::Bytes| {
+            let h = batch::validate(&b).unwrap();
+            log.append(&h, &b, 0, 1).unwrap();
+        };
+        // Producer 1 commits k=a1; producer 2 writes k=a2 and aborts; producer 3 commits k=b1,
+        // later overwritten by a plain k=b2.
+        put(&mut log, control::encode_transactional(&[rec("k", "a1")], 1, 0).unwrap());
+        put(&mut log, control::encode_transactional(&[rec("k", "a2")], 2, 0).unwrap());
+        put(&mut log, control::encode_marker(1, 0, ControlType::Commit, 0, 1));
+        put(&mut log, control::encode_marker(2, 0, ControlType::Abort, 0, 1));
+        put(&mut log, control::encode_transactional(&[rec("j", "b1")], 3, 0).unwrap());
+        put(&mut log, control::encode_marker(3, 0, ControlType::Commit, 0, 1));
+        put(&mut log, batch::encode_batch(&[rec("j", "b2")], Compression::None).unwrap());
+        log.roll(1).unwrap();
+        let aborted = log.producers().aborted().to_vec();
+        assert_eq!(aborted.len(), 1);
+        let clean = |log: &mut PartitionLog, horizon| {
+            let c = compaction::clean(dir.path(), &log.sealed_bases(), horizon, &aborted).unwrap();
+            log.install_cleaned(&c.swapped, 1).unwrap();
+        };
+        // Within delete.retention.ms: the aborted value goes, the committed a1 stays the key's
+        // value (not the aborted a2), every marker stays.
+        clean(&mut log, i64::MIN);
+        // Data records (markers' keys are not "k" or "j").
+        let data = |log: &PartitionLog| -> Vec<i64> {
+            all_records(log)
+                .into_iter()
+                .filter(|r| r.1.as_deref().is_some_and(|k| k == b"k" || k == b"j"))
+                .map(|r| r.0)
+                .collect()
+        };
+        assert_eq!(data(&log), vec![0, 6]);
+        let markers = |log: &PartitionLog| {
+            log.segments
+                .values()
+                .flat_map(|s| s.headers_from(s.base_offset).unwrap())
+                .filter(|(h, _)| h.is_control())
+                .map(|(h, _)| h.base_offset)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(markers(&log), vec![2, 3, 5]);
+        // Past it: the markers of transactions with nothing left (2 aborted, 3 overwritten)
+        // go; producer 1's stays with its record.
+        clean(&mut log, i64::MAX);
+        assert_eq!(markers(&log), vec![2]);
+        assert_eq!(data(&log), vec![0, 6]);
+        // Rebuilt from the log alone, no transaction is left open.
+        drop(log);
+        for f in std::fs::read_dir(dir.path()).unwrap() {
+            let p = f.unwrap().path();
+            if p.extension().is_some_and(|e| e == "snapshot") {
+                std::fs::remove_file(p).unwrap();
+            }
+        }
+        let log = PartitionLog::open(dir.path(), LogConfig::default(), 1).unwrap();
+        assert_eq!(log.producers().first_unstable_offset(), None);
     }
 
     #[test]
