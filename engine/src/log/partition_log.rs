@@ -931,19 +931,40 @@ mod tests {
             timestamp: 1,
             headers: vec![],
         };
-        let mut put = |log: &mut PartitionLog, b: bytes::Bytes| {
+        let put = |log: &mut PartitionLog, b: bytes::Bytes| {
             let h = batch::validate(&b).unwrap();
             log.append(&h, &b, 0, 1).unwrap();
         };
         // Producer 1 commits k=a1; producer 2 writes k=a2 and aborts; producer 3 commits k=b1,
         // later overwritten by a plain k=b2.
-        put(&mut log, control::encode_transactional(&[rec("k", "a1")], 1, 0).unwrap());
-        put(&mut log, control::encode_transactional(&[rec("k", "a2")], 2, 0).unwrap());
-        put(&mut log, control::encode_marker(1, 0, ControlType::Commit, 0, 1));
-        put(&mut log, control::encode_marker(2, 0, ControlType::Abort, 0, 1));
-        put(&mut log, control::encode_transactional(&[rec("j", "b1")], 3, 0).unwrap());
-        put(&mut log, control::encode_marker(3, 0, ControlType::Commit, 0, 1));
-        put(&mut log, batch::encode_batch(&[rec("j", "b2")], Compression::None).unwrap());
+        put(
+            &mut log,
+            control::encode_transactional(&[rec("k", "a1")], 1, 0).unwrap(),
+        );
+        put(
+            &mut log,
+            control::encode_transactional(&[rec("k", "a2")], 2, 0).unwrap(),
+        );
+        put(
+            &mut log,
+            control::encode_marker(1, 0, ControlType::Commit, 0, 1),
+        );
+        put(
+            &mut log,
+            control::encode_marker(2, 0, ControlType::Abort, 0, 1),
+        );
+        put(
+            &mut log,
+            control::encode_transactional(&[rec("j", "b1")], 3, 0).unwrap(),
+        );
+        put(
+            &mut log,
+            control::encode_marker(3, 0, ControlType::Commit, 0, 1),
+        );
+        put(
+            &mut log,
+            batch::encode_batch(&[rec("j", "b2")], Compression::None).unwrap(),
+        );
         log.roll(1).unwrap();
         let aborted = log.producers().aborted().to_vec();
         assert_eq!(aborted.len(), 1);
