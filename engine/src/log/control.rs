@@ -121,23 +121,46 @@ fn encode(records: &[Record]) -> Result<Bytes, BatchError> {
     Ok(buf.freeze())
 }
 
-/// The marker type of a control batch (`None`: not a control batch, or one whose key is not a
+/// What a marker batch says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EndMarker {
+    pub control: ControlType,
+    /// -1 when the value does not carry one.
+    pub coordinator_epoch: i32,
+}
+
+/// The marker of a control batch (`None`: not a control batch, or one whose key is not a
 /// transaction marker, which the broker skips as Kafka does unknown control types).
-pub fn marker_type(h: &BatchHeader, batch: &Bytes) -> Option<ControlType> {
+pub fn end_marker(h: &BatchHeader, batch: &Bytes) -> Option<EndMarker> {
     if !h.is_control() || h.compression() != 0 {
         return None;
     }
     let mut buf = batch.clone();
     let set = RecordBatchDecoder::decode(&mut buf).ok()?;
-    let key = set.records.first()?.key.as_ref()?;
+    let record = set.records.first()?;
+    let key = record.key.as_ref()?;
     if key.len() < 4 {
         return None;
     }
-    match i16::from_be_bytes([key[2], key[3]]) {
-        0 => Some(ControlType::Abort),
-        1 => Some(ControlType::Commit),
-        _ => None,
-    }
+    let control = match i16::from_be_bytes([key[2], key[3]]) {
+        0 => ControlType::Abort,
+        1 => ControlType::Commit,
+        _ => return None,
+    };
+    let coordinator_epoch = record
+        .value
+        .as_ref()
+        .filter(|v| v.len() >= 6)
+        .map_or(-1, |v| i32::from_be_bytes([v[2], v[3], v[4], v[5]]));
+    Some(EndMarker {
+        control,
+        coordinator_epoch,
+    })
+}
+
+/// The marker type of a control batch (see [`end_marker`]).
+pub fn marker_type(h: &BatchHeader, batch: &Bytes) -> Option<ControlType> {
+    end_marker(h, batch).map(|m| m.control)
 }
 
 #[cfg(test)]
@@ -156,6 +179,7 @@ mod tests {
             );
             assert_eq!(h.records_count, 1);
             assert_eq!(marker_type(&h, &b), Some(t));
+            assert_eq!(end_marker(&h, &b).unwrap().coordinator_epoch, 7);
         }
         let data = encode_transactional(
             &[NewRecord {

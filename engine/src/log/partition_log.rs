@@ -423,7 +423,7 @@ impl PartitionLog {
         active.append(&header, &bytes[batch::HEADER_LEN..], &ph, interval)?;
         let handle = active.sync_handle();
         self.producers
-            .record(&ph, super::control::marker_type(&ph, bytes), now_ms);
+            .record(&ph, super::control::end_marker(&ph, bytes), now_ms);
         if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
             self.dirty.push(handle);
         }
@@ -499,7 +499,7 @@ impl PartitionLog {
         active.append(header, records, h, interval)?;
         let handle = active.sync_handle();
         self.producers
-            .record(h, super::control::marker_type(h, bytes), now_ms);
+            .record(h, super::control::end_marker(h, bytes), now_ms);
         if !self.dirty.iter().any(|f| Arc::ptr_eq(f, &handle)) {
             self.dirty.push(handle);
         }

@@ -15,7 +15,7 @@ use std::io;
 use std::path::{Path, PathBuf};
 
 use super::batch::BatchHeader;
-use super::control::ControlType;
+use super::control::{ControlType, EndMarker};
 
 /// Batches remembered per producer, as Kafka does (`max.in.flight.requests.per.connection` <= 5).
 pub const REMEMBERED_BATCHES: usize = 5;
@@ -164,7 +164,7 @@ impl ProducerStates {
 
     /// Records an appended batch (also used when replaying the log on start); `marker` is
     /// the type of a control batch's marker.
-    pub fn record(&mut self, h: &BatchHeader, marker: Option<ControlType>, now_ms: i64) {
+    pub fn record(&mut self, h: &BatchHeader, marker: Option<EndMarker>, now_ms: i64) {
         if h.producer_id < 0 {
             return;
         }
@@ -184,10 +184,13 @@ impl ProducerStates {
         }
         e.last_append_ms = e.last_append_ms.max(now_ms);
         if h.is_control() {
+            if let Some(m) = marker {
+                e.coordinator_epoch = e.coordinator_epoch.max(m.coordinator_epoch);
+            }
             // A marker ends the producer's transaction here, whatever it held.
             if let Some(first) = e.txn_first_offset.take() {
                 self.ongoing.remove(&first);
-                if marker == Some(ControlType::Abort) {
+                if marker.is_some_and(|m| m.control == ControlType::Abort) {
                     self.aborted.push(AbortedTxn {
                         producer_id: h.producer_id,
                         first_offset: first,
@@ -443,6 +446,13 @@ mod tests {
         b
     }
 
+    fn end(control: ControlType) -> Option<EndMarker> {
+        Some(EndMarker {
+            control,
+            coordinator_epoch: 0,
+        })
+    }
+
     fn marker(pid: i64, epoch: i16, base: i64) -> BatchHeader {
         let mut b = h(pid, epoch, -1, 1, base);
         b.attributes = 0x30;
@@ -458,9 +468,9 @@ mod tests {
         assert_eq!(s.first_unstable_offset(), Some(10));
         assert_eq!(s.ongoing().len(), 2);
         // Producer 1 aborts at 14: 12 (producer 2) is now the first unstable offset.
-        s.record(&marker(1, 0, 14), Some(ControlType::Abort), 0);
+        s.record(&marker(1, 0, 14), end(ControlType::Abort), 0);
         assert_eq!(s.first_unstable_offset(), Some(12));
-        s.record(&marker(2, 0, 15), Some(ControlType::Commit), 0);
+        s.record(&marker(2, 0, 15), end(ControlType::Commit), 0);
         assert_eq!(s.first_unstable_offset(), None);
         let a = AbortedTxn {
             producer_id: 1,

@@ -11,7 +11,7 @@ use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
-use super::control::ControlType;
+use super::control::EndMarker;
 use super::index::{self, OffsetIndex, TimeIndex};
 use super::power;
 
@@ -269,7 +269,7 @@ impl Segment {
 
     /// Headers of the batches from the one holding `offset` to the end, with the type of
     /// each transaction marker (for replaying producer state after a snapshot).
-    pub fn headers_from(&self, offset: i64) -> io::Result<Vec<(BatchHeader, Option<ControlType>)>> {
+    pub fn headers_from(&self, offset: i64) -> io::Result<Vec<(BatchHeader, Option<EndMarker>)>> {
         let mut out = Vec::new();
         let Some((mut pos, _)) = self.locate(offset)? else {
             return Ok(out);
@@ -282,7 +282,7 @@ impl Segment {
             let marker = if h.is_control() && pos + h.total_len() as u64 <= self.size {
                 let mut whole = BytesMut::zeroed(h.total_len());
                 self.log.read_exact_at(&mut whole, pos)?;
-                super::control::marker_type(&h, &whole.freeze())
+                super::control::end_marker(&h, &whole.freeze())
             } else {
                 None
             };

@@ -165,7 +165,7 @@ impl Actor {
                     assigned.partition_leader_epoch = epoch;
                     a.producers.record(
                         &assigned,
-                        crate::log::control::marker_type(&assigned, bytes),
+                        crate::log::control::end_marker(&assigned, bytes),
                         now,
                     );
                     a.next = assigned.next_offset();
