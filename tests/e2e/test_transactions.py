@@ -267,7 +267,9 @@ def test_transaction_past_its_timeout_is_aborted_by_the_broker(target):
     p.produce(topic, b"late0", partition=0)
     p.produce(topic, b"late1", partition=0)
     assert p.flush(30) == 0
-    assert hw_and_lso(bs, topic) == (2, 0)
+    # Open: the LSO holds at 0 (unless a loaded machine took 3 s to get here, and the abort
+    # marker is being written or written).
+    assert hw_and_lso(bs, topic) in [(2, 0), (2, 2), (3, 3)]
     # The broker aborts it: an abort marker at 2 and the LSO released (Kafka checks every
     # transaction.abort.timed.out.transaction.cleanup.interval.ms, 10 s by default).
     assert wait_stable(bs, topic, timeout=40, hw_at_least=3) == 3
@@ -392,11 +394,12 @@ def test_committed_transactions_survive_sigkill_between_transactions(target):
 def test_sigkill_inside_transactions(target):
     """Two transactions are open when the broker is SIGKILLed: after the restart one producer
     commits its own (it completes), the other producer is gone and its transaction is aborted
-    by the broker's timeout. read_committed never returns the abandoned records."""
+    by the broker's timeout (10 s). read_committed never returns the abandoned records."""
     bs = target.bootstrap
     topic = target.create_topic()
     keep = txn_producer(bs, tid(), **{"transaction.timeout.ms": 60000})
-    gone = txn_producer(bs, tid(), **{"transaction.timeout.ms": 3000})
+    # Long enough for the steps before the SIGKILL on a loaded machine, short for the test.
+    gone = txn_producer(bs, tid(), **{"transaction.timeout.ms": 10000})
     run_txn(keep, topic, [b"before"], commit=True)           # 0, marker 1
     wait_stable(bs, topic, hw_at_least=2)  # (the marker is written after the commit returns)
     gone.begin_transaction()
@@ -410,9 +413,19 @@ def test_sigkill_inside_transactions(target):
     assert hw_and_lso(bs, topic) == (5, 2)
 
     target.kill9_and_restart()
-    # Still open after the restart: the LSO is held at the first open transaction.
-    # (6, 3) once the 3 s timeout has struck (the abort marker at 5, kept0 still open).
-    assert hw_and_lso(bs, topic) in [(5, 2), (6, 3)]
+    # Still open after the restart: the LSO is held at the first open transaction; (6, 3)
+    # once the 10 s timeout has struck (the abort marker at 5, kept0 still open). (5, 3) is
+    # Icestream's view while that marker is placed but below no high watermark yet (Kafka
+    # would answer (5, 2); see PartitionLog::last_stable_offset): readers must still never
+    # get gone0.
+    assert hw_and_lso(bs, topic) in [(5, 2), (6, 3), (5, 3)]
+    c = consumer(bs, "read_committed")
+    try:
+        c.assign([TopicPartition(topic, 0, 0)])
+        early = poll_quiet(c, 1.0)
+    finally:
+        c.close()
+    assert not [v for _, v in early if v.startswith(b"gone")], early
     txnkit.retrying_call(lambda: keep.commit_transaction(30))
     wait_stable(bs, topic, timeout=40, hw_at_least=7)       # both markers written
     keep.begin_transaction()
@@ -422,3 +435,37 @@ def test_sigkill_inside_transactions(target):
     assert [v for _, v in rc] == [b"before", b"kept0", b"end"]
     ru = [v for _, v in read_until(bs, topic, b"end", "read_uncommitted")]
     assert ru[:4] == [b"before", b"gone0", b"kept0", b"gone1"] and ru[-1] == b"end"
+
+
+def test_decisions_survive_sigkill_before_their_markers(target):
+    """EndTxn is answered once the decision is durable, before the markers are written: a
+    SIGKILL right after commit/abort returned must not lose the decision. After the restart
+    the coordinator finishes both: the committed records appear, the aborted ones never."""
+    if target.broker is None:
+        # Apache Kafka 4.4 had not written the pending marker 30 s after such a SIGKILL in
+        # this single-node setup (not investigated): no control for this one.
+        pytest.skip("Icestream only")
+    bs = target.bootstrap
+    topic = target.create_topic()
+    pa = txn_producer(bs, tid())
+    pc = txn_producer(bs, tid())
+    pa.begin_transaction()
+    pc.begin_transaction()
+    pa.produce(topic, b"a0", partition=0)
+    pc.produce(topic, b"c0", partition=0)
+    assert pa.flush(30) == 0 and pc.flush(30) == 0
+    pa.produce(topic, b"a1", partition=0)
+    pc.produce(topic, b"c1", partition=0)
+    assert pa.flush(30) == 0 and pc.flush(30) == 0
+    pa.abort_transaction(30)
+    pc.commit_transaction(30)
+    target.kill9_and_restart()
+    # 4 records and 2 markers; a coordinator that resumes after the restart may write a
+    # marker again (Kafka allows that: a marker without an open transaction changes nothing).
+    wait_stable(bs, topic, timeout=40, hw_at_least=6)
+    p = txn_producer(bs, tid())
+    run_txn(p, topic, [b"end"], commit=True)
+    rc = [v for _, v in read_until(bs, topic, b"end", "read_committed")]
+    assert sorted(rc[:-1]) == [b"c0", b"c1"] and rc[-1] == b"end"
+    ru = [v for _, v in read_until(bs, topic, b"end", "read_uncommitted")]
+    assert sorted(ru[:4]) == [b"a0", b"a1", b"c0", b"c1"] and ru[4:] == [b"end"]
