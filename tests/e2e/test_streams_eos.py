@@ -12,6 +12,9 @@
   second half of the input arrives. The committed output, read here with confluent-kafka
   read_committed, must hold for each word exactly the updates 1, 2, ..., n (n its count in
   the input): nothing lost, nothing duplicated by a retry, no aborted update visible.
+- The same word count on one broker with the app itself SIGKILLed mid-run: a second instance
+  finishes it once the coordinator has aborted the dead one's open transaction on its
+  timeout; the output is still exact.
 
 The same Java program passes every case against Apache Kafka 4.4 (tests/compat/README.md).
 """
@@ -194,7 +197,6 @@ def test_streams_word_count_exactly_once_across_broker_restart(broker_factory, s
     for t in (src, out):
         create_topic(brokers[0], t, partitions=PARTITIONS, replication_factor=3)
     lines = make_lines(LINES)
-    want = collections.Counter(w for line in lines for w in line.split())
     half = LINES // 2
     produce_lines(bootstrap, src, lines[:half])
 
@@ -269,8 +271,15 @@ def test_streams_word_count_exactly_once_across_broker_restart(broker_factory, s
     assert "streams_wordcount_eos" in passed, f"the Streams app failed: {failed or stdout[-3000:]}"
 
     # Checked again here, independently of the Java program.
+    check_output(bootstrap, src, out, lines)
+
+
+def check_output(bootstrap: str, src: str, out: str, lines: list[str]) -> None:
+    """The input holds each line once; the committed output holds for each word exactly the
+    updates 1..n, n its count in `lines`, and no transaction stays open on it."""
     hw_in = end_offsets(bootstrap, src, IsolationLevel.READ_UNCOMMITTED)
-    assert sum(hw_in.values()) == LINES, f"input holds {hw_in}, want {LINES} lines"
+    assert sum(hw_in.values()) == len(lines), f"input holds {hw_in}, want {len(lines)} lines"
+    want = collections.Counter(w for line in lines for w in line.split())
     wait_stable(bootstrap, out)
     updates = read_committed_updates(bootstrap, out)
     wrong = {}
@@ -283,3 +292,51 @@ def test_streams_word_count_exactly_once_across_broker_restart(broker_factory, s
     assert not wrong, f"{len(wrong)} words counted wrong: {dict(list(wrong.items())[:5])}"
     final = {w: u[-1] for w, u in updates.items()}
     assert final == dict(want)
+
+
+@pytest.mark.timeout(300)
+def test_streams_word_count_exactly_once_across_app_crash(broker_factory, streams_classpath, tmp_path):
+    """The Streams app SIGKILLed mid-run, with a transaction open; a second instance (a new
+    transactional.id: its state directory is new) takes over once the dead member's session
+    expires. It can only read past the dead one's open transaction once the coordinator
+    aborts it on its timeout (10 s, Streams' default under exactly_once_v2); it restores the
+    count store from the changelog, read_committed. The committed output is still exact."""
+    b = broker_factory()
+    src, out = unique_topic("wc-in"), unique_topic("wc-out")
+    for t in (src, out):
+        create_topic(b, t, partitions=PARTITIONS)
+    lines = make_lines(LINES, seed=29)
+    produce_lines(b.bootstrap, src, lines)
+    app = unique_topic("wc-app")
+    repartition = f"{app}-words-repartition"
+    props = {"streams.input": src, "streams.output": out, "streams.app": app,
+             "streams.expect.lines": str(LINES), "streams.timeout.s": "120",
+             "streams.session.timeout.ms": "6000"}
+    first_out = tmp_path / "first.out"
+    with open(first_out, "w") as so, open(tmp_path / "first.err", "w") as se:
+        first = subprocess.Popen(java(streams_classpath, b.bootstrap, ["streams_wordcount_eos"],
+                                      dict(props, **{"streams.line.delay.ms": "3"})),
+                                 stdout=so, stderr=se, stdin=subprocess.DEVNULL)
+    try:
+        threshold = sum(len(line.split()) for line in lines) // 3
+
+        def progressed() -> bool:
+            try:
+                return sum(end_offsets(b.bootstrap, repartition, IsolationLevel.READ_UNCOMMITTED).values()) >= threshold
+            except Exception:  # noqa: BLE001 - not created yet
+                return False
+        wait_for(progressed, 60, f"{threshold} records in {repartition}", first,
+                 lambda: first_out.read_text()[-4000:] + (tmp_path / "first.err").read_text()[-4000:])
+    finally:
+        first.kill()
+        first.wait()
+    print(first_out.read_text())
+    t0 = time.monotonic()
+    r = subprocess.run(java(streams_classpath, b.bootstrap, ["streams_wordcount_eos"], props),
+                       capture_output=True, text=True, timeout=200)
+    print(f"second instance: {time.monotonic() - t0:.1f}s, exit {r.returncode}\n{r.stdout}")
+    passed, failed = results(r.stdout)
+    if failed or r.returncode != 0:
+        print(r.stderr[-8000:])
+    assert "streams_wordcount_eos" in passed, f"the second instance failed: {failed or r.stdout[-3000:]}"
+    check_output(b.bootstrap, src, out, lines)

@@ -51,7 +51,8 @@ import org.apache.kafka.streams.state.Stores;
  * for before the app counts as done), streams.rf (replication factor of the topics it creates,
  * Streams' internal ones included; -1 = broker default), streams.app (application.id),
  * streams.timeout.s, streams.line.delay.ms (a pause per input line, so that a test can act on
- * the brokers while the app is still busy).
+ * the brokers while the app is still busy), streams.session.timeout.ms (how soon the group
+ * drops a member that died).
  *
  * <p>Prints "PASS name (ms)" / "FAIL name: why" per case, "INFO ..." progress lines, and a
  * closing "streams-eos: N passed, M failed"; exits 1 when a case failed.
@@ -569,6 +570,8 @@ public final class StreamsEos {
         // Small polls: transactions of a fraction of a second even with streams.line.delay.ms.
         props.put(StreamsConfig.mainConsumerPrefix(ConsumerConfig.MAX_POLL_RECORDS_CONFIG), 100);
         props.put(StreamsConfig.producerPrefix(ProducerConfig.REQUEST_TIMEOUT_MS_CONFIG), 15000);
+        String session = System.getProperty("streams.session.timeout.ms");
+        if (session != null) props.put(StreamsConfig.consumerPrefix(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG), Integer.parseInt(session));
         props.put(StreamsConfig.consumerPrefix(ConsumerConfig.REQUEST_TIMEOUT_MS_CONFIG), 15000);
 
         AtomicInteger replaced = new AtomicInteger();
@@ -607,7 +610,7 @@ public final class StreamsEos {
                         + " ms: " + updates + " of " + (totalWords < 0 ? "?" : totalWords) + " updates committed");
                 updates += out.poll(Duration.ofMillis(200)).count();
                 try {
-                    if (!coordinatorsShown && s == KafkaStreams.State.RUNNING) coordinatorsShown = showCoordinators(a, app);
+                    if (!coordinatorsShown && s == KafkaStreams.State.RUNNING) coordinatorsShown = showCoordinators(a, app, streams);
                     if (totalWords < 0) {
                         Map<TopicPartition, OffsetSpec> latest = new HashMap<>();
                         in.forEach(tp -> latest.put(tp, OffsetSpec.latest()));
@@ -645,13 +648,25 @@ public final class StreamsEos {
         }
     }
 
-    /** Prints which brokers coordinate the app's group and its transactions (best effort). */
-    static boolean showCoordinators(Admin a, String app) {
+    /**
+     * Prints which brokers coordinate the app's group and this instance's transactions (best
+     * effort): its transactional ids are its producers' client ids up to "-StreamThread-"
+     * plus the thread's index; a dead instance's may still be listed.
+     */
+    static boolean showCoordinators(Admin a, String app, KafkaStreams streams) {
         try {
+            String prefix = null;
+            for (var t : streams.metadataForLocalThreads()) {
+                for (String clientId : t.producerClientIds()) {
+                    int i = clientId.indexOf("-StreamThread-");
+                    if (i > 0) prefix = clientId.substring(0, i) + "-";
+                }
+            }
+            if (prefix == null) return false;
             int group = a.describeConsumerGroups(List.of(app)).describedGroups().get(app).get(10, TimeUnit.SECONDS).coordinator().id();
             List<String> ids = new ArrayList<>();
             for (var l : a.listTransactions().all().get(10, TimeUnit.SECONDS)) {
-                if (l.transactionalId().startsWith(app)) ids.add(l.transactionalId());
+                if (l.transactionalId().startsWith(prefix)) ids.add(l.transactionalId());
             }
             if (ids.isEmpty()) return false;
             Collections.sort(ids);
