@@ -92,9 +92,13 @@ def end_offsets(bootstrap: str, topic: str, isolation: IsolationLevel) -> dict[i
     partition's old leader after it died and answers offset -1001 without an error, even once
     Metadata names the new leader."""
     admin = AdminClient({"bootstrap.servers": bootstrap})
-    fs = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in range(PARTITIONS)},
-                            isolation_level=isolation, request_timeout=10)
-    ends = {tp.partition: f.result(timeout=15).offset for tp, f in fs.items()}
+    try:
+        fs = admin.list_offsets({TopicPartition(topic, p): OffsetSpec.latest() for p in range(PARTITIONS)},
+                                isolation_level=isolation, request_timeout=10)
+        ends = {tp.partition: f.result(timeout=15).offset for tp, f in fs.items()}
+    finally:
+        # An error's traceback holds this frame: the client would live on, retrying its brokers.
+        del admin
     assert all(o >= 0 for o in ends.values()), f"ListOffsets {topic} {isolation}: {ends}"
     return ends
 
