@@ -8,8 +8,9 @@
   Kafka Streams word count once, in the same JVM.
 - Kafka Streams 4.4 (processing.guarantee=exactly_once_v2) against three brokers, RF 3: a word
   count (repartition topic, state store and changelog) over 3000 lines; one broker (the one
-  coordinating the app's transactions) is SIGKILLed mid-run and started again while the
-  second half of the input arrives. The committed output, read here with confluent-kafka
+  coordinating the app's transactions) is SIGKILLed mid-run, the second half of the input
+  arrives while it is down, the app commits without it, and it is started again while the
+  app is still at work. The committed output, read here with confluent-kafka
   read_committed, must hold for each word exactly the updates 1, 2, ..., n (n its count in
   the input): nothing lost, nothing duplicated by a retry, no aborted update visible.
 - The same word count on one broker with the app itself SIGKILLed mid-run: a second instance
