@@ -224,6 +224,49 @@ def test_consume_transform_produce_exactly_once_across_a_crash(target, tmp_path)
     txnkit.check_ctp_result(bs, src, dst, partitions, inputs, result)
 
 
+KILL_ROUNDS = txnkit.env_int("ICESTREAM_TXN_KILL_ROUNDS", 4)
+
+
+@pytest.mark.timeout(120 + 45 * KILL_ROUNDS)
+def test_consume_transform_produce_exactly_once_under_random_kills(target, tmp_path):
+    """The loop of the test above over KILL_ROUNDS rounds (ICESTREAM_TXN_KILL_ROUNDS; 4 in
+    CI, more for a soak), each after a random number of commits and a random delay: a SIGKILL
+    of the broker (restarted at once) or of the loop itself (a new process with the same
+    transactional.id takes over, fencing the old one's transaction). Afterwards the output
+    holds every input exactly once, nothing of an aborted transaction, in input order, and the
+    group's offsets are at the input's end."""
+    bs = target.bootstrap
+    partitions = 3
+    src = target.create_topic(partitions)
+    dst = target.create_topic(partitions)
+    inputs = txnkit.produce_inputs(bs, src, partitions, 150 * KILL_ROUNDS)
+    seed = random.randrange(1 << 30)
+    rng = random.Random(seed)
+    kills = []
+    print(f"seed {seed}, {KILL_ROUNDS} rounds")
+
+    def chaos(w: txnkit.Worker):
+        while len(kills) < KILL_ROUNDS:
+            for _ in range(rng.randint(1, 3)):
+                if w.wait_event({"commit", "done"}, timeout=60)["ev"] != "commit":
+                    return
+            # A random point in the next transaction, not a wait for anything.
+            time.sleep(rng.uniform(0.0, 0.2))
+            if rng.random() < 0.5:
+                kills.append(("broker", w.commits()))
+                target.kill9_and_restart()
+            else:
+                kills.append(("loop", w.commits()))
+                w.kill9()
+                return
+
+    result = txnkit.run_ctp(bs, tmp_path, src, dst, seed, hang_after=None, chaos=chaos,
+                            max_generations=2 + KILL_ROUNDS, deadline_s=60 + 40 * KILL_ROUNDS)
+    print(f"kills: {kills}")
+    assert len(kills) == KILL_ROUNDS, f"the loop finished after {kills}: too few inputs"
+    txnkit.check_ctp_result(bs, src, dst, partitions, inputs, result)
+
+
 # ---------------------------------------------------------------------------- 4. fencing, timeout
 
 

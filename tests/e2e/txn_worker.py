@@ -16,6 +16,7 @@ fatal, done. The spec (argv[1], JSON) is made by txnkit.worker_spec.
 from __future__ import annotations
 
 import json
+import os
 import random
 import sys
 import time
@@ -75,6 +76,13 @@ def main():
         "reconnect.backoff.ms": 50,
         "reconnect.backoff.max.ms": 1000,
         "topic.metadata.refresh.interval.ms": 1000,
+        # librdkafka 2.16 re-bootstraps when every broker it knows is down (a single broker
+        # killed): the transactional producer then keeps a decommissioned broker handle that
+        # never terminates and stops sending anything but Metadata (seen in its debug log,
+        # "Handle is terminating" forever). Reconnecting to the known broker instead is what
+        # clients did before re-bootstrap existed.
+        "metadata.recovery.strategy": "none",
+        **({"debug": "eos,protocol,broker"} if os.environ.get("TXN_DEBUG") else {}),
     })
     fatal_errors = []
 
