@@ -85,7 +85,7 @@ impl TopicHost for Broker {
         Box::pin(super::txn_verify::verify(
             self,
             txn_id,
-            topic.to_string(),
+            topic,
             partition,
             producer_id,
             epoch,

@@ -28,6 +28,20 @@ pub(super) fn start_txn_ticker(b: &Arc<Broker>) {
     });
 }
 
+impl Broker {
+    /// The `transaction.version` level in force (KIP-890): what a single node supports, what
+    /// the controller finalized in a cluster (0 until every broker supports 2). Requests speak
+    /// transaction protocol v2 only at level 2.
+    pub(crate) fn transaction_version(&self) -> i16 {
+        use crate::cluster::features::{finalized_alone, TRANSACTION_VERSION};
+        let levels = match &self.cluster {
+            Some(c) => c.finalized_features(),
+            None => finalized_alone(),
+        };
+        levels.get(TRANSACTION_VERSION).copied().unwrap_or(0)
+    }
+}
+
 impl TxnHost for Broker {
     fn new_producer_id(&self) -> HostFuture<'_, Result<i64, String>> {
         Box::pin(async move {

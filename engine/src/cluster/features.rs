@@ -27,6 +27,12 @@ pub const CLUSTER_UNMOUNT: &str = "icestream.cluster.unmount";
 /// (an earlier release would assign their offsets again).
 pub const ASSIGNED_ENTRIES: &str = "icestream.raft.assigned.entries";
 
+/// Kafka's own feature (KIP-890): level 2 is transaction protocol v2, where partition leaders
+/// add partitions to transactions and every EndTxn bumps the producer epoch; Java clients 4.x
+/// speak it once the cluster finalizes it. Its coordinator records (`txn::store` version 1)
+/// are written only then, so a broker of an earlier release never meets one.
+pub const TRANSACTION_VERSION: &str = "transaction.version";
+
 /// What this build supports: each feature with its highest level.
 pub fn supported() -> Levels {
     [
@@ -34,8 +40,24 @@ pub fn supported() -> Levels {
         (DYNAMIC_BROKER_CONFIGS.to_string(), 1),
         (CLUSTER_UNMOUNT.to_string(), 1),
         (ASSIGNED_ENTRIES.to_string(), 1),
+        (TRANSACTION_VERSION.to_string(), 2),
     ]
     .into()
+}
+
+/// The lowest level of a supported feature: 0 for `transaction.version` (as Kafka's), 1 for
+/// the others.
+pub fn min_level(name: &str) -> i16 {
+    if name == TRANSACTION_VERSION {
+        0
+    } else {
+        1
+    }
+}
+
+/// What a single node finalizes: everything it supports (it is the whole cluster).
+pub fn finalized_alone() -> Levels {
+    supported()
 }
 
 /// The levels to finalize next: for each feature every broker in `brokers` supports, the

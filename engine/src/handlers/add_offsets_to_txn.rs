@@ -31,6 +31,7 @@ pub async fn handle(
             req.producer_id.0,
             req.producer_epoch,
             &[(OFFSETS_TOPIC.to_string(), p)],
+            crate::txn::TxnVersion::V1,
         )
         .await;
     answer(txn_error::result_code(&r, version >= 2))

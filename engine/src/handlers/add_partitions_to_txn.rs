@@ -1,8 +1,11 @@
 //! AddPartitionsToTxn (v0-v5): partitions join the producer's ongoing transaction
 //! (`txn::Coordinator::add_partitions`). v0-v3: one transaction, from a client; v4+: a batch
 //! of transactions, from brokers, where `verify_only` asks whether each partition is already
-//! in the transaction (KIP-890) and adds nothing. A partition of a topic that does not exist
-//! fails the request: it gets UNKNOWN_TOPIC_OR_PARTITION, the others OPERATION_NOT_ATTEMPTED.
+//! in the transaction (KIP-890) and adds nothing, and otherwise a partition leader adds it for
+//! a transaction protocol v2 producer (KIP-890 part 2; Kafka's
+//! `transactionVersionForAddPartitionsToTxn`: v4+ is TV_2). A partition of a topic that does
+//! not exist fails the request: it gets UNKNOWN_TOPIC_OR_PARTITION, the others
+//! OPERATION_NOT_ATTEMPTED.
 
 use kafka_protocol::messages::add_partitions_to_txn_request::AddPartitionsToTxnTopic;
 use kafka_protocol::messages::add_partitions_to_txn_response::{
@@ -12,7 +15,16 @@ use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResp
 
 use super::{topic_name, txn_error};
 use crate::broker::Broker;
-use crate::txn::TxnError;
+use crate::txn::{TxnError, TxnVersion};
+
+/// What a request asks about one transaction's partitions.
+#[derive(Debug, Clone, Copy)]
+enum Ask {
+    /// v4+ `verify_only`: whether each is in the transaction (KIP-890 part 1).
+    Verify,
+    /// Add them: for a client of protocol v1 (v0-v3), or a partition leader for one of v2.
+    Add(TxnVersion),
+}
 
 /// The outcome of each partition of one transaction, grouped by topic as asked.
 async fn one(
@@ -21,7 +33,7 @@ async fn one(
     producer_id: i64,
     epoch: i16,
     topics: &[AddPartitionsToTxnTopic],
-    verify_only: bool,
+    ask: Ask,
     fenced_known: bool,
 ) -> Vec<AddPartitionsToTxnTopicResult> {
     let partitions: Vec<(String, i32)> = topics
@@ -44,14 +56,17 @@ async fn one(
                 })
             })
             .collect()
-    } else if verify_only {
-        b.txns.verify(b, id, producer_id, epoch, &partitions)
     } else {
-        let r = b
-            .txns
-            .add_partitions(b, id, producer_id, epoch, &partitions)
-            .await;
-        vec![r; partitions.len()]
+        match ask {
+            Ask::Verify => b.txns.verify(b, id, producer_id, epoch, &partitions),
+            Ask::Add(version) => {
+                let r = b
+                    .txns
+                    .add_partitions(b, id, producer_id, epoch, &partitions, version)
+                    .await;
+                vec![r; partitions.len()]
+            }
+        }
     };
     let mut outcomes = outcomes.into_iter();
     topics
@@ -86,7 +101,7 @@ pub async fn handle(
             req.v3_and_below_producer_id.0,
             req.v3_and_below_producer_epoch,
             &req.v3_and_below_topics,
-            false,
+            Ask::Add(TxnVersion::V1),
             version >= 2,
         )
         .await;
@@ -100,7 +115,11 @@ pub async fn handle(
             t.producer_id.0,
             t.producer_epoch,
             &t.topics,
-            t.verify_only,
+            if t.verify_only {
+                Ask::Verify
+            } else {
+                Ask::Add(TxnVersion::V2)
+            },
             true,
         )
         .await;

@@ -29,15 +29,19 @@ pub fn handle(
         .into_iter()
         .map(|(name, max)| {
             SupportedFeatureKey::default()
+                .with_min_version(features::min_level(&name))
                 .with_name(super::sb(name))
-                .with_min_version(1)
                 .with_max_version(max)
         })
         .collect();
+    // A single node finalizes what it supports, at epoch 0 (Java clients only read finalized
+    // features of an epoch above -1: `transaction.version` 2 switches them to protocol v2).
     let (epoch, finalized) = b
         .cluster
         .as_ref()
-        .map_or((-1, Default::default()), |c| c.finalized_features_epoch());
+        .map_or((0, features::finalized_alone()), |c| {
+            c.finalized_features_epoch()
+        });
     let finalized = finalized
         .into_iter()
         .map(|(name, level)| {
@@ -64,6 +68,37 @@ pub fn unsupported() -> ApiVersionsResponse {
 #[cfg(test)]
 mod tests {
     use kafka_protocol::messages::ApiKey;
+
+    /// A single node finalizes `transaction.version` 2 (its supported range starting at 0, as
+    /// Kafka's), so that Java clients 4.x use transaction protocol v2.
+    #[tokio::test]
+    async fn a_single_node_finalizes_transaction_version_2() {
+        let dir = tempfile::tempdir().unwrap().keep();
+        let b = crate::Broker::start(
+            crate::BrokerConfig::for_tests(dir),
+            crate::IoBackend::Blocking,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        let r = super::handle(&b, 3, Default::default());
+        let tv = |name: &str| name == crate::cluster::features::TRANSACTION_VERSION;
+        let s = r
+            .supported_features
+            .iter()
+            .find(|f| tv(f.name.as_str()))
+            .unwrap();
+        assert_eq!((s.min_version, s.max_version), (0, 2));
+        let f = r
+            .finalized_features
+            .iter()
+            .find(|f| tv(f.name.as_str()))
+            .unwrap();
+        assert_eq!((f.min_version_level, f.max_version_level), (2, 2));
+        assert!(r.finalized_features_epoch >= 0);
+        assert_eq!(b.transaction_version(), 2);
+    }
 
     /// Every API that ApiVersions advertises reaches a handler, not the dispatcher's catch-all.
     #[test]

@@ -1,13 +1,22 @@
-//! EndTxn (v0-v5, transaction protocol v1): commits or aborts the producer's transaction
+//! EndTxn (v0-v5): commits or aborts the producer's transaction
 //! (`txn::Coordinator::end_txn`). Answered once the transaction is prepared (written); its
-//! markers are written afterwards.
+//! markers are written afterwards. v5 speaks transaction protocol v2 (KIP-890 part 2, as
+//! Kafka's `transactionVersionForEndTxn`) once the cluster finalized `transaction.version` 2:
+//! the epoch is bumped at every end and the answer carries the producer id and epoch the
+//! producer goes on with.
 
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
 use super::txn_error;
 use crate::broker::Broker;
+use crate::txn::TxnVersion;
 
 pub async fn handle(b: &Broker, version: i16, req: EndTxnRequest) -> EndTxnResponse {
+    let protocol = if version >= 5 && b.transaction_version() >= 2 {
+        TxnVersion::V2
+    } else {
+        TxnVersion::V1
+    };
     let r = b
         .txns
         .end_txn(
@@ -16,15 +25,12 @@ pub async fn handle(b: &Broker, version: i16, req: EndTxnRequest) -> EndTxnRespo
             req.producer_id.0,
             req.producer_epoch,
             req.committed,
+            protocol,
         )
         .await;
-    // v5's producer id and epoch: unchanged under transaction protocol v1.
-    let (pid, epoch) = match r {
-        Ok(()) => (req.producer_id.0, req.producer_epoch),
-        Err(_) => (-1, -1),
-    };
+    let (pid, epoch) = r.as_ref().map_or((-1, -1), |&identity| identity);
     EndTxnResponse::default()
-        .with_error_code(txn_error::result_code(&r, version >= 2))
+        .with_error_code(txn_error::result_code(&r.map(|_| ()), version >= 2))
         .with_producer_id(ProducerId(pid))
         .with_producer_epoch(epoch)
 }
@@ -205,5 +211,166 @@ mod tests {
             super::handle(&b, 3, end(0, false)).await.error_code,
             ResponseError::InvalidTxnState.code()
         );
+    }
+
+    /// A transaction protocol v2 producer (Java clients 4.x on a broker finalizing
+    /// `transaction.version` 2): no AddPartitionsToTxn nor AddOffsetsToTxn; the partition
+    /// leader adds its partition on Produce v12, the group coordinator its offsets partition
+    /// on TxnOffsetCommit v5, and EndTxn v5 answers the bumped epoch, which the next
+    /// transaction uses at once.
+    #[tokio::test]
+    async fn a_v2_transaction_through_the_handlers() {
+        use crate::handlers::{produce, txn_offset_commit};
+        use kafka_protocol::messages::produce_request::{PartitionProduceData, TopicProduceData};
+        use kafka_protocol::messages::txn_offset_commit_request::{
+            TxnOffsetCommitRequestPartition, TxnOffsetCommitRequestTopic,
+        };
+
+        let dir = tempfile::tempdir().unwrap().keep();
+        let b = crate::Broker::start(
+            crate::BrokerConfig::for_tests(dir),
+            crate::IoBackend::Blocking,
+            None,
+            None,
+        )
+        .await
+        .unwrap();
+        TopicHost::create_topic(&*b, "orders", 2, -1, &[])
+            .await
+            .unwrap();
+        let r = init_producer_id::handle(
+            &b,
+            5,
+            InitProducerIdRequest::default()
+                .with_transactional_id(Some(id()))
+                .with_transaction_timeout_ms(60_000)
+                .with_producer_id(ProducerId(-1))
+                .with_producer_epoch(-1),
+        )
+        .await;
+        assert_eq!((r.error_code, r.producer_epoch), (0, 0));
+        let pid = r.producer_id;
+
+        let produce = |epoch: i16, seq: i32| {
+            let records = [crate::log::batch::NewRecord {
+                value: Some(bytes::Bytes::from(format!("v-{epoch}-{seq}"))),
+                ..Default::default()
+            }];
+            let bytes = crate::log::control::encode_transactional(&records, pid.0, epoch).unwrap();
+            let bytes = crate::log::batch::with_producer(&bytes, pid.0, epoch, seq);
+            let req = ProduceRequest::default()
+                .with_transactional_id(Some(id()))
+                .with_acks(-1)
+                .with_timeout_ms(30_000)
+                .with_topic_data(vec![TopicProduceData::default()
+                    .with_name(topic_name("orders"))
+                    .with_partition_data(vec![PartitionProduceData::default()
+                        .with_index(0)
+                        .with_records(Some(bytes))])]);
+            let b = b.clone();
+            async move {
+                match produce::handle(&b, 12, req).await.response {
+                    Some(ResponseKind::Produce(r)) => {
+                        r.responses[0].partition_responses[0].error_code
+                    }
+                    other => panic!("no produce response: {other:?}"),
+                }
+            }
+        };
+        let describe = || {
+            let d = describe_transactions::handle(
+                &b,
+                DescribeTransactionsRequest::default().with_transactional_ids(vec![id()]),
+            );
+            d.transaction_states[0].clone()
+        };
+        let end = |epoch, commit| {
+            EndTxnRequest::default()
+                .with_transactional_id(id())
+                .with_producer_id(pid)
+                .with_producer_epoch(epoch)
+                .with_committed(commit)
+        };
+
+        // The first batch begins the transaction: the leader added the partition.
+        assert_eq!(produce(0, 0).await, 0);
+        let s = describe();
+        assert_eq!(s.transaction_state.as_str(), "Ongoing");
+        assert_eq!(
+            (s.topics.len(), s.topics[0].partitions.clone()),
+            (1, vec![0])
+        );
+        // Offsets in the transaction: the group's partition joins it.
+        let r = txn_offset_commit::handle(
+            &b,
+            5,
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(id())
+                .with_group_id(GroupId(sb("g")))
+                .with_producer_id(pid)
+                .with_producer_epoch(0)
+                .with_generation_id(-1)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name("orders"))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)])]),
+        )
+        .await;
+        assert_eq!(r.topics[0].partitions[0].error_code, 0);
+        assert_eq!(describe().topics.len(), 2);
+        // A stale epoch is fenced there too.
+        let r = txn_offset_commit::handle(
+            &b,
+            5,
+            TxnOffsetCommitRequest::default()
+                .with_transactional_id(id())
+                .with_group_id(GroupId(sb("g")))
+                .with_producer_id(pid)
+                .with_producer_epoch(7)
+                .with_topics(vec![TxnOffsetCommitRequestTopic::default()
+                    .with_name(topic_name("orders"))
+                    .with_partitions(vec![TxnOffsetCommitRequestPartition::default()
+                        .with_partition_index(0)
+                        .with_committed_offset(1)])]),
+        )
+        .await;
+        assert_eq!(
+            r.topics[0].partitions[0].error_code,
+            ResponseError::InvalidProducerEpoch.code()
+        );
+
+        // EndTxn v5: the bumped epoch, and the next transaction starts with it at once (its
+        // first batch waits for the markers of this one).
+        let r = super::handle(&b, 5, end(0, true)).await;
+        assert_eq!((r.error_code, r.producer_id, r.producer_epoch), (0, pid, 1));
+        assert_eq!(produce(1, 0).await, 0);
+        let s = describe();
+        assert_eq!(
+            (s.transaction_state.as_str(), s.producer_epoch),
+            ("Ongoing", 1)
+        );
+        // The old epoch is fenced now; the transaction aborts with epoch 2.
+        assert_eq!(
+            super::handle(&b, 5, end(0, true)).await.error_code,
+            ResponseError::ProducerFenced.code()
+        );
+        let r = super::handle(&b, 5, end(1, false)).await;
+        assert_eq!((r.error_code, r.producer_epoch), (0, 2));
+        // Its retry (the epoch before the bump) is answered once complete, with epoch 2.
+        let mut retried = None;
+        for _ in 0..200 {
+            let r = super::handle(&b, 5, end(1, false)).await;
+            if r.error_code != ResponseError::ConcurrentTransactions.code() {
+                retried = Some(r);
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let r = retried.expect("the abort never completed");
+        assert_eq!((r.error_code, r.producer_epoch), (0, 2));
+        assert_eq!(describe().transaction_state.as_str(), "CompleteAbort");
+        // The partition took the markers of both epochs and the next epoch's first batch.
+        assert_eq!(produce(2, 0).await, 0);
     }
 }

@@ -172,7 +172,8 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                 continue;
             }
             // KIP-890: the partition asks the coordinator before a producer's first batch in
-            // a transaction, if it has to (crate::partition::verify).
+            // a transaction, if it has to (crate::partition::verify); v12+ (transaction
+            // protocol v2) adds the partition to the transaction rather than checks it.
             let verify = txn_id.as_ref().and_then(|id| {
                 let (h, _) = batches.iter().find(|(h, _)| h.is_transactional())?;
                 Some(crate::broker::txn_verify::verifier(
@@ -182,6 +183,7 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
                     idx,
                     h.producer_id,
                     h.producer_epoch,
+                    version >= 12 && b.transaction_version() >= 2,
                 ))
             });
             let (tx, rx) = oneshot::channel();

@@ -1,22 +1,88 @@
 //! TxnOffsetCommit (v0-5): a transactional producer's consumer offsets, written to the group's
 //! `__consumer_offsets` partition as one transactional batch and kept pending until the
 //! transaction ends (`crate::group::Coordinator::txn_commit`). v2 adds the leader epoch, v3
-//! the member fields fenced as KIP-447 says (absent before: generation -1, no member).
+//! the member fields fenced as KIP-447 says (absent before: generation -1, no member). v5 is
+//! transaction protocol v2 (KIP-890 part 2) once the cluster finalized `transaction.version`
+//! 2: the producer sent no AddOffsetsToTxn, so the group's `__consumer_offsets` partition is
+//! added to its transaction here before the offsets are written, as a partition leader adds
+//! its partition on a Produce (`broker::txn_verify::add`).
 
 use kafka_protocol::messages::txn_offset_commit_response::{
     TxnOffsetCommitResponsePartition, TxnOffsetCommitResponseTopic,
 };
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
+use kafka_protocol::ResponseError;
 
-use super::group_error::per_partition;
+use super::group_error::{self, per_partition};
 use crate::broker::Broker;
+use crate::group::store::{self, OFFSETS_TOPIC};
 use crate::group::{CommitPartition, TxnCommitRequest};
+use crate::partition::verify::VerifyError;
+
+/// Transaction protocol v2: adds the group's `__consumer_offsets` partition to the producer's
+/// transaction (once this broker is known to coordinate the group); the error code otherwise.
+async fn add_offsets_partition(b: &Broker, req: &TxnOffsetCommitRequest) -> Result<(), i16> {
+    let group = req.group_id.as_str();
+    if group.is_empty() {
+        return Ok(()); // refused below, as before
+    }
+    b.groups
+        .check(b, group)
+        .map_err(|e| group_error::code(Some(e)))?;
+    let t = store::topic(b).await.map_err(|e| {
+        tracing::warn!(error = %e, "cannot create {OFFSETS_TOPIC} for a transaction");
+        ResponseError::CoordinatorNotAvailable.code()
+    })?;
+    let p = store::partition_for(group, t.partitions.len());
+    crate::broker::txn_verify::add(
+        b,
+        req.transactional_id.as_str(),
+        OFFSETS_TOPIC,
+        p,
+        req.producer_id.0,
+        req.producer_epoch,
+    )
+    .await
+    .map_err(|e| {
+        tracing::debug!(group, error = %e, "cannot add the offsets to the transaction");
+        match e {
+            VerifyError::NotInTransaction => ResponseError::InvalidTxnState,
+            VerifyError::Fenced => ResponseError::InvalidProducerEpoch,
+            // Retriable: the client finds the coordinator again and retries.
+            VerifyError::Unavailable(_) => ResponseError::CoordinatorNotAvailable,
+        }
+        .code()
+    })
+}
 
 pub async fn handle(
     b: &Broker,
     version: i16,
     req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
+    if version >= 5 && b.transaction_version() >= 2 {
+        if let Err(code) = add_offsets_partition(b, &req).await {
+            let topics = req
+                .topics
+                .iter()
+                .map(|t| {
+                    TxnOffsetCommitResponseTopic::default()
+                        .with_name(t.name.clone())
+                        .with_partitions(
+                            t.partitions
+                                .iter()
+                                .map(|p| {
+                                    TxnOffsetCommitResponsePartition::default()
+                                        .with_partition_index(p.partition_index)
+                                        .with_error_code(code)
+                                })
+                                .collect(),
+                        )
+                })
+                .collect();
+            return TxnOffsetCommitResponse::default().with_topics(topics);
+        }
+    }
     let topics = req
         .topics
         .into_iter()

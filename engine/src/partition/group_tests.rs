@@ -681,14 +681,18 @@ fn retention_frees_placed_segments_and_a_follower_behind_them_gets_a_snapshot() 
 
 /// A client's transactional batch of `n` records from producer `pid` at sequence `seq`.
 fn txn_batch(n: usize, pid: i64, seq: i32) -> Bytes {
+    txn_batch_at(n, pid, 0, seq)
+}
+
+fn txn_batch_at(n: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
     let records: Vec<NewRecord> = (0..n)
         .map(|i| NewRecord {
             value: Some(Bytes::from(format!("txn-{pid}-{i}"))),
             ..Default::default()
         })
         .collect();
-    let b = crate::log::control::encode_transactional(&records, pid, 0).unwrap();
-    batch::with_producer(&b, pid, 0, seq)
+    let b = crate::log::control::encode_transactional(&records, pid, epoch).unwrap();
+    batch::with_producer(&b, pid, epoch, seq)
 }
 
 async fn marker(
@@ -820,16 +824,24 @@ type ProduceAnswer = tokio::sync::oneshot::Receiver<Result<ProduceOk, PartitionE
 /// A transactional produce whose verification answers what the test sends on the returned
 /// channel.
 fn verified_produce(g: &Group, on: u64, batch: Bytes) -> (VerifyAnswer, ProduceAnswer) {
+    asked_produce(g, on, batch, false)
+}
+
+/// The same, `adds`: the ask adds the partition (transaction protocol v2).
+fn asked_produce(g: &Group, on: u64, batch: Bytes, adds: bool) -> (VerifyAnswer, ProduceAnswer) {
     let (answer, answered) = tokio::sync::oneshot::channel();
-    let verify: super::verify::Verify = Box::new(move || {
-        Box::pin(async move {
-            answered
-                .await
-                .unwrap_or(Err(super::verify::VerifyError::Unavailable(
-                    "dropped".into(),
-                )))
-        })
-    });
+    let verify = super::verify::Verify {
+        ask: Box::new(move || {
+            Box::pin(async move {
+                answered
+                    .await
+                    .unwrap_or(Err(super::verify::VerifyError::Unavailable(
+                        "dropped".into(),
+                    )))
+            })
+        }),
+        adds,
+    };
     let (reply, waiting) = tokio::sync::oneshot::channel();
     let produce = Cmd::Produce {
         batches: batch::split_batches(&batch).unwrap(),
@@ -877,5 +889,40 @@ fn a_first_transactional_batch_waits_for_the_coordinator_and_later_ones_keep_the
         ));
         g.settle(6).await;
         assert_eq!(g.handles[&leader].marks.borrow().stable, 6);
+    });
+}
+
+#[test]
+fn a_v2_first_batch_is_added_while_the_previous_transactions_marker_lands() {
+    run(|| async {
+        let g = spawn_group(tempfile::tempdir().unwrap());
+        let leader = g.leader(&[1, 2, 3]).await;
+        // Transaction 1 of producer 5 at epoch 0, open here.
+        let (answer, first) = asked_produce(&g, leader, txn_batch_at(2, 5, 0, 0), true);
+        answer.send(Ok(())).unwrap();
+        assert_eq!(first.await.unwrap().unwrap().base_offset, 0);
+        // Its EndTxn bumped the epoch to 1; the producer's next transaction begins before the
+        // marker (epoch 1) reaches this partition. The marker lands while the add is awaited:
+        // the answer stands, and the batch (epoch 1, sequence 0) is taken.
+        let (answer, second) = asked_produce(&g, leader, txn_batch_at(1, 5, 1, 0), true);
+        marker(&g, leader, 5, 1, true).await.unwrap();
+        answer.send(Ok(())).unwrap();
+        assert_eq!(second.await.unwrap().unwrap().base_offset, 3);
+        // Later batches of the transaction follow without asking.
+        let (_never, third) = asked_produce(&g, leader, txn_batch_at(1, 5, 1, 1), true);
+        assert_eq!(third.await.unwrap().unwrap().base_offset, 4);
+        marker(&g, leader, 5, 2, false).await.unwrap();
+        // A marker of a newer epoch (the transaction asked about ended, or was fenced) voids it.
+        let (answer, late) = asked_produce(&g, leader, txn_batch_at(1, 5, 2, 0), true);
+        marker(&g, leader, 5, 3, false).await.unwrap();
+        answer.send(Ok(())).unwrap();
+        assert!(matches!(
+            late.await.unwrap(),
+            Err(PartitionError::Verification(
+                super::verify::VerifyError::NotInTransaction
+            ))
+        ));
+        g.settle(7).await;
+        assert_eq!(g.handles[&leader].marks.borrow().stable, 7);
     });
 }

@@ -58,7 +58,8 @@ impl Actor {
             let _ = reply.send(Err(PartitionError::Sequence(e)));
             return;
         }
-        self.verifying.marker_written(m.producer_id);
+        self.verifying
+            .marker_written(m.producer_id, m.producer_epoch);
         let now = self.clock.now_ms();
         let bytes = control::encode_marker(
             m.producer_id,

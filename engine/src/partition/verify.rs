@@ -9,6 +9,13 @@
 //! partition's producer state says the producer has no transaction open here. While an answer
 //! is awaited, that producer's later produces wait behind it, so its batches keep their order;
 //! a marker written for the producer meanwhile (its transaction ended) voids the answer.
+//!
+//! Under transaction protocol v2 (KIP-890 part 2) the ask adds the partition to the
+//! transaction ([`Verify::adds`]), and the producer's first batch of a transaction may arrive
+//! before the markers of its previous one: the coordinator adds it only once those are all
+//! written, with the epoch the last end bumped to, which the markers carry too. Such a marker,
+//! written while the add is awaited, leaves the answer good; only a marker of a newer epoch
+//! (this transaction ended, or its producer fenced) voids it.
 
 use std::collections::{HashMap, VecDeque};
 use std::future::Future;
@@ -19,8 +26,14 @@ use bytes::Bytes;
 use super::{Actor, PartitionError, ProduceOk, Reply};
 use crate::log::batch::BatchHeader;
 
-/// Asks the coordinator once; called at most once per produce.
-pub type Verify = Box<dyn FnOnce() -> VerifyFuture<'static> + Send>;
+/// How a produce asks the coordinator about its transaction.
+pub struct Verify {
+    /// Asks once; called at most once per produce.
+    pub ask: Box<dyn FnOnce() -> VerifyFuture<'static> + Send>,
+    /// The ask adds the partition to the transaction (protocol v2) rather than checks it.
+    pub adds: bool,
+}
+
 pub type VerifyFuture<'a> = Pin<Box<dyn Future<Output = Result<(), VerifyError>> + Send + 'a>>;
 
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
@@ -48,7 +61,10 @@ pub(super) struct Verifying {
 
 struct Waiting {
     produces: VecDeque<Parked>,
-    /// A marker for the producer was written meanwhile.
+    /// The epoch of the batch that asked, and whether its ask adds (see the module docs).
+    epoch: i16,
+    adds: bool,
+    /// A marker for the producer that ends the transaction asked about was written meanwhile.
     void: bool,
 }
 
@@ -58,10 +74,13 @@ impl Verifying {
         std::mem::take(&mut self.started)
     }
 
-    /// A marker for `producer_id` is being written: an answer still awaited is stale.
-    pub(super) fn marker_written(&mut self, producer_id: i64) {
+    /// A marker for `producer_id` at `epoch` is being written: an answer still awaited about
+    /// a transaction it ends is stale.
+    pub(super) fn marker_written(&mut self, producer_id: i64, epoch: i16) {
         if let Some(w) = self.waiting.get_mut(&producer_id) {
-            w.void = true;
+            if !w.adds || epoch > w.epoch {
+                w.void = true;
+            }
         }
     }
 
@@ -111,7 +130,8 @@ impl Actor {
         if open || follower {
             return self.produce_now(batches, reply, acks_all);
         }
-        let asked = verify();
+        let Verify { ask, adds } = verify;
+        let asked = ask();
         self.verifying
             .started
             .push(Box::pin(async move { (pid, asked.await) }));
@@ -119,6 +139,8 @@ impl Actor {
             pid,
             Waiting {
                 produces: VecDeque::from([(batches, reply, acks_all)]),
+                epoch,
+                adds,
                 void: false,
             },
         );

@@ -40,7 +40,7 @@ pub use describe::ListFilter;
 pub use error::TxnError;
 pub use host::{HostFuture, MarkerBatch, MarkerOutcome, TxnHost};
 use ownership::Role;
-pub use state::{TxnMeta, TxnState};
+pub use state::{TxnMeta, TxnState, TxnVersion};
 pub use timeouts::ID_EXPIRATION_MS;
 
 /// How often timeouts, leaders and pending markers are checked.

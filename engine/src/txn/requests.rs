@@ -1,11 +1,19 @@
 //! InitProducerId (with a transactional id), AddPartitionsToTxn (AddOffsetsToTxn adds its
-//! `__consumer_offsets` partition through it) and EndTxn, and the rule they share: the new
+//! `__consumer_offsets` partition through it; under transaction protocol v2 partition leaders
+//! add through it) and EndTxn (v1 and v2), and the rule they share: the new
 //! state is computed under the lock ([`Coordinator::begin`]), written to `__transaction_state`
 //! and applied only once committed ([`Coordinator::commit`]).
 
-use super::state::{EndStep, InitStep, TxnMeta};
+use super::state::{EndStep, InitStep, TxnMeta, TxnVersion};
 use super::store::{self, StoreError};
 use super::{Coordinator, TxnError, TxnHost};
+
+/// What EndTxn does next.
+enum End {
+    Write,
+    Answer((i64, i16)),
+    NeedProducerId,
+}
 
 /// What InitProducerId does next.
 enum Init {
@@ -136,6 +144,8 @@ impl Coordinator {
 
     /// AddPartitionsToTxn (and AddOffsetsToTxn, with the group's `__consumer_offsets`
     /// partition): the partitions join the producer's ongoing transaction, which begins here.
+    /// `version` v2: a partition leader adds them (KIP-890 part 2), on the producer's first
+    /// batch there or its TxnOffsetCommit.
     pub async fn add_partitions(
         &self,
         host: &dyn TxnHost,
@@ -143,15 +153,22 @@ impl Coordinator {
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
+        version: TxnVersion,
     ) -> Result<(), TxnError> {
         self.check(host, id)?;
         let now = host.now_ms();
         let (target, ()) = self.begin(id, |cur| {
             let m = cur.ok_or(TxnError::InvalidProducerIdMapping)?;
-            Ok((m.add_partitions(producer_id, epoch, partitions, now)?, ()))
+            Ok((
+                m.add_partitions(producer_id, epoch, partitions, now, version)?,
+                (),
+            ))
         })?;
         if let Some(t) = target {
             self.commit(host, id, &t).await?;
+            if version == TxnVersion::V2 {
+                tracing::debug!(transactional_id = %id, producer_id, epoch, partitions = ?partitions, "partitions added by their leader (transaction protocol v2)");
+            }
         }
         Ok(())
     }
@@ -183,7 +200,10 @@ impl Coordinator {
     }
 
     /// EndTxn: the transaction is prepared (written), answered, and its markers are written
-    /// afterwards by the ticker. A retry of an EndTxn with the same result answers `Ok`.
+    /// afterwards by the ticker. A retry of an EndTxn with the same result answers `Ok`. The
+    /// answer is the producer id and epoch the producer goes on with: v1 the request's; v2 the
+    /// bumped epoch (a new producer id once the epoch is exhausted), see
+    /// [`TxnMeta::end_v2`].
     pub async fn end_txn(
         &self,
         host: &dyn TxnHost,
@@ -191,20 +211,50 @@ impl Coordinator {
         producer_id: i64,
         epoch: i16,
         commit: bool,
-    ) -> Result<(), TxnError> {
+        version: TxnVersion,
+    ) -> Result<(i64, i16), TxnError> {
         self.check(host, id)?;
         let now = host.now_ms();
-        let (target, ()) = self.begin(id, |cur| {
-            let m = cur.ok_or(TxnError::InvalidProducerIdMapping)?;
-            Ok(match m.end(producer_id, epoch, commit, now)? {
-                EndStep::Write(n) => (Some(n), ()),
-                EndStep::Done => (None, ()),
-            })
-        })?;
-        if let Some(t) = target {
-            self.commit(host, id, &t).await?;
-            self.kick();
+        let mut fresh = None;
+        // Twice at most: once more with a fresh producer id when the first round asked for one.
+        for _ in 0..2 {
+            let (target, next) = self.begin(id, |cur| {
+                let m = cur.ok_or(TxnError::InvalidProducerIdMapping)?;
+                let step = match version {
+                    TxnVersion::V1 => m.end(producer_id, epoch, commit, now)?,
+                    TxnVersion::V2 => m.end_v2(producer_id, epoch, commit, now, fresh)?,
+                };
+                Ok(match step {
+                    EndStep::Write(n) => (Some(n), End::Write),
+                    // v2: the producer id and epoch the producer goes on with.
+                    EndStep::Done if version == TxnVersion::V2 => {
+                        (None, End::Answer(m.completed_identity()))
+                    }
+                    EndStep::Done => (None, End::Answer((producer_id, epoch))),
+                    EndStep::NeedProducerId => (None, End::NeedProducerId),
+                })
+            })?;
+            match (target, next) {
+                (Some(t), _) => {
+                    self.commit(host, id, &t).await?;
+                    self.kick();
+                    if version == TxnVersion::V1 {
+                        return Ok((producer_id, epoch));
+                    }
+                    let (pid, bumped) = t.completed_identity();
+                    tracing::debug!(transactional_id = %id, producer_id = pid, epoch = bumped, commit, "transaction ending with its epoch bumped (transaction protocol v2)");
+                    return Ok((pid, bumped));
+                }
+                (None, End::Answer(identity)) => return Ok(identity),
+                _ => {
+                    fresh = Some(
+                        host.new_producer_id()
+                            .await
+                            .map_err(TxnError::ProducerIdUnavailable)?,
+                    )
+                }
+            }
         }
-        Ok(())
+        Err(TxnError::ConcurrentTransactions)
     }
 }

@@ -1,6 +1,6 @@
 //! One transactional id's state and its transitions, as Kafka's TransactionMetadata
-//! (transaction protocol v1). Pure: each request computes the state to write (or an error),
-//! the coordinator writes it to `__transaction_state` and only then applies it.
+//! (transaction protocols v1 and v2). Pure: each request computes the state to write (or an
+//! error), the coordinator writes it to `__transaction_state` and only then applies it.
 //!
 //! ```text
 //! Empty / Complete* --AddPartitions--> Ongoing --EndTxn--> Prepare{Commit,Abort}
@@ -8,6 +8,14 @@
 //! Ongoing --InitProducerId or timeout (epoch bumped: PrepareEpochFence)--> PrepareAbort
 //! Empty / Complete* --InitProducerId--> Empty (epoch bumped)
 //! ```
+//!
+//! Transaction protocol v2 (KIP-890 part 2, [`TxnVersion::V2`]): partition leaders add the
+//! partitions (a producer's first batch there, its TxnOffsetCommit), and every EndTxn bumps
+//! the producer's epoch: the Prepare* record carries the bumped epoch (the markers' epoch),
+//! and once the epoch is exhausted a new producer id ([`TxnMeta::next_producer_id`]) that the
+//! Complete* record takes on. The client is answered the producer id and epoch it continues
+//! with; a retried EndTxn is recognised by the epoch before the bump. An abort with nothing
+//! added (Empty, Complete*) is a transaction too: its epoch is bumped, no marker is written.
 
 use std::collections::BTreeSet;
 
@@ -85,6 +93,35 @@ impl TxnState {
     }
 }
 
+/// The transaction protocol a request speaks, as Kafka's `clientTransactionVersion` (whose
+/// level it is stored as: 0 for v1, 2 for v2): EndTxn v5 and the AddPartitionsToTxn v4+ that
+/// partition leaders send speak v2, and only once the cluster finalized `transaction.version`
+/// 2; everything else v1.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum TxnVersion {
+    #[default]
+    V1,
+    V2,
+}
+
+impl TxnVersion {
+    /// Its `transaction.version` level (Kafka's TV_0 for v1 clients, TV_2).
+    pub fn level(self) -> u8 {
+        match self {
+            TxnVersion::V1 => 0,
+            TxnVersion::V2 => 2,
+        }
+    }
+
+    pub fn from_level(level: u8) -> Option<TxnVersion> {
+        match level {
+            0 | 1 => Some(TxnVersion::V1),
+            2 => Some(TxnVersion::V2),
+            _ => None,
+        }
+    }
+}
+
 /// Kafka's `isEpochExhausted`: the epoch cannot be bumped (a new producer id is taken).
 pub fn epoch_exhausted(epoch: i16) -> bool {
     epoch >= i16::MAX - 1
@@ -105,6 +142,11 @@ pub struct TxnMeta {
     /// When the ongoing transaction began (-1: none).
     pub start_ms: i64,
     pub update_ms: i64,
+    /// Transaction protocol v2, a prepared transaction whose epoch is exhausted: the producer
+    /// id its producer continues with once it completes (-1: none, the same one).
+    pub next_producer_id: i64,
+    /// The protocol of the request that last changed it (Kafka's `clientTransactionVersion`).
+    pub version: TxnVersion,
 }
 
 /// What InitProducerId does to an existing transactional id.
@@ -126,8 +168,11 @@ pub enum InitStep {
 pub enum EndStep {
     /// Write this Prepare* state, answer, then write the markers.
     Write(TxnMeta),
-    /// A retry of an EndTxn already preparing or done with the same result: answer NONE.
+    /// A retry of an EndTxn already preparing or done with the same result: answer NONE (v2:
+    /// with the current producer id and epoch).
     Done,
+    /// v2, the epoch is exhausted: ask again with a fresh producer id.
+    NeedProducerId,
 }
 
 impl TxnMeta {
@@ -143,6 +188,8 @@ impl TxnMeta {
             partitions: BTreeSet::new(),
             start_ms: -1,
             update_ms: now,
+            next_producer_id: NO_PRODUCER_ID,
+            version: TxnVersion::V1,
         }
     }
 
@@ -233,15 +280,31 @@ impl TxnMeta {
         Ok(())
     }
 
-    /// AddPartitionsToTxn: the state to write, or `None` when every partition is already in
-    /// the ongoing transaction.
+    /// The producer id and epoch the producer continues with once this transaction completes
+    /// (v2: the bumped epoch, or the next producer id at epoch 0).
+    pub fn completed_identity(&self) -> (i64, i16) {
+        if self.version == TxnVersion::V2 && self.next_producer_id >= 0 {
+            (self.next_producer_id, 0)
+        } else {
+            (self.producer_id, self.epoch)
+        }
+    }
+
+    /// AddPartitionsToTxn (v2: from a partition leader): the state to write, or `None` when
+    /// every partition is already in the ongoing transaction.
     pub fn add_partitions(
         &self,
         producer_id: i64,
         epoch: i16,
         partitions: &[(String, i32)],
         now: i64,
+        version: TxnVersion,
     ) -> Result<Option<TxnMeta>, TxnError> {
+        // v2: the producer's next transaction begins while its last one still writes its
+        // markers (it was answered at once with the epoch it goes on with): it waits.
+        if self.state.is_prepare() && (producer_id, epoch) == self.completed_identity() {
+            return Err(TxnError::ConcurrentTransactions);
+        }
         self.check_producer(producer_id, epoch)?;
         match self.state {
             TxnState::PrepareCommit | TxnState::PrepareAbort | TxnState::PrepareEpochFence => {
@@ -254,6 +317,7 @@ impl TxnMeta {
             | TxnState::CompleteCommit
             | TxnState::CompleteAbort => {
                 let mut next = self.to(TxnState::Ongoing, now);
+                next.version = version;
                 if self.state != TxnState::Ongoing {
                     next.partitions.clear();
                     next.start_ms = now;
@@ -316,7 +380,123 @@ impl TxnMeta {
         }
     }
 
-    /// Every marker written: the Complete* state, no partitions.
+    /// EndTxn v5 (transaction protocol v2, as Kafka's endTransaction for TV_2): the epoch is
+    /// bumped at every end, so a retry carries the epoch before the bump and a request with the
+    /// current epoch is the next transaction's. `fresh`: a new producer id, when
+    /// [`EndStep::NeedProducerId`] asked for one.
+    ///
+    /// | state          | abort, retry | abort, current | commit, retry | commit, current |
+    /// |----------------|--------------|----------------|---------------|-----------------|
+    /// | Empty          | fenced       | bump           | fenced        | invalid state   |
+    /// | CompleteAbort  | done         | bump           | invalid state | invalid state   |
+    /// | CompleteCommit | invalid state| bump           | done          | invalid state   |
+    ///
+    /// ("bump": an abort of a transaction that added nothing, its epoch bumped.) Ongoing with
+    /// the current epoch prepares; Prepare* is busy (CONCURRENT_TRANSACTIONS) for its retries
+    /// and for the producer's next request.
+    pub fn end_v2(
+        &self,
+        producer_id: i64,
+        epoch: i16,
+        commit: bool,
+        now: i64,
+        fresh: Option<i64>,
+    ) -> Result<EndStep, TxnError> {
+        let prepare = if commit {
+            TxnState::PrepareCommit
+        } else {
+            TxnState::PrepareAbort
+        };
+        let bumped_from = |e: i16| e.checked_add(1) == Some(self.epoch);
+        match self.state {
+            TxnState::Ongoing => {
+                self.check_producer(producer_id, epoch)?;
+                self.prepare_v2(prepare, false, now, fresh)
+            }
+            TxnState::Empty => {
+                self.check_producer(producer_id, epoch)?;
+                if commit {
+                    Err(TxnError::InvalidTxnState)
+                } else {
+                    self.prepare_v2(prepare, true, now, fresh)
+                }
+            }
+            TxnState::PrepareCommit | TxnState::PrepareAbort => {
+                let mine =
+                    producer_id == self.producer_id && (epoch == self.epoch || bumped_from(epoch));
+                if mine || (producer_id, epoch) == self.completed_identity() {
+                    Err(TxnError::ConcurrentTransactions)
+                } else if producer_id != self.producer_id
+                    && producer_id != self.completed_identity().0
+                {
+                    Err(TxnError::InvalidProducerIdMapping)
+                } else {
+                    Err(TxnError::ProducerFenced)
+                }
+            }
+            TxnState::CompleteCommit | TxnState::CompleteAbort => {
+                // The retry of an EndTxn that took a new producer id (its epoch ran out).
+                let retry_on_rotation = producer_id != self.producer_id
+                    && producer_id == self.last_producer_id
+                    && epoch_exhausted(epoch)
+                    && self.epoch == 0;
+                if producer_id != self.producer_id && !retry_on_rotation {
+                    return Err(TxnError::InvalidProducerIdMapping);
+                }
+                let completed = if commit {
+                    TxnState::CompleteCommit
+                } else {
+                    TxnState::CompleteAbort
+                };
+                if retry_on_rotation || bumped_from(epoch) {
+                    if self.state == completed {
+                        Ok(EndStep::Done)
+                    } else {
+                        Err(TxnError::InvalidTxnState)
+                    }
+                } else if epoch != self.epoch {
+                    Err(TxnError::ProducerFenced)
+                } else if commit {
+                    Err(TxnError::InvalidTxnState)
+                } else {
+                    self.prepare_v2(prepare, true, now, fresh)
+                }
+            }
+            TxnState::PrepareEpochFence => Err(TxnError::ConcurrentTransactions),
+            TxnState::Dead => Err(TxnError::InvalidTxnState),
+        }
+    }
+
+    /// The Prepare* state of a v2 end: the epoch bumped (the markers carry it), a next producer
+    /// id once it is exhausted. `nothing_added`: an abort of a transaction that added no
+    /// partition, which starts now and has no marker to write.
+    fn prepare_v2(
+        &self,
+        state: TxnState,
+        nothing_added: bool,
+        now: i64,
+        fresh: Option<i64>,
+    ) -> Result<EndStep, TxnError> {
+        let mut next = self.to(state, now);
+        next.version = TxnVersion::V2;
+        if nothing_added {
+            next.partitions.clear();
+            next.start_ms = now;
+        }
+        if epoch_exhausted(self.epoch) {
+            let Some(pid) = fresh else {
+                return Ok(EndStep::NeedProducerId);
+            };
+            next.next_producer_id = pid;
+        }
+        next.last_epoch = self.epoch;
+        next.epoch = self.epoch.saturating_add(1);
+        Ok(EndStep::Write(next))
+    }
+
+    /// Every marker written: the Complete* state, no partitions. v2: the producer goes on
+    /// with [`TxnMeta::completed_identity`] (as Kafka's prepareComplete, the last epoch is the
+    /// one the markers carried).
     pub fn complete(&self, now: i64) -> TxnMeta {
         let mut next = self.to(
             if self.state == TxnState::PrepareCommit {
@@ -327,6 +507,16 @@ impl TxnMeta {
             now,
         );
         next.partitions.clear();
+        if self.version == TxnVersion::V2 {
+            let (pid, epoch) = self.completed_identity();
+            if pid != self.producer_id {
+                next.last_producer_id = self.producer_id;
+            }
+            next.producer_id = pid;
+            next.epoch = epoch;
+            next.last_epoch = self.epoch;
+            next.next_producer_id = NO_PRODUCER_ID;
+        }
         next
     }
 
@@ -354,7 +544,7 @@ mod tests {
 
     fn ongoing() -> TxnMeta {
         TxnMeta::new(7, 60_000, 0)
-            .add_partitions(7, 0, &[p("a", 0), p("b", 1)], 10)
+            .add_partitions(7, 0, &[p("a", 0), p("b", 1)], 10, TxnVersion::V1)
             .unwrap()
             .unwrap()
     }
@@ -376,8 +566,14 @@ mod tests {
         assert_eq!(m.start_ms, 10);
         assert_eq!(m.partitions.len(), 2);
         // Adding partitions already in: nothing to write; a new one: written.
-        assert_eq!(m.add_partitions(7, 0, &[p("a", 0)], 20), Ok(None));
-        let m = m.add_partitions(7, 0, &[p("c", 2)], 20).unwrap().unwrap();
+        assert_eq!(
+            m.add_partitions(7, 0, &[p("a", 0)], 20, TxnVersion::V1),
+            Ok(None)
+        );
+        let m = m
+            .add_partitions(7, 0, &[p("c", 2)], 20, TxnVersion::V1)
+            .unwrap()
+            .unwrap();
         assert_eq!((m.partitions.len(), m.start_ms), (3, 10));
         let EndStep::Write(prep) = m.end(7, 0, true, 30).unwrap() else {
             panic!("expected a write")
@@ -389,7 +585,7 @@ mod tests {
         assert!(done.partitions.is_empty());
         // The next transaction starts afresh.
         let next = done
-            .add_partitions(7, 0, &[p("z", 0)], 50)
+            .add_partitions(7, 0, &[p("z", 0)], 50, TxnVersion::V1)
             .unwrap()
             .unwrap();
         assert_eq!(
@@ -424,7 +620,7 @@ mod tests {
         );
         assert_eq!(m.end(7, 1, true, 1), Err(TxnError::ProducerFenced));
         assert_eq!(
-            m.add_partitions(7, 3, &[p("x", 0)], 1),
+            m.add_partitions(7, 3, &[p("x", 0)], 1, TxnVersion::V1),
             Err(TxnError::ProducerFenced)
         );
         assert_eq!(m.verify(7, 0, &p("a", 0)), Ok(()));
@@ -435,7 +631,7 @@ mod tests {
             panic!()
         };
         assert_eq!(
-            prep.add_partitions(7, 0, &[p("x", 0)], 3),
+            prep.add_partitions(7, 0, &[p("x", 0)], 3, TxnVersion::V1),
             Err(TxnError::ConcurrentTransactions)
         );
     }
@@ -449,7 +645,7 @@ mod tests {
             (7, 1, 0, 30_000)
         );
         assert_eq!(
-            m.add_partitions(7, 0, &[p("a", 0)], 6),
+            m.add_partitions(7, 0, &[p("a", 0)], 6, TxnVersion::V1),
             Err(TxnError::ProducerFenced)
         );
     }
@@ -523,5 +719,181 @@ mod tests {
         let mut exhausted = m.clone();
         exhausted.epoch = i16::MAX - 1;
         assert_eq!(exhausted.fence_abort(1).epoch, i16::MAX - 1);
+    }
+
+    fn ongoing_v2(epoch: i16) -> TxnMeta {
+        let mut m = TxnMeta::new(7, 60_000, 0);
+        m.epoch = epoch;
+        m.add_partitions(7, epoch, &[p("a", 0)], 10, TxnVersion::V2)
+            .unwrap()
+            .unwrap()
+    }
+
+    fn prepared(s: Result<EndStep, TxnError>) -> TxnMeta {
+        match s {
+            Ok(EndStep::Write(m)) => m,
+            other => panic!("expected a write, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_v2_end_bumps_the_epoch_and_the_next_transaction_goes_on_with_it() {
+        let m = ongoing_v2(3);
+        assert_eq!(m.version, TxnVersion::V2);
+        let prep = prepared(m.end_v2(7, 3, true, 20, None));
+        // The markers carry the bumped epoch; the producer is answered it at once.
+        assert_eq!(
+            (
+                prep.state,
+                prep.epoch,
+                prep.last_epoch,
+                prep.next_producer_id
+            ),
+            (TxnState::PrepareCommit, 4, 3, NO_PRODUCER_ID)
+        );
+        assert_eq!(prep.completed_identity(), (7, 4));
+        // Its next transaction waits for the markers; its retry is busy; a stale one fenced.
+        assert_eq!(
+            prep.add_partitions(7, 4, &[p("b", 0)], 21, TxnVersion::V2),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            prep.end_v2(7, 3, true, 21, None),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            prep.end_v2(7, 4, false, 21, None),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            prep.end_v2(7, 2, true, 21, None),
+            Err(TxnError::ProducerFenced)
+        );
+        let done = prep.complete(30);
+        assert_eq!(
+            (done.state, done.producer_id, done.epoch, done.last_epoch),
+            (TxnState::CompleteCommit, 7, 4, 4)
+        );
+        assert!(done.partitions.is_empty());
+        // A retry (the epoch before the bump) answers NONE for the same result only.
+        assert_eq!(done.end_v2(7, 3, true, 31, None), Ok(EndStep::Done));
+        assert_eq!(
+            done.end_v2(7, 3, false, 31, None),
+            Err(TxnError::InvalidTxnState)
+        );
+        assert_eq!(
+            done.end_v2(7, 2, true, 31, None),
+            Err(TxnError::ProducerFenced)
+        );
+        // The next transaction, with the bumped epoch, added by a partition leader.
+        let next = done
+            .add_partitions(7, 4, &[p("b", 0)], 40, TxnVersion::V2)
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            (next.state, next.start_ms, next.partitions.len()),
+            (TxnState::Ongoing, 40, 1)
+        );
+        assert_eq!(
+            done.add_partitions(7, 3, &[p("b", 0)], 40, TxnVersion::V2),
+            Err(TxnError::ProducerFenced)
+        );
+    }
+
+    #[test]
+    fn a_v2_abort_with_nothing_added_bumps_the_epoch_and_a_commit_is_refused() {
+        let empty = TxnMeta::new(7, 60_000, 0);
+        assert_eq!(
+            empty.end_v2(7, 0, true, 5, None),
+            Err(TxnError::InvalidTxnState)
+        );
+        let abort = prepared(empty.end_v2(7, 0, false, 5, None));
+        assert_eq!(
+            (abort.state, abort.epoch, abort.start_ms),
+            (TxnState::PrepareAbort, 1, 5)
+        );
+        assert!(abort.partitions.is_empty());
+        let done = abort.complete(6);
+        // From CompleteCommit or CompleteAbort with the current epoch: the same.
+        let again = prepared(done.end_v2(7, 1, false, 7, None));
+        assert_eq!((again.state, again.epoch), (TxnState::PrepareAbort, 2));
+        assert_eq!(
+            done.end_v2(7, 1, true, 7, None),
+            Err(TxnError::InvalidTxnState)
+        );
+        assert_eq!(
+            done.end_v2(8, 1, false, 7, None),
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+    }
+
+    #[test]
+    fn a_v2_end_with_the_epoch_exhausted_takes_a_new_producer_id() {
+        let m = ongoing_v2(i16::MAX - 1);
+        assert_eq!(
+            m.end_v2(7, i16::MAX - 1, true, 20, None),
+            Ok(EndStep::NeedProducerId)
+        );
+        let prep = prepared(m.end_v2(7, i16::MAX - 1, true, 20, Some(99)));
+        // The markers carry the last epoch of the old producer id.
+        assert_eq!(
+            (prep.producer_id, prep.epoch, prep.next_producer_id),
+            (7, i16::MAX, 99)
+        );
+        assert_eq!(prep.completed_identity(), (99, 0));
+        // The new producer id's first batch waits for the markers.
+        assert_eq!(
+            prep.add_partitions(99, 0, &[p("a", 0)], 21, TxnVersion::V2),
+            Err(TxnError::ConcurrentTransactions)
+        );
+        let done = prep.complete(30);
+        assert_eq!(
+            (
+                done.producer_id,
+                done.epoch,
+                done.last_producer_id,
+                done.next_producer_id
+            ),
+            (99, 0, 7, NO_PRODUCER_ID)
+        );
+        // A retry with the old producer id is recognised.
+        assert_eq!(
+            done.end_v2(7, i16::MAX - 1, true, 31, None),
+            Ok(EndStep::Done)
+        );
+        assert_eq!(
+            done.end_v2(7, 5, true, 31, None),
+            Err(TxnError::InvalidProducerIdMapping)
+        );
+        assert!(done
+            .add_partitions(99, 0, &[p("a", 0)], 32, TxnVersion::V2)
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn a_v1_transaction_keeps_its_epoch() {
+        let EndStep::Write(prep) = ongoing().end(7, 0, true, 30).unwrap() else {
+            panic!()
+        };
+        assert_eq!(prep.version, TxnVersion::V1);
+        assert_eq!(prep.completed_identity(), (7, 0));
+        let done = prep.complete(40);
+        assert_eq!((done.producer_id, done.epoch, done.last_epoch), (7, 0, -1));
+    }
+
+    #[test]
+    fn a_v2_transaction_timed_out_is_fenced_once_and_its_abort_then_answered() {
+        let m = ongoing_v2(3);
+        let abort = m.fence_abort(70_000);
+        assert_eq!((abort.state, abort.epoch), (TxnState::PrepareAbort, 4));
+        let done = abort.complete(70_001);
+        assert_eq!((done.epoch, done.producer_id), (4, 7));
+        // The producer that timed out aborts: a retry of the abort, answered with epoch 4.
+        assert_eq!(done.end_v2(7, 3, false, 70_002, None), Ok(EndStep::Done));
+        assert_eq!(
+            done.end_v2(7, 3, true, 70_002, None),
+            Err(TxnError::InvalidTxnState)
+        );
     }
 }

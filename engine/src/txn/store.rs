@@ -5,19 +5,24 @@
 //!
 //! ```text
 //! key   = kind:u8 transactional_id:str        kind 0 = transaction (kind 1: a new leader's marker)
-//! value = version:u8(0) producer_id:i64 last_producer_id:i64 epoch:i16 last_epoch:i16
+//! value = version:u8(0|1) producer_id:i64 last_producer_id:i64 epoch:i16 last_epoch:i16
 //!         timeout_ms:i32 state:u8 partition_count:i32 (topic:str partition:i32)*
 //!         start_ms:i64 update_ms:i64
+//!         [version 1: next_producer_id:i64 client_version:u8]
 //! ```
 //!
-//! `state` is [`TxnState::code`]. A null value is a tombstone: the transactional id is gone.
+//! `state` is [`TxnState::code`], `client_version` [`TxnVersion::level`]. A null value is a
+//! tombstone: the transactional id is gone. Version 1 is written only for transaction
+//! protocol v2 transactions, which exist only once the cluster finalized `transaction.version`
+//! 2, that is once every broker reads it; the others stay version 0, as an earlier release
+//! writes and reads them.
 
 use std::collections::BTreeSet;
 use std::sync::Arc;
 
 use bytes::{Buf, BufMut, Bytes, BytesMut};
 
-use super::state::{TxnMeta, TxnState};
+use super::state::{TxnMeta, TxnState, TxnVersion, NO_PRODUCER_ID};
 use crate::internal_topic::{InternalTopic, InternalTopicError, TopicHost};
 use crate::log::batch::NewRecord;
 use crate::topics::Topic;
@@ -26,7 +31,10 @@ pub use crate::topics::TRANSACTIONS_TOPIC;
 const KIND_TXN: u8 = 0;
 /// Written by a new coordinator ([`barrier`]); carries nothing.
 const KIND_BARRIER: u8 = 1;
+/// Transaction protocol v1 records (what an earlier release reads).
 const VERSION: u8 = 0;
+/// With the next producer id and the client's transaction version (protocol v2).
+const VERSION_TV2: u8 = 1;
 
 /// Why `__transaction_state` could not be created, written or read.
 pub type StoreError = InternalTopicError;
@@ -79,7 +87,8 @@ pub fn decode_key(mut b: Bytes) -> Option<String> {
 
 pub fn encode_value(m: &TxnMeta) -> Bytes {
     let mut b = BytesMut::new();
-    b.put_u8(VERSION);
+    let tv2 = m.version != TxnVersion::V1 || m.next_producer_id != NO_PRODUCER_ID;
+    b.put_u8(if tv2 { VERSION_TV2 } else { VERSION });
     b.put_i64(m.producer_id);
     b.put_i64(m.last_producer_id);
     b.put_i16(m.epoch);
@@ -93,12 +102,20 @@ pub fn encode_value(m: &TxnMeta) -> Bytes {
     }
     b.put_i64(m.start_ms);
     b.put_i64(m.update_ms);
+    if tv2 {
+        b.put_i64(m.next_producer_id);
+        b.put_u8(m.version.level());
+    }
     b.freeze()
 }
 
 /// A value; `None` when damaged or of an unknown version (replay skips it).
 pub fn decode_value(mut b: Bytes) -> Option<TxnMeta> {
-    if b.remaining() < 1 + 8 + 8 + 2 + 2 + 4 + 1 + 4 || b.get_u8() != VERSION {
+    if b.remaining() < 1 + 8 + 8 + 2 + 2 + 4 + 1 + 4 {
+        return None;
+    }
+    let version = b.get_u8();
+    if version != VERSION && version != VERSION_TV2 {
         return None;
     }
     let producer_id = b.get_i64();
@@ -123,6 +140,15 @@ pub fn decode_value(mut b: Bytes) -> Option<TxnMeta> {
     if b.remaining() < 16 {
         return None;
     }
+    let (start_ms, update_ms) = (b.get_i64(), b.get_i64());
+    let (next_producer_id, client_version) = if version == VERSION_TV2 {
+        if b.remaining() < 9 {
+            return None;
+        }
+        (b.get_i64(), TxnVersion::from_level(b.get_u8())?)
+    } else {
+        (NO_PRODUCER_ID, TxnVersion::V1)
+    };
     Some(TxnMeta {
         producer_id,
         last_producer_id,
@@ -131,8 +157,10 @@ pub fn decode_value(mut b: Bytes) -> Option<TxnMeta> {
         timeout_ms,
         state,
         partitions,
-        start_ms: b.get_i64(),
-        update_ms: b.get_i64(),
+        start_ms,
+        update_ms,
+        next_producer_id,
+        version: client_version,
     })
 }
 
@@ -221,6 +249,8 @@ mod tests {
             .collect(),
             start_ms: 1_700_000_000_000,
             update_ms: 1_700_000_000_500,
+            next_producer_id: NO_PRODUCER_ID,
+            version: TxnVersion::V1,
         }
     }
 
@@ -236,6 +266,24 @@ mod tests {
                 ..meta()
             };
             assert_eq!(decode_value(encode_value(&m)), Some(m));
+        }
+    }
+
+    #[test]
+    fn a_v2_record_round_trips_and_a_v1_one_keeps_the_earlier_format() {
+        let v1 = encode_value(&meta());
+        assert_eq!(v1[0], VERSION);
+        let m = TxnMeta {
+            state: TxnState::PrepareCommit,
+            next_producer_id: 4001,
+            version: TxnVersion::V2,
+            ..meta()
+        };
+        let v = encode_value(&m);
+        assert_eq!((v[0], v.len()), (VERSION_TV2, v1.len() + 9));
+        assert_eq!(decode_value(v.clone()), Some(m));
+        for cut in 0..v.len() {
+            assert_eq!(decode_value(v.slice(..cut)), None, "cut at {cut}");
         }
     }
 

@@ -11,6 +11,7 @@ use super::*;
 use crate::internal_topic::{CreateFuture, TopicHost};
 use crate::metrics::Metrics;
 use crate::topics::{Topic, TopicTable};
+use TxnVersion::V1;
 
 struct Fake {
     b: Arc<crate::Broker>,
@@ -141,21 +142,21 @@ fn a_transaction_commits_through_markers_and_a_retried_end_txn_is_answered() {
             Ok((1000, 0))
         );
         let ps = parts(&[("a", 0), ("b", 2)]);
-        c.add_partitions(h, "tx", 1000, 0, &ps).await.unwrap();
+        c.add_partitions(h, "tx", 1000, 0, &ps, V1).await.unwrap();
         assert_eq!(c.describe(h, "tx").unwrap().state, TxnState::Ongoing);
         assert_eq!(
             c.verify(h, "tx", 1000, 0, &parts(&[("a", 0), ("c", 0)])),
             vec![Ok(()), Err(TxnError::InvalidTxnState)]
         );
-        c.end_txn(h, "tx", 1000, 0, true).await.unwrap();
+        c.end_txn(h, "tx", 1000, 0, true, V1).await.unwrap();
         // Retried while preparing: the same result is fine, the other is not.
-        assert_eq!(c.end_txn(h, "tx", 1000, 0, true).await, Ok(()));
+        assert_eq!(c.end_txn(h, "tx", 1000, 0, true, V1).await, Ok((1000, 0)));
         assert_eq!(
-            c.end_txn(h, "tx", 1000, 0, false).await,
+            c.end_txn(h, "tx", 1000, 0, false, V1).await,
             Err(TxnError::InvalidTxnState)
         );
         assert_eq!(
-            c.add_partitions(h, "tx", 1000, 0, &ps).await,
+            c.add_partitions(h, "tx", 1000, 0, &ps, V1).await,
             Err(TxnError::ConcurrentTransactions)
         );
         let done = settle(&c, &host, "tx", TxnState::CompleteCommit).await;
@@ -171,13 +172,13 @@ fn a_transaction_commits_through_markers_and_a_retried_end_txn_is_answered() {
             (1000, 0, true)
         );
         assert_eq!(markers[0].partitions, ps);
-        assert_eq!(c.end_txn(h, "tx", 1000, 0, true).await, Ok(()));
+        assert_eq!(c.end_txn(h, "tx", 1000, 0, true, V1).await, Ok((1000, 0)));
         assert_eq!(
-            c.end_txn(h, "tx", 1000, 0, false).await,
+            c.end_txn(h, "tx", 1000, 0, false, V1).await,
             Err(TxnError::InvalidTxnState)
         );
         // The next transaction.
-        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 1)]))
+        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 1)]), V1)
             .await
             .unwrap();
         let m = c.describe(h, "tx").unwrap();
@@ -195,7 +196,7 @@ fn init_producer_id_fences_an_ongoing_transaction() {
             c.init_producer_id(h, "tx", 60_000, None).await,
             Ok((1000, 0))
         );
-        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]))
+        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]), V1)
             .await
             .unwrap();
         // A new producer with the same id: the transaction is aborted with epoch 1.
@@ -204,7 +205,7 @@ fn init_producer_id_fences_an_ongoing_transaction() {
             Err(TxnError::ConcurrentTransactions)
         );
         assert_eq!(
-            c.end_txn(h, "tx", 1000, 0, true).await,
+            c.end_txn(h, "tx", 1000, 0, true, V1).await,
             Err(TxnError::ProducerFenced)
         );
         settle(&c, &host, "tx", TxnState::CompleteAbort).await;
@@ -215,13 +216,13 @@ fn init_producer_id_fences_an_ongoing_transaction() {
             Ok((1000, 2))
         );
         assert_eq!(
-            c.add_partitions(h, "tx", 1000, 1, &parts(&[("a", 0)]))
+            c.add_partitions(h, "tx", 1000, 1, &parts(&[("a", 0)]), V1)
                 .await,
             Err(TxnError::ProducerFenced)
         );
         // Unknown producers and bad timeouts.
         assert_eq!(
-            c.add_partitions(h, "other", 1000, 0, &parts(&[("a", 0)]))
+            c.add_partitions(h, "other", 1000, 0, &parts(&[("a", 0)]), V1)
                 .await,
             Err(TxnError::InvalidProducerIdMapping)
         );
@@ -243,7 +244,7 @@ fn timed_out_transactions_are_aborted_with_the_epoch_bumped_and_idle_ids_expire(
         let c = Coordinator::new(false);
         let h = &*host;
         c.init_producer_id(h, "tx", 1_000, None).await.unwrap();
-        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]))
+        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]), V1)
             .await
             .unwrap();
         c.tick(&host);
@@ -253,7 +254,7 @@ fn timed_out_transactions_are_aborted_with_the_epoch_bumped_and_idle_ids_expire(
         let m = settle(&c, &host, "tx", TxnState::CompleteAbort).await;
         assert_eq!(m.epoch, 1);
         assert_eq!(
-            c.end_txn(h, "tx", 1000, 0, true).await,
+            c.end_txn(h, "tx", 1000, 0, true, V1).await,
             Err(TxnError::ProducerFenced)
         );
         let listed = c.list(
@@ -296,10 +297,10 @@ fn markers_are_retried_and_prepared_transactions_resume_after_a_load() {
         let c = Coordinator::new(false);
         let h = &*host;
         c.init_producer_id(h, "tx", 60_000, None).await.unwrap();
-        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]))
+        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]), V1)
             .await
             .unwrap();
-        c.end_txn(h, "tx", 1000, 0, false).await.unwrap();
+        c.end_txn(h, "tx", 1000, 0, false, V1).await.unwrap();
         // Another coordinator replays the topic (a restart): it resumes the markers, which
         // are refused twice before they are written.
         f.retries.store(2, Ordering::Relaxed);
@@ -354,12 +355,12 @@ fn in_a_cluster_ids_follow_the_leader_and_prepared_ones_resume_on_a_new_one() {
             c.init_producer_id(h, "tx", 60_000, None).await,
             Ok((1000, 0))
         );
-        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]))
+        c.add_partitions(h, "tx", 1000, 0, &parts(&[("a", 0)]), V1)
             .await
             .unwrap();
         // Its markers are refused for now.
         f.retries.store(usize::MAX, Ordering::Relaxed);
-        c.end_txn(h, "tx", 1000, 0, true).await.unwrap();
+        c.end_txn(h, "tx", 1000, 0, true, V1).await.unwrap();
         c.tick(&host);
         tokio::time::sleep(Duration::from_millis(30)).await;
         assert!(!f.markers.lock().is_empty());
@@ -377,5 +378,125 @@ fn in_a_cluster_ids_follow_the_leader_and_prepared_ones_resume_on_a_new_one() {
         settle(&c, &host, "tx", TxnState::CompleteCommit).await;
         let last = f.markers.lock().last().cloned().unwrap();
         assert_eq!((last.coordinator_epoch, last.commit), (2, true));
+    });
+}
+
+#[test]
+fn a_v2_transaction_bumps_the_epoch_at_its_end_and_resumes_after_a_load() {
+    use TxnVersion::V2;
+    run(async {
+        let (f, host) = fake().await;
+        let c = Coordinator::new(false);
+        let h = &*host;
+        assert_eq!(
+            c.init_producer_id(h, "tx", 60_000, None).await,
+            Ok((1000, 0))
+        );
+        // A partition leader adds the producer's first partition: the transaction begins.
+        let ps = parts(&[("a", 0)]);
+        c.add_partitions(h, "tx", 1000, 0, &ps, V2).await.unwrap();
+        let m = c.describe(h, "tx").unwrap();
+        assert_eq!((m.state, m.version), (TxnState::Ongoing, V2));
+        // EndTxn v5: answered with the bumped epoch at once; the markers carry it (this
+        // coordinator never ticks: its markers are left to the next one, below).
+        assert_eq!(c.end_txn(h, "tx", 1000, 0, true, V2).await, Ok((1000, 1)));
+        // The producer's next transaction waits while the markers are not all written; so
+        // does a retry of the EndTxn.
+        assert_eq!(
+            c.add_partitions(h, "tx", 1000, 1, &ps, V2).await,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        assert_eq!(
+            c.end_txn(h, "tx", 1000, 0, true, V2).await,
+            Err(TxnError::ConcurrentTransactions)
+        );
+        // A restart meanwhile: the prepared transaction resumes with the bumped epoch.
+        let again = Coordinator::new(false);
+        again.load(h).await.unwrap();
+        let m = again.describe(h, "tx").unwrap();
+        assert_eq!(
+            (m.state, m.epoch, m.last_epoch, m.version),
+            (TxnState::PrepareCommit, 1, 0, V2)
+        );
+        let done = settle(&again, &host, "tx", TxnState::CompleteCommit).await;
+        assert_eq!((done.producer_id, done.epoch), (1000, 1));
+        let last = f.markers.lock().last().cloned().unwrap();
+        assert_eq!((last.producer_epoch, last.commit), (1, true));
+        // The retry is answered with the epoch to go on with; the other result is refused.
+        assert_eq!(
+            again.end_txn(h, "tx", 1000, 0, true, V2).await,
+            Ok((1000, 1))
+        );
+        assert_eq!(
+            again.end_txn(h, "tx", 1000, 0, false, V2).await,
+            Err(TxnError::InvalidTxnState)
+        );
+        // The next transaction, at epoch 1, and an abort of one that added nothing.
+        again
+            .add_partitions(h, "tx", 1000, 1, &ps, V2)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.end_txn(h, "tx", 1000, 1, false, V2).await,
+            Ok((1000, 2))
+        );
+        settle(&again, &host, "tx", TxnState::CompleteAbort).await;
+        let before = f.markers.lock().len();
+        assert_eq!(
+            again.end_txn(h, "tx", 1000, 2, false, V2).await,
+            Ok((1000, 3))
+        );
+        let m = settle(&again, &host, "tx", TxnState::CompleteAbort).await;
+        assert_eq!(m.epoch, 3);
+        assert_eq!(f.markers.lock().len(), before, "nothing to mark");
+        // A v1 EndTxn of the same producer keeps its epoch.
+        again
+            .add_partitions(h, "tx", 1000, 3, &ps, TxnVersion::V1)
+            .await
+            .unwrap();
+        assert_eq!(
+            again.end_txn(h, "tx", 1000, 3, true, TxnVersion::V1).await,
+            Ok((1000, 3))
+        );
+        let m = settle(&again, &host, "tx", TxnState::CompleteCommit).await;
+        assert_eq!(m.epoch, 3);
+    });
+}
+
+#[test]
+fn a_v2_end_with_the_epoch_exhausted_rotates_the_producer_id() {
+    use TxnVersion::V2;
+    run(async {
+        let (f, host) = fake().await;
+        let c = Coordinator::new(false);
+        let h = &*host;
+        c.init_producer_id(h, "tx", 60_000, None).await.unwrap();
+        let last = i16::MAX - 1;
+        if let Some(m) = c.inner.txns.lock().get_mut("tx").unwrap().meta.as_mut() {
+            m.epoch = last;
+        }
+        c.add_partitions(h, "tx", 1000, last, &parts(&[("a", 0)]), V2)
+            .await
+            .unwrap();
+        // A new producer id at epoch 0; the markers carry the old one's last epoch.
+        assert_eq!(
+            c.end_txn(h, "tx", 1000, last, true, V2).await,
+            Ok((1001, 0))
+        );
+        let done = settle(&c, &host, "tx", TxnState::CompleteCommit).await;
+        assert_eq!(
+            (done.producer_id, done.epoch, done.last_producer_id),
+            (1001, 0, 1000)
+        );
+        let m = f.markers.lock().last().cloned().unwrap();
+        assert_eq!((m.producer_id, m.producer_epoch), (1000, i16::MAX));
+        // The retry with the old producer id is recognised.
+        assert_eq!(
+            c.end_txn(h, "tx", 1000, last, true, V2).await,
+            Ok((1001, 0))
+        );
+        c.add_partitions(h, "tx", 1001, 0, &parts(&[("a", 0)]), V2)
+            .await
+            .unwrap();
     });
 }
