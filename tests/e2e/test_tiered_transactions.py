@@ -6,6 +6,7 @@ then see exactly the committed records although every transaction lives only in 
 segments: after local retention, after a restart (the producer snapshot on local disk is all
 that remembers the aborted transactions), and after an unmount and a mount (the partition
 starts from the snapshot uploaded with its last segment). read_uncommitted consumers see all.
+An idempotent producer's retry after the mount is still recognised.
 """
 
 from __future__ import annotations
@@ -15,6 +16,8 @@ import time
 import uuid
 
 from confluent_kafka import Consumer, KafkaError, KafkaException, Producer, TopicPartition
+
+import kwire
 
 from test_cli import cli, cli_json
 from test_tiering import FAST_RETENTION, TIERED, LocalStore, create_topic, local_bases
@@ -174,11 +177,32 @@ def test_read_committed_skips_aborted_transactions_in_tiered_segments(broker_fac
     everything.add(value("open", 0))
     assert_reads(b, topic, committed, everything)
 
+    # An idempotent producer's last batches go into the snapshot the unmount uploads.
+    with kwire.Conn.to(b.bootstrap) as conn:
+        pid = kwire.init_producer_id(conn)
+        for seq in range(5):
+            batch = kwire.record_batch([b"idem-%d" % seq], producer_id=pid, base_sequence=seq)
+            assert kwire.produce_raw(conn, topic, 0, batch) == 0
+    idem = {b"idem-%d" % seq for seq in range(5)}
+    committed |= idem
+    everything |= idem
+
     cli(b, "cluster", "storage", "unmount", topic)
     assert not b.partition_dir(topic, 0).exists()
     out = cli_json(b, "cluster", "storage", "mount", topic)
     assert out["topic"] == topic
     assert "producer state restored" in b.log_text()
+    with kwire.Conn.to(b.bootstrap) as conn:
+        # A retry of the last batch is answered and not stored again, and a gap is refused:
+        # the producer's sequence survived the mount (an unknown producer would be taken).
+        retry = kwire.record_batch([b"idem-4"], producer_id=pid, base_sequence=4)
+        assert kwire.produce_raw(conn, topic, 0, retry) == 0
+        gap = kwire.record_batch([b"idem-gap"], producer_id=pid, base_sequence=6)
+        assert kwire.produce_raw(conn, topic, 0, gap) == 45  # OUT_OF_ORDER_SEQUENCE_NUMBER
+        nxt = kwire.record_batch([b"idem-5"], producer_id=pid, base_sequence=5)
+        assert kwire.produce_raw(conn, topic, 0, nxt) == 0
+    committed.add(b"idem-5")
+    everything.add(b"idem-5")
     assert_reads(b, topic, committed, everything)
 
     # The mounted topic takes transactions again: nothing holds its last stable offset back,
@@ -215,3 +239,58 @@ def test_mount_of_segments_uploaded_without_snapshots_starts_empty(broker_factor
     cli_json(b, "cluster", "storage", "mount", topic)
     assert "none was uploaded" in b.log_text()
     assert set(read_values(b, topic, "read_committed")) == committed | aborted
+
+
+def test_cluster_mount_restores_aborted_transactions_on_every_replica(broker_factory, tmp_path):
+    """The same in a three-broker cluster sharing an S3 bucket: each replica of the mounted
+    topic downloads the snapshot before its Raft group starts, so whichever leads skips the
+    aborted transactions, before and after a leader change."""
+    from cluster import start_cluster, wait_formed
+    from s3server import WeedS3
+    from test_cluster import wait_topic_everywhere
+    from test_cluster_mount import get_json, post, wait_for
+    from confluent_kafka.admin import AdminClient, NewTopic
+
+    weed = WeedS3(tmp_path / "s3").start()
+    try:
+        brokers = start_cluster(broker_factory, 3, FAST_RETENTION + weed.broker_args(),
+                                env=WeedS3.broker_env())
+        wait_formed(brokers)
+        b = brokers[0]
+        topic = "tx-cluster-tiered"
+        admin = AdminClient({"bootstrap.servers": b.bootstrap})
+        admin.create_topics([NewTopic(topic, PARTITIONS, 3, config={
+            **TIERED, "min.insync.replicas": "2"})], request_timeout=30)[topic].result(40)
+        wait_topic_everywhere(brokers, topic, PARTITIONS)
+        committed, aborted = run_transactions(b, topic, rounds=6, tag="c")
+        committed |= filler(b, topic, 200, "fill")
+        everything = committed | aborted
+        assert_reads(b, topic, committed, everything)
+
+        status, body = post(b, "/v1/topics/unmount", {"topic": topic})
+        assert status == 202, body
+        wait_for("the unmount", lambda: get_json(
+            b, f"/v1/topics/unmount/status/{topic}")[1].get("state") == "done", brokers)
+        status, body = post(b, "/v1/topics/mount", {"topic": topic})
+        assert status == 200, body
+        wait_for("the mount", lambda: get_json(
+            b, f"/v1/topics/mount/status/{topic}")[1].get("state") == "done", brokers)
+        wait_topic_everywhere(brokers, topic, PARTITIONS)
+        for x in brokers:
+            assert "producer state restored" in x.log_text()
+        assert_reads(b, topic, committed, everything)
+
+        # Another replica leads: it restored the same state.
+        leaders = {p.id: p.leader for p in admin.list_topics(topic, timeout=10)
+                   .topics[topic].partitions.values()}
+        by_id = {i + 1: x for i, x in enumerate(brokers)}
+        victim = leaders[0]
+        by_id[victim].kill9()
+        reader = next(x for i, x in by_id.items() if i != victim)
+        wait_for("new leaders", lambda: all(
+            p.leader not in (-1, victim) for p in AdminClient(
+                {"bootstrap.servers": reader.bootstrap}).list_topics(topic, timeout=10)
+            .topics[topic].partitions.values()), [reader])
+        assert_reads(reader, topic, committed, everything)
+    finally:
+        weed.stop()

@@ -764,18 +764,18 @@ fn producer_snapshots_come_back_by_segment_end() {
         timestamp: T0 + i,
         headers: Vec::new(),
     };
-    let mut append = |b: bytes::Bytes| {
+    let append = |log: &mut PartitionLog, b: bytes::Bytes| {
         let h = batch::validate(&b).unwrap();
         log.append(&h, &b, 0, T0).unwrap();
     };
     // Producer 5 commits (offsets 0-1, marker 2); producer 6 aborts (3-4, marker 5).
-    append(encode_transactional(&[rec(0), rec(1)], 5, 0).unwrap());
-    append(encode_marker(5, 0, ControlType::Commit, 0, T0));
-    append(encode_transactional(&[rec(3), rec(4)], 6, 0).unwrap());
-    append(encode_marker(6, 0, ControlType::Abort, 0, T0));
+    append(&mut log, encode_transactional(&[rec(0), rec(1)], 5, 0).unwrap());
+    append(&mut log, encode_marker(5, 0, ControlType::Commit, 0, T0));
+    append(&mut log, encode_transactional(&[rec(3), rec(4)], 6, 0).unwrap());
+    append(&mut log, encode_marker(6, 0, ControlType::Abort, 0, T0));
     log.roll(T0).unwrap();
-    append(encode_transactional(&[rec(6)], 5, 0).unwrap());
-    append(encode_marker(5, 0, ControlType::Commit, 0, T0));
+    append(&mut log, encode_transactional(&[rec(6)], 5, 0).unwrap());
+    append(&mut log, encode_marker(5, 0, ControlType::Commit, 0, T0));
     log.roll(T0).unwrap();
     let mut segs = sealed_segments(&log);
     assert_eq!(segs.len(), 2);
