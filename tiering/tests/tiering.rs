@@ -769,9 +769,15 @@ fn producer_snapshots_come_back_by_segment_end() {
         log.append(&h, &b, 0, T0).unwrap();
     };
     // Producer 5 commits (offsets 0-1, marker 2); producer 6 aborts (3-4, marker 5).
-    append(&mut log, encode_transactional(&[rec(0), rec(1)], 5, 0).unwrap());
+    append(
+        &mut log,
+        encode_transactional(&[rec(0), rec(1)], 5, 0).unwrap(),
+    );
     append(&mut log, encode_marker(5, 0, ControlType::Commit, 0, T0));
-    append(&mut log, encode_transactional(&[rec(3), rec(4)], 6, 0).unwrap());
+    append(
+        &mut log,
+        encode_transactional(&[rec(3), rec(4)], 6, 0).unwrap(),
+    );
     append(&mut log, encode_marker(6, 0, ControlType::Abort, 0, T0));
     log.roll(T0).unwrap();
     append(&mut log, encode_transactional(&[rec(6)], 5, 0).unwrap());

@@ -872,7 +872,7 @@ mod tests {
             timestamp: 0,
             headers: Vec::new(),
         };
-        let mut append = |log: &mut PartitionLog, b: bytes::Bytes| {
+        let append = |log: &mut PartitionLog, b: bytes::Bytes| {
             let h = batch::validate(&b).unwrap();
             log.append(&h, &b, 0, 0).unwrap();
         };
@@ -885,7 +885,7 @@ mod tests {
         log.roll(0).unwrap();
         append(
             &mut log,
-            encode_transactional(&[rec.clone()], 4, 0).unwrap(),
+            encode_transactional(std::slice::from_ref(&rec), 4, 0).unwrap(),
         );
         append(&mut log, encode_marker(4, 0, ControlType::Commit, 0, 0));
         log.roll(0).unwrap();
