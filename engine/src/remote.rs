@@ -131,6 +131,16 @@ pub trait RemoteTier: Send + Sync {
         ts: i64,
     ) -> BoxFuture<'_, Result<Option<(i64, i64)>, RemoteError>>;
 
+    /// The producer-state snapshot uploaded with the remote segment that ends at `end` (the
+    /// producers and aborted transactions as of `end`), read through the stored manifest so
+    /// the partition need not be open (a mount). `None` when no uploaded segment ends there or
+    /// it was uploaded without one (before transactions, or its snapshot was pruned first).
+    fn producer_snapshot(
+        &self,
+        p: &RemotePartition,
+        end: i64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, RemoteError>>;
+
     /// Makes offsets below `offset` unreadable (persisted in the manifest) and removes the
     /// segments wholly below it: DeleteRecords and total retention.
     fn delete_before(

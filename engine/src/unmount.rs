@@ -83,6 +83,30 @@ impl Broker {
                 }
             }
         }
+        // A transaction open now would never get its marker into the uploaded log (the topic
+        // is gone when its coordinator writes it), and a mount would restore it still open,
+        // holding back the last stable offset: refuse until the transactions end. Nothing new
+        // starts while the topic is hidden.
+        let mut open = Vec::new();
+        for (i, p) in topic.partitions.iter().enumerate() {
+            let views = match p.ask(|reply| Cmd::Producers { reply }).await {
+                Ok(v) => v,
+                Err(e) => {
+                    self.topics.publish_arc(topic.clone());
+                    return Err(BrokerError::Storage(std::io::Error::other(e.to_string())));
+                }
+            };
+            for v in views.iter().filter(|v| v.txn_start_offset >= 0) {
+                open.push((i as i32, v.producer_id, v.txn_start_offset));
+            }
+        }
+        if !open.is_empty() {
+            self.topics.publish_arc(topic);
+            return Err(BrokerError::TransactionsOpen {
+                topic: name.to_string(),
+                open,
+            });
+        }
         Ok(HiddenTopic {
             record,
             topic,
@@ -115,7 +139,8 @@ impl Broker {
     }
 
     /// Recreates a topic from an unmount: same id, configs and offsets; each partition's log
-    /// starts empty at its old end, and older offsets are read from the remote tier.
+    /// starts empty at its old end, with the producer state (idempotence, aborted
+    /// transactions) it had there, and older offsets are read from the remote tier.
     pub async fn mount_topic(
         &self,
         name: &str,
@@ -140,7 +165,15 @@ impl Broker {
         let dir = self.topic_dir(name)?;
         let _ = std::fs::remove_dir_all(&dir);
         for (p, &(start, end)) in offsets.iter().enumerate() {
-            PartitionLog::init_at(&dir.join(p.to_string()), start, end, crate::time::now_ms())?;
+            let pdir = dir.join(p.to_string());
+            PartitionLog::init_at(&pdir, start, end, crate::time::now_ms())?;
+            let id = RemotePartition {
+                topic: name.to_string(),
+                topic_id: id,
+                partition: p as i32,
+            };
+            // A failure leaves the directories behind; the next mount starts them over.
+            self.restore_producer_state(&id, &pdir, start, end).await?;
         }
         let topic = self.open_topic(&rec).await?;
         self.topics.insert(rec, topic)?;

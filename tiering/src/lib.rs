@@ -324,6 +324,16 @@ impl RemoteTier for Tiering {
         })
     }
 
+    fn producer_snapshot(
+        &self,
+        p: &RemotePartition,
+        end: i64,
+    ) -> BoxFuture<'_, Result<Option<Bytes>, RemoteError>> {
+        let store = self.store();
+        let p = p.clone();
+        self.remote(async move { reader::producer_snapshot(store.as_ref(), &p, end).await })
+    }
+
     fn delete_before(
         &self,
         p: &RemotePartition,

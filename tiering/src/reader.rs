@@ -135,6 +135,42 @@ async fn get_whole(store: &dyn ObjectStore, obj: &ObjectRef) -> Result<Bytes, Ti
     Ok(bytes)
 }
 
+/// The producer snapshot uploaded with `p`'s segment ending at `end`, found through the
+/// stored manifest (a mount reads it before the partition is open). `None` when the manifest
+/// names no segment ending there, or that segment has no snapshot (uploaded before
+/// transactions, or pruned locally before its upload). A snapshot the manifest names but the
+/// store lacks is damage, not absence.
+pub async fn producer_snapshot(
+    store: &dyn ObjectStore,
+    p: &engine::remote::RemotePartition,
+    end: i64,
+) -> Result<Option<Bytes>, TieringError> {
+    let key = crate::layout::partition_manifest_key(p.topic_id, p.partition);
+    let Some(m) = PartitionManifest::load(store, &key)
+        .await?
+        .filter(|m| m.topic_id == p.topic_id && m.partition == p.partition)
+    else {
+        return Ok(None);
+    };
+    let Some(seg) = m.segments.iter().rev().find(|s| s.next_offset == end) else {
+        return Ok(None);
+    };
+    let Some(obj) = seg.object(ObjectKind::ProducerSnapshot) else {
+        return Ok(None);
+    };
+    match get_whole(store, obj).await {
+        Err(TieringError::Store {
+            source: object_store::Error::NotFound { .. },
+            key,
+            ..
+        }) => Err(TieringError::corrupt(
+            key,
+            "the manifest names this producer snapshot but the store has none",
+        )),
+        other => other.map(Some),
+    }
+}
+
 /// What a reader needs besides the manifest.
 pub(crate) struct Reader<'a> {
     pub store: &'a Arc<dyn ObjectStore>,

@@ -741,3 +741,99 @@ fn a_cache_of_zero_bytes_still_serves_every_read() {
     assert_eq!(t.cache_bytes(), 0);
     assert_eq!(t.metrics().cache_hits.get(), 0);
 }
+
+/// The producer snapshot uploaded with a segment comes back by the segment's end, with the
+/// aborted transactions in it; ends no segment has, and segments uploaded without one, answer
+/// `None`; a snapshot the manifest names but the store lost is a typed error.
+#[test]
+fn producer_snapshots_come_back_by_segment_end() {
+    use engine::log::batch::{self, NewRecord};
+    use engine::log::control::{encode_marker, encode_transactional, ControlType};
+    use engine::log::producer_state::{AbortedTxn, ProducerStates};
+    use engine::log::{LogConfig, PartitionLog};
+
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = LogConfig {
+        segment_bytes: 1 << 20,
+        ..LogConfig::default()
+    };
+    let mut log = PartitionLog::open(&dir.path().join("log"), cfg, T0).unwrap();
+    let rec = |i: i64| NewRecord {
+        key: None,
+        value: Some(bytes::Bytes::from(format!("v{i}"))),
+        timestamp: T0 + i,
+        headers: Vec::new(),
+    };
+    let append = |log: &mut PartitionLog, b: bytes::Bytes| {
+        let h = batch::validate(&b).unwrap();
+        log.append(&h, &b, 0, T0).unwrap();
+    };
+    // Producer 5 commits (offsets 0-1, marker 2); producer 6 aborts (3-4, marker 5).
+    append(
+        &mut log,
+        encode_transactional(&[rec(0), rec(1)], 5, 0).unwrap(),
+    );
+    append(&mut log, encode_marker(5, 0, ControlType::Commit, 0, T0));
+    append(
+        &mut log,
+        encode_transactional(&[rec(3), rec(4)], 6, 0).unwrap(),
+    );
+    append(&mut log, encode_marker(6, 0, ControlType::Abort, 0, T0));
+    log.roll(T0).unwrap();
+    append(&mut log, encode_transactional(&[rec(6)], 5, 0).unwrap());
+    append(&mut log, encode_marker(5, 0, ControlType::Commit, 0, T0));
+    log.roll(T0).unwrap();
+    let mut segs = sealed_segments(&log);
+    assert_eq!(segs.len(), 2);
+    assert!(segs.iter().all(|s| s.producer_snapshot.is_some()));
+    let local = std::fs::read(segs[1].producer_snapshot.as_ref().unwrap()).unwrap();
+
+    let t = Tiering::start(config(
+        &dir.path().join("objects"),
+        &dir.path().join("cache"),
+    ))
+    .unwrap();
+    let p = partition(0);
+    let q = partition(1);
+    block_on(async {
+        t.open(&p).await.unwrap();
+        upload_all(&t, &p, &segs).await;
+        let got = t
+            .producer_snapshot(&p, 8)
+            .await
+            .unwrap()
+            .expect("a snapshot");
+        assert_eq!(got, local);
+        let states = ProducerStates::decode_snapshot(&got).unwrap();
+        assert_eq!(
+            states.aborted(),
+            &[AbortedTxn {
+                producer_id: 6,
+                first_offset: 3,
+                last_offset: 5,
+            }]
+        );
+        assert!(states.entry(5).is_some());
+        // The first segment's, by its own end; no segment ends at 7.
+        assert!(t.producer_snapshot(&p, 6).await.unwrap().is_some());
+        assert_eq!(t.producer_snapshot(&p, 7).await.unwrap(), None);
+        // No manifest at all (nothing uploaded): none either.
+        assert_eq!(t.producer_snapshot(&q, 8).await.unwrap(), None);
+
+        // Uploaded without snapshots (releases before transactions): none.
+        t.open(&q).await.unwrap();
+        for s in &mut segs {
+            s.producer_snapshot = None;
+        }
+        upload_all(&t, &q, &segs).await;
+        assert_eq!(t.producer_snapshot(&q, 8).await.unwrap(), None);
+
+        // Named by the manifest but gone from the store: damage, not absence.
+        let key = layout::segment_key(p.topic_id, 0, 6, ObjectKind::ProducerSnapshot);
+        t.store().delete(&key).await.unwrap();
+        assert!(matches!(
+            t.producer_snapshot(&p, 8).await,
+            Err(RemoteError::Corrupt(_))
+        ));
+    });
+}

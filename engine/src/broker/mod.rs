@@ -70,6 +70,12 @@ pub enum BrokerError {
     Storage(#[from] std::io::Error),
     #[error("remote storage: {0}")]
     Remote(#[from] crate::remote::RemoteError),
+    /// An unmount would cut these transactions off from their markers.
+    #[error("topic '{topic}' has transactions open (partition, producer id, first offset): {open:?}; unmount it once they end")]
+    TransactionsOpen {
+        topic: String,
+        open: Vec<(i32, i64, i64)>,
+    },
 }
 
 pub struct Broker {
@@ -350,7 +356,7 @@ impl Broker {
             None
         };
         if self.cluster.is_some() {
-            self.prepare_mounted(rec, p)?;
+            self.prepare_mounted(rec, p).await?;
         }
         let raft = self.raft_setup(rec, p, resolved)?;
         if raft.is_none() && self.cluster.is_some() {

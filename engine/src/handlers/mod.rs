@@ -429,6 +429,7 @@ pub(crate) fn broker_error(e: &crate::broker::BrokerError) -> (i16, String) {
         E::Controller(_) => ResponseError::RequestTimedOut,
         E::InvalidConfig(_) => ResponseError::InvalidConfig,
         E::Meta(_) | E::Storage(_) | E::Remote(_) => ResponseError::KafkaStorageError,
+        E::TransactionsOpen { .. } => ResponseError::ConcurrentTransactions,
     };
     (c.code(), e.to_string())
 }

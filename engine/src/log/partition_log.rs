@@ -858,6 +858,60 @@ mod tests {
         assert_eq!(log.check_producer(&next), Ok(Check::Append));
     }
 
+    /// A tiered log whose segments local retention removed keeps the aborted transactions of
+    /// the (now remote) offsets: the newest snapshot stays, and a reopened log loads it.
+    #[test]
+    fn aborted_transactions_outlive_local_retention_and_reopen() {
+        use crate::log::control::{encode_marker, encode_transactional, ControlType};
+        use crate::log::producer_state::AbortedTxn;
+        let dir = tempfile::tempdir().unwrap();
+        let cfg = LogConfig {
+            remote_storage: true,
+            local_retention_bytes: 0,
+            ..Default::default()
+        };
+        let mut log = PartitionLog::open(dir.path(), cfg.clone(), 0).unwrap();
+        let rec = batch::NewRecord {
+            key: None,
+            value: Some(bytes::Bytes::from_static(b"v")),
+            timestamp: 0,
+            headers: Vec::new(),
+        };
+        let append = |log: &mut PartitionLog, b: bytes::Bytes| {
+            let h = batch::validate(&b).unwrap();
+            log.append(&h, &b, 0, 0).unwrap();
+        };
+        // Producer 4 aborts 0-1 (marker 2), then commits 3 (marker 4), a segment each.
+        append(
+            &mut log,
+            encode_transactional(&[rec.clone(), rec.clone()], 4, 0).unwrap(),
+        );
+        append(&mut log, encode_marker(4, 0, ControlType::Abort, 0, 0));
+        log.roll(0).unwrap();
+        append(
+            &mut log,
+            encode_transactional(std::slice::from_ref(&rec), 4, 0).unwrap(),
+        );
+        append(&mut log, encode_marker(4, 0, ControlType::Commit, 0, 0));
+        log.roll(0).unwrap();
+        let aborted = vec![AbortedTxn {
+            producer_id: 4,
+            first_offset: 0,
+            last_offset: 2,
+        }];
+        assert_eq!(log.producers().aborted(), &aborted[..]);
+        // Everything sealed is uploaded: local retention removes it; the log start stays.
+        assert!(log.apply_local_retention(0, log.sealed_end()).unwrap() > 0);
+        assert_eq!(log.segment_count(), 1);
+        assert_eq!((log.log_start_offset(), log.local_start_offset()), (0, 5));
+        assert!(crate::log::producer_state::snapshot_path(dir.path(), 5).exists());
+        assert_eq!(log.producers().aborted_overlapping(0, 5), aborted);
+        drop(log);
+        let log = PartitionLog::open(dir.path(), cfg, 0).unwrap();
+        assert_eq!(log.producers().aborted_overlapping(0, 5), aborted);
+        assert!(log.producers().entry(4).is_some());
+    }
+
     /// Every record in the log, in offset order: (offset, key, value).
     fn all_records(log: &PartitionLog) -> Vec<(i64, Option<bytes::Bytes>, Option<bytes::Bytes>)> {
         let mut out = Vec::new();

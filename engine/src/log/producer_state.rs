@@ -336,6 +336,29 @@ impl ProducerStates {
         super::files::write_atomic(&snapshot_path(dir, offset), &bytes)
     }
 
+    /// The state a snapshot file's bytes hold; `None` if they are not a snapshot. Releases
+    /// before transactions wrote only the producers.
+    pub fn decode_snapshot(bytes: &[u8]) -> Option<Self> {
+        let snap = serde_json::from_slice::<Snapshot>(bytes).ok().or_else(|| {
+            serde_json::from_slice::<Vec<(i64, ProducerEntry)>>(bytes)
+                .ok()
+                .map(|producers| Snapshot {
+                    producers,
+                    aborted: Vec::new(),
+                })
+        })?;
+        let producers: HashMap<i64, ProducerEntry> = snap.producers.into_iter().collect();
+        let ongoing = producers
+            .iter()
+            .filter_map(|(&p, e)| Some((e.txn_first_offset?, p)))
+            .collect();
+        Some(ProducerStates {
+            producers,
+            ongoing,
+            aborted: snap.aborted,
+        })
+    }
+
     /// Loads the newest snapshot at or below `max_offset`; returns it with its offset.
     pub fn load_latest(dir: &Path, max_offset: i64) -> io::Result<Option<(Self, i64)>> {
         let mut offsets = snapshot_offsets(dir)?;
@@ -345,29 +368,8 @@ impl ProducerStates {
                 continue;
             };
             // A damaged snapshot is skipped: an older one plus more replay gives the same state.
-            // Releases before transactions wrote only the producers.
-            let snap = serde_json::from_slice::<Snapshot>(&bytes).ok().or_else(|| {
-                serde_json::from_slice::<Vec<(i64, ProducerEntry)>>(&bytes)
-                    .ok()
-                    .map(|producers| Snapshot {
-                        producers,
-                        aborted: Vec::new(),
-                    })
-            });
-            if let Some(snap) = snap {
-                let producers: HashMap<i64, ProducerEntry> = snap.producers.into_iter().collect();
-                let ongoing = producers
-                    .iter()
-                    .filter_map(|(&p, e)| Some((e.txn_first_offset?, p)))
-                    .collect();
-                return Ok(Some((
-                    ProducerStates {
-                        producers,
-                        ongoing,
-                        aborted: snap.aborted,
-                    },
-                    o,
-                )));
+            if let Some(states) = Self::decode_snapshot(&bytes) {
+                return Ok(Some((states, o)));
             }
         }
         Ok(None)
