@@ -42,8 +42,7 @@ async fn plan_waiting(
         );
         match planned {
             Err(ReassignError::UnknownPartition(..))
-                if b.topics.record(topic).is_none()
-                    && tokio::time::Instant::now() < deadline =>
+                if b.topics.record(topic).is_none() && tokio::time::Instant::now() < deadline =>
             {
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await
             }
