@@ -259,6 +259,14 @@ pub struct ServeArgs {
         default_value_t = 600_000
     )]
     pub offsets_retention_check_interval_ms: u64,
+    /// The longest transaction.timeout.ms a transactional producer may ask for; longer ones
+    /// get INVALID_TRANSACTION_TIMEOUT (Kafka's transaction.max.timeout.ms)
+    #[arg(
+        long,
+        env = "ICESTREAM_TRANSACTION_MAX_TIMEOUT_MS",
+        default_value_t = 900_000
+    )]
+    pub transaction_max_timeout_ms: i32,
     /// Incremental fetch sessions kept at once
     #[arg(long, env = "ICESTREAM_FETCH_SESSION_SLOTS", default_value_t = 1000)]
     pub fetch_session_slots: usize,
@@ -505,6 +513,10 @@ impl ServeArgs {
                         anyhow::anyhow!("--offsets-topic-partitions must be between 1 and 1000")
                     })?,
             ),
+            transaction_max_timeout_ms: match self.transaction_max_timeout_ms {
+                ms if ms >= 1 => ms,
+                _ => bail!("--transaction-max-timeout-ms must be at least 1"),
+            },
             offsets_retention: engine::group::OffsetsRetention {
                 retention_ms: positive_i64("offsets-retention-ms", self.offsets_retention_ms)?,
                 check_interval: std::time::Duration::from_millis(

@@ -19,6 +19,9 @@ pub struct BrokerConfig {
     pub offsets_topic_partitions: Option<i32>,
     /// Committed offsets of groups without members expire (`offsets.retention.minutes`).
     pub offsets_retention: OffsetsRetention,
+    /// The longest `transaction.timeout.ms` a transactional producer may ask for
+    /// (`transaction.max.timeout.ms`).
+    pub transaction_max_timeout_ms: i32,
     pub data_dir: PathBuf,
     pub kafka_addr: SocketAddr,
     /// `host:port` clients are told to connect to.
@@ -105,6 +108,7 @@ impl BrokerConfig {
             tiering_refused: None,
             offsets_retention: Default::default(),
             offsets_topic_partitions: None,
+            transaction_max_timeout_ms: crate::txn::MAX_TIMEOUT_MS,
             data_dir,
             kafka_addr: "127.0.0.1:0".parse().expect("static address"),
             advertised_kafka_addr: ("127.0.0.1".into(), 0),

@@ -79,3 +79,24 @@ def test_zombie_member_cannot_commit_offsets_in_a_transaction(broker):
     assert committed == {0: -1001, 1: 3}, committed
     for c in (zombie, live):
         c.close()
+
+
+def test_transaction_timeout_above_the_brokers_maximum_is_refused(broker_factory):
+    """--transaction-max-timeout-ms (Kafka's transaction.max.timeout.ms) caps what a
+    producer may ask for: above it, init_transactions fails with INVALID_TRANSACTION_TIMEOUT;
+    at it, the producer works."""
+    b = broker_factory(args=["--transaction-max-timeout-ms", "5000"])
+    too_long = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "tx-long",
+                         "transaction.timeout.ms": 6000})
+    try:
+        too_long.init_transactions(20)
+        raise AssertionError("a timeout above the maximum was accepted")
+    except KafkaException as e:
+        assert e.args[0].code() == KafkaError.INVALID_TRANSACTION_TIMEOUT, e
+    topic = create_topic(b)
+    ok = Producer({"bootstrap.servers": b.bootstrap, "transactional.id": "tx-ok",
+                   "transaction.timeout.ms": 5000})
+    ok.init_transactions(20)
+    ok.begin_transaction()
+    ok.produce(topic, b"v")
+    ok.commit_transaction(20)

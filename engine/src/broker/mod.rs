@@ -155,6 +155,7 @@ impl Broker {
         }
         let kafka_addr = config.kafka_addr;
         let offsets_retention = config.offsets_retention;
+        let transaction_max_timeout_ms = config.transaction_max_timeout_ms;
         let mut advertised = config.advertised_kafka_addr.clone();
         if advertised.1 == 0 {
             advertised.1 = kafka_addr.port();
@@ -191,7 +192,10 @@ impl Broker {
             kafka_addr,
             advertised,
             groups: crate::group::Coordinator::new(cluster.is_some(), offsets_retention),
-            txns: crate::txn::Coordinator::new(cluster.is_some()),
+            txns: crate::txn::Coordinator::with_max_timeout(
+                cluster.is_some(),
+                transaction_max_timeout_ms,
+            ),
             remote,
             schema_ids: OnceLock::new(),
             unmount_gate: OnceLock::new(),
