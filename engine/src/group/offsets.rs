@@ -93,44 +93,7 @@ impl Coordinator {
                 return all(e);
             }
         }
-        let mut entries = Vec::new();
-        let mut answers: PartitionResults = Vec::new();
-        for (t, ps) in &topics {
-            let topic = b.topics().get(t);
-            let mut outcomes = Vec::with_capacity(ps.len());
-            for p in ps {
-                let outcome = if topic
-                    .as_ref()
-                    .and_then(|tp| tp.partition(p.partition))
-                    .is_none()
-                {
-                    Err(GroupError::UnknownTopicOrPartition)
-                } else if p
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-                {
-                    Err(GroupError::OffsetMetadataTooLarge)
-                } else {
-                    entries.push((
-                        Key::Offset {
-                            group: group_id.to_string(),
-                            topic: t.clone(),
-                            partition: p.partition,
-                        },
-                        Some(Value::Offset(OffsetValue {
-                            offset: p.offset,
-                            leader_epoch: p.leader_epoch,
-                            commit_timestamp: b.now_ms(),
-                            metadata: p.metadata.clone(),
-                        })),
-                    ));
-                    Ok(())
-                };
-                outcomes.push((p.partition, outcome));
-            }
-            answers.push((t.clone(), outcomes));
-        }
+        let (entries, mut answers) = commit_records(b, group_id, &topics, b.now_ms());
         if entries.is_empty() {
             return answers;
         }
@@ -444,4 +407,54 @@ fn subscribed_topics(g: &Group) -> Option<Vec<String>> {
         topics.extend(sub.topics.into_iter().map(|t| t.to_string()));
     }
     Some(topics)
+}
+
+/// The offset records of a commit, and each partition's answer so far: an unknown partition or
+/// metadata over [`MAX_METADATA_BYTES`] is refused, the rest become records (OffsetCommit and
+/// TxnOffsetCommit alike).
+pub(super) fn commit_records(
+    b: &dyn TopicHost,
+    group_id: &str,
+    topics: &[(String, Vec<CommitPartition>)],
+    now_ms: i64,
+) -> (Vec<(Key, Option<Value>)>, PartitionResults) {
+    let mut entries = Vec::new();
+    let mut answers: PartitionResults = Vec::new();
+    for (t, ps) in topics {
+        let topic = b.topics().get(t);
+        let mut outcomes = Vec::with_capacity(ps.len());
+        for p in ps {
+            let outcome = if topic
+                .as_ref()
+                .and_then(|tp| tp.partition(p.partition))
+                .is_none()
+            {
+                Err(GroupError::UnknownTopicOrPartition)
+            } else if p
+                .metadata
+                .as_ref()
+                .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
+            {
+                Err(GroupError::OffsetMetadataTooLarge)
+            } else {
+                entries.push((
+                    Key::Offset {
+                        group: group_id.to_string(),
+                        topic: t.clone(),
+                        partition: p.partition,
+                    },
+                    Some(Value::Offset(OffsetValue {
+                        offset: p.offset,
+                        leader_epoch: p.leader_epoch,
+                        commit_timestamp: now_ms,
+                        metadata: p.metadata.clone(),
+                    })),
+                ));
+                Ok(())
+            };
+            outcomes.push((p.partition, outcome));
+        }
+        answers.push((t.clone(), outcomes));
+    }
+    (entries, answers)
 }

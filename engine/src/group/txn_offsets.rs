@@ -11,8 +11,8 @@ use tokio::time::Instant;
 
 use super::offsets::{CommitPartition, PartitionResults};
 use super::state::Group;
-use super::store::{self, Key, OffsetEntry, OffsetValue, Value};
-use super::{Coordinator, GroupError, MAX_METADATA_BYTES};
+use super::store::{self, Key, OffsetEntry, Value};
+use super::{Coordinator, GroupError};
 use crate::internal_topic::TopicHost;
 use crate::partition::verify::VerifyError;
 
@@ -147,44 +147,7 @@ impl Coordinator {
             return all(e);
         }
         let now_ms = b.now_ms();
-        let mut entries = Vec::new();
-        let mut answers: PartitionResults = Vec::new();
-        for (t, ps) in &topics {
-            let topic = b.topics().get(t);
-            let mut outcomes = Vec::with_capacity(ps.len());
-            for p in ps {
-                let outcome = if topic
-                    .as_ref()
-                    .and_then(|tp| tp.partition(p.partition))
-                    .is_none()
-                {
-                    Err(GroupError::UnknownTopicOrPartition)
-                } else if p
-                    .metadata
-                    .as_ref()
-                    .is_some_and(|m| m.len() > MAX_METADATA_BYTES)
-                {
-                    Err(GroupError::OffsetMetadataTooLarge)
-                } else {
-                    entries.push((
-                        Key::Offset {
-                            group: group_id.to_string(),
-                            topic: t.clone(),
-                            partition: p.partition,
-                        },
-                        Some(Value::Offset(OffsetValue {
-                            offset: p.offset,
-                            leader_epoch: p.leader_epoch,
-                            commit_timestamp: now_ms,
-                            metadata: p.metadata.clone(),
-                        })),
-                    ));
-                    Ok(())
-                };
-                outcomes.push((p.partition, outcome));
-            }
-            answers.push((t.clone(), outcomes));
-        }
+        let (entries, mut answers) = super::offsets::commit_records(b, group_id, &topics, now_ms);
         if entries.is_empty() {
             return answers;
         }
@@ -333,6 +296,9 @@ impl Coordinator {
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
+
+    use crate::group::store::OffsetValue;
+    use crate::group::MAX_METADATA_BYTES;
     use std::sync::Arc;
 
     use bytes::Bytes;
