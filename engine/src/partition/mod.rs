@@ -41,6 +41,8 @@ mod throttled;
 mod tick;
 mod tiered;
 pub mod txn;
+#[cfg(test)]
+mod txn_group_tests;
 pub mod verify;
 pub use open::{spawn, Env};
 pub use tiered::RemoteLink;
