@@ -75,6 +75,9 @@ pub async fn handle(
     ElectLeadersResponse::default().with_replica_election_results(results)
 }
 
+/// How long a preferred election waits for the preferred replica to count as in sync.
+const CATCH_UP: Duration = Duration::from_secs(5);
+
 async fn elect_preferred(
     b: &Broker,
     h: &RequestHeader,
@@ -128,10 +131,22 @@ async fn elect_preferred(
             ),
         };
     }
-    match handle
-        .ask(|reply| crate::partition::Cmd::ElectPreferred { reply })
-        .await
-    {
+    // A leader elected a moment ago counts a voter in sync only once it has heard from it: a
+    // preferred replica that is merely not heard from yet is waited for, within the request's
+    // timeout (at most CATCH_UP), rather than refused.
+    let heard_by = Instant::now() + wait.min(CATCH_UP);
+    let asked = loop {
+        let r = handle
+            .ask(|reply| crate::partition::Cmd::ElectPreferred { reply })
+            .await;
+        match r {
+            Ok(PreferredElection::NotAvailable) if Instant::now() < heard_by => {
+                tokio::time::sleep(Duration::from_millis(100)).await
+            }
+            other => break other,
+        }
+    };
+    match asked {
         Ok(PreferredElection::NotNeeded) => (ResponseError::ElectionNotNeeded.code(), None),
         Ok(PreferredElection::NotLeader) => (ResponseError::NotLeaderOrFollower.code(), None),
         Ok(PreferredElection::NotAvailable) => (
