@@ -53,8 +53,8 @@ LOG_LEVELS = {"io.trino": "WARN", "io.airlift": "WARN", "org.eclipse.jetty": "WA
 # C1 only (TieredStopAtLevel=1): on two busy cores C2's compiler threads roughly doubled the
 # start (57 s against 27-31 s measured) and the tests' queries are small.
 JVM_FLAGS = [
-    f"-Xmx{HEAP}", "-XX:TieredStopAtLevel=1", "-XX:+ExitOnOutOfMemoryError", "-XX:-OmitStackTraceInFastThrow",
-    "-XX:ReservedCodeCacheSize=256M", "-Djdk.attach.allowAttachSelf=true",
+    f"-Xmx{HEAP}", "-XX:TieredStopAtLevel=1", "-XX:+ExitOnOutOfMemoryError",
+    "-XX:-OmitStackTraceInFastThrow", "-XX:ReservedCodeCacheSize=256M", "-Djdk.attach.allowAttachSelf=true",
     "-XX:+EnableDynamicAgentLoading", "--enable-native-access=ALL-UNNAMED",
     "-Dfile.encoding=UTF-8",
 ]

@@ -23,7 +23,8 @@ work="$(mktemp -d "$CACHE/.trino-$VERSION.XXXXXX")"
 trap 'rm -rf "$work"' EXIT
 # dependency:copy resolves into ~/.m2 (cached there for the next clean install) and copies
 # the archive out; the copies are deleted once unpacked.
-for artifact in "io.trino:trino-server-core:$VERSION:tar.gz" "io.trino:trino-iceberg:$VERSION:zip"; do
+for artifact in "io.trino:trino-server-core:$VERSION:tar.gz" \
+    "io.trino:trino-iceberg:$VERSION:zip"; do
     echo "trino/install.sh: resolving $artifact" >&2
     mvn -q -B -Dstyle.color=never org.apache.maven.plugins:maven-dependency-plugin:3.8.1:copy \
         -Dartifact="$artifact" -DoutputDirectory="$work/dl" -Dmdep.overWriteReleases=true >&2
