@@ -164,7 +164,7 @@ fn handover(l: &Lake, r: Round) -> Handover {
 #[tokio::test]
 async fn a_round_travels_as_json_and_lands_like_the_original() {
     let l = lake().await;
-    let h = handover(&l, round(&l.table, 2, Some(0), 0, 5).await);
+    let h = handover(&l, round(&l.table, 2, None, 0, 5).await);
     let json = serde_json::to_vec(&RoundBody::of(&h, &l.table).unwrap()).unwrap();
     let back: RoundBody = serde_json::from_slice(&json).unwrap();
     let got = back.into_handover(&l.table).unwrap();
@@ -183,7 +183,10 @@ async fn a_round_travels_as_json_and_lands_like_the_original() {
     let meta = landed.table.metadata();
     assert_eq!(offsets::committed(meta, &id), offsets_of(&[(2, 5)]));
     assert_eq!(
-        meta.current_snapshot().unwrap().summary().additional_properties["added-records"],
+        meta.current_snapshot()
+            .unwrap()
+            .summary()
+            .additional_properties["added-records"],
         "5"
     );
 }
