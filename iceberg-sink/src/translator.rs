@@ -171,6 +171,7 @@ impl Translator {
                 .is_none_or(|t| t.id != r.topic_id);
             if deleted {
                 sh.status.lock().remove(&name);
+                sh.committer.forget(&r.settings.table(&name));
                 // An unmounted topic keeps its table for the mount.
                 let unmounted = sh.broker.unmounted.lock().contains(&r.topic_id);
                 if r.settings.delete && !unmounted {

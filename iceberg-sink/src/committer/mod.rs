@@ -175,6 +175,12 @@ impl Committer {
         self.queues.lock().entry(ident.clone()).or_default().clone()
     }
 
+    /// Drops what this committer keeps for a table (its topic is gone).
+    pub(crate) fn forget(&self, ident: &TableIdent) {
+        self.queues.lock().remove(ident);
+        self.decode_tables.lock().remove(ident);
+    }
+
     /// The table to read a round's data files against: one that knows the round's schema and
     /// partition spec (reloaded when the cached one does not).
     pub(crate) async fn table_for(
@@ -430,6 +436,9 @@ pub(crate) async fn hand_over(
                 }
                 .into(),
             });
+        }
+        if let Err(e) = &answer {
+            tracing::debug!(topic = %h.topic, error = %e, "handing a round over failed; trying again");
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(Duration::from_secs(1));
