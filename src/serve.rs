@@ -754,17 +754,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = broker.schema_ids.set(registry.clone());
     if let Some(c) = &broker.cluster {
         // Other brokers' registries forward writes here while this broker leads `_schemas`.
-        let local = schema_registry.local_addr()?;
-        let host = if local.ip().is_unspecified() {
-            broker.advertised.0.clone()
-        } else {
-            local.ip().to_string()
-        };
-        let url = match host.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => format!("http://[{host}]:{}", local.port()),
-            Err(_) => format!("http://{host}:{}", local.port()),
-        };
-        c.members.set_schema_registry_url(url);
+        c.members
+            .set_schema_registry_url(service_url(schema_registry.local_addr()?, &broker));
+        // Other brokers' translators hand rounds to this broker's Iceberg committer there
+        // while it leads a topic's partition 0.
+        c.members
+            .set_iceberg_catalog_url(service_url(iceberg_catalog.local_addr()?, &broker));
     }
     let (lake, lake_name) = args.iceberg.lake_catalog(catalog.clone()).await?;
     let translator = iceberg_sink::Translator::new(
@@ -845,6 +840,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog_task = tokio::spawn(iceberg_sink::catalog::serve(
         iceberg_catalog,
         catalog,
+        translator.committer_routes(),
         http_limits,
         engine::http::limiter("iceberg_catalog", &http_limits, &broker.metrics),
     ));
@@ -857,6 +853,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The URL other brokers reach a listener of this broker at: its advertised host when it
+/// listens on every address.
+fn service_url(local: std::net::SocketAddr, broker: &engine::Broker) -> String {
+    let host = if local.ip().is_unspecified() {
+        broker.advertised.0.clone()
+    } else {
+        local.ip().to_string()
+    };
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("http://[{host}]:{}", local.port()),
+        Err(_) => format!("http://{host}:{}", local.port()),
+    }
 }
 
 fn describe_store(store: &tiering::StoreConfig) -> String {

@@ -85,14 +85,16 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .with_state(catalog)
 }
 
-/// Serves the REST catalog on `listener` until the task is dropped.
+/// Serves the REST catalog, and the broker's `internal` routes, on `listener` until the task
+/// is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Arc<Catalog>,
+    internal: Router,
     limits: engine::http::HttpLimits,
     limiter: Arc<engine::limits::connections::ConnLimiter>,
 ) -> std::io::Result<()> {
-    engine::http::serve(listener, router(catalog), limits, limiter).await
+    engine::http::serve(listener, router(catalog).merge(internal), limits, limiter).await
 }
 
 fn body<T: DeserializeOwned>(bytes: BodyBytes) -> Result<T> {
