@@ -72,8 +72,11 @@ def duckdb_over(broker, config: dict):
     con.execute(f"""CREATE SECRET s3lake (TYPE s3, KEY_ID '{ACCESS_KEY}', SECRET '{SECRET_KEY}',
                     REGION '{config["s3.region"]}', ENDPOINT '{host}', URL_STYLE '{style}',
                     USE_SSL false)""")
+    # No vended credentials: without ACCESS_DELEGATION_MODE 'none' DuckDB would make a secret of
+    # the table's config (endpoint, region, no keys) that shadows this one for its location.
     con.execute(f"""ATTACH 'warehouse' AS ice (TYPE iceberg,
-                    ENDPOINT '{broker.iceberg_catalog_url}', AUTHORIZATION_TYPE 'none')""")
+                    ENDPOINT '{broker.iceberg_catalog_url}', AUTHORIZATION_TYPE 'none',
+                    ACCESS_DELEGATION_MODE 'none')""")
     return con
 
 
