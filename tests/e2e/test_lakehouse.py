@@ -6,6 +6,7 @@ the previous release (per-broker catalog, pointers replaced in place) is migrate
 
 from __future__ import annotations
 
+import fcntl
 import json
 import shutil
 import tarfile
@@ -182,8 +183,19 @@ def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path):
         weed.stop()
 
 
-def test_previous_release_data_dir_is_migrated(tmp_path):
+def test_previous_release_data_dir_is_migrated():
     """The new binary on a data dir the previous release left (see fixtures/README.md)."""
+    # One fixed directory for every run on this machine: take turns.
+    lock = open(f"{LEGACY_DIR}.lock", "w")
+    fcntl.flock(lock, fcntl.LOCK_EX)
+    try:
+        run_on_legacy_fixture()
+    finally:
+        shutil.rmtree(LEGACY_DIR, ignore_errors=True)
+        lock.close()
+
+
+def run_on_legacy_fixture():
     shutil.rmtree(LEGACY_DIR, ignore_errors=True)
     LEGACY_DIR.mkdir(parents=True)
     with tarfile.open(FIXTURES / "legacy_catalog.tar.gz") as tar:
