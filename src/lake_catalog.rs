@@ -4,20 +4,21 @@
 //! so brokers over one shared store serve one catalog.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
-use iceberg_sink::catalog::{Catalog, CatalogConfig, Migrated};
+use iceberg_sink::catalog::{Catalog, CatalogConfig, CatalogError, Migrated};
 use object_store::local::LocalFileSystem;
 use object_store::path::Path as ObjectPath;
 use tiering::StoreConfig;
 
 use crate::tiering_args::TieringArgs;
 
-/// Opens the catalog over the tiering store, checks that the store can make commits atomic,
-/// and migrates pointers of the earlier per-broker layout (in the store itself, and in the
-/// broker's own `<data-dir>/objects` when the catalog has moved elsewhere).
+/// Opens the catalog over the tiering store, checks that the store can make commits atomic
+/// (refusing to start on one that cannot), and migrates pointers of the earlier per-broker
+/// layout (in the store itself, and in the broker's own `<data-dir>/objects` when the catalog
+/// has moved elsewhere). A store that does not answer yet is checked in the background.
 pub async fn open(tiering: &TieringArgs, data_dir: &Path) -> anyhow::Result<Arc<Catalog>> {
     let store = tiering.store_config(data_dir)?;
     let objects = tiering::store::build_store(&store)
@@ -60,8 +61,9 @@ pub async fn open(tiering: &TieringArgs, data_dir: &Path) -> anyhow::Result<Arc<
         },
     )
     .with_client_config(client_config);
-    // The broker's earlier per-broker catalog, when the catalog now lives elsewhere.
-    let legacy = match (on_own_dir, own_dir.join("catalog").is_dir()) {
+    // The broker's earlier per-broker catalog and warehouse, when the catalog now lives
+    // elsewhere: its tables are taken over, and served from there for as long as they last.
+    let legacy = match (on_own_dir, own_dir.is_dir()) {
         (false, true) => {
             let root = own_dir
                 .canonicalize()
@@ -79,29 +81,58 @@ pub async fn open(tiering: &TieringArgs, data_dir: &Path) -> anyhow::Result<Arc<
         }
         _ => None,
     };
-    catalog
-        .probe()
-        .await
-        .context("the Iceberg catalog cannot run on this object store")?;
-    let migrated = catalog
-        .migrate_legacy()
-        .await
-        .context("cannot migrate the Iceberg catalog's pointers to versioned ones")?;
-    log_migrated("the catalog's store", &migrated);
+    let catalog = Arc::new(catalog);
+    match check_and_migrate(&catalog, legacy.as_ref()).await {
+        Ok(()) => {}
+        Err(e @ CatalogError::NoCreateIfAbsent(_)) => {
+            return Err(anyhow::Error::new(e)
+                .context("the Iceberg catalog cannot run on this object store"))
+        }
+        Err(e) => {
+            // Kafka does not wait on the lake: a store that cannot be reached yet is checked
+            // (and the earlier layout migrated) in the background, and catalog requests fail
+            // meanwhile as they would anyway.
+            tracing::warn!(error = %e, "cannot check the Iceberg catalog's object store yet; retrying in the background");
+            let catalog = catalog.clone();
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(RECHECK_EVERY).await;
+                    match check_and_migrate(&catalog, legacy.as_ref()).await {
+                        Ok(()) => {
+                            tracing::info!("the Iceberg catalog's object store is checked");
+                            return;
+                        }
+                        Err(e @ CatalogError::NoCreateIfAbsent(_)) => {
+                            tracing::error!(error = %e, "the Iceberg catalog refuses every change");
+                            return;
+                        }
+                        Err(e) => tracing::debug!(error = %e, "Iceberg catalog store check failed"),
+                    }
+                }
+            });
+        }
+    }
+    Ok(catalog)
+}
+
+/// How often an unreachable store is checked again.
+const RECHECK_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// The startup probe, then the migration of pointers of the earlier layout: in the catalog's
+/// store, and from `legacy` (the broker's own objects dir) when the catalog is elsewhere.
+async fn check_and_migrate(
+    catalog: &Catalog,
+    legacy: Option<&(Arc<LocalFileSystem>, PathBuf)>,
+) -> Result<(), CatalogError> {
+    catalog.probe().await?;
+    log_migrated("the catalog's store", &catalog.migrate_legacy().await?);
     if let Some((fs, root)) = legacy {
         let imported = catalog
             .import_legacy(fs.as_ref(), &ObjectPath::from("catalog"))
-            .await
-            .with_context(|| {
-                format!(
-                    "cannot take the Iceberg tables of {} over into the catalog on the shared \
-                     object store",
-                    root.display()
-                )
-            })?;
+            .await?;
         log_migrated(&root.display().to_string(), &imported);
     }
-    Ok(Arc::new(catalog))
+    Ok(())
 }
 
 fn log_migrated(from: &str, m: &Migrated) {

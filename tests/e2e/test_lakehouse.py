@@ -95,9 +95,12 @@ def records(start: int, n: int, partitions: int = 3) -> list[dict]:
 
 
 def test_single_broker_on_s3_serves_its_catalog_from_the_bucket(broker_factory, tmp_path):
-    weed = WeedS3(tmp_path / "s3").start()
+    weed = WeedS3(tmp_path / "s3")
     try:
+        # The broker starts while S3 is not there yet (Kafka does not wait on the lake); the
+        # catalog checks the store once it answers.
         b = broker_factory(args=weed.broker_args(PREFIX), env=WeedS3.broker_env())
+        weed.start()
         topic = create_topic(b, partitions=2, config={
             "iceberg.mode": "key_value", "iceberg.target.lag.ms": str(LAG_MS)})
         produce(b, topic, records(0, 200, 2))

@@ -14,6 +14,7 @@
 //! ([`COMMIT_DEADLINE`]) long before then, so it can never re-create a version that was
 //! pruned and believe it won.
 
+use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures_util::TryStreamExt;
@@ -139,6 +140,9 @@ impl Store {
         base: &Current<B>,
         state: Option<&T>,
     ) -> Result<bool> {
+        if self.no_create_if_absent.load(Ordering::Relaxed) {
+            return Err(CatalogError::NoCreateIfAbsent(self.describe()));
+        }
         if base.read_at.elapsed() > COMMIT_DEADLINE {
             return Ok(false);
         }
@@ -199,8 +203,17 @@ impl Store {
     }
 
     /// Checks that the store refuses a second create of one object: without that, two
-    /// brokers committing at once could both win and one's change would be lost.
+    /// brokers committing at once could both win and one's change would be lost. A store
+    /// found wanting is remembered, and every later change refused.
     pub async fn probe_create_if_absent(&self) -> Result<()> {
+        let verdict = self.probe_once().await;
+        if let Err(CatalogError::NoCreateIfAbsent(_)) = &verdict {
+            self.no_create_if_absent.store(true, Ordering::Relaxed);
+        }
+        verdict
+    }
+
+    async fn probe_once(&self) -> Result<()> {
         let path = self
             .root
             .clone()

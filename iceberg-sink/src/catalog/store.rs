@@ -120,6 +120,9 @@ pub struct Store {
     foreign: Vec<Located>,
     /// How old a pointer version beyond the newest few must be before it is deleted.
     pub(super) prune_age: std::time::Duration,
+    /// Set once the startup probe found that the store lets a second create succeed: every
+    /// change is refused from then on rather than risk overwriting another broker's.
+    pub(super) no_create_if_absent: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -130,6 +133,7 @@ impl Store {
             warehouse,
             foreign: Vec::new(),
             prune_age: super::pointers::PRUNE_AGE,
+            no_create_if_absent: Default::default(),
         }
     }
 

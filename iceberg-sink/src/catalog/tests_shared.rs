@@ -318,6 +318,11 @@ async fn a_store_without_create_if_absent_is_refused_at_startup() {
     let err = bad.probe().await.unwrap_err();
     assert!(matches!(err, CatalogError::NoCreateIfAbsent(_)), "{err:?}");
     assert!(err.to_string().contains("create-if-absent"), "{err}");
+    // And every change after that verdict is refused, not risked.
+    assert!(matches!(
+        bad.create_namespace(&ns(), HashMap::new()).await,
+        Err(CatalogError::NoCreateIfAbsent(_))
+    ));
     // Local files and memory honour it, and the probe leaves nothing behind.
     let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
     catalog(objects.clone(), "memory:///w")
