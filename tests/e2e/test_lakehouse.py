@@ -186,6 +186,14 @@ def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path):
         weed.stop()
 
 
+def test_brokers_on_their_own_stores_keep_their_own_catalogs_and_say_so(broker_factory):
+    brokers = start_cluster(broker_factory, 3)
+    wait_formed(brokers)
+    for b in brokers:
+        assert "each broker serves its own Iceberg catalog" in b.log_text()
+        assert "--object-store s3" in b.log_text()
+
+
 def test_previous_release_data_dir_is_migrated():
     """The new binary on a data dir the previous release left (see fixtures/README.md)."""
     # One fixed directory for every run on this machine: take turns.

@@ -167,7 +167,13 @@ impl Catalog {
             .await
         {
             Ok(_) => Ok(true),
-            Err(CatalogError::TableAlreadyExists(_)) => Ok(false),
+            // Another broker over the same store migrating it at the same moment, or a table
+            // of that name made meanwhile.
+            Err(CatalogError::TableAlreadyExists(_)) => Ok(self
+                .table_current(ident)
+                .await?
+                .live()
+                .is_some_and(|now| now.metadata_location == record.metadata_location)),
             Err(e) => Err(e),
         }
     }
