@@ -242,10 +242,6 @@ def weed(tmp_path):
     w.stop()
 
 
-@pytest.mark.xfail(strict=True, reason="the built-in catalog's warehouse is still the broker's "
-                   "local disk with --object-store s3 (only tiering uses S3): table locations "
-                   "are file://, which S3FileIO does not read. Remove this mark once the "
-                   "catalog's warehouse is s3:// (issue 19).")
 def test_spark_reads_a_key_value_topic_from_an_s3_warehouse(spark, weed,  # noqa: F811
                                                             broker_factory):
     broker = broker_factory(args=weed.broker_args(), env=WeedS3.broker_env())

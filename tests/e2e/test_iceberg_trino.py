@@ -12,7 +12,6 @@ import time
 
 import pytest
 from pyiceberg.catalog.rest import RestCatalog
-from trino.exceptions import TrinoQueryError
 
 from conftest import produce
 from s3server import ACCESS_KEY, REGION, SECRET_KEY, WeedS3
@@ -171,10 +170,6 @@ def wait_translated(broker, topic: str, n: int, timeout: float = 60.0) -> None:
     raise AssertionError(f"{topic}: not translated after {timeout}s: {desc}")
 
 
-@pytest.mark.xfail(strict=True, raises=TrinoQueryError, reason=(
-    "the built-in catalog's warehouse is still file://<data-dir>/objects/warehouse with "
-    "--object-store s3 (issue 19 moves it onto the object store); Trino, given only S3, "
-    "cannot open file:// table files"))
 def test_trino_reads_a_topic_table_from_an_s3_warehouse(weed, broker_factory, trino_server,
                                                         trino_catalog):
     broker = broker_factory(args=weed.broker_args(prefix="cluster"), env=WeedS3.broker_env())

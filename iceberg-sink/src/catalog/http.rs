@@ -123,7 +123,9 @@ async fn not_found(uri: Uri) -> CatalogError {
 }
 
 async fn config(State(catalog): Cat) -> Response {
-    let mut defaults = HashMap::new();
+    // Storage settings (S3 endpoint, region...) as defaults, so that a client reading files
+    // itself gets them before it loads any table.
+    let mut defaults = catalog.client_config().clone();
     defaults.insert(
         "warehouse".to_string(),
         catalog.warehouse_location().to_string(),
@@ -226,8 +228,8 @@ async fn create_table(
         let metadata = catalog.stage_table(&ns, req.into_creation()?).await?;
         return Ok(Json(LoadTableResult {
             metadata_location: None,
+            config: catalog.client_config().clone(),
             metadata,
-            config: HashMap::new(),
         })
         .into_response());
     }

@@ -138,7 +138,7 @@ impl From<LoadedTable> for LoadTableResult {
         Self {
             metadata_location: Some(t.metadata_location),
             metadata: std::sync::Arc::unwrap_or_clone(t.metadata),
-            config: HashMap::new(),
+            config: t.config,
         }
     }
 }
