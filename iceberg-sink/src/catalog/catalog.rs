@@ -23,6 +23,7 @@ use super::error::{CatalogError, Result};
 use super::locks::Locks;
 use super::names::{self, display_namespace, display_table};
 use super::store::{metadata_file_location, NamespaceRecord, Store, TableRecord, Warehouse};
+use super::vending::{CredentialVendor, StorageCredential};
 
 /// Where the catalog keeps its state in the object store.
 #[derive(Debug, Clone)]
@@ -62,6 +63,8 @@ pub struct PropertiesUpdate {
 pub struct Catalog {
     store: Store,
     locks: Locks,
+    /// Set once at startup when STS is configured (see vending.rs).
+    vendor: std::sync::OnceLock<CredentialVendor>,
 }
 
 fn ns_lock(ns: &NamespaceIdent) -> String {
@@ -82,7 +85,26 @@ impl Catalog {
         Self {
             store: Store::new(objects, config.catalog_path, warehouse),
             locks: Locks::default(),
+            vendor: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Turns credential vending on; a second call is ignored.
+    pub fn enable_vending(&self, vendor: CredentialVendor) {
+        let _ = self.vendor.set(vendor);
+    }
+
+    /// Credentials for the table at `location`, empty when vending is off or the table is
+    /// not in this catalog's S3 warehouse (never the broker's own keys).
+    pub async fn storage_credentials(&self, location: &str) -> Result<Vec<StorageCredential>> {
+        let Some(vendor) = self.vendor.get() else {
+            return Ok(Vec::new());
+        };
+        Ok(vendor
+            .vend(self.warehouse_location(), location)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     pub fn warehouse_location(&self) -> &str {

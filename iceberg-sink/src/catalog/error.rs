@@ -4,6 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::vending::VendingError;
+
 /// Everything a catalog operation can fail with. Each variant maps to one status code and one
 /// exception type of the Iceberg REST OpenAPI, so clients raise their matching exception.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,9 @@ pub enum CatalogError {
     Corrupt { path: String, message: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// Credential vending failed (STS down or refusing, or a location it cannot scope).
+    #[error("credential vending: {0}")]
+    Vending(#[from] super::vending::VendingError),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -53,6 +58,8 @@ impl CatalogError {
             CatalogError::Store(_) | CatalogError::Corrupt { .. } | CatalogError::Internal(_) => {
                 StatusCode::INTERNAL_SERVER_ERROR
             }
+            CatalogError::Vending(VendingError::Sts { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            CatalogError::Vending(VendingError::Scope { .. }) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -72,6 +79,8 @@ impl CatalogError {
             CatalogError::Store(_) | CatalogError::Corrupt { .. } | CatalogError::Internal(_) => {
                 "InternalServerError"
             }
+            CatalogError::Vending(VendingError::Sts { .. }) => "ServiceUnavailableException",
+            CatalogError::Vending(VendingError::Scope { .. }) => "ForbiddenException",
         }
     }
 

@@ -16,6 +16,7 @@ mod http;
 mod locks;
 pub mod names;
 mod store;
+pub mod vending;
 mod wire;
 
 pub use catalog::{Catalog, CatalogConfig, LoadedTable, PropertiesUpdate, TableChange};
