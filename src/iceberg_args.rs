@@ -84,12 +84,14 @@ pub struct IcebergArgs {
 }
 
 impl IcebergArgs {
-    pub fn translator_config(&self) -> TranslatorConfig {
+    /// `builtin_shared`: every broker of the cluster serves the same built-in catalog (their
+    /// object store is shared), so each partition is translated by its leader alone.
+    pub fn translator_config(&self, builtin_shared: bool) -> TranslatorConfig {
         TranslatorConfig {
             default_namespace: self.iceberg_namespace.clone(),
             snapshots_keep: self.iceberg_snapshots_keep.max(1),
             snapshot_max_age_ms: self.iceberg_snapshot_max_age_ms.max(0),
-            shared_catalog: self.iceberg_catalog_uri.is_some(),
+            shared_catalog: self.iceberg_catalog_uri.is_some() || builtin_shared,
             ..TranslatorConfig::default()
         }
     }

@@ -39,7 +39,7 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8081"
     )]
     pub schema_registry_addr: SocketAddr,
-    /// Built-in Iceberg REST catalog (tables under <data-dir>/objects/warehouse)
+    /// Built-in Iceberg REST catalog (tables under warehouse/ of the object store)
     #[arg(
         long,
         env = "ICESTREAM_ICEBERG_CATALOG_ADDR",
@@ -742,7 +742,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let iceberg_catalog = tokio::net::TcpListener::bind(ic_addr)
         .await
         .with_context(|| format!("cannot listen on Iceberg catalog address {ic_addr}: is another broker or catalog running? set --iceberg-catalog-addr"))?;
-    let catalog = iceberg_catalog_over_local_objects(&config.data_dir)?;
+    let catalog = crate::lake_catalog::open(&args.tiering, &config.data_dir).await?;
+    // One catalog for the cluster when every broker is on one store; otherwise each broker
+    // keeps its own, holding the partitions it replicates.
+    let clustered = !args.seeds.is_empty();
+    let shared_lake = clustered && args.tiering.unshared_in_cluster().is_none();
+    if clustered && !shared_lake && args.iceberg.iceberg_catalog_uri.is_none() {
+        tracing::warn!(
+            "each broker serves its own Iceberg catalog over its own <data-dir>/objects, with \
+             the partitions it replicates: for one catalog (one table per topic) across the \
+             cluster, start every broker with --object-store s3 (same bucket and prefix) or \
+             with --object-store-dir on a directory all of them mount"
+        );
+    }
     if let Some(vendor) = vendor {
         catalog.enable_vending(vendor);
     }
@@ -780,7 +792,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(std::sync::Arc::new(crate::schema_source::RegistrySchemas(
             registry.clone(),
         ))),
-        args.iceberg.translator_config(),
+        args.iceberg.translator_config(shared_lake),
     );
     broker
         .metrics
@@ -878,31 +890,6 @@ fn describe_store(store: &tiering::StoreConfig) -> String {
             endpoint.as_deref().unwrap_or("AWS")
         ),
     }
-}
-
-/// The built-in Iceberg catalog over the local filesystem: objects under `<data-dir>/objects`,
-/// catalog pointers in `catalog/`, tables in `warehouse/`, which clients on this machine reach
-/// as a `file://` URL.
-fn iceberg_catalog_over_local_objects(
-    data_dir: &std::path::Path,
-) -> anyhow::Result<std::sync::Arc<iceberg_sink::catalog::Catalog>> {
-    let objects = data_dir.join("objects");
-    std::fs::create_dir_all(&objects)
-        .with_context(|| format!("cannot create {}", objects.display()))?;
-    let objects = objects
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", objects.display()))?;
-    let store = object_store::local::LocalFileSystem::new_with_prefix(&objects)
-        .with_context(|| format!("cannot open object store at {}", objects.display()))?;
-    let config = iceberg_sink::catalog::CatalogConfig {
-        warehouse_location: format!("file://{}/warehouse", objects.display()),
-        warehouse_path: object_store::path::Path::from("warehouse"),
-        catalog_path: object_store::path::Path::from("catalog"),
-    };
-    Ok(std::sync::Arc::new(iceberg_sink::catalog::Catalog::new(
-        std::sync::Arc::new(store),
-        config,
-    )))
 }
 
 async fn shutdown_signal() {

@@ -126,7 +126,9 @@ async fn not_found(uri: Uri) -> CatalogError {
 }
 
 async fn config(State(catalog): Cat) -> Response {
-    let mut defaults = HashMap::new();
+    // Storage settings (S3 endpoint, region...) as defaults, so that a client reading files
+    // itself gets them before it loads any table.
+    let mut defaults = catalog.client_config().clone();
     defaults.insert(
         "warehouse".to_string(),
         catalog.warehouse_location().to_string(),
@@ -228,7 +230,7 @@ async fn create_table(
         // Only metadata handed back: the table is created by a later commit that asserts
         // `assert-create` and carries these updates.
         let metadata = catalog.stage_table(&ns, req.into_creation()?).await?;
-        let staged = LoadTableResult::new(None, metadata, HashMap::new());
+        let staged = LoadTableResult::new(None, metadata, catalog.client_config().clone());
         return Ok(Json(with_access(&catalog, &headers, staged).await?).into_response());
     }
     let loaded = catalog.create_table(&ns, req.into_creation()?).await?;

@@ -167,7 +167,7 @@ impl From<LoadedTable> for LoadTableResult {
         Self::new(
             Some(t.metadata_location),
             std::sync::Arc::unwrap_or_clone(t.metadata),
-            HashMap::new(),
+            t.config,
         )
     }
 }
