@@ -53,14 +53,6 @@ IAM_CONFIG = {
     ]}}],
 }
 
-# The built-in catalog's warehouse moves onto the object store in a parallel change
-# (lake-store); until it lands the warehouse is the broker's local directory, where there is
-# nothing to vend for.
-NEEDS_S3_WAREHOUSE = pytest.mark.xfail(
-    strict=True,
-    reason="needs the built-in catalog's warehouse on S3 (s3://<bucket>/<prefix>/warehouse "
-           "with --object-store s3), which is not merged yet")
-
 SECRETS = ("s3.access-key-id", "s3.secret-access-key", "s3.session-token")
 
 
@@ -124,7 +116,6 @@ def denied(call) -> bool:
     return False
 
 
-@NEEDS_S3_WAREHOUSE
 def test_pyiceberg_reads_with_vended_keys_that_reach_only_the_table(weed, broker_factory):
     broker = broker_factory(args=weed.broker_args(PREFIX) + vending_args(weed),
                             env=WeedS3.broker_env())
@@ -212,7 +203,6 @@ def test_without_sts_flags_load_table_carries_no_keys(weed, broker_factory):
         assert json.loads(r.read()) == {"storage-credentials": []}
 
 
-@NEEDS_S3_WAREHOUSE
 def test_sts_refusing_is_a_clear_503_without_keys(weed, broker_factory):
     # A role whose trust policy does not name the broker: weed's STS answers AccessDenied.
     untrusted = "arn:aws:iam::000000000000:role/NotTrusted"
