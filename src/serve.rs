@@ -732,6 +732,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on schema registry address {sr_addr}: is another broker or registry running? set --schema-registry-addr"))?;
     let tiering_config = args.tiering.tiering_config(&config.data_dir)?;
+    // Checked before anything reaches the object store, so bad flags fail fast.
+    let s3_region = (args.tiering.object_store == "s3").then_some(args.tiering.s3_region.as_str());
+    let vendor = args.iceberg.credential_vendor(s3_region).await?;
     let store_desc = describe_store(&tiering_config.store);
     let tier = tiering::Tiering::start(tiering_config)
         .map_err(|e| anyhow::anyhow!("cannot start tiered storage ({store_desc}): {e}"))?;
@@ -751,6 +754,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
              cluster, start every broker with --object-store s3 (same bucket and prefix) or \
              with --object-store-dir on a directory all of them mount"
         );
+    }
+    if let Some(vendor) = vendor {
+        catalog.enable_vending(vendor);
     }
     let cluster = args.cluster_config()?;
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)

@@ -24,6 +24,7 @@ use super::locks::Locks;
 use super::names::{self, display_namespace, display_table};
 use super::pointers::{version_of_file, Current};
 use super::store::{metadata_file_location, NamespaceRecord, Store, TableRecord, Warehouse};
+use super::vending::{CredentialVendor, StorageCredential};
 
 /// Where the catalog keeps its state in the object store.
 #[derive(Debug, Clone)]
@@ -65,6 +66,8 @@ pub struct PropertiesUpdate {
 pub struct Catalog {
     pub(super) store: Store,
     locks: Locks,
+    /// Set once at startup when STS is configured (see vending.rs).
+    vendor: std::sync::OnceLock<CredentialVendor>,
     /// What clients need to reach the warehouse's storage (`s3.endpoint`, `s3.region`, ...),
     /// never credentials: handed out by `/v1/config` and with every loaded table.
     client_config: HashMap<String, String>,
@@ -100,6 +103,7 @@ impl Catalog {
             store: Store::new(objects, config.catalog_path, warehouse),
             locks: Locks::default(),
             client_config: HashMap::new(),
+            vendor: std::sync::OnceLock::new(),
         }
     }
 
@@ -128,6 +132,24 @@ impl Catalog {
     pub fn with_prune_age(mut self, age: std::time::Duration) -> Self {
         self.store.prune_age = age;
         self
+    }
+
+    /// Turns credential vending on; a second call is ignored.
+    pub fn enable_vending(&self, vendor: CredentialVendor) {
+        let _ = self.vendor.set(vendor);
+    }
+
+    /// Credentials for the table at `location`, empty when vending is off or the table is
+    /// not in this catalog's S3 warehouse (never the broker's own keys).
+    pub async fn storage_credentials(&self, location: &str) -> Result<Vec<StorageCredential>> {
+        let Some(vendor) = self.vendor.get() else {
+            return Ok(Vec::new());
+        };
+        Ok(vendor
+            .vend(self.warehouse_location(), location)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     pub fn warehouse_location(&self) -> &str {

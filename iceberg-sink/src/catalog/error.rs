@@ -4,6 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::vending::VendingError;
+
 /// Everything a catalog operation can fail with. Each variant maps to one status code and one
 /// exception type of the Iceberg REST OpenAPI, so clients raise their matching exception.
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +45,9 @@ pub enum CatalogError {
          honours it (AWS S3, SeaweedFS, MinIO, a local or NFS directory)"
     )]
     NoCreateIfAbsent(String),
+    /// Credential vending failed (STS down or refusing, or a location it cannot scope).
+    #[error("credential vending: {0}")]
+    Vending(#[from] super::vending::VendingError),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -63,6 +68,8 @@ impl CatalogError {
             | CatalogError::Corrupt { .. }
             | CatalogError::Internal(_)
             | CatalogError::NoCreateIfAbsent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CatalogError::Vending(VendingError::Sts { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            CatalogError::Vending(VendingError::Scope { .. }) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -83,6 +90,8 @@ impl CatalogError {
             | CatalogError::Corrupt { .. }
             | CatalogError::Internal(_)
             | CatalogError::NoCreateIfAbsent(_) => "InternalServerError",
+            CatalogError::Vending(VendingError::Sts { .. }) => "ServiceUnavailableException",
+            CatalogError::Vending(VendingError::Scope { .. }) => "ForbiddenException",
         }
     }
 

@@ -21,6 +21,7 @@ mod migrate;
 pub mod names;
 mod pointers;
 mod store;
+pub mod vending;
 mod wire;
 
 pub use catalog::{Catalog, CatalogConfig, LoadedTable, PropertiesUpdate, TableChange};
