@@ -24,6 +24,10 @@ from s3server import ACCESS_KEY, REGION, SECRET_KEY, WeedS3
 from test_cluster import wait_topic_everywhere
 from test_iceberg_catalog import duckdb_connection
 from test_iceberg_topics import LAG_MS, assert_exact, high_watermarks
+import sparkkit
+import trinokit
+from sparkkit import spark  # noqa: F401  (the session-wide Spark fixture)
+from trinokit import trino_catalog, trino_server  # noqa: F401  (fixtures)
 
 PREFIX = "lake1"
 FIXTURES = Path(__file__).parent / "fixtures"
@@ -89,6 +93,34 @@ def duckdb_pairs(broker, topic: str) -> tuple[int, int]:
         f'FROM ice.kafka."{topic}"').fetchone()
 
 
+def engine_pairs(spark, trino_server, spark_cat: str, trino_cat: str,
+                 topic: str) -> dict[str, tuple[int, int]]:
+    """(rows, distinct (partition, offset) pairs) of a topic's table as Spark SQL and Trino
+    read it through the catalogs they were given."""
+    got = spark.sql(f"SELECT count(*) AS n, count(DISTINCT kafka.partition, kafka.offset) AS d "
+                    f"FROM {spark_cat}.kafka.`{topic}`")[0]
+    (n, d), = trino_server.query(f'SELECT count(*), count(DISTINCT (kafka.partition, '
+                                 f'kafka."offset")) FROM {trino_cat}.kafka."{topic}"')
+    return {"spark": (got["n"], got["d"]), "trino": (n, d)}
+
+
+def engines_on(spark, trino_catalog, brokers, weed) -> dict[str, tuple[str, str]]:
+    """Per broker (by catalog URL), a Spark and a Trino catalog on its catalog endpoint (S3
+    keys: the test's)."""
+    names = {}
+    for b in brokers:
+        sp = spark.register_rest_catalog(
+            f"lake_{b.iceberg_catalog_port}",
+            b.iceberg_catalog_url,
+            s3=sparkkit.S3Access(endpoint=weed.endpoint, access_key=ACCESS_KEY,
+                                 secret_key=SECRET_KEY, region=REGION))
+        tr = trino_catalog(b.iceberg_catalog_url,
+                           s3=trinokit.S3Access(endpoint=weed.endpoint, region=REGION,
+                                                access_key=ACCESS_KEY, secret_key=SECRET_KEY))
+        names[b.iceberg_catalog_url] = (sp, tr)
+    return names
+
+
 def records(start: int, n: int, partitions: int = 3) -> list[dict]:
     return [{"key": str(i).encode(), "value": f"v{i}".encode(), "partition": i % partitions}
             for i in range(start, start + n)]
@@ -131,12 +163,14 @@ def test_single_broker_on_s3_serves_its_catalog_from_the_bucket(broker_factory, 
         weed.stop()
 
 
-def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path):
+def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path, spark,  # noqa: F811
+                                                 trino_server, trino_catalog):  # noqa: F811
     weed = WeedS3(tmp_path / "s3").start()
     try:
         brokers = start_cluster(broker_factory, 3, weed.broker_args(PREFIX),
                                 env=WeedS3.broker_env())
         wait_formed(brokers)
+        engines = engines_on(spark, trino_catalog, brokers, weed)
         admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
         topics = {"lake_rf1": 1, "lake_rf3": 3}
         futures = admin.create_topics([NewTopic(name, 3, rf, config={
@@ -153,6 +187,8 @@ def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path):
                 # Each broker's catalog endpoint, the same one table.
                 assert_exact(wait_rows(b, name, 300), highs[name])
                 assert duckdb_pairs(b, name) == (300, 300)
+                assert engine_pairs(spark, trino_server, *engines[b.iceberg_catalog_url], name) \
+                    == {"spark": (300, 300), "trino": (300, 300)}
 
         # A table made by pyiceberg through one broker, appended through another's catalog.
         first, second = s3_catalog(brokers[0]), s3_catalog(brokers[1])
@@ -180,6 +216,8 @@ def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path):
         for b in alive:
             assert_exact(wait_rows(b, "lake_rf3", 450, timeout=90), rf3)
             assert duckdb_pairs(b, "lake_rf3") == (450, 450)
+            assert engine_pairs(spark, trino_server, *engines[b.iceberg_catalog_url], "lake_rf3") \
+                == {"spark": (450, 450), "trino": (450, 450)}
             # The unreplicated topic's table is in the bucket, whole, whoever wrote it.
             assert_exact(rows_of(b, "lake_rf1"), highs["lake_rf1"])
     finally:
