@@ -272,9 +272,12 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the brokers' temp dirs")
     a = ap.parse_args()
     if a.quick:
-        a.nodes, a.partitions, a.acks = "1", "6", "all"
-        a.records, a.max_seconds, a.rates = 200_000, 20, "10000"
-        a.latency_seconds, a.e2e_serial = 5, 1000
+        # Smoke-run sizes for every option not given explicitly (so `--quick --nodes 3` works).
+        quick = {"nodes": "1", "partitions": "6", "acks": "all", "records": 200_000,
+                 "max_seconds": 20, "rates": "10000", "latency_seconds": 5, "e2e_serial": 1000}
+        for k, v in quick.items():
+            if getattr(a, k) == ap.get_default(k):
+                setattr(a, k, v)
     for k in ("systems", "clients", "acks"):
         setattr(a, k, [x for x in getattr(a, k).split(",") if x])
     for k in ("nodes", "partitions", "rates"):

@@ -75,7 +75,11 @@ pub(crate) fn consume(args: &Args) -> ExitCode {
         }
     }
     let elapsed = start.map_or(0.0, |s| s.elapsed().as_secs_f64());
-    let mb_s = if elapsed > 0.0 { bytes as f64 / elapsed / 1e6 } else { 0.0 };
+    let mb_s = if elapsed > 0.0 {
+        bytes as f64 / elapsed / 1e6
+    } else {
+        0.0
+    };
     eprintln!(
         "consume {topic} ({partitions} partitions): {n} records in {elapsed:.2} s: {mb_s:.1} MB/s, \
          {errors} errors"

@@ -1,8 +1,9 @@
 //! Load generator for the Icestream load benchmark.
 //!
-//! `produce`: a librdkafka producer (acks=all) sends fixed-size records to a topic as fast as
-//! the broker acknowledges them, with at most `--window` messages outstanding, and reports
-//! MB/s, records/s and the per-message latency from enqueue to delivery report.
+//! `produce`: a librdkafka producer (acks=all unless `--acks 1`) sends fixed-size records to a
+//! topic as fast as the broker acknowledges them (or at a fixed `--rate`), with at most
+//! `--window` messages outstanding, and reports MB/s, records/s and the per-message latency
+//! from enqueue to delivery report.
 //!
 //! `disk`: the disk's own sequential write + fdatasync throughput, in the given directory:
 //! appends `--total-bytes` in chunks of each `--chunk-bytes`, one fdatasync per chunk (what a
