@@ -6,7 +6,8 @@
 //! `e2e`: produce-to-consume latency. One process produces to a fresh topic at a fixed rate,
 //! each value starting with the nanoseconds since the process's start at which it was
 //! enqueued, while a consumer thread in the same process (same clock) reads the topic from the
-//! beginning and records now minus that stamp.
+//! beginning and records now minus that stamp. Warm-up records go first until the consumer
+//! has seen one, so its start-up is not measured.
 
 use std::collections::HashMap;
 use std::process::ExitCode;
@@ -24,6 +25,9 @@ use rdkafka::{Offset, TopicPartitionList};
 use serde_json::json;
 
 use crate::{pace, percentile, usage, Args};
+
+/// The stamp of warm-up records, which the consumer does not time.
+const WARM_UP: u64 = u64::MAX;
 
 fn consumer(brokers: &str, topic: &str, partitions: i32) -> Result<BaseConsumer, KafkaError> {
     let c: BaseConsumer = ClientConfig::new()
@@ -120,8 +124,13 @@ pub(crate) fn e2e(args: &Args) -> ExitCode {
         }
     };
     let done = Arc::new(AtomicBool::new(false));
+    // Set by the consumer at the first warm-up record: from then on it is fetching at the
+    // tail, so its own start-up (group-less assignment, offset lookup, the first long poll)
+    // is not counted in the measured records' latency.
+    let live = Arc::new(AtomicBool::new(false));
     let reader = {
         let done = done.clone();
+        let live = live.clone();
         thread::spawn(move || {
             let mut lat_us: Vec<u32> = Vec::with_capacity(records as usize);
             // A record seen twice (a refetch) counts once, keyed by partition and offset.
@@ -136,6 +145,10 @@ pub(crate) fn e2e(args: &Args) -> ExitCode {
                         continue;
                     }
                     let sent = u64::from_le_bytes(p[..8].try_into().expect("8 bytes"));
+                    if sent == WARM_UP {
+                        live.store(true, Ordering::Relaxed);
+                        continue;
+                    }
                     lat_us.push((now.saturating_sub(sent) / 1000).min(u32::MAX as u64) as u32);
                 }
             }
@@ -158,6 +171,22 @@ pub(crate) fn e2e(args: &Args) -> ExitCode {
         }
     };
     let mut payload = vec![b'x'; record_bytes];
+    payload[..8].copy_from_slice(&WARM_UP.to_le_bytes());
+    let warm_deadline = Instant::now() + Duration::from_secs(60);
+    while !live.load(Ordering::Relaxed) {
+        if Instant::now() > warm_deadline {
+            eprintln!("e2e: the consumer saw no warm-up record within 60 s");
+            return ExitCode::FAILURE;
+        }
+        let rec = BaseRecord::<(), [u8]>::to(topic)
+            .partition(0)
+            .payload(&payload[..]);
+        if let Err((e, _)) = producer.send(rec) {
+            eprintln!("warm-up produce failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        producer.poll(Duration::from_millis(20));
+    }
     let start = Instant::now();
     for i in 0..records {
         pace(&producer, start, i, rate);

@@ -287,7 +287,16 @@ pub(crate) fn pace<C: ProducerContext>(
         if now >= due {
             return;
         }
-        producer.poll((due - now).min(Duration::from_millis(1)));
+        let wait = due - now;
+        if wait >= Duration::from_millis(1) {
+            producer.poll(Duration::from_millis(1));
+        } else {
+            // librdkafka's poll timeout has millisecond resolution: a shorter one would spin,
+            // and a spinning client thread starves librdkafka's own threads (and the e2e
+            // consumer) on the client's core. Sleep instead, then serve delivery reports.
+            std::thread::sleep(wait);
+            producer.poll(Duration::ZERO);
+        }
     }
 }
 
