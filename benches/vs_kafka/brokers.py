@@ -156,13 +156,20 @@ class Icestream(Cluster):
         self.kafka_ports = [ports.get() for _ in range(nodes)]
         self.admin_ports = [ports.get() for _ in range(nodes)]
         self.rpc_ports = [ports.get() for _ in range(nodes)]
+        # Its other listeners (schema registry, Iceberg REST catalog) get ports of their own,
+        # so several nodes (and a developer's broker on the defaults) never collide.
+        self.registry_ports = [ports.get() for _ in range(nodes)]
+        self.catalog_ports = [ports.get() for _ in range(nodes)]
         self.procs = []
         self.bootstrap = ",".join(f"127.0.0.1:{p}" for p in self.kafka_ports)
 
     def command(self, i: int) -> list[str]:
         cmd = [str(self.binary), "serve", "--data-dir", str(self.workdir / f"node{i}"),
                "--kafka-addr", f"127.0.0.1:{self.kafka_ports[i]}",
-               "--admin-addr", f"127.0.0.1:{self.admin_ports[i]}", "--smp", str(self.smp)]
+               "--admin-addr", f"127.0.0.1:{self.admin_ports[i]}",
+               "--schema-registry-addr", f"127.0.0.1:{self.registry_ports[i]}",
+               "--iceberg-catalog-addr", f"127.0.0.1:{self.catalog_ports[i]}",
+               "--smp", str(self.smp)]
         if self.nodes > 1:
             seeds = ",".join(f"127.0.0.1:{p}" for p in self.rpc_ports)
             cmd += ["--node-id", str(i + 1), "--rpc-addr", f"127.0.0.1:{self.rpc_ports[i]}",
