@@ -122,8 +122,40 @@ def ceiling(rows: list[dict]) -> list[str]:
             bound = [f"{r['system']} {r['nodes']}n p{r['partitions']} acks={r['acks']}"
                      for r in rs if r["client_cpu_s"] >= 0.9 * r["client_wall_s"]]
             lines.append(f"| {client} | {phase} | {fmt(best)} | {', '.join(bound) or 'none'} |")
-    return lines + ["", "For Kafka's Java tools the client CPU includes the JVM's start and JIT "
-                    "warm-up; their rates are measured by the tools themselves.", ""]
+    lines += ["", "For Kafka's Java tools the client CPU includes the JVM's start and JIT "
+              "warm-up; their rates are measured by the tools themselves.", ""]
+    # Issue 23's consume target: at least 0.9 of the generator's own ceiling.
+    cons = [r for r in rows if r["kind"] == "consume" and r.get("client") == "librdkafka"
+            and r.get("ok") and r.get("client_cpu_s")]
+    if cons:
+        ceil = max(r["bytes"] / 1e6 / r["client_cpu_s"] for r in cons)
+        lines += ["Best librdkafka consume MB/s as a fraction of that ceiling: " + "; ".join(
+            f"{LABEL[s]} {max(r['mb_per_s'] for r in cons if r['system'] == s) / ceil:.2f}"
+            for s in SYSTEMS if any(r["system"] == s for r in cons)) + ".", ""]
+    return lines
+
+
+def rf_ratio(rows: list[dict]) -> list[str]:
+    """RF=3 against RF=1 for the same case and system: throughput, CPU and bytes written per
+    acknowledged GiB (issue 23: at most 3.3x for the costs)."""
+    prod = [r for r in rows if r["kind"] == "produce" and r.get("ok")]
+    one = {(r["system"], r["partitions"], r["acks"], r["client"]): r for r in prod if r["rf"] == 1}
+    lines = []
+    for r3 in (r for r in prod if r["rf"] == 3):
+        r1 = one.get((r3["system"], r3["partitions"], r3["acks"], r3["client"]))
+        if not r1:
+            continue
+        c1, c3 = per_gib(r1, "broker_cpu_s"), per_gib(r3, "broker_cpu_s")
+        w1, w3 = per_gib(r1, "broker_write_bytes"), per_gib(r3, "broker_write_bytes")
+        lines.append(f"| {LABEL[r3['system']]} | {r3['partitions']} | {r3['acks']} | "
+                     f"{r3['client']} | {ratio(r3['mb_per_s'], r1['mb_per_s'])} | "
+                     f"{ratio(c3, c1)} | {ratio(w3, w1)} |")
+    if not lines:
+        return []
+    return ["### RF=3 against RF=1 (same system, same case)", "",
+            "| system | partitions | acks | client | throughput RF=3 / RF=1 | "
+            "CPU s per GiB RF=3 / RF=1 | bytes written per GiB RF=3 / RF=1 |",
+            "|---|---:|---|---|---:|---:|---:|"] + lines + [""]
 
 
 def settings(rows: list[dict]) -> list[str]:
@@ -235,6 +267,7 @@ def main() -> None:
     md += throughput_table(by_case(rows, "produce"), "Produce")
     md += throughput_table(by_case(rows, "consume"), "Consume (the records just produced)")
     md += cost_table(by_case(rows, "produce"))
+    md += rf_ratio(rows)
     md += ceiling(rows)
     md += ["## Latency", ""]
     md += latency_table(by_case(rows, "latency"),
