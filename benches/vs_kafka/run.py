@@ -56,12 +56,17 @@ class Runner:
     def client(self, cmd: list[str], timeout: float) -> tuple[str, float, float, int]:
         """Runs one client pinned to the client cores: stdout, wall s, client CPU s, rc."""
         c0, t0 = children_cpu(), time.monotonic()
-        p = subprocess.run(taskset(self.a.client_cpus) + cmd, capture_output=True, text=True,
-                           timeout=timeout)
+        try:
+            p = subprocess.run(taskset(self.a.client_cpus) + cmd, capture_output=True,
+                               text=True, timeout=timeout)
+            out, err, rc = p.stdout, p.stderr, p.returncode
+        except subprocess.TimeoutExpired as e:  # killed; the phase is reported as failed
+            out = e.stdout.decode(errors="replace") if isinstance(e.stdout, bytes) else ""
+            err, rc = f"timed out after {timeout:.0f} s", -1
         wall, cpu = time.monotonic() - t0, children_cpu() - c0
-        if p.returncode != 0:
-            log(f"client failed ({p.returncode}): {' '.join(cmd[:3])}...\n{p.stderr[-2000:]}")
-        return p.stdout, wall, cpu, p.returncode
+        if rc != 0:
+            log(f"client failed ({rc}): {' '.join(cmd[:3])}...\n{err[-2000:]}")
+        return out, wall, cpu, rc
 
     def java(self, cls: str, *args: str) -> list[str]:
         return ["java", f"-Xmx{self.a.client_heap}", "-cp", self.cp, cls, *args]
@@ -204,10 +209,18 @@ class Runner:
             specs += [f"lat-{c}-a{a}-r{r}:{self.a.latency_partitions}" for a, c, r in lat]
             specs += [f"e2e-{c}-a{a}:1" for a in self.a.acks for c in self.a.clients]
             self.create_topics(cl, rf, specs)
+            acked: dict[tuple, int] = {}
             for p, a, c in runs:
                 topic = f"tp-{c}-p{p}-a{a}"
                 log(f"{kind} {nodes}n: produce {topic}")
-                res = self.produce(cl, c, topic, p, a, self.a.records)
+                # ProducerPerformance has no time limit: it gets as many records as librdkafka
+                # had acknowledged in this case within --max-seconds (a slow broker, e.g. Kafka
+                # fsyncing every message, must not make it run for many minutes).
+                n = self.a.records if c == "librdkafka" else \
+                    min(self.a.records, acked.get((p, a)) or self.a.records)
+                res = self.produce(cl, c, topic, p, a, n)
+                if c == "librdkafka" and res.get("bytes"):
+                    acked[(p, a)] = res["bytes"] // RECORD_BYTES
                 self.record(kind="produce", **base, client=c, partitions=p, acks=a, **res)
                 cl.alive()
                 log(f"{kind} {nodes}n: consume {topic}")
