@@ -1,14 +1,21 @@
 //! Load generator for the Icestream load benchmark.
 //!
-//! `produce`: a librdkafka producer (acks=all) sends fixed-size records to a topic as fast as
-//! the broker acknowledges them, with at most `--window` messages outstanding, and reports
-//! MB/s, records/s and the per-message latency from enqueue to delivery report.
+//! `produce`: a librdkafka producer (acks=all unless `--acks 1`) sends fixed-size records to a
+//! topic as fast as the broker acknowledges them (or at a fixed `--rate`), with at most
+//! `--window` messages outstanding, and reports MB/s, records/s and the per-message latency
+//! from enqueue to delivery report.
 //!
 //! `disk`: the disk's own sequential write + fdatasync throughput, in the given directory:
 //! appends `--total-bytes` in chunks of each `--chunk-bytes`, one fdatasync per chunk (what a
 //! broker flushing that many bytes per fdatasync would at best achieve).
 //!
-//! Both print one JSON object per result on stdout and a readable line on stderr.
+//! `create-topics` (src/admin.rs), `consume` and `e2e` (src/consume.rs): consume throughput, and produce-to-consume latency at
+//! a fixed rate (benches/vs_kafka drives them).
+//!
+//! All print one JSON object per result on stdout and a readable line on stderr.
+
+mod admin;
+mod consume;
 
 use std::fs::{self, OpenOptions};
 use std::io::Write;
@@ -24,23 +31,30 @@ use rdkafka::producer::{BaseProducer, BaseRecord, DeliveryResult, Producer, Prod
 use rdkafka::ClientContext;
 use serde_json::json;
 
-fn usage() -> ExitCode {
+pub(crate) fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  icestream-loadgen produce --brokers H:P --topic T --partitions N \
-         [--records N] [--duration-secs S] [--record-bytes B] [--window M] [--linger-ms L]\n  \
+         [--records N] [--duration-secs S] [--record-bytes B] [--window M] [--linger-ms L] \
+         [--acks all|1] [--rate R]\n  \
+         icestream-loadgen consume --brokers H:P --topic T --partitions N --records N \
+         [--timeout-secs S]\n  \
+         icestream-loadgen e2e --brokers H:P --topic T --partitions N --rate R --records N \
+         [--record-bytes B] [--acks all|1] [--linger-ms L]\n  \
+         icestream-loadgen create-topics --brokers H:P [--replication-factor R] \
+         [--config k=v,...] NAME:PARTITIONS...\n  \
          icestream-loadgen disk --dir D --total-bytes N --chunk-bytes B[,B...]"
     );
     ExitCode::from(2)
 }
 
-struct Args(Vec<String>);
+pub(crate) struct Args(Vec<String>);
 
 impl Args {
-    fn get(&self, name: &str) -> Option<&str> {
+    pub(crate) fn get(&self, name: &str) -> Option<&str> {
         let i = self.0.iter().position(|a| a == name)?;
         self.0.get(i + 1).map(String::as_str)
     }
-    fn num(&self, name: &str, default: u64) -> u64 {
+    pub(crate) fn num(&self, name: &str, default: u64) -> u64 {
         self.get(name)
             .map(|v| {
                 v.parse()
@@ -59,6 +73,22 @@ fn main() -> ExitCode {
     match cmd.as_str() {
         "produce" => produce(&args),
         "disk" => disk(&args),
+        "consume" => consume::consume(&args),
+        "e2e" => consume::e2e(&args),
+        "create-topics" => {
+            // Positional topic specs: every argument that is not a flag or a flag's value.
+            let mut specs = Vec::new();
+            let mut i = 1;
+            while i < args.0.len() {
+                if args.0[i].starts_with("--") {
+                    i += 2;
+                } else {
+                    specs.push(args.0[i].clone());
+                    i += 1;
+                }
+            }
+            admin::create_topics(&args, &specs)
+        }
         _ => usage(),
     }
 }
@@ -99,7 +129,7 @@ impl ProducerContext for Ctx {
     }
 }
 
-fn percentile(sorted: &[u32], p: f64) -> f64 {
+pub(crate) fn percentile(sorted: &[u32], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
     }
@@ -117,6 +147,9 @@ fn produce(args: &Args) -> ExitCode {
     let record_bytes = args.num("--record-bytes", 1024) as usize;
     let window = args.num("--window", 16_384);
     let linger_ms = args.num("--linger-ms", 5);
+    let acks = args.get("--acks").unwrap_or("all").to_string();
+    // Records per second; 0 = as fast as acknowledged (bounded by the window).
+    let rate = args.num("--rate", 0);
 
     let ctx = Ctx {
         t0: Instant::now(),
@@ -126,7 +159,7 @@ fn produce(args: &Args) -> ExitCode {
     };
     let producer: BaseProducer<Ctx> = match ClientConfig::new()
         .set("bootstrap.servers", brokers)
-        .set("acks", "all")
+        .set("acks", &acks)
         .set("linger.ms", linger_ms.to_string())
         .set("batch.size", "1000000")
         .set("compression.type", "none")
@@ -173,6 +206,9 @@ fn produce(args: &Args) -> ExitCode {
         while producer.in_flight_count() as u64 >= window {
             producer.poll(Duration::from_millis(1));
         }
+        if rate > 0 {
+            pace(&producer, start, sent, rate);
+        }
         send(
             &producer,
             topic,
@@ -203,6 +239,8 @@ fn produce(args: &Args) -> ExitCode {
         "record_bytes": record_bytes,
         "window": window,
         "linger_ms": linger_ms,
+        "acks": acks,
+        "rate": rate,
         "sent": sent,
         "acked": ok,
         "errors": errors,
@@ -231,6 +269,34 @@ fn produce(args: &Args) -> ExitCode {
         ExitCode::FAILURE
     } else {
         ExitCode::SUCCESS
+    }
+}
+
+/// Waits (serving delivery reports) until record number `sent` is due at `rate` records/s
+/// after `start`: a fixed schedule, so a stall is followed by a catch-up burst, as an
+/// open-loop client would send.
+pub(crate) fn pace<C: ProducerContext>(
+    producer: &BaseProducer<C>,
+    start: Instant,
+    sent: u64,
+    rate: u64,
+) {
+    let due = start + Duration::from_secs_f64(sent as f64 / rate as f64);
+    loop {
+        let now = Instant::now();
+        if now >= due {
+            return;
+        }
+        let wait = due - now;
+        if wait >= Duration::from_millis(1) {
+            producer.poll(Duration::from_millis(1));
+        } else {
+            // librdkafka's poll timeout has millisecond resolution: a shorter one would spin,
+            // and a spinning client thread starves librdkafka's own threads (and the e2e
+            // consumer) on the client's core. Sleep instead, then serve delivery reports.
+            std::thread::sleep(wait);
+            producer.poll(Duration::ZERO);
+        }
     }
 }
 
