@@ -224,6 +224,36 @@ def test_brokers_on_one_bucket_serve_one_catalog(broker_factory, tmp_path, spark
         weed.stop()
 
 
+def test_brokers_on_one_shared_directory_serve_one_catalog(broker_factory, tmp_path,
+                                                           spark, trino_server,  # noqa: F811
+                                                           trino_catalog):  # noqa: F811
+    """The other shared store: one directory every broker mounts (--object-store-dir). The
+    tables' files are file:// paths there, which Spark and Trino on this machine read."""
+    shared = tmp_path / "lake"
+    brokers = start_cluster(broker_factory, 3, ["--object-store-dir", str(shared)])
+    wait_formed(brokers)
+    admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
+    admin.create_topics([NewTopic("lake_dir", 3, 2, config={
+        "iceberg.mode": "key_value", "iceberg.target.lag.ms": str(LAG_MS)})],
+        request_timeout=30)["lake_dir"].result(40)
+    wait_topic_everywhere(brokers, "lake_dir", 3)
+    produce(brokers[0], "lake_dir", records(0, 240), **{"enable.idempotence": True})
+    highs = high_watermarks(brokers[0], "lake_dir", 3)
+    for b in brokers:
+        assert_exact(wait_rows(b, "lake_dir", 240), highs)
+        table = RestCatalog("icestream", uri=b.iceberg_catalog_url).load_table(
+            ("kafka", "lake_dir"))
+        assert table.location() == f"file://{shared.resolve()}/warehouse/kafka/lake_dir"
+        sp = spark.register_rest_catalog(f"dir_{b.iceberg_catalog_port}", b.iceberg_catalog_url)
+        tr = trino_catalog(b.iceberg_catalog_url)
+        assert engine_pairs(spark, trino_server, sp, tr, "lake_dir") \
+            == {"spark": (240, 240), "trino": (240, 240)}
+    # One catalog: the pointers are in the shared directory, none in a broker's own.
+    assert any((shared / "catalog" / "tables" / "kafka").rglob("*.json"))
+    for b in brokers:
+        assert not (b.data_dir / "objects" / "catalog" / "tables").exists()
+
+
 def test_brokers_on_their_own_stores_keep_their_own_catalogs_and_say_so(broker_factory):
     brokers = start_cluster(broker_factory, 3)
     wait_formed(brokers)
