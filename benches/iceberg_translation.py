@@ -27,7 +27,7 @@ Run with the tests' venv (confluent-kafka, fastavro, pyiceberg); the data set an
 come from the bench venv (benches/iceberg_translation.requirements.txt):
 
     BROKER_BIN=target/release/icestream .venv/bin/python benches/iceberg_translation.py \\
-        [--out /tmp/iceberg-translation] [--rate 1000] [--seconds 180] [--modes json,avro,key_value]
+        [--out /tmp/iceberg-translation] [--rate 2000] [--seconds 180] [--modes json,avro,key_value]
     benches/.venv-bench/bin/python benches/iceberg_translation.py --plot OUT   # plot only
 
 A benchmark, not a test: CI never runs it. Everything is on loopback and bounded in time.
@@ -234,7 +234,9 @@ class Broker:
         return out
 
     def get(self, path: str) -> str:
-        with urllib.request.urlopen(self.admin_url + path, timeout=10) as r:
+        # A long timeout: the admin API shares the main runtime thread with the translator,
+        # and answers only once a translation round on it has finished.
+        with urllib.request.urlopen(self.admin_url + path, timeout=300) as r:
             return r.read().decode()
 
     def iceberg_counters(self, topic: str) -> dict[str, float]:
@@ -629,8 +631,9 @@ def plot(out: Path) -> None:
         ld, tr = r["load"]["series"], r["translate"]["series"]
         off = ld[-1][0]
         line, = a1.plot([t for t, _ in ld], [n / 1e3 for _, n in ld], label=f"{r['mode']}: acked")
-        a1.plot([off + t for t, _ in tr], [n / 1e3 for _, n in tr], "--", color=line.get_color(),
-                label=f"{r['mode']}: in the table")
+        # A step: the table grows only at a commit (a backfill of this size is one round).
+        a1.step([off + t for t, _ in tr], [n / 1e3 for _, n in tr], "--", where="post",
+                color=line.get_color(), label=f"{r['mode']}: in the table")
     a1.set(xlabel="seconds since the load started", ylabel="thousand records",
            title="Throughput: load, then backfill")
     if res["throughput"]:
@@ -663,7 +666,7 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("/tmp/iceberg-translation"))
     ap.add_argument("--plot", type=Path, metavar="OUT", help="only plot OUT/results.json")
     ap.add_argument("--modes", default="json,avro,key_value")
-    ap.add_argument("--rate", type=float, default=1000, help="freshness: records/s")
+    ap.add_argument("--rate", type=float, default=2000, help="freshness: records/s")
     ap.add_argument("--seconds", type=float, default=180, help="freshness: seconds of produce")
     ap.add_argument("--limit", type=int, default=0, help="use only the first N flights")
     ap.add_argument("--data-parent", type=Path, default=None,
