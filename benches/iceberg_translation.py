@@ -528,6 +528,10 @@ def freshness(b: Broker, rate: float, seconds: float, records: list[tuple[bytes,
            "broker_cpu_s_while_producing": produce_cpu,
            "ack_ms": {n: 1000 * pct(ack_lat, q) for n, q in QUANTILES},
            "freshness_s": {n: pct(fresh, q) for n, q in QUANTILES},
+           # Acks slower than 100 ms (when, since the start; how long), to set against the
+           # snapshot times: does a translation round delay produce?
+           "slow_acks": [(round(a - t0, 2), round(a - s, 3)) for _, _, s, a in acks
+                         if a - s > 0.1][:2000],
            "snapshots_s": commits, "problems": vis.problems,
            "load_table_ms": {n: 1000 * pct(sorted(vis.load_s), q) for n, q in QUANTILES},
            "cdf": [pct(fresh, k / 200) for k in range(201)] if fresh else [],
