@@ -1,9 +1,11 @@
 //! `icestream serve` flags for Iceberg topics: which catalog the translator commits to, the
-//! default namespace and the snapshot expiry policy.
+//! default namespace, the snapshot expiry policy, and the built-in catalog's credential
+//! vending.
 
 use std::sync::Arc;
 
 use clap::Args;
+use iceberg_sink::catalog::vending::{CredentialVendor, VendingConfig};
 use iceberg_sink::lake::{BuiltinCatalog, RestSettings};
 use iceberg_sink::TranslatorConfig;
 
@@ -57,15 +59,39 @@ pub struct IcebergArgs {
     /// Path-style S3 requests for the external catalog's warehouse
     #[arg(long, env = "ICESTREAM_ICEBERG_S3_PATH_STYLE", default_value_t = false, action = clap::ArgAction::Set)]
     pub iceberg_s3_path_style: bool,
+    /// STS endpoint for credential vending by the built-in catalog (with --object-store s3):
+    /// loadTable then hands clients short-lived keys scoped to the table. Off when unset
+    #[arg(
+        long,
+        env = "ICESTREAM_ICEBERG_STS_ENDPOINT",
+        requires = "iceberg_sts_role_arn"
+    )]
+    pub iceberg_sts_endpoint: Option<String>,
+    /// Role the broker assumes (AssumeRole, its own AWS credentials) to vend table credentials
+    #[arg(
+        long,
+        env = "ICESTREAM_ICEBERG_STS_ROLE_ARN",
+        requires = "iceberg_sts_endpoint"
+    )]
+    pub iceberg_sts_role_arn: Option<String>,
+    /// Lifetime of vended credentials in seconds (STS allows 900 up to the role's maximum)
+    #[arg(
+        long,
+        env = "ICESTREAM_ICEBERG_CREDENTIALS_TTL_SECS",
+        default_value_t = 3600
+    )]
+    pub iceberg_credentials_ttl_secs: u64,
 }
 
 impl IcebergArgs {
-    pub fn translator_config(&self) -> TranslatorConfig {
+    /// `builtin_shared`: every broker of the cluster serves the same built-in catalog (their
+    /// object store is shared), so each partition is translated by its leader alone.
+    pub fn translator_config(&self, builtin_shared: bool) -> TranslatorConfig {
         TranslatorConfig {
             default_namespace: self.iceberg_namespace.clone(),
             snapshots_keep: self.iceberg_snapshots_keep.max(1),
             snapshot_max_age_ms: self.iceberg_snapshot_max_age_ms.max(0),
-            shared_catalog: self.iceberg_catalog_uri.is_some(),
+            shared_catalog: self.iceberg_catalog_uri.is_some() || builtin_shared,
             ..TranslatorConfig::default()
         }
     }
@@ -85,6 +111,44 @@ impl IcebergArgs {
 }
 
 impl IcebergArgs {
+    /// The built-in catalog's credential vending, if the STS flags are given. `s3_region` is
+    /// the object store's region (`None` when the store is not S3).
+    pub async fn credential_vendor(
+        &self,
+        s3_region: Option<&str>,
+    ) -> anyhow::Result<Option<CredentialVendor>> {
+        let (Some(endpoint), Some(role_arn)) =
+            (&self.iceberg_sts_endpoint, &self.iceberg_sts_role_arn)
+        else {
+            return Ok(None);
+        };
+        let Some(region) = s3_region else {
+            anyhow::bail!(
+                "--iceberg-sts-endpoint vends credentials for an S3 warehouse: it needs \
+                 --object-store s3"
+            );
+        };
+        if !(endpoint.starts_with("http://") || endpoint.starts_with("https://")) {
+            anyhow::bail!("--iceberg-sts-endpoint {endpoint:?} is not an http(s) URL");
+        }
+        if !(900..=43_200).contains(&self.iceberg_credentials_ttl_secs) {
+            anyhow::bail!(
+                "--iceberg-credentials-ttl-secs must be within 900 and 43200 (STS's bounds), \
+                 not {}",
+                self.iceberg_credentials_ttl_secs
+            );
+        }
+        Ok(Some(
+            CredentialVendor::new(VendingConfig {
+                sts_endpoint: endpoint.clone(),
+                role_arn: role_arn.clone(),
+                region: region.to_string(),
+                ttl: std::time::Duration::from_secs(self.iceberg_credentials_ttl_secs),
+            })
+            .await,
+        ))
+    }
+
     async fn rest_catalog(
         &self,
         uri: &str,

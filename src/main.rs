@@ -4,6 +4,7 @@
 mod cli;
 mod console;
 mod iceberg_args;
+mod lake_catalog;
 mod schema_source;
 mod serve;
 mod tiering_args;

@@ -39,7 +39,7 @@ pub struct ServeArgs {
         default_value = "127.0.0.1:8081"
     )]
     pub schema_registry_addr: SocketAddr,
-    /// Built-in Iceberg REST catalog (tables under <data-dir>/objects/warehouse)
+    /// Built-in Iceberg REST catalog (tables under warehouse/ of the object store)
     #[arg(
         long,
         env = "ICESTREAM_ICEBERG_CATALOG_ADDR",
@@ -732,6 +732,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("cannot listen on schema registry address {sr_addr}: is another broker or registry running? set --schema-registry-addr"))?;
     let tiering_config = args.tiering.tiering_config(&config.data_dir)?;
+    // Checked before anything reaches the object store, so bad flags fail fast.
+    let s3_region = (args.tiering.object_store == "s3").then_some(args.tiering.s3_region.as_str());
+    let vendor = args.iceberg.credential_vendor(s3_region).await?;
     let store_desc = describe_store(&tiering_config.store);
     let tier = tiering::Tiering::start(tiering_config)
         .map_err(|e| anyhow::anyhow!("cannot start tiered storage ({store_desc}): {e}"))?;
@@ -739,7 +742,22 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let iceberg_catalog = tokio::net::TcpListener::bind(ic_addr)
         .await
         .with_context(|| format!("cannot listen on Iceberg catalog address {ic_addr}: is another broker or catalog running? set --iceberg-catalog-addr"))?;
-    let catalog = iceberg_catalog_over_local_objects(&config.data_dir)?;
+    let catalog = crate::lake_catalog::open(&args.tiering, &config.data_dir).await?;
+    // One catalog for the cluster when every broker is on one store; otherwise each broker
+    // keeps its own, holding the partitions it replicates.
+    let clustered = !args.seeds.is_empty();
+    let shared_lake = clustered && args.tiering.unshared_in_cluster().is_none();
+    if clustered && !shared_lake && args.iceberg.iceberg_catalog_uri.is_none() {
+        tracing::warn!(
+            "each broker serves its own Iceberg catalog over its own <data-dir>/objects, with \
+             the partitions it replicates: for one catalog (one table per topic) across the \
+             cluster, start every broker with --object-store s3 (same bucket and prefix) or \
+             with --object-store-dir on a directory all of them mount"
+        );
+    }
+    if let Some(vendor) = vendor {
+        catalog.enable_vending(vendor);
+    }
     let cluster = args.cluster_config()?;
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
@@ -754,17 +772,12 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let _ = broker.schema_ids.set(registry.clone());
     if let Some(c) = &broker.cluster {
         // Other brokers' registries forward writes here while this broker leads `_schemas`.
-        let local = schema_registry.local_addr()?;
-        let host = if local.ip().is_unspecified() {
-            broker.advertised.0.clone()
-        } else {
-            local.ip().to_string()
-        };
-        let url = match host.parse::<std::net::Ipv6Addr>() {
-            Ok(_) => format!("http://[{host}]:{}", local.port()),
-            Err(_) => format!("http://{host}:{}", local.port()),
-        };
-        c.members.set_schema_registry_url(url);
+        c.members
+            .set_schema_registry_url(service_url(schema_registry.local_addr()?, &broker));
+        // Other brokers' translators hand rounds to this broker's Iceberg committer there
+        // while it leads a topic's partition 0.
+        c.members
+            .set_iceberg_catalog_url(service_url(iceberg_catalog.local_addr()?, &broker));
     }
     let (lake, lake_name) = args.iceberg.lake_catalog(catalog.clone()).await?;
     let translator = iceberg_sink::Translator::new(
@@ -774,7 +787,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         Some(std::sync::Arc::new(crate::schema_source::RegistrySchemas(
             registry.clone(),
         ))),
-        args.iceberg.translator_config(),
+        args.iceberg.translator_config(shared_lake),
     );
     broker
         .metrics
@@ -845,6 +858,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let catalog_task = tokio::spawn(iceberg_sink::catalog::serve(
         iceberg_catalog,
         catalog,
+        translator.committer_routes(),
         http_limits,
         engine::http::limiter("iceberg_catalog", &http_limits, &broker.metrics),
     ));
@@ -857,6 +871,20 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     broker.shutdown().await;
     tracing::info!("stopped");
     Ok(())
+}
+
+/// The URL other brokers reach a listener of this broker at: its advertised host when it
+/// listens on every address.
+fn service_url(local: std::net::SocketAddr, broker: &engine::Broker) -> String {
+    let host = if local.ip().is_unspecified() {
+        broker.advertised.0.clone()
+    } else {
+        local.ip().to_string()
+    };
+    match host.parse::<std::net::Ipv6Addr>() {
+        Ok(_) => format!("http://[{host}]:{}", local.port()),
+        Err(_) => format!("http://{host}:{}", local.port()),
+    }
 }
 
 fn describe_store(store: &tiering::StoreConfig) -> String {
@@ -872,31 +900,6 @@ fn describe_store(store: &tiering::StoreConfig) -> String {
             endpoint.as_deref().unwrap_or("AWS")
         ),
     }
-}
-
-/// The built-in Iceberg catalog over the local filesystem: objects under `<data-dir>/objects`,
-/// catalog pointers in `catalog/`, tables in `warehouse/`, which clients on this machine reach
-/// as a `file://` URL.
-fn iceberg_catalog_over_local_objects(
-    data_dir: &std::path::Path,
-) -> anyhow::Result<std::sync::Arc<iceberg_sink::catalog::Catalog>> {
-    let objects = data_dir.join("objects");
-    std::fs::create_dir_all(&objects)
-        .with_context(|| format!("cannot create {}", objects.display()))?;
-    let objects = objects
-        .canonicalize()
-        .with_context(|| format!("cannot resolve {}", objects.display()))?;
-    let store = object_store::local::LocalFileSystem::new_with_prefix(&objects)
-        .with_context(|| format!("cannot open object store at {}", objects.display()))?;
-    let config = iceberg_sink::catalog::CatalogConfig {
-        warehouse_location: format!("file://{}/warehouse", objects.display()),
-        warehouse_path: object_store::path::Path::from("warehouse"),
-        catalog_path: object_store::path::Path::from("catalog"),
-    };
-    Ok(std::sync::Arc::new(iceberg_sink::catalog::Catalog::new(
-        std::sync::Arc::new(store),
-        config,
-    )))
 }
 
 async fn shutdown_signal() {

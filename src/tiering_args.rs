@@ -57,8 +57,9 @@ impl TieringArgs {
         })
     }
 
-    pub fn tiering_config(&self, data_dir: &Path) -> anyhow::Result<TieringConfig> {
-        let store = match self.object_store.as_str() {
+    /// The object store tiering (and the built-in Iceberg catalog) uses.
+    pub fn store_config(&self, data_dir: &Path) -> anyhow::Result<StoreConfig> {
+        Ok(match self.object_store.as_str() {
             "s3" => {
                 let Some(bucket) = self.s3_bucket.clone() else {
                     bail!("--object-store s3 needs --s3-bucket");
@@ -81,7 +82,11 @@ impl TieringArgs {
                     .clone()
                     .unwrap_or_else(|| data_dir.join("objects")),
             },
-        };
+        })
+    }
+
+    pub fn tiering_config(&self, data_dir: &Path) -> anyhow::Result<TieringConfig> {
+        let store = self.store_config(data_dir)?;
         if self.upload_concurrency == 0 {
             bail!("--upload-concurrency must be at least 1");
         }

@@ -1,17 +1,18 @@
-//! Appending a round's data files so that each Kafka offset lands in a table once, while
-//! several brokers commit to one table (in a cluster each translates the partitions it leads).
+//! Appending translation rounds' data files so that each Kafka offset lands in a table once,
+//! even while two brokers commit to one table (a committer failover, or the per-broker
+//! committers of a catalog that is not shared, which never meet).
 //!
 //! iceberg-rust's `Transaction::commit` reloads the table and re-applies the append on
 //! whatever snapshot is current, so a concurrent commit would be silently rebased with the
-//! offsets map computed from an older snapshot, and two brokers that both believed they led a
-//! partition during a failover would both land its records. A round therefore commits on the
-//! exact snapshot it was computed from: [`Pinned`] hands the transaction that table as the
+//! offsets map computed from an older snapshot, and two committers that both believed they
+//! owned a topic during a failover would both land its records. A commit therefore lands on
+//! the exact snapshot it was computed from: [`Pinned`] hands the transaction that table as the
 //! "refreshed" one, so the requirement sent to the catalog asserts our base snapshot, and a
-//! conflict comes back to us. We then reload, check that nobody else advanced the partitions
-//! this round covers (if someone did, the round is dropped: its rows are in the table already),
-//! rebase the offsets map on the new snapshot and commit the same files again.
+//! conflict comes back to us. We then reload, keep the rounds whose partitions nobody else
+//! advanced (the others are superseded: their rows are in the table already), rebase the
+//! offsets map on the new snapshot and commit their files again.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use async_trait::async_trait;
 use iceberg::spec::DataFile;
@@ -21,20 +22,22 @@ use iceberg::{
     Catalog, ErrorKind, Namespace, NamespaceIdent, Result, TableCommit, TableCreation, TableIdent,
 };
 
+use crate::committer::batch;
 use crate::error::SinkError;
-use crate::offsets::{self, Offsets};
+use crate::offsets;
 
-/// Commits rebased on another broker's commit before giving up on a round (it is then read
-/// and written again from the table's offsets).
+/// Commits rebased on another writer's commit before giving up (the rounds are then read and
+/// written again from the table's offsets).
 const MAX_REBASES: usize = 16;
 
 /// What one round appends, per partition: the next offset the table held when the round was
 /// computed (`None`: the table had none) and the next offset after the round.
+#[derive(Debug, Clone)]
 pub struct Round {
     pub advance: Vec<(i32, Option<i64>, i64)>,
     pub files: Vec<DataFile>,
-    /// Extra snapshot properties (offset ranges of this snapshot, the topic id).
-    pub properties: HashMap<String, String>,
+    /// The offsets this round added per partition (inclusive), for the snapshot summary.
+    pub ranges: BTreeMap<i32, (i64, i64)>,
 }
 
 pub enum Outcome {
@@ -45,33 +48,71 @@ pub enum Outcome {
     Superseded(Table),
 }
 
-/// Appends `round` on `base`, rebasing on concurrent commits of other partitions.
+/// What [`append_all`] did with a batch of rounds.
+pub struct Landed {
+    /// The table after the commit (or as last loaded, when nothing was committed).
+    pub table: Table,
+    /// Per round, in order: whether it is in `table`'s new snapshot (else superseded).
+    pub committed: Vec<bool>,
+    /// Whether a snapshot was committed at all.
+    pub snapshot: bool,
+}
+
+/// Appends one round on `base`, rebasing on concurrent commits of other partitions.
 pub async fn append(
     catalog: &dyn Catalog,
-    mut base: Table,
+    base: Table,
     topic_id: &str,
     round: Round,
 ) -> std::result::Result<Outcome, SinkError> {
+    let landed = append_all(catalog, base, topic_id, std::slice::from_ref(&round)).await?;
+    Ok(if landed.committed[0] {
+        Outcome::Committed(landed.table)
+    } else {
+        Outcome::Superseded(landed.table)
+    })
+}
+
+/// Appends every round of `rounds` that still fits the table ([`batch::plan`]) in one
+/// fast-append snapshot on `base`, with the merged offsets map; rebases on conflicts.
+pub async fn append_all(
+    catalog: &dyn Catalog,
+    mut base: Table,
+    topic_id: &str,
+    rounds: &[Round],
+) -> std::result::Result<Landed, SinkError> {
     for _ in 0..MAX_REBASES {
         let current = offsets::committed(base.metadata(), topic_id);
-        if round
-            .advance
-            .iter()
-            .any(|&(p, expected, _)| current.get(&p).copied() != expected)
-        {
-            return Ok(Outcome::Superseded(base));
+        let plan = batch::plan(&current, rounds.iter().map(|r| r.advance.as_slice()));
+        let mut committed = vec![false; rounds.len()];
+        if plan.accepted.is_empty() {
+            return Ok(Landed {
+                table: base,
+                committed,
+                snapshot: false,
+            });
         }
-        let mut merged: Offsets = current;
-        for &(p, _, next) in &round.advance {
-            merged.insert(p, next);
+        let mut files = Vec::new();
+        let mut ranges = BTreeMap::new();
+        for &i in &plan.accepted {
+            committed[i] = true;
+            files.extend(rounds[i].files.iter().cloned());
+            ranges.extend(rounds[i].ranges.iter().map(|(&p, &r)| (p, r)));
         }
-        let mut props = round.properties.clone();
-        props.insert(offsets::NEXT_OFFSETS.to_string(), offsets::encode(&merged));
-        props.insert(offsets::TOPIC_ID.to_string(), topic_id.to_string());
+        let mut props = HashMap::from([
+            (
+                offsets::NEXT_OFFSETS.to_string(),
+                offsets::encode(&plan.next),
+            ),
+            (offsets::TOPIC_ID.to_string(), topic_id.to_string()),
+        ]);
+        if !ranges.is_empty() {
+            props.insert(offsets::RANGES.to_string(), offsets::encode_ranges(&ranges));
+        }
         let tx = Transaction::new(&base);
         let tx = tx
             .fast_append()
-            .add_data_files(round.files.clone())
+            .add_data_files(files)
             .set_snapshot_properties(props)
             .apply(tx)?;
         let pinned = Pinned {
@@ -79,7 +120,13 @@ pub async fn append(
             base: &base,
         };
         match tx.commit(&pinned).await {
-            Ok(t) => return Ok(Outcome::Committed(t)),
+            Ok(table) => {
+                return Ok(Landed {
+                    table,
+                    committed,
+                    snapshot: true,
+                })
+            }
             Err(e) if e.kind() == ErrorKind::CatalogCommitConflicts => {
                 base = catalog.load_table(base.identifier()).await?;
             }

@@ -8,7 +8,6 @@
 //! reason       string   the decoder's message
 //! ```
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use arrow_array::builder::StringBuilder;
@@ -157,7 +156,7 @@ impl DeadLetters {
                 })
                 .collect(),
             files: data_files,
-            properties: HashMap::new(),
+            ranges: Default::default(),
         };
         let table = match commit::append(catalog, table, &topic_id, round).await? {
             commit::Outcome::Committed(t) => t,

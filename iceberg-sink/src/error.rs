@@ -14,6 +14,8 @@ pub enum SinkError {
     PartitionSpec(String),
     #[error("table layout: {0}")]
     Layout(String),
+    #[error("handing the round to the committer: {0}")]
+    Committer(#[from] crate::committer::CommitterError),
     #[error("table {table}: {message}")]
     Table { table: String, message: String },
 }

@@ -21,8 +21,8 @@ use iceberg::{
 use crate::catalog::{Catalog, CatalogError, LoadedTable};
 
 /// The built-in catalog as an `iceberg::Catalog`, called in-process (no HTTP). Data files go
-/// through iceberg's local-filesystem `FileIO`, which reads the `file://` warehouse the
-/// catalog hands out.
+/// through iceberg's local-filesystem `FileIO` for a `file://` warehouse, and through
+/// [`crate::object_io`] with the catalog's storage settings for an `s3://` one.
 pub struct BuiltinCatalog {
     inner: Arc<Catalog>,
     file_io: FileIO,
@@ -33,9 +33,17 @@ pub struct BuiltinCatalog {
 impl BuiltinCatalog {
     /// Must be called on a tokio runtime, which the tables it loads then use.
     pub fn new(inner: Arc<Catalog>) -> Result<Self> {
+        let file_io = if inner.warehouse_location().starts_with("s3") {
+            let factory = crate::object_io::ObjectStorageFactory {
+                overrides: inner.client_config().clone(),
+            };
+            iceberg::io::FileIOBuilder::new(Arc::new(factory)).build()
+        } else {
+            FileIO::new_with_fs()
+        };
         Ok(Self {
             inner,
-            file_io: FileIO::new_with_fs(),
+            file_io,
             runtime: iceberg::Runtime::try_current()?,
         })
     }

@@ -6,13 +6,14 @@
 //!   built-in catalog in-process, or an external REST catalog.
 //! - [`translator`]: log -> Arrow -> Parquet -> Iceberg commit, one task per Iceberg topic,
 //!   with the Kafka offsets each snapshot covers in its summary ([`offsets`]) for exactly-once
-//!   resumption. Table layouts: [`key_value`]; partition specs: [`spec`]; topic settings:
+//!   resumption; one broker per topic commits the rounds ([`committer`], [`commit`]). Table layouts: [`key_value`]; partition specs: [`spec`]; topic settings:
 //!   [`settings`]; schema-driven values: [`decode`]; metrics and admin routes: [`metrics`], [`routes`];
 //!   the newest data files and dead letters the console shows: [`browse`].
 
 pub mod browse;
 pub mod catalog;
 pub mod commit;
+pub mod committer;
 pub mod decode;
 pub mod dlq;
 pub mod error;

@@ -19,14 +19,18 @@ engine::metric_set! {
         pub lag_ms: Family<TopicLabel, Gauge> => "translation_lag_ms",
         /// The topic's iceberg.target.lag.ms: how stale its table may be
         pub target_lag_ms: Family<TopicLabel, Gauge> => "target_lag_ms",
-        /// Records committed to Iceberg tables
+        /// Records this broker's committer landed in Iceberg tables
         pub records: Family<TopicLabel, Counter> => "records_written",
-        /// Parquet data files committed
+        /// Parquet data files this broker's committer landed
         pub files: Family<TopicLabel, Counter> => "files_written",
-        /// Bytes of Parquet data files committed
+        /// Bytes of Parquet data files this broker's committer landed
         pub bytes: Family<TopicLabel, Counter> => "bytes_written",
-        /// Snapshots committed
+        /// Snapshots this broker committed as the topic's committer
         pub commits: Family<TopicLabel, Counter> => "commits",
+        /// Translation rounds this broker's committer landed (several per snapshot when batched)
+        pub rounds: Family<TopicLabel, Counter> => "committer_rounds",
+        /// Rounds this broker's committer refused because the table already covered them
+        pub rounds_superseded: Family<TopicLabel, Counter> => "committer_rounds_superseded",
         /// Failed translation rounds (read, write or commit; each is retried)
         pub commit_errors: Family<TopicLabel, Counter> => "commit_errors",
         /// Records that could not be decoded, written to the <topic>~dlq table
@@ -47,6 +51,8 @@ impl Metrics {
             &self.files,
             &self.bytes,
             &self.commits,
+            &self.rounds,
+            &self.rounds_superseded,
             &self.commit_errors,
             &self.dlq_records,
             &self.dropped_records,

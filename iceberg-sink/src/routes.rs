@@ -12,6 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::browse;
+use crate::committer;
 use crate::metrics::Metrics;
 use crate::settings::{Mode, TopicSettings};
 use crate::translator::{Shared, Translator};
@@ -31,6 +32,26 @@ impl Translator {
             )
             .with_state(self.clone())
     }
+
+    /// The committer's internal route, served on the Iceberg catalog listener (where other
+    /// brokers' translators hand it rounds).
+    pub fn committer_routes(&self) -> Router {
+        committer::http::router(self.shared.clone())
+    }
+}
+
+/// Who commits the topic's rounds, and what this broker's committer did for it.
+fn committer_status(sh: &Shared, tp: &engine::topics::Topic) -> serde_json::Value {
+    let me = sh.broker.node_id();
+    let target = committer::resolve(sh, tp);
+    let label = Metrics::label(&tp.name);
+    json!({
+        "node_id": target.node(me),
+        "this_broker": target == committer::Target::Local,
+        "commits": sh.metrics.commits.get_or_create(&label).get(),
+        "rounds": sh.metrics.rounds.get_or_create(&label).get(),
+        "rounds_superseded": sh.metrics.rounds_superseded.get_or_create(&label).get(),
+    })
 }
 
 #[derive(Deserialize)]
@@ -177,7 +198,8 @@ async fn topic_route(State(t): State<Arc<Translator>>, Path(topic): Path<String>
             .get("iceberg.mode", &sh.broker.defaults())
             .0
             .to_string();
-        return Json(json!({"topic": topic, "mode": mode, "catalog": sh.catalog_name}))
+        let committer = (mode != Mode::Disabled.as_str()).then(|| committer_status(sh, &tp));
+        return Json(json!({"topic": topic, "mode": mode, "catalog": sh.catalog_name, "committer": committer}))
             .into_response();
     };
     let label = Metrics::label(&topic);
@@ -207,6 +229,7 @@ async fn topic_route(State(t): State<Arc<Translator>>, Path(topic): Path<String>
         "bytes_written": m.bytes.get_or_create(&label).get(),
         "commits": m.commits.get_or_create(&label).get(),
         "commit_errors": m.commit_errors.get_or_create(&label).get(),
+        "committer": committer_status(sh, &tp),
         "dlq_records": m.dlq_records.get_or_create(&label).get(),
         "last_error": st.last_error,
     }))

@@ -3,10 +3,11 @@
 //! One task per Iceberg topic. Each round reads every partition from the offsets the table
 //! already covers up to the high watermark seen at the round's start (local and tiered
 //! segments alike, through [`engine::Broker::read_log`]), writes the records as Parquet data
-//! files and commits one append snapshot whose summary records the new offsets
-//! ([`crate::offsets`]). The table is the only record of progress: after a crash or a failed
-//! commit the task reloads it and resumes from what it says, so every record lands exactly
-//! once (orphan data files of an uncommitted round are never referenced).
+//! files into the table's location and hands the round to the topic's committer
+//! ([`crate::committer`]), which appends it in a snapshot whose summary records the new
+//! offsets ([`crate::offsets`]). The table is the only record of progress: after a crash, a
+//! failed or superseded round the task reloads it and resumes from what it says, so every
+//! record lands exactly once (orphan data files of an uncommitted round are never referenced).
 //!
 //! Rounds start once data has waited half of `iceberg.target.lag.ms`, or at once when much is
 //! pending, so files grow with throughput instead of one per produce.
@@ -19,7 +20,6 @@ use arrow_array::RecordBatch;
 use engine::Broker;
 use iceberg::spec::Schema;
 use iceberg::table::Table;
-use iceberg::transaction::{ApplyTransactionAction, Transaction};
 use iceberg::{Catalog, ErrorKind, TableIdent};
 use kafka_protocol::records::Record;
 use parking_lot::Mutex;
@@ -27,6 +27,7 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::commit;
+use crate::committer::{self, Answer, Committer, Handover};
 use crate::decode::SchemaSource;
 use crate::dlq::{DeadLetters, Letter};
 use crate::error::SinkError;
@@ -52,8 +53,9 @@ pub struct TranslatorConfig {
     /// Pending records that start a round before the target lag is half used.
     pub eager_records: i64,
     /// Whether the catalog is shared with the other brokers of a cluster (an external REST
-    /// catalog): then each partition is translated only by its Raft leader. The built-in
-    /// catalog is the broker's own, so it gets every partition the broker replicates.
+    /// catalog): then each partition is translated only by its Raft leader, and the leader of
+    /// a topic's partition 0 commits its rounds. The built-in catalog is the broker's own, so
+    /// it gets every partition the broker replicates, committed by the broker itself.
     pub shared_catalog: bool,
 }
 
@@ -74,8 +76,6 @@ impl Default for TranslatorConfig {
 const BATCH_ROWS: usize = 65_536;
 /// Bytes asked of the log per read.
 const READ_BYTES: usize = 4 << 20;
-/// Commits between snapshot expiries.
-const EXPIRE_EVERY: u32 = 10;
 
 pub(crate) struct Shared {
     pub broker: Arc<Broker>,
@@ -86,6 +86,8 @@ pub(crate) struct Shared {
     pub config: TranslatorConfig,
     pub metrics: Metrics,
     pub status: Mutex<HashMap<String, TopicStatus>>,
+    /// Rounds this broker commits, its own and other partition leaders'.
+    pub(crate) committer: Committer,
 }
 
 /// Starts and stops one task per Iceberg topic as topics and their configs change.
@@ -116,6 +118,7 @@ impl Translator {
                 config,
                 metrics: Metrics::default(),
                 status: Mutex::new(HashMap::new()),
+                committer: Committer::default(),
             }),
         })
     }
@@ -168,6 +171,7 @@ impl Translator {
                 .is_none_or(|t| t.id != r.topic_id);
             if deleted {
                 sh.status.lock().remove(&name);
+                sh.committer.forget(&r.settings.table(&name));
                 // An unmounted topic keeps its table for the mount.
                 let unmounted = sh.broker.unmounted.lock().contains(&r.topic_id);
                 if r.settings.delete && !unmounted {
@@ -221,12 +225,11 @@ struct TopicTask {
     loaded: bool,
     /// Where the next round reads from (the next offset per partition).
     next: Offsets,
-    /// The offsets the table (as last loaded or committed) covers: a commit asserts that the
-    /// partitions it advances still stand there ([`commit::append`]).
+    /// The offsets the table (as last loaded or committed) covers: a round asserts that the
+    /// partitions it advances still stand there ([`commit::append_all`]).
     committed: Offsets,
     /// Since when untranslated data has been waiting.
     pending_since: Option<Instant>,
-    commits_since_expire: u32,
     /// Schema-driven modes' decoders, compiled once per schema.
     layout: Option<SchemaLayout>,
     /// The dead-letter table and the offsets it covers.
@@ -246,7 +249,6 @@ impl TopicTask {
             next: Offsets::new(),
             committed: Offsets::new(),
             pending_since: None,
-            commits_since_expire: 0,
             layout: None,
             dlq,
         }
@@ -313,8 +315,8 @@ impl TopicTask {
         let mut pending = 0i64;
         for (p, h) in topic.partitions.iter().enumerate() {
             let p = p as i32;
-            // Into a catalog the cluster shares, each partition is translated by its leader;
-            // the other leaders' commits land in the same table (see commit.rs).
+            // Into a catalog the cluster shares, each partition is translated by its leader,
+            // and one committer lands every leader's rounds in the table (see committer/).
             if self.sh.config.shared_catalog && !self.sh.broker.leads(&topic, p) {
                 continue;
             }
@@ -407,50 +409,56 @@ impl TopicTask {
                 .map(|f| f.file_size_in_bytes())
                 .sum::<u64>(),
         );
-        let round = commit::Round {
-            advance: targets
-                .iter()
-                .map(|s| {
-                    let p = s.partition;
-                    let next = read.next.get(&p).copied().unwrap_or(0);
-                    (p, self.committed.get(&p).copied(), next)
-                })
-                .collect(),
-            files: data_files,
-            properties: HashMap::from([(
-                offsets::RANGES.to_string(),
-                offsets::encode_ranges(&read.ranges),
-            )]),
+        let schema_id = table.metadata().current_schema_id();
+        let partition_spec_id = table.metadata().default_partition_spec_id();
+        let handover = Handover {
+            topic: self.topic.clone(),
+            topic_id: self.topic_id,
+            table: ident.clone(),
+            schema_id,
+            partition_spec_id,
+            round: commit::Round {
+                // Partitions the round does not move are left out: claiming them would only
+                // make it lose to another writer's round of them (a failover) for nothing.
+                advance: targets
+                    .iter()
+                    .map(|s| {
+                        let p = s.partition;
+                        let next = read.next.get(&p).copied().unwrap_or(0);
+                        (p, self.committed.get(&p).copied(), next)
+                    })
+                    .filter(|&(_, from, to)| from.unwrap_or(0) != to)
+                    .collect(),
+                files: data_files,
+                ranges: read.ranges.clone(),
+            },
         };
-        let topic_id = self.topic_id.to_string();
-        let table = match commit::append(self.sh.catalog.as_ref(), table, &topic_id, round).await? {
-            commit::Outcome::Committed(t) => t,
-            commit::Outcome::Superseded(t) => {
-                // Another broker translated these offsets (a leadership change): start again
-                // from what the table holds.
-                tracing::info!(topic = %self.topic, "round superseded by another writer; resuming from the table");
-                self.committed = offsets::committed(t.metadata(), &topic_id);
+        let answer = committer::hand_over(&self.sh, &table, handover).await?;
+        // The committer's commit (or another writer's) moved the table on: reload it before
+        // the next round, which may evolve its schema.
+        self.loaded = false;
+        match answer {
+            Answer::Committed { offsets } => {
+                self.advance(&targets, read.next);
+                self.committed = offsets;
                 self.next = self.committed.clone();
-                self.table = Some(t);
-                return Ok(false);
+                self.pending_since = Some(round_start);
+                tracing::debug!(topic = %self.topic, rows = rows_written, files = n_files, bytes = n_bytes, "round committed");
+                Ok(true)
             }
-        };
-        self.advance(&targets, read.next);
-        self.committed = offsets::committed(table.metadata(), &topic_id);
-        self.next = self.committed.clone();
-        self.table = Some(table);
-        self.pending_since = Some(round_start);
-        let m = &self.sh.metrics;
-        m.records.get_or_create(&label).inc_by(rows_written);
-        m.files.get_or_create(&label).inc_by(n_files);
-        m.bytes.get_or_create(&label).inc_by(n_bytes);
-        m.commits.get_or_create(&label).inc();
-        self.commits_since_expire += 1;
-        if self.commits_since_expire >= EXPIRE_EVERY {
-            self.commits_since_expire = 0;
-            self.expire().await;
+            Answer::Superseded { offsets } => {
+                // Another writer translated these offsets (a leadership change), or an answer
+                // was lost and this round is in the table already: resume from the table.
+                tracing::info!(topic = %self.topic, "round superseded; resuming from the table");
+                self.committed = offsets;
+                self.next = self.committed.clone();
+                Ok(false)
+            }
+            Answer::NotCommitter { .. } => Err(SinkError::Table {
+                table: ident.to_string(),
+                message: "no committer took the round".into(),
+            }),
         }
-        Ok(true)
     }
 
     /// Moves to the offsets a round reached, counting offsets retention removed before they
@@ -615,29 +623,6 @@ impl TopicTask {
             }
         }
         Ok(out)
-    }
-
-    /// Expires snapshots past the policy; a failure only delays it.
-    async fn expire(&mut self) {
-        let Some(table) = &self.table else { return };
-        let older = engine::time::now_ms() - self.sh.config.snapshot_max_age_ms;
-        let tx = Transaction::new(table);
-        let res = async {
-            let tx = tx
-                .expire_snapshots()
-                .retain_last(self.sh.config.snapshots_keep.max(1))
-                .expire_older_than_ms(older)
-                .apply(tx)?;
-            tx.commit(self.sh.catalog.as_ref()).await
-        }
-        .await;
-        match res {
-            Ok(t) => self.table = Some(t),
-            Err(e) => {
-                tracing::warn!(topic = %self.topic, error = %e, "snapshot expiry failed");
-                self.loaded = false;
-            }
-        }
     }
 
     fn publish_status(&self, s: &TopicSettings, targets: &[Span]) {

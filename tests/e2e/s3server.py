@@ -39,8 +39,11 @@ class WeedS3:
     back with everything it held."""
 
     def __init__(self, workdir: Path, bucket: str = "icestream",
-                 table_bucket: str | None = None):
+                 table_bucket: str | None = None, iam_config: dict | None = None):
         self.workdir = workdir
+        # weed's advanced IAM config (`-s3.iam.config`: sts, policy, roles, policies), e.g.
+        # a role the broker's user may assume for STS AssumeRole.
+        self.iam_config = iam_config
         # An S3 Tables bucket, which weed's Iceberg REST catalog (on iceberg_port) serves as
         # warehouse s3://<table_bucket>; OAuth2 client credentials are the S3 key and secret.
         self.table_bucket = table_bucket
@@ -95,6 +98,10 @@ class WeedS3:
                "-s3.port.lance=0", f"-bucket={self.bucket}", "-master.telemetry=false"]
         if self.table_bucket:
             cmd.append(f"-tableBucket={self.table_bucket}")
+        if self.iam_config is not None:
+            iam_path = self.workdir / "weed-iam.json"
+            iam_path.write_text(json.dumps(self.iam_config))
+            cmd.append(f"-s3.iam.config={iam_path}")
         env = dict(os.environ)
         env.update({"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY})
         log = open(self.log_path, "ab")

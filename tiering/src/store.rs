@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime};
 
 use aws_config::{BehaviorVersion, Region};
 use aws_credential_types::provider::{ProvideCredentials, SharedCredentialsProvider};
-use object_store::aws::{AmazonS3Builder, AwsCredential};
+use object_store::aws::{AmazonS3Builder, AwsCredential, S3ConditionalPut};
 use object_store::local::LocalFileSystem;
 use object_store::prefix::PrefixStore;
 use object_store::{CredentialProvider, ObjectStore};
@@ -43,6 +43,9 @@ pub fn build_store(cfg: &StoreConfig) -> Result<Arc<dyn ObjectStore>, TieringErr
                 .with_allow_http(*allow_http)
                 .with_virtual_hosted_style_request(!path_style)
                 .with_credentials(Arc::new(AwsChainCredentials::new(region.clone())))
+                // `If-None-Match: *` / `If-Match` on PUT: the Iceberg catalog's commits are
+                // create-only objects and rely on a second create being refused.
+                .with_conditional_put(S3ConditionalPut::ETagMatch)
                 // Few quick retries inside the client: uploads retry forever on their own, and
                 // a read should fail within a fetch's patience rather than after 3 minutes.
                 .with_retry(object_store::RetryConfig {

@@ -24,6 +24,11 @@ pub struct Member {
     /// forward writes while it leads `_schemas`. Absent from brokers that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub schema_registry_url: Option<String>,
+    /// Base URL of its Iceberg catalog listener (`http://host:port`), where other brokers'
+    /// translators hand rounds over while it commits a topic's table (it leads the topic's
+    /// partition 0). Absent from brokers that predate it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iceberg_catalog_url: Option<String>,
     /// Random, new at every process start: tells a restarted broker from another process
     /// claiming a live broker's id (0 from brokers that predate it).
     #[serde(default)]
@@ -208,10 +213,18 @@ impl Members {
         }
     }
 
+    /// Announces this broker's Iceberg catalog URL from the next hello on.
+    pub fn set_iceberg_catalog_url(&self, url: String) {
+        if let Some((m, _)) = self.known.write().get_mut(&self.me.node_id) {
+            m.iceberg_catalog_url = Some(url);
+        }
+    }
+
     pub fn hello(&self, cluster_id: &str) -> Hello {
         Hello {
             cluster_id: cluster_id.to_string(),
-            // This broker's own entry, with what was set after start (the registry URL).
+            // This broker's own entry, with what was set after start (the registry and
+            // catalog URLs).
             from: self.get(self.me.node_id).unwrap_or_else(|| self.me.clone()),
             members: self.all(),
             isr: Vec::new(),
@@ -231,6 +244,7 @@ mod tests {
             kafka_port: 9100 + id as u16,
             rack: None,
             schema_registry_url: None,
+            iceberg_catalog_url: None,
             incarnation: id as u64,
             features: Default::default(),
             rpc_version: crate::cluster::rpc::VERSION,
@@ -298,6 +312,23 @@ mod tests {
         let old = r#"{"node_id":3,"rpc_addr":"a:1","kafka_host":"h","kafka_port":1}"#;
         let m3: Member = serde_json::from_str(old).unwrap();
         assert_eq!(m3.schema_registry_url, None);
+    }
+
+    #[test]
+    fn the_iceberg_catalog_url_travels_in_hellos_and_is_optional() {
+        let ms = Members::new(m(1));
+        ms.set_iceberg_catalog_url("http://127.0.0.1:8181".into());
+        let h: Hello =
+            serde_json::from_slice(&serde_json::to_vec(&ms.hello("c")).unwrap()).unwrap();
+        let other = Members::new(m(2));
+        other.merge(&h.from, &h.members).unwrap();
+        assert_eq!(
+            other.get(1).unwrap().iceberg_catalog_url.as_deref(),
+            Some("http://127.0.0.1:8181")
+        );
+        let old = r#"{"node_id":3,"rpc_addr":"a:1","kafka_host":"h","kafka_port":1}"#;
+        let m3: Member = serde_json::from_str(old).unwrap();
+        assert_eq!(m3.iceberg_catalog_url, None);
     }
 
     #[test]

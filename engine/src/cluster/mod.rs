@@ -319,6 +319,7 @@ impl Cluster {
             kafka_port: kafka.1,
             rack: config.rack.clone(),
             schema_registry_url: None,
+            iceberg_catalog_url: None,
             // A new one per process start: see [`membership::Members::merge`].
             incarnation: uuid::Uuid::new_v4().as_u64_pair().0,
             features: features::supported(),

@@ -1,15 +1,15 @@
 //! The catalog's operations, callable in-process (the translator) or through the REST router.
 //!
-//! Atomicity: a table's state is the metadata file its pointer object names. A change writes a
-//! new metadata file (never overwriting one), then swaps the pointer with a conditional PUT
-//! (`PutMode::Update` on the version read, `PutMode::Create` for a new table). A crash before
-//! the swap leaves the old pointer, so the old state, plus an orphan metadata file; after it,
-//! the new state. Two writers racing on one table: in this broker they queue on the table's
-//! lock and the second sees the first's result (its requirements then fail with
-//! CommitFailed, and the client retries); across processes the conditional PUT lets only one
-//! win.
+//! Atomicity: a table's state is the metadata file the newest version of its pointer names
+//! (see `pointers.rs`). A change writes a new metadata file (never overwriting one), then
+//! creates the pointer's next version, create-only (`PutMode::Create`). A crash before that
+//! leaves the old version newest, so the old state, plus an orphan metadata file; after it,
+//! the new state. Two writers racing on one table, in this broker or in two brokers over one
+//! store: both read version N, exactly one creates N+1, the other gets CommitFailed and its
+//! client reloads and retries. In one broker they also queue on the table's in-process lock
+//! first, so that they rarely get as far as losing.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::sync::Arc;
 
@@ -22,13 +22,15 @@ use serde::Serialize;
 use super::error::{CatalogError, Result};
 use super::locks::Locks;
 use super::names::{self, display_namespace, display_table};
+use super::pointers::{version_of_file, Current};
 use super::store::{metadata_file_location, NamespaceRecord, Store, TableRecord, Warehouse};
+use super::vending::{CredentialVendor, StorageCredential};
 
 /// Where the catalog keeps its state in the object store.
 #[derive(Debug, Clone)]
 pub struct CatalogConfig {
-    /// The warehouse as clients see it, e.g. `file:///abs/data/objects/warehouse`; new tables
-    /// get `<warehouse>/<namespace>/<table>`.
+    /// The warehouse as clients see it, e.g. `file:///abs/data/objects/warehouse` or
+    /// `s3://bucket/prefix/warehouse`; new tables get `<warehouse>/<namespace>/<table>`.
     pub warehouse_location: String,
     /// The same place as a path in the object store, e.g. `warehouse`.
     pub warehouse_path: Path,
@@ -43,11 +45,13 @@ pub struct TableChange {
     pub updates: Vec<TableUpdate>,
 }
 
-/// A table as loaded: its current metadata file and that file's contents.
+/// A table as loaded: its current metadata file, that file's contents, and the `config` a
+/// client gets with it in `LoadTableResult` (storage settings; see [`Catalog::table_config`]).
 #[derive(Debug, Clone)]
 pub struct LoadedTable {
     pub metadata_location: String,
     pub metadata: Arc<TableMetadata>,
+    pub config: HashMap<String, String>,
 }
 
 /// The outcome of a namespace properties update, as the REST API reports it.
@@ -60,8 +64,13 @@ pub struct PropertiesUpdate {
 
 /// The built-in Iceberg catalog over an object store.
 pub struct Catalog {
-    store: Store,
+    pub(super) store: Store,
     locks: Locks,
+    /// Set once at startup when STS is configured (see vending.rs).
+    vendor: std::sync::OnceLock<CredentialVendor>,
+    /// What clients need to reach the warehouse's storage (`s3.endpoint`, `s3.region`, ...),
+    /// never credentials: handed out by `/v1/config` and with every loaded table.
+    client_config: HashMap<String, String>,
 }
 
 fn ns_lock(ns: &NamespaceIdent) -> String {
@@ -76,27 +85,126 @@ fn table_lock(ident: &TableIdent) -> String {
     )
 }
 
+/// The keys one level below `prefix` that hold pointer versions (`<prefix>/<key>/<version>.json`).
+fn pointer_keys(prefix: &Path, paths: &[Path]) -> BTreeSet<String> {
+    let depth = prefix.parts().count();
+    paths
+        .iter()
+        .filter(|p| p.parts().count() == depth + 2)
+        .filter(|p| p.filename().and_then(version_of_file).is_some())
+        .filter_map(|p| p.parts().nth(depth).map(|k| k.as_ref().to_string()))
+        .collect()
+}
+
 impl Catalog {
     pub fn new(objects: Arc<dyn ObjectStore>, config: CatalogConfig) -> Self {
         let warehouse = Warehouse::new(&config.warehouse_location, config.warehouse_path);
         Self {
             store: Store::new(objects, config.catalog_path, warehouse),
             locks: Locks::default(),
+            client_config: HashMap::new(),
+            vendor: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Storage settings for clients (see [`Catalog::table_config`]).
+    pub fn with_client_config(mut self, config: HashMap<String, String>) -> Self {
+        self.client_config = config;
+        self
+    }
+
+    /// Also serves tables whose files are in another warehouse (`location`, at `path` in
+    /// `objects`): a broker's own earlier warehouse, whose tables were registered in this
+    /// catalog on upgrade and keep their files where they are.
+    pub fn with_foreign_warehouse(
+        mut self,
+        location: &str,
+        path: Path,
+        objects: Arc<dyn ObjectStore>,
+    ) -> Self {
+        self.store
+            .add_foreign(Warehouse::new(location, path), objects);
+        self
+    }
+
+    /// How old a pointer version beyond the newest few must be before it is deleted (tests
+    /// shorten it).
+    pub fn with_prune_age(mut self, age: std::time::Duration) -> Self {
+        self.store.prune_age = age;
+        self
+    }
+
+    /// Turns credential vending on; a second call is ignored.
+    pub fn enable_vending(&self, vendor: CredentialVendor) {
+        let _ = self.vendor.set(vendor);
+    }
+
+    /// Credentials for the table at `location`, empty when vending is off or the table is
+    /// not in this catalog's S3 warehouse (never the broker's own keys).
+    pub async fn storage_credentials(&self, location: &str) -> Result<Vec<StorageCredential>> {
+        let Some(vendor) = self.vendor.get() else {
+            return Ok(Vec::new());
+        };
+        Ok(vendor
+            .vend(self.warehouse_location(), location)
+            .await?
+            .into_iter()
+            .collect())
     }
 
     pub fn warehouse_location(&self) -> &str {
         &self.store.warehouse.location
     }
 
+    /// The storage settings clients need (no credentials).
+    pub fn client_config(&self) -> &HashMap<String, String> {
+        &self.client_config
+    }
+
+    /// Fails unless the store refuses a second create of one object, which every commit
+    /// relies on; called once at startup.
+    pub async fn probe(&self) -> Result<()> {
+        self.store.probe_create_if_absent().await
+    }
+
+    /// The `config` of a table's `LoadTableResult`: the one place its keys are chosen. Today
+    /// the warehouse's storage settings; per-table keys (vended credentials) go here too.
+    pub fn table_config(
+        &self,
+        _ident: &TableIdent,
+        _metadata: &TableMetadata,
+    ) -> HashMap<String, String> {
+        self.client_config.clone()
+    }
+
+    fn loaded(
+        &self,
+        ident: &TableIdent,
+        metadata_location: String,
+        metadata: TableMetadata,
+    ) -> LoadedTable {
+        LoadedTable {
+            config: self.table_config(ident, &metadata),
+            metadata_location,
+            metadata: Arc::new(metadata),
+        }
+    }
+
     // ------------------------------------------------------------------ namespaces
 
-    async fn namespace_record(&self, ns: &NamespaceIdent) -> Result<NamespaceRecord> {
+    pub(super) async fn namespace_current(
+        &self,
+        ns: &NamespaceIdent,
+    ) -> Result<Current<NamespaceRecord>> {
         names::check_namespace(ns)?;
-        match self.store.get_json(&self.store.namespace_path(ns)).await? {
-            Some(v) => Ok(v.value),
-            None => Err(CatalogError::NoSuchNamespace(display_namespace(ns))),
-        }
+        self.store.current(&self.store.namespace_dir(ns)).await
+    }
+
+    async fn namespace_record(&self, ns: &NamespaceIdent) -> Result<NamespaceRecord> {
+        self.namespace_current(ns)
+            .await?
+            .state
+            .ok_or_else(|| CatalogError::NoSuchNamespace(display_namespace(ns)))
     }
 
     /// Namespaces directly under `parent` (top-level ones without it).
@@ -108,18 +216,19 @@ impl Catalog {
             self.namespace_record(parent).await?;
         }
         let depth = parent.map_or(0, |p| p.as_ref().len());
-        let mut out: Vec<NamespaceIdent> = self
-            .store
-            .list(&self.store.namespaces_prefix())
-            .await?
-            .iter()
-            .filter_map(|p| p.filename()?.strip_suffix(".json").map(str::to_string))
-            .filter_map(|key| names::namespace_from_key(&key))
-            .filter(|ns| {
-                ns.as_ref().len() == depth + 1
-                    && parent.is_none_or(|p| ns.as_ref()[..depth] == p.as_ref()[..])
-            })
-            .collect();
+        let prefix = self.store.namespaces_prefix();
+        let paths = self.store.list(&prefix).await?;
+        let mut out = Vec::new();
+        for key in pointer_keys(&prefix, &paths) {
+            let Some(ns) = names::namespace_from_key(&key) else {
+                continue;
+            };
+            let under_parent = ns.as_ref().len() == depth + 1
+                && parent.is_none_or(|p| ns.as_ref()[..depth] == p.as_ref()[..]);
+            if under_parent && self.namespace_current(&ns).await?.state.is_some() {
+                out.push(ns);
+            }
+        }
         out.sort();
         Ok(out)
     }
@@ -131,11 +240,13 @@ impl Catalog {
     ) -> Result<HashMap<String, String>> {
         names::check_namespace(ns)?;
         let _g = self.locks.lock(&ns_lock(ns)).await;
+        let current = self.namespace_current(ns).await?;
         let record = NamespaceRecord { properties };
-        if !self
-            .store
-            .create_json(&self.store.namespace_path(ns), &record)
-            .await?
+        if current.live().is_some()
+            || !self
+                .store
+                .put_next(&self.store.namespace_dir(ns), &current, Some(&record))
+                .await?
         {
             return Err(CatalogError::NamespaceAlreadyExists(display_namespace(ns)));
         }
@@ -158,13 +269,11 @@ impl Catalog {
     pub async fn drop_namespace(&self, ns: &NamespaceIdent) -> Result<()> {
         names::check_namespace(ns)?;
         let _g = self.locks.lock(&ns_lock(ns)).await;
-        self.namespace_record(ns).await?;
-        if !self
-            .store
-            .list(&self.store.tables_prefix(ns))
-            .await?
-            .is_empty()
-        {
+        let current = self.namespace_current(ns).await?;
+        if current.live().is_none() {
+            return Err(CatalogError::NoSuchNamespace(display_namespace(ns)));
+        }
+        if !self.list_tables(ns).await?.is_empty() {
             return Err(CatalogError::NamespaceNotEmpty(format!(
                 "{} still has tables",
                 display_namespace(ns)
@@ -176,7 +285,17 @@ impl Catalog {
                 display_namespace(ns)
             )));
         }
-        self.store.delete(&self.store.namespace_path(ns)).await
+        if !self
+            .store
+            .put_next::<_, NamespaceRecord>(&self.store.namespace_dir(ns), &current, None)
+            .await?
+        {
+            return Err(CatalogError::CommitFailed(format!(
+                "namespace {} changed concurrently; retry",
+                display_namespace(ns)
+            )));
+        }
+        Ok(())
     }
 
     pub async fn update_namespace_properties(
@@ -192,11 +311,11 @@ impl Catalog {
             )));
         }
         let _g = self.locks.lock(&ns_lock(ns)).await;
-        let path = self.store.namespace_path(ns);
-        let Some(current) = self.store.get_json::<NamespaceRecord>(&path).await? else {
+        let current = self.namespace_current(ns).await?;
+        let Some(record) = current.live() else {
             return Err(CatalogError::NoSuchNamespace(display_namespace(ns)));
         };
-        let mut record = current.value;
+        let mut record = record.clone();
         let mut result = PropertiesUpdate::default();
         for key in removals {
             if record.properties.remove(&key).is_some() {
@@ -211,7 +330,7 @@ impl Catalog {
         }
         if !self
             .store
-            .update_json(&path, &record, current.version)
+            .put_next(&self.store.namespace_dir(ns), &current, Some(&record))
             .await?
         {
             return Err(CatalogError::CommitFailed(format!(
@@ -226,44 +345,47 @@ impl Catalog {
 
     pub async fn list_tables(&self, ns: &NamespaceIdent) -> Result<Vec<TableIdent>> {
         self.namespace_record(ns).await?;
-        let mut out: Vec<TableIdent> = self
-            .store
-            .list(&self.store.tables_prefix(ns))
-            .await?
-            .iter()
-            .filter_map(|p| p.filename()?.strip_suffix(".json").and_then(names::decode))
-            .map(|name| TableIdent::new(ns.clone(), name))
-            .collect();
+        let prefix = self.store.tables_prefix(ns);
+        let paths = self.store.list(&prefix).await?;
+        let mut out = Vec::new();
+        for key in pointer_keys(&prefix, &paths) {
+            let Some(name) = names::decode(&key) else {
+                continue;
+            };
+            let ident = TableIdent::new(ns.clone(), name);
+            if self.table_current(&ident).await?.state.is_some() {
+                out.push(ident);
+            }
+        }
         out.sort();
         Ok(out)
     }
 
+    pub(super) async fn table_current(&self, ident: &TableIdent) -> Result<Current<TableRecord>> {
+        names::check_table(ident)?;
+        self.store.current(&self.store.table_dir(ident)).await
+    }
+
+    /// The table's newest pointer version and its record, or NoSuchTable.
     async fn table_record(
         &self,
         ident: &TableIdent,
-    ) -> Result<super::store::Versioned<TableRecord>> {
-        names::check_table(ident)?;
-        self.store
-            .get_json(&self.store.table_path(ident))
-            .await?
-            .ok_or_else(|| CatalogError::NoSuchTable(display_table(ident)))
+    ) -> Result<(Current<TableRecord>, TableRecord)> {
+        let current = self.table_current(ident).await?;
+        match current.live().cloned() {
+            Some(record) => Ok((current, record)),
+            None => Err(CatalogError::NoSuchTable(display_table(ident))),
+        }
     }
 
     pub async fn load_table(&self, ident: &TableIdent) -> Result<LoadedTable> {
-        let record = self.table_record(ident).await?.value;
+        let (_, record) = self.table_record(ident).await?;
         let metadata = self.store.read_metadata(&record.metadata_location).await?;
-        Ok(LoadedTable {
-            metadata_location: record.metadata_location,
-            metadata: Arc::new(metadata),
-        })
+        Ok(self.loaded(ident, record.metadata_location, metadata))
     }
 
     pub async fn table_exists(&self, ident: &TableIdent) -> Result<bool> {
-        match self.table_record(ident).await {
-            Ok(_) => Ok(true),
-            Err(CatalogError::NoSuchTable(_)) => Ok(false),
-            Err(e) => Err(e),
-        }
+        Ok(self.table_current(ident).await?.state.is_some())
     }
 
     /// Builds the metadata of a new table (location defaulting into the warehouse) without
@@ -301,30 +423,35 @@ impl Catalog {
             .lock_all(&[ns_lock(ns), table_lock(&ident)])
             .await;
         self.namespace_record(ns).await?;
-        if self.table_exists(&ident).await? {
+        let current = self.table_current(&ident).await?;
+        if current.live().is_some() {
             return Err(CatalogError::TableAlreadyExists(display_table(&ident)));
         }
         let metadata = self.new_table_metadata(ns, creation)?;
-        self.store_new_table(&ident, metadata, 0).await
+        self.store_new_table(&ident, &current, metadata, 0).await
     }
 
-    /// Writes a new table's first metadata file, then creates its pointer.
+    /// Writes a new table's first metadata file, then the pointer version after `base` (the
+    /// table's absent or dropped state).
     async fn store_new_table(
         &self,
         ident: &TableIdent,
+        base: &Current<TableRecord>,
         metadata: TableMetadata,
         version: u64,
     ) -> Result<LoadedTable> {
         let location = metadata_file_location(metadata.location(), version);
         self.store.write_metadata(&location, &metadata).await?;
-        self.create_pointer(ident, location, version, metadata)
+        self.create_pointer(ident, base, location, version, metadata)
             .await
     }
 
-    /// Creates a table's pointer to its metadata file; fails if the table exists.
-    async fn create_pointer(
+    /// Points the table at a metadata file as the version after `base`; fails if another
+    /// writer got there first (the table now exists).
+    pub(super) async fn create_pointer(
         &self,
         ident: &TableIdent,
+        base: &Current<TableRecord>,
         metadata_location: String,
         version: u64,
         metadata: TableMetadata,
@@ -335,15 +462,12 @@ impl Catalog {
         };
         if !self
             .store
-            .create_json(&self.store.table_path(ident), &record)
+            .put_next(&self.store.table_dir(ident), base, Some(&record))
             .await?
         {
             return Err(CatalogError::TableAlreadyExists(display_table(ident)));
         }
-        Ok(LoadedTable {
-            metadata_location,
-            metadata: Arc::new(metadata),
-        })
+        Ok(self.loaded(ident, metadata_location, metadata))
     }
 
     /// Registers an existing metadata file (under the warehouse) as a table.
@@ -370,9 +494,19 @@ impl Catalog {
             })?;
         // A registered table's files are its own: what a purge of it may delete.
         self.store.table_location_path(ident, metadata.location())?;
+        let current = self.table_current(ident).await?;
+        if current.live().is_some() {
+            return Err(CatalogError::TableAlreadyExists(display_table(ident)));
+        }
         let version = version_of(metadata_location).unwrap_or(0);
-        self.create_pointer(ident, metadata_location.to_string(), version, metadata)
-            .await
+        self.create_pointer(
+            ident,
+            &current,
+            metadata_location.to_string(),
+            version,
+            metadata,
+        )
+        .await
     }
 
     /// Metadata for a staged create (`stage-create`): checked like a create, but nothing is
@@ -398,10 +532,10 @@ impl Catalog {
     }
 
     /// Checks every requirement against the table's current metadata, applies the updates
-    /// with iceberg's metadata builder, writes the result as a new metadata file and swaps the
-    /// table's pointer to it. Failed requirements and lost races are `CommitFailed`. With an
-    /// `assert-create` requirement the table must not exist and the updates create it (the
-    /// second half of a staged create).
+    /// with iceberg's metadata builder, writes the result as a new metadata file and creates
+    /// the table's next pointer version naming it. Failed requirements and lost races are
+    /// `CommitFailed`. With an `assert-create` requirement the table must not exist and the
+    /// updates create it (the second half of a staged create).
     pub async fn commit_table(
         &self,
         ident: &TableIdent,
@@ -434,20 +568,14 @@ impl Catalog {
             return self.create_by_commit(ident, changes).await;
         }
         let _g = self.locks.lock(&table_lock(ident)).await;
-        let current = self.table_record(ident).await?;
-        let base = self
-            .store
-            .read_metadata(&current.value.metadata_location)
-            .await?;
-        let base_location = current.value.metadata_location.clone();
+        let (current, record) = self.table_record(ident).await?;
+        let base = self.store.read_metadata(&record.metadata_location).await?;
+        let base_location = record.metadata_location.clone();
         if changes.iter().all(|c| c.updates.is_empty()) {
             for change in &changes {
                 check_requirements(&change.requirements, Some(&base))?;
             }
-            return Ok(LoadedTable {
-                metadata_location: base_location,
-                metadata: Arc::new(base),
-            });
+            return Ok(self.loaded(ident, base_location, base));
         }
         let base_table_location = base.location().to_string();
         let mut metadata = base;
@@ -463,27 +591,26 @@ impl Catalog {
         if metadata.location() != base_table_location {
             self.store.table_location_path(ident, metadata.location())?;
         }
-        let version = current.value.version + 1;
+        let version = record.version + 1;
         let location = metadata_file_location(metadata.location(), version);
         self.store.write_metadata(&location, &metadata).await?;
-        let record = TableRecord {
+        let next = TableRecord {
             metadata_location: location.clone(),
             version,
         };
-        let swapped = self
+        let won = self
             .store
-            .update_json(&self.store.table_path(ident), &record, current.version)
+            .put_next(&self.store.table_dir(ident), &current, Some(&next))
             .await?;
-        if !swapped {
+        if !won {
+            // Nothing points at the file just written: remove it rather than leave an orphan.
+            let _ = self.store.delete_at(&location).await;
             return Err(CatalogError::CommitFailed(format!(
                 "{} was changed by another writer; reload and retry",
                 display_table(ident)
             )));
         }
-        Ok(LoadedTable {
-            metadata_location: location,
-            metadata: Arc::new(metadata),
-        })
+        Ok(self.loaded(ident, location, metadata))
     }
 
     async fn create_by_commit(
@@ -496,7 +623,8 @@ impl Catalog {
             .lock_all(&[ns_lock(&ident.namespace), table_lock(ident)])
             .await;
         self.namespace_record(&ident.namespace).await?;
-        if self.table_exists(ident).await? {
+        let current = self.table_current(ident).await?;
+        if current.live().is_some() {
             return Err(CatalogError::CommitFailed(format!(
                 "assert-create failed: {} already exists",
                 display_table(ident)
@@ -514,19 +642,24 @@ impl Catalog {
         }
         self.store.table_location_path(ident, metadata.location())?;
         let marker = staged_marker(metadata.location());
-        let loaded = self.store_new_table(ident, metadata, 0).await?;
-        if let Ok(path) = self.store.location_path(&marker) {
-            self.store.delete(&path).await?;
-        }
+        let loaded = match self.store_new_table(ident, &current, metadata, 0).await {
+            Err(CatalogError::TableAlreadyExists(t)) => {
+                return Err(CatalogError::CommitFailed(format!(
+                    "assert-create failed: {t} was created concurrently"
+                )))
+            }
+            other => other?,
+        };
+        self.store.delete_at(&marker).await?;
         Ok(loaded)
     }
 
-    /// Forgets a table; with `purge`, also deletes every file under its location (when that
-    /// location is in the warehouse).
+    /// Forgets a table (a tombstone version of its pointer); with `purge`, also deletes every
+    /// file under its location (when that location is in a warehouse of the catalog).
     pub async fn drop_table(&self, ident: &TableIdent, purge: bool) -> Result<()> {
         names::check_table(ident)?;
         let _g = self.locks.lock(&table_lock(ident)).await;
-        let record = self.table_record(ident).await?.value;
+        let (current, record) = self.table_record(ident).await?;
         let location = if purge {
             Some(
                 self.store
@@ -538,7 +671,16 @@ impl Catalog {
         } else {
             None
         };
-        self.store.delete(&self.store.table_path(ident)).await?;
+        if !self
+            .store
+            .put_next::<_, TableRecord>(&self.store.table_dir(ident), &current, None)
+            .await?
+        {
+            return Err(CatalogError::CommitFailed(format!(
+                "{} was changed by another writer while being dropped; retry",
+                display_table(ident)
+            )));
+        }
         if let Some(location) = location {
             if let Some(other) = self.other_owner(ident, &location).await {
                 tracing::warn!(table = %display_table(ident), %location, owner = %display_table(&other), "dropped table, but its location is another table's prefix: its files are not purged");
@@ -573,19 +715,15 @@ impl Catalog {
         if &owner == ident {
             return None;
         }
-        match self
-            .store
-            .get_json::<TableRecord>(&self.store.table_path(&owner))
-            .await
-        {
-            Ok(None) => None,
+        match self.table_current(&owner).await {
+            Ok(c) if c.state.is_none() => None,
             // Unknown (the store failed): keep the files.
             _ => Some(owner),
         }
     }
 
     /// Moves a table's pointer to a new name; its files stay where they are. The destination
-    /// pointer is created first, so a crash in between leaves both names, never neither.
+    /// is created first, so a crash in between leaves both names, never neither.
     pub async fn rename_table(&self, from: &TableIdent, to: &TableIdent) -> Result<()> {
         names::check_table(from)?;
         names::check_table(to)?;
@@ -596,16 +734,30 @@ impl Catalog {
             .locks
             .lock_all(&[ns_lock(&to.namespace), table_lock(from), table_lock(to)])
             .await;
-        let record = self.table_record(from).await?.value;
+        let (from_current, record) = self.table_record(from).await?;
         self.namespace_record(&to.namespace).await?;
-        if !self
-            .store
-            .create_json(&self.store.table_path(to), &record)
-            .await?
+        let to_current = self.table_current(to).await?;
+        if to_current.live().is_some()
+            || !self
+                .store
+                .put_next(&self.store.table_dir(to), &to_current, Some(&record))
+                .await?
         {
             return Err(CatalogError::TableAlreadyExists(display_table(to)));
         }
-        self.store.delete(&self.store.table_path(from)).await
+        if !self
+            .store
+            .put_next::<_, TableRecord>(&self.store.table_dir(from), &from_current, None)
+            .await?
+        {
+            return Err(CatalogError::CommitFailed(format!(
+                "{} was changed by another writer during the rename: {} now names its state \
+                 before that change, and both names exist",
+                display_table(from),
+                display_table(to)
+            )));
+        }
+        Ok(())
     }
 }
 

@@ -4,6 +4,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use super::vending::VendingError;
+
 /// Everything a catalog operation can fail with. Each variant maps to one status code and one
 /// exception type of the Iceberg REST OpenAPI, so clients raise their matching exception.
 #[derive(Debug, thiserror::Error)]
@@ -34,6 +36,18 @@ pub enum CatalogError {
     Corrupt { path: String, message: String },
     #[error("internal error: {0}")]
     Internal(String),
+    /// The store lets a second create of one object succeed: commits from two brokers could
+    /// then both win and one would be lost, so the catalog refuses to run on it.
+    #[error(
+        "the object store {0} does not refuse a second create of the same object \
+         (create-if-absent: S3 If-None-Match, or local hard links), which the Iceberg catalog \
+         needs so that brokers committing at once cannot overwrite each other; use a store that \
+         honours it (AWS S3, SeaweedFS, MinIO, a local or NFS directory)"
+    )]
+    NoCreateIfAbsent(String),
+    /// Credential vending failed (STS down or refusing, or a location it cannot scope).
+    #[error("credential vending: {0}")]
+    Vending(#[from] super::vending::VendingError),
 }
 
 pub type Result<T, E = CatalogError> = std::result::Result<T, E>;
@@ -50,9 +64,12 @@ impl CatalogError {
             | CatalogError::NamespaceNotEmpty(_)
             | CatalogError::CommitFailed(_) => StatusCode::CONFLICT,
             CatalogError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
-            CatalogError::Store(_) | CatalogError::Corrupt { .. } | CatalogError::Internal(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
+            CatalogError::Store(_)
+            | CatalogError::Corrupt { .. }
+            | CatalogError::Internal(_)
+            | CatalogError::NoCreateIfAbsent(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            CatalogError::Vending(VendingError::Sts { .. }) => StatusCode::SERVICE_UNAVAILABLE,
+            CatalogError::Vending(VendingError::Scope { .. }) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -69,9 +86,12 @@ impl CatalogError {
             CatalogError::CommitFailed(_) => "CommitFailedException",
             CatalogError::NotSupported(_) => "UnsupportedOperationException",
             CatalogError::NotFound(_) => "NotFoundException",
-            CatalogError::Store(_) | CatalogError::Corrupt { .. } | CatalogError::Internal(_) => {
-                "InternalServerError"
-            }
+            CatalogError::Store(_)
+            | CatalogError::Corrupt { .. }
+            | CatalogError::Internal(_)
+            | CatalogError::NoCreateIfAbsent(_) => "InternalServerError",
+            CatalogError::Vending(VendingError::Sts { .. }) => "ServiceUnavailableException",
+            CatalogError::Vending(VendingError::Scope { .. }) => "ForbiddenException",
         }
     }
 

@@ -8,7 +8,7 @@ use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::DefaultBodyLimit;
 use axum::extract::{Path, Query, State};
-use axum::http::{StatusCode, Uri};
+use axum::http::{HeaderMap, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -42,6 +42,7 @@ const ENDPOINTS: &[&str] = &[
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "DELETE /v1/{prefix}/namespaces/{namespace}/tables/{table}",
     "POST /v1/{prefix}/namespaces/{namespace}/tables/{table}/metrics",
+    "GET /v1/{prefix}/namespaces/{namespace}/tables/{table}/credentials",
     "POST /v1/{prefix}/namespaces/{namespace}/register",
     "POST /v1/{prefix}/tables/rename",
     "POST /v1/{prefix}/transactions/commit",
@@ -77,6 +78,10 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
             "/v1/namespaces/{ns}/tables/{table}/metrics",
             post(report_metrics),
         )
+        .route(
+            "/v1/namespaces/{ns}/tables/{table}/credentials",
+            get(load_credentials),
+        )
         .route("/v1/namespaces/{ns}/register", post(register_table))
         .route("/v1/tables/rename", post(rename_table))
         .route("/v1/transactions/commit", post(commit_transaction))
@@ -85,14 +90,16 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .with_state(catalog)
 }
 
-/// Serves the REST catalog on `listener` until the task is dropped.
+/// Serves the REST catalog, and the broker's `internal` routes, on `listener` until the task
+/// is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Arc<Catalog>,
+    internal: Router,
     limits: engine::http::HttpLimits,
     limiter: Arc<engine::limits::connections::ConnLimiter>,
 ) -> std::io::Result<()> {
-    engine::http::serve(listener, router(catalog), limits, limiter).await
+    engine::http::serve(listener, router(catalog).merge(internal), limits, limiter).await
 }
 
 fn body<T: DeserializeOwned>(bytes: BodyBytes) -> Result<T> {
@@ -121,7 +128,9 @@ async fn not_found(uri: Uri) -> CatalogError {
 }
 
 async fn config(State(catalog): Cat) -> Response {
-    let mut defaults = HashMap::new();
+    // Storage settings (S3 endpoint, region...) as defaults, so that a client reading files
+    // itself gets them before it loads any table.
+    let mut defaults = catalog.client_config().clone();
     defaults.insert(
         "warehouse".to_string(),
         catalog.warehouse_location().to_string(),
@@ -213,6 +222,7 @@ async fn list_tables(
 
 async fn create_table(
     State(catalog): Cat,
+    headers: HeaderMap,
     p: Result<Path<String>, PathRejection>,
     bytes: BodyBytes,
 ) -> Result<Response> {
@@ -222,23 +232,52 @@ async fn create_table(
         // Only metadata handed back: the table is created by a later commit that asserts
         // `assert-create` and carries these updates.
         let metadata = catalog.stage_table(&ns, req.into_creation()?).await?;
-        return Ok(Json(LoadTableResult {
-            metadata_location: None,
-            metadata,
-            config: HashMap::new(),
-        })
-        .into_response());
+        let staged = LoadTableResult::new(None, metadata, catalog.client_config().clone());
+        return Ok(Json(with_access(&catalog, &headers, staged).await?).into_response());
     }
     let loaded = catalog.create_table(&ns, req.into_creation()?).await?;
-    Ok(Json(LoadTableResult::from(loaded)).into_response())
+    let result = with_access(&catalog, &headers, loaded.into()).await?;
+    Ok(Json(result).into_response())
 }
 
 async fn load_table(
     State(catalog): Cat,
+    headers: HeaderMap,
     p: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<Response> {
     let loaded = catalog.load_table(&table_param(p)?).await?;
-    Ok(Json(LoadTableResult::from(loaded)).into_response())
+    let result = with_access(&catalog, &headers, loaded.into()).await?;
+    Ok(Json(result).into_response())
+}
+
+async fn with_access(
+    catalog: &Catalog,
+    headers: &HeaderMap,
+    result: LoadTableResult,
+) -> Result<LoadTableResult> {
+    if !super::vending::wants_vended_credentials(headers) {
+        return Ok(result);
+    }
+    let credentials = catalog
+        .storage_credentials(result.metadata.location())
+        .await?;
+    Ok(result.with_credentials(credentials))
+}
+
+/// `loadCredentials`: fresh vended credentials for a table (clients refresh with it before
+/// `s3.session-token-expires-at-ms`); empty when vending is off.
+async fn load_credentials(
+    State(catalog): Cat,
+    p: Result<Path<(String, String)>, PathRejection>,
+) -> Result<Response> {
+    let loaded = catalog.load_table(&table_param(p)?).await?;
+    let storage_credentials = catalog
+        .storage_credentials(loaded.metadata.location())
+        .await?;
+    Ok(Json(LoadCredentialsResponse {
+        storage_credentials,
+    })
+    .into_response())
 }
 
 async fn table_exists(
@@ -299,6 +338,7 @@ async fn report_metrics(p: Result<Path<(String, String)>, PathRejection>) -> Res
 
 async fn register_table(
     State(catalog): Cat,
+    headers: HeaderMap,
     p: Result<Path<String>, PathRejection>,
     bytes: BodyBytes,
 ) -> Result<Response> {
@@ -311,7 +351,8 @@ async fn register_table(
     let loaded = catalog
         .register_table(&ident, &req.metadata_location)
         .await?;
-    Ok(Json(LoadTableResult::from(loaded)).into_response())
+    let result = with_access(&catalog, &headers, loaded.into()).await?;
+    Ok(Json(result).into_response())
 }
 
 /// `POST /v1/transactions/commit` for changes to one table (what DuckDB sends for a write):

@@ -1,9 +1,8 @@
 //! The catalog's durable state in an object store: small JSON pointer objects (namespaces and
-//! their properties, table -> current metadata file) written with conditional PUTs, and the
-//! table metadata files themselves, written once and never changed.
+//! their properties, table -> current metadata file; versioned and create-only, see
+//! `pointers.rs`), and the table metadata files themselves, written once and never changed.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,22 +10,24 @@ use futures_util::TryStreamExt;
 use iceberg::spec::TableMetadata;
 use iceberg::{NamespaceIdent, TableIdent};
 use object_store::path::Path;
-use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload, UpdateVersion};
+use object_store::{ObjectStore, ObjectStoreExt, PutMode, PutOptions, PutPayload};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
 use super::error::{CatalogError, Result};
 use super::names;
 
-/// A namespace's pointer object: `<catalog>/namespaces/<namespace key>.json`.
+/// A namespace's state: `<catalog>/namespaces/<namespace key>/<version>.json` (and, before
+/// versioned pointers, `<catalog>/namespaces/<namespace key>.json`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct NamespaceRecord {
     #[serde(default)]
     pub properties: HashMap<String, String>,
 }
 
-/// A table's pointer object: `<catalog>/tables/<namespace key>/<table key>.json`. Swapping it
-/// is the commit point of every table change.
+/// A table's state: `<catalog>/tables/<namespace key>/<table key>/<version>.json` (and, before
+/// versioned pointers, `<catalog>/tables/<namespace key>/<table key>.json`). Creating its
+/// next version is the commit point of every table change.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub struct TableRecord {
@@ -103,20 +104,25 @@ impl Warehouse {
     }
 }
 
-/// A pointer object and the version the store gave it, for a later conditional update.
-pub struct Versioned<T> {
-    pub value: T,
-    pub version: UpdateVersion,
+/// A warehouse and the store that holds it.
+struct Located {
+    warehouse: Warehouse,
+    objects: Arc<dyn ObjectStore>,
 }
 
 pub struct Store {
-    objects: Arc<dyn ObjectStore>,
-    root: Path,
+    pub(super) objects: Arc<dyn ObjectStore>,
+    pub(super) root: Path,
     pub warehouse: Warehouse,
-    /// Set once the store has answered that it cannot do `PutMode::Update` (the local
-    /// filesystem): pointer updates then overwrite, which is safe because every change of a
-    /// pointer holds that pointer's in-process lock (see `Locks`).
-    no_conditional_update: AtomicBool,
+    /// Warehouses besides the catalog's own whose tables it may still serve: a broker's
+    /// previous per-broker warehouse, whose tables were registered in a shared catalog on
+    /// upgrade and keep their files where they are.
+    foreign: Vec<Located>,
+    /// How old a pointer version beyond the newest few must be before it is deleted.
+    pub(super) prune_age: std::time::Duration,
+    /// Set once the startup probe found that the store lets a second create succeed: every
+    /// change is refused from then on rather than risk overwriting another broker's.
+    pub(super) no_create_if_absent: std::sync::atomic::AtomicBool,
 }
 
 impl Store {
@@ -125,8 +131,20 @@ impl Store {
             objects,
             root,
             warehouse,
-            no_conditional_update: AtomicBool::new(false),
+            foreign: Vec::new(),
+            prune_age: super::pointers::PRUNE_AGE,
+            no_create_if_absent: Default::default(),
         }
+    }
+
+    /// Also serves tables whose files are in `warehouse` on `objects`.
+    pub fn add_foreign(&mut self, warehouse: Warehouse, objects: Arc<dyn ObjectStore>) {
+        self.foreign.push(Located { warehouse, objects });
+    }
+
+    /// For messages: where the catalog keeps its state.
+    pub fn describe(&self) -> String {
+        format!("{} (catalog at {})", self.objects, self.root)
     }
 
     fn child(&self, parts: &[&str]) -> Path {
@@ -137,8 +155,9 @@ impl Store {
         p
     }
 
-    pub fn namespace_path(&self, ns: &NamespaceIdent) -> Path {
-        self.child(&["namespaces", &format!("{}.json", names::namespace_key(ns))])
+    /// The versions of a namespace's pointer: `<catalog>/namespaces/<namespace key>/`.
+    pub fn namespace_dir(&self, ns: &NamespaceIdent) -> Path {
+        self.child(&["namespaces", &names::namespace_key(ns)])
     }
 
     pub fn namespaces_prefix(&self) -> Path {
@@ -149,75 +168,19 @@ impl Store {
         self.child(&["tables", &names::namespace_key(ns)])
     }
 
-    pub fn table_path(&self, ident: &TableIdent) -> Path {
+    /// The versions of a table's pointer: `<catalog>/tables/<namespace key>/<table key>/`.
+    pub fn table_dir(&self, ident: &TableIdent) -> Path {
         self.tables_prefix(&ident.namespace)
-            .join(format!("{}.json", names::encode(&ident.name)))
+            .join(names::encode(&ident.name))
     }
 
-    /// Reads and parses a JSON object; `None` if it does not exist.
-    pub async fn get_json<T: DeserializeOwned>(&self, path: &Path) -> Result<Option<Versioned<T>>> {
-        let got = match self.objects.get(path).await {
-            Ok(got) => got,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(e) => return Err(e.into()),
-        };
-        let version = UpdateVersion {
-            e_tag: got.meta.e_tag.clone(),
-            version: got.meta.version.clone(),
-        };
-        let bytes = got.bytes().await?;
-        let value = serde_json::from_slice(&bytes).map_err(|e| CatalogError::Corrupt {
-            path: path.to_string(),
-            message: e.to_string(),
-        })?;
-        Ok(Some(Versioned { value, version }))
-    }
-
-    /// Writes a new object; `false` if one already exists there.
-    pub async fn create_json<T: Serialize>(&self, path: &Path, value: &T) -> Result<bool> {
-        self.create(path, to_json(value)?).await
-    }
-
-    async fn create(&self, path: &Path, bytes: Bytes) -> Result<bool> {
+    async fn create_in(objects: &dyn ObjectStore, path: &Path, bytes: Bytes) -> Result<bool> {
         let opts = PutOptions::from(PutMode::Create);
-        match self
-            .objects
-            .put_opts(path, PutPayload::from(bytes), opts)
-            .await
-        {
+        match objects.put_opts(path, PutPayload::from(bytes), opts).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
             Err(e) => Err(e.into()),
         }
-    }
-
-    /// Replaces an object if it still has `version`; `false` if another writer changed it
-    /// first. The caller holds the object's in-process lock.
-    pub async fn update_json<T: Serialize>(
-        &self,
-        path: &Path,
-        value: &T,
-        version: UpdateVersion,
-    ) -> Result<bool> {
-        let payload = PutPayload::from(to_json(value)?);
-        if !self.no_conditional_update.load(Ordering::Relaxed) {
-            let opts = PutOptions::from(PutMode::Update(version));
-            match self.objects.put_opts(path, payload.clone(), opts).await {
-                Ok(_) => return Ok(true),
-                Err(object_store::Error::Precondition { .. })
-                | Err(object_store::Error::NotFound { .. }) => return Ok(false),
-                Err(object_store::Error::NotImplemented { .. }) => {
-                    tracing::info!(
-                        "object store has no conditional update: iceberg catalog commits are \
-                         serialized in this process only (one broker per catalog store)"
-                    );
-                    self.no_conditional_update.store(true, Ordering::Relaxed);
-                }
-                Err(e) => return Err(e.into()),
-            }
-        }
-        self.objects.put(path, payload).await?;
-        Ok(true)
     }
 
     pub async fn delete(&self, path: &Path) -> Result<()> {
@@ -233,20 +196,26 @@ impl Store {
         Ok(metas.into_iter().map(|m| m.location).collect())
     }
 
-    /// The store path of a metadata or data location, or BadRequest if it is outside the
-    /// warehouse (the catalog only writes where it owns the storage).
-    pub fn location_path(&self, location: &str) -> Result<Path> {
-        self.warehouse.path_of(location).ok_or_else(|| {
-            CatalogError::BadRequest(format!(
-                "location {location} is outside the catalog's warehouse {}",
-                self.warehouse.location
-            ))
-        })
+    /// The store and path of a metadata or data location, or BadRequest if it is in no
+    /// warehouse of the catalog (it only writes where it owns the storage).
+    fn resolve(&self, location: &str) -> Result<(&dyn ObjectStore, Path)> {
+        if let Some(p) = self.warehouse.path_of(location) {
+            return Ok((self.objects.as_ref(), p));
+        }
+        for f in &self.foreign {
+            if let Some(p) = f.warehouse.path_of(location) {
+                return Ok((f.objects.as_ref(), p));
+            }
+        }
+        Err(CatalogError::BadRequest(format!(
+            "location {location} is outside the catalog's warehouse {}",
+            self.warehouse.location
+        )))
     }
 
     pub async fn read_metadata(&self, location: &str) -> Result<TableMetadata> {
-        let path = self.location_path(location)?;
-        let bytes = match self.objects.get(&path).await {
+        let (objects, path) = self.resolve(location)?;
+        let bytes = match objects.get(&path).await {
             Ok(got) => got.bytes().await?,
             Err(object_store::Error::NotFound { .. }) => {
                 return Err(CatalogError::Corrupt {
@@ -264,8 +233,8 @@ impl Store {
 
     /// Writes a metadata file that must not exist yet (its name holds a fresh UUID).
     pub async fn write_metadata(&self, location: &str, metadata: &TableMetadata) -> Result<()> {
-        let path = self.location_path(location)?;
-        if self.create(&path, to_json(metadata)?).await? {
+        let (objects, path) = self.resolve(location)?;
+        if Self::create_in(objects, &path, to_json(metadata)?).await? {
             Ok(())
         } else {
             Err(CatalogError::CommitFailed(format!(
@@ -274,18 +243,29 @@ impl Store {
         }
     }
 
-    /// Writes an empty object at a location in the warehouse. On a local filesystem this also
+    /// Writes an empty object at a location in a warehouse. On a local filesystem this also
     /// creates its directory, which some writers (DuckDB) expect to exist already.
     pub async fn touch(&self, location: &str) -> Result<()> {
-        let path = self.location_path(location)?;
-        self.objects.put(&path, PutPayload::default()).await?;
+        let (objects, path) = self.resolve(location)?;
+        objects.put(&path, PutPayload::default()).await?;
         Ok(())
     }
 
-    /// [`Warehouse::table_path_of`], or BadRequest.
+    /// Deletes an object at a location in a warehouse, if it is there.
+    pub async fn delete_at(&self, location: &str) -> Result<()> {
+        let (objects, path) = self.resolve(location)?;
+        match objects.delete(&path).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// [`Warehouse::table_path_of`] in the catalog's warehouse or a foreign one, or
+    /// BadRequest.
     pub fn table_location_path(&self, ident: &TableIdent, location: &str) -> Result<Path> {
-        self.warehouse
-            .table_path_of(ident, location)
+        std::iter::once(&self.warehouse)
+            .chain(self.foreign.iter().map(|f| &f.warehouse))
+            .find_map(|w| w.table_path_of(ident, location))
             .ok_or_else(|| {
                 CatalogError::BadRequest(format!(
                     "table location {location} is not inside the table's own prefix {}",
@@ -297,22 +277,47 @@ impl Store {
     /// Deletes every object under a table's location (a purged table's files), which must be
     /// the prefix of some table: `<warehouse>/<namespace key>/<table key>` or below it.
     pub async fn delete_location(&self, location: &str) -> Result<usize> {
-        let prefix = self.location_path(location)?;
-        let depth = prefix.parts().count() - self.warehouse.path.parts().count();
+        let (objects, prefix) = self.resolve(location)?;
+        let base = std::iter::once(&self.warehouse)
+            .chain(self.foreign.iter().map(|f| &f.warehouse))
+            .find(|w| w.path_of(location).is_some())
+            .map_or(0, |w| w.path.parts().count());
+        let depth = prefix.parts().count() - base;
         if depth < 2 {
             return Err(CatalogError::BadRequest(format!(
                 "{location} is not a table's location; its files are not purged"
             )));
         }
-        let paths = self.list(&prefix).await?;
-        for p in &paths {
-            self.delete(p).await?;
+        let metas: Vec<_> = objects.list(Some(&prefix)).try_collect().await?;
+        for m in &metas {
+            match objects.delete(&m.location).await {
+                Ok(()) | Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
         }
-        Ok(paths.len())
+        Ok(metas.len())
     }
 }
 
-fn to_json<T: Serialize>(value: &T) -> Result<Bytes> {
+/// Reads and parses a JSON object; `None` if it does not exist.
+pub async fn get_json_from<T: DeserializeOwned>(
+    objects: &dyn ObjectStore,
+    path: &Path,
+) -> Result<Option<T>> {
+    let got = match objects.get(path).await {
+        Ok(got) => got,
+        Err(object_store::Error::NotFound { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
+    };
+    let bytes = got.bytes().await?;
+    let value = serde_json::from_slice(&bytes).map_err(|e| CatalogError::Corrupt {
+        path: path.to_string(),
+        message: e.to_string(),
+    })?;
+    Ok(Some(value))
+}
+
+pub(super) fn to_json<T: Serialize>(value: &T) -> Result<Bytes> {
     serde_json::to_vec(value)
         .map(Bytes::from)
         .map_err(|e| CatalogError::Internal(format!("cannot serialize: {e}")))

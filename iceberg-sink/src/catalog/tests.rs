@@ -1,5 +1,5 @@
-//! The catalog in-process and through its router, over the in-memory store (which has
-//! conditional updates) and the local filesystem (which does not).
+//! The catalog in-process and through its router, over the in-memory store and the local
+//! filesystem (both have create-if-absent). Several catalogs over one store: tests_shared.rs.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -160,8 +160,8 @@ async fn create_load_commit_and_conflict() {
     ));
 }
 
-/// Many commits at once on the local filesystem, which has no conditional update: the
-/// per-table lock serializes them, so every one lands and none is lost.
+/// Many commits at once on the local filesystem: the per-table lock serializes them, so
+/// every one lands (none even has to retry) and none is lost.
 #[tokio::test]
 async fn concurrent_commits_on_local_files_lose_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -218,32 +218,11 @@ fn walk(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
 }
 
 /// Two catalogs over one store stand for two brokers: their locks are separate, so only
-/// the conditional pointer update keeps the second writer from overwriting the first.
+/// the create-only pointer versions keep the second writer from overwriting the first.
 #[tokio::test]
 async fn pointer_updates_are_conditional_across_processes() {
     let objects: Arc<dyn ObjectStore> = Arc::new(InMemory::new());
-    let store = store::Store::new(
-        objects.clone(),
-        Path::from("catalog"),
-        store::Warehouse::new("memory:///w", Path::from("w")),
-    );
-    let path = Path::from("catalog/x.json");
-    assert!(store.create_json(&path, &json!({"v": 0})).await.unwrap());
-    assert!(!store.create_json(&path, &json!({"v": 9})).await.unwrap());
-    let first = store.get_json::<Value>(&path).await.unwrap().unwrap();
-    assert!(store
-        .update_json(&path, &json!({"v": 1}), first.version.clone())
-        .await
-        .unwrap());
-    // A writer still holding the old version loses.
-    assert!(!store
-        .update_json(&path, &json!({"v": 2}), first.version)
-        .await
-        .unwrap());
-    let now = store.get_json::<Value>(&path).await.unwrap().unwrap();
-    assert_eq!(now.value, json!({"v": 1}));
-
-    // And through the catalog: broker B, committing against the schema A has just replaced,
+    // Broker B, committing against the schema A has just replaced,
     // fails its requirement instead of silently replacing A's change.
     let a = catalog_over(objects.clone(), "memory:///warehouse");
     let b = catalog_over(objects, "memory:///warehouse");

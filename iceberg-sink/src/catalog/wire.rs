@@ -12,6 +12,7 @@ use serde::{Deserialize, Serialize};
 
 use super::catalog::LoadedTable;
 use super::error::{CatalogError, Result};
+use super::vending::StorageCredential;
 
 #[derive(Debug, Deserialize)]
 pub struct CreateNamespaceRequest {
@@ -131,16 +132,51 @@ pub struct LoadTableResult {
     pub metadata_location: Option<String>,
     pub metadata: TableMetadata,
     pub config: HashMap<String, String>,
+    /// Vended credentials (only when the client asked for them and STS is configured).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub storage_credentials: Vec<StorageCredential>,
+}
+
+impl LoadTableResult {
+    pub fn new(
+        metadata_location: Option<String>,
+        metadata: TableMetadata,
+        config: HashMap<String, String>,
+    ) -> Self {
+        Self {
+            metadata_location,
+            metadata,
+            config,
+            storage_credentials: Vec::new(),
+        }
+    }
+
+    /// Adds vended credentials both ways clients read them: `storage-credentials` (the
+    /// spec's, which pyiceberg prefers) and the table's `config` (older clients).
+    pub fn with_credentials(mut self, credentials: Vec<StorageCredential>) -> Self {
+        for c in &credentials {
+            self.config.extend(c.config.clone());
+        }
+        self.storage_credentials = credentials;
+        self
+    }
 }
 
 impl From<LoadedTable> for LoadTableResult {
     fn from(t: LoadedTable) -> Self {
-        Self {
-            metadata_location: Some(t.metadata_location),
-            metadata: std::sync::Arc::unwrap_or_clone(t.metadata),
-            config: HashMap::new(),
-        }
+        Self::new(
+            Some(t.metadata_location),
+            std::sync::Arc::unwrap_or_clone(t.metadata),
+            t.config,
+        )
     }
+}
+
+/// `LoadCredentialsResponse`, the answer of `GET .../tables/{table}/credentials`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct LoadCredentialsResponse {
+    pub storage_credentials: Vec<StorageCredential>,
 }
 
 /// `CommitTableResponse`.
