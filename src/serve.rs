@@ -793,7 +793,15 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .metrics
         .register_with(|r| translator.metrics().register(r));
     let _ = broker.unmount_gate.set(translator.clone());
-    let translator_task = translator.start();
+    // Translation rounds are CPU-bound (decoding, Arrow, Parquet): they run on a thread of
+    // their own, so the HTTP listeners on this runtime (admin API, registry, catalog, the
+    // committer's route) keep answering during a round; sharing it, the catalog stalled for
+    // seconds during a backfill (benches/README.md, "Iceberg translation on a real data set").
+    let translator_rt = translator_runtime()?;
+    let translator_task = {
+        let _on = translator_rt.enter();
+        translator.start()
+    };
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,
@@ -900,6 +908,21 @@ fn describe_store(store: &tiering::StoreConfig) -> String {
             endpoint.as_deref().unwrap_or("AWS")
         ),
     }
+}
+
+/// A single-threaded runtime on a thread of its own (`iceberg-translator`) that lives as long
+/// as the process.
+fn translator_runtime() -> anyhow::Result<tokio::runtime::Handle> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the Iceberg translator's runtime")?;
+    let handle = rt.handle().clone();
+    std::thread::Builder::new()
+        .name("iceberg-translator".into())
+        .spawn(move || rt.block_on(std::future::pending::<()>()))
+        .context("cannot start the Iceberg translator's thread")?;
+    Ok(handle)
 }
 
 async fn shutdown_signal() {
