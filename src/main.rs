@@ -2,6 +2,7 @@
 //! running broker over its public APIs.
 
 mod cli;
+mod cluster_args;
 mod console;
 mod iceberg_args;
 mod lake_catalog;
