@@ -535,6 +535,8 @@ impl ServeArgs {
             kafka_addr: self.kafka_addr,
             advertised_kafka_addr: advertised,
             admin_addr: self.admin_addr,
+            authz: Default::default(),
+            cluster_secret: None,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,

@@ -27,6 +27,11 @@ pub struct BrokerConfig {
     /// `host:port` clients are told to connect to.
     pub advertised_kafka_addr: (String, u16),
     pub admin_addr: SocketAddr,
+    /// Whether requests are authorized against ACLs, and the superusers.
+    pub authz: crate::security::AuthzConfig,
+    /// The shared secret brokers of a cluster prove to each other (`--cluster-secret-file`);
+    /// `None`: inter-broker traffic is not authenticated.
+    pub cluster_secret: Option<std::sync::Arc<[u8]>>,
     pub smp: usize,
     pub cluster_id: Option<String>,
     /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
@@ -113,6 +118,8 @@ impl BrokerConfig {
             kafka_addr: "127.0.0.1:0".parse().expect("static address"),
             advertised_kafka_addr: ("127.0.0.1".into(), 0),
             admin_addr: "127.0.0.1:0".parse().expect("static address"),
+            authz: Default::default(),
+            cluster_secret: None,
             smp: 1,
             cluster_id: None,
             max_request_bytes: 100 << 20,

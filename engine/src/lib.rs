@@ -32,6 +32,7 @@ pub mod remote;
 pub mod replication;
 pub mod schema_ids;
 pub mod scrape;
+pub mod security;
 pub mod shard;
 pub mod time;
 pub mod topic_jobs;

@@ -10,6 +10,7 @@ pub mod leader_preference;
 mod leadership;
 mod mounted;
 mod producer_ids;
+pub mod security;
 mod shutdown;
 mod txn_host;
 pub(crate) mod txn_markers;
@@ -116,6 +117,8 @@ pub struct Broker {
     dynamic: parking_lot::RwLock<dynamic_configs::InForce>,
     /// The reassignment throttles every partition replica shares.
     pub throttles: crate::raft::Throttles,
+    /// Users, ACLs and quotas in force, and whether requests are authorized.
+    pub security: security::Security,
     ready: AtomicBool,
 }
 
@@ -179,6 +182,7 @@ impl Broker {
             config.fetch_memory,
             metrics.fetch_memory_bytes.clone(),
         );
+        let authz = config.authz.clone();
         let broker = Arc::new(Broker {
             disk,
             kafka_limiter,
@@ -203,6 +207,7 @@ impl Broker {
             cluster,
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
+            security: security::Security::new(authz, Default::default()),
             throttles: Default::default(),
             ready: AtomicBool::new(false),
         });

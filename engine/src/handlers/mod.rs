@@ -10,6 +10,7 @@ use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
 use crate::broker::Broker;
+use crate::security::Session;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
@@ -162,9 +163,15 @@ pub type HandlerFuture = Pin<Box<dyn Future<Output = Handled>>>;
 /// Defines [`dispatch`] and [`handled`] from one list of `Api(request) => handler` arms, so
 /// that what is dispatched and what is known to be handled cannot differ.
 macro_rules! dispatch_table {
-    ($b:ident, $h:ident, $v:ident; $($api:ident($r:ident) => $body:expr,)*) => {
-        /// Starts the handler for a decoded request.
-        pub fn dispatch($b: Arc<Broker>, $h: RequestHeader, req: RequestKind) -> HandlerFuture {
+    ($b:ident, $s:ident, $h:ident, $v:ident; $($api:ident($r:ident) => $body:expr,)*) => {
+        /// Starts the handler for a decoded request from `session`.
+        #[allow(unused_variables)]
+        pub fn dispatch(
+            $b: Arc<Broker>,
+            $s: Arc<Session>,
+            $h: RequestHeader,
+            req: RequestKind,
+        ) -> HandlerFuture {
             let $v = $h.request_api_version;
             match req {
                 $(RequestKind::$api($r) => $body,)*
@@ -181,7 +188,7 @@ macro_rules! dispatch_table {
     };
 }
 
-dispatch_table! { b, h, v;
+dispatch_table! { b, s, h, v;
     // Produce hands its batches to the partitions before returning, so that requests
     // pipelined on one connection append in order.
     Produce(r) => produce::handle(&b, v, r),

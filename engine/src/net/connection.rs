@@ -54,13 +54,19 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let mut pending_sizes = std::collections::VecDeque::new();
     let mut pending_bytes = 0usize;
     let byte_budget = broker.config.max_request_bytes;
+    // Who this connection is: anonymous until it authenticates.
+    let session = Arc::new(crate::security::Session::new(
+        crate::security::Principal::anonymous(),
+        peer.ip(),
+        Arc::from("PLAINTEXT"),
+    ));
     let mut eof = false;
     let outcome: Result<(), String> = 'conn: loop {
         while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, &mut fetches, frame) {
+                    match start_request(&broker, &session, &mut fetches, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
@@ -214,6 +220,7 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
 /// handing batches to partitions) runs now, so writes keep the order requests arrived in.
 fn start_request(
     broker: &Arc<Broker>,
+    session: &Arc<crate::security::Session>,
     fetches: &mut ConnFetches,
     frame: Bytes,
 ) -> Result<ResponseFuture, Reject> {
@@ -265,7 +272,7 @@ fn start_request(
             })
         }
         request => {
-            let h = handlers::dispatch(broker.clone(), header, request);
+            let h = handlers::dispatch(broker.clone(), session.clone(), header, request);
             Box::pin(async move { (h.await, FetchHold::default()) })
         }
     };
