@@ -11,6 +11,7 @@ pub mod acl;
 pub mod quota;
 pub mod scram;
 pub mod state;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::sync::Arc;
