@@ -3,10 +3,18 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub fn handle(b: &Broker, s: &Session, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    // As Kafka: anyone may ask; the operations are filled only for who may describe the cluster.
+    let operations = match req.include_cluster_authorized_operations {
+        false => authorize::OPERATIONS_OMITTED,
+        true if !authorize::cluster(b, s, Operation::Describe) => 0,
+        true => authorize::operations(b, s, ResourceType::Cluster, authorize::CLUSTER_NAME),
+    };
     let (brokers, controller) = match &b.cluster {
         Some(c) => (
             c.listed_brokers()
@@ -35,5 +43,5 @@ pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterRespon
                 })
                 .collect(),
         )
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(operations)
 }
