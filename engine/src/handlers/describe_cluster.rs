@@ -3,16 +3,20 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-/// The brokers are listed at the addresses of the listener `session` connected to.
-pub fn handle(
-    b: &Broker,
-    session: &crate::security::Session,
-    _req: DescribeClusterRequest,
-) -> DescribeClusterResponse {
-    let brokers = b.listed_brokers(session);
+/// The brokers are listed at the addresses of the listener `s` connected to.
+pub fn handle(b: &Broker, s: &Session, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    // As Kafka: anyone may ask; the operations are filled only for who may describe the cluster.
+    let operations = match req.include_cluster_authorized_operations {
+        false => authorize::OPERATIONS_OMITTED,
+        true if !authorize::cluster(b, s, Operation::Describe) => 0,
+        true => authorize::operations(b, s, ResourceType::Cluster, authorize::CLUSTER_NAME),
+    };
+    let brokers = b.listed_brokers(s);
     let controller = match &b.cluster {
         Some(c) => c.controller_leader().unwrap_or(-1),
         None => b.node_id(),
@@ -32,5 +36,5 @@ pub fn handle(
                 })
                 .collect(),
         )
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(operations)
 }

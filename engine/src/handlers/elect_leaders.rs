@@ -14,18 +14,24 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, RequestHeader};
 use kafka_protocol::ResponseError;
 
-use super::{forward, sb, topic_name};
+use super::{authorize, forward, sb, topic_name};
 use crate::broker::Broker;
 use crate::raft::PreferredElection;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 const PREFERRED: i8 = 0;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     req: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
+    if !authorize::cluster(b, s, Operation::Alter) {
+        return denied(req);
+    }
     // Null: every partition (Kafka then lists only those whose election did something).
     let all = req.topic_partitions.is_none();
     let wanted: Vec<(String, Vec<i32>)> = match req.topic_partitions {
@@ -174,4 +180,32 @@ async fn elect_preferred(
         }
         Err(e) => (super::partition_error(&e), Some(e.to_string())),
     }
+}
+
+/// Without ALTER on the cluster: every named partition, and the request, answer
+/// CLUSTER_AUTHORIZATION_FAILED (as Kafka).
+fn denied(req: ElectLeadersRequest) -> ElectLeadersResponse {
+    let code = ResponseError::ClusterAuthorizationFailed.code();
+    let results = req
+        .topic_partitions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            ReplicaElectionResult::default()
+                .with_topic(t.topic)
+                .with_partition_result(
+                    t.partitions
+                        .into_iter()
+                        .map(|p| {
+                            PartitionResult::default()
+                                .with_partition_id(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ElectLeadersResponse::default()
+        .with_error_code(code)
+        .with_replica_election_results(results)
 }

@@ -9,10 +9,11 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
 use crate::group::store;
 use crate::internal_topic::InternalTopic;
+use crate::security::acl::Operation;
 use crate::security::Session;
 
 const KEY_TYPE_GROUP: i8 = 0;
@@ -51,16 +52,26 @@ async fn coordinator(b: &Broker, session: &Session, topic: InternalTopic, key: &
     Ok((leader, host, port))
 }
 
-async fn answer(b: &Broker, session: &Session, key_type: i8, key: &StrBytes) -> Found {
+async fn answer(b: &Broker, s: &Session, key_type: i8, key: &StrBytes) -> Found {
+    // DESCRIBE on the group or transactional id, before anything is looked up (as Kafka).
+    let denied = |code: ResponseError| Err((code.code(), None));
     match key_type {
+        KEY_TYPE_GROUP if !authorize::group(b, s, Operation::Describe, key.as_str()) => {
+            denied(ResponseError::GroupAuthorizationFailed)
+        }
+        KEY_TYPE_TRANSACTION
+            if !authorize::transactional_id(b, s, Operation::Describe, key.as_str()) =>
+        {
+            denied(ResponseError::TransactionalIdAuthorizationFailed)
+        }
         KEY_TYPE_GROUP if key.is_empty() => Err((ResponseError::InvalidGroupId.code(), None)),
-        KEY_TYPE_GROUP => coordinator(b, session, store::OFFSETS, key.as_str()).await,
+        KEY_TYPE_GROUP => coordinator(b, s, store::OFFSETS, key.as_str()).await,
         KEY_TYPE_TRANSACTION if key.is_empty() => Err((
             ResponseError::InvalidRequest.code(),
             Some("the transactional id is empty".into()),
         )),
         KEY_TYPE_TRANSACTION => {
-            coordinator(b, session, crate::txn::store::TRANSACTIONS, key.as_str()).await
+            coordinator(b, s, crate::txn::store::TRANSACTIONS, key.as_str()).await
         }
         _ => Err((
             ResponseError::InvalidRequest.code(),
@@ -71,7 +82,7 @@ async fn answer(b: &Broker, session: &Session, key_type: i8, key: &StrBytes) -> 
 
 pub async fn handle(
     b: &Broker,
-    session: &Session,
+    s: &Session,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -79,7 +90,7 @@ pub async fn handle(
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for k in &req.coordinator_keys {
             let c = Coordinator::default().with_key(k.clone());
-            coordinators.push(match answer(b, session, req.key_type, k).await {
+            coordinators.push(match answer(b, s, req.key_type, k).await {
                 Ok((node, host, port)) => c
                     .with_node_id(BrokerId(node))
                     .with_host(sb(host))
@@ -93,7 +104,7 @@ pub async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match answer(b, session, req.key_type, &req.key).await {
+    match answer(b, s, req.key_type, &req.key).await {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
             .with_host(sb(host))

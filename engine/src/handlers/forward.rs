@@ -180,7 +180,10 @@ pub async fn answer<R: GroupRead>(
 ) -> R::Response {
     let loading = ResponseError::CoordinatorLoadInProgress.code();
     let mut resp = after_load(local, |r| req.errors(r).iter().any(|(_, c)| *c == loading)).await;
-    if forwarded(h) {
+    // With authorization on, the coordinator would judge the forwarding broker, not the
+    // client, so nothing is forwarded (the client follows NOT_COORDINATOR) until a forwarded
+    // request carries its caller's principal.
+    if forwarded(h) || super::authorize::enabled(b) {
         return resp;
     }
     let v = h.request_api_version;

@@ -282,7 +282,7 @@ fn start_request(
     type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, FetchHold)>>>;
     let handled: Answer = match request {
         RequestKind::Fetch(r) => {
-            let (b, m) = (broker.clone(), fetches.memory.clone());
+            let (b, m, s) = (broker.clone(), fetches.memory.clone(), session.clone());
             let (written, next) = oneshot::channel();
             let previous = fetches.previous.replace(next);
             Box::pin(async move {
@@ -290,7 +290,7 @@ fn start_request(
                     // Resolves (with an error) once the previous response's hold is dropped.
                     let _ = p.await;
                 }
-                let (resp, memory) = handlers::fetch::handle(&b, version, r, &m).await;
+                let (resp, memory) = handlers::fetch::handle(&b, &s, version, r, &m).await;
                 let handled = Handled {
                     response: Some(ResponseKind::Fetch(resp)),
                     errors: Vec::new(),
