@@ -8,6 +8,7 @@ mod iceberg_args;
 mod lake_catalog;
 mod listener_args;
 mod schema_source;
+mod security_args;
 mod serve;
 mod tiering_args;
 

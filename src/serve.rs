@@ -345,6 +345,8 @@ pub struct ServeArgs {
     pub http_request_timeout_ms: u64,
     #[command(flatten)]
     pub tiering: crate::tiering_args::TieringArgs,
+    #[command(flatten)]
+    pub security: crate::security_args::SecurityArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -531,8 +533,9 @@ impl ServeArgs {
             listeners,
             tls,
             admin_addr: self.admin_addr,
-            authz: Default::default(),
+            authz: self.security.authz_config()?,
             cluster_secret: None,
+            bootstrap_user: crate::security_args::SecurityArgs::bootstrap_user()?,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,
@@ -663,6 +666,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+
     broker.metrics.register_with(|r| tier.register_metrics(r));
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     mounts.spawn_cluster_driver();

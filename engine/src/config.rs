@@ -38,6 +38,8 @@ pub struct BrokerConfig {
     /// The shared secret brokers of a cluster prove to each other (`--cluster-secret-file`);
     /// `None`: inter-broker traffic is not authenticated.
     pub cluster_secret: Option<std::sync::Arc<[u8]>>,
+    /// A user created at start when absent (`ICESTREAM_BOOTSTRAP_USER`).
+    pub bootstrap_user: Option<crate::security::BootstrapUser>,
     pub smp: usize,
     pub cluster_id: Option<String>,
     /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
@@ -209,6 +211,7 @@ impl BrokerConfig {
             admin_addr: "127.0.0.1:0".parse().expect("static address"),
             authz: Default::default(),
             cluster_secret: None,
+            bootstrap_user: None,
             smp: 1,
             cluster_id: None,
             max_request_bytes: 100 << 20,

@@ -11,6 +11,7 @@ use crate::cluster::host::{ReconcileError, ReconcileFuture, Reconciler};
 use crate::cluster::metadata_state::MetadataState;
 use crate::dynamic_config::DynamicConfigs;
 use crate::partition::Cmd;
+use crate::security::state::SecurityState;
 use crate::topics::{Topic, TopicRecord};
 
 /// The broker's [`Reconciler`]; weak, as the controller's task outlives no broker.
@@ -47,6 +48,15 @@ impl Reconciler for BrokerReconciler {
         })
     }
 
+    fn security<'a>(&'a self, state: &'a SecurityState) -> ReconcileFuture<'a> {
+        Box::pin(async move {
+            let b = self.broker()?;
+            b.apply_security(state)
+                .await
+                .map_err(|e| ReconcileError(e.to_string()))
+        })
+    }
+
     fn broker_configs<'a>(&'a self, configs: &'a DynamicConfigs) -> ReconcileFuture<'a> {
         Box::pin(async move {
             let b = self.broker()?;
@@ -63,6 +73,7 @@ impl Reconciler for BrokerReconciler {
 async fn reconcile(b: &Broker, state: &MetadataState) -> Result<(), BrokerError> {
     // The topic defaults first: the topics below resolve their configs against them.
     b.apply_broker_configs(&state.broker_configs).await?;
+    b.apply_security(&state.security).await?;
     let mut names: BTreeSet<String> = b.topics.records().into_iter().map(|r| r.name).collect();
     names.extend(state.topics.keys().cloned());
     let mut first_error = None;

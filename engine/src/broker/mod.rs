@@ -194,6 +194,7 @@ impl Broker {
             Some(t) => Some(crate::security::tls::TlsConfigs::new(t)?),
             None => None,
         };
+        let security_state = security::load(&config.data_dir).map_err(StartError::Security)?;
         let broker = Arc::new(Broker {
             disk,
             kafka_limiter,
@@ -218,7 +219,7 @@ impl Broker {
             cluster,
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
-            security: security::Security::new(authz, Default::default()),
+            security: security::Security::new(authz, security_state),
             tls,
             throttles: Default::default(),
             ready: AtomicBool::new(false),
@@ -282,6 +283,9 @@ impl Broker {
         internal_topics::start_group_ticker(&broker);
         txn_host::start_txn_ticker(&broker);
         crate::broker::leader_preference::start(&broker);
+        if let Some(u) = broker.config.bootstrap_user.clone() {
+            broker.bootstrap_user(u.name, u.password).await;
+        }
         Ok(broker)
     }
 
@@ -835,6 +839,8 @@ pub enum StartError {
     ProducerIds(std::io::Error),
     #[error("cannot read the dynamic broker configs: {0}")]
     DynamicConfigs(std::io::Error),
+    #[error("cannot read the users, ACLs and quotas: {0}")]
+    Security(std::io::Error),
     #[error("cannot open a partition: {0}")]
     Partition(#[from] BrokerError),
     #[error(transparent)]

@@ -60,6 +60,8 @@ struct View {
     /// The entry that last changed `features` (-1: none finalized).
     features_epoch: i64,
     broker_configs: crate::dynamic_config::DynamicConfigs,
+    /// Users, ACLs and quotas: what a proposer checks its change against.
+    security: Arc<crate::security::state::SecurityState>,
     producer_ids: std::collections::BTreeMap<i32, super::producer_ids::Block>,
 }
 
@@ -111,6 +113,11 @@ impl ControllerHandle {
     /// The dynamic broker configs, as of the last entry applied.
     pub fn broker_configs(&self) -> crate::dynamic_config::DynamicConfigs {
         self.view.read().broker_configs.clone()
+    }
+
+    /// Users, ACLs and quotas, as of the last entry applied.
+    pub fn security(&self) -> Arc<crate::security::state::SecurityState> {
+        self.view.read().security.clone()
     }
 
     /// Broker `node`'s latest block of producer ids.
@@ -374,6 +381,9 @@ impl Controller {
         if v.broker_configs != self.state.broker_configs {
             v.broker_configs = self.state.broker_configs.clone();
         }
+        if *v.security != self.state.security {
+            v.security = Arc::new(self.state.security.clone());
+        }
         if v.producer_ids != self.state.producer_ids {
             v.producer_ids = self.state.producer_ids.clone();
         }
@@ -573,6 +583,7 @@ impl Controller {
                 Ok(())
             }
             Changed::Controller => Ok(()),
+            Changed::Security => self.reconciler.security(&self.state.security).await,
             Changed::BrokerConfigs => {
                 self.reconciler
                     .broker_configs(&self.state.broker_configs)

@@ -18,6 +18,9 @@ pub const PRODUCER_ID_BLOCKS: &str = "icestream.producer.id.blocks";
 /// Dynamic broker configs through the controller (KIP-226).
 pub const DYNAMIC_BROKER_CONFIGS: &str = "icestream.dynamic.broker.configs";
 
+/// Users, ACLs and quotas through the controller (`Command::Security`).
+pub const SECURITY: &str = "icestream.security";
+
 /// Unmount and mount in a cluster: controller commands, and a Seal entry in partition logs
 /// that an earlier release would skip.
 pub const CLUSTER_UNMOUNT: &str = "icestream.cluster.unmount";
@@ -41,6 +44,7 @@ pub fn supported() -> Levels {
         (CLUSTER_UNMOUNT.to_string(), 1),
         (ASSIGNED_ENTRIES.to_string(), 1),
         (TRANSACTION_VERSION.to_string(), 2),
+        (SECURITY.to_string(), 1),
     ]
     .into()
 }

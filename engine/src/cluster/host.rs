@@ -10,6 +10,7 @@ use raft::eraftpb::Message;
 
 use super::metadata_state::MetadataState;
 use crate::dynamic_config::DynamicConfigs;
+use crate::security::state::SecurityState;
 
 pub type ReconcileFuture<'a> =
     Pin<Box<dyn Future<Output = Result<(), ReconcileError>> + Send + 'a>>;
@@ -36,6 +37,11 @@ pub trait Reconciler: Send + Sync {
     ) -> ReconcileFuture<'a>;
     /// Puts the dynamic broker configs in force on this broker.
     fn broker_configs<'a>(&'a self, configs: &'a DynamicConfigs) -> ReconcileFuture<'a>;
+    /// Puts the users, ACLs and quotas in force on this broker (nothing by default: a
+    /// simulated broker has none).
+    fn security<'a>(&'a self, _state: &'a SecurityState) -> ReconcileFuture<'a> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// The other brokers, as the controller sees them.

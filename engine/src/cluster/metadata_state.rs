@@ -17,6 +17,7 @@ use super::features::{self, Levels};
 use super::producer_ids::{Block, BLOCK, FIRST};
 use super::{validate, ApplyError, Command};
 use crate::dynamic_config::DynamicConfigs;
+use crate::security::state::SecurityState;
 use crate::topics::TopicRecord;
 
 /// The encoding's version; a newer one is refused with a message rather than misread.
@@ -43,6 +44,9 @@ pub struct MetadataState {
     /// still holds one forgets it without touching its remote data.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub unmounted: BTreeMap<uuid::Uuid, String>,
+    /// Users' SCRAM credentials, ACLs and client quotas.
+    #[serde(default, skip_serializing_if = "SecurityState::is_empty")]
+    pub security: SecurityState,
 }
 
 /// A topic being unmounted takes no other change until the unmount is done.
@@ -71,6 +75,7 @@ impl Default for MetadataState {
             producer_ids: BTreeMap::new(),
             broker_configs: DynamicConfigs::default(),
             unmounted: BTreeMap::new(),
+            security: SecurityState::default(),
         }
     }
 }
@@ -94,6 +99,8 @@ pub enum Changed {
     Controller,
     /// Dynamic broker configs: every broker's topic defaults.
     BrokerConfigs,
+    /// Users, ACLs or quotas: every broker's security state.
+    Security,
 }
 
 impl MetadataState {
@@ -133,6 +140,8 @@ impl MetadataState {
             }
             validate::snapshot_record(rec).map_err(StateError::Record)?;
         }
+        crate::security::validate::state(&s.security)
+            .map_err(|e| StateError::Record(ApplyError::Invalid(e.0)))?;
         Ok(s)
     }
 
@@ -176,6 +185,11 @@ impl MetadataState {
                     *f = (*f).max(level);
                 }
                 Ok(Changed::Controller)
+            }
+            Command::Security(change) => {
+                self.require(features::SECURITY, "users, ACLs and quotas")?;
+                self.security.apply(&change);
+                Ok(Changed::Security)
             }
             Command::SetBrokerConfig { broker, config } => {
                 self.require(features::DYNAMIC_BROKER_CONFIGS, "dynamic broker configs")?;
@@ -388,6 +402,44 @@ mod tests {
         assert!(s.topics.is_empty());
         // The checkpoint's encoding gives the same state back.
         assert_eq!(MetadataState::decode(&s.encode()).unwrap(), s);
+    }
+
+    #[test]
+    fn security_changes_need_their_feature_and_valid_credentials() {
+        use crate::security::scram::{Mechanism, ScramCredential};
+        use crate::security::state::SecurityChange;
+        let brokers: BTreeSet<i32> = [1, 2, 3].into();
+        let mut s = MetadataState::default();
+        let cred = ScramCredential::new(Mechanism::Sha256, b"pw", b"salt", 4096);
+        let up = |c: ScramCredential| {
+            Command::Security(SecurityChange::UpsertScram {
+                user: "alice".into(),
+                mechanism: Mechanism::Sha256,
+                credential: c,
+            })
+        };
+        // Before every broker supports it, refused alike everywhere.
+        assert!(s.apply(up(cred.clone()), 1, &brokers).is_err());
+        s.features.insert(features::SECURITY.into(), 1);
+        assert_eq!(
+            s.apply(up(cred.clone()), 2, &brokers).unwrap(),
+            Changed::Security
+        );
+        // A forged credential (too few iterations) never enters the state.
+        let mut weak = cred.clone();
+        weak.iterations = 1;
+        assert!(matches!(
+            s.apply(up(weak), 3, &brokers),
+            Err(ApplyError::Invalid(_))
+        ));
+        assert_eq!(
+            s.security.credential("alice", Mechanism::Sha256),
+            Some(&cred)
+        );
+        // The checkpoint carries it; an empty one is left out of the encoding.
+        assert_eq!(MetadataState::decode(&s.encode()).unwrap(), s);
+        let empty = MetadataState::default().encode();
+        assert!(!String::from_utf8_lossy(&empty).contains("security"));
     }
 
     #[test]

@@ -196,6 +196,8 @@ pub enum Command {
         name: String,
         id: uuid::Uuid,
     },
+    /// Changes users, ACLs or quotas (`crate::security`).
+    Security(crate::security::state::SecurityChange),
 }
 
 impl Command {

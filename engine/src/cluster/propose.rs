@@ -135,6 +135,10 @@ impl Cluster {
                 .controller
                 .get()
                 .is_some_and(|c| c.broker_configs().scope(*broker) == *config),
+            Command::Security(change) => self
+                .controller
+                .get()
+                .is_some_and(|c| security_applied(&c.security(), change)),
             Command::FinalizeFeatures { levels } => self
                 .controller
                 .get()
@@ -221,6 +225,35 @@ impl Cluster {
             Command::MountDone { name, id } => topics
                 .record(name)
                 .is_none_or(|r| r.id != *id || r.mounting.is_none()),
+        }
+    }
+}
+
+/// Whether `state` shows a security change's effect: what a proposer waits for (a later change
+/// undoing it first is rare, and then the proposer waits until its deadline).
+fn security_applied(
+    state: &crate::security::state::SecurityState,
+    change: &crate::security::state::SecurityChange,
+) -> bool {
+    use crate::security::state::SecurityChange as C;
+    match change {
+        C::UpsertScram {
+            user,
+            mechanism,
+            credential,
+        } => state.credential(user, *mechanism) == Some(credential),
+        C::DeleteScram { user, mechanism } => state.credential(user, *mechanism).is_none(),
+        C::CreateAcls(bs) => bs.iter().all(|b| state.acls.bindings.contains(b)),
+        C::DeleteAcls(fs) => !state
+            .acls
+            .bindings
+            .iter()
+            .any(|b| fs.iter().any(|f| f.matches(b))),
+        C::AlterQuota { entity, changes } => {
+            let set = state.quotas.set.get(entity);
+            changes
+                .iter()
+                .all(|(k, v)| set.and_then(|m| m.get(k)).copied() == *v)
         }
     }
 }

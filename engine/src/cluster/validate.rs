@@ -68,6 +68,9 @@ pub fn command(cmd: &Command, brokers: &BTreeSet<i32>) -> Result<(), ApplyError>
             }
             Ok(())
         }
+        Command::Security(change) => {
+            crate::security::validate::change(change).map_err(|e| ApplyError::Invalid(e.0))
+        }
         Command::SetBrokerConfig { broker, config } => {
             if let Some(b) = broker {
                 known(*b, brokers)?;

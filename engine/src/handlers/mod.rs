@@ -14,17 +14,23 @@ use crate::security::Session;
 
 pub mod add_offsets_to_txn;
 pub mod add_partitions_to_txn;
+pub mod alter_client_quotas;
 pub mod alter_configs;
 pub mod alter_partition_reassignments;
+pub mod alter_user_scram_credentials;
 pub mod api_versions;
 pub mod authorize;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
+pub mod create_acls;
 pub mod create_partitions;
 pub mod create_topics;
+pub mod delete_acls;
 pub mod delete_groups;
 pub mod delete_records;
 pub mod delete_topics;
+pub mod describe_acls;
+pub mod describe_client_quotas;
 pub mod describe_cluster;
 pub mod describe_configs;
 pub mod describe_groups;
@@ -32,6 +38,7 @@ pub mod describe_log_dirs;
 pub mod describe_producers;
 pub mod describe_topic_partitions;
 pub mod describe_transactions;
+pub mod describe_user_scram_credentials;
 pub mod elect_leaders;
 pub mod end_txn;
 pub mod fetch;
@@ -136,6 +143,15 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::EndTxn, 0, 5),
     api(ApiKey::DescribeTransactions, 0, 0),
     api(ApiKey::ListTransactions, 0, 1),
+    // Users, ACLs and quotas (crate::security). Kafka 4 serves the ACL APIs from v1, as does
+    // the protocol crate.
+    api(ApiKey::CreateAcls, 1, 3),
+    api(ApiKey::DescribeAcls, 1, 3),
+    api(ApiKey::DeleteAcls, 1, 3),
+    api(ApiKey::DescribeUserScramCredentials, 0, 0),
+    api(ApiKey::AlterUserScramCredentials, 0, 0),
+    api(ApiKey::DescribeClientQuotas, 0, 1),
+    api(ApiKey::AlterClientQuotas, 0, 1),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -381,6 +397,39 @@ dispatch_table! { b, s, h, v;
         Handled::reply(ResponseKind::ListTransactions(list_transactions::handle(
             &b, &s, v, r,
         )))
+    }),
+    CreateAcls(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::CreateAcls(
+            create_acls::handle(&b, &s, r).await,
+        ))
+    }),
+    DescribeAcls(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeAcls(describe_acls::handle(&b, &s, r)))
+    }),
+    DeleteAcls(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DeleteAcls(
+            delete_acls::handle(&b, &s, r).await,
+        ))
+    }),
+    DescribeUserScramCredentials(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeUserScramCredentials(
+            describe_user_scram_credentials::handle(&b, &s, r),
+        ))
+    }),
+    AlterUserScramCredentials(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::AlterUserScramCredentials(
+            alter_user_scram_credentials::handle(&b, &s, r).await,
+        ))
+    }),
+    DescribeClientQuotas(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::DescribeClientQuotas(
+            describe_client_quotas::handle(&b, &s, r),
+        ))
+    }),
+    AlterClientQuotas(r) => Box::pin(async move {
+        Handled::reply(ResponseKind::AlterClientQuotas(
+            alter_client_quotas::handle(&b, &s, r).await,
+        ))
     }),
 }
 

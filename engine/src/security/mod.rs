@@ -12,6 +12,7 @@ pub mod quota;
 pub mod scram;
 pub mod state;
 pub mod tls;
+pub mod validate;
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -96,6 +97,22 @@ impl Session {
             IpAddr::V4(std::net::Ipv4Addr::LOCALHOST),
             Arc::from("INTERNAL"),
         )
+    }
+}
+
+/// A user the broker creates at start when it does not exist (`ICESTREAM_BOOTSTRAP_USER`, as
+/// Redpanda's `RP_BOOTSTRAP_USER`). The password never shows in `Debug`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct BootstrapUser {
+    pub name: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for BootstrapUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BootstrapUser")
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 

@@ -45,6 +45,11 @@ pub enum SecurityChange {
 }
 
 impl SecurityState {
+    /// No user, ACL or quota (what a controller snapshot leaves out).
+    pub fn is_empty(&self) -> bool {
+        self.users.is_empty() && self.acls.bindings.is_empty() && self.quotas.set.is_empty()
+    }
+
     pub fn apply(&mut self, change: &SecurityChange) {
         match change {
             SecurityChange::UpsertScram {

@@ -1,0 +1,89 @@
+//! `icestream serve` flags for authentication and authorization. Each helper of issue 20
+//! keeps its own section below.
+
+use anyhow::{bail, Context};
+use clap::Args;
+use engine::security::{AuthzConfig, BootstrapUser, Principal};
+
+// ---- Authorization and users (ACLs enforced, superusers, the bootstrap user) ----
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct SecurityArgs {
+    /// Enforce ACLs: what no ACL allows is denied (Kafka's authorizer with
+    /// allow.everyone.if.no.acl.found=false). Off: every request is allowed
+    #[arg(long, env = "ICESTREAM_AUTHORIZATION", default_value_t = false)]
+    pub authorization: bool,
+    /// Principals allowed everything, e.g. User:admin,User:ops (Kafka's super.users)
+    #[arg(long, env = "ICESTREAM_SUPERUSERS", value_delimiter = ',')]
+    pub superusers: Vec<String>,
+}
+
+/// `ICESTREAM_BOOTSTRAP_USER=name:password`: a user created at start when it does not exist.
+pub const BOOTSTRAP_USER_ENV: &str = "ICESTREAM_BOOTSTRAP_USER";
+
+impl SecurityArgs {
+    pub fn authz_config(&self) -> anyhow::Result<AuthzConfig> {
+        let super_users = self
+            .superusers
+            .iter()
+            .map(|s| s.trim())
+            .filter(|s| !s.is_empty())
+            .map(|s| Principal::parse(s).with_context(|| format!("--superusers: '{s}'")))
+            .collect::<anyhow::Result<Vec<_>>>()?;
+        Ok(AuthzConfig {
+            enabled: self.authorization,
+            super_users,
+        })
+    }
+
+    /// The bootstrap user from the environment, checked (`None` when unset).
+    pub fn bootstrap_user() -> anyhow::Result<Option<BootstrapUser>> {
+        let Ok(v) = std::env::var(BOOTSTRAP_USER_ENV) else {
+            return Ok(None);
+        };
+        let (name, password) = parse_bootstrap_user(&v)?;
+        Ok(Some(BootstrapUser { name, password }))
+    }
+}
+
+fn parse_bootstrap_user(v: &str) -> anyhow::Result<(String, String)> {
+    match v.split_once(':') {
+        Some((name, password)) if !name.is_empty() && !password.is_empty() => {
+            engine::security::validate::user_name(name)
+                .map_err(|e| anyhow::anyhow!("{BOOTSTRAP_USER_ENV}: {e}"))?;
+            Ok((name.to_string(), password.to_string()))
+        }
+        _ => bail!("{BOOTSTRAP_USER_ENV} must be name:password"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn superusers_and_bootstrap_user_parse() {
+        let a = SecurityArgs {
+            authorization: true,
+            superusers: vec!["User:admin".into(), " User:ops ".into()],
+        };
+        let c = a.authz_config().unwrap();
+        assert!(c.enabled);
+        assert_eq!(
+            c.super_users,
+            vec![Principal::user("admin"), Principal::user("ops")]
+        );
+        let bad = SecurityArgs {
+            authorization: true,
+            superusers: vec!["admin".into()],
+        };
+        assert!(bad.authz_config().is_err());
+        assert_eq!(
+            parse_bootstrap_user("admin:s3:cret").unwrap(),
+            ("admin".into(), "s3:cret".into())
+        );
+        assert!(parse_bootstrap_user("admin").is_err());
+        assert!(parse_bootstrap_user(":pw").is_err());
+        assert!(parse_bootstrap_user("admin:").is_err());
+    }
+}
