@@ -186,7 +186,16 @@ impl ListenerArgs {
     }
 
     /// The TLS settings, required when a listener is SSL or SASL_SSL or with --http-tls.
-    pub fn tls_settings(&self, listeners: &[KafkaListener]) -> anyhow::Result<Option<TlsSettings>> {
+    pub fn tls_settings(
+        &self,
+        listeners: &[KafkaListener],
+        clustered: bool,
+    ) -> anyhow::Result<Option<TlsSettings>> {
+        if self.http_tls && clustered {
+            // Brokers forward registry writes and hand Iceberg commits to each other over
+            // their HTTP listeners, with clients that do not speak TLS yet.
+            bail!("--http-tls is not supported with --seeds yet: brokers of a cluster call each other's schema registry and Iceberg catalog over plain http");
+        }
         let client_auth = ClientAuth::parse(&self.tls_client_auth).with_context(|| {
             format!(
                 "--tls-client-auth must be none, requested or required, got '{}'",
@@ -224,6 +233,52 @@ impl ListenerArgs {
             client_auth,
         }))
     }
+}
+
+/// Warns about each listener that binds beyond loopback and lets anyone in: a Kafka listener
+/// that is PLAINTEXT, or SSL without required client certificates; an HTTP listener without
+/// authentication.
+pub fn warn_unauthenticated(
+    listeners: &[KafkaListener],
+    tls: Option<&TlsSettings>,
+    http: &[(&str, SocketAddr)],
+    http_auth: bool,
+) {
+    for l in unauthenticated(listeners, tls) {
+        tracing::warn!(
+            listener = %l.name,
+            addr = %l.addr,
+            protocol = %l.protocol,
+            "Kafka listener reachable beyond loopback without authentication: anyone who can \
+             reach it may read, write and delete data (use SASL_SSL or SASL_PLAINTEXT, or SSL \
+             with --tls-client-auth required)"
+        );
+    }
+    for (name, addr) in http {
+        if !http_auth && !addr.ip().is_loopback() {
+            tracing::warn!(
+                listener = name,
+                %addr,
+                "HTTP listener reachable beyond loopback without authentication"
+            );
+        }
+    }
+}
+
+/// The Kafka listeners beyond loopback that authenticate no one.
+fn unauthenticated<'a>(
+    listeners: &'a [KafkaListener],
+    tls: Option<&TlsSettings>,
+) -> impl Iterator<Item = &'a KafkaListener> {
+    let certs_required = tls.is_some_and(|t| t.client_auth == ClientAuth::Required);
+    listeners.iter().filter(move |l| {
+        !l.addr.ip().is_loopback()
+            && match l.protocol {
+                SecurityProtocol::Plaintext => true,
+                SecurityProtocol::Ssl => !certs_required,
+                SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl => false,
+            }
+    })
 }
 
 #[cfg(test)]
@@ -308,7 +363,7 @@ mod tests {
         let a = args(Some("SSL://:9093"), None, None);
         let l = a.kafka_listeners(kafka(), None).unwrap();
         assert!(a
-            .tls_settings(&l)
+            .tls_settings(&l, false)
             .unwrap_err()
             .to_string()
             .contains("--tls-cert-file"));
@@ -317,17 +372,48 @@ mod tests {
         a.tls_key_file = Some("k.pem".into());
         a.tls_client_auth = "required".into();
         assert!(a
-            .tls_settings(&l)
+            .tls_settings(&l, false)
             .unwrap_err()
             .to_string()
             .contains("--tls-ca-file"));
         a.tls_ca_file = Some("ca.pem".into());
-        let t = a.tls_settings(&l).unwrap().unwrap();
+        let t = a.tls_settings(&l, false).unwrap().unwrap();
         assert_eq!(t.client_auth, ClientAuth::Required);
         a.tls_client_auth = "sometimes".into();
-        assert!(a.tls_settings(&l).is_err());
+        assert!(a.tls_settings(&l, false).is_err());
         let plain = args(None, None, None);
         let l = plain.kafka_listeners(kafka(), None).unwrap();
-        assert_eq!(plain.tls_settings(&l).unwrap(), None);
+        assert_eq!(plain.tls_settings(&l, false).unwrap(), None);
+        let mut https = plain.clone();
+        https.http_tls = true;
+        assert!(https.tls_settings(&l, false).is_err());
+        https.tls_cert_file = Some("c.pem".into());
+        https.tls_key_file = Some("k.pem".into());
+        assert!(https.tls_settings(&l, false).unwrap().is_some());
+        assert!(https.tls_settings(&l, true).is_err());
+    }
+
+    #[test]
+    fn listeners_beyond_loopback_without_authentication_are_found() {
+        let a = args(
+            Some("PLAINTEXT://127.0.0.1:1,OPEN://0.0.0.0:2,SSL://0.0.0.0:3,SASL_SSL://0.0.0.0:4"),
+            None,
+            Some("OPEN:PLAINTEXT"),
+        );
+        let l = a.kafka_listeners(kafka(), None).unwrap();
+        let names = |tls: Option<&TlsSettings>| {
+            unauthenticated(&l, tls)
+                .map(|l| l.name.to_string())
+                .collect::<Vec<_>>()
+        };
+        let mut t = TlsSettings {
+            cert_file: "c".into(),
+            key_file: "k".into(),
+            ca_file: Some("ca".into()),
+            client_auth: ClientAuth::Requested,
+        };
+        assert_eq!(names(Some(&t)), ["OPEN", "SSL"]);
+        t.client_auth = ClientAuth::Required;
+        assert_eq!(names(Some(&t)), ["OPEN"]);
     }
 }

@@ -489,7 +489,9 @@ impl ServeArgs {
         let listeners = self
             .listener
             .kafka_listeners(self.kafka_addr, self.advertised_kafka_addr.as_deref())?;
-        let tls = self.listener.tls_settings(&listeners)?;
+        let tls = self
+            .listener
+            .tls_settings(&listeners, !self.seeds.is_empty())?;
         let smp = self
             .smp
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -627,6 +629,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("topics with remote.storage.enable are refused: {why}");
     }
     let http_limits = args.http_limits()?;
+    crate::listener_args::warn_unauthenticated(
+        &config.listeners,
+        config.tls.as_ref(),
+        &[
+            ("admin", config.admin_addr),
+            ("schema_registry", args.schema_registry_addr),
+            ("iceberg_catalog", args.iceberg_catalog_addr),
+        ],
+        false,
+    );
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
@@ -668,6 +680,9 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     broker.metrics.register_with(|r| tier.register_metrics(r));
+    if let (true, Some(tls)) = (args.listener.http_tls, &broker.tls) {
+        engine::http::set_tls(tls.http.clone());
+    }
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     mounts.spawn_cluster_driver();
     let registry = schema_registry::Registry::open(broker.clone(), broker.cluster.clone())
@@ -710,6 +725,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,
+        listeners = %broker.config.listeners.iter().map(|l| format!("{}://{} ({})", l.name, l.addr, l.protocol)).collect::<Vec<_>>().join(","),
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
         admin = %admin.local_addr()?,
         schema_registry = %schema_registry.local_addr()?,

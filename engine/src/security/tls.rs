@@ -136,6 +136,7 @@ fn stamp(path: &Path) -> Stamp {
 pub struct ReloadingCert {
     cert: PathBuf,
     key: PathBuf,
+    check_every: Duration,
     state: Mutex<Loaded>,
 }
 
@@ -154,6 +155,7 @@ impl ReloadingCert {
         Ok(ReloadingCert {
             cert: cert.to_path_buf(),
             key: key.to_path_buf(),
+            check_every: CHECK_EVERY,
             state: Mutex::new(Loaded {
                 current,
                 stamps,
@@ -165,7 +167,7 @@ impl ReloadingCert {
     /// The certificate to present now, reloading it first if its files changed.
     pub fn current(&self) -> Arc<CertifiedKey> {
         let mut s = self.state.lock();
-        if s.checked.elapsed() >= CHECK_EVERY {
+        if s.checked.elapsed() >= self.check_every {
             s.checked = Instant::now();
             let stamps = (stamp(&self.cert), stamp(&self.key));
             if stamps != s.stamps {
@@ -342,4 +344,90 @@ fn escape(v: &str) -> String {
         out.push(c);
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn testdata(name: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("src/security/testdata")
+            .join(name)
+    }
+
+    fn subject(pem: &str) -> String {
+        let certs = load_certs(&testdata(pem)).unwrap();
+        principal(Some(&certs)).name
+    }
+
+    /// As Java's `X500Principal.getName()`: the most specific RDN first, multi-valued RDNs
+    /// joined by `+`, special characters and edge spaces escaped, an attribute without an
+    /// RFC 2253 keyword (emailAddress) as its OID and DER value.
+    #[test]
+    fn subject_dn_in_rfc_2253_form() {
+        assert_eq!(
+            subject("dn.pem"),
+            r"CN=\ alice\+bob\ ,1.2.840.113549.1.9.1=#16066140782e696f,OU=eng+UID=a1,O=Acme\, Inc.,C=US"
+        );
+        assert_eq!(subject("one.pem"), "CN=one");
+        assert_eq!(principal(None), Principal::anonymous());
+        assert_eq!(principal(Some(&[])), Principal::anonymous());
+    }
+
+    #[test]
+    fn escapes_what_rfc_2253_reserves() {
+        assert_eq!(escape("#a,b;c<d>e\"f\\"), "\\#a\\,b\\;c\\<d\\>e\\\"f\\\\");
+        assert_eq!(escape("a b"), "a b");
+        assert_eq!(escape(""), "");
+    }
+
+    fn subject_of(k: &CertifiedKey) -> String {
+        let (_, c) = x509_parser::parse_x509_certificate(k.cert[0].as_ref()).unwrap();
+        c.subject().to_string()
+    }
+
+    /// A changed pair is served from the next check on; a bad one keeps the old certificate.
+    #[test]
+    fn reloads_changed_files_and_keeps_the_old_on_a_bad_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("c.key"));
+        std::fs::copy(testdata("one.pem"), &cert).unwrap();
+        std::fs::copy(testdata("one.key"), &key).unwrap();
+        let mut r = ReloadingCert::load(&cert, &key).unwrap();
+        r.check_every = Duration::ZERO;
+        assert_eq!(subject_of(&r.current()), "CN=one");
+        // A certificate whose key does not match yet: still the old one.
+        let tmp = dir.path().join("new");
+        std::fs::copy(testdata("two.pem"), &tmp).unwrap();
+        std::fs::rename(&tmp, &cert).unwrap();
+        assert_eq!(subject_of(&r.current()), "CN=one");
+        std::fs::copy(testdata("two.key"), &tmp).unwrap();
+        std::fs::rename(&tmp, &key).unwrap();
+        assert_eq!(subject_of(&r.current()), "CN=two");
+        std::fs::write(&tmp, "not a certificate").unwrap();
+        std::fs::rename(&tmp, &cert).unwrap();
+        assert_eq!(subject_of(&r.current()), "CN=two");
+        // Loading fails at start on the same bad file.
+        assert!(matches!(
+            ReloadingCert::load(&cert, &key),
+            Err(TlsError::Pem { .. })
+        ));
+    }
+
+    #[test]
+    fn client_certificates_need_a_ca_file() {
+        let mut s = TlsSettings {
+            cert_file: testdata("one.pem"),
+            key_file: testdata("one.key"),
+            ca_file: None,
+            client_auth: ClientAuth::Required,
+        };
+        assert!(matches!(TlsConfigs::new(&s), Err(TlsError::Verifier(_))));
+        s.ca_file = Some(testdata("two.pem"));
+        assert!(TlsConfigs::new(&s).is_ok());
+        s.client_auth = ClientAuth::None;
+        s.ca_file = None;
+        assert!(TlsConfigs::new(&s).is_ok());
+    }
 }
