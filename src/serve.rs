@@ -343,6 +343,8 @@ pub struct ServeArgs {
     pub http_request_timeout_ms: u64,
     #[command(flatten)]
     pub tiering: crate::tiering_args::TieringArgs,
+    #[command(flatten)]
+    pub security: crate::security_args::SecurityArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -535,7 +537,7 @@ impl ServeArgs {
             kafka_addr: self.kafka_addr,
             advertised_kafka_addr: advertised,
             admin_addr: self.admin_addr,
-            authz: Default::default(),
+            authz: self.security.authz_config()?,
             cluster_secret: None,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),

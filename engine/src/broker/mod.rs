@@ -183,6 +183,7 @@ impl Broker {
             metrics.fetch_memory_bytes.clone(),
         );
         let authz = config.authz.clone();
+        let security_state = security::load(&config.data_dir);
         let broker = Arc::new(Broker {
             disk,
             kafka_limiter,
@@ -207,7 +208,7 @@ impl Broker {
             cluster,
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
-            security: security::Security::new(authz, Default::default()),
+            security: security::Security::new(authz, security_state),
             throttles: Default::default(),
             ready: AtomicBool::new(false),
         });

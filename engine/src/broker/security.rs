@@ -60,3 +60,17 @@ impl Broker {
         Ok(())
     }
 }
+
+/// The ACLs (and users, quotas) last stored in `<data>/meta/security.json`, empty without
+/// one. A stand-in from helper "authz" so its e2e tests can seed ACLs; helper "store" owns
+/// the file (its loader, which refuses a bad file, replaces this one on merge).
+pub(crate) fn load(data_dir: &std::path::Path) -> SecurityState {
+    let path = data_dir.join("meta").join("security.json");
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).unwrap_or_else(|e| {
+            tracing::error!(path = %path.display(), error = %e, "ignoring unreadable security state");
+            SecurityState::default()
+        }),
+        Err(_) => SecurityState::default(),
+    }
+}
