@@ -343,6 +343,10 @@ pub struct ServeArgs {
     pub http_request_timeout_ms: u64,
     #[command(flatten)]
     pub tiering: crate::tiering_args::TieringArgs,
+    #[command(flatten)]
+    pub http_auth: crate::security_args::HttpAuthArgs,
+    #[command(flatten)]
+    pub temp_authz: crate::security_args::TempAuthzArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -535,7 +539,7 @@ impl ServeArgs {
             kafka_addr: self.kafka_addr,
             advertised_kafka_addr: advertised,
             admin_addr: self.admin_addr,
-            authz: Default::default(),
+            authz: self.temp_authz.authz_config()?,
             cluster_secret: None,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
@@ -668,6 +672,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
     broker.metrics.register_with(|r| tier.register_metrics(r));
+    crate::security_args::temp_seed_security(&broker).await?;
+    let http_auth = args.http_auth.start(&broker)?;
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     mounts.spawn_cluster_driver();
     let registry = schema_registry::Registry::open(broker.clone(), broker.cluster.clone())
@@ -739,6 +745,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin_url: format!("http://{}", loopback(admin_local)),
             schema_registry_url: format!("http://{}", loopback(schema_registry.local_addr()?)),
             format: crate::cli::Format::Json,
+            user: None,
+            password: None,
         },
         registry: registry.clone(),
         connect: args
@@ -760,11 +768,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .merge(translator.routes())
             .merge(crate::console::routes(console))
             .layer(axum::middleware::from_fn(engine::admin::browser_guard)),
+        http_auth.clone(),
         http_limits,
     ));
     let registry_task = tokio::spawn(schema_registry::serve(
         schema_registry,
         registry,
+        http_auth.clone(),
         http_limits,
         engine::http::limiter("schema_registry", &http_limits, &broker.metrics),
     ));
@@ -772,6 +782,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         iceberg_catalog,
         catalog,
         translator.committer_routes(),
+        http_auth,
         http_limits,
         engine::http::limiter("iceberg_catalog", &http_limits, &broker.metrics),
     ));

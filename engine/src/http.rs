@@ -84,7 +84,7 @@ pub async fn serve(
         };
         let router = router.clone();
         tokio::spawn(async move {
-            serve_conn(stream, router, limits).await;
+            serve_conn(stream, peer, router, limits).await;
             drop(permit);
         });
     }
@@ -101,7 +101,12 @@ struct Activity {
 
 const NONE: u64 = u64::MAX;
 
-async fn serve_conn(stream: TcpStream, router: Router, limits: HttpLimits) {
+async fn serve_conn(
+    stream: TcpStream,
+    peer: std::net::SocketAddr,
+    router: Router,
+    limits: HttpLimits,
+) {
     let start = Instant::now();
     let activity = Arc::new(Activity::default());
     // The first request's head is due from the moment the connection is accepted.
@@ -112,7 +117,10 @@ async fn serve_conn(stream: TcpStream, router: Router, limits: HttpLimits) {
         start,
     };
     let a = activity.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // The client's address: sessions (host ACLs) and logs of the HTTP APIs.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         a.head_since.store(NONE, Ordering::Relaxed);
         a.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(a.clone());
