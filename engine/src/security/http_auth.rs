@@ -111,12 +111,15 @@ fn credential_fingerprint(state: &SecurityState, user: &str) -> Option<Vec<u8>> 
         .map(|c| c.stored_key.clone())
 }
 
+/// (user, SHA-256 of the password) to when it passed and the credential's stored key then.
+type BasicEntries = HashMap<(String, [u8; 32]), (Instant, Vec<u8>)>;
+
 /// Successful Basic checks for a minute, keyed by user and a SHA-256 of the password (never
 /// the password itself).
 pub struct BasicCache {
     ttl: Duration,
     max_entries: usize,
-    entries: parking_lot::Mutex<HashMap<(String, [u8; 32]), (Instant, Vec<u8>)>>,
+    entries: parking_lot::Mutex<BasicEntries>,
 }
 
 impl Default for BasicCache {
