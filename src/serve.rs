@@ -347,6 +347,8 @@ pub struct ServeArgs {
     pub tiering: crate::tiering_args::TieringArgs,
     #[command(flatten)]
     pub security: crate::security_args::SecurityArgs,
+    #[command(flatten)]
+    pub http_auth: crate::security_args::HttpAuthArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -683,6 +685,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let (true, Some(tls)) = (args.listener.http_tls, &broker.tls) {
         engine::http::set_tls(tls.http.clone());
     }
+    let http_auth = args.http_auth.start(&broker)?;
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     mounts.spawn_cluster_driver();
     let registry = schema_registry::Registry::open(broker.clone(), broker.cluster.clone())
@@ -755,6 +758,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin_url: format!("http://{}", loopback(admin_local)),
             schema_registry_url: format!("http://{}", loopback(schema_registry.local_addr()?)),
             format: crate::cli::Format::Json,
+            user: None,
+            password: None,
         },
         registry: registry.clone(),
         connect: args
@@ -776,11 +781,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .merge(translator.routes())
             .merge(crate::console::routes(console))
             .layer(axum::middleware::from_fn(engine::admin::browser_guard)),
+        http_auth.clone(),
         http_limits,
     ));
     let registry_task = tokio::spawn(schema_registry::serve(
         schema_registry,
         registry,
+        http_auth.clone(),
         http_limits,
         engine::http::limiter("schema_registry", &http_limits, &broker.metrics),
     ));
@@ -788,6 +795,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         iceberg_catalog,
         catalog,
         translator.committer_routes(),
+        http_auth,
         http_limits,
         engine::http::limiter("iceberg_catalog", &http_limits, &broker.metrics),
     ));

@@ -102,12 +102,12 @@ pub async fn serve(
         let tls = TLS.get().cloned();
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(stream, router, limits).await,
+                None => serve_conn(stream, peer, router, limits).await,
                 // The handshake is bounded as a request's head is.
                 Some(tls) => {
                     match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => serve_conn(stream, router, limits).await,
+                        Ok(Ok(stream)) => serve_conn(stream, peer, router, limits).await,
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed")
                         }
@@ -131,7 +131,7 @@ struct Activity {
 
 const NONE: u64 = u64::MAX;
 
-async fn serve_conn<S>(stream: S, router: Router, limits: HttpLimits)
+async fn serve_conn<S>(stream: S, peer: std::net::SocketAddr, router: Router, limits: HttpLimits)
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
@@ -145,7 +145,10 @@ where
         start,
     };
     let a = activity.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // The client's address: sessions (host ACLs) and logs of the HTTP APIs.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         a.head_since.store(NONE, Ordering::Relaxed);
         a.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(a.clone());

@@ -8,6 +8,7 @@
 //! [`state::SecurityState::authorize`] before acting.
 
 pub mod acl;
+pub mod http_auth;
 pub mod quota;
 pub mod scram;
 pub mod state;
