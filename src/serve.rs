@@ -343,6 +343,8 @@ pub struct ServeArgs {
     pub http_request_timeout_ms: u64,
     #[command(flatten)]
     pub tiering: crate::tiering_args::TieringArgs,
+    #[command(flatten)]
+    pub cluster_auth: crate::cluster_args::ClusterAuthArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -536,7 +538,7 @@ impl ServeArgs {
             advertised_kafka_addr: advertised,
             admin_addr: self.admin_addr,
             authz: Default::default(),
-            cluster_secret: None,
+            cluster_secret: self.cluster_auth.secret()?,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,
@@ -663,7 +665,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(vendor) = vendor {
         catalog.enable_vending(vendor);
     }
-    let cluster = args.cluster_config()?;
+    let cluster = args.cluster_config(config.cluster_secret.clone())?;
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -17,11 +17,13 @@ use kafka_protocol::ResponseError;
 use super::{forward, sb, topic_name};
 use crate::broker::Broker;
 use crate::raft::PreferredElection;
+use crate::security::Session;
 
 const PREFERRED: i8 = 0;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     req: ElectLeadersRequest,
@@ -52,7 +54,7 @@ pub async fn handle(
                     Some("unclean leader election is not supported: partition leaders are elected by Raft, which never elects a replica missing committed records".to_string()),
                 )
             } else {
-                elect_preferred(b, h, version, &name, p, wait).await
+                elect_preferred(b, s, h, version, &name, p, wait).await
             };
             if all && code == ResponseError::ElectionNotNeeded.code() {
                 continue;
@@ -80,6 +82,7 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 
 async fn elect_preferred(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     name: &str,
@@ -116,7 +119,7 @@ async fn elect_preferred(
             .with_topic_partitions(Some(vec![TopicPartitions::default()
                 .with_topic(topic_name(name))
                 .with_partitions(vec![p])]));
-        return match forward::ask_broker(b, leader, version, &req).await {
+        return match forward::ask_broker(b, s, leader, version, &req).await {
             Ok(r) => r
                 .replica_election_results
                 .into_iter()

@@ -306,14 +306,14 @@ dispatch_table! { b, s, h, v;
         ))
     }),
     OffsetFetch(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || offset_fetch::handle(&b, v, r.clone())).await;
+        let resp = forward::answer(&b, &s, &h, &r, || offset_fetch::handle(&b, v, r.clone())).await;
         Handled::reply(ResponseKind::OffsetFetch(resp))
     }),
     ListGroups(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
     }),
     DescribeGroups(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || describe_groups::handle(&b, v, r.clone())).await;
+        let resp = forward::answer(&b, &s, &h, &r, || describe_groups::handle(&b, v, r.clone())).await;
         Handled::reply(ResponseKind::DescribeGroups(resp))
     }),
     DeleteGroups(r) => Box::pin(async move {
@@ -332,7 +332,7 @@ dispatch_table! { b, s, h, v;
         ))
     }),
     ConsumerGroupDescribe(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || {
+        let resp = forward::answer(&b, &s, &h, &r, || {
             consumer_group_describe::handle(&b, v, r.clone())
         })
         .await;
@@ -350,7 +350,7 @@ dispatch_table! { b, s, h, v;
     }),
     ElectLeaders(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ElectLeaders(
-            elect_leaders::handle(&b, &h, v, r).await,
+            elect_leaders::handle(&b, &s, &h, v, r).await,
         ))
     }),
     TxnOffsetCommit(r) => Box::pin(async move {
