@@ -349,6 +349,7 @@ pub struct ServeArgs {
     pub security: crate::security_args::SecurityArgs,
     #[command(flatten)]
     pub http_auth: crate::security_args::HttpAuthArgs,
+    pub cluster_auth: crate::cluster_args::ClusterAuthArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -538,7 +539,7 @@ impl ServeArgs {
             tls,
             admin_addr: self.admin_addr,
             authz: self.security.authz_config()?,
-            cluster_secret: None,
+            cluster_secret: self.cluster_auth.secret()?,
             bootstrap_user: crate::security_args::SecurityArgs::bootstrap_user()?,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
@@ -676,7 +677,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(vendor) = vendor {
         catalog.enable_vending(vendor);
     }
-    let cluster = args.cluster_config()?;
+    let cluster = args.cluster_config(config.cluster_secret.clone())?;
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;

@@ -58,7 +58,7 @@ pub async fn handle(
                     Some("unclean leader election is not supported: partition leaders are elected by Raft, which never elects a replica missing committed records".to_string()),
                 )
             } else {
-                elect_preferred(b, h, version, &name, p, wait).await
+                elect_preferred(b, s, h, version, &name, p, wait).await
             };
             if all && code == ResponseError::ElectionNotNeeded.code() {
                 continue;
@@ -86,6 +86,7 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 
 async fn elect_preferred(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     name: &str,
@@ -122,7 +123,7 @@ async fn elect_preferred(
             .with_topic_partitions(Some(vec![TopicPartitions::default()
                 .with_topic(topic_name(name))
                 .with_partitions(vec![p])]));
-        return match forward::ask_broker(b, leader, version, &req).await {
+        return match forward::ask_broker(b, s, leader, version, &req).await {
             Ok(r) => r
                 .replica_election_results
                 .into_iter()

@@ -323,14 +323,14 @@ dispatch_table! { b, s, h, v;
         ))
     }),
     OffsetFetch(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || offset_fetch::handle(&b, &s, v, r.clone())).await;
+        let resp = forward::answer(&b, &s, &h, &r, || offset_fetch::handle(&b, &s, v, r.clone())).await;
         Handled::reply(ResponseKind::OffsetFetch(resp))
     }),
     ListGroups(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, &s, v, r)))
     }),
     DescribeGroups(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || describe_groups::handle(&b, &s, v, r.clone())).await;
+        let resp = forward::answer(&b, &s, &h, &r, || describe_groups::handle(&b, &s, v, r.clone())).await;
         Handled::reply(ResponseKind::DescribeGroups(resp))
     }),
     DeleteGroups(r) => Box::pin(async move {
@@ -349,7 +349,7 @@ dispatch_table! { b, s, h, v;
         ))
     }),
     ConsumerGroupDescribe(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || {
+        let resp = forward::answer(&b, &s, &h, &r, || {
             consumer_group_describe::handle(&b, &s, v, r.clone())
         })
         .await;

@@ -346,7 +346,7 @@ fn start_request(
     }))
 }
 
-fn encode(
+pub(crate) fn encode(
     correlation_id: i32,
     version: i16,
     resp: &ResponseKind,

@@ -1,6 +1,7 @@
 //! The Kafka listener: sockets, frames and connections.
 
 pub mod connection;
+pub mod forwarded;
 pub mod frame;
 pub mod listener;
 
@@ -43,6 +44,7 @@ pub async fn start_broker(
     config.listeners = listeners.clone();
     let broker = Broker::start(config, io_backend, remote, cluster).await?;
     if let Some(c) = &broker.cluster {
+        c.set_kafka_host(Arc::new(forwarded::ForwardedRequests::new(&broker)));
         c.start(
             broker.topics.clone(),
             broker.metrics.clone(),
