@@ -194,6 +194,7 @@ impl Broker {
             Some(t) => Some(crate::security::tls::TlsConfigs::new(t)?),
             None => None,
         };
+        let security_state = security::load(&config.data_dir).map_err(StartError::SecurityState)?;
         let broker = Arc::new(Broker {
             disk,
             kafka_limiter,
@@ -218,7 +219,7 @@ impl Broker {
             cluster,
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
-            security: security::Security::new(authz, Default::default()),
+            security: security::Security::new(authz, security_state),
             tls,
             throttles: Default::default(),
             ready: AtomicBool::new(false),
@@ -239,6 +240,9 @@ impl Broker {
                 follower,
             );
         });
+        broker
+            .metrics
+            .register_with(|r| broker.security.quotas.metrics.register(r));
         broker.apply_throttles();
         broker.remove_orphan_topic_dirs();
         let mut records = records;
@@ -835,6 +839,8 @@ pub enum StartError {
     ProducerIds(std::io::Error),
     #[error("cannot read the dynamic broker configs: {0}")]
     DynamicConfigs(std::io::Error),
+    #[error("cannot read the security state (users, ACLs, quotas): {0}")]
+    SecurityState(std::io::Error),
     #[error("cannot open a partition: {0}")]
     Partition(#[from] BrokerError),
     #[error(transparent)]

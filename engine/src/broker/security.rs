@@ -2,9 +2,11 @@
 //! how it changes: through the controller in a cluster, in `<data>/meta/security.json` on a
 //! single broker.
 
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use super::{Broker, BrokerError};
+use crate::limits::quotas::{ClientQuotas, WindowConfig};
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::state::{SecurityChange, SecurityState};
 use crate::security::{AuthzConfig, Session};
@@ -12,12 +14,15 @@ use crate::security::{AuthzConfig, Session};
 pub struct Security {
     config: AuthzConfig,
     state: parking_lot::RwLock<Arc<SecurityState>>,
+    /// The clients' rates against the quotas in force (told of every change of them).
+    pub quotas: ClientQuotas,
 }
 
 impl Security {
     pub fn new(config: AuthzConfig, state: SecurityState) -> Self {
         Security {
             config,
+            quotas: ClientQuotas::new(&state.quotas, WindowConfig::default()),
             state: parking_lot::RwLock::new(Arc::new(state)),
         }
     }
@@ -46,7 +51,8 @@ impl Security {
 
     /// Replaces the state in force (the controller's, once applied).
     pub(crate) fn replace(&self, state: Arc<SecurityState>) {
-        *self.state.write() = state;
+        *self.state.write() = state.clone();
+        self.quotas.update(&state.quotas);
     }
 }
 
@@ -58,5 +64,25 @@ impl Broker {
         next.apply(&change);
         self.security.replace(Arc::new(next));
         Ok(())
+    }
+}
+
+/// Where a single broker keeps its security state.
+pub(crate) fn file(data_dir: &Path) -> PathBuf {
+    data_dir.join("meta").join("security.json")
+}
+
+/// The security state a broker kept in its data directory, empty when it has none.
+pub(crate) fn load(data_dir: &Path) -> Result<SecurityState, std::io::Error> {
+    let path = file(data_dir);
+    match std::fs::read(&path) {
+        Ok(b) => serde_json::from_slice(&b).map_err(|e| {
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("{}: {e}", path.display()),
+            )
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(SecurityState::default()),
+        Err(e) => Err(e),
     }
 }

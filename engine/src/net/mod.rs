@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod frame;
 pub mod listener;
+mod throttle;
 
 use std::sync::Arc;
 
