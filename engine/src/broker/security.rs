@@ -86,3 +86,42 @@ pub(crate) fn load(data_dir: &Path) -> Result<SecurityState, std::io::Error> {
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::security::quota::{EntityName, QuotaEntity, PRODUCER_BYTE_RATE};
+
+    /// The request path's one check follows the quotas in force, and connections see a new
+    /// generation to resolve their limits again.
+    #[test]
+    fn quotas_follow_the_state_in_force() {
+        let security = Security::new(AuthzConfig::default(), SecurityState::default());
+        assert!(!security.quotas.active());
+        let before = security.quotas.generation();
+        let mut next = SecurityState::default();
+        next.apply(&SecurityChange::AlterQuota {
+            entity: QuotaEntity {
+                user: None,
+                client_id: Some(EntityName::Name("etl".into())),
+            },
+            changes: vec![(PRODUCER_BYTE_RATE.into(), Some(1024.0))],
+        });
+        security.replace(Arc::new(next.clone()));
+        assert!(security.quotas.active());
+        assert_ne!(security.quotas.generation(), before);
+        // A broker started with quotas kept in its data directory has them in force.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("meta")).unwrap();
+        std::fs::write(file(dir.path()), serde_json::to_vec(&next).unwrap()).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded, next);
+        assert!(Security::new(AuthzConfig::default(), loaded)
+            .quotas
+            .active());
+        assert_eq!(
+            load(&dir.path().join("none")).unwrap(),
+            SecurityState::default()
+        );
+    }
+}
