@@ -107,8 +107,11 @@ def produce_for(broker, topic, client_id, seconds) -> tuple[Progress, list[float
 
 
 def fill(broker, topic, nbytes) -> None:
-    """Writes `nbytes` of 1 KiB records with an unquota'd producer."""
-    p = Producer(producer_config(broker, **{"client.id": "filler", "acks": 1}))
+    """Writes `nbytes` of 1 KiB records with an unquota'd producer, in batches of 16 KiB: a
+    fetch returns at least one whole batch, and a consumer's rate is only as even as the
+    responses it gets are small beside its quota."""
+    p = Producer(producer_config(broker, **{"client.id": "filler", "acks": 1,
+                                            "batch.size": 16384}))
     value = os.urandom(VALUE)
     for _ in range(nbytes // VALUE):
         while True:
