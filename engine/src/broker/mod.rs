@@ -240,6 +240,9 @@ impl Broker {
                 follower,
             );
         });
+        broker
+            .metrics
+            .register_with(|r| broker.security.quotas.metrics.register(r));
         broker.apply_throttles();
         broker.remove_orphan_topic_dirs();
         let mut records = records;

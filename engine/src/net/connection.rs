@@ -15,6 +15,7 @@ use tokio::sync::oneshot;
 use tokio_rustls::server::TlsStream;
 
 use super::frame::{FrameError, FrameReader};
+use super::throttle::{self, ConnQuotas, Timed};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
 use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
@@ -88,13 +89,15 @@ async fn serve_io<R, W>(
     let mut pending_bytes = 0usize;
     let byte_budget = broker.config.max_request_bytes;
     let session = Arc::new(session);
+    // Client quotas: a throttled connection reads nothing until its throttle has passed.
+    let mut quotas = ConnQuotas::default();
     let mut eof = false;
     let outcome: Result<(), String> = 'conn: loop {
-        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget {
+        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget && !quotas.muted() {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, &session, &mut fetches, frame) {
+                    match start_request(&broker, &session, &mut fetches, &mut quotas, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
@@ -110,8 +113,11 @@ async fn serve_io<R, W>(
         if eof && pending.is_empty() {
             break Ok(());
         }
+        let reading =
+            !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget && !quotas.muted();
+        let unmuted = quotas.until();
         tokio::select! {
-            r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget => match r {
+            r = frames.fill(&mut rd), if reading => match r {
                 Ok(true) => {}
                 Ok(false) => eof = true,
                 // The peer went away: ordinary, not bad input.
@@ -129,6 +135,8 @@ async fn serve_io<R, W>(
                             tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                             break Ok(());
                         }
+                        // Muted from when the client has the response (KIP-219).
+                        quotas.mute(out.throttle);
                         // Written: the fetch memory it held is free again.
                         drop(out);
                     }
@@ -137,6 +145,12 @@ async fn serve_io<R, W>(
                     Err(e) => break Err(e),
                 }
             }
+            // The throttle has passed: read again. (Lazy: no timer unless muted.)
+            _ = async move {
+                if let Some(t) = unmuted {
+                    tokio::time::sleep_until(t).await
+                }
+            }, if unmuted.is_some() => {}
         }
     };
     if let Err(why) = outcome {
@@ -177,10 +191,12 @@ async fn write_unless_stalled<W: AsyncWrite + Unpin>(
 type ResponseFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Outgoing>, String>>>>;
 
-/// An encoded response and what a Fetch holds until it is written.
+/// An encoded response, what a Fetch holds until it is written, and the throttle the client
+/// earned (quotas).
 struct Outgoing {
     bytes: Bytes,
     _fetch: FetchHold,
+    throttle: std::time::Duration,
 }
 
 /// The Fetch requests of one connection: its memory budget, and when the previous fetch's
@@ -253,8 +269,10 @@ fn start_request(
     broker: &Arc<Broker>,
     session: &Arc<crate::security::Session>,
     fetches: &mut ConnFetches,
+    quotas: &mut ConnQuotas,
     frame: Bytes,
 ) -> Result<ResponseFuture, Reject> {
+    let size = frame.len();
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             api,
@@ -270,6 +288,7 @@ fn start_request(
                     Some(Outgoing {
                         bytes,
                         _fetch: FetchHold::default(),
+                        throttle: std::time::Duration::ZERO,
                     })
                 })
             }));
@@ -277,6 +296,8 @@ fn start_request(
     };
     let correlation_id = header.correlation_id;
     let started = Instant::now();
+    let mut request = request;
+    let (limits, earlier) = quotas.begin(broker, session, &header, &mut request, size);
     // Fetch is answered after the previous one was written, within this connection's memory
     // budget, which it holds until written.
     type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, FetchHold)>>>;
@@ -307,9 +328,26 @@ fn start_request(
             Box::pin(async move { (h.await, FetchHold::default()) })
         }
     };
+    // Request time (quotas): the handler's synchronous start and its polls.
+    let handled = Timed {
+        inner: handled,
+        spent: limits.as_ref().map(|_| started.elapsed()),
+    };
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        let (Handled { response, errors }, held) = handled.await;
+        let (
+            (
+                Handled {
+                    mut response,
+                    errors,
+                },
+                held,
+            ),
+            handling,
+        ) = handled.await;
+        let throttle = limits.as_ref().map_or(std::time::Duration::ZERO, |l| {
+            throttle::settle(&broker, l, version, response.as_mut(), handling, earlier)
+        });
         let name = format!("{api:?}");
         let labels = ApiLabels { api: name.clone() };
         broker.metrics.requests.get_or_create(&labels).inc();
@@ -333,10 +371,16 @@ fn start_request(
         let Some(resp) = response else {
             return Ok(None);
         };
-        match encode(correlation_id, version, &resp, resp.header_version(version)) {
+        let encoding = limits.as_ref().map(|_| Instant::now());
+        let encoded = encode(correlation_id, version, &resp, resp.header_version(version));
+        if let (Some(l), Some(t)) = (&limits, encoding) {
+            throttle::record_encoding(&broker, l, t.elapsed());
+        }
+        match encoded {
             Ok(bytes) => Ok(Some(Outgoing {
                 bytes,
                 _fetch: held,
+                throttle,
             })),
             Err(e) => {
                 tracing::error!(api = ?api, version, error = %e, "cannot encode response");
