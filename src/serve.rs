@@ -349,6 +349,7 @@ pub struct ServeArgs {
     pub security: crate::security_args::SecurityArgs,
     #[command(flatten)]
     pub http_auth: crate::security_args::HttpAuthArgs,
+    #[command(flatten)]
     pub cluster_auth: crate::cluster_args::ClusterAuthArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
