@@ -343,6 +343,8 @@ pub struct ServeArgs {
     pub http_request_timeout_ms: u64,
     #[command(flatten)]
     pub tiering: crate::tiering_args::TieringArgs,
+    #[command(flatten)]
+    pub sasl: crate::sasl_args::SaslArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -537,6 +539,7 @@ impl ServeArgs {
             admin_addr: self.admin_addr,
             authz: Default::default(),
             cluster_secret: None,
+            sasl: self.sasl.sasl_config()?,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,
@@ -667,6 +670,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    crate::sasl_args::temporary_bootstrap_user(&broker).await?;
     broker.metrics.register_with(|r| tier.register_metrics(r));
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     mounts.spawn_cluster_driver();

@@ -32,6 +32,8 @@ pub struct BrokerConfig {
     /// The shared secret brokers of a cluster prove to each other (`--cluster-secret-file`);
     /// `None`: inter-broker traffic is not authenticated.
     pub cluster_secret: Option<std::sync::Arc<[u8]>>,
+    /// The SASL mechanisms SASL listeners offer, and what they check against.
+    pub sasl: std::sync::Arc<crate::security::sasl::SaslConfig>,
     pub smp: usize,
     pub cluster_id: Option<String>,
     /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
@@ -120,6 +122,7 @@ impl BrokerConfig {
             admin_addr: "127.0.0.1:0".parse().expect("static address"),
             authz: Default::default(),
             cluster_secret: None,
+            sasl: Default::default(),
             smp: 1,
             cluster_id: None,
             max_request_bytes: 100 << 20,

@@ -39,7 +39,7 @@ pub enum Reject {
     },
 }
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, sasl_listener: bool) {
     broker.metrics.connections.inc();
     let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
@@ -54,36 +54,45 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let mut pending_sizes = std::collections::VecDeque::new();
     let mut pending_bytes = 0usize;
     let byte_budget = broker.config.max_request_bytes;
-    // Who this connection is: anonymous until it authenticates.
-    let session = Arc::new(crate::security::Session::new(
-        crate::security::Principal::anonymous(),
-        peer.ip(),
-        Arc::from("PLAINTEXT"),
-    ));
+    // Who this connection is: anonymous until it authenticates (on a SASL listener).
+    let mut auth = ConnAuth {
+        session: Arc::new(crate::security::Session::new(
+            crate::security::Principal::anonymous(),
+            peer.ip(),
+            Arc::from("PLAINTEXT"),
+        )),
+        sasl: sasl_listener.then(|| super::sasl::SaslConn::new(broker.config.sasl.clone())),
+        closing: false,
+    };
     let mut eof = false;
     let outcome: Result<(), String> = 'conn: loop {
-        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget {
+        while !auth.closing && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, &session, &mut fetches, frame) {
+                    match start_request(&broker, &mut auth, &mut fetches, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
                             pending_bytes += size;
                         }
-                        Err(reject) => break 'conn Err(reject.to_string()),
+                        Err(Refusal::Reject(reject)) => break 'conn Err(reject.to_string()),
+                        Err(Refusal::Close(why)) => {
+                            tracing::info!(%peer, reason = %why, "closing Kafka connection");
+                            break 'conn Ok(());
+                        }
                     }
                 }
                 Ok(None) => break,
                 Err(e) => break 'conn Err(e.to_string()),
             }
         }
-        if eof && pending.is_empty() {
+        // A refused authentication closes the connection once its answer is written.
+        if (eof || auth.closing) && pending.is_empty() {
             break Ok(());
         }
         tokio::select! {
-            r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget => match r {
+            r = frames.fill(&mut rd), if !eof && !auth.closing && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget => match r {
                 Ok(true) => {}
                 Ok(false) => eof = true,
                 // The peer went away: ordinary, not bad input.
@@ -139,6 +148,29 @@ async fn write_unless_stalled(
         rest = &rest[n..];
     }
     Ok(())
+}
+
+/// Who a connection is, and its SASL exchange on a SASL listener.
+struct ConnAuth {
+    session: Arc<crate::security::Session>,
+    sasl: Option<super::sasl::SaslConn>,
+    /// No more requests are read: the connection closes once the answers queued are written.
+    closing: bool,
+}
+
+/// Why a frame closes the connection.
+enum Refusal {
+    /// Bad input (counted in `kafka_connections_closed_bad_input`).
+    Reject(Reject),
+    /// A request the connection may not make now (before SASL authentication, or after its
+    /// session expired), or a raw SASL token that failed.
+    Close(String),
+}
+
+impl From<Reject> for Refusal {
+    fn from(r: Reject) -> Self {
+        Refusal::Reject(r)
+    }
 }
 
 /// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
@@ -220,10 +252,32 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
 /// handing batches to partitions) runs now, so writes keep the order requests arrived in.
 fn start_request(
     broker: &Arc<Broker>,
-    session: &Arc<crate::security::Session>,
+    auth: &mut ConnAuth,
     fetches: &mut ConnFetches,
     frame: Bytes,
-) -> Result<ResponseFuture, Reject> {
+) -> Result<ResponseFuture, Refusal> {
+    if let Some(sasl) = auth.sasl.as_mut().filter(|s| s.expects_raw_token()) {
+        // After a v0 SaslHandshake the tokens come as raw frames, answered as raw frames.
+        let (bytes, session) = sasl
+            .raw_token(
+                &frame,
+                &broker.security.state(),
+                &auth.session,
+                &broker.metrics,
+            )
+            .map_err(Refusal::Close)?;
+        if let Some(s) = session {
+            auth.session = s;
+        }
+        let mut out = BytesMut::with_capacity(4 + bytes.len());
+        out.put_i32(bytes.len() as i32);
+        out.put_slice(&bytes);
+        let out = Outgoing {
+            bytes: out.freeze(),
+            _fetch: FetchHold::default(),
+        };
+        return Ok(Box::pin(async move { Ok(Some(out)) }));
+    }
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             api,
@@ -244,6 +298,11 @@ fn start_request(
             }));
         }
     };
+    if let Some(sasl) = &auth.sasl {
+        if let super::sasl::Verdict::Close(why) = sasl.admit(api) {
+            return Err(Refusal::Close(why));
+        }
+    }
     let correlation_id = header.correlation_id;
     let started = Instant::now();
     // Fetch is answered after the previous one was written, within this connection's memory
@@ -271,8 +330,34 @@ fn start_request(
                 (handled, hold)
             })
         }
+        // SASL changes the connection's state, so it is answered here, at once: the requests
+        // after it are served as the principal it authenticated.
+        RequestKind::SaslHandshake(r) if auth.sasl.is_some() => {
+            let sasl = auth.sasl.as_mut().expect("checked");
+            let a = sasl.handshake(version, &r);
+            auth.closing |= a.close;
+            let handled = Handled {
+                errors: error_codes(a.response.error_code),
+                response: Some(ResponseKind::SaslHandshake(a.response)),
+            };
+            Box::pin(async move { (handled, FetchHold::default()) })
+        }
+        RequestKind::SaslAuthenticate(r) if auth.sasl.is_some() => {
+            let sasl = auth.sasl.as_mut().expect("checked");
+            let state = broker.security.state();
+            let a = sasl.authenticate(version, &r, &state, &auth.session, &broker.metrics);
+            auth.closing |= a.close;
+            if let Some(s) = a.session {
+                auth.session = s;
+            }
+            let handled = Handled {
+                errors: error_codes(a.response.error_code),
+                response: Some(ResponseKind::SaslAuthenticate(a.response)),
+            };
+            Box::pin(async move { (handled, FetchHold::default()) })
+        }
         request => {
-            let h = handlers::dispatch(broker.clone(), session.clone(), header, request);
+            let h = handlers::dispatch(broker.clone(), auth.session.clone(), header, request);
             Box::pin(async move { (h.await, FetchHold::default()) })
         }
     };
@@ -313,6 +398,14 @@ fn start_request(
             }
         }
     }))
+}
+
+fn error_codes(code: i16) -> Vec<i16> {
+    if code == 0 {
+        Vec::new()
+    } else {
+        vec![code]
+    }
 }
 
 fn encode(

@@ -58,7 +58,8 @@ pub async fn accept_loop(listener: std::net::TcpListener, broker: Arc<Broker>, s
                 let _ = stream.set_nodelay(true);
                 let b = broker.clone();
                 tokio::task::spawn_local(async move {
-                    super::connection::serve(stream, peer, b).await;
+                    let sasl = b.config.sasl.default_listener;
+                    super::connection::serve(stream, peer, b, sasl).await;
                     drop(permit);
                 });
             }

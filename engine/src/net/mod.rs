@@ -3,6 +3,7 @@
 pub mod connection;
 pub mod frame;
 pub mod listener;
+pub mod sasl;
 
 use std::sync::Arc;
 

@@ -9,6 +9,7 @@
 
 pub mod acl;
 pub mod quota;
+pub mod sasl;
 pub mod scram;
 pub mod state;
 
