@@ -22,6 +22,9 @@ use crate::metrics::{ApiLabels, ErrorLabels};
 /// Requests handled concurrently per connection; Kafka clients pipeline up to 5 by default.
 const MAX_IN_FLIGHT: usize = 32;
 
+/// Kafka's `connection.failed.authentication.delay.ms` default.
+const FAILED_AUTHENTICATION_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why a connection is closed instead of answered, as Kafka brokers do for these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum Reject {
@@ -87,8 +90,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, sas
                 Err(e) => break 'conn Err(e.to_string()),
             }
         }
-        // A refused authentication closes the connection once its answer is written.
-        if (eof || auth.closing) && pending.is_empty() {
+        if eof && pending.is_empty() {
+            break Ok(());
+        }
+        // A refused authentication closes the connection once its answer is written, after
+        // Kafka's connection.failed.authentication.delay.ms: the client reads the answer
+        // before the close, and a password guesser is slowed down.
+        if auth.closing && pending.is_empty() {
+            tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
             break Ok(());
         }
         tokio::select! {

@@ -76,7 +76,13 @@ impl ScramServer {
                 if attrs.next().and_then(|c| c.strip_prefix("c=")) != Some(&channel_binding) {
                     return Err(self.invalid("channel binding differs from the gs2 header"));
                 }
-                if attrs.next().and_then(|r| r.strip_prefix("r=")) != Some(&nonce) {
+                // RFC 5802 wants the nonce repeated exactly; Kafka (ScramSaslServer) only asks
+                // that it end with it, because librdkafka 2.0 (Debian's kcat) sends the client
+                // nonce twice. The fresh server nonce is still required, and the proof covers
+                // the message as sent.
+                let got = attrs.next().and_then(|r| r.strip_prefix("r="));
+                if !got.is_some_and(|g| g.ends_with(&nonce)) {
+                    tracing::debug!(?got, expected = %nonce, "SCRAM nonce mismatch");
                     return Err(self.invalid("nonce differs from the server's"));
                 }
                 let proof = B64
@@ -160,9 +166,11 @@ impl ScramServer {
             .credential(&user, self.mechanism)
             .cloned()
             .unwrap_or_else(|| fake_credential(self.mechanism, &user));
-        let mut server_nonce = [0u8; 24];
+        // Alphanumeric, as Kafka's: librdkafka 2.0 mangles a nonce with '+' or '/'.
+        let mut server_nonce = [0u8; 16];
         rand::rngs::OsRng.fill_bytes(&mut server_nonce);
-        let nonce = format!("{client_nonce}{}", B64.encode(server_nonce));
+        let server_nonce: String = server_nonce.iter().map(|b| format!("{b:02x}")).collect();
+        let nonce = format!("{client_nonce}{server_nonce}");
         let server_first = format!(
             "r={nonce},s={},i={}",
             B64.encode(&credential.salt),
