@@ -38,15 +38,6 @@ pub struct SaslArgs {
     /// OAUTHBEARER token's expiry
     #[arg(long, env = "ICESTREAM_SASL_MAX_REAUTH_MS", default_value_t = 0)]
     pub sasl_max_reauth_ms: u64,
-    /// TEMPORARY until `--listeners` lands: the Kafka listener on --kafka-addr is
-    /// SASL_PLAINTEXT.
-    #[arg(
-        long,
-        hide = true,
-        env = "ICESTREAM_SASL_ON_KAFKA_ADDR",
-        default_value_t = false
-    )]
-    pub sasl_on_kafka_addr: bool,
 }
 
 impl SaslArgs {
@@ -88,7 +79,6 @@ impl SaslArgs {
             mechanisms,
             oauth,
             max_reauth_ms: self.sasl_max_reauth_ms,
-            default_listener: self.sasl_on_kafka_addr,
         }))
     }
 }

@@ -47,6 +47,8 @@ pub struct ServeArgs {
     )]
     pub iceberg_catalog_addr: SocketAddr,
     #[command(flatten)]
+    pub listener: crate::listener_args::ListenerArgs,
+    #[command(flatten)]
     pub iceberg: crate::iceberg_args::IcebergArgs,
     /// Shards (threads that own partitions); default one per core
     #[arg(long, env = "ICESTREAM_SMP")]
@@ -484,18 +486,10 @@ impl ServeArgs {
                 *slot = value;
             }
         }
-        let advertised = match &self.advertised_kafka_addr {
-            None => (self.kafka_addr.ip().to_string(), self.kafka_addr.port()),
-            Some(s) => {
-                let (host, port) = s
-                    .rsplit_once(':')
-                    .with_context(|| format!("--advertised-kafka-addr '{s}' must be host:port"))?;
-                let port: u16 = port
-                    .parse()
-                    .with_context(|| format!("--advertised-kafka-addr '{s}': bad port"))?;
-                (host.trim_matches(['[', ']']).to_string(), port)
-            }
-        };
+        let listeners = self
+            .listener
+            .kafka_listeners(self.kafka_addr, self.advertised_kafka_addr.as_deref())?;
+        let tls = self.listener.tls_settings(&listeners)?;
         let smp = self
             .smp
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -534,8 +528,10 @@ impl ServeArgs {
                 false => self.tiering.unshared_in_cluster(),
             },
             data_dir: self.data_dir.clone(),
-            kafka_addr: self.kafka_addr,
-            advertised_kafka_addr: advertised,
+            kafka_addr: listeners[0].addr,
+            advertised_kafka_addr: listeners[0].advertised.clone(),
+            listeners,
+            tls,
             admin_addr: self.admin_addr,
             authz: Default::default(),
             cluster_secret: None,

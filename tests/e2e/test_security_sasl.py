@@ -16,6 +16,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import struct
 import subprocess
 import time
@@ -28,7 +29,8 @@ from confluent_kafka import Consumer, KafkaException, Producer, TopicPartition
 
 import kwire
 from conftest import unique_topic, which
-from securekit import jwks_for, rsa_key, sasl_client_conf, sign_jwt
+from securekit import (jwks_for, make_pki, rsa_key, sasl_client_conf, sign_jwt, ssl_context,
+                       tls_args)
 
 USER, PASSWORD = "alice", "alice-secret-1"
 SCRAM_FAILED = ("Authentication failed during authentication due to invalid credentials "
@@ -36,13 +38,19 @@ SCRAM_FAILED = ("Authentication failed during authentication due to invalid cred
 
 
 def sasl_broker(broker_factory, *args, mechanisms="SCRAM-SHA-256,SCRAM-SHA-512", env=None):
+    """A broker whose one Kafka listener is SASL_SSL, with the test PKI's certificate and the
+    bootstrap user; `b.pki` is the PKI its clients trust."""
     env = {"ICESTREAM_BOOTSTRAP_USER": f"{USER}:{PASSWORD}", **(env or {})}
-    return broker_factory(args=["--sasl-on-kafka-addr", "--sasl-mechanisms", mechanisms,
-                                "--auto-create-topics", "false", *args], env=env)
+    b = broker_factory(start=False, env=env)
+    b.pki = make_pki(b.workdir / "pki")
+    b.extra_args += ["--listeners", f"{PROTOCOL}://127.0.0.1:{b.kafka_port}",
+                     *tls_args(b.pki), "--sasl-mechanisms", mechanisms,
+                     "--auto-create-topics", "false", *args]
+    return b.start()
 
 
 # The listener's protocol and the clients' settings for it, in one place.
-PROTOCOL = "SASL_PLAINTEXT"
+PROTOCOL = "SASL_SSL"
 
 
 def b_protocol(_b) -> str:
@@ -53,24 +61,34 @@ def plaintext_protocol(_b) -> str:
     return "PLAINTEXT"
 
 
-def kcat_tls_args(_b) -> list[str]:
-    return []
+def kcat_tls_args(b) -> list[str]:
+    return ["-X", f"ssl.ca.location={b.pki.ca}"]
 
 
 def conf(broker, mechanism="SCRAM-SHA-512", user=USER, password=PASSWORD, **extra) -> dict:
-    return {**sasl_client_conf(broker, mechanism, user, password, protocol=PROTOCOL), **extra}
+    return {**sasl_client_conf(broker, mechanism, user, password, protocol=PROTOCOL,
+                               ca_file=broker.pki.ca), **extra}
 
 
 def kafka_python_conf(b, mechanism, user, password) -> dict:
     return {"bootstrap_servers": b.bootstrap, "security_protocol": PROTOCOL,
-            "sasl_mechanism": mechanism, "sasl_plain_username": user,
-            "sasl_plain_password": password}
+            "ssl_cafile": b.pki.ca, "sasl_mechanism": mechanism,
+            "sasl_plain_username": user, "sasl_plain_password": password}
 
 
 def aiokafka_conf(b, mechanism, user, password) -> dict:
     return {"bootstrap_servers": b.bootstrap, "security_protocol": PROTOCOL,
-            "sasl_mechanism": mechanism, "sasl_plain_username": user,
-            "sasl_plain_password": password}
+            "ssl_context": ssl_context(b.pki), "sasl_mechanism": mechanism,
+            "sasl_plain_username": user, "sasl_plain_password": password}
+
+
+def tls_conn(b) -> kwire.Conn:
+    """A kwire connection over TLS to the SASL_SSL listener."""
+    c = kwire.Conn.__new__(kwire.Conn)
+    raw = socket.create_connection(("127.0.0.1", b.kafka_port), timeout=10)
+    c.sock = ssl_context(b.pki).wrap_socket(raw, server_hostname="127.0.0.1")
+    c.sock.settimeout(10)
+    return c
 
 
 KAFKAJS_DIR = Path(__file__).resolve().parent / "kafkajs"
@@ -83,8 +101,8 @@ def run_kafkajs(b, mechanism, spec, user=USER, password=PASSWORD, expect_error=F
         subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"],
                        cwd=KAFKAJS_DIR, check=True, timeout=300)
     js_mech = mechanism.lower()
-    spec = {"brokers": [b.bootstrap], "sasl": {"mechanism": js_mech, "username": user,
-                                               "password": password}, **spec}
+    spec = {"brokers": [b.bootstrap], "ssl": {"ca": b.pki.ca},
+            "sasl": {"mechanism": js_mech, "username": user, "password": password}, **spec}
     r = subprocess.run(["node", "sasl.js", json.dumps(spec)], cwd=KAFKAJS_DIR,
                        capture_output=True, timeout=120)
     out = json.loads(r.stdout.decode().strip().splitlines()[-1])
@@ -305,12 +323,16 @@ def test_wrong_password_and_unknown_user_are_refused(broker_factory, caplog):
 def test_a_client_without_sasl_is_refused(broker_factory):
     b = sasl_broker(broker_factory)
     # Before authenticating, only ApiVersions is answered: Metadata closes the connection.
-    with kwire.Conn.to(b.bootstrap) as c:
+    with tls_conn(b) as c:
         apis = kwire.api_versions(c)
         assert apis[17] == (0, 1) and apis[36] == (0, 2)  # SaslHandshake, SaslAuthenticate
         c.send(kwire.frame(kwire.request_header(3, 1, 2) + kwire.i32(-1)))
         assert kwire.outcome(c)[0] == "closed"
-    # A librdkafka client that does not speak SASL gets no metadata.
+    # A plaintext client on the SASL_SSL listener gets no Kafka answer, whatever it sends.
+    with kwire.Conn.to(b.bootstrap) as c:
+        c.send(kwire.frame(kwire.request_header(18, 0, 1)))
+        assert kwire.outcome(c)[0] != "response"
+    # Nor does a librdkafka client that does not speak TLS and SASL.
     seen = []
     p = Producer({"bootstrap.servers": b.bootstrap, "error_cb": lambda e: seen.append(e),
                   "security.protocol": plaintext_protocol(b)})
@@ -351,7 +373,7 @@ def test_v0_handshake_with_raw_tokens(broker_factory):
     """SaslHandshake v0, then the SCRAM tokens as raw length-prefixed frames (Kafka before
     1.0's framing, still served); then requests are served as the user."""
     b = sasl_broker(broker_factory)
-    with kwire.Conn.to(b.bootstrap) as c:
+    with tls_conn(b) as c:
         c.send(kwire.frame(kwire.request_header(17, 0, 1) + kwire.string("SCRAM-SHA-256")))
         corr, body = c.recv_response()
         assert corr == 1 and struct.unpack(">h", body[:2])[0] == 0
@@ -363,7 +385,7 @@ def test_v0_handshake_with_raw_tokens(broker_factory):
             token = client.send(c._recv_exact(n))
         assert kwire.api_versions(c, 5)[3][1] >= 1  # still served
     # A wrong password over raw tokens: the connection is closed after the final token.
-    with kwire.Conn.to(b.bootstrap) as c:
+    with tls_conn(b) as c:
         c.send(kwire.frame(kwire.request_header(17, 0, 1) + kwire.string("SCRAM-SHA-256")))
         c.recv_response()
         client = scram_client("SCRAM-SHA-256", USER, "wrong")
@@ -510,7 +532,7 @@ def test_an_expired_session_is_closed_unless_reauthenticated(broker_factory):
             token = client.send(auth)
         return lifetime
 
-    with kwire.Conn.to(b.bootstrap) as stale, kwire.Conn.to(b.bootstrap) as fresh:
+    with tls_conn(b) as stale, tls_conn(b) as fresh:
         assert login(stale, 10) == 1000
         assert login(fresh, 10) == 1000
         time.sleep(1.2)

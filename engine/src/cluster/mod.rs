@@ -325,6 +325,7 @@ impl Cluster {
             features: features::supported(),
             rpc_version: rpc::VERSION,
             release: Some(env!("CARGO_PKG_VERSION").to_string()),
+            listeners: Default::default(),
         };
         Ok(Arc::new(Cluster {
             config,

@@ -6,19 +6,16 @@ use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeCluster
 use super::sb;
 use crate::broker::Broker;
 
-pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (brokers, controller) = match &b.cluster {
-        Some(c) => (
-            c.listed_brokers()
-                .into_iter()
-                .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
-                .collect(),
-            c.controller_leader().unwrap_or(-1),
-        ),
-        None => (
-            vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
-            b.node_id(),
-        ),
+/// The brokers are listed at the addresses of the listener `session` connected to.
+pub fn handle(
+    b: &Broker,
+    session: &crate::security::Session,
+    _req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
+    let brokers = b.listed_brokers(session);
+    let controller = match &b.cluster {
+        Some(c) => c.controller_leader().unwrap_or(-1),
+        None => b.node_id(),
     };
     DescribeClusterResponse::default()
         .with_cluster_id(sb(b.topics.cluster_id.clone()))

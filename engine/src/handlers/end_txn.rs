@@ -80,6 +80,7 @@ mod tests {
 
         let found = find_coordinator::handle(
             &b,
+            &crate::security::Session::internal(),
             3,
             FindCoordinatorRequest::default()
                 .with_key(sb("tx-1"))

@@ -14,7 +14,13 @@ use super::{sb, topic_name};
 use crate::broker::{Broker, BrokerError};
 use crate::topics::Topic;
 
-pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+/// Answers `session` with the brokers at the addresses of the listener it connected to.
+pub async fn handle(
+    b: &Broker,
+    session: &crate::security::Session,
+    version: i16,
+    req: MetadataRequest,
+) -> MetadataResponse {
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
@@ -55,14 +61,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
             }
         }
     }
-    let brokers = match &b.cluster {
-        Some(c) => c
-            .listed_brokers()
-            .into_iter()
-            .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
-            .collect(),
-        None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
-    };
+    let brokers = b.listed_brokers(session);
     // Every broker forwards admin requests to the controller leader, so, as KRaft brokers do,
     // a client is sent to a live broker (this one) rather than to the leader itself: a client
     // that cached a leader that then died would wait on it until its request timed out.

@@ -207,7 +207,7 @@ dispatch_table! { b, s, h, v;
         ))
     }),
     Metadata(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::Metadata(metadata::handle(&b, v, r).await))
+        Handled::reply(ResponseKind::Metadata(metadata::handle(&b, &s, v, r).await))
     }),
     ApiVersions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ApiVersions(api_versions::handle(&b, v, r)))
@@ -264,7 +264,7 @@ dispatch_table! { b, s, h, v;
     }),
     DescribeCluster(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeCluster(describe_cluster::handle(
-            &b, r,
+            &b, &s, r,
         )))
     }),
     DescribeProducers(r) => Box::pin(async move {
@@ -284,7 +284,7 @@ dispatch_table! { b, s, h, v;
     }),
     FindCoordinator(r) => Box::pin(async move {
         Handled::reply(ResponseKind::FindCoordinator(
-            find_coordinator::handle(&b, v, r).await,
+            find_coordinator::handle(&b, &s, v, r).await,
         ))
     }),
     JoinGroup(r) => Box::pin(async move {

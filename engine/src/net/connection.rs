@@ -9,15 +9,17 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_rustls::server::TlsStream;
 
 use super::frame::{FrameError, FrameReader};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
 use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
 use crate::metrics::{ApiLabels, ErrorLabels};
+use crate::security::{Principal, Session};
 
 /// Requests handled concurrently per connection; Kafka clients pipeline up to 5 by default.
 const MAX_IN_FLIGHT: usize = 32;
@@ -42,9 +44,49 @@ pub enum Reject {
     },
 }
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, sasl_listener: bool) {
+/// Serves a plaintext connection to listener `listener`: anonymous until it authenticates
+/// (with SASL, when `sasl`).
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<str>,
+    sasl: bool,
+) {
+    let session = Session::new(Principal::anonymous(), peer.ip(), listener);
+    // tokio's own split of a TCP stream: no lock between the read and write halves.
+    let (rd, wr) = stream.into_split();
+    serve_io(rd, wr, peer, broker, session, sasl).await
+}
+
+/// Serves a connection whose TLS handshake is done: a client certificate (mTLS) makes its
+/// principal `User:<subject DN>`.
+pub async fn serve_tls(
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<str>,
+    sasl: bool,
+) {
+    let principal = crate::security::tls::principal(stream.get_ref().1.peer_certificates());
+    let session = Session::new(principal, peer.ip(), listener);
+    let (rd, wr) = tokio::io::split(stream);
+    serve_io(rd, wr, peer, broker, session, sasl).await
+}
+
+/// The connection loop, over either stream's halves.
+async fn serve_io<R, W>(
+    mut rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    session: Session,
+    sasl: bool,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     broker.metrics.connections.inc();
-    let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
     let mut fetches = ConnFetches {
         memory: broker.fetch_memory.connection(),
@@ -57,14 +99,10 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, sas
     let mut pending_sizes = std::collections::VecDeque::new();
     let mut pending_bytes = 0usize;
     let byte_budget = broker.config.max_request_bytes;
-    // Who this connection is: anonymous until it authenticates (on a SASL listener).
+    // Who this connection is: on a SASL listener, anonymous until it authenticates.
     let mut auth = ConnAuth {
-        session: Arc::new(crate::security::Session::new(
-            crate::security::Principal::anonymous(),
-            peer.ip(),
-            Arc::from("PLAINTEXT"),
-        )),
-        sasl: sasl_listener.then(|| super::sasl::SaslConn::new(broker.config.sasl.clone())),
+        session: Arc::new(session),
+        sasl: sasl.then(|| super::sasl::SaslConn::new(broker.config.sasl.clone())),
         closing: false,
     };
     let mut eof = false;
@@ -139,8 +177,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, sas
 
 /// Writes `bytes`, failing when the peer takes none of them for `stall`: a client that stops
 /// reading must not hold its responses' memory (and the broker's fetch budget) forever.
-async fn write_unless_stalled(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_unless_stalled<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     bytes: &[u8],
     stall: std::time::Duration,
 ) -> std::io::Result<()> {
@@ -156,7 +194,10 @@ async fn write_unless_stalled(
         }
         rest = &rest[n..];
     }
-    Ok(())
+    // TLS keeps what it encrypted until flushed; for TCP this does nothing.
+    tokio::time::timeout(stall, wr.flush())
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading"))?
 }
 
 /// Who a connection is, and its SASL exchange on a SASL listener.

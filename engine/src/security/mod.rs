@@ -12,6 +12,7 @@ pub mod quota;
 pub mod sasl;
 pub mod scram;
 pub mod state;
+pub mod tls;
 
 use std::net::IpAddr;
 use std::sync::Arc;

@@ -62,9 +62,6 @@ pub struct SaslConfig {
     /// Kafka's `connections.max.reauth.ms`: a session lasts at most this long before the
     /// client must re-authenticate (KIP-368); 0: no limit besides a token's expiry.
     pub max_reauth_ms: u64,
-    /// TEMPORARY until listeners carry their security protocol: the one Kafka listener is
-    /// SASL_PLAINTEXT.
-    pub default_listener: bool,
 }
 
 impl Default for SaslConfig {
@@ -73,7 +70,6 @@ impl Default for SaslConfig {
             mechanisms: vec![SaslMechanism::ScramSha256, SaslMechanism::ScramSha512],
             oauth: None,
             max_reauth_ms: 0,
-            default_listener: false,
         }
     }
 }
