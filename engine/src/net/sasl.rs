@@ -112,7 +112,7 @@ impl SaslConn {
             .config
             .names()
             .into_iter()
-            .map(|n| crate::handlers::sb(n))
+            .map(crate::handlers::sb)
             .collect();
         let resp = SaslHandshakeResponse::default().with_mechanisms(names);
         let asked = req.mechanism.as_str();
