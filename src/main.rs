@@ -7,6 +7,7 @@ mod console;
 mod iceberg_args;
 mod lake_catalog;
 mod listener_args;
+mod sasl_args;
 mod schema_source;
 mod security_args;
 mod serve;

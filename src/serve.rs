@@ -351,6 +351,8 @@ pub struct ServeArgs {
     pub http_auth: crate::security_args::HttpAuthArgs,
     #[command(flatten)]
     pub cluster_auth: crate::cluster_args::ClusterAuthArgs,
+    #[command(flatten)]
+    pub sasl: crate::sasl_args::SaslArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -542,6 +544,7 @@ impl ServeArgs {
             authz: self.security.authz_config()?,
             cluster_secret: self.cluster_auth.secret()?,
             bootstrap_user: crate::security_args::SecurityArgs::bootstrap_user()?,
+            sasl: self.sasl.sasl_config()?,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
             max_request_bytes: self.max_request_bytes,

@@ -40,6 +40,8 @@ pub struct BrokerConfig {
     pub cluster_secret: Option<std::sync::Arc<[u8]>>,
     /// A user created at start when absent (`ICESTREAM_BOOTSTRAP_USER`).
     pub bootstrap_user: Option<crate::security::BootstrapUser>,
+    /// The SASL mechanisms SASL listeners offer, and what they check against.
+    pub sasl: std::sync::Arc<crate::security::sasl::SaslConfig>,
     pub smp: usize,
     pub cluster_id: Option<String>,
     /// Largest request frame accepted (Kafka's `socket.request.max.bytes`).
@@ -212,6 +214,7 @@ impl BrokerConfig {
             authz: Default::default(),
             cluster_secret: None,
             bootstrap_user: None,
+            sasl: Default::default(),
             smp: 1,
             cluster_id: None,
             max_request_bytes: 100 << 20,

@@ -44,6 +44,13 @@ pub struct RejectLabels {
     pub reason: String,
 }
 
+/// Labels of `icestream_kafka_sasl_authentications`: the mechanism and `success` or `failure`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct SaslLabels {
+    pub mechanism: String,
+    pub result: String,
+}
+
 /// Inter-broker messages dropped or refused, by reason.
 pub type Rejections = Family<RejectLabels, Counter>;
 
@@ -95,6 +102,7 @@ pub struct Metrics {
     pub data_dir_free_bytes: Gauge,
     pub data_dir_total_bytes: Gauge,
     pub rpc_rejected: Rejections,
+    pub sasl_authentications: Family<SaslLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -145,6 +153,7 @@ impl Metrics {
             data_dir_free_bytes: Gauge::default(),
             data_dir_total_bytes: Gauge::default(),
             rpc_rejected: Family::default(),
+            sasl_authentications: Family::default(),
             registry: parking_lot::Mutex::new(Registry::default()),
             scrape_hooks: parking_lot::Mutex::new(Vec::new()),
             consumer_group_lag: Family::default(),
@@ -152,6 +161,8 @@ impl Metrics {
         crate::register_metrics!(&mut registry, m, {
             /// Inter-broker RPC messages dropped or refused (forged, corrupt or impossible), by reason
             rpc_rejected => "rpc_rejected",
+            /// SASL authentications and re-authentications on Kafka listeners, by mechanism and result (success, failure)
+            sasl_authentications => "kafka_sasl_authentications",
             /// High watermark minus the group's committed offset, by group, topic and partition
             consumer_group_lag => "kafka_consumer_group_lag",
             /// Kafka requests handled, by API
@@ -240,6 +251,16 @@ impl Metrics {
                 listener: listener.to_string(),
             })
             .clone()
+    }
+
+    /// Counts one SASL authentication's outcome.
+    pub fn sasl_authentication(&self, mechanism: &str, success: bool) {
+        self.sasl_authentications
+            .get_or_create(&SaslLabels {
+                mechanism: mechanism.to_string(),
+                result: if success { "success" } else { "failure" }.to_string(),
+            })
+            .inc();
     }
 
     /// Registers a function run before every scrape.

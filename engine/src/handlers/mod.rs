@@ -152,6 +152,9 @@ pub const APIS: &[ApiSpec] = &[
     api(ApiKey::AlterUserScramCredentials, 0, 0),
     api(ApiKey::DescribeClientQuotas, 0, 1),
     api(ApiKey::AlterClientQuotas, 0, 1),
+    // SASL (net::sasl answers them on SASL listeners; elsewhere they are out of place).
+    api(ApiKey::SaslHandshake, 0, 1),
+    api(ApiKey::SaslAuthenticate, 0, 2),
 ];
 
 pub fn supports(key: ApiKey, version: i16) -> bool {
@@ -392,6 +395,28 @@ dispatch_table! { b, s, h, v;
         Handled::reply(ResponseKind::DescribeTransactions(
             describe_transactions::handle(&b, &s, r),
         ))
+    }),
+    // The connection answers these itself on SASL listeners; anywhere else (a PLAINTEXT or
+    // SSL listener) Kafka answers ILLEGAL_SASL_STATE.
+    SaslHandshake(r) => Box::pin(async move {
+        let code = ResponseError::IllegalSaslState.code();
+        Handled {
+            response: Some(ResponseKind::SaslHandshake(
+                kafka_protocol::messages::SaslHandshakeResponse::default().with_error_code(code),
+            )),
+            errors: vec![code],
+        }
+    }),
+    SaslAuthenticate(r) => Box::pin(async move {
+        let code = ResponseError::IllegalSaslState.code();
+        Handled {
+            response: Some(ResponseKind::SaslAuthenticate(
+                kafka_protocol::messages::SaslAuthenticateResponse::default()
+                    .with_error_code(code)
+                    .with_error_message(Some(sb("SASL is not enabled on this listener"))),
+            )),
+            errors: vec![code],
+        }
     }),
     ListTransactions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListTransactions(list_transactions::handle(

@@ -25,6 +25,9 @@ use crate::security::{Principal, Session};
 /// Requests handled concurrently per connection; Kafka clients pipeline up to 5 by default.
 const MAX_IN_FLIGHT: usize = 32;
 
+/// Kafka's `connection.failed.authentication.delay.ms` default.
+const FAILED_AUTHENTICATION_DELAY: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// Why a connection is closed instead of answered, as Kafka brokers do for these cases.
 #[derive(Debug, thiserror::Error)]
 pub enum Reject {
@@ -42,12 +45,19 @@ pub enum Reject {
     },
 }
 
-/// Serves a plaintext connection to listener `listener`: anonymous until it authenticates.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, listener: Arc<str>) {
+/// Serves a plaintext connection to listener `listener`: anonymous until it authenticates
+/// (with SASL, when `sasl`).
+pub async fn serve(
+    stream: TcpStream,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<str>,
+    sasl: bool,
+) {
     let session = Session::new(Principal::anonymous(), peer.ip(), listener);
     // tokio's own split of a TCP stream: no lock between the read and write halves.
     let (rd, wr) = stream.into_split();
-    serve_io(rd, wr, peer, broker, session).await
+    serve_io(rd, wr, peer, broker, session, sasl).await
 }
 
 /// Serves a connection whose TLS handshake is done: a client certificate (mTLS) makes its
@@ -57,11 +67,12 @@ pub async fn serve_tls(
     peer: SocketAddr,
     broker: Arc<Broker>,
     listener: Arc<str>,
+    sasl: bool,
 ) {
     let principal = crate::security::tls::principal(stream.get_ref().1.peer_certificates());
     let session = Session::new(principal, peer.ip(), listener);
     let (rd, wr) = tokio::io::split(stream);
-    serve_io(rd, wr, peer, broker, session).await
+    serve_io(rd, wr, peer, broker, session, sasl).await
 }
 
 /// The connection loop, over either stream's halves.
@@ -71,6 +82,7 @@ async fn serve_io<R, W>(
     peer: SocketAddr,
     broker: Arc<Broker>,
     session: Session,
+    sasl: bool,
 ) where
     R: AsyncRead + Unpin,
     W: AsyncWrite + Unpin,
@@ -88,22 +100,35 @@ async fn serve_io<R, W>(
     let mut pending_sizes = std::collections::VecDeque::new();
     let mut pending_bytes = 0usize;
     let byte_budget = broker.config.max_request_bytes;
-    let session = Arc::new(session);
+    // Who this connection is: on a SASL listener, anonymous until it authenticates.
+    let mut auth = ConnAuth {
+        session: Arc::new(session),
+        sasl: sasl.then(|| super::sasl::SaslConn::new(broker.config.sasl.clone())),
+        closing: false,
+    };
     // Client quotas: a throttled connection reads nothing until its throttle has passed.
     let mut quotas = ConnQuotas::default();
     let mut eof = false;
     let outcome: Result<(), String> = 'conn: loop {
-        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget && !quotas.muted() {
+        while !auth.closing
+            && pending.len() < MAX_IN_FLIGHT
+            && pending_bytes < byte_budget
+            && !quotas.muted()
+        {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, &session, &mut fetches, &mut quotas, frame) {
+                    match start_request(&broker, &mut auth, &mut fetches, &mut quotas, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
                             pending_bytes += size;
                         }
-                        Err(reject) => break 'conn Err(reject.to_string()),
+                        Err(Refusal::Reject(reject)) => break 'conn Err(reject.to_string()),
+                        Err(Refusal::Close(why)) => {
+                            tracing::info!(%peer, reason = %why, "closing Kafka connection");
+                            break 'conn Ok(());
+                        }
                     }
                 }
                 Ok(None) => break,
@@ -113,8 +138,18 @@ async fn serve_io<R, W>(
         if eof && pending.is_empty() {
             break Ok(());
         }
-        let reading =
-            !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget && !quotas.muted();
+        // A refused authentication closes the connection once its answer is written, after
+        // Kafka's connection.failed.authentication.delay.ms: the client reads the answer
+        // before the close, and a password guesser is slowed down.
+        if auth.closing && pending.is_empty() {
+            tokio::time::sleep(FAILED_AUTHENTICATION_DELAY).await;
+            break Ok(());
+        }
+        let reading = !eof
+            && !auth.closing
+            && pending.len() < MAX_IN_FLIGHT
+            && pending_bytes < byte_budget
+            && !quotas.muted();
         let unmuted = quotas.until();
         tokio::select! {
             r = frames.fill(&mut rd), if reading => match r {
@@ -184,6 +219,29 @@ async fn write_unless_stalled<W: AsyncWrite + Unpin>(
     tokio::time::timeout(stall, wr.flush())
         .await
         .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading"))?
+}
+
+/// Who a connection is, and its SASL exchange on a SASL listener.
+struct ConnAuth {
+    session: Arc<crate::security::Session>,
+    sasl: Option<super::sasl::SaslConn>,
+    /// No more requests are read: the connection closes once the answers queued are written.
+    closing: bool,
+}
+
+/// Why a frame closes the connection.
+enum Refusal {
+    /// Bad input (counted in `kafka_connections_closed_bad_input`).
+    Reject(Reject),
+    /// A request the connection may not make now (before SASL authentication, or after its
+    /// session expired), or a raw SASL token that failed.
+    Close(String),
+}
+
+impl From<Reject> for Refusal {
+    fn from(r: Reject) -> Self {
+        Refusal::Reject(r)
+    }
 }
 
 /// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
@@ -267,12 +325,34 @@ pub fn decode_request(mut frame: Bytes) -> Result<Decoded, Reject> {
 /// handing batches to partitions) runs now, so writes keep the order requests arrived in.
 fn start_request(
     broker: &Arc<Broker>,
-    session: &Arc<crate::security::Session>,
+    auth: &mut ConnAuth,
     fetches: &mut ConnFetches,
     quotas: &mut ConnQuotas,
     frame: Bytes,
-) -> Result<ResponseFuture, Reject> {
+) -> Result<ResponseFuture, Refusal> {
     let size = frame.len();
+    if let Some(sasl) = auth.sasl.as_mut().filter(|s| s.expects_raw_token()) {
+        // After a v0 SaslHandshake the tokens come as raw frames, answered as raw frames.
+        let (bytes, session) = sasl
+            .raw_token(
+                &frame,
+                &broker.security.state(),
+                &auth.session,
+                &broker.metrics,
+            )
+            .map_err(Refusal::Close)?;
+        if let Some(s) = session {
+            auth.session = s;
+        }
+        let mut out = BytesMut::with_capacity(4 + bytes.len());
+        out.put_i32(bytes.len() as i32);
+        out.put_slice(&bytes);
+        let out = Outgoing {
+            bytes: out.freeze(),
+            _fetch: FetchHold::default(),
+        };
+        return Ok(Box::pin(async move { Ok(Some(out)) }));
+    }
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             api,
@@ -294,16 +374,21 @@ fn start_request(
             }));
         }
     };
+    if let Some(sasl) = &auth.sasl {
+        if let super::sasl::Verdict::Close(why) = sasl.admit(api) {
+            return Err(Refusal::Close(why));
+        }
+    }
     let correlation_id = header.correlation_id;
     let started = Instant::now();
     let mut request = request;
-    let (limits, earlier) = quotas.begin(broker, session, &header, &mut request, size);
+    let (limits, earlier) = quotas.begin(broker, &auth.session, &header, &mut request, size);
     // Fetch is answered after the previous one was written, within this connection's memory
     // budget, which it holds until written.
     type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, FetchHold)>>>;
     let handled: Answer = match request {
         RequestKind::Fetch(r) => {
-            let (b, m, s) = (broker.clone(), fetches.memory.clone(), session.clone());
+            let (b, m, s) = (broker.clone(), fetches.memory.clone(), auth.session.clone());
             let (written, next) = oneshot::channel();
             let previous = fetches.previous.replace(next);
             Box::pin(async move {
@@ -323,8 +408,34 @@ fn start_request(
                 (handled, hold)
             })
         }
+        // SASL changes the connection's state, so it is answered here, at once: the requests
+        // after it are served as the principal it authenticated.
+        RequestKind::SaslHandshake(r) if auth.sasl.is_some() => {
+            let sasl = auth.sasl.as_mut().expect("checked");
+            let a = sasl.handshake(version, &r);
+            auth.closing |= a.close;
+            let handled = Handled {
+                errors: error_codes(a.response.error_code),
+                response: Some(ResponseKind::SaslHandshake(a.response)),
+            };
+            Box::pin(async move { (handled, FetchHold::default()) })
+        }
+        RequestKind::SaslAuthenticate(r) if auth.sasl.is_some() => {
+            let sasl = auth.sasl.as_mut().expect("checked");
+            let state = broker.security.state();
+            let a = sasl.authenticate(version, &r, &state, &auth.session, &broker.metrics);
+            auth.closing |= a.close;
+            if let Some(s) = a.session {
+                auth.session = s;
+            }
+            let handled = Handled {
+                errors: error_codes(a.response.error_code),
+                response: Some(ResponseKind::SaslAuthenticate(a.response)),
+            };
+            Box::pin(async move { (handled, FetchHold::default()) })
+        }
         request => {
-            let h = handlers::dispatch(broker.clone(), session.clone(), header, request);
+            let h = handlers::dispatch(broker.clone(), auth.session.clone(), header, request);
             Box::pin(async move { (h.await, FetchHold::default()) })
         }
     };
@@ -388,6 +499,14 @@ fn start_request(
             }
         }
     }))
+}
+
+fn error_codes(code: i16) -> Vec<i16> {
+    if code == 0 {
+        Vec::new()
+    } else {
+        vec![code]
+    }
 }
 
 pub(crate) fn encode(

@@ -81,10 +81,11 @@ pub async fn accept_loop(
                 let _ = stream.set_nodelay(true);
                 let b = broker.clone();
                 let name = served.listener.name.clone();
+                let sasl = served.listener.protocol.is_sasl();
                 match &served.tls {
                     None => {
                         tokio::task::spawn_local(async move {
-                            super::connection::serve(stream, peer, b, name).await;
+                            super::connection::serve(stream, peer, b, name, sasl).await;
                             drop(permit);
                         });
                     }
@@ -93,7 +94,7 @@ pub async fn accept_loop(
                         tokio::task::spawn_local(async move {
                             match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
                                 Ok(Ok(stream)) => {
-                                    super::connection::serve_tls(stream, peer, b, name).await
+                                    super::connection::serve_tls(stream, peer, b, name, sasl).await
                                 }
                                 // A plaintext client, a certificate refused, a client that
                                 // went away: theirs to see, nothing for the broker to do.

@@ -4,6 +4,7 @@ pub mod connection;
 pub mod forwarded;
 pub mod frame;
 pub mod listener;
+pub mod sasl;
 mod throttle;
 
 use std::sync::Arc;

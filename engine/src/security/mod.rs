@@ -10,6 +10,7 @@
 pub mod acl;
 pub mod http_auth;
 pub mod quota;
+pub mod sasl;
 pub mod scram;
 pub mod state;
 pub mod tls;
