@@ -36,6 +36,15 @@ impl HttpAuthArgs {
         }
     }
 
+    /// Refuses, before anything starts, `required` in a cluster without a cluster secret
+    /// (brokers sign their requests to each other with it; tokens must verify on every one).
+    pub fn check(&self, config: &engine::BrokerConfig, clustered: bool) -> anyhow::Result<()> {
+        if self.required(config.authz.enabled) && clustered && config.cluster_secret.is_none() {
+            anyhow::bail!("{}", engine::http_auth::NeedsClusterSecret);
+        }
+        Ok(())
+    }
+
     /// The authentication every HTTP listener of `broker` shares.
     pub fn start(
         &self,

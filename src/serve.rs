@@ -632,6 +632,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("topics with remote.storage.enable are refused: {why}");
     }
     let http_limits = args.http_limits()?;
+    args.http_auth.check(&config, !args.seeds.is_empty())?;
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
