@@ -209,11 +209,13 @@ pub struct HttpAuth {
     replays: ReplayCache,
 }
 
+/// What a cluster with HTTP authentication or authorization but no cluster secret lacks.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "--http-auth required in a cluster needs a cluster secret (--cluster-secret-file): brokers \
-     sign their requests to each other's HTTP APIs with it, and the catalog's tokens must \
-     verify on every broker"
+    "HTTP authentication or authorization in a cluster wants a cluster secret \
+     (--cluster-secret-file): without one, brokers cannot sign their requests to each other's \
+     HTTP APIs (the Iceberg committer's rounds are refused with --authorization), and the \
+     catalog's tokens verify only on the broker that issued them"
 )]
 pub struct NeedsClusterSecret;
 
@@ -225,9 +227,6 @@ impl HttpAuth {
         config: HttpAuthConfig,
     ) -> Result<Arc<Self>, NeedsClusterSecret> {
         let secret = broker.config.cluster_secret.clone();
-        if config.required && broker.cluster.is_some() && secret.is_none() {
-            return Err(NeedsClusterSecret);
-        }
         let token_key = secret.as_deref().map_or_else(checks::random_key, |s| {
             checks::derive_key(s, "icestream http catalog token v1")
         });
