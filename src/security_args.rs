@@ -89,6 +89,18 @@ impl HttpAuthArgs {
         }
     }
 
+    /// Warns, before anything starts, of authentication or authorization in a cluster
+    /// without a cluster secret: brokers cannot sign their requests to each other (the Iceberg
+    /// committer's rounds are then refused with authorization on), and the catalog's tokens
+    /// verify only on the broker that issued them.
+    pub fn check(&self, config: &engine::BrokerConfig, clustered: bool) -> anyhow::Result<()> {
+        let on = self.required(config.authz.enabled) || config.authz.enabled;
+        if on && clustered && config.cluster_secret.is_none() {
+            tracing::warn!("{}", engine::http_auth::NeedsClusterSecret);
+        }
+        Ok(())
+    }
+
     /// The authentication every HTTP listener of `broker` shares.
     pub fn start(
         &self,

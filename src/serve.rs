@@ -636,6 +636,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("topics with remote.storage.enable are refused: {why}");
     }
     let http_limits = args.http_limits()?;
+    args.http_auth.check(&config, !args.seeds.is_empty())?;
     crate::listener_args::warn_unauthenticated(
         &config.listeners,
         config.tls.as_ref(),
@@ -644,7 +645,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ("schema_registry", args.schema_registry_addr),
             ("iceberg_catalog", args.iceberg_catalog_addr),
         ],
-        false,
+        args.http_auth.required(config.authz.enabled),
     );
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)

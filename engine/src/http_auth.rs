@@ -209,11 +209,13 @@ pub struct HttpAuth {
     replays: ReplayCache,
 }
 
+/// What a cluster with HTTP authentication or authorization but no cluster secret lacks.
 #[derive(Debug, thiserror::Error)]
 #[error(
-    "--http-auth required in a cluster needs a cluster secret (--cluster-secret-file): brokers \
-     sign their requests to each other's HTTP APIs with it, and the catalog's tokens must \
-     verify on every broker"
+    "HTTP authentication or authorization in a cluster wants a cluster secret \
+     (--cluster-secret-file): without one, brokers cannot sign their requests to each other's \
+     HTTP APIs (the Iceberg committer's rounds are refused with --authorization), and the \
+     catalog's tokens verify only on the broker that issued them"
 )]
 pub struct NeedsClusterSecret;
 
@@ -225,9 +227,6 @@ impl HttpAuth {
         config: HttpAuthConfig,
     ) -> Result<Arc<Self>, NeedsClusterSecret> {
         let secret = broker.config.cluster_secret.clone();
-        if config.required && broker.cluster.is_some() && secret.is_none() {
-            return Err(NeedsClusterSecret);
-        }
         let token_key = secret.as_deref().map_or_else(checks::random_key, |s| {
             checks::derive_key(s, "icestream http catalog token v1")
         });
@@ -310,17 +309,18 @@ fn broker_request_key(secret: &[u8]) -> [u8; 32] {
 }
 
 /// The header (name, value) a broker puts on a request it makes on its own to another
-/// broker's HTTP API (the committer's rounds): a MAC keyed by the cluster secret over method,
-/// path and query, a timestamp, a nonce and the body; the receiver takes it for
+/// broker's HTTP API at `host` (`host:port`, as the `Host` header): a MAC keyed by the cluster
+/// secret over method, host, path and query, a timestamp, a nonce and the body; the receiver takes it for
 /// `Principal::broker()`. `None` without a cluster secret (then nothing checks it either).
 pub fn sign_request(
     broker: &Broker,
     method: &str,
+    host: &str,
     path_and_query: &str,
     body: &[u8],
 ) -> Option<(&'static str, String)> {
     let key = broker_request_key(broker.config.cluster_secret.as_deref()?);
-    let value = checks::sign_broker_request(&key, method, path_and_query, body, unix_now());
+    let value = checks::sign_broker_request(&key, method, host, path_and_query, body, unix_now());
     Some((checks::BROKER_AUTH_HEADER, value))
 }
 
@@ -418,10 +418,16 @@ async fn verify_signed(auth: &HttpAuth, req: Request) -> Result<Request, String>
         .await
         .map_err(|_| "a broker-signed request's body is unreadable or too large".to_string())?;
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let mac = checks::verify_broker_request(
         &key,
         &value,
         parts.method.as_str(),
+        host,
         path,
         &bytes,
         unix_now(),

@@ -27,7 +27,7 @@ from confluent_kafka.schema_registry.error import SchemaRegistryError
 from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.exceptions import ForbiddenError, NoSuchTableError, OAuthError, UnauthorizedError
 
-from conftest import broker_binary, create_topic, http_get, produce
+from conftest import broker_binary, create_topic, free_port, http_get, produce
 
 PASSWORDS = {"admin": "admin-secret", "alice": "alice-secret", "bob": "bob-secret"}
 SCHEMA = Schema(json.dumps({"type": "record", "name": "Order", "namespace": "shop",
@@ -283,3 +283,9 @@ def test_authorization_without_http_authentication_is_anonymous(broker_factory):
     with pytest.raises(SchemaRegistryError) as e:
         registry(b).get_latest_version("x-value")
     assert e.value.http_status_code == 403
+
+
+def test_a_cluster_without_a_secret_is_warned_about(secured):
+    rpc = f"127.0.0.1:{free_port()}"
+    b = secured([], args=["--seeds", rpc, "--rpc-addr", rpc, "--node-id", "1"])
+    assert "wants a cluster secret (--cluster-secret-file)" in b.log_text()

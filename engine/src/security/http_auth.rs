@@ -297,6 +297,7 @@ pub const BROKER_AUTH_SKEW_SECS: u64 = 60;
 fn broker_mac(
     key: &[u8; 32],
     method: &str,
+    host: &str,
     path: &str,
     ts: u64,
     nonce: &str,
@@ -310,6 +311,8 @@ fn broker_mac(
             b"icestream-broker-request-v1\n",
             method.as_bytes(),
             b"\n",
+            host.as_bytes(),
+            b"\n",
             path.as_bytes(),
             b"\n",
             ts.as_bytes(),
@@ -321,12 +324,14 @@ fn broker_mac(
     )
 }
 
-/// The value of [`BROKER_AUTH_HEADER`] for `method path_and_query` with `body` at `now`
-/// (Unix seconds): `v1 <ts> <nonce> <mac>`, the MAC over method, path, timestamp, nonce and
-/// the body's SHA-256.
+/// The value of [`BROKER_AUTH_HEADER`] for `method path_and_query` to `host` (the `Host`
+/// header: `host:port`) with `body` at `now` (Unix seconds): `v1 <ts> <nonce> <mac>`, the MAC
+/// over method, host, path, timestamp, nonce and the body's SHA-256. The host binds it to the
+/// broker it was sent to: replayed to another broker, it fails.
 pub fn sign_broker_request(
     key: &[u8; 32],
     method: &str,
+    host: &str,
     path: &str,
     body: &[u8],
     now: u64,
@@ -335,7 +340,7 @@ pub fn sign_broker_request(
     let mut n = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut n);
     let nonce = b64url().encode(n);
-    let mac = broker_mac(key, method, path, now, &nonce, body);
+    let mac = broker_mac(key, method, host, path, now, &nonce, body);
     format!("v1 {now} {nonce} {}", b64url().encode(mac))
 }
 
@@ -345,6 +350,7 @@ pub fn verify_broker_request(
     key: &[u8; 32],
     value: &str,
     method: &str,
+    host: &str,
     path: &str,
     body: &[u8],
     now: u64,
@@ -370,7 +376,7 @@ pub fn verify_broker_request(
     let got = b64url()
         .decode(mac)
         .map_err(|_| HttpAuthError::BadSignature("malformed MAC"))?;
-    let expected = broker_mac(key, method, path, ts, nonce, body);
+    let expected = broker_mac(key, method, host, path, ts, nonce, body);
     if !subtle_eq(&got, &expected) {
         return Err(HttpAuthError::BadSignature("wrong MAC"));
     }
@@ -539,54 +545,31 @@ mod tests {
     fn broker_signatures_bind_the_request_and_refuse_replays() {
         let key = derive_key(b"a cluster secret of enough bytes!", "broker-request");
         let now = 1_700_000_000;
-        let v = sign_broker_request(&key, "POST", "/icestream/v1/iceberg/rounds", b"{}", now);
-        let mac = verify_broker_request(
-            &key,
-            &v,
+        const H: &str = "10.0.0.2:8181";
+        let v = sign_broker_request(&key, "POST", H, "/icestream/v1/iceberg/rounds", b"{}", now);
+        const R: &str = "/icestream/v1/iceberg/rounds";
+        let ok = |k: &[u8; 32], m: &str, h: &str, p: &str, b: &[u8], t: u64| {
+            verify_broker_request(k, &v, m, h, p, b, t).is_ok()
+        };
+        assert!(ok(&key, "POST", H, R, b"{}", now + 5));
+        // Another body, path, method, host (replayed to another broker) or key: refused.
+        assert!(!ok(&key, "POST", H, R, b"{ }", now));
+        assert!(!ok(&key, "POST", H, "/v1/cluster", b"{}", now));
+        assert!(!ok(&key, "PUT", H, R, b"{}", now));
+        assert!(!ok(&key, "POST", "10.0.0.3:8181", R, b"{}", now));
+        assert!(!ok(
+            &derive_key(b"another", "broker-request"),
             "POST",
-            "/icestream/v1/iceberg/rounds",
-            b"{}",
-            now + 5,
-        )
-        .unwrap();
-        // Another body, path, method or key: refused.
-        for (m, p, b) in [
-            ("POST", "/icestream/v1/iceberg/rounds", &b"{ }"[..]),
-            ("POST", "/v1/cluster", &b"{}"[..]),
-            ("PUT", "/icestream/v1/iceberg/rounds", &b"{}"[..]),
-        ] {
-            assert!(verify_broker_request(&key, &v, m, p, b, now).is_err());
-        }
-        let other = derive_key(b"another secret", "broker-request");
-        assert!(verify_broker_request(
-            &other,
-            &v,
-            "POST",
-            "/icestream/v1/iceberg/rounds",
+            H,
+            R,
             b"{}",
             now
-        )
-        .is_err());
+        ));
         // Too old or from the future.
-        assert!(verify_broker_request(
-            &key,
-            &v,
-            "POST",
-            "/icestream/v1/iceberg/rounds",
-            b"{}",
-            now + 61
-        )
-        .is_err());
-        assert!(verify_broker_request(
-            &key,
-            &v,
-            "POST",
-            "/icestream/v1/iceberg/rounds",
-            b"{}",
-            now - 61
-        )
-        .is_err());
-        assert!(verify_broker_request(&key, "v1 x y z", "POST", "/", b"", now).is_err());
+        assert!(!ok(&key, "POST", H, R, b"{}", now + 61));
+        assert!(!ok(&key, "POST", H, R, b"{}", now - 61));
+        assert!(verify_broker_request(&key, "v1 x y z", "POST", H, "/", b"", now).is_err());
+        let mac = verify_broker_request(&key, &v, "POST", H, R, b"{}", now).unwrap();
         // Accepted once.
         let cache = ReplayCache::new(Duration::from_secs(121), 2);
         let t0 = Instant::now();

@@ -144,7 +144,8 @@ async fn exchange(
     let mut req = client()
         .post(format!("http://{authority}{ROUNDS_PATH}"))
         .header(reqwest::header::CONTENT_TYPE, "application/json");
-    if let Some((name, value)) = engine::http_auth::sign_request(broker, "POST", ROUNDS_PATH, &body)
+    if let Some((name, value)) =
+        engine::http_auth::sign_request(broker, "POST", authority, ROUNDS_PATH, &body)
     {
         req = req.header(name, value);
     }
