@@ -1,13 +1,69 @@
 //! `icestream serve` flags for clusters (`--seeds` and the rest): their checks and conversion
 //! into the engine's `ClusterConfig`.
 
-use anyhow::bail;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{bail, Context};
+use clap::Args;
 
 use crate::serve::{limits, positive, ServeArgs};
 
+/// The inter-broker authentication flag (docs/security.md, "Inter-broker authentication").
+#[derive(Args, Debug, Clone, Default)]
+pub struct ClusterAuthArgs {
+    /// File holding the secret the brokers of a cluster authenticate each other with (give
+    /// every broker the same; at least 32 bytes, surrounding whitespace ignored; e.g.
+    /// `head -c 32 /dev/urandom | base64 > secret; chmod 600 secret`): every RPC connection
+    /// starts with a challenge-response handshake and every frame carries a MAC
+    #[arg(long, env = "ICESTREAM_CLUSTER_SECRET_FILE")]
+    pub cluster_secret_file: Option<PathBuf>,
+}
+
+impl ClusterAuthArgs {
+    /// The secret in `--cluster-secret-file`, if given: refused when shorter than 32 bytes,
+    /// with a warning when others than its owner may read the file.
+    pub fn secret(&self) -> anyhow::Result<Option<Arc<[u8]>>> {
+        let Some(path) = &self.cluster_secret_file else {
+            return Ok(None);
+        };
+        read_secret(path).map(Some)
+    }
+}
+
+fn read_secret(path: &Path) -> anyhow::Result<Arc<[u8]>> {
+    let raw = std::fs::read(path)
+        .with_context(|| format!("--cluster-secret-file: cannot read {}", path.display()))?;
+    let secret = raw.trim_ascii();
+    if secret.len() < engine::cluster::rpc_auth::MIN_SECRET {
+        bail!(
+            "--cluster-secret-file {}: {}",
+            path.display(),
+            engine::cluster::rpc_auth::ShortSecret(secret.len())
+        );
+    }
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(path)?.permissions().mode();
+        if mode & 0o077 != 0 {
+            tracing::warn!(
+                file = %path.display(),
+                mode = format!("{:o}", mode & 0o777),
+                "the cluster secret file may be read by others than its owner: chmod 600 it"
+            );
+        }
+    }
+    Ok(Arc::from(secret))
+}
+
 impl ServeArgs {
-    /// Membership settings, when `--seeds` makes this broker part of a cluster.
-    pub fn cluster_config(&self) -> anyhow::Result<Option<engine::cluster::ClusterConfig>> {
+    /// Membership settings, when `--seeds` makes this broker part of a cluster; `secret` is
+    /// `--cluster-secret-file`'s ([`ClusterAuthArgs::secret`]).
+    pub fn cluster_config(
+        &self,
+        secret: Option<Arc<[u8]>>,
+    ) -> anyhow::Result<Option<engine::cluster::ClusterConfig>> {
         let seeds: Vec<String> = self
             .seeds
             .iter()
@@ -15,8 +71,14 @@ impl ServeArgs {
             .filter(|s| !s.is_empty())
             .collect();
         if seeds.is_empty() {
+            if secret.is_some() {
+                tracing::warn!("--cluster-secret-file has no effect without --seeds");
+            }
             return Ok(None);
         }
+        let secret = secret
+            .map(engine::cluster::rpc_auth::ClusterSecret::new)
+            .transpose()?;
         for s in &seeds {
             if s.rsplit_once(':')
                 .and_then(|(_, p)| p.parse::<u16>().ok())
@@ -85,6 +147,7 @@ impl ServeArgs {
                 max_frames: positive("rpc-send-queue-frames", self.rpc_send_queue_frames)?,
                 max_bytes: positive("rpc-send-queue-bytes", self.rpc_send_queue_bytes)?,
             },
+            secret,
         }))
     }
 

@@ -6,6 +6,7 @@ mod cluster_args;
 mod console;
 mod iceberg_args;
 mod lake_catalog;
+mod listener_args;
 mod schema_source;
 mod security_args;
 mod serve;

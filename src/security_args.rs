@@ -1,6 +1,8 @@
 //! `icestream serve` flags for authentication and authorization. Each helper of issue 20
 //! keeps its own section below.
 
+use std::sync::Arc;
+
 use anyhow::{bail, Context};
 use clap::Args;
 use engine::security::{AuthzConfig, BootstrapUser, Principal};
@@ -57,6 +59,55 @@ fn parse_bootstrap_user(v: &str) -> anyhow::Result<(String, String)> {
     }
 }
 
+// ---- HTTP APIs: authentication of the admin API, schema registry and Iceberg catalog ----
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HttpAuthMode {
+    /// Every request is anonymous (User:ANONYMOUS)
+    None,
+    /// HTTP Basic (the SCRAM users) or a Bearer token, else 401
+    Required,
+}
+
+#[derive(Args, Debug, Clone, Default)]
+pub struct HttpAuthArgs {
+    /// Authentication on the admin API, schema registry and Iceberg catalog: required (HTTP
+    /// Basic with the SCRAM users, or a Bearer token from the catalog's /v1/oauth/tokens or the
+    /// OAUTHBEARER issuer) or none [default: required with --authorization, else none]
+    #[arg(long, env = "ICESTREAM_HTTP_AUTH", value_enum)]
+    pub http_auth: Option<HttpAuthMode>,
+    /// Lifetime of the access tokens the Iceberg catalog's /v1/oauth/tokens issues
+    #[arg(long, env = "ICESTREAM_HTTP_TOKEN_TTL_SECS", default_value_t = 3600)]
+    pub http_token_ttl_secs: u64,
+}
+
+impl HttpAuthArgs {
+    pub fn required(&self, authorization: bool) -> bool {
+        match self.http_auth {
+            Some(m) => m == HttpAuthMode::Required,
+            None => authorization,
+        }
+    }
+
+    /// The authentication every HTTP listener of `broker` shares.
+    pub fn start(
+        &self,
+        broker: &Arc<engine::Broker>,
+    ) -> anyhow::Result<Arc<engine::http_auth::HttpAuth>> {
+        let required = self.required(broker.security.config().enabled);
+        if self.http_token_ttl_secs == 0 {
+            anyhow::bail!("--http-token-ttl-secs must be positive");
+        }
+        let config = engine::http_auth::HttpAuthConfig {
+            required,
+            // The OAUTHBEARER settings' JWT check plugs in here once they exist.
+            bearer: None,
+            token_ttl: std::time::Duration::from_secs(self.http_token_ttl_secs),
+        };
+        Ok(engine::http_auth::HttpAuth::new(broker.clone(), config)?)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -85,5 +136,16 @@ mod tests {
         assert!(parse_bootstrap_user("admin").is_err());
         assert!(parse_bootstrap_user(":pw").is_err());
         assert!(parse_bootstrap_user("admin:").is_err());
+    }
+
+    #[test]
+    fn http_auth_defaults_to_required_with_authorization() {
+        let mut a = HttpAuthArgs::default();
+        assert!(!a.required(false));
+        assert!(a.required(true));
+        a.http_auth = Some(HttpAuthMode::None);
+        assert!(!a.required(true));
+        a.http_auth = Some(HttpAuthMode::Required);
+        assert!(a.required(false));
     }
 }

@@ -47,6 +47,8 @@ pub struct ServeArgs {
     )]
     pub iceberg_catalog_addr: SocketAddr,
     #[command(flatten)]
+    pub listener: crate::listener_args::ListenerArgs,
+    #[command(flatten)]
     pub iceberg: crate::iceberg_args::IcebergArgs,
     /// Shards (threads that own partitions); default one per core
     #[arg(long, env = "ICESTREAM_SMP")]
@@ -345,6 +347,10 @@ pub struct ServeArgs {
     pub tiering: crate::tiering_args::TieringArgs,
     #[command(flatten)]
     pub security: crate::security_args::SecurityArgs,
+    #[command(flatten)]
+    pub http_auth: crate::security_args::HttpAuthArgs,
+    #[command(flatten)]
+    pub cluster_auth: crate::cluster_args::ClusterAuthArgs,
     /// Log filter (tracing's EnvFilter syntax, e.g. info or engine=debug)
     #[arg(long, env = "ICESTREAM_LOG", default_value = "info")]
     pub log: String,
@@ -484,18 +490,12 @@ impl ServeArgs {
                 *slot = value;
             }
         }
-        let advertised = match &self.advertised_kafka_addr {
-            None => (self.kafka_addr.ip().to_string(), self.kafka_addr.port()),
-            Some(s) => {
-                let (host, port) = s
-                    .rsplit_once(':')
-                    .with_context(|| format!("--advertised-kafka-addr '{s}' must be host:port"))?;
-                let port: u16 = port
-                    .parse()
-                    .with_context(|| format!("--advertised-kafka-addr '{s}': bad port"))?;
-                (host.trim_matches(['[', ']']).to_string(), port)
-            }
-        };
+        let listeners = self
+            .listener
+            .kafka_listeners(self.kafka_addr, self.advertised_kafka_addr.as_deref())?;
+        let tls = self
+            .listener
+            .tls_settings(&listeners, !self.seeds.is_empty())?;
         let smp = self
             .smp
             .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
@@ -534,11 +534,13 @@ impl ServeArgs {
                 false => self.tiering.unshared_in_cluster(),
             },
             data_dir: self.data_dir.clone(),
-            kafka_addr: self.kafka_addr,
-            advertised_kafka_addr: advertised,
+            kafka_addr: listeners[0].addr,
+            advertised_kafka_addr: listeners[0].advertised.clone(),
+            listeners,
+            tls,
             admin_addr: self.admin_addr,
             authz: self.security.authz_config()?,
-            cluster_secret: None,
+            cluster_secret: self.cluster_auth.secret()?,
             bootstrap_user: crate::security_args::SecurityArgs::bootstrap_user()?,
             smp,
             cluster_id: self.cluster_id.clone().or_else(|| self.seed_cluster_id()),
@@ -631,6 +633,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         tracing::warn!("topics with remote.storage.enable are refused: {why}");
     }
     let http_limits = args.http_limits()?;
+    crate::listener_args::warn_unauthenticated(
+        &config.listeners,
+        config.tls.as_ref(),
+        &[
+            ("admin", config.admin_addr),
+            ("schema_registry", args.schema_registry_addr),
+            ("iceberg_catalog", args.iceberg_catalog_addr),
+        ],
+        false,
+    );
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)
         .await
@@ -666,12 +678,16 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     if let Some(vendor) = vendor {
         catalog.enable_vending(vendor);
     }
-    let cluster = args.cluster_config()?;
+    let cluster = args.cluster_config(config.cluster_secret.clone())?;
     let broker = engine::net::start_broker(config, args.io_backend, Some(tier.clone()), cluster)
         .await
         .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     broker.metrics.register_with(|r| tier.register_metrics(r));
+    if let (true, Some(tls)) = (args.listener.http_tls, &broker.tls) {
+        engine::http::set_tls(tls.http.clone());
+    }
+    let http_auth = args.http_auth.start(&broker)?;
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
     mounts.spawn_cluster_driver();
     let registry = schema_registry::Registry::open(broker.clone(), broker.cluster.clone())
@@ -714,6 +730,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     tracing::info!(
         version = env!("CARGO_PKG_VERSION"),
         kafka = %broker.kafka_addr,
+        listeners = %broker.config.listeners.iter().map(|l| format!("{}://{} ({})", l.name, l.addr, l.protocol)).collect::<Vec<_>>().join(","),
         advertised = %format!("{}:{}", broker.advertised.0, broker.advertised.1),
         admin = %admin.local_addr()?,
         schema_registry = %schema_registry.local_addr()?,
@@ -743,6 +760,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             admin_url: format!("http://{}", loopback(admin_local)),
             schema_registry_url: format!("http://{}", loopback(schema_registry.local_addr()?)),
             format: crate::cli::Format::Json,
+            user: None,
+            password: None,
         },
         registry: registry.clone(),
         connect: args
@@ -764,11 +783,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             .merge(translator.routes())
             .merge(crate::console::routes(console))
             .layer(axum::middleware::from_fn(engine::admin::browser_guard)),
+        http_auth.clone(),
         http_limits,
     ));
     let registry_task = tokio::spawn(schema_registry::serve(
         schema_registry,
         registry,
+        http_auth.clone(),
         http_limits,
         engine::http::limiter("schema_registry", &http_limits, &broker.metrics),
     ));
@@ -776,6 +797,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         iceberg_catalog,
         catalog,
         translator.committer_routes(),
+        http_auth,
         http_limits,
         engine::http::limiter("iceberg_catalog", &http_limits, &broker.metrics),
     ));

@@ -1,5 +1,6 @@
 //! The admin HTTP API: readiness for orchestrators, Prometheus metrics and per-topic storage.
-//! Other crates add their routes (tiering's mount/unmount) through [`serve_with`].
+//! Other crates add their routes (tiering's mount/unmount) through [`serve_with`]; all of them
+//! sit behind `crate::http_auth` (readiness and metrics stay open).
 
 use std::sync::Arc;
 
@@ -285,18 +286,25 @@ async fn metrics(State(b): State<Arc<Broker>>) -> impl IntoResponse {
     )
 }
 
-/// Serves the admin API on an already-bound listener until the task is dropped.
+/// Serves the admin API on an already-bound listener, without authentication, until the task
+/// is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, broker: Arc<Broker>) -> std::io::Result<()> {
-    serve_with(listener, broker, Router::new(), Default::default()).await
+    let auth = crate::http_auth::HttpAuth::new(broker.clone(), Default::default())
+        .map_err(std::io::Error::other)?;
+    serve_with(listener, broker, Router::new(), auth, Default::default()).await
 }
 
-/// [`serve`] with more routes merged in, within `limits`.
+/// [`serve`] with more routes merged in, behind `auth` (every route but readiness and
+/// metrics needs credentials when it requires them, and a superuser with authorization on),
+/// within `limits`.
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     broker: Arc<Broker>,
     extra: Router,
+    auth: Arc<crate::http_auth::HttpAuth>,
     limits: crate::http::HttpLimits,
 ) -> std::io::Result<()> {
     let limiter = crate::http::limiter("admin", &limits, &broker.metrics);
-    crate::http::serve(listener, router(broker).merge(extra), limits, limiter).await
+    let routes = auth.wrap(crate::http_auth::Api::Admin, router(broker).merge(extra));
+    crate::http::serve(listener, routes, limits, limiter).await
 }

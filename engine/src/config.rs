@@ -26,6 +26,12 @@ pub struct BrokerConfig {
     pub kafka_addr: SocketAddr,
     /// `host:port` clients are told to connect to.
     pub advertised_kafka_addr: (String, u16),
+    /// The Kafka listeners (Kafka's `listeners` with `advertised.listeners`); empty: one
+    /// PLAINTEXT listener on `kafka_addr`, advertised as `advertised_kafka_addr` (see
+    /// [`BrokerConfig::kafka_listeners`]). Once bound, the first is `kafka_addr`.
+    pub listeners: Vec<KafkaListener>,
+    /// The certificate, key and client-certificate policy of the SSL and SASL_SSL listeners.
+    pub tls: Option<crate::security::tls::TlsSettings>,
     pub admin_addr: SocketAddr,
     /// Whether requests are authorized against ACLs, and the superusers.
     pub authz: crate::security::AuthzConfig,
@@ -50,6 +56,87 @@ pub struct BrokerConfig {
     /// volume, at most 1 GiB); see [`crate::disk_space`].
     pub storage_min_free_bytes: Option<u64>,
     pub defaults: ClusterDefaults,
+}
+
+/// How a Kafka listener's clients connect (Kafka's `security.protocol`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SecurityProtocol {
+    Plaintext,
+    Ssl,
+    SaslPlaintext,
+    SaslSsl,
+}
+
+impl SecurityProtocol {
+    pub const ALL: [SecurityProtocol; 4] = [
+        SecurityProtocol::Plaintext,
+        SecurityProtocol::Ssl,
+        SecurityProtocol::SaslPlaintext,
+        SecurityProtocol::SaslSsl,
+    ];
+
+    /// Kafka's name for it: `PLAINTEXT`, `SSL`, `SASL_PLAINTEXT`, `SASL_SSL`.
+    pub fn name(self) -> &'static str {
+        match self {
+            SecurityProtocol::Plaintext => "PLAINTEXT",
+            SecurityProtocol::Ssl => "SSL",
+            SecurityProtocol::SaslPlaintext => "SASL_PLAINTEXT",
+            SecurityProtocol::SaslSsl => "SASL_SSL",
+        }
+    }
+
+    /// Parses Kafka's name, in any case.
+    pub fn parse(s: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|p| p.name().eq_ignore_ascii_case(s.trim()))
+    }
+
+    /// Whether connections are TLS (SSL, SASL_SSL).
+    pub fn is_tls(self) -> bool {
+        matches!(self, SecurityProtocol::Ssl | SecurityProtocol::SaslSsl)
+    }
+
+    /// Whether clients authenticate with SASL (SASL_PLAINTEXT, SASL_SSL).
+    pub fn is_sasl(self) -> bool {
+        matches!(
+            self,
+            SecurityProtocol::SaslPlaintext | SecurityProtocol::SaslSsl
+        )
+    }
+}
+
+impl std::fmt::Display for SecurityProtocol {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// One Kafka listener: its name (what `Session::listener` and the advertised addresses are
+/// keyed by), its security protocol, where it binds and what clients are told to connect to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaListener {
+    pub name: std::sync::Arc<str>,
+    pub protocol: SecurityProtocol,
+    pub addr: SocketAddr,
+    /// `host:port` announced in Metadata, FindCoordinator and DescribeCluster to clients of
+    /// this listener; port 0: the port bound.
+    pub advertised: (String, u16),
+}
+
+impl BrokerConfig {
+    /// The listeners to bind: `listeners`, or one PLAINTEXT listener on `kafka_addr`.
+    pub fn kafka_listeners(&self) -> Vec<KafkaListener> {
+        if !self.listeners.is_empty() {
+            return self.listeners.clone();
+        }
+        vec![KafkaListener {
+            name: std::sync::Arc::from(SecurityProtocol::Plaintext.name()),
+            protocol: SecurityProtocol::Plaintext,
+            addr: self.kafka_addr,
+            advertised: self.advertised_kafka_addr.clone(),
+        }]
+    }
 }
 
 /// Kafka listener connections by default: 10,000 in all (each idle connection costs a few
@@ -119,6 +206,8 @@ impl BrokerConfig {
             data_dir,
             kafka_addr: "127.0.0.1:0".parse().expect("static address"),
             advertised_kafka_addr: ("127.0.0.1".into(), 0),
+            listeners: Vec::new(),
+            tls: None,
             admin_addr: "127.0.0.1:0".parse().expect("static address"),
             authz: Default::default(),
             cluster_secret: None,

@@ -1,6 +1,7 @@
 //! Serves an axum router (admin API, schema registry, Iceberg catalog) with the limits
 //! `axum::serve` lacks: connections per listener and per client IP, a deadline for a request's
-//! head, an idle (keep-alive) timeout and a per-request timeout.
+//! head, an idle (keep-alive) timeout and a per-request timeout; over TLS once [`set_tls`]
+//! was called (`--http-tls`).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -14,7 +15,7 @@ use axum::Router;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpListener;
 use tokio::time::Instant;
 use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
@@ -57,6 +58,21 @@ pub fn limiter(
     ConnLimiter::new(name, limits.connections, metrics.refused(name))
 }
 
+/// The TLS configuration every HTTP listener of this process serves with, once set.
+static TLS: std::sync::OnceLock<tokio_rustls::TlsAcceptor> = std::sync::OnceLock::new();
+
+/// Makes every HTTP listener (admin API, schema registry, Iceberg catalog) of this process
+/// serve https with `config`; set once, before they start. One setting for the process, as
+/// `--http-tls` is, so that each crate's `serve` keeps its signature.
+pub fn set_tls(config: Arc<rustls::ServerConfig>) {
+    let _ = TLS.set(tokio_rustls::TlsAcceptor::from(config));
+}
+
+/// Whether the HTTP listeners serve https.
+pub fn is_tls() -> bool {
+    TLS.get().is_some()
+}
+
 /// Serves `router` on `listener` until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
@@ -83,8 +99,22 @@ pub async fn serve(
             continue;
         };
         let router = router.clone();
+        let tls = TLS.get().cloned();
         tokio::spawn(async move {
-            serve_conn(stream, router, limits).await;
+            match tls {
+                None => serve_conn(stream, peer, router, limits).await,
+                // The handshake is bounded as a request's head is.
+                Some(tls) => {
+                    match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => serve_conn(stream, peer, router, limits).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed")
+                        }
+                        Err(_) => tracing::debug!(%peer, "HTTP TLS handshake timed out"),
+                    }
+                }
+            }
             drop(permit);
         });
     }
@@ -101,7 +131,10 @@ struct Activity {
 
 const NONE: u64 = u64::MAX;
 
-async fn serve_conn(stream: TcpStream, router: Router, limits: HttpLimits) {
+async fn serve_conn<S>(stream: S, peer: std::net::SocketAddr, router: Router, limits: HttpLimits)
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let start = Instant::now();
     let activity = Arc::new(Activity::default());
     // The first request's head is due from the moment the connection is accepted.
@@ -112,7 +145,10 @@ async fn serve_conn(stream: TcpStream, router: Router, limits: HttpLimits) {
         start,
     };
     let a = activity.clone();
-    let service = hyper::service::service_fn(move |req: Request<Incoming>| {
+    let service = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+        // The client's address: sessions (host ACLs) and logs of the HTTP APIs.
+        req.extensions_mut()
+            .insert(axum::extract::ConnectInfo(peer));
         a.head_since.store(NONE, Ordering::Relaxed);
         a.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(a.clone());
@@ -177,13 +213,13 @@ impl Drop for InFlight {
 }
 
 /// The socket, noting when bytes move and when a new request's head starts arriving.
-struct Tracked {
-    inner: TcpStream,
+struct Tracked<S> {
+    inner: S,
     activity: Arc<Activity>,
     start: Instant,
 }
 
-impl Tracked {
+impl<S> Tracked<S> {
     fn touch(&self, read: bool) {
         let now = self.start.elapsed().as_millis() as u64;
         self.activity.last_io.store(now, Ordering::Relaxed);
@@ -198,7 +234,7 @@ impl Tracked {
     }
 }
 
-impl AsyncRead for Tracked {
+impl<S: AsyncRead + Unpin> AsyncRead for Tracked<S> {
     fn poll_read(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -213,7 +249,7 @@ impl AsyncRead for Tracked {
     }
 }
 
-impl AsyncWrite for Tracked {
+impl<S: AsyncWrite + Unpin> AsyncWrite for Tracked<S> {
     fn poll_write(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,

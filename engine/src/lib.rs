@@ -18,6 +18,7 @@ pub mod fetch_session;
 pub mod group;
 pub mod handlers;
 pub mod http;
+pub mod http_auth;
 pub mod internal_topic;
 pub mod limits;
 pub mod log;

@@ -64,6 +64,8 @@ pub struct Metrics {
     pub fsync_seconds: Histogram,
     pub connections: Gauge,
     pub connections_closed_bad_input: Counter,
+    /// Kafka connections whose TLS handshake failed or timed out.
+    pub tls_handshake_failures: Counter,
     /// Connections closed at once because a listener's limits were reached.
     pub connections_refused: Family<ListenerLabels, Counter>,
     /// Bytes reserved by Fetch responses being built or waiting to be written.
@@ -121,6 +123,7 @@ impl Metrics {
             fsync_seconds,
             connections: Gauge::default(),
             connections_closed_bad_input: Counter::default(),
+            tls_handshake_failures: Counter::default(),
             connections_refused: Family::default(),
             fetch_memory_bytes: Gauge::default(),
             partitions: Gauge::default(),
@@ -171,6 +174,8 @@ impl Metrics {
             connections => "kafka_connections",
             /// Connections closed for malformed or oversized frames
             connections_closed_bad_input => "kafka_connections_closed_bad_input",
+            /// Connections to SSL and SASL_SSL Kafka listeners whose TLS handshake failed (a plaintext client, a refused or missing client certificate) or timed out
+            tls_handshake_failures => "kafka_tls_handshake_failures",
             /// New connections closed at once because the listener's total or per-IP limit was reached, by listener
             connections_refused => "connections_refused",
             /// Bytes reserved by Fetch responses being read or waiting to be written (bounded by --fetch-memory-bytes)

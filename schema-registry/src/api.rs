@@ -10,12 +10,15 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::Router;
+use engine::security::acl::{Operation, ResourceType};
 use serde_json::{json, Value};
 
+use crate::authz::{self, may_read_any};
 use crate::forward;
 use crate::registry::{
     Registry, RegistryError, SchemaRequest, SchemasQuery, VersionRef, WriteRoute, APPLY_TIMEOUT,
 };
+use engine::http_auth::Caller;
 
 pub const CONTENT_TYPE: &str = "application/vnd.schemaregistry.v1+json";
 
@@ -79,6 +82,9 @@ pub fn router(registry: Arc<Registry>) -> Router {
             registry.clone(),
             route_writes,
         ))
+        // Before forwarding: a write the caller may not make never leaves this broker (the
+        // writer checks again, with the caller's forwarded credentials).
+        .layer(axum::middleware::from_fn(authz::authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(
             registry.metrics.clone(),
@@ -148,11 +154,10 @@ async fn route_writes(
         return http_error(413, "Request body is too large");
     };
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
-    let ct = parts
-        .headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok());
-    match forward::send(&url, parts.method.as_str(), path, ct, &bytes).await {
+    let h = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
+    let (ct, authorization) = (h(header::CONTENT_TYPE), h(header::AUTHORIZATION));
+    // The caller's own credentials go along: the writer authenticates and authorizes them.
+    match forward::send(&url, parts.method.as_str(), path, ct, authorization, &bytes).await {
         Err(e) => RegistryError::Forwarding(format!("{url}: {e}")).into_response(),
         Ok(a) => {
             // A broker without a replica has nothing to wait for.
@@ -170,14 +175,17 @@ async fn route_writes(
     }
 }
 
-/// Serves the API on an already-bound listener until the task is dropped.
+/// Serves the API on an already-bound listener, behind the broker's HTTP authentication,
+/// until the task is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     registry: Arc<Registry>,
+    auth: Arc<engine::http_auth::HttpAuth>,
     limits: engine::http::HttpLimits,
     limiter: Arc<engine::limits::connections::ConnLimiter>,
 ) -> std::io::Result<()> {
-    engine::http::serve(listener, router(registry), limits, limiter).await
+    let router = auth.wrap(engine::http_auth::Api::Registry, router(registry));
+    engine::http::serve(listener, router, limits, limiter).await
 }
 
 fn reply(body: Value) -> Response {
@@ -306,9 +314,15 @@ fn serialized(q: &HashMap<String, String>) -> bool {
     q.get("format").is_some_and(|f| f == "serialized")
 }
 
-async fn schema_by_id(State(r): Reg, Path(id): Path<String>, Query(q): Params) -> Result<Response> {
+async fn schema_by_id(
+    State(r): Reg,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Result<Response> {
     let id = parse_id(&id)?;
-    let (mut text, _) = r.by_id(id, true)?;
+    let (mut text, uses) = r.by_id(id, true)?;
+    readable(&caller, &uses)?;
     text = if serialized(&q) {
         r.serialized(id)
     } else {
@@ -327,7 +341,7 @@ async fn schema_by_id(State(r): Reg, Path(id): Path<String>, Query(q): Params) -
     Ok(reply(body))
 }
 
-async fn all_schemas(State(r): Reg, Query(q): Params) -> Result<Response> {
+async fn all_schemas(State(r): Reg, caller: Caller, Query(q): Params) -> Result<Response> {
     let num = |k: &str| -> Result<Option<usize>> {
         q.get(k)
             .map(|v| {
@@ -348,6 +362,8 @@ async fn all_schemas(State(r): Reg, Query(q): Params) -> Result<Response> {
     Ok(reply(json!(r
         .schemas(&query)
         .iter()
+        .filter(|sv| !caller.authorizing()
+            || caller.allowed(Operation::Read, ResourceType::RegistrySubject, &sv.subject))
         .map(|sv| shown(&r, sv))
         .collect::<Vec<_>>())))
 }
@@ -366,31 +382,68 @@ async fn referenced_by(State(r): Reg, Path((s, v)): Path<(String, String)>) -> R
     Ok(reply(json!(r.referenced_by(&s, v)?)))
 }
 
-async fn raw_schema_by_id(State(r): Reg, Path(id): Path<String>) -> Result<Response> {
+async fn raw_schema_by_id(
+    State(r): Reg,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response> {
     let id = parse_id(&id)?;
-    let (text, _) = r.by_id(id, true)?;
+    let (text, uses) = r.by_id(id, true)?;
+    readable(&caller, &uses)?;
     let text = r.shown(id).unwrap_or(text);
     Ok(([(header::CONTENT_TYPE, CONTENT_TYPE)], text).into_response())
 }
 
-async fn id_versions(State(r): Reg, Path(id): Path<String>, Query(q): Params) -> Result<Response> {
+async fn id_versions(
+    State(r): Reg,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Result<Response> {
     let (_, uses) = r.by_id(parse_id(&id)?, flag(&q, "deleted"))?;
     Ok(reply(json!(uses
         .iter()
+        .filter(|(s, _)| authz::listed(&caller, s))
         .map(|(s, v)| json!({"subject": s, "version": v}))
         .collect::<Vec<_>>())))
 }
 
-async fn id_subjects(State(r): Reg, Path(id): Path<String>, Query(q): Params) -> Result<Response> {
+async fn id_subjects(
+    State(r): Reg,
+    caller: Caller,
+    Path(id): Path<String>,
+    Query(q): Params,
+) -> Result<Response> {
     let (_, uses) = r.by_id(parse_id(&id)?, flag(&q, "deleted"))?;
-    let mut subjects: Vec<&String> = uses.iter().map(|(s, _)| s).collect();
+    let mut subjects: Vec<&String> = uses
+        .iter()
+        .map(|(s, _)| s)
+        .filter(|s| authz::listed(&caller, s))
+        .collect();
     subjects.dedup();
     Ok(reply(json!(subjects)))
 }
 
-async fn subjects(State(r): Reg, Query(q): Params) -> Response {
+async fn subjects(State(r): Reg, caller: Caller, Query(q): Params) -> Response {
     let prefix = q.get("subjectPrefix").map_or("", String::as_str);
-    reply(json!(r.subjects(flag(&q, "deleted"), prefix)))
+    let mut subjects = r.subjects(flag(&q, "deleted"), prefix);
+    subjects.retain(|s| authz::listed(&caller, s));
+    reply(json!(subjects))
+}
+
+/// A schema by id is the caller's to read when it may read a subject that holds it.
+fn readable(caller: &Caller, uses: &[(String, i32)]) -> Result<()> {
+    if may_read_any(caller, uses) {
+        return Ok(());
+    }
+    Err(ApiError::http(
+        403,
+        40301,
+        format!(
+            "{} is not authorized to read a subject holding this schema",
+            caller.session.principal
+        ),
+    ))
 }
 
 async fn versions(State(r): Reg, Path(s): Path<String>, Query(q): Params) -> Result<Response> {

@@ -35,17 +35,26 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// Sends `method path_and_query` with `body` to the registry at `base` (`http://host:port`).
+/// Sends `method path_and_query` with `body` to the registry at `base` (`http://host:port`),
+/// with the caller's `Authorization` header (the receiver authenticates it again).
 pub async fn send(
     base: &str,
     method: &str,
     path_and_query: &str,
     content_type: Option<&str>,
+    authorization: Option<&str>,
     body: &[u8],
 ) -> Result<Answer, ForwardError> {
     tokio::time::timeout(
         TIMEOUT,
-        exchange(base, method, path_and_query, content_type, body),
+        exchange(
+            base,
+            method,
+            path_and_query,
+            content_type,
+            authorization,
+            body,
+        ),
     )
     .await
     .map_err(|_| ForwardError::Timeout)?
@@ -61,6 +70,7 @@ async fn exchange(
     method: &str,
     path_and_query: &str,
     content_type: Option<&str>,
+    authorization: Option<&str>,
     body: &[u8],
 ) -> Result<Answer, ForwardError> {
     let authority = base
@@ -76,6 +86,9 @@ async fn exchange(
         .body(body.to_vec());
     if let Some(ct) = content_type {
         req = req.header(reqwest::header::CONTENT_TYPE, ct);
+    }
+    if let Some(a) = authorization {
+        req = req.header(reqwest::header::AUTHORIZATION, a);
     }
     let mut resp = req.send().await?;
     let header = |name: &str| {

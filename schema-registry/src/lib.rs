@@ -2,6 +2,7 @@
 //!
 //! - [`api`]: the Confluent Schema Registry REST API (subjects, versions, ids, config, mode,
 //!   compatibility) with Confluent's content types and error codes.
+//! - [`authz`]: who may do what (subjects and the registry are ACL resources, as Redpanda's).
 //! - [`avro`]: Avro parsing, schema identity and compatibility by Avro schema resolution.
 //! - [`compat`]: compatibility levels and the driver every format's check goes through.
 //! - [`forward`]: in a cluster, writes forwarded to the registry of the `_schemas` leader.
@@ -17,6 +18,7 @@
 //! Avro, JSON Schema and Protobuf are supported; see docs/schema-registry.md.
 
 pub mod api;
+pub mod authz;
 pub mod avro;
 pub mod compat;
 pub mod forward;

@@ -118,7 +118,7 @@ pub async fn info(args: &ClientArgs) -> Result<()> {
 const READY_PATH: &str = "/v1/status/ready";
 
 pub async fn health(args: &ClientArgs) -> Result<()> {
-    let url = parse_url(&args.admin_url)?;
+    let url = parse_url(&args.admin_url)?.with_auth(args);
     let answer = get(
         &url,
         READY_PATH,
@@ -162,7 +162,7 @@ const HINT: &str = "is 'icestream serve' running? set --admin-url";
 /// `icestream cluster status`: every broker and whether it is active, draining or
 /// decommissioned (from the admin API, which the controller's state backs).
 pub async fn status(args: &ClientArgs) -> Result<()> {
-    let url = parse_url(&args.admin_url)?;
+    let url = parse_url(&args.admin_url)?.with_auth(args);
     let (code, body) = request(&url, ADMIN_API, "GET", "/v1/cluster/brokers", None, HINT).await?;
     if code != 200 {
         bail!(
@@ -260,7 +260,7 @@ pub async fn status(args: &ClientArgs) -> Result<()> {
 /// `icestream cluster backup --out FILE`: the cluster metadata as the broker's controller has
 /// applied it, written whole or not at all.
 pub async fn backup(args: &ClientArgs, out: &std::path::Path) -> Result<()> {
-    let url = parse_url(&args.admin_url)?;
+    let url = parse_url(&args.admin_url)?.with_auth(args);
     let (code, body) = request(&url, ADMIN_API, "GET", "/v1/cluster/metadata", None, HINT).await?;
     let v: serde_json::Value =
         serde_json::from_str(&body).unwrap_or(serde_json::Value::String(body.clone()));
@@ -291,7 +291,7 @@ pub async fn backup(args: &ClientArgs, out: &std::path::Path) -> Result<()> {
 /// `icestream cluster decommission --node N`: marks the broker as draining; the controller
 /// moves its replicas to the other brokers (follow with `icestream cluster status`).
 pub async fn decommission(args: &ClientArgs, node: i32) -> Result<()> {
-    let url = parse_url(&args.admin_url)?;
+    let url = parse_url(&args.admin_url)?.with_auth(args);
     let path = format!("/v1/cluster/decommission/{node}");
     let (code, body) = request(&url, ADMIN_API, "POST", &path, None, HINT).await?;
     let v: serde_json::Value =

@@ -30,6 +30,19 @@ pub struct HttpUrl {
     pub host: String,
     /// Path prefix without a trailing slash (may be empty).
     pub base: String,
+    /// `Authorization` header value sent with every request (`--user`/`--password`).
+    pub authorization: Option<String>,
+}
+
+impl HttpUrl {
+    /// With HTTP Basic credentials from `--user` and `--password` (or ICESTREAM_PASSWORD).
+    pub fn with_auth(mut self, args: &super::ClientArgs) -> Self {
+        if let Some(user) = &args.user {
+            let password = args.password.as_deref().unwrap_or("");
+            self.authorization = Some(engine::security::http_auth::basic_header(user, password));
+        }
+        self
+    }
 }
 
 /// Which HTTP service a URL points at, for error messages.
@@ -110,6 +123,7 @@ pub fn parse_service_url(url: &str, svc: Service) -> Result<HttpUrl> {
         addr,
         host: authority.to_string(),
         base: path.trim_end_matches('/').to_string(),
+        authorization: None,
     })
 }
 
@@ -157,6 +171,9 @@ async fn send(
             "{method} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: icestream-cli\r\nAccept: {REGISTRY_CONTENT_TYPE}, application/json, */*\r\nConnection: close\r\n",
             url.base, path, url.host
         );
+        if let Some(a) = &url.authorization {
+            request.push_str(&format!("Authorization: {a}\r\n"));
+        }
         // Kafka Connect accepts only application/json bodies; the registry its own type.
         let content_type = if svc.name == CONNECT.name {
             "application/json"

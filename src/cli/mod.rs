@@ -101,6 +101,17 @@ pub struct ClientArgs {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+    /// User to authenticate as (HTTP Basic on the admin API and schema registry)
+    #[arg(long, global = true, env = "ICESTREAM_USER")]
+    pub user: Option<String>,
+    /// The user's password (prefer the environment variable: flags show in `ps`)
+    #[arg(
+        long,
+        global = true,
+        env = "ICESTREAM_PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
 }
 
 /// How command output is printed.

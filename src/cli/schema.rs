@@ -156,7 +156,7 @@ struct Registry {
 impl Registry {
     fn new(args: &ClientArgs) -> Result<Self> {
         Ok(Registry {
-            url: parse_service_url(&args.schema_registry_url, SCHEMA_REGISTRY)?,
+            url: parse_service_url(&args.schema_registry_url, SCHEMA_REGISTRY)?.with_auth(args),
             shown: args.schema_registry_url.clone(),
         })
     }
@@ -262,6 +262,11 @@ impl Registry {
             42206 => anyhow!(
                 "other schemas reference subject '{subject}' ({message}): delete them first; see which with GET /subjects/{subject}/versions/N/referencedby"
             ),
+            40101 => anyhow!(
+                "the schema registry at {} needs credentials ({message}): give --user and --password (or ICESTREAM_PASSWORD)",
+                self.shown
+            ),
+            40301 => anyhow!("not allowed: {message}: ask an admin for an ACL on the subject"),
             50001..=50099 => anyhow!(
                 "the schema registry failed ({code}: {message}): retry, and check the broker log"
             ),

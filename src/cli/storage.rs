@@ -15,7 +15,7 @@ use super::{ClientArgs, Format};
 const HINT: &str = "is 'icestream serve' running? set --admin-url";
 
 async fn call(args: &ClientArgs, method: &str, path: &str, body: Option<Value>) -> Result<Value> {
-    let url = parse_url(&args.admin_url)?;
+    let url = parse_url(&args.admin_url)?.with_auth(args);
     let body = body.map(|b| b.to_string());
     let (status, text) = request(&url, ADMIN_API, method, path, body.as_deref(), HINT).await?;
     let value: Value = serde_json::from_str(&text).unwrap_or(Value::String(text.clone()));

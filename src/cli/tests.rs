@@ -136,6 +136,8 @@ async fn consume_stops_after_n_records() {
         admin_url: "http://127.0.0.1:1".into(),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Json,
+        user: None,
+        password: None,
     };
     let run = super::consume::run(
         &args,
@@ -199,6 +201,8 @@ async fn errors_are_one_actionable_line() {
         admin_url: format!("http://{dead}"),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Table,
+        user: None,
+        password: None,
     };
     let e = super::cluster::health(&args)
         .await
@@ -222,6 +226,8 @@ async fn health_reads_the_real_admin_api() {
         admin_url: format!("http://{admin_addr}/"),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Json,
+        user: None,
+        password: None,
     };
     super::cluster::health(&args).await.expect("healthy");
 }
@@ -235,6 +241,8 @@ async fn topic_commands_run_against_a_broker() {
             admin_url: "http://127.0.0.1:1".into(),
             schema_registry_url: "http://127.0.0.1:1".into(),
             format,
+            user: None,
+            password: None,
         };
         let topic = format!("{format:?}");
         super::topic::create(&args, &topic, 2, -1, &["retention.ms=1000".into()])
@@ -392,6 +400,8 @@ fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
         admin_url: "http://127.0.0.1:1".into(),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format,
+        user: None,
+        password: None,
     }
 }
 

@@ -599,7 +599,9 @@ pub async fn add_partitions(args: &ClientArgs, name: &str, count: i32) -> Result
 /// The topic's Iceberg translation state (`GET /v1/iceberg/topics/{topic}`), if the broker
 /// has it: `None` for brokers without Iceberg topics or when the admin API is unreachable.
 async fn iceberg_status(args: &ClientArgs, topic: &str) -> Option<serde_json::Value> {
-    let url = super::http::parse_url(&args.admin_url).ok()?;
+    let url = super::http::parse_url(&args.admin_url)
+        .ok()?
+        .with_auth(args);
     let path = format!("/v1/iceberg/topics/{}", super::http::encode_segment(topic));
     let (status, text) = super::http::request(
         &url,

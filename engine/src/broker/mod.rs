@@ -8,6 +8,7 @@ mod dynamic_configs;
 mod internal_topics;
 pub mod leader_preference;
 mod leadership;
+pub mod listeners;
 mod mounted;
 mod producer_ids;
 pub mod security;
@@ -119,6 +120,8 @@ pub struct Broker {
     pub throttles: crate::raft::Throttles,
     /// Users, ACLs and quotas in force, and whether requests are authorized.
     pub security: security::Security,
+    /// The TLS configurations of the Kafka and HTTP listeners, with `config.tls`.
+    pub tls: Option<crate::security::tls::TlsConfigs>,
     ready: AtomicBool,
 }
 
@@ -167,10 +170,14 @@ impl Broker {
         let dynamic = dynamic_configs::load(&config.data_dir, config.node_id, &config.defaults)
             .map_err(StartError::DynamicConfigs)?;
         let cluster = match cluster {
-            Some(c) => Some(
-                crate::cluster::Cluster::bind(c, advertised.clone(), topics.cluster_id.clone())
-                    .await?,
-            ),
+            Some(c) => {
+                let c =
+                    crate::cluster::Cluster::bind(c, advertised.clone(), topics.cluster_id.clone())
+                        .await?;
+                c.members
+                    .set_kafka_listeners(listeners::advertised_map(&config));
+                Some(c)
+            }
             None => None,
         };
         let kafka_limiter = crate::limits::connections::ConnLimiter::new(
@@ -183,6 +190,10 @@ impl Broker {
             metrics.fetch_memory_bytes.clone(),
         );
         let authz = config.authz.clone();
+        let tls = match &config.tls {
+            Some(t) => Some(crate::security::tls::TlsConfigs::new(t)?),
+            None => None,
+        };
         let security_state = security::load(&config.data_dir).map_err(StartError::Security)?;
         let broker = Arc::new(Broker {
             disk,
@@ -209,6 +220,7 @@ impl Broker {
             leaders_told: Default::default(),
             dynamic: parking_lot::RwLock::new(dynamic),
             security: security::Security::new(authz, security_state),
+            tls,
             throttles: Default::default(),
             ready: AtomicBool::new(false),
         });
@@ -228,6 +240,9 @@ impl Broker {
                 follower,
             );
         });
+        broker
+            .metrics
+            .register_with(|r| broker.security.quotas.metrics.register(r));
         broker.apply_throttles();
         broker.remove_orphan_topic_dirs();
         let mut records = records;
@@ -835,6 +850,10 @@ pub enum StartError {
     Cluster(#[from] crate::cluster::ClusterError),
     #[error("cannot join a cluster with this data directory: {0}")]
     Adopt(String),
+    #[error("TLS: {0}")]
+    Tls(#[from] crate::security::tls::TlsError),
+    #[error("listener {0} is SSL or SASL_SSL but no TLS certificate is configured")]
+    NoTls(String),
 }
 
 impl From<crate::cluster::ApplyError> for BrokerError {

@@ -12,6 +12,7 @@ use std::time::Duration;
 
 use super::{Broker, BrokerError};
 use crate::config::InvalidConfig;
+use crate::limits::quotas::{ClientQuotas, WindowConfig};
 use crate::security::acl::{Operation, ResourceType};
 use crate::security::scram::{Mechanism, ScramCredential};
 use crate::security::state::{SecurityChange, SecurityState};
@@ -22,6 +23,8 @@ pub struct Security {
     state: parking_lot::RwLock<Arc<SecurityState>>,
     /// Held while the state is written: changes are stored in the order they are applied.
     write: tokio::sync::Mutex<()>,
+    /// The clients' rates against the quotas in force (told of every change of them).
+    pub quotas: ClientQuotas,
 }
 
 fn file(data_dir: &Path) -> PathBuf {
@@ -54,6 +57,7 @@ impl Security {
     pub fn new(config: AuthzConfig, state: SecurityState) -> Self {
         Security {
             config,
+            quotas: ClientQuotas::new(&state.quotas, WindowConfig::default()),
             state: parking_lot::RwLock::new(Arc::new(state)),
             write: tokio::sync::Mutex::new(()),
         }
@@ -83,7 +87,8 @@ impl Security {
 
     /// Replaces the state in force (the controller's, once applied).
     pub(crate) fn replace(&self, state: Arc<SecurityState>) {
-        *self.state.write() = state;
+        *self.state.write() = state.clone();
+        self.quotas.update(&state.quotas);
     }
 }
 
@@ -395,6 +400,45 @@ mod tests {
         assert_eq!(
             create_acls::handle(&b, &alice, req()).await.results[0].error_code,
             31
+        );
+    }
+}
+
+#[cfg(test)]
+mod quota_tests {
+    use super::*;
+    use crate::security::quota::{EntityName, QuotaEntity, PRODUCER_BYTE_RATE};
+
+    /// The request path's one check follows the quotas in force, and connections see a new
+    /// generation to resolve their limits again.
+    #[test]
+    fn quotas_follow_the_state_in_force() {
+        let security = Security::new(AuthzConfig::default(), SecurityState::default());
+        assert!(!security.quotas.active());
+        let before = security.quotas.generation();
+        let mut next = SecurityState::default();
+        next.apply(&SecurityChange::AlterQuota {
+            entity: QuotaEntity {
+                user: None,
+                client_id: Some(EntityName::Name("etl".into())),
+            },
+            changes: vec![(PRODUCER_BYTE_RATE.into(), Some(1024.0))],
+        });
+        security.replace(Arc::new(next.clone()));
+        assert!(security.quotas.active());
+        assert_ne!(security.quotas.generation(), before);
+        // A broker started with quotas kept in its data directory has them in force.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("meta")).unwrap();
+        std::fs::write(file(dir.path()), serde_json::to_vec(&next).unwrap()).unwrap();
+        let loaded = load(dir.path()).unwrap();
+        assert_eq!(loaded, next);
+        assert!(Security::new(AuthzConfig::default(), loaded)
+            .quotas
+            .active());
+        assert_eq!(
+            load(&dir.path().join("none")).unwrap(),
+            SecurityState::default()
         );
     }
 }

@@ -167,7 +167,15 @@ async fn ask_leader<'a>(
         .with_transaction_result(marker.control == ControlType::Commit)
         .with_coordinator_epoch(marker.coordinator_epoch)
         .with_topics(topics)]);
-    let resp = match crate::handlers::forward::ask_broker(b, leader, 1, &req).await {
+    let resp = match crate::handlers::forward::ask_broker(
+        b,
+        &crate::security::Session::internal(),
+        leader,
+        1,
+        &req,
+    )
+    .await
+    {
         Ok(r) => r,
         Err(e) => {
             let why = format!("broker {leader}: {e}");

@@ -189,9 +189,15 @@ async fn ask_coordinator(b: &Broker, a: &Ask, add: bool) -> Result<(), TxnError>
                 .with_partitions(vec![a.partition])]),
     ]);
     let version = if add { 5 } else { 4 };
-    let resp = crate::handlers::forward::ask_broker(b, node, version, &req)
-        .await
-        .map_err(|e| unavailable(format!("broker {node}: {e}")))?;
+    let resp = crate::handlers::forward::ask_broker(
+        b,
+        &crate::security::Session::internal(),
+        node,
+        version,
+        &req,
+    )
+    .await
+    .map_err(|e| unavailable(format!("broker {node}: {e}")))?;
     let code = if resp.error_code != 0 {
         resp.error_code
     } else {

@@ -58,3 +58,13 @@ pub trait Peers: Send + Sync {
     /// On the controller leader: starts moving replicas off draining brokers.
     fn drain(&self);
 }
+
+pub type KafkaFuture = Pin<Box<dyn Future<Output = Result<Vec<u8>, String>> + Send>>;
+
+/// Runs the Kafka requests other brokers forward for their clients over the authenticated
+/// RPC ([`super::kafka_rpc`]): the broker's handlers, as for a client of its own.
+pub trait KafkaHost: Send + Sync {
+    /// Handles one request frame (header and body, no length) as `session`: the response
+    /// frame (header and body), or why there is none.
+    fn handle(&self, session: crate::security::Session, request: bytes::Bytes) -> KafkaFuture;
+}

@@ -1,18 +1,20 @@
 //! The RPC listener's side of the cluster: what each frame from a peer does.
 //!
-//! Nothing here trusts the sender (the listener has no authentication): proposals are checked
-//! ([`super::validate`]) before they reach the controller, hellos that would replace a live
-//! member are refused ([`super::membership::Members::merge`]), and Raft messages are checked
-//! against the group's replicas here and by [`crate::raft::guard`] before raft-rs sees them.
+//! With a cluster secret, a connection is served only once the caller has proven it holds the
+//! secret, and every frame only once its MAC checks ([`super::rpc_auth`]). Even so (and
+//! without a secret, when anyone reaching the port may send anything) nothing here trusts the
+//! sender: proposals are checked ([`super::validate`]) before they reach the controller, hellos
+//! that would replace a live member are refused ([`super::membership::Members::merge`]), and
+//! Raft messages are checked against the group's replicas here and by [`crate::raft::guard`]
+//! before raft-rs sees them.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
 use super::controller::Input;
 use super::membership::Hello;
 use super::rpc::{self, frame, Kind};
+use super::rpc_auth::{self, AuthError};
 use super::{Cluster, Command, ProposeReply};
 
 pub(super) async fn accept_loop(
@@ -42,12 +44,45 @@ pub(super) async fn accept_loop(
     }
 }
 
+/// How long a caller has to complete the handshake.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves one peer connection until it closes or sends something invalid.
-async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
+async fn serve_conn(s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
+    let secret = cluster.config.secret.as_ref();
+    let accept = rpc::Conn::server(s, peer.clone(), secret, cluster.node_id());
+    let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+        Ok(Ok(c)) => c,
+        Ok(Err(rpc::RpcError::Auth(e))) => {
+            cluster.reject("auth_failed", format_args!("{e}"));
+            return;
+        }
+        Ok(Err(e)) => {
+            cluster.reject(
+                "auth_failed",
+                format_args!("peer {peer} did not authenticate: {e}"),
+            );
+            return;
+        }
+        Err(_) => {
+            cluster.reject(
+                "auth_failed",
+                format_args!(
+                    "peer {peer} did not authenticate within {}s",
+                    HANDSHAKE_TIMEOUT.as_secs()
+                ),
+            );
+            return;
+        }
+    };
     loop {
-        let (kind, body) = match rpc::read_frame(&mut s, &peer).await {
+        let (kind, body) = match conn.read().await {
             Ok(Some(f)) => f,
             Ok(None) => return,
+            Err(rpc::RpcError::Auth(e)) => {
+                cluster.reject("auth_bad_mac", format_args!("{e}"));
+                return;
+            }
             Err(e @ rpc::RpcError::UnknownKind(_)) => {
                 // A peer of a newer release: say so where an operator looks.
                 cluster.reject("rpc_unknown_kind", format_args!("rpc from {peer}: {e}"));
@@ -151,10 +186,31 @@ async fn serve_conn(mut s: tokio::net::TcpStream, peer: String, cluster: Arc<Clu
                 None
             }
             Kind::SnapshotRead => Some(super::snapshot_rpc::serve(&cluster, &body).await),
-            Kind::Members | Kind::ProposeResult | Kind::SnapshotChunk => return,
+            Kind::AuthHello if !conn.authenticated() => {
+                // A caller with a secret, and this broker has none.
+                cluster.reject(
+                    "auth_failed",
+                    format_args!("{}", AuthError::NoSecretHere { peer: peer.clone() }),
+                );
+                let why = rpc_auth::REFUSE_NO_SECRET.as_bytes();
+                let _ = conn.write(frame(Kind::AuthRefused, why)).await;
+                return;
+            }
+            Kind::KafkaRequest if conn.authenticated() => {
+                Some(cluster.serve_kafka_request(&body, &peer).await)
+            }
+            Kind::Members
+            | Kind::ProposeResult
+            | Kind::SnapshotChunk
+            | Kind::AuthHello
+            | Kind::AuthChallenge
+            | Kind::AuthProof
+            | Kind::AuthRefused
+            | Kind::KafkaRequest
+            | Kind::KafkaResponse => return,
         };
         if let Some(a) = answer {
-            if s.write_all(&a).await.is_err() {
+            if conn.write(a).await.is_err() {
                 return;
             }
         }

@@ -42,6 +42,22 @@ pub struct Member {
     /// Its release (the binary's version), absent from brokers that predate it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub release: Option<String>,
+    /// Where clients of each of its Kafka listeners reach it, by listener name (Kafka's
+    /// advertised.listeners). Absent from brokers that predate it: `kafka_host:kafka_port`
+    /// (its first listener) is then its only address.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub listeners: BTreeMap<String, (String, u16)>,
+}
+
+impl Member {
+    /// Where a client of listener `name` reaches this broker; `None` when it has no such
+    /// listener (Kafka then leaves it out of what that client is told).
+    pub fn kafka_address(&self, name: &str) -> Option<(String, u16)> {
+        if self.listeners.is_empty() {
+            return Some((self.kafka_host.clone(), self.kafka_port));
+        }
+        self.listeners.get(name).cloned()
+    }
 }
 
 fn first_rpc_version() -> u16 {
@@ -213,6 +229,13 @@ impl Members {
         }
     }
 
+    /// Announces this broker's Kafka listeners' advertised addresses from the next hello on.
+    pub fn set_kafka_listeners(&self, listeners: BTreeMap<String, (String, u16)>) {
+        if let Some((m, _)) = self.known.write().get_mut(&self.me.node_id) {
+            m.listeners = listeners;
+        }
+    }
+
     /// Announces this broker's Iceberg catalog URL from the next hello on.
     pub fn set_iceberg_catalog_url(&self, url: String) {
         if let Some((m, _)) = self.known.write().get_mut(&self.me.node_id) {
@@ -249,6 +272,7 @@ mod tests {
             features: Default::default(),
             rpc_version: crate::cluster::rpc::VERSION,
             release: None,
+            listeners: Default::default(),
         }
     }
 
@@ -369,5 +393,32 @@ mod tests {
         let back: Member =
             serde_json::from_str(&serde_json::to_string(&self::m(3)).unwrap()).unwrap();
         assert_eq!(back.rpc_version, crate::cluster::rpc::VERSION);
+    }
+
+    #[test]
+    fn listeners_travel_in_hellos_and_older_members_keep_their_one_address() {
+        let ms = Members::new(m(1));
+        ms.set_kafka_listeners(
+            [
+                ("PLAINTEXT".to_string(), ("10.0.0.1".to_string(), 9092)),
+                ("SSL".to_string(), ("broker-1.example".to_string(), 9093)),
+            ]
+            .into(),
+        );
+        let h = ms.hello("c");
+        let back: Hello = serde_json::from_slice(&serde_json::to_vec(&h).unwrap()).unwrap();
+        let other = Members::new(m(2));
+        other.merge(&back.from, &back.members).unwrap();
+        let one = other.get(1).unwrap();
+        assert_eq!(
+            one.kafka_address("SSL"),
+            Some(("broker-1.example".into(), 9093))
+        );
+        assert_eq!(one.kafka_address("SASL_SSL"), None);
+        // A member without listeners (an older broker) answers every listener with its one
+        // address.
+        let old = r#"{"node_id":3,"rpc_addr":"a:1","kafka_host":"h","kafka_port":1}"#;
+        let m3: Member = serde_json::from_str(old).unwrap();
+        assert_eq!(m3.kafka_address("SSL"), Some(("h".into(), 1)));
     }
 }

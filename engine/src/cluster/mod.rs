@@ -12,6 +12,7 @@
 pub mod controller;
 pub mod features;
 pub mod host;
+pub mod kafka_rpc;
 mod listener;
 pub mod membership;
 pub mod metadata_state;
@@ -22,6 +23,7 @@ mod propose;
 pub mod reassign;
 pub mod recover;
 pub mod rpc;
+pub mod rpc_auth;
 pub mod send_queue;
 mod snapshot_rpc;
 pub mod unmount;
@@ -87,6 +89,9 @@ pub struct ClusterConfig {
     pub rpc_connections: crate::limits::connections::ConnLimits,
     /// How many frames (and bytes) wait for one peer before the oldest are dropped.
     pub send_queue: send_queue::QueueLimits,
+    /// `--cluster-secret-file`: brokers authenticate each other with it and MAC every frame
+    /// ([`rpc_auth`]); `None`: the RPC is not authenticated.
+    pub secret: Option<rpc_auth::ClusterSecret>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -284,6 +289,8 @@ pub struct Cluster {
     rejected: OnceLock<crate::metrics::Rejections>,
     /// This broker's block of producer ids.
     producer_ids: producer_ids::Allocator,
+    /// What runs the Kafka requests peers forward here (the broker's handlers).
+    kafka_host: OnceLock<Arc<dyn host::KafkaHost>>,
 }
 
 /// A partition ISR another broker said it leads with.
@@ -327,6 +334,7 @@ impl Cluster {
             features: features::supported(),
             rpc_version: rpc::VERSION,
             release: Some(env!("CARGO_PKG_VERSION").to_string()),
+            listeners: Default::default(),
         };
         Ok(Arc::new(Cluster {
             config,
@@ -348,6 +356,7 @@ impl Cluster {
             drain_task: Default::default(),
             rejected: OnceLock::new(),
             producer_ids: Default::default(),
+            kafka_host: OnceLock::new(),
         }))
     }
 
@@ -803,8 +812,7 @@ async fn gossip_loop(cluster: Arc<Cluster>) {
                 let body = body.clone();
                 let cluster = cluster.clone();
                 async move {
-                    let source = Some(cluster.config.rpc_addr.ip());
-                    let r = rpc::call(&t, source, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
+                    let r = cluster.call(&t, Kind::Hello, &body, Kind::Members, Duration::from_millis(800)).await;
                     match r.map(|b| serde_json::from_slice::<Hello>(&b)) {
                         Ok(Ok(h)) if h.cluster_id == cluster.cluster_id => {
                             match cluster.members.merge(&h.from, &h.members) {

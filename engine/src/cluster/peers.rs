@@ -5,13 +5,43 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::io::AsyncWriteExt;
-
 use super::rpc::{self, frame, Kind};
 use super::{controller, send_queue, Cluster};
 use crate::partition::router::RouteError;
 
 impl Cluster {
+    /// How this broker calls its peers: from its RPC address, with its secret.
+    pub(crate) fn caller(&self) -> rpc::Caller<'_> {
+        rpc::Caller {
+            source: Some(self.config.rpc_addr.ip()),
+            secret: self.config.secret.as_ref(),
+            node: self.node_id(),
+        }
+    }
+
+    /// [`rpc::call`] from this broker; an authentication failure is counted and logged.
+    pub(crate) async fn call(
+        &self,
+        addr: &str,
+        kind: Kind,
+        body: &[u8],
+        answer: Kind,
+        timeout: Duration,
+    ) -> Result<Vec<u8>, rpc::RpcError> {
+        let r = rpc::call(addr, self.caller(), kind, body, answer, timeout).await;
+        if let Err(e) = &r {
+            self.note_auth_error(e);
+        }
+        r
+    }
+
+    /// Counts and logs an authentication failure (other errors are the caller's to report).
+    pub(crate) fn note_auth_error(&self, e: &rpc::RpcError) {
+        if let rpc::RpcError::Auth(e) = e {
+            self.reject("auth_failed", format_args!("{e}"));
+        }
+    }
+
     /// Queues a frame for broker `to` without blocking; frames that cannot be delivered, or
     /// that a full queue evicts, are dropped (Raft retransmits, heartbeats recur).
     pub fn send_frame(self: &Arc<Self>, to: i32, frame: Vec<u8>) {
@@ -48,21 +78,26 @@ impl Cluster {
         let cluster = self.clone();
         let rx = queue.clone();
         rt.spawn(async move {
-            let mut conn: Option<tokio::net::TcpStream> = None;
+            let mut conn: Option<rpc::Conn<tokio::net::TcpStream>> = None;
             loop {
                 let f = rx.pop().await;
                 if conn.is_none() {
                     let Some(m) = cluster.members.get(to) else {
                         continue;
                     };
-                    let connect = rpc::connect(&m.rpc_addr, Some(cluster.config.rpc_addr.ip()));
-                    match tokio::time::timeout(Duration::from_millis(500), connect).await {
-                        Ok(Ok(s)) => conn = Some(s),
-                        _ => continue,
+                    // Connecting and, with a secret, the handshake's round trip.
+                    let open = rpc::open(&m.rpc_addr, cluster.caller());
+                    match tokio::time::timeout(Duration::from_millis(1000), open).await {
+                        Ok(Ok(c)) => conn = Some(c),
+                        Ok(Err(e)) => {
+                            cluster.note_auth_error(&e);
+                            continue;
+                        }
+                        Err(_) => continue,
                     }
                 }
-                if let Some(s) = conn.as_mut() {
-                    if s.write_all(&f).await.is_err() {
+                if let Some(c) = conn.as_mut() {
+                    if c.write(f).await.is_err() {
                         conn = None;
                     }
                 }

@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::oneshot;
 
 use super::controller::{Input, ProposeOutcome};
-use super::rpc::{self, Kind};
+use super::rpc::Kind;
 use super::{features, validate, ApplyError, Cluster, Command, ProposeReply};
 
 impl Cluster {
@@ -102,15 +102,15 @@ impl Cluster {
         let Ok(body) = serde_json::to_vec(cmd) else {
             return ProposeReply::NotLeader(0);
         };
-        match rpc::call(
-            &m.rpc_addr,
-            Some(self.config.rpc_addr.ip()),
-            Kind::Propose,
-            &body,
-            Kind::ProposeResult,
-            Duration::from_secs(6),
-        )
-        .await
+        match self
+            .call(
+                &m.rpc_addr,
+                Kind::Propose,
+                &body,
+                Kind::ProposeResult,
+                Duration::from_secs(6),
+            )
+            .await
         {
             Ok(b) => serde_json::from_slice(&b).unwrap_or(ProposeReply::NotLeader(0)),
             Err(e) => {

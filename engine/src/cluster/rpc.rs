@@ -3,11 +3,19 @@
 //! A frame is `u32 length` (big endian, of what follows), `u8 kind`, then the body. Control
 //! messages (hello, proposals) are JSON; Raft messages are raft-rs's protobuf encoding and never
 //! leave this listener. Every length and kind is checked: bytes from the network never panic.
+//!
+//! With a cluster secret ([`super::rpc_auth`]) every connection starts with the handshake and
+//! every later frame is followed by its MAC ([`Conn`]); without one the frames are as above.
 
 use std::net::SocketAddr;
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::rpc_auth::{
+    AuthError, ClientHandshake, ClusterSecret, Macs, ServerHandshake, REFUSE_BAD_PROOF,
+    REFUSE_UNAUTHENTICATED, TAG,
+};
 
 /// The RPC protocol's version, announced in every hello. 1: releases before it was announced
 /// (absent from their hellos). A change a previous release would misread gets a new version
@@ -44,6 +52,22 @@ pub enum Kind {
     SnapshotRead = 8,
     /// The answer to `SnapshotRead`.
     SnapshotChunk = 9,
+    /// The caller's first frame with a cluster secret ([`super::rpc_auth`]); answered with
+    /// `AuthChallenge` (or `AuthRefused` by a broker without a secret).
+    AuthHello = 10,
+    /// The listener's nonce and proof; answered with `AuthProof`.
+    AuthChallenge = 11,
+    /// The caller's proof; MAC'd frames follow.
+    AuthProof = 12,
+    /// Why the sender refuses to go on (UTF-8 text), before it closes the connection.
+    AuthRefused = 13,
+    /// A Kafka request one broker forwards to another for a client (only between brokers
+    /// that authenticated with the cluster secret): `u16` length and the caller's principal
+    /// (`User:alice`), `u16` length and its host, then the request frame (header and body,
+    /// no length); answered with `KafkaResponse`.
+    KafkaRequest = 14,
+    /// The answer to `KafkaRequest`: the response frame (header and body, no length).
+    KafkaResponse = 15,
 }
 
 impl Kind {
@@ -58,6 +82,12 @@ impl Kind {
             7 => Kind::PartitionRaftBatch,
             8 => Kind::SnapshotRead,
             9 => Kind::SnapshotChunk,
+            10 => Kind::AuthHello,
+            11 => Kind::AuthChallenge,
+            12 => Kind::AuthProof,
+            13 => Kind::AuthRefused,
+            14 => Kind::KafkaRequest,
+            15 => Kind::KafkaResponse,
             _ => return None,
         })
     }
@@ -82,6 +112,8 @@ pub enum RpcError {
     Body(String),
     #[error("rpc to {0} timed out")]
     Timeout(String),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
 }
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
@@ -89,42 +121,242 @@ pub async fn read_frame(
     s: &mut (impl AsyncReadExt + Unpin),
     peer: &str,
 ) -> Result<Option<(Kind, Vec<u8>)>, RpcError> {
+    match read_raw(s, peer, 0).await? {
+        None => Ok(None),
+        Some((head, body)) => Ok(Some((parse_kind(head[4])?, body))),
+    }
+}
+
+fn parse_kind(b: u8) -> Result<Kind, RpcError> {
+    Kind::from_u8(b).ok_or(RpcError::UnknownKind(b))
+}
+
+/// Reads one frame's header (length and kind byte) and its body followed by `extra` bytes (a
+/// MAC), the kind not yet interpreted; `Ok(None)` at a clean end of stream.
+async fn read_raw(
+    s: &mut (impl AsyncReadExt + Unpin),
+    peer: &str,
+    extra: usize,
+) -> Result<Option<([u8; 5], Vec<u8>)>, RpcError> {
     let io = |source| RpcError::Io {
         peer: peer.to_string(),
         source,
     };
-    let mut len = [0u8; 4];
-    match s.read_exact(&mut len).await {
+    let mut head = [0u8; 5];
+    match s.read_exact(&mut head[..4]).await {
         Ok(_) => {}
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
         Err(e) => return Err(io(e)),
     }
-    let len = u32::from_be_bytes(len) as usize;
+    let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
     if len == 0 {
         return Err(RpcError::Empty);
     }
     if len > MAX_FRAME {
         return Err(RpcError::TooLarge(len));
     }
-    let mut kind = [0u8; 1];
-    s.read_exact(&mut kind).await.map_err(io)?;
-    let kind = Kind::from_u8(kind[0]).ok_or(RpcError::UnknownKind(kind[0]))?;
+    s.read_exact(&mut head[4..]).await.map_err(io)?;
     // Grows only as bytes arrive, so a peer announcing a large frame costs nothing up front.
+    let want = len - 1 + extra;
     let mut body = Vec::new();
     (&mut *s)
-        .take((len - 1) as u64)
+        .take(want as u64)
         .read_to_end(&mut body)
         .await
         .map_err(io)?;
-    if body.len() != len - 1 {
+    if body.len() != want {
         return Err(io(std::io::ErrorKind::UnexpectedEof.into()));
     }
-    Ok(Some((kind, body)))
+    Ok(Some((head, body)))
+}
+
+/// The error for an `AuthRefused` frame from `peer` (its reason, at most 512 bytes shown).
+pub fn refused_by(peer: &str, body: &[u8]) -> RpcError {
+    AuthError::RefusedBy {
+        peer: peer.to_string(),
+        reason: String::from_utf8_lossy(&body[..body.len().min(512)]).into_owned(),
+    }
+    .into()
+}
+
+/// One RPC connection: frames in and out, each followed by its MAC once the connection has
+/// authenticated with the cluster secret ([`super::rpc_auth`]), as they are without one.
+pub struct Conn<S> {
+    s: S,
+    peer: String,
+    macs: Option<Macs>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
+    /// A connection without authentication (no cluster secret).
+    pub fn plain(s: S, peer: String) -> Self {
+        Conn {
+            s,
+            peer,
+            macs: None,
+        }
+    }
+
+    pub fn peer(&self) -> &str {
+        &self.peer
+    }
+
+    /// Whether frames on it are authenticated.
+    pub fn authenticated(&self) -> bool {
+        self.macs.is_some()
+    }
+
+    fn io(&self, source: std::io::Error) -> RpcError {
+        RpcError::Io {
+            peer: self.peer.clone(),
+            source,
+        }
+    }
+
+    /// The caller's side: with a secret, the handshake as node `node` before anything else.
+    pub async fn client(
+        mut s: S,
+        peer: String,
+        secret: Option<&ClusterSecret>,
+        node: i32,
+    ) -> Result<Self, RpcError> {
+        let Some(secret) = secret else {
+            return Ok(Conn::plain(s, peer));
+        };
+        let io = |source| RpcError::Io {
+            peer: peer.clone(),
+            source,
+        };
+        let (hs, hello) = ClientHandshake::start(secret, node);
+        s.write_all(&frame(Kind::AuthHello, &hello))
+            .await
+            .map_err(io)?;
+        let refused = |reason: String| {
+            RpcError::Auth(AuthError::Refused {
+                peer: peer.clone(),
+                reason,
+            })
+        };
+        let challenge = match read_frame(&mut s, &peer).await {
+            Ok(Some((Kind::AuthChallenge, b))) => b,
+            Ok(Some((Kind::AuthRefused, b))) => return Err(refused_by(&peer, &b)),
+            Ok(Some((k, _))) => {
+                return Err(refused(format!(
+                    "it answered the handshake with a {k:?} frame"
+                )))
+            }
+            // An older release closes on the kind it does not know.
+            Ok(None) | Err(RpcError::Io { .. }) | Err(RpcError::UnknownKind(_)) => {
+                return Err(refused(
+                    "it closed the connection during the handshake: it has no cluster secret \
+                     or runs a release without one (set the same --cluster-secret-file on \
+                     every broker)"
+                        .into(),
+                ))
+            }
+            Err(e) => return Err(e),
+        };
+        match hs.finish(&challenge, &peer) {
+            Ok((proof, macs, _)) => {
+                s.write_all(&frame(Kind::AuthProof, &proof))
+                    .await
+                    .map_err(io)?;
+                Ok(Conn {
+                    s,
+                    peer,
+                    macs: Some(macs),
+                })
+            }
+            Err(e) => {
+                // Say why to the other side too, so that both logs tell the operator.
+                let why = REFUSE_BAD_PROOF.as_bytes();
+                let _ = s.write_all(&frame(Kind::AuthRefused, why)).await;
+                Err(e.into())
+            }
+        }
+    }
+
+    /// The listener's side: with a secret, the caller must complete the handshake first
+    /// (refused otherwise, with the reason sent back); without one, a caller that tries is
+    /// refused the same way.
+    pub async fn server(
+        mut s: S,
+        peer: String,
+        secret: Option<&ClusterSecret>,
+        node: i32,
+    ) -> Result<Self, RpcError> {
+        let Some(secret) = secret else {
+            return Ok(Conn::plain(s, peer));
+        };
+        let io = |source| RpcError::Io {
+            peer: peer.clone(),
+            source,
+        };
+        let hello = match read_frame(&mut s, &peer).await? {
+            Some((Kind::AuthHello, b)) => b,
+            Some((got, _)) => {
+                let why = REFUSE_UNAUTHENTICATED.as_bytes();
+                let _ = s.write_all(&frame(Kind::AuthRefused, why)).await;
+                return Err(AuthError::Unauthenticated { peer, got }.into());
+            }
+            None => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+        };
+        let (hs, challenge) = ServerHandshake::answer(secret, node, &hello, &peer)?;
+        s.write_all(&frame(Kind::AuthChallenge, &challenge))
+            .await
+            .map_err(io)?;
+        let proof = match read_frame(&mut s, &peer).await {
+            Ok(Some((Kind::AuthProof, b))) => b,
+            Ok(Some((Kind::AuthRefused, b))) => return Err(refused_by(&peer, &b)),
+            Ok(_) | Err(RpcError::Io { .. }) => {
+                return Err(AuthError::Refused {
+                    peer,
+                    reason: "it did not send its proof".into(),
+                }
+                .into())
+            }
+            Err(e) => return Err(e),
+        };
+        let (macs, _) = hs.finish(&proof, &peer)?;
+        Ok(Conn {
+            s,
+            peer,
+            macs: Some(macs),
+        })
+    }
+
+    /// Reads one frame, checking its MAC on an authenticated connection; `Ok(None)` at a
+    /// clean end of stream.
+    pub async fn read(&mut self) -> Result<Option<(Kind, Vec<u8>)>, RpcError> {
+        let Some(macs) = &mut self.macs else {
+            return read_frame(&mut self.s, &self.peer).await;
+        };
+        let Some((head, mut body)) = read_raw(&mut self.s, &self.peer, TAG).await? else {
+            return Ok(None);
+        };
+        let at = body.len() - TAG;
+        let mut tag = [0u8; TAG];
+        tag.copy_from_slice(&body[at..]);
+        body.truncate(at);
+        // The MAC first: nothing of a frame is interpreted before it is known to be a peer's.
+        macs.recv.open(&head, &body, &tag, &self.peer)?;
+        Ok(Some((parse_kind(head[4])?, body)))
+    }
+
+    /// Writes one encoded frame ([`frame`]), its MAC appended on an authenticated connection.
+    pub async fn write(&mut self, mut frame: Vec<u8>) -> Result<(), RpcError> {
+        if let Some(m) = &mut self.macs {
+            m.send.seal(&mut frame);
+        }
+        let r = self.s.write_all(&frame).await;
+        r.map_err(|e| self.io(e))
+    }
 }
 
 /// Encodes one frame.
 pub fn frame(kind: Kind, body: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(5 + body.len());
+    // Room for a MAC, so that sealing it never copies the frame.
+    let mut out = Vec::with_capacity(5 + body.len() + TAG);
     out.extend_from_slice(&((body.len() + 1) as u32).to_be_bytes());
     out.push(kind as u8);
     out.extend_from_slice(body);
@@ -215,29 +447,48 @@ pub async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::R
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing"))))
 }
 
+/// Who calls: the secret it authenticates with (if any) and its node id.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller<'a> {
+    pub source: Option<std::net::IpAddr>,
+    pub secret: Option<&'a ClusterSecret>,
+    pub node: i32,
+}
+
+/// Connects to a peer and, with a secret, authenticates.
+pub async fn open(addr: &str, caller: Caller<'_>) -> Result<Conn<TcpStream>, RpcError> {
+    let s = connect(addr, caller.source)
+        .await
+        .map_err(|source| RpcError::Io {
+            peer: addr.to_string(),
+            source,
+        })?;
+    Conn::client(s, addr.to_string(), caller.secret, caller.node).await
+}
+
 /// One request and its answer on a fresh connection, within `timeout`.
 pub async fn call(
     addr: &str,
-    source: Option<std::net::IpAddr>,
+    caller: Caller<'_>,
     kind: Kind,
     body: &[u8],
     answer: Kind,
     timeout: std::time::Duration,
 ) -> Result<Vec<u8>, RpcError> {
     let run = async {
-        let io = |source| RpcError::Io {
-            peer: addr.to_string(),
-            source,
-        };
-        let mut s = connect(addr, source).await.map_err(io)?;
-        s.write_all(&frame(kind, body)).await.map_err(io)?;
-        match read_frame(&mut s, addr).await? {
+        let mut c = open(addr, caller).await?;
+        c.write(frame(kind, body)).await?;
+        match c.read().await? {
             Some((k, b)) if k == answer => Ok(b),
+            Some((Kind::AuthRefused, b)) => Err(refused_by(addr, &b)),
             Some((k, _)) => Err(RpcError::Unexpected {
                 expected: answer,
                 got: k,
             }),
-            None => Err(io(std::io::ErrorKind::UnexpectedEof.into())),
+            None => Err(RpcError::Io {
+                peer: addr.to_string(),
+                source: std::io::ErrorKind::UnexpectedEof.into(),
+            }),
         }
     };
     tokio::time::timeout(timeout, run)
@@ -299,5 +550,171 @@ mod tests {
         push_batch_item(&mut not_utf8, "ab", 0, b"m");
         not_utf8[6] = 0xff;
         assert!(split_batch(&not_utf8).is_err());
+    }
+
+    fn secret(b: u8) -> ClusterSecret {
+        ClusterSecret::new(vec![b; 32].into()).unwrap()
+    }
+
+    /// A caller (node 1) and a listener (node 2) over an in-memory pipe, with these secrets.
+    async fn pair(
+        caller: Option<ClusterSecret>,
+        listener: Option<ClusterSecret>,
+    ) -> (
+        Result<Conn<tokio::io::DuplexStream>, RpcError>,
+        Result<Conn<tokio::io::DuplexStream>, RpcError>,
+    ) {
+        let (a, b) = tokio::io::duplex(1 << 16);
+        tokio::join!(
+            Conn::client(a, "listener".into(), caller.as_ref(), 1),
+            Conn::server(b, "caller".into(), listener.as_ref(), 2)
+        )
+    }
+
+    #[tokio::test]
+    async fn authenticated_connections_carry_frames_both_ways() {
+        let (c, s) = pair(Some(secret(1)), Some(secret(1))).await;
+        let (mut c, mut s) = (c.unwrap(), s.unwrap());
+        assert!(c.authenticated() && s.authenticated());
+        for i in 0..3u8 {
+            c.write(frame(Kind::Propose, &[i; 100])).await.unwrap();
+            assert_eq!(s.read().await.unwrap(), Some((Kind::Propose, vec![i; 100])));
+            s.write(frame(Kind::ProposeResult, &[i])).await.unwrap();
+            assert_eq!(
+                c.read().await.unwrap(),
+                Some((Kind::ProposeResult, vec![i]))
+            );
+        }
+        drop(c);
+        assert_eq!(s.read().await.unwrap(), None);
+    }
+
+    #[tokio::test]
+    async fn without_secrets_frames_are_as_before() {
+        let (c, s) = pair(None, None).await;
+        let (mut c, mut s) = (c.unwrap(), s.unwrap());
+        assert!(!c.authenticated());
+        c.write(frame(Kind::Hello, b"{}")).await.unwrap();
+        assert_eq!(s.read().await.unwrap(), Some((Kind::Hello, b"{}".to_vec())));
+        // What an older release reads: the frame, nothing after it.
+        let (mut a, mut b) = tokio::io::duplex(1024);
+        let mut plain = Conn::plain(&mut a, "p".into());
+        plain.write(frame(Kind::Hello, b"{}")).await.unwrap();
+        drop(plain);
+        drop(a);
+        let mut raw = Vec::new();
+        b.read_to_end(&mut raw).await.unwrap();
+        assert_eq!(raw, frame(Kind::Hello, b"{}"));
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_refused_on_both_sides() {
+        let (c, s) = pair(Some(secret(1)), Some(secret(2))).await;
+        assert!(matches!(c, Err(RpcError::Auth(AuthError::BadProof { .. }))));
+        // The listener is told why.
+        assert!(
+            matches!(&s, Err(RpcError::Auth(AuthError::RefusedBy { reason, .. })) if reason == REFUSE_BAD_PROOF),
+            "{:?}",
+            s.err()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_peer_without_a_secret_is_refused_and_told_why() {
+        // The listener has a secret, the caller none: its first frame is refused.
+        let k = secret(1);
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let caller = async {
+            let mut c = Conn::client(a, "l".into(), None, 1).await.unwrap();
+            c.write(frame(Kind::Propose, b"{}")).await.unwrap();
+            c.read().await.unwrap()
+        };
+        let (answer, s) = tokio::join!(caller, Conn::server(b, "c".into(), Some(&k), 2));
+        assert!(matches!(
+            s,
+            Err(RpcError::Auth(AuthError::Unauthenticated {
+                got: Kind::Propose,
+                ..
+            }))
+        ));
+        assert_eq!(
+            answer,
+            Some((
+                Kind::AuthRefused,
+                REFUSE_UNAUTHENTICATED.as_bytes().to_vec()
+            ))
+        );
+        // The caller has a secret and the listener none (it answers as listener.rs does).
+        let (a, b) = tokio::io::duplex(1 << 16);
+        let listener = async {
+            let mut s = Conn::server(b, "c".into(), None, 2).await.unwrap();
+            let first = s.read().await.unwrap();
+            let why = super::super::rpc_auth::REFUSE_NO_SECRET.as_bytes();
+            s.write(frame(Kind::AuthRefused, why)).await.unwrap();
+            first.map(|(k, _)| k)
+        };
+        let (c, first) = tokio::join!(Conn::client(a, "l".into(), Some(&k), 1), listener);
+        assert_eq!(first, Some(Kind::AuthHello));
+        let e = c.err().unwrap().to_string();
+        assert!(e.contains("set the same --cluster-secret-file"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn frames_altered_on_the_wire_close_the_connection() {
+        // A man in the middle flips one byte of the second frame's body.
+        let (a, mut mitm_in) = tokio::io::duplex(1 << 16);
+        let (mut mitm_out, b) = tokio::io::duplex(1 << 16);
+        let relay = async {
+            let mut buf = vec![0u8; 4096];
+            let mut back = vec![0u8; 4096];
+            let mut seen = 0usize;
+            loop {
+                tokio::select! {
+                    n = mitm_in.read(&mut buf) => {
+                        let n = n.unwrap();
+                        if n == 0 { return; }
+                        let chunk = &mut buf[..n];
+                        // The handshake is 3 frames (AuthHello 42 bytes, AuthProof 37 bytes);
+                        // then each Propose frame is 5 + 10 + 16 bytes.
+                        let start = 42 + 37 + 31;
+                        for (i, byte) in chunk.iter_mut().enumerate() {
+                            if seen + i == start + 8 {
+                                *byte ^= 0x40;
+                            }
+                        }
+                        seen += n;
+                        if mitm_out.write_all(chunk).await.is_err() { return; }
+                    }
+                    n = mitm_out.read(&mut back) => {
+                        let n = n.unwrap();
+                        if n == 0 { return; }
+                        if mitm_in.write_all(&back[..n]).await.is_err() { return; }
+                    }
+                }
+            }
+        };
+        let ends = async {
+            let k = secret(1);
+            let (c, s) = tokio::join!(
+                Conn::client(a, "l".into(), Some(&k), 1),
+                Conn::server(b, "c".into(), Some(&k), 2)
+            );
+            let (mut c, mut s) = (c.unwrap(), s.unwrap());
+            c.write(frame(Kind::Propose, &[1; 10])).await.unwrap();
+            c.write(frame(Kind::Propose, &[2; 10])).await.unwrap();
+            assert_eq!(s.read().await.unwrap(), Some((Kind::Propose, vec![1; 10])));
+            let second = s.read().await;
+            assert!(
+                matches!(
+                    second,
+                    Err(RpcError::Auth(AuthError::BadMac { seq: 1, .. }))
+                ),
+                "{second:?}"
+            );
+        };
+        tokio::select! {
+            _ = ends => {}
+            _ = relay => panic!("the relay ended first"),
+        }
     }
 }

@@ -4,14 +4,15 @@
 //! Request `SnapshotRead`: `u16` topic length, topic, `i32` partition, `u64` requester, `i64`
 //! from, `i64` upto, `u32` max bytes. Answer `SnapshotChunk`: `u8` 0, `i64` log start, `i64`
 //! local start, the batches; or `u8` 1 and an error message. Like Fetch, it serves anyone who
-//! reaches the RPC listener (which has no authentication yet: keep it on a private network).
+//! reaches the RPC listener: with a cluster secret, only the brokers holding it
+//! ([`super::rpc_auth`]).
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 
-use super::rpc::{self, frame, Kind};
+use super::rpc::{frame, Kind};
 use super::Cluster;
 use crate::raft::snapshot::{Chunk, ChunkFn, ChunkRequest};
 
@@ -34,17 +35,17 @@ impl Cluster {
             rt.spawn(async move {
                 let res = match cluster.members.get(node as i32) {
                     None => Err(format!("broker {node} is not a known member")),
-                    Some(m) => rpc::call(
-                        &m.rpc_addr,
-                        Some(cluster.config.rpc_addr.ip()),
-                        Kind::SnapshotRead,
-                        &body,
-                        Kind::SnapshotChunk,
-                        TIMEOUT,
-                    )
-                    .await
-                    .map_err(|e| e.to_string())
-                    .and_then(|b| decode_answer(&b)),
+                    Some(m) => cluster
+                        .call(
+                            &m.rpc_addr,
+                            Kind::SnapshotRead,
+                            &body,
+                            Kind::SnapshotChunk,
+                            TIMEOUT,
+                        )
+                        .await
+                        .map_err(|e| e.to_string())
+                        .and_then(|b| decode_answer(&b)),
                 };
                 let _ = tx.send(res);
             });

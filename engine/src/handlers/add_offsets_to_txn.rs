@@ -4,17 +4,26 @@
 use kafka_protocol::messages::{AddOffsetsToTxnRequest, AddOffsetsToTxnResponse};
 use kafka_protocol::ResponseError;
 
-use super::txn_error;
+use super::{authorize, txn_error};
 use crate::broker::Broker;
 use crate::group::store::{self, OFFSETS_TOPIC};
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
     req: AddOffsetsToTxnRequest,
 ) -> AddOffsetsToTxnResponse {
     let answer = |code: i16| AddOffsetsToTxnResponse::default().with_error_code(code);
     let id = req.transactional_id.0.as_str();
+    if !authorize::transactional_id(b, s, Operation::Write, id) {
+        return answer(ResponseError::TransactionalIdAuthorizationFailed.code());
+    }
+    if !authorize::group(b, s, Operation::Read, req.group_id.0.as_str()) {
+        return answer(ResponseError::GroupAuthorizationFailed.code());
+    }
     let t = match store::topic(b).await {
         Ok(t) => t,
         Err(e) => {

@@ -13,8 +13,13 @@ use kafka_protocol::messages::add_partitions_to_txn_response::{
 };
 use kafka_protocol::messages::{AddPartitionsToTxnRequest, AddPartitionsToTxnResponse};
 
+use kafka_protocol::ResponseError;
+
+use super::authorize::{self, Decisions};
 use super::{topic_name, txn_error};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::txn::{TxnError, TxnVersion};
 
 /// What a request asks about one transaction's partitions.
@@ -89,12 +94,65 @@ async fn one(
         .collect()
 }
 
+/// Every partition of `topics` answered with the code `code` gives it, nothing attempted.
+fn refused(
+    topics: &[AddPartitionsToTxnTopic],
+    mut code: impl FnMut(&str, i32) -> i16,
+) -> Vec<AddPartitionsToTxnTopicResult> {
+    topics
+        .iter()
+        .map(|t| {
+            AddPartitionsToTxnTopicResult::default()
+                .with_name(t.name.clone())
+                .with_results_by_partition(
+                    t.partitions
+                        .iter()
+                        .map(|&p| {
+                            AddPartitionsToTxnPartitionResult::default()
+                                .with_partition_index(p)
+                                .with_partition_error_code(code(t.name.0.as_str(), p))
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
     req: AddPartitionsToTxnRequest,
 ) -> AddPartitionsToTxnResponse {
     if version <= 3 {
+        // A client's: WRITE on the transactional id, then on every topic; one topic denied
+        // fails the request (the others OPERATION_NOT_ATTEMPTED, as Kafka).
+        let topics = &req.v3_and_below_topics;
+        let id = req.v3_and_below_transactional_id.0.as_str();
+        let answer = |results| {
+            AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results)
+        };
+        if !authorize::transactional_id(b, s, Operation::Write, id) {
+            let code = ResponseError::TransactionalIdAuthorizationFailed.code();
+            return answer(refused(topics, |_, _| code));
+        }
+        let mut writable = Decisions::new(b, s, Operation::Write, ResourceType::Topic);
+        if topics.iter().any(|t| !writable.allows(t.name.0.as_str())) {
+            return answer(refused(topics, |t, p| {
+                if !writable.allows(t) {
+                    ResponseError::TopicAuthorizationFailed
+                } else if b
+                    .topics
+                    .get(t)
+                    .is_none_or(|t| p < 0 || p as usize >= t.partitions.len())
+                {
+                    ResponseError::UnknownTopicOrPartition
+                } else {
+                    ResponseError::OperationNotAttempted
+                }
+                .code()
+            }));
+        }
         let results = one(
             b,
             req.v3_and_below_transactional_id.0.as_str(),
@@ -106,6 +164,11 @@ pub async fn handle(
         )
         .await;
         return AddPartitionsToTxnResponse::default().with_results_by_topic_v3_and_below(results);
+    }
+    // v4+ come from brokers only.
+    if !authorize::cluster(b, s, Operation::ClusterAction) {
+        return AddPartitionsToTxnResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
     let mut results = Vec::with_capacity(req.transactions.len());
     for t in &req.transactions {

@@ -9,14 +9,22 @@ use super::{broker_error, broker_scope, config_pairs, sb, RESOURCE_BROKER, RESOU
 use crate::broker::{Broker, BrokerError};
 use crate::config::TopicConfig;
 use crate::dynamic_config::Overrides;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, req: AlterConfigsRequest) -> AlterConfigsResponse {
+pub async fn handle(b: &Broker, s: &Session, req: AlterConfigsRequest) -> AlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
     for r in req.resources {
         let base = AlterConfigsResourceResponse::default()
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let name = r.resource_name.as_str().to_string();
+        if let Some(e) =
+            super::authorize::config_resource(b, s, Operation::AlterConfigs, r.resource_type, &name)
+        {
+            responses.push(base.with_error_code(e.code()));
+            continue;
+        }
         let pairs = config_pairs(r.configs.iter().map(|c| (&c.name, c.value.as_ref())));
         if r.resource_type == RESOURCE_BROKER {
             let outcome = async {

@@ -12,9 +12,11 @@ use kafka_protocol::messages::{
     AlterPartitionReassignmentsRequest, AlterPartitionReassignmentsResponse,
 };
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
 use crate::cluster::reassign::{plan, ReassignError};
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 /// How long a broker that does not know a topic yet waits for the controller's log to reach
 /// it: a client that created the topic through another broker and asks this one at once (as
@@ -53,8 +55,13 @@ async fn plan_waiting(
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     req: AlterPartitionReassignmentsRequest,
 ) -> AlterPartitionReassignmentsResponse {
+    if !authorize::cluster(b, s, Operation::Alter) {
+        return AlterPartitionReassignmentsResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code());
+    }
     let mut responses = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let mut partitions = Vec::with_capacity(t.partitions.len());

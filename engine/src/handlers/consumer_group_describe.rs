@@ -8,9 +8,14 @@ use kafka_protocol::messages::consumer_group_describe_response::{
 use kafka_protocol::messages::{ConsumerGroupDescribeRequest, ConsumerGroupDescribeResponse};
 
 use super::group_error::code;
+use kafka_protocol::ResponseError;
+
+use super::authorize::{self, Decisions};
 use super::{sb, topic_name};
 use crate::broker::Broker;
 use crate::group::TopicAssignment;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 fn assignment(a: TopicAssignment) -> Assignment {
     Assignment::default().with_topic_partitions(
@@ -27,15 +32,47 @@ fn assignment(a: TopicAssignment) -> Assignment {
 
 pub fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
     req: ConsumerGroupDescribeRequest,
 ) -> ConsumerGroupDescribeResponse {
+    let mut topics = Decisions::new(b, s, Operation::Describe, ResourceType::Topic);
     let groups = req
         .group_ids
         .into_iter()
         .map(|id| {
-            let g = DescribedGroup::default().with_group_id(id.clone());
-            match b.groups.consumer_describe(b, id.as_str()) {
+            let g = DescribedGroup::default()
+                .with_group_id(id.clone())
+                .with_authorized_operations(authorize::OPERATIONS_OMITTED);
+            // DESCRIBE on the group, and on every topic its members name (as Kafka 4).
+            if !authorize::group(b, s, Operation::Describe, id.as_str()) {
+                return g.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let g = if req.include_authorized_operations {
+                g.with_authorized_operations(authorize::operations(
+                    b,
+                    s,
+                    ResourceType::Group,
+                    id.as_str(),
+                ))
+            } else {
+                g
+            };
+            let described = b.groups.consumer_describe(b, id.as_str());
+            if let Ok(d) = &described {
+                let named = d.members.iter().flat_map(|m| {
+                    let assigned = m.assignment.iter().chain(&m.target).map(|(_, n, _)| n);
+                    m.subscribed.iter().chain(assigned)
+                });
+                if let Some(t) = named.into_iter().find(|t| !topics.allows(t)) {
+                    return g
+                        .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                        .with_error_message(Some(sb(format!(
+                            "not authorized to describe topic {t} of this group"
+                        ))));
+                }
+            }
+            match described {
                 Err((e, msg)) => g
                     .with_error_code(code(Some(e)))
                     .with_error_message(Some(sb(msg)))

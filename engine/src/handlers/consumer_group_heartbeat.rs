@@ -8,16 +8,34 @@ use kafka_protocol::messages::{
 };
 
 use super::group_error::code;
+use kafka_protocol::ResponseError;
+
+use super::authorize::{self, Decisions};
 use super::sb;
 use crate::broker::Broker;
 use crate::group::consumer::HeartbeatRequest;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     req: ConsumerGroupHeartbeatRequest,
 ) -> ConsumerGroupHeartbeatResponse {
+    // READ on the group, DESCRIBE on every topic it subscribes to by name (as Kafka 4).
+    let denied =
+        |e: ResponseError| ConsumerGroupHeartbeatResponse::default().with_error_code(e.code());
+    if !authorize::group(b, s, Operation::Read, req.group_id.as_str()) {
+        return denied(ResponseError::GroupAuthorizationFailed);
+    }
+    let mut describable = Decisions::new(b, s, Operation::Describe, ResourceType::Topic);
+    if let Some(ts) = &req.subscribed_topic_names {
+        if ts.iter().any(|t| !describable.allows(t.as_str())) {
+            return denied(ResponseError::TopicAuthorizationFailed);
+        }
+    }
     let mut member_id = req.member_id.to_string();
     if version == 0 && member_id.is_empty() && req.member_epoch == 0 {
         member_id = uuid::Uuid::new_v4().to_string();

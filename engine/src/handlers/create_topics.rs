@@ -6,11 +6,23 @@ use kafka_protocol::messages::create_topics_response::{
 use kafka_protocol::messages::{CreateTopicsRequest, CreateTopicsResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize::{self, Decisions};
 use super::{broker_error, config_pairs, sb};
 use crate::broker::Broker;
 use crate::config::all_configs;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> CreateTopicsResponse {
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: CreateTopicsRequest,
+) -> CreateTopicsResponse {
+    // CREATE on the cluster, else on each topic; the configs are shown with DESCRIBE_CONFIGS.
+    let on_cluster = authorize::cluster(b, s, Operation::Create);
+    let mut create = Decisions::new(b, s, Operation::Create, ResourceType::Topic);
+    let mut configs_shown = Decisions::new(b, s, Operation::DescribeConfigs, ResourceType::Topic);
     let mut results = Vec::with_capacity(req.topics.len());
     for t in req.topics {
         let name = t.name.as_str().to_string();
@@ -18,6 +30,10 @@ pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> Creat
             .with_name(t.name.clone())
             .with_num_partitions(-1)
             .with_replication_factor(-1);
+        if !on_cluster && !create.allows(&name) {
+            results.push(r.with_error_code(ResponseError::TopicAuthorizationFailed.code()));
+            continue;
+        }
         if !t.assignments.is_empty() {
             results.push(
                 r.with_error_code(ResponseError::InvalidReplicaAssignment.code())
@@ -42,7 +58,9 @@ pub async fn handle(b: &Broker, version: i16, req: CreateTopicsRequest) -> Creat
                     })
                     .with_num_partitions(rec.partitions)
                     .with_replication_factor(rec.replication_factor);
-                if version >= 5 {
+                if version >= 5 && !configs_shown.allows(&name) {
+                    r.with_topic_config_error_code(ResponseError::TopicAuthorizationFailed.code())
+                } else if version >= 5 {
                     let defaults = b.defaults();
                     let cfgs = all_configs()
                         .map(|d| {

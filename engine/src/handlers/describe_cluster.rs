@@ -3,22 +3,23 @@
 use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
 use kafka_protocol::messages::{BrokerId, DescribeClusterRequest, DescribeClusterResponse};
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterResponse {
-    let (brokers, controller) = match &b.cluster {
-        Some(c) => (
-            c.listed_brokers()
-                .into_iter()
-                .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
-                .collect(),
-            c.controller_leader().unwrap_or(-1),
-        ),
-        None => (
-            vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
-            b.node_id(),
-        ),
+/// The brokers are listed at the addresses of the listener `s` connected to.
+pub fn handle(b: &Broker, s: &Session, req: DescribeClusterRequest) -> DescribeClusterResponse {
+    // As Kafka: anyone may ask; the operations are filled only for who may describe the cluster.
+    let operations = match req.include_cluster_authorized_operations {
+        false => authorize::OPERATIONS_OMITTED,
+        true if !authorize::cluster(b, s, Operation::Describe) => 0,
+        true => authorize::operations(b, s, ResourceType::Cluster, authorize::CLUSTER_NAME),
+    };
+    let brokers = b.listed_brokers(s);
+    let controller = match &b.cluster {
+        Some(c) => c.controller_leader().unwrap_or(-1),
+        None => b.node_id(),
     };
     DescribeClusterResponse::default()
         .with_cluster_id(sb(b.topics.cluster_id.clone()))
@@ -35,5 +36,5 @@ pub fn handle(b: &Broker, _req: DescribeClusterRequest) -> DescribeClusterRespon
                 })
                 .collect(),
         )
-        .with_cluster_authorized_operations(i32::MIN)
+        .with_cluster_authorized_operations(operations)
 }

@@ -11,11 +11,13 @@ use super::{sb, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::Broker;
 use crate::config::{all_configs, Kind};
 use crate::dynamic_config::{dynamic_names, Source};
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 const SOURCE_TOPIC: i8 = 1;
 const SOURCE_DEFAULT: i8 = Source::Default as i8;
 
-pub fn handle(b: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
+pub fn handle(b: &Broker, s: &Session, req: DescribeConfigsRequest) -> DescribeConfigsResponse {
     let results = req
         .resources
         .iter()
@@ -28,6 +30,12 @@ pub fn handle(b: &Broker, req: DescribeConfigsRequest) -> DescribeConfigsRespons
             let base = DescribeConfigsResult::default()
                 .with_resource_type(r.resource_type)
                 .with_resource_name(r.resource_name.clone());
+            let (t, name) = (r.resource_type, r.resource_name.as_str());
+            if let Some(e) =
+                super::authorize::config_resource(b, s, Operation::DescribeConfigs, t, name)
+            {
+                return base.with_error_code(e.code());
+            }
             match r.resource_type {
                 RESOURCE_TOPIC => describe_topic(
                     b,

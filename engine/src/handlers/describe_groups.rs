@@ -6,17 +6,39 @@ use kafka_protocol::messages::{DescribeGroupsRequest, DescribeGroupsResponse};
 use kafka_protocol::ResponseError;
 
 use super::group_error::code;
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub fn handle(b: &Broker, version: i16, req: DescribeGroupsRequest) -> DescribeGroupsResponse {
+pub fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: DescribeGroupsRequest,
+) -> DescribeGroupsResponse {
+    let operations = version >= 3 && req.include_authorized_operations;
     let groups = req
         .groups
         .into_iter()
         .map(|id| {
             let g = DescribedGroup::default().with_group_id(id.clone());
             let g = if version >= 3 {
-                g.with_authorized_operations(i32::MIN)
+                g.with_authorized_operations(authorize::OPERATIONS_OMITTED)
+            } else {
+                g
+            };
+            // DESCRIBE on the group, before its existence is looked at (as Kafka).
+            if !authorize::group(b, s, Operation::Describe, id.as_str()) {
+                return g.with_error_code(ResponseError::GroupAuthorizationFailed.code());
+            }
+            let g = if operations {
+                g.with_authorized_operations(authorize::operations(
+                    b,
+                    s,
+                    ResourceType::Group,
+                    id.as_str(),
+                ))
             } else {
                 g
             };

@@ -6,10 +6,23 @@ use kafka_protocol::messages::describe_log_dirs_response::{
 };
 use kafka_protocol::messages::{DescribeLogDirsRequest, DescribeLogDirsResponse};
 
-use super::{sb, topic_name};
-use crate::broker::Broker;
+use kafka_protocol::ResponseError;
 
-pub async fn handle(b: &Broker, req: DescribeLogDirsRequest) -> DescribeLogDirsResponse {
+use super::{authorize, sb, topic_name};
+use crate::broker::Broker;
+use crate::security::acl::Operation;
+use crate::security::Session;
+
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    req: DescribeLogDirsRequest,
+) -> DescribeLogDirsResponse {
+    // Without DESCRIBE on the cluster: no directories (and the error from v3, as Kafka).
+    if !authorize::cluster(b, s, Operation::Describe) {
+        return DescribeLogDirsResponse::default()
+            .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+    }
     let dir = b.config.data_dir.join("kafka");
     // None: every topic; else the named topics' listed partitions.
     let wanted: Option<Vec<(String, Vec<i32>)>> = req.topics.map(|ts| {

@@ -8,14 +8,23 @@ use kafka_protocol::messages::describe_producers_response::{
 use kafka_protocol::messages::{DescribeProducersRequest, DescribeProducersResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
+use super::authorize::{self, Decisions};
 use super::partition_error;
 use crate::broker::Broker;
 use crate::partition::Cmd;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, req: DescribeProducersRequest) -> DescribeProducersResponse {
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    req: DescribeProducersRequest,
+) -> DescribeProducersResponse {
+    let mut readable = Decisions::new(b, s, Operation::Read, ResourceType::Topic);
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = b.topics.get(t.name.as_str());
+        let denied = !readable.allows(t.name.as_str());
+        let topic = b.topics.get(t.name.as_str()).filter(|_| !denied);
         let mut partitions = Vec::with_capacity(t.partition_indexes.len());
         for idx in t.partition_indexes {
             let r = PartitionResponse::default().with_partition_index(idx);
@@ -23,7 +32,7 @@ pub async fn handle(b: &Broker, req: DescribeProducersRequest) -> DescribeProduc
                 .as_ref()
                 .and_then(|t| Some((t, t.partition(idx)?.clone())))
             else {
-                partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                partitions.push(r.with_error_code(authorize::unserved(denied)));
                 continue;
             };
             if !b.leads(topic, idx) {

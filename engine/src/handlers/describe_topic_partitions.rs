@@ -9,15 +9,30 @@ use kafka_protocol::messages::describe_topic_partitions_response::{
 use kafka_protocol::messages::{DescribeTopicPartitionsRequest, DescribeTopicPartitionsResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize::{self, Decisions};
 use super::{metadata, topic_name};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 /// Kafka's `max.request.partition.size.limit` default.
 const MAX_PARTITIONS: i32 = 2000;
 
-pub fn handle(b: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTopicPartitionsResponse {
+pub fn handle(
+    b: &Broker,
+    s: &Session,
+    req: DescribeTopicPartitionsRequest,
+) -> DescribeTopicPartitionsResponse {
+    // DESCRIBE on each topic: all topics leave out the others, named ones answer
+    // TOPIC_AUTHORIZATION_FAILED (checked before existence, so nothing is disclosed).
+    let mut describe = Decisions::new(b, s, Operation::Describe, ResourceType::Topic);
     let mut names: Vec<String> = if req.topics.is_empty() {
-        b.topics.all().iter().map(|t| t.name.clone()).collect()
+        b.topics
+            .all()
+            .iter()
+            .map(|t| t.name.clone())
+            .filter(|n| describe.allows(n))
+            .collect()
     } else {
         req.topics
             .iter()
@@ -51,6 +66,15 @@ pub fn handle(b: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTopicP
                     .with_partition_index(0),
             );
             break;
+        }
+        if !describe.allows(&name) {
+            topics.push(
+                DescribeTopicPartitionsResponseTopic::default()
+                    .with_name(Some(topic_name(&name)))
+                    .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+                    .with_topic_authorized_operations(authorize::OPERATIONS_OMITTED),
+            );
+            continue;
         }
         let Some(t) = b.topics.get(&name) else {
             topics.push(
@@ -91,7 +115,12 @@ pub fn handle(b: &Broker, req: DescribeTopicPartitionsRequest) -> DescribeTopicP
                 .with_topic_id(t.id)
                 .with_is_internal(crate::topics::is_internal(&name))
                 .with_partitions(partitions)
-                .with_topic_authorized_operations(i32::MIN),
+                .with_topic_authorized_operations(authorize::operations(
+                    b,
+                    s,
+                    ResourceType::Topic,
+                    &name,
+                )),
         );
         if next_cursor.is_some() {
             break;

@@ -14,18 +14,24 @@ use kafka_protocol::messages::elect_leaders_response::{PartitionResult, ReplicaE
 use kafka_protocol::messages::{ElectLeadersRequest, ElectLeadersResponse, RequestHeader};
 use kafka_protocol::ResponseError;
 
-use super::{forward, sb, topic_name};
+use super::{authorize, forward, sb, topic_name};
 use crate::broker::Broker;
 use crate::raft::PreferredElection;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 const PREFERRED: i8 = 0;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     req: ElectLeadersRequest,
 ) -> ElectLeadersResponse {
+    if !authorize::cluster(b, s, Operation::Alter) {
+        return denied(req);
+    }
     // Null: every partition (Kafka then lists only those whose election did something).
     let all = req.topic_partitions.is_none();
     let wanted: Vec<(String, Vec<i32>)> = match req.topic_partitions {
@@ -52,7 +58,7 @@ pub async fn handle(
                     Some("unclean leader election is not supported: partition leaders are elected by Raft, which never elects a replica missing committed records".to_string()),
                 )
             } else {
-                elect_preferred(b, h, version, &name, p, wait).await
+                elect_preferred(b, s, h, version, &name, p, wait).await
             };
             if all && code == ResponseError::ElectionNotNeeded.code() {
                 continue;
@@ -80,6 +86,7 @@ const CATCH_UP: Duration = Duration::from_secs(5);
 
 async fn elect_preferred(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     name: &str,
@@ -116,7 +123,7 @@ async fn elect_preferred(
             .with_topic_partitions(Some(vec![TopicPartitions::default()
                 .with_topic(topic_name(name))
                 .with_partitions(vec![p])]));
-        return match forward::ask_broker(b, leader, version, &req).await {
+        return match forward::ask_broker(b, s, leader, version, &req).await {
             Ok(r) => r
                 .replica_election_results
                 .into_iter()
@@ -174,4 +181,32 @@ async fn elect_preferred(
         }
         Err(e) => (super::partition_error(&e), Some(e.to_string())),
     }
+}
+
+/// Without ALTER on the cluster: every named partition, and the request, answer
+/// CLUSTER_AUTHORIZATION_FAILED (as Kafka).
+fn denied(req: ElectLeadersRequest) -> ElectLeadersResponse {
+    let code = ResponseError::ClusterAuthorizationFailed.code();
+    let results = req
+        .topic_partitions
+        .unwrap_or_default()
+        .into_iter()
+        .map(|t| {
+            ReplicaElectionResult::default()
+                .with_topic(t.topic)
+                .with_partition_result(
+                    t.partitions
+                        .into_iter()
+                        .map(|p| {
+                            PartitionResult::default()
+                                .with_partition_id(p)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect();
+    ElectLeadersResponse::default()
+        .with_error_code(code)
+        .with_replica_election_results(results)
 }

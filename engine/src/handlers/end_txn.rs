@@ -7,11 +7,21 @@
 
 use kafka_protocol::messages::{EndTxnRequest, EndTxnResponse, ProducerId};
 
-use super::txn_error;
+use super::{authorize, txn_error};
 use crate::broker::Broker;
+use crate::security::acl::Operation;
+use crate::security::Session;
 use crate::txn::TxnVersion;
 
-pub async fn handle(b: &Broker, version: i16, req: EndTxnRequest) -> EndTxnResponse {
+pub async fn handle(b: &Broker, s: &Session, version: i16, req: EndTxnRequest) -> EndTxnResponse {
+    if !authorize::transactional_id(b, s, Operation::Write, req.transactional_id.0.as_str()) {
+        return EndTxnResponse::default()
+            .with_error_code(
+                kafka_protocol::ResponseError::TransactionalIdAuthorizationFailed.code(),
+            )
+            .with_producer_id(ProducerId(-1))
+            .with_producer_epoch(-1);
+    }
     let protocol = if version >= 5 && b.transaction_version() >= 2 {
         TxnVersion::V2
     } else {
@@ -53,6 +63,10 @@ mod tests {
     };
     use crate::internal_topic::TopicHost;
 
+    fn sess() -> crate::security::Session {
+        crate::security::Session::internal()
+    }
+
     fn id() -> TransactionalId {
         TransactionalId(sb("tx-1"))
     }
@@ -80,6 +94,7 @@ mod tests {
 
         let found = find_coordinator::handle(
             &b,
+            &sess(),
             3,
             FindCoordinatorRequest::default()
                 .with_key(sb("tx-1"))
@@ -95,12 +110,13 @@ mod tests {
                 .with_producer_id(ProducerId(-1))
                 .with_producer_epoch(-1)
         };
-        let bad = init_producer_id::handle(&b, 4, init(crate::txn::MAX_TIMEOUT_MS + 1)).await;
+        let bad =
+            init_producer_id::handle(&b, &sess(), 4, init(crate::txn::MAX_TIMEOUT_MS + 1)).await;
         assert_eq!(
             bad.error_code,
             ResponseError::InvalidTransactionTimeout.code()
         );
-        let r = init_producer_id::handle(&b, 4, init(60_000)).await;
+        let r = init_producer_id::handle(&b, &sess(), 4, init(60_000)).await;
         assert_eq!((r.error_code, r.producer_epoch), (0, 0));
         let pid = r.producer_id;
 
@@ -112,7 +128,7 @@ mod tests {
                 .with_v3_and_below_producer_epoch(0)
                 .with_v3_and_below_topics(topics(ps))
         };
-        let r = add_partitions_to_txn::handle(&b, 3, add(&[0, 7])).await;
+        let r = add_partitions_to_txn::handle(&b, &sess(), 3, add(&[0, 7])).await;
         let codes: Vec<i16> = r.results_by_topic_v3_and_below[0]
             .results_by_partition
             .iter()
@@ -125,13 +141,14 @@ mod tests {
                 ResponseError::UnknownTopicOrPartition.code()
             ]
         );
-        let r = add_partitions_to_txn::handle(&b, 3, add(&[0])).await;
+        let r = add_partitions_to_txn::handle(&b, &sess(), 3, add(&[0])).await;
         assert_eq!(
             r.results_by_topic_v3_and_below[0].results_by_partition[0].partition_error_code,
             0
         );
         let r = add_offsets_to_txn::handle(
             &b,
+            &sess(),
             3,
             AddOffsetsToTxnRequest::default()
                 .with_transactional_id(id())
@@ -151,7 +168,7 @@ mod tests {
                 .with_verify_only(true)
                 .with_topics(topics(&[0, 1])),
         ]);
-        let r = add_partitions_to_txn::handle(&b, 4, verify).await;
+        let r = add_partitions_to_txn::handle(&b, &sess(), 4, verify).await;
         let codes: Vec<i16> = r.results_by_transaction[0].topic_results[0]
             .results_by_partition
             .iter()
@@ -161,6 +178,7 @@ mod tests {
 
         let d = describe_transactions::handle(
             &b,
+            &sess(),
             DescribeTransactionsRequest::default().with_transactional_ids(vec![id()]),
         );
         let s = &d.transaction_states[0];
@@ -176,17 +194,21 @@ mod tests {
         };
         // An old epoch: fenced, as each version knows it.
         assert_eq!(
-            super::handle(&b, 1, end(3, true)).await.error_code,
+            super::handle(&b, &sess(), 1, end(3, true)).await.error_code,
             ResponseError::InvalidProducerEpoch.code()
         );
         assert_eq!(
-            super::handle(&b, 2, end(3, true)).await.error_code,
+            super::handle(&b, &sess(), 2, end(3, true)).await.error_code,
             ResponseError::ProducerFenced.code()
         );
-        assert_eq!(super::handle(&b, 3, end(0, true)).await.error_code, 0);
+        assert_eq!(
+            super::handle(&b, &sess(), 3, end(0, true)).await.error_code,
+            0
+        );
         let listed = |states: Vec<&str>| {
             list_transactions::handle(
                 &b,
+                &sess(),
                 1,
                 ListTransactionsRequest::default()
                     .with_state_filters(states.into_iter().map(sb).collect())
@@ -206,9 +228,14 @@ mod tests {
         assert_eq!(l.unknown_state_filters, vec![sb("Bogus")]);
         assert!(l.transaction_states.is_empty());
         // A retried EndTxn.
-        assert_eq!(super::handle(&b, 3, end(0, true)).await.error_code, 0);
         assert_eq!(
-            super::handle(&b, 3, end(0, false)).await.error_code,
+            super::handle(&b, &sess(), 3, end(0, true)).await.error_code,
+            0
+        );
+        assert_eq!(
+            super::handle(&b, &sess(), 3, end(0, false))
+                .await
+                .error_code,
             ResponseError::InvalidTxnState.code()
         );
     }
@@ -240,6 +267,7 @@ mod tests {
             .unwrap();
         let r = init_producer_id::handle(
             &b,
+            &sess(),
             5,
             InitProducerIdRequest::default()
                 .with_transactional_id(Some(id()))
@@ -269,7 +297,7 @@ mod tests {
                         .with_records(Some(bytes))])]);
             let b = b.clone();
             async move {
-                match produce::handle(&b, 12, req).await.response {
+                match produce::handle(&b, &sess(), 12, req).await.response {
                     Some(ResponseKind::Produce(r)) => {
                         r.responses[0].partition_responses[0].error_code
                     }
@@ -280,6 +308,7 @@ mod tests {
         let describe = || {
             let d = describe_transactions::handle(
                 &b,
+                &sess(),
                 DescribeTransactionsRequest::default().with_transactional_ids(vec![id()]),
             );
             d.transaction_states[0].clone()
@@ -303,6 +332,7 @@ mod tests {
         // Offsets in the transaction: the group's partition joins it.
         let r = txn_offset_commit::handle(
             &b,
+            &sess(),
             5,
             TxnOffsetCommitRequest::default()
                 .with_transactional_id(id())
@@ -322,6 +352,7 @@ mod tests {
         // A stale epoch is fenced there too.
         let r = txn_offset_commit::handle(
             &b,
+            &sess(),
             5,
             TxnOffsetCommitRequest::default()
                 .with_transactional_id(id())
@@ -342,7 +373,7 @@ mod tests {
 
         // EndTxn v5: the bumped epoch, and the next transaction starts with it at once (its
         // first batch waits for the markers of this one).
-        let r = super::handle(&b, 5, end(0, true)).await;
+        let r = super::handle(&b, &sess(), 5, end(0, true)).await;
         assert_eq!((r.error_code, r.producer_id, r.producer_epoch), (0, pid, 1));
         assert_eq!(produce(1, 0).await, 0);
         let s = describe();
@@ -352,15 +383,15 @@ mod tests {
         );
         // The old epoch is fenced now; the transaction aborts with epoch 2.
         assert_eq!(
-            super::handle(&b, 5, end(0, true)).await.error_code,
+            super::handle(&b, &sess(), 5, end(0, true)).await.error_code,
             ResponseError::ProducerFenced.code()
         );
-        let r = super::handle(&b, 5, end(1, false)).await;
+        let r = super::handle(&b, &sess(), 5, end(1, false)).await;
         assert_eq!((r.error_code, r.producer_epoch), (0, 2));
         // Its retry (the epoch before the bump) is answered once complete, with epoch 2.
         let mut retried = None;
         for _ in 0..200 {
-            let r = super::handle(&b, 5, end(1, false)).await;
+            let r = super::handle(&b, &sess(), 5, end(1, false)).await;
             if r.error_code != ResponseError::ConcurrentTransactions.code() {
                 retried = Some(r);
                 break;

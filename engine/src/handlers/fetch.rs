@@ -13,6 +13,7 @@ use kafka_protocol::messages::{FetchRequest, FetchResponse, ProducerId};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::authorize::{self, Decisions};
 use super::{partition_error, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
@@ -20,6 +21,8 @@ use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
 use crate::log::producer_state::AbortedTxn;
 use crate::log_reader::LogReadError;
 use crate::partition::{PartitionHandle, Watermarks};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 /// Largest response a fetch builds (Kafka's `fetch.max.bytes` default, 55 MiB).
 const FETCH_MAX_BYTES: usize = 55 << 20;
@@ -47,10 +50,16 @@ struct Wanted {
 /// covers the response and is to be dropped once the response is written.
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
     req: FetchRequest,
     memory: &ConnFetchMemory,
 ) -> (FetchResponse, Option<Reservation>) {
+    // A replica's fetch (replica id >= 0) needs CLUSTER_ACTION; a consumer's READ on each topic.
+    // Checked on every fetch of a session too, so a revoked ACL stops the next one.
+    let replica = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
+    let cluster_denied = replica && !authorize::cluster(b, s, Operation::ClusterAction);
+    let mut readable = Decisions::new(b, s, Operation::Read, ResourceType::Topic);
     let by_id = version >= TOPIC_IDS_FROM;
     let unknown_code = if by_id {
         ResponseError::UnknownTopicId
@@ -158,6 +167,19 @@ pub async fn handle(
         .into_iter()
         .map(|(key, sp)| {
             let topic = b.topics.get(&key.0);
+            // Unknown ids stay UNKNOWN_TOPIC_ID; names are checked whether they exist or not.
+            if (!by_id || topic.is_some()) && (cluster_denied || !readable.allows(&key.0)) {
+                return Wanted {
+                    topic_id: topic.as_ref().map_or(sp.topic_id, |t| t.id),
+                    key,
+                    offset: sp.fetch_offset,
+                    max_bytes: sp.max_bytes,
+                    handle: None,
+                    unknown_code: ResponseError::TopicAuthorizationFailed.code(),
+                    last: (sp.last_high, sp.last_start),
+                    redirect: None,
+                };
+            }
             let handle = topic.as_ref().and_then(|t| t.partition(key.1)).cloned();
             let topic_id = topic.as_ref().map_or(sp.topic_id, |t| t.id);
             // The leader serves a partition, or names a replica in the consumer's rack; from v11

@@ -9,10 +9,12 @@ use kafka_protocol::messages::{BrokerId, FindCoordinatorRequest, FindCoordinator
 use kafka_protocol::protocol::StrBytes;
 use kafka_protocol::ResponseError;
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
 use crate::group::store;
 use crate::internal_topic::InternalTopic;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 const KEY_TYPE_GROUP: i8 = 0;
 const KEY_TYPE_TRANSACTION: i8 = 1;
@@ -21,11 +23,11 @@ const KEY_TYPE_TRANSACTION: i8 = 1;
 type Found = Result<(i32, String, u16), (i16, Option<String>)>;
 
 /// The coordinator of `key` (a group or a transactional id, placed in `topic` by the same
-/// hash), as this broker sees it now.
-async fn coordinator(b: &Broker, topic: InternalTopic, key: &str) -> Found {
+/// hash), as this broker sees it now, at the address of `session`'s listener.
+async fn coordinator(b: &Broker, session: &Session, topic: InternalTopic, key: &str) -> Found {
     let Some(cluster) = &b.cluster else {
-        let (host, port) = &b.advertised;
-        return Ok((b.node_id(), host.clone(), *port));
+        let (host, port) = b.advertised_for(session);
+        return Ok((b.node_id(), host, port));
     };
     let unavailable = |m: String| (ResponseError::CoordinatorNotAvailable.code(), Some(m));
     let t = topic
@@ -41,18 +43,36 @@ async fn coordinator(b: &Broker, topic: InternalTopic, key: &str) -> Found {
         .members
         .get(leader)
         .ok_or_else(|| unavailable(format!("broker {leader} is not known yet")))?;
-    Ok((leader, m.kafka_host, m.kafka_port))
+    let (host, port) = b.member_address(session, &m).ok_or_else(|| {
+        unavailable(format!(
+            "broker {leader} has no listener {}",
+            session.listener
+        ))
+    })?;
+    Ok((leader, host, port))
 }
 
-async fn answer(b: &Broker, key_type: i8, key: &StrBytes) -> Found {
+async fn answer(b: &Broker, s: &Session, key_type: i8, key: &StrBytes) -> Found {
+    // DESCRIBE on the group or transactional id, before anything is looked up (as Kafka).
+    let denied = |code: ResponseError| Err((code.code(), None));
     match key_type {
+        KEY_TYPE_GROUP if !authorize::group(b, s, Operation::Describe, key.as_str()) => {
+            denied(ResponseError::GroupAuthorizationFailed)
+        }
+        KEY_TYPE_TRANSACTION
+            if !authorize::transactional_id(b, s, Operation::Describe, key.as_str()) =>
+        {
+            denied(ResponseError::TransactionalIdAuthorizationFailed)
+        }
         KEY_TYPE_GROUP if key.is_empty() => Err((ResponseError::InvalidGroupId.code(), None)),
-        KEY_TYPE_GROUP => coordinator(b, store::OFFSETS, key.as_str()).await,
+        KEY_TYPE_GROUP => coordinator(b, s, store::OFFSETS, key.as_str()).await,
         KEY_TYPE_TRANSACTION if key.is_empty() => Err((
             ResponseError::InvalidRequest.code(),
             Some("the transactional id is empty".into()),
         )),
-        KEY_TYPE_TRANSACTION => coordinator(b, crate::txn::store::TRANSACTIONS, key.as_str()).await,
+        KEY_TYPE_TRANSACTION => {
+            coordinator(b, s, crate::txn::store::TRANSACTIONS, key.as_str()).await
+        }
         _ => Err((
             ResponseError::InvalidRequest.code(),
             Some(format!("unknown key type {key_type}")),
@@ -62,6 +82,7 @@ async fn answer(b: &Broker, key_type: i8, key: &StrBytes) -> Found {
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
     req: FindCoordinatorRequest,
 ) -> FindCoordinatorResponse {
@@ -69,7 +90,7 @@ pub async fn handle(
         let mut coordinators = Vec::with_capacity(req.coordinator_keys.len());
         for k in &req.coordinator_keys {
             let c = Coordinator::default().with_key(k.clone());
-            coordinators.push(match answer(b, req.key_type, k).await {
+            coordinators.push(match answer(b, s, req.key_type, k).await {
                 Ok((node, host, port)) => c
                     .with_node_id(BrokerId(node))
                     .with_host(sb(host))
@@ -83,7 +104,7 @@ pub async fn handle(
         }
         return FindCoordinatorResponse::default().with_coordinators(coordinators);
     }
-    match answer(b, req.key_type, &req.key).await {
+    match answer(b, s, req.key_type, &req.key).await {
         Ok((node, host, port)) => FindCoordinatorResponse::default()
             .with_node_id(BrokerId(node))
             .with_host(sb(host))

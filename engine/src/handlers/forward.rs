@@ -12,6 +12,11 @@
 //! during an election answer NOT_COORDINATOR instead of bouncing a request between them. Group
 //! membership and commits are never forwarded: clients must talk to the coordinator itself.
 //!
+//! With a cluster secret, requests go to the other broker over the authenticated RPC
+//! (`cluster::kafka_rpc`) carrying the client's principal and host, which that broker's handlers
+//! authorize, so forwarding works when Kafka listeners require SASL; without one, to its Kafka
+//! listener as a client of its own.
+//!
 //! For the same reason these requests wait (up to [`LOAD_WAIT`]) for a broker that has just
 //! become a group's coordinator to finish loading it, rather than answer
 //! COORDINATOR_LOAD_IN_PROGRESS, which librdkafka's admin client does not retry either.
@@ -29,6 +34,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::broker::Broker;
+use crate::security::Session;
 
 /// The client id of requests one broker forwards to another.
 pub const FORWARD_CLIENT_ID: &str = "icestream-forward";
@@ -50,6 +56,8 @@ enum ForwardError {
     Io(#[from] std::io::Error),
     #[error("bad frame: {0}")]
     Codec(String),
+    #[error(transparent)]
+    Rpc(#[from] crate::cluster::kafka_rpc::KafkaRpcError),
 }
 
 fn not_coordinator() -> i16 {
@@ -81,24 +89,29 @@ pub(crate) fn forwarded(h: &RequestHeader) -> bool {
 /// [`ask`] for other handlers (ElectLeaders asks a partition's leader), errors as text.
 pub(crate) async fn ask_broker<R: Request>(
     b: &Broker,
+    s: &Session,
     node: i32,
     version: i16,
     req: &R,
 ) -> Result<R::Response, String> {
-    ask(b, node, version, req).await.map_err(|e| e.to_string())
+    ask(b, s, node, version, req)
+        .await
+        .map_err(|e| e.to_string())
 }
 
-/// Sends `req` at `version` to broker `node`'s Kafka listener and decodes its answer.
+/// Sends `req` at `version` to broker `node` for the client of session `s` and decodes its
+/// answer: over the authenticated RPC with a cluster secret, else to its Kafka listener.
 async fn ask<R: Request>(
     b: &Broker,
+    s: &Session,
     node: i32,
     version: i16,
     req: &R,
 ) -> Result<R::Response, ForwardError> {
-    let m = b
-        .cluster
-        .as_ref()
-        .and_then(|c| c.members.get(node))
+    let cluster = b.cluster.as_ref().ok_or(ForwardError::Unknown(node))?;
+    let m = cluster
+        .members
+        .get(node)
         .ok_or(ForwardError::Unknown(node))?;
     let mut frame = BytesMut::with_capacity(128);
     frame.put_i32(0);
@@ -112,6 +125,16 @@ async fn ask<R: Request>(
         .map_err(codec)?;
     let len = (frame.len() - 4) as i32;
     frame[..4].copy_from_slice(&len.to_be_bytes());
+    if cluster.forwards_over_rpc() {
+        let resp = cluster.forward_kafka(node, s, &frame[4..], TIMEOUT).await?;
+        let mut body = Bytes::from(resp);
+        ResponseHeader::decode(
+            &mut body,
+            <R::Response as HeaderVersion>::header_version(version),
+        )
+        .map_err(codec)?;
+        return R::Response::decode(&mut body, version).map_err(codec);
+    }
     let round_trip = async {
         let mut s = TcpStream::connect((m.kafka_host.as_str(), m.kafka_port)).await?;
         s.write_all(&frame).await?;
@@ -138,12 +161,13 @@ async fn ask<R: Request>(
 /// The answer of the broker this one sees coordinating `group`, for a request about it alone.
 async fn from_coordinator<R: Request>(
     b: &Broker,
+    s: &Session,
     group: &str,
     version: i16,
     req: &R,
 ) -> Option<R::Response> {
     let node = b.groups.coordinator_elsewhere(b, group)?;
-    match ask(b, node, version, req).await {
+    match ask(b, s, node, version, req).await {
         Ok(r) => Some(r),
         Err(e) => {
             tracing::debug!(group, node, error = %e, "cannot ask the group's coordinator");
@@ -174,13 +198,17 @@ pub trait GroupRead: Request + Clone {
 /// it names, then each group another broker coordinates as that broker answers it.
 pub async fn answer<R: GroupRead>(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     req: &R,
     local: impl FnMut() -> R::Response,
 ) -> R::Response {
     let loading = ResponseError::CoordinatorLoadInProgress.code();
     let mut resp = after_load(local, |r| req.errors(r).iter().any(|(_, c)| *c == loading)).await;
-    if forwarded(h) {
+    // With authorization on, the coordinator would judge the forwarding broker, not the
+    // client, so nothing is forwarded (the client follows NOT_COORDINATOR) until a forwarded
+    // request carries its caller's principal.
+    if forwarded(h) || super::authorize::enabled(b) {
         return resp;
     }
     let v = h.request_api_version;
@@ -188,7 +216,7 @@ pub async fn answer<R: GroupRead>(
         if code != not_coordinator() {
             continue;
         }
-        if let Some(r) = from_coordinator(b, &group, v, &req.only(&group)).await {
+        if let Some(r) = from_coordinator(b, s, &group, v, &req.only(&group)).await {
             R::replace(&mut resp, &group, r);
         }
     }

@@ -8,12 +8,15 @@ use kafka_protocol::ResponseError;
 use super::{broker_error, broker_scope, sb, RESOURCE_BROKER, RESOURCE_TOPIC};
 use crate::broker::{Broker, BrokerError};
 use crate::config::{InvalidConfig, TopicConfig};
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 const OP_SET: i8 = 0;
 const OP_DELETE: i8 = 1;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     req: IncrementalAlterConfigsRequest,
 ) -> IncrementalAlterConfigsResponse {
     let mut responses = Vec::with_capacity(req.resources.len());
@@ -22,6 +25,12 @@ pub async fn handle(
             .with_resource_type(r.resource_type)
             .with_resource_name(r.resource_name.clone());
         let name = r.resource_name.as_str().to_string();
+        if let Some(e) =
+            super::authorize::config_resource(b, s, Operation::AlterConfigs, r.resource_type, &name)
+        {
+            responses.push(base.with_error_code(e.code()));
+            continue;
+        }
         if r.resource_type == RESOURCE_BROKER {
             let outcome = async {
                 let scope = broker_scope(&name)?;

@@ -6,11 +6,14 @@
 use kafka_protocol::messages::{InitProducerIdRequest, InitProducerIdResponse, ProducerId};
 use kafka_protocol::ResponseError;
 
-use super::txn_error;
+use super::{authorize, txn_error};
 use crate::broker::{Broker, ProducerIdError};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
     req: InitProducerIdRequest,
 ) -> InitProducerIdResponse {
@@ -21,6 +24,9 @@ pub async fn handle(
             .with_producer_epoch(-1)
     };
     if let Some(id) = req.transactional_id.as_ref().filter(|t| !t.0.is_empty()) {
+        if !authorize::transactional_id(b, s, Operation::Write, id.0.as_str()) {
+            return failed(ResponseError::TransactionalIdAuthorizationFailed.code());
+        }
         let expected = (version >= 3 && req.producer_id.0 >= 0)
             .then_some((req.producer_id.0, req.producer_epoch));
         return match b
@@ -33,6 +39,14 @@ pub async fn handle(
                 .with_producer_epoch(epoch),
             Err(e) => failed(txn_error::code(&e, version >= 4)),
         };
+    }
+    // An idempotent producer needs IDEMPOTENT_WRITE on the cluster, or WRITE on some topic
+    // (Kafka 3's rule, KIP-679).
+    if authorize::enabled(b)
+        && !authorize::cluster(b, s, Operation::IdempotentWrite)
+        && !authorize::any_of_type(b, s, Operation::Write, ResourceType::Topic)
+    {
+        return failed(ResponseError::ClusterAuthorizationFailed.code());
     }
     let allocated = b.new_producer_id().await;
     match allocated {

@@ -6,16 +6,26 @@ use kafka_protocol::messages::{JoinGroupRequest, JoinGroupResponse, RequestHeade
 use tokio::time::Duration;
 
 use super::group_error::code;
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
 use crate::group::state::JoinRequest;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     h: &RequestHeader,
     version: i16,
     req: JoinGroupRequest,
 ) -> JoinGroupResponse {
+    if !authorize::group(b, s, Operation::Read, req.group_id.as_str()) {
+        return JoinGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code())
+            .with_generation_id(-1)
+            // The protocol name is only nullable from v7.
+            .with_protocol_name((version < 7).then(|| sb("")));
+    }
     let rebalance_ms = if version >= 1 {
         req.rebalance_timeout_ms
     } else {

@@ -4,10 +4,16 @@ use kafka_protocol::messages::leave_group_response::MemberResponse;
 use kafka_protocol::messages::{LeaveGroupRequest, LeaveGroupResponse};
 
 use super::group_error::code;
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
-pub fn handle(b: &Broker, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+pub fn handle(b: &Broker, s: &Session, version: i16, req: LeaveGroupRequest) -> LeaveGroupResponse {
+    if !authorize::group(b, s, Operation::Read, req.group_id.as_str()) {
+        return LeaveGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let members: Vec<(String, Option<String>)> = if version >= 3 {
         req.members
             .iter()

@@ -9,15 +9,25 @@ use kafka_protocol::messages::list_offsets_response::{
 use kafka_protocol::messages::{ListOffsetsRequest, ListOffsetsResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize::{self, Decisions};
 use super::partition_error;
 use crate::broker::Broker;
 use crate::partition::{Cmd, OffsetQuery};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOffsetsResponse {
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: ListOffsetsRequest,
+) -> ListOffsetsResponse {
     let req_committed = req.isolation_level == 1;
+    let mut describe = Decisions::new(b, s, Operation::Describe, ResourceType::Topic);
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = b.topics.get(t.name.as_str());
+        let denied = !describe.allows(t.name.as_str());
+        let topic = b.topics.get(t.name.as_str()).filter(|_| !denied);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = ListOffsetsPartitionResponse::default()
@@ -25,7 +35,7 @@ pub async fn handle(b: &Broker, version: i16, req: ListOffsetsRequest) -> ListOf
                 .with_timestamp(-1)
                 .with_offset(-1);
             let Some(h) = topic.as_ref().and_then(|t| t.partition(p.partition_index)) else {
-                partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                partitions.push(r.with_error_code(authorize::unserved(denied)));
                 continue;
             };
             let query = match p.timestamp {

@@ -8,14 +8,21 @@ use kafka_protocol::messages::{
     BrokerId, ListPartitionReassignmentsRequest, ListPartitionReassignmentsResponse,
 };
 
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
+use crate::security::acl::Operation;
+use crate::security::Session;
 use crate::topics::TopicRecord;
 
 pub fn handle(
     b: &Broker,
+    s: &Session,
     req: ListPartitionReassignmentsRequest,
 ) -> ListPartitionReassignmentsResponse {
+    if !authorize::cluster(b, s, Operation::Describe) {
+        return ListPartitionReassignmentsResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::ClusterAuthorizationFailed.code());
+    }
     // Which (topic, partitions) to look at; `None` partitions: all of the topic's.
     let wanted: Vec<(String, Option<Vec<i32>>)> = match req.topics {
         Some(ts) => ts

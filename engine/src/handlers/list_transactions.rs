@@ -6,11 +6,21 @@ use kafka_protocol::messages::{
     ListTransactionsRequest, ListTransactionsResponse, ProducerId, TransactionalId,
 };
 
+use super::authorize::Decisions;
 use super::sb;
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::txn::ListFilter;
 
-pub fn handle(b: &Broker, version: i16, req: ListTransactionsRequest) -> ListTransactionsResponse {
+pub fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: ListTransactionsRequest,
+) -> ListTransactionsResponse {
+    // Only the transactional ids the client may describe are listed (as Kafka).
+    let mut shown = Decisions::new(b, s, Operation::Describe, ResourceType::TransactionalId);
     let mut filter = ListFilter {
         min_duration_ms: if version >= 1 {
             req.duration_filter
@@ -34,6 +44,7 @@ pub fn handle(b: &Broker, version: i16, req: ListTransactionsRequest) -> ListTra
         b.txns
             .list(b, &filter)
             .into_iter()
+            .filter(|(id, _)| shown.allows(id))
             .map(|(id, m)| {
                 TransactionState::default()
                     .with_transactional_id(TransactionalId(sb(id)))

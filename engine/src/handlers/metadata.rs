@@ -10,33 +10,96 @@ use kafka_protocol::messages::{BrokerId, MetadataRequest, MetadataResponse};
 use kafka_protocol::ResponseError;
 use uuid::Uuid;
 
+use super::authorize::{self, Decisions};
 use super::{sb, topic_name};
 use crate::broker::{Broker, BrokerError};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use crate::topics::Topic;
 
-pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataResponse {
+/// Answers `s` with the brokers at the addresses of the listener it connected to, and the
+/// topics it may describe.
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: MetadataRequest,
+) -> MetadataResponse {
     let all = match &req.topics {
         None => true,
         Some(t) => t.is_empty() && version == 0,
     };
+    // DESCRIBE on a topic shows it: all topics leave out the others, and a named topic the
+    // client may not describe answers TOPIC_AUTHORIZATION_FAILED whether it exists or not.
+    let mut describable = Decisions::new(b, s, Operation::Describe, ResourceType::Topic);
+    let denied = || {
+        MetadataResponseTopic::default()
+            .with_error_code(ResponseError::TopicAuthorizationFailed.code())
+            .with_topic_id(Uuid::nil())
+    };
+    // Whose operations to fill in: the topics this broker describes (not the errors).
+    let mut shown = Vec::new();
     let mut topics = Vec::new();
     if all {
-        topics.extend(b.topics.all().iter().map(|t| describe(b, t)));
+        for t in b
+            .topics
+            .all()
+            .iter()
+            .filter(|t| describable.allows(&t.name))
+        {
+            shown.push(topics.len());
+            topics.push(describe(b, t));
+        }
     } else {
         for rt in req.topics.unwrap_or_default() {
             let found = match &rt.name {
                 Some(name) => b.topics.get(name.as_str()),
                 None => b.topics.by_id(rt.topic_id),
             };
+            let name = rt.name.as_ref().map(|n| n.as_str().to_string());
+            let Some(name) = name.or_else(|| found.as_ref().map(|t| t.name.clone())) else {
+                topics.push(
+                    MetadataResponseTopic::default()
+                        .with_topic_id(rt.topic_id)
+                        .with_error_code(ResponseError::UnknownTopicId.code()),
+                );
+                continue;
+            };
+            if !describable.allows(&name) {
+                // By id: the id is no secret, the name is (as Kafka).
+                topics.push(match rt.name {
+                    Some(n) => denied().with_name(Some(n)),
+                    None => denied().with_topic_id(rt.topic_id),
+                });
+                continue;
+            }
+            if found.is_some() {
+                shown.push(topics.len());
+            }
             topics.push(match (found, rt.name) {
                 (Some(t), _) => describe(b, &t),
                 (None, Some(name)) => {
-                    missing(
-                        b,
-                        name.as_str(),
-                        req.allow_auto_topic_creation || version < 4,
-                    )
-                    .await
+                    let asked = req.allow_auto_topic_creation || version < 4;
+                    // Auto-creation needs CREATE on the cluster or the topic.
+                    if asked
+                        && b.defaults().auto_create_topics
+                        && !authorize::cluster(b, s, Operation::Create)
+                        && !authorize::allowed(
+                            b,
+                            s,
+                            Operation::Create,
+                            ResourceType::Topic,
+                            name.as_str(),
+                        )
+                    {
+                        topics.push(denied().with_name(Some(name)));
+                        continue;
+                    }
+                    let t = missing(b, name.as_str(), asked).await;
+                    if t.error_code == 0 {
+                        shown.push(topics.len());
+                    }
+                    t
                 }
                 (None, None) => MetadataResponseTopic::default()
                     .with_topic_id(rt.topic_id)
@@ -44,6 +107,26 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
             });
         }
     }
+    if version >= 8 && req.include_topic_authorized_operations {
+        for i in shown {
+            let t = &mut topics[i];
+            if let Some(name) = &t.name {
+                t.topic_authorized_operations =
+                    authorize::operations(b, s, ResourceType::Topic, name.as_str());
+            }
+        }
+    }
+    // Metadata v8-v10 carry the cluster's (DescribeCluster does from v11).
+    let cluster_operations =
+        if (8..=10).contains(&version) && req.include_cluster_authorized_operations {
+            if authorize::cluster(b, s, Operation::Describe) {
+                authorize::operations(b, s, ResourceType::Cluster, authorize::CLUSTER_NAME)
+            } else {
+                0
+            }
+        } else {
+            authorize::OPERATIONS_OMITTED
+        };
     // The group coordinator's topic is internal (the field exists from v1).
     if version >= 1 {
         for t in &mut topics {
@@ -55,14 +138,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
             }
         }
     }
-    let brokers = match &b.cluster {
-        Some(c) => c
-            .listed_brokers()
-            .into_iter()
-            .map(|m| (m.node_id, m.kafka_host, m.kafka_port, m.rack))
-            .collect(),
-        None => vec![(b.node_id(), b.advertised.0.clone(), b.advertised.1, None)],
-    };
+    let brokers = b.listed_brokers(s);
     // Every broker forwards admin requests to the controller leader, so, as KRaft brokers do,
     // a client is sent to a live broker (this one) rather than to the leader itself: a client
     // that cached a leader that then died would wait on it until its request timed out.
@@ -87,6 +163,7 @@ pub async fn handle(b: &Broker, version: i16, req: MetadataRequest) -> MetadataR
         .with_cluster_id(Some(sb(b.topics.cluster_id.clone())))
         .with_controller_id(BrokerId(controller.unwrap_or(-1)))
         .with_topics(topics)
+        .with_cluster_authorized_operations(cluster_operations)
 }
 
 pub(crate) fn describe(b: &Broker, t: &Arc<Topic>) -> MetadataResponseTopic {

@@ -19,6 +19,7 @@ pub mod alter_configs;
 pub mod alter_partition_reassignments;
 pub mod alter_user_scram_credentials;
 pub mod api_versions;
+pub mod authorize;
 pub mod consumer_group_describe;
 pub mod consumer_group_heartbeat;
 pub mod create_acls;
@@ -207,194 +208,194 @@ macro_rules! dispatch_table {
 dispatch_table! { b, s, h, v;
     // Produce hands its batches to the partitions before returning, so that requests
     // pipelined on one connection append in order.
-    Produce(r) => produce::handle(&b, v, r),
+    Produce(r) => produce::handle(&b, &s, v, r),
     // The Kafka listener answers Fetch itself, within its connection's memory budget
     // (net::connection); elsewhere a fetch gets a budget of its own.
     Fetch(r) => Box::pin(async move {
         let memory = b.fetch_memory.connection();
-        Handled::reply(ResponseKind::Fetch(fetch::handle(&b, v, r, &memory).await.0))
+        Handled::reply(ResponseKind::Fetch(fetch::handle(&b, &s, v, r, &memory).await.0))
     }),
     ListOffsets(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListOffsets(
-            list_offsets::handle(&b, v, r).await,
+            list_offsets::handle(&b, &s, v, r).await,
         ))
     }),
     Metadata(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::Metadata(metadata::handle(&b, v, r).await))
+        Handled::reply(ResponseKind::Metadata(metadata::handle(&b, &s, v, r).await))
     }),
     ApiVersions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ApiVersions(api_versions::handle(&b, v, r)))
     }),
     CreateTopics(r) => Box::pin(async move {
         Handled::reply(ResponseKind::CreateTopics(
-            create_topics::handle(&b, v, r).await,
+            create_topics::handle(&b, &s, v, r).await,
         ))
     }),
     DeleteTopics(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DeleteTopics(
-            delete_topics::handle(&b, v, r).await,
+            delete_topics::handle(&b, &s, v, r).await,
         ))
     }),
     DeleteRecords(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DeleteRecords(
-            delete_records::handle(&b, r).await,
+            delete_records::handle(&b, &s, r).await,
         ))
     }),
     OffsetForLeaderEpoch(r) => Box::pin(async move {
         Handled::reply(ResponseKind::OffsetForLeaderEpoch(
-            offset_for_leader_epoch::handle(&b, r).await,
+            offset_for_leader_epoch::handle(&b, &s, r).await,
         ))
     }),
     DescribeConfigs(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeConfigs(describe_configs::handle(
-            &b, r,
+            &b, &s, r,
         )))
     }),
     AlterConfigs(r) => Box::pin(async move {
         Handled::reply(ResponseKind::AlterConfigs(
-            alter_configs::handle(&b, r).await,
+            alter_configs::handle(&b, &s, r).await,
         ))
     }),
     CreatePartitions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::CreatePartitions(
-            create_partitions::handle(&b, r).await,
+            create_partitions::handle(&b, &s, r).await,
         ))
     }),
     IncrementalAlterConfigs(r) => Box::pin(async move {
         Handled::reply(ResponseKind::IncrementalAlterConfigs(
-            incremental_alter_configs::handle(&b, r).await,
+            incremental_alter_configs::handle(&b, &s, r).await,
         ))
     }),
     AlterPartitionReassignments(r) => Box::pin(async move {
         Handled::reply(ResponseKind::AlterPartitionReassignments(
-            alter_partition_reassignments::handle(&b, r).await,
+            alter_partition_reassignments::handle(&b, &s, r).await,
         ))
     }),
     ListPartitionReassignments(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListPartitionReassignments(
-            list_partition_reassignments::handle(&b, r),
+            list_partition_reassignments::handle(&b, &s, r),
         ))
     }),
     DescribeCluster(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeCluster(describe_cluster::handle(
-            &b, r,
+            &b, &s, r,
         )))
     }),
     DescribeProducers(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeProducers(
-            describe_producers::handle(&b, r).await,
+            describe_producers::handle(&b, &s, r).await,
         ))
     }),
     WriteTxnMarkers(r) => Box::pin(async move {
         Handled::reply(ResponseKind::WriteTxnMarkers(
-            write_txn_markers::handle(&b, r).await,
+            write_txn_markers::handle(&b, &s, r).await,
         ))
     }),
     InitProducerId(r) => Box::pin(async move {
         Handled::reply(ResponseKind::InitProducerId(
-            init_producer_id::handle(&b, v, r).await,
+            init_producer_id::handle(&b, &s, v, r).await,
         ))
     }),
     FindCoordinator(r) => Box::pin(async move {
         Handled::reply(ResponseKind::FindCoordinator(
-            find_coordinator::handle(&b, v, r).await,
+            find_coordinator::handle(&b, &s, v, r).await,
         ))
     }),
     JoinGroup(r) => Box::pin(async move {
         Handled::reply(ResponseKind::JoinGroup(
-            join_group::handle(&b, &h, v, r).await,
+            join_group::handle(&b, &s, &h, v, r).await,
         ))
     }),
     SyncGroup(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::SyncGroup(sync_group::handle(&b, v, r).await))
+        Handled::reply(ResponseKind::SyncGroup(sync_group::handle(&b, &s, v, r).await))
     }),
     Heartbeat(r) => {
         Box::pin(
-            async move { Handled::reply(ResponseKind::Heartbeat(heartbeat::handle(&b, r))) },
+            async move { Handled::reply(ResponseKind::Heartbeat(heartbeat::handle(&b, &s, r))) },
         )
     },
     LeaveGroup(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::LeaveGroup(leave_group::handle(&b, v, r)))
+        Handled::reply(ResponseKind::LeaveGroup(leave_group::handle(&b, &s, v, r)))
     }),
     OffsetCommit(r) => Box::pin(async move {
         Handled::reply(ResponseKind::OffsetCommit(
-            offset_commit::handle(&b, v, r).await,
+            offset_commit::handle(&b, &s, v, r).await,
         ))
     }),
     OffsetFetch(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || offset_fetch::handle(&b, v, r.clone())).await;
+        let resp = forward::answer(&b, &s, &h, &r, || offset_fetch::handle(&b, &s, v, r.clone())).await;
         Handled::reply(ResponseKind::OffsetFetch(resp))
     }),
     ListGroups(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, v, r)))
+        Handled::reply(ResponseKind::ListGroups(list_groups::handle(&b, &s, v, r)))
     }),
     DescribeGroups(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || describe_groups::handle(&b, v, r.clone())).await;
+        let resp = forward::answer(&b, &s, &h, &r, || describe_groups::handle(&b, &s, v, r.clone())).await;
         Handled::reply(ResponseKind::DescribeGroups(resp))
     }),
     DeleteGroups(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DeleteGroups(
-            delete_groups::handle(&b, r).await,
+            delete_groups::handle(&b, &s, r).await,
         ))
     }),
     OffsetDelete(r) => Box::pin(async move {
         Handled::reply(ResponseKind::OffsetDelete(
-            offset_delete::handle(&b, r).await,
+            offset_delete::handle(&b, &s, r).await,
         ))
     }),
     ConsumerGroupHeartbeat(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ConsumerGroupHeartbeat(
-            consumer_group_heartbeat::handle(&b, &h, v, r).await,
+            consumer_group_heartbeat::handle(&b, &s, &h, v, r).await,
         ))
     }),
     ConsumerGroupDescribe(r) => Box::pin(async move {
-        let resp = forward::answer(&b, &h, &r, || {
-            consumer_group_describe::handle(&b, v, r.clone())
+        let resp = forward::answer(&b, &s, &h, &r, || {
+            consumer_group_describe::handle(&b, &s, v, r.clone())
         })
         .await;
         Handled::reply(ResponseKind::ConsumerGroupDescribe(resp))
     }),
     DescribeTopicPartitions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeTopicPartitions(
-            describe_topic_partitions::handle(&b, r),
+            describe_topic_partitions::handle(&b, &s, r),
         ))
     }),
     DescribeLogDirs(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeLogDirs(
-            describe_log_dirs::handle(&b, r).await,
+            describe_log_dirs::handle(&b, &s, r).await,
         ))
     }),
     ElectLeaders(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ElectLeaders(
-            elect_leaders::handle(&b, &h, v, r).await,
+            elect_leaders::handle(&b, &s, &h, v, r).await,
         ))
     }),
     TxnOffsetCommit(r) => Box::pin(async move {
         Handled::reply(ResponseKind::TxnOffsetCommit(
-            txn_offset_commit::handle(&b, v, r).await,
+            txn_offset_commit::handle(&b, &s, v, r).await,
         ))
     }),
     AddPartitionsToTxn(r) => Box::pin(async move {
         Handled::reply(ResponseKind::AddPartitionsToTxn(
-            add_partitions_to_txn::handle(&b, v, r).await,
+            add_partitions_to_txn::handle(&b, &s, v, r).await,
         ))
     }),
     AddOffsetsToTxn(r) => Box::pin(async move {
         Handled::reply(ResponseKind::AddOffsetsToTxn(
-            add_offsets_to_txn::handle(&b, v, r).await,
+            add_offsets_to_txn::handle(&b, &s, v, r).await,
         ))
     }),
     EndTxn(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::EndTxn(end_txn::handle(&b, v, r).await))
+        Handled::reply(ResponseKind::EndTxn(end_txn::handle(&b, &s, v, r).await))
     }),
     DescribeTransactions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeTransactions(
-            describe_transactions::handle(&b, r),
+            describe_transactions::handle(&b, &s, r),
         ))
     }),
     ListTransactions(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListTransactions(list_transactions::handle(
-            &b, v, r,
+            &b, &s, v, r,
         )))
     }),
     CreateAcls(r) => Box::pin(async move {

@@ -7,13 +7,49 @@ use kafka_protocol::messages::offset_commit_response::{
 };
 use kafka_protocol::messages::{OffsetCommitRequest, OffsetCommitResponse};
 
+use kafka_protocol::ResponseError;
+
+use super::authorize;
 use super::group_error::per_partition;
 use crate::broker::Broker;
-use crate::group::{CommitPartition, CommitRequest};
+use crate::group::{CommitPartition, CommitRequest, PartitionResults};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> OffsetCommitResponse {
-    let topics = req
-        .topics
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: OffsetCommitRequest,
+) -> OffsetCommitResponse {
+    // READ on the group (every partition fails without it), then on each topic (as Kafka).
+    let group_denied = !authorize::group(b, s, Operation::Read, req.group_id.as_str());
+    let (allowed, denied) = if group_denied {
+        (Vec::new(), req.topics)
+    } else {
+        authorize::split(
+            b,
+            s,
+            Operation::Read,
+            ResourceType::Topic,
+            req.topics,
+            |t| t.name.as_str(),
+        )
+    };
+    let code = if group_denied {
+        ResponseError::GroupAuthorizationFailed
+    } else {
+        ResponseError::TopicAuthorizationFailed
+    }
+    .code();
+    let denied: Vec<_> = denied
+        .into_iter()
+        .map(|t| {
+            let ps = t.partitions.iter().map(|p| (p.partition_index, code));
+            (t.name.to_string(), ps.collect::<Vec<_>>())
+        })
+        .collect();
+    let topics: Vec<_> = allowed
         .into_iter()
         .map(|t| {
             let parts = t
@@ -38,21 +74,24 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
     } else {
         None
     };
-    let answers = b
-        .groups
-        .commit(
-            b,
-            req.group_id.as_str(),
-            CommitRequest {
-                version,
-                generation: req.generation_id_or_member_epoch,
-                member_id: req.member_id.to_string(),
-                instance_id: instance,
-                topics,
-            },
-        )
-        .await;
-    OffsetCommitResponse::default().with_topics(per_partition(
+    let answers = if topics.is_empty() && !denied.is_empty() {
+        PartitionResults::new()
+    } else {
+        b.groups
+            .commit(
+                b,
+                req.group_id.as_str(),
+                CommitRequest {
+                    version,
+                    generation: req.generation_id_or_member_epoch,
+                    member_id: req.member_id.to_string(),
+                    instance_id: instance,
+                    topics,
+                },
+            )
+            .await
+    };
+    let mut responses = per_partition(
         answers,
         |name, ps| {
             OffsetCommitResponseTopic::default()
@@ -64,5 +103,19 @@ pub async fn handle(b: &Broker, version: i16, req: OffsetCommitRequest) -> Offse
                 .with_partition_index(p)
                 .with_error_code(c)
         },
-    ))
+    );
+    responses.extend(authorize::denied_topics(denied, |name, ps| {
+        OffsetCommitResponseTopic::default()
+            .with_name(name)
+            .with_partitions(
+                ps.into_iter()
+                    .map(|(p, c)| {
+                        OffsetCommitResponsePartition::default()
+                            .with_partition_index(p)
+                            .with_error_code(c)
+                    })
+                    .collect(),
+            )
+    }));
+    OffsetCommitResponse::default().with_topics(responses)
 }

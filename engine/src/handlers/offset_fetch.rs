@@ -11,15 +11,24 @@ use kafka_protocol::messages::offset_fetch_response::{
 use kafka_protocol::messages::{OffsetFetchRequest, OffsetFetchResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize;
 use super::group_error::code;
 use super::{sb, topic_name};
 use crate::broker::Broker;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 use std::collections::HashSet;
 
 use crate::group::store::OffsetEntry;
 use crate::group::FetchedTopic;
 
-pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchResponse {
+pub fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: OffsetFetchRequest,
+) -> OffsetFetchResponse {
+    let group_denied = ResponseError::GroupAuthorizationFailed.code();
     let require_stable = version >= 7 && req.require_stable;
     // In a cluster only the group's coordinator (leader of its `__consumer_offsets`
     // partition) knows its offsets.
@@ -33,6 +42,11 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .map(|t| (t.name.to_string(), t.partition_indexes))
                         .collect()
                 });
+                if !authorize::group(b, s, Operation::Describe, g.group_id.as_str()) {
+                    return OffsetFetchResponseGroup::default()
+                        .with_group_id(g.group_id)
+                        .with_error_code(group_denied);
+                }
                 let mut allowed = b.groups.check(b, g.group_id.as_str());
                 // v9: a member of a KIP-848 group must fetch with its current epoch.
                 if allowed.is_ok() && version >= 9 {
@@ -47,7 +61,7 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
                         .with_group_id(g.group_id)
                         .with_error_code(code(Some(e)));
                 }
-                let topics = stable(b, g.group_id.as_str(), wanted, require_stable);
+                let topics = stable(b, s, g.group_id.as_str(), wanted, require_stable);
                 OffsetFetchResponseGroup::default()
                     .with_group_id(g.group_id)
                     .with_topics(topics.into_iter().map(v8_topic).collect())
@@ -60,8 +74,14 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
             .map(|t| (t.name.to_string(), t.partition_indexes))
             .collect()
     });
-    if let Err(e) = b.groups.check(b, req.group_id.as_str()) {
-        let not_here = code(Some(e));
+    let checked = if authorize::group(b, s, Operation::Describe, req.group_id.as_str()) {
+        b.groups
+            .check(b, req.group_id.as_str())
+            .map_err(|e| code(Some(e)))
+    } else {
+        Err(group_denied)
+    };
+    if let Err(not_here) = checked {
         if version >= 2 {
             return OffsetFetchResponse::default().with_error_code(not_here);
         }
@@ -87,7 +107,7 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
             .collect();
         return OffsetFetchResponse::default().with_topics(topics);
     }
-    let topics = stable(b, req.group_id.as_str(), wanted, require_stable);
+    let topics = stable(b, s, req.group_id.as_str(), wanted, require_stable);
     let topics = topics
         .into_iter()
         .map(|(t, ps)| {
@@ -115,19 +135,41 @@ pub fn handle(b: &Broker, version: i16, req: OffsetFetchRequest) -> OffsetFetchR
     OffsetFetchResponse::default().with_topics(topics)
 }
 
-/// One partition's answer: its committed offset, or UNSTABLE_OFFSET_COMMIT.
-type Fetched = Result<Option<OffsetEntry>, ()>;
+/// One partition's answer: its committed offset, or an error code (UNSTABLE_OFFSET_COMMIT,
+/// TOPIC_AUTHORIZATION_FAILED).
+type Fetched = Result<Option<OffsetEntry>, i16>;
 
 /// The group's offsets; with `require_stable`, the partitions with a transactional commit
-/// pending are unstable (`Err`).
+/// pending are unstable (`Err`). Only topics `s` may describe are shown: named ones it may
+/// not answer TOPIC_AUTHORIZATION_FAILED, and a fetch of every topic leaves them out.
 fn stable(
     b: &Broker,
+    s: &Session,
     group: &str,
     wanted: Option<Vec<(String, Vec<i32>)>>,
     require_stable: bool,
 ) -> Vec<(String, Vec<(i32, Fetched)>)> {
-    let (topics, unstable) = b.groups.fetch_stable(group, wanted);
-    mark_unstable(topics, &unstable, require_stable)
+    let (op, rt) = (Operation::Describe, ResourceType::Topic);
+    let (wanted, denied) = match wanted {
+        Some(w) => {
+            let (allowed, denied) = authorize::split(b, s, op, rt, w, |(t, _)| t.as_str());
+            (Some(allowed), denied)
+        }
+        None => (None, Vec::new()),
+    };
+    let (mut topics, unstable) = b.groups.fetch_stable(group, wanted);
+    if authorize::enabled(b) {
+        let mut d = authorize::Decisions::new(b, s, op, rt);
+        topics.retain(|(t, _)| d.allows(t));
+    }
+    let mut answers = mark_unstable(topics, &unstable, require_stable);
+    let code = ResponseError::TopicAuthorizationFailed.code();
+    answers.extend(
+        denied
+            .into_iter()
+            .map(|(t, ps)| (t, ps.into_iter().map(|p| (p, Err(code))).collect())),
+    );
+    answers
 }
 
 /// Each partition's offset, `Err` for those in `unstable` when `require_stable`.
@@ -143,7 +185,7 @@ fn mark_unstable(
                 .into_iter()
                 .map(|(p, e)| {
                     let r = if require_stable && unstable.contains(&(t.clone(), p)) {
-                        Err(())
+                        Err(ResponseError::UnstableOffsetCommit.code())
                     } else {
                         Ok(e)
                     };
@@ -160,12 +202,7 @@ fn answer(e: Fetched) -> (i64, i32, String, i16) {
     match e {
         Ok(Some(e)) => (e.offset, e.leader_epoch, e.metadata.unwrap_or_default(), 0),
         Ok(None) => (-1, -1, String::new(), 0),
-        Err(()) => (
-            -1,
-            -1,
-            String::new(),
-            ResponseError::UnstableOffsetCommit.code(),
-        ),
+        Err(code) => (-1, -1, String::new(), code),
     }
 }
 

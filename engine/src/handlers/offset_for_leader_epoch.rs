@@ -13,14 +13,25 @@ use kafka_protocol::messages::offset_for_leader_epoch_response::{
 use kafka_protocol::messages::{OffsetForLeaderEpochRequest, OffsetForLeaderEpochResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize::{self, Decisions};
 use super::partition_error;
 use crate::broker::Broker;
 use crate::partition::Cmd;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLeaderEpochResponse {
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    req: OffsetForLeaderEpochRequest,
+) -> OffsetForLeaderEpochResponse {
+    // Replicas may ask about any topic; consumers need DESCRIBE on it (as Kafka).
+    let replica = authorize::enabled(b) && authorize::cluster(b, s, Operation::ClusterAction);
+    let mut describe = Decisions::new(b, s, Operation::Describe, ResourceType::Topic);
     let mut topics = Vec::with_capacity(req.topics.len());
     for t in req.topics {
-        let topic = b.topics.get(t.topic.as_str());
+        let denied = !replica && !describe.allows(t.topic.as_str());
+        let topic = b.topics.get(t.topic.as_str()).filter(|_| !denied);
         let mut partitions = Vec::with_capacity(t.partitions.len());
         for p in t.partitions {
             let r = EpochEndOffset::default()
@@ -28,7 +39,7 @@ pub async fn handle(b: &Broker, req: OffsetForLeaderEpochRequest) -> OffsetForLe
                 .with_leader_epoch(-1)
                 .with_end_offset(-1);
             let Some(h) = topic.as_ref().and_then(|t| t.partition(p.partition)) else {
-                partitions.push(r.with_error_code(ResponseError::UnknownTopicOrPartition.code()));
+                partitions.push(r.with_error_code(authorize::unserved(denied)));
                 continue;
             };
             let (leader, current) = topic

@@ -12,11 +12,14 @@ use kafka_protocol::messages::{ProduceRequest, ProduceResponse, ResponseKind};
 use kafka_protocol::ResponseError;
 use tokio::sync::oneshot;
 
+use super::authorize::{self, Decisions};
 use super::{partition_error, sb, Handled, HandlerFuture};
 use crate::broker::Broker;
 use crate::log::batch::{self, BatchError};
 use crate::log::records;
 use crate::partition::{Cmd, PartitionError, ProduceOk};
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 enum Pending {
     Done(PartitionProduceResponse),
@@ -28,7 +31,7 @@ enum Pending {
     ),
 }
 
-pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFuture {
+pub fn handle(b: &Arc<Broker>, s: &Session, version: i16, req: ProduceRequest) -> HandlerFuture {
     let acks = req.acks;
     let txn_id = req
         .transactional_id
@@ -37,8 +40,15 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
         .map(|t| t.to_string());
     let has_txn_id = txn_id.is_some();
     let valid_acks = matches!(acks, -1..=1);
+    // WRITE on the transactional id fails the whole request, then WRITE on each topic its
+    // partitions (as Kafka, before anything else is looked at).
+    let txn_denied = txn_id.as_ref().is_some_and(|id| {
+        !authorize::allowed(b, s, Operation::Write, ResourceType::TransactionalId, id)
+    });
+    let mut writable = Decisions::new(b, s, Operation::Write, ResourceType::Topic);
     let mut topics = Vec::with_capacity(req.topic_data.len());
     for td in req.topic_data {
+        let topic_denied = !writable.allows(td.name.as_str());
         let topic = b.topics.get(td.name.as_str());
         let mut parts = Vec::with_capacity(td.partition_data.len());
         for pd in td.partition_data {
@@ -46,6 +56,17 @@ pub fn handle(b: &Arc<Broker>, version: i16, req: ProduceRequest) -> HandlerFutu
             let fail = |e: ResponseError, msg: Option<String>| {
                 Pending::Done(error_response(idx, e.code(), msg))
             };
+            if txn_denied {
+                parts.push(fail(
+                    ResponseError::TransactionalIdAuthorizationFailed,
+                    None,
+                ));
+                continue;
+            }
+            if topic_denied {
+                parts.push(fail(ResponseError::TopicAuthorizationFailed, None));
+                continue;
+            }
             if !valid_acks {
                 parts.push(fail(
                     ResponseError::InvalidRequiredAcks,

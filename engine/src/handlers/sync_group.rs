@@ -4,11 +4,22 @@
 use kafka_protocol::messages::{SyncGroupRequest, SyncGroupResponse};
 
 use super::group_error::code;
-use super::sb;
+use super::{authorize, sb};
 use crate::broker::Broker;
 use crate::group::state::SyncRequest;
+use crate::security::acl::Operation;
+use crate::security::Session;
 
-pub async fn handle(b: &Broker, version: i16, req: SyncGroupRequest) -> SyncGroupResponse {
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    version: i16,
+    req: SyncGroupRequest,
+) -> SyncGroupResponse {
+    if !authorize::group(b, s, Operation::Read, req.group_id.as_str()) {
+        return SyncGroupResponse::default()
+            .with_error_code(kafka_protocol::ResponseError::GroupAuthorizationFailed.code());
+    }
     let assignments = req
         .assignments
         .into_iter()

@@ -13,11 +13,14 @@ use kafka_protocol::messages::txn_offset_commit_response::{
 use kafka_protocol::messages::{TxnOffsetCommitRequest, TxnOffsetCommitResponse};
 use kafka_protocol::ResponseError;
 
+use super::authorize;
 use super::group_error::{self, per_partition};
 use crate::broker::Broker;
 use crate::group::store::{self, OFFSETS_TOPIC};
 use crate::group::{CommitPartition, TxnCommitRequest};
 use crate::partition::verify::VerifyError;
+use crate::security::acl::{Operation, ResourceType};
+use crate::security::Session;
 
 /// Transaction protocol v2: adds the group's `__consumer_offsets` partition to the producer's
 /// transaction (once this broker is known to coordinate the group); the error code otherwise.
@@ -55,31 +58,66 @@ async fn add_offsets_partition(b: &Broker, req: &TxnOffsetCommitRequest) -> Resu
     })
 }
 
+/// Every partition of `topics` answered with `code`.
+fn all_failed(
+    topics: &[kafka_protocol::messages::txn_offset_commit_request::TxnOffsetCommitRequestTopic],
+    code: i16,
+) -> Vec<TxnOffsetCommitResponseTopic> {
+    topics
+        .iter()
+        .map(|t| {
+            TxnOffsetCommitResponseTopic::default()
+                .with_name(t.name.clone())
+                .with_partitions(
+                    t.partitions
+                        .iter()
+                        .map(|p| {
+                            TxnOffsetCommitResponsePartition::default()
+                                .with_partition_index(p.partition_index)
+                                .with_error_code(code)
+                        })
+                        .collect(),
+                )
+        })
+        .collect()
+}
+
 pub async fn handle(
     b: &Broker,
+    s: &Session,
     version: i16,
-    req: TxnOffsetCommitRequest,
+    mut req: TxnOffsetCommitRequest,
 ) -> TxnOffsetCommitResponse {
+    let failed = |topics, e: ResponseError| {
+        TxnOffsetCommitResponse::default().with_topics(all_failed(topics, e.code()))
+    };
+    // WRITE on the transactional id, READ on the group, then READ on each topic (as Kafka).
+    if !authorize::transactional_id(b, s, Operation::Write, req.transactional_id.as_str()) {
+        return failed(
+            &req.topics,
+            ResponseError::TransactionalIdAuthorizationFailed,
+        );
+    }
+    if !authorize::group(b, s, Operation::Read, req.group_id.as_str()) {
+        return failed(&req.topics, ResponseError::GroupAuthorizationFailed);
+    }
+    let (allowed, denied) = authorize::split(
+        b,
+        s,
+        Operation::Read,
+        ResourceType::Topic,
+        std::mem::take(&mut req.topics),
+        |t| t.name.as_str(),
+    );
+    let denied = all_failed(&denied, ResponseError::TopicAuthorizationFailed.code());
+    if allowed.is_empty() && !denied.is_empty() {
+        return TxnOffsetCommitResponse::default().with_topics(denied);
+    }
+    req.topics = allowed;
     if version >= 5 && b.transaction_version() >= 2 {
         if let Err(code) = add_offsets_partition(b, &req).await {
-            let topics = req
-                .topics
-                .iter()
-                .map(|t| {
-                    TxnOffsetCommitResponseTopic::default()
-                        .with_name(t.name.clone())
-                        .with_partitions(
-                            t.partitions
-                                .iter()
-                                .map(|p| {
-                                    TxnOffsetCommitResponsePartition::default()
-                                        .with_partition_index(p.partition_index)
-                                        .with_error_code(code)
-                                })
-                                .collect(),
-                        )
-                })
-                .collect();
+            let mut topics = all_failed(&req.topics, code);
+            topics.extend(denied);
             return TxnOffsetCommitResponse::default().with_topics(topics);
         }
     }
@@ -129,7 +167,7 @@ pub async fn handle(
             },
         )
         .await;
-    TxnOffsetCommitResponse::default().with_topics(per_partition(
+    let mut topics = per_partition(
         answers,
         |name, ps| {
             TxnOffsetCommitResponseTopic::default()
@@ -141,5 +179,7 @@ pub async fn handle(
                 .with_partition_index(p)
                 .with_error_code(c)
         },
-    ))
+    );
+    topics.extend(denied);
+    TxnOffsetCommitResponse::default().with_topics(topics)
 }

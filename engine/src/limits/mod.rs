@@ -1,5 +1,6 @@
-//! Resource limits every listener and the broker share: connection counts and the memory Fetch
-//! responses may hold.
+//! Resource limits every listener and the broker share: connection counts, the memory Fetch
+//! responses may hold, and the clients' quotas.
 
 pub mod connections;
 pub mod fetch_memory;
+pub mod quotas;

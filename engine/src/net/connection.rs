@@ -9,15 +9,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::AsyncWriteExt;
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
+use tokio_rustls::server::TlsStream;
 
 use super::frame::{FrameError, FrameReader};
+use super::throttle::{self, ConnQuotas, Timed};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
 use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
 use crate::metrics::{ApiLabels, ErrorLabels};
+use crate::security::{Principal, Session};
 
 /// Requests handled concurrently per connection; Kafka clients pipeline up to 5 by default.
 const MAX_IN_FLIGHT: usize = 32;
@@ -39,9 +42,40 @@ pub enum Reject {
     },
 }
 
-pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
+/// Serves a plaintext connection to listener `listener`: anonymous until it authenticates.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>, listener: Arc<str>) {
+    let session = Session::new(Principal::anonymous(), peer.ip(), listener);
+    // tokio's own split of a TCP stream: no lock between the read and write halves.
+    let (rd, wr) = stream.into_split();
+    serve_io(rd, wr, peer, broker, session).await
+}
+
+/// Serves a connection whose TLS handshake is done: a client certificate (mTLS) makes its
+/// principal `User:<subject DN>`.
+pub async fn serve_tls(
+    stream: TlsStream<TcpStream>,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    listener: Arc<str>,
+) {
+    let principal = crate::security::tls::principal(stream.get_ref().1.peer_certificates());
+    let session = Session::new(principal, peer.ip(), listener);
+    let (rd, wr) = tokio::io::split(stream);
+    serve_io(rd, wr, peer, broker, session).await
+}
+
+/// The connection loop, over either stream's halves.
+async fn serve_io<R, W>(
+    mut rd: R,
+    mut wr: W,
+    peer: SocketAddr,
+    broker: Arc<Broker>,
+    session: Session,
+) where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
     broker.metrics.connections.inc();
-    let (mut rd, mut wr) = stream.into_split();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
     let mut fetches = ConnFetches {
         memory: broker.fetch_memory.connection(),
@@ -54,19 +88,16 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
     let mut pending_sizes = std::collections::VecDeque::new();
     let mut pending_bytes = 0usize;
     let byte_budget = broker.config.max_request_bytes;
-    // Who this connection is: anonymous until it authenticates.
-    let session = Arc::new(crate::security::Session::new(
-        crate::security::Principal::anonymous(),
-        peer.ip(),
-        Arc::from("PLAINTEXT"),
-    ));
+    let session = Arc::new(session);
+    // Client quotas: a throttled connection reads nothing until its throttle has passed.
+    let mut quotas = ConnQuotas::default();
     let mut eof = false;
     let outcome: Result<(), String> = 'conn: loop {
-        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget {
+        while pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget && !quotas.muted() {
             match frames.try_frame() {
                 Ok(Some(frame)) => {
                     let size = frame.len();
-                    match start_request(&broker, &session, &mut fetches, frame) {
+                    match start_request(&broker, &session, &mut fetches, &mut quotas, frame) {
                         Ok(fut) => {
                             pending.push_back(fut);
                             pending_sizes.push_back(size);
@@ -82,8 +113,11 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
         if eof && pending.is_empty() {
             break Ok(());
         }
+        let reading =
+            !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget && !quotas.muted();
+        let unmuted = quotas.until();
         tokio::select! {
-            r = frames.fill(&mut rd), if !eof && pending.len() < MAX_IN_FLIGHT && pending_bytes < byte_budget => match r {
+            r = frames.fill(&mut rd), if reading => match r {
                 Ok(true) => {}
                 Ok(false) => eof = true,
                 // The peer went away: ordinary, not bad input.
@@ -101,6 +135,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                             tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                             break Ok(());
                         }
+                        // Muted from when the client has the response (KIP-219).
+                        quotas.mute(out.throttle);
                         // Written: the fetch memory it held is free again.
                         drop(out);
                     }
@@ -109,6 +145,12 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
                     Err(e) => break Err(e),
                 }
             }
+            // The throttle has passed: read again. (Lazy: no timer unless muted.)
+            _ = async move {
+                if let Some(t) = unmuted {
+                    tokio::time::sleep_until(t).await
+                }
+            }, if unmuted.is_some() => {}
         }
     };
     if let Err(why) = outcome {
@@ -121,8 +163,8 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, broker: Arc<Broker>) {
 
 /// Writes `bytes`, failing when the peer takes none of them for `stall`: a client that stops
 /// reading must not hold its responses' memory (and the broker's fetch budget) forever.
-async fn write_unless_stalled(
-    wr: &mut tokio::net::tcp::OwnedWriteHalf,
+async fn write_unless_stalled<W: AsyncWrite + Unpin>(
+    wr: &mut W,
     bytes: &[u8],
     stall: std::time::Duration,
 ) -> std::io::Result<()> {
@@ -138,7 +180,10 @@ async fn write_unless_stalled(
         }
         rest = &rest[n..];
     }
-    Ok(())
+    // TLS keeps what it encrypted until flushed; for TCP this does nothing.
+    tokio::time::timeout(stall, wr.flush())
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading"))?
 }
 
 /// Resolves to the encoded response frame, `None` when the request gets no response (acks=0),
@@ -146,10 +191,12 @@ async fn write_unless_stalled(
 type ResponseFuture =
     std::pin::Pin<Box<dyn std::future::Future<Output = Result<Option<Outgoing>, String>>>>;
 
-/// An encoded response and what a Fetch holds until it is written.
+/// An encoded response, what a Fetch holds until it is written, and the throttle the client
+/// earned (quotas).
 struct Outgoing {
     bytes: Bytes,
     _fetch: FetchHold,
+    throttle: std::time::Duration,
 }
 
 /// The Fetch requests of one connection: its memory budget, and when the previous fetch's
@@ -222,8 +269,10 @@ fn start_request(
     broker: &Arc<Broker>,
     session: &Arc<crate::security::Session>,
     fetches: &mut ConnFetches,
+    quotas: &mut ConnQuotas,
     frame: Bytes,
 ) -> Result<ResponseFuture, Reject> {
+    let size = frame.len();
     let (api, version, header, request) = match decode_request(frame)? {
         Decoded::Request {
             api,
@@ -239,6 +288,7 @@ fn start_request(
                     Some(Outgoing {
                         bytes,
                         _fetch: FetchHold::default(),
+                        throttle: std::time::Duration::ZERO,
                     })
                 })
             }));
@@ -246,12 +296,14 @@ fn start_request(
     };
     let correlation_id = header.correlation_id;
     let started = Instant::now();
+    let mut request = request;
+    let (limits, earlier) = quotas.begin(broker, session, &header, &mut request, size);
     // Fetch is answered after the previous one was written, within this connection's memory
     // budget, which it holds until written.
     type Answer = std::pin::Pin<Box<dyn std::future::Future<Output = (Handled, FetchHold)>>>;
     let handled: Answer = match request {
         RequestKind::Fetch(r) => {
-            let (b, m) = (broker.clone(), fetches.memory.clone());
+            let (b, m, s) = (broker.clone(), fetches.memory.clone(), session.clone());
             let (written, next) = oneshot::channel();
             let previous = fetches.previous.replace(next);
             Box::pin(async move {
@@ -259,7 +311,7 @@ fn start_request(
                     // Resolves (with an error) once the previous response's hold is dropped.
                     let _ = p.await;
                 }
-                let (resp, memory) = handlers::fetch::handle(&b, version, r, &m).await;
+                let (resp, memory) = handlers::fetch::handle(&b, &s, version, r, &m).await;
                 let handled = Handled {
                     response: Some(ResponseKind::Fetch(resp)),
                     errors: Vec::new(),
@@ -276,9 +328,26 @@ fn start_request(
             Box::pin(async move { (h.await, FetchHold::default()) })
         }
     };
+    // Request time (quotas): the handler's synchronous start and its polls.
+    let handled = Timed {
+        inner: handled,
+        spent: limits.as_ref().map(|_| started.elapsed()),
+    };
     let broker = broker.clone();
     Ok(Box::pin(async move {
-        let (Handled { response, errors }, held) = handled.await;
+        let (
+            (
+                Handled {
+                    mut response,
+                    errors,
+                },
+                held,
+            ),
+            handling,
+        ) = handled.await;
+        let throttle = limits.as_ref().map_or(std::time::Duration::ZERO, |l| {
+            throttle::settle(&broker, l, version, response.as_mut(), handling, earlier)
+        });
         let name = format!("{api:?}");
         let labels = ApiLabels { api: name.clone() };
         broker.metrics.requests.get_or_create(&labels).inc();
@@ -302,10 +371,16 @@ fn start_request(
         let Some(resp) = response else {
             return Ok(None);
         };
-        match encode(correlation_id, version, &resp, resp.header_version(version)) {
+        let encoding = limits.as_ref().map(|_| Instant::now());
+        let encoded = encode(correlation_id, version, &resp, resp.header_version(version));
+        if let (Some(l), Some(t)) = (&limits, encoding) {
+            throttle::record_encoding(&broker, l, t.elapsed());
+        }
+        match encoded {
             Ok(bytes) => Ok(Some(Outgoing {
                 bytes,
                 _fetch: held,
+                throttle,
             })),
             Err(e) => {
                 tracing::error!(api = ?api, version, error = %e, "cannot encode response");
@@ -315,7 +390,7 @@ fn start_request(
     }))
 }
 
-fn encode(
+pub(crate) fn encode(
     correlation_id: i32,
     version: i16,
     resp: &ResponseKind,

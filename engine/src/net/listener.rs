@@ -1,12 +1,19 @@
-//! One listening socket per shard on the same port (SO_REUSEPORT): the kernel spreads new
-//! connections over shards, and each connection lives on the shard that accepted it.
+//! One listening socket per shard on the same port (SO_REUSEPORT), for each Kafka listener:
+//! the kernel spreads new connections over shards, and each connection lives on the shard
+//! that accepted it. Connections to SSL and SASL_SSL listeners do their TLS handshake first.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use socket2::{Domain, Protocol, Socket, Type};
 
 use crate::broker::Broker;
+use crate::config::KafkaListener;
+
+/// A client that has not finished its TLS handshake by then is dropped: it holds a
+/// connection slot meanwhile.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Binds `n` listeners on `addr`; with port 0 the first picks the port and the rest share it.
 pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpListener>> {
@@ -28,19 +35,35 @@ pub fn bind(addr: SocketAddr, n: usize) -> std::io::Result<Vec<std::net::TcpList
     Ok(out)
 }
 
-/// Accepts on each socket from its own shard.
-pub fn serve(sockets: Vec<std::net::TcpListener>, broker: &Arc<Broker>) {
-    for (shard, l) in sockets.into_iter().enumerate() {
-        let b = broker.clone();
-        broker.shards.run_on(shard, move |ctx| {
-            let id = ctx.id;
-            tokio::task::spawn_local(accept_loop(l, b, id));
-        });
+/// How one listener's connections are served: its name (the sessions') and, on SSL and
+/// SASL_SSL listeners, the TLS acceptor.
+#[derive(Clone)]
+pub struct Served {
+    pub listener: Arc<KafkaListener>,
+    pub tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+/// Accepts on each listener's sockets, each socket from its own shard.
+pub fn serve(listeners: Vec<(Served, Vec<std::net::TcpListener>)>, broker: &Arc<Broker>) {
+    for (served, sockets) in listeners {
+        for (shard, l) in sockets.into_iter().enumerate() {
+            let b = broker.clone();
+            let served = served.clone();
+            broker.shards.run_on(shard, move |ctx| {
+                let id = ctx.id;
+                tokio::task::spawn_local(accept_loop(l, b, id, served));
+            });
+        }
     }
 }
 
 /// Accepts connections on this shard until the listener fails.
-pub async fn accept_loop(listener: std::net::TcpListener, broker: Arc<Broker>, shard: usize) {
+pub async fn accept_loop(
+    listener: std::net::TcpListener,
+    broker: Arc<Broker>,
+    shard: usize,
+    served: Served,
+) {
     let listener = match tokio::net::TcpListener::from_std(listener) {
         Ok(l) => l,
         Err(e) => {
@@ -57,10 +80,36 @@ pub async fn accept_loop(listener: std::net::TcpListener, broker: Arc<Broker>, s
                 };
                 let _ = stream.set_nodelay(true);
                 let b = broker.clone();
-                tokio::task::spawn_local(async move {
-                    super::connection::serve(stream, peer, b).await;
-                    drop(permit);
-                });
+                let name = served.listener.name.clone();
+                match &served.tls {
+                    None => {
+                        tokio::task::spawn_local(async move {
+                            super::connection::serve(stream, peer, b, name).await;
+                            drop(permit);
+                        });
+                    }
+                    Some(tls) => {
+                        let accept = tls.accept(stream);
+                        tokio::task::spawn_local(async move {
+                            match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
+                                Ok(Ok(stream)) => {
+                                    super::connection::serve_tls(stream, peer, b, name).await
+                                }
+                                // A plaintext client, a certificate refused, a client that
+                                // went away: theirs to see, nothing for the broker to do.
+                                Ok(Err(e)) => {
+                                    b.metrics.tls_handshake_failures.inc();
+                                    tracing::debug!(%peer, listener = %name, error = %e, "TLS handshake failed")
+                                }
+                                Err(_) => {
+                                    b.metrics.tls_handshake_failures.inc();
+                                    tracing::debug!(%peer, listener = %name, "TLS handshake timed out")
+                                }
+                            }
+                            drop(permit);
+                        });
+                    }
+                }
             }
             Err(e) => {
                 // EMFILE and friends: back off instead of spinning.

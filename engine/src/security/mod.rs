@@ -8,9 +8,11 @@
 //! [`state::SecurityState::authorize`] before acting.
 
 pub mod acl;
+pub mod http_auth;
 pub mod quota;
 pub mod scram;
 pub mod state;
+pub mod tls;
 pub mod validate;
 
 use std::net::IpAddr;

@@ -40,6 +40,13 @@ impl Quotas {
     /// The quota `key` for `user` (its principal's name) and `client_id`, from the most
     /// specific entity that sets it, in Kafka's order.
     pub fn effective(&self, user: &str, client_id: &str, key: &str) -> Option<f64> {
+        self.matching(user, client_id, key).map(|(_, v)| v)
+    }
+
+    /// The entity [`Quotas::effective`] takes `key` from, and its value. The enforcer keeps
+    /// one rate per matching entity, as Kafka: a quota set on a user alone is shared by all of
+    /// that user's client ids.
+    pub fn matching(&self, user: &str, client_id: &str, key: &str) -> Option<(&QuotaEntity, f64)> {
         let n = |s: &str| Some(EntityName::Name(s.to_string()));
         let d = || Some(EntityName::Default);
         let order = [
@@ -54,8 +61,8 @@ impl Quotas {
         ];
         order.into_iter().find_map(|(user, client_id)| {
             self.set
-                .get(&QuotaEntity { user, client_id })
-                .and_then(|m| m.get(key).copied())
+                .get_key_value(&QuotaEntity { user, client_id })
+                .and_then(|(e, m)| m.get(key).map(|v| (e, *v)))
         })
     }
 

@@ -30,6 +30,9 @@ pub enum CatalogError {
     NotSupported(String),
     #[error("no route for {0}")]
     NotFound(String),
+    /// The caller may not do this (ACLs: see `authz`).
+    #[error("forbidden: {0}")]
+    Forbidden(String),
     #[error("object store: {0}")]
     Store(#[from] object_store::Error),
     #[error("corrupt catalog state at {path}: {message}")]
@@ -64,6 +67,7 @@ impl CatalogError {
             | CatalogError::NamespaceNotEmpty(_)
             | CatalogError::CommitFailed(_) => StatusCode::CONFLICT,
             CatalogError::NotSupported(_) => StatusCode::NOT_IMPLEMENTED,
+            CatalogError::Forbidden(_) => StatusCode::FORBIDDEN,
             CatalogError::Store(_)
             | CatalogError::Corrupt { .. }
             | CatalogError::Internal(_)
@@ -86,6 +90,7 @@ impl CatalogError {
             CatalogError::CommitFailed(_) => "CommitFailedException",
             CatalogError::NotSupported(_) => "UnsupportedOperationException",
             CatalogError::NotFound(_) => "NotFoundException",
+            CatalogError::Forbidden(_) => "ForbiddenException",
             CatalogError::Store(_)
             | CatalogError::Corrupt { .. }
             | CatalogError::Internal(_)

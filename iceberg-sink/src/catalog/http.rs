@@ -15,10 +15,13 @@ use axum::{Json, Router};
 use iceberg::{NamespaceIdent, TableIdent};
 use serde::de::DeserializeOwned;
 
+use super::authz;
 use super::catalog::{Catalog, TableChange};
 use super::error::{CatalogError, Result};
 use super::names::namespace_from_path;
 use super::wire::*;
+use engine::http_auth::Caller;
+use engine::security::acl::Operation;
 
 type Cat = State<Arc<Catalog>>;
 type Params = Result<Query<HashMap<String, String>>, QueryRejection>;
@@ -86,20 +89,24 @@ pub fn router(catalog: Arc<Catalog>) -> Router {
         .route("/v1/tables/rename", post(rename_table))
         .route("/v1/transactions/commit", post(commit_transaction))
         .fallback(not_found)
+        .layer(axum::middleware::from_fn(super::authz::authorize))
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(catalog)
 }
 
-/// Serves the REST catalog, and the broker's `internal` routes, on `listener` until the task
-/// is dropped.
+/// Serves the REST catalog, its OAuth2 token endpoint and the broker's `internal` routes on
+/// `listener`, behind the broker's HTTP authentication, until the task is dropped.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     catalog: Arc<Catalog>,
     internal: Router,
+    auth: Arc<engine::http_auth::HttpAuth>,
     limits: engine::http::HttpLimits,
     limiter: Arc<engine::limits::connections::ConnLimiter>,
 ) -> std::io::Result<()> {
-    engine::http::serve(listener, router(catalog).merge(internal), limits, limiter).await
+    let routes = router(catalog).merge(internal).merge(auth.token_routes());
+    let routes = auth.wrap(engine::http_auth::Api::Catalog, routes);
+    engine::http::serve(listener, routes, limits, limiter).await
 }
 
 fn body<T: DeserializeOwned>(bytes: BodyBytes) -> Result<T> {
@@ -214,20 +221,24 @@ async fn update_properties(
 
 async fn list_tables(
     State(catalog): Cat,
+    caller: Caller,
     p: Result<Path<String>, PathRejection>,
 ) -> Result<Response> {
-    let identifiers = catalog.list_tables(&ns_param(p)?).await?;
+    let mut identifiers = catalog.list_tables(&ns_param(p)?).await?;
+    identifiers.retain(|t| authz::listed(&caller, t));
     Ok(Json(ListTablesResponse { identifiers }).into_response())
 }
 
 async fn create_table(
     State(catalog): Cat,
+    caller: Caller,
     headers: HeaderMap,
     p: Result<Path<String>, PathRejection>,
     bytes: BodyBytes,
 ) -> Result<Response> {
     let ns = ns_param(p)?;
     let req: CreateTableRequest = body(bytes)?;
+    authz::create(&caller, &req.name)?;
     if req.stage_create {
         // Only metadata handed back: the table is created by a later commit that asserts
         // `assert-create` and carries these updates.
@@ -338,12 +349,14 @@ async fn report_metrics(p: Result<Path<(String, String)>, PathRejection>) -> Res
 
 async fn register_table(
     State(catalog): Cat,
+    caller: Caller,
     headers: HeaderMap,
     p: Result<Path<String>, PathRejection>,
     bytes: BodyBytes,
 ) -> Result<Response> {
     let ns = ns_param(p)?;
     let req: RegisterTableRequest = body(bytes)?;
+    authz::create(&caller, &req.name)?;
     if req.overwrite {
         return Err(CatalogError::NotSupported("register with overwrite".into()));
     }
@@ -358,7 +371,11 @@ async fn register_table(
 /// `POST /v1/transactions/commit` for changes to one table (what DuckDB sends for a write):
 /// they become one atomic commit. Changes spanning several tables are refused, since the
 /// catalog swaps one pointer per table and could not make them atomic together.
-async fn commit_transaction(State(catalog): Cat, bytes: BodyBytes) -> Result<StatusCode> {
+async fn commit_transaction(
+    State(catalog): Cat,
+    caller: Caller,
+    bytes: BodyBytes,
+) -> Result<StatusCode> {
     let req: CommitTransactionRequest = body(bytes)?;
     let mut ident: Option<TableIdent> = None;
     let mut changes = Vec::with_capacity(req.table_changes.len());
@@ -383,13 +400,17 @@ async fn commit_transaction(State(catalog): Cat, bytes: BodyBytes) -> Result<Sta
         });
     }
     if let Some(ident) = ident {
+        authz::table(&caller, Operation::Alter, &ident)?;
         catalog.commit_table_changes(&ident, changes).await?;
     }
     Ok(StatusCode::NO_CONTENT)
 }
 
-async fn rename_table(State(catalog): Cat, bytes: BodyBytes) -> Result<StatusCode> {
+/// A rename alters the source and creates the destination.
+async fn rename_table(State(catalog): Cat, caller: Caller, bytes: BodyBytes) -> Result<StatusCode> {
     let req: RenameTableRequest = body(bytes)?;
+    authz::table(&caller, Operation::Alter, &req.source)?;
+    authz::create(&caller, req.destination.name())?;
     catalog.rename_table(&req.source, &req.destination).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -3,7 +3,8 @@
 //! - [`Catalog`]: the operations (namespaces; tables: create, load, commit, drop, rename,
 //!   register), callable in-process, over any `object_store::ObjectStore`.
 //! - [`router`] / [`serve`]: the Iceberg REST OpenAPI endpoints engines call (pyiceberg,
-//!   DuckDB, Spark, Trino), with errors as the spec's `ErrorModel`.
+//!   DuckDB, Spark, Trino), with errors as the spec's `ErrorModel`, behind the broker's HTTP
+//!   authentication; [`authz`]: tables follow their topics' ACLs.
 //!
 //! Layout in the store: `<catalog>/namespaces/<ns>/<version>.json` (properties),
 //! `<catalog>/tables/<ns>/<table>/<version>.json` (the current metadata file: the newest
@@ -12,6 +13,7 @@
 //! earlier layout (`<ns>.json`, `<table>.json`) are migrated at startup (`migrate.rs`). See
 //! docs/iceberg.md.
 
+pub mod authz;
 #[allow(clippy::module_inception)]
 mod catalog;
 mod error;

@@ -12,6 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 
+use engine::security::acl::{Operation, ResourceType};
+
 use super::wire::{AnswerBody, ErrorBody, RoundBody, ROUNDS_PATH};
 use super::{resolve, submit, Answer, CommitterError, Target};
 use crate::translator::Shared;
@@ -34,7 +36,17 @@ fn error(status: StatusCode, message: String) -> Response {
     (status, Json(ErrorBody { error: message })).into_response()
 }
 
-async fn rounds(State(sh): State<Arc<Shared>>, body: Result<Bytes, BytesRejection>) -> Response {
+async fn rounds(
+    State(sh): State<Arc<Shared>>,
+    caller: engine::http_auth::Caller,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    // Brokers only (their signed requests; Kafka's inter-broker CLUSTER_ACTION).
+    let (op, rt) = (Operation::ClusterAction, ResourceType::Cluster);
+    if !caller.allowed(op, rt, crate::catalog::authz::CLUSTER) {
+        let why = caller.denied(op, rt, crate::catalog::authz::CLUSTER);
+        return error(StatusCode::FORBIDDEN, why);
+    }
     let bytes = match body {
         Ok(b) => b,
         Err(e) => return error(e.status(), e.body_text()),
@@ -105,14 +117,23 @@ fn client() -> &'static reqwest::Client {
     CLIENT.get_or_init(reqwest::Client::new)
 }
 
-/// Sends `round` to the committer whose catalog listener is at `base` (`http://host:port`).
-pub(crate) async fn send(base: &str, round: &RoundBody) -> Result<Answer, SendError> {
-    tokio::time::timeout(TIMEOUT, exchange(base, round))
+/// Sends `round` to the committer whose catalog listener is at `base` (`http://host:port`),
+/// signed as this broker's own request.
+pub(crate) async fn send(
+    broker: &engine::Broker,
+    base: &str,
+    round: &RoundBody,
+) -> Result<Answer, SendError> {
+    tokio::time::timeout(TIMEOUT, exchange(broker, base, round))
         .await
         .map_err(|_| SendError::Transport(format!("no answer within {TIMEOUT:?}")))?
 }
 
-async fn exchange(base: &str, round: &RoundBody) -> Result<Answer, SendError> {
+async fn exchange(
+    broker: &engine::Broker,
+    base: &str,
+    round: &RoundBody,
+) -> Result<Answer, SendError> {
     let authority = base
         .strip_prefix("http://")
         .map(|s| s.trim_end_matches('/'))
@@ -120,13 +141,14 @@ async fn exchange(base: &str, round: &RoundBody) -> Result<Answer, SendError> {
         .ok_or_else(|| SendError::Refused(format!("bad committer URL {base}")))?;
     let body = serde_json::to_vec(round).map_err(|e| SendError::Refused(e.to_string()))?;
     let transport = |e: reqwest::Error| SendError::Transport(e.to_string());
-    let mut resp = client()
+    let mut req = client()
         .post(format!("http://{authority}{ROUNDS_PATH}"))
-        .header(reqwest::header::CONTENT_TYPE, "application/json")
-        .body(body)
-        .send()
-        .await
-        .map_err(transport)?;
+        .header(reqwest::header::CONTENT_TYPE, "application/json");
+    if let Some((name, value)) = engine::http_auth::sign_request(broker, "POST", ROUNDS_PATH, &body)
+    {
+        req = req.header(name, value);
+    }
+    let mut resp = req.body(body).send().await.map_err(transport)?;
     let status = resp.status();
     let mut bytes = Vec::new();
     while let Some(chunk) = resp.chunk().await.map_err(transport)? {

@@ -406,7 +406,7 @@ pub(crate) async fn hand_over(
                     Some(b) => b,
                     None => wire::RoundBody::of(&h, table).map_err(CommitterError::BadRound)?,
                 };
-                let answer = http::send(&url, &b).await.map_err(|e| match e {
+                let answer = http::send(&sh.broker, &url, &b).await.map_err(|e| match e {
                     http::SendError::Refused(message) => CommitterError::BadRound(message),
                     http::SendError::Transport(message) => CommitterError::Remote {
                         node,
