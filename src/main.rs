@@ -40,6 +40,8 @@ enum Command {
     Schema(cli::ClientCommand<cli::SchemaCommand>),
     /// Cluster information and health
     Cluster(cli::ClientCommand<cli::ClusterCommand>),
+    /// Users (SCRAM credentials), ACLs and client quotas
+    Security(cli::ClientCommand<cli::security::SecurityCommand>),
     /// Test tools (hidden)
     #[command(hide = true, subcommand)]
     Debug(DebugCommand),
@@ -90,6 +92,7 @@ fn run() -> anyhow::Result<()> {
         Command::Transaction(c) => rt.block_on(cli::run_transaction(&c.args, c.command)),
         Command::Schema(c) => rt.block_on(cli::run_schema(&c.args, c.command)),
         Command::Cluster(c) => rt.block_on(cli::run_cluster(&c.args, c.command)),
+        Command::Security(c) => rt.block_on(cli::security::run(&c.args, c.command)),
         Command::Debug(DebugCommand::PowerCut {
             ledger,
             data_dir,

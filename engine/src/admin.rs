@@ -21,6 +21,7 @@ pub fn router(broker: Arc<Broker>) -> Router {
         .route("/v1/cluster/decommission/{node}", post(decommission))
         .route("/metrics", get(metrics))
         .route("/v1/topics/{name}/storage", get(topic_storage))
+        .merge(crate::admin_security::routes())
         .layer(axum::middleware::from_fn(browser_guard))
         .with_state(broker)
 }

@@ -7,6 +7,7 @@
 //! those actors thread-per-core; [`replication`] is where Raft plugs in.
 
 pub mod admin;
+pub mod admin_security;
 pub mod broker;
 pub mod cluster;
 pub mod config;

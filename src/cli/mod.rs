@@ -17,6 +17,7 @@ pub(crate) mod output;
 pub(crate) mod partitioner;
 pub(crate) mod produce;
 mod schema;
+pub(crate) mod security;
 mod storage;
 mod table;
 pub(crate) mod topic;
