@@ -350,6 +350,7 @@ fn start_request(
         let out = Outgoing {
             bytes: out.freeze(),
             _fetch: FetchHold::default(),
+            throttle: std::time::Duration::ZERO,
         };
         return Ok(Box::pin(async move { Ok(Some(out)) }));
     }
