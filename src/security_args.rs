@@ -112,8 +112,13 @@ impl HttpAuthArgs {
         }
         let config = engine::http_auth::HttpAuthConfig {
             required,
-            // The OAUTHBEARER settings' JWT check plugs in here once they exist.
-            bearer: None,
+            // JWTs the OAUTHBEARER settings accept on the Kafka listeners.
+            bearer: broker
+                .config
+                .sasl
+                .oauth
+                .clone()
+                .map(|o| o as Arc<dyn engine::http_auth::BearerVerifier>),
             token_ttl: std::time::Duration::from_secs(self.http_token_ttl_secs),
         };
         Ok(engine::http_auth::HttpAuth::new(broker.clone(), config)?)

@@ -39,6 +39,18 @@ pub trait BearerVerifier: Send + Sync {
     fn verify(&self, token: &str) -> Result<Principal, String>;
 }
 
+/// A JWT the OAUTHBEARER settings (`--oauth-jwks-file`, issuer, audience) accept on the Kafka
+/// listeners is accepted as a bearer token on the HTTP APIs too, for the same principal.
+impl BearerVerifier for crate::security::sasl::oauthbearer::OAuthConfig {
+    fn verify(&self, token: &str) -> Result<Principal, String> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        self.validate(token, now)
+            .map(|(name, _)| Principal::user(name))
+    }
+}
+
 #[derive(Clone)]
 pub struct HttpAuthConfig {
     /// `--http-auth required`: requests without valid credentials are refused. Off, every

@@ -20,6 +20,7 @@ import socket
 import struct
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -449,6 +450,28 @@ def test_oauthbearer_with_a_signed_jwt(broker_factory, tmp_path):
     ]:
         e = auth_error(oauth_conf(b, lambda _c, t=token: (t, time.time() + 600)))
         assert '{"status":"invalid_token"}' in e, (name, e)
+
+
+def test_a_jwt_is_a_bearer_token_on_the_http_apis(broker_factory, tmp_path):
+    """A JWT the OAUTHBEARER settings accept authenticates HTTP requests too, as its subject."""
+    key = rsa_key()
+    b = oauth_broker(broker_factory, tmp_path, key, "--authorization", "--superusers",
+                     "User:svc-ops", "--http-auth", "required")
+    claims = {"iss": "https://issuer.test", "aud": "icestream", "exp": int(time.time()) + 600}
+
+    def get(token):
+        req = urllib.request.Request(f"{b.admin_url}/v1/cluster",
+                                     headers={"Authorization": f"Bearer {token}"})
+        try:
+            with urllib.request.urlopen(req, timeout=10) as r:
+                return r.status
+        except urllib.error.HTTPError as e:
+            return e.code
+
+    assert get(sign_jwt(key, "k1", {**claims, "sub": "svc-ops"})) == 200
+    # Authenticated, but not a superuser: the admin API refuses it.
+    assert get(sign_jwt(key, "k1", {**claims, "sub": "svc-etl"})) == 403
+    assert get(sign_jwt(rsa_key(), "k1", {**claims, "sub": "svc-ops"})) == 401
 
 
 def produce_confluent_conf(config, topic, values):
