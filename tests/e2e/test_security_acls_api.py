@@ -33,7 +33,8 @@ from cluster import finalized_features, start_cluster, wait_formed
 from conftest import http_get
 from test_cli import cli, cli_json
 
-AUTHZ = ["--authorization", "--superusers", "User:ANONYMOUS"]
+# HTTP authentication off too: the admin API (registry ACLs) then serves User:ANONYMOUS as well.
+AUTHZ = ["--authorization", "--superusers", "User:ANONYMOUS", "--http-auth", "none"]
 
 
 def admin(broker) -> AdminClient:
