@@ -154,7 +154,11 @@ def closed(s: socket.socket) -> bool:
 def test_a_cluster_with_a_secret_forms_replicates_and_survives_a_restart(broker_factory,
                                                                          tmp_path):
     path, _ = secret_file(tmp_path)
-    brokers = start_cluster(broker_factory, extra_args=["--cluster-secret-file", path])
+    # Authorization on too (these plaintext clients are the superuser): the brokers' own calls
+    # and the forwarded group read below are judged by the principal they carry.
+    brokers = start_cluster(broker_factory, extra_args=[
+        "--cluster-secret-file", path, "--authorization", "--superusers", "User:ANONYMOUS",
+        "--http-auth", "none"])
     wait_formed(brokers)
     topic = unique_topic("auth")
     create(brokers[0], topic, 1, 3)

@@ -205,10 +205,10 @@ pub async fn answer<R: GroupRead>(
 ) -> R::Response {
     let loading = ResponseError::CoordinatorLoadInProgress.code();
     let mut resp = after_load(local, |r| req.errors(r).iter().any(|(_, c)| *c == loading)).await;
-    // With authorization on, the coordinator would judge the forwarding broker, not the
-    // client, so nothing is forwarded (the client follows NOT_COORDINATOR) until a forwarded
-    // request carries its caller's principal.
-    if forwarded(h) || super::authorize::enabled(b) {
+    // With authorization on, only the cluster secret's RPC carries the caller's principal for
+    // the coordinator to judge; over the Kafka listener it would judge the forwarding broker,
+    // so nothing is forwarded then (the client follows NOT_COORDINATOR).
+    if forwarded(h) || (super::authorize::enabled(b) && b.config.cluster_secret.is_none()) {
         return resp;
     }
     let v = h.request_api_version;
