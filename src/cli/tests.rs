@@ -174,13 +174,13 @@ async fn errors_are_one_actionable_line() {
         e,
         "topic 'missing' does not exist (UNKNOWN_TOPIC_OR_PARTITION): list topics with 'icestream topic list'"
     );
-    // Unsupported API: the broker does not advertise ACLs (not implemented).
+    // Unsupported API: the broker does not advertise delegation tokens (not implemented).
     let e = client
         .any()
-        .version::<CreateAclsRequest>()
+        .version::<CreateDelegationTokenRequest>()
         .expect_err("unsupported")
         .to_string();
-    assert!(e.contains("does not support CreateAcls"), "{e}");
+    assert!(e.contains("does not support CreateDelegationToken"), "{e}");
 
     // Nothing listening.
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
