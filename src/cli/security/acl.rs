@@ -296,25 +296,7 @@ pub(super) async fn acl_list(args: &ClientArgs, a: &AclArgs) -> Result<()> {
     let mut client: Option<Client> = None;
     for f in filters(a)? {
         if wants_registry(&f) {
-            let url = http::parse_url(&args.admin_url)?;
-            let (status, body) = http::request(
-                &url,
-                ADMIN_API,
-                "GET",
-                &format!("/v1/security/acls?{}", admin_query(&f)),
-                None,
-                "is 'icestream serve' running? set --admin-url",
-            )
-            .await?;
-            if status >= 300 {
-                bail!(
-                    "listing registry ACLs refused (HTTP {status}): {}",
-                    crate::cli::errors::one_line(&body)
-                );
-            }
-            let list: Vec<serde_json::Value> = serde_json::from_str(&body)
-                .map_err(|e| anyhow!("the admin API answered ACLs that do not decode ({e})"))?;
-            rows.extend(list);
+            rows.extend(registry_acls(args, "GET", &f, "listing").await?);
             continue;
         }
         let c = match &mut client {
@@ -357,6 +339,34 @@ pub(super) async fn acl_list(args: &ClientArgs, a: &AclArgs) -> Result<()> {
     print_acls(args, &rows, "")
 }
 
+/// Lists (GET) or deletes (DELETE) the registry ACLs filter `f` matches, through the admin
+/// API (Kafka's ACL APIs cannot express them); the ACLs listed or deleted.
+async fn registry_acls(
+    args: &ClientArgs,
+    method: &str,
+    f: &serde_json::Value,
+    verb: &str,
+) -> Result<Vec<serde_json::Value>> {
+    let url = http::parse_url(&args.admin_url)?;
+    let (status, body) = http::request(
+        &url,
+        ADMIN_API,
+        method,
+        &format!("/v1/security/acls?{}", admin_query(f)),
+        None,
+        "is 'icestream serve' running? set --admin-url",
+    )
+    .await?;
+    if status >= 300 {
+        bail!(
+            "{verb} registry ACLs refused (HTTP {status}): {}",
+            crate::cli::errors::one_line(&body)
+        );
+    }
+    serde_json::from_str(&body)
+        .map_err(|e| anyhow!("the admin API answered ACLs that do not decode ({e})"))
+}
+
 pub(super) async fn acl_delete(args: &ClientArgs, a: &AclArgs) -> Result<()> {
     if resources(a).is_empty() && who(a).is_empty() {
         bail!("give a resource or a principal to delete ACLs of (every ACL would match)");
@@ -365,25 +375,7 @@ pub(super) async fn acl_delete(args: &ClientArgs, a: &AclArgs) -> Result<()> {
     let mut kafka = Vec::new();
     for f in filters(a)? {
         if wants_registry(&f) {
-            let url = http::parse_url(&args.admin_url)?;
-            let (status, body) = http::request(
-                &url,
-                ADMIN_API,
-                "DELETE",
-                &format!("/v1/security/acls?{}", admin_query(&f)),
-                None,
-                "is 'icestream serve' running? set --admin-url",
-            )
-            .await?;
-            if status >= 300 {
-                bail!(
-                    "deleting registry ACLs refused (HTTP {status}): {}",
-                    crate::cli::errors::one_line(&body)
-                );
-            }
-            let list: Vec<serde_json::Value> = serde_json::from_str(&body)
-                .map_err(|e| anyhow!("the admin API answered ACLs that do not decode ({e})"))?;
-            rows.extend(list);
+            rows.extend(registry_acls(args, "DELETE", &f, "deleting").await?);
         } else {
             kafka.push(kafka_filter(&f));
         }
