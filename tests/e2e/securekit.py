@@ -259,3 +259,24 @@ def sign_jwt(key, kid: str, claims: dict) -> str:
                      + _b64url(_json.dumps(claims).encode()))
     sig = key.sign(signing_input.encode(), padding.PKCS1v15(), hashes.SHA256())
     return signing_input + "." + _b64url(sig)
+
+
+# ---------------------------------------------------------------------------- a secured broker
+
+
+def secure_broker(broker_factory, tmp_path: Path, admin: str, password: str, *args: str,
+                  http_tls: bool = False) -> tuple[Broker, Pki, int]:
+    """A started broker with a SASL_SSL listener beside its loopback PLAINTEXT one,
+    authorization on, `admin` its superuser (created by ICESTREAM_BOOTSTRAP_USER); with
+    `http_tls` its HTTP APIs over https too. Returns the broker, its PKI and the SASL_SSL port."""
+    from conftest import free_port
+    pki = make_pki(tmp_path / "pki")
+    sasl_port = free_port()
+    b = broker_factory(start=False, args=[
+        *tls_args(pki), *(["--http-tls"] if http_tls else []),
+        "--authorization", "--superusers", f"User:{admin}", *args,
+    ], env={"ICESTREAM_BOOTSTRAP_USER": f"{admin}:{password}"})
+    b.extra_args += ["--listeners",
+                     f"SASL_SSL://127.0.0.1:{sasl_port},PLAINTEXT://127.0.0.1:{b.kafka_port}"]
+    (serve_https(b, pki) if http_tls else b).start()
+    return b, pki, sasl_port

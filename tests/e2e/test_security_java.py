@@ -12,23 +12,14 @@ import subprocess
 import pytest
 
 from apache_kafka import classpath
-from conftest import free_port
-from securekit import make_pki, tls_args
+from securekit import secure_broker
 
 ADMIN, ADMIN_PASSWORD = "admin", "admin-secret-7f3c"
 
 
 @pytest.mark.timeout(300)
 def test_java_client_over_sasl_ssl_with_acls(broker_factory, tmp_path):
-    pki = make_pki(tmp_path / "pki")
-    sasl_port = free_port()
-    b = broker_factory(start=False, args=[
-        *tls_args(pki),
-        "--authorization", "--superusers", f"User:{ADMIN}",
-    ], env={"ICESTREAM_BOOTSTRAP_USER": f"{ADMIN}:{ADMIN_PASSWORD}"})
-    b.extra_args += ["--listeners",
-                     f"PLAINTEXT://127.0.0.1:{b.kafka_port},SASL_SSL://127.0.0.1:{sasl_port}"]
-    b.start()
+    _b, pki, sasl_port = secure_broker(broker_factory, tmp_path, ADMIN, ADMIN_PASSWORD)
     r = subprocess.run(
         ["java", "-Xmx512m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-cp", classpath(),
          "compat.Secure", f"127.0.0.1:{sasl_port}", pki.ca, ADMIN, ADMIN_PASSWORD],

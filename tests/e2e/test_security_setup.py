@@ -14,8 +14,7 @@ import urllib.request
 from confluent_kafka import KafkaError, Producer
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from conftest import free_port
-from securekit import make_pki, serve_https, ssl_context, tls_args
+from securekit import secure_broker, ssl_context
 
 ADMIN, ADMIN_PASSWORD = "admin", "change-me-3b9"
 
@@ -43,15 +42,9 @@ def produce(conf: dict, topic: str) -> KafkaError | None:
 
 
 def test_the_documented_secure_setup(broker_factory, tmp_path):
-    pki = make_pki(tmp_path / "pki")
-    sasl_port = free_port()
-    b = broker_factory(start=False, args=[
-        *tls_args(pki), "--http-tls", "--sasl-mechanisms", "SCRAM-SHA-512,SCRAM-SHA-256",
-        "--authorization", "--superusers", f"User:{ADMIN}",
-    ], env={"ICESTREAM_BOOTSTRAP_USER": f"{ADMIN}:{ADMIN_PASSWORD}"})
-    b.extra_args += ["--listeners",
-                     f"SASL_SSL://127.0.0.1:{sasl_port},PLAINTEXT://127.0.0.1:{b.kafka_port}"]
-    serve_https(b, pki).start()
+    b, pki, sasl_port = secure_broker(broker_factory, tmp_path, ADMIN, ADMIN_PASSWORD,
+                                      "--sasl-mechanisms", "SCRAM-SHA-512,SCRAM-SHA-256",
+                                      http_tls=True)
 
     # Only the superuser manages users and ACLs.
     status, body = post(b, pki, "/v1/security/users", {"name": "etl", "password": "etl-pw"},
