@@ -153,7 +153,8 @@ def workload(broker) -> None:
     c = Consumer({"bootstrap.servers": broker.bootstrap, "group.id": "opskit-group",
                   "enable.auto.commit": False, "auto.offset.reset": "earliest"})
     try:
-        c.assign([TopicPartition(plain, 0)])
+        # Keyless records are sticky-partitioned: all 50 may sit in either partition.
+        c.assign([TopicPartition(plain, 0), TopicPartition(plain, 1)])
         msgs = []
         deadline = time.monotonic() + 30
         while not msgs and time.monotonic() < deadline:

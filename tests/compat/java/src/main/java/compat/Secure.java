@@ -76,6 +76,16 @@ public final class Secure {
         return got;
     }
 
+    static boolean refusedForAuthorization(Throwable e) {
+        for (Throwable t = e; t != null; t = t.getCause()) {
+            String n = t.getClass().getSimpleName();
+            if (n.equals("TopicAuthorizationException") || n.equals("ClusterAuthorizationException")) {
+                return true;
+            }
+        }
+        return false;
+    }
+
     static void check(boolean ok, String why) {
         if (!ok) throw new AssertionError(why);
     }
@@ -163,16 +173,12 @@ public final class Secure {
             try (KafkaProducer<String, String> p = producer(reader)) {
                 p.send(new ProducerRecord<>(TOPIC, "k", "v")).get();
                 throw new AssertionError("the reader produced");
-            } catch (ExecutionException e) {
-                // An idempotent producer asks for a producer id first: refused as the cluster
-                // authorization it lacks, or the topic's.
-                String n = e.getCause().getClass().getSimpleName();
-                check(n.equals("TopicAuthorizationException") || n.equals("ClusterAuthorizationException"),
-                        "expected an authorization error, got " + e.getCause());
-            } catch (org.apache.kafka.common.KafkaException e) {
-                String n = e.getClass().getSimpleName();
-                check(n.equals("TopicAuthorizationException") || n.equals("ClusterAuthorizationException"),
-                        "expected an authorization error, got " + e);
+            } catch (org.apache.kafka.common.KafkaException | ExecutionException e) {
+                // An idempotent producer asks for a producer id first and is refused as the
+                // cluster authorization it lacks (or the topic's). The client reports that refusal
+                // from the send's future, or, when the refusal arrived before send(), as the cause
+                // of "Cannot execute transactional method because we are in an error state".
+                check(refusedForAuthorization(e), "expected an authorization error, got " + e);
             }
         });
 
