@@ -452,6 +452,42 @@ def test_oauthbearer_with_a_signed_jwt(broker_factory, tmp_path):
         assert '{"status":"invalid_token"}' in e, (name, e)
 
 
+def test_a_rotated_jwks_file_is_used_without_a_restart(broker_factory, tmp_path):
+    """An identity provider rotates its signing key: once the JWKS file holds the new key
+    (written to a temporary file and renamed into place), tokens signed with it authenticate
+    on the running broker; a broken file written later keeps the keys in use."""
+    old, new = rsa_key(), rsa_key()
+    b = oauth_broker(broker_factory, tmp_path, old)
+    topic = create_topic(b)
+    claims = {"sub": "svc-etl", "iss": "https://issuer.test", "aud": "icestream"}
+
+    def signed_by_new(_config):
+        exp = time.time() + 600
+        return sign_jwt(new, "k2", {**claims, "exp": int(exp)}), exp
+
+    e = auth_error(oauth_conf(b, signed_by_new))
+    assert '{"status":"invalid_token"}' in e, e
+    jwks = tmp_path / "jwks.json"
+    rotated = tmp_path / "jwks.json.new"
+    rotated.write_text(json.dumps({"keys": jwks_for(old, "k1")["keys"]
+                                   + jwks_for(new, "k2")["keys"]}))
+    rotated.rename(jwks)
+    # The broker rechecks the file every few seconds: wait for the new key to be in force.
+    deadline = time.monotonic() + 30
+    before = metric(b, "kafka_sasl_authentications", mechanism="OAUTHBEARER", result="success")
+    while True:
+        try:
+            produce_confluent_conf({**oauth_conf(b, signed_by_new), "message.timeout.ms": 5000},
+                                   topic, [b"rotated"])
+            break
+        except AssertionError:
+            assert time.monotonic() < deadline, "a token signed by the rotated-in key never worked"
+    assert metric(b, "kafka_sasl_authentications", mechanism="OAUTHBEARER",
+                  result="success") > before
+    jwks.write_text("{not json")
+    produce_confluent_conf(oauth_conf(b, signed_by_new), topic, [b"after a broken file"])
+
+
 def test_a_jwt_is_a_bearer_token_on_the_http_apis(broker_factory, tmp_path):
     """A JWT the OAUTHBEARER settings accept authenticates HTTP requests too, as its subject."""
     key = rsa_key()

@@ -73,7 +73,7 @@ pub enum TlsError {
 
 /// Rechecked at most this often, on a handshake: a replaced certificate is served within
 /// seconds, and handshakes in between cost no file system calls.
-const CHECK_EVERY: Duration = Duration::from_secs(2);
+pub(crate) const CHECK_EVERY: Duration = Duration::from_secs(2);
 
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -121,9 +121,9 @@ fn certified_key(cert: &Path, key: &Path) -> Result<CertifiedKey, TlsError> {
 
 /// What identifies a file's version: modification time, size and inode (a file replaced by
 /// a rename has a new inode even within one mtime tick).
-type Stamp = Option<(std::time::SystemTime, u64, u64)>;
+pub(crate) type Stamp = Option<(std::time::SystemTime, u64, u64)>;
 
-fn stamp(path: &Path) -> Stamp {
+pub(crate) fn stamp(path: &Path) -> Stamp {
     use std::os::unix::fs::MetadataExt;
     let m = std::fs::metadata(path).ok()?;
     Some((m.modified().ok()?, m.len(), m.ino()))

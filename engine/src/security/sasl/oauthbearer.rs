@@ -3,12 +3,17 @@
 //! `nbf`/`exp`. The principal is a claim of the token (`sub` by default); the session lasts
 //! at most until the token expires (KIP-368).
 //!
+//! The JWKS file is reloaded when it changes (checked at most every few seconds, on use), so an
+//! identity provider's key rotation needs no restart; a changed file that cannot be used keeps
+//! the previous keys and logs why.
+//!
 //! A refused token is answered, as RFC 7628 and Kafka do, with an error challenge
 //! (`{"status":"invalid_token"}`); the client acknowledges it with `%x01`, and the exchange
 //! then fails with that JSON as the message.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::Instant;
 
 use jsonwebtoken::jwk::JwkSet;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -35,7 +40,10 @@ const ALGORITHMS: &[Algorithm] = &[
 /// What tokens are checked against (`--oauth-jwks-file`, `--oauth-issuer`,
 /// `--oauth-audience`, `--oauth-principal-claim`).
 pub struct OAuthConfig {
-    keys: Vec<(Option<String>, Option<Algorithm>, DecodingKey)>,
+    keys: parking_lot::Mutex<Keys>,
+    /// The JWKS file, reloaded when it changes; `None` for keys given as JSON.
+    file: Option<PathBuf>,
+    check_every: std::time::Duration,
     pub issuer: Option<String>,
     pub audience: Option<String>,
     pub principal_claim: String,
@@ -44,7 +52,8 @@ pub struct OAuthConfig {
 impl std::fmt::Debug for OAuthConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("OAuthConfig")
-            .field("keys", &self.keys.len())
+            .field("keys", &self.keys.lock().current.len())
+            .field("file", &self.file)
             .field("issuer", &self.issuer)
             .field("audience", &self.audience)
             .field("principal_claim", &self.principal_claim)
@@ -64,6 +73,41 @@ pub enum OAuthConfigError {
     Empty(String),
 }
 
+/// One key of the set: its `kid`, its `alg` and the key.
+type Key = (Option<String>, Option<Algorithm>, DecodingKey);
+
+struct Keys {
+    current: Arc<Vec<Key>>,
+    stamp: crate::security::tls::Stamp,
+    checked: Instant,
+}
+
+fn parse_jwks(source: &str, json: &str) -> Result<Vec<Key>, OAuthConfigError> {
+    let set: JwkSet =
+        serde_json::from_str(json).map_err(|e| OAuthConfigError::Parse(source.into(), e))?;
+    let mut keys = Vec::new();
+    for jwk in &set.keys {
+        let key =
+            DecodingKey::from_jwk(jwk).map_err(|e| OAuthConfigError::Key(source.into(), e))?;
+        let alg = jwk
+            .common
+            .key_algorithm
+            .and_then(|a| a.to_string().parse::<Algorithm>().ok());
+        keys.push((jwk.common.key_id.clone(), alg, key));
+    }
+    if keys.is_empty() {
+        return Err(OAuthConfigError::Empty(source.into()));
+    }
+    Ok(keys)
+}
+
+fn read_jwks(path: &Path) -> Result<Vec<Key>, OAuthConfigError> {
+    let source = path.display().to_string();
+    let json =
+        std::fs::read_to_string(path).map_err(|e| OAuthConfigError::Read(source.clone(), e))?;
+    parse_jwks(&source, &json)
+}
+
 impl OAuthConfig {
     pub fn from_jwks_json(
         source: &str,
@@ -72,39 +116,75 @@ impl OAuthConfig {
         audience: Option<String>,
         principal_claim: String,
     ) -> Result<Self, OAuthConfigError> {
-        let set: JwkSet =
-            serde_json::from_str(json).map_err(|e| OAuthConfigError::Parse(source.into(), e))?;
-        let mut keys = Vec::new();
-        for jwk in &set.keys {
-            let key =
-                DecodingKey::from_jwk(jwk).map_err(|e| OAuthConfigError::Key(source.into(), e))?;
-            let alg = jwk
-                .common
-                .key_algorithm
-                .and_then(|a| a.to_string().parse::<Algorithm>().ok());
-            keys.push((jwk.common.key_id.clone(), alg, key));
-        }
-        if keys.is_empty() {
-            return Err(OAuthConfigError::Empty(source.into()));
-        }
-        Ok(OAuthConfig {
+        let keys = parse_jwks(source, json)?;
+        Ok(Self::with_keys(
             keys,
+            None,
             issuer,
             audience,
             principal_claim,
-        })
+        ))
     }
 
+    /// Loads the file (the broker does not start when it cannot) and reloads it when it changes.
     pub fn from_jwks_file(
         path: &Path,
         issuer: Option<String>,
         audience: Option<String>,
         principal_claim: String,
     ) -> Result<Self, OAuthConfigError> {
-        let source = path.display().to_string();
-        let json =
-            std::fs::read_to_string(path).map_err(|e| OAuthConfigError::Read(source.clone(), e))?;
-        Self::from_jwks_json(&source, &json, issuer, audience, principal_claim)
+        let stamp = crate::security::tls::stamp(path);
+        let keys = read_jwks(path)?;
+        let mut c = Self::with_keys(keys, Some(path.into()), issuer, audience, principal_claim);
+        c.keys.get_mut().stamp = stamp;
+        Ok(c)
+    }
+
+    fn with_keys(
+        keys: Vec<Key>,
+        file: Option<PathBuf>,
+        issuer: Option<String>,
+        audience: Option<String>,
+        principal_claim: String,
+    ) -> Self {
+        OAuthConfig {
+            keys: parking_lot::Mutex::new(Keys {
+                current: Arc::new(keys),
+                stamp: None,
+                checked: Instant::now(),
+            }),
+            file,
+            check_every: crate::security::tls::CHECK_EVERY,
+            issuer,
+            audience,
+            principal_claim,
+        }
+    }
+
+    /// The keys to check a token against now, reloading the file first if it changed.
+    fn keys(&self) -> Arc<Vec<Key>> {
+        let mut k = self.keys.lock();
+        let Some(path) = &self.file else {
+            return k.current.clone();
+        };
+        if k.checked.elapsed() >= self.check_every {
+            k.checked = Instant::now();
+            let stamp = crate::security::tls::stamp(path);
+            if stamp != k.stamp {
+                k.stamp = stamp;
+                match read_jwks(path) {
+                    Ok(keys) => {
+                        tracing::info!(file = %path.display(), keys = keys.len(), "JWKS reloaded");
+                        k.current = Arc::new(keys);
+                    }
+                    Err(e) => tracing::error!(
+                        error = %e,
+                        "cannot load the changed JWKS file; still checking tokens against the previous keys"
+                    ),
+                }
+            }
+        }
+        k.current.clone()
     }
 
     /// The principal a token names and its remaining lifetime in ms, or why it is refused.
@@ -113,8 +193,8 @@ impl OAuthConfig {
         if !ALGORITHMS.contains(&header.alg) {
             return Err(format!("algorithm {:?} is not accepted", header.alg));
         }
-        let candidates: Vec<&DecodingKey> = self
-            .keys
+        let keys = self.keys();
+        let candidates: Vec<&DecodingKey> = keys
             .iter()
             .filter(|(kid, alg, _)| {
                 (header.kid.is_none() || *kid == header.kid) && alg.is_none_or(|a| a == header.alg)
@@ -284,6 +364,36 @@ J7HMmuuCe/0ZM4rypBM5iw2NaeoSOckGHGo1AowyNkVx0GiPcOuReCG1
 
     fn message(jwt: &str) -> Vec<u8> {
         format!("n,,\x01host=localhost\x01auth=Bearer {jwt}\x01\x01").into_bytes()
+    }
+
+    #[test]
+    fn a_changed_jwks_file_is_used_without_a_restart_and_a_broken_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("jwks.json");
+        // The same key under another kid: tokens naming "k1" find no key until the file has it.
+        std::fs::write(&path, EC_JWKS.replace("\"k1\"", "\"k0\"")).unwrap();
+        let mut c = OAuthConfig::from_jwks_file(
+            &path,
+            Some("https://issuer.test".into()),
+            Some("icestream".into()),
+            "sub".into(),
+        )
+        .unwrap();
+        c.check_every = std::time::Duration::ZERO;
+        let jwt = token(
+            serde_json::json!({"sub": "alice", "iss": "https://issuer.test", "aud": "icestream", "exp": now() + 600}),
+            "k1",
+        );
+        let refused = c.validate(&jwt, now()).unwrap_err();
+        assert!(refused.contains("no key in the JWKS"), "{refused}");
+        // Rotated in by renaming a new file into place, as provisioning tools do.
+        let next = dir.path().join("jwks.json.new");
+        std::fs::write(&next, EC_JWKS).unwrap();
+        std::fs::rename(&next, &path).unwrap();
+        assert_eq!(c.validate(&jwt, now()).unwrap().0, "alice");
+        // A broken file keeps the keys in use.
+        std::fs::write(&path, "{not json").unwrap();
+        assert_eq!(c.validate(&jwt, now()).unwrap().0, "alice");
     }
 
     #[test]
