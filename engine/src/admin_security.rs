@@ -428,15 +428,19 @@ async fn list_acls(State(b): State<Arc<Broker>>, Query(q): Query<FilterJson>) ->
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let state = b.security.state();
-    let acls: Vec<AclJson> = state
+    Json(matching(&b, &f)).into_response()
+}
+
+/// The ACLs `f` matches now, as the API shows them.
+fn matching(b: &Broker, f: &AclFilter) -> Vec<AclJson> {
+    b.security
+        .state()
         .acls
         .bindings
         .iter()
         .filter(|a| f.matches(a))
         .map(AclJson::from_binding)
-        .collect();
-    Json(acls).into_response()
+        .collect()
 }
 
 /// One ACL or a list of them.
@@ -490,14 +494,7 @@ async fn delete_acls(
         Ok(f) => f,
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
-    let state = b.security.state();
-    let deleted: Vec<AclJson> = state
-        .acls
-        .bindings
-        .iter()
-        .filter(|a| f.matches(a))
-        .map(AclJson::from_binding)
-        .collect();
+    let deleted = matching(&b, &f);
     if !deleted.is_empty() {
         if let Err(e) = b.change_security(SecurityChange::DeleteAcls(vec![f])).await {
             return broker_error(&e);

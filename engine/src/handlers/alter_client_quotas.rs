@@ -12,7 +12,7 @@ use kafka_protocol::ResponseError;
 use super::describe_client_quotas::{CLIENT_ID, IP, USER};
 use super::sb;
 use crate::broker::Broker;
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::security::quota::{
     EntityName, QuotaEntity, CONSUMER_BYTE_RATE, PRODUCER_BYTE_RATE, REQUEST_PERCENTAGE,
 };
@@ -24,12 +24,7 @@ pub async fn handle(
     s: &Session,
     req: AlterClientQuotasRequest,
 ) -> AlterClientQuotasResponse {
-    let allowed = b.security.authorize(
-        s,
-        Operation::AlterConfigs,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    );
+    let allowed = super::authorize::cluster(b, s, Operation::AlterConfigs);
     let mut results = Vec::with_capacity(req.entries.len());
     for e in &req.entries {
         let outcome = if !allowed {

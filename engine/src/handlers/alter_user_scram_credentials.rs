@@ -13,7 +13,7 @@ use kafka_protocol::ResponseError;
 
 use super::sb;
 use crate::broker::Broker;
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::security::scram::{Mechanism, ScramCredential};
 use crate::security::state::{SecurityChange, SecurityState};
 use crate::security::{validate, Session};
@@ -45,12 +45,7 @@ pub async fn handle(
             Err((code, msg)) => x.with_error_code(code).with_error_message(Some(sb(msg))),
         }
     };
-    if !b.security.authorize(
-        s,
-        Operation::Alter,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    ) {
+    if !super::authorize::cluster(b, s, Operation::Alter) {
         let results = users
             .iter()
             .map(|u| {

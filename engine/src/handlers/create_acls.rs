@@ -19,12 +19,7 @@ pub async fn handle(b: &Broker, s: &Session, req: CreateAclsRequest) -> CreateAc
             .with_error_code(code)
             .with_error_message(msg.map(sb))
     };
-    if !b.security.authorize(
-        s,
-        Operation::Alter,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    ) {
+    if !super::authorize::cluster(b, s, Operation::Alter) {
         let results = req
             .creations
             .iter()

@@ -12,9 +12,9 @@ use kafka_protocol::ResponseError;
 use super::describe_acls::{filter, is_kafka, kafka_types};
 use super::sb;
 use crate::broker::Broker;
-use crate::security::acl::{AclFilter, Operation, ResourceType};
+use crate::security::acl::{AclFilter, Operation};
 use crate::security::state::SecurityChange;
-use crate::security::{validate, Session};
+use crate::security::Session;
 
 pub async fn handle(b: &Broker, s: &Session, req: DeleteAclsRequest) -> DeleteAclsResponse {
     let failed = |code: ResponseError, msg: Option<String>| {
@@ -22,12 +22,7 @@ pub async fn handle(b: &Broker, s: &Session, req: DeleteAclsRequest) -> DeleteAc
             .with_error_code(code.code())
             .with_error_message(msg.map(sb))
     };
-    if !b.security.authorize(
-        s,
-        Operation::Alter,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    ) {
+    if !super::authorize::cluster(b, s, Operation::Alter) {
         let results = req
             .filters
             .iter()

@@ -14,15 +14,10 @@ use crate::broker::Broker;
 use crate::security::acl::{
     AclBinding, AclFilter, Operation, PatternFilter, PatternType, Permission, ResourceType,
 };
-use crate::security::{validate, Session};
+use crate::security::Session;
 
 pub fn handle(b: &Broker, s: &Session, req: DescribeAclsRequest) -> DescribeAclsResponse {
-    if !b.security.authorize(
-        s,
-        Operation::Describe,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    ) {
+    if !super::authorize::cluster(b, s, Operation::Describe) {
         return DescribeAclsResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }

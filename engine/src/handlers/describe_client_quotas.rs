@@ -9,9 +9,9 @@ use kafka_protocol::ResponseError;
 
 use super::sb;
 use crate::broker::Broker;
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::security::quota::{EntityName, QuotaEntity};
-use crate::security::{validate, Session};
+use crate::security::Session;
 
 pub const USER: &str = "user";
 pub const CLIENT_ID: &str = "client-id";
@@ -105,12 +105,7 @@ pub fn handle(
     s: &Session,
     req: DescribeClientQuotasRequest,
 ) -> DescribeClientQuotasResponse {
-    if !b.security.authorize(
-        s,
-        Operation::DescribeConfigs,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    ) {
+    if !super::authorize::cluster(b, s, Operation::DescribeConfigs) {
         return DescribeClientQuotasResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code())
             .with_error_message(Some(sb("Cluster authorization failed.")));

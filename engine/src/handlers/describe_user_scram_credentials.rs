@@ -13,21 +13,16 @@ use kafka_protocol::ResponseError;
 
 use super::sb;
 use crate::broker::Broker;
-use crate::security::acl::{Operation, ResourceType};
+use crate::security::acl::Operation;
 use crate::security::scram::ScramCredential;
-use crate::security::{validate, Session};
+use crate::security::Session;
 
 pub fn handle(
     b: &Broker,
     s: &Session,
     req: DescribeUserScramCredentialsRequest,
 ) -> DescribeUserScramCredentialsResponse {
-    if !b.security.authorize(
-        s,
-        Operation::Describe,
-        ResourceType::Cluster,
-        validate::CLUSTER_NAME,
-    ) {
+    if !super::authorize::cluster(b, s, Operation::Describe) {
         return DescribeUserScramCredentialsResponse::default()
             .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
     }
