@@ -36,7 +36,8 @@ pub struct ListenerArgs {
     /// The certificate's private key (PEM); reloaded when the file changes
     #[arg(long, env = "ICESTREAM_TLS_KEY_FILE")]
     pub tls_key_file: Option<PathBuf>,
-    /// CA certificates (PEM) trusted for client certificates (with --tls-client-auth)
+    /// CA certificates (PEM) trusted for client certificates (with --tls-client-auth) and, with
+    /// --http-tls and --seeds, for the other brokers' certificates
     #[arg(long, env = "ICESTREAM_TLS_CA_FILE")]
     pub tls_ca_file: Option<PathBuf>,
     /// Client certificates on TLS listeners: none, requested or required (Kafka's
@@ -44,7 +45,7 @@ pub struct ListenerArgs {
     #[arg(long, env = "ICESTREAM_TLS_CLIENT_AUTH", default_value = "none")]
     pub tls_client_auth: String,
     /// Serve the admin API, schema registry and Iceberg catalog over TLS (https) with the
-    /// --tls-cert-file certificate
+    /// --tls-cert-file certificate, asking for client certificates as --tls-client-auth says
     #[arg(long, env = "ICESTREAM_HTTP_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub http_tls: bool,
 }
@@ -191,11 +192,6 @@ impl ListenerArgs {
         listeners: &[KafkaListener],
         clustered: bool,
     ) -> anyhow::Result<Option<TlsSettings>> {
-        if self.http_tls && clustered {
-            // Brokers forward registry writes and hand Iceberg commits to each other over
-            // their HTTP listeners, with clients that do not speak TLS yet.
-            bail!("--http-tls is not supported with --seeds yet: brokers of a cluster call each other's schema registry and Iceberg catalog over plain http");
-        }
         let client_auth = ClientAuth::parse(&self.tls_client_auth).with_context(|| {
             format!(
                 "--tls-client-auth must be none, requested or required, got '{}'",
@@ -223,6 +219,9 @@ impl ListenerArgs {
             }
             _ => bail!("--tls-cert-file and --tls-key-file go together"),
         };
+        if self.http_tls && clustered && self.tls_ca_file.is_none() {
+            bail!("--http-tls with --seeds needs --tls-ca-file: brokers call each other's schema registry and Iceberg catalog over https and verify each other's certificate against those CAs");
+        }
         if client_auth != ClientAuth::None && self.tls_ca_file.is_none() {
             bail!("--tls-client-auth {} needs --tls-ca-file (the CAs client certificates are checked against)", self.tls_client_auth);
         }
@@ -390,7 +389,14 @@ mod tests {
         https.tls_cert_file = Some("c.pem".into());
         https.tls_key_file = Some("k.pem".into());
         assert!(https.tls_settings(&l, false).unwrap().is_some());
-        assert!(https.tls_settings(&l, true).is_err());
+        // In a cluster the brokers verify each other: a CA file is needed.
+        assert!(https
+            .tls_settings(&l, true)
+            .unwrap_err()
+            .to_string()
+            .contains("--tls-ca-file"));
+        https.tls_ca_file = Some("ca.pem".into());
+        assert!(https.tls_settings(&l, true).unwrap().is_some());
     }
 
     #[test]

@@ -15,9 +15,34 @@ pub struct SecurityArgs {
     /// allow.everyone.if.no.acl.found=false). Off: every request is allowed
     #[arg(long, env = "ICESTREAM_AUTHORIZATION", default_value_t = false)]
     pub authorization: bool,
-    /// Principals allowed everything, e.g. User:admin,User:ops (Kafka's super.users)
-    #[arg(long, env = "ICESTREAM_SUPERUSERS", value_delimiter = ',')]
+    /// Principals allowed everything, e.g. User:admin,User:ops (Kafka's super.users; `;`
+    /// separates too, and a certificate's DN keeps its commas: User:CN=ops,O=acme;User:admin)
+    #[arg(long, env = "ICESTREAM_SUPERUSERS")]
     pub superusers: Vec<String>,
+}
+
+/// A list of principals split at `;` (Kafka's separator) and at `,` where a new `Type:`
+/// starts: a client certificate's principal, `User:CN=ops,O=acme`, holds commas of its own.
+fn split_principals(list: &str) -> Vec<&str> {
+    let starts_principal = |piece: &str| {
+        piece.trim_start().split_once(':').is_some_and(|(kind, _)| {
+            !kind.is_empty() && kind.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+        })
+    };
+    let mut out = Vec::new();
+    for part in list.split(';') {
+        let mut start = 0;
+        let mut from = 0;
+        while let Some(i) = part[from..].find(',').map(|i| i + from) {
+            if starts_principal(&part[i + 1..]) {
+                out.push(part[start..i].trim());
+                start = i + 1;
+            }
+            from = i + 1;
+        }
+        out.push(part[start..].trim());
+    }
+    out
 }
 
 /// `ICESTREAM_BOOTSTRAP_USER=name:password`: a user created at start when it does not exist.
@@ -28,7 +53,7 @@ impl SecurityArgs {
         let super_users = self
             .superusers
             .iter()
-            .map(|s| s.trim())
+            .flat_map(|s| split_principals(s))
             .filter(|s| !s.is_empty())
             .map(|s| Principal::parse(s).with_context(|| format!("--superusers: '{s}'")))
             .collect::<anyhow::Result<Vec<_>>>()?;
@@ -128,6 +153,16 @@ impl HttpAuthArgs {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn superusers_keep_the_commas_of_a_dn() {
+        assert_eq!(
+            split_principals("User:CN=ops,O=acme,User:admin;User:CN=x\\,y,OU=a:b"),
+            vec!["User:CN=ops,O=acme", "User:admin", "User:CN=x\\,y,OU=a:b"]
+        );
+        assert_eq!(split_principals("User:a, User:b"), vec!["User:a", "User:b"]);
+        assert_eq!(split_principals(""), vec![""]);
+    }
 
     #[test]
     fn superusers_and_bootstrap_user_parse() {

@@ -645,7 +645,13 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ("schema_registry", args.schema_registry_addr),
             ("iceberg_catalog", args.iceberg_catalog_addr),
         ],
-        args.http_auth.required(config.authz.enabled),
+        // Client certificates required over https authenticate every HTTP client too.
+        args.http_auth.required(config.authz.enabled)
+            || (args.listener.http_tls
+                && config
+                    .tls
+                    .as_ref()
+                    .is_some_and(|t| t.client_auth == engine::security::tls::ClientAuth::Required)),
     );
     let admin_addr = config.admin_addr;
     let admin = tokio::net::TcpListener::bind(admin_addr)
@@ -690,6 +696,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     broker.metrics.register_with(|r| tier.register_metrics(r));
     if let (true, Some(tls)) = (args.listener.http_tls, &broker.tls) {
         engine::http::set_tls(tls.http.clone());
+    }
+    if let (true, Some(settings), Some(_)) =
+        (args.listener.http_tls, &broker.config.tls, &broker.cluster)
+    {
+        // Brokers call each other's registry and catalog over https too.
+        let peer = engine::http::peer_client_config(settings)
+            .context("cannot set up https calls to the other brokers (--http-tls)")?;
+        engine::http::set_peer_tls(std::sync::Arc::new(peer));
     }
     let http_auth = args.http_auth.start(&broker)?;
     let mounts = tiering::mount::Mounts::new(broker.clone(), tier.clone());
@@ -817,16 +831,18 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 }
 
 /// The URL other brokers reach a listener of this broker at: its advertised host when it
-/// listens on every address.
+/// listens on every address; https under `--http-tls` (the host must then be one the
+/// certificate names).
 fn service_url(local: std::net::SocketAddr, broker: &engine::Broker) -> String {
+    let scheme = engine::http::scheme();
     let host = if local.ip().is_unspecified() {
         broker.advertised.0.clone()
     } else {
         local.ip().to_string()
     };
     match host.parse::<std::net::Ipv6Addr>() {
-        Ok(_) => format!("http://[{host}]:{}", local.port()),
-        Err(_) => format!("http://{host}:{}", local.port()),
+        Ok(_) => format!("{scheme}://[{host}]:{}", local.port()),
+        Err(_) => format!("{scheme}://{host}:{}", local.port()),
     }
 }
 

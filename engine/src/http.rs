@@ -1,7 +1,9 @@
 //! Serves an axum router (admin API, schema registry, Iceberg catalog) with the limits
 //! `axum::serve` lacks: connections per listener and per client IP, a deadline for a request's
 //! head, an idle (keep-alive) timeout and a per-request timeout; over TLS once [`set_tls`]
-//! was called (`--http-tls`).
+//! was called (`--http-tls`), with the client certificate's principal ([`ClientCert`]) on each
+//! request when the client presented one. Also the TLS client configuration brokers call each
+//! other's HTTP listeners with ([`set_peer_tls`], [`peer_client_config`]).
 
 use std::convert::Infallible;
 use std::pin::Pin;
@@ -21,6 +23,8 @@ use tower::ServiceExt;
 use tower_http::timeout::TimeoutLayer;
 
 use crate::limits::connections::{ConnLimiter, ConnLimits};
+use crate::security::tls::{load_certs, ReloadingCert, TlsSettings};
+use crate::security::Principal;
 
 /// Limits and timers of one HTTP listener.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -73,6 +77,89 @@ pub fn is_tls() -> bool {
     TLS.get().is_some()
 }
 
+/// `https` or `http`: the scheme of this process's HTTP listeners, for the URLs other brokers
+/// call them at.
+pub fn scheme() -> &'static str {
+    if is_tls() {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// A request's verified TLS client certificate, as the principal it makes
+/// (`User:<subject DN>`, as on the Kafka listeners): a request extension set on connections
+/// whose client presented one (`--tls-client-auth requested|required` with `--http-tls`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientCert(pub Principal);
+
+/// The TLS client configuration brokers call each other's HTTP listeners with, once set.
+static PEER_TLS: std::sync::OnceLock<Arc<rustls::ClientConfig>> = std::sync::OnceLock::new();
+
+/// Makes brokers of this process call other brokers' HTTP listeners (registry writes
+/// forwarded to the registry leader, Iceberg rounds sent to the committer) over https with
+/// `config`; set once at start, before any such call, as [`set_tls`] is.
+pub fn set_peer_tls(config: Arc<rustls::ClientConfig>) {
+    let _ = PEER_TLS.set(config);
+}
+
+/// The configuration of [`set_peer_tls`], if any: the callers build their HTTP clients on it.
+pub fn peer_tls() -> Option<Arc<rustls::ClientConfig>> {
+    PEER_TLS.get().cloned()
+}
+
+/// The TLS client configuration for calls to other brokers' HTTP listeners: their
+/// certificates are checked against `settings.ca_file` (and the host or IP of the URL called);
+/// this broker presents its own certificate (`--tls-cert-file`, reloaded as the server's is)
+/// when the other asks for one (`--tls-client-auth`).
+pub fn peer_client_config(
+    settings: &TlsSettings,
+) -> Result<rustls::ClientConfig, crate::security::tls::TlsError> {
+    use crate::security::tls::TlsError;
+    let Some(ca) = &settings.ca_file else {
+        return Err(TlsError::Verifier(
+            "calling other brokers over https needs a CA file to verify them (--tls-ca-file)"
+                .into(),
+        ));
+    };
+    let mut roots = rustls::RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| TlsError::Pem {
+            path: ca.clone(),
+            why: e.to_string(),
+        })?;
+    }
+    let cert = Arc::new(ReloadingCert::load(
+        &settings.cert_file,
+        &settings.key_file,
+    )?);
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13, &rustls::version::TLS12])?
+        .with_root_certificates(roots)
+        .with_client_cert_resolver(Arc::new(PeerCert(cert)));
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(config)
+}
+
+/// This broker's certificate, presented when another broker's HTTP listener asks for one.
+#[derive(Debug)]
+struct PeerCert(Arc<ReloadingCert>);
+
+impl rustls::client::ResolvesClientCert for PeerCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[rustls::SignatureScheme],
+    ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+        Some(self.0.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
 /// Serves `router` on `listener` until the task is dropped.
 pub async fn serve(
     listener: TcpListener,
@@ -102,12 +189,18 @@ pub async fn serve(
         let tls = TLS.get().cloned();
         tokio::spawn(async move {
             match tls {
-                None => serve_conn(stream, peer, router, limits).await,
+                None => serve_conn(stream, peer, None, router, limits).await,
                 // The handshake is bounded as a request's head is.
                 Some(tls) => {
                     match tokio::time::timeout(limits.header_read_timeout, tls.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => serve_conn(stream, peer, router, limits).await,
+                        Ok(Ok(stream)) => {
+                            // Only a certificate the CA file verified gets this far.
+                            let cert = stream.get_ref().1.peer_certificates().map(|chain| {
+                                ClientCert(crate::security::tls::principal(Some(chain)))
+                            });
+                            serve_conn(stream, peer, cert, router, limits).await
+                        }
                         Ok(Err(e)) => {
                             tracing::debug!(%peer, error = %e, "HTTP TLS handshake failed")
                         }
@@ -131,8 +224,13 @@ struct Activity {
 
 const NONE: u64 = u64::MAX;
 
-async fn serve_conn<S>(stream: S, peer: std::net::SocketAddr, router: Router, limits: HttpLimits)
-where
+async fn serve_conn<S>(
+    stream: S,
+    peer: std::net::SocketAddr,
+    cert: Option<ClientCert>,
+    router: Router,
+    limits: HttpLimits,
+) where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let start = Instant::now();
@@ -149,6 +247,9 @@ where
         // The client's address: sessions (host ACLs) and logs of the HTTP APIs.
         req.extensions_mut()
             .insert(axum::extract::ConnectInfo(peer));
+        if let Some(c) = &cert {
+            req.extensions_mut().insert(c.clone());
+        }
         a.head_since.store(NONE, Ordering::Relaxed);
         a.in_flight.fetch_add(1, Ordering::Relaxed);
         let guard = InFlight(a.clone());
@@ -296,6 +397,24 @@ const _: fn() = || {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn calls_to_other_brokers_verify_them_against_the_ca_file() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src/security/testdata");
+        let mut s = TlsSettings {
+            cert_file: dir.join("one.pem"),
+            key_file: dir.join("one.key"),
+            ca_file: None,
+            client_auth: crate::security::tls::ClientAuth::None,
+        };
+        let e = peer_client_config(&s).unwrap_err().to_string();
+        assert!(e.contains("--tls-ca-file"), "{e}");
+        s.ca_file = Some(dir.join("two.pem"));
+        let c = peer_client_config(&s).unwrap();
+        assert!(c.client_auth_cert_resolver.has_certs());
+        s.ca_file = Some(dir.join("missing.pem"));
+        assert!(peer_client_config(&s).is_err());
+    }
 
     #[test]
     fn deadlines_follow_the_connection_state() {

@@ -6,8 +6,10 @@
 //!
 //! Credentials: HTTP Basic with the SCRAM users, `Bearer` with a token the catalog issued
 //! (`POST /v1/oauth/tokens`, [`HttpAuth::token_routes`]) or a JWT of the OAUTHBEARER issuer
-//! (a [`BearerVerifier`]), and the signed header brokers put on their own requests to each
-//! other ([`HttpAuth::sign`]), which gives `Principal::broker()`.
+//! (a [`BearerVerifier`]), the signed header brokers put on their own requests to each
+//! other ([`sign_request`]), which gives `Principal::broker()` (or the principal a broker
+//! vouches for, [`sign_request_on_behalf`]), and a verified TLS client certificate
+//! ([`crate::http::ClientCert`]) when no `Authorization` header is sent.
 //! The pure checks are in `crate::security::http_auth`.
 
 use std::collections::HashMap;
@@ -163,6 +165,8 @@ impl Api {
 pub struct Caller {
     pub session: Arc<Session>,
     broker: Option<Arc<Broker>>,
+    /// The session's principal came from the connection's TLS client certificate.
+    by_certificate: bool,
 }
 
 impl Caller {
@@ -170,7 +174,19 @@ impl Caller {
         Caller {
             session: Arc::new(Session::internal()),
             broker: None,
+            by_certificate: false,
         }
+    }
+
+    /// The principal, when the caller was authenticated by its TLS client certificate (not
+    /// by credentials a forwarded request could carry along).
+    pub fn certificate_principal(&self) -> Option<&Principal> {
+        self.by_certificate.then_some(&self.session.principal)
+    }
+
+    /// The broker that authenticated the request (none for [`Caller::unrestricted`]).
+    pub fn broker(&self) -> Option<&Arc<Broker>> {
+        self.broker.as_ref()
     }
 
     /// Whether the caller may do `op` on the resource (always, with authorization off).
@@ -316,6 +332,12 @@ impl HttpAuth {
 
 pub const TOKENS_PATH: &str = "/v1/oauth/tokens";
 
+/// Marks a request one broker forwards to another on a client's behalf (the schema
+/// registry's writes). Its TLS client certificate is the forwarding broker's, not the
+/// client's, so it never authenticates such a request: the client's identity travels in its
+/// `Authorization` header or in the forwarding broker's signature ([`sign_request_on_behalf`]).
+pub const FORWARDED: &str = "x-icestream-forwarded";
+
 fn broker_request_key(secret: &[u8]) -> [u8; 32] {
     checks::derive_key(secret, "icestream http broker request v1")
 }
@@ -331,8 +353,41 @@ pub fn sign_request(
     path_and_query: &str,
     body: &[u8],
 ) -> Option<(&'static str, String)> {
+    sign(broker, method, host, path_and_query, body, None)
+}
+
+/// As [`sign_request`], for a request forwarded on behalf of `principal` (a client this
+/// broker authenticated by its TLS certificate): the receiver serves it as that principal.
+pub fn sign_request_on_behalf(
+    broker: &Broker,
+    method: &str,
+    host: &str,
+    path_and_query: &str,
+    body: &[u8],
+    principal: &Principal,
+) -> Option<(&'static str, String)> {
+    let p = principal.to_string();
+    sign(broker, method, host, path_and_query, body, Some(&p))
+}
+
+fn sign(
+    broker: &Broker,
+    method: &str,
+    host: &str,
+    path_and_query: &str,
+    body: &[u8],
+    on_behalf: Option<&str>,
+) -> Option<(&'static str, String)> {
     let key = broker_request_key(broker.config.cluster_secret.as_deref()?);
-    let value = checks::sign_broker_request(&key, method, host, path_and_query, body, unix_now());
+    let value = checks::sign_broker_request(
+        &key,
+        method,
+        host,
+        path_and_query,
+        body,
+        unix_now(),
+        on_behalf,
+    );
     Some((checks::BROKER_AUTH_HEADER, value))
 }
 
@@ -354,11 +409,20 @@ async fn authenticate(
     let listener: Arc<str> = Arc::from(api.listener());
     let session = |p: Principal| Arc::new(Session::new(p, host, listener.clone()));
     let open = api.open(req.method(), req.uri().path());
+    // A verified client certificate names the caller when no Authorization header does.
+    let cert = match req.headers().contains_key(FORWARDED) {
+        true => None,
+        false => req
+            .extensions()
+            .get::<crate::http::ClientCert>()
+            .map(|c| c.0.clone()),
+    };
+    let mut by_certificate = false;
 
     // A broker's own request: checked whatever --http-auth says, since it carries no user.
     let (req, principal) = if req.headers().contains_key(checks::BROKER_AUTH_HEADER) {
         match verify_signed(&auth, req).await {
-            Ok(req) => (req, Ok(Principal::broker())),
+            Ok((req, principal)) => (req, Ok(principal)),
             Err(why) => {
                 tracing::warn!(%host, why, "refused an HTTP request with a bad broker signature");
                 return api.unauthorized(&why, false);
@@ -369,11 +433,16 @@ async fn authenticate(
             v.to_str()
                 .map_err(|_| "malformed Authorization header".to_string())
         });
-        let principal = match (auth.config.required, creds) {
-            (false, _) => Ok(Principal::anonymous()),
-            (true, None) => Err(("authentication required".to_string(), false)),
-            (true, Some(Err(e))) => Err((e, false)),
-            (true, Some(Ok(v))) => match checks::parse_authorization(v) {
+        let principal = match (auth.config.required, creds, cert) {
+            // An Authorization header, when sent and checked, wins over the certificate.
+            (true, None, Some(p)) | (false, _, Some(p)) => {
+                by_certificate = true;
+                Ok(p)
+            }
+            (false, _, None) => Ok(Principal::anonymous()),
+            (true, None, None) => Err(("authentication required".to_string(), false)),
+            (true, Some(Err(e)), _) => Err((e, false)),
+            (true, Some(Ok(v)), _) => match checks::parse_authorization(v) {
                 Err(e) => Err((e.to_string(), false)),
                 Ok(Credentials::Basic { user, password }) => {
                     auth.basic(user, password).await.map_err(|e| (e, false))
@@ -391,6 +460,7 @@ async fn authenticate(
     let caller = Caller {
         session: session(principal),
         broker: Some(auth.broker.clone()),
+        by_certificate,
     };
     if api == Api::Admin && !open && !admin_allowed(&auth.broker, &caller.session) {
         let msg = format!(
@@ -414,8 +484,8 @@ fn admin_allowed(broker: &Broker, session: &Session) -> bool {
 }
 
 /// Checks a broker-signed request (reading its body, which the MAC covers) and records it so
-/// it is accepted once.
-async fn verify_signed(auth: &HttpAuth, req: Request) -> Result<Request, String> {
+/// it is accepted once; the principal is the broker's, or the one it vouches for.
+async fn verify_signed(auth: &HttpAuth, req: Request) -> Result<(Request, Principal), String> {
     let Some(key) = auth.broker_key else {
         return Err("a broker-signed request, but this broker has no cluster secret".into());
     };
@@ -435,7 +505,7 @@ async fn verify_signed(auth: &HttpAuth, req: Request) -> Result<Request, String>
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
         .unwrap_or("");
-    let mac = checks::verify_broker_request(
+    let signed = checks::verify_broker_request(
         &key,
         &value,
         parts.method.as_str(),
@@ -445,10 +515,17 @@ async fn verify_signed(auth: &HttpAuth, req: Request) -> Result<Request, String>
         unix_now(),
     )
     .map_err(|e| e.to_string())?;
-    if !auth.replays.first_time(mac, Instant::now()) {
+    if !auth.replays.first_time(signed.mac, Instant::now()) {
         return Err("a broker-signed request seen before (replayed)".into());
     }
-    Ok(Request::from_parts(parts, axum::body::Body::from(bytes)))
+    let principal = match signed.on_behalf {
+        None => Principal::broker(),
+        Some(p) => Principal::parse(&p).map_err(|e| e.to_string())?,
+    };
+    Ok((
+        Request::from_parts(parts, axum::body::Body::from(bytes)),
+        principal,
+    ))
 }
 
 /// OAuth2's error body (RFC 6749 section 5.2).

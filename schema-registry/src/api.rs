@@ -156,8 +156,15 @@ async fn route_writes(
     let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
     let h = |name| parts.headers.get(name).and_then(|v| v.to_str().ok());
     let (ct, authorization) = (h(header::CONTENT_TYPE), h(header::AUTHORIZATION));
-    // The caller's own credentials go along: the writer authenticates and authorizes them.
-    match forward::send(&url, parts.method.as_str(), path, ct, authorization, &bytes).await {
+    // The caller's own credentials go along: the writer authenticates and authorizes them. A
+    // caller known by its TLS certificate has none: this broker vouches for it instead.
+    let caller = parts.extensions.get::<Caller>();
+    let by_certificate = caller.and_then(|c| Some((c.broker()?, c.certificate_principal()?)));
+    let caller = match by_certificate {
+        Some((broker, principal)) => forward::Caller::Certificate(broker, principal),
+        None => forward::Caller::Authorization(authorization),
+    };
+    match forward::send(&url, parts.method.as_str(), path, ct, caller, &bytes).await {
         Err(e) => RegistryError::Forwarding(format!("{url}: {e}")).into_response(),
         Ok(a) => {
             // A broker without a replica has nothing to wait for.

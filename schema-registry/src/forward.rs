@@ -4,8 +4,9 @@
 use std::time::Duration;
 
 /// Marks a forwarded request, so a registry that is no longer the writer does not forward it
-/// again (no loops while leadership moves).
-pub const FORWARDED: &str = "x-icestream-forwarded";
+/// again (no loops while leadership moves), and so the receiver does not take the forwarding
+/// broker's TLS client certificate for the caller's.
+pub const FORWARDED: &str = engine::http_auth::FORWARDED;
 /// On a writer's answer: the `_schemas` offset its state has applied after the write; the
 /// forwarding registry waits until its own replica is there too.
 pub const APPLIED: &str = "x-icestream-schemas-applied";
@@ -35,34 +36,61 @@ pub struct Answer {
     pub body: Vec<u8>,
 }
 
-/// Sends `method path_and_query` with `body` to the registry at `base` (`http://host:port`),
-/// with the caller's `Authorization` header (the receiver authenticates it again).
+/// Who the forwarded request is for.
+pub enum Caller<'a> {
+    /// The caller's `Authorization` header, if any (the receiver authenticates it again).
+    Authorization(Option<&'a str>),
+    /// A caller this broker authenticated by its TLS client certificate: this broker signs the
+    /// request as sent on that principal's behalf (with a cluster secret; without one nothing
+    /// authorizes principals across brokers).
+    Certificate(&'a engine::Broker, &'a engine::security::Principal),
+}
+
+/// Sends `method path_and_query` with `body` to the registry at `base` (`http://host:port`,
+/// or `https://` under `--http-tls`), for `caller`.
 pub async fn send(
     base: &str,
     method: &str,
     path_and_query: &str,
     content_type: Option<&str>,
-    authorization: Option<&str>,
+    caller: Caller<'_>,
     body: &[u8],
 ) -> Result<Answer, ForwardError> {
     tokio::time::timeout(
         TIMEOUT,
-        exchange(
-            base,
-            method,
-            path_and_query,
-            content_type,
-            authorization,
-            body,
-        ),
+        exchange(base, method, path_and_query, content_type, caller, body),
     )
     .await
     .map_err(|_| ForwardError::Timeout)?
 }
 
+/// `(scheme, host:port)` of a broker's service URL.
+fn authority(base: &str) -> Option<(&'static str, &str)> {
+    let (scheme, rest) = match base.strip_prefix("https://") {
+        Some(rest) => ("https", rest),
+        None => ("http", base.strip_prefix("http://")?),
+    };
+    let rest = rest.trim_end_matches('/');
+    (!rest.is_empty() && !rest.contains('/')).then_some((scheme, rest))
+}
+
 fn client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
+    CLIENT.get_or_init(peer_client)
+}
+
+/// Over https (`--http-tls`), with the configuration that verifies other brokers against
+/// `--tls-ca-file` and presents this broker's certificate.
+fn peer_client() -> reqwest::Client {
+    let builder = reqwest::Client::builder();
+    let builder = match engine::http::peer_tls() {
+        Some(tls) => builder.use_preconfigured_tls((*tls).clone()),
+        None => builder,
+    };
+    builder.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build the HTTP client for calls to other brokers");
+        reqwest::Client::new()
+    })
 }
 
 async fn exchange(
@@ -70,25 +98,37 @@ async fn exchange(
     method: &str,
     path_and_query: &str,
     content_type: Option<&str>,
-    authorization: Option<&str>,
+    caller: Caller<'_>,
     body: &[u8],
 ) -> Result<Answer, ForwardError> {
-    let authority = base
-        .strip_prefix("http://")
-        .map(|s| s.trim_end_matches('/'))
-        .filter(|s| !s.is_empty() && !s.contains('/'))
-        .ok_or_else(|| ForwardError::Url(base.to_string()))?;
+    let (scheme, authority) = authority(base).ok_or_else(|| ForwardError::Url(base.to_string()))?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| ForwardError::Url(format!("method {method}")))?;
     let mut req = client()
-        .request(method, format!("http://{authority}{path_and_query}"))
+        .request(
+            method.clone(),
+            format!("{scheme}://{authority}{path_and_query}"),
+        )
         .header(FORWARDED, "1")
         .body(body.to_vec());
     if let Some(ct) = content_type {
         req = req.header(reqwest::header::CONTENT_TYPE, ct);
     }
-    if let Some(a) = authorization {
-        req = req.header(reqwest::header::AUTHORIZATION, a);
+    match caller {
+        Caller::Authorization(Some(a)) => req = req.header(reqwest::header::AUTHORIZATION, a),
+        Caller::Authorization(None) => {}
+        Caller::Certificate(broker, principal) => {
+            if let Some((name, value)) = engine::http_auth::sign_request_on_behalf(
+                broker,
+                method.as_str(),
+                authority,
+                path_and_query,
+                body,
+                principal,
+            ) {
+                req = req.header(name, value);
+            }
+        }
     }
     let mut resp = req.send().await?;
     let header = |name: &str| {
@@ -113,4 +153,24 @@ async fn exchange(
         applied,
         body,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::authority;
+
+    #[test]
+    fn service_urls() {
+        assert_eq!(
+            authority("http://10.0.0.1:8081"),
+            Some(("http", "10.0.0.1:8081"))
+        );
+        assert_eq!(
+            authority("https://[::1]:8081/"),
+            Some(("https", "[::1]:8081"))
+        );
+        assert_eq!(authority("https://"), None);
+        assert_eq!(authority("ftp://h:1"), None);
+        assert_eq!(authority("http://h:1/x"), None);
+    }
 }

@@ -294,6 +294,7 @@ pub const BROKER_AUTH_HEADER: &str = "x-icestream-broker-auth";
 /// How far a signed request's timestamp may be from the receiver's clock.
 pub const BROKER_AUTH_SKEW_SECS: u64 = 60;
 
+#[allow(clippy::too_many_arguments)]
 fn broker_mac(
     key: &[u8; 32],
     method: &str,
@@ -302,13 +303,19 @@ fn broker_mac(
     ts: u64,
     nonce: &str,
     body: &[u8],
+    on_behalf: Option<&str>,
 ) -> [u8; 32] {
     let body_hash = Sha256::digest(body);
     let ts = ts.to_string();
+    // v2 also covers the principal the broker vouches for; v1 (none) is unchanged.
+    let (domain, tail): (&[u8], &[u8]) = match on_behalf {
+        None => (b"icestream-broker-request-v1\n", b""),
+        Some(p) => (b"icestream-broker-request-v2\n", p.as_bytes()),
+    };
     hmac256(
         key,
         &[
-            b"icestream-broker-request-v1\n",
+            domain,
             method.as_bytes(),
             b"\n",
             host.as_bytes(),
@@ -320,6 +327,8 @@ fn broker_mac(
             nonce.as_bytes(),
             b"\n",
             &body_hash,
+            if on_behalf.is_some() { b"\n" } else { b"" },
+            tail,
         ],
     )
 }
@@ -328,6 +337,11 @@ fn broker_mac(
 /// header: `host:port`) with `body` at `now` (Unix seconds): `v1 <ts> <nonce> <mac>`, the MAC
 /// over method, host, path, timestamp, nonce and the body's SHA-256. The host binds it to the
 /// broker it was sent to: replayed to another broker, it fails.
+///
+/// With `on_behalf` (a principal, `User:CN=alice,O=acme`: a client this broker authenticated
+/// by its TLS certificate, whose request it forwards), `v2 <ts> <nonce> <mac> <principal,
+/// base64url>`, the MAC covering the principal too: the receiver serves the request as that
+/// principal instead of the broker's.
 pub fn sign_broker_request(
     key: &[u8; 32],
     method: &str,
@@ -335,17 +349,33 @@ pub fn sign_broker_request(
     path: &str,
     body: &[u8],
     now: u64,
+    on_behalf: Option<&str>,
 ) -> String {
     use rand::RngCore;
     let mut n = [0u8; 16];
     rand::rngs::OsRng.fill_bytes(&mut n);
     let nonce = b64url().encode(n);
-    let mac = broker_mac(key, method, host, path, now, &nonce, body);
-    format!("v1 {now} {nonce} {}", b64url().encode(mac))
+    let mac = broker_mac(key, method, host, path, now, &nonce, body, on_behalf);
+    match on_behalf {
+        None => format!("v1 {now} {nonce} {}", b64url().encode(mac)),
+        Some(p) => format!(
+            "v2 {now} {nonce} {} {}",
+            b64url().encode(mac),
+            b64url().encode(p)
+        ),
+    }
 }
 
-/// Checks a [`BROKER_AUTH_HEADER`] value; on success returns the MAC, which the caller
-/// records in a [`ReplayCache`] so the same request is accepted once.
+/// A [`BROKER_AUTH_HEADER`] that checked out.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SignedRequest {
+    /// Recorded in a [`ReplayCache`], so the same request is accepted once.
+    pub mac: [u8; 32],
+    /// The principal the broker vouches for (v2), else the request is the broker's own.
+    pub on_behalf: Option<String>,
+}
+
+/// Checks a [`BROKER_AUTH_HEADER`] value.
 pub fn verify_broker_request(
     key: &[u8; 32],
     value: &str,
@@ -354,16 +384,19 @@ pub fn verify_broker_request(
     path: &str,
     body: &[u8],
     now: u64,
-) -> Result<[u8; 32], HttpAuthError> {
-    let mut parts = value.split(' ');
-    let (Some("v1"), Some(ts), Some(nonce), Some(mac), None) = (
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-        parts.next(),
-    ) else {
-        return Err(HttpAuthError::BadSignature("malformed"));
+) -> Result<SignedRequest, HttpAuthError> {
+    let parts: Vec<&str> = value.split(' ').collect();
+    let (ts, nonce, mac, on_behalf) = match parts.as_slice() {
+        ["v1", ts, nonce, mac] => (*ts, *nonce, *mac, None),
+        ["v2", ts, nonce, mac, p] => {
+            let p = b64url()
+                .decode(p)
+                .ok()
+                .and_then(|p| String::from_utf8(p).ok())
+                .ok_or(HttpAuthError::BadSignature("malformed principal"))?;
+            (*ts, *nonce, *mac, Some(p))
+        }
+        _ => return Err(HttpAuthError::BadSignature("malformed")),
     };
     let ts: u64 = ts
         .parse()
@@ -376,11 +409,23 @@ pub fn verify_broker_request(
     let got = b64url()
         .decode(mac)
         .map_err(|_| HttpAuthError::BadSignature("malformed MAC"))?;
-    let expected = broker_mac(key, method, host, path, ts, nonce, body);
+    let expected = broker_mac(
+        key,
+        method,
+        host,
+        path,
+        ts,
+        nonce,
+        body,
+        on_behalf.as_deref(),
+    );
     if !subtle_eq(&got, &expected) {
         return Err(HttpAuthError::BadSignature("wrong MAC"));
     }
-    Ok(expected)
+    Ok(SignedRequest {
+        mac: expected,
+        on_behalf,
+    })
 }
 
 /// The MACs of signed requests seen within the accepted clock window: a request captured and
@@ -546,7 +591,15 @@ mod tests {
         let key = derive_key(b"a cluster secret of enough bytes!", "broker-request");
         let now = 1_700_000_000;
         const H: &str = "10.0.0.2:8181";
-        let v = sign_broker_request(&key, "POST", H, "/icestream/v1/iceberg/rounds", b"{}", now);
+        let v = sign_broker_request(
+            &key,
+            "POST",
+            H,
+            "/icestream/v1/iceberg/rounds",
+            b"{}",
+            now,
+            None,
+        );
         const R: &str = "/icestream/v1/iceberg/rounds";
         let ok = |k: &[u8; 32], m: &str, h: &str, p: &str, b: &[u8], t: u64| {
             verify_broker_request(k, &v, m, h, p, b, t).is_ok()
@@ -569,7 +622,9 @@ mod tests {
         assert!(!ok(&key, "POST", H, R, b"{}", now + 61));
         assert!(!ok(&key, "POST", H, R, b"{}", now - 61));
         assert!(verify_broker_request(&key, "v1 x y z", "POST", H, "/", b"", now).is_err());
-        let mac = verify_broker_request(&key, &v, "POST", H, R, b"{}", now).unwrap();
+        let signed = verify_broker_request(&key, &v, "POST", H, R, b"{}", now).unwrap();
+        assert_eq!(signed.on_behalf, None);
+        let mac = signed.mac;
         // Accepted once.
         let cache = ReplayCache::new(Duration::from_secs(121), 2);
         let t0 = Instant::now();
@@ -580,5 +635,28 @@ mod tests {
         assert!(!cache.first_time([2; 32], t0));
         // Once old entries age out, room again.
         assert!(cache.first_time([2; 32], t0 + Duration::from_secs(200)));
+    }
+
+    /// A principal the broker vouches for is bound by the MAC: another one, or the v1 form of
+    /// the same request, is refused.
+    #[test]
+    fn broker_signatures_on_behalf_of_a_principal() {
+        let key = derive_key(b"a cluster secret of enough bytes!", "broker-request");
+        let now = 1_700_000_000;
+        const H: &str = "10.0.0.2:8081";
+        const P: &str = "/subjects/s/versions";
+        let alice = "User:CN=alice,O=acme";
+        let v = sign_broker_request(&key, "POST", H, P, b"{}", now, Some(alice));
+        let signed = verify_broker_request(&key, &v, "POST", H, P, b"{}", now).unwrap();
+        assert_eq!(signed.on_behalf.as_deref(), Some(alice));
+        // Swap in another principal: the MAC no longer matches.
+        let mut parts: Vec<String> = v.split(' ').map(str::to_string).collect();
+        parts[4] = b64url().encode("User:CN=admin");
+        let forged = parts.join(" ");
+        assert!(verify_broker_request(&key, &forged, "POST", H, P, b"{}", now).is_err());
+        // Drop the principal (v1 with the same MAC): refused too.
+        let v1 = format!("v1 {} {} {}", parts[1], parts[2], parts[3]);
+        assert!(verify_broker_request(&key, &v1, "POST", H, P, b"{}", now).is_err());
+        assert!(verify_broker_request(&key, "v2 1 n m !!", "POST", H, P, b"{}", now).is_err());
     }
 }

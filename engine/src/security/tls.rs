@@ -196,9 +196,9 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
-/// The TLS server configurations of one broker: the Kafka listeners' (with the client
-/// certificate policy) and the HTTP listeners' (no client certificates: HTTP clients
-/// authenticate with a password or token), sharing one reloading certificate.
+/// The TLS server configurations of one broker: the Kafka listeners' and the HTTP listeners'
+/// (ALPN http/1.1), with the same client certificate policy, sharing one reloading
+/// certificate.
 #[derive(Clone)]
 pub struct TlsConfigs {
     pub kafka: Arc<ServerConfig>,
@@ -238,7 +238,7 @@ impl TlsConfigs {
                 Some(b.build().map_err(|e| TlsError::Verifier(e.to_string()))?)
             }
         };
-        let kafka = match verifier {
+        let kafka = match verifier.clone() {
             Some(v) => builder()?
                 .with_client_cert_verifier(v)
                 .with_cert_resolver(cert.clone()),
@@ -246,7 +246,13 @@ impl TlsConfigs {
                 .with_no_client_auth()
                 .with_cert_resolver(cert.clone()),
         };
-        let mut http = builder()?.with_no_client_auth().with_cert_resolver(cert);
+        // The same client certificate policy: a verified certificate is a principal there too.
+        let mut http = match verifier {
+            Some(v) => builder()?
+                .with_client_cert_verifier(v)
+                .with_cert_resolver(cert),
+            None => builder()?.with_no_client_auth().with_cert_resolver(cert),
+        };
         http.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(TlsConfigs {
             kafka: Arc::new(kafka),

@@ -114,11 +114,25 @@ pub(crate) enum SendError {
 
 fn client() -> &'static reqwest::Client {
     static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(reqwest::Client::new)
+    CLIENT.get_or_init(peer_client)
 }
 
-/// Sends `round` to the committer whose catalog listener is at `base` (`http://host:port`),
-/// signed as this broker's own request.
+/// Over https (`--http-tls`), with the configuration that verifies other brokers against
+/// `--tls-ca-file` and presents this broker's certificate.
+fn peer_client() -> reqwest::Client {
+    let builder = reqwest::Client::builder();
+    let builder = match engine::http::peer_tls() {
+        Some(tls) => builder.use_preconfigured_tls((*tls).clone()),
+        None => builder,
+    };
+    builder.build().unwrap_or_else(|e| {
+        tracing::error!(error = %e, "cannot build the HTTP client for calls to other brokers");
+        reqwest::Client::new()
+    })
+}
+
+/// Sends `round` to the committer whose catalog listener is at `base` (`http://host:port`,
+/// or `https://` under `--http-tls`), signed as this broker's own request.
 pub(crate) async fn send(
     broker: &engine::Broker,
     base: &str,
@@ -134,15 +148,17 @@ async fn exchange(
     base: &str,
     round: &RoundBody,
 ) -> Result<Answer, SendError> {
-    let authority = base
-        .strip_prefix("http://")
-        .map(|s| s.trim_end_matches('/'))
+    let (scheme, rest) = match base.strip_prefix("https://") {
+        Some(rest) => ("https", rest),
+        None => ("http", base.strip_prefix("http://").unwrap_or("")),
+    };
+    let authority = Some(rest.trim_end_matches('/'))
         .filter(|s| !s.is_empty() && !s.contains('/'))
         .ok_or_else(|| SendError::Refused(format!("bad committer URL {base}")))?;
     let body = serde_json::to_vec(round).map_err(|e| SendError::Refused(e.to_string()))?;
     let transport = |e: reqwest::Error| SendError::Transport(e.to_string());
     let mut req = client()
-        .post(format!("http://{authority}{ROUNDS_PATH}"))
+        .post(format!("{scheme}://{authority}{ROUNDS_PATH}"))
         .header(reqwest::header::CONTENT_TYPE, "application/json");
     if let Some((name, value)) =
         engine::http_auth::sign_request(broker, "POST", authority, ROUNDS_PATH, &body)
