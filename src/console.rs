@@ -22,7 +22,8 @@ use serde_json::{json, Value};
 
 use crate::cli::client::Client;
 use crate::cli::offsets::{list_offsets, topic_info, EARLIEST, LATEST};
-use crate::cli::{group, output, topic, ClientArgs};
+use crate::cli::{group, output, topic};
+use crate::console_client::Caller;
 
 /// The console's static files, built by Vite from console/ (see docs/console.md).
 const INDEX_HTML: &str = include_str!("../console/dist/index.html");
@@ -36,7 +37,8 @@ const MAX_SCAN_BYTES: i32 = 4 * 1024 * 1024;
 const MAX_SHOWN_BYTES: usize = 64 * 1024;
 
 pub struct Console {
-    pub args: ClientArgs,
+    /// The Kafka listeners the console's calls use, per caller ([`Caller`]).
+    pub kafka: crate::console_client::ConsoleKafka,
     pub registry: Arc<schema_registry::registry::Registry>,
     /// Kafka Connect REST URLs by name, from `--connect-url name=url`.
     pub connect: Vec<(String, String)>,
@@ -139,9 +141,9 @@ where
 }
 
 /// Every topic with its size and replication health, from the cluster metadata.
-async fn list_topics(State(c): State<Arc<Console>>) -> Response {
+async fn list_topics(Caller(args): Caller) -> Response {
     let res: Result<Value> = async {
-        let mut client = Client::connect(&c.args.brokers).await?;
+        let mut client = Client::connect(&args).await?;
         let md = client.metadata(None).await?;
         let mut out: Vec<Value> = md
             .topics
@@ -201,17 +203,17 @@ fn pairs(m: &std::collections::BTreeMap<String, String>) -> Vec<String> {
     m.iter().map(|(k, v)| format!("{k}={v}")).collect()
 }
 
-async fn create_topic(State(c): State<Arc<Console>>, Json(b): Json<CreateTopic>) -> Response {
+async fn create_topic(Caller(args): Caller, Json(b): Json<CreateTopic>) -> Response {
     let configs = pairs(&b.configs);
     cli_json(
         StatusCode::CREATED,
-        topic::create(&c.args, &b.name, b.partitions, b.replicas, &configs),
+        topic::create(&args, &b.name, b.partitions, b.replicas, &configs),
     )
     .await
 }
 
-async fn describe_topic(State(c): State<Arc<Console>>, Path(name): Path<String>) -> Response {
-    cli_json(StatusCode::OK, topic::describe(&c.args, &name)).await
+async fn describe_topic(Caller(args): Caller, Path(name): Path<String>) -> Response {
+    cli_json(StatusCode::OK, topic::describe(&args, &name)).await
 }
 
 #[derive(Deserialize)]
@@ -221,7 +223,7 @@ struct Confirm {
 
 /// Deleting needs `?confirm=<topic name>`, the name typed again.
 async fn delete_topic(
-    State(c): State<Arc<Console>>,
+    Caller(args): Caller,
     Path(name): Path<String>,
     Query(q): Query<Confirm>,
 ) -> Response {
@@ -231,7 +233,7 @@ async fn delete_topic(
             anyhow!("to delete topic '{name}', repeat its name: ?confirm={name}"),
         );
     }
-    cli_json(StatusCode::OK, topic::delete(&c.args, &[name])).await
+    cli_json(StatusCode::OK, topic::delete(&args, &[name])).await
 }
 
 #[derive(Deserialize)]
@@ -243,14 +245,14 @@ struct AlterConfigs {
 }
 
 async fn alter_configs(
-    State(c): State<Arc<Console>>,
+    Caller(args): Caller,
     Path(name): Path<String>,
     Json(b): Json<AlterConfigs>,
 ) -> Response {
     let set = pairs(&b.set);
     cli_json(
         StatusCode::OK,
-        topic::alter_config(&c.args, &name, &set, &b.delete),
+        topic::alter_config(&args, &name, &set, &b.delete),
     )
     .await
 }
@@ -261,23 +263,19 @@ struct AddPartitions {
 }
 
 async fn add_partitions(
-    State(c): State<Arc<Console>>,
+    Caller(args): Caller,
     Path(name): Path<String>,
     Json(b): Json<AddPartitions>,
 ) -> Response {
-    cli_json(
-        StatusCode::OK,
-        topic::add_partitions(&c.args, &name, b.count),
-    )
-    .await
+    cli_json(StatusCode::OK, topic::add_partitions(&args, &name, b.count)).await
 }
 
-async fn list_groups(State(c): State<Arc<Console>>) -> Response {
-    cli_json(StatusCode::OK, group::list(&c.args)).await
+async fn list_groups(Caller(args): Caller) -> Response {
+    cli_json(StatusCode::OK, group::list(&args)).await
 }
 
-async fn describe_group(State(c): State<Arc<Console>>, Path(g): Path<String>) -> Response {
-    cli_json(StatusCode::OK, group::describe(&c.args, &g)).await
+async fn describe_group(Caller(args): Caller, Path(g): Path<String>) -> Response {
+    cli_json(StatusCode::OK, group::describe(&args, &g)).await
 }
 
 #[derive(Deserialize)]
@@ -291,7 +289,7 @@ struct Reset {
 }
 
 async fn reset_group(
-    State(c): State<Arc<Console>>,
+    Caller(args): Caller,
     Path(g): Path<String>,
     Json(b): Json<Reset>,
 ) -> Response {
@@ -308,7 +306,7 @@ async fn reset_group(
     };
     cli_json(
         StatusCode::OK,
-        group::seek(&c.args, &g, &b.topic, to, b.partition),
+        group::seek(&args, &g, &b.topic, to, b.partition),
     )
     .await
 }
@@ -338,22 +336,28 @@ fn from_end() -> String {
 /// `max_bytes` (≤ 4 MiB) of the log, so the broker's memory stays bounded whatever the topic.
 async fn browse(
     State(c): State<Arc<Console>>,
+    Caller(args): Caller,
     Path(name): Path<String>,
     Query(q): Query<Browse>,
 ) -> Response {
-    match browse_page(&c, &name, q).await {
+    match browse_page(&c, &args, &name, q).await {
         Ok(v) => Json(v).into_response(),
         Err(e) => error(StatusCode::BAD_REQUEST, e),
     }
 }
 
-async fn browse_page(c: &Console, name: &str, q: Browse) -> Result<Value> {
+async fn browse_page(
+    c: &Console,
+    args: &crate::cli::ClientArgs,
+    name: &str,
+    q: Browse,
+) -> Result<Value> {
     let max_records = q.max_records.unwrap_or(50).clamp(1, MAX_RECORDS);
     let max_bytes = q
         .max_bytes
         .unwrap_or(1024 * 1024)
         .clamp(1024, MAX_SCAN_BYTES);
-    let mut client = Client::connect(&c.args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let info = topic_info(&mut client, name, "browse").await?;
     let Some(p) = info
         .partitions
@@ -607,12 +611,12 @@ struct Produce {
 
 /// Produces one record (acks=all): the partition given, else murmur2 of the key, else 0.
 async fn produce(
-    State(c): State<Arc<Console>>,
+    Caller(args): Caller,
     Path(name): Path<String>,
     Json(b): Json<Produce>,
 ) -> Response {
     let res: Result<Value> = async {
-        let mut client = Client::connect(&c.args.brokers).await?;
+        let mut client = Client::connect(&args).await?;
         let mut info = topic_info(&mut client, &name, "produce to").await?;
         let n = info.partitions.len() as i32;
         let key = b.key.filter(|k| !k.is_empty()).map(Bytes::from);

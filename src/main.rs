@@ -4,6 +4,7 @@
 mod cli;
 mod cluster_args;
 mod console;
+mod console_client;
 mod iceberg_args;
 mod lake_catalog;
 mod listener_args;

@@ -773,14 +773,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         }
     };
     let console = std::sync::Arc::new(crate::console::Console {
-        args: crate::cli::ClientArgs {
-            brokers: loopback(broker.kafka_addr),
-            admin_url: format!("http://{}", loopback(admin_local)),
-            schema_registry_url: format!("http://{}", loopback(schema_registry.local_addr()?)),
-            format: crate::cli::Format::Json,
-            user: None,
-            password: None,
-        },
+        kafka: crate::console_client::ConsoleKafka::new(
+            &broker,
+            format!("http://{}", loopback(admin_local)),
+            format!("http://{}", loopback(schema_registry.local_addr()?)),
+        ),
         registry: registry.clone(),
         connect: args
             .connect_url

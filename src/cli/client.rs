@@ -1,7 +1,9 @@
-//! A small Kafka client: one TCP connection per broker, version negotiation through
-//! ApiVersions, and typed request/response round trips with the `kafka-protocol` codecs.
+//! A small Kafka client: one TCP connection per broker (TLS and SASL when the flags ask for
+//! them, on every connection), version negotiation through ApiVersions, and typed
+//! request/response round trips with the `kafka-protocol` codecs.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{anyhow, bail, Result};
@@ -12,10 +14,13 @@ use kafka_protocol::messages::{
     RequestHeader, ResponseHeader, TopicName,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::errors::{code_detail, hint, one_line};
+use super::sasl::Credentials;
+use super::tls::Io;
+use super::ClientArgs;
 
 /// Time allowed for connecting and for each request/response round trip.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -45,18 +50,46 @@ fn client_range<R: Request>() -> (i16, i16) {
     (min, max)
 }
 
+/// How to reach the brokers: TLS settings and SASL credentials (both optional), from the
+/// client flags; used for every connection a [`Client`] opens.
+#[derive(Clone, Default, Debug)]
+pub struct Security {
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+    pub sasl: Option<Credentials>,
+}
+
+impl Security {
+    /// `--tls*`, `--sasl-mechanism`, `--user` and `--password`.
+    pub fn from_args(args: &ClientArgs) -> Result<Self> {
+        Ok(Security {
+            tls: super::tls::client_config(args)?,
+            sasl: super::sasl::credentials(args)?,
+        })
+    }
+}
+
 /// One connection to one broker.
 pub struct Connection {
     addr: String,
-    stream: TcpStream,
+    stream: Box<dyn Io>,
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
+    tls: bool,
+    sasl: bool,
+    /// Whether a request past ApiVersions was answered (a SASL listener closes the
+    /// connection on the first one of an unauthenticated client).
+    served: bool,
 }
 
 impl Connection {
-    /// Connects and negotiates API versions. `what_to_do` ends the error line when the
-    /// broker cannot be reached.
-    pub async fn open(addr: &str, who: &str, what_to_do: &str) -> Result<Self> {
+    /// Connects, negotiates API versions and authenticates. `what_to_do` ends the error
+    /// line when the broker cannot be reached.
+    pub async fn open(
+        addr: &str,
+        who: &str,
+        what_to_do: &str,
+        security: &Security,
+    ) -> Result<Self> {
         let stream = match tokio::time::timeout(REQUEST_TIMEOUT, TcpStream::connect(addr)).await {
             Err(_) => bail!(
                 "cannot reach {who} at {addr} (no answer within {} s): {what_to_do}",
@@ -69,14 +102,38 @@ impl Connection {
             Ok(Ok(s)) => s,
         };
         let _ = stream.set_nodelay(true);
+        let stream: Box<dyn Io> = match &security.tls {
+            Some(config) => {
+                super::tls::handshake(
+                    config,
+                    stream,
+                    addr,
+                    who,
+                    "is it a PLAINTEXT or SASL_PLAINTEXT listener? drop --tls",
+                )
+                .await?
+            }
+            None => Box::new(stream),
+        };
         let mut conn = Connection {
             addr: addr.to_string(),
             stream,
             correlation_id: 0,
             versions: HashMap::new(),
+            tls: security.tls.is_some(),
+            sasl: security.sasl.is_some(),
+            served: false,
         };
         conn.negotiate().await?;
+        if let Some(creds) = &security.sasl {
+            super::sasl::authenticate(&mut conn, creds).await?;
+        }
         Ok(conn)
+    }
+
+    /// The `host:port` this connection reached.
+    pub fn addr(&self) -> &str {
+        &self.addr
     }
 
     /// ApiVersions v3, falling back to v0 when the broker answers UNSUPPORTED_VERSION (it
@@ -195,6 +252,9 @@ impl Connection {
                 Ok(Err(e)) => return Err(self.lost_error(R::KEY, &e)),
                 Ok(Ok(b)) => b,
             };
+        if R::KEY != ApiKey::ApiVersions as i16 {
+            self.served = true;
+        }
         let header_version = <R::Response as HeaderVersion>::header_version(version);
         let header = ResponseHeader::decode(&mut body, header_version)
             .map_err(|e| self.decode_error(R::KEY, version, &e))?;
@@ -220,6 +280,38 @@ impl Connection {
     }
 
     fn lost_error(&self, key: i16, e: &std::io::Error) -> anyhow::Error {
+        if let Some(tls) = super::tls::stream_hint(e) {
+            return anyhow!(
+                "lost the connection to the broker at {} during {} ({tls})",
+                self.addr,
+                api_name(key)
+            );
+        }
+        let closed = matches!(
+            e.kind(),
+            std::io::ErrorKind::UnexpectedEof
+                | std::io::ErrorKind::ConnectionReset
+                | std::io::ErrorKind::BrokenPipe
+        );
+        let tls_record = e.kind() == std::io::ErrorKind::InvalidData && e.to_string() == TLS_RECORD;
+        if (closed || tls_record) && !self.tls && key == ApiKey::ApiVersions as i16 {
+            return anyhow!(
+                "the broker at {} {} during ApiVersions: is it a TLS listener? add --tls (and --tls-ca-file)",
+                self.addr,
+                if tls_record {
+                    "answered with TLS"
+                } else {
+                    "closed the connection"
+                }
+            );
+        }
+        if closed && !self.sasl && !self.served {
+            return anyhow!(
+                "the broker at {} closed the connection during {}: is it a SASL listener? set --sasl-mechanism, --user and --password",
+                self.addr,
+                api_name(key)
+            );
+        }
         anyhow!(
             "lost the connection to the broker at {} during {} ({}): check the broker log and retry",
             self.addr,
@@ -238,16 +330,24 @@ impl Connection {
     }
 }
 
-async fn read_frame(stream: &mut TcpStream) -> std::io::Result<Bytes> {
+/// The error text of a TLS record where a Kafka response was expected.
+const TLS_RECORD: &str = "the broker answered with TLS";
+
+async fn read_frame<S: AsyncRead + Unpin + ?Sized>(stream: &mut S) -> std::io::Result<Bytes> {
     let len = stream.read_i32().await?;
     let len = usize::try_from(len)
         .ok()
         .filter(|l| *l <= MAX_FRAME)
         .ok_or_else(|| {
-            std::io::Error::new(
-                std::io::ErrorKind::InvalidData,
-                format!("response frame of {len} bytes"),
-            )
+            // A TLS listener answers a plaintext request with a TLS alert or handshake record
+            // (content type 0x15/0x16, version 0x03xx), read here as a huge length.
+            let [kind, major, ..] = len.to_be_bytes();
+            let why = if matches!(kind, 0x15 | 0x16) && major == 0x03 {
+                TLS_RECORD.to_string()
+            } else {
+                format!("response frame of {len} bytes")
+            };
+            std::io::Error::new(std::io::ErrorKind::InvalidData, why)
         })?;
     // Grow as bytes arrive rather than trusting the length prefix with one allocation.
     let mut body = Vec::new();
@@ -280,13 +380,20 @@ pub struct Client {
     boot: Connection,
     conns: HashMap<String, Connection>,
     nodes: HashMap<i32, String>,
+    security: Security,
 }
 
 const BOOTSTRAP_HINT: &str = "is 'icestream serve' running? set --brokers";
 
 impl Client {
+    /// Connects to the first reachable address of `--brokers`, with the TLS and SASL
+    /// settings of `args`.
+    pub async fn connect(args: &ClientArgs) -> Result<Self> {
+        Self::connect_to(&args.brokers, Security::from_args(args)?).await
+    }
+
     /// Connects to the first reachable address of the comma-separated `brokers`.
-    pub async fn connect(brokers: &str) -> Result<Self> {
+    pub async fn connect_to(brokers: &str, security: Security) -> Result<Self> {
         let addrs: Vec<&str> = brokers
             .split(',')
             .map(str::trim)
@@ -297,12 +404,13 @@ impl Client {
         }
         let mut last = None;
         for addr in addrs {
-            match Connection::open(addr, "broker", BOOTSTRAP_HINT).await {
+            match Connection::open(addr, "broker", BOOTSTRAP_HINT, &security).await {
                 Ok(boot) => {
                     return Ok(Client {
                         boot,
                         conns: HashMap::new(),
                         nodes: HashMap::new(),
+                        security,
                     })
                 }
                 Err(e) => last = Some(e),
@@ -335,6 +443,7 @@ impl Client {
                 &addr,
                 &who,
                 "the cluster advertises this address; check the broker's advertised listener",
+                &self.security,
             )
             .await
             {

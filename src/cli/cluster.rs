@@ -20,7 +20,7 @@ struct Broker {
 }
 
 pub async fn info(args: &ClientArgs) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let md = client.metadata(Some(&[])).await?;
     let mut cluster_id = md.cluster_id.as_ref().map(text);
     let mut controller = md.controller_id.0;
@@ -326,7 +326,7 @@ pub async fn reassign(
     };
     use kafka_protocol::messages::{AlterPartitionReassignmentsRequest, BrokerId, TopicName};
     use kafka_protocol::protocol::StrBytes;
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let req = AlterPartitionReassignmentsRequest::default()
         .with_timeout_ms(30_000)
         .with_topics(vec![ReassignableTopic::default()

@@ -67,7 +67,7 @@ pub async fn run(
     if num == Some(0) {
         return Ok(());
     }
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let mut info = topic_info(&mut client, topic, "consume from").await?;
     let mut chosen = info.partitions.clone();
     if let Some(p) = partition {

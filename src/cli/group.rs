@@ -81,7 +81,7 @@ async fn coordinator<'a>(client: &'a mut Client, group: &str) -> Result<&'a mut 
 }
 
 pub async fn list(args: &ClientArgs) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     // Each broker lists the groups it coordinates (in a cluster, those of the offsets
     // partitions it leads), so ask every broker, as Kafka's AdminClient does.
     let nodes: Vec<i32> = client
@@ -164,7 +164,7 @@ async fn committed(
 }
 
 pub async fn describe(args: &ClientArgs, group: &str) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let conn = coordinator(&mut client, group).await?;
     let resp = conn
         .send(&DescribeGroupsRequest::default().with_groups(vec![GroupId(sb(group))]))
@@ -312,7 +312,7 @@ fn assigned(bytes: &Bytes) -> Vec<(String, i32)> {
 }
 
 pub async fn delete(args: &ClientArgs, groups: &[String]) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let mut failures = Vec::new();
     for group in groups {
         let conn = coordinator(&mut client, group).await?;
@@ -356,7 +356,7 @@ pub async fn seek(
     to: SeekTo,
     partition: Option<i32>,
 ) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let info = topic_info(&mut client, topic, "seek in").await?;
     let mut parts: Vec<_> = info.partitions.clone();
     if let Some(p) = partition {

@@ -1,8 +1,9 @@
 //! The few HTTP requests the CLI needs: `cluster health` (admin API) and `schema ...` (the
 //! schema registry's REST API).
 //!
-//! Written by hand on a tokio TcpStream on purpose: a handful of plain-HTTP/1.1 requests with
-//! small JSON bodies do not justify a heavy HTTP client dependency (reqwest/hyper + TLS).
+//! Written by hand on a tokio TcpStream on purpose: a handful of HTTP/1.1 requests with small
+//! JSON bodies do not justify a heavy HTTP client (reqwest/hyper). https URLs go through the
+//! same rustls settings as the Kafka connections (`--tls-ca-file`, the client certificate).
 
 use std::time::Duration;
 
@@ -32,16 +33,56 @@ pub struct HttpUrl {
     pub base: String,
     /// `Authorization` header value sent with every request (`--user`/`--password`).
     pub authorization: Option<String>,
+    /// An https URL.
+    pub https: bool,
+    /// The TLS files to use for https (`--tls-ca-file`, `--tls-cert-file`, `--tls-key-file`);
+    /// none: the system's CA certificates.
+    pub tls_files: TlsFiles,
+}
+
+/// The client's TLS files, for https.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub ca: Option<std::path::PathBuf>,
+    pub cert: Option<std::path::PathBuf>,
+    pub key: Option<std::path::PathBuf>,
 }
 
 impl HttpUrl {
-    /// With HTTP Basic credentials from `--user` and `--password` (or ICESTREAM_PASSWORD).
+    /// With HTTP Basic credentials from `--user` and `--password` (or ICESTREAM_PASSWORD),
+    /// and the TLS files for an https URL.
     pub fn with_auth(mut self, args: &super::ClientArgs) -> Self {
         if let Some(user) = &args.user {
             let password = args.password.as_deref().unwrap_or("");
             self.authorization = Some(engine::security::http_auth::basic_header(user, password));
         }
+        self.tls_files = TlsFiles {
+            ca: args.tls_ca_file.clone(),
+            cert: args.tls_cert_file.clone(),
+            key: args.tls_key_file.clone(),
+        };
         self
+    }
+
+    fn scheme(&self) -> &'static str {
+        if self.https {
+            "https"
+        } else {
+            "http"
+        }
+    }
+
+    /// The rustls settings for this https URL.
+    fn tls_config(&self) -> Result<std::sync::Arc<rustls::ClientConfig>> {
+        let args = super::ClientArgs {
+            tls: true,
+            tls_ca_file: self.tls_files.ca.clone(),
+            tls_cert_file: self.tls_files.cert.clone(),
+            tls_key_file: self.tls_files.key.clone(),
+            ..super::ClientArgs::defaults()
+        };
+        super::tls::client_config(&args)?
+            .ok_or_else(|| anyhow!("internal error: no TLS settings for an https URL: retry"))
     }
 }
 
@@ -81,20 +122,16 @@ pub fn parse_url(url: &str) -> Result<HttpUrl> {
 pub fn parse_service_url(url: &str, svc: Service) -> Result<HttpUrl> {
     let bad = || {
         anyhow!(
-            "invalid {} URL '{url}': use http://host:port, e.g. {} {}",
+            "invalid {} URL '{url}': use http://host:port or https://host:port, e.g. {} {}",
             svc.name,
             svc.flag,
             svc.example
         )
     };
-    let rest = if let Some(r) = url.strip_prefix("http://") {
-        r
-    } else if url.starts_with("https://") {
-        bail!(
-            "the CLI speaks only plain HTTP to the {} ('{url}'): use an http:// {}",
-            svc.name,
-            svc.flag
-        );
+    let (rest, https) = if let Some(r) = url.strip_prefix("http://") {
+        (r, false)
+    } else if let Some(r) = url.strip_prefix("https://") {
+        (r, true)
     } else {
         return Err(bad());
     };
@@ -116,6 +153,8 @@ pub fn parse_service_url(url: &str, svc: Service) -> Result<HttpUrl> {
             return Err(bad());
         }
         authority.to_string()
+    } else if https {
+        format!("{authority}:443")
     } else {
         format!("{authority}:80")
     };
@@ -124,6 +163,8 @@ pub fn parse_service_url(url: &str, svc: Service) -> Result<HttpUrl> {
         host: authority.to_string(),
         base: path.trim_end_matches('/').to_string(),
         authorization: None,
+        https,
+        tls_files: TlsFiles::default(),
     })
 }
 
@@ -164,9 +205,31 @@ async fn send(
     max: u64,
     what_to_do: &str,
 ) -> Result<(u16, String)> {
-    let full = format!("http://{}{}", url.host, url.base);
+    let full = format!("{}://{}{}", url.scheme(), url.host, url.base);
+    let tls = if url.https {
+        Some(url.tls_config()?)
+    } else {
+        None
+    };
     let work = async {
-        let mut stream = TcpStream::connect(&url.addr).await?;
+        let tcp = match TcpStream::connect(&url.addr).await {
+            Ok(s) => s,
+            Err(e) => {
+                return Err(anyhow!(
+                    "cannot reach the {} at {full} ({}): {what_to_do}",
+                    svc.name,
+                    io_reason(&e)
+                ))
+            }
+        };
+        let mut stream: Box<dyn super::tls::Io> = match &tls {
+            Some(config) => {
+                let hint = format!("is it plain http? use an http:// {}", svc.flag);
+                super::tls::handshake(config, tcp, &url.addr, &format!("the {}", svc.name), &hint)
+                    .await?
+            }
+            None => Box::new(tcp),
+        };
         let mut request = format!(
             "{method} {}{} HTTP/1.1\r\nHost: {}\r\nUser-Agent: icestream-cli\r\nAccept: {REGISTRY_CONTENT_TYPE}, application/json, */*\r\nConnection: close\r\n",
             url.base, path, url.host
@@ -188,10 +251,25 @@ async fn send(
             None if method != "GET" => request.push_str("Content-Length: 0\r\n\r\n"),
             None => request.push_str("\r\n"),
         }
-        stream.write_all(request.as_bytes()).await?;
         let mut response = Vec::new();
-        stream.take(max).read_to_end(&mut response).await?;
-        Ok::<_, std::io::Error>(response)
+        let io = async {
+            stream.write_all(request.as_bytes()).await?;
+            (&mut stream).take(max).read_to_end(&mut response).await?;
+            Ok::<_, std::io::Error>(())
+        };
+        match io.await {
+            Ok(()) => Ok(response),
+            // A server that closes without TLS's close_notify may still have sent its whole
+            // answer; parse_response refuses one cut short.
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof && !response.is_empty() => {
+                Ok(response)
+            }
+            Err(e) => Err(anyhow!(
+                "cannot reach the {} at {full} ({}): {what_to_do}",
+                svc.name,
+                super::tls::stream_hint(&e).unwrap_or_else(|| io_reason(&e))
+            )),
+        }
     };
     let response = match tokio::time::timeout(TIMEOUT, work).await {
         Err(_) => bail!(
@@ -199,11 +277,7 @@ async fn send(
             svc.name,
             TIMEOUT.as_secs()
         ),
-        Ok(Err(e)) => bail!(
-            "cannot reach the {} at {full} ({}): {what_to_do}",
-            svc.name,
-            io_reason(&e)
-        ),
+        Ok(Err(e)) => return Err(e),
         Ok(Ok(r)) => r,
     };
     parse_response(&response).ok_or_else(|| {
@@ -301,7 +375,9 @@ mod tests {
         let u = parse_url("http://[::1]:9644").expect("url");
         assert_eq!(u.addr, "[::1]:9644");
         assert_eq!(parse_url("http://[::1]").expect("url").addr, "[::1]:80");
-        assert!(parse_url("https://x:1").is_err());
+        let u = parse_url("https://x:1").expect("https");
+        assert!(u.https);
+        assert_eq!(parse_url("https://x").expect("url").addr, "x:443");
         assert!(parse_url("127.0.0.1:9644").is_err());
         assert!(parse_url("http://x:notaport").is_err());
         assert!(parse_url("http://").is_err());

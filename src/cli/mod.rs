@@ -16,10 +16,12 @@ pub(crate) mod offsets;
 pub(crate) mod output;
 pub(crate) mod partitioner;
 pub(crate) mod produce;
+pub(crate) mod sasl;
 mod schema;
 pub(crate) mod security;
 mod storage;
 mod table;
+pub(crate) mod tls;
 pub(crate) mod topic;
 pub(crate) mod transaction;
 
@@ -33,13 +35,21 @@ pub struct ClientCommand<C: clap::Subcommand> {
     pub command: C,
 }
 
-/// The long options of [`ClientArgs`].
-const CLIENT_OPTIONS: [&str; 4] = [
+/// The long options of [`ClientArgs`] that take a value.
+const CLIENT_OPTIONS: [&str; 10] = [
     "--brokers",
     "--admin-url",
     "--schema-registry-url",
     "--format",
+    "--user",
+    "--password",
+    "--tls-ca-file",
+    "--tls-cert-file",
+    "--tls-key-file",
+    "--sasl-mechanism",
 ];
+/// The long options of [`ClientArgs`] without a value.
+const CLIENT_FLAGS: [&str; 1] = ["--tls"];
 
 /// The client options may also stand before the command (`icestream --brokers H topic
 /// list`), as when they were options of `icestream` itself: moves them after the command's
@@ -52,9 +62,10 @@ pub fn hoist_client_options(args: Vec<String>) -> Vec<String> {
         if CLIENT_OPTIONS.contains(&a) && i + 1 < args.len() {
             moved.extend_from_slice(&args[i..i + 2]);
             i += 2;
-        } else if CLIENT_OPTIONS
-            .iter()
-            .any(|o| a.strip_prefix(o).is_some_and(|v| v.starts_with('=')))
+        } else if CLIENT_FLAGS.contains(&a)
+            || CLIENT_OPTIONS
+                .iter()
+                .any(|o| a.strip_prefix(o).is_some_and(|v| v.starts_with('=')))
         {
             moved.push(args[i].clone());
             i += 1;
@@ -101,7 +112,8 @@ pub struct ClientArgs {
     /// Output format
     #[arg(long, global = true, value_enum, default_value_t = Format::Table)]
     pub format: Format,
-    /// User to authenticate as (HTTP Basic on the admin API and schema registry)
+    /// User to authenticate as: HTTP Basic on the admin API and schema registry, and SASL on
+    /// Kafka connections with --sasl-mechanism
     #[arg(long, global = true, env = "ICESTREAM_USER")]
     pub user: Option<String>,
     /// The user's password (prefer the environment variable: flags show in `ps`)
@@ -112,6 +124,46 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
+    /// SASL mechanism for Kafka connections: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (needs
+    /// --user; without it, Kafka connections do not authenticate)
+    #[arg(long, global = true, env = "ICESTREAM_SASL_MECHANISM", value_enum)]
+    pub sasl_mechanism: Option<sasl::SaslMechanism>,
+    /// Connect to the brokers and the https APIs over TLS (implied by any --tls-* flag)
+    #[arg(long, global = true, env = "ICESTREAM_TLS")]
+    pub tls: bool,
+    /// CA certificates (PEM) that signed the brokers' certificates [default: the system's]
+    #[arg(long, global = true, env = "ICESTREAM_CLIENT_CA_FILE")]
+    pub tls_ca_file: Option<std::path::PathBuf>,
+    /// Client certificate chain (PEM) for listeners that require one (mTLS)
+    #[arg(long, global = true, env = "ICESTREAM_CLIENT_CERT_FILE")]
+    pub tls_cert_file: Option<std::path::PathBuf>,
+    /// The client certificate's private key (PEM)
+    #[arg(long, global = true, env = "ICESTREAM_CLIENT_KEY_FILE")]
+    pub tls_key_file: Option<std::path::PathBuf>,
+    /// Not a flag: trust exactly the leaf certificate in this file (the web console reaching
+    /// its own broker's TLS listener with the broker's `--tls-cert-file`).
+    #[arg(skip)]
+    pub tls_pinned_cert: Option<std::path::PathBuf>,
+}
+
+impl ClientArgs {
+    /// Every setting at its default (the flags' defaults, no TLS, no credentials).
+    pub fn defaults() -> Self {
+        ClientArgs {
+            brokers: "127.0.0.1:9092".into(),
+            admin_url: "http://127.0.0.1:9644".into(),
+            schema_registry_url: "http://127.0.0.1:8081".into(),
+            format: Format::Table,
+            user: None,
+            password: None,
+            sasl_mechanism: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_pinned_cert: None,
+        }
+    }
 }
 
 /// How command output is printed.

@@ -188,7 +188,7 @@ pub(super) fn encode_batch(
 }
 
 pub async fn run(args: &ClientArgs, topic: &str, opts: ProduceOptions) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let mut info = topic_info(&mut client, topic, "produce to").await?;
     let mut chooser = Chooser::new(&opts, &info)?;
     let key = opts

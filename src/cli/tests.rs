@@ -43,7 +43,9 @@ async fn create(client: &mut Client, topic: &str, partitions: i32) {
 async fn produce_then_fetch_round_trip() {
     {
         let (addr, _broker) = start().await;
-        let mut client = Client::connect(&addr).await.expect("connect");
+        let mut client = Client::connect_to(&addr, Default::default())
+            .await
+            .expect("connect");
         create(&mut client, "t", 3).await;
         let mut info = topic_info(&mut client, "t", "produce to")
             .await
@@ -117,7 +119,9 @@ async fn produce_then_fetch_round_trip() {
 #[tokio::test]
 async fn consume_stops_after_n_records() {
     let (addr, _broker) = start().await;
-    let mut client = Client::connect(&addr).await.expect("connect");
+    let mut client = Client::connect_to(&addr, Default::default())
+        .await
+        .expect("connect");
     create(&mut client, "c", 1).await;
     let mut info = topic_info(&mut client, "c", "produce to")
         .await
@@ -138,6 +142,12 @@ async fn consume_stops_after_n_records() {
         format: super::Format::Json,
         user: None,
         password: None,
+        sasl_mechanism: None,
+        tls: false,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        tls_pinned_cert: None,
     };
     let run = super::consume::run(
         &args,
@@ -165,7 +175,9 @@ async fn consume_stops_after_n_records() {
 #[tokio::test]
 async fn errors_are_one_actionable_line() {
     let (addr, _broker) = start().await;
-    let mut client = Client::connect(&addr).await.expect("connect");
+    let mut client = Client::connect_to(&addr, Default::default())
+        .await
+        .expect("connect");
     let e = topic_info(&mut client, "missing", "describe")
         .await
         .expect_err("missing topic")
@@ -186,7 +198,7 @@ async fn errors_are_one_actionable_line() {
     let closed = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let dead = closed.local_addr().expect("addr").to_string();
     drop(closed);
-    let e = Client::connect(&dead)
+    let e = Client::connect_to(&dead, Default::default())
         .await
         .err()
         .expect("refused")
@@ -203,6 +215,12 @@ async fn errors_are_one_actionable_line() {
         format: super::Format::Table,
         user: None,
         password: None,
+        sasl_mechanism: None,
+        tls: false,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        tls_pinned_cert: None,
     };
     let e = super::cluster::health(&args)
         .await
@@ -228,6 +246,12 @@ async fn health_reads_the_real_admin_api() {
         format: super::Format::Json,
         user: None,
         password: None,
+        sasl_mechanism: None,
+        tls: false,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        tls_pinned_cert: None,
     };
     super::cluster::health(&args).await.expect("healthy");
 }
@@ -243,6 +267,12 @@ async fn topic_commands_run_against_a_broker() {
             format,
             user: None,
             password: None,
+            sasl_mechanism: None,
+            tls: false,
+            tls_ca_file: None,
+            tls_cert_file: None,
+            tls_key_file: None,
+            tls_pinned_cert: None,
         };
         let topic = format!("{format:?}");
         super::topic::create(&args, &topic, 2, -1, &["retention.ms=1000".into()])
@@ -310,9 +340,35 @@ fn client_options_belong_to_the_client_commands() {
         .unwrap()
         .render_long_help()
         .to_string();
-    for o in super::CLIENT_OPTIONS {
+    // serve has TLS file flags of its own (the server's certificate), same names.
+    let serves_too = ["--tls-ca-file", "--tls-cert-file", "--tls-key-file"];
+    for o in super::CLIENT_OPTIONS
+        .iter()
+        .chain(&super::CLIENT_FLAGS)
+        .filter(|o| !serves_too.contains(o))
+    {
         assert!(!help.contains(&format!("{o} ")), "serve --help shows {o}");
     }
+    let tls = parse(&[
+        "icestream",
+        "--tls",
+        "--tls-ca-file",
+        "ca.pem",
+        "--sasl-mechanism",
+        "SCRAM-SHA-256",
+        "topic",
+        "list",
+    ])
+    .unwrap();
+    let crate::Command::Topic(c) = tls.command else {
+        panic!("not a topic command")
+    };
+    assert!(c.args.tls);
+    assert_eq!(c.args.tls_ca_file, Some("ca.pem".into()));
+    assert_eq!(
+        c.args.sasl_mechanism,
+        Some(super::sasl::SaslMechanism::ScramSha256)
+    );
     let err = parse(&["icestream", "--brokers", "h:1", "serve"])
         .err()
         .unwrap();
@@ -402,6 +458,12 @@ fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
         format,
         user: None,
         password: None,
+        sasl_mechanism: None,
+        tls: false,
+        tls_ca_file: None,
+        tls_cert_file: None,
+        tls_key_file: None,
+        tls_pinned_cert: None,
     }
 }
 
@@ -413,7 +475,9 @@ async fn abort_ends_a_transaction_left_open_on_a_partition() {
     use super::output::capture;
     use super::transaction::{self, AbortWhich};
     let (addr, broker) = start().await;
-    let mut client = Client::connect(&addr).await.expect("connect");
+    let mut client = Client::connect_to(&addr, Default::default())
+        .await
+        .expect("connect");
     create(&mut client, "tx", 1).await;
     let mut info = topic_info(&mut client, "tx", "produce to")
         .await

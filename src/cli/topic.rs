@@ -82,7 +82,7 @@ pub async fn create(
         .iter()
         .map(|c| parse_key_value(c, "-c"))
         .collect::<Result<Vec<_>>>()?;
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let version = client.any().version::<CreateTopicsRequest>()?;
     if version < 4 && (partitions < 0 || replicas < 0) {
         bail!("this broker needs explicit sizes (CreateTopics v{version}): give --partitions and --replicas");
@@ -149,7 +149,7 @@ pub async fn create(
 }
 
 pub async fn list(args: &ClientArgs) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let md = client.metadata(None).await?;
     let mut rows: Vec<(String, usize, usize, bool, i16)> = md
         .topics
@@ -274,7 +274,7 @@ fn ids(v: &[i32]) -> String {
 }
 
 pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let info = topic_info(&mut client, name, "describe").await?;
     let start = list_offsets(&mut client, name, &info.partitions, EARLIEST).await?;
     let end = list_offsets(&mut client, name, &info.partitions, LATEST).await?;
@@ -405,7 +405,7 @@ pub async fn describe(args: &ClientArgs, name: &str) -> Result<()> {
 }
 
 pub async fn delete(args: &ClientArgs, names: &[String]) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let build = |version: i16| {
         let req = DeleteTopicsRequest::default().with_timeout_ms(ADMIN_TIMEOUT_MS);
         if version >= 6 {
@@ -509,7 +509,7 @@ pub async fn alter_config(
             .with_config_operation(DELETE)
             .with_value(None)
     }));
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let build = |_v: i16| {
         IncrementalAlterConfigsRequest::default().with_resources(vec![
             AlterConfigsResource::default()
@@ -560,7 +560,7 @@ pub async fn add_partitions(args: &ClientArgs, name: &str, count: i32) -> Result
     if count < 1 {
         bail!("invalid --count {count}: give the new total number of partitions, larger than the current one");
     }
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let build = |_v: i16| {
         CreatePartitionsRequest::default()
             .with_timeout_ms(ADMIN_TIMEOUT_MS)

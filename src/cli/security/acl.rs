@@ -108,7 +108,7 @@ pub(super) async fn acl_create(args: &ClientArgs, a: &AclArgs) -> Result<()> {
         }
     }
     if !kafka.is_empty() {
-        let mut client = Client::connect(&args.brokers).await?;
+        let mut client = Client::connect(args).await?;
         let resp = client
             .any()
             .send(&CreateAclsRequest::default().with_creations(kafka))
@@ -124,7 +124,7 @@ pub(super) async fn acl_create(args: &ClientArgs, a: &AclArgs) -> Result<()> {
         }
     }
     if !registry.is_empty() {
-        let url = http::parse_url(&args.admin_url)?;
+        let url = http::parse_url(&args.admin_url)?.with_auth(args);
         let body = serde_json::Value::Array(registry).to_string();
         let (status, body) = http::request(
             &url,
@@ -301,7 +301,7 @@ pub(super) async fn acl_list(args: &ClientArgs, a: &AclArgs) -> Result<()> {
         }
         let c = match &mut client {
             Some(c) => c,
-            None => client.insert(Client::connect(&args.brokers).await?),
+            None => client.insert(Client::connect(args).await?),
         };
         let k = kafka_filter(&f);
         let req = DescribeAclsRequest::default()
@@ -347,7 +347,7 @@ async fn registry_acls(
     f: &serde_json::Value,
     verb: &str,
 ) -> Result<Vec<serde_json::Value>> {
-    let url = http::parse_url(&args.admin_url)?;
+    let url = http::parse_url(&args.admin_url)?.with_auth(args);
     let (status, body) = http::request(
         &url,
         ADMIN_API,
@@ -381,7 +381,7 @@ pub(super) async fn acl_delete(args: &ClientArgs, a: &AclArgs) -> Result<()> {
         }
     }
     if !kafka.is_empty() {
-        let mut client = Client::connect(&args.brokers).await?;
+        let mut client = Client::connect(args).await?;
         let resp = client
             .any()
             .send(&DeleteAclsRequest::default().with_filters(kafka))

@@ -243,7 +243,7 @@ async fn user_create(
                 .with_salted_password(salted.into())
         })
         .collect();
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let req = AlterUserScramCredentialsRequest::default().with_upsertions(upsertions);
     let resp = client.any().send(&req).await?;
     for r in &resp.results {
@@ -263,7 +263,7 @@ async fn user_create(
 }
 
 async fn user_delete(args: &ClientArgs, name: &str, mechanism: Option<MechanismArg>) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let mechanisms = match mechanism {
         Some(m) => MechanismArg::mechanisms(Some(m)),
         None => {
@@ -325,7 +325,7 @@ async fn user_delete(args: &ClientArgs, name: &str, mechanism: Option<MechanismA
 }
 
 async fn user_list(args: &ClientArgs) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let resp = client
         .any()
         .send(&DescribeUserScramCredentialsRequest::default().with_users(None))

@@ -66,7 +66,7 @@ pub(super) async fn quota_alter(
                 .collect(),
         )
         .with_ops(ops);
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let resp = client
         .any()
         .send(&AlterClientQuotasRequest::default().with_entries(vec![entry]))
@@ -123,7 +123,7 @@ pub(super) async fn quota_describe(
                 .with_match(None),
         );
     }
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let resp = client
         .any()
         .send(

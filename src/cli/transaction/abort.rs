@@ -64,7 +64,7 @@ pub async fn abort(
     partition: i32,
     which: AbortWhich,
 ) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let targets = targets_of(
         &mut client,
         topic,

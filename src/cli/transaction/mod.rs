@@ -257,7 +257,7 @@ fn coordinator_hint(code: i16) -> &'static str {
 }
 
 pub async fn list(args: &ClientArgs, states: &[TxnState], producer_ids: &[i64]) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let rows = list_everywhere(&mut client, states, producer_ids, false).await?;
     emit_list(args.format, &rows)
 }
@@ -384,7 +384,7 @@ pub struct Described {
 }
 
 pub async fn describe(args: &ClientArgs, id: &str) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let node = coordinator_of(&mut client, id).await?;
     let answers = describe_on(&mut client, node, &[id.to_string()]).await?;
     let d = match answers.into_iter().find(|(i, _)| i == id) {

@@ -185,7 +185,7 @@ pub(super) async fn partition_producers(
 }
 
 pub async fn describe_producers(args: &ClientArgs, topic: &str, partition: i32) -> Result<()> {
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let states = partition_producers(&mut client, topic, partition).await?;
     if args.format == Format::Json {
         emit_json_pretty(&json!(states.iter().map(open_json).collect::<Vec<_>>()))?;
@@ -239,7 +239,7 @@ pub async fn find_hanging(
     if max_timeout_ms < 0 {
         bail!("--max-transaction-timeout-ms must be 0 or more, not {max_timeout_ms}: use the brokers' transaction.max.timeout.ms");
     }
-    let mut client = Client::connect(&args.brokers).await?;
+    let mut client = Client::connect(args).await?;
     let targets = match topic {
         Some(t) => targets_of(&mut client, t, partition, "check").await?,
         None => all_targets(&mut client).await?,
