@@ -31,8 +31,9 @@ pub struct ConsoleKafka {
 
 impl ConsoleKafka {
     /// Picks the listeners: loopback addresses first, plaintext before TLS (the console's
-    /// connections never leave the host). A TLS listener is trusted by pinning the broker's
-    /// own certificate (`--tls-cert-file`), so no CA is needed.
+    /// connections never leave the host). A TLS listener (and the https admin API and
+    /// registry with --http-tls) is trusted by pinning the broker's own certificate
+    /// (`--tls-cert-file`), so no CA is needed.
     pub fn new(
         broker: &engine::broker::Broker,
         admin_url: String,
@@ -49,7 +50,9 @@ impl ConsoleKafka {
             .filter(|(_, a)| a.port() != 0)
             .collect();
         let pinned = broker.config.tls.as_ref().map(|t| t.cert_file.clone());
+        let https = admin_url.starts_with("https://");
         let base = ClientArgs {
+            http_pinned_cert: if https { pinned.clone() } else { None },
             admin_url,
             schema_registry_url,
             format: Format::Json,

@@ -765,6 +765,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let mut console_hosts = args.console_host.clone();
     console_hosts.push(broker.advertised.0.clone());
     engine::admin::set_console_hosts(console_hosts);
+    let http = if args.listener.http_tls {
+        "https"
+    } else {
+        "http"
+    };
     let loopback = |a: std::net::SocketAddr| {
         if a.ip().is_unspecified() {
             format!("127.0.0.1:{}", a.port())
@@ -775,8 +780,8 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     let console = std::sync::Arc::new(crate::console::Console {
         kafka: crate::console_client::ConsoleKafka::new(
             &broker,
-            format!("http://{}", loopback(admin_local)),
-            format!("http://{}", loopback(schema_registry.local_addr()?)),
+            format!("{http}://{}", loopback(admin_local)),
+            format!("{http}://{}", loopback(schema_registry.local_addr()?)),
         ),
         registry: registry.clone(),
         connect: args

@@ -46,6 +46,8 @@ pub struct TlsFiles {
     pub ca: Option<std::path::PathBuf>,
     pub cert: Option<std::path::PathBuf>,
     pub key: Option<std::path::PathBuf>,
+    /// Trust exactly this certificate ([`super::ClientArgs::http_pinned_cert`]).
+    pub pinned: Option<std::path::PathBuf>,
 }
 
 impl HttpUrl {
@@ -60,6 +62,7 @@ impl HttpUrl {
             ca: args.tls_ca_file.clone(),
             cert: args.tls_cert_file.clone(),
             key: args.tls_key_file.clone(),
+            pinned: args.http_pinned_cert.clone(),
         };
         self
     }
@@ -79,6 +82,7 @@ impl HttpUrl {
             tls_ca_file: self.tls_files.ca.clone(),
             tls_cert_file: self.tls_files.cert.clone(),
             tls_key_file: self.tls_files.key.clone(),
+            tls_pinned_cert: self.tls_files.pinned.clone(),
             ..super::ClientArgs::defaults()
         };
         super::tls::client_config(&args)?

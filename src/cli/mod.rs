@@ -144,6 +144,9 @@ pub struct ClientArgs {
     /// its own broker's TLS listener with the broker's `--tls-cert-file`).
     #[arg(skip)]
     pub tls_pinned_cert: Option<std::path::PathBuf>,
+    /// Not a flag: the same for https URLs (the console calling its own admin API).
+    #[arg(skip)]
+    pub http_pinned_cert: Option<std::path::PathBuf>,
 }
 
 impl ClientArgs {
@@ -162,6 +165,7 @@ impl ClientArgs {
             tls_cert_file: None,
             tls_key_file: None,
             tls_pinned_cert: None,
+            http_pinned_cert: None,
         }
     }
 }

@@ -148,6 +148,7 @@ async fn consume_stops_after_n_records() {
         tls_cert_file: None,
         tls_key_file: None,
         tls_pinned_cert: None,
+        http_pinned_cert: None,
     };
     let run = super::consume::run(
         &args,
@@ -221,6 +222,7 @@ async fn errors_are_one_actionable_line() {
         tls_cert_file: None,
         tls_key_file: None,
         tls_pinned_cert: None,
+        http_pinned_cert: None,
     };
     let e = super::cluster::health(&args)
         .await
@@ -252,6 +254,7 @@ async fn health_reads_the_real_admin_api() {
         tls_cert_file: None,
         tls_key_file: None,
         tls_pinned_cert: None,
+        http_pinned_cert: None,
     };
     super::cluster::health(&args).await.expect("healthy");
 }
@@ -273,6 +276,7 @@ async fn topic_commands_run_against_a_broker() {
             tls_cert_file: None,
             tls_key_file: None,
             tls_pinned_cert: None,
+            http_pinned_cert: None,
         };
         let topic = format!("{format:?}");
         super::topic::create(&args, &topic, 2, -1, &["retention.ms=1000".into()])
@@ -464,6 +468,7 @@ fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
         tls_cert_file: None,
         tls_key_file: None,
         tls_pinned_cert: None,
+        http_pinned_cert: None,
     }
 }
 

@@ -260,7 +260,95 @@ pub fn stream_hint(e: &std::io::Error) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::host_of;
+    use super::*;
+
+    fn testdata(name: &str) -> std::path::PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("engine/src/security/testdata")
+            .join(name)
+    }
+
+    /// A TLS server on loopback presenting `one.pem`; answers "ok" once per connection.
+    async fn server() -> String {
+        use tokio::io::AsyncWriteExt;
+        let chain = load_certs(&testdata("one.pem"), "test").unwrap();
+        let key = load_key(&testdata("one.key")).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(chain, key)
+        .unwrap();
+        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        tokio::spawn(async move {
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(mut s) = acceptor.accept(tcp).await {
+                    let _ = s.write_all(b"ok").await;
+                    let _ = s.shutdown().await;
+                }
+            }
+        });
+        addr
+    }
+
+    async fn connect(args: &ClientArgs, addr: &str) -> Result<Box<dyn Io>> {
+        let config = client_config(args)?.expect("tls on");
+        let tcp = TcpStream::connect(addr).await?;
+        handshake(&config, tcp, addr, "broker", "drop --tls").await
+    }
+
+    #[tokio::test]
+    async fn pinned_certificate_is_the_only_one_trusted() {
+        let addr = server().await;
+        let pinned = |file: &str| ClientArgs {
+            tls_pinned_cert: Some(testdata(file)),
+            ..ClientArgs::defaults()
+        };
+        connect(&pinned("one.pem"), &addr)
+            .await
+            .expect("its own certificate");
+        let e = connect(&pinned("two.pem"), &addr)
+            .await
+            .err()
+            .expect("another certificate");
+        assert!(e.to_string().contains("not signed by a trusted CA"), "{e}");
+        // Without the CA (none signs one.pem among the system roots): the flag is named.
+        let e = connect(
+            &ClientArgs {
+                tls: true,
+                tls_ca_file: Some(testdata("two.pem")),
+                ..ClientArgs::defaults()
+            },
+            &addr,
+        )
+        .await
+        .err()
+        .expect("untrusted");
+        assert!(e.to_string().contains("--tls-ca-file"), "{e}");
+    }
+
+    #[test]
+    fn tls_is_off_unless_asked_and_files_must_pair() {
+        assert!(client_config(&ClientArgs::defaults()).unwrap().is_none());
+        let half = ClientArgs {
+            tls_cert_file: Some(testdata("one.pem")),
+            ..ClientArgs::defaults()
+        };
+        let e = client_config(&half).expect_err("no key");
+        assert!(e.to_string().contains("--tls-key-file"), "{e}");
+        let mismatched = ClientArgs {
+            tls_ca_file: Some(testdata("one.pem")),
+            tls_cert_file: Some(testdata("one.pem")),
+            tls_key_file: Some(testdata("two.key")),
+            ..ClientArgs::defaults()
+        };
+        let e = client_config(&mismatched).expect_err("wrong key");
+        assert!(e.to_string().contains("do not go together"), "{e}");
+    }
 
     #[test]
     fn hosts() {

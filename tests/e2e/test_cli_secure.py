@@ -157,6 +157,8 @@ def test_cli_and_console_on_the_documented_secure_setup(broker_factory, tmp_path
     assert topic in [t["name"] for t in json.loads(body)], body
     status, body = https(b, pki, "GET", "/v1/groups", ADMIN, ADMIN_PASSWORD)
     assert status == 200 and "secure-group" in body, body
+    status, body = https(b, pki, "GET", f"/v1/topics/{topic}", ADMIN, ADMIN_PASSWORD)
+    assert status == 200 and json.loads(body)["partitions"], body
     status, body = https(b, pki, "GET", f"/v1/topics/{topic}/records?from=start",
                          ADMIN, ADMIN_PASSWORD)
     assert status == 200 and "three" in body, body
