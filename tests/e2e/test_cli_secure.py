@@ -15,7 +15,7 @@ import urllib.error
 import urllib.request
 
 from conftest import broker_binary, free_port, unique_topic
-from securekit import make_pki, secure_broker, serve_https, ssl_context, tls_args
+from securekit import make_pki, secure_broker, ssl_context, tls_args
 from test_cli import assert_one_line_error
 
 ADMIN, ADMIN_PASSWORD = "admin", "change-me-7c1"
