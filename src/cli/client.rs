@@ -75,7 +75,10 @@ pub struct Connection {
     correlation_id: i32,
     versions: HashMap<i16, (i16, i16)>,
     tls: bool,
-    sasl: bool,
+    sasl: Option<Credentials>,
+    /// When to re-authenticate (KIP-368): before the broker's SASL session lifetime ends, or
+    /// the broker closes the connection (a `topic consume` that follows runs for hours).
+    reauth_at: Option<std::time::Instant>,
     /// Whether a request past ApiVersions was answered (a SASL listener closes the
     /// connection on the first one of an unauthenticated client).
     served: bool,
@@ -121,14 +124,36 @@ impl Connection {
             correlation_id: 0,
             versions: HashMap::new(),
             tls: security.tls.is_some(),
-            sasl: security.sasl.is_some(),
+            sasl: security.sasl.clone(),
+            reauth_at: None,
             served: false,
         };
         conn.negotiate().await?;
-        if let Some(creds) = &security.sasl {
-            super::sasl::authenticate(&mut conn, creds).await?;
-        }
+        conn.authenticate().await?;
         Ok(conn)
+    }
+
+    /// SASL authentication (again, when re-authenticating), if the flags ask for it.
+    async fn authenticate(&mut self) -> Result<()> {
+        let Some(creds) = self.sasl.clone() else {
+            return Ok(());
+        };
+        let started = std::time::Instant::now();
+        let lifetime_ms = super::sasl::authenticate(self, &creds).await?;
+        // Kafka's clients re-authenticate at 85-95% of the lifetime; 85% leaves room for a
+        // long poll in flight.
+        self.reauth_at = u64::try_from(lifetime_ms)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(|ms| started + Duration::from_millis(ms * 85 / 100));
+        Ok(())
+    }
+
+    async fn reauthenticate_if_due(&mut self) -> Result<()> {
+        match self.reauth_at {
+            Some(at) if std::time::Instant::now() >= at => self.authenticate().await,
+            _ => Ok(()),
+        }
     }
 
     /// The `host:port` this connection reached.
@@ -201,6 +226,17 @@ impl Connection {
 
     /// Sends `req` at `version` (from [`Connection::version`]) and decodes the answer.
     pub async fn send_at<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
+        self.reauthenticate_if_due().await?;
+        self.exchange(req, version).await
+    }
+
+    /// [`Connection::send`] without re-authenticating first: for the SASL requests.
+    pub(crate) async fn exchange_negotiated<R: Request>(&mut self, req: &R) -> Result<R::Response> {
+        let version = self.version::<R>()?;
+        self.exchange(req, version).await
+    }
+
+    async fn exchange<R: Request>(&mut self, req: &R, version: i16) -> Result<R::Response> {
         let mut body = self.round_trip(req, version).await?;
         let resp = R::Response::decode(&mut body, version)
             .map_err(|e| self.decode_error(R::KEY, version, &e))?;
@@ -209,6 +245,7 @@ impl Connection {
 
     /// Sends a request the broker does not answer (Produce with acks=0).
     pub async fn send_oneway<R: Request>(&mut self, req: &R, version: i16) -> Result<()> {
+        self.reauthenticate_if_due().await?;
         let frame = self.frame(req, version)?;
         self.write_frame(R::KEY, &frame).await
     }
@@ -305,7 +342,7 @@ impl Connection {
                 }
             );
         }
-        if closed && !self.sasl && !self.served {
+        if closed && self.sasl.is_none() && !self.served {
             return anyhow!(
                 "the broker at {} closed the connection during {}: is it a SASL listener? set --sasl-mechanism, --user and --password",
                 self.addr,

@@ -71,11 +71,14 @@ pub fn credentials(args: &ClientArgs) -> Result<Option<Credentials>> {
     }))
 }
 
-/// Authenticates `conn` (after ApiVersions) with SaslHandshake and SaslAuthenticate.
-pub async fn authenticate(conn: &mut Connection, creds: &Credentials) -> Result<()> {
+/// Authenticates `conn` (after ApiVersions) with SaslHandshake and SaslAuthenticate; answers
+/// the session's lifetime in ms (0: unlimited), after which the client must authenticate again.
+pub async fn authenticate(conn: &mut Connection, creds: &Credentials) -> Result<i64> {
     let mech = creds.mechanism.name();
     let handshake = conn
-        .send(&SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech)))
+        .exchange_negotiated(
+            &SaslHandshakeRequest::default().with_mechanism(StrBytes::from_static_str(mech)),
+        )
         .await?;
     if handshake.error_code != 0 {
         let offered: Vec<&str> = handshake.mechanisms.iter().map(|m| m.as_str()).collect();
@@ -95,7 +98,7 @@ pub async fn authenticate(conn: &mut Connection, creds: &Credentials) -> Result<
     match creds.mechanism {
         SaslMechanism::Plain => {
             let token = format!("\0{}\0{}", creds.user, creds.password);
-            step(conn, creds, token.into_bytes()).await?;
+            Ok(step(conn, creds, token.into_bytes()).await?.1)
         }
         SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
             let m = if creds.mechanism == SaslMechanism::ScramSha256 {
@@ -104,11 +107,11 @@ pub async fn authenticate(conn: &mut Connection, creds: &Credentials) -> Result<
                 Scram::Sha512
             };
             let mut client = ScramClient::new(m, &creds.user, &creds.password, &nonce());
-            let server_first = step(conn, creds, client.first().into_bytes()).await?;
+            let (server_first, _) = step(conn, creds, client.first().into_bytes()).await?;
             let last = client
                 .respond(&server_first)
                 .map_err(|e| anyhow!("SCRAM with the broker at {} failed: {e}", conn.addr()))?;
-            let server_final = step(conn, creds, last.into_bytes()).await?;
+            let (server_final, lifetime_ms) = step(conn, creds, last.into_bytes()).await?;
             client.verify(&server_final).map_err(|e| {
                 anyhow!(
                     "the broker at {} failed to prove it knows user {}'s credential ({e}): is --brokers the right broker?",
@@ -116,18 +119,24 @@ pub async fn authenticate(conn: &mut Connection, creds: &Credentials) -> Result<
                     creds.user
                 )
             })?;
+            Ok(lifetime_ms)
         }
     }
-    Ok(())
 }
 
-/// Sends one SaslAuthenticate token, answers the broker's.
-async fn step(conn: &mut Connection, creds: &Credentials, token: Vec<u8>) -> Result<Vec<u8>> {
+/// Sends one SaslAuthenticate token, answers the broker's and the session lifetime it gives.
+async fn step(
+    conn: &mut Connection,
+    creds: &Credentials,
+    token: Vec<u8>,
+) -> Result<(Vec<u8>, i64)> {
     let resp = conn
-        .send(&SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)))
+        .exchange_negotiated(
+            &SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from(token)),
+        )
         .await?;
     match resp.error_code {
-        0 => Ok(resp.auth_bytes.to_vec()),
+        0 => Ok((resp.auth_bytes.to_vec(), resp.session_lifetime_ms)),
         // SASL_AUTHENTICATION_FAILED: a wrong password and an unknown user read alike.
         58 => bail!(
             "authentication failed for user {} with {}: check --user/--password",

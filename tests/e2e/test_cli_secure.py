@@ -11,6 +11,7 @@ import base64
 import json
 import os
 import subprocess
+import time
 import urllib.error
 import urllib.request
 
@@ -184,3 +185,32 @@ def test_cli_with_a_client_certificate(broker_factory, tmp_path):
     assert_one_line_error(res, "--tls-cert-file")
     res = run(*base, "--tls-cert-file", pki.client_cert, "topic", "list", check=False)
     assert_one_line_error(res, "--tls-cert-file needs --tls-key-file")
+
+
+def test_a_long_consume_reauthenticates_its_connection(broker_factory, tmp_path):
+    """With --sasl-max-reauth-ms the broker closes a connection whose SASL session ended
+    (KIP-368); the CLI authenticates again before that, so `topic consume` keeps following."""
+    b, pki, sasl_port = secure_broker(broker_factory, tmp_path, ADMIN, ADMIN_PASSWORD,
+                                      "--sasl-max-reauth-ms", "1000",
+                                      "--sasl-mechanisms", "SCRAM-SHA-512,PLAIN")
+    cli = SecureCli(b, pki, sasl_port)
+    topic = unique_topic("reauth")
+    cli("topic", "create", topic)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ICESTREAM_")}
+    env.update(ICESTREAM_USER=ADMIN, ICESTREAM_PASSWORD=ADMIN_PASSWORD)
+    consumer = subprocess.Popen(
+        [str(broker_binary()), *cli.flags("PLAIN"), "topic", "consume", topic, "-n", "1"],
+        env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+        text=True)
+    try:
+        # Not an assertion on timing: the consumer must outlive its first 1 s session.
+        time.sleep(2.5)
+        assert consumer.poll() is None, consumer.communicate()
+        cli("topic", "produce", topic, input="late\n")
+        out, err = consumer.communicate(timeout=60)
+    finally:
+        if consumer.poll() is None:
+            consumer.kill()
+            consumer.wait()
+    assert consumer.returncode == 0, err
+    assert out.strip().endswith("late"), out
