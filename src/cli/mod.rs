@@ -124,11 +124,11 @@ pub struct ClientArgs {
         hide_env_values = true
     )]
     pub password: Option<String>,
-    /// SASL mechanism for Kafka connections: SCRAM-SHA-256, SCRAM-SHA-512 or PLAIN (needs
-    /// --user; without it, Kafka connections do not authenticate)
+    /// SASL mechanism for Kafka connections, with --user and --password: SCRAM-SHA-256,
+    /// SCRAM-SHA-512 or PLAIN (unset: Kafka connections do not authenticate)
     #[arg(long, global = true, env = "ICESTREAM_SASL_MECHANISM", value_enum)]
     pub sasl_mechanism: Option<sasl::SaslMechanism>,
-    /// Connect to the brokers and the https APIs over TLS (implied by any --tls-* flag)
+    /// Connect to the brokers over TLS (implied by any --tls-* flag; https:// URLs always are)
     #[arg(long, global = true, env = "ICESTREAM_TLS")]
     pub tls: bool,
     /// CA certificates (PEM) that signed the brokers' certificates [default: the system's]
