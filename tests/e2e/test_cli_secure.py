@@ -214,3 +214,47 @@ def test_a_long_consume_reauthenticates_its_connection(broker_factory, tmp_path)
             consumer.wait()
     assert consumer.returncode == 0, err
     assert out.strip().endswith("late"), out
+
+
+def test_every_connection_of_a_cluster_client_authenticates(broker_factory):
+    """In a three-broker cluster the CLI reaches each partition's leader on the SASL listener
+    the metadata names (not only the bootstrap broker), authenticating every connection."""
+    from cluster import wait_formed
+
+    rpc = [free_port() for _ in range(3)]
+    sasl = [free_port() for _ in range(3)]
+    seeds = ",".join(f"127.0.0.1:{p}" for p in rpc)
+    brokers = []
+    for i in range(3):
+        b = broker_factory(start=False, env={"ICESTREAM_BOOTSTRAP_USER": f"{ADMIN}:{ADMIN_PASSWORD}"},
+                           args=["--node-id", str(i + 1), "--rpc-addr", f"127.0.0.1:{rpc[i]}",
+                                 "--seeds", seeds, "--sasl-mechanisms", "SCRAM-SHA-256"])
+        b.extra_args += ["--listeners", f"PLAINTEXT://127.0.0.1:{b.kafka_port},"
+                                        f"SASL_PLAINTEXT://127.0.0.1:{sasl[i]}"]
+        brokers.append(b)
+    for b in brokers:
+        b.start()
+    wait_formed(brokers)
+    flags = ["--brokers", f"127.0.0.1:{sasl[0]}", "--sasl-mechanism", "SCRAM-SHA-256"]
+
+    def sasl_cli(*args, **kw):
+        return run(*flags, *args, user=ADMIN, password=ADMIN_PASSWORD, **kw)
+
+    # The bootstrap user reaches the controller's store shortly after the cluster forms.
+    deadline = time.monotonic() + 60
+    while (res := sasl_cli("topic", "list", check=False)).returncode != 0:
+        assert time.monotonic() < deadline, res.stderr
+        time.sleep(0.2)
+
+    topic = unique_topic("cluster-sasl")
+    sasl_cli("topic", "create", topic, "-p", "3", "-r", "1")
+    described = json.loads(sasl_cli("--format", "json", "topic", "describe", topic).stdout)
+    leaders = {p["leader"] for p in described["partitions"]}
+    assert len(leaders) > 1, described  # the partitions lead on several brokers
+    for p in range(3):
+        sasl_cli("topic", "produce", topic, "-p", str(p), input=f"v{p}\n")
+    out = sasl_cli("--format", "json", "topic", "consume", topic, "-n", "3").stdout
+    assert sorted(json.loads(x)["value"] for x in out.splitlines()) == ["v0", "v1", "v2"]
+    res = run(*flags, "topic", "produce", topic, "-p", "1", input="x\n", user=ADMIN,
+              password="wrong", check=False)
+    assert_one_line_error(res, "authentication failed for user admin")
