@@ -2,8 +2,8 @@
 //! broker; with HTTP Basic credentials on the admin API request (the admin API has checked
 //! them already), those calls authenticate with the same user over SASL on a loopback SASL
 //! listener, so the broker's ACLs apply to the logged-in user. Without credentials (no HTTP
-//! authentication) they use a PLAINTEXT (else SSL) listener, as before. Bearer tokens are not
-//! forwarded: the CLI's client does not speak OAUTHBEARER, so their calls run anonymously.
+//! authentication) they use a PLAINTEXT (else SSL) listener, as before. A bearer token goes
+//! the same way as an OAUTHBEARER token, when the broker offers OAUTHBEARER.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -27,6 +27,8 @@ pub struct ConsoleKafka {
     /// For requests with HTTP Basic credentials (user and password filled in per request):
     /// a SASL listener and a mechanism it offers, if the broker has one.
     pub sasl: Option<ClientArgs>,
+    /// For requests with a bearer token: the SASL listener with OAUTHBEARER, if offered.
+    pub oauth: Option<ClientArgs>,
 }
 
 impl ConsoleKafka {
@@ -88,29 +90,43 @@ impl ConsoleKafka {
         .into_iter()
         .find(|(s, _)| broker.config.sasl.enabled(*s))
         .map(|(_, c)| c);
-        let sasl = match (
-            mechanism,
-            pick(&[SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl]),
-        ) {
+        let listener = pick(&[SecurityProtocol::SaslPlaintext, SecurityProtocol::SaslSsl]);
+        let with = |m: Option<SaslMechanism>| match (m, listener) {
             (Some(m), Some(l)) => Some(ClientArgs {
                 sasl_mechanism: Some(m),
                 ..args_for(l)
             }),
             _ => None,
         };
-        ConsoleKafka { anonymous, sasl }
+        let oauth = broker
+            .config
+            .sasl
+            .enabled(ServerMechanism::OAuthBearer)
+            .then_some(SaslMechanism::OAuthBearer);
+        ConsoleKafka {
+            anonymous,
+            sasl: with(mechanism),
+            oauth: with(oauth),
+        }
     }
 
     /// The client settings for a request carrying `authorization`.
     pub fn args_for(&self, authorization: Option<&HeaderValue>) -> ClientArgs {
-        match (basic_credentials(authorization), &self.sasl) {
-            (Some((user, password)), Some(sasl)) => ClientArgs {
+        if let (Some((user, password)), Some(sasl)) = (basic_credentials(authorization), &self.sasl)
+        {
+            return ClientArgs {
                 user: Some(user),
                 password: Some(password),
                 ..sasl.clone()
-            },
-            _ => self.anonymous.clone(),
+            };
         }
+        if let (Some(token), Some(oauth)) = (bearer_token(authorization), &self.oauth) {
+            return ClientArgs {
+                password: Some(token),
+                ..oauth.clone()
+            };
+        }
+        self.anonymous.clone()
     }
 }
 
@@ -121,6 +137,14 @@ fn reachable(a: SocketAddr) -> String {
         SocketAddr::V6(v) if v.ip().is_unspecified() => format!("[::1]:{}", v.port()),
         a => a.to_string(),
     }
+}
+
+/// The token of an `Authorization: Bearer` header.
+fn bearer_token(h: Option<&HeaderValue>) -> Option<String> {
+    let v = h?.to_str().ok()?;
+    let (scheme, token) = v.split_once(' ')?;
+    (scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
+        .then(|| token.trim().to_string())
 }
 
 /// User and password of an `Authorization: Basic` header.
@@ -174,5 +198,10 @@ mod tests {
             None
         );
         assert_eq!(basic_credentials(None), None);
+        assert_eq!(
+            bearer_token(Some(&HeaderValue::from_static("Bearer a.b.c"))),
+            Some("a.b.c".into())
+        );
+        assert_eq!(bearer_token(Some(&h)), None);
     }
 }

@@ -52,9 +52,14 @@ pub struct TlsFiles {
 
 impl HttpUrl {
     /// With HTTP Basic credentials from `--user` and `--password` (or ICESTREAM_PASSWORD),
-    /// and the TLS files for an https URL.
+    /// or the bearer token with `--sasl-mechanism OAUTHBEARER`, and the TLS files for an
+    /// https URL.
     pub fn with_auth(mut self, args: &super::ClientArgs) -> Self {
-        if let Some(user) = &args.user {
+        if args.sasl_mechanism == Some(super::sasl::SaslMechanism::OAuthBearer) {
+            if let Some(token) = &args.password {
+                self.authorization = Some(format!("Bearer {token}"));
+            }
+        } else if let Some(user) = &args.user {
             let password = args.password.as_deref().unwrap_or("");
             self.authorization = Some(engine::security::http_auth::basic_header(user, password));
         }

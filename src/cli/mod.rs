@@ -125,7 +125,8 @@ pub struct ClientArgs {
     )]
     pub password: Option<String>,
     /// SASL mechanism for Kafka connections, with --user and --password: SCRAM-SHA-256,
-    /// SCRAM-SHA-512 or PLAIN (unset: Kafka connections do not authenticate)
+    /// SCRAM-SHA-512, PLAIN, or OAUTHBEARER with the token as --password (unset: Kafka
+    /// connections do not authenticate)
     #[arg(long, global = true, env = "ICESTREAM_SASL_MECHANISM", value_enum)]
     pub sasl_mechanism: Option<sasl::SaslMechanism>,
     /// Connect to the brokers over TLS (implied by any --tls-* flag; https:// URLs always are)

@@ -1,7 +1,9 @@
 //! The client side of SASL on a Kafka connection: SaslHandshake, then SaslAuthenticate
-//! carrying SCRAM-SHA-256/512 (RFC 5802, over the engine's SCRAM primitives) or PLAIN.
+//! carrying SCRAM-SHA-256/512 (RFC 5802, over the engine's SCRAM primitives), PLAIN or
+//! OAUTHBEARER (RFC 7628, the token given as the password, as rpk takes it).
 //!
-//! The password is only ever in the SCRAM proof or the PLAIN token; no error names it.
+//! The password is only ever in the SCRAM proof or the PLAIN/OAUTHBEARER token; no error
+//! names it.
 
 use anyhow::{anyhow, bail, Result};
 use base64::engine::general_purpose::STANDARD as B64;
@@ -23,6 +25,9 @@ pub enum SaslMechanism {
     ScramSha512,
     #[value(name = "PLAIN", alias = "plain")]
     Plain,
+    /// The token (a JWT) is the password; the user is not sent.
+    #[value(name = "OAUTHBEARER", alias = "oauthbearer")]
+    OAuthBearer,
 }
 
 impl SaslMechanism {
@@ -31,6 +36,7 @@ impl SaslMechanism {
             SaslMechanism::ScramSha256 => "SCRAM-SHA-256",
             SaslMechanism::ScramSha512 => "SCRAM-SHA-512",
             SaslMechanism::Plain => "PLAIN",
+            SaslMechanism::OAuthBearer => "OAUTHBEARER",
         }
     }
 }
@@ -52,12 +58,23 @@ impl std::fmt::Debug for Credentials {
     }
 }
 
-/// The SASL credentials of `args`: `--sasl-mechanism` turns SASL on and needs `--user`;
-/// `--user` alone is HTTP Basic only (as rpk and Kafka's tools, SASL is never guessed).
+/// The SASL credentials of `args`: `--sasl-mechanism` turns SASL on and needs `--user`
+/// (OAUTHBEARER: the token as `--password`); `--user` alone is HTTP Basic only (as rpk and
+/// Kafka's tools, SASL is never guessed).
 pub fn credentials(args: &ClientArgs) -> Result<Option<Credentials>> {
     let Some(mechanism) = args.sasl_mechanism else {
         return Ok(None);
     };
+    if mechanism == SaslMechanism::OAuthBearer {
+        let Some(token) = args.password.clone().filter(|t| !t.is_empty()) else {
+            bail!("--sasl-mechanism OAUTHBEARER needs the token as --password (or ICESTREAM_PASSWORD)");
+        };
+        return Ok(Some(Credentials {
+            mechanism,
+            user: args.user.clone().unwrap_or_default(),
+            password: token,
+        }));
+    }
     let Some(user) = args.user.clone() else {
         bail!(
             "--sasl-mechanism {} needs --user and --password (or ICESTREAM_USER and ICESTREAM_PASSWORD)",
@@ -100,6 +117,21 @@ pub async fn authenticate(conn: &mut Connection, creds: &Credentials) -> Result<
             let token = format!("\0{}\0{}", creds.user, creds.password);
             Ok(step(conn, creds, token.into_bytes()).await?.1)
         }
+        SaslMechanism::OAuthBearer => {
+            let token = format!("n,,\x01auth=Bearer {}\x01\x01", creds.password);
+            let (answer, lifetime_ms) = step(conn, creds, token.into_bytes()).await?;
+            if !answer.is_empty() {
+                // An error JSON as a challenge (RFC 7628 3.2.2): acknowledge it with %x01;
+                // the broker then fails the exchange, and `step` says so.
+                step(conn, creds, vec![1]).await?;
+                bail!(
+                    "the broker at {} refused the OAUTHBEARER token ({}): check the token in --password",
+                    conn.addr(),
+                    String::from_utf8_lossy(&answer)
+                );
+            }
+            Ok(lifetime_ms)
+        }
         SaslMechanism::ScramSha256 | SaslMechanism::ScramSha512 => {
             let m = if creds.mechanism == SaslMechanism::ScramSha256 {
                 Scram::Sha256
@@ -137,6 +169,13 @@ async fn step(
         .await?;
     match resp.error_code {
         0 => Ok((resp.auth_bytes.to_vec(), resp.session_lifetime_ms)),
+        58 if creds.mechanism == SaslMechanism::OAuthBearer => bail!(
+            "the broker refused the OAUTHBEARER token ({}): check the token in --password (expired? issuer, audience?)",
+            resp.error_message
+                .as_ref()
+                .map(|m| super::errors::one_line(m.as_str()))
+                .unwrap_or_default()
+        ),
         // SASL_AUTHENTICATION_FAILED: a wrong password and an unknown user read alike.
         58 => bail!(
             "authentication failed for user {} with {}: check --user/--password",
@@ -338,6 +377,33 @@ mod tests {
         c.respond(b"r=abcd,s=c2FsdA==,i=4096").expect("well formed");
         assert!(c.verify(b"v=AAAA").is_err(), "forged server signature");
         assert!(c.verify(b"e=invalid-proof").is_err());
+    }
+
+    #[test]
+    fn sasl_is_on_only_with_a_mechanism() {
+        let args = |m: Option<SaslMechanism>, user: Option<&str>, password: Option<&str>| {
+            credentials(&ClientArgs {
+                sasl_mechanism: m,
+                user: user.map(String::from),
+                password: password.map(String::from),
+                ..ClientArgs::defaults()
+            })
+        };
+        // --user alone is HTTP Basic only.
+        assert!(args(None, Some("alice"), Some("pw")).unwrap().is_none());
+        let e = args(Some(SaslMechanism::ScramSha512), None, Some("pw")).unwrap_err();
+        assert!(e.to_string().contains("needs --user"), "{e}");
+        let c = args(Some(SaslMechanism::Plain), Some("alice"), None)
+            .unwrap()
+            .unwrap();
+        assert_eq!((c.user.as_str(), c.password.as_str()), ("alice", ""));
+        // OAUTHBEARER: the token is the password, no user needed.
+        let e = args(Some(SaslMechanism::OAuthBearer), None, None).unwrap_err();
+        assert!(e.to_string().contains("token as --password"), "{e}");
+        let c = args(Some(SaslMechanism::OAuthBearer), None, Some("a.b.c"))
+            .unwrap()
+            .unwrap();
+        assert_eq!(c.password, "a.b.c");
     }
 
     #[test]

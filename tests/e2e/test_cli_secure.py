@@ -42,13 +42,14 @@ def run(*args, user: str | None = None, password: str | None = None,
 class SecureCli:
     """The CLI pointed at a secured broker's SASL_SSL listener and https APIs."""
 
-    def __init__(self, b, pki, sasl_port: int):
-        self.b, self.pki, self.sasl_port = b, pki, sasl_port
+    def __init__(self, b, pki, sasl_port: int, http: str = "https"):
+        self.b, self.pki, self.sasl_port, self.http = b, pki, sasl_port, http
 
     def flags(self, mechanism: str = "SCRAM-SHA-512") -> list[str]:
         return ["--brokers", f"127.0.0.1:{self.sasl_port}",
-                "--admin-url", f"https://127.0.0.1:{self.b.admin_port}",
-                "--schema-registry-url", f"https://127.0.0.1:{self.b.schema_registry_port}",
+                "--admin-url", f"{self.http}://127.0.0.1:{self.b.admin_port}",
+                "--schema-registry-url",
+                f"{self.http}://127.0.0.1:{self.b.schema_registry_port}",
                 "--tls", "--tls-ca-file", self.pki.ca, "--sasl-mechanism", mechanism]
 
     def __call__(self, *args, user=ADMIN, password=ADMIN_PASSWORD, mechanism="SCRAM-SHA-512",
@@ -258,3 +259,40 @@ def test_every_connection_of_a_cluster_client_authenticates(broker_factory):
     res = run(*flags, "topic", "produce", topic, "-p", "1", input="x\n", user=ADMIN,
               password="wrong", check=False)
     assert_one_line_error(res, "authentication failed for user admin")
+
+
+def test_an_oauthbearer_token_for_the_cli_and_the_console(broker_factory, tmp_path):
+    """`--sasl-mechanism OAUTHBEARER` takes the JWT as the password (rpk's way) for Kafka and
+    sends it as a bearer token to the HTTP APIs; the console's Kafka calls for a request with
+    a bearer token use the same token."""
+    from securekit import jwks_for, rsa_key, sign_jwt
+
+    key = rsa_key()
+    jwks = tmp_path / "jwks.json"
+    jwks.write_text(json.dumps(jwks_for(key, "k1")))
+    b, pki, sasl_port = secure_broker(
+        broker_factory, tmp_path, ADMIN, ADMIN_PASSWORD,
+        "--sasl-mechanisms", "SCRAM-SHA-512,OAUTHBEARER", "--oauth-jwks-file", str(jwks),
+        "--oauth-issuer", "https://issuer.test", "--oauth-audience", "icestream")
+    claims = {"iss": "https://issuer.test", "aud": "icestream", "sub": ADMIN}
+    token = sign_jwt(key, "k1", {**claims, "exp": int(time.time()) + 600})
+    cli = SecureCli(b, pki, sasl_port, http="http")
+    topic = unique_topic("oauth-cli")
+    cli("topic", "create", topic, mechanism="OAUTHBEARER", user=None, password=token)
+    listed = cli.json("topic", "list", mechanism="OAUTHBEARER", user=None,
+                      password=token)
+    assert topic in json.dumps(listed)
+    # The admin API (superusers only) takes the same token as a bearer token.
+    acls = cli.json("security", "acl", "list", "--registry-subject", f"{topic}-value",
+                    mechanism="OAUTHBEARER", user=None, password=token)
+    assert acls["acls"] == [], acls
+
+    expired = sign_jwt(key, "k1", {**claims, "exp": int(time.time()) - 3600})
+    res = cli("topic", "list", mechanism="OAUTHBEARER", user=None, password=expired,
+              check=False)
+    assert_one_line_error(res, "refused the OAUTHBEARER token", "--password")
+
+    req = urllib.request.Request(f"{b.admin_url}/v1/topics",
+                                 headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=30) as r:
+        assert topic in [t["name"] for t in json.loads(r.read())]
