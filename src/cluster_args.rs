@@ -148,6 +148,8 @@ impl ServeArgs {
                 max_bytes: positive("rpc-send-queue-bytes", self.rpc_send_queue_bytes)?,
             },
             secret,
+            // Set from --rpc-tls when the broker starts, with the TLS files it loads.
+            tls: None,
         }))
     }
 

@@ -48,6 +48,11 @@ pub struct ListenerArgs {
     /// --tls-cert-file certificate, asking for client certificates as --tls-client-auth says
     #[arg(long, env = "ICESTREAM_HTTP_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
     pub http_tls: bool,
+    /// Mutual TLS between brokers on the RPC listener: each broker presents its
+    /// --tls-cert-file certificate (it needs the serverAuth and clientAuth usages and a SAN
+    /// naming the host of its RPC address) and requires the other's to chain to --tls-ca-file
+    #[arg(long, env = "ICESTREAM_RPC_TLS", default_value_t = false, action = clap::ArgAction::Set, num_args = 0..=1, default_missing_value = "true")]
+    pub rpc_tls: bool,
 }
 
 /// Splits `NAME://HOST:PORT` into its name, host and port (IPv6 hosts in brackets).
@@ -212,6 +217,9 @@ impl ListenerArgs {
                 if self.http_tls {
                     bail!("--http-tls needs --tls-cert-file and --tls-key-file");
                 }
+                if self.rpc_tls {
+                    bail!("--rpc-tls needs --tls-cert-file, --tls-key-file and --tls-ca-file");
+                }
                 if client_auth != ClientAuth::None || self.tls_ca_file.is_some() {
                     bail!("--tls-client-auth and --tls-ca-file need --tls-cert-file and --tls-key-file");
                 }
@@ -221,6 +229,9 @@ impl ListenerArgs {
         };
         if self.http_tls && clustered && self.tls_ca_file.is_none() {
             bail!("--http-tls with --seeds needs --tls-ca-file: brokers call each other's schema registry and Iceberg catalog over https and verify each other's certificate against those CAs");
+        }
+        if self.rpc_tls && self.tls_ca_file.is_none() {
+            bail!("--rpc-tls needs --tls-ca-file (the CA other brokers' certificates are checked against)");
         }
         if client_auth != ClientAuth::None && self.tls_ca_file.is_none() {
             bail!("--tls-client-auth {} needs --tls-ca-file (the CAs client certificates are checked against)", self.tls_client_auth);

@@ -540,6 +540,7 @@ impl ServeArgs {
             advertised_kafka_addr: listeners[0].advertised.clone(),
             listeners,
             tls,
+            rpc_tls: self.listener.rpc_tls,
             admin_addr: self.admin_addr,
             authz: self.security.authz_config()?,
             cluster_secret: self.cluster_auth.secret()?,

@@ -32,6 +32,8 @@ pub struct BrokerConfig {
     pub listeners: Vec<KafkaListener>,
     /// The certificate, key and client-certificate policy of the SSL and SASL_SSL listeners.
     pub tls: Option<crate::security::tls::TlsSettings>,
+    /// `--rpc-tls`: the inter-broker RPC is mutual TLS with `tls`'s certificate and CA file.
+    pub rpc_tls: bool,
     pub admin_addr: SocketAddr,
     /// Whether requests are authorized against ACLs, and the superusers.
     pub authz: crate::security::AuthzConfig,
@@ -210,6 +212,7 @@ impl BrokerConfig {
             advertised_kafka_addr: ("127.0.0.1".into(), 0),
             listeners: Vec::new(),
             tls: None,
+            rpc_tls: false,
             admin_addr: "127.0.0.1:0".parse().expect("static address"),
             authz: Default::default(),
             cluster_secret: None,

@@ -75,6 +75,8 @@ pub enum StartError {
     Tls(#[from] crate::security::tls::TlsError),
     #[error("listener {0} is SSL or SASL_SSL but no TLS certificate is configured")]
     NoTls(String),
+    #[error("--rpc-tls needs --tls-cert-file, --tls-key-file and --tls-ca-file")]
+    NoRpcTls,
 }
 
 impl From<crate::cluster::ApplyError> for BrokerError {

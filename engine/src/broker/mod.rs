@@ -129,8 +129,15 @@ impl Broker {
         let producer_ids = ProducerIds::load(&config.data_dir).map_err(StartError::ProducerIds)?;
         let dynamic = dynamic_configs::load(&config.data_dir, config.node_id, &config.defaults)
             .map_err(StartError::DynamicConfigs)?;
+        if cluster.is_none() && config.rpc_tls {
+            tracing::warn!("--rpc-tls has no effect without --seeds");
+        }
         let cluster = match cluster {
-            Some(c) => {
+            Some(mut c) => {
+                if config.rpc_tls {
+                    let t = config.tls.as_ref().ok_or(StartError::NoRpcTls)?;
+                    c.tls = Some(crate::security::tls::RpcTlsConfigs::new(t)?);
+                }
                 let c =
                     crate::cluster::Cluster::bind(c, advertised.clone(), topics.cluster_id.clone())
                         .await?;

@@ -50,10 +50,17 @@ const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Serves one peer connection until it closes or sends something invalid.
 async fn serve_conn(s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster>) {
     let secret = cluster.config.secret.as_ref();
-    let accept = rpc::Conn::server(s, peer.clone(), secret, cluster.node_id());
+    let accept = async {
+        let s = rpc::accept(s, &peer, cluster.config.tls.as_ref()).await?;
+        rpc::Conn::server(s, peer.clone(), secret, cluster.node_id()).await
+    };
     let mut conn = match tokio::time::timeout(HANDSHAKE_TIMEOUT, accept).await {
         Ok(Ok(c)) => c,
         Ok(Err(rpc::RpcError::Auth(e))) => {
+            cluster.reject("auth_failed", format_args!("{e}"));
+            return;
+        }
+        Ok(Err(e @ (rpc::RpcError::Tls { .. } | rpc::RpcError::TlsHello { .. }))) => {
             cluster.reject("auth_failed", format_args!("{e}"));
             return;
         }
@@ -81,6 +88,15 @@ async fn serve_conn(s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster
             Ok(None) => return,
             Err(rpc::RpcError::Auth(e)) => {
                 cluster.reject("auth_bad_mac", format_args!("{e}"));
+                return;
+            }
+            Err(e @ rpc::RpcError::TlsHello { .. }) => {
+                // A caller with --rpc-tls, and this broker has none: both logs say so.
+                cluster.reject("auth_failed", format_args!("{e}"));
+                let why = rpc::REFUSE_NO_TLS.as_bytes();
+                if conn.write(frame(Kind::AuthRefused, why)).await.is_ok() {
+                    conn.linger().await;
+                }
                 return;
             }
             Err(e @ rpc::RpcError::UnknownKind(_)) => {

@@ -24,6 +24,7 @@ pub mod reassign;
 pub mod recover;
 pub mod rpc;
 pub mod rpc_auth;
+pub mod rpc_tls;
 pub mod send_queue;
 mod snapshot_rpc;
 pub mod unmount;
@@ -92,6 +93,8 @@ pub struct ClusterConfig {
     /// `--cluster-secret-file`: brokers authenticate each other with it and MAC every frame
     /// ([`rpc_auth`]); `None`: the RPC is not authenticated.
     pub secret: Option<rpc_auth::ClusterSecret>,
+    /// `--rpc-tls`: every RPC connection is mutual TLS ([`rpc::Stream`]); `None`: plaintext.
+    pub tls: Option<rpc::RpcTls>,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -15,6 +15,7 @@ impl Cluster {
         rpc::Caller {
             source: Some(self.config.rpc_addr.ip()),
             secret: self.config.secret.as_ref(),
+            tls: self.config.tls.as_ref(),
             node: self.node_id(),
         }
     }
@@ -35,9 +36,10 @@ impl Cluster {
         r
     }
 
-    /// Counts and logs an authentication failure (other errors are the caller's to report).
+    /// Counts and logs an authentication or TLS failure (other errors are the caller's to
+    /// report).
     pub(crate) fn note_auth_error(&self, e: &rpc::RpcError) {
-        if let rpc::RpcError::Auth(e) = e {
+        if matches!(e, rpc::RpcError::Auth(_) | rpc::RpcError::Tls { .. }) {
             self.reject("auth_failed", format_args!("{e}"));
         }
     }
@@ -78,7 +80,7 @@ impl Cluster {
         let cluster = self.clone();
         let rx = queue.clone();
         rt.spawn(async move {
-            let mut conn: Option<rpc::Conn<tokio::net::TcpStream>> = None;
+            let mut conn: Option<rpc::Conn<rpc::Stream>> = None;
             loop {
                 let f = rx.pop().await;
                 if conn.is_none() {

@@ -6,11 +6,17 @@
 //!
 //! With a cluster secret ([`super::rpc_auth`]) every connection starts with the handshake and
 //! every later frame is followed by its MAC ([`Conn`]); without one the frames are as above.
+//!
+//! With `--rpc-tls` every connection is mutual TLS first ([`Stream`]): the frames above travel
+//! inside it, encrypted, between brokers whose certificates chain to the CA file.
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::rpc_tls::tls_connect;
+pub use super::rpc_tls::{accept, linger, RpcTls, Stream, REFUSE_NEEDS_TLS, REFUSE_NO_TLS};
 
 use super::rpc_auth::{
     AuthError, ClientHandshake, ClusterSecret, Macs, ServerHandshake, REFUSE_BAD_PROOF,
@@ -114,7 +120,17 @@ pub enum RpcError {
     Timeout(String),
     #[error(transparent)]
     Auth(#[from] AuthError),
+    /// The TLS handshake with a peer failed (`--rpc-tls`), or one side has TLS and the other not.
+    #[error("rpc with {peer} over TLS refused: {why}")]
+    Tls { peer: String, why: String },
+    /// A plaintext listener got a TLS ClientHello.
+    #[error("peer {peer} opened a TLS connection and this broker's RPC is plaintext: set --rpc-tls on every broker (or on none)")]
+    TlsHello { peer: String },
 }
+
+/// The first byte of a TLS handshake record (a ClientHello); a frame's first byte is the top
+/// of its length, 0 for every frame up to [`MAX_FRAME`].
+pub(super) const TLS_HANDSHAKE: u8 = 0x16;
 
 /// Reads one frame; `Ok(None)` at a clean end of stream.
 pub async fn read_frame(
@@ -151,6 +167,11 @@ async fn read_raw(
     let len = u32::from_be_bytes(head[..4].try_into().expect("4 bytes")) as usize;
     if len == 0 {
         return Err(RpcError::Empty);
+    }
+    if len > MAX_FRAME && head[0] == TLS_HANDSHAKE && head[1] == 3 {
+        return Err(RpcError::TlsHello {
+            peer: peer.to_string(),
+        });
     }
     if len > MAX_FRAME {
         return Err(RpcError::TooLarge(len));
@@ -228,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             source,
         };
         let (hs, hello) = ClientHandshake::start(secret, node);
-        s.write_all(&frame(Kind::AuthHello, &hello))
+        send(&mut s, &frame(Kind::AuthHello, &hello))
             .await
             .map_err(io)?;
         let refused = |reason: String| {
@@ -258,7 +279,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         };
         match hs.finish(&challenge, &peer) {
             Ok((proof, macs, _)) => {
-                s.write_all(&frame(Kind::AuthProof, &proof))
+                send(&mut s, &frame(Kind::AuthProof, &proof))
                     .await
                     .map_err(io)?;
                 Ok(Conn {
@@ -270,7 +291,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             Err(e) => {
                 // Say why to the other side too, so that both logs tell the operator.
                 let why = REFUSE_BAD_PROOF.as_bytes();
-                let _ = s.write_all(&frame(Kind::AuthRefused, why)).await;
+                let _ = send(&mut s, &frame(Kind::AuthRefused, why)).await;
                 Err(e.into())
             }
         }
@@ -292,17 +313,24 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             peer: peer.clone(),
             source,
         };
-        let hello = match read_frame(&mut s, &peer).await? {
+        let hello = match read_frame(&mut s, &peer).await {
+            Err(e @ RpcError::TlsHello { .. }) => {
+                let _ = send(&mut s, &frame(Kind::AuthRefused, REFUSE_NO_TLS.as_bytes())).await;
+                return Err(e);
+            }
+            r => r?,
+        };
+        let hello = match hello {
             Some((Kind::AuthHello, b)) => b,
             Some((got, _)) => {
                 let why = REFUSE_UNAUTHENTICATED.as_bytes();
-                let _ = s.write_all(&frame(Kind::AuthRefused, why)).await;
+                let _ = send(&mut s, &frame(Kind::AuthRefused, why)).await;
                 return Err(AuthError::Unauthenticated { peer, got }.into());
             }
             None => return Err(io(std::io::ErrorKind::UnexpectedEof.into())),
         };
         let (hs, challenge) = ServerHandshake::answer(secret, node, &hello, &peer)?;
-        s.write_all(&frame(Kind::AuthChallenge, &challenge))
+        send(&mut s, &frame(Kind::AuthChallenge, &challenge))
             .await
             .map_err(io)?;
         let proof = match read_frame(&mut s, &peer).await {
@@ -323,6 +351,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
             peer,
             macs: Some(macs),
         })
+    }
+
+    /// Closes the connection after a refusal was written ([`linger`]).
+    pub async fn linger(self) {
+        linger(self.s).await
     }
 
     /// Reads one frame, checking its MAC on an authenticated connection; `Ok(None)` at a
@@ -348,9 +381,16 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         if let Some(m) = &mut self.macs {
             m.send.seal(&mut frame);
         }
-        let r = self.s.write_all(&frame).await;
+        let r = send(&mut self.s, &frame).await;
         r.map_err(|e| self.io(e))
     }
+}
+
+/// Writes all of `bytes` and flushes: TLS holds what the socket did not take at once until
+/// flushed (on TCP the flush does nothing).
+pub(super) async fn send(s: &mut (impl AsyncWrite + Unpin), bytes: &[u8]) -> std::io::Result<()> {
+    s.write_all(bytes).await?;
+    s.flush().await
 }
 
 /// Encodes one frame.
@@ -447,22 +487,28 @@ pub async fn connect(addr: &str, source: Option<std::net::IpAddr>) -> std::io::R
     Err(last.unwrap_or_else(|| std::io::Error::other(format!("{addr} resolves to nothing"))))
 }
 
-/// Who calls: the secret it authenticates with (if any) and its node id.
+/// Who calls: the secret it authenticates with (if any), its TLS (with `--rpc-tls`) and its
+/// node id.
 #[derive(Debug, Clone, Copy)]
 pub struct Caller<'a> {
     pub source: Option<std::net::IpAddr>,
     pub secret: Option<&'a ClusterSecret>,
+    pub tls: Option<&'a RpcTls>,
     pub node: i32,
 }
 
-/// Connects to a peer and, with a secret, authenticates.
-pub async fn open(addr: &str, caller: Caller<'_>) -> Result<Conn<TcpStream>, RpcError> {
+/// Connects to a peer, with TLS the handshake, and with a secret, authenticates.
+pub async fn open(addr: &str, caller: Caller<'_>) -> Result<Conn<Stream>, RpcError> {
     let s = connect(addr, caller.source)
         .await
         .map_err(|source| RpcError::Io {
             peer: addr.to_string(),
             source,
         })?;
+    let s = match caller.tls {
+        None => Stream::Plain(s),
+        Some(tls) => tls_connect(s, addr, tls).await?,
+    };
     Conn::client(s, addr.to_string(), caller.secret, caller.node).await
 }
 

@@ -7,12 +7,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use parking_lot::Mutex;
+use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
 use x509_parser::asn1_rs::{Any, Tag, ToDer};
 use x509_parser::x509::X509Name;
 
@@ -196,6 +197,75 @@ impl ResolvesServerCert for ReloadingCert {
     }
 }
 
+/// A broker presents the same certificate when it calls another over TLS RPC.
+impl ResolvesClientCert for ReloadingCert {
+    fn resolve(
+        &self,
+        _root_hint_subjects: &[&[u8]],
+        _sigschemes: &[SignatureScheme],
+    ) -> Option<Arc<CertifiedKey>> {
+        Some(self.current())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+/// The CAs of a PEM file as a root store.
+fn load_roots(ca: &Path) -> Result<Arc<RootCertStore>, TlsError> {
+    let mut roots = RootCertStore::empty();
+    for c in load_certs(ca)? {
+        roots.add(c).map_err(|e| TlsError::Pem {
+            path: ca.to_path_buf(),
+            why: e.to_string(),
+        })?;
+    }
+    Ok(Arc::new(roots))
+}
+
+/// The TLS of the inter-broker RPC (`--rpc-tls`): mutual, both ends present the broker's
+/// certificate (reloaded when its files change) and require the other's to chain to the CA
+/// file; a caller also checks that the listener's certificate names the host it dialled.
+#[derive(Debug, Clone)]
+pub struct RpcTlsConfigs {
+    pub server: Arc<ServerConfig>,
+    pub client: Arc<ClientConfig>,
+}
+
+impl RpcTlsConfigs {
+    pub fn new(settings: &TlsSettings) -> Result<Self, TlsError> {
+        let ca = settings.ca_file.as_ref().ok_or_else(|| {
+            TlsError::Verifier(
+                "--rpc-tls needs --tls-ca-file (the CA broker certificates are checked against)"
+                    .into(),
+            )
+        })?;
+        let roots = load_roots(ca)?;
+        let cert = Arc::new(ReloadingCert::load(
+            &settings.cert_file,
+            &settings.key_file,
+        )?);
+        let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
+            .build()
+            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let versions: &[&rustls::SupportedProtocolVersion] =
+            &[&rustls::version::TLS13, &rustls::version::TLS12];
+        let server = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(cert.clone());
+        let client = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(versions)?
+            .with_root_certificates(roots)
+            .with_client_cert_resolver(cert);
+        Ok(RpcTlsConfigs {
+            server: Arc::new(server),
+            client: Arc::new(client),
+        })
+    }
+}
+
 /// The TLS server configurations of one broker: the Kafka listeners' and the HTTP listeners'
 /// (ALPN http/1.1), with the same client certificate policy, sharing one reloading
 /// certificate.
@@ -223,14 +293,7 @@ impl TlsConfigs {
                 ))
             }
             (auth, Some(ca)) => {
-                let mut roots = RootCertStore::empty();
-                for c in load_certs(ca)? {
-                    roots.add(c).map_err(|e| TlsError::Pem {
-                        path: ca.clone(),
-                        why: e.to_string(),
-                    })?;
-                }
-                let b = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider());
+                let b = WebPkiClientVerifier::builder_with_provider(load_roots(ca)?, provider());
                 let b = match auth {
                     ClientAuth::Requested => b.allow_unauthenticated(),
                     _ => b,
