@@ -411,6 +411,29 @@ mod tests {
     }
 
     #[test]
+    fn rpc_tls_needs_the_certificate_and_the_ca() {
+        let mut a = args(None, None, None);
+        let l = a.kafka_listeners(kafka(), None).unwrap();
+        a.rpc_tls = true;
+        let err = |a: &ListenerArgs| a.tls_settings(&l, true).unwrap_err().to_string();
+        assert!(
+            err(&a).contains("--rpc-tls needs --tls-cert-file"),
+            "{}",
+            err(&a)
+        );
+        a.tls_cert_file = Some("c.pem".into());
+        a.tls_key_file = Some("k.pem".into());
+        assert!(
+            err(&a).contains("--rpc-tls needs --tls-ca-file"),
+            "{}",
+            err(&a)
+        );
+        a.tls_ca_file = Some("ca.pem".into());
+        let t = a.tls_settings(&l, true).unwrap().unwrap();
+        assert_eq!(t.ca_file, Some("ca.pem".into()));
+    }
+
+    #[test]
     fn listeners_beyond_loopback_without_authentication_are_found() {
         let a = args(
             Some("PLAINTEXT://127.0.0.1:1,OPEN://0.0.0.0:2,SSL://0.0.0.0:3,SASL_SSL://0.0.0.0:4"),

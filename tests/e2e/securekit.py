@@ -280,3 +280,41 @@ def secure_broker(broker_factory, tmp_path: Path, admin: str, password: str, *ar
                      f"SASL_SSL://127.0.0.1:{sasl_port},PLAINTEXT://127.0.0.1:{b.kafka_port}"]
     (serve_https(b, pki) if http_tls else b).start()
     return b, pki, sasl_port
+
+
+# ---------------------------------------------------------------------------- TLS between brokers
+
+
+def issue_broker_cert(pki: Pki, name: str) -> tuple[str, str]:
+    """A broker certificate for --rpc-tls, signed by the PKI's CA: the serverAuth and
+    clientAuth usages (each broker is the other's server and client) and the SANs 127.0.0.1,
+    ::1 and localhost. Written to `<name>.pem` and `<name>.key`; returns (cert, key)."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder()
+            .subject_name(_name(O="Icestream Tests", CN=name))
+            .issuer_name(pki.ca_cert.subject)
+            .public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now - datetime.timedelta(minutes=5))
+            .not_valid_after(now + datetime.timedelta(days=30))
+            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
+                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
+                           critical=False)
+            .add_extension(x509.SubjectAlternativeName([
+                x509.DNSName("localhost"),
+                x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                x509.IPAddress(ipaddress.ip_address("::1")),
+            ]), critical=False)
+            .sign(pki.ca_key, hashes.SHA256()))
+    cert_path, key_path = pki.dir / f"{name}.pem", pki.dir / f"{name}.key"
+    _write_key(key, key_path)
+    _write_cert(cert, cert_path)
+    return str(cert_path), str(key_path)
+
+
+def rpc_tls_args(pki: Pki, name: str) -> list[str]:
+    """The flags of a broker with --rpc-tls and its own certificate (`issue_broker_cert`)."""
+    cert, key = issue_broker_cert(pki, name)
+    return ["--rpc-tls", "--tls-cert-file", cert, "--tls-key-file", key, "--tls-ca-file", pki.ca]

@@ -77,6 +77,8 @@ pub enum StartError {
     NoTls(String),
     #[error("--rpc-tls needs --tls-cert-file, --tls-key-file and --tls-ca-file")]
     NoRpcTls,
+    #[error("--rpc-tls (its --tls-cert-file, --tls-key-file and --tls-ca-file): {0}")]
+    RpcTls(crate::security::tls::TlsError),
 }
 
 impl From<crate::cluster::ApplyError> for BrokerError {

@@ -136,7 +136,8 @@ impl Broker {
             Some(mut c) => {
                 if config.rpc_tls {
                     let t = config.tls.as_ref().ok_or(StartError::NoRpcTls)?;
-                    c.tls = Some(crate::security::tls::RpcTlsConfigs::new(t)?);
+                    let tls = crate::security::tls::RpcTlsConfigs::new(t);
+                    c.tls = Some(tls.map_err(StartError::RpcTls)?);
                 }
                 let c =
                     crate::cluster::Cluster::bind(c, advertised.clone(), topics.cluster_id.clone())

@@ -64,6 +64,12 @@ async fn serve_conn(s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster
             cluster.reject("auth_failed", format_args!("{e}"));
             return;
         }
+        // Without a secret nothing was asked of it yet: a connection closed before or in the
+        // TLS handshake (a port probe) is no refusal.
+        Ok(Err(e @ rpc::RpcError::Io { .. })) if secret.is_none() => {
+            tracing::debug!(peer, error = %e, "rpc connection closed before it started");
+            return;
+        }
         Ok(Err(e)) => {
             cluster.reject(
                 "auth_failed",

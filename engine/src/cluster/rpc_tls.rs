@@ -106,10 +106,16 @@ fn tls_refused(peer: &str, host: &str, side: Side, e: std::io::Error) -> RpcErro
              and name this broker's RPC host"
         ),
         Some(other) => other.to_string(),
+        // Not counted as a refusal: a peer (or a proxy before it) going away looks the same.
         None if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            "it closed the connection during the TLS handshake: it may not have --rpc-tls (set \
-             --rpc-tls on every broker), or it refused this broker's certificate (see its log)"
-                .into()
+            return RpcError::Io {
+                peer: peer.to_string(),
+                source: std::io::Error::new(
+                    e.kind(),
+                    "closed during the TLS handshake (a broker without --rpc-tls, or of an \
+                     older release, closes so)",
+                ),
+            }
         }
         None => return RpcError::Io {
             peer: peer.to_string(),
