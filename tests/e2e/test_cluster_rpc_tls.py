@@ -17,13 +17,17 @@ import uuid
 
 import pytest
 
+from confluent_kafka import Consumer, TopicPartition
+
 from cluster import metadata, wait_formed
 from conftest import BrokerDied, consume_all, free_port, produce, unique_topic
+from kwire import Conn
 from securekit import issue_broker_cert, make_pki, rpc_tls_args
 from test_cluster import create, wait_topic_everywhere
 from test_cluster_auth import SNAPSHOT_CHUNK, SNAPSHOT_READ, frame, read_frame, snapshot_read
 from test_cluster_forged import (MSG_APPEND, MSG_HEARTBEAT, PROPOSE, RAFT, meta_file,
                                  raft_message, rejected, rpc_port, send, wait_rejected)
+from test_cluster_groups import coordinator, describe_groups_v0
 from test_cluster_reassign import wait_for
 
 
@@ -129,14 +133,26 @@ def snapshot_answer(port: int, ca: str, cert: str | None, key: str | None):
 def test_brokers_replicate_over_mutual_tls_and_refuse_what_has_no_certificate(
         broker_factory, tmp_path):
     pki = make_pki(tmp_path / "pki")
+    # Authorization on too (these plaintext clients are the superuser): a group read forwarded
+    # to the coordinator carries its caller's principal, which only an authenticated RPC may.
     brokers, proxies = start_proxied_cluster(
-        broker_factory, lambda i: rpc_tls_args(pki, f"broker-{i + 1}"))
+        broker_factory, lambda i: rpc_tls_args(pki, f"broker-{i + 1}") + [
+            "--authorization", "--superusers", "User:ANONYMOUS", "--http-auth", "none"])
     topic = unique_topic("rpctls")
     create(brokers[0], topic, 1, 3)
     view = wait_topic_everywhere(brokers, topic, 1)
     sent = markers("before")
     # acks=all: acknowledged once the followers have the records, through the proxies.
     produce(brokers[0], topic, sent)
+    # A broker that does not coordinate a group describes it on the coordinator's behalf, over
+    # the RPC (handlers/forward.rs; with authorization and no authenticated RPC it would not).
+    group = unique_topic("g")
+    c = Consumer({"bootstrap.servers": brokers[0].bootstrap, "group.id": group})
+    c.commit(offsets=[TopicPartition(topic, 0, 3)], asynchronous=False)
+    c.close()
+    node = coordinator(brokers, group)
+    with Conn.to(brokers[node % 3].bootstrap) as conn:
+        assert describe_groups_v0(conn, group) == (0, "Empty", [])
 
     # (a) A broker without --rpc-tls given the seeds neither joins nor goes unexplained.
     seeds = ",".join(p.addr for p in proxies)
@@ -186,6 +202,12 @@ def test_brokers_replicate_over_mutual_tls_and_refuse_what_has_no_certificate(
     assert isinstance(no_cert, (ssl.SSLError, ConnectionError)), no_cert
     wait_for("the broker says why", lambda: "it presented no certificate"
              in brokers[1].log_text())
+    # A Kafka client's certificate of the same CA (clientAuth only) is no broker's.
+    time.sleep(1.1)
+    client = snapshot_answer(port, pki.ca, pki.client_cert, pki.client_key)
+    assert isinstance(client, (ssl.SSLError, ConnectionError)), client
+    wait_for("the broker says why", lambda: "its client certificate lacks an extended key "
+             "usage a broker's has" in brokers[1].log_text())
     # And the broker's certificate is not one another CA's clients trust.
     try:
         tls_client(port, other.ca, None, None).close()

@@ -1,9 +1,10 @@
 //! Kafka requests one broker forwards to another for a client, carried over the
-//! authenticated RPC when the cluster has a secret (`handlers::forward`). The caller's
-//! principal and host travel with the request and the receiver's handlers authorize them, as
-//! for a client of its own: the forwarding broker vouches for who its client is, which only a
-//! broker holding the cluster secret can do. Without a secret the RPC proves nothing about its
-//! sender, so requests are not forwarded this way (and `KafkaRequest` frames are refused).
+//! authenticated RPC when the cluster has a secret or `--rpc-tls` (`handlers::forward`). The
+//! caller's principal and host travel with the request and the receiver's handlers authorize
+//! them, as for a client of its own: the forwarding broker vouches for who its client is, which
+//! only a broker holding the cluster secret, or a broker certificate of the CA, can do. Without
+//! either the RPC proves nothing about its sender, so requests are not forwarded this way (and
+//! `KafkaRequest` frames are refused).
 
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -20,7 +21,9 @@ pub const FORWARDED_LISTENER: &str = "FORWARDED";
 pub enum KafkaRpcError {
     #[error("broker {0} is not a known member")]
     Unknown(i32),
-    #[error("the cluster has no secret: requests are not forwarded over the RPC")]
+    #[error(
+        "the cluster has neither a secret nor --rpc-tls: requests are not forwarded over the RPC"
+    )]
     NoSecret,
     #[error(transparent)]
     Rpc(#[from] RpcError),
@@ -29,9 +32,10 @@ pub enum KafkaRpcError {
 }
 
 impl Cluster {
-    /// Whether Kafka requests are forwarded over the RPC (the cluster has a secret).
+    /// Whether Kafka requests are forwarded over the RPC: its peers are authenticated (the
+    /// cluster has a secret, or mutual TLS).
     pub fn forwards_over_rpc(&self) -> bool {
-        self.config.secret.is_some()
+        self.config.secret.is_some() || self.config.tls.is_some()
     }
 
     /// Sets what runs the requests peers forward here.

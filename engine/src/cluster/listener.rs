@@ -218,7 +218,8 @@ async fn serve_conn(s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster
                 let _ = conn.write(frame(Kind::AuthRefused, why)).await;
                 return;
             }
-            Kind::KafkaRequest if conn.authenticated() => {
+            // With --rpc-tls every connection here carries a broker certificate of the CA.
+            Kind::KafkaRequest if conn.authenticated() || cluster.config.tls.is_some() => {
                 Some(cluster.serve_kafka_request(&body, &peer).await)
             }
             Kind::Members

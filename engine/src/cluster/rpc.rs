@@ -15,8 +15,8 @@ use std::net::SocketAddr;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-use super::rpc_tls::tls_connect;
 pub use super::rpc_tls::{accept, linger, RpcTls, Stream, REFUSE_NEEDS_TLS, REFUSE_NO_TLS};
+use super::rpc_tls::{io_error, tls_connect};
 
 use super::rpc_auth::{
     AuthError, ClientHandshake, ClusterSecret, Macs, ServerHandshake, REFUSE_BAD_PROOF,
@@ -154,10 +154,7 @@ async fn read_raw(
     peer: &str,
     extra: usize,
 ) -> Result<Option<([u8; 5], Vec<u8>)>, RpcError> {
-    let io = |source| RpcError::Io {
-        peer: peer.to_string(),
-        source,
-    };
+    let io = |source| io_error(peer, source);
     let mut head = [0u8; 5];
     match s.read_exact(&mut head[..4]).await {
         Ok(_) => {}
@@ -228,10 +225,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     fn io(&self, source: std::io::Error) -> RpcError {
-        RpcError::Io {
-            peer: self.peer.clone(),
-            source,
-        }
+        io_error(&self.peer, source)
     }
 
     /// The caller's side: with a secret, the handshake as node `node` before anything else.
@@ -244,10 +238,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let Some(secret) = secret else {
             return Ok(Conn::plain(s, peer));
         };
-        let io = |source| RpcError::Io {
-            peer: peer.clone(),
-            source,
-        };
+        let io = |source| io_error(&peer, source);
         let (hs, hello) = ClientHandshake::start(secret, node);
         send(&mut s, &frame(Kind::AuthHello, &hello))
             .await
@@ -309,10 +300,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         let Some(secret) = secret else {
             return Ok(Conn::plain(s, peer));
         };
-        let io = |source| RpcError::Io {
-            peer: peer.clone(),
-            source,
-        };
+        let io = |source| io_error(&peer, source);
         let hello = match read_frame(&mut s, &peer).await {
             Err(e @ RpcError::TlsHello { .. }) => {
                 let _ = send(&mut s, &frame(Kind::AuthRefused, REFUSE_NO_TLS.as_bytes())).await;

@@ -70,13 +70,27 @@ impl AsyncWrite for Stream {
 enum Side {
     Caller,
     Listener,
+    /// After the handshake (TLS 1.3 tells a caller that its certificate was refused then).
+    Either,
+}
+
+/// The error for an i/o failure on an RPC connection: a TLS one (an alert from the peer, a
+/// record that does not decrypt) explained as [`tls_refused`] does, others as they are.
+pub(super) fn io_error(peer: &str, source: std::io::Error) -> RpcError {
+    match source.get_ref().is_some_and(|i| i.is::<rustls::Error>()) {
+        true => tls_refused(peer, host_of(peer), Side::Either, source),
+        false => RpcError::Io {
+            peer: peer.to_string(),
+            source,
+        },
+    }
 }
 
 /// Why a TLS handshake with `peer` failed, in an operator's terms: what to fix on which side.
 fn tls_refused(peer: &str, host: &str, side: Side, e: std::io::Error) -> RpcError {
     use rustls::{CertificateError as C, Error as E};
     let theirs = match side {
-        Side::Caller => "its certificate",
+        Side::Caller | Side::Either => "its certificate",
         Side::Listener => "its client certificate",
     };
     let why = match e.get_ref().and_then(|i| i.downcast_ref::<E>()) {
@@ -97,7 +111,7 @@ fn tls_refused(peer: &str, host: &str, side: Side, e: std::io::Error) -> RpcErro
         ),
         Some(E::InvalidCertificate(C::InvalidPurpose))
         | Some(E::InvalidCertificate(C::InvalidPurposeContext { .. })) => format!(
-            "{theirs} lacks the extended key usage it needs (broker certificates need both serverAuth and clientAuth)"
+            "{theirs} lacks an extended key usage a broker's has (serverAuth and clientAuth both: a Kafka client's certificate, with clientAuth only, is no broker's)"
         ),
         Some(E::InvalidCertificate(c)) => format!("{theirs} is invalid: {c:?}"),
         Some(E::AlertReceived(a)) => format!(
@@ -225,6 +239,12 @@ mod tests {
     /// A test CA and, signed by it, a broker certificate for 127.0.0.1 (serverAuth and
     /// clientAuth), as the RPC TLS of a broker of that CA.
     fn broker_tls(dir: &std::path::Path, name: &str) -> RpcTls {
+        pki(dir, name).0
+    }
+
+    /// As [`broker_tls`], and beside it the RPC TLS of a Kafka client's certificate the same
+    /// CA signed (clientAuth only).
+    fn pki(dir: &std::path::Path, name: &str) -> (RpcTls, RpcTls) {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
         };
@@ -234,26 +254,30 @@ mod tests {
             .push(DnType::CommonName, format!("{name} ca"));
         let ca_key = KeyPair::generate().unwrap();
         let ca_cert = ca.self_signed(&ca_key).unwrap();
-        let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
-        leaf.distinguished_name
-            .push(DnType::CommonName, format!("{name} broker"));
-        leaf.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
-        let key = KeyPair::generate().unwrap();
-        let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
         let path = |f: &str| dir.join(format!("{name}-{f}"));
         std::fs::write(path("ca.pem"), ca_cert.pem()).unwrap();
-        std::fs::write(path("cert.pem"), cert.pem()).unwrap();
-        std::fs::write(path("key.pem"), key.serialize_pem()).unwrap();
-        RpcTls::new(&crate::security::tls::TlsSettings {
-            cert_file: path("cert.pem"),
-            key_file: path("key.pem"),
-            ca_file: Some(path("ca.pem")),
-            client_auth: crate::security::tls::ClientAuth::Required,
-        })
-        .unwrap()
+        let leaf = |who: &str, usages: Vec<ExtendedKeyUsagePurpose>| {
+            let mut leaf = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+            leaf.distinguished_name
+                .push(DnType::CommonName, format!("{name} {who}"));
+            leaf.extended_key_usages = usages;
+            let key = KeyPair::generate().unwrap();
+            let cert = leaf.signed_by(&key, &ca_cert, &ca_key).unwrap();
+            std::fs::write(path(&format!("{who}.pem")), cert.pem()).unwrap();
+            std::fs::write(path(&format!("{who}.key")), key.serialize_pem()).unwrap();
+            RpcTls::new(&crate::security::tls::TlsSettings {
+                cert_file: path(&format!("{who}.pem")),
+                key_file: path(&format!("{who}.key")),
+                ca_file: Some(path("ca.pem")),
+                client_auth: crate::security::tls::ClientAuth::Required,
+            })
+            .unwrap()
+        };
+        use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        (
+            leaf("broker", vec![ServerAuth, ClientAuth]),
+            leaf("client", vec![ClientAuth]),
+        )
     }
 
     /// A listener on 127.0.0.1 with this TLS that answers one `Propose` with a
@@ -341,6 +365,25 @@ mod tests {
         let e = l.await.unwrap().unwrap_err();
         assert!(
             matches!(&e, RpcError::Tls { why, .. } if why.contains("it refused this broker's certificate")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_kafka_client_certificate_of_the_same_ca_is_no_broker() {
+        let dir = tempfile::tempdir().unwrap();
+        let (broker, client) = pki(dir.path(), "a");
+        let (addr, l) = tls_listener(Some(broker), None).await;
+        let e = call_as(&addr.to_string(), Some(&client), None)
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(&e, RpcError::Tls { why, .. } if why.contains("it refused this broker's certificate")),
+            "{e}"
+        );
+        let e = l.await.unwrap().unwrap_err();
+        assert!(
+            matches!(&e, RpcError::Tls { why, .. } if why.contains("its client certificate lacks an extended key usage a broker's has")),
             "{e}"
         );
     }

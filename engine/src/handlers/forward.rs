@@ -205,10 +205,12 @@ pub async fn answer<R: GroupRead>(
 ) -> R::Response {
     let loading = ResponseError::CoordinatorLoadInProgress.code();
     let mut resp = after_load(local, |r| req.errors(r).iter().any(|(_, c)| *c == loading)).await;
-    // With authorization on, only the cluster secret's RPC carries the caller's principal for
-    // the coordinator to judge; over the Kafka listener it would judge the forwarding broker,
-    // so nothing is forwarded then (the client follows NOT_COORDINATOR).
-    if forwarded(h) || (super::authorize::enabled(b) && b.config.cluster_secret.is_none()) {
+    // With authorization on, only the authenticated RPC (a cluster secret or --rpc-tls) carries
+    // the caller's principal for the coordinator to judge; over the Kafka listener it would
+    // judge the forwarding broker, so nothing is forwarded then (the client follows
+    // NOT_COORDINATOR).
+    let over_rpc = b.cluster.as_ref().is_some_and(|c| c.forwards_over_rpc());
+    if forwarded(h) || (super::authorize::enabled(b) && !over_rpc) {
         return resp;
     }
     let v = h.request_api_version;

@@ -11,6 +11,7 @@ use rustls::client::ResolvesClientCert;
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, WebPkiClientVerifier};
 use rustls::sign::CertifiedKey;
 use rustls::{ClientConfig, RootCertStore, ServerConfig, SignatureScheme};
@@ -224,9 +225,67 @@ fn load_roots(ca: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     Ok(Arc::new(roots))
 }
 
+/// The RPC listener's check of a caller's certificate: chained to the CA file as any client
+/// certificate (clientAuth), and a broker's, with the serverAuth usage too, so that a Kafka
+/// client certificate of the same CA (clientAuth only) is no way into the cluster.
+#[derive(Debug)]
+struct BrokerCertVerifier(Arc<dyn ClientCertVerifier>);
+
+impl ClientCertVerifier for BrokerCertVerifier {
+    fn root_hint_subjects(&self) -> &[rustls::DistinguishedName] {
+        self.0.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: rustls::pki_types::UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        let ok = self.0.verify_client_cert(end_entity, intermediates, now)?;
+        let server_auth = x509_parser::parse_x509_certificate(end_entity.as_ref())
+            .ok()
+            .and_then(|(_, c)| {
+                c.extended_key_usage()
+                    .ok()
+                    .flatten()
+                    .map(|e| e.value.server_auth || e.value.any)
+            });
+        match server_auth {
+            Some(true) => Ok(ok),
+            _ => Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::InvalidPurpose,
+            )),
+        }
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &rustls::DigitallySignedStruct,
+    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
+        self.0.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.supported_verify_schemes()
+    }
+}
+
 /// The TLS of the inter-broker RPC (`--rpc-tls`): mutual, both ends present the broker's
 /// certificate (reloaded when its files change) and require the other's to chain to the CA
-/// file; a caller also checks that the listener's certificate names the host it dialled.
+/// file (and the caller's to be a broker's: serverAuth as well as clientAuth); a caller also
+/// checks that the listener's certificate names the host it dialled.
 #[derive(Debug, Clone)]
 pub struct RpcTlsConfigs {
     pub server: Arc<ServerConfig>,
@@ -249,6 +308,7 @@ impl RpcTlsConfigs {
         let verifier = WebPkiClientVerifier::builder_with_provider(roots.clone(), provider())
             .build()
             .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let verifier = Arc::new(BrokerCertVerifier(verifier));
         let versions: &[&rustls::SupportedProtocolVersion] =
             &[&rustls::version::TLS13, &rustls::version::TLS12];
         let server = ServerConfig::builder_with_provider(provider())
