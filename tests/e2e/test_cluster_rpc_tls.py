@@ -193,19 +193,20 @@ def test_brokers_replicate_over_mutual_tls_and_refuse_what_has_no_certificate(
     time.sleep(1.1)
     port = rpc_port(brokers[1])
     assert snapshot_answer(port, pki.ca, *issue_broker_cert(pki, "tester")) == SNAPSHOT_CHUNK
+    # Refused: no frame is answered (the handshake fails, or the broker's alert ends it).
     refused = snapshot_answer(port, pki.ca, *issue_broker_cert(other, "intruder"))
-    assert isinstance(refused, (ssl.SSLError, ConnectionError)), refused
+    assert not isinstance(refused, int), refused
     wait_for("the broker says why", lambda: "its client certificate is not signed by a CA in "
              "this broker's --tls-ca-file" in brokers[1].log_text())
     time.sleep(1.1)
     no_cert = snapshot_answer(port, pki.ca, None, None)
-    assert isinstance(no_cert, (ssl.SSLError, ConnectionError)), no_cert
+    assert not isinstance(no_cert, int), no_cert
     wait_for("the broker says why", lambda: "it presented no certificate"
              in brokers[1].log_text())
     # A Kafka client's certificate of the same CA (clientAuth only) is no broker's.
     time.sleep(1.1)
     client = snapshot_answer(port, pki.ca, pki.client_cert, pki.client_key)
-    assert isinstance(client, (ssl.SSLError, ConnectionError)), client
+    assert not isinstance(client, int), client
     wait_for("the broker says why", lambda: "its client certificate lacks an extended key "
              "usage a broker's has" in brokers[1].log_text())
     # And the broker's certificate is not one another CA's clients trust.
