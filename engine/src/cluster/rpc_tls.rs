@@ -243,7 +243,7 @@ mod tests {
     }
 
     /// As [`broker_tls`], and beside it the RPC TLS of a Kafka client's certificate the same
-    /// CA signed (clientAuth only).
+    /// CA signed (clientAuth only); a renewed broker certificate is left in `<name>-renewed.*`.
     fn pki(dir: &std::path::Path, name: &str) -> (RpcTls, RpcTls) {
         use rcgen::{
             BasicConstraints, CertificateParams, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
@@ -274,6 +274,7 @@ mod tests {
             .unwrap()
         };
         use ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+        leaf("renewed", vec![ServerAuth, ClientAuth]);
         (
             leaf("broker", vec![ServerAuth, ClientAuth]),
             leaf("client", vec![ClientAuth]),
@@ -386,6 +387,48 @@ mod tests {
             matches!(&e, RpcError::Tls { why, .. } if why.contains("its client certificate lacks an extended key usage a broker's has")),
             "{e}"
         );
+    }
+
+    /// A renewed certificate renamed over the files is presented from a later connection on,
+    /// without a restart (as the Kafka listeners' is).
+    #[tokio::test]
+    async fn a_renewed_certificate_is_served_without_a_restart() {
+        let dir = tempfile::tempdir().unwrap();
+        let tls = broker_tls(dir.path(), "a");
+        let l = bind("127.0.0.1:0".parse().unwrap()).await.unwrap();
+        let addr = l.local_addr().unwrap().to_string();
+        let server = tls.clone();
+        tokio::spawn(async move {
+            while let Ok((s, peer)) = l.accept().await {
+                let _ = accept(s, &peer.to_string(), Some(&server)).await;
+            }
+        });
+        let subject = || async {
+            let s = super::super::rpc::connect(&addr, None).await.unwrap();
+            let Stream::Tls(s) = tls_connect(s, &addr, &tls).await.unwrap() else {
+                panic!("not TLS");
+            };
+            let tokio_rustls::TlsStream::Client(c) = *s else {
+                panic!("not a client stream");
+            };
+            let leaf = c.get_ref().1.peer_certificates().unwrap()[0].clone();
+            let (_, cert) = x509_parser::parse_x509_certificate(leaf.as_ref()).unwrap();
+            cert.subject().to_string()
+        };
+        assert_eq!(subject().await, "CN=a broker");
+        for ext in ["pem", "key"] {
+            let (from, to) = (format!("a-renewed.{ext}"), format!("a-broker.{ext}"));
+            std::fs::rename(dir.path().join(from), dir.path().join(to)).unwrap();
+        }
+        // Certificate files are rechecked at most every two seconds.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(15);
+        while subject().await != "CN=a renewed" {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the renewed certificate is not served"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
     }
 
     #[tokio::test]
