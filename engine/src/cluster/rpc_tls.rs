@@ -105,8 +105,7 @@ fn tls_refused(peer: &str, host: &str, side: Side, e: std::io::Error) -> RpcErro
             "{theirs} does not name {host} (the host of its RPC address) in a subject alternative name"
         ),
         Some(E::InvalidCertificate(C::UnknownIssuer))
-        | Some(E::InvalidCertificate(C::BadSignature))
-        | Some(E::InvalidCertificate(C::UnknownRevocationStatus)) => format!(
+        | Some(E::InvalidCertificate(C::BadSignature)) => format!(
             "{theirs} is not signed by a CA in this broker's --tls-ca-file"
         ),
         Some(E::InvalidCertificate(C::InvalidPurpose))
@@ -126,8 +125,8 @@ fn tls_refused(peer: &str, host: &str, side: Side, e: std::io::Error) -> RpcErro
                 peer: peer.to_string(),
                 source: std::io::Error::new(
                     e.kind(),
-                    "closed during the TLS handshake (a broker without --rpc-tls, or of an \
-                     older release, closes so)",
+                    "closed during the TLS handshake (a broker of a release without \
+                     --rpc-tls does so, as does one going away)",
                 ),
             }
         }
