@@ -108,6 +108,23 @@ pub fn peer_tls() -> Option<Arc<rustls::ClientConfig>> {
     PEER_TLS.get().cloned()
 }
 
+/// The HTTP client for calls to other brokers (registry writes, Iceberg commit rounds): over
+/// https with [`peer_tls`]'s configuration when `--http-tls` set one before the first call.
+pub fn peer_client() -> &'static reqwest::Client {
+    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
+    CLIENT.get_or_init(|| {
+        let builder = reqwest::Client::builder();
+        let builder = match peer_tls() {
+            Some(tls) => builder.use_preconfigured_tls((*tls).clone()),
+            None => builder,
+        };
+        builder.build().unwrap_or_else(|e| {
+            tracing::error!(error = %e, "cannot build the HTTP client for calls to other brokers");
+            reqwest::Client::new()
+        })
+    })
+}
+
 /// The TLS client configuration for calls to other brokers' HTTP listeners: their
 /// certificates are checked against `settings.ca_file` (and the host or IP of the URL called);
 /// this broker presents its own certificate (`--tls-cert-file`, reloaded as the server's is)

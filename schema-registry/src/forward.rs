@@ -74,25 +74,6 @@ fn authority(base: &str) -> Option<(&'static str, &str)> {
     (!rest.is_empty() && !rest.contains('/')).then_some((scheme, rest))
 }
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(peer_client)
-}
-
-/// Over https (`--http-tls`), with the configuration that verifies other brokers against
-/// `--tls-ca-file` and presents this broker's certificate.
-fn peer_client() -> reqwest::Client {
-    let builder = reqwest::Client::builder();
-    let builder = match engine::http::peer_tls() {
-        Some(tls) => builder.use_preconfigured_tls((*tls).clone()),
-        None => builder,
-    };
-    builder.build().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot build the HTTP client for calls to other brokers");
-        reqwest::Client::new()
-    })
-}
-
 async fn exchange(
     base: &str,
     method: &str,
@@ -104,7 +85,7 @@ async fn exchange(
     let (scheme, authority) = authority(base).ok_or_else(|| ForwardError::Url(base.to_string()))?;
     let method = reqwest::Method::from_bytes(method.as_bytes())
         .map_err(|_| ForwardError::Url(format!("method {method}")))?;
-    let mut req = client()
+    let mut req = engine::http::peer_client()
         .request(
             method.clone(),
             format!("{scheme}://{authority}{path_and_query}"),

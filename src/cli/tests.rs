@@ -140,15 +140,7 @@ async fn consume_stops_after_n_records() {
         admin_url: "http://127.0.0.1:1".into(),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Json,
-        user: None,
-        password: None,
-        sasl_mechanism: None,
-        tls: false,
-        tls_ca_file: None,
-        tls_cert_file: None,
-        tls_key_file: None,
-        tls_pinned_cert: None,
-        http_pinned_cert: None,
+        ..super::ClientArgs::defaults()
     };
     let run = super::consume::run(
         &args,
@@ -214,15 +206,7 @@ async fn errors_are_one_actionable_line() {
         admin_url: format!("http://{dead}"),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Table,
-        user: None,
-        password: None,
-        sasl_mechanism: None,
-        tls: false,
-        tls_ca_file: None,
-        tls_cert_file: None,
-        tls_key_file: None,
-        tls_pinned_cert: None,
-        http_pinned_cert: None,
+        ..super::ClientArgs::defaults()
     };
     let e = super::cluster::health(&args)
         .await
@@ -246,15 +230,7 @@ async fn health_reads_the_real_admin_api() {
         admin_url: format!("http://{admin_addr}/"),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format: super::Format::Json,
-        user: None,
-        password: None,
-        sasl_mechanism: None,
-        tls: false,
-        tls_ca_file: None,
-        tls_cert_file: None,
-        tls_key_file: None,
-        tls_pinned_cert: None,
-        http_pinned_cert: None,
+        ..super::ClientArgs::defaults()
     };
     super::cluster::health(&args).await.expect("healthy");
 }
@@ -268,15 +244,7 @@ async fn topic_commands_run_against_a_broker() {
             admin_url: "http://127.0.0.1:1".into(),
             schema_registry_url: "http://127.0.0.1:1".into(),
             format,
-            user: None,
-            password: None,
-            sasl_mechanism: None,
-            tls: false,
-            tls_ca_file: None,
-            tls_cert_file: None,
-            tls_key_file: None,
-            tls_pinned_cert: None,
-            http_pinned_cert: None,
+            ..super::ClientArgs::defaults()
         };
         let topic = format!("{format:?}");
         super::topic::create(&args, &topic, 2, -1, &["retention.ms=1000".into()])
@@ -460,15 +428,7 @@ fn args_for(addr: &str, format: super::Format) -> super::ClientArgs {
         admin_url: "http://127.0.0.1:1".into(),
         schema_registry_url: "http://127.0.0.1:1".into(),
         format,
-        user: None,
-        password: None,
-        sasl_mechanism: None,
-        tls: false,
-        tls_ca_file: None,
-        tls_cert_file: None,
-        tls_key_file: None,
-        tls_pinned_cert: None,
-        http_pinned_cert: None,
+        ..super::ClientArgs::defaults()
     }
 }
 

@@ -11,8 +11,6 @@ an Authorization header wins over the certificate."""
 
 from __future__ import annotations
 
-import datetime
-import ipaddress
 import json
 import ssl
 import subprocess
@@ -24,16 +22,12 @@ import pytest
 from confluent_kafka.admin import AdminClient, NewTopic
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.error import SchemaRegistryError
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from pyiceberg.catalog.rest import RestCatalog
 from pyiceberg.exceptions import NoSuchTableError
 
 from cluster import metadata, wait_formed
 from conftest import broker_binary, free_port, produce
-from securekit import Pki, _write_cert, _write_key, make_pki, ssl_context, tls_args
+from securekit import Pki, issue_broker_cert, make_pki, ssl_context, tls_args
 from test_cluster import wait_topic_everywhere
 from test_cluster_auth import secret_file
 from test_cluster_schema_registry import UNAVAILABLE, record, schemas_leader
@@ -45,34 +39,6 @@ ALICE = "User:CN=alice,O=acme"  # securekit's client certificate (O=acme, CN=ali
 @pytest.fixture
 def pki(tmp_path):
     return make_pki(tmp_path / "pki")
-
-
-def issue_peer_cert(pki: Pki) -> tuple[str, str]:
-    """A broker certificate good for both ends of a broker-to-broker call: server and client
-    authentication, SANs 127.0.0.1 and localhost (securekit's server certificate is
-    serverAuth only, which a server requiring client certificates refuses)."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (x509.CertificateBuilder()
-            .subject_name(x509.Name([x509.NameAttribute(NameOID.ORGANIZATION_NAME, "acme"),
-                                     x509.NameAttribute(NameOID.COMMON_NAME, "broker")]))
-            .issuer_name(pki.ca_cert.subject)
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(minutes=5))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-            .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH,
-                                                  ExtendedKeyUsageOID.CLIENT_AUTH]),
-                           critical=False)
-            .add_extension(x509.SubjectAlternativeName([
-                x509.DNSName("localhost"),
-                x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), critical=False)
-            .sign(pki.ca_key, hashes.SHA256()))
-    cert_path, key_path = pki.dir / "peer.pem", pki.dir / "peer.key"
-    _write_cert(cert, cert_path)
-    _write_key(key, key_path)
-    return str(cert_path), str(key_path)
 
 
 def call(url: str, pki: Pki, method: str = "GET", body: dict | None = None,
@@ -163,7 +129,7 @@ def wait_rows(b, pki: Pki, topic: str, n: int, timeout: float = 60.0) -> list[di
 
 
 def test_a_cluster_calls_its_registry_and_committer_over_https(broker_factory, pki, tmp_path):
-    peer = issue_peer_cert(pki)
+    peer = issue_broker_cert(pki, "peer")
     secret, _ = secret_file(tmp_path)
     rpc = [free_port() for _ in range(3)]
     seeds = ",".join(f"127.0.0.1:{p}" for p in rpc)

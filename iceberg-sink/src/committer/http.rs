@@ -112,25 +112,6 @@ pub(crate) enum SendError {
     Transport(String),
 }
 
-fn client() -> &'static reqwest::Client {
-    static CLIENT: std::sync::OnceLock<reqwest::Client> = std::sync::OnceLock::new();
-    CLIENT.get_or_init(peer_client)
-}
-
-/// Over https (`--http-tls`), with the configuration that verifies other brokers against
-/// `--tls-ca-file` and presents this broker's certificate.
-fn peer_client() -> reqwest::Client {
-    let builder = reqwest::Client::builder();
-    let builder = match engine::http::peer_tls() {
-        Some(tls) => builder.use_preconfigured_tls((*tls).clone()),
-        None => builder,
-    };
-    builder.build().unwrap_or_else(|e| {
-        tracing::error!(error = %e, "cannot build the HTTP client for calls to other brokers");
-        reqwest::Client::new()
-    })
-}
-
 /// Sends `round` to the committer whose catalog listener is at `base` (`http://host:port`,
 /// or `https://` under `--http-tls`), signed as this broker's own request.
 pub(crate) async fn send(
@@ -157,7 +138,7 @@ async fn exchange(
         .ok_or_else(|| SendError::Refused(format!("bad committer URL {base}")))?;
     let body = serde_json::to_vec(round).map_err(|e| SendError::Refused(e.to_string()))?;
     let transport = |e: reqwest::Error| SendError::Transport(e.to_string());
-    let mut req = client()
+    let mut req = engine::http::peer_client()
         .post(format!("{scheme}://{authority}{ROUNDS_PATH}"))
         .header(reqwest::header::CONTENT_TYPE, "application/json");
     if let Some((name, value)) =
