@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
-"""The cost of inter-broker authentication (--cluster-secret-file): the same three-broker
-cluster on loopback started without and then with a secret, and the same producer
+"""The cost of inter-broker authentication: the same three-broker cluster on loopback started
+with a plain RPC, with a cluster secret (--cluster-secret-file: HMAC on every frame), and with
+mutual TLS (--rpc-tls, certificates from a test CA), and the same producer
 (benches/replication.py's: 1 KiB values, linger 5 ms, acks=all) writing into an RF=3 topic of
-one partition. Each configuration runs `rounds` times, alternately, and the best of each is
-kept; it prints records/s and MB/s of both and their ratio. The brokers share this machine's
+one partition. Each configuration runs `rounds` times, in turn, and the best of each is kept;
+it prints records/s and MB/s of each and their ratios to the plain RPC. The brokers share this machine's
 cores with the producer, so absolute figures say little; the ratio is the point.
 
     ICESTREAM_BIN=target/release/icestream .venv/bin/python benches/cluster_auth.py [records] [rounds]
@@ -25,13 +26,13 @@ from confluent_kafka.admin import AdminClient, NewTopic  # noqa: E402
 
 from cluster import ScriptBrokers, metadata, start_cluster, wait_formed  # noqa: E402
 from replication import VALUE, run  # noqa: E402
+from securekit import make_pki, rpc_tls_args  # noqa: E402
 
 
-def measure(tmp: Path, secret: Path | None, records: int) -> float:
-    """records/s of acks=all produce into an RF=3 topic of a new cluster."""
+def measure(tmp: Path, args: list[str], records: int) -> float:
+    """records/s of acks=all produce into an RF=3 topic of a new cluster started with `args`."""
     factory = ScriptBrokers(tmp)
     try:
-        args = ["--cluster-secret-file", str(secret)] if secret else []
         brokers = start_cluster(factory, extra_args=args)
         wait_formed(brokers)
         admin = AdminClient({"bootstrap.servers": brokers[0].bootstrap})
@@ -52,14 +53,19 @@ def main(records: int, rounds: int) -> None:
     secret = tmp / "secret"
     secret.write_bytes(base64.b64encode(os.urandom(32)))
     secret.chmod(0o600)
-    best = {"none": 0.0, "secret": 0.0}
+    pki = make_pki(tmp / "pki")
+    configs = {
+        "none": [],
+        "secret": ["--cluster-secret-file", str(secret)],
+        "rpc-tls": rpc_tls_args(pki, "broker"),
+    }
+    best = dict.fromkeys(configs, 0.0)
     for i in range(rounds):
-        best["none"] = max(best["none"], measure(tmp / f"none{i}", None, records))
-        best["secret"] = max(best["secret"], measure(tmp / f"secret{i}", secret, records))
+        for name, args in configs.items():
+            best[name] = max(best[name], measure(tmp / f"{name}{i}", args, records))
     print(f"{'rpc':8} {'records/s':>10} {'MB/s':>8}   (RF=3, acks=all, best of {rounds})")
     for k, rps in best.items():
-        print(f"{k:8} {rps:10.0f} {rps * len(VALUE) / 1e6:8.1f}")
-    print(f"with a secret / without: {best['secret'] / best['none']:.3f}")
+        print(f"{k:8} {rps:10.0f} {rps * len(VALUE) / 1e6:8.1f}   {rps / best['none']:.3f} of none")
 
 
 if __name__ == "__main__":
