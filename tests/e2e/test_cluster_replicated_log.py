@@ -13,7 +13,7 @@ import os
 
 from confluent_kafka import Producer
 
-from cluster import metadata, start_cluster, wait_formed
+from cluster import finalized_features, metadata, start_cluster, wait_formed
 from conftest import free_port, unique_topic
 from history import replica_logs
 from test_tiering import metric
@@ -52,6 +52,11 @@ def test_each_record_is_written_once_to_the_segments_not_also_to_the_raft_log(br
     # so the Raft log on disk is every entry this replica wrote.
     brokers = start_cluster(broker_factory)
     wait_formed(brokers)
+    # Until the controller finalizes assigned entries, produces are proposed the old way (an
+    # older release could be a replica), and those entries are written whole to the Raft log,
+    # with the entries after them until a checkpoint: the premise needs the feature in force.
+    wait_for("assigned entries finalized everywhere", lambda: all(
+        finalized_features(b).get("icestream.raft.assigned.entries") == 1 for b in brokers))
     topic = unique_topic("once")
     create(brokers[0], topic, 1, 3, {"min.insync.replicas": "2"})
     wait_for("a leader", lambda: (v := partition_view(brokers[0], topic, 0)) and v[0] > 0)
