@@ -67,7 +67,7 @@ def controller_leader(b) -> int:
 
 
 def wait_formed(brokers, timeout: float = 30.0):
-    """Until every broker lists every broker and names a controller."""
+    """Until every broker lists every broker and knows the controller leader."""
     deadline = time.monotonic() + timeout
     last = None
     while time.monotonic() < deadline:
@@ -76,8 +76,9 @@ def wait_formed(brokers, timeout: float = 30.0):
             if not b.running():
                 continue
             md = metadata(b)
-            last = (b.workdir.name, sorted(md.brokers), md.controller_id)
-            if len(md.brokers) != len(brokers) or md.controller_id < 1:
+            leader = controller_leader(b)
+            last = (b.workdir.name, sorted(md.brokers), leader)
+            if len(md.brokers) != len(brokers) or leader < 1:
                 ok = False
                 break
         if ok:

@@ -9,7 +9,7 @@ import time
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from chaos_proxy import RpcBlackhole
-from cluster import metadata
+from cluster import controller_leader, metadata
 from conftest import free_port, unique_topic
 from history import Load, wait_replicas_identical
 from test_cluster_chaos import leader_of
@@ -30,7 +30,7 @@ def test_isolated_leader_loses_no_acknowledged_write(broker_factory):
     for b in brokers:
         b.start()
     deadline = time.monotonic() + 30
-    while any(len(metadata(b).brokers) != 3 or metadata(b).controller_id < 1 for b in brokers):
+    while any(len(metadata(b).brokers) != 3 or controller_leader(b) < 1 for b in brokers):
         assert time.monotonic() < deadline, "cluster did not form through the proxies"
         time.sleep(0.2)
 

@@ -141,11 +141,11 @@ pub async fn handle(
     let brokers = b.listed_brokers(s);
     // Every broker forwards admin requests to the controller leader, so, as KRaft brokers do,
     // a client is sent to a live broker (this one) rather than to the leader itself: a client
-    // that cached a leader that then died would wait on it until its request timed out.
-    // DescribeCluster names the leader.
-    let controller = b.cluster.as_ref().map_or(Some(b.node_id()), |c| {
-        c.controller_leader().map(|_| b.node_id())
-    });
+    // that cached a leader that then died would wait on it until its request timed out. This
+    // broker is named even while no leader is known (an election after a restart): proposals
+    // wait for one here, whereas librdkafka, told -1, parks its admin requests until they time
+    // out without asking again. DescribeCluster names the leader.
+    let controller = b.node_id();
     MetadataResponse::default()
         .with_brokers(
             brokers
@@ -161,7 +161,7 @@ pub async fn handle(
                 .collect(),
         )
         .with_cluster_id(Some(sb(b.topics.cluster_id.clone())))
-        .with_controller_id(BrokerId(controller.unwrap_or(-1)))
+        .with_controller_id(BrokerId(controller))
         .with_topics(topics)
         .with_cluster_authorized_operations(cluster_operations)
 }
