@@ -331,8 +331,9 @@ def test_a_cluster_shares_them(broker_factory):
     try:
         got = described(a)
     except Exception as e:
-        # Seen once in ~40 runs: DescribeAcls to the restarted broker unanswered for 10 s.
-        # librdkafka sends it to Metadata's controller_id; say what the broker said then.
+        # librdkafka sends DescribeAcls to Metadata's controller_id and, told -1 (as brokers
+        # answered during the election a restart can cause), waited out its timeout: about
+        # one run in 20 before brokers named themselves. Should it recur, say what they said.
         views = {x.workdir.name: (metadata(x).controller_id, finalized_features(x))
                  for x in brokers}
         raise AssertionError(f"DescribeAcls after a restart: {e!r}; controller ids and "
