@@ -13,6 +13,7 @@ from confluent_kafka.admin import AdminClient
 
 from confluent_kafka import Consumer, TopicPartition
 
+import kwire
 from conftest import Broker, consumer_config, free_port, http_get
 
 
@@ -58,12 +59,11 @@ def metadata(b, topic: str | None = None):
 
 
 def controller_leader(b) -> int:
-    """The controller's Raft leader as `b` knows it (its admin API; Metadata names the broker
-    asked, which forwards admin requests to the leader), -1 while there is none."""
-    status, body, _ = http_get(f"{b.admin_url}/v1/cluster/brokers")
-    assert status == 200, body
-    leader = json.loads(body)["controller"]
-    return leader if leader is not None else -1
+    """The controller's Raft leader as `b` knows it, -1 while there is none: DescribeCluster
+    names the leader (Metadata names the broker asked, which forwards admin requests to it;
+    librdkafka's describe_cluster reads Metadata, hence the raw request)."""
+    with kwire.Conn.to(b.bootstrap) as c:
+        return kwire.describe_cluster_controller(c)
 
 
 def wait_formed(brokers, timeout: float = 30.0):

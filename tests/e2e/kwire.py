@@ -275,3 +275,31 @@ def init_producer_id(conn: Conn, correlation_id: int = 3) -> int:
     assert error_code == 0, error_code
     assert epoch == 0
     return producer_id
+
+
+def _read_uvarint(buf: bytes, pos: int) -> tuple[int, int]:
+    value, shift = 0, 0
+    while True:
+        b = buf[pos]
+        pos += 1
+        value |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return value, pos
+        shift += 7
+
+
+def describe_cluster_controller(conn: Conn, correlation_id: int = 5) -> int:
+    """DescribeCluster v0's controller_id: the controller leader the broker knows, -1 if none."""
+    body = i8(0) + uvarint(0)  # include_cluster_authorized_operations=false, no tagged fields
+    conn.send(frame(request_header(60, 0, correlation_id, flexible=True) + body))
+    corr, resp = conn.recv_response()
+    assert corr == correlation_id
+    _, pos = _read_uvarint(resp, 0)  # response header v1: its tagged fields (none)
+    _throttle, error_code = struct.unpack_from(">ih", resp, pos)
+    assert error_code == 0, error_code
+    pos += 6
+    for _ in range(2):  # error_message (nullable), cluster_id
+        n, pos = _read_uvarint(resp, pos)
+        pos += max(n - 1, 0)
+    (controller,) = struct.unpack_from(">i", resp, pos)
+    return controller
