@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import os
+import shutil
 import sys
 import tempfile
 import time
@@ -60,9 +61,13 @@ def main(records: int, rounds: int) -> None:
         "rpc-tls": rpc_tls_args(pki, "broker"),
     }
     best = dict.fromkeys(configs, 0.0)
-    for i in range(rounds):
-        for name, args in configs.items():
-            best[name] = max(best[name], measure(tmp / f"{name}{i}", args, records))
+    try:
+        for i in range(rounds):
+            for name, args in configs.items():
+                best[name] = max(best[name], measure(tmp / f"{name}{i}", args, records))
+    finally:
+        # Each round leaves three brokers' data (gigabytes on long runs).
+        shutil.rmtree(tmp, ignore_errors=True)
     print(f"{'rpc':8} {'records/s':>10} {'MB/s':>8}   (RF=3, acks=all, best of {rounds})")
     for k, rps in best.items():
         print(f"{k:8} {rps:10.0f} {rps * len(VALUE) / 1e6:8.1f}   {rps / best['none']:.3f} of none")
