@@ -373,10 +373,12 @@ async fn read_records(
                 offset: from,
                 max_bytes: 1 << 20,
                 committed: false,
+                in_place: false,
                 reply,
             })
             .await?;
-        let Some(bytes) = read.records else { break };
+        let Some(stored) = read.records else { break };
+        let bytes = stored.into_bytes().map_err(PartitionError::Storage)?;
         for (h, batch) in split_batches(&bytes).map_err(|e| corrupt(&e))? {
             let last = h.last_offset();
             if last < next {

@@ -9,6 +9,7 @@ use uuid::Uuid;
 
 use crate::broker::Broker;
 use crate::log::batch::split_batches;
+use crate::log::file_slice::Stored;
 use crate::log::producer_state::AbortedTxn;
 use crate::partition::{Cmd, PartitionError, PartitionHandle, Watermarks};
 use crate::remote::{RemoteError, RemotePartition};
@@ -70,7 +71,8 @@ impl Broker {
     /// slow object store never holds up the partition's producers; otherwise from the
     /// partition actor. Fetch and in-process readers both read through here. `committed`
     /// (read_committed) reads stop at the last stable offset and come with the aborted
-    /// transactions they overlap.
+    /// transactions they overlap. `in_place` answers local batches as where they lie in their
+    /// segment file (for sendfile) rather than read into memory.
     pub async fn read_stored(
         &self,
         id: &RemotePartition,
@@ -78,6 +80,7 @@ impl Broker {
         offset: i64,
         max_bytes: usize,
         committed: bool,
+        in_place: bool,
     ) -> Result<StoredRead, LogReadError> {
         let marks = *p.marks.borrow();
         if offset >= marks.log_start && offset < marks.local_start {
@@ -101,7 +104,7 @@ impl Broker {
                     }
                 }
                 return Ok(StoredRead {
-                    records,
+                    records: records.map(Stored::Mem),
                     marks,
                     aborted,
                 });
@@ -112,6 +115,7 @@ impl Broker {
                 offset,
                 max_bytes,
                 committed,
+                in_place,
                 reply,
             })
             .await?;
@@ -150,8 +154,13 @@ impl Broker {
             topic_id,
             partition,
         };
-        let read = self.read_stored(&id, &p, offset, max_bytes, true).await?;
-        let data = read.records.unwrap_or_default();
+        let read = self
+            .read_stored(&id, &p, offset, max_bytes, true, false)
+            .await?;
+        let data = match read.records {
+            Some(r) => r.into_bytes().map_err(PartitionError::Storage)?,
+            None => Bytes::new(),
+        };
         decode(&data, offset, read.marks.stable, read.marks, &read.aborted)
     }
 }
@@ -159,7 +168,7 @@ impl Broker {
 /// What [`Broker::read_stored`] read.
 #[derive(Debug)]
 pub struct StoredRead {
-    pub records: Option<Bytes>,
+    pub records: Option<Stored>,
     pub marks: Watermarks,
     /// read_committed: the aborted transactions overlapping `records`.
     pub aborted: Vec<AbortedTxn>,

@@ -113,8 +113,8 @@ async fn fetch(b: &Arc<Broker>, s: &Session, topic: &str) -> i16 {
                 .with_partition(0)
                 .with_partition_max_bytes(1 << 20)])]);
     let memory = b.fetch_memory.connection();
-    let (r, _) = handlers::fetch::handle(b, s, 12, req, &memory).await;
-    r.responses[0].partitions[0].error_code
+    let r = handlers::fetch::handle(b, s, 12, req, &memory, false).await;
+    r.response.responses[0].partitions[0].error_code
 }
 
 async fn metadata(b: &Broker, s: &Session, topics: Option<&[&str]>) -> MetadataResponse {

@@ -18,6 +18,7 @@ use super::{partition_error, topic_name};
 use crate::broker::Broker;
 use crate::fetch_session::{PartKey, SessionError, SessionPartition};
 use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
+use crate::log::file_slice::{FileSlice, Stored};
 use crate::log::producer_state::AbortedTxn;
 use crate::log_reader::LogReadError;
 use crate::partition::{PartitionHandle, Watermarks};
@@ -46,15 +47,25 @@ struct Wanted {
     redirect: Option<i32>,
 }
 
-/// Answers a fetch whose partition data is read within `memory`; the reservation returned
-/// covers the response and is to be dropped once the response is written.
+/// A fetch's answer: the response, the memory reservation covering the records it holds in
+/// memory (to be dropped once the response is written), and the file slices that stand in it
+/// as placeholders, in the order they appear ([`crate::log::file_slice`]).
+pub struct Answer {
+    pub response: FetchResponse,
+    pub memory: Option<Reservation>,
+    pub files: Vec<FileSlice>,
+}
+
+/// Answers a fetch whose partition data is read within `memory`. With `in_place` (a plaintext
+/// connection, which can sendfile), local batches are answered as file slices, not read.
 pub async fn handle(
     b: &Broker,
     s: &Session,
     version: i16,
     req: FetchRequest,
     memory: &ConnFetchMemory,
-) -> (FetchResponse, Option<Reservation>) {
+    in_place: bool,
+) -> Answer {
     // A replica's fetch (replica id >= 0) needs CLUSTER_ACTION; a consumer's READ on each topic.
     // Checked on every fetch of a session too, so a revoked ACL stops the next one.
     let replica = req.replica_id.0 >= 0 || req.replica_state.replica_id.0 >= 0;
@@ -150,10 +161,14 @@ pub async fn handle(
                         SessionError::NotFound(_) => ResponseError::FetchSessionIdNotFound,
                         SessionError::BadEpoch { .. } => ResponseError::InvalidFetchSessionEpoch,
                     };
-                    let resp = FetchResponse::default()
+                    let response = FetchResponse::default()
                         .with_error_code(code.code())
                         .with_session_id(0);
-                    return (resp, None);
+                    return Answer {
+                        response,
+                        memory: None,
+                        files: Vec::new(),
+                    };
                 }
             }
         }
@@ -232,11 +247,9 @@ pub async fn handle(
     // is held while long-polling.
     let (results, reservation) = loop {
         let mut reserved = memory.reserve(max_bytes).await;
-        let results = read_all(b, &wanted, reserved.bytes().min(max_bytes), committed).await;
-        let bytes: usize = results
-            .iter()
-            .map(|r| r.records.as_ref().map_or(0, Bytes::len))
-            .sum();
+        let budget = reserved.bytes().min(max_bytes);
+        let results = read_all(b, &wanted, budget, committed, in_place).await;
+        let bytes: usize = results.iter().map(PartResult::len).sum();
         // Errors and redirections are answered at once.
         let any_error = results.iter().any(|r| r.error != 0 || r.preferred >= 0);
         if bytes >= min_bytes
@@ -244,7 +257,7 @@ pub async fn handle(
             || watchers.is_empty()
             || tokio::time::Instant::now() >= deadline
         {
-            reserved.shrink_to(bytes);
+            reserved.shrink_to(in_memory(&results));
             break (results, reserved);
         }
         drop(reserved);
@@ -252,33 +265,47 @@ pub async fn handle(
         let changed = select_all(watchers.iter_mut().map(|w| Box::pin(w.changed())));
         if tokio::time::timeout_at(deadline, changed).await.is_err() {
             let mut reserved = memory.reserve(max_bytes).await;
-            let results = read_all(b, &wanted, reserved.bytes().min(max_bytes), committed).await;
-            let bytes = results
-                .iter()
-                .map(|r| r.records.as_ref().map_or(0, Bytes::len))
-                .sum();
-            reserved.shrink_to(bytes);
+            let budget = reserved.bytes().min(max_bytes);
+            let results = read_all(b, &wanted, budget, committed, in_place).await;
+            reserved.shrink_to(in_memory(&results));
             break (results, reserved);
         }
     };
 
     let mut sent = Vec::new();
     let mut topics: Vec<FetchableTopicResponse> = Vec::new();
-    for (w, r) in wanted.iter().zip(results) {
+    let mut files = Vec::new();
+    for (w, mut r) in wanted.iter().zip(results) {
         let has_news = r.error != 0
             || r.preferred >= 0
-            || r.records.as_ref().is_some_and(|b| !b.is_empty())
+            || r.len() > 0
             || (r.marks.high, r.marks.log_start) != w.last;
         if incremental && !has_news {
             continue;
         }
         sent.push((w.key.clone(), r.marks.high, r.marks.log_start));
-        if let Some(len) = r.records.as_ref().map(Bytes::len).filter(|&n| n > 0) {
+        if r.len() > 0 {
             b.metrics
                 .topic_fetched_bytes
                 .get_or_create(&b.metrics.topic_label(&w.key.0))
-                .inc_by(len as u64);
+                .inc_by(r.len() as u64);
         }
+        let records = match r.records.take() {
+            None => Bytes::new(),
+            Some(Stored::Mem(bytes)) => bytes,
+            Some(Stored::File(f)) => match f.placeholder() {
+                Some(p) => {
+                    files.push(f);
+                    p
+                }
+                // Longer than a placeholder can be (a batch above 64 MiB): read it.
+                None => f.read().unwrap_or_else(|e| {
+                    tracing::warn!(topic = %w.key.0, partition = w.key.1, error = %e, "read failed");
+                    r.error = ResponseError::KafkaStorageError.code();
+                    Bytes::new()
+                }),
+            },
+        };
         let pd = PartitionData::default()
             .with_partition_index(w.key.1)
             .with_error_code(r.error)
@@ -295,7 +322,7 @@ pub async fn handle(
             }))
             .with_log_start_offset(r.marks.log_start)
             .with_preferred_read_replica(kafka_protocol::messages::BrokerId(r.preferred))
-            .with_records(Some(r.records.unwrap_or_default()));
+            .with_records(Some(records));
         match topics.last_mut() {
             Some(t) if t.topic.as_str() == w.key.0 && (!by_id || t.topic_id == w.topic_id) => {
                 t.partitions.push(pd)
@@ -311,20 +338,41 @@ pub async fn handle(
     if session_id != 0 {
         b.fetch_sessions.note_sent(session_id, &sent);
     }
-    let resp = FetchResponse::default()
+    let response = FetchResponse::default()
         .with_session_id(session_id)
         .with_responses(topics);
-    (resp, Some(reservation))
+    Answer {
+        response,
+        memory: Some(reservation),
+        files,
+    }
+}
+
+/// Bytes of records the results hold in memory (file slices hold none).
+fn in_memory(results: &[PartResult]) -> usize {
+    results
+        .iter()
+        .map(|r| match &r.records {
+            Some(Stored::Mem(b)) => b.len(),
+            _ => 0,
+        })
+        .sum()
 }
 
 struct PartResult {
     error: i16,
     marks: Watermarks,
-    records: Option<Bytes>,
+    records: Option<Stored>,
     /// `preferred_read_replica` (-1: none); only ever set for v11+ requests.
     preferred: i32,
     /// read_committed: the aborted transactions overlapping `records`.
     aborted: Option<Vec<AbortedTxn>>,
+}
+
+impl PartResult {
+    fn len(&self) -> usize {
+        self.records.as_ref().map_or(0, Stored::len)
+    }
 }
 
 /// KIP-392's rack-aware selection, on the leader: a live replica in the consumer's rack that
@@ -351,6 +399,7 @@ async fn read_all(
     wanted: &[Wanted],
     max_bytes: usize,
     committed: bool,
+    in_place: bool,
 ) -> Vec<PartResult> {
     let mut results: Vec<Option<PartResult>> = wanted.iter().map(|_| None).collect();
     let mut used = 0usize;
@@ -377,11 +426,11 @@ async fn read_all(
         }
         let reads = futures_util::future::join_all(
             wave.iter()
-                .map(|&(i, cap)| read_one(b, &wanted[i], cap, committed)),
+                .map(|&(i, cap)| read_one(b, &wanted[i], cap, committed, in_place)),
         )
         .await;
         for ((i, _), mut r) in wave.into_iter().zip(reads) {
-            let len = r.records.as_ref().map_or(0, Bytes::len);
+            let len = r.len();
             if len > 0 {
                 if used > 0 && used + len > max_bytes {
                     r.records = None;
@@ -411,7 +460,13 @@ async fn read_all(
 }
 
 /// One partition's answer, with at most about `max` bytes of records.
-async fn read_one(b: &Broker, w: &Wanted, max: usize, committed: bool) -> PartResult {
+async fn read_one(
+    b: &Broker,
+    w: &Wanted,
+    max: usize,
+    committed: bool,
+    in_place: bool,
+) -> PartResult {
     let Some(h) = &w.handle else {
         return PartResult {
             error: w.unknown_code,
@@ -436,7 +491,10 @@ async fn read_one(b: &Broker, w: &Wanted, max: usize, committed: bool) -> PartRe
         topic_id: w.topic_id,
         partition: w.key.1,
     };
-    match b.read_stored(&id, h, offset, max, committed).await {
+    match b
+        .read_stored(&id, h, offset, max, committed, in_place)
+        .await
+    {
         Ok(read) => PartResult {
             error: 0,
             marks: read.marks,

@@ -216,7 +216,8 @@ dispatch_table! { b, s, h, v;
     // (net::connection); elsewhere a fetch gets a budget of its own.
     Fetch(r) => Box::pin(async move {
         let memory = b.fetch_memory.connection();
-        Handled::reply(ResponseKind::Fetch(fetch::handle(&b, &s, v, r, &memory).await.0))
+        let answer = fetch::handle(&b, &s, v, r, &memory, false).await;
+        Handled::reply(ResponseKind::Fetch(answer.response))
     }),
     ListOffsets(r) => Box::pin(async move {
         Handled::reply(ResponseKind::ListOffsets(

@@ -5,6 +5,7 @@ pub mod compaction;
 pub mod control;
 pub mod cut;
 pub mod failpoint;
+pub mod file_slice;
 pub mod files;
 pub mod index;
 pub mod partition_log;

@@ -11,6 +11,7 @@ use bytes::Bytes;
 
 use super::batch::{self, Assign, BatchHeader};
 use super::compaction;
+use super::file_slice::FileSlice;
 use super::files::{sync_dir, write_atomic};
 use super::power;
 use super::producer_state::{Check, ProducerStates, SequenceError};
@@ -574,6 +575,18 @@ impl PartitionLog {
 
     /// Reads batches from `offset`, up to `max_bytes`, never past `limit`.
     pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> io::Result<Option<Bytes>> {
+        self.locate_range(offset, max_bytes, limit)?
+            .map(|s| s.read())
+            .transpose()
+    }
+
+    /// Where the batches [`PartitionLog::read`] would return lie, without reading them.
+    pub fn locate_range(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: i64,
+    ) -> io::Result<Option<FileSlice>> {
         if offset < self.local_start_offset() {
             return Ok(None);
         }
@@ -586,8 +599,8 @@ impl PartitionLog {
             .map(|(_, s)| s)
             .chain(self.segments.range(offset + 1..).map(|(_, s)| s))
         {
-            if let Some(b) = seg.read(offset, max_bytes, limit)? {
-                return Ok(Some(b));
+            if let Some(s) = seg.locate_range(offset, max_bytes, limit)? {
+                return Ok(Some(s));
             }
         }
         Ok(None)

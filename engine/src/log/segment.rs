@@ -10,8 +10,9 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::records::RecordBatchDecoder;
 
-use super::batch::{self, BatchHeader, HEADER_LEN, LOG_OVERHEAD};
+use super::batch::{self, BatchHeader, HEADER_LEN};
 use super::control::EndMarker;
+use super::file_slice::FileSlice;
 use super::index::{self, OffsetIndex, TimeIndex};
 use super::power;
 
@@ -296,6 +297,18 @@ impl Segment {
     /// would be exceeded (the first batch is always returned whole, as KIP-74 requires) and
     /// before any batch that starts at or after `limit` (the high watermark).
     pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> io::Result<Option<Bytes>> {
+        self.locate_range(offset, max_bytes, limit)?
+            .map(|s| s.read())
+            .transpose()
+    }
+
+    /// Where the batches [`Segment::read`] would return lie in the segment file.
+    pub fn locate_range(
+        &self,
+        offset: i64,
+        max_bytes: usize,
+        limit: i64,
+    ) -> io::Result<Option<FileSlice>> {
         let Some((start, first)) = self.locate(offset)? else {
             return Ok(None);
         };
@@ -303,20 +316,29 @@ impl Segment {
             return Ok(None);
         }
         let mut end = start + first.total_len() as u64;
-        let mut hdr = [0u8; LOG_OVERHEAD];
+        let mut end_offset = first.next_offset();
+        let mut hdr = [0u8; HEADER_LEN];
         while end + hdr.len() as u64 <= self.size {
             self.log.read_exact_at(&mut hdr, end)?;
-            let base = i64::from_be_bytes(hdr[0..8].try_into().unwrap_or_default());
-            let len = i32::from_be_bytes(hdr[8..12].try_into().unwrap_or_default());
-            let total = len as u64 + LOG_OVERHEAD as u64;
-            if base >= limit || end + total - start > max_bytes as u64 || end + total > self.size {
+            let Ok(h) = BatchHeader::parse(&hdr) else {
+                break;
+            };
+            let total = h.total_len() as u64;
+            if h.base_offset >= limit
+                || end + total - start > max_bytes as u64
+                || end + total > self.size
+            {
                 break;
             }
             end += total;
+            end_offset = h.next_offset();
         }
-        let mut buf = BytesMut::zeroed((end - start) as usize);
-        self.log.read_exact_at(&mut buf, start)?;
-        Ok(Some(buf.freeze()))
+        Ok(Some(FileSlice {
+            file: self.log.clone(),
+            pos: start,
+            len: (end - start) as usize,
+            end_offset,
+        }))
     }
 
     /// First offset whose record timestamp is at or after `ts`, looking inside the one batch

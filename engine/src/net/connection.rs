@@ -9,16 +9,18 @@ use bytes::{BufMut, Bytes, BytesMut};
 use futures_util::stream::{FuturesOrdered, StreamExt};
 use kafka_protocol::messages::{ApiKey, RequestHeader, RequestKind, ResponseHeader, ResponseKind};
 use kafka_protocol::protocol::{Decodable, Encodable};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio::net::TcpStream;
 use tokio::sync::oneshot;
 use tokio_rustls::server::TlsStream;
 
 use super::frame::{FrameError, FrameReader};
+use super::outgoing::{self, Frame, FrameSink};
 use super::throttle::{self, ConnQuotas, Timed};
 use crate::broker::Broker;
 use crate::handlers::{self, Handled};
 use crate::limits::fetch_memory::{ConnFetchMemory, Reservation};
+use crate::log::file_slice::FileSlice;
 use crate::metrics::{ApiLabels, ErrorLabels};
 use crate::security::{Principal, Session};
 
@@ -85,13 +87,14 @@ async fn serve_io<R, W>(
     sasl: bool,
 ) where
     R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
+    W: FrameSink,
 {
     broker.metrics.connections.inc();
     let mut frames = FrameReader::new(broker.config.max_request_bytes);
     let mut fetches = ConnFetches {
         memory: broker.fetch_memory.connection(),
         previous: None,
+        in_place: W::IN_PLACE,
     };
     let stall = broker.config.write_stall_timeout;
     let mut pending = FuturesOrdered::new();
@@ -166,7 +169,7 @@ async fn serve_io<R, W>(
                 pending_bytes -= pending_sizes.pop_front().unwrap_or(0);
                 match resp {
                     Ok(Some(out)) => {
-                        if let Err(e) = write_unless_stalled(&mut wr, &out.bytes, stall).await {
+                        if let Err(e) = outgoing::write_frame(&mut wr, &out.frame, stall).await {
                             tracing::debug!(%peer, error = %e, "Kafka connection write failed");
                             break Ok(());
                         }
@@ -194,31 +197,6 @@ async fn serve_io<R, W>(
     }
     drop(pending);
     broker.metrics.connections.dec();
-}
-
-/// Writes `bytes`, failing when the peer takes none of them for `stall`: a client that stops
-/// reading must not hold its responses' memory (and the broker's fetch budget) forever.
-async fn write_unless_stalled<W: AsyncWrite + Unpin>(
-    wr: &mut W,
-    bytes: &[u8],
-    stall: std::time::Duration,
-) -> std::io::Result<()> {
-    let mut rest = bytes;
-    while !rest.is_empty() {
-        let n = tokio::time::timeout(stall, wr.write(rest))
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading")
-            })??;
-        if n == 0 {
-            return Err(std::io::ErrorKind::WriteZero.into());
-        }
-        rest = &rest[n..];
-    }
-    // TLS keeps what it encrypted until flushed; for TCP this does nothing.
-    tokio::time::timeout(stall, wr.flush())
-        .await
-        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "peer stopped reading"))?
 }
 
 /// Who a connection is, and its SASL exchange on a SASL listener.
@@ -252,7 +230,7 @@ type ResponseFuture =
 /// An encoded response, what a Fetch holds until it is written, and the throttle the client
 /// earned (quotas).
 struct Outgoing {
-    bytes: Bytes,
+    frame: Frame,
     _fetch: FetchHold,
     throttle: std::time::Duration,
 }
@@ -264,6 +242,8 @@ struct Outgoing {
 struct ConnFetches {
     memory: ConnFetchMemory,
     previous: Option<oneshot::Receiver<()>>,
+    /// Records are answered as file slices, sent with sendfile (plaintext connections).
+    in_place: bool,
 }
 
 /// Dropped once the response is written: frees its memory and lets the next fetch start.
@@ -271,6 +251,8 @@ struct ConnFetches {
 struct FetchHold {
     _memory: Option<Reservation>,
     _written: Option<oneshot::Sender<()>>,
+    /// The file slices whose placeholders stand in the response, in order.
+    files: Vec<FileSlice>,
 }
 
 /// A request frame after decoding.
@@ -348,7 +330,7 @@ fn start_request(
         out.put_i32(bytes.len() as i32);
         out.put_slice(&bytes);
         let out = Outgoing {
-            bytes: out.freeze(),
+            frame: out.freeze().into(),
             _fetch: FetchHold::default(),
             throttle: std::time::Duration::ZERO,
         };
@@ -367,7 +349,7 @@ fn start_request(
             return Ok(Box::pin(async move {
                 bytes.map(|bytes| {
                     Some(Outgoing {
-                        bytes,
+                        frame: bytes.into(),
                         _fetch: FetchHold::default(),
                         throttle: std::time::Duration::ZERO,
                     })
@@ -390,6 +372,7 @@ fn start_request(
     let handled: Answer = match request {
         RequestKind::Fetch(r) => {
             let (b, m, s) = (broker.clone(), fetches.memory.clone(), auth.session.clone());
+            let in_place = fetches.in_place;
             let (written, next) = oneshot::channel();
             let previous = fetches.previous.replace(next);
             Box::pin(async move {
@@ -397,14 +380,15 @@ fn start_request(
                     // Resolves (with an error) once the previous response's hold is dropped.
                     let _ = p.await;
                 }
-                let (resp, memory) = handlers::fetch::handle(&b, &s, version, r, &m).await;
+                let answer = handlers::fetch::handle(&b, &s, version, r, &m, in_place).await;
                 let handled = Handled {
-                    response: Some(ResponseKind::Fetch(resp)),
+                    response: Some(ResponseKind::Fetch(answer.response)),
                     errors: Vec::new(),
                 };
                 let hold = FetchHold {
-                    _memory: memory,
+                    _memory: answer.memory,
                     _written: Some(written),
+                    files: answer.files,
                 };
                 (handled, hold)
             })
@@ -453,7 +437,7 @@ fn start_request(
                     mut response,
                     errors,
                 },
-                held,
+                mut held,
             ),
             handling,
         ) = handled.await;
@@ -484,13 +468,21 @@ fn start_request(
             return Ok(None);
         };
         let encoding = limits.as_ref().map(|_| Instant::now());
-        let encoded = encode(correlation_id, version, &resp, resp.header_version(version));
+        let header_version = resp.header_version(version);
+        let encoded = match resp {
+            // A Fetch's records become pieces of the frame, never copied into it.
+            ResponseKind::Fetch(f) => {
+                let files = std::mem::take(&mut held.files);
+                outgoing::encode_fetch(correlation_id, version, &f, header_version, files)
+            }
+            _ => encode(correlation_id, version, &resp, header_version).map(Frame::from),
+        };
         if let (Some(l), Some(t)) = (&limits, encoding) {
             throttle::record_encoding(&broker, l, t.elapsed());
         }
         match encoded {
-            Ok(bytes) => Ok(Some(Outgoing {
-                bytes,
+            Ok(frame) => Ok(Some(Outgoing {
+                frame,
                 _fetch: held,
                 throttle,
             })),

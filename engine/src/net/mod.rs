@@ -4,6 +4,7 @@ pub mod connection;
 pub mod forwarded;
 pub mod frame;
 pub mod listener;
+mod outgoing;
 pub mod sasl;
 mod throttle;
 

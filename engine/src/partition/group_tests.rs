@@ -191,11 +191,13 @@ impl Group {
                     offset,
                     max_bytes: 1 << 20,
                     committed: false,
+                    in_place: false,
                     reply,
                 })
                 .await
                 .unwrap();
             let Some(records) = r.records else { break };
+            let records = records.into_bytes().unwrap();
             for (hd, b) in batch::split_batches(&records).unwrap() {
                 offset = hd.next_offset();
                 out.push((hd, b));
@@ -560,6 +562,7 @@ fn a_leader_whose_disk_fails_a_sync_stops_and_no_acknowledged_record_is_lost() {
                 offset: 0,
                 max_bytes: 1 << 20,
                 committed: false,
+                in_place: false,
                 reply,
             })
             .await;

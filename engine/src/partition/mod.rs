@@ -17,6 +17,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::config::ResolvedTopicConfig;
 use crate::durability::Flusher;
 use crate::log::batch::BatchHeader;
+use crate::log::file_slice::Stored;
 use crate::log::producer_state::Check;
 use crate::log::PartitionLog;
 use crate::metrics::Metrics;
@@ -97,7 +98,7 @@ pub struct ProduceOk {
 
 #[derive(Debug)]
 pub struct ReadOk {
-    pub records: Option<Bytes>,
+    pub records: Option<Stored>,
     pub marks: Watermarks,
     /// For a read_committed read: the aborted transactions overlapping what it returns.
     pub aborted: Vec<crate::log::producer_state::AbortedTxn>,
@@ -134,6 +135,9 @@ pub enum Cmd {
         max_bytes: usize,
         /// read_committed: up to the last stable offset, with the aborted transactions.
         committed: bool,
+        /// Answer where the batches lie in the segment file instead of reading them (a
+        /// plaintext Fetch sends them with sendfile).
+        in_place: bool,
         reply: Reply<ReadOk>,
     },
     /// The aborted transactions overlapping `[from, to)` (read_committed reads of the remote
@@ -490,9 +494,10 @@ impl Actor {
                 offset,
                 max_bytes,
                 committed,
+                in_place,
                 reply,
             } => {
-                let _ = reply.send(self.read(offset, max_bytes, committed));
+                let _ = reply.send(self.read(offset, max_bytes, committed, in_place));
             }
             Cmd::AbortedTxns { from, to, reply } => {
                 let _ = reply.send(Ok(self.log.producers().aborted_overlapping(from, to)));
@@ -740,6 +745,7 @@ impl Actor {
         offset: i64,
         max_bytes: usize,
         committed: bool,
+        in_place: bool,
     ) -> Result<ReadOk, PartitionError> {
         let marks = *self.marks.borrow();
         if offset < marks.log_start || offset > marks.log_end {
@@ -750,19 +756,28 @@ impl Actor {
             });
         }
         let limit = if committed { marks.stable } else { marks.high };
-        let records = self.log.read(offset, max_bytes, limit)?;
-        if let Some(r) = &records {
-            self.metrics.fetched_bytes.inc_by(r.len() as u64);
-        }
-        let aborted = match &records {
-            Some(r) if committed => self
-                .log
+        let Some(slice) = self.log.locate_range(offset, max_bytes, limit)? else {
+            return Ok(ReadOk {
+                records: None,
+                marks,
+                aborted: Vec::new(),
+            });
+        };
+        self.metrics.fetched_bytes.inc_by(slice.len as u64);
+        let aborted = if committed {
+            self.log
                 .producers()
-                .aborted_overlapping(offset, txn::end_of(r).min(limit)),
-            _ => Vec::new(),
+                .aborted_overlapping(offset, slice.end_offset.min(limit))
+        } else {
+            Vec::new()
+        };
+        let records = if in_place {
+            Stored::File(slice)
+        } else {
+            Stored::Mem(slice.read()?)
         };
         Ok(ReadOk {
-            records,
+            records: Some(records),
             marks,
             aborted,
         })

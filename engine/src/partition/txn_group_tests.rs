@@ -50,6 +50,8 @@ async fn read_committed(g: &Group, on: u64, offset: i64) -> super::ReadOk {
             offset,
             max_bytes: 1 << 20,
             committed: true,
+            // As a plaintext Fetch reads: the aborted transactions come from the slice's end.
+            in_place: true,
             reply,
         })
         .await
