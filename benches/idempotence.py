@@ -26,10 +26,11 @@ requests it held at once on average (its /metrics). --out gets results.json and 
 Each run's topic is deleted once measured, and the broker's data dir (under $TMPDIR) at the
 end; a run does not start with less than --min-free-gib (8) free on that disk.
 
-    ICESTREAM_BIN=/work/bin/icestream-base ICESTREAM_TEST_PORTS=14000-14999 \\
+    ICESTREAM_BIN=$CARGO_TARGET_DIR/release/icestream [ICESTREAM_TEST_PORTS=LO-HI] \\
         .venv/bin/python benches/idempotence.py --loadgen <target>/release/icestream-loadgen \\
-        [--smp 1,2] [--partitions 1,6] [--modes plain,idempotent,transactional] \\
-        [--seconds 15] [--rounds 2] [--window 8192] [--out /tmp/idem-bench]
+        [--smp 1,2] [--partitions 1,6] [--modes plain,plain1,idempotent,transactional] \\
+        [--seconds 15] [--rounds 2] [--window 8192] [--commit-ms 100] \\
+        [--librdkafka DIR --modes plain,idempotent,idempotent@lib] [--out /tmp/idem-bench]
 """
 
 from __future__ import annotations
@@ -220,7 +221,7 @@ def main() -> None:
     md = [f"# Plain, idempotent and transactional produce ({binary})", "",
           "| smp | round | partitions | mode | records/s | MB/s | ratio to plain | p50 / p99 ms "
           "| broker CPU s/GiB | client CPU s/GiB | Produce req/s | KiB/req | broker ms/req "
-          "| requests held | fsync/s | fsync ms |", "|" + "---|" * 17]
+          "| requests held | fsync/s | fsync ms |", "|" + "---|" * 16]
     for r in results:
         if r.get("failed"):
             md.append(f"| {r['smp']} | {r['round']} | {r['partitions']} | {r['mode']} "
