@@ -3,7 +3,11 @@
 //! `produce`: a librdkafka producer (acks=all unless `--acks 1`) sends fixed-size records to a
 //! topic as fast as the broker acknowledges them (or at a fixed `--rate`), with at most
 //! `--window` messages outstanding, and reports MB/s, records/s and the per-message latency
-//! from enqueue to delivery report.
+//! from enqueue to delivery report. `--idempotence` turns on `enable.idempotence`;
+//! `--transactional-id ID` makes it a transactional producer that commits every `--commit-ms`
+//! (100) after each begin (flush, then commit, as benches/transactions.py); `--max-in-flight N`
+//! sets `max.in.flight.requests.per.connection` (librdkafka's default, 1,000,000, unless
+//! idempotent, which caps it at 5).
 //!
 //! `disk`: the disk's own sequential write + fdatasync throughput, in the given directory:
 //! appends `--total-bytes` in chunks of each `--chunk-bytes`, one fdatasync per chunk (what a
@@ -35,7 +39,8 @@ pub(crate) fn usage() -> ExitCode {
     eprintln!(
         "usage:\n  icestream-loadgen produce --brokers H:P --topic T --partitions N \
          [--records N] [--duration-secs S] [--record-bytes B] [--window M] [--linger-ms L] \
-         [--acks all|1] [--rate R]\n  \
+         [--acks all|1] [--rate R] [--idempotence] [--transactional-id ID] [--commit-ms MS] \
+         [--max-in-flight N]\n  \
          icestream-loadgen consume --brokers H:P --topic T --partitions N --records N \
          [--timeout-secs S]\n  \
          icestream-loadgen e2e --brokers H:P --topic T --partitions N --rate R --records N \
@@ -53,6 +58,9 @@ impl Args {
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         let i = self.0.iter().position(|a| a == name)?;
         self.0.get(i + 1).map(String::as_str)
+    }
+    pub(crate) fn flag(&self, name: &str) -> bool {
+        self.0.iter().any(|a| a == name)
     }
     pub(crate) fn num(&self, name: &str, default: u64) -> u64 {
         self.get(name)
@@ -151,14 +159,19 @@ fn produce(args: &Args) -> ExitCode {
     // Records per second; 0 = as fast as acknowledged (bounded by the window).
     let rate = args.num("--rate", 0);
 
+    let txn_id = args.get("--transactional-id").map(str::to_string);
+    let idempotence = args.flag("--idempotence") || txn_id.is_some();
+    let commit_every = Duration::from_millis(args.num("--commit-ms", 100));
+    let max_in_flight = args.get("--max-in-flight").map(str::to_string);
+
     let ctx = Ctx {
         t0: Instant::now(),
         lat_us: Mutex::new(Vec::with_capacity(records as usize)),
         errors: AtomicU64::new(0),
         first_error: Mutex::new(None),
     };
-    let producer: BaseProducer<Ctx> = match ClientConfig::new()
-        .set("bootstrap.servers", brokers)
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers)
         .set("acks", &acks)
         .set("linger.ms", linger_ms.to_string())
         .set("batch.size", "1000000")
@@ -166,14 +179,32 @@ fn produce(args: &Args) -> ExitCode {
         .set("queue.buffering.max.messages", (window * 2).to_string())
         .set("queue.buffering.max.kbytes", "2097151")
         .set("message.timeout.ms", "60000")
-        .create_with_context(ctx)
-    {
+        .set("enable.idempotence", idempotence.to_string());
+    if let Some(id) = &txn_id {
+        cfg.set("transactional.id", id)
+            .set("transaction.timeout.ms", "60000");
+    }
+    if let Some(n) = &max_in_flight {
+        cfg.set("max.in.flight.requests.per.connection", n);
+    }
+    let producer: BaseProducer<Ctx> = match cfg.create_with_context(ctx) {
         Ok(p) => p,
         Err(e) => {
             eprintln!("cannot create producer: {e}");
             return ExitCode::FAILURE;
         }
     };
+    let txn_timeout = Duration::from_secs(60);
+    if txn_id.is_some() {
+        if let Err(e) = producer.init_transactions(txn_timeout) {
+            eprintln!("init_transactions failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        if let Err(e) = producer.begin_transaction() {
+            eprintln!("begin_transaction failed: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
     let payload = vec![b'x'; record_bytes];
 
     // Warm-up: metadata, connections, topic leaders; not measured.
@@ -183,6 +214,13 @@ fn produce(args: &Args) -> ExitCode {
     if let Err(e) = producer.flush(Duration::from_secs(30)) {
         eprintln!("warm-up flush failed: {e}");
         return ExitCode::FAILURE;
+    }
+    let mut commits_us: Vec<u32> = Vec::new();
+    if txn_id.is_some() {
+        if let Err(e) = end_transaction(&producer, txn_timeout, None) {
+            eprintln!("warm-up commit failed: {e}");
+            return ExitCode::FAILURE;
+        }
     }
     let warm_errors = producer.context().errors.swap(0, Ordering::Relaxed);
     if warm_errors > 0 {
@@ -202,7 +240,19 @@ fn produce(args: &Args) -> ExitCode {
 
     let start = Instant::now();
     let mut sent = 0u64;
+    let mut txn_began = start;
     while sent < records && start.elapsed() < duration {
+        if txn_id.is_some() && txn_began.elapsed() >= commit_every {
+            if let Err(e) = end_transaction(&producer, txn_timeout, Some(&mut commits_us)) {
+                eprintln!(
+                    "commit failed after {} transactions, {sent} records sent, {} in flight: {e}",
+                    commits_us.len(),
+                    producer.in_flight_count()
+                );
+                return ExitCode::FAILURE;
+            }
+            txn_began = Instant::now();
+        }
         while producer.in_flight_count() as u64 >= window {
             producer.poll(Duration::from_millis(1));
         }
@@ -220,10 +270,19 @@ fn produce(args: &Args) -> ExitCode {
             producer.poll(Duration::ZERO);
         }
     }
-    if let Err(e) = producer.flush(Duration::from_secs(60)) {
+    if txn_id.is_some() {
+        // The last transaction: committed records only count once it is.
+        let mut last = Vec::new();
+        if let Err(e) = end_transaction(&producer, txn_timeout, Some(&mut last)) {
+            eprintln!("final commit failed: {e}");
+            return ExitCode::FAILURE;
+        }
+        commits_us.extend(last);
+    } else if let Err(e) = producer.flush(Duration::from_secs(60)) {
         eprintln!("flush failed: {e}");
     }
     let elapsed = start.elapsed().as_secs_f64();
+    commits_us.sort_unstable();
 
     let ctx = producer.context();
     let mut lat = std::mem::take(&mut *ctx.lat_us.lock().unwrap());
@@ -241,6 +300,14 @@ fn produce(args: &Args) -> ExitCode {
         "linger_ms": linger_ms,
         "acks": acks,
         "rate": rate,
+        "idempotence": idempotence,
+        "transactional": txn_id.is_some(),
+        "max_in_flight": max_in_flight,
+        "transactions": commits_us.len(),
+        "flush_commit_ms": {
+            "p50": percentile(&commits_us, 50.0),
+            "p99": percentile(&commits_us, 99.0),
+        },
         "sent": sent,
         "acked": ok,
         "errors": errors,
@@ -298,6 +365,22 @@ pub(crate) fn pace<C: ProducerContext>(
             producer.poll(Duration::ZERO);
         }
     }
+}
+
+/// Ends the open transaction (flush, then commit: so that delivery reports are served here)
+/// and begins the next one; pushes the time both took to `took_us`.
+fn end_transaction(
+    producer: &BaseProducer<Ctx>,
+    timeout: Duration,
+    took_us: Option<&mut Vec<u32>>,
+) -> Result<(), KafkaError> {
+    let t = Instant::now();
+    producer.flush(timeout)?;
+    producer.commit_transaction(timeout)?;
+    if let Some(v) = took_us {
+        v.push(t.elapsed().as_micros().min(u32::MAX as u128) as u32);
+    }
+    producer.begin_transaction()
 }
 
 /// Enqueues one message, waiting on delivery reports while librdkafka's queue is full.
