@@ -42,6 +42,7 @@ pub mod topic_labels;
 pub mod topics;
 pub mod txn;
 pub mod unmount;
+pub mod vectored;
 
 pub use broker::Broker;
 pub use config::{BrokerConfig, ClusterDefaults};

@@ -6,6 +6,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use super::rpc::{self, frame, Kind};
+
+/// Most bytes of queued frames a peer's writer sends in one write.
+const WRITE_BATCH_BYTES: usize = 4 << 20;
 use super::{controller, send_queue, Cluster};
 use crate::partition::router::RouteError;
 
@@ -82,7 +85,8 @@ impl Cluster {
         rt.spawn(async move {
             let mut conn: Option<rpc::Conn<rpc::Stream>> = None;
             loop {
-                let f = rx.pop().await;
+                // What queued while the previous write ran leaves in one write.
+                let frames = rx.pop_batch(WRITE_BATCH_BYTES).await;
                 if conn.is_none() {
                     let Some(m) = cluster.members.get(to) else {
                         continue;
@@ -99,7 +103,7 @@ impl Cluster {
                     }
                 }
                 if let Some(c) = conn.as_mut() {
-                    if c.write(f).await.is_err() {
+                    if c.write_batch(frames).await.is_err() {
                         conn = None;
                     }
                 }
@@ -118,23 +122,29 @@ impl Cluster {
         head.extend_from_slice(&topic.as_bytes()[..topic.len().min(u16::MAX as usize)]);
         head.extend_from_slice(&partition.to_be_bytes());
         Arc::new(move |to: u64, m: raft::eraftpb::Message| {
-            let Ok(body) = protobuf::Message::write_to_bytes(&m) else {
-                return;
-            };
             cluster.partition_messages_sent.inc();
             // Heartbeats of every group bound for one peer leave together once per tick, so
             // idle partitions cost one frame per peer pair rather than one per partition.
             use raft::eraftpb::MessageType::{MsgHeartbeat, MsgHeartbeatResponse};
             if batch && matches!(m.get_msg_type(), MsgHeartbeat | MsgHeartbeatResponse) {
+                let Ok(body) = protobuf::Message::write_to_bytes(&m) else {
+                    return;
+                };
                 let mut hb = cluster.heartbeats.lock();
                 let (n, items) = hb.entry(to as i32).or_default();
                 *n += 1;
                 rpc::push_batch_item(items, &topic_owned, partition, &body);
                 return;
             }
-            let mut b = head.clone();
-            b.extend_from_slice(&body);
-            cluster.send_frame(to as i32, frame(Kind::PartitionRaft, &b));
+            // An append carries up to 1 MiB of batches: serialised once, straight into the
+            // frame (it used to be copied three times on its way there).
+            let size = protobuf::Message::compute_size(&m) as usize;
+            let Some(f) = rpc::frame_with(Kind::PartitionRaft, &head, size, |out| {
+                protobuf::Message::write_to_vec(&m, out).is_ok()
+            }) else {
+                return;
+            };
+            cluster.send_frame(to as i32, f);
         })
     }
 

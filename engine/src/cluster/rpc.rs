@@ -364,6 +364,22 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
         Ok(Some((parse_kind(head[4])?, body)))
     }
 
+    /// Writes encoded frames in order, each with its MAC on an authenticated connection, in
+    /// as few system calls as the stream allows and one flush.
+    pub async fn write_batch(&mut self, mut frames: Vec<Vec<u8>>) -> Result<(), RpcError> {
+        if let Some(m) = &mut self.macs {
+            for f in &mut frames {
+                m.send.seal(f);
+            }
+        }
+        let bufs: Vec<&[u8]> = frames.iter().map(Vec::as_slice).collect();
+        let r = match crate::vectored::write_all(&mut self.s, &bufs, None).await {
+            Ok(()) => self.s.flush().await,
+            Err(e) => Err(e),
+        };
+        r.map_err(|e| self.io(e))
+    }
+
     /// Writes one encoded frame ([`frame`]), its MAC appended on an authenticated connection.
     pub async fn write(&mut self, mut frame: Vec<u8>) -> Result<(), RpcError> {
         if let Some(m) = &mut self.macs {
@@ -389,6 +405,26 @@ pub fn frame(kind: Kind, body: &[u8]) -> Vec<u8> {
     out.push(kind as u8);
     out.extend_from_slice(body);
     out
+}
+
+/// Encodes one frame whose body is `head` followed by the `fill_len` bytes `fill` appends
+/// (`None` if it fails), in one buffer allocated once, with room for a MAC.
+pub fn frame_with(
+    kind: Kind,
+    head: &[u8],
+    fill_len: usize,
+    fill: impl FnOnce(&mut Vec<u8>) -> bool,
+) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(5 + head.len() + fill_len + TAG);
+    out.extend_from_slice(&[0; 4]);
+    out.push(kind as u8);
+    out.extend_from_slice(head);
+    if !fill(&mut out) {
+        return None;
+    }
+    let len = u32::try_from(out.len() - 4).ok()?;
+    out[..4].copy_from_slice(&len.to_be_bytes());
+    Some(out)
 }
 
 /// One item of a [`Kind::PartitionRaftBatch`] body, appended to `out`.
@@ -538,6 +574,19 @@ pub async fn bind(addr: SocketAddr) -> std::io::Result<tokio::net::TcpListener> 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_frame_filled_in_place_is_the_frame_of_its_whole_body() {
+        let f = frame_with(Kind::PartitionRaft, b"head", 5, |out| {
+            out.extend_from_slice(b"body!");
+            true
+        })
+        .unwrap();
+        assert_eq!(f, frame(Kind::PartitionRaft, b"headbody!"));
+        // Sealing with a MAC needs no second allocation.
+        assert!(f.capacity() >= f.len() + TAG);
+        assert!(frame_with(Kind::PartitionRaft, b"head", 0, |_| false).is_none());
+    }
 
     #[tokio::test]
     async fn frames_round_trip_and_bad_ones_are_errors() {

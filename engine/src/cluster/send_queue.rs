@@ -99,6 +99,27 @@ impl SendQueue {
         }
     }
 
+    /// Waits for a frame, then takes it with those queued behind it, up to `max_bytes` (at
+    /// least one frame): they leave in one write.
+    pub async fn pop_batch(&self, max_bytes: usize) -> Vec<Vec<u8>> {
+        let first = self.pop().await;
+        let mut bytes = first.len();
+        let mut out = vec![first];
+        let mut s = self.state.lock();
+        while let Some((_, f)) = s.frames.front() {
+            if bytes + f.len() > max_bytes {
+                break;
+            }
+            bytes += f.len();
+            let Some((_, f)) = s.frames.pop_front() else {
+                break;
+            };
+            s.bytes -= f.len();
+            out.push(f);
+        }
+        out
+    }
+
     fn try_pop(&self) -> Option<Vec<u8>> {
         let mut s = self.state.lock();
         let (_, f) = s.frames.pop_front()?;
@@ -165,6 +186,18 @@ mod tests {
         q.push(Class::Raft, vec![0; 50]);
         assert_eq!(q.queued(), (1, 50));
         assert_eq!(drain(&q).len(), 1);
+        assert_eq!(q.queued(), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_batch_takes_what_is_queued_up_to_its_bytes_and_at_least_one_frame() {
+        let (q, _) = queue(10, 1000);
+        for n in [3, 4, 5, 200] {
+            q.push(Class::Raft, vec![n as u8; n]);
+        }
+        assert_eq!(q.pop_batch(10).await, vec![vec![3; 3], vec![4; 4]]);
+        assert_eq!(q.pop_batch(1).await, vec![vec![5; 5]]);
+        assert_eq!(q.pop_batch(1000).await, vec![vec![200; 200]]);
         assert_eq!(q.queued(), (0, 0));
     }
 

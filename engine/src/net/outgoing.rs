@@ -7,7 +7,7 @@
 //! which recognises the records it is handed (by address) and keeps them as pieces of their own.
 
 use std::collections::VecDeque;
-use std::io::{self, IoSlice};
+use std::io;
 use std::ops::Range;
 use std::time::Duration;
 
@@ -304,34 +304,14 @@ async fn write_all<W: AsyncWrite + Unpin>(
     pieces: &[Piece],
     stall: Duration,
 ) -> io::Result<()> {
-    let mut bufs: Vec<&[u8]> = pieces
+    let bufs: Vec<&[u8]> = pieces
         .iter()
         .filter_map(|p| match p {
-            Piece::Mem(b) if !b.is_empty() => Some(&b[..]),
-            _ => None,
+            Piece::Mem(b) => Some(&b[..]),
+            Piece::File(_) => None,
         })
         .collect();
-    let mut at = 0;
-    while at < bufs.len() {
-        let slices: Vec<IoSlice<'_>> = bufs[at..].iter().map(|b| IoSlice::new(b)).collect();
-        let mut n = tokio::time::timeout(stall, wr.write_vectored(&slices))
-            .await
-            .map_err(|_| stalled())??;
-        if n == 0 {
-            return Err(io::ErrorKind::WriteZero.into());
-        }
-        while n > 0 {
-            let b = bufs[at];
-            if n >= b.len() {
-                n -= b.len();
-                at += 1;
-            } else {
-                bufs[at] = &b[n..];
-                n = 0;
-            }
-        }
-    }
-    Ok(())
+    crate::vectored::write_all(wr, &bufs, Some(stall)).await
 }
 
 #[cfg(test)]
