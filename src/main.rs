@@ -65,6 +65,9 @@ enum DebugCommand {
     },
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() {
     let code = match run() {
         Ok(()) => 0,
