@@ -200,6 +200,7 @@ pub async fn read(
         offset,
         max_bytes,
         committed: false,
+        in_place: false,
         reply,
     })
     .ok()?;
@@ -208,7 +209,7 @@ pub async fn read(
         .ok()?
         .ok()?
         .ok()?;
-    let records = r.records?;
+    let records = r.records?.into_bytes().ok()?;
     match history::decode(&records) {
         Ok(mut rs) => {
             rs.retain(|(o, _)| *o >= offset && *o < r.marks.high);
