@@ -160,7 +160,7 @@ pub fn spawn(
         clock,
         verifying: Default::default(),
     };
-    let task = tokio::task::spawn_local(actor.run(rx)).abort_handle();
+    let task = tokio::task::spawn_local(Box::new(actor).run(rx)).abort_handle();
     Ok(PartitionHandle {
         task,
         tx,
