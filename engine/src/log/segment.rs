@@ -103,6 +103,7 @@ impl Segment {
         let file_len = log.metadata()?.len();
         let mut seg = Segment::empty(dir, base_offset, log, now_ms);
         let mut start = 0u64;
+        let mut trusted = false;
         if !full_scan {
             let oi = index::read_file(&index_path(dir, base_offset))?
                 .and_then(|b| OffsetIndex::decode(&b));
@@ -112,6 +113,7 @@ impl Segment {
                 if let Some((_, pos)) = oi.last() {
                     if (pos as u64) < file_len {
                         start = pos as u64;
+                        trusted = true;
                         seg.max_timestamp = ti.max_timestamp().unwrap_or(-1);
                         seg.offset_index = oi;
                         seg.time_index = ti;
@@ -119,12 +121,21 @@ impl Segment {
                 }
             }
         }
-        let rebuild = start == 0;
+        // A small sealed segment's only index entry is at position 0: still trusted.
+        let rebuild = !trusted;
         let recovery = seg.scan_from(start, file_len, index_interval, rebuild)?;
         if rebuild {
-            // Indexes are rebuilt in memory; replace whatever the files held.
-            index::rewrite_file(&index_path(dir, base_offset), &seg.offset_index.encode())?;
-            index::rewrite_file(&time_index_path(dir, base_offset), &seg.time_index.encode())?;
+            // Indexes are rebuilt in memory; replace what the files held if it differs. Most
+            // often it does not (a clean restart), and rewriting anyway cost a truncation per
+            // file, which ext4 writes back on close: two synchronous writes per partition.
+            for (path, bytes) in [
+                (index_path(dir, base_offset), seg.offset_index.encode()),
+                (time_index_path(dir, base_offset), seg.time_index.encode()),
+            ] {
+                if index::read_file(&path)?.as_deref() != Some(&bytes[..]) {
+                    index::rewrite_file(&path, &bytes)?;
+                }
+            }
             seg.pending_index.clear();
             seg.pending_time.clear();
         }
