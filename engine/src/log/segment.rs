@@ -7,7 +7,7 @@ use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use bytes::{Bytes, BytesMut};
+use bytes::BytesMut;
 use kafka_protocol::records::RecordBatchDecoder;
 
 use super::batch::{self, BatchHeader, HEADER_LEN};
@@ -304,16 +304,10 @@ impl Segment {
         Ok(out)
     }
 
-    /// Reads whole batches starting with the one holding `offset`, stopping before `max_bytes`
-    /// would be exceeded (the first batch is always returned whole, as KIP-74 requires) and
-    /// before any batch that starts at or after `limit` (the high watermark).
-    pub fn read(&self, offset: i64, max_bytes: usize, limit: i64) -> io::Result<Option<Bytes>> {
-        self.locate_range(offset, max_bytes, limit)?
-            .map(|s| s.read())
-            .transpose()
-    }
-
-    /// Where the batches [`Segment::read`] would return lie in the segment file.
+    /// Where the whole batches starting with the one holding `offset` lie in the segment file,
+    /// stopping before `max_bytes` would be exceeded (the first batch is always whole, as
+    /// KIP-74 requires) and before any batch that starts at or after `limit` (the high
+    /// watermark).
     pub fn locate_range(
         &self,
         offset: i64,
