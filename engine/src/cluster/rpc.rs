@@ -381,12 +381,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Conn<S> {
     }
 
     /// Writes one encoded frame ([`frame`]), its MAC appended on an authenticated connection.
-    pub async fn write(&mut self, mut frame: Vec<u8>) -> Result<(), RpcError> {
-        if let Some(m) = &mut self.macs {
-            m.send.seal(&mut frame);
-        }
-        let r = send(&mut self.s, &frame).await;
-        r.map_err(|e| self.io(e))
+    pub async fn write(&mut self, frame: Vec<u8>) -> Result<(), RpcError> {
+        self.write_batch(vec![frame]).await
     }
 }
 
