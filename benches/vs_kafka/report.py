@@ -246,6 +246,18 @@ def main() -> None:
     rows = load(Path(a.results))
     out = Path(a.out_dir)
     run = next((r["args"] for r in rows if r["kind"] == "run"), {})
+    deletes = [r for r in rows if r["kind"] == "delete"]
+    # Results from before these options existed get no claim about them.
+    warm = run.get("latency_warmup_seconds")
+    warmup = (f" Kafka's ProducerPerformance first sends {warm} s of warm-up records at the "
+              "rate (rate x " + str(warm) + ", `--warmup-records`, KIP-1052), left out of its "
+              "latency, against Icestream and Kafka alike; librdkafka's `produce` leaves out its "
+              "own flushed warm-up of 100 records per partition." if warm else "")
+    deleted = (" Each case's topic is deleted (`icestream-loadgen delete-topics`) as soon as "
+               "the case has been measured, on every system alike (Kafka removes the files "
+               "file.delete.delay.ms, 60 s as shipped, later); "
+               f"{sum(r['ok'] for r in deletes)} of {len(deletes)} deletes succeeded."
+               if deletes else "")
     md = ["# Icestream vs Apache Kafka, same machine, same run", "",
           f"- Machine: {a.machine}",
           f"- Icestream {a.icestream}; Apache Kafka {a.kafka_version} (KRaft, combined "
@@ -260,6 +272,7 @@ def main() -> None:
           f"fixed rates {run.get('rates')} records/s for {run.get('latency_seconds')} s, "
           f"linger.ms {run.get('latency_linger_ms')}, {run.get('latency_partitions')} "
           "partition(s); RF=3 topics have min.insync.replicas=2."
+          f"{warmup}{deleted}"
           f"{' **Quick (smoke) run.**' if run.get('quick') else ''}",
           "- One run: figures from a shared or noisy machine are not comparable across runs; "
           "the ratios within a run are the point.", ""]
@@ -276,13 +289,16 @@ def main() -> None:
                         "End-to-end latency (produce to consume; librdkafka at the first fixed "
                         "rate, Kafka's EndToEndLatency one record at a time)", "rate")
     errors = [r for r in rows if r["kind"] == "error"]
+    undeleted = [r for r in deletes if not r["ok"]]
     failed = [r for r in rows if r["kind"] in ("produce", "consume", "latency", "e2e")
               and not r.get("ok")]
-    if errors or failed:
+    if errors or failed or undeleted:
         md += ["## Failures", ""] + \
             [f"- {r['system']} {r['nodes']} node(s): {r['error'][:500]}" for r in errors] + \
             [f"- {r['kind']} {r['system']} {r['nodes']}n p{r.get('partitions')} "
-             f"acks={r.get('acks')} {r.get('client')}: failed (n/a above)" for r in failed] + [""]
+             f"acks={r.get('acks')} {r.get('client')}: failed (n/a above)" for r in failed] + \
+            [f"- delete {r['system']} {r['nodes']}n {r['topic']}: {r.get('error', '')[:300]} "
+             "(the topic was kept until the cluster stopped)" for r in undeleted] + [""]
     md += settings(rows)
     md += ["## Plots", ""] + [f"![{p}]({p})" for p in plots(rows, out)] + [""]
     (out / "report.md").write_text("\n".join(md))

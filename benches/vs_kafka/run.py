@@ -8,9 +8,15 @@ on a temp dir, pins them to the broker cores and every client to the client core
 - produce throughput for each (partitions, acks, client), then consume throughput of the same
   records, each with the brokers' CPU seconds (/proc/<pid>/stat) and bytes written
   (/proc/<pid>/io write_bytes) over the phase, and the client's own CPU seconds;
-- ack latency p50/p99/p99.9 at each fixed rate (open loop, linger 1 ms);
+- ack latency p50/p99/p99.9 at each fixed rate (open loop, linger 1 ms; ProducerPerformance
+  sends --latency-warmup-seconds x rate warm-up records first, which --warmup-records leaves
+  out of its latency);
 - end-to-end latency, produce to consume: librdkafka at the first fixed rate, and Kafka's own
   EndToEndLatency tool (one record at a time).
+
+Each case's topic is deleted (`icestream-loadgen delete-topics`) as soon as the case has been
+measured, on every system alike, so a run no longer keeps every case's data until the cluster
+stops; a failed delete is logged and recorded, never fatal.
 
 Clients: `icestream-loadgen` (librdkafka, benches/load) and Kafka's ProducerPerformance /
 ConsumerPerformance / EndToEndLatency from the kafka-tools jar. Results go to results.jsonl;
@@ -77,6 +83,11 @@ class Runner:
     def produce(self, cl, client: str, topic: str, parts: int, acks: str, records: int,
                 rate: int = 0) -> dict:
         linger = str(self.a.latency_linger_ms if rate else 5)
+        # ProducerPerformance at a fixed rate: warm-up records first, sent at the same rate and
+        # left out of the steady-state latency (KIP-1052), so the JVM's start and JIT do not
+        # count; `records` are then measured. (librdkafka's `produce` has its own, flushed
+        # warm-up of 100 records per partition before it measures.)
+        warmup = rate * self.a.latency_warmup_seconds if rate and client == "java" else 0
         if client == "librdkafka":
             cmd = self.loadgen("produce", "--brokers", cl.bootstrap, "--topic", topic,
                                "--partitions", str(parts), "--records", str(records),
@@ -85,7 +96,9 @@ class Runner:
                                "--acks", acks, "--linger-ms", linger, "--rate", str(rate))
         else:
             cmd = self.java("org.apache.kafka.tools.ProducerPerformance", "--topic", topic,
-                            "--num-records", str(records), "--record-size", str(RECORD_BYTES),
+                            "--num-records", str(records + warmup),
+                            "--record-size", str(RECORD_BYTES),
+                            *(["--warmup-records", str(warmup)] if warmup else []),
                             "--throughput", str(rate or -1), "--producer-props",
                             f"bootstrap.servers={cl.bootstrap}", f"acks={acks}",
                             f"linger.ms={linger}", "batch.size=1000000",
@@ -102,16 +115,24 @@ class Runner:
                        mb_per_s=j.get("mb_per_s", 0), latency_ms=j.get("latency_ms", {}))
         else:
             # "N records sent, R records/sec (M MB/sec), A ms avg latency, X ms max latency,
-            #  a ms 50th, b ms 95th, c ms 99th, d ms 99.9th."
-            m = re.search(r"(\d+) records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), "
-                          r"[\d.]+ ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, "
-                          r"\d+ ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", out)
+            #  a ms 50th, b ms 95th, c ms 99th, d ms 99.9th." With --warmup-records a second
+            # line, "N steady state records sent, ...", covers the records after the warm-up:
+            # that one is taken.
+            ms = list(re.finditer(
+                r"(\d+)( steady state)? records sent, ([\d.]+) records/sec \(([\d.]+) MB/sec\), "
+                r"[\d.]+ ms avg latency, ([\d.]+) ms max latency, (\d+) ms 50th, "
+                r"\d+ ms 95th, (\d+) ms 99th, (\d+) ms 99.9th", out))
+            steady = [x for x in ms if x[2]]
+            m = (steady or ms or [None])[-1]
+            if warmup and not steady:
+                m = None  # asked for a warm-up and got no steady-state line: not comparable
+            res["warmup_records"] = warmup
             if m:
-                n = int(m[1])
-                res.update(bytes=n * RECORD_BYTES, seconds=n / float(m[2]) if float(m[2]) else None,
-                           mb_per_s=float(m[2]) * RECORD_BYTES / 1e6,
-                           latency_ms={"p50": float(m[5]), "p99": float(m[6]),
-                                       "p999": float(m[7]), "max": float(m[4])})
+                n, rps = int(m[1]), float(m[3])
+                res.update(bytes=n * RECORD_BYTES, seconds=n / rps if rps else None,
+                           mb_per_s=rps * RECORD_BYTES / 1e6,
+                           latency_ms={"p50": float(m[6]), "p99": float(m[7]),
+                                       "p999": float(m[8]), "max": float(m[5])})
             else:
                 res.update(ok=False, bytes=0, mb_per_s=0, latency_ms={})
         return res
@@ -183,6 +204,23 @@ class Runner:
         if p.returncode != 0:
             raise RuntimeError(f"create-topics on {cl.name} failed: {p.stderr[-2000:]}")
 
+    def delete_topic(self, cl, base: dict, topic: str) -> None:
+        """Deletes one measured case's topic; a failure is logged and recorded, not raised."""
+        t0 = time.monotonic()
+        cmd = self.loadgen("delete-topics", "--brokers", cl.bootstrap, topic)
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+            ok, err = p.returncode == 0, p.stderr.strip()[-1000:]
+        except subprocess.TimeoutExpired:
+            ok, err = False, "timed out after 120 s"
+        secs = time.monotonic() - t0
+        if ok:
+            log(f"{cl.name}: deleted {topic} ({secs:.1f} s)")
+        else:
+            log(f"{cl.name}: delete-topics {topic} FAILED (kept, the run goes on): {err}")
+        self.record(kind="delete", **base, topic=topic, ok=ok, seconds=secs,
+                    **({} if ok else {"error": err}))
+
     def system(self, kind: str, nodes: int, workdir: Path):
         if kind == "icestream":
             return Icestream(Path(self.a.broker), workdir, nodes, self.a.broker_cpus,
@@ -228,6 +266,7 @@ class Runner:
                 res = self.consume(cl, c, topic, p, n)
                 self.record(kind="consume", **base, client=c, partitions=p, acks=a, **res)
                 cl.alive()
+                self.delete_topic(cl, base, topic)
             for a, c, r in lat:
                 topic = f"lat-{c}-a{a}-r{r}"
                 log(f"{kind} {nodes}n: ack latency at {r}/s, {topic}")
@@ -236,6 +275,7 @@ class Runner:
                 self.record(kind="latency", **base, client=c, acks=a, rate=r,
                             partitions=self.a.latency_partitions, **res)
                 cl.alive()
+                self.delete_topic(cl, base, topic)
             for a in self.a.acks:
                 for c in self.a.clients:
                     topic = f"e2e-{c}-a{a}"
@@ -245,6 +285,7 @@ class Runner:
                     res = self.e2e(cl, c, topic, a, r, n)
                     self.record(kind="e2e", **base, client=c, acks=a, **res)
                     cl.alive()
+                    self.delete_topic(cl, base, topic)
         except Exception as e:  # one system failing must not lose the others' results
             log(f"{kind} {nodes}n FAILED: {e}")
             self.record(kind="error", **base, error=str(e)[-3000:])
@@ -272,6 +313,9 @@ def main() -> None:
     ap.add_argument("--max-seconds", type=int, default=60, help="cap of one produce run")
     ap.add_argument("--rates", default="10000,50000", help="fixed rates for ack latency, rec/s")
     ap.add_argument("--latency-seconds", type=int, default=20)
+    ap.add_argument("--latency-warmup-seconds", type=int, default=2,
+                    help="ProducerPerformance's fixed-rate runs first send rate x this many "
+                         "records (--warmup-records), left out of their latency")
     ap.add_argument("--latency-linger-ms", type=int, default=1,
                     help="linger.ms of both clients in the fixed-rate and end-to-end runs")
     ap.add_argument("--latency-partitions", type=int, default=1)

@@ -1,6 +1,9 @@
 //! `create-topics`: creates topics through the Kafka CreateTopics API (librdkafka's admin
 //! client), so the benchmark creates them the same way on every broker it compares, all in one
 //! request, and waits until each has a leader for every partition.
+//!
+//! `delete-topics`: deletes topics through the DeleteTopics API the same way, in one request,
+//! and waits until metadata no longer lists any of them.
 
 use std::future::Future;
 use std::pin::pin;
@@ -132,4 +135,78 @@ pub(crate) fn create_topics(args: &Args, specs: &[String]) -> ExitCode {
     }
     eprintln!("created {} topics (replication factor {rf})", topics.len());
     ExitCode::SUCCESS
+}
+
+/// How long `delete-topics` waits for metadata to stop listing the deleted topics.
+const DELETE_WAIT: Duration = Duration::from_secs(60);
+
+/// `delete-topics --brokers B NAME...`
+pub(crate) fn delete_topics(args: &Args, names: &[String]) -> ExitCode {
+    let Some(brokers) = args.get("--brokers") else {
+        return usage();
+    };
+    if names.is_empty() {
+        return usage();
+    }
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    let admin: AdminClient<DefaultClientContext> = match cfg.create() {
+        Ok(a) => a,
+        Err(e) => {
+            eprintln!("cannot create admin client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+    let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
+    let mut failed = false;
+    match block_on(admin.delete_topics(&refs, &opts)) {
+        Ok(results) => {
+            for r in results {
+                if let Err((name, code)) = r {
+                    eprintln!("delete-topics: {name}: {code}");
+                    failed = true;
+                }
+            }
+        }
+        Err(e) => {
+            eprintln!("delete-topics: {e}");
+            return ExitCode::FAILURE;
+        }
+    }
+    if failed {
+        return ExitCode::FAILURE;
+    }
+    // Until metadata of all topics (not of the named ones: a request naming a topic could
+    // create it again where auto-creation is on) lists none of them.
+    let probe: BaseConsumer = match cfg.clone().create() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("cannot create metadata client: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let t0 = Instant::now();
+    let mut left: Vec<&str> = refs.clone();
+    loop {
+        if let Ok(md) = probe.fetch_metadata(None, Duration::from_secs(5)) {
+            let listed: Vec<&str> = md.topics().iter().map(|t| t.name()).collect();
+            for name in left.iter().filter(|n| !listed.contains(n)) {
+                println!("deleted {name} ({:.1} s)", t0.elapsed().as_secs_f64());
+            }
+            left.retain(|n| listed.contains(n));
+        }
+        if left.is_empty() {
+            return ExitCode::SUCCESS;
+        }
+        if t0.elapsed() > DELETE_WAIT {
+            eprintln!(
+                "delete-topics: metadata still lists {} after {} s",
+                left.join(", "),
+                DELETE_WAIT.as_secs()
+            );
+            return ExitCode::FAILURE;
+        }
+        thread::sleep(Duration::from_millis(100));
+    }
 }

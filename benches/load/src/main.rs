@@ -13,8 +13,9 @@
 //! appends `--total-bytes` in chunks of each `--chunk-bytes`, one fdatasync per chunk (what a
 //! broker flushing that many bytes per fdatasync would at best achieve).
 //!
-//! `create-topics` (src/admin.rs), `consume` and `e2e` (src/consume.rs): consume throughput, and produce-to-consume latency at
-//! a fixed rate (benches/vs_kafka drives them).
+//! `create-topics` and `delete-topics` (src/admin.rs), `consume` and `e2e` (src/consume.rs):
+//! topics created and deleted through the admin API, consume throughput, and
+//! produce-to-consume latency at a fixed rate (benches/vs_kafka drives them).
 //!
 //! All print one JSON object per result on stdout and a readable line on stderr.
 
@@ -47,6 +48,7 @@ pub(crate) fn usage() -> ExitCode {
          [--record-bytes B] [--acks all|1] [--linger-ms L]\n  \
          icestream-loadgen create-topics --brokers H:P [--replication-factor R] \
          [--config k=v,...] NAME:PARTITIONS...\n  \
+         icestream-loadgen delete-topics --brokers H:P NAME...\n  \
          icestream-loadgen disk --dir D --total-bytes N --chunk-bytes B[,B...]"
     );
     ExitCode::from(2)
@@ -70,6 +72,21 @@ impl Args {
             })
             .unwrap_or(default)
     }
+    /// The arguments after the command that are neither a flag nor a flag's value (every flag
+    /// of `create-topics` and `delete-topics` takes a value).
+    pub(crate) fn positional(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut i = 1;
+        while i < self.0.len() {
+            if self.0[i].starts_with("--") {
+                i += 2;
+            } else {
+                out.push(self.0[i].clone());
+                i += 1;
+            }
+        }
+        out
+    }
 }
 
 fn main() -> ExitCode {
@@ -83,20 +100,8 @@ fn main() -> ExitCode {
         "disk" => disk(&args),
         "consume" => consume::consume(&args),
         "e2e" => consume::e2e(&args),
-        "create-topics" => {
-            // Positional topic specs: every argument that is not a flag or a flag's value.
-            let mut specs = Vec::new();
-            let mut i = 1;
-            while i < args.0.len() {
-                if args.0[i].starts_with("--") {
-                    i += 2;
-                } else {
-                    specs.push(args.0[i].clone());
-                    i += 1;
-                }
-            }
-            admin::create_topics(&args, &specs)
-        }
+        "create-topics" => admin::create_topics(&args, &args.positional()),
+        "delete-topics" => admin::delete_topics(&args, &args.positional()),
         _ => usage(),
     }
 }
