@@ -195,15 +195,17 @@ async fn serve_conn(s: tokio::net::TcpStream, peer: String, cluster: Arc<Cluster
             }
             Kind::PartitionRaft => {
                 // Unknown partitions (not created here yet) drop it; Raft retransmits.
-                let _ = cluster.route_partition_raft(&body);
+                let _ = cluster.route_partition_raft(&bytes::Bytes::from(body));
                 None
             }
             Kind::PartitionRaftBatch => {
+                // Entries decoded from the frame share its buffer: no copy of their records.
+                let body = bytes::Bytes::from(body);
                 let Ok(items) = rpc::split_batch(&body) else {
                     return;
                 };
                 for (topic, p, msg) in items {
-                    let _ = cluster.route_to_partition(topic, p, msg);
+                    let _ = cluster.route_to_partition(topic, p, &body.slice_ref(msg));
                 }
                 None
             }

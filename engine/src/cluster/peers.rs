@@ -5,6 +5,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use bytes::Bytes;
+
 use super::rpc::{self, frame, Kind};
 
 /// Most bytes of queued frames a peer's writer sends in one write.
@@ -160,18 +162,19 @@ impl Cluster {
     }
 
     /// Hands a partition Raft message to the partition's actor.
-    pub(super) fn route_partition_raft(&self, body: &[u8]) -> Option<()> {
+    pub(super) fn route_partition_raft(&self, body: &Bytes) -> Option<()> {
         let len = u16::from_be_bytes(body.get(..2)?.try_into().ok()?) as usize;
         let topic = std::str::from_utf8(body.get(2..2 + len)?).ok()?;
         let p = i32::from_be_bytes(body.get(2 + len..6 + len)?.try_into().ok()?);
-        self.route_to_partition(topic, p, body.get(6 + len..)?)
+        let msg = body.slice_ref(body.get(6 + len..)?);
+        self.route_to_partition(topic, p, &msg)
     }
 
     /// Decodes one partition Raft message and hands it to the partition's actor; `None` when
     /// it does not decode or the partition is unknown here (dropped: Raft retransmits).
-    pub(super) fn route_to_partition(&self, topic: &str, p: i32, msg: &[u8]) -> Option<()> {
-        let mut m = raft::eraftpb::Message::default();
-        protobuf::Message::merge_from_bytes(&mut m, msg).ok()?;
+    /// Entries' data are slices of `msg` (protobuf's `bytes` support), not copies.
+    pub(super) fn route_to_partition(&self, topic: &str, p: i32, msg: &Bytes) -> Option<()> {
+        let m: raft::eraftpb::Message = protobuf::Message::parse_from_carllerche_bytes(msg).ok()?;
         let router = self.router.get()?;
         let from = i32::try_from(m.from).unwrap_or(-1);
         if m.to != self.node_id() as u64 || from == self.node_id() {

@@ -174,9 +174,12 @@ async fn read_raw(
         return Err(RpcError::TooLarge(len));
     }
     s.read_exact(&mut head[4..]).await.map_err(io)?;
-    // Grows only as bytes arrive, so a peer announcing a large frame costs nothing up front.
+    // Room for the whole frame up to 4 MiB: untouched capacity costs a peer announcing a large
+    // frame nothing but address space, and a buffer that need not grow is read into directly
+    // (no copy out of the stream's buffer, no reallocation copies). Larger frames grow as
+    // bytes arrive.
     let want = len - 1 + extra;
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(want.min(4 << 20));
     (&mut *s)
         .take(want as u64)
         .read_to_end(&mut body)

@@ -18,7 +18,7 @@
 
 use std::io;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::oneshot;
 
 use super::{Actor, PartitionError, ProduceOk, Reply};
@@ -139,7 +139,7 @@ impl Actor {
             return;
         };
         let epoch = r.term().min(i32::MAX as u64) as i32;
-        let mut entry = BytesMut::with_capacity(batches.iter().map(|(_, b)| b.len()).sum());
+        let mut entry = r.produce_entry(true, now, batches.iter().map(|(_, b)| b.len()).sum());
         let mut first: Option<ProduceOk> = None;
         let mut needed = 0;
         let mut refused = None;
@@ -158,8 +158,8 @@ impl Actor {
                         leader_epoch: epoch,
                         log_append_time: lat,
                     };
-                    entry.extend_from_slice(&batch::assign_header(bytes, assign));
-                    entry.extend_from_slice(&bytes[batch::HEADER_LEN..]);
+                    entry.push(&batch::assign_header(bytes, assign));
+                    entry.push(&bytes[batch::HEADER_LEN..]);
                     let mut assigned = *h;
                     assigned.base_offset = base;
                     assigned.partition_leader_epoch = epoch;
@@ -182,7 +182,7 @@ impl Actor {
         let proposal = if entry.is_empty() {
             None
         } else {
-            match r.propose_assigned(&entry, now) {
+            match r.propose_produce(entry) {
                 Some(id) => Some(id),
                 None => {
                     // Not in the log after all: the assigner counted it, so it starts over.

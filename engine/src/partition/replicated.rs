@@ -60,9 +60,10 @@ impl Actor {
             self.propose_or_queue(batches, reply, acks_all);
             return;
         }
-        let mut records = Vec::with_capacity(batches.iter().map(|(_, b)| b.len()).sum());
+        let now = self.clock.now_ms();
+        let mut entry = r.produce_entry(false, now, batches.iter().map(|(_, b)| b.len()).sum());
         for (_, b) in &batches {
-            records.extend_from_slice(b);
+            entry.push(b);
         }
         let taken = local_ack::offsets_taken(&batches, self.config.max_message_bytes);
         self.local_acks.lead(r.term(), r.last_index());
@@ -70,8 +71,7 @@ impl Actor {
             self.local_acks
                 .predict(r.applied_index(), self.log.next_offset())
         });
-        let now = self.clock.now_ms();
-        match r.propose(&records, now) {
+        match r.propose_produce(entry) {
             Some(id) => {
                 self.local_acks.proposed(id.index, taken);
                 match early {

@@ -39,12 +39,38 @@ const SEAL: u8 = 2;
 
 /// An entry's payload: the proposer, the kind word, the leader's time, then the body.
 pub(super) fn encode(proposer: u64, kind: u64, now: i64, body: &[u8]) -> Vec<u8> {
-    let mut data = Vec::with_capacity(HEADER + body.len());
-    data.extend_from_slice(&proposer.to_be_bytes());
-    data.extend_from_slice(&kind.to_be_bytes());
-    data.extend_from_slice(&now.to_be_bytes());
-    data.extend_from_slice(body);
-    data
+    let mut data = ProduceEntry::start(proposer, kind, now, body.len());
+    data.push(body);
+    data.0
+}
+
+/// A produce entry's payload built in place: the header, then each batch appended once, so
+/// that a produce's records are copied once on their way into the Raft log (into the entry),
+/// not first into a body and then into the entry.
+pub struct ProduceEntry(Vec<u8>);
+
+impl ProduceEntry {
+    pub(super) fn start(proposer: u64, kind: u64, now: i64, body_len: usize) -> Self {
+        let mut data = Vec::with_capacity(HEADER + body_len);
+        data.extend_from_slice(&proposer.to_be_bytes());
+        data.extend_from_slice(&kind.to_be_bytes());
+        data.extend_from_slice(&now.to_be_bytes());
+        ProduceEntry(data)
+    }
+
+    /// Appends bytes of the body.
+    pub fn push(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+
+    /// Whether nothing was appended after the header.
+    pub fn is_empty(&self) -> bool {
+        self.0.len() == HEADER
+    }
+
+    pub(super) fn into_data(self) -> Vec<u8> {
+        self.0
+    }
 }
 
 /// A DeleteRecords command's body.

@@ -26,7 +26,7 @@ use std::sync::Arc;
 use raft::eraftpb::{Entry, EntryType, Message};
 use raft::{RawNode, StateRole, Storage as _};
 
-pub use entry::{assigned_batches, is_produce, Command, Recorded};
+pub use entry::{assigned_batches, is_produce, Command, ProduceEntry, Recorded};
 use log_file::{RaftStore, StoreError};
 use storage::DiskStorage;
 
@@ -519,15 +519,24 @@ impl PartitionRaft {
         None
     }
 
-    /// Proposes a produce's records; returns the proposal's identity, or `None` if not the
-    /// leader (or raft-rs dropped it, during a leadership transfer).
-    pub fn propose(&mut self, records: &[u8], now: i64) -> Option<ProposalId> {
-        self.propose_entry(0, records, now)
+    /// A produce entry to fill with the batches as the client sent them (`assigned: false`) or
+    /// as the leader assigned them, which every replica appends as they are (`assigned`); then
+    /// [`Self::propose_produce`]. `body_len` is the batches' total size.
+    pub fn produce_entry(&self, assigned: bool, now: i64, body_len: usize) -> ProduceEntry {
+        let kind = if assigned { entry::ASSIGNED } else { 0 };
+        ProduceEntry::start(self.id, kind, now, body_len)
     }
 
-    /// Proposes batches the leader assigned, which every replica appends as they are.
-    pub fn propose_assigned(&mut self, batches: &[u8], now: i64) -> Option<ProposalId> {
-        self.propose_entry(entry::ASSIGNED, batches, now)
+    /// Proposes a produce entry; returns the proposal's identity, or `None` if not the leader
+    /// (or raft-rs dropped it, during a leadership transfer).
+    pub fn propose_produce(&mut self, e: ProduceEntry) -> Option<ProposalId> {
+        self.propose_data(e.into_data())
+    }
+
+    /// Proposes a produce's records as sent (tests).
+    #[cfg(test)]
+    pub fn propose(&mut self, records: &[u8], now: i64) -> Option<ProposalId> {
+        self.propose_entry(0, records, now)
     }
 
     /// Proposes moving the log start offset to `offset` on every replica (DeleteRecords).
@@ -541,16 +550,34 @@ impl PartitionRaft {
     }
 
     fn propose_entry(&mut self, kind: u64, body: &[u8], now: i64) -> Option<ProposalId> {
+        self.propose_data(entry::encode(self.id, kind, now, body))
+    }
+
+    fn propose_data(&mut self, data: Vec<u8>) -> Option<ProposalId> {
         if !self.is_leader() {
             return None;
         }
-        let data = entry::encode(self.id, kind, now, body);
         self.node.propose(vec![], data).ok()?;
         // A leader appends a proposal to its log at once, as the last entry of its term.
         Some(ProposalId {
             term: self.node.raft.term,
             index: self.node.raft.raft_log.last_index(),
         })
+    }
+
+    /// Entries applied here and matched by every follower that keeps up (a leader's) are read
+    /// from the cache no more; one behind reads from the log file anyway.
+    fn trim_cache(&self) {
+        let mut floor = self.applied.index;
+        if self.is_leader() {
+            for (id, pr) in self.node.raft.prs().iter() {
+                if *id != self.id && pr.recent_active && pr.state == raft::ProgressState::Replicate
+                {
+                    floor = floor.min(pr.matched);
+                }
+            }
+        }
+        self.node.store().trim_cache(floor);
     }
 
     /// Runs one Ready: persists, sends, and returns the committed produces to append.
@@ -565,6 +592,7 @@ impl PartitionRaft {
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         self.publish_leader();
+        self.trim_cache();
         Ok(out)
     }
 
@@ -585,6 +613,7 @@ impl PartitionRaft {
         let mut out = Vec::new();
         self.collect(committed, &mut out);
         self.publish_leader();
+        self.trim_cache();
         Ok((out, unsynced))
     }
 
