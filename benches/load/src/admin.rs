@@ -68,14 +68,9 @@ pub(crate) fn create_topics(args: &Args, specs: &[String]) -> ExitCode {
         };
         topics.push((name.to_string(), p));
     }
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers);
-    let admin: AdminClient<DefaultClientContext> = match cfg.create() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cannot create admin client: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (cfg, admin) = match admin_client(brokers) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let new: Vec<NewTopic> = topics
         .iter()
@@ -102,12 +97,9 @@ pub(crate) fn create_topics(args: &Args, specs: &[String]) -> ExitCode {
         }
     }
     // Until metadata names a leader for every partition of every topic.
-    let probe: BaseConsumer = match cfg.clone().create() {
+    let probe = match metadata_client(&cfg) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot create metadata client: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     for (name, p) in &topics {
@@ -148,14 +140,9 @@ pub(crate) fn delete_topics(args: &Args, names: &[String]) -> ExitCode {
     if names.is_empty() {
         return usage();
     }
-    let mut cfg = ClientConfig::new();
-    cfg.set("bootstrap.servers", brokers);
-    let admin: AdminClient<DefaultClientContext> = match cfg.create() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("cannot create admin client: {e}");
-            return ExitCode::FAILURE;
-        }
+    let (cfg, admin) = match admin_client(brokers) {
+        Ok(c) => c,
+        Err(code) => return code,
     };
     let refs: Vec<&str> = names.iter().map(String::as_str).collect();
     let opts = AdminOptions::new().operation_timeout(Some(Duration::from_secs(30)));
@@ -179,12 +166,9 @@ pub(crate) fn delete_topics(args: &Args, names: &[String]) -> ExitCode {
     }
     // Until metadata of all topics (not of the named ones: a request naming a topic could
     // create it again where auto-creation is on) lists none of them.
-    let probe: BaseConsumer = match cfg.clone().create() {
+    let probe = match metadata_client(&cfg) {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("cannot create metadata client: {e}");
-            return ExitCode::FAILURE;
-        }
+        Err(code) => return code,
     };
     let t0 = Instant::now();
     let mut left: Vec<&str> = refs.clone();
@@ -209,4 +193,28 @@ pub(crate) fn delete_topics(args: &Args, names: &[String]) -> ExitCode {
         }
         thread::sleep(Duration::from_millis(100));
     }
+}
+
+/// An admin client for `brokers` and the config it was made from; on failure, says why and
+/// returns the exit code.
+fn admin_client(
+    brokers: &str,
+) -> Result<(ClientConfig, AdminClient<DefaultClientContext>), ExitCode> {
+    let mut cfg = ClientConfig::new();
+    cfg.set("bootstrap.servers", brokers);
+    match cfg.create() {
+        Ok(a) => Ok((cfg, a)),
+        Err(e) => {
+            eprintln!("cannot create admin client: {e}");
+            Err(ExitCode::FAILURE)
+        }
+    }
+}
+
+/// A consumer used only to read metadata; on failure, says why and returns the exit code.
+fn metadata_client(cfg: &ClientConfig) -> Result<BaseConsumer, ExitCode> {
+    cfg.create().map_err(|e| {
+        eprintln!("cannot create metadata client: {e}");
+        ExitCode::FAILURE
+    })
 }
