@@ -82,7 +82,11 @@ def main():
         # "Handle is terminating" forever). Reconnecting to the known broker instead is what
         # clients did before re-bootstrap existed.
         "metadata.recovery.strategy": "none",
-        **({"debug": "eos,protocol,broker"} if os.environ.get("TXN_DEBUG") else {}),
+        # The transaction manager's log goes to the worker's log file (its stderr), whose tail
+        # a stuck worker's failure shows: send_offsets_to_transaction once hung past its own
+        # timeout after the group coordinator moved twice (librdkafka 2.16; its timeout is
+        # not enforced, confluentinc/librdkafka#5456).
+        "debug": "eos,protocol,broker" if os.environ.get("TXN_DEBUG") else "eos",
     })
     fatal_errors = []
 

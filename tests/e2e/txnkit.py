@@ -294,7 +294,7 @@ class Worker:
         except subprocess.TimeoutExpired:
             self.kill9()
             raise AssertionError(f"worker still running after {timeout}s; last events "
-                                 f"{self.events[-5:]}")
+                                 f"{self.events[-5:]}; its log ends:\n{self.log_tail(60)}")
         self.reader.join(10)
         self.log.close()
         return code
