@@ -8,12 +8,14 @@ RF=1 and an RF=3 topic (min.insync.replicas=2) of PARTITIONS partitions. For eac
 a warm-up, benches/load's librdkafka generator (pinned to CLIENT_CPUS) produces RECORDS records
 of 1 KiB with acks=all, linger 5 ms, 8192 in flight. Printed per topic: MB/s, ack latency
 p50/p99, and, summed over the three nodes, CPU seconds (/proc/<pid>/stat) and bytes written
-(/proc/<pid>/io write_bytes) per acknowledged GiB, then the RF=3 / RF=1 ratios. With `--perf
+(/proc/<pid>/io write_bytes) per acknowledged GiB, with the disk's write requests and cache
+flushes per acknowledged MiB (/proc/diskstats of the device holding the cluster's temp dir:
+every process's, so run it on an otherwise quiet disk), then the RF=3 / RF=1 ratios. With `--perf
 DIR`, every node runs under `perf record --call-graph dwarf` during each topic's run and
 DIR/<topic>-node<i>.txt gets its flat profile with the callers of each entry over 2 %.
 
     benches/replication_cost.py --broker BINARY [--loadgen PATH] [--records 300000]
-        [--partitions 1] [--rounds 1] [--perf DIR]
+        [--partitions 1] [--rounds 1] [--perf DIR] [--broker-args "--io-backend blocking"]
 
 The cluster's temp dir is removed at the end.
 """
@@ -23,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -32,7 +35,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "vs_kafka"))
 
-from brokers import Icestream, Ports, taskset  # noqa: E402
+from brokers import Icestream, Ports, block_requests, taskset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER_CPUS = os.environ.get("BROKER_CPUS", "0")
@@ -71,10 +74,11 @@ def main() -> None:
     ap.add_argument("--partitions", type=int, default=1)
     ap.add_argument("--rounds", type=int, default=1)
     ap.add_argument("--perf", type=Path)
+    ap.add_argument("--broker-args", default="", help="more `serve` arguments for every node")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="icestream-replication-cost-",
                                 dir=os.environ.get("TMPDIR")))
-    cl = Icestream(Path(a.broker), tmp, 3, BROKER_CPUS, 1, Ports())
+    cl = Icestream(Path(a.broker), tmp, 3, BROKER_CPUS, 1, Ports(), shlex.split(a.broker_args))
     rows = []
     try:
         cl.start()
@@ -95,9 +99,9 @@ def main() -> None:
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                         for i, pid in enumerate(cl.pids())]
                     time.sleep(1)
-                before = cl.counters()
+                before, disk0 = cl.counters(), block_requests(tmp)
                 j = produce(a.loadgen, cl, topic, a.partitions, a.records)
-                after = cl.counters()
+                after, disk1 = cl.counters(), block_requests(tmp)
                 for i, p in enumerate(perfs):
                     p.send_signal(2)
                     p.wait(120)
@@ -107,17 +111,20 @@ def main() -> None:
                        "p50": j["latency_ms"]["p50"], "p99": j["latency_ms"]["p99"],
                        "cpu_s_per_gib": (after["cpu_s"] - before["cpu_s"]) / gib,
                        "written_per_gib": (after["write_bytes"] - before["write_bytes"]) / 2**30
-                       / gib}
+                       / gib,
+                       "disk_writes_per_mib": (disk1["writes"] - disk0["writes"]) / (gib * 1024),
+                       "disk_flushes_per_mib": (disk1["flushes"] - disk0["flushes"]) / (gib * 1024)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:
         cl.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n| round | topic | MB/s | ack p50 / p99 ms | CPU s per GiB (3 nodes) | GiB written "
-          f"per GiB |\n|---:|---|---:|---|---:|---:|")
+          f"per GiB | disk writes / flushes per MiB |\n|---:|---|---:|---|---:|---:|---|")
     for r in rows:
         print(f"| {r['round']} | {r['topic']} | {r['mb_per_s']:.0f} | {r['p50']:.1f} / "
-              f"{r['p99']:.1f} | {r['cpu_s_per_gib']:.2f} | {r['written_per_gib']:.2f} |")
+              f"{r['p99']:.1f} | {r['cpu_s_per_gib']:.2f} | {r['written_per_gib']:.2f} | "
+              f"{r['disk_writes_per_mib']:.1f} / {r['disk_flushes_per_mib']:.1f} |")
     for r in range(1, a.rounds + 1):
         one, three = (next(x for x in rows if x["round"] == r and x["topic"] == t)
                       for t in ("rf1", "rf3"))

@@ -148,11 +148,27 @@ class Cluster:
                 p.wait()
 
 
+def block_requests(path: Path) -> dict:
+    """Write and flush requests completed so far by the block device holding `path`
+    (/proc/diskstats; every process's, so read it around a run on an otherwise quiet disk)."""
+    st = os.stat(path)
+    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    name = next((line.split("=", 1)[1].strip() for line in
+                 Path(f"/sys/dev/block/{dev}/uevent").read_text().splitlines()
+                 if line.startswith("DEVNAME=")), "")
+    for line in Path("/proc/diskstats").read_text().splitlines():
+        f = line.split()
+        if f[2] == name:
+            return {"writes": int(f[7]), "flushes": int(f[18]) if len(f) > 18 else 0}
+    return {"writes": 0, "flushes": 0}
+
+
 class Icestream(Cluster):
     def __init__(self, binary: Path, workdir: Path, nodes: int, cpus: str, smp: int,
-                 ports: Ports):
+                 ports: Ports, extra: list[str] = ()):
         self.name = "icestream"
         self.binary, self.workdir, self.nodes, self.cpus, self.smp = binary, workdir, nodes, cpus, smp
+        self.extra = list(extra)
         self.kafka_ports = [ports.get() for _ in range(nodes)]
         self.admin_ports = [ports.get() for _ in range(nodes)]
         self.rpc_ports = [ports.get() for _ in range(nodes)]
@@ -169,7 +185,7 @@ class Icestream(Cluster):
                "--admin-addr", f"127.0.0.1:{self.admin_ports[i]}",
                "--schema-registry-addr", f"127.0.0.1:{self.registry_ports[i]}",
                "--iceberg-catalog-addr", f"127.0.0.1:{self.catalog_ports[i]}",
-               "--smp", str(self.smp)]
+               "--smp", str(self.smp), *self.extra]
         if self.nodes > 1:
             seeds = ",".join(f"127.0.0.1:{p}" for p in self.rpc_ports)
             cmd += ["--node-id", str(i + 1), "--rpc-addr", f"127.0.0.1:{self.rpc_ports[i]}",
