@@ -30,10 +30,10 @@ import shutil
 import socket
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
-import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent / "vs_kafka"))

@@ -152,9 +152,10 @@ def block_requests(path: Path) -> dict:
     """Write and flush requests completed so far by the block device holding `path`
     (/proc/diskstats; every process's, so read it around a run on an otherwise quiet disk)."""
     st = os.stat(path)
-    dev = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
-    name = next((line.split("=", 1)[1].strip() for line in
-                 Path(f"/sys/dev/block/{dev}/uevent").read_text().splitlines()
+    uevent = Path(f"/sys/dev/block/{os.major(st.st_dev)}:{os.minor(st.st_dev)}/uevent")
+    if not uevent.exists():  # tmpfs, overlay: no block device to count
+        return {"writes": 0, "flushes": 0}
+    name = next((line.split("=", 1)[1].strip() for line in uevent.read_text().splitlines()
                  if line.startswith("DEVNAME=")), "")
     for line in Path("/proc/diskstats").read_text().splitlines():
         f = line.split()
