@@ -303,3 +303,16 @@ def describe_cluster_controller(conn: Conn, correlation_id: int = 5) -> int:
         pos += max(n - 1, 0)
     (controller,) = struct.unpack_from(">i", resp, pos)
     return controller
+
+
+def metadata_broker_ids(conn: Conn, correlation_id: int = 7) -> list[int]:
+    """Metadata v0 for every topic: the node ids of the brokers the answer lists."""
+    conn.send(frame(request_header(3, 0, correlation_id) + i32(0)))
+    corr, resp = conn.recv_response()
+    assert corr == correlation_id
+    (n,), pos, ids = struct.unpack_from(">i", resp, 0), 4, []
+    for _ in range(n):
+        (node, host_len) = struct.unpack_from(">ih", resp, pos)
+        ids.append(node)
+        pos += 4 + 2 + host_len + 4  # node_id, host, port
+    return sorted(ids)

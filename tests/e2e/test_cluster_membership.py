@@ -5,12 +5,16 @@ share an object store says so instead of tiering half-working."""
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 from confluent_kafka import KafkaError, KafkaException
 from confluent_kafka.admin import (AdminClient, AlterConfigOpType, ConfigEntry, ConfigResource,
                                    NewTopic)
 
 from cluster import controller_roles, metadata, start_cluster, wait_formed
+import kwire
 from conftest import unique_topic
 from test_cluster_reassign import create, founders_and_fourth, icestream, leaders, wait_for
 
@@ -47,6 +51,31 @@ def test_a_decommissioned_voter_is_replaced_and_the_controller_survives_losing_a
     # A dead broker leaves Metadata once its session times out.
     wait_for("broker 1 gone from Metadata", lambda: sorted(metadata(fourth).brokers) == [2, 4],
              timeout=30)
+
+
+def test_a_restarted_broker_lists_every_live_broker_in_its_first_metadata_answer(broker_factory):
+    # A client that reconnects to a broker the moment it is back (librdkafka, with its 50 ms
+    # reconnect backoff) must not be told that the others are gone: it drops the brokers a
+    # Metadata answer leaves out, and a transactional producer whose coordinator it dropped
+    # stalled. The broker holds the list back until the other seeds answered its hellos.
+    brokers = start_cluster(broker_factory)
+    wait_formed(brokers)
+    restarted = brokers[1]
+    restarted.kill9()
+    starting = threading.Thread(target=restarted.start)
+    starting.start()
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            conn = kwire.Conn.to(restarted.bootstrap, timeout=10)
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the restarted broker never listened"
+            time.sleep(0.001)
+    with conn:
+        listed = kwire.metadata_broker_ids(conn)
+    starting.join()
+    assert listed == [1, 2, 3]
 
 
 def test_a_cluster_without_a_shared_object_store_refuses_tiered_topics(broker_factory):

@@ -49,8 +49,11 @@ impl Broker {
     }
 
     /// The brokers Metadata and DescribeCluster list to `session`, at its listener's
-    /// addresses.
-    pub fn listed_brokers(&self, session: &Session) -> Vec<Listed> {
+    /// addresses (just after a start, once the other seeds answered, `Cluster::await_peers`).
+    pub async fn listed_brokers(&self, session: &Session) -> Vec<Listed> {
+        if let Some(c) = &self.cluster {
+            c.await_peers().await;
+        }
         match &self.cluster {
             Some(c) => c
                 .listed_brokers()

@@ -109,6 +109,9 @@ pub const ALIVE_FOR: Duration = Duration::from_secs(3);
 pub struct Members {
     me: Member,
     known: RwLock<BTreeMap<i32, (Member, Option<Instant>)>>,
+    /// When this process started: a member it has not heard from yet is not known to be gone
+    /// until it has been up for a session ([`Self::listable`]).
+    started: Instant,
 }
 
 impl Members {
@@ -118,6 +121,7 @@ impl Members {
         Members {
             me,
             known: RwLock::new(known),
+            started: Instant::now(),
         }
     }
 
@@ -137,6 +141,34 @@ impl Members {
     /// This broker, and every member heard from directly within [`ALIVE_FOR`].
     pub fn is_alive(&self, id: i32) -> bool {
         self.heard_within(id, ALIVE_FOR)
+    }
+
+    /// Whether clients are told about member `id` (Metadata, DescribeCluster): heard from
+    /// within `d`, or known from a peer's list and not heard from yet while this broker has
+    /// been up for less than `d`. As a Kafka broker lists every registered broker its
+    /// controller has not fenced, a broker that just restarted does not leave out a live one
+    /// it has not heard from yet (clients drop the brokers a Metadata answer leaves out).
+    pub fn listable(&self, id: i32, d: Duration) -> bool {
+        if id == self.me.node_id {
+            return true;
+        }
+        match self.known.read().get(&id) {
+            Some((_, Some(seen))) => seen.elapsed() < d,
+            Some((_, None)) => self.started.elapsed() < d,
+            None => false,
+        }
+    }
+
+    /// How many other members were heard from directly since this process started, and how
+    /// long ago it started.
+    pub fn heard_since_start(&self) -> (usize, Duration) {
+        let heard = self
+            .known
+            .read()
+            .iter()
+            .filter(|(id, (_, seen))| **id != self.me.node_id && seen.is_some())
+            .count();
+        (heard, self.started.elapsed())
     }
 
     /// This broker, and every member heard from directly within `d`.

@@ -47,6 +47,10 @@ use rpc::Kind;
 /// broker's late gossip does not make clients drop it.
 pub const SESSION_TIMEOUT: Duration = Duration::from_secs(9);
 
+/// How long after its start a broker holds back the broker list for its first answers from the
+/// other seeds ([`Cluster::await_peers`]): hellos go out at once and twice a second after.
+pub const PEER_WAIT: Duration = Duration::from_secs(2);
+
 /// Node ids in a cluster are `1..MAX_NODE_ID`.
 pub const MAX_NODE_ID: i64 = 1 << 16;
 
@@ -579,8 +583,9 @@ impl Cluster {
 
     /// The brokers Metadata and DescribeCluster list, as Kafka lists the brokers registered
     /// with its controller: once the controller runs, the brokers in its group (the ones
-    /// replicas may be placed on) heard from within a session timeout, except decommissioned
-    /// ones (draining, no replica left).
+    /// replicas may be placed on) heard from within a session timeout (or not heard from yet
+    /// by a broker up for less than that, [`Members::listable`]), except decommissioned ones
+    /// (draining, no replica left).
     pub fn listed_brokers(&self) -> Vec<Member> {
         let group = self.controller_brokers();
         let topics = self.topics.get();
@@ -588,12 +593,29 @@ impl Cluster {
             .all()
             .into_iter()
             .filter(|m| group.is_empty() || group.contains(&m.node_id))
-            .filter(|m| self.members.heard_within(m.node_id, SESSION_TIMEOUT))
+            .filter(|m| self.members.listable(m.node_id, SESSION_TIMEOUT))
             .filter(|m| {
                 !self.is_draining(m.node_id)
                     || topics.is_some_and(|t| reassign::holds_replicas(t, m.node_id))
             })
             .collect()
+    }
+
+    /// Waits, for at most [`PEER_WAIT`] after this process started, until it has heard from as
+    /// many other brokers as it has other seeds. A broker that just restarted knows no other
+    /// member until the first hellos are answered, and a Metadata answer listing only itself
+    /// makes clients drop every other broker (librdkafka then lost a transaction coordinator
+    /// it had found, and a transactional producer stalled).
+    pub async fn await_peers(&self) {
+        let me = &self.members.me().rpc_addr;
+        let want = self.config.seeds.iter().filter(|s| *s != me).count();
+        loop {
+            let (heard, up) = self.members.heard_since_start();
+            if heard >= want || up >= PEER_WAIT {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Counts and logs a message from a peer that was dropped or refused.

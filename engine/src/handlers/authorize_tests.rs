@@ -276,7 +276,7 @@ async fn topics_need_their_acls() {
 
     // DescribeCluster answers everyone; the operations only who may describe the cluster.
     let dc = DescribeClusterRequest::default().with_include_cluster_authorized_operations(true);
-    let r = handlers::describe_cluster::handle(&b, &alice, dc.clone());
+    let r = handlers::describe_cluster::handle(&b, &alice, dc.clone()).await;
     assert_eq!((r.error_code, r.cluster_authorized_operations), (0, 0));
     allow_alice(
         &b,
@@ -285,7 +285,7 @@ async fn topics_need_their_acls() {
         Operation::Describe,
     )
     .await;
-    let r = handlers::describe_cluster::handle(&b, &alice, dc);
+    let r = handlers::describe_cluster::handle(&b, &alice, dc).await;
     assert_eq!(
         r.cluster_authorized_operations,
         bits(&[Operation::Describe])

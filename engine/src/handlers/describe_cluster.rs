@@ -9,14 +9,18 @@ use crate::security::acl::{Operation, ResourceType};
 use crate::security::Session;
 
 /// The brokers are listed at the addresses of the listener `s` connected to.
-pub fn handle(b: &Broker, s: &Session, req: DescribeClusterRequest) -> DescribeClusterResponse {
+pub async fn handle(
+    b: &Broker,
+    s: &Session,
+    req: DescribeClusterRequest,
+) -> DescribeClusterResponse {
     // As Kafka: anyone may ask; the operations are filled only for who may describe the cluster.
     let operations = match req.include_cluster_authorized_operations {
         false => authorize::OPERATIONS_OMITTED,
         true if !authorize::cluster(b, s, Operation::Describe) => 0,
         true => authorize::operations(b, s, ResourceType::Cluster, authorize::CLUSTER_NAME),
     };
-    let brokers = b.listed_brokers(s);
+    let brokers = b.listed_brokers(s).await;
     let controller = match &b.cluster {
         Some(c) => c.controller_leader().unwrap_or(-1),
         None => b.node_id(),

@@ -138,7 +138,7 @@ pub async fn handle(
             }
         }
     }
-    let brokers = b.listed_brokers(s);
+    let brokers = b.listed_brokers(s).await;
     // Every broker forwards admin requests to the controller leader, so, as KRaft brokers do,
     // a client is sent to a live broker (this one) rather than to the leader itself: a client
     // that cached a leader that then died would wait on it until its request timed out. This

@@ -281,9 +281,9 @@ dispatch_table! { b, s, h, v;
         ))
     }),
     DescribeCluster(r) => Box::pin(async move {
-        Handled::reply(ResponseKind::DescribeCluster(describe_cluster::handle(
-            &b, &s, r,
-        )))
+        Handled::reply(ResponseKind::DescribeCluster(
+            describe_cluster::handle(&b, &s, r).await,
+        ))
     }),
     DescribeProducers(r) => Box::pin(async move {
         Handled::reply(ResponseKind::DescribeProducers(
