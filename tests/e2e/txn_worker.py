@@ -83,9 +83,10 @@ def main():
         # clients did before re-bootstrap existed.
         "metadata.recovery.strategy": "none",
         # The transaction manager's log goes to the worker's log file (its stderr), whose tail
-        # a stuck worker's failure shows: send_offsets_to_transaction once hung past its own
-        # timeout after the group coordinator moved twice (librdkafka 2.16; its timeout is
-        # not enforced, confluentinc/librdkafka#5456).
+        # a stuck worker's failure shows. It showed why send_offsets_to_transaction once hung
+        # past its own timeout (not enforced, confluentinc/librdkafka#5456): a broker that had
+        # just restarted listed only itself in Metadata, and librdkafka dropped the live
+        # coordinators it had found (fixed in the broker, test_cluster_membership.py).
         "debug": "eos,protocol,broker" if os.environ.get("TXN_DEBUG") else "eos",
     })
     fatal_errors = []
