@@ -267,7 +267,8 @@ class Worker:
         deadline = time.monotonic() + timeout
         while True:
             left = deadline - time.monotonic()
-            assert left > 0, f"worker: no {kinds} in {timeout}s; last events {self.events[-5:]}"
+            assert left > 0, (f"worker: no {kinds} in {timeout}s; last events "
+                              f"{self.events[-5:]}; its log ends:\n{self.log_tail(60)}")
             try:
                 ev = self.q.get(timeout=left)
             except queue.Empty:
