@@ -18,9 +18,7 @@
 //! checkpoint, and a follower behind the leader's first index copies the leader's segments
 //! instead ([`snapshot`]).
 //!
-//! This file is just past the ~900 lines the project splits at (919 before its tests). Its seam
-//! is reassignment (the `impl` from `set_goal` on, `conf_change`, `handover_target`), which is to
-//! move to a module of its own with the next change here.
+//! Moving a group to other replicas is [`reassign`].
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -32,6 +30,7 @@ use raft::{RawNode, StateRole, Storage as _};
 
 pub use entry::{assigned_batches, is_produce, Command, ProduceEntry, Recorded};
 use log_file::{RaftStore, StoreError};
+pub use reassign::conf_change;
 use storage::DiskStorage;
 
 mod applied;
@@ -41,6 +40,7 @@ mod entry;
 pub mod guard;
 pub mod heard;
 pub mod log_file;
+mod reassign;
 pub mod record;
 pub mod rejects;
 pub mod snapshot;
@@ -174,6 +174,9 @@ pub struct PartitionRaft {
     /// When each peer was last heard from (any message): for min.insync.replicas, the ISR,
     /// reassignment and handover.
     heard: heard::Heard,
+    /// The term this replica last led and when it took leadership: for an election timeout
+    /// after that, every voter counts as active ([`Self::active_voters`]).
+    leading_since: Option<(u64, tokio::time::Instant)>,
     view: SharedView,
     lag_max: std::time::Duration,
     /// While leading: when each follower last held the leader's whole log while being heard
@@ -255,6 +258,7 @@ impl PartitionRaft {
             },
             leaving: false,
             heard: heard::Heard::default(),
+            leading_since: None,
             view: setup.isr,
             lag_max: setup.lag_max,
             caught_up_at: HashMap::new(),
@@ -344,17 +348,29 @@ impl PartitionRaft {
         self.chunks.clone()
     }
 
-    /// Voters heard from within an election timeout (this one included). raft-rs's own
-    /// `recent_active` is cleared at every quorum check, which would refuse writes spuriously.
+    /// Voters heard from within an election timeout (this one included), for
+    /// min.insync.replicas. raft-rs's own `recent_active` is cleared at every quorum check,
+    /// which would refuse writes spuriously.
+    ///
+    /// For an election timeout after this replica takes leadership every voter counts: a voter
+    /// that did not vote for it (a broker that opened the group a few ms later, say) is heard
+    /// only once it answers the new leader's first appends, and refusing acks=all until then
+    /// failed a produce right after a topic's creation. Kafka starts a new leader's ISR full
+    /// for the same reason. A voter that is really gone drops out when the window ends.
     pub fn active_voters(&self) -> usize {
         let me = self.id;
+        let term = self.node.raft.term;
+        let taking_over = self.is_leader()
+            && self
+                .leading_since
+                .is_none_or(|(t, at)| t != term || at.elapsed() < heard::LATELY);
         self.node
             .raft
             .prs()
             .iter()
             .filter(|(id, _)| {
                 self.node.raft.prs().conf().voters().contains(**id)
-                    && (**id == me || self.heard.lately(**id))
+                    && (**id == me || taking_over || self.heard.lately(**id))
             })
             .count()
     }
@@ -651,6 +667,13 @@ impl PartitionRaft {
         if before != now && leader == self.id && (before & 0xffff_ffff) != self.id {
             self.leader_changes.inc();
         }
+        if leader == self.id
+            && self
+                .leading_since
+                .is_none_or(|(t, _)| t != self.node.raft.term)
+        {
+            self.leading_since = Some((self.node.raft.term, tokio::time::Instant::now()));
+        }
     }
 
     fn collect(&mut self, entries: Vec<Entry>, out: &mut Vec<Committed>) {
@@ -703,163 +726,6 @@ impl PartitionRaft {
     pub fn checkpoint_index(&self) -> u64 {
         self.node.store().checkpoint_index()
     }
-}
-
-/// Reassignment: the leader moves the group's configuration to its goal replicas one safe step
-/// at a time, each a conf change committed through the log (so every replica, and a replica
-/// that starts later with an empty log, replays the same steps from the creation-time voters).
-/// A new replica is caught up by appends from index 1 while the leader still has them, else by
-/// a snapshot that carries the configuration at its index.
-impl PartitionRaft {
-    /// A new goal from the controller: the reassignment target, or the assignment when none
-    /// (completed or cancelled).
-    pub fn set_goal(&mut self, goal: Vec<u64>, reassigning: bool, adding: bool, preferred: u64) {
-        self.goal = goal;
-        self.reassigning = reassigning;
-        self.adding = adding;
-        self.preferred = preferred;
-        self.next_report = 0;
-    }
-
-    /// Voters (incoming and outgoing halves) and learners of the applied configuration.
-    pub fn conf_state(&self) -> raft::eraftpb::ConfState {
-        self.node.raft.prs().conf().to_conf_state()
-    }
-
-    fn apply_conf_change(&mut self, e: &Entry) {
-        let mut cc = raft::eraftpb::ConfChangeV2::default();
-        if let Err(err) = protobuf::Message::merge_from_bytes(&mut cc, &e.data) {
-            tracing::error!(index = e.index, error = %err, "undecodable conf change skipped");
-            return;
-        }
-        if cc.leave_joint() && self.conf_state().voters_outgoing.is_empty() {
-            // raft-rs proposes a second leave when the first is applied after `advance`
-            // (run_ready's order); every replica skips it alike.
-            return;
-        }
-        match self.node.apply_conf_change(&cc) {
-            Ok(cs) => {
-                tracing::info!(index = e.index, voters = ?cs.voters, outgoing = ?cs.voters_outgoing, learners = ?cs.learners, "partition configuration changed")
-            }
-            Err(err) => tracing::warn!(index = e.index, error = %err, "conf change refused"),
-        }
-    }
-
-    fn propose_change(&mut self, changes: Vec<(u64, raft::eraftpb::ConfChangeType)>) {
-        // One change is a simple change; several enter a joint configuration with automatic
-        // leave (reconfigure leaves it explicitly if raft-rs has not).
-        let cc = conf_change(&changes);
-        if let Err(e) = self.node.propose_conf_change(vec![], cc) {
-            tracing::debug!(error = %e, "conf change not proposed");
-        }
-    }
-
-    /// One step towards the goal configuration; the leader calls it every half second.
-    fn reconfigure(&mut self) {
-        use raft::eraftpb::ConfChangeType::{AddLearnerNode, AddNode, RemoveNode};
-        let raft = &self.node.raft;
-        // One conf change at a time: wait until the last one is applied.
-        if raft.pending_conf_index > raft.raft_log.applied || self.goal.is_empty() {
-            return;
-        }
-        let cs = self.conf_state();
-        if cs.voters_outgoing.is_empty() {
-            self.joint_seen = false;
-        } else {
-            // raft-rs leaves a joint configuration by itself at the next commit after the one
-            // that entered it, but misses it when that was the last commit (we apply entries
-            // after `advance`): then leave it here (an empty ConfChangeV2), one round later.
-            if !std::mem::replace(&mut self.joint_seen, true) {
-                return;
-            }
-            if let Err(e) = self
-                .node
-                .propose_conf_change(vec![], raft::eraftpb::ConfChangeV2::default())
-            {
-                tracing::debug!(error = %e, "leaving the joint configuration failed");
-            }
-            return;
-        }
-        let last = raft.raft_log.last_index();
-        // A replica within a few entries of the leader's log, and heard from within an
-        // election timeout, counts as caught up: joint consensus keeps it safe either way, this
-        // only keeps commits from stalling. Without the second condition a dead learner
-        // (matched 0) counted as caught up while the log was shorter than 64 entries, and the
-        // joint change made it a voter of a configuration that then could not commit.
-        let heard = &self.heard;
-        let caught_up = |id: u64| {
-            raft.prs().get(id).is_some_and(|p| p.matched + 64 >= last) && heard.lately(id)
-        };
-        let voter = |id: &u64| cs.voters.contains(id);
-        let learner = |id: &u64| cs.learners.contains(id);
-        // 1. Every new replica joins as a learner and receives the log.
-        if let Some(&n) = self.goal.iter().find(|n| !voter(n) && !learner(n)) {
-            self.propose_change(vec![(n, AddLearnerNode)]);
-            return;
-        }
-        // 2. ... until it has caught up.
-        if self.goal.iter().any(|&n| learner(&n) && !caught_up(n)) {
-            return;
-        }
-        // 3. A leader that is being removed hands over to a target replica first.
-        if !self.goal.contains(&self.id) {
-            match self.goal.iter().find(|&&n| voter(&n) && caught_up(n)) {
-                Some(&t) => self.node.transfer_leader(t),
-                None => {
-                    // No target replica votes yet: promote one (a single, simple change).
-                    if let Some(&t) = self.goal.iter().find(|n| learner(n)) {
-                        self.propose_change(vec![(t, AddNode)]);
-                    }
-                }
-            }
-            return;
-        }
-        // 4. One joint change: the new voters in, the old ones (and stray learners) out.
-        let mut changes: Vec<_> = self
-            .goal
-            .iter()
-            .filter(|n| !voter(n))
-            .map(|&n| (n, AddNode))
-            .collect();
-        changes.extend(
-            cs.voters
-                .iter()
-                .chain(cs.learners.iter())
-                .filter(|n| !self.goal.contains(n))
-                .map(|&n| (n, RemoveNode)),
-        );
-        if !changes.is_empty() {
-            self.propose_change(changes);
-            return;
-        }
-        // 5. The configuration is the goal: tell the controller (again now and then, until
-        // it applies it and the goal stops being a reassignment).
-        if self.reassigning && self.ticks >= self.next_report {
-            self.next_report = self.ticks + 40;
-            (self.on_reassigned)(self.goal.iter().map(|&n| n as i32).collect());
-        }
-    }
-}
-
-/// A ConfChangeV2 of these changes (automatic transition).
-pub fn conf_change(
-    changes: &[(u64, raft::eraftpb::ConfChangeType)],
-) -> raft::eraftpb::ConfChangeV2 {
-    let mut cc = raft::eraftpb::ConfChangeV2::default();
-    cc.set_changes(
-        changes
-            .iter()
-            .map(|&(id, ty)| {
-                let mut c = raft::eraftpb::ConfChangeSingle {
-                    node_id: id,
-                    ..Default::default()
-                };
-                c.set_change_type(ty);
-                c
-            })
-            .collect(),
-    );
-    cc
 }
 
 /// Proposals waiting for their entry to be applied.
@@ -1073,6 +939,29 @@ mod reassign_tests {
         );
         four.drive().unwrap();
         assert_eq!(voters(&four), (vec![2, 3, 4], vec![], vec![]));
+    }
+
+    #[test]
+    fn a_new_leader_counts_every_voter_as_active_for_an_election_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let (out, reports, mut nodes) = group(dir.path());
+        // Replica 3 opens the group late: it has not answered the new leader yet.
+        let late = nodes.remove(&3).unwrap();
+        run(&mut nodes, &out, 20);
+        out.lock().unwrap().clear();
+        assert!(nodes[&1].is_leader());
+        assert_eq!(
+            nodes[&1].active_voters(),
+            3,
+            "acks=all with min.insync.replicas=3 is taken right after the election"
+        );
+        std::thread::sleep(heard::LATELY + std::time::Duration::from_millis(50));
+        run(&mut nodes, &out, 1);
+        assert_eq!(nodes[&1].active_voters(), 2, "3 was never heard from");
+        nodes.insert(3, late);
+        run(&mut nodes, &out, 5);
+        assert_eq!(nodes[&1].active_voters(), 3, "3 answers once it opens");
+        drop(reports);
     }
 
     #[test]
