@@ -69,6 +69,12 @@ enum DebugCommand {
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() {
+    // No transparent huge pages for this process, whatever the host's THP mode: a buffer's first
+    // touch would zero a whole 2 MiB page, and the allocator reuses and purges memory in far
+    // smaller pieces. With them, page zeroing was 30-50 % of an RF=3 node's CPU and RF=1
+    // produce's p99 was 450-500 ms instead of 30 (benches/README.md, "Allocator"). Best effort:
+    // a kernel without the prctl just keeps its default.
+    let _ = rustix::thread::disable_transparent_huge_pages(true);
     let code = match run() {
         Ok(()) => 0,
         Err(e) => {
