@@ -355,8 +355,9 @@ impl PartitionRaft {
     /// For an election timeout after this replica takes leadership every voter counts: a voter
     /// that did not vote for it (a broker that opened the group a few ms later, say) is heard
     /// only once it answers the new leader's first appends, and refusing acks=all until then
-    /// failed a produce right after a topic's creation. Kafka starts a new leader's ISR full
-    /// for the same reason. A voter that is really gone drops out when the window ends.
+    /// failed a produce right after a topic's creation. Kafka starts a new partition's ISR with
+    /// every replica for the same reason. A voter that is really gone drops out when the window
+    /// ends.
     pub fn active_voters(&self) -> usize {
         let me = self.id;
         let term = self.node.raft.term;
