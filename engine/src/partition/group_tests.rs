@@ -294,10 +294,20 @@ impl Group {
 }
 
 /// A batch of `n` records, from an idempotent producer when `pid` is given.
+/// The wall clock, to stamp records as a client does: a record from 1970 is past the default
+/// retention.ms, and retention deletes it once a checkpoint passes it.
+pub(super) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
 pub(super) fn batch_of(n: usize, pid: Option<(i64, i32)>) -> Bytes {
     let records: Vec<NewRecord> = (0..n)
         .map(|i| NewRecord {
             value: Some(Bytes::from(format!("value-{i}"))),
+            timestamp: now_ms(),
             ..Default::default()
         })
         .collect();

@@ -6,7 +6,7 @@
 use bytes::Bytes;
 use std::time::Duration;
 
-use super::group_tests::{batch_of, run, spawn_group, Group};
+use super::group_tests::{batch_of, now_ms, run, spawn_group, Group};
 use super::{Cmd, PartitionError, ProduceOk};
 use crate::log::batch::{self, NewRecord};
 
@@ -19,6 +19,7 @@ fn txn_batch_at(n: usize, pid: i64, epoch: i16, seq: i32) -> Bytes {
     let records: Vec<NewRecord> = (0..n)
         .map(|i| NewRecord {
             value: Some(Bytes::from(format!("txn-{pid}-{i}"))),
+            timestamp: now_ms(),
             ..Default::default()
         })
         .collect();
