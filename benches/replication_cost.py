@@ -10,7 +10,8 @@ of 1 KiB with acks=all, linger 5 ms, 8192 in flight. Printed per topic: MB/s, ac
 p50/p99, and, summed over the three nodes, CPU seconds (/proc/<pid>/stat) and bytes written
 (/proc/<pid>/io write_bytes) per acknowledged GiB, with the disk's write requests and cache
 flushes per acknowledged MiB (/proc/diskstats of the device holding the cluster's temp dir:
-every process's, so run it on an otherwise quiet disk), then the RF=3 / RF=1 ratios. With `--perf
+every process's, so run it on an otherwise quiet disk) and the partition Raft messages the nodes
+sent one another per acknowledged MiB (their /metrics), then the RF=3 / RF=1 ratios. With `--perf
 DIR`, every node runs under `perf record --call-graph dwarf` during each topic's run and
 DIR/<topic>-node<i>.txt gets its flat profile with the callers of each entry over 2 %.
 
@@ -39,6 +40,8 @@ from brokers import Icestream, Ports, block_requests, taskset  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 BROKER_CPUS = os.environ.get("BROKER_CPUS", "0")
+# Partition Raft messages the nodes sent one another (appends, their acknowledgements, heartbeats).
+MESSAGES = "icestream_partition_raft_messages_sent_total"
 CLIENT_CPUS = os.environ.get("CLIENT_CPUS", "1")
 
 
@@ -99,9 +102,9 @@ def main() -> None:
                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                         for i, pid in enumerate(cl.pids())]
                     time.sleep(1)
-                before, disk0 = cl.counters(), block_requests(tmp)
+                before, disk0, msgs0 = cl.counters(), block_requests(tmp), cl.metric(MESSAGES)
                 j = produce(a.loadgen, cl, topic, a.partitions, a.records)
-                after, disk1 = cl.counters(), block_requests(tmp)
+                after, disk1, msgs1 = cl.counters(), block_requests(tmp), cl.metric(MESSAGES)
                 for i, p in enumerate(perfs):
                     p.send_signal(2)
                     p.wait(120)
@@ -113,18 +116,21 @@ def main() -> None:
                        "written_per_gib": (after["write_bytes"] - before["write_bytes"]) / 2**30
                        / gib,
                        "disk_writes_per_mib": (disk1["writes"] - disk0["writes"]) / (gib * 1024),
-                       "disk_flushes_per_mib": (disk1["flushes"] - disk0["flushes"]) / (gib * 1024)}
+                       "disk_flushes_per_mib": (disk1["flushes"] - disk0["flushes"]) / (gib * 1024),
+                       "raft_messages_per_mib": (msgs1 - msgs0) / (gib * 1024)}
                 rows.append(row)
                 print(json.dumps(row), flush=True)
     finally:
         cl.stop()
         shutil.rmtree(tmp, ignore_errors=True)
     print(f"\n| round | topic | MB/s | ack p50 / p99 ms | CPU s per GiB (3 nodes) | GiB written "
-          f"per GiB | disk writes / flushes per MiB |\n|---:|---|---:|---|---:|---:|---|")
+          f"per GiB | disk writes / flushes per MiB | Raft messages per MiB |\n"
+          f"|---:|---|---:|---|---:|---:|---|---:|")
     for r in rows:
         print(f"| {r['round']} | {r['topic']} | {r['mb_per_s']:.0f} | {r['p50']:.1f} / "
               f"{r['p99']:.1f} | {r['cpu_s_per_gib']:.2f} | {r['written_per_gib']:.2f} | "
-              f"{r['disk_writes_per_mib']:.1f} / {r['disk_flushes_per_mib']:.1f} |")
+              f"{r['disk_writes_per_mib']:.1f} / {r['disk_flushes_per_mib']:.1f} | "
+              f"{r['raft_messages_per_mib']:.1f} |")
     for r in range(1, a.rounds + 1):
         one, three = (next(x for x in rows if x["round"] == r and x["topic"] == t)
                       for t in ("rf1", "rf3"))

@@ -221,6 +221,16 @@ class Icestream(Cluster):
             time.sleep(0.3)
         return self
 
+    def metric(self, name: str) -> float:
+        """A counter from every node's /metrics (`name` without labels), summed."""
+        total = 0.0
+        for port in self.admin_ports:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+                for line in r.read().decode().splitlines():
+                    if line.split("{", 1)[0].split(" ", 1)[0] == name:
+                        total += float(line.rsplit(" ", 1)[1])
+        return total
+
     @staticmethod
     def _ready(port: int, path: str) -> bool:
         try:

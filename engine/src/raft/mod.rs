@@ -35,6 +35,7 @@ use storage::DiskStorage;
 
 mod applied;
 pub mod checkpoint;
+mod coalesce;
 pub mod election;
 mod entry;
 pub mod guard;
@@ -211,6 +212,10 @@ impl PartitionRaft {
             RaftStore::open(&setup.dir, &setup.voters, setup.segments.as_deref())?;
         store.set_file_bytes(setup.file_bytes);
         let mut config = log_file::raft_config(setup.id);
+        // A commit is not broadcast on its own: followers learn it with the next append or
+        // heartbeat, as a Kafka follower learns the high watermark with its next fetch.
+        // Broadcast, it cost every follower a message, a Raft log write and a sync per commit.
+        config.skip_bcast_commit = true;
         // Entries up to the checkpoint are in the segment log already: not applied again.
         let checkpoint = storage.checkpoint_index();
         config.applied = checkpoint;
@@ -626,7 +631,7 @@ impl PartitionRaft {
         let send = &self.send;
         let (committed, unsynced) =
             log_file::run_ready_unsynced(&mut self.node, &mut self.store, segments, |msgs| {
-                for m in msgs {
+                for m in coalesce::coalesce(msgs) {
                     send(m.to, m);
                 }
             })?;
@@ -644,10 +649,10 @@ impl PartitionRaft {
         let Some(last) = done.last().map(|u| u.number) else {
             return;
         };
-        for u in done {
-            for m in u.messages {
-                (self.send)(m.to, m);
-            }
+        // One sync covered these Readies: their acknowledgements go as one per peer.
+        let msgs = done.into_iter().flat_map(|u| u.messages).collect();
+        for m in coalesce::coalesce(msgs) {
+            (self.send)(m.to, m);
         }
         self.node.on_persist_ready(last);
     }
@@ -1125,8 +1130,10 @@ mod reassign_tests {
         let seal = n.propose_seal(0).unwrap();
         n.propose(b"after", 0).unwrap();
         let mut seen: BTreeMap<u64, Vec<(u64, Command)>> = BTreeMap::new();
-        for _ in 0..5 {
+        // Ticks too: followers learn the last commit from a heartbeat (it is not broadcast).
+        for _ in 0..10 {
             for (id, n) in nodes.iter_mut() {
+                n.tick();
                 let c = n.drive().unwrap();
                 seen.entry(*id)
                     .or_default()
