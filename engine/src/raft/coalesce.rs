@@ -17,9 +17,9 @@
 
 use raft::eraftpb::{Message, MessageType};
 
-/// Entries bytes one merged append may carry: what a peer's reader takes in one read
-/// (`rpc`'s frame buffer), well under the frame limit.
-pub const MAX_MERGED_BYTES: usize = 4 << 20;
+/// Entries bytes one merged append may carry: raft-rs's own bound on an append
+/// (`max_size_per_msg`), which what holds appends back (the reassignment throttle) counts on.
+pub const MAX_MERGED_BYTES: usize = super::log_file::MAX_SIZE_PER_MSG as usize;
 
 /// `msgs` with appends to the same peer merged and superseded acknowledgements dropped.
 pub fn coalesce(msgs: Vec<Message>) -> Vec<Message> {

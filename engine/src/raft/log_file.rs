@@ -28,6 +28,9 @@ use super::storage::{DiskStorage, Pos};
 /// A new log file is started past this size (by default), so old entries go a file at a time.
 pub const FILE_BYTES: u64 = 32 << 20;
 
+/// The most entry bytes raft-rs puts in one append (`max_size_per_msg`).
+pub const MAX_SIZE_PER_MSG: u64 = 1 << 20;
+
 /// The raft-rs settings of every group, the controller's and the partitions': elections after
 /// 10-20 ticks of [`crate::raft::TICK`], heartbeats every 2, pre-vote and
 /// check-quorum so a returning or cut-off node cannot depose a healthy leader.
@@ -38,7 +41,7 @@ pub fn raft_config(id: u64) -> raft::Config {
         heartbeat_tick: 2,
         check_quorum: true,
         pre_vote: true,
-        max_size_per_msg: 1 << 20,
+        max_size_per_msg: MAX_SIZE_PER_MSG,
         max_inflight_msgs: 256,
         // Committed entries are handed over (and read from disk) in slices of this size, so a
         // replica re-applying a long log at start never holds it all in memory.
