@@ -293,7 +293,6 @@ impl Group {
     }
 }
 
-/// A batch of `n` records, from an idempotent producer when `pid` is given.
 /// The wall clock, to stamp records as a client does: a record from 1970 is past the default
 /// retention.ms, and retention deletes it once a checkpoint passes it.
 pub(super) fn now_ms() -> i64 {
@@ -303,6 +302,7 @@ pub(super) fn now_ms() -> i64 {
         .as_millis() as i64
 }
 
+/// A batch of `n` records, from an idempotent producer when `pid` is given.
 pub(super) fn batch_of(n: usize, pid: Option<(i64, i32)>) -> Bytes {
     let records: Vec<NewRecord> = (0..n)
         .map(|i| NewRecord {
