@@ -159,7 +159,10 @@ pub struct ServeArgs {
         default_value_t = 67108864
     )]
     pub rpc_send_queue_bytes: usize,
-    /// Segment I/O backend: auto (io_uring where the kernel allows it), io-uring, blocking
+    /// How appends are made durable: auto (an fdatasync per file through io_uring where the
+    /// kernel allows it), io-uring, blocking (fdatasync on a thread pool), or syncfs (one
+    /// syncfs(2) at a time per filesystem for every partition; the data directory should have
+    /// its filesystem to itself)
     #[arg(long, env = "ICESTREAM_IO_BACKEND", default_value = "auto")]
     pub io_backend: IoBackend,
     /// Tests only: journal every file sync and directory change to DIR (outside the data

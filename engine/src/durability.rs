@@ -29,6 +29,9 @@ pub enum IoBackend {
     Auto,
     IoUring,
     Blocking,
+    /// One `syncfs` per filesystem at a time for every partition of the process
+    /// ([`crate::syncfs`]).
+    Syncfs,
 }
 
 impl std::str::FromStr for IoBackend {
@@ -38,8 +41,9 @@ impl std::str::FromStr for IoBackend {
             "auto" => Ok(IoBackend::Auto),
             "io-uring" | "io_uring" | "uring" => Ok(IoBackend::IoUring),
             "blocking" => Ok(IoBackend::Blocking),
+            "syncfs" => Ok(IoBackend::Syncfs),
             other => Err(format!(
-                "unknown I/O backend '{other}': use auto, io-uring or blocking"
+                "unknown I/O backend '{other}': use syncfs, auto, io-uring or blocking"
             )),
         }
     }
@@ -50,6 +54,7 @@ impl std::str::FromStr for IoBackend {
 pub enum Flusher {
     Uring(Rc<Uring>),
     Blocking,
+    Syncfs,
     /// Another disk: a test's or a simulator's, which decides when each sync completes and
     /// whether it fails.
     Other(Rc<dyn SyncFiles>),
@@ -77,6 +82,7 @@ impl Flusher {
     pub fn new(backend: IoBackend) -> io::Result<Self> {
         match backend {
             IoBackend::Blocking => Ok(Flusher::Blocking),
+            IoBackend::Syncfs => Ok(Flusher::Syncfs),
             IoBackend::IoUring => Ok(Flusher::Uring(Uring::start()?)),
             IoBackend::Auto => Ok(Uring::start()
                 .map(Flusher::Uring)
@@ -88,6 +94,7 @@ impl Flusher {
         match self {
             Flusher::Uring(_) => "io_uring",
             Flusher::Blocking => "blocking-pool fdatasync",
+            Flusher::Syncfs => "syncfs",
             Flusher::Other(_) => "other",
         }
     }
@@ -120,6 +127,18 @@ impl Flusher {
                     files.iter().try_for_each(|f| power::sync_file(f, false))
                 });
                 handle.await.map_err(io::Error::other)?
+            }
+            Flusher::Syncfs => {
+                let tokens = files
+                    .iter()
+                    .map(|f| {
+                        crate::log::failpoint::check_sync(f)?;
+                        Ok(power::before_sync(f))
+                    })
+                    .collect::<io::Result<Vec<_>>>()?;
+                crate::syncfs::sync_files(files).await?;
+                tokens.into_iter().for_each(power::after_sync);
+                Ok(())
             }
             Flusher::Uring(u) => {
                 let waits: Vec<_> = files
@@ -237,7 +256,7 @@ mod tests {
         let local = tokio::task::LocalSet::new();
         local.block_on(&rt, async {
             let dir = tempfile::tempdir().unwrap();
-            for backend in [IoBackend::Auto, IoBackend::Blocking] {
+            for backend in [IoBackend::Auto, IoBackend::Blocking, IoBackend::Syncfs] {
                 let f = dir.path().join(format!("{backend:?}"));
                 let mut file = File::create(&f).unwrap();
                 file.write_all(b"hello").unwrap();

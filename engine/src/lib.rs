@@ -36,6 +36,7 @@ pub mod schema_ids;
 pub mod scrape;
 pub mod security;
 pub mod shard;
+pub mod syncfs;
 pub mod time;
 pub mod topic_jobs;
 pub mod topic_labels;
