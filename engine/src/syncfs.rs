@@ -89,7 +89,7 @@ fn syncer_for(dev: u64, sample: &File) -> io::Result<Arc<FsSyncer>> {
     if let Some(s) = all.get(&dev) {
         return Ok(s.clone());
     }
-    let handle = fs_handle(sample)?;
+    let handle = fs_handle(sample, dev)?;
     let syncer = Arc::new(FsSyncer {
         queue: Mutex::new(Vec::new()),
         wake: Condvar::new(),
@@ -103,14 +103,17 @@ fn syncer_for(dev: u64, sample: &File) -> io::Result<Arc<FsSyncer>> {
     Ok(syncer)
 }
 
-/// A descriptor to call `syncfs` on: the directory holding `sample`, so that the syncer never
-/// keeps a deleted segment's blocks allocated (a directory holds none); the file itself if its
-/// path cannot be read.
-fn fs_handle(sample: &File) -> io::Result<File> {
-    let path = std::fs::read_link(format!("/proc/self/fd/{}", sample.as_raw_fd()));
-    if let Some(dir) = path.ok().as_deref().and_then(|p| p.parent()) {
-        if let Ok(d) = File::open(dir) {
-            return Ok(d);
+/// A descriptor to call `syncfs` on: the nearest directory above `sample` on the same
+/// filesystem, so that the syncer never keeps a deleted segment's blocks allocated (a directory
+/// holds none); the file itself only if no such directory opens.
+fn fs_handle(sample: &File, dev: u64) -> io::Result<File> {
+    if let Ok(path) = std::fs::read_link(format!("/proc/self/fd/{}", sample.as_raw_fd())) {
+        for dir in path.ancestors().skip(1) {
+            if let Ok(d) = File::open(dir) {
+                if d.metadata().is_ok_and(|m| m.dev() == dev) {
+                    return Ok(d);
+                }
+            }
         }
     }
     sample.try_clone()
@@ -239,6 +242,23 @@ mod tests {
         let (n, res) = rt.block_on(syncer.ask(vec![first])).unwrap();
         res.unwrap();
         assert!(n > rounds[0], "{n} after {}", rounds[0]);
+    }
+
+    #[test]
+    fn the_syncer_holds_a_directory_not_the_file_it_first_saw() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("topic-0");
+        std::fs::create_dir(&sub).unwrap();
+        let p = sub.join("00000000000000000000.log");
+        let f = File::create(&p).unwrap();
+        let dev = f.metadata().unwrap().dev();
+        // The file and its directory are deleted before the syncer opens its handle.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::remove_dir(&sub).unwrap();
+        let h = fs_handle(&f, dev).unwrap();
+        let m = h.metadata().unwrap();
+        assert!(m.is_dir(), "the handle is the deleted file itself");
+        assert_eq!(m.dev(), dev);
     }
 
     #[test]
