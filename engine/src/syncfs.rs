@@ -22,8 +22,8 @@
 //! each file instead.
 //!
 //! The cost: a `syncfs` also writes whatever else is dirty on the filesystem. Give the data
-//! directory its own filesystem, or choose `--io-backend io-uring` when other heavy writers
-//! share it (docs/operations.md).
+//! directory its own filesystem, or keep the default (`--io-backend auto`, an `fdatasync` per
+//! file) when other heavy writers share it (docs/operations.md).
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -54,14 +54,6 @@ struct FsSyncer {
 fn syncers() -> &'static Mutex<HashMap<u64, Arc<FsSyncer>>> {
     static SYNCERS: OnceLock<Mutex<HashMap<u64, Arc<FsSyncer>>>> = OnceLock::new();
     SYNCERS.get_or_init(Default::default)
-}
-
-/// `syncfs` calls made by this process (every filesystem): how many rounds served its callers.
-static ROUNDS: AtomicU64 = AtomicU64::new(0);
-
-/// `syncfs` calls made so far by this process.
-pub fn rounds() -> u64 {
-    ROUNDS.load(Ordering::Relaxed)
 }
 
 /// Makes every file durable: completes once a `syncfs` of each file's filesystem that started
@@ -145,7 +137,6 @@ impl FsSyncer {
             // Every request taken was queued after its caller's writes, so this syncfs,
             // starting now, covers them.
             let shared = if supported {
-                ROUNDS.fetch_add(1, Ordering::Relaxed);
                 // SAFETY: `fs` is an open descriptor for the duration of the call.
                 if unsafe { libc::syncfs(fs.as_raw_fd()) } == 0 {
                     Ok(())
